@@ -1,0 +1,100 @@
+# shm - shared L1 cache on LMDB with a sidecar flusher.
+# make [all] | test | demo | bench | deps | install | clean
+# make SANITIZER=address|undefined|thread ; CI=true adds -Werror.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+BUILD   := build
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
+           -fPIC -Ilibshm -I/usr/include/postgresql -pthread
+ifneq ($(CI),)
+CFLAGS  += -Werror
+endif
+ifneq ($(SANITIZER),)
+CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SANITIZER)
+endif
+
+LIBS    := -llmdb -llz4 -lxxhash -ljansson -lcrypto -lhiredis -lpq -pthread
+
+LIB_SRC := $(wildcard libshm/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+FL_SRC  := $(wildcard flusher/*.c)
+FL_OBJ  := $(FL_SRC:%.c=$(BUILD)/obj/%.o)
+BENCH_SRC := $(wildcard tests/bench/*.c)
+BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_HELPERS := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
+TEST_HELPER_OBJ := $(TEST_HELPERS:%.c=$(BUILD)/obj/%.o)
+
+STATIC  := $(BUILD)/lib/libshm.a
+SHARED  := $(BUILD)/lib/libshm.so
+BINS    := $(BUILD)/bin/shmctl $(if $(FL_SRC),$(BUILD)/bin/shm-flusher) \
+           $(if $(BENCH_SRC),$(BUILD)/bin/shm-bench) \
+           $(patsubst tools/%.c,$(BUILD)/bin/%,$(filter-out tools/shmctl.c,$(wildcard tools/*.c)))
+
+.PHONY: all test demo bench deps install clean
+all: $(STATIC) $(SHARED) $(BINS)
+
+$(BUILD)/obj/%.o: %.c $(wildcard libshm/*.h) $(wildcard flusher/*.h) $(wildcard tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/bin/shmctl: $(BUILD)/obj/tools/shmctl.o $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/bin/shm-flusher: $(FL_OBJ) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/bin/shm-bench: $(BENCH_OBJ) $(filter-out $(BUILD)/obj/flusher/main.o,$(FL_OBJ)) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lm
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_HELPER_OBJ) $(filter-out $(BUILD)/obj/flusher/main.o,$(FL_OBJ)) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka -lm
+
+tests: $(TEST_BIN)
+
+# Runs every test: unit, multi-process, crash, and integration tests against
+# real redis-server and PostgreSQL started in a temp dir.
+test: all $(TEST_BIN)
+	sh tests/run.sh $(TEST_BIN)
+
+demo: all
+	sh tools/demo.sh
+
+bench: all
+	$(BUILD)/bin/shm-bench
+
+deps:
+	sh tools/deps.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/shm
+	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 libshm/shm.h libshm/shm_log.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 sql/schema.sql $(DESTDIR)$(PREFIX)/share/shm/
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,165 @@
+/*
+ * internal.h - what libshm's files share: the handle, the write transaction
+ * helper, the L1 bookkeeping, counters and error text. Not installed.
+ *
+ * LMDB databases of an environment (format SHM_FORMAT_VERSION):
+ *   meta    name (text)            -> uint64 (format, next_seq, flushed,
+ *                                     entries, bytes, sink positions...)
+ *   msg     id (16)                -> message value encoding (codec.h)
+ *   room    room \0 be64(created_at) id(16) -> empty   (room pages)
+ *   roomwm  room                   -> be64 newest created_at evicted
+ *   lru     be64(seq) kind(1) key  -> empty  (entries by last write)
+ *   log     seq (INTEGERKEY)       -> log record (shm_log.h)
+ *   dead    seq (INTEGERKEY)       -> dead letter
+ *   static  website(16) object     -> static value encoding (static.c)
+ *   lease   website(16) object     -> pid(4) expiry_us(8)
+ *   obj     website(16) object     -> u8 direct
+ *   dep     website(16) object     -> DUPSORT object it embeds
+ *   ref     website(16) object     -> DUPSORT object embedding it
+ *   mark    website(16) object     -> i64 time, u8 reason
+ *
+ * Invariants
+ *  1. Every L1 entry (message or static) has exactly one lru key, whose seq
+ *     is the seq of the entry's last log record; meta "entries"/"bytes"
+ *     count the entries and their value bytes.
+ *  2. An entry whose lru seq is above meta "flushed" is never evicted.
+ */
+#ifndef SHM_INTERNAL_H
+#define SHM_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+
+#include "shm.h"
+#include "shm_log.h"
+
+#define SHM_FORMAT_VERSION 1u
+#define SHM_ATIME_SLOTS (1u << 16)
+
+/* L1 entry kinds, the byte after the seq in lru keys. */
+#define SHM_KIND_MSG 'M'
+#define SHM_KIND_STATIC 'S'
+
+/* The shared stats file (env/shm.stats), mapped by every process. */
+typedef struct shm__shared {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t pad;
+	uint64_t next_seq_hint;   /* last committed next_seq, for log waiters */
+	shm_counters c;           /* updated with atomic adds */
+	uint32_t atime[SHM_ATIME_SLOTS]; /* approx. last access, seconds */
+} shm__shared;
+
+struct shm_env {
+	MDB_env *mdb;
+	MDB_dbi meta, msg, room, roomwm, lru, log, dead, stat, lease, obj, dep,
+		ref, mark;
+	shm_options opt;
+	char *path;
+	char *redis_url, *pg_conninfo; /* owned copies of opt's strings */
+	shm__shared *shared;
+	size_t shared_size;
+	shm_counters local;
+	pthread_mutex_t rpool_lock;
+	MDB_txn *rpool[8];     /* reset read transactions, reused */
+	int rpool_n;
+	struct shm__rt *rt;    /* read-through connections (readthrough.c) */
+};
+
+/* ---- errors (errors.c): set the thread's message, return rc */
+int shm__err(int rc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* For an LMDB/errno rc: "<what>: <strerror>". */
+int shm__err_mdb(int rc, const char *what);
+
+/* ---- counters (stats.c) */
+#define SHM__COUNT(env, field, n)                                              \
+	do {                                                                   \
+		(env)->local.field += (n);                                     \
+		__atomic_fetch_add(&(env)->shared->c.field, (uint64_t)(n),     \
+		                   __ATOMIC_RELAXED);                          \
+	} while (0)
+void shm__hist_add(shm_env *env, int which /* 0 put, 1 get */, uint64_t ns);
+uint64_t shm__mono_ns(void);
+/* Notes an access to an L1 entry (no lock, approximate). */
+void shm__touch(shm_env *env, char kind, const void *key, size_t klen);
+uint32_t shm__atime(shm_env *env, char kind, const void *key, size_t klen);
+int shm__shared_open(shm_env *env);
+void shm__shared_close(shm_env *env);
+
+/* ---- read transactions (env.c): pooled, never take the write lock */
+int shm__rtxn_get(shm_env *env, MDB_txn **txn);
+void shm__rtxn_put(shm_env *env, MDB_txn *txn);
+
+/* ---- write transactions (wtxn.c) */
+typedef struct shm__wtxn {
+	shm_env *env;
+	MDB_txn *txn;
+	uint64_t next_seq; /* seq of the next record appended here */
+	uint64_t flushed;
+	int64_t now;       /* one clock reading per transaction */
+	uint8_t *buf;      /* scratch for record building, freed at end */
+	size_t buf_cap;
+} shm__wtxn;
+
+/* Body of a write: runs inside w; returns 0 to commit, else rolls back. */
+typedef int (*shm__write_fn)(shm__wtxn *w, void *ctx);
+/* Runs fn in a write transaction and commits. On MDB_MAP_FULL: rolls back,
+ * evicts flushed entries in a transaction of its own, runs fn once more;
+ * still full -> SHM_EFULL. Counts SHM_EFULL refusals. */
+int shm__write(shm_env *env, shm__write_fn fn, void *ctx);
+
+/* Appends one record (compressing the payload above the threshold). */
+int shm__log_append(shm__wtxn *w, uint8_t op, const void *key, size_t klen,
+                    const void *payload, size_t plen, uint64_t *seq);
+
+/* meta helpers inside a transaction */
+int shm__meta_get(MDB_txn *txn, shm_env *env, const char *name, uint64_t *v);
+int shm__meta_put(MDB_txn *txn, shm_env *env, const char *name, uint64_t v);
+
+/* ---- L1 bookkeeping (l1.c) */
+/* Records that entry (kind, key) now has its last log record at new_seq and
+ * new_bytes value bytes; old_seq/old_bytes are 0 for a new entry. Evicts
+ * flushed entries first if a limit would be passed; SHM_EFULL when nothing
+ * can be evicted. */
+int shm__l1_track(shm__wtxn *w, char kind, const void *key, size_t klen,
+                  uint64_t old_seq, size_t old_bytes, uint64_t new_seq,
+                  size_t new_bytes);
+/* Removes entry (kind, key) from the bookkeeping (the caller deletes the
+ * value itself). */
+int shm__l1_untrack(shm__wtxn *w, char kind, const void *key, size_t klen,
+                    uint64_t seq, size_t bytes);
+/* Evicts up to max flushed entries, oldest and least recently read first. */
+int shm__l1_evict(shm__wtxn *w, uint64_t max, uint64_t *evicted);
+/* Kind-specific removal of an evicted/expired entry: implemented by msg.c
+ * (SHM_KIND_MSG) and static.c (SHM_KIND_STATIC). */
+int shm__msg_drop(shm__wtxn *w, const void *key, size_t klen);
+int shm__static_drop(shm__wtxn *w, const void *key, size_t klen);
+
+/* Stores m in L1 without a log record (a read-through fill: L2/L3 already
+ * have it), evictable at once. Skipped if L1 already has the id. */
+int shm__msg_fill(shm_env *env, const shm_msg *m);
+
+/* ---- validation (text.c) */
+/* 0 if s[0..len) is valid UTF-8 without NUL; SHM_EUTF8 / SHM_ENUL else.
+ * what names the field in the error message. */
+int shm__check_text(const char *what, const char *s, size_t len, size_t max,
+                    bool allow_empty);
+
+/* ---- object keys (graph.c / static.c): website(16) + object bytes */
+#define SHM_OBJKEY_MAX (16 + SHM_MAX_OBJECT)
+int shm__objkey(const shm_uuid *website, const char *object, uint8_t *key,
+                size_t *klen);
+
+/* ---- read-through (readthrough.c); no-ops when not configured */
+int shm__rt_open(shm_env *env);
+void shm__rt_close(shm_env *env);
+/* Asks L2 then L3 for id; on a hit fills L1 (no log record) and returns
+ * a copy in *out. SHM_ENOTFOUND when no level has it. */
+int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out);
+bool shm__rt_has_l3(const shm_env *env);
+int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
+                      uint32_t limit, shm_msg ***out, size_t *n);
+
+#endif /* SHM_INTERNAL_H */

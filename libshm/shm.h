@@ -1,0 +1,468 @@
+/*
+ * shm.h - shared L1 cache on LMDB with a write log, for several processes.
+ *
+ * One environment directory holds one LMDB map shared by every process on the
+ * host that opens it. Every write (message, static, graph change, mark) appends
+ * one record to the write log in the same LMDB transaction as the data, so an
+ * unflushed datum exists if and only if its log record does. The daemon
+ * shm-flusher mirrors the log into Redis (L2) and PostgreSQL (L3).
+ *
+ * Conventions
+ *  - Every function returning int returns 0 on success, a negative SHM_E* code
+ *    (see SHM_ERRORS), an LMDB MDB_* code, or a positive errno value.
+ *    shm_strerror() names any of them; shm_errmsg() says what failed and
+ *    with which input for the last error of the calling thread.
+ *  - Timestamps are int64 microseconds since the Unix epoch (UTC), the
+ *    precision of PostgreSQL's timestamptz. 0 means "none" / "fill in".
+ *  - Ownership is stated on every function that returns memory.
+ *
+ * Fork rule: an shm_env handle must not be used across fork(). A child opens
+ * its own handle with shm_env_open() (LMDB's rule: the lock table and the map
+ * are tied to the process that opened them). Opening the same directory
+ * several times in one process is allowed but wasteful.
+ *
+ * Threads: a handle may be used from several threads at once; writes
+ * serialise on LMDB's write lock, reads never take it. An shm_rtxn belongs to
+ * the thread that began it.
+ */
+#ifndef SHM_H
+#define SHM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHM_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- errors */
+
+/* X(name, code, message): one table makes the enum and shm_strerror(). */
+#define SHM_ERRORS(X)                                                          \
+	X(SHM_EINVAL, -32900, "invalid argument")                              \
+	X(SHM_EUUID, -32901, "malformed UUID")                                 \
+	X(SHM_EUTF8, -32902, "text is not valid UTF-8")                        \
+	X(SHM_ENUL, -32903, "text contains a NUL byte")                        \
+	X(SHM_ETOOBIG, -32904, "value larger than the configured maximum")     \
+	X(SHM_ETYPE, -32905, "unknown message type")                           \
+	X(SHM_EJSON, -32906, "malformed JSON")                                 \
+	X(SHM_ENOTFOUND, -32907, "not found")                                  \
+	X(SHM_EVERSION, -32908, "environment has an incompatible format version") \
+	X(SHM_EFULL, -32909, "L1 full of unflushed work (flusher behind)")     \
+	X(SHM_ECORRUPT, -32910, "corrupted record (checksum or format)")       \
+	X(SHM_ETIMEDOUT, -32911, "timed out")                                  \
+	X(SHM_EOBJECT, -32912, "malformed object identifier")                  \
+	X(SHM_EBUSY, -32913, "held by another process")                        \
+	X(SHM_EL2, -32914, "Redis (L2) error")                                 \
+	X(SHM_EL3, -32915, "PostgreSQL (L3) error")                            \
+	X(SHM_ETIME, -32916, "malformed or out-of-range timestamp")            \
+	X(SHM_EREADONLY, -32917, "environment opened read-only")               \
+	X(SHM_EGENERATOR, -32918, "static generator failed")
+
+enum shm_error {
+#define SHM__ERR_ENUM(name, code, msg) name = code,
+	SHM_ERRORS(SHM__ERR_ENUM)
+#undef SHM__ERR_ENUM
+};
+
+/* Static description of any return code (SHM_E*, MDB_*, errno). Never NULL. */
+const char *shm_strerror(int rc);
+
+/* ---------------------------------------------------------- environment */
+
+typedef struct shm_env shm_env;
+
+typedef enum shm_durability {
+	SHM_DURABILITY_NOSYNC = 0,  /* no fsync at commit; the flusher syncs
+	                               every sync_interval (default 1 s) */
+	SHM_DURABILITY_NOMETASYNC,  /* fsync data, not the meta page */
+	SHM_DURABILITY_SYNC         /* fsync data and meta at every commit */
+} shm_durability;
+
+typedef enum shm_write_mode {
+	SHM_WRITE_BACK = 0, /* a write returns once in L1 (and its log) */
+	SHM_WRITE_THROUGH   /* a write returns once PostgreSQL has applied it */
+} shm_write_mode;
+
+typedef enum shm_sha_kind {
+	SHM_SHA1_GIT = 0, /* SHA-1 of "blob <len>\0" + content (git hash-object) */
+	SHM_SHA256 = 1    /* SHA-256 of the content (GitLab) */
+} shm_sha_kind;
+
+typedef struct shm_options {
+	size_t map_size;            /* bytes of the LMDB map (default 1 GiB) */
+	unsigned max_readers;       /* LMDB reader slots (default 256) */
+	uint64_t l1_max_entries;    /* messages + statics (default 100000) */
+	uint64_t l1_max_bytes;      /* stored value bytes (default 256 MiB) */
+	uint32_t l1_ttl_s;          /* flushed entries older expire (300) */
+	uint32_t l2_ttl_s;          /* Redis EX for mirrored keys (3600) */
+	uint32_t compress_threshold; /* LZ4-frame payloads above (1024 B) */
+	uint32_t max_content;       /* max message/static content (64 KiB) */
+	shm_durability durability;  /* default SHM_DURABILITY_NOSYNC */
+	shm_write_mode write_mode;  /* default SHM_WRITE_BACK */
+	uint32_t write_through_timeout_ms; /* default 5000 */
+	const char *redis_url;      /* read-through L2: redis://h:p/db, unix:// */
+	const char *pg_conninfo;    /* read-through L3: libpq conninfo */
+	uint32_t l2_timeout_ms;     /* per read-through level (default 50) */
+	uint32_t l3_timeout_ms;     /* default 50 */
+	uint32_t lease_ms;          /* static generator lease (default 10000) */
+	uint32_t lease_wait_ms;     /* max wait for another generator (30000) */
+	bool read_only;             /* open read-only (tools) */
+} shm_options;
+
+/* Fills *o with the defaults documented above. */
+void shm_options_init(shm_options *o);
+
+/*
+ * Opens (creating if needed) the environment in directory dir. opt may be
+ * NULL for defaults. Clears stale reader slots. Fails with SHM_EVERSION if the
+ * directory was written by an incompatible format version. On success *out
+ * is a handle owned by the caller, released with shm_env_close().
+ */
+int shm_env_open(const char *dir, const shm_options *opt, shm_env **out);
+void shm_env_close(shm_env *env);
+
+/* Text of the calling thread's last error: what failed, with which input.
+ * Valid until the thread's next failing call. Never NULL. */
+const char *shm_errmsg(void);
+
+/* The options the handle was opened with (owned by env). */
+const shm_options *shm_env_options(const shm_env *env);
+const char *shm_env_path(const shm_env *env);
+
+/* Forces the map to disk (what the flusher does periodically in nosync). */
+int shm_env_sync(shm_env *env);
+
+/* Clears reader slots of dead processes; *cleared gets their number. */
+int shm_env_reader_check(shm_env *env, int *cleared);
+
+/* --------------------------------------------------------------- UUIDs */
+
+typedef struct shm_uuid {
+	uint8_t b[16];
+} shm_uuid;
+
+/* Parses the canonical 8-4-4-4-12 hex form (either case). SHM_EUUID else. */
+int shm_uuid_parse(const char *s, shm_uuid *out);
+/* Writes 36 characters + NUL, lowercase. */
+void shm_uuid_format(const shm_uuid *u, char out[37]);
+/* A new time-ordered UUIDv7 (RFC 9562), monotonic within the process. */
+void shm_uuid_v7(shm_uuid *out);
+bool shm_uuid_is_nil(const shm_uuid *u);
+
+/* ---------------------------------------------------------- timestamps */
+
+int64_t shm_now_us(void);
+/* RFC 3339 like chrono's serde output: "2026-11-23T10:00:00.123456Z"
+ * (fraction of 0, 3 or 6 digits). out needs 40 bytes. */
+void shm_time_format(int64_t us, char out[40]);
+/* Accepts RFC 3339 with any offset and 0-9 fraction digits. SHM_ETIME else. */
+int shm_time_parse(const char *s, int64_t *us);
+
+/* ------------------------------------------------------------ messages */
+
+typedef enum shm_msg_type {
+	SHM_MSG_TEXT = 0,
+	SHM_MSG_IMAGE,
+	SHM_MSG_FILE,
+	SHM_MSG_AUDIO,
+	SHM_MSG_VIDEO,
+	SHM_MSG_SYSTEM,
+	SHM_MSG_EDIT,
+	SHM_MSG_DELETE,
+	SHM_MSG_REACTION,
+	SHM_MSG_TYPE_COUNT
+} shm_msg_type;
+
+/* "Text", "Image", ... (static string), NULL if out of range. */
+const char *shm_msg_type_name(shm_msg_type t);
+/* Exact, case-sensitive names as above. SHM_ETYPE else. */
+int shm_msg_type_parse(const char *s, shm_msg_type *out);
+
+/* Content of a soft-deleted message, as in the seed. */
+#define SHM_DELETED_CONTENT "[Message supprimé]"
+
+/* Limits that do not depend on options. */
+#define SHM_MAX_ROOM 255     /* bytes of room_id */
+#define SHM_MAX_USERNAME 255 /* bytes of username */
+#define SHM_MAX_EMOJI 64     /* bytes of a reaction key */
+#define SHM_MAX_NAME 1024    /* bytes of attachment filename/type/url */
+#define SHM_MAX_LIST 4096    /* mentions, attachments, reactions, users */
+
+typedef struct shm_attachment {
+	shm_uuid id;
+	const char *filename;
+	const char *content_type;
+	uint64_t size;
+	const char *url;
+} shm_attachment;
+
+typedef struct shm_reaction {
+	const char *emoji;       /* UTF-8, 1..SHM_MAX_EMOJI bytes */
+	const int32_t *user_ids; /* in the order they reacted */
+	uint32_t n_users;
+} shm_reaction;
+
+/* The seed's OptimizedMessage, field for field (compressed_content aside:
+ * compression applies to whole stored values and log payloads). */
+typedef struct shm_msg {
+	shm_uuid id;           /* nil on put: a UUIDv7 is generated */
+	const char *room_id;   /* UTF-8, 1..SHM_MAX_ROOM bytes */
+	int32_t user_id;
+	const char *username;  /* UTF-8, 0..SHM_MAX_USERNAME bytes */
+	const char *content;   /* UTF-8, no NUL, content_len bytes */
+	uint32_t content_len;
+	shm_msg_type type;
+	int64_t created_at;    /* 0 on put: filled with now */
+	int64_t updated_at;    /* 0: none */
+	/* metadata */
+	bool edited;
+	uint32_t edit_count;
+	const shm_reaction *reactions; /* n_reactions, sorted by emoji */
+	uint32_t n_reactions;
+	const int32_t *mentions;
+	uint32_t n_mentions;
+	const shm_attachment *attachments;
+	uint32_t n_attachments;
+	uint32_t reply_count;
+	int64_t last_reply_at; /* 0: none */
+	/* optimisations */
+	uint64_t content_hash; /* XXH3-64 of content; always computed on put */
+	bool has_parent;
+	shm_uuid parent_id;
+	bool has_thread;
+	shm_uuid thread_id;
+} shm_msg;
+
+/*
+ * Validates and stores m (fills m->id if nil, m->created_at if 0, and
+ * m->content_hash), with its log record, in one transaction. Putting an id
+ * that exists replaces it. A reply (has_parent) bumps the parent's
+ * reply_count and last_reply_at when the parent is in L1. On bad input,
+ * returns the matching SHM_E* code and changes nothing.
+ */
+int shm_msg_put(shm_env *env, shm_msg *m);
+/* All or nothing: every message validated, then all stored in one
+ * transaction. On a bad message *bad_index (if not NULL) gets its index. */
+int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index);
+
+/*
+ * Copy: *out is one allocation owned by the caller, freed with
+ * shm_msg_free(); every pointer inside points into it. SHM_ENOTFOUND if the
+ * message is in no level (read-through asks L2 then L3 when configured).
+ */
+int shm_msg_get(shm_env *env, const shm_uuid *id, shm_msg **out);
+void shm_msg_free(shm_msg *m);
+
+/* Read transaction for zero-copy views. Never takes the write lock. */
+typedef struct shm_rtxn shm_rtxn;
+int shm_rtxn_begin(shm_env *env, shm_rtxn **out);
+/* Ends the transaction: every view obtained through it dies here. */
+void shm_rtxn_end(shm_rtxn *t);
+/*
+ * Zero-copy view of a message in L1 only (no read-through): strings and
+ * content point into the memory map; *out and the arrays it points to live in
+ * the transaction's arena. Everything is valid until shm_rtxn_end(t).
+ */
+int shm_msg_view(shm_rtxn *t, const shm_uuid *id, const shm_msg **out);
+
+/* Edit: new content, updated_at = now, edited = true, edit_count + 1. */
+int shm_msg_edit(shm_env *env, const shm_uuid *id, const char *content,
+                 size_t len);
+/* Soft delete: type Delete, content SHM_DELETED_CONTENT, updated_at = now. */
+int shm_msg_delete(shm_env *env, const shm_uuid *id);
+/* Adds (add = true) or removes user_id's emoji reaction. Idempotent. */
+int shm_msg_react(shm_env *env, const shm_uuid *id, int32_t user_id,
+                  const char *emoji, bool add);
+
+/*
+ * A room page, newest first: messages of room with created_at < before
+ * (before = 0: no bound), at most limit, ordered by (created_at, id) DESC.
+ * Served from the L1 room index; from PostgreSQL when L1 cannot answer it
+ * completely and L3 is configured. *out is an array of *n messages owned by
+ * the caller, freed with shm_msgs_free().
+ */
+int shm_room_page(shm_env *env, const char *room, int64_t before,
+                  uint32_t limit, shm_msg ***out, size_t *n);
+void shm_msgs_free(shm_msg **msgs, size_t n);
+
+/* ---------------------------------------------------------------- JSON */
+
+/*
+ * The seed's serde shape: {"id","room_id","user_id","username","content",
+ * "message_type","created_at","updated_at","metadata":{"edited",
+ * "edit_count","reactions","mentions","attachments","reply_count",
+ * "last_reply_at"},"content_hash","compressed_content":null,"parent_id",
+ * "thread_id"}. *json is malloc'd, owned by the caller (free()).
+ */
+int shm_msg_to_json(const shm_msg *m, char **json, size_t *len);
+/*
+ * Parses one JSON object of that shape. Missing id, created_at,
+ * content_hash and metadata are left for shm_msg_put to fill in. On error
+ * returns SHM_EJSON/SHM_EUUID/SHM_ETYPE/... and writes the reason into
+ * err (if not NULL). *out is freed with shm_msg_free().
+ */
+int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
+                      char *err, size_t errlen);
+
+/* ------------------------------------------------------------- statics */
+
+/* Objects are "TYPE/ID", split at the last '/': 1..512 bytes, printable,
+ * no whitespace or control characters; TYPE and ID non-empty. */
+#define SHM_MAX_OBJECT 512
+int shm_object_check(const char *object);
+
+typedef struct shm_static {
+	const void *content;   /* content_len bytes */
+	size_t content_len;
+	char sha1[41];         /* git blob SHA-1, hex */
+	char sha256[65];       /* SHA-256 of the content, hex */
+	int64_t generated_at;
+} shm_static;
+
+/*
+ * Generator callback: produce the content of (website, object). Store a
+ * malloc'd buffer in *content (libshm frees it) and its length in *len.
+ * Return 0, or non-zero to fail (the get returns SHM_EGENERATOR).
+ */
+typedef int (*shm_static_gen_fn)(const shm_uuid *website, const char *object,
+                                 void *user, void **content, size_t *len);
+
+/*
+ * Returns the static of (website, object), running gen only on a miss.
+ * Across processes only one runs the generator for a key at a time; the
+ * others wait (at most lease_wait_ms, then SHM_ETIMEDOUT) without holding a
+ * transaction. *out is one allocation owned by the caller (shm_static_free);
+ * it carries both SHAs, so either kind can be read.
+ */
+int shm_static_get(shm_env *env, const shm_uuid *website, const char *object,
+                   shm_static_gen_fn gen, void *user, shm_static **out);
+/* Stores content as the static of (website, object). */
+int shm_static_put(shm_env *env, const shm_uuid *website, const char *object,
+                   const void *content, size_t len, shm_static **out);
+/* Never generates: SHM_ENOTFOUND on a miss. */
+int shm_static_peek(shm_env *env, const shm_uuid *website, const char *object,
+                    shm_static **out);
+void shm_static_free(shm_static *s);
+/* SHA of content computed as kind, hex into out (65 bytes). */
+void shm_sha_hex(shm_sha_kind kind, const void *content, size_t len,
+                 char out[65]);
+
+/* ------------------------------------------------- object graph, busting */
+
+/*
+ * Replaces object's direct dependencies (the objects its output embeds) and
+ * declares whether object is direct (attached to the website: the website
+ * itself, pages, posts, categories, events) or indirect (people,
+ * organisations, blocks, media). Dependencies not declared yet are indirect.
+ */
+int shm_deps_set(shm_env *env, const shm_uuid *website, const char *object,
+                 bool direct, const char *const *deps, size_t n_deps);
+
+/* A list of objects: *out is one allocation owned by the caller, freed with
+ * free(); it holds n NUL-terminated strings. */
+typedef struct shm_objlist {
+	size_t n;
+	char **items;
+} shm_objlist;
+
+/* Direct dependencies of object (no recursion). */
+int shm_deps_get(shm_env *env, const shm_uuid *website, const char *object,
+                 shm_objlist **out);
+/* Recursive dependencies: forward walk through indirect objects, stopping at
+ * direct ones (included, not expanded), cycles cut. Object itself excluded. */
+int shm_deps_recursive(shm_env *env, const shm_uuid *website,
+                       const char *object, shm_objlist **out);
+/* References: the same walk backwards (who embeds object). */
+int shm_deps_referrers(shm_env *env, const shm_uuid *website,
+                       const char *object, shm_objlist **out);
+/* Whether object was declared direct. */
+int shm_object_is_direct(shm_env *env, const shm_uuid *website,
+                         const char *object, bool *direct);
+
+/* Save: busts object and its references, marks object for the cleanup. */
+int shm_object_save(shm_env *env, const shm_uuid *website, const char *object);
+/* Destroy: as save, then drops object's edges. */
+int shm_object_destroy(shm_env *env, const shm_uuid *website,
+                       const char *object);
+/* Busts object's static and SHA alone. */
+int shm_static_bust(shm_env *env, const shm_uuid *website, const char *object);
+
+/* --------------------------------------------------------------- stats */
+
+#define SHM_HIST_BUCKETS 48 /* bucket i: latencies in [2^i, 2^(i+1)) ns */
+
+typedef struct shm_hist {
+	uint64_t count;
+	uint64_t bucket[SHM_HIST_BUCKETS];
+} shm_hist;
+
+/* Upper bound of the p-th percentile (0 < p <= 100), in ns; 0 if empty. */
+uint64_t shm_hist_percentile(const shm_hist *h, double p);
+
+/* X(field, description): one table makes the struct, the shared counters
+ * and shmctl stat's output. */
+#define SHM_COUNTERS(X)                                                        \
+	X(l1_hits, "message gets answered by L1")                              \
+	X(l1_misses, "message gets not in L1")                                 \
+	X(l2_hits, "read-through answers from Redis")                          \
+	X(l2_misses, "read-through misses in Redis")                           \
+	X(l3_hits, "read-through answers from PostgreSQL")                     \
+	X(l3_misses, "read-through misses in PostgreSQL")                      \
+	X(l2_errors, "Redis read-through errors and timeouts")                 \
+	X(l3_errors, "PostgreSQL read-through errors and timeouts")            \
+	X(fills, "entries filled into L1 by read-through")                     \
+	X(puts, "messages put")                                                \
+	X(edits, "messages edited")                                            \
+	X(deletes, "messages soft-deleted")                                    \
+	X(reacts, "reactions added or removed")                                \
+	X(room_pages, "room pages served")                                     \
+	X(room_pages_l3, "room pages answered by PostgreSQL")                  \
+	X(writes_failed_full, "writes refused: L1 full of unflushed work")     \
+	X(evictions, "entries evicted (capacity)")                             \
+	X(expirations, "entries expired (L1 TTL)")                             \
+	X(static_hits, "statics answered by L1")                               \
+	X(static_misses, "statics not in L1")                                  \
+	X(static_generated, "statics generated")                               \
+	X(static_waits, "static gets that waited for another generator")       \
+	X(static_takeovers, "generator leases taken over")                     \
+	X(busts, "statics busted")                                             \
+	X(marks, "objects marked for the connection cleanup")                  \
+	X(log_appends, "log records appended")                                 \
+	X(log_bytes_raw, "log payload bytes before compression")               \
+	X(log_bytes_stored, "log payload bytes stored")
+
+typedef struct shm_counters {
+#define SHM__CNT_FIELD(name, desc) uint64_t name;
+	SHM_COUNTERS(SHM__CNT_FIELD)
+#undef SHM__CNT_FIELD
+	shm_hist put_latency; /* shm_msg_put/put_many/edit/delete/react */
+	shm_hist get_latency; /* shm_msg_get */
+} shm_counters;
+
+/* Counters since the environment was created (all processes). */
+int shm_stats_shared(shm_env *env, shm_counters *out);
+/* Counters of this handle only. */
+void shm_stats_local(shm_env *env, shm_counters *out);
+
+typedef struct shm_info {
+	uint64_t messages, statics, rooms, graph_objects, marks;
+	uint64_t l1_bytes;          /* value bytes counted against l1_max_bytes */
+	uint64_t log_records, log_first, log_last; /* first/last 0 if empty */
+	uint64_t next_seq;          /* the next record's sequence number */
+	uint64_t flushed;           /* every sink has applied up to here */
+	uint64_t dead_letters;
+	size_t map_size, map_used;
+	unsigned readers_used, readers_max;
+	uint32_t format_version;
+} shm_info;
+
+int shm_env_info(shm_env *env, shm_info *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHM_H */

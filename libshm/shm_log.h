@@ -1,0 +1,174 @@
+/*
+ * shm_log.h - the write log, sink positions and dead letters, for the
+ * flusher and the tools. Applications only need shm.h.
+ *
+ * Log record format (version 1), the value of key `seq` (MDB_INTEGERKEY,
+ * uint64) in the "log" database. Integers are little-endian.
+ *
+ *   0       1       2               4                               8
+ *   +-------+-------+---------------+-------------------------------+
+ *   |  ver  |  op   |     flags     |            key_len            |
+ *   +-------+-------+---------------+-------------------------------+
+ *   |                        seq (uint64)                           |  8
+ *   +---------------------------------------------------------------+
+ *   |                 time (int64, microseconds, UTC)               | 16
+ *   +-------------------------------+-------------------------------+
+ *   |   stored_len (payload bytes)  |   raw_len (after LZ4 decode)  | 24
+ *   +-------------------------------+-------------------------------+
+ *   |          checksum: XXH3-64 of bytes [0,32) and [40,end)       | 32
+ *   +---------------------------------------------------------------+
+ *   |  key (key_len bytes) ...  | payload (stored_len bytes) ...    | 40
+ *   +---------------------------------------------------------------+
+ *
+ *   flags bit 0 (SHM_LOG_LZ4): the payload is an LZ4 frame of raw_len bytes
+ *   (set when raw_len > compress_threshold and the frame is smaller).
+ *
+ * Sink positions live in meta as "sink.<name>.applied" (names "redis",
+ * "pg"); a write-through write waits for "sink.pg.applied" >= its seq.
+ *
+ * Ops, their key and their (raw) payload:
+ *   MSG_PUT, MSG_EDIT, MSG_DELETE, MSG_REACT, MSG_REPLY
+ *       key = message id (16 bytes); payload = the message's full new state
+ *       in the value encoding (libshm/codec.h). MSG_REPLY is the parent's
+ *       new reply_count/last_reply_at after a reply was put.
+ *   STATIC_PUT   key = website (16) + object; payload = static encoding
+ *   STATIC_BUST  key = website (16) + object; payload empty
+ *   GRAPH_SET    key = website (16) + object; payload = u8 direct, then
+ *                u32 n, then n times (u16 len, object bytes)
+ *   GRAPH_DROP   key = website (16) + object; payload empty
+ *   MARK         key = website (16) + object; payload = u8 reason (1 save,
+ *                2 destroy)
+ *
+ * Invariants
+ *  1. seq is strictly increasing across all processes (assigned under the
+ *     LMDB write lock) and never reused, even after a trim.
+ *  2. A record is appended in the same transaction as the data it
+ *     describes: an unflushed datum exists iff its record does.
+ *  3. Records are trimmed only up to the flushed position, the minimum of
+ *     every sink's applied position.
+ */
+#ifndef SHM_LOG_H
+#define SHM_LOG_H
+
+#include "shm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHM_LOG_VERSION 1
+#define SHM_LOG_HEADER 40
+#define SHM_LOG_LZ4 0x1
+
+typedef enum shm_op {
+	SHM_OP_MSG_PUT = 1,
+	SHM_OP_MSG_EDIT = 2,
+	SHM_OP_MSG_DELETE = 3,
+	SHM_OP_MSG_REACT = 4,
+	SHM_OP_MSG_REPLY = 5,
+	SHM_OP_STATIC_PUT = 16,
+	SHM_OP_STATIC_BUST = 17,
+	SHM_OP_GRAPH_SET = 18,
+	SHM_OP_GRAPH_DROP = 19,
+	SHM_OP_MARK = 20
+} shm_op;
+
+/* "msg_put", ... ; "unknown" for anything else. */
+const char *shm_op_name(int op);
+static inline bool shm_op_is_msg(int op)
+{
+	return op >= SHM_OP_MSG_PUT && op <= SHM_OP_MSG_REPLY;
+}
+
+/* A decoded record. key and payload point into the iterator's read
+ * transaction (or its decompression buffer): valid until the next
+ * shm_log_iter_next() or shm_log_iter_close(). */
+typedef struct shm_log_rec {
+	uint64_t seq;
+	int64_t time;
+	uint8_t version;
+	uint8_t op;
+	uint16_t flags;
+	const uint8_t *key;
+	uint32_t key_len;
+	const uint8_t *payload;   /* decompressed */
+	uint32_t payload_len;
+	uint32_t stored_len;      /* bytes in the map (compressed or not) */
+	const uint8_t *raw;       /* the whole stored record */
+	uint32_t raw_size;
+} shm_log_rec;
+
+typedef struct shm_log_iter shm_log_iter;
+
+/* Iterates records with seq >= from, in order, inside one read transaction
+ * that sees the log as of the open. *out is freed with shm_log_iter_close. */
+int shm_log_iter_open(shm_env *env, uint64_t from, shm_log_iter **out);
+/* 0 and *rec filled; SHM_ENOTFOUND at the end; SHM_ECORRUPT for a record
+ * that fails its checksum or format (rec->seq is then set, so the caller can
+ * set it aside and go on: the iterator has moved past it). */
+int shm_log_iter_next(shm_log_iter *it, shm_log_rec *rec);
+void shm_log_iter_close(shm_log_iter *it);
+
+/* Decodes and checks one stored record (raw bytes of a log value).
+ * buf/buf_cap: a malloc'd decompression buffer the function may grow. */
+int shm_log_decode(const void *raw, size_t size, shm_log_rec *rec,
+                   uint8_t **buf, size_t *buf_cap);
+
+/* Deletes records with seq <= upto and raises the flushed position to upto
+ * (entries written at or before it become evictable). Never lowers it. */
+int shm_log_trim(shm_env *env, uint64_t upto);
+
+/* Named uint64 values in the environment's meta database (sink positions,
+ * flusher stats). Missing names read as 0. */
+int shm_meta_get(shm_env *env, const char *name, uint64_t *value);
+int shm_meta_set(shm_env *env, const char *name, uint64_t value);
+/* Sets several at once, atomically. */
+int shm_meta_set_many(shm_env *env, const char *const *names,
+                      const uint64_t *values, size_t n);
+/* Calls fn for every meta name starting with prefix (read transaction). */
+int shm_meta_each(shm_env *env, const char *prefix,
+                  void (*fn)(const char *name, uint64_t value, void *user),
+                  void *user);
+
+/* Dead letters: records a sink rejected for good, keyed by seq. */
+typedef struct shm_dead {
+	uint64_t seq;
+	int64_t time;       /* when it was set aside */
+	char sink[16];
+	char reason[240];
+	const uint8_t *raw; /* the original stored record */
+	uint32_t raw_size;
+} shm_dead;
+
+int shm_dead_add(shm_env *env, const shm_log_rec *rec, const char *sink,
+                 const char *reason);
+/* Calls fn for each dead letter in seq order; stops when fn returns non-0. */
+int shm_dead_each(shm_env *env, int (*fn)(const shm_dead *d, void *user),
+                  void *user);
+
+/* Blocks until a record with seq >= from may exist or timeout_ms passes
+ * (polls the shared next-seq counter; no transaction held). Returns 0 when
+ * there is something, SHM_ETIMEDOUT otherwise. */
+int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms);
+
+/* Payload decoders for the flusher and tools. *out is one allocation owned
+ * by the caller (shm_msg_free / shm_static_free). SHM_ECORRUPT if bad. */
+int shm_msg_decode(const void *buf, size_t len, shm_msg **out);
+int shm_static_decode(const void *buf, size_t len, shm_static **out);
+
+/*
+ * Static value encoding (STATIC_PUT payload and "static" database value),
+ * little-endian:
+ *   u8 version (1) | u8 flags (bit 0: content is an LZ4 frame) | u16 0 |
+ *   i64 generated_at | u8 sha1[20] | u8 sha256[32] | u32 raw_len |
+ *   u32 stored_len | content (stored_len bytes)
+ */
+
+/* Housekeeping run by the flusher: evicts flushed entries whose L1 TTL has
+ * passed; *expired gets their number. */
+int shm_l1_expire(shm_env *env, uint64_t *expired);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHM_LOG_H */
