@@ -1,0 +1,720 @@
+/*
+ * json.c - messages to and from the seed's serde JSON shape (jansson).
+ *
+ * Output (compact, UTF-8, keys in the seed's struct order):
+ *   {"id":"<uuid>","room_id":"..","user_id":1,"username":"..","content":"..",
+ *    "message_type":"Text","created_at":"<rfc3339>","updated_at":null,
+ *    "metadata":{"edited":false,"edit_count":0,"reactions":{"<emoji>":[ids]},
+ *                "mentions":[],"attachments":[{"id","filename",
+ *                "content_type","size","url"}],"reply_count":0,
+ *                "last_reply_at":null},
+ *    "content_hash":"<16 lowercase hex>","compressed_content":null,
+ *    "parent_id":null,"thread_id":null}
+ * Zero timestamps (updated_at, last_reply_at) are written as null.
+ *
+ * Input is checked strictly, the way serde would with deny_unknown_fields:
+ *  1. Unknown fields are rejected at every level; duplicate keys too.
+ *  2. Required: room_id, user_id, username, content, message_type. Optional
+ *     (left zero for shm_msg_put to fill in): id, created_at, content_hash,
+ *     metadata and each of metadata's fields. Option<> fields (updated_at,
+ *     parent_id, thread_id, last_reply_at, compressed_content) may be
+ *     missing or null.
+ *  3. content_hash, if given, must be a string and is ignored: shm_msg_put
+ *     always recomputes it (XXH3-64 of the content), so an imported hash
+ *     can never disagree with its content. compressed_content, if given,
+ *     must be null or an array of bytes, and is ignored too (compression
+ *     applies to stored values and log records).
+ *  4. Each failure has its own code and a reason naming the field:
+ *     SHM_EJSON (syntax, types, ranges, missing/unknown fields), SHM_EUUID,
+ *     SHM_ETYPE, SHM_ETIME, SHM_EUTF8, SHM_ENUL, SHM_ETOOBIG (static limits
+ *     of shm.h; the content size limit depends on the environment and is
+ *     checked by shm_msg_put).
+ *
+ * Layout of shm_msg_from_json's result: one malloc'd block, freed with
+ * shm_msg_free() (free()):
+ *   shm_msg | shm_reaction[] | shm_attachment[] | int32 user ids of every
+ *   reaction | int32 mentions[] | strings, each NUL-terminated
+ * It is built in two passes over the parsed tree: the first validates and
+ * measures (arena without memory), the second fills the block.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ------------------------------------------------------------ output */
+
+static json_t *time_or_null(int64_t us)
+{
+	char buf[40];
+
+	if (us == 0)
+		return json_null();
+	shm_time_format(us, buf);
+	return json_string(buf);
+}
+
+static json_t *uuid_str(const shm_uuid *u)
+{
+	char buf[37];
+
+	shm_uuid_format(u, buf);
+	return json_string(buf);
+}
+
+/* json_object_set_new that remembers a failure (NULL value or OOM). */
+static void put(json_t *o, const char *k, json_t *v, int *bad)
+{
+	if (!v || json_object_set_new(o, k, v) != 0)
+		*bad = 1;
+}
+
+static void append(json_t *a, json_t *v, int *bad)
+{
+	if (!v || json_array_append_new(a, v) != 0)
+		*bad = 1;
+}
+
+static json_t *str_or_empty(const char *s)
+{
+	return json_string(s ? s : "");
+}
+
+int shm_msg_to_json(const shm_msg *m, char **json, size_t *len)
+{
+	json_t *o = NULL, *md, *rx, *mn, *at;
+	const char *type;
+	char created[40], hash[17];
+	int bad = 0, rc = 0;
+
+	if (!m || !json)
+		return shm__err(SHM_EINVAL, "shm_msg_to_json: NULL argument");
+	*json = NULL;
+	type = shm_msg_type_name(m->type);
+	if (!type)
+		return shm__err(SHM_ETYPE, "shm_msg_to_json: message type %d",
+		                (int)m->type);
+	for (uint32_t i = 0; i < m->n_attachments; i++)
+		if (m->attachments[i].size > (uint64_t)INT64_MAX)
+			return shm__err(SHM_EINVAL,
+			                "shm_msg_to_json: attachment %" PRIu32
+			                " size %" PRIu64
+			                " beyond the JSON integer range",
+			                i, m->attachments[i].size);
+
+	o = json_object();
+	md = json_object();
+	rx = json_object();
+	mn = json_array();
+	at = json_array();
+	if (!o || !md || !rx || !mn || !at) {
+		json_decref(md);
+		json_decref(rx);
+		json_decref(mn);
+		json_decref(at);
+		rc = ENOMEM;
+		goto out;
+	}
+	shm_time_format(m->created_at, created);
+	snprintf(hash, sizeof hash, "%016" PRIx64, m->content_hash);
+
+	put(o, "id", uuid_str(&m->id), &bad);
+	put(o, "room_id", str_or_empty(m->room_id), &bad);
+	put(o, "user_id", json_integer(m->user_id), &bad);
+	put(o, "username", str_or_empty(m->username), &bad);
+	put(o, "content",
+	    json_stringn(m->content ? m->content : "", m->content_len), &bad);
+	put(o, "message_type", json_string(type), &bad);
+	put(o, "created_at", json_string(created), &bad);
+	put(o, "updated_at", time_or_null(m->updated_at), &bad);
+
+	for (uint32_t i = 0; i < m->n_reactions; i++) {
+		const shm_reaction *r = &m->reactions[i];
+		json_t *ids = json_array();
+		for (uint32_t j = 0; ids && j < r->n_users; j++)
+			append(ids, json_integer(r->user_ids[j]), &bad);
+		put(rx, r->emoji ? r->emoji : "", ids, &bad);
+	}
+	for (uint32_t i = 0; i < m->n_mentions; i++)
+		append(mn, json_integer(m->mentions[i]), &bad);
+	for (uint32_t i = 0; i < m->n_attachments; i++) {
+		const shm_attachment *a = &m->attachments[i];
+		json_t *ao = json_object();
+		if (ao) {
+			put(ao, "id", uuid_str(&a->id), &bad);
+			put(ao, "filename", str_or_empty(a->filename), &bad);
+			put(ao, "content_type", str_or_empty(a->content_type),
+			    &bad);
+			put(ao, "size", json_integer((json_int_t)a->size), &bad);
+			put(ao, "url", str_or_empty(a->url), &bad);
+		}
+		append(at, ao, &bad);
+	}
+	put(md, "edited", json_boolean(m->edited), &bad);
+	put(md, "edit_count", json_integer(m->edit_count), &bad);
+	put(md, "reactions", rx, &bad);
+	put(md, "mentions", mn, &bad);
+	put(md, "attachments", at, &bad);
+	put(md, "reply_count", json_integer(m->reply_count), &bad);
+	put(md, "last_reply_at", time_or_null(m->last_reply_at), &bad);
+	put(o, "metadata", md, &bad);
+
+	put(o, "content_hash", json_string(hash), &bad);
+	put(o, "compressed_content", json_null(), &bad);
+	put(o, "parent_id", m->has_parent ? uuid_str(&m->parent_id) : json_null(),
+	    &bad);
+	put(o, "thread_id", m->has_thread ? uuid_str(&m->thread_id) : json_null(),
+	    &bad);
+	if (bad) {
+		/* json_string* return NULL on invalid UTF-8 as well as OOM. */
+		rc = SHM_EUTF8;
+		goto out;
+	}
+	*json = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (!*json) {
+		rc = ENOMEM;
+		goto out;
+	}
+	if (len)
+		*len = strlen(*json);
+out:
+	json_decref(o);
+	if (rc == SHM_EUTF8)
+		return shm__err(rc, "shm_msg_to_json: a text field of message "
+		                    "is not valid UTF-8 (or out of memory)");
+	if (rc)
+		return shm__err(rc, "shm_msg_to_json");
+	return 0;
+}
+
+/* ------------------------------------------------------------- input */
+
+typedef struct arena {
+	char *base; /* NULL while measuring */
+	size_t off;
+} arena;
+
+static void *arena_alloc(arena *a, size_t n, size_t align)
+{
+	void *p;
+
+	a->off = (a->off + align - 1) & ~(align - 1);
+	p = a->base ? a->base + a->off : NULL;
+	a->off += n;
+	return p;
+}
+
+static const char *arena_str(arena *a, const char *s, size_t len)
+{
+	char *p = arena_alloc(a, len + 1, 1);
+
+	if (p) {
+		memcpy(p, s, len);
+		p[len] = '\0';
+	}
+	return p;
+}
+
+typedef struct pctx {
+	arena a;
+	char *err;
+	size_t errlen;
+} pctx;
+
+__attribute__((format(printf, 3, 4))) static int fail(pctx *c, int rc,
+                                                      const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (c->err && c->errlen)
+		snprintf(c->err, c->errlen, "%s", buf);
+	return shm__err(rc, "%s", buf);
+}
+
+static const char *type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "object";
+	case JSON_ARRAY: return "array";
+	case JSON_STRING: return "string";
+	case JSON_INTEGER: return "integer";
+	case JSON_REAL: return "number";
+	case JSON_TRUE:
+	case JSON_FALSE: return "boolean";
+	case JSON_NULL: return "null";
+	}
+	return "value";
+}
+
+static int want(pctx *c, const char *path, const char *what, const json_t *v)
+{
+	return fail(c, SHM_EJSON, "field '%s': expected %s, got %s", path, what,
+	            type_name(v));
+}
+
+static int check_fields(pctx *c, json_t *o, const char *where,
+                        const char *const *known)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(o, key, v) {
+		const char *const *k = known;
+		while (*k && strcmp(*k, key) != 0)
+			k++;
+		if (!*k)
+			return fail(c, SHM_EJSON, "unknown field '%s%.64s'", where,
+			            key);
+	}
+	return 0;
+}
+
+/* Validates text s[0..len) and copies it into the arena. */
+static int take_text(pctx *c, const char *s, size_t len, const char *path,
+                     size_t max, bool allow_empty, const char **out,
+                     uint32_t *out_len)
+{
+	int rc;
+
+	if (len == 0 && !allow_empty)
+		return fail(c, SHM_EINVAL, "field '%s': must not be empty", path);
+	if (len > max)
+		return fail(c, SHM_ETOOBIG,
+		            "field '%s': %zu bytes, at most %zu allowed", path, len,
+		            max);
+	/* jansson guarantees UTF-8; this also catches \u0000 (JSON_ALLOW_NUL). */
+	if ((rc = shm__check_text(path, s, len, max, allow_empty)) != 0) {
+		/* shm__check_text says "<path>: <reason>". */
+		const char *why = shm_errmsg();
+		size_t pl = strlen(path);
+		if (strncmp(why, path, pl) == 0 && why[pl] == ':')
+			why += pl + 2;
+		char msg[256];
+		snprintf(msg, sizeof msg, "%s", why);
+		return fail(c, rc, "field '%s': %s", path, msg);
+	}
+	*out = arena_str(&c->a, s, len);
+	if (out_len)
+		*out_len = (uint32_t)len;
+	return 0;
+}
+
+static int get_str(pctx *c, json_t *v, const char *path, size_t max,
+                   bool allow_empty, const char **out, uint32_t *out_len)
+{
+	if (!json_is_string(v))
+		return want(c, path, "string", v);
+	return take_text(c, json_string_value(v), json_string_length(v), path,
+	                 max, allow_empty, out, out_len);
+}
+
+static int get_int(pctx *c, json_t *v, const char *path, json_int_t lo,
+                   json_int_t hi, const char *what, json_int_t *out)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < lo ||
+	    json_integer_value(v) > hi)
+		return fail(c, SHM_EJSON, "field '%s': expected %s%s%s", path,
+		            what, json_is_integer(v) ? "" : ", got ",
+		            json_is_integer(v) ? "" : type_name(v));
+	*out = json_integer_value(v);
+	return 0;
+}
+
+static int get_i32(pctx *c, json_t *v, const char *path, int32_t *out)
+{
+	json_int_t x;
+	int rc = get_int(c, v, path, INT32_MIN, INT32_MAX,
+	                 "integer in int32 range", &x);
+	if (!rc)
+		*out = (int32_t)x;
+	return rc;
+}
+
+static int get_u32(pctx *c, json_t *v, const char *path, uint32_t *out)
+{
+	json_int_t x;
+	int rc = get_int(c, v, path, 0, UINT32_MAX, "integer in uint32 range",
+	                 &x);
+	if (!rc)
+		*out = (uint32_t)x;
+	return rc;
+}
+
+static int get_uuid(pctx *c, json_t *v, const char *path, shm_uuid *out)
+{
+	if (!json_is_string(v))
+		return want(c, path, "UUID string", v);
+	if (json_string_length(v) != 36 ||
+	    shm_uuid_parse(json_string_value(v), out) != 0)
+		return fail(c, SHM_EUUID, "field '%s': malformed UUID '%.64s'",
+		            path, json_string_value(v));
+	return 0;
+}
+
+/* A UUID or null/missing (*has = false). */
+static int get_opt_uuid(pctx *c, json_t *v, const char *path, bool *has,
+                        shm_uuid *out)
+{
+	*has = false;
+	if (!v || json_is_null(v))
+		return 0;
+	*has = true;
+	return get_uuid(c, v, path, out);
+}
+
+/* An RFC 3339 string, or (nullable) null/missing -> 0. */
+static int get_time(pctx *c, json_t *v, const char *path, bool nullable,
+                    int64_t *out)
+{
+	int rc;
+
+	*out = 0;
+	if (!v || (nullable && json_is_null(v)))
+		return 0;
+	if (!json_is_string(v))
+		return want(c, path, nullable ? "RFC 3339 string or null"
+		                              : "RFC 3339 string",
+		            v);
+	if (json_string_length(v) != strlen(json_string_value(v)))
+		return fail(c, SHM_ETIME, "field '%s': NUL in timestamp", path);
+	if ((rc = shm_time_parse(json_string_value(v), out)) != 0) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "%s", shm_errmsg());
+		return fail(c, rc, "field '%s': %s", path, msg);
+	}
+	return 0;
+}
+
+static int get_list(pctx *c, json_t *v, const char *path, size_t *n)
+{
+	if (!json_is_array(v))
+		return want(c, path, "array", v);
+	*n = json_array_size(v);
+	if (*n > SHM_MAX_LIST)
+		return fail(c, SHM_ETOOBIG,
+		            "field '%s': %zu items, at most %d allowed", path, *n,
+		            SHM_MAX_LIST);
+	return 0;
+}
+
+static int cmp_reaction(const void *a, const void *b)
+{
+	return strcmp(((const shm_reaction *)a)->emoji,
+	              ((const shm_reaction *)b)->emoji);
+}
+
+static const char *const top_fields[] = {
+	"id", "room_id", "user_id", "username", "content", "message_type",
+	"created_at", "updated_at", "metadata", "content_hash",
+	"compressed_content", "parent_id", "thread_id", NULL};
+static const char *const meta_fields[] = {
+	"edited", "edit_count", "reactions", "mentions", "attachments",
+	"reply_count", "last_reply_at", NULL};
+static const char *const att_fields[] = {"id", "filename", "content_type",
+                                         "size", "url", NULL};
+
+static int parse_metadata(pctx *c, json_t *md, shm_msg *m)
+{
+	json_t *v, *rx, *mn, *at;
+	char path[160];
+	int rc;
+
+	if (!json_is_object(md))
+		return want(c, "metadata", "object", md);
+	if ((rc = check_fields(c, md, "metadata.", meta_fields)))
+		return rc;
+	if ((v = json_object_get(md, "edited"))) {
+		if (!json_is_boolean(v))
+			return want(c, "metadata.edited", "boolean", v);
+		m->edited = json_is_true(v);
+	}
+	if ((v = json_object_get(md, "edit_count")) &&
+	    (rc = get_u32(c, v, "metadata.edit_count", &m->edit_count)))
+		return rc;
+	if ((v = json_object_get(md, "reply_count")) &&
+	    (rc = get_u32(c, v, "metadata.reply_count", &m->reply_count)))
+		return rc;
+	if ((rc = get_time(c, json_object_get(md, "last_reply_at"),
+	                   "metadata.last_reply_at", true, &m->last_reply_at)))
+		return rc;
+
+	if ((rx = json_object_get(md, "reactions"))) {
+		const char *emoji;
+		json_t *ids;
+		shm_reaction *arr, tmp;
+		size_t i = 0;
+
+		if (!json_is_object(rx))
+			return want(c, "metadata.reactions", "object", rx);
+		if (json_object_size(rx) > SHM_MAX_LIST)
+			return fail(c, SHM_ETOOBIG,
+			            "field 'metadata.reactions': %zu emojis, at "
+			            "most %d allowed",
+			            json_object_size(rx), SHM_MAX_LIST);
+		m->n_reactions = (uint32_t)json_object_size(rx);
+		arr = arena_alloc(&c->a, m->n_reactions * sizeof *arr,
+		                  _Alignof(shm_reaction));
+		m->reactions = arr;
+		json_object_foreach(rx, emoji, ids) {
+			shm_reaction *r = arr ? &arr[i] : &tmp;
+			int32_t *uids;
+			size_t n;
+
+			snprintf(path, sizeof path, "metadata.reactions.%.64s",
+			         emoji);
+			if ((rc = take_text(c, emoji, strlen(emoji), path,
+			                    SHM_MAX_EMOJI, false, &r->emoji,
+			                    NULL)))
+				return rc;
+			if ((rc = get_list(c, ids, path, &n)))
+				return rc;
+			r->n_users = (uint32_t)n;
+			uids = arena_alloc(&c->a, n * sizeof *uids,
+			                   _Alignof(int32_t));
+			r->user_ids = uids;
+			for (size_t j = 0; j < n; j++) {
+				char ip[200];
+				int32_t u;
+				snprintf(ip, sizeof ip, "%s[%zu]", path, j);
+				if ((rc = get_i32(c, json_array_get(ids, j), ip,
+				                  &u)))
+					return rc;
+				for (size_t k = 0; k < j; k++)
+					if (json_integer_value(json_array_get(
+					            ids, k)) == u)
+						return fail(c, SHM_EJSON,
+						            "field '%s': duplicate "
+						            "user id %" PRId32,
+						            path, u);
+				if (uids)
+					uids[j] = u;
+			}
+			i++;
+		}
+		if (arr && m->n_reactions > 1)
+			qsort(arr, m->n_reactions, sizeof *arr, cmp_reaction);
+	}
+
+	if ((mn = json_object_get(md, "mentions"))) {
+		size_t n;
+		int32_t *arr;
+
+		if ((rc = get_list(c, mn, "metadata.mentions", &n)))
+			return rc;
+		m->n_mentions = (uint32_t)n;
+		arr = arena_alloc(&c->a, n * sizeof *arr, _Alignof(int32_t));
+		m->mentions = arr;
+		for (size_t j = 0; j < n; j++) {
+			int32_t u;
+			snprintf(path, sizeof path, "metadata.mentions[%zu]", j);
+			if ((rc = get_i32(c, json_array_get(mn, j), path, &u)))
+				return rc;
+			if (arr)
+				arr[j] = u;
+		}
+	}
+
+	if ((at = json_object_get(md, "attachments"))) {
+		size_t n;
+		shm_attachment *arr, tmp;
+
+		if ((rc = get_list(c, at, "metadata.attachments", &n)))
+			return rc;
+		m->n_attachments = (uint32_t)n;
+		arr = arena_alloc(&c->a, n * sizeof *arr,
+		                  _Alignof(shm_attachment));
+		m->attachments = arr;
+		for (size_t j = 0; j < n; j++) {
+			shm_attachment *a = arr ? &arr[j] : &tmp;
+			json_t *ao = json_array_get(at, j);
+			char where[64];
+			json_int_t size;
+			static const struct {
+				const char *name;
+				size_t off;
+			} strs[] = {
+				{"filename", offsetof(shm_attachment, filename)},
+				{"content_type",
+				 offsetof(shm_attachment, content_type)},
+				{"url", offsetof(shm_attachment, url)},
+			};
+
+			snprintf(where, sizeof where, "metadata.attachments[%zu]",
+			         j);
+			if (!json_is_object(ao))
+				return want(c, where, "object", ao);
+			snprintf(path, sizeof path, "%s.", where);
+			if ((rc = check_fields(c, ao, path, att_fields)))
+				return rc;
+			for (size_t k = 0; k < sizeof strs / sizeof *strs; k++) {
+				json_t *sv = json_object_get(ao, strs[k].name);
+				snprintf(path, sizeof path, "%s.%s", where,
+				         strs[k].name);
+				if (!sv)
+					return fail(c, SHM_EJSON,
+					            "field '%s': missing", path);
+				if ((rc = get_str(c, sv, path, SHM_MAX_NAME, true,
+				                  (const char **)((char *)a +
+				                                  strs[k].off),
+				                  NULL)))
+					return rc;
+			}
+			snprintf(path, sizeof path, "%s.id", where);
+			if (!json_object_get(ao, "id"))
+				return fail(c, SHM_EJSON, "field '%s': missing",
+				            path);
+			if ((rc = get_uuid(c, json_object_get(ao, "id"), path,
+			                   &a->id)))
+				return rc;
+			snprintf(path, sizeof path, "%s.size", where);
+			if (!json_object_get(ao, "size"))
+				return fail(c, SHM_EJSON, "field '%s': missing",
+				            path);
+			if ((rc = get_int(c, json_object_get(ao, "size"), path, 0,
+			                  INT64_MAX, "unsigned integer", &size)))
+				return rc;
+			a->size = (uint64_t)size;
+		}
+	}
+	return 0;
+}
+
+/* One pass: validates root and fills *m (and the arena, when it has memory). */
+static int parse(pctx *c, json_t *root, shm_msg *m)
+{
+	static const char *const required[] = {"room_id", "user_id",
+	                                       "username", "content",
+	                                       "message_type"};
+	json_t *v;
+	int rc;
+
+	memset(m, 0, sizeof *m);
+	if (!json_is_object(root))
+		return fail(c, SHM_EJSON, "expected a JSON object, got %s",
+		            type_name(root));
+	if ((rc = check_fields(c, root, "", top_fields)))
+		return rc;
+	for (size_t i = 0; i < sizeof required / sizeof *required; i++)
+		if (!json_object_get(root, required[i]))
+			return fail(c, SHM_EJSON, "field '%s': missing",
+			            required[i]);
+
+	if ((v = json_object_get(root, "id")) &&
+	    (rc = get_uuid(c, v, "id", &m->id)))
+		return rc;
+	if ((rc = get_str(c, json_object_get(root, "room_id"), "room_id",
+	                  SHM_MAX_ROOM, false, &m->room_id, NULL)))
+		return rc;
+	if ((rc = get_i32(c, json_object_get(root, "user_id"), "user_id",
+	                  &m->user_id)))
+		return rc;
+	if ((rc = get_str(c, json_object_get(root, "username"), "username",
+	                  SHM_MAX_USERNAME, true, &m->username, NULL)))
+		return rc;
+	if ((rc = get_str(c, json_object_get(root, "content"), "content",
+	                  UINT32_MAX, true, &m->content, &m->content_len)))
+		return rc;
+	v = json_object_get(root, "message_type");
+	if (!json_is_string(v))
+		return want(c, "message_type", "string", v);
+	if (shm_msg_type_parse(json_string_value(v), &m->type) != 0 ||
+	    json_string_length(v) != strlen(json_string_value(v)))
+		return fail(c, SHM_ETYPE, "unknown message_type '%.64s'",
+		            json_string_value(v));
+	if ((rc = get_time(c, json_object_get(root, "created_at"), "created_at",
+	                   false, &m->created_at)))
+		return rc;
+	if ((rc = get_time(c, json_object_get(root, "updated_at"), "updated_at",
+	                   true, &m->updated_at)))
+		return rc;
+	if ((v = json_object_get(root, "metadata")) &&
+	    (rc = parse_metadata(c, v, m)))
+		return rc;
+	/* Ignored: shm_msg_put recomputes the hash from the content. */
+	if ((v = json_object_get(root, "content_hash")) && !json_is_string(v))
+		return want(c, "content_hash", "string", v);
+	if ((v = json_object_get(root, "compressed_content")) &&
+	    !json_is_null(v)) {
+		size_t i;
+		json_t *b;
+		if (!json_is_array(v))
+			return want(c, "compressed_content", "null or array", v);
+		json_array_foreach(v, i, b) {
+			json_int_t x;
+			char path[64];
+			snprintf(path, sizeof path, "compressed_content[%zu]", i);
+			if ((rc = get_int(c, b, path, 0, 255, "byte (0..255)",
+			                  &x)))
+				return rc;
+		}
+	}
+	if ((rc = get_opt_uuid(c, json_object_get(root, "parent_id"),
+	                       "parent_id", &m->has_parent, &m->parent_id)))
+		return rc;
+	if ((rc = get_opt_uuid(c, json_object_get(root, "thread_id"),
+	                       "thread_id", &m->has_thread, &m->thread_id)))
+		return rc;
+	return 0;
+}
+
+int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
+                      char *err, size_t errlen)
+{
+	pctx c = {.err = err, .errlen = errlen};
+	json_error_t je;
+	json_t *root;
+	shm_msg dummy, *m;
+	int rc;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!json || !out)
+		return fail(&c, SHM_EINVAL, "shm_msg_from_json: NULL argument");
+	*out = NULL;
+	root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+	                  &je);
+	if (!root) {
+		switch (json_error_code(&je)) {
+		case json_error_invalid_utf8:
+			return fail(&c, SHM_EUTF8, "invalid UTF-8 at byte %d",
+			            je.position);
+		case json_error_null_byte_in_key:
+			return fail(&c, SHM_ENUL, "NUL byte in a key at byte %d",
+			            je.position);
+		case json_error_out_of_memory:
+			return fail(&c, ENOMEM, "out of memory parsing JSON");
+		default:
+			return fail(&c, SHM_EJSON, "malformed JSON: %s at byte %d",
+			            je.text, je.position);
+		}
+	}
+	/* Pass 1: validate and measure. */
+	c.a.off = sizeof(shm_msg);
+	if ((rc = parse(&c, root, &dummy)))
+		goto out;
+	/* Pass 2: fill one block (the same walk cannot fail now). */
+	size_t size = c.a.off;
+	if (!(c.a.base = malloc(size))) {
+		rc = fail(&c, ENOMEM, "out of memory (%zu bytes)", size);
+		goto out;
+	}
+	m = (shm_msg *)c.a.base;
+	c.a.off = sizeof(shm_msg);
+	if ((rc = parse(&c, root, m))) {
+		free(m);
+		goto out;
+	}
+	*out = m;
+out:
+	json_decref(root);
+	return rc;
+}
