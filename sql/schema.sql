@@ -1,0 +1,113 @@
+-- sql/schema.sql - PostgreSQL (L3) schema of shm. Idempotent: safe to apply
+-- again on every deploy (psql -v ON_ERROR_STOP=1 -f sql/schema.sql).
+--
+-- Who writes what
+--   messages                           shm-flusher (MSG_* log records)
+--   shm_objects, shm_edges             shm-flusher (GRAPH_SET / GRAPH_DROP)
+--   shm_marks                          shm-flusher (MARK); cleared by the
+--                                      hourly connection cleanup
+--   shm_sink_positions                 shm-flusher, in the same transaction
+--                                      as the rows it applies
+--   communication_website_connections  the connection cleanup (Osuny's table)
+--
+-- Objects are "TYPE/ID" in libshm; here they are split at the last '/' into
+-- object_type and object_id, the way Osuny stores polymorphic references.
+
+-- The seed's table (optimized_persistence.rs), column for column.
+-- message_type holds the bare variant name ("Text", "Delete", ...);
+-- metadata the seed's MessageMetadata as serde writes it; content_hash the
+-- XXH3-64 of the content in hex.
+CREATE TABLE IF NOT EXISTS messages (
+    id            uuid PRIMARY KEY,
+    room_id       text        NOT NULL,
+    user_id       integer     NOT NULL,
+    username      text        NOT NULL,
+    content       text        NOT NULL,
+    message_type  text        NOT NULL,
+    created_at    timestamptz NOT NULL,
+    updated_at    timestamptz,
+    metadata      jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    content_hash  text        NOT NULL,
+    parent_id     uuid,
+    thread_id     uuid
+);
+-- Room pages: newest first, keyset pagination on (created_at, id).
+CREATE INDEX IF NOT EXISTS messages_room_created_idx
+    ON messages (room_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS messages_thread_idx
+    ON messages (thread_id) WHERE thread_id IS NOT NULL;
+
+-- Applied log position of each flusher sink, per environment. The PostgreSQL
+-- sink updates its row in the same transaction as the rows of a batch, so this
+-- table, not the environment's meta, is the truth after a crash: a batch is
+-- applied exactly once even if the flusher dies between COMMIT and its own
+-- bookkeeping. env_id identifies one L1 environment (one host).
+CREATE TABLE IF NOT EXISTS shm_sink_positions (
+    env_id      text        NOT NULL,
+    sink        text        NOT NULL,
+    applied     bigint      NOT NULL CHECK (applied >= 0),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (env_id, sink)
+);
+
+-- Object graph mirrored from L1 (shm_deps_set). An object is direct (attached
+-- to the website: the website itself, pages, posts, categories, events) or
+-- indirect (people, organisations, blocks, media). Objects referenced as a
+-- dependency but never declared have no row here and count as indirect.
+CREATE TABLE IF NOT EXISTS shm_objects (
+    website_id   uuid        NOT NULL,
+    object_type  text        NOT NULL,
+    object_id    text        NOT NULL,
+    direct       boolean     NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (website_id, object_type, object_id)
+);
+
+-- Direct dependencies: object embeds dep. Forward walks use the primary key;
+-- backward walks (references) use shm_edges_dep_idx.
+CREATE TABLE IF NOT EXISTS shm_edges (
+    website_id   uuid NOT NULL,
+    object_type  text NOT NULL,
+    object_id    text NOT NULL,
+    dep_type     text NOT NULL,
+    dep_id       text NOT NULL,
+    PRIMARY KEY (website_id, object_type, object_id, dep_type, dep_id)
+);
+CREATE INDEX IF NOT EXISTS shm_edges_dep_idx
+    ON shm_edges (website_id, dep_type, dep_id);
+
+-- Objects saved or destroyed since the last connection cleanup: one row per
+-- object, the last mark wins. reason: 1 save, 2 destroy. seq is the log
+-- sequence number of the mark, so a cleanup round clears exactly the marks it
+-- read (DELETE ... WHERE seq <= the seq it saw).
+CREATE TABLE IF NOT EXISTS shm_marks (
+    website_id   uuid        NOT NULL,
+    object_type  text        NOT NULL,
+    object_id    text        NOT NULL,
+    reason       smallint    NOT NULL CHECK (reason IN (1, 2)),
+    marked_at    timestamptz NOT NULL,
+    seq          bigint      NOT NULL,
+    PRIMARY KEY (website_id, object_type, object_id)
+);
+
+-- Osuny's table, as Osuny has it (no unique index on purpose: the cleanup
+-- keeps (website, direct source, indirect object) unique on its own).
+CREATE TABLE IF NOT EXISTS communication_website_connections (
+    id                    uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    university_id         uuid        NOT NULL,
+    website_id            uuid        NOT NULL,
+    indirect_object_type  text        NOT NULL,
+    indirect_object_id    uuid        NOT NULL,
+    direct_source_type    text,
+    direct_source_id      uuid,
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    updated_at            timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS index_communication_website_connections_on_indirect_object
+    ON communication_website_connections (indirect_object_type, indirect_object_id);
+CREATE INDEX IF NOT EXISTS index_communication_website_connections_on_direct_source
+    ON communication_website_connections (direct_source_type, direct_source_id);
+CREATE INDEX IF NOT EXISTS index_communication_website_connections_on_university_id
+    ON communication_website_connections (university_id);
+CREATE INDEX IF NOT EXISTS index_communication_website_connections_on_website_id
+    ON communication_website_connections (website_id);
