@@ -1,0 +1,650 @@
+/*
+ * tests/test_graph.c - objects, the dependency graph, busting by references
+ * and marks, on hand-built Osuny-like websites.
+ */
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "shm.h"
+#include "shm_log.h"
+
+typedef struct fixture {
+	char dir[64];
+	shm_env *env;
+	shm_uuid ws;
+} fixture;
+
+static int rm_cb(const char *p, const struct stat *sb, int flag,
+                 struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static int setup(void **state)
+{
+	fixture *f = calloc(1, sizeof *f);
+	shm_options o;
+
+	strcpy(f->dir, "/tmp/shm-test-graph-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	shm_options_init(&o);
+	if (shm_env_open(f->dir, &o, &f->env) != 0) {
+		fprintf(stderr, "open: %s\n", shm_errmsg());
+		return -1;
+	}
+	shm_uuid_parse("0b8e7c52-1111-4222-8333-444455556666", &f->ws);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture *f = *state;
+	shm_env_close(f->env);
+	nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+/* deps_set with a NULL-terminated list of dependencies */
+static void declare(fixture *f, const char *obj, bool direct, ...)
+{
+	const char *deps[32];
+	size_t n = 0;
+	va_list ap;
+
+	va_start(ap, direct);
+	while ((deps[n] = va_arg(ap, const char *)) != NULL)
+		n++;
+	va_end(ap);
+	int rc = shm_deps_set(f->env, &f->ws, obj, direct, deps, n);
+	if (rc)
+		fprintf(stderr, "deps_set %s: %s\n", obj, shm_errmsg());
+	assert_int_equal(rc, 0);
+}
+
+static void put_static(fixture *f, const char *obj)
+{
+	char content[600];
+	snprintf(content, sizeof content, "<html>%s</html>", obj);
+	assert_int_equal(shm_static_put(f->env, &f->ws, obj, content,
+	                                strlen(content), NULL),
+	                 0);
+}
+
+static bool has_static(fixture *f, const char *obj)
+{
+	shm_static *s = NULL;
+	int rc = shm_static_peek(f->env, &f->ws, obj, &s);
+	assert_true(rc == 0 || rc == SHM_ENOTFOUND);
+	shm_static_free(s);
+	return rc == 0;
+}
+
+static uint64_t next_seq(fixture *f)
+{
+	shm_info in;
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	return in.next_seq;
+}
+
+/* "a,b,c": the list joined with commas (sorted lists compare as strings) */
+static char *joined(shm_objlist *l)
+{
+	static char buf[4096];
+	buf[0] = '\0';
+	for (size_t i = 0; i < l->n; i++) {
+		if (i)
+			strcat(buf, ",");
+		strcat(buf, l->items[i]);
+	}
+	free(l);
+	return buf;
+}
+
+static char *recursive(fixture *f, const char *obj)
+{
+	shm_objlist *l = NULL;
+	assert_int_equal(shm_deps_recursive(f->env, &f->ws, obj, &l), 0);
+	return joined(l);
+}
+
+static char *referrers(fixture *f, const char *obj)
+{
+	shm_objlist *l = NULL;
+	assert_int_equal(shm_deps_referrers(f->env, &f->ws, obj, &l), 0);
+	return joined(l);
+}
+
+/* Sorted "obj,obj" of the objects of STATIC_BUST records since seq from,
+ * and the number of records of op `count_op` in *n_op. */
+static char *busts_since(fixture *f, uint64_t from, int count_op, int *n_op)
+{
+	static char buf[4096];
+	char *items[64];
+	size_t n = 0;
+	shm_log_iter *it;
+	shm_log_rec r;
+
+	*n_op = 0;
+	assert_int_equal(shm_log_iter_open(f->env, from, &it), 0);
+	while (shm_log_iter_next(it, &r) == 0) {
+		if (r.op == count_op)
+			(*n_op)++;
+		if (r.op != SHM_OP_STATIC_BUST)
+			continue;
+		assert_true(r.key_len > 16);
+		assert_memory_equal(r.key, f->ws.b, 16);
+		assert_int_equal(r.payload_len, 0);
+		items[n] = strndup((const char *)r.key + 16, r.key_len - 16);
+		n++;
+	}
+	shm_log_iter_close(it);
+	for (size_t i = 1; i < n; i++) /* insertion sort */
+		for (size_t j = i; j > 0 && strcmp(items[j - 1], items[j]) > 0; j--) {
+			char *t = items[j];
+			items[j] = items[j - 1];
+			items[j - 1] = t;
+		}
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			strcat(buf, ",");
+		strcat(buf, items[i]);
+		free(items[i]);
+	}
+	return buf;
+}
+
+/* ---------------------------------------------------------- objects */
+
+static void test_object_check_accepts_type_slash_id(void **state)
+{
+	(void)state;
+	assert_int_equal(shm_object_check("Communication::Website::Post/"
+	                                  "0b8e7c52-1111-4222-8333-444455556666"),
+	                 0);
+	assert_int_equal(shm_object_check("a/b"), 0);
+	assert_int_equal(shm_object_check("Media/2024/photo.jpg"), 0);
+	assert_int_equal(shm_object_check("Page/\xc3\xa9t\xc3\xa9"), 0);
+}
+
+static void test_object_check_refuses_malformed_objects(void **state)
+{
+	(void)state;
+	char longobj[600];
+	const char *bad[] = {
+		"", "noslash", "/id", "Type/", "Type/ id", "Type/\tid",
+		"Type/i\x01d", "Type/i\x7f", "Type/\xc2\xa0x", /* NBSP */
+		"Type/\xe2\x80\x83x",                      /* em space */
+		"Type/\xff", "Type/\xc3",                  /* bad UTF-8 */
+		"Type/\xc0\xaf",                           /* overlong '/' */
+		"Type\n/id",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		int rc = shm_object_check(bad[i]);
+		if (rc != SHM_EOBJECT)
+			fprintf(stderr, "accepted bad object #%zu\n", i);
+		assert_int_equal(rc, SHM_EOBJECT);
+		assert_non_null(strstr(shm_errmsg(), "object"));
+	}
+	assert_int_equal(shm_object_check(NULL), SHM_EOBJECT);
+	memset(longobj, 'x', sizeof longobj - 1);
+	longobj[sizeof longobj - 1] = '\0';
+	longobj[3] = '/';
+	assert_int_equal(shm_object_check(longobj), SHM_EOBJECT);
+	assert_non_null(strstr(shm_errmsg(), "bytes"));
+	/* the longest that fits the L1 index still passes */
+	longobj[486] = '\0';
+	assert_int_equal(shm_object_check(longobj), 0);
+	longobj[486] = 'x';
+	longobj[487] = '\0';
+	assert_int_equal(shm_object_check(longobj), SHM_EOBJECT);
+}
+
+static void test_longest_object_can_be_stored_and_busted(void **state)
+{
+	fixture *f = *state;
+	char obj[487];
+	memset(obj, 'y', 486);
+	obj[486] = '\0';
+	obj[4] = '/';
+	put_static(f, obj);
+	assert_true(has_static(f, obj));
+	declare(f, obj, true, "Block/1", NULL);
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Block/1"), 0);
+	assert_false(has_static(f, obj));
+}
+
+static void test_bad_input_is_refused_and_changes_nothing(void **state)
+{
+	fixture *f = *state;
+	shm_uuid nil = {{0}};
+	const char *deps[] = {"Person/1", "bad dep/2"};
+	uint64_t seq;
+	shm_info before, after;
+	shm_objlist *l = NULL;
+
+	declare(f, "Page/about", true, "Block/1", NULL);
+	seq = next_seq(f);
+	assert_int_equal(shm_env_info(f->env, &before), 0);
+
+	assert_int_equal(shm_deps_set(f->env, &f->ws, "Page/about", true, deps, 2),
+	                 SHM_EOBJECT);
+	assert_non_null(strstr(shm_errmsg(), "bad dep/2"));
+	assert_int_equal(shm_deps_set(f->env, &f->ws, "Page about", true, deps, 1),
+	                 SHM_EOBJECT);
+	assert_non_null(strstr(shm_errmsg(), "Page about"));
+	assert_int_equal(shm_deps_set(f->env, &nil, "Page/about", true, deps, 1),
+	                 SHM_EUUID);
+	assert_int_equal(shm_deps_set(f->env, NULL, "Page/about", true, deps, 1),
+	                 SHM_EUUID);
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Page/"), SHM_EOBJECT);
+	assert_int_equal(shm_object_save(f->env, &nil, "Page/about"), SHM_EUUID);
+	assert_int_equal(shm_object_destroy(f->env, &f->ws, "nope"), SHM_EOBJECT);
+	assert_int_equal(shm_static_bust(f->env, &f->ws, "x/y z"), SHM_EOBJECT);
+	assert_int_equal(shm_static_put(f->env, &f->ws, "x/\x01", "a", 1, NULL),
+	                 SHM_EOBJECT);
+	assert_int_equal(shm_static_put(f->env, &nil, "x/y", "a", 1, NULL),
+	                 SHM_EUUID);
+	assert_int_equal(shm_deps_recursive(f->env, &f->ws, "", &l), SHM_EOBJECT);
+	assert_null(l);
+
+	assert_int_equal(next_seq(f), seq);
+	assert_int_equal(shm_env_info(f->env, &after), 0);
+	assert_int_equal(after.graph_objects, before.graph_objects);
+	assert_int_equal(after.marks, before.marks);
+	assert_int_equal(after.statics, before.statics);
+	assert_string_equal(recursive(f, "Page/about"), "Block/1");
+}
+
+/* ------------------------------------------------------------ walks */
+
+static void test_deps_set_replaces_direct_dependencies(void **state)
+{
+	fixture *f = *state;
+	shm_objlist *l = NULL;
+
+	declare(f, "Page/p", true, "Block/a", "Block/b", "Block/a", NULL);
+	assert_int_equal(shm_deps_get(f->env, &f->ws, "Page/p", &l), 0);
+	assert_string_equal(joined(l), "Block/a,Block/b");
+	declare(f, "Page/p", true, "Block/b", "Block/c", NULL);
+	assert_int_equal(shm_deps_get(f->env, &f->ws, "Page/p", &l), 0);
+	assert_string_equal(joined(l), "Block/b,Block/c");
+	assert_string_equal(referrers(f, "Block/a"), "");
+	assert_string_equal(referrers(f, "Block/c"), "Page/p");
+	declare(f, "Page/p", true, NULL);
+	assert_string_equal(recursive(f, "Page/p"), "");
+	assert_string_equal(referrers(f, "Block/b"), "");
+}
+
+static void test_recursive_deps_go_through_indirect_and_stop_at_direct(void **state)
+{
+	fixture *f = *state;
+
+	/* page embeds a block showing a person and a post; the post shows
+	 * its author: the author is the post's business, not the page's */
+	declare(f, "Page/p", true, "Block/b", NULL);
+	declare(f, "Block/b", false, "Person/x", "Post/q", NULL);
+	declare(f, "Post/q", true, "Person/y", NULL);
+	declare(f, "Person/x", false, "Organization/o", NULL);
+	assert_string_equal(recursive(f, "Page/p"),
+	                    "Block/b,Organization/o,Person/x,Post/q");
+	assert_string_equal(recursive(f, "Post/q"), "Person/y");
+	assert_string_equal(recursive(f, "Organization/o"), "");
+}
+
+static void test_recursive_deps_cut_cycles(void **state)
+{
+	fixture *f = *state;
+
+	declare(f, "Block/a", false, "Block/b", NULL);
+	declare(f, "Block/b", false, "Block/a", "Person/z", NULL);
+	declare(f, "Page/p", true, "Block/a", NULL);
+	assert_string_equal(recursive(f, "Page/p"), "Block/a,Block/b,Person/z");
+	/* the start object is excluded even when the cycle comes back to it */
+	assert_string_equal(recursive(f, "Block/a"), "Block/b,Person/z");
+	/* direct objects in a cycle: included, not expanded */
+	declare(f, "Page/x", true, "Page/y", NULL);
+	declare(f, "Page/y", true, "Page/x", "Block/a", NULL);
+	assert_string_equal(recursive(f, "Page/x"), "Page/y");
+	assert_string_equal(referrers(f, "Page/x"), "Page/y");
+}
+
+static void test_website_object_is_direct_without_declaration(void **state)
+{
+	fixture *f = *state;
+	bool direct = false;
+	char obj[80];
+
+	snprintf(obj, sizeof obj, "Communication::Website/%s",
+	         "0b8e7c52-1111-4222-8333-444455556666");
+	assert_int_equal(shm_object_is_direct(f->env, &f->ws, obj, &direct), 0);
+	assert_true(direct);
+	assert_int_equal(shm_object_is_direct(
+	                         f->env, &f->ws,
+	                         "Communication::Website/"
+	                         "99999999-1111-4222-8333-444455556666",
+	                         &direct),
+	                 0);
+	assert_false(direct);
+	assert_int_equal(shm_object_is_direct(f->env, &f->ws, "Person/x", &direct),
+	                 0);
+	assert_false(direct);
+	declare(f, "Page/p", true, NULL);
+	assert_int_equal(shm_object_is_direct(f->env, &f->ws, "Page/p", &direct), 0);
+	assert_true(direct);
+	/* the website embeds its about; the about's block reaches the site */
+	declare(f, obj, false, "Page/about", NULL);
+	declare(f, "Page/about", true, "Block/1", NULL);
+	assert_string_equal(referrers(f, "Block/1"), "Page/about");
+	assert_string_equal(referrers(f, "Page/about"), obj);
+}
+
+static void test_graphs_are_separate_per_website(void **state)
+{
+	fixture *f = *state;
+	shm_uuid other;
+	shm_objlist *l = NULL;
+
+	shm_uuid_parse("99999999-1111-4222-8333-444455556666", &other);
+	declare(f, "Page/p", true, "Block/b", NULL);
+	assert_int_equal(shm_deps_recursive(f->env, &other, "Page/p", &l), 0);
+	assert_int_equal(l->n, 0);
+	free(l);
+	put_static(f, "Page/p");
+	assert_int_equal(shm_object_save(f->env, &other, "Block/b"), 0);
+	assert_true(has_static(f, "Page/p"));
+}
+
+/* ----------------------------------------------------------- busting */
+
+static void test_saving_a_block_busts_itself_and_its_about(void **state)
+{
+	fixture *f = *state;
+	int n;
+
+	declare(f, "Page/about", true, "Block/hero", "Block/text", NULL);
+	declare(f, "Block/hero", false, "Media/photo", NULL);
+	declare(f, "Page/other", true, "Block/other", NULL);
+	const char *all[] = {"Page/about", "Block/hero", "Block/text",
+	                     "Media/photo", "Page/other", "Block/other"};
+	for (size_t i = 0; i < 6; i++)
+		put_static(f, all[i]);
+	uint64_t from = next_seq(f);
+
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Block/hero"), 0);
+	assert_string_equal(busts_since(f, from, SHM_OP_MARK, &n),
+	                    "Block/hero,Page/about");
+	assert_int_equal(n, 1);
+	assert_false(has_static(f, "Block/hero"));
+	assert_false(has_static(f, "Page/about"));
+	assert_true(has_static(f, "Block/text"));
+	assert_true(has_static(f, "Media/photo"));
+	assert_true(has_static(f, "Page/other"));
+	assert_true(has_static(f, "Block/other"));
+}
+
+/*
+ * A person shown by a block of a page, by a block of a post, and as the
+ * author of another post; a page lists both posts. Saving the person busts
+ * the person, both blocks, the page with the block and both posts, and not
+ * the listing page (it shows the posts' titles, not the person).
+ */
+static void test_saving_a_person_busts_blocks_pages_and_posts_not_listings(void **state)
+{
+	fixture *f = *state;
+	int n;
+
+	declare(f, "Page/team", true, "Block/b1", NULL);
+	declare(f, "Block/b1", false, "Person/ada", NULL);
+	declare(f, "Post/news", true, "Block/b2", NULL);
+	declare(f, "Block/b2", false, "Person/ada", "Organization/acme", NULL);
+	declare(f, "Post/interview", true, "Person/ada", NULL);
+	declare(f, "Page/blog", true, "Post/news", "Post/interview", NULL);
+	declare(f, "Page/unrelated", true, "Person/bob", NULL);
+	const char *all[] = {"Page/team",      "Block/b1",  "Post/news",
+	                     "Block/b2",       "Person/ada", "Post/interview",
+	                     "Page/blog",      "Page/unrelated", "Person/bob",
+	                     "Organization/acme"};
+	for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+		put_static(f, all[i]);
+	assert_string_equal(referrers(f, "Person/ada"),
+	                    "Block/b1,Block/b2,Page/team,Post/interview,Post/news");
+	uint64_t from = next_seq(f);
+
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Person/ada"), 0);
+	assert_string_equal(
+	        busts_since(f, from, SHM_OP_MARK, &n),
+	        "Block/b1,Block/b2,Page/team,Person/ada,Post/interview,Post/news");
+	assert_int_equal(n, 1);
+	for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+		bool busted = strstr("Page/team Block/b1 Post/news Block/b2 "
+		                     "Person/ada Post/interview",
+		                     all[i]) != NULL;
+		assert_int_equal(has_static(f, all[i]), !busted);
+	}
+	/* saving a post busts the listing page, which shows its title */
+	from = next_seq(f);
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Post/news"), 0);
+	assert_string_equal(busts_since(f, from, SHM_OP_MARK, &n),
+	                    "Page/blog,Post/news");
+	assert_false(has_static(f, "Page/blog"));
+}
+
+static void test_shared_person_busts_every_page_showing_it(void **state)
+{
+	fixture *f = *state;
+	int n;
+
+	declare(f, "Page/a", true, "Block/a", NULL);
+	declare(f, "Page/b", true, "Block/b", NULL);
+	declare(f, "Post/c", true, "Person/shared", NULL);
+	declare(f, "Block/a", false, "Person/shared", NULL);
+	declare(f, "Block/b", false, "Person/shared", "Person/other", NULL);
+	uint64_t from = next_seq(f);
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Person/shared"), 0);
+	assert_string_equal(busts_since(f, from, SHM_OP_MARK, &n),
+	                    "Block/a,Block/b,Page/a,Page/b,Person/shared,Post/c");
+	from = next_seq(f);
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Person/other"), 0);
+	assert_string_equal(busts_since(f, from, SHM_OP_MARK, &n),
+	                    "Block/b,Page/b,Person/other");
+}
+
+static void test_cycle_between_direct_objects_busts_each_once(void **state)
+{
+	fixture *f = *state;
+	int n;
+
+	declare(f, "Page/a", true, "Page/b", NULL);
+	declare(f, "Page/b", true, "Page/a", NULL);
+	declare(f, "Page/c", true, "Page/a", NULL);
+	put_static(f, "Page/a");
+	put_static(f, "Page/b");
+	put_static(f, "Page/c");
+	uint64_t from = next_seq(f);
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Page/a"), 0);
+	assert_string_equal(busts_since(f, from, SHM_OP_MARK, &n),
+	                    "Page/a,Page/b,Page/c");
+	from = next_seq(f);
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Page/b"), 0);
+	assert_string_equal(busts_since(f, from, SHM_OP_MARK, &n),
+	                    "Page/a,Page/b");
+	/* an indirect cycle is walked once too */
+	declare(f, "Block/x", false, "Block/y", NULL);
+	declare(f, "Block/y", false, "Block/x", NULL);
+	declare(f, "Page/d", true, "Block/y", NULL);
+	from = next_seq(f);
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Block/x"), 0);
+	assert_string_equal(busts_since(f, from, SHM_OP_MARK, &n),
+	                    "Block/x,Block/y,Page/d");
+}
+
+static void test_unknown_object_save_busts_itself_only(void **state)
+{
+	fixture *f = *state;
+	int n;
+
+	put_static(f, "Page/lonely");
+	uint64_t from = next_seq(f);
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Page/lonely"), 0);
+	assert_string_equal(busts_since(f, from, SHM_OP_MARK, &n), "Page/lonely");
+	assert_int_equal(n, 1);
+	assert_false(has_static(f, "Page/lonely"));
+}
+
+static void test_bust_busts_the_object_alone_without_mark(void **state)
+{
+	fixture *f = *state;
+	int n;
+	shm_info in;
+
+	declare(f, "Page/a", true, "Block/a", NULL);
+	put_static(f, "Page/a");
+	put_static(f, "Block/a");
+	uint64_t from = next_seq(f);
+	assert_int_equal(shm_static_bust(f->env, &f->ws, "Block/a"), 0);
+	assert_string_equal(busts_since(f, from, SHM_OP_MARK, &n), "Block/a");
+	assert_int_equal(n, 0);
+	assert_true(has_static(f, "Page/a"));
+	assert_false(has_static(f, "Block/a"));
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	assert_int_equal(in.marks, 0);
+	/* busting what is not cached still tells L2: one record */
+	from = next_seq(f);
+	assert_int_equal(shm_static_bust(f->env, &f->ws, "Block/a"), 0);
+	assert_string_equal(busts_since(f, from, SHM_OP_MARK, &n), "Block/a");
+}
+
+static void test_destroy_busts_references_and_drops_edges(void **state)
+{
+	fixture *f = *state;
+	bool direct = true;
+	int n;
+	shm_objlist *l = NULL;
+	shm_info in;
+
+	declare(f, "Page/about", true, "Block/b", NULL);
+	declare(f, "Block/b", false, "Person/x", NULL);
+	put_static(f, "Page/about");
+	put_static(f, "Block/b");
+	uint64_t from = next_seq(f);
+
+	assert_int_equal(shm_object_destroy(f->env, &f->ws, "Block/b"), 0);
+	assert_string_equal(busts_since(f, from, SHM_OP_GRAPH_DROP, &n),
+	                    "Block/b,Page/about");
+	assert_int_equal(n, 1);
+	assert_false(has_static(f, "Page/about"));
+	assert_string_equal(referrers(f, "Person/x"), "");
+	assert_int_equal(shm_deps_get(f->env, &f->ws, "Page/about", &l), 0);
+	assert_int_equal(l->n, 0);
+	free(l);
+	assert_string_equal(recursive(f, "Block/b"), "");
+	assert_int_equal(shm_object_is_direct(f->env, &f->ws, "Block/b", &direct),
+	                 0);
+	assert_false(direct);
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	assert_int_equal(in.graph_objects, 1); /* Page/about */
+	assert_int_equal(in.marks, 1);
+}
+
+/* ------------------------------------------------------- log records */
+
+static void test_each_graph_write_appends_its_log_records(void **state)
+{
+	fixture *f = *state;
+	shm_log_iter *it;
+	shm_log_rec r;
+	uint64_t from = next_seq(f);
+	int ops[16], n = 0;
+
+	declare(f, "Page/p", true, "Block/b", "Person/long-name", NULL);
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Block/b"), 0);
+	assert_int_equal(shm_object_destroy(f->env, &f->ws, "Block/b"), 0);
+	assert_int_equal(shm_static_bust(f->env, &f->ws, "Page/p"), 0);
+
+	assert_int_equal(shm_log_iter_open(f->env, from, &it), 0);
+	while (shm_log_iter_next(it, &r) == 0) {
+		assert_true(n < 16);
+		ops[n++] = r.op;
+		assert_memory_equal(r.key, f->ws.b, 16);
+		if (r.op == SHM_OP_GRAPH_SET) {
+			static const uint8_t want[] =
+			        "\x01\x02\x00\x00\x00"
+			        "\x07\x00" "Block/b"
+			        "\x10\x00" "Person/long-name";
+			assert_int_equal(r.key_len, 16 + 6);
+			assert_memory_equal(r.key + 16, "Page/p", 6);
+			assert_int_equal(r.payload_len, sizeof want - 1);
+			assert_memory_equal(r.payload, want, sizeof want - 1);
+		} else if (r.op == SHM_OP_MARK) {
+			assert_int_equal(r.payload_len, 1);
+			assert_memory_equal(r.key + 16, "Block/b", 7);
+		} else if (r.op == SHM_OP_GRAPH_DROP) {
+			assert_int_equal(r.payload_len, 0);
+			assert_memory_equal(r.key + 16, "Block/b", 7);
+		}
+	}
+	shm_log_iter_close(it);
+	/* deps_set; save: 2 busts + mark(1); destroy: 2 busts + mark(2) +
+	 * drop; bust: 1 */
+	int want[] = {SHM_OP_GRAPH_SET,   SHM_OP_STATIC_BUST, SHM_OP_STATIC_BUST,
+	              SHM_OP_MARK,        SHM_OP_STATIC_BUST, SHM_OP_STATIC_BUST,
+	              SHM_OP_MARK,        SHM_OP_GRAPH_DROP,  SHM_OP_STATIC_BUST};
+	assert_int_equal(n, sizeof want / sizeof *want);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(ops[i], want[i]);
+}
+
+static void test_counters_count_busts_and_marks(void **state)
+{
+	fixture *f = *state;
+	shm_counters c;
+
+	declare(f, "Page/p", true, "Block/b", NULL);
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Block/b"), 0);
+	assert_int_equal(shm_static_bust(f->env, &f->ws, "Page/p"), 0);
+	shm_stats_local(f->env, &c);
+	assert_int_equal(c.busts, 3);
+	assert_int_equal(c.marks, 1);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_object_check_accepts_type_slash_id),
+		cmocka_unit_test(test_object_check_refuses_malformed_objects),
+		T(test_longest_object_can_be_stored_and_busted),
+		T(test_bad_input_is_refused_and_changes_nothing),
+		T(test_deps_set_replaces_direct_dependencies),
+		T(test_recursive_deps_go_through_indirect_and_stop_at_direct),
+		T(test_recursive_deps_cut_cycles),
+		T(test_website_object_is_direct_without_declaration),
+		T(test_graphs_are_separate_per_website),
+		T(test_saving_a_block_busts_itself_and_its_about),
+		T(test_saving_a_person_busts_blocks_pages_and_posts_not_listings),
+		T(test_shared_person_busts_every_page_showing_it),
+		T(test_cycle_between_direct_objects_busts_each_once),
+		T(test_unknown_object_save_busts_itself_only),
+		T(test_bust_busts_the_object_alone_without_mark),
+		T(test_destroy_busts_references_and_drops_edges),
+		T(test_each_graph_write_appends_its_log_records),
+		T(test_counters_count_busts_and_marks),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
