@@ -168,6 +168,17 @@ int shm_static_decode(const void *buf, size_t len, shm_static **out);
  * passed; *expired gets their number. */
 int shm_l1_expire(shm_env *env, uint64_t *expired);
 
+/*
+ * Checks the environment's consistency in one read snapshot (libshm/verify.c
+ * lists the invariants): log records and their checksums, message values vs
+ * the room index, L1 bookkeeping (lru keys, meta entries/bytes), log vs data,
+ * graph edges. Calls report (may be NULL) once per problem with a line of
+ * text valid during the call; *problems gets their number. Returns 0 when the
+ * check ran (whatever it found), an error code when it could not.
+ */
+int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
+               void *user, size_t *problems);
+
 #ifdef __cplusplus
 }
 #endif

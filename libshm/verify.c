@@ -1,0 +1,624 @@
+/*
+ * libshm/verify.c - consistency check of an environment (shmctl verify).
+ *
+ * Reads everything in one read transaction (one snapshot, no write lock)
+ * and reports each broken invariant as one line of text:
+ *  1. Log: every record decodes and passes its checksum, its key equals its
+ *     seq, and its seq is below meta "next_seq".
+ *  2. Messages: every value decodes, its id equals its key, its room index
+ *     key exists; every room index key points to a message of that room and
+ *     created_at.
+ *  3. Statics: every value decodes.
+ *  4. L1 bookkeeping (internal.h invariant 1): every message and static has
+ *     exactly one lru key and every lru key an entry; meta "entries" and
+ *     "bytes" equal the lru count and the sum of the lru byte counts; a
+ *     message's stored seq equals its lru seq (0 for a read-through fill).
+ *  5. Log vs data (shm_log.h invariant 2): an entry whose lru seq is above
+ *     meta "flushed" has that record in the log, with the same key; for a
+ *     message op record above "flushed", the message exists with an lru seq
+ *     at or above the record's; for a static whose last record above
+ *     "flushed" is STATIC_PUT, the static exists with exactly that seq.
+ *  6. Graph: dep and ref edges mirror each other (graph.c invariant 1).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "internal.h"
+
+typedef struct vctx {
+	shm_env *env;
+	MDB_txn *txn;
+	void (*report)(const char *problem, void *user);
+	void *user;
+	size_t problems;
+} vctx;
+
+__attribute__((format(printf, 2, 3))) static void problem(vctx *c,
+                                                         const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	c->problems++;
+	if (c->report)
+		c->report(buf, c->user);
+}
+
+/* An L1 entry as found in lru (or a log record's key, for step 5). */
+typedef struct vent {
+	char kind;
+	uint8_t op;
+	uint64_t seq;
+	uint32_t bytes;
+	size_t klen;
+	uint8_t *key;
+} vent;
+
+typedef struct vlist {
+	vent *v;
+	size_t n, cap;
+} vlist;
+
+static int vlist_add(vlist *l, char kind, uint64_t seq, const void *key,
+                     size_t klen, uint32_t bytes, uint8_t op)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		vent *v = realloc(l->v, cap * sizeof *v);
+		if (!v)
+			return ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	vent *e = &l->v[l->n];
+	if (!(e->key = malloc(klen ? klen : 1)))
+		return ENOMEM;
+	memcpy(e->key, key, klen);
+	e->klen = klen;
+	e->kind = kind;
+	e->seq = seq;
+	e->bytes = bytes;
+	e->op = op;
+	l->n++;
+	return 0;
+}
+
+static void vlist_free(vlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].key);
+	free(l->v);
+}
+
+/* Orders by kind, key, then seq. */
+static int vent_cmp(const void *a, const void *b)
+{
+	const vent *x = a, *y = b;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+	int d;
+
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	if ((d = memcmp(x->key, y->key, n)) != 0)
+		return d;
+	if (x->klen != y->klen)
+		return x->klen < y->klen ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* First entry of (kind, key) in a sorted list, NULL if none. */
+static const vent *vlist_find(const vlist *l, char kind, const void *key,
+                              size_t klen)
+{
+	vent probe = {.kind = kind, .key = (uint8_t *)key, .klen = klen};
+	size_t lo = 0, hi = l->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (vent_cmp(&l->v[mid], &probe) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < l->n && l->v[lo].kind == kind && l->v[lo].klen == klen &&
+	    memcmp(l->v[lo].key, key, klen) == 0)
+		return &l->v[lo];
+	return NULL;
+}
+
+/* Human name of an entry key: a message UUID or "website/object". */
+static const char *keyname(char kind, const uint8_t *key, size_t klen,
+                           char *buf, size_t cap)
+{
+	char u[37];
+	shm_uuid id;
+
+	if (klen < 16) {
+		snprintf(buf, cap, "(%zu-byte key)", klen);
+		return buf;
+	}
+	memcpy(id.b, key, 16);
+	shm_uuid_format(&id, u);
+	if (kind == SHM_KIND_MSG && klen == 16)
+		snprintf(buf, cap, "%s", u);
+	else
+		snprintf(buf, cap, "%s/%.*s", u, (int)(klen - 16),
+		         (const char *)key + 16);
+	return buf;
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static int cursor(vctx *c, MDB_dbi dbi, MDB_cursor **cur)
+{
+	int rc = mdb_cursor_open(c->txn, dbi, cur);
+
+	return rc ? shm__err_mdb(rc, "verify: open cursor") : 0;
+}
+
+static char kind_of_op(uint8_t op)
+{
+	if (shm_op_is_msg(op))
+		return SHM_KIND_MSG;
+	if (op == SHM_OP_STATIC_PUT || op == SHM_OP_STATIC_BUST)
+		return SHM_KIND_STATIC;
+	return 0;
+}
+
+/* 1. The log; collects records above flushed that touch L1 entries. */
+static int check_log(vctx *c, uint64_t next_seq, uint64_t flushed,
+                     vlist *recs)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	int rc, op = MDB_FIRST;
+
+	if ((rc = cursor(c, c->env->log, &cur)))
+		return rc;
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		shm_log_rec rec;
+		uint64_t seq = 0;
+		int drc;
+
+		op = MDB_NEXT;
+		if (k.mv_size != 8) {
+			problem(c, "log: key of %zu bytes", k.mv_size);
+			continue;
+		}
+		memcpy(&seq, k.mv_data, 8);
+		if (seq >= next_seq)
+			problem(c,
+			        "log seq %" PRIu64 ": at or above next_seq %" PRIu64,
+			        seq, next_seq);
+		drc = shm_log_decode(v.mv_data, v.mv_size, &rec, &buf, &cap);
+		if (drc == ENOMEM) {
+			rc = drc;
+			break;
+		}
+		if (drc) {
+			problem(c, "log seq %" PRIu64 ": %s", seq, shm_errmsg());
+			continue;
+		}
+		if (rec.seq != seq) {
+			problem(c, "log seq %" PRIu64 ": record says seq %" PRIu64,
+			        seq, rec.seq);
+			continue;
+		}
+		char kind = kind_of_op(rec.op);
+		if (kind && seq > flushed &&
+		    (rc = vlist_add(recs, kind, seq, rec.key, rec.key_len, 0,
+		                    rec.op)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	free(buf);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	return rc ? shm__err_mdb(rc, "verify: read log") : 0;
+}
+
+/* 4. lru keys: well formed, one per entry, pointing at an existing entry. */
+static int check_lru(vctx *c, vlist *lru, uint64_t *bytes)
+{
+	MDB_cursor *cur;
+	MDB_val k, v, d;
+	int rc, op = MDB_FIRST;
+	char name[600];
+
+	*bytes = 0;
+	if ((rc = cursor(c, c->env->lru, &cur)))
+		return rc;
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		const uint8_t *p = k.mv_data;
+		uint32_t b = 0;
+
+		op = MDB_NEXT;
+		if (k.mv_size < 9 + 16) {
+			problem(c, "lru: key of %zu bytes", k.mv_size);
+			continue;
+		}
+		char kind = (char)p[8];
+		MDB_val ek = {k.mv_size - 9, (void *)(p + 9)};
+		keyname(kind, ek.mv_data, ek.mv_size, name, sizeof name);
+		if (v.mv_size >= 4)
+			memcpy(&b, v.mv_data, 4);
+		else
+			problem(c, "lru %s: value of %zu bytes", name, v.mv_size);
+		*bytes += b;
+		if (kind == SHM_KIND_MSG)
+			rc = mdb_get(c->txn, c->env->msg, &ek, &d);
+		else if (kind == SHM_KIND_STATIC)
+			rc = mdb_get(c->txn, c->env->stat, &ek, &d);
+		else {
+			problem(c, "lru: unknown kind 0x%02x", (unsigned)p[8]);
+			continue;
+		}
+		if (rc == MDB_NOTFOUND)
+			problem(c, "lru %s (seq %" PRIu64 "): no such %s", name,
+			        be64(p), kind == SHM_KIND_MSG ? "message" : "static");
+		else if (rc)
+			break;
+		if ((rc = vlist_add(lru, kind, be64(p), ek.mv_data, ek.mv_size, b,
+		                    0)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	if (rc)
+		return shm__err_mdb(rc, "verify: read lru");
+	qsort(lru->v, lru->n, sizeof *lru->v, vent_cmp);
+	for (size_t i = 1; i < lru->n; i++)
+		if (lru->v[i - 1].kind == lru->v[i].kind &&
+		    lru->v[i - 1].klen == lru->v[i].klen &&
+		    memcmp(lru->v[i - 1].key, lru->v[i].key, lru->v[i].klen) == 0)
+			problem(c, "lru %s: several keys (seq %" PRIu64
+			           " and %" PRIu64 ")",
+			        keyname(lru->v[i].kind, lru->v[i].key,
+			                lru->v[i].klen, name, sizeof name),
+			        lru->v[i - 1].seq, lru->v[i].seq);
+	return 0;
+}
+
+/* Whether the room index has the key of message m. */
+static int room_has(vctx *c, const shm_msg *m, bool *has)
+{
+	size_t rl = strlen(m->room_id);
+	uint8_t key[SHM_MAX_ROOM + 1 + 8 + 16];
+	MDB_val k = {rl + 1 + 8 + 16, key}, d;
+	uint64_t t = (uint64_t)m->created_at;
+	int rc;
+
+	if (rl > SHM_MAX_ROOM) {
+		*has = false;
+		return 0;
+	}
+	memcpy(key, m->room_id, rl);
+	key[rl] = 0;
+	for (int i = 0; i < 8; i++)
+		key[rl + 1 + i] = (uint8_t)(t >> (56 - 8 * i));
+	memcpy(key + rl + 1 + 8, m->id.b, 16);
+	rc = mdb_get(c->txn, c->env->room, &k, &d);
+	*has = rc == 0;
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* 2. + 4. Messages and their index keys. */
+static int check_msgs(vctx *c, const vlist *lru, uint64_t *count)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, op = MDB_FIRST;
+	char name[64];
+
+	*count = 0;
+	if ((rc = cursor(c, c->env->msg, &cur)))
+		return rc;
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		shm_msg *m = NULL;
+		const vent *e;
+		bool has;
+
+		op = MDB_NEXT;
+		++*count;
+		keyname(SHM_KIND_MSG, k.mv_data, k.mv_size, name, sizeof name);
+		if (k.mv_size != 16) {
+			problem(c, "message %s: key is not a UUID", name);
+			continue;
+		}
+		e = vlist_find(lru, SHM_KIND_MSG, k.mv_data, 16);
+		if (!e)
+			problem(c, "message %s: no lru key", name);
+		int drc = shm_msg_decode(v.mv_data, v.mv_size, &m);
+		if (drc == ENOMEM) {
+			rc = drc;
+			break;
+		}
+		if (drc) {
+			problem(c, "message %s: value does not decode: %s", name,
+			        shm_errmsg());
+			continue;
+		}
+		if (memcmp(m->id.b, k.mv_data, 16) != 0)
+			problem(c, "message %s: value holds another id", name);
+		uint64_t vseq = shm__msg_enc_seq(v.mv_data, v.mv_size);
+		if (e && vseq != 0 && vseq != e->seq)
+			problem(c,
+			        "message %s: value seq %" PRIu64
+			        " but lru seq %" PRIu64,
+			        name, vseq, e->seq);
+		if ((rc = room_has(c, m, &has))) {
+			free(m);
+			break;
+		}
+		if (!has)
+			problem(c, "message %s: no room index key (room '%.64s')",
+			        name, m->room_id);
+		free(m);
+	}
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	if (rc == ENOMEM)
+		return shm__err(rc, "verify: messages");
+	return rc ? shm__err_mdb(rc, "verify: read messages") : 0;
+}
+
+/* 2. Room index keys point at messages of that room and time. */
+static int check_room(vctx *c)
+{
+	MDB_cursor *cur;
+	MDB_val k, v, d;
+	int rc, op = MDB_FIRST;
+	char name[64];
+
+	if ((rc = cursor(c, c->env->room, &cur)))
+		return rc;
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		const uint8_t *p = k.mv_data;
+		const uint8_t *z = memchr(p, 0, k.mv_size);
+		shm_msg *m = NULL;
+
+		op = MDB_NEXT;
+		if (!z || k.mv_size - (size_t)(z - p) != 1 + 8 + 16) {
+			problem(c, "room index: malformed key of %zu bytes",
+			        k.mv_size);
+			continue;
+		}
+		size_t rl = (size_t)(z - p);
+		int64_t t = (int64_t)be64(z + 1);
+		MDB_val id = {16, (void *)(z + 9)};
+		keyname(SHM_KIND_MSG, id.mv_data, 16, name, sizeof name);
+		rc = mdb_get(c->txn, c->env->msg, &id, &d);
+		if (rc == MDB_NOTFOUND) {
+			problem(c, "room index '%.*s': message %s absent",
+			        (int)(rl > 64 ? 64 : rl), (const char *)p, name);
+			continue;
+		}
+		if (rc)
+			break;
+		if (shm_msg_decode(d.mv_data, d.mv_size, &m) != 0)
+			continue; /* reported by check_msgs */
+		if (strlen(m->room_id) != rl || memcmp(m->room_id, p, rl) != 0 ||
+		    m->created_at != t)
+			problem(c,
+			        "room index '%.*s': message %s is in room '%.64s' "
+			        "at %" PRId64 ", index says %" PRId64,
+			        (int)(rl > 64 ? 64 : rl), (const char *)p, name,
+			        m->room_id, m->created_at, t);
+		free(m);
+	}
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	return rc ? shm__err_mdb(rc, "verify: read room index") : 0;
+}
+
+/* 3. + 4. Statics. */
+static int check_statics(vctx *c, const vlist *lru, uint64_t *count)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, op = MDB_FIRST;
+	char name[600];
+
+	*count = 0;
+	if ((rc = cursor(c, c->env->stat, &cur)))
+		return rc;
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		shm_static *s = NULL;
+
+		op = MDB_NEXT;
+		++*count;
+		keyname(SHM_KIND_STATIC, k.mv_data, k.mv_size, name, sizeof name);
+		if (!vlist_find(lru, SHM_KIND_STATIC, k.mv_data, k.mv_size))
+			problem(c, "static %s: no lru key", name);
+		int drc = shm_static_decode(v.mv_data, v.mv_size, &s);
+		if (drc == ENOMEM) {
+			rc = drc;
+			break;
+		}
+		if (drc)
+			problem(c, "static %s: value does not decode: %s", name,
+			        shm_errmsg());
+		shm_static_free(s);
+	}
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	if (rc == ENOMEM)
+		return shm__err(rc, "verify: statics");
+	return rc ? shm__err_mdb(rc, "verify: read statics") : 0;
+}
+
+/* 5. Log vs data. recs is sorted by (kind, key, seq). */
+static void check_log_vs_data(vctx *c, const vlist *recs, const vlist *lru,
+                              uint64_t flushed)
+{
+	char name[600];
+
+	/* Entries above flushed have their record. */
+	for (size_t i = 0; i < lru->n; i++) {
+		const vent *e = &lru->v[i];
+		if (e->seq <= flushed)
+			continue;
+		bool found = false;
+		for (const vent *r = vlist_find(recs, e->kind, e->key, e->klen);
+		     r && r < recs->v + recs->n && r->kind == e->kind &&
+		     r->klen == e->klen && memcmp(r->key, e->key, e->klen) == 0;
+		     r++)
+			if (r->seq == e->seq)
+				found = true;
+		if (!found)
+			problem(c,
+			        "%s %s: unflushed (seq %" PRIu64 " > flushed %" PRIu64
+			        ") but no such log record for it",
+			        e->kind == SHM_KIND_MSG ? "message" : "static",
+			        keyname(e->kind, e->key, e->klen, name, sizeof name),
+			        e->seq, flushed);
+	}
+	/* Records above flushed have their data. */
+	for (size_t i = 0; i < recs->n; i++) {
+		const vent *r = &recs->v[i];
+		bool last = i + 1 == recs->n || recs->v[i + 1].kind != r->kind ||
+		            recs->v[i + 1].klen != r->klen ||
+		            memcmp(recs->v[i + 1].key, r->key, r->klen) != 0;
+		const vent *e = vlist_find(lru, r->kind, r->key, r->klen);
+		keyname(r->kind, r->key, r->klen, name, sizeof name);
+		if (r->kind == SHM_KIND_MSG) {
+			if (!e)
+				problem(c,
+				        "log seq %" PRIu64 " (%s %s): unflushed but "
+				        "the message is not in L1",
+				        r->seq, shm_op_name(r->op), name);
+			else if (e->seq < r->seq)
+				problem(c,
+				        "log seq %" PRIu64 " (%s %s): message is at "
+				        "older seq %" PRIu64,
+				        r->seq, shm_op_name(r->op), name, e->seq);
+		} else if (last && r->op == SHM_OP_STATIC_PUT) {
+			if (!e)
+				problem(c,
+				        "log seq %" PRIu64 " (static_put %s): "
+				        "unflushed but the static is not in L1",
+				        r->seq, name);
+			else if (e->seq != r->seq)
+				problem(c,
+				        "log seq %" PRIu64 " (static_put %s): "
+				        "static is at seq %" PRIu64,
+				        r->seq, name, e->seq);
+		}
+	}
+}
+
+/* 6. Every dep edge has its ref edge and back. */
+static int check_edges(vctx *c, MDB_dbi from, MDB_dbi to, const char *what)
+{
+	MDB_cursor *cur, *other;
+	MDB_val k, v;
+	int rc, op = MDB_FIRST;
+	uint8_t key[SHM_OBJKEY_MAX];
+	char name[600];
+
+	if ((rc = cursor(c, from, &cur)))
+		return rc;
+	if ((rc = cursor(c, to, &other))) {
+		mdb_cursor_close(cur);
+		return rc;
+	}
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		op = MDB_NEXT;
+		if (k.mv_size < 16 || v.mv_size > SHM_OBJKEY_MAX - 16) {
+			problem(c, "%s: malformed edge", what);
+			continue;
+		}
+		memcpy(key, k.mv_data, 16);
+		memcpy(key + 16, v.mv_data, v.mv_size);
+		MDB_val ok = {16 + v.mv_size, key};
+		MDB_val ov = {k.mv_size - 16, (uint8_t *)k.mv_data + 16};
+		int r2 = mdb_cursor_get(other, &ok, &ov, MDB_GET_BOTH);
+		if (r2 == MDB_NOTFOUND)
+			problem(c, "graph: %s edge %s -> %.*s has no reverse edge",
+			        what,
+			        keyname(0, k.mv_data, k.mv_size, name, sizeof name),
+			        (int)v.mv_size, (const char *)v.mv_data);
+		else if (r2) {
+			rc = r2;
+			break;
+		}
+	}
+	mdb_cursor_close(other);
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	return rc ? shm__err_mdb(rc, "verify: read graph") : 0;
+}
+
+int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
+               void *user, size_t *problems)
+{
+	vctx c = {.env = env, .report = report, .user = user};
+	vlist recs = {0}, lru = {0};
+	uint64_t next_seq = 0, flushed = 0, entries = 0, bytes = 0;
+	uint64_t lru_bytes = 0, n_msgs = 0, n_statics = 0;
+	int rc;
+
+	if (!env)
+		return shm__err(SHM_EINVAL, "shm_verify: NULL environment");
+	if ((rc = shm__rtxn_get(env, &c.txn)))
+		return rc;
+	if ((rc = shm__meta_get(c.txn, env, "next_seq", &next_seq)) ||
+	    (rc = shm__meta_get(c.txn, env, "flushed", &flushed)) ||
+	    (rc = shm__meta_get(c.txn, env, "entries", &entries)) ||
+	    (rc = shm__meta_get(c.txn, env, "bytes", &bytes)))
+		goto out;
+	if (flushed >= next_seq && next_seq > 0 && flushed > 0)
+		problem(&c,
+		        "meta: flushed %" PRIu64 " at or above next_seq %" PRIu64,
+		        flushed, next_seq);
+	if ((rc = check_log(&c, next_seq, flushed, &recs)) ||
+	    (rc = check_lru(&c, &lru, &lru_bytes)) ||
+	    (rc = check_msgs(&c, &lru, &n_msgs)) || (rc = check_room(&c)) ||
+	    (rc = check_statics(&c, &lru, &n_statics)))
+		goto out;
+	if (entries != lru.n)
+		problem(&c, "meta: entries %" PRIu64 " but %zu lru keys", entries,
+		        lru.n);
+	if (n_msgs + n_statics != lru.n)
+		problem(&c,
+		        "L1: %" PRIu64 " messages + %" PRIu64
+		        " statics but %zu lru keys",
+		        n_msgs, n_statics, lru.n);
+	if (bytes != lru_bytes)
+		problem(&c, "meta: bytes %" PRIu64 " but lru entries sum to %" PRIu64,
+		        bytes, lru_bytes);
+	qsort(recs.v, recs.n, sizeof *recs.v, vent_cmp);
+	check_log_vs_data(&c, &recs, &lru, flushed);
+	if ((rc = check_edges(&c, env->dep, env->ref, "dependency")) ||
+	    (rc = check_edges(&c, env->ref, env->dep, "reference")))
+		goto out;
+out:
+	shm__rtxn_put(env, c.txn);
+	vlist_free(&recs);
+	vlist_free(&lru);
+	if (problems)
+		*problems = c.problems;
+	return rc;
+}
