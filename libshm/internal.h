@@ -8,7 +8,9 @@
  *   msg     id (16)                -> message value encoding (codec.h)
  *   room    room \0 be64(created_at) id(16) -> empty   (room pages)
  *   roomwm  room                   -> be64 newest created_at evicted
- *   lru     be64(seq) kind(1) key  -> empty  (entries by last write)
+ *   lru     be64(seq) kind(1) key  -> u32 bytes, i64 write time
+ *                                     (entries by last write; a read-through
+ *                                     fill uses the flushed position)
  *   log     seq (INTEGERKEY)       -> log record (shm_log.h)
  *   dead    seq (INTEGERKEY)       -> dead letter
  *   static  website(16) object     -> static value encoding (static.c)
@@ -58,7 +60,9 @@ struct shm_env {
 	shm_options opt;
 	char *path;
 	char *redis_url, *pg_conninfo; /* owned copies of opt's strings */
-	shm__shared *shared;
+	shm__shared *shared;   /* the shared file, for reading */
+	shm__shared *sw;       /* where counters are written: shared, or a
+	                          private scratch when opened read-only */
 	size_t shared_size;
 	shm_counters local;
 	pthread_mutex_t rpool_lock;
@@ -77,7 +81,7 @@ int shm__err_mdb(int rc, const char *what);
 #define SHM__COUNT(env, field, n)                                              \
 	do {                                                                   \
 		(env)->local.field += (n);                                     \
-		__atomic_fetch_add(&(env)->shared->c.field, (uint64_t)(n),     \
+		__atomic_fetch_add(&(env)->sw->c.field, (uint64_t)(n),     \
 		                   __ATOMIC_RELAXED);                          \
 	} while (0)
 void shm__hist_add(shm_env *env, int which /* 0 put, 1 get */, uint64_t ns);
@@ -98,6 +102,8 @@ typedef struct shm__wtxn {
 	MDB_txn *txn;
 	uint64_t next_seq; /* seq of the next record appended here */
 	uint64_t flushed;
+	uint64_t entries, bytes; /* meta "entries"/"bytes", written at commit */
+	bool counts_dirty;
 	int64_t now;       /* one clock reading per transaction */
 	uint8_t *buf;      /* scratch for record building, freed at end */
 	size_t buf_cap;
@@ -120,7 +126,7 @@ int shm__meta_put(MDB_txn *txn, shm_env *env, const char *name, uint64_t v);
 
 /* ---- L1 bookkeeping (l1.c) */
 /* Records that entry (kind, key) now has its last log record at new_seq and
- * new_bytes value bytes; old_seq/old_bytes are 0 for a new entry. Evicts
+ * new_bytes value bytes; old_bytes is 0 for a new entry. Evicts
  * flushed entries first if a limit would be passed; SHM_EFULL when nothing
  * can be evicted. */
 int shm__l1_track(shm__wtxn *w, char kind, const void *key, size_t klen,
@@ -140,6 +146,16 @@ int shm__static_drop(shm__wtxn *w, const void *key, size_t klen);
 /* Stores m in L1 without a log record (a read-through fill: L2/L3 already
  * have it), evictable at once. Skipped if L1 already has the id. */
 int shm__msg_fill(shm_env *env, const shm_msg *m);
+
+/* ---- room index (room.c) */
+int shm__room_add(shm__wtxn *w, const char *room, int64_t created_at,
+                  const shm_uuid *id);
+int shm__room_del(shm__wtxn *w, const char *room, int64_t created_at,
+                  const shm_uuid *id);
+/* Notes that a message of room created at created_at left L1, so pages
+ * reaching back that far are no longer complete in L1. */
+int shm__room_evicted(shm__wtxn *w, const char *room, int64_t created_at);
+uint64_t shm__room_count(MDB_txn *txn, shm_env *env);
 
 /* ---- validation (text.c) */
 /* 0 if s[0..len) is valid UTF-8 without NUL; SHM_EUTF8 / SHM_ENUL else.

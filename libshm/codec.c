@@ -1,0 +1,454 @@
+/* libshm/codec.c - message value encoding and decoding (see codec.h),
+ * and the validation of messages before they are encoded. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+
+struct shm__arena_chunk {
+	struct shm__arena_chunk *next;
+	size_t used, cap;
+	max_align_t data[];
+};
+
+void *shm__arena_alloc(shm__arena *a, size_t n)
+{
+	struct shm__arena_chunk *c = a->head;
+
+	n = (n + 15) & ~(size_t)15;
+	if (!c || c->cap - c->used < n) {
+		size_t cap = n > 8192 ? n : 8192;
+		c = malloc(sizeof *c + cap);
+		if (!c)
+			return NULL;
+		c->next = a->head;
+		c->used = 0;
+		c->cap = cap;
+		a->head = c;
+	}
+	void *p = (char *)c->data + c->used;
+	c->used += n;
+	return p;
+}
+
+void shm__arena_free(shm__arena *a)
+{
+	while (a->head) {
+		struct shm__arena_chunk *n = a->head->next;
+		free(a->head);
+		a->head = n;
+	}
+}
+
+static size_t str_size(const char *s)
+{
+	return 4 + (s ? strlen(s) : 0) + 1;
+}
+
+size_t shm__msg_enc_size(const shm_msg *m)
+{
+	size_t n = SHM_MSG_FIXED + str_size(m->room_id) + str_size(m->username) +
+	           4 + m->content_len + 1;
+	n += 4 + 4 * (size_t)m->n_mentions;
+	n += 4;
+	for (uint32_t i = 0; i < m->n_attachments; i++) {
+		const shm_attachment *a = &m->attachments[i];
+		n += 16 + 8 + str_size(a->filename) + str_size(a->content_type) +
+		     str_size(a->url);
+	}
+	n += 4;
+	for (uint32_t i = 0; i < m->n_reactions; i++)
+		n += str_size(m->reactions[i].emoji) + 4 +
+		     4 * (size_t)m->reactions[i].n_users;
+	return n;
+}
+
+static uint8_t *w32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); return p + 4; }
+static uint8_t *w64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); return p + 8; }
+
+static uint8_t *wbytes(uint8_t *p, const char *s, size_t len)
+{
+	p = w32(p, (uint32_t)len);
+	if (len)
+		memcpy(p, s, len);
+	p[len] = 0;
+	return p + len + 1;
+}
+
+static uint8_t *wstr(uint8_t *p, const char *s)
+{
+	return wbytes(p, s ? s : "", s ? strlen(s) : 0);
+}
+
+void shm__msg_encode(const shm_msg *m, uint64_t seq, uint8_t *buf)
+{
+	uint8_t *p = buf;
+
+	memset(buf, 0, SHM_MSG_FIXED);
+	buf[0] = SHM_MSG_ENC_VERSION;
+	buf[1] = (uint8_t)m->type;
+	buf[2] = (uint8_t)((m->edited ? 1 : 0) | (m->has_parent ? 2 : 0) |
+	                   (m->has_thread ? 4 : 0));
+	w64(buf + 4, seq);
+	memcpy(buf + 12, m->id.b, 16);
+	w32(buf + 28, (uint32_t)m->user_id);
+	w32(buf + 32, m->edit_count);
+	w64(buf + 36, (uint64_t)m->created_at);
+	w64(buf + 44, (uint64_t)m->updated_at);
+	w64(buf + 52, (uint64_t)m->last_reply_at);
+	w32(buf + 60, m->reply_count);
+	w64(buf + 64, m->content_hash);
+	if (m->has_parent)
+		memcpy(buf + 72, m->parent_id.b, 16);
+	if (m->has_thread)
+		memcpy(buf + 88, m->thread_id.b, 16);
+	p = buf + SHM_MSG_FIXED;
+	p = wstr(p, m->room_id);
+	p = wstr(p, m->username);
+	p = wbytes(p, m->content, m->content_len);
+	p = w32(p, m->n_mentions);
+	for (uint32_t i = 0; i < m->n_mentions; i++)
+		p = w32(p, (uint32_t)m->mentions[i]);
+	p = w32(p, m->n_attachments);
+	for (uint32_t i = 0; i < m->n_attachments; i++) {
+		const shm_attachment *a = &m->attachments[i];
+		memcpy(p, a->id.b, 16);
+		p = w64(p + 16, a->size);
+		p = wstr(p, a->filename);
+		p = wstr(p, a->content_type);
+		p = wstr(p, a->url);
+	}
+	p = w32(p, m->n_reactions);
+	for (uint32_t i = 0; i < m->n_reactions; i++) {
+		const shm_reaction *r = &m->reactions[i];
+		p = wstr(p, r->emoji);
+		p = w32(p, r->n_users);
+		for (uint32_t j = 0; j < r->n_users; j++)
+			p = w32(p, (uint32_t)r->user_ids[j]);
+	}
+}
+
+uint64_t shm__msg_enc_seq(const void *buf, size_t len)
+{
+	uint64_t s = 0;
+	if (len >= SHM_MSG_FIXED)
+		memcpy(&s, (const uint8_t *)buf + SHM_MSG_SEQ_OFF, 8);
+	return s;
+}
+
+/* Bounds-checked reader over an encoded value. */
+typedef struct rd {
+	const uint8_t *p, *end;
+	bool bad;
+} rd;
+
+static uint32_t r32(rd *r)
+{
+	uint32_t v = 0;
+	if (r->end - r->p < 4) {
+		r->bad = true;
+		return 0;
+	}
+	memcpy(&v, r->p, 4);
+	r->p += 4;
+	return v;
+}
+
+static uint64_t r64(rd *r)
+{
+	uint64_t v = 0;
+	if (r->end - r->p < 8) {
+		r->bad = true;
+		return 0;
+	}
+	memcpy(&v, r->p, 8);
+	r->p += 8;
+	return v;
+}
+
+/* Returns the string in place (NUL-terminated in the buffer). */
+static const char *rstr(rd *r, uint32_t *len)
+{
+	uint32_t n = r32(r);
+	const char *s;
+	if (r->bad || (size_t)(r->end - r->p) < (size_t)n + 1 || r->p[n] != 0) {
+		r->bad = true;
+		return "";
+	}
+	s = (const char *)r->p;
+	r->p += n + 1;
+	if (len)
+		*len = n;
+	return s;
+}
+
+static void rskip(rd *r, size_t n)
+{
+	if ((size_t)(r->end - r->p) < n)
+		r->bad = true;
+	else
+		r->p += n;
+}
+
+/* Where decoded pieces go: one malloc'd block (copying strings), or an
+ * arena (strings stay in the buffer). */
+typedef struct sink {
+	shm__arena *arena;
+	uint8_t *block, *cur; /* copy mode */
+} sink;
+
+static void *take(sink *s, size_t n)
+{
+	if (s->arena)
+		return shm__arena_alloc(s->arena, n);
+	void *p = s->cur;
+	s->cur += (n + 7) & ~(size_t)7;
+	return p;
+}
+
+static const char *keep_str(sink *s, const char *str, uint32_t len)
+{
+	if (s->arena)
+		return str;
+	char *d = take(s, (size_t)len + 1);
+	memcpy(d, str, (size_t)len + 1);
+	return d;
+}
+
+/* Walks the variable part; with s == NULL only measures (*need). */
+static int walk(const uint8_t *buf, size_t len, sink *s, shm_msg *m,
+                size_t *need)
+{
+	rd r = {buf + SHM_MSG_FIXED, buf + len, false};
+	size_t n = 0;
+	uint32_t l;
+	const char *str;
+
+#define STR(field)                                                             \
+	do {                                                                   \
+		str = rstr(&r, &l);                                            \
+		n += ((size_t)l + 1 + 7) & ~(size_t)7;                         \
+		if (s && !r.bad)                                               \
+			field = keep_str(s, str, l);                           \
+	} while (0)
+
+	STR(m->room_id);
+	STR(m->username);
+	str = rstr(&r, &l);
+	n += ((size_t)l + 1 + 7) & ~(size_t)7;
+	if (s && !r.bad) {
+		m->content = keep_str(s, str, l);
+		m->content_len = l;
+	}
+	uint32_t nm = r32(&r);
+	if (r.bad || nm > SHM_MAX_LIST || (size_t)(r.end - r.p) < 4 * (size_t)nm)
+		return SHM_ECORRUPT;
+	n += ((size_t)nm * 4 + 7) & ~(size_t)7;
+	if (s) {
+		int32_t *a = take(s, (size_t)nm * 4);
+		if (!a)
+			return ENOMEM;
+		memcpy(a, r.p, (size_t)nm * 4);
+		m->mentions = a;
+		m->n_mentions = nm;
+	}
+	rskip(&r, (size_t)nm * 4);
+	uint32_t na = r32(&r);
+	if (r.bad || na > SHM_MAX_LIST)
+		return SHM_ECORRUPT;
+	shm_attachment *att = NULL;
+	n += ((size_t)na * sizeof *att + 7) & ~(size_t)7;
+	if (s) {
+		att = take(s, (size_t)na * sizeof *att);
+		if (!att)
+			return ENOMEM;
+		m->attachments = att;
+		m->n_attachments = na;
+	}
+	for (uint32_t i = 0; i < na && !r.bad; i++) {
+		shm_attachment tmp, *a = att ? &att[i] : &tmp;
+		if ((size_t)(r.end - r.p) < 24)
+			return SHM_ECORRUPT;
+		memcpy(a->id.b, r.p, 16);
+		r.p += 16;
+		a->size = r64(&r);
+		STR(a->filename);
+		STR(a->content_type);
+		STR(a->url);
+	}
+	uint32_t nr = r32(&r);
+	if (r.bad || nr > SHM_MAX_LIST)
+		return SHM_ECORRUPT;
+	shm_reaction *re = NULL;
+	n += ((size_t)nr * sizeof *re + 7) & ~(size_t)7;
+	if (s) {
+		re = take(s, (size_t)nr * sizeof *re);
+		if (!re)
+			return ENOMEM;
+		m->reactions = re;
+		m->n_reactions = nr;
+	}
+	for (uint32_t i = 0; i < nr && !r.bad; i++) {
+		shm_reaction tmp, *x = re ? &re[i] : &tmp;
+		STR(x->emoji);
+		uint32_t nu = r32(&r);
+		if (r.bad || nu > SHM_MAX_LIST ||
+		    (size_t)(r.end - r.p) < 4 * (size_t)nu)
+			return SHM_ECORRUPT;
+		n += ((size_t)nu * 4 + 7) & ~(size_t)7;
+		if (s) {
+			int32_t *u = take(s, (size_t)nu * 4);
+			if (!u)
+				return ENOMEM;
+			memcpy(u, r.p, (size_t)nu * 4);
+			x->user_ids = u;
+			x->n_users = nu;
+		}
+		r.p += (size_t)nu * 4;
+	}
+#undef STR
+	if (r.bad || r.p != r.end)
+		return SHM_ECORRUPT;
+	if (need)
+		*need = n;
+	return 0;
+}
+
+int shm__msg_decode(const void *buf, size_t len, shm__arena *arena,
+                    shm_msg **out)
+{
+	const uint8_t *b = buf;
+	shm_msg hdr = {0}, *m;
+	size_t need = 0;
+	uint64_t v;
+	int rc;
+
+	if (len < SHM_MSG_FIXED || b[0] != SHM_MSG_ENC_VERSION ||
+	    b[1] >= SHM_MSG_TYPE_COUNT || b[2] > 7)
+		return shm__err(SHM_ECORRUPT, "message value: bad header");
+	if ((rc = walk(b, len, NULL, &hdr, &need)))
+		return shm__err(SHM_ECORRUPT, "message value: malformed body");
+	if (arena) {
+		m = shm__arena_alloc(arena, sizeof *m);
+		if (!m)
+			return shm__err(ENOMEM, "message view");
+	} else {
+		size_t total = ((sizeof *m + 7) & ~(size_t)7) + need;
+		m = malloc(total);
+		if (!m)
+			return shm__err(ENOMEM, "message copy of %zu bytes", total);
+	}
+	memset(m, 0, sizeof *m);
+	m->type = (shm_msg_type)b[1];
+	m->edited = b[2] & 1;
+	m->has_parent = (b[2] & 2) != 0;
+	m->has_thread = (b[2] & 4) != 0;
+	memcpy(m->id.b, b + 12, 16);
+	memcpy(&m->user_id, b + 28, 4);
+	memcpy(&m->edit_count, b + 32, 4);
+	memcpy(&v, b + 36, 8);
+	m->created_at = (int64_t)v;
+	memcpy(&v, b + 44, 8);
+	m->updated_at = (int64_t)v;
+	memcpy(&v, b + 52, 8);
+	m->last_reply_at = (int64_t)v;
+	memcpy(&m->reply_count, b + 60, 4);
+	memcpy(&m->content_hash, b + 64, 8);
+	if (m->has_parent)
+		memcpy(m->parent_id.b, b + 72, 16);
+	if (m->has_thread)
+		memcpy(m->thread_id.b, b + 88, 16);
+	sink s = {.arena = arena};
+	if (!arena)
+		s.block = s.cur = (uint8_t *)m + ((sizeof *m + 7) & ~(size_t)7);
+	if ((rc = walk(b, len, &s, m, NULL))) {
+		if (!arena)
+			free(m);
+		return rc == ENOMEM ? shm__err(ENOMEM, "message view")
+		                    : shm__err(SHM_ECORRUPT, "message value");
+	}
+	*out = m;
+	return 0;
+}
+
+int shm_msg_decode(const void *buf, size_t len, shm_msg **out)
+{
+	return shm__msg_decode(buf, len, NULL, out);
+}
+
+void shm_msg_free(shm_msg *m)
+{
+	free(m);
+}
+
+void shm_msgs_free(shm_msg **msgs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(msgs ? msgs[i] : NULL);
+	free(msgs);
+}
+
+static int check_opt_text(const char *what, const char *s, size_t max)
+{
+	return shm__check_text(what, s ? s : "", s ? strlen(s) : 0, max, true);
+}
+
+int shm__msg_validate(shm_env *env, const shm_msg *m)
+{
+	int rc;
+
+	if (!m)
+		return shm__err(SHM_EINVAL, "message: NULL");
+	if ((unsigned)m->type >= SHM_MSG_TYPE_COUNT)
+		return shm__err(SHM_ETYPE, "message_type %d: not one of Text, "
+		                "Image, File, Audio, Video, System, Edit, Delete, "
+		                "Reaction", (int)m->type);
+	if ((rc = shm__check_text("room_id", m->room_id,
+	                          m->room_id ? strlen(m->room_id) : 0,
+	                          SHM_MAX_ROOM, false)) ||
+	    (rc = check_opt_text("username", m->username, SHM_MAX_USERNAME)))
+		return rc;
+	if (!m->content && m->content_len)
+		return shm__err(SHM_EINVAL, "content: NULL with length %u",
+		                m->content_len);
+	if ((rc = shm__check_text("content", m->content ? m->content : "",
+	                          m->content_len, env->opt.max_content, true)))
+		return rc;
+	if (m->created_at < 0 || m->updated_at < 0 || m->last_reply_at < 0)
+		return shm__err(SHM_ETIME, "message timestamps must be after 1970");
+	if (m->n_mentions > SHM_MAX_LIST || m->n_attachments > SHM_MAX_LIST ||
+	    m->n_reactions > SHM_MAX_LIST)
+		return shm__err(SHM_ETOOBIG, "metadata: more than %d mentions, "
+		                "attachments or reactions", SHM_MAX_LIST);
+	if ((m->n_mentions && !m->mentions) ||
+	    (m->n_attachments && !m->attachments) ||
+	    (m->n_reactions && !m->reactions))
+		return shm__err(SHM_EINVAL, "metadata: NULL array with a count");
+	for (uint32_t i = 0; i < m->n_attachments; i++) {
+		const shm_attachment *a = &m->attachments[i];
+		if ((rc = check_opt_text("attachment filename", a->filename,
+		                         SHM_MAX_NAME)) ||
+		    (rc = check_opt_text("attachment content_type",
+		                         a->content_type, SHM_MAX_NAME)) ||
+		    (rc = check_opt_text("attachment url", a->url, SHM_MAX_NAME)))
+			return rc;
+	}
+	for (uint32_t i = 0; i < m->n_reactions; i++) {
+		const shm_reaction *r = &m->reactions[i];
+		if ((rc = shm__check_text("reaction emoji", r->emoji,
+		                          r->emoji ? strlen(r->emoji) : 0,
+		                          SHM_MAX_EMOJI, false)))
+			return rc;
+		if (r->n_users > SHM_MAX_LIST || (r->n_users && !r->user_ids))
+			return shm__err(SHM_EINVAL, "reaction '%s': bad user list",
+			                r->emoji);
+		for (uint32_t j = 0; j < i; j++)
+			if (strcmp(m->reactions[j].emoji, r->emoji) == 0)
+				return shm__err(SHM_EINVAL, "reaction '%s' listed "
+				                "twice", r->emoji);
+	}
+	if (shm__msg_enc_size(m) > (size_t)env->opt.max_content * 2 + 65536)
+		return shm__err(SHM_ETOOBIG, "message: encoded metadata too large");
+	return 0;
+}

@@ -1,0 +1,307 @@
+/*
+ * libshm/env.c - opening and closing an environment directory, its LMDB
+ * databases, the format check and the pool of read transactions.
+ *
+ * Invariants
+ *  1. meta "format" equals SHM_FORMAT_VERSION in every environment this
+ *     version opens; anything else is refused with SHM_EVERSION.
+ *  2. Pooled read transactions are reset (hold no snapshot, no reader slot
+ *     pinned to an old page) while in the pool.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+
+void shm_options_init(shm_options *o)
+{
+	memset(o, 0, sizeof *o);
+	o->map_size = (size_t)1 << 30;
+	o->max_readers = 256;
+	o->l1_max_entries = 100000;
+	o->l1_max_bytes = (uint64_t)256 << 20;
+	o->l1_ttl_s = 300;
+	o->l2_ttl_s = 3600;
+	o->compress_threshold = 1024;
+	o->max_content = 64 * 1024;
+	o->durability = SHM_DURABILITY_NOSYNC;
+	o->write_mode = SHM_WRITE_BACK;
+	o->write_through_timeout_ms = 5000;
+	o->l2_timeout_ms = 50;
+	o->l3_timeout_ms = 50;
+	o->lease_ms = 10000;
+	o->lease_wait_ms = 30000;
+}
+
+const shm_options *shm_env_options(const shm_env *env)
+{
+	return &env->opt;
+}
+
+const char *shm_env_path(const shm_env *env)
+{
+	return env->path;
+}
+
+static const struct {
+	const char *name;
+	size_t off;
+	unsigned flags;
+} dbs[] = {
+	{"meta", offsetof(shm_env, meta), 0},
+	{"msg", offsetof(shm_env, msg), 0},
+	{"room", offsetof(shm_env, room), 0},
+	{"roomwm", offsetof(shm_env, roomwm), 0},
+	{"lru", offsetof(shm_env, lru), 0},
+	{"log", offsetof(shm_env, log), MDB_INTEGERKEY},
+	{"dead", offsetof(shm_env, dead), MDB_INTEGERKEY},
+	{"static", offsetof(shm_env, stat), 0},
+	{"lease", offsetof(shm_env, lease), 0},
+	{"obj", offsetof(shm_env, obj), 0},
+	{"dep", offsetof(shm_env, dep), MDB_DUPSORT},
+	{"ref", offsetof(shm_env, ref), MDB_DUPSORT},
+	{"mark", offsetof(shm_env, mark), 0},
+};
+
+static int open_dbs(shm_env *env)
+{
+	bool ro = env->opt.read_only;
+	MDB_txn *txn;
+	uint64_t format = 0;
+	int rc;
+
+	rc = mdb_txn_begin(env->mdb, NULL, ro ? MDB_RDONLY : 0, &txn);
+	if (rc)
+		return shm__err_mdb(rc, "begin transaction");
+	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+		MDB_dbi *dbi = (MDB_dbi *)((char *)env + dbs[i].off);
+		rc = mdb_dbi_open(txn, dbs[i].name,
+		                  dbs[i].flags | (ro ? 0 : MDB_CREATE), dbi);
+		if (rc == MDB_NOTFOUND) {
+			rc = shm__err(SHM_EVERSION,
+			              "%s: not an shm environment (no '%s' database)",
+			              env->path, dbs[i].name);
+			goto fail;
+		}
+		if (rc == MDB_INCOMPATIBLE) {
+			rc = shm__err(SHM_EVERSION,
+			              "%s: database '%s' has other flags than this "
+			              "version uses", env->path, dbs[i].name);
+			goto fail;
+		}
+		if (rc) {
+			rc = shm__err_mdb(rc, dbs[i].name);
+			goto fail;
+		}
+	}
+	rc = shm__meta_get(txn, env, "format", &format);
+	if (rc)
+		goto fail;
+	if (format == 0 && !ro) {
+		if ((rc = shm__meta_put(txn, env, "format", SHM_FORMAT_VERSION)) ||
+		    (rc = shm__meta_put(txn, env, "next_seq", 1)))
+			goto fail;
+	} else if (format != SHM_FORMAT_VERSION) {
+		rc = shm__err(SHM_EVERSION,
+		              "%s: format version %llu, this build reads version %u",
+		              env->path, (unsigned long long)format,
+		              SHM_FORMAT_VERSION);
+		goto fail;
+	}
+	if (ro) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	rc = mdb_txn_commit(txn);
+	return rc ? shm__err_mdb(rc, "commit") : 0;
+fail:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
+{
+	shm_env *env;
+	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
+	int rc, dead = 0;
+
+	if (!dir || !*dir || !out)
+		return shm__err(SHM_EINVAL, "shm_env_open: no directory given");
+	env = calloc(1, sizeof *env);
+	if (!env)
+		return shm__err(ENOMEM, "shm_env_open");
+	if (opt)
+		env->opt = *opt;
+	else
+		shm_options_init(&env->opt);
+	env->path = strdup(dir);
+	env->redis_url = dup_or_null(env->opt.redis_url);
+	env->pg_conninfo = dup_or_null(env->opt.pg_conninfo);
+	env->opt.redis_url = env->redis_url;
+	env->opt.pg_conninfo = env->pg_conninfo;
+	pthread_mutex_init(&env->rpool_lock, NULL);
+
+	if (env->opt.read_only) {
+		struct stat st;
+		if (stat(dir, &st) != 0) {
+			rc = shm__err(errno, "environment %s", dir);
+			goto fail;
+		}
+		flags |= MDB_RDONLY;
+	} else if (mkdir(dir, 0775) != 0 && errno != EEXIST) {
+		rc = shm__err(errno, "create environment directory %s", dir);
+		goto fail;
+	}
+	if (env->opt.durability == SHM_DURABILITY_NOSYNC)
+		flags |= MDB_NOSYNC;
+	else if (env->opt.durability == SHM_DURABILITY_NOMETASYNC)
+		flags |= MDB_NOMETASYNC;
+
+	if ((rc = mdb_env_create(&env->mdb))) {
+		rc = shm__err_mdb(rc, "mdb_env_create");
+		goto fail;
+	}
+	mdb_env_set_maxdbs(env->mdb, 16);
+	mdb_env_set_maxreaders(env->mdb, env->opt.max_readers);
+	if ((rc = mdb_env_set_mapsize(env->mdb, env->opt.map_size))) {
+		rc = shm__err_mdb(rc, "map size");
+		goto fail;
+	}
+	if ((rc = mdb_env_open(env->mdb, dir, flags, 0664))) {
+		if (rc == MDB_VERSION_MISMATCH || rc == MDB_INVALID)
+			rc = shm__err(SHM_EVERSION, "%s: %s", dir,
+			              mdb_strerror(rc));
+		else
+			rc = shm__err_mdb(rc, dir);
+		goto fail;
+	}
+	mdb_reader_check(env->mdb, &dead); /* clear slots of dead processes */
+	if ((rc = shm__shared_open(env)) || (rc = open_dbs(env)) ||
+	    (rc = shm__rt_open(env)))
+		goto fail;
+	*out = env;
+	return 0;
+fail:
+	shm_env_close(env);
+	return rc;
+}
+
+void shm_env_close(shm_env *env)
+{
+	if (!env)
+		return;
+	shm__rt_close(env);
+	for (int i = 0; i < env->rpool_n; i++)
+		mdb_txn_abort(env->rpool[i]);
+	if (env->mdb)
+		mdb_env_close(env->mdb);
+	shm__shared_close(env);
+	pthread_mutex_destroy(&env->rpool_lock);
+	free(env->redis_url);
+	free(env->pg_conninfo);
+	free(env->path);
+	free(env);
+}
+
+int shm__rtxn_get(shm_env *env, MDB_txn **txn)
+{
+	MDB_txn *t = NULL;
+	int rc;
+
+	pthread_mutex_lock(&env->rpool_lock);
+	if (env->rpool_n > 0)
+		t = env->rpool[--env->rpool_n];
+	pthread_mutex_unlock(&env->rpool_lock);
+	if (t) {
+		if ((rc = mdb_txn_renew(t)) == 0) {
+			*txn = t;
+			return 0;
+		}
+		mdb_txn_abort(t);
+	}
+	rc = mdb_txn_begin(env->mdb, NULL, MDB_RDONLY, txn);
+	return rc ? shm__err_mdb(rc, "begin read transaction") : 0;
+}
+
+void shm__rtxn_put(shm_env *env, MDB_txn *txn)
+{
+	mdb_txn_reset(txn);
+	pthread_mutex_lock(&env->rpool_lock);
+	if (env->rpool_n < (int)(sizeof env->rpool / sizeof env->rpool[0])) {
+		env->rpool[env->rpool_n++] = txn;
+		txn = NULL;
+	}
+	pthread_mutex_unlock(&env->rpool_lock);
+	if (txn)
+		mdb_txn_abort(txn);
+}
+
+int shm_env_sync(shm_env *env)
+{
+	int rc = mdb_env_sync(env->mdb, 1);
+	return rc ? shm__err_mdb(rc, "sync") : 0;
+}
+
+int shm_env_reader_check(shm_env *env, int *cleared)
+{
+	int dead = 0, rc = mdb_reader_check(env->mdb, &dead);
+	if (cleared)
+		*cleared = dead;
+	return rc ? shm__err_mdb(rc, "reader check") : 0;
+}
+
+static uint64_t entries_of(MDB_txn *txn, MDB_dbi dbi)
+{
+	MDB_stat st;
+	return mdb_stat(txn, dbi, &st) == 0 ? st.ms_entries : 0;
+}
+
+int shm_env_info(shm_env *env, shm_info *out)
+{
+	MDB_txn *txn;
+	MDB_envinfo ei;
+	MDB_stat st;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t f;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if ((rc = shm__rtxn_get(env, &txn)))
+		return rc;
+	out->messages = entries_of(txn, env->msg);
+	out->statics = entries_of(txn, env->stat);
+	out->graph_objects = entries_of(txn, env->obj);
+	out->marks = entries_of(txn, env->mark);
+	out->log_records = entries_of(txn, env->log);
+	out->dead_letters = entries_of(txn, env->dead);
+	shm__meta_get(txn, env, "bytes", &out->l1_bytes);
+	shm__meta_get(txn, env, "next_seq", &out->next_seq);
+	shm__meta_get(txn, env, "flushed", &out->flushed);
+	out->rooms = shm__room_count(txn, env);
+	shm__meta_get(txn, env, "format", &f);
+	out->format_version = (uint32_t)f;
+	if (mdb_cursor_open(txn, env->log, &cur) == 0) {
+		if (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0)
+			memcpy(&out->log_first, k.mv_data, 8);
+		if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0)
+			memcpy(&out->log_last, k.mv_data, 8);
+		mdb_cursor_close(cur);
+	}
+	shm__rtxn_put(env, txn);
+	mdb_env_info(env->mdb, &ei);
+	mdb_env_stat(env->mdb, &st);
+	out->map_size = ei.me_mapsize;
+	out->map_used = (size_t)(ei.me_last_pgno + 1) * st.ms_psize;
+	out->readers_used = ei.me_numreaders;
+	out->readers_max = ei.me_maxreaders;
+	return 0;
+}

@@ -1,0 +1,275 @@
+/*
+ * libshm/l1.c - L1 capacity: entry and byte limits, approximate-LRU
+ * eviction and TTL expiry of flushed entries.
+ *
+ * Invariants
+ *  1. Every L1 entry has exactly one key in "lru": be64(seq) kind key, where
+ *     seq is its last log record's seq (a read-through fill: the flushed
+ *     position when filled). Its value holds the entry's bytes and time.
+ *  2. Only entries with seq <= meta "flushed" are evicted or expired: their
+ *     log records are in every sink, so nothing accepted is lost.
+ *  3. Reads never write here: recency comes from the shared atime table.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define LRU_SAMPLE 16
+#define LRU_KEY_MAX (9 + SHM_OBJKEY_MAX)
+
+typedef struct lru_val {
+	uint32_t bytes;
+	int64_t time;
+} __attribute__((packed)) lru_val;
+
+static size_t lru_key(uint8_t *out, uint64_t seq, char kind, const void *key,
+                      size_t klen)
+{
+	for (int i = 0; i < 8; i++)
+		out[i] = (uint8_t)(seq >> (56 - 8 * i));
+	out[8] = (uint8_t)kind;
+	memcpy(out + 9, key, klen);
+	return 9 + klen;
+}
+
+static uint64_t lru_seq(const MDB_val *k)
+{
+	const uint8_t *p = k->mv_data;
+	uint64_t s = 0;
+	for (int i = 0; i < 8; i++)
+		s = s << 8 | p[i];
+	return s;
+}
+
+/* Removes one entry found in lru (cursor key k, value v). */
+static int drop_entry(shm__wtxn *w, const MDB_val *k, const MDB_val *v)
+{
+	const uint8_t *p = k->mv_data;
+	char kind = (char)p[8];
+	lru_val lv = {0};
+	uint8_t copy[LRU_KEY_MAX];
+	MDB_val kc = {k->mv_size, copy};
+	int rc;
+
+	if (k->mv_size > sizeof copy || k->mv_size < 9)
+		return shm__err(SHM_ECORRUPT, "lru key of %zu bytes", k->mv_size);
+	memcpy(copy, k->mv_data, k->mv_size); /* k dies with the next write */
+	if (v->mv_size == sizeof lv)
+		memcpy(&lv, v->mv_data, sizeof lv);
+	rc = kind == SHM_KIND_MSG ? shm__msg_drop(w, copy + 9, kc.mv_size - 9)
+	                          : shm__static_drop(w, copy + 9, kc.mv_size - 9);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	if ((rc = mdb_del(w->txn, w->env->lru, &kc, NULL)))
+		return shm__err_mdb(rc, "lru delete");
+	w->entries -= w->entries ? 1 : 0;
+	w->bytes -= w->bytes >= lv.bytes ? lv.bytes : w->bytes;
+	w->counts_dirty = true;
+	return 0;
+}
+
+/* Evicts one flushed entry: among the LRU_SAMPLE oldest-written flushed
+ * entries, the one least recently read. MDB_NOTFOUND if none. */
+static int evict_one(shm__wtxn *w)
+{
+	MDB_cursor *cur;
+	MDB_val k, v, best_k = {0, NULL}, best_v;
+	uint8_t best[LRU_KEY_MAX];
+	uint8_t best_val[sizeof(lru_val)];
+	uint32_t best_at = UINT32_MAX;
+	int rc, n = 0;
+
+	if ((rc = mdb_cursor_open(w->txn, w->env->lru, &cur)))
+		return shm__err_mdb(rc, "lru cursor");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	     rc == 0 && n < LRU_SAMPLE;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), n++) {
+		if (lru_seq(&k) > w->flushed || k.mv_size < 9 ||
+		    k.mv_size > sizeof best)
+			break; /* everything after is unflushed */
+		const uint8_t *p = k.mv_data;
+		uint32_t at = shm__atime(w->env, (char)p[8], p + 9, k.mv_size - 9);
+		if (at < best_at || !best_k.mv_data) {
+			best_at = at;
+			memcpy(best, k.mv_data, k.mv_size);
+			best_k.mv_size = k.mv_size;
+			best_k.mv_data = best;
+			memcpy(best_val, v.mv_data,
+			       v.mv_size < sizeof best_val ? v.mv_size
+			                                   : sizeof best_val);
+			best_v.mv_size = v.mv_size;
+			best_v.mv_data = best_val;
+		}
+	}
+	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return shm__err_mdb(rc, "lru scan");
+	if (!best_k.mv_data)
+		return MDB_NOTFOUND;
+	return drop_entry(w, &best_k, &best_v);
+}
+
+int shm__l1_evict(shm__wtxn *w, uint64_t max, uint64_t *evicted)
+{
+	uint64_t n = 0;
+	int rc = 0;
+
+	while (n < max && (rc = evict_one(w)) == 0)
+		n++;
+	if (evicted)
+		*evicted += n;
+	if (n)
+		SHM__COUNT(w->env, evictions, n);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int make_room(shm__wtxn *w, uint64_t add_entries, uint64_t add_bytes)
+{
+	const shm_options *o = &w->env->opt;
+	uint64_t n = 0;
+	int rc;
+
+	while (w->entries + add_entries > o->l1_max_entries ||
+	       w->bytes + add_bytes > o->l1_max_bytes) {
+		rc = evict_one(w);
+		if (rc == MDB_NOTFOUND) {
+			if (n)
+				SHM__COUNT(w->env, evictions, n);
+			SHM__COUNT(w->env, writes_failed_full, 1);
+			return shm__err(SHM_EFULL,
+			                "L1 holds %llu entries / %llu bytes (limits "
+			                "%llu / %llu) and none is flushed yet: "
+			                "flusher behind (flushed position %llu)",
+			                (unsigned long long)w->entries,
+			                (unsigned long long)w->bytes,
+			                (unsigned long long)o->l1_max_entries,
+			                (unsigned long long)o->l1_max_bytes,
+			                (unsigned long long)w->flushed);
+		}
+		if (rc)
+			return rc;
+		n++;
+	}
+	if (n)
+		SHM__COUNT(w->env, evictions, n);
+	return 0;
+}
+
+int shm__l1_track(shm__wtxn *w, char kind, const void *key, size_t klen,
+                  uint64_t old_seq, size_t old_bytes, uint64_t new_seq,
+                  size_t new_bytes)
+{
+	uint8_t kb[LRU_KEY_MAX];
+	lru_val lv = {(uint32_t)new_bytes, w->now};
+	MDB_val k, v = {sizeof lv, &lv};
+	int rc;
+
+	if (klen > SHM_OBJKEY_MAX)
+		return shm__err(SHM_EINVAL, "L1 key of %zu bytes", klen);
+	if (old_bytes) {
+		k.mv_size = lru_key(kb, old_seq, kind, key, klen);
+		k.mv_data = kb;
+		rc = mdb_del(w->txn, w->env->lru, &k, NULL);
+		if (rc && rc != MDB_NOTFOUND)
+			return shm__err_mdb(rc, "lru delete");
+		w->entries--;
+		w->bytes -= w->bytes >= old_bytes ? old_bytes : w->bytes;
+	}
+	if ((rc = make_room(w, 1, new_bytes)))
+		return rc;
+	k.mv_size = lru_key(kb, new_seq, kind, key, klen);
+	k.mv_data = kb;
+	if ((rc = mdb_put(w->txn, w->env->lru, &k, &v, 0)))
+		return shm__err_mdb(rc, "lru insert");
+	w->entries++;
+	w->bytes += new_bytes;
+	w->counts_dirty = true;
+	return 0;
+}
+
+int shm__l1_untrack(shm__wtxn *w, char kind, const void *key, size_t klen,
+                    uint64_t seq, size_t bytes)
+{
+	uint8_t kb[LRU_KEY_MAX];
+	MDB_val k;
+	int rc;
+
+	if (klen > SHM_OBJKEY_MAX)
+		return shm__err(SHM_EINVAL, "L1 key of %zu bytes", klen);
+	k.mv_size = lru_key(kb, seq, kind, key, klen);
+	k.mv_data = kb;
+	rc = mdb_del(w->txn, w->env->lru, &k, NULL);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return shm__err_mdb(rc, "lru delete");
+	w->entries -= w->entries ? 1 : 0;
+	w->bytes -= w->bytes >= bytes ? bytes : w->bytes;
+	w->counts_dirty = true;
+	return 0;
+}
+
+#define EXPIRE_BATCH 1000
+
+struct expire_ctx {
+	uint64_t expired;
+	bool more;
+};
+
+static int expire_body(shm__wtxn *w, void *ctx)
+{
+	struct expire_ctx *e = ctx;
+	int64_t cutoff = w->now - (int64_t)w->env->opt.l1_ttl_s * 1000000;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t n = 0;
+	int rc;
+
+	e->more = false;
+	if ((rc = mdb_cursor_open(w->txn, w->env->lru, &cur)))
+		return shm__err_mdb(rc, "lru cursor");
+	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	while (rc == 0 && lru_seq(&k) <= w->flushed) {
+		lru_val lv = {0};
+		if (v.mv_size == sizeof lv)
+			memcpy(&lv, v.mv_data, sizeof lv);
+		if (lv.time >= cutoff) {
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+			continue;
+		}
+		if (n == EXPIRE_BATCH) {
+			e->more = true;
+			break;
+		}
+		/* drop_entry deletes under the cursor: copy the key, re-seek */
+		uint8_t kb[LRU_KEY_MAX];
+		MDB_val kc = {k.mv_size, kb};
+		if (k.mv_size > sizeof kb)
+			break;
+		memcpy(kb, k.mv_data, k.mv_size);
+		if ((rc = drop_entry(w, &kc, &v)))
+			break;
+		n++;
+		rc = mdb_cursor_get(cur, &kc, &v, MDB_SET_RANGE);
+		k = kc;
+	}
+	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	e->expired += n;
+	if (n)
+		SHM__COUNT(w->env, expirations, n);
+	return 0;
+}
+
+int shm_l1_expire(shm_env *env, uint64_t *expired)
+{
+	struct expire_ctx e = {0, true};
+	int rc = 0;
+
+	while (e.more && rc == 0)
+		rc = shm__write(env, expire_body, &e);
+	if (expired)
+		*expired = e.expired;
+	return rc;
+}

@@ -1,0 +1,286 @@
+/*
+ * libshm/log.c - the append-only write log (format drawn in shm_log.h).
+ *
+ * Invariants
+ *  1. A datum exists iff its log record does: records are only appended by
+ *     shm__log_append inside the write transaction that changes the datum.
+ *  2. Keys are appended in increasing seq order (MDB_APPEND), never reused.
+ *  3. Trimming never goes past what the caller says every sink applied, and
+ *     raises meta "flushed" (which makes older entries evictable).
+ */
+#include <errno.h>
+#include <lz4frame.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "internal.h"
+
+static const char *const op_names[] = {
+	[SHM_OP_MSG_PUT] = "msg_put",         [SHM_OP_MSG_EDIT] = "msg_edit",
+	[SHM_OP_MSG_DELETE] = "msg_delete",   [SHM_OP_MSG_REACT] = "msg_react",
+	[SHM_OP_MSG_REPLY] = "msg_reply",     [SHM_OP_STATIC_PUT] = "static_put",
+	[SHM_OP_STATIC_BUST] = "static_bust", [SHM_OP_GRAPH_SET] = "graph_set",
+	[SHM_OP_GRAPH_DROP] = "graph_drop",   [SHM_OP_MARK] = "mark",
+};
+
+const char *shm_op_name(int op)
+{
+	if (op >= 0 && (size_t)op < sizeof op_names / sizeof op_names[0] &&
+	    op_names[op])
+		return op_names[op];
+	return "unknown";
+}
+
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+static int grow(uint8_t **buf, size_t *cap, size_t need)
+{
+	if (*cap >= need)
+		return 0;
+	size_t n = need < 4096 ? 4096 : need + need / 2;
+	uint8_t *p = realloc(*buf, n);
+	if (!p)
+		return shm__err(ENOMEM, "log buffer of %zu bytes", n);
+	*buf = p;
+	*cap = n;
+	return 0;
+}
+
+int shm__log_append(shm__wtxn *w, uint8_t op, const void *key, size_t klen,
+                    const void *payload, size_t plen, uint64_t *seq)
+{
+	shm_env *env = w->env;
+	uint64_t s = w->next_seq;
+	const void *body = payload;
+	size_t stored = plen;
+	uint16_t flags = 0;
+	MDB_val k = {8, &s}, v;
+	uint8_t *rec;
+	int rc;
+
+	if (klen > 0xffff || plen > UINT32_MAX)
+		return shm__err(SHM_ETOOBIG, "log record: key %zu / payload %zu "
+		                "bytes", klen, plen);
+	if (plen > env->opt.compress_threshold) {
+		size_t bound = LZ4F_compressFrameBound(plen, NULL);
+		if ((rc = grow(&w->buf, &w->buf_cap, bound)))
+			return rc;
+		size_t n = LZ4F_compressFrame(w->buf, bound, payload, plen, NULL);
+		if (!LZ4F_isError(n) && n < plen) {
+			body = w->buf;
+			stored = n;
+			flags |= SHM_LOG_LZ4;
+		}
+	}
+	v.mv_size = SHM_LOG_HEADER + klen + stored;
+	rc = mdb_put(w->txn, env->log, &k, &v, MDB_APPEND | MDB_RESERVE);
+	if (rc)
+		return shm__err_mdb(rc, "append log record");
+	rec = v.mv_data;
+	rec[0] = SHM_LOG_VERSION;
+	rec[1] = op;
+	memcpy(rec + 2, &flags, 2);
+	put32(rec + 4, (uint32_t)klen);
+	put64(rec + 8, s);
+	put64(rec + 16, (uint64_t)w->now);
+	put32(rec + 24, (uint32_t)stored);
+	put32(rec + 28, (uint32_t)plen);
+	put64(rec + 32, 0);
+	memcpy(rec + SHM_LOG_HEADER, key, klen);
+	memcpy(rec + SHM_LOG_HEADER + klen, body, stored);
+	put64(rec + 32, XXH3_64bits(rec, v.mv_size));
+	w->next_seq = s + 1;
+	if (seq)
+		*seq = s;
+	SHM__COUNT(env, log_appends, 1);
+	SHM__COUNT(env, log_bytes_raw, plen);
+	SHM__COUNT(env, log_bytes_stored, stored);
+	return 0;
+}
+
+int shm_log_decode(const void *raw, size_t size, shm_log_rec *rec,
+                   uint8_t **buf, size_t *buf_cap)
+{
+	const uint8_t *p = raw;
+	uint64_t sum, want;
+	uint8_t *copy;
+	int rc;
+
+	memset(rec, 0, sizeof *rec);
+	if (size >= 16)
+		rec->seq = get64(p + 8);
+	if (size < SHM_LOG_HEADER)
+		return shm__err(SHM_ECORRUPT, "log record: %zu bytes, shorter "
+		                "than its header", size);
+	rec->version = p[0];
+	rec->op = p[1];
+	memcpy(&rec->flags, p + 2, 2);
+	rec->key_len = get32(p + 4);
+	rec->time = (int64_t)get64(p + 16);
+	rec->stored_len = get32(p + 24);
+	rec->payload_len = get32(p + 28);
+	rec->raw = p;
+	rec->raw_size = (uint32_t)size;
+	if (rec->version != SHM_LOG_VERSION)
+		return shm__err(SHM_ECORRUPT, "log record %llu: version %u, "
+		                "expected %u", (unsigned long long)rec->seq,
+		                rec->version, SHM_LOG_VERSION);
+	if ((uint64_t)SHM_LOG_HEADER + rec->key_len + rec->stored_len != size)
+		return shm__err(SHM_ECORRUPT, "log record %llu: lengths do not add "
+		                "up (truncated?)", (unsigned long long)rec->seq);
+	/* Checksum over the record with its checksum field zeroed. */
+	if ((rc = grow(buf, buf_cap, size)))
+		return rc;
+	copy = *buf;
+	memcpy(copy, p, size);
+	want = get64(p + 32);
+	put64(copy + 32, 0);
+	sum = XXH3_64bits(copy, size);
+	if (sum != want)
+		return shm__err(SHM_ECORRUPT, "log record %llu: checksum mismatch",
+		                (unsigned long long)rec->seq);
+	rec->key = p + SHM_LOG_HEADER;
+	rec->payload = p + SHM_LOG_HEADER + rec->key_len;
+	if (rec->flags & SHM_LOG_LZ4) {
+		LZ4F_dctx *dctx;
+		size_t dst = rec->payload_len, src = rec->stored_len, r;
+		if ((rc = grow(buf, buf_cap, rec->payload_len + 1)))
+			return rc;
+		if (LZ4F_isError(LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION)))
+			return shm__err(ENOMEM, "lz4 context");
+		r = LZ4F_decompress(dctx, *buf, &dst, rec->payload, &src, NULL);
+		LZ4F_freeDecompressionContext(dctx);
+		if (LZ4F_isError(r) || r != 0 || dst != rec->payload_len ||
+		    src != rec->stored_len)
+			return shm__err(SHM_ECORRUPT, "log record %llu: bad LZ4 "
+			                "frame", (unsigned long long)rec->seq);
+		rec->payload = *buf;
+	} else if (rec->stored_len != rec->payload_len) {
+		return shm__err(SHM_ECORRUPT, "log record %llu: stored %u != raw "
+		                "%u bytes without compression",
+		                (unsigned long long)rec->seq, rec->stored_len,
+		                rec->payload_len);
+	}
+	return 0;
+}
+
+struct shm_log_iter {
+	shm_env *env;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	uint64_t from;
+	bool started;
+	uint8_t *buf;
+	size_t buf_cap;
+};
+
+int shm_log_iter_open(shm_env *env, uint64_t from, shm_log_iter **out)
+{
+	shm_log_iter *it = calloc(1, sizeof *it);
+	int rc;
+
+	if (!it)
+		return shm__err(ENOMEM, "log iterator");
+	it->env = env;
+	it->from = from;
+	if ((rc = shm__rtxn_get(env, &it->txn))) {
+		free(it);
+		return rc;
+	}
+	if ((rc = mdb_cursor_open(it->txn, env->log, &it->cur))) {
+		shm__rtxn_put(env, it->txn);
+		free(it);
+		return shm__err_mdb(rc, "log cursor");
+	}
+	*out = it;
+	return 0;
+}
+
+int shm_log_iter_next(shm_log_iter *it, shm_log_rec *rec)
+{
+	MDB_val k = {8, &it->from}, v;
+	int rc;
+
+	rc = mdb_cursor_get(it->cur, &k, &v,
+	                    it->started ? MDB_NEXT : MDB_SET_RANGE);
+	it->started = true;
+	if (rc == MDB_NOTFOUND)
+		return SHM_ENOTFOUND;
+	if (rc)
+		return shm__err_mdb(rc, "log read");
+	rc = shm_log_decode(v.mv_data, v.mv_size, rec, &it->buf, &it->buf_cap);
+	if (rc == SHM_ECORRUPT || rec->seq == 0)
+		memcpy(&rec->seq, k.mv_data, 8); /* the key is the truth */
+	if (rc == 0 && rec->seq != *(const uint64_t *)k.mv_data)
+		return shm__err(SHM_ECORRUPT, "log record under key %llu says "
+		                "seq %llu",
+		                (unsigned long long)*(const uint64_t *)k.mv_data,
+		                (unsigned long long)rec->seq);
+	return rc;
+}
+
+void shm_log_iter_close(shm_log_iter *it)
+{
+	if (!it)
+		return;
+	mdb_cursor_close(it->cur);
+	shm__rtxn_put(it->env, it->txn);
+	free(it->buf);
+	free(it);
+}
+
+static int trim_body(shm__wtxn *w, void *ctx)
+{
+	uint64_t upto = *(uint64_t *)ctx;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(w->txn, w->env->log, &cur)))
+		return shm__err_mdb(rc, "log cursor");
+	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0) {
+		uint64_t s;
+		memcpy(&s, k.mv_data, 8);
+		if (s > upto)
+			break;
+		if ((rc = mdb_cursor_del(cur, 0)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return shm__err_mdb(rc, "trim log");
+	if (upto > w->flushed)
+		return shm__meta_put(w->txn, w->env, "flushed", upto);
+	return 0;
+}
+
+int shm_log_trim(shm_env *env, uint64_t upto)
+{
+	return shm__write(env, trim_body, &upto);
+}
+
+int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms)
+{
+	uint64_t deadline = shm__mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+	struct timespec nap = {0, 1000000}; /* 1 ms */
+
+	for (;;) {
+		uint64_t next = __atomic_load_n(&env->shared->next_seq_hint,
+		                                __ATOMIC_ACQUIRE);
+		if (next > from)
+			return 0;
+		if (next == 0) { /* no write since the stats file was made */
+			uint64_t n = 0;
+			if (shm_meta_get(env, "next_seq", &n) == 0 && n > from)
+				return 0;
+		}
+		if (shm__mono_ns() >= deadline)
+			return SHM_ETIMEDOUT;
+		nanosleep(&nap, NULL);
+	}
+}

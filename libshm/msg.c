@@ -1,0 +1,558 @@
+/*
+ * libshm/msg.c - chat messages in L1: put, get, views, edit, soft delete,
+ * reactions, read-through fills.
+ *
+ * Invariants
+ *  1. Every stored state of a message is written by store() together with
+ *     its log record (same transaction), its room index key and its L1
+ *     bookkeeping; the log payload is the stored value, byte for byte.
+ *  2. The value's seq field equals the seq of its lru key (l1.c).
+ *  3. Validation happens before any write: bad input changes nothing.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "codec.h"
+
+/* Room and created_at of an encoded value, without decoding it all. */
+static int enc_room(const MDB_val *v, const char **room, int64_t *created)
+{
+	const uint8_t *p = v->mv_data;
+	uint32_t len;
+
+	if (v->mv_size < SHM_MSG_FIXED + 5)
+		return shm__err(SHM_ECORRUPT, "message value too short");
+	memcpy(created, p + 36, 8);
+	memcpy(&len, p + SHM_MSG_FIXED, 4);
+	if (SHM_MSG_FIXED + 4 + (size_t)len + 1 > v->mv_size ||
+	    p[SHM_MSG_FIXED + 4 + len] != 0)
+		return shm__err(SHM_ECORRUPT, "message value: bad room_id");
+	*room = (const char *)p + SHM_MSG_FIXED + 4;
+	return 0;
+}
+
+/*
+ * Stores m as the new state of its id, with a record of op (or no record
+ * when op is 0: a read-through fill). old is the current value or NULL.
+ */
+static int store(shm__wtxn *w, uint8_t op, const shm_msg *m, const MDB_val *old)
+{
+	shm_env *env = w->env;
+	size_t size = shm__msg_enc_size(m), old_bytes = 0;
+	uint64_t seq = op ? w->next_seq : w->flushed, old_seq = 0;
+	char old_room[SHM_MAX_ROOM + 1] = "";
+	int64_t old_created = 0;
+	MDB_val k = {16, (void *)m->id.b}, v;
+	uint8_t *buf = malloc(size);
+	int rc;
+
+	if (!buf)
+		return shm__err(ENOMEM, "message of %zu bytes", size);
+	/* Encode first: m may point into the map, which writes can move. */
+	shm__msg_encode(m, seq, buf);
+	if (old) {
+		const char *r;
+		if ((rc = enc_room(old, &r, &old_created)))
+			goto out;
+		snprintf(old_room, sizeof old_room, "%s", r);
+		old_seq = shm__msg_enc_seq(old->mv_data, old->mv_size);
+		old_bytes = old->mv_size;
+	}
+	if ((rc = shm__l1_track(w, SHM_KIND_MSG, m->id.b, 16, old_seq, old_bytes,
+	                        seq, size)))
+		goto out;
+	v.mv_size = size;
+	v.mv_data = buf;
+	if ((rc = mdb_put(w->txn, env->msg, &k, &v, 0))) {
+		rc = shm__err_mdb(rc, "store message");
+		goto out;
+	}
+	if (old && (old_created != m->created_at ||
+	            strcmp(old_room, m->room_id) != 0) &&
+	    (rc = shm__room_del(w, old_room, old_created, &m->id)))
+		goto out;
+	if ((!old || old_created != m->created_at ||
+	     strcmp(old_room, m->room_id) != 0) &&
+	    (rc = shm__room_add(w, m->room_id, m->created_at, &m->id)))
+		goto out;
+	if (op)
+		rc = shm__log_append(w, op, m->id.b, 16, buf, size, NULL);
+out:
+	free(buf);
+	return rc;
+}
+
+/* Current value of id in w, decoded into arena (strings point into the
+ * map: valid until the next write in w). */
+static int load(shm__wtxn *w, const shm_uuid *id, shm__arena *arena,
+                shm_msg **m, MDB_val *raw)
+{
+	MDB_val k = {16, (void *)id->b};
+	int rc = mdb_get(w->txn, w->env->msg, &k, raw);
+	char s[37];
+
+	if (rc == MDB_NOTFOUND) {
+		shm_uuid_format(id, s);
+		return shm__err(SHM_ENOTFOUND, "message %s is not in L1", s);
+	}
+	if (rc)
+		return shm__err_mdb(rc, "read message");
+	return shm__msg_decode(raw->mv_data, raw->mv_size, arena, m);
+}
+
+/* A reply bumps its parent's reply_count and last_reply_at (when the parent
+ * is in L1; otherwise L3 keeps the count it has). */
+static int bump_parent(shm__wtxn *w, const shm_msg *child)
+{
+	shm__arena arena = {0};
+	shm_msg *p;
+	MDB_val raw;
+	int rc;
+
+	if (!child->has_parent ||
+	    memcmp(child->parent_id.b, child->id.b, 16) == 0)
+		return 0;
+	rc = load(w, &child->parent_id, &arena, &p, &raw);
+	if (rc == SHM_ENOTFOUND) {
+		rc = 0;
+		goto out;
+	}
+	if (rc)
+		goto out;
+	p->reply_count++;
+	if (child->created_at > p->last_reply_at)
+		p->last_reply_at = child->created_at;
+	rc = store(w, SHM_OP_MSG_REPLY, p, &raw);
+out:
+	shm__arena_free(&arena);
+	return rc;
+}
+
+static void fill_defaults(shm__wtxn *w, shm_msg *m)
+{
+	if (shm_uuid_is_nil(&m->id))
+		shm_uuid_v7(&m->id);
+	if (m->created_at == 0)
+		m->created_at = w->now;
+	m->content_hash = XXH3_64bits(m->content ? m->content : "",
+	                              m->content_len);
+}
+
+static int put_one(shm__wtxn *w, shm_msg *m)
+{
+	MDB_val k = {16, m->id.b}, old;
+	int rc;
+
+	fill_defaults(w, m);
+	rc = mdb_get(w->txn, w->env->msg, &k, &old);
+	if (rc && rc != MDB_NOTFOUND)
+		return shm__err_mdb(rc, "read message");
+	if ((rc = store(w, SHM_OP_MSG_PUT, m, rc ? NULL : &old)))
+		return rc;
+	return bump_parent(w, m);
+}
+
+struct put_many {
+	shm_msg *msgs;
+	size_t n;
+	uint64_t last_seq;
+};
+
+static int put_many_body(shm__wtxn *w, void *ctx)
+{
+	struct put_many *p = ctx;
+	int rc;
+
+	for (size_t i = 0; i < p->n; i++)
+		if ((rc = put_one(w, &p->msgs[i])))
+			return rc;
+	p->last_seq = w->next_seq - 1;
+	return 0;
+}
+
+/* In write-through mode, waits until PostgreSQL has applied seq. */
+static int wait_through(shm_env *env, uint64_t seq)
+{
+	uint64_t deadline, applied = 0;
+	struct timespec nap = {0, 1000000};
+	int rc;
+
+	if (env->opt.write_mode != SHM_WRITE_THROUGH)
+		return 0;
+	deadline = shm__mono_ns() +
+	           (uint64_t)env->opt.write_through_timeout_ms * 1000000ull;
+	for (;;) {
+		if ((rc = shm_meta_get(env, "sink.pg.applied", &applied)))
+			return rc;
+		if (applied >= seq)
+			return 0;
+		if (shm__mono_ns() >= deadline)
+			return shm__err(SHM_ETIMEDOUT,
+			                "write-through: record %llu is in L1 but "
+			                "PostgreSQL applied only up to %llu after "
+			                "%u ms (is shm-flusher running with --pg?)",
+			                (unsigned long long)seq,
+			                (unsigned long long)applied,
+			                env->opt.write_through_timeout_ms);
+		nanosleep(&nap, NULL);
+	}
+}
+
+static int run_write(shm_env *env, shm__write_fn fn, void *ctx,
+                     uint64_t *last_seq, uint64_t t0)
+{
+	int rc = shm__write(env, fn, ctx);
+	shm__hist_add(env, 0, shm__mono_ns() - t0);
+	if (rc == 0 && last_seq && *last_seq)
+		rc = wait_through(env, *last_seq);
+	return rc;
+}
+
+int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
+{
+	uint64_t t0 = shm__mono_ns();
+	struct put_many p = {msgs, n, 0};
+	int rc;
+
+	if (!env || (!msgs && n))
+		return shm__err(SHM_EINVAL, "shm_msg_put: NULL argument");
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = shm__msg_validate(env, &msgs[i]))) {
+			if (bad_index)
+				*bad_index = i;
+			return rc;
+		}
+	}
+	if (n == 0)
+		return 0;
+	rc = run_write(env, put_many_body, &p, &p.last_seq, t0);
+	if (rc == 0)
+		SHM__COUNT(env, puts, n);
+	return rc;
+}
+
+int shm_msg_put(shm_env *env, shm_msg *m)
+{
+	return shm_msg_put_many(env, m, 1, NULL);
+}
+
+/* ---- changes of an existing message */
+
+typedef struct change {
+	const shm_uuid *id;
+	uint8_t op;
+	const char *content;
+	size_t len;
+	int32_t user;
+	const char *emoji;
+	bool add;
+	uint64_t seq; /* 0: nothing changed */
+} change;
+
+/* Reactions after adding/removing (user, emoji); *changed if different.
+ * Arrays are carved from arena. */
+static int react_apply(shm__arena *a, shm_msg *m, change *c, bool *changed)
+{
+	uint32_t n = m->n_reactions, i, j;
+	shm_reaction *r = shm__arena_alloc(a, (n + 1) * sizeof *r);
+	int found = -1;
+
+	if (!r)
+		return shm__err(ENOMEM, "reactions");
+	memcpy(r, m->reactions, n * sizeof *r);
+	for (i = 0; i < n; i++)
+		if (strcmp(r[i].emoji, c->emoji) == 0)
+			found = (int)i;
+	*changed = false;
+	if (c->add) {
+		if (found < 0) { /* insert sorted by emoji */
+			for (i = 0; i < n && strcmp(r[i].emoji, c->emoji) < 0; i++)
+				;
+			memmove(r + i + 1, r + i, (n - i) * sizeof *r);
+			int32_t *u = shm__arena_alloc(a, sizeof *u);
+			if (!u)
+				return shm__err(ENOMEM, "reactions");
+			*u = c->user;
+			r[i] = (shm_reaction){c->emoji, u, 1};
+			n++;
+			*changed = true;
+		} else {
+			shm_reaction *x = &r[found];
+			for (j = 0; j < x->n_users; j++)
+				if (x->user_ids[j] == c->user)
+					break;
+			if (j == x->n_users) {
+				if (x->n_users >= SHM_MAX_LIST)
+					return shm__err(SHM_ETOOBIG, "reaction '%s': "
+					                "%d users already", c->emoji,
+					                SHM_MAX_LIST);
+				int32_t *u = shm__arena_alloc(a, (x->n_users + 1) * 4);
+				if (!u)
+					return shm__err(ENOMEM, "reactions");
+				memcpy(u, x->user_ids, x->n_users * 4);
+				u[x->n_users] = c->user;
+				x->user_ids = u;
+				x->n_users++;
+				*changed = true;
+			}
+		}
+	} else if (found >= 0) {
+		shm_reaction *x = &r[found];
+		int32_t *u = shm__arena_alloc(a, x->n_users * 4 + 4);
+		uint32_t k = 0;
+		if (!u)
+			return shm__err(ENOMEM, "reactions");
+		for (j = 0; j < x->n_users; j++)
+			if (x->user_ids[j] != c->user)
+				u[k++] = x->user_ids[j];
+		*changed = k != x->n_users;
+		x->user_ids = u;
+		x->n_users = k;
+		if (k == 0) {
+			memmove(r + found, r + found + 1,
+			        (n - (uint32_t)found - 1) * sizeof *r);
+			n--;
+		}
+	}
+	if (n > SHM_MAX_LIST)
+		return shm__err(SHM_ETOOBIG, "more than %d reactions", SHM_MAX_LIST);
+	m->reactions = r;
+	m->n_reactions = n;
+	return 0;
+}
+
+static int change_body(shm__wtxn *w, void *ctx)
+{
+	change *c = ctx;
+	shm__arena arena = {0};
+	shm_msg *m;
+	MDB_val raw;
+	bool changed = true;
+	int rc;
+
+	c->seq = 0;
+	if ((rc = load(w, c->id, &arena, &m, &raw)))
+		goto out;
+	switch (c->op) {
+	case SHM_OP_MSG_EDIT:
+		m->content = c->content;
+		m->content_len = (uint32_t)c->len;
+		m->content_hash = XXH3_64bits(c->content, c->len);
+		m->updated_at = w->now;
+		m->edited = true;
+		m->edit_count++;
+		break;
+	case SHM_OP_MSG_DELETE:
+		m->type = SHM_MSG_DELETE;
+		m->content = SHM_DELETED_CONTENT;
+		m->content_len = (uint32_t)strlen(SHM_DELETED_CONTENT);
+		m->content_hash = XXH3_64bits(m->content, m->content_len);
+		m->updated_at = w->now;
+		break;
+	case SHM_OP_MSG_REACT:
+		rc = react_apply(&arena, m, c, &changed);
+		break;
+	}
+	if (rc == 0 && changed) {
+		c->seq = w->next_seq;
+		rc = store(w, c->op, m, &raw);
+	}
+out:
+	shm__arena_free(&arena);
+	return rc;
+}
+
+static int run_change(shm_env *env, change *c)
+{
+	uint64_t t0 = shm__mono_ns();
+	if (!env || !c->id)
+		return shm__err(SHM_EINVAL, "message change: NULL argument");
+	return run_write(env, change_body, c, &c->seq, t0);
+}
+
+int shm_msg_edit(shm_env *env, const shm_uuid *id, const char *content,
+                 size_t len)
+{
+	change c = {.id = id, .op = SHM_OP_MSG_EDIT, .content = content,
+	            .len = len};
+	int rc;
+
+	if (!env)
+		return shm__err(SHM_EINVAL, "shm_msg_edit: NULL env");
+	if ((rc = shm__check_text("content", content, len, env->opt.max_content,
+	                          true)))
+		return rc;
+	if ((rc = run_change(env, &c)) == 0)
+		SHM__COUNT(env, edits, 1);
+	return rc;
+}
+
+int shm_msg_delete(shm_env *env, const shm_uuid *id)
+{
+	change c = {.id = id, .op = SHM_OP_MSG_DELETE};
+	int rc = run_change(env, &c);
+	if (rc == 0)
+		SHM__COUNT(env, deletes, 1);
+	return rc;
+}
+
+int shm_msg_react(shm_env *env, const shm_uuid *id, int32_t user_id,
+                  const char *emoji, bool add)
+{
+	change c = {.id = id, .op = SHM_OP_MSG_REACT, .user = user_id,
+	            .emoji = emoji, .add = add};
+	int rc = shm__check_text("emoji", emoji, emoji ? strlen(emoji) : 0,
+	                         SHM_MAX_EMOJI, false);
+	if (rc)
+		return rc;
+	if ((rc = run_change(env, &c)) == 0)
+		SHM__COUNT(env, reacts, 1);
+	return rc;
+}
+
+/* ---- reads */
+
+int shm_msg_get(shm_env *env, const shm_uuid *id, shm_msg **out)
+{
+	uint64_t t0 = shm__mono_ns();
+	MDB_txn *txn;
+	MDB_val k = {16, (void *)(id ? id->b : NULL)}, v;
+	int rc;
+
+	if (!env || !id || !out)
+		return shm__err(SHM_EINVAL, "shm_msg_get: NULL argument");
+	if ((rc = shm__rtxn_get(env, &txn)))
+		return rc;
+	rc = mdb_get(txn, env->msg, &k, &v);
+	if (rc == 0)
+		rc = shm__msg_decode(v.mv_data, v.mv_size, NULL, out);
+	else if (rc != MDB_NOTFOUND)
+		rc = shm__err_mdb(rc, "read message");
+	shm__rtxn_put(env, txn);
+	if (rc == 0) {
+		SHM__COUNT(env, l1_hits, 1);
+		shm__touch(env, SHM_KIND_MSG, id->b, 16);
+	} else if (rc == MDB_NOTFOUND) {
+		SHM__COUNT(env, l1_misses, 1);
+		rc = shm__rt_get(env, id, out);
+		if (rc == SHM_ENOTFOUND) {
+			char s[37];
+			shm_uuid_format(id, s);
+			rc = shm__err(SHM_ENOTFOUND, "message %s not found", s);
+		}
+	}
+	shm__hist_add(env, 1, shm__mono_ns() - t0);
+	return rc;
+}
+
+struct shm_rtxn {
+	shm_env *env;
+	MDB_txn *txn;
+	shm__arena arena;
+};
+
+int shm_rtxn_begin(shm_env *env, shm_rtxn **out)
+{
+	shm_rtxn *t;
+	int rc;
+
+	if (!env || !out)
+		return shm__err(SHM_EINVAL, "shm_rtxn_begin: NULL argument");
+	if (!(t = calloc(1, sizeof *t)))
+		return shm__err(ENOMEM, "read transaction");
+	t->env = env;
+	if ((rc = shm__rtxn_get(env, &t->txn))) {
+		free(t);
+		return rc;
+	}
+	*out = t;
+	return 0;
+}
+
+void shm_rtxn_end(shm_rtxn *t)
+{
+	if (!t)
+		return;
+	shm__rtxn_put(t->env, t->txn);
+	shm__arena_free(&t->arena);
+	free(t);
+}
+
+int shm_msg_view(shm_rtxn *t, const shm_uuid *id, const shm_msg **out)
+{
+	MDB_val k = {16, (void *)(id ? id->b : NULL)}, v;
+	shm_msg *m;
+	int rc;
+
+	if (!t || !id || !out)
+		return shm__err(SHM_EINVAL, "shm_msg_view: NULL argument");
+	rc = mdb_get(t->txn, t->env->msg, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		char s[37];
+		SHM__COUNT(t->env, l1_misses, 1);
+		shm_uuid_format(id, s);
+		return shm__err(SHM_ENOTFOUND, "message %s is not in L1", s);
+	}
+	if (rc)
+		return shm__err_mdb(rc, "read message");
+	if ((rc = shm__msg_decode(v.mv_data, v.mv_size, &t->arena, &m)))
+		return rc;
+	SHM__COUNT(t->env, l1_hits, 1);
+	shm__touch(t->env, SHM_KIND_MSG, id->b, 16);
+	*out = m;
+	return 0;
+}
+
+/* ---- L1 maintenance */
+
+int shm__msg_drop(shm__wtxn *w, const void *key, size_t klen)
+{
+	MDB_val k = {klen, (void *)key}, v;
+	char room[SHM_MAX_ROOM + 1];
+	const char *r;
+	int64_t created;
+	shm_uuid id;
+	int rc;
+
+	if (klen != 16)
+		return shm__err(SHM_ECORRUPT, "message key of %zu bytes", klen);
+	if ((rc = mdb_get(w->txn, w->env->msg, &k, &v)))
+		return rc == MDB_NOTFOUND ? rc : shm__err_mdb(rc, "read message");
+	if ((rc = enc_room(&v, &r, &created)))
+		return rc;
+	snprintf(room, sizeof room, "%s", r);
+	memcpy(id.b, key, 16);
+	if ((rc = mdb_del(w->txn, w->env->msg, &k, NULL)))
+		return shm__err_mdb(rc, "drop message");
+	if ((rc = shm__room_del(w, room, created, &id)))
+		return rc;
+	return shm__room_evicted(w, room, created);
+}
+
+static int fill_body(shm__wtxn *w, void *ctx)
+{
+	const shm_msg *m = ctx;
+	MDB_val k = {16, (void *)m->id.b}, v;
+	int rc = mdb_get(w->txn, w->env->msg, &k, &v);
+
+	if (rc == 0)
+		return 0; /* L1 has it (maybe newer): never overwrite */
+	if (rc != MDB_NOTFOUND)
+		return shm__err_mdb(rc, "read message");
+	return store(w, 0, m, NULL);
+}
+
+int shm__msg_fill(shm_env *env, const shm_msg *m)
+{
+	int rc;
+
+	if ((rc = shm__msg_validate(env, m)))
+		return rc;
+	if ((rc = shm__write(env, fill_body, (void *)m)) == 0)
+		SHM__COUNT(env, fills, 1);
+	return rc;
+}

@@ -1,0 +1,436 @@
+/*
+ * libshm/readthrough.c - L1 misses asked of Redis (L2) then PostgreSQL (L3),
+ * each within its timeout; hits fill L1 (and Redis after an L3 hit).
+ *
+ * Invariants
+ *  1. A fill is not a write: it appends no log record (L2/L3 already have
+ *     the message), so nothing is sent back to PostgreSQL.
+ *  2. A level costs at most its timeout per call. After a failure the level
+ *     is skipped for RT_BACKOFF_MS, so a dead server costs nothing more.
+ *  3. Connections belong to the handle and are used under rt->lock.
+ */
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <lz4frame.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "codec.h"
+
+#define RT_BACKOFF_MS 1000
+
+/* The seed's SELECT, shaped as its serde JSON by PostgreSQL itself. */
+#define RT_COLUMNS                                                             \
+	"json_build_object('id',id,'room_id',room_id,'user_id',user_id,"       \
+	"'username',username,'content',content,'message_type',message_type,"   \
+	"'created_at',created_at,'updated_at',updated_at,'metadata',metadata," \
+	"'parent_id',parent_id,'thread_id',thread_id)::text"
+
+struct shm__rt {
+	pthread_mutex_t lock;
+	redisContext *redis;
+	PGconn *pg;
+	uint64_t redis_down_until, pg_down_until; /* mono ns */
+};
+
+bool shm__rt_has_l3(const shm_env *env)
+{
+	return env->pg_conninfo && *env->pg_conninfo;
+}
+
+int shm__rt_open(shm_env *env)
+{
+	if (!env->redis_url && !env->pg_conninfo)
+		return 0;
+	if (!(env->rt = calloc(1, sizeof *env->rt)))
+		return shm__err(ENOMEM, "read-through");
+	pthread_mutex_init(&env->rt->lock, NULL);
+	return 0; /* connections are made on first use */
+}
+
+void shm__rt_close(shm_env *env)
+{
+	if (!env->rt)
+		return;
+	if (env->rt->redis)
+		redisFree(env->rt->redis);
+	if (env->rt->pg)
+		PQfinish(env->rt->pg);
+	pthread_mutex_destroy(&env->rt->lock);
+	free(env->rt);
+	env->rt = NULL;
+}
+
+static struct timeval ms_tv(uint32_t ms)
+{
+	return (struct timeval){ms / 1000, (ms % 1000) * 1000};
+}
+
+/* redis://host:port/db or unix:///path[?db=N] */
+static redisContext *redis_connect(const char *url, uint32_t ms)
+{
+	struct timeval tv = ms_tv(ms);
+	redisContext *c = NULL;
+	char host[256];
+	int port = 6379, db = 0;
+
+	if (strncmp(url, "unix://", 7) == 0) {
+		char path[1024];
+		const char *q = strstr(url + 7, "?db=");
+		size_t len = q ? (size_t)(q - url - 7) : strlen(url + 7);
+		if (len >= sizeof path)
+			return NULL;
+		memcpy(path, url + 7, len);
+		path[len] = 0;
+		if (q)
+			db = atoi(q + 4);
+		c = redisConnectUnixWithTimeout(path, tv);
+	} else if (strncmp(url, "redis://", 8) == 0) {
+		const char *p = url + 8, *colon = strchr(p, ':'),
+		           *slash = strchr(p, '/');
+		size_t hl = colon ? (size_t)(colon - p)
+		                  : slash ? (size_t)(slash - p) : strlen(p);
+		if (hl == 0 || hl >= sizeof host)
+			return NULL;
+		memcpy(host, p, hl);
+		host[hl] = 0;
+		if (colon)
+			port = atoi(colon + 1);
+		if (slash)
+			db = atoi(slash + 1);
+		c = redisConnectWithTimeout(host, port, tv);
+	} else {
+		return NULL;
+	}
+	if (!c || c->err) {
+		if (c)
+			redisFree(c);
+		return NULL;
+	}
+	redisSetTimeout(c, tv);
+	if (db) {
+		redisReply *r = redisCommand(c, "SELECT %d", db);
+		bool ok = r && r->type == REDIS_REPLY_STATUS;
+		freeReplyObject(r);
+		if (!ok) {
+			redisFree(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+/* Decodes a mirrored value: JSON, or an LZ4 frame of JSON. */
+static int value_to_msg(const char *buf, size_t len, shm_msg **out)
+{
+	static const uint8_t magic[4] = {0x04, 0x22, 0x4d, 0x18};
+	char *json = NULL;
+	int rc;
+
+	if (len >= 4 && memcmp(buf, magic, 4) == 0) {
+		LZ4F_dctx *d;
+		size_t cap = len * 8 + 1024, used = 0, src_off = 0;
+		if (LZ4F_isError(LZ4F_createDecompressionContext(&d, LZ4F_VERSION)))
+			return ENOMEM;
+		json = malloc(cap);
+		for (;;) {
+			size_t dst = cap - used, src = len - src_off;
+			if (!json) {
+				LZ4F_freeDecompressionContext(d);
+				return ENOMEM;
+			}
+			size_t r = LZ4F_decompress(d, json + used, &dst,
+			                           buf + src_off, &src, NULL);
+			if (LZ4F_isError(r)) {
+				LZ4F_freeDecompressionContext(d);
+				free(json);
+				return SHM_ECORRUPT;
+			}
+			used += dst;
+			src_off += src;
+			if (r == 0)
+				break;
+			if (src_off >= len && dst == 0) {
+				LZ4F_freeDecompressionContext(d);
+				free(json);
+				return SHM_ECORRUPT;
+			}
+			if (used == cap) {
+				char *n = realloc(json, cap *= 2);
+				if (!n)
+					free(json);
+				json = n;
+			}
+		}
+		LZ4F_freeDecompressionContext(d);
+		rc = shm_msg_from_json(json, used, out, NULL, 0);
+		free(json);
+		return rc;
+	}
+	return shm_msg_from_json(buf, len, out, NULL, 0);
+}
+
+/* GET msg:<id> within the L2 timeout. */
+static int l2_get(shm_env *env, const shm_uuid *id, shm_msg **out)
+{
+	struct shm__rt *rt = env->rt;
+	char s[37];
+	redisReply *r;
+	int rc;
+
+	if (!env->redis_url || shm__mono_ns() < rt->redis_down_until)
+		return SHM_EL2;
+	if (!rt->redis &&
+	    !(rt->redis = redis_connect(env->redis_url, env->opt.l2_timeout_ms)))
+		goto down;
+	shm_uuid_format(id, s);
+	r = redisCommand(rt->redis, "GET msg:%s", s);
+	if (!r) {
+		redisFree(rt->redis);
+		rt->redis = NULL;
+		goto down;
+	}
+	if (r->type == REDIS_REPLY_STRING)
+		rc = value_to_msg(r->str, r->len, out);
+	else
+		rc = r->type == REDIS_REPLY_NIL ? SHM_ENOTFOUND : SHM_EL2;
+	freeReplyObject(r);
+	return rc;
+down:
+	rt->redis_down_until = shm__mono_ns() + RT_BACKOFF_MS * 1000000ull;
+	return SHM_EL2;
+}
+
+/* Waits for fd within deadline (mono ns); 0 ready, -1 timeout/error. */
+static int wait_fd(int fd, short ev, uint64_t deadline)
+{
+	uint64_t now = shm__mono_ns();
+	struct pollfd p = {fd, ev, 0};
+	if (now >= deadline)
+		return -1;
+	int ms = (int)((deadline - now + 999999) / 1000000);
+	return poll(&p, 1, ms) == 1 ? 0 : -1;
+}
+
+static PGconn *pg_connect(shm_env *env, uint64_t deadline)
+{
+	char conninfo[2048];
+	PGconn *c;
+
+	snprintf(conninfo, sizeof conninfo, "%s options='-c TimeZone=UTC'",
+	         env->pg_conninfo);
+	c = PQconnectStart(conninfo);
+	if (!c || PQstatus(c) == CONNECTION_BAD)
+		goto fail;
+	for (;;) {
+		PostgresPollingStatusType st = PQconnectPoll(c);
+		if (st == PGRES_POLLING_OK)
+			return c;
+		if (st == PGRES_POLLING_FAILED)
+			goto fail;
+		if (wait_fd(PQsocket(c), st == PGRES_POLLING_READING ? POLLIN
+		                                                      : POLLOUT,
+		            deadline))
+			goto fail;
+	}
+fail:
+	if (c)
+		PQfinish(c);
+	return NULL;
+}
+
+/* Runs one query with params within deadline; NULL on error/timeout. */
+static PGresult *pg_query(PGconn *c, const char *sql, int n,
+                          const char *const *params, uint64_t deadline)
+{
+	PGresult *res = NULL, *last = NULL;
+
+	if (!PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0))
+		return NULL;
+	for (;;) {
+		while (!PQisBusy(c)) {
+			res = PQgetResult(c);
+			if (!res)
+				return last;
+			PQclear(last);
+			last = res;
+		}
+		if (wait_fd(PQsocket(c), POLLIN, deadline) || !PQconsumeInput(c)) {
+			PGcancel *cc = PQgetCancel(c);
+			char e[256];
+			if (cc) {
+				PQcancel(cc, e, sizeof e);
+				PQfreeCancel(cc);
+			}
+			PQclear(last);
+			return NULL;
+		}
+	}
+}
+
+static PGresult *l3_query(shm_env *env, const char *sql, int n,
+                          const char *const *params)
+{
+	struct shm__rt *rt = env->rt;
+	uint64_t deadline =
+		shm__mono_ns() + (uint64_t)env->opt.l3_timeout_ms * 1000000ull;
+	PGresult *res;
+
+	if (!shm__rt_has_l3(env) || shm__mono_ns() < rt->pg_down_until)
+		return NULL;
+	if (!rt->pg && !(rt->pg = pg_connect(env, deadline)))
+		goto down;
+	res = pg_query(rt->pg, sql, n, params, deadline);
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
+		return res;
+	PQclear(res);
+	PQfinish(rt->pg); /* unknown state after a timeout: reconnect later */
+	rt->pg = NULL;
+down:
+	rt->pg_down_until = shm__mono_ns() + RT_BACKOFF_MS * 1000000ull;
+	return NULL;
+}
+
+static int l3_get(shm_env *env, const shm_uuid *id, shm_msg **out)
+{
+	char s[37];
+	const char *params[1] = {s};
+	PGresult *res;
+	int rc;
+
+	shm_uuid_format(id, s);
+	res = l3_query(env, "SELECT " RT_COLUMNS " FROM messages WHERE id = $1",
+	               1, params);
+	if (!res)
+		return SHM_EL3;
+	if (PQntuples(res) == 0)
+		rc = SHM_ENOTFOUND;
+	else
+		rc = value_to_msg(PQgetvalue(res, 0, 0),
+		                  (size_t)PQgetlength(res, 0, 0), out);
+	PQclear(res);
+	return rc;
+}
+
+/* After an L3 hit, Redis gets the message too (JSON, LZ4 above the
+ * threshold), with the L2 TTL. Best effort: L3 stays the truth. */
+static void l2_set(shm_env *env, const shm_msg *m)
+{
+	struct shm__rt *rt = env->rt;
+	char s[37], *json = NULL;
+	size_t len;
+	void *val;
+	size_t vlen;
+	uint8_t *z = NULL;
+	redisReply *r;
+
+	if (!env->redis_url || !rt->redis || shm_msg_to_json(m, &json, &len))
+		return;
+	val = json;
+	vlen = len;
+	if (len > env->opt.compress_threshold) {
+		size_t bound = LZ4F_compressFrameBound(len, NULL);
+		if ((z = malloc(bound))) {
+			size_t n = LZ4F_compressFrame(z, bound, json, len, NULL);
+			if (!LZ4F_isError(n)) {
+				val = z;
+				vlen = n;
+			}
+		}
+	}
+	shm_uuid_format(&m->id, s);
+	r = redisCommand(rt->redis, "SET msg:%s %b EX %u", s, val, vlen,
+	                 env->opt.l2_ttl_s);
+	if (!r) {
+		redisFree(rt->redis);
+		rt->redis = NULL;
+	}
+	freeReplyObject(r);
+	free(z);
+	free(json);
+}
+
+int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
+{
+	struct shm__rt *rt = env->rt;
+	shm_msg *m = NULL;
+	int rc;
+
+	if (!rt)
+		return SHM_ENOTFOUND;
+	pthread_mutex_lock(&rt->lock);
+	rc = l2_get(env, id, &m);
+	if (rc == 0) {
+		SHM__COUNT(env, l2_hits, 1);
+	} else {
+		if (rc == SHM_ENOTFOUND)
+			SHM__COUNT(env, l2_misses, 1);
+		else if (env->redis_url)
+			SHM__COUNT(env, l2_errors, 1);
+		rc = l3_get(env, id, &m);
+		if (rc == 0) {
+			SHM__COUNT(env, l3_hits, 1);
+			l2_set(env, m);
+		} else if (rc == SHM_ENOTFOUND) {
+			SHM__COUNT(env, l3_misses, 1);
+		} else if (shm__rt_has_l3(env)) {
+			SHM__COUNT(env, l3_errors, 1);
+		}
+	}
+	pthread_mutex_unlock(&rt->lock);
+	if (rc == SHM_EL2 || rc == SHM_EL3)
+		rc = SHM_ENOTFOUND; /* no level could answer */
+	if (rc)
+		return rc;
+	m->content_hash = XXH3_64bits(m->content, m->content_len);
+	shm__msg_fill(env, m); /* L1 full of unflushed work: serve anyway */
+	*out = m;
+	return 0;
+}
+
+int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
+                      uint32_t limit, shm_msg ***out, size_t *n)
+{
+	char lim[16], bef[40];
+	const char *params[3] = {room, lim, bef};
+	shm_msg **msgs;
+	PGresult *res;
+	int rc = 0, rows;
+
+	snprintf(lim, sizeof lim, "%u", limit);
+	shm_time_format(before > 0 ? before : INT64_C(253402300799000000), bef);
+	pthread_mutex_lock(&env->rt->lock);
+	res = l3_query(env,
+	               "SELECT " RT_COLUMNS " FROM messages WHERE room_id = $1 "
+	               "AND created_at < $3::timestamptz "
+	               "ORDER BY created_at DESC, id DESC LIMIT $2::int",
+	               3, params);
+	pthread_mutex_unlock(&env->rt->lock);
+	if (!res) {
+		SHM__COUNT(env, l3_errors, 1);
+		return SHM_EL3;
+	}
+	rows = PQntuples(res);
+	if (!(msgs = calloc((size_t)rows + 1, sizeof *msgs))) {
+		PQclear(res);
+		return shm__err(ENOMEM, "room page");
+	}
+	for (int i = 0; i < rows && !rc; i++)
+		rc = value_to_msg(PQgetvalue(res, i, 0),
+		                  (size_t)PQgetlength(res, i, 0), &msgs[i]);
+	PQclear(res);
+	if (rc) {
+		shm_msgs_free(msgs, (size_t)rows);
+		return shm__err(SHM_EL3, "room page from PostgreSQL: bad row");
+	}
+	for (int i = 0; i < rows; i++)
+		msgs[i]->content_hash =
+			XXH3_64bits(msgs[i]->content, msgs[i]->content_len);
+	*out = msgs;
+	*n = (size_t)rows;
+	return 0;
+}

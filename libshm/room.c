@@ -1,0 +1,241 @@
+/*
+ * libshm/room.c - the L1 room index and room pages.
+ *
+ * Keys of "room": room_id NUL be64(created_at) id(16), so a cursor walking
+ * backwards from (room, before) yields a page newest first, ties broken by
+ * id descending: the order of
+ *   SELECT ... WHERE room_id = $1 AND created_at < $2
+ *   ORDER BY created_at DESC, id DESC LIMIT $3.
+ *
+ * Invariants
+ *  1. Every message in "msg" has exactly one room key, and no room key
+ *     exists without its message.
+ *  2. "roomwm"[room] is the newest created_at of a message of room that left
+ *     L1 (evicted/expired): L1 is complete for the room strictly after it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+
+#define ROOM_KEY_MAX (SHM_MAX_ROOM + 1 + 8 + 16)
+
+static size_t room_key(uint8_t *out, const char *room, int64_t created,
+                       const shm_uuid *id)
+{
+	size_t n = strlen(room);
+	memcpy(out, room, n);
+	out[n++] = 0;
+	for (int i = 0; i < 8; i++)
+		out[n++] = (uint8_t)((uint64_t)created >> (56 - 8 * i));
+	if (id) {
+		memcpy(out + n, id->b, 16);
+		n += 16;
+	}
+	return n;
+}
+
+int shm__room_add(shm__wtxn *w, const char *room, int64_t created_at,
+                  const shm_uuid *id)
+{
+	uint8_t kb[ROOM_KEY_MAX];
+	MDB_val k = {room_key(kb, room, created_at, id), kb}, v = {0, NULL};
+	int rc = mdb_put(w->txn, w->env->room, &k, &v, 0);
+	return rc ? shm__err_mdb(rc, "room index insert") : 0;
+}
+
+int shm__room_del(shm__wtxn *w, const char *room, int64_t created_at,
+                  const shm_uuid *id)
+{
+	uint8_t kb[ROOM_KEY_MAX];
+	MDB_val k = {room_key(kb, room, created_at, id), kb};
+	int rc = mdb_del(w->txn, w->env->room, &k, NULL);
+	return rc && rc != MDB_NOTFOUND ? shm__err_mdb(rc, "room index delete")
+	                                : 0;
+}
+
+int shm__room_evicted(shm__wtxn *w, const char *room, int64_t created_at)
+{
+	MDB_val k = {strlen(room), (void *)room}, v;
+	int64_t wm = 0;
+	int rc = mdb_get(w->txn, w->env->roomwm, &k, &v);
+
+	if (rc == 0 && v.mv_size == 8)
+		memcpy(&wm, v.mv_data, 8);
+	else if (rc && rc != MDB_NOTFOUND)
+		return shm__err_mdb(rc, "room watermark");
+	if (created_at <= wm)
+		return 0;
+	v.mv_size = 8;
+	v.mv_data = &created_at;
+	rc = mdb_put(w->txn, w->env->roomwm, &k, &v, 0);
+	return rc ? shm__err_mdb(rc, "room watermark") : 0;
+}
+
+uint64_t shm__room_count(MDB_txn *txn, shm_env *env)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint8_t next[SHM_MAX_ROOM + 2];
+	uint64_t n = 0;
+	int rc;
+
+	if (mdb_cursor_open(txn, env->room, &cur))
+		return 0;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	while (rc == 0) {
+		const uint8_t *p = k.mv_data;
+		size_t len = strnlen((const char *)p, k.mv_size);
+		n++;
+		if (len > SHM_MAX_ROOM)
+			break;
+		/* jump past every key of this room: room NUL is followed by
+		 * 8+16 bytes; room \x01 sorts after all of them */
+		memcpy(next, p, len);
+		next[len] = 1;
+		k.mv_size = len + 1;
+		k.mv_data = next;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	}
+	mdb_cursor_close(cur);
+	return n;
+}
+
+/* L1 page; *complete tells whether PostgreSQL could hold more rows for it. */
+static int l1_page(shm_env *env, const char *room, int64_t before,
+                   uint32_t limit, shm_msg **msgs, size_t *n, bool *complete)
+{
+	uint8_t kb[ROOM_KEY_MAX];
+	size_t plen = strlen(room) + 1;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int64_t wm = 0, oldest = INT64_MAX;
+	int rc;
+
+	*n = 0;
+	if ((rc = shm__rtxn_get(env, &txn)))
+		return rc;
+	k.mv_size = strlen(room);
+	k.mv_data = (void *)room;
+	if (mdb_get(txn, env->roomwm, &k, &v) == 0 && v.mv_size == 8)
+		memcpy(&wm, v.mv_data, 8);
+	if ((rc = mdb_cursor_open(txn, env->room, &cur))) {
+		shm__rtxn_put(env, txn);
+		return shm__err_mdb(rc, "room cursor");
+	}
+	k.mv_size = room_key(kb, room, before > 0 ? before : INT64_MAX, NULL);
+	k.mv_data = kb;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	rc = mdb_cursor_get(cur, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
+	while (rc == 0 && *n < limit) {
+		MDB_val mk, mv;
+		if (k.mv_size != plen + 24 || memcmp(k.mv_data, room, plen) != 0)
+			break;
+		mk.mv_size = 16;
+		mk.mv_data = (uint8_t *)k.mv_data + plen + 8;
+		if ((rc = mdb_get(txn, env->msg, &mk, &mv))) {
+			rc = shm__err(SHM_ECORRUPT, "room index points to a "
+			              "missing message");
+			break;
+		}
+		if ((rc = shm__msg_decode(mv.mv_data, mv.mv_size, NULL,
+		                          &msgs[*n])))
+			break;
+		oldest = msgs[*n]->created_at;
+		shm__touch(env, SHM_KIND_MSG, mk.mv_data, 16);
+		(*n)++;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+	}
+	mdb_cursor_close(cur);
+	shm__rtxn_put(env, txn);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	/* Complete if the page is full and strictly newer than anything that
+	 * left L1; a short page is complete only if nothing ever left. */
+	*complete = *n == limit ? oldest > wm : wm == 0;
+	return rc;
+}
+
+static int newer_first(const void *a, const void *b)
+{
+	const shm_msg *x = *(shm_msg *const *)a, *y = *(shm_msg *const *)b;
+	if (x->created_at != y->created_at)
+		return x->created_at > y->created_at ? -1 : 1;
+	return -memcmp(x->id.b, y->id.b, 16);
+}
+
+/* L3's page plus L1's messages not yet flushed to it (L1's state wins for
+ * an id in both), newest first, cut at limit. Consumes both arrays. */
+static int merge(shm_msg **l1, size_t n1, shm_msg **l3, size_t n3,
+                 uint32_t limit, shm_msg ***out, size_t *n)
+{
+	shm_msg **all = calloc(n1 + n3 + 1, sizeof *all);
+	size_t k = 0;
+
+	if (!all) {
+		shm_msgs_free(l1, n1);
+		shm_msgs_free(l3, n3);
+		return shm__err(ENOMEM, "room page");
+	}
+	for (size_t i = 0; i < n1; i++)
+		all[k++] = l1[i];
+	for (size_t j = 0; j < n3; j++) {
+		bool dup = false;
+		for (size_t i = 0; i < n1 && !dup; i++)
+			dup = memcmp(l1[i]->id.b, l3[j]->id.b, 16) == 0;
+		if (dup)
+			free(l3[j]);
+		else
+			all[k++] = l3[j];
+	}
+	free(l1);
+	free(l3);
+	qsort(all, k, sizeof *all, newer_first);
+	while (k > limit)
+		free(all[--k]);
+	*out = all;
+	*n = k;
+	return 0;
+}
+
+int shm_room_page(shm_env *env, const char *room, int64_t before,
+                  uint32_t limit, shm_msg ***out, size_t *n)
+{
+	shm_msg **msgs;
+	bool complete;
+	int rc;
+
+	if (!env || !out || !n)
+		return shm__err(SHM_EINVAL, "shm_room_page: NULL argument");
+	*out = NULL;
+	*n = 0;
+	if ((rc = shm__check_text("room_id", room, room ? strlen(room) : 0,
+	                          SHM_MAX_ROOM, false)))
+		return rc;
+	if (before < 0)
+		return shm__err(SHM_ETIME, "before: negative timestamp");
+	if (limit == 0 || limit > 10000)
+		return shm__err(SHM_EINVAL, "limit %u: must be 1..10000", limit);
+	if (!(msgs = calloc(limit, sizeof *msgs)))
+		return shm__err(ENOMEM, "room page of %u", limit);
+	rc = l1_page(env, room, before, limit, msgs, n, &complete);
+	if (rc) {
+		shm_msgs_free(msgs, *n);
+		*n = 0;
+		return rc;
+	}
+	SHM__COUNT(env, room_pages, 1);
+	if (!complete && shm__rt_has_l3(env)) {
+		shm_msg **l3;
+		size_t n3;
+		if (shm__rt_room_page(env, room, before, limit, &l3, &n3) == 0) {
+			SHM__COUNT(env, room_pages_l3, 1);
+			return merge(msgs, *n, l3, n3, limit, out, n);
+		}
+		/* L3 unreachable: serve what L1 has (best effort). */
+	}
+	*out = msgs;
+	return 0;
+}

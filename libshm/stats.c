@@ -1,0 +1,181 @@
+/*
+ * libshm/stats.c - counters and latency histograms shared by every process
+ * (the file DIR/shm.stats, mapped MAP_SHARED) plus each handle's own.
+ *
+ * Invariants
+ *  1. Shared counters only grow, by relaxed atomic adds: readers may see a
+ *     slightly old value, never a torn one.
+ *  2. The atime table is a hint for eviction (last access, seconds, hashed
+ *     slot): losing or colliding an update only makes eviction less exact.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "internal.h"
+
+#define SHM_STATS_MAGIC 0x53484d5354415453ull /* "SHMSTATS" */
+#define SHM_STATS_VERSION 1u
+
+uint64_t shm__mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static unsigned bucket_of(uint64_t ns)
+{
+	unsigned b = ns ? 63u - (unsigned)__builtin_clzll(ns) : 0;
+	return b < SHM_HIST_BUCKETS ? b : SHM_HIST_BUCKETS - 1;
+}
+
+void shm__hist_add(shm_env *env, int which, uint64_t ns)
+{
+	shm_hist *l = which ? &env->local.get_latency : &env->local.put_latency;
+	shm_hist *s = which ? &env->sw->c.get_latency : &env->sw->c.put_latency;
+	unsigned b = bucket_of(ns);
+
+	l->count++;
+	l->bucket[b]++;
+	__atomic_fetch_add(&s->count, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&s->bucket[b], 1, __ATOMIC_RELAXED);
+}
+
+uint64_t shm_hist_percentile(const shm_hist *h, double p)
+{
+	uint64_t want, seen = 0;
+
+	if (!h->count || p <= 0)
+		return 0;
+	want = (uint64_t)((double)h->count * (p > 100 ? 100 : p) / 100.0 + 0.999999);
+	for (unsigned i = 0; i < SHM_HIST_BUCKETS; i++) {
+		seen += h->bucket[i];
+		if (seen >= want)
+			return (2ull << i) - 1;
+	}
+	return UINT64_MAX;
+}
+
+static uint32_t slot_of(char kind, const void *key, size_t klen)
+{
+	return (uint32_t)(XXH3_64bits_withSeed(key, klen, (uint64_t)kind) &
+	                  (SHM_ATIME_SLOTS - 1));
+}
+
+void shm__touch(shm_env *env, char kind, const void *key, size_t klen)
+{
+	uint32_t now = (uint32_t)time(NULL);
+	uint32_t *slot = &env->sw->atime[slot_of(kind, key, klen)];
+
+	/* Skip the store when the slot already says "this second": keeps the
+	 * cache line shared between processes on hot keys. */
+	if (__atomic_load_n(slot, __ATOMIC_RELAXED) != now)
+		__atomic_store_n(slot, now, __ATOMIC_RELAXED);
+}
+
+uint32_t shm__atime(shm_env *env, char kind, const void *key, size_t klen)
+{
+	return __atomic_load_n(&env->shared->atime[slot_of(kind, key, klen)],
+	                       __ATOMIC_RELAXED);
+}
+
+int shm__shared_open(shm_env *env)
+{
+	char path[4096];
+	struct stat st;
+	int fd, rc = 0;
+	void *map;
+
+	snprintf(path, sizeof path, "%s/shm.stats", env->path);
+	fd = open(path, env->opt.read_only ? O_RDONLY : O_RDWR | O_CREAT, 0664);
+	if (fd < 0 && env->opt.read_only && errno == ENOENT)
+		return shm__err(ENOENT, "open %s: environment has no stats file",
+		                path);
+	if (fd < 0)
+		return shm__err(errno, "open %s", path);
+	/* First opener sizes and stamps the file; others wait on the lock. */
+	if (!env->opt.read_only) {
+		if (flock(fd, LOCK_EX) != 0) {
+			rc = shm__err(errno, "lock %s", path);
+			goto out;
+		}
+	}
+	if (fstat(fd, &st) != 0) {
+		rc = shm__err(errno, "stat %s", path);
+		goto out;
+	}
+	if (st.st_size == 0 && !env->opt.read_only) {
+		shm__shared hdr = {.magic = SHM_STATS_MAGIC,
+		                   .version = SHM_STATS_VERSION};
+		if (ftruncate(fd, sizeof(shm__shared)) != 0 ||
+		    pwrite(fd, &hdr, offsetof(shm__shared, next_seq_hint), 0) < 0) {
+			rc = shm__err(errno, "initialise %s", path);
+			goto out;
+		}
+	} else if ((size_t)st.st_size != sizeof(shm__shared)) {
+		rc = shm__err(SHM_EVERSION, "%s: %lld bytes, this version uses %zu",
+		              path, (long long)st.st_size, sizeof(shm__shared));
+		goto out;
+	}
+	map = mmap(NULL, sizeof(shm__shared),
+	           env->opt.read_only ? PROT_READ : PROT_READ | PROT_WRITE,
+	           MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		rc = shm__err(errno, "mmap %s", path);
+		goto out;
+	}
+	env->shared = map;
+	env->shared_size = sizeof(shm__shared);
+	if (env->shared->magic != SHM_STATS_MAGIC ||
+	    env->shared->version != SHM_STATS_VERSION) {
+		rc = shm__err(SHM_EVERSION, "%s: unknown stats format version %u",
+		              path, env->shared->version);
+		munmap(map, sizeof(shm__shared));
+		env->shared = NULL;
+		goto out;
+	}
+	env->sw = env->shared;
+	if (env->opt.read_only) {
+		env->sw = calloc(1, sizeof(shm__shared));
+		if (!env->sw) {
+			rc = shm__err(ENOMEM, "stats scratch");
+			shm__shared_close(env);
+		}
+	}
+out:
+	close(fd); /* also drops the flock */
+	return rc;
+}
+
+void shm__shared_close(shm_env *env)
+{
+	if (env->sw && env->sw != env->shared)
+		free(env->sw);
+	if (env->shared)
+		munmap(env->shared, env->shared_size);
+	env->shared = env->sw = NULL;
+}
+
+int shm_stats_shared(shm_env *env, shm_counters *out)
+{
+	const uint64_t *src = (const uint64_t *)&env->shared->c;
+	uint64_t *dst = (uint64_t *)out;
+
+	for (size_t i = 0; i < sizeof *out / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	return 0;
+}
+
+void shm_stats_local(shm_env *env, shm_counters *out)
+{
+	*out = env->local;
+}

@@ -1,0 +1,63 @@
+/* libshm/text.c - validation of text input: UTF-8, NUL bytes, sizes. */
+#include <string.h>
+
+#include "internal.h"
+
+/* Length of the valid UTF-8 sequence at s (max n bytes), 0 if invalid.
+ * Rejects overlongs, surrogates and code points above U+10FFFF. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) {
+		if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
+			return 0;
+		if (c == 0xe0 && s[1] < 0xa0)
+			return 0; /* overlong */
+		if (c == 0xed && s[1] > 0x9f)
+			return 0; /* surrogate */
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
+		    (s[3] & 0xc0) != 0x80)
+			return 0;
+		if (c == 0xf0 && s[1] < 0x90)
+			return 0;
+		if (c == 0xf4 && s[1] > 0x8f)
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+int shm__check_text(const char *what, const char *s, size_t len, size_t max,
+                    bool allow_empty)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	if (!s)
+		return shm__err(SHM_EINVAL, "%s: missing", what);
+	if (len == 0 && !allow_empty)
+		return shm__err(SHM_EINVAL, "%s: empty", what);
+	if (len > max)
+		return shm__err(SHM_ETOOBIG, "%s: %zu bytes, at most %zu allowed",
+		                what, len, max);
+	while (i < len) {
+		if (p[i] == 0)
+			return shm__err(SHM_ENUL, "%s: NUL byte at offset %zu",
+			                what, i);
+		size_t k = utf8_seq(p + i, len - i);
+		if (k == 0)
+			return shm__err(SHM_EUTF8,
+			                "%s: invalid UTF-8 at byte offset %zu", what,
+			                i);
+		i += k;
+	}
+	return 0;
+}

@@ -1,0 +1,211 @@
+/*
+ * libshm/wtxn.c - the one way libshm writes: a body run inside an LMDB write
+ * transaction that also carries the log's next sequence number; and the
+ * named values of the meta database.
+ *
+ * Invariants
+ *  1. meta "next_seq" is read at begin and written back at commit in the
+ *     same transaction, so sequence numbers are unique and increasing
+ *     across processes (LMDB serialises writers).
+ *  2. A body that fails leaves nothing behind: the transaction is aborted.
+ *  3. When the map is full, only flushed entries are evicted to make room;
+ *     unflushed work is never touched, the write fails with SHM_EFULL.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+int shm__meta_get(MDB_txn *txn, shm_env *env, const char *name, uint64_t *v)
+{
+	MDB_val k = {strlen(name), (void *)name}, d;
+	int rc = mdb_get(txn, env->meta, &k, &d);
+
+	if (rc == MDB_NOTFOUND) {
+		*v = 0;
+		return 0;
+	}
+	if (rc)
+		return shm__err_mdb(rc, name);
+	if (d.mv_size != 8)
+		return shm__err(SHM_ECORRUPT, "meta '%s': %zu bytes, expected 8",
+		                name, d.mv_size);
+	memcpy(v, d.mv_data, 8);
+	return 0;
+}
+
+int shm__meta_put(MDB_txn *txn, shm_env *env, const char *name, uint64_t v)
+{
+	MDB_val k = {strlen(name), (void *)name}, d = {8, &v};
+	int rc = mdb_put(txn, env->meta, &k, &d, 0);
+	return rc == MDB_MAP_FULL ? rc : rc ? shm__err_mdb(rc, name) : 0;
+}
+
+static int wtxn_begin(shm_env *env, shm__wtxn *w)
+{
+	int rc;
+
+	memset(w, 0, sizeof *w);
+	w->env = env;
+	if (env->opt.read_only)
+		return shm__err(SHM_EREADONLY, "%s: opened read-only", env->path);
+	if ((rc = mdb_txn_begin(env->mdb, NULL, 0, &w->txn)))
+		return shm__err_mdb(rc, "begin write transaction");
+	w->now = shm_now_us();
+	if ((rc = shm__meta_get(w->txn, env, "next_seq", &w->next_seq)) ||
+	    (rc = shm__meta_get(w->txn, env, "flushed", &w->flushed)) ||
+	    (rc = shm__meta_get(w->txn, env, "entries", &w->entries)) ||
+	    (rc = shm__meta_get(w->txn, env, "bytes", &w->bytes))) {
+		mdb_txn_abort(w->txn);
+		return rc;
+	}
+	return 0;
+}
+
+static int wtxn_commit(shm__wtxn *w, uint64_t start_seq)
+{
+	int rc = 0;
+
+	if (w->next_seq != start_seq)
+		rc = shm__meta_put(w->txn, w->env, "next_seq", w->next_seq);
+	if (!rc && w->counts_dirty &&
+	    !(rc = shm__meta_put(w->txn, w->env, "entries", w->entries)))
+		rc = shm__meta_put(w->txn, w->env, "bytes", w->bytes);
+	if (rc) {
+		mdb_txn_abort(w->txn);
+		return rc;
+	}
+	rc = mdb_txn_commit(w->txn);
+	if (rc)
+		return rc == MDB_MAP_FULL ? rc : shm__err_mdb(rc, "commit");
+	if (w->next_seq != start_seq)
+		__atomic_store_n(&w->env->sw->next_seq_hint, w->next_seq,
+		                 __ATOMIC_RELEASE);
+	return 0;
+}
+
+static int run_once(shm_env *env, shm__write_fn fn, void *ctx)
+{
+	shm__wtxn w;
+	uint64_t start;
+	int rc;
+
+	if ((rc = wtxn_begin(env, &w)))
+		return rc;
+	start = w.next_seq;
+	rc = fn(&w, ctx);
+	if (rc)
+		mdb_txn_abort(w.txn);
+	else
+		rc = wtxn_commit(&w, start);
+	free(w.buf);
+	return rc;
+}
+
+static int evict_body(shm__wtxn *w, void *ctx)
+{
+	return shm__l1_evict(w, 1024, ctx);
+}
+
+int shm__write(shm_env *env, shm__write_fn fn, void *ctx)
+{
+	uint64_t evicted = 0;
+	int rc = run_once(env, fn, ctx);
+
+	if (rc != MDB_MAP_FULL)
+		return rc;
+	rc = run_once(env, evict_body, &evicted);
+	if (rc == 0 && evicted > 0)
+		rc = run_once(env, fn, ctx);
+	else if (rc == 0)
+		rc = MDB_MAP_FULL;
+	if (rc == MDB_MAP_FULL) {
+		shm_info in;
+		SHM__COUNT(env, writes_failed_full, 1);
+		shm_env_info(env, &in);
+		return shm__err(SHM_EFULL,
+		                "map of %zu bytes is full of unflushed work: %llu "
+		                "log records after flushed position %llu; is "
+		                "shm-flusher running?",
+		                in.map_size, (unsigned long long)in.log_records,
+		                (unsigned long long)in.flushed);
+	}
+	return rc;
+}
+
+int shm_meta_get(shm_env *env, const char *name, uint64_t *value)
+{
+	MDB_txn *txn;
+	int rc = shm__rtxn_get(env, &txn);
+	if (rc)
+		return rc;
+	rc = shm__meta_get(txn, env, name, value);
+	shm__rtxn_put(env, txn);
+	return rc;
+}
+
+struct meta_set {
+	const char *const *names;
+	const uint64_t *values;
+	size_t n;
+};
+
+static int meta_set_body(shm__wtxn *w, void *ctx)
+{
+	struct meta_set *m = ctx;
+	int rc = 0;
+
+	for (size_t i = 0; i < m->n && !rc; i++) {
+		if (!m->names[i] || !*m->names[i] || strlen(m->names[i]) > 200)
+			return shm__err(SHM_EINVAL, "meta name '%s'",
+			                m->names[i] ? m->names[i] : "(null)");
+		rc = shm__meta_put(w->txn, w->env, m->names[i], m->values[i]);
+	}
+	return rc;
+}
+
+int shm_meta_set_many(shm_env *env, const char *const *names,
+                      const uint64_t *values, size_t n)
+{
+	struct meta_set m = {names, values, n};
+	return shm__write(env, meta_set_body, &m);
+}
+
+int shm_meta_set(shm_env *env, const char *name, uint64_t value)
+{
+	return shm_meta_set_many(env, &name, &value, 1);
+}
+
+int shm_meta_each(shm_env *env, const char *prefix,
+                  void (*fn)(const char *name, uint64_t value, void *user),
+                  void *user)
+{
+	size_t plen = strlen(prefix);
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k = {plen, (void *)prefix}, d;
+	char name[256];
+	int rc;
+
+	if ((rc = shm__rtxn_get(env, &txn)))
+		return rc;
+	if ((rc = mdb_cursor_open(txn, env->meta, &cur))) {
+		shm__rtxn_put(env, txn);
+		return shm__err_mdb(rc, "meta cursor");
+	}
+	for (rc = mdb_cursor_get(cur, &k, &d, plen ? MDB_SET_RANGE : MDB_FIRST);
+	     rc == 0; rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+		uint64_t v;
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		if (k.mv_size >= sizeof name || d.mv_size != 8)
+			continue;
+		memcpy(name, k.mv_data, k.mv_size);
+		name[k.mv_size] = '\0';
+		memcpy(&v, d.mv_data, 8);
+		fn(name, v, user);
+	}
+	mdb_cursor_close(cur);
+	shm__rtxn_put(env, txn);
+	return rc == MDB_NOTFOUND ? 0 : shm__err_mdb(rc, "meta scan");
+}
