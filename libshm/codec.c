@@ -452,3 +452,26 @@ int shm__msg_validate(shm_env *env, const shm_msg *m)
 		return shm__err(SHM_ETOOBIG, "message: encoded metadata too large");
 	return 0;
 }
+
+static const char *const type_names[SHM_MSG_TYPE_COUNT] = {
+	"Text", "Image", "File", "Audio", "Video",
+	"System", "Edit", "Delete", "Reaction",
+};
+
+const char *shm_msg_type_name(shm_msg_type t)
+{
+	return (unsigned)t < SHM_MSG_TYPE_COUNT ? type_names[t] : NULL;
+}
+
+int shm_msg_type_parse(const char *s, shm_msg_type *out)
+{
+	for (int i = 0; s && i < SHM_MSG_TYPE_COUNT; i++) {
+		if (strcmp(s, type_names[i]) == 0) {
+			*out = (shm_msg_type)i;
+			return 0;
+		}
+	}
+	return shm__err(SHM_ETYPE, "message_type '%.40s': not one of Text, "
+	                "Image, File, Audio, Video, System, Edit, Delete, "
+	                "Reaction", s ? s : "(null)");
+}

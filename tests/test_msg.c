@@ -1,0 +1,386 @@
+/* tests/test_msg.c - messages: put, get, views, edit, delete, reactions,
+ * replies, room pages, and every validation error. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shm_log.h"
+#include "testutil.h"
+
+static char *dir;
+static shm_env *env;
+
+static int setup(void **state)
+{
+	(void)state;
+	dir = tu_tmpdir();
+	env = tu_open(dir, NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+	return 0;
+}
+
+static void test_put_fills_id_created_at_and_hash(void **state)
+{
+	shm_msg m = tu_msg("general", 7, "hello");
+	shm_msg *got;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_false(shm_uuid_is_nil(&m.id));
+	assert_int_equal(m.id.b[6] >> 4, 7); /* UUIDv7 */
+	assert_true(m.created_at > 0);
+	assert_true(m.content_hash != 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_string_equal(got->room_id, "general");
+	assert_string_equal(got->content, "hello");
+	assert_string_equal(got->username, "alice");
+	assert_int_equal(got->user_id, 7);
+	assert_int_equal(got->created_at, m.created_at);
+	assert_int_equal(got->content_hash, m.content_hash);
+	assert_int_equal(got->updated_at, 0);
+	shm_msg_free(got);
+}
+
+static void test_put_keeps_every_field(void **state)
+{
+	int32_t mentions[] = {3, 4};
+	int32_t users[] = {1, 2};
+	shm_reaction re[] = {{"👍", users, 2}};
+	shm_attachment at = {.filename = "a.png", .content_type = "image/png",
+	                     .size = 1234, .url = "https://x/a.png"};
+	shm_msg m = tu_msg("r1", 1, "with metadata");
+	shm_msg *got;
+
+	shm_uuid_v7(&at.id);
+	m.type = SHM_MSG_IMAGE;
+	m.mentions = mentions;
+	m.n_mentions = 2;
+	m.reactions = re;
+	m.n_reactions = 1;
+	m.attachments = &at;
+	m.n_attachments = 1;
+	m.has_thread = true;
+	shm_uuid_v7(&m.thread_id);
+	m.created_at = 1700000000123456;
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_int_equal(got->type, SHM_MSG_IMAGE);
+	assert_int_equal(got->created_at, 1700000000123456);
+	assert_int_equal(got->n_mentions, 2);
+	assert_int_equal(got->mentions[1], 4);
+	assert_int_equal(got->n_reactions, 1);
+	assert_string_equal(got->reactions[0].emoji, "👍");
+	assert_int_equal(got->reactions[0].n_users, 2);
+	assert_int_equal(got->n_attachments, 1);
+	assert_string_equal(got->attachments[0].url, "https://x/a.png");
+	assert_int_equal(got->attachments[0].size, 1234);
+	assert_memory_equal(got->attachments[0].id.b, at.id.b, 16);
+	assert_true(got->has_thread);
+	assert_false(got->has_parent);
+	assert_memory_equal(got->thread_id.b, m.thread_id.b, 16);
+	shm_msg_free(got);
+}
+
+static void test_view_points_into_the_map_until_rtxn_end(void **state)
+{
+	shm_msg m = tu_msg("v", 1, "zero copy");
+	shm_rtxn *t;
+	const shm_msg *v1, *v2;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	assert_int_equal(shm_msg_view(t, &m.id, &v1), 0);
+	assert_int_equal(shm_msg_view(t, &m.id, &v2), 0);
+	assert_string_equal(v1->content, "zero copy");
+	assert_ptr_equal(v1->content, v2->content); /* same map bytes */
+	assert_int_equal(v1->content_len, 9);
+	shm_rtxn_end(t);
+}
+
+static void test_get_of_unknown_id_is_not_found(void **state)
+{
+	shm_uuid id;
+	shm_msg *got = NULL;
+
+	shm_uuid_v7(&id);
+	assert_int_equal(shm_msg_get(env, &id, &got), SHM_ENOTFOUND);
+	assert_null(got);
+	assert_non_null(strstr(shm_errmsg(), "not found"));
+}
+
+static void test_edit_sets_content_updated_at_and_counts(void **state)
+{
+	shm_msg m = tu_msg("e", 1, "first");
+	shm_msg *got;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_edit(env, &m.id, "second", 6), 0);
+	assert_int_equal(shm_msg_edit(env, &m.id, "third", 5), 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_string_equal(got->content, "third");
+	assert_true(got->edited);
+	assert_int_equal(got->edit_count, 2);
+	assert_true(got->updated_at >= got->created_at);
+	assert_int_not_equal(got->content_hash, m.content_hash);
+	shm_msg_free(got);
+}
+
+static void test_delete_is_soft_as_in_the_seed(void **state)
+{
+	shm_msg m = tu_msg("d", 1, "secret");
+	shm_msg *got;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_delete(env, &m.id), 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_int_equal(got->type, SHM_MSG_DELETE);
+	assert_string_equal(got->content, SHM_DELETED_CONTENT);
+	assert_true(got->updated_at > 0);
+	shm_msg_free(got);
+}
+
+static void test_react_adds_and_removes_idempotently(void **state)
+{
+	shm_msg m = tu_msg("re", 1, "react to me");
+	shm_msg *got;
+	uint64_t before;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_react(env, &m.id, 5, "🎉", true), 0);
+	assert_int_equal(shm_msg_react(env, &m.id, 6, "🎉", true), 0);
+	assert_int_equal(shm_msg_react(env, &m.id, 5, "👍", true), 0);
+	before = tu_log_count(env);
+	assert_int_equal(shm_msg_react(env, &m.id, 5, "🎉", true), 0);
+	assert_int_equal(tu_log_count(env), before); /* no change, no record */
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_int_equal(got->n_reactions, 2);
+	assert_string_equal(got->reactions[0].emoji, "🎉"); /* byte order */
+	assert_int_equal(got->reactions[0].n_users, 2);
+	assert_string_equal(got->reactions[1].emoji, "👍");
+	shm_msg_free(got);
+	assert_int_equal(shm_msg_react(env, &m.id, 5, "👍", false), 0);
+	assert_int_equal(shm_msg_react(env, &m.id, 5, "🎉", false), 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_int_equal(got->n_reactions, 1);
+	assert_int_equal(got->reactions[0].n_users, 1);
+	assert_int_equal(got->reactions[0].user_ids[0], 6);
+	shm_msg_free(got);
+}
+
+static void test_reply_bumps_parent_reply_count(void **state)
+{
+	shm_msg p = tu_msg("t", 1, "parent");
+	shm_msg c = tu_msg("t", 2, "child");
+	shm_msg *got;
+
+	assert_int_equal(shm_msg_put(env, &p), 0);
+	c.has_parent = true;
+	c.parent_id = p.id;
+	c.has_thread = true;
+	c.thread_id = p.id;
+	assert_int_equal(shm_msg_put(env, &c), 0);
+	assert_int_equal(shm_msg_get(env, &p.id, &got), 0);
+	assert_int_equal(got->reply_count, 1);
+	assert_int_equal(got->last_reply_at, c.created_at);
+	shm_msg_free(got);
+}
+
+static void test_room_page_newest_first_with_before_and_limit(void **state)
+{
+	shm_msg m[5];
+	shm_msg **page;
+	size_t n;
+
+	for (int i = 0; i < 5; i++) {
+		m[i] = tu_msg("page", i, "x");
+		m[i].created_at = 1000000 * (i + 1);
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	assert_int_equal(shm_room_page(env, "page", 0, 3, &page, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(page[0]->created_at, 5000000);
+	assert_int_equal(page[2]->created_at, 3000000);
+	shm_msgs_free(page, n);
+	assert_int_equal(shm_room_page(env, "page", 3000000, 10, &page, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(page[0]->created_at, 2000000);
+	assert_int_equal(page[1]->created_at, 1000000);
+	shm_msgs_free(page, n);
+	/* another room is not mixed in, an unknown room is empty */
+	assert_int_equal(shm_room_page(env, "pag", 0, 10, &page, &n), 0);
+	assert_int_equal(n, 0);
+	shm_msgs_free(page, n);
+}
+
+static void test_room_page_ties_ordered_by_id_desc(void **state)
+{
+	shm_msg a = tu_msg("tie", 1, "a"), b = tu_msg("tie", 1, "b");
+	shm_msg **page;
+	size_t n;
+
+	a.created_at = b.created_at = 42000000;
+	assert_int_equal(shm_msg_put(env, &a), 0);
+	assert_int_equal(shm_msg_put(env, &b), 0); /* later v7 id: larger */
+	assert_int_equal(shm_room_page(env, "tie", 0, 10, &page, &n), 0);
+	assert_int_equal(n, 2);
+	assert_memory_equal(page[0]->id.b, b.id.b, 16);
+	shm_msgs_free(page, n);
+}
+
+/* Bad input: its own code, a message naming the field, nothing written. */
+static void expect_refused(shm_msg *m, int code, const char *word)
+{
+	uint64_t before = tu_log_count(env);
+	int rc = shm_msg_put(env, m);
+	assert_int_equal(rc, code);
+	if (!strstr(shm_errmsg(), word))
+		fail_msg("error '%s' does not name '%s'", shm_errmsg(), word);
+	assert_int_equal(tu_log_count(env), before);
+}
+
+static void test_bad_input_is_refused_and_changes_nothing(void **state)
+{
+	char big[70000];
+	shm_msg m;
+
+	m = tu_msg("r", 1, "bad \xff utf8");
+	expect_refused(&m, SHM_EUTF8, "content");
+	m = tu_msg("r", 1, "overlong \xc0\xaf");
+	expect_refused(&m, SHM_EUTF8, "content");
+	m = tu_msg("r", 1, "nul");
+	m.content = "a\0b";
+	m.content_len = 3;
+	expect_refused(&m, SHM_ENUL, "content");
+	memset(big, 'a', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	m = tu_msg("r", 1, big);
+	expect_refused(&m, SHM_ETOOBIG, "content");
+	m = tu_msg("", 1, "x");
+	expect_refused(&m, SHM_EINVAL, "room_id");
+	m = tu_msg("r", 1, "x");
+	m.type = (shm_msg_type)42;
+	expect_refused(&m, SHM_ETYPE, "message_type");
+	m = tu_msg("r", 1, "x");
+	m.username = "\xe2\x82";
+	expect_refused(&m, SHM_EUTF8, "username");
+	m = tu_msg("r", 1, "x");
+	shm_reaction r = {"", NULL, 0};
+	m.reactions = &r;
+	m.n_reactions = 1;
+	expect_refused(&m, SHM_EINVAL, "emoji");
+}
+
+static void test_edit_and_react_validate_and_need_an_existing_id(void **state)
+{
+	shm_msg m = tu_msg("x", 1, "x");
+	shm_uuid unknown;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_edit(env, &m.id, "\xff", 1), SHM_EUTF8);
+	assert_int_equal(shm_msg_react(env, &m.id, 1, "", true), SHM_EINVAL);
+	shm_uuid_v7(&unknown);
+	assert_int_equal(shm_msg_edit(env, &unknown, "y", 1), SHM_ENOTFOUND);
+	assert_int_equal(shm_msg_delete(env, &unknown), SHM_ENOTFOUND);
+	assert_int_equal(shm_room_page(env, "x", 0, 0, NULL, NULL), SHM_EINVAL);
+}
+
+static void test_put_many_is_all_or_nothing(void **state)
+{
+	shm_msg m[3] = {tu_msg("pm", 1, "ok"), tu_msg("pm", 1, "\xff"),
+	                tu_msg("pm", 1, "ok")};
+	shm_msg **page;
+	size_t n, bad = 99;
+
+	assert_int_equal(shm_msg_put_many(env, m, 3, &bad), SHM_EUTF8);
+	assert_int_equal(bad, 1);
+	assert_int_equal(shm_room_page(env, "pm", 0, 10, &page, &n), 0);
+	assert_int_equal(n, 0);
+	shm_msgs_free(page, n);
+	m[1] = tu_msg("pm", 1, "fine");
+	assert_int_equal(shm_msg_put_many(env, m, 3, &bad), 0);
+	assert_int_equal(shm_room_page(env, "pm", 0, 10, &page, &n), 0);
+	assert_int_equal(n, 3);
+	shm_msgs_free(page, n);
+}
+
+static void test_uuid_parse_and_format_round_trip(void **state)
+{
+	shm_uuid u;
+	char s[37];
+
+	assert_int_equal(shm_uuid_parse("0B8E7C52-1C3D-4E5F-8A9B-0C1D2E3F4A5B",
+	                                &u), 0);
+	shm_uuid_format(&u, s);
+	assert_string_equal(s, "0b8e7c52-1c3d-4e5f-8a9b-0c1d2e3f4a5b");
+	assert_int_equal(shm_uuid_parse("0b8e7c52-1c3d-4e5f-8a9b-0c1d2e3f4a5", &u),
+	                 SHM_EUUID);
+	assert_int_equal(shm_uuid_parse("0b8e7c52x1c3d-4e5f-8a9b-0c1d2e3f4a5b", &u),
+	                 SHM_EUUID);
+	assert_int_equal(shm_uuid_parse("zb8e7c52-1c3d-4e5f-8a9b-0c1d2e3f4a5b", &u),
+	                 SHM_EUUID);
+}
+
+static void test_uuid_v7_is_time_ordered(void **state)
+{
+	shm_uuid a, b;
+	shm_uuid_v7(&a);
+	for (int i = 0; i < 10000; i++) {
+		shm_uuid_v7(&b);
+		assert_true(memcmp(a.b, b.b, 16) < 0);
+		a = b;
+	}
+}
+
+static void test_stats_count_hits_misses_and_latency(void **state)
+{
+	shm_msg m = tu_msg("s", 1, "x");
+	shm_counters c;
+	shm_uuid unknown;
+	shm_msg *got;
+
+	shm_stats_local(env, &c);
+	uint64_t hits = c.l1_hits, misses = c.l1_misses, puts = c.puts;
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	shm_msg_free(got);
+	shm_uuid_v7(&unknown);
+	assert_int_equal(shm_msg_get(env, &unknown, &got), SHM_ENOTFOUND);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l1_hits, hits + 1);
+	assert_int_equal(c.l1_misses, misses + 1);
+	assert_int_equal(c.puts, puts + 1);
+	assert_true(c.put_latency.count > 0);
+	assert_true(shm_hist_percentile(&c.get_latency, 50) > 0);
+	assert_int_equal(shm_stats_shared(env, &c), 0);
+	assert_true(c.l1_hits >= hits + 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_put_fills_id_created_at_and_hash, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_keeps_every_field, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_view_points_into_the_map_until_rtxn_end, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_get_of_unknown_id_is_not_found, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edit_sets_content_updated_at_and_counts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_is_soft_as_in_the_seed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_react_adds_and_removes_idempotently, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reply_bumps_parent_reply_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_room_page_newest_first_with_before_and_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_room_page_ties_ordered_by_id_desc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_input_is_refused_and_changes_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edit_and_react_validate_and_need_an_existing_id, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_many_is_all_or_nothing, setup, teardown),
+		cmocka_unit_test(test_uuid_parse_and_format_round_trip),
+		cmocka_unit_test(test_uuid_v7_is_time_ordered),
+		cmocka_unit_test_setup_teardown(test_stats_count_hits_misses_and_latency, setup, teardown),
+	};
+	return cmocka_run_group_tests_name("msg", tests, NULL, NULL);
+}
