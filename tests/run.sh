@@ -1,0 +1,63 @@
+#!/bin/sh
+# tests/run.sh - runs every test: the cmocka binaries given as arguments and
+# the tests/*.sh scripts, with a throwaway redis-server and PostgreSQL
+# cluster (tests/harness/servers.sh) for the integration tests.
+# Ends with one line: "N passed, M failed" (N, M counted in tests).
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 70
+SHM_SERVERS_SH=tests/harness/servers.sh
+. tests/harness/servers.sh
+if ! shm_servers_start; then
+	echo "run.sh: could not start redis-server/PostgreSQL (see above)" >&2
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+export SHM_TEST_REDIS SHM_TEST_PG SHM_TOP="$top"
+export PATH="$top/build/bin:$PATH"
+
+passed=0
+failed=0
+failures=""
+log=$(mktemp)
+for t in "$@"; do
+	name=$(basename "$t")
+	echo "=== $name"
+	"$t" >"$log" 2>&1
+	rc=$?
+	cat "$log"
+	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' "$log" | tail -n 1)
+	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:/\1/p' "$log" | tail -n 1)
+	p=${p:-0}
+	f=${f:-0}
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		f=1 # crashed or failed before cmocka's summary
+	fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	[ "$f" -ne 0 ] && failures="$failures $name"
+done
+for s in tests/test_*.sh; do
+	[ -f "$s" ] || continue
+	name=$(basename "$s")
+	echo "=== $name"
+	sh "$s" >"$log" 2>&1
+	rc=$?
+	cat "$log"
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+	p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+	f=$(echo "$line" | sed -n 's/.*passed, \([0-9]*\) failed/\1/p')
+	p=${p:-0}
+	f=${f:-0}
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		f=1
+	fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+	[ "$f" -ne 0 ] && failures="$failures $name"
+done
+rm -f "$log"
+shm_servers_stop
+[ -n "$failures" ] && echo "failing:$failures"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
