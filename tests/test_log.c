@@ -1,0 +1,238 @@
+/* tests/test_log.c - the write log: one record per write in the same
+ * transaction, increasing seqs, checksums, LZ4 payloads, iteration, trim. */
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+static char *dir;
+static shm_env *env;
+
+static int setup(void **state)
+{
+	dir = tu_tmpdir();
+	env = tu_open(dir, NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+	return 0;
+}
+
+static void test_every_write_appends_one_record_in_order(void **state)
+{
+	shm_msg m = tu_msg("l", 1, "x");
+	shm_log_iter *it;
+	shm_log_rec r;
+	int ops[4];
+	int n = 0;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_edit(env, &m.id, "y", 1), 0);
+	assert_int_equal(shm_msg_react(env, &m.id, 2, "👍", true), 0);
+	assert_int_equal(shm_msg_delete(env, &m.id), 0);
+	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
+	uint64_t prev = 0;
+	while (shm_log_iter_next(it, &r) == 0) {
+		assert_true(n < 4);
+		assert_true(r.seq > prev);
+		prev = r.seq;
+		ops[n++] = r.op;
+		assert_int_equal(r.key_len, 16);
+		assert_memory_equal(r.key, m.id.b, 16);
+		assert_int_equal(r.version, SHM_LOG_VERSION);
+		shm_msg *p;
+		assert_int_equal(shm_msg_decode(r.payload, r.payload_len, &p), 0);
+		if (r.op == SHM_OP_MSG_EDIT)
+			assert_string_equal(p->content, "y");
+		shm_msg_free(p);
+	}
+	shm_log_iter_close(it);
+	assert_int_equal(n, 4);
+	assert_int_equal(ops[0], SHM_OP_MSG_PUT);
+	assert_int_equal(ops[1], SHM_OP_MSG_EDIT);
+	assert_int_equal(ops[2], SHM_OP_MSG_REACT);
+	assert_int_equal(ops[3], SHM_OP_MSG_DELETE);
+	assert_string_equal(shm_op_name(SHM_OP_MSG_EDIT), "msg_edit");
+}
+
+static void test_large_payloads_are_lz4_frames_and_decode(void **state)
+{
+	char *big = malloc(20000);
+	shm_log_iter *it;
+	shm_log_rec r;
+	shm_msg *p;
+
+	for (int i = 0; i < 19999; i++)
+		big[i] = "abcdefgh "[i % 9];
+	big[19999] = 0;
+	shm_msg m = tu_msg("big", 1, big);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
+	assert_int_equal(shm_log_iter_next(it, &r), 0);
+	assert_true(r.flags & SHM_LOG_LZ4);
+	assert_true(r.stored_len < r.payload_len / 4);
+	assert_memory_equal(r.raw + SHM_LOG_HEADER + 16, "\x04\x22\x4d\x18", 4);
+	assert_int_equal(shm_msg_decode(r.payload, r.payload_len, &p), 0);
+	assert_string_equal(p->content, big);
+	shm_msg_free(p);
+	shm_log_iter_close(it);
+	shm_counters c;
+	shm_stats_local(env, &c);
+	assert_true(c.log_bytes_stored < c.log_bytes_raw);
+	free(big);
+}
+
+static void test_small_payloads_stay_uncompressed(void **state)
+{
+	shm_msg m = tu_msg("s", 1, "short");
+	shm_log_iter *it;
+	shm_log_rec r;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
+	assert_int_equal(shm_log_iter_next(it, &r), 0);
+	assert_false(r.flags & SHM_LOG_LZ4);
+	assert_int_equal(r.stored_len, r.payload_len);
+	shm_log_iter_close(it);
+}
+
+/* Flips one byte of record seq in the map, as a disk fault would. */
+static void corrupt_record(uint64_t seq, size_t off)
+{
+	MDB_txn *txn;
+	MDB_val k = {8, &seq}, v;
+	assert_int_equal(mdb_txn_begin(env->mdb, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_get(txn, env->log, &k, &v), 0);
+	uint8_t *copy = malloc(v.mv_size);
+	memcpy(copy, v.mv_data, v.mv_size);
+	copy[off] ^= 0x40;
+	MDB_val nv = {v.mv_size, copy};
+	assert_int_equal(mdb_put(txn, env->log, &k, &nv, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	free(copy);
+}
+
+static void test_corrupted_record_is_reported_and_iteration_goes_on(void **state)
+{
+	shm_msg m[3] = {tu_msg("c", 1, "one"), tu_msg("c", 1, "two"),
+	                tu_msg("c", 1, "three")};
+	shm_log_iter *it;
+	shm_log_rec r;
+
+	assert_int_equal(shm_msg_put_many(env, m, 3, NULL), 0);
+	corrupt_record(2, SHM_LOG_HEADER + 20);
+	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
+	assert_int_equal(shm_log_iter_next(it, &r), 0);
+	assert_int_equal(r.seq, 1);
+	assert_int_equal(shm_log_iter_next(it, &r), SHM_ECORRUPT);
+	assert_int_equal(r.seq, 2);
+	assert_non_null(strstr(shm_errmsg(), "checksum"));
+	assert_int_equal(shm_log_iter_next(it, &r), 0);
+	assert_int_equal(r.seq, 3);
+	assert_int_equal(shm_log_iter_next(it, &r), SHM_ENOTFOUND);
+	shm_log_iter_close(it);
+}
+
+static void test_truncated_record_is_corrupt(void **state)
+{
+	uint8_t buf[SHM_LOG_HEADER + 4] = {SHM_LOG_VERSION, 1};
+	uint8_t *dbuf = NULL;
+	size_t cap = 0;
+	shm_log_rec r;
+
+	assert_int_equal(shm_log_decode(buf, 10, &r, &dbuf, &cap), SHM_ECORRUPT);
+	assert_int_equal(shm_log_decode(buf, sizeof buf, &r, &dbuf, &cap),
+	                 SHM_ECORRUPT);
+	free(dbuf);
+}
+
+static void test_iterator_starts_at_a_position(void **state)
+{
+	shm_msg m[5];
+	shm_log_iter *it;
+	shm_log_rec r;
+
+	for (int i = 0; i < 5; i++)
+		m[i] = tu_msg("p", i, "x");
+	assert_int_equal(shm_msg_put_many(env, m, 5, NULL), 0);
+	assert_int_equal(shm_log_iter_open(env, 4, &it), 0);
+	assert_int_equal(shm_log_iter_next(it, &r), 0);
+	assert_int_equal(r.seq, 4);
+	assert_int_equal(shm_log_iter_next(it, &r), 0);
+	assert_int_equal(r.seq, 5);
+	assert_int_equal(shm_log_iter_next(it, &r), SHM_ENOTFOUND);
+	shm_log_iter_close(it);
+}
+
+static void test_trim_deletes_up_to_and_raises_flushed(void **state)
+{
+	shm_msg m[5];
+	shm_info in;
+
+	for (int i = 0; i < 5; i++)
+		m[i] = tu_msg("t", i, "x");
+	assert_int_equal(shm_msg_put_many(env, m, 5, NULL), 0);
+	assert_int_equal(shm_log_trim(env, 3), 0);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.log_records, 2);
+	assert_int_equal(in.log_first, 4);
+	assert_int_equal(in.log_last, 5);
+	assert_int_equal(in.flushed, 3);
+	assert_int_equal(in.next_seq, 6);
+	assert_int_equal(in.messages, 5); /* trimming keeps the data */
+	assert_int_equal(shm_log_trim(env, 1), 0); /* never lowers */
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.flushed, 3);
+	/* seqs are never reused after a trim of everything */
+	assert_int_equal(shm_log_trim(env, 5), 0);
+	shm_msg x = tu_msg("t", 1, "after");
+	assert_int_equal(shm_msg_put(env, &x), 0);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.log_first, 6);
+}
+
+static void test_meta_values_round_trip(void **state)
+{
+	uint64_t v = 1;
+	const char *names[] = {"sink.redis.applied", "sink.pg.applied"};
+	uint64_t vals[] = {10, 20};
+
+	assert_int_equal(shm_meta_get(env, "sink.none", &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(shm_meta_set_many(env, names, vals, 2), 0);
+	assert_int_equal(shm_meta_get(env, "sink.pg.applied", &v), 0);
+	assert_int_equal(v, 20);
+	assert_int_equal(shm_meta_set(env, "", 1), SHM_EINVAL);
+}
+
+static void test_log_wait_wakes_on_a_new_record(void **state)
+{
+	shm_msg m = tu_msg("w", 1, "x");
+	assert_int_equal(shm_log_wait(env, 1, 20), SHM_ETIMEDOUT);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_log_wait(env, 1, 1000), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_every_write_appends_one_record_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_large_payloads_are_lz4_frames_and_decode, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_small_payloads_stay_uncompressed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupted_record_is_reported_and_iteration_goes_on, setup, teardown),
+		cmocka_unit_test(test_truncated_record_is_corrupt),
+		cmocka_unit_test_setup_teardown(test_iterator_starts_at_a_position, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_trim_deletes_up_to_and_raises_flushed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_values_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_wait_wakes_on_a_new_record, setup, teardown),
+	};
+	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
+}
