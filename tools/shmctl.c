@@ -1,0 +1,1490 @@
+/*
+ * tools/shmctl.c - inspect and operate an shm environment from the shell.
+ *
+ * Like mdb_stat and varnishstat/varnishlog: the environment is opened
+ * read-only unless the command writes; output is for humans by default and
+ * JSON (one object per line) with --json; exit codes are part of the
+ * interface (see usage()). Every subcommand is one cmd_* function that
+ * returns an exit code; errors go to stderr as "shmctl: <what failed>".
+ *
+ * It includes internal.h for the commands that walk databases (dump, ls,
+ * readers): those read inside one read transaction and never write.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "shm.h"
+#include "shm_log.h"
+
+enum {
+	EX_OK = 0,
+	EX_NOTFOUND = 1, /* not found, or problems found (verify) */
+	EX_USAGE_ = 2,
+	EX_DATA = 65,    /* bad input data */
+	EX_INTERNAL = 70
+};
+
+static const char *prog = "shmctl";
+static const char *env_dir;
+static volatile sig_atomic_t stopping;
+
+/* Until the dead-letter store lands in libshm, link without it. */
+#pragma weak shm_dead_each
+
+static const char usage_text[] =
+"usage: shmctl [-e DIR] COMMAND [ARGS]\n"
+"\n"
+"Inspects and operates the shm environment in DIR (default: $SHM_ENV).\n"
+"Opens it read-only unless the command writes (marked *).\n"
+"\n"
+"Messages\n"
+"  import [FILE|-]                  * messages as JSON lines (seed shape); all\n"
+"                                     or nothing: bad lines are reported as\n"
+"                                     'LINE: reason' and nothing is written\n"
+"  get UUID                           the message as one JSON object\n"
+"  room ROOM [--before RFC3339] [--limit N]\n"
+"                                     a room page, JSON lines, newest first\n"
+"                                     (default limit 50)\n"
+"  edit UUID CONTENT                * new content (edited, edit_count + 1)\n"
+"  delete UUID                      * soft delete (type Delete)\n"
+"  react UUID USER_ID EMOJI [--remove]\n"
+"                                   * add (or remove) a reaction\n"
+"Statics and the object graph (OBJECT is TYPE/ID, WEBSITE a UUID)\n"
+"  static get WEBSITE OBJECT [--sha1|--sha256] [--sha-only]\n"
+"                                     content to stdout (never generates);\n"
+"                                     --sha-only prints the SHA (SHA-1 git\n"
+"                                     blob by default) instead\n"
+"  static put WEBSITE OBJECT [FILE|-] [--sha1|--sha256]\n"
+"                                   * stores content, prints its SHA\n"
+"  deps set WEBSITE OBJECT [--direct] [DEP ...]\n"
+"                                   * replaces OBJECT's direct dependencies\n"
+"  deps show WEBSITE OBJECT [--recursive] [--referrers]\n"
+"                                     direct dependencies, the recursive\n"
+"                                     walk, or the references (who embeds it)\n"
+"  touch WEBSITE OBJECT             * save: bust it and its references, mark\n"
+"  destroy WEBSITE OBJECT           * as touch, then drop its edges\n"
+"  bust WEBSITE OBJECT              * bust its static alone\n"
+"Inspection\n"
+"  stat [--json]                      counters and state, like varnishstat -1\n"
+"  ls [--kind msg|static|graph|mark] [--json]\n"
+"                                     one line per entry (default: every kind)\n"
+"  log [--from SEQ] [--follow] [--json] [--dead]\n"
+"                                     one line per log record (seq, time, op,\n"
+"                                     key, size); --follow tails it live;\n"
+"                                     --dead lists the dead letters instead\n"
+"  dump [--kind msg|static|all]       every entry as JSON lines (messages in\n"
+"                                     the import shape; default all)\n"
+"  verify                             checks checksums, indexes, log vs data\n"
+"  readers [--clear-stale]            LMDB reader slots (pid, thread, txn)\n"
+"\n"
+"Options: -e DIR  environment directory; -h, --help; -V, --version\n"
+"\n"
+"Exit status: 0 ok; 1 not found, or problems found (verify, log);\n"
+"2 usage error; 65 bad input data (malformed JSON, UUID, object, timestamp,\n"
+"text; incompatible environment version); 70 internal or system error\n"
+"(including: L1 full of unflushed work, LMDB errors).\n";
+
+/* ------------------------------------------------------------ helpers */
+
+__attribute__((format(printf, 1, 2))) static int usage_err(const char *fmt,
+                                                          ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n(see %s --help)\n", prog);
+	return EX_USAGE_;
+}
+
+/* Exit code for a library return code. */
+static int exit_for(int rc)
+{
+	switch (rc) {
+	case 0:
+		return EX_OK;
+	case SHM_ENOTFOUND:
+	case ENOENT:
+		return EX_NOTFOUND;
+	case SHM_EINVAL:
+	case SHM_EUUID:
+	case SHM_EUTF8:
+	case SHM_ENUL:
+	case SHM_ETOOBIG:
+	case SHM_ETYPE:
+	case SHM_EJSON:
+	case SHM_ETIME:
+	case SHM_EOBJECT:
+	case SHM_EVERSION:
+	case SHM_ECORRUPT:
+		return EX_DATA;
+	default:
+		return EX_INTERNAL;
+	}
+}
+
+/* Reports the thread's last library error, returns its exit code. */
+static int fail(int rc)
+{
+	fprintf(stderr, "%s: %s\n", prog, shm_errmsg());
+	return exit_for(rc);
+}
+
+static int open_env(bool write, shm_env **env)
+{
+	shm_options o;
+	int rc;
+
+	shm_options_init(&o);
+	o.read_only = !write;
+	if ((rc = shm_env_open(env_dir, &o, env)))
+		return fail(rc);
+	return EX_OK;
+}
+
+static int parse_uuid_arg(const char *s, const char *what, shm_uuid *u)
+{
+	if (shm_uuid_parse(s, u) != 0) {
+		fprintf(stderr, "%s: %s: malformed UUID '%s'\n", prog, what, s);
+		return EX_DATA;
+	}
+	return EX_OK;
+}
+
+static bool parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	unsigned long long x = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*v = x;
+	return true;
+}
+
+static bool parse_i32(const char *s, int32_t *v)
+{
+	char *end;
+
+	if (!s || !*s)
+		return false;
+	errno = 0;
+	long long x = strtoll(s, &end, 10);
+	if (errno || *end || x < INT32_MIN || x > INT32_MAX)
+		return false;
+	*v = (int32_t)x;
+	return true;
+}
+
+/* Reads all of f into a malloc'd buffer. */
+static int read_all(FILE *f, char **out, size_t *len)
+{
+	size_t cap = 65536, n = 0;
+	char *buf = malloc(cap);
+
+	if (!buf)
+		return ENOMEM;
+	for (;;) {
+		if (n == cap) {
+			char *b = realloc(buf, cap *= 2);
+			if (!b) {
+				free(buf);
+				return ENOMEM;
+			}
+			buf = b;
+		}
+		size_t r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	if (ferror(f)) {
+		free(buf);
+		return EIO;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+/* Simple argument scanner: options (--name [value]) anywhere after the
+ * command word, "--" ends them; the rest are positional. */
+typedef struct optdef {
+	const char *name;
+	bool has_arg;
+	const char *value; /* set when seen; "" for flags */
+} optdef;
+
+static int scan(int argc, char **argv, optdef *opts, char ***pos, int *npos)
+{
+	static char *posv[256];
+	bool dashdash = false;
+
+	*npos = 0;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (!dashdash && strcmp(a, "--") == 0) {
+			dashdash = true;
+			continue;
+		}
+		if (!dashdash && a[0] == '-' && a[1] == '-') {
+			optdef *o = opts;
+			while (o && o->name && strcmp(o->name, a + 2) != 0)
+				o++;
+			if (!o || !o->name)
+				return usage_err("unknown option '%s'", a);
+			if (o->has_arg) {
+				if (i + 1 >= argc)
+					return usage_err("option '%s' needs a value",
+					                 a);
+				o->value = argv[++i];
+			} else {
+				o->value = "";
+			}
+			continue;
+		}
+		if (*npos >= (int)(sizeof posv / sizeof *posv))
+			return usage_err("too many arguments");
+		posv[(*npos)++] = argv[i];
+	}
+	*pos = posv;
+	return EX_OK;
+}
+
+static const char *optv(const optdef *opts, const char *name)
+{
+	for (; opts->name; opts++)
+		if (strcmp(opts->name, name) == 0)
+			return opts->value;
+	return NULL;
+}
+
+static int print_msg(const shm_msg *m)
+{
+	char *js;
+	size_t len;
+	int rc = shm_msg_to_json(m, &js, &len);
+
+	if (rc)
+		return fail(rc);
+	fwrite(js, 1, len, stdout);
+	putchar('\n');
+	free(js);
+	return EX_OK;
+}
+
+/* "uuid" for a message key, "website/object" for an object key. */
+static void key_name(int op, const uint8_t *key, size_t klen, char *buf,
+                     size_t cap)
+{
+	shm_uuid u;
+	char s[37];
+
+	if (klen < 16) {
+		snprintf(buf, cap, "-");
+		return;
+	}
+	memcpy(u.b, key, 16);
+	shm_uuid_format(&u, s);
+	if (shm_op_is_msg(op) || klen == 16)
+		snprintf(buf, cap, "%s", s);
+	else
+		snprintf(buf, cap, "%s/%.*s", s, (int)(klen - 16),
+		         (const char *)key + 16);
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+/* ----------------------------------------------------------- messages */
+
+static int cmd_import(int argc, char **argv)
+{
+	optdef opts[] = {{NULL, false, NULL}};
+	char **pos, *line = NULL;
+	int npos, ex;
+	FILE *f = stdin;
+	size_t cap = 0, lineno = 0, n = 0, ncap = 0, bad = 0;
+	shm_msg *msgs = NULL, **owned = NULL;
+	size_t *lines = NULL;
+	shm_env *env = NULL;
+	ssize_t len;
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos > 1)
+		return usage_err("import [FILE|-]");
+	if ((ex = open_env(true, &env)))
+		return ex;
+	if (npos == 1 && strcmp(pos[0], "-") != 0 && !(f = fopen(pos[0], "r"))) {
+		fprintf(stderr, "%s: %s: %s\n", prog, pos[0], strerror(errno));
+		ex = errno == ENOENT ? EX_NOTFOUND : EX_INTERNAL;
+		goto out;
+	}
+	uint32_t max_content = shm_env_options(env)->max_content;
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		char err[512];
+		shm_msg *m;
+		int rc;
+
+		lineno++;
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			len--;
+		size_t sp = strspn(line, " \t");
+		if ((ssize_t)sp >= len)
+			continue; /* blank line */
+		rc = shm_msg_from_json(line, (size_t)len, &m, err, sizeof err);
+		if (rc == ENOMEM) {
+			ex = fail(rc);
+			goto out;
+		}
+		if (rc) {
+			fprintf(stderr, "%zu: %s\n", lineno, err);
+			bad++;
+			continue;
+		}
+		if (m->content_len > max_content) {
+			fprintf(stderr,
+			        "%zu: field 'content': %" PRIu32
+			        " bytes, at most %" PRIu32 " allowed\n",
+			        lineno, m->content_len, max_content);
+			free(m);
+			bad++;
+			continue;
+		}
+		if (n == ncap) {
+			ncap = ncap ? ncap * 2 : 1024;
+			shm_msg *a = realloc(msgs, ncap * sizeof *a);
+			shm_msg **b = realloc(owned, ncap * sizeof *b);
+			size_t *c = realloc(lines, ncap * sizeof *c);
+			if (a)
+				msgs = a;
+			if (b)
+				owned = b;
+			if (c)
+				lines = c;
+			if (!a || !b || !c) {
+				free(m);
+				fprintf(stderr, "%s: out of memory\n", prog);
+				ex = EX_INTERNAL;
+				goto out;
+			}
+		}
+		msgs[n] = *m;
+		owned[n] = m;
+		lines[n] = lineno;
+		n++;
+	}
+	if (ferror(f)) {
+		fprintf(stderr, "%s: read error: %s\n", prog, strerror(errno));
+		ex = EX_INTERNAL;
+		goto out;
+	}
+	if (bad) {
+		fprintf(stderr, "%s: %zu bad line%s, nothing imported\n", prog, bad,
+		        bad == 1 ? "" : "s");
+		ex = EX_DATA;
+		goto out;
+	}
+	if (n > 0) {
+		size_t bi = SIZE_MAX;
+		int rc = shm_msg_put_many(env, msgs, n, &bi);
+		if (rc) {
+			ex = exit_for(rc);
+			if (ex == EX_DATA && bi < n)
+				fprintf(stderr, "%zu: %s\n", lines[bi],
+				        shm_errmsg());
+			else
+				fprintf(stderr, "%s: %s\n", prog, shm_errmsg());
+			fprintf(stderr, "%s: nothing imported\n", prog);
+			goto out;
+		}
+	}
+	printf("imported %zu message%s\n", n, n == 1 ? "" : "s");
+	ex = EX_OK;
+out:
+	for (size_t i = 0; i < n; i++)
+		free(owned[i]);
+	free(msgs);
+	free(owned);
+	free(lines);
+	free(line);
+	if (f && f != stdin)
+		fclose(f);
+	shm_env_close(env);
+	return ex;
+}
+
+static int cmd_get(int argc, char **argv)
+{
+	optdef opts[] = {{NULL, false, NULL}};
+	char **pos;
+	int npos, ex, rc;
+	shm_uuid id;
+	shm_env *env;
+	shm_msg *m;
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos != 1)
+		return usage_err("get UUID");
+	if ((ex = parse_uuid_arg(pos[0], "get", &id)) ||
+	    (ex = open_env(false, &env)))
+		return ex;
+	rc = shm_msg_get(env, &id, &m);
+	if (rc == SHM_ENOTFOUND) {
+		fprintf(stderr, "%s: message %s not found\n", prog, pos[0]);
+		ex = EX_NOTFOUND;
+	} else if (rc) {
+		ex = fail(rc);
+	} else {
+		ex = print_msg(m);
+		shm_msg_free(m);
+	}
+	shm_env_close(env);
+	return ex;
+}
+
+static int cmd_room(int argc, char **argv)
+{
+	optdef opts[] = {{"before", true, NULL}, {"limit", true, NULL},
+	                 {NULL, false, NULL}};
+	char **pos;
+	int npos, ex, rc;
+	int64_t before = 0;
+	uint64_t limit = 50;
+	shm_env *env;
+	shm_msg **msgs;
+	size_t n;
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos != 1)
+		return usage_err("room ROOM [--before RFC3339] [--limit N]");
+	if (optv(opts, "before") &&
+	    (rc = shm_time_parse(optv(opts, "before"), &before)))
+		return fail(rc);
+	if (optv(opts, "limit") &&
+	    (!parse_u64(optv(opts, "limit"), &limit) || limit > UINT32_MAX))
+		return usage_err("--limit: expected a number, got '%s'",
+		                 optv(opts, "limit"));
+	if ((ex = open_env(false, &env)))
+		return ex;
+	rc = shm_room_page(env, pos[0], before, (uint32_t)limit, &msgs, &n);
+	if (rc) {
+		ex = fail(rc);
+	} else {
+		for (size_t i = 0; i < n && ex == EX_OK; i++)
+			ex = print_msg(msgs[i]);
+		shm_msgs_free(msgs, n);
+	}
+	shm_env_close(env);
+	return ex;
+}
+
+static int cmd_edit(int argc, char **argv)
+{
+	optdef opts[] = {{NULL, false, NULL}};
+	char **pos;
+	int npos, ex, rc;
+	shm_uuid id;
+	shm_env *env;
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos != 2)
+		return usage_err("edit UUID CONTENT");
+	if ((ex = parse_uuid_arg(pos[0], "edit", &id)) ||
+	    (ex = open_env(true, &env)))
+		return ex;
+	rc = shm_msg_edit(env, &id, pos[1], strlen(pos[1]));
+	ex = rc ? fail(rc) : EX_OK;
+	shm_env_close(env);
+	return ex;
+}
+
+static int cmd_delete(int argc, char **argv)
+{
+	optdef opts[] = {{NULL, false, NULL}};
+	char **pos;
+	int npos, ex, rc;
+	shm_uuid id;
+	shm_env *env;
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos != 1)
+		return usage_err("delete UUID");
+	if ((ex = parse_uuid_arg(pos[0], "delete", &id)) ||
+	    (ex = open_env(true, &env)))
+		return ex;
+	rc = shm_msg_delete(env, &id);
+	ex = rc ? fail(rc) : EX_OK;
+	shm_env_close(env);
+	return ex;
+}
+
+static int cmd_react(int argc, char **argv)
+{
+	optdef opts[] = {{"remove", false, NULL}, {NULL, false, NULL}};
+	char **pos;
+	int npos, ex, rc;
+	shm_uuid id;
+	int32_t user;
+	shm_env *env;
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos != 3)
+		return usage_err("react UUID USER_ID EMOJI [--remove]");
+	if (!parse_i32(pos[1], &user)) {
+		fprintf(stderr, "%s: react: USER_ID '%s' is not an int32\n", prog,
+		        pos[1]);
+		return EX_DATA;
+	}
+	if ((ex = parse_uuid_arg(pos[0], "react", &id)) ||
+	    (ex = open_env(true, &env)))
+		return ex;
+	rc = shm_msg_react(env, &id, user, pos[2], !optv(opts, "remove"));
+	ex = rc ? fail(rc) : EX_OK;
+	shm_env_close(env);
+	return ex;
+}
+
+/* ------------------------------------------------------ statics, graph */
+
+static int website_object(int npos, char **pos, const char *use,
+                          shm_uuid *website)
+{
+	if (npos < 2)
+		return usage_err("%s", use);
+	return parse_uuid_arg(pos[0], "WEBSITE", website);
+}
+
+static int cmd_static(int argc, char **argv)
+{
+	optdef opts[] = {{"sha1", false, NULL}, {"sha256", false, NULL},
+	                 {"sha-only", false, NULL}, {NULL, false, NULL}};
+	const char *use_get =
+		"static get WEBSITE OBJECT [--sha1|--sha256] [--sha-only]";
+	const char *use_put =
+		"static put WEBSITE OBJECT [FILE|-] [--sha1|--sha256]";
+	char **pos;
+	int npos, ex, rc;
+	shm_uuid website;
+	shm_env *env;
+	shm_static *s = NULL;
+
+	if (argc < 1)
+		return usage_err("%s\n       %s", use_get, use_put);
+	bool put = strcmp(argv[0], "put") == 0;
+	if (!put && strcmp(argv[0], "get") != 0)
+		return usage_err("unknown command 'static %s'", argv[0]);
+	if ((ex = scan(argc - 1, argv + 1, opts, &pos, &npos)))
+		return ex;
+	if (optv(opts, "sha1") && optv(opts, "sha256"))
+		return usage_err("--sha1 and --sha256 exclude each other");
+	bool sha256 = optv(opts, "sha256") != NULL;
+	if (put && (npos < 2 || npos > 3 || optv(opts, "sha-only")))
+		return usage_err("%s", use_put);
+	if (!put && npos != 2)
+		return usage_err("%s", use_get);
+	if ((ex = website_object(npos, pos, put ? use_put : use_get, &website)))
+		return ex;
+	if ((ex = open_env(put, &env)))
+		return ex;
+	if (put) {
+		FILE *f = stdin;
+		char *buf;
+		size_t len;
+		if (npos == 3 && strcmp(pos[2], "-") != 0 &&
+		    !(f = fopen(pos[2], "rb"))) {
+			fprintf(stderr, "%s: %s: %s\n", prog, pos[2],
+			        strerror(errno));
+			ex = errno == ENOENT ? EX_NOTFOUND : EX_INTERNAL;
+			goto out;
+		}
+		rc = read_all(f, &buf, &len);
+		if (f != stdin)
+			fclose(f);
+		if (rc) {
+			fprintf(stderr, "%s: reading content: %s\n", prog,
+			        strerror(rc));
+			ex = EX_INTERNAL;
+			goto out;
+		}
+		rc = shm_static_put(env, &website, pos[1], buf, len, &s);
+		free(buf);
+	} else {
+		rc = shm_static_peek(env, &website, pos[1], &s);
+	}
+	if (rc == SHM_ENOTFOUND) {
+		fprintf(stderr, "%s: no static for %s %s\n", prog, pos[0], pos[1]);
+		ex = EX_NOTFOUND;
+	} else if (rc) {
+		ex = fail(rc);
+	} else if (put || optv(opts, "sha-only")) {
+		printf("%s\n", sha256 ? s->sha256 : s->sha1);
+	} else {
+		fwrite(s->content, 1, s->content_len, stdout);
+	}
+	shm_static_free(s);
+out:
+	shm_env_close(env);
+	return ex;
+}
+
+static int cmd_deps(int argc, char **argv)
+{
+	optdef opts[] = {{"direct", false, NULL}, {"recursive", false, NULL},
+	                 {"referrers", false, NULL}, {NULL, false, NULL}};
+	const char *use_set = "deps set WEBSITE OBJECT [--direct] [DEP ...]";
+	const char *use_show =
+		"deps show WEBSITE OBJECT [--recursive] [--referrers]";
+	char **pos;
+	int npos, ex, rc;
+	shm_uuid website;
+	shm_env *env;
+
+	if (argc < 1)
+		return usage_err("%s\n       %s", use_set, use_show);
+	bool set = strcmp(argv[0], "set") == 0;
+	if (!set && strcmp(argv[0], "show") != 0)
+		return usage_err("unknown command 'deps %s'", argv[0]);
+	if ((ex = scan(argc - 1, argv + 1, opts, &pos, &npos)))
+		return ex;
+	if (set && (optv(opts, "recursive") || optv(opts, "referrers")))
+		return usage_err("%s", use_set);
+	if (!set && (optv(opts, "direct") || npos != 2))
+		return usage_err("%s", use_show);
+	if ((ex = website_object(npos, pos, set ? use_set : use_show,
+	                         &website)))
+		return ex;
+	if ((ex = open_env(set, &env)))
+		return ex;
+	if (set) {
+		rc = shm_deps_set(env, &website, pos[1], optv(opts, "direct"),
+		                  (const char *const *)pos + 2,
+		                  (size_t)(npos - 2));
+		ex = rc ? fail(rc) : EX_OK;
+	} else {
+		shm_objlist *l = NULL;
+		if (optv(opts, "referrers"))
+			rc = shm_deps_referrers(env, &website, pos[1], &l);
+		else if (optv(opts, "recursive"))
+			rc = shm_deps_recursive(env, &website, pos[1], &l);
+		else
+			rc = shm_deps_get(env, &website, pos[1], &l);
+		if (rc) {
+			ex = fail(rc);
+		} else {
+			for (size_t i = 0; i < l->n; i++)
+				printf("%s\n", l->items[i]);
+			ex = EX_OK;
+		}
+		free(l);
+	}
+	shm_env_close(env);
+	return ex;
+}
+
+/* touch, destroy, bust */
+static int cmd_object(int argc, char **argv, const char *name,
+                      int (*fn)(shm_env *, const shm_uuid *, const char *))
+{
+	optdef opts[] = {{NULL, false, NULL}};
+	char use[64];
+	char **pos;
+	int npos, ex, rc;
+	shm_uuid website;
+	shm_env *env;
+
+	snprintf(use, sizeof use, "%s WEBSITE OBJECT", name);
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos != 2)
+		return usage_err("%s", use);
+	if ((ex = website_object(npos, pos, use, &website)) ||
+	    (ex = open_env(true, &env)))
+		return ex;
+	rc = fn(env, &website, pos[1]);
+	ex = rc ? fail(rc) : EX_OK;
+	shm_env_close(env);
+	return ex;
+}
+
+static int cmd_touch(int argc, char **argv)
+{
+	return cmd_object(argc, argv, "touch", shm_object_save);
+}
+static int cmd_destroy(int argc, char **argv)
+{
+	return cmd_object(argc, argv, "destroy", shm_object_destroy);
+}
+static int cmd_bust(int argc, char **argv)
+{
+	return cmd_object(argc, argv, "bust", shm_static_bust);
+}
+
+/* --------------------------------------------------------------- stat */
+
+typedef struct statout {
+	json_t *obj; /* --json */
+} statout;
+
+static void stat_u64(statout *o, const char *name, uint64_t v,
+                     const char *desc)
+{
+	if (o->obj)
+		json_object_set_new(o->obj, name, json_integer((json_int_t)v));
+	else
+		printf("%-28s %20" PRIu64 "  %s\n", name, v, desc);
+}
+
+static void stat_real(statout *o, const char *name, double v,
+                      const char *desc)
+{
+	if (o->obj)
+		json_object_set_new(o->obj, name, json_real(v));
+	else
+		printf("%-28s %20.4f  %s\n", name, v, desc);
+}
+
+static void stat_meta(const char *name, uint64_t value, void *user)
+{
+	stat_u64(user, name, value, "meta value");
+}
+
+static void stat_hist(statout *o, const char *name, const shm_hist *h)
+{
+	char n[64], d[96];
+
+	snprintf(n, sizeof n, "%s.count", name);
+	snprintf(d, sizeof d, "%s: samples", name);
+	stat_u64(o, n, h->count, d);
+	snprintf(n, sizeof n, "%s.p50_ns", name);
+	snprintf(d, sizeof d, "%s: median, ns (bucket upper bound)", name);
+	stat_u64(o, n, shm_hist_percentile(h, 50), d);
+	snprintf(n, sizeof n, "%s.p99_ns", name);
+	snprintf(d, sizeof d, "%s: 99th percentile, ns (bucket upper bound)",
+	         name);
+	stat_u64(o, n, shm_hist_percentile(h, 99), d);
+}
+
+static int cmd_stat(int argc, char **argv)
+{
+	optdef opts[] = {{"json", false, NULL}, {NULL, false, NULL}};
+	char **pos;
+	int npos, ex, rc;
+	shm_env *env;
+	shm_info in;
+	shm_counters c;
+	statout o = {NULL};
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos != 0)
+		return usage_err("stat [--json]");
+	if ((ex = open_env(false, &env)))
+		return ex;
+	if ((rc = shm_env_info(env, &in)) || (rc = shm_stats_shared(env, &c))) {
+		ex = fail(rc);
+		goto out;
+	}
+	if (optv(opts, "json") && !(o.obj = json_object())) {
+		ex = EX_INTERNAL;
+		goto out;
+	}
+	stat_u64(&o, "messages", in.messages, "messages in L1");
+	stat_u64(&o, "statics", in.statics, "statics in L1");
+	stat_u64(&o, "rooms", in.rooms, "rooms in the L1 room index");
+	stat_u64(&o, "graph_objects", in.graph_objects,
+	         "objects declared in the graph");
+	stat_u64(&o, "marks", in.marks, "objects marked for the cleanup");
+	stat_u64(&o, "l1_bytes", in.l1_bytes, "L1 value bytes (capacity)");
+	stat_u64(&o, "l1_max_entries", shm_env_options(env)->l1_max_entries,
+	         "L1 entry limit (this handle's option)");
+	stat_u64(&o, "l1_max_bytes", shm_env_options(env)->l1_max_bytes,
+	         "L1 byte limit (this handle's option)");
+	stat_u64(&o, "log_records", in.log_records, "records in the write log");
+	stat_u64(&o, "log_first", in.log_first, "first record's seq (0: empty)");
+	stat_u64(&o, "log_last", in.log_last, "last record's seq (0: empty)");
+	stat_u64(&o, "next_seq", in.next_seq, "next record's seq");
+	stat_u64(&o, "flushed", in.flushed,
+	         "flushed position (every sink has applied up to here)");
+	stat_u64(&o, "flusher_lag",
+	         in.next_seq > in.flushed + 1 ? in.next_seq - 1 - in.flushed : 0,
+	         "records written but not yet flushed");
+	stat_u64(&o, "dead_letters", in.dead_letters,
+	         "records set aside by a sink");
+	stat_u64(&o, "map_size", in.map_size, "LMDB map size, bytes");
+	stat_u64(&o, "map_used", in.map_used, "LMDB map used, bytes");
+	stat_u64(&o, "readers_used", in.readers_used, "LMDB reader slots used");
+	stat_u64(&o, "readers_max", in.readers_max, "LMDB reader slots");
+	stat_u64(&o, "format_version", in.format_version,
+	         "environment format version");
+#define SHM__STAT_CNT(name, desc) stat_u64(&o, #name, c.name, desc);
+	SHM_COUNTERS(SHM__STAT_CNT)
+#undef SHM__STAT_CNT
+	stat_real(&o, "compression_ratio",
+	          c.log_bytes_raw ? (double)c.log_bytes_stored /
+	                                    (double)c.log_bytes_raw
+	                          : 1.0,
+	          "log payload bytes stored / raw");
+	stat_hist(&o, "put_latency", &c.put_latency);
+	stat_hist(&o, "get_latency", &c.get_latency);
+	if ((rc = shm_meta_each(env, "sink.", stat_meta, &o)) ||
+	    (rc = shm_meta_each(env, "flusher.", stat_meta, &o))) {
+		ex = fail(rc);
+		goto out;
+	}
+	if (o.obj) {
+		char *s = json_dumps(o.obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		if (!s) {
+			ex = EX_INTERNAL;
+			goto out;
+		}
+		printf("%s\n", s);
+		free(s);
+	}
+	ex = EX_OK;
+out:
+	json_decref(o.obj);
+	shm_env_close(env);
+	return ex;
+}
+
+/* ---------------------------------------------------------------- log */
+
+static void print_rec(const shm_log_rec *r, bool json)
+{
+	char t[40], key[600];
+
+	shm_time_format(r->time, t);
+	key_name(r->op, r->key, r->key_len, key, sizeof key);
+	if (!json) {
+		printf("%" PRIu64 " %s %-11s %s %" PRIu32 "%s\n", r->seq, t,
+		       shm_op_name(r->op), key, r->stored_len,
+		       (r->flags & SHM_LOG_LZ4) ? " lz4" : "");
+		return;
+	}
+	json_t *o = json_object();
+	if (!o)
+		return;
+	json_object_set_new(o, "seq", json_integer((json_int_t)r->seq));
+	json_object_set_new(o, "time", json_string(t));
+	json_object_set_new(o, "op", json_string(shm_op_name(r->op)));
+	json_object_set_new(o, "key", json_string(key));
+	json_object_set_new(o, "size", json_integer(r->stored_len));
+	json_object_set_new(o, "raw_size", json_integer(r->payload_len));
+	json_object_set_new(o, "lz4", json_boolean(r->flags & SHM_LOG_LZ4));
+	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (s)
+		printf("%s\n", s);
+	free(s);
+	json_decref(o);
+}
+
+typedef struct deadctx {
+	bool json;
+	uint8_t *buf;
+	size_t cap;
+} deadctx;
+
+static int print_dead(const shm_dead *d, void *user)
+{
+	deadctx *c = user;
+	shm_log_rec r;
+	char t[40], key[600] = "-";
+	const char *op = "corrupt";
+
+	shm_time_format(d->time, t);
+	if (shm_log_decode(d->raw, d->raw_size, &r, &c->buf, &c->cap) == 0) {
+		op = shm_op_name(r.op);
+		key_name(r.op, r.key, r.key_len, key, sizeof key);
+	}
+	if (!c->json) {
+		printf("%" PRIu64 " %s %s %s %s: %s\n", d->seq, t, d->sink, op,
+		       key, d->reason);
+		return 0;
+	}
+	json_t *o;
+
+	o = json_object();
+	if (o) {
+		json_object_set_new(o, "seq", json_integer((json_int_t)d->seq));
+		json_object_set_new(o, "time", json_string(t));
+		json_object_set_new(o, "sink", json_string(d->sink));
+		json_object_set_new(o, "op", json_string(op));
+		json_object_set_new(o, "key", json_string(key));
+		json_object_set_new(o, "reason", json_string(d->reason));
+		char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		if (s)
+			printf("%s\n", s);
+		free(s);
+		json_decref(o);
+	}
+	return 0;
+}
+
+static int cmd_log(int argc, char **argv)
+{
+	optdef opts[] = {{"from", true, NULL}, {"follow", false, NULL},
+	                 {"json", false, NULL}, {"dead", false, NULL},
+	                 {NULL, false, NULL}};
+	char **pos;
+	int npos, ex, rc;
+	uint64_t next = 0;
+	size_t corrupt = 0;
+	shm_env *env;
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos != 0)
+		return usage_err(
+			"log [--from SEQ] [--follow] [--json] [--dead]");
+	if (optv(opts, "from") && !parse_u64(optv(opts, "from"), &next))
+		return usage_err("--from: expected a sequence number, got '%s'",
+		                 optv(opts, "from"));
+	bool json = optv(opts, "json"), follow = optv(opts, "follow");
+	if (optv(opts, "dead") && (follow || optv(opts, "from")))
+		return usage_err("--dead takes no --from or --follow");
+	if ((ex = open_env(false, &env)))
+		return ex;
+	if (optv(opts, "dead")) {
+		deadctx c = {.json = json};
+		if (!shm_dead_each) {
+			fprintf(stderr, "%s: dead letters: not in this build\n",
+			        prog);
+			shm_env_close(env);
+			return EX_INTERNAL;
+		}
+		rc = shm_dead_each(env, print_dead, &c);
+		free(c.buf);
+		ex = rc ? fail(rc) : EX_OK;
+		shm_env_close(env);
+		return ex;
+	}
+	if (follow) {
+		struct sigaction sa = {.sa_handler = on_signal};
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+	}
+	ex = EX_OK;
+	while (!stopping) {
+		shm_log_iter *it;
+		shm_log_rec r;
+
+		if ((rc = shm_log_iter_open(env, next, &it))) {
+			ex = fail(rc);
+			break;
+		}
+		while (!stopping) {
+			rc = shm_log_iter_next(it, &r);
+			if (rc == SHM_ENOTFOUND)
+				break;
+			if (rc == SHM_ECORRUPT) {
+				fprintf(stderr, "%s: log seq %" PRIu64 ": %s\n",
+				        prog, r.seq, shm_errmsg());
+				corrupt++;
+				next = r.seq + 1;
+				continue;
+			}
+			if (rc) {
+				ex = fail(rc);
+				break;
+			}
+			print_rec(&r, json);
+			next = r.seq + 1;
+		}
+		shm_log_iter_close(it);
+		if (fflush(stdout) != 0 || ex != EX_OK || !follow)
+			break;
+		rc = shm_log_wait(env, next, 500);
+		if (rc && rc != SHM_ETIMEDOUT) {
+			ex = fail(rc);
+			break;
+		}
+	}
+	shm_env_close(env);
+	if (ex == EX_OK && corrupt)
+		ex = EX_NOTFOUND;
+	return ex;
+}
+
+/* ------------------------------------------------------- dump, ls */
+
+static char *base64(const uint8_t *p, size_t n)
+{
+	static const char a[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < n)
+			v |= p[i + 2];
+		*o++ = a[v >> 18 & 63];
+		*o++ = a[v >> 12 & 63];
+		*o++ = i + 1 < n ? a[v >> 6 & 63] : '=';
+		*o++ = i + 2 < n ? a[v & 63] : '=';
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Walks every key/value of dbi in one read transaction. */
+static int walk(shm_env *env, MDB_dbi dbi,
+                int (*fn)(const MDB_val *k, const MDB_val *v, void *user),
+                void *user)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, op = MDB_FIRST;
+
+	if ((rc = shm__rtxn_get(env, &txn)))
+		return rc;
+	if ((rc = mdb_cursor_open(txn, dbi, &cur))) {
+		shm__rtxn_put(env, txn);
+		return shm__err_mdb(rc, "open cursor");
+	}
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		op = MDB_NEXT;
+		if ((rc = fn(&k, &v, user)))
+			break;
+	}
+	mdb_cursor_close(cur);
+	shm__rtxn_put(env, txn);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	return rc > 0 && rc < 1000 ? rc : rc ? shm__err_mdb(rc, "walk") : 0;
+}
+
+typedef struct lsctx {
+	bool json;
+	bool dump;
+	size_t bad;
+	shm_env *env;
+	MDB_txn *txn; /* for graph: dependency counts */
+} lsctx;
+
+static void emit(json_t *o)
+{
+	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+	if (s)
+		printf("%s\n", s);
+	free(s);
+	json_decref(o);
+}
+
+static int each_msg(const MDB_val *k, const MDB_val *v, void *user)
+{
+	lsctx *c = user;
+	shm_msg *m;
+	char id[37], t[40];
+
+	if (shm_msg_decode(v->mv_data, v->mv_size, &m) != 0) {
+		fprintf(stderr, "%s: message value does not decode: %s\n", prog,
+		        shm_errmsg());
+		c->bad++;
+		return 0;
+	}
+	if (c->dump) {
+		char *js;
+		size_t len;
+		if (shm_msg_to_json(m, &js, &len) == 0) {
+			fwrite(js, 1, len, stdout);
+			putchar('\n');
+			free(js);
+		} else {
+			c->bad++;
+		}
+	} else {
+		shm_uuid_format(&m->id, id);
+		shm_time_format(m->created_at, t);
+		if (c->json) {
+			json_t *o = json_object();
+			json_object_set_new(o, "kind", json_string("msg"));
+			json_object_set_new(o, "id", json_string(id));
+			json_object_set_new(o, "room_id", json_string(m->room_id));
+			json_object_set_new(o, "created_at", json_string(t));
+			json_object_set_new(o, "message_type",
+			                    json_string(shm_msg_type_name(m->type)));
+			json_object_set_new(o, "size",
+			                    json_integer((json_int_t)v->mv_size));
+			emit(o);
+		} else {
+			printf("msg %s %s %s %s %zu\n", id, m->room_id, t,
+			       shm_msg_type_name(m->type), v->mv_size);
+		}
+	}
+	free(m);
+	return 0;
+}
+
+static void obj_split(const MDB_val *k, char id[37], const char **obj,
+                      int *olen)
+{
+	shm_uuid u;
+
+	memcpy(u.b, k->mv_data, 16);
+	shm_uuid_format(&u, id);
+	*obj = (const char *)k->mv_data + 16;
+	*olen = (int)(k->mv_size - 16);
+}
+
+static int each_static(const MDB_val *k, const MDB_val *v, void *user)
+{
+	lsctx *c = user;
+	shm_static *s;
+	char id[37], t[40];
+	const char *obj;
+	int olen;
+
+	if (k->mv_size < 16)
+		return 0;
+	obj_split(k, id, &obj, &olen);
+	if (shm_static_decode(v->mv_data, v->mv_size, &s) != 0) {
+		fprintf(stderr, "%s: static %s/%.*s does not decode: %s\n", prog,
+		        id, olen, obj, shm_errmsg());
+		c->bad++;
+		return 0;
+	}
+	shm_time_format(s->generated_at, t);
+	if (c->json || c->dump) {
+		json_t *o = json_object();
+		if (!c->dump)
+			json_object_set_new(o, "kind", json_string("static"));
+		json_object_set_new(o, "website", json_string(id));
+		json_object_set_new(o, "object", json_stringn(obj, (size_t)olen));
+		json_object_set_new(o, "size",
+		                    json_integer((json_int_t)s->content_len));
+		json_object_set_new(o, "sha1", json_string(s->sha1));
+		json_object_set_new(o, "sha256", json_string(s->sha256));
+		json_object_set_new(o, "generated_at", json_string(t));
+		if (c->dump) {
+			json_t *txt = json_stringn(s->content, s->content_len);
+			if (txt && !memchr(s->content, 0, s->content_len)) {
+				json_object_set_new(o, "content", txt);
+			} else {
+				char *b = base64(s->content, s->content_len);
+				json_decref(txt);
+				json_object_set_new(o, "content_base64",
+				                    json_string(b ? b : ""));
+				free(b);
+			}
+		}
+		emit(o);
+	} else {
+		printf("static %s %.*s %zu %s %s\n", id, olen, obj, s->content_len,
+		       s->sha1, t);
+	}
+	shm_static_free(s);
+	return 0;
+}
+
+static int each_graph(const MDB_val *k, const MDB_val *v, void *user)
+{
+	lsctx *c = user;
+	char id[37];
+	const char *obj;
+	int olen;
+	bool direct = v->mv_size >= 1 && ((const uint8_t *)v->mv_data)[0];
+	size_t ndeps = 0;
+	MDB_cursor *cur;
+
+	if (k->mv_size < 16)
+		return 0;
+	obj_split(k, id, &obj, &olen);
+	if (c->txn && mdb_cursor_open(c->txn, c->env->dep, &cur) == 0) {
+		MDB_val kk = *k, vv;
+		if (mdb_cursor_get(cur, &kk, &vv, MDB_SET) == 0)
+			mdb_cursor_count(cur, &ndeps);
+		mdb_cursor_close(cur);
+	}
+	if (c->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "kind", json_string("graph"));
+		json_object_set_new(o, "website", json_string(id));
+		json_object_set_new(o, "object", json_stringn(obj, (size_t)olen));
+		json_object_set_new(o, "direct", json_boolean(direct));
+		json_object_set_new(o, "deps", json_integer((json_int_t)ndeps));
+		emit(o);
+	} else {
+		printf("graph %s %.*s %s %zu\n", id, olen, obj,
+		       direct ? "direct" : "indirect", ndeps);
+	}
+	return 0;
+}
+
+static int each_mark(const MDB_val *k, const MDB_val *v, void *user)
+{
+	lsctx *c = user;
+	char id[37], t[40] = "-";
+	const char *obj, *why = "?";
+	int olen;
+	int64_t when = 0;
+
+	if (k->mv_size < 16)
+		return 0;
+	obj_split(k, id, &obj, &olen);
+	if (v->mv_size >= 9) {
+		memcpy(&when, v->mv_data, 8);
+		uint8_t r = ((const uint8_t *)v->mv_data)[8];
+		why = r == 1 ? "save" : r == 2 ? "destroy" : "?";
+		shm_time_format(when, t);
+	}
+	if (c->json) {
+		json_t *o = json_object();
+		json_object_set_new(o, "kind", json_string("mark"));
+		json_object_set_new(o, "website", json_string(id));
+		json_object_set_new(o, "object", json_stringn(obj, (size_t)olen));
+		json_object_set_new(o, "time", json_string(t));
+		json_object_set_new(o, "reason", json_string(why));
+		emit(o);
+	} else {
+		printf("mark %s %.*s %s %s\n", id, olen, obj, t, why);
+	}
+	return 0;
+}
+
+/* Graph listing needs a second cursor in the same transaction. */
+static int walk_graph(shm_env *env, lsctx *c)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, op = MDB_FIRST;
+
+	if ((rc = shm__rtxn_get(env, &txn)))
+		return rc;
+	c->txn = txn;
+	if ((rc = mdb_cursor_open(txn, env->obj, &cur))) {
+		shm__rtxn_put(env, txn);
+		return shm__err_mdb(rc, "open cursor");
+	}
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		op = MDB_NEXT;
+		each_graph(&k, &v, c);
+	}
+	mdb_cursor_close(cur);
+	shm__rtxn_put(env, txn);
+	c->txn = NULL;
+	return rc == MDB_NOTFOUND ? 0 : shm__err_mdb(rc, "walk graph");
+}
+
+static int cmd_ls_dump(int argc, char **argv, bool dump)
+{
+	optdef ls_opts[] = {{"kind", true, NULL}, {"json", false, NULL},
+	                    {NULL, false, NULL}};
+	optdef dump_opts[] = {{"kind", true, NULL}, {NULL, false, NULL}};
+	optdef *opts = dump ? dump_opts : ls_opts;
+	const char *use = dump ? "dump [--kind msg|static|all]"
+	                       : "ls [--kind msg|static|graph|mark] [--json]";
+	char **pos;
+	int npos, ex, rc = 0;
+	shm_env *env;
+	lsctx c = {.dump = dump};
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos != 0)
+		return usage_err("%s", use);
+	const char *kind = optv(opts, "kind");
+	if (!kind)
+		kind = "all";
+	bool all = strcmp(kind, "all") == 0;
+	if (!all && strcmp(kind, "msg") && strcmp(kind, "static") &&
+	    (dump || (strcmp(kind, "graph") && strcmp(kind, "mark"))))
+		return usage_err("unknown kind '%s'; %s", kind, use);
+	c.json = !dump && optv(opts, "json");
+	if ((ex = open_env(false, &env)))
+		return ex;
+	c.env = env;
+	if (all || !strcmp(kind, "msg"))
+		rc = walk(env, env->msg, each_msg, &c);
+	if (!rc && (all || !strcmp(kind, "static")))
+		rc = walk(env, env->stat, each_static, &c);
+	if (!rc && !dump && (all || !strcmp(kind, "graph")))
+		rc = walk_graph(env, &c);
+	if (!rc && !dump && (all || !strcmp(kind, "mark")))
+		rc = walk(env, env->mark, each_mark, &c);
+	ex = rc ? fail(rc) : c.bad ? EX_NOTFOUND : EX_OK;
+	shm_env_close(env);
+	return ex;
+}
+
+static int cmd_ls(int argc, char **argv)
+{
+	return cmd_ls_dump(argc, argv, false);
+}
+static int cmd_dump(int argc, char **argv)
+{
+	return cmd_ls_dump(argc, argv, true);
+}
+
+/* ------------------------------------------------- verify, readers */
+
+static void report_problem(const char *problem, void *user)
+{
+	(void)user;
+	printf("%s\n", problem);
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	optdef opts[] = {{NULL, false, NULL}};
+	char **pos;
+	int npos, ex, rc;
+	shm_env *env;
+	size_t problems = 0;
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos != 0)
+		return usage_err("verify");
+	if ((ex = open_env(false, &env)))
+		return ex;
+	rc = shm_verify(env, report_problem, NULL, &problems);
+	if (rc) {
+		ex = fail(rc);
+	} else if (problems) {
+		fprintf(stderr, "%s: verify: %zu problem%s\n", prog, problems,
+		        problems == 1 ? "" : "s");
+		ex = EX_NOTFOUND;
+	} else {
+		shm_info in;
+		if (shm_env_info(env, &in) == 0)
+			printf("ok: %" PRIu64 " messages, %" PRIu64
+			       " statics, %" PRIu64 " log records\n",
+			       in.messages, in.statics, in.log_records);
+		else
+			printf("ok\n");
+		ex = EX_OK;
+	}
+	shm_env_close(env);
+	return ex;
+}
+
+static int reader_line(const char *msg, void *ctx)
+{
+	(void)ctx;
+	return fputs(msg, stdout) < 0 ? -1 : 0;
+}
+
+static int cmd_readers(int argc, char **argv)
+{
+	optdef opts[] = {{"clear-stale", false, NULL}, {NULL, false, NULL}};
+	char **pos;
+	int npos, ex, rc;
+	shm_env *env;
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos != 0)
+		return usage_err("readers [--clear-stale]");
+	if ((ex = open_env(false, &env)))
+		return ex;
+	if (optv(opts, "clear-stale")) {
+		int cleared = 0;
+		if ((rc = shm_env_reader_check(env, &cleared))) {
+			ex = fail(rc);
+			goto out;
+		}
+		printf("cleared %d stale reader slot%s\n", cleared,
+		       cleared == 1 ? "" : "s");
+	}
+	mdb_reader_list(env->mdb, reader_line, NULL);
+	ex = EX_OK;
+out:
+	shm_env_close(env);
+	return ex;
+}
+
+/* --------------------------------------------------------------- main */
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} commands[] = {
+	{"import", cmd_import}, {"get", cmd_get},       {"room", cmd_room},
+	{"edit", cmd_edit},     {"delete", cmd_delete}, {"react", cmd_react},
+	{"stat", cmd_stat},     {"log", cmd_log},       {"dump", cmd_dump},
+	{"verify", cmd_verify}, {"readers", cmd_readers},
+	{"static", cmd_static}, {"deps", cmd_deps},     {"touch", cmd_touch},
+	{"destroy", cmd_destroy}, {"bust", cmd_bust},   {"ls", cmd_ls},
+};
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+
+	env_dir = getenv("SHM_ENV");
+	while (i < argc && argv[i][0] == '-') {
+		const char *a = argv[i];
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			fputs(usage_text, stdout);
+			return EX_OK;
+		}
+		if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
+			printf("shmctl %s\n", SHM_VERSION);
+			return EX_OK;
+		}
+		if (!strcmp(a, "-e") || !strcmp(a, "--env")) {
+			if (i + 1 >= argc)
+				return usage_err("%s needs a directory", a);
+			env_dir = argv[i + 1];
+			i += 2;
+			continue;
+		}
+		if (!strncmp(a, "-e", 2)) {
+			env_dir = a + 2;
+			i++;
+			continue;
+		}
+		return usage_err("unknown option '%s'", a);
+	}
+	if (i >= argc) {
+		fputs(usage_text, stderr);
+		return EX_USAGE_;
+	}
+	if (!strcmp(argv[i], "help")) {
+		fputs(usage_text, stdout);
+		return EX_OK;
+	}
+	for (size_t c = 0; c < sizeof commands / sizeof *commands; c++) {
+		if (strcmp(commands[c].name, argv[i]) != 0)
+			continue;
+		for (int j = i + 1; j < argc && strcmp(argv[j], "--"); j++)
+			if (!strcmp(argv[j], "--help") || !strcmp(argv[j], "-h")) {
+				fputs(usage_text, stdout);
+				return EX_OK;
+			}
+		if (!env_dir || !*env_dir)
+			return usage_err("no environment: give -e DIR or set "
+			                 "SHM_ENV");
+		return commands[c].fn(argc - i - 1, argv + i + 1);
+	}
+	return usage_err("unknown command '%s'", argv[i]);
+}
