@@ -278,6 +278,18 @@ static int check_fields(pctx *c, json_t *o, const char *where,
 	return 0;
 }
 
+/* shm__err appends " (<shm_strerror(rc)>)"; the reason in err is shorter. */
+static void strip_suffix(char *msg, int rc)
+{
+	const char *e = shm_strerror(rc);
+	size_t n = strlen(msg), el = strlen(e);
+
+	if (n >= el + 3 && msg[n - 1] == ')' &&
+	    strncmp(msg + n - el - 1, e, el) == 0 &&
+	    strncmp(msg + n - el - 3, " (", 2) == 0)
+		msg[n - el - 3] = '\0';
+}
+
 /* Validates text s[0..len) and copies it into the arena. */
 static int take_text(pctx *c, const char *s, size_t len, const char *path,
                      size_t max, bool allow_empty, const char **out,
@@ -300,6 +312,7 @@ static int take_text(pctx *c, const char *s, size_t len, const char *path,
 			why += pl + 2;
 		char msg[256];
 		snprintf(msg, sizeof msg, "%s", why);
+		strip_suffix(msg, rc);
 		return fail(c, rc, "field '%s': %s", path, msg);
 	}
 	*out = arena_str(&c->a, s, len);
@@ -389,6 +402,7 @@ static int get_time(pctx *c, json_t *v, const char *path, bool nullable,
 	if ((rc = shm_time_parse(json_string_value(v), out)) != 0) {
 		char msg[256];
 		snprintf(msg, sizeof msg, "%s", shm_errmsg());
+		strip_suffix(msg, rc);
 		return fail(c, rc, "field '%s': %s", path, msg);
 	}
 	return 0;
@@ -687,6 +701,12 @@ int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
 		case json_error_invalid_utf8:
 			return fail(&c, SHM_EUTF8, "invalid UTF-8 at byte %d",
 			            je.position);
+		case json_error_invalid_syntax:
+			if (strncmp(je.text, "invalid Unicode", 15) == 0)
+				return fail(&c, SHM_EUTF8, "%s at byte %d", je.text,
+				            je.position);
+			return fail(&c, SHM_EJSON, "malformed JSON: %s at byte %d",
+			            je.text, je.position);
 		case json_error_null_byte_in_key:
 			return fail(&c, SHM_ENUL, "NUL byte in a key at byte %d",
 			            je.position);

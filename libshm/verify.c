@@ -8,7 +8,7 @@
  *  2. Messages: every value decodes, its id equals its key, its room index
  *     key exists; every room index key points to a message of that room and
  *     created_at.
- *  3. Statics: every value decodes.
+ *  3. Statics: every value decodes, and its stored seq is its lru seq.
  *  4. L1 bookkeeping (internal.h invariant 1): every message and static has
  *     exactly one lru key and every lru key an entry; meta "entries" and
  *     "bytes" equal the lru count and the sum of the lru byte counts; a
@@ -448,9 +448,26 @@ static int check_statics(vctx *c, const vlist *lru, uint64_t *count)
 		op = MDB_NEXT;
 		++*count;
 		keyname(SHM_KIND_STATIC, k.mv_data, k.mv_size, name, sizeof name);
-		if (!vlist_find(lru, SHM_KIND_STATIC, k.mv_data, k.mv_size))
+		const vent *e =
+			vlist_find(lru, SHM_KIND_STATIC, k.mv_data, k.mv_size);
+		if (!e)
 			problem(c, "static %s: no lru key", name);
-		int drc = shm_static_decode(v.mv_data, v.mv_size, &s);
+		/* The value is u64 seq (LE) + the static encoding (static.c). */
+		if (v.mv_size < 8) {
+			problem(c, "static %s: value of %zu bytes", name,
+			        v.mv_size);
+			continue;
+		}
+		uint64_t vseq = 0;
+		for (int i = 7; i >= 0; i--)
+			vseq = vseq << 8 | ((const uint8_t *)v.mv_data)[i];
+		if (e && vseq != 0 && vseq != e->seq)
+			problem(c,
+			        "static %s: value seq %" PRIu64
+			        " but lru seq %" PRIu64,
+			        name, vseq, e->seq);
+		int drc = shm_static_decode((const uint8_t *)v.mv_data + 8,
+		                            v.mv_size - 8, &s);
 		if (drc == ENOMEM) {
 			rc = drc;
 			break;

@@ -815,7 +815,8 @@ static int cmd_stat(int argc, char **argv)
 	stat_u64(&o, "rooms", in.rooms, "rooms in the L1 room index");
 	stat_u64(&o, "graph_objects", in.graph_objects,
 	         "objects declared in the graph");
-	stat_u64(&o, "marks", in.marks, "objects marked for the cleanup");
+	stat_u64(&o, "marked_objects", in.marks,
+	         "objects marked for the connection cleanup");
 	stat_u64(&o, "l1_bytes", in.l1_bytes, "L1 value bytes (capacity)");
 	stat_u64(&o, "l1_max_entries", shm_env_options(env)->l1_max_entries,
 	         "L1 entry limit (this handle's option)");
@@ -1015,7 +1016,7 @@ static int cmd_log(int argc, char **argv)
 		shm_log_iter_close(it);
 		if (fflush(stdout) != 0 || ex != EX_OK || !follow)
 			break;
-		rc = shm_log_wait(env, next, 500);
+		rc = shm_log_wait(env, next, 200);
 		if (rc && rc != SHM_ETIMEDOUT) {
 			ex = fail(rc);
 			break;
@@ -1165,7 +1166,10 @@ static int each_static(const MDB_val *k, const MDB_val *v, void *user)
 	if (k->mv_size < 16)
 		return 0;
 	obj_split(k, id, &obj, &olen);
-	if (shm_static_decode(v->mv_data, v->mv_size, &s) != 0) {
+	/* The "static" value is u64 seq + the static encoding (static.c). */
+	if (v->mv_size < 8 ||
+	    shm_static_decode((const uint8_t *)v->mv_data + 8, v->mv_size - 8,
+	                      &s) != 0) {
 		fprintf(stderr, "%s: static %s/%.*s does not decode: %s\n", prog,
 		        id, olen, obj, shm_errmsg());
 		c->bad++;
