@@ -1,0 +1,672 @@
+/* tests/test_json.c - messages to/from the seed's serde JSON, RFC 3339 time
+ * formatting and parsing (libshm/json.c, libshm/time.c). */
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shm.h"
+#include "testutil.h"
+
+static const char *ID = "0190a4c4-1d2e-7abc-8def-0123456789ab";
+static const char *ID2 = "0190a4c4-1d2e-7abc-8def-0123456789ac";
+
+/* A message using every field. Pointers are static storage. */
+static shm_msg full_msg(void)
+{
+	static const int32_t u1[] = {7, 3}, u2[] = {9};
+	static shm_reaction rx[2];
+	static const int32_t mentions[] = {3, -4};
+	static shm_attachment at[1];
+	shm_msg m;
+
+	memset(&m, 0, sizeof m);
+	rx[0] = (shm_reaction){.emoji = "a", .user_ids = u2, .n_users = 1};
+	rx[1] = (shm_reaction){.emoji = "👍", .user_ids = u1, .n_users = 2};
+	at[0] = (shm_attachment){.filename = "cat \"1\".png",
+	                         .content_type = "image/png",
+	                         .size = 123456789012ull,
+	                         .url = "https://x.test/a/b?c=d"};
+	shm_uuid_parse(ID2, &at[0].id);
+	shm_uuid_parse(ID, &m.id);
+	m.room_id = "général";
+	m.user_id = -2147483647 - 1;
+	m.username = "zoë";
+	m.content = "line1\nline2 \t\"q\" \\ / é 😀";
+	m.content_len = (uint32_t)strlen(m.content);
+	m.type = SHM_MSG_REACTION;
+	m.created_at = 1795428000123000; /* 2026-11-23T10:00:00.123Z */
+	m.updated_at = 1795428001000001;
+	m.edited = true;
+	m.edit_count = 4294967295u;
+	m.reactions = rx;
+	m.n_reactions = 2;
+	m.mentions = mentions;
+	m.n_mentions = 2;
+	m.attachments = at;
+	m.n_attachments = 1;
+	m.reply_count = 2;
+	m.last_reply_at = 1795428002000000;
+	m.content_hash = 0x00ab00cd00ef0012ull;
+	m.has_parent = true;
+	shm_uuid_parse(ID2, &m.parent_id);
+	m.has_thread = true;
+	shm_uuid_parse(ID, &m.thread_id);
+	return m;
+}
+
+static const char FULL_JSON[] =
+	"{\"id\":\"0190a4c4-1d2e-7abc-8def-0123456789ab\","
+	"\"room_id\":\"général\",\"user_id\":-2147483648,\"username\":\"zoë\","
+	"\"content\":\"line1\\nline2 \\t\\\"q\\\" \\\\ / é 😀\","
+	"\"message_type\":\"Reaction\","
+	"\"created_at\":\"2026-11-23T10:00:00.123Z\","
+	"\"updated_at\":\"2026-11-23T10:00:01.000001Z\","
+	"\"metadata\":{\"edited\":true,\"edit_count\":4294967295,"
+	"\"reactions\":{\"a\":[9],\"👍\":[7,3]},\"mentions\":[3,-4],"
+	"\"attachments\":[{\"id\":\"0190a4c4-1d2e-7abc-8def-0123456789ac\","
+	"\"filename\":\"cat \\\"1\\\".png\",\"content_type\":\"image/png\","
+	"\"size\":123456789012,\"url\":\"https://x.test/a/b?c=d\"}],"
+	"\"reply_count\":2,\"last_reply_at\":\"2026-11-23T10:00:02Z\"},"
+	"\"content_hash\":\"00ab00cd00ef0012\",\"compressed_content\":null,"
+	"\"parent_id\":\"0190a4c4-1d2e-7abc-8def-0123456789ac\","
+	"\"thread_id\":\"0190a4c4-1d2e-7abc-8def-0123456789ab\"}";
+
+static void assert_same_msg(const shm_msg *a, const shm_msg *b,
+                            bool same_hash)
+{
+	assert_memory_equal(a->id.b, b->id.b, 16);
+	assert_string_equal(a->room_id, b->room_id);
+	assert_int_equal(a->user_id, b->user_id);
+	assert_string_equal(a->username, b->username);
+	assert_int_equal(a->content_len, b->content_len);
+	assert_memory_equal(a->content, b->content, a->content_len);
+	assert_int_equal(a->type, b->type);
+	assert_int_equal(a->created_at, b->created_at);
+	assert_int_equal(a->updated_at, b->updated_at);
+	assert_int_equal(a->edited, b->edited);
+	assert_int_equal(a->edit_count, b->edit_count);
+	assert_int_equal(a->n_reactions, b->n_reactions);
+	for (uint32_t i = 0; i < a->n_reactions; i++) {
+		assert_string_equal(a->reactions[i].emoji, b->reactions[i].emoji);
+		assert_int_equal(a->reactions[i].n_users, b->reactions[i].n_users);
+		assert_memory_equal(a->reactions[i].user_ids,
+		                    b->reactions[i].user_ids,
+		                    a->reactions[i].n_users * sizeof(int32_t));
+	}
+	assert_int_equal(a->n_mentions, b->n_mentions);
+	if (a->n_mentions)
+		assert_memory_equal(a->mentions, b->mentions,
+		                    a->n_mentions * sizeof(int32_t));
+	assert_int_equal(a->n_attachments, b->n_attachments);
+	for (uint32_t i = 0; i < a->n_attachments; i++) {
+		assert_memory_equal(a->attachments[i].id.b, b->attachments[i].id.b,
+		                    16);
+		assert_string_equal(a->attachments[i].filename,
+		                    b->attachments[i].filename);
+		assert_string_equal(a->attachments[i].content_type,
+		                    b->attachments[i].content_type);
+		assert_int_equal(a->attachments[i].size, b->attachments[i].size);
+		assert_string_equal(a->attachments[i].url, b->attachments[i].url);
+	}
+	assert_int_equal(a->reply_count, b->reply_count);
+	assert_int_equal(a->last_reply_at, b->last_reply_at);
+	if (same_hash)
+		assert_int_equal(a->content_hash, b->content_hash);
+	assert_int_equal(a->has_parent, b->has_parent);
+	if (a->has_parent)
+		assert_memory_equal(a->parent_id.b, b->parent_id.b, 16);
+	assert_int_equal(a->has_thread, b->has_thread);
+	if (a->has_thread)
+		assert_memory_equal(a->thread_id.b, b->thread_id.b, 16);
+}
+
+static shm_msg *parse_ok(const char *json)
+{
+	shm_msg *m = NULL;
+	char err[256] = "";
+	int rc = shm_msg_from_json(json, strlen(json), &m, err, sizeof err);
+
+	if (rc)
+		fprintf(stderr, "unexpected error %d: %s\n", rc, err);
+	assert_int_equal(rc, 0);
+	assert_non_null(m);
+	return m;
+}
+
+/* Every pointer of m lies inside its one malloc'd block. */
+static void assert_one_block(const shm_msg *m)
+{
+	const char *lo = (const char *)m;
+	const char *hi = lo + malloc_usable_size((void *)m);
+#define IN(p) assert_true((const char *)(p) >= lo && (const char *)(p) < hi)
+	IN(m->room_id);
+	IN(m->username);
+	IN(m->content);
+	for (uint32_t i = 0; i < m->n_reactions; i++) {
+		IN(&m->reactions[i]);
+		IN(m->reactions[i].emoji);
+		if (m->reactions[i].n_users)
+			IN(m->reactions[i].user_ids);
+	}
+	if (m->n_mentions)
+		IN(m->mentions);
+	for (uint32_t i = 0; i < m->n_attachments; i++) {
+		IN(&m->attachments[i]);
+		IN(m->attachments[i].filename);
+		IN(m->attachments[i].content_type);
+		IN(m->attachments[i].url);
+	}
+#undef IN
+}
+
+/* ------------------------------------------------------------- to/from */
+
+static void test_to_json_writes_the_seed_shape_in_key_order(void **state)
+{
+	shm_msg m = full_msg();
+	char *js = NULL;
+	size_t len = 0;
+
+	(void)state;
+	assert_int_equal(shm_msg_to_json(&m, &js, &len), 0);
+	assert_string_equal(js, FULL_JSON);
+	assert_int_equal(len, strlen(FULL_JSON));
+	free(js);
+}
+
+static void test_to_json_writes_null_for_absent_options(void **state)
+{
+	shm_msg m;
+	char *js;
+
+	(void)state;
+	memset(&m, 0, sizeof m);
+	shm_uuid_parse(ID, &m.id);
+	m.room_id = "r";
+	m.username = "";
+	m.content = "";
+	m.created_at = 1795428000000000;
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), 0);
+	assert_string_equal(
+		js, "{\"id\":\"0190a4c4-1d2e-7abc-8def-0123456789ab\","
+		    "\"room_id\":\"r\",\"user_id\":0,\"username\":\"\","
+		    "\"content\":\"\",\"message_type\":\"Text\","
+		    "\"created_at\":\"2026-11-23T10:00:00Z\",\"updated_at\":null,"
+		    "\"metadata\":{\"edited\":false,\"edit_count\":0,"
+		    "\"reactions\":{},\"mentions\":[],\"attachments\":[],"
+		    "\"reply_count\":0,\"last_reply_at\":null},"
+		    "\"content_hash\":\"0000000000000000\","
+		    "\"compressed_content\":null,\"parent_id\":null,"
+		    "\"thread_id\":null}");
+	free(js);
+}
+
+static void test_round_trip_keeps_every_field(void **state)
+{
+	shm_msg m = full_msg(), *back;
+	char *js, *js2;
+
+	(void)state;
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), 0);
+	back = parse_ok(js);
+	/* content_hash is not read back: put recomputes it. */
+	assert_int_equal(back->content_hash, 0);
+	back->content_hash = m.content_hash;
+	assert_same_msg(&m, back, true);
+	assert_one_block(back);
+	assert_int_equal(shm_msg_to_json(back, &js2, NULL), 0);
+	assert_string_equal(js, js2);
+	free(js);
+	free(js2);
+	shm_msg_free(back);
+}
+
+static void test_from_json_minimal_leaves_defaults_zero(void **state)
+{
+	shm_msg *m = parse_ok("{\"room_id\":\"r\",\"user_id\":5,\"username\":\"bob\","
+	                      "\"content\":\"hi\",\"message_type\":\"Text\"}");
+
+	(void)state;
+	assert_true(shm_uuid_is_nil(&m->id));
+	assert_string_equal(m->room_id, "r");
+	assert_int_equal(m->user_id, 5);
+	assert_int_equal(m->content_len, 2);
+	assert_int_equal(m->created_at, 0);
+	assert_int_equal(m->updated_at, 0);
+	assert_int_equal(m->content_hash, 0);
+	assert_int_equal(m->n_reactions + m->n_mentions + m->n_attachments, 0);
+	assert_false(m->edited);
+	assert_false(m->has_parent);
+	assert_false(m->has_thread);
+	assert_one_block(m);
+	shm_msg_free(m);
+}
+
+static void test_from_json_sorts_reactions_and_accepts_partial_metadata(
+	void **state)
+{
+	shm_msg *m = parse_ok(
+		"{\"room_id\":\"r\",\"user_id\":5,\"username\":\"bob\","
+		"\"content\":\"hi\",\"message_type\":\"Image\",\"metadata\":"
+		"{\"reactions\":{\"z\":[1],\"b\":[2,3],\"m\":[]},"
+		"\"mentions\":[8]},\"parent_id\":null,"
+		"\"compressed_content\":[1,2,255],\"content_hash\":\"ff\"}");
+
+	(void)state;
+	assert_int_equal(m->type, SHM_MSG_IMAGE);
+	assert_int_equal(m->n_reactions, 3);
+	assert_string_equal(m->reactions[0].emoji, "b");
+	assert_int_equal(m->reactions[0].n_users, 2);
+	assert_int_equal(m->reactions[0].user_ids[1], 3);
+	assert_string_equal(m->reactions[1].emoji, "m");
+	assert_int_equal(m->reactions[1].n_users, 0);
+	assert_string_equal(m->reactions[2].emoji, "z");
+	assert_int_equal(m->n_mentions, 1);
+	assert_int_equal(m->mentions[0], 8);
+	assert_int_equal(m->content_hash, 0); /* ignored */
+	assert_one_block(m);
+	shm_msg_free(m);
+}
+
+static void test_from_json_accepts_every_message_type(void **state)
+{
+	(void)state;
+	for (int t = 0; t < SHM_MSG_TYPE_COUNT; t++) {
+		char js[256];
+		snprintf(js, sizeof js,
+		         "{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\","
+		         "\"content\":\"c\",\"message_type\":\"%s\"}",
+		         shm_msg_type_name((shm_msg_type)t));
+		shm_msg *m = parse_ok(js);
+		assert_int_equal(m->type, t);
+		shm_msg_free(m);
+	}
+}
+
+/* Each bad input: its code and a reason naming the problem. */
+static const struct bad_case {
+	const char *json;
+	int rc;
+	const char *reason;
+} bad_cases[] = {
+#define BASE "\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"Text\""
+	{"", SHM_EJSON, "malformed JSON"},
+	{"{", SHM_EJSON, "malformed JSON"},
+	{"[1]", SHM_EJSON, "expected a JSON object, got array"},
+	{"{" BASE "} {}", SHM_EJSON, "malformed JSON"},
+	{"{" BASE ",\"extra\":1}", SHM_EJSON, "unknown field 'extra'"},
+	{"{" BASE ",\"metadata\":{\"foo\":1}}", SHM_EJSON,
+	 "unknown field 'metadata.foo'"},
+	{"{" BASE ",\"metadata\":{\"attachments\":[{\"id\":\"0190a4c4-1d2e-7abc-8def-0123456789ab\",\"filename\":\"f\",\"content_type\":\"t\",\"size\":1,\"url\":\"u\",\"x\":2}]}}",
+	 SHM_EJSON, "unknown field 'metadata.attachments[0].x'"},
+	{"{" BASE ",\"room_id\":\"q\"}", SHM_EJSON, "duplicate object key"},
+	{"{\"user_id\":1,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"Text\"}",
+	 SHM_EJSON, "field 'room_id': missing"},
+	{"{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\",\"message_type\":\"Text\"}",
+	 SHM_EJSON, "field 'content': missing"},
+	{"{\"room_id\":\"r\",\"user_id\":2147483648,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"Text\"}",
+	 SHM_EJSON, "field 'user_id': expected integer in int32 range"},
+	{"{\"room_id\":\"r\",\"user_id\":\"1\",\"username\":\"u\",\"content\":\"c\",\"message_type\":\"Text\"}",
+	 SHM_EJSON, "field 'user_id': expected integer in int32 range, got string"},
+	{"{\"room_id\":\"r\",\"user_id\":1.5,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"Text\"}",
+	 SHM_EJSON, "got number"},
+	{"{\"room_id\":1,\"user_id\":1,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"Text\"}",
+	 SHM_EJSON, "field 'room_id': expected string, got integer"},
+	{"{\"room_id\":\"\",\"user_id\":1,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"Text\"}",
+	 SHM_EINVAL, "field 'room_id': must not be empty"},
+	{"{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"Foo\"}",
+	 SHM_ETYPE, "unknown message_type 'Foo'"},
+	{"{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"text\"}",
+	 SHM_ETYPE, "unknown message_type 'text'"},
+	{"{\"id\":\"xyz\"," BASE "}", SHM_EUUID, "field 'id': malformed UUID 'xyz'"},
+	{"{\"id\":\"0190a4c4-1d2e-7abc-8def-0123456789a\"," BASE "}", SHM_EUUID,
+	 "field 'id': malformed UUID"},
+	{"{" BASE ",\"parent_id\":\"0190a4c4x1d2e-7abc-8def-0123456789ab\"}",
+	 SHM_EUUID, "field 'parent_id': malformed UUID"},
+	{"{" BASE ",\"thread_id\":5}", SHM_EJSON,
+	 "field 'thread_id': expected UUID string, got integer"},
+	{"{" BASE ",\"created_at\":\"2026-11-23\"}", SHM_ETIME,
+	 "field 'created_at': timestamp '2026-11-23'"},
+	{"{" BASE ",\"created_at\":null}", SHM_EJSON,
+	 "field 'created_at': expected RFC 3339 string, got null"},
+	{"{" BASE ",\"updated_at\":\"2026-02-30T00:00:00Z\"}", SHM_ETIME,
+	 "day out of range"},
+	{"{" BASE ",\"metadata\":{\"last_reply_at\":1}}", SHM_EJSON,
+	 "field 'metadata.last_reply_at': expected RFC 3339 string or null"},
+	{"{" BASE ",\"metadata\":[]}", SHM_EJSON,
+	 "field 'metadata': expected object, got array"},
+	{"{" BASE ",\"metadata\":{\"edited\":1}}", SHM_EJSON,
+	 "field 'metadata.edited': expected boolean, got integer"},
+	{"{" BASE ",\"metadata\":{\"edit_count\":-1}}", SHM_EJSON,
+	 "field 'metadata.edit_count': expected integer in uint32 range"},
+	{"{" BASE ",\"metadata\":{\"reply_count\":4294967296}}", SHM_EJSON,
+	 "field 'metadata.reply_count': expected integer in uint32 range"},
+	{"{" BASE ",\"metadata\":{\"mentions\":[1,\"2\"]}}", SHM_EJSON,
+	 "field 'metadata.mentions[1]': expected integer in int32 range"},
+	{"{" BASE ",\"metadata\":{\"reactions\":{\"x\":[1,1]}}}", SHM_EJSON,
+	 "field 'metadata.reactions.x': duplicate user id 1"},
+	{"{" BASE ",\"metadata\":{\"reactions\":{\"\":[1]}}}", SHM_EINVAL,
+	 "must not be empty"},
+	{"{" BASE ",\"metadata\":{\"reactions\":{\"x\":{}}}}", SHM_EJSON,
+	 "field 'metadata.reactions.x': expected array, got object"},
+	{"{" BASE ",\"metadata\":{\"attachments\":[{\"id\":\"0190a4c4-1d2e-7abc-8def-0123456789ab\",\"filename\":\"f\",\"content_type\":\"t\",\"size\":-1,\"url\":\"u\"}]}}",
+	 SHM_EJSON, "field 'metadata.attachments[0].size': expected unsigned integer"},
+	{"{" BASE ",\"metadata\":{\"attachments\":[{\"filename\":\"f\",\"content_type\":\"t\",\"size\":1,\"url\":\"u\"}]}}",
+	 SHM_EJSON, "field 'metadata.attachments[0].id': missing"},
+	{"{" BASE ",\"metadata\":{\"attachments\":[7]}}", SHM_EJSON,
+	 "field 'metadata.attachments[0]': expected object, got integer"},
+	{"{" BASE ",\"content_hash\":12}", SHM_EJSON,
+	 "field 'content_hash': expected string, got integer"},
+	{"{" BASE ",\"compressed_content\":[256]}", SHM_EJSON,
+	 "field 'compressed_content[0]': expected byte (0..255)"},
+	{"{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\",\"content\":\"a\\u0000b\",\"message_type\":\"Text\"}",
+	 SHM_ENUL, "field 'content': NUL byte at offset 1"},
+	{"{\"room_id\":\"r\\u0000\",\"user_id\":1,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"Text\"}",
+	 SHM_ENUL, "field 'room_id': NUL byte"},
+	{"{" BASE ",\"metadata\":{\"reactions\":{\"a\\u0000\":[1]}}}", SHM_ENUL,
+	 "NUL byte in a key"},
+	{"{\"room_id\":\"r\xff\",\"user_id\":1,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"Text\"}",
+	 SHM_EUTF8, "invalid UTF-8 at byte 13"},
+	{"{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\",\"content\":\"\xc0\xaf\",\"message_type\":\"Text\"}",
+	 SHM_EUTF8, "invalid UTF-8"},
+	{"{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\",\"content\":\"\\ud800\",\"message_type\":\"Text\"}",
+	 SHM_EUTF8, "invalid Unicode"},
+#undef BASE
+};
+
+static void test_from_json_rejects_bad_input_with_a_precise_reason(
+	void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof bad_cases / sizeof *bad_cases; i++) {
+		const struct bad_case *b = &bad_cases[i];
+		shm_msg *m = (shm_msg *)1;
+		char err[256] = "";
+		int rc = shm_msg_from_json(b->json, strlen(b->json), &m, err,
+		                           sizeof err);
+		if (rc != b->rc || !strstr(err, b->reason)) {
+			fprintf(stderr,
+			        "case %zu: %s\n  got %d '%s'\n  want %d '%s'\n", i,
+			        b->json, rc, err, b->rc, b->reason);
+			fail();
+		}
+		assert_null(m);
+		/* The thread's error text carries the same reason. */
+		assert_non_null(strstr(shm_errmsg(), b->reason));
+	}
+}
+
+static void test_from_json_checks_static_limits(void **state)
+{
+	char *big = malloc(4096 + 200), *p;
+	shm_msg *m;
+	char err[256];
+
+	(void)state;
+	/* room_id of 256 bytes */
+	p = big + sprintf(big, "{\"room_id\":\"");
+	memset(p, 'r', 256);
+	p += 256;
+	sprintf(p, "\",\"user_id\":1,\"username\":\"u\",\"content\":\"c\","
+	           "\"message_type\":\"Text\"}");
+	assert_int_equal(shm_msg_from_json(big, strlen(big), &m, err, sizeof err),
+	                 SHM_ETOOBIG);
+	assert_non_null(strstr(err, "field 'room_id': 256 bytes, at most 255"));
+	/* 255 is fine */
+	memmove(big + 12, big + 13, strlen(big + 13) + 1);
+	assert_int_equal(shm_msg_from_json(big, strlen(big), &m, err, sizeof err),
+	                 0);
+	shm_msg_free(m);
+	free(big);
+}
+
+static void test_from_json_reads_only_len_bytes_and_handles_no_err(
+	void **state)
+{
+	const char js[] = "{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\","
+	                  "\"content\":\"c\",\"message_type\":\"Text\"}GARBAGE";
+	shm_msg *m;
+
+	(void)state;
+	assert_int_equal(shm_msg_from_json(js, strlen(js) - 7, &m, NULL, 0), 0);
+	shm_msg_free(m);
+	assert_int_equal(shm_msg_from_json(js, strlen(js), &m, NULL, 0),
+	                 SHM_EJSON);
+	/* A tiny err buffer is truncated, never overflowed. */
+	char err[8];
+	assert_int_equal(shm_msg_from_json("[", 1, &m, err, sizeof err),
+	                 SHM_EJSON);
+	assert_int_equal(strlen(err), 7);
+}
+
+static void test_to_json_refuses_invalid_utf8_and_bad_types(void **state)
+{
+	shm_msg m = full_msg();
+	char *js = (char *)1;
+
+	(void)state;
+	m.content = "a\xff";
+	m.content_len = 2;
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EUTF8);
+	assert_null(js);
+	m = full_msg();
+	m.type = SHM_MSG_TYPE_COUNT;
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_ETYPE);
+}
+
+static void test_json_survives_put_and_get(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg *in = parse_ok(FULL_JSON), *out;
+	char *js;
+
+	(void)state;
+	in->has_parent = false; /* the parent is not in L1: keep it simple */
+	assert_int_equal(shm_msg_put(env, in), 0);
+	assert_int_equal(shm_msg_get(env, &in->id, &out), 0);
+	assert_same_msg(in, out, true);
+	assert_int_not_equal(out->content_hash, 0);
+	assert_int_equal(shm_msg_to_json(out, &js, NULL), 0);
+	shm_msg *again = parse_ok(js);
+	again->content_hash = out->content_hash;
+	assert_same_msg(out, again, true);
+	free(js);
+	shm_msg_free(again);
+	shm_msg_free(out);
+	shm_msg_free(in);
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* ---------------------------------------------------------------- time */
+
+static void test_time_format_uses_chrono_auto_si(void **state)
+{
+	static const struct {
+		int64_t us;
+		const char *s;
+	} cases[] = {
+		{0, "1970-01-01T00:00:00Z"},
+		{1, "1970-01-01T00:00:00.000001Z"},
+		{1000, "1970-01-01T00:00:00.001Z"},
+		{1500, "1970-01-01T00:00:00.001500Z"},
+		{999999, "1970-01-01T00:00:00.999999Z"},
+		{-1, "1969-12-31T23:59:59.999999Z"},
+		{-1000000, "1969-12-31T23:59:59Z"},
+		{1795428000000000, "2026-11-23T10:00:00Z"},
+		{1795428000123000, "2026-11-23T10:00:00.123Z"},
+		{1795428000123456, "2026-11-23T10:00:00.123456Z"},
+		{951782400000000, "2000-02-29T00:00:00Z"},
+		{-62135596800000000, "0001-01-01T00:00:00Z"},
+		{-62167219200000000, "0000-01-01T00:00:00Z"},
+		{253402300799999999, "9999-12-31T23:59:59.999999Z"},
+		{253402300800000000, "+10000-01-01T00:00:00Z"},
+		{-62167219200000001, "-0001-12-31T23:59:59.999999Z"},
+	};
+	char buf[40];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		shm_time_format(cases[i].us, buf);
+		assert_string_equal(buf, cases[i].s);
+	}
+	shm_time_format(INT64_MAX, buf);
+	assert_true(strlen(buf) < 40);
+	shm_time_format(INT64_MIN, buf);
+	assert_true(strlen(buf) < 40);
+}
+
+static void test_time_parse_accepts_rfc3339_offsets_and_fractions(
+	void **state)
+{
+	static const struct {
+		const char *s;
+		int64_t us;
+	} cases[] = {
+		{"2026-11-23T10:00:00Z", 1795428000000000},
+		{"2026-11-23t10:00:00z", 1795428000000000},
+		{"2026-11-23 10:00:00Z", 1795428000000000},
+		{"2026-11-23T11:00:00+01:00", 1795428000000000},
+		{"2026-11-23T04:30:00-05:30", 1795428000000000},
+		{"2026-11-23T10:00:00+00:00", 1795428000000000},
+		{"2026-11-23T10:00:00-00:00", 1795428000000000},
+		{"2026-11-23T10:00:00.1Z", 1795428000100000},
+		{"2026-11-23T10:00:00.123Z", 1795428000123000},
+		{"2026-11-23T10:00:00.123456Z", 1795428000123456},
+		{"2026-11-23T10:00:00.1234567Z", 1795428000123456},
+		{"2026-11-23T10:00:00.123456999Z", 1795428000123456},
+		{"2026-11-23T10:00:00.000000001Z", 1795428000000000},
+		{"1970-01-01T00:00:00Z", 0},
+		{"1969-12-31T23:59:59.999999Z", -1},
+		{"2000-02-29T00:00:00Z", 951782400000000},
+		{"0000-01-01T00:00:00Z", -62167219200000000},
+		{"9999-12-31T23:59:59.999999Z", 253402300799999999},
+		{"2026-12-31T23:59:59+23:59", 1798761599000000 - 86340000000},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int64_t us = 42;
+		int rc = shm_time_parse(cases[i].s, &us);
+		if (rc)
+			fprintf(stderr, "%s: %s\n", cases[i].s, shm_errmsg());
+		assert_int_equal(rc, 0);
+		assert_int_equal(us, cases[i].us);
+	}
+}
+
+static void test_time_parse_rejects_malformed_with_the_input_named(
+	void **state)
+{
+	static const struct {
+		const char *s, *why;
+	} cases[] = {
+		{"", "expected RFC 3339 date"},
+		{"nope", "expected RFC 3339 date"},
+		{"2026-11-23", "expected 'T'"},
+		{"2026-11-23T10:00Z", "expected time HH:MM:SS"},
+		{"2026-11-23T10:00:00", "expected 'Z' or an offset"},
+		{"26-11-23T10:00:00Z", "expected RFC 3339 date"},
+		{"2026-1-23T10:00:00Z", "expected RFC 3339 date"},
+		{"2026-00-23T10:00:00Z", "month out of range"},
+		{"2026-13-23T10:00:00Z", "month out of range"},
+		{"2026-11-00T10:00:00Z", "day out of range"},
+		{"2026-11-31T10:00:00Z", "day out of range"},
+		{"2026-02-29T10:00:00Z", "day out of range"},
+		{"1900-02-29T10:00:00Z", "day out of range"},
+		{"2026-11-23T24:00:00Z", "hour out of range"},
+		{"2026-11-23T10:60:00Z", "minute out of range"},
+		{"2026-11-23T10:00:60Z", "leap seconds"},
+		{"2026-11-23T10:00:61Z", "second out of range"},
+		{"2026-11-23T10:00:00.Z", "no digit after '.'"},
+		{"2026-11-23T10:00:00.1234567890Z", "more than 9 fraction digits"},
+		{"2026-11-23T10:00:00+0100", "expected offset"},
+		{"2026-11-23T10:00:00+24:00", "offset out of range"},
+		{"2026-11-23T10:00:00+01:60", "offset out of range"},
+		{"2026-11-23T10:00:00ZZ", "trailing characters"},
+		{"2026-11-23T10:00:00Z ", "trailing characters"},
+		{" 2026-11-23T10:00:00Z", "expected RFC 3339 date"},
+		{"+2026-11-23T10:00:00Z", "expected RFC 3339 date"},
+		{"2026-11-23X10:00:00Z", "expected 'T'"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int64_t us = 0;
+		assert_int_equal(shm_time_parse(cases[i].s, &us), SHM_ETIME);
+		const char *msg = shm_errmsg();
+		char quoted[80];
+		snprintf(quoted, sizeof quoted, "'%s'", cases[i].s);
+		if (!strstr(msg, cases[i].why) || !strstr(msg, quoted)) {
+			fprintf(stderr, "%s: %s\n", cases[i].s, msg);
+			fail();
+		}
+	}
+	assert_int_equal(shm_time_parse(NULL, NULL), SHM_EINVAL);
+}
+
+static void test_time_format_parse_round_trip(void **state)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	char buf[40];
+
+	(void)state;
+	for (int i = 0; i < 100000; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		/* years 0000..9999 */
+		int64_t us = (int64_t)(x % 315537897600000000ull) -
+		             62167219200000000;
+		if (i % 3 == 0)
+			us -= us % 1000000;
+		else if (i % 3 == 1)
+			us -= us % 1000;
+		int64_t back = 0;
+		shm_time_format(us, buf);
+		assert_int_equal(shm_time_parse(buf, &back), 0);
+		assert_int_equal(back, us);
+	}
+}
+
+static void test_now_is_close_to_time(void **state)
+{
+	int64_t a = (int64_t)time(NULL) * 1000000;
+	int64_t n = shm_now_us();
+
+	(void)state;
+	assert_true(n >= a - 2000000 && n <= a + 2000000);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_to_json_writes_the_seed_shape_in_key_order),
+		cmocka_unit_test(test_to_json_writes_null_for_absent_options),
+		cmocka_unit_test(test_round_trip_keeps_every_field),
+		cmocka_unit_test(test_from_json_minimal_leaves_defaults_zero),
+		cmocka_unit_test(
+			test_from_json_sorts_reactions_and_accepts_partial_metadata),
+		cmocka_unit_test(test_from_json_accepts_every_message_type),
+		cmocka_unit_test(
+			test_from_json_rejects_bad_input_with_a_precise_reason),
+		cmocka_unit_test(test_from_json_checks_static_limits),
+		cmocka_unit_test(
+			test_from_json_reads_only_len_bytes_and_handles_no_err),
+		cmocka_unit_test(test_to_json_refuses_invalid_utf8_and_bad_types),
+		cmocka_unit_test(test_json_survives_put_and_get),
+		cmocka_unit_test(test_time_format_uses_chrono_auto_si),
+		cmocka_unit_test(
+			test_time_parse_accepts_rfc3339_offsets_and_fractions),
+		cmocka_unit_test(
+			test_time_parse_rejects_malformed_with_the_input_named),
+		cmocka_unit_test(test_time_format_parse_round_trip),
+		cmocka_unit_test(test_now_is_close_to_time),
+	};
+	return cmocka_run_group_tests_name("json", tests, NULL, NULL);
+}
