@@ -1,0 +1,273 @@
+/*
+ * flusher/batch.c - batches of log records copied out of LMDB, coalescing,
+ * and the small buffers and encoders both sinks use.
+ *
+ * A batch owns a copy of each record (one allocation per record: the fl_rec
+ * fields point into it), so it outlives the read transaction it came from
+ * and survives retries, reconnects and backoff unchanged.
+ */
+#include <errno.h>
+#include <lz4frame.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "fl.h"
+
+void fl_batch_init(fl_batch *b)
+{
+	memset(b, 0, sizeof *b);
+	b->reject = -1;
+}
+
+int fl_batch_add(fl_batch *b, const shm_log_rec *rec)
+{
+	size_t klen = rec->key ? rec->key_len : 0;
+	size_t plen = rec->payload ? rec->payload_len : 0;
+	size_t rlen = rec->raw ? rec->raw_size : 0;
+	uint8_t *mem;
+	fl_rec *r;
+
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 128;
+		fl_rec *nr = realloc(b->r, cap * sizeof *nr);
+		if (!nr)
+			return ENOMEM;
+		b->r = nr;
+		b->cap = cap;
+	}
+	if (!(mem = malloc(klen + plen + rlen + 1)))
+		return ENOMEM;
+	r = &b->r[b->n++];
+	memset(r, 0, sizeof *r);
+	r->seq = rec->seq;
+	r->time = rec->time;
+	r->op = rec->op;
+	r->key = mem;
+	r->key_len = (uint32_t)klen;
+	if (klen)
+		memcpy(mem, rec->key, klen);
+	r->payload = mem + klen;
+	r->payload_len = (uint32_t)plen;
+	if (plen)
+		memcpy(mem + klen, rec->payload, plen);
+	r->raw = mem + klen + plen;
+	r->raw_size = (uint32_t)rlen;
+	if (rlen)
+		memcpy(mem + klen + plen, rec->raw, rlen);
+	if (rec->seq > b->upto)
+		b->upto = rec->seq;
+	return 0;
+}
+
+void fl_batch_remove(fl_batch *b, size_t i)
+{
+	if (i >= b->n)
+		return;
+	free((void *)b->r[i].key);
+	memmove(&b->r[i], &b->r[i + 1], (b->n - i - 1) * sizeof *b->r);
+	b->n--;
+}
+
+void fl_batch_clear(fl_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		free((void *)b->r[i].key);
+	b->n = 0;
+	b->from = b->upto = 0;
+	b->reject = -1;
+	b->reason[0] = 0;
+}
+
+void fl_batch_free(fl_batch *b)
+{
+	fl_batch_clear(b);
+	free(b->r);
+	fl_batch_init(b);
+}
+
+int fl_op_class(int op)
+{
+	if (shm_op_is_msg(op))
+		return 'M';
+	switch (op) {
+	case SHM_OP_STATIC_PUT:
+	case SHM_OP_STATIC_BUST:
+		return 'S';
+	case SHM_OP_GRAPH_SET:
+	case SHM_OP_GRAPH_DROP:
+		return 'G';
+	case SHM_OP_MARK:
+		return 'K';
+	}
+	return 0;
+}
+
+void fl_batch_coalesce(fl_batch *b)
+{
+	size_t cap = 16;
+	long *slot;
+
+	for (size_t i = 0; i < b->n; i++)
+		b->r[i].superseded = false;
+	if (b->n < 2)
+		return;
+	while (cap < b->n * 2)
+		cap *= 2;
+	if (!(slot = malloc(cap * sizeof *slot)))
+		return; /* not coalescing is correct, only slower */
+	for (size_t i = 0; i < cap; i++)
+		slot[i] = -1;
+	/* newest first: the first record seen for a key is the one kept */
+	for (size_t j = b->n; j-- > 0;) {
+		fl_rec *r = &b->r[j];
+		int cls = fl_op_class(r->op);
+		if (!cls)
+			continue;
+		uint64_t h = XXH3_64bits_withSeed(r->key, r->key_len,
+		                                  (uint64_t)cls);
+		for (size_t s = h & (cap - 1);; s = (s + 1) & (cap - 1)) {
+			if (slot[s] < 0) {
+				slot[s] = (long)j;
+				break;
+			}
+			fl_rec *o = &b->r[slot[s]];
+			if (fl_op_class(o->op) == cls &&
+			    o->key_len == r->key_len &&
+			    memcmp(o->key, r->key, r->key_len) == 0) {
+				r->superseded = true;
+				break;
+			}
+		}
+	}
+	free(slot);
+}
+
+/* ------------------------------------------------------------- buffers */
+
+int fl_buf_reserve(fl_buf *b, size_t more)
+{
+	if (b->len + more + 1 <= b->cap)
+		return 0;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + more + 1)
+		cap *= 2;
+	char *p = realloc(b->p, cap);
+	if (!p)
+		return ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+int fl_buf_add(fl_buf *b, const void *s, size_t len)
+{
+	if (fl_buf_reserve(b, len))
+		return ENOMEM;
+	memcpy(b->p + b->len, s, len);
+	b->len += len;
+	b->p[b->len] = 0;
+	return 0;
+}
+
+int fl_buf_adds(fl_buf *b, const char *s)
+{
+	return fl_buf_add(b, s, strlen(s));
+}
+
+int fl_buf_addf(fl_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || fl_buf_reserve(b, (size_t)n))
+		return ENOMEM;
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+	return 0;
+}
+
+/* COPY ... FROM STDIN (FORMAT text): backslash, tab, newline and carriage
+ * return are escaped; everything else (valid UTF-8, no NUL) goes as is. */
+int fl_buf_copy_field(fl_buf *b, const char *s, size_t len)
+{
+	if (fl_buf_reserve(b, len * 2))
+		return ENOMEM;
+	char *d = b->p + b->len;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		switch (c) {
+		case '\\': *d++ = '\\'; *d++ = '\\'; break;
+		case '\t': *d++ = '\\'; *d++ = 't'; break;
+		case '\n': *d++ = '\\'; *d++ = 'n'; break;
+		case '\r': *d++ = '\\'; *d++ = 'r'; break;
+		default: *d++ = c;
+		}
+	}
+	b->len = (size_t)(d - b->p);
+	b->p[b->len] = 0;
+	return 0;
+}
+
+void fl_buf_free(fl_buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof *b);
+}
+
+/* --------------------------------------------------------------- misc */
+
+int fl_lz4_maybe(const void *data, size_t len, size_t threshold,
+                 const void **out, size_t *out_len, bool *owned)
+{
+	LZ4F_preferences_t prefs;
+	size_t cap, n;
+	void *dst;
+
+	if (len <= threshold) {
+		*out = data;
+		*out_len = len;
+		*owned = false;
+		return 0;
+	}
+	memset(&prefs, 0, sizeof prefs);
+	prefs.frameInfo.contentSize = len; /* lets readers size their buffer */
+	cap = LZ4F_compressFrameBound(len, &prefs);
+	if (!(dst = malloc(cap)))
+		return ENOMEM;
+	n = LZ4F_compressFrame(dst, cap, data, len, &prefs);
+	if (LZ4F_isError(n)) {
+		free(dst);
+		return EINVAL;
+	}
+	*out = dst;
+	*out_len = n;
+	*owned = true;
+	return 0;
+}
+
+bool fl_object_split(const char *obj, size_t len, size_t *type_len)
+{
+	for (size_t i = len; i-- > 0;)
+		if (obj[i] == '/') {
+			*type_len = i;
+			return i > 0 && i + 1 < len;
+		}
+	return false;
+}
+
+void fl_sink_seterr(fl_sink *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+	va_end(ap);
+}

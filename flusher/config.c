@@ -1,0 +1,429 @@
+/*
+ * flusher/config.c - one option table drives the flags, the config file,
+ * validation, --help and --print-config.
+ *
+ * Precedence: the table's defaults, then the config file (--config FILE,
+ * lines "key = value", '#' comments, the long option names as keys), then
+ * the command-line flags (--key value, --key=value, short forms -e/-c/-h).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "fl.h"
+
+enum opt_type { O_STR, O_UINT, O_BOOL };
+enum opt_where { W_BOTH, W_FLAG };
+
+typedef struct fl_opt {
+	const char *name;
+	char short_name;
+	enum opt_type type;
+	enum opt_where where;
+	size_t off;
+	const char *def;
+	uint64_t min, max;      /* O_UINT */
+	const char *const *choices; /* O_STR: allowed values, NULL = any */
+	const char *help;
+} fl_opt;
+
+#define OFF(f) offsetof(fl_config, f)
+#define U(lo, hi) (lo), (hi)
+
+static const char *const sha_choices[] = {"sha1", "sha256", NULL};
+static const char *const level_choices[] = {"debug", "info", "warn",
+                                            "error", NULL};
+
+static const fl_opt opts[] = {
+	{"env", 'e', O_STR, W_BOTH, OFF(env_dir), "", U(0, 0), NULL,
+	 "environment directory (required)"},
+	{"redis", 0, O_STR, W_BOTH, OFF(redis_url), "", U(0, 0), NULL,
+	 "Redis sink: redis://[:password@]host[:port][/db] or "
+	 "unix:///path[?db=N]; empty: no Redis sink"},
+	{"pg", 0, O_STR, W_BOTH, OFF(pg_conninfo), "", U(0, 0), NULL,
+	 "PostgreSQL sink: libpq conninfo or URI; empty: no PostgreSQL sink"},
+	{"config", 'c', O_STR, W_FLAG, OFF(config_file), "", U(0, 0), NULL,
+	 "config file: one 'key = value' per line, keys as these options"},
+	{"once", 0, O_BOOL, W_FLAG, OFF(once), "no", U(0, 0), NULL,
+	 "drain what the log holds now into every sink, then exit "
+	 "(exit 3 if a sink could not be drained)"},
+	{"batch-records", 0, O_UINT, W_BOTH, OFF(batch_records), "100",
+	 U(1, 1000000), NULL, "a batch closes at this many records..."},
+	{"batch-ms", 0, O_UINT, W_BOTH, OFF(batch_ms), "100", U(0, 600000),
+	 NULL, "...or when its oldest record is this old (ms)"},
+	{"l2-ttl", 0, O_UINT, W_BOTH, OFF(l2_ttl_s), "3600", U(1, 315360000),
+	 NULL, "Redis EX of mirrored keys (s)"},
+	{"compress-threshold", 0, O_UINT, W_BOTH, OFF(compress_threshold),
+	 "1024", U(0, UINT32_MAX), NULL,
+	 "Redis values longer than this are stored as LZ4 frames (bytes)"},
+	{"static-sha", 0, O_STR, W_BOTH, OFF(static_sha), "sha1", U(0, 0),
+	 sha_choices,
+	 "SHA written to <website>-<object>-sha: sha1 (git blob) or sha256"},
+	{"sync-interval-ms", 0, O_UINT, W_BOTH, OFF(sync_interval_ms), "1000",
+	 U(0, 3600000), NULL,
+	 "fsync the environment this often (nosync mode); 0: never"},
+	{"reader-check-ms", 0, O_UINT, W_BOTH, OFF(reader_check_ms), "10000",
+	 U(0, 3600000), NULL, "clear stale LMDB reader slots this often; 0: never"},
+	{"expire-interval-ms", 0, O_UINT, W_BOTH, OFF(expire_interval_ms),
+	 "1000", U(0, 3600000), NULL,
+	 "evict flushed L1 entries past their TTL this often; 0: never"},
+	{"trim-interval-ms", 0, O_UINT, W_BOTH, OFF(trim_interval_ms), "100",
+	 U(1, 3600000), NULL, "trim the log to the slowest sink this often"},
+	{"stats-interval-ms", 0, O_UINT, W_BOTH, OFF(stats_interval_ms),
+	 "1000", U(1, 3600000), NULL,
+	 "publish flusher.* stats (shmctl stat) this often"},
+	{"backoff-min-ms", 0, O_UINT, W_BOTH, OFF(backoff_min_ms), "100",
+	 U(1, 3600000), NULL, "first retry delay after a sink failure"},
+	{"backoff-max-ms", 0, O_UINT, W_BOTH, OFF(backoff_max_ms), "10000",
+	 U(1, 3600000), NULL, "retry delays double up to this cap"},
+	{"poison-retries", 0, O_UINT, W_BOTH, OFF(poison_retries), "3",
+	 U(1, 1000), NULL,
+	 "a record a sink refuses this many times becomes a dead letter"},
+	{"once-retries", 0, O_UINT, W_BOTH, OFF(once_retries), "3",
+	 U(1, 1000), NULL,
+	 "--once: give a sink up after this many failures in a row"},
+	{"redis-timeout-ms", 0, O_UINT, W_BOTH, OFF(redis_timeout_ms), "5000",
+	 U(1, 3600000), NULL, "Redis connect and command timeout"},
+	{"pg-timeout-ms", 0, O_UINT, W_BOTH, OFF(pg_timeout_ms), "10000",
+	 U(1000, 3600000), NULL,
+	 "PostgreSQL connect timeout and statement_timeout"},
+	{"pg-schema", 0, O_STR, W_BOTH, OFF(pg_schema), "", U(0, 0), NULL,
+	 "SQL file (sql/schema.sql) applied at each PostgreSQL connect"},
+	{"env-id", 0, O_STR, W_BOTH, OFF(env_id), "", U(0, 0), NULL,
+	 "this environment's name in shm_sink_positions; empty: a UUID made "
+	 "once and kept in the environment"},
+	{"map-size-mb", 0, O_UINT, W_BOTH, OFF(map_size_mb), "0",
+	 U(0, 1u << 24), NULL, "LMDB map size to open with; 0: libshm's default"},
+	{"log-file", 0, O_STR, W_BOTH, OFF(log_file), "", U(0, 0), NULL,
+	 "log to this file (reopened on SIGHUP); empty: stderr"},
+	{"log-level", 0, O_STR, W_BOTH, OFF(log_level), "info", U(0, 0),
+	 level_choices, "debug, info, warn or error"},
+	{"print-config", 0, O_BOOL, W_FLAG, OFF(print_config), "no", U(0, 0),
+	 NULL, "print the effective configuration as a config file and exit"},
+	{"version", 0, O_BOOL, W_FLAG, OFF(version), "no", U(0, 0), NULL,
+	 "print the version and exit"},
+	{"help", 'h', O_BOOL, W_FLAG, OFF(help), "no", U(0, 0), NULL,
+	 "this help"},
+};
+#define N_OPTS (sizeof opts / sizeof opts[0])
+
+static const fl_opt *find_long(const char *name, size_t len)
+{
+	for (size_t i = 0; i < N_OPTS; i++)
+		if (strlen(opts[i].name) == len &&
+		    strncmp(opts[i].name, name, len) == 0)
+			return &opts[i];
+	return NULL;
+}
+
+static const fl_opt *find_short(char c)
+{
+	for (size_t i = 0; i < N_OPTS; i++)
+		if (opts[i].short_name == c)
+			return &opts[i];
+	return NULL;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+	if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") ||
+	    !strcmp(v, "1") || !strcasecmp(v, "on"))
+		*out = true;
+	else if (!strcasecmp(v, "no") || !strcasecmp(v, "false") ||
+	         !strcmp(v, "0") || !strcasecmp(v, "off"))
+		*out = false;
+	else
+		return -1;
+	return 0;
+}
+
+/* Sets one option from its text value; err says why not. */
+static int set_opt(fl_config *c, const fl_opt *o, const char *v, char *err,
+                   size_t errlen)
+{
+	char *field = (char *)c + o->off;
+
+	switch (o->type) {
+	case O_STR: {
+		if (o->choices) {
+			bool ok = false;
+			for (const char *const *ch = o->choices; *ch; ch++)
+				ok |= strcasecmp(*ch, v) == 0;
+			if (!ok) {
+				snprintf(err, errlen, "%s: '%s' is not one of "
+				         "the allowed values (see --help)",
+				         o->name, v);
+				return -1;
+			}
+		}
+		char *dup = strdup(v), **dst = (char **)field;
+		if (!dup) {
+			snprintf(err, errlen, "%s: out of memory", o->name);
+			return -1;
+		}
+		free(*dst);
+		*dst = dup;
+		return 0;
+	}
+	case O_UINT: {
+		char *end;
+		errno = 0;
+		unsigned long long n = strtoull(v, &end, 10);
+		if (!*v || *end || errno || *v == '-' || n < o->min ||
+		    n > o->max) {
+			snprintf(err, errlen, "%s: '%s' is not an integer in "
+			         "[%" PRIu64 ", %" PRIu64 "]", o->name, v,
+			         o->min, o->max);
+			return -1;
+		}
+		*(uint64_t *)field = n;
+		return 0;
+	}
+	case O_BOOL:
+		if (parse_bool(v, (bool *)field)) {
+			snprintf(err, errlen, "%s: '%s' is not yes or no",
+			         o->name, v);
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = 0;
+	return s;
+}
+
+static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
+{
+	char line[4096];
+	FILE *f = fopen(path, "r");
+	int lineno = 0, rc = 0;
+
+	if (!f) {
+		snprintf(err, errlen, "config %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof line, f)) {
+		char *s, *eq, *key, *val;
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f)) {
+			snprintf(err, errlen, "%s:%d: line too long", path,
+			         lineno);
+			rc = -1;
+			break;
+		}
+		s = trim(line);
+		if (!*s || *s == '#')
+			continue;
+		if (!(eq = strchr(s, '='))) {
+			snprintf(err, errlen, "%s:%d: expected 'key = value'",
+			         path, lineno);
+			rc = -1;
+			break;
+		}
+		*eq = 0;
+		key = trim(s);
+		val = trim(eq + 1);
+		size_t vl = strlen(val);
+		if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+			val[vl - 1] = 0;
+			val++;
+		}
+		const fl_opt *o = find_long(key, strlen(key));
+		if (!o || o->where == W_FLAG) {
+			snprintf(err, errlen, "%s:%d: unknown option '%s'%s",
+			         path, lineno, key,
+			         o ? " (command line only)" : "");
+			rc = -1;
+			break;
+		}
+		char why[512];
+		if (set_opt(c, o, val, why, sizeof why)) {
+			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+			rc = -1;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+/* Walks argv; apply = false only looks for --config. */
+static int parse_argv(fl_config *c, int argc, char **argv, bool apply,
+                      char *err, size_t errlen)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *val = NULL;
+		const fl_opt *o;
+		bool attached = false;
+
+		if (a[0] == '-' && a[1] == '-' && a[2]) {
+			const char *name = a + 2, *eq = strchr(name, '=');
+			size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+			if (!(o = find_long(name, nl))) {
+				snprintf(err, errlen, "unknown option '%s' "
+				         "(see --help)", a);
+				return -1;
+			}
+			if (eq) {
+				val = eq + 1;
+				attached = true;
+			}
+		} else if (a[0] == '-' && a[1] && a[1] != '-') {
+			if (!(o = find_short(a[1]))) {
+				snprintf(err, errlen, "unknown option '%s' "
+				         "(see --help)", a);
+				return -1;
+			}
+			if (a[2]) {
+				val = a + 2;
+				attached = true;
+			}
+		} else {
+			snprintf(err, errlen, "unexpected argument '%s' "
+			         "(see --help)", a);
+			return -1;
+		}
+		if (o->type == O_BOOL && !attached) {
+			val = "yes";
+		} else if (!attached) {
+			if (i + 1 >= argc) {
+				snprintf(err, errlen, "option '%s' needs a "
+				         "value", a);
+				return -1;
+			}
+			val = argv[++i];
+		}
+		/* pass 1 takes --config alone, pass 2 everything else */
+		bool is_config = strcmp(o->name, "config") == 0;
+		if (apply != is_config) {
+			char why[512];
+			if (set_opt(c, o, val, why, sizeof why)) {
+				snprintf(err, errlen, "%s", why);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+int fl_config_load(fl_config *c, int argc, char **argv, char *err,
+                   size_t errlen)
+{
+	memset(c, 0, sizeof *c);
+	for (size_t i = 0; i < N_OPTS; i++)
+		if (set_opt(c, &opts[i], opts[i].def, err, errlen))
+			return -1;
+	if (parse_argv(c, argc, argv, false, err, errlen))
+		return -1;
+	if (c->config_file && *c->config_file &&
+	    load_file(c, c->config_file, err, errlen))
+		return -1;
+	if (parse_argv(c, argc, argv, true, err, errlen))
+		return -1;
+	if (c->help || c->version || c->print_config)
+		return 0;
+	if (!*c->env_dir) {
+		snprintf(err, errlen, "no environment: give -e DIR (or env = "
+		         "DIR in the config file)");
+		return -1;
+	}
+	if (!*c->redis_url && !*c->pg_conninfo) {
+		snprintf(err, errlen, "no sink: give --redis URL and/or --pg "
+		         "CONNINFO");
+		return -1;
+	}
+	if (c->backoff_max_ms < c->backoff_min_ms) {
+		snprintf(err, errlen, "backoff-max-ms (%" PRIu64 ") is below "
+		         "backoff-min-ms (%" PRIu64 ")", c->backoff_max_ms,
+		         c->backoff_min_ms);
+		return -1;
+	}
+	if (*c->redis_url) {
+		fl_redis_addr a;
+		if (fl_redis_addr_parse(c->redis_url, &a, err, errlen))
+			return -1;
+	}
+	for (char *p = c->static_sha; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return 0;
+}
+
+void fl_config_help(FILE *f, const char *prog)
+{
+	fprintf(f,
+	        "usage: %s -e DIR [--redis URL] [--pg CONNINFO] [options]\n"
+	        "Mirrors an shm environment's write log into Redis and "
+	        "PostgreSQL.\n\n", prog);
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const fl_opt *o = &opts[i];
+		char head[64];
+		snprintf(head, sizeof head, "%s%c%s--%s%s",
+		         o->short_name ? "-" : "",
+		         o->short_name ? o->short_name : ' ',
+		         o->short_name ? ", " : "  ", o->name,
+		         o->type == O_BOOL ? "" :
+		         o->type == O_UINT ? " N" : " S");
+		fprintf(f, "  %-28s %s", head + (o->short_name ? 0 : 1), o->help);
+		if (o->type != O_BOOL)
+			fprintf(f, " [default: %s]", *o->def ? o->def : "\"\"");
+		fputc('\n', f);
+	}
+	fprintf(f,
+	        "\nSignals: SIGTERM/SIGINT finish the batch in flight and exit "
+	        "0; SIGHUP reopens --log-file.\n"
+	        "Exit codes: 0 ok, 1 usage or config error, 2 environment "
+	        "cannot be opened or another flusher holds it, 3 --once could "
+	        "not drain a sink.\n");
+}
+
+void fl_config_print(FILE *f, const fl_config *c)
+{
+	fprintf(f, "# shm-flusher configuration (shm-flusher --config FILE)\n");
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const fl_opt *o = &opts[i];
+		const char *field = (const char *)c + o->off;
+		if (o->where == W_FLAG)
+			continue;
+		fprintf(f, "\n# %s (default: %s)\n", o->help,
+		        *o->def ? o->def : "empty");
+		switch (o->type) {
+		case O_STR:
+			fprintf(f, "%s = %s\n", o->name,
+			        *(char *const *)field ? *(char *const *)field : "");
+			break;
+		case O_UINT:
+			fprintf(f, "%s = %" PRIu64 "\n", o->name,
+			        *(const uint64_t *)field);
+			break;
+		case O_BOOL:
+			fprintf(f, "%s = %s\n", o->name,
+			        *(const bool *)field ? "yes" : "no");
+			break;
+		}
+	}
+}
+
+void fl_config_free(fl_config *c)
+{
+	for (size_t i = 0; i < N_OPTS; i++)
+		if (opts[i].type == O_STR) {
+			char **p = (char **)((char *)c + opts[i].off);
+			free(*p);
+			*p = NULL;
+		}
+}

@@ -1,0 +1,253 @@
+/*
+ * flusher/fl.h - what the flusher's files share. Everything here except
+ * main() is linked into the tests and shm-bench too, so nothing in it exits
+ * the process or installs signal handlers behind the caller's back.
+ *
+ * Shape of the daemon (loop.c):
+ *
+ *   main thread   signals, the env lock, and the housekeeping tasks (trim,
+ *                 sync, stale readers, L1 expiry, stats) on their intervals;
+ *                 the hourly connection cleanup (issue 5) joins that table.
+ *   one worker    per sink (worker.c), a thread with its own cursor: waits
+ *   thread        for records, cuts a batch (N records or T ms), hands it to
+ *                 the sink (redis_sink.c, pg_sink.c), retries with capped
+ *                 exponential backoff, sets poison records aside as dead
+ *                 letters, then advances "sink.<name>.applied".
+ *
+ * A sink never sees another sink's failures: Redis down holds back neither
+ * PostgreSQL nor writers (until the log, which trimming keeps for the
+ * slowest sink, fills the map).
+ */
+#ifndef FL_H
+#define FL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "shm.h"
+#include "shm_log.h"
+
+/* ------------------------------------------------------------ logging */
+
+enum fl_level { FL_DEBUG = 0, FL_INFO, FL_WARN, FL_ERROR };
+
+/* Opens the log: path NULL or "" or "-" = stderr. Thread-safe afterwards. */
+int fl_log_open(const char *path, int level);
+/* Reopens the same path (SIGHUP, after logrotate). */
+int fl_log_reopen(void);
+void fl_log_close(void);
+int fl_log_level_parse(const char *s);
+const char *fl_log_level_name(int level);
+/* One line: "<RFC 3339 UTC ms> <LEVEL> <component>: <message>". */
+void fl_log(int level, const char *comp, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------- config */
+
+typedef struct fl_config {
+	char *env_dir;
+	char *redis_url;       /* NULL/"": no Redis sink */
+	char *pg_conninfo;     /* NULL/"": no PostgreSQL sink */
+	char *config_file;
+	char *log_file;
+	char *log_level;
+	char *pg_schema;       /* applied at each PostgreSQL connect if set */
+	char *env_id;          /* "" = the environment's own id */
+	char *static_sha;      /* sha1 | sha256 */
+	uint64_t batch_records;
+	uint64_t batch_ms;
+	uint64_t l2_ttl_s;
+	uint64_t compress_threshold;
+	uint64_t sync_interval_ms;
+	uint64_t reader_check_ms;
+	uint64_t expire_interval_ms;
+	uint64_t trim_interval_ms;
+	uint64_t stats_interval_ms;
+	uint64_t backoff_min_ms;
+	uint64_t backoff_max_ms;
+	uint64_t poison_retries;
+	uint64_t once_retries;
+	uint64_t redis_timeout_ms;
+	uint64_t pg_timeout_ms;
+	uint64_t map_size_mb;
+	bool once;
+	bool help;
+	bool print_config;
+	bool version;
+} fl_config;
+
+/* Defaults, then the config file (--config), then the flags. On a bad option
+ * or value returns non-zero and writes the reason into err. */
+int fl_config_load(fl_config *c, int argc, char **argv, char *err,
+                   size_t errlen);
+void fl_config_help(FILE *f, const char *prog);
+/* The sample config file: every option, its default and description. */
+void fl_config_print(FILE *f, const fl_config *c);
+void fl_config_free(fl_config *c);
+
+/* ------------------------------------------------------------ batches */
+
+/* One log record, copied out of the read transaction. */
+typedef struct fl_rec {
+	uint64_t seq;
+	int64_t time;
+	uint8_t op;
+	bool superseded;         /* a later record in the batch has its key */
+	const uint8_t *key;
+	uint32_t key_len;
+	const uint8_t *payload;  /* decompressed */
+	uint32_t payload_len;
+	const uint8_t *raw;      /* the stored record (for dead letters) */
+	uint32_t raw_size;
+} fl_rec;
+
+typedef struct fl_batch {
+	fl_rec *r;
+	size_t n, cap;
+	uint64_t from;    /* the sink's position before the batch */
+	uint64_t upto;    /* the sink's position after it (>= every r[i].seq) */
+	/* set by a sink's apply on FL_REJECT, when it knows the culprit */
+	long reject;      /* index into r, or -1 */
+	char reason[200];
+} fl_batch;
+
+void fl_batch_init(fl_batch *b);
+/* Copies rec (key, payload, raw) into the batch. */
+int fl_batch_add(fl_batch *b, const shm_log_rec *rec);
+/* Removes r[i], keeping order. */
+void fl_batch_remove(fl_batch *b, size_t i);
+void fl_batch_clear(fl_batch *b);
+void fl_batch_free(fl_batch *b);
+/* Marks superseded every record followed, later in the batch, by one of the
+ * same class and key (messages by id; statics, graph and marks by website +
+ * object). Each MSG_* and STATIC_* payload is the full new state, so the
+ * last one wins; order between different keys is kept. */
+void fl_batch_coalesce(fl_batch *b);
+
+/* Key class of an op for coalescing: 'M' msg, 'S' static, 'G' graph,
+ * 'K' mark, 0 unknown. */
+int fl_op_class(int op);
+
+/* ------------------------------------------------------------- sinks */
+
+enum fl_result {
+	FL_OK = 0,
+	FL_TRANSIENT, /* connection, timeout, server error: retry the batch */
+	FL_REJECT     /* the data was refused: find the poison record */
+};
+
+typedef struct fl_sink fl_sink;
+typedef struct fl_sink_ops {
+	const char *name; /* "redis", "pg": meta "sink.<name>.applied" */
+	/* Connects if not connected. FL_OK or FL_TRANSIENT (errmsg says why). */
+	int (*connect)(fl_sink *s);
+	/* The sink's own durable position, if it keeps one (PostgreSQL):
+	 * 1 and *pos, 0 if it keeps none, -1 on error (transient). */
+	int (*position)(fl_sink *s, uint64_t *pos);
+	/* Applies b->r[] and moves the sink's position from b->from to
+	 * b->upto. FL_OK, FL_TRANSIENT, or FL_REJECT (b->reject and
+	 * b->reason set if one record is known to be the culprit). */
+	int (*apply)(fl_sink *s, fl_batch *b);
+	void (*disconnect)(fl_sink *s);
+	void (*destroy)(fl_sink *s);
+} fl_sink_ops;
+
+struct fl_sink {
+	const fl_sink_ops *ops;
+	const fl_config *cfg;
+	shm_env *env;
+	char env_id[64];
+	char errmsg[512]; /* the last error, for logs */
+};
+
+/* Constructors; NULL on allocation failure. */
+fl_sink *fl_redis_sink_new(const fl_config *cfg, shm_env *env);
+fl_sink *fl_pg_sink_new(const fl_config *cfg, shm_env *env,
+                        const char *env_id);
+void fl_sink_seterr(fl_sink *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Parses redis://[:password@]host[:port][/db] and unix:///path[?db=N]. */
+typedef struct fl_redis_addr {
+	char host[256];   /* host, or the socket path for unix:// */
+	int port;         /* 0 for unix sockets */
+	int db;
+	char password[256];
+	bool unix_socket;
+} fl_redis_addr;
+int fl_redis_addr_parse(const char *url, fl_redis_addr *a, char *err,
+                        size_t errlen);
+
+/* Value as written to Redis: JSON (or static content) as is, or an LZ4
+ * frame when longer than threshold. *out is malloc'd (free) or points to
+ * data itself when not compressed (*owned = false). */
+int fl_lz4_maybe(const void *data, size_t len, size_t threshold,
+                 const void **out, size_t *out_len, bool *owned);
+
+/* PostgreSQL COPY text escaping: appends s (len bytes) to the buffer. */
+typedef struct fl_buf {
+	char *p;
+	size_t len, cap;
+} fl_buf;
+int fl_buf_reserve(fl_buf *b, size_t more);
+int fl_buf_add(fl_buf *b, const void *s, size_t len);
+int fl_buf_adds(fl_buf *b, const char *s);
+int fl_buf_addf(fl_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int fl_buf_copy_field(fl_buf *b, const char *s, size_t len); /* escaped */
+void fl_buf_free(fl_buf *b);
+
+/* Splits "TYPE/ID" at the last '/': *type_len bytes of type, then id. */
+bool fl_object_split(const char *obj, size_t len, size_t *type_len);
+
+/* ------------------------------------------------------------ workers */
+
+typedef struct fl_stats {
+	uint64_t batches, rows, retries, errors, dead, reconnects;
+	uint64_t applied;       /* mirrors meta sink.<name>.applied */
+	uint64_t last_batch_us; /* duration of the last batch */
+} fl_stats;
+
+typedef struct fl_worker fl_worker;
+
+/* Starts a worker thread for sink (the worker owns it from now on, even on
+ * failure). once: apply up to once_upto, then stop. */
+int fl_worker_start(fl_worker **out, fl_sink *sink, shm_env *env,
+                    const fl_config *cfg, bool once, uint64_t once_upto);
+/* Asks the worker to finish its batch in flight and stop. */
+void fl_worker_stop(fl_worker *w);
+bool fl_worker_done(fl_worker *w);
+/* Joins; returns 0 if the worker reached its goal (--once) or was stopped,
+ * non-zero if it gave up (--once, sink unreachable). Frees w and its sink. */
+int fl_worker_join(fl_worker *w);
+const char *fl_worker_name(const fl_worker *w);
+/* The sink's applied position (atomic read). */
+uint64_t fl_worker_applied(fl_worker *w);
+void fl_worker_stats(fl_worker *w, fl_stats *out);
+
+/* -------------------------------------------------------------- daemon */
+
+/* Exit codes of shm-flusher (and fl_main). */
+enum {
+	FL_EXIT_OK = 0,
+	FL_EXIT_USAGE = 1,    /* bad option, value or config file */
+	FL_EXIT_ENV = 2,      /* environment cannot be opened or is locked */
+	FL_EXIT_SINK = 3      /* --once: a sink could not be drained */
+};
+
+/* The whole daemon: parse, lock, open, run until SIGTERM/SIGINT (or, with
+ * --once, until drained). Installs its signal handling for SIGTERM, SIGINT
+ * and SIGHUP. Returns an exit code. */
+int fl_main(int argc, char **argv);
+
+/* Takes DIR/flusher.lock (flock). -1 with err set if another holds it. */
+int fl_lock_env(const char *dir, int *fd, char *err, size_t errlen);
+
+/* The id this environment uses in shm_sink_positions ("" in cfg: the one
+ * stored in meta "flusher.env_id.hi/lo", created on first use). */
+int fl_env_id(shm_env *env, const fl_config *cfg, char out[64]);
+
+#endif /* FL_H */

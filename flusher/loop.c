@@ -1,0 +1,504 @@
+/*
+ * flusher/loop.c - the daemon: lock, environment, one worker per sink, and
+ * the main thread's housekeeping tasks.
+ *
+ * The main thread never talks to a sink. It waits for signals (sigtimedwait,
+ * so SIGTERM/SIGINT/SIGHUP are handled synchronously, outside any handler)
+ * and runs each task of the table below when its interval is due:
+ *
+ *   trim     shm_log_trim to the minimum of the sinks' applied positions
+ *            (a sink not configured does not count)
+ *   sync     shm_env_sync when the log moved (nosync mode's everysec)
+ *   readers  shm_env_reader_check: reader slots of dead processes
+ *   expire   shm_l1_expire: flushed L1 entries past their TTL
+ *   stats    flusher.* counters into meta for shmctl stat
+ *
+ * A future task (the hourly connection cleanup, issue 5) goes into the same
+ * table; a task that may run for seconds should hand its work to a thread of
+ * its own (as the sinks do) so trim and sync keep their pace.
+ *
+ * Invariants
+ *  1. One flusher per environment: DIR/flusher.lock is flock'ed for the
+ *     daemon's lifetime (released by the kernel if it dies).
+ *  2. The log is trimmed only to positions every configured sink reached.
+ *  3. SIGTERM/SIGINT: each worker finishes the batch in flight, then the
+ *     log is trimmed, the environment synced and stats written; exit 0.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fl.h"
+
+#define MAX_SINKS 2
+
+typedef struct fl_daemon fl_daemon;
+
+typedef struct fl_task {
+	const char *name;
+	const uint64_t *interval_ms; /* into the config; 0 = disabled */
+	void (*run)(fl_daemon *d);
+	uint64_t next_ms;
+} fl_task;
+
+/* Counters kept in meta as flusher.<sink>.<name>, cumulative across runs. */
+typedef struct sink_stats {
+	fl_stats base;       /* read from meta at start */
+	uint64_t last_rows;  /* for rows_per_s */
+	uint64_t last_ms;
+} sink_stats;
+
+struct fl_daemon {
+	fl_config cfg;
+	shm_env *env;
+	char env_id[64];
+	fl_worker *w[MAX_SINKS];
+	sink_stats ss[MAX_SINKS];
+	int n;
+	uint64_t trimmed;     /* last trim position */
+	uint64_t synced_seq;  /* next_seq at the last sync */
+	uint64_t synced_trim; /* trimmed at the last sync */
+	uint64_t syncs, expired, readers_cleared, trims;
+	int64_t started_us;
+};
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t next_seq(fl_daemon *d)
+{
+	uint64_t v = 0;
+	shm_meta_get(d->env, "next_seq", &v);
+	return v;
+}
+
+/* ------------------------------------------------------------- tasks */
+
+static void task_trim(fl_daemon *d)
+{
+	uint64_t min = UINT64_MAX;
+	int rc;
+
+	for (int i = 0; i < d->n; i++) {
+		uint64_t a = fl_worker_applied(d->w[i]);
+		if (a < min)
+			min = a;
+	}
+	if (min == UINT64_MAX || min <= d->trimmed)
+		return;
+	if ((rc = shm_log_trim(d->env, min))) {
+		fl_log(FL_ERROR, "trim", "trim to %" PRIu64 ": %s", min,
+		       shm_errmsg());
+		return;
+	}
+	d->trimmed = min;
+	d->trims++;
+}
+
+static void task_sync(fl_daemon *d)
+{
+	uint64_t ns = next_seq(d);
+	int rc;
+
+	if (ns == d->synced_seq && d->trimmed == d->synced_trim)
+		return;
+	if ((rc = shm_env_sync(d->env))) {
+		fl_log(FL_ERROR, "sync", "%s", shm_errmsg());
+		return;
+	}
+	d->synced_seq = ns;
+	d->synced_trim = d->trimmed;
+	d->syncs++;
+}
+
+static void task_readers(fl_daemon *d)
+{
+	int cleared = 0;
+
+	if (shm_env_reader_check(d->env, &cleared)) {
+		fl_log(FL_ERROR, "readers", "%s", shm_errmsg());
+		return;
+	}
+	if (cleared > 0) {
+		fl_log(FL_INFO, "readers", "cleared %d stale reader slot%s",
+		       cleared, cleared == 1 ? "" : "s");
+		d->readers_cleared += (uint64_t)cleared;
+	}
+}
+
+static void task_expire(fl_daemon *d)
+{
+	uint64_t n = 0;
+
+	if (shm_l1_expire(d->env, &n)) {
+		fl_log(FL_ERROR, "expire", "%s", shm_errmsg());
+		return;
+	}
+	if (n)
+		fl_log(FL_DEBUG, "expire", "expired %" PRIu64 " L1 entries", n);
+	d->expired += n;
+}
+
+/* Age of the oldest record a sink has not applied, in ms (0 if none). */
+static uint64_t lag_ms(fl_daemon *d, uint64_t applied)
+{
+	shm_log_iter *it;
+	shm_log_rec rec;
+	uint64_t ms = 0;
+
+	if (shm_log_iter_open(d->env, applied + 1, &it))
+		return 0;
+	memset(&rec, 0, sizeof rec);
+	if (shm_log_iter_next(it, &rec) == 0) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		int64_t age = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 -
+		              rec.time;
+		ms = age > 0 ? (uint64_t)age / 1000 : 0;
+	}
+	shm_log_iter_close(it);
+	return ms;
+}
+
+#define SINK_STATS(X)                                                          \
+	X(batches, "batches applied")                                          \
+	X(rows, "log records applied")                                         \
+	X(retries, "batches retried")                                          \
+	X(errors, "failures (connection, timeout, server)")                    \
+	X(dead, "records set aside as dead letters")                           \
+	X(reconnects, "failed connection attempts")
+
+static void task_stats(fl_daemon *d)
+{
+	const char *names[64];
+	uint64_t values[64];
+	char bufs[64][64];
+	size_t n = 0;
+	uint64_t ns = next_seq(d), now = mono_ms();
+	struct timespec ts;
+
+#define PUT(v, ...)                                                            \
+	do {                                                                   \
+		snprintf(bufs[n], sizeof bufs[n], __VA_ARGS__);                \
+		names[n] = bufs[n];                                            \
+		values[n] = (v);                                               \
+		n++;                                                           \
+	} while (0)
+
+	for (int i = 0; i < d->n; i++) {
+		const char *s = fl_worker_name(d->w[i]);
+		sink_stats *ss = &d->ss[i];
+		fl_stats st;
+		fl_worker_stats(d->w[i], &st);
+#define PUT_STAT(f, desc) PUT(ss->base.f + st.f, "flusher.%s." #f, s);
+		SINK_STATS(PUT_STAT)
+#undef PUT_STAT
+		uint64_t last = ns ? ns - 1 : 0;
+		PUT(last > st.applied ? last - st.applied : 0,
+		    "flusher.%s.lag_records", s);
+		PUT(last > st.applied ? lag_ms(d, st.applied) : 0,
+		    "flusher.%s.lag_ms", s);
+		uint64_t dt = now - ss->last_ms;
+		PUT(dt && ss->last_ms ? (st.rows - ss->last_rows) * 1000 / dt : 0,
+		    "flusher.%s.rows_per_s", s);
+		PUT(st.last_batch_us / 1000, "flusher.%s.last_batch_ms", s);
+		ss->last_rows = st.rows;
+		ss->last_ms = now;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	PUT((uint64_t)getpid(), "flusher.pid");
+	PUT((uint64_t)ts.tv_sec, "flusher.heartbeat");
+	PUT((uint64_t)(d->started_us / 1000000), "flusher.started_at");
+	PUT(d->trimmed, "flusher.trimmed_to");
+	PUT(d->syncs, "flusher.syncs");
+	PUT(d->expired, "flusher.expired");
+	PUT(d->readers_cleared, "flusher.readers_cleared");
+#undef PUT
+	if (shm_meta_set_many(d->env, names, values, n))
+		fl_log(FL_WARN, "stats", "cannot write stats: %s", shm_errmsg());
+}
+
+/* Counters of earlier runs, so flusher.* stay cumulative. */
+static void stats_load(fl_daemon *d, int i)
+{
+	const char *s = fl_worker_name(d->w[i]);
+	char name[96];
+
+#define GET_STAT(f, desc)                                                      \
+	snprintf(name, sizeof name, "flusher.%s." #f, s);                      \
+	shm_meta_get(d->env, name, &d->ss[i].base.f);
+	SINK_STATS(GET_STAT)
+#undef GET_STAT
+}
+
+/* ------------------------------------------------------------ helpers */
+
+int fl_lock_env(const char *dir, int *fd, char *err, size_t errlen)
+{
+	char path[4096], pid[32] = "";
+	int f;
+
+	if (mkdir(dir, 0775) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof path, "%s/flusher.lock", dir);
+	if ((f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		ssize_t r = pread(f, pid, sizeof pid - 1, 0);
+		pid[r > 0 ? r : 0] = 0;
+		pid[strcspn(pid, "\n")] = 0;
+		if (e == EWOULDBLOCK)
+			snprintf(err, errlen, "another shm-flusher%s%s%s already "
+			         "runs on %s (%s is locked)", *pid ? " (pid " : "",
+			         pid, *pid ? ")" : "", dir, path);
+		else
+			snprintf(err, errlen, "%s: flock: %s", path, strerror(e));
+		close(f);
+		return -1;
+	}
+	snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(f, 0) == 0 && pwrite(f, pid, strlen(pid), 0) < 0) {
+		/* the pid is informative only */
+	}
+	*fd = f;
+	return 0;
+}
+
+int fl_env_id(shm_env *env, const fl_config *cfg, char out[64])
+{
+	static const char *const names[2] = {"flusher.env_id.hi",
+	                                     "flusher.env_id.lo"};
+	uint64_t v[2] = {0, 0};
+	shm_uuid u;
+	int rc;
+
+	if (cfg->env_id && *cfg->env_id) {
+		snprintf(out, 64, "%s", cfg->env_id);
+		return 0;
+	}
+	if ((rc = shm_meta_get(env, names[0], &v[0])) ||
+	    (rc = shm_meta_get(env, names[1], &v[1])))
+		return rc;
+	if (!v[0] && !v[1]) {
+		shm_uuid_v7(&u);
+		memcpy(&v[0], u.b, 8);
+		memcpy(&v[1], u.b + 8, 8);
+		if ((rc = shm_meta_set_many(env, names, v, 2)))
+			return rc;
+	}
+	memcpy(u.b, &v[0], 8);
+	memcpy(u.b + 8, &v[1], 8);
+	shm_uuid_format(&u, out);
+	return 0;
+}
+
+/* --------------------------------------------------------------- main */
+
+static void run_tasks(fl_daemon *d, fl_task *tasks, size_t n, bool all)
+{
+	uint64_t now = mono_ms();
+
+	for (size_t i = 0; i < n; i++) {
+		if (!*tasks[i].interval_ms)
+			continue;
+		if (all || now >= tasks[i].next_ms) {
+			tasks[i].run(d);
+			tasks[i].next_ms = now + *tasks[i].interval_ms;
+		}
+	}
+}
+
+static uint64_t next_due(fl_task *tasks, size_t n)
+{
+	uint64_t now = mono_ms(), wait = 100;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!*tasks[i].interval_ms)
+			continue;
+		uint64_t left = tasks[i].next_ms > now ? tasks[i].next_ms - now : 0;
+		if (left < wait)
+			wait = left;
+	}
+	return wait;
+}
+
+int fl_main(int argc, char **argv)
+{
+	fl_daemon d;
+	char err[1024];
+	int code = FL_EXIT_OK, lock_fd = -1, rc;
+	sigset_t set, old;
+	bool stopping = false;
+
+	memset(&d, 0, sizeof d);
+	if (fl_config_load(&d.cfg, argc, argv, err, sizeof err)) {
+		fprintf(stderr, "shm-flusher: %s\n", err);
+		fl_config_free(&d.cfg);
+		return FL_EXIT_USAGE;
+	}
+	if (d.cfg.help || d.cfg.version || d.cfg.print_config) {
+		if (d.cfg.help)
+			fl_config_help(stdout, "shm-flusher");
+		else if (d.cfg.version)
+			printf("shm-flusher %s\n", SHM_VERSION);
+		else
+			fl_config_print(stdout, &d.cfg);
+		fl_config_free(&d.cfg);
+		return FL_EXIT_OK;
+	}
+	if ((rc = fl_log_open(d.cfg.log_file,
+	                      fl_log_level_parse(d.cfg.log_level)))) {
+		fprintf(stderr, "shm-flusher: log-file %s: %s\n", d.cfg.log_file,
+		        strerror(rc));
+		fl_config_free(&d.cfg);
+		return FL_EXIT_USAGE;
+	}
+	if (fl_lock_env(d.cfg.env_dir, &lock_fd, err, sizeof err)) {
+		fprintf(stderr, "shm-flusher: %s\n", err);
+		fl_log(FL_ERROR, "main", "%s", err);
+		code = FL_EXIT_ENV;
+		goto out;
+	}
+	shm_options o;
+	shm_options_init(&o);
+	if (d.cfg.map_size_mb)
+		o.map_size = (size_t)d.cfg.map_size_mb << 20;
+	o.l2_ttl_s = (uint32_t)d.cfg.l2_ttl_s;
+	o.compress_threshold = (uint32_t)d.cfg.compress_threshold;
+	if ((rc = shm_env_open(d.cfg.env_dir, &o, &d.env))) {
+		fprintf(stderr, "shm-flusher: %s: %s\n", d.cfg.env_dir,
+		        shm_errmsg());
+		fl_log(FL_ERROR, "main", "open %s: %s", d.cfg.env_dir,
+		       shm_errmsg());
+		code = FL_EXIT_ENV;
+		goto out;
+	}
+	if ((rc = fl_env_id(d.env, &d.cfg, d.env_id))) {
+		fl_log(FL_ERROR, "main", "environment id: %s", shm_errmsg());
+		code = FL_EXIT_ENV;
+		goto out;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	d.started_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+
+	/* signals: taken synchronously by this thread; the workers inherit
+	 * the blocked mask */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+
+	uint64_t ns = next_seq(&d), target = ns ? ns - 1 : 0;
+	fl_log(FL_INFO, "main", "shm-flusher %s on %s (env id %s), pid %ld%s",
+	       SHM_VERSION, d.cfg.env_dir, d.env_id, (long)getpid(),
+	       d.cfg.once ? ", --once" : "");
+	if (*d.cfg.pg_conninfo) {
+		fl_sink *s = fl_pg_sink_new(&d.cfg, d.env, d.env_id);
+		if (!s || fl_worker_start(&d.w[d.n], s, d.env, &d.cfg,
+		                          d.cfg.once, target)) {
+			fl_log(FL_ERROR, "main", "cannot start the pg sink");
+			code = FL_EXIT_ENV;
+			goto stop;
+		}
+		stats_load(&d, d.n++);
+	}
+	if (*d.cfg.redis_url) {
+		fl_sink *s = fl_redis_sink_new(&d.cfg, d.env);
+		if (!s || fl_worker_start(&d.w[d.n], s, d.env, &d.cfg,
+		                          d.cfg.once, target)) {
+			fl_log(FL_ERROR, "main", "cannot start the redis sink");
+			code = FL_EXIT_ENV;
+			goto stop;
+		}
+		stats_load(&d, d.n++);
+	}
+
+	fl_task tasks[] = {
+		{"trim", &d.cfg.trim_interval_ms, task_trim, 0},
+		{"sync", &d.cfg.sync_interval_ms, task_sync, 0},
+		{"readers", &d.cfg.reader_check_ms, task_readers, 0},
+		{"expire", &d.cfg.expire_interval_ms, task_expire, 0},
+		{"stats", &d.cfg.stats_interval_ms, task_stats, 0},
+	};
+	size_t n_tasks = sizeof tasks / sizeof tasks[0];
+
+	for (;;) {
+		uint64_t wait = next_due(tasks, n_tasks);
+		struct timespec to = {(time_t)(wait / 1000),
+		                      (long)(wait % 1000) * 1000000L};
+		siginfo_t si;
+		int sig = sigtimedwait(&set, &si, &to);
+		if (sig == SIGTERM || sig == SIGINT) {
+			if (!stopping)
+				fl_log(FL_INFO, "main", "%s: finishing the "
+				       "batches in flight",
+				       sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			stopping = true;
+			for (int i = 0; i < d.n; i++)
+				fl_worker_stop(d.w[i]);
+		} else if (sig == SIGHUP) {
+			if ((rc = fl_log_reopen()))
+				fl_log(FL_ERROR, "main", "reopen %s: %s",
+				       d.cfg.log_file, strerror(rc));
+			else
+				fl_log(FL_INFO, "main", "log reopened");
+		}
+		run_tasks(&d, tasks, n_tasks, false);
+		bool all_done = true;
+		for (int i = 0; i < d.n; i++)
+			all_done &= fl_worker_done(d.w[i]);
+		if (all_done)
+			break;
+	}
+stop:
+	for (int i = 0; i < d.n; i++)
+		fl_worker_stop(d.w[i]);
+	/* workers are done (or stopping): a last round of bookkeeping with
+	 * their final positions, then join */
+	for (int i = 0; i < d.n; i++)
+		while (!fl_worker_done(d.w[i])) {
+			struct timespec nap = {0, 10000000};
+			nanosleep(&nap, NULL);
+		}
+	if (d.n) {
+		task_trim(&d);
+		task_stats(&d);
+		if (d.cfg.sync_interval_ms)
+			task_sync(&d);
+	}
+	for (int i = 0; i < d.n; i++) {
+		if (fl_worker_join(d.w[i]) != 0 && code == FL_EXIT_OK)
+			code = FL_EXIT_SINK;
+		d.w[i] = NULL;
+	}
+	fl_log(FL_INFO, "main", "exiting (%d), log trimmed to %" PRIu64, code,
+	       d.trimmed);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+out:
+	if (d.env)
+		shm_env_close(d.env);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	fl_config_free(&d.cfg);
+	return code;
+}

@@ -1,0 +1,619 @@
+/*
+ * flusher/pg_sink.c - the PostgreSQL (L3) sink: one transaction per batch,
+ * exactly once.
+ *
+ * A batch, coalesced (the last state of each key wins, in log order):
+ *
+ *   BEGIN;
+ *   UPDATE shm_sink_positions SET applied = <upto>
+ *     WHERE env_id = <env> AND sink = 'pg' AND applied = <from>;  -- 1 row
+ *   COPY shm_stage_msg / _obj / _edge / _mark FROM STDIN;  -- those in use
+ *   graph: drop the edges of every object touched, and the incoming edges
+ *          of dropped objects; upsert objects; insert the new edges
+ *   INSERT INTO shm_marks ... ON CONFLICT DO UPDATE;
+ *   INSERT INTO messages SELECT <columns of the JSON doc> FROM shm_stage_msg
+ *     ON CONFLICT (id) DO UPDATE SET <every column>;
+ *   COMMIT;
+ *
+ * Invariants
+ *  1. The position row moves in the same transaction as the rows, and only
+ *     from the position the flusher believes in: a batch commits at most
+ *     once, and a flusher that lost track (killed after COMMIT, connection
+ *     lost during COMMIT, a second flusher) sees 0 rows updated, rolls back
+ *     and re-reads the position (ops->position) before going on.
+ *  2. The messages' columns are computed by PostgreSQL from the very JSON
+ *     document Redis receives (shm_msg_to_json), so L2 and L3 agree.
+ *  3. An edge Y -> X set earlier in a batch than a GRAPH_DROP of X is not
+ *     inserted (the drop removed it in L1); edges set after the drop are.
+ *
+ * Errors: SQLSTATE classes 22 (data exception), 23 (integrity) and 54
+ * (program limit) are FL_REJECT (the worker then isolates the record by
+ * applying the batch one record at a time); everything else, a lost
+ * connection included, is FL_TRANSIENT.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fl.h"
+
+typedef struct pg_sink {
+	fl_sink base;
+	PGconn *c;
+	char *env_lit;           /* env_id as an SQL literal */
+	fl_buf msg, obj, edge, mark, sql;
+	size_t n_msg, n_obj, n_edge, n_mark;
+} pg_sink;
+
+static const char *const setup_sql =
+	"SET statement_timeout = %llu;"
+	"SET client_min_messages = warning;"
+	"CREATE TEMP TABLE IF NOT EXISTS shm_stage_msg (seq bigint, doc jsonb)"
+	" ON COMMIT DELETE ROWS;"
+	"CREATE TEMP TABLE IF NOT EXISTS shm_stage_obj (website_id uuid,"
+	" object_type text, object_id text, direct boolean, dropped boolean,"
+	" drop_incoming boolean) ON COMMIT DELETE ROWS;"
+	"CREATE TEMP TABLE IF NOT EXISTS shm_stage_edge (website_id uuid,"
+	" object_type text, object_id text, dep_type text, dep_id text)"
+	" ON COMMIT DELETE ROWS;"
+	"CREATE TEMP TABLE IF NOT EXISTS shm_stage_mark (website_id uuid,"
+	" object_type text, object_id text, reason smallint,"
+	" marked_at timestamptz, seq bigint) ON COMMIT DELETE ROWS;";
+
+static const char *const graph_sql =
+	"DELETE FROM shm_edges e USING shm_stage_obj s"
+	" WHERE e.website_id = s.website_id AND e.object_type = s.object_type"
+	" AND e.object_id = s.object_id;"
+	"DELETE FROM shm_edges e USING shm_stage_obj s"
+	" WHERE s.drop_incoming AND e.website_id = s.website_id"
+	" AND e.dep_type = s.object_type AND e.dep_id = s.object_id;"
+	"DELETE FROM shm_objects o USING shm_stage_obj s"
+	" WHERE s.dropped AND o.website_id = s.website_id"
+	" AND o.object_type = s.object_type AND o.object_id = s.object_id;"
+	"INSERT INTO shm_objects (website_id, object_type, object_id, direct,"
+	" updated_at) SELECT website_id, object_type, object_id, direct, now()"
+	" FROM shm_stage_obj WHERE NOT dropped"
+	" ON CONFLICT (website_id, object_type, object_id) DO UPDATE"
+	" SET direct = EXCLUDED.direct, updated_at = EXCLUDED.updated_at;"
+	"INSERT INTO shm_edges (website_id, object_type, object_id, dep_type,"
+	" dep_id) SELECT DISTINCT website_id, object_type, object_id, dep_type,"
+	" dep_id FROM shm_stage_edge ON CONFLICT DO NOTHING;";
+
+static const char *const mark_sql =
+	"INSERT INTO shm_marks (website_id, object_type, object_id, reason,"
+	" marked_at, seq) SELECT website_id, object_type, object_id, reason,"
+	" marked_at, seq FROM shm_stage_mark"
+	" ON CONFLICT (website_id, object_type, object_id) DO UPDATE"
+	" SET reason = EXCLUDED.reason, marked_at = EXCLUDED.marked_at,"
+	" seq = EXCLUDED.seq;";
+
+static const char *const msg_sql =
+	"INSERT INTO messages (id, room_id, user_id, username, content,"
+	" message_type, created_at, updated_at, metadata, content_hash,"
+	" parent_id, thread_id)"
+	" SELECT (doc->>'id')::uuid, doc->>'room_id',"
+	" (doc->>'user_id')::integer, doc->>'username', doc->>'content',"
+	" doc->>'message_type', (doc->>'created_at')::timestamptz,"
+	" (doc->>'updated_at')::timestamptz, doc->'metadata',"
+	" doc->>'content_hash', (doc->>'parent_id')::uuid,"
+	" (doc->>'thread_id')::uuid FROM shm_stage_msg ORDER BY seq"
+	" ON CONFLICT (id) DO UPDATE SET room_id = EXCLUDED.room_id,"
+	" user_id = EXCLUDED.user_id, username = EXCLUDED.username,"
+	" content = EXCLUDED.content, message_type = EXCLUDED.message_type,"
+	" created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,"
+	" metadata = EXCLUDED.metadata, content_hash = EXCLUDED.content_hash,"
+	" parent_id = EXCLUDED.parent_id, thread_id = EXCLUDED.thread_id;";
+
+static void p_disconnect(fl_sink *s)
+{
+	pg_sink *p = (pg_sink *)s;
+
+	if (p->c)
+		PQfinish(p->c);
+	p->c = NULL;
+	if (p->env_lit)
+		PQfreemem(p->env_lit);
+	p->env_lit = NULL;
+}
+
+static bool conn_lost(pg_sink *p)
+{
+	return !p->c || PQstatus(p->c) != CONNECTION_OK;
+}
+
+/* Classifies a failed result and records the error text. */
+static int failure(pg_sink *p, PGresult *res, const char *what)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+	                        : NULL;
+	const char *msg = res && *PQresultErrorMessage(res)
+	                          ? PQresultErrorMessage(res)
+	                          : PQerrorMessage(p->c);
+	int rc = FL_TRANSIENT;
+
+	fl_sink_seterr(&p->base, "%s: %s%s%s", what, state ? state : "",
+	               state ? " " : "", msg);
+	if (state && !conn_lost(p) &&
+	    (!strncmp(state, "22", 2) || !strncmp(state, "23", 2) ||
+	     !strncmp(state, "54", 2)))
+		rc = FL_REJECT;
+	if (res)
+		PQclear(res);
+	if (conn_lost(p))
+		p_disconnect(&p->base);
+	return rc;
+}
+
+/* Runs sql (one or several statements) expecting no rows. */
+static int exec(pg_sink *p, const char *sql, const char *what)
+{
+	PGresult *res = PQexec(p->c, sql);
+
+	if (!res || (PQresultStatus(res) != PGRES_COMMAND_OK &&
+	             PQresultStatus(res) != PGRES_TUPLES_OK))
+		return failure(p, res, what);
+	PQclear(res);
+	return FL_OK;
+}
+
+static void rollback(pg_sink *p)
+{
+	if (!conn_lost(p) && PQtransactionStatus(p->c) != PQTRANS_IDLE) {
+		PGresult *res = PQexec(p->c, "ROLLBACK");
+		PQclear(res);
+	}
+}
+
+static char *read_file(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	long n;
+
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 ||
+	    fseek(f, 0, SEEK_SET) || !(buf = malloc((size_t)n + 1)) ||
+	    fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		snprintf(err, errlen, "%s: cannot read", path);
+		free(buf);
+		fclose(f);
+		return NULL;
+	}
+	buf[n] = 0;
+	fclose(f);
+	return buf;
+}
+
+static int p_connect(fl_sink *s)
+{
+	pg_sink *p = (pg_sink *)s;
+	const fl_config *cfg = s->cfg;
+	char timeout[24], sql[1024];
+	uint64_t meta_pos = 0;
+	int rc;
+
+	if (!conn_lost(p))
+		return FL_OK;
+	p_disconnect(s);
+	snprintf(timeout, sizeof timeout, "%llu",
+	         (unsigned long long)(cfg->pg_timeout_ms + 999) / 1000);
+	/* later keywords win: the conninfo (expanded from dbname) may
+	 * override the defaults placed before it */
+	const char *kw[] = {"connect_timeout", "application_name", "dbname",
+	                    NULL};
+	const char *val[] = {timeout, "shm-flusher", cfg->pg_conninfo, NULL};
+	p->c = PQconnectdbParams(kw, val, 1);
+	if (!p->c || PQstatus(p->c) != CONNECTION_OK) {
+		fl_sink_seterr(s, "connect: %s",
+		               p->c ? PQerrorMessage(p->c) : "out of memory");
+		p_disconnect(s);
+		return FL_TRANSIENT;
+	}
+	if (!(p->env_lit = PQescapeLiteral(p->c, s->env_id, strlen(s->env_id)))) {
+		fl_sink_seterr(s, "escape env id: %s", PQerrorMessage(p->c));
+		p_disconnect(s);
+		return FL_TRANSIENT;
+	}
+	snprintf(sql, sizeof sql, setup_sql,
+	         (unsigned long long)cfg->pg_timeout_ms);
+	if ((rc = exec(p, sql, "session setup")))
+		goto fail;
+	if (cfg->pg_schema && *cfg->pg_schema) {
+		char err[512];
+		char *schema = read_file(cfg->pg_schema, err, sizeof err);
+		if (!schema) {
+			fl_sink_seterr(s, "pg-schema %s", err);
+			rc = FL_TRANSIENT;
+			goto fail;
+		}
+		rc = exec(p, schema, "pg-schema");
+		free(schema);
+		if (rc)
+			goto fail;
+	}
+	/* first run of this environment against this database: start the
+	 * row at what meta says was applied (0 for a new environment) */
+	shm_meta_get(s->env, "sink.pg.applied", &meta_pos);
+	snprintf(sql, sizeof sql,
+	         "INSERT INTO shm_sink_positions (env_id, sink, applied)"
+	         " VALUES (%s, 'pg', %llu) ON CONFLICT DO NOTHING",
+	         p->env_lit, (unsigned long long)meta_pos);
+	if ((rc = exec(p, sql, "position row")))
+		goto fail;
+	return FL_OK;
+fail:
+	if (rc == FL_REJECT)
+		rc = FL_TRANSIENT; /* a setup failure is never a poison record */
+	p_disconnect(s);
+	return rc;
+}
+
+static int p_position(fl_sink *s, uint64_t *pos)
+{
+	pg_sink *p = (pg_sink *)s;
+	char sql[512];
+	PGresult *res;
+
+	if (conn_lost(p))
+		return -1;
+	snprintf(sql, sizeof sql,
+	         "SELECT applied FROM shm_sink_positions WHERE env_id = %s"
+	         " AND sink = 'pg'", p->env_lit);
+	res = PQexec(p->c, sql);
+	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		failure(p, res, "read position");
+		return -1;
+	}
+	if (PQntuples(res) != 1) {
+		fl_sink_seterr(s, "no shm_sink_positions row for env %s",
+		               s->env_id);
+		PQclear(res);
+		return -1;
+	}
+	*pos = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return 1;
+}
+
+/* ------------------------------------------------- batch -> COPY rows */
+
+static int add_uuid(fl_buf *b, const uint8_t *u16)
+{
+	shm_uuid u;
+	char s[37];
+
+	memcpy(u.b, u16, 16);
+	shm_uuid_format(&u, s);
+	return fl_buf_add(b, s, 36);
+}
+
+/* website \t type \t id, from a key website(16) + "TYPE/ID". */
+static int add_object(fl_buf *b, const uint8_t *key, size_t klen)
+{
+	const char *obj = (const char *)key + 16;
+	size_t olen = klen - 16, tl;
+
+	if (!fl_object_split(obj, olen, &tl))
+		return EINVAL;
+	if (add_uuid(b, key) || fl_buf_add(b, "\t", 1) ||
+	    fl_buf_copy_field(b, obj, tl) || fl_buf_add(b, "\t", 1) ||
+	    fl_buf_copy_field(b, obj + tl + 1, olen - tl - 1))
+		return ENOMEM;
+	return 0;
+}
+
+static bool same_key(const fl_rec *a, const uint8_t *key, size_t klen)
+{
+	return a->key_len == klen && memcmp(a->key, key, klen) == 0;
+}
+
+/* Is object (website of key, dep bytes) dropped in b after seq? */
+static bool dropped_after(const fl_batch *b, const uint8_t *website,
+                          const char *dep, size_t dlen, uint64_t seq)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		const fl_rec *r = &b->r[i];
+		if (r->op == SHM_OP_GRAPH_DROP && r->seq > seq &&
+		    r->key_len == 16 + dlen && !memcmp(r->key, website, 16) &&
+		    !memcmp(r->key + 16, dep, dlen))
+			return true;
+	}
+	return false;
+}
+
+static bool dropped_in_batch(const fl_batch *b, const fl_rec *x)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (b->r[i].op == SHM_OP_GRAPH_DROP &&
+		    same_key(&b->r[i], x->key, x->key_len))
+			return true;
+	return false;
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/* Turns record i into COPY rows. FL_REJECT with b->reason for bad data. */
+static int stage(pg_sink *p, fl_batch *b, size_t i)
+{
+	fl_rec *r = &b->r[i];
+	int rc;
+
+	if (shm_op_is_msg(r->op)) {
+		shm_msg *m = NULL;
+		char *json = NULL;
+		size_t jlen;
+		if (shm_msg_decode(r->payload, r->payload_len, &m)) {
+			snprintf(b->reason, sizeof b->reason, "message payload "
+			         "does not decode: %s", shm_errmsg());
+			return FL_REJECT;
+		}
+		rc = shm_msg_to_json(m, &json, &jlen);
+		shm_msg_free(m);
+		if (rc) {
+			snprintf(b->reason, sizeof b->reason, "message to JSON: "
+			         "%s", shm_errmsg());
+			return FL_REJECT;
+		}
+		rc = fl_buf_addf(&p->msg, "%" PRIu64 "\t", r->seq) ||
+		     fl_buf_copy_field(&p->msg, json, jlen) ||
+		     fl_buf_add(&p->msg, "\n", 1);
+		free(json);
+		p->n_msg++;
+		return rc ? FL_TRANSIENT : FL_OK;
+	}
+	if (r->op != SHM_OP_GRAPH_SET && r->op != SHM_OP_GRAPH_DROP &&
+	    r->op != SHM_OP_MARK)
+		return FL_OK; /* statics: Redis only */
+	if (r->key_len <= 16 + 2) {
+		snprintf(b->reason, sizeof b->reason, "%s key of %u bytes has no "
+		         "object", shm_op_name(r->op), r->key_len);
+		return FL_REJECT;
+	}
+	size_t mark = p->mark.len, obj = p->obj.len, edge = p->edge.len;
+	if (r->op == SHM_OP_MARK) {
+		char ts[40];
+		if (r->payload_len != 1 || (r->payload[0] != 1 &&
+		                            r->payload[0] != 2)) {
+			snprintf(b->reason, sizeof b->reason, "mark payload of "
+			         "%u bytes is not a reason 1 or 2",
+			         r->payload_len);
+			return FL_REJECT;
+		}
+		shm_time_format(r->time, ts);
+		if ((rc = add_object(&p->mark, r->key, r->key_len)))
+			goto bad_object;
+		if (fl_buf_addf(&p->mark, "\t%u\t%s\t%" PRIu64 "\n",
+		                r->payload[0], ts, r->seq))
+			return FL_TRANSIENT;
+		p->n_mark++;
+		return FL_OK;
+	}
+	/* GRAPH_SET / GRAPH_DROP: the object's final state */
+	bool drop = r->op == SHM_OP_GRAPH_DROP, direct = false;
+	const uint8_t *pl = r->payload, *end = r->payload + r->payload_len;
+	uint32_t n = 0;
+	if (!drop) {
+		if (r->payload_len < 5 || pl[0] > 1) {
+			snprintf(b->reason, sizeof b->reason, "graph payload of "
+			         "%u bytes is malformed", r->payload_len);
+			return FL_REJECT;
+		}
+		direct = pl[0];
+		n = rd32(pl + 1);
+		pl += 5;
+	}
+	if ((rc = add_object(&p->obj, r->key, r->key_len)))
+		goto bad_object;
+	if (fl_buf_addf(&p->obj, "\t%s\t%s\t%s\n", direct ? "t" : "f",
+	                drop ? "t" : "f",
+	                dropped_in_batch(b, r) ? "t" : "f"))
+		return FL_TRANSIENT;
+	p->n_obj++;
+	for (uint32_t k = 0; k < n; k++) {
+		if (end - pl < 2) {
+			snprintf(b->reason, sizeof b->reason, "graph payload "
+			         "truncated at dependency %u of %u", k, n);
+			p->obj.len = obj;
+			p->edge.len = edge;
+			return FL_REJECT;
+		}
+		size_t dl = (size_t)pl[0] | (size_t)pl[1] << 8, tl;
+		pl += 2;
+		if ((size_t)(end - pl) < dl ||
+		    !fl_object_split((const char *)pl, dl, &tl)) {
+			snprintf(b->reason, sizeof b->reason, "graph payload: "
+			         "dependency %u of %u is malformed", k, n);
+			p->obj.len = obj;
+			p->edge.len = edge;
+			return FL_REJECT;
+		}
+		if (!dropped_after(b, r->key, (const char *)pl, dl, r->seq)) {
+			if (add_object(&p->edge, r->key, r->key_len) ||
+			    fl_buf_add(&p->edge, "\t", 1) ||
+			    fl_buf_copy_field(&p->edge, (const char *)pl, tl) ||
+			    fl_buf_add(&p->edge, "\t", 1) ||
+			    fl_buf_copy_field(&p->edge, (const char *)pl + tl + 1,
+			                      dl - tl - 1) ||
+			    fl_buf_add(&p->edge, "\n", 1))
+				return FL_TRANSIENT;
+			p->n_edge++;
+		}
+		pl += dl;
+	}
+	return FL_OK;
+bad_object:
+	p->mark.len = mark;
+	p->obj.len = obj;
+	p->edge.len = edge;
+	if (rc == ENOMEM)
+		return FL_TRANSIENT;
+	snprintf(b->reason, sizeof b->reason, "%s: object is not TYPE/ID",
+	         shm_op_name(r->op));
+	return FL_REJECT;
+}
+
+static int copy_in(pg_sink *p, const char *table, const char *cols,
+                   fl_buf *data)
+{
+	char sql[256];
+	PGresult *res;
+
+	snprintf(sql, sizeof sql, "COPY %s (%s) FROM STDIN", table, cols);
+	res = PQexec(p->c, sql);
+	if (!res || PQresultStatus(res) != PGRES_COPY_IN)
+		return failure(p, res, sql);
+	PQclear(res);
+	if (PQputCopyData(p->c, data->p, (int)data->len) != 1 ||
+	    PQputCopyEnd(p->c, NULL) != 1)
+		return failure(p, NULL, sql);
+	res = PQgetResult(p->c);
+	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+		return failure(p, res, sql);
+	PQclear(res);
+	while ((res = PQgetResult(p->c)))
+		PQclear(res);
+	return FL_OK;
+}
+
+static int p_apply(fl_sink *s, fl_batch *b)
+{
+	pg_sink *p = (pg_sink *)s;
+	PGresult *res;
+	int rc;
+
+	b->reject = -1;
+	b->reason[0] = 0;
+	if (conn_lost(p)) {
+		fl_sink_seterr(s, "not connected");
+		return FL_TRANSIENT;
+	}
+	fl_batch_coalesce(b);
+	p->msg.len = p->obj.len = p->edge.len = p->mark.len = p->sql.len = 0;
+	p->n_msg = p->n_obj = p->n_edge = p->n_mark = 0;
+	/* 1. every row built before the transaction begins */
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->r[i].superseded)
+			continue;
+		if ((rc = stage(p, b, i)) != FL_OK) {
+			if (rc == FL_REJECT) {
+				b->reject = (long)i;
+				fl_sink_seterr(s, "seq %" PRIu64 ": %s",
+				               b->r[i].seq, b->reason);
+			} else {
+				fl_sink_seterr(s, "out of memory");
+			}
+			return rc;
+		}
+	}
+	/* 2. the transaction, the position first (it also serialises two
+	 * flushers that would share an env id) */
+	if (fl_buf_addf(&p->sql, "BEGIN; UPDATE shm_sink_positions SET applied"
+	                " = %" PRIu64 ", updated_at = now() WHERE env_id = %s"
+	                " AND sink = 'pg' AND applied = %" PRIu64,
+	                b->upto, p->env_lit, b->from)) {
+		fl_sink_seterr(s, "out of memory");
+		return FL_TRANSIENT;
+	}
+	res = PQexec(p->c, p->sql.p);
+	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		rc = failure(p, res, "begin");
+		goto fail;
+	}
+	if (strcmp(PQcmdTuples(res), "1") != 0) {
+		PQclear(res);
+		fl_sink_seterr(s, "position is not %" PRIu64 " in "
+		               "shm_sink_positions (applied elsewhere?): "
+		               "re-reading it", b->from);
+		rc = FL_TRANSIENT;
+		goto fail;
+	}
+	PQclear(res);
+	if (p->n_obj &&
+	    ((rc = copy_in(p, "shm_stage_obj", "website_id, object_type, "
+	                   "object_id, direct, dropped, drop_incoming",
+	                   &p->obj)) ||
+	     (p->n_edge && (rc = copy_in(p, "shm_stage_edge", "website_id, "
+	                                 "object_type, object_id, dep_type, "
+	                                 "dep_id", &p->edge)))))
+		goto fail;
+	if (p->n_mark &&
+	    (rc = copy_in(p, "shm_stage_mark", "website_id, object_type, "
+	                  "object_id, reason, marked_at, seq", &p->mark)))
+		goto fail;
+	if (p->n_msg &&
+	    (rc = copy_in(p, "shm_stage_msg", "seq, doc", &p->msg)))
+		goto fail;
+	p->sql.len = 0;
+	if ((p->n_obj && fl_buf_adds(&p->sql, graph_sql)) ||
+	    (p->n_mark && fl_buf_adds(&p->sql, mark_sql)) ||
+	    (p->n_msg && fl_buf_adds(&p->sql, msg_sql)) ||
+	    fl_buf_adds(&p->sql, "COMMIT")) {
+		fl_sink_seterr(s, "out of memory");
+		rc = FL_TRANSIENT;
+		goto fail;
+	}
+	res = PQexec(p->c, p->sql.p);
+	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		rc = failure(p, res, "apply");
+		goto fail;
+	}
+	PQclear(res);
+	/* a COMMIT of an aborted transaction reports ROLLBACK */
+	if (PQtransactionStatus(p->c) != PQTRANS_IDLE) {
+		fl_sink_seterr(s, "COMMIT did not commit");
+		rc = FL_TRANSIENT;
+		goto fail;
+	}
+	return FL_OK;
+fail:
+	rollback(p);
+	if (rc == FL_REJECT && b->n == 1)
+		b->reject = 0;
+	return rc;
+}
+
+static void p_destroy(fl_sink *s)
+{
+	pg_sink *p = (pg_sink *)s;
+
+	p_disconnect(s);
+	fl_buf_free(&p->msg);
+	fl_buf_free(&p->obj);
+	fl_buf_free(&p->edge);
+	fl_buf_free(&p->mark);
+	fl_buf_free(&p->sql);
+	free(p);
+}
+
+static const fl_sink_ops pg_ops = {
+	.name = "pg",
+	.connect = p_connect,
+	.position = p_position,
+	.apply = p_apply,
+	.disconnect = p_disconnect,
+	.destroy = p_destroy,
+};
+
+fl_sink *fl_pg_sink_new(const fl_config *cfg, shm_env *env,
+                        const char *env_id)
+{
+	pg_sink *p = calloc(1, sizeof *p);
+
+	if (!p)
+		return NULL;
+	p->base.ops = &pg_ops;
+	p->base.cfg = cfg;
+	p->base.env = env;
+	snprintf(p->base.env_id, sizeof p->base.env_id, "%s", env_id);
+	return &p->base;
+}

@@ -1,0 +1,512 @@
+/*
+ * flusher/worker.c - one thread per sink: tail the log from the sink's own
+ * cursor, cut batches, apply them, survive outages and poison records.
+ *
+ * The cycle:
+ *   1. connect (on failure: capped exponential backoff, retry for ever;
+ *      --once gives up after once-retries failures in a row)
+ *   2. after every (re)connect or failure, ask the sink for its durable
+ *      position (PostgreSQL's shm_sink_positions row) and believe it:
+ *      records at or below it are dropped from the batch in hand
+ *   3. cut a batch: wait (shm_log_wait) for a record past the cursor, then
+ *      read until batch-records records or until the oldest is batch-ms old
+ *   4. apply: FL_OK -> cursor = batch end, meta "sink.<name>.applied" set;
+ *      FL_TRANSIENT -> backoff, same batch again; FL_REJECT -> find the
+ *      culprit (the sink names it, or the batch is replayed one record at a
+ *      time), count its refusals, and after poison-retries of them set it
+ *      aside (shm_dead_add) and go on without it
+ *
+ * Invariants
+ *  1. The cursor only moves past a record once the sink has it or it is a
+ *     dead letter: nothing is skipped, and trimming (min of all cursors)
+ *     never deletes a record a sink still needs.
+ *  2. A batch's position range (from, upto] is fixed once cut: retries
+ *     replay the same range, only minus dead letters.
+ *  3. A record that fails its checksum is a dead letter at once (retrying
+ *     cannot change its bytes).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fl.h"
+
+struct fl_worker {
+	pthread_t thread;
+	fl_sink *sink;
+	shm_env *env;
+	const fl_config *cfg;
+	bool once;
+	uint64_t once_upto;
+	char meta_name[48];
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;       /* under lock */
+	bool done;       /* under lock */
+	int result;      /* 0 ok, -1 gave up */
+
+	uint64_t applied;    /* atomic */
+	fl_stats st;         /* fields updated with atomics */
+
+	/* thread-local state */
+	fl_batch b;
+	uint64_t one_by_one_upto; /* isolating a poison record up to here */
+	uint64_t poison_seq;
+	uint64_t poison_count;
+	uint64_t backoff_ms;
+	uint64_t fails;           /* failures in a row */
+};
+
+#define ADD(w, f, n) __atomic_fetch_add(&(w)->st.f, (uint64_t)(n), __ATOMIC_RELAXED)
+
+static bool stopping(fl_worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	bool s = w->stop;
+	pthread_mutex_unlock(&w->lock);
+	return s;
+}
+
+/* Sleeps ms, or less if stopped. */
+static void nap(fl_worker *w, uint64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->lock);
+	while (!w->stop &&
+	       pthread_cond_timedwait(&w->cond, &w->lock, &ts) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&w->lock);
+}
+
+static const char *name(const fl_worker *w)
+{
+	return w->sink->ops->name;
+}
+
+static void set_applied(fl_worker *w, uint64_t pos)
+{
+	int rc;
+
+	__atomic_store_n(&w->applied, pos, __ATOMIC_RELEASE);
+	__atomic_store_n(&w->st.applied, pos, __ATOMIC_RELAXED);
+	if ((rc = shm_meta_set(w->env, w->meta_name, pos)))
+		fl_log(FL_WARN, name(w), "cannot record %s = %" PRIu64 ": %s",
+		       w->meta_name, pos, shm_errmsg());
+}
+
+/* A failure that is not the data's fault: back off, maybe give up. */
+static void failed(fl_worker *w, const char *what)
+{
+	w->fails++;
+	ADD(w, errors, 1);
+	if (w->fails == 1)
+		w->backoff_ms = w->cfg->backoff_min_ms;
+	fl_log(w->fails == 1 ? FL_WARN : FL_INFO, name(w),
+	       "%s: %s; retry %" PRIu64 " in %" PRIu64 " ms", what,
+	       w->sink->errmsg, w->fails, w->backoff_ms);
+	if (w->once && w->fails >= w->cfg->once_retries)
+		return;
+	nap(w, w->backoff_ms);
+	w->backoff_ms *= 2;
+	if (w->backoff_ms > w->cfg->backoff_max_ms)
+		w->backoff_ms = w->cfg->backoff_max_ms;
+}
+
+static void recovered(fl_worker *w)
+{
+	if (w->fails)
+		fl_log(FL_INFO, name(w), "back after %" PRIu64 " failure%s",
+		       w->fails, w->fails == 1 ? "" : "s");
+	w->fails = 0;
+}
+
+static void dead_letter(fl_worker *w, const shm_log_rec *rec,
+                        const char *reason)
+{
+	int rc = shm_dead_add(w->env, rec, name(w), reason);
+
+	ADD(w, dead, 1);
+	if (rc)
+		fl_log(FL_ERROR, name(w), "seq %" PRIu64 " (%s): cannot store "
+		       "the dead letter (%s); skipping it anyway: %s",
+		       rec->seq, shm_op_name(rec->op), shm_errmsg(), reason);
+	else
+		fl_log(FL_ERROR, name(w), "seq %" PRIu64 " (%s) set aside as a "
+		       "dead letter: %s", rec->seq, shm_op_name(rec->op),
+		       reason);
+}
+
+/* Reads records after the batch into it, up to max of them. */
+static void fill(fl_worker *w, size_t max)
+{
+	shm_log_iter *it = NULL;
+	shm_log_rec rec;
+	size_t n0 = w->b.n;
+	uint64_t upto0 = w->b.upto, next = 0;
+	int rc;
+
+	if (w->once && w->b.upto >= w->once_upto)
+		return;
+	/* read before the iterator's snapshot: every seq below is in it */
+	shm_meta_get(w->env, "next_seq", &next);
+	if ((rc = shm_log_iter_open(w->env, w->b.upto + 1, &it))) {
+		fl_log(FL_ERROR, name(w), "log read: %s", shm_errmsg());
+		return;
+	}
+	while (w->b.n < max) {
+		memset(&rec, 0, sizeof rec);
+		rc = shm_log_iter_next(it, &rec);
+		if (rc == SHM_ENOTFOUND)
+			break;
+		if (rc == 0 && w->once && rec.seq > w->once_upto)
+			break;
+		if (rc == SHM_ECORRUPT && rec.seq > w->b.upto) {
+			char reason[200];
+			snprintf(reason, sizeof reason, "corrupt log record: %s",
+			         shm_errmsg());
+			dead_letter(w, &rec, reason);
+			w->b.upto = rec.seq;
+			continue;
+		}
+		if (rc) {
+			fl_log(FL_ERROR, name(w), "log read after %" PRIu64
+			       ": %s", w->b.upto, shm_errmsg());
+			break;
+		}
+		if (rec.seq <= w->b.upto)
+			continue; /* cannot happen: the log only grows */
+		if (fl_batch_add(&w->b, &rec)) {
+			fl_log(FL_ERROR, name(w), "out of memory for a batch");
+			break;
+		}
+	}
+	shm_log_iter_close(it);
+	if (rc == SHM_ENOTFOUND && w->b.n == n0 && w->b.upto == upto0 &&
+	    next > w->b.upto + 1) {
+		/* the records up to next - 1 were trimmed before this sink
+		 * was configured: it can never have them */
+		uint64_t to = next - 1;
+		if (w->once && to > w->once_upto)
+			to = w->once_upto;
+		fl_log(FL_WARN, name(w), "records (%" PRIu64 "..%" PRIu64 "] "
+		       "were trimmed before this sink had them; skipping",
+		       w->b.upto, to);
+		w->b.upto = to;
+	}
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Cuts the next batch into w->b (empty if nothing came). */
+static void cut(fl_worker *w)
+{
+	size_t max = w->cfg->batch_records;
+
+	if (w->one_by_one_upto > w->b.upto)
+		max = 1;
+	if (shm_log_wait(w->env, w->b.upto + 1, 100) != 0)
+		return;
+	fill(w, max);
+	if (w->once)
+		return;
+	while (w->b.n > 0 && w->b.n < max && !stopping(w)) {
+		int64_t age_ms = (now_us() - w->b.r[0].time) / 1000;
+		if (age_ms < 0)
+			age_ms = 0;
+		if ((uint64_t)age_ms >= w->cfg->batch_ms)
+			break;
+		uint64_t left = w->cfg->batch_ms - (uint64_t)age_ms;
+		if (shm_log_wait(w->env, w->b.upto + 1, (uint32_t)left) != 0)
+			break;
+		fill(w, max);
+	}
+}
+
+/* Believes the sink's own position: drops what it already has. */
+static int resync(fl_worker *w)
+{
+	uint64_t pos;
+	int r = w->sink->ops->position(w->sink, &pos);
+
+	if (r <= 0)
+		return r;
+	uint64_t cur = w->b.from;
+	if (pos == cur)
+		return 0;
+	fl_log(pos < cur ? FL_WARN : FL_INFO, name(w),
+	       "position %" PRIu64 " from the sink replaces %" PRIu64 "%s",
+	       pos, cur, pos < cur ? " (records already trimmed from the "
+	                             "log cannot be replayed)" : "");
+	if (pos >= w->b.upto || pos < w->b.from) {
+		/* all applied already, or the sink is behind what we thought:
+		 * start over from its position */
+		fl_batch_clear(&w->b);
+		w->b.from = w->b.upto = pos;
+	} else {
+		size_t i = 0;
+		while (i < w->b.n)
+			if (w->b.r[i].seq <= pos)
+				fl_batch_remove(&w->b, i);
+			else
+				i++;
+		w->b.from = pos;
+	}
+	set_applied(w, pos);
+	return 0;
+}
+
+static void applied_ok(fl_worker *w, uint64_t t0)
+{
+	size_t rows = 0;
+
+	for (size_t i = 0; i < w->b.n; i++)
+		rows++;
+	ADD(w, batches, 1);
+	ADD(w, rows, rows);
+	__atomic_store_n(&w->st.last_batch_us,
+	                 (uint64_t)(now_us() - (int64_t)t0), __ATOMIC_RELAXED);
+	fl_log(FL_DEBUG, name(w), "applied %zu records (%" PRIu64 "..%" PRIu64
+	       "]", rows, w->b.from, w->b.upto);
+	set_applied(w, w->b.upto);
+	uint64_t upto = w->b.upto;
+	fl_batch_clear(&w->b);
+	w->b.from = w->b.upto = upto;
+	w->poison_count = 0;
+}
+
+/* The sink refused the batch's data. */
+static void rejected(fl_worker *w)
+{
+	long idx = w->b.reject;
+	size_t live = 0, last = 0;
+
+	ADD(w, retries, 1);
+	for (size_t i = 0; i < w->b.n; i++)
+		if (!w->b.r[i].superseded) {
+			live++;
+			last = i;
+		}
+	if (idx < 0 && live == 1)
+		idx = (long)last;
+	if (idx < 0) {
+		/* culprit unknown: replay this range one record at a time;
+		 * records after the first go back to the log */
+		fl_log(FL_WARN, name(w), "batch (%" PRIu64 "..%" PRIu64 "] "
+		       "refused (%s): applying it one record at a time",
+		       w->b.from, w->b.upto, w->sink->errmsg);
+		w->one_by_one_upto = w->b.upto;
+		while (w->b.n > 1)
+			fl_batch_remove(&w->b, w->b.n - 1);
+		w->b.upto = w->b.n ? w->b.r[0].seq : w->b.from;
+		return;
+	}
+	fl_rec *r = &w->b.r[idx];
+	if (w->poison_seq != r->seq) {
+		w->poison_seq = r->seq;
+		w->poison_count = 0;
+	}
+	w->poison_count++;
+	if (w->poison_count < w->cfg->poison_retries) {
+		fl_log(FL_WARN, name(w), "seq %" PRIu64 " refused (%" PRIu64
+		       "/%" PRIu64 "): %s", r->seq, w->poison_count,
+		       w->cfg->poison_retries, w->sink->errmsg);
+		nap(w, w->cfg->backoff_min_ms);
+		return;
+	}
+	shm_log_rec rec;
+	memset(&rec, 0, sizeof rec);
+	rec.seq = r->seq;
+	rec.time = r->time;
+	rec.op = r->op;
+	rec.key = r->key;
+	rec.key_len = r->key_len;
+	rec.payload = r->payload;
+	rec.payload_len = r->payload_len;
+	rec.raw = r->raw_size ? r->raw : NULL;
+	rec.raw_size = r->raw_size;
+	dead_letter(w, &rec, w->sink->errmsg[0] ? w->sink->errmsg
+	                                        : w->b.reason);
+	w->poison_count = 0;
+	fl_batch_remove(&w->b, (size_t)idx); /* upto stays: moves past it */
+}
+
+static void *run(void *arg)
+{
+	fl_worker *w = arg;
+	bool need_position = true;
+
+	fl_log(FL_INFO, name(w), "starting at %s = %" PRIu64 "%s",
+	       w->meta_name, w->b.upto, w->once ? " (--once)" : "");
+	for (;;) {
+		bool in_flight = w->b.n > 0 || w->b.upto > w->b.from;
+		if (!in_flight && stopping(w))
+			break;
+		if (!in_flight && w->once && w->b.upto >= w->once_upto)
+			break;
+		if (w->once && w->fails >= w->cfg->once_retries) {
+			w->result = -1;
+			fl_log(FL_ERROR, name(w), "giving up (--once) at %"
+			       PRIu64 " of %" PRIu64 ": %s", w->b.from,
+			       w->once_upto, w->sink->errmsg);
+			break;
+		}
+		if (stopping(w) && w->fails)
+			break; /* the batch in flight cannot be applied now */
+		if (w->sink->ops->connect(w->sink) != FL_OK) {
+			ADD(w, reconnects, 1);
+			failed(w, "unreachable");
+			need_position = true;
+			continue;
+		}
+		if (need_position) {
+			if (resync(w) < 0) {
+				failed(w, "position");
+				continue;
+			}
+			need_position = false;
+		}
+		if (!in_flight) {
+			if (stopping(w))
+				break;
+			cut(w);
+			if (w->b.n == 0 && w->b.upto == w->b.from)
+				continue;
+		}
+		uint64_t t0 = (uint64_t)now_us();
+		w->sink->errmsg[0] = 0;
+		int rc = w->sink->ops->apply(w->sink, &w->b);
+		if (rc == FL_OK) {
+			recovered(w);
+			applied_ok(w, t0);
+		} else if (rc == FL_REJECT) {
+			recovered(w);
+			rejected(w);
+		} else {
+			ADD(w, retries, 1);
+			failed(w, "batch failed");
+			need_position = true;
+		}
+	}
+	w->sink->ops->disconnect(w->sink);
+	pthread_mutex_lock(&w->lock);
+	w->done = true;
+	pthread_mutex_unlock(&w->lock);
+	fl_log(FL_INFO, name(w), "stopped at %" PRIu64, w->b.from);
+	return NULL;
+}
+
+int fl_worker_start(fl_worker **out, fl_sink *sink, shm_env *env,
+                    const fl_config *cfg, bool once, uint64_t once_upto)
+{
+	fl_worker *w = calloc(1, sizeof *w);
+	pthread_condattr_t ca;
+	uint64_t pos = 0;
+	int rc;
+
+	if (!w) {
+		sink->ops->destroy(sink);
+		return ENOMEM;
+	}
+	w->sink = sink;
+	w->env = env;
+	w->cfg = cfg;
+	w->once = once;
+	w->once_upto = once_upto;
+	snprintf(w->meta_name, sizeof w->meta_name, "sink.%s.applied",
+	         sink->ops->name);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	fl_batch_init(&w->b);
+	if ((rc = shm_meta_get(env, w->meta_name, &pos))) {
+		fl_log(FL_ERROR, sink->ops->name, "cannot read %s: %s",
+		       w->meta_name, shm_errmsg());
+		goto fail;
+	}
+	w->b.from = w->b.upto = pos;
+	w->applied = w->st.applied = pos;
+	w->backoff_ms = cfg->backoff_min_ms;
+	if ((rc = pthread_create(&w->thread, NULL, run, w)))
+		goto fail;
+	*out = w;
+	return 0;
+fail:
+	sink->ops->destroy(sink);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+	return rc ? rc : EIO;
+}
+
+void fl_worker_stop(fl_worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+bool fl_worker_done(fl_worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	bool d = w->done;
+	pthread_mutex_unlock(&w->lock);
+	return d;
+}
+
+int fl_worker_join(fl_worker *w)
+{
+	int result;
+
+	pthread_join(w->thread, NULL);
+	result = w->result;
+	fl_batch_free(&w->b);
+	w->sink->ops->destroy(w->sink);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+	return result;
+}
+
+const char *fl_worker_name(const fl_worker *w)
+{
+	return name(w);
+}
+
+uint64_t fl_worker_applied(fl_worker *w)
+{
+	return __atomic_load_n(&w->applied, __ATOMIC_ACQUIRE);
+}
+
+void fl_worker_stats(fl_worker *w, fl_stats *out)
+{
+	out->batches = __atomic_load_n(&w->st.batches, __ATOMIC_RELAXED);
+	out->rows = __atomic_load_n(&w->st.rows, __ATOMIC_RELAXED);
+	out->retries = __atomic_load_n(&w->st.retries, __ATOMIC_RELAXED);
+	out->errors = __atomic_load_n(&w->st.errors, __ATOMIC_RELAXED);
+	out->dead = __atomic_load_n(&w->st.dead, __ATOMIC_RELAXED);
+	out->reconnects = __atomic_load_n(&w->st.reconnects, __ATOMIC_RELAXED);
+	out->applied = __atomic_load_n(&w->st.applied, __ATOMIC_RELAXED);
+	out->last_batch_us = __atomic_load_n(&w->st.last_batch_us,
+	                                     __ATOMIC_RELAXED);
+}

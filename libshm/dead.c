@@ -1,0 +1,264 @@
+/*
+ * libshm/dead.c - dead letters: log records a sink rejected for good.
+ *
+ * The flusher sets a poison record aside here and moves on; the record stays
+ * inspectable (shmctl log --dead) after the log itself is trimmed.
+ *
+ * Dead letter encoding, version 1, the value of key seq (MDB_INTEGERKEY,
+ * uint64) in the "dead" database; little-endian:
+ *
+ *   0       1       2               4                               8
+ *   +-------+-------+---------------+-------------------------------+
+ *   |  ver  |   0   |  reason_len   |     raw_size (record bytes)   |
+ *   +-------+-------+---------------+-------------------------------+
+ *   |          time (int64 us, UTC): when it was set aside          |  8
+ *   +---------------------------------------------------------------+
+ *   |          sink (16 bytes, NUL-padded: "redis", "pg", "pg,redis")| 16
+ *   +---------------------------------------------------------------+
+ *   |  reason (reason_len bytes, UTF-8)  | raw (the stored record)  | 32
+ *   +---------------------------------------------------------------+
+ *
+ * Invariants
+ *  1. One dead letter per seq. When a second sink rejects a record already
+ *     set aside, its name joins the sink field (sorted, comma-separated) and
+ *     the first reason is kept with the second appended; adding the same
+ *     (seq, sink) again changes nothing, so a flusher killed after adding
+ *     and before moving its cursor may add it again harmlessly.
+ *  2. raw is the record exactly as it was stored (possibly corrupt): it is
+ *     never decoded here.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define DEAD_VERSION 1
+#define DEAD_HEADER 32
+#define DEAD_REASON_MAX 239
+
+struct dead_add {
+	uint64_t seq;
+	const uint8_t *raw;
+	uint32_t raw_size;
+	char sink[16];
+	char reason[DEAD_REASON_MAX + 1];
+};
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Cuts a UTF-8 sequence that truncation left incomplete at the end. */
+static void utf8_cut(char *s)
+{
+	size_t n = strlen(s), i = n;
+
+	while (i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80)
+		i--;
+	if (i > 0) {
+		unsigned char c = (unsigned char)s[i - 1];
+		size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+		if (n - (i - 1) < need)
+			s[i - 1] = 0;
+	}
+}
+
+/* Decodes a stored dead letter into d (pointers into v). */
+static int decode(const MDB_val *k, const MDB_val *v, shm_dead *d)
+{
+	const uint8_t *p = v->mv_data;
+	uint16_t rl;
+	uint32_t raw;
+
+	if (k->mv_size != 8 || v->mv_size < DEAD_HEADER || p[0] != DEAD_VERSION)
+		return shm__err(SHM_ECORRUPT, "dead letter: bad header");
+	rl = get16(p + 2);
+	raw = get32(p + 4);
+	if ((size_t)DEAD_HEADER + rl + raw != v->mv_size || rl > DEAD_REASON_MAX)
+		return shm__err(SHM_ECORRUPT, "dead letter %llu: bad lengths",
+		                (unsigned long long)*(const uint64_t *)k->mv_data);
+	memset(d, 0, sizeof *d);
+	memcpy(&d->seq, k->mv_data, 8);
+	d->time = (int64_t)get64(p + 8);
+	memcpy(d->sink, p + 16, 16);
+	d->sink[15] = 0;
+	memcpy(d->reason, p + DEAD_HEADER, rl);
+	d->reason[rl] = 0;
+	d->raw = p + DEAD_HEADER + rl;
+	d->raw_size = raw;
+	return 0;
+}
+
+/* "a" + "b" -> "a,b", sorted, without duplicates; false if it is there. */
+static bool merge_sinks(char out[16], const char *old, const char *add)
+{
+	char buf[40], *names[4];
+	int n = 0;
+
+	snprintf(buf, sizeof buf, "%s,%s", old, add);
+	for (char *t = strtok(buf, ","); t && n < 4; t = strtok(NULL, ",")) {
+		bool dup = false;
+		for (int i = 0; i < n; i++)
+			dup |= strcmp(names[i], t) == 0;
+		if (!dup)
+			names[n++] = t;
+	}
+	for (int i = 1; i < n; i++) /* tiny insertion sort */
+		for (int j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+			char *x = names[j];
+			names[j] = names[j - 1];
+			names[j - 1] = x;
+		}
+	char res[40] = "";
+	for (int i = 0; i < n; i++)
+		snprintf(res + strlen(res), sizeof res - strlen(res), "%s%s",
+		         i ? "," : "", names[i]);
+	if (strcmp(res, old) == 0)
+		return false;
+	snprintf(out, 16, "%s", res);
+	return true;
+}
+
+static int dead_add_body(shm__wtxn *w, void *ctx)
+{
+	struct dead_add *c = ctx;
+	shm_env *env = w->env;
+	MDB_val k = {8, &c->seq}, v;
+	const uint8_t *raw = c->raw;
+	uint32_t raw_size = c->raw_size;
+	char sink[16], reason[DEAD_REASON_MAX + 1];
+	uint8_t *buf;
+	size_t rl;
+	int rc;
+
+	snprintf(sink, sizeof sink, "%s", c->sink);
+	snprintf(reason, sizeof reason, "%s", c->reason);
+	rc = mdb_get(w->txn, env->dead, &k, &v);
+	if (rc == 0) {
+		shm_dead old;
+		if (decode(&k, &v, &old) == 0) {
+			if (!merge_sinks(sink, old.sink, c->sink))
+				return 0; /* this sink already set it aside */
+			char merged[2 * sizeof reason + 20];
+			snprintf(merged, sizeof merged, "%s; %s: %s", old.reason,
+			         c->sink, c->reason);
+			size_t ml = strlen(merged);
+			if (ml > DEAD_REASON_MAX)
+				ml = DEAD_REASON_MAX;
+			memcpy(reason, merged, ml);
+			reason[ml] = 0;
+			utf8_cut(reason);
+			if (old.raw_size && !raw_size) {
+				raw = old.raw;
+				raw_size = old.raw_size;
+			}
+		}
+	} else if (rc != MDB_NOTFOUND) {
+		return shm__err_mdb(rc, "dead letter read");
+	}
+	rl = strlen(reason);
+	if (!(buf = malloc(DEAD_HEADER + rl + raw_size)))
+		return shm__err(ENOMEM, "dead letter: out of memory");
+	memset(buf, 0, DEAD_HEADER);
+	buf[0] = DEAD_VERSION;
+	put16(buf + 2, (uint16_t)rl);
+	put32(buf + 4, raw_size);
+	put64(buf + 8, (uint64_t)w->now);
+	memcpy(buf + 16, sink, strlen(sink));
+	memcpy(buf + DEAD_HEADER, reason, rl);
+	if (raw_size)
+		memcpy(buf + DEAD_HEADER + rl, raw, raw_size);
+	v.mv_size = DEAD_HEADER + rl + raw_size;
+	v.mv_data = buf;
+	rc = mdb_put(w->txn, env->dead, &k, &v, 0);
+	free(buf);
+	return rc ? shm__err_mdb(rc, "dead letter write") : 0;
+}
+
+int shm_dead_add(shm_env *env, const shm_log_rec *rec, const char *sink,
+                 const char *reason)
+{
+	struct dead_add c;
+
+	if (!env || !rec || !rec->seq || !sink || !*sink || strlen(sink) > 15 ||
+	    strchr(sink, ','))
+		return shm__err(SHM_EINVAL, "shm_dead_add: need a record with "
+		                "a seq and a sink name of 1..15 characters");
+	if (env->opt.read_only)
+		return shm__err(SHM_EREADONLY, "shm_dead_add: read-only");
+	memset(&c, 0, sizeof c);
+	c.seq = rec->seq;
+	c.raw = rec->raw;
+	c.raw_size = rec->raw ? rec->raw_size : 0;
+	snprintf(c.sink, sizeof c.sink, "%s", sink);
+	snprintf(c.reason, sizeof c.reason, "%s", reason ? reason : "");
+	utf8_cut(c.reason);
+	return shm__write(env, dead_add_body, &c);
+}
+
+int shm_dead_each(shm_env *env, int (*fn)(const shm_dead *d, void *user),
+                  void *user)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int rc, op = MDB_FIRST;
+
+	if (!env || !fn)
+		return shm__err(SHM_EINVAL, "shm_dead_each: no env or callback");
+	if ((rc = shm__rtxn_get(env, &txn)))
+		return rc;
+	if ((rc = mdb_cursor_open(txn, env->dead, &cur))) {
+		rc = shm__err_mdb(rc, "dead letters: cursor");
+		goto out;
+	}
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		shm_dead d;
+		op = MDB_NEXT;
+		if ((rc = decode(&k, &v, &d)))
+			goto out;
+		if (fn(&d, user))
+			break;
+	}
+	rc = rc == MDB_NOTFOUND ? 0 : rc ? shm__err_mdb(rc, "dead letters") : 0;
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	shm__rtxn_put(env, txn);
+	return rc;
+}
