@@ -627,9 +627,6 @@ int shm_static_get(shm_env *env, const shm_uuid *website, const char *object,
 	*out = NULL;
 	if ((rc = shm__objkey(website, object, key, &klen)))
 		return rc;
-	if (gen == NULL)
-		return shm__err(SHM_EINVAL, "static get '%s': no generator "
-		                            "(use shm_static_peek)", object);
 	rc = peek_key(env, key, klen, out);
 	if (rc != SHM_ENOTFOUND) {
 		if (rc == 0)
@@ -637,6 +634,9 @@ int shm_static_get(shm_env *env, const shm_uuid *website, const char *object,
 		return rc;
 	}
 	SHM__COUNT(env, static_misses, 1);
+	if (gen == NULL)
+		return shm__err(SHM_EINVAL, "static get '%s': a miss and no "
+		                            "generator", object);
 
 	a.key = key;
 	a.klen = klen;
