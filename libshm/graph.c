@@ -666,7 +666,7 @@ static int bust_body(shm__wtxn *w, void *ctx)
 	rc = mdb_del(w->txn, env->obj, &k, NULL);
 	if (rc && rc != MDB_NOTFOUND)
 		return mdberr(rc, "object graph: undeclare object");
-	return shm__log_append(w, SHM_OP_GRAPH_DROP, c->key, c->klen, NULL, 0,
+	return shm__log_append(w, SHM_OP_GRAPH_DROP, c->key, c->klen, "", 0,
 	                       &seq);
 }
 

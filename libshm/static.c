@@ -337,7 +337,7 @@ int shm__static_bust_w(shm__wtxn *w, const uint8_t *key, size_t klen,
 	rc = mdb_del(w->txn, env->lease, &k, NULL);
 	if (rc && rc != MDB_NOTFOUND)
 		return mdberr(rc, "static: drop lease");
-	return shm__log_append(w, SHM_OP_STATIC_BUST, key, klen, NULL, 0, &seq);
+	return shm__log_append(w, SHM_OP_STATIC_BUST, key, klen, "", 0, &seq);
 }
 
 /* ---------------------------------------------------------------- put */
