@@ -111,10 +111,8 @@ static int open_dbs(shm_env *env)
 		              SHM_FORMAT_VERSION);
 		goto fail;
 	}
-	if (ro) {
-		mdb_txn_abort(txn);
-		return 0;
-	}
+	/* Commit even a read-only transaction: aborting it would close the
+	 * database handles it opened. */
 	rc = mdb_txn_commit(txn);
 	return rc ? shm__err_mdb(rc, "commit") : 0;
 fail:

@@ -18,8 +18,10 @@
  *
  * Fork rule: an shm_env handle must not be used across fork(). A child opens
  * its own handle with shm_env_open() (LMDB's rule: the lock table and the map
- * are tied to the process that opened them). Opening the same directory
- * several times in one process is allowed but wasteful.
+ * are tied to the process that opened them). Open a directory once per
+ * process and share that handle between threads: LMDB's POSIX locks are per
+ * process, so closing a second handle on the same directory would drop the
+ * first one's locks.
  *
  * Threads: a handle may be used from several threads at once; writes
  * serialise on LMDB's write lock, reads never take it. An shm_rtxn belongs to

@@ -152,7 +152,10 @@ int shm__shared_open(shm_env *env)
 		}
 	}
 out:
-	close(fd); /* also drops the flock */
+	/* The mapping keeps the open file alive: unlock explicitly. */
+	if (!env->opt.read_only)
+		flock(fd, LOCK_UN);
+	close(fd);
 	return rc;
 }
 

@@ -1,0 +1,200 @@
+/* tests/test_env.c - opening environments: several handles, read-only,
+ * format version checks, stale readers, errors. */
+#include <errno.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+static void test_another_process_sees_the_writes_at_once(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *a = tu_open(dir, NULL);
+	shm_msg m = tu_msg("r", 1, "shared");
+	int status;
+	pid_t pid;
+
+	assert_int_equal(shm_msg_put(a, &m), 0);
+	pid = fork();
+	if (pid == 0) { /* the fork rule: the child opens its own handle */
+		shm_env *b;
+		shm_msg *got;
+		if (shm_env_open(dir, NULL, &b) || shm_msg_get(b, &m.id, &got))
+			_exit(1);
+		_exit(strcmp(got->content, "shared") == 0 ? 0 : 2);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	shm_env_close(a);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_read_only_open_refuses_writes(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *rw = tu_open(dir, NULL), *ro;
+	shm_options o;
+	shm_msg m = tu_msg("r", 1, "x");
+	shm_msg *got;
+
+	assert_int_equal(shm_msg_put(rw, &m), 0);
+	shm_env_close(rw);
+	shm_options_init(&o);
+	o.read_only = true;
+	ro = tu_open(dir, &o);
+	assert_int_equal(shm_msg_get(ro, &m.id, &got), 0);
+	shm_msg_free(got);
+	shm_msg n = tu_msg("r", 1, "y");
+	assert_int_equal(shm_msg_put(ro, &n), SHM_EREADONLY);
+	shm_env_close(ro);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_read_only_open_of_missing_dir_fails_clearly(void **state)
+{
+	shm_options o;
+	shm_env *env = NULL;
+
+	shm_options_init(&o);
+	o.read_only = true;
+	assert_int_not_equal(shm_env_open("/nonexistent/shm-env", &o, &env), 0);
+	assert_null(env);
+	assert_non_null(strstr(shm_errmsg(), "/nonexistent/shm-env"));
+}
+
+static void test_other_format_version_is_refused(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	MDB_txn *txn;
+	uint64_t v = 99;
+	MDB_val k = {6, "format"}, d = {8, &v};
+
+	assert_int_equal(mdb_txn_begin(env->mdb, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_put(txn, env->meta, &k, &d, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	shm_env_close(env);
+	env = NULL;
+	assert_int_equal(shm_env_open(dir, NULL, &env), SHM_EVERSION);
+	assert_null(env);
+	assert_non_null(strstr(shm_errmsg(), "format version 99"));
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_non_shm_lmdb_environment_is_refused(void **state)
+{
+	char *dir = tu_tmpdir();
+	MDB_env *m;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	shm_options o;
+	shm_env *env = NULL;
+
+	assert_int_equal(mdb_env_create(&m), 0);
+	assert_int_equal(mdb_env_open(m, dir, 0, 0664), 0);
+	assert_int_equal(mdb_txn_begin(m, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+	MDB_val k = {3, "foo"}, d = {3, "bar"};
+	assert_int_equal(mdb_put(txn, dbi, &k, &d, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(m);
+	shm_options_init(&o);
+	o.read_only = true;
+	assert_int_not_equal(shm_env_open(dir, &o, &env), 0);
+	assert_null(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_stale_reader_of_killed_process_is_cleared_at_open(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	int fds[2];
+	pid_t pid;
+	char c;
+
+	shm_env_close(env);
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	if (pid == 0) {
+		shm_env *e;
+		shm_rtxn *t;
+		if (shm_env_open(dir, NULL, &e) || shm_rtxn_begin(e, &t))
+			_exit(1);
+		if (write(fds[1], "x", 1) != 1)
+			_exit(1);
+		pause(); /* holds a reader slot until killed */
+		_exit(0);
+	}
+	assert_int_equal(read(fds[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	env = tu_open(dir, NULL); /* clears the dead slot */
+	int cleared = -1;
+	assert_int_equal(shm_env_reader_check(env, &cleared), 0);
+	assert_int_equal(cleared, 0);
+	shm_env_close(env);
+	close(fds[0]);
+	close(fds[1]);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_info_reports_entries_map_and_readers(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m[3] = {tu_msg("a", 1, "x"), tu_msg("b", 1, "y"),
+	                tu_msg("b", 1, "z")};
+	shm_info in;
+
+	assert_int_equal(shm_msg_put_many(env, m, 3, NULL), 0);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, 3);
+	assert_int_equal(in.rooms, 2);
+	assert_int_equal(in.log_records, 3);
+	assert_int_equal(in.log_first, 1);
+	assert_int_equal(in.log_last, 3);
+	assert_int_equal(in.format_version, SHM_FORMAT_VERSION);
+	assert_true(in.map_used > 0 && in.map_used <= in.map_size);
+	assert_int_equal(in.readers_max, 256);
+	assert_true(in.l1_bytes > 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_strerror_names_every_code(void **state)
+{
+	assert_string_equal(shm_strerror(0), "success");
+	assert_string_equal(shm_strerror(SHM_EFULL),
+	                    "L1 full of unflushed work (flusher behind)");
+	assert_non_null(strstr(shm_strerror(MDB_MAP_FULL), "MDB_MAP_FULL"));
+	assert_string_equal(shm_strerror(ENOENT), strerror(ENOENT));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_another_process_sees_the_writes_at_once),
+		cmocka_unit_test(test_read_only_open_refuses_writes),
+		cmocka_unit_test(test_read_only_open_of_missing_dir_fails_clearly),
+		cmocka_unit_test(test_other_format_version_is_refused),
+		cmocka_unit_test(test_non_shm_lmdb_environment_is_refused),
+		cmocka_unit_test(test_stale_reader_of_killed_process_is_cleared_at_open),
+		cmocka_unit_test(test_info_reports_entries_map_and_readers),
+		cmocka_unit_test(test_strerror_names_every_code),
+	};
+	return cmocka_run_group_tests_name("env", tests, NULL, NULL);
+}
