@@ -1,0 +1,197 @@
+/* tests/test_l1.c - L1 capacity: entry and byte limits, eviction of flushed
+ * entries only (least recently read first), SHM_EFULL when the flusher is
+ * behind, TTL expiry, a full map. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shm_log.h"
+#include "testutil.h"
+
+static char *dir;
+
+static shm_env *open_small(uint64_t entries, uint64_t bytes, size_t map)
+{
+	shm_options o;
+	shm_options_init(&o);
+	o.l1_max_entries = entries;
+	o.l1_max_bytes = bytes;
+	if (map)
+		o.map_size = map;
+	dir = tu_tmpdir();
+	return tu_open(dir, &o);
+}
+
+static void done(shm_env *env)
+{
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_unflushed_entries_are_never_evicted(void **state)
+{
+	shm_env *env = open_small(10, 1 << 20, 0);
+	shm_msg m[10];
+	shm_info in;
+
+	for (int i = 0; i < 10; i++) {
+		m[i] = tu_msg("r", i, "x");
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	shm_msg extra = tu_msg("r", 99, "one too many");
+	assert_int_equal(shm_msg_put(env, &extra), SHM_EFULL);
+	assert_non_null(strstr(shm_errmsg(), "flusher behind"));
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, 10);   /* all accepted ones kept */
+	assert_int_equal(in.log_records, 10);
+	assert_int_equal(tu_verify(env), 0);
+	done(env);
+}
+
+static void test_flushed_entries_make_room_least_recently_read_first(void **state)
+{
+	shm_env *env = open_small(10, 1 << 20, 0);
+	shm_msg m[10], *got;
+	shm_counters c;
+	shm_info in;
+
+	for (int i = 0; i < 10; i++) {
+		m[i] = tu_msg("r", i, "x");
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	assert_int_equal(shm_log_trim(env, 10), 0); /* every sink has them */
+	sleep(1); /* atime resolution is one second */
+	assert_int_equal(shm_msg_get(env, &m[0].id, &got), 0); /* m[0] is hot */
+	shm_msg_free(got);
+	shm_msg n = tu_msg("r", 10, "new");
+	assert_int_equal(shm_msg_put(env, &n), 0);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, 10);
+	assert_int_equal(shm_msg_get(env, &m[0].id, &got), 0); /* kept */
+	shm_msg_free(got);
+	assert_int_equal(shm_msg_get(env, &m[1].id, &got), SHM_ENOTFOUND);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.evictions, 1);
+	assert_int_equal(tu_verify(env), 0);
+	done(env);
+}
+
+static void test_byte_limit_evicts_flushed_entries(void **state)
+{
+	char big[4000];
+	shm_env *env;
+	shm_msg m[4];
+	shm_info in;
+
+	memset(big, 'b', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	env = open_small(1000, 10000, 0);
+	for (int i = 0; i < 2; i++) {
+		m[i] = tu_msg("big", i, big);
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	m[2] = tu_msg("big", 2, big);
+	assert_int_equal(shm_msg_put(env, &m[2]), SHM_EFULL);
+	assert_int_equal(shm_log_trim(env, 2), 0);
+	assert_int_equal(shm_msg_put(env, &m[2]), 0);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_true(in.l1_bytes <= 10000);
+	assert_int_equal(in.messages, 2);
+	assert_int_equal(tu_verify(env), 0);
+	done(env);
+}
+
+static void test_eviction_keeps_room_pages_consistent(void **state)
+{
+	shm_env *env = open_small(5, 1 << 20, 0);
+	shm_msg m[8], **page;
+	size_t n;
+
+	for (int i = 0; i < 5; i++) {
+		m[i] = tu_msg("room", i, "x");
+		m[i].created_at = 1000000 * (i + 1);
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	assert_int_equal(shm_log_trim(env, 5), 0);
+	for (int i = 5; i < 8; i++) {
+		m[i] = tu_msg("room", i, "x");
+		m[i].created_at = 1000000 * (i + 1);
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	assert_int_equal(shm_room_page(env, "room", 0, 100, &page, &n), 0);
+	assert_int_equal(n, 5);
+	assert_int_equal(page[0]->created_at, 8000000);
+	shm_msgs_free(page, n);
+	assert_int_equal(tu_verify(env), 0);
+	done(env);
+}
+
+static void test_ttl_expiry_drops_only_flushed_old_entries(void **state)
+{
+	shm_options o;
+	shm_env *env;
+	shm_msg a = tu_msg("t", 1, "old"), b = tu_msg("t", 1, "unflushed");
+	uint64_t expired = 0;
+	shm_info in;
+
+	shm_options_init(&o);
+	o.l1_ttl_s = 1;
+	dir = tu_tmpdir();
+	env = tu_open(dir, &o);
+	assert_int_equal(shm_msg_put(env, &a), 0);
+	assert_int_equal(shm_log_trim(env, 1), 0);
+	assert_int_equal(shm_msg_put(env, &b), 0);
+	sleep(2);
+	assert_int_equal(shm_l1_expire(env, &expired), 0);
+	assert_int_equal(expired, 1);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, 1);
+	shm_msg *got;
+	assert_int_equal(shm_msg_get(env, &b.id, &got), 0);
+	shm_msg_free(got);
+	assert_int_equal(tu_verify(env), 0);
+	done(env);
+}
+
+static void test_full_map_of_unflushed_work_fails_clearly_and_keeps_data(void **state)
+{
+	shm_env *env = open_small(1000000, 1ull << 40, 1 << 20); /* 1 MiB map */
+	char content[2000];
+	shm_info in;
+	int rc = 0, ok = 0;
+
+	memset(content, 'z', sizeof content - 1);
+	content[sizeof content - 1] = 0;
+	for (int i = 0; i < 2000 && rc == 0; i++) {
+		shm_msg m = tu_msg("full", i, content);
+		content[i % 1999] = 'a' + i % 26; /* defeat compression a bit */
+		rc = shm_msg_put(env, &m);
+		ok += rc == 0;
+	}
+	assert_int_equal(rc, SHM_EFULL);
+	assert_non_null(strstr(shm_errmsg(), "full"));
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, (uint64_t)ok);
+	assert_int_equal(in.log_records, (uint64_t)ok);
+	assert_int_equal(tu_verify(env), 0);
+	/* once flushed, room is made and writes go on */
+	assert_int_equal(shm_log_trim(env, in.log_last), 0);
+	shm_msg m = tu_msg("full", 1, "after the flusher caught up");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	done(env);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_unflushed_entries_are_never_evicted),
+		cmocka_unit_test(test_flushed_entries_make_room_least_recently_read_first),
+		cmocka_unit_test(test_byte_limit_evicts_flushed_entries),
+		cmocka_unit_test(test_eviction_keeps_room_pages_consistent),
+		cmocka_unit_test(test_ttl_expiry_drops_only_flushed_old_entries),
+		cmocka_unit_test(test_full_map_of_unflushed_work_fails_clearly_and_keeps_data),
+	};
+	return cmocka_run_group_tests_name("l1", tests, NULL, NULL);
+}
