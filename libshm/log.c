@@ -91,8 +91,10 @@ int shm__log_append(shm__wtxn *w, uint8_t op, const void *key, size_t klen,
 	put32(rec + 24, (uint32_t)stored);
 	put32(rec + 28, (uint32_t)plen);
 	put64(rec + 32, 0);
-	memcpy(rec + SHM_LOG_HEADER, key, klen);
-	memcpy(rec + SHM_LOG_HEADER + klen, body, stored);
+	if (klen)
+		memcpy(rec + SHM_LOG_HEADER, key, klen);
+	if (stored)
+		memcpy(rec + SHM_LOG_HEADER + klen, body, stored);
 	put64(rec + 32, XXH3_64bits(rec, v.mv_size));
 	w->next_seq = s + 1;
 	if (seq)
@@ -214,13 +216,17 @@ int shm_log_iter_next(shm_log_iter *it, shm_log_rec *rec)
 	if (rc)
 		return shm__err_mdb(rc, "log read");
 	rc = shm_log_decode(v.mv_data, v.mv_size, rec, &it->buf, &it->buf_cap);
+	uint64_t key_seq;
+	memcpy(&key_seq, k.mv_data, 8); /* LMDB keys need not be aligned */
 	if (rc == SHM_ECORRUPT || rec->seq == 0)
-		memcpy(&rec->seq, k.mv_data, 8); /* the key is the truth */
-	if (rc == 0 && rec->seq != *(const uint64_t *)k.mv_data)
+		rec->seq = key_seq; /* the key is the truth */
+	if (rc == 0 && rec->seq != key_seq) {
+		uint64_t said = rec->seq;
+		rec->seq = key_seq;
 		return shm__err(SHM_ECORRUPT, "log record under key %llu says "
-		                "seq %llu",
-		                (unsigned long long)*(const uint64_t *)k.mv_data,
-		                (unsigned long long)rec->seq);
+		                "seq %llu", (unsigned long long)key_seq,
+		                (unsigned long long)said);
+	}
 	return rc;
 }
 

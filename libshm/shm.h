@@ -312,9 +312,10 @@ int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
 
 /* ------------------------------------------------------------- statics */
 
-/* Objects are "TYPE/ID", split at the last '/': 1..512 bytes, printable,
+/* Objects are "TYPE/ID", split at the last '/': 1..486 bytes (an LMDB key
+ * holds 511: 9 bytes of L1 index + 16 of website + the object), printable,
  * no whitespace or control characters; TYPE and ID non-empty. */
-#define SHM_MAX_OBJECT 512
+#define SHM_MAX_OBJECT 486
 int shm_object_check(const char *object);
 
 typedef struct shm_static {
