@@ -1,0 +1,127 @@
+/*
+ * tools/shm-chatsim.c - a chat application in miniature, for the demo and
+ * as an example of the libshm API: posts messages in rooms, replies in
+ * threads, edits, reacts and deletes, like users of a chat server would.
+ *
+ *   shm-chatsim -e DIR [-n MESSAGES] [-w WRITER] [-r ROOMS] [--seed N]
+ *
+ * Prints one summary line: how many of each operation it made.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm.h"
+
+static const char *const words[] = {
+	"bonjour", "le", "déploiement", "est", "prêt", "on", "relance",
+	"la", "synchro", "Git", "demain", "merci", "👍", "pour", "ce",
+	"correctif", "du", "cache", "statique", "ça", "marche",
+};
+static const char *const emojis[] = {"👍", "🎉", "❤️", "😂", "👀"};
+static const char *const names[] = {"alice", "bob", "chloé", "dmitri"};
+
+static void sentence(char *out, size_t cap, unsigned *seed)
+{
+	size_t n = 0;
+	int len = 3 + rand_r(seed) % 12;
+	out[0] = 0;
+	for (int i = 0; i < len && n + 32 < cap; i++)
+		n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? " " : "",
+		                      words[rand_r(seed) % (sizeof words / sizeof *words)]);
+}
+
+static int fail(const char *what)
+{
+	fprintf(stderr, "shm-chatsim: %s: %s\n", what, shm_errmsg());
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"seed", required_argument, NULL, 's'}, {0, 0, 0, 0}};
+	const char *dir = getenv("SHM_ENV");
+	int n = 1000, writer = 0, rooms = 4, c;
+	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+	unsigned long puts = 0, replies = 0, edits = 0, reacts = 0, deletes = 0;
+	shm_uuid *ids;
+	shm_env *env;
+
+	while ((c = getopt_long(argc, argv, "e:n:w:r:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'e': dir = optarg; break;
+		case 'n': n = atoi(optarg); break;
+		case 'w': writer = atoi(optarg); break;
+		case 'r': rooms = atoi(optarg); break;
+		case 's': seed = (unsigned)strtoul(optarg, NULL, 10); break;
+		default:
+			fprintf(stderr, "usage: shm-chatsim -e DIR [-n MESSAGES] "
+			        "[-w WRITER] [-r ROOMS] [--seed N]\n");
+			return 2;
+		}
+	}
+	if (!dir || n <= 0 || rooms <= 0) {
+		fprintf(stderr, "shm-chatsim: need -e DIR (or $SHM_ENV), n > 0, "
+		        "rooms > 0\n");
+		return 2;
+	}
+	if (shm_env_open(dir, NULL, &env))
+		return fail(dir);
+	if (!(ids = calloc((size_t)n, sizeof *ids)))
+		return 1;
+	for (int i = 0; i < n; i++) {
+		char room[32], text[512];
+		int roll = rand_r(&seed) % 100;
+		shm_msg m = {0};
+
+		snprintf(room, sizeof room, "room-%d", rand_r(&seed) % rooms);
+		sentence(text, sizeof text, &seed);
+		m.room_id = room;
+		m.user_id = writer * 1000 + rand_r(&seed) % 50;
+		m.username = names[writer % 4];
+		m.content = text;
+		m.content_len = (uint32_t)strlen(text);
+		m.type = SHM_MSG_TEXT;
+		if (i > 0 && roll < 20) { /* a reply in the thread of an earlier one */
+			shm_msg *parent;
+			m.has_parent = true;
+			m.parent_id = ids[rand_r(&seed) % i];
+			if (shm_msg_get(env, &m.parent_id, &parent) == 0) {
+				m.has_thread = true;
+				m.thread_id = parent->has_thread ? parent->thread_id
+				                                 : parent->id;
+				snprintf(room, sizeof room, "%s", parent->room_id);
+				shm_msg_free(parent);
+			}
+			replies++;
+		}
+		if (shm_msg_put(env, &m))
+			return fail("put");
+		ids[i] = m.id;
+		puts++;
+		if (i > 0 && roll >= 20 && roll < 30) {
+			sentence(text, sizeof text, &seed);
+			strncat(text, " (modifié)", sizeof text - strlen(text) - 1);
+			if (shm_msg_edit(env, &ids[rand_r(&seed) % i], text,
+			                 strlen(text)) == 0)
+				edits++;
+		} else if (i > 0 && roll >= 30 && roll < 50) {
+			if (shm_msg_react(env, &ids[rand_r(&seed) % i],
+			                  m.user_id, emojis[rand_r(&seed) % 5],
+			                  true) == 0)
+				reacts++;
+		} else if (i > 0 && roll >= 50 && roll < 53) {
+			if (shm_msg_delete(env, &ids[rand_r(&seed) % i]) == 0)
+				deletes++;
+		}
+	}
+	printf("writer %d: %lu messages (%lu replies), %lu edits, %lu reactions, "
+	       "%lu deletes\n", writer, puts, replies, edits, reacts, deletes);
+	free(ids);
+	shm_env_close(env);
+	return 0;
+}
