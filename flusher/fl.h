@@ -73,6 +73,8 @@ typedef struct fl_config {
 	uint64_t redis_timeout_ms;
 	uint64_t pg_timeout_ms;
 	uint64_t map_size_mb;
+	uint64_t cleanup_interval_s; /* connection cleanup (cleanup.c); 0 = off */
+	bool cleanup_now;            /* --cleanup-now: one round, then exit */
 	bool once;
 	bool help;
 	bool print_config;

@@ -111,3 +111,18 @@ CREATE INDEX IF NOT EXISTS index_communication_website_connections_on_university
     ON communication_website_connections (university_id);
 CREATE INDEX IF NOT EXISTS index_communication_website_connections_on_website_id
     ON communication_website_connections (website_id);
+
+-- The connection cleanup (flusher/cleanup.c, issue 5). Osuny's table above
+-- is left exactly as Osuny has it: (website, direct source, indirect object)
+-- is kept unique by the writers, not by an index. Every writer of a
+-- website's connections first takes pg_advisory_xact_lock(0x73686d63,
+-- hashtext(website_id::text)) and inserts with WHERE NOT EXISTS; the cleanup
+-- also deletes any duplicate it meets (keeping the smallest id).
+--
+-- The university each website's new connections belong to (Osuny reads it
+-- from communication_websites). Without a row here the cleanup takes the one
+-- of the website's existing connections; with neither it only deletes.
+CREATE TABLE IF NOT EXISTS shm_websites (
+    website_id     uuid PRIMARY KEY,
+    university_id  uuid NOT NULL
+);

@@ -1,0 +1,115 @@
+/*
+ * flusher/cleanup.h - the grouped connection cleanup (issue 5): Osuny's
+ * communication_website_connections kept equal, for every direct source
+ * touched by a mark, to the indirect objects among its recursive
+ * dependencies.
+ *
+ * One round (fl_cleanup_round):
+ *   SELECT DISTINCT website_id FROM shm_marks           -- one task each
+ *   per website, in one transaction (a failure rolls back that website only,
+ *   its marks stay for the next round, the other websites go on):
+ *     pg_advisory_xact_lock(FL_CLEANUP_LOCK, hashtext(website))
+ *     the marks' highest seq (only marks up to it are handled and cleared)
+ *     the direct sources concerned, grouped by direct_source_type with
+ *       array_agg(DISTINCT id): sources of connections touching a marked
+ *       object (as source or as indirect object), plus the direct objects
+ *       marked or reaching a marked object through indirect ones (they may
+ *       need new connections). The website ("Communication::Website/<id>",
+ *       whose edge is its about) is one of them like any other.
+ *     per source, ONE statement: load its recursive dependencies once
+ *       (recursive CTE over shm_edges: forward, through indirect objects,
+ *       stopping at direct ones, cycles cut by UNION), DELETE its useless
+ *       connections (indirect object not among them, or a duplicate of a
+ *       kept row), INSERT the missing ones (WHERE NOT EXISTS)
+ *     DELETE FROM shm_marks WHERE website_id = $1 AND seq <= the seq read
+ *   COMMIT
+ *
+ * Uniqueness of (website, direct source, indirect object) without a unique
+ * index on Osuny's table: every writer of connections for a website (this
+ * module, and whoever follows the same rule) takes the transaction-scoped
+ * advisory lock (FL_CLEANUP_LOCK, hashtext(website_id::text)) first; under
+ * it, INSERT ... WHERE NOT EXISTS cannot race with another insert or with a
+ * cleanup's DELETE of the same website, and the DELETE also removes any
+ * duplicate it finds (keeping the smallest id), so the table converges even
+ * if a writer that ignores the lock added one.
+ *
+ * Invariants
+ *  1. A mark is cleared only in the transaction that handled it; a mark
+ *     written (or re-written, with a higher seq) during a round survives it.
+ *  2. After a successful round, for every direct source S handled:
+ *     connections(S) = { (S, o) : o in recursive_deps(S), o indirect, o's id
+ *     a UUID }, each once.
+ *  3. A website with no marks is not read, locked nor written.
+ */
+#ifndef FL_CLEANUP_H
+#define FL_CLEANUP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "fl.h"
+
+/* First key of the per-website advisory lock ("shmc"); the second is
+ * hashtext(website_id::text). */
+#define FL_CLEANUP_LOCK 0x73686d63
+
+typedef struct fl_cleanup_stats {
+	uint64_t websites;        /* websites with marks, attempted */
+	uint64_t websites_failed; /* rolled back, left marked */
+	uint64_t sources;         /* direct sources handled */
+	uint64_t statements;      /* SQL statements sent (BEGIN/COMMIT too) */
+	uint64_t dep_loads;       /* recursive dependency loads */
+	uint64_t deleted;         /* useless connections deleted */
+	uint64_t inserted;        /* missing connections inserted */
+	uint64_t marks_cleared;
+	uint64_t duration_us;
+} fl_cleanup_stats;
+
+/*
+ * Runs one round on an open connection (session settings are the caller's).
+ * Returns 0 if the round ran (st says how; st->websites_failed may be > 0),
+ * -1 if it could not even list the marked websites (err says why).
+ */
+int fl_cleanup_round(PGconn *pg, fl_cleanup_stats *st, char *err,
+                     size_t errlen);
+
+/* One website (a UUID in text) in its own transaction; 0 or -1 (err). Adds
+ * to st; on failure the transaction is rolled back and marks stay. */
+int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
+                       char *err, size_t errlen);
+
+/*
+ * The old way, for comparison (shm-bench): every connection touching a
+ * marked object checks itself, reloading its source's recursive
+ * dependencies, and deletes itself if obsolete; then the marks are cleared.
+ * No transaction per website, no inserts.
+ */
+int fl_cleanup_round_per_connection(PGconn *pg, fl_cleanup_stats *st,
+                                    char *err, size_t errlen);
+
+/* Connects with cfg's conninfo and timeouts (application_name
+ * shm-flusher-cleanup); NULL with err set on failure. */
+PGconn *fl_cleanup_connect(const fl_config *cfg, char *err, size_t errlen);
+
+/* Logs st and stores it in meta as cleanup.* (last round, and cumulative
+ * totals) for shmctl stat. */
+void fl_cleanup_report(shm_env *env, const fl_cleanup_stats *st);
+
+/* shm-flusher --cleanup-now: connect, one round, report. Exit code:
+ * FL_EXIT_OK, or FL_EXIT_SINK if PostgreSQL is unreachable or a website
+ * failed. */
+int fl_cleanup_now(const fl_config *cfg, shm_env *env);
+
+/*
+ * The daemon's scheduler, called from the main loop about every second:
+ * starts a round in a thread of its own when cfg->cleanup_interval_s has
+ * passed since the last one started (0 = never) and none is running.
+ * fl_cleanup_shutdown asks a running round to stop after its current
+ * website and joins it.
+ */
+void fl_cleanup_tick(const fl_config *cfg, shm_env *env);
+void fl_cleanup_shutdown(void);
+
+#endif /* FL_CLEANUP_H */
