@@ -28,9 +28,10 @@
  * (object, seq, marked_at), so a mark re-written meanwhile (by this host or
  * another one, whose seqs are not comparable with ours) survives. */
 static const char *const marks_tmp_sql =
-	"CREATE TEMP TABLE IF NOT EXISTS fl_cleanup_marks (object_type text,"
+	"DO $$ BEGIN IF to_regclass('pg_temp.fl_cleanup_marks') IS NULL THEN"
+	" CREATE TEMP TABLE fl_cleanup_marks (object_type text,"
 	" object_id text, seq bigint, marked_at timestamptz)"
-	" ON COMMIT DELETE ROWS";
+	" ON COMMIT DELETE ROWS; END IF; END $$";
 
 static const char *const marks_snap_sql =
 	"INSERT INTO fl_cleanup_marks SELECT object_type, object_id, seq,"

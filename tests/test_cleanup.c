@@ -1,0 +1,455 @@
+/* tests/test_cleanup.c - the grouped connection cleanup (flusher/cleanup.c)
+ * against the real PostgreSQL of the harness (SHM_TEST_PG; every test skips
+ * without it). Graphs are written by hand into shm_objects/shm_edges/
+ * shm_marks, as the flusher's pg sink mirrors them, each test in websites
+ * of its own. */
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "shm_log.h"
+#include "../flusher/fl.h"
+#include "../flusher/cleanup.h"
+
+#define WEBSITE "Communication::Website"
+
+static const char *pg_info;
+static PGconn *pg;
+static unsigned prefix; /* ids of this run: <prefix>-0000-4000-8000-<n> */
+static uint64_t seq = 1000;
+
+static int group_setup(void **state)
+{
+	pg_info = getenv("SHM_TEST_PG");
+	if (!pg_info || !*pg_info) {
+		fprintf(stderr, "SKIP: SHM_TEST_PG is not set (run through "
+		        "tests/run.sh, which starts PostgreSQL)\n");
+		pg_info = NULL;
+		return 0;
+	}
+	pg = PQconnectdb(pg_info);
+	if (PQstatus(pg) != CONNECTION_OK) {
+		fprintf(stderr, "test_cleanup: %s", PQerrorMessage(pg));
+		return -1;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	prefix = (unsigned)(ts.tv_nsec ^ (getpid() << 12));
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	PQfinish(pg);
+	return 0;
+}
+
+#define NEED_PG()                                                              \
+	do {                                                                   \
+		if (!pg_info) {                                                \
+			skip();                                                \
+			return;                                                \
+		}                                                              \
+	} while (0)
+
+static void sql(const char *fmt, ...)
+{
+	char q[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(q, sizeof q, fmt, ap);
+	va_end(ap);
+	PGresult *r = PQexec(pg, q);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+	    PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", q, PQerrorMessage(pg));
+	PQclear(r);
+}
+
+static long count(const char *fmt, ...)
+{
+	char q[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(q, sizeof q, fmt, ap);
+	va_end(ap);
+	PGresult *r = PQexec(pg, q);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", q, PQerrorMessage(pg));
+	long n = atol(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return n;
+}
+
+/* The UUID of object number n, and of website number n. */
+static const char *id(int n)
+{
+	static char buf[16][40];
+	static int k;
+	char *b = buf[k++ % 16];
+	snprintf(b, 40, "%08x-0000-4000-8000-%012d", prefix, n);
+	return b;
+}
+
+typedef struct site {
+	char id[40];
+	char univ[40];
+} site;
+
+static void site_init(site *s, int n)
+{
+	snprintf(s->id, sizeof s->id, "%08x-0000-4000-9000-%012d", prefix, n);
+	snprintf(s->univ, sizeof s->univ, "%08x-0000-4000-a000-%012d", prefix,
+	         n);
+	sql("INSERT INTO shm_websites VALUES ('%s', '%s')", s->id, s->univ);
+}
+
+/* "Page:3" -> type "Page", id id(3); "Website" -> the site itself. */
+static void split(const site *s, const char *o, char *type, char *oid)
+{
+	if (!strcmp(o, "Website")) {
+		strcpy(type, WEBSITE);
+		strcpy(oid, s->id);
+		return;
+	}
+	const char *c = strchr(o, ':');
+	snprintf(type, 64, "%.*s", (int)(c - o), o);
+	strcpy(oid, id(atoi(c + 1)));
+}
+
+static void direct(const site *s, const char *o)
+{
+	char t[64], i[40];
+	split(s, o, t, i);
+	sql("INSERT INTO shm_objects (website_id, object_type, object_id, "
+	    "direct) VALUES ('%s', '%s', '%s', true)", s->id, t, i);
+}
+
+static void edge(const site *s, const char *from, const char *to)
+{
+	char t1[64], i1[40], t2[64], i2[40];
+	split(s, from, t1, i1);
+	split(s, to, t2, i2);
+	sql("INSERT INTO shm_edges VALUES ('%s', '%s', '%s', '%s', '%s')",
+	    s->id, t1, i1, t2, i2);
+}
+
+static void mark(const site *s, const char *o, int reason)
+{
+	char t[64], i[40];
+	split(s, o, t, i);
+	sql("INSERT INTO shm_marks VALUES ('%s', '%s', '%s', %d, now(), %"
+	    PRIu64 ")", s->id, t, i, reason, seq++);
+}
+
+static void conn(const site *s, const char *src, const char *obj)
+{
+	char t1[64], i1[40], t2[64], i2[40];
+	split(s, src, t1, i1);
+	split(s, obj, t2, i2);
+	sql("INSERT INTO communication_website_connections (university_id, "
+	    "website_id, indirect_object_type, indirect_object_id, "
+	    "direct_source_type, direct_source_id) VALUES ('%s', '%s', '%s', "
+	    "'%s', '%s', '%s')", s->univ, s->id, t2, i2, t1, i1);
+}
+
+/* The site's connections as "Source>Object" sorted, ';'-separated, with
+ * objects named back "Type:n" (the website "Website"); static buffer. */
+static const char *conns(const site *s)
+{
+	static char out[8192];
+	char q[512];
+	snprintf(q, sizeof q,
+	         "SELECT string_agg(x, ';' ORDER BY x) FROM (SELECT"
+	         " CASE WHEN direct_source_type = '" WEBSITE "' THEN 'Website'"
+	         " ELSE direct_source_type || ':' ||"
+	         " (right(direct_source_id::text, 12)::bigint)::text END || '>' ||"
+	         " indirect_object_type || ':' ||"
+	         " (right(indirect_object_id::text, 12)::bigint)::text AS x"
+	         " FROM communication_website_connections"
+	         " WHERE website_id = '%s') s", s->id);
+	PGresult *r = PQexec(pg, q);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s", PQerrorMessage(pg));
+	snprintf(out, sizeof out, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return out;
+}
+
+static long marks_of(const site *s)
+{
+	return count("SELECT count(*) FROM shm_marks WHERE website_id = '%s'",
+	             s->id);
+}
+
+/* ------------------------------------------------------------- tests */
+
+/*
+ * One site with every case at once:
+ *   Website -> School:1 (its about) -> Person:1
+ *   Page:1 -> Block:1 -> Person:2 <-> Org:1 (cycle); Page:1 -> Page:2
+ *     (direct: included, not expanded); Page:2 -> Block:2 -> Person:3
+ *   Post:1 -> Block:3 -> Person:2 (shared); Post:1 -> Category:1 (direct
+ *     and, in stale connections, indirect) -> Person:4
+ *   Post:2 destroyed (no graph left); Person:5 destroyed (Page:3 -> Block:5
+ *     lost its edge to it)
+ *   Post:3 not concerned by any mark: its stale connection stays.
+ */
+static void test_cleanup_leaves_exactly_the_recursive_dependencies(void **st_)
+{
+	NEED_PG();
+	site s, other;
+	site_init(&s, 1);
+	site_init(&other, 2);
+
+	direct(&s, "Page:1");
+	direct(&s, "Page:2");
+	direct(&s, "Page:3");
+	direct(&s, "Post:1");
+	direct(&s, "Post:3");
+	direct(&s, "Category:1");
+	edge(&s, "Website", "School:1");
+	edge(&s, "School:1", "Person:1");
+	edge(&s, "Page:1", "Block:1");
+	edge(&s, "Block:1", "Person:2");
+	edge(&s, "Person:2", "Org:1");
+	edge(&s, "Org:1", "Person:2");
+	edge(&s, "Page:1", "Page:2");
+	edge(&s, "Page:2", "Block:2");
+	edge(&s, "Block:2", "Person:3");
+	edge(&s, "Post:1", "Block:3");
+	edge(&s, "Block:3", "Person:2");
+	edge(&s, "Post:1", "Category:1");
+	edge(&s, "Category:1", "Person:4");
+	edge(&s, "Page:3", "Block:5");
+
+	conn(&s, "Website", "School:1");
+	conn(&s, "Website", "Person:1");
+	conn(&s, "Website", "Person:7");     /* obsolete */
+	conn(&s, "Page:1", "Block:1");
+	conn(&s, "Page:1", "Block:1");       /* duplicate */
+	conn(&s, "Page:1", "Person:2");
+	conn(&s, "Page:1", "Block:2");       /* through direct Page:2 */
+	conn(&s, "Page:1", "Block:9");       /* removed from Page:1 */
+	conn(&s, "Page:2", "Block:2");
+	conn(&s, "Page:2", "Person:3");
+	conn(&s, "Page:2", "Person:8");      /* stale, but not concerned */
+	conn(&s, "Post:1", "Block:3");
+	conn(&s, "Post:1", "Person:2");
+	conn(&s, "Post:1", "Org:1");
+	conn(&s, "Post:1", "Category:1");    /* a direct object */
+	conn(&s, "Post:1", "Person:4");      /* behind direct Category:1 */
+	conn(&s, "Category:1", "Person:4");
+	conn(&s, "Post:2", "Person:2");      /* Post:2 destroyed */
+	conn(&s, "Post:2", "Block:7");
+	conn(&s, "Page:3", "Block:5");
+	conn(&s, "Page:3", "Person:5");      /* Person:5 destroyed */
+	conn(&s, "Post:3", "Person:9");      /* stale, not concerned */
+	/* the unmarked website: stale connections, no marks */
+	edge(&other, "Page:1", "Block:1");
+	direct(&other, "Page:1");
+	conn(&other, "Page:1", "Block:1");
+	conn(&other, "Page:1", "Block:2");
+	const char *other_before = strdup(conns(&other));
+
+	mark(&s, "School:1", 1);
+	mark(&s, "Page:1", 1);
+	mark(&s, "Post:1", 1);
+	mark(&s, "Post:2", 2);
+	mark(&s, "Person:5", 2);
+
+	fl_cleanup_stats st = {0};
+	char err[512] = "";
+	assert_int_equal(fl_cleanup_website(pg, s.id, &st, err, sizeof err), 0);
+	assert_string_equal(conns(&s),
+	                    "Category:1>Person:4;"
+	                    "Page:1>Block:1;Page:1>Org:1;Page:1>Person:2;"
+	                    "Page:2>Block:2;Page:2>Person:3;Page:2>Person:8;"
+	                    "Page:3>Block:5;"
+	                    "Post:1>Block:3;Post:1>Org:1;Post:1>Person:2;"
+	                    "Post:3>Person:9;"
+	                    "Website>Person:1;Website>School:1");
+	/* Website, Page:1, Post:1, Post:2, Page:3: one load each */
+	assert_int_equal(st.sources, 5);
+	assert_int_equal(st.dep_loads, 5);
+	/* Website 1, Page:1 3 (dup, Block:2, Block:9), Post:1 2, Post:2 2,
+	 * Page:3 1 */
+	assert_int_equal(st.deleted, 9);
+	assert_int_equal(st.inserted, 1); /* Page:1>Org:1 */
+	assert_int_equal(st.marks_cleared, 5);
+	assert_int_equal(st.websites_failed, 0);
+	/* statements: BEGIN, lock, marks, university, sources, 5 sources,
+	 * clear marks, COMMIT (+ the temp table, once per connection) */
+	assert_true(st.statements <= 13);
+	assert_int_equal(marks_of(&s), 0);
+	assert_string_equal(conns(&other), other_before);
+
+	/* the second round finds nothing to do for this site */
+	mark(&s, "Page:1", 1);
+	memset(&st, 0, sizeof st);
+	assert_int_equal(fl_cleanup_website(pg, s.id, &st, err, sizeof err), 0);
+	assert_int_equal(st.deleted, 0);
+	assert_int_equal(st.inserted, 0);
+	assert_int_equal(st.sources, 1);
+	/* and a whole round with no marks left deletes nothing anywhere */
+	assert_int_equal(fl_cleanup_round(pg, &st, err, sizeof err), 0);
+	assert_int_equal(st.deleted, 0);
+	assert_int_equal(st.inserted, 0);
+	assert_string_equal(conns(&other), other_before);
+	free((void *)other_before);
+}
+
+static void setup_stale_site(site *s, int n)
+{
+	site_init(s, n);
+	direct(s, "Page:1");
+	edge(s, "Page:1", "Block:1");
+	conn(s, "Page:1", "Block:1");
+	conn(s, "Page:1", "Block:2");
+	mark(s, "Page:1", 1);
+}
+
+static void test_cleanup_failing_website_does_not_stop_the_others(void **st_)
+{
+	NEED_PG();
+	site a, b, c;
+	setup_stale_site(&a, 11);
+	setup_stale_site(&b, 12);
+	setup_stale_site(&c, 13);
+	/* b's marks cannot be cleared: its transaction fails at the end */
+	sql("CREATE OR REPLACE FUNCTION test_cleanup_fail() RETURNS trigger"
+	    " LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected failure"
+	    " for %%', OLD.website_id; END $$");
+	sql("CREATE TRIGGER test_cleanup_fail BEFORE DELETE ON shm_marks"
+	    " FOR EACH ROW WHEN (OLD.website_id = '%s')"
+	    " EXECUTE FUNCTION test_cleanup_fail()", b.id);
+
+	fl_cleanup_stats st = {0};
+	char err[512] = "";
+	assert_int_equal(fl_cleanup_round(pg, &st, err, sizeof err), 0);
+	assert_true(st.websites >= 3);
+	assert_int_equal(st.websites_failed, 1);
+	assert_string_equal(conns(&a), "Page:1>Block:1");
+	assert_string_equal(conns(&c), "Page:1>Block:1");
+	/* b rolled back whole: its connection and its mark are still there */
+	assert_string_equal(conns(&b), "Page:1>Block:1;Page:1>Block:2");
+	assert_int_equal(marks_of(&a), 0);
+	assert_int_equal(marks_of(&b), 1);
+
+	/* fixed: the next round takes b, and only b */
+	sql("DROP TRIGGER test_cleanup_fail ON shm_marks");
+	assert_int_equal(fl_cleanup_round(pg, &st, err, sizeof err), 0);
+	assert_int_equal(st.websites, 1);
+	assert_int_equal(st.websites_failed, 0);
+	assert_int_equal(st.deleted, 1);
+	assert_string_equal(conns(&b), "Page:1>Block:1");
+	assert_int_equal(marks_of(&b), 0);
+}
+
+static void test_cleanup_adds_missing_connections_once(void **st_)
+{
+	NEED_PG();
+	site s;
+	site_init(&s, 21);
+	direct(&s, "Post:1");
+	edge(&s, "Post:1", "Block:1");
+	edge(&s, "Block:1", "Person:1");
+	edge(&s, "Block:1", "Page:9"); /* direct (declared below): excluded */
+	direct(&s, "Page:9");
+	edge(&s, "Person:1", "Person:1"); /* self-cycle */
+	mark(&s, "Person:1", 1);  /* Post:1 reached backwards */
+
+	fl_cleanup_stats st = {0};
+	char err[512] = "";
+	assert_int_equal(fl_cleanup_website(pg, s.id, &st, err, sizeof err), 0);
+	assert_string_equal(conns(&s), "Post:1>Block:1;Post:1>Person:1");
+	assert_int_equal(st.inserted, 2);
+	/* the university comes from shm_websites */
+	assert_int_equal(count("SELECT count(*) FROM "
+	                       "communication_website_connections WHERE "
+	                       "website_id = '%s' AND university_id = '%s'",
+	                       s.id, s.univ), 2);
+	/* again: nothing new, nothing doubled */
+	mark(&s, "Post:1", 1);
+	assert_int_equal(fl_cleanup_website(pg, s.id, &st, err, sizeof err), 0);
+	assert_int_equal(st.inserted, 2);
+	assert_string_equal(conns(&s), "Post:1>Block:1;Post:1>Person:1");
+}
+
+static void test_cleanup_mark_rewritten_during_a_round_survives(void **st_)
+{
+	NEED_PG();
+	site s;
+	site_init(&s, 31);
+	direct(&s, "Page:1");
+	conn(&s, "Page:1", "Block:1");
+	mark(&s, "Page:1", 1);
+	/* the object is saved again while the round runs (simulated: when
+	 * the round deletes the connection, the mark gets a new seq) */
+	sql("CREATE OR REPLACE FUNCTION test_cleanup_remark() RETURNS trigger"
+	    " LANGUAGE plpgsql AS $$ BEGIN UPDATE shm_marks SET seq = seq +"
+	    " 1000000 WHERE website_id = OLD.website_id; RETURN OLD; END $$");
+	sql("CREATE TRIGGER test_cleanup_remark BEFORE DELETE ON"
+	    " communication_website_connections FOR EACH ROW WHEN"
+	    " (OLD.website_id = '%s') EXECUTE FUNCTION test_cleanup_remark()",
+	    s.id);
+	fl_cleanup_stats st = {0};
+	char err[512] = "";
+	assert_int_equal(fl_cleanup_website(pg, s.id, &st, err, sizeof err), 0);
+	sql("DROP TRIGGER test_cleanup_remark ON"
+	    " communication_website_connections");
+	assert_int_equal(st.deleted, 1);
+	assert_int_equal(st.marks_cleared, 0);
+	assert_int_equal(marks_of(&s), 1); /* the newer mark is kept */
+	memset(&st, 0, sizeof st);
+	assert_int_equal(fl_cleanup_website(pg, s.id, &st, err, sizeof err), 0);
+	assert_int_equal(st.marks_cleared, 1);
+	assert_int_equal(st.deleted, 0);
+	assert_int_equal(marks_of(&s), 0);
+}
+
+static void test_cleanup_report_goes_to_meta(void **st_)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	fl_cleanup_stats st = {.websites = 2, .statements = 17, .dep_loads = 5,
+	                       .deleted = 9, .duration_us = 12345};
+	uint64_t v = 0;
+
+	fl_cleanup_report(env, &st);
+	fl_cleanup_report(env, &st);
+	assert_int_equal(shm_meta_get(env, "cleanup.last.deleted", &v), 0);
+	assert_int_equal(v, 9);
+	assert_int_equal(shm_meta_get(env, "cleanup.total.deleted", &v), 0);
+	assert_int_equal(v, 18);
+	assert_int_equal(shm_meta_get(env, "cleanup.last.statements", &v), 0);
+	assert_int_equal(v, 17);
+	assert_int_equal(shm_meta_get(env, "cleanup.rounds", &v), 0);
+	assert_int_equal(v, 2);
+	assert_int_equal(shm_meta_get(env, "cleanup.last.duration_ms", &v), 0);
+	assert_int_equal(v, 12);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	fl_log_open(NULL, FL_WARN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(
+			test_cleanup_leaves_exactly_the_recursive_dependencies),
+		cmocka_unit_test(
+			test_cleanup_failing_website_does_not_stop_the_others),
+		cmocka_unit_test(test_cleanup_adds_missing_connections_once),
+		cmocka_unit_test(
+			test_cleanup_mark_rewritten_during_a_round_survives),
+		cmocka_unit_test(test_cleanup_report_goes_to_meta),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
