@@ -52,6 +52,12 @@ static const fl_opt opts[] = {
 	{"once", 0, O_BOOL, W_FLAG, OFF(once), "no", U(0, 0), NULL,
 	 "drain what the log holds now into every sink, then exit "
 	 "(exit 3 if a sink could not be drained)"},
+	{"cleanup-now", 0, O_BOOL, W_FLAG, OFF(cleanup_now), "no", U(0, 0),
+	 NULL, "run one connection cleanup round (needs --pg), then exit "
+	 "(exit 3 if PostgreSQL is unreachable or a website failed)"},
+	{"cleanup-interval", 0, O_UINT, W_BOTH, OFF(cleanup_interval_s),
+	 "3600", U(0, 604800), NULL,
+	 "run the grouped connection cleanup this often (s); 0: never"},
 	{"batch-records", 0, O_UINT, W_BOTH, OFF(batch_records), "100",
 	 U(1, 1000000), NULL, "a batch closes at this many records..."},
 	{"batch-ms", 0, O_UINT, W_BOTH, OFF(batch_ms), "100", U(0, 600000),

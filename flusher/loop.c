@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "fl.h"
+#include "cleanup.h"
 
 #define MAX_SINKS 2
 
@@ -180,6 +181,12 @@ static uint64_t lag_ms(fl_daemon *d, uint64_t applied)
 	X(errors, "failures (connection, timeout, server)")                    \
 	X(dead, "records set aside as dead letters")                           \
 	X(reconnects, "failed connection attempts")
+
+/* The hourly connection cleanup (cleanup.c) schedules itself. */
+static void task_cleanup(fl_daemon *d)
+{
+	fl_cleanup_tick(&d->cfg, d->env);
+}
 
 static void task_stats(fl_daemon *d)
 {
@@ -396,6 +403,10 @@ int fl_main(int argc, char **argv)
 		code = FL_EXIT_ENV;
 		goto out;
 	}
+	if (d.cfg.cleanup_now) {
+		code = fl_cleanup_now(&d.cfg, d.env);
+		goto out;
+	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	d.started_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
@@ -439,6 +450,7 @@ int fl_main(int argc, char **argv)
 		{"readers", &d.cfg.reader_check_ms, task_readers, 0},
 		{"expire", &d.cfg.expire_interval_ms, task_expire, 0},
 		{"stats", &d.cfg.stats_interval_ms, task_stats, 0},
+		{"cleanup", &d.cfg.stats_interval_ms, task_cleanup, 0},
 	};
 	size_t n_tasks = sizeof tasks / sizeof tasks[0];
 
@@ -471,6 +483,7 @@ int fl_main(int argc, char **argv)
 			break;
 	}
 stop:
+	fl_cleanup_shutdown();
 	for (int i = 0; i < d.n; i++)
 		fl_worker_stop(d.w[i]);
 	/* workers are done (or stopping): a last round of bookkeeping with
