@@ -1,0 +1,622 @@
+/*
+ * tools/shm-dataset.c - Osuny-shaped websites for the connection cleanup
+ * (issue 5 §4): pages, posts, categories, events with their blocks, people
+ * and organisations, the website's about (a school), their connections in
+ * the proportions of a real Osuny site, a chosen fraction made obsolete, and
+ * marks that explain them plus a chosen fraction of random ones.
+ *
+ * The real site: 12,507 connections before cleanup, 6,342 after: 1,148 from
+ * the website, 2,689 from pages, 2,881 from posts, 364 from categories, 65
+ * from events (those five sum to 7,147, not 6,342: the note's breakdown is
+ * used as proportions). --connections * (1 - --obsolete) connections are
+ * kept, split in those proportions, and met exactly: every source's recursive dependencies hold
+ * exactly its kept connections' objects (blocks it owns, and people and
+ * organisations its blocks show, shared between sources).
+ *
+ * Every obsolete connection has a mark that makes the cleanup look at it
+ * (its source re-saved, the block that dropped the object re-saved, or the
+ * object saved or destroyed), as when Osuny objects are edited: after one
+ * round exactly the kept connections remain (printed as "kept").
+ *
+ * Loads PostgreSQL with COPY (connections, shm_websites, and the graph and
+ * marks unless --graph env) and/or the L1 graph of an environment with
+ * shm_deps_set and shm_object_save/destroy (--env; the flusher then mirrors
+ * the graph and marks into PostgreSQL).
+ *
+ * Exit codes: 0 done, 1 usage, 2 PostgreSQL or environment error.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shm.h"
+
+#define T_WEBSITE "Communication::Website"
+#define T_PAGE "Communication::Website::Page"
+#define T_POST "Communication::Website::Post"
+#define T_CAT "Communication::Website::Post::Category"
+#define T_EVENT "Communication::Website::Agenda::Event"
+#define T_BLOCK "Communication::Block"
+#define T_PERSON "University::Person"
+#define T_ORG "University::Organization"
+#define T_SCHOOL "Education::School"
+
+/* The real site's kept connections per direct source type, and how many
+ * sources of each type share them. */
+static const struct group {
+	const char *type;
+	int kept;
+	int sources;
+} groups[] = {
+	{T_WEBSITE, 1148, 1}, {T_PAGE, 2689, 300}, {T_POST, 2881, 600},
+	{T_CAT, 364, 60},     {T_EVENT, 65, 20},
+};
+#define N_GROUPS 5
+#define REAL_KEPT 7147 /* the breakdown's sum */
+
+typedef struct opts {
+	long websites, connections;
+	double obsolete, marked;
+	uint64_t seed;
+	const char *pg, *env, *graph;
+	bool quiet;
+} opts;
+
+/* ------------------------------------------------------------ random */
+
+static uint64_t rng;
+static uint64_t rnd(void)
+{
+	uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+static size_t rnd_n(size_t n) { return n ? (size_t)(rnd() % n) : 0; }
+static double rnd_unit(void) { return (double)(rnd() >> 11) / 9007199254740992.0; }
+
+typedef struct { char s[37]; } uuid_s;
+static uuid_s new_uuid(void)
+{
+	uint8_t b[16];
+	uint64_t a = rnd(), c = rnd();
+	uuid_s u;
+	memcpy(b, &a, 8);
+	memcpy(b + 8, &c, 8);
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+	snprintf(u.s, sizeof u.s,
+	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+	         "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4],
+	         b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+	         b[14], b[15]);
+	return u;
+}
+
+/* ------------------------------------------------------------ buffers */
+
+typedef struct buf {
+	char *p;
+	size_t len, cap;
+} buf;
+
+static void addf(buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	for (;;) {
+		size_t room = b->cap - b->len;
+		va_start(ap, fmt);
+		int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n >= 0 && (size_t)n < room) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t cap = b->cap ? b->cap * 2 : 1 << 16;
+		while (cap - b->len <= (size_t)n)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p) {
+			fprintf(stderr, "shm-dataset: out of memory\n");
+			exit(2);
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+}
+
+/* ------------------------------------------------------------ objects */
+
+typedef struct obj {
+	const char *type;
+	uuid_s id;
+	bool direct, marked, destroyed;
+	int *deps; /* indexes into the site's objects */
+	int n_deps, cap_deps;
+} obj;
+
+typedef struct site {
+	uuid_s id, univ;
+	obj *o;
+	int n, cap;
+	buf conns, objs, edges, marks;
+	long kept, obsolete, marks_n, by_group[N_GROUPS];
+} site;
+
+static int add_obj(site *s, const char *type, bool direct)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 4096;
+		s->o = realloc(s->o, (size_t)s->cap * sizeof *s->o);
+		if (!s->o) {
+			fprintf(stderr, "shm-dataset: out of memory\n");
+			exit(2);
+		}
+	}
+	obj *o = &s->o[s->n];
+	memset(o, 0, sizeof *o);
+	o->type = type;
+	o->id = new_uuid();
+	o->direct = direct;
+	return s->n++;
+}
+
+static void add_dep(site *s, int from, int to)
+{
+	obj *o = &s->o[from];
+	if (o->n_deps == o->cap_deps) {
+		o->cap_deps = o->cap_deps ? o->cap_deps * 2 : 4;
+		o->deps = realloc(o->deps, (size_t)o->cap_deps * sizeof(int));
+		if (!o->deps) {
+			fprintf(stderr, "shm-dataset: out of memory\n");
+			exit(2);
+		}
+	}
+	o->deps[o->n_deps++] = to;
+}
+
+static void conn(site *s, int src, const char *type, const char *id)
+{
+	uuid_s cid = new_uuid();
+	addf(&s->conns, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cid.s, s->univ.s,
+	     s->id.s, type, id, s->o[src].type,
+	     src == 0 ? s->id.s : s->o[src].id.s);
+}
+
+static void mark(site *s, int i, int reason)
+{
+	if (s->o[i].marked)
+		return;
+	s->o[i].marked = true;
+	s->o[i].destroyed = reason == 2;
+	s->marks_n++;
+}
+
+/*
+ * Builds one site. Object 0 is the website itself (its id is the site's).
+ */
+static void build_site(site *s, const opts *op)
+{
+	double x = op->obsolete;
+	long kept_total = (long)((double)op->connections * (1 - x) + 0.5);
+	double scale = (double)kept_total / REAL_KEPT;
+	int n_person = (int)(1200 * scale) + 50, n_org = (int)(400 * scale) + 20;
+
+	memset(s, 0, sizeof *s);
+	s->id = new_uuid();
+	s->univ = new_uuid();
+	add_obj(s, T_WEBSITE, true);
+	s->o[0].id = s->id;
+	int school = add_obj(s, T_SCHOOL, false);
+	add_dep(s, 0, school);
+	int pool0 = s->n;
+	for (int i = 0; i < n_person; i++)
+		add_obj(s, T_PERSON, false);
+	for (int i = 0; i < n_org; i++)
+		add_obj(s, T_ORG, false);
+	int pool_n = n_person + n_org;
+	uint32_t *seen = calloc((size_t)pool_n, sizeof *seen); /* stamp */
+	uint32_t stamp = 0;
+	int *posts = NULL, n_posts = 0;
+
+	for (int g = 0; g < N_GROUPS; g++) {
+		long total = (long)(groups[g].kept * scale + 0.5);
+		int ns = g == 0 ? 1 : (int)(groups[g].sources * scale + 0.5);
+		if (ns < 1)
+			ns = 1;
+		if (total < ns)
+			total = ns;
+		s->by_group[g] = total;
+		/* each source's share: random weights */
+		double *w = malloc((size_t)ns * sizeof *w), sum = 0;
+		for (int i = 0; i < ns; i++)
+			sum += (w[i] = 0.3 + rnd_unit());
+		long given = 0;
+		for (int i = 0; i < ns; i++) {
+			long k = i == ns - 1 ? total - given
+			                     : (long)(total * w[i] / sum);
+			if (k < 1)
+				k = 1;
+			if (given + k > total && i < ns - 1)
+				k = 0;
+			given += k;
+			int src = g == 0 ? 0 : add_obj(s, groups[g].type, true);
+			int owner = g == 0 ? school : src;
+			if (g == 2) {
+				posts = realloc(posts, (size_t)(n_posts + 1) *
+				                           sizeof *posts);
+				posts[n_posts++] = src;
+			}
+			if (k == 0)
+				continue;
+			/* the website's about counts as one of its own */
+			long rest = g == 0 ? k - 1 : k;
+			if (g == 0)
+				conn(s, 0, T_SCHOOL, s->o[school].id.s);
+			long b = rest / 5 + (rest > 0);
+			if (rest - b > pool_n)
+				b = rest - pool_n;
+			int first_block = s->n;
+			for (long j = 0; j < b; j++) {
+				int bl = add_obj(s, T_BLOCK, false);
+				add_dep(s, owner, bl);
+				conn(s, src, T_BLOCK, s->o[bl].id.s);
+			}
+			if (b > 2) /* a cycle between its blocks */
+				add_dep(s, s->n - 1, first_block);
+			stamp++;
+			for (long j = 0; j < rest - b; j++) {
+				int p;
+				do
+					p = (int)rnd_n((size_t)pool_n);
+				while (seen[p] == stamp);
+				seen[p] = stamp;
+				add_dep(s, first_block + (int)(j % b), pool0 + p);
+				conn(s, src, s->o[pool0 + p].type,
+				     s->o[pool0 + p].id.s);
+			}
+			s->kept += k;
+			/* obsolete ones, in proportion */
+			long ob = (long)((double)k * x / (1 - x) + rnd_unit());
+			for (long j = 0; j < ob; j++) {
+				int cause = (int)rnd_n(3);
+				if (rnd_n(5) == 0) { /* a block since destroyed */
+					int bl = add_obj(s, T_BLOCK, false);
+					conn(s, src, T_BLOCK, s->o[bl].id.s);
+					mark(s, cause ? bl : src, cause ? 2 : 1);
+				} else {
+					int p;
+					do
+						p = (int)rnd_n((size_t)pool_n);
+					while (seen[p] == stamp);
+					conn(s, src, s->o[pool0 + p].type,
+					     s->o[pool0 + p].id.s);
+					if (cause == 0)
+						mark(s, src, 1);
+					else if (cause == 1)
+						mark(s, first_block +
+						        (int)rnd_n((size_t)b), 1);
+					else
+						mark(s, pool0 + p, 1);
+				}
+				s->obsolete++;
+			}
+		}
+		free(w);
+	}
+	/* direct -> direct: pages and categories list posts (included in
+	 * their dependencies, not expanded, never connected) */
+	for (int i = 0; i < s->n && n_posts; i++) {
+		const char *t = s->o[i].type;
+		int lists = !strcmp(t, T_PAGE) ? 2 : !strcmp(t, T_CAT) ? 3 : 0;
+		size_t start = rnd_n((size_t)n_posts);
+		for (int j = 0; j < lists && j < n_posts; j++)
+			add_dep(s, i, posts[(start + (size_t)j) % (size_t)n_posts]);
+	}
+	/* random marks up to the fraction asked */
+	long want = (long)(op->marked * s->n + 0.5);
+	for (long tries = 0; s->marks_n < want && tries < 10L * s->n; tries++) {
+		int i = 1 + (int)rnd_n((size_t)s->n - 1);
+		if (!s->o[i].destroyed)
+			mark(s, i, 1);
+	}
+	free(seen);
+	free(posts);
+}
+
+/* The COPY text of the graph: objects declared (sources, blocks with deps,
+ * the school), edges, marks. Destroyed objects have no graph. */
+static void site_graph_text(site *s, uint64_t *seq)
+{
+	for (int i = 0; i < s->n; i++) {
+		obj *o = &s->o[i];
+		if (o->destroyed)
+			goto marks;
+		if (o->direct || o->n_deps)
+			addf(&s->objs, "%s\t%s\t%s\t%s\n", s->id.s, o->type,
+			     o->id.s, o->direct ? "t" : "f");
+		for (int j = 0; j < o->n_deps; j++) {
+			obj *d = &s->o[o->deps[j]];
+			addf(&s->edges, "%s\t%s\t%s\t%s\t%s\n", s->id.s,
+			     o->type, o->id.s, d->type, d->id.s);
+		}
+	marks:
+		if (o->marked)
+			addf(&s->marks, "%s\t%s\t%s\t%d\tnow\t%" PRIu64 "\n",
+			     s->id.s, o->type, o->id.s, o->destroyed ? 2 : 1,
+			     (*seq)++);
+	}
+}
+
+/* ----------------------------------------------------------- loaders */
+
+static int copy(PGconn *pg, const char *sql, const buf *b)
+{
+	PGresult *r = PQexec(pg, sql);
+	if (PQresultStatus(r) != PGRES_COPY_IN) {
+		fprintf(stderr, "shm-dataset: %s: %s", sql, PQerrorMessage(pg));
+		PQclear(r);
+		return -1;
+	}
+	PQclear(r);
+	if ((b->len && PQputCopyData(pg, b->p, (int)b->len) != 1) ||
+	    PQputCopyEnd(pg, NULL) != 1) {
+		fprintf(stderr, "shm-dataset: COPY: %s", PQerrorMessage(pg));
+		return -1;
+	}
+	r = PQgetResult(pg);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+	if (!ok)
+		fprintf(stderr, "shm-dataset: %s: %s", sql, PQerrorMessage(pg));
+	PQclear(r);
+	while ((r = PQgetResult(pg)))
+		PQclear(r);
+	return ok ? 0 : -1;
+}
+
+static int load_pg(PGconn *pg, site *s, bool graph)
+{
+	buf w = {0};
+	addf(&w, "%s\t%s\n", s->id.s, s->univ.s);
+	PQclear(PQexec(pg, "BEGIN")); /* one site at a time, all or nothing */
+	int rc = copy(pg, "COPY shm_websites FROM STDIN", &w) ||
+	         copy(pg, "COPY communication_website_connections (id,"
+	                  " university_id, website_id, indirect_object_type,"
+	                  " indirect_object_id, direct_source_type,"
+	                  " direct_source_id) FROM STDIN", &s->conns);
+	if (!rc && graph)
+		rc = copy(pg, "COPY shm_objects (website_id, object_type,"
+		              " object_id, direct) FROM STDIN", &s->objs) ||
+		     copy(pg, "COPY shm_edges FROM STDIN", &s->edges) ||
+		     copy(pg, "COPY shm_marks (website_id, object_type,"
+		              " object_id, reason, marked_at, seq) FROM STDIN",
+		          &s->marks);
+	free(w.p);
+	PGresult *r = PQexec(pg, rc ? "ROLLBACK" : "COMMIT");
+	if (!rc && PQresultStatus(r) != PGRES_COMMAND_OK) {
+		fprintf(stderr, "shm-dataset: COMMIT: %s", PQerrorMessage(pg));
+		rc = -1;
+	}
+	PQclear(r);
+	return rc ? -1 : 0;
+}
+
+static int load_env(shm_env *env, site *s)
+{
+	shm_uuid ws;
+	char name[SHM_MAX_OBJECT + 1];
+	char **deps = NULL;
+	size_t cap = 0;
+	int rc = 0;
+
+	shm_uuid_parse(s->id.s, &ws);
+	for (int i = 0; i < s->n && !rc; i++) {
+		obj *o = &s->o[i];
+		if (o->destroyed || (!o->direct && !o->n_deps))
+			continue;
+		if ((size_t)o->n_deps > cap) {
+			cap = (size_t)o->n_deps;
+			deps = realloc(deps, cap * sizeof *deps);
+			for (size_t j = 0; j < cap; j++)
+				deps[j] = NULL;
+		}
+		for (int j = 0; j < o->n_deps; j++) {
+			obj *d = &s->o[o->deps[j]];
+			char *p = realloc(deps[j], strlen(d->type) + 38);
+			sprintf(p, "%s/%s", d->type, d->id.s);
+			deps[j] = p;
+		}
+		snprintf(name, sizeof name, "%s/%s", o->type, o->id.s);
+		rc = shm_deps_set(env, &ws, name, o->direct,
+		                  (const char *const *)deps, (size_t)o->n_deps);
+	}
+	for (int i = 0; i < s->n && !rc; i++) {
+		obj *o = &s->o[i];
+		if (!o->marked)
+			continue;
+		snprintf(name, sizeof name, "%s/%s", o->type, o->id.s);
+		rc = o->destroyed ? shm_object_destroy(env, &ws, name)
+		                  : shm_object_save(env, &ws, name);
+	}
+	for (size_t j = 0; j < cap; j++)
+		free(deps[j]);
+	free(deps);
+	if (rc)
+		fprintf(stderr, "shm-dataset: environment: %s\n", shm_errmsg());
+	return rc;
+}
+
+static void site_free(site *s)
+{
+	for (int i = 0; i < s->n; i++)
+		free(s->o[i].deps);
+	free(s->o);
+	free(s->conns.p);
+	free(s->objs.p);
+	free(s->edges.p);
+	free(s->marks.p);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: shm-dataset [--pg CONNINFO] [--env DIR] [options]\n"
+	        "Generates Osuny-shaped websites and their connections for the\n"
+	        "connection cleanup, and loads them.\n"
+	        "  --websites N       websites (default 1)\n"
+	        "  --connections N    connections per website before cleanup\n"
+	        "                     (default 12507, the real site's)\n"
+	        "  --obsolete F       fraction of them obsolete (default 0.493:\n"
+	        "                     12,507 -> 6,342)\n"
+	        "  --marked F         fraction of objects marked (default 0.1);\n"
+	        "                     every obsolete connection has its mark\n"
+	        "  --seed N           random seed (default 1)\n"
+	        "  --pg CONNINFO      COPY connections and shm_websites (and\n"
+	        "                     the graph and marks, see --graph)\n"
+	        "  --env DIR          shm_deps_set the graph into the L1\n"
+	        "                     environment DIR, then save/destroy the\n"
+	        "                     marked objects (the flusher mirrors them)\n"
+	        "  --graph pg|env|both  where the graph and marks go (default:\n"
+	        "                     env if --env is given, else pg)\n"
+	        "  --quiet            no summary\n"
+	        "Prints: websites, connections, kept (what one cleanup round\n"
+	        "leaves), obsolete, per source type, objects, edges, marks.\n"
+	        "Exit: 0 ok, 1 usage, 2 PostgreSQL or environment error.\n");
+}
+
+int main(int argc, char **argv)
+{
+	opts op = {1, 12507, 1 - 6342.0 / 12507, 0.1, 1, NULL,
+	           NULL, NULL, false};
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		char *end = NULL;
+#define ARG(name) (!strcmp(a, name) && v && (i++, 1))
+		if (ARG("--websites"))
+			op.websites = strtol(v, &end, 10);
+		else if (ARG("--connections"))
+			op.connections = strtol(v, &end, 10);
+		else if (ARG("--obsolete"))
+			op.obsolete = strtod(v, &end);
+		else if (ARG("--marked"))
+			op.marked = strtod(v, &end);
+		else if (ARG("--seed"))
+			op.seed = strtoull(v, &end, 10);
+		else if (ARG("--pg"))
+			op.pg = v;
+		else if (ARG("--env"))
+			op.env = v;
+		else if (ARG("--graph"))
+			op.graph = v;
+		else if (!strcmp(a, "--quiet"))
+			op.quiet = true;
+		else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "shm-dataset: unknown or incomplete "
+			        "option '%s'\n", a);
+			usage(stderr);
+			return 1;
+		}
+		if (end && *end) {
+			fprintf(stderr, "shm-dataset: %s: not a number: '%s'\n",
+			        a, v);
+			return 1;
+		}
+	}
+	if (op.websites < 1 || op.connections < 10 || op.obsolete < 0 ||
+	    op.obsolete >= 0.95 || op.marked < 0 || op.marked > 1) {
+		fprintf(stderr, "shm-dataset: need --websites >= 1, "
+		        "--connections >= 10, 0 <= --obsolete < 0.95, "
+		        "0 <= --marked <= 1\n");
+		return 1;
+	}
+	if (!op.graph)
+		op.graph = op.env ? "env" : "pg";
+	bool graph_pg = !strcmp(op.graph, "pg") || !strcmp(op.graph, "both");
+	bool graph_env = !strcmp(op.graph, "env") || !strcmp(op.graph, "both");
+	if (!graph_pg && !graph_env) {
+		fprintf(stderr, "shm-dataset: --graph: pg, env or both\n");
+		return 1;
+	}
+	if (graph_env && !op.env) {
+		fprintf(stderr, "shm-dataset: --graph %s needs --env\n",
+		        op.graph);
+		return 1;
+	}
+	rng = op.seed * 0x2545f4914f6cdd1dULL + 1;
+
+	PGconn *pg = NULL;
+	shm_env *env = NULL;
+	int code = 0;
+	if (op.pg) {
+		pg = PQconnectdb(op.pg);
+		if (PQstatus(pg) != CONNECTION_OK) {
+			fprintf(stderr, "shm-dataset: %s", PQerrorMessage(pg));
+			code = 2;
+			goto out;
+		}
+	}
+	if (op.env && graph_env) {
+		shm_options o;
+		shm_options_init(&o);
+		if (shm_env_open(op.env, &o, &env)) {
+			fprintf(stderr, "shm-dataset: %s: %s\n", op.env,
+			        shm_errmsg());
+			code = 2;
+			goto out;
+		}
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t seq = (uint64_t)ts.tv_sec * 1000; /* distinct across runs */
+	long tot_conn = 0, tot_kept = 0, tot_obs = 0, tot_obj = 0, tot_edges = 0,
+	     tot_marks = 0, by_group[N_GROUPS] = {0};
+	for (long w = 0; w < op.websites; w++) {
+		site s;
+		build_site(&s, &op);
+		site_graph_text(&s, &seq);
+		for (const char *p = s.edges.p; p && p < s.edges.p + s.edges.len;
+		     p = strchr(p, '\n') + 1)
+			tot_edges++;
+		if (pg && load_pg(pg, &s, graph_pg)) {
+			code = 2;
+			site_free(&s);
+			goto out;
+		}
+		if (env && load_env(env, &s)) {
+			code = 2;
+			site_free(&s);
+			goto out;
+		}
+		tot_conn += s.kept + s.obsolete;
+		tot_kept += s.kept;
+		tot_obs += s.obsolete;
+		tot_obj += s.n;
+		tot_marks += s.marks_n;
+		for (int g = 0; g < N_GROUPS; g++)
+			by_group[g] += s.by_group[g];
+		site_free(&s);
+	}
+	if (!op.quiet) {
+		printf("websites %ld\nconnections %ld\nkept %ld\nobsolete %ld\n",
+		       op.websites, tot_conn, tot_kept, tot_obs);
+		for (int g = 0; g < N_GROUPS; g++)
+			printf("kept_from %s %ld\n", groups[g].type,
+			       by_group[g]);
+		printf("objects %ld\nedges %ld\nmarks %ld\n", tot_obj,
+		       tot_edges, tot_marks);
+	}
+out:
+	if (env)
+		shm_env_close(env);
+	PQfinish(pg);
+	return code;
+}
