@@ -71,34 +71,48 @@ static uint64_t percentile(const uint64_t *sorted, size_t n, double p)
 	return sorted[rank - 1];
 }
 
+static bench_result *find_result(const char *name);
+
 bench_result *bench_result_add(bench_ctx *ctx, const char *name, int procs,
                                uint64_t *samples, size_t n, double wall_s,
                                const char *ratio_vs, const char *note)
 {
-	if (n_results == MAX_RESULTS) {
-		bench_log(ctx, "too many results");
+	bench_result *r = find_result(name);
+	if (!r) {
+		if (n_results == MAX_RESULTS) {
+			bench_log(ctx, "too many results");
+			return NULL;
+		}
+		r = &results[n_results++];
+		memset(r, 0, sizeof *r);
+		snprintf(r->name, sizeof r->name, "%s", name);
+		snprintf(r->section, sizeof r->section, "%s", current_section);
+		r->procs = procs;
+		if (ratio_vs)
+			snprintf(r->ratio_vs, sizeof r->ratio_vs, "%s", ratio_vs);
+		if (note)
+			snprintf(r->note, sizeof r->note, "%s", note);
+	}
+	uint64_t *all = realloc(r->samples, (r->n + n) * sizeof *all);
+	if (!all) {
+		bench_log(ctx, "%s: out of memory for samples", name);
 		return NULL;
 	}
-	bench_result *r = &results[n_results++];
-	memset(r, 0, sizeof *r);
-	snprintf(r->name, sizeof r->name, "%s", name);
-	snprintf(r->section, sizeof r->section, "%s", current_section);
-	r->procs = procs;
-	r->n = n;
-	if (n) {
-		qsort(samples, n, sizeof *samples, cmp_u64);
-		r->p50 = percentile(samples, n, 50);
-		r->p99 = percentile(samples, n, 99);
-		r->max = samples[n - 1];
-	}
-	r->ops_per_s = wall_s > 0 ? (double)n / wall_s : 0;
-	if (ratio_vs)
-		snprintf(r->ratio_vs, sizeof r->ratio_vs, "%s", ratio_vs);
-	if (note)
-		snprintf(r->note, sizeof r->note, "%s", note);
-	bench_log(ctx, "  %s: p50 %llu ns, p99 %llu ns, %.0f ops/s", r->name,
-	          (unsigned long long)r->p50, (unsigned long long)r->p99,
-	          r->ops_per_s);
+	memcpy(all + r->n, samples, n * sizeof *all);
+	r->samples = all;
+	r->n += n;
+	r->rounds++;
+	r->wall_s += wall_s;
+	qsort(samples, n, sizeof *samples, cmp_u64);
+	bench_log(ctx, "  %s: p50 %llu ns, p99 %llu ns, %.0f ops/s", name,
+	          (unsigned long long)percentile(samples, n, 50),
+	          (unsigned long long)percentile(samples, n, 99),
+	          wall_s > 0 ? (double)n / wall_s : 0);
+	qsort(r->samples, r->n, sizeof *r->samples, cmp_u64);
+	r->p50 = percentile(r->samples, r->n, 50);
+	r->p99 = percentile(r->samples, r->n, 99);
+	r->max = r->n ? r->samples[r->n - 1] : 0;
+	r->ops_per_s = r->wall_s > 0 ? (double)r->n / r->wall_s : 0;
 	return r;
 }
 
@@ -113,6 +127,10 @@ static bench_result *find_result(const char *name)
 void bench_target(const char *measurement, bench_target_kind kind,
                   double value, const char *source)
 {
+	for (size_t i = 0; i < n_targets; i++)
+		if (!strcmp(targets[i].measurement, measurement) &&
+		    targets[i].kind == kind && targets[i].value == value)
+			return; /* declared again by a later round */
 	if (n_targets == MAX_TARGETS)
 		return;
 	bench_tgt *t = &targets[n_targets++];
@@ -228,6 +246,7 @@ static void print_json(void)
 		json_object_set_new(o, "unit", json_string("ns"));
 		json_object_set_new(o, "procs", json_integer(r->procs));
 		json_object_set_new(o, "samples", json_integer((json_int_t)r->n));
+		json_object_set_new(o, "rounds", json_integer(r->rounds));
 		json_object_set_new(o, "p50", json_integer((json_int_t)r->p50));
 		json_object_set_new(o, "p99", json_integer((json_int_t)r->p99));
 		json_object_set_new(o, "max", json_integer((json_int_t)r->max));
@@ -256,7 +275,7 @@ static void print_json(void)
 			json_object_set_new(o, "targets", ts);
 		else
 			json_decref(ts);
-		char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
 		if (s)
 			puts(s);
 		free(s);
@@ -270,8 +289,10 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: shm-bench [--quick] [--json] [--only SECTION[,SECTION...]]\n"
-	        "                 [--seed N] [--keep] [--list]\n"
+	        "                 [--rounds N] [--seed N] [--keep] [--list]\n"
 	        "  --quick   short run (under a minute)\n"
+	        "  --rounds  run the sections N times in turn, merging the samples\n"
+	        "            (default 3, 1 with --quick)\n"
 	        "  --json    one JSON object per line per measurement on stdout\n"
 	        "  --only    run only these sections (see --list)\n"
 	        "  --seed    data set seed (default 1)\n"
@@ -304,9 +325,10 @@ static void machine_line(bench_ctx *ctx)
 	time_t now = time(NULL);
 	char date[64];
 	strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S %Z", localtime(&now));
-	bench_log(ctx, "%s, %s, %ld cpus (%s), libshm %s%s", date, host,
-	          sysconf(_SC_NPROCESSORS_ONLN), model, SHM_VERSION,
-	          ctx->quick ? ", --quick" : "");
+	bench_log(ctx, "%s, %s, %ld cpus (%s), libshm %s%s, %d round%s", date,
+	          host, sysconf(_SC_NPROCESSORS_ONLN), model, SHM_VERSION,
+	          ctx->quick ? ", --quick" : "", ctx->rounds,
+	          ctx->rounds > 1 ? "s" : "");
 }
 
 int main(int argc, char **argv)
@@ -323,12 +345,13 @@ int main(int argc, char **argv)
 		{"only", required_argument, NULL, 'o'},
 		{"seed", required_argument, NULL, 's'},
 		{"keep", no_argument, NULL, 'k'},
+		{"rounds", required_argument, NULL, 'r'},
 		{"list", no_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "qjo:s:klh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qjo:s:klhr:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'q':
 			ctx.quick = true;
@@ -339,6 +362,17 @@ int main(int argc, char **argv)
 		case 'k':
 			ctx.keep = true;
 			break;
+		case 'r': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || !*optarg || v < 1 || v > 100) {
+				fprintf(stderr, "shm-bench: --rounds: 1..100: %s\n",
+				        optarg);
+				return 2;
+			}
+			ctx.rounds = (int)v;
+			break;
+		}
 		case 's': {
 			char *end;
 			ctx.seed = strtoull(optarg, &end, 10);
@@ -388,20 +422,26 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	if (ctx.rounds == 0)
+		ctx.rounds = ctx.quick ? 1 : 3;
 	if (bench__init(&ctx) != 0)
 		return 70;
 	machine_line(&ctx);
 
 	int failed = 0;
-	for (size_t k = 0; k < N_SECTIONS; k++) {
-		if (any_only && !only[k])
-			continue;
-		current_section = sections[k].name;
-		bench_log(&ctx, "section %s: %s", sections[k].name,
-		          sections[k].desc);
-		if (sections[k].run(&ctx) != 0) {
-			bench_log(&ctx, "section %s FAILED", sections[k].name);
-			failed = 1;
+	for (ctx.round = 0; ctx.round < ctx.rounds; ctx.round++) {
+		for (size_t k = 0; k < N_SECTIONS; k++) {
+			if (any_only && !only[k])
+				continue;
+			current_section = sections[k].name;
+			bench_log(&ctx, "round %d/%d, section %s: %s",
+			          ctx.round + 1, ctx.rounds, sections[k].name,
+			          sections[k].desc);
+			if (sections[k].run(&ctx) != 0) {
+				bench_log(&ctx, "section %s FAILED",
+				          sections[k].name);
+				failed = 1;
+			}
 		}
 	}
 	bench_cleanup(&ctx);

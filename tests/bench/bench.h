@@ -14,9 +14,12 @@
  *  1. Latencies are nanoseconds, from CLOCK_MONOTONIC around each op; every
  *     sample is kept, p50/p99 are nearest-rank percentiles of the sorted
  *     samples (not histogram buckets, not averages).
- *  2. ratio = p50(ratio_vs) / p50(this): how many times faster this is than
+ *  2. With --rounds N every section runs N times in turn (redis, l1,
+ *     redis, l1...) and the samples of a measurement are merged, so slow
+ *     phases of a noisy machine hit both sides of a ratio alike.
+ *  3. ratio = p50(ratio_vs) / p50(this): how many times faster this is than
  *     the measurement it is compared with (> 1: faster).
- *  3. Everything lives under one temp dir (ctx->tmpdir), removed at exit,
+ *  4. Everything lives under one temp dir (ctx->tmpdir), removed at exit,
  *     on error and on SIGINT/SIGTERM/SIGHUP; servers and workers die with
  *     the bench (PR_SET_PDEATHSIG).
  */
@@ -70,6 +73,8 @@ void bench_dataset_free(bench_dataset *ds);
 
 struct bench_ctx {
 	bool quick;
+	int rounds;             /* the sections run this many times, in turn */
+	int round;              /* 0..rounds-1 */
 	bool json;
 	bool verbose;
 	uint64_t seed;
@@ -135,6 +140,9 @@ typedef struct bench_result {
 	double ratio;           /* filled by main at the end; 0 if unknown */
 	char note[96];
 	char section[24];
+	int rounds;             /* runs merged into this result */
+	double wall_s;          /* summed over rounds */
+	uint64_t *samples;      /* every sample of every round, sorted */
 } bench_result;
 
 /*
@@ -144,8 +152,9 @@ typedef struct bench_result {
  */
 int bench_measure(bench_ctx *ctx, const bench_job *job);
 
-/* Records a result computed by a section itself (samples are sorted in
- * place). Returns the stored result. */
+/* Records a result computed by a section itself. With --rounds, a name
+ * seen before gets the new samples merged in (percentiles over all of
+ * them, ops/s over the summed wall time). Returns the stored result. */
 bench_result *bench_result_add(bench_ctx *ctx, const char *name, int procs,
                                uint64_t *samples, size_t n, double wall_s,
                                const char *ratio_vs, const char *note);
@@ -168,6 +177,9 @@ void bench_target(const char *measurement, bench_target_kind kind,
  * the JSON lines). */
 void bench_log(const bench_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* Removes path and everything below it (environments between rounds). */
+void bench_rm_rf(const char *path);
 
 /* Removes the temp dir and stops servers; safe to call twice. */
 void bench_cleanup(bench_ctx *ctx);

@@ -4,11 +4,17 @@
  *   l1.get.copy     shm_msg_get (a malloc'd copy) + shm_msg_free
  *   l1.get.view     shm_rtxn_begin + shm_msg_view + shm_rtxn_end (zero copy)
  *   l1.view.in_txn  shm_msg_view alone, one read txn per 1000 views
+ *   l1.get.copy.zipf  as l1.get.copy, keys drawn Zipf(0.99) (a few hot
+ *                   messages, a long tail) instead of uniformly
  *   l1.put.nosync   shm_msg_put of a new message with its log record,
  *                   durability nosync (no flusher runs: the L1 capacity is
  *                   set above the number of puts, so nothing blocks)
- * Gets read random messages of the same data set the redis section SETs.
+ * Gets read random messages of the same data set the redis section SETs,
+ * uniformly over all 100,000 (the conservative case: the set does not fit
+ * in the CPU caches), except the .zipf measurement.
+ * timer.overhead is an empty op: the clock_gettime pair in every sample.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +28,8 @@ typedef struct l1_arg {
 	size_t per_proc;     /* warmup + ops per process */
 	uint64_t seed;
 	int mode;            /* L1_COPY, L1_VIEW, L1_IN_TXN, L1_PUT */
+	const double *zipf_cdf; /* not NULL: draw gets from it (ranks) */
+	const size_t *zipf_item; /* rank -> item index */
 } l1_arg;
 
 enum { L1_COPY, L1_VIEW, L1_IN_TXN, L1_PUT };
@@ -55,7 +63,20 @@ static int l1_setup(void *arg, int proc, void **out)
 		uint64_t s = a->seed * 104729 + (uint64_t)proc + 1;
 		for (size_t i = 0; i < a->per_proc; i++) {
 			s = s * 6364136223846793005ull + 1442695040888963407ull;
-			st->order[i] = (size_t)((s >> 33) % a->ds->n);
+			if (!a->zipf_cdf) {
+				st->order[i] = (size_t)((s >> 33) % a->ds->n);
+				continue;
+			}
+			double u = (double)(s >> 11) / 9007199254740992.0;
+			size_t lo = 0, hi = a->ds->n - 1;
+			while (lo < hi) {
+				size_t mid = (lo + hi) / 2;
+				if (a->zipf_cdf[mid] < u)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			st->order[i] = a->zipf_item[lo];
 		}
 	}
 	st->first = (size_t)proc * a->per_proc;
@@ -140,12 +161,17 @@ static int op_put(void *state, size_t i)
 	return rc ? fail("shm_msg_put", rc) : 0;
 }
 
+static int op_nothing(void *state, size_t i)
+{
+	return 0;
+}
+
 static const bench_op_fn ops_by_mode[] = {op_get_copy, op_get_view,
                                           op_view_in_txn, op_put};
 
 /* Puts the data set into the environment (not measured). */
 static int preload(bench_ctx *ctx, const char *dir, const shm_options *opt,
-                   bench_dataset *ds)
+                   bench_dataset *ds, uint64_t *messages)
 {
 	shm_env *env;
 	int rc = shm_env_open(dir, opt, &env);
@@ -167,9 +193,11 @@ static int preload(bench_ctx *ctx, const char *dir, const shm_options *opt,
 	}
 	free(batch);
 	shm_info info;
-	if (!rc && (rc = shm_env_info(env, &info)) == 0)
+	if (!rc && (rc = shm_env_info(env, &info)) == 0) {
+		*messages = info.messages;
 		bench_log(ctx, "L1 preloaded: %llu messages, map %zu MiB used",
 		          (unsigned long long)info.messages, info.map_used >> 20);
+	}
 	shm_env_close(env);
 	return rc ? -1 : 0;
 }
@@ -183,8 +211,10 @@ int bench_section_l1(bench_ctx *ctx)
 	size_t put_ops = bench_n(ctx, 100000, 10000);
 	size_t warm = bench_n(ctx, 5000, 1000);
 
-	char dir[300];
-	bench_path(ctx, "l1env", dir);
+	/* A new environment each round: every round measures the same tree. */
+	char dir[300], name0[32];
+	snprintf(name0, sizeof name0, "l1env-%d", ctx->round);
+	bench_path(ctx, name0, dir);
 	shm_options opt;
 	shm_options_init(&opt);
 	opt.durability = SHM_DURABILITY_NOSYNC;
@@ -195,7 +225,15 @@ int bench_section_l1(bench_ctx *ctx)
 	opt.l1_max_bytes = (uint64_t)6 << 30;
 	opt.l1_ttl_s = 24 * 3600;
 
-	if (preload(ctx, dir, &opt, hot) != 0)
+	bench_job tj = {
+		.name = "timer.overhead", .procs = 1, .ops = 1000000,
+		.op = op_nothing,
+		.note = "empty op: the clock_gettime pair inside every sample",
+	};
+	if (bench_measure(ctx, &tj) != 0)
+		return -1;
+	uint64_t before = 0;
+	if (preload(ctx, dir, &opt, hot, &before) != 0)
 		return -1;
 
 	/* puts: 1 process, then 2; fresh messages, each put once. */
@@ -228,7 +266,7 @@ int bench_section_l1(bench_ctx *ctx)
 			snprintf(name, sizeof name, "%s.%dp", gets[g].name, procs);
 			snprintf(vs, sizeof vs, "%s.%dp", gets[g].vs, procs);
 			l1_arg a = {dir, &opt, hot, get_ops + warm, ctx->seed,
-			            gets[g].mode};
+			            gets[g].mode, NULL, NULL};
 			bench_job j = {
 				.name = name, .procs = procs, .ops = get_ops,
 				.warmup = warm, .setup = l1_setup,
@@ -246,8 +284,8 @@ int bench_section_l1(bench_ctx *ctx)
 		}
 		snprintf(name, sizeof name, "l1.put.nosync.%dp", procs);
 		snprintf(vs, sizeof vs, "redis.set.%dp", procs);
-		l1_arg a = {dir, &opt, procs == 1 ? &fresh : &fresh2, put_per_proc,
-		            ctx->seed, L1_PUT};
+		l1_arg a = {dir,       &opt,      procs == 1 ? &fresh : &fresh2,
+		            put_per_proc, ctx->seed, L1_PUT, NULL, NULL};
 		bench_job j = {
 			.name = name, .procs = procs, .ops = put_ops,
 			.warmup = warm, .setup = l1_setup, .op = op_put,
@@ -263,13 +301,52 @@ int bench_section_l1(bench_ctx *ctx)
 		bench_target(name, BENCH_RATIO_ABOVE, 1, "issue 2 s10");
 	}
 
+	/* Skewed reads: Zipf(0.99) ranks, mapped to random messages. */
+	double *cdf = malloc(hot->n * sizeof *cdf);
+	size_t *item = malloc(hot->n * sizeof *item);
+	if (cdf && item) {
+		double sum = 0;
+		for (size_t r = 0; r < hot->n; r++)
+			sum += 1.0 / pow((double)(r + 1), 0.99);
+		double acc = 0;
+		uint64_t s = ctx->seed ^ 0x5eed;
+		for (size_t r = 0; r < hot->n; r++) {
+			acc += 1.0 / pow((double)(r + 1), 0.99) / sum;
+			cdf[r] = acc;
+			item[r] = r;
+		}
+		cdf[hot->n - 1] = 1.0;
+		for (size_t r = hot->n - 1; r > 0; r--) {
+			s = s * 6364136223846793005ull + 1442695040888963407ull;
+			size_t k = (size_t)((s >> 33) % (r + 1));
+			size_t t = item[r];
+			item[r] = item[k];
+			item[k] = t;
+		}
+		l1_arg a = {dir, &opt, hot, get_ops + warm, ctx->seed, L1_COPY,
+		            cdf, item};
+		bench_job j = {
+			.name = "l1.get.copy.zipf.1p", .procs = 1, .ops = get_ops,
+			.warmup = warm, .setup = l1_setup, .op = op_get_copy,
+			.teardown = l1_teardown, .arg = &a,
+			.ratio_vs = "redis.get.1p",
+			.note = "shm_msg_get, keys Zipf(0.99) over the same set",
+		};
+		if (bench_measure(ctx, &j) != 0)
+			rc = -1;
+	} else {
+		rc = -1;
+	}
+	free(cdf);
+	free(item);
+
 	if (!rc) {
 		/* Sanity: every put is there (nothing silently refused). */
 		shm_env *env;
 		shm_info info;
 		if (shm_env_open(dir, &opt, &env) == 0) {
 			if (shm_env_info(env, &info) == 0) {
-				uint64_t want = hot->n + 3 * (uint64_t)put_per_proc;
+				uint64_t want = before + 3 * (uint64_t)put_per_proc;
 				bench_log(ctx,
 				          "L1 after puts: %llu messages (expected %llu), "
 				          "%llu log records, map %zu MiB used",
@@ -286,5 +363,7 @@ int bench_section_l1(bench_ctx *ctx)
 		}
 	}
 	bench_dataset_free(&fresh);
+	if (!ctx->keep)
+		bench_rm_rf(dir);
 	return rc;
 }

@@ -113,6 +113,11 @@ static void rm_rf_at(int dfd, const char *name, int depth)
 	unlinkat(dfd, name, AT_REMOVEDIR);
 }
 
+void bench_rm_rf(const char *path)
+{
+	rm_rf_at(AT_FDCWD, path, 0);
+}
+
 static void stop_pid(pid_t pid, int sig)
 {
 	if (pid <= 0)
@@ -635,7 +640,9 @@ void bench_dataset_free(bench_dataset *ds)
 bench_dataset *bench_data(bench_ctx *ctx)
 {
 	if (!ctx->ds_ready) {
-		size_t n = bench_n(ctx, 100000, 20000);
+		/* Same size in --quick: a smaller set would fit in the CPU caches and
+		 * make --quick's L1 latencies incomparable with the full run's. */
+		size_t n = 100000;
 		bench_log(ctx, "building the data set (%zu messages)...", n);
 		if (bench_dataset_make(&ctx->ds, n, ctx->seed) != 0)
 			return NULL;
