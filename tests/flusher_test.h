@@ -1,0 +1,460 @@
+/* tests/flusher_test.h - helpers of the flusher's integration tests
+ * (test_flusher.c, test_flusher_faults.c): servers from the environment,
+ * forked writers and flushers, and checks against Redis and PostgreSQL.
+ * Header-only (static functions) so each test binary stays self-contained. */
+#ifndef SHM_FLUSHER_TEST_H
+#define SHM_FLUSHER_TEST_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <lz4frame.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "shm_log.h"
+#include "../flusher/fl.h"
+
+/* helpers a test binary may not use */
+#define FT_FN static __attribute__((unused))
+
+static const char *ft_redis_url, *ft_pg;
+
+/* Skips every test of the group unless both servers are given. */
+FT_FN int ft_group_setup(void **state)
+{
+	ft_redis_url = getenv("SHM_TEST_REDIS");
+	ft_pg = getenv("SHM_TEST_PG");
+	if (!ft_redis_url || !*ft_redis_url || !ft_pg || !*ft_pg) {
+		fprintf(stderr, "SKIP: SHM_TEST_REDIS and SHM_TEST_PG are not "
+		        "set (run through tests/run.sh or "
+		        "tests/run_integration.sh, which start the servers)\n");
+		ft_redis_url = ft_pg = NULL;
+	}
+	return 0;
+}
+
+#define FT_NEED_SERVERS()                                                      \
+	do {                                                                   \
+		if (!ft_redis_url) {                                           \
+			skip();                                                \
+			return;                                                \
+		}                                                              \
+	} while (0)
+
+FT_FN uint64_t ft_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+FT_FN void ft_sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* ------------------------------------------------------------ servers */
+
+FT_FN PGconn *ft_pg_connect(void)
+{
+	PGconn *c = PQconnectdb(ft_pg);
+	if (PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "pg: %s\n", PQerrorMessage(c));
+		PQfinish(c);
+		return NULL;
+	}
+	PQclear(PQexec(c, "SET client_min_messages = warning"));
+	return c;
+}
+
+/* Runs sql; fails the test on error. */
+FT_FN void ft_sql(const char *sql)
+{
+	PGconn *c = ft_pg_connect();
+	assert_non_null(c);
+	PGresult *r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+	    PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+}
+
+/* The single integer a query returns (-1 on error). */
+FT_FN long long ft_sql_int(const char *sql)
+{
+	PGconn *c = ft_pg_connect();
+	long long v = -1;
+	if (!c)
+		return -1;
+	PGresult *r = PQexec(c, sql);
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+	    !PQgetisnull(r, 0, 0))
+		v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	else if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		fprintf(stderr, "%s: %s\n", sql, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+FT_FN redisContext *ft_redis(void)
+{
+	fl_redis_addr a;
+	char err[256];
+	redisContext *c;
+
+	if (fl_redis_addr_parse(ft_redis_url, &a, err, sizeof err))
+		fail_msg("%s", err);
+	c = a.unix_socket ? redisConnectUnix(a.host)
+	                  : redisConnect(a.host, a.port);
+	if (!c || c->err) {
+		if (c)
+			redisFree(c);
+		return NULL;
+	}
+	return c;
+}
+
+FT_FN void ft_redis_cmd(const char *cmd)
+{
+	redisContext *c = ft_redis();
+	assert_non_null(c);
+	redisReply *r = redisCommand(c, cmd);
+	assert_non_null(r);
+	freeReplyObject(r);
+	redisFree(c);
+}
+
+/* GET key, LZ4 frames decoded. *out malloc'd (NULL if absent). */
+FT_FN int ft_redis_get(redisContext *c, const char *key, char **out,
+                        size_t *len)
+{
+	redisReply *r = redisCommand(c, "GET %s", key);
+	*out = NULL;
+	*len = 0;
+	if (!r)
+		return -1;
+	if (r->type == REDIS_REPLY_STRING) {
+		const unsigned char *p = (const unsigned char *)r->str;
+		if (r->len >= 4 && p[0] == 0x04 && p[1] == 0x22 &&
+		    p[2] == 0x4D && p[3] == 0x18) {
+			LZ4F_dctx *dc;
+			size_t cap = 1 << 20, srcl = r->len, dstl = cap;
+			char *dst = malloc(cap);
+			LZ4F_createDecompressionContext(&dc, LZ4F_VERSION);
+			size_t rc = LZ4F_decompress(dc, dst, &dstl, r->str,
+			                            &srcl, NULL);
+			LZ4F_freeDecompressionContext(dc);
+			if (LZ4F_isError(rc) || rc != 0) {
+				free(dst);
+				freeReplyObject(r);
+				return -2;
+			}
+			dst[dstl] = 0;
+			*out = dst;
+			*len = dstl;
+		} else {
+			*out = malloc(r->len + 1);
+			memcpy(*out, r->str, r->len);
+			(*out)[r->len] = 0;
+			*len = r->len;
+		}
+	}
+	freeReplyObject(r);
+	return 0;
+}
+
+FT_FN long long ft_redis_int(const char *cmd)
+{
+	redisContext *c = ft_redis();
+	long long v = -1;
+	if (!c)
+		return -1;
+	redisReply *r = redisCommand(c, cmd);
+	if (r && r->type == REDIS_REPLY_INTEGER)
+		v = r->integer;
+	if (r)
+		freeReplyObject(r);
+	redisFree(c);
+	return v;
+}
+
+/* Empties PostgreSQL's shm tables and Redis. */
+FT_FN void ft_reset_servers(void)
+{
+	ft_sql("TRUNCATE messages, shm_sink_positions, shm_objects, "
+	       "shm_edges, shm_marks");
+	ft_redis_cmd("FLUSHALL");
+}
+
+/* Counts applications of each message row (an INSERT or an UPDATE): a
+ * batch applied twice would show as a count of 2 for ids written once. */
+FT_FN void ft_install_apply_counter(void)
+{
+	ft_sql("CREATE TABLE IF NOT EXISTS test_apply_count (id uuid PRIMARY "
+	       "KEY, n integer NOT NULL);"
+	       "TRUNCATE test_apply_count;"
+	       "CREATE OR REPLACE FUNCTION test_count_apply() RETURNS trigger "
+	       "LANGUAGE plpgsql AS $$ BEGIN INSERT INTO test_apply_count "
+	       "VALUES (NEW.id, 1) ON CONFLICT (id) DO UPDATE SET n = "
+	       "test_apply_count.n + 1; RETURN NEW; END $$;"
+	       "DROP TRIGGER IF EXISTS test_count_apply ON messages;"
+	       "CREATE TRIGGER test_count_apply AFTER INSERT OR UPDATE ON "
+	       "messages FOR EACH ROW EXECUTE FUNCTION test_count_apply()");
+}
+
+FT_FN void ft_remove_apply_counter(void)
+{
+	ft_sql("DROP TRIGGER IF EXISTS test_count_apply ON messages");
+}
+
+/* ------------------------------------------------------------ writers */
+
+/* Deterministic message ids: writer w, number i. */
+FT_FN shm_uuid ft_id(int w, uint32_t i)
+{
+	shm_uuid u;
+	memset(&u, 0, sizeof u);
+	u.b[0] = 0x01;
+	u.b[1] = 0x93;
+	u.b[6] = 0x70;
+	u.b[8] = 0x80;
+	u.b[9] = (uint8_t)w;
+	u.b[12] = (uint8_t)(i >> 24);
+	u.b[13] = (uint8_t)(i >> 16);
+	u.b[14] = (uint8_t)(i >> 8);
+	u.b[15] = (uint8_t)i;
+	return u;
+}
+
+typedef struct ft_plan {
+	uint32_t n;          /* messages per writer */
+	uint32_t edit_every; /* 0: no edits; else every k-th edited twice */
+	uint32_t del_every;  /* 0: no deletes; else every k-th deleted */
+	uint32_t long_every; /* every k-th message has 3 KB content (LZ4) */
+	uint32_t react_every;
+} ft_plan;
+
+FT_FN void ft_long_content(char *buf, size_t n, int w, uint32_t i)
+{
+	size_t off = (size_t)snprintf(buf, n, "long %d/%u:", w, i);
+	while (off + 1 < n) {
+		buf[off] = (char)('a' + (off * 7 + i) % 26);
+		off++;
+	}
+	buf[n - 1] = 0;
+}
+
+/* The body of a writer process: puts, then edits, reactions, deletes. */
+FT_FN int ft_write(const char *dir, int w, const ft_plan *p)
+{
+	shm_env *env = NULL;
+	char content[3100], room[32];
+	int rc;
+
+	if ((rc = shm_env_open(dir, NULL, &env)))
+		return 10;
+	for (uint32_t i = 0; i < p->n; i++) {
+		shm_msg m;
+		memset(&m, 0, sizeof m);
+		if (p->long_every && i % p->long_every == 0)
+			ft_long_content(content, sizeof content, w, i);
+		else
+			snprintf(content, sizeof content,
+			         "writer %d says \"%u\"\ttab\\slash é", w, i);
+		snprintf(room, sizeof room, "room-%u", i % 7);
+		m.id = ft_id(w, i);
+		m.room_id = room;
+		m.user_id = 100 + w;
+		m.username = w ? "bob" : "alice";
+		m.content = content;
+		m.content_len = (uint32_t)strlen(content);
+		m.type = SHM_MSG_TEXT;
+		for (int tries = 0; (rc = shm_msg_put(env, &m)) == SHM_EFULL &&
+		                    tries < 600; tries++)
+			ft_sleep_ms(50); /* flusher behind: wait for it */
+		if (rc) {
+			fprintf(stderr, "writer %d: put %u: %s\n", w, i,
+			        shm_errmsg());
+			shm_env_close(env);
+			return 11;
+		}
+	}
+	for (uint32_t i = 0; p->edit_every && i < p->n; i += p->edit_every) {
+		shm_uuid id = ft_id(w, i);
+		for (int k = 1; k <= 2; k++) {
+			snprintf(content, sizeof content, "edit %d of %d/%u", k,
+			         w, i);
+			if ((rc = shm_msg_edit(env, &id, content,
+			                       strlen(content)))) {
+				fprintf(stderr, "edit: %s\n", shm_errmsg());
+				return 12;
+			}
+		}
+	}
+	for (uint32_t i = 1; p->react_every && i < p->n; i += p->react_every) {
+		shm_uuid id = ft_id(w, i);
+		if (shm_msg_react(env, &id, 7, "👍", true) ||
+		    shm_msg_react(env, &id, 8, "👍", true))
+			return 13;
+	}
+	for (uint32_t i = 0; p->del_every && i < p->n; i += p->del_every) {
+		shm_uuid id = ft_id(w, i);
+		if ((rc = shm_msg_delete(env, &id))) {
+			fprintf(stderr, "delete: %s\n", shm_errmsg());
+			return 14;
+		}
+	}
+	shm_env_close(env);
+	return 0;
+}
+
+FT_FN pid_t ft_spawn_writer(const char *dir, int w, const ft_plan *p)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(ft_write(dir, w, p));
+	return pid;
+}
+
+FT_FN int ft_wait(pid_t pid)
+{
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* ------------------------------------------------------------ flusher */
+
+/* Runs fl_main in a child with the servers, dir and extra args; its log
+ * goes to dir/../flusher-<pid>.log. */
+FT_FN pid_t ft_spawn_flusher(const char *dir, const char *const *extra)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		char log[4096];
+		const char *argv[40];
+		int n = 0;
+		snprintf(log, sizeof log, "%s.flusher.log", dir);
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 2);
+			close(fd);
+		}
+		argv[n++] = "shm-flusher";
+		argv[n++] = "-e";
+		argv[n++] = dir;
+		argv[n++] = "--redis";
+		argv[n++] = ft_redis_url;
+		argv[n++] = "--pg";
+		argv[n++] = ft_pg;
+		argv[n++] = "--backoff-max-ms";
+		argv[n++] = "500";
+		for (int i = 0; extra && extra[i] && n < 38; i++)
+			argv[n++] = extra[i];
+		argv[n] = NULL;
+		_exit(fl_main(n, (char **)argv));
+	}
+	return pid;
+}
+
+/* Runs the flusher with --once to completion; returns its exit code. */
+FT_FN int ft_flush_once(const char *dir, const char *const *extra)
+{
+	const char *args[20] = {"--once"};
+	int n = 1;
+	for (int i = 0; extra && extra[i] && n < 19; i++)
+		args[n++] = extra[i];
+	args[n] = NULL;
+	return ft_wait(ft_spawn_flusher(dir, args));
+}
+
+FT_FN uint64_t ft_meta(shm_env *env, const char *name)
+{
+	uint64_t v = 0;
+	shm_meta_get(env, name, &v);
+	return v;
+}
+
+/* Waits until meta name >= target (or timeout); returns the value. */
+FT_FN uint64_t ft_wait_meta(shm_env *env, const char *name, uint64_t target,
+                             unsigned timeout_ms)
+{
+	uint64_t end = ft_ms() + timeout_ms, v;
+	while ((v = ft_meta(env, name)) < target && ft_ms() < end)
+		ft_sleep_ms(20);
+	return v;
+}
+
+/* Checks every message of the plan: Redis holds exactly the JSON L1 gives,
+ * PostgreSQL the same content and type. Returns the number of mismatches. */
+FT_FN unsigned ft_check_messages(shm_env *env, int writers, const ft_plan *p)
+{
+	redisContext *rc = ft_redis();
+	PGconn *pg = ft_pg_connect();
+	unsigned bad = 0;
+
+	assert_non_null(rc);
+	assert_non_null(pg);
+	for (int w = 0; w < writers; w++)
+		for (uint32_t i = 0; i < p->n; i++) {
+			shm_uuid id = ft_id(w, i);
+			shm_msg *m = NULL;
+			char ids[37], key[48], *json = NULL, *got = NULL;
+			size_t jl, gl;
+			shm_uuid_format(&id, ids);
+			if (shm_msg_get(env, &id, &m)) {
+				if (bad++ < 5)
+					fprintf(stderr, "%s: not in L1\n", ids);
+				continue;
+			}
+			assert_int_equal(shm_msg_to_json(m, &json, &jl), 0);
+			snprintf(key, sizeof key, "msg:%s", ids);
+			ft_redis_get(rc, key, &got, &gl);
+			if (!got || gl != jl || memcmp(got, json, jl) != 0) {
+				if (bad++ < 5)
+					fprintf(stderr, "%s: redis has %s\n"
+					        "  expected %s\n", key,
+					        got ? got : "(nothing)", json);
+			}
+			free(got);
+			const char *params[1] = {ids};
+			PGresult *r = PQexecParams(
+				pg, "SELECT content, message_type, "
+				"(metadata->>'edit_count')::int, "
+				"jsonb_typeof(metadata->'reactions') FROM messages "
+				"WHERE id = $1", 1, NULL, params, NULL, NULL, 0);
+			if (PQresultStatus(r) != PGRES_TUPLES_OK ||
+			    PQntuples(r) != 1 ||
+			    strcmp(PQgetvalue(r, 0, 0), m->content) != 0 ||
+			    strcmp(PQgetvalue(r, 0, 1),
+			           shm_msg_type_name(m->type)) != 0 ||
+			    strtoul(PQgetvalue(r, 0, 2), NULL, 10) != m->edit_count) {
+				if (bad++ < 5)
+					fprintf(stderr, "%s: postgres row differs "
+					        "(%d rows)\n", ids, PQntuples(r));
+			}
+			PQclear(r);
+			free(json);
+			shm_msg_free(m);
+		}
+	redisFree(rc);
+	PQfinish(pg);
+	return bad;
+}
+
+#endif

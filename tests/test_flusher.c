@@ -1,0 +1,529 @@
+/* tests/test_flusher.c - shm-flusher: configuration, lock, dead letters, and
+ * end-to-end mirroring into a real Redis and PostgreSQL (SHM_TEST_REDIS,
+ * SHM_TEST_PG, started by tests/run.sh; those tests skip without them). */
+#include "flusher_test.h"
+#include "internal.h"
+
+/* ------------------------------------------------------------- config */
+
+static void test_config_defaults_file_then_flags(void **state)
+{
+	char *dir = tu_tmpdir(), path[4096], err[512];
+	fl_config c;
+
+	snprintf(path, sizeof path, "%s/flusher.conf", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "# comment\n\nenv = /from/file\nbatch-records = 500\n"
+	        "pg = \"host=/tmp port=5 dbname=x\"\nstatic-sha = SHA256\n");
+	fclose(f);
+	char *argv[] = {"shm-flusher", "--config", path, "--batch-records=7",
+	                "--redis", "unix:///tmp/r.sock", "-e", "/from/flag",
+	                "--once", NULL};
+	assert_int_equal(fl_config_load(&c, 9, argv, err, sizeof err), 0);
+	assert_string_equal(c.env_dir, "/from/flag");
+	assert_int_equal(c.batch_records, 7);
+	assert_int_equal(c.batch_ms, 100);           /* default */
+	assert_int_equal(c.sync_interval_ms, 1000);  /* default */
+	assert_string_equal(c.pg_conninfo, "host=/tmp port=5 dbname=x");
+	assert_string_equal(c.static_sha, "sha256");
+	assert_true(c.once);
+	fl_config_free(&c);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_config_rejects_bad_input_with_reason(void **state)
+{
+	char err[512];
+	fl_config c;
+	struct {
+		char *argv[6];
+		const char *want;
+	} cases[] = {
+		{{"f", "-e", "d", "--pg", "x", "--batch-records=0"}, "batch-records"},
+		{{"f", "-e", "d", "--pg", "x", "--bogus"}, "unknown option"},
+		{{"f", "-e", "d", "--pg", "x", "--static-sha=md5"}, "static-sha"},
+		{{"f", "-e", "d", "--redis", "http://x", NULL}, "redis URL"},
+		{{"f", "-e", "d", NULL}, "no sink"},
+		{{"f", "--pg", "x", NULL}, "no environment"},
+		{{"f", "-e", "d", "--pg", "x", "--batch-ms"}, "needs a value"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int argc = 0;
+		while (argc < 6 && cases[i].argv[argc])
+			argc++;
+		err[0] = 0;
+		assert_int_not_equal(fl_config_load(&c, argc, cases[i].argv,
+		                                    err, sizeof err), 0);
+		if (!strstr(err, cases[i].want))
+			fail_msg("case %zu: '%s' does not mention '%s'", i, err,
+			         cases[i].want);
+		fl_config_free(&c);
+	}
+}
+
+static void test_config_help_lists_every_option_with_default(void **state)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	fl_config_help(f, "shm-flusher");
+	fclose(f);
+	assert_non_null(strstr(buf, "--batch-records N"));
+	assert_non_null(strstr(buf, "[default: 100]"));
+	assert_non_null(strstr(buf, "--sync-interval-ms"));
+	assert_non_null(strstr(buf, "-e, --env"));
+	free(buf);
+}
+
+static void test_redis_url_forms(void **state)
+{
+	fl_redis_addr a;
+	char err[256];
+
+	assert_int_equal(fl_redis_addr_parse("redis://h:7000/3", &a, err,
+	                                     sizeof err), 0);
+	assert_string_equal(a.host, "h");
+	assert_int_equal(a.port, 7000);
+	assert_int_equal(a.db, 3);
+	assert_int_equal(fl_redis_addr_parse("redis://:pw@127.0.0.1", &a, err,
+	                                     sizeof err), 0);
+	assert_string_equal(a.password, "pw");
+	assert_int_equal(a.port, 6379);
+	assert_int_equal(fl_redis_addr_parse("unix:///tmp/r.sock?db=2", &a,
+	                                     err, sizeof err), 0);
+	assert_true(a.unix_socket);
+	assert_string_equal(a.host, "/tmp/r.sock");
+	assert_int_equal(a.db, 2);
+	assert_int_not_equal(fl_redis_addr_parse("redis://h:99999", &a, err,
+	                                         sizeof err), 0);
+	assert_int_not_equal(fl_redis_addr_parse("unix://relative", &a, err,
+	                                         sizeof err), 0);
+}
+
+static void test_batch_coalesce_keeps_last_state_per_key(void **state)
+{
+	fl_batch b;
+	uint8_t k1[16] = {1}, k2[16] = {2};
+	shm_log_rec r;
+
+	fl_batch_init(&b);
+	memset(&r, 0, sizeof r);
+	const struct { uint64_t seq; int op; uint8_t *key; } recs[] = {
+		{1, SHM_OP_MSG_PUT, k1}, {2, SHM_OP_MSG_PUT, k2},
+		{3, SHM_OP_MSG_EDIT, k1}, {4, SHM_OP_STATIC_BUST, k1},
+		{5, SHM_OP_MSG_DELETE, k1},
+	};
+	for (size_t i = 0; i < 5; i++) {
+		r.seq = recs[i].seq;
+		r.op = (uint8_t)recs[i].op;
+		r.key = recs[i].key;
+		r.key_len = 16;
+		assert_int_equal(fl_batch_add(&b, &r), 0);
+	}
+	fl_batch_coalesce(&b);
+	assert_true(b.r[0].superseded);  /* put k1: edited, then deleted */
+	assert_false(b.r[1].superseded); /* k2 */
+	assert_true(b.r[2].superseded);
+	assert_false(b.r[3].superseded); /* a static is another key class */
+	assert_false(b.r[4].superseded);
+	assert_int_equal(b.upto, 5);
+	fl_batch_free(&b);
+}
+
+static void test_lock_refuses_a_second_flusher(void **state)
+{
+	char *dir = tu_tmpdir(), err[512];
+	int fd1 = -1, fd2 = -1;
+
+	assert_int_equal(fl_lock_env(dir, &fd1, err, sizeof err), 0);
+	assert_int_not_equal(fl_lock_env(dir, &fd2, err, sizeof err), 0);
+	assert_non_null(strstr(err, "another shm-flusher"));
+	close(fd1);
+	assert_int_equal(fl_lock_env(dir, &fd2, err, sizeof err), 0);
+	close(fd2);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* --------------------------------------------------------- dead letters */
+
+struct dead_seen {
+	int n;
+	shm_dead d[8];
+	char reason[8][240];
+	uint32_t raw_size[8];
+};
+
+static int collect_dead(const shm_dead *d, void *user)
+{
+	struct dead_seen *s = user;
+	if (s->n < 8) {
+		s->d[s->n] = *d;
+		snprintf(s->reason[s->n], 240, "%s", d->reason);
+		s->raw_size[s->n] = d->raw_size;
+	}
+	s->n++;
+	return 0;
+}
+
+static void test_dead_letters_merge_sinks_and_keep_raw(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_log_rec rec;
+	uint8_t raw[50];
+	struct dead_seen s = {0};
+
+	memset(&rec, 0, sizeof rec);
+	memset(raw, 0xAB, sizeof raw);
+	rec.seq = 42;
+	rec.raw = raw;
+	rec.raw_size = sizeof raw;
+	assert_int_equal(shm_dead_add(env, &rec, "redis", "bad json"), 0);
+	assert_int_equal(shm_dead_add(env, &rec, "redis", "again"), 0);
+	assert_int_equal(shm_dead_add(env, &rec, "pg", "22P02 bad uuid"), 0);
+	rec.seq = 7;
+	assert_int_equal(shm_dead_add(env, &rec, "pg", "x"), 0);
+	assert_int_not_equal(shm_dead_add(env, &rec, "", "x"), 0);
+	assert_int_equal(shm_dead_each(env, collect_dead, &s), 0);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.d[0].seq, 7);
+	assert_int_equal(s.d[1].seq, 42);
+	assert_string_equal(s.d[1].sink, "pg,redis");
+	assert_string_equal(s.reason[1], "bad json; pg: 22P02 bad uuid");
+	assert_int_equal(s.raw_size[1], sizeof raw);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* ------------------------------------------------------- integration */
+
+static void test_once_mirrors_10000_messages_from_two_writers(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	ft_plan p = {.n = 5000, .edit_every = 10, .del_every = 25,
+	             .long_every = 100, .react_every = 40};
+	pid_t w0, w1;
+
+	ft_reset_servers();
+	w0 = ft_spawn_writer(dir, 0, &p);
+	w1 = ft_spawn_writer(dir, 1, &p);
+	assert_int_equal(ft_wait(w0), 0);
+	assert_int_equal(ft_wait(w1), 0);
+	uint64_t t0 = ft_ms();
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	fprintf(stderr, "flushed 10000 messages + edits/deletes in %" PRIu64
+	        " ms\n", ft_ms() - t0);
+
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 10000);
+	assert_int_equal(ft_sql_int("SELECT count(DISTINCT id) FROM messages"),
+	                 10000);
+	/* deletes after edits: the last state won, in log order */
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                            "message_type = 'Delete' AND content = "
+	                            "'[Message supprimé]'"), 2 * 200);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                            "content LIKE 'edit 2 of %'"),
+	                 2 * (500 - 100));
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                            "(metadata->>'edit_count')::int = 2"),
+	                 2 * 500);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                            "jsonb_array_length(metadata->'reactions'"
+	                            "->'👍') = 2"), 2 * 125);
+	assert_int_equal(ft_redis_int("DBSIZE"), 10000);
+
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(ft_check_messages(env, 2, &p), 0);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), last);
+	assert_int_equal(ft_meta(env, "sink.redis.applied"), last);
+	char sql[256];
+	snprintf(sql, sizeof sql, "SELECT applied FROM shm_sink_positions "
+	         "WHERE sink = 'pg'");
+	assert_int_equal(ft_sql_int(sql), (long long)last);
+	assert_int_equal(tu_log_count(env), 0); /* trimmed */
+	assert_true(ft_meta(env, "flusher.pg.batches") > 0);
+	assert_int_equal(ft_meta(env, "flusher.pg.rows"), last);
+	assert_int_equal(ft_meta(env, "flusher.redis.dead"), 0);
+
+	/* a second --once has nothing to do and changes nothing */
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 10000);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_statics_graph_and_marks_are_mirrored(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), web[37], key[128];
+	shm_env *env = tu_open(dir, NULL);
+	shm_uuid w;
+	shm_static *st = NULL;
+	redisContext *rc;
+	char *got;
+	size_t gl;
+
+	ft_reset_servers();
+	shm_uuid_v7(&w);
+	shm_uuid_format(&w, web);
+	char big[5000];
+	memset(big, 'x', sizeof big);
+	assert_int_equal(shm_static_put(env, &w, "Page/home", "<h1>home</h1>",
+	                                13, &st), 0);
+	char sha1[41];
+	memcpy(sha1, st->sha1, sizeof sha1);
+	shm_static_free(st);
+	assert_int_equal(shm_static_put(env, &w, "Post/big", big, sizeof big,
+	                                &st), 0);
+	shm_static_free(st);
+	assert_int_equal(shm_static_put(env, &w, "Page/gone", "bye", 3, &st), 0);
+	shm_static_free(st);
+	const char *home_deps[] = {"Block/b1", "Person/p1"};
+	const char *b1_deps[] = {"Person/p1"};
+	assert_int_equal(shm_deps_set(env, &w, "Page/home", true, home_deps, 2), 0);
+	assert_int_equal(shm_deps_set(env, &w, "Block/b1", false, b1_deps, 1), 0);
+	assert_int_equal(shm_static_bust(env, &w, "Page/gone"), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+
+	assert_non_null(rc = ft_redis());
+	snprintf(key, sizeof key, "%s-Page/home-static", web);
+	ft_redis_get(rc, key, &got, &gl);
+	assert_non_null(got);
+	assert_string_equal(got, "<h1>home</h1>");
+	free(got);
+	snprintf(key, sizeof key, "%s-Page/home-sha", web);
+	ft_redis_get(rc, key, &got, &gl);
+	assert_non_null(got);
+	assert_string_equal(got, sha1);
+	free(got);
+	snprintf(key, sizeof key, "%s-Post/big-static", web);
+	ft_redis_get(rc, key, &got, &gl); /* stored as an LZ4 frame */
+	assert_non_null(got);
+	assert_int_equal(gl, sizeof big);
+	free(got);
+	snprintf(key, sizeof key, "%s-Page/gone-static", web);
+	ft_redis_get(rc, key, &got, &gl);
+	assert_null(got);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_objects WHERE "
+	                            "object_type = 'Page' AND object_id = "
+	                            "'home' AND direct"), 1);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_edges"), 3);
+
+	/* saving the person busts its references and marks it; destroying
+	 * the block drops its edges both ways */
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm_object_save(env, &w, "Person/p1"), 0);
+	assert_int_equal(shm_object_destroy(env, &w, "Block/b1"), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	snprintf(key, sizeof key, "%s-Page/home-static", web);
+	ft_redis_get(rc, key, &got, &gl);
+	assert_null(got); /* busted as a reference of Person/p1 */
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_edges"), 1);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_edges WHERE "
+	                            "dep_type = 'Person'"), 1);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_objects WHERE "
+	                            "object_type = 'Block'"), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_marks"), 2);
+	assert_int_equal(ft_sql_int("SELECT reason FROM shm_marks WHERE "
+	                            "object_type = 'Block'"), 2);
+	redisFree(rc);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* A GRAPH_DROP of X inside a batch removes edges to X set before it in the
+ * batch, but keeps those set after it. */
+static void test_graph_drop_inside_a_batch_respects_order(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_uuid w;
+	const char *x[] = {"Person/x"};
+
+	ft_reset_servers();
+	shm_uuid_v7(&w);
+	assert_int_equal(shm_deps_set(env, &w, "Page/a", true, x, 1), 0);
+	assert_int_equal(shm_deps_set(env, &w, "Person/x", false, NULL, 0), 0);
+	assert_int_equal(shm_object_destroy(env, &w, "Person/x"), 0);
+	assert_int_equal(shm_deps_set(env, &w, "Page/b", true, x, 1), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_edges"), 1);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_edges WHERE "
+	                            "object_id = 'b'"), 1);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* Appends a record whose payload is not a message (the sinks refuse it for
+ * good), then one whose bytes no longer match their checksum. */
+struct inject {
+	int corrupt;
+};
+
+static int inject_body(shm__wtxn *w, void *ctx)
+{
+	struct inject *c = ctx;
+	uint8_t key[16] = {0x01, 0x93, 0, 0, 0, 0, 0x70, 0, 0x80, 0, 0x77};
+	uint64_t seq;
+	int rc = shm__log_append(w, SHM_OP_MSG_PUT, key, 16, "not a message",
+	                         13, &seq);
+	if (rc || !c->corrupt)
+		return rc;
+	MDB_val k = {8, &seq}, v;
+	if ((rc = mdb_get(w->txn, w->env->log, &k, &v)))
+		return rc;
+	uint8_t *copy = malloc(v.mv_size);
+	memcpy(copy, v.mv_data, v.mv_size);
+	copy[v.mv_size - 1] ^= 0xFF; /* a flipped payload byte */
+	v.mv_data = copy;
+	rc = mdb_put(w->txn, w->env->log, &k, &v, 0);
+	free(copy);
+	return rc;
+}
+
+static void test_poison_records_become_dead_letters(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	struct inject undecodable = {0}, corrupt = {1};
+	ft_plan p = {.n = 300};
+
+	ft_reset_servers();
+	/* PostgreSQL alone refuses one message: the batch fails as a whole,
+	 * the flusher isolates the culprit record by record */
+	ft_sql("ALTER TABLE messages DROP CONSTRAINT IF EXISTS test_poison;"
+	       "ALTER TABLE messages ADD CONSTRAINT test_poison CHECK "
+	       "(content <> 'poison for pg')");
+	shm_env_close(env);
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm__write(env, inject_body, &undecodable), 0);
+	assert_int_equal(shm__write(env, inject_body, &corrupt), 0);
+	shm_msg m = tu_msg("room-p", 5, "poison for pg");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	shm_env_close(env);
+	p.n = 600; /* 300 more after the poison */
+	env = NULL;
+	{
+		/* writer 1 with its own ids */
+		assert_int_equal(ft_write(dir, 1, &p), 0);
+	}
+	const char *fast[] = {"--backoff-min-ms", "10", NULL};
+	assert_int_equal(ft_flush_once(dir, fast), 0);
+	ft_sql("ALTER TABLE messages DROP CONSTRAINT test_poison");
+
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 300 + 600);
+	assert_int_equal(ft_redis_int("DBSIZE"), 300 + 600 + 1);
+	env = tu_open(dir, NULL);
+	struct dead_seen s = {0};
+	assert_int_equal(shm_dead_each(env, collect_dead, &s), 0);
+	assert_int_equal(s.n, 3);
+	assert_string_equal(s.d[0].sink, "pg,redis"); /* undecodable */
+	assert_string_equal(s.d[1].sink, "pg,redis"); /* checksum */
+	assert_non_null(strstr(s.reason[1], "corrupt"));
+	assert_string_equal(s.d[2].sink, "pg");       /* CHECK violation */
+	assert_non_null(strstr(s.reason[2], "23514"));
+	assert_true(s.raw_size[2] > 0);
+	assert_int_equal(ft_meta(env, "flusher.pg.dead"), 3);
+	assert_int_equal(ft_meta(env, "flusher.redis.dead"), 2);
+	assert_int_equal(tu_log_count(env), 0);
+	shm_info info;
+	assert_int_equal(shm_env_info(env, &info), 0);
+	assert_int_equal(info.dead_letters, 3);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_once_exits_3_when_a_sink_is_unreachable(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	ft_plan p = {.n = 50};
+	const char *dead_redis[] = {"--redis", "unix:///nonexistent/redis.sock",
+	                            "--backoff-min-ms", "10",
+	                            "--once-retries", "2", NULL};
+
+	ft_reset_servers();
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	assert_int_equal(ft_flush_once(dir, dead_redis), FL_EXIT_SINK);
+	/* PostgreSQL was drained all the same; the log is kept for Redis */
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 50);
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(tu_log_count(env), 50);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	env = tu_open(dir, NULL);
+	assert_int_equal(tu_log_count(env), 0);
+	assert_int_equal(ft_redis_int("DBSIZE"), 50);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_daemon_follows_writes_and_exits_0_on_sigterm(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	ft_plan p = {.n = 2000};
+	const char *second_args[] = {NULL};
+
+	ft_reset_servers();
+	shm_env *env = tu_open(dir, NULL);
+	pid_t fl = ft_spawn_flusher(dir, NULL);
+	ft_sleep_ms(200);
+	/* a second flusher on the same environment is refused */
+	assert_int_equal(ft_wait(ft_spawn_flusher(dir, second_args)),
+	                 FL_EXIT_ENV);
+	pid_t w = ft_spawn_writer(dir, 0, &p);
+	assert_int_equal(ft_wait(w), 0);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	uint64_t t0 = ft_ms();
+	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", last, 10000), last);
+	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", last, 10000),
+	                 last);
+	fprintf(stderr, "caught up %" PRIu64 " ms after the writer ended\n",
+	        ft_ms() - t0);
+	ft_sleep_ms(1200); /* a stats round */
+	assert_true(ft_meta(env, "flusher.heartbeat") > 0);
+	assert_int_equal(ft_meta(env, "flusher.pid"), (uint64_t)fl);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	assert_int_equal(tu_log_count(env), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 2000);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_config_defaults_file_then_flags),
+		cmocka_unit_test(test_config_rejects_bad_input_with_reason),
+		cmocka_unit_test(test_config_help_lists_every_option_with_default),
+		cmocka_unit_test(test_redis_url_forms),
+		cmocka_unit_test(test_batch_coalesce_keeps_last_state_per_key),
+		cmocka_unit_test(test_lock_refuses_a_second_flusher),
+		cmocka_unit_test(test_dead_letters_merge_sinks_and_keep_raw),
+		cmocka_unit_test(test_once_mirrors_10000_messages_from_two_writers),
+		cmocka_unit_test(test_statics_graph_and_marks_are_mirrored),
+		cmocka_unit_test(test_graph_drop_inside_a_batch_respects_order),
+		cmocka_unit_test(test_poison_records_become_dead_letters),
+		cmocka_unit_test(test_once_exits_3_when_a_sink_is_unreachable),
+		cmocka_unit_test(test_daemon_follows_writes_and_exits_0_on_sigterm),
+	};
+	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
+}
