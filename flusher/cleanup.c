@@ -84,7 +84,8 @@ static const char *const sources_sql =
 	"  WHERE i ~* " UUID_RE " GROUP BY t ORDER BY t";
 
 /* Recursive dependencies of ($2, $3) in website $1: forward, every object
- * reached, expanding indirect ones only, cycles cut by UNION. */
+ * reached, expanding indirect ones only, cycles cut by UNION. (The old
+ * way's per-connection load.) */
 #define RECURSIVE_CTE                                                          \
 	"r(t, i) AS ("                                                         \
 	"  SELECT e.dep_type, e.dep_id FROM shm_edges e"                       \
@@ -97,46 +98,58 @@ static const char *const sources_sql =
 	"  WHERE NOT " IS_DIRECT("r.t", "r.i") ")"
 
 /*
- * One direct source ($1 website, $2 type, $3 id, $4 university or NULL):
- * k = the indirect objects among its recursive dependencies (with a UUID
- * id, the only ones Osuny's table can hold); delete every connection of the
- * source not in k, or duplicating a kept one with a smaller id; insert the
- * ones of k missing. Data-modifying CTEs share one snapshot: d and n work
- * on disjoint rows.
+ * A chunk of direct sources of one type ($1 website, $2 type, $3 their ids
+ * as text[], $4 university or NULL), each one's dependencies loaded once:
+ * r = (source, object) for every object in the source's recursive
+ * dependencies (the walk above, carrying its source; UNION cuts cycles per
+ * source); k = the indirect ones with a UUID id (the only ones Osuny's table
+ * can hold). Then, in the same statement: delete each source's connections
+ * whose object is not in k (d), and the duplicates of kept ones, keeping
+ * the smallest id (x: disjoint from d); insert the ones of k missing (n).
+ * Data-modifying CTEs share one snapshot and touch disjoint rows.
  */
-static const char *const source_sql =
-	"WITH RECURSIVE " RECURSIVE_CTE ", k AS ("
-	"  SELECT r.t, CASE WHEN r.i ~* " UUID_RE " THEN r.i::uuid END AS u"
-	"    FROM r WHERE NOT (r.t = $2 AND r.i = $3)"
+static const char *const sources_batch_sql =
+	"WITH RECURSIVE r(s, t, i) AS ("
+	"  SELECT e.object_id, e.dep_type, e.dep_id"
+	"    FROM unnest($3::text[]) AS src(id) JOIN shm_edges e"
+	"      ON e.website_id = $1 AND e.object_type = $2"
+	"     AND e.object_id = src.id"
+	"  UNION"
+	"  SELECT r.s, e.dep_type, e.dep_id FROM r JOIN shm_edges e"
+	"    ON e.website_id = $1 AND e.object_type = r.t"
+	"   AND e.object_id = r.i"
+	"  WHERE NOT " IS_DIRECT("r.t", "r.i")
+	"), k AS MATERIALIZED ("
+	"  SELECT DISTINCT r.s::uuid AS s, r.t, r.i::uuid AS u FROM r"
+	"   WHERE r.i ~* " UUID_RE " AND NOT (r.t = $2 AND r.i = r.s)"
 	"     AND NOT " IS_DIRECT("r.t", "r.i")
-	"), d AS ("
-	"  DELETE FROM communication_website_connections c"
+	"), c AS MATERIALIZED ("
+	"  SELECT c.id, c.direct_source_id AS s, c.indirect_object_type AS t,"
+	"    c.indirect_object_id AS u,"
+	"    row_number() OVER (PARTITION BY c.direct_source_id,"
+	"      c.indirect_object_type, c.indirect_object_id ORDER BY c.id) AS n"
+	"    FROM communication_website_connections c"
 	"   WHERE c.website_id = $1 AND c.direct_source_type = $2"
-	"     AND c.direct_source_id = $3::uuid"
-	"     AND (NOT EXISTS (SELECT 1 FROM k WHERE k.t = c.indirect_object_type"
-	"                      AND k.u = c.indirect_object_id)"
-	"          OR EXISTS (SELECT 1 FROM communication_website_connections c2"
-	"                 WHERE c2.website_id = $1"
-	"                   AND c2.direct_source_type = $2"
-	"                   AND c2.direct_source_id = $3::uuid"
-	"                   AND c2.indirect_object_type = c.indirect_object_type"
-	"                   AND c2.indirect_object_id = c.indirect_object_id"
-	"                   AND c2.id < c.id))"
-	"  RETURNING 1"
+	"     AND c.direct_source_id = ANY ($3::uuid[])"
+	"), gone AS ("
+	"  SELECT c.id FROM c LEFT JOIN k ON k.s = c.s AND k.t = c.t"
+	"   AND k.u = c.u WHERE k.s IS NULL OR c.n > 1"
+	"), d AS ("
+	"  DELETE FROM communication_website_connections x USING gone"
+	"   WHERE x.id = gone.id RETURNING 1"
 	"), n AS ("
 	"  INSERT INTO communication_website_connections (university_id,"
 	"    website_id, indirect_object_type, indirect_object_id,"
 	"    direct_source_type, direct_source_id)"
-	"  SELECT $4::uuid, $1, k.t, k.u, $2, $3::uuid FROM k"
-	"   WHERE k.u IS NOT NULL AND $4::uuid IS NOT NULL AND NOT EXISTS ("
-	"     SELECT 1 FROM communication_website_connections c"
-	"      WHERE c.website_id = $1 AND c.direct_source_type = $2"
-	"        AND c.direct_source_id = $3::uuid"
-	"        AND c.indirect_object_type = k.t"
-	"        AND c.indirect_object_id = k.u)"
+	"  SELECT $4::uuid, $1, k.t, k.u, $2, k.s FROM k"
+	"   LEFT JOIN c ON c.s = k.s AND c.t = k.t AND c.u = k.u"
+	"   WHERE c.id IS NULL AND $4::uuid IS NOT NULL"
 	"  RETURNING 1"
-	") SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM d),"
-	"  (SELECT count(*) FROM n)";
+	") SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM n)";
+
+/* Direct sources per statement: bounds one statement's size, keeps the
+ * statements proportional to the sources handled. */
+#define CHUNK 200
 
 static atomic_bool stop_requested;
 
@@ -215,25 +228,45 @@ typedef struct source_ctx {
 	const char *website, *type, *university;
 	char *err;
 	size_t errlen;
+	char *ids;     /* "{a,b,...}" being built */
+	size_t len, n; /* its length, ids in it */
 } source_ctx;
+
+static int flush_chunk(source_ctx *c)
+{
+	if (!c->n)
+		return 0;
+	c->ids[c->len] = '}';
+	c->ids[c->len + 1] = 0;
+	const char *params[4] = {c->website, c->type, c->ids, c->university};
+	char what[160];
+	snprintf(what, sizeof what, "%zu sources %.60s", c->n, c->type);
+	PGresult *res = run(c->pg, c->st, sources_batch_sql, 4, params, what,
+	                    c->err, c->errlen);
+	if (!res)
+		return -1;
+	c->st->sources += c->n;
+	c->st->dep_loads += c->n; /* each source's, once */
+	c->st->deleted += strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	c->st->inserted += strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+	PQclear(res);
+	c->ids[0] = '{';
+	c->len = 1;
+	c->n = 0;
+	return 0;
+}
 
 static int one_source(const char *id, void *u)
 {
 	source_ctx *c = u;
-	const char *params[4] = {c->website, c->type, id, c->university};
-	char what[160];
-
-	snprintf(what, sizeof what, "source %.60s/%.40s", c->type, id);
-	PGresult *res = run(c->pg, c->st, source_sql, 4, params, what, c->err,
-	                    c->errlen);
-	if (!res)
+	size_t l = strlen(id);
+	if (l > 36)
 		return -1;
-	c->st->sources++;
-	c->st->dep_loads++;
-	c->st->deleted += strtoull(PQgetvalue(res, 0, 1), NULL, 10);
-	c->st->inserted += strtoull(PQgetvalue(res, 0, 2), NULL, 10);
-	PQclear(res);
-	return 0;
+	if (c->n)
+		c->ids[c->len++] = ',';
+	memcpy(c->ids + c->len, id, l);
+	c->len += l;
+	return ++c->n == CHUNK ? flush_chunk(c) : 0;
 }
 
 int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
@@ -291,13 +324,14 @@ int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
 	if (!(res = run(pg, &my, sources_sql, 1, p1, "direct sources", err,
 	                errlen)))
 		goto out;
+	char chunk[CHUNK * 37 + 4];
 	for (int row = 0; row < PQntuples(res); row++) {
 		source_ctx c = {pg, &my, website, PQgetvalue(res, row, 0),
-		                university, err, errlen};
+		                university, err, errlen, chunk, 1, 0};
+		chunk[0] = '{';
 		char *ids = PQgetvalue(res, row, 1);
-		int r = each_array_item(ids, one_source, &c);
-		if (r) {
-			if (r != -1 || !*err)
+		if (each_array_item(ids, one_source, &c) || flush_chunk(&c)) {
+			if (!*err)
 				snprintf(err, errlen, "malformed id array");
 			goto out;
 		}
@@ -398,59 +432,93 @@ int fl_cleanup_round(PGconn *pg, fl_cleanup_stats *st, char *err,
 
 /* ------------------------------------------------------ the old way */
 
-static int per_connection_website(PGconn *pg, const char *website,
-                                  fl_cleanup_stats *st, char *err,
-                                  size_t errlen)
+/* Checks each connection of one source, reloading the source's
+ * dependencies every time (Osuny's Connection#obsolete? per connection). */
+static int per_connection_source(PGconn *pg, const char *website,
+                                 const char *type, const char *id,
+                                 fl_cleanup_stats *st, char *err,
+                                 size_t errlen)
 {
 	static const char *const conn_sql =
-		"SELECT c.id::text, c.direct_source_type,"
-		" c.direct_source_id::text, c.indirect_object_type,"
-		" c.indirect_object_id::text"
-		" FROM communication_website_connections c"
-		" WHERE c.website_id = $1 AND c.direct_source_id IS NOT NULL"
-		" AND EXISTS (SELECT 1 FROM fl_cleanup_marks m"
-		"  WHERE (m.object_type = c.indirect_object_type"
-		"    AND m.object_id = c.indirect_object_id::text)"
-		"  OR (m.object_type = c.direct_source_type"
-		"    AND m.object_id = c.direct_source_id::text))";
+		"SELECT id::text, indirect_object_type,"
+		" indirect_object_id::text FROM communication_website_connections"
+		" WHERE website_id = $1 AND direct_source_type = $2"
+		" AND direct_source_id = $3::uuid";
 	static const char *const deps_sql =
 		"WITH RECURSIVE " RECURSIVE_CTE " SELECT t, i FROM r";
-	const char *p1[1] = {website};
-	PGresult *conns = NULL, *deps = NULL;
-	int rc = -1;
+	const char *p[3] = {website, type, id};
+	PGresult *conns, *deps;
 
-	if (run_cmd(pg, st, marks_tmp_sql, 0, NULL, "marks table", err,
-	            errlen) ||
-	    run_cmd(pg, st, "BEGIN", 0, NULL, "begin", err, errlen) ||
-	    run_cmd(pg, st, marks_snap_sql, 1, p1, "read marks", err, errlen) ||
-	    !(conns = run(pg, st, conn_sql, 1, p1, "connections", err, errlen)))
-		goto out;
+	if (!(conns = run(pg, st, conn_sql, 3, p, "connections", err, errlen)))
+		return -1;
+	st->sources++;
 	for (int i = 0; i < PQntuples(conns); i++) {
-		const char *p[3] = {website, PQgetvalue(conns, i, 1),
-		                    PQgetvalue(conns, i, 2)};
-		const char *ot = PQgetvalue(conns, i, 3);
-		const char *oi = PQgetvalue(conns, i, 4);
+		const char *ot = PQgetvalue(conns, i, 1);
+		const char *oi = PQgetvalue(conns, i, 2);
 		/* the connection loads its source's dependencies... */
 		if (!(deps = run(pg, st, deps_sql, 3, p, "dependencies", err,
-		                 errlen)))
-			goto out;
+		                 errlen))) {
+			PQclear(conns);
+			return -1;
+		}
 		st->dep_loads++;
 		bool found = false;
 		for (int j = 0; j < PQntuples(deps) && !found; j++)
 			found = !strcmp(PQgetvalue(deps, j, 0), ot) &&
 			        !strcmp(PQgetvalue(deps, j, 1), oi);
 		PQclear(deps);
-		deps = NULL;
 		/* ...and deletes itself if it is not among them */
 		if (!found) {
 			const char *pid[1] = {PQgetvalue(conns, i, 0)};
 			if (run_cmd(pg, st,
 			            "DELETE FROM communication_website_connections"
-			            " WHERE id = $1",
-			            1, pid, "delete", err, errlen))
-				goto out;
+			            " WHERE id = $1::uuid",
+			            1, pid, "delete", err, errlen)) {
+				PQclear(conns);
+				return -1;
+			}
 			st->deleted++;
 		}
+	}
+	PQclear(conns);
+	return 0;
+}
+
+typedef struct old_ctx {
+	PGconn *pg;
+	fl_cleanup_stats *st;
+	const char *website, *type;
+	char *err;
+	size_t errlen;
+} old_ctx;
+
+static int old_source(const char *id, void *u)
+{
+	old_ctx *c = u;
+	return per_connection_source(c->pg, c->website, c->type, id, c->st,
+	                             c->err, c->errlen);
+}
+
+static int per_connection_website(PGconn *pg, const char *website,
+                                  fl_cleanup_stats *st, char *err,
+                                  size_t errlen)
+{
+	const char *p1[1] = {website};
+	PGresult *res = NULL;
+	int rc = -1;
+
+	if (run_cmd(pg, st, marks_tmp_sql, 0, NULL, "marks table", err,
+	            errlen) ||
+	    run_cmd(pg, st, "BEGIN", 0, NULL, "begin", err, errlen) ||
+	    run_cmd(pg, st, marks_snap_sql, 1, p1, "read marks", err, errlen) ||
+	    !(res = run(pg, st, sources_sql, 1, p1, "direct sources", err,
+	                errlen)))
+		goto out;
+	for (int row = 0; row < PQntuples(res); row++) {
+		old_ctx c = {pg, st, website, PQgetvalue(res, row, 0), err,
+		             errlen};
+		if (each_array_item(PQgetvalue(res, row, 1), old_source, &c))
+			goto out;
 	}
 	if (run_cmd(pg, st, marks_clear_sql, 1, p1, "clear marks", err,
 	            errlen) ||
@@ -458,8 +526,7 @@ static int per_connection_website(PGconn *pg, const char *website,
 		goto out;
 	rc = 0;
 out:
-	PQclear(conns);
-	PQclear(deps);
+	PQclear(res);
 	if (rc) {
 		rollback(pg, st);
 		st->websites_failed++;

@@ -82,7 +82,8 @@ int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
 
 /*
  * The old way, for comparison (shm-bench): every connection touching a
- * marked object checks itself, reloading its source's recursive
+ * concerned direct source (found as the grouped round finds them) checks
+ * itself, reloading its source's recursive
  * dependencies, and deletes itself if obsolete; then the marks are cleared.
  * No transaction per website, no inserts.
  */
