@@ -543,7 +543,11 @@ static int fill_body(shm__wtxn *w, void *ctx)
 		return 0; /* L1 has it (maybe newer): never overwrite */
 	if (rc != MDB_NOTFOUND)
 		return shm__err_mdb(rc, "read message");
-	return store(w, 0, m, NULL);
+	if ((rc = store(w, 0, m, NULL)))
+		return rc;
+	/* L1 holds m but not its neighbours: no room page reaching down to
+	 * m is complete in L1 (room.c, invariant 2) */
+	return shm__room_evicted(w, m->room_id, m->created_at);
 }
 
 int shm__msg_fill(shm_env *env, const shm_msg *m)

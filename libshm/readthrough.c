@@ -42,6 +42,11 @@ bool shm__rt_has_l3(const shm_env *env)
 	return env->pg_conninfo && *env->pg_conninfo;
 }
 
+static bool has_l2(const shm_env *env)
+{
+	return env->redis_url && *env->redis_url;
+}
+
 int shm__rt_open(shm_env *env)
 {
 	if (!env->redis_url && !env->pg_conninfo)
@@ -169,9 +174,16 @@ static int value_to_msg(const char *buf, size_t len, shm_msg **out)
 		LZ4F_freeDecompressionContext(d);
 		rc = shm_msg_from_json(json, used, out, NULL, 0);
 		free(json);
-		return rc;
+	} else {
+		rc = shm_msg_from_json(buf, len, out, NULL, 0);
 	}
-	return shm_msg_from_json(buf, len, out, NULL, 0);
+	/* The JSON's content_hash is ignored (PostgreSQL's rows are built
+	 * without it): computed here, before the message is used anywhere,
+	 * Redis included. */
+	if (rc == 0)
+		(*out)->content_hash =
+			XXH3_64bits((*out)->content, (*out)->content_len);
+	return rc;
 }
 
 /* GET msg:<id> within the L2 timeout. */
@@ -182,7 +194,7 @@ static int l2_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	redisReply *r;
 	int rc;
 
-	if (!env->redis_url || shm__mono_ns() < rt->redis_down_until)
+	if (!has_l2(env) || shm__mono_ns() < rt->redis_down_until)
 		return SHM_EL2;
 	if (!rt->redis &&
 	    !(rt->redis = redis_connect(env->redis_url, env->opt.l2_timeout_ms)))
@@ -216,14 +228,49 @@ static int wait_fd(int fd, short ev, uint64_t deadline)
 	return poll(&p, 1, ms) == 1 ? 0 : -1;
 }
 
+/*
+ * Starts a connection with the session time zone set to UTC, added to the
+ * conninfo's own options (keyword/value or URI form alike). Timestamps come
+ * back with their offset and are exact whatever the zone; UTC keeps every
+ * offset to hours and minutes.
+ */
+static PGconn *pg_start(const char *conninfo)
+{
+	static const char tz[] = "-c TimeZone=UTC";
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL), *o;
+	const char *keys[64], *vals[64];
+	char *options = NULL;
+	int n = 0;
+	PGconn *c = NULL;
+
+	if (!opts)
+		return NULL;
+	for (o = opts; o->keyword && n < 62; o++) {
+		if (!o->val || !*o->val)
+			continue;
+		if (strcmp(o->keyword, "options") == 0) {
+			if (!(options = malloc(strlen(o->val) + sizeof tz + 1)))
+				goto out;
+			sprintf(options, "%s %s", o->val, tz);
+			continue;
+		}
+		keys[n] = o->keyword;
+		vals[n++] = o->val;
+	}
+	keys[n] = "options";
+	vals[n++] = options ? options : tz;
+	keys[n] = vals[n] = NULL;
+	c = PQconnectStartParams(keys, vals, 0);
+out:
+	free(options);
+	PQconninfoFree(opts);
+	return c;
+}
+
 static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 {
-	char conninfo[2048];
-	PGconn *c;
+	PGconn *c = pg_start(env->pg_conninfo);
 
-	snprintf(conninfo, sizeof conninfo, "%s options='-c TimeZone=UTC'",
-	         env->pg_conninfo);
-	c = PQconnectStart(conninfo);
 	if (!c || PQstatus(c) == CONNECTION_BAD)
 		goto fail;
 	for (;;) {
@@ -260,12 +307,9 @@ static PGresult *pg_query(PGconn *c, const char *sql, int n,
 			last = res;
 		}
 		if (wait_fd(PQsocket(c), POLLIN, deadline) || !PQconsumeInput(c)) {
-			PGcancel *cc = PQgetCancel(c);
-			char e[256];
-			if (cc) {
-				PQcancel(cc, e, sizeof e);
-				PQfreeCancel(cc);
-			}
+			/* No PQcancel: it connects and waits for the server
+			 * with no timeout, so a stopped server would hang the
+			 * caller. The caller drops the connection instead. */
 			PQclear(last);
 			return NULL;
 		}
@@ -328,7 +372,7 @@ static void l2_set(shm_env *env, const shm_msg *m)
 	uint8_t *z = NULL;
 	redisReply *r;
 
-	if (!env->redis_url || !rt->redis || shm_msg_to_json(m, &json, &len))
+	if (!has_l2(env) || !rt->redis || shm_msg_to_json(m, &json, &len))
 		return;
 	val = json;
 	vlen = len;
@@ -369,7 +413,7 @@ int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	} else {
 		if (rc == SHM_ENOTFOUND)
 			SHM__COUNT(env, l2_misses, 1);
-		else if (env->redis_url)
+		else if (has_l2(env))
 			SHM__COUNT(env, l2_errors, 1);
 		rc = l3_get(env, id, &m);
 		if (rc == 0) {
@@ -386,7 +430,6 @@ int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 		rc = SHM_ENOTFOUND; /* no level could answer */
 	if (rc)
 		return rc;
-	m->content_hash = XXH3_64bits(m->content, m->content_len);
 	shm__msg_fill(env, m); /* L1 full of unflushed work: serve anyway */
 	*out = m;
 	return 0;
@@ -427,9 +470,6 @@ int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
 		shm_msgs_free(msgs, (size_t)rows);
 		return shm__err(SHM_EL3, "room page from PostgreSQL: bad row");
 	}
-	for (int i = 0; i < rows; i++)
-		msgs[i]->content_hash =
-			XXH3_64bits(msgs[i]->content, msgs[i]->content_len);
 	*out = msgs;
 	*n = (size_t)rows;
 	return 0;

@@ -11,7 +11,10 @@
  *  1. Every message in "msg" has exactly one room key, and no room key
  *     exists without its message.
  *  2. "roomwm"[room] is the newest created_at of a message of room that left
- *     L1 (evicted/expired): L1 is complete for the room strictly after it.
+ *     L1 (evicted/expired) or came into it by a read-through fill (a fill
+ *     says nothing of its neighbours in PostgreSQL). Messages written through
+ *     L1 since are in L1, so a page that is full and strictly newer than it
+ *     is complete; any other page asks PostgreSQL when it is configured.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -152,9 +155,11 @@ static int l1_page(shm_env *env, const char *room, int64_t before,
 	shm__rtxn_put(env, txn);
 	if (rc == MDB_NOTFOUND)
 		rc = 0;
-	/* Complete if the page is full and strictly newer than anything that
-	 * left L1; a short page is complete only if nothing ever left. */
-	*complete = *n == limit ? oldest > wm : wm == 0;
+	/* Complete only if the page is full and strictly newer than anything
+	 * that left L1 or was filled into it (invariant 2). A short page never
+	 * is: PostgreSQL may hold older rows L1 never saw (a room written
+	 * before this environment existed, or by another one). */
+	*complete = *n == limit && oldest > wm;
 	return rc;
 }
 

@@ -1,0 +1,1071 @@
+/* tests/test_readthrough.c - read-through on an L1 miss: Redis (L2) then
+ * PostgreSQL (L3), fills without log records, per-level timeouts against a
+ * dead and a mute Redis, room pages from PostgreSQL merged with L1, and
+ * timestamps that round-trip to the microsecond whatever the time zone.
+ *
+ * Needs a real redis-server and PostgreSQL (SHM_TEST_REDIS, SHM_TEST_PG, as
+ * tests/run.sh provides them); every test skips without them. Rows and keys
+ * use room names "rt<pid>-..." and fresh UUIDs, and are removed afterwards. */
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <lz4frame.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "shm_log.h"
+#include "testutil.h"
+
+static const char *redis_url, *pg_info;
+static char prefix[32];       /* "rt<pid>" */
+static shm_uuid keys[512];    /* Redis keys msg:<uuid> to delete */
+static size_t n_keys;
+
+/* ------------------------------------------------------------ helpers */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+#define NEED_SERVERS()                                                         \
+	do {                                                                   \
+		if (!redis_url) {                                              \
+			skip();                                                \
+			return;                                                \
+		}                                                              \
+	} while (0)
+
+static PGconn *pg(void)
+{
+	PGconn *c = PQconnectdb(pg_info);
+	if (PQstatus(c) != CONNECTION_OK)
+		fail_msg("pg connect: %s", PQerrorMessage(c));
+	PQclear(PQexec(c, "SET client_min_messages = warning"));
+	return c;
+}
+
+static void pg_exec(PGconn *c, const char *sql, int n, const char *const *p)
+{
+	PGresult *r = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+	    PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+}
+
+static redisContext *rds(void)
+{
+	redisContext *c;
+	if (strncmp(redis_url, "unix://", 7) == 0) {
+		char path[1024];
+		snprintf(path, sizeof path, "%s", redis_url + 7);
+		char *q = strchr(path, '?');
+		if (q)
+			*q = 0;
+		c = redisConnectUnix(path);
+	} else {
+		char host[256];
+		int port = 6379;
+		const char *p = redis_url + 8;
+		size_t hl = strcspn(p, ":/");
+		snprintf(host, sizeof host, "%.*s", (int)hl, p);
+		if (p[hl] == ':')
+			port = atoi(p + hl + 1);
+		c = redisConnect(host, port);
+	}
+	if (!c || c->err)
+		fail_msg("redis connect %s: %s", redis_url,
+		         c ? c->errstr : "out of memory");
+	return c;
+}
+
+static void track(const shm_uuid *id)
+{
+	if (n_keys < sizeof keys / sizeof keys[0])
+		keys[n_keys++] = *id;
+}
+
+/* SET msg:<id> value (raw bytes). */
+static void redis_set(const shm_uuid *id, const void *val, size_t len)
+{
+	char s[37];
+	redisContext *c = rds();
+	shm_uuid_format(id, s);
+	track(id);
+	redisReply *r = redisCommand(c, "SET msg:%s %b EX 600", s, val, len);
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_STATUS);
+	freeReplyObject(r);
+	redisFree(c);
+}
+
+/* GET msg:<id>: malloc'd raw value (NULL if absent), *ttl its TTL. */
+static char *redis_get(const shm_uuid *id, size_t *len, long long *ttl)
+{
+	char s[37], *out = NULL;
+	redisContext *c = rds();
+	shm_uuid_format(id, s);
+	redisReply *r = redisCommand(c, "GET msg:%s", s);
+	assert_non_null(r);
+	if (r->type == REDIS_REPLY_STRING) {
+		out = malloc(r->len + 1);
+		memcpy(out, r->str, r->len);
+		out[r->len] = 0;
+		*len = r->len;
+	}
+	freeReplyObject(r);
+	r = redisCommand(c, "TTL msg:%s", s);
+	assert_non_null(r);
+	*ttl = r->integer;
+	freeReplyObject(r);
+	redisFree(c);
+	return out;
+}
+
+static bool is_lz4(const void *v, size_t len)
+{
+	static const uint8_t magic[4] = {0x04, 0x22, 0x4d, 0x18};
+	return len >= 4 && memcmp(v, magic, 4) == 0;
+}
+
+static void *lz4(const char *src, size_t len, size_t *out_len)
+{
+	size_t bound = LZ4F_compressFrameBound(len, NULL);
+	void *z = malloc(bound);
+	size_t n = LZ4F_compressFrame(z, bound, src, len, NULL);
+	assert_false(LZ4F_isError(n));
+	*out_len = n;
+	return z;
+}
+
+static char *unlz4(const void *src, size_t len, size_t *out_len)
+{
+	LZ4F_dctx *d;
+	size_t cap = 1 << 20, dst = cap, sl = len;
+	char *out = malloc(cap + 1);
+	assert_false(LZ4F_isError(LZ4F_createDecompressionContext(&d, LZ4F_VERSION)));
+	size_t r = LZ4F_decompress(d, out, &dst, src, &sl, NULL);
+	assert_int_equal(r, 0);
+	LZ4F_freeDecompressionContext(d);
+	out[dst] = 0;
+	*out_len = dst;
+	return out;
+}
+
+/* "YYYY-MM-DD HH:MM:SS.ffffff+00", our own formatting (not libshm's). */
+static void ts_sql(int64_t us, char out[64])
+{
+	time_t s = (time_t)(us / 1000000);
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	snprintf(out, 64, "%04d-%02d-%02d %02d:%02d:%02d.%06d+00",
+	         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	         tm.tm_min, tm.tm_sec, (int)(us % 1000000));
+}
+
+/* Inserts (or upserts) m as a row, columns computed from its serde JSON the
+ * way the flusher does. */
+static void pg_put(PGconn *c, const shm_msg *m)
+{
+	char *json;
+	size_t len;
+	assert_int_equal(shm_msg_to_json(m, &json, &len), 0);
+	const char *p[1] = {json};
+	pg_exec(c,
+	        "INSERT INTO messages (id, room_id, user_id, username, content,"
+	        " message_type, created_at, updated_at, metadata, content_hash,"
+	        " parent_id, thread_id)"
+	        " SELECT (d->>'id')::uuid, d->>'room_id', (d->>'user_id')::integer,"
+	        " d->>'username', d->>'content', d->>'message_type',"
+	        " (d->>'created_at')::timestamptz, (d->>'updated_at')::timestamptz,"
+	        " d->'metadata', d->>'content_hash', (d->>'parent_id')::uuid,"
+	        " (d->>'thread_id')::uuid FROM (SELECT $1::jsonb AS d) s"
+	        " ON CONFLICT (id) DO UPDATE SET content = EXCLUDED.content,"
+	        " message_type = EXCLUDED.message_type,"
+	        " updated_at = EXCLUDED.updated_at, metadata = EXCLUDED.metadata,"
+	        " content_hash = EXCLUDED.content_hash",
+	        1, p);
+	track(&m->id);
+	free(json);
+}
+
+/* Ids of PostgreSQL's own page, newest first. */
+static size_t pg_page(PGconn *c, const char *room, int64_t before,
+                      uint32_t limit, shm_uuid *ids)
+{
+	char b[64], l[16];
+	const char *p[3] = {room, b, l};
+	ts_sql(before ? before : INT64_C(253402300799000000), b);
+	snprintf(l, sizeof l, "%u", limit);
+	PGresult *r = PQexecParams(
+		c,
+		"SELECT id::text FROM messages WHERE room_id = $1 AND "
+		"created_at < $2::timestamptz ORDER BY created_at DESC, id DESC "
+		"LIMIT $3::int",
+		3, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("page: %s", PQerrorMessage(c));
+	size_t n = (size_t)PQntuples(r);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(shm_uuid_parse(PQgetvalue(r, (int)i, 0), &ids[i]),
+		                 0);
+	PQclear(r);
+	return n;
+}
+
+/* The page of env equals PostgreSQL's for the same query, id for id. */
+static void assert_page_is_pg(shm_env *env, PGconn *c, const char *room,
+                              int64_t before, uint32_t limit)
+{
+	shm_uuid want[256];
+	shm_msg **page;
+	size_t n, nw = pg_page(c, room, before, limit, want);
+	char a[37], b[37];
+
+	assert_int_equal(shm_room_page(env, room, before, limit, &page, &n), 0);
+	if (n != nw)
+		fail_msg("room %s before %" PRId64 " limit %u: %zu messages, "
+		         "PostgreSQL has %zu", room, before, limit, n, nw);
+	for (size_t i = 0; i < n; i++) {
+		shm_uuid_format(&page[i]->id, a);
+		shm_uuid_format(&want[i], b);
+		if (strcmp(a, b))
+			fail_msg("room %s before %" PRId64 " limit %u: [%zu] is "
+			         "%s, PostgreSQL says %s", room, before, limit,
+			         i, a, b);
+	}
+	shm_msgs_free(page, n);
+}
+
+static void cleanup(void)
+{
+	if (!redis_url)
+		return;
+	PGconn *c = pg();
+	char like[64];
+	snprintf(like, sizeof like, "%s-%%", prefix);
+	const char *p[1] = {like};
+	pg_exec(c, "DELETE FROM messages WHERE room_id LIKE $1", 1, p);
+	PQfinish(c);
+	redisContext *r = rds();
+	for (size_t i = 0; i < n_keys; i++) {
+		char s[37];
+		shm_uuid_format(&keys[i], s);
+		freeReplyObject(redisCommand(r, "DEL msg:%s", s));
+	}
+	redisFree(r);
+	n_keys = 0;
+}
+
+static void room_name(char *out, size_t len, const char *what)
+{
+	snprintf(out, len, "%s-%s", prefix, what);
+}
+
+/* A message with every field set. Strings must outlive it: static data. */
+static const int32_t rx_ok[] = {7, 3}, rx_heart[] = {9}, rx_party[] = {1, 2, 5};
+static const shm_reaction rx[] = {
+	{"ok", rx_ok, 2}, {"\xe2\x9d\xa4\xef\xb8\x8f", rx_heart, 1},
+	{"\xf0\x9f\x8e\x89", rx_party, 3}};
+static const int32_t mentions[] = {42, 7};
+static shm_attachment att_pool[64]; /* one per full_msg */
+static size_t att_next;
+
+static shm_msg full_msg(const char *room, int64_t created, const char *content)
+{
+	shm_msg m;
+	memset(&m, 0, sizeof m);
+	shm_uuid_v7(&m.id);
+	m.room_id = room;
+	m.user_id = 1234;
+	m.username = "Ad\xc3\xa1 \"L\" \\ love";
+	m.content = content;
+	m.content_len = (uint32_t)strlen(content);
+	m.type = SHM_MSG_IMAGE;
+	m.created_at = created;
+	m.updated_at = created + 1234567;
+	m.edited = true;
+	m.edit_count = 2;
+	m.reactions = rx;
+	m.n_reactions = 3;
+	m.mentions = mentions;
+	m.n_mentions = 2;
+	shm_attachment *att = &att_pool[att_next++ % 64];
+	shm_uuid_v7(&att[0].id);
+	att[0].filename = "photo \xc3\xa9t\xc3\xa9.jpg";
+	att[0].content_type = "image/jpeg";
+	att[0].size = 123456789012ull;
+	att[0].url = "https://example.org/a?b=c&d=e";
+	m.attachments = att;
+	m.n_attachments = 1;
+	m.reply_count = 3;
+	m.last_reply_at = created + 99;
+	m.content_hash = XXH3_64bits(content, m.content_len);
+	m.has_parent = true;
+	shm_uuid_v7(&m.parent_id);
+	m.has_thread = true;
+	shm_uuid_v7(&m.thread_id);
+	return m;
+}
+
+/* A plain Text message at a given time (for pages). */
+static shm_msg plain_msg(const char *room, int64_t created, const char *content)
+{
+	shm_msg m = tu_msg(room, 5, content);
+	shm_uuid_v7(&m.id);
+	m.created_at = created;
+	m.content_hash = XXH3_64bits(content, m.content_len);
+	return m;
+}
+
+static void assert_msg_equal(const shm_msg *a, const shm_msg *b)
+{
+	assert_memory_equal(a->id.b, b->id.b, 16);
+	assert_string_equal(a->room_id, b->room_id);
+	assert_int_equal(a->user_id, b->user_id);
+	assert_string_equal(a->username, b->username);
+	assert_int_equal(a->content_len, b->content_len);
+	assert_memory_equal(a->content, b->content, a->content_len);
+	assert_int_equal(a->type, b->type);
+	assert_int_equal(a->created_at, b->created_at);
+	assert_int_equal(a->updated_at, b->updated_at);
+	assert_int_equal(a->edited, b->edited);
+	assert_int_equal(a->edit_count, b->edit_count);
+	assert_int_equal(a->n_reactions, b->n_reactions);
+	for (uint32_t i = 0; i < a->n_reactions; i++) {
+		assert_string_equal(a->reactions[i].emoji, b->reactions[i].emoji);
+		assert_int_equal(a->reactions[i].n_users, b->reactions[i].n_users);
+		assert_memory_equal(a->reactions[i].user_ids,
+		                    b->reactions[i].user_ids,
+		                    a->reactions[i].n_users * sizeof(int32_t));
+	}
+	assert_int_equal(a->n_mentions, b->n_mentions);
+	if (a->n_mentions)
+		assert_memory_equal(a->mentions, b->mentions,
+		                    a->n_mentions * sizeof(int32_t));
+	assert_int_equal(a->n_attachments, b->n_attachments);
+	for (uint32_t i = 0; i < a->n_attachments; i++) {
+		const shm_attachment *x = &a->attachments[i], *y = &b->attachments[i];
+		assert_memory_equal(x->id.b, y->id.b, 16);
+		assert_string_equal(x->filename, y->filename);
+		assert_string_equal(x->content_type, y->content_type);
+		assert_int_equal(x->size, y->size);
+		assert_string_equal(x->url, y->url);
+	}
+	assert_int_equal(a->reply_count, b->reply_count);
+	assert_int_equal(a->last_reply_at, b->last_reply_at);
+	assert_int_equal(a->content_hash, b->content_hash);
+	assert_int_equal(a->has_parent, b->has_parent);
+	if (a->has_parent)
+		assert_memory_equal(a->parent_id.b, b->parent_id.b, 16);
+	assert_int_equal(a->has_thread, b->has_thread);
+	if (a->has_thread)
+		assert_memory_equal(a->thread_id.b, b->thread_id.b, 16);
+}
+
+static char *dir;
+
+static shm_env *open_rt(const char *redis, const char *pgc, uint32_t l2_ms,
+                        uint64_t max_entries)
+{
+	shm_options o;
+	shm_options_init(&o);
+	o.redis_url = redis;
+	o.pg_conninfo = pgc;
+	o.l2_timeout_ms = l2_ms;
+	/* generous: a first connection to a loaded CI's PostgreSQL may take
+	 * more than the 50 ms default */
+	o.l3_timeout_ms = 2000;
+	if (max_entries)
+		o.l1_max_entries = max_entries;
+	dir = tu_tmpdir();
+	return tu_open(dir, &o);
+}
+
+static void close_rt(shm_env *env)
+{
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+	dir = NULL;
+}
+
+static uint64_t log_records(shm_env *env)
+{
+	shm_info in;
+	assert_int_equal(shm_env_info(env, &in), 0);
+	return in.log_records;
+}
+
+static char *big_content(size_t n)
+{
+	char *s = malloc(n + 1);
+	for (size_t i = 0; i < n; i++)
+		s[i] = "lorem ipsum dolor sit amet, "[i % 28];
+	s[n] = 0;
+	return s;
+}
+
+/* -------------------------------------------------------------- tests */
+
+static void test_message_only_in_redis(void **state)
+{
+	NEED_SERVERS();
+	char room[64], *json, *big = big_content(5000);
+	size_t len, zlen;
+	shm_msg m[2], *got;
+	shm_counters c;
+
+	room_name(room, sizeof room, "l2");
+	m[0] = full_msg(room, INT64_C(1700000000123456), "h\xc3\xa9llo \"w\"\n");
+	m[1] = full_msg(room, INT64_C(1700000001000001), big);
+	assert_int_equal(shm_msg_to_json(&m[0], &json, &len), 0);
+	redis_set(&m[0].id, json, len);
+	free(json);
+	assert_int_equal(shm_msg_to_json(&m[1], &json, &len), 0);
+	void *z = lz4(json, len, &zlen);
+	assert_true(zlen < len);
+	redis_set(&m[1].id, z, zlen); /* as the flusher stores it: LZ4 frame */
+	free(z);
+	free(json);
+
+	shm_env *env = open_rt(redis_url, pg_info, 50, 0);
+	uint64_t recs = log_records(env);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(shm_msg_get(env, &m[i].id, &got), 0);
+		assert_msg_equal(got, &m[i]);
+		shm_msg_free(got);
+	}
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l1_misses, 2);
+	assert_int_equal(c.l2_hits, 2);
+	assert_int_equal(c.l3_hits + c.l3_misses + c.l2_misses, 0);
+	assert_int_equal(c.fills, 2);
+	/* filled into L1: the second get is an L1 hit, even without Redis */
+	redisContext *r = rds();
+	for (int i = 0; i < 2; i++) {
+		char s[37];
+		shm_uuid_format(&m[i].id, s);
+		freeReplyObject(redisCommand(r, "DEL msg:%s", s));
+	}
+	redisFree(r);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(shm_msg_get(env, &m[i].id, &got), 0);
+		assert_msg_equal(got, &m[i]);
+		shm_msg_free(got);
+	}
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l1_hits, 2);
+	assert_int_equal(c.l2_hits, 2);
+	/* a fill is not a write: no log record, nothing for the flusher */
+	assert_int_equal(log_records(env), recs);
+	assert_int_equal(tu_log_count(env), 0);
+	close_rt(env);
+	free(big);
+	cleanup();
+}
+
+static void test_message_only_in_postgres_fills_l1_and_redis(void **state)
+{
+	NEED_SERVERS();
+	char room[64], *big = big_content(3000);
+	shm_msg m[2], *got;
+	shm_counters c;
+	PGconn *db = pg();
+
+	room_name(room, sizeof room, "l3");
+	m[0] = full_msg(room, INT64_C(1700000002000007), "only in \xf0\x9f\x90\x98");
+	m[1] = full_msg(room, INT64_C(1700000003999999), big);
+	m[1].has_parent = m[1].has_thread = false;
+	m[1].updated_at = m[1].last_reply_at = 0;
+	m[1].n_attachments = m[1].n_reactions = m[1].n_mentions = 0;
+	m[1].edited = false;
+	m[1].edit_count = m[1].reply_count = 0;
+	for (int i = 0; i < 2; i++)
+		pg_put(db, &m[i]);
+
+	shm_env *env = open_rt(redis_url, pg_info, 50, 0);
+	uint64_t recs = log_records(env);
+	for (int i = 0; i < 2; i++) {
+		size_t len;
+		long long ttl;
+		char *v = redis_get(&m[i].id, &len, &ttl);
+		assert_null(v); /* not in Redis before */
+		assert_int_equal(shm_msg_get(env, &m[i].id, &got), 0);
+		assert_msg_equal(got, &m[i]);
+		shm_msg_free(got);
+	}
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_misses, 2);
+	assert_int_equal(c.l3_hits, 2);
+	assert_int_equal(c.fills, 2);
+	assert_int_equal(c.l2_errors + c.l3_errors, 0);
+
+	/* Redis now holds the seed's JSON, LZ4 above the threshold, with the
+	 * L2 TTL: exactly what the flusher would have written */
+	for (int i = 0; i < 2; i++) {
+		size_t len, jlen;
+		long long ttl;
+		char *v = redis_get(&m[i].id, &len, &ttl), *want;
+		assert_non_null(v);
+		assert_true(ttl > 3500 && ttl <= 3600);
+		assert_int_equal(is_lz4(v, len), i == 1);
+		if (is_lz4(v, len)) {
+			char *d = unlz4(v, len, &len);
+			free(v);
+			v = d;
+		}
+		assert_int_equal(shm_msg_to_json(&m[i], &want, &jlen), 0);
+		assert_string_equal(v, want);
+		free(want);
+		free(v);
+	}
+
+	/* L1 answers now, PostgreSQL is not asked again */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(shm_msg_get(env, &m[i].id, &got), 0);
+		assert_msg_equal(got, &m[i]);
+		shm_msg_free(got);
+	}
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l1_hits, 2);
+	assert_int_equal(c.l3_hits, 2);
+	assert_int_equal(log_records(env), recs);
+	assert_int_equal(tu_log_count(env), 0);
+	PQfinish(db);
+	close_rt(env);
+	free(big);
+	cleanup();
+}
+
+static void test_message_nowhere(void **state)
+{
+	NEED_SERVERS();
+	shm_uuid id;
+	shm_msg *got = (shm_msg *)1;
+	shm_counters c;
+
+	shm_uuid_v7(&id);
+	shm_env *env = open_rt(redis_url, pg_info, 50, 0);
+	assert_int_equal(shm_msg_get(env, &id, &got), SHM_ENOTFOUND);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l1_misses, 1);
+	assert_int_equal(c.l2_misses, 1);
+	assert_int_equal(c.l3_misses, 1);
+	assert_int_equal(c.l2_hits + c.l3_hits + c.fills, 0);
+	assert_int_equal(c.l2_errors + c.l3_errors, 0);
+	assert_int_equal(log_records(env), 0);
+	close_rt(env);
+}
+
+/* A unix socket that listens and never accepts: connect succeeds (the
+ * kernel queues it), every command waits for a reply forever. */
+static int mute_socket(const char *path)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	return fd;
+}
+
+/* Time of one get of a PostgreSQL-only message through a fresh env. */
+static uint64_t timed_l3_get(const char *redis, uint32_t l2_ms,
+                             const shm_msg *m, shm_counters *c)
+{
+	shm_msg *got;
+	shm_env *env = open_rt(redis, pg_info, l2_ms, 0);
+	uint64_t t0 = now_ms();
+	assert_int_equal(shm_msg_get(env, &m->id, &got), 0);
+	uint64_t dt = now_ms() - t0;
+	assert_msg_equal(got, m);
+	shm_msg_free(got);
+	shm_stats_local(env, c);
+	close_rt(env);
+	return dt;
+}
+
+static void test_dead_or_mute_redis_costs_at_most_the_timeout(void **state)
+{
+	NEED_SERVERS();
+	const uint32_t l2_ms = 150;
+	char room[64], url[4200], sock[4096];
+	shm_msg m[3];
+	shm_counters c;
+	PGconn *db = pg();
+	char *sdir = tu_tmpdir();
+
+	room_name(room, sizeof room, "dead");
+	for (int i = 0; i < 3; i++) {
+		m[i] = full_msg(room, INT64_C(1700000010000000) + i, "from PG");
+		pg_put(db, &m[i]);
+	}
+	/* baseline: live Redis (miss), PostgreSQL answers */
+	uint64_t base = timed_l3_get(redis_url, l2_ms, &m[0], &c);
+	assert_int_equal(c.l2_misses, 1);
+	assert_int_equal(c.l3_hits, 1);
+
+	/* nothing listening at the path: refused at once */
+	snprintf(sock, sizeof sock, "%s/nobody.sock", sdir);
+	snprintf(url, sizeof url, "unix://%s", sock);
+	uint64_t dead = timed_l3_get(url, l2_ms, &m[1], &c);
+	assert_int_equal(c.l2_errors, 1);
+	assert_int_equal(c.l3_hits, 1);
+	assert_int_equal(c.fills, 1);
+	if (dead > base + l2_ms + 200)
+		fail_msg("dead Redis: %" PRIu64 " ms, baseline %" PRIu64 " ms",
+		         dead, base);
+
+	/* accepts, never answers: the L2 timeout has to bite */
+	snprintf(sock, sizeof sock, "%s/mute.sock", sdir);
+	snprintf(url, sizeof url, "unix://%s", sock);
+	int fd = mute_socket(sock);
+	uint64_t mute = timed_l3_get(url, l2_ms, &m[2], &c);
+	close(fd);
+	assert_int_equal(c.l2_errors, 1);
+	assert_int_equal(c.l3_hits, 1);
+	assert_int_equal(c.fills, 1);
+	fprintf(stderr, "get from PostgreSQL: %" PRIu64 " ms with Redis, %"
+	        PRIu64 " ms with a dead one, %" PRIu64 " ms with a mute one "
+	        "(l2_timeout %u ms)\n", base, dead, mute, l2_ms);
+	assert_true(mute >= l2_ms - 10); /* it did wait for Redis */
+	if (mute > base + l2_ms + 200)
+		fail_msg("mute Redis: %" PRIu64 " ms, baseline %" PRIu64 " ms",
+		         mute, base);
+
+	PQfinish(db);
+	tu_rmdir(sdir);
+	free(sdir);
+	cleanup();
+}
+
+static void test_mute_redis_is_skipped_after_a_timeout(void **state)
+{
+	NEED_SERVERS();
+	const uint32_t l2_ms = 150;
+	char room[64], url[4200], sock[4096];
+	shm_msg m[2], *got;
+	shm_counters c;
+	PGconn *db = pg();
+	char *sdir = tu_tmpdir();
+
+	room_name(room, sizeof room, "skip");
+	for (int i = 0; i < 2; i++) {
+		m[i] = full_msg(room, INT64_C(1700000020000000) + i, "x");
+		pg_put(db, &m[i]);
+	}
+	snprintf(sock, sizeof sock, "%s/mute.sock", sdir);
+	snprintf(url, sizeof url, "unix://%s", sock);
+	int fd = mute_socket(sock);
+	shm_env *env = open_rt(url, pg_info, l2_ms, 0);
+	assert_int_equal(shm_msg_get(env, &m[0].id, &got), 0);
+	shm_msg_free(got);
+	uint64_t t0 = now_ms();
+	assert_int_equal(shm_msg_get(env, &m[1].id, &got), 0);
+	uint64_t dt = now_ms() - t0;
+	assert_msg_equal(got, &m[1]);
+	shm_msg_free(got);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l3_hits, 2);
+	assert_int_equal(c.l2_hits + c.l2_misses, 0);
+	if (dt >= l2_ms)
+		fail_msg("second get took %" PRIu64 " ms: Redis asked again", dt);
+	close(fd);
+	close_rt(env);
+	PQfinish(db);
+	tu_rmdir(sdir);
+	free(sdir);
+	cleanup();
+}
+
+/* A PostgreSQL that does not answer in time (a query stuck behind a lock)
+ * costs l3_timeout_ms: the get says SHM_ENOTFOUND (no level could answer),
+ * L3 is skipped for a second, then asked again. */
+static void test_slow_postgres_costs_at_most_the_timeout(void **state)
+{
+	NEED_SERVERS();
+	const uint32_t l3_ms = 200;
+	char room[64];
+	shm_msg m, *got;
+	shm_counters c;
+	PGconn *db = pg(), *locker = pg();
+
+	room_name(room, sizeof room, "slowpg");
+	m = full_msg(room, INT64_C(1700000030000000), "behind a lock");
+	pg_put(db, &m);
+	shm_options o;
+	shm_options_init(&o);
+	o.redis_url = redis_url;
+	o.pg_conninfo = pg_info;
+	o.l3_timeout_ms = l3_ms;
+	dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, &o);
+
+	pg_exec(locker, "BEGIN", 0, NULL);
+	pg_exec(locker, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE", 0, NULL);
+	uint64_t t0 = now_ms();
+	assert_int_equal(shm_msg_get(env, &m.id, &got), SHM_ENOTFOUND);
+	uint64_t dt = now_ms() - t0;
+	fprintf(stderr, "get with PostgreSQL stuck: %" PRIu64 " ms (l3_timeout "
+	        "%u ms)\n", dt, l3_ms);
+	assert_true(dt >= l3_ms - 10);
+	if (dt > l3_ms + 300)
+		fail_msg("stuck PostgreSQL cost %" PRIu64 " ms", dt);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_misses, 1);
+	assert_int_equal(c.l3_errors, 1);
+	assert_int_equal(c.l3_hits + c.l3_misses + c.fills, 0);
+
+	/* right after: L3 is skipped, no waiting at all */
+	t0 = now_ms();
+	assert_int_equal(shm_msg_get(env, &m.id, &got), SHM_ENOTFOUND);
+	assert_true(now_ms() - t0 < l3_ms / 2);
+	pg_exec(locker, "COMMIT", 0, NULL);
+
+	/* a second later it is asked again, on a new connection */
+	struct timespec ts = {1, 100 * 1000000L};
+	nanosleep(&ts, NULL);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_msg_equal(got, &m);
+	shm_msg_free(got);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l3_hits, 1);
+	assert_int_equal(log_records(env), 0);
+	close_rt(env);
+	PQfinish(locker);
+	PQfinish(db);
+	cleanup();
+}
+
+/* 25 rows only in PostgreSQL, with ties on created_at. */
+static void seed_room(PGconn *db, const char *room, shm_msg *m, int n,
+                      int64_t t0)
+{
+	for (int i = 0; i < n; i++) {
+		/* every third message shares its predecessor's time */
+		int64_t t = t0 + (int64_t)(i - i / 3) * 1000001;
+		m[i] = plain_msg(room, t, "pg row");
+		pg_put(db, &m[i]);
+	}
+}
+
+static void test_room_page_from_postgres_matches_postgres(void **state)
+{
+	NEED_SERVERS();
+	char room[64];
+	shm_msg m[25], *got, **page;
+	shm_counters c;
+	PGconn *db = pg();
+	const int64_t t0 = INT64_C(1700000100000000);
+
+	room_name(room, sizeof room, "pgroom");
+	seed_room(db, room, m, 25, t0);
+	shm_env *env = open_rt(redis_url, pg_info, 50, 0);
+
+	/* L1 knows nothing of the room: every page is PostgreSQL's */
+	assert_page_is_pg(env, db, room, 0, 10);
+	assert_page_is_pg(env, db, room, 0, 100);
+	assert_page_is_pg(env, db, room, m[13].created_at, 5); /* on a tie */
+	assert_page_is_pg(env, db, room, m[13].created_at + 1, 5);
+	assert_page_is_pg(env, db, room, m[0].created_at, 5);  /* empty */
+	assert_page_is_pg(env, db, room, m[0].created_at + 1, 5);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.room_pages_l3, 6);
+
+	/* a few messages filled into L1 by gets do not make L1 "complete" */
+	int picks[] = {24, 20, 9};
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(shm_msg_get(env, &m[picks[i]].id, &got), 0);
+		shm_msg_free(got);
+	}
+	assert_page_is_pg(env, db, room, 0, 1);
+	assert_page_is_pg(env, db, room, 0, 2);
+	assert_page_is_pg(env, db, room, 0, 3);
+	assert_page_is_pg(env, db, room, m[20].created_at + 1, 3);
+	assert_page_is_pg(env, db, room, 0, 30);
+
+	/* unflushed L1 messages are merged in: new ones (one on a tie with a
+	 * PostgreSQL row, one newest) and an edit of a filled one (L1's state
+	 * wins) */
+	shm_msg l1[2] = {plain_msg(room, m[16].created_at, "in L1 only, tie"),
+	                 plain_msg(room, m[24].created_at + 5, "in L1, newest")};
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(shm_msg_put(env, &l1[i]), 0);
+	assert_int_equal(shm_msg_edit(env, &m[20].id, "edited in L1", 12), 0);
+	shm_msg *pages[4][64];
+	size_t np[4];
+	struct {
+		int64_t before;
+		uint32_t limit;
+	} q[4] = {{0, 3}, {0, 40}, {m[18].created_at, 6}, {m[16].created_at + 1, 4}};
+	for (int k = 0; k < 4; k++) {
+		assert_int_equal(shm_room_page(env, room, q[k].before, q[k].limit,
+		                               &page, &np[k]), 0);
+		memcpy(pages[k], page, np[k] * sizeof *page);
+		free(page);
+	}
+	bool seen_edit = false;
+	for (size_t i = 0; i < np[1]; i++)
+		if (!memcmp(pages[1][i]->id.b, m[20].id.b, 16)) {
+			assert_int_equal(pages[1][i]->content_len, 12);
+			assert_memory_equal(pages[1][i]->content, "edited in L1", 12);
+			seen_edit = true;
+		}
+	assert_true(seen_edit);
+	/* what PostgreSQL alone returns once the flusher has caught up */
+	for (int i = 0; i < 2; i++)
+		pg_put(db, &l1[i]);
+	assert_int_equal(shm_msg_get(env, &m[20].id, &got), 0);
+	pg_put(db, got);
+	shm_msg_free(got);
+	for (int k = 0; k < 4; k++) {
+		shm_uuid want[64];
+		size_t nw = pg_page(db, room, q[k].before, q[k].limit, want);
+		assert_int_equal(np[k], nw);
+		for (size_t i = 0; i < nw; i++)
+			assert_memory_equal(pages[k][i]->id.b, want[i].b, 16);
+		for (size_t i = 0; i < np[k]; i++) /* the array was copied */
+			shm_msg_free(pages[k][i]);
+	}
+	for (int k = 0; k < 4; k++)
+		assert_page_is_pg(env, db, room, q[k].before, q[k].limit);
+	PQfinish(db);
+	close_rt(env);
+	cleanup();
+}
+
+static void test_room_page_with_evictions(void **state)
+{
+	NEED_SERVERS();
+	char room[64];
+	shm_msg m[14], **page;
+	shm_counters c, c2;
+	size_t n;
+	PGconn *db = pg();
+	const int64_t t0 = INT64_C(1700000200000000);
+
+	room_name(room, sizeof room, "evict");
+	shm_env *env = open_rt(redis_url, pg_info, 50, 8);
+	/* 8 messages written through L1, mirrored to PostgreSQL and marked
+	 * flushed (what the flusher does), then 6 more: 6 of the first ones are
+	 * evicted to make room */
+	for (int i = 0; i < 8; i++) {
+		m[i] = plain_msg(room, t0 + i * 1000, "flushed");
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+		pg_put(db, &m[i]);
+	}
+	shm_info in;
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(shm_log_trim(env, in.log_last), 0);
+	for (int i = 8; i < 14; i++) {
+		m[i] = plain_msg(room, t0 + i * 1000, "unflushed");
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	shm_stats_local(env, &c);
+	assert_int_equal(c.evictions, 6);
+
+	/* the newest 6 are all in L1, newer than anything evicted: L1 answers
+	 * alone, PostgreSQL is not asked */
+	assert_int_equal(shm_room_page(env, room, 0, 6, &page, &n), 0);
+	assert_int_equal(n, 6);
+	for (size_t i = 0; i < n; i++)
+		assert_memory_equal(page[i]->id.b, m[13 - i].id.b, 16);
+	shm_msgs_free(page, n);
+	assert_int_equal(shm_room_page(env, room, m[12].created_at, 3, &page, &n), 0);
+	assert_int_equal(n, 3);
+	shm_msgs_free(page, n);
+	shm_stats_local(env, &c2);
+	assert_int_equal(c2.room_pages - c.room_pages, 2);
+	assert_int_equal(c2.room_pages_l3, c.room_pages_l3);
+
+	/* which of the first 8 are still in L1 */
+	bool in_l1[14];
+	shm_rtxn *t;
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	for (int i = 0; i < 14; i++) {
+		const shm_msg *v;
+		in_l1[i] = shm_msg_view(t, &m[i].id, &v) == 0;
+	}
+	shm_rtxn_end(t);
+	for (int i = 8; i < 14; i++)
+		assert_true(in_l1[i]);
+
+	/* pages reaching below the evictions (or short ones) come from
+	 * PostgreSQL merged with L1's unflushed messages */
+	int64_t bef[] = {0, 0, m[10].created_at, m[9].created_at + 1,
+	                 m[3].created_at, m[7].created_at};
+	uint32_t lim[] = {9, 20, 6, 5, 2, 3};
+	shm_msg **pages[6];
+	size_t np[6];
+	uint64_t l3[6];
+	for (int k = 0; k < 6; k++) {
+		shm_stats_local(env, &c);
+		assert_int_equal(shm_room_page(env, room, bef[k], lim[k],
+		                               &pages[k], &np[k]), 0);
+		shm_stats_local(env, &c2);
+		l3[k] = c2.room_pages_l3 - c.room_pages_l3;
+	}
+	for (int i = 8; i < 14; i++)
+		pg_put(db, &m[i]); /* the flusher catches up */
+	for (int k = 0; k < 6; k++) {
+		shm_uuid want[64];
+		size_t nw = pg_page(db, room, bef[k], lim[k], want);
+		bool evicted = nw < lim[k];
+		assert_int_equal(np[k], nw);
+		for (size_t i = 0; i < nw; i++) {
+			assert_memory_equal(pages[k][i]->id.b, want[i].b, 16);
+			for (int j = 0; j < 14; j++)
+				if (!memcmp(want[i].b, m[j].id.b, 16) && !in_l1[j])
+					evicted = true;
+		}
+		if (evicted)
+			assert_int_equal(l3[k], 1);
+		shm_msgs_free(pages[k], np[k]);
+	}
+	PQfinish(db);
+	close_rt(env);
+	cleanup();
+}
+
+/* created_at/updated_at come back to the microsecond whatever the session
+ * time zone of the writer, of the libpq environment (PGTZ) or of the
+ * conninfo's own options, with a keyword or a URI conninfo. */
+static void test_timestamps_round_trip_whatever_the_time_zone(void **state)
+{
+	NEED_SERVERS();
+	char room[64], uri[4096], kw[4096];
+	shm_msg *got, **page;
+	size_t n;
+	PGconn *db = pg();
+	shm_uuid id[3];
+	char ids[3][37];
+
+	room_name(room, sizeof room, "tz");
+	pg_exec(db, "SET TimeZone = 'Asia/Kathmandu'", 0, NULL); /* +05:45 */
+	for (int i = 0; i < 3; i++) {
+		shm_uuid_v7(&id[i]);
+		shm_uuid_format(&id[i], ids[i]);
+		track(&id[i]);
+	}
+	/* 2021-03-27T20:45:00.000001Z, written in a +05:45 session; updated_at
+	 * with a -03:30 offset; an explicit +02 offset; before 1970 */
+	const char *p[2] = {ids[0], room};
+	pg_exec(db,
+	        "INSERT INTO messages (id, room_id, user_id, username, content,"
+	        " message_type, created_at, updated_at, metadata, content_hash)"
+	        " VALUES ($1, $2, 1, 'u', 'tz', 'Text',"
+	        " '2021-03-28 02:30:00.000001', '2021-03-27 17:15:00.999999-03:30',"
+	        " '{}', '0')", 2, p);
+	p[0] = ids[1];
+	pg_exec(db,
+	        "INSERT INTO messages (id, room_id, user_id, username, content,"
+	        " message_type, created_at, metadata, content_hash)"
+	        " VALUES ($1, $2, 1, 'u', 'tz', 'Text',"
+	        " '2024-03-31 02:30:00.5+02', '{}', '0')", 2, p);
+	p[0] = ids[2];
+	pg_exec(db,
+	        "INSERT INTO messages (id, room_id, user_id, username, content,"
+	        " message_type, created_at, metadata, content_hash)"
+	        " VALUES ($1, $2, 1, 'u', 'tz', 'Text',"
+	        " '1969-12-31 23:59:59.999999Z', '{}', '0')", 2, p);
+	/* date -u -d 2021-03-27T20:45:00Z +%s -> 1616877900 */
+	const int64_t want_c[3] = {INT64_C(1616877900000001),
+	                           INT64_C(1711845000500000), /* 00:30:00.5Z */
+	                           INT64_C(-1)};
+	const int64_t want_u0 = INT64_C(1616877900999999);
+
+	snprintf(kw, sizeof kw, "%s options='-c TimeZone=America/St_Johns'",
+	         pg_info);
+	/* the same server as a URI: host is a socket dir in SHM_TEST_PG */
+	const char *h = strstr(pg_info, "host="), *pt = strstr(pg_info, "port="),
+	           *u = strstr(pg_info, "user=");
+	assert_non_null(h);
+	snprintf(uri, sizeof uri, "postgresql:///shm?host=%.*s&port=%.*s%s%.*s"
+	         "&options=-c%%20TimeZone%%3DPacific/Chatham",
+	         (int)strcspn(h + 5, " "), h + 5,
+	         pt ? (int)strcspn(pt + 5, " ") : 4, pt ? pt + 5 : "5432",
+	         u ? "&user=" : "", u ? (int)strcspn(u + 5, " ") : 0,
+	         u ? u + 5 : "");
+	const char *conns[3] = {pg_info, kw, uri};
+	setenv("PGTZ", "Australia/Eucla", 1); /* +08:45 */
+	for (int k = 0; k < 3; k++) {
+		shm_options o;
+		shm_options_init(&o);
+		o.pg_conninfo = conns[k];
+		o.l3_timeout_ms = 2000;
+		dir = tu_tmpdir();
+		shm_env *env = tu_open(dir, &o);
+		for (int i = 0; i < 3; i++) {
+			int rc = shm_msg_get(env, &id[i], &got);
+			if (rc)
+				fail_msg("conninfo %s: get: %s", conns[k],
+				         shm_errmsg());
+			assert_int_equal(got->created_at, want_c[i]);
+			assert_int_equal(got->updated_at, i == 0 ? want_u0 : 0);
+			shm_msg_free(got);
+		}
+		/* the page bound is exact too: strictly before, to the µs */
+		assert_int_equal(shm_room_page(env, room, want_c[0], 10, &page,
+		                               &n), 0);
+		assert_int_equal(n, 1);
+		assert_int_equal(page[0]->created_at, -1);
+		shm_msgs_free(page, n);
+		assert_int_equal(shm_room_page(env, room, want_c[0] + 1, 10,
+		                               &page, &n), 0);
+		assert_int_equal(n, 2);
+		shm_msgs_free(page, n);
+		close_rt(env);
+	}
+	unsetenv("PGTZ");
+	PQfinish(db);
+	cleanup();
+}
+
+static int group_setup(void **state)
+{
+	redis_url = getenv("SHM_TEST_REDIS");
+	pg_info = getenv("SHM_TEST_PG");
+	if (!redis_url || !*redis_url || !pg_info || !*pg_info) {
+		fprintf(stderr, "SKIP: SHM_TEST_REDIS and SHM_TEST_PG are not "
+		        "set (run through tests/run.sh, which starts the "
+		        "servers)\n");
+		redis_url = pg_info = NULL;
+	}
+	snprintf(prefix, sizeof prefix, "rt%ld", (long)getpid());
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	cleanup();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_message_only_in_redis),
+		cmocka_unit_test(test_message_only_in_postgres_fills_l1_and_redis),
+		cmocka_unit_test(test_message_nowhere),
+		cmocka_unit_test(test_dead_or_mute_redis_costs_at_most_the_timeout),
+		cmocka_unit_test(test_mute_redis_is_skipped_after_a_timeout),
+		cmocka_unit_test(test_slow_postgres_costs_at_most_the_timeout),
+		cmocka_unit_test(test_room_page_from_postgres_matches_postgres),
+		cmocka_unit_test(test_room_page_with_evictions),
+		cmocka_unit_test(test_timestamps_round_trip_whatever_the_time_zone),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
