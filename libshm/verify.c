@@ -284,7 +284,8 @@ static int check_lru(vctx *c, vlist *lru, uint64_t *bytes)
 		rc = 0;
 	if (rc)
 		return shm__err_mdb(rc, "verify: read lru");
-	qsort(lru->v, lru->n, sizeof *lru->v, vent_cmp);
+	if (lru->n)
+		qsort(lru->v, lru->n, sizeof *lru->v, vent_cmp);
 	for (size_t i = 1; i < lru->n; i++)
 		if (lru->v[i - 1].kind == lru->v[i].kind &&
 		    lru->v[i - 1].klen == lru->v[i].klen &&
@@ -626,7 +627,8 @@ int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
 	if (bytes != lru_bytes)
 		problem(&c, "meta: bytes %" PRIu64 " but lru entries sum to %" PRIu64,
 		        bytes, lru_bytes);
-	qsort(recs.v, recs.n, sizeof *recs.v, vent_cmp);
+	if (recs.n)
+		qsort(recs.v, recs.n, sizeof *recs.v, vent_cmp);
 	check_log_vs_data(&c, &recs, &lru, flushed);
 	if ((rc = check_edges(&c, env->dep, env->ref, "dependency")) ||
 	    (rc = check_edges(&c, env->ref, env->dep, "reference")))
