@@ -575,8 +575,10 @@ PGconn *fl_cleanup_connect(const fl_config *cfg, char *err, size_t errlen)
 		PQfinish(pg);
 		return NULL;
 	}
-	/* one source's statement is bounded by pg-timeout-ms, not the round */
-	snprintf(sql, sizeof sql, "SET statement_timeout = %llu",
+	/* one chunk's statement is bounded by pg-timeout-ms, not the round;
+	 * no JIT: the recursive CTEs' estimates pass jit_above_cost and
+	 * compiling (~200 ms) costs far more than running them (~ms) */
+	snprintf(sql, sizeof sql, "SET jit = off; SET statement_timeout = %llu",
 	         (unsigned long long)cfg->pg_timeout_ms);
 	PGresult *res = PQexec(pg, sql);
 	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {

@@ -38,7 +38,9 @@
 	X(redis, "Redis GET/SET of the messages' JSON over a unix socket "     \
 	         "(hiredis, one request at a time), 1 and 2 processes")        \
 	X(l1, "L1 get (copy; zero-copy view) and put with its log record "     \
-	      "(nosync), 1 and 2 processes")
+	      "(nosync), 1 and 2 processes")                                  \
+	X(cleanup, "connection cleanup: grouped per website and direct "       \
+	           "source vs one check per connection (PostgreSQL)")
 
 typedef struct bench_ctx bench_ctx;
 
