@@ -411,6 +411,8 @@ int fl_main(int argc, char **argv)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	d.started_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 
+	/* a write to a Redis that went away must be an error, not death */
+	signal(SIGPIPE, SIG_IGN);
 	/* signals: taken synchronously by this thread; the workers inherit
 	 * the blocked mask */
 	sigemptyset(&set);

@@ -190,6 +190,12 @@ static char *read_file(const char *path, char *err, size_t errlen)
 	return buf;
 }
 
+/* Server notices go to our log, not to stderr. */
+static void notice(void *arg, const char *msg)
+{
+	fl_log(FL_INFO, "pg", "server: %s", msg);
+}
+
 static int p_connect(fl_sink *s)
 {
 	pg_sink *p = (pg_sink *)s;
@@ -215,6 +221,7 @@ static int p_connect(fl_sink *s)
 		p_disconnect(s);
 		return FL_TRANSIENT;
 	}
+	PQsetNoticeProcessor(p->c, notice, NULL);
 	if (!(p->env_lit = PQescapeLiteral(p->c, s->env_id, strlen(s->env_id)))) {
 		fl_sink_seterr(s, "escape env id: %s", PQerrorMessage(p->c));
 		p_disconnect(s);

@@ -28,6 +28,26 @@
 
 static const char *ft_redis_url, *ft_pg;
 
+/* Children (writers, flushers) still running: a failed assertion leaves
+ * the test early, and ft_teardown kills them so nothing outlives it. */
+static pid_t ft_children[64];
+
+static void ft_child_add(pid_t pid)
+{
+	for (int i = 0; i < 64; i++)
+		if (!ft_children[i]) {
+			ft_children[i] = pid;
+			return;
+		}
+}
+
+static void ft_child_del(pid_t pid)
+{
+	for (int i = 0; i < 64; i++)
+		if (ft_children[i] == pid)
+			ft_children[i] = 0;
+}
+
 /* Skips every test of the group unless both servers are given. */
 FT_FN int ft_group_setup(void **state)
 {
@@ -326,6 +346,7 @@ FT_FN pid_t ft_spawn_writer(const char *dir, int w, const ft_plan *p)
 	pid_t pid = fork();
 	if (pid == 0)
 		_exit(ft_write(dir, w, p));
+	ft_child_add(pid);
 	return pid;
 }
 
@@ -335,7 +356,20 @@ FT_FN int ft_wait(pid_t pid)
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
 			return -1;
+	ft_child_del(pid);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Per-test teardown: kills and reaps the children a failure left. */
+FT_FN int ft_teardown(void **state)
+{
+	for (int i = 0; i < 64; i++)
+		if (ft_children[i]) {
+			kill(ft_children[i], SIGKILL);
+			waitpid(ft_children[i], NULL, 0);
+			ft_children[i] = 0;
+		}
+	return 0;
 }
 
 /* ------------------------------------------------------------ flusher */
@@ -369,6 +403,7 @@ FT_FN pid_t ft_spawn_flusher(const char *dir, const char *const *extra)
 		argv[n] = NULL;
 		_exit(fl_main(n, (char **)argv));
 	}
+	ft_child_add(pid);
 	return pid;
 }
 
@@ -400,9 +435,10 @@ FT_FN uint64_t ft_wait_meta(shm_env *env, const char *name, uint64_t target,
 	return v;
 }
 
-/* Checks every message of the plan: Redis holds exactly the JSON L1 gives,
+/* Checks every message of writers first..first+writers-1: Redis holds exactly the JSON L1 gives,
  * PostgreSQL the same content and type. Returns the number of mismatches. */
-FT_FN unsigned ft_check_messages(shm_env *env, int writers, const ft_plan *p)
+FT_FN unsigned ft_check_messages(shm_env *env, int first, int writers,
+                                 const ft_plan *p)
 {
 	redisContext *rc = ft_redis();
 	PGconn *pg = ft_pg_connect();
@@ -410,7 +446,7 @@ FT_FN unsigned ft_check_messages(shm_env *env, int writers, const ft_plan *p)
 
 	assert_non_null(rc);
 	assert_non_null(pg);
-	for (int w = 0; w < writers; w++)
+	for (int w = first; w < first + writers; w++)
 		for (uint32_t i = 0; i < p->n; i++) {
 			shm_uuid id = ft_id(w, i);
 			shm_msg *m = NULL;

@@ -238,7 +238,7 @@ static void test_once_mirrors_10000_messages_from_two_writers(void **state)
 	assert_int_equal(ft_redis_int("DBSIZE"), 10000);
 
 	shm_env *env = tu_open(dir, NULL);
-	assert_int_equal(ft_check_messages(env, 2, &p), 0);
+	assert_int_equal(ft_check_messages(env, 0, 2, &p), 0);
 	uint64_t last = ft_meta(env, "next_seq") - 1;
 	assert_int_equal(ft_meta(env, "sink.pg.applied"), last);
 	assert_int_equal(ft_meta(env, "sink.redis.applied"), last);
@@ -511,19 +511,19 @@ static void test_daemon_follows_writes_and_exits_0_on_sigterm(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_config_defaults_file_then_flags),
-		cmocka_unit_test(test_config_rejects_bad_input_with_reason),
-		cmocka_unit_test(test_config_help_lists_every_option_with_default),
-		cmocka_unit_test(test_redis_url_forms),
-		cmocka_unit_test(test_batch_coalesce_keeps_last_state_per_key),
-		cmocka_unit_test(test_lock_refuses_a_second_flusher),
-		cmocka_unit_test(test_dead_letters_merge_sinks_and_keep_raw),
-		cmocka_unit_test(test_once_mirrors_10000_messages_from_two_writers),
-		cmocka_unit_test(test_statics_graph_and_marks_are_mirrored),
-		cmocka_unit_test(test_graph_drop_inside_a_batch_respects_order),
-		cmocka_unit_test(test_poison_records_become_dead_letters),
-		cmocka_unit_test(test_once_exits_3_when_a_sink_is_unreachable),
-		cmocka_unit_test(test_daemon_follows_writes_and_exits_0_on_sigterm),
+		cmocka_unit_test_teardown(test_config_defaults_file_then_flags, ft_teardown),
+		cmocka_unit_test_teardown(test_config_rejects_bad_input_with_reason, ft_teardown),
+		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
+		cmocka_unit_test_teardown(test_redis_url_forms, ft_teardown),
+		cmocka_unit_test_teardown(test_batch_coalesce_keeps_last_state_per_key, ft_teardown),
+		cmocka_unit_test_teardown(test_lock_refuses_a_second_flusher, ft_teardown),
+		cmocka_unit_test_teardown(test_dead_letters_merge_sinks_and_keep_raw, ft_teardown),
+		cmocka_unit_test_teardown(test_once_mirrors_10000_messages_from_two_writers, ft_teardown),
+		cmocka_unit_test_teardown(test_statics_graph_and_marks_are_mirrored, ft_teardown),
+		cmocka_unit_test_teardown(test_graph_drop_inside_a_batch_respects_order, ft_teardown),
+		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
+		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
+		cmocka_unit_test_teardown(test_daemon_follows_writes_and_exits_0_on_sigterm, ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
 }

@@ -1,0 +1,201 @@
+/* tests/test_flusher_faults.c - shm-flusher under faults, against a real
+ * Redis and PostgreSQL started by tests/harness/servers.sh (tests/run.sh):
+ * Redis stopped and restarted, PostgreSQL restarted mid-run, the flusher
+ * SIGKILLed in a loop. Every check is exact: row counts, per-row apply
+ * counts (a trigger counts each INSERT/UPDATE: a batch applied twice would
+ * show), Redis keys, and a trimmed log. Skips without the servers. */
+#include "flusher_test.h"
+
+/* Runs a function of tests/harness/servers.sh (the servers of this run are
+ * described by the variables servers.sh exported). */
+static int harness(const char *fn)
+{
+	char cmd[2048];
+	const char *top = getenv("SHM_TOP");
+
+	snprintf(cmd, sizeof cmd, ". \"%s/tests/harness/servers.sh\" && %s "
+	         ">/dev/null 2>&1", top ? top : ".", fn);
+	return system(cmd);
+}
+
+/* Both servers up again, whatever an earlier test left. */
+static void servers_up(void)
+{
+	redisContext *c = ft_redis();
+	if (c)
+		redisFree(c);
+	else
+		assert_int_equal(harness("shm_redis_start"), 0);
+	PGconn *pg = ft_pg_connect();
+	if (pg)
+		PQfinish(pg);
+	else
+		assert_int_equal(harness("shm_pg_start"), 0);
+}
+
+#define NEED_HARNESS()                                                         \
+	do {                                                                   \
+		FT_NEED_SERVERS();                                             \
+		if (!getenv("SHM_TEST_DIR") || !getenv("SHM_PGBIN")) {        \
+			fprintf(stderr, "SKIP: restarts need the harness "     \
+			        "(tests/run.sh)\n");                           \
+			skip();                                                \
+		}                                                              \
+		servers_up();                                                  \
+	} while (0)
+
+static void test_redis_outage_does_not_hold_postgres_back(void **state)
+{
+	NEED_HARNESS();
+	char *dir = tu_tmpdir();
+	ft_plan p1 = {.n = 1000}, p2 = {.n = 2000, .long_every = 100};
+
+	ft_reset_servers();
+	shm_env *env = tu_open(dir, NULL);
+	pid_t fl = ft_spawn_flusher(dir, NULL);
+	assert_int_equal(ft_write(dir, 0, &p1), 0);
+	uint64_t last1 = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", last1, 10000),
+	                 last1);
+
+	assert_int_equal(harness("shm_redis_stop"), 0);
+	uint64_t t0 = ft_ms();
+	assert_int_equal(ft_write(dir, 1, &p2), 0);
+	uint64_t last2 = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", last2, 10000),
+	                 last2);
+	fprintf(stderr, "Redis down: PostgreSQL caught up %" PRIu64 " ms after "
+	        "the writes began\n", ft_ms() - t0);
+	assert_true(ft_meta(env, "sink.redis.applied") < last2);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 3000);
+	/* the log is kept for Redis */
+	assert_true(tu_log_count(env) >= last2 - last1);
+
+	ft_sleep_ms(1500); /* a few failed retries */
+	assert_int_equal(harness("shm_redis_start"), 0);
+	t0 = ft_ms();
+	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", last2, 15000),
+	                 last2);
+	fprintf(stderr, "Redis back: caught up in %" PRIu64 " ms\n",
+	        ft_ms() - t0);
+	/* the restarted Redis has no persistence: exactly the 2000 written
+	 * during the outage are there, with the right JSON */
+	assert_int_equal(ft_redis_int("DBSIZE"), 2000);
+	assert_int_equal(ft_check_messages(env, 1, 1, &p2), 0);
+	uint64_t end = ft_ms() + 3000;
+	while (tu_log_count(env) && ft_ms() < end)
+		ft_sleep_ms(50);
+	assert_int_equal(tu_log_count(env), 0);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	assert_true(ft_meta(env, "flusher.redis.errors") > 0);
+	assert_int_equal(ft_meta(env, "flusher.pg.errors"), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_postgres_restart_mid_run_applies_every_row_once(void **state)
+{
+	NEED_HARNESS();
+	char *dir = tu_tmpdir();
+	ft_plan p = {.n = 10000, .long_every = 50};
+
+	ft_reset_servers();
+	ft_install_apply_counter();
+	shm_env *env = tu_open(dir, NULL);
+	pid_t fl = ft_spawn_flusher(dir, NULL);
+	pid_t w0 = ft_spawn_writer(dir, 0, &p);
+	pid_t w1 = ft_spawn_writer(dir, 1, &p);
+	ft_sleep_ms(150);
+	assert_int_equal(harness("shm_pg_restart fast"), 0);
+	ft_sleep_ms(300);
+	assert_int_equal(harness("shm_pg_restart immediate"), 0);
+	assert_int_equal(ft_wait(w0), 0);
+	assert_int_equal(ft_wait(w1), 0);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", last, 30000), last);
+	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", last, 30000),
+	                 last);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	fprintf(stderr, "PostgreSQL restarted twice; flusher errors: %" PRIu64
+	        "\n", ft_meta(env, "flusher.pg.errors"));
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 20000);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM test_apply_count"),
+	                 20000);
+	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 1);
+	assert_int_equal(ft_redis_int("DBSIZE"), 20000);
+	assert_int_equal(ft_check_messages(env, 0, 2, &p), 0);
+	assert_int_equal(tu_log_count(env), 0);
+	ft_remove_apply_counter();
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_flusher_sigkilled_in_a_loop_loses_and_repeats_nothing(void **state)
+{
+	NEED_HARNESS();
+	char *dir = tu_tmpdir();
+	ft_plan p = {.n = 25000, .long_every = 100};
+	const char *fast[] = {"--batch-ms", "20", NULL};
+	unsigned kills = 0;
+	int st;
+
+	ft_reset_servers();
+	ft_install_apply_counter();
+	srand((unsigned)time(NULL));
+	pid_t w0 = ft_spawn_writer(dir, 0, &p);
+	pid_t w1 = ft_spawn_writer(dir, 1, &p);
+	bool w0_done = false, w1_done = false;
+	uint64_t t0 = ft_ms();
+	while (!(w0_done && w1_done) || kills < 15) {
+		pid_t fl = ft_spawn_flusher(dir, fast);
+		ft_sleep_ms(30 + (unsigned)(rand() % 300));
+		kill(fl, SIGKILL);
+		assert_int_equal(ft_wait(fl), 128 + SIGKILL);
+		kills++;
+		if (!w0_done && waitpid(w0, &st, WNOHANG) == w0) {
+			assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+			w0_done = true;
+		}
+		if (!w1_done && waitpid(w1, &st, WNOHANG) == w1) {
+			assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+			w1_done = true;
+		}
+		assert_true(ft_ms() - t0 < 120000);
+	}
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	fprintf(stderr, "%u SIGKILLs over %" PRIu64 " ms\n", kills,
+	        ft_ms() - t0);
+
+	shm_env *env = tu_open(dir, NULL);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(last, 50000);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 50000);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM test_apply_count"),
+	                 50000);
+	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 1);
+	assert_int_equal(ft_sql_int("SELECT applied FROM shm_sink_positions "
+	                            "WHERE sink = 'pg'"), 50000);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), 50000);
+	assert_int_equal(ft_meta(env, "sink.redis.applied"), 50000);
+	assert_int_equal(ft_redis_int("DBSIZE"), 50000);
+	assert_int_equal(ft_check_messages(env, 0, 2, &p), 0);
+	assert_int_equal(tu_log_count(env), 0);
+	ft_remove_apply_counter();
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_redis_outage_does_not_hold_postgres_back, ft_teardown),
+		cmocka_unit_test_teardown(test_postgres_restart_mid_run_applies_every_row_once, ft_teardown),
+		cmocka_unit_test_teardown(test_flusher_sigkilled_in_a_loop_loses_and_repeats_nothing, ft_teardown),
+	};
+	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
+}
