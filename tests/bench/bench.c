@@ -303,6 +303,20 @@ static void usage(FILE *f)
 	        "Exit: 0 targets met, 1 a target missed, 2 usage, 70 failure.\n");
 }
 
+/* The 1/5/15-minute load averages: how busy the (shared) machine was. */
+static void load_line(bench_ctx *ctx, const char *when)
+{
+	char buf[128] = "?";
+	FILE *f = fopen("/proc/loadavg", "r");
+	if (f) {
+		if (!fgets(buf, sizeof buf, f))
+			snprintf(buf, sizeof buf, "?");
+		fclose(f);
+	}
+	buf[strcspn(buf, "\n")] = 0;
+	bench_log(ctx, "load average %s: %s", when, buf);
+}
+
 static void machine_line(bench_ctx *ctx)
 {
 	char host[128] = "?";
@@ -427,6 +441,7 @@ int main(int argc, char **argv)
 	if (bench__init(&ctx) != 0)
 		return 70;
 	machine_line(&ctx);
+	load_line(&ctx, "at start");
 
 	int failed = 0;
 	for (ctx.round = 0; ctx.round < ctx.rounds; ctx.round++) {
@@ -444,6 +459,7 @@ int main(int argc, char **argv)
 			}
 		}
 	}
+	load_line(&ctx, "at end");
 	bench_cleanup(&ctx);
 
 	compute_ratios();
