@@ -35,9 +35,6 @@ static const char *prog = "shmctl";
 static const char *env_dir;
 static volatile sig_atomic_t stopping;
 
-/* Until the dead-letter store lands in libshm, link without it. */
-#pragma weak shm_dead_each
-
 static const char usage_text[] =
 "usage: shmctl [-e DIR] COMMAND [ARGS]\n"
 "\n"
@@ -969,12 +966,6 @@ static int cmd_log(int argc, char **argv)
 		return ex;
 	if (optv(opts, "dead")) {
 		deadctx c = {.json = json};
-		if (!shm_dead_each) {
-			fprintf(stderr, "%s: dead letters: not in this build\n",
-			        prog);
-			shm_env_close(env);
-			return EX_INTERNAL;
-		}
 		rc = shm_dead_each(env, print_dead, &c);
 		free(c.buf);
 		ex = rc ? fail(rc) : EX_OK;

@@ -1,0 +1,325 @@
+/* tests/test_verify.c - shm_verify (libshm/verify.c): clean after every kind
+ * of write, trim and eviction; each broken invariant is found and named.
+ * The damage is done with raw LMDB writes through internal.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+static const char *WEB = "8c5e1ab0-6d0a-4c5c-9b61-2f6a0e1d5a11";
+
+typedef struct fixture {
+	char *dir;
+	shm_env *env;
+	shm_uuid id; /* a message put by setup */
+	char found[8][512];
+	size_t n_found;
+} fixture;
+
+static void collect(const char *problem, void *user)
+{
+	fixture *f = user;
+	if (f->n_found < 8)
+		snprintf(f->found[f->n_found++], sizeof f->found[0], "%s",
+		         problem);
+}
+
+/* Runs verify; returns the problem count, keeps the first texts. */
+static size_t run_verify(fixture *f)
+{
+	size_t n = 99;
+	f->n_found = 0;
+	assert_int_equal(shm_verify(f->env, collect, f, &n), 0);
+	for (size_t i = 0; i < f->n_found; i++)
+		fprintf(stderr, "  verify: %s\n", f->found[i]);
+	return n;
+}
+
+static bool found(const fixture *f, const char *needle)
+{
+	for (size_t i = 0; i < f->n_found; i++)
+		if (strstr(f->found[i], needle))
+			return true;
+	return false;
+}
+
+static int setup(void **state)
+{
+	fixture *f = calloc(1, sizeof *f);
+	shm_msg m = tu_msg("room1", 1, "hello");
+
+	f->dir = tu_tmpdir();
+	f->env = tu_open(f->dir, NULL);
+	assert_int_equal(shm_msg_put(f->env, &m), 0);
+	f->id = m.id;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture *f = *state;
+	shm_env_close(f->env);
+	tu_rmdir(f->dir);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+/* Raw write transaction for the damage. */
+static MDB_txn *wbegin(fixture *f)
+{
+	MDB_txn *txn;
+	assert_int_equal(mdb_txn_begin(f->env->mdb, NULL, 0, &txn), 0);
+	return txn;
+}
+
+static void wcommit(MDB_txn *txn)
+{
+	assert_int_equal(mdb_txn_commit(txn), 0);
+}
+
+/* The room index key of message f->id (room1, created_at). */
+static size_t room_key(fixture *f, uint8_t *key)
+{
+	shm_msg *m;
+	assert_int_equal(shm_msg_get(f->env, &f->id, &m), 0);
+	size_t rl = strlen(m->room_id);
+	memcpy(key, m->room_id, rl);
+	key[rl] = 0;
+	for (int i = 0; i < 8; i++)
+		key[rl + 1 + i] = (uint8_t)((uint64_t)m->created_at >> (56 - 8 * i));
+	memcpy(key + rl + 9, f->id.b, 16);
+	shm_msg_free(m);
+	return rl + 9 + 16;
+}
+
+/* Finds the lru key of (kind, key); copies it into out. */
+static size_t lru_key_of(MDB_txn *txn, fixture *f, char kind,
+                         const void *key, size_t klen, uint8_t *out)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t n = 0;
+	int op = MDB_FIRST;
+
+	assert_int_equal(mdb_cursor_open(txn, f->env->lru, &cur), 0);
+	while (mdb_cursor_get(cur, &k, &v, op) == 0) {
+		op = MDB_NEXT;
+		const uint8_t *p = k.mv_data;
+		if (k.mv_size == 9 + klen && p[8] == (uint8_t)kind &&
+		    memcmp(p + 9, key, klen) == 0) {
+			memcpy(out, p, k.mv_size);
+			n = k.mv_size;
+			break;
+		}
+	}
+	mdb_cursor_close(cur);
+	assert_int_not_equal(n, 0);
+	return n;
+}
+
+static void test_verify_is_clean_after_every_kind_of_write(void **state)
+{
+	fixture *f = *state;
+	shm_options o;
+	shm_uuid w;
+	shm_static *s;
+	const char *deps[] = {"Block/1"};
+
+	/* A small L1 so that eviction happens once the log is trimmed. */
+	shm_env_close(f->env);
+	shm_options_init(&o);
+	o.l1_max_entries = 40;
+	f->env = tu_open(f->dir, &o);
+	assert_int_equal(shm_uuid_parse(WEB, &w), 0);
+	for (int i = 0; i < 200; i++) {
+		char c[32], obj[32];
+		snprintf(c, sizeof c, "message %d", i);
+		shm_msg m = tu_msg(i % 2 ? "a" : "b", i, c);
+		if (i % 7 == 6) {
+			m.has_parent = true;
+			m.parent_id = f->id;
+		}
+		assert_int_equal(shm_msg_put(f->env, &m), 0);
+		if (i % 5 == 0)
+			assert_int_equal(shm_msg_edit(f->env, &m.id, "edited", 6), 0);
+		if (i % 9 == 0)
+			assert_int_equal(shm_msg_react(f->env, &m.id, 3, "👍", true), 0);
+		if (i % 11 == 0)
+			assert_int_equal(shm_msg_delete(f->env, &m.id), 0);
+		if (i % 3 == 0) {
+			snprintf(obj, sizeof obj, "Page/%d", i);
+			assert_int_equal(shm_static_put(f->env, &w, obj, c,
+			                                strlen(c), &s), 0);
+			shm_static_free(s);
+			assert_int_equal(shm_deps_set(f->env, &w, obj, true, deps,
+			                              1), 0);
+		}
+		if (i % 20 == 19) {
+			shm_info in;
+			assert_int_equal(shm_env_info(f->env, &in), 0);
+			/* a flusher that is 5 records behind */
+			assert_int_equal(shm_log_trim(f->env, in.next_seq - 6), 0);
+		}
+		if (i % 50 == 49)
+			assert_int_equal(shm_object_save(f->env, &w, "Block/1"), 0);
+	}
+	assert_int_equal(run_verify(f), 0);
+	shm_counters c;
+	assert_int_equal(shm_stats_shared(f->env, &c), 0);
+	assert_true(c.evictions > 0);
+}
+
+static void test_verify_finds_a_message_missing_from_the_room_index(void **state)
+{
+	fixture *f = *state;
+	uint8_t key[300];
+	MDB_val k = {room_key(f, key), key};
+	MDB_txn *txn = wbegin(f);
+
+	assert_int_equal(mdb_del(txn, f->env->room, &k, NULL), 0);
+	wcommit(txn);
+	assert_int_equal(run_verify(f), 1);
+	assert_true(found(f, "no room index key (room 'room1')"));
+}
+
+static void test_verify_finds_a_room_key_without_its_message(void **state)
+{
+	fixture *f = *state;
+	uint8_t key[300];
+	size_t n = room_key(f, key);
+	MDB_txn *txn = wbegin(f);
+	MDB_val k = {n, key}, v = {0, ""};
+
+	key[n - 1] ^= 1; /* another id */
+	assert_int_equal(mdb_put(txn, f->env->room, &k, &v, 0), 0);
+	wcommit(txn);
+	assert_int_equal(run_verify(f), 1);
+	assert_true(found(f, "room index 'room1': message"));
+	assert_true(found(f, "absent"));
+}
+
+static void test_verify_finds_lru_and_meta_count_mismatches(void **state)
+{
+	fixture *f = *state;
+	uint8_t key[600];
+	MDB_txn *txn = wbegin(f);
+	MDB_val k = {lru_key_of(txn, f, SHM_KIND_MSG, f->id.b, 16, key), key};
+
+	assert_int_equal(mdb_del(txn, f->env->lru, &k, NULL), 0);
+	wcommit(txn);
+	assert_true(run_verify(f) >= 3);
+	assert_true(found(f, "no lru key"));
+	assert_true(found(f, "meta: entries 1 but 0 lru keys"));
+	assert_true(found(f, "meta: bytes"));
+}
+
+static void test_verify_finds_a_record_with_a_bad_checksum(void **state)
+{
+	fixture *f = *state;
+	MDB_txn *txn = wbegin(f);
+	uint64_t seq = 1;
+	MDB_val k = {8, &seq}, v;
+	uint8_t buf[4096];
+
+	assert_int_equal(mdb_get(txn, f->env->log, &k, &v), 0);
+	assert_true(v.mv_size <= sizeof buf);
+	memcpy(buf, v.mv_data, v.mv_size);
+	buf[v.mv_size - 1] ^= 0x20; /* a payload byte */
+	v.mv_data = buf;
+	assert_int_equal(mdb_put(txn, f->env->log, &k, &v, 0), 0);
+	wcommit(txn);
+	assert_true(run_verify(f) >= 1);
+	assert_true(found(f, "log seq 1:"));
+}
+
+static void test_verify_finds_an_unflushed_record_whose_data_is_gone(
+	void **state)
+{
+	fixture *f = *state;
+	uint8_t key[600], rk[300];
+	MDB_txn *txn = wbegin(f);
+	MDB_val lk = {lru_key_of(txn, f, SHM_KIND_MSG, f->id.b, 16, key), key};
+	MDB_val mk = {16, f->id.b};
+	MDB_val rkv;
+
+	mdb_txn_abort(txn);
+	rkv = (MDB_val){room_key(f, rk), rk};
+	txn = wbegin(f);
+	/* Drop the message with all its bookkeeping, as a bad eviction would. */
+	assert_int_equal(mdb_del(txn, f->env->msg, &mk, NULL), 0);
+	assert_int_equal(mdb_del(txn, f->env->room, &rkv, NULL), 0);
+	assert_int_equal(mdb_del(txn, f->env->lru, &lk, NULL), 0);
+	assert_int_equal(shm__meta_put(txn, f->env, "entries", 0), 0);
+	assert_int_equal(shm__meta_put(txn, f->env, "bytes", 0), 0);
+	wcommit(txn);
+	assert_int_equal(run_verify(f), 1);
+	assert_true(found(f, "log seq 1 (msg_put"));
+	assert_true(found(f, "unflushed but the message is not in L1"));
+}
+
+static void test_verify_finds_a_one_sided_graph_edge(void **state)
+{
+	fixture *f = *state;
+	shm_uuid w;
+	uint8_t key[SHM_OBJKEY_MAX];
+	size_t klen;
+	MDB_txn *txn;
+
+	assert_int_equal(shm_uuid_parse(WEB, &w), 0);
+	assert_int_equal(shm__objkey(&w, "Page/1", key, &klen), 0);
+	txn = wbegin(f);
+	MDB_val k = {klen, key}, v = {7, "Block/9"};
+	assert_int_equal(mdb_put(txn, f->env->dep, &k, &v, 0), 0);
+	wcommit(txn);
+	assert_int_equal(run_verify(f), 1);
+	assert_true(found(f, "dependency edge"));
+	assert_true(found(f, "Page/1 -> Block/9 has no reverse edge"));
+}
+
+static void test_verify_counts_without_a_callback(void **state)
+{
+	fixture *f = *state;
+	uint8_t key[300];
+	MDB_val k = {room_key(f, key), key};
+	MDB_txn *txn = wbegin(f);
+	size_t n = 0;
+
+	assert_int_equal(mdb_del(txn, f->env->room, &k, NULL), 0);
+	wcommit(txn);
+	assert_int_equal(shm_verify(f->env, NULL, NULL, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(shm_verify(NULL, NULL, NULL, &n), SHM_EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+			test_verify_is_clean_after_every_kind_of_write, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_finds_a_message_missing_from_the_room_index,
+			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_finds_a_room_key_without_its_message, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_finds_lru_and_meta_count_mismatches, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_finds_a_record_with_a_bad_checksum, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_finds_an_unflushed_record_whose_data_is_gone,
+			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_finds_a_one_sided_graph_edge, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_counts_without_a_callback, setup, teardown),
+	};
+	return cmocka_run_group_tests_name("verify", tests, NULL, NULL);
+}
