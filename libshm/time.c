@@ -68,8 +68,12 @@ static int64_t floor_div(int64_t a, int64_t b)
 
 void shm_time_format(int64_t us, char out[40])
 {
-	int64_t secs = floor_div(us, US_PER_SEC);
-	int64_t frac = us - secs * US_PER_SEC; /* 0 .. 999999 */
+	int64_t secs = us / US_PER_SEC;
+	int64_t frac = us % US_PER_SEC; /* made 0 .. 999999, without overflow */
+	if (frac < 0) {
+		frac += US_PER_SEC;
+		secs--;
+	}
 	int64_t days = floor_div(secs, SEC_PER_DAY);
 	int64_t sod = secs - days * SEC_PER_DAY;
 	int64_t y;
