@@ -203,8 +203,8 @@ static void print_table(void)
 		fmt_ns(r->p50, p50, sizeof p50);
 		fmt_ns(r->p99, p99, sizeof p99);
 		if (r->ratio > 0)
-			snprintf(ratio, sizeof ratio, "%.1fx %s", r->ratio,
-			         r->ratio_vs);
+			snprintf(ratio, sizeof ratio, "%.*fx %s",
+			         r->ratio < 10 ? 2 : 1, r->ratio, r->ratio_vs);
 		else if (r->ratio_vs[0])
 			snprintf(ratio, sizeof ratio, "- %s (not run)",
 			         r->ratio_vs);
@@ -226,7 +226,8 @@ static void print_table(void)
 		else if (r && targets[i].kind == BENCH_P99_MAX_NS)
 			fmt_ns(r->p99, got, sizeof got);
 		else if (r && r->ratio > 0)
-			snprintf(got, sizeof got, "%.1fx", r->ratio);
+			snprintf(got, sizeof got, "%.*fx", r->ratio < 10 ? 2 : 1,
+			         r->ratio);
 		else if (r && targets[i].kind == BENCH_OPS_MIN)
 			snprintf(got, sizeof got, "%.0f ops/s", r->ops_per_s);
 		printf("  %-4s %-22s %-40s got %-10s [%s]\n",
