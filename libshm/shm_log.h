@@ -179,6 +179,50 @@ int shm_l1_expire(shm_env *env, uint64_t *expired);
 int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
                void *user, size_t *problems);
 
+/*
+ * Invalidation by other hosts' writes (libshm/invalidate.c). With several
+ * hosts, each with its own environment and flusher against shared Redis and
+ * PostgreSQL, the flushers publish the keys they wrote on a Redis channel
+ * (flusher/invalidate.c) and drop them from the other hosts' L1 with these
+ * calls, so the next read goes through to L2/L3.
+ *
+ * Rule (last writer wins at the sinks): only a FLUSHED entry is dropped. An
+ * entry with unflushed local work (lru seq above meta "flushed") is kept:
+ * this host's pending record is applied to the sinks after the other
+ * host's write, so the local value is the one they will end with.
+ * No log record is written (an invalidation is not a write); dropped
+ * entries are counted in the "invalidations" counter. Keys not in L1 (the
+ * common case) cost a read transaction, never the write lock.
+ *
+ * kind: SHM_INVAL_MSG, key = message id (16 bytes); SHM_INVAL_STATIC,
+ * key = website (16) + object (the log record's key for both).
+ */
+#define SHM_INVAL_MSG 'M'
+#define SHM_INVAL_STATIC 'S'
+
+typedef struct shm_inval_key {
+	int kind;
+	const void *key;
+	size_t klen;
+} shm_inval_key;
+
+/* SHM_INVAL_MSG for MSG_* ops, SHM_INVAL_STATIC for STATIC_PUT/BUST, 0 for
+ * ops that leave no L1 entry another host could hold (graph, marks). */
+int shm_inval_kind_of_op(int op);
+/* Drops (kind, key) if it is in L1 and flushed; *dropped (may be NULL)
+ * gets 1 if it was dropped, 0 if absent or kept. */
+int shm_l1_invalidate(shm_env *env, int kind, const void *key, size_t klen,
+                      uint64_t *dropped);
+/* The same for n keys, in one write transaction (none if no key needs it).
+ * *dropped and *kept (either may be NULL) get the entries dropped and those
+ * kept for their unflushed local work. All keys are checked first: a bad
+ * one (SHM_EINVAL) changes nothing. */
+int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
+                           uint64_t *dropped, uint64_t *kept);
+/* Drops every flushed entry (messages and statics): what a host does after
+ * a gap in the channel, when invalidations may have been missed. */
+int shm_l1_invalidate_flushed(shm_env *env, uint64_t *dropped);
+
 #ifdef __cplusplus
 }
 #endif

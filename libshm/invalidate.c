@@ -1,0 +1,303 @@
+/*
+ * libshm/invalidate.c - dropping L1 entries that another host's write made
+ * stale (multi-host deployments: each host its own environment and
+ * flusher, Redis and PostgreSQL shared; the flushers tell each other which
+ * keys they wrote through a Redis channel, flusher/invalidate.c).
+ *
+ * Rule (last writer wins at the sinks): an entry is dropped only if it is
+ * flushed (its lru seq <= meta "flushed": every sink has its last record).
+ * An entry with unflushed local work is kept: this host's pending record
+ * reaches Redis and PostgreSQL after the other host's write, so the local
+ * value is the one the sinks will end with. Dropping it would also break
+ * shm_log.h invariant 2 (unflushed data exists iff its record does).
+ *
+ * An invalidation is not a write: no log record, nothing for the sinks. It
+ * is counted in the "invalidations" counter.
+ *
+ * Invariants
+ *  1. A dropped entry leaves L1 the way an evicted one does: value, room
+ *     index key (and the room's completeness watermark), lru key, meta
+ *     entries/bytes (l1.c invariant 1).
+ *  2. Keys not in L1, and keys whose entry is unflushed, never take the
+ *     write lock: a read transaction sorts them out first.
+ *  3. A static's generator lease is dropped with it: content rendered before
+ *     the invalidation is not cached afterwards (static.c invariant 2).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "internal.h"
+
+#define SV_SEQ 8 /* static.c: u64 seq before the static value encoding */
+
+static uint64_t le64(const void *p)
+{
+	const uint8_t *b = p;
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | b[i];
+	return v;
+}
+
+int shm_inval_kind_of_op(int op)
+{
+	if (shm_op_is_msg(op))
+		return SHM_INVAL_MSG;
+	if (op == SHM_OP_STATIC_PUT || op == SHM_OP_STATIC_BUST)
+		return SHM_INVAL_STATIC;
+	return 0;
+}
+
+static int check_key(const shm_inval_key *k)
+{
+	if (!k->key)
+		return shm__err(SHM_EINVAL, "invalidate: NULL key");
+	if (k->kind == SHM_INVAL_MSG) {
+		if (k->klen != 16)
+			return shm__err(SHM_EINVAL, "invalidate: message key of "
+			                "%zu bytes (16 expected)", k->klen);
+		return 0;
+	}
+	if (k->kind == SHM_INVAL_STATIC) {
+		if (k->klen <= 16 || k->klen > SHM_OBJKEY_MAX)
+			return shm__err(SHM_EINVAL, "invalidate: static key of "
+			                "%zu bytes (17..%d expected)", k->klen,
+			                SHM_OBJKEY_MAX);
+		return 0;
+	}
+	return shm__err(SHM_EINVAL, "invalidate: unknown kind %d", k->kind);
+}
+
+static MDB_dbi kind_dbi(shm_env *env, int kind)
+{
+	return kind == SHM_INVAL_MSG ? env->msg : env->stat;
+}
+
+/* The entry's lru seq from its stored value. */
+static uint64_t value_seq(int kind, const MDB_val *v)
+{
+	if (kind == SHM_INVAL_MSG)
+		return shm__msg_enc_seq(v->mv_data, v->mv_size);
+	return v->mv_size >= SV_SEQ ? le64(v->mv_data) : 0;
+}
+
+/* Drops (kind, key) inside w if it is in L1 and flushed. *what: 0 absent,
+ * 1 dropped, 2 kept (unflushed). */
+static int drop_w(shm__wtxn *w, int kind, const void *key, size_t klen,
+                  int *what)
+{
+	MDB_val k = {klen, (void *)key}, v;
+	uint64_t seq;
+	size_t bytes;
+	int rc;
+
+	*what = 0;
+	rc = mdb_get(w->txn, kind_dbi(w->env, kind), &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return shm__err_mdb(rc, "invalidate: read");
+	seq = value_seq(kind, &v);
+	bytes = v.mv_size;
+	if (seq > w->flushed) {
+		*what = 2;
+		return 0;
+	}
+	if (kind == SHM_INVAL_MSG) {
+		rc = shm__msg_drop(w, key, klen);
+	} else {
+		rc = shm__static_drop(w, key, klen);
+		if (!rc) {
+			int lr = mdb_del(w->txn, w->env->lease, &k, NULL);
+			if (lr && lr != MDB_NOTFOUND)
+				rc = lr == MDB_MAP_FULL
+				             ? lr
+				             : shm__err_mdb(lr, "invalidate: lease");
+		}
+	}
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	if ((rc = shm__l1_untrack(w, (char)kind, key, klen, seq, bytes)))
+		return rc;
+	*what = 1;
+	return 0;
+}
+
+struct many {
+	const shm_inval_key *keys;
+	const unsigned char *cand; /* keys[i] worth a look under the lock */
+	size_t n;
+	uint64_t dropped, kept;
+};
+
+static int many_body(shm__wtxn *w, void *ctx)
+{
+	struct many *m = ctx;
+	int rc, what;
+
+	m->dropped = m->kept = 0; /* the body may run twice (map full) */
+	for (size_t i = 0; i < m->n; i++) {
+		if (!m->cand[i])
+			continue;
+		rc = drop_w(w, m->keys[i].kind, m->keys[i].key, m->keys[i].klen,
+		            &what);
+		if (rc)
+			return rc;
+		m->dropped += what == 1;
+		m->kept += what == 2;
+	}
+	return 0;
+}
+
+int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
+                           uint64_t *dropped, uint64_t *kept)
+{
+	struct many m = {keys, NULL, n, 0, 0};
+	unsigned char *cand;
+	size_t n_cand = 0;
+	uint64_t flushed = 0, pre_kept = 0;
+	MDB_txn *txn;
+	int rc;
+
+	if (dropped)
+		*dropped = 0;
+	if (kept)
+		*kept = 0;
+	if (!env || (n && !keys))
+		return shm__err(SHM_EINVAL, "invalidate: NULL argument");
+	if (env->opt.read_only)
+		return shm__err(SHM_EREADONLY, "%s: opened read-only", env->path);
+	for (size_t i = 0; i < n; i++)
+		if ((rc = check_key(&keys[i])))
+			return rc;
+	if (!n)
+		return 0;
+	if (!(cand = calloc(n, 1)))
+		return shm__err(ENOMEM, "invalidate: %zu keys", n);
+	/* invariant 2: most keys another host wrote are not in this L1 */
+	if ((rc = shm__rtxn_get(env, &txn)))
+		goto out;
+	rc = shm__meta_get(txn, env, "flushed", &flushed);
+	for (size_t i = 0; i < n && !rc; i++) {
+		MDB_val k = {keys[i].klen, (void *)keys[i].key}, v;
+		int r = mdb_get(txn, kind_dbi(env, keys[i].kind), &k, &v);
+		if (r == MDB_NOTFOUND)
+			continue;
+		if (r) {
+			rc = shm__err_mdb(r, "invalidate: read");
+			break;
+		}
+		if (value_seq(keys[i].kind, &v) > flushed) {
+			pre_kept++; /* local work pending when asked: kept */
+			continue;
+		}
+		cand[i] = 1;
+		n_cand++;
+	}
+	shm__rtxn_put(env, txn);
+	if (rc || !n_cand)
+		goto out;
+	m.cand = cand;
+	if ((rc = shm__write(env, many_body, &m)))
+		goto out;
+	if (m.dropped)
+		SHM__COUNT(env, invalidations, m.dropped);
+out:
+	free(cand);
+	if (!rc) {
+		if (dropped)
+			*dropped = m.dropped;
+		if (kept)
+			*kept = pre_kept + m.kept;
+	}
+	return rc;
+}
+
+int shm_l1_invalidate(shm_env *env, int kind, const void *key, size_t klen,
+                      uint64_t *dropped)
+{
+	shm_inval_key k = {kind, key, klen};
+	return shm_l1_invalidate_many(env, &k, 1, dropped, NULL);
+}
+
+/* ---- dropping every flushed entry (after a gap in the channel) */
+
+#define RESET_BATCH 1000
+
+struct reset {
+	uint64_t dropped;
+	bool more;
+};
+
+static int reset_body(shm__wtxn *w, void *ctx)
+{
+	struct reset *r = ctx;
+	uint8_t kb[9 + SHM_OBJKEY_MAX];
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t n = 0;
+	int rc, what;
+
+	r->more = false;
+	if ((rc = mdb_cursor_open(w->txn, w->env->lru, &cur)))
+		return shm__err_mdb(rc, "lru cursor");
+	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	while (rc == 0) {
+		/* lru keys: be64(seq) kind key, in seq order (internal.h) */
+		if (k.mv_size < 10 || k.mv_size > sizeof kb)
+			break;
+		const uint8_t *p = k.mv_data;
+		uint64_t seq = 0;
+		for (int i = 0; i < 8; i++)
+			seq = seq << 8 | p[i];
+		if (seq > w->flushed)
+			break; /* everything after is unflushed */
+		if (n == RESET_BATCH) {
+			r->more = true;
+			break;
+		}
+		/* dropping deletes under the cursor: copy the key, re-seek */
+		memcpy(kb, k.mv_data, k.mv_size);
+		MDB_val kc = {k.mv_size, kb};
+		if ((rc = drop_w(w, kb[8], kb + 9, kc.mv_size - 9, &what)))
+			break;
+		if (what != 1) {
+			/* an lru key without its entry: not ours to repair
+			 * (shmctl verify reports it); step over it */
+			rc = mdb_cursor_get(cur, &kc, &v, MDB_SET_RANGE);
+			if (rc == 0 && kc.mv_size == k.mv_size &&
+			    memcmp(kc.mv_data, kb, kc.mv_size) == 0)
+				rc = mdb_cursor_get(cur, &kc, &v, MDB_NEXT);
+			k = kc;
+			continue;
+		}
+		n++;
+		rc = mdb_cursor_get(cur, &kc, &v, MDB_SET_RANGE);
+		k = kc;
+	}
+	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	r->dropped += n;
+	if (n)
+		SHM__COUNT(w->env, invalidations, n);
+	return 0;
+}
+
+int shm_l1_invalidate_flushed(shm_env *env, uint64_t *dropped)
+{
+	struct reset r = {0, true};
+	int rc = 0;
+
+	if (!env)
+		return shm__err(SHM_EINVAL, "invalidate: NULL environment");
+	if (env->opt.read_only)
+		return shm__err(SHM_EREADONLY, "%s: opened read-only", env->path);
+	while (r.more && rc == 0)
+		rc = shm__write(env, reset_body, &r);
+	if (dropped)
+		*dropped = r.dropped;
+	return rc;
+}
