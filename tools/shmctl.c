@@ -1130,8 +1130,9 @@ static int each_msg(const MDB_val *k, const MDB_val *v, void *user)
 			                    json_integer((json_int_t)v->mv_size));
 			emit(o);
 		} else {
-			printf("msg %s %s %s %s %zu\n", id, m->room_id, t,
-			       shm_msg_type_name(m->type), v->mv_size);
+			/* room last: it is the one field that may hold spaces */
+			printf("msg %s %s %s %zu %s\n", id, t,
+			       shm_msg_type_name(m->type), v->mv_size, m->room_id);
 		}
 	}
 	free(m);
