@@ -767,7 +767,18 @@ static void stat_real(statout *o, const char *name, double v,
 
 static void stat_meta(const char *name, uint64_t value, void *user)
 {
-	stat_u64(user, name, value, "meta value");
+	char desc[96];
+	size_t n = strlen(name);
+
+	if (strncmp(name, "sink.", 5) == 0 && n > 13 &&
+	    strcmp(name + n - 8, ".applied") == 0)
+		snprintf(desc, sizeof desc, "sink %.*s: log applied up to here",
+		         (int)(n - 13), name + 5);
+	else if (strncmp(name, "flusher.", 8) == 0)
+		snprintf(desc, sizeof desc, "published by shm-flusher");
+	else
+		snprintf(desc, sizeof desc, "meta value");
+	stat_u64(user, name, value, desc);
 }
 
 static void stat_hist(statout *o, const char *name, const shm_hist *h)
