@@ -11,7 +11,7 @@
  *   graph: drop the edges of every object touched, and the incoming edges
  *          of dropped objects; upsert objects; insert the new edges
  *   INSERT INTO shm_marks ... ON CONFLICT DO UPDATE;
- *   INSERT INTO messages SELECT <columns of the JSON doc> FROM shm_stage_msg
+ *   INSERT INTO messages SELECT ... FROM shm_stage_msg ORDER BY seq
  *     ON CONFLICT (id) DO UPDATE SET <every column>;
  *   COMMIT;
  *
@@ -21,8 +21,9 @@
  *     once, and a flusher that lost track (killed after COMMIT, connection
  *     lost during COMMIT, a second flusher) sees 0 rows updated, rolls back
  *     and re-reads the position (ops->position) before going on.
- *  2. The messages' columns are computed by PostgreSQL from the very JSON
- *     document Redis receives (shm_msg_to_json), so L2 and L3 agree.
+ *  2. A message's columns are formatted by the same code as the JSON Redis
+ *     receives (shm_msg_to_json) and metadata is that JSON's own object,
+ *     so L2 and L3 agree.
  *  3. An edge Y -> X set earlier in a batch than a GRAPH_DROP of X is not
  *     inserted (the drop removed it in L1); edges set after the drop are.
  *
@@ -51,7 +52,10 @@ typedef struct pg_sink {
 static const char *const setup_sql =
 	"SET statement_timeout = %llu;"
 	"SET client_min_messages = warning;"
-	"CREATE TEMP TABLE IF NOT EXISTS shm_stage_msg (seq bigint, doc jsonb)"
+	"CREATE TEMP TABLE IF NOT EXISTS shm_stage_msg (seq bigint, id uuid,"
+	" room_id text, user_id integer, username text, content text,"
+	" message_type text, created_at timestamptz, updated_at timestamptz,"
+	" metadata jsonb, content_hash text, parent_id uuid, thread_id uuid)"
 	" ON COMMIT DELETE ROWS;"
 	"CREATE TEMP TABLE IF NOT EXISTS shm_stage_obj (website_id uuid,"
 	" object_type text, object_id text, direct boolean, dropped boolean,"
@@ -90,16 +94,17 @@ static const char *const mark_sql =
 	" SET reason = EXCLUDED.reason, marked_at = EXCLUDED.marked_at,"
 	" seq = EXCLUDED.seq;";
 
+static const char *const msg_cols =
+	"seq, id, room_id, user_id, username, content, message_type,"
+	" created_at, updated_at, metadata, content_hash, parent_id, thread_id";
+
 static const char *const msg_sql =
 	"INSERT INTO messages (id, room_id, user_id, username, content,"
 	" message_type, created_at, updated_at, metadata, content_hash,"
 	" parent_id, thread_id)"
-	" SELECT (doc->>'id')::uuid, doc->>'room_id',"
-	" (doc->>'user_id')::integer, doc->>'username', doc->>'content',"
-	" doc->>'message_type', (doc->>'created_at')::timestamptz,"
-	" (doc->>'updated_at')::timestamptz, doc->'metadata',"
-	" doc->>'content_hash', (doc->>'parent_id')::uuid,"
-	" (doc->>'thread_id')::uuid FROM shm_stage_msg ORDER BY seq"
+	" SELECT id, room_id, user_id, username, content, message_type,"
+	" created_at, updated_at, metadata, content_hash, parent_id, thread_id"
+	" FROM shm_stage_msg ORDER BY seq"
 	" ON CONFLICT (id) DO UPDATE SET room_id = EXCLUDED.room_id,"
 	" user_id = EXCLUDED.user_id, username = EXCLUDED.username,"
 	" content = EXCLUDED.content, message_type = EXCLUDED.message_type,"
@@ -349,6 +354,97 @@ static uint32_t rd32(const uint8_t *p)
 	       (uint32_t)p[3] << 24;
 }
 
+/* The "metadata" object inside shm_msg_to_json's compact output: between
+ * the top-level key and the last ',"content_hash":"' (a quote can only
+ * appear escaped inside strings, and no value inside metadata is a string
+ * after a key of that name but reactions' arrays). */
+static bool json_metadata(const char *json, size_t len, const char **out,
+                          size_t *out_len)
+{
+	static const char key[] = "\"metadata\":", next[] = ",\"content_hash\":\"";
+	const char *a = memmem(json, len, key, sizeof key - 1), *b = NULL;
+
+	if (!a)
+		return false;
+	a += sizeof key - 1;
+	for (const char *q = a; (q = memmem(q, len - (size_t)(q - json), next,
+	                                    sizeof next - 1)); q++)
+		b = q;
+	if (!b || b - a < 2 || a[0] != '{' || b[-1] != '}')
+		return false;
+	*out = a;
+	*out_len = (size_t)(b - a);
+	return true;
+}
+
+static int add_uuid_or_null(fl_buf *b, bool has, const shm_uuid *u)
+{
+	char s[37];
+
+	if (!has)
+		return fl_buf_add(b, "\\N", 2);
+	shm_uuid_format(u, s);
+	return fl_buf_add(b, s, 36);
+}
+
+static int add_time_or_null(fl_buf *b, int64_t us)
+{
+	char s[40];
+
+	if (!us)
+		return fl_buf_add(b, "\\N", 2);
+	shm_time_format(us, s);
+	return fl_buf_adds(b, s);
+}
+
+/* One shm_stage_msg row. The columns are formatted exactly as in the JSON
+ * Redis receives (same formatters), metadata is that JSON's object. */
+static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
+                     const shm_msg *m)
+{
+	fl_buf *o = &p->msg;
+	char *json = NULL, id[37];
+	const char *meta, *type = shm_msg_type_name(m->type);
+	size_t jlen, mlen, len0 = o->len;
+	int rc;
+
+	if (shm_msg_to_json(m, &json, &jlen)) {
+		snprintf(b->reason, sizeof b->reason, "message to JSON: %s",
+		         shm_errmsg());
+		return FL_REJECT;
+	}
+	if (!type || !json_metadata(json, jlen, &meta, &mlen)) {
+		snprintf(b->reason, sizeof b->reason, "message JSON has no "
+		         "metadata object or an unknown type");
+		free(json);
+		return FL_REJECT;
+	}
+	shm_uuid_format(&m->id, id);
+	rc = fl_buf_addf(o, "%" PRIu64 "\t%s\t", r->seq, id) ||
+	     fl_buf_copy_field(o, m->room_id, strlen(m->room_id)) ||
+	     fl_buf_addf(o, "\t%" PRId32 "\t", m->user_id) ||
+	     fl_buf_copy_field(o, m->username, strlen(m->username)) ||
+	     fl_buf_add(o, "\t", 1) ||
+	     fl_buf_copy_field(o, m->content, m->content_len) ||
+	     fl_buf_addf(o, "\t%s\t", type) ||
+	     add_time_or_null(o, m->created_at) || fl_buf_add(o, "\t", 1) ||
+	     add_time_or_null(o, m->updated_at) || fl_buf_add(o, "\t", 1) ||
+	     fl_buf_copy_field(o, meta, mlen) ||
+	     fl_buf_addf(o, "\t%016" PRIx64 "\t", m->content_hash) ||
+	     add_uuid_or_null(o, m->has_parent, &m->parent_id) ||
+	     fl_buf_add(o, "\t", 1) ||
+	     add_uuid_or_null(o, m->has_thread, &m->thread_id) ||
+	     fl_buf_add(o, "\n", 1);
+	free(json);
+	if (rc) {
+		o->len = len0;
+		fl_sink_seterr(&p->base, "out of memory");
+		return FL_TRANSIENT;
+	}
+	p->n_msg++;
+	return FL_OK;
+}
+
 /* Turns record i into COPY rows. FL_REJECT with b->reason for bad data. */
 static int stage(pg_sink *p, fl_batch *b, size_t i)
 {
@@ -357,26 +453,14 @@ static int stage(pg_sink *p, fl_batch *b, size_t i)
 
 	if (shm_op_is_msg(r->op)) {
 		shm_msg *m = NULL;
-		char *json = NULL;
-		size_t jlen;
 		if (shm_msg_decode(r->payload, r->payload_len, &m)) {
 			snprintf(b->reason, sizeof b->reason, "message payload "
 			         "does not decode: %s", shm_errmsg());
 			return FL_REJECT;
 		}
-		rc = shm_msg_to_json(m, &json, &jlen);
+		rc = stage_msg(p, b, r, m);
 		shm_msg_free(m);
-		if (rc) {
-			snprintf(b->reason, sizeof b->reason, "message to JSON: "
-			         "%s", shm_errmsg());
-			return FL_REJECT;
-		}
-		rc = fl_buf_addf(&p->msg, "%" PRIu64 "\t", r->seq) ||
-		     fl_buf_copy_field(&p->msg, json, jlen) ||
-		     fl_buf_add(&p->msg, "\n", 1);
-		free(json);
-		p->n_msg++;
-		return rc ? FL_TRANSIENT : FL_OK;
+		return rc;
 	}
 	if (r->op != SHM_OP_GRAPH_SET && r->op != SHM_OP_GRAPH_DROP &&
 	    r->op != SHM_OP_MARK)
@@ -469,23 +553,63 @@ bad_object:
 	return FL_REJECT;
 }
 
-static int copy_in(pg_sink *p, const char *table, const char *cols,
-                   fl_buf *data)
+/* Sends prefix (statements ending in ';', or "") with COPY table FROM
+ * STDIN, then the rows. An UPDATE in the prefix must report one row (the
+ * position guard), else the COPY is abandoned and the batch is retried
+ * after re-reading the position. One round trip for prefix + COPY start,
+ * one for the rows. */
+static int copy_in(pg_sink *p, const char *prefix, const char *table,
+                   const char *cols, fl_buf *data)
 {
-	char sql[256];
 	PGresult *res;
+	bool moved = false;
 
-	snprintf(sql, sizeof sql, "COPY %s (%s) FROM STDIN", table, cols);
-	res = PQexec(p->c, sql);
-	if (!res || PQresultStatus(res) != PGRES_COPY_IN)
-		return failure(p, res, sql);
+	p->sql.len = 0;
+	if (fl_buf_addf(&p->sql, "%sCOPY %s (%s) FROM STDIN", prefix, table,
+	                cols)) {
+		fl_sink_seterr(&p->base, "out of memory");
+		return FL_TRANSIENT;
+	}
+	if (!PQsendQuery(p->c, p->sql.p))
+		return failure(p, NULL, "COPY");
+	for (;;) {
+		res = PQgetResult(p->c);
+		if (!res)
+			return failure(p, NULL, table); /* ended before COPY */
+		ExecStatusType st = PQresultStatus(res);
+		if (st == PGRES_COPY_IN)
+			break;
+		if (st != PGRES_COMMAND_OK) {
+			int rc = failure(p, res, table);
+			while (p->c && (res = PQgetResult(p->c)))
+				PQclear(res);
+			return rc;
+		}
+		if (!strncmp(PQcmdStatus(res), "UPDATE", 6) &&
+		    strcmp(PQcmdTuples(res), "1") != 0)
+			moved = true;
+		PQclear(res);
+	}
 	PQclear(res);
+	if (moved) {
+		PQputCopyEnd(p->c, "shm_sink_positions moved");
+		while ((res = PQgetResult(p->c)))
+			PQclear(res);
+		fl_sink_seterr(&p->base, "position in shm_sink_positions is not "
+		               "the one expected (applied elsewhere?): "
+		               "re-reading it");
+		return FL_TRANSIENT;
+	}
 	if (PQputCopyData(p->c, data->p, (int)data->len) != 1 ||
 	    PQputCopyEnd(p->c, NULL) != 1)
-		return failure(p, NULL, sql);
+		return failure(p, NULL, table);
 	res = PQgetResult(p->c);
-	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
-		return failure(p, res, sql);
+	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		int rc = failure(p, res, table);
+		while (p->c && (res = PQgetResult(p->c)))
+			PQclear(res);
+		return rc;
+	}
 	PQclear(res);
 	while ((res = PQgetResult(p->c)))
 		PQclear(res);
@@ -523,43 +647,50 @@ static int p_apply(fl_sink *s, fl_batch *b)
 		}
 	}
 	/* 2. the transaction, the position first (it also serialises two
-	 * flushers that would share an env id) */
-	if (fl_buf_addf(&p->sql, "BEGIN; UPDATE shm_sink_positions SET applied"
-	                " = %" PRIu64 ", updated_at = now() WHERE env_id = %s"
-	                " AND sink = 'pg' AND applied = %" PRIu64,
-	                b->upto, p->env_lit, b->from)) {
-		fl_sink_seterr(s, "out of memory");
-		return FL_TRANSIENT;
+	 * flushers that would share an env id), sent with the first COPY */
+	char begin[512];
+	snprintf(begin, sizeof begin, "BEGIN; UPDATE shm_sink_positions SET "
+	         "applied = %" PRIu64 ", updated_at = now() WHERE env_id = %s "
+	         "AND sink = 'pg' AND applied = %" PRIu64 ";", b->upto,
+	         p->env_lit, b->from);
+	struct {
+		size_t n;
+		const char *table, *cols;
+		fl_buf *data;
+	} copies[] = {
+		{p->n_obj, "shm_stage_obj", "website_id, object_type, object_id,"
+		 " direct, dropped, drop_incoming", &p->obj},
+		{p->n_edge, "shm_stage_edge", "website_id, object_type, "
+		 "object_id, dep_type, dep_id", &p->edge},
+		{p->n_mark, "shm_stage_mark", "website_id, object_type, "
+		 "object_id, reason, marked_at, seq", &p->mark},
+		{p->n_msg, "shm_stage_msg", msg_cols, &p->msg},
+	};
+	const char *prefix = begin;
+	for (size_t k = 0; k < sizeof copies / sizeof copies[0]; k++) {
+		if (!copies[k].n)
+			continue;
+		if ((rc = copy_in(p, prefix, copies[k].table, copies[k].cols,
+		                  copies[k].data)))
+			goto fail;
+		prefix = "";
 	}
-	res = PQexec(p->c, p->sql.p);
-	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-		rc = failure(p, res, "begin");
-		goto fail;
-	}
-	if (strcmp(PQcmdTuples(res), "1") != 0) {
+	if (prefix == begin) { /* nothing to copy: position only */
+		res = PQexec(p->c, begin);
+		if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+			rc = failure(p, res, "begin");
+			goto fail;
+		}
+		if (strcmp(PQcmdTuples(res), "1") != 0) {
+			PQclear(res);
+			fl_sink_seterr(s, "position in shm_sink_positions is "
+			               "not %" PRIu64 " (applied elsewhere?): "
+			               "re-reading it", b->from);
+			rc = FL_TRANSIENT;
+			goto fail;
+		}
 		PQclear(res);
-		fl_sink_seterr(s, "position is not %" PRIu64 " in "
-		               "shm_sink_positions (applied elsewhere?): "
-		               "re-reading it", b->from);
-		rc = FL_TRANSIENT;
-		goto fail;
 	}
-	PQclear(res);
-	if (p->n_obj &&
-	    ((rc = copy_in(p, "shm_stage_obj", "website_id, object_type, "
-	                   "object_id, direct, dropped, drop_incoming",
-	                   &p->obj)) ||
-	     (p->n_edge && (rc = copy_in(p, "shm_stage_edge", "website_id, "
-	                                 "object_type, object_id, dep_type, "
-	                                 "dep_id", &p->edge)))))
-		goto fail;
-	if (p->n_mark &&
-	    (rc = copy_in(p, "shm_stage_mark", "website_id, object_type, "
-	                  "object_id, reason, marked_at, seq", &p->mark)))
-		goto fail;
-	if (p->n_msg &&
-	    (rc = copy_in(p, "shm_stage_msg", "seq, doc", &p->msg)))
-		goto fail;
 	p->sql.len = 0;
 	if ((p->n_obj && fl_buf_adds(&p->sql, graph_sql)) ||
 	    (p->n_mark && fl_buf_adds(&p->sql, mark_sql)) ||
