@@ -95,6 +95,8 @@ install: all
 	install -m 644 libshm/shm.h libshm/shm_log.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 sql/schema.sql $(DESTDIR)$(PREFIX)/share/shm/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 man/shmctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
 clean:
 	rm -rf $(BUILD)
