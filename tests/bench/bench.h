@@ -8,7 +8,9 @@
  * records measurements with bench_measure()/bench_result_add() and
  * declares targets with bench_target(); main prints them all at the end,
  * computes ratios between measurements (even across sections) and checks
- * the targets.
+ * the targets. With --rounds N (default 3) every section runs N times in
+ * turn; ctx->round says which. A section too slow or too stateful to repeat
+ * returns 0 at once when ctx->round > 0 (its first round's results stand).
  *
  * Conventions
  *  1. Latencies are nanoseconds, from CLOCK_MONOTONIC around each op; every
