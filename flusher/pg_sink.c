@@ -41,31 +41,44 @@
 
 #include "fl.h"
 
+/* staging table groups (stage_ddl) */
+enum { ST_GRAPH, ST_MARK, ST_MSG, ST_N };
+
 typedef struct pg_sink {
 	fl_sink base;
 	PGconn *c;
 	char *env_lit;           /* env_id as an SQL literal */
-	fl_buf msg, obj, edge, mark, sql;
+	fl_buf msg, obj, edge, mark, sql, prefix;
 	size_t n_msg, n_obj, n_edge, n_mark;
+	bool staged[ST_N];       /* staging tables of this session */
 } pg_sink;
 
 static const char *const setup_sql =
 	"SET statement_timeout = %llu;"
-	"SET client_min_messages = warning;"
-	"CREATE TEMP TABLE IF NOT EXISTS shm_stage_msg (seq bigint, id uuid,"
-	" room_id text, user_id integer, username text, content text,"
-	" message_type text, created_at timestamptz, updated_at timestamptz,"
-	" metadata jsonb, content_hash text, parent_id uuid, thread_id uuid)"
-	" ON COMMIT DELETE ROWS;"
+	"SET client_min_messages = warning;";
+
+/*
+ * Staging tables, created in a session when a batch first needs them (in
+ * that batch's transaction, so they count only once it commits): at every
+ * commit PostgreSQL empties each ON COMMIT DELETE ROWS table of the session,
+ * and a messages-only flusher should pay for one, not four.
+ */
+static const char *const stage_ddl[ST_N] = {
 	"CREATE TEMP TABLE IF NOT EXISTS shm_stage_obj (website_id uuid,"
 	" object_type text, object_id text, direct boolean, dropped boolean,"
 	" drop_incoming boolean) ON COMMIT DELETE ROWS;"
 	"CREATE TEMP TABLE IF NOT EXISTS shm_stage_edge (website_id uuid,"
 	" object_type text, object_id text, dep_type text, dep_id text)"
-	" ON COMMIT DELETE ROWS;"
+	" ON COMMIT DELETE ROWS;",
 	"CREATE TEMP TABLE IF NOT EXISTS shm_stage_mark (website_id uuid,"
 	" object_type text, object_id text, reason smallint,"
-	" marked_at timestamptz, seq bigint) ON COMMIT DELETE ROWS;";
+	" marked_at timestamptz, seq bigint) ON COMMIT DELETE ROWS;",
+	"CREATE TEMP TABLE IF NOT EXISTS shm_stage_msg (seq bigint, id uuid,"
+	" room_id text, user_id integer, username text, content text,"
+	" message_type text, created_at timestamptz, updated_at timestamptz,"
+	" metadata jsonb, content_hash text, parent_id uuid, thread_id uuid)"
+	" ON COMMIT DELETE ROWS;",
+};
 
 static const char *const graph_sql =
 	"DELETE FROM shm_edges e USING shm_stage_obj s"
@@ -122,6 +135,7 @@ static void p_disconnect(fl_sink *s)
 	if (p->env_lit)
 		PQfreemem(p->env_lit);
 	p->env_lit = NULL;
+	memset(p->staged, 0, sizeof p->staged);
 }
 
 static bool conn_lost(pg_sink *p)
@@ -655,23 +669,32 @@ static int p_apply(fl_sink *s, fl_batch *b)
 	         p->env_lit, b->from);
 	struct {
 		size_t n;
+		int ddl;
 		const char *table, *cols;
 		fl_buf *data;
 	} copies[] = {
-		{p->n_obj, "shm_stage_obj", "website_id, object_type, object_id,"
-		 " direct, dropped, drop_incoming", &p->obj},
-		{p->n_edge, "shm_stage_edge", "website_id, object_type, "
+		{p->n_obj, ST_GRAPH, "shm_stage_obj", "website_id, object_type,"
+		 " object_id, direct, dropped, drop_incoming", &p->obj},
+		{p->n_edge, -1, "shm_stage_edge", "website_id, object_type, "
 		 "object_id, dep_type, dep_id", &p->edge},
-		{p->n_mark, "shm_stage_mark", "website_id, object_type, "
+		{p->n_mark, ST_MARK, "shm_stage_mark", "website_id, object_type, "
 		 "object_id, reason, marked_at, seq", &p->mark},
-		{p->n_msg, "shm_stage_msg", msg_cols, &p->msg},
+		{p->n_msg, ST_MSG, "shm_stage_msg", msg_cols, &p->msg},
 	};
 	const char *prefix = begin;
 	for (size_t k = 0; k < sizeof copies / sizeof copies[0]; k++) {
 		if (!copies[k].n)
 			continue;
-		if ((rc = copy_in(p, prefix, copies[k].table, copies[k].cols,
-		                  copies[k].data)))
+		p->prefix.len = 0;
+		if (fl_buf_adds(&p->prefix, prefix) ||
+		    (copies[k].ddl >= 0 && !p->staged[copies[k].ddl] &&
+		     fl_buf_adds(&p->prefix, stage_ddl[copies[k].ddl]))) {
+			fl_sink_seterr(s, "out of memory");
+			rc = FL_TRANSIENT;
+			goto fail;
+		}
+		if ((rc = copy_in(p, p->prefix.p, copies[k].table,
+		                  copies[k].cols, copies[k].data)))
 			goto fail;
 		prefix = "";
 	}
@@ -712,6 +735,9 @@ static int p_apply(fl_sink *s, fl_batch *b)
 		rc = FL_TRANSIENT;
 		goto fail;
 	}
+	p->staged[ST_GRAPH] |= p->n_obj > 0;
+	p->staged[ST_MARK] |= p->n_mark > 0;
+	p->staged[ST_MSG] |= p->n_msg > 0;
 	return FL_OK;
 fail:
 	rollback(p);
@@ -730,6 +756,7 @@ static void p_destroy(fl_sink *s)
 	fl_buf_free(&p->edge);
 	fl_buf_free(&p->mark);
 	fl_buf_free(&p->sql);
+	fl_buf_free(&p->prefix);
 	free(p);
 }
 
