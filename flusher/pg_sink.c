@@ -220,7 +220,6 @@ static int p_connect(fl_sink *s)
 	pg_sink *p = (pg_sink *)s;
 	const fl_config *cfg = s->cfg;
 	char timeout[24], sql[1024];
-	uint64_t meta_pos = 0;
 	int rc;
 
 	if (!conn_lost(p))
@@ -263,15 +262,6 @@ static int p_connect(fl_sink *s)
 		if (rc)
 			goto fail;
 	}
-	/* first run of this environment against this database: start the
-	 * row at what meta says was applied (0 for a new environment) */
-	shm_meta_get(s->env, "sink.pg.applied", &meta_pos);
-	snprintf(sql, sizeof sql,
-	         "INSERT INTO shm_sink_positions (env_id, sink, applied)"
-	         " VALUES (%s, 'pg', %llu) ON CONFLICT DO NOTHING",
-	         p->env_lit, (unsigned long long)meta_pos);
-	if ((rc = exec(p, sql, "position row")))
-		goto fail;
 	return FL_OK;
 fail:
 	if (rc == FL_REJECT)
@@ -280,29 +270,42 @@ fail:
 	return rc;
 }
 
+/* PostgreSQL's applied position, the truth; a missing row (first run of
+ * this environment against this database, or a table emptied by hand) is
+ * created at what meta says was applied. */
 static int p_position(fl_sink *s, uint64_t *pos)
 {
 	pg_sink *p = (pg_sink *)s;
-	char sql[512];
+	uint64_t meta_pos = 0;
+	char sql[768];
 	PGresult *res;
 
 	if (conn_lost(p))
 		return -1;
+	shm_meta_get(s->env, "sink.pg.applied", &meta_pos);
 	snprintf(sql, sizeof sql,
-	         "SELECT applied FROM shm_sink_positions WHERE env_id = %s"
-	         " AND sink = 'pg'", p->env_lit);
+	         "WITH ins AS (INSERT INTO shm_sink_positions (env_id, sink,"
+	         " applied) VALUES (%s, 'pg', %llu) ON CONFLICT DO NOTHING"
+	         " RETURNING applied) SELECT applied, true FROM ins UNION ALL"
+	         " SELECT applied, false FROM shm_sink_positions WHERE"
+	         " env_id = %s AND sink = 'pg'", p->env_lit,
+	         (unsigned long long)meta_pos, p->env_lit);
 	res = PQexec(p->c, sql);
 	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
 		failure(p, res, "read position");
 		return -1;
 	}
 	if (PQntuples(res) != 1) {
-		fl_sink_seterr(s, "no shm_sink_positions row for env %s",
-		               s->env_id);
+		fl_sink_seterr(s, "%d shm_sink_positions rows for env %s",
+		               PQntuples(res), s->env_id);
 		PQclear(res);
 		return -1;
 	}
 	*pos = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	if (PQgetvalue(res, 0, 1)[0] == 't' && meta_pos)
+		fl_log(FL_WARN, "pg", "no shm_sink_positions row for env %s: "
+		       "created at %llu (meta)", s->env_id,
+		       (unsigned long long)meta_pos);
 	PQclear(res);
 	return 1;
 }
