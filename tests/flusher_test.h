@@ -407,6 +407,16 @@ FT_FN pid_t ft_spawn_flusher(const char *dir, const char *const *extra)
 	return pid;
 }
 
+/* Removes a test environment and its flusher log (kept when a test fails
+ * before reaching this). */
+FT_FN void ft_rmdir(const char *dir)
+{
+	char log[4096];
+	snprintf(log, sizeof log, "%s.flusher.log", dir);
+	unlink(log);
+	tu_rmdir(dir);
+}
+
 /* Runs the flusher with --once to completion; returns its exit code. */
 FT_FN int ft_flush_once(const char *dir, const char *const *extra)
 {

@@ -29,7 +29,7 @@ static void test_config_defaults_file_then_flags(void **state)
 	assert_string_equal(c.static_sha, "sha256");
 	assert_true(c.once);
 	fl_config_free(&c);
-	tu_rmdir(dir);
+	ft_rmdir(dir);
 	free(dir);
 }
 
@@ -143,7 +143,7 @@ static void test_lock_refuses_a_second_flusher(void **state)
 	close(fd1);
 	assert_int_equal(fl_lock_env(dir, &fd2, err, sizeof err), 0);
 	close(fd2);
-	tu_rmdir(dir);
+	ft_rmdir(dir);
 	free(dir);
 }
 
@@ -195,7 +195,7 @@ static void test_dead_letters_merge_sinks_and_keep_raw(void **state)
 	assert_string_equal(s.reason[1], "bad json; pg: 22P02 bad uuid");
 	assert_int_equal(s.raw_size[1], sizeof raw);
 	shm_env_close(env);
-	tu_rmdir(dir);
+	ft_rmdir(dir);
 	free(dir);
 }
 
@@ -263,7 +263,7 @@ static void test_once_mirrors_10000_messages_from_two_writers(void **state)
 	assert_int_equal(ft_flush_once(dir, NULL), 0);
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 10001);
 	assert_int_equal(ft_sql_int(sql), (long long)last + 1);
-	tu_rmdir(dir);
+	ft_rmdir(dir);
 	free(dir);
 }
 
@@ -344,7 +344,7 @@ static void test_statics_graph_and_marks_are_mirrored(void **state)
 	assert_int_equal(ft_sql_int("SELECT reason FROM shm_marks WHERE "
 	                            "object_type = 'Block'"), 2);
 	redisFree(rc);
-	tu_rmdir(dir);
+	ft_rmdir(dir);
 	free(dir);
 }
 
@@ -369,7 +369,7 @@ static void test_graph_drop_inside_a_batch_respects_order(void **state)
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_edges"), 1);
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_edges WHERE "
 	                            "object_id = 'b'"), 1);
-	tu_rmdir(dir);
+	ft_rmdir(dir);
 	free(dir);
 }
 
@@ -451,7 +451,7 @@ static void test_poison_records_become_dead_letters(void **state)
 	assert_int_equal(shm_env_info(env, &info), 0);
 	assert_int_equal(info.dead_letters, 3);
 	shm_env_close(env);
-	tu_rmdir(dir);
+	ft_rmdir(dir);
 	free(dir);
 }
 
@@ -477,7 +477,7 @@ static void test_once_exits_3_when_a_sink_is_unreachable(void **state)
 	assert_int_equal(tu_log_count(env), 0);
 	assert_int_equal(ft_redis_int("DBSIZE"), 50);
 	shm_env_close(env);
-	tu_rmdir(dir);
+	ft_rmdir(dir);
 	free(dir);
 }
 
@@ -512,7 +512,7 @@ static void test_daemon_follows_writes_and_exits_0_on_sigterm(void **state)
 	assert_int_equal(tu_log_count(env), 0);
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 2000);
 	shm_env_close(env);
-	tu_rmdir(dir);
+	ft_rmdir(dir);
 	free(dir);
 }
 

@@ -91,7 +91,7 @@ static void test_redis_outage_does_not_hold_postgres_back(void **state)
 	assert_true(ft_meta(env, "flusher.redis.errors") > 0);
 	assert_int_equal(ft_meta(env, "flusher.pg.errors"), 0);
 	shm_env_close(env);
-	tu_rmdir(dir);
+	ft_rmdir(dir);
 	free(dir);
 }
 
@@ -130,7 +130,7 @@ static void test_postgres_restart_mid_run_applies_every_row_once(void **state)
 	assert_int_equal(tu_log_count(env), 0);
 	ft_remove_apply_counter();
 	shm_env_close(env);
-	tu_rmdir(dir);
+	ft_rmdir(dir);
 	free(dir);
 }
 
@@ -186,7 +186,7 @@ static void test_flusher_sigkilled_in_a_loop_loses_and_repeats_nothing(void **st
 	assert_int_equal(tu_log_count(env), 0);
 	ft_remove_apply_counter();
 	shm_env_close(env);
-	tu_rmdir(dir);
+	ft_rmdir(dir);
 	free(dir);
 }
 
