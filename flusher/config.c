@@ -103,6 +103,9 @@ static const fl_opt opts[] = {
 	{"env-id", 0, O_STR, W_BOTH, OFF(env_id), "", U(0, 0), NULL,
 	 "this environment's name in shm_sink_positions; empty: a UUID made "
 	 "once and kept in the environment"},
+	{"invalidation", 0, O_BOOL, W_BOTH, OFF(invalidation), "yes", U(0, 0),
+	 NULL, "with --redis: publish the keys written on Redis channel "
+	 "shm:inval and drop other hosts' writes from this L1 (several hosts)"},
 	{"map-size-mb", 0, O_UINT, W_BOTH, OFF(map_size_mb), "0",
 	 U(0, 1u << 24), NULL, "LMDB map size to open with; 0: libshm's default"},
 	{"log-file", 0, O_STR, W_BOTH, OFF(log_file), "", U(0, 0), NULL,

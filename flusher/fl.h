@@ -75,6 +75,7 @@ typedef struct fl_config {
 	uint64_t map_size_mb;
 	uint64_t cleanup_interval_s; /* connection cleanup (cleanup.c); 0 = off */
 	bool cleanup_now;            /* --cleanup-now: one round, then exit */
+	bool invalidation;           /* invalidate.h; needs redis_url */
 	bool once;
 	bool help;
 	bool print_config;
@@ -163,6 +164,10 @@ struct fl_sink {
 	shm_env *env;
 	char env_id[64];
 	char errmsg[512]; /* the last error, for logs */
+	/* Called by the worker, on its thread, after each applied batch (NULL:
+	 * none): the invalidation publisher on the Redis sink (invalidate.h). */
+	void (*on_applied)(void *user, const fl_batch *b);
+	void *on_applied_user;
 };
 
 /* Constructors; NULL on allocation failure. */

@@ -39,6 +39,7 @@
 
 #include "fl.h"
 #include "cleanup.h"
+#include "invalidate.h"
 
 #define MAX_SINKS 2
 
@@ -70,6 +71,7 @@ struct fl_daemon {
 	uint64_t synced_trim; /* trimmed at the last sync */
 	uint64_t syncs, expired, readers_cleared, trims;
 	int64_t started_us;
+	fl_inval *inval;      /* invalidation channel (invalidate.h) or NULL */
 };
 
 static uint64_t mono_ms(void)
@@ -437,6 +439,12 @@ int fl_main(int argc, char **argv)
 	}
 	if (*d.cfg.redis_url) {
 		fl_sink *s = fl_redis_sink_new(&d.cfg, d.env);
+		if (s && d.cfg.invalidation &&
+		    fl_inval_start(&d.inval, &d.cfg, d.env, d.env_id,
+		                   !d.cfg.once) == 0) {
+			s->on_applied = fl_inval_published;
+			s->on_applied_user = d.inval;
+		}
 		if (!s || fl_worker_start(&d.w[d.n], s, d.env, &d.cfg,
 		                          d.cfg.once, target)) {
 			fl_log(FL_ERROR, "main", "cannot start the redis sink");
@@ -506,6 +514,7 @@ stop:
 			code = FL_EXIT_SINK;
 		d.w[i] = NULL;
 	}
+	fl_inval_stop(d.inval); /* after the joins: the publisher is theirs */
 	fl_log(FL_INFO, "main", "exiting (%d), log trimmed to %" PRIu64, code,
 	       d.trimmed);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);

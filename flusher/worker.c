@@ -286,6 +286,8 @@ static void applied_ok(fl_worker *w, uint64_t t0)
 	fl_log(FL_DEBUG, name(w), "applied %zu records (%" PRIu64 "..%" PRIu64
 	       "]", rows, w->b.from, w->b.upto);
 	set_applied(w, w->b.upto);
+	if (w->sink->on_applied) /* invalidation publisher (invalidate.h) */
+		w->sink->on_applied(w->sink->on_applied_user, &w->b);
 	uint64_t upto = w->b.upto;
 	fl_batch_clear(&w->b);
 	w->b.from = w->b.upto = upto;

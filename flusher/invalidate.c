@@ -1,0 +1,667 @@
+/*
+ * flusher/invalidate.c - the invalidation channel between hosts: the
+ * publisher (after each batch the Redis sink applied) and the subscriber
+ * thread. Format, gap rule and stats: invalidate.h.
+ *
+ * Invariants
+ *  1. The sinks never wait for the subscriber: it has its own thread and
+ *     its own Redis connection, and reads with poll() so stop is prompt.
+ *  2. A publish follows the batch it names: the worker calls the hook only
+ *     after Redis acknowledged every command of the batch, so a host that
+ *     drops a key and reads it back from Redis gets the new value.
+ *  3. Dropping never touches unflushed local work (libshm's rule,
+ *     shm_l1_invalidate_many).
+ *  4. After a gap in the subscription (reconnect) with peers known, every
+ *     flushed L1 entry is dropped before new messages are handled.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "invalidate.h"
+
+#define HEADER "shm-inval 1 "
+#define PEERS_META "flusher.inval.peers_seen"
+
+/* Counters, updated with atomics (publisher and subscriber threads). */
+#define INVAL_STATS(X)                                                         \
+	X(subscribed) X(published) X(publish_errors) X(received) X(keys)       \
+	X(dropped) X(kept) X(resets) X(errors)
+
+struct fl_inval {
+	const fl_config *cfg;
+	shm_env *env;
+	char env_id[64];
+	fl_redis_addr addr;
+	redisContext *pub; /* the Redis worker's thread only */
+	fl_buf pbuf;
+
+	bool subscribe;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop; /* under lock */
+
+	struct {
+#define INVAL_FIELD(f) uint64_t f;
+		INVAL_STATS(INVAL_FIELD)
+#undef INVAL_FIELD
+	} st, written;
+	bool stats_once;     /* every counter written once */
+	uint64_t peers_seen; /* subscriber thread */
+};
+
+#define ADD(iv, f, n) __atomic_fetch_add(&(iv)->st.f, (uint64_t)(n), __ATOMIC_RELAXED)
+#define GET(iv, f) __atomic_load_n(&(iv)->st.f, __ATOMIC_RELAXED)
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------ format */
+
+static int add_key(fl_buf *o, const fl_rec *r)
+{
+	char u[37], w[37];
+	shm_uuid id;
+
+	switch (shm_inval_kind_of_op(r->op)) {
+	case SHM_INVAL_MSG:
+		if (r->key_len != 16)
+			return 1; /* malformed: nothing to name */
+		memcpy(id.b, r->key, 16);
+		shm_uuid_format(&id, u);
+		return fl_buf_addf(o, "m %s\n", u) ? ENOMEM : 0;
+	case SHM_INVAL_STATIC:
+		if (r->key_len <= 16 || r->key_len > 16 + SHM_MAX_OBJECT)
+			return 1;
+		for (uint32_t i = 16; i < r->key_len; i++)
+			if (!isgraph(r->key[i]))
+				return 1; /* not an object shm_object_check allows */
+		memcpy(id.b, r->key, 16);
+		shm_uuid_format(&id, w);
+		if (fl_buf_addf(o, "s %s ", w) ||
+		    fl_buf_add(o, r->key + 16, r->key_len - 16) ||
+		    fl_buf_add(o, "\n", 1))
+			return ENOMEM;
+		return 0;
+	default:
+		return 1; /* graph, marks: no L1 entry elsewhere */
+	}
+}
+
+int fl_inval_encode(const char *env_id, const fl_batch *b, fl_buf *out,
+                    size_t *ends, size_t max_msgs, size_t *n_msgs)
+{
+	size_t start = out->len, keys = 0;
+	const fl_rec *prev = NULL;
+	int rc;
+
+	*n_msgs = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		const fl_rec *r = &b->r[i];
+		if (r->superseded)
+			continue;
+		if (prev && shm_inval_kind_of_op(prev->op) ==
+		                    shm_inval_kind_of_op(r->op) &&
+		    prev->key_len == r->key_len &&
+		    memcmp(prev->key, r->key, r->key_len) == 0)
+			continue;
+		if (keys == 0 && (fl_buf_adds(out, HEADER) ||
+		                  fl_buf_adds(out, env_id) ||
+		                  fl_buf_add(out, "\n", 1)))
+			return ENOMEM;
+		size_t before = out->len;
+		if ((rc = add_key(out, r)) == 1)
+			continue;
+		if (rc)
+			return rc;
+		prev = r;
+		keys++;
+		if (out->len - start > FL_INVAL_MAX_MSG && keys > 1) {
+			/* this key starts the next message */
+			if (*n_msgs + 1 >= max_msgs)
+				return ENOSPC;
+			size_t klen = out->len - before;
+			char *tmp = malloc(klen);
+			if (!tmp)
+				return ENOMEM;
+			memcpy(tmp, out->p + before, klen);
+			out->len = before;
+			ends[(*n_msgs)++] = out->len;
+			start = out->len;
+			if (fl_buf_adds(out, HEADER) || fl_buf_adds(out, env_id) ||
+			    fl_buf_add(out, "\n", 1) ||
+			    fl_buf_add(out, tmp, klen)) {
+				free(tmp);
+				return ENOMEM;
+			}
+			free(tmp);
+			keys = 1;
+		}
+	}
+	if (keys) {
+		if (*n_msgs >= max_msgs)
+			return ENOSPC;
+		ends[(*n_msgs)++] = out->len;
+	}
+	return 0;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t size)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 64;
+	while (n < need)
+		n *= 2;
+	void *q = realloc(*p, n * size);
+	if (!q)
+		return -1;
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
+int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
+                   size_t errlen)
+{
+	const char *p = msg, *end = msg + len, *nl;
+	size_t hl = strlen(HEADER), line = 1;
+
+	m->n = 0;
+	m->kb_len = 0;
+	m->env_id[0] = 0;
+	nl = memchr(p, '\n', len);
+	if (!nl || (size_t)(nl - p) <= hl || memcmp(p, HEADER, hl) != 0 ||
+	    (size_t)(nl - p) - hl >= sizeof m->env_id) {
+		snprintf(err, errlen, "not an shm-inval 1 message");
+		return -1;
+	}
+	memcpy(m->env_id, p + hl, (size_t)(nl - p) - hl);
+	m->env_id[(size_t)(nl - p) - hl] = 0;
+	for (p = nl + 1; p < end; p = nl + 1) {
+		char u[37];
+		shm_uuid id;
+		size_t off = m->kb_len, klen;
+		int kind;
+
+		line++;
+		if (!(nl = memchr(p, '\n', (size_t)(end - p)))) {
+			snprintf(err, errlen, "line %zu: no line end", line);
+			return -1;
+		}
+		size_t ll = (size_t)(nl - p);
+		if (ll < 2 + 36 || (p[0] != 'm' && p[0] != 's') || p[1] != ' ') {
+			snprintf(err, errlen, "line %zu: expected 'm UUID' or "
+			         "'s UUID OBJECT'", line);
+			return -1;
+		}
+		memcpy(u, p + 2, 36);
+		u[36] = 0;
+		if (shm_uuid_parse(u, &id)) {
+			snprintf(err, errlen, "line %zu: bad UUID", line);
+			return -1;
+		}
+		if (p[0] == 'm') {
+			if (ll != 2 + 36) {
+				snprintf(err, errlen, "line %zu: junk after the "
+				         "message id", line);
+				return -1;
+			}
+			kind = SHM_INVAL_MSG;
+			klen = 16;
+		} else {
+			size_t ol = ll > 39 ? ll - 39 : 0;
+			if (ll < 40 || p[38] != ' ' || ol > SHM_MAX_OBJECT) {
+				snprintf(err, errlen, "line %zu: bad static key",
+				         line);
+				return -1;
+			}
+			kind = SHM_INVAL_STATIC;
+			klen = 16 + ol;
+		}
+		if (grow((void **)&m->keybuf, &m->kb_cap, m->kb_len + klen, 1) ||
+		    grow((void **)&m->keys, &m->cap, m->n + 1, sizeof *m->keys)) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		memcpy(m->keybuf + off, id.b, 16);
+		if (kind == SHM_INVAL_STATIC)
+			memcpy(m->keybuf + off + 16, p + 39, klen - 16);
+		m->kb_len += klen;
+		/* pointers fixed below: keybuf may still move */
+		m->keys[m->n].kind = kind;
+		m->keys[m->n].key = (const void *)(uintptr_t)off;
+		m->keys[m->n].klen = klen;
+		m->n++;
+	}
+	for (size_t i = 0; i < m->n; i++)
+		m->keys[i].key = m->keybuf + (uintptr_t)m->keys[i].key;
+	return 0;
+}
+
+void fl_inval_msg_free(fl_inval_msg *m)
+{
+	free(m->keys);
+	free(m->keybuf);
+	memset(m, 0, sizeof *m);
+}
+
+/* ------------------------------------------------------------ redis */
+
+static redisContext *connect_redis(fl_inval *iv, char *err, size_t errlen)
+{
+	uint64_t ms = iv->cfg->redis_timeout_ms;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	redisContext *c;
+
+	c = iv->addr.unix_socket
+	            ? redisConnectUnixWithTimeout(iv->addr.host, tv)
+	            : redisConnectWithTimeout(iv->addr.host, iv->addr.port, tv);
+	if (!c || c->err) {
+		snprintf(err, errlen, "connect %s: %s", iv->cfg->redis_url,
+		         c ? c->errstr : "out of memory");
+		if (c)
+			redisFree(c);
+		return NULL;
+	}
+	redisSetTimeout(c, tv);
+	if (iv->addr.password[0]) {
+		redisReply *r = redisCommand(c, "AUTH %s", iv->addr.password);
+		bool ok = r && r->type != REDIS_REPLY_ERROR;
+		snprintf(err, errlen, "AUTH: %s",
+		         !r ? c->errstr : ok ? "ok" : r->str);
+		if (r)
+			freeReplyObject(r);
+		if (!ok) {
+			redisFree(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+/* ---------------------------------------------------------- publisher */
+
+/* One PUBLISH on the publisher connection; reconnects once. */
+static int publish_one(fl_inval *iv, const char *msg, size_t len)
+{
+	char err[512] = "";
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (!iv->pub && !(iv->pub = connect_redis(iv, err, sizeof err)))
+			continue;
+		redisReply *r = redisCommand(iv->pub, "PUBLISH %s %b",
+		                             FL_INVAL_CHANNEL, msg, len);
+		if (r && r->type == REDIS_REPLY_INTEGER) {
+			freeReplyObject(r);
+			return 0;
+		}
+		snprintf(err, sizeof err, "PUBLISH: %s",
+		         !r ? iv->pub->errstr : r->type == REDIS_REPLY_ERROR
+		                                    ? r->str : "unexpected reply");
+		if (r)
+			freeReplyObject(r);
+		redisFree(iv->pub);
+		iv->pub = NULL;
+	}
+	fl_log(FL_WARN, "inval", "%s: other hosts keep their copies of these "
+	       "keys until their L1 TTL", err);
+	return -1;
+}
+
+void fl_inval_published(void *user, const fl_batch *b)
+{
+	fl_inval *iv = user;
+	size_t ends[64], n = 0, from = 0;
+	int rc;
+
+	if (!iv || !b->n)
+		return;
+	iv->pbuf.len = 0;
+	rc = fl_inval_encode(iv->env_id, b, &iv->pbuf, ends, 64, &n);
+	if (rc) {
+		/* a batch too big for 64 messages: name its keys anyway by
+		 * falling back to one message per FL_INVAL_MAX_MSG... it
+		 * cannot happen below 64 * 256 KiB of keys; log it */
+		fl_log(FL_ERROR, "inval", "batch (%" PRIu64 "..%" PRIu64 "]: "
+		       "cannot build the invalidation: %s", b->from, b->upto,
+		       strerror(rc));
+		ADD(iv, publish_errors, 1);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (publish_one(iv, iv->pbuf.p + from, ends[i] - from))
+			ADD(iv, publish_errors, 1);
+		else
+			ADD(iv, published, 1);
+		from = ends[i];
+	}
+	if (iv->pbuf.cap > 4 * FL_INVAL_MAX_MSG) {
+		fl_buf_free(&iv->pbuf); /* do not keep a huge batch's buffer */
+	}
+}
+
+/* --------------------------------------------------------- subscriber */
+
+static bool stopping(fl_inval *iv)
+{
+	pthread_mutex_lock(&iv->lock);
+	bool s = iv->stop;
+	pthread_mutex_unlock(&iv->lock);
+	return s;
+}
+
+static void nap(fl_inval *iv, uint64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&iv->lock);
+	while (!iv->stop &&
+	       pthread_cond_timedwait(&iv->cond, &iv->lock, &ts) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&iv->lock);
+}
+
+/* Writes the counters that changed into meta flusher.inval.*. */
+static void stats_write(fl_inval *iv)
+{
+	const char *names[16];
+	uint64_t values[16];
+	size_t n = 0;
+	__typeof__(iv->st) now;
+
+#define INVAL_PUT(f)                                                           \
+	now.f = GET(iv, f);                                                    \
+	if (now.f != iv->written.f || !iv->stats_once) {                       \
+		names[n] = "flusher.inval." #f;                                \
+		values[n++] = now.f;                                           \
+	}
+	INVAL_STATS(INVAL_PUT)
+#undef INVAL_PUT
+	if (!n)
+		return;
+	if (shm_meta_set_many(iv->env, names, values, n)) {
+		fl_log(FL_WARN, "inval", "cannot write stats: %s", shm_errmsg());
+		return;
+	}
+	iv->written = now;
+	iv->stats_once = true;
+}
+
+static void set_subscribed(fl_inval *iv, bool on)
+{
+	__atomic_store_n(&iv->st.subscribed, on ? 1 : 0, __ATOMIC_RELEASE);
+	stats_write(iv);
+}
+
+/* Drops every flushed entry: invalidations may have been missed. */
+static void reset_l1(fl_inval *iv, const char *why)
+{
+	uint64_t n = 0;
+
+	if (shm_l1_invalidate_flushed(iv->env, &n)) {
+		fl_log(FL_ERROR, "inval", "%s: cannot drop the flushed L1 "
+		       "entries: %s", why, shm_errmsg());
+		ADD(iv, errors, 1);
+		return;
+	}
+	ADD(iv, resets, 1);
+	ADD(iv, dropped, n);
+	fl_log(FL_INFO, "inval", "%s: dropped %" PRIu64 " flushed L1 entr%s "
+	       "(invalidations may have been missed)", why, n,
+	       n == 1 ? "y" : "ies");
+}
+
+static void handle(fl_inval *iv, const char *msg, size_t len,
+                   fl_inval_msg *m)
+{
+	char err[200];
+	uint64_t dropped = 0, kept = 0;
+
+	if (fl_inval_parse(msg, len, m, err, sizeof err)) {
+		fl_log(FL_WARN, "inval", "ignoring a malformed message (%zu "
+		       "bytes): %s", len, err);
+		ADD(iv, errors, 1);
+		return;
+	}
+	if (strcmp(m->env_id, iv->env_id) == 0)
+		return; /* our own writes */
+	ADD(iv, received, 1);
+	ADD(iv, keys, m->n);
+	if (!iv->peers_seen) {
+		iv->peers_seen = 1;
+		if (shm_meta_set(iv->env, PEERS_META, 1))
+			fl_log(FL_WARN, "inval", "cannot record %s: %s",
+			       PEERS_META, shm_errmsg());
+		fl_log(FL_INFO, "inval", "first invalidation from another "
+		       "host (%s)", m->env_id);
+	}
+	if (shm_l1_invalidate_many(iv->env, m->keys, m->n, &dropped, &kept)) {
+		/* a key stays stale; try once more after a pause, then say so */
+		nap(iv, iv->cfg->backoff_min_ms);
+		if (shm_l1_invalidate_many(iv->env, m->keys, m->n, &dropped,
+		                           &kept)) {
+			fl_log(FL_ERROR, "inval", "from %s: %zu keys not "
+			       "invalidated: %s", m->env_id, m->n,
+			       shm_errmsg());
+			ADD(iv, errors, 1);
+			return;
+		}
+	}
+	ADD(iv, dropped, dropped);
+	ADD(iv, kept, kept);
+	if (dropped || kept)
+		fl_log(FL_DEBUG, "inval", "from %s: %zu keys, %" PRIu64
+		       " dropped, %" PRIu64 " kept (unflushed here)", m->env_id,
+		       m->n, dropped, kept);
+}
+
+/* Handles one reply of the subscribed connection. */
+static void on_reply(fl_inval *iv, redisReply *r, fl_inval_msg *m)
+{
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+	    r->element[0]->type == REDIS_REPLY_STRING &&
+	    strcmp(r->element[0]->str, "message") == 0 &&
+	    r->element[2]->type == REDIS_REPLY_STRING)
+		handle(iv, r->element[2]->str, r->element[2]->len, m);
+}
+
+/* Subscribes c; 0 once Redis confirmed. */
+static int subscribe(fl_inval *iv, redisContext *c, char *err, size_t errlen)
+{
+	redisReply *r = redisCommand(c, "SUBSCRIBE %s", FL_INVAL_CHANNEL);
+	int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+	         r->element[0]->type == REDIS_REPLY_STRING &&
+	         strcmp(r->element[0]->str, "subscribe") == 0;
+
+	if (!ok)
+		snprintf(err, errlen, "SUBSCRIBE: %s",
+		         !r ? c->errstr : r->type == REDIS_REPLY_ERROR
+		                              ? r->str : "unexpected reply");
+	if (r)
+		freeReplyObject(r);
+	return ok ? 0 : -1;
+}
+
+static void *sub_run(void *arg)
+{
+	fl_inval *iv = arg;
+	fl_inval_msg m;
+	uint64_t backoff = iv->cfg->backoff_min_ms, fails = 0;
+	uint64_t next_stats = 0;
+	char err[512];
+
+	memset(&m, 0, sizeof m);
+	shm_meta_get(iv->env, PEERS_META, &iv->peers_seen);
+	while (!stopping(iv)) {
+		redisContext *c = connect_redis(iv, err, sizeof err);
+		if (c && subscribe(iv, c, err, sizeof err)) {
+			redisFree(c);
+			c = NULL;
+		}
+		if (!c) {
+			fails++;
+			fl_log(fails == 1 ? FL_WARN : FL_INFO, "inval",
+			       "subscriber: %s; retry %" PRIu64 " in %" PRIu64
+			       " ms", err, fails, backoff);
+			nap(iv, backoff);
+			backoff = backoff * 2 > iv->cfg->backoff_max_ms
+			                  ? iv->cfg->backoff_max_ms
+			                  : backoff * 2;
+			continue;
+		}
+		if (fails)
+			fl_log(FL_INFO, "inval", "subscriber back after %" PRIu64
+			       " failure%s", fails, fails == 1 ? "" : "s");
+		else
+			fl_log(FL_INFO, "inval", "subscribed to %s as %s",
+			       FL_INVAL_CHANNEL, iv->env_id);
+		fails = 0;
+		backoff = iv->cfg->backoff_min_ms;
+		/* invariant 4: messages sent meanwhile wait in the socket */
+		if (iv->peers_seen)
+			reset_l1(iv, "subscribed");
+		set_subscribed(iv, true);
+
+		/* read loop: poll so that stop is seen within 200 ms */
+		for (;;) {
+			void *reply = NULL;
+			bool broken = false;
+			while (redisGetReplyFromReader(c, &reply) == REDIS_OK &&
+			       reply) {
+				on_reply(iv, reply, &m);
+				freeReplyObject(reply);
+				reply = NULL;
+			}
+			if (c->err) {
+				snprintf(err, sizeof err, "%s", c->errstr);
+				broken = true;
+			}
+			if (!broken && mono_ms() >= next_stats) {
+				stats_write(iv);
+				next_stats = mono_ms() + iv->cfg->stats_interval_ms;
+			}
+			if (broken || stopping(iv))
+				break;
+			struct pollfd pfd = {c->fd, POLLIN, 0};
+			int pr = poll(&pfd, 1, 200);
+			if (pr < 0 && errno != EINTR) {
+				snprintf(err, sizeof err, "poll: %s",
+				         strerror(errno));
+				broken = true;
+			} else if (pr > 0 && redisBufferRead(c) != REDIS_OK) {
+				snprintf(err, sizeof err, "%s",
+				         c->errstr[0] ? c->errstr
+				                      : "connection closed");
+				broken = true;
+			}
+			if (broken)
+				break;
+		}
+		redisFree(c);
+		set_subscribed(iv, false);
+		if (stopping(iv))
+			break;
+		fl_log(FL_WARN, "inval", "subscriber lost its connection: %s; "
+		       "reconnecting", err);
+		fails = 1;
+		nap(iv, backoff);
+	}
+	fl_inval_msg_free(&m);
+	return NULL;
+}
+
+/* ------------------------------------------------------------- public */
+
+int fl_inval_start(fl_inval **out, const fl_config *cfg, shm_env *env,
+                   const char *env_id, bool subscribe_too)
+{
+	char err[256];
+	fl_inval *iv;
+	pthread_condattr_t ca;
+	int rc;
+
+	*out = NULL;
+	if (!env_id || !*env_id || strlen(env_id) >= sizeof iv->env_id) {
+		fl_log(FL_ERROR, "inval", "env id '%s' cannot be used on the "
+		       "invalidation channel", env_id ? env_id : "");
+		return EINVAL;
+	}
+	for (const char *p = env_id; *p; p++)
+		if (!isgraph((unsigned char)*p)) {
+			fl_log(FL_ERROR, "inval", "env id '%s': the invalidation "
+			       "channel needs one without spaces or control "
+			       "characters", env_id);
+			return EINVAL;
+		}
+	if (!(iv = calloc(1, sizeof *iv)))
+		return ENOMEM;
+	iv->cfg = cfg;
+	iv->env = env;
+	snprintf(iv->env_id, sizeof iv->env_id, "%s", env_id);
+	if (fl_redis_addr_parse(cfg->redis_url, &iv->addr, err, sizeof err)) {
+		fl_log(FL_ERROR, "inval", "%s", err);
+		free(iv);
+		return EINVAL;
+	}
+	pthread_mutex_init(&iv->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&iv->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	iv->subscribe = subscribe_too;
+	if (subscribe_too &&
+	    (rc = pthread_create(&iv->thread, NULL, sub_run, iv))) {
+		fl_log(FL_ERROR, "inval", "cannot start the subscriber: %s",
+		       strerror(rc));
+		pthread_cond_destroy(&iv->cond);
+		pthread_mutex_destroy(&iv->lock);
+		free(iv);
+		return rc;
+	}
+	*out = iv;
+	return 0;
+}
+
+bool fl_inval_subscribed(fl_inval *iv)
+{
+	return iv && __atomic_load_n(&iv->st.subscribed, __ATOMIC_ACQUIRE);
+}
+
+void fl_inval_stop(fl_inval *iv)
+{
+	if (!iv)
+		return;
+	pthread_mutex_lock(&iv->lock);
+	iv->stop = true;
+	pthread_cond_broadcast(&iv->cond);
+	pthread_mutex_unlock(&iv->lock);
+	if (iv->subscribe)
+		pthread_join(iv->thread, NULL);
+	stats_write(iv);
+	if (iv->pub)
+		redisFree(iv->pub);
+	fl_buf_free(&iv->pbuf);
+	pthread_cond_destroy(&iv->cond);
+	pthread_mutex_destroy(&iv->lock);
+	free(iv);
+}

@@ -1,0 +1,81 @@
+/*
+ * flusher/invalidate.h - the invalidation channel between hosts (a
+ * "backplane", as hybrid caches call it).
+ *
+ * Each host runs its own environment (L1) and flusher; Redis and PostgreSQL
+ * are shared. When this flusher's Redis sink has applied a batch, the
+ * publisher sends one message on the Redis channel FL_INVAL_CHANNEL naming
+ * the message ids and static keys the batch wrote. Every other host's
+ * subscriber (a thread with its own Redis connection) drops those keys from
+ * its L1 with shm_l1_invalidate_many(), so its next read goes to Redis or
+ * PostgreSQL. A host ignores the messages that carry its own env id.
+ *
+ * Message format (text, one key per line, "\n" line ends):
+ *
+ *   shm-inval 1 <env-id>
+ *   m <message uuid>
+ *   s <website uuid> <TYPE/ID>
+ *   ...
+ *
+ * (objects have no whitespace: shm_object_check). A batch with more keys
+ * than fit in FL_INVAL_MAX_MSG bytes is sent as several messages.
+ *
+ * Gaps: Redis pub/sub keeps nothing for a disconnected subscriber. Every
+ * time the subscription is (re)established after other hosts have been
+ * heard from (meta "flusher.inval.peers_seen"), the subscriber drops every
+ * flushed L1 entry (shm_l1_invalidate_flushed), since it may have missed
+ * invalidations. A host that never heard from another keeps its L1.
+ *
+ * Stats (meta, shown by shmctl stat): flusher.inval.subscribed (0/1),
+ * .published (messages), .publish_errors, .received (messages from other
+ * hosts), .keys (keys named in them), .dropped, .kept (unflushed local
+ * work), .resets (full drops after a gap), .errors (failed drops).
+ */
+#ifndef FL_INVALIDATE_H
+#define FL_INVALIDATE_H
+
+#include "fl.h"
+
+#define FL_INVAL_CHANNEL "shm:inval"
+#define FL_INVAL_MAX_MSG (256 * 1024)
+
+typedef struct fl_inval fl_inval;
+
+/* Starts the channel for env: the publisher (it connects on first use)
+ * and, if subscribe, the subscriber thread. env_id must be non-empty and
+ * free of whitespace. Returns 0 or an errno value (logged). */
+int fl_inval_start(fl_inval **out, const fl_config *cfg, shm_env *env,
+                   const char *env_id, bool subscribe);
+/* The Redis sink's on_applied hook (user = the fl_inval): publishes the
+ * keys of b's live records. Runs on the Redis worker's thread; failures are
+ * logged and counted, never returned to the sink. */
+void fl_inval_published(void *user, const fl_batch *b);
+/* Stops the subscriber, writes the stats, closes and frees (NULL: no-op). */
+void fl_inval_stop(fl_inval *iv);
+/* Whether the subscriber is subscribed right now. */
+bool fl_inval_subscribed(fl_inval *iv);
+
+/* Building and parsing messages (exposed for the tests). */
+/* Appends the keys of b's records (msg and static ops; superseded ones
+ * skipped, duplicates in a row skipped) to out, as messages of at most
+ * FL_INVAL_MAX_MSG bytes, each starting with the header; *n_msgs gets the
+ * number of messages and ends[i] the end offset of message i (ends has
+ * room for max_msgs). Returns 0 or ENOMEM/ENOSPC. */
+int fl_inval_encode(const char *env_id, const fl_batch *b, fl_buf *out,
+                    size_t *ends, size_t max_msgs, size_t *n_msgs);
+
+/* A parsed message: keys point into keybuf (owned by the caller). */
+typedef struct fl_inval_msg {
+	char env_id[64];
+	shm_inval_key *keys;
+	size_t n, cap;
+	uint8_t *keybuf;
+	size_t kb_len, kb_cap;
+} fl_inval_msg;
+/* Parses msg[0..len) into m (reusing its buffers). 0, or -1 if malformed
+ * (the reason in err). */
+int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
+                   size_t errlen);
+void fl_inval_msg_free(fl_inval_msg *m);
+
+#endif /* FL_INVALIDATE_H */

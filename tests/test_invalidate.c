@@ -1,0 +1,719 @@
+/*
+ * tests/test_invalidate.c - invalidation between hosts: libshm's
+ * shm_l1_invalidate* (unit), the channel's message format (unit), and two
+ * "hosts" (two environments, two shm-flusher processes with different
+ * --env-id) against the real Redis and PostgreSQL given in SHM_TEST_REDIS
+ * and SHM_TEST_PG (tests/run.sh starts them; the server tests skip
+ * without them).
+ *
+ * The flusher binary: $SHM_FLUSHER, else ../bin/shm-flusher next to this
+ * test binary (BUILD/tests/ -> BUILD/bin/).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "shm_log.h"
+#include "../flusher/fl.h"
+#include "../flusher/invalidate.h"
+
+static const char *redis_url, *pg_info;
+static char flusher_bin[PATH_MAX];
+
+/* Flushers still running: a failed assertion leaves a test early, and
+ * kill_children (every test's teardown) stops them. */
+static pid_t children[8];
+
+static void child_add(pid_t pid)
+{
+	for (int i = 0; i < 8; i++)
+		if (!children[i]) {
+			children[i] = pid;
+			return;
+		}
+}
+
+static void child_del(pid_t pid)
+{
+	for (int i = 0; i < 8; i++)
+		if (children[i] == pid)
+			children[i] = 0;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static uint64_t meta(shm_env *env, const char *name)
+{
+	uint64_t v = 0;
+	assert_int_equal(shm_meta_get(env, name, &v), 0);
+	return v;
+}
+
+/* Waits up to ms for meta name >= want. */
+static bool wait_meta(shm_env *env, const char *name, uint64_t want,
+                      unsigned ms)
+{
+	uint64_t end = ms_now() + ms;
+	do {
+		if (meta(env, name) >= want)
+			return true;
+		sleep_ms(20);
+	} while (ms_now() < end);
+	return meta(env, name) >= want;
+}
+
+/* Waits until every sink applied everything written so far. */
+static bool wait_flushed(shm_env *env, unsigned ms)
+{
+	shm_info in;
+	uint64_t end = ms_now() + ms;
+	assert_int_equal(shm_env_info(env, &in), 0);
+	uint64_t want = in.next_seq ? in.next_seq - 1 : 0;
+	do {
+		assert_int_equal(shm_env_info(env, &in), 0);
+		if (in.flushed >= want)
+			return true;
+		sleep_ms(20);
+	} while (ms_now() < end);
+	return false;
+}
+
+/* Whether L1 alone (no read-through) holds id; copies its content. */
+static bool l1_has(shm_env *env, const shm_uuid *id, char *content,
+                   size_t cap)
+{
+	shm_rtxn *t;
+	const shm_msg *m;
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	int rc = shm_msg_view(t, id, &m);
+	if (rc == 0 && content)
+		snprintf(content, cap, "%.*s", (int)m->content_len, m->content);
+	shm_rtxn_end(t);
+	assert_true(rc == 0 || rc == SHM_ENOTFOUND);
+	return rc == 0;
+}
+
+static char *get_content(shm_env *env, const shm_uuid *id)
+{
+	shm_msg *m = NULL;
+	int rc = shm_msg_get(env, id, &m);
+	if (rc) {
+		fprintf(stderr, "get: %s\n", shm_errmsg());
+		return NULL;
+	}
+	char *s = strndup(m->content, m->content_len);
+	shm_msg_free(m);
+	return s;
+}
+
+static size_t verify(shm_env *env)
+{
+	return tu_verify(env);
+}
+
+/* A flusher child process for dir. pg may be a dead conninfo. */
+static pid_t flusher_start(const char *dir, const char *env_id,
+                           const char *pg, const char *extra)
+{
+	char log[4200];
+	snprintf(log, sizeof log, "%s/flusher.log", dir);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		const char *argv[32];
+		int n = 0;
+		argv[n++] = flusher_bin;
+		argv[n++] = "-e";
+		argv[n++] = dir;
+		argv[n++] = "--redis";
+		argv[n++] = redis_url;
+		argv[n++] = "--pg";
+		argv[n++] = pg;
+		argv[n++] = "--env-id";
+		argv[n++] = env_id;
+		argv[n++] = "--batch-ms";
+		argv[n++] = "5";
+		argv[n++] = "--trim-interval-ms";
+		argv[n++] = "10";
+		argv[n++] = "--stats-interval-ms";
+		argv[n++] = "50";
+		argv[n++] = "--backoff-min-ms";
+		argv[n++] = "50";
+		argv[n++] = "--backoff-max-ms";
+		argv[n++] = "500";
+		argv[n++] = "--log-level";
+		argv[n++] = "debug";
+		argv[n++] = "--log-file";
+		argv[n++] = log;
+		if (extra)
+			argv[n++] = extra;
+		argv[n] = NULL;
+		execv(flusher_bin, (char *const *)argv);
+		_exit(127);
+	}
+	child_add(pid);
+	return pid;
+}
+
+static void flusher_stop(pid_t pid)
+{
+	int st;
+	if (pid <= 0)
+		return;
+	child_del(pid);
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 500; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return;
+		sleep_ms(10);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+}
+
+static int kill_children(void **state)
+{
+	for (int i = 0; i < 8; i++)
+		if (children[i])
+			flusher_stop(children[i]);
+	return 0;
+}
+
+static void dump_log(const char *dir)
+{
+	char cmd[4200];
+	snprintf(cmd, sizeof cmd, "echo '--- %s/flusher.log'; tail -n 30 "
+	         "'%s/flusher.log' >&2", dir, dir);
+	if (system(cmd) != 0) {
+		/* best effort */
+	}
+}
+
+/* Two hosts: A writes, B reads through Redis/PostgreSQL. */
+typedef struct hosts {
+	char *dir_a, *dir_b;
+	shm_env *a, *b;
+	pid_t fa, fb;
+	char id_a[64], id_b[64];
+	char room[64];
+} hosts;
+
+static void hosts_open(hosts *h, const char *b_pg)
+{
+	shm_options ob;
+	shm_uuid u;
+	char s[37];
+
+	memset(h, 0, sizeof *h);
+	h->dir_a = tu_tmpdir();
+	h->dir_b = tu_tmpdir();
+	shm_uuid_v7(&u);
+	shm_uuid_format(&u, s);
+	snprintf(h->id_a, sizeof h->id_a, "hostA-%.8s", s + 28);
+	snprintf(h->id_b, sizeof h->id_b, "hostB-%.8s", s + 28);
+	snprintf(h->room, sizeof h->room, "inval-%s", s);
+	h->a = tu_open(h->dir_a, NULL);
+	shm_options_init(&ob);
+	ob.redis_url = redis_url;
+	ob.pg_conninfo = pg_info;
+	ob.l2_timeout_ms = 2000;
+	ob.l3_timeout_ms = 2000;
+	h->b = tu_open(h->dir_b, &ob);
+	h->fa = flusher_start(h->dir_a, h->id_a, pg_info, NULL);
+	h->fb = flusher_start(h->dir_b, h->id_b, b_pg, NULL);
+	bool ok = wait_meta(h->a, "flusher.inval.subscribed", 1, 10000) &&
+	          wait_meta(h->b, "flusher.inval.subscribed", 1, 10000);
+	if (!ok) {
+		dump_log(h->dir_a);
+		dump_log(h->dir_b);
+	}
+	assert_true(ok);
+}
+
+static void hosts_close(hosts *h)
+{
+	flusher_stop(h->fa);
+	flusher_stop(h->fb);
+	if (h->a)
+		shm_env_close(h->a);
+	if (h->b)
+		shm_env_close(h->b);
+	tu_rmdir(h->dir_a);
+	tu_rmdir(h->dir_b);
+	free(h->dir_a);
+	free(h->dir_b);
+}
+
+#define NEED_SERVERS()                                                         \
+	do {                                                                   \
+		if (!redis_url || !pg_info || !flusher_bin[0]) {               \
+			skip();                                                \
+			return;                                                \
+		}                                                              \
+	} while (0)
+
+/* ----------------------------------------------------- libshm (unit) */
+
+static void static_key(const shm_uuid *w, const char *obj, uint8_t *key,
+                       size_t *klen)
+{
+	memcpy(key, w->b, 16);
+	memcpy(key + 16, obj, strlen(obj));
+	*klen = 16 + strlen(obj);
+}
+
+static void test_unflushed_kept_flushed_dropped(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m = tu_msg("r", 1, "hello");
+	shm_uuid w;
+	uint8_t sk[64];
+	size_t sklen;
+	uint64_t dropped = 9, kept = 9;
+	shm_info in;
+	shm_static *st = NULL;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	shm_uuid_v7(&w);
+	assert_int_equal(shm_static_put(env, &w, "Page/1", "abc", 3, NULL), 0);
+	static_key(&w, "Page/1", sk, &sklen);
+	shm_inval_key keys[2] = {{SHM_INVAL_MSG, m.id.b, 16},
+	                         {SHM_INVAL_STATIC, sk, sklen}};
+	uint64_t records = tu_log_count(env);
+
+	/* unflushed local work: kept */
+	assert_int_equal(shm_l1_invalidate_many(env, keys, 2, &dropped, &kept), 0);
+	assert_int_equal(dropped, 0);
+	assert_int_equal(kept, 2);
+	assert_true(l1_has(env, &m.id, NULL, 0));
+
+	/* flushed (every sink has it): dropped, with no log record */
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(shm_log_trim(env, in.log_last), 0);
+	assert_int_equal(shm_l1_invalidate(env, SHM_INVAL_MSG, m.id.b, 16,
+	                                   &dropped), 0);
+	assert_int_equal(dropped, 1);
+	assert_int_equal(shm_l1_invalidate(env, SHM_INVAL_STATIC, sk, sklen,
+	                                   &dropped), 0);
+	assert_int_equal(dropped, 1);
+	assert_false(l1_has(env, &m.id, NULL, 0));
+	assert_int_equal(shm_static_peek(env, &w, "Page/1", &st), SHM_ENOTFOUND);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, 0);
+	assert_int_equal(in.statics, 0);
+	assert_int_equal(in.l1_bytes, 0);
+	assert_int_equal(in.log_records, 0);
+	assert_int_equal(in.next_seq - 1, records); /* nothing appended */
+	/* absent now: nothing to do */
+	assert_int_equal(shm_l1_invalidate(env, SHM_INVAL_MSG, m.id.b, 16,
+	                                   &dropped), 0);
+	assert_int_equal(dropped, 0);
+	shm_counters c;
+	shm_stats_shared(env, &c);
+	assert_int_equal(c.invalidations, 2);
+	assert_int_equal(verify(env), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_bad_keys_change_nothing(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m = tu_msg("r", 1, "hello");
+	shm_info in;
+	uint8_t big[600] = {0};
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(shm_log_trim(env, in.log_last), 0);
+	shm_inval_key keys[2] = {{SHM_INVAL_MSG, m.id.b, 16},
+	                         {SHM_INVAL_MSG, m.id.b, 15}};
+	assert_int_equal(shm_l1_invalidate_many(env, keys, 2, NULL, NULL),
+	                 SHM_EINVAL);
+	assert_true(l1_has(env, &m.id, NULL, 0)); /* first key untouched */
+	assert_int_equal(shm_l1_invalidate(env, 'X', m.id.b, 16, NULL),
+	                 SHM_EINVAL);
+	assert_int_equal(shm_l1_invalidate(env, SHM_INVAL_STATIC, big, 16, NULL),
+	                 SHM_EINVAL);
+	assert_int_equal(shm_l1_invalidate(env, SHM_INVAL_STATIC, big,
+	                                   sizeof big, NULL), SHM_EINVAL);
+	assert_int_equal(shm_l1_invalidate(env, SHM_INVAL_MSG, NULL, 16, NULL),
+	                 SHM_EINVAL);
+	assert_true(l1_has(env, &m.id, NULL, 0));
+	assert_int_equal(shm_inval_kind_of_op(SHM_OP_MSG_EDIT), SHM_INVAL_MSG);
+	assert_int_equal(shm_inval_kind_of_op(SHM_OP_STATIC_BUST),
+	                 SHM_INVAL_STATIC);
+	assert_int_equal(shm_inval_kind_of_op(SHM_OP_MARK), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_invalidate_flushed(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_uuid w;
+	shm_info in;
+	uint64_t dropped = 0;
+
+	shm_uuid_v7(&w);
+	for (int i = 0; i < 2500; i++) {
+		shm_msg m = tu_msg(i % 2 ? "r1" : "r2", i, "x");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	assert_int_equal(shm_static_put(env, &w, "Page/1", "abc", 3, NULL), 0);
+	for (int i = 0; i < 3; i++) {
+		shm_msg m = tu_msg("r1", i, "late");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(shm_log_trim(env, in.log_last - 3), 0);
+	assert_int_equal(shm_l1_invalidate_flushed(env, &dropped), 0);
+	assert_int_equal(dropped, 2501); /* in several transactions */
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, 3); /* the unflushed ones */
+	assert_int_equal(in.statics, 0);
+	assert_int_equal(verify(env), 0);
+	/* the room page now asks L3 (none here) or says what L1 has */
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* --------------------------------------------- message format (unit) */
+
+static void add_rec(fl_batch *b, uint64_t seq, int op, const void *key,
+                    size_t klen)
+{
+	shm_log_rec r;
+	memset(&r, 0, sizeof r);
+	r.seq = seq;
+	r.op = (uint8_t)op;
+	r.key = key;
+	r.key_len = (uint32_t)klen;
+	assert_int_equal(fl_batch_add(b, &r), 0);
+}
+
+static void test_encode_parse(void **state)
+{
+	fl_batch b;
+	fl_buf out = {0};
+	fl_inval_msg m;
+	size_t ends[8], n;
+	shm_uuid id1, id2, w;
+	uint8_t sk[64];
+	size_t sklen;
+	char err[200];
+
+	memset(&m, 0, sizeof m);
+	shm_uuid_v7(&id1);
+	shm_uuid_v7(&id2);
+	shm_uuid_v7(&w);
+	static_key(&w, "Page/about-us", sk, &sklen);
+	fl_batch_init(&b);
+	add_rec(&b, 1, SHM_OP_MSG_PUT, id1.b, 16);
+	add_rec(&b, 2, SHM_OP_MSG_EDIT, id1.b, 16);   /* same key in a row */
+	add_rec(&b, 3, SHM_OP_GRAPH_SET, sk, sklen);  /* not an L1 entry */
+	add_rec(&b, 4, SHM_OP_STATIC_PUT, sk, sklen);
+	add_rec(&b, 5, SHM_OP_MSG_REACT, id2.b, 16);
+	add_rec(&b, 6, SHM_OP_MARK, sk, sklen);
+	add_rec(&b, 7, SHM_OP_MSG_PUT, id2.b, 16);
+	b.r[4].superseded = true; /* coalesced by the sink */
+	assert_int_equal(fl_inval_encode("hostA", &b, &out, ends, 8, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ends[0], out.len);
+	assert_int_equal(fl_inval_parse(out.p, out.len, &m, err, sizeof err), 0);
+	assert_string_equal(m.env_id, "hostA");
+	assert_int_equal(m.n, 3);
+	assert_int_equal(m.keys[0].kind, SHM_INVAL_MSG);
+	assert_memory_equal(m.keys[0].key, id1.b, 16);
+	assert_int_equal(m.keys[1].kind, SHM_INVAL_STATIC);
+	assert_int_equal(m.keys[1].klen, sklen);
+	assert_memory_equal(m.keys[1].key, sk, sklen);
+	assert_int_equal(m.keys[2].kind, SHM_INVAL_MSG);
+	assert_memory_equal(m.keys[2].key, id2.b, 16);
+
+	/* a batch of nothing L1 holds: no message */
+	fl_batch_clear(&b);
+	out.len = 0;
+	add_rec(&b, 8, SHM_OP_MARK, sk, sklen);
+	assert_int_equal(fl_inval_encode("hostA", &b, &out, ends, 8, &n), 0);
+	assert_int_equal(n, 0);
+
+	/* a big batch is split; every key arrives once */
+	fl_batch_clear(&b);
+	out.len = 0;
+	for (int i = 0; i < 12000; i++) {
+		shm_uuid u;
+		shm_uuid_v7(&u);
+		add_rec(&b, 10 + (uint64_t)i, SHM_OP_MSG_PUT, u.b, 16);
+	}
+	assert_int_equal(fl_inval_encode("hostA", &b, &out, ends, 8, &n), 0);
+	assert_true(n >= 2);
+	size_t total = 0, from = 0;
+	for (size_t i = 0; i < n; i++) {
+		assert_true(ends[i] - from <= FL_INVAL_MAX_MSG + 64);
+		assert_int_equal(fl_inval_parse(out.p + from, ends[i] - from, &m,
+		                                err, sizeof err), 0);
+		assert_memory_equal(m.keys[0].key,
+		                    b.r[total].key, 16);
+		total += m.n;
+		from = ends[i];
+	}
+	assert_int_equal(total, 12000);
+
+	/* malformed messages are refused */
+	static const char *const bad[] = {
+		"",
+		"hello\n",
+		"shm-inval 2 x\n",
+		"shm-inval 1 hostA\nm 123\n",
+		"shm-inval 1 hostA\nm 0190c1c2-0000-7000-8000-00000000000g\n",
+		"shm-inval 1 hostA\nm 0190c1c2-0000-7000-8000-000000000000 x\n",
+		"shm-inval 1 hostA\ns 0190c1c2-0000-7000-8000-000000000000\n",
+		"shm-inval 1 hostA\nm 0190c1c2-0000-7000-8000-000000000000",
+		"shm-inval 1 hostA\nx 0190c1c2-0000-7000-8000-000000000000\n",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_int_equal(fl_inval_parse(bad[i], strlen(bad[i]), &m, err,
+		                                sizeof err), -1);
+	const char *ok = "shm-inval 1 hostA\n";
+	assert_int_equal(fl_inval_parse(ok, strlen(ok), &m, err, sizeof err), 0);
+	assert_int_equal(m.n, 0);
+	fl_inval_msg_free(&m);
+	fl_buf_free(&out);
+	fl_batch_free(&b);
+}
+
+/* ---------------------------------------------- two hosts (servers) */
+
+/* A message read into B's L1 (read-through fill, then its own copy), edited
+ * on A: once A's flusher published, B's L1 no longer serves the old
+ * version and B's get returns the new one through Redis. Statics too. */
+static void test_write_on_a_drops_copy_on_b(void **state)
+{
+	NEED_SERVERS();
+	hosts h;
+	shm_msg m;
+	char content[64];
+	char *got;
+	shm_counters c0, c1;
+	shm_uuid w;
+	shm_static *st = NULL;
+
+	hosts_open(&h, pg_info);
+	m = tu_msg(h.room, 7, "version 1");
+	assert_int_equal(shm_msg_put(h.a, &m), 0);
+	assert_true(wait_flushed(h.a, 10000));
+
+	/* B: a miss fills L1 from Redis; the next get is an L1 hit */
+	assert_false(l1_has(h.b, &m.id, NULL, 0));
+	got = get_content(h.b, &m.id);
+	assert_non_null(got);
+	assert_string_equal(got, "version 1");
+	free(got);
+	assert_true(l1_has(h.b, &m.id, content, sizeof content));
+	assert_string_equal(content, "version 1");
+
+	/* B generates a static of its own; its flusher flushes it (and its
+	 * own message on the channel must not drop B's copy) */
+	shm_uuid_v7(&w);
+	assert_int_equal(shm_static_put(h.b, &w, "Page/1", "B's render", 10,
+	                                NULL), 0);
+	assert_true(wait_flushed(h.b, 10000));
+	assert_true(wait_meta(h.b, "flusher.inval.published", 1, 5000));
+	sleep_ms(200);
+	assert_int_equal(shm_static_peek(h.b, &w, "Page/1", &st), 0);
+	shm_static_free(st);
+	assert_int_equal(meta(h.b, "flusher.inval.dropped"), 0);
+
+	/* A edits the message and renders the static anew */
+	shm_stats_shared(h.b, &c0);
+	assert_int_equal(shm_msg_edit(h.a, &m.id, "version 2", 9), 0);
+	assert_int_equal(shm_static_put(h.a, &w, "Page/1", "A's render", 10,
+	                                NULL), 0);
+	assert_true(wait_flushed(h.a, 10000));
+
+	/* B's copies go away */
+	uint64_t end = ms_now() + 5000;
+	while (ms_now() < end && l1_has(h.b, &m.id, NULL, 0))
+		sleep_ms(10);
+	if (l1_has(h.b, &m.id, NULL, 0)) {
+		dump_log(h.dir_a);
+		dump_log(h.dir_b);
+	}
+	assert_false(l1_has(h.b, &m.id, NULL, 0));
+	while (ms_now() < end &&
+	       shm_static_peek(h.b, &w, "Page/1", &st) == 0)
+		shm_static_free(st), sleep_ms(10);
+	assert_int_equal(shm_static_peek(h.b, &w, "Page/1", &st),
+	                 SHM_ENOTFOUND);
+	shm_stats_shared(h.b, &c1);
+	assert_true(c1.invalidations >= c0.invalidations + 2);
+
+	/* B reads the new version through Redis, and keeps it in L1 */
+	got = get_content(h.b, &m.id);
+	assert_non_null(got);
+	assert_string_equal(got, "version 2");
+	free(got);
+	assert_true(l1_has(h.b, &m.id, content, sizeof content));
+	assert_string_equal(content, "version 2");
+	/* A's own copy was not touched by its own message */
+	assert_true(l1_has(h.a, &m.id, content, sizeof content));
+	assert_string_equal(content, "version 2");
+	assert_true(wait_meta(h.b, "flusher.inval.received", 1, 2000));
+	assert_int_equal(verify(h.a), 0);
+	assert_int_equal(verify(h.b), 0);
+	hosts_close(&h);
+}
+
+/* B has unflushed local work on a key (its PostgreSQL sink cannot reach
+ * its server, so nothing of B's gets flushed); A writes the same key: B
+ * keeps its version, which its sinks will apply after A's. */
+static void test_unflushed_on_b_is_kept(void **state)
+{
+	NEED_SERVERS();
+	hosts h;
+	shm_msg m;
+	char content[64];
+
+	/* B's PostgreSQL: nothing listens there */
+	hosts_open(&h, "host=/nonexistent-shm-test dbname=x connect_timeout=1");
+	m = tu_msg(h.room, 7, "from B");
+	assert_int_equal(shm_msg_put(h.b, &m), 0);   /* unflushed on B */
+	shm_msg ma = tu_msg(h.room, 8, "from A");
+	ma.id = m.id;
+	assert_int_equal(shm_msg_put(h.a, &ma), 0);
+	assert_true(wait_flushed(h.a, 10000));
+	if (!wait_meta(h.b, "flusher.inval.kept", 1, 5000)) {
+		dump_log(h.dir_a);
+		dump_log(h.dir_b);
+		fail_msg("B never received A's invalidation");
+	}
+	assert_true(l1_has(h.b, &m.id, content, sizeof content));
+	assert_string_equal(content, "from B");
+	assert_int_equal(meta(h.b, "flusher.inval.dropped"), 0);
+	assert_int_equal(verify(h.b), 0);
+	hosts_close(&h);
+}
+
+/* After a gap in B's subscription (its flusher restarted), once peers are
+ * known, B drops every flushed entry: it may have missed invalidations. */
+static void test_gap_drops_flushed_entries(void **state)
+{
+	NEED_SERVERS();
+	hosts h;
+	shm_msg m;
+	char *got;
+
+	hosts_open(&h, pg_info);
+	m = tu_msg(h.room, 7, "one");
+	assert_int_equal(shm_msg_put(h.a, &m), 0);
+	assert_true(wait_flushed(h.a, 10000));
+	assert_true(wait_meta(h.b, "flusher.inval.received", 1, 5000));
+	assert_int_equal(meta(h.b, "flusher.inval.peers_seen"), 1);
+
+	flusher_stop(h.fb);
+	h.fb = 0;
+	got = get_content(h.b, &m.id); /* filled while B's channel is down */
+	assert_non_null(got);
+	free(got);
+	assert_true(l1_has(h.b, &m.id, NULL, 0));
+	uint64_t resets = meta(h.b, "flusher.inval.resets");
+	h.fb = flusher_start(h.dir_b, h.id_b, pg_info, NULL);
+	assert_true(wait_meta(h.b, "flusher.inval.resets", resets + 1, 10000));
+	assert_false(l1_has(h.b, &m.id, NULL, 0));
+	assert_int_equal(verify(h.b), 0);
+	hosts_close(&h);
+}
+
+/* invalidation = no: nothing published, nothing subscribed. */
+static void test_invalidation_off(void **state)
+{
+	NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m = tu_msg("inval-off", 7, "x");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	pid_t f = flusher_start(dir, "hostOff", pg_info, "--invalidation=no");
+	assert_true(wait_flushed(env, 10000));
+	sleep_ms(200);
+	assert_int_equal(meta(env, "flusher.inval.published"), 0);
+	assert_int_equal(meta(env, "flusher.inval.subscribed"), 0);
+	flusher_stop(f);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static int group_setup(void **state)
+{
+	const char *f = getenv("SHM_FLUSHER");
+	char exe[PATH_MAX];
+	ssize_t n;
+
+	redis_url = getenv("SHM_TEST_REDIS");
+	pg_info = getenv("SHM_TEST_PG");
+	if (!redis_url || !*redis_url || !pg_info || !*pg_info) {
+		fprintf(stderr, "SKIP (server tests): SHM_TEST_REDIS and "
+		        "SHM_TEST_PG are not set (run through tests/run.sh, "
+		        "which starts the servers)\n");
+		redis_url = pg_info = NULL;
+	}
+	if (f && *f) {
+		snprintf(flusher_bin, sizeof flusher_bin, "%s", f);
+	} else if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) > 0) {
+		exe[n] = 0;
+		snprintf(flusher_bin, sizeof flusher_bin,
+		         "%s/../bin/shm-flusher", dirname(exe));
+	}
+	if (redis_url && access(flusher_bin, X_OK) != 0) {
+		fprintf(stderr, "SKIP (server tests): no flusher at %s (set "
+		        "SHM_FLUSHER)\n", flusher_bin);
+		flusher_bin[0] = 0;
+	}
+	return 0;
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_teardown(f, kill_children)
+	const struct CMUnitTest tests[] = {
+		T(test_unflushed_kept_flushed_dropped),
+		T(test_bad_keys_change_nothing),
+		T(test_invalidate_flushed),
+		T(test_encode_parse),
+		T(test_write_on_a_drops_copy_on_b),
+		T(test_unflushed_on_b_is_kept),
+		T(test_gap_drops_flushed_entries),
+		T(test_invalidation_off),
+	};
+	return cmocka_run_group_tests(tests, group_setup, NULL);
+}
