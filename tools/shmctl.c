@@ -861,7 +861,8 @@ static int cmd_stat(int argc, char **argv)
 	stat_hist(&o, "put_latency", &c.put_latency);
 	stat_hist(&o, "get_latency", &c.get_latency);
 	if ((rc = shm_meta_each(env, "sink.", stat_meta, &o)) ||
-	    (rc = shm_meta_each(env, "flusher.", stat_meta, &o))) {
+	    (rc = shm_meta_each(env, "flusher.", stat_meta, &o)) ||
+	    (rc = shm_meta_each(env, "cleanup.", stat_meta, &o))) {
 		ex = fail(rc);
 		goto out;
 	}
