@@ -174,6 +174,9 @@ int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
 			return rc;
 	if (!n)
 		return 0;
+	/* Counted before looking: a read-through racing with us sees the
+	 * count move and does not fill what it fetched (readthrough.c). */
+	SHM__COUNT(env, inval_received, n);
 	if (!(cand = calloc(n, 1)))
 		return shm__err(ENOMEM, "invalidate: %zu keys", n);
 	/* invariant 2: most keys another host wrote are not in this L1 */

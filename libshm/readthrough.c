@@ -402,10 +402,14 @@ int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 {
 	struct shm__rt *rt = env->rt;
 	shm_msg *m = NULL;
+	uint64_t inval;
 	int rc;
 
 	if (!rt)
 		return SHM_ENOTFOUND;
+	/* An invalidation arriving while we fetch may concern this key: then
+	 * the value is served but not cached (it may be the old version). */
+	inval = __atomic_load_n(&env->shared->c.inval_received, __ATOMIC_ACQUIRE);
 	pthread_mutex_lock(&rt->lock);
 	rc = l2_get(env, id, &m);
 	if (rc == 0) {
@@ -430,7 +434,9 @@ int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 		rc = SHM_ENOTFOUND; /* no level could answer */
 	if (rc)
 		return rc;
-	shm__msg_fill(env, m); /* L1 full of unflushed work: serve anyway */
+	if (__atomic_load_n(&env->shared->c.inval_received, __ATOMIC_ACQUIRE) ==
+	    inval)
+		shm__msg_fill(env, m); /* L1 full of unflushed work: serve anyway */
 	*out = m;
 	return 0;
 }

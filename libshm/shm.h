@@ -437,7 +437,8 @@ uint64_t shm_hist_percentile(const shm_hist *h, double p);
 	X(log_appends, "log records appended")                                 \
 	X(log_bytes_raw, "log payload bytes before compression")               \
 	X(log_bytes_stored, "log payload bytes stored")                        \
-	X(invalidations, "entries dropped by other hosts' writes")
+	X(invalidations, "entries dropped by other hosts' writes") \
+	X(inval_received, "invalidation keys received from other hosts")
 
 typedef struct shm_counters {
 #define SHM__CNT_FIELD(name, desc) uint64_t name;
