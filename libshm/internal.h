@@ -138,6 +138,10 @@ int shm__l1_untrack(shm__wtxn *w, char kind, const void *key, size_t klen,
                     uint64_t seq, size_t bytes);
 /* Evicts up to max flushed entries, oldest and least recently read first. */
 int shm__l1_evict(shm__wtxn *w, uint64_t max, uint64_t *evicted);
+/* Drops up to max flushed entries last written before `before` (µs);
+ * *dropped grows by their number, *more tells whether some remain. */
+int shm__l1_drop_flushed(shm__wtxn *w, int64_t before, uint64_t max,
+                         uint64_t *dropped, bool *more);
 /* Kind-specific removal of an evicted/expired entry: implemented by msg.c
  * (SHM_KIND_MSG) and static.c (SHM_KIND_STATIC). */
 int shm__msg_drop(shm__wtxn *w, const void *key, size_t klen);

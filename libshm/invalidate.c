@@ -237,56 +237,13 @@ struct reset {
 static int reset_body(shm__wtxn *w, void *ctx)
 {
 	struct reset *r = ctx;
-	uint8_t kb[9 + SHM_OBJKEY_MAX];
-	MDB_cursor *cur;
-	MDB_val k, v;
 	uint64_t n = 0;
-	int rc, what;
+	int rc = shm__l1_drop_flushed(w, INT64_MAX, RESET_BATCH, &n, &r->more);
 
-	r->more = false;
-	if ((rc = mdb_cursor_open(w->txn, w->env->lru, &cur)))
-		return shm__err_mdb(rc, "lru cursor");
-	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	while (rc == 0) {
-		/* lru keys: be64(seq) kind key, in seq order (internal.h) */
-		if (k.mv_size < 10 || k.mv_size > sizeof kb)
-			break;
-		const uint8_t *p = k.mv_data;
-		uint64_t seq = 0;
-		for (int i = 0; i < 8; i++)
-			seq = seq << 8 | p[i];
-		if (seq > w->flushed)
-			break; /* everything after is unflushed */
-		if (n == RESET_BATCH) {
-			r->more = true;
-			break;
-		}
-		/* dropping deletes under the cursor: copy the key, re-seek */
-		memcpy(kb, k.mv_data, k.mv_size);
-		MDB_val kc = {k.mv_size, kb};
-		if ((rc = drop_w(w, kb[8], kb + 9, kc.mv_size - 9, &what)))
-			break;
-		if (what != 1) {
-			/* an lru key without its entry: not ours to repair
-			 * (shmctl verify reports it); step over it */
-			rc = mdb_cursor_get(cur, &kc, &v, MDB_SET_RANGE);
-			if (rc == 0 && kc.mv_size == k.mv_size &&
-			    memcmp(kc.mv_data, kb, kc.mv_size) == 0)
-				rc = mdb_cursor_get(cur, &kc, &v, MDB_NEXT);
-			k = kc;
-			continue;
-		}
-		n++;
-		rc = mdb_cursor_get(cur, &kc, &v, MDB_SET_RANGE);
-		k = kc;
-	}
-	mdb_cursor_close(cur);
-	if (rc && rc != MDB_NOTFOUND)
-		return rc;
 	r->dropped += n;
 	if (n)
 		SHM__COUNT(w->env, invalidations, n);
-	return 0;
+	return rc;
 }
 
 int shm_l1_invalidate_flushed(shm_env *env, uint64_t *dropped)

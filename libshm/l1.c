@@ -209,23 +209,15 @@ int shm__l1_untrack(shm__wtxn *w, char kind, const void *key, size_t klen,
 	return 0;
 }
 
-#define EXPIRE_BATCH 1000
-
-struct expire_ctx {
-	uint64_t expired;
-	bool more;
-};
-
-static int expire_body(shm__wtxn *w, void *ctx)
+int shm__l1_drop_flushed(shm__wtxn *w, int64_t before, uint64_t max,
+                         uint64_t *dropped, bool *more)
 {
-	struct expire_ctx *e = ctx;
-	int64_t cutoff = w->now - (int64_t)w->env->opt.l1_ttl_s * 1000000;
 	MDB_cursor *cur;
 	MDB_val k, v;
 	uint64_t n = 0;
 	int rc;
 
-	e->more = false;
+	*more = false;
 	if ((rc = mdb_cursor_open(w->txn, w->env->lru, &cur)))
 		return shm__err_mdb(rc, "lru cursor");
 	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -233,12 +225,12 @@ static int expire_body(shm__wtxn *w, void *ctx)
 		lru_val lv = {0};
 		if (v.mv_size == sizeof lv)
 			memcpy(&lv, v.mv_data, sizeof lv);
-		if (lv.time >= cutoff) {
+		if (lv.time >= before) {
 			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 			continue;
 		}
-		if (n == EXPIRE_BATCH) {
-			e->more = true;
+		if (n == max) {
+			*more = true;
 			break;
 		}
 		/* drop_entry deletes under the cursor: copy the key, re-seek */
@@ -254,12 +246,26 @@ static int expire_body(shm__wtxn *w, void *ctx)
 		k = kc;
 	}
 	mdb_cursor_close(cur);
-	if (rc && rc != MDB_NOTFOUND)
-		return rc;
+	*dropped += n;
+	return rc && rc != MDB_NOTFOUND ? rc : 0;
+}
+
+struct expire_ctx {
+	uint64_t expired;
+	bool more;
+};
+
+static int expire_body(shm__wtxn *w, void *ctx)
+{
+	struct expire_ctx *e = ctx;
+	int64_t cutoff = w->now - (int64_t)w->env->opt.l1_ttl_s * 1000000;
+	uint64_t n = 0;
+	int rc = shm__l1_drop_flushed(w, cutoff, 1000, &n, &e->more);
+
 	e->expired += n;
 	if (n)
 		SHM__COUNT(w->env, expirations, n);
-	return 0;
+	return rc;
 }
 
 int shm_l1_expire(shm_env *env, uint64_t *expired)
