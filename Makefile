@@ -38,6 +38,8 @@ BINS    := $(BUILD)/bin/shmctl $(if $(FL_SRC),$(BUILD)/bin/shm-flusher) \
            $(patsubst tools/%.c,$(BUILD)/bin/%,$(filter-out tools/shmctl.c,$(wildcard tools/*.c)))
 
 .PHONY: all test demo bench deps install clean
+# Keep object files (no "rm" after the test summary, faster rebuilds).
+.SECONDARY:
 all: $(STATIC) $(SHARED) $(BINS)
 
 $(BUILD)/obj/%.o: %.c $(wildcard libshm/*.h) $(wildcard flusher/*.h) $(wildcard tests/*.h)
