@@ -83,6 +83,29 @@ if [ -n "$one" ]; then
 	redis-cli -s "$redis_sock" --raw GET "msg:$one"
 fi
 
+step "statics: a page embeds a block that shows a person; saving the person busts the page"
+site=0b8e7c52-1c3d-4e5f-8a9b-0c1d2e3f4a5b
+page=Communication::Website::Page/team
+ctl() { "$bin/shmctl" -e "$env_dir" "$@"; }
+ctl deps set "$site" "$page" --direct Communication::Block/b1
+ctl deps set "$site" Communication::Block/b1 University::Person/ada
+echo "<h1>Team</h1><p>Ada</p>" | ctl static put "$site" "$page" - >/dev/null
+echo "static of $page, SHA-1 (git blob): $(ctl static get "$site" "$page" --sha-only)"
+echo "references of University::Person/ada: $(ctl deps show "$site" University::Person/ada --referrers | tr '\n' ' ')"
+wait_flushed() {
+	i=0
+	while [ $i -lt 100 ]; do
+		[ "$(ctl stat | awk '$1 == "flusher_lag" {print $2}')" = "0" ] && return
+		sleep 0.05; i=$((i + 1))
+	done
+}
+wait_flushed
+echo "Redis: $(redis-cli -s "$redis_sock" --scan --pattern "$site-*" | sort | tr '\n' ' ')"
+ctl touch "$site" University::Person/ada
+wait_flushed
+ctl static get "$site" "$page" >/dev/null 2>&1 && echo "still cached (unexpected)" || echo "after touch University::Person/ada: the page's static is busted in L1"
+echo "Redis: $(redis-cli -s "$redis_sock" --scan --pattern "$site-*" | wc -l) keys left for the site"
+
 step "stopping shm-flusher (SIGTERM: final flush, exit 0)"
 kill -TERM "$flusher_pid"
 wait "$flusher_pid"
