@@ -49,6 +49,7 @@ typedef struct pg_sink {
 	PGconn *c;
 	char *env_lit;           /* env_id as an SQL literal */
 	fl_buf msg, obj, edge, mark, sql, prefix;
+	fl_buf scratch;          /* a message's metadata JSON */
 	size_t n_msg, n_obj, n_edge, n_mark;
 	bool staged[ST_N];       /* staging tables of this session */
 } pg_sink;
@@ -421,16 +422,32 @@ static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
 {
 	fl_buf *o = &p->msg;
 	char *json = NULL, id[37];
-	const char *meta, *type = shm_msg_type_name(m->type);
-	size_t jlen, mlen, len0 = o->len;
+	const char *meta = NULL, *type = shm_msg_type_name(m->type);
+	size_t jlen = 0, mlen = 0, len0 = o->len;
 	int rc;
 
-	if (shm_msg_to_json(m, &json, &jlen)) {
+	if (!type) {
+		snprintf(b->reason, sizeof b->reason, "message JSON has an "
+		         "unknown type");
+		return FL_REJECT;
+	}
+	/* metadata as in the Redis JSON: the hot path (json.c), or jansson
+	 * for what it leaves */
+	p->scratch.len = 0;
+	rc = fl_msg_metadata_json(&p->scratch, m);
+	if (rc == ENOMEM) {
+		fl_sink_seterr(&p->base, "out of memory");
+		return FL_TRANSIENT;
+	}
+	if (rc == 0) {
+		meta = p->scratch.p;
+		mlen = p->scratch.len;
+	} else if (shm_msg_to_json(m, &json, &jlen)) {
 		snprintf(b->reason, sizeof b->reason, "message to JSON: %s",
 		         shm_errmsg());
 		return FL_REJECT;
 	}
-	if (!type || !json_metadata(json, jlen, &meta, &mlen)) {
+	if (json && !json_metadata(json, jlen, &meta, &mlen)) {
 		snprintf(b->reason, sizeof b->reason, "message JSON has no "
 		         "metadata object or an unknown type");
 		free(json);
@@ -760,6 +777,7 @@ static void p_destroy(fl_sink *s)
 	fl_buf_free(&p->mark);
 	fl_buf_free(&p->sql);
 	fl_buf_free(&p->prefix);
+	fl_buf_free(&p->scratch);
 	free(p);
 }
 

@@ -34,6 +34,7 @@ typedef struct redis_sink {
 	fl_redis_addr addr;
 	char ttl[24];  /* EX argument, l2-ttl seconds */
 	bool sha256;   /* static-sha = sha256 */
+	fl_buf scratch; /* a message's JSON (fl_msg_json) */
 } redis_sink;
 
 /* One command of the pipeline, argv-style, with what it owns. */
@@ -230,7 +231,22 @@ static int build(redis_sink *r, fl_batch *b, size_t i, rcmd *cmds,
 			         "does not decode: %s", shm_errmsg());
 			return FL_REJECT;
 		}
-		rc = shm_msg_to_json(m, &json, &jlen);
+		/* the hot path (json.c); jansson for what it leaves */
+		r->scratch.len = 0;
+		rc = fl_msg_json(&r->scratch, m, NULL, NULL);
+		if (rc == 0) {
+			json = malloc(r->scratch.len + 1);
+			if (json)
+				memcpy(json, r->scratch.p, r->scratch.len + 1);
+			jlen = r->scratch.len;
+		} else if (rc == FL_JSON_FALLBACK) {
+			rc = shm_msg_to_json(m, &json, &jlen);
+		}
+		if (rc == ENOMEM || (rc == 0 && !json)) {
+			shm_msg_free(m);
+			fl_sink_seterr(&r->base, "out of memory");
+			return FL_TRANSIENT;
+		}
 		if (rc) {
 			snprintf(b->reason, sizeof b->reason, "message to JSON: "
 			         "%s", shm_errmsg());
@@ -434,6 +450,7 @@ out:
 static void r_destroy(fl_sink *s)
 {
 	r_disconnect(s);
+	fl_buf_free(&((redis_sink *)s)->scratch);
 	free(s);
 }
 
