@@ -97,32 +97,47 @@ static const char *const sources_sql =
 	"   AND e.object_id = r.i"                                             \
 	"  WHERE NOT " IS_DIRECT("r.t", "r.i") ")"
 
+/* The marks' rows, as the snapshot takes them (the backward walk's
+ * starts). */
+static const char *const marks_snap_ret_sql =
+	"INSERT INTO fl_cleanup_marks SELECT object_type, object_id, seq,"
+	" marked_at FROM shm_marks WHERE website_id = $1"
+	" RETURNING object_type, object_id";
+
+/* Sources of connections whose source or indirect object is marked (a
+ * destroyed source is found here: it has no graph left), through the two
+ * indexes of Osuny's table. The direct objects reaching a mark are found
+ * by walking the graph in C. */
+static const char *const conn_sources_sql =
+	"WITH m AS (SELECT object_type, CASE WHEN object_id ~* " UUID_RE
+	"  THEN object_id::uuid END AS u FROM fl_cleanup_marks)"
+	" SELECT c.direct_source_type, c.direct_source_id::text"
+	"  FROM m JOIN communication_website_connections c"
+	"    ON c.direct_source_type = m.object_type"
+	"   AND c.direct_source_id = m.u WHERE c.website_id = $1"
+	" UNION "
+	" SELECT c.direct_source_type, c.direct_source_id::text"
+	"  FROM m JOIN communication_website_connections c"
+	"    ON c.indirect_object_type = m.object_type"
+	"   AND c.indirect_object_id = m.u WHERE c.website_id = $1"
+	"   AND c.direct_source_type IS NOT NULL"
+	"   AND c.direct_source_id IS NOT NULL";
+
 /*
  * A chunk of direct sources of one type ($1 website, $2 type, $3 their ids
- * as text[], $4 university or NULL), each one's dependencies loaded once:
- * r = (source, object) for every object in the source's recursive
- * dependencies (the walk above, carrying its source; UNION cuts cycles per
- * source); k = the indirect ones with a UUID id (the only ones Osuny's table
- * can hold). Then, in the same statement: delete each source's connections
- * whose object is not in k (d), and the duplicates of kept ones, keeping
- * the smallest id (x: disjoint from d); insert the ones of k missing (n).
- * Data-modifying CTEs share one snapshot and touch disjoint rows.
+ * as uuid[], $4 university or NULL), with what each must keep, computed in
+ * C from the website's graph: k = ($5 source, $6 object type, $7 object
+ * id), the indirect objects with a UUID id among its recursive
+ * dependencies. In one statement: delete each source's connections whose
+ * object is not in k (gone), and the duplicates of kept ones, keeping the
+ * smallest id; insert the ones of k missing (n). Data-modifying CTEs share
+ * one snapshot and touch disjoint rows; the connections are read through
+ * the (direct_source_type, direct_source_id) index.
  */
-static const char *const sources_batch_sql =
-	"WITH RECURSIVE r(s, t, i) AS ("
-	"  SELECT e.object_id, e.dep_type, e.dep_id"
-	"    FROM unnest($3::text[]) AS src(id) JOIN shm_edges e"
-	"      ON e.website_id = $1 AND e.object_type = $2"
-	"     AND e.object_id = src.id"
-	"  UNION"
-	"  SELECT r.s, e.dep_type, e.dep_id FROM r JOIN shm_edges e"
-	"    ON e.website_id = $1 AND e.object_type = r.t"
-	"   AND e.object_id = r.i"
-	"  WHERE NOT " IS_DIRECT("r.t", "r.i")
-	"), k AS MATERIALIZED ("
-	"  SELECT DISTINCT r.s::uuid AS s, r.t, r.i::uuid AS u FROM r"
-	"   WHERE r.i ~* " UUID_RE " AND NOT (r.t = $2 AND r.i = r.s)"
-	"     AND NOT " IS_DIRECT("r.t", "r.i")
+static const char *const keep_batch_sql =
+	"WITH k AS MATERIALIZED ("
+	"  SELECT DISTINCT s, t, u FROM unnest($5::uuid[], $6::text[],"
+	"    $7::uuid[]) AS k(s, t, u)"
 	"), c AS MATERIALIZED ("
 	"  SELECT c.id, c.direct_source_id AS s, c.indirect_object_type AS t,"
 	"    c.indirect_object_id AS u,"
@@ -146,6 +161,21 @@ static const char *const sources_batch_sql =
 	"   WHERE c.id IS NULL AND $4::uuid IS NOT NULL"
 	"  RETURNING 1"
 	") SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM n)";
+
+/* The immediate upsert (fl_connections_refresh): ($1 website, $2
+ * university, then per row: $3 source id, $4 source type, $5 object type,
+ * $6 object id), each inserted unless already there. */
+static const char *const refresh_sql =
+	"INSERT INTO communication_website_connections (university_id,"
+	"  website_id, indirect_object_type, indirect_object_id,"
+	"  direct_source_type, direct_source_id)"
+	" SELECT $2::uuid, $1::uuid, k.t, k.u, k.st, k.s FROM (SELECT DISTINCT"
+	"  s, st, t, u FROM unnest($3::uuid[], $4::text[], $5::text[],"
+	"  $6::uuid[]) AS k(s, st, t, u)) k"
+	" WHERE NOT EXISTS (SELECT 1 FROM communication_website_connections c"
+	"  WHERE c.direct_source_type = k.st AND c.direct_source_id = k.s"
+	"  AND c.indirect_object_type = k.t AND c.indirect_object_id = k.u"
+	"  AND c.website_id = $1::uuid)";
 
 /* Direct sources per statement: bounds one statement's size, keeps the
  * statements proportional to the sources handled. */
@@ -200,6 +230,321 @@ static void rollback(PGconn *pg, fl_cleanup_stats *st)
 	}
 }
 
+/* ------------------------------------------- a website's graph in C */
+
+/*
+ * One website's graph, read with one indexed statement (shm_objects and
+ * shm_edges by their primary keys' first column, website_id): every object
+ * declared or met as an edge end or a mark, with its direct flag and its
+ * edges both ways (CSR). Walks here have libshm/graph.c's semantics:
+ * forward from a source, every object reached is included, indirect ones
+ * are expanded, direct ones are not, each object once (cycles cut), the
+ * start expanded and never included.
+ */
+typedef struct gnode {
+	const char *type, *id; /* into the PGresult, or the marks' one */
+	bool direct;
+	bool source;           /* a direct source to handle */
+	uint32_t seen;         /* walk epoch */
+	uint32_t out, nout;    /* into g->out_e */
+	uint32_t in, nin;      /* into g->in_e */
+} gnode;
+
+typedef struct graph {
+	gnode *n;
+	uint32_t nn, cap;
+	uint32_t *slot;        /* hash table: node index + 1, 0 = free */
+	uint32_t nslot;        /* a power of 2 */
+	uint32_t *out_e, *in_e;
+	uint32_t *queue;
+	uint32_t epoch;
+	PGresult *res;         /* the graph's rows (the strings above) */
+} graph;
+
+static const char *const graph_sql =
+	"SELECT object_type, object_id, direct, NULL, NULL FROM shm_objects"
+	" WHERE website_id = $1"
+	" UNION ALL "
+	"SELECT object_type, object_id, NULL, dep_type, dep_id FROM shm_edges"
+	" WHERE website_id = $1";
+
+static uint64_t hash2(const char *a, const char *b)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *a; a++)
+		h = (h ^ (uint8_t)*a) * 1099511628211ULL;
+	h = (h ^ 0xff) * 1099511628211ULL;
+	for (; *b; b++)
+		h = (h ^ (uint8_t)*b) * 1099511628211ULL;
+	return h ^ (h >> 29);
+}
+
+static void graph_free(graph *g)
+{
+	free(g->n);
+	free(g->slot);
+	free(g->out_e);
+	free(g->in_e);
+	free(g->queue);
+	PQclear(g->res);
+	memset(g, 0, sizeof *g);
+}
+
+static int graph_grow(graph *g)
+{
+	uint32_t ns = g->nslot ? g->nslot * 2 : 1024;
+	uint32_t *slot = calloc(ns, sizeof *slot);
+	if (!slot)
+		return -1;
+	for (uint32_t i = 0; i < g->nn; i++) {
+		uint64_t h = hash2(g->n[i].type, g->n[i].id);
+		uint32_t s = (uint32_t)h & (ns - 1);
+		while (slot[s])
+			s = (s + 1) & (ns - 1);
+		slot[s] = i + 1;
+	}
+	free(g->slot);
+	g->slot = slot;
+	g->nslot = ns;
+	return 0;
+}
+
+/* The node of (type, id), created if add; UINT32_MAX if absent / no
+ * memory (with add). */
+static uint32_t graph_node(graph *g, const char *type, const char *id,
+                           bool add)
+{
+	if (!g->nslot || (add && (g->nn + 1) * 2 > g->nslot))
+		if (graph_grow(g))
+			return UINT32_MAX;
+	uint32_t s = (uint32_t)hash2(type, id) & (g->nslot - 1);
+	for (; g->slot[s]; s = (s + 1) & (g->nslot - 1)) {
+		gnode *x = &g->n[g->slot[s] - 1];
+		if (!strcmp(x->id, id) && !strcmp(x->type, type))
+			return g->slot[s] - 1;
+	}
+	if (!add)
+		return UINT32_MAX;
+	if (g->nn == g->cap) {
+		uint32_t cap = g->cap ? g->cap * 2 : 1024;
+		gnode *n = realloc(g->n, cap * sizeof *n);
+		if (!n)
+			return UINT32_MAX;
+		g->n = n;
+		g->cap = cap;
+	}
+	g->n[g->nn] = (gnode){.type = type, .id = id,
+	                      .direct = !strcmp(type, WEBSITE_TYPE)};
+	g->slot[s] = g->nn + 1;
+	return g->nn++;
+}
+
+/* Reads website's graph (one statement) and interns every object in it.
+ * Other (type, id) pairs (marks, sources) may be interned with
+ * graph_node(.., true) afterwards, before graph_index. */
+static int graph_load(PGconn *pg, const char *website, graph *g,
+                      fl_cleanup_stats *st, char *err, size_t errlen)
+{
+	const char *p1[1] = {website};
+	memset(g, 0, sizeof *g);
+	if (!(g->res = run(pg, st, graph_sql, 1, p1, "load graph", err,
+	                   errlen)))
+		return -1;
+	int rows = PQntuples(g->res);
+	for (int r = 0; r < rows; r++) {
+		uint32_t a = graph_node(g, PQgetvalue(g->res, r, 0),
+		                        PQgetvalue(g->res, r, 1), true);
+		if (a == UINT32_MAX)
+			goto oom;
+		if (!PQgetisnull(g->res, r, 2))
+			g->n[a].direct |= PQgetvalue(g->res, r, 2)[0] == 't';
+		else if (graph_node(g, PQgetvalue(g->res, r, 3),
+		                    PQgetvalue(g->res, r, 4), true) == UINT32_MAX)
+			goto oom;
+	}
+	return 0;
+oom:
+	snprintf(err, errlen, "out of memory (graph of %d rows)", rows);
+	return -1;
+}
+
+/* Lays the edges out (both ways) once every node is interned. */
+static int graph_index(graph *g, char *err, size_t errlen)
+{
+	int rows = PQntuples(g->res);
+	uint32_t *ea = malloc(((size_t)rows + 1) * 2 * sizeof *ea);
+	size_t ne = 0;
+	if (!ea)
+		goto oom;
+	for (int r = 0; r < rows; r++) {
+		if (!PQgetisnull(g->res, r, 2))
+			continue;
+		uint32_t a = graph_node(g, PQgetvalue(g->res, r, 0),
+		                        PQgetvalue(g->res, r, 1), false);
+		uint32_t b = graph_node(g, PQgetvalue(g->res, r, 3),
+		                        PQgetvalue(g->res, r, 4), false);
+		ea[2 * ne] = a;
+		ea[2 * ne + 1] = b;
+		ne++;
+		g->n[a].nout++;
+		g->n[b].nin++;
+	}
+	g->out_e = malloc((ne + 1) * sizeof *g->out_e);
+	g->in_e = malloc((ne + 1) * sizeof *g->in_e);
+	g->queue = malloc(((size_t)g->nn + 1) * sizeof *g->queue);
+	if (!g->out_e || !g->in_e || !g->queue)
+		goto oom;
+	uint32_t o = 0, i = 0;
+	for (uint32_t k = 0; k < g->nn; k++) {
+		g->n[k].out = o;
+		o += g->n[k].nout;
+		g->n[k].in = i;
+		i += g->n[k].nin;
+		g->n[k].nout = g->n[k].nin = 0;
+	}
+	for (size_t e = 0; e < ne; e++) {
+		gnode *a = &g->n[ea[2 * e]], *b = &g->n[ea[2 * e + 1]];
+		g->out_e[a->out + a->nout++] = ea[2 * e + 1];
+		g->in_e[b->in + b->nin++] = ea[2 * e];
+	}
+	free(ea);
+	return 0;
+oom:
+	free(ea);
+	snprintf(err, errlen, "out of memory (graph of %d rows)", rows);
+	return -1;
+}
+
+/* Forward walk from s: the objects reached are g->queue[0..return). */
+static uint32_t walk_forward(graph *g, uint32_t s)
+{
+	uint32_t head = 0, tail = 0, x = s;
+	uint32_t ep = ++g->epoch;
+	g->n[s].seen = ep;
+	for (;;) {
+		gnode *nx = &g->n[x];
+		for (uint32_t e = 0; e < nx->nout; e++) {
+			uint32_t y = g->out_e[nx->out + e];
+			if (g->n[y].seen != ep) {
+				g->n[y].seen = ep;
+				g->queue[tail++] = y;
+			}
+		}
+		/* direct objects are included, not expanded */
+		while (head < tail && g->n[g->queue[head]].direct)
+			head++;
+		if (head == tail)
+			return tail;
+		x = g->queue[head++];
+	}
+}
+
+/* Backward walk from the nodes in g->queue[0..n) (distinct): every direct
+ * object reached, the starts included, through indirect ones only, gets
+ * source = true. */
+static void walk_back_to_sources(graph *g, uint32_t n)
+{
+	uint32_t ep = ++g->epoch, head = 0, tail = n;
+	for (uint32_t k = 0; k < n; k++)
+		g->n[g->queue[k]].seen = ep;
+	while (head < tail) {
+		gnode *x = &g->n[g->queue[head++]];
+		if (x->direct) {
+			x->source = true;
+			continue;
+		}
+		for (uint32_t e = 0; e < x->nin; e++) {
+			uint32_t y = g->in_e[x->in + e];
+			if (g->n[y].seen != ep) {
+				g->n[y].seen = ep;
+				g->queue[tail++] = y;
+			}
+		}
+	}
+}
+
+static bool is_uuid(const char *s)
+{
+	for (int i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		char c = s[i];
+		if (dash ? c != '-'
+		         : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+		             (c >= 'A' && c <= 'F')))
+			return false;
+	}
+	return s[36] == 0;
+}
+
+/* Appends s as a quoted element of a PostgreSQL array literal. */
+static int arr_add(fl_buf *b, const char *s)
+{
+	if (b->len > 1 && fl_buf_add(b, ",", 1))
+		return -1;
+	if (fl_buf_add(b, "\"", 1))
+		return -1;
+	for (; *s; s++)
+		if (((*s == '"' || *s == '\\') && fl_buf_add(b, "\\", 1)) ||
+		    fl_buf_add(b, s, 1))
+			return -1;
+	return fl_buf_add(b, "\"", 1);
+}
+
+static int arr_start(fl_buf *b)
+{
+	b->len = 0;
+	return fl_buf_add(b, "{", 1);
+}
+
+static int arr_end(fl_buf *b)
+{
+	return fl_buf_add(b, "}", 2); /* with the NUL */
+}
+
+/* Sources sorted by (type, id). */
+static int cmp_source(const void *a, const void *b, void *u)
+{
+	const gnode *n = u;
+	const gnode *x = &n[*(const uint32_t *)a], *y = &n[*(const uint32_t *)b];
+	int c = strcmp(x->type, y->type);
+	return c ? c : strcmp(x->id, y->id);
+}
+
+/* The nodes marked source with a UUID id, sorted (malloc'd). */
+static uint32_t *sources_of(graph *g, uint32_t *n)
+{
+	uint32_t *v = malloc(((size_t)g->nn + 1) * sizeof *v), k = 0;
+	if (!v)
+		return NULL;
+	for (uint32_t i = 0; i < g->nn; i++)
+		if (g->n[i].source && is_uuid(g->n[i].id))
+			v[k++] = i;
+	qsort_r(v, k, sizeof *v, cmp_source, g->n);
+	*n = k;
+	return v;
+}
+
+/* Appends source s's kept objects (indirect, UUID id) to the keep arrays
+ * (ks: source ids, kt: object types, ki: object ids; kst: source types if
+ * not NULL). Returns how many, or -1 (memory). */
+static long keep_of(graph *g, uint32_t s, fl_buf *ks, fl_buf *kst, fl_buf *kt,
+                    fl_buf *ki)
+{
+	uint32_t n = walk_forward(g, s);
+	long kept = 0;
+	for (uint32_t k = 0; k < n; k++) {
+		gnode *o = &g->n[g->queue[k]];
+		if (o->direct || !is_uuid(o->id))
+			continue;
+		if (arr_add(ks, g->n[s].id) ||
+		    (kst && arr_add(kst, g->n[s].type)) ||
+		    arr_add(kt, o->type) || arr_add(ki, o->id))
+			return -1;
+		kept++;
+	}
+	return kept;
+}
+
 /*
  * Splits a PostgreSQL text array of UUIDs ("{a,b,c}": UUIDs need no
  * quoting) in place; calls fn for each element.
@@ -222,60 +567,134 @@ static int each_array_item(char *arr, int (*fn)(const char *id, void *u),
 	return 0;
 }
 
-typedef struct source_ctx {
-	PGconn *pg;
-	fl_cleanup_stats *st;
-	const char *website, *type, *university;
-	char *err;
-	size_t errlen;
-	char *ids;     /* "{a,b,...}" being built */
-	size_t len, n; /* its length, ids in it */
-} source_ctx;
+/* Keep arrays of one chunk. */
+typedef struct keep_bufs {
+	fl_buf src, ks, kst, kt, ki;
+} keep_bufs;
 
-static int flush_chunk(source_ctx *c)
+static void keep_free(keep_bufs *k)
 {
-	if (!c->n)
-		return 0;
-	c->ids[c->len] = '}';
-	c->ids[c->len + 1] = 0;
-	const char *params[4] = {c->website, c->type, c->ids, c->university};
+	fl_buf_free(&k->src);
+	fl_buf_free(&k->ks);
+	fl_buf_free(&k->kst);
+	fl_buf_free(&k->kt);
+	fl_buf_free(&k->ki);
+}
+
+static int keep_start(keep_bufs *k)
+{
+	return arr_start(&k->src) || arr_start(&k->ks) ||
+	       arr_start(&k->kst) || arr_start(&k->kt) || arr_start(&k->ki);
+}
+
+static int keep_end(keep_bufs *k)
+{
+	return arr_end(&k->src) || arr_end(&k->ks) || arr_end(&k->kst) ||
+	       arr_end(&k->kt) || arr_end(&k->ki);
+}
+
+/* Sources v[0..n) (of one type), one statement: delete the useless
+ * connections, insert the missing ones. */
+static int send_chunk(PGconn *pg, graph *g, const char *website,
+                      const char *university, const uint32_t *v, uint32_t n,
+                      keep_bufs *k, fl_cleanup_stats *st, char *err,
+                      size_t errlen)
+{
+	if (keep_start(k))
+		goto oom;
+	for (uint32_t i = 0; i < n; i++) {
+		if (arr_add(&k->src, g->n[v[i]].id) ||
+		    keep_of(g, v[i], &k->ks, NULL, &k->kt, &k->ki) < 0)
+			goto oom;
+		st->dep_loads++; /* each source's, once, from memory */
+	}
+	if (keep_end(k))
+		goto oom;
+	const char *type = g->n[v[0]].type;
+	const char *params[7] = {website, type, k->src.p, university,
+	                         k->ks.p, k->kt.p, k->ki.p};
 	char what[160];
-	snprintf(what, sizeof what, "%zu sources %.60s", c->n, c->type);
-	PGresult *res = run(c->pg, c->st, sources_batch_sql, 4, params, what,
-	                    c->err, c->errlen);
+	snprintf(what, sizeof what, "%u sources %.60s", n, type);
+	PGresult *res = run(pg, st, keep_batch_sql, 7, params, what, err,
+	                    errlen);
 	if (!res)
 		return -1;
-	c->st->sources += c->n;
-	c->st->dep_loads += c->n; /* each source's, once */
-	c->st->deleted += strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-	c->st->inserted += strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+	st->sources += n;
+	st->deleted += strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	st->inserted += strtoull(PQgetvalue(res, 0, 1), NULL, 10);
 	PQclear(res);
-	c->ids[0] = '{';
-	c->len = 1;
-	c->n = 0;
+	return 0;
+oom:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+/* Interns the (type, id) rows of res (columns 0, 1); the nodes' indexes
+ * go to g->queue if starts (g->queue must be sized: graph_index first). */
+static int intern_rows(graph *g, PGresult *res, bool source, char *err,
+                       size_t errlen)
+{
+	for (int r = 0; r < PQntuples(res); r++) {
+		uint32_t x = graph_node(g, PQgetvalue(res, r, 0),
+		                        PQgetvalue(res, r, 1), true);
+		if (x == UINT32_MAX) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		g->n[x].source |= source;
+	}
 	return 0;
 }
 
-static int one_source(const char *id, void *u)
+/* The nodes of res's (type, id) rows, distinct, into g->queue; their
+ * count. */
+static uint32_t starts_of(graph *g, PGresult *res)
 {
-	source_ctx *c = u;
-	size_t l = strlen(id);
-	if (l > 36)
+	uint32_t n = 0, ep = ++g->epoch;
+	for (int r = 0; r < PQntuples(res); r++) {
+		uint32_t x = graph_node(g, PQgetvalue(res, r, 0),
+		                        PQgetvalue(res, r, 1), false);
+		if (x != UINT32_MAX && g->n[x].seen != ep) {
+			g->n[x].seen = ep;
+			g->queue[n++] = x;
+		}
+	}
+	return n;
+}
+
+/* Per run of sources of one type, chunks of CHUNK: send_chunk. */
+static int send_sources(PGconn *pg, graph *g, const char *website,
+                        const char *university, fl_cleanup_stats *st,
+                        char *err, size_t errlen)
+{
+	uint32_t n = 0, *v = sources_of(g, &n);
+	keep_bufs k = {0};
+	int rc = 0;
+	if (!v) {
+		snprintf(err, errlen, "out of memory");
 		return -1;
-	if (c->n)
-		c->ids[c->len++] = ',';
-	memcpy(c->ids + c->len, id, l);
-	c->len += l;
-	return ++c->n == CHUNK ? flush_chunk(c) : 0;
+	}
+	for (uint32_t i = 0, j; i < n && !rc; i = j) {
+		for (j = i + 1; j < n && j - i < CHUNK &&
+		                !strcmp(g->n[v[j]].type, g->n[v[i]].type);
+		     j++)
+			;
+		rc = send_chunk(pg, g, website, university, v + i, j - i, &k,
+		                st, err, errlen);
+	}
+	keep_free(&k);
+	free(v);
+	return rc;
 }
 
 int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
                        char *err, size_t errlen)
 {
 	const char *p1[1] = {website};
-	PGresult *res = NULL;
+	PGresult *res = NULL, *marks = NULL, *csrc = NULL;
 	char *university = NULL;
 	fl_cleanup_stats my = {0};
+	graph g = {0};
 	uint64_t t0 = now_us();
 	int rc = -1;
 
@@ -298,13 +717,11 @@ int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
 		goto out;
 	}
 	PQclear(res);
-	if (!(res = run(pg, &my, marks_snap_sql, 1, p1, "read marks", err,
-	                errlen)))
-		goto out;
-	uint64_t marks = strtoull(PQcmdTuples(res), NULL, 10);
-	PQclear(res);
 	res = NULL;
-	if (marks == 0) { /* cleared meanwhile */
+	if (!(marks = run(pg, &my, marks_snap_ret_sql, 1, p1, "read marks",
+	                  err, errlen)))
+		goto out;
+	if (PQntuples(marks) == 0) { /* cleared meanwhile */
 		rc = run_cmd(pg, &my, "COMMIT", 0, NULL, "commit", err, errlen);
 		goto out;
 	}
@@ -317,26 +734,26 @@ int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
 		goto out;
 	}
 	PQclear(res);
+	res = NULL;
 	if (!university)
 		fl_log(FL_WARN, "cleanup", "website %s: university unknown (no "
 		       "shm_websites row, no connection): no connection can be "
 		       "added", website);
-	if (!(res = run(pg, &my, sources_sql, 1, p1, "direct sources", err,
-	                errlen)))
+	if (!(csrc = run(pg, &my, conn_sources_sql, 1, p1, "direct sources",
+	                 err, errlen)))
 		goto out;
-	char chunk[CHUNK * 37 + 4];
-	for (int row = 0; row < PQntuples(res); row++) {
-		source_ctx c = {pg, &my, website, PQgetvalue(res, row, 0),
-		                university, err, errlen, chunk, 1, 0};
-		chunk[0] = '{';
-		char *ids = PQgetvalue(res, row, 1);
-		if (each_array_item(ids, one_source, &c) || flush_chunk(&c)) {
-			if (!*err)
-				snprintf(err, errlen, "malformed id array");
-			goto out;
-		}
-	}
-	PQclear(res);
+	/* the website's graph, once; marks and connection sources join it
+	 * as nodes (a destroyed object is a node without edges) */
+	if (graph_load(pg, website, &g, &my, err, errlen) ||
+	    intern_rows(&g, marks, false, err, errlen) ||
+	    intern_rows(&g, csrc, true, err, errlen) ||
+	    graph_index(&g, err, errlen))
+		goto out;
+	/* the direct objects marked or reaching a mark through indirect
+	 * ones: their dependencies may have changed */
+	walk_back_to_sources(&g, starts_of(&g, marks));
+	if (send_sources(pg, &g, website, university, &my, err, errlen))
+		goto out;
 	if (!(res = run(pg, &my, marks_clear_sql, 1, p1, "clear marks", err,
 	                errlen)))
 		goto out;
@@ -349,6 +766,9 @@ int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
 	rc = 0;
 out:
 	PQclear(res);
+	PQclear(marks);
+	PQclear(csrc);
+	graph_free(&g);
 	free(university);
 	if (rc) {
 		rollback(pg, &my);
@@ -368,6 +788,198 @@ out:
 	st->deleted += my.deleted;
 	st->inserted += my.inserted;
 	st->marks_cleared += my.marks_cleared;
+	return rc;
+}
+
+/* --------------------------------------- immediate upserts (refresh) */
+
+int fl_connections_refresh(PGconn *pg, const char *website,
+                           const char *const *types, const char *const *ids,
+                           size_t n, uint64_t *inserted, char *err,
+                           size_t errlen)
+{
+	const char *p1[1] = {website};
+	fl_cleanup_stats st = {0};
+	PGresult *res = NULL;
+	char *university = NULL;
+	graph g = {0};
+	keep_bufs k = {0};
+	uint32_t *v = NULL, nv = 0;
+	int rc = -1;
+	char lock_sql[160];
+
+	snprintf(lock_sql, sizeof lock_sql,
+	         "SELECT pg_advisory_xact_lock(%d, hashtext($1::text))",
+	         FL_CLEANUP_LOCK);
+	if (!(res = run(pg, &st, lock_sql, 1, p1, "advisory lock", err,
+	                errlen)))
+		goto out;
+	PQclear(res);
+	if (!(res = run(pg, &st, university_sql, 1, p1, "university", err,
+	                errlen)))
+		goto out;
+	if (PQgetisnull(res, 0, 0)) { /* nowhere to take it from */
+		fl_log(FL_DEBUG, "cleanup", "website %s: university unknown, "
+		       "no connection added", website);
+		rc = 0;
+		goto out;
+	}
+	if (!(university = strdup(PQgetvalue(res, 0, 0))))
+		goto oom;
+	PQclear(res);
+	res = NULL;
+	if (graph_load(pg, website, &g, &st, err, errlen))
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		if (graph_node(&g, types[i], ids[i], true) == UINT32_MAX)
+			goto oom;
+	if (graph_index(&g, err, errlen))
+		goto out;
+	/* the changed objects' direct referrers (themselves if direct) */
+	uint32_t ns = 0, ep = ++g.epoch;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t x = graph_node(&g, types[i], ids[i], false);
+		if (g.n[x].seen != ep) {
+			g.n[x].seen = ep;
+			g.queue[ns++] = x;
+		}
+	}
+	walk_back_to_sources(&g, ns);
+	if (!(v = sources_of(&g, &nv)))
+		goto oom;
+	for (uint32_t i = 0; i < nv; i += CHUNK) {
+		if (keep_start(&k))
+			goto oom;
+		for (uint32_t j = i; j < nv && j < i + CHUNK; j++)
+			if (keep_of(&g, v[j], &k.ks, &k.kst, &k.kt, &k.ki) < 0)
+				goto oom;
+		if (keep_end(&k))
+			goto oom;
+		const char *params[6] = {website, university, k.ks.p, k.kst.p,
+		                         k.kt.p, k.ki.p};
+		if (!(res = run(pg, &st, refresh_sql, 6, params,
+		                "insert connections", err, errlen)))
+			goto out;
+		if (inserted)
+			*inserted += strtoull(PQcmdTuples(res), NULL, 10);
+		PQclear(res);
+		res = NULL;
+	}
+	rc = 0;
+	goto out;
+oom:
+	snprintf(err, errlen, "out of memory");
+out:
+	PQclear(res);
+	free(university);
+	free(v);
+	keep_free(&k);
+	graph_free(&g);
+	return rc;
+}
+
+/* The changed objects of a batch (every GRAPH_SET it keeps), by website. */
+struct fl_refresh {
+	size_t n, cap;
+	struct fl_refresh_obj {
+		char website[37];
+		char *type, *id; /* one allocation: type \0 id \0 */
+	} *o;
+};
+
+static int cmp_refresh(const void *a, const void *b)
+{
+	return strcmp(((const struct fl_refresh_obj *)a)->website,
+	              ((const struct fl_refresh_obj *)b)->website);
+}
+
+void fl_refresh_free(fl_refresh *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		free(r->o[i].type);
+	free(r->o);
+	free(r);
+}
+
+int fl_refresh_collect(const fl_batch *b, fl_refresh **out)
+{
+	fl_refresh *r = NULL;
+	*out = NULL;
+	for (size_t i = 0; i < b->n; i++) {
+		const fl_rec *x = &b->r[i];
+		size_t tl;
+		if (x->superseded || x->op != SHM_OP_GRAPH_SET ||
+		    x->key_len <= 16 + 2 ||
+		    !fl_object_split((const char *)x->key + 16,
+		                     x->key_len - 16, &tl))
+			continue;
+		if (!r && !(r = calloc(1, sizeof *r)))
+			return -1;
+		if (r->n == r->cap) {
+			size_t cap = r->cap ? r->cap * 2 : 8;
+			void *o = realloc(r->o, cap * sizeof *r->o);
+			if (!o)
+				goto oom;
+			r->o = o;
+			r->cap = cap;
+		}
+		struct fl_refresh_obj *o = &r->o[r->n];
+		size_t ol = x->key_len - 16;
+		shm_uuid u;
+		memcpy(u.b, x->key, 16);
+		shm_uuid_format(&u, o->website);
+		if (!(o->type = malloc(ol + 1)))
+			goto oom;
+		memcpy(o->type, x->key + 16, ol);
+		o->type[tl] = 0;
+		o->type[ol] = 0;
+		o->id = o->type + tl + 1;
+		r->n++;
+	}
+	if (r)
+		qsort(r->o, r->n, sizeof *r->o, cmp_refresh);
+	*out = r;
+	return 0;
+oom:
+	fl_refresh_free(r);
+	return -1;
+}
+
+int fl_refresh_lock_sql(const fl_refresh *r, fl_buf *sql)
+{
+	if (fl_buf_addf(sql, "SELECT pg_advisory_xact_lock(%d, h) FROM"
+	                " (SELECT DISTINCT hashtext(w) AS h FROM unnest("
+	                "ARRAY[", FL_CLEANUP_LOCK))
+		return -1;
+	for (size_t i = 0; i < r->n; i++)
+		if (fl_buf_addf(sql, "%s'%s'", i ? "," : "", r->o[i].website))
+			return -1;
+	return fl_buf_adds(sql, "]::text[]) AS w ORDER BY 1) x;");
+}
+
+int fl_refresh_run(PGconn *pg, const fl_refresh *r, uint64_t *inserted,
+                   char *err, size_t errlen)
+{
+	const char **types = malloc((r->n + 1) * 2 * sizeof *types);
+	int rc = 0;
+	if (!types) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	const char **ids = types + r->n + 1;
+	for (size_t i = 0, j; i < r->n && !rc; i = j) {
+		size_t n = 0;
+		for (j = i; j < r->n && !strcmp(r->o[j].website,
+		                                r->o[i].website); j++) {
+			types[n] = r->o[j].type;
+			ids[n++] = r->o[j].id;
+		}
+		rc = fl_connections_refresh(pg, r->o[i].website, types, ids, n,
+		                            inserted, err, errlen);
+	}
+	free(types);
 	return rc;
 }
 

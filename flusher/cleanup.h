@@ -90,6 +90,36 @@ int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
 int fl_cleanup_round_per_connection(PGconn *pg, fl_cleanup_stats *st,
                                     char *err, size_t errlen);
 
+/*
+ * Immediate upserts (issue 5 §2): when objects of website change (GRAPH_SET
+ * of types[i]/ids[i], i < n), every direct source among them or reaching
+ * one of them through indirect objects gets a connection to each indirect
+ * object (UUID id) among its recursive dependencies, inserted WHERE NOT
+ * EXISTS under pg_advisory_xact_lock(FL_CLEANUP_LOCK, hashtext(website)):
+ * call it inside a transaction. Reads the website's graph once (one
+ * indexed statement), walks it in C, one INSERT per CHUNK sources. Never
+ * deletes (useless connections are the cleanup's, through the marks).
+ * Without a university for the website (shm_websites, or an existing
+ * connection) it adds nothing. *inserted (if not NULL) is added to.
+ */
+int fl_connections_refresh(PGconn *pg, const char *website,
+                           const char *const *types, const char *const *ids,
+                           size_t n, uint64_t *inserted, char *err,
+                           size_t errlen);
+
+/* The pg sink's hook: the objects a batch's GRAPH_SETs declare, by
+ * website (*out NULL if none; -1: out of memory). In the batch's
+ * transaction, fl_refresh_lock_sql's statement (the websites' advisory
+ * locks, in hash order) goes before any shared row is written, so a
+ * cleanup holding a website's lock never waits for the batch (no
+ * deadlock), then fl_refresh_run after the graph rows, before COMMIT. */
+typedef struct fl_refresh fl_refresh;
+int fl_refresh_collect(const fl_batch *b, fl_refresh **out);
+int fl_refresh_lock_sql(const fl_refresh *r, fl_buf *sql);
+int fl_refresh_run(PGconn *pg, const fl_refresh *r, uint64_t *inserted,
+                   char *err, size_t errlen);
+void fl_refresh_free(fl_refresh *r);
+
 /* Connects with cfg's conninfo and timeouts (application_name
  * shm-flusher-cleanup); NULL with err set on failure. */
 PGconn *fl_cleanup_connect(const fl_config *cfg, char *err, size_t errlen);
