@@ -58,6 +58,7 @@ typedef struct fl_config {
 	char *env_id;          /* "" = the environment's own id */
 	char *static_sha;      /* sha1 | sha256 */
 	uint64_t batch_records;
+	uint64_t batch_max_records; /* backlog: batches grow up to this */
 	uint64_t batch_ms;
 	uint64_t l2_ttl_s;
 	uint64_t compress_threshold;

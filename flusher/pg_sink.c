@@ -29,7 +29,7 @@
  *
  * Errors: SQLSTATE classes 22 (data exception), 23 (integrity) and 54
  * (program limit) are FL_REJECT (the worker then isolates the record by
- * applying the batch one record at a time); everything else, a lost
+ * replaying the batch in halves down to one record); everything else, a lost
  * connection included, is FL_TRANSIENT.
  */
 #include <errno.h>

@@ -9,12 +9,14 @@
  *      position (PostgreSQL's shm_sink_positions row) and believe it:
  *      records at or below it are dropped from the batch in hand
  *   3. cut a batch: wait (shm_log_wait) for a record past the cursor, then
- *      read until batch-records records or until the oldest is batch-ms old
+ *      read until batch-records records or until the oldest is batch-ms old;
+ *      a backlog (batch-records there at once) lets the batch take up to
+ *      batch-max-records
  *   4. apply: FL_OK -> cursor = batch end, meta "sink.<name>.applied" set;
  *      FL_TRANSIENT -> backoff, same batch again; FL_REJECT -> find the
- *      culprit (the sink names it, or the batch is replayed one record at a
- *      time), count its refusals, and after poison-retries of them set it
- *      aside (shm_dead_add) and go on without it
+ *      culprit (the sink names it, or the range is replayed in halves down
+ *      to one record), count its refusals, and after poison-retries of them
+ *      set it aside (shm_dead_add) and go on without it
  *
  * Invariants
  *  1. The cursor only moves past a record once the sink has it or it is a
@@ -55,7 +57,12 @@ struct fl_worker {
 
 	/* thread-local state */
 	fl_batch b;
-	uint64_t one_by_one_upto; /* isolating a poison record up to here */
+	uint64_t isolate_upto;    /* isolating a poison record up to here */
+	size_t isolate_max;       /* ... with batches of at most this many */
+	/* records set aside in the batch in flight: a range cut in halves
+	 * re-reads them from the log, and must not set them aside twice */
+	uint64_t *deadseq;
+	size_t n_deadseq, cap_deadseq;
 	uint64_t poison_seq;
 	uint64_t poison_count;
 	uint64_t backoff_ms;
@@ -133,10 +140,29 @@ static void recovered(fl_worker *w)
 	w->fails = 0;
 }
 
+static bool was_dead(const fl_worker *w, uint64_t seq)
+{
+	for (size_t i = 0; i < w->n_deadseq; i++)
+		if (w->deadseq[i] == seq)
+			return true;
+	return false;
+}
+
 static void dead_letter(fl_worker *w, const shm_log_rec *rec,
                         const char *reason)
 {
 	int rc = shm_dead_add(w->env, rec, name(w), reason);
+
+	if (w->n_deadseq == w->cap_deadseq) {
+		size_t cap = w->cap_deadseq ? w->cap_deadseq * 2 : 8;
+		uint64_t *d = realloc(w->deadseq, cap * sizeof *d);
+		if (d) {
+			w->deadseq = d;
+			w->cap_deadseq = cap;
+		}
+	}
+	if (w->n_deadseq < w->cap_deadseq)
+		w->deadseq[w->n_deadseq++] = rec->seq;
 
 	ADD(w, dead, 1);
 	if (rc)
@@ -173,6 +199,11 @@ static void fill(fl_worker *w, size_t max)
 			break;
 		if (rc == 0 && w->once && rec.seq > w->once_upto)
 			break;
+		if ((rc == 0 || rc == SHM_ECORRUPT) && rec.seq > w->b.upto &&
+		    was_dead(w, rec.seq)) {
+			w->b.upto = rec.seq; /* set aside already */
+			continue;
+		}
 		if (rc == SHM_ECORRUPT && rec.seq > w->b.upto) {
 			char reason[200];
 			snprintf(reason, sizeof reason, "corrupt log record: %s",
@@ -215,16 +246,25 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Cuts the next batch into w->b (empty if nothing came). */
+/* Cuts the next batch into w->b (empty if nothing came). A batch that
+ * reaches batch-records with no wait (a backlog: catching up after an
+ * outage or a restart, --once) takes what else the log holds, up to
+ * batch-max-records: fewer, larger transactions and pipelines while
+ * steady state keeps the batch-records / batch-ms rule. */
 static void cut(fl_worker *w)
 {
 	size_t max = w->cfg->batch_records;
+	size_t big = w->cfg->batch_max_records;
 
-	if (w->one_by_one_upto > w->b.upto)
-		max = 1;
+	if (w->isolate_upto > w->b.upto)
+		max = big = w->isolate_max ? w->isolate_max : 1;
 	if (shm_log_wait(w->env, w->b.upto + 1, 100) != 0)
 		return;
 	fill(w, max);
+	if (w->b.n >= max && big > max) {
+		fill(w, big);
+		return;
+	}
 	if (w->once)
 		return;
 	while (w->b.n > 0 && w->b.n < max && !stopping(w)) {
@@ -292,6 +332,13 @@ static void applied_ok(fl_worker *w, uint64_t t0)
 	fl_batch_clear(&w->b);
 	w->b.from = w->b.upto = upto;
 	w->poison_count = 0;
+	size_t k = 0; /* forget those now at or below the cursor */
+	for (size_t i = 0; i < w->n_deadseq; i++)
+		if (w->deadseq[i] > upto)
+			w->deadseq[k++] = w->deadseq[i];
+	w->n_deadseq = k;
+	if (w->isolate_upto > upto && w->isolate_max < SIZE_MAX / 2)
+		w->isolate_max *= 2; /* that part was clean: take more */
 }
 
 /* The sink refused the batch's data. */
@@ -309,15 +356,20 @@ static void rejected(fl_worker *w)
 	if (idx < 0 && live == 1)
 		idx = (long)last;
 	if (idx < 0) {
-		/* culprit unknown: replay this range one record at a time;
-		 * records after the first go back to the log */
+		/* culprit unknown: replay this range in halves (a half that
+		 * passes doubles the next one, see applied_ok) down to one
+		 * record; the records cut off go back to the log */
+		size_t keep = w->b.n / 2 ? w->b.n / 2 : 1;
 		fl_log(FL_WARN, name(w), "batch (%" PRIu64 "..%" PRIu64 "] "
-		       "refused (%s): applying it one record at a time",
-		       w->b.from, w->b.upto, w->sink->errmsg);
-		w->one_by_one_upto = w->b.upto;
-		while (w->b.n > 1)
+		       "refused (%s): applying it in batches of %zu to find "
+		       "the culprit", w->b.from, w->b.upto, w->sink->errmsg,
+		       keep);
+		if (w->b.upto > w->isolate_upto)
+			w->isolate_upto = w->b.upto;
+		w->isolate_max = keep;
+		while (w->b.n > keep)
 			fl_batch_remove(&w->b, w->b.n - 1);
-		w->b.upto = w->b.n ? w->b.r[0].seq : w->b.from;
+		w->b.upto = w->b.n ? w->b.r[w->b.n - 1].seq : w->b.from;
 		return;
 	}
 	fl_rec *r = &w->b.r[idx];
@@ -483,6 +535,7 @@ int fl_worker_join(fl_worker *w)
 	pthread_join(w->thread, NULL);
 	result = w->result;
 	fl_batch_free(&w->b);
+	free(w->deadseq);
 	w->sink->ops->destroy(w->sink);
 	pthread_cond_destroy(&w->cond);
 	pthread_mutex_destroy(&w->lock);
