@@ -42,7 +42,11 @@
 	X(l1, "L1 get (copy; zero-copy view) and put with its log record "     \
 	      "(nosync), 1 and 2 processes")                                  \
 	X(cleanup, "connection cleanup: grouped per website and direct "       \
-	           "source vs one check per connection (PostgreSQL)")
+	           "source vs one check per connection (PostgreSQL)")          \
+	X(flusher, "shm-flusher draining 100,000 messages into Redis + "       \
+	           "PostgreSQL vs the seed's way; L1 -> PostgreSQL lag")       \
+	X(statics, "static hit vs regeneration vs Redis GET; reference "       \
+	           "busting vs busting dependencies on an Osuny-like site")
 
 typedef struct bench_ctx bench_ctx;
 
