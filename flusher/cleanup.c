@@ -709,12 +709,22 @@ int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
 	if (!(res = run(pg, &my, lock_sql, 1, p1, "advisory lock", err, errlen)))
 		goto out;
 	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-		/* another flusher (another host) is on it: its marks are
-		 * its job this round */
-		fl_log(FL_INFO, "cleanup", "website %s: locked by another "
-		       "session, skipped", website);
-		rc = 0;
-		goto out;
+		/* a flusher batch refreshing this website's connections
+		 * (milliseconds), or another host's cleanup: wait, bounded */
+		PQclear(res);
+		snprintf(lock_sql, sizeof lock_sql,
+		         "SELECT pg_advisory_xact_lock(%d, hashtext($1::text))",
+		         FL_CLEANUP_LOCK);
+		if (run_cmd(pg, &my, "SET LOCAL lock_timeout = '10s'", 0, NULL,
+		            "lock timeout", err, errlen) ||
+		    !(res = run(pg, &my, lock_sql, 1, p1, "advisory lock", err,
+		                errlen))) {
+			fl_log(FL_INFO, "cleanup", "website %s: locked by "
+			       "another session, skipped: %s", website, err);
+			err[0] = 0;
+			rc = 0;
+			goto out;
+		}
 	}
 	PQclear(res);
 	res = NULL;

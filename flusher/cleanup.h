@@ -9,19 +9,23 @@
  *   per website, in one transaction (a failure rolls back that website only,
  *   its marks stay for the next round, the other websites go on):
  *     pg_advisory_xact_lock(FL_CLEANUP_LOCK, hashtext(website))
- *     the marks' highest seq (only marks up to it are handled and cleared)
- *     the direct sources concerned, grouped by direct_source_type with
- *       array_agg(DISTINCT id): sources of connections touching a marked
- *       object (as source or as indirect object), plus the direct objects
- *       marked or reaching a marked object through indirect ones (they may
- *       need new connections). The website ("Communication::Website/<id>",
- *       whose edge is its about) is one of them like any other.
- *     per source, ONE statement: load its recursive dependencies once
- *       (recursive CTE over shm_edges: forward, through indirect objects,
- *       stopping at direct ones, cycles cut by UNION), DELETE its useless
- *       connections (indirect object not among them, or a duplicate of a
- *       kept row), INSERT the missing ones (WHERE NOT EXISTS)
- *     DELETE FROM shm_marks WHERE website_id = $1 AND seq <= the seq read
+ *     snapshot the marks (INSERT INTO a temp table ... RETURNING them)
+ *     the university new connections take
+ *     the sources of connections touching a marked object (as source or
+ *       as indirect object), through the indexes of Osuny's table
+ *     the website's graph, ONE indexed statement (shm_objects + shm_edges
+ *       WHERE website_id = $1, their primary keys' first column), walked
+ *       in C: backwards from the marks, every direct object reached
+ *       through indirect ones (the marked direct ones included) is a
+ *       source too. The website ("Communication::Website/<id>", whose edge
+ *       is its about) is one like any other.
+ *     per chunk of CHUNK (200) sources of one type, ONE statement: each
+ *       source's recursive dependencies are walked once in C (forward,
+ *       through indirect objects, stopping at direct ones, cycles cut:
+ *       libshm's shm_deps_recursive) and sent as arrays (keep-lists); the
+ *       statement deletes each source's useless connections (object not
+ *       kept, or a duplicate of a kept row) and inserts the missing ones
+ *     DELETE the marks snapshotted (exact object, seq and time)
  *   COMMIT
  *
  * Uniqueness of (website, direct source, indirect object) without a unique

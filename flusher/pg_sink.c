@@ -8,11 +8,14 @@
  *   UPDATE shm_sink_positions SET applied = <upto>
  *     WHERE env_id = <env> AND sink = 'pg' AND applied = <from>;  -- 1 row
  *   COPY shm_stage_msg / _obj / _edge / _mark FROM STDIN;  -- those in use
- *   graph: drop the edges of every object touched, and the incoming edges
- *          of dropped objects; upsert objects; insert the new edges
+ *   graph: (with GRAPH_SETs: the websites' connection advisory locks
+ *          first) drop the edges of every object touched, and the incoming
+ *          edges of dropped objects; upsert objects; insert the new edges
  *   INSERT INTO shm_marks ... ON CONFLICT DO UPDATE;
  *   INSERT INTO messages SELECT ... FROM shm_stage_msg ORDER BY seq
  *     ON CONFLICT (id) DO UPDATE SET <every column>;
+ *   with GRAPH_SETs: the changed direct sources' connections upserted
+ *     (fl_refresh_run, cleanup.h: one graph read per website);
  *   COMMIT;
  *
  * Invariants
@@ -40,6 +43,7 @@
 #include <string.h>
 
 #include "fl.h"
+#include "cleanup.h"
 
 /* staging table groups (stage_ddl) */
 enum { ST_GRAPH, ST_MARK, ST_MSG, ST_N };
@@ -650,6 +654,29 @@ static int copy_in(pg_sink *p, const char *prefix, const char *table,
 	return FL_OK;
 }
 
+/* Immediate connection upserts (issue 5 §2, cleanup.c) for the batch's
+ * GRAPH_SETs, in its transaction (they commit with the rows and the
+ * position, or not at all), then COMMIT. Frees rf. */
+static int refresh_commit(pg_sink *p, fl_refresh *rf)
+{
+	char err[512];
+	uint64_t added = 0;
+	int rc = fl_refresh_run(p->c, rf, &added, err, sizeof err);
+
+	fl_refresh_free(rf);
+	if (rc) {
+		fl_sink_seterr(&p->base, "connections: %s", err);
+		return FL_TRANSIENT;
+	}
+	if (added)
+		fl_log(FL_DEBUG, "pg", "%" PRIu64 " connections added", added);
+	PGresult *res = PQexec(p->c, "COMMIT");
+	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+		return failure(p, res, "commit");
+	PQclear(res);
+	return FL_OK;
+}
+
 static int p_apply(fl_sink *s, fl_batch *b)
 {
 	pg_sink *p = (pg_sink *)s;
@@ -734,21 +761,29 @@ static int p_apply(fl_sink *s, fl_batch *b)
 		}
 		PQclear(res);
 	}
+	/* graph changes: the websites' connection locks first (cleanup.h) */
+	fl_refresh *rf = NULL;
 	p->sql.len = 0;
-	if ((p->n_obj && fl_buf_adds(&p->sql, graph_sql)) ||
+	if ((p->n_obj && fl_refresh_collect(b, &rf)) ||
+	    (rf && fl_refresh_lock_sql(rf, &p->sql)) ||
+	    (p->n_obj && fl_buf_adds(&p->sql, graph_sql)) ||
 	    (p->n_mark && fl_buf_adds(&p->sql, mark_sql)) ||
 	    (p->n_msg && fl_buf_adds(&p->sql, msg_sql)) ||
-	    fl_buf_adds(&p->sql, "COMMIT")) {
+	    (!rf && fl_buf_adds(&p->sql, "COMMIT"))) {
+		fl_refresh_free(rf);
 		fl_sink_seterr(s, "out of memory");
 		rc = FL_TRANSIENT;
 		goto fail;
 	}
 	res = PQexec(p->c, p->sql.p);
 	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		fl_refresh_free(rf);
 		rc = failure(p, res, "apply");
 		goto fail;
 	}
 	PQclear(res);
+	if (rf && (rc = refresh_commit(p, rf)))
+		goto fail;
 	/* a COMMIT of an aborted transaction reports ROLLBACK */
 	if (PQtransactionStatus(p->c) != PQTRANS_IDLE) {
 		fl_sink_seterr(s, "COMMIT did not commit");

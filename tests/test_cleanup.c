@@ -13,6 +13,7 @@
 
 #include "testutil.h"
 #include "shm_log.h"
+#include "flusher_test.h"
 #include "../flusher/fl.h"
 #include "../flusher/cleanup.h"
 
@@ -25,6 +26,7 @@ static uint64_t seq = 1000;
 
 static int group_setup(void **state)
 {
+	ft_group_setup(state); /* the flusher tests need Redis too */
 	pg_info = getenv("SHM_TEST_PG");
 	if (!pg_info || !*pg_info) {
 		fprintf(stderr, "SKIP: SHM_TEST_PG is not set (run through "
@@ -413,6 +415,69 @@ static void test_cleanup_mark_rewritten_during_a_round_survives(void **st_)
 	assert_int_equal(marks_of(&s), 0);
 }
 
+/* Object n of type t as libshm names it ("Page/<id(n)>"). */
+static const char *obj(const char *t, int n)
+{
+	static char buf[8][80];
+	static int k;
+	char *b = buf[k++ % 8];
+	snprintf(b, 80, "%s/%s", t, id(n));
+	return b;
+}
+
+/* issue 5 §2: the flusher upserts a changed direct source's connections
+ * as it applies the graph, without waiting for a cleanup round. */
+static void test_flusher_upserts_connections_of_changed_sources(void **st_)
+{
+	NEED_PG();
+	if (!ft_redis_url) {
+		skip();
+		return;
+	}
+	site s;
+	shm_uuid w;
+	site_init(&s, 41);
+	assert_int_equal(shm_uuid_parse(s.id, &w), 0);
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	const char *block_deps[] = {obj("Person", 3)};
+	const char *page_deps[] = {obj("Block", 2)};
+	assert_int_equal(shm_deps_set(env, &w, obj("Block", 2), false,
+	                              block_deps, 1), 0);
+	assert_int_equal(shm_deps_set(env, &w, obj("Page", 1), true,
+	                              page_deps, 1), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_string_equal(conns(&s), "Page:1>Block:2;Page:1>Person:3");
+	assert_int_equal(count("SELECT count(*) FROM "
+	                       "communication_website_connections WHERE "
+	                       "website_id = '%s' AND university_id = '%s'",
+	                       s.id, s.univ), 2);
+
+	/* applied again (the same deps set again): nothing doubled */
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm_deps_set(env, &w, obj("Page", 1), true,
+	                              page_deps, 1), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_string_equal(conns(&s), "Page:1>Block:2;Page:1>Person:3");
+
+	/* an indirect object's change reaches the direct sources above it:
+	 * the block now shows a second person, in a batch of its own */
+	env = tu_open(dir, NULL);
+	const char *block_deps2[] = {obj("Person", 3), obj("Person", 4)};
+	assert_int_equal(shm_deps_set(env, &w, obj("Block", 2), false,
+	                              block_deps2, 2), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_string_equal(conns(&s), "Page:1>Block:2;Page:1>Person:3;"
+	                               "Page:1>Person:4");
+	/* no marks were written (deps_set only): nothing for the cleanup */
+	assert_int_equal(marks_of(&s), 0);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 static void test_cleanup_report_goes_to_meta(void **st_)
 {
 	char *dir = tu_tmpdir();
@@ -450,6 +515,9 @@ int main(void)
 		cmocka_unit_test(
 			test_cleanup_mark_rewritten_during_a_round_survives),
 		cmocka_unit_test(test_cleanup_report_goes_to_meta),
+		cmocka_unit_test_teardown(
+			test_flusher_upserts_connections_of_changed_sources,
+			ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
