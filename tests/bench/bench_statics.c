@@ -20,7 +20,7 @@
  *
  * Part 2, busting on a synthetic Osuny-like site: the website, 150 pages,
  * 400 posts, 15 categories (direct); 250 people, 80 organisations and
- * ~1,100 blocks (indirect). Edges are what an output embeds: website -> menu
+ * ~1,300 blocks (indirect). Edges are what an output embeds: website -> menu
  * pages; page -> its blocks (5 "posts index" pages -> 10 posts); post -> its
  * blocks, its author, its categories; block -> nothing (text), people,
  * organisations, posts or pages; person -> organisations; some organisations
