@@ -21,6 +21,7 @@
 #ifndef FL_H
 #define FL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -196,6 +197,12 @@ int fl_lz4_maybe(const void *data, size_t len, size_t threshold,
                  const void **out, size_t *out_len, bool *owned);
 
 /* PostgreSQL COPY text escaping: appends s (len bytes) to the buffer. */
+/* A thread's stop flag read under its lock, and a sleep of ms that a
+ * signal on cond (CLOCK_MONOTONIC) with *stop set cuts short (worker.c). */
+bool fl_stopped(pthread_mutex_t *lock, const bool *stop);
+void fl_nap(pthread_mutex_t *lock, pthread_cond_t *cond, const bool *stop,
+            uint64_t ms);
+
 typedef struct fl_buf {
 	char *p;
 	size_t len, cap;

@@ -357,28 +357,12 @@ void fl_inval_published(void *user, const fl_batch *b)
 
 static bool stopping(fl_inval *iv)
 {
-	pthread_mutex_lock(&iv->lock);
-	bool s = iv->stop;
-	pthread_mutex_unlock(&iv->lock);
-	return s;
+	return fl_stopped(&iv->lock, &iv->stop);
 }
 
 static void nap(fl_inval *iv, uint64_t ms)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(ms / 1000);
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&iv->lock);
-	while (!iv->stop &&
-	       pthread_cond_timedwait(&iv->cond, &iv->lock, &ts) != ETIMEDOUT)
-		;
-	pthread_mutex_unlock(&iv->lock);
+	fl_nap(&iv->lock, &iv->cond, &iv->stop, ms);
 }
 
 /* Writes the counters that changed into meta flusher.inval.*. */

@@ -71,16 +71,16 @@ struct fl_worker {
 
 #define ADD(w, f, n) __atomic_fetch_add(&(w)->st.f, (uint64_t)(n), __ATOMIC_RELAXED)
 
-static bool stopping(fl_worker *w)
+bool fl_stopped(pthread_mutex_t *lock, const bool *stop)
 {
-	pthread_mutex_lock(&w->lock);
-	bool s = w->stop;
-	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_lock(lock);
+	bool s = *stop;
+	pthread_mutex_unlock(lock);
 	return s;
 }
 
-/* Sleeps ms, or less if stopped. */
-static void nap(fl_worker *w, uint64_t ms)
+void fl_nap(pthread_mutex_t *lock, pthread_cond_t *cond, const bool *stop,
+            uint64_t ms)
 {
 	struct timespec ts;
 
@@ -91,11 +91,21 @@ static void nap(fl_worker *w, uint64_t ms)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
 	}
-	pthread_mutex_lock(&w->lock);
-	while (!w->stop &&
-	       pthread_cond_timedwait(&w->cond, &w->lock, &ts) != ETIMEDOUT)
+	pthread_mutex_lock(lock);
+	while (!*stop && pthread_cond_timedwait(cond, lock, &ts) != ETIMEDOUT)
 		;
-	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_unlock(lock);
+}
+
+static bool stopping(fl_worker *w)
+{
+	return fl_stopped(&w->lock, &w->stop);
+}
+
+/* Sleeps ms, or less if stopped. */
+static void nap(fl_worker *w, uint64_t ms)
+{
+	fl_nap(&w->lock, &w->cond, &w->stop, ms);
 }
 
 static const char *name(const fl_worker *w)
