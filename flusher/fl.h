@@ -215,16 +215,6 @@ int fl_buf_addf(fl_buf *b, const char *fmt, ...)
 int fl_buf_copy_field(fl_buf *b, const char *s, size_t len); /* escaped */
 void fl_buf_free(fl_buf *b);
 
-/* json.c: a message's JSON appended to b, the bytes shm_msg_to_json
- * returns (its metadata object at *meta_off, *meta_len bytes, if not NULL);
- * fl_msg_metadata_json appends that object alone. 0, ENOMEM, or
- * FL_JSON_FALLBACK (b unchanged): a case left to shm_msg_to_json (invalid
- * UTF-8, ...), which then gives the same bytes or the error. */
-#define FL_JSON_FALLBACK (-2)
-int fl_msg_json(fl_buf *b, const shm_msg *m, size_t *meta_off,
-                size_t *meta_len);
-int fl_msg_metadata_json(fl_buf *b, const shm_msg *m);
-
 /* Splits "TYPE/ID" at the last '/': *type_len bytes of type, then id. */
 bool fl_object_split(const char *obj, size_t len, size_t *type_len);
 

@@ -25,7 +25,7 @@
  *     lost during COMMIT, a second flusher) sees 0 rows updated, rolls back
  *     and re-reads the position (ops->position) before going on.
  *  2. A message's columns are formatted by the same code as the JSON Redis
- *     receives (shm_msg_to_json) and metadata is that JSON's own object,
+ *     receives (shm_msg_json_append) and metadata is that JSON's own object,
  *     so L2 and L3 agree.
  *  3. An edge Y -> X set earlier in a batch than a GRAPH_DROP of X is not
  *     inserted (the drop removed it in L1); edges set after the drop are.
@@ -376,29 +376,6 @@ static uint32_t rd32(const uint8_t *p)
 	       (uint32_t)p[3] << 24;
 }
 
-/* The "metadata" object inside shm_msg_to_json's compact output: between
- * the top-level key and the last ',"content_hash":"' (a quote can only
- * appear escaped inside strings, and no value inside metadata is a string
- * after a key of that name but reactions' arrays). */
-static bool json_metadata(const char *json, size_t len, const char **out,
-                          size_t *out_len)
-{
-	static const char key[] = "\"metadata\":", next[] = ",\"content_hash\":\"";
-	const char *a = memmem(json, len, key, sizeof key - 1), *b = NULL;
-
-	if (!a)
-		return false;
-	a += sizeof key - 1;
-	for (const char *q = a; (q = memmem(q, len - (size_t)(q - json), next,
-	                                    sizeof next - 1)); q++)
-		b = q;
-	if (!b || b - a < 2 || a[0] != '{' || b[-1] != '}')
-		return false;
-	*out = a;
-	*out_len = (size_t)(b - a);
-	return true;
-}
-
 static int add_uuid_or_null(fl_buf *b, bool has, const shm_uuid *u)
 {
 	char s[37];
@@ -425,9 +402,9 @@ static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
                      const shm_msg *m)
 {
 	fl_buf *o = &p->msg;
-	char *json = NULL, id[37];
-	const char *meta = NULL, *type = shm_msg_type_name(m->type);
-	size_t jlen = 0, mlen = 0, len0 = o->len;
+	char id[37];
+	const char *meta, *type = shm_msg_type_name(m->type);
+	size_t moff = 0, mlen = 0, len0 = o->len;
 	int rc;
 
 	if (!type) {
@@ -435,28 +412,21 @@ static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
 		         "unknown type");
 		return FL_REJECT;
 	}
-	/* metadata as in the Redis JSON: the hot path (json.c), or jansson
-	 * for what it leaves */
+	/* metadata as in the Redis JSON: the message's JSON into the
+	 * scratch buffer, then its "metadata" object */
 	p->scratch.len = 0;
-	rc = fl_msg_metadata_json(&p->scratch, m);
+	rc = shm_msg_json_append(m, &p->scratch.p, &p->scratch.len,
+	                         &p->scratch.cap, &moff, &mlen);
 	if (rc == ENOMEM) {
 		fl_sink_seterr(&p->base, "out of memory");
 		return FL_TRANSIENT;
 	}
-	if (rc == 0) {
-		meta = p->scratch.p;
-		mlen = p->scratch.len;
-	} else if (shm_msg_to_json(m, &json, &jlen)) {
+	if (rc) {
 		snprintf(b->reason, sizeof b->reason, "message to JSON: %s",
 		         shm_errmsg());
 		return FL_REJECT;
 	}
-	if (json && !json_metadata(json, jlen, &meta, &mlen)) {
-		snprintf(b->reason, sizeof b->reason, "message JSON has no "
-		         "metadata object or an unknown type");
-		free(json);
-		return FL_REJECT;
-	}
+	meta = p->scratch.p + moff;
 	shm_uuid_format(&m->id, id);
 	rc = fl_buf_addf(o, "%" PRIu64 "\t%s\t", r->seq, id) ||
 	     fl_buf_copy_field(o, m->room_id, strlen(m->room_id)) ||
@@ -473,7 +443,6 @@ static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
 	     fl_buf_add(o, "\t", 1) ||
 	     add_uuid_or_null(o, m->has_thread, &m->thread_id) ||
 	     fl_buf_add(o, "\n", 1);
-	free(json);
 	if (rc) {
 		o->len = len0;
 		fl_sink_seterr(&p->base, "out of memory");

@@ -34,7 +34,7 @@ typedef struct redis_sink {
 	fl_redis_addr addr;
 	char ttl[24];  /* EX argument, l2-ttl seconds */
 	bool sha256;   /* static-sha = sha256 */
-	fl_buf scratch; /* a message's JSON (fl_msg_json) */
+	fl_buf scratch; /* a message's JSON (shm_msg_json_append) */
 } redis_sink;
 
 /* One command of the pipeline, argv-style, with what it owns. */
@@ -231,16 +231,16 @@ static int build(redis_sink *r, fl_batch *b, size_t i, rcmd *cmds,
 			         "does not decode: %s", shm_errmsg());
 			return FL_REJECT;
 		}
-		/* the hot path (json.c); jansson for what it leaves */
+		/* into the reused scratch buffer, then a copy the command
+		 * owns */
 		r->scratch.len = 0;
-		rc = fl_msg_json(&r->scratch, m, NULL, NULL);
+		rc = shm_msg_json_append(m, &r->scratch.p, &r->scratch.len,
+		                         &r->scratch.cap, NULL, NULL);
 		if (rc == 0) {
 			json = malloc(r->scratch.len + 1);
 			if (json)
 				memcpy(json, r->scratch.p, r->scratch.len + 1);
 			jlen = r->scratch.len;
-		} else if (rc == FL_JSON_FALLBACK) {
-			rc = shm_msg_to_json(m, &json, &jlen);
 		}
 		if (rc == ENOMEM || (rc == 0 && !json)) {
 			shm_msg_free(m);

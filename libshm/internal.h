@@ -166,6 +166,10 @@ uint64_t shm__room_count(MDB_txn *txn, shm_env *env);
  * what names the field in the error message. */
 int shm__check_text(const char *what, const char *s, size_t len, size_t max,
                     bool allow_empty);
+/* Offset of the first byte of s[0..len) that does not start a valid UTF-8
+ * sequence (the rules of shm__check_text, but NUL is allowed); len if all
+ * of it is valid. */
+size_t shm__utf8_bad(const char *s, size_t len);
 
 /* ---- object keys (graph.c / static.c): website(16) + object bytes */
 #define SHM_OBJKEY_MAX (16 + SHM_MAX_OBJECT)

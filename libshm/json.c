@@ -1,7 +1,11 @@
 /*
- * json.c - messages to and from the seed's serde JSON shape (jansson).
+ * json.c - messages to and from the seed's serde JSON shape.
  *
- * Output (compact, UTF-8, keys in the seed's struct order):
+ * Output is written by hand, straight into a growing buffer (a jansson tree
+ * per message, then a dump, cost ~5 us: most of the flusher's CPU);
+ * jansson is used for parsing only. shm_msg_json_append is the writer,
+ * shm_msg_to_json a wrapper. Compact, UTF-8, keys in the seed's struct
+ * order:
  *   {"id":"<uuid>","room_id":"..","user_id":1,"username":"..","content":"..",
  *    "message_type":"Text","created_at":"<rfc3339>","updated_at":null,
  *    "metadata":{"edited":false,"edit_count":0,"reactions":{"<emoji>":[ids]},
@@ -10,7 +14,11 @@
  *                "last_reply_at":null},
  *    "content_hash":"<16 lowercase hex>","compressed_content":null,
  *    "parent_id":null,"thread_id":null}
- * Zero timestamps (updated_at, last_reply_at) are written as null.
+ * Zero timestamps (updated_at, last_reply_at) are written as null; NULL
+ * strings as "". NUL bytes in content are written as \u0000. Refused:
+ * text that is not valid UTF-8 (SHM_EUTF8), an unknown type (SHM_ETYPE),
+ * two reactions with one emoji and an attachment size beyond int64
+ * (SHM_EINVAL); each error names the field.
  *
  * Input is checked strictly, the way serde would with deny_unknown_fields:
  *  1. Unknown fields are rejected at every level; duplicate keys too.
@@ -49,146 +57,323 @@
 
 /* ------------------------------------------------------------ output */
 
-static json_t *time_or_null(int64_t us)
-{
-	char buf[40];
+/* The writer appends to a caller's growing buffer (the flusher reuses one
+ * per sink: no allocation per message once it is large enough). Rules, the
+ * ones of jansson's JSON_COMPACT dump the seed's serde output matches: no
+ * spaces, '"' and '\\' escaped, \b \f \n \r \t, other bytes below 0x20
+ * (NUL included: content may hold it) as \u00XX with uppercase hex, '/',
+ * DEL and non-ASCII as is, integers in decimal. */
+typedef struct jout {
+	char *p;
+	size_t len, cap;
+	int rc;             /* first failure: ENOMEM or SHM_EUTF8 */
+	const char *what;   /* SHM_EUTF8: the field, "<what>[<idx>]<sub>" */
+	long idx;
+	const char *sub;
+	size_t bad_at;      /* SHM_EUTF8: byte offset in that field */
+} jout;
 
-	if (us == 0)
-		return json_null();
-	shm_time_format(us, buf);
-	return json_string(buf);
+static bool jgrow(jout *o, size_t more)
+{
+	if (more < o->cap && o->len + more + 1 <= o->cap)
+		return true;
+	if (more > SIZE_MAX / 4 - o->len) {
+		o->rc = ENOMEM;
+		return false;
+	}
+	size_t cap = o->cap ? o->cap : 512;
+	while (cap < o->len + more + 1)
+		cap *= 2;
+	char *p = realloc(o->p, cap);
+	if (!p) {
+		o->rc = ENOMEM;
+		return false;
+	}
+	o->p = p;
+	o->cap = cap;
+	return true;
 }
 
-static json_t *uuid_str(const shm_uuid *u)
+static bool jadd(jout *o, const char *s, size_t n)
 {
-	char buf[37];
-
-	shm_uuid_format(u, buf);
-	return json_string(buf);
+	if (!jgrow(o, n))
+		return false;
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+	o->p[o->len] = '\0';
+	return true;
 }
 
-/* json_object_set_new that remembers a failure (NULL value or OOM). */
-static void put(json_t *o, const char *k, json_t *v, int *bad)
+#define JLIT(o, s) jadd((o), "" s, sizeof(s) - 1)
+
+static bool jint(jout *o, int64_t v)
 {
-	if (!v || json_object_set_new(o, k, v) != 0)
-		*bad = 1;
+	char s[24], *e = s + sizeof s, *d = e;
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+	do
+		*--d = (char)('0' + u % 10);
+	while ((u /= 10));
+	if (v < 0)
+		*--d = '-';
+	return jadd(o, d, (size_t)(e - d));
 }
 
-static void append(json_t *a, json_t *v, int *bad)
+/* "s" escaped; SHM_EUTF8 (naming what[idx]sub) if not valid UTF-8. */
+static bool jstr(jout *o, const char *s, size_t len, const char *what,
+                 long idx, const char *sub)
 {
-	if (!v || json_array_append_new(a, v) != 0)
-		*bad = 1;
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *u = (const unsigned char *)s;
+	size_t bad;
+
+	if (!s)
+		len = 0;
+	if ((bad = shm__utf8_bad(s, len)) != len) {
+		o->rc = SHM_EUTF8;
+		o->what = what;
+		o->idx = idx;
+		o->sub = sub;
+		o->bad_at = bad;
+		return false;
+	}
+	if (!jgrow(o, len * 6 + 2))
+		return false;
+	char *d = o->p + o->len;
+	*d++ = '"';
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = u[i];
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*d++ = (char)c;
+			continue;
+		}
+		*d++ = '\\';
+		switch (c) {
+		case '"': *d++ = '"'; break;
+		case '\\': *d++ = '\\'; break;
+		case '\b': *d++ = 'b'; break;
+		case '\f': *d++ = 'f'; break;
+		case '\n': *d++ = 'n'; break;
+		case '\r': *d++ = 'r'; break;
+		case '\t': *d++ = 't'; break;
+		default:
+			*d++ = 'u'; *d++ = '0'; *d++ = '0';
+			*d++ = hex[c >> 4]; *d++ = hex[c & 15];
+		}
+	}
+	*d++ = '"';
+	o->len = (size_t)(d - o->p);
+	o->p[o->len] = '\0';
+	return true;
 }
 
-static json_t *str_or_empty(const char *s)
+/* A C string, NULL written as "". */
+static bool jcstr(jout *o, const char *s, const char *what, long idx,
+                  const char *sub)
 {
-	return json_string(s ? s : "");
+	return jstr(o, s ? s : "", s ? strlen(s) : 0, what, idx, sub);
 }
 
-int shm_msg_to_json(const shm_msg *m, char **json, size_t *len)
+static bool juuid(jout *o, const shm_uuid *u)
 {
-	json_t *o = NULL, *md, *rx, *mn, *at;
-	const char *type;
-	char created[40], hash[17];
-	int bad = 0, rc = 0;
+	char s[40];
 
-	if (!m || !json)
-		return shm__err(SHM_EINVAL, "shm_msg_to_json: NULL argument");
-	*json = NULL;
-	type = shm_msg_type_name(m->type);
-	if (!type)
-		return shm__err(SHM_ETYPE, "shm_msg_to_json: message type %d",
+	s[0] = '"';
+	shm_uuid_format(u, s + 1);
+	s[37] = '"';
+	return jadd(o, s, 38);
+}
+
+static bool jtime(jout *o, int64_t us)
+{
+	char s[44];
+
+	s[0] = '"';
+	shm_time_format(us, s + 1);
+	size_t n = strlen(s);
+	s[n++] = '"';
+	return jadd(o, s, n);
+}
+
+/* Zero (unset) is null. */
+static bool jtime_or_null(jout *o, int64_t us)
+{
+	return us ? jtime(o, us) : JLIT(o, "null");
+}
+
+static bool jmetadata(jout *o, const shm_msg *m)
+{
+	if (!(m->edited ? JLIT(o, "{\"edited\":true,\"edit_count\":")
+	                : JLIT(o, "{\"edited\":false,\"edit_count\":")) ||
+	    !jint(o, m->edit_count) || !JLIT(o, ",\"reactions\":{"))
+		return false;
+	for (uint32_t i = 0; i < m->n_reactions; i++) {
+		const shm_reaction *r = &m->reactions[i];
+		if ((i && !JLIT(o, ",")) ||
+		    !jcstr(o, r->emoji, "metadata.reactions", (long)i,
+		           " (emoji)") ||
+		    !JLIT(o, ":["))
+			return false;
+		for (uint32_t j = 0; j < r->n_users; j++)
+			if ((j && !JLIT(o, ",")) || !jint(o, r->user_ids[j]))
+				return false;
+		if (!JLIT(o, "]"))
+			return false;
+	}
+	if (!JLIT(o, "},\"mentions\":["))
+		return false;
+	for (uint32_t i = 0; i < m->n_mentions; i++)
+		if ((i && !JLIT(o, ",")) || !jint(o, m->mentions[i]))
+			return false;
+	if (!JLIT(o, "],\"attachments\":["))
+		return false;
+	for (uint32_t i = 0; i < m->n_attachments; i++) {
+		const shm_attachment *a = &m->attachments[i];
+		const char *w = "metadata.attachments";
+		if ((i && !JLIT(o, ",")) || !JLIT(o, "{\"id\":") ||
+		    !juuid(o, &a->id) || !JLIT(o, ",\"filename\":") ||
+		    !jcstr(o, a->filename, w, (long)i, ".filename") ||
+		    !JLIT(o, ",\"content_type\":") ||
+		    !jcstr(o, a->content_type, w, (long)i, ".content_type") ||
+		    !JLIT(o, ",\"size\":") || !jint(o, (int64_t)a->size) ||
+		    !JLIT(o, ",\"url\":") ||
+		    !jcstr(o, a->url, w, (long)i, ".url") || !JLIT(o, "}"))
+			return false;
+	}
+	return JLIT(o, "],\"reply_count\":") && jint(o, m->reply_count) &&
+	       JLIT(o, ",\"last_reply_at\":") &&
+	       jtime_or_null(o, m->last_reply_at) && JLIT(o, "}");
+}
+
+/* What the writer refuses before writing anything. */
+static int check_msg(const shm_msg *m, const char *fn)
+{
+	if (!shm_msg_type_name(m->type))
+		return shm__err(SHM_ETYPE, "%s: message type %d", fn,
 		                (int)m->type);
 	for (uint32_t i = 0; i < m->n_attachments; i++)
 		if (m->attachments[i].size > (uint64_t)INT64_MAX)
 			return shm__err(SHM_EINVAL,
-			                "shm_msg_to_json: attachment %" PRIu32
-			                " size %" PRIu64
+			                "%s: field 'metadata.attachments[%" PRIu32
+			                "].size': %" PRIu64
 			                " beyond the JSON integer range",
-			                i, m->attachments[i].size);
+			                fn, i, m->attachments[i].size);
+	/* A JSON object cannot hold one key twice. */
+	for (uint32_t i = 1; i < m->n_reactions; i++) {
+		const char *e = m->reactions[i].emoji ? m->reactions[i].emoji : "";
+		for (uint32_t j = 0; j < i; j++)
+			if (strcmp(e, m->reactions[j].emoji
+			                      ? m->reactions[j].emoji : "") == 0)
+				return shm__err(SHM_EINVAL,
+				                "%s: field 'metadata.reactions': "
+				                "emoji '%.64s' in reactions[%" PRIu32
+				                "] and [%" PRIu32 "]",
+				                fn, e, j, i);
+	}
+	return 0;
+}
 
-	o = json_object();
-	md = json_object();
-	rx = json_object();
-	mn = json_array();
-	at = json_array();
-	if (!o || !md || !rx || !mn || !at) {
-		json_decref(md);
-		json_decref(rx);
-		json_decref(mn);
-		json_decref(at);
-		rc = ENOMEM;
-		goto out;
-	}
-	shm_time_format(m->created_at, created);
-	snprintf(hash, sizeof hash, "%016" PRIx64, m->content_hash);
+static int msg_json(const shm_msg *m, char **buf, size_t *len, size_t *cap,
+                    size_t *meta_off, size_t *meta_len, const char *fn)
+{
+	const char *type;
+	size_t moff = 0, mlen = 0;
+	char hash[48];
+	jout o;
+	bool ok;
+	int rc;
 
-	put(o, "id", uuid_str(&m->id), &bad);
-	put(o, "room_id", str_or_empty(m->room_id), &bad);
-	put(o, "user_id", json_integer(m->user_id), &bad);
-	put(o, "username", str_or_empty(m->username), &bad);
-	put(o, "content",
-	    json_stringn(m->content ? m->content : "", m->content_len), &bad);
-	put(o, "message_type", json_string(type), &bad);
-	put(o, "created_at", json_string(created), &bad);
-	put(o, "updated_at", time_or_null(m->updated_at), &bad);
+	if ((rc = check_msg(m, fn)))
+		return rc;
+	type = shm_msg_type_name(m->type);
+	o = (jout){.p = *buf, .len = *len, .cap = *buf ? *cap : 0};
+	ok = JLIT(&o, "{\"id\":") && juuid(&o, &m->id) &&
+	     JLIT(&o, ",\"room_id\":") &&
+	     jcstr(&o, m->room_id, "room_id", -1, "") &&
+	     JLIT(&o, ",\"user_id\":") && jint(&o, m->user_id) &&
+	     JLIT(&o, ",\"username\":") &&
+	     jcstr(&o, m->username, "username", -1, "") &&
+	     JLIT(&o, ",\"content\":") &&
+	     jstr(&o, m->content ? m->content : "",
+	          m->content ? m->content_len : 0, "content", -1, "") &&
+	     JLIT(&o, ",\"message_type\":\"") && jadd(&o, type, strlen(type)) &&
+	     JLIT(&o, "\",\"created_at\":") && jtime(&o, m->created_at) &&
+	     JLIT(&o, ",\"updated_at\":") && jtime_or_null(&o, m->updated_at) &&
+	     JLIT(&o, ",\"metadata\":");
+	if (ok) {
+		moff = o.len;
+		ok = jmetadata(&o, m);
+		mlen = o.len - moff;
+	}
+	if (ok) {
+		static const char pre[] = ",\"content_hash\":\"";
+		uint64_t h = m->content_hash;
+		memcpy(hash, pre, sizeof pre - 1);
+		for (int k = 15; k >= 0; k--, h >>= 4)
+			hash[sizeof pre - 1 + k] = "0123456789abcdef"[h & 15];
+		hash[sizeof pre - 1 + 16] = '"';
+		ok = jadd(&o, hash, sizeof pre - 1 + 17);
+	}
+	ok = ok && JLIT(&o, ",\"compressed_content\":null,\"parent_id\":") &&
+	     (m->has_parent ? juuid(&o, &m->parent_id) : JLIT(&o, "null")) &&
+	     JLIT(&o, ",\"thread_id\":") &&
+	     (m->has_thread ? juuid(&o, &m->thread_id) : JLIT(&o, "null")) &&
+	     JLIT(&o, "}");
+	/* The buffer may have moved or grown, even on failure. */
+	*buf = o.p;
+	*cap = o.cap;
+	if (ok) {
+		*len = o.len;
+		if (meta_off)
+			*meta_off = moff;
+		if (meta_len)
+			*meta_len = mlen;
+		return 0;
+	}
+	if (o.p)
+		o.p[*len] = '\0';
+	if (o.rc == SHM_EUTF8) {
+		if (o.idx < 0)
+			return shm__err(SHM_EUTF8,
+			                "%s: field '%s%s': invalid UTF-8 at byte "
+			                "offset %zu",
+			                fn, o.what, o.sub, o.bad_at);
+		return shm__err(SHM_EUTF8,
+		                "%s: field '%s[%ld]%s': invalid UTF-8 at byte "
+		                "offset %zu",
+		                fn, o.what, o.idx, o.sub, o.bad_at);
+	}
+	return shm__err(ENOMEM, "%s: out of memory (%zu bytes of JSON)", fn,
+	                o.len);
+}
 
-	for (uint32_t i = 0; i < m->n_reactions; i++) {
-		const shm_reaction *r = &m->reactions[i];
-		json_t *ids = json_array();
-		for (uint32_t j = 0; ids && j < r->n_users; j++)
-			append(ids, json_integer(r->user_ids[j]), &bad);
-		put(rx, r->emoji ? r->emoji : "", ids, &bad);
-	}
-	for (uint32_t i = 0; i < m->n_mentions; i++)
-		append(mn, json_integer(m->mentions[i]), &bad);
-	for (uint32_t i = 0; i < m->n_attachments; i++) {
-		const shm_attachment *a = &m->attachments[i];
-		json_t *ao = json_object();
-		if (ao) {
-			put(ao, "id", uuid_str(&a->id), &bad);
-			put(ao, "filename", str_or_empty(a->filename), &bad);
-			put(ao, "content_type", str_or_empty(a->content_type),
-			    &bad);
-			put(ao, "size", json_integer((json_int_t)a->size), &bad);
-			put(ao, "url", str_or_empty(a->url), &bad);
-		}
-		append(at, ao, &bad);
-	}
-	put(md, "edited", json_boolean(m->edited), &bad);
-	put(md, "edit_count", json_integer(m->edit_count), &bad);
-	put(md, "reactions", rx, &bad);
-	put(md, "mentions", mn, &bad);
-	put(md, "attachments", at, &bad);
-	put(md, "reply_count", json_integer(m->reply_count), &bad);
-	put(md, "last_reply_at", time_or_null(m->last_reply_at), &bad);
-	put(o, "metadata", md, &bad);
+int shm_msg_json_append(const shm_msg *m, char **buf, size_t *len,
+                        size_t *cap, size_t *meta_off, size_t *meta_len)
+{
+	if (!m || !buf || !len || !cap || (!*buf && *len) ||
+	    (*buf && *len >= *cap))
+		return shm__err(SHM_EINVAL, "shm_msg_json_append: NULL argument "
+		                            "or len beyond cap");
+	return msg_json(m, buf, len, cap, meta_off, meta_len,
+	                "shm_msg_json_append");
+}
 
-	put(o, "content_hash", json_string(hash), &bad);
-	put(o, "compressed_content", json_null(), &bad);
-	put(o, "parent_id", m->has_parent ? uuid_str(&m->parent_id) : json_null(),
-	    &bad);
-	put(o, "thread_id", m->has_thread ? uuid_str(&m->thread_id) : json_null(),
-	    &bad);
-	if (bad) {
-		/* json_string* return NULL on invalid UTF-8 as well as OOM. */
-		rc = SHM_EUTF8;
-		goto out;
+int shm_msg_to_json(const shm_msg *m, char **json, size_t *len)
+{
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+
+	if (!m || !json)
+		return shm__err(SHM_EINVAL, "shm_msg_to_json: NULL argument");
+	*json = NULL;
+	if ((rc = msg_json(m, &buf, &n, &cap, NULL, NULL, "shm_msg_to_json"))) {
+		free(buf);
+		return rc;
 	}
-	*json = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	if (!*json) {
-		rc = ENOMEM;
-		goto out;
-	}
+	*json = buf;
 	if (len)
-		*len = strlen(*json);
-out:
-	json_decref(o);
-	if (rc == SHM_EUTF8)
-		return shm__err(rc, "shm_msg_to_json: a text field of message "
-		                    "is not valid UTF-8 (or out of memory)");
-	if (rc)
-		return shm__err(rc, "shm_msg_to_json");
+		*len = n;
 	return 0;
 }
 

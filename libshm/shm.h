@@ -298,7 +298,11 @@ void shm_msgs_free(shm_msg **msgs, size_t n);
  * "message_type","created_at","updated_at","metadata":{"edited",
  * "edit_count","reactions","mentions","attachments","reply_count",
  * "last_reply_at"},"content_hash","compressed_content":null,"parent_id",
- * "thread_id"}. *json is malloc'd, owned by the caller (free()).
+ * "thread_id"}. *json is malloc'd, owned by the caller (free()); *len
+ * (if not NULL) gets its length. Errors: SHM_EUTF8 (a text field is not
+ * valid UTF-8; NUL bytes in content are written as \u0000), SHM_ETYPE,
+ * SHM_EINVAL (two reactions with one emoji, an attachment size beyond
+ * INT64_MAX), ENOMEM; *json is then NULL. shm_log.h has an appending form.
  */
 int shm_msg_to_json(const shm_msg *m, char **json, size_t *len);
 /*

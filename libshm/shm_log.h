@@ -157,6 +157,24 @@ int shm_msg_decode(const void *buf, size_t len, shm_msg **out);
 int shm_static_decode(const void *buf, size_t len, shm_static **out);
 
 /*
+ * A message's JSON (the bytes shm_msg_to_json returns) appended to a growing
+ * buffer, for the flusher's hot path: one buffer reused for every message,
+ * no allocation per message once it is large enough.
+ *   *buf: NULL (then *len and *cap 0) or a malloc'd block of *cap bytes
+ *   holding *len < *cap bytes; owned by the caller (free()), who keeps it
+ *   after the call, whatever its result. It is grown with realloc as needed
+ *   (*buf and *cap updated, even on failure) and kept NUL-terminated.
+ *   On success *len grows by the JSON's length, and *meta_off and *meta_len
+ *   (each may be NULL) get the offset in *buf of the "metadata" object
+ *   and its length. On failure *len is unchanged (the bytes appended are
+ *   taken back) and the result is the error of shm_msg_to_json: SHM_EUTF8,
+ *   SHM_ETYPE, SHM_EINVAL (two reactions with one emoji, attachment size
+ *   beyond INT64_MAX), ENOMEM; shm_errmsg() names the field.
+ */
+int shm_msg_json_append(const shm_msg *m, char **buf, size_t *len,
+                        size_t *cap, size_t *meta_off, size_t *meta_len);
+
+/*
  * Static value encoding (STATIC_PUT payload and "static" database value),
  * little-endian:
  *   u8 version (1) | u8 flags (bit 0: content is an LZ4 frame) | u16 0 |

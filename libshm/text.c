@@ -61,3 +61,21 @@ int shm__check_text(const char *what, const char *s, size_t len, size_t max,
 	}
 	return 0;
 }
+
+size_t shm__utf8_bad(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < len) {
+		if (p[i] < 0x80) { /* the common case: no call */
+			i++;
+			continue;
+		}
+		size_t k = utf8_seq(p + i, len - i);
+		if (k == 0)
+			return i;
+		i += k;
+	}
+	return len;
+}

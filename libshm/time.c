@@ -83,6 +83,36 @@ void shm_time_format(int64_t us, char out[40])
 	char buf[96];
 
 	civil_from_days(days, &y, &m, &d);
+	if (y >= 0 && y <= 9999) {
+		/* The common case without snprintf (the flusher formats two
+		 * or three timestamps per message). */
+		unsigned v[6] = {(unsigned)y, m, d, (unsigned)(sod / 3600),
+		                 (unsigned)(sod / 60 % 60), (unsigned)(sod % 60)};
+		char *o = out;
+		*o++ = (char)('0' + v[0] / 1000);
+		*o++ = (char)('0' + v[0] / 100 % 10);
+		*o++ = (char)('0' + v[0] / 10 % 10);
+		*o++ = (char)('0' + v[0] % 10);
+		for (int i = 1; i < 6; i++) {
+			*o++ = "--T::"[i - 1];
+			*o++ = (char)('0' + v[i] / 10);
+			*o++ = (char)('0' + v[i] % 10);
+		}
+		if (frac != 0) {
+			unsigned f = (unsigned)frac, nd = 6;
+			if (f % 1000 == 0) {
+				f /= 1000;
+				nd = 3;
+			}
+			*o++ = '.';
+			for (unsigned k = nd; k-- > 0; f /= 10)
+				o[k] = (char)('0' + f % 10);
+			o += nd;
+		}
+		*o++ = 'Z';
+		*o = '\0';
+		return;
+	}
 	if (y >= 0 && y <= 9999)
 		snprintf(year, sizeof year, "%04" PRId64, y);
 	else

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "shm.h"
+#include "shm_log.h"
 #include "testutil.h"
 
 static const char *ID = "0190a4c4-1d2e-7abc-8def-0123456789ab";
@@ -456,6 +457,414 @@ static void test_to_json_refuses_invalid_utf8_and_bad_types(void **state)
 	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_ETYPE);
 }
 
+/* Hostile text, byte for byte: control characters (NUL in content too),
+ * quotes, backslashes, '/', DEL, non-ASCII and 4-byte UTF-8. */
+static void test_to_json_escapes_hostile_strings_exactly(void **state)
+{
+	static const int32_t ids[] = {2147483647, -2147483647 - 1};
+	shm_reaction rx[1] = {
+		{.emoji = "\"\\\t😀", .user_ids = ids, .n_users = 2}};
+	shm_attachment at[2] = {
+		{.filename = "a\x01\x1f\x7f.png", .content_type = NULL,
+		 .size = (uint64_t)INT64_MAX, .url = "\\\\srv/\"x\""},
+		{.filename = "", .content_type = "ü", .size = 0, .url = "/"}};
+	static const char content[] = "q\"b\\s/\b\f\n\r\t\x01\x1f\x7f"
+	                              "é€😀\xf4\x8f\xbf\xbf\0z";
+	shm_msg m;
+	char *js;
+	size_t len;
+
+	(void)state;
+	memset(&m, 0, sizeof m);
+	shm_uuid_parse(ID, &m.id);
+	m.room_id = "\x1b[0m";
+	m.username = NULL; /* written as "" */
+	m.content = content;
+	m.content_len = sizeof content - 1;
+	m.type = SHM_MSG_TEXT;
+	m.created_at = -1;
+	m.reactions = rx;
+	m.n_reactions = 1;
+	m.attachments = at;
+	m.n_attachments = 2;
+	m.content_hash = UINT64_MAX;
+	assert_int_equal(shm_msg_to_json(&m, &js, &len), 0);
+	static const char want[] =
+		"{\"id\":\"0190a4c4-1d2e-7abc-8def-0123456789ab\","
+		"\"room_id\":\"\\u001B[0m\",\"user_id\":0,\"username\":\"\","
+		"\"content\":\"q\\\"b\\\\s/\\b\\f\\n\\r\\t\\u0001\\u001F\x7f"
+		"é€😀\xf4\x8f\xbf\xbf\\u0000z\","
+		"\"message_type\":\"Text\","
+		"\"created_at\":\"1969-12-31T23:59:59.999999Z\","
+		"\"updated_at\":null,\"metadata\":{\"edited\":false,"
+		"\"edit_count\":0,\"reactions\":{\"\\\"\\\\\\t😀\":"
+		"[2147483647,-2147483648]},\"mentions\":[],\"attachments\":["
+		"{\"id\":\"00000000-0000-0000-0000-000000000000\","
+		"\"filename\":\"a\\u0001\\u001F\x7f.png\",\"content_type\":\"\","
+		"\"size\":9223372036854775807,\"url\":\"\\\\\\\\srv/\\\"x\\\"\"},"
+		"{\"id\":\"00000000-0000-0000-0000-000000000000\","
+		"\"filename\":\"\",\"content_type\":\"ü\",\"size\":0,\"url\":\"/\"}"
+		"],\"reply_count\":0,\"last_reply_at\":null},"
+		"\"content_hash\":\"ffffffffffffffff\",\"compressed_content\":null,"
+		"\"parent_id\":null,\"thread_id\":null}";
+	assert_int_equal(len, strlen(js));
+	assert_string_equal(js, want);
+	/* A NUL in content is written, but shm_msg_from_json refuses it. */
+	shm_msg *back = (shm_msg *)1;
+	assert_int_equal(shm_msg_from_json(js, len, &back, NULL, 0), SHM_ENUL);
+	free(js);
+
+	/* Without the NUL everything reads back as it was. */
+	m.content_len -= 2;
+	m.username = "";
+	assert_int_equal(shm_msg_to_json(&m, &js, &len), 0);
+	back = parse_ok(js);
+	back->content_hash = m.content_hash;
+	at[0].content_type = "";
+	assert_same_msg(&m, back, true);
+	char *js2;
+	assert_int_equal(shm_msg_to_json(back, &js2, NULL), 0);
+	assert_string_equal(js, js2);
+	free(js);
+	free(js2);
+	shm_msg_free(back);
+}
+
+/* Every refusal names its field; the output is NULL. */
+static void test_to_json_refusals_name_the_field(void **state)
+{
+	static const char *const bad[] = {
+		"\xff", "\x80", "\xc3", "\xc0\x80", "\xc1\xbf", "\xe0\x9f\xbf",
+		"\xed\xa0\x80", "\xed\xbf\xbf", "\xe2\x82", "\xf0\x8f\xbf\xbf",
+		"\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xf8\x88\x80\x80\x80",
+		"ok\xe2\x82\xac\xe2\x82"};
+	shm_reaction rx[2] = {{.emoji = "x"}, {.emoji = "y"}};
+	shm_attachment at[2] = {{.filename = "f", .url = "u"},
+	                        {.filename = "f", .url = "u"}};
+	shm_msg m;
+	char *js;
+
+	(void)state;
+	memset(&m, 0, sizeof m);
+	m.room_id = "r";
+	m.username = "u";
+	m.type = SHM_MSG_TEXT;
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		m.content = bad[i];
+		m.content_len = (uint32_t)strlen(bad[i]);
+		js = (char *)1;
+		assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EUTF8);
+		assert_null(js);
+		assert_non_null(strstr(shm_errmsg(), "field 'content': invalid "
+		                                     "UTF-8 at byte offset"));
+	}
+	assert_non_null(strstr(shm_errmsg(), "offset 5"));
+	m.content = "ok";
+	m.content_len = 2;
+	m.room_id = "\xe2\x82";
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EUTF8);
+	assert_non_null(strstr(shm_errmsg(), "field 'room_id'"));
+	m.room_id = "r";
+	m.username = "\xff";
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EUTF8);
+	assert_non_null(strstr(shm_errmsg(), "field 'username'"));
+	m.username = "u";
+	m.reactions = rx;
+	m.n_reactions = 2;
+	rx[1].emoji = "\xc3";
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EUTF8);
+	assert_non_null(strstr(shm_errmsg(), "'metadata.reactions[1] (emoji)'"));
+	rx[1].emoji = "x";
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "emoji 'x' in reactions[0] and [1]"));
+	rx[0].emoji = NULL; /* NULL is "", like an empty emoji */
+	rx[1].emoji = "";
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EINVAL);
+	m.n_reactions = 0;
+	m.attachments = at;
+	m.n_attachments = 2;
+	at[1].url = "\xed\xa0\x80";
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EUTF8);
+	assert_non_null(strstr(shm_errmsg(), "'metadata.attachments[1].url'"));
+	at[1].url = "u";
+	at[0].size = (uint64_t)INT64_MAX + 1;
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "'metadata.attachments[0].size'"));
+	at[0].size = (uint64_t)INT64_MAX;
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), 0);
+	free(js);
+	for (int t = -1; t < SHM_MSG_TYPE_COUNT + 3; t++) {
+		m.type = (shm_msg_type)t;
+		int rc = shm_msg_to_json(&m, &js, NULL);
+		if (t >= 0 && t < SHM_MSG_TYPE_COUNT) {
+			assert_int_equal(rc, 0);
+			free(js);
+		} else {
+			assert_int_equal(rc, SHM_ETYPE);
+			assert_null(js);
+		}
+	}
+	assert_int_equal(shm_msg_to_json(NULL, &js, NULL), SHM_EINVAL);
+	assert_int_equal(shm_msg_to_json(&m, NULL, NULL), SHM_EINVAL);
+}
+
+/* The appending form: the same bytes after what the buffer held, the
+ * metadata object located, nothing appended on failure. */
+static void test_json_append_appends_and_locates_metadata(void **state)
+{
+	shm_msg m = full_msg();
+	char *buf = NULL, *js;
+	size_t len = 0, cap = 0, moff = 0, mlen = 0, jlen;
+	static const char meta[] =
+		"{\"edited\":true,\"edit_count\":4294967295,"
+		"\"reactions\":{\"a\":[9],\"👍\":[7,3]},\"mentions\":[3,-4],"
+		"\"attachments\":[{\"id\":\"0190a4c4-1d2e-7abc-8def-0123456789ac\","
+		"\"filename\":\"cat \\\"1\\\".png\",\"content_type\":\"image/png\","
+		"\"size\":123456789012,\"url\":\"https://x.test/a/b?c=d\"}],"
+		"\"reply_count\":2,\"last_reply_at\":\"2026-11-23T10:00:02Z\"}";
+
+	(void)state;
+	/* from an empty buffer */
+	assert_int_equal(shm_msg_json_append(&m, &buf, &len, &cap, &moff, &mlen),
+	                 0);
+	assert_int_equal(len, strlen(FULL_JSON));
+	assert_string_equal(buf, FULL_JSON);
+	assert_true(cap > len);
+	assert_int_equal(mlen, strlen(meta));
+	assert_memory_equal(buf + moff, meta, mlen);
+	/* after other bytes, several times: the buffer grows */
+	for (int i = 0; i < 100; i++) {
+		size_t before = len;
+		assert_int_equal(shm_msg_json_append(&m, &buf, &len, &cap, &moff,
+		                                     &mlen), 0);
+		assert_int_equal(len - before, strlen(FULL_JSON));
+		assert_memory_equal(buf + before, FULL_JSON, len - before);
+		assert_int_equal(buf[len], '\0');
+		assert_int_equal(moff, before + (strlen(FULL_JSON) - strlen(meta) -
+		                                 (sizeof ",\"content_hash\":"
+		                                         "\"00ab00cd00ef0012\","
+		                                         "\"compressed_content\":"
+		                                         "null,\"parent_id\":"
+		                                         "\"0190a4c4-1d2e-7abc-8def-"
+		                                         "0123456789ac\","
+		                                         "\"thread_id\":\"0190a4c4-"
+		                                         "1d2e-7abc-8def-"
+		                                         "0123456789ab\"}" - 1)));
+		assert_memory_equal(buf + moff, meta, mlen);
+	}
+	/* meta pointers may be NULL */
+	size_t before = len;
+	assert_int_equal(shm_msg_json_append(&m, &buf, &len, &cap, NULL, NULL),
+	                 0);
+	assert_string_equal(buf + before, FULL_JSON);
+	/* failure: nothing appended, still NUL-terminated */
+	before = len;
+	m.content = "bad \xff";
+	m.content_len = 5;
+	moff = mlen = 77;
+	assert_int_equal(shm_msg_json_append(&m, &buf, &len, &cap, &moff, &mlen),
+	                 SHM_EUTF8);
+	assert_int_equal(len, before);
+	assert_int_equal(buf[len], '\0');
+	assert_int_equal(moff, 77);
+	m = full_msg();
+	m.attachments = NULL; /* reactions and mentions written, then refused */
+	m.n_attachments = 0;
+	shm_reaction rx2[2];
+	memcpy(rx2, m.reactions, sizeof rx2);
+	m.reactions = rx2;
+	rx2[1].emoji = "\xff";
+	assert_int_equal(shm_msg_json_append(&m, &buf, &len, &cap, NULL, NULL),
+	                 SHM_EUTF8);
+	assert_int_equal(len, before);
+	assert_int_equal(buf[len], '\0');
+	m = full_msg();
+	/* a long content makes it grow past its capacity */
+	size_t big = 3 * cap;
+	char *c = malloc(big);
+	memset(c, '\n', big);
+	m.content = c;
+	m.content_len = (uint32_t)big;
+	assert_int_equal(shm_msg_json_append(&m, &buf, &len, &cap, &moff, &mlen),
+	                 0);
+	assert_int_equal(shm_msg_to_json(&m, &js, &jlen), 0);
+	assert_int_equal(len - before, jlen);
+	assert_memory_equal(buf + before, js, jlen);
+	assert_memory_equal(buf + moff, meta, mlen);
+	assert_true(jlen > 2 * big);
+	free(js);
+	free(c);
+	free(buf);
+	/* bad arguments */
+	buf = NULL;
+	len = 1;
+	cap = 0;
+	assert_int_equal(shm_msg_json_append(&m, &buf, &len, &cap, NULL, NULL),
+	                 SHM_EINVAL);
+	assert_int_equal(shm_msg_json_append(NULL, &buf, &len, &cap, NULL, NULL),
+	                 SHM_EINVAL);
+}
+
+/* JSON string escaping, written independently of libshm/json.c. */
+static size_t ref_escape(char *d, const char *s, size_t len)
+{
+	char *p = d;
+
+	*p++ = '"';
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		const char *e = c == '"' ? "\\\"" : c == '\\' ? "\\\\"
+		              : c == '\b' ? "\\b" : c == '\f' ? "\\f"
+		              : c == '\n' ? "\\n" : c == '\r' ? "\\r"
+		              : c == '\t' ? "\\t" : NULL;
+		if (e)
+			p += sprintf(p, "%s", e);
+		else if (c < 0x20)
+			p += sprintf(p, "\\u%04X", c);
+		else
+			*p++ = (char)c;
+	}
+	*p++ = '"';
+	*p = '\0';
+	return (size_t)(p - d);
+}
+
+/* Random messages with hostile (valid) text in every field: the text
+ * fields are escaped as the reference says, and the JSON reads back into
+ * the same message and is written again into the same bytes. */
+static void test_to_json_random_round_trips(void **state)
+{
+	static const char *const pieces[] = {
+		"a", "é", "😀", "\"", "\\", "/", "\n", "\t", "\x01", "\x1f",
+		"\x7f", "€", " ", "\b", "\f", "\r", "\xf4\x8f\xbf\xbf", "Z"};
+	const size_t np = sizeof pieces / sizeof *pieces;
+	unsigned seed = 12345;
+	char room[64], user[64], content[256], em[3][24], fn[32], url[32];
+	char want[2048], *js, *js2;
+	size_t len;
+
+	(void)state;
+	for (int iter = 0; iter < 20000; iter++) {
+		char *fields[] = {room, user, content, em[0], em[1], em[2], fn, url};
+		size_t caps[] = {sizeof room, sizeof user, sizeof content,
+		                 sizeof em[0], sizeof em[0], sizeof em[0],
+		                 sizeof fn, sizeof url};
+		int32_t ids[8], mentions[8];
+		shm_reaction rx[3];
+		shm_attachment at[2];
+		shm_msg m;
+
+		for (size_t f = 0; f < 8; f++) {
+			size_t n = 0, k = (size_t)(rand_r(&seed) % 10);
+			/* room_id and emojis must not be empty; emojis are
+			 * distinct and sorted, as shm_msg_from_json gives them */
+			if (f == 0 || (f >= 3 && f <= 5)) {
+				fields[f][0] = (char)(f == 0 ? 'r' : '0' + (char)f);
+				fields[f][1] = 0;
+				n = 1;
+			} else {
+				fields[f][0] = 0;
+			}
+			for (size_t i = 0; i < k; i++) {
+				const char *s = pieces[rand_r(&seed) % np];
+				if (n + strlen(s) + 1 >= caps[f])
+					break;
+				memcpy(fields[f] + n, s, strlen(s) + 1);
+				n += strlen(s);
+			}
+		}
+		for (int i = 0; i < 8; i++) {
+			ids[i] = (int32_t)(rand_r(&seed) % 1000) * 8 + i;
+			if (rand_r(&seed) % 2)
+				ids[i] = -ids[i] - 1;
+			mentions[i] = rand_r(&seed) - RAND_MAX / 2;
+		}
+		memset(&m, 0, sizeof m);
+		for (int i = 0; i < 16; i++)
+			m.id.b[i] = (uint8_t)rand_r(&seed);
+		m.room_id = room;
+		m.username = user;
+		m.user_id = ids[0];
+		m.content = content;
+		m.content_len = (uint32_t)strlen(content);
+		m.type = (shm_msg_type)(rand_r(&seed) % SHM_MSG_TYPE_COUNT);
+		m.created_at = ((int64_t)rand_r(&seed) - RAND_MAX / 2) * 1000003;
+		m.updated_at = rand_r(&seed) % 2 ? 0 : m.created_at + 17;
+		m.edited = rand_r(&seed) % 2;
+		m.edit_count = (uint32_t)rand_r(&seed) * 3;
+		m.n_reactions = (uint32_t)(rand_r(&seed) % 4);
+		for (uint32_t i = 0; i < m.n_reactions; i++)
+			rx[i] = (shm_reaction){
+				.emoji = em[i], .user_ids = ids,
+				.n_users = (uint32_t)(rand_r(&seed) % 9)};
+		m.reactions = rx;
+		m.mentions = mentions;
+		m.n_mentions = (uint32_t)(rand_r(&seed) % 9);
+		m.n_attachments = (uint32_t)(rand_r(&seed) % 3);
+		for (uint32_t i = 0; i < m.n_attachments; i++) {
+			at[i] = (shm_attachment){
+				.filename = fn, .content_type = i ? user : room,
+				.size = (uint64_t)rand_r(&seed) << (iter % 33),
+				.url = url};
+			for (int k = 0; k < 16; k++)
+				at[i].id.b[k] = (uint8_t)rand_r(&seed);
+		}
+		m.attachments = at;
+		m.reply_count = (uint32_t)rand_r(&seed);
+		m.last_reply_at = rand_r(&seed) % 2 ? 0 : m.created_at + 99;
+		m.content_hash = (uint64_t)rand_r(&seed) << 33 ^
+		                 (uint64_t)rand_r(&seed);
+		m.has_parent = rand_r(&seed) % 2;
+		m.has_thread = rand_r(&seed) % 2;
+		for (int k = 0; k < 16; k++) {
+			m.parent_id.b[k] = (uint8_t)rand_r(&seed);
+			m.thread_id.b[k] = (uint8_t)rand_r(&seed);
+		}
+
+		assert_int_equal(shm_msg_to_json(&m, &js, &len), 0);
+		assert_int_equal(len, strlen(js));
+		/* each text field as the reference escapes it, in place */
+		char *w = want + sprintf(want, ",\"room_id\":");
+		w += ref_escape(w, room, strlen(room));
+		w += sprintf(w, ",\"user_id\":%d,\"username\":", (int)m.user_id);
+		w += ref_escape(w, user, strlen(user));
+		w += sprintf(w, ",\"content\":");
+		w += ref_escape(w, content, m.content_len);
+		sprintf(w, ",\"message_type\":\"%s\"",
+		        shm_msg_type_name(m.type));
+		if (!strstr(js, want)) {
+			fprintf(stderr, "iter %d: want %s\nin %s\n", iter, want, js);
+			fail();
+		}
+		for (uint32_t i = 0; i < m.n_attachments; i++) {
+			w = want + sprintf(want, ",\"filename\":");
+			w += ref_escape(w, fn, strlen(fn));
+			w += sprintf(w, ",\"content_type\":");
+			w += ref_escape(w, at[i].content_type,
+			                strlen(at[i].content_type));
+			w += sprintf(w, ",\"size\":%llu,\"url\":",
+			             (unsigned long long)at[i].size);
+			w += ref_escape(w, url, strlen(url));
+			assert_non_null(strstr(js, want));
+		}
+		for (uint32_t i = 0; i < m.n_reactions; i++) {
+			w = want;
+			w += ref_escape(w, em[i], strlen(em[i]));
+			sprintf(w, ":[");
+			assert_non_null(strstr(js, want));
+		}
+		/* reads back into the same message, written the same again */
+		shm_msg *back = parse_ok(js);
+		back->content_hash = m.content_hash;
+		assert_same_msg(&m, back, true);
+		assert_int_equal(shm_msg_to_json(back, &js2, NULL), 0);
+		assert_string_equal(js, js2);
+		free(js);
+		free(js2);
+		shm_msg_free(back);
+	}
+}
+
 static void test_json_survives_put_and_get(void **state)
 {
 	char *dir = tu_tmpdir();
@@ -659,6 +1068,10 @@ int main(void)
 		cmocka_unit_test(
 			test_from_json_reads_only_len_bytes_and_handles_no_err),
 		cmocka_unit_test(test_to_json_refuses_invalid_utf8_and_bad_types),
+		cmocka_unit_test(test_to_json_escapes_hostile_strings_exactly),
+		cmocka_unit_test(test_to_json_refusals_name_the_field),
+		cmocka_unit_test(test_json_append_appends_and_locates_metadata),
+		cmocka_unit_test(test_to_json_random_round_trips),
 		cmocka_unit_test(test_json_survives_put_and_get),
 		cmocka_unit_test(test_time_format_uses_chrono_auto_si),
 		cmocka_unit_test(
