@@ -88,6 +88,10 @@ void shm__hist_add(shm_env *env, int which /* 0 put, 1 get */, uint64_t ns);
 uint64_t shm__mono_ns(void);
 /* Notes an access to an L1 entry (no lock, approximate). */
 void shm__touch(shm_env *env, char kind, const void *key, size_t klen);
+/* Starts loading the atime slot of (kind, key), so that the touch after an
+ * LMDB lookup does not add a cache miss of its own. */
+void shm__touch_prefetch(shm_env *env, char kind, const void *key,
+                         size_t klen);
 uint32_t shm__atime(shm_env *env, char kind, const void *key, size_t klen);
 int shm__shared_open(shm_env *env);
 void shm__shared_close(shm_env *env);

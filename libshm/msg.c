@@ -425,6 +425,7 @@ int shm_msg_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 
 	if (!env || !id || !out)
 		return shm__err(SHM_EINVAL, "shm_msg_get: NULL argument");
+	shm__touch_prefetch(env, SHM_KIND_MSG, id->b, 16);
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	rc = mdb_get(txn, env->msg, &k, &v);
@@ -490,6 +491,7 @@ int shm_msg_view(shm_rtxn *t, const shm_uuid *id, const shm_msg **out)
 
 	if (!t || !id || !out)
 		return shm__err(SHM_EINVAL, "shm_msg_view: NULL argument");
+	shm__touch_prefetch(t->env, SHM_KIND_MSG, id->b, 16);
 	rc = mdb_get(t->txn, t->env->msg, &k, &v);
 	if (rc == MDB_NOTFOUND) {
 		char s[37];

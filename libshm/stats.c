@@ -89,6 +89,12 @@ void shm__touch(shm_env *env, char kind, const void *key, size_t klen)
 		__atomic_store_n(slot, now, __ATOMIC_RELAXED);
 }
 
+void shm__touch_prefetch(shm_env *env, char kind, const void *key,
+                         size_t klen)
+{
+	__builtin_prefetch(&env->sw->atime[slot_of(kind, key, klen)], 1, 0);
+}
+
 uint32_t shm__atime(shm_env *env, char kind, const void *key, size_t klen)
 {
 	return __atomic_load_n(&env->shared->atime[slot_of(kind, key, klen)],
