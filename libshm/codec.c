@@ -32,6 +32,17 @@ void *shm__arena_alloc(shm__arena *a, size_t n)
 	return p;
 }
 
+void shm__arena_reset(shm__arena *a)
+{
+	while (a->head && a->head->next) {
+		struct shm__arena_chunk *n = a->head->next;
+		free(a->head);
+		a->head = n;
+	}
+	if (a->head)
+		a->head->used = 0;
+}
+
 void shm__arena_free(shm__arena *a)
 {
 	while (a->head) {

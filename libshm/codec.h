@@ -53,6 +53,8 @@ int shm__msg_decode(const void *buf, size_t len, shm__arena *arena,
 /* A chunked bump allocator: pointers stay valid until shm__arena_free. */
 void *shm__arena_alloc(shm__arena *a, size_t n);
 void shm__arena_free(shm__arena *a);
+/* Forgets every allocation but keeps one chunk for reuse. */
+void shm__arena_reset(shm__arena *a);
 struct shm__arena {
 	struct shm__arena_chunk *head;
 };

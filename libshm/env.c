@@ -197,6 +197,7 @@ void shm_env_close(shm_env *env)
 	if (!env)
 		return;
 	shm__rt_close(env);
+	shm__rtxn_spare_free(env);
 	for (int i = 0; i < env->rpool_n; i++)
 		mdb_txn_abort(env->rpool[i]);
 	if (env->mdb)

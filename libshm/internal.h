@@ -69,6 +69,7 @@ struct shm_env {
 	MDB_txn *rpool[8];     /* reset read transactions, reused */
 	int rpool_n;
 	struct shm__rt *rt;    /* read-through connections (readthrough.c) */
+	struct shm_rtxn *spare_rtxn; /* one ended shm_rtxn kept for reuse */
 };
 
 /* ---- errors (errors.c): set the thread's message, return rc */
@@ -154,6 +155,8 @@ int shm__static_drop(shm__wtxn *w, const void *key, size_t klen);
 /* Stores m in L1 without a log record (a read-through fill: L2/L3 already
  * have it), evictable at once. Skipped if L1 already has the id. */
 int shm__msg_fill(shm_env *env, const shm_msg *m);
+/* Frees the shm_rtxn kept for reuse (shm_env_close). */
+void shm__rtxn_spare_free(shm_env *env);
 
 /* ---- room index (room.c) */
 int shm__room_add(shm__wtxn *w, const char *room, int64_t created_at,

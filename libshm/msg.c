@@ -463,10 +463,13 @@ int shm_rtxn_begin(shm_env *env, shm_rtxn **out)
 
 	if (!env || !out)
 		return shm__err(SHM_EINVAL, "shm_rtxn_begin: NULL argument");
-	if (!(t = calloc(1, sizeof *t)))
+	/* The handle and its arena chunk are reused from the last end. */
+	t = __atomic_exchange_n(&env->spare_rtxn, NULL, __ATOMIC_ACQUIRE);
+	if (!t && !(t = calloc(1, sizeof *t)))
 		return shm__err(ENOMEM, "read transaction");
 	t->env = env;
 	if ((rc = shm__rtxn_get(env, &t->txn))) {
+		shm__arena_free(&t->arena);
 		free(t);
 		return rc;
 	}
@@ -476,11 +479,29 @@ int shm_rtxn_begin(shm_env *env, shm_rtxn **out)
 
 void shm_rtxn_end(shm_rtxn *t)
 {
+	shm_rtxn *old;
+
 	if (!t)
 		return;
 	shm__rtxn_put(t->env, t->txn);
-	shm__arena_free(&t->arena);
-	free(t);
+	t->txn = NULL;
+	shm__arena_reset(&t->arena);
+	old = __atomic_exchange_n(&t->env->spare_rtxn, t, __ATOMIC_RELEASE);
+	if (old) {
+		shm__arena_free(&old->arena);
+		free(old);
+	}
+}
+
+void shm__rtxn_spare_free(shm_env *env)
+{
+	shm_rtxn *t = env->spare_rtxn;
+
+	env->spare_rtxn = NULL;
+	if (t) {
+		shm__arena_free(&t->arena);
+		free(t);
+	}
 }
 
 int shm_msg_view(shm_rtxn *t, const shm_uuid *id, const shm_msg **out)
