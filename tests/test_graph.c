@@ -2,7 +2,6 @@
  * tests/test_graph.c - objects, the dependency graph, busting by references
  * and marks, on hand-built Osuny-like websites.
  */
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,30 +14,20 @@
 
 #include "shm.h"
 #include "shm_log.h"
+#include "testutil.h"
 
 typedef struct fixture {
-	char dir[64];
+	char *dir;
 	shm_env *env;
 	shm_uuid ws;
 } fixture;
-
-static int rm_cb(const char *p, const struct stat *sb, int flag,
-                 struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
 
 static int setup(void **state)
 {
 	fixture *f = calloc(1, sizeof *f);
 	shm_options o;
 
-	strcpy(f->dir, "/tmp/shm-test-graph-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
+	f->dir = tu_tmpdir();
 	shm_options_init(&o);
 	if (shm_env_open(f->dir, &o, &f->env) != 0) {
 		fprintf(stderr, "open: %s\n", shm_errmsg());
@@ -53,7 +42,8 @@ static int teardown(void **state)
 {
 	fixture *f = *state;
 	shm_env_close(f->env);
-	nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	tu_rmdir(f->dir);
+	free(f->dir);
 	free(f);
 	return 0;
 }

@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,24 +21,16 @@
 
 #include "shm.h"
 #include "shm_log.h"
+#include "testutil.h"
 
 #define OBJ "Communication::Website::Page/0b8e7c52-aaaa-4bbb-8ccc-dddddddddddd"
 
 typedef struct fixture {
-	char dir[64];
+	char *dir;
 	char scratch[128]; /* a file the generators write to */
 	shm_env *env;
 	shm_uuid ws;
 } fixture;
-
-static int rm_cb(const char *p, const struct stat *sb, int flag,
-                 struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
 
 static int open_env(const char *dir, uint32_t lease_ms, uint32_t wait_ms,
                     shm_env **env)
@@ -60,9 +51,7 @@ static int setup(void **state)
 {
 	fixture *f = calloc(1, sizeof *f);
 
-	strcpy(f->dir, "/tmp/shm-test-static-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
+	f->dir = tu_tmpdir();
 	snprintf(f->scratch, sizeof f->scratch, "%s.gen", f->dir);
 	unlink(f->scratch);
 	if (open_env(f->dir, 0, 0, &f->env))
@@ -76,7 +65,8 @@ static int teardown(void **state)
 {
 	fixture *f = *state;
 	shm_env_close(f->env);
-	nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	tu_rmdir(f->dir);
+	free(f->dir);
 	unlink(f->scratch);
 	free(f);
 	return 0;
