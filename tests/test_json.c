@@ -74,55 +74,6 @@ static const char FULL_JSON[] =
 	"\"parent_id\":\"0190a4c4-1d2e-7abc-8def-0123456789ac\","
 	"\"thread_id\":\"0190a4c4-1d2e-7abc-8def-0123456789ab\"}";
 
-static void assert_same_msg(const shm_msg *a, const shm_msg *b,
-                            bool same_hash)
-{
-	assert_memory_equal(a->id.b, b->id.b, 16);
-	assert_string_equal(a->room_id, b->room_id);
-	assert_int_equal(a->user_id, b->user_id);
-	assert_string_equal(a->username, b->username);
-	assert_int_equal(a->content_len, b->content_len);
-	assert_memory_equal(a->content, b->content, a->content_len);
-	assert_int_equal(a->type, b->type);
-	assert_int_equal(a->created_at, b->created_at);
-	assert_int_equal(a->updated_at, b->updated_at);
-	assert_int_equal(a->edited, b->edited);
-	assert_int_equal(a->edit_count, b->edit_count);
-	assert_int_equal(a->n_reactions, b->n_reactions);
-	for (uint32_t i = 0; i < a->n_reactions; i++) {
-		assert_string_equal(a->reactions[i].emoji, b->reactions[i].emoji);
-		assert_int_equal(a->reactions[i].n_users, b->reactions[i].n_users);
-		assert_memory_equal(a->reactions[i].user_ids,
-		                    b->reactions[i].user_ids,
-		                    a->reactions[i].n_users * sizeof(int32_t));
-	}
-	assert_int_equal(a->n_mentions, b->n_mentions);
-	if (a->n_mentions)
-		assert_memory_equal(a->mentions, b->mentions,
-		                    a->n_mentions * sizeof(int32_t));
-	assert_int_equal(a->n_attachments, b->n_attachments);
-	for (uint32_t i = 0; i < a->n_attachments; i++) {
-		assert_memory_equal(a->attachments[i].id.b, b->attachments[i].id.b,
-		                    16);
-		assert_string_equal(a->attachments[i].filename,
-		                    b->attachments[i].filename);
-		assert_string_equal(a->attachments[i].content_type,
-		                    b->attachments[i].content_type);
-		assert_int_equal(a->attachments[i].size, b->attachments[i].size);
-		assert_string_equal(a->attachments[i].url, b->attachments[i].url);
-	}
-	assert_int_equal(a->reply_count, b->reply_count);
-	assert_int_equal(a->last_reply_at, b->last_reply_at);
-	if (same_hash)
-		assert_int_equal(a->content_hash, b->content_hash);
-	assert_int_equal(a->has_parent, b->has_parent);
-	if (a->has_parent)
-		assert_memory_equal(a->parent_id.b, b->parent_id.b, 16);
-	assert_int_equal(a->has_thread, b->has_thread);
-	if (a->has_thread)
-		assert_memory_equal(a->thread_id.b, b->thread_id.b, 16);
-}
-
 static shm_msg *parse_ok(const char *json)
 {
 	shm_msg *m = NULL;
@@ -215,7 +166,7 @@ static void test_round_trip_keeps_every_field(void **state)
 	/* content_hash is not read back: put recomputes it. */
 	assert_int_equal(back->content_hash, 0);
 	back->content_hash = m.content_hash;
-	assert_same_msg(&m, back, true);
+	tu_assert_msg_equal(&m, back);
 	assert_one_block(back);
 	assert_int_equal(shm_msg_to_json(back, &js2, NULL), 0);
 	assert_string_equal(js, js2);
@@ -521,7 +472,7 @@ static void test_to_json_escapes_hostile_strings_exactly(void **state)
 	back = parse_ok(js);
 	back->content_hash = m.content_hash;
 	at[0].content_type = "";
-	assert_same_msg(&m, back, true);
+	tu_assert_msg_equal(&m, back);
 	char *js2;
 	assert_int_equal(shm_msg_to_json(back, &js2, NULL), 0);
 	assert_string_equal(js, js2);
@@ -856,7 +807,7 @@ static void test_to_json_random_round_trips(void **state)
 		/* reads back into the same message, written the same again */
 		shm_msg *back = parse_ok(js);
 		back->content_hash = m.content_hash;
-		assert_same_msg(&m, back, true);
+		tu_assert_msg_equal(&m, back);
 		assert_int_equal(shm_msg_to_json(back, &js2, NULL), 0);
 		assert_string_equal(js, js2);
 		free(js);
@@ -876,12 +827,12 @@ static void test_json_survives_put_and_get(void **state)
 	in->has_parent = false; /* the parent is not in L1: keep it simple */
 	assert_int_equal(shm_msg_put(env, in), 0);
 	assert_int_equal(shm_msg_get(env, &in->id, &out), 0);
-	assert_same_msg(in, out, true);
+	tu_assert_msg_equal(in, out);
 	assert_int_not_equal(out->content_hash, 0);
 	assert_int_equal(shm_msg_to_json(out, &js, NULL), 0);
 	shm_msg *again = parse_ok(js);
 	again->content_hash = out->content_hash;
-	assert_same_msg(out, again, true);
+	tu_assert_msg_equal(out, again);
 	free(js);
 	shm_msg_free(again);
 	shm_msg_free(out);

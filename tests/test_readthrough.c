@@ -328,51 +328,6 @@ static shm_msg plain_msg(const char *room, int64_t created, const char *content)
 	return m;
 }
 
-static void assert_msg_equal(const shm_msg *a, const shm_msg *b)
-{
-	assert_memory_equal(a->id.b, b->id.b, 16);
-	assert_string_equal(a->room_id, b->room_id);
-	assert_int_equal(a->user_id, b->user_id);
-	assert_string_equal(a->username, b->username);
-	assert_int_equal(a->content_len, b->content_len);
-	assert_memory_equal(a->content, b->content, a->content_len);
-	assert_int_equal(a->type, b->type);
-	assert_int_equal(a->created_at, b->created_at);
-	assert_int_equal(a->updated_at, b->updated_at);
-	assert_int_equal(a->edited, b->edited);
-	assert_int_equal(a->edit_count, b->edit_count);
-	assert_int_equal(a->n_reactions, b->n_reactions);
-	for (uint32_t i = 0; i < a->n_reactions; i++) {
-		assert_string_equal(a->reactions[i].emoji, b->reactions[i].emoji);
-		assert_int_equal(a->reactions[i].n_users, b->reactions[i].n_users);
-		assert_memory_equal(a->reactions[i].user_ids,
-		                    b->reactions[i].user_ids,
-		                    a->reactions[i].n_users * sizeof(int32_t));
-	}
-	assert_int_equal(a->n_mentions, b->n_mentions);
-	if (a->n_mentions)
-		assert_memory_equal(a->mentions, b->mentions,
-		                    a->n_mentions * sizeof(int32_t));
-	assert_int_equal(a->n_attachments, b->n_attachments);
-	for (uint32_t i = 0; i < a->n_attachments; i++) {
-		const shm_attachment *x = &a->attachments[i], *y = &b->attachments[i];
-		assert_memory_equal(x->id.b, y->id.b, 16);
-		assert_string_equal(x->filename, y->filename);
-		assert_string_equal(x->content_type, y->content_type);
-		assert_int_equal(x->size, y->size);
-		assert_string_equal(x->url, y->url);
-	}
-	assert_int_equal(a->reply_count, b->reply_count);
-	assert_int_equal(a->last_reply_at, b->last_reply_at);
-	assert_int_equal(a->content_hash, b->content_hash);
-	assert_int_equal(a->has_parent, b->has_parent);
-	if (a->has_parent)
-		assert_memory_equal(a->parent_id.b, b->parent_id.b, 16);
-	assert_int_equal(a->has_thread, b->has_thread);
-	if (a->has_thread)
-		assert_memory_equal(a->thread_id.b, b->thread_id.b, 16);
-}
-
 static char *dir;
 
 static shm_env *open_rt(const char *redis, const char *pgc, uint32_t l2_ms,
@@ -444,7 +399,7 @@ static void test_message_only_in_redis(void **state)
 	uint64_t recs = log_records(env);
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(shm_msg_get(env, &m[i].id, &got), 0);
-		assert_msg_equal(got, &m[i]);
+		tu_assert_msg_equal(got, &m[i]);
 		shm_msg_free(got);
 	}
 	shm_stats_local(env, &c);
@@ -462,7 +417,7 @@ static void test_message_only_in_redis(void **state)
 	redisFree(r);
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(shm_msg_get(env, &m[i].id, &got), 0);
-		assert_msg_equal(got, &m[i]);
+		tu_assert_msg_equal(got, &m[i]);
 		shm_msg_free(got);
 	}
 	shm_stats_local(env, &c);
@@ -503,7 +458,7 @@ static void test_message_only_in_postgres_fills_l1_and_redis(void **state)
 		char *v = redis_get(&m[i].id, &len, &ttl);
 		assert_null(v); /* not in Redis before */
 		assert_int_equal(shm_msg_get(env, &m[i].id, &got), 0);
-		assert_msg_equal(got, &m[i]);
+		tu_assert_msg_equal(got, &m[i]);
 		shm_msg_free(got);
 	}
 	shm_stats_local(env, &c);
@@ -535,7 +490,7 @@ static void test_message_only_in_postgres_fills_l1_and_redis(void **state)
 	/* L1 answers now, PostgreSQL is not asked again */
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(shm_msg_get(env, &m[i].id, &got), 0);
-		assert_msg_equal(got, &m[i]);
+		tu_assert_msg_equal(got, &m[i]);
 		shm_msg_free(got);
 	}
 	shm_stats_local(env, &c);
@@ -591,7 +546,7 @@ static uint64_t timed_l3_get(const char *redis, uint32_t l2_ms,
 	uint64_t t0 = now_ms();
 	assert_int_equal(shm_msg_get(env, &m->id, &got), 0);
 	uint64_t dt = now_ms() - t0;
-	assert_msg_equal(got, m);
+	tu_assert_msg_equal(got, m);
 	shm_msg_free(got);
 	shm_stats_local(env, c);
 	close_rt(env);
@@ -676,7 +631,7 @@ static void test_mute_redis_is_skipped_after_a_timeout(void **state)
 	uint64_t t0 = now_ms();
 	assert_int_equal(shm_msg_get(env, &m[1].id, &got), 0);
 	uint64_t dt = now_ms() - t0;
-	assert_msg_equal(got, &m[1]);
+	tu_assert_msg_equal(got, &m[1]);
 	shm_msg_free(got);
 	shm_stats_local(env, &c);
 	assert_int_equal(c.l3_hits, 2);
@@ -739,7 +694,7 @@ static void test_slow_postgres_costs_at_most_the_timeout(void **state)
 	struct timespec ts = {1, 100 * 1000000L};
 	nanosleep(&ts, NULL);
 	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
-	assert_msg_equal(got, &m);
+	tu_assert_msg_equal(got, &m);
 	shm_msg_free(got);
 	shm_stats_local(env, &c);
 	assert_int_equal(c.l3_hits, 1);

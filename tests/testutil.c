@@ -76,3 +76,49 @@ size_t tu_verify(shm_env *env)
 	assert_int_equal(shm_verify(env, print_problem, NULL, &problems), 0);
 	return problems;
 }
+
+/* Every field of a equals b's, content_hash included. */
+void tu_assert_msg_equal(const shm_msg *a, const shm_msg *b)
+{
+	assert_memory_equal(a->id.b, b->id.b, 16);
+	assert_string_equal(a->room_id, b->room_id);
+	assert_int_equal(a->user_id, b->user_id);
+	assert_string_equal(a->username, b->username);
+	assert_int_equal(a->content_len, b->content_len);
+	assert_memory_equal(a->content, b->content, a->content_len);
+	assert_int_equal(a->type, b->type);
+	assert_int_equal(a->created_at, b->created_at);
+	assert_int_equal(a->updated_at, b->updated_at);
+	assert_int_equal(a->edited, b->edited);
+	assert_int_equal(a->edit_count, b->edit_count);
+	assert_int_equal(a->n_reactions, b->n_reactions);
+	for (uint32_t i = 0; i < a->n_reactions; i++) {
+		assert_string_equal(a->reactions[i].emoji, b->reactions[i].emoji);
+		assert_int_equal(a->reactions[i].n_users, b->reactions[i].n_users);
+		assert_memory_equal(a->reactions[i].user_ids,
+		                    b->reactions[i].user_ids,
+		                    a->reactions[i].n_users * sizeof(int32_t));
+	}
+	assert_int_equal(a->n_mentions, b->n_mentions);
+	if (a->n_mentions)
+		assert_memory_equal(a->mentions, b->mentions,
+		                    a->n_mentions * sizeof(int32_t));
+	assert_int_equal(a->n_attachments, b->n_attachments);
+	for (uint32_t i = 0; i < a->n_attachments; i++) {
+		const shm_attachment *x = &a->attachments[i], *y = &b->attachments[i];
+		assert_memory_equal(x->id.b, y->id.b, 16);
+		assert_string_equal(x->filename, y->filename);
+		assert_string_equal(x->content_type, y->content_type);
+		assert_int_equal(x->size, y->size);
+		assert_string_equal(x->url, y->url);
+	}
+	assert_int_equal(a->reply_count, b->reply_count);
+	assert_int_equal(a->last_reply_at, b->last_reply_at);
+	assert_int_equal(a->content_hash, b->content_hash);
+	assert_int_equal(a->has_parent, b->has_parent);
+	if (a->has_parent)
+		assert_memory_equal(a->parent_id.b, b->parent_id.b, 16);
+	assert_int_equal(a->has_thread, b->has_thread);
+	if (a->has_thread)
+		assert_memory_equal(a->thread_id.b, b->thread_id.b, 16);
+}

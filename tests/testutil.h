@@ -23,6 +23,8 @@ shm_env *tu_open(const char *dir, const shm_options *opt);
 shm_msg tu_msg(const char *room, int32_t user, const char *content);
 /* Number of records in the log (iterating from 0). */
 uint64_t tu_log_count(shm_env *env);
+/* Asserts that every field of a equals b's (content_hash included). */
+void tu_assert_msg_equal(const shm_msg *a, const shm_msg *b);
 /* Runs shm_verify; returns the number of problems (prints them). */
 size_t tu_verify(shm_env *env);
 
