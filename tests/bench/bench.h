@@ -33,6 +33,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <libpq-fe.h>
+
 #include "shm.h"
 
 /* X(name, description): the section registry, in run order. */
@@ -188,6 +190,12 @@ void bench_log(const bench_ctx *ctx, const char *fmt, ...)
 
 /* Removes path and everything below it (environments between rounds). */
 void bench_rm_rf(const char *path);
+/* Runs sql on c; -1 (and the server's message on stderr) unless it
+ * succeeded. */
+int bench_pg_exec(PGconn *c, const char *sql);
+/* sql/schema.sql from $SHM_TOP, the binary's ../.., or the cwd; malloc'd,
+ * NULL if not found. */
+char *bench_schema_sql(void);
 
 /* Removes the temp dir and stops servers; safe to call twice. */
 void bench_cleanup(bench_ctx *ctx);

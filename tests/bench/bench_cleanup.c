@@ -30,39 +30,8 @@
 
 #define SCHEMA "shm_bench_cleanup"
 
-static int psql_exec(PGconn *pg, const char *sql)
-{
-	PGresult *r = PQexec(pg, sql);
-	int ok = PQresultStatus(r) == PGRES_COMMAND_OK ||
-	         PQresultStatus(r) == PGRES_TUPLES_OK;
-	if (!ok)
-		fprintf(stderr, "bench cleanup: %.60s...: %s", sql,
-		        PQerrorMessage(pg));
-	PQclear(r);
-	return ok ? 0 : -1;
-}
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	rewind(f);
-	char *s = malloc((size_t)n + 1);
-	if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-		free(s);
-		s = NULL;
-	}
-	if (s)
-		s[n] = 0;
-	fclose(f);
-	return s;
-}
-
-/* The directory of this executable (for shm-dataset) and sql/schema.sql. */
-static void paths(char *bindir, char *schema)
+/* The directory of this executable (where shm-dataset is). */
+static void bin_dir(char *bindir)
 {
 	char exe[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -71,13 +40,6 @@ static void paths(char *bindir, char *schema)
 	if (slash)
 		*slash = 0;
 	snprintf(bindir, PATH_MAX, "%s", exe);
-	const char *top = getenv("SHM_TOP");
-	if (top)
-		snprintf(schema, PATH_MAX, "%s/sql/schema.sql", top);
-	else
-		snprintf(schema, PATH_MAX, "%.4000s/../../sql/schema.sql", exe);
-	if (access(schema, R_OK) != 0)
-		snprintf(schema, PATH_MAX, "sql/schema.sql");
 }
 
 /* Drops and recreates the schema, then loads the data set into it. */
@@ -90,11 +52,11 @@ static int load(const bench_ctx *ctx, const char *conninfo, const char *bindir,
 		fprintf(stderr, "bench cleanup: %s", PQerrorMessage(pg));
 		goto out;
 	}
-	if (psql_exec(pg, "SET client_min_messages = warning") ||
-	    psql_exec(pg, "DROP SCHEMA IF EXISTS " SCHEMA " CASCADE") ||
-	    psql_exec(pg, "CREATE SCHEMA " SCHEMA) ||
-	    psql_exec(pg, "SET search_path = " SCHEMA ", public") ||
-	    psql_exec(pg, schema_sql))
+	if (bench_pg_exec(pg, "SET client_min_messages = warning") ||
+	    bench_pg_exec(pg, "DROP SCHEMA IF EXISTS " SCHEMA " CASCADE") ||
+	    bench_pg_exec(pg, "CREATE SCHEMA " SCHEMA) ||
+	    bench_pg_exec(pg, "SET search_path = " SCHEMA ", public") ||
+	    bench_pg_exec(pg, schema_sql))
 		goto out;
 	char cmd[PATH_MAX * 2];
 	snprintf(cmd, sizeof cmd,
@@ -106,7 +68,7 @@ static int load(const bench_ctx *ctx, const char *conninfo, const char *bindir,
 		fprintf(stderr, "bench cleanup: shm-dataset failed\n");
 		goto out;
 	}
-	rc = psql_exec(pg, "ANALYZE");
+	rc = bench_pg_exec(pg, "ANALYZE");
 out:
 	PQfinish(pg);
 	return rc;
@@ -182,11 +144,12 @@ int bench_section_cleanup(bench_ctx *ctx)
 		          "SHM_TEST_PG to a PostgreSQL conninfo)");
 		return 0;
 	}
-	char bindir[PATH_MAX], schema[PATH_MAX], conninfo[2048];
-	paths(bindir, schema);
-	char *schema_sql = slurp(schema);
+	char bindir[PATH_MAX], conninfo[2048];
+	bin_dir(bindir);
+	char *schema_sql = bench_schema_sql();
 	if (!schema_sql) {
-		fprintf(stderr, "bench cleanup: cannot read %s\n", schema);
+		fprintf(stderr, "bench cleanup: cannot read sql/schema.sql "
+		        "(set SHM_TOP)\n");
 		return -1;
 	}
 	snprintf(conninfo, sizeof conninfo,
@@ -252,7 +215,7 @@ out:
 	{
 		PGconn *pg = PQconnectdb(base);
 		if (PQstatus(pg) == CONNECTION_OK)
-			psql_exec(pg, "DROP SCHEMA IF EXISTS " SCHEMA " CASCADE");
+			bench_pg_exec(pg, "DROP SCHEMA IF EXISTS " SCHEMA " CASCADE");
 		PQfinish(pg);
 	}
 	free(schema_sql);

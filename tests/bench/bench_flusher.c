@@ -86,58 +86,6 @@ static struct {
 	bool ready, failed, atexit_set;
 } pg;
 
-static int pg_exec(PGconn *c, const char *sql)
-{
-	PGresult *r = PQexec(c, sql);
-	int ok = PQresultStatus(r) == PGRES_COMMAND_OK ||
-	         PQresultStatus(r) == PGRES_TUPLES_OK;
-	if (!ok)
-		fprintf(stderr, "shm-bench: flusher: %.60s...: %s", sql,
-		        PQerrorMessage(c));
-	PQclear(r);
-	return ok ? 0 : -1;
-}
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	rewind(f);
-	char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-	if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-		free(s);
-		s = NULL;
-	}
-	if (s)
-		s[n] = 0;
-	fclose(f);
-	return s;
-}
-
-/* sql/schema.sql: $SHM_TOP, next to the binary's ../.., or the cwd. */
-static char *schema_sql(void)
-{
-	char exe[PATH_MAX], path[PATH_MAX + 32];
-	const char *top = getenv("SHM_TOP");
-	if (top && *top) {
-		snprintf(path, sizeof path, "%s/sql/schema.sql", top);
-		if (access(path, R_OK) == 0)
-			return slurp(path);
-	}
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	exe[n > 0 ? n : 0] = 0;
-	char *slash = strrchr(exe, '/');
-	if (slash)
-		*slash = 0;
-	snprintf(path, sizeof path, "%s/../../sql/schema.sql", exe);
-	if (access(path, R_OK) == 0)
-		return slurp(path);
-	return slurp("sql/schema.sql");
-}
-
 static void pg_stop(void)
 {
 	if (pg.pid <= 0)
@@ -304,7 +252,7 @@ static int pg_own(bench_ctx *ctx)
 		show_log(log);
 		return -1;
 	}
-	int rc = pg_exec(c, "CREATE DATABASE shm_bench");
+	int rc = bench_pg_exec(c, "CREATE DATABASE shm_bench");
 	PQfinish(c);
 	snprintf(pg.conninfo, sizeof pg.conninfo,
 	         "host=%s port=5432 user=%s dbname=shm_bench", pg.dir, user);
@@ -328,7 +276,7 @@ static const char *pg_get(bench_ctx *ctx)
 		pg_stop();
 		return NULL;
 	}
-	char *sql = schema_sql();
+	char *sql = bench_schema_sql();
 	if (!sql) {
 		fprintf(stderr, "shm-bench: flusher: cannot read "
 		        "sql/schema.sql (set SHM_TOP)\n");
@@ -339,12 +287,12 @@ static const char *pg_get(bench_ctx *ctx)
 	if (rc)
 		fprintf(stderr, "shm-bench: flusher: %s", PQerrorMessage(c));
 	if (!rc && pg.base[0])
-		rc = pg_exec(c, "SET client_min_messages = warning") ||
-		     pg_exec(c, "DROP SCHEMA IF EXISTS " SCHEMA " CASCADE") ||
-		     pg_exec(c, "CREATE SCHEMA " SCHEMA) ||
-		     pg_exec(c, "SET search_path = " SCHEMA ", public");
+		rc = bench_pg_exec(c, "SET client_min_messages = warning") ||
+		     bench_pg_exec(c, "DROP SCHEMA IF EXISTS " SCHEMA " CASCADE") ||
+		     bench_pg_exec(c, "CREATE SCHEMA " SCHEMA) ||
+		     bench_pg_exec(c, "SET search_path = " SCHEMA ", public");
 	if (!rc)
-		rc = pg_exec(c, sql);
+		rc = bench_pg_exec(c, sql);
 	PQfinish(c);
 	free(sql);
 	if (rc)
@@ -360,7 +308,7 @@ static void pg_done(void)
 	if (pg.base[0] && pg.ready) {
 		PGconn *c = PQconnectdb(pg.base);
 		if (PQstatus(c) == CONNECTION_OK)
-			pg_exec(c, "DROP SCHEMA IF EXISTS " SCHEMA " CASCADE");
+			bench_pg_exec(c, "DROP SCHEMA IF EXISTS " SCHEMA " CASCADE");
 		PQfinish(c);
 	}
 	pg_stop();
@@ -400,7 +348,7 @@ static long pg_count(PGconn *c, const char *sql)
 static int sinks_reset(bench_ctx *ctx, PGconn *c, const char *sock)
 {
 	ctx->redis_loaded = false; /* the redis section reloads its set */
-	return pg_exec(c, "TRUNCATE messages, shm_sink_positions") ||
+	return bench_pg_exec(c, "TRUNCATE messages, shm_sink_positions") ||
 	       redis_cmd(sock, "FLUSHDB", NULL);
 }
 
@@ -572,7 +520,7 @@ static void *seed_pg(void *p)
 	PQclear(r);
 	uint64_t t0 = bench_now_ns();
 	for (size_t i = 0; i < a->n; i += 100) {
-		if (pg_exec(c, "BEGIN"))
+		if (bench_pg_exec(c, "BEGIN"))
 			goto out;
 		size_t end = i + 100 < a->n ? i + 100 : a->n;
 		for (size_t k = i; k < end; k++) {
@@ -592,7 +540,7 @@ static void *seed_pg(void *p)
 			}
 			PQclear(r);
 		}
-		if (pg_exec(c, "COMMIT"))
+		if (bench_pg_exec(c, "COMMIT"))
 			goto out;
 		a->commits++;
 	}
@@ -1002,7 +950,7 @@ int bench_section_flusher(bench_ctx *ctx)
 		bench_log(ctx, "flusher: %s", PQerrorMessage(c));
 		goto out;
 	}
-	pg_exec(c, "SET client_min_messages = warning");
+	bench_pg_exec(c, "SET client_min_messages = warning");
 	fl_log_open(NULL, FL_WARN);
 	if (drain(ctx, c, sock, conninfo, ds, 100, "flusher.drain") ||
 	    seed_way(ctx, c, sock, conninfo, ds) ||

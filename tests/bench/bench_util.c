@@ -650,3 +650,54 @@ bench_dataset *bench_data(bench_ctx *ctx)
 	}
 	return &ctx->ds;
 }
+
+int bench_pg_exec(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK ||
+	         PQresultStatus(r) == PGRES_TUPLES_OK;
+	if (!ok)
+		fprintf(stderr, "shm-bench: %.60s...: %s", sql,
+		        PQerrorMessage(c));
+	PQclear(r);
+	return ok ? 0 : -1;
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	rewind(f);
+	char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+	if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+		free(s);
+		s = NULL;
+	}
+	if (s)
+		s[n] = 0;
+	fclose(f);
+	return s;
+}
+
+char *bench_schema_sql(void)
+{
+	char exe[PATH_MAX], path[PATH_MAX + 32];
+	const char *top = getenv("SHM_TOP");
+	if (top && *top) {
+		snprintf(path, sizeof path, "%s/sql/schema.sql", top);
+		if (access(path, R_OK) == 0)
+			return slurp(path);
+	}
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	exe[n > 0 ? n : 0] = 0;
+	char *slash = strrchr(exe, '/');
+	if (slash)
+		*slash = 0;
+	snprintf(path, sizeof path, "%s/../../sql/schema.sql", exe);
+	if (access(path, R_OK) == 0)
+		return slurp(path);
+	return slurp("sql/schema.sql");
+}
