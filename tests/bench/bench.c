@@ -225,11 +225,11 @@ static void print_table(void)
 			fmt_ns(r->p50, got, sizeof got);
 		else if (r && targets[i].kind == BENCH_P99_MAX_NS)
 			fmt_ns(r->p99, got, sizeof got);
+		else if (r && targets[i].kind == BENCH_OPS_MIN)
+			snprintf(got, sizeof got, "%.0f ops/s", r->ops_per_s);
 		else if (r && r->ratio > 0)
 			snprintf(got, sizeof got, "%.*fx", r->ratio < 10 ? 2 : 1,
 			         r->ratio);
-		else if (r && targets[i].kind == BENCH_OPS_MIN)
-			snprintf(got, sizeof got, "%.0f ops/s", r->ops_per_s);
 		printf("  %-4s %-22s %-40s got %-10s [%s]\n",
 		       ok > 0 ? "PASS" : ok == 0 ? "MISS" : "n/a",
 		       targets[i].measurement, what, got[0] ? got : "-",
