@@ -28,26 +28,6 @@
 
 static const char *ft_redis_url, *ft_pg;
 
-/* Children (writers, flushers) still running: a failed assertion leaves
- * the test early, and ft_teardown kills them so nothing outlives it. */
-static pid_t ft_children[64];
-
-static void ft_child_add(pid_t pid)
-{
-	for (int i = 0; i < 64; i++)
-		if (!ft_children[i]) {
-			ft_children[i] = pid;
-			return;
-		}
-}
-
-static void ft_child_del(pid_t pid)
-{
-	for (int i = 0; i < 64; i++)
-		if (ft_children[i] == pid)
-			ft_children[i] = 0;
-}
-
 /* Skips every test of the group unless both servers are given. */
 FT_FN int ft_group_setup(void **state)
 {
@@ -346,7 +326,7 @@ FT_FN pid_t ft_spawn_writer(const char *dir, int w, const ft_plan *p)
 	pid_t pid = fork();
 	if (pid == 0)
 		_exit(ft_write(dir, w, p));
-	ft_child_add(pid);
+	tu_child_add(pid);
 	return pid;
 }
 
@@ -356,19 +336,14 @@ FT_FN int ft_wait(pid_t pid)
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
 			return -1;
-	ft_child_del(pid);
+	tu_child_del(pid);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 /* Per-test teardown: kills and reaps the children a failure left. */
 FT_FN int ft_teardown(void **state)
 {
-	for (int i = 0; i < 64; i++)
-		if (ft_children[i]) {
-			kill(ft_children[i], SIGKILL);
-			waitpid(ft_children[i], NULL, 0);
-			ft_children[i] = 0;
-		}
+	tu_children_stop(NULL);
 	return 0;
 }
 
@@ -403,7 +378,7 @@ FT_FN pid_t ft_spawn_flusher(const char *dir, const char *const *extra)
 		argv[n] = NULL;
 		_exit(fl_main(n, (char **)argv));
 	}
-	ft_child_add(pid);
+	tu_child_add(pid);
 	return pid;
 }
 

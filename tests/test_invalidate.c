@@ -29,26 +29,6 @@
 static const char *redis_url, *pg_info;
 static char flusher_bin[PATH_MAX];
 
-/* Flushers still running: a failed assertion leaves a test early, and
- * kill_children (every test's teardown) stops them. */
-static pid_t children[8];
-
-static void child_add(pid_t pid)
-{
-	for (int i = 0; i < 8; i++)
-		if (!children[i]) {
-			children[i] = pid;
-			return;
-		}
-}
-
-static void child_del(pid_t pid)
-{
-	for (int i = 0; i < 8; i++)
-		if (children[i] == pid)
-			children[i] = 0;
-}
-
 /* ------------------------------------------------------------ helpers */
 
 static uint64_t ms_now(void)
@@ -129,11 +109,6 @@ static char *get_content(shm_env *env, const shm_uuid *id)
 	return s;
 }
 
-static size_t verify(shm_env *env)
-{
-	return tu_verify(env);
-}
-
 /* A flusher child process for dir. pg may be a dead conninfo. */
 static pid_t flusher_start(const char *dir, const char *env_id,
                            const char *pg, const char *extra)
@@ -174,7 +149,7 @@ static pid_t flusher_start(const char *dir, const char *env_id,
 		execv(flusher_bin, (char *const *)argv);
 		_exit(127);
 	}
-	child_add(pid);
+	tu_child_add(pid);
 	return pid;
 }
 
@@ -183,7 +158,7 @@ static void flusher_stop(pid_t pid)
 	int st;
 	if (pid <= 0)
 		return;
-	child_del(pid);
+	tu_child_del(pid);
 	kill(pid, SIGTERM);
 	for (int i = 0; i < 500; i++) {
 		if (waitpid(pid, &st, WNOHANG) == pid)
@@ -196,9 +171,7 @@ static void flusher_stop(pid_t pid)
 
 static int kill_children(void **state)
 {
-	for (int i = 0; i < 8; i++)
-		if (children[i])
-			flusher_stop(children[i]);
+	tu_children_stop(flusher_stop);
 	return 0;
 }
 
@@ -335,7 +308,7 @@ static void test_unflushed_kept_flushed_dropped(void **state)
 	shm_counters c;
 	shm_stats_shared(env, &c);
 	assert_int_equal(c.invalidations, 2);
-	assert_int_equal(verify(env), 0);
+	assert_int_equal(tu_verify(env), 0);
 	shm_env_close(env);
 	tu_rmdir(dir);
 	free(dir);
@@ -400,7 +373,7 @@ static void test_invalidate_flushed(void **state)
 	assert_int_equal(shm_env_info(env, &in), 0);
 	assert_int_equal(in.messages, 3); /* the unflushed ones */
 	assert_int_equal(in.statics, 0);
-	assert_int_equal(verify(env), 0);
+	assert_int_equal(tu_verify(env), 0);
 	/* the room page now asks L3 (none here) or says what L1 has */
 	shm_env_close(env);
 	tu_rmdir(dir);
@@ -589,8 +562,8 @@ static void test_write_on_a_drops_copy_on_b(void **state)
 	assert_true(l1_has(h.a, &m.id, content, sizeof content));
 	assert_string_equal(content, "version 2");
 	assert_true(wait_meta(h.b, "flusher.inval.received", 1, 2000));
-	assert_int_equal(verify(h.a), 0);
-	assert_int_equal(verify(h.b), 0);
+	assert_int_equal(tu_verify(h.a), 0);
+	assert_int_equal(tu_verify(h.b), 0);
 	hosts_close(&h);
 }
 
@@ -620,7 +593,7 @@ static void test_unflushed_on_b_is_kept(void **state)
 	assert_true(l1_has(h.b, &m.id, content, sizeof content));
 	assert_string_equal(content, "from B");
 	assert_int_equal(meta(h.b, "flusher.inval.dropped"), 0);
-	assert_int_equal(verify(h.b), 0);
+	assert_int_equal(tu_verify(h.b), 0);
 	hosts_close(&h);
 }
 
@@ -650,7 +623,7 @@ static void test_gap_drops_flushed_entries(void **state)
 	h.fb = flusher_start(h.dir_b, h.id_b, pg_info, NULL);
 	assert_true(wait_meta(h.b, "flusher.inval.resets", resets + 1, 10000));
 	assert_false(l1_has(h.b, &m.id, NULL, 0));
-	assert_int_equal(verify(h.b), 0);
+	assert_int_equal(tu_verify(h.b), 0);
 	hosts_close(&h);
 }
 

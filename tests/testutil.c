@@ -1,7 +1,10 @@
 /* tests/testutil.c - helpers shared by the cmocka tests. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/wait.h>
 
 #include "shm_log.h"
 #include "testutil.h"
@@ -121,4 +124,40 @@ void tu_assert_msg_equal(const shm_msg *a, const shm_msg *b)
 	assert_int_equal(a->has_thread, b->has_thread);
 	if (a->has_thread)
 		assert_memory_equal(a->thread_id.b, b->thread_id.b, 16);
+}
+
+/* Children (writers, flushers) still running: a failed assertion leaves a
+ * test early, and the teardown stops them so nothing outlives it. */
+static pid_t children[64];
+
+void tu_child_add(pid_t pid)
+{
+	for (int i = 0; i < 64; i++)
+		if (!children[i]) {
+			children[i] = pid;
+			return;
+		}
+}
+
+void tu_child_del(pid_t pid)
+{
+	for (int i = 0; i < 64; i++)
+		if (children[i] == pid)
+			children[i] = 0;
+}
+
+void tu_children_stop(void (*stop)(pid_t pid))
+{
+	for (int i = 0; i < 64; i++) {
+		pid_t pid = children[i];
+		if (!pid)
+			continue;
+		children[i] = 0;
+		if (stop) {
+			stop(pid);
+		} else {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+		}
+	}
 }

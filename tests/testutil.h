@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <cmocka.h>
 
 #include "shm.h"
@@ -27,5 +28,11 @@ uint64_t tu_log_count(shm_env *env);
 void tu_assert_msg_equal(const shm_msg *a, const shm_msg *b);
 /* Runs shm_verify; returns the number of problems (prints them). */
 size_t tu_verify(shm_env *env);
+
+/* Children a test started: recorded so that a teardown can stop those a
+ * failed assertion left running (stop, or SIGKILL + reap when NULL). */
+void tu_child_add(pid_t pid);
+void tu_child_del(pid_t pid);
+void tu_children_stop(void (*stop)(pid_t pid));
 
 #endif
