@@ -46,6 +46,36 @@ const char *shm_env_path(const shm_env *env)
 	return env->path;
 }
 
+/* The order of message ids: memcmp's (LMDB's default), inlined. On the
+ * first probe of a page it starts loading the whole page, so that the
+ * binary search's next probes do not wait for memory one after another. */
+static __thread uintptr_t cmp_last_page;
+
+int shm__cmp_key16(const MDB_val *a, const MDB_val *b)
+{
+	uintptr_t page = (uintptr_t)b->mv_data & ~(uintptr_t)4095;
+	if (page != cmp_last_page) {
+		cmp_last_page = page;
+		for (uintptr_t l = page; l < page + 4096; l += 64)
+			__builtin_prefetch((const void *)l, 0, 0);
+	}
+	if (a->mv_size == 16 && b->mv_size == 16) {
+		uint64_t x, y;
+		memcpy(&x, a->mv_data, 8);
+		memcpy(&y, b->mv_data, 8);
+		if (x != y)
+			return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
+		memcpy(&x, (const char *)a->mv_data + 8, 8);
+		memcpy(&y, (const char *)b->mv_data + 8, 8);
+		if (x != y)
+			return __builtin_bswap64(x) < __builtin_bswap64(y) ? -1 : 1;
+		return 0;
+	}
+	size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
+	int c = memcmp(a->mv_data, b->mv_data, n);
+	return c ? c : (a->mv_size > b->mv_size) - (a->mv_size < b->mv_size);
+}
+
 static const struct {
 	const char *name;
 	size_t off;
@@ -97,6 +127,10 @@ static int open_dbs(shm_env *env)
 			goto fail;
 		}
 	}
+	if ((rc = mdb_set_compare(txn, env->msg, shm__cmp_key16))) {
+		rc = shm__err_mdb(rc, "msg compare");
+		goto fail;
+	}
 	rc = shm__meta_get(txn, env, "format", &format);
 	if (rc)
 		goto fail;
@@ -145,7 +179,6 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	env->pg_conninfo = dup_or_null(env->opt.pg_conninfo);
 	env->opt.redis_url = env->redis_url;
 	env->opt.pg_conninfo = env->pg_conninfo;
-	pthread_mutex_init(&env->rpool_lock, NULL);
 
 	if (env->opt.read_only) {
 		struct stat st;
@@ -198,12 +231,14 @@ void shm_env_close(shm_env *env)
 		return;
 	shm__rt_close(env);
 	shm__rtxn_spare_free(env);
-	for (int i = 0; i < env->rpool_n; i++)
-		mdb_txn_abort(env->rpool[i]);
+	for (size_t i = 0; i < SHM_RPOOL; i++)
+		if (env->rpool[i])
+			mdb_txn_abort(env->rpool[i]);
+	if (env->sw)
+		shm__publish(env);
 	if (env->mdb)
 		mdb_env_close(env->mdb);
 	shm__shared_close(env);
-	pthread_mutex_destroy(&env->rpool_lock);
 	free(env->redis_url);
 	free(env->pg_conninfo);
 	free(env->path);
@@ -215,10 +250,8 @@ int shm__rtxn_get(shm_env *env, MDB_txn **txn)
 	MDB_txn *t = NULL;
 	int rc;
 
-	pthread_mutex_lock(&env->rpool_lock);
-	if (env->rpool_n > 0)
-		t = env->rpool[--env->rpool_n];
-	pthread_mutex_unlock(&env->rpool_lock);
+	for (size_t i = 0; !t && i < SHM_RPOOL; i++)
+		t = __atomic_exchange_n(&env->rpool[i], NULL, __ATOMIC_ACQUIRE);
 	if (t) {
 		if ((rc = mdb_txn_renew(t)) == 0) {
 			*txn = t;
@@ -233,14 +266,14 @@ int shm__rtxn_get(shm_env *env, MDB_txn **txn)
 void shm__rtxn_put(shm_env *env, MDB_txn *txn)
 {
 	mdb_txn_reset(txn);
-	pthread_mutex_lock(&env->rpool_lock);
-	if (env->rpool_n < (int)(sizeof env->rpool / sizeof env->rpool[0])) {
-		env->rpool[env->rpool_n++] = txn;
-		txn = NULL;
+	for (size_t i = 0; i < SHM_RPOOL; i++) {
+		MDB_txn *empty = NULL;
+		if (__atomic_compare_exchange_n(&env->rpool[i], &empty, txn, false,
+		                                __ATOMIC_RELEASE,
+		                                __ATOMIC_RELAXED))
+			return;
 	}
-	pthread_mutex_unlock(&env->rpool_lock);
-	if (txn)
-		mdb_txn_abort(txn);
+	mdb_txn_abort(txn);
 }
 
 int shm_env_sync(shm_env *env)

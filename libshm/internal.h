@@ -38,6 +38,7 @@
 
 #define SHM_FORMAT_VERSION 1u
 #define SHM_ATIME_SLOTS (1u << 16)
+#define SHM_RPOOL 8
 
 /* L1 entry kinds, the byte after the seq in lru keys. */
 #define SHM_KIND_MSG 'M'
@@ -64,10 +65,11 @@ struct shm_env {
 	shm__shared *sw;       /* where counters are written: shared, or a
 	                          private scratch when opened read-only */
 	size_t shared_size;
-	shm_counters local;
-	pthread_mutex_t rpool_lock;
-	MDB_txn *rpool[8];     /* reset read transactions, reused */
-	int rpool_n;
+	shm_counters local;    /* this handle's counts (relaxed atomics) */
+	shm_counters pending;  /* SHM__COUNT_READ counts not yet in sw->c */
+	uint32_t unpublished;  /* SHM__COUNT_READ ticks since the last publish */
+	MDB_txn *rpool[SHM_RPOOL]; /* reset read transactions, reused; a
+	                              slot is taken by swapping in NULL */
 	struct shm__rt *rt;    /* read-through connections (readthrough.c) */
 	struct shm_rtxn *spare_rtxn; /* one ended shm_rtxn kept for reuse */
 };
@@ -79,12 +81,30 @@ int shm__err(int rc, const char *fmt, ...)
 int shm__err_mdb(int rc, const char *what);
 
 /* ---- counters (stats.c) */
+/* Counts in env->local (this handle) and in the shared counters. */
 #define SHM__COUNT(env, field, n)                                              \
 	do {                                                                   \
-		(env)->local.field += (n);                                     \
+		__atomic_fetch_add(&(env)->local.field, (uint64_t)(n),     \
+		                   __ATOMIC_RELAXED);                          \
 		__atomic_fetch_add(&(env)->sw->c.field, (uint64_t)(n),     \
 		                   __ATOMIC_RELAXED);                          \
 	} while (0)
+/* The same for the hot read path: the shared part waits in env->pending
+ * and is added every SHM_PUBLISH_EVERY counts, at each write commit, at
+ * shm_stats_shared and at close, so that gets do not bounce a shared cache
+ * line between processes. */
+#define SHM_PUBLISH_EVERY 64u
+#define SHM__COUNT_READ(env, field, n)                                         \
+	do {                                                                   \
+		__atomic_fetch_add(&(env)->local.field, (uint64_t)(n),     \
+		                   __ATOMIC_RELAXED);                          \
+		__atomic_fetch_add(&(env)->pending.field, (uint64_t)(n),   \
+		                   __ATOMIC_RELAXED);                          \
+		shm__count_tick(env);                                          \
+	} while (0)
+void shm__count_tick(shm_env *env);
+void shm__publish(shm_env *env);
+/* Adds a latency sample; get samples are published like SHM__COUNT_READ. */
 void shm__hist_add(shm_env *env, int which /* 0 put, 1 get */, uint64_t ns);
 uint64_t shm__mono_ns(void);
 /* Notes an access to an L1 entry (no lock, approximate). */
@@ -96,6 +116,9 @@ void shm__touch_prefetch(shm_env *env, char kind, const void *key,
 uint32_t shm__atime(shm_env *env, char kind, const void *key, size_t klen);
 int shm__shared_open(shm_env *env);
 void shm__shared_close(shm_env *env);
+
+/* The msg database's key order (env.c): memcmp's, with a prefetch. */
+int shm__cmp_key16(const MDB_val *a, const MDB_val *b);
 
 /* ---- read transactions (env.c): pooled, never take the write lock */
 int shm__rtxn_get(shm_env *env, MDB_txn **txn);

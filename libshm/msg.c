@@ -435,7 +435,7 @@ int shm_msg_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 		rc = shm__err_mdb(rc, "read message");
 	shm__rtxn_put(env, txn);
 	if (rc == 0) {
-		SHM__COUNT(env, l1_hits, 1);
+		SHM__COUNT_READ(env, l1_hits, 1);
 		shm__touch(env, SHM_KIND_MSG, id->b, 16);
 	} else if (rc == MDB_NOTFOUND) {
 		SHM__COUNT(env, l1_misses, 1);
@@ -524,7 +524,7 @@ int shm_msg_view(shm_rtxn *t, const shm_uuid *id, const shm_msg **out)
 		return shm__err_mdb(rc, "read message");
 	if ((rc = shm__msg_decode(v.mv_data, v.mv_size, &t->arena, &m)))
 		return rc;
-	SHM__COUNT(t->env, l1_hits, 1);
+	SHM__COUNT_READ(t->env, l1_hits, 1);
 	shm__touch(t->env, SHM_KIND_MSG, id->b, 16);
 	*out = m;
 	return 0;

@@ -424,7 +424,7 @@ int shm_static_peek(shm_env *env, const shm_uuid *website, const char *object,
 		return rc;
 	rc = peek_key(env, key, klen, out);
 	if (rc == 0) {
-		SHM__COUNT(env, static_hits, 1);
+		SHM__COUNT_READ(env, static_hits, 1);
 	} else if (rc == SHM_ENOTFOUND) {
 		SHM__COUNT(env, static_misses, 1);
 		char id[37];
@@ -630,7 +630,7 @@ int shm_static_get(shm_env *env, const shm_uuid *website, const char *object,
 	rc = peek_key(env, key, klen, out);
 	if (rc != SHM_ENOTFOUND) {
 		if (rc == 0)
-			SHM__COUNT(env, static_hits, 1);
+			SHM__COUNT_READ(env, static_hits, 1);
 		return rc;
 	}
 	SHM__COUNT(env, static_misses, 1);

@@ -4,7 +4,9 @@
  *
  * Invariants
  *  1. Shared counters only grow, by relaxed atomic adds: readers may see a
- *     slightly old value, never a torn one.
+ *     slightly old value, never a torn one. Read-path counts (hits,
+ *     misses, get latency) are added in batches (internal.h), so another
+ *     process sees a live handle's reads up to 63 counts late.
  *  2. The atime table is a hint for eviction (last access, seconds, hashed
  *     slot): losing or colliding an update only makes eviction less exact.
  */
@@ -41,13 +43,40 @@ static unsigned bucket_of(uint64_t ns)
 void shm__hist_add(shm_env *env, int which, uint64_t ns)
 {
 	shm_hist *l = which ? &env->local.get_latency : &env->local.put_latency;
-	shm_hist *s = which ? &env->sw->c.get_latency : &env->sw->c.put_latency;
 	unsigned b = bucket_of(ns);
+	__atomic_fetch_add(&l->count, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&l->bucket[b], 1, __ATOMIC_RELAXED);
+	if (!which) {
+		shm_hist *s = &env->sw->c.put_latency;
+		__atomic_fetch_add(&s->count, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&s->bucket[b], 1, __ATOMIC_RELAXED);
+		return;
+	}
+	shm_hist *p = &env->pending.get_latency;
+	__atomic_fetch_add(&p->count, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&p->bucket[b], 1, __ATOMIC_RELAXED);
+	shm__count_tick(env);
+}
 
-	l->count++;
-	l->bucket[b]++;
-	__atomic_fetch_add(&s->count, 1, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&s->bucket[b], 1, __ATOMIC_RELAXED);
+void shm__count_tick(shm_env *env)
+{
+	if (__atomic_add_fetch(&env->unpublished, 1, __ATOMIC_RELAXED) >=
+	    SHM_PUBLISH_EVERY)
+		shm__publish(env);
+}
+
+void shm__publish(shm_env *env)
+{
+	uint64_t *p = (uint64_t *)&env->pending;
+	uint64_t *s = (uint64_t *)&env->sw->c;
+
+	__atomic_store_n(&env->unpublished, 0, __ATOMIC_RELAXED);
+	for (size_t i = 0; i < sizeof env->pending / sizeof(uint64_t); i++)
+		if (__atomic_load_n(&p[i], __ATOMIC_RELAXED)) {
+			uint64_t n = __atomic_exchange_n(&p[i], 0,
+			                                 __ATOMIC_RELAXED);
+			__atomic_fetch_add(&s[i], n, __ATOMIC_RELAXED);
+		}
 }
 
 uint64_t shm_hist_percentile(const shm_hist *h, double p)
@@ -183,6 +212,7 @@ void shm__shared_close(shm_env *env)
 
 int shm_stats_shared(shm_env *env, shm_counters *out)
 {
+	shm__publish(env);
 	const uint64_t *src = (const uint64_t *)&env->shared->c;
 	uint64_t *dst = (uint64_t *)out;
 
@@ -193,5 +223,9 @@ int shm_stats_shared(shm_env *env, shm_counters *out)
 
 void shm_stats_local(shm_env *env, shm_counters *out)
 {
-	*out = env->local;
+	const uint64_t *src = (const uint64_t *)&env->local;
+	uint64_t *dst = (uint64_t *)out;
+
+	for (size_t i = 0; i < sizeof *out / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 }

@@ -81,6 +81,7 @@ static int wtxn_commit(shm__wtxn *w, uint64_t start_seq)
 	if (w->next_seq != start_seq)
 		__atomic_store_n(&w->env->sw->next_seq_hint, w->next_seq,
 		                 __ATOMIC_RELEASE);
+	shm__publish(w->env);
 	return 0;
 }
 
