@@ -110,8 +110,10 @@ void fl_batch_coalesce(fl_batch *b)
 	size_t cap = 16;
 	long *slot;
 
-	for (size_t i = 0; i < b->n; i++)
+	for (size_t i = 0; i < b->n; i++) {
 		b->r[i].superseded = false;
+		b->r[i].first_op = b->r[i].op;
+	}
 	if (b->n < 2)
 		return;
 	while (cap < b->n * 2)
@@ -138,6 +140,7 @@ void fl_batch_coalesce(fl_batch *b)
 			    o->key_len == r->key_len &&
 			    memcmp(o->key, r->key, r->key_len) == 0) {
 				r->superseded = true;
+				o->first_op = r->op; /* earlier than any before */
 				break;
 			}
 		}

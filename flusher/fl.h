@@ -101,6 +101,8 @@ typedef struct fl_rec {
 	int64_t time;
 	uint8_t op;
 	bool superseded;         /* a later record in the batch has its key */
+	uint8_t first_op;        /* op of the key's first record in the batch
+	                            (fl_batch_coalesce; op itself if alone) */
 	const uint8_t *key;
 	uint32_t key_len;
 	const uint8_t *payload;  /* decompressed */
@@ -129,7 +131,8 @@ void fl_batch_free(fl_batch *b);
 /* Marks superseded every record followed, later in the batch, by one of the
  * same class and key (messages by id; statics, graph and marks by website +
  * object). Each MSG_* and STATIC_* payload is the full new state, so the
- * last one wins; order between different keys is kept. */
+ * last one wins; order between different keys is kept. The record kept for
+ * a key gets, in first_op, the op of that key's first record. */
 void fl_batch_coalesce(fl_batch *b);
 
 /* Key class of an op for coalescing: 'M' msg, 'S' static, 'G' graph,

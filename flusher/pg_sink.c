@@ -8,6 +8,7 @@
  *   UPDATE shm_sink_positions SET applied = <upto>
  *     WHERE env_id = <env> AND sink = 'pg' AND applied = <from>;  -- 1 row
  *   COPY shm_stage_msg / _obj / _edge / _mark FROM STDIN;  -- those in use
+ *   COPY messages FROM STDIN;  -- the new messages, streamed as built
  *   graph: (with GRAPH_SETs: the websites' connection advisory locks
  *          first) drop the edges of every object touched, and the incoming
  *          edges of dropped objects; upsert objects; insert the new edges
@@ -29,6 +30,13 @@
  *     so L2 and L3 agree.
  *  3. An edge Y -> X set earlier in a batch than a GRAPH_DROP of X is not
  *     inserted (the drop removed it in L1); edges set after the drop are.
+ *  4. A message whose first record in the batch is MSG_PUT is presumed new
+ *     and COPYed straight into messages (no staging table, no ON CONFLICT:
+ *     half the backend's work). If one is not (23505 on the primary key),
+ *     the whole transaction is rolled back and the batch applied again with
+ *     every message upserted, as are the next DIRECT_PAUSE batches. Each
+ *     key has one row in a batch (coalesced), so rows of different keys
+ *     commute and the two ways leave the same table.
  *
  * Errors: SQLSTATE classes 22 (data exception), 23 (integrity) and 54
  * (program limit) are FL_REJECT (the worker then isolates the record by
@@ -48,13 +56,23 @@
 /* staging table groups (stage_ddl) */
 enum { ST_GRAPH, ST_MARK, ST_MSG, ST_N };
 
+/* Invariant 4: batches upserted after a direct COPY met an existing row. */
+#define DIRECT_PAUSE 8
+/* The direct COPY's rows go to the server in pieces of about this size
+ * while the next ones are built, so the backend parses as we format. */
+#define STREAM_CHUNK (64 * 1024)
+/* p_apply's internal result: the direct COPY met an existing row. */
+enum { FL_CONFLICT = FL_REJECT + 1 };
+
 typedef struct pg_sink {
 	fl_sink base;
 	PGconn *c;
 	char *env_lit;           /* env_id as an SQL literal */
 	fl_buf msg, obj, edge, mark, sql, prefix;
+	fl_buf direct;           /* rows of COPY messages, a chunk at a time */
 	fl_buf scratch;          /* a message's metadata JSON */
 	size_t n_msg, n_obj, n_edge, n_mark;
+	unsigned direct_pause;   /* batches left to upsert (invariant 4) */
 	bool staged[ST_N];       /* staging tables of this session */
 } pg_sink;
 
@@ -115,6 +133,7 @@ static const char *const mark_sql =
 static const char *const msg_cols =
 	"seq, id, room_id, user_id, username, content, message_type,"
 	" created_at, updated_at, metadata, content_hash, parent_id, thread_id";
+#define MSG_COLS_DIRECT 5 /* msg_cols without "seq, " */
 
 static const char *const msg_sql =
 	"INSERT INTO messages (id, room_id, user_id, username, content,"
@@ -396,13 +415,38 @@ static int add_time_or_null(fl_buf *b, int64_t us)
 	return fl_buf_adds(b, s);
 }
 
-/* One shm_stage_msg row. The columns are formatted exactly as in the JSON
- * Redis receives (same formatters), metadata is that JSON's object. */
-static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
-                     const shm_msg *m)
+static int add_u64(fl_buf *b, uint64_t v)
 {
-	fl_buf *o = &p->msg;
-	char id[37];
+	char s[24], *e = s + sizeof s, *d = e;
+
+	do
+		*--d = (char)('0' + v % 10);
+	while ((v /= 10));
+	return fl_buf_add(b, d, (size_t)(e - d));
+}
+
+static int add_i64(fl_buf *b, int64_t v)
+{
+	if (v < 0 && fl_buf_add(b, "-", 1))
+		return ENOMEM;
+	return add_u64(b, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+}
+
+static int add_hex64(fl_buf *b, uint64_t h)
+{
+	char s[16];
+
+	for (int k = 15; k >= 0; k--, h >>= 4)
+		s[k] = "0123456789abcdef"[h & 15];
+	return fl_buf_add(b, s, 16);
+}
+
+/* One row of shm_stage_msg (with its seq) or of messages, appended to o.
+ * The columns are formatted exactly as in the JSON Redis receives (same
+ * formatters), metadata is that JSON's object. */
+static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
+                     const shm_msg *m, fl_buf *o, bool seq)
+{
 	const char *meta, *type = shm_msg_type_name(m->type);
 	size_t moff = 0, mlen = 0, len0 = o->len;
 	int rc;
@@ -427,18 +471,20 @@ static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
 		return FL_REJECT;
 	}
 	meta = p->scratch.p + moff;
-	shm_uuid_format(&m->id, id);
-	rc = fl_buf_addf(o, "%" PRIu64 "\t%s\t", r->seq, id) ||
+	rc = (seq && (add_u64(o, r->seq) || fl_buf_add(o, "\t", 1))) ||
+	     add_uuid_or_null(o, true, &m->id) || fl_buf_add(o, "\t", 1) ||
 	     fl_buf_copy_field(o, m->room_id, strlen(m->room_id)) ||
-	     fl_buf_addf(o, "\t%" PRId32 "\t", m->user_id) ||
+	     fl_buf_add(o, "\t", 1) || add_i64(o, m->user_id) ||
+	     fl_buf_add(o, "\t", 1) ||
 	     fl_buf_copy_field(o, m->username, strlen(m->username)) ||
 	     fl_buf_add(o, "\t", 1) ||
 	     fl_buf_copy_field(o, m->content, m->content_len) ||
-	     fl_buf_addf(o, "\t%s\t", type) ||
+	     fl_buf_add(o, "\t", 1) || fl_buf_adds(o, type) ||
+	     fl_buf_add(o, "\t", 1) ||
 	     add_time_or_null(o, m->created_at) || fl_buf_add(o, "\t", 1) ||
 	     add_time_or_null(o, m->updated_at) || fl_buf_add(o, "\t", 1) ||
-	     fl_buf_copy_field(o, meta, mlen) ||
-	     fl_buf_addf(o, "\t%016" PRIx64 "\t", m->content_hash) ||
+	     fl_buf_copy_field(o, meta, mlen) || fl_buf_add(o, "\t", 1) ||
+	     add_hex64(o, m->content_hash) || fl_buf_add(o, "\t", 1) ||
 	     add_uuid_or_null(o, m->has_parent, &m->parent_id) ||
 	     fl_buf_add(o, "\t", 1) ||
 	     add_uuid_or_null(o, m->has_thread, &m->thread_id) ||
@@ -448,8 +494,24 @@ static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
 		fl_sink_seterr(&p->base, "out of memory");
 		return FL_TRANSIENT;
 	}
-	p->n_msg++;
 	return FL_OK;
+}
+
+/* A message record's row, into o (seq: with the seq column). */
+static int msg_row(pg_sink *p, fl_batch *b, const fl_rec *r, fl_buf *o,
+                   bool seq)
+{
+	shm_msg *m = NULL;
+	int rc;
+
+	if (shm_msg_decode(r->payload, r->payload_len, &m)) {
+		snprintf(b->reason, sizeof b->reason, "message payload does not "
+		         "decode: %s", shm_errmsg());
+		return FL_REJECT;
+	}
+	rc = stage_msg(p, b, r, m, o, seq);
+	shm_msg_free(m);
+	return rc;
 }
 
 /* Turns record i into COPY rows. FL_REJECT with b->reason for bad data. */
@@ -459,14 +521,8 @@ static int stage(pg_sink *p, fl_batch *b, size_t i)
 	int rc;
 
 	if (shm_op_is_msg(r->op)) {
-		shm_msg *m = NULL;
-		if (shm_msg_decode(r->payload, r->payload_len, &m)) {
-			snprintf(b->reason, sizeof b->reason, "message payload "
-			         "does not decode: %s", shm_errmsg());
-			return FL_REJECT;
-		}
-		rc = stage_msg(p, b, r, m);
-		shm_msg_free(m);
+		if ((rc = msg_row(p, b, r, &p->msg, true)) == FL_OK)
+			p->n_msg++;
 		return rc;
 	}
 	if (r->op != SHM_OP_GRAPH_SET && r->op != SHM_OP_GRAPH_DROP &&
@@ -561,12 +617,11 @@ bad_object:
 }
 
 /* Sends prefix (statements ending in ';', or "") with COPY table FROM
- * STDIN, then the rows. An UPDATE in the prefix must report one row (the
- * position guard), else the COPY is abandoned and the batch is retried
- * after re-reading the position. One round trip for prefix + COPY start,
- * one for the rows. */
-static int copy_in(pg_sink *p, const char *prefix, const char *table,
-                   const char *cols, fl_buf *data)
+ * STDIN and waits for the server to take the rows. An UPDATE in the prefix
+ * must report one row (the position guard), else the COPY is abandoned and
+ * the batch is retried after re-reading the position. */
+static int copy_begin(pg_sink *p, const char *prefix, const char *table,
+                      const char *cols)
 {
 	PGresult *res;
 	bool moved = false;
@@ -607,20 +662,76 @@ static int copy_in(pg_sink *p, const char *prefix, const char *table,
 		               "re-reading it");
 		return FL_TRANSIENT;
 	}
-	if (PQputCopyData(p->c, data->p, (int)data->len) != 1 ||
-	    PQputCopyEnd(p->c, NULL) != 1)
+	return FL_OK;
+}
+
+static int copy_put(pg_sink *p, fl_buf *data, const char *table)
+{
+	if (data->len && PQputCopyData(p->c, data->p, (int)data->len) != 1)
+		return failure(p, NULL, table);
+	data->len = 0;
+	return FL_OK;
+}
+
+/* Ends the COPY: abort (a reason) or not (NULL). conflict: a unique
+ * violation is FL_CONFLICT instead of FL_REJECT. */
+static int copy_end(pg_sink *p, const char *table, const char *abort,
+                    bool conflict)
+{
+	PGresult *res;
+	int rc = FL_OK;
+
+	if (PQputCopyEnd(p->c, abort) != 1)
 		return failure(p, NULL, table);
 	res = PQgetResult(p->c);
-	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-		int rc = failure(p, res, table);
-		while (p->c && (res = PQgetResult(p->c)))
-			PQclear(res);
-		return rc;
-	}
-	PQclear(res);
-	while ((res = PQgetResult(p->c)))
+	if (abort) {
 		PQclear(res);
-	return FL_OK;
+	} else if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+		                     : NULL;
+		bool dup = conflict && st && !strcmp(st, "23505");
+		rc = failure(p, res, table);
+		if (dup && rc == FL_REJECT)
+			rc = FL_CONFLICT;
+	} else {
+		PQclear(res);
+	}
+	while (p->c && (res = PQgetResult(p->c)))
+		PQclear(res);
+	return rc;
+}
+
+/* Rows of the messages presumed new (invariant 4), streamed: built and sent
+ * a chunk at a time, so the backend parses them as they are formatted. */
+static int copy_direct(pg_sink *p, fl_batch *b, const char *prefix)
+{
+	int rc;
+
+	if ((rc = copy_begin(p, prefix, "messages",
+	                     msg_cols + MSG_COLS_DIRECT)))
+		return rc;
+	p->direct.len = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		fl_rec *r = &b->r[i];
+		if (r->superseded || !shm_op_is_msg(r->op) ||
+		    r->first_op != SHM_OP_MSG_PUT)
+			continue;
+		if ((rc = msg_row(p, b, r, &p->direct, false))) {
+			if (rc == FL_REJECT) {
+				b->reject = (long)i;
+				fl_sink_seterr(&p->base, "seq %" PRIu64 ": %s",
+				               r->seq, b->reason);
+			}
+			copy_end(p, "messages", "row not built", false);
+			return rc;
+		}
+		if (p->direct.len >= STREAM_CHUNK &&
+		    (rc = copy_put(p, &p->direct, "messages")))
+			return rc;
+	}
+	if ((rc = copy_put(p, &p->direct, "messages")))
+		return rc;
+	return copy_end(p, "messages", NULL, true);
 }
 
 /* Immediate connection upserts (issue 5 §2, cleanup.c) for the batch's
@@ -646,30 +757,31 @@ static int refresh_commit(pg_sink *p, fl_refresh *rf)
 	return FL_OK;
 }
 
-static int p_apply(fl_sink *s, fl_batch *b)
+/* One try at the batch; direct: new messages by COPY (invariant 4). */
+static int apply_once(pg_sink *p, fl_batch *b, bool direct)
 {
-	pg_sink *p = (pg_sink *)s;
+	fl_sink *s = &p->base;
 	PGresult *res;
+	size_t n_direct = 0;
 	int rc;
 
-	b->reject = -1;
-	b->reason[0] = 0;
-	if (conn_lost(p)) {
-		fl_sink_seterr(s, "not connected");
-		return FL_TRANSIENT;
-	}
-	fl_batch_coalesce(b);
 	p->msg.len = p->obj.len = p->edge.len = p->mark.len = p->sql.len = 0;
 	p->n_msg = p->n_obj = p->n_edge = p->n_mark = 0;
-	/* 1. every row built before the transaction begins */
+	/* 1. the staged rows built before the transaction begins */
 	for (size_t i = 0; i < b->n; i++) {
-		if (b->r[i].superseded)
+		fl_rec *r = &b->r[i];
+		if (r->superseded)
 			continue;
+		if (direct && shm_op_is_msg(r->op) &&
+		    r->first_op == SHM_OP_MSG_PUT) {
+			n_direct++;
+			continue;
+		}
 		if ((rc = stage(p, b, i)) != FL_OK) {
 			if (rc == FL_REJECT) {
 				b->reject = (long)i;
-				fl_sink_seterr(s, "seq %" PRIu64 ": %s",
-				               b->r[i].seq, b->reason);
+				fl_sink_seterr(s, "seq %" PRIu64 ": %s", r->seq,
+				               b->reason);
 			} else {
 				fl_sink_seterr(s, "out of memory");
 			}
@@ -706,27 +818,30 @@ static int p_apply(fl_sink *s, fl_batch *b)
 		    (copies[k].ddl >= 0 && !p->staged[copies[k].ddl] &&
 		     fl_buf_adds(&p->prefix, stage_ddl[copies[k].ddl]))) {
 			fl_sink_seterr(s, "out of memory");
-			rc = FL_TRANSIENT;
-			goto fail;
+			return FL_TRANSIENT;
 		}
-		if ((rc = copy_in(p, p->prefix.p, copies[k].table,
-		                  copies[k].cols, copies[k].data)))
-			goto fail;
+		if ((rc = copy_begin(p, p->prefix.p, copies[k].table,
+		                     copies[k].cols)) ||
+		    (rc = copy_put(p, copies[k].data, copies[k].table)) ||
+		    (rc = copy_end(p, copies[k].table, NULL, false)))
+			return rc;
+		prefix = "";
+	}
+	if (n_direct) {
+		if ((rc = copy_direct(p, b, prefix)))
+			return rc;
 		prefix = "";
 	}
 	if (prefix == begin) { /* nothing to copy: position only */
 		res = PQexec(p->c, begin);
-		if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-			rc = failure(p, res, "begin");
-			goto fail;
-		}
+		if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
+			return failure(p, res, "begin");
 		if (strcmp(PQcmdTuples(res), "1") != 0) {
 			PQclear(res);
 			fl_sink_seterr(s, "position in shm_sink_positions is "
 			               "not %" PRIu64 " (applied elsewhere?): "
 			               "re-reading it", b->from);
-			rc = FL_TRANSIENT;
-			goto fail;
+			return FL_TRANSIENT;
 		}
 		PQclear(res);
 	}
@@ -741,30 +856,52 @@ static int p_apply(fl_sink *s, fl_batch *b)
 	    (!rf && fl_buf_adds(&p->sql, "COMMIT"))) {
 		fl_refresh_free(rf);
 		fl_sink_seterr(s, "out of memory");
-		rc = FL_TRANSIENT;
-		goto fail;
+		return FL_TRANSIENT;
 	}
 	res = PQexec(p->c, p->sql.p);
 	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
 		fl_refresh_free(rf);
-		rc = failure(p, res, "apply");
-		goto fail;
+		return failure(p, res, "apply");
 	}
 	PQclear(res);
 	if (rf && (rc = refresh_commit(p, rf)))
-		goto fail;
+		return rc;
 	/* a COMMIT of an aborted transaction reports ROLLBACK */
 	if (PQtransactionStatus(p->c) != PQTRANS_IDLE) {
 		fl_sink_seterr(s, "COMMIT did not commit");
-		rc = FL_TRANSIENT;
-		goto fail;
+		return FL_TRANSIENT;
 	}
 	p->staged[ST_GRAPH] |= p->n_obj > 0;
 	p->staged[ST_MARK] |= p->n_mark > 0;
 	p->staged[ST_MSG] |= p->n_msg > 0;
 	return FL_OK;
-fail:
-	rollback(p);
+}
+
+static int p_apply(fl_sink *s, fl_batch *b)
+{
+	pg_sink *p = (pg_sink *)s;
+	int rc;
+
+	b->reject = -1;
+	b->reason[0] = 0;
+	if (conn_lost(p)) {
+		fl_sink_seterr(s, "not connected");
+		return FL_TRANSIENT;
+	}
+	fl_batch_coalesce(b);
+	rc = apply_once(p, b, p->direct_pause == 0);
+	if (p->direct_pause)
+		p->direct_pause--;
+	if (rc == FL_CONFLICT) {
+		fl_log(FL_DEBUG, "pg", "batch (%" PRIu64 "..%" PRIu64 "]: %s; "
+		       "upserting it", b->from, b->upto, s->errmsg);
+		rollback(p);
+		p->direct_pause = DIRECT_PAUSE;
+		s->errmsg[0] = 0;
+		rc = apply_once(p, b, false);
+	}
+	if (rc != FL_OK)
+		rollback(p);
 	if (rc == FL_REJECT && b->n == 1)
 		b->reject = 0;
 	return rc;
@@ -781,6 +918,7 @@ static void p_destroy(fl_sink *s)
 	fl_buf_free(&p->mark);
 	fl_buf_free(&p->sql);
 	fl_buf_free(&p->prefix);
+	fl_buf_free(&p->direct);
 	fl_buf_free(&p->scratch);
 	free(p);
 }

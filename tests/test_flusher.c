@@ -267,6 +267,55 @@ static void test_once_mirrors_10000_messages_from_two_writers(void **state)
 	free(dir);
 }
 
+/* New messages go straight into messages by COPY; a put of an id that
+ * PostgreSQL already has sends its batch back through the upsert, with
+ * nothing applied twice (the trigger counts each row's INSERT/UPDATE). */
+static void test_put_of_a_row_postgres_has_is_upserted_once(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	ft_plan first = {.n = 300}, second = {.n = 300};
+	shm_uuid old = ft_id(0, 5), edited = ft_id(0, 6);
+
+	ft_reset_servers();
+	ft_install_apply_counter();
+	assert_int_equal(ft_write(dir, 0, &first), 0);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_int_equal(ft_sql_int("SELECT sum(n) FROM test_apply_count"),
+	                 300);
+
+	/* one batch: new messages, a re-put of a flushed one, an edit */
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m = tu_msg("room-5", 100, "put again");
+	m.id = old;
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_edit(env, &edited, "edited", 6), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_write(dir, 1, &second), 0);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 600);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                            "content = 'put again' AND id = "
+	                            "'01930000-0000-7000-8000-000000000005'"),
+	                 1);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                            "content = 'edited' AND id = "
+	                            "'01930000-0000-7000-8000-000000000006'"),
+	                 1);
+	/* 300 + 300 inserts, 2 updates, none twice */
+	assert_int_equal(ft_sql_int("SELECT sum(n) FROM test_apply_count"),
+	                 602);
+	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 2);
+	ft_remove_apply_counter();
+	env = tu_open(dir, NULL);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"),
+	                 ft_meta(env, "next_seq") - 1);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 static void test_statics_graph_and_marks_are_mirrored(void **state)
 {
 	FT_NEED_SERVERS();
@@ -527,6 +576,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_lock_refuses_a_second_flusher, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letters_merge_sinks_and_keep_raw, ft_teardown),
 		cmocka_unit_test_teardown(test_once_mirrors_10000_messages_from_two_writers, ft_teardown),
+		cmocka_unit_test_teardown(test_put_of_a_row_postgres_has_is_upserted_once, ft_teardown),
 		cmocka_unit_test_teardown(test_statics_graph_and_marks_are_mirrored, ft_teardown),
 		cmocka_unit_test_teardown(test_graph_drop_inside_a_batch_respects_order, ft_teardown),
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
