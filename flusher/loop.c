@@ -335,6 +335,9 @@ static void run_tasks(fl_daemon *d, fl_task *tasks, size_t n, bool all)
 	}
 }
 
+/* --once: how often the main thread looks whether the workers are done */
+#define ONCE_POLL_MS 5
+
 static uint64_t next_due(fl_task *tasks, size_t n)
 {
 	uint64_t now = mono_ms(), wait = 100;
@@ -466,6 +469,8 @@ int fl_main(int argc, char **argv)
 
 	for (;;) {
 		uint64_t wait = next_due(tasks, n_tasks);
+		if (d.cfg.once && wait > ONCE_POLL_MS)
+			wait = ONCE_POLL_MS; /* exit soon after the last batch */
 		struct timespec to = {(time_t)(wait / 1000),
 		                      (long)(wait % 1000) * 1000000L};
 		siginfo_t si;

@@ -13,6 +13,9 @@
  * first byte. Repeated writes of one key in a batch are coalesced (the last
  * state wins), so a batch sends each key once, in log order.
  *
+ * The pipeline is written in RESP straight into one buffer (no argv, no
+ * allocation per command) and handed to hiredis in one piece.
+ *
  * Redis keeps no position of its own: every command is idempotent and the
  * batch is replayed whole after a crash, so at-least-once yields the same
  * final state. Connection loss and timeouts are FL_TRANSIENT; an error reply
@@ -35,16 +38,10 @@ typedef struct redis_sink {
 	char ttl[24];  /* EX argument, l2-ttl seconds */
 	bool sha256;   /* static-sha = sha256 */
 	fl_buf scratch; /* a message's JSON (shm_msg_json_append) */
+	fl_buf out;     /* the batch's pipeline, in RESP */
+	size_t *rec;    /* batch index of each command of out */
+	size_t n_cmd, cap_cmd;
 } redis_sink;
-
-/* One command of the pipeline, argv-style, with what it owns. */
-typedef struct rcmd {
-	size_t rec;          /* index in the batch */
-	int argc;
-	const char *argv[5];
-	size_t argvlen[5];
-	void *own[3];
-} rcmd;
 
 int fl_redis_addr_parse(const char *url, fl_redis_addr *a, char *err,
                         size_t errlen)
@@ -188,14 +185,6 @@ static int r_position(fl_sink *s, uint64_t *pos)
 	return 0; /* Redis keeps none: meta's sink.redis.applied is the truth */
 }
 
-static void cmds_free(rcmd *cmds, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		for (int j = 0; j < 3; j++)
-			free(cmds[i].own[j]);
-	free(cmds);
-}
-
 static bool temporary_error(const char *e)
 {
 	static const char *const prefixes[] = {
@@ -208,78 +197,106 @@ static bool temporary_error(const char *e)
 	return false;
 }
 
-/* Builds the commands for record i (0, 1 or 2 of them). */
-static int build(redis_sink *r, fl_batch *b, size_t i, rcmd *cmds,
-                 size_t *n)
+static int resp_argc(fl_buf *o, int argc)
 {
-	const fl_config *cfg = r->base.cfg;
+	char s[8];
+
+	return fl_buf_add(o, s, (size_t)snprintf(s, sizeof s, "*%d\r\n", argc));
+}
+
+static int resp_arg(fl_buf *o, const void *p, size_t n)
+{
+	char s[24], *e = s + sizeof s, *d = e;
+	size_t v = n;
+
+	*--d = '\n';
+	*--d = '\r';
+	do
+		*--d = (char)('0' + v % 10);
+	while ((v /= 10));
+	*--d = '$';
+	if (fl_buf_add(o, d, (size_t)(e - d)) || fl_buf_add(o, p, n))
+		return ENOMEM;
+	return fl_buf_add(o, "\r\n", 2);
+}
+
+#define RESP_LIT(o, s) resp_arg((o), "" s, sizeof(s) - 1)
+
+/* Room for one more command's batch index. */
+static int cmd_room(redis_sink *r)
+{
+	if (r->n_cmd < r->cap_cmd)
+		return 0;
+	size_t cap = r->cap_cmd ? r->cap_cmd * 2 : 256;
+	size_t *rec = realloc(r->rec, cap * sizeof *rec);
+	if (!rec)
+		return ENOMEM;
+	r->rec = rec;
+	r->cap_cmd = cap;
+	return 0;
+}
+
+/* SET key val EX <l2-ttl>, for record i. */
+static int resp_set(redis_sink *r, size_t i, const void *key, size_t klen,
+                    const void *val, size_t vlen)
+{
+	if (cmd_room(r) || resp_argc(&r->out, 5) ||
+	    RESP_LIT(&r->out, "SET") || resp_arg(&r->out, key, klen) ||
+	    resp_arg(&r->out, val, vlen) || RESP_LIT(&r->out, "EX") ||
+	    resp_arg(&r->out, r->ttl, strlen(r->ttl)))
+		return ENOMEM;
+	r->rec[r->n_cmd++] = i;
+	return 0;
+}
+
+/* A value, LZ4-framed above compress-threshold, as SET key val. */
+static int set_value(redis_sink *r, size_t i, const char *key, size_t klen,
+                     const void *data, size_t len)
+{
+	const void *val;
+	size_t vlen;
+	bool owned;
+	int rc;
+
+	if (fl_lz4_maybe(data, len, r->base.cfg->compress_threshold, &val,
+	                 &vlen, &owned))
+		return EINVAL;
+	rc = resp_set(r, i, key, klen, val, vlen);
+	if (owned)
+		free((void *)val);
+	return rc;
+}
+
+/* Appends the commands of record i (0, 1 or 2 of them) to r->out. */
+static int build(redis_sink *r, fl_batch *b, size_t i)
+{
 	fl_rec *rec = &b->r[i];
-	const char *ttl = r->ttl;
-	int rc = 0;
+	int rc;
 
 	if (shm_op_is_msg(rec->op)) {
 		shm_msg *m = NULL;
-		char *json = NULL, id[37];
-		size_t jlen;
-		const void *val;
-		size_t vlen;
-		bool owned;
-		rcmd *c = &cmds[(*n)];
+		char key[48];
 
-		if ((rc = shm_msg_decode(rec->payload, rec->payload_len, &m))) {
+		if (shm_msg_decode(rec->payload, rec->payload_len, &m)) {
 			snprintf(b->reason, sizeof b->reason, "message payload "
 			         "does not decode: %s", shm_errmsg());
 			return FL_REJECT;
 		}
-		/* into the reused scratch buffer, then a copy the command
-		 * owns */
 		r->scratch.len = 0;
 		rc = shm_msg_json_append(m, &r->scratch.p, &r->scratch.len,
 		                         &r->scratch.cap, NULL, NULL);
-		if (rc == 0) {
-			json = malloc(r->scratch.len + 1);
-			if (json)
-				memcpy(json, r->scratch.p, r->scratch.len + 1);
-			jlen = r->scratch.len;
-		}
-		if (rc == ENOMEM || (rc == 0 && !json)) {
-			shm_msg_free(m);
-			fl_sink_seterr(&r->base, "out of memory");
-			return FL_TRANSIENT;
-		}
-		if (rc) {
+		if (rc && rc != ENOMEM)
 			snprintf(b->reason, sizeof b->reason, "message to JSON: "
 			         "%s", shm_errmsg());
-			shm_msg_free(m);
-			return FL_REJECT;
-		}
-		shm_uuid_format(&m->id, id);
+		memcpy(key, "msg:", 4);
+		shm_uuid_format(&m->id, key + 4);
 		shm_msg_free(m);
-		if (fl_lz4_maybe(json, jlen, cfg->compress_threshold, &val,
-		                 &vlen, &owned)) {
-			free(json);
+		if (rc)
+			return rc == ENOMEM ? FL_TRANSIENT : FL_REJECT;
+		if ((rc = set_value(r, i, key, 40, r->scratch.p,
+		                    r->scratch.len)) == EINVAL)
 			fl_sink_seterr(&r->base, "LZ4 compression failed");
-			return FL_TRANSIENT;
-		}
-		memset(c, 0, sizeof *c);
-		c->rec = i;
-		c->own[0] = malloc(41);
-		c->own[1] = json;
-		c->own[2] = owned ? (void *)val : NULL;
-		if (!c->own[0]) {
-			free(json);
-			free(c->own[2]);
-			return FL_TRANSIENT;
-		}
-		snprintf(c->own[0], 41, "msg:%s", id);
-		c->argc = 5;
-		c->argv[0] = "SET"; c->argvlen[0] = 3;
-		c->argv[1] = c->own[0]; c->argvlen[1] = strlen(c->own[0]);
-		c->argv[2] = val; c->argvlen[2] = vlen;
-		c->argv[3] = "EX"; c->argvlen[3] = 2;
-		c->argv[4] = ttl; c->argvlen[4] = strlen(ttl);
-		(*n)++;
-		return FL_OK;
+		return rc ? FL_TRANSIENT : FL_OK;
 	}
 	if (rec->op != SHM_OP_STATIC_PUT && rec->op != SHM_OP_STATIC_BUST)
 		return FL_OK; /* graph, marks: PostgreSQL only */
@@ -288,92 +305,52 @@ static int build(redis_sink *r, fl_batch *b, size_t i, rcmd *cmds,
 		         "has no object", rec->key_len);
 		return FL_REJECT;
 	}
+	/* <website>-<TYPE/ID>-static and -sha */
 	char web[37];
 	shm_uuid wu;
 	memcpy(wu.b, rec->key, 16);
 	shm_uuid_format(&wu, web);
 	size_t ol = rec->key_len - 16, kl = 36 + 1 + ol + 8;
 	char *k1 = malloc(kl), *k2 = malloc(kl);
-	if (!k1 || !k2) {
-		free(k1);
-		free(k2);
-		return FL_TRANSIENT;
-	}
-	snprintf(k1, kl, "%s-%.*s-static", web, (int)ol,
-	         (const char *)rec->key + 16);
-	snprintf(k2, kl, "%s-%.*s-sha", web, (int)ol,
-	         (const char *)rec->key + 16);
-	rcmd *c1 = &cmds[*n], *c2 = &cmds[*n + 1];
-	memset(c1, 0, sizeof *c1);
-	memset(c2, 0, sizeof *c2);
-	c1->rec = c2->rec = i;
-	if (rec->op == SHM_OP_STATIC_BUST) {
-		c1->own[0] = k1;
-		c1->own[1] = k2;
-		c1->argc = 3;
-		c1->argv[0] = "DEL"; c1->argvlen[0] = 3;
-		c1->argv[1] = k1; c1->argvlen[1] = strlen(k1);
-		c1->argv[2] = k2; c1->argvlen[2] = strlen(k2);
-		(*n)++;
-		return FL_OK;
-	}
 	shm_static *st = NULL;
+	rc = FL_TRANSIENT;
+	if (!k1 || !k2)
+		goto out;
+	int l1 = snprintf(k1, kl, "%s-%.*s-static", web, (int)ol,
+	                  (const char *)rec->key + 16);
+	int l2 = snprintf(k2, kl, "%s-%.*s-sha", web, (int)ol,
+	                  (const char *)rec->key + 16);
+	if (rec->op == SHM_OP_STATIC_BUST) {
+		if (cmd_room(r) || resp_argc(&r->out, 3) ||
+		    RESP_LIT(&r->out, "DEL") ||
+		    resp_arg(&r->out, k1, (size_t)l1) ||
+		    resp_arg(&r->out, k2, (size_t)l2))
+			goto out;
+		r->rec[r->n_cmd++] = i;
+		rc = FL_OK;
+		goto out;
+	}
 	if (shm_static_decode(rec->payload, rec->payload_len, &st)) {
 		snprintf(b->reason, sizeof b->reason, "static payload does not "
 		         "decode: %s", shm_errmsg());
-		free(k1);
-		free(k2);
-		return FL_REJECT;
+		rc = FL_REJECT;
+		goto out;
 	}
-	const void *val;
-	size_t vlen;
-	bool owned;
-	if (fl_lz4_maybe(st->content, st->content_len, cfg->compress_threshold,
-	                 &val, &vlen, &owned)) {
-		shm_static_free(st);
-		free(k1);
-		free(k2);
-		return FL_TRANSIENT;
-	}
-	if (!owned) { /* the content dies with st: copy it */
-		void *cp = malloc(vlen ? vlen : 1);
-		if (!cp) {
-			shm_static_free(st);
-			free(k1);
-			free(k2);
-			return FL_TRANSIENT;
-		}
-		memcpy(cp, val, vlen);
-		val = cp;
-	}
-	char *sha = strdup(r->sha256 ? st->sha256 : st->sha1);
+	const char *sha = r->sha256 ? st->sha256 : st->sha1;
+	if (set_value(r, i, k1, (size_t)l1, st->content, st->content_len) ||
+	    resp_set(r, i, k2, (size_t)l2, sha, strlen(sha)))
+		goto out;
+	rc = FL_OK;
+out:
 	shm_static_free(st);
-	c1->own[0] = k1;
-	c1->own[1] = (void *)val;
-	c2->own[0] = k2;
-	c2->own[1] = sha;
-	if (!sha)
-		return (*n) += 2, FL_TRANSIENT;
-	c1->argc = c2->argc = 5;
-	c1->argv[0] = c2->argv[0] = "SET";
-	c1->argvlen[0] = c2->argvlen[0] = 3;
-	c1->argv[1] = k1; c1->argvlen[1] = strlen(k1);
-	c1->argv[2] = val; c1->argvlen[2] = vlen;
-	c2->argv[1] = k2; c2->argvlen[1] = strlen(k2);
-	c2->argv[2] = sha; c2->argvlen[2] = strlen(sha);
-	c1->argv[3] = c2->argv[3] = "EX";
-	c1->argvlen[3] = c2->argvlen[3] = 2;
-	c1->argv[4] = c2->argv[4] = ttl;
-	c1->argvlen[4] = c2->argvlen[4] = strlen(ttl);
-	(*n) += 2;
-	return FL_OK;
+	free(k1);
+	free(k2);
+	return rc;
 }
 
 static int r_apply(fl_sink *s, fl_batch *b)
 {
 	redis_sink *r = (redis_sink *)s;
-	rcmd *cmds;
-	size_t n = 0, sent = 0;
 	long bad = -1;
 	bool temporary = false;
 	int rc = FL_OK;
@@ -385,15 +362,13 @@ static int r_apply(fl_sink *s, fl_batch *b)
 		return FL_TRANSIENT;
 	}
 	fl_batch_coalesce(b);
-	if (!(cmds = calloc(b->n * 2 + 1, sizeof *cmds))) {
-		fl_sink_seterr(s, "out of memory");
-		return FL_TRANSIENT;
-	}
-	/* 1. every command built before anything is sent */
+	r->out.len = 0;
+	r->n_cmd = 0;
+	/* 1. every command written before anything is sent */
 	for (size_t i = 0; i < b->n; i++) {
 		if (b->r[i].superseded)
 			continue;
-		if ((rc = build(r, b, i, cmds, &n)) != FL_OK) {
+		if ((rc = build(r, b, i)) != FL_OK) {
 			if (rc == FL_REJECT) {
 				b->reject = (long)i;
 				fl_sink_seterr(s, "seq %llu: %s",
@@ -402,32 +377,28 @@ static int r_apply(fl_sink *s, fl_batch *b)
 			} else if (!s->errmsg[0]) {
 				fl_sink_seterr(s, "out of memory");
 			}
-			goto out;
+			return rc;
 		}
 	}
-	if (!n)
-		goto out;
-	/* 2. the pipeline: every command appended, then every reply read */
-	for (size_t k = 0; k < n; k++) {
-		if (redisAppendCommandArgv(r->c, cmds[k].argc, cmds[k].argv,
-		                           cmds[k].argvlen) != REDIS_OK) {
-			fl_sink_seterr(s, "append: %s", r->c->errstr);
-			rc = FL_TRANSIENT;
-			goto out;
-		}
+	if (!r->n_cmd)
+		return FL_OK;
+	/* 2. the pipeline: sent whole, then every reply read */
+	if (redisAppendFormattedCommand(r->c, r->out.p, r->out.len) !=
+	    REDIS_OK) {
+		fl_sink_seterr(s, "append: %s", r->c->errstr);
+		return FL_TRANSIENT;
 	}
-	for (sent = 0; sent < n; sent++) {
+	for (size_t k = 0; k < r->n_cmd; k++) {
 		redisReply *rep = NULL;
 		if (redisGetReply(r->c, (void **)&rep) != REDIS_OK || !rep) {
-			fl_sink_seterr(s, "pipeline of %zu commands: %s", n,
-			               r->c->errstr[0] ? r->c->errstr
-			                               : "connection lost");
-			rc = FL_TRANSIENT;
+			fl_sink_seterr(s, "pipeline of %zu commands: %s",
+			               r->n_cmd, r->c->errstr[0] ? r->c->errstr
+			                                         : "connection lost");
 			r_disconnect(s);
-			goto out;
+			return FL_TRANSIENT;
 		}
 		if (rep->type == REDIS_REPLY_ERROR && bad < 0) {
-			bad = (long)cmds[sent].rec;
+			bad = (long)r->rec[k];
 			temporary = temporary_error(rep->str);
 			snprintf(b->reason, sizeof b->reason, "redis: %s",
 			         rep->str);
@@ -442,15 +413,19 @@ static int r_apply(fl_sink *s, fl_batch *b)
 		if (!temporary)
 			b->reject = bad;
 	}
-out:
-	cmds_free(cmds, n);
+	if (r->out.cap > (64u << 20))
+		fl_buf_free(&r->out); /* do not keep a huge batch's buffer */
 	return rc;
 }
 
 static void r_destroy(fl_sink *s)
 {
+	redis_sink *r = (redis_sink *)s;
+
 	r_disconnect(s);
-	fl_buf_free(&((redis_sink *)s)->scratch);
+	fl_buf_free(&r->scratch);
+	fl_buf_free(&r->out);
+	free(r->rec);
 	free(s);
 }
 
