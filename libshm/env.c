@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/stat.h>
 
 #include "internal.h"
@@ -21,9 +22,6 @@ void shm_options_init(shm_options *o)
 	memset(o, 0, sizeof *o);
 	o->map_size = (size_t)1 << 30;
 	o->max_readers = 256;
-	o->l1_max_entries = 100000;
-	o->l1_max_bytes = (uint64_t)256 << 20;
-	o->l1_ttl_s = 300;
 	o->l2_ttl_s = 3600;
 	o->compress_threshold = 1024;
 	o->max_content = 64 * 1024;
@@ -96,6 +94,68 @@ static const struct {
 	{"mark", offsetof(shm_env, mark), 0},
 };
 
+/* The L1 policy as this handle sees it at open: an option set (non-zero)
+ * is stored for every process; an option left at 0 takes the stored value,
+ * or the default in an environment that has none. */
+static int policy_open(MDB_txn *txn, shm_env *env)
+{
+	static const struct {
+		const char *name;
+		size_t off, size;
+		uint64_t dflt;
+	} p[] = {
+		{"l1_max_entries", offsetof(shm_options, l1_max_entries), 8,
+		 SHM_DEFAULT_L1_MAX_ENTRIES},
+		{"l1_max_bytes", offsetof(shm_options, l1_max_bytes), 8,
+		 SHM_DEFAULT_L1_MAX_BYTES},
+		{"l1_ttl_s", offsetof(shm_options, l1_ttl_s), 4,
+		 SHM_DEFAULT_L1_TTL_S},
+	};
+	int rc;
+
+	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
+		void *field = (char *)&env->opt + p[i].off;
+		uint64_t want = 0, stored;
+		uint32_t w32;
+		if (p[i].size == 8) {
+			memcpy(&want, field, 8);
+		} else {
+			memcpy(&w32, field, 4);
+			want = w32;
+		}
+		if ((rc = shm__meta_get(txn, env, p[i].name, &stored)))
+			return rc;
+		if (want && want != stored && !env->opt.read_only &&
+		    (rc = shm__meta_put(txn, env, p[i].name, want)))
+			return rc;
+		uint64_t v = want ? want : stored ? stored : p[i].dflt;
+		if (p[i].size == 8) {
+			memcpy(field, &v, 8);
+		} else {
+			w32 = (uint32_t)v;
+			memcpy(field, &w32, 4);
+		}
+	}
+	return 0;
+}
+
+int shm__policy_read(shm__wtxn *w)
+{
+	uint64_t v;
+	int rc;
+
+	if ((rc = shm__meta_get(w->txn, w->env, "l1_max_entries", &v)))
+		return rc;
+	w->max_entries = v ? v : SHM_DEFAULT_L1_MAX_ENTRIES;
+	if ((rc = shm__meta_get(w->txn, w->env, "l1_max_bytes", &v)))
+		return rc;
+	w->max_bytes = v ? v : SHM_DEFAULT_L1_MAX_BYTES;
+	if ((rc = shm__meta_get(w->txn, w->env, "l1_ttl_s", &v)))
+		return rc;
+	w->ttl_s = v ? v : SHM_DEFAULT_L1_TTL_S;
+	return 0;
+}
+
 static int open_dbs(shm_env *env)
 {
 	bool ro = env->opt.read_only;
@@ -145,6 +205,8 @@ static int open_dbs(shm_env *env)
 		              SHM_FORMAT_VERSION);
 		goto fail;
 	}
+	if ((rc = policy_open(txn, env)))
+		goto fail;
 	/* Commit even a read-only transaction: aborting it would close the
 	 * database handles it opened. */
 	rc = mdb_txn_commit(txn);

@@ -4,7 +4,9 @@
  *
  * LMDB databases of an environment (format SHM_FORMAT_VERSION):
  *   meta    name (text)            -> uint64 (format, next_seq, flushed,
- *                                     entries, bytes, sink positions...)
+ *                                     entries, bytes, the L1 policy
+ *                                     l1_max_entries/l1_max_bytes/l1_ttl_s,
+ *                                     sink positions...)
  *   msg     id (16)                -> message value encoding (codec.h)
  *   room    room \0 be64(created_at) id(16) -> empty   (room pages)
  *   roomwm  room                   -> be64 newest created_at evicted
@@ -39,6 +41,11 @@
 #define SHM_FORMAT_VERSION 1u
 #define SHM_ATIME_SLOTS (1u << 16)
 #define SHM_RPOOL 8
+
+/* The L1 policy of an environment that stores none (meta l1_*). */
+#define SHM_DEFAULT_L1_MAX_ENTRIES 100000u
+#define SHM_DEFAULT_L1_MAX_BYTES ((uint64_t)256 << 20)
+#define SHM_DEFAULT_L1_TTL_S 300u
 
 /* L1 entry kinds, the byte after the seq in lru keys. */
 #define SHM_KIND_MSG 'M'
@@ -131,6 +138,7 @@ typedef struct shm__wtxn {
 	uint64_t next_seq; /* seq of the next record appended here */
 	uint64_t flushed;
 	uint64_t entries, bytes; /* meta "entries"/"bytes", written at commit */
+	uint64_t max_entries, max_bytes, ttl_s; /* the stored L1 policy */
 	bool counts_dirty;
 	int64_t now;       /* one clock reading per transaction */
 	uint8_t *buf;      /* scratch for record building, freed at end */
@@ -139,6 +147,8 @@ typedef struct shm__wtxn {
 
 /* Body of a write: runs inside w; returns 0 to commit, else rolls back. */
 typedef int (*shm__write_fn)(shm__wtxn *w, void *ctx);
+/* Reads the environment's L1 policy (meta l1_*) into w. */
+int shm__policy_read(shm__wtxn *w);
 /* Runs fn in a write transaction and commits. On MDB_MAP_FULL: rolls back,
  * evicts flushed entries in a transaction of its own, runs fn once more;
  * still full -> SHM_EFULL. Counts SHM_EFULL refusals. */

@@ -125,12 +125,11 @@ int shm__l1_evict(shm__wtxn *w, uint64_t max, uint64_t *evicted)
 
 static int make_room(shm__wtxn *w, uint64_t add_entries, uint64_t add_bytes)
 {
-	const shm_options *o = &w->env->opt;
 	uint64_t n = 0;
 	int rc;
 
-	while (w->entries + add_entries > o->l1_max_entries ||
-	       w->bytes + add_bytes > o->l1_max_bytes) {
+	while (w->entries + add_entries > w->max_entries ||
+	       w->bytes + add_bytes > w->max_bytes) {
 		rc = evict_one(w);
 		if (rc == MDB_NOTFOUND) {
 			if (n)
@@ -142,8 +141,8 @@ static int make_room(shm__wtxn *w, uint64_t add_entries, uint64_t add_bytes)
 			                "flusher behind (flushed position %llu)",
 			                (unsigned long long)w->entries,
 			                (unsigned long long)w->bytes,
-			                (unsigned long long)o->l1_max_entries,
-			                (unsigned long long)o->l1_max_bytes,
+			                (unsigned long long)w->max_entries,
+			                (unsigned long long)w->max_bytes,
 			                (unsigned long long)w->flushed);
 		}
 		if (rc)
@@ -258,7 +257,7 @@ struct expire_ctx {
 static int expire_body(shm__wtxn *w, void *ctx)
 {
 	struct expire_ctx *e = ctx;
-	int64_t cutoff = w->now - (int64_t)w->env->opt.l1_ttl_s * 1000000;
+	int64_t cutoff = w->now - (int64_t)w->ttl_s * 1000000;
 	uint64_t n = 0;
 	int rc = shm__l1_drop_flushed(w, cutoff, 1000, &n, &e->more);
 

@@ -55,7 +55,8 @@ static int wtxn_begin(shm_env *env, shm__wtxn *w)
 	if ((rc = shm__meta_get(w->txn, env, "next_seq", &w->next_seq)) ||
 	    (rc = shm__meta_get(w->txn, env, "flushed", &w->flushed)) ||
 	    (rc = shm__meta_get(w->txn, env, "entries", &w->entries)) ||
-	    (rc = shm__meta_get(w->txn, env, "bytes", &w->bytes))) {
+	    (rc = shm__meta_get(w->txn, env, "bytes", &w->bytes)) ||
+	    (rc = shm__policy_read(w))) {
 		mdb_txn_abort(w->txn);
 		return rc;
 	}

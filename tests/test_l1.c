@@ -1,6 +1,6 @@
 /* tests/test_l1.c - L1 capacity: entry and byte limits, eviction of flushed
  * entries only (least recently read first), SHM_EFULL when the flusher is
- * behind, TTL expiry, a full map. */
+ * behind, TTL expiry, a full map, the limits stored in the environment. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +155,74 @@ static void test_ttl_expiry_drops_only_flushed_old_entries(void **state)
 	done(env);
 }
 
+/* The L1 policy is the environment's: a handle opened with the defaults
+ * (a tool, the flusher) obeys the limits another process set. */
+static void test_limits_set_by_one_opener_bind_every_handle(void **state)
+{
+	shm_env *setter = open_small(5, 1 << 20, 0), *plain;
+	shm_options o;
+
+	shm_options_init(&o);
+	plain = tu_open(dir, &o);
+	assert_int_equal(shm_env_options(plain)->l1_max_entries, 5);
+	assert_int_equal(shm_env_options(plain)->l1_max_bytes, 1 << 20);
+	for (int i = 0; i < 5; i++) {
+		shm_msg m = tu_msg("p", i, "x");
+		assert_int_equal(shm_msg_put(plain, &m), 0);
+	}
+	shm_msg extra = tu_msg("p", 9, "sixth");
+	assert_int_equal(shm_msg_put(plain, &extra), SHM_EFULL);
+	assert_non_null(strstr(shm_errmsg(), "limits 5 /"));
+
+	/* raising the limit through a third handle frees both at once */
+	o.l1_max_entries = 6;
+	shm_env *raiser = tu_open(dir, &o);
+	assert_int_equal(shm_msg_put(plain, &extra), 0);
+	shm_msg seventh = tu_msg("p", 10, "seventh");
+	assert_int_equal(shm_msg_put(setter, &seventh), SHM_EFULL);
+	shm_env_close(raiser);
+	shm_env_close(plain);
+	done(setter);
+}
+
+static void test_a_new_environment_without_limits_takes_the_defaults(void **state)
+{
+	shm_options o;
+	shm_env *env;
+
+	shm_options_init(&o);
+	assert_int_equal(o.l1_max_entries, 0);
+	dir = tu_tmpdir();
+	env = tu_open(dir, &o);
+	assert_int_equal(shm_env_options(env)->l1_max_entries, 100000);
+	assert_int_equal(shm_env_options(env)->l1_max_bytes, 256u << 20);
+	assert_int_equal(shm_env_options(env)->l1_ttl_s, 300);
+	done(env);
+}
+
+static void test_ttl_set_by_the_application_drives_anothers_expiry(void **state)
+{
+	shm_options o;
+	shm_env *app, *flusher;
+	shm_msg a = tu_msg("t", 1, "old");
+	uint64_t expired = 0;
+
+	shm_options_init(&o);
+	o.l1_ttl_s = 1;
+	dir = tu_tmpdir();
+	app = tu_open(dir, &o);
+	shm_options_init(&o);
+	flusher = tu_open(dir, &o);
+	assert_int_equal(shm_env_options(flusher)->l1_ttl_s, 1);
+	assert_int_equal(shm_msg_put(app, &a), 0);
+	assert_int_equal(shm_log_trim(flusher, 1), 0);
+	sleep(2);
+	assert_int_equal(shm_l1_expire(flusher, &expired), 0);
+	assert_int_equal(expired, 1);
+	shm_env_close(flusher);
+	done(app);
+}
+
 static void test_full_map_of_unflushed_work_fails_clearly_and_keeps_data(void **state)
 {
 	shm_env *env = open_small(1000000, 1ull << 40, 1 << 20); /* 1 MiB map */
@@ -191,6 +259,9 @@ int main(void)
 		cmocka_unit_test(test_byte_limit_evicts_flushed_entries),
 		cmocka_unit_test(test_eviction_keeps_room_pages_consistent),
 		cmocka_unit_test(test_ttl_expiry_drops_only_flushed_old_entries),
+		cmocka_unit_test(test_limits_set_by_one_opener_bind_every_handle),
+		cmocka_unit_test(test_a_new_environment_without_limits_takes_the_defaults),
+		cmocka_unit_test(test_ttl_set_by_the_application_drives_anothers_expiry),
 		cmocka_unit_test(test_full_map_of_unflushed_work_fails_clearly_and_keeps_data),
 	};
 	return cmocka_run_group_tests_name("l1", tests, NULL, NULL);
