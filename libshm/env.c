@@ -46,7 +46,9 @@ const char *shm_env_path(const shm_env *env)
 
 /* The order of message ids: memcmp's (LMDB's default), inlined. On the
  * first probe of a page it starts loading the whole page, so that the
- * binary search's next probes do not wait for memory one after another. */
+ * binary search's next probes do not wait for memory one after another.
+ * The prefetch is only a hint: 4096 is LMDB's page on x86-64 Linux, and a
+ * prefetch of a wrong address costs time, never correctness. */
 static __thread uintptr_t cmp_last_page;
 
 int shm__cmp_key16(const MDB_val *a, const MDB_val *b)
