@@ -9,6 +9,8 @@
  *     WHERE env_id = <env> AND sink = 'pg' AND applied = <from>;  -- 1 row
  *   COPY shm_stage_msg / _obj / _edge / _mark FROM STDIN;  -- those in use
  *   COPY messages FROM STDIN;  -- the new messages, streamed as built
+ *   (messages in COPY's binary format: no escaping, no text parsing of
+ *   uuids, timestamps and integers in the backend)
  *   graph: (with GRAPH_SETs: the websites' connection advisory locks
  *          first) drop the edges of every object touched, and the incoming
  *          edges of dropped objects; upsert objects; insert the new edges
@@ -395,60 +397,77 @@ static uint32_t rd32(const uint8_t *p)
 	       (uint32_t)p[3] << 24;
 }
 
-static int add_uuid_or_null(fl_buf *b, bool has, const shm_uuid *u)
-{
-	char s[37];
+/* ----------------------------------------- messages: binary COPY rows */
 
-	if (!has)
-		return fl_buf_add(b, "\\N", 2);
-	shm_uuid_format(u, s);
-	return fl_buf_add(b, s, 36);
+/* COPY ... (FORMAT binary): a header, then per row a field count and each
+ * field as a 32-bit length (-1: NULL) and the type's binary form, all
+ * big-endian; a count of -1 ends the data. */
+static const uint8_t bin_header[19] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n',
+                                       0xff, '\r', '\n', 0};
+static const uint8_t bin_trailer[2] = {0xff, 0xff};
+
+/* PostgreSQL's largest field (1 GB): longer ones are refused up front,
+ * never sent with a length that would wrap. */
+#define PG_FIELD_MAX (1u << 30)
+
+/* Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC). */
+#define PG_EPOCH_US INT64_C(946684800000000)
+
+static int bin_be(fl_buf *b, uint64_t v, int bytes)
+{
+	uint8_t s[8];
+
+	for (int k = bytes - 1; k >= 0; k--, v >>= 8)
+		s[k] = (uint8_t)v;
+	return fl_buf_add(b, s, (size_t)bytes);
 }
 
-static int add_time_or_null(fl_buf *b, int64_t us)
+/* n below PG_FIELD_MAX (checked by stage_msg) */
+static int bin_field(fl_buf *b, const void *p, size_t n)
 {
-	char s[40];
+	return bin_be(b, n, 4) || fl_buf_add(b, p, n) ? ENOMEM : 0;
+}
 
+static int bin_null(fl_buf *b)
+{
+	return bin_be(b, UINT32_MAX, 4);
+}
+
+static int bin_uuid_or_null(fl_buf *b, bool has, const shm_uuid *u)
+{
+	return has ? bin_field(b, u->b, 16) : bin_null(b);
+}
+
+static int bin_text(fl_buf *b, const char *s, size_t n)
+{
+	return bin_field(b, s ? s : "", s ? n : 0);
+}
+
+/* timestamptz: 0 (unset) is NULL */
+static int bin_time_or_null(fl_buf *b, int64_t us)
+{
 	if (!us)
-		return fl_buf_add(b, "\\N", 2);
-	shm_time_format(us, s);
-	return fl_buf_adds(b, s);
+		return bin_null(b);
+	return bin_be(b, 8, 4) || bin_be(b, (uint64_t)(us - PG_EPOCH_US), 8);
 }
 
-static int add_u64(fl_buf *b, uint64_t v)
+/* jsonb: version 1, then the text */
+static int bin_jsonb(fl_buf *b, const char *json, size_t n)
 {
-	char s[24], *e = s + sizeof s, *d = e;
-
-	do
-		*--d = (char)('0' + v % 10);
-	while ((v /= 10));
-	return fl_buf_add(b, d, (size_t)(e - d));
-}
-
-static int add_i64(fl_buf *b, int64_t v)
-{
-	if (v < 0 && fl_buf_add(b, "-", 1))
-		return ENOMEM;
-	return add_u64(b, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
-}
-
-static int add_hex64(fl_buf *b, uint64_t h)
-{
-	char s[16];
-
-	for (int k = 15; k >= 0; k--, h >>= 4)
-		s[k] = "0123456789abcdef"[h & 15];
-	return fl_buf_add(b, s, 16);
+	return bin_be(b, n + 1, 4) || fl_buf_add(b, "\1", 1) ||
+	       fl_buf_add(b, json, n) ? ENOMEM : 0;
 }
 
 /* One row of shm_stage_msg (with its seq) or of messages, appended to o.
- * The columns are formatted exactly as in the JSON Redis receives (same
- * formatters), metadata is that JSON's object. */
+ * The columns hold what the JSON Redis receives says (metadata is that
+ * JSON's own object, from the same writer). */
 static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
                      const shm_msg *m, fl_buf *o, bool seq)
 {
-	const char *meta, *type = shm_msg_type_name(m->type);
+	const char *type = shm_msg_type_name(m->type);
 	size_t moff = 0, mlen = 0, len0 = o->len;
+	char hash[16];
+	uint64_t h = m->content_hash;
 	int rc;
 
 	if (!type) {
@@ -470,25 +489,27 @@ static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
 		         shm_errmsg());
 		return FL_REJECT;
 	}
-	meta = p->scratch.p + moff;
-	rc = (seq && (add_u64(o, r->seq) || fl_buf_add(o, "\t", 1))) ||
-	     add_uuid_or_null(o, true, &m->id) || fl_buf_add(o, "\t", 1) ||
-	     fl_buf_copy_field(o, m->room_id, strlen(m->room_id)) ||
-	     fl_buf_add(o, "\t", 1) || add_i64(o, m->user_id) ||
-	     fl_buf_add(o, "\t", 1) ||
-	     fl_buf_copy_field(o, m->username, strlen(m->username)) ||
-	     fl_buf_add(o, "\t", 1) ||
-	     fl_buf_copy_field(o, m->content, m->content_len) ||
-	     fl_buf_add(o, "\t", 1) || fl_buf_adds(o, type) ||
-	     fl_buf_add(o, "\t", 1) ||
-	     add_time_or_null(o, m->created_at) || fl_buf_add(o, "\t", 1) ||
-	     add_time_or_null(o, m->updated_at) || fl_buf_add(o, "\t", 1) ||
-	     fl_buf_copy_field(o, meta, mlen) || fl_buf_add(o, "\t", 1) ||
-	     add_hex64(o, m->content_hash) || fl_buf_add(o, "\t", 1) ||
-	     add_uuid_or_null(o, m->has_parent, &m->parent_id) ||
-	     fl_buf_add(o, "\t", 1) ||
-	     add_uuid_or_null(o, m->has_thread, &m->thread_id) ||
-	     fl_buf_add(o, "\n", 1);
+	if (m->content_len >= PG_FIELD_MAX || mlen >= PG_FIELD_MAX) {
+		snprintf(b->reason, sizeof b->reason, "content or metadata "
+		         "longer than PostgreSQL's 1 GB field limit");
+		return FL_REJECT;
+	}
+	for (int k = 15; k >= 0; k--, h >>= 4)
+		hash[k] = "0123456789abcdef"[h & 15];
+	rc = bin_be(o, seq ? 13 : 12, 2) ||
+	     (seq && (bin_be(o, 8, 4) || bin_be(o, r->seq, 8))) ||
+	     bin_uuid_or_null(o, true, &m->id) ||
+	     bin_text(o, m->room_id, strlen(m->room_id)) ||
+	     bin_be(o, 4, 4) || bin_be(o, (uint32_t)m->user_id, 4) ||
+	     bin_text(o, m->username, strlen(m->username)) ||
+	     bin_text(o, m->content, m->content_len) ||
+	     bin_text(o, type, strlen(type)) ||
+	     bin_time_or_null(o, m->created_at) ||
+	     bin_time_or_null(o, m->updated_at) ||
+	     bin_jsonb(o, p->scratch.p + moff, mlen) ||
+	     bin_field(o, hash, 16) ||
+	     bin_uuid_or_null(o, m->has_parent, &m->parent_id) ||
+	     bin_uuid_or_null(o, m->has_thread, &m->thread_id);
 	if (rc) {
 		o->len = len0;
 		fl_sink_seterr(&p->base, "out of memory");
@@ -521,6 +542,9 @@ static int stage(pg_sink *p, fl_batch *b, size_t i)
 	int rc;
 
 	if (shm_op_is_msg(r->op)) {
+		if (!p->n_msg && fl_buf_add(&p->msg, bin_header,
+		                            sizeof bin_header))
+			return FL_TRANSIENT;
 		if ((rc = msg_row(p, b, r, &p->msg, true)) == FL_OK)
 			p->n_msg++;
 		return rc;
@@ -621,14 +645,14 @@ bad_object:
  * must report one row (the position guard), else the COPY is abandoned and
  * the batch is retried after re-reading the position. */
 static int copy_begin(pg_sink *p, const char *prefix, const char *table,
-                      const char *cols)
+                      const char *cols, bool binary)
 {
 	PGresult *res;
 	bool moved = false;
 
 	p->sql.len = 0;
-	if (fl_buf_addf(&p->sql, "%sCOPY %s (%s) FROM STDIN", prefix, table,
-	                cols)) {
+	if (fl_buf_addf(&p->sql, "%sCOPY %s (%s) FROM STDIN%s", prefix, table,
+	                cols, binary ? " (FORMAT binary)" : "")) {
 		fl_sink_seterr(&p->base, "out of memory");
 		return FL_TRANSIENT;
 	}
@@ -708,9 +732,14 @@ static int copy_direct(pg_sink *p, fl_batch *b, const char *prefix)
 	int rc;
 
 	if ((rc = copy_begin(p, prefix, "messages",
-	                     msg_cols + MSG_COLS_DIRECT)))
+	                     msg_cols + MSG_COLS_DIRECT, true)))
 		return rc;
 	p->direct.len = 0;
+	if (fl_buf_add(&p->direct, bin_header, sizeof bin_header)) {
+		copy_end(p, "messages", "out of memory", false);
+		fl_sink_seterr(&p->base, "out of memory");
+		return FL_TRANSIENT;
+	}
 	for (size_t i = 0; i < b->n; i++) {
 		fl_rec *r = &b->r[i];
 		if (r->superseded || !shm_op_is_msg(r->op) ||
@@ -728,6 +757,11 @@ static int copy_direct(pg_sink *p, fl_batch *b, const char *prefix)
 		if (p->direct.len >= STREAM_CHUNK &&
 		    (rc = copy_put(p, &p->direct, "messages")))
 			return rc;
+	}
+	if (fl_buf_add(&p->direct, bin_trailer, sizeof bin_trailer)) {
+		copy_end(p, "messages", "out of memory", false);
+		fl_sink_seterr(&p->base, "out of memory");
+		return FL_TRANSIENT;
 	}
 	if ((rc = copy_put(p, &p->direct, "messages")))
 		return rc;
@@ -795,19 +829,24 @@ static int apply_once(pg_sink *p, fl_batch *b, bool direct)
 	         "applied = %" PRIu64 ", updated_at = now() WHERE env_id = %s "
 	         "AND sink = 'pg' AND applied = %" PRIu64 ";", b->upto,
 	         p->env_lit, b->from);
+	if (p->n_msg && fl_buf_add(&p->msg, bin_trailer, sizeof bin_trailer)) {
+		fl_sink_seterr(s, "out of memory");
+		return FL_TRANSIENT;
+	}
 	struct {
 		size_t n;
 		int ddl;
 		const char *table, *cols;
 		fl_buf *data;
+		bool binary;
 	} copies[] = {
 		{p->n_obj, ST_GRAPH, "shm_stage_obj", "website_id, object_type,"
-		 " object_id, direct, dropped, drop_incoming", &p->obj},
+		 " object_id, direct, dropped, drop_incoming", &p->obj, false},
 		{p->n_edge, -1, "shm_stage_edge", "website_id, object_type, "
-		 "object_id, dep_type, dep_id", &p->edge},
+		 "object_id, dep_type, dep_id", &p->edge, false},
 		{p->n_mark, ST_MARK, "shm_stage_mark", "website_id, object_type, "
-		 "object_id, reason, marked_at, seq", &p->mark},
-		{p->n_msg, ST_MSG, "shm_stage_msg", msg_cols, &p->msg},
+		 "object_id, reason, marked_at, seq", &p->mark, false},
+		{p->n_msg, ST_MSG, "shm_stage_msg", msg_cols, &p->msg, true},
 	};
 	const char *prefix = begin;
 	for (size_t k = 0; k < sizeof copies / sizeof copies[0]; k++) {
@@ -821,7 +860,7 @@ static int apply_once(pg_sink *p, fl_batch *b, bool direct)
 			return FL_TRANSIENT;
 		}
 		if ((rc = copy_begin(p, p->prefix.p, copies[k].table,
-		                     copies[k].cols)) ||
+		                     copies[k].cols, copies[k].binary)) ||
 		    (rc = copy_put(p, copies[k].data, copies[k].table)) ||
 		    (rc = copy_end(p, copies[k].table, NULL, false)))
 			return rc;
