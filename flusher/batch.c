@@ -2,9 +2,12 @@
  * flusher/batch.c - batches of log records copied out of LMDB, coalescing,
  * and the small buffers and encoders both sinks use.
  *
- * A batch owns a copy of each record (one allocation per record: the fl_rec
- * fields point into it), so it outlives the read transaction it came from
- * and survives retries, reconnects and backoff unchanged.
+ * A batch owns a copy of each record (in its chunks, not one allocation per
+ * record: the fl_rec fields point into them), so it outlives the read
+ * transaction it came from and survives retries, reconnects and backoff
+ * unchanged. Key and payload point into the copy of the stored record when
+ * they are part of it (an uncompressed payload); only a decompressed
+ * payload is copied apart.
  */
 #include <errno.h>
 #include <lz4frame.h>
@@ -16,10 +19,55 @@
 
 #include "fl.h"
 
+struct fl_chunk {
+	fl_chunk *next;
+	size_t used, cap;
+	_Alignas(16) uint8_t data[];
+};
+
+#define CHUNK_SIZE (1u << 20)
+
 void fl_batch_init(fl_batch *b)
 {
 	memset(b, 0, sizeof *b);
 	b->reject = -1;
+}
+
+/* n bytes, 8-aligned like malloc's for the decoders' sake */
+static uint8_t *batch_alloc(fl_batch *b, size_t n)
+{
+	fl_chunk *c = b->mem;
+
+	n = (n + 7) & ~(size_t)7;
+	if (!c || c->cap - c->used < n) {
+		size_t cap = n > CHUNK_SIZE ? n : CHUNK_SIZE;
+		if (!(c = malloc(sizeof *c + cap)))
+			return NULL;
+		c->next = b->mem;
+		c->used = 0;
+		c->cap = cap;
+		b->mem = c;
+	}
+	c->used += n;
+	return c->data + c->used - n;
+}
+
+/* A copy of len bytes at p, or a pointer into the copy of raw when p is
+ * part of raw. */
+static const uint8_t *keep(fl_batch *b, const uint8_t *p, size_t len,
+                           const shm_log_rec *rec, const uint8_t *raw)
+{
+	uint8_t *d;
+
+	if (!len)
+		return raw ? raw : (const uint8_t *)"";
+	if (rec->raw && p >= rec->raw &&
+	    len <= rec->raw_size - (size_t)(p - rec->raw))
+		return raw + (p - rec->raw);
+	if (!(d = batch_alloc(b, len)))
+		return NULL;
+	memcpy(d, p, len);
+	return d;
 }
 
 int fl_batch_add(fl_batch *b, const shm_log_rec *rec)
@@ -27,7 +75,7 @@ int fl_batch_add(fl_batch *b, const shm_log_rec *rec)
 	size_t klen = rec->key ? rec->key_len : 0;
 	size_t plen = rec->payload ? rec->payload_len : 0;
 	size_t rlen = rec->raw ? rec->raw_size : 0;
-	uint8_t *mem;
+	uint8_t *raw = NULL;
 	fl_rec *r;
 
 	if (b->n == b->cap) {
@@ -38,25 +86,24 @@ int fl_batch_add(fl_batch *b, const shm_log_rec *rec)
 		b->r = nr;
 		b->cap = cap;
 	}
-	if (!(mem = malloc(klen + plen + rlen + 1)))
+	if (rlen && !(raw = batch_alloc(b, rlen)))
 		return ENOMEM;
-	r = &b->r[b->n++];
+	if (rlen)
+		memcpy(raw, rec->raw, rlen);
+	r = &b->r[b->n];
 	memset(r, 0, sizeof *r);
 	r->seq = rec->seq;
 	r->time = rec->time;
 	r->op = rec->op;
-	r->key = mem;
+	r->key = keep(b, rec->key, klen, rec, raw);
 	r->key_len = (uint32_t)klen;
-	if (klen)
-		memcpy(mem, rec->key, klen);
-	r->payload = mem + klen;
+	r->payload = keep(b, rec->payload, plen, rec, raw);
 	r->payload_len = (uint32_t)plen;
-	if (plen)
-		memcpy(mem + klen, rec->payload, plen);
-	r->raw = mem + klen + plen;
+	r->raw = raw;
 	r->raw_size = (uint32_t)rlen;
-	if (rlen)
-		memcpy(mem + klen + plen, rec->raw, rlen);
+	if (!r->key || !r->payload)
+		return ENOMEM;
+	b->n++;
 	if (rec->seq > b->upto)
 		b->upto = rec->seq;
 	return 0;
@@ -66,15 +113,34 @@ void fl_batch_remove(fl_batch *b, size_t i)
 {
 	if (i >= b->n)
 		return;
-	free((void *)b->r[i].key);
 	memmove(&b->r[i], &b->r[i + 1], (b->n - i - 1) * sizeof *b->r);
 	b->n--;
 }
 
+/* Frees every chunk but one of CHUNK_SIZE, kept for the next batch. */
+static void chunks_release(fl_batch *b)
+{
+	fl_chunk *keep = NULL;
+
+	while (b->mem) {
+		fl_chunk *c = b->mem;
+		b->mem = c->next;
+		if (!keep && c->cap == CHUNK_SIZE) {
+			keep = c;
+			continue;
+		}
+		free(c);
+	}
+	if (keep) {
+		keep->next = NULL;
+		keep->used = 0;
+	}
+	b->mem = keep;
+}
+
 void fl_batch_clear(fl_batch *b)
 {
-	for (size_t i = 0; i < b->n; i++)
-		free((void *)b->r[i].key);
+	chunks_release(b);
 	b->n = 0;
 	b->from = b->upto = 0;
 	b->reject = -1;
@@ -84,6 +150,7 @@ void fl_batch_clear(fl_batch *b)
 void fl_batch_free(fl_batch *b)
 {
 	fl_batch_clear(b);
+	free(b->mem);
 	free(b->r);
 	fl_batch_init(b);
 }

@@ -111,9 +111,12 @@ typedef struct fl_rec {
 	uint32_t raw_size;
 } fl_rec;
 
+typedef struct fl_chunk fl_chunk;
+
 typedef struct fl_batch {
 	fl_rec *r;
 	size_t n, cap;
+	fl_chunk *mem;    /* the records' bytes, freed by fl_batch_clear */
 	uint64_t from;    /* the sink's position before the batch */
 	uint64_t upto;    /* the sink's position after it (>= every r[i].seq) */
 	/* set by a sink's apply on FL_REJECT, when it knows the culprit */
@@ -124,7 +127,7 @@ typedef struct fl_batch {
 void fl_batch_init(fl_batch *b);
 /* Copies rec (key, payload, raw) into the batch. */
 int fl_batch_add(fl_batch *b, const shm_log_rec *rec);
-/* Removes r[i], keeping order. */
+/* Removes r[i], keeping order (its bytes stay until fl_batch_clear). */
 void fl_batch_remove(fl_batch *b, size_t i);
 void fl_batch_clear(fl_batch *b);
 void fl_batch_free(fl_batch *b);
