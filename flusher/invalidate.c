@@ -72,7 +72,7 @@ static uint64_t mono_ms(void)
 
 static int add_key(fl_buf *o, const fl_rec *r)
 {
-	char u[37], w[37];
+	char u[40], w[37];
 	shm_uuid id;
 
 	switch (shm_inval_kind_of_op(r->op)) {
@@ -80,8 +80,11 @@ static int add_key(fl_buf *o, const fl_rec *r)
 		if (r->key_len != 16)
 			return 1; /* malformed: nothing to name */
 		memcpy(id.b, r->key, 16);
-		shm_uuid_format(&id, u);
-		return fl_buf_addf(o, "m %s\n", u) ? ENOMEM : 0;
+		u[0] = 'm';
+		u[1] = ' ';
+		shm_uuid_format(&id, u + 2);
+		u[38] = '\n';
+		return fl_buf_add(o, u, 39) ? ENOMEM : 0;
 	case SHM_INVAL_STATIC:
 		if (r->key_len <= 16 || r->key_len > 16 + SHM_MAX_OBJECT)
 			return 1;

@@ -27,9 +27,9 @@
  *     once, and a flusher that lost track (killed after COMMIT, connection
  *     lost during COMMIT, a second flusher) sees 0 rows updated, rolls back
  *     and re-reads the position (ops->position) before going on.
- *  2. A message's columns are formatted by the same code as the JSON Redis
- *     receives (shm_msg_json_append) and metadata is that JSON's own object,
- *     so L2 and L3 agree.
+ *  2. A message's columns hold what the JSON Redis receives says, and
+ *     metadata is written by the same code as that JSON's own object
+ *     (shm_msg_metadata_json_append), so L2 and L3 agree.
  *  3. An edge Y -> X set earlier in a batch than a GRAPH_DROP of X is not
  *     inserted (the drop removed it in L1); edges set after the drop are.
  *  4. A message whose first record in the batch is MSG_PUT is presumed new
@@ -465,7 +465,7 @@ static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
                      const shm_msg *m, fl_buf *o, bool seq)
 {
 	const char *type = shm_msg_type_name(m->type);
-	size_t moff = 0, mlen = 0, len0 = o->len;
+	size_t len0 = o->len;
 	char hash[16];
 	uint64_t h = m->content_hash;
 	int rc;
@@ -475,11 +475,10 @@ static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
 		         "unknown type");
 		return FL_REJECT;
 	}
-	/* metadata as in the Redis JSON: the message's JSON into the
-	 * scratch buffer, then its "metadata" object */
+	/* metadata as in the Redis JSON, by the same writer */
 	p->scratch.len = 0;
-	rc = shm_msg_json_append(m, &p->scratch.p, &p->scratch.len,
-	                         &p->scratch.cap, &moff, &mlen);
+	rc = shm_msg_metadata_json_append(m, &p->scratch.p, &p->scratch.len,
+	                                  &p->scratch.cap);
 	if (rc == ENOMEM) {
 		fl_sink_seterr(&p->base, "out of memory");
 		return FL_TRANSIENT;
@@ -489,7 +488,7 @@ static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
 		         shm_errmsg());
 		return FL_REJECT;
 	}
-	if (m->content_len >= PG_FIELD_MAX || mlen >= PG_FIELD_MAX) {
+	if (m->content_len >= PG_FIELD_MAX || p->scratch.len >= PG_FIELD_MAX) {
 		snprintf(b->reason, sizeof b->reason, "content or metadata "
 		         "longer than PostgreSQL's 1 GB field limit");
 		return FL_REJECT;
@@ -506,7 +505,7 @@ static int stage_msg(pg_sink *p, fl_batch *b, const fl_rec *r,
 	     bin_text(o, type, strlen(type)) ||
 	     bin_time_or_null(o, m->created_at) ||
 	     bin_time_or_null(o, m->updated_at) ||
-	     bin_jsonb(o, p->scratch.p + moff, mlen) ||
+	     bin_jsonb(o, p->scratch.p, p->scratch.len) ||
 	     bin_field(o, hash, 16) ||
 	     bin_uuid_or_null(o, m->has_parent, &m->parent_id) ||
 	     bin_uuid_or_null(o, m->has_thread, &m->thread_id);

@@ -4,7 +4,8 @@
  * Output is written by hand, straight into a growing buffer (a jansson tree
  * per message, then a dump, cost ~5 us: most of the flusher's CPU);
  * jansson is used for parsing only. shm_msg_json_append is the writer,
- * shm_msg_to_json a wrapper. Compact, UTF-8, keys in the seed's struct
+ * shm_msg_to_json a wrapper, shm_msg_metadata_json_append its "metadata"
+ * object alone (the PostgreSQL column). Compact, UTF-8, keys in the seed's struct
  * order:
  *   {"id":"<uuid>","room_id":"..","user_id":1,"username":"..","content":"..",
  *    "message_type":"Text","created_at":"<rfc3339>","updated_at":null,
@@ -273,6 +274,9 @@ static int check_msg(const shm_msg *m, const char *fn)
 	return 0;
 }
 
+static int jdone(jout *o, bool ok, char **buf, size_t *len, size_t *cap,
+                 const char *fn);
+
 static int msg_json(const shm_msg *m, char **buf, size_t *len, size_t *cap,
                     size_t *meta_off, size_t *meta_len, const char *fn)
 {
@@ -319,32 +323,41 @@ static int msg_json(const shm_msg *m, char **buf, size_t *len, size_t *cap,
 	     JLIT(&o, ",\"thread_id\":") &&
 	     (m->has_thread ? juuid(&o, &m->thread_id) : JLIT(&o, "null")) &&
 	     JLIT(&o, "}");
-	/* The buffer may have moved or grown, even on failure. */
-	*buf = o.p;
-	*cap = o.cap;
 	if (ok) {
-		*len = o.len;
 		if (meta_off)
 			*meta_off = moff;
 		if (meta_len)
 			*meta_len = mlen;
+	}
+	return jdone(&o, ok, buf, len, cap, fn);
+}
+
+/* Hands the buffer back (it may have moved or grown, even on failure);
+ * on failure takes back what was appended and says why. */
+static int jdone(jout *o, bool ok, char **buf, size_t *len, size_t *cap,
+                 const char *fn)
+{
+	*buf = o->p;
+	*cap = o->cap;
+	if (ok) {
+		*len = o->len;
 		return 0;
 	}
-	if (o.p)
-		o.p[*len] = '\0';
-	if (o.rc == SHM_EUTF8) {
-		if (o.idx < 0)
+	if (o->p)
+		o->p[*len] = '\0';
+	if (o->rc == SHM_EUTF8) {
+		if (o->idx < 0)
 			return shm__err(SHM_EUTF8,
 			                "%s: field '%s%s': invalid UTF-8 at byte "
 			                "offset %zu",
-			                fn, o.what, o.sub, o.bad_at);
+			                fn, o->what, o->sub, o->bad_at);
 		return shm__err(SHM_EUTF8,
 		                "%s: field '%s[%ld]%s': invalid UTF-8 at byte "
 		                "offset %zu",
-		                fn, o.what, o.idx, o.sub, o.bad_at);
+		                fn, o->what, o->idx, o->sub, o->bad_at);
 	}
 	return shm__err(ENOMEM, "%s: out of memory (%zu bytes of JSON)", fn,
-	                o.len);
+	                o->len);
 }
 
 int shm_msg_json_append(const shm_msg *m, char **buf, size_t *len,
@@ -356,6 +369,23 @@ int shm_msg_json_append(const shm_msg *m, char **buf, size_t *len,
 		                            "or len beyond cap");
 	return msg_json(m, buf, len, cap, meta_off, meta_len,
 	                "shm_msg_json_append");
+}
+
+int shm_msg_metadata_json_append(const shm_msg *m, char **buf, size_t *len,
+                                 size_t *cap)
+{
+	const char *fn = "shm_msg_metadata_json_append";
+	jout o;
+	int rc;
+
+	if (!m || !buf || !len || !cap || (!*buf && *len) ||
+	    (*buf && *len >= *cap))
+		return shm__err(SHM_EINVAL, "%s: NULL argument or len beyond cap",
+		                fn);
+	if ((rc = check_msg(m, fn)))
+		return rc;
+	o = (jout){.p = *buf, .len = *len, .cap = *buf ? *cap : 0};
+	return jdone(&o, jmetadata(&o, m), buf, len, cap, fn);
 }
 
 int shm_msg_to_json(const shm_msg *m, char **json, size_t *len)

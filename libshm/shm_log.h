@@ -174,6 +174,12 @@ int shm_static_decode(const void *buf, size_t len, shm_static **out);
 int shm_msg_json_append(const shm_msg *m, char **buf, size_t *len,
                         size_t *cap, size_t *meta_off, size_t *meta_len);
 
+/* The same JSON's "metadata" object alone (the bytes shm_msg_json_append
+ * puts at *meta_off), appended the same way; the same errors, except that
+ * only the metadata's strings are checked for UTF-8. */
+int shm_msg_metadata_json_append(const shm_msg *m, char **buf, size_t *len,
+                                 size_t *cap);
+
 /*
  * Static value encoding (STATIC_PUT payload and "static" database value),
  * little-endian:

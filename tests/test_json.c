@@ -656,6 +656,46 @@ static void test_json_append_appends_and_locates_metadata(void **state)
 	                 SHM_EINVAL);
 }
 
+/* The metadata object alone: the bytes the whole JSON holds at meta_off,
+ * appended and taken back the same way. */
+static void test_metadata_json_append_is_the_whole_jsons_object(void **state)
+{
+	shm_msg m = full_msg();
+	char *buf = NULL, *meta = NULL;
+	size_t len = 0, cap = 0, mlen = 0, mcap = 0, moff = 0, mol = 0;
+
+	(void)state;
+	assert_int_equal(shm_msg_json_append(&m, &buf, &len, &cap, &moff, &mol),
+	                 0);
+	assert_int_equal(shm_msg_metadata_json_append(&m, &meta, &mlen, &mcap),
+	                 0);
+	assert_int_equal(mlen, mol);
+	assert_memory_equal(meta, buf + moff, mol);
+	assert_int_equal(shm_msg_metadata_json_append(&m, &meta, &mlen, &mcap),
+	                 0);
+	assert_int_equal(mlen, 2 * mol);
+	assert_memory_equal(meta + mol, buf + moff, mol);
+	/* content is not part of it; metadata's strings are checked */
+	m.content = "bad \xff";
+	m.content_len = 5;
+	assert_int_equal(shm_msg_metadata_json_append(&m, &meta, &mlen, &mcap),
+	                 0);
+	m = full_msg();
+	shm_reaction rx2[2];
+	memcpy(rx2, m.reactions, sizeof rx2);
+	m.reactions = rx2;
+	rx2[1].emoji = "\xff";
+	mlen = mol;
+	assert_int_equal(shm_msg_metadata_json_append(&m, &meta, &mlen, &mcap),
+	                 SHM_EUTF8);
+	assert_int_equal(mlen, mol);
+	assert_int_equal(meta[mlen], '\0');
+	assert_int_equal(shm_msg_metadata_json_append(NULL, &meta, &mlen, &mcap),
+	                 SHM_EINVAL);
+	free(buf);
+	free(meta);
+}
+
 /* JSON string escaping, written independently of libshm/json.c. */
 static size_t ref_escape(char *d, const char *s, size_t len)
 {
@@ -1022,6 +1062,7 @@ int main(void)
 		cmocka_unit_test(test_to_json_escapes_hostile_strings_exactly),
 		cmocka_unit_test(test_to_json_refusals_name_the_field),
 		cmocka_unit_test(test_json_append_appends_and_locates_metadata),
+		cmocka_unit_test(test_metadata_json_append_is_the_whole_jsons_object),
 		cmocka_unit_test(test_to_json_random_round_trips),
 		cmocka_unit_test(test_json_survives_put_and_get),
 		cmocka_unit_test(test_time_format_uses_chrono_auto_si),
