@@ -61,7 +61,7 @@ static const fl_opt opts[] = {
 	{"batch-records", 0, O_UINT, W_BOTH, OFF(batch_records), "100",
 	 U(1, 1000000), NULL, "a batch closes at this many records..."},
 	{"batch-max-records", 0, O_UINT, W_BOTH, OFF(batch_max_records),
-	 "5000", U(1, 1000000), NULL,
+	 "20000", U(1, 1000000), NULL,
 	 "when the log holds a backlog, a batch takes up to this many records "
 	 "at once (steady state: batch-records)"},
 	{"batch-ms", 0, O_UINT, W_BOTH, OFF(batch_ms), "100", U(0, 600000),

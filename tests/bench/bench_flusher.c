@@ -8,7 +8,8 @@
  *                     entry point (fl_main, what build/bin/shm-flusher runs)
  *                     with --once in a child process, default batches (100
  *                     records / 100 ms; a backlog grows them up to
- *                     batch-max-records, 5,000), both sinks; timed from fork to exit
+ *                     batch-max-records, 20,000), both sinks; timed from fork
+ *                     to exit
  *                     (process start, env open and connects included). Then
  *                     checked: 100,000 rows in PostgreSQL, 100,000 msg: keys
  *                     in Redis.
