@@ -75,56 +75,41 @@ static struct timeval ms_tv(uint32_t ms)
 	return (struct timeval){ms / 1000, (ms % 1000) * 1000};
 }
 
-/* redis://host:port/db or unix:///path[?db=N] */
+/* Frees r; true if it was a status reply (+OK). */
+static bool redis_ok(void *reply)
+{
+	redisReply *r = reply;
+	bool ok = r && r->type == REDIS_REPLY_STATUS;
+	freeReplyObject(r);
+	return ok;
+}
+
+/* Connects to the address shm_env_open checked, AUTH and SELECT included. */
 static redisContext *redis_connect(const char *url, uint32_t ms)
 {
 	struct timeval tv = ms_tv(ms);
-	redisContext *c = NULL;
-	char host[256];
-	int port = 6379, db = 0;
+	shm_redis_addr a;
+	redisContext *c;
 
-	if (strncmp(url, "unix://", 7) == 0) {
-		char path[1024];
-		const char *q = strstr(url + 7, "?db=");
-		size_t len = q ? (size_t)(q - url - 7) : strlen(url + 7);
-		if (len >= sizeof path)
-			return NULL;
-		memcpy(path, url + 7, len);
-		path[len] = 0;
-		if (q)
-			db = atoi(q + 4);
-		c = redisConnectUnixWithTimeout(path, tv);
-	} else if (strncmp(url, "redis://", 8) == 0) {
-		const char *p = url + 8, *colon = strchr(p, ':'),
-		           *slash = strchr(p, '/');
-		size_t hl = colon ? (size_t)(colon - p)
-		                  : slash ? (size_t)(slash - p) : strlen(p);
-		if (hl == 0 || hl >= sizeof host)
-			return NULL;
-		memcpy(host, p, hl);
-		host[hl] = 0;
-		if (colon)
-			port = atoi(colon + 1);
-		if (slash)
-			db = atoi(slash + 1);
-		c = redisConnectWithTimeout(host, port, tv);
-	} else {
+	if (shm_redis_url_parse(url, &a))
 		return NULL;
-	}
+	c = a.unix_socket ? redisConnectUnixWithTimeout(a.host, tv)
+	                  : redisConnectWithTimeout(a.host, a.port, tv);
 	if (!c || c->err) {
 		if (c)
 			redisFree(c);
 		return NULL;
 	}
 	redisSetTimeout(c, tv);
-	if (db) {
-		redisReply *r = redisCommand(c, "SELECT %d", db);
-		bool ok = r && r->type == REDIS_REPLY_STATUS;
-		freeReplyObject(r);
-		if (!ok) {
-			redisFree(c);
-			return NULL;
-		}
+	if (a.password[0] &&
+	    !redis_ok(a.user[0] ? redisCommand(c, "AUTH %s %s", a.user, a.password)
+	                        : redisCommand(c, "AUTH %s", a.password))) {
+		redisFree(c);
+		return NULL;
+	}
+	if (a.db && !redis_ok(redisCommand(c, "SELECT %d", a.db))) {
+		redisFree(c);
+		return NULL;
 	}
 	return c;
 }

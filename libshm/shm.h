@@ -109,7 +109,7 @@ typedef struct shm_options {
 	shm_durability durability;  /* default SHM_DURABILITY_NOSYNC */
 	shm_write_mode write_mode;  /* default SHM_WRITE_BACK */
 	uint32_t write_through_timeout_ms; /* default 5000 */
-	const char *redis_url;      /* read-through L2: redis://h:p/db, unix:// */
+	const char *redis_url;      /* read-through L2 (shm_redis_url_parse) */
 	const char *pg_conninfo;    /* read-through L3: libpq conninfo */
 	uint32_t l2_timeout_ms;     /* per read-through level (default 50) */
 	uint32_t l3_timeout_ms;     /* default 50 */
@@ -137,6 +137,21 @@ const char *shm_errmsg(void);
 /* The options the handle was opened with (owned by env). */
 const shm_options *shm_env_options(const shm_env *env);
 const char *shm_env_path(const shm_env *env);
+
+/* A Redis address: redis://[[user]:password@]host[:port][/db] (port 6379,
+ * db 0 by default) or unix://[[user]:password@]/path[?db=N]; a user name
+ * means Redis 6 ACLs (AUTH user password). shm_env_open checks
+ * shm_options.redis_url with it; the flusher parses --redis with it. */
+typedef struct shm_redis_addr {
+	char host[256];     /* host name, or the socket path (unix_socket) */
+	int port;           /* 0 for a unix socket */
+	int db;
+	char user[128];     /* "" for the default user */
+	char password[256]; /* "" for none */
+	bool unix_socket;
+} shm_redis_addr;
+/* 0, or SHM_EINVAL with shm_errmsg() naming what is wrong in url. */
+int shm_redis_url_parse(const char *url, shm_redis_addr *out);
 
 /* Forces the map to disk (what the flusher does periodically in nosync). */
 int shm_env_sync(shm_env *env);

@@ -65,24 +65,12 @@ static void pg_exec(PGconn *c, const char *sql, int n, const char *const *p)
 
 static redisContext *rds(void)
 {
+	shm_redis_addr a;
 	redisContext *c;
-	if (strncmp(redis_url, "unix://", 7) == 0) {
-		char path[1024];
-		snprintf(path, sizeof path, "%s", redis_url + 7);
-		char *q = strchr(path, '?');
-		if (q)
-			*q = 0;
-		c = redisConnectUnix(path);
-	} else {
-		char host[256];
-		int port = 6379;
-		const char *p = redis_url + 8;
-		size_t hl = strcspn(p, ":/");
-		snprintf(host, sizeof host, "%.*s", (int)hl, p);
-		if (p[hl] == ':')
-			port = atoi(p + hl + 1);
-		c = redisConnect(host, port);
-	}
+	if (shm_redis_url_parse(redis_url, &a))
+		fail_msg("%s", shm_errmsg());
+	c = a.unix_socket ? redisConnectUnix(a.host)
+	                  : redisConnect(a.host, a.port);
 	if (!c || c->err)
 		fail_msg("redis connect %s: %s", redis_url,
 		         c ? c->errstr : "out of memory");
@@ -428,6 +416,59 @@ static void test_message_only_in_redis(void **state)
 	assert_int_equal(tu_log_count(env), 0);
 	close_rt(env);
 	free(big);
+	cleanup();
+}
+
+/* redis_url with an ACL user and password: read-through AUTHs; a wrong
+ * password is a Redis error, not a hit, and the get goes on without it. */
+static void test_redis_user_and_password_in_the_url(void **state)
+{
+	NEED_SERVERS();
+	char room[64], user[48], url[1200], *json;
+	size_t len;
+	shm_redis_addr a;
+	shm_msg m, *got;
+	shm_counters c;
+
+	room_name(room, sizeof room, "acl");
+	m = full_msg(room, INT64_C(1700000002000000), "behind a password");
+	assert_int_equal(shm_msg_to_json(&m, &json, &len), 0);
+	redis_set(&m.id, json, len);
+	free(json);
+	snprintf(user, sizeof user, "%s-reader", prefix);
+	redisContext *r = rds();
+	redisReply *rep = redisCommand(r, "ACL SETUSER %s on >s3cr@t ~msg:* "
+	                                  "+get +select", user);
+	assert_non_null(rep);
+	assert_int_equal(rep->type, REDIS_REPLY_STATUS);
+	freeReplyObject(rep);
+
+	assert_int_equal(shm_redis_url_parse(redis_url, &a), 0);
+	for (int wrong = 0; wrong <= 1; wrong++) {
+		const char *pw = wrong ? "nope" : "s3cr@t";
+		if (a.unix_socket)
+			snprintf(url, sizeof url, "unix://%s:%s@%s", user, pw,
+			         a.host);
+		else
+			snprintf(url, sizeof url, "redis://%s:%s@%s:%d", user, pw,
+			         a.host, a.port);
+		shm_env *env = open_rt(url, NULL, 200, 0);
+		int rc = shm_msg_get(env, &m.id, &got);
+		shm_stats_local(env, &c);
+		if (!wrong) {
+			assert_int_equal(rc, 0);
+			tu_assert_msg_equal(got, &m);
+			shm_msg_free(got);
+			assert_int_equal(c.l2_hits, 1);
+		} else {
+			assert_int_equal(rc, SHM_ENOTFOUND);
+			assert_int_equal(c.l2_hits, 0);
+			assert_true(c.l2_errors >= 1);
+		}
+		close_rt(env);
+	}
+	freeReplyObject(redisCommand(r, "ACL DELUSER %s", user));
+	redisFree(r);
 	cleanup();
 }
 
@@ -1013,6 +1054,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_message_only_in_redis),
+		cmocka_unit_test(test_redis_user_and_password_in_the_url),
 		cmocka_unit_test(test_message_only_in_postgres_fills_l1_and_redis),
 		cmocka_unit_test(test_message_nowhere),
 		cmocka_unit_test(test_dead_or_mute_redis_costs_at_most_the_timeout),

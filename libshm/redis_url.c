@@ -1,0 +1,108 @@
+/*
+ * libshm/redis_url.c - the one parser of Redis addresses, for libshm's
+ * read-through and the flusher: redis://[[user]:password@]host[:port][/db]
+ * and unix://[[user]:password@]/path[?db=N].
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static int bad(const char *url, const char *what)
+{
+	return shm__err(SHM_EINVAL, "redis URL '%.200s': %s", url, what);
+}
+
+/* Takes "[[user]:]password@" off the front of *p. It ends at the last '@'
+ * of a redis:// URL (host, port and db have none), and at the "@/" before
+ * a unix:// socket path (which may hold '@'). */
+static int parse_userinfo(const char *url, const char **p, bool unix_socket,
+                          shm_redis_addr *a)
+{
+	const char *at = unix_socket ? (**p == '/' ? NULL : strstr(*p, "@/"))
+	                             : strrchr(*p, '@');
+	if (!at)
+		return 0;
+	const char *colon = memchr(*p, ':', (size_t)(at - *p));
+	const char *pw = colon ? colon + 1 : *p;
+	size_t ul = colon ? (size_t)(colon - *p) : 0, pl = (size_t)(at - pw);
+	if (ul >= sizeof a->user)
+		return bad(url, "user name too long");
+	if (pl >= sizeof a->password)
+		return bad(url, "password too long");
+	memcpy(a->user, *p, ul);
+	memcpy(a->password, pw, pl);
+	*p = at + 1;
+	return 0;
+}
+
+static int parse_unix(const char *url, shm_redis_addr *a)
+{
+	const char *p = url + 7, *q;
+	int rc = parse_userinfo(url, &p, true, a);
+
+	if (rc)
+		return rc;
+	q = strchr(p, '?');
+	size_t len = q ? (size_t)(q - p) : strlen(p);
+
+	if (!len || *p != '/')
+		return bad(url, "expected unix://[[user]:password@]/absolute/path"
+		                "[?db=N]");
+	if (len >= sizeof a->host)
+		return bad(url, "socket path too long");
+	memcpy(a->host, p, len);
+	a->unix_socket = true;
+	if (q) {
+		char *end;
+		long db;
+		if (strncmp(q, "?db=", 4) != 0 || !q[4])
+			return bad(url, "expected ?db=N after the path");
+		db = strtol(q + 4, &end, 10);
+		if (*end || db < 0 || db > 100000)
+			return bad(url, "bad db number");
+		a->db = (int)db;
+	}
+	return 0;
+}
+
+int shm_redis_url_parse(const char *url, shm_redis_addr *a)
+{
+	if (!url || !a)
+		return shm__err(SHM_EINVAL, "shm_redis_url_parse: NULL argument");
+	memset(a, 0, sizeof *a);
+	if (strncmp(url, "unix://", 7) == 0)
+		return parse_unix(url, a);
+	if (strncmp(url, "redis://", 8) != 0)
+		return bad(url, "expected redis://[[user]:password@]host[:port]"
+		                "[/db] or unix://[[user]:password@]/path[?db=N]");
+	const char *p = url + 8;
+	int rc = parse_userinfo(url, &p, false, a);
+	if (rc)
+		return rc;
+	const char *slash = strchr(p, '/');
+	size_t hl = slash ? (size_t)(slash - p) : strlen(p);
+	const char *colon = memchr(p, ':', hl);
+	size_t hostl = colon ? (size_t)(colon - p) : hl;
+	if (!hostl)
+		return bad(url, "no host");
+	if (hostl >= sizeof a->host)
+		return bad(url, "host too long");
+	memcpy(a->host, p, hostl);
+	a->port = 6379;
+	if (colon) {
+		char *end;
+		long port = strtol(colon + 1, &end, 10);
+		if (end != p + hl || port <= 0 || port > 65535)
+			return bad(url, "bad port");
+		a->port = (int)port;
+	}
+	if (slash && slash[1]) {
+		char *end;
+		long db = strtol(slash + 1, &end, 10);
+		if (*end || db < 0 || db > 100000)
+			return bad(url, "bad db number");
+		a->db = (int)db;
+	}
+	return 0;
+}

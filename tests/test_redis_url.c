@@ -1,0 +1,104 @@
+/* tests/test_redis_url.c - shm_redis_url_parse: every form libshm's
+ * read-through and the flusher accept, and a clear error for each bad one;
+ * shm_env_open refuses a bad redis_url before creating anything. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "testutil.h"
+
+static void parses(const char *url, const char *host, int port, int db,
+                   const char *user, const char *password, bool unix_socket)
+{
+	shm_redis_addr a;
+	assert_int_equal(shm_redis_url_parse(url, &a), 0);
+	assert_string_equal(a.host, host);
+	assert_int_equal(a.port, port);
+	assert_int_equal(a.db, db);
+	assert_string_equal(a.user, user);
+	assert_string_equal(a.password, password);
+	assert_int_equal(a.unix_socket, unix_socket);
+}
+
+static void refuses(const char *url, const char *why)
+{
+	shm_redis_addr a;
+	assert_int_equal(shm_redis_url_parse(url, &a), SHM_EINVAL);
+	if (!strstr(shm_errmsg(), why))
+		fail_msg("'%s': message '%s' lacks '%s'", url, shm_errmsg(), why);
+}
+
+static void test_tcp_forms(void **state)
+{
+	parses("redis://localhost", "localhost", 6379, 0, "", "", false);
+	parses("redis://10.0.0.2:6380/3", "10.0.0.2", 6380, 3, "", "", false);
+	parses("redis://cache:7000/", "cache", 7000, 0, "", "", false);
+	parses("redis://:s3cret@cache", "cache", 6379, 0, "", "s3cret", false);
+	parses("redis://s3cret@cache/1", "cache", 6379, 1, "", "s3cret", false);
+	parses("redis://app:p@ss:w/rd@cache:1/2", "cache", 1, 2, "app",
+	       "p@ss:w/rd", false);
+}
+
+static void test_unix_forms(void **state)
+{
+	parses("unix:///run/redis.sock", "/run/redis.sock", 0, 0, "", "", true);
+	parses("unix:///run/redis.sock?db=5", "/run/redis.sock", 0, 5, "", "",
+	       true);
+	parses("unix://:pw@/tmp/a@b/r.sock", "/tmp/a@b/r.sock", 0, 0, "", "pw",
+	       true);
+	parses("unix://app:pw@/r.sock?db=2", "/r.sock", 0, 2, "app", "pw", true);
+}
+
+static void test_bad_urls_say_what_is_wrong(void **state)
+{
+	char long_pw[400];
+	refuses("http://cache", "expected redis://");
+	refuses("cache:6379", "expected redis://");
+	refuses("redis://", "no host");
+	refuses("redis://:pw@", "no host");
+	refuses("redis://cache:0", "bad port");
+	refuses("redis://cache:65536", "bad port");
+	refuses("redis://cache:63x9", "bad port");
+	refuses("redis://cache/one", "bad db number");
+	refuses("redis://cache/-1", "bad db number");
+	refuses("unix://run/redis.sock", "absolute/path");
+	refuses("unix://", "absolute/path");
+	refuses("unix:///r.sock?db=", "?db=N");
+	refuses("unix:///r.sock?database=1", "?db=N");
+	refuses("unix:///r.sock?db=1x", "bad db number");
+	memset(long_pw, 'p', sizeof long_pw - 16);
+	strcpy(long_pw + sizeof long_pw - 16, "@cache");
+	char url[sizeof long_pw + 16] = "redis://:";
+	strcat(url, long_pw);
+	refuses(url, "password too long");
+}
+
+static void test_env_open_refuses_a_bad_redis_url_and_creates_nothing(void **state)
+{
+	char *parent = tu_tmpdir(), dir[512];
+	shm_options o;
+	shm_env *env = NULL;
+	struct stat st;
+
+	snprintf(dir, sizeof dir, "%s/env", parent);
+	shm_options_init(&o);
+	o.redis_url = "redis://cache:notaport";
+	assert_int_equal(shm_env_open(dir, &o, &env), SHM_EINVAL);
+	assert_null(env);
+	assert_non_null(strstr(shm_errmsg(), "bad port"));
+	assert_int_not_equal(stat(dir, &st), 0);
+	tu_rmdir(parent);
+	free(parent);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_tcp_forms),
+		cmocka_unit_test(test_unix_forms),
+		cmocka_unit_test(test_bad_urls_say_what_is_wrong),
+		cmocka_unit_test(test_env_open_refuses_a_bad_redis_url_and_creates_nothing),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
