@@ -34,13 +34,14 @@ shm__pgbin() {
 	return 1
 }
 
-# Runs a command as the cluster owner (root -> $SHM_TEST_USER).
+# Runs a command as the cluster owner (root -> $SHM_TEST_USER), from /
+# (the owner may not enter the caller's directory; every path is absolute).
 shm__as_owner() {
 	if [ "$(id -u)" -eq 0 ]; then
 		if command -v runuser >/dev/null 2>&1; then
-			runuser -u "$SHM_TEST_USER" -- "$@"
+			(cd / && runuser -u "$SHM_TEST_USER" -- "$@")
 		else
-			su -s /bin/sh "$SHM_TEST_USER" -c "$(printf '%s ' "$@")"
+			(cd / && su -s /bin/sh "$SHM_TEST_USER" -c "$(printf '%s ' "$@")")
 		fi
 	else
 		"$@"
