@@ -20,12 +20,20 @@ passed=0
 failed=0
 failures=""
 log=$(mktemp)
+# A test that hangs fails after this many seconds (timeout signals the
+# test's whole process group: its forked children too).
+limit=${SHM_TEST_TIMEOUT:-600}
+timed_out() {
+	[ "$1" -eq 124 ] || [ "$1" -eq 137 ] || return 1
+	echo "=== $2: TIMED OUT after $limit s (killed with its children)"
+}
 for t in "$@"; do
 	name=$(basename "$t")
 	echo "=== $name"
-	"$t" >"$log" 2>&1
+	timeout -k 10 "$limit" "$t" >"$log" 2>&1
 	rc=$?
 	cat "$log"
+	timed_out "$rc" "$name"
 	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' "$log" | tail -n 1)
 	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:/\1/p' "$log" | tail -n 1)
 	p=${p:-0}
@@ -41,9 +49,10 @@ for s in tests/test_*.sh; do
 	[ -f "$s" ] || continue
 	name=$(basename "$s")
 	echo "=== $name"
-	sh "$s" >"$log" 2>&1
+	timeout -k 10 "$limit" sh "$s" >"$log" 2>&1
 	rc=$?
 	cat "$log"
+	timed_out "$rc" "$name"
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
 	p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
 	f=$(echo "$line" | sed -n 's/.*passed, \([0-9]*\) failed/\1/p')
