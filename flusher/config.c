@@ -43,8 +43,8 @@ static const fl_opt opts[] = {
 	{"env", 'e', O_STR, W_BOTH, OFF(env_dir), "", U(0, 0), NULL,
 	 "environment directory (required)"},
 	{"redis", 0, O_STR, W_BOTH, OFF(redis_url), "", U(0, 0), NULL,
-	 "Redis sink: redis://[:password@]host[:port][/db] or "
-	 "unix:///path[?db=N]; empty: no Redis sink"},
+	 "Redis sink: redis://[[user]:password@]host[:port][/db] or "
+	 "unix://[[user]:password@]/path[?db=N]; empty: no Redis sink"},
 	{"pg", 0, O_STR, W_BOTH, OFF(pg_conninfo), "", U(0, 0), NULL,
 	 "PostgreSQL sink: libpq conninfo or URI; empty: no PostgreSQL sink"},
 	{"config", 'c', O_STR, W_FLAG, OFF(config_file), "", U(0, 0), NULL,
@@ -367,9 +367,11 @@ int fl_config_load(fl_config *c, int argc, char **argv, char *err,
 		return -1;
 	}
 	if (*c->redis_url) {
-		fl_redis_addr a;
-		if (fl_redis_addr_parse(c->redis_url, &a, err, errlen))
+		shm_redis_addr a;
+		if (shm_redis_url_parse(c->redis_url, &a)) {
+			snprintf(err, errlen, "--redis: %s", shm_errmsg());
 			return -1;
+		}
 	}
 	for (char *p = c->static_sha; *p; p++)
 		*p = (char)tolower((unsigned char)*p);

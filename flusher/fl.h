@@ -185,16 +185,6 @@ fl_sink *fl_pg_sink_new(const fl_config *cfg, shm_env *env,
 void fl_sink_seterr(fl_sink *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* Parses redis://[:password@]host[:port][/db] and unix:///path[?db=N]. */
-typedef struct fl_redis_addr {
-	char host[256];   /* host, or the socket path for unix:// */
-	int port;         /* 0 for unix sockets */
-	int db;
-	char password[256];
-	bool unix_socket;
-} fl_redis_addr;
-int fl_redis_addr_parse(const char *url, fl_redis_addr *a, char *err,
-                        size_t errlen);
 
 /* Value as written to Redis: JSON (or static content) as is, or an LZ4
  * frame when longer than threshold. *out is malloc'd (free) or points to

@@ -39,7 +39,7 @@ struct fl_inval {
 	const fl_config *cfg;
 	shm_env *env;
 	char env_id[64];
-	fl_redis_addr addr;
+	shm_redis_addr addr;
 	redisContext *pub; /* the Redis worker's thread only */
 	fl_buf pbuf;
 
@@ -281,7 +281,11 @@ static redisContext *connect_redis(fl_inval *iv, char *err, size_t errlen)
 	}
 	redisSetTimeout(c, tv);
 	if (iv->addr.password[0]) {
-		redisReply *r = redisCommand(c, "AUTH %s", iv->addr.password);
+		redisReply *r =
+			iv->addr.user[0]
+				? redisCommand(c, "AUTH %s %s", iv->addr.user,
+				               iv->addr.password)
+				: redisCommand(c, "AUTH %s", iv->addr.password);
 		bool ok = r && r->type != REDIS_REPLY_ERROR;
 		snprintf(err, errlen, "AUTH: %s",
 		         !r ? c->errstr : ok ? "ok" : r->str);
@@ -582,7 +586,6 @@ static void *sub_run(void *arg)
 int fl_inval_start(fl_inval **out, const fl_config *cfg, shm_env *env,
                    const char *env_id, bool subscribe_too)
 {
-	char err[256];
 	fl_inval *iv;
 	pthread_condattr_t ca;
 	int rc;
@@ -605,8 +608,8 @@ int fl_inval_start(fl_inval **out, const fl_config *cfg, shm_env *env,
 	iv->cfg = cfg;
 	iv->env = env;
 	snprintf(iv->env_id, sizeof iv->env_id, "%s", env_id);
-	if (fl_redis_addr_parse(cfg->redis_url, &iv->addr, err, sizeof err)) {
-		fl_log(FL_ERROR, "inval", "%s", err);
+	if (shm_redis_url_parse(cfg->redis_url, &iv->addr)) {
+		fl_log(FL_ERROR, "inval", "%s", shm_errmsg());
 		free(iv);
 		return EINVAL;
 	}

@@ -34,7 +34,7 @@
 typedef struct redis_sink {
 	fl_sink base;
 	redisContext *c;
-	fl_redis_addr addr;
+	shm_redis_addr addr;
 	char ttl[24];  /* EX argument, l2-ttl seconds */
 	bool sha256;   /* static-sha = sha256 */
 	fl_buf scratch; /* a message's JSON (shm_msg_json_append) */
@@ -42,80 +42,6 @@ typedef struct redis_sink {
 	size_t *rec;    /* batch index of each command of out */
 	size_t n_cmd, cap_cmd;
 } redis_sink;
-
-int fl_redis_addr_parse(const char *url, fl_redis_addr *a, char *err,
-                        size_t errlen)
-{
-	memset(a, 0, sizeof *a);
-	if (strncmp(url, "unix://", 7) == 0) {
-		const char *p = url + 7, *q = strchr(p, '?');
-		size_t len = q ? (size_t)(q - p) : strlen(p);
-		if (!len || *p != '/' || len >= sizeof a->host) {
-			snprintf(err, errlen, "redis URL '%s': expected "
-			         "unix:///absolute/path[?db=N]", url);
-			return -1;
-		}
-		memcpy(a->host, p, len);
-		a->unix_socket = true;
-		if (q) {
-			char *end;
-			if (strncmp(q, "?db=", 4) != 0 ||
-			    (a->db = (int)strtol(q + 4, &end, 10), *end) ||
-			    a->db < 0) {
-				snprintf(err, errlen, "redis URL '%s': bad "
-				         "?db=N", url);
-				return -1;
-			}
-		}
-		return 0;
-	}
-	if (strncmp(url, "redis://", 8) != 0) {
-		snprintf(err, errlen, "redis URL '%s': expected redis://host"
-		         "[:port][/db] or unix:///path", url);
-		return -1;
-	}
-	const char *p = url + 8, *at = strchr(p, '@'), *slash;
-	if (at) {
-		const char *colon = memchr(p, ':', (size_t)(at - p));
-		const char *pw = colon ? colon + 1 : p;
-		size_t pl = (size_t)(at - pw);
-		if (pl >= sizeof a->password) {
-			snprintf(err, errlen, "redis URL: password too long");
-			return -1;
-		}
-		memcpy(a->password, pw, pl);
-		p = at + 1;
-	}
-	slash = strchr(p, '/');
-	size_t hl = slash ? (size_t)(slash - p) : strlen(p);
-	const char *colon = memchr(p, ':', hl);
-	size_t hostl = colon ? (size_t)(colon - p) : hl;
-	if (!hostl || hostl >= sizeof a->host) {
-		snprintf(err, errlen, "redis URL '%s': no host", url);
-		return -1;
-	}
-	memcpy(a->host, p, hostl);
-	a->port = 6379;
-	if (colon) {
-		char *end;
-		long port = strtol(colon + 1, &end, 10);
-		if (end != p + hl || port <= 0 || port > 65535) {
-			snprintf(err, errlen, "redis URL '%s': bad port", url);
-			return -1;
-		}
-		a->port = (int)port;
-	}
-	if (slash && slash[1]) {
-		char *end;
-		long db = strtol(slash + 1, &end, 10);
-		if (*end || db < 0 || db > 100000) {
-			snprintf(err, errlen, "redis URL '%s': bad db", url);
-			return -1;
-		}
-		a->db = (int)db;
-	}
-	return 0;
-}
 
 static void r_disconnect(fl_sink *s)
 {
@@ -168,7 +94,10 @@ static int r_connect(fl_sink *s)
 	}
 	redisSetTimeout(r->c, tv);
 	if (r->addr.password[0] &&
-	    (rc = simple(r, "AUTH", "AUTH %s", r->addr.password)))
+	    (rc = r->addr.user[0]
+	              ? simple(r, "AUTH", "AUTH %s %s", r->addr.user,
+	                       r->addr.password)
+	              : simple(r, "AUTH", "AUTH %s", r->addr.password)))
 		goto fail;
 	if (r->addr.db && (rc = simple(r, "SELECT", "SELECT %d", r->addr.db)))
 		goto fail;
@@ -441,14 +370,14 @@ static const fl_sink_ops redis_ops = {
 fl_sink *fl_redis_sink_new(const fl_config *cfg, shm_env *env)
 {
 	redis_sink *r = calloc(1, sizeof *r);
-	char err[256];
 
 	if (!r)
 		return NULL;
 	r->base.ops = &redis_ops;
 	r->base.cfg = cfg;
 	r->base.env = env;
-	if (fl_redis_addr_parse(cfg->redis_url, &r->addr, err, sizeof err)) {
+	/* fl_config_load checked the URL */
+	if (shm_redis_url_parse(cfg->redis_url, &r->addr)) {
 		free(r);
 		return NULL;
 	}

@@ -111,12 +111,11 @@ FT_FN long long ft_sql_int(const char *sql)
 
 FT_FN redisContext *ft_redis(void)
 {
-	fl_redis_addr a;
-	char err[256];
+	shm_redis_addr a;
 	redisContext *c;
 
-	if (fl_redis_addr_parse(ft_redis_url, &a, err, sizeof err))
-		fail_msg("%s", err);
+	if (shm_redis_url_parse(ft_redis_url, &a))
+		fail_msg("%s", shm_errmsg());
 	c = a.unix_socket ? redisConnectUnix(a.host)
 	                  : redisConnect(a.host, a.port);
 	if (!c || c->err) {

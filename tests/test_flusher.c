@@ -45,6 +45,9 @@ static void test_config_rejects_bad_input_with_reason(void **state)
 		{{"f", "-e", "d", "--pg", "x", "--bogus"}, "unknown option"},
 		{{"f", "-e", "d", "--pg", "x", "--static-sha=md5"}, "static-sha"},
 		{{"f", "-e", "d", "--redis", "http://x", NULL}, "redis URL"},
+		{{"f", "-e", "d", "--redis", "redis://h:99999", NULL}, "bad port"},
+		{{"f", "-e", "d", "--redis", "unix://relative", NULL},
+		 "absolute/path"},
 		{{"f", "-e", "d", NULL}, "no sink"},
 		{{"f", "--pg", "x", NULL}, "no environment"},
 		{{"f", "-e", "d", "--pg", "x", "--batch-ms"}, "needs a value"},
@@ -75,31 +78,6 @@ static void test_config_help_lists_every_option_with_default(void **state)
 	assert_non_null(strstr(buf, "--sync-interval-ms"));
 	assert_non_null(strstr(buf, "-e, --env"));
 	free(buf);
-}
-
-static void test_redis_url_forms(void **state)
-{
-	fl_redis_addr a;
-	char err[256];
-
-	assert_int_equal(fl_redis_addr_parse("redis://h:7000/3", &a, err,
-	                                     sizeof err), 0);
-	assert_string_equal(a.host, "h");
-	assert_int_equal(a.port, 7000);
-	assert_int_equal(a.db, 3);
-	assert_int_equal(fl_redis_addr_parse("redis://:pw@127.0.0.1", &a, err,
-	                                     sizeof err), 0);
-	assert_string_equal(a.password, "pw");
-	assert_int_equal(a.port, 6379);
-	assert_int_equal(fl_redis_addr_parse("unix:///tmp/r.sock?db=2", &a,
-	                                     err, sizeof err), 0);
-	assert_true(a.unix_socket);
-	assert_string_equal(a.host, "/tmp/r.sock");
-	assert_int_equal(a.db, 2);
-	assert_int_not_equal(fl_redis_addr_parse("redis://h:99999", &a, err,
-	                                         sizeof err), 0);
-	assert_int_not_equal(fl_redis_addr_parse("unix://relative", &a, err,
-	                                         sizeof err), 0);
 }
 
 static void test_batch_coalesce_keeps_last_state_per_key(void **state)
@@ -571,7 +549,6 @@ int main(void)
 		cmocka_unit_test_teardown(test_config_defaults_file_then_flags, ft_teardown),
 		cmocka_unit_test_teardown(test_config_rejects_bad_input_with_reason, ft_teardown),
 		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
-		cmocka_unit_test_teardown(test_redis_url_forms, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_coalesce_keeps_last_state_per_key, ft_teardown),
 		cmocka_unit_test_teardown(test_lock_refuses_a_second_flusher, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letters_merge_sinks_and_keep_raw, ft_teardown),
