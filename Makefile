@@ -42,7 +42,7 @@ BINS    := $(BUILD)/bin/shmctl $(if $(FL_SRC),$(BUILD)/bin/shm-flusher) \
 .SECONDARY:
 all: $(STATIC) $(SHARED) $(BINS)
 
-$(BUILD)/obj/%.o: %.c $(wildcard libshm/*.h) $(wildcard flusher/*.h) $(wildcard tests/*.h)
+$(BUILD)/obj/%.o: %.c $(wildcard libshm/*.h) $(wildcard flusher/*.h) $(wildcard tests/*.h) $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

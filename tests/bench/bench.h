@@ -43,6 +43,8 @@
 	         "(hiredis, one request at a time), 1 and 2 processes")        \
 	X(l1, "L1 get (copy; zero-copy view) and put with its log record "     \
 	      "(nosync), 1 and 2 processes")                                  \
+	X(pg, "PostgreSQL SELECT of one message by id, 1 and 2 processes "    \
+	      "(the read path's third level)")                                 \
 	X(cleanup, "connection cleanup: grouped per website and direct "       \
 	           "source vs one check per connection (PostgreSQL)")          \
 	X(flusher, "shm-flusher draining 100,000 messages into Redis + "       \
@@ -112,6 +114,13 @@ void bench_path(const bench_ctx *ctx, const char *name, char *out);
  * first call, waits until it answers PING. Returns its socket path or NULL
  * (message on stderr). Stopped by bench_cleanup(). */
 const char *bench_redis(bench_ctx *ctx);
+
+/* ------------------------------------------------------------ PostgreSQL */
+/* The bench's PostgreSQL (bench_pgserver.c): SHM_BENCH_PG, or a throwaway
+ * cluster started on first call; sql/schema.sql applied. Returns a conninfo
+ * or NULL (message on stderr). Stopped by bench_cleanup(). */
+const char *bench_pg(bench_ctx *ctx);
+void bench_pg_stop(void);
 
 /* ------------------------------------------------------------ measuring */
 

@@ -190,6 +190,7 @@ int bench__init(bench_ctx *ctx)
 
 void bench_cleanup(bench_ctx *ctx)
 {
+	bench_pg_stop();
 	if (ctx->redis_pid > 0) {
 		stop_pid(ctx->redis_pid, SIGTERM);
 		ctx->redis_pid = 0;
