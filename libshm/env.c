@@ -165,9 +165,14 @@ static int open_dbs(shm_env *env)
 	uint64_t format = 0;
 	int rc;
 
+	if (!ro && (rc = shm__wlock_acquire(env)))
+		return rc;
 	rc = mdb_txn_begin(env->mdb, NULL, ro ? MDB_RDONLY : 0, &txn);
-	if (rc)
+	if (rc) {
+		if (!ro)
+			shm__wlock_release(env);
 		return shm__err_mdb(rc, "begin transaction");
+	}
 	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
 		MDB_dbi *dbi = (MDB_dbi *)((char *)env + dbs[i].off);
 		rc = mdb_dbi_open(txn, dbs[i].name,
@@ -212,9 +217,13 @@ static int open_dbs(shm_env *env)
 	/* Commit even a read-only transaction: aborting it would close the
 	 * database handles it opened. */
 	rc = mdb_txn_commit(txn);
+	if (!ro)
+		shm__wlock_release(env);
 	return rc ? shm__err_mdb(rc, "commit") : 0;
 fail:
 	mdb_txn_abort(txn);
+	if (!ro)
+		shm__wlock_release(env);
 	return rc;
 }
 
@@ -284,7 +293,9 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 		goto fail;
 	}
 	mdb_reader_check(env->mdb, &dead); /* clear slots of dead processes */
-	if ((rc = shm__shared_open(env)) || (rc = open_dbs(env)) ||
+	if ((rc = shm__shared_open(env)) ||
+	    (!env->opt.read_only && (rc = shm__wlock_open(env))) ||
+	    (rc = open_dbs(env)) ||
 	    (rc = shm__rt_open(env)))
 		goto fail;
 	*out = env;
@@ -308,6 +319,7 @@ void shm_env_close(shm_env *env)
 	if (env->mdb)
 		mdb_env_close(env->mdb);
 	shm__shared_close(env);
+	shm__wlock_close(env);
 	free(env->redis_url);
 	free(env->pg_conninfo);
 	free(env->path);

@@ -77,6 +77,7 @@ struct shm_env {
 	uint32_t unpublished;  /* SHM__COUNT_READ ticks since the last publish */
 	MDB_txn *rpool[SHM_RPOOL]; /* reset read transactions, reused; a
 	                              slot is taken by swapping in NULL */
+	struct shm__wlock *wlock; /* writers' lock (wlock.c); NULL read-only */
 	struct shm__rt *rt;    /* read-through connections (readthrough.c) */
 	struct shm_rtxn *spare_rtxn; /* one ended shm_rtxn kept for reuse */
 };
@@ -126,6 +127,12 @@ void shm__shared_close(shm_env *env);
 
 /* The msg database's key order (env.c): memcmp's, with a prefetch. */
 int shm__cmp_key16(const MDB_val *a, const MDB_val *b);
+
+/* ---- the writers' lock (wlock.c), held around every LMDB write txn */
+int shm__wlock_open(shm_env *env);
+void shm__wlock_close(shm_env *env);
+int shm__wlock_acquire(shm_env *env);
+void shm__wlock_release(shm_env *env);
 
 /* ---- read transactions (env.c): pooled, never take the write lock */
 int shm__rtxn_get(shm_env *env, MDB_txn **txn);

@@ -49,8 +49,12 @@ static int wtxn_begin(shm_env *env, shm__wtxn *w)
 	w->env = env;
 	if (env->opt.read_only)
 		return shm__err(SHM_EREADONLY, "%s: opened read-only", env->path);
-	if ((rc = mdb_txn_begin(env->mdb, NULL, 0, &w->txn)))
+	if ((rc = shm__wlock_acquire(env)))
+		return rc;
+	if ((rc = mdb_txn_begin(env->mdb, NULL, 0, &w->txn))) {
+		shm__wlock_release(env);
 		return shm__err_mdb(rc, "begin write transaction");
+	}
 	w->now = shm_now_us();
 	if ((rc = shm__meta_get(w->txn, env, "next_seq", &w->next_seq)) ||
 	    (rc = shm__meta_get(w->txn, env, "flushed", &w->flushed)) ||
@@ -58,6 +62,7 @@ static int wtxn_begin(shm_env *env, shm__wtxn *w)
 	    (rc = shm__meta_get(w->txn, env, "bytes", &w->bytes)) ||
 	    (rc = shm__policy_read(w))) {
 		mdb_txn_abort(w->txn);
+		shm__wlock_release(env);
 		return rc;
 	}
 	return 0;
@@ -100,6 +105,7 @@ static int run_once(shm_env *env, shm__write_fn fn, void *ctx)
 		mdb_txn_abort(w.txn);
 	else
 		rc = wtxn_commit(&w, start);
+	shm__wlock_release(env);
 	free(w.buf);
 	return rc;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -151,6 +152,82 @@ static void test_stale_reader_of_killed_process_is_cleared_at_open(void **state)
 	free(dir);
 }
 
+/* A process killed while it holds the writers' lock (wlock.c) does not
+ * block the others: the next writer takes the lock over at once. */
+static void test_writer_killed_holding_the_writers_lock_blocks_no_one(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	int ready[2];
+	char c;
+
+	assert_int_equal(pipe(ready), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		shm_env *e = tu_open(dir, NULL);
+		if (shm__wlock_acquire(e) != 0)
+			_exit(1);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	shm_msg m = tu_msg("wl", 1, "after the holder died");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_put(env, &m), 0); /* and again: released */
+	close(ready[0]);
+	close(ready[1]);
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* While one handle holds the writers' lock, another's write waits for it
+ * and goes through once it is released: it neither fails nor overlaps. */
+static void test_a_write_waits_for_the_writers_lock(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	volatile int *released = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+	                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int ready[2];
+	char c;
+
+	assert_true(released != MAP_FAILED);
+	assert_int_equal(pipe(ready), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		shm_env *e = tu_open(dir, NULL);
+		if (shm__wlock_acquire(e) != 0)
+			_exit(1);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(1);
+		/* hold it longer than one timed wait of the other writer */
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		*released = 1;
+		shm__wlock_release(e);
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	shm_msg m = tu_msg("wl", 3, "second");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(*released, 1);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	close(ready[0]);
+	close(ready[1]);
+	munmap((void *)released, 4096);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static void test_info_reports_entries_map_and_readers(void **state)
 {
 	char *dir = tu_tmpdir();
@@ -193,6 +270,8 @@ int main(void)
 		cmocka_unit_test(test_other_format_version_is_refused),
 		cmocka_unit_test(test_non_shm_lmdb_environment_is_refused),
 		cmocka_unit_test(test_stale_reader_of_killed_process_is_cleared_at_open),
+		cmocka_unit_test(test_writer_killed_holding_the_writers_lock_blocks_no_one),
+		cmocka_unit_test(test_a_write_waits_for_the_writers_lock),
 		cmocka_unit_test(test_info_reports_entries_map_and_readers),
 		cmocka_unit_test(test_strerror_names_every_code),
 	};

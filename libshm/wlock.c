@@ -1,0 +1,122 @@
+/*
+ * libshm/wlock.c - the writers' own lock, taken before LMDB's write lock.
+ *
+ * LMDB's write mutex is a robust process-shared pthread mutex that it locks
+ * without a timeout. We saw (about once in 150 runs of test_multiproc's
+ * kill test) a writer sleep forever on it while it was free: a wake-up lost
+ * when another writer was SIGKILLed around its unlock. libshm writers
+ * therefore queue on a mutex of their own in DIR/shm.wlock, with a timed
+ * wait: a lost wake-up costs at most SHM_WLOCK_POLL_MS, never a hang, and
+ * LMDB's mutex, taken only by the holder of this one, has no waiters.
+ *
+ * Invariants
+ *  1. A handle holds the lock exactly while it has an LMDB write txn open
+ *     (shm__wlock_acquire before mdb_txn_begin, release after commit or
+ *     abort).
+ *  2. The lock guards nothing by itself (LMDB's transaction does): a
+ *     holder's death (EOWNERDEAD) just makes it consistent again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define SHM_WLOCK_MAGIC 0x53484d574c4f434bull /* "SHMWLOCK" */
+#define SHM_WLOCK_POLL_MS 20
+
+struct shm__wlock {
+	uint64_t magic;
+	pthread_mutex_t mutex;
+};
+
+int shm__wlock_open(shm_env *env)
+{
+	char path[4096];
+	struct stat st;
+	void *map = MAP_FAILED;
+	int fd, rc = 0;
+
+	snprintf(path, sizeof path, "%s/shm.wlock", env->path);
+	if ((fd = open(path, O_RDWR | O_CREAT, 0664)) < 0)
+		return shm__err(errno, "open %s", path);
+	/* The first opener sizes the file and initialises the mutex; the
+	 * others wait on flock until it is done. */
+	if (flock(fd, LOCK_EX) != 0 || fstat(fd, &st) != 0) {
+		rc = shm__err(errno, "lock %s", path);
+		goto out;
+	}
+	if (st.st_size == 0 && ftruncate(fd, sizeof(struct shm__wlock)) != 0) {
+		rc = shm__err(errno, "size %s", path);
+		goto out;
+	}
+	map = mmap(NULL, sizeof(struct shm__wlock), PROT_READ | PROT_WRITE,
+	           MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		rc = shm__err(errno, "mmap %s", path);
+		goto out;
+	}
+	struct shm__wlock *l = map;
+	if (l->magic != SHM_WLOCK_MAGIC) {
+		pthread_mutexattr_t a;
+		pthread_mutexattr_init(&a);
+		pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+		pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+		rc = pthread_mutex_init(&l->mutex, &a);
+		pthread_mutexattr_destroy(&a);
+		if (rc) {
+			rc = shm__err(rc, "init %s", path);
+			goto out;
+		}
+		__atomic_store_n(&l->magic, SHM_WLOCK_MAGIC, __ATOMIC_RELEASE);
+	}
+	env->wlock = l;
+	map = MAP_FAILED;
+out:
+	if (map != MAP_FAILED)
+		munmap(map, sizeof(struct shm__wlock));
+	flock(fd, LOCK_UN);
+	close(fd);
+	return rc;
+}
+
+void shm__wlock_close(shm_env *env)
+{
+	if (env->wlock)
+		munmap(env->wlock, sizeof(struct shm__wlock));
+	env->wlock = NULL;
+}
+
+int shm__wlock_acquire(shm_env *env)
+{
+	for (;;) {
+		struct timespec t;
+		clock_gettime(CLOCK_REALTIME, &t);
+		t.tv_nsec += SHM_WLOCK_POLL_MS * 1000000L;
+		if (t.tv_nsec >= 1000000000L) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000L;
+		}
+		int rc = pthread_mutex_timedlock(&env->wlock->mutex, &t);
+		if (rc == 0)
+			return 0;
+		if (rc == EOWNERDEAD) /* invariant 2 */
+			return pthread_mutex_consistent(&env->wlock->mutex)
+			               ? shm__err(EINVAL, "writers' lock")
+			               : 0;
+		if (rc != ETIMEDOUT)
+			return shm__err(rc, "writers' lock");
+	}
+}
+
+void shm__wlock_release(shm_env *env)
+{
+	pthread_mutex_unlock(&env->wlock->mutex);
+}
