@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "shm_log.h"
@@ -156,12 +157,14 @@ static void test_ttl_expiry_drops_only_flushed_old_entries(void **state)
 }
 
 /* The L1 policy is the environment's: a handle opened with the defaults
- * (a tool, the flusher) obeys the limits another process set. */
+ * (a tool, the flusher) obeys the limits another opener set, and a change
+ * made by another process applies from the handle's next write on. */
 static void test_limits_set_by_one_opener_bind_every_handle(void **state)
 {
-	shm_env *setter = open_small(5, 1 << 20, 0), *plain;
+	shm_env *plain;
 	shm_options o;
 
+	shm_env_close(open_small(5, 1 << 20, 0)); /* sets dir */
 	shm_options_init(&o);
 	plain = tu_open(dir, &o);
 	assert_int_equal(shm_env_options(plain)->l1_max_entries, 5);
@@ -174,15 +177,23 @@ static void test_limits_set_by_one_opener_bind_every_handle(void **state)
 	assert_int_equal(shm_msg_put(plain, &extra), SHM_EFULL);
 	assert_non_null(strstr(shm_errmsg(), "limits 5 /"));
 
-	/* raising the limit through a third handle frees both at once */
-	o.l1_max_entries = 6;
-	shm_env *raiser = tu_open(dir, &o);
+	/* another process raises the limit to 6 while plain stays open */
+	pid_t pid = fork();
+	if (pid == 0) {
+		shm_options r;
+		shm_env *e;
+		shm_options_init(&r);
+		r.l1_max_entries = 6;
+		_exit(shm_env_open(dir, &r, &e) ? 1 : (shm_env_close(e), 0));
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	assert_int_equal(shm_msg_put(plain, &extra), 0);
 	shm_msg seventh = tu_msg("p", 10, "seventh");
-	assert_int_equal(shm_msg_put(setter, &seventh), SHM_EFULL);
-	shm_env_close(raiser);
-	shm_env_close(plain);
-	done(setter);
+	assert_int_equal(shm_msg_put(plain, &seventh), SHM_EFULL);
+	assert_non_null(strstr(shm_errmsg(), "limits 6 /"));
+	done(plain);
 }
 
 static void test_a_new_environment_without_limits_takes_the_defaults(void **state)
@@ -211,16 +222,16 @@ static void test_ttl_set_by_the_application_drives_anothers_expiry(void **state)
 	o.l1_ttl_s = 1;
 	dir = tu_tmpdir();
 	app = tu_open(dir, &o);
-	shm_options_init(&o);
+	assert_int_equal(shm_msg_put(app, &a), 0);
+	shm_env_close(app);
+	shm_options_init(&o); /* what shm-flusher opens with */
 	flusher = tu_open(dir, &o);
 	assert_int_equal(shm_env_options(flusher)->l1_ttl_s, 1);
-	assert_int_equal(shm_msg_put(app, &a), 0);
 	assert_int_equal(shm_log_trim(flusher, 1), 0);
 	sleep(2);
 	assert_int_equal(shm_l1_expire(flusher, &expired), 0);
 	assert_int_equal(expired, 1);
-	shm_env_close(flusher);
-	done(app);
+	done(flusher);
 }
 
 static void test_full_map_of_unflushed_work_fails_clearly_and_keeps_data(void **state)
