@@ -202,8 +202,8 @@ void bench_rm_rf(const char *path);
 /* Runs sql on c; -1 (and the server's message on stderr) unless it
  * succeeded. */
 int bench_pg_exec(PGconn *c, const char *sql);
-/* sql/schema.sql from $SHM_TOP, the binary's ../.., or the cwd; malloc'd,
- * NULL if not found. */
+/* sql/schema.sql from $SHM_TOP, the binary's ../.. (the tree), its
+ * ../share/shm (installed) or the cwd; malloc'd, NULL if not found. */
 char *bench_schema_sql(void);
 
 /* Removes the temp dir and stops servers; safe to call twice. */

@@ -700,5 +700,9 @@ char *bench_schema_sql(void)
 	snprintf(path, sizeof path, "%s/../../sql/schema.sql", exe);
 	if (access(path, R_OK) == 0)
 		return slurp(path);
+	/* installed: PREFIX/bin/shm-bench, PREFIX/share/shm/schema.sql */
+	snprintf(path, sizeof path, "%s/../share/shm/schema.sql", exe);
+	if (access(path, R_OK) == 0)
+		return slurp(path);
 	return slurp("sql/schema.sql");
 }
