@@ -830,9 +830,11 @@ static int cmd_stat(int argc, char **argv)
 	         "objects marked for the connection cleanup");
 	stat_u64(&o, "l1_bytes", in.l1_bytes, "L1 value bytes (capacity)");
 	stat_u64(&o, "l1_max_entries", shm_env_options(env)->l1_max_entries,
-	         "L1 entry limit (this handle's option)");
+	         "L1 entry limit (the environment's)");
 	stat_u64(&o, "l1_max_bytes", shm_env_options(env)->l1_max_bytes,
-	         "L1 byte limit (this handle's option)");
+	         "L1 byte limit (the environment's)");
+	stat_u64(&o, "l1_ttl_s", shm_env_options(env)->l1_ttl_s,
+	         "flushed entries older than this expire (the environment's)");
 	stat_u64(&o, "log_records", in.log_records, "records in the write log");
 	stat_u64(&o, "log_first", in.log_first, "first record's seq (0: empty)");
 	stat_u64(&o, "log_last", in.log_last, "last record's seq (0: empty)");
