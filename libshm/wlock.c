@@ -69,6 +69,8 @@ int shm__wlock_open(shm_env *env)
 		pthread_mutexattr_init(&a);
 		pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
 		pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+		/* a write started inside another write fails (EDEADLK) */
+		pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
 		rc = pthread_mutex_init(&l->mutex, &a);
 		pthread_mutexattr_destroy(&a);
 		if (rc) {

@@ -228,6 +228,24 @@ static void test_a_write_waits_for_the_writers_lock(void **state)
 	free(dir);
 }
 
+/* A write begun while the same thread holds the writers' lock fails with
+ * EDEADLK instead of waiting for itself forever. */
+static void test_a_write_inside_a_write_fails_instead_of_hanging(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m = tu_msg("wl", 4, "nested");
+
+	assert_int_equal(shm__wlock_acquire(env), 0);
+	assert_int_equal(shm_msg_put(env, &m), EDEADLK);
+	assert_non_null(strstr(shm_errmsg(), "writers' lock"));
+	shm__wlock_release(env);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static void test_info_reports_entries_map_and_readers(void **state)
 {
 	char *dir = tu_tmpdir();
@@ -272,6 +290,7 @@ int main(void)
 		cmocka_unit_test(test_stale_reader_of_killed_process_is_cleared_at_open),
 		cmocka_unit_test(test_writer_killed_holding_the_writers_lock_blocks_no_one),
 		cmocka_unit_test(test_a_write_waits_for_the_writers_lock),
+		cmocka_unit_test(test_a_write_inside_a_write_fails_instead_of_hanging),
 		cmocka_unit_test(test_info_reports_entries_map_and_readers),
 		cmocka_unit_test(test_strerror_names_every_code),
 	};
