@@ -4,9 +4,9 @@
  *
  * Invariants
  *  1. Shared counters only grow, by relaxed atomic adds: readers may see a
- *     slightly old value, never a torn one. Read-path counts (hits,
- *     misses, get latency) are added in batches (internal.h), so another
- *     process sees a live handle's reads up to 63 counts late.
+ *     slightly old value, never a torn one. Read-path counts (L1 and
+ *     static hits, get latency) are added in batches (internal.h), so
+ *     another process sees a live handle's reads up to 63 counts late.
  *  2. The atime table is a hint for eviction (last access, seconds, hashed
  *     slot): losing or colliding an update only makes eviction less exact.
  */
