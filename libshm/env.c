@@ -146,6 +146,8 @@ int shm__policy_read(shm__wtxn *w)
 	uint64_t v;
 	int rc;
 
+	if (w->policy_read)
+		return 0;
 	if ((rc = shm__meta_get(w->txn, w->env, "l1_max_entries", &v)))
 		return rc;
 	w->max_entries = v ? v : SHM_DEFAULT_L1_MAX_ENTRIES;
@@ -155,6 +157,7 @@ int shm__policy_read(shm__wtxn *w)
 	if ((rc = shm__meta_get(w->txn, w->env, "l1_ttl_s", &v)))
 		return rc;
 	w->ttl_s = v ? v : SHM_DEFAULT_L1_TTL_S;
+	w->policy_read = true;
 	return 0;
 }
 

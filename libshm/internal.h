@@ -146,6 +146,7 @@ typedef struct shm__wtxn {
 	uint64_t flushed;
 	uint64_t entries, bytes; /* meta "entries"/"bytes", written at commit */
 	uint64_t max_entries, max_bytes, ttl_s; /* the stored L1 policy */
+	bool policy_read;  /* read by shm__policy_read once it is needed */
 	bool counts_dirty;
 	int64_t now;       /* one clock reading per transaction */
 	uint8_t *buf;      /* scratch for record building, freed at end */
@@ -154,7 +155,8 @@ typedef struct shm__wtxn {
 
 /* Body of a write: runs inside w; returns 0 to commit, else rolls back. */
 typedef int (*shm__write_fn)(shm__wtxn *w, void *ctx);
-/* Reads the environment's L1 policy (meta l1_*) into w. */
+/* Reads the environment's L1 policy (meta l1_*) into w, once per txn:
+ * only the writes that check capacity or expiry need it. */
 int shm__policy_read(shm__wtxn *w);
 /* Runs fn in a write transaction and commits. On MDB_MAP_FULL: rolls back,
  * evicts flushed entries in a transaction of its own, runs fn once more;

@@ -128,6 +128,8 @@ static int make_room(shm__wtxn *w, uint64_t add_entries, uint64_t add_bytes)
 	uint64_t n = 0;
 	int rc;
 
+	if ((rc = shm__policy_read(w)))
+		return rc;
 	while (w->entries + add_entries > w->max_entries ||
 	       w->bytes + add_bytes > w->max_bytes) {
 		rc = evict_one(w);
@@ -257,9 +259,13 @@ struct expire_ctx {
 static int expire_body(shm__wtxn *w, void *ctx)
 {
 	struct expire_ctx *e = ctx;
-	int64_t cutoff = w->now - (int64_t)w->ttl_s * 1000000;
 	uint64_t n = 0;
-	int rc = shm__l1_drop_flushed(w, cutoff, 1000, &n, &e->more);
+	int rc = shm__policy_read(w);
+
+	if (rc)
+		return rc;
+	int64_t cutoff = w->now - (int64_t)w->ttl_s * 1000000;
+	rc = shm__l1_drop_flushed(w, cutoff, 1000, &n, &e->more);
 
 	e->expired += n;
 	if (n)

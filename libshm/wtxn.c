@@ -59,8 +59,7 @@ static int wtxn_begin(shm_env *env, shm__wtxn *w)
 	if ((rc = shm__meta_get(w->txn, env, "next_seq", &w->next_seq)) ||
 	    (rc = shm__meta_get(w->txn, env, "flushed", &w->flushed)) ||
 	    (rc = shm__meta_get(w->txn, env, "entries", &w->entries)) ||
-	    (rc = shm__meta_get(w->txn, env, "bytes", &w->bytes)) ||
-	    (rc = shm__policy_read(w))) {
+	    (rc = shm__meta_get(w->txn, env, "bytes", &w->bytes))) {
 		mdb_txn_abort(w->txn);
 		shm__wlock_release(env);
 		return rc;
