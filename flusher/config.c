@@ -366,12 +366,9 @@ int fl_config_load(fl_config *c, int argc, char **argv, char *err,
 		         c->backoff_min_ms);
 		return -1;
 	}
-	if (*c->redis_url) {
-		shm_redis_addr a;
-		if (shm_redis_url_parse(c->redis_url, &a)) {
-			snprintf(err, errlen, "--redis: %s", shm_errmsg());
-			return -1;
-		}
+	if (*c->redis_url && shm_redis_url_parse(c->redis_url, &c->redis_addr)) {
+		snprintf(err, errlen, "--redis: %s", shm_errmsg());
+		return -1;
 	}
 	for (char *p = c->static_sha; *p; p++)
 		*p = (char)tolower((unsigned char)*p);

@@ -51,6 +51,7 @@ void fl_log(int level, const char *comp, const char *fmt, ...)
 typedef struct fl_config {
 	char *env_dir;
 	char *redis_url;       /* NULL/"": no Redis sink */
+	shm_redis_addr redis_addr; /* redis_url, parsed by fl_config_load */
 	char *pg_conninfo;     /* NULL/"": no PostgreSQL sink */
 	char *config_file;
 	char *log_file;

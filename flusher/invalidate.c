@@ -39,7 +39,6 @@ struct fl_inval {
 	const fl_config *cfg;
 	shm_env *env;
 	char env_id[64];
-	shm_redis_addr addr;
 	redisContext *pub; /* the Redis worker's thread only */
 	fl_buf pbuf;
 
@@ -265,13 +264,14 @@ void fl_inval_msg_free(fl_inval_msg *m)
 
 static redisContext *connect_redis(fl_inval *iv, char *err, size_t errlen)
 {
+	const shm_redis_addr *a = &iv->cfg->redis_addr;
 	uint64_t ms = iv->cfg->redis_timeout_ms;
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 	redisContext *c;
 
-	c = iv->addr.unix_socket
-	            ? redisConnectUnixWithTimeout(iv->addr.host, tv)
-	            : redisConnectWithTimeout(iv->addr.host, iv->addr.port, tv);
+	c = a->unix_socket
+	            ? redisConnectUnixWithTimeout(a->host, tv)
+	            : redisConnectWithTimeout(a->host, a->port, tv);
 	if (!c || c->err) {
 		snprintf(err, errlen, "connect %s: %s", iv->cfg->redis_url,
 		         c ? c->errstr : "out of memory");
@@ -280,12 +280,12 @@ static redisContext *connect_redis(fl_inval *iv, char *err, size_t errlen)
 		return NULL;
 	}
 	redisSetTimeout(c, tv);
-	if (iv->addr.password[0]) {
+	if (a->password[0]) {
 		redisReply *r =
-			iv->addr.user[0]
-				? redisCommand(c, "AUTH %s %s", iv->addr.user,
-				               iv->addr.password)
-				: redisCommand(c, "AUTH %s", iv->addr.password);
+			a->user[0]
+				? redisCommand(c, "AUTH %s %s", a->user,
+				               a->password)
+				: redisCommand(c, "AUTH %s", a->password);
 		bool ok = r && r->type != REDIS_REPLY_ERROR;
 		snprintf(err, errlen, "AUTH: %s",
 		         !r ? c->errstr : ok ? "ok" : r->str);
@@ -608,11 +608,6 @@ int fl_inval_start(fl_inval **out, const fl_config *cfg, shm_env *env,
 	iv->cfg = cfg;
 	iv->env = env;
 	snprintf(iv->env_id, sizeof iv->env_id, "%s", env_id);
-	if (shm_redis_url_parse(cfg->redis_url, &iv->addr)) {
-		fl_log(FL_ERROR, "inval", "%s", shm_errmsg());
-		free(iv);
-		return EINVAL;
-	}
 	pthread_mutex_init(&iv->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -34,7 +34,6 @@
 typedef struct redis_sink {
 	fl_sink base;
 	redisContext *c;
-	shm_redis_addr addr;
 	char ttl[24];  /* EX argument, l2-ttl seconds */
 	bool sha256;   /* static-sha = sha256 */
 	fl_buf scratch; /* a message's JSON (shm_msg_json_append) */
@@ -76,6 +75,7 @@ static int simple(redis_sink *r, const char *what, const char *fmt, ...)
 static int r_connect(fl_sink *s)
 {
 	redis_sink *r = (redis_sink *)s;
+	const shm_redis_addr *a = &s->cfg->redis_addr;
 	uint64_t ms = s->cfg->redis_timeout_ms;
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 	int rc;
@@ -83,9 +83,9 @@ static int r_connect(fl_sink *s)
 	if (r->c && !r->c->err)
 		return FL_OK;
 	r_disconnect(s);
-	r->c = r->addr.unix_socket
-	               ? redisConnectUnixWithTimeout(r->addr.host, tv)
-	               : redisConnectWithTimeout(r->addr.host, r->addr.port, tv);
+	r->c = a->unix_socket
+	               ? redisConnectUnixWithTimeout(a->host, tv)
+	               : redisConnectWithTimeout(a->host, a->port, tv);
 	if (!r->c || r->c->err) {
 		fl_sink_seterr(s, "connect %s: %s", s->cfg->redis_url,
 		               r->c ? r->c->errstr : "out of memory");
@@ -93,13 +93,13 @@ static int r_connect(fl_sink *s)
 		return FL_TRANSIENT;
 	}
 	redisSetTimeout(r->c, tv);
-	if (r->addr.password[0] &&
-	    (rc = r->addr.user[0]
-	              ? simple(r, "AUTH", "AUTH %s %s", r->addr.user,
-	                       r->addr.password)
-	              : simple(r, "AUTH", "AUTH %s", r->addr.password)))
+	if (a->password[0] &&
+	    (rc = a->user[0]
+	              ? simple(r, "AUTH", "AUTH %s %s", a->user,
+	                       a->password)
+	              : simple(r, "AUTH", "AUTH %s", a->password)))
 		goto fail;
-	if (r->addr.db && (rc = simple(r, "SELECT", "SELECT %d", r->addr.db)))
+	if (a->db && (rc = simple(r, "SELECT", "SELECT %d", a->db)))
 		goto fail;
 	if ((rc = simple(r, "PING", "PING")))
 		goto fail;
@@ -376,11 +376,6 @@ fl_sink *fl_redis_sink_new(const fl_config *cfg, shm_env *env)
 	r->base.ops = &redis_ops;
 	r->base.cfg = cfg;
 	r->base.env = env;
-	/* fl_config_load checked the URL */
-	if (shm_redis_url_parse(cfg->redis_url, &r->addr)) {
-		free(r);
-		return NULL;
-	}
 	snprintf(r->ttl, sizeof r->ttl, "%llu",
 	         (unsigned long long)cfg->l2_ttl_s);
 	r->sha256 = strcmp(cfg->static_sha, "sha256") == 0;

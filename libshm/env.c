@@ -255,11 +255,9 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	env->pg_conninfo = dup_or_null(env->opt.pg_conninfo);
 	env->opt.redis_url = env->redis_url;
 	env->opt.pg_conninfo = env->pg_conninfo;
-	if (env->redis_url && *env->redis_url) {
-		shm_redis_addr a;
-		if ((rc = shm_redis_url_parse(env->redis_url, &a)))
-			goto fail;
-	}
+	if (env->redis_url && *env->redis_url &&
+	    (rc = shm_redis_url_parse(env->redis_url, &env->redis_addr)))
+		goto fail;
 
 	if (env->opt.read_only) {
 		struct stat st;

@@ -68,6 +68,7 @@ struct shm_env {
 	shm_options opt;
 	char *path;
 	char *redis_url, *pg_conninfo; /* owned copies of opt's strings */
+	shm_redis_addr redis_addr;     /* redis_url, parsed at open */
 	shm__shared *shared;   /* the shared file, for reading */
 	shm__shared *sw;       /* where counters are written: shared, or a
 	                          private scratch when opened read-only */

@@ -84,30 +84,28 @@ static bool redis_ok(void *reply)
 	return ok;
 }
 
-/* Connects to the address shm_env_open checked, AUTH and SELECT included. */
-static redisContext *redis_connect(const char *url, uint32_t ms)
+/* Connects to the address shm_env_open parsed, AUTH and SELECT included. */
+static redisContext *redis_connect(const shm_redis_addr *a, uint32_t ms)
 {
 	struct timeval tv = ms_tv(ms);
-	shm_redis_addr a;
-	redisContext *c;
+	redisContext *c = a->unix_socket
+	                          ? redisConnectUnixWithTimeout(a->host, tv)
+	                          : redisConnectWithTimeout(a->host, a->port, tv);
 
-	if (shm_redis_url_parse(url, &a))
-		return NULL;
-	c = a.unix_socket ? redisConnectUnixWithTimeout(a.host, tv)
-	                  : redisConnectWithTimeout(a.host, a.port, tv);
 	if (!c || c->err) {
 		if (c)
 			redisFree(c);
 		return NULL;
 	}
 	redisSetTimeout(c, tv);
-	if (a.password[0] &&
-	    !redis_ok(a.user[0] ? redisCommand(c, "AUTH %s %s", a.user, a.password)
-	                        : redisCommand(c, "AUTH %s", a.password))) {
+	if (a->password[0] &&
+	    !redis_ok(a->user[0]
+	                      ? redisCommand(c, "AUTH %s %s", a->user, a->password)
+	                      : redisCommand(c, "AUTH %s", a->password))) {
 		redisFree(c);
 		return NULL;
 	}
-	if (a.db && !redis_ok(redisCommand(c, "SELECT %d", a.db))) {
+	if (a->db && !redis_ok(redisCommand(c, "SELECT %d", a->db))) {
 		redisFree(c);
 		return NULL;
 	}
@@ -182,7 +180,8 @@ static int l2_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	if (!has_l2(env) || shm__mono_ns() < rt->redis_down_until)
 		return SHM_EL2;
 	if (!rt->redis &&
-	    !(rt->redis = redis_connect(env->redis_url, env->opt.l2_timeout_ms)))
+	    !(rt->redis = redis_connect(&env->redis_addr,
+	                                 env->opt.l2_timeout_ms)))
 		goto down;
 	shm_uuid_format(id, s);
 	r = redisCommand(rt->redis, "GET msg:%s", s);
