@@ -152,12 +152,11 @@ static void test_stale_reader_of_killed_process_is_cleared_at_open(void **state)
 	free(dir);
 }
 
-/* A process killed while it holds the writers' lock (wlock.c) does not
- * block the others: the next writer takes the lock over at once. */
-static void test_writer_killed_holding_the_writers_lock_blocks_no_one(void **state)
+/* Forks a process that opens dir, takes the writers' lock and returns once
+ * it holds it. hold_ms < 0: it keeps it until killed; else it sets
+ * *released, releases it after hold_ms and exits 0. */
+static pid_t lock_holder(const char *dir, int hold_ms, volatile int *released)
 {
-	char *dir = tu_tmpdir();
-	shm_env *env = tu_open(dir, NULL);
 	int ready[2];
 	char c;
 
@@ -165,21 +164,37 @@ static void test_writer_killed_holding_the_writers_lock_blocks_no_one(void **sta
 	pid_t pid = fork();
 	if (pid == 0) {
 		shm_env *e = tu_open(dir, NULL);
-		if (shm__wlock_acquire(e) != 0)
+		if (shm__wlock_acquire(e) != 0 || write(ready[1], "x", 1) != 1)
 			_exit(1);
-		if (write(ready[1], "x", 1) != 1)
-			_exit(1);
-		pause();
+		if (hold_ms < 0)
+			for (;;)
+				pause();
+		struct timespec ts = {hold_ms / 1000,
+		                      (long)(hold_ms % 1000) * 1000000};
+		nanosleep(&ts, NULL);
+		*released = 1;
+		shm__wlock_release(e);
 		_exit(0);
 	}
 	assert_int_equal(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	close(ready[1]);
+	return pid;
+}
+
+/* A process killed while it holds the writers' lock (wlock.c) does not
+ * block the others: the next writer takes the lock over at once. */
+static void test_writer_killed_holding_the_writers_lock_blocks_no_one(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	pid_t pid = lock_holder(dir, -1, NULL);
+
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	shm_msg m = tu_msg("wl", 1, "after the holder died");
 	assert_int_equal(shm_msg_put(env, &m), 0);
 	assert_int_equal(shm_msg_put(env, &m), 0); /* and again: released */
-	close(ready[0]);
-	close(ready[1]);
 	assert_int_equal(tu_verify(env), 0);
 	shm_env_close(env);
 	tu_rmdir(dir);
@@ -194,34 +209,16 @@ static void test_a_write_waits_for_the_writers_lock(void **state)
 	shm_env *env = tu_open(dir, NULL);
 	volatile int *released = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
 	                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	int ready[2];
-	char c;
+	int st;
 
 	assert_true(released != MAP_FAILED);
-	assert_int_equal(pipe(ready), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		shm_env *e = tu_open(dir, NULL);
-		if (shm__wlock_acquire(e) != 0)
-			_exit(1);
-		if (write(ready[1], "x", 1) != 1)
-			_exit(1);
-		/* hold it longer than one timed wait of the other writer */
-		struct timespec ts = {0, 100 * 1000 * 1000};
-		nanosleep(&ts, NULL);
-		*released = 1;
-		shm__wlock_release(e);
-		_exit(0);
-	}
-	assert_int_equal(read(ready[0], &c, 1), 1);
+	/* held longer than one timed wait of the writer below */
+	pid_t pid = lock_holder(dir, 100, released);
 	shm_msg m = tu_msg("wl", 3, "second");
 	assert_int_equal(shm_msg_put(env, &m), 0);
 	assert_int_equal(*released, 1);
-	int st;
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	close(ready[0]);
-	close(ready[1]);
 	munmap((void *)released, 4096);
 	shm_env_close(env);
 	tu_rmdir(dir);
