@@ -27,7 +27,8 @@
 
 #include "invalidate.h"
 
-#define HEADER "shm-inval 1 "
+#define HEADER "shm-inval 2 "
+#define HEADER_V1 "shm-inval 1 "
 #define PEERS_META "flusher.inval.peers_seen"
 
 /* Counters, updated with atomics (publisher and subscriber threads). */
@@ -69,10 +70,31 @@ static uint64_t mono_ms(void)
 
 /* ------------------------------------------------------------ format */
 
+/* A room byte written as %XX: controls, space, '%' and DEL (the rest of
+ * UTF-8 as is), so the room is one word of its line. */
+static bool room_escaped(unsigned char c)
+{
+	return c <= ' ' || c == '%' || c == 0x7f;
+}
+
+static int add_room(fl_buf *o, const char *room, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)room[i];
+		if (room_escaped(c) ? fl_buf_addf(o, "%%%02X", c)
+		                    : fl_buf_add(o, &room[i], 1))
+			return ENOMEM;
+	}
+	return 0;
+}
+
 static int add_key(fl_buf *o, const fl_rec *r)
 {
 	char u[40], w[37];
 	shm_uuid id;
+	const char *room;
+	size_t room_len;
+	int64_t created;
 
 	switch (shm_inval_kind_of_op(r->op)) {
 	case SHM_INVAL_MSG:
@@ -82,8 +104,15 @@ static int add_key(fl_buf *o, const fl_rec *r)
 		u[0] = 'm';
 		u[1] = ' ';
 		shm_uuid_format(&id, u + 2);
-		u[38] = '\n';
-		return fl_buf_add(o, u, 39) ? ENOMEM : 0;
+		if (fl_buf_add(o, u, 38))
+			return ENOMEM;
+		/* its room, for the other hosts' room pages (invalidate.h) */
+		if (shm_msg_payload_room(r->payload, r->payload_len, &room,
+		                         &room_len, &created) == 0 &&
+		    (fl_buf_addf(o, " %" PRId64 " ", created) ||
+		     add_room(o, room, room_len)))
+			return ENOMEM;
+		return fl_buf_add(o, "\n", 1) ? ENOMEM : 0;
 	case SHM_INVAL_STATIC:
 		if (r->key_len <= 16 || r->key_len > 16 + SHM_MAX_OBJECT)
 			return 1;
@@ -175,6 +204,66 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
 	return 0;
 }
 
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0'
+	     : c >= 'A' && c <= 'F' ? c - 'A' + 10
+	     : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* " CREATED_US ROOM" (p..end): 0 and the room, still escaped (*room_len
+ * is its unescaped length), or -1 if malformed. */
+static int parse_room(const char *p, const char *end, int64_t *created,
+                      const char **room, size_t *room_len)
+{
+	int64_t v = 0;
+	const char *q = p + 1;
+	size_t n = 0;
+
+	if (p >= end || *p != ' ' || q >= end || *q < '0' || *q > '9')
+		return -1;
+	for (; q < end && *q >= '0' && *q <= '9'; q++) {
+		if (v > (INT64_MAX - (*q - '0')) / 10)
+			return -1;
+		v = v * 10 + (*q - '0');
+	}
+	if (q >= end || *q != ' ' || ++q >= end)
+		return -1;
+	*room = q;
+	for (; q < end; n++) {
+		unsigned char c = (unsigned char)*q;
+		if (c == '%') {
+			if (end - q < 3 || hexval(q[1]) < 0 || hexval(q[2]) < 0 ||
+			    (hexval(q[1]) << 4 | hexval(q[2])) == 0)
+				return -1;
+			q += 3;
+		} else if (room_escaped(c)) {
+			return -1;
+		} else {
+			q++;
+		}
+	}
+	if (n > SHM_MAX_ROOM)
+		return -1;
+	*created = v;
+	*room_len = n;
+	return 0;
+}
+
+/* Writes the room parse_room accepted, unescaped and NUL-terminated. */
+static void unescape_room(const char *p, size_t len, char *out)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (*p == '%') {
+			out[i] = (char)(hexval(p[1]) << 4 | hexval(p[2]));
+			p += 3;
+		} else {
+			out[i] = *p++;
+		}
+	}
+	out[len] = 0;
+}
+
 int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
                    size_t errlen)
 {
@@ -185,9 +274,11 @@ int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
 	m->kb_len = 0;
 	m->env_id[0] = 0;
 	nl = memchr(p, '\n', len);
-	if (!nl || (size_t)(nl - p) <= hl || memcmp(p, HEADER, hl) != 0 ||
+	bool v2 = nl && (size_t)(nl - p) > hl && memcmp(p, HEADER, hl) == 0;
+	if (!nl || (size_t)(nl - p) <= hl ||
+	    (!v2 && memcmp(p, HEADER_V1, hl) != 0) ||
 	    (size_t)(nl - p) - hl >= sizeof m->env_id) {
-		snprintf(err, errlen, "not an shm-inval 1 message");
+		snprintf(err, errlen, "not an shm-inval 1 or 2 message");
 		return -1;
 	}
 	memcpy(m->env_id, p + hl, (size_t)(nl - p) - hl);
@@ -215,10 +306,16 @@ int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
 			snprintf(err, errlen, "line %zu: bad UUID", line);
 			return -1;
 		}
+		const char *room = NULL;
+		size_t room_len = 0;
+		int64_t created = 0;
 		if (p[0] == 'm') {
-			if (ll != 2 + 36) {
-				snprintf(err, errlen, "line %zu: junk after the "
-				         "message id", line);
+			if (ll != 2 + 36 &&
+			    (!v2 || parse_room(p + 38, p + ll, &created, &room,
+			                       &room_len))) {
+				snprintf(err, errlen, "line %zu: expected 'm UUID'"
+				         "%s", line, v2 ? " or 'm UUID CREATED_US "
+				                          "ROOM'" : "");
 				return -1;
 			}
 			kind = SHM_INVAL_MSG;
@@ -233,7 +330,9 @@ int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
 			kind = SHM_INVAL_STATIC;
 			klen = 16 + ol;
 		}
-		if (grow((void **)&m->keybuf, &m->kb_cap, m->kb_len + klen, 1) ||
+		/* the room, unescaped, after the key, NUL-terminated */
+		size_t need = klen + (room ? room_len + 1 : 0);
+		if (grow((void **)&m->keybuf, &m->kb_cap, m->kb_len + need, 1) ||
 		    grow((void **)&m->keys, &m->cap, m->n + 1, sizeof *m->keys)) {
 			snprintf(err, errlen, "out of memory");
 			return -1;
@@ -241,15 +340,29 @@ int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
 		memcpy(m->keybuf + off, id.b, 16);
 		if (kind == SHM_INVAL_STATIC)
 			memcpy(m->keybuf + off + 16, p + 39, klen - 16);
-		m->kb_len += klen;
+		size_t room_off = 0; /* 0: none (a key comes first) */
+		if (room) {
+			room_off = off + klen;
+			unescape_room(room, room_len,
+			              (char *)m->keybuf + room_off);
+		}
+		m->kb_len += need;
 		/* pointers fixed below: keybuf may still move */
-		m->keys[m->n].kind = kind;
-		m->keys[m->n].key = (const void *)(uintptr_t)off;
-		m->keys[m->n].klen = klen;
+		m->keys[m->n] = (shm_inval_key){
+			.kind = kind,
+			.key = (const void *)(uintptr_t)off,
+			.klen = klen,
+			.room = (const char *)(uintptr_t)room_off,
+			.created_at = created,
+		};
 		m->n++;
 	}
-	for (size_t i = 0; i < m->n; i++)
+	for (size_t i = 0; i < m->n; i++) {
+		uintptr_t room_off = (uintptr_t)m->keys[i].room;
 		m->keys[i].key = m->keybuf + (uintptr_t)m->keys[i].key;
+		m->keys[i].room = room_off ? (const char *)m->keybuf + room_off
+		                           : NULL;
+	}
 	return 0;
 }
 

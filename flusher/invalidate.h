@@ -12,19 +12,26 @@
  *
  * Message format (text, one key per line, "\n" line ends):
  *
- *   shm-inval 1 <env-id>
- *   m <message uuid>
+ *   shm-inval 2 <env-id>
+ *   m <message uuid> <created_at, µs> <room_id>
  *   s <website uuid> <TYPE/ID>
  *   ...
  *
- * (objects have no whitespace: shm_object_check). A batch with more keys
- * than fit in FL_INVAL_MAX_MSG bytes is sent as several messages.
+ * (objects have no whitespace: shm_object_check; in room_id, bytes up to
+ * space, '%' and DEL are written %XX). The receiver hands the room to
+ * shm_l1_invalidate_many: a message its L1 lacks makes its room's pages
+ * that reach back to created_at ask PostgreSQL. Version 1 (a host not
+ * upgraded yet) has "m <uuid>" lines only and is still read; a message
+ * whose payload does not decode is named by its id alone. A batch with
+ * more keys than fit in FL_INVAL_MAX_MSG bytes is sent as several
+ * messages.
  *
  * Gaps: Redis pub/sub keeps nothing for a disconnected subscriber. Every
  * time the subscription is (re)established after other hosts have been
  * heard from (meta "flusher.inval.peers_seen"), the subscriber drops every
- * flushed L1 entry (shm_l1_invalidate_flushed), since it may have missed
- * invalidations. A host that never heard from another keeps its L1.
+ * flushed L1 entry and marks every room's pages until then incomplete
+ * (shm_l1_invalidate_flushed), since it may have missed invalidations. A
+ * host that never heard from another keeps its L1.
  *
  * Stats (meta, shown by shmctl stat): flusher.inval.subscribed (0/1),
  * .published (messages), .publish_errors, .received (messages from other

@@ -388,6 +388,28 @@ int shm__msg_decode(const void *buf, size_t len, shm__arena *arena,
 	return 0;
 }
 
+int shm_msg_payload_room(const void *buf, size_t len, const char **room,
+                         size_t *room_len, int64_t *created_at)
+{
+	const uint8_t *b = buf;
+	uint32_t n;
+	uint64_t v;
+
+	if (!buf || !room || !room_len || !created_at)
+		return shm__err(SHM_EINVAL, "shm_msg_payload_room: NULL argument");
+	if (len < SHM_MSG_FIXED + 4 || b[0] != SHM_MSG_ENC_VERSION)
+		return shm__err(SHM_ECORRUPT, "message value: bad header");
+	memcpy(&n, b + SHM_MSG_FIXED, 4);
+	if (n == 0 || n > SHM_MAX_ROOM || len - SHM_MSG_FIXED - 4 <= n ||
+	    b[SHM_MSG_FIXED + 4 + n] != 0)
+		return shm__err(SHM_ECORRUPT, "message value: bad room_id");
+	memcpy(&v, b + 36, 8);
+	*room = (const char *)b + SHM_MSG_FIXED + 4;
+	*room_len = n;
+	*created_at = (int64_t)v;
+	return 0;
+}
+
 int shm_msg_decode(const void *buf, size_t len, shm_msg **out)
 {
 	return shm__msg_decode(buf, len, NULL, out);

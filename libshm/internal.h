@@ -206,10 +206,17 @@ int shm__room_add(shm__wtxn *w, const char *room, int64_t created_at,
                   const shm_uuid *id);
 int shm__room_del(shm__wtxn *w, const char *room, int64_t created_at,
                   const shm_uuid *id);
-/* Notes that a message of room created at created_at left L1, so pages
- * reaching back that far are no longer complete in L1. */
-int shm__room_evicted(shm__wtxn *w, const char *room, int64_t created_at);
+/* Notes that a message of room created at created_at is missing from L1
+ * (it left, came in by a fill, or was written by another host), so pages
+ * reaching back that far are no longer complete in L1: raises the room's
+ * watermark (room.c invariant 2). */
+int shm__room_incomplete(shm__wtxn *w, const char *room, int64_t created_at);
 uint64_t shm__room_count(MDB_txn *txn, shm_env *env);
+/* The room's watermark as l1_page uses it (the room's own, or meta
+ * SHM__ROOM_FLOOR if later): pages must be strictly newer to be complete. */
+int64_t shm__room_watermark(MDB_txn *txn, shm_env *env, const char *room);
+/* Meta key: a watermark every room has (set after an invalidation gap). */
+#define SHM__ROOM_FLOOR "room_floor"
 
 /* ---- validation (text.c) */
 /* 0 if s[0..len) is valid UTF-8 without NUL; SHM_EUTF8 / SHM_ENUL else.

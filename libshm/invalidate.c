@@ -22,6 +22,9 @@
  *     write lock: a read transaction sorts them out first.
  *  3. A static's generator lease is dropped with it: content rendered before
  *     the invalidation is not cached afterwards (static.c invariant 2).
+ *  4. A message named with its room that L1 does not hold is one L1's room
+ *     pages lack: the room's watermark rises to its created_at (room.c
+ *     invariant 2), in a write only when it is not that high already.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -58,6 +61,10 @@ static int check_key(const shm_inval_key *k)
 		if (k->klen != 16)
 			return shm__err(SHM_EINVAL, "invalidate: message key of "
 			                "%zu bytes (16 expected)", k->klen);
+		if (k->room && shm__check_text("invalidate: room_id", k->room,
+		                               strlen(k->room), SHM_MAX_ROOM,
+		                               false))
+			return SHM_EINVAL;
 		return 0;
 	}
 	if (k->kind == SHM_INVAL_STATIC) {
@@ -125,9 +132,12 @@ static int drop_w(shm__wtxn *w, int kind, const void *key, size_t klen,
 	return 0;
 }
 
+/* cand[i]: what keys[i] needs under the write lock */
+enum { C_NONE, C_DROP, C_ROOM };
+
 struct many {
 	const shm_inval_key *keys;
-	const unsigned char *cand; /* keys[i] worth a look under the lock */
+	const unsigned char *cand;
 	size_t n;
 	uint64_t dropped, kept;
 };
@@ -139,14 +149,17 @@ static int many_body(shm__wtxn *w, void *ctx)
 
 	m->dropped = m->kept = 0; /* the body may run twice (map full) */
 	for (size_t i = 0; i < m->n; i++) {
-		if (!m->cand[i])
+		const shm_inval_key *k = &m->keys[i];
+		if (m->cand[i] == C_NONE)
 			continue;
-		rc = drop_w(w, m->keys[i].kind, m->keys[i].key, m->keys[i].klen,
-		            &what);
-		if (rc)
+		if ((rc = drop_w(w, k->kind, k->key, k->klen, &what)))
 			return rc;
 		m->dropped += what == 1;
 		m->kept += what == 2;
+		/* invariant 4 (a drop raised the watermark itself) */
+		if (m->cand[i] == C_ROOM && what == 0 &&
+		    (rc = shm__room_incomplete(w, k->room, k->created_at)))
+			return rc;
 	}
 	return 0;
 }
@@ -186,8 +199,15 @@ int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
 	for (size_t i = 0; i < n && !rc; i++) {
 		MDB_val k = {keys[i].klen, (void *)keys[i].key}, v;
 		int r = mdb_get(txn, kind_dbi(env, keys[i].kind), &k, &v);
-		if (r == MDB_NOTFOUND)
+		if (r == MDB_NOTFOUND) {
+			if (keys[i].kind == SHM_INVAL_MSG && keys[i].room &&
+			    shm__room_watermark(txn, env, keys[i].room) <
+			            keys[i].created_at) {
+				cand[i] = C_ROOM;
+				n_cand++;
+			}
 			continue;
+		}
 		if (r) {
 			rc = shm__err_mdb(r, "invalidate: read");
 			break;
@@ -196,7 +216,7 @@ int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
 			pre_kept++; /* local work pending when asked: kept */
 			continue;
 		}
-		cand[i] = 1;
+		cand[i] = C_DROP;
 		n_cand++;
 	}
 	shm__rtxn_put(env, txn);
@@ -221,7 +241,7 @@ out:
 int shm_l1_invalidate(shm_env *env, int kind, const void *key, size_t klen,
                       uint64_t *dropped)
 {
-	shm_inval_key k = {kind, key, klen};
+	shm_inval_key k = {.kind = kind, .key = key, .klen = klen};
 	return shm_l1_invalidate_many(env, &k, 1, dropped, NULL);
 }
 
@@ -237,12 +257,18 @@ struct reset {
 static int reset_body(shm__wtxn *w, void *ctx)
 {
 	struct reset *r = ctx;
-	uint64_t n = 0;
+	uint64_t n = 0, floor = 0;
 	int rc = shm__l1_drop_flushed(w, INT64_MAX, RESET_BATCH, &n, &r->more);
 
 	r->dropped += n;
 	if (n)
 		SHM__COUNT(w->env, invalidations, n);
+	/* every room may have messages from the gap that L1 never saw */
+	if (!rc && !r->more &&
+	    !(rc = shm__meta_get(w->txn, w->env, SHM__ROOM_FLOOR, &floor)) &&
+	    (int64_t)floor < w->now)
+		rc = shm__meta_put(w->txn, w->env, SHM__ROOM_FLOOR,
+		                   (uint64_t)w->now);
 	return rc;
 }
 

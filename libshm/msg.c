@@ -553,7 +553,7 @@ int shm__msg_drop(shm__wtxn *w, const void *key, size_t klen)
 		return shm__err_mdb(rc, "drop message");
 	if ((rc = shm__room_del(w, room, created, &id)))
 		return rc;
-	return shm__room_evicted(w, room, created);
+	return shm__room_incomplete(w, room, created);
 }
 
 static int fill_body(shm__wtxn *w, void *ctx)
@@ -570,7 +570,7 @@ static int fill_body(shm__wtxn *w, void *ctx)
 		return rc;
 	/* L1 holds m but not its neighbours: no room page reaching down to
 	 * m is complete in L1 (room.c, invariant 2) */
-	return shm__room_evicted(w, m->room_id, m->created_at);
+	return shm__room_incomplete(w, m->room_id, m->created_at);
 }
 
 int shm__msg_fill(shm_env *env, const shm_msg *m)

@@ -11,10 +11,14 @@
  *  1. Every message in "msg" has exactly one room key, and no room key
  *     exists without its message.
  *  2. "roomwm"[room] is the newest created_at of a message of room that left
- *     L1 (evicted/expired) or came into it by a read-through fill (a fill
- *     says nothing of its neighbours in PostgreSQL). Messages written through
- *     L1 since are in L1, so a page that is full and strictly newer than it
- *     is complete; any other page asks PostgreSQL when it is configured.
+ *     L1 (evicted/expired/invalidated), came into it by a read-through fill
+ *     (a fill says nothing of its neighbours in PostgreSQL), or was written
+ *     by another host (its invalidation named a message L1 does not hold).
+ *     Meta SHM__ROOM_FLOOR raises every room's watermark at once (after a
+ *     gap in the invalidation channel). Messages written through L1 since
+ *     are in L1, so a page that is full and strictly newer than the
+ *     watermark is complete; any other page asks PostgreSQL when it is
+ *     configured.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -58,7 +62,7 @@ int shm__room_del(shm__wtxn *w, const char *room, int64_t created_at,
 	                                : 0;
 }
 
-int shm__room_evicted(shm__wtxn *w, const char *room, int64_t created_at)
+int shm__room_incomplete(shm__wtxn *w, const char *room, int64_t created_at)
 {
 	MDB_val k = {strlen(room), (void *)room}, v;
 	int64_t wm = 0;
@@ -105,6 +109,20 @@ uint64_t shm__room_count(MDB_txn *txn, shm_env *env)
 	return n;
 }
 
+int64_t shm__room_watermark(MDB_txn *txn, shm_env *env, const char *room)
+{
+	MDB_val k = {strlen(room), (void *)room}, v;
+	int64_t wm = 0;
+	uint64_t floor = 0;
+
+	if (mdb_get(txn, env->roomwm, &k, &v) == 0 && v.mv_size == 8)
+		memcpy(&wm, v.mv_data, 8);
+	if (shm__meta_get(txn, env, SHM__ROOM_FLOOR, &floor) == 0 &&
+	    (int64_t)floor > wm)
+		wm = (int64_t)floor;
+	return wm;
+}
+
 /* L1 page; *complete tells whether PostgreSQL could hold more rows for it. */
 static int l1_page(shm_env *env, const char *room, int64_t before,
                    uint32_t limit, shm_msg **msgs, size_t *n, bool *complete)
@@ -114,16 +132,13 @@ static int l1_page(shm_env *env, const char *room, int64_t before,
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	MDB_val k, v;
-	int64_t wm = 0, oldest = INT64_MAX;
+	int64_t wm, oldest = INT64_MAX;
 	int rc;
 
 	*n = 0;
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
-	k.mv_size = strlen(room);
-	k.mv_data = (void *)room;
-	if (mdb_get(txn, env->roomwm, &k, &v) == 0 && v.mv_size == 8)
-		memcpy(&wm, v.mv_data, 8);
+	wm = shm__room_watermark(txn, env, room);
 	if ((rc = mdb_cursor_open(txn, env->room, &cur))) {
 		shm__rtxn_put(env, txn);
 		return shm__err_mdb(rc, "room cursor");

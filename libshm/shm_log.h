@@ -155,6 +155,11 @@ int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms);
  * by the caller (shm_msg_free / shm_static_free). SHM_ECORRUPT if bad. */
 int shm_msg_decode(const void *buf, size_t len, shm_msg **out);
 int shm_static_decode(const void *buf, size_t len, shm_static **out);
+/* A MSG_* payload's room and created_at, without decoding the rest:
+ * *room points into buf (room_len bytes, NUL-terminated there).
+ * SHM_ECORRUPT if the fixed part or the room string is malformed. */
+int shm_msg_payload_room(const void *buf, size_t len, const char **room,
+                         size_t *room_len, int64_t *created_at);
 
 /*
  * A message's JSON (the bytes shm_msg_to_json returns) appended to a growing
@@ -220,6 +225,12 @@ int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
  *
  * kind: SHM_INVAL_MSG, key = message id (16 bytes); SHM_INVAL_STATIC,
  * key = website (16) + object (the log record's key for both).
+ *
+ * room (NUL-terminated, 1..SHM_MAX_ROOM bytes) and created_at: for
+ * SHM_INVAL_MSG, the message's room and creation time, or NULL and 0 when
+ * unknown. A message this L1 does not hold was written elsewhere: L1 can no
+ * longer answer that room's pages reaching back to created_at, so they come
+ * from PostgreSQL (the room's watermark, libshm/room.c invariant 2).
  */
 #define SHM_INVAL_MSG 'M'
 #define SHM_INVAL_STATIC 'S'
@@ -228,6 +239,8 @@ typedef struct shm_inval_key {
 	int kind;
 	const void *key;
 	size_t klen;
+	const char *room;
+	int64_t created_at;
 } shm_inval_key;
 
 /* SHM_INVAL_MSG for MSG_* ops, SHM_INVAL_STATIC for STATIC_PUT/BUST, 0 for
@@ -243,8 +256,10 @@ int shm_l1_invalidate(shm_env *env, int kind, const void *key, size_t klen,
  * one (SHM_EINVAL) changes nothing. */
 int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
                            uint64_t *dropped, uint64_t *kept);
-/* Drops every flushed entry (messages and statics): what a host does after
- * a gap in the channel, when invalidations may have been missed. */
+/* Drops every flushed entry (messages and statics) and marks every room's
+ * pages created until now incomplete (other hosts may have added to them):
+ * what a host does after a gap in the channel, when invalidations may have
+ * been missed. */
 int shm_l1_invalidate_flushed(shm_env *env, uint64_t *dropped);
 
 #ifdef __cplusplus

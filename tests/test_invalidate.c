@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "codec.h"
 #include "testutil.h"
 #include "shm_log.h"
 #include "../flusher/fl.h"
@@ -274,8 +275,9 @@ static void test_unflushed_kept_flushed_dropped(void **state)
 	shm_uuid_v7(&w);
 	assert_int_equal(shm_static_put(env, &w, "Page/1", "abc", 3, NULL), 0);
 	static_key(&w, "Page/1", sk, &sklen);
-	shm_inval_key keys[2] = {{SHM_INVAL_MSG, m.id.b, 16},
-	                         {SHM_INVAL_STATIC, sk, sklen}};
+	shm_inval_key keys[2] = {
+		{.kind = SHM_INVAL_MSG, .key = m.id.b, .klen = 16},
+		{.kind = SHM_INVAL_STATIC, .key = sk, .klen = sklen}};
 	uint64_t records = tu_log_count(env);
 
 	/* unflushed local work: kept */
@@ -325,11 +327,18 @@ static void test_bad_keys_change_nothing(void **state)
 	assert_int_equal(shm_msg_put(env, &m), 0);
 	assert_int_equal(shm_env_info(env, &in), 0);
 	assert_int_equal(shm_log_trim(env, in.log_last), 0);
-	shm_inval_key keys[2] = {{SHM_INVAL_MSG, m.id.b, 16},
-	                         {SHM_INVAL_MSG, m.id.b, 15}};
+	shm_inval_key keys[3] = {
+		{.kind = SHM_INVAL_MSG, .key = m.id.b, .klen = 16},
+		{.kind = SHM_INVAL_MSG, .key = m.id.b, .klen = 15},
+		{.kind = SHM_INVAL_MSG, .key = m.id.b, .klen = 16,
+		 .room = "bad\xff", .created_at = 1}};
 	assert_int_equal(shm_l1_invalidate_many(env, keys, 2, NULL, NULL),
 	                 SHM_EINVAL);
 	assert_true(l1_has(env, &m.id, NULL, 0)); /* first key untouched */
+	assert_int_equal(shm_l1_invalidate_many(env, keys + 2, 1, NULL, NULL),
+	                 SHM_EINVAL); /* a room that is not UTF-8 */
+	assert_non_null(strstr(shm_errmsg(), "room_id"));
+	assert_true(l1_has(env, &m.id, NULL, 0));
 	assert_int_equal(shm_l1_invalidate(env, 'X', m.id.b, 16, NULL),
 	                 SHM_EINVAL);
 	assert_int_equal(shm_l1_invalidate(env, SHM_INVAL_STATIC, big, 16, NULL),
@@ -380,10 +389,110 @@ static void test_invalidate_flushed(void **state)
 	free(dir);
 }
 
+/* Room pages served by env with room_pages_l3 counted: *l3 gets how many
+ * of the calls asked PostgreSQL. */
+static size_t page_of(shm_env *env, const char *room, uint32_t limit,
+                      shm_msg ***page, uint64_t *l3)
+{
+	shm_counters c0, c1;
+	size_t n = 0;
+
+	shm_stats_local(env, &c0);
+	assert_int_equal(shm_room_page(env, room, 0, limit, page, &n), 0);
+	shm_stats_local(env, &c1);
+	*l3 = c1.room_pages_l3 - c0.room_pages_l3;
+	return n;
+}
+
+/* A message another host wrote, named with its room, makes this L1's pages
+ * of that room that reach back to it ask PostgreSQL; one older than the
+ * page does not. After a gap, every room's pages up to now do. */
+static void test_foreign_message_room_pages(void **state)
+{
+	NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	shm_options o;
+	shm_options_init(&o);
+	o.pg_conninfo = pg_info;
+	o.l3_timeout_ms = 2000;
+	shm_env *env = tu_open(dir, &o);
+	char room[64], room2[64], s[37];
+	shm_uuid u, foreign;
+	shm_msg m[3], **page;
+	shm_info in;
+	uint64_t l3, dropped;
+	const int64_t t0 = shm_now_us() - 60 * INT64_C(1000000);
+
+	shm_uuid_v7(&u);
+	shm_uuid_format(&u, s);
+	snprintf(room, sizeof room, "wm-%s", s);
+	snprintf(room2, sizeof room2, "wm2-%s", s);
+	for (int i = 0; i < 3; i++) {
+		m[i] = tu_msg(room, i, "local");
+		m[i].created_at = t0 + (i + 1) * 1000;
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(shm_log_trim(env, in.log_last), 0); /* flushed */
+	assert_int_equal(page_of(env, room, 3, &page, &l3), 3);
+	shm_msgs_free(page, 3);
+	assert_int_equal(l3, 0); /* L1 wrote them all: complete */
+
+	/* older than the page's oldest: the page stays complete */
+	shm_uuid_v7(&foreign);
+	shm_inval_key k = {.kind = SHM_INVAL_MSG, .key = foreign.b, .klen = 16,
+	                   .room = room, .created_at = t0 + 500};
+	assert_int_equal(shm_l1_invalidate_many(env, &k, 1, &dropped, NULL), 0);
+	assert_int_equal(dropped, 0);
+	assert_int_equal(page_of(env, room, 3, &page, &l3), 3);
+	shm_msgs_free(page, 3);
+	assert_int_equal(l3, 0);
+	/* within it: PostgreSQL is asked (it may hold that message) */
+	k.created_at = t0 + 2500;
+	assert_int_equal(shm_l1_invalidate_many(env, &k, 1, &dropped, NULL), 0);
+	assert_int_equal(page_of(env, room, 3, &page, &l3), 3);
+	shm_msgs_free(page, 3);
+	assert_int_equal(l3, 1);
+	assert_int_equal(page_of(env, room, 1, &page, &l3), 1);
+	assert_memory_equal(page[0]->id.b, m[2].id.b, 16);
+	shm_msgs_free(page, 1);
+	assert_int_equal(l3, 0); /* the newest alone is still L1's */
+	/* without a room: the room is not touched */
+	k.room = NULL;
+	k.created_at = 0;
+	assert_int_equal(shm_l1_invalidate_many(env, &k, 1, NULL, NULL), 0);
+
+	/* a gap: every room, even one L1 never saw a foreign message in */
+	shm_msg r2 = tu_msg(room2, 1, "unflushed");
+	r2.created_at = shm_now_us() - 1000;
+	assert_int_equal(shm_msg_put(env, &r2), 0);
+	assert_int_equal(page_of(env, room2, 1, &page, &l3), 1);
+	shm_msgs_free(page, 1);
+	assert_int_equal(l3, 0);
+	assert_int_equal(shm_l1_invalidate_flushed(env, &dropped), 0);
+	assert_int_equal(dropped, 3); /* room's; room2's is unflushed */
+	assert_int_equal(page_of(env, room2, 1, &page, &l3), 1);
+	shm_msgs_free(page, 1);
+	assert_int_equal(l3, 1);
+	/* what is written after the gap is L1's again */
+	shm_msg r3 = tu_msg(room2, 1, "after the gap");
+	r3.created_at = shm_now_us() + 1000000;
+	assert_int_equal(shm_msg_put(env, &r3), 0);
+	assert_int_equal(page_of(env, room2, 1, &page, &l3), 1);
+	assert_memory_equal(page[0]->id.b, r3.id.b, 16);
+	shm_msgs_free(page, 1);
+	assert_int_equal(l3, 0);
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* --------------------------------------------- message format (unit) */
 
-static void add_rec(fl_batch *b, uint64_t seq, int op, const void *key,
-                    size_t klen)
+static void add_rec_payload(fl_batch *b, uint64_t seq, int op,
+                            const void *key, size_t klen, const void *payload,
+                            size_t plen)
 {
 	shm_log_rec r;
 	memset(&r, 0, sizeof r);
@@ -391,7 +500,26 @@ static void add_rec(fl_batch *b, uint64_t seq, int op, const void *key,
 	r.op = (uint8_t)op;
 	r.key = key;
 	r.key_len = (uint32_t)klen;
+	r.payload = payload;
+	r.payload_len = (uint32_t)plen;
 	assert_int_equal(fl_batch_add(b, &r), 0);
+}
+
+static void add_rec(fl_batch *b, uint64_t seq, int op, const void *key,
+                    size_t klen)
+{
+	add_rec_payload(b, seq, op, key, klen, NULL, 0);
+}
+
+/* A MSG_PUT record of m, with its encoded value as payload. */
+static void add_msg_rec(fl_batch *b, uint64_t seq, const shm_msg *m)
+{
+	size_t n = shm__msg_enc_size(m);
+	uint8_t *buf = malloc(n);
+	assert_non_null(buf);
+	shm__msg_encode(m, seq, buf);
+	add_rec_payload(b, seq, SHM_OP_MSG_PUT, m->id.b, 16, buf, n);
+	free(buf); /* the batch keeps its own copy */
 }
 
 static void test_encode_parse(void **state)
@@ -432,6 +560,33 @@ static void test_encode_parse(void **state)
 	assert_memory_equal(m.keys[1].key, sk, sklen);
 	assert_int_equal(m.keys[2].kind, SHM_INVAL_MSG);
 	assert_memory_equal(m.keys[2].key, id2.b, 16);
+	for (int i = 0; i < 3; i++) /* no payload: no room to tell */
+		assert_null(m.keys[i].room);
+
+	/* a message's room and created_at travel with its id, the room
+	 * escaped on the wire (one word) and whole after parsing */
+	static const char *const rooms[] = {"général", "a b%c\nd", "%",
+	                                    "r\x7f\t"};
+	fl_batch_clear(&b);
+	out.len = 0;
+	shm_msg rm[4];
+	for (int i = 0; i < 4; i++) {
+		rm[i] = tu_msg(rooms[i], i, "hello");
+		shm_uuid_v7(&rm[i].id);
+		rm[i].created_at = INT64_C(1700000000000000) + i;
+		add_msg_rec(&b, 20 + (uint64_t)i, &rm[i]);
+	}
+	assert_int_equal(fl_inval_encode("hostA", &b, &out, ends, 8, &n), 0);
+	assert_int_equal(n, 1);
+	assert_non_null(memmem(out.p, out.len, " a%20b%25c%0Ad\n", 15));
+	assert_int_equal(fl_inval_parse(out.p, out.len, &m, err, sizeof err), 0);
+	assert_int_equal(m.n, 4);
+	for (int i = 0; i < 4; i++) {
+		assert_memory_equal(m.keys[i].key, rm[i].id.b, 16);
+		assert_non_null(m.keys[i].room);
+		assert_string_equal(m.keys[i].room, rooms[i]);
+		assert_int_equal(m.keys[i].created_at, rm[i].created_at);
+	}
 
 	/* a batch of nothing L1 holds: no message */
 	fl_batch_clear(&b);
@@ -466,8 +621,19 @@ static void test_encode_parse(void **state)
 	static const char *const bad[] = {
 		"",
 		"hello\n",
-		"shm-inval 2 x\n",
+		"shm-inval 3 x\n",
 		"shm-inval 1 hostA\nm 123\n",
+		/* a room only in version 2, one escaped word, not empty */
+		"shm-inval 1 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 r\n",
+		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 \n",
+		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1\n",
+		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 x r\n",
+		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 a b\n",
+		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 a%2\n",
+		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 a%zz\n",
+		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 %00\n",
+		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 "
+		"99999999999999999999 r\n",
 		"shm-inval 1 hostA\nm 0190c1c2-0000-7000-8000-00000000000g\n",
 		"shm-inval 1 hostA\nm 0190c1c2-0000-7000-8000-000000000000 x\n",
 		"shm-inval 1 hostA\ns 0190c1c2-0000-7000-8000-000000000000\n",
@@ -480,6 +646,16 @@ static void test_encode_parse(void **state)
 	const char *ok = "shm-inval 1 hostA\n";
 	assert_int_equal(fl_inval_parse(ok, strlen(ok), &m, err, sizeof err), 0);
 	assert_int_equal(m.n, 0);
+	/* version 1 (a host not upgraded yet): ids without rooms */
+	ok = "shm-inval 1 hostA\nm 0190c1c2-0000-7000-8000-000000000000\n";
+	assert_int_equal(fl_inval_parse(ok, strlen(ok), &m, err, sizeof err), 0);
+	assert_int_equal(m.n, 1);
+	assert_null(m.keys[0].room);
+	ok = "shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 42 "
+	     "r%C3%A9\n";
+	assert_int_equal(fl_inval_parse(ok, strlen(ok), &m, err, sizeof err), 0);
+	assert_string_equal(m.keys[0].room, "ré");
+	assert_int_equal(m.keys[0].created_at, 42);
 	fl_inval_msg_free(&m);
 	fl_buf_free(&out);
 	fl_batch_free(&b);
@@ -563,6 +739,56 @@ static void test_write_on_a_drops_copy_on_b(void **state)
 	assert_string_equal(content, "version 2");
 	assert_true(wait_meta(h.b, "flusher.inval.received", 1, 2000));
 	assert_int_equal(tu_verify(h.a), 0);
+	assert_int_equal(tu_verify(h.b), 0);
+	hosts_close(&h);
+}
+
+/* A new message written on A joins B's room page: B's L1 holds the room's
+ * newest messages (its own), so only the invalidation's room tells B that
+ * the page is no longer complete without PostgreSQL. */
+static void test_write_on_a_joins_room_page_on_b(void **state)
+{
+	NEED_SERVERS();
+	hosts h;
+	shm_msg mb[3], ma, **page;
+	uint64_t l3;
+	size_t n = 0;
+
+	hosts_open(&h, pg_info);
+	for (int i = 0; i < 3; i++) {
+		mb[i] = tu_msg(h.room, 10 + i, "written on B");
+		mb[i].created_at = shm_now_us() - (3 - i) * 1000;
+		assert_int_equal(shm_msg_put(h.b, &mb[i]), 0);
+	}
+	assert_true(wait_flushed(h.b, 10000));
+	assert_int_equal(page_of(h.b, h.room, 3, &page, &l3), 3);
+	assert_memory_equal(page[0]->id.b, mb[2].id.b, 16);
+	shm_msgs_free(page, 3);
+	assert_int_equal(l3, 0);
+
+	ma = tu_msg(h.room, 7, "written on A");
+	ma.created_at = shm_now_us();
+	assert_int_equal(shm_msg_put(h.a, &ma), 0);
+	assert_true(wait_flushed(h.a, 10000));
+	bool seen = false;
+	for (uint64_t end = ms_now() + 5000; !seen && ms_now() < end;) {
+		n = page_of(h.b, h.room, 3, &page, &l3);
+		seen = n == 3 && !memcmp(page[0]->id.b, ma.id.b, 16);
+		if (seen) {
+			assert_int_equal(l3, 1);
+			assert_string_equal(page[0]->content, "written on A");
+			assert_memory_equal(page[1]->id.b, mb[2].id.b, 16);
+			assert_memory_equal(page[2]->id.b, mb[1].id.b, 16);
+		}
+		shm_msgs_free(page, n);
+		if (!seen)
+			sleep_ms(20);
+	}
+	if (!seen) {
+		dump_log(h.dir_a);
+		dump_log(h.dir_b);
+	}
+	assert_true(seen);
 	assert_int_equal(tu_verify(h.b), 0);
 	hosts_close(&h);
 }
@@ -682,8 +908,10 @@ int main(void)
 		T(test_unflushed_kept_flushed_dropped),
 		T(test_bad_keys_change_nothing),
 		T(test_invalidate_flushed),
+		T(test_foreign_message_room_pages),
 		T(test_encode_parse),
 		T(test_write_on_a_drops_copy_on_b),
+		T(test_write_on_a_joins_room_page_on_b),
 		T(test_unflushed_on_b_is_kept),
 		T(test_gap_drops_flushed_entries),
 		T(test_invalidation_off),
