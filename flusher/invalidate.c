@@ -559,7 +559,20 @@ static void handle(fl_inval *iv, const char *msg, size_t len,
 		fl_log(FL_INFO, "inval", "first invalidation from another "
 		       "host (%s)", m->env_id);
 	}
-	if (shm_l1_invalidate_many(iv->env, m->keys, m->n, &dropped, &kept)) {
+	int rc = shm_l1_invalidate_many(iv->env, m->keys, m->n, &dropped,
+	                                &kept);
+	if (rc == SHM_EINVAL) {
+		/* a room libshm refuses (not UTF-8: a peer's bug) must not keep
+		 * the ids stale: they go without their rooms */
+		fl_log(FL_WARN, "inval", "from %s: %s; rooms ignored",
+		       m->env_id, shm_errmsg());
+		ADD(iv, errors, 1);
+		for (size_t i = 0; i < m->n; i++)
+			m->keys[i].room = NULL;
+		rc = shm_l1_invalidate_many(iv->env, m->keys, m->n, &dropped,
+		                            &kept);
+	}
+	if (rc) {
 		/* a key stays stale; try once more after a pause, then say so */
 		nap(iv, iv->cfg->backoff_min_ms);
 		if (shm_l1_invalidate_many(iv->env, m->keys, m->n, &dropped,

@@ -10,6 +10,7 @@
  * test binary (BUILD/tests/ -> BUILD/bin/).
  */
 #include <errno.h>
+#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
@@ -793,6 +794,44 @@ static void test_write_on_a_joins_room_page_on_b(void **state)
 	hosts_close(&h);
 }
 
+/* A peer's message whose room libshm refuses (not UTF-8) still drops the
+ * ids it names: the rooms are ignored, the error counted. */
+static void test_bad_room_from_a_peer_still_drops(void **state)
+{
+	NEED_SERVERS();
+	hosts h;
+	shm_msg m;
+	char ids[37], msg[256];
+
+	assert_int_equal(strncmp(redis_url, "unix://", 7), 0);
+	hosts_open(&h, pg_info);
+	m = tu_msg(h.room, 7, "on B");
+	assert_int_equal(shm_msg_put(h.b, &m), 0);
+	assert_true(wait_flushed(h.b, 10000));
+	assert_true(l1_has(h.b, &m.id, NULL, 0));
+	uint64_t errors = meta(h.b, "flusher.inval.errors");
+
+	shm_uuid_format(&m.id, ids);
+	snprintf(msg, sizeof msg, "shm-inval 2 hostZ\nm %s 1 bad%%FFroom\n",
+	         ids);
+	redisContext *c = redisConnectUnix(redis_url + 7);
+	assert_non_null(c);
+	assert_int_equal(c->err, 0);
+	redisReply *r = redisCommand(c, "PUBLISH %s %s", FL_INVAL_CHANNEL, msg);
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	assert_true(r->integer >= 1); /* B's subscriber at least */
+	freeReplyObject(r);
+	redisFree(c);
+
+	uint64_t end = ms_now() + 5000;
+	while (ms_now() < end && l1_has(h.b, &m.id, NULL, 0))
+		sleep_ms(10);
+	assert_false(l1_has(h.b, &m.id, NULL, 0));
+	assert_true(wait_meta(h.b, "flusher.inval.errors", errors + 1, 5000));
+	hosts_close(&h);
+}
+
 /* B has unflushed local work on a key (its PostgreSQL sink cannot reach
  * its server, so nothing of B's gets flushed); A writes the same key: B
  * keeps its version, which its sinks will apply after A's. */
@@ -912,6 +951,7 @@ int main(void)
 		T(test_encode_parse),
 		T(test_write_on_a_drops_copy_on_b),
 		T(test_write_on_a_joins_room_page_on_b),
+		T(test_bad_room_from_a_peer_still_drops),
 		T(test_unflushed_on_b_is_kept),
 		T(test_gap_drops_flushed_entries),
 		T(test_invalidation_off),
