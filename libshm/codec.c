@@ -363,7 +363,7 @@ int shm__msg_decode(const void *buf, size_t len, shm__arena *arena,
 	memcpy(m->id.b, b + 12, 16);
 	memcpy(&m->user_id, b + 28, 4);
 	memcpy(&m->edit_count, b + 32, 4);
-	memcpy(&v, b + 36, 8);
+	memcpy(&v, b + SHM_MSG_CREATED_OFF, 8);
 	m->created_at = (int64_t)v;
 	memcpy(&v, b + 44, 8);
 	m->updated_at = (int64_t)v;
@@ -403,7 +403,7 @@ int shm_msg_payload_room(const void *buf, size_t len, const char **room,
 	if (n == 0 || n > SHM_MAX_ROOM || len - SHM_MSG_FIXED - 4 <= n ||
 	    b[SHM_MSG_FIXED + 4 + n] != 0)
 		return shm__err(SHM_ECORRUPT, "message value: bad room_id");
-	memcpy(&v, b + 36, 8);
+	memcpy(&v, b + SHM_MSG_CREATED_OFF, 8);
 	*room = (const char *)b + SHM_MSG_FIXED + 4;
 	*room_len = n;
 	*created_at = (int64_t)v;

@@ -32,6 +32,7 @@
 #define SHM_MSG_ENC_VERSION 1
 #define SHM_MSG_FIXED 104
 #define SHM_MSG_SEQ_OFF 4
+#define SHM_MSG_CREATED_OFF 36
 
 /* Bytes needed to encode m. */
 size_t shm__msg_enc_size(const shm_msg *m);

@@ -212,9 +212,12 @@ int shm__room_del(shm__wtxn *w, const char *room, int64_t created_at,
  * watermark (room.c invariant 2). */
 int shm__room_incomplete(shm__wtxn *w, const char *room, int64_t created_at);
 uint64_t shm__room_count(MDB_txn *txn, shm_env *env);
-/* The room's watermark as l1_page uses it (the room's own, or meta
- * SHM__ROOM_FLOOR if later): pages must be strictly newer to be complete. */
-int64_t shm__room_watermark(MDB_txn *txn, shm_env *env, const char *room);
+/* Meta SHM__ROOM_FLOOR: the watermark every room has at least. */
+int64_t shm__room_floor(MDB_txn *txn, shm_env *env);
+/* The room's watermark as l1_page uses it (the room's own, or floor, from
+ * shm__room_floor, if later): pages must be strictly newer to be complete. */
+int64_t shm__room_watermark(MDB_txn *txn, shm_env *env, const char *room,
+                            int64_t floor);
 /* Meta key: a watermark every room has (set after an invalidation gap). */
 #define SHM__ROOM_FLOOR "room_floor"
 

@@ -196,13 +196,14 @@ int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
 	if ((rc = shm__rtxn_get(env, &txn)))
 		goto out;
 	rc = shm__meta_get(txn, env, "flushed", &flushed);
+	int64_t floor = shm__room_floor(txn, env);
 	for (size_t i = 0; i < n && !rc; i++) {
 		MDB_val k = {keys[i].klen, (void *)keys[i].key}, v;
 		int r = mdb_get(txn, kind_dbi(env, keys[i].kind), &k, &v);
 		if (r == MDB_NOTFOUND) {
 			if (keys[i].kind == SHM_INVAL_MSG && keys[i].room &&
-			    shm__room_watermark(txn, env, keys[i].room) <
-			            keys[i].created_at) {
+			    shm__room_watermark(txn, env, keys[i].room,
+			                        floor) < keys[i].created_at) {
 				cand[i] = C_ROOM;
 				n_cand++;
 			}

@@ -109,18 +109,23 @@ uint64_t shm__room_count(MDB_txn *txn, shm_env *env)
 	return n;
 }
 
-int64_t shm__room_watermark(MDB_txn *txn, shm_env *env, const char *room)
+int64_t shm__room_floor(MDB_txn *txn, shm_env *env)
+{
+	uint64_t floor = 0;
+
+	return shm__meta_get(txn, env, SHM__ROOM_FLOOR, &floor) ? 0
+	                                                         : (int64_t)floor;
+}
+
+int64_t shm__room_watermark(MDB_txn *txn, shm_env *env, const char *room,
+                            int64_t floor)
 {
 	MDB_val k = {strlen(room), (void *)room}, v;
 	int64_t wm = 0;
-	uint64_t floor = 0;
 
 	if (mdb_get(txn, env->roomwm, &k, &v) == 0 && v.mv_size == 8)
 		memcpy(&wm, v.mv_data, 8);
-	if (shm__meta_get(txn, env, SHM__ROOM_FLOOR, &floor) == 0 &&
-	    (int64_t)floor > wm)
-		wm = (int64_t)floor;
-	return wm;
+	return wm > floor ? wm : floor;
 }
 
 /* L1 page; *complete tells whether PostgreSQL could hold more rows for it. */
@@ -138,7 +143,7 @@ static int l1_page(shm_env *env, const char *room, int64_t before,
 	*n = 0;
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
-	wm = shm__room_watermark(txn, env, room);
+	wm = shm__room_watermark(txn, env, room, shm__room_floor(txn, env));
 	if ((rc = mdb_cursor_open(txn, env->room, &cur))) {
 		shm__rtxn_put(env, txn);
 		return shm__err_mdb(rc, "room cursor");
