@@ -26,6 +26,9 @@ struct fl_chunk {
 };
 
 #define CHUNK_SIZE (1u << 20)
+/* Chunks kept between batches: a backlog's batches (20,000 records, ~16 MiB)
+ * reuse the same memory instead of faulting fresh pages in each time. */
+#define SPARE_MAX (64u << 20)
 
 void fl_batch_init(fl_batch *b)
 {
@@ -41,8 +44,13 @@ static uint8_t *batch_alloc(fl_batch *b, size_t n)
 	n = (n + 7) & ~(size_t)7;
 	if (!c || c->cap - c->used < n) {
 		size_t cap = n > CHUNK_SIZE ? n : CHUNK_SIZE;
-		if (!(c = malloc(sizeof *c + cap)))
+		if (cap == CHUNK_SIZE && b->spare) {
+			c = b->spare;
+			b->spare = c->next;
+			b->spare_bytes -= CHUNK_SIZE;
+		} else if (!(c = malloc(sizeof *c + cap))) {
 			return NULL;
+		}
 		c->next = b->mem;
 		c->used = 0;
 		c->cap = cap;
@@ -117,25 +125,22 @@ void fl_batch_remove(fl_batch *b, size_t i)
 	b->n--;
 }
 
-/* Frees every chunk but one of CHUNK_SIZE, kept for the next batch. */
+/* Moves the batch's chunks of CHUNK_SIZE to the spares, up to SPARE_MAX in
+ * all; frees the others (a record larger than a chunk has its own). */
 static void chunks_release(fl_batch *b)
 {
-	fl_chunk *keep = NULL;
-
 	while (b->mem) {
 		fl_chunk *c = b->mem;
 		b->mem = c->next;
-		if (!keep && c->cap == CHUNK_SIZE) {
-			keep = c;
+		if (c->cap == CHUNK_SIZE && b->spare_bytes < SPARE_MAX) {
+			c->used = 0;
+			c->next = b->spare;
+			b->spare = c;
+			b->spare_bytes += CHUNK_SIZE;
 			continue;
 		}
 		free(c);
 	}
-	if (keep) {
-		keep->next = NULL;
-		keep->used = 0;
-	}
-	b->mem = keep;
 }
 
 void fl_batch_clear(fl_batch *b)
@@ -150,7 +155,11 @@ void fl_batch_clear(fl_batch *b)
 void fl_batch_free(fl_batch *b)
 {
 	fl_batch_clear(b);
-	free(b->mem);
+	while (b->spare) {
+		fl_chunk *c = b->spare;
+		b->spare = c->next;
+		free(c);
+	}
 	free(b->r);
 	fl_batch_init(b);
 }

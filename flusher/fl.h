@@ -117,7 +117,9 @@ typedef struct fl_chunk fl_chunk;
 typedef struct fl_batch {
 	fl_rec *r;
 	size_t n, cap;
-	fl_chunk *mem;    /* the records' bytes, freed by fl_batch_clear */
+	fl_chunk *mem;    /* the records' bytes, released by fl_batch_clear */
+	fl_chunk *spare;  /* released chunks kept for the next batches */
+	size_t spare_bytes;
 	uint64_t from;    /* the sink's position before the batch */
 	uint64_t upto;    /* the sink's position after it (>= every r[i].seq) */
 	/* set by a sink's apply on FL_REJECT, when it knows the culprit */

@@ -14,7 +14,8 @@
  * state wins), so a batch sends each key once, in log order.
  *
  * The pipeline is written in RESP straight into one buffer (no argv, no
- * allocation per command) and handed to hiredis in one piece.
+ * allocation per command) and written to the socket from there; hiredis
+ * reads the replies.
  *
  * Redis keeps no position of its own: every command is idempotent and the
  * batch is replayed whole after a crash, so at-least-once yields the same
@@ -28,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "fl.h"
 
@@ -126,11 +128,14 @@ static bool temporary_error(const char *e)
 	return false;
 }
 
+/* *<argc>, for the 1 to 9 arguments our commands have. */
 static int resp_argc(fl_buf *o, int argc)
 {
-	char s[8];
+	char s[4] = {'*', (char)('0' + argc), '\r', '\n'};
 
-	return fl_buf_add(o, s, (size_t)snprintf(s, sizeof s, "*%d\r\n", argc));
+	if (argc < 1 || argc > 9)
+		return EINVAL;
+	return fl_buf_add(o, s, sizeof s);
 }
 
 static int resp_arg(fl_buf *o, const void *p, size_t n)
@@ -277,6 +282,41 @@ out:
 	return rc;
 }
 
+/*
+ * Writes r->out to the socket itself: handing it to hiredis would copy the
+ * whole pipeline (megabytes under a backlog) into hiredis' output buffer,
+ * freed again after each batch, and move what is left after each partial
+ * write. hiredis' output buffer stays empty, so redisGetReply only reads.
+ * A write that makes no progress within redis-timeout (SO_SNDTIMEO, set by
+ * redisSetTimeout) fails; the connection is then dropped (half a command
+ * may have been sent).
+ */
+static int send_pipeline(redis_sink *r)
+{
+	const char *p = r->out.p;
+	size_t left = r->out.len;
+
+	while (left) {
+		ssize_t n = write(r->c->fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fl_sink_seterr(&r->base, "pipeline of %zu commands: "
+			               "write: %s", r->n_cmd,
+			               n < 0 && (errno == EAGAIN ||
+			                         errno == EWOULDBLOCK)
+			                       ? "timed out"
+			                       : n < 0 ? strerror(errno)
+			                               : "nothing written");
+			r_disconnect(&r->base);
+			return -1;
+		}
+		p += n;
+		left -= (size_t)n;
+	}
+	return 0;
+}
+
 static int r_apply(fl_sink *s, fl_batch *b)
 {
 	redis_sink *r = (redis_sink *)s;
@@ -312,11 +352,8 @@ static int r_apply(fl_sink *s, fl_batch *b)
 	if (!r->n_cmd)
 		return FL_OK;
 	/* 2. the pipeline: sent whole, then every reply read */
-	if (redisAppendFormattedCommand(r->c, r->out.p, r->out.len) !=
-	    REDIS_OK) {
-		fl_sink_seterr(s, "append: %s", r->c->errstr);
+	if (send_pipeline(r))
 		return FL_TRANSIENT;
-	}
 	for (size_t k = 0; k < r->n_cmd; k++) {
 		redisReply *rep = NULL;
 		if (redisGetReply(r->c, (void **)&rep) != REDIS_OK || !rep) {

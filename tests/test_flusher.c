@@ -110,6 +110,50 @@ static void test_batch_coalesce_keeps_last_state_per_key(void **state)
 	fl_batch_free(&b);
 }
 
+/* Records spanning several chunks, the batch cleared, refilled with other
+ * bytes: the chunks are reused (no new ones while spares last) and every
+ * record reads back its own bytes, in both batches. */
+static void test_batch_reuses_its_chunks_between_batches(void **state)
+{
+	enum { N = 3000, PLEN = 1000 }; /* ~3 MiB: four chunks */
+	static uint8_t payload[PLEN];
+	uint8_t key[16] = {0};
+	shm_log_rec r;
+	fl_batch b;
+
+	fl_batch_init(&b);
+	for (int round = 0; round < 3; round++) {
+		memset(&r, 0, sizeof r);
+		for (uint32_t i = 0; i < N; i++) {
+			memset(payload, (int)(i + round * 7) & 0xff, PLEN);
+			memcpy(key, &i, sizeof i);
+			r.seq = round * N + i + 1;
+			r.op = SHM_OP_MSG_PUT;
+			r.key = key;
+			r.key_len = 16;
+			r.payload = payload;
+			r.payload_len = PLEN;
+			assert_int_equal(fl_batch_add(&b, &r), 0);
+		}
+		for (uint32_t i = 0; i < N; i++) {
+			uint32_t k;
+			memcpy(&k, b.r[i].key, sizeof k);
+			assert_int_equal(k, i);
+			assert_int_equal(b.r[i].payload_len, PLEN);
+			for (size_t j = 0; j < PLEN; j += 111)
+				assert_int_equal(b.r[i].payload[j],
+				                 (i + round * 7) & 0xff);
+		}
+		if (round > 0)
+			assert_int_equal(b.spare_bytes, 0); /* all reused */
+		fl_batch_clear(&b);
+		assert_null(b.mem);
+		assert_true(b.spare_bytes >= (size_t)N * PLEN);
+	}
+	fl_batch_free(&b);
+	assert_null(b.spare);
+}
+
 static void test_lock_refuses_a_second_flusher(void **state)
 {
 	char *dir = tu_tmpdir(), err[512];
@@ -550,6 +594,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_config_rejects_bad_input_with_reason, ft_teardown),
 		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_coalesce_keeps_last_state_per_key, ft_teardown),
+		cmocka_unit_test_teardown(test_batch_reuses_its_chunks_between_batches, ft_teardown),
 		cmocka_unit_test_teardown(test_lock_refuses_a_second_flusher, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letters_merge_sinks_and_keep_raw, ft_teardown),
 		cmocka_unit_test_teardown(test_once_mirrors_10000_messages_from_two_writers, ft_teardown),

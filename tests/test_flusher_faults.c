@@ -1,6 +1,7 @@
 /* tests/test_flusher_faults.c - shm-flusher under faults, against a real
  * Redis and PostgreSQL started by tests/harness/servers.sh (tests/run.sh):
- * Redis stopped and restarted, PostgreSQL restarted mid-run, the flusher
+ * Redis stopped and restarted, Redis hung (SIGSTOP) mid-pipeline,
+ * PostgreSQL restarted mid-run, the flusher
  * SIGKILLed in a loop. Every check is exact: row counts, per-row apply
  * counts (a trigger counts each INSERT/UPDATE: a batch applied twice would
  * show), Redis keys, and a trimmed log. Skips without the servers. */
@@ -90,6 +91,104 @@ static void test_redis_outage_does_not_hold_postgres_back(void **state)
 	assert_int_equal(ft_wait(fl), 0);
 	assert_true(ft_meta(env, "flusher.redis.errors") > 0);
 	assert_int_equal(ft_meta(env, "flusher.pg.errors"), 0);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
+/* Whether the flusher log of the environment in dir has a line with s. */
+static bool log_mentions(const char *dir, const char *s)
+{
+	char path[4096], line[2048];
+	bool found = false;
+
+	snprintf(path, sizeof path, "%s.flusher.log", dir);
+	FILE *f = fopen(path, "r");
+	while (f && !found && fgets(line, sizeof line, f))
+		found = strstr(line, s) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+#define REDIS_SIGNAL(sig) \
+	harness("kill -" sig " \"$(cat \"$SHM_TEST_DIR/redis.pid\")\"")
+
+/* A failed assertion must not leave Redis stopped for the next tests. */
+static int redis_cont_teardown(void **state)
+{
+	REDIS_SIGNAL("CONT");
+	return ft_teardown(state);
+}
+
+/* Clients connected to Redis, this query's own included (-1 if none). */
+static long redis_clients(void)
+{
+	redisContext *c = ft_redis();
+	long n = -1;
+	if (!c)
+		return -1;
+	redisReply *r = redisCommand(c, "INFO clients");
+	const char *p = r && r->type == REDIS_REPLY_STRING
+	                        ? strstr(r->str, "connected_clients:")
+	                        : NULL;
+	if (p)
+		n = atol(p + strlen("connected_clients:"));
+	if (r)
+		freeReplyObject(r);
+	redisFree(c);
+	return n;
+}
+
+/*
+ * Redis stops answering (SIGSTOP: nothing is read any more) after the
+ * flusher connected; then 20,000 messages make one batch, so the Redis
+ * worker's pipeline (megabytes) fills the socket and its write blocks: it
+ * must give up after redis-timeout-ms, keep the records and retry (the
+ * reconnects time out too), PostgreSQL going on alone; once Redis runs
+ * again (SIGCONT) it catches up exactly.
+ */
+static void test_hung_redis_times_out_and_catches_up(void **state)
+{
+	NEED_HARNESS();
+	char *dir = tu_tmpdir();
+	ft_plan p = {.n = 20000, .long_every = 50};
+	const char *const extra[] = {"--redis-timeout-ms", "300",
+	                             "--batch-records", "20000",
+	                             "--batch-ms", "10000", NULL};
+
+	ft_reset_servers();
+	shm_env *env = tu_open(dir, NULL);
+	pid_t fl = ft_spawn_flusher(dir, extra);
+	/* the Redis sink and the invalidation subscriber, then this query */
+	uint64_t end = ft_ms() + 5000;
+	while (redis_clients() < 3 && ft_ms() < end)
+		ft_sleep_ms(20);
+	assert_true(redis_clients() >= 3);
+	assert_int_equal(REDIS_SIGNAL("STOP"), 0);
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", last, 20000),
+	                 last);
+	/* the timed-out write, then reconnects timing out */
+	assert_true(ft_wait_meta(env, "flusher.redis.errors", 2, 5000) >= 2);
+	assert_int_equal(ft_meta(env, "sink.redis.applied"), 0);
+	assert_int_equal(kill(fl, 0), 0); /* still running */
+
+	assert_int_equal(REDIS_SIGNAL("CONT"), 0);
+	uint64_t t0 = ft_ms();
+	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", last, 20000),
+	                 last);
+	fprintf(stderr, "Redis resumed: caught up in %" PRIu64 " ms\n",
+	        ft_ms() - t0);
+	assert_int_equal(ft_redis_int("DBSIZE"), 20000);
+	assert_int_equal(ft_check_messages(env, 0, 1, &p), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 20000);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	assert_int_equal(ft_meta(env, "flusher.pg.errors"), 0);
+	/* it was the pipeline's write that gave up, not only the connects */
+	assert_true(log_mentions(dir, "write: timed out"));
 	shm_env_close(env);
 	ft_rmdir(dir);
 	free(dir);
@@ -194,6 +293,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_redis_outage_does_not_hold_postgres_back, ft_teardown),
+		cmocka_unit_test_teardown(test_hung_redis_times_out_and_catches_up, redis_cont_teardown),
 		cmocka_unit_test_teardown(test_postgres_restart_mid_run_applies_every_row_once, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_sigkilled_in_a_loop_loses_and_repeats_nothing, ft_teardown),
 	};
