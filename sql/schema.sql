@@ -16,10 +16,16 @@
 -- The seed's table (optimized_persistence.rs), column for column.
 -- message_type holds the bare variant name ("Text", "Delete", ...);
 -- metadata the seed's MessageMetadata as serde writes it; content_hash the
--- XXH3-64 of the content in hex.
+-- XXH3-64 of the content in hex. room_id compares byte by byte (COLLATE
+-- "C"): it is an identifier, pages only ever ask for one room, and its index
+-- then neither depends on the OS's locale data (an upgrade of it cannot
+-- reorder the index under PostgreSQL) nor calls strcoll on every comparison
+-- (3% of the flusher's backend time). A table created before keeps its
+-- collation; to move it: ALTER TABLE messages ALTER COLUMN room_id TYPE text
+-- COLLATE "C" (rebuilds the room index, under an exclusive lock).
 CREATE TABLE IF NOT EXISTS messages (
     id            uuid PRIMARY KEY,
-    room_id       text        NOT NULL,
+    room_id       text COLLATE "C" NOT NULL,
     user_id       integer     NOT NULL,
     username      text        NOT NULL,
     content       text        NOT NULL,
