@@ -26,8 +26,7 @@ struct fl_chunk {
 };
 
 #define CHUNK_SIZE (1u << 20)
-/* Chunks kept between batches: a backlog's batches (20,000 records, ~16 MiB)
- * reuse the same memory instead of faulting fresh pages in each time. */
+/* At most this much of spare chunks is kept between batches. */
 #define SPARE_MAX (64u << 20)
 
 void fl_batch_init(fl_batch *b)
@@ -125,20 +124,35 @@ void fl_batch_remove(fl_batch *b, size_t i)
 	b->n--;
 }
 
-/* Moves the batch's chunks of CHUNK_SIZE to the spares, up to SPARE_MAX in
- * all; frees the others (a record larger than a chunk has its own). */
+/*
+ * Keeps as many chunks of CHUNK_SIZE as this batch used (at most SPARE_MAX)
+ * for the next ones, and frees the rest: a backlog's batches (20,000
+ * records, ~16 MiB) reuse the same memory instead of faulting fresh pages in
+ * each time, and the first small batch after it gives the memory back. A
+ * record larger than a chunk had its own, freed here.
+ */
 static void chunks_release(fl_batch *b)
 {
+	size_t used = 0;
+
 	while (b->mem) {
 		fl_chunk *c = b->mem;
 		b->mem = c->next;
-		if (c->cap == CHUNK_SIZE && b->spare_bytes < SPARE_MAX) {
-			c->used = 0;
-			c->next = b->spare;
-			b->spare = c;
-			b->spare_bytes += CHUNK_SIZE;
+		if (c->cap != CHUNK_SIZE) {
+			free(c);
 			continue;
 		}
+		c->used = 0;
+		c->next = b->spare;
+		b->spare = c;
+		b->spare_bytes += CHUNK_SIZE;
+		used += CHUNK_SIZE;
+	}
+	size_t keep = used < SPARE_MAX ? used : SPARE_MAX;
+	while (b->spare_bytes > keep) {
+		fl_chunk *c = b->spare;
+		b->spare = c->next;
+		b->spare_bytes -= CHUNK_SIZE;
 		free(c);
 	}
 }

@@ -112,7 +112,8 @@ static void test_batch_coalesce_keeps_last_state_per_key(void **state)
 
 /* Records spanning several chunks, the batch cleared, refilled with other
  * bytes: the chunks are reused (no new ones while spares last) and every
- * record reads back its own bytes, in both batches. */
+ * record reads back its own bytes, in every batch; a small batch after them
+ * gives the spare memory back but for its own chunk. */
 static void test_batch_reuses_its_chunks_between_batches(void **state)
 {
 	enum { N = 3000, PLEN = 1000 }; /* ~3 MiB: four chunks */
@@ -150,8 +151,14 @@ static void test_batch_reuses_its_chunks_between_batches(void **state)
 		assert_null(b.mem);
 		assert_true(b.spare_bytes >= (size_t)N * PLEN);
 	}
+	r.seq++;
+	assert_int_equal(fl_batch_add(&b, &r), 0);
+	assert_int_equal(b.r[0].payload_len, PLEN);
+	fl_batch_clear(&b);
+	assert_int_equal(b.spare_bytes, 1u << 20); /* one chunk */
 	fl_batch_free(&b);
 	assert_null(b.spare);
+	assert_int_equal(b.spare_bytes, 0);
 }
 
 static void test_lock_refuses_a_second_flusher(void **state)
