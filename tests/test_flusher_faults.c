@@ -45,6 +45,16 @@ static void servers_up(void)
 		servers_up();                                                  \
 	} while (0)
 
+/* The Redis sink reaches last within 15 s; says how long it took. */
+static void redis_catches_up(shm_env *env, uint64_t last, const char *what)
+{
+	uint64_t t0 = ft_ms();
+	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", last, 15000),
+	                 last);
+	fprintf(stderr, "%s: caught up in %" PRIu64 " ms\n", what,
+	        ft_ms() - t0);
+}
+
 static void test_redis_outage_does_not_hold_postgres_back(void **state)
 {
 	NEED_HARNESS();
@@ -74,11 +84,7 @@ static void test_redis_outage_does_not_hold_postgres_back(void **state)
 
 	ft_sleep_ms(1500); /* a few failed retries */
 	assert_int_equal(harness("shm_redis_start"), 0);
-	t0 = ft_ms();
-	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", last2, 15000),
-	                 last2);
-	fprintf(stderr, "Redis back: caught up in %" PRIu64 " ms\n",
-	        ft_ms() - t0);
+	redis_catches_up(env, last2, "Redis back");
 	/* the restarted Redis has no persistence: exactly the 2000 written
 	 * during the outage are there, with the right JSON */
 	assert_int_equal(ft_redis_int("DBSIZE"), 2000);
@@ -176,11 +182,7 @@ static void test_hung_redis_times_out_and_catches_up(void **state)
 	assert_int_equal(kill(fl, 0), 0); /* still running */
 
 	assert_int_equal(REDIS_SIGNAL("CONT"), 0);
-	uint64_t t0 = ft_ms();
-	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", last, 20000),
-	                 last);
-	fprintf(stderr, "Redis resumed: caught up in %" PRIu64 " ms\n",
-	        ft_ms() - t0);
+	redis_catches_up(env, last, "Redis resumed");
 	assert_int_equal(ft_redis_int("DBSIZE"), 20000);
 	assert_int_equal(ft_check_messages(env, 0, 1, &p), 0);
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 20000);
