@@ -110,7 +110,8 @@ static void show_log(const char *log)
 /*
  * A fresh cluster has no WAL segments to recycle: the first measurement's
  * backend would create and zero-fill each 16 MB segment it fills (15% of its
- * CPU in a drain), later ones would not. Switching through WAL_WARM_UP
+ * CPU in a drain), where later ones reuse the segments the checkpoint before
+ * them recycled (bench_flusher.c's sinks_reset). Switching through WAL_WARM_UP
  * segments and checkpointing leaves them recycled (min_wal_size keeps them),
  * as on a server that has been running.
  */
