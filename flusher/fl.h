@@ -185,6 +185,10 @@ struct fl_sink {
 fl_sink *fl_redis_sink_new(const fl_config *cfg, shm_env *env);
 fl_sink *fl_pg_sink_new(const fl_config *cfg, shm_env *env,
                         const char *env_id);
+/* A hiredis context's error text (its errstr) for logs: a socket timeout,
+ * which hiredis reports as EAGAIN's text, reads "timed out"; an empty text
+ * "connection lost". */
+const char *fl_redis_error(const char *errstr);
 void fl_sink_seterr(fl_sink *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -387,7 +387,7 @@ static redisContext *connect_redis(fl_inval *iv, char *err, size_t errlen)
 	            : redisConnectWithTimeout(a->host, a->port, tv);
 	if (!c || c->err) {
 		snprintf(err, errlen, "connect %s: %s", iv->cfg->redis_url,
-		         c ? c->errstr : "out of memory");
+		         c ? fl_redis_error(c->errstr) : "out of memory");
 		if (c)
 			redisFree(c);
 		return NULL;
@@ -401,7 +401,7 @@ static redisContext *connect_redis(fl_inval *iv, char *err, size_t errlen)
 				: redisCommand(c, "AUTH %s", a->password);
 		bool ok = r && r->type != REDIS_REPLY_ERROR;
 		snprintf(err, errlen, "AUTH: %s",
-		         !r ? c->errstr : ok ? "ok" : r->str);
+		         !r ? fl_redis_error(c->errstr) : ok ? "ok" : r->str);
 		if (r)
 			freeReplyObject(r);
 		if (!ok) {
@@ -429,8 +429,9 @@ static int publish_one(fl_inval *iv, const char *msg, size_t len)
 			return 0;
 		}
 		snprintf(err, sizeof err, "PUBLISH: %s",
-		         !r ? iv->pub->errstr : r->type == REDIS_REPLY_ERROR
-		                                    ? r->str : "unexpected reply");
+		         !r ? fl_redis_error(iv->pub->errstr)
+		            : r->type == REDIS_REPLY_ERROR ? r->str
+		                                           : "unexpected reply");
 		if (r)
 			freeReplyObject(r);
 		redisFree(iv->pub);
@@ -612,8 +613,9 @@ static int subscribe(fl_inval *iv, redisContext *c, char *err, size_t errlen)
 
 	if (!ok)
 		snprintf(err, errlen, "SUBSCRIBE: %s",
-		         !r ? c->errstr : r->type == REDIS_REPLY_ERROR
-		                              ? r->str : "unexpected reply");
+		         !r ? fl_redis_error(c->errstr)
+		            : r->type == REDIS_REPLY_ERROR ? r->str
+		                                           : "unexpected reply");
 	if (r)
 		freeReplyObject(r);
 	return ok ? 0 : -1;
@@ -670,7 +672,8 @@ static void *sub_run(void *arg)
 				reply = NULL;
 			}
 			if (c->err) {
-				snprintf(err, sizeof err, "%s", c->errstr);
+				snprintf(err, sizeof err, "%s",
+				         fl_redis_error(c->errstr));
 				broken = true;
 			}
 			if (!broken && mono_ms() >= next_stats) {
@@ -687,8 +690,7 @@ static void *sub_run(void *arg)
 				broken = true;
 			} else if (pr > 0 && redisBufferRead(c) != REDIS_OK) {
 				snprintf(err, sizeof err, "%s",
-				         c->errstr[0] ? c->errstr
-				                      : "connection closed");
+				         fl_redis_error(c->errstr));
 				broken = true;
 			}
 			if (broken)

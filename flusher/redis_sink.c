@@ -44,6 +44,15 @@ typedef struct redis_sink {
 	size_t n_cmd, cap_cmd;
 } redis_sink;
 
+const char *fl_redis_error(const char *errstr)
+{
+	if (!errstr || !errstr[0])
+		return "connection lost";
+	if (strcmp(errstr, strerror(EAGAIN)) == 0)
+		return "timed out";
+	return errstr;
+}
+
 static void r_disconnect(fl_sink *s)
 {
 	redis_sink *r = (redis_sink *)s;
@@ -62,7 +71,8 @@ static int simple(redis_sink *r, const char *what, const char *fmt, ...)
 	rep = redisvCommand(r->c, fmt, ap);
 	va_end(ap);
 	if (!rep) {
-		fl_sink_seterr(&r->base, "%s: %s", what, r->c->errstr);
+		fl_sink_seterr(&r->base, "%s: %s", what,
+		               fl_redis_error(r->c->errstr));
 		return FL_TRANSIENT;
 	}
 	if (rep->type == REDIS_REPLY_ERROR) {
@@ -90,7 +100,8 @@ static int r_connect(fl_sink *s)
 	               : redisConnectWithTimeout(a->host, a->port, tv);
 	if (!r->c || r->c->err) {
 		fl_sink_seterr(s, "connect %s: %s", s->cfg->redis_url,
-		               r->c ? r->c->errstr : "out of memory");
+		               r->c ? fl_redis_error(r->c->errstr)
+		                    : "out of memory");
 		r_disconnect(s);
 		return FL_TRANSIENT;
 	}
@@ -358,8 +369,7 @@ static int r_apply(fl_sink *s, fl_batch *b)
 		redisReply *rep = NULL;
 		if (redisGetReply(r->c, (void **)&rep) != REDIS_OK || !rep) {
 			fl_sink_seterr(s, "pipeline of %zu commands: %s",
-			               r->n_cmd, r->c->errstr[0] ? r->c->errstr
-			                                         : "connection lost");
+			               r->n_cmd, fl_redis_error(r->c->errstr));
 			r_disconnect(s);
 			return FL_TRANSIENT;
 		}

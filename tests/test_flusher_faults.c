@@ -189,8 +189,11 @@ static void test_hung_redis_times_out_and_catches_up(void **state)
 	kill(fl, SIGTERM);
 	assert_int_equal(ft_wait(fl), 0);
 	assert_int_equal(ft_meta(env, "flusher.pg.errors"), 0);
-	/* it was the pipeline's write that gave up, not only the connects */
+	/* it was the pipeline's write that gave up, then the reconnects; both
+	 * say so in words, not as EAGAIN's text */
 	assert_true(log_mentions(dir, "write: timed out"));
+	assert_true(log_mentions(dir, "PING: timed out"));
+	assert_false(log_mentions(dir, "temporarily unavailable"));
 	shm_env_close(env);
 	ft_rmdir(dir);
 	free(dir);
