@@ -94,6 +94,19 @@ void fl_config_help(FILE *f, const char *prog);
 void fl_config_print(FILE *f, const fl_config *c);
 void fl_config_free(fl_config *c);
 
+/* -------------------------------------------------- redis connections */
+
+struct redisContext;
+/* A connection to cfg's redis-url with redis-timeout set for connect, reads
+ * and writes, AUTHed when the URL has a password; NULL with the reason in
+ * err (connect or AUTH) otherwise. Free it with redisFree. */
+struct redisContext *fl_redis_connect(const fl_config *cfg, char *err,
+                                      size_t errlen);
+/* A hiredis context's error text (its errstr) for logs: a socket timeout,
+ * which hiredis reports as EAGAIN's text, reads "timed out"; an empty text
+ * "connection lost". */
+const char *fl_redis_error(const char *errstr);
+
 /* ------------------------------------------------------------ batches */
 
 /* One log record, copied out of the read transaction. */
@@ -185,13 +198,8 @@ struct fl_sink {
 fl_sink *fl_redis_sink_new(const fl_config *cfg, shm_env *env);
 fl_sink *fl_pg_sink_new(const fl_config *cfg, shm_env *env,
                         const char *env_id);
-/* A hiredis context's error text (its errstr) for logs: a socket timeout,
- * which hiredis reports as EAGAIN's text, reads "timed out"; an empty text
- * "connection lost". */
-const char *fl_redis_error(const char *errstr);
 void fl_sink_seterr(fl_sink *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-
 
 /* Value as written to Redis: JSON (or static content) as is, or an LZ4
  * frame when longer than threshold. *out is malloc'd (free) or points to

@@ -373,45 +373,6 @@ void fl_inval_msg_free(fl_inval_msg *m)
 	memset(m, 0, sizeof *m);
 }
 
-/* ------------------------------------------------------------ redis */
-
-static redisContext *connect_redis(fl_inval *iv, char *err, size_t errlen)
-{
-	const shm_redis_addr *a = &iv->cfg->redis_addr;
-	uint64_t ms = iv->cfg->redis_timeout_ms;
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-	redisContext *c;
-
-	c = a->unix_socket
-	            ? redisConnectUnixWithTimeout(a->host, tv)
-	            : redisConnectWithTimeout(a->host, a->port, tv);
-	if (!c || c->err) {
-		snprintf(err, errlen, "connect %s: %s", iv->cfg->redis_url,
-		         c ? fl_redis_error(c->errstr) : "out of memory");
-		if (c)
-			redisFree(c);
-		return NULL;
-	}
-	redisSetTimeout(c, tv);
-	if (a->password[0]) {
-		redisReply *r =
-			a->user[0]
-				? redisCommand(c, "AUTH %s %s", a->user,
-				               a->password)
-				: redisCommand(c, "AUTH %s", a->password);
-		bool ok = r && r->type != REDIS_REPLY_ERROR;
-		snprintf(err, errlen, "AUTH: %s",
-		         !r ? fl_redis_error(c->errstr) : ok ? "ok" : r->str);
-		if (r)
-			freeReplyObject(r);
-		if (!ok) {
-			redisFree(c);
-			return NULL;
-		}
-	}
-	return c;
-}
-
 /* ---------------------------------------------------------- publisher */
 
 /* One PUBLISH on the publisher connection; reconnects once. */
@@ -420,7 +381,8 @@ static int publish_one(fl_inval *iv, const char *msg, size_t len)
 	char err[512] = "";
 
 	for (int attempt = 0; attempt < 2; attempt++) {
-		if (!iv->pub && !(iv->pub = connect_redis(iv, err, sizeof err)))
+		if (!iv->pub &&
+		    !(iv->pub = fl_redis_connect(iv->cfg, err, sizeof err)))
 			continue;
 		redisReply *r = redisCommand(iv->pub, "PUBLISH %s %b",
 		                             FL_INVAL_CHANNEL, msg, len);
@@ -632,7 +594,7 @@ static void *sub_run(void *arg)
 	memset(&m, 0, sizeof m);
 	shm_meta_get(iv->env, PEERS_META, &iv->peers_seen);
 	while (!stopping(iv)) {
-		redisContext *c = connect_redis(iv, err, sizeof err);
+		redisContext *c = fl_redis_connect(iv->cfg, err, sizeof err);
 		if (c && subscribe(iv, c, err, sizeof err)) {
 			redisFree(c);
 			c = NULL;

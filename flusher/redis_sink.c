@@ -44,15 +44,6 @@ typedef struct redis_sink {
 	size_t n_cmd, cap_cmd;
 } redis_sink;
 
-const char *fl_redis_error(const char *errstr)
-{
-	if (!errstr || !errstr[0])
-		return "connection lost";
-	if (strcmp(errstr, strerror(EAGAIN)) == 0)
-		return "timed out";
-	return errstr;
-}
-
 static void r_disconnect(fl_sink *s)
 {
 	redis_sink *r = (redis_sink *)s;
@@ -87,32 +78,18 @@ static int simple(redis_sink *r, const char *what, const char *fmt, ...)
 static int r_connect(fl_sink *s)
 {
 	redis_sink *r = (redis_sink *)s;
-	const shm_redis_addr *a = &s->cfg->redis_addr;
-	uint64_t ms = s->cfg->redis_timeout_ms;
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	char err[512];
 	int rc;
 
 	if (r->c && !r->c->err)
 		return FL_OK;
 	r_disconnect(s);
-	r->c = a->unix_socket
-	               ? redisConnectUnixWithTimeout(a->host, tv)
-	               : redisConnectWithTimeout(a->host, a->port, tv);
-	if (!r->c || r->c->err) {
-		fl_sink_seterr(s, "connect %s: %s", s->cfg->redis_url,
-		               r->c ? fl_redis_error(r->c->errstr)
-		                    : "out of memory");
-		r_disconnect(s);
+	if (!(r->c = fl_redis_connect(s->cfg, err, sizeof err))) {
+		fl_sink_seterr(s, "%s", err);
 		return FL_TRANSIENT;
 	}
-	redisSetTimeout(r->c, tv);
-	if (a->password[0] &&
-	    (rc = a->user[0]
-	              ? simple(r, "AUTH", "AUTH %s %s", a->user,
-	                       a->password)
-	              : simple(r, "AUTH", "AUTH %s", a->password)))
-		goto fail;
-	if (a->db && (rc = simple(r, "SELECT", "SELECT %d", a->db)))
+	if (s->cfg->redis_addr.db &&
+	    (rc = simple(r, "SELECT", "SELECT %d", s->cfg->redis_addr.db)))
 		goto fail;
 	if ((rc = simple(r, "PING", "PING")))
 		goto fail;

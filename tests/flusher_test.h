@@ -381,6 +381,21 @@ FT_FN pid_t ft_spawn_flusher(const char *dir, const char *const *extra)
 	return pid;
 }
 
+/* Whether the flusher log of the environment in dir has a line with s. */
+FT_FN bool ft_log_mentions(const char *dir, const char *s)
+{
+	char path[4096], line[2048];
+	bool found = false;
+
+	snprintf(path, sizeof path, "%s.flusher.log", dir);
+	FILE *f = fopen(path, "r");
+	while (f && !found && fgets(line, sizeof line, f))
+		found = strstr(line, s) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
 /* Removes a test environment and its flusher log (kept when a test fails
  * before reaching this). */
 FT_FN void ft_rmdir(const char *dir)

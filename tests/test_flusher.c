@@ -559,6 +559,50 @@ static void test_once_exits_3_when_a_sink_is_unreachable(void **state)
 	free(dir);
 }
 
+/* redis-url with an ACL user and password: the sink and the invalidation
+ * channel AUTH, and the messages arrive; with a wrong password the log names
+ * the AUTH error, --once gives up (exit 3) and Redis gets nothing new. */
+static void test_redis_acl_user_in_the_url(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), user[64], url[1200];
+	ft_plan p1 = {.n = 50}, p2 = {.n = 10};
+
+	ft_reset_servers();
+	snprintf(user, sizeof user, "shm-flusher-%d", (int)getpid());
+	redisContext *rc = ft_redis();
+	assert_non_null(rc);
+	redisReply *rep = redisCommand(rc, "ACL SETUSER %s on >s3cr@t ~msg:* "
+	                                   "&shm:inval +set +ping +select "
+	                                   "+publish +subscribe", user);
+	assert_non_null(rep);
+	assert_int_equal(rep->type, REDIS_REPLY_STATUS);
+	freeReplyObject(rep);
+	for (int wrong = 0; wrong <= 1; wrong++) {
+		tu_redis_url_with_auth(ft_redis_url, user,
+		                       wrong ? "nope" : "s3cr@t", url,
+		                       sizeof url);
+		const char *extra[] = {"--redis", url, "--backoff-min-ms", "10",
+		                       "--once-retries", "2", NULL};
+		assert_int_equal(ft_write(dir, wrong, wrong ? &p2 : &p1), 0);
+		assert_int_equal(ft_flush_once(dir, extra),
+		                 wrong ? FL_EXIT_SINK : 0);
+		assert_int_equal(ft_redis_int("DBSIZE"), 50);
+	}
+	assert_true(ft_log_mentions(dir, "AUTH: WRONGPASS"));
+	/* the user's rights cover every command the flusher sends (SET,
+	 * PUBLISH, SUBSCRIBE, PING) */
+	assert_false(ft_log_mentions(dir, "NOPERM"));
+	assert_false(ft_log_mentions(dir, "s3cr@t")); /* never logged */
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(ft_check_messages(env, 0, 1, &p1), 0);
+	shm_env_close(env);
+	freeReplyObject(redisCommand(rc, "ACL DELUSER %s", user));
+	redisFree(rc);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 static void test_daemon_follows_writes_and_exits_0_on_sigterm(void **state)
 {
 	FT_NEED_SERVERS();
@@ -610,6 +654,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_graph_drop_inside_a_batch_respects_order, ft_teardown),
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
+		cmocka_unit_test_teardown(test_redis_acl_user_in_the_url, ft_teardown),
 		cmocka_unit_test_teardown(test_daemon_follows_writes_and_exits_0_on_sigterm, ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, ft_group_setup, NULL);

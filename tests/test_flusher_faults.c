@@ -102,21 +102,6 @@ static void test_redis_outage_does_not_hold_postgres_back(void **state)
 	free(dir);
 }
 
-/* Whether the flusher log of the environment in dir has a line with s. */
-static bool log_mentions(const char *dir, const char *s)
-{
-	char path[4096], line[2048];
-	bool found = false;
-
-	snprintf(path, sizeof path, "%s.flusher.log", dir);
-	FILE *f = fopen(path, "r");
-	while (f && !found && fgets(line, sizeof line, f))
-		found = strstr(line, s) != NULL;
-	if (f)
-		fclose(f);
-	return found;
-}
-
 #define REDIS_SIGNAL(sig) \
 	harness("kill -" sig " \"$(cat \"$SHM_TEST_DIR/redis.pid\")\"")
 
@@ -191,9 +176,9 @@ static void test_hung_redis_times_out_and_catches_up(void **state)
 	assert_int_equal(ft_meta(env, "flusher.pg.errors"), 0);
 	/* it was the pipeline's write that gave up, then the reconnects; both
 	 * say so in words, not as EAGAIN's text */
-	assert_true(log_mentions(dir, "write: timed out"));
-	assert_true(log_mentions(dir, "PING: timed out"));
-	assert_false(log_mentions(dir, "temporarily unavailable"));
+	assert_true(ft_log_mentions(dir, "write: timed out"));
+	assert_true(ft_log_mentions(dir, "PING: timed out"));
+	assert_false(ft_log_mentions(dir, "temporarily unavailable"));
 	shm_env_close(env);
 	ft_rmdir(dir);
 	free(dir);

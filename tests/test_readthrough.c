@@ -426,7 +426,6 @@ static void test_redis_user_and_password_in_the_url(void **state)
 	NEED_SERVERS();
 	char room[64], user[48], url[1200], *json;
 	size_t len;
-	shm_redis_addr a;
 	shm_msg m, *got;
 	shm_counters c;
 
@@ -443,15 +442,10 @@ static void test_redis_user_and_password_in_the_url(void **state)
 	assert_int_equal(rep->type, REDIS_REPLY_STATUS);
 	freeReplyObject(rep);
 
-	assert_int_equal(shm_redis_url_parse(redis_url, &a), 0);
 	for (int wrong = 0; wrong <= 1; wrong++) {
-		const char *pw = wrong ? "nope" : "s3cr@t";
-		if (a.unix_socket)
-			snprintf(url, sizeof url, "unix://%s:%s@%s", user, pw,
-			         a.host);
-		else
-			snprintf(url, sizeof url, "redis://%s:%s@%s:%d", user, pw,
-			         a.host, a.port);
+		tu_redis_url_with_auth(redis_url, user,
+		                       wrong ? "nope" : "s3cr@t", url,
+		                       sizeof url);
 		shm_env *env = open_rt(url, NULL, 200, 0);
 		int rc = shm_msg_get(env, &m.id, &got);
 		shm_stats_local(env, &c);

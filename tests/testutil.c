@@ -161,3 +161,16 @@ void tu_children_stop(void (*stop)(pid_t pid))
 		}
 	}
 }
+
+void tu_redis_url_with_auth(const char *base, const char *user,
+                            const char *password, char *out, size_t outlen)
+{
+	shm_redis_addr a;
+
+	assert_int_equal(shm_redis_url_parse(base, &a), 0);
+	if (a.unix_socket)
+		snprintf(out, outlen, "unix://%s:%s@%s", user, password, a.host);
+	else
+		snprintf(out, outlen, "redis://%s:%s@%s:%d", user, password,
+		         a.host, a.port);
+}

@@ -29,6 +29,11 @@ void tu_assert_msg_equal(const shm_msg *a, const shm_msg *b);
 /* Runs shm_verify; returns the number of problems (prints them). */
 size_t tu_verify(shm_env *env);
 
+/* base (a Redis URL: redis:// or unix://) with user and password in it, in
+ * out; asserts that base parses. */
+void tu_redis_url_with_auth(const char *base, const char *user,
+                            const char *password, char *out, size_t outlen);
+
 /* Children a test started: recorded so that a teardown can stop those a
  * failed assertion left running (stop, or SIGKILL + reap when NULL). */
 void tu_child_add(pid_t pid);
