@@ -3,7 +3,7 @@
  * the Redis sink and the invalidation channel: redis-url's address, the
  * redis-timeout on connect and on every later read and write (SO_RCVTIMEO /
  * SO_SNDTIMEO), AUTH with the URL's user and password. Errors read as words
- * (fl_redis_error).
+ * (fl_redis_error) and never show the password.
  */
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -32,8 +32,14 @@ redisContext *fl_redis_connect(const fl_config *cfg, char *err,
 	c = a->unix_socket ? redisConnectUnixWithTimeout(a->host, tv)
 	                   : redisConnectWithTimeout(a->host, a->port, tv);
 	if (!c || c->err) {
-		snprintf(err, errlen, "connect %s: %s", cfg->redis_url,
-		         c ? fl_redis_error(c->errstr) : "out of memory");
+		/* the address, not redis-url: that may hold a password */
+		if (a->unix_socket)
+			snprintf(err, errlen, "connect unix:%s: %s", a->host,
+			         c ? fl_redis_error(c->errstr) : "out of memory");
+		else
+			snprintf(err, errlen, "connect %s:%d: %s", a->host,
+			         a->port,
+			         c ? fl_redis_error(c->errstr) : "out of memory");
 		if (c)
 			redisFree(c);
 		return NULL;

@@ -561,7 +561,8 @@ static void test_once_exits_3_when_a_sink_is_unreachable(void **state)
 
 /* redis-url with an ACL user and password: the sink and the invalidation
  * channel AUTH, and the messages arrive; with a wrong password the log names
- * the AUTH error, --once gives up (exit 3) and Redis gets nothing new. */
+ * the AUTH error, --once gives up (exit 3) and Redis gets nothing new; the
+ * password never reaches the log, an unreachable server's included. */
 static void test_redis_acl_user_in_the_url(void **state)
 {
 	FT_NEED_SERVERS();
@@ -589,6 +590,13 @@ static void test_redis_acl_user_in_the_url(void **state)
 		                 wrong ? FL_EXIT_SINK : 0);
 		assert_int_equal(ft_redis_int("DBSIZE"), 50);
 	}
+	/* nor when the server cannot be reached */
+	const char *dead[] = {"--redis", url, "--backoff-min-ms", "10",
+	                      "--once-retries", "2", NULL};
+	tu_redis_url_with_auth("unix:///nonexistent/redis.sock", user,
+	                       "s3cr@t", url, sizeof url);
+	assert_int_equal(ft_flush_once(dir, dead), FL_EXIT_SINK);
+	assert_true(ft_log_mentions(dir, "connect unix:/nonexistent/redis.sock"));
 	assert_true(ft_log_mentions(dir, "AUTH: WRONGPASS"));
 	/* the user's rights cover every command the flusher sends (SET,
 	 * PUBLISH, SUBSCRIBE, PING) */
