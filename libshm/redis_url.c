@@ -8,19 +8,37 @@
 
 #include "internal.h"
 
-static int bad(const char *url, const char *what)
+/* The '@' ending "[[user]:]password@" at p (just after "://"), or NULL: the
+ * last '@' of a redis:// URL (host, port and db have none), the "@/" before
+ * a unix:// socket path (which may hold '@'). */
+static const char *userinfo_end(const char *p, bool unix_socket)
 {
-	return shm__err(SHM_EINVAL, "redis URL '%.200s': %s", url, what);
+	return unix_socket ? (*p == '/' ? NULL : strstr(p, "@/"))
+	                   : strrchr(p, '@');
 }
 
-/* Takes "[[user]:]password@" off the front of *p. It ends at the last '@'
- * of a redis:// URL (host, port and db have none), and at the "@/" before
- * a unix:// socket path (which may hold '@'). */
+/* The message names the URL with its password as "***": error messages
+ * end up in logs. */
+static int bad(const char *url, const char *what)
+{
+	const char *p = strstr(url, "://");
+	const char *at = p ? userinfo_end(p + 3, strncmp(url, "unix://", 7) == 0)
+	                   : NULL;
+
+	if (!at)
+		return shm__err(SHM_EINVAL, "redis URL '%.200s': %s", url, what);
+	p += 3;
+	const char *colon = memchr(p, ':', (size_t)(at - p));
+	const char *pw = colon ? colon + 1 : p;
+	return shm__err(SHM_EINVAL, "redis URL '%.*s***%.100s': %s",
+	                (int)(pw - url < 100 ? pw - url : 100), url, at, what);
+}
+
+/* Takes "[[user]:]password@" off the front of *p (see userinfo_end). */
 static int parse_userinfo(const char *url, const char **p, bool unix_socket,
                           shm_redis_addr *a)
 {
-	const char *at = unix_socket ? (**p == '/' ? NULL : strstr(*p, "@/"))
-	                             : strrchr(*p, '@');
+	const char *at = userinfo_end(*p, unix_socket);
 	if (!at)
 		return 0;
 	const char *colon = memchr(*p, ':', (size_t)(at - *p));

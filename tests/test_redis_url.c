@@ -74,6 +74,28 @@ static void test_bad_urls_say_what_is_wrong(void **state)
 	refuses(url, "password too long");
 }
 
+/* A refused URL is named with its password as "***" (messages end up in
+ * logs), user and host kept. */
+static void test_a_refused_url_does_not_show_its_password(void **state)
+{
+	static const struct { const char *url, *shown; } cases[] = {
+		{"redis://app:s3cret@cache:notaport", "'redis://app:***@cache:notaport'"},
+		{"redis://s3cret@cache/x", "'redis://***@cache/x'"},
+		{"redis://:s3cret@", "'redis://:***@'"},
+		{"unix://app:s3cret@/r.sock?db=x", "'unix://app:***@/r.sock?db=x'"},
+		{"unix://s3cret@/r.sock?dbx", "'unix://***@/r.sock?dbx'"},
+	};
+	shm_redis_addr a;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		assert_int_equal(shm_redis_url_parse(cases[i].url, &a),
+		                 SHM_EINVAL);
+		if (strstr(shm_errmsg(), "s3cret") ||
+		    !strstr(shm_errmsg(), cases[i].shown))
+			fail_msg("'%s': message '%s', expected it to show %s",
+			         cases[i].url, shm_errmsg(), cases[i].shown);
+	}
+}
+
 static void test_env_open_refuses_a_bad_redis_url_and_creates_nothing(void **state)
 {
 	char *parent = tu_tmpdir(), dir[512];
@@ -98,6 +120,7 @@ int main(void)
 		cmocka_unit_test(test_tcp_forms),
 		cmocka_unit_test(test_unix_forms),
 		cmocka_unit_test(test_bad_urls_say_what_is_wrong),
+		cmocka_unit_test(test_a_refused_url_does_not_show_its_password),
 		cmocka_unit_test(test_env_open_refuses_a_bad_redis_url_and_creates_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
