@@ -66,11 +66,13 @@ static const fl_opt opts[] = {
 	 "at once (steady state: batch-records)"},
 	{"batch-ms", 0, O_UINT, W_BOTH, OFF(batch_ms), "100", U(0, 600000),
 	 NULL, "...or when its oldest record is this old (ms)"},
-	{"l2-ttl", 0, O_UINT, W_BOTH, OFF(l2_ttl_s), "3600", U(1, 315360000),
-	 NULL, "Redis EX of mirrored keys (s)"},
+	{"l2-ttl", 0, O_UINT, W_BOTH, OFF(l2_ttl_s), "0", U(0, 315360000),
+	 NULL, "Redis EX of mirrored keys (s); 0: the environment's l2_ttl_s "
+	 "(what the applications set in shm_options, else 3600)"},
 	{"compress-threshold", 0, O_UINT, W_BOTH, OFF(compress_threshold),
-	 "1024", U(0, UINT32_MAX), NULL,
-	 "Redis values longer than this are stored as LZ4 frames (bytes)"},
+	 "0", U(0, UINT32_MAX), NULL,
+	 "Redis values longer than this are stored as LZ4 frames (bytes); 0: "
+	 "the environment's compress_threshold (else 1024)"},
 	{"static-sha", 0, O_STR, W_BOTH, OFF(static_sha), "sha1", U(0, 0),
 	 sha_choices,
 	 "SHA written to <website>-<object>-sha: sha1 (git blob) or sha256"},

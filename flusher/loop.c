@@ -393,8 +393,6 @@ int fl_main(int argc, char **argv)
 	shm_options_init(&o);
 	if (d.cfg.map_size_mb)
 		o.map_size = (size_t)d.cfg.map_size_mb << 20;
-	o.l2_ttl_s = (uint32_t)d.cfg.l2_ttl_s;
-	o.compress_threshold = (uint32_t)d.cfg.compress_threshold;
 	if ((rc = shm_env_open(d.cfg.env_dir, &o, &d.env))) {
 		fprintf(stderr, "shm-flusher: %s: %s\n", d.cfg.env_dir,
 		        shm_errmsg());

@@ -36,7 +36,8 @@
 typedef struct redis_sink {
 	fl_sink base;
 	redisContext *c;
-	char ttl[24];  /* EX argument, l2-ttl seconds */
+	char ttl[24];  /* EX argument: l2-ttl, or the environment's l2_ttl_s */
+	uint32_t compress_threshold; /* likewise, for this batch */
 	bool sha256;   /* static-sha = sha256 */
 	fl_buf scratch; /* a message's JSON (shm_msg_json_append) */
 	fl_buf out;     /* the batch's pipeline, in RESP */
@@ -180,7 +181,7 @@ static int set_value(redis_sink *r, size_t i, const char *key, size_t klen,
 	bool owned;
 	int rc;
 
-	if (fl_lz4_maybe(data, len, r->base.cfg->compress_threshold, &val,
+	if (fl_lz4_maybe(data, len, r->compress_threshold, &val,
 	                 &vlen, &owned))
 		return EINVAL;
 	rc = resp_set(r, i, key, klen, val, vlen);
@@ -305,6 +306,24 @@ static int send_pipeline(redis_sink *r)
 	return 0;
 }
 
+/* The TTL and compression threshold of this batch: the flags, or where they
+ * are 0 the environment's policy as the applications set it now. */
+static int batch_policy(redis_sink *r)
+{
+	const fl_config *cfg = r->base.cfg;
+	shm_policy p = {0};
+
+	if ((!cfg->l2_ttl_s || !cfg->compress_threshold) &&
+	    shm_policy_get(r->base.env, &p))
+		return -1;
+	snprintf(r->ttl, sizeof r->ttl, "%lu", (unsigned long)
+	         (cfg->l2_ttl_s ? cfg->l2_ttl_s : p.l2_ttl_s));
+	r->compress_threshold = cfg->compress_threshold ?
+	                        (uint32_t)cfg->compress_threshold :
+	                        p.compress_threshold;
+	return 0;
+}
+
 static int r_apply(fl_sink *s, fl_batch *b)
 {
 	redis_sink *r = (redis_sink *)s;
@@ -316,6 +335,11 @@ static int r_apply(fl_sink *s, fl_batch *b)
 	b->reason[0] = 0;
 	if (!r->c) {
 		fl_sink_seterr(s, "not connected");
+		return FL_TRANSIENT;
+	}
+	if (batch_policy(r)) {
+		fl_sink_seterr(s, "read the environment's policy: %s",
+		               shm_errmsg());
 		return FL_TRANSIENT;
 	}
 	fl_batch_coalesce(b);
@@ -400,8 +424,6 @@ fl_sink *fl_redis_sink_new(const fl_config *cfg, shm_env *env)
 	r->base.ops = &redis_ops;
 	r->base.cfg = cfg;
 	r->base.env = env;
-	snprintf(r->ttl, sizeof r->ttl, "%llu",
-	         (unsigned long long)cfg->l2_ttl_s);
 	r->sha256 = strcmp(cfg->static_sha, "sha256") == 0;
 	return &r->base;
 }

@@ -22,8 +22,6 @@ void shm_options_init(shm_options *o)
 	memset(o, 0, sizeof *o);
 	o->map_size = (size_t)1 << 30;
 	o->max_readers = 256;
-	o->l2_ttl_s = 3600;
-	o->compress_threshold = 1024;
 	o->max_content = 64 * 1024;
 	o->durability = SHM_DURABILITY_NOSYNC;
 	o->write_mode = SHM_WRITE_BACK;
@@ -96,48 +94,90 @@ static const struct {
 	{"mark", offsetof(shm_env, mark), 0},
 };
 
-/* The L1 policy as this handle sees it at open: an option set (non-zero)
- * is stored for every process; an option left at 0 takes the stored value,
- * or the default in an environment that has none. */
+/* The policy stored in the environment's meta, one value per option: set by
+ * any process that opens with the option non-zero, for every process. */
+static const struct {
+	const char *name;
+	size_t off, size;   /* in shm_options */
+	uint64_t dflt;      /* while no process has set it */
+} policy[] = {
+	{"l1_max_entries", offsetof(shm_options, l1_max_entries), 8,
+	 SHM_DEFAULT_L1_MAX_ENTRIES},
+	{"l1_max_bytes", offsetof(shm_options, l1_max_bytes), 8,
+	 SHM_DEFAULT_L1_MAX_BYTES},
+	{"l1_ttl_s", offsetof(shm_options, l1_ttl_s), 4, SHM_DEFAULT_L1_TTL_S},
+	{"l2_ttl_s", offsetof(shm_options, l2_ttl_s), 4, SHM_DEFAULT_L2_TTL_S},
+	{"compress_threshold", offsetof(shm_options, compress_threshold), 4,
+	 SHM_DEFAULT_COMPRESS_THRESHOLD},
+};
+#define N_POLICY (sizeof policy / sizeof policy[0])
+
+static uint64_t opt_get(const shm_options *o, size_t i)
+{
+	const char *field = (const char *)o + policy[i].off;
+	uint64_t v64;
+	uint32_t v32;
+
+	if (policy[i].size == 8) {
+		memcpy(&v64, field, 8);
+		return v64;
+	}
+	memcpy(&v32, field, 4);
+	return v32;
+}
+
+static void opt_set(shm_options *o, size_t i, uint64_t v)
+{
+	char *field = (char *)o + policy[i].off;
+	uint32_t v32 = (uint32_t)v;
+
+	if (policy[i].size == 8)
+		memcpy(field, &v, 8);
+	else
+		memcpy(field, &v32, 4);
+}
+
+/* The policy as this handle sees it at open: an option set (non-zero) is
+ * stored for every process; an option left at 0 takes the stored value, or
+ * the default in an environment that has none. */
 static int policy_open(MDB_txn *txn, shm_env *env)
 {
-	static const struct {
-		const char *name;
-		size_t off, size;
-		uint64_t dflt;
-	} p[] = {
-		{"l1_max_entries", offsetof(shm_options, l1_max_entries), 8,
-		 SHM_DEFAULT_L1_MAX_ENTRIES},
-		{"l1_max_bytes", offsetof(shm_options, l1_max_bytes), 8,
-		 SHM_DEFAULT_L1_MAX_BYTES},
-		{"l1_ttl_s", offsetof(shm_options, l1_ttl_s), 4,
-		 SHM_DEFAULT_L1_TTL_S},
-	};
 	int rc;
 
-	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
-		void *field = (char *)&env->opt + p[i].off;
-		uint64_t want = 0, stored;
-		uint32_t w32;
-		if (p[i].size == 8) {
-			memcpy(&want, field, 8);
-		} else {
-			memcpy(&w32, field, 4);
-			want = w32;
-		}
-		if ((rc = shm__meta_get(txn, env, p[i].name, &stored)))
+	for (size_t i = 0; i < N_POLICY; i++) {
+		uint64_t want = opt_get(&env->opt, i), stored;
+		if ((rc = shm__meta_get(txn, env, policy[i].name, &stored)))
 			return rc;
 		if (want && want != stored && !env->opt.read_only &&
-		    (rc = shm__meta_put(txn, env, p[i].name, want)))
+		    (rc = shm__meta_put(txn, env, policy[i].name, want)))
 			return rc;
-		uint64_t v = want ? want : stored ? stored : p[i].dflt;
-		if (p[i].size == 8) {
-			memcpy(field, &v, 8);
-		} else {
-			w32 = (uint32_t)v;
-			memcpy(field, &w32, 4);
-		}
+		opt_set(&env->opt, i, want ? want : stored ? stored : policy[i].dflt);
 	}
+	return 0;
+}
+
+int shm_policy_get(shm_env *env, shm_policy *out)
+{
+	shm_options o;
+	MDB_txn *txn;
+	uint64_t v = 0;
+	int rc;
+
+	if (!env || !out)
+		return shm__err(SHM_EINVAL, "policy: NULL argument");
+	if ((rc = shm__rtxn_get(env, &txn)))
+		return rc;
+	for (size_t i = 0; i < N_POLICY && !rc; i++)
+		if (!(rc = shm__meta_get(txn, env, policy[i].name, &v)))
+			opt_set(&o, i, v ? v : policy[i].dflt);
+	shm__rtxn_put(env, txn);
+	if (rc)
+		return rc;
+	out->l1_max_entries = o.l1_max_entries;
+	out->l1_max_bytes = o.l1_max_bytes;
+	out->l1_ttl_s = o.l1_ttl_s;
+	out->l2_ttl_s = o.l2_ttl_s;
+	out->compress_threshold = o.compress_threshold;
 	return 0;
 }
 

@@ -5,7 +5,8 @@
  * LMDB databases of an environment (format SHM_FORMAT_VERSION):
  *   meta    name (text)            -> uint64 (format, next_seq, flushed,
  *                                     entries, bytes, the L1 policy
- *                                     l1_max_entries/l1_max_bytes/l1_ttl_s,
+ *                                     l1_max_entries/l1_max_bytes/l1_ttl_s/
+ *                                     l2_ttl_s/compress_threshold,
  *                                     sink positions...)
  *   msg     id (16)                -> message value encoding (codec.h)
  *   room    room \0 be64(created_at) id(16) -> empty   (room pages)
@@ -42,10 +43,12 @@
 #define SHM_ATIME_SLOTS (1u << 16)
 #define SHM_RPOOL 8
 
-/* The L1 policy of an environment that stores none (meta l1_*). */
+/* The policy of an environment that stores none (env.c: policy). */
 #define SHM_DEFAULT_L1_MAX_ENTRIES 100000u
 #define SHM_DEFAULT_L1_MAX_BYTES ((uint64_t)256 << 20)
 #define SHM_DEFAULT_L1_TTL_S 300u
+#define SHM_DEFAULT_L2_TTL_S 3600u
+#define SHM_DEFAULT_COMPRESS_THRESHOLD 1024u
 
 /* L1 entry kinds, the byte after the seq in lru keys. */
 #define SHM_KIND_MSG 'M'

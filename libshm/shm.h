@@ -97,14 +97,18 @@ typedef enum shm_sha_kind {
 typedef struct shm_options {
 	size_t map_size;            /* bytes of the LMDB map (default 1 GiB) */
 	unsigned max_readers;       /* LMDB reader slots (default 256) */
-	/* The L1 policy belongs to the environment (stored in it, obeyed by
-	 * every process): 0 keeps the stored value (100000 entries, 256 MiB,
-	 * 300 s in a new environment); non-zero sets it for every process. */
-	uint64_t l1_max_entries;    /* messages + statics */
-	uint64_t l1_max_bytes;      /* stored value bytes */
-	uint32_t l1_ttl_s;          /* flushed entries older expire */
-	uint32_t l2_ttl_s;          /* Redis EX for mirrored keys (3600) */
-	uint32_t compress_threshold; /* LZ4-frame payloads above (1024 B) */
+	/* The policy belongs to the environment (stored in it, obeyed by
+	 * every process, shm-flusher included): 0 keeps the stored value
+	 * (the default in brackets in a new environment); non-zero sets it
+	 * for every process. After shm_env_open, shm_env_options shows the
+	 * values in force. */
+	uint64_t l1_max_entries;    /* messages + statics (100000) */
+	uint64_t l1_max_bytes;      /* stored value bytes (256 MiB) */
+	uint32_t l1_ttl_s;          /* flushed entries older expire (300) */
+	uint32_t l2_ttl_s;          /* Redis EX of mirrored keys and
+	                             * read-through fills (3600) */
+	uint32_t compress_threshold; /* LZ4-frame log payloads and Redis
+	                              * values above, in bytes (1024) */
 	uint32_t max_content;       /* max message/static content (64 KiB) */
 	shm_durability durability;  /* default SHM_DURABILITY_NOSYNC */
 	shm_write_mode write_mode;  /* default SHM_WRITE_BACK */

@@ -130,6 +130,15 @@ int shm_meta_each(shm_env *env, const char *prefix,
                   void (*fn)(const char *name, uint64_t value, void *user),
                   void *user);
 
+/* The policy stored in the environment (shm_options: what the last process
+ * to set each option set, else the default), read now. The flusher reads it
+ * per batch, so an application's l2_ttl_s reaches the mirrored keys. */
+typedef struct shm_policy {
+	uint64_t l1_max_entries, l1_max_bytes;
+	uint32_t l1_ttl_s, l2_ttl_s, compress_threshold;
+} shm_policy;
+int shm_policy_get(shm_env *env, shm_policy *out);
+
 /* Dead letters: records a sink rejected for good, keyed by seq. */
 typedef struct shm_dead {
 	uint64_t seq;

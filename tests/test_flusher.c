@@ -559,6 +559,72 @@ static void test_once_exits_3_when_a_sink_is_unreachable(void **state)
 	free(dir);
 }
 
+/* TTL and first 4 bytes of msg:<id> in Redis. */
+static long long mirrored(const shm_uuid *id, char head[5])
+{
+	char key[48], s[37], cmd[80];
+	shm_uuid_format(id, s);
+	snprintf(key, sizeof key, "msg:%s", s);
+	redisContext *c = ft_redis();
+	assert_non_null(c);
+	redisReply *r = redisCommand(c, "GETRANGE %s 0 3", key);
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_STRING);
+	assert_int_equal(r->len, 4);
+	memcpy(head, r->str, 4);
+	head[4] = 0;
+	freeReplyObject(r);
+	redisFree(c);
+	snprintf(cmd, sizeof cmd, "TTL %s", key);
+	return ft_redis_int(cmd);
+}
+
+/* l2_ttl_s and compress_threshold belong to the environment: what an
+ * application sets in shm_options reaches the mirrored keys through a
+ * flusher run with the defaults; --l2-ttl / --compress-threshold override
+ * them for that flusher alone (the environment keeps the application's). */
+static void test_application_l2_ttl_and_threshold_reach_redis(void **state)
+{
+	FT_NEED_SERVERS();
+	static const char lz4_magic[] = "\x04\x22\x4d\x18";
+	char *dir = tu_tmpdir(), head[5], text[300];
+	shm_options o;
+	shm_policy pol;
+
+	ft_reset_servers();
+	memset(text, 'a', sizeof text - 1);
+	text[sizeof text - 1] = 0;
+	shm_options_init(&o);
+	o.l2_ttl_s = 120;
+	o.compress_threshold = 64;
+	shm_env *app = tu_open(dir, &o);
+	shm_msg a = tu_msg("ttl", 1, text);
+	assert_int_equal(shm_msg_put(app, &a), 0);
+	shm_env_close(app);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	long long ttl = mirrored(&a.id, head);
+	assert_true(ttl > 100 && ttl <= 120);
+	assert_memory_equal(head, lz4_magic, 4);
+
+	shm_env *plain = tu_open(dir, NULL);
+	shm_msg b = tu_msg("ttl", 2, text);
+	assert_int_equal(shm_msg_put(plain, &b), 0);
+	shm_env_close(plain);
+	const char *flags[] = {"--l2-ttl", "600", "--compress-threshold",
+	                       "100000", NULL};
+	assert_int_equal(ft_flush_once(dir, flags), 0);
+	ttl = mirrored(&b.id, head);
+	assert_true(ttl > 580 && ttl <= 600);
+	assert_memory_equal(head, "{\"id", 4);
+	plain = tu_open(dir, NULL);
+	assert_int_equal(shm_policy_get(plain, &pol), 0);
+	assert_int_equal(pol.l2_ttl_s, 120);
+	assert_int_equal(pol.compress_threshold, 64);
+	shm_env_close(plain);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* redis-url with an ACL user and password: the sink and the invalidation
  * channel AUTH, and the messages arrive; with a wrong password the log names
  * the AUTH error, --once gives up (exit 3) and Redis gets nothing new; the
@@ -662,6 +728,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_graph_drop_inside_a_batch_respects_order, ft_teardown),
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
+		cmocka_unit_test_teardown(test_application_l2_ttl_and_threshold_reach_redis, ft_teardown),
 		cmocka_unit_test_teardown(test_redis_acl_user_in_the_url, ft_teardown),
 		cmocka_unit_test_teardown(test_daemon_follows_writes_and_exits_0_on_sigterm, ft_teardown),
 	};

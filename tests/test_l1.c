@@ -208,6 +208,38 @@ static void test_a_new_environment_without_limits_takes_the_defaults(void **stat
 	assert_int_equal(shm_env_options(env)->l1_max_entries, 100000);
 	assert_int_equal(shm_env_options(env)->l1_max_bytes, 256u << 20);
 	assert_int_equal(shm_env_options(env)->l1_ttl_s, 300);
+	assert_int_equal(shm_env_options(env)->l2_ttl_s, 3600);
+	assert_int_equal(shm_env_options(env)->compress_threshold, 1024);
+	done(env);
+}
+
+/* shm_policy_get reads the stored policy now: a handle opened earlier sees
+ * what another process set since (the flusher reads it per batch). */
+static void test_policy_get_sees_another_openers_settings(void **state)
+{
+	shm_options o;
+	shm_policy p;
+	shm_env *env, *other;
+
+	dir = tu_tmpdir();
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm_policy_get(env, &p), 0);
+	assert_int_equal(p.l2_ttl_s, 3600);
+	assert_int_equal(p.compress_threshold, 1024);
+	assert_int_equal(p.l1_ttl_s, 300);
+	shm_options_init(&o);
+	o.l2_ttl_s = 60;
+	o.compress_threshold = 200;
+	o.l1_max_entries = 7;
+	other = tu_open(dir, &o);
+	assert_int_equal(shm_env_options(other)->l2_ttl_s, 60);
+	shm_env_close(other);
+	assert_int_equal(shm_policy_get(env, &p), 0);
+	assert_int_equal(p.l2_ttl_s, 60);
+	assert_int_equal(p.compress_threshold, 200);
+	assert_int_equal(p.l1_max_entries, 7);
+	assert_int_equal(p.l1_ttl_s, 300);
+	assert_int_equal(shm_policy_get(NULL, &p), SHM_EINVAL);
 	done(env);
 }
 
@@ -272,6 +304,7 @@ int main(void)
 		cmocka_unit_test(test_ttl_expiry_drops_only_flushed_old_entries),
 		cmocka_unit_test(test_limits_set_by_one_opener_bind_every_handle),
 		cmocka_unit_test(test_a_new_environment_without_limits_takes_the_defaults),
+		cmocka_unit_test(test_policy_get_sees_another_openers_settings),
 		cmocka_unit_test(test_ttl_set_by_the_application_drives_anothers_expiry),
 		cmocka_unit_test(test_full_map_of_unflushed_work_fails_clearly_and_keeps_data),
 	};
