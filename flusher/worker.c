@@ -298,6 +298,25 @@ static int resync(fl_worker *w)
 
 	if (r <= 0)
 		return r;
+	/* A position past this environment's last record belongs to another
+	 * log: taking it would skip records never applied. */
+	uint64_t next_seq = 0, last;
+	if (shm_meta_get(w->env, "next_seq", &next_seq)) {
+		fl_sink_seterr(w->sink, "read next_seq: %s", shm_errmsg());
+		return -1;
+	}
+	last = next_seq ? next_seq - 1 : 0;
+	if (pos > last) {
+		fl_sink_seterr(w->sink, "the sink says env-id '%s' applied up "
+		               "to %" PRIu64 ", but this environment's log ends "
+		               "at %" PRIu64 ": another environment uses the "
+		               "same env-id, or this one was recreated; nothing "
+		               "is applied until its row in shm_sink_positions "
+		               "is fixed (give each environment its own "
+		               "--env-id)", w->sink->env_id, pos, last);
+		fl_log(FL_ERROR, name(w), "%s", w->sink->errmsg);
+		return -1;
+	}
 	uint64_t cur = w->b.from;
 	if (pos == cur)
 		return 0;

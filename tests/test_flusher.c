@@ -559,6 +559,40 @@ static void test_once_exits_3_when_a_sink_is_unreachable(void **state)
 	free(dir);
 }
 
+/* Two environments under one --env-id: the second's flusher finds a
+ * PostgreSQL position past the end of its own log. It must not take it (that
+ * would skip every record up to it): it says why, applies nothing, keeps its
+ * log, and --once exits 3; once the row is fixed everything flows. */
+static void test_position_past_the_log_end_is_refused(void **state)
+{
+	FT_NEED_SERVERS();
+	char *a = tu_tmpdir(), *b = tu_tmpdir();
+	ft_plan many = {.n = 30}, few = {.n = 10};
+	const char *same[] = {"--env-id", "same", "--backoff-min-ms", "10",
+	                      "--once-retries", "2", NULL};
+
+	ft_reset_servers();
+	assert_int_equal(ft_write(a, 0, &many), 0);
+	assert_int_equal(ft_flush_once(a, same), 0);
+	assert_int_equal(ft_write(b, 1, &few), 0);
+	assert_int_equal(ft_flush_once(b, same), FL_EXIT_SINK);
+	assert_true(ft_log_mentions(b, "another environment uses the same "
+	                               "env-id"));
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 30);
+	shm_env *env = tu_open(b, NULL);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), 0);
+	assert_int_equal(tu_log_count(env), 10);
+	shm_env_close(env);
+
+	ft_sql("DELETE FROM shm_sink_positions WHERE env_id = 'same'");
+	assert_int_equal(ft_flush_once(b, same), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 40);
+	ft_rmdir(a);
+	ft_rmdir(b);
+	free(a);
+	free(b);
+}
+
 /* TTL and first 4 bytes of msg:<id> in Redis. */
 static long long mirrored(const shm_uuid *id, char head[5])
 {
@@ -728,6 +762,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_graph_drop_inside_a_batch_respects_order, ft_teardown),
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
+		cmocka_unit_test_teardown(test_position_past_the_log_end_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_application_l2_ttl_and_threshold_reach_redis, ft_teardown),
 		cmocka_unit_test_teardown(test_redis_acl_user_in_the_url, ft_teardown),
 		cmocka_unit_test_teardown(test_daemon_follows_writes_and_exits_0_on_sigterm, ft_teardown),
