@@ -51,7 +51,8 @@ static const fl_opt opts[] = {
 	 "config file: one 'key = value' per line, keys as these options"},
 	{"once", 0, O_BOOL, W_FLAG, OFF(once), "no", U(0, 0), NULL,
 	 "drain what the log holds now into every sink, then exit "
-	 "(exit 3 if a sink could not be drained)"},
+	 "(exit 3 if a sink could not be drained, or a signal stopped it "
+	 "first)"},
 	{"cleanup-now", 0, O_BOOL, W_FLAG, OFF(cleanup_now), "no", U(0, 0),
 	 NULL, "run one connection cleanup round (needs --pg), then exit "
 	 "(exit 3 if PostgreSQL is unreachable or a website failed)"},

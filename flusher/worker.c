@@ -488,6 +488,12 @@ static void *run(void *arg)
 			need_position = true;
 		}
 	}
+	if (w->once && w->result == 0 && w->b.from < w->once_upto) {
+		w->result = -1; /* --once promised a drain it did not make */
+		fl_log(FL_WARN, name(w), "stopped by a signal at %" PRIu64
+		       " of %" PRIu64 " (--once: exit 3)", w->b.from,
+		       w->once_upto);
+	}
 	w->sink->ops->disconnect(w->sink);
 	pthread_mutex_lock(&w->lock);
 	w->done = true;

@@ -746,6 +746,37 @@ static void test_daemon_follows_writes_and_exits_0_on_sigterm(void **state)
 	free(dir);
 }
 
+/* --once stopped by SIGTERM before the log is drained finishes its batch in
+ * flight but exits 3, not 0: a script's `shm-flusher --once && ...` must not
+ * believe it drained. A second --once completes, nothing applied twice. */
+static void test_once_stopped_by_sigterm_exits_3(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	ft_plan p = {.n = 20000};
+	const char *small[] = {"--once", "--batch-max-records", "100", NULL};
+
+	ft_reset_servers();
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	shm_env *env = tu_open(dir, NULL);
+	pid_t fl = ft_spawn_flusher(dir, small);
+	assert_true(ft_wait_meta(env, "sink.pg.applied", 1, 10000) >= 1);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), FL_EXIT_SINK);
+	assert_true(ft_log_mentions(dir, "(--once: exit 3)"));
+	uint64_t applied = ft_meta(env, "sink.pg.applied");
+	assert_true(applied < 20000);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"),
+	                 (long long)applied);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 20000);
+	assert_int_equal(ft_redis_int("DBSIZE"), 20000);
+	assert_int_equal(tu_log_count(env), 0);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -766,6 +797,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_application_l2_ttl_and_threshold_reach_redis, ft_teardown),
 		cmocka_unit_test_teardown(test_redis_acl_user_in_the_url, ft_teardown),
 		cmocka_unit_test_teardown(test_daemon_follows_writes_and_exits_0_on_sigterm, ft_teardown),
+		cmocka_unit_test_teardown(test_once_stopped_by_sigterm_exits_3, ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
 }
