@@ -1180,23 +1180,11 @@ int fl_cleanup_round_per_connection(PGconn *pg, fl_cleanup_stats *st,
 
 PGconn *fl_cleanup_connect(const fl_config *cfg, char *err, size_t errlen)
 {
-	char timeout[24], sql[128];
-	PGconn *pg;
+	char sql[128];
+	PGconn *pg = fl_pg_connect(cfg, "shm-flusher-cleanup", err, errlen);
 
-	snprintf(timeout, sizeof timeout, "%llu",
-	         (unsigned long long)(cfg->pg_timeout_ms + 999) / 1000);
-	const char *kw[] = {"connect_timeout", "application_name", "dbname",
-	                    NULL};
-	const char *val[] = {timeout, "shm-flusher-cleanup",
-	                     cfg->pg_conninfo ? cfg->pg_conninfo : "", NULL};
-	pg = PQconnectdbParams(kw, val, 1);
-	if (!pg || PQstatus(pg) != CONNECTION_OK) {
-		snprintf(err, errlen, "connect: %.*s",
-		         pg ? (int)strcspn(PQerrorMessage(pg), "\n") : 13,
-		         pg ? PQerrorMessage(pg) : "out of memory");
-		PQfinish(pg);
+	if (!pg)
 		return NULL;
-	}
 	/* one chunk's statement is bounded by pg-timeout-ms, not the round;
 	 * no JIT: the recursive CTEs' estimates pass jit_above_cost and
 	 * compiling (~200 ms) costs far more than running them (~ms) */

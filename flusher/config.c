@@ -9,11 +9,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <libpq-fe.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "fl.h"
 
@@ -30,6 +32,7 @@ typedef struct fl_opt {
 	uint64_t min, max;      /* O_UINT */
 	const char *const *choices; /* O_STR: allowed values, NULL = any */
 	const char *help;
+	const char *arg;        /* O_STR without choices: its name in --help */
 } fl_opt;
 
 #define OFF(f) offsetof(fl_config, f)
@@ -41,90 +44,93 @@ static const char *const level_choices[] = {"debug", "info", "warn",
 
 static const fl_opt opts[] = {
 	{"env", 'e', O_STR, W_BOTH, OFF(env_dir), "", U(0, 0), NULL,
-	 "environment directory (required)"},
+	 "environment directory (required)", "DIR"},
 	{"redis", 0, O_STR, W_BOTH, OFF(redis_url), "", U(0, 0), NULL,
 	 "Redis sink: redis://[[user]:password@]host[:port][/db] or "
-	 "unix://[[user]:password@]/path[?db=N]; empty: no Redis sink"},
+	 "unix://[[user]:password@]/path[?db=N]; empty: no Redis sink", "URL"},
 	{"pg", 0, O_STR, W_BOTH, OFF(pg_conninfo), "", U(0, 0), NULL,
-	 "PostgreSQL sink: libpq conninfo or URI; empty: no PostgreSQL sink"},
+	 "PostgreSQL sink: libpq conninfo or URI; empty: no PostgreSQL sink",
+	 "CONNINFO"},
 	{"config", 'c', O_STR, W_FLAG, OFF(config_file), "", U(0, 0), NULL,
-	 "config file: one 'key = value' per line, keys as these options"},
+	 "config file: one 'key = value' per line, keys as these options", "FILE"},
 	{"once", 0, O_BOOL, W_FLAG, OFF(once), "no", U(0, 0), NULL,
 	 "drain what the log holds now into every sink, then exit "
 	 "(exit 3 if a sink could not be drained, or a signal stopped it "
-	 "first)"},
+	 "first)", NULL},
 	{"cleanup-now", 0, O_BOOL, W_FLAG, OFF(cleanup_now), "no", U(0, 0),
 	 NULL, "run one connection cleanup round (needs --pg), then exit "
-	 "(exit 3 if PostgreSQL is unreachable or a website failed)"},
+	 "(exit 3 if PostgreSQL is unreachable or a website failed)", NULL},
 	{"cleanup-interval", 0, O_UINT, W_BOTH, OFF(cleanup_interval_s),
 	 "3600", U(0, 604800), NULL,
-	 "run the grouped connection cleanup this often (s); 0: never"},
+	 "run the grouped connection cleanup this often (s); 0: never", NULL},
 	{"batch-records", 0, O_UINT, W_BOTH, OFF(batch_records), "100",
-	 U(1, 1000000), NULL, "a batch closes at this many records..."},
+	 U(1, 1000000), NULL, "a batch closes at this many records...", NULL},
 	{"batch-max-records", 0, O_UINT, W_BOTH, OFF(batch_max_records),
 	 "20000", U(1, 1000000), NULL,
 	 "when the log holds a backlog, a batch takes up to this many records "
-	 "at once (steady state: batch-records)"},
+	 "at once (steady state: batch-records)", NULL},
 	{"batch-ms", 0, O_UINT, W_BOTH, OFF(batch_ms), "100", U(0, 600000),
-	 NULL, "...or when its oldest record is this old (ms)"},
+	 NULL, "...or when its oldest record is this old (ms)", NULL},
 	{"l2-ttl", 0, O_UINT, W_BOTH, OFF(l2_ttl_s), "0", U(0, 315360000),
 	 NULL, "Redis EX of mirrored keys (s); 0: the environment's l2_ttl_s "
-	 "(what the applications set in shm_options, else 3600)"},
+	 "(what the applications set in shm_options, else 3600)", NULL},
 	{"compress-threshold", 0, O_UINT, W_BOTH, OFF(compress_threshold),
 	 "0", U(0, UINT32_MAX), NULL,
 	 "Redis values longer than this are stored as LZ4 frames (bytes); 0: "
-	 "the environment's compress_threshold (else 1024)"},
+	 "the environment's compress_threshold (else 1024)", NULL},
 	{"static-sha", 0, O_STR, W_BOTH, OFF(static_sha), "sha1", U(0, 0),
 	 sha_choices,
-	 "SHA written to <website>-<object>-sha: sha1 (git blob) or sha256"},
+	 "SHA written to <website>-<object>-sha: sha1 (git blob) or sha256", NULL},
 	{"sync-interval-ms", 0, O_UINT, W_BOTH, OFF(sync_interval_ms), "1000",
 	 U(0, 3600000), NULL,
-	 "fsync the environment this often (nosync mode); 0: never"},
+	 "fsync the environment this often (nosync mode); 0: never", NULL},
 	{"reader-check-ms", 0, O_UINT, W_BOTH, OFF(reader_check_ms), "10000",
-	 U(0, 3600000), NULL, "clear stale LMDB reader slots this often; 0: never"},
+	 U(0, 3600000), NULL, "clear stale LMDB reader slots this often; 0: never",
+	 NULL},
 	{"expire-interval-ms", 0, O_UINT, W_BOTH, OFF(expire_interval_ms),
 	 "1000", U(0, 3600000), NULL,
-	 "evict flushed L1 entries past their TTL this often; 0: never"},
+	 "evict flushed L1 entries past their TTL this often; 0: never", NULL},
 	{"trim-interval-ms", 0, O_UINT, W_BOTH, OFF(trim_interval_ms), "100",
-	 U(1, 3600000), NULL, "trim the log to the slowest sink this often"},
+	 U(1, 3600000), NULL, "trim the log to the slowest sink this often", NULL},
 	{"stats-interval-ms", 0, O_UINT, W_BOTH, OFF(stats_interval_ms),
 	 "1000", U(1, 3600000), NULL,
-	 "publish flusher.* stats (shmctl stat) this often"},
+	 "publish flusher.* stats (shmctl stat) this often", NULL},
 	{"backoff-min-ms", 0, O_UINT, W_BOTH, OFF(backoff_min_ms), "100",
-	 U(1, 3600000), NULL, "first retry delay after a sink failure"},
+	 U(1, 3600000), NULL, "first retry delay after a sink failure", NULL},
 	{"backoff-max-ms", 0, O_UINT, W_BOTH, OFF(backoff_max_ms), "10000",
-	 U(1, 3600000), NULL, "retry delays double up to this cap"},
+	 U(1, 3600000), NULL, "retry delays double up to this cap", NULL},
 	{"poison-retries", 0, O_UINT, W_BOTH, OFF(poison_retries), "3",
 	 U(1, 1000), NULL,
-	 "a record a sink refuses this many times becomes a dead letter"},
+	 "a record a sink refuses this many times becomes a dead letter", NULL},
 	{"once-retries", 0, O_UINT, W_BOTH, OFF(once_retries), "3",
 	 U(1, 1000), NULL,
-	 "--once: give a sink up after this many failures in a row"},
+	 "--once: give a sink up after this many failures in a row", NULL},
 	{"redis-timeout-ms", 0, O_UINT, W_BOTH, OFF(redis_timeout_ms), "5000",
-	 U(1, 3600000), NULL, "Redis connect and command timeout"},
+	 U(1, 3600000), NULL, "Redis connect and command timeout", NULL},
 	{"pg-timeout-ms", 0, O_UINT, W_BOTH, OFF(pg_timeout_ms), "10000",
 	 U(1000, 3600000), NULL,
-	 "PostgreSQL connect timeout and statement_timeout"},
+	 "PostgreSQL connect timeout and statement_timeout", NULL},
 	{"pg-schema", 0, O_STR, W_BOTH, OFF(pg_schema), "", U(0, 0), NULL,
-	 "SQL file (sql/schema.sql) applied at each PostgreSQL connect"},
+	 "SQL file (sql/schema.sql) applied at each PostgreSQL connect", "FILE"},
 	{"env-id", 0, O_STR, W_BOTH, OFF(env_id), "", U(0, 0), NULL,
 	 "this environment's name in shm_sink_positions; empty: a UUID made "
-	 "once and kept in the environment"},
+	 "once and kept in the environment", "ID"},
 	{"invalidation", 0, O_BOOL, W_BOTH, OFF(invalidation), "yes", U(0, 0),
 	 NULL, "with --redis: publish the keys written on Redis channel "
-	 "shm:inval and drop other hosts' writes from this L1 (several hosts)"},
+	 "shm:inval and drop other hosts' writes from this L1 (several hosts)", NULL},
 	{"map-size-mb", 0, O_UINT, W_BOTH, OFF(map_size_mb), "0",
-	 U(0, 1u << 24), NULL, "LMDB map size to open with; 0: libshm's default"},
+	 U(0, 1u << 24), NULL, "LMDB map size to open with; 0: libshm's default",
+	 NULL},
 	{"log-file", 0, O_STR, W_BOTH, OFF(log_file), "", U(0, 0), NULL,
-	 "log to this file (reopened on SIGHUP); empty: stderr"},
+	 "log to this file (reopened on SIGHUP); empty: stderr", "FILE"},
 	{"log-level", 0, O_STR, W_BOTH, OFF(log_level), "info", U(0, 0),
-	 level_choices, "debug, info, warn or error"},
+	 level_choices, "log messages of this level and above", NULL},
 	{"print-config", 0, O_BOOL, W_FLAG, OFF(print_config), "no", U(0, 0),
-	 NULL, "print the effective configuration as a config file and exit"},
+	 NULL, "print the effective configuration as a config file and exit", NULL},
 	{"version", 0, O_BOOL, W_FLAG, OFF(version), "no", U(0, 0), NULL,
-	 "print the version and exit"},
+	 "print the version and exit", NULL},
 	{"help", 'h', O_BOOL, W_FLAG, OFF(help), "no", U(0, 0), NULL,
-	 "this help"},
+	 "this help", NULL},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
@@ -290,7 +296,16 @@ static int parse_argv(fl_config *c, int argc, char **argv, bool apply,
 		if (a[0] == '-' && a[1] == '-' && a[2]) {
 			const char *name = a + 2, *eq = strchr(name, '=');
 			size_t nl = eq ? (size_t)(eq - name) : strlen(name);
-			if (!(o = find_long(name, nl))) {
+			o = find_long(name, nl);
+			if (!o && !eq && nl > 3 && !strncmp(name, "no-", 3)) {
+				/* --no-invalidation: a yes/no setting off */
+				o = find_long(name + 3, nl - 3);
+				if (o && (o->type != O_BOOL || o->where != W_BOTH))
+					o = NULL;
+				val = "no";
+				attached = true;
+			}
+			if (!o) {
 				snprintf(err, errlen, "unknown option '%s' "
 				         "(see --help)", a);
 				return -1;
@@ -337,6 +352,40 @@ static int parse_argv(fl_config *c, int argc, char **argv, bool apply,
 	return 0;
 }
 
+/* A conninfo libpq cannot parse is a config error, not an outage to retry.
+ * libpq quotes the fragment it choked on, which may be the password: the
+ * quoted parts are left out of the message. */
+static int check_conninfo(const char *conninfo, char *err, size_t errlen)
+{
+	char *why = NULL, shown[256];
+	size_t n = 0;
+	bool quoted = false;
+	PQconninfoOption *o = PQconninfoParse(conninfo, &why);
+
+	if (o) {
+		PQconninfoFree(o);
+		return 0;
+	}
+	for (const char *p = why ? why : "out of memory";
+	     *p && n + 4 < sizeof shown; p++) {
+		if (*p == '"') {
+			quoted = !quoted;
+			if (quoted) {
+				memcpy(shown + n, "\"...", 4);
+				n += 4;
+			} else {
+				shown[n++] = '"';
+			}
+		} else if (!quoted && *p != '\n') {
+			shown[n++] = *p;
+		}
+	}
+	shown[n] = 0;
+	PQfreemem(why);
+	snprintf(err, errlen, "--pg: libpq cannot parse it: %s", shown);
+	return -1;
+}
+
 int fl_config_load(fl_config *c, int argc, char **argv, char *err,
                    size_t errlen)
 {
@@ -373,9 +422,37 @@ int fl_config_load(fl_config *c, int argc, char **argv, char *err,
 		snprintf(err, errlen, "--redis: %s", shm_errmsg());
 		return -1;
 	}
+	if (*c->pg_conninfo && check_conninfo(c->pg_conninfo, err, errlen))
+		return -1;
+	if (*c->pg_schema && access(c->pg_schema, R_OK)) {
+		snprintf(err, errlen, "--pg-schema %s: %s", c->pg_schema,
+		         strerror(errno));
+		return -1;
+	}
 	for (char *p = c->static_sha; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
 	return 0;
+}
+
+/* What follows an option's name in --help: " N", " FILE", " a|b", or for a
+ * yes/no setting "[=no]" (--name alone means yes, --no-name no). */
+static void arg_help(const fl_opt *o, char *out, size_t n)
+{
+	size_t len = 0;
+
+	if (o->type == O_BOOL) {
+		if (o->where == W_BOTH)
+			snprintf(out, n, "[=no]");
+		return;
+	}
+	if (o->type == O_UINT || !o->choices) {
+		snprintf(out, n, " %s", o->type == O_UINT ? "N" :
+		         o->arg ? o->arg : "S");
+		return;
+	}
+	for (size_t i = 0; o->choices[i] && len < n; i++)
+		len += (size_t)snprintf(out + len, n - len, "%c%s",
+		                        i ? '|' : ' ', o->choices[i]);
 }
 
 void fl_config_help(FILE *f, const char *prog)
@@ -386,15 +463,14 @@ void fl_config_help(FILE *f, const char *prog)
 	        "PostgreSQL.\n\n", prog);
 	for (size_t i = 0; i < N_OPTS; i++) {
 		const fl_opt *o = &opts[i];
-		char head[64];
+		char head[80], arg[40] = "";
+		arg_help(o, arg, sizeof arg);
 		snprintf(head, sizeof head, "%s%c%s--%s%s",
 		         o->short_name ? "-" : "",
 		         o->short_name ? o->short_name : ' ',
-		         o->short_name ? ", " : "  ", o->name,
-		         o->type == O_BOOL ? "" :
-		         o->type == O_UINT ? " N" : " S");
+		         o->short_name ? ", " : "  ", o->name, arg);
 		fprintf(f, "  %-28s %s", head + (o->short_name ? 0 : 1), o->help);
-		if (o->type != O_BOOL)
+		if (o->where == W_BOTH) /* flags alone (--once...) are off */
 			fprintf(f, " [default: %s]", *o->def ? o->def : "\"\"");
 		fputc('\n', f);
 	}
@@ -403,7 +479,9 @@ void fl_config_help(FILE *f, const char *prog)
 	        "0; SIGHUP reopens --log-file.\n"
 	        "Exit codes: 0 ok, 1 usage or config error, 2 environment "
 	        "cannot be opened or another flusher holds it, 3 --once could "
-	        "not drain a sink.\n");
+	        "not drain a sink (or a signal stopped it first).\n"
+	        "Settings are 'key = value' in --config, keys as the long "
+	        "names; yes/no ones take --name[=yes|no] or --no-name.\n");
 }
 
 void fl_config_print(FILE *f, const fl_config *c)

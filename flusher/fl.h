@@ -107,6 +107,14 @@ struct redisContext *fl_redis_connect(const fl_config *cfg, char *err,
  * "connection lost". */
 const char *fl_redis_error(const char *errstr);
 
+/* ----------------------------------------------- postgres connections */
+
+struct pg_conn;
+/* A connection to cfg's pg-conninfo (application_name app), made within
+ * pg-timeout-ms; NULL with the first line of the reason in err. */
+struct pg_conn *fl_pg_connect(const fl_config *cfg, const char *app,
+                              char *err, size_t errlen);
+
 /* ------------------------------------------------------------ batches */
 
 /* One log record, copied out of the read transaction. */

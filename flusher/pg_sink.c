@@ -245,24 +245,14 @@ static int p_connect(fl_sink *s)
 {
 	pg_sink *p = (pg_sink *)s;
 	const fl_config *cfg = s->cfg;
-	char timeout[24], sql[1024];
+	char sql[1024], err[512];
 	int rc;
 
 	if (!conn_lost(p))
 		return FL_OK;
 	p_disconnect(s);
-	snprintf(timeout, sizeof timeout, "%llu",
-	         (unsigned long long)(cfg->pg_timeout_ms + 999) / 1000);
-	/* later keywords win: the conninfo (expanded from dbname) may
-	 * override the defaults placed before it */
-	const char *kw[] = {"connect_timeout", "application_name", "dbname",
-	                    NULL};
-	const char *val[] = {timeout, "shm-flusher", cfg->pg_conninfo, NULL};
-	p->c = PQconnectdbParams(kw, val, 1);
-	if (!p->c || PQstatus(p->c) != CONNECTION_OK) {
-		fl_sink_seterr(s, "connect: %s",
-		               p->c ? PQerrorMessage(p->c) : "out of memory");
-		p_disconnect(s);
+	if (!(p->c = fl_pg_connect(cfg, "shm-flusher", err, sizeof err))) {
+		fl_sink_seterr(s, "%s", err);
 		return FL_TRANSIENT;
 	}
 	PQsetNoticeProcessor(p->c, notice, NULL);

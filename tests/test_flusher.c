@@ -1,6 +1,10 @@
 /* tests/test_flusher.c - shm-flusher: configuration, lock, dead letters, and
  * end-to-end mirroring into a real Redis and PostgreSQL (SHM_TEST_REDIS,
  * SHM_TEST_PG, started by tests/run.sh; those tests skip without them). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "flusher_test.h"
 #include "internal.h"
 
@@ -38,7 +42,7 @@ static void test_config_rejects_bad_input_with_reason(void **state)
 	char err[512];
 	fl_config c;
 	struct {
-		char *argv[6];
+		char *argv[7];
 		const char *want;
 	} cases[] = {
 		{{"f", "-e", "d", "--pg", "x", "--batch-records=0"}, "batch-records"},
@@ -51,10 +55,16 @@ static void test_config_rejects_bad_input_with_reason(void **state)
 		{{"f", "-e", "d", NULL}, "no sink"},
 		{{"f", "--pg", "x", NULL}, "no environment"},
 		{{"f", "-e", "d", "--pg", "x", "--batch-ms"}, "needs a value"},
+		{{"f", "-e", "d", "--pg", "postgresql://u:pa%%zz@h/db", NULL},
+		 "libpq cannot parse it: invalid percent-encoded token"},
+		{{"f", "-e", "d", "--pg", "dbname=x", "--pg-schema",
+		  "/nonexistent/schema.sql"}, "/nonexistent/schema.sql: No such"},
+		{{"f", "-e", "d", "--pg", "dbname=x", "--no-once"},
+		 "unknown option '--no-once'"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		int argc = 0;
-		while (argc < 6 && cases[i].argv[argc])
+		while (argc < 7 && cases[i].argv[argc])
 			argc++;
 		err[0] = 0;
 		assert_int_not_equal(fl_config_load(&c, argc, cases[i].argv,
@@ -62,8 +72,31 @@ static void test_config_rejects_bad_input_with_reason(void **state)
 		if (!strstr(err, cases[i].want))
 			fail_msg("case %zu: '%s' does not mention '%s'", i, err,
 			         cases[i].want);
+		assert_null(strstr(err, "zz")); /* the password stays out */
 		fl_config_free(&c);
 	}
+}
+
+/* A yes/no setting: --name or --name=yes on, --name=no or --no-name off. */
+static void test_config_yes_no_settings(void **state)
+{
+	char err[512];
+	fl_config c;
+	char *on[] = {"f", "-e", "d", "--redis", "unix:///r", "--invalidation"};
+	char *off[] = {"f", "-e", "d", "--redis", "unix:///r",
+	               "--no-invalidation"};
+	char *off2[] = {"f", "-e", "d", "--redis", "unix:///r",
+	                "--invalidation=no"};
+
+	assert_int_equal(fl_config_load(&c, 6, on, err, sizeof err), 0);
+	assert_true(c.invalidation);
+	fl_config_free(&c);
+	assert_int_equal(fl_config_load(&c, 6, off, err, sizeof err), 0);
+	assert_false(c.invalidation);
+	fl_config_free(&c);
+	assert_int_equal(fl_config_load(&c, 6, off2, err, sizeof err), 0);
+	assert_false(c.invalidation);
+	fl_config_free(&c);
 }
 
 static void test_config_help_lists_every_option_with_default(void **state)
@@ -76,7 +109,10 @@ static void test_config_help_lists_every_option_with_default(void **state)
 	assert_non_null(strstr(buf, "--batch-records N"));
 	assert_non_null(strstr(buf, "[default: 100]"));
 	assert_non_null(strstr(buf, "--sync-interval-ms"));
-	assert_non_null(strstr(buf, "-e, --env"));
+	assert_non_null(strstr(buf, "-e, --env DIR"));
+	assert_non_null(strstr(buf, "--invalidation[=no]"));
+	assert_non_null(strstr(buf, "[default: yes]"));
+	assert_non_null(strstr(buf, "--static-sha sha1|sha256"));
 	free(buf);
 }
 
@@ -559,6 +595,40 @@ static void test_once_exits_3_when_a_sink_is_unreachable(void **state)
 	free(dir);
 }
 
+/* A PostgreSQL that accepts the TCP connection but never answers (a listen
+ * socket nobody accepts on: a fault a real server does not produce on
+ * demand): each connect gives up after pg-timeout-ms, here 1 s, below
+ * libpq's own connect_timeout floor of 2 s. */
+static void test_pg_connect_gives_up_after_pg_timeout_ms(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), pg[128], port[16];
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t alen = sizeof a;
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	ft_plan p = {.n = 5};
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(l, 8), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+	snprintf(port, sizeof port, "%u", ntohs(a.sin_port));
+	snprintf(pg, sizeof pg, "host=127.0.0.1 port=%s dbname=x", port);
+	const char *mute[] = {"--pg", pg, "--pg-timeout-ms", "1000",
+	                      "--once-retries", "1", NULL};
+
+	ft_reset_servers();
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	uint64_t t0 = ft_ms();
+	assert_int_equal(ft_flush_once(dir, mute), FL_EXIT_SINK);
+	uint64_t took = ft_ms() - t0;
+	assert_true(ft_log_mentions(dir, "connect: timed out after 1000 ms"));
+	assert_true(took >= 1000 && took < 1900);
+	close(l);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* Two environments under one --env-id: the second's flusher finds a
  * PostgreSQL position past the end of its own log. It must not take it (that
  * would skip every record up to it): it says why, applies nothing, keeps its
@@ -782,6 +852,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_config_defaults_file_then_flags, ft_teardown),
 		cmocka_unit_test_teardown(test_config_rejects_bad_input_with_reason, ft_teardown),
+		cmocka_unit_test_teardown(test_config_yes_no_settings, ft_teardown),
 		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_coalesce_keeps_last_state_per_key, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_reuses_its_chunks_between_batches, ft_teardown),
@@ -793,6 +864,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_graph_drop_inside_a_batch_respects_order, ft_teardown),
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
+		cmocka_unit_test_teardown(test_pg_connect_gives_up_after_pg_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_position_past_the_log_end_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_application_l2_ttl_and_threshold_reach_redis, ft_teardown),
 		cmocka_unit_test_teardown(test_redis_acl_user_in_the_url, ft_teardown),

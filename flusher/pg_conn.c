@@ -1,0 +1,75 @@
+/*
+ * flusher/pg_conn.c - PostgreSQL connections as the flusher opens them, for
+ * the sink and the connection cleanup: pg-conninfo with an application name,
+ * connected within pg-timeout-ms. libpq's own connect_timeout counts whole
+ * seconds and at least 2, so the connect is driven here (PQconnectStart +
+ * PQconnectPoll) against a deadline in milliseconds.
+ */
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "fl.h"
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until the connection is ready for what PQconnectPoll asked, or the
+ * deadline: 0 ready, -1 timed out. */
+static int wait_socket(PGconn *c, PostgresPollingStatusType st,
+                       int64_t deadline)
+{
+	struct pollfd p = {PQsocket(c),
+	                   st == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0};
+	for (;;) {
+		int64_t left = deadline - mono_ms();
+		if (left <= 0)
+			return -1;
+		int n = poll(&p, 1, (int)left);
+		if (n > 0 || (n < 0 && errno != EINTR))
+			return 0; /* an error shows in PQconnectPoll */
+	}
+}
+
+PGconn *fl_pg_connect(const fl_config *cfg, const char *app, char *err,
+                      size_t errlen)
+{
+	/* later keywords win: the conninfo (expanded from dbname) may
+	 * override the application name placed before it */
+	const char *kw[] = {"application_name", "dbname", NULL};
+	const char *val[] = {app, cfg->pg_conninfo ? cfg->pg_conninfo : "",
+	                     NULL};
+	int64_t deadline = mono_ms() + (int64_t)cfg->pg_timeout_ms;
+	PGconn *c = PQconnectStartParams(kw, val, 1);
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+
+	if (!c) {
+		snprintf(err, errlen, "connect: out of memory");
+		return NULL;
+	}
+	while (PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
+	       st != PGRES_POLLING_FAILED) {
+		if (wait_socket(c, st, deadline)) {
+			snprintf(err, errlen, "connect: timed out after %llu ms",
+			         (unsigned long long)cfg->pg_timeout_ms);
+			PQfinish(c);
+			return NULL;
+		}
+		st = PQconnectPoll(c);
+	}
+	if (PQstatus(c) != CONNECTION_OK) {
+		const char *why = PQerrorMessage(c);
+		snprintf(err, errlen, "connect: %.*s", (int)strcspn(why, "\n"),
+		         why);
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
+}
