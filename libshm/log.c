@@ -240,12 +240,44 @@ void shm_log_iter_close(shm_log_iter *it)
 	free(it);
 }
 
+/* A MARK record every sink has: the L1 mark it wrote is dropped, unless a
+ * later mark of the object replaced it (the mark's time is the record's).
+ * The cleanup works from PostgreSQL's shm_marks; L1 keeps a mark only until
+ * the sinks have it. */
+static int drop_mirrored_mark(shm__wtxn *w, const MDB_val *raw)
+{
+	const uint8_t *p = raw->mv_data;
+	MDB_val k, v;
+	int64_t t;
+	int rc;
+
+	/* the header alone (shm_log.h): op, key length, time, key */
+	if (raw->mv_size < SHM_LOG_HEADER || p[1] != SHM_OP_MARK ||
+	    get32(p + 4) > raw->mv_size - SHM_LOG_HEADER)
+		return 0;
+	k.mv_size = get32(p + 4);
+	k.mv_data = (void *)(p + SHM_LOG_HEADER);
+	rc = mdb_get(w->txn, w->env->mark, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return shm__err_mdb(rc, "mark");
+	if (v.mv_size < 8) /* mark value: time (8), reason (1) */
+		return 0;
+	memcpy(&t, v.mv_data, 8);
+	if (t != (int64_t)get64(p + 16))
+		return 0;
+	if ((rc = mdb_del(w->txn, w->env->mark, &k, NULL)))
+		return shm__err_mdb(rc, "drop mark");
+	return 0;
+}
+
 static int trim_body(shm__wtxn *w, void *ctx)
 {
 	uint64_t upto = *(uint64_t *)ctx;
 	MDB_cursor *cur;
 	MDB_val k, v;
-	int rc;
+	int rc, mark_rc = 0;
 
 	if ((rc = mdb_cursor_open(w->txn, w->env->log, &cur)))
 		return shm__err_mdb(rc, "log cursor");
@@ -254,10 +286,13 @@ static int trim_body(shm__wtxn *w, void *ctx)
 		memcpy(&s, k.mv_data, 8);
 		if (s > upto)
 			break;
-		if ((rc = mdb_cursor_del(cur, 0)))
+		if ((mark_rc = drop_mirrored_mark(w, &v)) ||
+		    (rc = mdb_cursor_del(cur, 0)))
 			break;
 	}
 	mdb_cursor_close(cur);
+	if (mark_rc)
+		return mark_rc;
 	if (rc && rc != MDB_NOTFOUND)
 		return shm__err_mdb(rc, "trim log");
 	if (upto > w->flushed)

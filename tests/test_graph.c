@@ -551,6 +551,29 @@ static void test_destroy_busts_references_and_drops_edges(void **state)
 	assert_int_equal(in.marks, 1);
 }
 
+/* An L1 mark lives until every sink has its MARK record (the trim): the
+ * cleanup reads PostgreSQL's shm_marks. A later mark of the object, not yet
+ * trimmed, survives the trim of the earlier one. */
+static void test_trim_drops_marks_the_sinks_have(void **state)
+{
+	fixture *f = *state;
+	shm_info in;
+
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Page/a"), 0);
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Page/b"), 0);
+	uint64_t first = next_seq(f) - 1;
+	usleep(2000); /* a mark's time is the write's, in microseconds */
+	assert_int_equal(shm_object_destroy(f->env, &f->ws, "Page/a"), 0);
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	assert_int_equal(in.marks, 2);
+	assert_int_equal(shm_log_trim(f->env, first), 0);
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	assert_int_equal(in.marks, 1); /* Page/a's destroy, not yet mirrored */
+	assert_int_equal(shm_log_trim(f->env, next_seq(f) - 1), 0);
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	assert_int_equal(in.marks, 0);
+}
+
 /* ------------------------------------------------------- log records */
 
 static void test_each_graph_write_appends_its_log_records(void **state)
@@ -633,6 +656,7 @@ int main(void)
 		T(test_unknown_object_save_busts_itself_only),
 		T(test_bust_busts_the_object_alone_without_mark),
 		T(test_destroy_busts_references_and_drops_edges),
+		T(test_trim_drops_marks_the_sinks_have),
 		T(test_each_graph_write_appends_its_log_records),
 		T(test_counters_count_busts_and_marks),
 	};
