@@ -79,10 +79,10 @@ tests: $(TEST_BIN)
 # Runs every test: unit, multi-process, crash, and integration tests against
 # real redis-server and PostgreSQL started in a temp dir.
 test: all $(TEST_BIN)
-	sh tests/run.sh $(TEST_BIN)
+	SHM_BIN=$(BUILD)/bin sh tests/run.sh $(TEST_BIN)
 
 demo: all
-	sh tools/demo.sh
+	SHM_BIN=$(BUILD)/bin sh tools/demo.sh
 
 bench: all
 	$(BUILD)/bin/shm-bench

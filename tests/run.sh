@@ -14,7 +14,9 @@ if ! shm_servers_start; then
 	exit 1
 fi
 export SHM_TEST_REDIS SHM_TEST_PG SHM_TOP="$top"
-export PATH="$top/build/bin:$PATH"
+# the binaries of the build under test (make passes its BUILD's)
+bin=${SHM_BIN:-$top/build/bin}
+export PATH="$bin:$PATH" SHMCTL="${SHMCTL:-$bin/shmctl}"
 
 passed=0
 failed=0

@@ -6,7 +6,7 @@
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
-bin="$top/build/bin"
+bin=${SHM_BIN:-$top/build/bin} # make demo passes its BUILD's
 WRITERS=${WRITERS:-4}
 PER_WRITER=${PER_WRITER:-2500}
 
@@ -61,8 +61,11 @@ step "shmctl stat (selected lines)"
 step "shmctl room room-0 --limit 3 (newest first)"
 "$bin/shmctl" -e "$env_dir" room room-0 --limit 3
 
+problems=""
+problem() { problems="$problems; $*"; }
+
 step "shmctl verify"
-"$bin/shmctl" -e "$env_dir" verify
+"$bin/shmctl" -e "$env_dir" verify || problem "shmctl verify failed"
 
 step "L1 vs PostgreSQL vs Redis"
 l1=$("$bin/shmctl" -e "$env_dir" stat | awk '$1 == "messages" {print $2}')
@@ -103,8 +106,14 @@ wait_flushed
 echo "Redis: $(redis-cli -s "$redis_sock" --scan --pattern "$site-*" | sort | tr '\n' ' ')"
 ctl touch "$site" University::Person/ada
 wait_flushed
-ctl static get "$site" "$page" >/dev/null 2>&1 && echo "still cached (unexpected)" || echo "after touch University::Person/ada: the page's static is busted in L1"
-echo "Redis: $(redis-cli -s "$redis_sock" --scan --pattern "$site-*" | wc -l) keys left for the site"
+if ctl static get "$site" "$page" >/dev/null 2>&1; then
+	problem "the page's static is still cached after the touch"
+else
+	echo "after touch University::Person/ada: the page's static is busted in L1"
+fi
+left=$(redis-cli -s "$redis_sock" --scan --pattern "$site-*" | wc -l)
+echo "Redis: $left keys left for the site"
+[ "$left" -eq 0 ] || problem "$left Redis keys of the busted static left"
 
 step "stopping shm-flusher (SIGTERM: final flush, exit 0)"
 kill -TERM "$flusher_pid"
@@ -114,9 +123,12 @@ flusher_pid=""
 echo "shm-flusher exited with $rc; its last log lines:"
 tail -n 3 "$SHM_TEST_DIR/flusher.log"
 
-if [ "$l1" = "$pg" ] && [ "$pg" = "$rd" ] && [ "$rc" -eq 0 ]; then
+[ "$l1" = "$pg" ] && [ "$pg" = "$rd" ] ||
+	problem "L1 $l1, PostgreSQL $pg, Redis $rd messages"
+[ "$rc" -eq 0 ] || problem "shm-flusher exited with $rc"
+if [ -z "$problems" ]; then
 	printf '\ndemo: OK - %s messages in L1, PostgreSQL and Redis agree\n' "$l1"
 	exit 0
 fi
-printf '\ndemo: MISMATCH - L1 %s, PostgreSQL %s, Redis %s (flusher exit %s)\n' "$l1" "$pg" "$rd" "$rc"
+printf '\ndemo: FAILED%s\n' "$problems" | sed 's/FAILED; /FAILED - /'
 exit 1
