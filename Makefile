@@ -8,8 +8,10 @@ CC      ?= cc
 BUILD   := build
 
 CFLAGS  ?= -O2 -g
+# libpq's headers live in a subdirectory; pkg-config says which
+PQ_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
-           -fPIC -Ilibshm -I/usr/include/postgresql -pthread
+           -fPIC -Ilibshm $(PQ_CFLAGS) -pthread
 ifneq ($(CI),)
 CFLAGS  += -Werror
 endif

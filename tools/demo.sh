@@ -44,7 +44,7 @@ fail=0
 for p in $pids; do wait "$p" || fail=1; done
 [ "$fail" -eq 0 ] || { echo "demo: a writer failed"; exit 1; }
 end=$(date +%s.%N)
-echo "writers done in $(echo "$end - $start" | bc 2>/dev/null || echo '?') s"
+echo "writers done in $(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f", e - s }') s"
 
 step "waiting for the flusher to catch up"
 i=0
