@@ -233,7 +233,7 @@ static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 {
 	char line[4096];
 	FILE *f = fopen(path, "r");
-	int lineno = 0, rc = 0;
+	int lineno = 0, rc = 0, set_on[N_OPTS] = {0}; /* line of each key */
 
 	if (!f) {
 		snprintf(err, errlen, "config %s: %s", path, strerror(errno));
@@ -273,6 +273,13 @@ static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 			rc = -1;
 			break;
 		}
+		if (set_on[o - opts]) { /* two values: which one was meant? */
+			snprintf(err, errlen, "%s:%d: '%s' is already set on "
+			         "line %d", path, lineno, key, set_on[o - opts]);
+			rc = -1;
+			break;
+		}
+		set_on[o - opts] = lineno;
 		char why[512];
 		if (set_opt(c, o, val, why, sizeof why)) {
 			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);

@@ -77,6 +77,31 @@ static void test_config_rejects_bad_input_with_reason(void **state)
 	}
 }
 
+/* A key given twice in a config file is an error naming both lines (which
+ * value was meant?); on the command line the last flag wins, as usual. */
+static void test_config_file_key_twice_is_refused(void **state)
+{
+	char *dir = tu_tmpdir(), path[4096], err[512];
+	fl_config c;
+
+	snprintf(path, sizeof path, "%s/flusher.conf", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "env = /e\nbatch-ms = 50\npg = dbname=x\nbatch-ms = 70\n");
+	fclose(f);
+	char *argv[] = {"shm-flusher", "--config", path, NULL};
+	assert_int_not_equal(fl_config_load(&c, 3, argv, err, sizeof err), 0);
+	assert_non_null(strstr(err, ":4: 'batch-ms' is already set on line 2"));
+	fl_config_free(&c);
+	char *flags[] = {"shm-flusher", "-e", "/e", "--pg", "dbname=x",
+	                 "--batch-ms", "50", "--batch-ms", "70", NULL};
+	assert_int_equal(fl_config_load(&c, 9, flags, err, sizeof err), 0);
+	assert_int_equal(c.batch_ms, 70);
+	fl_config_free(&c);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* A yes/no setting: --name or --name=yes on, --name=no or --no-name off. */
 static void test_config_yes_no_settings(void **state)
 {
@@ -853,6 +878,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_config_defaults_file_then_flags, ft_teardown),
 		cmocka_unit_test_teardown(test_config_rejects_bad_input_with_reason, ft_teardown),
 		cmocka_unit_test_teardown(test_config_yes_no_settings, ft_teardown),
+		cmocka_unit_test_teardown(test_config_file_key_twice_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_coalesce_keeps_last_state_per_key, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_reuses_its_chunks_between_batches, ft_teardown),
