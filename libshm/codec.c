@@ -432,6 +432,100 @@ static int check_opt_text(const char *what, const char *s, size_t max)
 	return shm__check_text(what, s ? s : "", s ? strlen(s) : 0, max, true);
 }
 
+/* A timestamp JSON can carry back: 1970 (0: none) to the last instant
+ * RFC 3339 writes with a four-digit year (a later one would be written
+ * "+10000-...", which shm_time_parse refuses). */
+static int check_time(const char *field, int64_t us)
+{
+	if (us < 0)
+		return shm__err(SHM_ETIME, "%s: %lld us is before 1970",
+		                field, (long long)us);
+	if (us > SHM_TIME_MAX_US)
+		return shm__err(SHM_ETIME, "%s: %lld us is after "
+		                "9999-12-31T23:59:59.999999Z", field,
+		                (long long)us);
+	return 0;
+}
+
+static int check_times(const shm_msg *m)
+{
+	int rc;
+
+	if ((rc = check_time("created_at", m->created_at)) ||
+	    (rc = check_time("updated_at", m->updated_at)))
+		return rc;
+	return check_time("metadata.last_reply_at", m->last_reply_at);
+}
+
+/* Sizes are JSON integers (int64), as the reader and writer (json.c) say. */
+static int check_attachments(const shm_msg *m)
+{
+	int rc;
+
+	for (uint32_t i = 0; i < m->n_attachments; i++) {
+		const shm_attachment *a = &m->attachments[i];
+		if ((rc = check_opt_text("attachment filename", a->filename,
+		                         SHM_MAX_NAME)) ||
+		    (rc = check_opt_text("attachment content_type",
+		                         a->content_type, SHM_MAX_NAME)) ||
+		    (rc = check_opt_text("attachment url", a->url, SHM_MAX_NAME)))
+			return rc;
+		if (a->size > (uint64_t)INT64_MAX)
+			return shm__err(SHM_EINVAL, "metadata.attachments[%u]."
+			                "size: %llu is beyond INT64_MAX (the JSON "
+			                "integer range)", i,
+			                (unsigned long long)a->size);
+	}
+	return 0;
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Each user reacts once per emoji (the JSON reader refuses a repeat).
+ * Sorted copy: n log n, whatever the list. */
+static int check_users(const shm_reaction *r)
+{
+	int32_t ids[SHM_MAX_LIST];
+
+	memcpy(ids, r->user_ids, r->n_users * sizeof *ids);
+	qsort(ids, r->n_users, sizeof *ids, cmp_i32);
+	for (uint32_t j = 1; j < r->n_users; j++)
+		if (ids[j] == ids[j - 1])
+			return shm__err(SHM_EINVAL, "metadata.reactions '%s': "
+			                "user id %d listed twice", r->emoji,
+			                (int)ids[j]);
+	return 0;
+}
+
+static int check_reactions(const shm_msg *m)
+{
+	int rc;
+
+	for (uint32_t i = 0; i < m->n_reactions; i++) {
+		const shm_reaction *r = &m->reactions[i];
+		if ((rc = shm__check_text("reaction emoji", r->emoji,
+		                          r->emoji ? strlen(r->emoji) : 0,
+		                          SHM_MAX_EMOJI, false)))
+			return rc;
+		if (r->n_users > SHM_MAX_LIST || (r->n_users && !r->user_ids))
+			return shm__err(SHM_EINVAL, "reaction '%s': bad user list",
+			                r->emoji);
+		for (uint32_t j = 0; j < i; j++)
+			if (strcmp(m->reactions[j].emoji, r->emoji) == 0)
+				return shm__err(SHM_EINVAL, "reaction '%s' listed "
+				                "twice", r->emoji);
+		if ((rc = check_users(r)))
+			return rc;
+	}
+	return 0;
+}
+
+/* Accepts exactly what the JSON writer and reader (json.c) round-trip, so
+ * a stored message can always be read back, dumped and mirrored. */
 int shm__msg_validate(shm_env *env, const shm_msg *m)
 {
 	int rc;
@@ -451,10 +545,9 @@ int shm__msg_validate(shm_env *env, const shm_msg *m)
 		return shm__err(SHM_EINVAL, "content: NULL with length %u",
 		                m->content_len);
 	if ((rc = shm__check_text("content", m->content ? m->content : "",
-	                          m->content_len, env->opt.max_content, true)))
+	                          m->content_len, env->opt.max_content, true)) ||
+	    (rc = check_times(m)))
 		return rc;
-	if (m->created_at < 0 || m->updated_at < 0 || m->last_reply_at < 0)
-		return shm__err(SHM_ETIME, "message timestamps must be after 1970");
 	if (m->n_mentions > SHM_MAX_LIST || m->n_attachments > SHM_MAX_LIST ||
 	    m->n_reactions > SHM_MAX_LIST)
 		return shm__err(SHM_ETOOBIG, "metadata: more than %d mentions, "
@@ -463,29 +556,8 @@ int shm__msg_validate(shm_env *env, const shm_msg *m)
 	    (m->n_attachments && !m->attachments) ||
 	    (m->n_reactions && !m->reactions))
 		return shm__err(SHM_EINVAL, "metadata: NULL array with a count");
-	for (uint32_t i = 0; i < m->n_attachments; i++) {
-		const shm_attachment *a = &m->attachments[i];
-		if ((rc = check_opt_text("attachment filename", a->filename,
-		                         SHM_MAX_NAME)) ||
-		    (rc = check_opt_text("attachment content_type",
-		                         a->content_type, SHM_MAX_NAME)) ||
-		    (rc = check_opt_text("attachment url", a->url, SHM_MAX_NAME)))
-			return rc;
-	}
-	for (uint32_t i = 0; i < m->n_reactions; i++) {
-		const shm_reaction *r = &m->reactions[i];
-		if ((rc = shm__check_text("reaction emoji", r->emoji,
-		                          r->emoji ? strlen(r->emoji) : 0,
-		                          SHM_MAX_EMOJI, false)))
-			return rc;
-		if (r->n_users > SHM_MAX_LIST || (r->n_users && !r->user_ids))
-			return shm__err(SHM_EINVAL, "reaction '%s': bad user list",
-			                r->emoji);
-		for (uint32_t j = 0; j < i; j++)
-			if (strcmp(m->reactions[j].emoji, r->emoji) == 0)
-				return shm__err(SHM_EINVAL, "reaction '%s' listed "
-				                "twice", r->emoji);
-	}
+	if ((rc = check_attachments(m)) || (rc = check_reactions(m)))
+		return rc;
 	if (shm__msg_enc_size(m) > (size_t)env->opt.max_content * 2 + 65536)
 		return shm__err(SHM_ETOOBIG, "message: encoded metadata too large");
 	return 0;

@@ -31,8 +31,15 @@
 
 #define SHM_MSG_ENC_VERSION 1
 #define SHM_MSG_FIXED 104
+#define SHM_MSG_FLAGS_OFF 2
 #define SHM_MSG_SEQ_OFF 4
 #define SHM_MSG_CREATED_OFF 36
+#define SHM_MSG_PARENT_OFF 72
+
+/* The last instant RFC 3339 (time.c) writes with a four-digit year,
+ * 9999-12-31T23:59:59.999999Z: shm_time_parse refuses later ones, so
+ * validation does too (JSON could not carry them back). */
+#define SHM_TIME_MAX_US INT64_C(253402300799999999)
 
 /* Bytes needed to encode m. */
 size_t shm__msg_enc_size(const shm_msg *m);

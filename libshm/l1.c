@@ -130,6 +130,13 @@ static int make_room(shm__wtxn *w, uint64_t add_entries, uint64_t add_bytes)
 
 	if ((rc = shm__policy_read(w)))
 		return rc;
+	/* No eviction could ever make room for it: not "flusher behind". */
+	if (add_bytes > w->max_bytes)
+		return shm__err(SHM_ETOOBIG,
+		                "L1 entry of %llu bytes is larger than "
+		                "l1_max_bytes (%llu)",
+		                (unsigned long long)add_bytes,
+		                (unsigned long long)w->max_bytes);
 	while (w->entries + add_entries > w->max_entries ||
 	       w->bytes + add_bytes > w->max_bytes) {
 		rc = evict_one(w);

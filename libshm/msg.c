@@ -104,32 +104,90 @@ static int load(shm__wtxn *w, const shm_uuid *id, shm__arena *arena,
 	return shm__msg_decode(raw->mv_data, raw->mv_size, arena, m);
 }
 
-/* A reply bumps its parent's reply_count and last_reply_at (when the parent
- * is in L1; otherwise L3 keeps the count it has). */
-static int bump_parent(shm__wtxn *w, const shm_msg *child)
+/* The batch being put, and which parents it carries with their counts. */
+struct put_many {
+	shm_msg *msgs;
+	size_t n;
+	shm_uuid *ids; /* sorted ids of msgs with a reply_count; NULL if n < 2 */
+	size_t n_ids;
+	uint64_t last_seq;
+};
+
+static int cmp_uuid(const void *a, const void *b)
+{
+	return memcmp(a, b, 16);
+}
+
+static bool counted_in_batch(const struct put_many *p, const shm_uuid *id)
+{
+	return p->ids && bsearch(id, p->ids, p->n_ids, sizeof *id, cmp_uuid);
+}
+
+/* The parent an encoded value names, if it has one. */
+static bool enc_parent(const MDB_val *v, shm_uuid *parent)
+{
+	const uint8_t *p = v->mv_data;
+
+	if (v->mv_size < SHM_MSG_FIXED || !(p[SHM_MSG_FLAGS_OFF] & 2))
+		return false;
+	memcpy(parent->b, p + SHM_MSG_PARENT_OFF, 16);
+	return true;
+}
+
+/* Counts child in (delta +1) or out of (-1, never below 0) parent's
+ * reply_count when parent is in L1 (otherwise L3 keeps its count). +1 also
+ * raises last_reply_at; -1 keeps it (only a scan of every reply could
+ * lower it). A parent the batch carries with a count keeps that count. */
+static int adjust_parent(shm__wtxn *w, const shm_uuid *parent,
+                         const shm_msg *child, int delta,
+                         const struct put_many *batch)
 {
 	shm__arena arena = {0};
 	shm_msg *p;
 	MDB_val raw;
 	int rc;
 
-	if (!child->has_parent ||
-	    memcmp(child->parent_id.b, child->id.b, 16) == 0)
+	if (memcmp(parent->b, child->id.b, 16) == 0 ||
+	    counted_in_batch(batch, parent))
 		return 0;
-	rc = load(w, &child->parent_id, &arena, &p, &raw);
-	if (rc == SHM_ENOTFOUND) {
+	rc = load(w, parent, &arena, &p, &raw);
+	if (rc == SHM_ENOTFOUND || (rc == 0 && delta < 0 && !p->reply_count)) {
 		rc = 0;
 		goto out;
 	}
 	if (rc)
 		goto out;
-	p->reply_count++;
-	if (child->created_at > p->last_reply_at)
-		p->last_reply_at = child->created_at;
+	if (delta < 0) {
+		p->reply_count--;
+	} else {
+		p->reply_count++;
+		if (child->created_at > p->last_reply_at)
+			p->last_reply_at = child->created_at;
+	}
 	rc = store(w, SHM_OP_MSG_REPLY, p, &raw);
 out:
 	shm__arena_free(&arena);
 	return rc;
+}
+
+/*
+ * A reply counts once in its parent's reply_count. A new reply bumps its
+ * parent; replacing it under the same parent changes nothing (it was
+ * counted when first put); replacing it under another parent (or none)
+ * moves the count, from the old parent to the new one, so that each
+ * parent counts the replies that name it now. was: the parent the
+ * replaced value named, NULL if none or if m is new.
+ */
+static int count_reply(shm__wtxn *w, const shm_msg *m, const shm_uuid *was,
+                       const struct put_many *batch)
+{
+	int rc;
+
+	if (was && m->has_parent && memcmp(was->b, m->parent_id.b, 16) == 0)
+		return 0;
+	if (was && (rc = adjust_parent(w, was, m, -1, batch)))
+		return rc;
+	return m->has_parent ? adjust_parent(w, &m->parent_id, m, 1, batch) : 0;
 }
 
 static void fill_defaults(shm__wtxn *w, shm_msg *m)
@@ -142,25 +200,24 @@ static void fill_defaults(shm__wtxn *w, shm_msg *m)
 	                              m->content_len);
 }
 
-static int put_one(shm__wtxn *w, shm_msg *m)
+static int put_one(shm__wtxn *w, shm_msg *m, const struct put_many *batch)
 {
 	MDB_val k = {16, m->id.b}, old;
+	shm_uuid was;
+	bool exists, had_parent;
 	int rc;
 
 	fill_defaults(w, m);
 	rc = mdb_get(w->txn, w->env->msg, &k, &old);
 	if (rc && rc != MDB_NOTFOUND)
 		return shm__err_mdb(rc, "read message");
-	if ((rc = store(w, SHM_OP_MSG_PUT, m, rc ? NULL : &old)))
+	exists = rc == 0;
+	/* read before store: old points into the map, which the write moves */
+	had_parent = exists && enc_parent(&old, &was);
+	if ((rc = store(w, SHM_OP_MSG_PUT, m, exists ? &old : NULL)))
 		return rc;
-	return bump_parent(w, m);
+	return count_reply(w, m, had_parent ? &was : NULL, batch);
 }
-
-struct put_many {
-	shm_msg *msgs;
-	size_t n;
-	uint64_t last_seq;
-};
 
 static int put_many_body(shm__wtxn *w, void *ctx)
 {
@@ -168,9 +225,29 @@ static int put_many_body(shm__wtxn *w, void *ctx)
 	int rc;
 
 	for (size_t i = 0; i < p->n; i++)
-		if ((rc = put_one(w, &p->msgs[i])))
+		if ((rc = put_one(w, &p->msgs[i], p)))
 			return rc;
 	p->last_seq = w->next_seq - 1;
+	return 0;
+}
+
+/*
+ * A batch that carries a parent with a non-zero reply_count carries its
+ * counts: its replies do not bump it (dump | import copies a thread whose
+ * parent already counts its replies). A parent carried with 0 (an import
+ * without metadata) counts them as usual. Nil ids get new ones, which no
+ * reply can name.
+ */
+static int batch_ids(struct put_many *p)
+{
+	if (p->n < 2)
+		return 0;
+	if (!(p->ids = malloc(p->n * sizeof *p->ids)))
+		return shm__err(ENOMEM, "ids of %zu messages", p->n);
+	for (size_t i = 0; i < p->n; i++)
+		if (p->msgs[i].reply_count && !shm_uuid_is_nil(&p->msgs[i].id))
+			p->ids[p->n_ids++] = p->msgs[i].id;
+	qsort(p->ids, p->n_ids, sizeof *p->ids, cmp_uuid);
 	return 0;
 }
 
@@ -215,7 +292,7 @@ static int run_write(shm_env *env, shm__write_fn fn, void *ctx,
 int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 {
 	uint64_t t0 = shm__mono_ns();
-	struct put_many p = {msgs, n, 0};
+	struct put_many p = {.msgs = msgs, .n = n};
 	int rc;
 
 	if (!env || (!msgs && n))
@@ -229,7 +306,10 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 	}
 	if (n == 0)
 		return 0;
+	if ((rc = batch_ids(&p)))
+		return rc;
 	rc = run_write(env, put_many_body, &p, &p.last_seq, t0);
+	free(p.ids);
 	if (rc == 0)
 		SHM__COUNT(env, puts, n);
 	return rc;

@@ -8,6 +8,9 @@
  *  2. A level costs at most its timeout per call. After a failure the level
  *     is skipped for RT_BACKOFF_MS, so a dead server costs nothing more.
  *  3. Connections belong to the handle and are used under rt->lock.
+ *  4. A level answers only with the message asked for: a value holding
+ *     another id is bad data, counted as that level's error like a
+ *     malformed one, never served nor filled; the next level is asked.
  */
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -169,6 +172,24 @@ static int value_to_msg(const char *buf, size_t len, shm_msg **out)
 	return rc;
 }
 
+/* A level's value for id: decoded, and the message it holds must be id's
+ * (a key holding another message is bad data, never served or filled). */
+static int value_for_id(const char *level, const shm_uuid *id,
+                        const char *buf, size_t len, shm_msg **out)
+{
+	char want[37], got[37];
+	int rc = value_to_msg(buf, len, out);
+
+	if (rc || memcmp((*out)->id.b, id->b, 16) == 0)
+		return rc;
+	shm_uuid_format(id, want);
+	shm_uuid_format(&(*out)->id, got);
+	shm_msg_free(*out);
+	*out = NULL;
+	return shm__err(SHM_ECORRUPT, "%s value for message %s holds message %s",
+	                level, want, got);
+}
+
 /* GET msg:<id> within the L2 timeout. */
 static int l2_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 {
@@ -191,7 +212,7 @@ static int l2_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 		goto down;
 	}
 	if (r->type == REDIS_REPLY_STRING)
-		rc = value_to_msg(r->str, r->len, out);
+		rc = value_for_id("Redis", id, r->str, r->len, out);
 	else
 		rc = r->type == REDIS_REPLY_NIL ? SHM_ENOTFOUND : SHM_EL2;
 	freeReplyObject(r);
@@ -338,7 +359,7 @@ static int l3_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	if (PQntuples(res) == 0)
 		rc = SHM_ENOTFOUND;
 	else
-		rc = value_to_msg(PQgetvalue(res, 0, 0),
+		rc = value_for_id("PostgreSQL", id, PQgetvalue(res, 0, 0),
 		                  (size_t)PQgetlength(res, 0, 0), out);
 	PQclear(res);
 	return rc;

@@ -183,7 +183,9 @@ int64_t shm_now_us(void);
 /* RFC 3339 like chrono's serde output: "2026-11-23T10:00:00.123456Z"
  * (fraction of 0, 3 or 6 digits). out needs 40 bytes. */
 void shm_time_format(int64_t us, char out[40]);
-/* Accepts RFC 3339 with any offset and 0-9 fraction digits. SHM_ETIME else. */
+/* Accepts RFC 3339 with any offset and 0-9 fraction digits, for instants
+ * within years 0000..9999 in UTC (what shm_time_format writes back).
+ * SHM_ETIME else. */
 int shm_time_parse(const char *s, int64_t *us);
 
 /* ------------------------------------------------------------ messages */
@@ -264,13 +266,20 @@ typedef struct shm_msg {
 /*
  * Validates and stores m (fills m->id if nil, m->created_at if 0, and
  * m->content_hash), with its log record, in one transaction. Putting an id
- * that exists replaces it. A reply (has_parent) bumps the parent's
- * reply_count and last_reply_at when the parent is in L1. On bad input,
- * returns the matching SHM_E* code and changes nothing.
+ * that exists replaces it. A reply counts once in its parent's reply_count
+ * (when the parent is in L1): a new reply bumps it and last_reply_at; a
+ * replace under the same parent changes nothing; a replace under another
+ * parent (or none) moves the count. Only what the JSON side can carry back
+ * is accepted (timestamps 1970..9999, sizes within int64, each user once
+ * per reaction). On bad input, returns the matching SHM_E* code and changes
+ * nothing.
  */
 int shm_msg_put(shm_env *env, shm_msg *m);
 /* All or nothing: every message validated, then all stored in one
- * transaction. On a bad message *bad_index (if not NULL) gets its index. */
+ * transaction. On a bad message *bad_index (if not NULL) gets its index.
+ * A parent the batch carries with a non-zero reply_count keeps that count
+ * (its replies in the batch do not bump it): dump | import copies a thread
+ * whose parent already counts its replies. */
 int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index);
 
 /*

@@ -15,7 +15,10 @@
  * Parsing accepts RFC 3339 date-times: "YYYY-MM-DDTHH:MM:SS[.f]OFFSET" with
  * 'T', 't' or ' ' between date and time, 0 to 9 fraction digits (truncated
  * to microseconds), and OFFSET 'Z', 'z' or +HH:MM / -HH:MM. Nothing else:
- * no leap second (:60), no trailing characters, every field range-checked.
+ * no leap second (:60), no trailing characters, every field range-checked,
+ * and the instant itself, in UTC, within years 0000..9999: what formatting
+ * writes with four digits, so every parsed time formats back to a parsable
+ * string ("9999-12-31T23:59:59-14:00" is 10000-01-01 in UTC: refused).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -23,10 +26,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "codec.h"
 
 #define US_PER_SEC INT64_C(1000000)
 #define SEC_PER_DAY INT64_C(86400)
+#define TIME_MIN_US INT64_C(-62167219200000000) /* 0000-01-01T00:00:00Z */
 
 int64_t shm_now_us(void)
 {
@@ -230,6 +234,11 @@ int shm_time_parse(const char *s, int64_t *us)
 	int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) *
 	                       SEC_PER_DAY +
 	               h * 3600 + mi * 60 + se - off;
-	*us = secs * US_PER_SEC + frac;
+	int64_t t = secs * US_PER_SEC + frac;
+	if (t < TIME_MIN_US)
+		return bad(s, "before 0000-01-01T00:00:00Z in UTC");
+	if (t > SHM_TIME_MAX_US)
+		return bad(s, "after 9999-12-31T23:59:59.999999Z in UTC");
+	*us = t;
 	return 0;
 }

@@ -883,6 +883,88 @@ static void test_json_survives_put_and_get(void **state)
 	free(dir);
 }
 
+/* shmctl import's path: parse a line, then put it. */
+static int import_line(shm_env *env, const char *line)
+{
+	shm_msg *m;
+	int rc = shm_msg_from_json(line, strlen(line), &m, NULL, 0);
+
+	if (rc == 0) {
+		rc = shm_msg_put(env, m);
+		shm_msg_free(m);
+	}
+	return rc;
+}
+
+#define LINE "{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\"," \
+             "\"content\":\"c\",\"message_type\":\"Text\""
+#define LINE_AT(created) LINE ",\"created_at\":\"" created "\"}"
+#define LINE_MD(md) LINE ",\"metadata\":{" md "}}"
+#define ATT(size)                                                              \
+	"\"attachments\":[{\"id\":\"0190a4c4-1d2e-7abc-8def-0123456789ab\","   \
+	"\"filename\":\"f\",\"content_type\":\"t\",\"size\":" size            \
+	",\"url\":\"u\"}]"
+
+/* Put and import accept and refuse the same messages: what put stores,
+ * JSON carries back (get, dump, the flusher's Redis and PostgreSQL). */
+static void test_put_and_import_refuse_what_json_cannot_carry(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	int32_t dup[] = {4, 4};
+	shm_reaction re = {"x", dup, 2};
+	shm_attachment at = {.filename = "f", .content_type = "t", .url = "u",
+	                     .size = (uint64_t)INT64_MAX + 1};
+	shm_msg m;
+
+	(void)state;
+	/* 10000-01-01T13:59:59Z in UTC */
+	assert_int_equal(import_line(env, LINE_AT("9999-12-31T23:59:59-14:00")),
+	                 SHM_ETIME);
+	m = tu_msg("r", 1, "c");
+	m.created_at = 253402351199000000;
+	assert_int_equal(shm_msg_put(env, &m), SHM_ETIME);
+	assert_int_equal(import_line(env, LINE_MD("\"reactions\":{\"x\":[4,4]}")),
+	                 SHM_EJSON);
+	m = tu_msg("r", 1, "c");
+	m.reactions = &re;
+	m.n_reactions = 1;
+	assert_int_equal(shm_msg_put(env, &m), SHM_EINVAL);
+	assert_int_equal(import_line(env, LINE_MD(ATT("9223372036854775808"))),
+	                 SHM_EJSON);
+	m = tu_msg("r", 1, "c");
+	m.attachments = &at;
+	m.n_attachments = 1;
+	assert_int_equal(shm_msg_put(env, &m), SHM_EINVAL);
+	assert_int_equal(tu_log_count(env), 0);
+
+	/* the limits go through both ways and come back unchanged */
+	static const char *const ok[] = {
+		LINE_AT("9999-12-31T23:59:59.999999Z"),
+		LINE_AT("9999-12-31T09:59:59.999999-14:00"),
+		LINE_MD("\"last_reply_at\":\"9999-12-31T23:59:59.999999Z\"," ATT(
+			"9223372036854775807") ",\"reactions\":{\"x\":[4,9]}"),
+	};
+	for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+		shm_msg *in = parse_ok(ok[i]), *out, *back;
+		char *js;
+		assert_int_equal(shm_msg_put(env, in), 0);
+		assert_int_equal(shm_msg_get(env, &in->id, &out), 0);
+		assert_int_equal(shm_msg_to_json(out, &js, NULL), 0);
+		back = parse_ok(js);
+		back->content_hash = out->content_hash;
+		tu_assert_msg_equal(out, back);
+		free(js);
+		shm_msg_free(back);
+		shm_msg_free(out);
+		shm_msg_free(in);
+	}
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* ---------------------------------------------------------------- time */
 
 static void test_time_format_uses_chrono_auto_si(void **state)
@@ -946,6 +1028,8 @@ static void test_time_parse_accepts_rfc3339_offsets_and_fractions(
 		{"2000-02-29T00:00:00Z", 951782400000000},
 		{"0000-01-01T00:00:00Z", -62167219200000000},
 		{"9999-12-31T23:59:59.999999Z", 253402300799999999},
+		{"9999-12-31T09:59:59.999999-14:00", 253402300799999999},
+		{"0000-01-01T00:00:00-00:01", -62167219200000000 + 60000000},
 		{"2026-12-31T23:59:59+23:59", 1798761599000000 - 86340000000},
 	};
 
@@ -993,6 +1077,10 @@ static void test_time_parse_rejects_malformed_with_the_input_named(
 		{" 2026-11-23T10:00:00Z", "expected RFC 3339 date"},
 		{"+2026-11-23T10:00:00Z", "expected RFC 3339 date"},
 		{"2026-11-23X10:00:00Z", "expected 'T'"},
+		/* formatted back, these would need a five-digit or signed year */
+		{"9999-12-31T23:59:59-14:00", "after 9999-12-31T23:59:59.999999Z"},
+		{"9999-12-31T23:59:59.999999-00:01", "after 9999-12-31"},
+		{"0000-01-01T00:00:00+00:01", "before 0000-01-01T00:00:00Z"},
 	};
 
 	(void)state;
@@ -1065,6 +1153,8 @@ int main(void)
 		cmocka_unit_test(test_metadata_json_append_is_the_whole_jsons_object),
 		cmocka_unit_test(test_to_json_random_round_trips),
 		cmocka_unit_test(test_json_survives_put_and_get),
+		cmocka_unit_test(
+			test_put_and_import_refuse_what_json_cannot_carry),
 		cmocka_unit_test(test_time_format_uses_chrono_auto_si),
 		cmocka_unit_test(
 			test_time_parse_accepts_rfc3339_offsets_and_fractions),

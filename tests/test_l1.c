@@ -104,6 +104,55 @@ static void test_byte_limit_evicts_flushed_entries(void **state)
 	done(env);
 }
 
+/* An entry above l1_max_bytes could never fit: SHM_ETOOBIG saying so, not
+ * SHM_EFULL's "flusher behind"; nothing written, nothing evicted. */
+static void test_entry_larger_than_l1_max_bytes_is_too_big(void **state)
+{
+	char big[3000];
+	shm_env *env = open_small(1000, 2000, 0);
+	shm_msg small = tu_msg("r", 1, "fits"), m;
+	shm_uuid site;
+	shm_counters c;
+	shm_info in;
+	char size[32];
+
+	memset(big, 'b', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	assert_int_equal(shm_msg_put(env, &small), 0);
+	assert_int_equal(shm_log_trim(env, 1), 0); /* evictable, yet no help */
+	m = tu_msg("r", 2, big);
+	assert_int_equal(shm_msg_put(env, &m), SHM_ETOOBIG);
+	assert_non_null(strstr(shm_errmsg(), "l1_max_bytes (2000)"));
+	/* the message's encoded size: 104 + room, username, content strs
+	 * (4 + len + 1 each) + 3 empty lists (4 each) */
+	snprintf(size, sizeof size, "%zu bytes", (size_t)104 + 6 + 10 +
+	         (4 + sizeof big) + 12);
+	if (!strstr(shm_errmsg(), size))
+		fail_msg("'%s' does not say '%s'", shm_errmsg(), size);
+	m = small; /* a replace that grows past the limit: the same */
+	m.content = big;
+	m.content_len = (uint32_t)strlen(big);
+	assert_int_equal(shm_msg_put(env, &m), SHM_ETOOBIG);
+	uint32_t x = 1; /* a static of noise: stored as is, not compressed */
+	for (size_t i = 0; i < sizeof big; i++, x = x * 1103515245 + 12345)
+		big[i] = (char)(x >> 24);
+	shm_uuid_v7(&site);
+	assert_int_equal(shm_static_put(env, &site, "Page/1", big, sizeof big,
+	                                NULL), SHM_ETOOBIG);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, 1);
+	assert_int_equal(in.statics, 0);
+	assert_int_equal(in.next_seq, 2); /* no record since the first */
+	shm_stats_local(env, &c);
+	assert_int_equal(c.evictions + c.writes_failed_full, 0);
+	shm_msg *got;
+	assert_int_equal(shm_msg_get(env, &small.id, &got), 0);
+	assert_string_equal(got->content, "fits");
+	shm_msg_free(got);
+	assert_int_equal(tu_verify(env), 0);
+	done(env);
+}
+
 static void test_eviction_keeps_room_pages_consistent(void **state)
 {
 	shm_env *env = open_small(5, 1 << 20, 0);
@@ -300,6 +349,7 @@ int main(void)
 		cmocka_unit_test(test_unflushed_entries_are_never_evicted),
 		cmocka_unit_test(test_flushed_entries_make_room_least_recently_read_first),
 		cmocka_unit_test(test_byte_limit_evicts_flushed_entries),
+		cmocka_unit_test(test_entry_larger_than_l1_max_bytes_is_too_big),
 		cmocka_unit_test(test_eviction_keeps_room_pages_consistent),
 		cmocka_unit_test(test_ttl_expiry_drops_only_flushed_old_entries),
 		cmocka_unit_test(test_limits_set_by_one_opener_bind_every_handle),

@@ -192,6 +192,122 @@ static void test_reply_bumps_parent_reply_count(void **state)
 	shm_msg_free(got);
 }
 
+/* reply_count and last_reply_at of id, as L1 holds them. */
+static uint32_t replies_of(const shm_uuid *id, int64_t *last)
+{
+	shm_msg *got;
+	uint32_t n;
+
+	assert_int_equal(shm_msg_get(env, id, &got), 0);
+	n = got->reply_count;
+	if (last)
+		*last = got->last_reply_at;
+	shm_msg_free(got);
+	return n;
+}
+
+static shm_msg reply_to(const shm_msg *parent, const char *content)
+{
+	shm_msg c = tu_msg("t", 2, content);
+	c.has_parent = true;
+	c.parent_id = parent->id;
+	return c;
+}
+
+static void test_replacing_a_reply_keeps_its_parents_reply_count(void **state)
+{
+	shm_msg p = tu_msg("t", 1, "parent"), c;
+	int64_t last;
+
+	assert_int_equal(shm_msg_put(env, &p), 0);
+	c = reply_to(&p, "child");
+	assert_int_equal(shm_msg_put(env, &c), 0);
+	assert_int_equal(replies_of(&p.id, &last), 1);
+	uint64_t before = tu_log_count(env);
+	c.content = "child, again";
+	c.content_len = (uint32_t)strlen(c.content);
+	assert_int_equal(shm_msg_put(env, &c), 0); /* same id: a replace */
+	assert_int_equal(shm_msg_put_many(env, &c, 1, NULL), 0);
+	assert_int_equal(replies_of(&p.id, NULL), 1);
+	assert_int_equal(tu_log_count(env), before + 2); /* no reply record */
+	/* a brand-new reply still counts */
+	shm_msg d = reply_to(&p, "second child");
+	assert_int_equal(shm_msg_put(env, &d), 0);
+	assert_int_equal(replies_of(&p.id, &last), 2);
+	assert_int_equal(last, d.created_at);
+	assert_int_equal(tu_verify(env), 0);
+}
+
+static void test_moving_a_reply_moves_its_count_never_below_zero(void **state)
+{
+	shm_msg a = tu_msg("t", 1, "a"), b = tu_msg("t", 1, "b");
+	shm_msg c;
+
+	assert_int_equal(shm_msg_put(env, &a), 0);
+	assert_int_equal(shm_msg_put(env, &b), 0);
+	c = reply_to(&a, "to a");
+	assert_int_equal(shm_msg_put(env, &c), 0);
+	assert_int_equal(replies_of(&a.id, NULL), 1);
+	c.parent_id = b.id; /* the same reply, now under b */
+	assert_int_equal(shm_msg_put(env, &c), 0);
+	assert_int_equal(replies_of(&a.id, NULL), 0);
+	assert_int_equal(replies_of(&b.id, NULL), 1);
+	c.has_parent = false; /* no longer a reply */
+	assert_int_equal(shm_msg_put(env, &c), 0);
+	assert_int_equal(replies_of(&b.id, NULL), 0);
+	/* b put again with a count of 0 while c replies to it: moving c
+	 * away leaves 0, not UINT32_MAX */
+	c.has_parent = true;
+	assert_int_equal(shm_msg_put(env, &c), 0);
+	b.reply_count = 0;
+	assert_int_equal(shm_msg_put(env, &b), 0);
+	c.parent_id = a.id;
+	assert_int_equal(shm_msg_put(env, &c), 0);
+	assert_int_equal(replies_of(&b.id, NULL), 0);
+	assert_int_equal(replies_of(&a.id, NULL), 1);
+	assert_int_equal(tu_verify(env), 0);
+}
+
+/* dump | import: a parent in the batch with a count already counts its
+ * replies; one without (no metadata) gets them counted. */
+static void test_put_many_carrying_the_parent_keeps_its_counts(void **state)
+{
+	shm_msg m[3];
+	int64_t last;
+
+	m[0] = tu_msg("t", 1, "parent");
+	shm_uuid_v7(&m[0].id);
+	m[1] = reply_to(&m[0], "one");
+	m[2] = reply_to(&m[0], "two");
+	m[1].created_at = 1700000001000000;
+	m[2].created_at = 1700000002000000;
+	m[0].created_at = 1700000000000000;
+	m[0].reply_count = 2;
+	m[0].last_reply_at = m[2].created_at;
+	for (int copy = 0; copy < 2; copy++) { /* a copy, then a re-import */
+		assert_int_equal(shm_msg_put_many(env, m, 3, NULL), 0);
+		assert_int_equal(replies_of(&m[0].id, &last), 2);
+		assert_int_equal(last, m[2].created_at);
+	}
+	/* replies first, then their parent: the same */
+	shm_msg r[3] = {m[2], m[1], m[0]};
+	assert_int_equal(shm_msg_put_many(env, r, 3, NULL), 0);
+	assert_int_equal(replies_of(&m[0].id, NULL), 2);
+	/* a batch without the parent bumps it as one put does */
+	shm_msg n[2] = {reply_to(&m[0], "three"), tu_msg("t", 3, "other")};
+	assert_int_equal(shm_msg_put_many(env, n, 2, NULL), 0);
+	assert_int_equal(replies_of(&m[0].id, NULL), 3);
+	/* a parent without a count (import without metadata) counts them */
+	shm_msg f[3] = {tu_msg("t", 1, "fresh parent")};
+	shm_uuid_v7(&f[0].id);
+	f[1] = reply_to(&f[0], "one");
+	f[2] = reply_to(&f[0], "two");
+	assert_int_equal(shm_msg_put_many(env, f, 3, NULL), 0);
+	assert_int_equal(replies_of(&f[0].id, &last), 2);
+	assert_int_equal(last, f[2].created_at);
+	assert_int_equal(tu_verify(env), 0);
+}
+
 static void test_room_page_newest_first_with_before_and_limit(void **state)
 {
 	shm_msg m[5];
@@ -275,6 +391,54 @@ static void test_bad_input_is_refused_and_changes_nothing(void **state)
 	m.reactions = &r;
 	m.n_reactions = 1;
 	expect_refused(&m, SHM_EINVAL, "emoji");
+}
+
+/* What JSON cannot carry back is refused by put (json.c reads and writes
+ * years 0000..9999, int64 sizes, each reacting user once per emoji). */
+static void test_put_refuses_what_json_cannot_carry(void **state)
+{
+	int32_t twice[] = {4, 9, 4};
+	shm_reaction re = {"x", twice, 3};
+	shm_attachment at = {.filename = "f", .content_type = "t", .url = "u"};
+	shm_msg m;
+
+	m = tu_msg("r", 1, "x");
+	m.created_at = INT64_MAX;
+	expect_refused(&m, SHM_ETIME, "created_at");
+	m = tu_msg("r", 1, "x");
+	m.created_at = 253402300800000000; /* 10000-01-01T00:00:00Z */
+	expect_refused(&m, SHM_ETIME, "created_at");
+	m = tu_msg("r", 1, "x");
+	m.updated_at = 253402300800000000;
+	expect_refused(&m, SHM_ETIME, "updated_at");
+	m = tu_msg("r", 1, "x");
+	m.last_reply_at = INT64_MAX;
+	expect_refused(&m, SHM_ETIME, "last_reply_at");
+	m = tu_msg("r", 1, "x");
+	m.last_reply_at = -1;
+	expect_refused(&m, SHM_ETIME, "last_reply_at");
+	m = tu_msg("r", 1, "x");
+	at.size = (uint64_t)INT64_MAX + 1;
+	m.attachments = &at;
+	m.n_attachments = 1;
+	expect_refused(&m, SHM_EINVAL, "attachments[0].size");
+	m = tu_msg("r", 1, "x");
+	m.reactions = &re;
+	m.n_reactions = 1;
+	expect_refused(&m, SHM_EINVAL, "user id 4 listed twice");
+	assert_int_equal(tu_log_count(env), 0);
+
+	/* the limits themselves are accepted */
+	m = tu_msg("r", 1, "x");
+	m.created_at = 253402300799999999; /* 9999-12-31T23:59:59.999999Z */
+	m.last_reply_at = m.updated_at = m.created_at;
+	at.size = (uint64_t)INT64_MAX;
+	m.attachments = &at;
+	m.n_attachments = 1;
+	re.n_users = 2;
+	m.reactions = &re;
+	m.n_reactions = 1;
+	assert_int_equal(shm_msg_put(env, &m), 0);
 }
 
 static void test_edit_and_react_validate_and_need_an_existing_id(void **state)
@@ -373,9 +537,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_delete_is_soft_as_in_the_seed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_react_adds_and_removes_idempotently, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reply_bumps_parent_reply_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replacing_a_reply_keeps_its_parents_reply_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_moving_a_reply_moves_its_count_never_below_zero, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_many_carrying_the_parent_keeps_its_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_room_page_newest_first_with_before_and_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_room_page_ties_ordered_by_id_desc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input_is_refused_and_changes_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_refuses_what_json_cannot_carry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_and_react_validate_and_need_an_existing_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_is_all_or_nothing, setup, teardown),
 		cmocka_unit_test(test_uuid_parse_and_format_round_trip),

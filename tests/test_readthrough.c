@@ -559,6 +559,58 @@ static void test_message_nowhere(void **state)
 	close_rt(env);
 }
 
+/* Redis msg:A holding B's JSON is bad data: counted as an L2 error, never
+ * served nor filled into L1; PostgreSQL is asked (and fixes the key). */
+static void test_redis_value_of_another_message_is_a_miss(void **state)
+{
+	NEED_SERVERS();
+	char room[64], *json;
+	size_t len;
+	shm_msg a, b, c, *got = NULL;
+	shm_counters k;
+	const shm_msg *v;
+	shm_rtxn *t;
+	PGconn *db = pg();
+
+	room_name(room, sizeof room, "wrongid");
+	a = full_msg(room, INT64_C(1700000005000000), "I am A");
+	b = full_msg(room, INT64_C(1700000006000000), "I am B");
+	c = full_msg(room, INT64_C(1700000007000000), "I am C");
+	assert_int_equal(shm_msg_to_json(&b, &json, &len), 0);
+	redis_set(&a.id, json, len); /* A's key, B's value: A is in L3 */
+	redis_set(&c.id, json, len); /* C's key, B's value: C is nowhere */
+	free(json);
+	pg_put(db, &a);
+
+	shm_env *env = open_rt(redis_url, pg_info, 50, 0);
+	assert_int_equal(shm_msg_get(env, &a.id, &got), 0);
+	tu_assert_msg_equal(got, &a);
+	shm_msg_free(got);
+	assert_int_equal(shm_msg_get(env, &c.id, &got), SHM_ENOTFOUND);
+	shm_stats_local(env, &k);
+	assert_int_equal(k.l2_errors, 2);
+	assert_int_equal(k.l2_hits, 0);
+	assert_int_equal(k.l3_hits, 1);
+	assert_int_equal(k.l3_misses, 1);
+	assert_int_equal(k.fills, 1); /* A alone */
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	assert_int_equal(shm_msg_view(t, &b.id, &v), SHM_ENOTFOUND);
+	assert_int_equal(shm_msg_view(t, &c.id, &v), SHM_ENOTFOUND);
+	assert_int_equal(shm_msg_view(t, &a.id, &v), 0);
+	tu_assert_msg_equal(v, &a);
+	shm_rtxn_end(t);
+	/* the L3 hit wrote A's own JSON over msg:A */
+	long long ttl;
+	char *val = redis_get(&a.id, &len, &ttl), *want;
+	assert_int_equal(shm_msg_to_json(&a, &want, NULL), 0);
+	assert_string_equal(val, want);
+	free(want);
+	free(val);
+	PQfinish(db);
+	close_rt(env);
+	cleanup();
+}
+
 /* A unix socket that listens and never accepts: connect succeeds (the
  * kernel queues it), every command waits for a reply forever. */
 static int mute_socket(const char *path)
@@ -1051,6 +1103,7 @@ int main(void)
 		cmocka_unit_test(test_redis_user_and_password_in_the_url),
 		cmocka_unit_test(test_message_only_in_postgres_fills_l1_and_redis),
 		cmocka_unit_test(test_message_nowhere),
+		cmocka_unit_test(test_redis_value_of_another_message_is_a_miss),
 		cmocka_unit_test(test_dead_or_mute_redis_costs_at_most_the_timeout),
 		cmocka_unit_test(test_mute_redis_is_skipped_after_a_timeout),
 		cmocka_unit_test(test_slow_postgres_costs_at_most_the_timeout),
