@@ -5,7 +5,15 @@
  * Invariants
  *  1. meta "format" equals SHM_FORMAT_VERSION in every environment this
  *     version opens; anything else is refused with SHM_EVERSION.
- *  2. Pooled read transactions are reset (hold no snapshot, no reader slot
+ *  2. Only an empty map (no key in LMDB's main database) is made an shm
+ *     environment; any other LMDB environment without our format is
+ *     refused before anything is written in it or next to it.
+ *  3. A data file with fewer pages than its databases have in use (it
+ *     lost some: a cut copy) is refused with SHM_ECORRUPT: a missing page
+ *     read through the map would kill the process with SIGBUS. The pages
+ *     the meta page accounts for are counted before any other page is
+ *     read, every database's once they are open.
+ *  4. Pooled read transactions are reset (hold no snapshot, no reader slot
  *     pinned to an old page) while in the pool.
  */
 #include <errno.h>
@@ -201,11 +209,155 @@ int shm__policy_read(shm__wtxn *w)
 	return 0;
 }
 
+static uint64_t tree_pages(const MDB_stat *st)
+{
+	return st->ms_branch_pages + st->ms_leaf_pages + st->ms_overflow_pages;
+}
+
+/* Invariant 3, from a count of pages in use in one snapshot, counted
+ * before the data file's size is read: each was written before the meta
+ * page that refers to it and the file never shrinks, so a file with fewer
+ * pages has lost some. The meta's last page number is no such bound: LMDB
+ * leaves pages unwritten that it freed in the transaction that allocated
+ * them, and a sound file may end several pages before it. Only LMDB
+ * knows where pages are, so a cut that spares as many pages as are in use
+ * goes unnoticed. */
+static int check_data_file(shm_env *env, uint64_t in_use, unsigned psize)
+{
+	struct stat st;
+	mdb_filehandle_t fd;
+	int rc;
+
+	if ((rc = mdb_env_get_fd(env->mdb, &fd)))
+		return shm__err_mdb(rc, "data file");
+	if (fstat(fd, &st) != 0)
+		return shm__err(errno, "stat %s/data.mdb", env->path);
+	if ((uint64_t)st.st_size >= in_use * psize)
+		return 0;
+	return shm__err(SHM_ECORRUPT,
+	                "%s/data.mdb: %lld bytes, shorter than the %llu bytes "
+	                "of pages in use (truncated?)",
+	                env->path, (long long)st.st_size,
+	                (unsigned long long)(in_use * psize));
+}
+
+static int not_shm(shm_env *env, const char *why)
+{
+	return shm__err(SHM_EVERSION, "%s: not an shm environment (%s)",
+	                env->path, why);
+}
+
+/* Right after mdb_env_open, before anything is created next to the map:
+ * invariant 3 with the pages the meta page alone accounts for (both meta
+ * pages and the main database's), before any other page is read; then
+ * invariant 2 as far as an environment with keys in the main database
+ * must have our 'meta' database (open_dbs checks the rest). */
+static int check_env(shm_env *env)
+{
+	MDB_stat st;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	int rc;
+
+	if ((rc = mdb_env_stat(env->mdb, &st)))
+		return shm__err_mdb(rc, "environment stat");
+	if ((rc = check_data_file(env, 2 + tree_pages(&st), st.ms_psize)) ||
+	    st.ms_entries == 0)
+		return rc;
+	if ((rc = mdb_txn_begin(env->mdb, NULL, MDB_RDONLY, &txn)))
+		return shm__err_mdb(rc, "begin read transaction");
+	rc = mdb_dbi_open(txn, "meta", 0, &dbi);
+	mdb_txn_abort(txn);
+	if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
+		return not_shm(env, "LMDB data without a 'meta' database");
+	return rc ? shm__err_mdb(rc, "meta") : 0;
+}
+
+/* Invariant 3 again once our databases are open, with their pages too:
+ * catches a cut that check_env's count was too small to see. */
+static int check_pages_in_use(shm_env *env, MDB_txn *txn, MDB_dbi main)
+{
+	MDB_stat st;
+	uint64_t pages = 2;
+	int rc;
+
+	if ((rc = mdb_stat(txn, main, &st)))
+		return shm__err_mdb(rc, "stat main database");
+	pages += tree_pages(&st);
+	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+		MDB_dbi dbi = *(MDB_dbi *)((char *)env + dbs[i].off);
+		if ((rc = mdb_stat(txn, dbi, &st)))
+			return shm__err_mdb(rc, dbs[i].name);
+		pages += tree_pages(&st);
+	}
+	return check_data_file(env, pages, st.ms_psize);
+}
+
+static int open_db(MDB_txn *txn, shm_env *env, size_t i, bool create)
+{
+	MDB_dbi *dbi = (MDB_dbi *)((char *)env + dbs[i].off);
+	int rc = mdb_dbi_open(txn, dbs[i].name,
+	                      dbs[i].flags | (create ? MDB_CREATE : 0), dbi);
+
+	if (rc == MDB_NOTFOUND) {
+		char why[64];
+		snprintf(why, sizeof why, "no '%s' database", dbs[i].name);
+		return not_shm(env, why);
+	}
+	if (rc == MDB_INCOMPATIBLE)
+		return shm__err(SHM_EVERSION,
+		                "%s: database '%s' has other flags than this "
+		                "version uses", env->path, dbs[i].name);
+	return rc ? shm__err_mdb(rc, dbs[i].name) : 0;
+}
+
+/* Invariants 1 to 3 in one transaction, under the writers' lock in a
+ * read-write open: a failure aborts it, so a refused environment is left
+ * unchanged. */
+static int open_dbs_in(MDB_txn *txn, shm_env *env)
+{
+	bool ro = env->opt.read_only;
+	uint64_t format = 0;
+	MDB_dbi main;
+	MDB_stat st;
+	int rc;
+
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &main)) ||
+	    (rc = mdb_stat(txn, main, &st)))
+		return shm__err_mdb(rc, "main database");
+	/* Every database exists since format 1: only an empty map needs
+	 * them created, so the pages counted otherwise are the snapshot's
+	 * (none is dirty yet). */
+	bool create = st.ms_entries == 0 && !ro;
+	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
+		if ((rc = open_db(txn, env, i, create)))
+			return rc;
+	if (!create && (rc = check_pages_in_use(env, txn, main)))
+		return rc;
+	if ((rc = mdb_set_compare(txn, env->msg, shm__cmp_key16)))
+		return shm__err_mdb(rc, "msg compare");
+	if ((rc = shm__meta_get(txn, env, "format", &format)))
+		return rc;
+	if (create) {
+		if ((rc = shm__meta_put(txn, env, "format", SHM_FORMAT_VERSION)) ||
+		    (rc = shm__meta_put(txn, env, "next_seq", 1)))
+			return rc;
+	} else if (format == 0) {
+		return not_shm(env, "no format version in its 'meta' database");
+	} else if (format != SHM_FORMAT_VERSION) {
+		return shm__err(SHM_EVERSION,
+		                "%s: format version %llu, this build reads "
+		                "version %u",
+		                env->path, (unsigned long long)format,
+		                SHM_FORMAT_VERSION);
+	}
+	return policy_open(txn, env);
+}
+
 static int open_dbs(shm_env *env)
 {
 	bool ro = env->opt.read_only;
 	MDB_txn *txn;
-	uint64_t format = 0;
 	int rc;
 
 	if (!ro && (rc = shm__wlock_acquire(env)))
@@ -216,55 +368,14 @@ static int open_dbs(shm_env *env)
 			shm__wlock_release(env);
 		return shm__err_mdb(rc, "begin transaction");
 	}
-	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
-		MDB_dbi *dbi = (MDB_dbi *)((char *)env + dbs[i].off);
-		rc = mdb_dbi_open(txn, dbs[i].name,
-		                  dbs[i].flags | (ro ? 0 : MDB_CREATE), dbi);
-		if (rc == MDB_NOTFOUND) {
-			rc = shm__err(SHM_EVERSION,
-			              "%s: not an shm environment (no '%s' database)",
-			              env->path, dbs[i].name);
-			goto fail;
-		}
-		if (rc == MDB_INCOMPATIBLE) {
-			rc = shm__err(SHM_EVERSION,
-			              "%s: database '%s' has other flags than this "
-			              "version uses", env->path, dbs[i].name);
-			goto fail;
-		}
-		if (rc) {
-			rc = shm__err_mdb(rc, dbs[i].name);
-			goto fail;
-		}
+	if ((rc = open_dbs_in(txn, env))) {
+		mdb_txn_abort(txn);
+	} else {
+		/* Commit even a read-only transaction: aborting it would
+		 * close the database handles it opened. */
+		rc = mdb_txn_commit(txn);
+		rc = rc ? shm__err_mdb(rc, "commit") : 0;
 	}
-	if ((rc = mdb_set_compare(txn, env->msg, shm__cmp_key16))) {
-		rc = shm__err_mdb(rc, "msg compare");
-		goto fail;
-	}
-	rc = shm__meta_get(txn, env, "format", &format);
-	if (rc)
-		goto fail;
-	if (format == 0 && !ro) {
-		if ((rc = shm__meta_put(txn, env, "format", SHM_FORMAT_VERSION)) ||
-		    (rc = shm__meta_put(txn, env, "next_seq", 1)))
-			goto fail;
-	} else if (format != SHM_FORMAT_VERSION) {
-		rc = shm__err(SHM_EVERSION,
-		              "%s: format version %llu, this build reads version %u",
-		              env->path, (unsigned long long)format,
-		              SHM_FORMAT_VERSION);
-		goto fail;
-	}
-	if ((rc = policy_open(txn, env)))
-		goto fail;
-	/* Commit even a read-only transaction: aborting it would close the
-	 * database handles it opened. */
-	rc = mdb_txn_commit(txn);
-	if (!ro)
-		shm__wlock_release(env);
-	return rc ? shm__err_mdb(rc, "commit") : 0;
-fail:
-	mdb_txn_abort(txn);
 	if (!ro)
 		shm__wlock_release(env);
 	return rc;
@@ -334,7 +445,8 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 		goto fail;
 	}
 	mdb_reader_check(env->mdb, &dead); /* clear slots of dead processes */
-	if ((rc = shm__shared_open(env)) ||
+	if ((rc = check_env(env)) ||
+	    (rc = shm__shared_open(env)) ||
 	    (!env->opt.read_only && (rc = shm__wlock_open(env))) ||
 	    (rc = open_dbs(env)) ||
 	    (rc = shm__rt_open(env)))

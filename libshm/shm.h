@@ -127,9 +127,13 @@ void shm_options_init(shm_options *o);
 
 /*
  * Opens (creating if needed) the environment in directory dir. opt may be
- * NULL for defaults. Clears stale reader slots. Fails with SHM_EVERSION if the
- * directory was written by an incompatible format version. On success *out
- * is a handle owned by the caller, released with shm_env_close().
+ * NULL for defaults. Clears stale reader slots. Fails, changing nothing,
+ * with SHM_EVERSION if the directory was written by an incompatible format
+ * version or holds an LMDB environment that is not an shm one (only an empty
+ * map is made one), SHM_ECORRUPT if data.mdb has fewer pages than are in use
+ * (a cut copy), SHM_EINVAL if dir is too long for its files' paths. On
+ * success *out is a handle owned by the caller, released with
+ * shm_env_close().
  */
 int shm_env_open(const char *dir, const shm_options *opt, shm_env **out);
 void shm_env_close(shm_env *env);

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,12 +133,16 @@ uint32_t shm__atime(shm_env *env, char kind, const void *key, size_t klen)
 
 int shm__shared_open(shm_env *env)
 {
-	char path[4096];
+	char path[PATH_MAX];
 	struct stat st;
 	int fd, rc = 0;
 	void *map;
 
-	snprintf(path, sizeof path, "%s/shm.stats", env->path);
+	/* a cut name would open another file */
+	int n = snprintf(path, sizeof path, "%s/shm.stats", env->path);
+	if (n < 0 || (size_t)n >= sizeof path)
+		return shm__err(SHM_EINVAL, "path too long (%d bytes, at most "
+		                "%d): %s/shm.stats", n, PATH_MAX - 1, env->path);
 	fd = open(path, env->opt.read_only ? O_RDONLY : O_RDWR | O_CREAT, 0664);
 	if (fd < 0 && env->opt.read_only && errno == ENOENT)
 		return shm__err(ENOENT, "open %s: environment has no stats file",

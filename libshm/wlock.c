@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,12 +40,16 @@ struct shm__wlock {
 
 int shm__wlock_open(shm_env *env)
 {
-	char path[4096];
+	char path[PATH_MAX];
 	struct stat st;
 	void *map = MAP_FAILED;
 	int fd, rc = 0;
 
-	snprintf(path, sizeof path, "%s/shm.wlock", env->path);
+	/* a cut name would open another file */
+	int n = snprintf(path, sizeof path, "%s/shm.wlock", env->path);
+	if (n < 0 || (size_t)n >= sizeof path)
+		return shm__err(SHM_EINVAL, "path too long (%d bytes, at most "
+		                "%d): %s/shm.wlock", n, PATH_MAX - 1, env->path);
 	if ((fd = open(path, O_RDWR | O_CREAT, 0664)) < 0)
 		return shm__err(errno, "open %s", path);
 	/* The first opener sizes the file and initialises the mutex; the

@@ -1,12 +1,14 @@
 /* tests/test_env.c - opening environments: several handles, read-only,
  * format version checks, stale readers, errors. */
 #include <errno.h>
+#include <limits.h>
 #include <lmdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -92,29 +94,192 @@ static void test_other_format_version_is_refused(void **state)
 	free(dir);
 }
 
-static void test_non_shm_lmdb_environment_is_refused(void **state)
+/* An LMDB environment in dir that is not an shm one: key foo in the main
+ * database, or in a database named db when db is not NULL. */
+static void make_foreign_env(const char *dir, const char *db)
 {
-	char *dir = tu_tmpdir();
 	MDB_env *m;
 	MDB_txn *txn;
 	MDB_dbi dbi;
-	shm_options o;
-	shm_env *env = NULL;
+	MDB_val k = {3, "foo"}, d = {3, "bar"};
 
 	assert_int_equal(mdb_env_create(&m), 0);
+	assert_int_equal(mdb_env_set_maxdbs(m, 4), 0);
 	assert_int_equal(mdb_env_open(m, dir, 0, 0664), 0);
 	assert_int_equal(mdb_txn_begin(m, NULL, 0, &txn), 0);
-	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
-	MDB_val k = {3, "foo"}, d = {3, "bar"};
+	assert_int_equal(mdb_dbi_open(txn, db, MDB_CREATE, &dbi), 0);
 	assert_int_equal(mdb_put(txn, dbi, &k, &d, 0), 0);
 	assert_int_equal(mdb_txn_commit(txn), 0);
 	mdb_env_close(m);
+}
+
+/* Keys in dir's LMDB main database (named databases are keys there). */
+static size_t main_db_keys(const char *dir)
+{
+	MDB_env *m;
+	MDB_stat st;
+
+	assert_int_equal(mdb_env_create(&m), 0);
+	assert_int_equal(mdb_env_open(m, dir, MDB_RDONLY, 0664), 0);
+	assert_int_equal(mdb_env_stat(m, &st), 0);
+	mdb_env_close(m);
+	return st.ms_entries;
+}
+
+static bool file_exists(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+	assert_true(n > 0 && (size_t)n < sizeof path);
+	return access(path, F_OK) == 0;
+}
+
+static void test_non_shm_lmdb_environment_is_refused(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_options o;
+	shm_env *env = NULL;
+
+	make_foreign_env(dir, NULL);
 	shm_options_init(&o);
 	o.read_only = true;
-	assert_int_not_equal(shm_env_open(dir, &o, &env), 0);
+	assert_int_equal(shm_env_open(dir, &o, &env), SHM_EVERSION);
 	assert_null(env);
+	assert_non_null(strstr(shm_errmsg(), "not an shm environment"));
 	tu_rmdir(dir);
 	free(dir);
+}
+
+/* A write open adopts only an empty map: data in LMDB's main database or
+ * a foreign named database makes it fail, and nothing is added, neither
+ * to the map nor next to it. */
+static void test_write_open_of_a_non_shm_lmdb_environment_changes_nothing(
+	void **state)
+{
+	const char *named[] = {NULL, "other"};
+
+	for (size_t i = 0; i < 2; i++) {
+		char *dir = tu_tmpdir();
+		shm_env *env = NULL;
+
+		make_foreign_env(dir, named[i]);
+		assert_int_equal(shm_env_open(dir, NULL, &env), SHM_EVERSION);
+		assert_null(env);
+		assert_non_null(strstr(shm_errmsg(), dir));
+		assert_non_null(strstr(shm_errmsg(), "not an shm environment"));
+		assert_int_equal(main_db_keys(dir), 1);
+		assert_false(file_exists(dir, "shm.stats"));
+		assert_false(file_exists(dir, "shm.wlock"));
+		tu_rmdir(dir);
+		free(dir);
+	}
+}
+
+/* A data file cut short (a partial copy) is refused at open, read-only
+ * or not, instead of killing the process with SIGBUS on a missing page. */
+static void test_truncated_data_file_is_refused_at_open(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_options ro;
+	char path[PATH_MAX];
+
+	for (int i = 0; i < 50; i++) {
+		shm_msg m = tu_msg("t", i, "some content to fill a few pages");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	shm_env_close(env);
+	snprintf(path, sizeof path, "%s/data.mdb", dir);
+	assert_int_equal(truncate(path, 8192), 0);
+	shm_options_init(&ro);
+	ro.read_only = true;
+	const shm_options *opts[] = {&ro, NULL};
+	for (size_t i = 0; i < 2; i++) {
+		env = NULL;
+		assert_int_equal(shm_env_open(dir, opts[i], &env), SHM_ECORRUPT);
+		assert_null(env);
+		assert_non_null(strstr(shm_errmsg(), path));
+		assert_non_null(strstr(shm_errmsg(), "8192 bytes"));
+	}
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* Whether dir's data file ends before the last page LMDB's meta counts. */
+static bool data_file_ends_before_last_page(shm_env *env, const char *dir)
+{
+	MDB_envinfo ei;
+	MDB_stat st;
+	struct stat fs;
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof path, "%s/data.mdb", dir);
+	assert_int_equal(mdb_env_info(env->mdb, &ei), 0);
+	assert_int_equal(mdb_env_stat(env->mdb, &st), 0);
+	assert_int_equal(stat(path, &fs), 0);
+	return (uint64_t)fs.st_size < (ei.me_last_pgno + 1) * (uint64_t)st.ms_psize;
+}
+
+/* A sound data file may end before the meta's last page: LMDB does not
+ * write pages it freed in the transaction that allocated them (here the
+ * overflow pages of a value put and deleted at once). It still opens. */
+static void test_sound_data_file_ending_before_its_last_page_opens(
+	void **state)
+{
+	static char big[40000];
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_options ro;
+	MDB_txn *txn;
+	MDB_val k = {7, "scratch"}, v = {sizeof big, big};
+
+	for (int i = 0; i < 3; i++) { /* leaves free pages to reuse */
+		shm_msg m = tu_msg("s", i, "content");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	assert_int_equal(mdb_txn_begin(env->mdb, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_put(txn, env->meta, &k, &v, 0), 0);
+	assert_int_equal(mdb_del(txn, env->meta, &k, NULL), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	assert_true(data_file_ends_before_last_page(env, dir));
+	shm_env_close(env);
+	shm_options_init(&ro);
+	ro.read_only = true;
+	env = tu_open(dir, &ro);
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	env = tu_open(dir, NULL);
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* A directory whose DIR/shm.stats does not fit in PATH_MAX (while
+ * DIR/data.mdb does) is refused: a cut name would open another file. */
+static void test_path_too_long_for_the_stats_file_is_refused(void **state)
+{
+	char *base = tu_tmpdir();
+	char dir[PATH_MAX];
+	size_t len = strlen(base), want = PATH_MAX - strlen("/shm.stats");
+	shm_env *env = NULL;
+
+	memcpy(dir, base, len + 1);
+	while (want - len > 202) {
+		dir[len++] = '/';
+		memset(dir + len, 'd', 200);
+		dir[len += 200] = '\0';
+		assert_int_equal(mkdir(dir, 0775), 0);
+	}
+	dir[len++] = '/';
+	memset(dir + len, 'e', want - len);
+	dir[want] = '\0';
+	assert_int_equal(shm_env_open(dir, NULL, &env), SHM_EINVAL);
+	assert_null(env);
+	assert_non_null(strstr(shm_errmsg(), "path too long"));
+	assert_false(file_exists(dir, "shm.stat"));
+	tu_rmdir(base);
+	free(base);
 }
 
 static void test_stale_reader_of_killed_process_is_cleared_at_open(void **state)
@@ -284,6 +449,12 @@ int main(void)
 		cmocka_unit_test(test_read_only_open_of_missing_dir_fails_clearly),
 		cmocka_unit_test(test_other_format_version_is_refused),
 		cmocka_unit_test(test_non_shm_lmdb_environment_is_refused),
+		cmocka_unit_test(
+			test_write_open_of_a_non_shm_lmdb_environment_changes_nothing),
+		cmocka_unit_test(test_truncated_data_file_is_refused_at_open),
+		cmocka_unit_test(
+			test_sound_data_file_ending_before_its_last_page_opens),
+		cmocka_unit_test(test_path_too_long_for_the_stats_file_is_refused),
 		cmocka_unit_test(test_stale_reader_of_killed_process_is_cleared_at_open),
 		cmocka_unit_test(test_writer_killed_holding_the_writers_lock_blocks_no_one),
 		cmocka_unit_test(test_a_write_waits_for_the_writers_lock),

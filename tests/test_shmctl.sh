@@ -293,5 +293,65 @@ t "verify finds a bad checksum" 1 "$SHMCTL" -e "$C" verify
 has "verify names the log record" "$tmp/out" "log seq 1"
 t "log reports the corrupt record" 1 "$SHMCTL" -e "$C" log
 
+# ------------------------------- foreign, cut and odd environments, inputs
+t "a file as the environment is not found" 1 "$SHMCTL" -e "$tmp/good.jsonl" stat
+has "a file as the environment: why" "$tmp/err" "$tmp/good.jsonl: Not a directory"
+t "a file as the environment of a write is not found" 1 "$SHMCTL" -e "$tmp/good.jsonl" touch "$W" Page/1
+
+if command -v mdb_load >/dev/null && command -v mdb_dump >/dev/null; then
+	F=$tmp/foreign
+	mkdir "$F"
+	printf 'VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\n 666f6f\n 626172\nDATA=END\n' |
+		mdb_load "$F"
+	# maxreaders is the lock file's, which any opener sizes
+	mdb_dump "$F" | grep -v '^maxreaders=' >"$tmp/foreign.before"
+	t "a write to a non-shm LMDB environment exits 65" 65 "$SHMCTL" -e "$F" touch "$W" Page/1
+	has "non-shm environment: why" "$tmp/err" "$F: not an shm environment"
+	mdb_dump "$F" | grep -v '^maxreaders=' >"$tmp/foreign.after"
+	if cmp -s "$tmp/foreign.before" "$tmp/foreign.after" && [ ! -e "$F/shm.stats" ]; then
+		ok "a non-shm LMDB environment is left as it was"
+	else
+		ko "a non-shm LMDB environment is left as it was"
+	fi
+fi
+
+T=$tmp/cut
+cp -R "$E" "$T"
+truncate -s 8192 "$T/data.mdb"
+t "verify of a cut data file exits 65" 65 "$SHMCTL" -e "$T" verify
+has "cut data file: names it and both sizes" "$tmp/err" "$T/data.mdb: 8192 bytes, shorter than the "
+t "a write to a cut data file exits 65" 65 "$SHMCTL" -e "$T" touch "$W" Page/1
+
+mkdir "$tmp/adir"
+t "static put of a directory exits 70" 70 "$SHMCTL" static put "$W" Page/9 "$tmp/adir"
+has "static put of a directory: why" "$tmp/err" "$tmp/adir: Is a directory"
+t "import of a directory exits 70" 70 "$SHMCTL" import "$tmp/adir"
+has "import of a directory: why" "$tmp/err" "$tmp/adir: Is a directory"
+
+# A message whose stored text is not UTF-8 (damaged after the import) cannot
+# be dumped as JSON: dump says which and why, and exits 1.
+D=$tmp/env4
+DID=0190a4c4-1d2e-7abc-8def-0000000000d1
+echo "{\"id\":\"$DID\",\"room_id\":\"r\",\"user_id\":1,\"username\":\"a\",\"content\":\"NOTUTF8-9b2e\",\"message_type\":\"Text\"}" >"$tmp/d.jsonl"
+"$SHMCTL" -e "$D" import "$tmp/d.jsonl" >/dev/null 2>&1
+perl -0777 -pi -e 's/NOTUTF8-9b2e/\xff\xfeTUTF8-9b2e/g' "$D/data.mdb"
+t "dump of a message it cannot write exits 1" 1 "$SHMCTL" -e "$D" dump --kind msg
+has "dump names the message it dropped and why" "$tmp/err" "message $DID not dumped: shm_msg_to_json: field 'content': invalid UTF-8"
+
+# A dead letter whose reason spans lines, as PostgreSQL's do ("\nDETAIL:"),
+# loaded raw in the encoding of libshm/dead.c (seq 1, time 0, sink pg).
+if command -v mdb_load >/dev/null; then
+	reason='duplicate key value violates unique constraint "m_pkey"
+DETAIL: Key (id)=(1) already exists.'
+	rlen=$(printf '%s' "$reason" | wc -c)
+	hex=$(printf '%s' "$reason" | od -An -tx1 | tr -d ' \n')
+	value=$(printf '0100%02x%02x00000000' $((rlen & 255)) $((rlen >> 8)))0000000000000000$(printf '%-32s' 7067 | tr ' ' 0)$hex
+	printf 'VERSION=3\nformat=bytevalue\ndatabase=dead\ntype=btree\nintegerkey=1\nHEADER=END\n 0100000000000000\n %s\nDATA=END\n' "$value" |
+		mdb_load -s dead "$D"
+	t "log --dead of a reason with a newline" 0 "$SHMCTL" -e "$D" log --dead
+	eq "log --dead prints one line per letter" "$(wc -l <"$tmp/out")" 1
+	has "log --dead folds the reason's newline" "$tmp/out" '1 1970-01-01T00:00:00Z pg corrupt -: duplicate key value violates unique constraint "m_pkey" DETAIL: Key (id)=(1) already exists.'
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -88,8 +88,9 @@ static const char usage_text[] =
 "\n"
 "Exit status: 0 ok; 1 not found, or problems found (verify, log);\n"
 "2 usage error; 65 bad input data (malformed JSON, UUID, object, timestamp,\n"
-"text; incompatible environment version); 70 internal or system error\n"
-"(including: L1 full of unflushed work, LMDB errors).\n";
+"text; incompatible environment version, not an shm environment, data file\n"
+"cut short); 70 internal or system error (including: L1 full of unflushed\n"
+"work, LMDB errors).\n";
 
 /* ------------------------------------------------------------ helpers */
 
@@ -114,6 +115,7 @@ static int exit_for(int rc)
 		return EX_OK;
 	case SHM_ENOTFOUND:
 	case ENOENT:
+	case ENOTDIR: /* -e FILE: no environment there */
 		return EX_NOTFOUND;
 	case SHM_EINVAL:
 	case SHM_EUUID:
@@ -188,7 +190,7 @@ static bool parse_i32(const char *s, int32_t *v)
 	return true;
 }
 
-/* Reads all of f into a malloc'd buffer. */
+/* Reads all of f into a malloc'd buffer; an errno value else. */
 static int read_all(FILE *f, char **out, size_t *len)
 {
 	size_t cap = 65536, n = 0;
@@ -196,6 +198,7 @@ static int read_all(FILE *f, char **out, size_t *len)
 
 	if (!buf)
 		return ENOMEM;
+	errno = 0;
 	for (;;) {
 		if (n == cap) {
 			char *b = realloc(buf, cap *= 2);
@@ -211,8 +214,9 @@ static int read_all(FILE *f, char **out, size_t *len)
 			break;
 	}
 	if (ferror(f)) {
+		int e = errno ? errno : EIO; /* EISDIR for a directory */
 		free(buf);
-		return EIO;
+		return e;
 	}
 	*out = buf;
 	*len = n;
@@ -391,7 +395,8 @@ static int cmd_import(int argc, char **argv)
 		n++;
 	}
 	if (ferror(f)) {
-		fprintf(stderr, "%s: read error: %s\n", prog, strerror(errno));
+		fprintf(stderr, "%s: %s: %s\n", prog, f == stdin ? "stdin" : pos[0],
+		        strerror(errno));
 		ex = EX_INTERNAL;
 		goto out;
 	}
@@ -623,8 +628,8 @@ static int cmd_static(int argc, char **argv)
 		if (f != stdin)
 			fclose(f);
 		if (rc) {
-			fprintf(stderr, "%s: reading content: %s\n", prog,
-			        strerror(rc));
+			fprintf(stderr, "%s: %s: %s\n", prog,
+			        npos == 3 ? pos[2] : "-", strerror(rc));
 			ex = EX_INTERNAL;
 			goto out;
 		}
@@ -915,6 +920,26 @@ static void print_rec(const shm_log_rec *r, bool json)
 	json_decref(o);
 }
 
+/* Prints s with each run of control characters (the newline before a
+ * PostgreSQL reason's "DETAIL:") as one space: one dead letter, one line. */
+static void put_one_line(const char *s)
+{
+	bool gap = false, any = false;
+
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch < 0x20 || ch == 0x7f) {
+			gap = true;
+			continue;
+		}
+		if (gap && any)
+			putchar(' ');
+		putchar(ch);
+		gap = false;
+		any = true;
+	}
+}
+
 typedef struct deadctx {
 	bool json;
 	uint8_t *buf;
@@ -934,8 +959,9 @@ static int print_dead(const shm_dead *d, void *user)
 		key_name(r.op, r.key, r.key_len, key, sizeof key);
 	}
 	if (!c->json) {
-		printf("%" PRIu64 " %s %s %s %s: %s\n", d->seq, t, d->sink, op,
-		       key, d->reason);
+		printf("%" PRIu64 " %s %s %s %s: ", d->seq, t, d->sink, op, key);
+		put_one_line(d->reason);
+		putchar('\n');
 		return 0;
 	}
 	json_t *o;
@@ -1127,6 +1153,9 @@ static int each_msg(const MDB_val *k, const MDB_val *v, void *user)
 			putchar('\n');
 			free(js);
 		} else {
+			shm_uuid_format(&m->id, id);
+			fprintf(stderr, "%s: message %s not dumped: %s\n", prog,
+			        id, shm_errmsg());
 			c->bad++;
 		}
 	} else {
