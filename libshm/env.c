@@ -394,6 +394,12 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 
 	if (!dir || !*dir || !out)
 		return shm__err(SHM_EINVAL, "shm_env_open: no directory given");
+	if (opt && (unsigned)opt->durability > SHM_DURABILITY_SYNC)
+		return shm__err(SHM_EINVAL, "durability %d: not a shm_durability "
+		                "(NOSYNC, NOMETASYNC or SYNC)", (int)opt->durability);
+	if (opt && (unsigned)opt->write_mode > SHM_WRITE_THROUGH)
+		return shm__err(SHM_EINVAL, "write_mode %d: not a shm_write_mode "
+		                "(WRITE_BACK or WRITE_THROUGH)", (int)opt->write_mode);
 	env = calloc(1, sizeof *env);
 	if (!env)
 		return shm__err(ENOMEM, "shm_env_open");

@@ -74,6 +74,29 @@ static void test_read_only_open_of_missing_dir_fails_clearly(void **state)
 	assert_non_null(strstr(shm_errmsg(), "/nonexistent/shm-env"));
 }
 
+/* Out-of-range enum options are refused before anything is created. */
+static void test_unknown_durability_or_write_mode_is_refused(void **state)
+{
+	char *base = tu_tmpdir(), dir[4200];
+	shm_options o;
+	shm_env *env = NULL;
+	struct stat st;
+
+	snprintf(dir, sizeof dir, "%s/env", base);
+	shm_options_init(&o);
+	o.durability = (shm_durability)99;
+	assert_int_equal(shm_env_open(dir, &o, &env), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "durability 99"));
+	shm_options_init(&o);
+	o.write_mode = (shm_write_mode)7;
+	assert_int_equal(shm_env_open(dir, &o, &env), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "write_mode 7"));
+	assert_null(env);
+	assert_int_not_equal(stat(dir, &st), 0);
+	tu_rmdir(base);
+	free(base);
+}
+
 static void test_other_format_version_is_refused(void **state)
 {
 	char *dir = tu_tmpdir();
@@ -461,6 +484,7 @@ int main(void)
 		cmocka_unit_test(test_a_write_inside_a_write_fails_instead_of_hanging),
 		cmocka_unit_test(test_info_reports_entries_map_and_readers),
 		cmocka_unit_test(test_strerror_names_every_code),
+		cmocka_unit_test(test_unknown_durability_or_write_mode_is_refused),
 	};
 	return cmocka_run_group_tests_name("env", tests, NULL, NULL);
 }
