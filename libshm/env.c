@@ -412,6 +412,11 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	env->pg_conninfo = dup_or_null(env->opt.pg_conninfo);
 	env->opt.redis_url = env->redis_url;
 	env->opt.pg_conninfo = env->pg_conninfo;
+	if (!env->path || (opt && opt->redis_url && !env->redis_url) ||
+	    (opt && opt->pg_conninfo && !env->pg_conninfo)) {
+		rc = shm__err(ENOMEM, "shm_env_open: copy of the options");
+		goto fail;
+	}
 	if (env->redis_url && *env->redis_url &&
 	    (rc = shm_redis_url_parse(env->redis_url, &env->redis_addr)))
 		goto fail;
