@@ -620,6 +620,10 @@ static int get_time(pctx *c, json_t *v, const char *path, bool nullable,
 		strip_suffix(msg, rc);
 		return fail(c, rc, "field '%s': %s", path, msg);
 	}
+	if (*out == 0) /* 0 is "none" (or "now" for created_at) in shm_msg */
+		return fail(c, SHM_ETIME, "field '%s': %s is the epoch, which "
+		            "a message cannot hold (0 means none)", path,
+		            json_string_value(v));
 	return 0;
 }
 

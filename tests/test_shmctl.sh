@@ -147,6 +147,11 @@ eq "before drops the newer message" "$(wc -l <"$tmp/out")" 1
 t "room page of an empty room" 0 "$SHMCTL" room nobody-here
 eq "empty room prints nothing" "$(wc -c <"$tmp/out")" 0
 t "room --before malformed exits 65" 65 "$SHMCTL" room general --before tomorrow
+t "room --before the epoch" 0 "$SHMCTL" room general --before 1970-01-01T00:00:00Z
+eq "nothing is older than the epoch" "$(wc -c <"$tmp/out")" 0
+printf '{"room_id":"general","user_id":1,"username":"u","content":"c","message_type":"Text","created_at":"1970-01-01T00:00:00Z"}\n' >"$tmp/epoch.jsonl"
+ti "import of a created_at at the epoch exits 65" 65 "$tmp/epoch.jsonl" "$SHMCTL" import
+has "and says why" "$tmp/err" "is the epoch, which a message cannot hold"
 t "room --limit malformed is usage" 2 "$SHMCTL" room general --limit many
 
 # -------------------------------------------------- edit, react, delete

@@ -490,6 +490,10 @@ static int cmd_room(int argc, char **argv)
 		                 optv(opts, "limit"));
 	if ((ex = open_env(false, &env)))
 		return ex;
+	if (optv(opts, "before") && before <= 0) { /* 0 is "no bound" below */
+		shm_env_close(env);
+		return EX_OK; /* nothing is older than 1970 */
+	}
 	rc = shm_room_page(env, pos[0], before, (uint32_t)limit, &msgs, &n);
 	if (rc) {
 		ex = fail(rc);
