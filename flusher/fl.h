@@ -205,7 +205,7 @@ struct fl_sink {
 /* Constructors; NULL on allocation failure. */
 fl_sink *fl_redis_sink_new(const fl_config *cfg, shm_env *env);
 fl_sink *fl_pg_sink_new(const fl_config *cfg, shm_env *env,
-                        const char *env_id);
+                        const char *env_id, const char *env_uuid);
 void fl_sink_seterr(fl_sink *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -280,8 +280,12 @@ int fl_main(int argc, char **argv);
 /* Takes DIR/flusher.lock (flock). -1 with err set if another holds it. */
 int fl_lock_env(const char *dir, int *fd, char *err, size_t errlen);
 
-/* The id this environment uses in shm_sink_positions ("" in cfg: the one
- * stored in meta "flusher.env_id.hi/lo", created on first use). */
+/* The environment's own UUID, kept in meta "flusher.env_id.hi/lo" and
+ * created on first use: it tells environments apart in shm_sink_positions
+ * even when an env-id is given. */
+int fl_env_uuid(shm_env *env, char out[37]);
+/* The id this environment uses in shm_sink_positions: env-id, or when that
+ * is empty the environment's UUID. */
 int fl_env_id(shm_env *env, const fl_config *cfg, char out[64]);
 
 #endif /* FL_H */

@@ -63,6 +63,7 @@ struct fl_daemon {
 	fl_config cfg;
 	shm_env *env;
 	char env_id[64];
+	char env_uuid[37];  /* the environment's own id (fl_env_uuid) */
 	fl_worker *w[MAX_SINKS];
 	sink_stats ss[MAX_SINKS];
 	int n;
@@ -291,7 +292,7 @@ int fl_lock_env(const char *dir, int *fd, char *err, size_t errlen)
 	return 0;
 }
 
-int fl_env_id(shm_env *env, const fl_config *cfg, char out[64])
+int fl_env_uuid(shm_env *env, char out[37])
 {
 	static const char *const names[2] = {"flusher.env_id.hi",
 	                                     "flusher.env_id.lo"};
@@ -299,10 +300,6 @@ int fl_env_id(shm_env *env, const fl_config *cfg, char out[64])
 	shm_uuid u;
 	int rc;
 
-	if (cfg->env_id && *cfg->env_id) {
-		snprintf(out, 64, "%s", cfg->env_id);
-		return 0;
-	}
 	if ((rc = shm_meta_get(env, names[0], &v[0])) ||
 	    (rc = shm_meta_get(env, names[1], &v[1])))
 		return rc;
@@ -316,6 +313,21 @@ int fl_env_id(shm_env *env, const fl_config *cfg, char out[64])
 	memcpy(u.b, &v[0], 8);
 	memcpy(u.b + 8, &v[1], 8);
 	shm_uuid_format(&u, out);
+	return 0;
+}
+
+int fl_env_id(shm_env *env, const fl_config *cfg, char out[64])
+{
+	char uuid[37];
+	int rc;
+
+	if (cfg->env_id && *cfg->env_id) {
+		snprintf(out, 64, "%s", cfg->env_id);
+		return 0;
+	}
+	if ((rc = fl_env_uuid(env, uuid)))
+		return rc;
+	snprintf(out, 64, "%s", uuid);
 	return 0;
 }
 
@@ -401,7 +413,8 @@ int fl_main(int argc, char **argv)
 		code = FL_EXIT_ENV;
 		goto out;
 	}
-	if ((rc = fl_env_id(d.env, &d.cfg, d.env_id))) {
+	if ((rc = fl_env_uuid(d.env, d.env_uuid)) ||
+	    (rc = fl_env_id(d.env, &d.cfg, d.env_id))) {
 		fl_log(FL_ERROR, "main", "environment id: %s", shm_errmsg());
 		code = FL_EXIT_ENV;
 		goto out;
@@ -429,7 +442,8 @@ int fl_main(int argc, char **argv)
 	       SHM_VERSION, d.cfg.env_dir, d.env_id, (long)getpid(),
 	       d.cfg.once ? ", --once" : "");
 	if (*d.cfg.pg_conninfo) {
-		fl_sink *s = fl_pg_sink_new(&d.cfg, d.env, d.env_id);
+		fl_sink *s = fl_pg_sink_new(&d.cfg, d.env, d.env_id,
+		                            d.env_uuid);
 		if (!s || fl_worker_start(&d.w[d.n], s, d.env, &d.cfg,
 		                          d.cfg.once, target)) {
 			fl_log(FL_ERROR, "main", "cannot start the pg sink");

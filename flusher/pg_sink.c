@@ -70,6 +70,8 @@ typedef struct pg_sink {
 	fl_sink base;
 	PGconn *c;
 	char *env_lit;           /* env_id as an SQL literal */
+	char env_uuid[37];       /* the environment's own id (fl_env_uuid) */
+	bool no_uuid_column;     /* shm_sink_positions predates env_uuid */
 	fl_buf msg, obj, edge, mark, sql, prefix;
 	fl_buf direct;           /* rows of COPY messages, a chunk at a time */
 	fl_buf scratch;          /* a message's metadata JSON */
@@ -286,27 +288,76 @@ fail:
 	return rc;
 }
 
-/* PostgreSQL's applied position, the truth; a missing row (first run of
- * this environment against this database, or a table emptied by hand) is
- * created at what meta says was applied. */
+/* The position row of this env-id, created at what meta says was applied
+ * if missing (first run of this environment against this database, or a
+ * table emptied by hand). Columns: applied, created (t/f), env_uuid. */
+static PGresult *position_row(pg_sink *p, uint64_t meta_pos)
+{
+	char sql[1024];
+	bool uuid = !p->no_uuid_column;
+
+	snprintf(sql, sizeof sql,
+	         "WITH ins AS (INSERT INTO shm_sink_positions (env_id, sink,"
+	         " applied%s) VALUES (%s, 'pg', %llu%s%s%s) ON CONFLICT DO NOTHING"
+	         " RETURNING applied%s) SELECT applied, true%s FROM ins UNION ALL"
+	         " SELECT applied, false%s FROM shm_sink_positions WHERE"
+	         " env_id = %s AND sink = 'pg'",
+	         uuid ? ", env_uuid" : "", p->env_lit,
+	         (unsigned long long)meta_pos, uuid ? ", '" : "",
+	         uuid ? p->env_uuid : "", uuid ? "'" : "",
+	         uuid ? ", env_uuid" : "", uuid ? ", env_uuid" : "",
+	         uuid ? ", env_uuid" : "", p->env_lit);
+	return PQexec(p->c, sql);
+}
+
+/* Whether the row belongs to this environment: a row of another one (two
+ * environments under one env-id, or this one recreated) is refused, else
+ * its position would skip or replay records. A row without an owner (made
+ * before env_uuid existed) is claimed. */
+static int check_owner(pg_sink *p, PGresult *res)
+{
+	char sql[512];
+	const char *owner = PQgetvalue(res, 0, 2);
+
+	if (PQgetisnull(res, 0, 2)) {
+		snprintf(sql, sizeof sql, "UPDATE shm_sink_positions SET "
+		         "env_uuid = '%s' WHERE env_id = %s AND sink = 'pg' AND "
+		         "env_uuid IS NULL", p->env_uuid, p->env_lit);
+		return exec(p, sql, "claim position row") ? -1 : 0;
+	}
+	if (strcmp(owner, p->env_uuid) == 0)
+		return 0;
+	fl_sink_seterr(&p->base, "env-id '%s' belongs to environment %s in "
+	               "shm_sink_positions; this one is %s (two environments "
+	               "under one env-id, or this one recreated): nothing is "
+	               "applied until each has its own --env-id, or the row "
+	               "is deleted to start this one at its own position",
+	               p->base.env_id, owner, p->env_uuid);
+	fl_log(FL_ERROR, "pg", "%s", p->base.errmsg);
+	return -1;
+}
+
+/* PostgreSQL's applied position, the truth (invariant 1). */
 static int p_position(fl_sink *s, uint64_t *pos)
 {
 	pg_sink *p = (pg_sink *)s;
 	uint64_t meta_pos = 0;
-	char sql[768];
 	PGresult *res;
 
 	if (conn_lost(p))
 		return -1;
 	shm_meta_get(s->env, "sink.pg.applied", &meta_pos);
-	snprintf(sql, sizeof sql,
-	         "WITH ins AS (INSERT INTO shm_sink_positions (env_id, sink,"
-	         " applied) VALUES (%s, 'pg', %llu) ON CONFLICT DO NOTHING"
-	         " RETURNING applied) SELECT applied, true FROM ins UNION ALL"
-	         " SELECT applied, false FROM shm_sink_positions WHERE"
-	         " env_id = %s AND sink = 'pg'", p->env_lit,
-	         (unsigned long long)meta_pos, p->env_lit);
-	res = PQexec(p->c, sql);
+	res = position_row(p, meta_pos);
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+	                        : NULL;
+	if (!p->no_uuid_column && state && strcmp(state, "42703") == 0) {
+		fl_log(FL_WARN, "pg", "shm_sink_positions has no env_uuid column "
+		       "(apply sql/schema.sql): environments sharing an env-id "
+		       "cannot be told apart");
+		p->no_uuid_column = true;
+		PQclear(res);
+		res = position_row(p, meta_pos);
+	}
 	if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
 		failure(p, res, "read position");
 		return -1;
@@ -314,6 +365,10 @@ static int p_position(fl_sink *s, uint64_t *pos)
 	if (PQntuples(res) != 1) {
 		fl_sink_seterr(s, "%d shm_sink_positions rows for env %s",
 		               PQntuples(res), s->env_id);
+		PQclear(res);
+		return -1;
+	}
+	if (!p->no_uuid_column && check_owner(p, res)) {
 		PQclear(res);
 		return -1;
 	}
@@ -961,7 +1016,7 @@ static const fl_sink_ops pg_ops = {
 };
 
 fl_sink *fl_pg_sink_new(const fl_config *cfg, shm_env *env,
-                        const char *env_id)
+                        const char *env_id, const char *env_uuid)
 {
 	pg_sink *p = calloc(1, sizeof *p);
 
@@ -971,5 +1026,6 @@ fl_sink *fl_pg_sink_new(const fl_config *cfg, shm_env *env,
 	p->base.cfg = cfg;
 	p->base.env = env;
 	snprintf(p->base.env_id, sizeof p->base.env_id, "%s", env_id);
+	snprintf(p->env_uuid, sizeof p->env_uuid, "%s", env_uuid);
 	return &p->base;
 }

@@ -309,8 +309,8 @@ static int resync(fl_worker *w)
 	if (pos > last) {
 		fl_sink_seterr(w->sink, "the sink says env-id '%s' applied up "
 		               "to %" PRIu64 ", but this environment's log ends "
-		               "at %" PRIu64 ": another environment uses the "
-		               "same env-id, or this one was recreated; nothing "
+		               "at %" PRIu64 " (two environments under one "
+		               "env-id, or this one recreated): nothing "
 		               "is applied until its row in shm_sink_positions "
 		               "is fixed (give each environment its own "
 		               "--env-id)", w->sink->env_id, pos, last);

@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS shm_sink_positions (
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (env_id, sink)
 );
+-- The environment that owns the row (its own UUID, kept in it): a flusher
+-- of another environment under the same env_id (a copied config, a
+-- recreated environment) is refused instead of taking this position.
+ALTER TABLE shm_sink_positions ADD COLUMN IF NOT EXISTS env_uuid uuid;
 
 -- Object graph mirrored from L1 (shm_deps_set). An object is direct (attached
 -- to the website: the website itself, pages, posts, categories, events) or

@@ -671,8 +671,7 @@ static void test_position_past_the_log_end_is_refused(void **state)
 	assert_int_equal(ft_flush_once(a, same), 0);
 	assert_int_equal(ft_write(b, 1, &few), 0);
 	assert_int_equal(ft_flush_once(b, same), FL_EXIT_SINK);
-	assert_true(ft_log_mentions(b, "another environment uses the same "
-	                               "env-id"));
+	assert_true(ft_log_mentions(b, "two environments under one env-id"));
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 30);
 	shm_env *env = tu_open(b, NULL);
 	assert_int_equal(ft_meta(env, "sink.pg.applied"), 0);
@@ -682,6 +681,55 @@ static void test_position_past_the_log_end_is_refused(void **state)
 	ft_sql("DELETE FROM shm_sink_positions WHERE env_id = 'same'");
 	assert_int_equal(ft_flush_once(b, same), 0);
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 40);
+	ft_rmdir(a);
+	ft_rmdir(b);
+	free(a);
+	free(b);
+}
+
+/* The position row knows its environment (env_uuid): a second environment
+ * under the same env-id is refused even when the row's position lies
+ * within its log (30 records here, the row at 10), where taking it would
+ * skip its first 10 records. A row of an older schema (no owner) is
+ * claimed; a table without the column still works, with a warning. */
+static void test_position_row_of_another_environment_is_refused(void **state)
+{
+	FT_NEED_SERVERS();
+	char *a = tu_tmpdir(), *b = tu_tmpdir();
+	ft_plan few = {.n = 10}, many = {.n = 30};
+	const char *same[] = {"--env-id", "same", "--backoff-min-ms", "10",
+	                      "--once-retries", "2", NULL};
+
+	ft_reset_servers();
+	assert_int_equal(ft_write(a, 0, &few), 0);
+	assert_int_equal(ft_flush_once(a, same), 0);
+	assert_int_equal(ft_write(b, 1, &many), 0);
+	assert_int_equal(ft_flush_once(b, same), FL_EXIT_SINK);
+	assert_true(ft_log_mentions(b, "two environments under one env-id"));
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 10);
+	shm_env *env = tu_open(b, NULL);
+	assert_int_equal(tu_log_count(env), 30);
+	shm_env_close(env);
+
+	/* an ownerless row (written before env_uuid existed) is claimed */
+	ft_sql("UPDATE shm_sink_positions SET env_uuid = NULL");
+	assert_int_equal(ft_write(a, 0, &(ft_plan){.n = 15}), 0);
+	assert_int_equal(ft_flush_once(a, same), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_sink_positions "
+	                            "WHERE env_uuid IS NOT NULL"), 1);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 15);
+
+	/* without the column: no owner check, a warning, rows flow */
+	ft_sql("ALTER TABLE shm_sink_positions DROP COLUMN env_uuid");
+	assert_int_equal(ft_write(a, 0, &(ft_plan){.n = 20}), 0);
+	assert_int_equal(ft_flush_once(a, same), 0);
+	ft_sql("ALTER TABLE shm_sink_positions ADD COLUMN env_uuid uuid");
+	assert_true(ft_log_mentions(a, "has no env_uuid column"));
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 20);
+
+	ft_sql("DELETE FROM shm_sink_positions WHERE env_id = 'same'");
+	assert_int_equal(ft_flush_once(b, same), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 50);
 	ft_rmdir(a);
 	ft_rmdir(b);
 	free(a);
@@ -892,6 +940,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
 		cmocka_unit_test_teardown(test_pg_connect_gives_up_after_pg_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_position_past_the_log_end_is_refused, ft_teardown),
+		cmocka_unit_test_teardown(test_position_row_of_another_environment_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_application_l2_ttl_and_threshold_reach_redis, ft_teardown),
 		cmocka_unit_test_teardown(test_redis_acl_user_in_the_url, ft_teardown),
 		cmocka_unit_test_teardown(test_daemon_follows_writes_and_exits_0_on_sigterm, ft_teardown),
