@@ -20,9 +20,15 @@ awk '/^## The C API in a page/ { on = 1 } on && /^```c$/ { code = 1; next }
      code && /^```$/ { exit } code { print }' "$top/README.md" >"$tmp/app.c"
 grep -q 'int main' "$tmp/app.c"
 check "the README has the example as a whole program" $?
-cc -Wall -Wextra -Werror -o "$tmp/app" "$tmp/app.c" -I"$top/libshm" \
-	"$build/lib/libshm.a" -llmdb -llz4 -lxxhash -ljansson -lcrypto \
-	-lhiredis -lpq -pthread 2>"$tmp/cc.err"
+# a library built with sanitizers (make SANITIZER=...) needs them at link
+san=""
+for s in address undefined thread; do
+	case $s in address) sym=__asan_ ;; undefined) sym=__ubsan_ ;; thread) sym=__tsan_ ;; esac
+	nm "$build/lib/libshm.a" 2>/dev/null | grep -q "$sym" && san="$san,$s"
+done
+cc -Wall -Wextra -Werror ${san:+-fsanitize=${san#,}} -o "$tmp/app" "$tmp/app.c" \
+	-I"$top/libshm" "$build/lib/libshm.a" -llmdb -llz4 -lxxhash -ljansson \
+	-lcrypto -lhiredis -lpq -pthread 2>"$tmp/cc.err"
 check "it compiles with the README's command line" $?
 [ -s "$tmp/cc.err" ] && sed 's/^/  cc| /' "$tmp/cc.err"
 "$tmp/app" "$tmp/env" >"$tmp/out1" 2>&1 && "$tmp/app" "$tmp/env" >"$tmp/out2" 2>&1
