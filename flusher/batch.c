@@ -356,6 +356,14 @@ bool fl_object_split(const char *obj, size_t len, size_t *type_len)
 	return false;
 }
 
+void fl_object_id_canon(char *id)
+{
+	shm_uuid u;
+
+	if (strlen(id) == 36 && shm_uuid_parse(id, &u) == 0)
+		shm_uuid_format(&u, id);
+}
+
 void fl_sink_seterr(fl_sink *s, const char *fmt, ...)
 {
 	va_list ap;

@@ -526,10 +526,14 @@ static uint32_t *sources_of(graph *g, uint32_t *n)
 
 /* Appends source s's kept objects (indirect, UUID id) to the keep arrays
  * (ks: source ids, kt: object types, ki: object ids; kst: source types if
- * not NULL). Returns how many, or -1 (memory). */
+ * not NULL). Returns how many, or -1 (memory). Only a direct object is a
+ * direct source: one declared indirect (or never declared) keeps nothing,
+ * whatever its edges, so its connections go and none is added. */
 static long keep_of(graph *g, uint32_t s, fl_buf *ks, fl_buf *kst, fl_buf *kt,
                     fl_buf *ki)
 {
+	if (!g->n[s].direct)
+		return 0;
 	uint32_t n = walk_forward(g, s);
 	long kept = 0;
 	for (uint32_t k = 0; k < n; k++) {
@@ -946,6 +950,7 @@ int fl_refresh_collect(const fl_batch *b, fl_refresh **out)
 		o->type[tl] = 0;
 		o->type[ol] = 0;
 		o->id = o->type + tl + 1;
+		fl_object_id_canon(o->id); /* as pg_sink mirrors it */
 		r->n++;
 	}
 	if (r)

@@ -393,6 +393,28 @@ static int add_uuid(fl_buf *b, const uint8_t *u16)
 	return fl_buf_add(b, s, 36);
 }
 
+/* An object's id as PostgreSQL keeps it (fl_object_id_canon). */
+static int add_object_id(fl_buf *b, const char *id, size_t len)
+{
+	char s[37];
+
+	if (len != 36)
+		return fl_buf_copy_field(b, id, len);
+	memcpy(s, id, 36);
+	s[36] = 0;
+	fl_object_id_canon(s);
+	return fl_buf_copy_field(b, s, 36);
+}
+
+/* type \t id, from "TYPE/ID" (len bytes, checked by fl_object_split). */
+static int add_type_id(fl_buf *b, const char *obj, size_t len, size_t tl)
+{
+	if (fl_buf_copy_field(b, obj, tl) || fl_buf_add(b, "\t", 1) ||
+	    add_object_id(b, obj + tl + 1, len - tl - 1))
+		return ENOMEM;
+	return 0;
+}
+
 /* website \t type \t id, from a key website(16) + "TYPE/ID". */
 static int add_object(fl_buf *b, const uint8_t *key, size_t klen)
 {
@@ -402,8 +424,7 @@ static int add_object(fl_buf *b, const uint8_t *key, size_t klen)
 	if (!fl_object_split(obj, olen, &tl))
 		return EINVAL;
 	if (add_uuid(b, key) || fl_buf_add(b, "\t", 1) ||
-	    fl_buf_copy_field(b, obj, tl) || fl_buf_add(b, "\t", 1) ||
-	    fl_buf_copy_field(b, obj + tl + 1, olen - tl - 1))
+	    add_type_id(b, obj, olen, tl))
 		return ENOMEM;
 	return 0;
 }
@@ -662,10 +683,7 @@ static int stage(pg_sink *p, fl_batch *b, size_t i)
 		if (!dropped_after(b, r->key, (const char *)pl, dl, r->seq)) {
 			if (add_object(&p->edge, r->key, r->key_len) ||
 			    fl_buf_add(&p->edge, "\t", 1) ||
-			    fl_buf_copy_field(&p->edge, (const char *)pl, tl) ||
-			    fl_buf_add(&p->edge, "\t", 1) ||
-			    fl_buf_copy_field(&p->edge, (const char *)pl + tl + 1,
-			                      dl - tl - 1) ||
+			    add_type_id(&p->edge, (const char *)pl, dl, tl) ||
 			    fl_buf_add(&p->edge, "\n", 1))
 				return FL_TRANSIENT;
 			p->n_edge++;

@@ -478,6 +478,75 @@ static void test_flusher_upserts_connections_of_changed_sources(void **st_)
 	free(dir);
 }
 
+/* Only a direct object is a direct source: connections whose source is
+ * declared indirect (re-declared so after being direct) all go, and its
+ * edges add none. */
+static void test_cleanup_an_indirect_source_keeps_nothing(void **st_)
+{
+	NEED_PG();
+	site s;
+	char t[64], i[40];
+	site_init(&s, 51);
+	split(&s, "Page:1", t, i);
+	sql("INSERT INTO shm_objects (website_id, object_type, object_id, "
+	    "direct) VALUES ('%s', '%s', '%s', false)", s.id, t, i);
+	edge(&s, "Page:1", "Person:1");
+	edge(&s, "Page:1", "Person:2");
+	conn(&s, "Page:1", "Person:1");
+	mark(&s, "Page:1", 1);
+
+	fl_cleanup_stats st = {0};
+	char err[512] = "";
+	assert_int_equal(fl_cleanup_website(pg, s.id, &st, err, sizeof err), 0);
+	assert_string_equal(conns(&s), "");
+	assert_int_equal(st.inserted, 0);
+	assert_int_equal(st.deleted, 1);
+}
+
+/* UUIDs are case-insensitive: object ids written in upper case in L1 reach
+ * PostgreSQL in canonical lower case, so the cleanup matches them with
+ * Osuny's uuid columns and keeps the valid connection (it used to delete
+ * it, and the flusher to add it back). */
+static void test_cleanup_matches_upper_case_uuid_ids(void **st_)
+{
+	NEED_PG();
+	if (!ft_redis_url) {
+		skip();
+		return;
+	}
+	site s;
+	shm_uuid w;
+	char page[80], person[80];
+	site_init(&s, 52);
+	assert_int_equal(shm_uuid_parse(s.id, &w), 0);
+	snprintf(page, sizeof page, "Page/%s", id(1));
+	snprintf(person, sizeof person, "Person/%s", id(2));
+	for (char *c = page + 5; *c; c++)
+		*c = (char)(*c >= 'a' && *c <= 'f' ? *c - 32 : *c);
+	for (char *c = person + 7; *c; c++)
+		*c = (char)(*c >= 'a' && *c <= 'f' ? *c - 32 : *c);
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	const char *deps[] = {person};
+	assert_int_equal(shm_deps_set(env, &w, page, true, deps, 1), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_string_equal(conns(&s), "Page:1>Person:2");
+	conn(&s, "Page:1", "Person:3"); /* obsolete */
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm_object_save(env, &w, page), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+
+	fl_cleanup_stats st = {0};
+	char err[512] = "";
+	assert_int_equal(fl_cleanup_website(pg, s.id, &st, err, sizeof err), 0);
+	assert_string_equal(conns(&s), "Page:1>Person:2");
+	assert_int_equal(st.deleted, 1);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 static void test_cleanup_report_goes_to_meta(void **st_)
 {
 	char *dir = tu_tmpdir();
@@ -515,6 +584,9 @@ int main(void)
 		cmocka_unit_test(
 			test_cleanup_mark_rewritten_during_a_round_survives),
 		cmocka_unit_test(test_cleanup_report_goes_to_meta),
+		cmocka_unit_test(test_cleanup_an_indirect_source_keeps_nothing),
+		cmocka_unit_test_teardown(
+			test_cleanup_matches_upper_case_uuid_ids, ft_teardown),
 		cmocka_unit_test_teardown(
 			test_flusher_upserts_connections_of_changed_sources,
 			ft_teardown),
