@@ -32,17 +32,32 @@ const char *shm_errmsg(void)
 	return errbuf;
 }
 
+/* Whether text ends with "<sep><desc><close>". */
+static bool ends_with(const char *text, size_t n, const char *sep,
+                      const char *desc, const char *close)
+{
+	size_t s = strlen(sep), d = strlen(desc), c = strlen(close);
+
+	return n >= s + d + c && memcmp(text + n - c, close, c) == 0 &&
+	       memcmp(text + n - c - d, desc, d) == 0 &&
+	       memcmp(text + n - c - d - s, sep, s) == 0;
+}
+
+/* The text names rc's description once, at its end: a message that wraps
+ * another one of the same code (shm_errmsg()) gets no second suffix. */
 int shm__err(int rc, const char *fmt, ...)
 {
+	const char *desc = shm_strerror(rc);
 	va_list ap;
 	int n;
 
 	va_start(ap, fmt);
 	n = vsnprintf(errbuf, sizeof errbuf, fmt, ap);
 	va_end(ap);
-	if (n >= 0 && (size_t)n < sizeof errbuf - 4)
-		snprintf(errbuf + n, sizeof errbuf - (size_t)n, " (%s)",
-		         shm_strerror(rc));
+	if (n >= 0 && (size_t)n < sizeof errbuf - 4 &&
+	    !ends_with(errbuf, (size_t)n, " (", desc, ")") &&
+	    !ends_with(errbuf, (size_t)n, ": ", desc, "")) /* shm__err_mdb */
+		snprintf(errbuf + n, sizeof errbuf - (size_t)n, " (%s)", desc);
 	return rc;
 }
 

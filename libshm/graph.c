@@ -68,19 +68,6 @@ static int mdberr(int rc, const char *what)
 
 /* ------------------------------------------------------------ objects */
 
-/* A printable rendering of s for error messages (at most 80 bytes). */
-static const char *shown(const char *s, size_t len, char buf[96])
-{
-	size_t i, n = len < 80 ? len : 80;
-
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		buf[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
-	}
-	strcpy(buf + i, len > 80 ? "..." : "");
-	return buf;
-}
-
 /* Length of the UTF-8 sequence at p that encodes a printable, non-space
  * code point; 0 if invalid or whitespace/control. */
 static size_t printable_seq(const unsigned char *p, size_t avail)
@@ -119,9 +106,34 @@ static size_t printable_seq(const unsigned char *p, size_t avail)
 	return n;
 }
 
+/* Room for shown(): 80 bytes of object, each at most 4 shown bytes. */
+#define SHOWN_MAX (80 * 4 + sizeof "...")
+
+/* A printable rendering of s for error messages, from its first 80 bytes:
+ * printable UTF-8 and ASCII spaces as they are, any other byte (invalid
+ * UTF-8, controls, Unicode spaces) as \xNN. */
+static const char *shown(const char *s, size_t len, char buf[SHOWN_MAX])
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, o = 0, n = len < 80 ? len : 80, k;
+
+	while (i < n) {
+		k = u[i] == ' ' ? 1 : printable_seq(u + i, n - i);
+		if (k) {
+			memcpy(buf + o, u + i, k);
+			o += k;
+			i += k;
+		} else {
+			o += (size_t)sprintf(buf + o, "\\x%02x", u[i++]);
+		}
+	}
+	strcpy(buf + o, len > 80 ? "..." : "");
+	return buf;
+}
+
 static int object_check_len(const char *object, size_t len)
 {
-	char b[96];
+	char b[SHOWN_MAX];
 	const char *slash;
 	size_t i = 0, k;
 

@@ -25,8 +25,13 @@
  *  3. Nobody waits while holding a transaction: waiters poll with read
  *     transactions between sleeps.
  *  4. Hashing and compression run outside the write lock.
+ *  5. A holder releases its lease however the generation ends (stored,
+ *     generator or encoding failed, store failed), so nobody waits on a
+ *     lease that will produce nothing; a dead holder's lease (no process,
+ *     or a zombie) is stale at once.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <lz4frame.h>
 #include <signal.h>
 #include <stdio.h>
@@ -437,9 +442,41 @@ int shm_static_peek(shm_env *env, const shm_uuid *website, const char *object,
 
 /* ----------------------------------------------------- get and leases */
 
+/* Whether pid is a zombie: dead, not yet reaped by its parent (Linux:
+ * state Z or X in /proc/PID/stat, and one thread: a leader that called
+ * pthread_exit is Z too while its other threads run). False when that
+ * cannot be read. */
+static bool pid_zombie(int32_t pid)
+{
+	char path[32], buf[512], state, *end;
+	long threads;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return false;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* "pid (comm) state f4 ... f19 num_threads ...": comm (at most 15
+	 * bytes) may hold ')', the fields after it are numbers */
+	if ((end = strrchr(buf, ')')) == NULL ||
+	    sscanf(end + 1, " %c%*s%*s%*s%*s%*s%*s%*s%*s%*s%*s%*s%*s%*s%*s%*s"
+	                    "%*s%ld", &state, &threads) != 2)
+		return false;
+	return (state == 'Z' || state == 'X') && threads <= 1;
+}
+
+/* A lease holder is dead when kill(pid, 0) finds no process, or when it is
+ * a zombie (which kill() still finds): waiters take over at once. */
 static bool pid_dead(int32_t pid)
 {
-	return pid <= 0 || (kill((pid_t)pid, 0) == -1 && errno == ESRCH);
+	if (pid <= 0 || (kill((pid_t)pid, 0) == -1 && errno == ESRCH))
+		return true;
+	return pid_zombie(pid);
 }
 
 static bool lease_stale(const uint8_t *v, size_t len, int64_t now)
@@ -551,6 +588,7 @@ static int lease_free(shm_env *env, const uint8_t *key, size_t klen,
 	MDB_txn *txn;
 	int rc;
 
+	*is_free = false; /* set on every path, errors included */
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	rc = mdb_get(txn, env->lease, &k, &d);
@@ -573,6 +611,19 @@ static void sleep_us(long us)
 		;
 }
 
+/* Releases our lease after a failure rc (best effort), keeping rc and
+ * its text: the lease must not outlive a generation that stored nothing,
+ * or every later get of the key would wait lease_ms. */
+static int release_after(shm_env *env, struct finish *f, int rc)
+{
+	char msg[600];
+
+	snprintf(msg, sizeof msg, "%s", shm_errmsg());
+	f->e = NULL;
+	shm__write(env, finish_body, f);
+	return shm__err(rc, "%s", msg); /* no second suffix: errors.c */
+}
+
 /* Runs the generator under our lease, then stores and releases it. */
 static int generate(shm_env *env, const shm_uuid *website, const char *object,
                     shm_static_gen_fn gen, void *user, struct acquire *a,
@@ -587,19 +638,19 @@ static int generate(shm_env *env, const shm_uuid *website, const char *object,
 	grc = gen(website, object, user, &content, &len);
 	if (grc != 0) {
 		free(content);
-		shm__write(env, finish_body, &f); /* release; best effort */
-		return shm__err(SHM_EGENERATOR, "static '%s': generator "
-		                                "returned %d", object, grc);
+		rc = shm__err(SHM_EGENERATOR, "static '%s': generator "
+		                              "returned %d", object, grc);
+		return release_after(env, &f, rc);
 	}
 	if ((rc = encode(env, object, content, len, &e))) {
-		char msg[600];
-		snprintf(msg, sizeof msg, "%s", shm_errmsg());
 		free(content);
-		shm__write(env, finish_body, &f);
-		return shm__err(rc, "%s", msg);
+		return release_after(env, &f, rc);
 	}
 	f.e = &e;
-	if ((rc = shm__write(env, finish_body, &f)) == 0) {
+	/* a failed store aborts the release with it: release on its own */
+	if ((rc = shm__write(env, finish_body, &f))) {
+		rc = release_after(env, &f, rc);
+	} else {
 		SHM__COUNT(env, static_generated, 1);
 		*out = static_new(content, len, e.sha1, e.sha256,
 		                  e.generated_at);

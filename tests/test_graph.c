@@ -204,6 +204,26 @@ static void test_object_check_refuses_malformed_objects(void **state)
 	assert_int_equal(shm_object_check(longobj), SHM_EOBJECT);
 }
 
+/* Occurrences of needle in hay. */
+static int count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+static void test_object_errors_show_bad_bytes_escaped(void **state)
+{
+	(void)state;
+	assert_int_equal(shm_object_check("Page/\xff\xc3\xa9t\xc3"), SHM_EOBJECT);
+	assert_non_null(strstr(shm_errmsg(), "'Page/\\xff\xc3\xa9t\\xc3'"));
+	assert_int_equal(shm_object_check("Page/a\tb\x7f"), SHM_EOBJECT);
+	assert_non_null(strstr(shm_errmsg(), "'Page/a\\x09b\\x7f'"));
+	for (const char *p = shm_errmsg(); *p; p++)
+		assert_true((unsigned char)*p >= 0x20 && *p != 0x7f);
+}
+
 static void test_longest_object_can_be_stored_and_busted(void **state)
 {
 	fixture *f = *state;
@@ -234,6 +254,7 @@ static void test_bad_input_is_refused_and_changes_nothing(void **state)
 	assert_int_equal(shm_deps_set(f->env, &f->ws, "Page/about", true, deps, 2),
 	                 SHM_EOBJECT);
 	assert_non_null(strstr(shm_errmsg(), "bad dep/2"));
+	assert_int_equal(count_of(shm_errmsg(), shm_strerror(SHM_EOBJECT)), 1);
 	assert_int_equal(shm_deps_set(f->env, &f->ws, "Page about", true, deps, 1),
 	                 SHM_EOBJECT);
 	assert_non_null(strstr(shm_errmsg(), "Page about"));
@@ -642,6 +663,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_object_check_accepts_type_slash_id),
 		cmocka_unit_test(test_object_check_refuses_malformed_objects),
+		cmocka_unit_test(test_object_errors_show_bad_bytes_escaped),
 		T(test_longest_object_can_be_stored_and_busted),
 		T(test_bad_input_is_refused_and_changes_nothing),
 		T(test_deps_set_replaces_direct_dependencies),

@@ -254,6 +254,10 @@ t "deps show --recursive" 0 "$SHMCTL" deps show "$W" "Page/1" --recursive
 eq "recursive walk goes through the block" "$(tr '\n' ' ' <"$tmp/out")" "Block/1 Person/1 "
 t "deps show --referrers" 0 "$SHMCTL" deps show "$W" "Person/1" --referrers
 eq "references of the person" "$(tr '\n' ' ' <"$tmp/out")" "Block/1 Page/1 "
+t "deps show --recursive --referrers is usage" 2 "$SHMCTL" deps show "$W" "Person/1" --recursive --referrers
+has "the usage error names both options" "$tmp/err" "--recursive and --referrers exclude each other"
+t "deps show of an object with invalid UTF-8 exits 65" 65 "$SHMCTL" deps show "$W" "$(printf 'Page/\377x')"
+has "the invalid byte is shown escaped" "$tmp/err" "'Page/\xffx'"
 t "touch busts references" 0 "$SHMCTL" touch "$W" "Person/1"
 t "static of a reference is busted" 1 "$SHMCTL" static get "$W" "Page/1"
 t "ls --kind mark" 0 "$SHMCTL" ls --kind mark

@@ -422,6 +422,66 @@ static void test_content_rendered_before_a_bust_is_not_cached(void **state)
 	shm_static_free(s);
 }
 
+/* Occurrences of needle in hay. */
+static int count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+static void test_static_that_cannot_be_stored_frees_its_lease(void **state)
+{
+	fixture *f = *state;
+	shm_options o;
+	shm_env *env;
+	shm_static *s = NULL;
+	gen_ctx g = {0};
+	uint64_t t0;
+
+	/* an L1 of 3 entries, all unflushed: no room for a generated one */
+	shm_options_init(&o);
+	o.l1_max_entries = 3;
+	o.lease_ms = 60000;
+	o.lease_wait_ms = 2000;
+	assert_int_equal(shm_env_open(f->dir, &o, &env), 0);
+	assert_int_equal(shm_static_put(env, &f->ws, "Page/1", "x", 1, NULL), 0);
+	assert_int_equal(shm_static_put(env, &f->ws, "Page/2", "x", 1, NULL), 0);
+	assert_int_equal(shm_static_put(env, &f->ws, "Page/3", "x", 1, NULL), 0);
+	assert_int_equal(shm_static_get(env, &f->ws, OBJ, gen, &g, &s),
+	                 SHM_EFULL);
+	assert_null(s);
+	assert_non_null(strstr(shm_errmsg(), "L1 holds"));
+	assert_int_equal(count_of(shm_errmsg(), shm_strerror(SHM_EFULL)), 1);
+	/* the failed store left no lease: the next get runs at once */
+	assert_int_equal(shm_static_bust(env, &f->ws, "Page/1"), 0);
+	t0 = ms_now();
+	assert_int_equal(shm_static_get(env, &f->ws, OBJ, gen, &g, &s), 0);
+	assert_true(ms_now() - t0 < 1000);
+	assert_int_equal(g.calls, 2);
+	shm_static_free(s);
+	shm_env_close(env);
+}
+
+static void test_too_big_generated_static_names_its_error_once(void **state)
+{
+	fixture *f = *state;
+	gen_ctx g = {0};
+	shm_static *s = NULL;
+	shm_options o;
+	shm_env *env;
+
+	shm_options_init(&o);
+	o.max_content = 8; /* the generator's page is longer */
+	assert_int_equal(shm_env_open(f->dir, &o, &env), 0);
+	assert_int_equal(shm_static_get(env, &f->ws, OBJ, gen, &g, &s),
+	                 SHM_ETOOBIG);
+	assert_non_null(strstr(shm_errmsg(), "max_content"));
+	assert_int_equal(count_of(shm_errmsg(), shm_strerror(SHM_ETOOBIG)), 1);
+	shm_env_close(env);
+}
+
 /* ---------------------------------------------------- get, N processes */
 
 /* Child: opens its own handle, waits for the start signal, gets OBJ.
@@ -531,6 +591,33 @@ static void test_generator_killed_mid_way_is_taken_over_by_a_waiter(void **state
 	assert_int_equal(c1.static_waits - c0.static_waits, 1);
 }
 
+static void test_dead_unreaped_generator_is_taken_over_at_once(void **state)
+{
+	fixture *f = *state;
+	shm_env *env;
+	shm_static *s = NULL;
+	gen_ctx g = {0};
+	siginfo_t si;
+	pid_t holder;
+	uint64_t t0;
+
+	/* killed, but a zombie until its parent (this test) reaps it */
+	holder = start_holder(f, 60000, 60000);
+	assert_int_equal(kill(holder, SIGKILL), 0);
+	assert_int_equal(waitid(P_PID, (id_t)holder, &si, WEXITED | WNOWAIT), 0);
+	assert_int_equal(open_env(f->dir, 60000, 3000, &env), 0);
+	t0 = ms_now();
+	assert_int_equal(shm_static_get(env, &f->ws, OBJ, gen, &g, &s), 0);
+	assert_true(ms_now() - t0 < 1000);
+	assert_int_equal(g.calls, 1);
+	shm_static_free(s);
+	shm_counters c;
+	shm_stats_local(env, &c);
+	assert_int_equal(c.static_takeovers, 1);
+	shm_env_close(env);
+	assert_int_equal(wait_exit(holder), 128 + SIGKILL);
+}
+
 static void test_overrunning_generator_is_taken_over_after_its_lease(void **state)
 {
 	fixture *f = *state;
@@ -604,8 +691,11 @@ int main(void)
 		T(test_get_runs_the_generator_only_on_a_miss),
 		T(test_generator_failure_is_reported_and_frees_the_lease),
 		T(test_content_rendered_before_a_bust_is_not_cached),
+		T(test_static_that_cannot_be_stored_frees_its_lease),
+		T(test_too_big_generated_static_names_its_error_once),
 		T(test_four_processes_missing_at_once_generate_once),
 		T(test_generator_killed_mid_way_is_taken_over_by_a_waiter),
+		T(test_dead_unreaped_generator_is_taken_over_at_once),
 		T(test_overrunning_generator_is_taken_over_after_its_lease),
 		T(test_waiting_is_bounded_by_lease_wait_ms),
 	};

@@ -64,7 +64,7 @@ static const char usage_text[] =
 "                                   * stores content, prints its SHA\n"
 "  deps set WEBSITE OBJECT [--direct] [DEP ...]\n"
 "                                   * replaces OBJECT's direct dependencies\n"
-"  deps show WEBSITE OBJECT [--recursive] [--referrers]\n"
+"  deps show WEBSITE OBJECT [--recursive|--referrers]\n"
 "                                     direct dependencies, the recursive\n"
 "                                     walk, or the references (who embeds it)\n"
 "  touch WEBSITE OBJECT             * save: bust it and its references, mark\n"
@@ -664,7 +664,7 @@ static int cmd_deps(int argc, char **argv)
 	                 {"referrers", false, NULL}, {NULL, false, NULL}};
 	const char *use_set = "deps set WEBSITE OBJECT [--direct] [DEP ...]";
 	const char *use_show =
-		"deps show WEBSITE OBJECT [--recursive] [--referrers]";
+		"deps show WEBSITE OBJECT [--recursive|--referrers]";
 	char **pos;
 	int npos, ex, rc;
 	shm_uuid website;
@@ -679,6 +679,9 @@ static int cmd_deps(int argc, char **argv)
 		return ex;
 	if (set && (optv(opts, "recursive") || optv(opts, "referrers")))
 		return usage_err("%s", use_set);
+	if (optv(opts, "recursive") && optv(opts, "referrers"))
+		return usage_err("--recursive and --referrers exclude each "
+		                 "other");
 	if (!set && (optv(opts, "direct") || npos != 2))
 		return usage_err("%s", use_show);
 	if ((ex = website_object(npos, pos, set ? use_set : use_show,
