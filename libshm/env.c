@@ -15,6 +15,9 @@
  *     read, every database's once they are open.
  *  4. Pooled read transactions are reset (hold no snapshot, no reader slot
  *     pinned to an old page) while in the pool.
+ *  5. An environment opened read-write has meta SHM__ROOM_FLOOR: set at its
+ *     creation (or at its first read-write open by a version that keeps
+ *     one) to that time, room.c invariant 2.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -311,7 +314,21 @@ static int open_db(MDB_txn *txn, shm_env *env, size_t i, bool create)
 	return rc ? shm__err_mdb(rc, dbs[i].name) : 0;
 }
 
-/* Invariants 1 to 3 in one transaction, under the writers' lock in a
+/* Invariant 5: the messages PostgreSQL may hold from before L1 saw its
+ * first write are not L1's to vouch for (room.c invariant 2). Kept if set:
+ * a floor only rises. */
+static int room_floor_open(MDB_txn *txn, shm_env *env)
+{
+	uint64_t floor;
+	int rc = shm__meta_get(txn, env, SHM__ROOM_FLOOR, &floor);
+
+	if (rc || floor)
+		return rc;
+	rc = shm__meta_put(txn, env, SHM__ROOM_FLOOR, (uint64_t)shm_now_us());
+	return rc == MDB_MAP_FULL ? shm__err_mdb(rc, SHM__ROOM_FLOOR) : rc;
+}
+
+/* Invariants 1 to 3 and 5 in one transaction, under the writers' lock in a
  * read-write open: a failure aborts it, so a refused environment is left
  * unchanged. */
 static int open_dbs_in(MDB_txn *txn, shm_env *env)
@@ -351,6 +368,8 @@ static int open_dbs_in(MDB_txn *txn, shm_env *env)
 		                env->path, (unsigned long long)format,
 		                SHM_FORMAT_VERSION);
 	}
+	if (!ro && (rc = room_floor_open(txn, env)))
+		return rc;
 	return policy_open(txn, env);
 }
 

@@ -19,12 +19,22 @@
  *     index key (and the room's completeness watermark), lru key, meta
  *     entries/bytes (l1.c invariant 1).
  *  2. Keys not in L1, and keys whose entry is unflushed, never take the
- *     write lock: a read transaction sorts them out first.
+ *     write lock: a read transaction sorts them out first (but for a lead
+ *     above the one recorded, invariant 5).
  *  3. A static's generator lease is dropped with it: content rendered before
  *     the invalidation is not cached afterwards (static.c invariant 2).
  *  4. A message named with its room that L1 does not hold is one L1's room
  *     pages lack: the room's watermark rises to its created_at (room.c
  *     invariant 2), in a write only when it is not that high already.
+ *  5. Meta ROOM_LEAD is the most a peer's message has been dated ahead of
+ *     this host's clock on arrival (whole seconds rounded up, at most
+ *     LEAD_MAX): a reset raises the room floor to now + that lead, since a
+ *     peer whose clock runs ahead dated its messages of the gap ahead too.
+ *     The newest created_at seen before the gap would not do: the peer
+ *     went on writing, later still, during the gap. A peer never heard of,
+ *     or ahead by more than it ever was, can still leave a message of the
+ *     gap above the floor, missed by pages L1 answers until its room's
+ *     watermark passes it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -34,6 +44,12 @@
 #include "internal.h"
 
 #define SV_SEQ 8 /* static.c: u64 seq before the static value encoding */
+#define ROOM_LEAD "room_lead" /* invariant 5 */
+#define US_PER_S INT64_C(1000000)
+/* A message dated further ahead is no clock's skew but a date chosen by
+ * the application: it raises its own room's watermark (invariant 4), not
+ * every room's floor after every gap. */
+#define LEAD_MAX (3600 * US_PER_S)
 
 static uint64_t le64(const void *p)
 {
@@ -139,6 +155,7 @@ struct many {
 	const shm_inval_key *keys;
 	const unsigned char *cand;
 	size_t n;
+	uint64_t lead; /* to record (invariant 5), 0 if not above meta's */
 	uint64_t dropped, kept;
 };
 
@@ -161,16 +178,39 @@ static int many_body(shm__wtxn *w, void *ctx)
 		    (rc = shm__room_incomplete(w, k->room, k->created_at)))
 			return rc;
 	}
+	if (m->lead) {
+		uint64_t lead;
+		if ((rc = shm__meta_get(w->txn, w->env, ROOM_LEAD, &lead)))
+			return rc;
+		if (lead < m->lead &&
+		    (rc = shm__meta_put(w->txn, w->env, ROOM_LEAD, m->lead)))
+			return rc;
+	}
 	return 0;
+}
+
+/* Invariant 5: how far ahead of now (µs) the messages of keys are dated,
+ * rounded up to whole seconds and at most LEAD_MAX; 0 if none is. */
+static uint64_t lead_of(const shm_inval_key *keys, size_t n, int64_t now)
+{
+	int64_t lead = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (keys[i].kind == SHM_INVAL_MSG &&
+		    keys[i].created_at - now > lead)
+			lead = keys[i].created_at - now;
+	if (lead > LEAD_MAX)
+		lead = LEAD_MAX;
+	return (uint64_t)((lead + US_PER_S - 1) / US_PER_S * US_PER_S);
 }
 
 int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
                            uint64_t *dropped, uint64_t *kept)
 {
-	struct many m = {keys, NULL, n, 0, 0};
+	struct many m = {keys, NULL, n, 0, 0, 0};
 	unsigned char *cand;
 	size_t n_cand = 0;
-	uint64_t flushed = 0, pre_kept = 0;
+	uint64_t flushed = 0, pre_kept = 0, lead = 0;
 	MDB_txn *txn;
 	int rc;
 
@@ -196,6 +236,11 @@ int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
 	if ((rc = shm__rtxn_get(env, &txn)))
 		goto out;
 	rc = shm__meta_get(txn, env, "flushed", &flushed);
+	/* invariant 5: written only when it grows */
+	m.lead = lead_of(keys, n, shm_now_us());
+	if (!rc && m.lead && !(rc = shm__meta_get(txn, env, ROOM_LEAD, &lead)) &&
+	    m.lead <= lead)
+		m.lead = 0;
 	int64_t floor = shm__room_floor(txn, env);
 	for (size_t i = 0; i < n && !rc; i++) {
 		MDB_val k = {keys[i].klen, (void *)keys[i].key}, v;
@@ -221,7 +266,7 @@ int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
 		n_cand++;
 	}
 	shm__rtxn_put(env, txn);
-	if (rc || !n_cand)
+	if (rc || (!n_cand && !m.lead))
 		goto out;
 	m.cand = cand;
 	if ((rc = shm__write(env, many_body, &m)))
@@ -258,18 +303,20 @@ struct reset {
 static int reset_body(shm__wtxn *w, void *ctx)
 {
 	struct reset *r = ctx;
-	uint64_t n = 0, floor = 0;
+	uint64_t n = 0, floor = 0, lead = 0;
 	int rc = shm__l1_drop_flushed(w, INT64_MAX, RESET_BATCH, &n, &r->more);
 
 	r->dropped += n;
 	if (n)
 		SHM__COUNT(w->env, invalidations, n);
-	/* every room may have messages from the gap that L1 never saw */
+	/* every room may have messages from the gap that L1 never saw, dated
+	 * up to now by this host's clock, later by a peer's (invariant 5) */
 	if (!rc && !r->more &&
 	    !(rc = shm__meta_get(w->txn, w->env, SHM__ROOM_FLOOR, &floor)) &&
-	    (int64_t)floor < w->now)
+	    !(rc = shm__meta_get(w->txn, w->env, ROOM_LEAD, &lead)) &&
+	    floor < (uint64_t)w->now + lead)
 		rc = shm__meta_put(w->txn, w->env, SHM__ROOM_FLOOR,
-		                   (uint64_t)w->now);
+		                   (uint64_t)w->now + lead);
 	return rc;
 }
 

@@ -4,27 +4,41 @@
  *
  * Invariants
  *  1. A fill is not a write: it appends no log record (L2/L3 already have
- *     the message), so nothing is sent back to PostgreSQL.
- *  2. A level costs at most its timeout per call. After a failure the level
- *     is skipped for RT_BACKOFF_MS, so a dead server costs nothing more.
- *  3. Connections belong to the handle and are used under rt->lock.
- *  4. A level answers only with the message asked for: a value holding
- *     another id is bad data, counted as that level's error like a
- *     malformed one, never served nor filled; the next level is asked.
+ *     the message), so nothing is sent back to PostgreSQL. Its Redis copy
+ *     is a SET NX: a value the flusher wrote meanwhile is newer and stays;
+ *     only a bad value this get found under the key is written over.
+ *  2. A level costs at most its timeout per call: waiting for a connection,
+ *     connecting and every exchange (Redis's GET and fill share one budget)
+ *     run against deadlines, never per-read timeouts. After a failure the
+ *     level is skipped for RT_BACKOFF_MS, so a dead server costs nothing
+ *     more.
+ *  3. Each level has a pool of at most RT_POOL connections, made on demand;
+ *     a connection is used by one caller at a time, outside any lock, so
+ *     concurrent calls proceed side by side.
+ *  4. A level answers only with the message asked for, as put would accept
+ *     it: a value holding another id, malformed, larger than any message's
+ *     JSON (json_max), without created_at or refused by put's validation
+ *     is bad data, counted as that level's error, never served nor filled;
+ *     the next level is asked.
  */
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <lz4frame.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <xxhash.h>
 
 #include "codec.h"
 
 #define RT_BACKOFF_MS 1000
+#define RT_POOL 8             /* connections per level */
+#define RT_SMALL_REPLY 4096   /* bytes of a reply to AUTH, SELECT, SET */
 
 /* The seed's SELECT, shaped as its serde JSON by PostgreSQL itself. */
 #define RT_COLUMNS                                                             \
@@ -33,11 +47,18 @@
 	"'created_at',created_at,'updated_at',updated_at,'metadata',metadata," \
 	"'parent_id',parent_id,'thread_id',thread_id)::text"
 
-struct shm__rt {
+/* A level's connections (invariant 3). */
+struct rt_pool {
 	pthread_mutex_t lock;
-	redisContext *redis;
-	PGconn *pg;
-	uint64_t redis_down_until, pg_down_until; /* mono ns */
+	pthread_cond_t back;     /* a connection or a slot came back */
+	void *idle[RT_POOL];
+	int n_idle, n_open;      /* n_open: idle, in use or being made */
+	uint64_t down_until;     /* mono ns: the level is skipped until then */
+	void (*close)(void *);
+};
+
+struct shm__rt {
+	struct rt_pool l2, l3;
 };
 
 bool shm__rt_has_l3(const shm_env *env)
@@ -50,13 +71,143 @@ static bool has_l2(const shm_env *env)
 	return env->redis_url && *env->redis_url;
 }
 
+static uint64_t ms_ns(uint32_t ms)
+{
+	return (uint64_t)ms * 1000000ull;
+}
+
+/*
+ * The largest JSON of a message put accepts. Its encoding is at most
+ * 2 * max_content + 64 KiB (shm__msg_validate), and no encoded byte takes
+ * more than 6 in JSON, our writer's or PostgreSQL's: a control character
+ * is written \u00XX; an int32 (4 bytes) at most "-2147483648, "; an id (16)
+ * 36 characters and quotes. 4 KiB more for the keys and punctuation. With
+ * the default 64 KiB max_content: 1.13 MiB.
+ */
+static size_t json_max(const shm_env *env)
+{
+	return 6 * (2 * (size_t)env->opt.max_content + 65536) + 4096;
+}
+
+/* A Redis value: that JSON, or an LZ4 frame of it, whose blocks (64 KiB
+ * at least) carry at most 8 bytes each beyond their data, plus a header
+ * and an end mark of at most 27 bytes. */
+static size_t redis_value_max(const shm_env *env)
+{
+	return json_max(env) + json_max(env) / 4096 + 64;
+}
+
+/* ---- pools (invariant 3) */
+
+static void pool_init(struct rt_pool *p, void (*close)(void *))
+{
+	pthread_condattr_t a;
+
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC); /* shm__mono_ns's */
+	pthread_cond_init(&p->back, &a);
+	pthread_condattr_destroy(&a);
+	p->close = close;
+}
+
+/* At shm_env_close: no call is under way, every connection is idle. */
+static void pool_destroy(struct rt_pool *p)
+{
+	for (int i = 0; i < p->n_idle; i++)
+		p->close(p->idle[i]);
+	pthread_cond_destroy(&p->back);
+	pthread_mutex_destroy(&p->lock);
+}
+
+/*
+ * A connection for one caller, waiting until deadline if all RT_POOL are
+ * in use: 0 with *c an idle connection, or NULL and a slot the caller fills
+ * by connecting; either goes back with pool_give or pool_drop. -1 when the
+ * level is skipped or nothing came back in time.
+ */
+static int pool_take(struct rt_pool *p, uint64_t deadline, void **c)
+{
+	struct timespec ts = {(time_t)(deadline / 1000000000u),
+	                      (long)(deadline % 1000000000u)};
+	int rc = -1;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		if (shm__mono_ns() < p->down_until)
+			break;
+		if (p->n_idle) {
+			*c = p->idle[--p->n_idle];
+			rc = 0;
+			break;
+		}
+		if (p->n_open < RT_POOL) {
+			p->n_open++;
+			*c = NULL;
+			rc = 0;
+			break;
+		}
+		if (pthread_cond_timedwait(&p->back, &p->lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rc;
+}
+
+/* Gives back a connection in a known state (no reply pending). */
+static void pool_give(struct rt_pool *p, void *c)
+{
+	pthread_mutex_lock(&p->lock);
+	p->idle[p->n_idle++] = c;
+	pthread_cond_signal(&p->back);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * Closes the caller's connection c (NULL: the slot it could not fill). If
+ * the level failed, it is skipped for RT_BACKOFF_MS and its idle
+ * connections are closed too: they lead to the same server.
+ */
+static void pool_drop(struct rt_pool *p, void *c, bool failed)
+{
+	void *idle[RT_POOL];
+	int n = 0;
+
+	pthread_mutex_lock(&p->lock);
+	p->n_open--;
+	if (failed) {
+		p->down_until = shm__mono_ns() + ms_ns(RT_BACKOFF_MS);
+		n = p->n_idle;
+		memcpy(idle, p->idle, (size_t)n * sizeof *idle);
+		p->n_open -= n;
+		p->n_idle = 0;
+	}
+	pthread_cond_broadcast(&p->back); /* a slot, or a skipped level */
+	pthread_mutex_unlock(&p->lock);
+	if (c)
+		p->close(c);
+	for (int i = 0; i < n; i++)
+		p->close(idle[i]);
+}
+
+static void redis_close(void *c)
+{
+	redisFree(c);
+}
+
+static void pg_close(void *c)
+{
+	PQfinish(c);
+}
+
 int shm__rt_open(shm_env *env)
 {
 	if (!env->redis_url && !env->pg_conninfo)
 		return 0;
 	if (!(env->rt = calloc(1, sizeof *env->rt)))
 		return shm__err(ENOMEM, "read-through");
-	pthread_mutex_init(&env->rt->lock, NULL);
+	pool_init(&env->rt->l2, redis_close);
+	pool_init(&env->rt->l3, pg_close);
 	return 0; /* connections are made on first use */
 }
 
@@ -64,162 +215,10 @@ void shm__rt_close(shm_env *env)
 {
 	if (!env->rt)
 		return;
-	if (env->rt->redis)
-		redisFree(env->rt->redis);
-	if (env->rt->pg)
-		PQfinish(env->rt->pg);
-	pthread_mutex_destroy(&env->rt->lock);
+	pool_destroy(&env->rt->l2);
+	pool_destroy(&env->rt->l3);
 	free(env->rt);
 	env->rt = NULL;
-}
-
-static struct timeval ms_tv(uint32_t ms)
-{
-	return (struct timeval){ms / 1000, (ms % 1000) * 1000};
-}
-
-/* Frees r; true if it was a status reply (+OK). */
-static bool redis_ok(void *reply)
-{
-	redisReply *r = reply;
-	bool ok = r && r->type == REDIS_REPLY_STATUS;
-	freeReplyObject(r);
-	return ok;
-}
-
-/* Connects to the address shm_env_open parsed, AUTH and SELECT included. */
-static redisContext *redis_connect(const shm_redis_addr *a, uint32_t ms)
-{
-	struct timeval tv = ms_tv(ms);
-	redisContext *c = a->unix_socket
-	                          ? redisConnectUnixWithTimeout(a->host, tv)
-	                          : redisConnectWithTimeout(a->host, a->port, tv);
-
-	if (!c || c->err) {
-		if (c)
-			redisFree(c);
-		return NULL;
-	}
-	redisSetTimeout(c, tv);
-	if (a->password[0] &&
-	    !redis_ok(a->user[0]
-	                      ? redisCommand(c, "AUTH %s %s", a->user, a->password)
-	                      : redisCommand(c, "AUTH %s", a->password))) {
-		redisFree(c);
-		return NULL;
-	}
-	if (a->db && !redis_ok(redisCommand(c, "SELECT %d", a->db))) {
-		redisFree(c);
-		return NULL;
-	}
-	return c;
-}
-
-/* Decodes a mirrored value: JSON, or an LZ4 frame of JSON. */
-static int value_to_msg(const char *buf, size_t len, shm_msg **out)
-{
-	static const uint8_t magic[4] = {0x04, 0x22, 0x4d, 0x18};
-	char *json = NULL;
-	int rc;
-
-	if (len >= 4 && memcmp(buf, magic, 4) == 0) {
-		LZ4F_dctx *d;
-		size_t cap = len * 8 + 1024, used = 0, src_off = 0;
-		if (LZ4F_isError(LZ4F_createDecompressionContext(&d, LZ4F_VERSION)))
-			return ENOMEM;
-		json = malloc(cap);
-		for (;;) {
-			size_t dst = cap - used, src = len - src_off;
-			if (!json) {
-				LZ4F_freeDecompressionContext(d);
-				return ENOMEM;
-			}
-			size_t r = LZ4F_decompress(d, json + used, &dst,
-			                           buf + src_off, &src, NULL);
-			if (LZ4F_isError(r)) {
-				LZ4F_freeDecompressionContext(d);
-				free(json);
-				return SHM_ECORRUPT;
-			}
-			used += dst;
-			src_off += src;
-			if (r == 0)
-				break;
-			if (src_off >= len && dst == 0) {
-				LZ4F_freeDecompressionContext(d);
-				free(json);
-				return SHM_ECORRUPT;
-			}
-			if (used == cap) {
-				char *n = realloc(json, cap *= 2);
-				if (!n)
-					free(json);
-				json = n;
-			}
-		}
-		LZ4F_freeDecompressionContext(d);
-		rc = shm_msg_from_json(json, used, out, NULL, 0);
-		free(json);
-	} else {
-		rc = shm_msg_from_json(buf, len, out, NULL, 0);
-	}
-	/* The JSON's content_hash is ignored (PostgreSQL's rows are built
-	 * without it): computed here, before the message is used anywhere,
-	 * Redis included. */
-	if (rc == 0)
-		(*out)->content_hash =
-			XXH3_64bits((*out)->content, (*out)->content_len);
-	return rc;
-}
-
-/* A level's value for id: decoded, and the message it holds must be id's
- * (a key holding another message is bad data, never served or filled). */
-static int value_for_id(const char *level, const shm_uuid *id,
-                        const char *buf, size_t len, shm_msg **out)
-{
-	char want[37], got[37];
-	int rc = value_to_msg(buf, len, out);
-
-	if (rc || memcmp((*out)->id.b, id->b, 16) == 0)
-		return rc;
-	shm_uuid_format(id, want);
-	shm_uuid_format(&(*out)->id, got);
-	shm_msg_free(*out);
-	*out = NULL;
-	return shm__err(SHM_ECORRUPT, "%s value for message %s holds message %s",
-	                level, want, got);
-}
-
-/* GET msg:<id> within the L2 timeout. */
-static int l2_get(shm_env *env, const shm_uuid *id, shm_msg **out)
-{
-	struct shm__rt *rt = env->rt;
-	char s[37];
-	redisReply *r;
-	int rc;
-
-	if (!has_l2(env) || shm__mono_ns() < rt->redis_down_until)
-		return SHM_EL2;
-	if (!rt->redis &&
-	    !(rt->redis = redis_connect(&env->redis_addr,
-	                                 env->opt.l2_timeout_ms)))
-		goto down;
-	shm_uuid_format(id, s);
-	r = redisCommand(rt->redis, "GET msg:%s", s);
-	if (!r) {
-		redisFree(rt->redis);
-		rt->redis = NULL;
-		goto down;
-	}
-	if (r->type == REDIS_REPLY_STRING)
-		rc = value_for_id("Redis", id, r->str, r->len, out);
-	else
-		rc = r->type == REDIS_REPLY_NIL ? SHM_ENOTFOUND : SHM_EL2;
-	freeReplyObject(r);
-	return rc;
-down:
-	rt->redis_down_until = shm__mono_ns() + RT_BACKOFF_MS * 1000000ull;
-	return SHM_EL2;
 }
 
 /* Waits for fd within deadline (mono ns); 0 ready, -1 timeout/error. */
@@ -232,6 +231,350 @@ static int wait_fd(int fd, short ev, uint64_t deadline)
 	int ms = (int)((deadline - now + 999999) / 1000000);
 	return poll(&p, 1, ms) == 1 ? 0 : -1;
 }
+
+/* ---- Redis: non-blocking connections, each exchange against a deadline */
+
+/*
+ * Sends what was appended to c and reads one reply, all before deadline.
+ * 0 and *out; SHM_EL2 on an I/O error or at the deadline; SHM_ECORRUPT as
+ * soon as the reply pending passes max bytes (a bulk string is parsed only
+ * once whole: the reader's unparsed bytes are the reply so far). c is
+ * unusable after an error.
+ */
+static int redis_exchange(redisContext *c, uint64_t deadline, size_t max,
+                          redisReply **out)
+{
+	void *r = NULL;
+	int done = 0;
+
+	while (!done) {
+		if (redisBufferWrite(c, &done) != REDIS_OK ||
+		    (!done && wait_fd(c->fd, POLLOUT, deadline)))
+			return SHM_EL2;
+	}
+	for (;;) {
+		if (redisGetReplyFromReader(c, &r) != REDIS_OK)
+			return SHM_EL2;
+		if (r) {
+			*out = r;
+			return 0;
+		}
+		if (c->reader->len - c->reader->pos > max)
+			return SHM_ECORRUPT;
+		if (wait_fd(c->fd, POLLIN, deadline) || redisBufferRead(c) != REDIS_OK)
+			return SHM_EL2;
+	}
+}
+
+/* One command (hiredis's format) and its reply: redis_exchange's codes. */
+static int redis_call(redisContext *c, uint64_t deadline, size_t max,
+                      redisReply **out, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = redisvAppendCommand(c, fmt, ap);
+	va_end(ap);
+	return rc == REDIS_OK ? redis_exchange(c, deadline, max, out) : SHM_EL2;
+}
+
+/* True if a redis_call came back in time with +OK; frees the reply. */
+static bool redis_ok(int rc, redisReply *r)
+{
+	bool ok = rc == 0 && r->type == REDIS_REPLY_STATUS;
+	if (rc == 0)
+		freeReplyObject(r);
+	return ok;
+}
+
+/* 0 once a non-blocking connect has succeeded. */
+static int connect_error(int fd)
+{
+	int err = 0;
+	socklen_t len = sizeof err;
+	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) || err;
+}
+
+/* Connects to the address shm_env_open parsed, AUTH and SELECT included,
+ * before deadline (a host name is resolved first, without one). */
+static redisContext *redis_connect(const shm_redis_addr *a, uint64_t deadline)
+{
+	redisContext *c = a->unix_socket
+	                          ? redisConnectUnixNonBlock(a->host)
+	                          : redisConnectNonBlock(a->host, a->port);
+	redisReply *r = NULL;
+	int rc;
+
+	if (!c || c->err || wait_fd(c->fd, POLLOUT, deadline) ||
+	    connect_error(c->fd))
+		goto fail;
+	if (a->password[0]) {
+		rc = a->user[0] ? redis_call(c, deadline, RT_SMALL_REPLY, &r,
+		                             "AUTH %s %s", a->user, a->password)
+		                : redis_call(c, deadline, RT_SMALL_REPLY, &r,
+		                             "AUTH %s", a->password);
+		if (!redis_ok(rc, r))
+			goto fail;
+	}
+	if (a->db) {
+		rc = redis_call(c, deadline, RT_SMALL_REPLY, &r, "SELECT %d",
+		                a->db);
+		if (!redis_ok(rc, r))
+			goto fail;
+	}
+	return c;
+fail:
+	if (c)
+		redisFree(c);
+	return NULL;
+}
+
+/* A Redis connection for this caller before deadline; NULL when L2 is
+ * skipped, all its connections stay busy, or it cannot be reached (then it
+ * is skipped for a while). */
+static redisContext *l2_take(shm_env *env, uint64_t deadline)
+{
+	struct rt_pool *p = &env->rt->l2;
+	void *c;
+
+	if (pool_take(p, deadline, &c))
+		return NULL;
+	if (!c && !(c = redis_connect(&env->redis_addr, deadline)))
+		pool_drop(p, NULL, true);
+	return c;
+}
+
+/* ---- values (invariant 4) */
+
+/* Grows a decompression buffer: 8 times the frame first, then doubling,
+ * never past max; SHM_ETOOBIG once it is max already. */
+static int grow(char **buf, size_t *cap, size_t frame, size_t max)
+{
+	size_t n = *cap ? *cap * 2 : frame * 8 + 1024;
+	char *p;
+
+	if (*cap >= max)
+		return SHM_ETOOBIG;
+	if (n > max)
+		n = max;
+	if (!(p = realloc(*buf, n)))
+		return ENOMEM;
+	*buf = p;
+	*cap = n;
+	return 0;
+}
+
+/* Decompresses the LZ4 frame buf into *out (malloc'd, *used bytes), at
+ * most max bytes of it; SHM_ECORRUPT (why says why) or ENOMEM. */
+static int unlz4(const char *buf, size_t len, size_t max, char **out,
+                 size_t *used, char *why, size_t whylen)
+{
+	size_t cap = 0, off = 0, r, dst, src;
+	char *json = NULL;
+	LZ4F_dctx *d;
+	int rc = 0;
+
+	if (LZ4F_isError(LZ4F_createDecompressionContext(&d, LZ4F_VERSION)))
+		return ENOMEM;
+	*used = 0;
+	for (;;) {
+		if (*used == cap && (rc = grow(&json, &cap, len, max)))
+			break;
+		dst = cap - *used;
+		src = len - off;
+		r = LZ4F_decompress(d, json + *used, &dst, buf + off, &src, NULL);
+		*used += dst;
+		off += src;
+		if (LZ4F_isError(r) || (r && off >= len && dst == 0))
+			rc = SHM_ECORRUPT;
+		if (rc || r == 0)
+			break;
+	}
+	LZ4F_freeDecompressionContext(d);
+	if (rc == 0) {
+		*out = json;
+		return 0;
+	}
+	free(json);
+	if (rc == ENOMEM)
+		return rc;
+	if (rc == SHM_ETOOBIG)
+		snprintf(why, whylen, "LZ4 frame inflating past %zu bytes, "
+		         "more than any message's JSON", max);
+	else
+		snprintf(why, whylen, "not a whole LZ4 frame");
+	return SHM_ECORRUPT;
+}
+
+/* Decodes a level's value: JSON, or an LZ4 frame of JSON, of at most
+ * json_max bytes. SHM_ECORRUPT (why says why) or ENOMEM. */
+static int value_to_msg(shm_env *env, const char *buf, size_t len,
+                        shm_msg **out, char *why, size_t whylen)
+{
+	static const uint8_t magic[4] = {0x04, 0x22, 0x4d, 0x18};
+	size_t max = json_max(env);
+	char *json = NULL;
+	int rc;
+
+	if (len >= 4 && memcmp(buf, magic, 4) == 0) {
+		if ((rc = unlz4(buf, len, max, &json, &len, why, whylen)))
+			return rc;
+		buf = json;
+	}
+	if (len > max) {
+		snprintf(why, whylen, "%zu bytes of JSON, more than any "
+		         "message's (%zu)", len, max);
+		rc = SHM_ECORRUPT;
+	} else if ((rc = shm_msg_from_json(buf, len, out, why, whylen)) &&
+	           rc != ENOMEM) {
+		rc = SHM_ECORRUPT;
+	}
+	free(json);
+	/* The JSON's content_hash is ignored (PostgreSQL's rows are built
+	 * without it): computed here, before the message is used anywhere,
+	 * Redis included. */
+	if (rc == 0)
+		(*out)->content_hash =
+			XXH3_64bits((*out)->content, (*out)->content_len);
+	return rc;
+}
+
+/* m is id's message as put would store it: created_at is never 0 there
+ * (put gives a message without one the time of the put). */
+static int check_msg(shm_env *env, const shm_uuid *id, const shm_msg *m,
+                     char *why, size_t whylen)
+{
+	char got[37];
+
+	if (memcmp(m->id.b, id->b, 16) != 0) {
+		shm_uuid_format(&m->id, got);
+		snprintf(why, whylen, "holds message %s", got);
+		return SHM_ECORRUPT;
+	}
+	if (m->created_at == 0) {
+		snprintf(why, whylen, "no created_at");
+		return SHM_ECORRUPT;
+	}
+	if (shm__msg_validate(env, m)) {
+		snprintf(why, whylen, "%s", shm_errmsg());
+		return SHM_ECORRUPT;
+	}
+	return 0;
+}
+
+/* A level's value for id, as invariant 4 wants it: 0, SHM_ECORRUPT (bad
+ * data, the error text says why) or ENOMEM. */
+static int value_for_id(shm_env *env, const char *level, const shm_uuid *id,
+                        const char *buf, size_t len, shm_msg **out)
+{
+	char want[37], why[256] = "";
+	int rc = value_to_msg(env, buf, len, out, why, sizeof why);
+
+	if (rc == 0 && (rc = check_msg(env, id, *out, why, sizeof why))) {
+		shm_msg_free(*out);
+		*out = NULL;
+	}
+	if (rc == 0)
+		return 0;
+	shm_uuid_format(id, want);
+	return shm__err(rc, "%s value for message %s: %s", level, want, why);
+}
+
+/* ---- L2 */
+
+/* GET msg:<id> before deadline: 0, SHM_ENOTFOUND, SHM_EL2 (skipped,
+ * unreachable, an error reply), SHM_ECORRUPT (a bad value), ENOMEM. */
+static int l2_get(shm_env *env, const shm_uuid *id, uint64_t deadline,
+                  shm_msg **out)
+{
+	struct rt_pool *p = &env->rt->l2;
+	size_t max = redis_value_max(env);
+	redisContext *c;
+	redisReply *r;
+	char s[37];
+	int rc;
+
+	if (!has_l2(env) || !(c = l2_take(env, deadline)))
+		return SHM_EL2;
+	shm_uuid_format(id, s);
+	if ((rc = redis_call(c, deadline, max, &r, "GET msg:%s", s))) {
+		/* a reply too big is bad data, not a failed server */
+		pool_drop(p, c, rc == SHM_EL2);
+		return rc == SHM_EL2 ? rc
+		                     : shm__err(rc, "Redis value for message %s: "
+		                                "over %zu bytes, larger than any "
+		                                "message's", s, max);
+	}
+	pool_give(p, c);
+	if (r->type == REDIS_REPLY_STRING)
+		rc = value_for_id(env, "Redis", id, r->str, r->len, out);
+	else
+		rc = r->type == REDIS_REPLY_NIL ? SHM_ENOTFOUND : SHM_EL2;
+	freeReplyObject(r);
+	return rc;
+}
+
+/* m as the flusher mirrors it: its JSON, an LZ4 frame of it above the
+ * threshold; malloc'd, NULL on error. */
+static void *mirror_value(const shm_env *env, const shm_msg *m, size_t *len)
+{
+	char *json;
+	size_t n, bound, zn;
+	void *z;
+
+	if (shm_msg_to_json(m, &json, &n))
+		return NULL;
+	*len = n;
+	if (n <= env->opt.compress_threshold)
+		return json;
+	bound = LZ4F_compressFrameBound(n, NULL);
+	if (!(z = malloc(bound)))
+		return json;
+	zn = LZ4F_compressFrame(z, bound, json, n, NULL);
+	if (LZ4F_isError(zn)) {
+		free(z);
+		return json;
+	}
+	free(json);
+	*len = zn;
+	return z;
+}
+
+/* After an L3 hit, Redis gets the message too, with the L2 TTL: SET NX
+ * unless this get found a bad value there (invariant 1). Best effort (L3
+ * stays the truth), before deadline. */
+static void l2_fill(shm_env *env, const shm_msg *m, bool replace,
+                    uint64_t deadline)
+{
+	struct rt_pool *p = &env->rt->l2;
+	redisContext *c;
+	redisReply *r;
+	char s[37];
+	size_t len;
+	void *val;
+	int rc;
+
+	if (!has_l2(env) || shm__mono_ns() >= deadline ||
+	    !(val = mirror_value(env, m, &len)))
+		return;
+	if ((c = l2_take(env, deadline))) {
+		shm_uuid_format(&m->id, s);
+		rc = redis_call(c, deadline, RT_SMALL_REPLY, &r,
+		                replace ? "SET msg:%s %b EX %u"
+		                        : "SET msg:%s %b EX %u NX",
+		                s, val, len, env->opt.l2_ttl_s);
+		if (rc == 0) {
+			freeReplyObject(r); /* nil when the key was there */
+			pool_give(p, c);
+		} else {
+			pool_drop(p, c, rc == SHM_EL2);
+		}
+	}
+	free(val);
+}
+
+/* ---- L3 */
 
 /*
  * Starts a connection with the session time zone set to UTC, added to the
@@ -321,26 +664,30 @@ static PGresult *pg_query(PGconn *c, const char *sql, int n,
 	}
 }
 
+/* Runs one query on a pooled connection within l3_timeout_ms, waiting and
+ * connecting included; NULL when L3 is skipped, all its connections stay
+ * busy, or it failed (then it is skipped for a while). */
 static PGresult *l3_query(shm_env *env, const char *sql, int n,
                           const char *const *params)
 {
-	struct shm__rt *rt = env->rt;
-	uint64_t deadline =
-		shm__mono_ns() + (uint64_t)env->opt.l3_timeout_ms * 1000000ull;
+	struct rt_pool *p = &env->rt->l3;
+	uint64_t deadline = shm__mono_ns() + ms_ns(env->opt.l3_timeout_ms);
 	PGresult *res;
+	void *c;
 
-	if (!shm__rt_has_l3(env) || shm__mono_ns() < rt->pg_down_until)
+	if (!shm__rt_has_l3(env) || pool_take(p, deadline, &c))
 		return NULL;
-	if (!rt->pg && !(rt->pg = pg_connect(env, deadline)))
-		goto down;
-	res = pg_query(rt->pg, sql, n, params, deadline);
-	if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
+	if (!c && !(c = pg_connect(env, deadline))) {
+		pool_drop(p, NULL, true);
+		return NULL;
+	}
+	res = pg_query(c, sql, n, params, deadline);
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+		pool_give(p, c);
 		return res;
+	}
 	PQclear(res);
-	PQfinish(rt->pg); /* unknown state after a timeout: reconnect later */
-	rt->pg = NULL;
-down:
-	rt->pg_down_until = shm__mono_ns() + RT_BACKOFF_MS * 1000000ull;
+	pool_drop(p, c, true); /* unknown state after a timeout */
 	return NULL;
 }
 
@@ -359,89 +706,74 @@ static int l3_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	if (PQntuples(res) == 0)
 		rc = SHM_ENOTFOUND;
 	else
-		rc = value_for_id("PostgreSQL", id, PQgetvalue(res, 0, 0),
+		rc = value_for_id(env, "PostgreSQL", id, PQgetvalue(res, 0, 0),
 		                  (size_t)PQgetlength(res, 0, 0), out);
 	PQclear(res);
 	return rc;
 }
 
-/* After an L3 hit, Redis gets the message too (JSON, LZ4 above the
- * threshold), with the L2 TTL. Best effort: L3 stays the truth. */
-static void l2_set(shm_env *env, const shm_msg *m)
-{
-	struct shm__rt *rt = env->rt;
-	char s[37], *json = NULL;
-	size_t len;
-	void *val;
-	size_t vlen;
-	uint8_t *z = NULL;
-	redisReply *r;
+/* ---- gets and pages */
 
-	if (!has_l2(env) || !rt->redis || shm_msg_to_json(m, &json, &len))
-		return;
-	val = json;
-	vlen = len;
-	if (len > env->opt.compress_threshold) {
-		size_t bound = LZ4F_compressFrameBound(len, NULL);
-		if ((z = malloc(bound))) {
-			size_t n = LZ4F_compressFrame(z, bound, json, len, NULL);
-			if (!LZ4F_isError(n)) {
-				val = z;
-				vlen = n;
-			}
-		}
-	}
-	shm_uuid_format(&m->id, s);
-	r = redisCommand(rt->redis, "SET msg:%s %b EX %u", s, val, vlen,
-	                 env->opt.l2_ttl_s);
-	if (!r) {
-		redisFree(rt->redis);
-		rt->redis = NULL;
-	}
-	freeReplyObject(r);
-	free(z);
-	free(json);
+static void count_l2(shm_env *env, int rc)
+{
+	if (rc == 0)
+		SHM__COUNT(env, l2_hits, 1);
+	else if (rc == SHM_ENOTFOUND)
+		SHM__COUNT(env, l2_misses, 1);
+	else if (has_l2(env))
+		SHM__COUNT(env, l2_errors, 1);
+}
+
+static void count_l3(shm_env *env, int rc)
+{
+	if (rc == 0)
+		SHM__COUNT(env, l3_hits, 1);
+	else if (rc == SHM_ENOTFOUND)
+		SHM__COUNT(env, l3_misses, 1);
+	else if (shm__rt_has_l3(env))
+		SHM__COUNT(env, l3_errors, 1);
+}
+
+/* Asks L2, then L3 if L2 has no good answer, and fills Redis after an L3
+ * hit with what is left of the L2 budget (invariant 2). */
+static int ask_levels(shm_env *env, const shm_uuid *id, shm_msg **m)
+{
+	uint64_t budget = ms_ns(env->opt.l2_timeout_ms), t0 = shm__mono_ns();
+	int l2 = l2_get(env, id, t0 + budget, m), rc;
+	uint64_t spent = shm__mono_ns() - t0;
+
+	count_l2(env, l2);
+	if (l2 == 0)
+		return 0;
+	rc = l3_get(env, id, m);
+	count_l3(env, rc);
+	if (rc == 0 && spent < budget)
+		l2_fill(env, *m, l2 == SHM_ECORRUPT,
+		        shm__mono_ns() + (budget - spent));
+	return rc;
 }
 
 int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 {
-	struct shm__rt *rt = env->rt;
 	shm_msg *m = NULL;
 	uint64_t inval;
 	int rc;
 
-	if (!rt)
+	if (!env->rt)
 		return SHM_ENOTFOUND;
 	/* An invalidation arriving while we fetch may concern this key: then
 	 * the value is served but not cached (it may be the old version). */
 	inval = __atomic_load_n(&env->shared->c.inval_received, __ATOMIC_ACQUIRE);
-	pthread_mutex_lock(&rt->lock);
-	rc = l2_get(env, id, &m);
-	if (rc == 0) {
-		SHM__COUNT(env, l2_hits, 1);
-	} else {
-		if (rc == SHM_ENOTFOUND)
-			SHM__COUNT(env, l2_misses, 1);
-		else if (has_l2(env))
-			SHM__COUNT(env, l2_errors, 1);
-		rc = l3_get(env, id, &m);
-		if (rc == 0) {
-			SHM__COUNT(env, l3_hits, 1);
-			l2_set(env, m);
-		} else if (rc == SHM_ENOTFOUND) {
-			SHM__COUNT(env, l3_misses, 1);
-		} else if (shm__rt_has_l3(env)) {
-			SHM__COUNT(env, l3_errors, 1);
-		}
-	}
-	pthread_mutex_unlock(&rt->lock);
-	if (rc == SHM_EL2 || rc == SHM_EL3)
-		rc = SHM_ENOTFOUND; /* no level could answer */
-	if (rc)
+	rc = ask_levels(env, id, &m);
+	if (rc == ENOMEM)
 		return rc;
+	if (rc)
+		return SHM_ENOTFOUND; /* no level could answer */
+	/* m passed invariant 4: a fill can fail only for L1's own reasons
+	 * (full of unflushed work...), and m is served anyway */
 	if (__atomic_load_n(&env->shared->c.inval_received, __ATOMIC_ACQUIRE) ==
 	    inval)
-		shm__msg_fill(env, m); /* L1 full of unflushed work: serve anyway */
+		shm__msg_fill(env, m);
 	*out = m;
 	return 0;
 }
@@ -449,21 +781,23 @@ int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
                       uint32_t limit, shm_msg ***out, size_t *n)
 {
-	char lim[16], bef[40];
+	char lim[16], bef[40], why[256];
 	const char *params[3] = {room, lim, bef};
 	shm_msg **msgs;
 	PGresult *res;
 	int rc = 0, rows;
 
 	snprintf(lim, sizeof lim, "%u", limit);
-	shm_time_format(before > 0 ? before : INT64_C(253402300799000000), bef);
-	pthread_mutex_lock(&env->rt->lock);
+	/* before 0: no bound at all ('infinity' is after every timestamp) */
+	if (before > 0)
+		shm_time_format(before, bef);
+	else
+		snprintf(bef, sizeof bef, "infinity");
 	res = l3_query(env,
 	               "SELECT " RT_COLUMNS " FROM messages WHERE room_id = $1 "
 	               "AND created_at < $3::timestamptz "
 	               "ORDER BY created_at DESC, id DESC LIMIT $2::int",
 	               3, params);
-	pthread_mutex_unlock(&env->rt->lock);
 	if (!res) {
 		SHM__COUNT(env, l3_errors, 1);
 		return SHM_EL3;
@@ -474,12 +808,14 @@ int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
 		return shm__err(ENOMEM, "room page");
 	}
 	for (int i = 0; i < rows && !rc; i++)
-		rc = value_to_msg(PQgetvalue(res, i, 0),
-		                  (size_t)PQgetlength(res, i, 0), &msgs[i]);
+		rc = value_to_msg(env, PQgetvalue(res, i, 0),
+		                  (size_t)PQgetlength(res, i, 0), &msgs[i], why,
+		                  sizeof why);
 	PQclear(res);
 	if (rc) {
 		shm_msgs_free(msgs, (size_t)rows);
-		return shm__err(SHM_EL3, "room page from PostgreSQL: bad row");
+		return shm__err(SHM_EL3, "room page from PostgreSQL: bad row: %s",
+		                why);
 	}
 	*out = msgs;
 	*n = (size_t)rows;

@@ -14,11 +14,18 @@
  *     L1 (evicted/expired/invalidated), came into it by a read-through fill
  *     (a fill says nothing of its neighbours in PostgreSQL), or was written
  *     by another host (its invalidation named a message L1 does not hold).
- *     Meta SHM__ROOM_FLOOR raises every room's watermark at once (after a
- *     gap in the invalidation channel). Messages written through L1 since
- *     are in L1, so a page that is full and strictly newer than the
- *     watermark is complete; any other page asks PostgreSQL when it is
- *     configured.
+ *     Meta SHM__ROOM_FLOOR raises every room's watermark at once: set to
+ *     the time of the environment's creation (or of its first read-write
+ *     open by a version that keeps one: env.c), since PostgreSQL may hold
+ *     any older message; raised after a gap in the invalidation channel
+ *     (invalidate.c). An environment without one (never opened read-write
+ *     since) vouches for nothing. Messages written through L1 since are in
+ *     L1, so a page that is full and strictly newer than the watermark is
+ *     complete; any other page asks PostgreSQL when it is configured.
+ *  3. A page PostgreSQL answers is what PostgreSQL will return once L1 is
+ *     flushed: a row whose id L1 holds gives way to L1's version, which
+ *     is on the page only if its own room and created_at put it there
+ *     (a message moved in time or to another room leaves no old copy).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -113,8 +120,11 @@ int64_t shm__room_floor(MDB_txn *txn, shm_env *env)
 {
 	uint64_t floor = 0;
 
-	return shm__meta_get(txn, env, SHM__ROOM_FLOOR, &floor) ? 0
-	                                                         : (int64_t)floor;
+	/* none (or unreadable): nothing is known to be in L1 (invariant 2) */
+	if (shm__meta_get(txn, env, SHM__ROOM_FLOOR, &floor) || floor == 0 ||
+	    floor > INT64_MAX)
+		return INT64_MAX;
+	return (int64_t)floor;
 }
 
 int64_t shm__room_watermark(MDB_txn *txn, shm_env *env, const char *room,
@@ -191,8 +201,126 @@ static int newer_first(const void *a, const void *b)
 	return -memcmp(x->id.b, y->id.b, 16);
 }
 
-/* L3's page plus L1's messages not yet flushed to it (L1's state wins for
- * an id in both), newest first, cut at limit. Consumes both arrays. */
+/* Invariant 3 on a page from PostgreSQL, in one read transaction: a row
+ * whose id L1 holds is replaced by L1's version if that one belongs to the
+ * page (same room, created_at < before), else dropped. *kept counts the
+ * rows L1 does not hold. On an error the array stays whole (*n3 rows) for
+ * the caller to free. */
+static int l3_own_versions(shm_env *env, const char *room, int64_t before,
+                           shm_msg **l3, size_t *n3, size_t *kept)
+{
+	MDB_txn *txn;
+	size_t k = 0, j = 0;
+	int rc;
+
+	*kept = 0;
+	if ((rc = shm__rtxn_get(env, &txn)))
+		return rc;
+	for (; j < *n3; j++) {
+		MDB_val mk = {16, l3[j]->id.b}, mv;
+		shm_msg *own;
+
+		rc = mdb_get(txn, env->msg, &mk, &mv);
+		if (rc == MDB_NOTFOUND) {
+			l3[k++] = l3[j];
+			(*kept)++;
+			rc = 0;
+			continue;
+		}
+		if (rc) {
+			rc = shm__err_mdb(rc, "room page: read message");
+			break;
+		}
+		if ((rc = shm__msg_decode(mv.mv_data, mv.mv_size, NULL, &own)))
+			break;
+		free(l3[j]);
+		if (strcmp(own->room_id, room) == 0 &&
+		    (before == 0 || own->created_at < before))
+			l3[k++] = own;
+		else
+			free(own);
+	}
+	shm__rtxn_put(env, txn);
+	while (j < *n3) /* after an error: the rows not looked at yet */
+		l3[k++] = l3[j++];
+	*n3 = k;
+	return rc;
+}
+
+static bool on_page(shm_msg *const *page, size_t n, const shm_uuid *id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(page[i]->id.b, id->b, 16) == 0)
+			return true;
+	return false;
+}
+
+/* Whether PostgreSQL's rows after last (its page's oldest row, in page
+ * order) cannot reach the merged page: it already has limit messages at or
+ * before last in that order, each id once. */
+static bool l3_enough(shm_msg *const *l1, size_t n1, shm_msg *const *l3,
+                      size_t n3, const shm_msg *last, uint32_t limit)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < n1; i++)
+		n += newer_first(&l1[i], &last) <= 0;
+	for (size_t j = 0; j < n3; j++)
+		n += newer_first(&l3[j], &last) <= 0 &&
+		     !on_page(l1, n1, &l3[j]->id);
+	return n >= limit;
+}
+
+/* At most this many rows beyond limit are asked of PostgreSQL to make up
+ * for rows that give way to L1's versions (invariant 3); past it the page
+ * is best effort. */
+#define L3_EXTRA_MAX 10000u
+
+/* PostgreSQL's page for (room, before, limit) with invariant 3 applied,
+ * complete enough to be merged with the L1 page l1: when rows gave way to
+ * L1's versions and PostgreSQL may hold more, it is asked again for twice
+ * as many rows. SHM_EL3 when PostgreSQL gives no page (unreachable, out of
+ * memory...); a later query that fails leaves the previous one's rows. */
+static int l3_page(shm_env *env, const char *room, int64_t before,
+                   uint32_t limit, shm_msg *const *l1, size_t n1,
+                   shm_msg ***out, size_t *n)
+{
+	shm_msg **l3;
+	shm_msg last = {0}; /* the page order of PostgreSQL's last row */
+	size_t n3, raw, kept;
+	uint32_t ask = limit;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	for (;;) {
+		if (shm__rt_room_page(env, room, before, ask, &l3, &n3))
+			return *out ? 0 : SHM_EL3;
+		shm_msgs_free(*out, *n);
+		*out = NULL;
+		*n = 0;
+		raw = n3;
+		if (raw) {
+			last.created_at = l3[raw - 1]->created_at;
+			last.id = l3[raw - 1]->id;
+		}
+		if ((rc = l3_own_versions(env, room, before, l3, &n3, &kept))) {
+			shm_msgs_free(l3, n3);
+			return rc;
+		}
+		*out = l3;
+		*n = n3;
+		if (raw < ask || kept == raw || ask >= limit + L3_EXTRA_MAX ||
+		    l3_enough(l1, n1, l3, n3, &last, limit))
+			return 0;
+		ask = ask > (limit + L3_EXTRA_MAX) / 2 ? limit + L3_EXTRA_MAX
+		                                       : 2 * ask;
+	}
+}
+
+/* L3's page plus L1's page (L1's copy wins for an id on both: L3's rows
+ * already carry L1's versions, invariant 3, but L1's page was read before
+ * them), newest first, cut at limit. Consumes both arrays. */
 static int merge(shm_msg **l1, size_t n1, shm_msg **l3, size_t n3,
                  uint32_t limit, shm_msg ***out, size_t *n)
 {
@@ -207,10 +335,7 @@ static int merge(shm_msg **l1, size_t n1, shm_msg **l3, size_t n3,
 	for (size_t i = 0; i < n1; i++)
 		all[k++] = l1[i];
 	for (size_t j = 0; j < n3; j++) {
-		bool dup = false;
-		for (size_t i = 0; i < n1 && !dup; i++)
-			dup = memcmp(l1[i]->id.b, l3[j]->id.b, 16) == 0;
-		if (dup)
+		if (on_page(l1, n1, &l3[j]->id))
 			free(l3[j]);
 		else
 			all[k++] = l3[j];
@@ -255,9 +380,15 @@ int shm_room_page(shm_env *env, const char *room, int64_t before,
 	if (!complete && shm__rt_has_l3(env)) {
 		shm_msg **l3;
 		size_t n3;
-		if (shm__rt_room_page(env, room, before, limit, &l3, &n3) == 0) {
+		rc = l3_page(env, room, before, limit, msgs, *n, &l3, &n3);
+		if (rc == 0) {
 			SHM__COUNT(env, room_pages_l3, 1);
 			return merge(msgs, *n, l3, n3, limit, out, n);
+		}
+		if (rc != SHM_EL3) { /* L1 itself failed */
+			shm_msgs_free(msgs, *n);
+			*n = 0;
+			return rc;
 		}
 		/* L3 unreachable: serve what L1 has (best effort). */
 	}

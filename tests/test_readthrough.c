@@ -1,19 +1,25 @@
 /* tests/test_readthrough.c - read-through on an L1 miss: Redis (L2) then
- * PostgreSQL (L3), fills without log records, per-level timeouts against a
- * dead and a mute Redis, room pages from PostgreSQL merged with L1, and
- * timestamps that round-trip to the microsecond whatever the time zone.
+ * PostgreSQL (L3), fills without log records nor overwrites of newer Redis
+ * values, per-level timeouts against a dead, mute or trickling Redis, bad
+ * values (too large, LZ4 bombs, refused by put) as the level's errors,
+ * concurrent gets side by side, room pages from PostgreSQL merged with L1,
+ * and timestamps that round-trip to the microsecond whatever the time zone.
  *
  * Needs a real redis-server and PostgreSQL (SHM_TEST_REDIS, SHM_TEST_PG, as
- * tests/run.sh provides them); every test skips without them. Rows and keys
+ * tests/run.sh provides them); the tests that use them skip without them. A
+ * fake Redis in this file stands in for what a real one cannot do on
+ * demand (answer slowly, a few bytes at a time). Rows and keys
  * use room names "rt<pid>-..." and fresh UUIDs, and are removed afterwards. */
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <lz4frame.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -193,7 +199,10 @@ static size_t pg_page(PGconn *c, const char *room, int64_t before,
 {
 	char b[64], l[16];
 	const char *p[3] = {room, b, l};
-	ts_sql(before ? before : INT64_C(253402300799000000), b);
+	if (before)
+		ts_sql(before, b);
+	else
+		snprintf(b, sizeof b, "infinity");
 	snprintf(l, sizeof l, "%u", limit);
 	PGresult *r = PQexecParams(
 		c,
@@ -640,6 +649,127 @@ static uint64_t timed_l3_get(const char *redis, uint32_t l2_ms,
 	return dt;
 }
 
+/* ------------------------------------------------- a fake Redis server */
+
+/* A Redis stand-in on a unix socket, for the faults a real server cannot
+ * show on demand: every command is answered after delay_ms, GET with value
+ * (NULL: nil), anything else with +OK; the answer goes out chunk bytes at a
+ * time, chunk_ms apart (chunk 0: at once). One thread per connection; a
+ * connection ends when the client closes it. */
+typedef struct fake_redis fake_redis;
+struct fake_conn {
+	fake_redis *f;
+	int fd;
+	pthread_t t;
+};
+struct fake_redis {
+	uint32_t delay_ms, chunk_ms;
+	size_t chunk;
+	const char *value;
+	int fd;
+	pthread_t acceptor;
+	struct fake_conn conns[32];
+	int n_conns;
+	char url[4200];
+};
+
+static void sleep_ms(uint32_t ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static bool send_paced(const fake_redis *f, int fd, const char *p, size_t n)
+{
+	while (n) {
+		size_t k = f->chunk && f->chunk < n ? f->chunk : n;
+		ssize_t w = send(fd, p, k, MSG_NOSIGNAL);
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= (size_t)w;
+		if (n && f->chunk_ms)
+			sleep_ms(f->chunk_ms);
+	}
+	return true;
+}
+
+static bool is_get(const redisReply *cmd)
+{
+	return cmd->type == REDIS_REPLY_ARRAY && cmd->elements &&
+	       cmd->element[0]->type == REDIS_REPLY_STRING &&
+	       strcasecmp(cmd->element[0]->str, "GET") == 0;
+}
+
+/* One answer per command: the reader cuts the byte stream into them. */
+static void *fake_serve(void *arg)
+{
+	struct fake_conn *c = arg;
+	const fake_redis *f = c->f;
+	redisReader *r = redisReaderCreate();
+	char buf[4096], head[32];
+	void *cmd;
+	ssize_t n;
+
+	while ((n = recv(c->fd, buf, sizeof buf, 0)) > 0) {
+		redisReaderFeed(r, buf, (size_t)n);
+		while (redisReaderGetReply(r, &cmd) == REDIS_OK && cmd) {
+			bool get = is_get(cmd);
+			freeReplyObject(cmd);
+			sleep_ms(f->delay_ms);
+			if (!get || !f->value) {
+				if (!send_paced(f, c->fd, get ? "$-1\r\n" : "+OK\r\n",
+				                5))
+					goto out;
+				continue;
+			}
+			snprintf(head, sizeof head, "$%zu\r\n", strlen(f->value));
+			if (!send_paced(f, c->fd, head, strlen(head)) ||
+			    !send_paced(f, c->fd, f->value, strlen(f->value)) ||
+			    !send_paced(f, c->fd, "\r\n", 2))
+				goto out;
+		}
+	}
+out:
+	redisReaderFree(r);
+	close(c->fd);
+	return NULL;
+}
+
+static void *fake_accept(void *arg)
+{
+	fake_redis *f = arg;
+	int fd;
+
+	while (f->n_conns < 32 && (fd = accept(f->fd, NULL, NULL)) >= 0) {
+		struct fake_conn *c = &f->conns[f->n_conns++];
+		c->f = f;
+		c->fd = fd;
+		assert_int_equal(pthread_create(&c->t, NULL, fake_serve, c), 0);
+	}
+	return NULL;
+}
+
+/* Listens at dir/fake.sock; f->url is its redis URL. */
+static void fake_start(fake_redis *f, const char *dir)
+{
+	char sock[4096];
+	snprintf(sock, sizeof sock, "%s/fake.sock", dir);
+	snprintf(f->url, sizeof f->url, "unix://%s", sock);
+	f->fd = mute_socket(sock);
+	assert_int_equal(pthread_create(&f->acceptor, NULL, fake_accept, f), 0);
+}
+
+/* After the clients closed their connections (shm_env_close). */
+static void fake_stop(fake_redis *f)
+{
+	shutdown(f->fd, SHUT_RDWR); /* accept() fails: the acceptor ends */
+	pthread_join(f->acceptor, NULL);
+	close(f->fd);
+	for (int i = 0; i < f->n_conns; i++)
+		pthread_join(f->conns[i].t, NULL);
+}
+
 static void test_dead_or_mute_redis_costs_at_most_the_timeout(void **state)
 {
 	NEED_SERVERS();
@@ -897,10 +1027,11 @@ static void test_room_page_with_evictions(void **state)
 	shm_counters c, c2;
 	size_t n;
 	PGconn *db = pg();
-	const int64_t t0 = INT64_C(1700000200000000);
 
 	room_name(room, sizeof room, "evict");
 	shm_env *env = open_rt(redis_url, pg_info, 50, 8);
+	/* after the environment's creation: L1 vouches for nothing older */
+	const int64_t t0 = shm_now_us();
 	/* 8 messages written through L1, mirrored to PostgreSQL and marked
 	 * flushed (what the flusher does), then 6 more: 6 of the first ones are
 	 * evicted to make room */
@@ -984,7 +1115,8 @@ static void test_room_page_with_evictions(void **state)
 
 /* created_at/updated_at come back to the microsecond whatever the session
  * time zone of the writer, of the libpq environment (PGTZ) or of the
- * conninfo's own options, with a keyword or a URI conninfo. */
+ * conninfo's own options, with a keyword or a URI conninfo. A row from
+ * before 1970 is on pages, but a get refuses it as put would. */
 static void test_timestamps_round_trip_whatever_the_time_zone(void **state)
 {
 	NEED_SERVERS();
@@ -1052,6 +1184,12 @@ static void test_timestamps_round_trip_whatever_the_time_zone(void **state)
 		shm_env *env = tu_open(dir, &o);
 		for (int i = 0; i < 3; i++) {
 			int rc = shm_msg_get(env, &id[i], &got);
+			if (want_c[i] < 0) {
+				/* put refuses times before 1970: the row is
+				 * L3's error, not served (pages still show it) */
+				assert_int_equal(rc, SHM_ENOTFOUND);
+				continue;
+			}
 			if (rc)
 				fail_msg("conninfo %s: get: %s", conns[k],
 				         shm_errmsg());
@@ -1074,6 +1212,407 @@ static void test_timestamps_round_trip_whatever_the_time_zone(void **state)
 	unsetenv("PGTZ");
 	PQfinish(db);
 	cleanup();
+}
+
+/* ---------------------------------------------- values, races, bounds */
+
+struct getter {
+	shm_env *env;
+	shm_uuid id;
+	shm_msg *got;
+	int rc;
+	uint64_t ms;
+};
+
+static void *getter_run(void *arg)
+{
+	struct getter *g = arg;
+	uint64_t t0 = now_ms();
+	g->rc = shm_msg_get(g->env, &g->id, &g->got);
+	g->ms = now_ms() - t0;
+	return NULL;
+}
+
+/* Waits until the read-through's SELECT waits for a lock. */
+static void wait_for_blocked_select(PGconn *c)
+{
+	for (int i = 0; i < 500; i++) {
+		PGresult *r = PQexec(c, "SELECT count(*) FROM pg_stat_activity "
+		                        "WHERE wait_event_type = 'Lock' AND "
+		                        "query LIKE 'SELECT json_build_object%'");
+		bool blocked = PQresultStatus(r) == PGRES_TUPLES_OK &&
+		               atoi(PQgetvalue(r, 0, 0)) > 0;
+		PQclear(r);
+		if (blocked)
+			return;
+		sleep_ms(10);
+	}
+	fail_msg("the read-through's SELECT never waited for the lock");
+}
+
+static shm_msg with_content(shm_msg m, const char *content)
+{
+	m.content = content;
+	m.content_len = (uint32_t)strlen(content);
+	m.content_hash = XXH3_64bits(content, m.content_len);
+	return m;
+}
+
+/* A fill does not write over what the flusher wrote meanwhile: a get finds
+ * nothing in Redis, v1 in PostgreSQL; before its fill the flusher SETs v2.
+ * Redis keeps v2 (the fill is SET NX; only a bad value is written over, see
+ * test_redis_value_of_another_message_is_a_miss). */
+static void test_fill_does_not_overwrite_a_newer_redis_value(void **state)
+{
+	NEED_SERVERS();
+	char room[64], *json, *val;
+	size_t len;
+	long long ttl;
+	shm_msg v1, v2;
+	pthread_t t;
+	PGconn *db = pg(), *locker = pg();
+
+	room_name(room, sizeof room, "fillnx");
+	v1 = full_msg(room, INT64_C(1700000040000000), "v1");
+	v2 = with_content(v1, "v2, written by the flusher");
+	pg_put(db, &v1);
+	shm_env *env = open_rt(redis_url, pg_info, 50, 0);
+	struct getter g = {.env = env, .id = v1.id};
+
+	pg_exec(locker, "BEGIN", 0, NULL);
+	pg_exec(locker, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE", 0, NULL);
+	assert_int_equal(pthread_create(&t, NULL, getter_run, &g), 0);
+	wait_for_blocked_select(db); /* Redis said nil before that */
+	assert_int_equal(shm_msg_to_json(&v2, &json, &len), 0);
+	redis_set(&v2.id, json, len); /* the flusher's SET, EX 600 */
+	pg_exec(locker, "COMMIT", 0, NULL);
+	pthread_join(t, NULL);
+	assert_int_equal(g.rc, 0);
+	tu_assert_msg_equal(g.got, &v1); /* what PostgreSQL had */
+	shm_msg_free(g.got);
+	val = redis_get(&v1.id, &len, &ttl);
+	assert_non_null(val);
+	assert_string_equal(val, json);
+	assert_true(ttl > 0 && ttl <= 600);
+	free(val);
+	free(json);
+	close_rt(env);
+	PQfinish(locker);
+	PQfinish(db);
+	cleanup();
+}
+
+/* A Redis sending its answer 2 bytes every 30 ms: each read is quick, the
+ * whole exchange is not; it costs l2_timeout_ms, then PostgreSQL answers. */
+static void test_trickling_redis_costs_at_most_the_timeout(void **state)
+{
+	NEED_SERVERS();
+	const uint32_t l2_ms = 50;
+	char room[64], *json;
+	shm_msg m, *got;
+	shm_counters c;
+	fake_redis f = {.chunk = 2, .chunk_ms = 30};
+	char *sdir = tu_tmpdir();
+	PGconn *db = pg();
+
+	room_name(room, sizeof room, "trickle");
+	m = full_msg(room, INT64_C(1700000041000000), "two bytes at a time");
+	pg_put(db, &m);
+	assert_int_equal(shm_msg_to_json(&m, &json, NULL), 0);
+	f.value = json;
+	fake_start(&f, sdir);
+	shm_env *env = open_rt(f.url, pg_info, l2_ms, 0);
+	uint64_t t0 = now_ms();
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	uint64_t dt = now_ms() - t0;
+	tu_assert_msg_equal(got, &m);
+	shm_msg_free(got);
+	fprintf(stderr, "get with a trickling Redis: %" PRIu64 " ms "
+	        "(l2_timeout %u ms)\n", dt, l2_ms);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_errors, 1);
+	assert_int_equal(c.l2_hits, 0);
+	assert_int_equal(c.l3_hits, 1);
+	if (dt > l2_ms + 200)
+		fail_msg("trickling Redis: %" PRIu64 " ms", dt);
+	close_rt(env);
+	fake_stop(&f);
+	free(json);
+	PQfinish(db);
+	tu_rmdir(sdir);
+	free(sdir);
+	cleanup();
+}
+
+/* m's JSON then pad spaces: valid JSON, larger than any message's. */
+static char *padded_json(const shm_msg *m, size_t pad, size_t *len)
+{
+	char *json, *s;
+	size_t n;
+	assert_int_equal(shm_msg_to_json(m, &json, &n), 0);
+	s = malloc(n + pad + 1);
+	assert_non_null(s);
+	memcpy(s, json, n);
+	memset(s + n, ' ', pad);
+	s[n + pad] = 0;
+	free(json);
+	*len = n + pad;
+	return s;
+}
+
+/* msg:<id> holds the message followed by 64 MiB of spaces: refused as it
+ * comes in (not read whole, within a generous timeout), an L2 error;
+ * PostgreSQL answers and its fill replaces the bad value. */
+static void test_redis_value_larger_than_any_message_is_refused(void **state)
+{
+	NEED_SERVERS();
+	char room[64], *big, *val, *want;
+	size_t len;
+	long long ttl;
+	shm_msg m, r, *got;
+	shm_counters c;
+	PGconn *db = pg();
+
+	room_name(room, sizeof room, "bigval");
+	m = full_msg(room, INT64_C(1700000042000000), "from PostgreSQL");
+	r = with_content(m, "from Redis");
+	pg_put(db, &m);
+	big = padded_json(&r, (size_t)64 << 20, &len);
+	redis_set(&m.id, big, len);
+	free(big);
+	shm_env *env = open_rt(redis_url, pg_info, 5000, 0);
+	uint64_t t0 = now_ms();
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	uint64_t dt = now_ms() - t0;
+	tu_assert_msg_equal(got, &m);
+	shm_msg_free(got);
+	fprintf(stderr, "get past a 64 MiB Redis value: %" PRIu64 " ms\n", dt);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_errors, 1);
+	assert_int_equal(c.l2_hits, 0);
+	assert_int_equal(c.l3_hits, 1);
+	if (dt > 500)
+		fail_msg("64 MiB value: %" PRIu64 " ms (read whole?)", dt);
+	val = redis_get(&m.id, &len, &ttl);
+	assert_int_equal(shm_msg_to_json(&m, &want, NULL), 0);
+	assert_string_equal(val, want);
+	free(want);
+	free(val);
+	close_rt(env);
+	PQfinish(db);
+	cleanup();
+}
+
+/* An LZ4 frame of json then pad spaces (a multiple of 1 MiB), compressed a
+ * MiB at a time: a few hundred KiB that decompress to pad bytes. */
+static void *lz4_padded(const char *json, size_t len, size_t pad,
+                        size_t *zlen)
+{
+	static char spaces[1 << 20];
+	size_t cap = (size_t)16 << 20, off, n;
+	LZ4F_cctx *c;
+	char *z = malloc(cap);
+
+	memset(spaces, ' ', sizeof spaces);
+	assert_false(LZ4F_isError(LZ4F_createCompressionContext(&c, LZ4F_VERSION)));
+	off = LZ4F_compressBegin(c, z, cap, NULL);
+	assert_false(LZ4F_isError(off));
+	n = LZ4F_compressUpdate(c, z + off, cap - off, json, len, NULL);
+	assert_false(LZ4F_isError(n));
+	off += n;
+	for (size_t done = 0; done < pad; done += sizeof spaces) {
+		assert_true(cap - off > LZ4F_compressBound(sizeof spaces, NULL));
+		n = LZ4F_compressUpdate(c, z + off, cap - off, spaces,
+		                        sizeof spaces, NULL);
+		assert_false(LZ4F_isError(n));
+		off += n;
+	}
+	n = LZ4F_compressEnd(c, z + off, cap - off, NULL);
+	assert_false(LZ4F_isError(n));
+	LZ4F_freeCompressionContext(c);
+	*zlen = off + n;
+	return z;
+}
+
+/* A small LZ4 value decompressing to 256 MiB (a message and spaces): the
+ * decompression stops at the largest JSON a message can have, an L2
+ * error; PostgreSQL answers. */
+static void test_lz4_value_inflating_beyond_any_message_is_refused(void **state)
+{
+	NEED_SERVERS();
+	char room[64], *json;
+	size_t len, zlen;
+	shm_msg m, r, *got;
+	shm_counters c;
+	PGconn *db = pg();
+
+	room_name(room, sizeof room, "bomb");
+	m = full_msg(room, INT64_C(1700000043000000), "from PostgreSQL");
+	r = with_content(m, "from Redis");
+	pg_put(db, &m);
+	assert_int_equal(shm_msg_to_json(&r, &json, &len), 0);
+	void *z = lz4_padded(json, len, (size_t)256 << 20, &zlen);
+	free(json);
+	assert_true(zlen < (2u << 20));
+	redis_set(&m.id, z, zlen);
+	free(z);
+	shm_env *env = open_rt(redis_url, pg_info, 5000, 0);
+	uint64_t t0 = now_ms();
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	uint64_t dt = now_ms() - t0;
+	tu_assert_msg_equal(got, &m);
+	shm_msg_free(got);
+	fprintf(stderr, "get past a %zu-byte LZ4 bomb: %" PRIu64 " ms\n", zlen,
+	        dt);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_errors, 1);
+	assert_int_equal(c.l2_hits, 0);
+	assert_int_equal(c.l3_hits, 1);
+	close_rt(env);
+	PQfinish(db);
+	cleanup();
+}
+
+/* A value that put would refuse is that level's error: neither served nor
+ * filled, and the next level is asked. In Redis: JSON without created_at
+ * (every stored message has one: put sets it) and content over
+ * max_content; in PostgreSQL: content over max_content. */
+static void test_values_put_would_refuse_are_the_levels_error(void **state)
+{
+	NEED_SERVERS();
+	char room[64], ids[37], nocreated[1024], *json, big[201], *val;
+	size_t len;
+	long long ttl;
+	shm_msg a, b, cc, *got;
+	shm_counters k;
+	shm_options o;
+	shm_rtxn *t;
+	const shm_msg *v;
+	PGconn *db = pg();
+
+	memset(big, 'x', 200);
+	big[200] = 0;
+	room_name(room, sizeof room, "invalid");
+	a = full_msg(room, INT64_C(1700000044000000), "A from PostgreSQL");
+	b = full_msg(room, INT64_C(1700000045000000), "B from PostgreSQL");
+	cc = full_msg(room, INT64_C(1700000046000000), big);
+	pg_put(db, &a);
+	pg_put(db, &b);
+	pg_put(db, &cc);
+	shm_uuid_format(&a.id, ids);
+	snprintf(nocreated, sizeof nocreated,
+	         "{\"id\":\"%s\",\"room_id\":\"%s\",\"user_id\":1,"
+	         "\"username\":\"u\",\"content\":\"A from Redis\","
+	         "\"message_type\":\"Text\",\"updated_at\":null,"
+	         "\"parent_id\":null,\"thread_id\":null}", ids, room);
+	redis_set(&a.id, nocreated, strlen(nocreated));
+	shm_msg rb = with_content(b, big);
+	assert_int_equal(shm_msg_to_json(&rb, &json, &len), 0);
+	redis_set(&b.id, json, len);
+	free(json);
+
+	shm_options_init(&o);
+	o.redis_url = redis_url;
+	o.pg_conninfo = pg_info;
+	o.l3_timeout_ms = 2000;
+	o.max_content = 100;
+	dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, &o);
+	assert_int_equal(shm_msg_get(env, &a.id, &got), 0);
+	tu_assert_msg_equal(got, &a);
+	shm_msg_free(got);
+	assert_int_equal(shm_msg_get(env, &b.id, &got), 0);
+	tu_assert_msg_equal(got, &b);
+	shm_msg_free(got);
+	assert_int_equal(shm_msg_get(env, &cc.id, &got), SHM_ENOTFOUND);
+	shm_stats_local(env, &k);
+	assert_int_equal(k.l2_errors, 2);
+	assert_int_equal(k.l2_hits, 0);
+	assert_int_equal(k.l2_misses, 1);
+	assert_int_equal(k.l3_hits, 2);
+	assert_int_equal(k.l3_errors, 1);
+	assert_int_equal(k.fills, 2);
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	assert_int_equal(shm_msg_view(t, &cc.id, &v), SHM_ENOTFOUND);
+	shm_rtxn_end(t);
+	/* the fills wrote the good values over the bad ones */
+	for (int i = 0; i < 2; i++) {
+		const shm_msg *m = i ? &b : &a;
+		val = redis_get(&m->id, &len, &ttl);
+		assert_int_equal(shm_msg_to_json(m, &json, NULL), 0);
+		assert_string_equal(val, json);
+		free(json);
+		free(val);
+	}
+	close_rt(env);
+	PQfinish(db);
+	cleanup();
+}
+
+/* A page without a bound has none: a message of the last second of year
+ * 9999 is on it. */
+static void test_unbounded_room_page_reaches_the_end_of_9999(void **state)
+{
+	NEED_SERVERS();
+	char room[64];
+	shm_msg m[2], **page;
+	size_t n;
+	PGconn *db = pg();
+
+	room_name(room, sizeof room, "y9999");
+	m[0] = plain_msg(room, INT64_C(1700000047000000), "early");
+	m[1] = plain_msg(room, INT64_C(253402300799500000), "last second");
+	for (int i = 0; i < 2; i++)
+		pg_put(db, &m[i]);
+	shm_env *env = open_rt(redis_url, pg_info, 50, 0);
+	assert_int_equal(shm_room_page(env, room, 0, 10, &page, &n), 0);
+	assert_int_equal(n, 2);
+	assert_memory_equal(page[0]->id.b, m[1].id.b, 16);
+	assert_int_equal(page[0]->created_at, m[1].created_at);
+	shm_msgs_free(page, n);
+	assert_page_is_pg(env, db, room, 0, 10);
+	close_rt(env);
+	PQfinish(db);
+	cleanup();
+}
+
+/* 8 threads of one handle against a Redis answering in 40 ms: they are
+ * answered side by side (about 40 ms each), not one after another. */
+static void test_concurrent_gets_ask_redis_side_by_side(void **state)
+{
+	const uint32_t l2_ms = 100;
+	fake_redis f = {.delay_ms = 40};
+	struct getter g[8];
+	pthread_t t[8];
+	shm_counters c;
+	uint64_t max = 0;
+	char *sdir = tu_tmpdir();
+
+	fake_start(&f, sdir);
+	shm_env *env = open_rt(f.url, NULL, l2_ms, 0);
+	for (int i = 0; i < 8; i++) {
+		g[i] = (struct getter){.env = env};
+		shm_uuid_v7(&g[i].id);
+		assert_int_equal(pthread_create(&t[i], NULL, getter_run, &g[i]),
+		                 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(g[i].rc, SHM_ENOTFOUND);
+		if (g[i].ms > max)
+			max = g[i].ms;
+	}
+	fprintf(stderr, "8 concurrent gets, Redis answering in 40 ms: the "
+	        "slowest took %" PRIu64 " ms\n", max);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_misses, 8);
+	assert_int_equal(c.l2_errors, 0);
+	if (max >= l2_ms)
+		fail_msg("slowest get %" PRIu64 " ms: the gets queued", max);
+	close_rt(env);
+	fake_stop(&f);
+	tu_rmdir(sdir);
+	free(sdir);
 }
 
 static int group_setup(void **state)
@@ -1110,6 +1649,13 @@ int main(void)
 		cmocka_unit_test(test_room_page_from_postgres_matches_postgres),
 		cmocka_unit_test(test_room_page_with_evictions),
 		cmocka_unit_test(test_timestamps_round_trip_whatever_the_time_zone),
+		cmocka_unit_test(test_fill_does_not_overwrite_a_newer_redis_value),
+		cmocka_unit_test(test_trickling_redis_costs_at_most_the_timeout),
+		cmocka_unit_test(test_redis_value_larger_than_any_message_is_refused),
+		cmocka_unit_test(test_lz4_value_inflating_beyond_any_message_is_refused),
+		cmocka_unit_test(test_values_put_would_refuse_are_the_levels_error),
+		cmocka_unit_test(test_unbounded_room_page_reaches_the_end_of_9999),
+		cmocka_unit_test(test_concurrent_gets_ask_redis_side_by_side),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

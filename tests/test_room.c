@@ -1,0 +1,482 @@
+/* tests/test_room.c - room pages (libshm/room.c) against PostgreSQL: what
+ * L1 may answer alone (the room floor of a new environment, of one made by
+ * an older version, after a gap in the invalidation channel with a peer
+ * whose clock runs ahead), and PostgreSQL's rows giving way to L1's
+ * versions of the same messages. Every page is checked against
+ * PostgreSQL's own once the flusher has caught up.
+ *
+ * Needs a real redis-server and PostgreSQL (SHM_TEST_REDIS, SHM_TEST_PG, as
+ * tests/run.sh provides them); every test skips without them. Rows use
+ * room names "rm<pid>-..." and are removed afterwards. */
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "flusher_test.h"
+#include "internal.h"
+
+#define S INT64_C(1000000) /* µs */
+
+static char prefix[32]; /* "rm<pid>" */
+
+/* ------------------------------------------------------------ helpers */
+
+static void room_name(char *out, size_t len, const char *what)
+{
+	snprintf(out, len, "%s-%s", prefix, what);
+}
+
+static PGconn *pg(void)
+{
+	PGconn *c = ft_pg_connect();
+	if (!c)
+		fail_msg("pg connect");
+	return c;
+}
+
+/* Writes m as a row the way the flusher does (every column on conflict):
+ * a message another host wrote. */
+static void pg_put(PGconn *c, const shm_msg *m)
+{
+	char *json;
+	assert_int_equal(shm_msg_to_json(m, &json, NULL), 0);
+	const char *p[1] = {json};
+	PGresult *r = PQexecParams(
+		c,
+		"INSERT INTO messages (id, room_id, user_id, username, content,"
+		" message_type, created_at, updated_at, metadata, content_hash,"
+		" parent_id, thread_id)"
+		" SELECT (d->>'id')::uuid, d->>'room_id', (d->>'user_id')::integer,"
+		" d->>'username', d->>'content', d->>'message_type',"
+		" (d->>'created_at')::timestamptz, (d->>'updated_at')::timestamptz,"
+		" d->'metadata', d->>'content_hash', (d->>'parent_id')::uuid,"
+		" (d->>'thread_id')::uuid FROM (SELECT $1::jsonb AS d) s"
+		" ON CONFLICT (id) DO UPDATE SET room_id = EXCLUDED.room_id,"
+		" content = EXCLUDED.content, created_at = EXCLUDED.created_at,"
+		" updated_at = EXCLUDED.updated_at, metadata = EXCLUDED.metadata,"
+		" content_hash = EXCLUDED.content_hash",
+		1, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail_msg("insert: %s", PQerrorMessage(c));
+	PQclear(r);
+	free(json);
+}
+
+/* "YYYY-MM-DD HH:MM:SS.ffffff+00" */
+static void ts_sql(int64_t us, char out[64])
+{
+	time_t s = (time_t)(us / S);
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	snprintf(out, 64, "%04d-%02d-%02d %02d:%02d:%02d.%06d+00",
+	         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	         tm.tm_min, tm.tm_sec, (int)(us % S));
+}
+
+/* Ids of PostgreSQL's own page, newest first. */
+static size_t pg_page(PGconn *c, const char *room, int64_t before,
+                      uint32_t limit, shm_uuid *ids)
+{
+	char b[64], l[16];
+	const char *p[3] = {room, b, l};
+	ts_sql(before ? before : INT64_C(253402300799000000), b);
+	snprintf(l, sizeof l, "%u", limit);
+	PGresult *r = PQexecParams(
+		c,
+		"SELECT id::text FROM messages WHERE room_id = $1 AND "
+		"created_at < $2::timestamptz ORDER BY created_at DESC, id DESC "
+		"LIMIT $3::int",
+		3, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("page: %s", PQerrorMessage(c));
+	size_t n = (size_t)PQntuples(r);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(shm_uuid_parse(PQgetvalue(r, (int)i, 0), &ids[i]),
+		                 0);
+	PQclear(r);
+	return n;
+}
+
+/* One page of env: its ids, and whether it asked PostgreSQL. */
+typedef struct page {
+	shm_uuid id[64];
+	size_t n;
+	bool l3;
+} page;
+
+static page page_of(shm_env *env, const char *room, int64_t before,
+                    uint32_t limit)
+{
+	shm_counters c0, c1;
+	shm_msg **msgs;
+	page p = {.n = 0};
+
+	shm_stats_local(env, &c0);
+	assert_int_equal(shm_room_page(env, room, before, limit, &msgs, &p.n),
+	                 0);
+	shm_stats_local(env, &c1);
+	p.l3 = c1.room_pages_l3 != c0.room_pages_l3;
+	assert_true(p.n <= 64);
+	for (size_t i = 0; i < p.n; i++)
+		p.id[i] = msgs[i]->id;
+	shm_msgs_free(msgs, p.n);
+	return p;
+}
+
+/* Page p equals PostgreSQL's page for the same query, id for id. */
+static void assert_page_is_pg(const page *p, PGconn *c, const char *room,
+                              int64_t before, uint32_t limit)
+{
+	shm_uuid want[64];
+	size_t nw = pg_page(c, room, before, limit, want);
+	char a[37], b[37];
+
+	if (p->n != nw)
+		fail_msg("room %s before %" PRId64 " limit %u: %zu messages, "
+		         "PostgreSQL has %zu", room, before, limit, p->n, nw);
+	for (size_t i = 0; i < nw; i++) {
+		shm_uuid_format(&p->id[i], a);
+		shm_uuid_format(&want[i], b);
+		if (strcmp(a, b))
+			fail_msg("room %s before %" PRId64 " limit %u: [%zu] is "
+			         "%s, PostgreSQL says %s", room, before, limit,
+			         i, a, b);
+	}
+}
+
+static shm_env *open_pg(const char *dir)
+{
+	shm_options o;
+	shm_options_init(&o);
+	o.pg_conninfo = ft_pg;
+	o.l3_timeout_ms = 5000;
+	return tu_open(dir, &o);
+}
+
+static shm_msg msg_at(const char *room, int64_t created, const char *content)
+{
+	shm_msg m = tu_msg(room, 1, content);
+	shm_uuid_v7(&m.id);
+	m.created_at = created;
+	return m;
+}
+
+/* Runs the flusher once over dir; L1's unflushed messages reach
+ * PostgreSQL. */
+static void flush(const char *dir)
+{
+	const char *extra[] = {"--no-invalidation", NULL};
+	assert_int_equal(ft_flush_once(dir, extra), 0);
+}
+
+static void cleanup(void)
+{
+	if (!ft_pg)
+		return;
+	PGconn *c = pg();
+	char like[64];
+	snprintf(like, sizeof like, "%s-%%", prefix);
+	const char *p[1] = {like};
+	PQclear(PQexecParams(c, "DELETE FROM messages WHERE room_id LIKE $1",
+	                     1, NULL, p, NULL, NULL, 0));
+	PQfinish(c);
+}
+
+/* ------------------------------------------------------------ tests */
+
+/* A new environment's own messages, dated before the newest rows other
+ * hosts left in PostgreSQL, are not the room's newest: its pages ask
+ * PostgreSQL, before and after its flush. */
+static void test_new_environment_pages_include_older_hosts_rows(void **state)
+{
+	FT_NEED_SERVERS();
+	char room[64], *dir = tu_tmpdir();
+	PGconn *db = pg();
+	const int64_t now = shm_now_us();
+	shm_msg m;
+
+	room_name(room, sizeof room, "new");
+	for (int i = 0; i < 20; i++) { /* other hosts, up to 1 s ago */
+		m = msg_at(room, now - (20 - i) * S, "other host");
+		pg_put(db, &m);
+	}
+	shm_env *env = open_pg(dir);
+	for (int i = 0; i < 5; i++) { /* dated before PostgreSQL's newest */
+		m = msg_at(room, now - 30 * S + i * 1000, "this host");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	const int64_t bef[] = {0, now - 5 * S, now - 30 * S + 3000, 0};
+	const uint32_t lim[] = {5, 5, 5, 30};
+	page before_flush[4];
+	for (int k = 0; k < 4; k++) {
+		before_flush[k] = page_of(env, room, bef[k], lim[k]);
+		assert_true(before_flush[k].l3);
+	}
+	flush(dir);
+	for (int k = 0; k < 4; k++) {
+		page p = page_of(env, room, bef[k], lim[k]);
+		assert_true(p.l3);
+		assert_page_is_pg(&before_flush[k], db, room, bef[k], lim[k]);
+		assert_page_is_pg(&p, db, room, bef[k], lim[k]);
+	}
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	PQfinish(db);
+	ft_rmdir(dir);
+	free(dir);
+	cleanup();
+}
+
+/* What L1 can vouch for stays L1's alone: a full page of messages written
+ * through it, dated after its creation and newer than anything that left
+ * it. A page reaching below them asks PostgreSQL. */
+static void test_pages_newer_than_the_floor_stay_l1s(void **state)
+{
+	FT_NEED_SERVERS();
+	char room[64], *dir = tu_tmpdir();
+	PGconn *db = pg();
+	shm_msg m;
+
+	room_name(room, sizeof room, "own");
+	m = msg_at(room, shm_now_us() - 10 * S, "other host");
+	pg_put(db, &m);
+	shm_env *env = open_pg(dir);
+	const int64_t t = shm_now_us() + 1000;
+	for (int i = 0; i < 5; i++) {
+		m = msg_at(room, t + i * 1000, "this host");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		page p = page_of(env, room, 0, 5);
+		assert_false(p.l3);
+		assert_int_equal(p.n, 5);
+		p = page_of(env, room, t + 4000, 3);
+		assert_false(p.l3);
+		assert_int_equal(p.n, 3);
+		p = page_of(env, room, 0, 6); /* reaches the other host's row */
+		assert_true(p.l3);
+		assert_int_equal(p.n, 6);
+		if (pass == 1)
+			assert_page_is_pg(&p, db, room, 0, 6);
+		else
+			flush(dir);
+	}
+	shm_env_close(env);
+	PQfinish(db);
+	ft_rmdir(dir);
+	free(dir);
+	cleanup();
+}
+
+/* Deletes meta room_floor, as in an environment an older version made. */
+static void forget_floor(shm_env *env)
+{
+	MDB_txn *txn;
+	MDB_val k = {strlen(SHM__ROOM_FLOOR), SHM__ROOM_FLOOR};
+	assert_int_equal(mdb_txn_begin(env->mdb, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_del(txn, env->meta, &k, NULL), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+}
+
+/* An environment without a floor vouches for nothing while only read;
+ * its first read-write open sets the floor to that moment. */
+static void test_environment_without_a_floor_gets_one_at_open(void **state)
+{
+	FT_NEED_SERVERS();
+	char room[64], *dir = tu_tmpdir();
+	shm_options o;
+	uint64_t floor = 0;
+	shm_msg m[4];
+
+	room_name(room, sizeof room, "old");
+	shm_env *env = open_pg(dir);
+	assert_int_equal(shm_meta_get(env, SHM__ROOM_FLOOR, &floor), 0);
+	assert_true(floor > 0); /* the creation's */
+	for (int i = 0; i < 2; i++) {
+		m[i] = msg_at(room, (int64_t)floor + 1 + i, "before the floor");
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	assert_false(page_of(env, room, 0, 2).l3);
+	forget_floor(env);
+	shm_env_close(env);
+
+	shm_options_init(&o);
+	o.pg_conninfo = ft_pg;
+	o.l3_timeout_ms = 5000;
+	o.read_only = true;
+	env = tu_open(dir, &o);
+	page p = page_of(env, room, 0, 2);
+	assert_true(p.l3);
+	assert_int_equal(p.n, 2); /* L1's: PostgreSQL has none of them */
+	assert_int_equal(shm_meta_get(env, SHM__ROOM_FLOOR, &floor), 0);
+	assert_int_equal(floor, 0);
+	shm_env_close(env);
+
+	const int64_t t_open = shm_now_us();
+	env = open_pg(dir);
+	assert_int_equal(shm_meta_get(env, SHM__ROOM_FLOOR, &floor), 0);
+	assert_true((int64_t)floor >= t_open);
+	assert_true(page_of(env, room, 0, 2).l3);
+	for (int i = 2; i < 4; i++) {
+		m[i] = msg_at(room, shm_now_us() + 1000, "after the floor");
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	p = page_of(env, room, 0, 2);
+	assert_false(p.l3);
+	assert_memory_equal(p.id[0].b, m[3].id.b, 16);
+	assert_true(page_of(env, room, 0, 3).l3);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
+/* A message L1 filled from PostgreSQL, then moved in time (or to another
+ * room) by a put not yet flushed: PostgreSQL's old copy is on no page, and
+ * pages the move emptied a place in are still full. */
+static void test_moved_message_leaves_no_old_copy(void **state)
+{
+	FT_NEED_SERVERS();
+	char room[64], room2[64], *dir = tu_tmpdir();
+	PGconn *db = pg();
+	const int64_t t = shm_now_us() - 100 * S;
+	shm_msg row[6], *got;
+
+	room_name(room, sizeof room, "mv");
+	room_name(room2, sizeof room2, "mv2");
+	for (int i = 0; i < 6; i++) { /* t+1 s .. t+6 s, another host's */
+		row[i] = msg_at(room, t + (i + 1) * S, "other host");
+		pg_put(db, &row[i]);
+	}
+	shm_env *env = open_pg(dir);
+	/* row[4] moves forward past row[5], row[2] to another room */
+	for (int i = 2; i <= 4; i += 2) {
+		assert_int_equal(shm_msg_get(env, &row[i].id, &got), 0);
+		assert_int_equal(got->created_at, row[i].created_at);
+		shm_msg moved = *got;
+		moved.content = "moved";
+		moved.content_len = 5;
+		if (i == 4)
+			moved.created_at = t + 7 * S;
+		else
+			moved.room_id = room2;
+		assert_int_equal(shm_msg_put(env, &moved), 0);
+		shm_msg_free(got);
+	}
+	const int64_t bef[] = {t + 6 * S, t + 6 * S, 0, 0, t + 5 * S + 1};
+	const uint32_t lim[] = {2, 10, 2, 10, 3};
+	page before_flush[5];
+	for (int k = 0; k < 5; k++)
+		before_flush[k] = page_of(env, room, bef[k], lim[k]);
+	/* before t+6 s, 2: row[3] and row[1], not row[4]'s old copy nor
+	 * row[2] */
+	assert_int_equal(before_flush[0].n, 2);
+	assert_memory_equal(before_flush[0].id[0].b, row[3].id.b, 16);
+	assert_memory_equal(before_flush[0].id[1].b, row[1].id.b, 16);
+	assert_int_equal(before_flush[1].n, 3);
+	assert_memory_equal(before_flush[2].id[0].b, row[4].id.b, 16);
+	assert_int_equal(page_of(env, room2, 0, 10).n, 1);
+
+	flush(dir);
+	for (int k = 0; k < 5; k++) {
+		assert_page_is_pg(&before_flush[k], db, room, bef[k], lim[k]);
+		page p = page_of(env, room, bef[k], lim[k]);
+		assert_page_is_pg(&p, db, room, bef[k], lim[k]);
+	}
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	PQfinish(db);
+	ft_rmdir(dir);
+	free(dir);
+	cleanup();
+}
+
+/* After a gap in the invalidation channel, a peer whose clock runs 60 s
+ * ahead (its earlier messages said so) has left a message dated 60 s
+ * ahead of this host's clock: pages of this host's messages written after
+ * the reset do not claim to be complete without it. */
+static void test_reset_floor_covers_a_peer_clock_ahead(void **state)
+{
+	FT_NEED_SERVERS();
+	char room[64], room2[64], *dir = tu_tmpdir();
+	PGconn *db = pg();
+	uint64_t floor = 0, dropped;
+	shm_uuid foreign;
+	shm_msg m[3];
+
+	room_name(room, sizeof room, "skew");
+	room_name(room2, sizeof room2, "skew2");
+	shm_env *env = open_pg(dir);
+	/* before the gap: the peer's message, dated 60 s ahead */
+	shm_uuid_v7(&foreign);
+	shm_inval_key k = {.kind = SHM_INVAL_MSG, .key = foreign.b, .klen = 16,
+	                   .room = room, .created_at = shm_now_us() + 60 * S};
+	assert_int_equal(shm_l1_invalidate_many(env, &k, 1, &dropped, NULL), 0);
+	/* during it: another one, in a room L1 heard nothing of */
+	shm_msg gap = msg_at(room2, shm_now_us() + 60 * S, "peer, in the gap");
+	pg_put(db, &gap);
+	const int64_t t_reset = shm_now_us();
+	assert_int_equal(shm_l1_invalidate_flushed(env, &dropped), 0);
+	assert_int_equal(shm_meta_get(env, SHM__ROOM_FLOOR, &floor), 0);
+	assert_true((int64_t)floor >= t_reset + 60 * S);
+	for (int i = 0; i < 3; i++) {
+		m[i] = msg_at(room2, shm_now_us() + 1000 * (i + 1), "this host");
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	page p = page_of(env, room2, 0, 3);
+	assert_true(p.l3);
+	assert_int_equal(p.n, 3);
+	assert_memory_equal(p.id[0].b, gap.id.b, 16);
+	assert_memory_equal(p.id[1].b, m[2].id.b, 16);
+	flush(dir);
+	assert_page_is_pg(&p, db, room2, 0, 3);
+
+	/* the lead only grows */
+	uint64_t lead = 0;
+	assert_int_equal(shm_meta_get(env, "room_lead", &lead), 0);
+	assert_int_equal(lead, 60 * S);
+	k.created_at = shm_now_us() + 10 * S;
+	shm_uuid_v7(&foreign);
+	k.room = NULL;
+	assert_int_equal(shm_l1_invalidate_many(env, &k, 1, NULL, NULL), 0);
+	assert_int_equal(shm_meta_get(env, "room_lead", &lead), 0);
+	assert_int_equal(lead, 60 * S);
+	shm_env_close(env);
+	PQfinish(db);
+	ft_rmdir(dir);
+	free(dir);
+	cleanup();
+}
+
+static int group_setup(void **state)
+{
+	snprintf(prefix, sizeof prefix, "rm%ld", (long)getpid());
+	return ft_group_setup(state);
+}
+
+static int group_teardown(void **state)
+{
+	cleanup();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(
+			test_new_environment_pages_include_older_hosts_rows,
+			ft_teardown),
+		cmocka_unit_test_teardown(test_pages_newer_than_the_floor_stay_l1s,
+		                          ft_teardown),
+		cmocka_unit_test_teardown(
+			test_environment_without_a_floor_gets_one_at_open,
+			ft_teardown),
+		cmocka_unit_test_teardown(test_moved_message_leaves_no_old_copy,
+		                          ft_teardown),
+		cmocka_unit_test_teardown(
+			test_reset_floor_covers_a_peer_clock_ahead, ft_teardown),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
