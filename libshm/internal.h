@@ -152,6 +152,9 @@ typedef struct shm__wtxn {
 	uint64_t max_entries, max_bytes, ttl_s; /* the stored L1 policy */
 	bool policy_read;  /* read by shm__policy_read once it is needed */
 	bool counts_dirty;
+	/* evictions/expirations of this transaction: counted once it commits
+	 * (a rolled-back write evicted nothing) */
+	uint64_t evicted, expired;
 	int64_t now;       /* one clock reading per transaction */
 	uint8_t *buf;      /* scratch for record building, freed at end */
 	size_t buf_cap;

@@ -118,8 +118,7 @@ int shm__l1_evict(shm__wtxn *w, uint64_t max, uint64_t *evicted)
 		n++;
 	if (evicted)
 		*evicted += n;
-	if (n)
-		SHM__COUNT(w->env, evictions, n);
+	w->evicted += n;
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
@@ -140,9 +139,7 @@ static int make_room(shm__wtxn *w, uint64_t add_entries, uint64_t add_bytes)
 	while (w->entries + add_entries > w->max_entries ||
 	       w->bytes + add_bytes > w->max_bytes) {
 		rc = evict_one(w);
-		if (rc == MDB_NOTFOUND) {
-			if (n)
-				SHM__COUNT(w->env, evictions, n);
+		if (rc == MDB_NOTFOUND) { /* the write rolls back: none */
 			SHM__COUNT(w->env, writes_failed_full, 1);
 			return shm__err(SHM_EFULL,
 			                "L1 holds %llu entries / %llu bytes (limits "
@@ -158,8 +155,7 @@ static int make_room(shm__wtxn *w, uint64_t add_entries, uint64_t add_bytes)
 			return rc;
 		n++;
 	}
-	if (n)
-		SHM__COUNT(w->env, evictions, n);
+	w->evicted += n;
 	return 0;
 }
 
@@ -275,8 +271,7 @@ static int expire_body(shm__wtxn *w, void *ctx)
 	rc = shm__l1_drop_flushed(w, cutoff, 1000, &n, &e->more);
 
 	e->expired += n;
-	if (n)
-		SHM__COUNT(w->env, expirations, n);
+	w->expired += n;
 	return rc;
 }
 

@@ -86,6 +86,10 @@ static int wtxn_commit(shm__wtxn *w, uint64_t start_seq)
 	if (w->next_seq != start_seq)
 		__atomic_store_n(&w->env->sw->next_seq_hint, w->next_seq,
 		                 __ATOMIC_RELEASE);
+	if (w->evicted)
+		SHM__COUNT(w->env, evictions, w->evicted);
+	if (w->expired)
+		SHM__COUNT(w->env, expirations, w->expired);
 	shm__publish(w->env);
 	return 0;
 }

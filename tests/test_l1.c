@@ -315,6 +315,36 @@ static void test_ttl_set_by_the_application_drives_anothers_expiry(void **state)
 	done(flusher);
 }
 
+/* A write that evicts flushed entries and still does not fit rolls back:
+ * the entries stay, and the counters say nothing was evicted. */
+static void test_rolled_back_evictions_are_not_counted(void **state)
+{
+	shm_env *env = open_small(1000, 5000, 0);
+	char big[3500], bigger[2000];
+	shm_counters c;
+	shm_info in;
+
+	for (int i = 0; i < 3; i++) {
+		shm_msg m = tu_msg("e", i, "small");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	assert_int_equal(shm_log_trim(env, 3), 0);
+	memset(big, 'b', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	memset(bigger, 'c', sizeof bigger - 1);
+	bigger[sizeof bigger - 1] = 0;
+	shm_msg b = tu_msg("e", 3, big), c2 = tu_msg("e", 4, bigger);
+	assert_int_equal(shm_msg_put(env, &b), 0); /* unflushed, fits */
+	assert_int_equal(shm_msg_put(env, &c2), SHM_EFULL);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.evictions, 0);
+	assert_int_equal(c.writes_failed_full, 1);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, 4);
+	assert_int_equal(tu_verify(env), 0);
+	done(env);
+}
+
 static void test_full_map_of_unflushed_work_fails_clearly_and_keeps_data(void **state)
 {
 	shm_env *env = open_small(1000000, 1ull << 40, 1 << 20); /* 1 MiB map */
@@ -356,6 +386,7 @@ int main(void)
 		cmocka_unit_test(test_a_new_environment_without_limits_takes_the_defaults),
 		cmocka_unit_test(test_policy_get_sees_another_openers_settings),
 		cmocka_unit_test(test_ttl_set_by_the_application_drives_anothers_expiry),
+		cmocka_unit_test(test_rolled_back_evictions_are_not_counted),
 		cmocka_unit_test(test_full_map_of_unflushed_work_fails_clearly_and_keeps_data),
 	};
 	return cmocka_run_group_tests_name("l1", tests, NULL, NULL);
