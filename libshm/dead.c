@@ -231,6 +231,52 @@ int shm_dead_add(shm_env *env, const shm_log_rec *rec, const char *sink,
 	return shm__write(env, dead_add_body, &c);
 }
 
+/* Whether list ("pg,redis") names sink. */
+static bool names_sink(const char *list, const char *sink)
+{
+	size_t n = strlen(sink);
+
+	for (const char *p = list;; p++) {
+		if (strncmp(p, sink, n) == 0 && (p[n] == ',' || p[n] == 0))
+			return true;
+		if (!(p = strchr(p, ',')))
+			return false;
+	}
+}
+
+int shm__dead_of_sink(shm_env *env, uint64_t first, uint64_t last,
+                      const char *sink, shm_dead *out)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur = NULL;
+	MDB_val k = {8, &first}, v;
+	int rc, op = MDB_SET_RANGE;
+
+	if ((rc = shm__rtxn_get(env, &txn)))
+		return rc;
+	if ((rc = mdb_cursor_open(txn, env->dead, &cur))) {
+		rc = shm__err_mdb(rc, "dead letters: cursor");
+		goto out;
+	}
+	for (; (rc = mdb_cursor_get(cur, &k, &v, op)) == 0; op = MDB_NEXT) {
+		uint64_t seq;
+		memcpy(&seq, k.mv_data, 8);
+		if (seq > last)
+			break;
+		if ((rc = decode(&k, &v, out)))
+			goto out;
+		if (names_sink(out->sink, sink))
+			goto out; /* rc 0 */
+	}
+	rc = rc && rc != MDB_NOTFOUND ? shm__err_mdb(rc, "dead letters")
+	                               : SHM_ENOTFOUND;
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	shm__rtxn_put(env, txn);
+	return rc;
+}
+
 int shm_dead_each(shm_env *env, int (*fn)(const shm_dead *d, void *user),
                   void *user)
 {

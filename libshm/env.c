@@ -474,7 +474,10 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 			rc = shm__err_mdb(rc, dir);
 		goto fail;
 	}
-	mdb_reader_check(env->mdb, &dead); /* clear slots of dead processes */
+	/* a writer clears the slots of dead processes; a read-only open (the
+	 * tools) leaves them for shmctl readers to show and clear */
+	if (!env->opt.read_only)
+		mdb_reader_check(env->mdb, &dead);
 	if ((rc = check_env(env)) ||
 	    (rc = shm__shared_open(env)) ||
 	    (!env->opt.read_only && (rc = shm__wlock_open(env))) ||
@@ -554,6 +557,17 @@ int shm_env_reader_check(shm_env *env, int *cleared)
 	return rc ? shm__err_mdb(rc, "reader check") : 0;
 }
 
+/* mdb_reader_list's lines: a header, then one per slot in use (its pid
+ * first), or "(no active readers)". */
+static int count_reader(const char *line, void *ctx)
+{
+	while (*line == ' ')
+		line++;
+	if (*line >= '0' && *line <= '9')
+		++*(unsigned *)ctx;
+	return 0;
+}
+
 static uint64_t entries_of(MDB_txn *txn, MDB_dbi dbi)
 {
 	MDB_stat st;
@@ -597,7 +611,8 @@ int shm_env_info(shm_env *env, shm_info *out)
 	mdb_env_stat(env->mdb, &st);
 	out->map_size = ei.me_mapsize;
 	out->map_used = (size_t)(ei.me_last_pgno + 1) * st.ms_psize;
-	out->readers_used = ei.me_numreaders;
+	out->readers_used = 0; /* me_numreaders is a high-water mark */
+	mdb_reader_list(env->mdb, count_reader, &out->readers_used);
 	out->readers_max = ei.me_maxreaders;
 	return 0;
 }

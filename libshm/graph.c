@@ -615,7 +615,9 @@ int shm_deps_set(shm_env *env, const shm_uuid *website, const char *object,
 		p += 2 + l;
 	}
 	c = (struct deps_set){key, klen, direct, &s, payload, plen};
-	rc = shm__write(env, deps_set_body, &c);
+	uint64_t seqs[2];
+	if ((rc = shm__write_seqs(env, deps_set_body, &c, seqs)) == 0)
+		rc = shm__wait_through(env, seqs); /* the graph is L3's too */
 out:
 	free(payload);
 	objset_free(&s);
@@ -693,12 +695,14 @@ static int bust_run(shm_env *env, const shm_uuid *website,
 		return rc;
 	c.key = key;
 	c.mode = mode;
-	if ((rc = shm__write(env, bust_body, &c)))
+	uint64_t seqs[2];
+	if ((rc = shm__write_seqs(env, bust_body, &c, seqs)))
 		return rc;
 	SHM__COUNT(env, busts, c.busted);
-	if (mode != BUST_ONE)
-		SHM__COUNT(env, marks, 1);
-	return 0;
+	if (mode == BUST_ONE) /* statics are L1's and Redis's alone */
+		return 0;
+	SHM__COUNT(env, marks, 1);
+	return shm__wait_through(env, seqs); /* marks and drops are L3's */
 }
 
 int shm_object_save(shm_env *env, const shm_uuid *website, const char *object)

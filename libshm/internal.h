@@ -169,6 +169,18 @@ int shm__policy_read(shm__wtxn *w);
  * evicts flushed entries in a transaction of its own, runs fn once more;
  * still full -> SHM_EFULL. Counts SHM_EFULL refusals. */
 int shm__write(shm_env *env, shm__write_fn fn, void *ctx);
+/* shm__write, and seqs[] = the records it appended, [first, next). */
+int shm__write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
+                    uint64_t seqs[2]);
+/* In write-through mode, waits until PostgreSQL has applied the records
+ * [seqs[0], seqs[1]) (within write_through_timeout_ms: SHM_ETIMEDOUT);
+ * SHM_EL3 if it refused one (a dead letter of sink pg). 0 at once in
+ * write-back mode or for no record. */
+int shm__wait_through(shm_env *env, const uint64_t seqs[2]);
+/* The first dead letter with seq in [first, last] that sink (e.g. "pg")
+ * refused: 0 and *out, or SHM_ENOTFOUND. */
+int shm__dead_of_sink(shm_env *env, uint64_t first, uint64_t last,
+                      const char *sink, shm_dead *out);
 
 /* Appends one record (compressing the payload above the threshold). */
 int shm__log_append(shm__wtxn *w, uint8_t op, const void *key, size_t klen,

@@ -110,7 +110,6 @@ struct put_many {
 	size_t n;
 	shm_uuid *ids; /* sorted ids of msgs with a reply_count; NULL if n < 2 */
 	size_t n_ids;
-	uint64_t last_seq;
 };
 
 static int cmp_uuid(const void *a, const void *b)
@@ -227,7 +226,6 @@ static int put_many_body(shm__wtxn *w, void *ctx)
 	for (size_t i = 0; i < p->n; i++)
 		if ((rc = put_one(w, &p->msgs[i], p)))
 			return rc;
-	p->last_seq = w->next_seq - 1;
 	return 0;
 }
 
@@ -251,42 +249,18 @@ static int batch_ids(struct put_many *p)
 	return 0;
 }
 
-/* In write-through mode, waits until PostgreSQL has applied seq. */
-static int wait_through(shm_env *env, uint64_t seq)
+/* The write, then in write-through mode the wait for PostgreSQL
+ * (shm__wait_through). *stored: the write itself committed (it is in L1
+ * and its log, whatever the wait says), for the counters. */
+static int run_write(shm_env *env, shm__write_fn fn, void *ctx, uint64_t t0,
+                     bool *stored)
 {
-	uint64_t deadline, applied = 0;
-	struct timespec nap = {0, 1000000};
-	int rc;
+	uint64_t seqs[2];
+	int rc = shm__write_seqs(env, fn, ctx, seqs);
 
-	if (env->opt.write_mode != SHM_WRITE_THROUGH)
-		return 0;
-	deadline = shm__mono_ns() +
-	           (uint64_t)env->opt.write_through_timeout_ms * 1000000ull;
-	for (;;) {
-		if ((rc = shm_meta_get(env, "sink.pg.applied", &applied)))
-			return rc;
-		if (applied >= seq)
-			return 0;
-		if (shm__mono_ns() >= deadline)
-			return shm__err(SHM_ETIMEDOUT,
-			                "write-through: record %llu is in L1 but "
-			                "PostgreSQL applied only up to %llu after "
-			                "%u ms (is shm-flusher running with --pg?)",
-			                (unsigned long long)seq,
-			                (unsigned long long)applied,
-			                env->opt.write_through_timeout_ms);
-		nanosleep(&nap, NULL);
-	}
-}
-
-static int run_write(shm_env *env, shm__write_fn fn, void *ctx,
-                     uint64_t *last_seq, uint64_t t0)
-{
-	int rc = shm__write(env, fn, ctx);
 	shm__hist_add(env, 0, shm__mono_ns() - t0);
-	if (rc == 0 && last_seq && *last_seq)
-		rc = wait_through(env, *last_seq);
-	return rc;
+	*stored = rc == 0;
+	return rc ? rc : shm__wait_through(env, seqs);
 }
 
 int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
@@ -308,9 +282,10 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 		return 0;
 	if ((rc = batch_ids(&p)))
 		return rc;
-	rc = run_write(env, put_many_body, &p, &p.last_seq, t0);
+	bool stored;
+	rc = run_write(env, put_many_body, &p, t0, &stored);
 	free(p.ids);
-	if (rc == 0)
+	if (stored)
 		SHM__COUNT(env, puts, n);
 	return rc;
 }
@@ -330,7 +305,6 @@ typedef struct change {
 	int32_t user;
 	const char *emoji;
 	bool add;
-	uint64_t seq; /* 0: nothing changed */
 } change;
 
 /* Reactions after adding/removing (user, emoji); *changed if different.
@@ -414,7 +388,6 @@ static int change_body(shm__wtxn *w, void *ctx)
 	bool changed = true;
 	int rc;
 
-	c->seq = 0;
 	if ((rc = load(w, c->id, &arena, &m, &raw)))
 		goto out;
 	switch (c->op) {
@@ -437,21 +410,23 @@ static int change_body(shm__wtxn *w, void *ctx)
 		rc = react_apply(&arena, m, c, &changed);
 		break;
 	}
-	if (rc == 0 && changed) {
-		c->seq = w->next_seq;
+	if (rc == 0 && changed)
 		rc = store(w, c->op, m, &raw);
-	}
 out:
 	shm__arena_free(&arena);
 	return rc;
 }
 
-static int run_change(shm_env *env, change *c)
+/* *stored as run_write's: the callers count a change once it is stored,
+ * whatever write-through then says. */
+static int run_change(shm_env *env, change *c, bool *stored)
 {
 	uint64_t t0 = shm__mono_ns();
+
+	*stored = false;
 	if (!env || !c->id)
 		return shm__err(SHM_EINVAL, "message change: NULL argument");
-	return run_write(env, change_body, c, &c->seq, t0);
+	return run_write(env, change_body, c, t0, stored);
 }
 
 int shm_msg_edit(shm_env *env, const shm_uuid *id, const char *content,
@@ -459,6 +434,7 @@ int shm_msg_edit(shm_env *env, const shm_uuid *id, const char *content,
 {
 	change c = {.id = id, .op = SHM_OP_MSG_EDIT, .content = content,
 	            .len = len};
+	bool stored;
 	int rc;
 
 	if (!env)
@@ -466,7 +442,8 @@ int shm_msg_edit(shm_env *env, const shm_uuid *id, const char *content,
 	if ((rc = shm__check_text("content", content, len, env->opt.max_content,
 	                          true)))
 		return rc;
-	if ((rc = run_change(env, &c)) == 0)
+	rc = run_change(env, &c, &stored);
+	if (stored)
 		SHM__COUNT(env, edits, 1);
 	return rc;
 }
@@ -474,8 +451,9 @@ int shm_msg_edit(shm_env *env, const shm_uuid *id, const char *content,
 int shm_msg_delete(shm_env *env, const shm_uuid *id)
 {
 	change c = {.id = id, .op = SHM_OP_MSG_DELETE};
-	int rc = run_change(env, &c);
-	if (rc == 0)
+	bool stored;
+	int rc = run_change(env, &c, &stored);
+	if (stored)
 		SHM__COUNT(env, deletes, 1);
 	return rc;
 }
@@ -485,11 +463,13 @@ int shm_msg_react(shm_env *env, const shm_uuid *id, int32_t user_id,
 {
 	change c = {.id = id, .op = SHM_OP_MSG_REACT, .user = user_id,
 	            .emoji = emoji, .add = add};
+	bool stored;
 	int rc = shm__check_text("emoji", emoji, emoji ? strlen(emoji) : 0,
 	                         SHM_MAX_EMOJI, false);
 	if (rc)
 		return rc;
-	if ((rc = run_change(env, &c)) == 0)
+	rc = run_change(env, &c, &stored);
+	if (stored)
 		SHM__COUNT(env, reacts, 1);
 	return rc;
 }

@@ -86,7 +86,10 @@ typedef enum shm_durability {
 
 typedef enum shm_write_mode {
 	SHM_WRITE_BACK = 0, /* a write returns once in L1 (and its log) */
-	SHM_WRITE_THROUGH   /* a write returns once PostgreSQL has applied it */
+	SHM_WRITE_THROUGH   /* a message, graph or mark write returns once
+	                       PostgreSQL has applied it: SHM_ETIMEDOUT after
+	                       write_through_timeout_ms (stored, applied later),
+	                       SHM_EL3 if PostgreSQL refused it (dead letter) */
 } shm_write_mode;
 
 typedef enum shm_sha_kind {
@@ -127,7 +130,9 @@ void shm_options_init(shm_options *o);
 
 /*
  * Opens (creating if needed) the environment in directory dir. opt may be
- * NULL for defaults. Clears stale reader slots. Fails, changing nothing,
+ * NULL for defaults. A read-write open clears the reader slots of dead
+ * processes (a read-only one leaves them to shm_env_reader_check, so tools
+ * can show them). Fails, changing nothing,
  * with SHM_EVERSION if the directory was written by an incompatible format
  * version or holds an LMDB environment that is not an shm one (only an empty
  * map is made one), SHM_ECORRUPT if data.mdb has fewer pages than are in use
@@ -500,7 +505,9 @@ typedef struct shm_info {
 	uint64_t flushed;           /* every sink has applied up to here */
 	uint64_t dead_letters;
 	size_t map_size, map_used;
-	unsigned readers_used, readers_max;
+	unsigned readers_used;       /* reader slots in use (pid set), stale
+	                             * ones of dead processes included */
+	unsigned readers_max;
 	uint32_t format_version;
 } shm_info;
 

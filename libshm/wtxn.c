@@ -94,7 +94,10 @@ static int wtxn_commit(shm__wtxn *w, uint64_t start_seq)
 	return 0;
 }
 
-static int run_once(shm_env *env, shm__write_fn fn, void *ctx)
+/* Runs fn in one transaction; *seqs gets the records it appended,
+ * [first, next) (first == next: none). */
+static int run_once(shm_env *env, shm__write_fn fn, void *ctx,
+                    uint64_t seqs[2])
 {
 	shm__wtxn w;
 	uint64_t start;
@@ -108,6 +111,8 @@ static int run_once(shm_env *env, shm__write_fn fn, void *ctx)
 		mdb_txn_abort(w.txn);
 	else
 		rc = wtxn_commit(&w, start);
+	seqs[0] = start;
+	seqs[1] = w.next_seq;
 	shm__wlock_release(env);
 	free(w.buf);
 	return rc;
@@ -120,14 +125,21 @@ static int evict_body(shm__wtxn *w, void *ctx)
 
 int shm__write(shm_env *env, shm__write_fn fn, void *ctx)
 {
-	uint64_t evicted = 0;
-	int rc = run_once(env, fn, ctx);
+	uint64_t seqs[2];
+	return shm__write_seqs(env, fn, ctx, seqs);
+}
+
+int shm__write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
+                    uint64_t seqs[2])
+{
+	uint64_t evicted = 0, none[2];
+	int rc = run_once(env, fn, ctx, seqs);
 
 	if (rc != MDB_MAP_FULL)
 		return rc;
-	rc = run_once(env, evict_body, &evicted);
+	rc = run_once(env, evict_body, &evicted, none);
 	if (rc == 0 && evicted > 0)
-		rc = run_once(env, fn, ctx);
+		rc = run_once(env, fn, ctx, seqs);
 	else if (rc == 0)
 		rc = MDB_MAP_FULL;
 	if (rc == MDB_MAP_FULL) {
@@ -219,4 +231,42 @@ int shm_meta_each(shm_env *env, const char *prefix,
 	mdb_cursor_close(cur);
 	shm__rtxn_put(env, txn);
 	return rc == MDB_NOTFOUND ? 0 : shm__err_mdb(rc, "meta scan");
+}
+
+int shm__wait_through(shm_env *env, const uint64_t seqs[2])
+{
+	uint64_t deadline, applied = 0, last = seqs[1] - 1;
+	struct timespec nap = {0, 1000000};
+	shm_dead d;
+	int rc;
+
+	if (env->opt.write_mode != SHM_WRITE_THROUGH || seqs[1] <= seqs[0])
+		return 0;
+	deadline = shm__mono_ns() +
+	           (uint64_t)env->opt.write_through_timeout_ms * 1000000ull;
+	for (;;) {
+		if ((rc = shm_meta_get(env, "sink.pg.applied", &applied)))
+			return rc;
+		if (applied >= last)
+			break;
+		if (shm__mono_ns() >= deadline)
+			return shm__err(SHM_ETIMEDOUT,
+			                "write-through: record %llu is in L1 but "
+			                "PostgreSQL applied only up to %llu after "
+			                "%u ms (is shm-flusher running with --pg?)",
+			                (unsigned long long)last,
+			                (unsigned long long)applied,
+			                env->opt.write_through_timeout_ms);
+		nanosleep(&nap, NULL);
+	}
+	/* past it, but a record PostgreSQL refused is a dead letter, not a
+	 * row: the flusher sets it aside before it moves its position */
+	rc = shm__dead_of_sink(env, seqs[0], last, "pg", &d);
+	if (rc == SHM_ENOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	return shm__err(SHM_EL3, "write-through: PostgreSQL refused record "
+	                "%llu, set aside as a dead letter (shmctl log --dead): "
+	                "%s", (unsigned long long)d.seq, d.reason);
 }

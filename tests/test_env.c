@@ -97,6 +97,57 @@ static void test_unknown_durability_or_write_mode_is_refused(void **state)
 	free(base);
 }
 
+/* A reader killed with its read transaction open leaves a stale slot: a
+ * read-only open (shmctl) leaves it to be seen and cleared; a read-write
+ * open clears it. readers_used counts slots in use, not LMDB's high-water
+ * mark. */
+static void test_stale_reader_slot_is_shown_then_cleared(void **state)
+{
+	char *dir = tu_tmpdir();
+	int fds[2], cleared = -1;
+	char c;
+	shm_options ro;
+	shm_info before, after;
+	shm_env *env = tu_open(dir, NULL);
+	pid_t pid[2];
+
+	shm_env_close(env);
+	assert_int_equal(pipe(fds), 0);
+	/* the first keeps the environment open (the last process to leave
+	 * lets LMDB reset the reader table), the second dies reading */
+	for (int i = 0; i < 2; i++) {
+		if ((pid[i] = fork()) == 0) {
+			shm_env *e;
+			shm_rtxn *t;
+			if (shm_env_open(dir, NULL, &e) || shm_rtxn_begin(e, &t))
+				_exit(1);
+			if (write(fds[1], "r", 1) != 1)
+				_exit(1);
+			pause();
+			_exit(0);
+		}
+		assert_int_equal(read(fds[0], &c, 1), 1);
+	}
+	kill(pid[1], SIGKILL);
+	assert_int_equal(waitpid(pid[1], NULL, 0), pid[1]);
+	close(fds[0]);
+	close(fds[1]);
+
+	shm_options_init(&ro);
+	ro.read_only = true;
+	env = tu_open(dir, &ro);
+	assert_int_equal(shm_env_info(env, &before), 0);
+	assert_int_equal(shm_env_reader_check(env, &cleared), 0);
+	assert_int_equal(cleared, 1);
+	assert_int_equal(shm_env_info(env, &after), 0);
+	assert_int_equal(after.readers_used, before.readers_used - 1);
+	shm_env_close(env);
+	kill(pid[0], SIGKILL);
+	assert_int_equal(waitpid(pid[0], NULL, 0), pid[0]);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static void test_other_format_version_is_refused(void **state)
 {
 	char *dir = tu_tmpdir();
@@ -485,6 +536,7 @@ int main(void)
 		cmocka_unit_test(test_info_reports_entries_map_and_readers),
 		cmocka_unit_test(test_strerror_names_every_code),
 		cmocka_unit_test(test_unknown_durability_or_write_mode_is_refused),
+		cmocka_unit_test(test_stale_reader_slot_is_shown_then_cleared),
 	};
 	return cmocka_run_group_tests_name("env", tests, NULL, NULL);
 }

@@ -920,6 +920,65 @@ static void test_once_stopped_by_sigterm_exits_3(void **state)
 	free(dir);
 }
 
+static shm_env *open_through(const char *dir, uint32_t timeout_ms)
+{
+	shm_options o;
+	shm_options_init(&o);
+	o.write_mode = SHM_WRITE_THROUGH;
+	o.write_through_timeout_ms = timeout_ms;
+	return tu_open(dir, &o);
+}
+
+/* Write-through: a write returns once PostgreSQL has its records. Without
+ * a flusher it times out (the write is stored and counted all the same);
+ * with one, the row is there when the call returns; a record PostgreSQL
+ * refuses is SHM_EL3, not 0; graph writes and marks wait too. */
+static void test_write_through_returns_once_postgres_has_it(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), sql[200], s[37];
+	shm_counters c;
+	shm_uuid w;
+	const char *fast[] = {"--backoff-min-ms", "10", "--poison-retries", "1",
+	                      NULL};
+
+	ft_reset_servers();
+	shm_uuid_v7(&w);
+	shm_env *env = open_through(dir, 300);
+	shm_msg a = tu_msg("wt", 1, "no flusher yet");
+	assert_int_equal(shm_msg_put(env, &a), SHM_ETIMEDOUT);
+	assert_int_equal(shm_deps_set(env, &w, "Page/p", true, NULL, 0),
+	                 SHM_ETIMEDOUT);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.puts, 1); /* stored, though not yet in L3 */
+	shm_env_close(env);
+
+	pid_t fl = ft_spawn_flusher(dir, fast);
+	env = open_through(dir, 10000);
+	shm_msg b = tu_msg("wt", 2, "with a flusher");
+	assert_int_equal(shm_msg_put(env, &b), 0);
+	shm_uuid_format(&b.id, s);
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM messages WHERE id = "
+	         "'%s'", s);
+	assert_int_equal(ft_sql_int(sql), 1); /* there when put returned */
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 2);
+	assert_int_equal(shm_object_save(env, &w, "Page/p"), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_marks"), 1);
+
+	ft_sql("ALTER TABLE messages DROP CONSTRAINT IF EXISTS test_wt;"
+	       "ALTER TABLE messages ADD CONSTRAINT test_wt CHECK "
+	       "(content NOT LIKE 'refused%') NOT VALID");
+	shm_msg bad = tu_msg("wt", 3, "refused by a constraint");
+	assert_int_equal(shm_msg_put(env, &bad), SHM_EL3);
+	assert_non_null(strstr(shm_errmsg(), "dead letter"));
+	ft_sql("ALTER TABLE messages DROP CONSTRAINT test_wt");
+	shm_env_close(env);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -945,6 +1004,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_redis_acl_user_in_the_url, ft_teardown),
 		cmocka_unit_test_teardown(test_daemon_follows_writes_and_exits_0_on_sigterm, ft_teardown),
 		cmocka_unit_test_teardown(test_once_stopped_by_sigterm_exits_3, ft_teardown),
+		cmocka_unit_test_teardown(test_write_through_returns_once_postgres_has_it, ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
 }
