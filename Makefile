@@ -39,12 +39,18 @@ BINS    := $(BUILD)/bin/shmctl $(if $(FL_SRC),$(BUILD)/bin/shm-flusher) \
            $(if $(BENCH_SRC),$(BUILD)/bin/shm-bench) \
            $(patsubst tools/%.c,$(BUILD)/bin/%,$(filter-out tools/shmctl.c,$(wildcard tools/*.c)))
 
+# Everything built depends on the flags it was built with: a build dir
+# switched to another SANITIZER or CFLAGS is rebuilt, never mixed.
+FLAGS_STAMP := $(BUILD)/flags
+FLAGS_NOW := $(CC) $(CFLAGS) $(LDFLAGS)
+$(shell mkdir -p $(BUILD) && [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = '$(FLAGS_NOW)' ] || printf '%s\n' '$(FLAGS_NOW)' > $(FLAGS_STAMP))
+
 .PHONY: all test demo bench deps install clean
 # Keep object files (no "rm" after the test summary, faster rebuilds).
 .SECONDARY:
 all: $(STATIC) $(SHARED) $(BINS)
 
-$(BUILD)/obj/%.o: %.c $(wildcard libshm/*.h) $(wildcard flusher/*.h) $(wildcard tests/*.h) $(wildcard tests/bench/*.h)
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) $(wildcard libshm/*.h) $(wildcard flusher/*.h) $(wildcard tests/*.h) $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
