@@ -10,14 +10,15 @@ BUILD   := build
 CFLAGS  ?= -O2 -g
 # libpq's headers live in a subdirectory; pkg-config says which
 PQ_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
+# override: a CFLAGS given on the command line keeps what the build needs
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
            -fPIC -Ilibshm $(PQ_CFLAGS) -pthread
 ifneq ($(CI),)
-CFLAGS  += -Werror
+override CFLAGS += -Werror
 endif
 ifneq ($(SANITIZER),)
-CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
-LDFLAGS += -fsanitize=$(SANITIZER)
+override CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
+override LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
 LIBS    := -llmdb -llz4 -lxxhash -ljansson -lcrypto -lhiredis -lpq -pthread

@@ -278,8 +278,8 @@ int bench_section_l1(bench_ctx *ctx)
 				rc = -1;
 			if (gets[g].mode != L1_IN_TXN) {
 				bench_target(name, BENCH_P50_MAX_NS, 1000,
-				             "issue 2 s10");
-				bench_target(name, BENCH_RATIO_MIN, 30, "issue 2 s10");
+				             "issue 2 §10");
+				bench_target(name, BENCH_RATIO_MIN, 30, "issue 2 §10");
 			}
 		}
 		snprintf(name, sizeof name, "l1.put.nosync.%dp", procs);
@@ -297,8 +297,8 @@ int bench_section_l1(bench_ctx *ctx)
 		};
 		if (bench_measure(ctx, &j) != 0)
 			rc = -1;
-		bench_target(name, BENCH_P50_MAX_NS, 20000, "issue 2 s10");
-		bench_target(name, BENCH_RATIO_ABOVE, 1, "issue 2 s10");
+		bench_target(name, BENCH_P50_MAX_NS, 20000, "issue 2 §10");
+		bench_target(name, BENCH_RATIO_ABOVE, 1, "issue 2 §10");
 	}
 
 	/* Skewed reads: Zipf(0.99) ranks, mapped to random messages. */
