@@ -44,7 +44,8 @@ static const char *const level_choices[] = {"debug", "info", "warn",
 
 static const fl_opt opts[] = {
 	{"env", 'e', O_STR, W_BOTH, OFF(env_dir), "", U(0, 0), NULL,
-	 "environment directory (required)", "DIR"},
+	 "environment directory (an application or shmctl init creates it); "
+	 "empty: $SHM_ENV", "DIR"},
 	{"redis", 0, O_STR, W_BOTH, OFF(redis_url), "", U(0, 0), NULL,
 	 "Redis sink: redis://[[user]:password@]host[:port][/db] or "
 	 "unix://[[user]:password@]/path[?db=N]; empty: no Redis sink", "URL"},
@@ -409,9 +410,17 @@ int fl_config_load(fl_config *c, int argc, char **argv, char *err,
 		return -1;
 	if (c->help || c->version || c->print_config)
 		return 0;
+	const char *shm_env = getenv("SHM_ENV"); /* as shmctl's */
+	if (!*c->env_dir && shm_env && *shm_env) {
+		free(c->env_dir);
+		if (!(c->env_dir = strdup(shm_env))) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
 	if (!*c->env_dir) {
 		snprintf(err, errlen, "no environment: give -e DIR (or env = "
-		         "DIR in the config file)");
+		         "DIR in the config file, or set SHM_ENV)");
 		return -1;
 	}
 	if (!*c->redis_url && !*c->pg_conninfo) {
@@ -467,7 +476,7 @@ void fl_config_help(FILE *f, const char *prog)
 	fprintf(f,
 	        "usage: %s -e DIR [--redis URL] [--pg CONNINFO] [options]\n"
 	        "Mirrors an shm environment's write log into Redis and "
-	        "PostgreSQL.\n\n", prog);
+	        "PostgreSQL (at least one of --redis, --pg).\n\n", prog);
 	for (size_t i = 0; i < N_OPTS; i++) {
 		const fl_opt *o = &opts[i];
 		char head[80], arg[40] = "";

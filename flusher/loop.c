@@ -395,21 +395,21 @@ int fl_main(int argc, char **argv)
 		fl_config_free(&d.cfg);
 		return FL_EXIT_USAGE;
 	}
-	if (fl_lock_env(d.cfg.env_dir, &lock_fd, err, sizeof err)) {
-		fprintf(stderr, "shm-flusher: %s\n", err);
-		fl_log(FL_ERROR, "main", "%s", err);
-		code = FL_EXIT_ENV;
-		goto out;
-	}
 	shm_options o;
 	shm_options_init(&o);
+	o.must_exist = true; /* a mistyped -e must not tail a new, empty log */
 	if (d.cfg.map_size_mb)
 		o.map_size = (size_t)d.cfg.map_size_mb << 20;
 	if ((rc = shm_env_open(d.cfg.env_dir, &o, &d.env))) {
-		fprintf(stderr, "shm-flusher: %s: %s\n", d.cfg.env_dir,
-		        shm_errmsg());
-		fl_log(FL_ERROR, "main", "open %s: %s", d.cfg.env_dir,
-		       shm_errmsg());
+		/* libshm's message names the directory */
+		fprintf(stderr, "shm-flusher: %s\n", shm_errmsg());
+		fl_log(FL_ERROR, "main", "open: %s", shm_errmsg());
+		code = FL_EXIT_ENV;
+		goto out;
+	}
+	if (fl_lock_env(d.cfg.env_dir, &lock_fd, err, sizeof err)) {
+		fprintf(stderr, "shm-flusher: %s\n", err);
+		fl_log(FL_ERROR, "main", "%s", err);
 		code = FL_EXIT_ENV;
 		goto out;
 	}

@@ -405,6 +405,24 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+/* For an open that must not create: dir holds an environment. */
+static int check_exists(const char *dir)
+{
+	char data[4200];
+	struct stat st;
+
+	if (stat(dir, &st) != 0)
+		return shm__err(errno, "environment %s", dir);
+	if ((size_t)snprintf(data, sizeof data, "%s/data.mdb", dir) >=
+	    sizeof data)
+		return shm__err(SHM_EINVAL, "path too long: %s", dir);
+	if (stat(data, &st) != 0 && errno == ENOENT)
+		return shm__err(SHM_ENOTFOUND, "%s: no shm environment here (no "
+		                "data.mdb; an application's first read-write "
+		                "open, or shmctl init, creates one)", dir);
+	return 0;
+}
+
 int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 {
 	shm_env *env;
@@ -440,13 +458,11 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	    (rc = shm_redis_url_parse(env->redis_url, &env->redis_addr)))
 		goto fail;
 
-	if (env->opt.read_only) {
-		struct stat st;
-		if (stat(dir, &st) != 0) {
-			rc = shm__err(errno, "environment %s", dir);
+	if (env->opt.read_only || env->opt.must_exist) {
+		if ((rc = check_exists(dir)))
 			goto fail;
-		}
-		flags |= MDB_RDONLY;
+		if (env->opt.read_only)
+			flags |= MDB_RDONLY;
 	} else if (mkdir(dir, 0775) != 0 && errno != EEXIST) {
 		rc = shm__err(errno, "create environment directory %s", dir);
 		goto fail;

@@ -123,6 +123,9 @@ typedef struct shm_options {
 	uint32_t lease_ms;          /* static generator lease (default 10000) */
 	uint32_t lease_wait_ms;     /* max wait for another generator (30000) */
 	bool read_only;             /* open read-only (tools) */
+	bool must_exist;            /* read-write, but never create: a dir
+	                             * without an environment is SHM_ENOTFOUND
+	                             * (shm-flusher; read_only implies it) */
 } shm_options;
 
 /* Fills *o with the defaults documented above. */

@@ -2,6 +2,7 @@
  * end-to-end mirroring into a real Redis and PostgreSQL (SHM_TEST_REDIS,
  * SHM_TEST_PG, started by tests/run.sh; those tests skip without them). */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -233,6 +234,33 @@ static void test_lock_refuses_a_second_flusher(void **state)
 	close(fd1);
 	assert_int_equal(fl_lock_env(dir, &fd2, err, sizeof err), 0);
 	close(fd2);
+	ft_rmdir(dir);
+	free(dir);
+}
+
+/* The flusher never creates an environment: a mistyped -e (an empty or a
+ * missing directory) is exit 2 with a message saying so, and nothing is
+ * written there. */
+static void test_flusher_refuses_a_directory_without_environment(void **state)
+{
+	char *dir = tu_tmpdir(), missing[4200];
+	char *argv[] = {"shm-flusher", "-e", dir, "--redis", "unix:///none",
+	                "--once", NULL};
+	DIR *d;
+	struct dirent *e;
+	int files = 0;
+
+	assert_int_equal(fl_main(6, argv), FL_EXIT_ENV);
+	assert_non_null(strstr(shm_errmsg(), "no shm environment here"));
+	assert_non_null(d = opendir(dir));
+	while ((e = readdir(d)))
+		files += e->d_name[0] != '.';
+	closedir(d);
+	assert_int_equal(files, 0);
+	snprintf(missing, sizeof missing, "%s/typo", dir);
+	argv[2] = missing;
+	assert_int_equal(fl_main(6, argv), FL_EXIT_ENV);
+	assert_int_not_equal(access(missing, F_OK), 0);
 	ft_rmdir(dir);
 	free(dir);
 }
@@ -990,6 +1018,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_batch_coalesce_keeps_last_state_per_key, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_reuses_its_chunks_between_batches, ft_teardown),
 		cmocka_unit_test_teardown(test_lock_refuses_a_second_flusher, ft_teardown),
+		cmocka_unit_test_teardown(test_flusher_refuses_a_directory_without_environment, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letters_merge_sinks_and_keep_raw, ft_teardown),
 		cmocka_unit_test_teardown(test_once_mirrors_10000_messages_from_two_writers, ft_teardown),
 		cmocka_unit_test_teardown(test_put_of_a_row_postgres_has_is_upserted_once, ft_teardown),

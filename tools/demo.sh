@@ -26,6 +26,9 @@ cleanup() {
 trap 'cleanup' EXIT
 trap 'cleanup; exit 130' INT TERM
 
+step "shmctl init: the shared L1 environment in $env_dir"
+"$bin/shmctl" -e "$env_dir" init || exit 1
+
 step "shm-flusher: tailing $env_dir into Redis and PostgreSQL"
 "$bin/shm-flusher" -e "$env_dir" --redis "$SHM_TEST_REDIS" --pg "$SHM_TEST_PG" \
 	--log-file "$SHM_TEST_DIR/flusher.log" &

@@ -3,9 +3,9 @@
  * as an example of the libshm API: posts messages in rooms, replies in
  * threads, edits, reacts and deletes, like users of a chat server would.
  *
- *   shm-chatsim -e DIR [-n MESSAGES] [-w WRITER] [-r ROOMS] [--seed N]
+ *   shm-chatsim [-e DIR] [-n MESSAGES] [-w WRITER] [-r ROOMS] [--seed N]
  *
- * Prints one summary line: how many of each operation it made.
+ * Prints one summary line: how many of each operation it made (--help).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -34,6 +34,23 @@ static void sentence(char *out, size_t cap, unsigned *seed)
 		                      words[rand_r(seed) % (sizeof words / sizeof *words)]);
 }
 
+static const char usage[] =
+	"usage: shm-chatsim [-e DIR] [-n MESSAGES] [-w WRITER] [-r ROOMS] "
+	"[--seed N]\n"
+	"Writes a chat into the shm environment DIR (default: $SHM_ENV; created\n"
+	"if missing), as one user process of a chat server would: messages in\n"
+	"rooms, a fifth of them replies in threads, among edits, reactions and\n"
+	"soft deletes of earlier ones.\n\n"
+	"  -e DIR        environment directory\n"
+	"  -n MESSAGES   messages to post (default 1000)\n"
+	"  -w WRITER     this writer's number: user ids WRITER*1000+0..49 and\n"
+	"                its user name (default 0)\n"
+	"  -r ROOMS      rooms room-0 .. room-(ROOMS-1) (default 4)\n"
+	"  --seed N      random seed (default: time and pid)\n"
+	"  -h, --help    this help\n\n"
+	"Prints one summary line of what it did. Exit status: 0 ok, 1 a libshm\n"
+	"call failed (the message says which), 2 usage error.\n";
+
 static int fail(const char *what)
 {
 	fprintf(stderr, "shm-chatsim: %s: %s\n", what, shm_errmsg());
@@ -43,7 +60,8 @@ static int fail(const char *what)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"seed", required_argument, NULL, 's'}, {0, 0, 0, 0}};
+		{"seed", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
 	const char *dir = getenv("SHM_ENV");
 	int n = 1000, writer = 0, rooms = 4, c;
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
@@ -51,16 +69,16 @@ int main(int argc, char **argv)
 	shm_uuid *ids;
 	shm_env *env;
 
-	while ((c = getopt_long(argc, argv, "e:n:w:r:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "e:n:w:r:h", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'h': fputs(usage, stdout); return 0;
 		case 'e': dir = optarg; break;
 		case 'n': n = atoi(optarg); break;
 		case 'w': writer = atoi(optarg); break;
 		case 'r': rooms = atoi(optarg); break;
 		case 's': seed = (unsigned)strtoul(optarg, NULL, 10); break;
 		default:
-			fprintf(stderr, "usage: shm-chatsim -e DIR [-n MESSAGES] "
-			        "[-w WRITER] [-r ROOMS] [--seed N]\n");
+			fputs(usage, stderr);
 			return 2;
 		}
 	}

@@ -41,6 +41,9 @@ static const char usage_text[] =
 "Inspects and operates the shm environment in DIR (default: $SHM_ENV).\n"
 "Opens it read-only unless the command writes (marked *).\n"
 "\n"
+"Environment\n"
+"  init                             * creates the environment if missing (the\n"
+"                                     other commands, import aside, need one)\n"
 "Messages\n"
 "  import [FILE|-]                  * messages as JSON lines (seed shape); all\n"
 "                                     or nothing: bad lines are reported as\n"
@@ -141,16 +144,25 @@ static int fail(int rc)
 	return exit_for(rc);
 }
 
-static int open_env(bool write, shm_env **env)
+/* Commands open an existing environment (a mistyped -e must not create
+ * one); init and import create it when missing (dump | import into a new
+ * DIR copies messages). */
+static int open_env_as(bool write, bool create, shm_env **env)
 {
 	shm_options o;
 	int rc;
 
 	shm_options_init(&o);
 	o.read_only = !write;
+	o.must_exist = !create;
 	if ((rc = shm_env_open(env_dir, &o, env)))
 		return fail(rc);
 	return EX_OK;
+}
+
+static int open_env(bool write, shm_env **env)
+{
+	return open_env_as(write, false, env);
 }
 
 static int parse_uuid_arg(const char *s, const char *what, shm_uuid *u)
@@ -317,6 +329,24 @@ static void on_signal(int sig)
 
 /* ----------------------------------------------------------- messages */
 
+static int cmd_init(int argc, char **argv)
+{
+	optdef opts[] = {{NULL, false, NULL}};
+	char **pos;
+	int npos, ex;
+	shm_env *env;
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos != 0)
+		return usage_err("init takes no argument");
+	if ((ex = open_env_as(true, true, &env)))
+		return ex;
+	shm_env_close(env);
+	printf("%s: an shm environment\n", env_dir);
+	return EX_OK;
+}
+
 static int cmd_import(int argc, char **argv)
 {
 	optdef opts[] = {{NULL, false, NULL}};
@@ -333,7 +363,7 @@ static int cmd_import(int argc, char **argv)
 		return ex;
 	if (npos > 1)
 		return usage_err("import [FILE|-]");
-	if ((ex = open_env(true, &env)))
+	if ((ex = open_env_as(true, true, &env)))
 		return ex;
 	if (npos == 1 && strcmp(pos[0], "-") != 0 && !(f = fopen(pos[0], "r"))) {
 		fprintf(stderr, "%s: %s: %s\n", prog, pos[0], strerror(errno));
@@ -1477,7 +1507,7 @@ static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 } commands[] = {
-	{"import", cmd_import}, {"get", cmd_get},       {"room", cmd_room},
+	{"init", cmd_init},     {"import", cmd_import}, {"get", cmd_get},       {"room", cmd_room},
 	{"edit", cmd_edit},     {"delete", cmd_delete}, {"react", cmd_react},
 	{"stat", cmd_stat},     {"log", cmd_log},       {"dump", cmd_dump},
 	{"verify", cmd_verify}, {"readers", cmd_readers},
