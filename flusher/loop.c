@@ -333,6 +333,60 @@ int fl_env_id(shm_env *env, const fl_config *cfg, char out[64])
 
 /* --------------------------------------------------------------- main */
 
+/* Waits up to ms for SIGTERM/SIGINT: true if one came. */
+static bool stop_signal_within(unsigned ms)
+{
+	sigset_t set, old;
+	struct timespec to = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	sig = sigtimedwait(&set, NULL, &to);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return sig == SIGTERM || sig == SIGINT;
+}
+
+/* The environment, which the flusher never creates (a mistyped -e must not
+ * tail a new, empty log). A daemon started before the first application
+ * waits for it, saying so once (SIGTERM/SIGINT end the wait: exit 0);
+ * --once and --cleanup-now do not wait (exit 2). */
+static int open_env(fl_daemon *d, int *code)
+{
+	shm_options o;
+	bool said = false;
+	int rc;
+
+	shm_options_init(&o);
+	o.must_exist = true;
+	if (d->cfg.map_size_mb)
+		o.map_size = (size_t)d->cfg.map_size_mb << 20;
+	while ((rc = shm_env_open(d->cfg.env_dir, &o, &d->env))) {
+		bool absent = rc == SHM_ENOTFOUND || rc == ENOENT;
+		if (!absent || d->cfg.once || d->cfg.cleanup_now) {
+			/* libshm's message names the directory */
+			fprintf(stderr, "shm-flusher: %s\n", shm_errmsg());
+			fl_log(FL_ERROR, "main", "open: %s", shm_errmsg());
+			*code = FL_EXIT_ENV;
+			return -1;
+		}
+		if (!said)
+			fl_log(FL_WARN, "main", "%s; waiting for it", shm_errmsg());
+		said = true;
+		if (stop_signal_within(500)) {
+			fl_log(FL_INFO, "main", "stopped while waiting");
+			*code = FL_EXIT_OK;
+			return -1;
+		}
+	}
+	if (said)
+		fl_log(FL_INFO, "main", "%s: the environment is there",
+		       d->cfg.env_dir);
+	return 0;
+}
+
 static void run_tasks(fl_daemon *d, fl_task *tasks, size_t n, bool all)
 {
 	uint64_t now = mono_ms();
@@ -395,18 +449,8 @@ int fl_main(int argc, char **argv)
 		fl_config_free(&d.cfg);
 		return FL_EXIT_USAGE;
 	}
-	shm_options o;
-	shm_options_init(&o);
-	o.must_exist = true; /* a mistyped -e must not tail a new, empty log */
-	if (d.cfg.map_size_mb)
-		o.map_size = (size_t)d.cfg.map_size_mb << 20;
-	if ((rc = shm_env_open(d.cfg.env_dir, &o, &d.env))) {
-		/* libshm's message names the directory */
-		fprintf(stderr, "shm-flusher: %s\n", shm_errmsg());
-		fl_log(FL_ERROR, "main", "open: %s", shm_errmsg());
-		code = FL_EXIT_ENV;
+	if (open_env(&d, &code))
 		goto out;
-	}
 	if (fl_lock_env(d.cfg.env_dir, &lock_fd, err, sizeof err)) {
 		fprintf(stderr, "shm-flusher: %s\n", err);
 		fl_log(FL_ERROR, "main", "%s", err);

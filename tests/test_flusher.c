@@ -238,9 +238,9 @@ static void test_lock_refuses_a_second_flusher(void **state)
 	free(dir);
 }
 
-/* The flusher never creates an environment: a mistyped -e (an empty or a
- * missing directory) is exit 2 with a message saying so, and nothing is
- * written there. */
+/* The flusher never creates an environment: with --once, a mistyped -e (an
+ * empty or a missing directory) is exit 2 with a message saying so, and
+ * nothing is written there. */
 static void test_flusher_refuses_a_directory_without_environment(void **state)
 {
 	char *dir = tu_tmpdir(), missing[4200];
@@ -261,6 +261,40 @@ static void test_flusher_refuses_a_directory_without_environment(void **state)
 	argv[2] = missing;
 	assert_int_equal(fl_main(6, argv), FL_EXIT_ENV);
 	assert_int_not_equal(access(missing, F_OK), 0);
+	ft_rmdir(dir);
+	free(dir);
+}
+
+/* A daemon started before the first application waits for the
+ * environment (saying so), then mirrors it; SIGTERM ends a wait too. */
+static void test_daemon_waits_for_the_environment(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	ft_plan p = {.n = 10};
+
+	ft_reset_servers();
+	pid_t fl = ft_spawn_flusher(dir, NULL);
+	ft_sleep_ms(300);
+	assert_int_equal(kill(fl, 0), 0); /* still there, waiting */
+	assert_true(ft_log_mentions(dir, "no shm environment here"));
+	assert_true(ft_log_mentions(dir, "waiting for it"));
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	uint64_t end = ft_ms() + 10000;
+	while (ft_sql_int("SELECT count(*) FROM messages") < 10 &&
+	       ft_ms() < end)
+		ft_sleep_ms(50);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 10);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+
+	char *empty = tu_tmpdir();
+	fl = ft_spawn_flusher(empty, NULL);
+	ft_sleep_ms(200);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	ft_rmdir(empty);
+	free(empty);
 	ft_rmdir(dir);
 	free(dir);
 }
@@ -1019,6 +1053,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_batch_reuses_its_chunks_between_batches, ft_teardown),
 		cmocka_unit_test_teardown(test_lock_refuses_a_second_flusher, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_refuses_a_directory_without_environment, ft_teardown),
+		cmocka_unit_test_teardown(test_daemon_waits_for_the_environment, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letters_merge_sinks_and_keep_raw, ft_teardown),
 		cmocka_unit_test_teardown(test_once_mirrors_10000_messages_from_two_writers, ft_teardown),
 		cmocka_unit_test_teardown(test_put_of_a_row_postgres_has_is_upserted_once, ft_teardown),
