@@ -300,6 +300,29 @@ follow_pid=""
 if grep -q "^$((last + 1)) .* msg_put " "$tmp/follow"; then ok "log --follow shows a new record"; else ko "log --follow shows a new record"; fi
 eq "log --follow stops on SIGINT with 0" "$follow_rc" 0
 
+# ------------------------------- log in chunks, over a trimmed log, idle follow
+T=$tmp/env_trim
+awk 'BEGIN { for (i = 0; i < 1200; i++) printf "{\"room_id\":\"t\",\"user_id\":1,\"username\":\"u\",\"content\":\"m%d\",\"message_type\":\"Text\"}\n", i }' >"$tmp/many.jsonl"
+t "import 1200 messages" 0 "$SHMCTL" -e "$T" import "$tmp/many.jsonl"
+t "log prints them, a chunk per read transaction" 0 "$SHMCTL" -e "$T" log
+eq "all 1200, in order" "$(awk 'NR != $1 { bad = 1 } END { print NR, bad + 0 }' "$tmp/out")" "1200 0"
+FLUSHER=$(dirname "$SHMCTL")/shm-flusher
+if [ -n "${SHM_TEST_REDIS:-}" ] && [ -x "$FLUSHER" ]; then
+	t "the flusher drains and trims the log" 0 "$FLUSHER" -e "$T" --redis "$SHM_TEST_REDIS" --once --no-invalidation
+	t "one more message" 0 "$SHMCTL" -e "$T" import "$tmp/live.jsonl"
+	t "log --from 1 over the trimmed log" 0 "$SHMCTL" -e "$T" log --from 1
+	has "says what it cannot show" "$tmp/err" "log records 1..1200 were trimmed before they could be shown"
+	t "the flusher trims it all" 0 "$FLUSHER" -e "$T" --redis "$SHM_TEST_REDIS" --once --no-invalidation
+	"$SHMCTL" -e "$T" log --follow >/dev/null 2>&1 &
+	follow_pid=$!
+	sleep 1.5
+	ticks=$(awk '{ print $14 + $15 }' "/proc/$follow_pid/stat")
+	kill -INT "$follow_pid" 2>/dev/null
+	wait "$follow_pid" 2>/dev/null
+	follow_pid=""
+	if [ "$ticks" -lt 30 ]; then ok "an idle log --follow sleeps ($ticks ticks of CPU in 1.5 s)"; else ko "an idle log --follow sleeps: $ticks ticks of CPU in 1.5 s"; fi
+fi
+
 # ------------------------------------------------------ verify finds damage
 C=$tmp/env3
 echo '{"room_id":"r","user_id":1,"username":"a","content":"CORRUPTME-4f1d","message_type":"Text"}' >"$tmp/c.jsonl"

@@ -928,14 +928,14 @@ out:
 
 /* ---------------------------------------------------------------- log */
 
-static void print_rec(const shm_log_rec *r, bool json)
+static void print_rec(FILE *out, const shm_log_rec *r, bool json)
 {
 	char t[40], key[600];
 
 	shm_time_format(r->time, t);
 	key_name(r->op, r->key, r->key_len, key, sizeof key);
 	if (!json) {
-		printf("%" PRIu64 " %s %-11s %s %" PRIu32 "%s\n", r->seq, t,
+		fprintf(out, "%" PRIu64 " %s %-11s %s %" PRIu32 "%s\n", r->seq, t,
 		       shm_op_name(r->op), key, r->stored_len,
 		       (r->flags & SHM_LOG_LZ4) ? " lz4" : "");
 		return;
@@ -952,7 +952,7 @@ static void print_rec(const shm_log_rec *r, bool json)
 	json_object_set_new(o, "lz4", json_boolean(r->flags & SHM_LOG_LZ4));
 	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	if (s)
-		printf("%s\n", s);
+		fprintf(out, "%s\n", s);
 	free(s);
 	json_decref(o);
 }
@@ -1020,6 +1020,61 @@ static int print_dead(const shm_dead *d, void *user)
 	return 0;
 }
 
+/* Records per read transaction: printing (to a pipe that may block) happens
+ * after the transaction, which must not pin an LMDB snapshot meanwhile
+ * (writers could not reuse freed pages and the map would fill). */
+#define LOG_CHUNK 512
+
+/* One pass from *next: up to LOG_CHUNK records read in one transaction into
+ * memory, then printed; *got of them. Records trimmed before they could be
+ * shown (a gap after *next) are said on stderr. */
+static int log_pass(shm_env *env, bool json, uint64_t *next, size_t *got,
+                    size_t *corrupt)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&buf, &len);
+	shm_log_iter *it;
+	shm_log_rec r;
+	int rc, ex = EX_OK;
+
+	if (!mem)
+		return fail(errno);
+	if ((rc = shm_log_iter_open(env, *next, &it))) {
+		fclose(mem);
+		free(buf);
+		return fail(rc);
+	}
+	while (*got < LOG_CHUNK && !stopping) {
+		rc = shm_log_iter_next(it, &r);
+		if (rc == SHM_ENOTFOUND)
+			break;
+		if (rc && rc != SHM_ECORRUPT) {
+			ex = fail(rc);
+			break;
+		}
+		if (*next && r.seq > *next && *got == 0)
+			fprintf(stderr, "%s: log records %" PRIu64 "..%" PRIu64
+			        " were trimmed before they could be shown\n",
+			        prog, *next, r.seq - 1);
+		if (rc == SHM_ECORRUPT) {
+			fprintf(stderr, "%s: log seq %" PRIu64 ": %s\n", prog,
+			        r.seq, shm_errmsg());
+			++*corrupt;
+		} else {
+			print_rec(mem, &r, json);
+		}
+		*next = r.seq + 1;
+		++*got;
+	}
+	shm_log_iter_close(it); /* before printing: see LOG_CHUNK */
+	fclose(mem);
+	if (len && fwrite(buf, 1, len, stdout) != len)
+		ex = EX_INTERNAL;
+	free(buf);
+	return ex;
+}
+
 static int cmd_log(int argc, char **argv)
 {
 	optdef opts[] = {{"from", true, NULL}, {"follow", false, NULL},
@@ -1058,40 +1113,23 @@ static int cmd_log(int argc, char **argv)
 		sigaction(SIGTERM, &sa, NULL);
 	}
 	ex = EX_OK;
-	while (!stopping) {
-		shm_log_iter *it;
-		shm_log_rec r;
-
-		if ((rc = shm_log_iter_open(env, next, &it))) {
-			ex = fail(rc);
+	while (!stopping && ex == EX_OK) {
+		size_t got = 0;
+		ex = log_pass(env, json, &next, &got, &corrupt);
+		if (fflush(stdout) != 0 || ex != EX_OK)
 			break;
-		}
-		while (!stopping) {
-			rc = shm_log_iter_next(it, &r);
-			if (rc == SHM_ENOTFOUND)
-				break;
-			if (rc == SHM_ECORRUPT) {
-				fprintf(stderr, "%s: log seq %" PRIu64 ": %s\n",
-				        prog, r.seq, shm_errmsg());
-				corrupt++;
-				next = r.seq + 1;
-				continue;
-			}
-			if (rc) {
-				ex = fail(rc);
-				break;
-			}
-			print_rec(&r, json);
-			next = r.seq + 1;
-		}
-		shm_log_iter_close(it);
-		if (fflush(stdout) != 0 || ex != EX_OK || !follow)
+		if (got == LOG_CHUNK)
+			continue; /* more is waiting */
+		if (!follow)
 			break;
+		/* records below next_seq that the pass did not see are gone */
+		uint64_t ns = 0;
+		if (got == 0 && shm_meta_get(env, "next_seq", &ns) == 0 &&
+		    ns > next)
+			next = ns;
 		rc = shm_log_wait(env, next, 200);
-		if (rc && rc != SHM_ETIMEDOUT) {
+		if (rc && rc != SHM_ETIMEDOUT)
 			ex = fail(rc);
-			break;
-		}
 	}
 	shm_env_close(env);
 	if (ex == EX_OK && corrupt)
