@@ -156,68 +156,11 @@ static char *unlz4(const void *src, size_t len, size_t *out_len)
 	return out;
 }
 
-/* "YYYY-MM-DD HH:MM:SS.ffffff+00", our own formatting (not libshm's). */
-static void ts_sql(int64_t us, char out[64])
-{
-	time_t s = (time_t)(us / 1000000);
-	struct tm tm;
-	gmtime_r(&s, &tm);
-	snprintf(out, 64, "%04d-%02d-%02d %02d:%02d:%02d.%06d+00",
-	         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	         tm.tm_min, tm.tm_sec, (int)(us % 1000000));
-}
-
-/* Inserts (or upserts) m as a row, columns computed from its serde JSON the
- * way the flusher does. */
+/* m as a row (tu_pg_put), its Redis key tracked for cleanup. */
 static void pg_put(PGconn *c, const shm_msg *m)
 {
-	char *json;
-	size_t len;
-	assert_int_equal(shm_msg_to_json(m, &json, &len), 0);
-	const char *p[1] = {json};
-	pg_exec(c,
-	        "INSERT INTO messages (id, room_id, user_id, username, content,"
-	        " message_type, created_at, updated_at, metadata, content_hash,"
-	        " parent_id, thread_id)"
-	        " SELECT (d->>'id')::uuid, d->>'room_id', (d->>'user_id')::integer,"
-	        " d->>'username', d->>'content', d->>'message_type',"
-	        " (d->>'created_at')::timestamptz, (d->>'updated_at')::timestamptz,"
-	        " d->'metadata', d->>'content_hash', (d->>'parent_id')::uuid,"
-	        " (d->>'thread_id')::uuid FROM (SELECT $1::jsonb AS d) s"
-	        " ON CONFLICT (id) DO UPDATE SET content = EXCLUDED.content,"
-	        " message_type = EXCLUDED.message_type,"
-	        " updated_at = EXCLUDED.updated_at, metadata = EXCLUDED.metadata,"
-	        " content_hash = EXCLUDED.content_hash",
-	        1, p);
+	tu_pg_put(c, m);
 	track(&m->id);
-	free(json);
-}
-
-/* Ids of PostgreSQL's own page, newest first. */
-static size_t pg_page(PGconn *c, const char *room, int64_t before,
-                      uint32_t limit, shm_uuid *ids)
-{
-	char b[64], l[16];
-	const char *p[3] = {room, b, l};
-	if (before)
-		ts_sql(before, b);
-	else
-		snprintf(b, sizeof b, "infinity");
-	snprintf(l, sizeof l, "%u", limit);
-	PGresult *r = PQexecParams(
-		c,
-		"SELECT id::text FROM messages WHERE room_id = $1 AND "
-		"created_at < $2::timestamptz ORDER BY created_at DESC, id DESC "
-		"LIMIT $3::int",
-		3, NULL, p, NULL, NULL, 0);
-	if (PQresultStatus(r) != PGRES_TUPLES_OK)
-		fail_msg("page: %s", PQerrorMessage(c));
-	size_t n = (size_t)PQntuples(r);
-	for (size_t i = 0; i < n; i++)
-		assert_int_equal(shm_uuid_parse(PQgetvalue(r, (int)i, 0), &ids[i]),
-		                 0);
-	PQclear(r);
-	return n;
 }
 
 /* The page of env equals PostgreSQL's for the same query, id for id. */
@@ -226,7 +169,7 @@ static void assert_page_is_pg(shm_env *env, PGconn *c, const char *room,
 {
 	shm_uuid want[256];
 	shm_msg **page;
-	size_t n, nw = pg_page(c, room, before, limit, want);
+	size_t n, nw = tu_pg_page(c, room, before, limit, want);
 	char a[37], b[37];
 
 	assert_int_equal(shm_room_page(env, room, before, limit, &page, &n), 0);
@@ -1005,7 +948,7 @@ static void test_room_page_from_postgres_matches_postgres(void **state)
 	shm_msg_free(got);
 	for (int k = 0; k < 4; k++) {
 		shm_uuid want[64];
-		size_t nw = pg_page(db, room, q[k].before, q[k].limit, want);
+		size_t nw = tu_pg_page(db, room, q[k].before, q[k].limit, want);
 		assert_int_equal(np[k], nw);
 		for (size_t i = 0; i < nw; i++)
 			assert_memory_equal(pages[k][i]->id.b, want[i].b, 16);
@@ -1095,7 +1038,7 @@ static void test_room_page_with_evictions(void **state)
 		pg_put(db, &m[i]); /* the flusher catches up */
 	for (int k = 0; k < 6; k++) {
 		shm_uuid want[64];
-		size_t nw = pg_page(db, room, bef[k], lim[k], want);
+		size_t nw = tu_pg_page(db, room, bef[k], lim[k], want);
 		bool evicted = nw < lim[k];
 		assert_int_equal(np[k], nw);
 		for (size_t i = 0; i < nw; i++) {

@@ -37,69 +37,6 @@ static PGconn *pg(void)
 	return c;
 }
 
-/* Writes m as a row the way the flusher does (every column on conflict):
- * a message another host wrote. */
-static void pg_put(PGconn *c, const shm_msg *m)
-{
-	char *json;
-	assert_int_equal(shm_msg_to_json(m, &json, NULL), 0);
-	const char *p[1] = {json};
-	PGresult *r = PQexecParams(
-		c,
-		"INSERT INTO messages (id, room_id, user_id, username, content,"
-		" message_type, created_at, updated_at, metadata, content_hash,"
-		" parent_id, thread_id)"
-		" SELECT (d->>'id')::uuid, d->>'room_id', (d->>'user_id')::integer,"
-		" d->>'username', d->>'content', d->>'message_type',"
-		" (d->>'created_at')::timestamptz, (d->>'updated_at')::timestamptz,"
-		" d->'metadata', d->>'content_hash', (d->>'parent_id')::uuid,"
-		" (d->>'thread_id')::uuid FROM (SELECT $1::jsonb AS d) s"
-		" ON CONFLICT (id) DO UPDATE SET room_id = EXCLUDED.room_id,"
-		" content = EXCLUDED.content, created_at = EXCLUDED.created_at,"
-		" updated_at = EXCLUDED.updated_at, metadata = EXCLUDED.metadata,"
-		" content_hash = EXCLUDED.content_hash",
-		1, NULL, p, NULL, NULL, 0);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK)
-		fail_msg("insert: %s", PQerrorMessage(c));
-	PQclear(r);
-	free(json);
-}
-
-/* "YYYY-MM-DD HH:MM:SS.ffffff+00" */
-static void ts_sql(int64_t us, char out[64])
-{
-	time_t s = (time_t)(us / S);
-	struct tm tm;
-	gmtime_r(&s, &tm);
-	snprintf(out, 64, "%04d-%02d-%02d %02d:%02d:%02d.%06d+00",
-	         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	         tm.tm_min, tm.tm_sec, (int)(us % S));
-}
-
-/* Ids of PostgreSQL's own page, newest first. */
-static size_t pg_page(PGconn *c, const char *room, int64_t before,
-                      uint32_t limit, shm_uuid *ids)
-{
-	char b[64], l[16];
-	const char *p[3] = {room, b, l};
-	ts_sql(before ? before : INT64_C(253402300799000000), b);
-	snprintf(l, sizeof l, "%u", limit);
-	PGresult *r = PQexecParams(
-		c,
-		"SELECT id::text FROM messages WHERE room_id = $1 AND "
-		"created_at < $2::timestamptz ORDER BY created_at DESC, id DESC "
-		"LIMIT $3::int",
-		3, NULL, p, NULL, NULL, 0);
-	if (PQresultStatus(r) != PGRES_TUPLES_OK)
-		fail_msg("page: %s", PQerrorMessage(c));
-	size_t n = (size_t)PQntuples(r);
-	for (size_t i = 0; i < n; i++)
-		assert_int_equal(shm_uuid_parse(PQgetvalue(r, (int)i, 0), &ids[i]),
-		                 0);
-	PQclear(r);
-	return n;
-}
-
 /* One page of env: its ids, and whether it asked PostgreSQL. */
 typedef struct page {
 	shm_uuid id[64];
@@ -131,7 +68,7 @@ static void assert_page_is_pg(const page *p, PGconn *c, const char *room,
                               int64_t before, uint32_t limit)
 {
 	shm_uuid want[64];
-	size_t nw = pg_page(c, room, before, limit, want);
+	size_t nw = tu_pg_page(c, room, before, limit, want);
 	char a[37], b[37];
 
 	if (p->n != nw)
@@ -201,7 +138,7 @@ static void test_new_environment_pages_include_older_hosts_rows(void **state)
 	room_name(room, sizeof room, "new");
 	for (int i = 0; i < 20; i++) { /* other hosts, up to 1 s ago */
 		m = msg_at(room, now - (20 - i) * S, "other host");
-		pg_put(db, &m);
+		tu_pg_put(db, &m);
 	}
 	shm_env *env = open_pg(dir);
 	for (int i = 0; i < 5; i++) { /* dated before PostgreSQL's newest */
@@ -242,7 +179,7 @@ static void test_pages_newer_than_the_floor_stay_l1s(void **state)
 
 	room_name(room, sizeof room, "own");
 	m = msg_at(room, shm_now_us() - 10 * S, "other host");
-	pg_put(db, &m);
+	tu_pg_put(db, &m);
 	shm_env *env = open_pg(dir);
 	const int64_t t = shm_now_us() + 1000;
 	for (int i = 0; i < 5; i++) {
@@ -348,7 +285,7 @@ static void test_moved_message_leaves_no_old_copy(void **state)
 	room_name(room2, sizeof room2, "mv2");
 	for (int i = 0; i < 6; i++) { /* t+1 s .. t+6 s, another host's */
 		row[i] = msg_at(room, t + (i + 1) * S, "other host");
-		pg_put(db, &row[i]);
+		tu_pg_put(db, &row[i]);
 	}
 	shm_env *env = open_pg(dir);
 	/* row[4] moves forward past row[5], row[2] to another room */
@@ -416,7 +353,7 @@ static void test_reset_floor_covers_a_peer_clock_ahead(void **state)
 	assert_int_equal(shm_l1_invalidate_many(env, &k, 1, &dropped, NULL), 0);
 	/* during it: another one, in a room L1 heard nothing of */
 	shm_msg gap = msg_at(room2, shm_now_us() + 60 * S, "peer, in the gap");
-	pg_put(db, &gap);
+	tu_pg_put(db, &gap);
 	const int64_t t_reset = shm_now_us();
 	assert_int_equal(shm_l1_invalidate_flushed(env, &dropped), 0);
 	assert_int_equal(shm_meta_get(env, SHM__ROOM_FLOOR, &floor), 0);

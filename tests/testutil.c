@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include <sys/wait.h>
+#include <time.h>
+#include <libpq-fe.h>
 
 #include "shm_log.h"
 #include "testutil.h"
@@ -173,4 +175,69 @@ void tu_redis_url_with_auth(const char *base, const char *user,
 	else
 		snprintf(out, outlen, "redis://%s:%s@%s:%d", user, password,
 		         a.host, a.port);
+}
+
+/* ------------------------------------------------------------ PostgreSQL */
+
+void tu_pg_ts(int64_t us, char *out)
+{
+	time_t s = (time_t)(us / 1000000);
+	struct tm tm;
+	gmtime_r(&s, &tm);
+	snprintf(out, 64, "%04d-%02d-%02d %02d:%02d:%02d.%06d+00",
+	         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	         tm.tm_min, tm.tm_sec, (int)(us % 1000000));
+}
+
+void tu_pg_put(PGconn *c, const shm_msg *m)
+{
+	char *json;
+	assert_int_equal(shm_msg_to_json(m, &json, NULL), 0);
+	const char *p[1] = {json};
+	PGresult *r = PQexecParams(
+		c,
+		"INSERT INTO messages (id, room_id, user_id, username, content,"
+		" message_type, created_at, updated_at, metadata, content_hash,"
+		" parent_id, thread_id)"
+		" SELECT (d->>'id')::uuid, d->>'room_id', (d->>'user_id')::integer,"
+		" d->>'username', d->>'content', d->>'message_type',"
+		" (d->>'created_at')::timestamptz, (d->>'updated_at')::timestamptz,"
+		" d->'metadata', d->>'content_hash', (d->>'parent_id')::uuid,"
+		" (d->>'thread_id')::uuid FROM (SELECT $1::jsonb AS d) s"
+		" ON CONFLICT (id) DO UPDATE SET room_id = EXCLUDED.room_id,"
+		" content = EXCLUDED.content, message_type = EXCLUDED.message_type,"
+		" created_at = EXCLUDED.created_at,"
+		" updated_at = EXCLUDED.updated_at, metadata = EXCLUDED.metadata,"
+		" content_hash = EXCLUDED.content_hash",
+		1, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail_msg("insert: %s", PQerrorMessage(c));
+	PQclear(r);
+	free(json);
+}
+
+size_t tu_pg_page(PGconn *c, const char *room, int64_t before,
+                  uint32_t limit, shm_uuid *ids)
+{
+	char b[64], l[16];
+	const char *p[3] = {room, b, l};
+	if (before)
+		tu_pg_ts(before, b);
+	else
+		snprintf(b, sizeof b, "infinity");
+	snprintf(l, sizeof l, "%u", limit);
+	PGresult *r = PQexecParams(
+		c,
+		"SELECT id::text FROM messages WHERE room_id = $1 AND "
+		"created_at < $2::timestamptz ORDER BY created_at DESC, id DESC "
+		"LIMIT $3::int",
+		3, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("page: %s", PQerrorMessage(c));
+	size_t n = (size_t)PQntuples(r);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(shm_uuid_parse(PQgetvalue(r, (int)i, 0), &ids[i]),
+		                 0);
+	PQclear(r);
+	return n;
 }

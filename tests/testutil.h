@@ -34,6 +34,18 @@ size_t tu_verify(shm_env *env);
 void tu_redis_url_with_auth(const char *base, const char *user,
                             const char *password, char *out, size_t outlen);
 
+/* PostgreSQL rows for the read-path tests (tests/test_readthrough.c,
+ * tests/test_room.c): a timestamp as SQL text, "YYYY-MM-DD HH:MM:SS.ffffff
+ * +00" (out: 64 bytes; our own formatting, not libshm's); m written as a
+ * row from its serde JSON the way the flusher does (every column on
+ * conflict); and the ids of PostgreSQL's own room page, newest first
+ * (before 0: no bound), the query the read path must agree with. */
+struct pg_conn;
+void tu_pg_ts(int64_t us, char *out);
+void tu_pg_put(struct pg_conn *c, const shm_msg *m);
+size_t tu_pg_page(struct pg_conn *c, const char *room, int64_t before,
+                  uint32_t limit, shm_uuid *ids);
+
 /* Children a test started: recorded so that a teardown can stop those a
  * failed assertion left running (stop, or SIGKILL + reap when NULL). */
 void tu_child_add(pid_t pid);
