@@ -113,15 +113,17 @@ static const char *name(const fl_worker *w)
 	return w->sink->ops->name;
 }
 
+/* Meta first, then the position the main thread trims to: meta
+ * "flushed" (the trim) never gets ahead of a sink's meta position. */
 static void set_applied(fl_worker *w, uint64_t pos)
 {
 	int rc;
 
-	__atomic_store_n(&w->applied, pos, __ATOMIC_RELEASE);
-	__atomic_store_n(&w->st.applied, pos, __ATOMIC_RELAXED);
 	if ((rc = shm_meta_set(w->env, w->meta_name, pos)))
 		fl_log(FL_WARN, name(w), "cannot record %s = %" PRIu64 ": %s",
 		       w->meta_name, pos, shm_errmsg());
+	__atomic_store_n(&w->applied, pos, __ATOMIC_RELEASE);
+	__atomic_store_n(&w->st.applied, pos, __ATOMIC_RELAXED);
 }
 
 /* A failure that is not the data's fault: back off, maybe give up. */
