@@ -293,20 +293,19 @@ fail:
  * table emptied by hand). Columns: applied, created (t/f), env_uuid. */
 static PGresult *position_row(pg_sink *p, uint64_t meta_pos)
 {
-	char sql[1024];
-	bool uuid = !p->no_uuid_column;
+	char sql[1024], owner[48] = "";
+	const char *col = p->no_uuid_column ? "" : ", env_uuid";
 
+	if (!p->no_uuid_column)
+		snprintf(owner, sizeof owner, ", '%s'", p->env_uuid);
 	snprintf(sql, sizeof sql,
 	         "WITH ins AS (INSERT INTO shm_sink_positions (env_id, sink,"
-	         " applied%s) VALUES (%s, 'pg', %llu%s%s%s) ON CONFLICT DO NOTHING"
+	         " applied%s) VALUES (%s, 'pg', %llu%s) ON CONFLICT DO NOTHING"
 	         " RETURNING applied%s) SELECT applied, true%s FROM ins UNION ALL"
 	         " SELECT applied, false%s FROM shm_sink_positions WHERE"
 	         " env_id = %s AND sink = 'pg'",
-	         uuid ? ", env_uuid" : "", p->env_lit,
-	         (unsigned long long)meta_pos, uuid ? ", '" : "",
-	         uuid ? p->env_uuid : "", uuid ? "'" : "",
-	         uuid ? ", env_uuid" : "", uuid ? ", env_uuid" : "",
-	         uuid ? ", env_uuid" : "", p->env_lit);
+	         col, p->env_lit, (unsigned long long)meta_pos, owner, col, col,
+	         col, p->env_lit);
 	return PQexec(p->c, sql);
 }
 

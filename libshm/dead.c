@@ -231,19 +231,6 @@ int shm_dead_add(shm_env *env, const shm_log_rec *rec, const char *sink,
 	return shm__write(env, dead_add_body, &c);
 }
 
-/* Whether list ("pg,redis") names sink. */
-static bool names_sink(const char *list, const char *sink)
-{
-	size_t n = strlen(sink);
-
-	for (const char *p = list;; p++) {
-		if (strncmp(p, sink, n) == 0 && (p[n] == ',' || p[n] == 0))
-			return true;
-		if (!(p = strchr(p, ',')))
-			return false;
-	}
-}
-
 int shm__dead_of_sink(shm_env *env, uint64_t first, uint64_t last,
                       const char *sink, shm_dead *out)
 {
@@ -263,9 +250,10 @@ int shm__dead_of_sink(shm_env *env, uint64_t first, uint64_t last,
 		memcpy(&seq, k.mv_data, 8);
 		if (seq > last)
 			break;
+		char merged[16];
 		if ((rc = decode(&k, &v, out)))
 			goto out;
-		if (names_sink(out->sink, sink))
+		if (!merge_sinks(merged, out->sink, sink)) /* already named */
 			goto out; /* rc 0 */
 	}
 	rc = rc && rc != MDB_NOTFOUND ? shm__err_mdb(rc, "dead letters")
