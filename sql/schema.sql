@@ -32,11 +32,31 @@ CREATE TABLE IF NOT EXISTS messages (
     message_type  text        NOT NULL,
     created_at    timestamptz NOT NULL,
     updated_at    timestamptz,
-    metadata      jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    metadata      jsonb       NOT NULL DEFAULT
+        '{"edited":false,"edit_count":0,"reactions":{},"mentions":[],"attachments":[],"reply_count":0,"last_reply_at":null}',
     content_hash  text        NOT NULL,
     parent_id     uuid,
     thread_id     uuid
 );
+-- metadata's default is the seed's MessageMetadata::default(): shm-flusher
+-- COPYs a new message whose metadata is exactly that without the column, so
+-- PostgreSQL does not parse the same jsonb on every row (it checks this
+-- default in each such transaction and sends the column if it differs).
+-- Tables made before this default had '{}': the block below moves them (and
+-- takes the table's lock only then).
+DO $$
+DECLARE
+    want constant jsonb := '{"edited":false,"edit_count":0,"reactions":{},'
+        '"mentions":[],"attachments":[],"reply_count":0,"last_reply_at":null}';
+BEGIN
+    IF (SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d
+          JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+         WHERE d.adrelid = 'messages'::regclass AND a.attname = 'metadata')
+       IS DISTINCT FROM format('%L::jsonb', want::text) THEN
+        EXECUTE format('ALTER TABLE messages ALTER COLUMN metadata'
+                       ' SET DEFAULT %L::jsonb', want::text);
+    END IF;
+END $$;
 -- Room pages: newest first, keyset pagination on (created_at, id).
 CREATE INDEX IF NOT EXISTS messages_room_created_idx
     ON messages (room_id, created_at DESC, id DESC);

@@ -434,8 +434,9 @@ FT_FN uint64_t ft_wait_meta(shm_env *env, const char *name, uint64_t target,
 	return v;
 }
 
-/* Checks every message of writers first..first+writers-1: Redis holds exactly the JSON L1 gives,
- * PostgreSQL the same content and type. Returns the number of mismatches. */
+/* Checks every message of writers first..first+writers-1: Redis holds
+ * exactly the JSON L1 gives, PostgreSQL the same content, type and metadata
+ * (as jsonb). Returns the number of mismatches. */
 FT_FN unsigned ft_check_messages(shm_env *env, int first, int writers,
                                  const ft_plan *p)
 {
@@ -450,7 +451,8 @@ FT_FN unsigned ft_check_messages(shm_env *env, int first, int writers,
 			shm_uuid id = ft_id(w, i);
 			shm_msg *m = NULL;
 			char ids[37], key[48], *json = NULL, *got = NULL;
-			size_t jl, gl;
+			char *meta = NULL;
+			size_t jl, gl, ml = 0, mcap = 0;
 			shm_uuid_format(&id, ids);
 			if (shm_msg_get(env, &id, &m)) {
 				if (bad++ < 5)
@@ -467,23 +469,28 @@ FT_FN unsigned ft_check_messages(shm_env *env, int first, int writers,
 					        got ? got : "(nothing)", json);
 			}
 			free(got);
-			const char *params[1] = {ids};
+			assert_int_equal(shm_msg_metadata_json_append(
+				m, &meta, &ml, &mcap), 0);
+			const char *params[2] = {ids, meta};
 			PGresult *r = PQexecParams(
 				pg, "SELECT content, message_type, "
-				"(metadata->>'edit_count')::int, "
-				"jsonb_typeof(metadata->'reactions') FROM messages "
-				"WHERE id = $1", 1, NULL, params, NULL, NULL, 0);
+				"metadata = $2::jsonb, metadata::text FROM messages "
+				"WHERE id = $1", 2, NULL, params, NULL, NULL, 0);
 			if (PQresultStatus(r) != PGRES_TUPLES_OK ||
 			    PQntuples(r) != 1 ||
 			    strcmp(PQgetvalue(r, 0, 0), m->content) != 0 ||
 			    strcmp(PQgetvalue(r, 0, 1),
 			           shm_msg_type_name(m->type)) != 0 ||
-			    strtoul(PQgetvalue(r, 0, 2), NULL, 10) != m->edit_count) {
+			    strcmp(PQgetvalue(r, 0, 2), "t") != 0) {
 				if (bad++ < 5)
 					fprintf(stderr, "%s: postgres row differs "
-					        "(%d rows)\n", ids, PQntuples(r));
+					        "(%d rows; metadata %s, expected "
+					        "%s)\n", ids, PQntuples(r),
+					        PQntuples(r) ? PQgetvalue(r, 0, 3)
+					                     : "-", meta);
 			}
 			PQclear(r);
+			free(meta);
 			free(json);
 			shm_msg_free(m);
 		}

@@ -513,6 +513,49 @@ static void test_put_of_a_row_postgres_has_is_upserted_once(void **state)
 	free(dir);
 }
 
+/* New messages with default metadata are COPYed without the column, so
+ * PostgreSQL fills in the column's default: only while that default is
+ * the seed's default metadata. Changed under a running flusher (between
+ * its batches), every later row must still hold its own metadata. */
+static void test_rows_keep_their_metadata_whatever_the_default(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	ft_plan p = {.n = 300, .edit_every = 10, .react_every = 7};
+
+	ft_reset_servers();
+	shm_env *env = tu_open(dir, NULL);
+	pid_t fl = ft_spawn_flusher(dir, NULL);
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", last, 10000),
+	                 last);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                            "metadata = '{}'"), 0);
+
+	ft_sql("ALTER TABLE messages ALTER COLUMN metadata SET DEFAULT '{}'");
+	assert_int_equal(ft_write(dir, 1, &p), 0);
+	last = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", last, 10000),
+	                 last);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 600);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                            "metadata = '{}'"), 0);
+	assert_int_equal(ft_check_messages(env, 0, 2, &p), 0);
+	assert_true(ft_log_mentions(dir, "metadata's default is not"));
+
+	/* back to sql/schema.sql's default, for the next tests */
+	ft_sql("ALTER TABLE messages ALTER COLUMN metadata SET DEFAULT "
+	       "'{\"edited\":false,\"edit_count\":0,\"reactions\":{},"
+	       "\"mentions\":[],\"attachments\":[],\"reply_count\":0,"
+	       "\"last_reply_at\":null}'");
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 static void test_statics_graph_and_marks_are_mirrored(void **state)
 {
 	FT_NEED_SERVERS();
@@ -1103,6 +1146,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_dead_letters_merge_sinks_and_keep_raw, ft_teardown),
 		cmocka_unit_test_teardown(test_once_mirrors_10000_messages_from_two_writers, ft_teardown),
 		cmocka_unit_test_teardown(test_put_of_a_row_postgres_has_is_upserted_once, ft_teardown),
+		cmocka_unit_test_teardown(test_rows_keep_their_metadata_whatever_the_default, ft_teardown),
 		cmocka_unit_test_teardown(test_statics_graph_and_marks_are_mirrored, ft_teardown),
 		cmocka_unit_test_teardown(test_graph_drop_inside_a_batch_respects_order, ft_teardown),
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
