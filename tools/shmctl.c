@@ -8,7 +8,7 @@
  * returns an exit code; errors go to stderr as "shmctl: <what failed>".
  *
  * It includes internal.h for the commands that walk databases (dump, ls,
- * readers): those read inside one read transaction and never write.
+ * readers): those only read, dump and ls a chunk per read transaction.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -1020,12 +1020,13 @@ static int print_dead(const shm_dead *d, void *user)
 	return 0;
 }
 
-/* Records per read transaction: printing (to a pipe that may block) happens
- * after the transaction, which must not pin an LMDB snapshot meanwhile
- * (writers could not reuse freed pages and the map would fill). */
-#define LOG_CHUNK 512
+/* Records (log) or entries (dump, ls) per read transaction: printing (to a
+ * pipe that may block) happens after the transaction, which must not pin an
+ * LMDB snapshot meanwhile (writers could not reuse freed pages and the map
+ * would fill). */
+#define CHUNK 512
 
-/* One pass from *next: up to LOG_CHUNK records read in one transaction into
+/* One pass from *next: up to CHUNK records read in one transaction into
  * memory, then printed; *got of them. Records trimmed before they could be
  * shown (a gap after *next) are said on stderr. */
 static int log_pass(shm_env *env, bool json, uint64_t *next, size_t *got,
@@ -1045,7 +1046,7 @@ static int log_pass(shm_env *env, bool json, uint64_t *next, size_t *got,
 		free(buf);
 		return fail(rc);
 	}
-	while (*got < LOG_CHUNK && !stopping) {
+	while (*got < CHUNK && !stopping) {
 		rc = shm_log_iter_next(it, &r);
 		if (rc == SHM_ENOTFOUND)
 			break;
@@ -1067,7 +1068,7 @@ static int log_pass(shm_env *env, bool json, uint64_t *next, size_t *got,
 		*next = r.seq + 1;
 		++*got;
 	}
-	shm_log_iter_close(it); /* before printing: see LOG_CHUNK */
+	shm_log_iter_close(it); /* before printing: see CHUNK */
 	fclose(mem);
 	if (len && fwrite(buf, 1, len, stdout) != len)
 		ex = EX_INTERNAL;
@@ -1118,7 +1119,7 @@ static int cmd_log(int argc, char **argv)
 		ex = log_pass(env, json, &next, &got, &corrupt);
 		if (fflush(stdout) != 0 || ex != EX_OK)
 			break;
-		if (got == LOG_CHUNK)
+		if (got == CHUNK)
 			continue; /* more is waiting */
 		if (!follow)
 			break;
@@ -1162,55 +1163,136 @@ static char *base64(const uint8_t *p, size_t n)
 	return out;
 }
 
-/* Walks every key/value of dbi in one read transaction. */
-static int walk(shm_env *env, MDB_dbi dbi,
-                int (*fn)(const MDB_val *k, const MDB_val *v, void *user),
-                void *user)
-{
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	int rc, op = MDB_FIRST;
-
-	if ((rc = shm__rtxn_get(env, &txn)))
-		return rc;
-	if ((rc = mdb_cursor_open(txn, dbi, &cur))) {
-		shm__rtxn_put(env, txn);
-		return shm__err_mdb(rc, "open cursor");
-	}
-	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
-		op = MDB_NEXT;
-		if ((rc = fn(&k, &v, user)))
-			break;
-	}
-	mdb_cursor_close(cur);
-	shm__rtxn_put(env, txn);
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	return rc > 0 && rc < 1000 ? rc : rc ? shm__err_mdb(rc, "walk") : 0;
-}
-
 typedef struct lsctx {
 	bool json;
 	bool dump;
 	size_t bad;
 	shm_env *env;
-	MDB_txn *txn; /* for graph: dependency counts */
+	MDB_txn *txn; /* the chunk's: graph's dependency counts */
+	FILE *out;    /* the chunk's output, printed after its transaction */
 } lsctx;
 
-static void emit(json_t *o)
+typedef void walkfn(const MDB_val *k, const MDB_val *v, lsctx *c);
+
+/* Output held in memory by a chunk at most (statics are large): a chunk
+ * ends at CHUNK entries or once past this. */
+#define CHUNK_BYTES (1 << 20)
+
+/* Where a walk resumes: a copy of the last key read (keys are valid only
+ * inside their transaction); NULL before the first chunk. */
+typedef struct walkpos {
+	void *key;
+	size_t len, cap;
+} walkpos;
+
+static int walkpos_keep(walkpos *pos, const MDB_val *k)
+{
+	if (k->mv_size > pos->cap) {
+		void *p = realloc(pos->key, k->mv_size);
+		if (!p)
+			return shm__err_mdb(ENOMEM, "walk: copy a key");
+		pos->key = p;
+		pos->cap = k->mv_size;
+	}
+	memcpy(pos->key, k->mv_data, k->mv_size);
+	pos->len = k->mv_size;
+	return 0;
+}
+
+/* Puts cur on the first entry after pos (the first of all before the first
+ * chunk). None of the databases walked is MDB_DUPSORT: a key is an entry. */
+static int walk_seek(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *cur,
+                     const walkpos *pos, MDB_val *k, MDB_val *v)
+{
+	MDB_val last = {pos->len, pos->key};
+	int rc;
+
+	if (!pos->key)
+		return mdb_cursor_get(cur, k, v, MDB_FIRST);
+	*k = last;
+	rc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+	if (rc == 0 && mdb_cmp(txn, dbi, k, &last) == 0)
+		rc = mdb_cursor_get(cur, k, v, MDB_NEXT);
+	return rc;
+}
+
+/* Reads the entries of dbi after pos, CHUNK at most, in one read
+ * transaction, formats them into memory with fn, and prints them once the
+ * transaction has ended (see CHUNK). *more: the walk goes on. */
+static int walk_chunk(shm_env *env, MDB_dbi dbi, walkfn *fn, lsctx *c,
+                      walkpos *pos, bool *more)
+{
+	char *buf = NULL;
+	size_t len = 0, n = 0;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v, last;
+	int rc;
+
+	*more = false;
+	if (!(c->out = open_memstream(&buf, &len)))
+		return shm__err_mdb(errno, "walk: output buffer");
+	if ((rc = shm__rtxn_get(env, &txn)))
+		goto out;
+	if ((rc = mdb_cursor_open(txn, dbi, &cur))) {
+		shm__rtxn_put(env, txn);
+		rc = shm__err_mdb(rc, "open cursor");
+		goto out;
+	}
+	c->txn = txn;
+	rc = walk_seek(txn, dbi, cur, pos, &k, &v);
+	for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (n == CHUNK || ftell(c->out) >= CHUNK_BYTES) {
+			*more = true;
+			break;
+		}
+		fn(&k, &v, c);
+		last = k;
+		n++;
+	}
+	if (rc && rc != MDB_NOTFOUND)
+		rc = shm__err_mdb(rc, "walk");
+	else
+		rc = n ? walkpos_keep(pos, &last) : 0;
+	mdb_cursor_close(cur);
+	shm__rtxn_put(env, txn); /* before printing: see CHUNK */
+	c->txn = NULL;
+out:
+	fclose(c->out);
+	c->out = NULL;
+	if (!rc && len && fwrite(buf, 1, len, stdout) != len)
+		rc = shm__err_mdb(errno, "write the output");
+	free(buf);
+	return rc;
+}
+
+/* Walks every entry of dbi in key order, a chunk per read transaction: each
+ * chunk is its own snapshot, so an entry present for the whole walk is
+ * printed once, one written or deleted during it may or may not be. */
+static int walk(shm_env *env, MDB_dbi dbi, walkfn *fn, lsctx *c)
+{
+	walkpos pos = {0};
+	bool more = true;
+	int rc = 0;
+
+	while (more && !rc)
+		rc = walk_chunk(env, dbi, fn, c, &pos, &more);
+	free(pos.key);
+	return rc;
+}
+
+static void emit(FILE *out, json_t *o)
 {
 	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 
 	if (s)
-		printf("%s\n", s);
+		fprintf(out, "%s\n", s);
 	free(s);
 	json_decref(o);
 }
 
-static int each_msg(const MDB_val *k, const MDB_val *v, void *user)
+static void each_msg(const MDB_val *k, const MDB_val *v, lsctx *c)
 {
-	lsctx *c = user;
 	shm_msg *m;
 	char id[37], t[40];
 
@@ -1218,14 +1300,14 @@ static int each_msg(const MDB_val *k, const MDB_val *v, void *user)
 		fprintf(stderr, "%s: message value does not decode: %s\n", prog,
 		        shm_errmsg());
 		c->bad++;
-		return 0;
+		return;
 	}
 	if (c->dump) {
 		char *js;
 		size_t len;
 		if (shm_msg_to_json(m, &js, &len) == 0) {
-			fwrite(js, 1, len, stdout);
-			putchar('\n');
+			fwrite(js, 1, len, c->out);
+			fputc('\n', c->out);
 			free(js);
 		} else {
 			shm_uuid_format(&m->id, id);
@@ -1246,15 +1328,15 @@ static int each_msg(const MDB_val *k, const MDB_val *v, void *user)
 			                    json_string(shm_msg_type_name(m->type)));
 			json_object_set_new(o, "size",
 			                    json_integer((json_int_t)v->mv_size));
-			emit(o);
+			emit(c->out, o);
 		} else {
 			/* room last: it is the one field that may hold spaces */
-			printf("msg %s %s %s %zu %s\n", id, t,
-			       shm_msg_type_name(m->type), v->mv_size, m->room_id);
+			fprintf(c->out, "msg %s %s %s %zu %s\n", id, t,
+			        shm_msg_type_name(m->type), v->mv_size,
+			        m->room_id);
 		}
 	}
 	free(m);
-	return 0;
 }
 
 static void obj_split(const MDB_val *k, char id[37], const char **obj,
@@ -1268,16 +1350,15 @@ static void obj_split(const MDB_val *k, char id[37], const char **obj,
 	*olen = (int)(k->mv_size - 16);
 }
 
-static int each_static(const MDB_val *k, const MDB_val *v, void *user)
+static void each_static(const MDB_val *k, const MDB_val *v, lsctx *c)
 {
-	lsctx *c = user;
 	shm_static *s;
 	char id[37], t[40];
 	const char *obj;
 	int olen;
 
 	if (k->mv_size < 16)
-		return 0;
+		return;
 	obj_split(k, id, &obj, &olen);
 	/* The "static" value is u64 seq + the static encoding (static.c). */
 	if (v->mv_size < 8 ||
@@ -1286,7 +1367,7 @@ static int each_static(const MDB_val *k, const MDB_val *v, void *user)
 		fprintf(stderr, "%s: static %s/%.*s does not decode: %s\n", prog,
 		        id, olen, obj, shm_errmsg());
 		c->bad++;
-		return 0;
+		return;
 	}
 	shm_time_format(s->generated_at, t);
 	if (c->json || c->dump) {
@@ -1312,18 +1393,16 @@ static int each_static(const MDB_val *k, const MDB_val *v, void *user)
 				free(b);
 			}
 		}
-		emit(o);
+		emit(c->out, o);
 	} else {
-		printf("static %s %.*s %zu %s %s\n", id, olen, obj, s->content_len,
-		       s->sha1, t);
+		fprintf(c->out, "static %s %.*s %zu %s %s\n", id, olen, obj,
+		        s->content_len, s->sha1, t);
 	}
 	shm_static_free(s);
-	return 0;
 }
 
-static int each_graph(const MDB_val *k, const MDB_val *v, void *user)
+static void each_graph(const MDB_val *k, const MDB_val *v, lsctx *c)
 {
-	lsctx *c = user;
 	char id[37];
 	const char *obj;
 	int olen;
@@ -1332,9 +1411,9 @@ static int each_graph(const MDB_val *k, const MDB_val *v, void *user)
 	MDB_cursor *cur;
 
 	if (k->mv_size < 16)
-		return 0;
+		return;
 	obj_split(k, id, &obj, &olen);
-	if (c->txn && mdb_cursor_open(c->txn, c->env->dep, &cur) == 0) {
+	if (mdb_cursor_open(c->txn, c->env->dep, &cur) == 0) {
 		MDB_val kk = *k, vv;
 		if (mdb_cursor_get(cur, &kk, &vv, MDB_SET) == 0)
 			mdb_cursor_count(cur, &ndeps);
@@ -1347,24 +1426,22 @@ static int each_graph(const MDB_val *k, const MDB_val *v, void *user)
 		json_object_set_new(o, "object", json_stringn(obj, (size_t)olen));
 		json_object_set_new(o, "direct", json_boolean(direct));
 		json_object_set_new(o, "deps", json_integer((json_int_t)ndeps));
-		emit(o);
+		emit(c->out, o);
 	} else {
-		printf("graph %s %.*s %s %zu\n", id, olen, obj,
-		       direct ? "direct" : "indirect", ndeps);
+		fprintf(c->out, "graph %s %.*s %s %zu\n", id, olen, obj,
+		        direct ? "direct" : "indirect", ndeps);
 	}
-	return 0;
 }
 
-static int each_mark(const MDB_val *k, const MDB_val *v, void *user)
+static void each_mark(const MDB_val *k, const MDB_val *v, lsctx *c)
 {
-	lsctx *c = user;
 	char id[37], t[40] = "-";
 	const char *obj, *why = "?";
 	int olen;
 	int64_t when = 0;
 
 	if (k->mv_size < 16)
-		return 0;
+		return;
 	obj_split(k, id, &obj, &olen);
 	if (v->mv_size >= 9) {
 		memcpy(&when, v->mv_data, 8);
@@ -1379,36 +1456,10 @@ static int each_mark(const MDB_val *k, const MDB_val *v, void *user)
 		json_object_set_new(o, "object", json_stringn(obj, (size_t)olen));
 		json_object_set_new(o, "time", json_string(t));
 		json_object_set_new(o, "reason", json_string(why));
-		emit(o);
+		emit(c->out, o);
 	} else {
-		printf("mark %s %.*s %s %s\n", id, olen, obj, t, why);
+		fprintf(c->out, "mark %s %.*s %s %s\n", id, olen, obj, t, why);
 	}
-	return 0;
-}
-
-/* Graph listing needs a second cursor in the same transaction. */
-static int walk_graph(shm_env *env, lsctx *c)
-{
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	int rc, op = MDB_FIRST;
-
-	if ((rc = shm__rtxn_get(env, &txn)))
-		return rc;
-	c->txn = txn;
-	if ((rc = mdb_cursor_open(txn, env->obj, &cur))) {
-		shm__rtxn_put(env, txn);
-		return shm__err_mdb(rc, "open cursor");
-	}
-	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
-		op = MDB_NEXT;
-		each_graph(&k, &v, c);
-	}
-	mdb_cursor_close(cur);
-	shm__rtxn_put(env, txn);
-	c->txn = NULL;
-	return rc == MDB_NOTFOUND ? 0 : shm__err_mdb(rc, "walk graph");
 }
 
 static int cmd_ls_dump(int argc, char **argv, bool dump)
@@ -1444,7 +1495,7 @@ static int cmd_ls_dump(int argc, char **argv, bool dump)
 	if (!rc && (all || !strcmp(kind, "static")))
 		rc = walk(env, env->stat, each_static, &c);
 	if (!rc && !dump && (all || !strcmp(kind, "graph")))
-		rc = walk_graph(env, &c);
+		rc = walk(env, env->obj, each_graph, &c);
 	if (!rc && !dump && (all || !strcmp(kind, "mark")))
 		rc = walk(env, env->mark, each_mark, &c);
 	ex = rc ? fail(rc) : c.bad ? EX_NOTFOUND : EX_OK;

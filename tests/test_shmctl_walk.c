@@ -1,0 +1,361 @@
+/*
+ * tests/test_shmctl_walk.c - shmctl dump and ls while writers go on: a
+ * reader of their output that stops reading must not hold the writers back
+ * (no LMDB snapshot pinned while the output waits, or freed pages are never
+ * reused and the map fills), and a walk read in chunks still lists every
+ * entry once, in key order.
+ *
+ * The shmctl binary: $SHMCTL, else ../bin/shmctl next to this test binary
+ * (BUILD/tests/ -> BUILD/bin/).
+ */
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm_log.h"
+#include "testutil.h"
+
+static char shmctl_bin[PATH_MAX];
+
+#define N_MSG 2000     /* more output than a pipe and stdio buffer hold */
+#define N_EDITS 20000  /* pages rewritten: many times the map's 4 MiB */
+#define N_EACH 1100    /* over two chunks of each kind */
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+	nanosleep(&ts, NULL);
+}
+
+/* Starts shmctl -e dir args... with stdout into a pipe; *out: its read
+ * end, not read until the caller does. */
+static pid_t shmctl_start(const char *dir, const char *cmd, const char *kind,
+                          int *out)
+{
+	int p[2];
+	pid_t pid;
+
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], 1);
+		close(p[0]);
+		close(p[1]);
+		execl(shmctl_bin, "shmctl", "-e", dir, cmd, kind ? "--kind" : NULL,
+		      kind, (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	tu_child_add(pid);
+	*out = p[0];
+	return pid;
+}
+
+/* Waits (10 s at most) for the pipe to be full: shmctl blocked writing. */
+static void wait_pipe_full(int fd)
+{
+	int cap = fcntl(fd, F_GETPIPE_SZ), queued = 0;
+
+	assert_true(cap > 0);
+	for (int i = 0; i < 1000 && queued < cap; i++) {
+		sleep_ms(10);
+		assert_int_equal(ioctl(fd, FIONREAD, &queued), 0);
+	}
+	assert_int_equal(queued, cap);
+}
+
+/* Reads fd to its end: a NUL-terminated malloc'd string. */
+static char *drain(int fd)
+{
+	size_t len = 0, cap = 1 << 16;
+	char *buf = malloc(cap);
+	ssize_t n;
+
+	assert_non_null(buf);
+	while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
+		len += (size_t)n;
+		if (cap - len < 4096) {
+			cap *= 2;
+			assert_non_null(buf = realloc(buf, cap));
+		}
+	}
+	assert_int_equal(n, 0);
+	close(fd);
+	buf[len] = 0;
+	return buf;
+}
+
+/* Waits for shmctl; asserts it exited 0. */
+static void shmctl_wait_ok(pid_t pid)
+{
+	int st;
+
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	tu_child_del(pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static size_t count_lines(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* What the flusher would do: everything logged is applied, trim it. */
+static void trim_all(shm_env *env)
+{
+	shm_info in;
+
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(shm_log_trim(env, in.log_last), 0);
+}
+
+/* N_MSG messages in a 4 MiB map, shmctl CMD listing them into a pipe that
+ * nobody reads, and N_EDITS edits meanwhile (the log trimmed as a flusher
+ * would): every edit succeeds, then the listing completes with every
+ * message once. */
+static void writers_go_on_behind_a_stopped_reader(const char *cmd)
+{
+	shm_options o;
+	shm_uuid *ids = calloc(N_MSG, sizeof *ids);
+	char content[120], *dir = tu_tmpdir(), *out;
+	int fd, rc = 0, i;
+
+	assert_non_null(ids);
+	shm_options_init(&o);
+	o.map_size = 4 << 20;
+	shm_env *env = tu_open(dir, &o);
+	for (i = 0; i < N_MSG; i++) {
+		snprintf(content, sizeof content, "message %d, long enough to "
+		         "make the listing bigger than a pipe holds", i);
+		shm_msg m = tu_msg("walk", i, content);
+		assert_int_equal(shm_msg_put(env, &m), 0);
+		ids[i] = m.id;
+	}
+	trim_all(env);
+
+	pid_t pid = shmctl_start(dir, cmd, "msg", &fd);
+	wait_pipe_full(fd);
+	for (i = 0; i < N_EDITS && rc == 0; i++) {
+		snprintf(content, sizeof content, "edit %d", i);
+		rc = shm_msg_edit(env, &ids[i % N_MSG], content, strlen(content));
+		if (i % 100 == 99)
+			trim_all(env);
+	}
+	if (rc)
+		fprintf(stderr, "edit %d of %d behind a stopped shmctl %s: "
+		        "%s: %s\n", i, N_EDITS, cmd, shm_strerror(rc),
+		        shm_errmsg());
+	assert_int_equal(rc, 0);
+	out = drain(fd);
+	shmctl_wait_ok(pid);
+	assert_int_equal(count_lines(out), N_MSG);
+	free(out);
+	free(ids);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_dump_behind_a_stopped_reader_lets_writers_go_on(void **state)
+{
+	writers_go_on_behind_a_stopped_reader("dump");
+}
+
+static void test_ls_behind_a_stopped_reader_lets_writers_go_on(void **state)
+{
+	writers_go_on_behind_a_stopped_reader("ls");
+}
+
+/* ------------------------------------------- every entry once, in order */
+
+static const char website_s[] = "8c5e1ab0-6d0a-4c5c-9b61-2f6a0e1d5a11";
+
+/* N_EACH of each kind: messages, statics (Post/NNNN), graph objects
+ * (Page/NNNN direct on Block/NNNN) and marks (Person/NNNN saved; the log
+ * is not trimmed, which would drop them). */
+static shm_env *fill_every_kind(const char *dir, shm_info *in)
+{
+	shm_env *env = tu_open(dir, NULL);
+	shm_uuid w;
+	char obj[32], dep[32];
+
+	assert_int_equal(shm_uuid_parse(website_s, &w), 0);
+	for (int i = 0; i < N_EACH; i++) {
+		shm_msg m = tu_msg("every", i, "x");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+		snprintf(obj, sizeof obj, "Post/%04d", i);
+		assert_int_equal(shm_static_put(env, &w, obj, obj, strlen(obj),
+		                                NULL), 0);
+		snprintf(obj, sizeof obj, "Page/%04d", i);
+		snprintf(dep, sizeof dep, "Block/%04d", i);
+		const char *deps[] = {dep};
+		assert_int_equal(shm_deps_set(env, &w, obj, true, deps, 1), 0);
+		snprintf(obj, sizeof obj, "Person/%04d", i);
+		assert_int_equal(shm_object_save(env, &w, obj), 0);
+	}
+	assert_int_equal(shm_env_info(env, in), 0);
+	assert_int_equal(in->messages, N_EACH);
+	assert_int_equal(in->statics, N_EACH);
+	assert_true(in->graph_objects >= N_EACH);
+	assert_int_equal(in->marks, N_EACH);
+	return env;
+}
+
+/* Per kind, in the order listed: its name, how many lines, and the last
+ * key seen (the next one must be greater: key order, none twice). */
+typedef struct kindseen {
+	char name[8];
+	uint64_t n;
+	char last[600];
+} kindseen;
+
+/* Counts a line of kind with key; asserts kinds come one after another
+ * and keys in increasing order within a kind. */
+static void seen(kindseen *k, size_t *nk, const char *kind, const char *key)
+{
+	if (*nk == 0 || strcmp(k[*nk - 1].name, kind) != 0) {
+		for (size_t i = 0; i < *nk; i++)
+			assert_string_not_equal(k[i].name, kind);
+		assert_true(*nk < 4);
+		memset(&k[*nk], 0, sizeof *k);
+		snprintf(k[*nk].name, sizeof k->name, "%s", kind);
+		++*nk;
+	}
+	kindseen *c = &k[*nk - 1];
+	if (c->n && strcmp(c->last, key) >= 0)
+		fail_msg("%s: '%s' after '%s'", kind, key, c->last);
+	snprintf(c->last, sizeof c->last, "%s", key);
+	c->n++;
+}
+
+/* ls lines: "msg ID ...", or "KIND WEBSITE OBJECT ..." (one website). */
+static size_t check_ls(char *out, kindseen *k)
+{
+	size_t nk = 0;
+	char *save = NULL;
+
+	for (char *l = strtok_r(out, "\n", &save); l;
+	     l = strtok_r(NULL, "\n", &save)) {
+		char kind[8], a[64], b[512];
+		assert_int_equal(sscanf(l, "%7s %63s %511s", kind, a, b), 3);
+		if (strcmp(kind, "msg") != 0)
+			assert_string_equal(a, website_s);
+		seen(k, &nk, kind, strcmp(kind, "msg") ? b : a);
+	}
+	return nk;
+}
+
+/* dump lines: messages (with "id"), then statics (with "object"). */
+static size_t check_dump(char *out, kindseen *k)
+{
+	size_t nk = 0;
+	char *save = NULL;
+
+	for (char *l = strtok_r(out, "\n", &save); l;
+	     l = strtok_r(NULL, "\n", &save)) {
+		json_t *o = json_loads(l, 0, NULL);
+		assert_non_null(o);
+		const char *id = json_string_value(json_object_get(o, "id"));
+		const char *obj = json_string_value(json_object_get(o, "object"));
+		assert_true(!id != !obj);
+		seen(k, &nk, id ? "msg" : "static", id ? id : obj);
+		json_decref(o);
+	}
+	return nk;
+}
+
+static void test_ls_lists_every_entry_once_in_key_order(void **state)
+{
+	char *dir = tu_tmpdir(), *out;
+	shm_info in;
+	shm_env *env = fill_every_kind(dir, &in);
+	kindseen k[4];
+	int fd;
+
+	pid_t pid = shmctl_start(dir, "ls", NULL, &fd);
+	out = drain(fd);
+	shmctl_wait_ok(pid);
+	assert_int_equal(check_ls(out, k), 4);
+	assert_string_equal(k[0].name, "msg");
+	assert_int_equal(k[0].n, in.messages);
+	assert_string_equal(k[1].name, "static");
+	assert_int_equal(k[1].n, in.statics);
+	assert_string_equal(k[2].name, "graph");
+	assert_int_equal(k[2].n, in.graph_objects);
+	assert_string_equal(k[3].name, "mark");
+	assert_int_equal(k[3].n, in.marks);
+	free(out);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static void test_dump_lists_every_entry_once_in_key_order(void **state)
+{
+	char *dir = tu_tmpdir(), *out;
+	shm_info in;
+	shm_env *env = fill_every_kind(dir, &in);
+	kindseen k[4];
+	int fd;
+
+	pid_t pid = shmctl_start(dir, "dump", NULL, &fd);
+	out = drain(fd);
+	shmctl_wait_ok(pid);
+	assert_int_equal(check_dump(out, k), 2);
+	assert_string_equal(k[0].name, "msg");
+	assert_int_equal(k[0].n, in.messages);
+	assert_string_equal(k[1].name, "static");
+	assert_int_equal(k[1].n, in.statics);
+	free(out);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static int kill_children(void **state)
+{
+	tu_children_stop(NULL);
+	return 0;
+}
+
+int main(void)
+{
+	const char *s = getenv("SHMCTL");
+	char exe[PATH_MAX];
+	ssize_t n;
+
+	if (s && *s) {
+		snprintf(shmctl_bin, sizeof shmctl_bin, "%s", s);
+	} else if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) > 0) {
+		exe[n] = 0;
+		snprintf(shmctl_bin, sizeof shmctl_bin, "%s/../bin/shmctl",
+		         dirname(exe));
+	}
+	if (access(shmctl_bin, X_OK) != 0) {
+		fprintf(stderr, "test_shmctl_walk: no shmctl at '%s' (set "
+		        "SHMCTL)\n", shmctl_bin);
+		return 1;
+	}
+#define T(f) cmocka_unit_test_teardown(f, kill_children)
+	const struct CMUnitTest tests[] = {
+		T(test_dump_behind_a_stopped_reader_lets_writers_go_on),
+		T(test_ls_behind_a_stopped_reader_lets_writers_go_on),
+		T(test_ls_lists_every_entry_once_in_key_order),
+		T(test_dump_lists_every_entry_once_in_key_order),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
