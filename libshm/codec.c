@@ -92,8 +92,37 @@ static uint8_t *wstr(uint8_t *p, const char *s)
 	return wbytes(p, s ? s : "", s ? strlen(s) : 0);
 }
 
+static const char *emoji_of(const shm_reaction *r)
+{
+	return r->emoji ? r->emoji : "";
+}
+
+static int cmp_emoji(const void *a, const void *b)
+{
+	return strcmp(emoji_of(*(const shm_reaction *const *)a),
+	              emoji_of(*(const shm_reaction *const *)b));
+}
+
+uint32_t shm__reactions_order(const shm_msg *m, const shm_reaction **ord)
+{
+	uint32_t n = m->n_reactions, i;
+
+	for (i = 0; i < n; i++)
+		ord[i] = &m->reactions[i];
+	for (i = 1; i < n && cmp_emoji(&ord[i - 1], &ord[i]) < 0; i++)
+		;
+	if (i >= n)
+		return 0; /* strictly increasing: sorted, no emoji twice */
+	qsort(ord, n, sizeof *ord, cmp_emoji);
+	for (i = 1; i < n; i++)
+		if (cmp_emoji(&ord[i - 1], &ord[i]) == 0)
+			return i;
+	return 0;
+}
+
 void shm__msg_encode(const shm_msg *m, uint64_t seq, uint8_t *buf)
 {
+	const shm_reaction *ord[SHM_MAX_LIST];
 	uint8_t *p = buf;
 
 	memset(buf, 0, SHM_MSG_FIXED);
@@ -131,8 +160,9 @@ void shm__msg_encode(const shm_msg *m, uint64_t seq, uint8_t *buf)
 		p = wstr(p, a->url);
 	}
 	p = w32(p, m->n_reactions);
+	shm__reactions_order(m, ord); /* validated: no emoji twice */
 	for (uint32_t i = 0; i < m->n_reactions; i++) {
-		const shm_reaction *r = &m->reactions[i];
+		const shm_reaction *r = ord[i];
 		p = wstr(p, r->emoji);
 		p = w32(p, r->n_users);
 		for (uint32_t j = 0; j < r->n_users; j++)
@@ -501,6 +531,17 @@ static int check_users(const shm_reaction *r)
 	return 0;
 }
 
+/* At most one reaction per emoji (a JSON object holds a key once). */
+static int check_emojis(const shm_msg *m)
+{
+	const shm_reaction *ord[SHM_MAX_LIST];
+	uint32_t dup = shm__reactions_order(m, ord);
+
+	return dup ? shm__err(SHM_EINVAL, "reaction '%s' listed twice",
+	                      ord[dup]->emoji)
+	           : 0;
+}
+
 static int check_reactions(const shm_msg *m)
 {
 	int rc;
@@ -514,14 +555,10 @@ static int check_reactions(const shm_msg *m)
 		if (r->n_users > SHM_MAX_LIST || (r->n_users && !r->user_ids))
 			return shm__err(SHM_EINVAL, "reaction '%s': bad user list",
 			                r->emoji);
-		for (uint32_t j = 0; j < i; j++)
-			if (strcmp(m->reactions[j].emoji, r->emoji) == 0)
-				return shm__err(SHM_EINVAL, "reaction '%s' listed "
-				                "twice", r->emoji);
 		if ((rc = check_users(r)))
 			return rc;
 	}
-	return 0;
+	return check_emojis(m);
 }
 
 /* Accepts exactly what the JSON writer and reader (json.c) round-trip, so

@@ -17,6 +17,8 @@
  *        u32 n_attachments, n x (id[16], u64 size, str filename,
  *                                str content_type, str url)
  *        u32 n_reactions, n x (str emoji, u32 n_users, n_users x i32)
+ *        (reactions sorted by emoji, strcmp: byte order; each emoji once;
+ *        users in the order given)
  *
  *   str = u32 len, len bytes, one NUL byte (so views can hand out C strings
  *   that point into the map).
@@ -43,7 +45,10 @@
 
 /* Bytes needed to encode m. */
 size_t shm__msg_enc_size(const shm_msg *m);
-/* Encodes m with seq into buf (shm__msg_enc_size(m) bytes). */
+/* Encodes m with seq into buf (shm__msg_enc_size(m) bytes); reactions
+ * sorted by emoji, whatever m's order: one message, one encoding. m keeps
+ * to shm.h's limits (at most SHM_MAX_LIST reactions, each emoji once), as
+ * shm__msg_validate, shm_msg_react and the decoder see to. */
 void shm__msg_encode(const shm_msg *m, uint64_t seq, uint8_t *buf);
 /* The seq stored in an encoded value (0 if too short). */
 uint64_t shm__msg_enc_seq(const void *buf, size_t len);

@@ -249,6 +249,14 @@ int shm__check_text(const char *what, const char *s, size_t len, size_t max,
  * of it is valid. */
 size_t shm__utf8_bad(const char *s, size_t len);
 
+/* ---- reaction order (codec.c) */
+/* m's reactions sorted by emoji (strcmp: byte order; NULL reads as ""), the
+ * order they are stored and written in, as pointers into m->reactions,
+ * which is left as it is; ord has room for m->n_reactions. Returns the
+ * position in ord of the second of two reactions with one emoji, 0 if each
+ * emoji is there once. */
+uint32_t shm__reactions_order(const shm_msg *m, const shm_reaction **ord);
+
 /* ---- object keys (graph.c / static.c): website(16) + object bytes */
 #define SHM_OBJKEY_MAX (16 + SHM_MAX_OBJECT)
 int shm__objkey(const shm_uuid *website, const char *object, uint8_t *key,

@@ -15,8 +15,10 @@
  *                "last_reply_at":null},
  *    "content_hash":"<16 lowercase hex>","compressed_content":null,
  *    "parent_id":null,"thread_id":null}
- * Zero timestamps (updated_at, last_reply_at) are written as null; NULL
- * strings as "". NUL bytes in content are written as \u0000. Refused:
+ * Reactions are written sorted by emoji (byte order) whatever the struct's
+ * order, as put stores them: one message, one JSON. Zero timestamps
+ * (updated_at, last_reply_at) are written as null; NULL strings as "".
+ * NUL bytes in content are written as \u0000. Refused:
  * text that is not valid UTF-8 (SHM_EUTF8), an unknown type (SHM_ETYPE),
  * two reactions with one emoji and an attachment size beyond int64
  * (SHM_EINVAL); each error names the field.
@@ -202,17 +204,18 @@ static bool jtime_or_null(jout *o, int64_t us)
 	return us ? jtime(o, us) : JLIT(o, "null");
 }
 
-static bool jmetadata(jout *o, const shm_msg *m)
+/* ord: m's reactions in the order written (reaction_order). */
+static bool jmetadata(jout *o, const shm_msg *m, const shm_reaction **ord)
 {
 	if (!(m->edited ? JLIT(o, "{\"edited\":true,\"edit_count\":")
 	                : JLIT(o, "{\"edited\":false,\"edit_count\":")) ||
 	    !jint(o, m->edit_count) || !JLIT(o, ",\"reactions\":{"))
 		return false;
 	for (uint32_t i = 0; i < m->n_reactions; i++) {
-		const shm_reaction *r = &m->reactions[i];
+		const shm_reaction *r = ord[i];
 		if ((i && !JLIT(o, ",")) ||
-		    !jcstr(o, r->emoji, "metadata.reactions", (long)i,
-		           " (emoji)") ||
+		    !jcstr(o, r->emoji, "metadata.reactions",
+		           (long)(r - m->reactions), " (emoji)") ||
 		    !JLIT(o, ":["))
 			return false;
 		for (uint32_t j = 0; j < r->n_users; j++)
@@ -259,19 +262,42 @@ static int check_msg(const shm_msg *m, const char *fn)
 			                "].size': %" PRIu64
 			                " beyond the JSON integer range",
 			                fn, i, m->attachments[i].size);
-	/* A JSON object cannot hold one key twice. */
-	for (uint32_t i = 1; i < m->n_reactions; i++) {
-		const char *e = m->reactions[i].emoji ? m->reactions[i].emoji : "";
-		for (uint32_t j = 0; j < i; j++)
-			if (strcmp(e, m->reactions[j].emoji
-			                      ? m->reactions[j].emoji : "") == 0)
-				return shm__err(SHM_EINVAL,
-				                "%s: field 'metadata.reactions': "
-				                "emoji '%.64s' in reactions[%" PRIu32
-				                "] and [%" PRIu32 "]",
-				                fn, e, j, i);
-	}
 	return 0;
+}
+
+/* Reactions whose order the writer keeps on its stack; more get a
+ * malloc'd array (reaction_order). */
+#define ORD_SMALL 32
+
+/* m's reactions in emoji byte order, the order put stores them in, so one
+ * message has one JSON: *ord is small (ORD_SMALL pointers) or malloc'd,
+ * which the caller frees. SHM_EINVAL if two reactions have one emoji (a
+ * JSON object cannot hold one key twice), ENOMEM; nothing to free then. */
+static int reaction_order(const shm_msg *m, const char *fn,
+                          const shm_reaction **small,
+                          const shm_reaction ***ord)
+{
+	const shm_reaction **o = small;
+	const char *e;
+	uint32_t dup;
+	long a, b;
+
+	if (m->n_reactions > ORD_SMALL &&
+	    !(o = malloc(m->n_reactions * sizeof *o)))
+		return shm__err(ENOMEM, "%s: order of %" PRIu32 " reactions", fn,
+		                m->n_reactions);
+	if (!(dup = shm__reactions_order(m, o))) {
+		*ord = o;
+		return 0;
+	}
+	e = o[dup]->emoji;
+	a = o[dup - 1] - m->reactions;
+	b = o[dup] - m->reactions;
+	if (o != small)
+		free(o);
+	return shm__err(SHM_EINVAL, "%s: field 'metadata.reactions': emoji "
+	                "'%.64s' in reactions[%ld] and [%ld]", fn, e ? e : "",
+	                a < b ? a : b, a < b ? b : a);
 }
 
 static int jdone(jout *o, bool ok, char **buf, size_t *len, size_t *cap,
@@ -280,6 +306,7 @@ static int jdone(jout *o, bool ok, char **buf, size_t *len, size_t *cap,
 static int msg_json(const shm_msg *m, char **buf, size_t *len, size_t *cap,
                     size_t *meta_off, size_t *meta_len, const char *fn)
 {
+	const shm_reaction *small[ORD_SMALL], **ord;
 	const char *type;
 	size_t moff = 0, mlen = 0;
 	char hash[48];
@@ -287,7 +314,8 @@ static int msg_json(const shm_msg *m, char **buf, size_t *len, size_t *cap,
 	bool ok;
 	int rc;
 
-	if ((rc = check_msg(m, fn)))
+	if ((rc = check_msg(m, fn)) ||
+	    (rc = reaction_order(m, fn, small, &ord)))
 		return rc;
 	type = shm_msg_type_name(m->type);
 	o = (jout){.p = *buf, .len = *len, .cap = *buf ? *cap : 0};
@@ -306,9 +334,11 @@ static int msg_json(const shm_msg *m, char **buf, size_t *len, size_t *cap,
 	     JLIT(&o, ",\"metadata\":");
 	if (ok) {
 		moff = o.len;
-		ok = jmetadata(&o, m);
+		ok = jmetadata(&o, m, ord);
 		mlen = o.len - moff;
 	}
+	if (ord != small)
+		free(ord);
 	if (ok) {
 		static const char pre[] = ",\"content_hash\":\"";
 		uint64_t h = m->content_hash;
@@ -375,17 +405,23 @@ int shm_msg_metadata_json_append(const shm_msg *m, char **buf, size_t *len,
                                  size_t *cap)
 {
 	const char *fn = "shm_msg_metadata_json_append";
+	const shm_reaction *small[ORD_SMALL], **ord;
 	jout o;
+	bool ok;
 	int rc;
 
 	if (!m || !buf || !len || !cap || (!*buf && *len) ||
 	    (*buf && *len >= *cap))
 		return shm__err(SHM_EINVAL, "%s: NULL argument or len beyond cap",
 		                fn);
-	if ((rc = check_msg(m, fn)))
+	if ((rc = check_msg(m, fn)) ||
+	    (rc = reaction_order(m, fn, small, &ord)))
 		return rc;
 	o = (jout){.p = *buf, .len = *len, .cap = *buf ? *cap : 0};
-	return jdone(&o, jmetadata(&o, m), buf, len, cap, fn);
+	ok = jmetadata(&o, m, ord);
+	if (ord != small)
+		free(ord);
+	return jdone(&o, ok, buf, len, cap, fn);
 }
 
 int shm_msg_to_json(const shm_msg *m, char **json, size_t *len)

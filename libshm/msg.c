@@ -323,16 +323,12 @@ static int react_apply(shm__arena *a, shm_msg *m, change *c, bool *changed)
 			found = (int)i;
 	*changed = false;
 	if (c->add) {
-		if (found < 0) { /* insert sorted by emoji */
-			for (i = 0; i < n && strcmp(r[i].emoji, c->emoji) < 0; i++)
-				;
-			memmove(r + i + 1, r + i, (n - i) * sizeof *r);
+		if (found < 0) { /* last: store() sorts by emoji */
 			int32_t *u = shm__arena_alloc(a, sizeof *u);
 			if (!u)
 				return shm__err(ENOMEM, "reactions");
 			*u = c->user;
-			r[i] = (shm_reaction){c->emoji, u, 1};
-			n++;
+			r[n++] = (shm_reaction){c->emoji, u, 1};
 			*changed = true;
 		} else {
 			shm_reaction *x = &r[found];

@@ -259,7 +259,10 @@ typedef struct shm_msg {
 	/* metadata */
 	bool edited;
 	uint32_t edit_count;
-	const shm_reaction *reactions; /* n_reactions, sorted by emoji */
+	/* n_reactions, one per emoji, in any order for put and the JSON
+	 * writer; stored, read back (get, views, pages) and written as JSON
+	 * sorted by emoji (strcmp: byte order). */
+	const shm_reaction *reactions;
 	uint32_t n_reactions;
 	const int32_t *mentions;
 	uint32_t n_mentions;
@@ -281,10 +284,12 @@ typedef struct shm_msg {
  * that exists replaces it. A reply counts once in its parent's reply_count
  * (when the parent is in L1): a new reply bumps it and last_reply_at; a
  * replace under the same parent changes nothing; a replace under another
- * parent (or none) moves the count. Only what the JSON side can carry back
- * is accepted (timestamps 1970..9999, sizes within int64, each user once
- * per reaction). On bad input, returns the matching SHM_E* code and changes
- * nothing.
+ * parent (or none) moves the count. Reactions are stored sorted by emoji,
+ * whatever m's order (m's array is left as it is; each user list keeps its
+ * order): one message, one encoding. Only what the JSON side can carry back
+ * is accepted (timestamps 1970..9999, sizes within int64, each emoji once,
+ * each user once per reaction). On bad input, returns the matching SHM_E*
+ * code and changes nothing.
  */
 int shm_msg_put(shm_env *env, shm_msg *m);
 /* All or nothing: every message validated, then all stored in one
@@ -319,7 +324,8 @@ int shm_msg_edit(shm_env *env, const shm_uuid *id, const char *content,
                  size_t len);
 /* Soft delete: type Delete, content SHM_DELETED_CONTENT, updated_at = now. */
 int shm_msg_delete(shm_env *env, const shm_uuid *id);
-/* Adds (add = true) or removes user_id's emoji reaction. Idempotent. */
+/* Adds (add = true) or removes user_id's emoji reaction. Idempotent. A new
+ * emoji takes its place in emoji order, a new user the end of its list. */
 int shm_msg_react(shm_env *env, const shm_uuid *id, int32_t user_id,
                   const char *emoji, bool add);
 
@@ -341,7 +347,8 @@ void shm_msgs_free(shm_msg **msgs, size_t n);
  * "message_type","created_at","updated_at","metadata":{"edited",
  * "edit_count","reactions","mentions","attachments","reply_count",
  * "last_reply_at"},"content_hash","compressed_content":null,"parent_id",
- * "thread_id"}. *json is malloc'd, owned by the caller (free()); *len
+ * "thread_id"}, reactions sorted by emoji whatever m's order (as put
+ * stores them). *json is malloc'd, owned by the caller (free()); *len
  * (if not NULL) gets its length. Errors: SHM_EUTF8 (a text field is not
  * valid UTF-8; NUL bytes in content are written as \u0000), SHM_ETYPE,
  * SHM_EINVAL (two reactions with one emoji, an attachment size beyond
@@ -349,7 +356,8 @@ void shm_msgs_free(shm_msg **msgs, size_t n);
  */
 int shm_msg_to_json(const shm_msg *m, char **json, size_t *len);
 /*
- * Parses one JSON object of that shape. Missing id, created_at,
+ * Parses one JSON object of that shape; its reactions may come in any key
+ * order and are sorted by emoji in *out. Missing id, created_at,
  * content_hash and metadata are left for shm_msg_put to fill in. On error
  * returns SHM_EJSON/SHM_EUUID/SHM_ETYPE/... and writes the reason into
  * err (if not NULL). *out is freed with shm_msg_free().

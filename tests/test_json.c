@@ -696,6 +696,58 @@ static void test_metadata_json_append_is_the_whole_jsons_object(void **state)
 	free(meta);
 }
 
+/* The writer puts reactions in emoji byte order whatever the struct's
+ * order, as put stores them: one message, one JSON. A refusal still names
+ * the caller's index. */
+static void test_to_json_writes_reactions_sorted_by_emoji(void **state)
+{
+	shm_msg m = full_msg();
+	shm_reaction rev[2] = {m.reactions[1], m.reactions[0]};
+	char *js, *meta = NULL;
+	size_t mlen = 0, mcap = 0;
+
+	(void)state;
+	m.reactions = rev;
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), 0);
+	assert_string_equal(js, FULL_JSON);
+	free(js);
+	assert_int_equal(shm_msg_metadata_json_append(&m, &meta, &mlen, &mcap),
+	                 0);
+	assert_non_null(strstr(meta, "\"reactions\":{\"a\":[9],"
+	                             "\"👍\":[7,3]}"));
+	free(meta);
+	assert_string_equal(rev[0].emoji, "👍"); /* the caller's order kept */
+	rev[0].emoji = "\xff";
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EUTF8);
+	assert_non_null(strstr(shm_errmsg(), "'metadata.reactions[0] (emoji)'"));
+	rev[0].emoji = "a";
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "emoji 'a' in reactions[0] and [1]"));
+
+	/* more reactions than the writer orders on its stack */
+	shm_reaction many[40];
+	char em[40][4], *at, *prev;
+	for (int i = 0; i < 40; i++) {
+		snprintf(em[i], sizeof em[i], "%02d", 39 - i);
+		many[i] = (shm_reaction){.emoji = em[i]};
+	}
+	m.reactions = many;
+	m.n_reactions = 40;
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), 0);
+	prev = js;
+	for (int i = 0; i < 40; i++) {
+		char key[8];
+		snprintf(key, sizeof key, "\"%02d\":[]", i);
+		assert_non_null(at = strstr(js, key));
+		assert_true(at > prev);
+		prev = at;
+	}
+	free(js);
+	many[0].emoji = em[39];
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "emoji '00' in reactions[0] and [39]"));
+}
+
 /* JSON string escaping, written independently of libshm/json.c. */
 static size_t ref_escape(char *d, const char *s, size_t len)
 {
@@ -965,6 +1017,36 @@ static void test_put_and_import_refuse_what_json_cannot_carry(void **state)
 	free(dir);
 }
 
+/* shmctl import of serde JSON (a HashMap: any key order) puts reactions
+ * sorted; get, and the JSON of get, have them in that order. */
+static void test_import_of_reactions_in_any_order_reads_back_sorted(
+	void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg *in = parse_ok(LINE_MD("\"reactions\":{\"👍\":[7,3],"
+	                               "\"🎉\":[4],\"a\":[9,1]}")),
+		*out;
+	char *js;
+
+	(void)state;
+	assert_int_equal(shm_msg_put(env, in), 0);
+	assert_int_equal(shm_msg_get(env, &in->id, &out), 0);
+	assert_int_equal(out->n_reactions, 3);
+	assert_string_equal(out->reactions[0].emoji, "a");
+	assert_string_equal(out->reactions[1].emoji, "🎉");
+	assert_string_equal(out->reactions[2].emoji, "👍");
+	assert_int_equal(shm_msg_to_json(out, &js, NULL), 0);
+	assert_non_null(strstr(js, "\"reactions\":{\"a\":[9,1],\"🎉\":[4],"
+	                           "\"👍\":[7,3]}"));
+	free(js);
+	shm_msg_free(out);
+	shm_msg_free(in);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* ---------------------------------------------------------------- time */
 
 static void test_time_format_uses_chrono_auto_si(void **state)
@@ -1151,10 +1233,13 @@ int main(void)
 		cmocka_unit_test(test_to_json_refusals_name_the_field),
 		cmocka_unit_test(test_json_append_appends_and_locates_metadata),
 		cmocka_unit_test(test_metadata_json_append_is_the_whole_jsons_object),
+		cmocka_unit_test(test_to_json_writes_reactions_sorted_by_emoji),
 		cmocka_unit_test(test_to_json_random_round_trips),
 		cmocka_unit_test(test_json_survives_put_and_get),
 		cmocka_unit_test(
 			test_put_and_import_refuse_what_json_cannot_carry),
+		cmocka_unit_test(
+			test_import_of_reactions_in_any_order_reads_back_sorted),
 		cmocka_unit_test(test_time_format_uses_chrono_auto_si),
 		cmocka_unit_test(
 			test_time_parse_accepts_rfc3339_offsets_and_fractions),

@@ -174,6 +174,98 @@ static void test_react_adds_and_removes_idempotently(void **state)
 	shm_msg_free(got);
 }
 
+/* The payload of the log's last record, copied into out (cap bytes). */
+static size_t last_payload(uint8_t *out, size_t cap)
+{
+	shm_log_iter *it;
+	shm_log_rec r;
+	size_t n = 0;
+
+	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
+	while (shm_log_iter_next(it, &r) == 0) {
+		assert_true(r.payload_len <= cap);
+		memcpy(out, r.payload, r.payload_len);
+		n = r.payload_len;
+	}
+	shm_log_iter_close(it);
+	return n;
+}
+
+/* put stores reactions sorted by emoji (bytes) whatever the caller's order,
+ * each user list as given, and leaves the caller's array as it was: one
+ * message, one encoding (get, JSON, the log payload the flusher mirrors). */
+static void test_put_stores_reactions_sorted_by_emoji(void **state)
+{
+	int32_t thumbs[] = {9, 3}, party[] = {4}, a[] = {7, 1, 5};
+	shm_reaction rev[] = {{"👍", thumbs, 2}, {"🎉", party, 1}, {"a", a, 3}};
+	shm_reaction sorted[] = {rev[2], rev[1], rev[0]};
+	shm_msg m = tu_msg("order", 1, "reacted");
+	uint8_t p1[512], p2[512];
+	size_t n1, n2;
+	shm_msg *got;
+	char *js1, *js2;
+
+	m.created_at = 1700000000000000;
+	m.reactions = rev;
+	m.n_reactions = 3;
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_ptr_equal(m.reactions, rev);
+	assert_string_equal(rev[0].emoji, "👍");
+	assert_string_equal(rev[2].emoji, "a");
+	n1 = last_payload(p1, sizeof p1);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_int_equal(got->n_reactions, 3);
+	assert_string_equal(got->reactions[0].emoji, "a");
+	assert_string_equal(got->reactions[1].emoji, "🎉");
+	assert_string_equal(got->reactions[2].emoji, "👍");
+	assert_int_equal(got->reactions[0].n_users, 3);
+	assert_int_equal(got->reactions[0].user_ids[0], 7);
+	assert_int_equal(got->reactions[0].user_ids[1], 1);
+	assert_int_equal(got->reactions[0].user_ids[2], 5);
+	assert_int_equal(got->reactions[2].user_ids[0], 9);
+	assert_int_equal(got->reactions[2].user_ids[1], 3);
+	assert_int_equal(shm_msg_to_json(got, &js1, NULL), 0);
+	shm_msg_free(got);
+
+	m.reactions = sorted; /* the same message again, in order */
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	n2 = last_payload(p2, sizeof p2);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_int_equal(shm_msg_to_json(got, &js2, NULL), 0);
+	assert_string_equal(js1, js2);
+	assert_non_null(strstr(js1, "\"reactions\":{\"a\":[7,1,5],"
+	                            "\"🎉\":[4],\"👍\":[9,3]}"));
+	/* the same bytes but the seq (offset 4, 8 bytes) */
+	assert_int_equal(n1, n2);
+	assert_memory_equal(p1, p2, 4);
+	assert_memory_equal(p1 + 12, p2 + 12, n1 - 12);
+	free(js1);
+	free(js2);
+	shm_msg_free(got);
+}
+
+/* A new emoji goes in its place, even on a message put out of order. */
+static void test_react_keeps_reactions_sorted(void **state)
+{
+	int32_t u[] = {1};
+	shm_reaction rev[] = {{"z", u, 1}, {"b", u, 1}};
+	static const char *const want[] = {"a", "b", "m", "z", "zz"};
+	shm_msg m = tu_msg("order", 1, "reacted");
+	shm_msg *got;
+
+	m.reactions = rev;
+	m.n_reactions = 2;
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_react(env, &m.id, 2, "m", true), 0);
+	assert_int_equal(shm_msg_react(env, &m.id, 2, "a", true), 0);
+	assert_int_equal(shm_msg_react(env, &m.id, 2, "zz", true), 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_int_equal(got->n_reactions, 5);
+	for (uint32_t i = 0; i < 5; i++)
+		assert_string_equal(got->reactions[i].emoji, want[i]);
+	shm_msg_free(got);
+}
+
 static void test_reply_bumps_parent_reply_count(void **state)
 {
 	shm_msg p = tu_msg("t", 1, "parent");
@@ -391,6 +483,11 @@ static void test_bad_input_is_refused_and_changes_nothing(void **state)
 	m.reactions = &r;
 	m.n_reactions = 1;
 	expect_refused(&m, SHM_EINVAL, "emoji");
+	m = tu_msg("r", 1, "x");
+	shm_reaction twice[] = {{"x", NULL, 0}, {"y", NULL, 0}, {"x", NULL, 0}};
+	m.reactions = twice;
+	m.n_reactions = 3;
+	expect_refused(&m, SHM_EINVAL, "reaction 'x' listed twice");
 }
 
 /* What JSON cannot carry back is refused by put (json.c reads and writes
@@ -536,6 +633,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_edit_sets_content_updated_at_and_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_is_soft_as_in_the_seed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_react_adds_and_removes_idempotently, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_stores_reactions_sorted_by_emoji, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_react_keeps_reactions_sorted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reply_bumps_parent_reply_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replacing_a_reply_keeps_its_parents_reply_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moving_a_reply_moves_its_count_never_below_zero, setup, teardown),
