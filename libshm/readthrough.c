@@ -40,11 +40,20 @@
 #define RT_POOL 8             /* connections per level */
 #define RT_SMALL_REPLY 4096   /* bytes of a reply to AUTH, SELECT, SET */
 
+/*
+ * A timestamptz column as RFC 3339 text in UTC, whatever the session's
+ * TimeZone (the conninfo's options or PGTZ set it; in another zone an
+ * offset may have seconds, or 9999 end in year 10000): to_json writes a
+ * timestamp in ISO 8601 whatever the DateStyle. NULL stays NULL.
+ */
+#define RT_UTC(col) "to_json(" col " AT TIME ZONE 'UTC')#>>'{}'||'Z'"
+
 /* The seed's SELECT, shaped as its serde JSON by PostgreSQL itself. */
-#define RT_COLUMNS                                                             \
-	"json_build_object('id',id,'room_id',room_id,'user_id',user_id,"       \
-	"'username',username,'content',content,'message_type',message_type,"   \
-	"'created_at',created_at,'updated_at',updated_at,'metadata',metadata," \
+#define RT_COLUMNS                                                           \
+	"json_build_object('id',id,'room_id',room_id,'user_id',user_id,"     \
+	"'username',username,'content',content,'message_type',message_type," \
+	"'created_at'," RT_UTC("created_at") ","                             \
+	"'updated_at'," RT_UTC("updated_at") ",'metadata',metadata,"         \
 	"'parent_id',parent_id,'thread_id',thread_id)::text"
 
 /* A level's connections (invariant 3). */
@@ -576,48 +585,9 @@ static void l2_fill(shm_env *env, const shm_msg *m, bool replace,
 
 /* ---- L3 */
 
-/*
- * Starts a connection with the session time zone set to UTC, added to the
- * conninfo's own options (keyword/value or URI form alike). Timestamps come
- * back with their offset and are exact whatever the zone; UTC keeps every
- * offset to hours and minutes.
- */
-static PGconn *pg_start(const char *conninfo)
-{
-	static const char tz[] = "-c TimeZone=UTC";
-	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL), *o;
-	const char *keys[64], *vals[64];
-	char *options = NULL;
-	int n = 0;
-	PGconn *c = NULL;
-
-	if (!opts)
-		return NULL;
-	for (o = opts; o->keyword && n < 62; o++) {
-		if (!o->val || !*o->val)
-			continue;
-		if (strcmp(o->keyword, "options") == 0) {
-			if (!(options = malloc(strlen(o->val) + sizeof tz + 1)))
-				goto out;
-			sprintf(options, "%s %s", o->val, tz);
-			continue;
-		}
-		keys[n] = o->keyword;
-		vals[n++] = o->val;
-	}
-	keys[n] = "options";
-	vals[n++] = options ? options : tz;
-	keys[n] = vals[n] = NULL;
-	c = PQconnectStartParams(keys, vals, 0);
-out:
-	free(options);
-	PQconninfoFree(opts);
-	return c;
-}
-
 static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 {
-	PGconn *c = pg_start(env->pg_conninfo);
+	PGconn *c = PQconnectStart(env->pg_conninfo);
 
 	if (!c || PQstatus(c) == CONNECTION_BAD)
 		goto fail;

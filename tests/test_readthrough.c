@@ -1152,7 +1152,59 @@ static void test_timestamps_round_trip_whatever_the_time_zone(void **state)
 		shm_msgs_free(page, n);
 		close_rt(env);
 	}
-	unsetenv("PGTZ");
+	PQfinish(db);
+	cleanup();
+}
+
+/* PGTZ, which libpq sends after the conninfo's options, changes nothing:
+ * a message only in PostgreSQL comes back with its times to the
+ * microsecond, on a room page and by get. Tokyo (+09:00) writes the last
+ * hours of 9999 in year 10000; Monrovia's offset until 1972 has seconds
+ * (-00:44:30). */
+static void test_pgtz_changes_no_time_read_from_postgres(void **state)
+{
+	NEED_SERVERS();
+	static const struct {
+		const char *tz;
+		int64_t created;
+	} cases[] = {
+		{"Asia/Tokyo", INT64_C(253402286400000001)}, /* 9999-12-31T20Z */
+		{"Africa/Monrovia", INT64_C(44625600123456)}, /* 1971-06-01T12Z */
+	};
+	char room[64];
+	shm_msg m, *got, **page;
+	shm_counters c;
+	size_t n;
+	PGconn *db = pg();
+
+	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		snprintf(room, sizeof room, "%s-pgtz%zu", prefix, k);
+		m = full_msg(room, cases[k].created, "zoned");
+		pg_put(db, &m);
+		setenv("PGTZ", cases[k].tz, 1); /* read by libpq as it connects */
+		shm_env *env = open_rt(redis_url, pg_info, 50, 0);
+
+		/* L1 knows nothing of the room: the page is PostgreSQL's */
+		assert_int_equal(shm_room_page(env, room, 0, 10, &page, &n), 0);
+		if (n != 1)
+			fail_msg("PGTZ=%s: page of %zu messages, want 1: %s",
+			         cases[k].tz, n, shm_errmsg());
+		tu_assert_msg_equal(page[0], &m);
+		shm_msgs_free(page, n);
+
+		if (shm_msg_get(env, &m.id, &got))
+			fail_msg("PGTZ=%s: get: %s", cases[k].tz, shm_errmsg());
+		assert_int_equal(got->created_at, m.created_at);
+		assert_int_equal(got->updated_at, m.updated_at);
+		assert_int_equal(got->last_reply_at, m.last_reply_at);
+		tu_assert_msg_equal(got, &m);
+		shm_msg_free(got);
+		shm_stats_local(env, &c);
+		assert_int_equal(c.room_pages_l3, 1);
+		assert_int_equal(c.l3_hits, 1);
+		assert_int_equal(c.l3_errors, 0);
+		close_rt(env);
+	}
 	PQfinish(db);
 	cleanup();
 }
@@ -1578,6 +1630,13 @@ static int group_teardown(void **state)
 	return 0;
 }
 
+/* A failed assertion leaves a test before it can unset PGTZ. */
+static int unset_pgtz(void **state)
+{
+	unsetenv("PGTZ");
+	return 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1591,7 +1650,11 @@ int main(void)
 		cmocka_unit_test(test_slow_postgres_costs_at_most_the_timeout),
 		cmocka_unit_test(test_room_page_from_postgres_matches_postgres),
 		cmocka_unit_test(test_room_page_with_evictions),
-		cmocka_unit_test(test_timestamps_round_trip_whatever_the_time_zone),
+		cmocka_unit_test_teardown(
+			test_timestamps_round_trip_whatever_the_time_zone,
+			unset_pgtz),
+		cmocka_unit_test_teardown(
+			test_pgtz_changes_no_time_read_from_postgres, unset_pgtz),
 		cmocka_unit_test(test_fill_does_not_overwrite_a_newer_redis_value),
 		cmocka_unit_test(test_trickling_redis_costs_at_most_the_timeout),
 		cmocka_unit_test(test_redis_value_larger_than_any_message_is_refused),
