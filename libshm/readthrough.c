@@ -6,7 +6,8 @@
  *  1. A fill is not a write: it appends no log record (L2/L3 already have
  *     the message), so nothing is sent back to PostgreSQL. Its Redis copy
  *     is a SET NX: a value the flusher wrote meanwhile is newer and stays;
- *     only a bad value this get found under the key is written over.
+ *     only a bad value this get found under the key is written over, or a
+ *     key of another type (the flusher writes strings only).
  *  2. A level costs at most its timeout per call: waiting for a connection,
  *     connecting and every exchange (Redis's GET and fill share one budget)
  *     run against deadlines, never per-read timeouts. After a failure the
@@ -492,8 +493,16 @@ static int value_for_id(shm_env *env, const char *level, const shm_uuid *id,
 
 /* ---- L2 */
 
+/* A WRONGTYPE error reply: the key holds another type than a string. */
+static bool wrong_type(const redisReply *r)
+{
+	return r->type == REDIS_REPLY_ERROR && r->len >= 9 &&
+	       memcmp(r->str, "WRONGTYPE", 9) == 0;
+}
+
 /* GET msg:<id> before deadline: 0, SHM_ENOTFOUND, SHM_EL2 (skipped,
- * unreachable, an error reply), SHM_ECORRUPT (a bad value), ENOMEM. */
+ * unreachable, an error reply), SHM_ECORRUPT (a bad value, or a key of
+ * another type: the flusher writes strings), ENOMEM. */
 static int l2_get(shm_env *env, const shm_uuid *id, uint64_t deadline,
                   shm_msg **out)
 {
@@ -518,6 +527,8 @@ static int l2_get(shm_env *env, const shm_uuid *id, uint64_t deadline,
 	pool_give(p, c);
 	if (r->type == REDIS_REPLY_STRING)
 		rc = value_for_id(env, "Redis", id, r->str, r->len, out);
+	else if (wrong_type(r))
+		rc = shm__err(SHM_ECORRUPT, "Redis key msg:%s: %s", s, r->str);
 	else
 		rc = r->type == REDIS_REPLY_NIL ? SHM_ENOTFOUND : SHM_EL2;
 	freeReplyObject(r);

@@ -1,9 +1,10 @@
 /* tests/test_readthrough.c - read-through on an L1 miss: Redis (L2) then
  * PostgreSQL (L3), fills without log records nor overwrites of newer Redis
  * values, per-level timeouts against a dead, mute or trickling Redis, bad
- * values (too large, LZ4 bombs, refused by put) as the level's errors,
- * concurrent gets side by side, room pages from PostgreSQL merged with L1,
- * and timestamps that round-trip to the microsecond whatever the time zone.
+ * values (too large, LZ4 bombs, refused by put) as the level's errors, a
+ * Redis key of another type replaced by the fill, concurrent gets side by
+ * side, room pages from PostgreSQL merged with L1, and timestamps that
+ * round-trip to the microsecond whatever the time zone.
  *
  * Needs a real redis-server and PostgreSQL (SHM_TEST_REDIS, SHM_TEST_PG, as
  * tests/run.sh provides them); the tests that use them skip without them. A
@@ -560,6 +561,65 @@ static void test_redis_value_of_another_message_is_a_miss(void **state)
 	free(val);
 	PQfinish(db);
 	close_rt(env);
+	cleanup();
+}
+
+/* msg:<id> holding a list fails GET (WRONGTYPE): an L2 error, PostgreSQL
+ * answers, and its fill replaces the key, which cannot be a newer value
+ * (the flusher writes strings): the next get from a fresh L1 is Redis's. */
+static void test_redis_key_of_another_type_is_replaced(void **state)
+{
+	NEED_SERVERS();
+	char room[64], s[37], *val, *want;
+	size_t len;
+	long long ttl;
+	shm_msg m, *got;
+	shm_counters c;
+	PGconn *db = pg();
+	redisContext *r = rds();
+	redisReply *rep;
+
+	room_name(room, sizeof room, "wrongtype");
+	m = full_msg(room, INT64_C(1700000008000000), "under a list");
+	pg_put(db, &m);
+	shm_uuid_format(&m.id, s);
+	rep = redisCommand(r, "LPUSH msg:%s x", s);
+	assert_non_null(rep);
+	assert_int_equal(rep->type, REDIS_REPLY_INTEGER);
+	freeReplyObject(rep);
+
+	shm_env *env = open_rt(redis_url, pg_info, 50, 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	tu_assert_msg_equal(got, &m);
+	shm_msg_free(got);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_errors, 1);
+	assert_int_equal(c.l3_hits, 1);
+	close_rt(env);
+
+	rep = redisCommand(r, "TYPE msg:%s", s);
+	assert_non_null(rep);
+	assert_string_equal(rep->str, "string");
+	freeReplyObject(rep);
+	val = redis_get(&m.id, &len, &ttl);
+	assert_non_null(val);
+	assert_true(ttl > 3500 && ttl <= 3600);
+	assert_int_equal(shm_msg_to_json(&m, &want, NULL), 0);
+	assert_string_equal(val, want);
+	free(want);
+	free(val);
+
+	env = open_rt(redis_url, pg_info, 50, 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	tu_assert_msg_equal(got, &m);
+	shm_msg_free(got);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_hits, 1);
+	assert_int_equal(c.l2_errors, 0);
+	assert_int_equal(c.l3_hits + c.l3_misses + c.l3_errors, 0);
+	close_rt(env);
+	redisFree(r);
+	PQfinish(db);
 	cleanup();
 }
 
@@ -1645,6 +1705,7 @@ int main(void)
 		cmocka_unit_test(test_message_only_in_postgres_fills_l1_and_redis),
 		cmocka_unit_test(test_message_nowhere),
 		cmocka_unit_test(test_redis_value_of_another_message_is_a_miss),
+		cmocka_unit_test(test_redis_key_of_another_type_is_replaced),
 		cmocka_unit_test(test_dead_or_mute_redis_costs_at_most_the_timeout),
 		cmocka_unit_test(test_mute_redis_is_skipped_after_a_timeout),
 		cmocka_unit_test(test_slow_postgres_costs_at_most_the_timeout),
