@@ -596,9 +596,15 @@ static void l2_fill(shm_env *env, const shm_msg *m, bool replace,
 
 /* ---- L3 */
 
+/* Connects before deadline, in UTF-8 whatever PGCLIENTENCODING or the
+ * conninfo says (later keywords win over the conninfo expanded from
+ * dbname): values are UTF-8, and a character another encoding lacks would
+ * fail the whole query. */
 static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 {
-	PGconn *c = PQconnectStart(env->pg_conninfo);
+	const char *kw[] = {"dbname", "client_encoding", NULL};
+	const char *val[] = {env->pg_conninfo, "UTF8", NULL};
+	PGconn *c = PQconnectStartParams(kw, val, 1);
 
 	if (!c || PQstatus(c) == CONNECTION_BAD)
 		goto fail;

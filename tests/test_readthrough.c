@@ -1269,6 +1269,47 @@ static void test_pgtz_changes_no_time_read_from_postgres(void **state)
 	cleanup();
 }
 
+/* PGCLIENTENCODING, which libpq sends unless the conninfo names one,
+ * changes nothing: text comes back in UTF-8. In LATIN1 'é' came back as
+ * one byte (not UTF-8: refused) and a row with an emoji failed the query. */
+static void test_pgclientencoding_changes_no_text_read_from_postgres(void **state)
+{
+	NEED_SERVERS();
+	char room[64], kw[4096];
+	shm_msg m, *got, **page;
+	size_t n;
+	shm_counters c;
+	PGconn *db = pg();
+
+	room_name(room, sizeof room, "latin1");
+	m = full_msg(room, INT64_C(1700000009000000), "caf\xc3\xa9 \xf0\x9f\x90\x98");
+	pg_put(db, &m);
+	PQfinish(db);
+	setenv("PGCLIENTENCODING", "LATIN1", 1);
+	/* the conninfo's own client_encoding is overridden too */
+	snprintf(kw, sizeof kw, "%s client_encoding=LATIN1", pg_info);
+	const char *conns[2] = {pg_info, kw};
+	for (int k = 0; k < 2; k++) {
+		shm_env *env = open_rt(NULL, conns[k], 50, 0);
+		assert_int_equal(shm_room_page(env, room, 0, 10, &page, &n), 0);
+		if (n != 1)
+			fail_msg("conninfo %s: page of %zu messages, want 1: %s",
+			         conns[k], n, shm_errmsg());
+		tu_assert_msg_equal(page[0], &m);
+		shm_msgs_free(page, n);
+		if (shm_msg_get(env, &m.id, &got))
+			fail_msg("conninfo %s: get: %s", conns[k], shm_errmsg());
+		tu_assert_msg_equal(got, &m);
+		shm_msg_free(got);
+		shm_stats_local(env, &c);
+		assert_int_equal(c.room_pages_l3, 1);
+		assert_int_equal(c.l3_hits, 1);
+		assert_int_equal(c.l3_errors, 0);
+		close_rt(env);
+	}
+	cleanup();
+}
+
 /* ---------------------------------------------- values, races, bounds */
 
 struct getter {
@@ -1690,10 +1731,12 @@ static int group_teardown(void **state)
 	return 0;
 }
 
-/* A failed assertion leaves a test before it can unset PGTZ. */
-static int unset_pgtz(void **state)
+/* A failed assertion leaves a test before it can unset libpq's
+ * environment. */
+static int unset_pgenv(void **state)
 {
 	unsetenv("PGTZ");
+	unsetenv("PGCLIENTENCODING");
 	return 0;
 }
 
@@ -1713,9 +1756,12 @@ int main(void)
 		cmocka_unit_test(test_room_page_with_evictions),
 		cmocka_unit_test_teardown(
 			test_timestamps_round_trip_whatever_the_time_zone,
-			unset_pgtz),
+			unset_pgenv),
 		cmocka_unit_test_teardown(
-			test_pgtz_changes_no_time_read_from_postgres, unset_pgtz),
+			test_pgtz_changes_no_time_read_from_postgres, unset_pgenv),
+		cmocka_unit_test_teardown(
+			test_pgclientencoding_changes_no_text_read_from_postgres,
+			unset_pgenv),
 		cmocka_unit_test(test_fill_does_not_overwrite_a_newer_redis_value),
 		cmocka_unit_test(test_trickling_redis_costs_at_most_the_timeout),
 		cmocka_unit_test(test_redis_value_larger_than_any_message_is_refused),
