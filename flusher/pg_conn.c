@@ -1,7 +1,7 @@
 /*
  * flusher/pg_conn.c - PostgreSQL connections as the flusher opens them, for
  * the sink and the connection cleanup: pg-conninfo with an application name,
- * connected within pg-timeout-ms. libpq's own connect_timeout counts whole
+ * in UTF-8, connected within pg-timeout-ms. libpq's own connect_timeout counts whole
  * seconds and at least 2, so the connect is driven here (PQconnectStart +
  * PQconnectPoll) against a deadline in milliseconds.
  */
@@ -42,10 +42,13 @@ PGconn *fl_pg_connect(const fl_config *cfg, const char *app, char *err,
                       size_t errlen)
 {
 	/* later keywords win: the conninfo (expanded from dbname) may
-	 * override the application name placed before it */
-	const char *kw[] = {"application_name", "dbname", NULL};
+	 * override the application name placed before it, but not the
+	 * encoding after it: rows are UTF-8 whatever PGCLIENTENCODING or the
+	 * conninfo say (another one would convert them, or refuse them) */
+	const char *kw[] = {"application_name", "dbname", "client_encoding",
+	                    NULL};
 	const char *val[] = {app, cfg->pg_conninfo ? cfg->pg_conninfo : "",
-	                     NULL};
+	                     "UTF8", NULL};
 	int64_t deadline = mono_ms() + (int64_t)cfg->pg_timeout_ms;
 	PGconn *c = PQconnectStartParams(kw, val, 1);
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;

@@ -556,6 +556,34 @@ static void test_rows_keep_their_metadata_whatever_the_default(void **state)
 	free(dir);
 }
 
+/* Rows are sent in UTF-8 whatever PGCLIENTENCODING says: in LATIN1 the
+ * server converted 'é' as if it were two LATIN1 characters, and refused a
+ * character LATIN1 lacks (the record became a dead letter). */
+static void test_pgclientencoding_changes_no_row(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	ft_plan p = {.n = 50, .react_every = 7};
+
+	ft_reset_servers();
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m = tu_msg("room-🐘", 5, "éléphant 🐘");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	setenv("PGCLIENTENCODING", "LATIN1", 1);
+	int rc = ft_flush_once(dir, NULL);
+	unsetenv("PGCLIENTENCODING");
+	assert_int_equal(rc, 0);
+	assert_int_equal(ft_meta(env, "flusher.pg.dead"), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                            "content = 'éléphant 🐘' AND "
+	                            "room_id = 'room-🐘'"), 1);
+	assert_int_equal(ft_check_messages(env, 0, 1, &p), 0);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 static void test_statics_graph_and_marks_are_mirrored(void **state)
 {
 	FT_NEED_SERVERS();
@@ -1147,6 +1175,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_once_mirrors_10000_messages_from_two_writers, ft_teardown),
 		cmocka_unit_test_teardown(test_put_of_a_row_postgres_has_is_upserted_once, ft_teardown),
 		cmocka_unit_test_teardown(test_rows_keep_their_metadata_whatever_the_default, ft_teardown),
+		cmocka_unit_test_teardown(test_pgclientencoding_changes_no_row, ft_teardown),
 		cmocka_unit_test_teardown(test_statics_graph_and_marks_are_mirrored, ft_teardown),
 		cmocka_unit_test_teardown(test_graph_drop_inside_a_batch_respects_order, ft_teardown),
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),

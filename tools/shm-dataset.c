@@ -557,7 +557,11 @@ int main(int argc, char **argv)
 	shm_env *env = NULL;
 	int code = 0;
 	if (op.pg) {
-		pg = PQconnectdb(op.pg);
+		/* UTF-8 whatever PGCLIENTENCODING says (after the conninfo:
+		 * it wins over the conninfo's own) */
+		const char *kw[] = {"dbname", "client_encoding", NULL};
+		const char *val[] = {op.pg, "UTF8", NULL};
+		pg = PQconnectdbParams(kw, val, 1);
 		if (PQstatus(pg) != CONNECTION_OK) {
 			fprintf(stderr, "shm-dataset: %s", PQerrorMessage(pg));
 			code = 2;
