@@ -16,8 +16,7 @@ check() { # NAME: the last command's status
 	else failed=$((failed + 1)); echo "FAIL - $1"; fi
 }
 
-awk '/^## The C API in a page/ { on = 1 } on && /^```c$/ { code = 1; next }
-     code && /^```$/ { exit } code { print }' "$top/README.md" >"$tmp/app.c"
+sh "$top/tests/harness/readme_example.sh" >"$tmp/app.c"
 grep -q 'int main' "$tmp/app.c"
 check "the README has the example as a whole program" $?
 # a library built with sanitizers (make SANITIZER=...) needs them at link
