@@ -22,6 +22,16 @@ override LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
 LIBS    := -llmdb -llz4 -lxxhash -ljansson -lcrypto -lhiredis -lpq -pthread
+# the same libraries as pkg-config modules: shm.pc's Requires.private, for
+# programs that link libshm.a
+PC_REQUIRES := lmdb liblz4 libxxhash jansson libcrypto hiredis libpq
+
+# The version is SHM_VERSION in libshm/shm.h (what the tools print). The
+# SONAME carries its major, 0 while shm is 0.x: a program linked against one
+# 0.x release loads any other, so a release that breaks the ABI must be 1.0.
+VERSION := $(shell sed -n 's/^.define SHM_VERSION "\(.*\)"$$/\1/p' libshm/shm.h)
+MAJOR   := $(firstword $(subst ., ,$(VERSION)))
+SONAME  := libshm.so.$(MAJOR)
 
 LIB_SRC := $(wildcard libshm/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -35,7 +45,10 @@ TEST_HELPERS := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 TEST_HELPER_OBJ := $(TEST_HELPERS:%.c=$(BUILD)/obj/%.o)
 
 STATIC  := $(BUILD)/lib/libshm.a
-SHARED  := $(BUILD)/lib/libshm.so
+SHARED  := $(BUILD)/lib/libshm.so.$(VERSION)
+# what the dynamic linker (SONAME) and the link editor (-lshm) look for
+SHARED_LINKS := $(BUILD)/lib/$(SONAME) $(BUILD)/lib/libshm.so
+PC      := $(BUILD)/shm.pc
 BINS    := $(BUILD)/bin/shmctl $(if $(FL_SRC),$(BUILD)/bin/shm-flusher) \
            $(if $(BENCH_SRC),$(BUILD)/bin/shm-bench) \
            $(patsubst tools/%.c,$(BUILD)/bin/%,$(filter-out tools/shmctl.c,$(wildcard tools/*.c)))
@@ -45,11 +58,14 @@ BINS    := $(BUILD)/bin/shmctl $(if $(FL_SRC),$(BUILD)/bin/shm-flusher) \
 FLAGS_STAMP := $(BUILD)/flags
 FLAGS_NOW := $(CC) $(CFLAGS) $(LDFLAGS)
 $(shell mkdir -p $(BUILD) && [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = '$(FLAGS_NOW)' ] || printf '%s\n' '$(FLAGS_NOW)' > $(FLAGS_STAMP))
+# shm.pc names PREFIX: it is remade when PREFIX changes, the same way
+PREFIX_STAMP := $(BUILD)/prefix
+$(shell [ "$$(cat $(PREFIX_STAMP) 2>/dev/null)" = '$(PREFIX)' ] || printf '%s\n' '$(PREFIX)' > $(PREFIX_STAMP))
 
 .PHONY: all test demo bench deps install clean
 # Keep object files (no "rm" after the test summary, faster rebuilds).
 .SECONDARY:
-all: $(STATIC) $(SHARED) $(BINS)
+all: $(STATIC) $(SHARED) $(SHARED_LINKS) $(PC) $(BINS)
 
 $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) $(wildcard libshm/*.h) $(wildcard flusher/*.h) $(wildcard tests/*.h) $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
@@ -59,9 +75,16 @@ $(STATIC): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(SHARED): $(LIB_OBJ)
-	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS)
+# one recipe for the library and its links (a link alone would be a
+# .SECONDARY's dependent: not remade when the library is missing)
+$(SHARED) $(SHARED_LINKS) &: $(LIB_OBJ)
+	@mkdir -p $(dir $(SHARED))
+	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $(SHARED) $^ $(LIBS)
+	for l in $(SHARED_LINKS); do ln -sf $(notdir $(SHARED)) $$l || exit 1; done
+
+$(PC): libshm/shm.pc.in libshm/shm.h $(PREFIX_STAMP)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@REQUIRES@|$(PC_REQUIRES)|' $< > $@
 
 $(BUILD)/bin/shmctl: $(BUILD)/obj/tools/shmctl.o $(STATIC)
 	@mkdir -p $(dir $@)
@@ -103,6 +126,9 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/shm
 	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
+	for l in $(notdir $(SHARED_LINKS)); do ln -sf $(notdir $(SHARED)) $(DESTDIR)$(PREFIX)/lib/$$l || exit 1; done
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(PC) $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 	install -m 644 libshm/shm.h libshm/shm_log.h $(DESTDIR)$(PREFIX)/include/
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 sql/schema.sql $(DESTDIR)$(PREFIX)/share/shm/
