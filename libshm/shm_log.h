@@ -206,13 +206,21 @@ int shm_msg_metadata_json_append(const shm_msg *m, char **buf, size_t *len,
  * passed; *expired gets their number. */
 int shm_l1_expire(shm_env *env, uint64_t *expired);
 
+/* The most problems shm_verify reports the text of (it counts them all):
+ * more lines than anyone reads, at most ~1 MiB held until they are. */
+#define SHM_VERIFY_REPORT_MAX 1000
+
 /*
  * Checks the environment's consistency in one read snapshot (libshm/verify.c
  * lists the invariants): log records and their checksums, message values vs
  * the room index, L1 bookkeeping (lru keys, meta entries/bytes), log vs data,
- * graph edges. Calls report (may be NULL) once per problem with a line of
- * text valid during the call; *problems gets their number. Returns 0 when the
- * check ran (whatever it found), an error code when it could not.
+ * graph edges. *problems gets the number of problems found. report (may be
+ * NULL) is called once for each of the first SHM_VERIFY_REPORT_MAX, in the
+ * order found, with a line of text valid during the call, after the read
+ * transaction has ended: it may take its time (write to a pipe nobody
+ * reads) without keeping writers from reusing freed pages. Returns 0 when
+ * the check ran (whatever it found), an error code when it could not (the
+ * problems found until then are reported still).
  */
 int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
                void *user, size_t *problems);

@@ -1,8 +1,12 @@
 /*
  * libshm/verify.c - consistency check of an environment (shmctl verify).
  *
- * Reads everything in one read transaction (one snapshot, no write lock)
- * and reports each broken invariant as one line of text:
+ * Reads everything in one read transaction (one snapshot, no write lock),
+ * keeping each broken invariant as one line of text (the first
+ * SHM_VERIFY_REPORT_MAX; the others are counted), and reports them once the
+ * transaction has ended: a slow report (a pipe nobody reads) pins no
+ * snapshot, which would keep LMDB from reusing freed pages until the map
+ * fills. The invariants checked:
  *  1. Log: every record decodes and passes its checksum, its key equals its
  *     seq, and its seq is below meta "next_seq".
  *  2. Messages: every value decodes, its id equals its key, its room index
@@ -33,9 +37,10 @@
 typedef struct vctx {
 	shm_env *env;
 	MDB_txn *txn;
-	void (*report)(const char *problem, void *user);
-	void *user;
+	char **kept;   /* the first n_kept problems' texts; NULL: count only */
+	size_t n_kept; /* at most SHM_VERIFY_REPORT_MAX */
 	size_t problems;
+	bool oom;      /* a text could not be kept: the check fails */
 } vctx;
 
 __attribute__((format(printf, 2, 3))) static void problem(vctx *c,
@@ -44,12 +49,16 @@ __attribute__((format(printf, 2, 3))) static void problem(vctx *c,
 	char buf[1024];
 	va_list ap;
 
+	c->problems++;
+	if (!c->kept || c->oom || c->n_kept == SHM_VERIFY_REPORT_MAX)
+		return;
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
-	c->problems++;
-	if (c->report)
-		c->report(buf, c->user);
+	if ((c->kept[c->n_kept] = strdup(buf)))
+		c->n_kept++;
+	else
+		c->oom = true;
 }
 
 /* An L1 entry as found in lru (or a log record's key, for step 5). */
@@ -589,54 +598,73 @@ static int check_edges(vctx *c, MDB_dbi from, MDB_dbi to, const char *what)
 	return rc ? shm__err_mdb(rc, "verify: read graph") : 0;
 }
 
-int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
-               void *user, size_t *problems)
+/* Every check, in c->txn's snapshot. */
+static int check_snapshot(vctx *c)
 {
-	vctx c = {.env = env, .report = report, .user = user};
+	shm_env *env = c->env;
 	vlist recs = {0}, lru = {0};
 	uint64_t next_seq = 0, flushed = 0, entries = 0, bytes = 0;
 	uint64_t lru_bytes = 0, n_msgs = 0, n_statics = 0;
 	int rc;
 
-	if (!env)
-		return shm__err(SHM_EINVAL, "shm_verify: NULL environment");
-	if ((rc = shm__rtxn_get(env, &c.txn)))
-		return rc;
-	if ((rc = shm__meta_get(c.txn, env, "next_seq", &next_seq)) ||
-	    (rc = shm__meta_get(c.txn, env, "flushed", &flushed)) ||
-	    (rc = shm__meta_get(c.txn, env, "entries", &entries)) ||
-	    (rc = shm__meta_get(c.txn, env, "bytes", &bytes)))
+	if ((rc = shm__meta_get(c->txn, env, "next_seq", &next_seq)) ||
+	    (rc = shm__meta_get(c->txn, env, "flushed", &flushed)) ||
+	    (rc = shm__meta_get(c->txn, env, "entries", &entries)) ||
+	    (rc = shm__meta_get(c->txn, env, "bytes", &bytes)))
 		goto out;
 	if (flushed >= next_seq && next_seq > 0 && flushed > 0)
-		problem(&c,
+		problem(c,
 		        "meta: flushed %" PRIu64 " at or above next_seq %" PRIu64,
 		        flushed, next_seq);
-	if ((rc = check_log(&c, next_seq, flushed, &recs)) ||
-	    (rc = check_lru(&c, &lru, &lru_bytes)) ||
-	    (rc = check_msgs(&c, &lru, &n_msgs)) || (rc = check_room(&c)) ||
-	    (rc = check_statics(&c, &lru, &n_statics)))
+	if ((rc = check_log(c, next_seq, flushed, &recs)) ||
+	    (rc = check_lru(c, &lru, &lru_bytes)) ||
+	    (rc = check_msgs(c, &lru, &n_msgs)) || (rc = check_room(c)) ||
+	    (rc = check_statics(c, &lru, &n_statics)))
 		goto out;
 	if (entries != lru.n)
-		problem(&c, "meta: entries %" PRIu64 " but %zu lru keys", entries,
+		problem(c, "meta: entries %" PRIu64 " but %zu lru keys", entries,
 		        lru.n);
 	if (n_msgs + n_statics != lru.n)
-		problem(&c,
+		problem(c,
 		        "L1: %" PRIu64 " messages + %" PRIu64
 		        " statics but %zu lru keys",
 		        n_msgs, n_statics, lru.n);
 	if (bytes != lru_bytes)
-		problem(&c, "meta: bytes %" PRIu64 " but lru entries sum to %" PRIu64,
+		problem(c, "meta: bytes %" PRIu64 " but lru entries sum to %" PRIu64,
 		        bytes, lru_bytes);
 	if (recs.n)
 		qsort(recs.v, recs.n, sizeof *recs.v, vent_cmp);
-	check_log_vs_data(&c, &recs, &lru, flushed);
-	if ((rc = check_edges(&c, env->dep, env->ref, "dependency")) ||
-	    (rc = check_edges(&c, env->ref, env->dep, "reference")))
-		goto out;
+	check_log_vs_data(c, &recs, &lru, flushed);
+	if ((rc = check_edges(c, env->dep, env->ref, "dependency")) == 0)
+		rc = check_edges(c, env->ref, env->dep, "reference");
 out:
-	shm__rtxn_put(env, c.txn);
 	vlist_free(&recs);
 	vlist_free(&lru);
+	return rc;
+}
+
+int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
+               void *user, size_t *problems)
+{
+	vctx c = {.env = env};
+	int rc;
+
+	if (!env)
+		return shm__err(SHM_EINVAL, "shm_verify: NULL environment");
+	if (report && !(c.kept = calloc(SHM_VERIFY_REPORT_MAX, sizeof *c.kept)))
+		return shm__err(ENOMEM, "shm_verify: problem list");
+	if ((rc = shm__rtxn_get(env, &c.txn)) == 0) {
+		rc = check_snapshot(&c);
+		shm__rtxn_put(env, c.txn); /* reset: the snapshot is released */
+	}
+	if (rc == 0 && c.oom)
+		rc = shm__err(ENOMEM, "shm_verify: keeping the text of "
+		              "problem %zu", c.n_kept + 1);
+	for (size_t i = 0; i < c.n_kept; i++) {
+		report(c.kept[i], user);
+		free(c.kept[i]);
+	}
+	free(c.kept);
 	if (problems)
 		*problems = c.problems;
 	return rc;

@@ -1,9 +1,9 @@
 /*
- * tests/test_shmctl_walk.c - shmctl dump and ls while writers go on: a
- * reader of their output that stops reading must not hold the writers back
- * (no LMDB snapshot pinned while the output waits, or freed pages are never
- * reused and the map fills), and a walk read in chunks still lists every
- * entry once, in key order.
+ * tests/test_shmctl_walk.c - shmctl dump, ls and verify while writers go
+ * on: a reader of their output that stops reading must not hold the writers
+ * back (no LMDB snapshot pinned while the output waits, or freed pages are
+ * never reused and the map fills), and a walk read in chunks still lists
+ * every entry once, in key order.
  *
  * The shmctl binary: $SHMCTL, else ../bin/shmctl next to this test binary
  * (BUILD/tests/ -> BUILD/bin/).
@@ -94,15 +94,15 @@ static char *drain(int fd)
 	return buf;
 }
 
-/* Waits for shmctl; asserts it exited 0. */
-static void shmctl_wait_ok(pid_t pid)
+/* Waits for shmctl; asserts its exit status. */
+static void shmctl_wait(pid_t pid, int status)
 {
 	int st;
 
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	tu_child_del(pid);
 	assert_true(WIFEXITED(st));
-	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(WEXITSTATUS(st), status);
 }
 
 static size_t count_lines(const char *s)
@@ -123,22 +123,16 @@ static void trim_all(shm_env *env)
 	assert_int_equal(shm_log_trim(env, in.log_last), 0);
 }
 
-/* N_MSG messages in a 4 MiB map, shmctl CMD listing them into a pipe that
- * nobody reads, and N_EDITS edits meanwhile (the log trimmed as a flusher
- * would): every edit succeeds, then the listing completes with every
- * message once. */
-static void writers_go_on_behind_a_stopped_reader(const char *cmd)
+/* N_MSG messages in a 4 MiB map, their log trimmed; ids gets theirs. */
+static shm_env *fill_small_map(const char *dir, shm_uuid *ids)
 {
 	shm_options o;
-	shm_uuid *ids = calloc(N_MSG, sizeof *ids);
-	char content[120], *dir = tu_tmpdir(), *out;
-	int fd, rc = 0, i;
+	char content[120];
 
-	assert_non_null(ids);
 	shm_options_init(&o);
 	o.map_size = 4 << 20;
 	shm_env *env = tu_open(dir, &o);
-	for (i = 0; i < N_MSG; i++) {
+	for (int i = 0; i < N_MSG; i++) {
 		snprintf(content, sizeof content, "message %d, long enough to "
 		         "make the listing bigger than a pipe holds", i);
 		shm_msg m = tu_msg("walk", i, content);
@@ -146,9 +140,16 @@ static void writers_go_on_behind_a_stopped_reader(const char *cmd)
 		ids[i] = m.id;
 	}
 	trim_all(env);
+	return env;
+}
 
-	pid_t pid = shmctl_start(dir, cmd, "msg", &fd);
-	wait_pipe_full(fd);
+/* N_EDITS edits of ids while shmctl CMD is blocked on its full pipe (the
+ * log trimmed as a flusher would): every edit succeeds. */
+static void edit_behind(shm_env *env, const shm_uuid *ids, const char *cmd)
+{
+	char content[32];
+	int rc = 0, i;
+
 	for (i = 0; i < N_EDITS && rc == 0; i++) {
 		snprintf(content, sizeof content, "edit %d", i);
 		rc = shm_msg_edit(env, &ids[i % N_MSG], content, strlen(content));
@@ -160,8 +161,24 @@ static void writers_go_on_behind_a_stopped_reader(const char *cmd)
 		        "%s: %s\n", i, N_EDITS, cmd, shm_strerror(rc),
 		        shm_errmsg());
 	assert_int_equal(rc, 0);
+}
+
+/* shmctl CMD listing the messages of a full small map into a pipe that
+ * nobody reads, and edits meanwhile: every edit succeeds, then the listing
+ * completes with every message once. */
+static void writers_go_on_behind_a_stopped_reader(const char *cmd)
+{
+	shm_uuid *ids = calloc(N_MSG, sizeof *ids);
+	char *dir = tu_tmpdir(), *out;
+	int fd;
+
+	assert_non_null(ids);
+	shm_env *env = fill_small_map(dir, ids);
+	pid_t pid = shmctl_start(dir, cmd, "msg", &fd);
+	wait_pipe_full(fd);
+	edit_behind(env, ids, cmd);
 	out = drain(fd);
-	shmctl_wait_ok(pid);
+	shmctl_wait(pid, 0);
 	assert_int_equal(count_lines(out), N_MSG);
 	free(out);
 	free(ids);
@@ -178,6 +195,34 @@ static void test_dump_behind_a_stopped_reader_lets_writers_go_on(void **state)
 static void test_ls_behind_a_stopped_reader_lets_writers_go_on(void **state)
 {
 	writers_go_on_behind_a_stopped_reader("ls");
+}
+
+/* verify checks one snapshot, but prints after it: N_MSG problems (the
+ * log trimmed while "flushed" says 0, so no message has the record its
+ * seq promises), the first SHM_VERIFY_REPORT_MAX printed into a pipe
+ * nobody reads, and the edits go on. */
+static void test_verify_behind_a_stopped_reader_lets_writers_go_on(void **state)
+{
+	shm_uuid *ids = calloc(N_MSG, sizeof *ids);
+	char *dir = tu_tmpdir(), *out;
+	int fd;
+
+	assert_non_null(ids);
+	shm_env *env = fill_small_map(dir, ids);
+	assert_int_equal(shm_meta_set(env, "flushed", 0), 0);
+	pid_t pid = shmctl_start(dir, "verify", NULL, &fd);
+	wait_pipe_full(fd);
+	edit_behind(env, ids, "verify");
+	out = drain(fd);
+	shmctl_wait(pid, 1);
+	assert_true(N_MSG > SHM_VERIFY_REPORT_MAX);
+	assert_int_equal(count_lines(out), SHM_VERIFY_REPORT_MAX);
+	assert_non_null(strstr(out, "but no such log record for it\n"));
+	free(out);
+	free(ids);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
 }
 
 /* ------------------------------------------- every entry once, in order */
@@ -288,7 +333,7 @@ static void test_ls_lists_every_entry_once_in_key_order(void **state)
 
 	pid_t pid = shmctl_start(dir, "ls", NULL, &fd);
 	out = drain(fd);
-	shmctl_wait_ok(pid);
+	shmctl_wait(pid, 0);
 	assert_int_equal(check_ls(out, k), 4);
 	assert_string_equal(k[0].name, "msg");
 	assert_int_equal(k[0].n, in.messages);
@@ -314,7 +359,7 @@ static void test_dump_lists_every_entry_once_in_key_order(void **state)
 
 	pid_t pid = shmctl_start(dir, "dump", NULL, &fd);
 	out = drain(fd);
-	shmctl_wait_ok(pid);
+	shmctl_wait(pid, 0);
 	assert_int_equal(check_dump(out, k), 2);
 	assert_string_equal(k[0].name, "msg");
 	assert_int_equal(k[0].n, in.messages);
@@ -354,6 +399,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_dump_behind_a_stopped_reader_lets_writers_go_on),
 		T(test_ls_behind_a_stopped_reader_lets_writers_go_on),
+		T(test_verify_behind_a_stopped_reader_lets_writers_go_on),
 		T(test_ls_lists_every_entry_once_in_key_order),
 		T(test_dump_lists_every_entry_once_in_key_order),
 	};

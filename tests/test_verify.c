@@ -1,5 +1,6 @@
 /* tests/test_verify.c - shm_verify (libshm/verify.c): clean after every kind
- * of write, trim and eviction; each broken invariant is found and named.
+ * of write, trim and eviction; each broken invariant is found and named,
+ * and reported once the snapshot is released.
  * The damage is done with raw LMDB writes through internal.h. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,6 +296,57 @@ static void test_verify_counts_without_a_callback(void **state)
 	assert_int_equal(shm_verify(NULL, NULL, NULL, &n), SHM_EINVAL);
 }
 
+/* mdb_reader_list's line of a slot that holds a snapshot: "pid thread
+ * txnid" (one that holds none, a pooled reset transaction, shows "-"). */
+static int holds_snapshot(const char *line, void *ctx)
+{
+	int pid;
+	size_t tid, txnid;
+
+	if (sscanf(line, "%d %zx %zu", &pid, &tid, &txnid) == 3)
+		*(bool *)ctx = true;
+	return 0;
+}
+
+typedef struct reported {
+	shm_env *env;
+	size_t n;
+	bool in_snapshot; /* a reader slot held a snapshot during a report */
+} reported;
+
+static void count_outside_snapshot(const char *problem, void *user)
+{
+	reported *r = user;
+
+	r->n++;
+	mdb_reader_list(r->env->mdb, holds_snapshot, &r->in_snapshot);
+}
+
+/* A reader that takes its time (a pipe nobody reads) must not pin the
+ * snapshot: the problems are reported once it is released, the first
+ * SHM_VERIFY_REPORT_MAX of them, and all are counted. */
+static void test_verify_reports_the_first_problems_after_its_snapshot(
+	void **state)
+{
+	fixture *f = *state;
+	reported r = {.env = f->env};
+	size_t n = 0;
+	shm_info in;
+
+	for (int i = 0; i < SHM_VERIFY_REPORT_MAX + 10; i++) {
+		shm_msg m = tu_msg("many", i, "x");
+		assert_int_equal(shm_msg_put(f->env, &m), 0);
+	}
+	/* the log gone while "flushed" says 0: a problem per message */
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	assert_int_equal(shm_log_trim(f->env, in.log_last), 0);
+	assert_int_equal(shm_meta_set(f->env, "flushed", 0), 0);
+	assert_int_equal(shm_verify(f->env, count_outside_snapshot, &r, &n), 0);
+	assert_false(r.in_snapshot);
+	assert_int_equal(n, SHM_VERIFY_REPORT_MAX + 11);
+	assert_int_equal(r.n, SHM_VERIFY_REPORT_MAX);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -320,6 +372,9 @@ int main(void)
 			test_verify_finds_a_one_sided_graph_edge, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_counts_without_a_callback, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_reports_the_first_problems_after_its_snapshot,
+			setup, teardown),
 	};
 	return cmocka_run_group_tests_name("verify", tests, NULL, NULL);
 }

@@ -1514,9 +1514,10 @@ static int cmd_dump(int argc, char **argv)
 
 /* ------------------------------------------------- verify, readers */
 
+/* Called after shm_verify's snapshot is released; counts the lines. */
 static void report_problem(const char *problem, void *user)
 {
-	(void)user;
+	++*(size_t *)user;
 	printf("%s\n", problem);
 }
 
@@ -1526,7 +1527,7 @@ static int cmd_verify(int argc, char **argv)
 	char **pos;
 	int npos, ex, rc;
 	shm_env *env;
-	size_t problems = 0;
+	size_t problems = 0, shown = 0;
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
@@ -1534,12 +1535,15 @@ static int cmd_verify(int argc, char **argv)
 		return usage_err("verify");
 	if ((ex = open_env(false, &env)))
 		return ex;
-	rc = shm_verify(env, report_problem, NULL, &problems);
+	rc = shm_verify(env, report_problem, &shown, &problems);
 	if (rc) {
 		ex = fail(rc);
 	} else if (problems) {
-		fprintf(stderr, "%s: verify: %zu problem%s\n", prog, problems,
+		fprintf(stderr, "%s: verify: %zu problem%s", prog, problems,
 		        problems == 1 ? "" : "s");
+		if (shown < problems)
+			fprintf(stderr, ", the first %zu shown", shown);
+		fputc('\n', stderr);
 		ex = EX_NOTFOUND;
 	} else {
 		shm_info in;
