@@ -1,6 +1,7 @@
 /*
  * libshm/env.c - opening and closing an environment directory, its LMDB
- * databases, the format check and the pool of read transactions.
+ * databases, the format check, the pool of read transactions and what the
+ * readers' snapshots keep from reuse.
  *
  * Invariants
  *  1. meta "format" equals SHM_FORMAT_VERSION in every environment this
@@ -582,6 +583,61 @@ static int count_reader(const char *line, void *ctx)
 	if (*line >= '0' && *line <= '9')
 		++*(unsigned *)ctx;
 	return 0;
+}
+
+/* mdb_reader_list's line of a slot holding a snapshot: "pid thread txnid"
+ * (one that holds none, a reset pooled transaction, shows "-"). */
+static int oldest_reader(const char *line, void *ctx)
+{
+	shm__snapshot *o = ctx;
+	size_t tid, txnid;
+	int pid;
+
+	if (sscanf(line, "%d %zx %zu", &pid, &tid, &txnid) == 3 &&
+	    (!o->pid || txnid < o->txnid)) {
+		o->pid = pid;
+		o->txnid = txnid;
+	}
+	return 0;
+}
+
+int shm__oldest_snapshot(shm_env *env, shm__snapshot *out)
+{
+	MDB_envinfo ei;
+	MDB_stat st;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t from, n, pages = 0;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	mdb_reader_list(env->mdb, oldest_reader, out);
+	if (!out->pid)
+		return 0;
+	mdb_env_info(env->mdb, &ei);
+	mdb_env_stat(env->mdb, &st);
+	out->age = ei.me_last_txnid - out->txnid;
+	if ((rc = shm__rtxn_get(env, &txn)))
+		return rc;
+	/* LMDB's free list, dbi 0 (read as mdb_stat -f does): key the id of
+	 * the transaction that freed the pages, value their count then their
+	 * numbers. Those freed from the snapshot's own transaction on wait. */
+	from = out->txnid;
+	k = (MDB_val){sizeof from, &from};
+	if ((rc = mdb_cursor_open(txn, 0, &cur)) == 0) {
+		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			memcpy(&n, v.mv_data, sizeof n);
+			pages += n;
+		}
+		mdb_cursor_close(cur);
+	}
+	shm__rtxn_put(env, txn);
+	out->pinned = pages * st.ms_psize;
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	return rc ? shm__err_mdb(rc, "read LMDB's free list") : 0;
 }
 
 static uint64_t entries_of(MDB_txn *txn, MDB_dbi dbi)

@@ -142,6 +142,16 @@ void shm__wlock_release(shm_env *env);
 int shm__rtxn_get(shm_env *env, MDB_txn **txn);
 void shm__rtxn_put(shm_env *env, MDB_txn *txn);
 
+/* The oldest snapshot a reader slot holds (env.c): LMDB reuses no page
+ * freed since it began until it ends. pid 0: no slot holds one. */
+typedef struct shm__snapshot {
+	int pid;       /* the slot's process (perhaps dead: a stale slot) */
+	size_t txnid;  /* the transaction it reads */
+	size_t age;    /* transactions committed since */
+	size_t pinned; /* bytes of freed pages it keeps from reuse */
+} shm__snapshot;
+int shm__oldest_snapshot(shm_env *env, shm__snapshot *out);
+
 /* ---- write transactions (wtxn.c) */
 typedef struct shm__wtxn {
 	shm_env *env;

@@ -53,7 +53,8 @@ extern "C" {
 	X(SHM_EJSON, -32906, "malformed JSON")                                 \
 	X(SHM_ENOTFOUND, -32907, "not found")                                  \
 	X(SHM_EVERSION, -32908, "environment has an incompatible format version") \
-	X(SHM_EFULL, -32909, "L1 full of unflushed work (flusher behind)")     \
+	X(SHM_EFULL, -32909, "L1 or map full (flusher behind, or an old read " \
+	  "snapshot held)")                                                    \
 	X(SHM_ECORRUPT, -32910, "corrupted record (checksum or format)")       \
 	X(SHM_ETIMEDOUT, -32911, "timed out")                                  \
 	X(SHM_EOBJECT, -32912, "malformed object identifier")                  \

@@ -123,6 +123,35 @@ static int evict_body(shm__wtxn *w, void *ctx)
 	return shm__l1_evict(w, 1024, ctx);
 }
 
+/* SHM_EFULL for a full map, naming its cause: a read snapshot that keeps a
+ * quarter of the map or more from reuse, else the unflushed log. */
+static int map_full(shm_env *env)
+{
+	shm__snapshot o;
+	shm_info in;
+
+	shm_env_info(env, &in);
+	if (shm__oldest_snapshot(env, &o) == 0 && o.pid &&
+	    o.pinned >= in.map_size / 4)
+		return shm__err(SHM_EFULL,
+		                "map of %zu bytes is full: pid %d holds a read "
+		                "snapshot %zu transactions old, and the %zu bytes "
+		                "of pages freed since cannot be reused until it "
+		                "ends (a stopped 'shmctl ... | less'? 'shmctl "
+		                "readers' lists readers, --clear-stale frees dead "
+		                "processes' slots); %llu log records after flushed "
+		                "position %llu",
+		                in.map_size, o.pid, o.age, o.pinned,
+		                (unsigned long long)in.log_records,
+		                (unsigned long long)in.flushed);
+	return shm__err(SHM_EFULL,
+	                "map of %zu bytes is full of unflushed work: %llu log "
+	                "records after flushed position %llu; is shm-flusher "
+	                "running?",
+	                in.map_size, (unsigned long long)in.log_records,
+	                (unsigned long long)in.flushed);
+}
+
 int shm__write(shm_env *env, shm__write_fn fn, void *ctx)
 {
 	uint64_t seqs[2];
@@ -143,15 +172,8 @@ int shm__write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
 	else if (rc == 0)
 		rc = MDB_MAP_FULL;
 	if (rc == MDB_MAP_FULL) {
-		shm_info in;
 		SHM__COUNT(env, writes_failed_full, 1);
-		shm_env_info(env, &in);
-		return shm__err(SHM_EFULL,
-		                "map of %zu bytes is full of unflushed work: %llu "
-		                "log records after flushed position %llu; is "
-		                "shm-flusher running?",
-		                in.map_size, (unsigned long long)in.log_records,
-		                (unsigned long long)in.flushed);
+		return map_full(env);
 	}
 	return rc;
 }

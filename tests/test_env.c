@@ -510,7 +510,8 @@ static void test_strerror_names_every_code(void **state)
 {
 	assert_string_equal(shm_strerror(0), "success");
 	assert_string_equal(shm_strerror(SHM_EFULL),
-	                    "L1 full of unflushed work (flusher behind)");
+	                    "L1 or map full (flusher behind, or an old read "
+	                    "snapshot held)");
 	assert_non_null(strstr(shm_strerror(MDB_MAP_FULL), "MDB_MAP_FULL"));
 	assert_string_equal(shm_strerror(ENOENT), strerror(ENOENT));
 }

@@ -361,7 +361,9 @@ static void test_full_map_of_unflushed_work_fails_clearly_and_keeps_data(void **
 		ok += rc == 0;
 	}
 	assert_int_equal(rc, SHM_EFULL);
-	assert_non_null(strstr(shm_errmsg(), "full"));
+	assert_non_null(strstr(shm_errmsg(), "full of unflushed work"));
+	assert_non_null(strstr(shm_errmsg(), "is shm-flusher running?"));
+	assert_null(strstr(shm_errmsg(), "holds a read snapshot"));
 	assert_int_equal(shm_env_info(env, &in), 0);
 	assert_int_equal(in.messages, (uint64_t)ok);
 	assert_int_equal(in.log_records, (uint64_t)ok);
@@ -370,6 +372,43 @@ static void test_full_map_of_unflushed_work_fails_clearly_and_keeps_data(void **
 	assert_int_equal(shm_log_trim(env, in.log_last), 0);
 	shm_msg m = tu_msg("full", 1, "after the flusher caught up");
 	assert_int_equal(shm_msg_put(env, &m), 0);
+	done(env);
+}
+
+/* A read snapshot held open (a stopped 'shmctl ... | less', a forgotten
+ * shm_rtxn) keeps the pages freed since from reuse: the map fills though
+ * every write is flushed, and SHM_EFULL names the reader and where to see
+ * it, not the flusher. */
+static void test_full_map_behind_an_old_snapshot_names_the_reader(void **state)
+{
+	shm_env *env = open_small(1000000, 1ull << 40, 1 << 20); /* 1 MiB map */
+	shm_msg m = tu_msg("pinned", 0, "first");
+	char content[2000], pid[32];
+	shm_rtxn *t;
+	shm_info in;
+	int rc = 0, i;
+
+	memset(content, 'z', sizeof content - 1);
+	content[sizeof content - 1] = 0;
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	for (i = 0; i < 100000 && rc == 0; i++) {
+		content[i % 1999] = 'a' + i % 26;
+		rc = shm_msg_edit(env, &m.id, content, strlen(content));
+		if (rc == 0 && (rc = shm_env_info(env, &in)) == 0)
+			rc = shm_log_trim(env, in.log_last); /* a flusher keeps up */
+	}
+	fprintf(stderr, "edit %d: %s\n", i, shm_errmsg());
+	assert_int_equal(rc, SHM_EFULL);
+	snprintf(pid, sizeof pid, "pid %d ", (int)getpid());
+	assert_non_null(strstr(shm_errmsg(), pid));
+	assert_non_null(strstr(shm_errmsg(), "holds a read snapshot"));
+	assert_non_null(strstr(shm_errmsg(), "'shmctl readers'"));
+	assert_null(strstr(shm_errmsg(), "shm-flusher"));
+	shm_rtxn_end(t);
+	/* the snapshot released, the freed pages are reused */
+	for (i = 0; i < 100; i++)
+		assert_int_equal(shm_msg_edit(env, &m.id, content, 1000), 0);
 	done(env);
 }
 
@@ -388,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_ttl_set_by_the_application_drives_anothers_expiry),
 		cmocka_unit_test(test_rolled_back_evictions_are_not_counted),
 		cmocka_unit_test(test_full_map_of_unflushed_work_fails_clearly_and_keeps_data),
+		cmocka_unit_test(test_full_map_behind_an_old_snapshot_names_the_reader),
 	};
 	return cmocka_run_group_tests_name("l1", tests, NULL, NULL);
 }

@@ -93,7 +93,7 @@ static const char usage_text[] =
 "2 usage error; 65 bad input data (malformed JSON, UUID, object, timestamp,\n"
 "text; incompatible environment version, not an shm environment, data file\n"
 "cut short); 70 internal or system error (including: L1 full of unflushed\n"
-"work, LMDB errors).\n";
+"work, or the map behind a reader's old snapshot: see readers; LMDB errors).\n";
 
 /* ------------------------------------------------------------ helpers */
 
