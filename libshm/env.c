@@ -628,6 +628,8 @@ int shm__oldest_snapshot(shm_env *env, shm__snapshot *out)
 	if ((rc = mdb_cursor_open(txn, 0, &cur)) == 0) {
 		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
 		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+			if (v.mv_size < sizeof n)
+				continue;
 			memcpy(&n, v.mv_data, sizeof n);
 			pages += n;
 		}
