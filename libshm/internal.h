@@ -276,9 +276,13 @@ int shm__objkey(const shm_uuid *website, const char *object, uint8_t *key,
 int shm__rt_open(shm_env *env);
 void shm__rt_close(shm_env *env);
 /* Asks L2 then L3 for id; on a hit fills L1 (no log record) and returns
- * a copy in *out. SHM_ENOTFOUND when no level has it. */
+ * a copy in *out. SHM_ENOTFOUND when no level has it or could answer; its
+ * text then keeps the reason L3 gave for a failure, or the reason a value
+ * was refused (readthrough.c invariant 4). */
 int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out);
 bool shm__rt_has_l3(const shm_env *env);
+/* PostgreSQL's page (L3 configured): 0, SHM_EL3 with the reason (a failed
+ * query, a bad row) or ENOMEM. */
 int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
                       uint32_t limit, shm_msg ***out, size_t *n);
 

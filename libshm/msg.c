@@ -496,11 +496,6 @@ int shm_msg_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	} else if (rc == MDB_NOTFOUND) {
 		SHM__COUNT(env, l1_misses, 1);
 		rc = shm__rt_get(env, id, out);
-		if (rc == SHM_ENOTFOUND) {
-			char s[37];
-			shm_uuid_format(id, s);
-			rc = shm__err(SHM_ENOTFOUND, "message %s not found", s);
-		}
 	}
 	shm__hist_add(env, 1, shm__mono_ns() - t0);
 	return rc;

@@ -133,19 +133,21 @@ static void pool_destroy(struct rt_pool *p)
 /*
  * A connection for one caller, waiting until deadline if all RT_POOL are
  * in use: 0 with *c an idle connection, or NULL and a slot the caller fills
- * by connecting; either goes back with pool_give or pool_drop. -1 when the
- * level is skipped or nothing came back in time.
+ * by connecting; either goes back with pool_give or pool_drop. EAGAIN when
+ * the level is skipped, ETIMEDOUT when nothing came back in time.
  */
 static int pool_take(struct rt_pool *p, uint64_t deadline, void **c)
 {
 	struct timespec ts = {(time_t)(deadline / 1000000000u),
 	                      (long)(deadline % 1000000000u)};
-	int rc = -1;
+	int rc = ETIMEDOUT;
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		if (shm__mono_ns() < p->down_until)
+		if (shm__mono_ns() < p->down_until) {
+			rc = EAGAIN;
 			break;
+		}
 		if (p->n_idle) {
 			*c = p->idle[--p->n_idle];
 			rc = 0;
@@ -596,17 +598,40 @@ static void l2_fill(shm_env *env, const shm_msg *m, bool replace,
 
 /* ---- L3 */
 
+/* SHM_EL3: what failed, with the first line of libpq's or the server's
+ * text (NULL: none) and the SQLSTATE if there is one. */
+static int l3_err(const char *what, const char *text, const char *state)
+{
+	if (!text || !*text)
+		text = "no reason given";
+	return shm__err(SHM_EL3, "PostgreSQL %s: %.*s%s%s%s", what,
+	                (int)strcspn(text, "\n"), text,
+	                state ? " (SQLSTATE " : "", state ? state : "",
+	                state ? ")" : "");
+}
+
+/* SHM_EL3 for what did not finish within l3_timeout_ms. */
+static int l3_late(const shm_env *env, const char *what)
+{
+	return shm__err(SHM_EL3, "PostgreSQL %s: no answer within "
+	                "l3_timeout_ms (%u ms)", what, env->opt.l3_timeout_ms);
+}
+
 /* Connects before deadline, in UTF-8 whatever PGCLIENTENCODING or the
  * conninfo says (later keywords win over the conninfo expanded from
  * dbname): values are UTF-8, and a character another encoding lacks would
- * fail the whole query. */
+ * fail the whole query. NULL with the reason (SHM_EL3) on failure. */
 static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 {
 	const char *kw[] = {"dbname", "client_encoding", NULL};
 	const char *val[] = {env->pg_conninfo, "UTF8", NULL};
 	PGconn *c = PQconnectStartParams(kw, val, 1);
 
-	if (!c || PQstatus(c) == CONNECTION_BAD)
+	if (!c) {
+		l3_err("connection", "out of memory", NULL);
+		return NULL;
+	}
+	if (PQstatus(c) == CONNECTION_BAD)
 		goto fail;
 	for (;;) {
 		PostgresPollingStatusType st = PQconnectPoll(c);
@@ -616,66 +641,97 @@ static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 			goto fail;
 		if (wait_fd(PQsocket(c), st == PGRES_POLLING_READING ? POLLIN
 		                                                      : POLLOUT,
-		            deadline))
-			goto fail;
-	}
-fail:
-	if (c)
-		PQfinish(c);
-	return NULL;
-}
-
-/* Runs one query with params within deadline; NULL on error/timeout. */
-static PGresult *pg_query(PGconn *c, const char *sql, int n,
-                          const char *const *params, uint64_t deadline)
-{
-	PGresult *res = NULL, *last = NULL;
-
-	if (!PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0))
-		return NULL;
-	for (;;) {
-		while (!PQisBusy(c)) {
-			res = PQgetResult(c);
-			if (!res)
-				return last;
-			PQclear(last);
-			last = res;
-		}
-		if (wait_fd(PQsocket(c), POLLIN, deadline) || !PQconsumeInput(c)) {
-			/* No PQcancel: it connects and waits for the server
-			 * with no timeout, so a stopped server would hang the
-			 * caller. The caller drops the connection instead. */
-			PQclear(last);
+		            deadline)) {
+			l3_late(env, "connection");
+			PQfinish(c);
 			return NULL;
 		}
 	}
+fail:
+	l3_err("connection", PQerrorMessage(c), NULL);
+	PQfinish(c);
+	return NULL;
 }
 
-/* Runs one query on a pooled connection within l3_timeout_ms, waiting and
- * connecting included; NULL when L3 is skipped, all its connections stay
- * busy, or it failed (then it is skipped for a while). */
-static PGresult *l3_query(shm_env *env, const char *sql, int n,
-                          const char *const *params)
+/* Runs one query with params within deadline: 0 and *out (the last
+ * result, of any status, NULL if none); ETIMEDOUT; SHM_EL3 (the reason set)
+ * when libpq could not send or read. */
+static int pg_query(PGconn *c, const char *sql, int n,
+                    const char *const *params, uint64_t deadline,
+                    PGresult **out)
+{
+	PGresult *res, *last = NULL;
+	int rc = 0;
+
+	if (!PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0))
+		return l3_err("query", PQerrorMessage(c), NULL);
+	for (;;) {
+		while (!PQisBusy(c)) {
+			if (!(res = PQgetResult(c))) {
+				*out = last;
+				return 0;
+			}
+			PQclear(last);
+			last = res;
+		}
+		/* No PQcancel on a timeout: it connects and waits for the
+		 * server with no timeout, so a stopped server would hang the
+		 * caller. The caller drops the connection instead. */
+		if (wait_fd(PQsocket(c), POLLIN, deadline))
+			rc = ETIMEDOUT;
+		else if (!PQconsumeInput(c))
+			rc = l3_err("query", PQerrorMessage(c), NULL);
+		if (rc) {
+			PQclear(last);
+			return rc;
+		}
+	}
+}
+
+/* SHM_EL3 naming the server's reason for res (not PGRES_TUPLES_OK). */
+static int l3_refused(const PGresult *res)
+{
+	const char *text = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	return l3_err("query", text ? text : PQresStatus(PQresultStatus(res)),
+	              PQresultErrorField(res, PG_DIAG_SQLSTATE));
+}
+
+/* Runs one query on a pooled connection of the configured L3 within
+ * l3_timeout_ms, waiting and connecting included: 0 and *res (its rows), or
+ * SHM_EL3 with the reason: L3 is skipped, all its connections stay busy, or
+ * it failed (then it is skipped for a while). */
+static int l3_query(shm_env *env, const char *sql, int n,
+                    const char *const *params, PGresult **res)
 {
 	struct rt_pool *p = &env->rt->l3;
 	uint64_t deadline = shm__mono_ns() + ms_ns(env->opt.l3_timeout_ms);
-	PGresult *res;
 	void *c;
+	int rc;
 
-	if (!shm__rt_has_l3(env) || pool_take(p, deadline, &c))
-		return NULL;
+	if ((rc = pool_take(p, deadline, &c)) == EAGAIN)
+		return shm__err(SHM_EL3, "PostgreSQL skipped: it failed less "
+		                "than %d ms ago", RT_BACKOFF_MS);
+	if (rc)
+		return shm__err(SHM_EL3, "PostgreSQL: all %d connections busy "
+		                "for l3_timeout_ms (%u ms)", RT_POOL,
+		                env->opt.l3_timeout_ms);
 	if (!c && !(c = pg_connect(env, deadline))) {
 		pool_drop(p, NULL, true);
-		return NULL;
+		return SHM_EL3;
 	}
-	res = pg_query(c, sql, n, params, deadline);
-	if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+	*res = NULL;
+	if ((rc = pg_query(c, sql, n, params, deadline, res)) == ETIMEDOUT)
+		rc = l3_late(env, "query");
+	else if (rc == 0 && PQresultStatus(*res) != PGRES_TUPLES_OK)
+		rc = l3_refused(*res);
+	if (rc == 0) {
 		pool_give(p, c);
-		return res;
+		return 0;
 	}
-	PQclear(res);
+	PQclear(*res);
 	pool_drop(p, c, true); /* unknown state after a timeout */
-	return NULL;
+	return rc;
 }
 
 static int l3_get(shm_env *env, const shm_uuid *id, shm_msg **out)
@@ -686,10 +742,9 @@ static int l3_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	int rc;
 
 	shm_uuid_format(id, s);
-	res = l3_query(env, "SELECT " RT_COLUMNS " FROM messages WHERE id = $1",
-	               1, params);
-	if (!res)
-		return SHM_EL3;
+	if ((rc = l3_query(env, "SELECT " RT_COLUMNS " FROM messages "
+	                   "WHERE id = $1", 1, params, &res)))
+		return rc;
 	if (PQntuples(res) == 0)
 		rc = SHM_ENOTFOUND;
 	else
@@ -717,12 +772,14 @@ static void count_l3(shm_env *env, int rc)
 		SHM__COUNT(env, l3_hits, 1);
 	else if (rc == SHM_ENOTFOUND)
 		SHM__COUNT(env, l3_misses, 1);
-	else if (shm__rt_has_l3(env))
+	else
 		SHM__COUNT(env, l3_errors, 1);
 }
 
-/* Asks L2, then L3 if L2 has no good answer, and fills Redis after an L3
- * hit with what is left of the L2 budget (invariant 2). */
+/* Asks L2, then L3 (if configured) if L2 has no good answer, and fills
+ * Redis after an L3 hit with what is left of the L2 budget (invariant 2).
+ * The last level's answer: 0, SHM_ENOTFOUND, SHM_EL2 (no reason given),
+ * SHM_EL3 or SHM_ECORRUPT (the reason given), ENOMEM. */
 static int ask_levels(shm_env *env, const shm_uuid *id, shm_msg **m)
 {
 	uint64_t budget = ms_ns(env->opt.l2_timeout_ms), t0 = shm__mono_ns();
@@ -730,14 +787,29 @@ static int ask_levels(shm_env *env, const shm_uuid *id, shm_msg **m)
 	uint64_t spent = shm__mono_ns() - t0;
 
 	count_l2(env, l2);
-	if (l2 == 0)
-		return 0;
+	if (l2 == 0 || !shm__rt_has_l3(env))
+		return l2;
 	rc = l3_get(env, id, m);
 	count_l3(env, rc);
 	if (rc == 0 && spent < budget)
 		l2_fill(env, *m, l2 == SHM_ECORRUPT,
 		        shm__mono_ns() + (budget - spent));
 	return rc;
+}
+
+/* SHM_ENOTFOUND for id, after ask_levels' rc: the text keeps the reason
+ * of a level that gave one (a bad value's names the message already). */
+static int not_found(const shm_uuid *id, int rc)
+{
+	char s[37], why[512];
+
+	shm_uuid_format(id, s);
+	if (rc != SHM_EL3 && rc != SHM_ECORRUPT)
+		return shm__err(SHM_ENOTFOUND, "message %s not found", s);
+	snprintf(why, sizeof why, "%s", shm_errmsg());
+	if (rc == SHM_ECORRUPT)
+		return shm__err(SHM_ENOTFOUND, "%s", why);
+	return shm__err(SHM_ENOTFOUND, "message %s: %s", s, why);
 }
 
 int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
@@ -747,7 +819,7 @@ int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	int rc;
 
 	if (!env->rt)
-		return SHM_ENOTFOUND;
+		return not_found(id, SHM_ENOTFOUND);
 	/* An invalidation arriving while we fetch may concern this key: then
 	 * the value is served but not cached (it may be the old version). */
 	inval = __atomic_load_n(&env->shared->c.inval_received, __ATOMIC_ACQUIRE);
@@ -755,7 +827,7 @@ int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	if (rc == ENOMEM)
 		return rc;
 	if (rc)
-		return SHM_ENOTFOUND; /* no level could answer */
+		return not_found(id, rc); /* no level could answer */
 	/* m passed invariant 4: a fill can fail only for L1's own reasons
 	 * (full of unflushed work...), and m is served anyway */
 	if (__atomic_load_n(&env->shared->c.inval_received, __ATOMIC_ACQUIRE) ==
@@ -780,14 +852,13 @@ int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
 		shm_time_format(before, bef);
 	else
 		snprintf(bef, sizeof bef, "infinity");
-	res = l3_query(env,
-	               "SELECT " RT_COLUMNS " FROM messages WHERE room_id = $1 "
-	               "AND created_at < $3::timestamptz "
-	               "ORDER BY created_at DESC, id DESC LIMIT $2::int",
-	               3, params);
-	if (!res) {
+	if ((rc = l3_query(env,
+	                   "SELECT " RT_COLUMNS " FROM messages WHERE room_id "
+	                   "= $1 AND created_at < $3::timestamptz "
+	                   "ORDER BY created_at DESC, id DESC LIMIT $2::int",
+	                   3, params, &res))) {
 		SHM__COUNT(env, l3_errors, 1);
-		return SHM_EL3;
+		return rc;
 	}
 	rows = PQntuples(res);
 	if (!(msgs = calloc((size_t)rows + 1, sizeof *msgs))) {

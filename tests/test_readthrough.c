@@ -867,8 +867,8 @@ static void test_mute_redis_is_skipped_after_a_timeout(void **state)
 }
 
 /* A PostgreSQL that does not answer in time (a query stuck behind a lock)
- * costs l3_timeout_ms: the get says SHM_ENOTFOUND (no level could answer),
- * L3 is skipped for a second, then asked again. */
+ * costs l3_timeout_ms: the get says SHM_ENOTFOUND (no level could answer,
+ * the text says why), L3 is skipped for a second, then asked again. */
 static void test_slow_postgres_costs_at_most_the_timeout(void **state)
 {
 	NEED_SERVERS();
@@ -894,6 +894,8 @@ static void test_slow_postgres_costs_at_most_the_timeout(void **state)
 	uint64_t t0 = now_ms();
 	assert_int_equal(shm_msg_get(env, &m.id, &got), SHM_ENOTFOUND);
 	uint64_t dt = now_ms() - t0;
+	assert_non_null(strstr(shm_errmsg(), "PostgreSQL query: no answer "
+	                                     "within l3_timeout_ms (200 ms)"));
 	fprintf(stderr, "get with PostgreSQL stuck: %" PRIu64 " ms (l3_timeout "
 	        "%u ms)\n", dt, l3_ms);
 	assert_true(dt >= l3_ms - 10);
@@ -923,6 +925,44 @@ static void test_slow_postgres_costs_at_most_the_timeout(void **state)
 	PQfinish(locker);
 	PQfinish(db);
 	cleanup();
+}
+
+/* A PostgreSQL query that fails (here no messages table on the session's
+ * search_path) leaves the server's reason: the get still says SHM_ENOTFOUND
+ * (no level could answer), and shm_errmsg() names the message, PostgreSQL
+ * and the server's message with its SQLSTATE. Right after, L3 is skipped,
+ * and the text says so. */
+static void test_failed_postgres_query_leaves_its_reason(void **state)
+{
+	NEED_SERVERS();
+	char conn[4096], ids[37];
+	const char *e;
+	shm_uuid id;
+	shm_msg *got;
+	shm_counters c;
+
+	snprintf(conn, sizeof conn, "%s options='-c search_path=nowhere'",
+	         pg_info);
+	shm_uuid_v7(&id);
+	shm_uuid_format(&id, ids);
+	shm_env *env = open_rt(redis_url, conn, 50, 0);
+	assert_int_equal(shm_msg_get(env, &id, &got), SHM_ENOTFOUND);
+	e = shm_errmsg();
+	fprintf(stderr, "L3 query failed: %s\n", e);
+	assert_non_null(strstr(e, ids));
+	assert_non_null(strstr(e, "PostgreSQL query: relation \"messages\" "
+	                          "does not exist (SQLSTATE 42P01)"));
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_misses, 1);
+	assert_int_equal(c.l3_errors, 1);
+	assert_int_equal(c.l3_hits + c.l3_misses, 0);
+
+	assert_int_equal(shm_msg_get(env, &id, &got), SHM_ENOTFOUND);
+	e = shm_errmsg();
+	fprintf(stderr, "L3 skipped: %s\n", e);
+	assert_non_null(strstr(e, ids));
+	assert_non_null(strstr(e, "PostgreSQL skipped"));
+	close_rt(env);
 }
 
 /* 25 rows only in PostgreSQL, with ties on created_at. */
@@ -1621,6 +1661,8 @@ static void test_values_put_would_refuse_are_the_levels_error(void **state)
 	tu_assert_msg_equal(got, &b);
 	shm_msg_free(got);
 	assert_int_equal(shm_msg_get(env, &cc.id, &got), SHM_ENOTFOUND);
+	fprintf(stderr, "refused: %s\n", shm_errmsg());
+	assert_non_null(strstr(shm_errmsg(), "PostgreSQL value for message"));
 	shm_stats_local(env, &k);
 	assert_int_equal(k.l2_errors, 2);
 	assert_int_equal(k.l2_hits, 0);
@@ -1752,6 +1794,7 @@ int main(void)
 		cmocka_unit_test(test_dead_or_mute_redis_costs_at_most_the_timeout),
 		cmocka_unit_test(test_mute_redis_is_skipped_after_a_timeout),
 		cmocka_unit_test(test_slow_postgres_costs_at_most_the_timeout),
+		cmocka_unit_test(test_failed_postgres_query_leaves_its_reason),
 		cmocka_unit_test(test_room_page_from_postgres_matches_postgres),
 		cmocka_unit_test(test_room_page_with_evictions),
 		cmocka_unit_test_teardown(
