@@ -208,19 +208,20 @@ static uint64_t r64(rd *r)
 	return v;
 }
 
-/* Returns the string in place (NUL-terminated in the buffer). */
+/* Returns the string in place (NUL-terminated in the buffer) and *len its
+ * length; "" and 0 once r is bad. */
 static const char *rstr(rd *r, uint32_t *len)
 {
 	uint32_t n = r32(r);
 	const char *s;
 	if (r->bad || (size_t)(r->end - r->p) < (size_t)n + 1 || r->p[n] != 0) {
 		r->bad = true;
+		*len = 0;
 		return "";
 	}
 	s = (const char *)r->p;
 	r->p += n + 1;
-	if (len)
-		*len = n;
+	*len = n;
 	return s;
 }
 

@@ -18,21 +18,25 @@
 
 #include "codec.h"
 
-/* Room and created_at of an encoded value, without decoding it all. */
-static int enc_room(const MDB_val *v, const char **room, int64_t *created)
+/* The room_id of an encoded value (in place) and *created, without
+ * decoding it all; NULL, the text set for SHM_ECORRUPT, if v is cut. */
+static const char *enc_room(const MDB_val *v, int64_t *created)
 {
 	const uint8_t *p = v->mv_data;
 	uint32_t len;
 
-	if (v->mv_size < SHM_MSG_FIXED + 5)
-		return shm__err(SHM_ECORRUPT, "message value too short");
-	memcpy(created, p + 36, 8);
+	if (v->mv_size < SHM_MSG_FIXED + 5) {
+		shm__err(SHM_ECORRUPT, "message value too short");
+		return NULL;
+	}
 	memcpy(&len, p + SHM_MSG_FIXED, 4);
 	if (SHM_MSG_FIXED + 4 + (size_t)len + 1 > v->mv_size ||
-	    p[SHM_MSG_FIXED + 4 + len] != 0)
-		return shm__err(SHM_ECORRUPT, "message value: bad room_id");
-	*room = (const char *)p + SHM_MSG_FIXED + 4;
-	return 0;
+	    p[SHM_MSG_FIXED + 4 + len] != 0) {
+		shm__err(SHM_ECORRUPT, "message value: bad room_id");
+		return NULL;
+	}
+	memcpy(created, p + 36, 8);
+	return (const char *)p + SHM_MSG_FIXED + 4;
 }
 
 /*
@@ -55,9 +59,11 @@ static int store(shm__wtxn *w, uint8_t op, const shm_msg *m, const MDB_val *old)
 	/* Encode first: m may point into the map, which writes can move. */
 	shm__msg_encode(m, seq, buf);
 	if (old) {
-		const char *r;
-		if ((rc = enc_room(old, &r, &old_created)))
+		const char *r = enc_room(old, &old_created);
+		if (!r) {
+			rc = SHM_ECORRUPT;
 			goto out;
+		}
 		snprintf(old_room, sizeof old_room, "%s", r);
 		old_seq = shm__msg_enc_seq(old->mv_data, old->mv_size);
 		old_bytes = old->mv_size;
@@ -596,8 +602,8 @@ int shm__msg_drop(shm__wtxn *w, const void *key, size_t klen)
 		return shm__err(SHM_ECORRUPT, "message key of %zu bytes", klen);
 	if ((rc = mdb_get(w->txn, w->env->msg, &k, &v)))
 		return rc == MDB_NOTFOUND ? rc : shm__err_mdb(rc, "read message");
-	if ((rc = enc_room(&v, &r, &created)))
-		return rc;
+	if (!(r = enc_room(&v, &created)))
+		return SHM_ECORRUPT;
 	snprintf(room, sizeof room, "%s", r);
 	memcpy(id.b, key, 16);
 	if ((rc = mdb_del(w->txn, w->env->msg, &k, NULL)))

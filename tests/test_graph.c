@@ -48,14 +48,15 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* deps_set with a NULL-terminated list of dependencies */
-static void declare(fixture *f, const char *obj, bool direct, ...)
+/* deps_set with a NULL-terminated list of dependencies (obj last before
+ * them: va_start after a promoted type, bool, is undefined) */
+static void declare(fixture *f, bool direct, const char *obj, ...)
 {
 	const char *deps[32];
 	size_t n = 0;
 	va_list ap;
 
-	va_start(ap, direct);
+	va_start(ap, obj);
 	while ((deps[n] = va_arg(ap, const char *)) != NULL)
 		n++;
 	va_end(ap);
@@ -233,7 +234,7 @@ static void test_longest_object_can_be_stored_and_busted(void **state)
 	obj[4] = '/';
 	put_static(f, obj);
 	assert_true(has_static(f, obj));
-	declare(f, obj, true, "Block/1", NULL);
+	declare(f, true, obj, "Block/1", NULL);
 	assert_int_equal(shm_object_save(f->env, &f->ws, "Block/1"), 0);
 	assert_false(has_static(f, obj));
 }
@@ -247,7 +248,7 @@ static void test_bad_input_is_refused_and_changes_nothing(void **state)
 	shm_info before, after;
 	shm_objlist *l = NULL;
 
-	declare(f, "Page/about", true, "Block/1", NULL);
+	declare(f, true, "Page/about", "Block/1", NULL);
 	seq = next_seq(f);
 	assert_int_equal(shm_env_info(f->env, &before), 0);
 
@@ -288,15 +289,15 @@ static void test_deps_set_replaces_direct_dependencies(void **state)
 	fixture *f = *state;
 	shm_objlist *l = NULL;
 
-	declare(f, "Page/p", true, "Block/a", "Block/b", "Block/a", NULL);
+	declare(f, true, "Page/p", "Block/a", "Block/b", "Block/a", NULL);
 	assert_int_equal(shm_deps_get(f->env, &f->ws, "Page/p", &l), 0);
 	assert_string_equal(joined(l), "Block/a,Block/b");
-	declare(f, "Page/p", true, "Block/b", "Block/c", NULL);
+	declare(f, true, "Page/p", "Block/b", "Block/c", NULL);
 	assert_int_equal(shm_deps_get(f->env, &f->ws, "Page/p", &l), 0);
 	assert_string_equal(joined(l), "Block/b,Block/c");
 	assert_string_equal(referrers(f, "Block/a"), "");
 	assert_string_equal(referrers(f, "Block/c"), "Page/p");
-	declare(f, "Page/p", true, NULL);
+	declare(f, true, "Page/p", NULL);
 	assert_string_equal(recursive(f, "Page/p"), "");
 	assert_string_equal(referrers(f, "Block/b"), "");
 }
@@ -307,10 +308,10 @@ static void test_recursive_deps_go_through_indirect_and_stop_at_direct(void **st
 
 	/* page embeds a block showing a person and a post; the post shows
 	 * its author: the author is the post's business, not the page's */
-	declare(f, "Page/p", true, "Block/b", NULL);
-	declare(f, "Block/b", false, "Person/x", "Post/q", NULL);
-	declare(f, "Post/q", true, "Person/y", NULL);
-	declare(f, "Person/x", false, "Organization/o", NULL);
+	declare(f, true, "Page/p", "Block/b", NULL);
+	declare(f, false, "Block/b", "Person/x", "Post/q", NULL);
+	declare(f, true, "Post/q", "Person/y", NULL);
+	declare(f, false, "Person/x", "Organization/o", NULL);
 	assert_string_equal(recursive(f, "Page/p"),
 	                    "Block/b,Organization/o,Person/x,Post/q");
 	assert_string_equal(recursive(f, "Post/q"), "Person/y");
@@ -321,15 +322,15 @@ static void test_recursive_deps_cut_cycles(void **state)
 {
 	fixture *f = *state;
 
-	declare(f, "Block/a", false, "Block/b", NULL);
-	declare(f, "Block/b", false, "Block/a", "Person/z", NULL);
-	declare(f, "Page/p", true, "Block/a", NULL);
+	declare(f, false, "Block/a", "Block/b", NULL);
+	declare(f, false, "Block/b", "Block/a", "Person/z", NULL);
+	declare(f, true, "Page/p", "Block/a", NULL);
 	assert_string_equal(recursive(f, "Page/p"), "Block/a,Block/b,Person/z");
 	/* the start object is excluded even when the cycle comes back to it */
 	assert_string_equal(recursive(f, "Block/a"), "Block/b,Person/z");
 	/* direct objects in a cycle: included, not expanded */
-	declare(f, "Page/x", true, "Page/y", NULL);
-	declare(f, "Page/y", true, "Page/x", "Block/a", NULL);
+	declare(f, true, "Page/x", "Page/y", NULL);
+	declare(f, true, "Page/y", "Page/x", "Block/a", NULL);
 	assert_string_equal(recursive(f, "Page/x"), "Page/y");
 	assert_string_equal(referrers(f, "Page/x"), "Page/y");
 }
@@ -354,12 +355,12 @@ static void test_website_object_is_direct_without_declaration(void **state)
 	assert_int_equal(shm_object_is_direct(f->env, &f->ws, "Person/x", &direct),
 	                 0);
 	assert_false(direct);
-	declare(f, "Page/p", true, NULL);
+	declare(f, true, "Page/p", NULL);
 	assert_int_equal(shm_object_is_direct(f->env, &f->ws, "Page/p", &direct), 0);
 	assert_true(direct);
 	/* the website embeds its about; the about's block reaches the site */
-	declare(f, obj, false, "Page/about", NULL);
-	declare(f, "Page/about", true, "Block/1", NULL);
+	declare(f, false, obj, "Page/about", NULL);
+	declare(f, true, "Page/about", "Block/1", NULL);
 	assert_string_equal(referrers(f, "Block/1"), "Page/about");
 	assert_string_equal(referrers(f, "Page/about"), obj);
 }
@@ -371,7 +372,7 @@ static void test_graphs_are_separate_per_website(void **state)
 	shm_objlist *l = NULL;
 
 	shm_uuid_parse("99999999-1111-4222-8333-444455556666", &other);
-	declare(f, "Page/p", true, "Block/b", NULL);
+	declare(f, true, "Page/p", "Block/b", NULL);
 	assert_int_equal(shm_deps_recursive(f->env, &other, "Page/p", &l), 0);
 	assert_int_equal(l->n, 0);
 	free(l);
@@ -387,9 +388,9 @@ static void test_saving_a_block_busts_itself_and_its_about(void **state)
 	fixture *f = *state;
 	int n;
 
-	declare(f, "Page/about", true, "Block/hero", "Block/text", NULL);
-	declare(f, "Block/hero", false, "Media/photo", NULL);
-	declare(f, "Page/other", true, "Block/other", NULL);
+	declare(f, true, "Page/about", "Block/hero", "Block/text", NULL);
+	declare(f, false, "Block/hero", "Media/photo", NULL);
+	declare(f, true, "Page/other", "Block/other", NULL);
 	const char *all[] = {"Page/about", "Block/hero", "Block/text",
 	                     "Media/photo", "Page/other", "Block/other"};
 	for (size_t i = 0; i < 6; i++)
@@ -419,13 +420,13 @@ static void test_saving_a_person_busts_blocks_pages_and_posts_not_listings(void 
 	fixture *f = *state;
 	int n;
 
-	declare(f, "Page/team", true, "Block/b1", NULL);
-	declare(f, "Block/b1", false, "Person/ada", NULL);
-	declare(f, "Post/news", true, "Block/b2", NULL);
-	declare(f, "Block/b2", false, "Person/ada", "Organization/acme", NULL);
-	declare(f, "Post/interview", true, "Person/ada", NULL);
-	declare(f, "Page/blog", true, "Post/news", "Post/interview", NULL);
-	declare(f, "Page/unrelated", true, "Person/bob", NULL);
+	declare(f, true, "Page/team", "Block/b1", NULL);
+	declare(f, false, "Block/b1", "Person/ada", NULL);
+	declare(f, true, "Post/news", "Block/b2", NULL);
+	declare(f, false, "Block/b2", "Person/ada", "Organization/acme", NULL);
+	declare(f, true, "Post/interview", "Person/ada", NULL);
+	declare(f, true, "Page/blog", "Post/news", "Post/interview", NULL);
+	declare(f, true, "Page/unrelated", "Person/bob", NULL);
 	const char *all[] = {"Page/team",      "Block/b1",  "Post/news",
 	                     "Block/b2",       "Person/ada", "Post/interview",
 	                     "Page/blog",      "Page/unrelated", "Person/bob",
@@ -460,11 +461,11 @@ static void test_shared_person_busts_every_page_showing_it(void **state)
 	fixture *f = *state;
 	int n;
 
-	declare(f, "Page/a", true, "Block/a", NULL);
-	declare(f, "Page/b", true, "Block/b", NULL);
-	declare(f, "Post/c", true, "Person/shared", NULL);
-	declare(f, "Block/a", false, "Person/shared", NULL);
-	declare(f, "Block/b", false, "Person/shared", "Person/other", NULL);
+	declare(f, true, "Page/a", "Block/a", NULL);
+	declare(f, true, "Page/b", "Block/b", NULL);
+	declare(f, true, "Post/c", "Person/shared", NULL);
+	declare(f, false, "Block/a", "Person/shared", NULL);
+	declare(f, false, "Block/b", "Person/shared", "Person/other", NULL);
 	uint64_t from = next_seq(f);
 	assert_int_equal(shm_object_save(f->env, &f->ws, "Person/shared"), 0);
 	assert_string_equal(busts_since(f, from, SHM_OP_MARK, &n),
@@ -480,9 +481,9 @@ static void test_cycle_between_direct_objects_busts_each_once(void **state)
 	fixture *f = *state;
 	int n;
 
-	declare(f, "Page/a", true, "Page/b", NULL);
-	declare(f, "Page/b", true, "Page/a", NULL);
-	declare(f, "Page/c", true, "Page/a", NULL);
+	declare(f, true, "Page/a", "Page/b", NULL);
+	declare(f, true, "Page/b", "Page/a", NULL);
+	declare(f, true, "Page/c", "Page/a", NULL);
 	put_static(f, "Page/a");
 	put_static(f, "Page/b");
 	put_static(f, "Page/c");
@@ -495,9 +496,9 @@ static void test_cycle_between_direct_objects_busts_each_once(void **state)
 	assert_string_equal(busts_since(f, from, SHM_OP_MARK, &n),
 	                    "Page/a,Page/b");
 	/* an indirect cycle is walked once too */
-	declare(f, "Block/x", false, "Block/y", NULL);
-	declare(f, "Block/y", false, "Block/x", NULL);
-	declare(f, "Page/d", true, "Block/y", NULL);
+	declare(f, false, "Block/x", "Block/y", NULL);
+	declare(f, false, "Block/y", "Block/x", NULL);
+	declare(f, true, "Page/d", "Block/y", NULL);
 	from = next_seq(f);
 	assert_int_equal(shm_object_save(f->env, &f->ws, "Block/x"), 0);
 	assert_string_equal(busts_since(f, from, SHM_OP_MARK, &n),
@@ -523,7 +524,7 @@ static void test_bust_busts_the_object_alone_without_mark(void **state)
 	int n;
 	shm_info in;
 
-	declare(f, "Page/a", true, "Block/a", NULL);
+	declare(f, true, "Page/a", "Block/a", NULL);
 	put_static(f, "Page/a");
 	put_static(f, "Block/a");
 	uint64_t from = next_seq(f);
@@ -548,8 +549,8 @@ static void test_destroy_busts_references_and_drops_edges(void **state)
 	shm_objlist *l = NULL;
 	shm_info in;
 
-	declare(f, "Page/about", true, "Block/b", NULL);
-	declare(f, "Block/b", false, "Person/x", NULL);
+	declare(f, true, "Page/about", "Block/b", NULL);
+	declare(f, false, "Block/b", "Person/x", NULL);
 	put_static(f, "Page/about");
 	put_static(f, "Block/b");
 	uint64_t from = next_seq(f);
@@ -605,7 +606,7 @@ static void test_each_graph_write_appends_its_log_records(void **state)
 	uint64_t from = next_seq(f);
 	int ops[16], n = 0;
 
-	declare(f, "Page/p", true, "Block/b", "Person/long-name", NULL);
+	declare(f, true, "Page/p", "Block/b", "Person/long-name", NULL);
 	assert_int_equal(shm_object_save(f->env, &f->ws, "Block/b"), 0);
 	assert_int_equal(shm_object_destroy(f->env, &f->ws, "Block/b"), 0);
 	assert_int_equal(shm_static_bust(f->env, &f->ws, "Page/p"), 0);
@@ -648,7 +649,7 @@ static void test_counters_count_busts_and_marks(void **state)
 	fixture *f = *state;
 	shm_counters c;
 
-	declare(f, "Page/p", true, "Block/b", NULL);
+	declare(f, true, "Page/p", "Block/b", NULL);
 	assert_int_equal(shm_object_save(f->env, &f->ws, "Block/b"), 0);
 	assert_int_equal(shm_static_bust(f->env, &f->ws, "Page/p"), 0);
 	shm_stats_local(f->env, &c);

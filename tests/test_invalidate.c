@@ -634,8 +634,8 @@ static void test_encode_parse(void **state)
 		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 a%2\n",
 		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 a%zz\n",
 		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 %00\n",
-		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 "
-		"99999999999999999999 r\n",
+		("shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 "
+		 "99999999999999999999 r\n"), /* one string */
 		"shm-inval 1 hostA\nm 0190c1c2-0000-7000-8000-00000000000g\n",
 		"shm-inval 1 hostA\nm 0190c1c2-0000-7000-8000-000000000000 x\n",
 		"shm-inval 1 hostA\ns 0190c1c2-0000-7000-8000-000000000000\n",
