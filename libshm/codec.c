@@ -103,12 +103,11 @@ static int cmp_emoji(const void *a, const void *b)
 	              emoji_of(*(const shm_reaction *const *)b));
 }
 
-uint32_t shm__reactions_order(const shm_msg *m, const shm_reaction **ord)
+/* Sorts ord, n reactions, by emoji: shm__order's dup. */
+static uint32_t sort_reactions(const shm_reaction **ord, uint32_t n)
 {
-	uint32_t n = m->n_reactions, i;
+	uint32_t i;
 
-	for (i = 0; i < n; i++)
-		ord[i] = &m->reactions[i];
 	for (i = 1; i < n && cmp_emoji(&ord[i - 1], &ord[i]) < 0; i++)
 		;
 	if (i >= n)
@@ -120,9 +119,28 @@ uint32_t shm__reactions_order(const shm_msg *m, const shm_reaction **ord)
 	return 0;
 }
 
-void shm__msg_encode(const shm_msg *m, uint64_t seq, uint8_t *buf)
+int shm__order_make(const shm_msg *m, shm__order *o)
 {
-	const shm_reaction *ord[SHM_MAX_LIST];
+	uint32_t n = m->n_reactions;
+
+	o->r = o->small;
+	if (n > SHM_ORDER_SMALL && !(o->r = malloc(n * sizeof *o->r)))
+		return ENOMEM;
+	for (uint32_t i = 0; i < n; i++)
+		o->r[i] = &m->reactions[i];
+	o->dup = sort_reactions(o->r, n);
+	return 0;
+}
+
+void shm__order_free(shm__order *o)
+{
+	if (o->r != o->small)
+		free(o->r);
+}
+
+void shm__msg_encode(const shm_msg *m, const shm_reaction *const *ord,
+                     uint64_t seq, uint8_t *buf)
+{
 	uint8_t *p = buf;
 
 	memset(buf, 0, SHM_MSG_FIXED);
@@ -160,7 +178,6 @@ void shm__msg_encode(const shm_msg *m, uint64_t seq, uint8_t *buf)
 		p = wstr(p, a->url);
 	}
 	p = w32(p, m->n_reactions);
-	shm__reactions_order(m, ord); /* validated: no emoji twice */
 	for (uint32_t i = 0; i < m->n_reactions; i++) {
 		const shm_reaction *r = ord[i];
 		p = wstr(p, r->emoji);
@@ -516,31 +533,46 @@ static int cmp_i32(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* User ids of a reaction checked on the stack; more are malloc'd. */
+#define USERS_SMALL 64
+
 /* Each user reacts once per emoji (the JSON reader refuses a repeat).
  * Sorted copy: n log n, whatever the list. */
 static int check_users(const shm_reaction *r)
 {
-	int32_t ids[SHM_MAX_LIST];
+	int32_t small[USERS_SMALL], *ids = small;
+	int rc = 0;
 
+	if (r->n_users > USERS_SMALL &&
+	    !(ids = malloc(r->n_users * sizeof *ids)))
+		return shm__err(ENOMEM, "metadata.reactions '%s': check of %u "
+		                "user ids", r->emoji, r->n_users);
 	memcpy(ids, r->user_ids, r->n_users * sizeof *ids);
 	qsort(ids, r->n_users, sizeof *ids, cmp_i32);
-	for (uint32_t j = 1; j < r->n_users; j++)
+	for (uint32_t j = 1; j < r->n_users && !rc; j++)
 		if (ids[j] == ids[j - 1])
-			return shm__err(SHM_EINVAL, "metadata.reactions '%s': "
-			                "user id %d listed twice", r->emoji,
-			                (int)ids[j]);
-	return 0;
+			rc = shm__err(SHM_EINVAL, "metadata.reactions '%s': "
+			              "user id %d listed twice", r->emoji,
+			              (int)ids[j]);
+	if (ids != small)
+		free(ids);
+	return rc;
 }
 
 /* At most one reaction per emoji (a JSON object holds a key once). */
 static int check_emojis(const shm_msg *m)
 {
-	const shm_reaction *ord[SHM_MAX_LIST];
-	uint32_t dup = shm__reactions_order(m, ord);
+	shm__order o;
+	int rc = 0;
 
-	return dup ? shm__err(SHM_EINVAL, "reaction '%s' listed twice",
-	                      ord[dup]->emoji)
-	           : 0;
+	if (shm__order_make(m, &o))
+		return shm__err(ENOMEM, "metadata.reactions: order of %u "
+		                "reactions", m->n_reactions);
+	if (o.dup)
+		rc = shm__err(SHM_EINVAL, "reaction '%s' listed twice",
+		              o.r[o.dup]->emoji);
+	shm__order_free(&o);
+	return rc;
 }
 
 static int check_reactions(const shm_msg *m)

@@ -45,11 +45,13 @@
 
 /* Bytes needed to encode m. */
 size_t shm__msg_enc_size(const shm_msg *m);
-/* Encodes m with seq into buf (shm__msg_enc_size(m) bytes); reactions
- * sorted by emoji, whatever m's order: one message, one encoding. m keeps
- * to shm.h's limits (at most SHM_MAX_LIST reactions, each emoji once), as
- * shm__msg_validate, shm_msg_react and the decoder see to. */
-void shm__msg_encode(const shm_msg *m, uint64_t seq, uint8_t *buf);
+/* Encodes m with seq into buf (shm__msg_enc_size(m) bytes); reactions in
+ * ord, m's shm__order, sorted by emoji whatever m's order: one message, one
+ * encoding. m keeps to shm.h's limits (at most SHM_MAX_LIST reactions, each
+ * emoji once), as shm__msg_validate, shm_msg_react and the decoder see
+ * to. */
+void shm__msg_encode(const shm_msg *m, const shm_reaction *const *ord,
+                     uint64_t seq, uint8_t *buf);
 /* The seq stored in an encoded value (0 if too short). */
 uint64_t shm__msg_enc_seq(const void *buf, size_t len);
 

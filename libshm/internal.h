@@ -260,12 +260,24 @@ int shm__check_text(const char *what, const char *s, size_t len, size_t max,
 size_t shm__utf8_bad(const char *s, size_t len);
 
 /* ---- reaction order (codec.c) */
+/* Reactions whose order is kept in the caller's shm__order (on its stack:
+ * put runs on the application's threads, whose stacks may be small); more
+ * get a malloc'd array. */
+#define SHM_ORDER_SMALL 32
 /* m's reactions sorted by emoji (strcmp: byte order; NULL reads as ""), the
  * order they are stored and written in, as pointers into m->reactions,
- * which is left as it is; ord has room for m->n_reactions. Returns the
- * position in ord of the second of two reactions with one emoji, 0 if each
- * emoji is there once. */
-uint32_t shm__reactions_order(const shm_msg *m, const shm_reaction **ord);
+ * which is left as it is. */
+typedef struct shm__order {
+	const shm_reaction **r; /* small, or malloc'd */
+	uint32_t dup; /* position in r of the second of two reactions with one
+	                 emoji; 0 if each emoji is there once */
+	const shm_reaction *small[SHM_ORDER_SMALL];
+} shm__order;
+/* Fills *o (not to be copied: r may point into it) with m's order: 0, to
+ * be released with shm__order_free; ENOMEM, nothing to free, no text (the
+ * caller says what it was doing). */
+int shm__order_make(const shm_msg *m, shm__order *o);
+void shm__order_free(shm__order *o);
 
 /* ---- object keys (graph.c / static.c): website(16) + object bytes */
 #define SHM_OBJKEY_MAX (16 + SHM_MAX_OBJECT)

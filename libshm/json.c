@@ -265,36 +265,24 @@ static int check_msg(const shm_msg *m, const char *fn)
 	return 0;
 }
 
-/* Reactions whose order the writer keeps on its stack; more get a
- * malloc'd array (reaction_order). */
-#define ORD_SMALL 32
-
 /* m's reactions in emoji byte order, the order put stores them in, so one
- * message has one JSON: *ord is small (ORD_SMALL pointers) or malloc'd,
- * which the caller frees. SHM_EINVAL if two reactions have one emoji (a
- * JSON object cannot hold one key twice), ENOMEM; nothing to free then. */
-static int reaction_order(const shm_msg *m, const char *fn,
-                          const shm_reaction **small,
-                          const shm_reaction ***ord)
+ * message has one JSON: 0 and *o, which the caller frees
+ * (shm__order_free). SHM_EINVAL if two reactions have one emoji (a JSON
+ * object cannot hold one key twice), ENOMEM; nothing to free then. */
+static int reaction_order(const shm_msg *m, const char *fn, shm__order *o)
 {
-	const shm_reaction **o = small;
 	const char *e;
-	uint32_t dup;
 	long a, b;
 
-	if (m->n_reactions > ORD_SMALL &&
-	    !(o = malloc(m->n_reactions * sizeof *o)))
+	if (shm__order_make(m, o))
 		return shm__err(ENOMEM, "%s: order of %" PRIu32 " reactions", fn,
 		                m->n_reactions);
-	if (!(dup = shm__reactions_order(m, o))) {
-		*ord = o;
+	if (!o->dup)
 		return 0;
-	}
-	e = o[dup]->emoji;
-	a = o[dup - 1] - m->reactions;
-	b = o[dup] - m->reactions;
-	if (o != small)
-		free(o);
+	e = o->r[o->dup]->emoji;
+	a = o->r[o->dup - 1] - m->reactions;
+	b = o->r[o->dup] - m->reactions;
+	shm__order_free(o);
 	return shm__err(SHM_EINVAL, "%s: field 'metadata.reactions': emoji "
 	                "'%.64s' in reactions[%ld] and [%ld]", fn, e ? e : "",
 	                a < b ? a : b, a < b ? b : a);
@@ -306,7 +294,7 @@ static int jdone(jout *o, bool ok, char **buf, size_t *len, size_t *cap,
 static int msg_json(const shm_msg *m, char **buf, size_t *len, size_t *cap,
                     size_t *meta_off, size_t *meta_len, const char *fn)
 {
-	const shm_reaction *small[ORD_SMALL], **ord;
+	shm__order ord;
 	const char *type;
 	size_t moff = 0, mlen = 0;
 	char hash[48];
@@ -314,8 +302,7 @@ static int msg_json(const shm_msg *m, char **buf, size_t *len, size_t *cap,
 	bool ok;
 	int rc;
 
-	if ((rc = check_msg(m, fn)) ||
-	    (rc = reaction_order(m, fn, small, &ord)))
+	if ((rc = check_msg(m, fn)) || (rc = reaction_order(m, fn, &ord)))
 		return rc;
 	type = shm_msg_type_name(m->type);
 	o = (jout){.p = *buf, .len = *len, .cap = *buf ? *cap : 0};
@@ -334,11 +321,10 @@ static int msg_json(const shm_msg *m, char **buf, size_t *len, size_t *cap,
 	     JLIT(&o, ",\"metadata\":");
 	if (ok) {
 		moff = o.len;
-		ok = jmetadata(&o, m, ord);
+		ok = jmetadata(&o, m, ord.r);
 		mlen = o.len - moff;
 	}
-	if (ord != small)
-		free(ord);
+	shm__order_free(&ord);
 	if (ok) {
 		static const char pre[] = ",\"content_hash\":\"";
 		uint64_t h = m->content_hash;
@@ -405,7 +391,7 @@ int shm_msg_metadata_json_append(const shm_msg *m, char **buf, size_t *len,
                                  size_t *cap)
 {
 	const char *fn = "shm_msg_metadata_json_append";
-	const shm_reaction *small[ORD_SMALL], **ord;
+	shm__order ord;
 	jout o;
 	bool ok;
 	int rc;
@@ -414,13 +400,11 @@ int shm_msg_metadata_json_append(const shm_msg *m, char **buf, size_t *len,
 	    (*buf && *len >= *cap))
 		return shm__err(SHM_EINVAL, "%s: NULL argument or len beyond cap",
 		                fn);
-	if ((rc = check_msg(m, fn)) ||
-	    (rc = reaction_order(m, fn, small, &ord)))
+	if ((rc = check_msg(m, fn)) || (rc = reaction_order(m, fn, &ord)))
 		return rc;
 	o = (jout){.p = *buf, .len = *len, .cap = *buf ? *cap : 0};
-	ok = jmetadata(&o, m, ord);
-	if (ord != small)
-		free(ord);
+	ok = jmetadata(&o, m, ord.r);
+	shm__order_free(&ord);
 	return jdone(&o, ok, buf, len, cap, fn);
 }
 

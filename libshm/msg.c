@@ -52,12 +52,19 @@ static int store(shm__wtxn *w, uint8_t op, const shm_msg *m, const MDB_val *old)
 	int64_t old_created = 0;
 	MDB_val k = {16, (void *)m->id.b}, v;
 	uint8_t *buf = malloc(size);
+	shm__order ord;
 	int rc;
 
 	if (!buf)
 		return shm__err(ENOMEM, "message of %zu bytes", size);
+	if (shm__order_make(m, &ord)) {
+		free(buf);
+		return shm__err(ENOMEM, "message: order of %u reactions",
+		                m->n_reactions);
+	}
 	/* Encode first: m may point into the map, which writes can move. */
-	shm__msg_encode(m, seq, buf);
+	shm__msg_encode(m, ord.r, seq, buf);
+	shm__order_free(&ord);
 	if (old) {
 		const char *r = enc_room(old, &old_created);
 		if (!r) {

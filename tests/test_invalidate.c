@@ -518,8 +518,11 @@ static void add_msg_rec(fl_batch *b, uint64_t seq, const shm_msg *m)
 {
 	size_t n = shm__msg_enc_size(m);
 	uint8_t *buf = malloc(n);
+	shm__order ord;
 	assert_non_null(buf);
-	shm__msg_encode(m, seq, buf);
+	assert_int_equal(shm__order_make(m, &ord), 0);
+	shm__msg_encode(m, ord.r, seq, buf);
+	shm__order_free(&ord);
 	add_rec_payload(b, seq, SHM_OP_MSG_PUT, m->id.b, 16, buf, n);
 	free(buf); /* the batch keeps its own copy */
 }

@@ -1,5 +1,6 @@
 /* tests/test_msg.c - messages: put, get, views, edit, delete, reactions,
  * replies, room pages, and every validation error. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,6 +264,68 @@ static void test_react_keeps_reactions_sorted(void **state)
 	assert_int_equal(got->n_reactions, 5);
 	for (uint32_t i = 0; i < 5; i++)
 		assert_string_equal(got->reactions[i].emoji, want[i]);
+	shm_msg_free(got);
+}
+
+/* The stack a put may count on: thread pools give their threads 64 KiB or
+ * less, musl's default is 128 KiB; put's order of the reactions and its
+ * check of their users take a few KiB whatever the message (with them on
+ * the stack, 48 KiB, 32 KiB of them for the order, were not enough here). */
+#define SMALL_STACK (32 * 1024)
+
+struct put_arg {
+	shm_msg m;
+	int rc;
+};
+
+static void *put_thread(void *arg)
+{
+	struct put_arg *p = arg;
+	p->rc = shm_msg_put(env, &p->m);
+	return NULL;
+}
+
+/* A put of the most reactions (in reverse emoji order, each with users)
+ * from a thread with a small stack: stored, sorted, each user list as
+ * given. A guard region as large as the stack: a frame too large cannot
+ * jump past it into other memory. */
+static void test_put_of_the_most_reactions_fits_a_small_stack(void **state)
+{
+	static char emoji[SHM_MAX_LIST][8];
+	static shm_reaction re[SHM_MAX_LIST];
+	static int32_t users[SHM_MAX_LIST][3];
+	struct put_arg p = {tu_msg("stack", 1, "the most reactions"), -1};
+	pthread_attr_t a;
+	pthread_t t;
+	shm_msg *got;
+	char want[8];
+
+	for (int i = 0; i < SHM_MAX_LIST; i++) {
+		snprintf(emoji[i], sizeof emoji[i], "e%04d", SHM_MAX_LIST - 1 - i);
+		for (int j = 0; j < 3; j++)
+			users[i][j] = 3 * i + 2 - j;
+		re[i] = (shm_reaction){emoji[i], users[i], 3};
+	}
+	p.m.reactions = re;
+	p.m.n_reactions = SHM_MAX_LIST;
+	assert_int_equal(pthread_attr_init(&a), 0);
+	assert_int_equal(pthread_attr_setstacksize(&a, SMALL_STACK), 0);
+	assert_int_equal(pthread_attr_setguardsize(&a, SMALL_STACK), 0);
+	assert_int_equal(pthread_create(&t, &a, put_thread, &p), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	pthread_attr_destroy(&a);
+	if (p.rc)
+		fail_msg("put: %s", shm_errmsg());
+	assert_int_equal(shm_msg_get(env, &p.m.id, &got), 0);
+	assert_int_equal(got->n_reactions, SHM_MAX_LIST);
+	for (int i = 0; i < SHM_MAX_LIST; i++) {
+		const shm_reaction *r = &got->reactions[i];
+		const int32_t *u = users[SHM_MAX_LIST - 1 - i];
+		snprintf(want, sizeof want, "e%04d", i);
+		assert_string_equal(r->emoji, want);
+		assert_int_equal(r->n_users, 3);
+		assert_memory_equal(r->user_ids, u, 3 * sizeof *u);
+	}
 	shm_msg_free(got);
 }
 
@@ -635,6 +698,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_react_adds_and_removes_idempotently, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_stores_reactions_sorted_by_emoji, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_react_keeps_reactions_sorted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_of_the_most_reactions_fits_a_small_stack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reply_bumps_parent_reply_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replacing_a_reply_keeps_its_parents_reply_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moving_a_reply_moves_its_count_never_below_zero, setup, teardown),
