@@ -192,6 +192,12 @@ int shm__wait_through(shm_env *env, const uint64_t seqs[2]);
 int shm__dead_of_sink(shm_env *env, uint64_t first, uint64_t last,
                       const char *sink, shm_dead *out);
 
+/* LZ4F_compressFrame(dst, cap, src, n, NULL)'s frame, with the
+ * compression state (16 KiB) on the heap: LZ4F_compressFrame keeps it on
+ * the stack, the application's thread's in a put or a get. cap:
+ * LZ4F_compressFrameBound(n, NULL). The frame's size or an LZ4F error
+ * code (LZ4F_isError). */
+size_t shm__lz4_frame(void *dst, size_t cap, const void *src, size_t n);
 /* Appends one record (compressing the payload above the threshold). */
 int shm__log_append(shm__wtxn *w, uint8_t op, const void *key, size_t klen,
                     const void *payload, size_t plen, uint64_t *seq);

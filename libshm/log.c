@@ -51,6 +51,32 @@ static int grow(uint8_t **buf, size_t *cap, size_t need)
 	return 0;
 }
 
+size_t shm__lz4_frame(void *dst, size_t cap, const void *src, size_t n)
+{
+	/* independent blocks flushed at once: the context keeps no buffer */
+	const LZ4F_preferences_t p = {
+		.frameInfo = {.blockMode = LZ4F_blockIndependent,
+		              .contentSize = n},
+		.autoFlush = 1};
+	uint8_t *d = dst;
+	size_t r, len = 0;
+	LZ4F_cctx *c;
+
+	if (LZ4F_isError(r = LZ4F_createCompressionContext(&c, LZ4F_VERSION)))
+		return r;
+	r = LZ4F_compressBegin(c, d, cap, &p);
+	if (!LZ4F_isError(r)) {
+		len = r;
+		r = LZ4F_compressUpdate(c, d + len, cap - len, src, n, NULL);
+	}
+	if (!LZ4F_isError(r)) {
+		len += r;
+		r = LZ4F_compressEnd(c, d + len, cap - len, NULL);
+	}
+	LZ4F_freeCompressionContext(c);
+	return LZ4F_isError(r) ? r : len + r;
+}
+
 int shm__log_append(shm__wtxn *w, uint8_t op, const void *key, size_t klen,
                     const void *payload, size_t plen, uint64_t *seq)
 {
@@ -70,7 +96,7 @@ int shm__log_append(shm__wtxn *w, uint8_t op, const void *key, size_t klen,
 		size_t bound = LZ4F_compressFrameBound(plen, NULL);
 		if ((rc = grow(&w->buf, &w->buf_cap, bound)))
 			return rc;
-		size_t n = LZ4F_compressFrame(w->buf, bound, payload, plen, NULL);
+		size_t n = shm__lz4_frame(w->buf, bound, payload, plen);
 		if (!LZ4F_isError(n) && n < plen) {
 			body = w->buf;
 			stored = n;

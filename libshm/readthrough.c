@@ -553,7 +553,7 @@ static void *mirror_value(const shm_env *env, const shm_msg *m, size_t *len)
 	bound = LZ4F_compressFrameBound(n, NULL);
 	if (!(z = malloc(bound)))
 		return json;
-	zn = LZ4F_compressFrame(z, bound, json, n, NULL);
+	zn = shm__lz4_frame(z, bound, json, n);
 	if (LZ4F_isError(zn)) {
 		free(z);
 		return json;

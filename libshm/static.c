@@ -255,8 +255,8 @@ static int encode(shm_env *env, const char *object, const void *content,
 	    NULL)
 		return shm__err(ENOMEM, "static '%s': %zu bytes", object, len);
 	if (bound) {
-		size_t r = LZ4F_compressFrame(v + SV_SEQ + SV_HEADER, bound,
-		                              content, len, NULL);
+		size_t r = shm__lz4_frame(v + SV_SEQ + SV_HEADER, bound,
+		                          content, len);
 		if (!LZ4F_isError(r) && r < len) {
 			stored = r;
 			lz4 = true;
