@@ -543,6 +543,8 @@ static int check_users(const shm_reaction *r)
 	int32_t small[USERS_SMALL], *ids = small;
 	int rc = 0;
 
+	if (r->n_users < 2)
+		return 0; /* nothing to repeat (user_ids may be NULL) */
 	if (r->n_users > USERS_SMALL &&
 	    !(ids = malloc(r->n_users * sizeof *ids)))
 		return shm__err(ENOMEM, "metadata.reactions '%s': check of %u "
