@@ -21,6 +21,10 @@
  *     JSON (json_max), without created_at or refused by put's validation
  *     is bad data, counted as that level's error, never served nor filled;
  *     the next level is asked.
+ *  5. A get no level answered is SHM_ENOTFOUND whatever failed; when a
+ *     level failed, the text names the message and each level's outcome
+ *     in order: its reason (the server's reply, the connection's error,
+ *     the timeout, the refused value...) or "not in <level>".
  */
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -248,10 +252,10 @@ static int wait_fd(int fd, short ev, uint64_t deadline)
 
 /*
  * Sends what was appended to c and reads one reply, all before deadline.
- * 0 and *out; SHM_EL2 on an I/O error or at the deadline; SHM_ECORRUPT as
- * soon as the reply pending passes max bytes (a bulk string is parsed only
- * once whole: the reader's unparsed bytes are the reply so far). c is
- * unusable after an error.
+ * 0 and *out; SHM_EL2 on an I/O error (c->errstr says which); ETIMEDOUT at
+ * the deadline; SHM_ECORRUPT as soon as the reply pending passes max bytes
+ * (a bulk string is parsed only once whole: the reader's unparsed bytes are
+ * the reply so far). c is unusable after an error.
  */
 static int redis_exchange(redisContext *c, uint64_t deadline, size_t max,
                           redisReply **out)
@@ -260,9 +264,10 @@ static int redis_exchange(redisContext *c, uint64_t deadline, size_t max,
 	int done = 0;
 
 	while (!done) {
-		if (redisBufferWrite(c, &done) != REDIS_OK ||
-		    (!done && wait_fd(c->fd, POLLOUT, deadline)))
+		if (redisBufferWrite(c, &done) != REDIS_OK)
 			return SHM_EL2;
+		if (!done && wait_fd(c->fd, POLLOUT, deadline))
+			return ETIMEDOUT;
 	}
 	for (;;) {
 		if (redisGetReplyFromReader(c, &r) != REDIS_OK)
@@ -273,7 +278,9 @@ static int redis_exchange(redisContext *c, uint64_t deadline, size_t max,
 		}
 		if (c->reader->len - c->reader->pos > max)
 			return SHM_ECORRUPT;
-		if (wait_fd(c->fd, POLLIN, deadline) || redisBufferRead(c) != REDIS_OK)
+		if (wait_fd(c->fd, POLLIN, deadline))
+			return ETIMEDOUT;
+		if (redisBufferRead(c) != REDIS_OK)
 			return SHM_EL2;
 	}
 }
@@ -291,70 +298,141 @@ static int redis_call(redisContext *c, uint64_t deadline, size_t max,
 	return rc == REDIS_OK ? redis_exchange(c, deadline, max, out) : SHM_EL2;
 }
 
-/* True if a redis_call came back in time with +OK; frees the reply. */
-static bool redis_ok(int rc, redisReply *r)
+/* SHM_EL2: what failed, with the first line of hiredis's or the server's
+ * text (NULL: none). */
+static int l2_err(const char *what, const char *text)
 {
-	bool ok = rc == 0 && r->type == REDIS_REPLY_STATUS;
-	if (rc == 0)
-		freeReplyObject(r);
-	return ok;
+	if (!text || !*text)
+		text = "no reason given";
+	return shm__err(SHM_EL2, "Redis %s: %.*s", what,
+	                (int)strcspn(text, "\r\n"), text);
 }
 
-/* 0 once a non-blocking connect has succeeded. */
+/* SHM_EL2 for a redis_call's failure rc (not SHM_ECORRUPT) on c. */
+static int l2_failed(const shm_env *env, const char *what,
+                     const redisContext *c, int rc)
+{
+	if (rc == ETIMEDOUT)
+		return shm__err(SHM_EL2, "Redis %s: no answer within "
+		                "l2_timeout_ms (%u ms)", what,
+		                env->opt.l2_timeout_ms);
+	return l2_err(what, c->errstr);
+}
+
+/* 0 if a redis_call came back in time with +OK, else SHM_EL2 naming what
+ * failed (a reply too big is one); frees the reply. */
+static int redis_status(const shm_env *env, const char *what,
+                        const redisContext *c, int rc, redisReply *r)
+{
+	if (rc == SHM_ECORRUPT)
+		return l2_err(what, "reply too long");
+	if (rc)
+		return l2_failed(env, what, c, rc);
+	if (r->type == REDIS_REPLY_STATUS)
+		rc = 0;
+	else if (r->type == REDIS_REPLY_ERROR)
+		rc = l2_err(what, r->str);
+	else
+		rc = l2_err(what, "not a status reply");
+	freeReplyObject(r);
+	return rc;
+}
+
+/* The error of a non-blocking connect once fd is writable: 0 if none. */
 static int connect_error(int fd)
 {
 	int err = 0;
 	socklen_t len = sizeof err;
-	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) || err;
+	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) ? errno : err;
+}
+
+/* SHM_EL2 naming the address env->redis_addr could not be reached at. */
+static int connect_failed(const shm_env *env, const char *why)
+{
+	const shm_redis_addr *a = &env->redis_addr;
+	char what[300];
+
+	if (a->unix_socket)
+		snprintf(what, sizeof what, "connection to %s", a->host);
+	else
+		snprintf(what, sizeof what, "connection to %s:%d", a->host,
+		         a->port);
+	return l2_err(what, why);
 }
 
 /* Connects to the address shm_env_open parsed, AUTH and SELECT included,
- * before deadline (a host name is resolved first, without one). */
-static redisContext *redis_connect(const shm_redis_addr *a, uint64_t deadline)
+ * before deadline (a host name is resolved first, without one): 0 and *out,
+ * or SHM_EL2 with the reason. */
+static int redis_connect(const shm_env *env, uint64_t deadline,
+                         redisContext **out)
 {
+	const shm_redis_addr *a = &env->redis_addr;
 	redisContext *c = a->unix_socket
 	                          ? redisConnectUnixNonBlock(a->host)
 	                          : redisConnectNonBlock(a->host, a->port);
 	redisReply *r = NULL;
-	int rc;
+	int rc, err;
 
-	if (!c || c->err || wait_fd(c->fd, POLLOUT, deadline) ||
-	    connect_error(c->fd))
-		goto fail;
-	if (a->password[0]) {
+	if (!c)
+		return connect_failed(env, "out of memory");
+	if (c->err)
+		rc = connect_failed(env, c->errstr);
+	else if (wait_fd(c->fd, POLLOUT, deadline))
+		rc = l2_failed(env, "connection", c, ETIMEDOUT);
+	else if ((err = connect_error(c->fd)))
+		rc = connect_failed(env, strerror(err));
+	else
+		rc = 0;
+	if (rc == 0 && a->password[0]) {
 		rc = a->user[0] ? redis_call(c, deadline, RT_SMALL_REPLY, &r,
 		                             "AUTH %s %s", a->user, a->password)
 		                : redis_call(c, deadline, RT_SMALL_REPLY, &r,
 		                             "AUTH %s", a->password);
-		if (!redis_ok(rc, r))
-			goto fail;
+		rc = redis_status(env, "AUTH", c, rc, r);
 	}
-	if (a->db) {
+	if (rc == 0 && a->db) {
 		rc = redis_call(c, deadline, RT_SMALL_REPLY, &r, "SELECT %d",
 		                a->db);
-		if (!redis_ok(rc, r))
-			goto fail;
+		rc = redis_status(env, "SELECT", c, rc, r);
 	}
-	return c;
-fail:
-	if (c)
+	if (rc == 0)
+		*out = c;
+	else
 		redisFree(c);
-	return NULL;
+	return rc;
 }
 
-/* A Redis connection for this caller before deadline; NULL when L2 is
- * skipped, all its connections stay busy, or it cannot be reached (then it
- * is skipped for a while). */
-static redisContext *l2_take(shm_env *env, uint64_t deadline)
+/* SHM_EL2/SHM_EL3 for pool_take's failure rc: the level is skipped, or all
+ * its connections stayed busy for its timeout (named, ms). */
+static int take_failed(int code, const char *level, int rc,
+                       const char *timeout, uint32_t ms)
+{
+	if (rc == EAGAIN)
+		return shm__err(code, "%s skipped: it failed less than %d ms "
+		                "ago", level, RT_BACKOFF_MS);
+	return shm__err(code, "%s: all %d connections busy for %s (%u ms)",
+	                level, RT_POOL, timeout, ms);
+}
+
+/* A Redis connection for this caller before deadline: 0 and *c, or SHM_EL2
+ * with the reason: L2 is skipped, all its connections stay busy, or it
+ * cannot be reached (then it is skipped for a while). */
+static int l2_take(shm_env *env, uint64_t deadline, redisContext **c)
 {
 	struct rt_pool *p = &env->rt->l2;
-	void *c;
+	void *v;
+	int rc;
 
-	if (pool_take(p, deadline, &c))
-		return NULL;
-	if (!c && !(c = redis_connect(&env->redis_addr, deadline)))
+	if ((rc = pool_take(p, deadline, &v)))
+		return take_failed(SHM_EL2, "Redis", rc, "l2_timeout_ms",
+		                   env->opt.l2_timeout_ms);
+	if (v) {
+		*c = v;
+		return 0;
+	}
+	if ((rc = redis_connect(env, deadline, c)))
 		pool_drop(p, NULL, true);
-	return c;
+	return rc;
 }
 
 /* ---- values (invariant 4) */
@@ -480,7 +558,7 @@ static int check_msg(shm_env *env, const shm_uuid *id, const shm_msg *m,
 static int value_for_id(shm_env *env, const char *level, const shm_uuid *id,
                         const char *buf, size_t len, shm_msg **out)
 {
-	char want[37], why[256] = "";
+	char why[256] = "";
 	int rc = value_to_msg(env, buf, len, out, why, sizeof why);
 
 	if (rc == 0 && (rc = check_msg(env, id, *out, why, sizeof why))) {
@@ -489,8 +567,7 @@ static int value_for_id(shm_env *env, const char *level, const shm_uuid *id,
 	}
 	if (rc == 0)
 		return 0;
-	shm_uuid_format(id, want);
-	return shm__err(rc, "%s value for message %s: %s", level, want, why);
+	return shm__err(rc, "%s value: %s", level, why);
 }
 
 /* ---- L2 */
@@ -502,9 +579,9 @@ static bool wrong_type(const redisReply *r)
 	       memcmp(r->str, "WRONGTYPE", 9) == 0;
 }
 
-/* GET msg:<id> before deadline: 0, SHM_ENOTFOUND, SHM_EL2 (skipped,
- * unreachable, an error reply), SHM_ECORRUPT (a bad value, or a key of
- * another type: the flusher writes strings), ENOMEM. */
+/* GET msg:<id> before deadline: 0, SHM_ENOTFOUND, or with the reason:
+ * SHM_EL2 (skipped, unreachable, late, an error reply), SHM_ECORRUPT (a bad
+ * value, or a key of another type: the flusher writes strings), ENOMEM. */
 static int l2_get(shm_env *env, const shm_uuid *id, uint64_t deadline,
                   shm_msg **out)
 {
@@ -515,24 +592,29 @@ static int l2_get(shm_env *env, const shm_uuid *id, uint64_t deadline,
 	char s[37];
 	int rc;
 
-	if (!has_l2(env) || !(c = l2_take(env, deadline)))
-		return SHM_EL2;
+	if ((rc = l2_take(env, deadline, &c)))
+		return rc;
 	shm_uuid_format(id, s);
 	if ((rc = redis_call(c, deadline, max, &r, "GET msg:%s", s))) {
 		/* a reply too big is bad data, not a failed server */
+		rc = rc == SHM_ECORRUPT
+		             ? shm__err(rc, "Redis value: over %zu bytes, larger "
+		                        "than any message's", max)
+		             : l2_failed(env, "GET", c, rc);
 		pool_drop(p, c, rc == SHM_EL2);
-		return rc == SHM_EL2 ? rc
-		                     : shm__err(rc, "Redis value for message %s: "
-		                                "over %zu bytes, larger than any "
-		                                "message's", s, max);
+		return rc;
 	}
 	pool_give(p, c);
 	if (r->type == REDIS_REPLY_STRING)
 		rc = value_for_id(env, "Redis", id, r->str, r->len, out);
+	else if (r->type == REDIS_REPLY_NIL)
+		rc = SHM_ENOTFOUND;
+	else if (r->type != REDIS_REPLY_ERROR)
+		rc = l2_err("GET", "not a string reply");
 	else if (wrong_type(r))
-		rc = shm__err(SHM_ECORRUPT, "Redis key msg:%s: %s", s, r->str);
+		rc = shm__err(SHM_ECORRUPT, "Redis GET: %s", r->str);
 	else
-		rc = r->type == REDIS_REPLY_NIL ? SHM_ENOTFOUND : SHM_EL2;
+		rc = l2_err("GET", r->str);
 	freeReplyObject(r);
 	return rc;
 }
@@ -580,7 +662,7 @@ static void l2_fill(shm_env *env, const shm_msg *m, bool replace,
 	if (!has_l2(env) || shm__mono_ns() >= deadline ||
 	    !(val = mirror_value(env, m, &len)))
 		return;
-	if ((c = l2_take(env, deadline))) {
+	if (l2_take(env, deadline, &c) == 0) {
 		shm_uuid_format(&m->id, s);
 		rc = redis_call(c, deadline, RT_SMALL_REPLY, &r,
 		                replace ? "SET msg:%s %b EX %u"
@@ -590,7 +672,7 @@ static void l2_fill(shm_env *env, const shm_msg *m, bool replace,
 			freeReplyObject(r); /* nil when the key was there */
 			pool_give(p, c);
 		} else {
-			pool_drop(p, c, rc == SHM_EL2);
+			pool_drop(p, c, rc != SHM_ECORRUPT);
 		}
 	}
 	free(val);
@@ -709,13 +791,9 @@ static int l3_query(shm_env *env, const char *sql, int n,
 	void *c;
 	int rc;
 
-	if ((rc = pool_take(p, deadline, &c)) == EAGAIN)
-		return shm__err(SHM_EL3, "PostgreSQL skipped: it failed less "
-		                "than %d ms ago", RT_BACKOFF_MS);
-	if (rc)
-		return shm__err(SHM_EL3, "PostgreSQL: all %d connections busy "
-		                "for l3_timeout_ms (%u ms)", RT_POOL,
-		                env->opt.l3_timeout_ms);
+	if ((rc = pool_take(p, deadline, &c)))
+		return take_failed(SHM_EL3, "PostgreSQL", rc, "l3_timeout_ms",
+		                   env->opt.l3_timeout_ms);
 	if (!c && !(c = pg_connect(env, deadline))) {
 		pool_drop(p, NULL, true);
 		return SHM_EL3;
@@ -762,7 +840,7 @@ static void count_l2(shm_env *env, int rc)
 		SHM__COUNT(env, l2_hits, 1);
 	else if (rc == SHM_ENOTFOUND)
 		SHM__COUNT(env, l2_misses, 1);
-	else if (has_l2(env))
+	else
 		SHM__COUNT(env, l2_errors, 1);
 }
 
@@ -776,40 +854,64 @@ static void count_l3(shm_env *env, int rc)
 		SHM__COUNT(env, l3_errors, 1);
 }
 
-/* Asks L2, then L3 (if configured) if L2 has no good answer, and fills
+/* Adds a level's failure rc (the error text says why) or miss to why
+ * (len bytes), after "; " if it holds another's. */
+static void add_outcome(char *why, size_t len, const char *level, int rc)
+{
+	size_t n = strlen(why);
+
+	snprintf(why + n, len - n, "%s%s%s", n ? "; " : "",
+	         rc == SHM_ENOTFOUND ? "not in " : "",
+	         rc == SHM_ENOTFOUND ? level : shm_errmsg());
+}
+
+/* SHM_ENOTFOUND for id; unless every level asked had no such message, the
+ * text gives each one's outcome (why). */
+static int not_found(const shm_uuid *id, bool failed, const char *why)
+{
+	char s[37];
+
+	shm_uuid_format(id, s);
+	if (!failed)
+		return shm__err(SHM_ENOTFOUND, "message %s not found", s);
+	return shm__err(SHM_ENOTFOUND, "message %s: %s", s, why);
+}
+
+/* Asks L2, then L3 if L2 has no good answer, each if configured, and fills
  * Redis after an L3 hit with what is left of the L2 budget (invariant 2).
- * The last level's answer: 0, SHM_ENOTFOUND, SHM_EL2 (no reason given),
- * SHM_EL3 or SHM_ECORRUPT (the reason given), ENOMEM. */
+ * 0; SHM_ENOTFOUND when no level could answer, the text naming each level's
+ * failure; ENOMEM when the last level asked ran out of memory. */
 static int ask_levels(shm_env *env, const shm_uuid *id, shm_msg **m)
 {
 	uint64_t budget = ms_ns(env->opt.l2_timeout_ms), t0 = shm__mono_ns();
-	int l2 = l2_get(env, id, t0 + budget, m), rc;
-	uint64_t spent = shm__mono_ns() - t0;
+	int l2 = SHM_ENOTFOUND, rc = SHM_ENOTFOUND;
+	bool failed = false;
+	char why[1024] = "";
+	uint64_t spent;
 
-	count_l2(env, l2);
-	if (l2 == 0 || !shm__rt_has_l3(env))
-		return l2;
-	rc = l3_get(env, id, m);
-	count_l3(env, rc);
-	if (rc == 0 && spent < budget)
-		l2_fill(env, *m, l2 == SHM_ECORRUPT,
-		        shm__mono_ns() + (budget - spent));
-	return rc;
-}
-
-/* SHM_ENOTFOUND for id, after ask_levels' rc: the text keeps the reason
- * of a level that gave one (a bad value's names the message already). */
-static int not_found(const shm_uuid *id, int rc)
-{
-	char s[37], why[512];
-
-	shm_uuid_format(id, s);
-	if (rc != SHM_EL3 && rc != SHM_ECORRUPT)
-		return shm__err(SHM_ENOTFOUND, "message %s not found", s);
-	snprintf(why, sizeof why, "%s", shm_errmsg());
-	if (rc == SHM_ECORRUPT)
-		return shm__err(SHM_ENOTFOUND, "%s", why);
-	return shm__err(SHM_ENOTFOUND, "message %s: %s", s, why);
+	if (has_l2(env)) {
+		l2 = l2_get(env, id, t0 + budget, m);
+		count_l2(env, l2);
+		if (l2 == 0)
+			return 0;
+		failed = l2 != SHM_ENOTFOUND;
+		add_outcome(why, sizeof why, "Redis", l2);
+		rc = l2;
+	}
+	spent = shm__mono_ns() - t0;
+	if (shm__rt_has_l3(env)) {
+		rc = l3_get(env, id, m);
+		count_l3(env, rc);
+		if (rc == 0) {
+			if (spent < budget)
+				l2_fill(env, *m, l2 == SHM_ECORRUPT,
+				        shm__mono_ns() + (budget - spent));
+			return 0;
+		}
+		failed |= rc != SHM_ENOTFOUND;
+		add_outcome(why, sizeof why, "PostgreSQL", rc);
+	}
+	return rc == ENOMEM ? rc : not_found(id, failed, why);
 }
 
 int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
@@ -819,15 +921,12 @@ int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	int rc;
 
 	if (!env->rt)
-		return not_found(id, SHM_ENOTFOUND);
+		return not_found(id, false, NULL);
 	/* An invalidation arriving while we fetch may concern this key: then
 	 * the value is served but not cached (it may be the old version). */
 	inval = __atomic_load_n(&env->shared->c.inval_received, __ATOMIC_ACQUIRE);
-	rc = ask_levels(env, id, &m);
-	if (rc == ENOMEM)
+	if ((rc = ask_levels(env, id, &m)))
 		return rc;
-	if (rc)
-		return not_found(id, rc); /* no level could answer */
 	/* m passed invariant 4: a fill can fail only for L1's own reasons
 	 * (full of unflushed work...), and m is served anyway */
 	if (__atomic_load_n(&env->shared->c.inval_received, __ATOMIC_ACQUIRE) ==

@@ -1,21 +1,24 @@
 /* tests/test_readthrough.c - read-through on an L1 miss: Redis (L2) then
  * PostgreSQL (L3), fills without log records nor overwrites of newer Redis
  * values, per-level timeouts against a dead, mute or trickling Redis, bad
- * values (too large, LZ4 bombs, refused by put) as the level's errors, a
- * Redis key of another type replaced by the fill, concurrent gets side by
- * side, room pages from PostgreSQL merged with L1, and timestamps that
- * round-trip to the microsecond whatever the time zone.
+ * values (too large, LZ4 bombs, refused by put) as the level's errors, the
+ * reason each failed level leaves in shm_errmsg(), a Redis key of another
+ * type replaced by the fill, concurrent gets side by side, room pages from
+ * PostgreSQL merged with L1, and timestamps that round-trip to the
+ * microsecond whatever the time zone.
  *
  * Needs a real redis-server and PostgreSQL (SHM_TEST_REDIS, SHM_TEST_PG, as
  * tests/run.sh provides them); the tests that use them skip without them. A
  * fake Redis in this file stands in for what a real one cannot do on
  * demand (answer slowly, a few bytes at a time). Rows and keys
  * use room names "rt<pid>-..." and fresh UUIDs, and are removed afterwards. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <lz4frame.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -965,6 +968,155 @@ static void test_failed_postgres_query_leaves_its_reason(void **state)
 	close_rt(env);
 }
 
+/* A get of id through env finds nothing: SHM_ENOTFOUND, and
+ * shm_errmsg() names the message and has want in it. */
+static void assert_reason(shm_env *env, const shm_uuid *id, const char *want)
+{
+	char ids[37];
+	shm_msg *got;
+	const char *e;
+
+	shm_uuid_format(id, ids);
+	assert_int_equal(shm_msg_get(env, id, &got), SHM_ENOTFOUND);
+	e = shm_errmsg();
+	fprintf(stderr, "%s\n", e);
+	if (!strstr(e, ids) || !strstr(e, want))
+		fail_msg("get of %s: \"%s\", want \"%s\" in it", ids, e, want);
+}
+
+/* A loopback TCP port bound by fd and not listening: connect is refused. */
+static int refusing_port(int *fd)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+
+	*fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(*fd >= 0);
+	assert_int_equal(bind(*fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(getsockname(*fd, (struct sockaddr *)&a, &len), 0);
+	return ntohs(a.sin_port);
+}
+
+/* With Redis the only level, a get Redis could not answer says why: a
+ * socket path or a port where nothing listens, a mute server (the L2
+ * timeout), the level skipped after that, a wrong password, an error reply
+ * to GET, a value that is not a message. */
+static void test_failed_redis_read_leaves_its_reason(void **state)
+{
+	NEED_SERVERS();
+	char sock[4096], url[4200], user[48], want[4300];
+	shm_env *env;
+	shm_uuid id;
+	shm_counters c;
+	char *sdir = tu_tmpdir();
+	int fd, port;
+
+	shm_uuid_v7(&id);
+	snprintf(sock, sizeof sock, "%s/nobody.sock", sdir);
+	snprintf(url, sizeof url, "unix://%s", sock);
+	env = open_rt(url, NULL, 150, 0);
+	snprintf(want, sizeof want, "Redis connection to %s: No such file or "
+	         "directory", sock);
+	assert_reason(env, &id, want);
+	/* right after a failure: skipped, and said so */
+	assert_reason(env, &id, "Redis skipped: it failed less than 1000 ms "
+	              "ago");
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_errors, 2);
+	close_rt(env);
+
+	port = refusing_port(&fd);
+	snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+	env = open_rt(url, NULL, 150, 0);
+	snprintf(want, sizeof want, "Redis connection to 127.0.0.1:%d: "
+	         "Connection refused", port);
+	assert_reason(env, &id, want);
+	close_rt(env);
+	close(fd);
+
+	snprintf(sock, sizeof sock, "%s/mute.sock", sdir);
+	snprintf(url, sizeof url, "unix://%s", sock);
+	fd = mute_socket(sock);
+	env = open_rt(url, NULL, 150, 0);
+	assert_reason(env, &id, "Redis GET: no answer within l2_timeout_ms "
+	              "(150 ms)");
+	close_rt(env);
+	close(fd);
+
+	/* a real server's error replies: to AUTH, then to GET (no +get) */
+	snprintf(user, sizeof user, "%s-noget", prefix);
+	redisContext *r = rds();
+	redisReply *rep = redisCommand(r, "ACL SETUSER %s on >s3cr@t ~msg:* "
+	                                  "+select", user);
+	assert_non_null(rep);
+	assert_int_equal(rep->type, REDIS_REPLY_STATUS);
+	freeReplyObject(rep);
+	tu_redis_url_with_auth(redis_url, user, "nope", url, sizeof url);
+	env = open_rt(url, NULL, 200, 0);
+	assert_reason(env, &id, "Redis AUTH: WRONGPASS");
+	assert_null(strstr(shm_errmsg(), "nope")); /* no password shown */
+	close_rt(env);
+	tu_redis_url_with_auth(redis_url, user, "s3cr@t", url, sizeof url);
+	env = open_rt(url, NULL, 200, 0);
+	assert_reason(env, &id, "Redis GET: NOPERM");
+	close_rt(env);
+	freeReplyObject(redisCommand(r, "ACL DELUSER %s", user));
+	redisFree(r);
+
+	/* a value that is no message's JSON */
+	redis_set(&id, "{\"id\":", 6);
+	env = open_rt(redis_url, NULL, 200, 0);
+	assert_reason(env, &id, "Redis value: malformed JSON");
+	close_rt(env);
+	tu_rmdir(sdir);
+	free(sdir);
+	cleanup();
+}
+
+/* With PostgreSQL too, Redis's reason stays beside PostgreSQL's answer: no
+ * row, or its own failure. */
+static void test_redis_reason_stays_beside_postgres_answer(void **state)
+{
+	NEED_SERVERS();
+	char sock[4096], url[4200], conn[4096];
+	shm_options o;
+	shm_uuid id;
+	shm_env *env;
+	char *sdir = tu_tmpdir();
+
+	shm_uuid_v7(&id);
+	snprintf(sock, sizeof sock, "%s/nobody.sock", sdir);
+	snprintf(url, sizeof url, "unix://%s", sock);
+	env = open_rt(url, pg_info, 150, 0);
+	assert_reason(env, &id, "No such file or directory (Redis (L2) "
+	              "error); not in PostgreSQL");
+	close_rt(env);
+
+	redis_set(&id, "[]", 2);
+	env = open_rt(redis_url, pg_info, 150, 0);
+	assert_reason(env, &id, "Redis value: expected a JSON object, got "
+	              "array (corrupted record (checksum or format)); not in "
+	              "PostgreSQL");
+	close_rt(env);
+
+	snprintf(conn, sizeof conn, "%s options='-c search_path=nowhere'",
+	         pg_info);
+	shm_options_init(&o);
+	o.redis_url = url;
+	o.pg_conninfo = conn;
+	o.l3_timeout_ms = 2000;
+	dir = tu_tmpdir();
+	env = tu_open(dir, &o);
+	assert_reason(env, &id, "No such file or directory (Redis (L2) "
+	              "error); PostgreSQL query: relation \"messages\" does "
+	              "not exist (SQLSTATE 42P01)");
+	close_rt(env);
+	tu_rmdir(sdir);
+	free(sdir);
+	cleanup();
+}
+
 /* 25 rows only in PostgreSQL, with ties on created_at. */
 static void seed_room(PGconn *db, const char *room, shm_msg *m, int n,
                       int64_t t0)
@@ -1662,7 +1814,8 @@ static void test_values_put_would_refuse_are_the_levels_error(void **state)
 	shm_msg_free(got);
 	assert_int_equal(shm_msg_get(env, &cc.id, &got), SHM_ENOTFOUND);
 	fprintf(stderr, "refused: %s\n", shm_errmsg());
-	assert_non_null(strstr(shm_errmsg(), "PostgreSQL value for message"));
+	assert_non_null(strstr(shm_errmsg(), "PostgreSQL value: content: 200 "
+	                                     "bytes, at most 100 allowed"));
 	shm_stats_local(env, &k);
 	assert_int_equal(k.l2_errors, 2);
 	assert_int_equal(k.l2_hits, 0);
@@ -1795,6 +1948,8 @@ int main(void)
 		cmocka_unit_test(test_mute_redis_is_skipped_after_a_timeout),
 		cmocka_unit_test(test_slow_postgres_costs_at_most_the_timeout),
 		cmocka_unit_test(test_failed_postgres_query_leaves_its_reason),
+		cmocka_unit_test(test_failed_redis_read_leaves_its_reason),
+		cmocka_unit_test(test_redis_reason_stays_beside_postgres_answer),
 		cmocka_unit_test(test_room_page_from_postgres_matches_postgres),
 		cmocka_unit_test(test_room_page_with_evictions),
 		cmocka_unit_test_teardown(
