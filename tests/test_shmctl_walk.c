@@ -3,12 +3,14 @@
  * on: a reader of their output that stops reading must not hold the writers
  * back (no LMDB snapshot pinned while the output waits, or freed pages are
  * never reused and the map fills), and a walk read in chunks still lists
- * every entry once, in key order.
+ * every entry once, in key order; shmctl readers shows how many
+ * transactions old a snapshot held meanwhile is.
  *
  * The shmctl binary: $SHMCTL, else ../bin/shmctl next to this test binary
  * (BUILD/tests/ -> BUILD/bin/).
  */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
@@ -371,6 +373,72 @@ static void test_dump_lists_every_entry_once_in_key_order(void **state)
 	free(dir);
 }
 
+/* The "pid thread txnid age" line of shmctl readers for this process's
+ * slot holding a snapshot: its txnid and age; fails if there is none. */
+static void held_slot(const char *dir, uint64_t *txnid, uint64_t *age)
+{
+	char *out, *save = NULL, t[32], a[32];
+	bool found = false;
+	size_t tid;
+	int fd, pid;
+
+	pid_t sp = shmctl_start(dir, "readers", NULL, &fd);
+	out = drain(fd);
+	shmctl_wait(sp, 0);
+	fprintf(stderr, "%s", out);
+	char *l = strtok_r(out, "\n", &save);
+	assert_non_null(l);
+	assert_int_equal(sscanf(l, " pid thread txnid %31s", a), 1);
+	assert_string_equal(a, "age");
+	while ((l = strtok_r(NULL, "\n", &save))) {
+		assert_int_equal(sscanf(l, "%d %zx %31s %31s", &pid, &tid, t, a),
+		                 4);
+		if (pid != getpid() || strcmp(t, "-") == 0)
+			continue;
+		assert_false(found);
+		found = true;
+		assert_int_equal(sscanf(t, "%" SCNu64, txnid), 1);
+		assert_int_equal(sscanf(a, "%" SCNu64, age), 1);
+	}
+	assert_true(found);
+	free(out);
+}
+
+/* A read snapshot held while N puts commit is at least N transactions old
+ * in shmctl readers, next to its txnid, which does not change; N more
+ * make it N older. */
+static void test_readers_shows_how_old_a_held_snapshot_is(void **state)
+{
+	enum { N = 25 };
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	uint64_t txnid, age, txnid2, age2;
+	shm_rtxn *t;
+
+	shm_msg m = tu_msg("readers", 1, "before the snapshot");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	for (int i = 0; i < N; i++) {
+		m = tu_msg("readers", i, "after it");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	held_slot(dir, &txnid, &age);
+	if (age < N)
+		fail_msg("snapshot %" PRIu64 " is %" PRIu64 " transactions "
+		         "old after %d puts", txnid, age, N);
+	for (int i = 0; i < N; i++) {
+		m = tu_msg("readers", i, "later still");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	held_slot(dir, &txnid2, &age2);
+	assert_int_equal(txnid2, txnid);
+	assert_true(age2 >= age + N);
+	shm_rtxn_end(t);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static int kill_children(void **state)
 {
 	tu_children_stop(NULL);
@@ -402,6 +470,7 @@ int main(void)
 		T(test_verify_behind_a_stopped_reader_lets_writers_go_on),
 		T(test_ls_lists_every_entry_once_in_key_order),
 		T(test_dump_lists_every_entry_once_in_key_order),
+		T(test_readers_shows_how_old_a_held_snapshot_is),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
