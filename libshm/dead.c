@@ -20,8 +20,9 @@
  *
  * Invariants
  *  1. One dead letter per seq. When a second sink rejects a record already
- *     set aside, its name joins the sink field (sorted, comma-separated) and
- *     the first reason is kept with the second appended; adding the same
+ *     set aside, its name joins the sink field (sorted, comma-separated,
+ *     whole: a name that does not fit is refused, never cut) and the
+ *     first reason is kept with the second appended; adding the same
  *     (seq, sink) again changes nothing, so a flusher killed after adding
  *     and before moving its cursor may add it again harmlessly.
  *  2. raw is the record exactly as it was stored (possibly corrupt): it is
@@ -124,34 +125,61 @@ static int decode(const MDB_val *k, const MDB_val *v, shm_dead *d)
 	return 0;
 }
 
-/* "a" + "b" -> "a,b", sorted, without duplicates; false if it is there. */
-static bool merge_sinks(char out[16], const char *old, const char *add)
+/* Whether the comma-separated list names sink. */
+static bool has_sink(const char *list, const char *sink)
 {
-	char buf[40], *names[4];
-	int n = 0;
+	size_t n = strlen(sink), len;
 
-	snprintf(buf, sizeof buf, "%s,%s", old, add);
-	for (char *t = strtok(buf, ","); t && n < 4; t = strtok(NULL, ",")) {
-		bool dup = false;
-		for (int i = 0; i < n; i++)
-			dup |= strcmp(names[i], t) == 0;
-		if (!dup)
-			names[n++] = t;
+	for (const char *p = list; *p; p += len + (p[len] == ',')) {
+		len = strcspn(p, ",");
+		if (len == n && memcmp(p, sink, n) == 0)
+			return true;
 	}
-	for (int i = 1; i < n; i++) /* tiny insertion sort */
-		for (int j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
-			char *x = names[j];
-			names[j] = names[j - 1];
-			names[j - 1] = x;
-		}
-	char res[40] = "";
-	for (int i = 0; i < n; i++)
-		snprintf(res + strlen(res), sizeof res - strlen(res), "%s%s",
-		         i ? "," : "", names[i]);
-	if (strcmp(res, old) == 0)
+	return false;
+}
+
+/* Appends name (len bytes) to the list in out (the sink field), after a
+ * comma if it names one already; false if it does not fit. */
+static bool append_name(char out[16], const char *name, size_t len)
+{
+	size_t n = strlen(out), sep = n > 0;
+
+	if (n + sep + len > 15)
 		return false;
-	snprintf(out, 16, "%s", res);
+	if (sep)
+		out[n] = ',';
+	memcpy(out + n + sep, name, len);
+	out[n + sep + len] = 0;
 	return true;
+}
+
+/* list (sorted, comma-separated) with sink, which it lacks, in its place,
+ * into out; SHM_EINVAL if they do not fit the 15 characters of the sink
+ * field (a name is never cut: invariant 1 compares whole names). */
+static int add_sink(char out[16], const char *list, const char *sink,
+                    uint64_t seq)
+{
+	size_t sl = strlen(sink), len;
+	bool placed = false, fits = true;
+
+	out[0] = 0;
+	for (const char *p = list; *p && fits; p += len + (p[len] == ',')) {
+		len = strcspn(p, ",");
+		/* sink goes before the first name that sorts after it (sink
+		 * is not one of them: a prefix of it sorts before) */
+		if (!placed && strncmp(p, sink, len) > 0) {
+			fits = append_name(out, sink, sl);
+			placed = true;
+		}
+		fits = fits && append_name(out, p, len);
+	}
+	if (fits && !placed)
+		fits = append_name(out, sink, sl);
+	if (fits)
+		return 0;
+	return shm__err(SHM_EINVAL, "dead letter %llu: sink '%s' does not fit "
+	                "beside '%s' in the sink field (15 characters)",
+	                (unsigned long long)seq, sink, list);
 }
 
 static int dead_add_body(shm__wtxn *w, void *ctx)
@@ -172,8 +200,10 @@ static int dead_add_body(shm__wtxn *w, void *ctx)
 	if (rc == 0) {
 		shm_dead old;
 		if (decode(&k, &v, &old) == 0) {
-			if (!merge_sinks(sink, old.sink, c->sink))
+			if (has_sink(old.sink, c->sink))
 				return 0; /* this sink already set it aside */
+			if ((rc = add_sink(sink, old.sink, c->sink, c->seq)))
+				return rc;
 			char merged[2 * sizeof reason + 20];
 			snprintf(merged, sizeof merged, "%s; %s: %s", old.reason,
 			         c->sink, c->reason);
@@ -250,10 +280,9 @@ int shm__dead_of_sink(shm_env *env, uint64_t first, uint64_t last,
 		memcpy(&seq, k.mv_data, 8);
 		if (seq > last)
 			break;
-		char merged[16];
 		if ((rc = decode(&k, &v, out)))
 			goto out;
-		if (!merge_sinks(merged, out->sink, sink)) /* already named */
+		if (has_sink(out->sink, sink))
 			goto out; /* rc 0 */
 	}
 	rc = rc && rc != MDB_NOTFOUND ? shm__err_mdb(rc, "dead letters")

@@ -396,6 +396,41 @@ static void test_dead_letters_merge_sinks_and_keep_raw(void **state)
 	free(dir);
 }
 
+/* The sink field holds 15 characters: a sink that does not fit beside
+ * those named already is refused (SHM_EINVAL) and the letter is left as
+ * it was; every name that fits is kept, sorted, once. */
+static void test_dead_letter_sink_that_does_not_fit_is_refused(void **state)
+{
+	static const char *const names[] = {"h", "b", "g", "a", "f", "c",
+	                                    "e", "d", "e"};
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_log_rec rec;
+	struct dead_seen s = {0};
+
+	memset(&rec, 0, sizeof rec);
+	rec.seq = 9;
+	assert_int_equal(shm_dead_add(env, &rec, "abcdefghij", "first"), 0);
+	assert_int_equal(shm_dead_add(env, &rec, "klmnopqrst", "second"),
+	                 SHM_EINVAL);
+	fprintf(stderr, "%s\n", shm_errmsg());
+	assert_non_null(strstr(shm_errmsg(), "'klmnopqrst'"));
+	rec.seq = 10;
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		assert_int_equal(shm_dead_add(env, &rec, names[i], names[i]), 0);
+	assert_int_equal(shm_dead_add(env, &rec, "i", "i"), SHM_EINVAL);
+	assert_int_equal(shm_dead_each(env, collect_dead, &s), 0);
+	assert_int_equal(s.n, 2);
+	assert_string_equal(s.d[0].sink, "abcdefghij");
+	assert_string_equal(s.reason[0], "first");
+	assert_string_equal(s.d[1].sink, "a,b,c,d,e,f,g,h");
+	assert_string_equal(s.reason[1], "h; b: b; g: g; a: a; f: f; c: c; "
+	                                 "e: e; d: d");
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* ------------------------------------------------------- integration */
 
 static void test_once_mirrors_10000_messages_from_two_writers(void **state)
@@ -1172,6 +1207,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_daemon_waits_for_the_environment, ft_teardown),
 		cmocka_unit_test_teardown(test_flushed_never_passes_a_sinks_position, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letters_merge_sinks_and_keep_raw, ft_teardown),
+		cmocka_unit_test_teardown(test_dead_letter_sink_that_does_not_fit_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_once_mirrors_10000_messages_from_two_writers, ft_teardown),
 		cmocka_unit_test_teardown(test_put_of_a_row_postgres_has_is_upserted_once, ft_teardown),
 		cmocka_unit_test_teardown(test_rows_keep_their_metadata_whatever_the_default, ft_teardown),

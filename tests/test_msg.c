@@ -292,7 +292,7 @@ static void *put_thread(void *arg)
  * jump past it into other memory. */
 static void test_put_of_the_most_reactions_fits_a_small_stack(void **state)
 {
-	static char emoji[SHM_MAX_LIST][8];
+	static char emoji[SHM_MAX_LIST][16]; /* room for "e" and any int */
 	static shm_reaction re[SHM_MAX_LIST];
 	static int32_t users[SHM_MAX_LIST][3];
 	struct put_arg p = {tu_msg("stack", 1, "the most reactions"), -1};

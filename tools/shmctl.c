@@ -204,12 +204,15 @@ static bool parse_i32(const char *s, int32_t *v)
 	return true;
 }
 
-/* Reads all of f into a malloc'd buffer; an errno value else. */
+/* Reads all of f into a malloc'd buffer: 0 and *out, *len; an errno value
+ * and *out NULL else. */
 static int read_all(FILE *f, char **out, size_t *len)
 {
 	size_t cap = 65536, n = 0;
 	char *buf = malloc(cap);
 
+	*out = NULL; /* until it is all read */
+	*len = 0;
 	if (!buf)
 		return ENOMEM;
 	errno = 0;
@@ -1228,7 +1231,7 @@ static int walk_chunk(shm_env *env, MDB_dbi dbi, walkfn *fn, lsctx *c,
 	size_t len = 0, n = 0;
 	MDB_txn *txn;
 	MDB_cursor *cur;
-	MDB_val k, v, last;
+	MDB_val k, v, last = {0, NULL}; /* the last entry formatted: none yet */
 	int rc;
 
 	*more = false;
@@ -1255,7 +1258,7 @@ static int walk_chunk(shm_env *env, MDB_dbi dbi, walkfn *fn, lsctx *c,
 	if (rc && rc != MDB_NOTFOUND)
 		rc = shm__err_mdb(rc, "walk");
 	else
-		rc = n ? walkpos_keep(pos, &last) : 0;
+		rc = last.mv_data ? walkpos_keep(pos, &last) : 0;
 	mdb_cursor_close(cur);
 	shm__rtxn_put(env, txn); /* before printing: see CHUNK */
 	c->txn = NULL;
