@@ -56,7 +56,8 @@ int shm__err(int rc, const char *fmt, ...)
 	va_end(ap);
 	if (n >= 0 && (size_t)n < sizeof errbuf - 4 &&
 	    !ends_with(errbuf, (size_t)n, " (", desc, ")") &&
-	    !ends_with(errbuf, (size_t)n, ": ", desc, "")) /* shm__err_mdb */
+	    !ends_with(errbuf, (size_t)n, ": ", desc, "") && /* shm__err_mdb */
+	    !ends_with(errbuf, (size_t)n, " ", desc, "")) /* "id not found" */
 		snprintf(errbuf + n, sizeof errbuf - (size_t)n, " (%s)", desc);
 	return rc;
 }

@@ -115,6 +115,7 @@ static void test_get_of_unknown_id_is_not_found(void **state)
 	assert_int_equal(shm_msg_get(env, &id, &got), SHM_ENOTFOUND);
 	assert_null(got);
 	assert_non_null(strstr(shm_errmsg(), "not found"));
+	assert_null(strstr(shm_errmsg(), "not found (not found)"));
 }
 
 static void test_edit_sets_content_updated_at_and_counts(void **state)
