@@ -156,6 +156,7 @@ int shm__oldest_snapshot(shm_env *env, shm__snapshot *out);
 typedef struct shm__wtxn {
 	shm_env *env;
 	MDB_txn *txn;
+	uint64_t begin_seq; /* next_seq at begin: records from here are ours */
 	uint64_t next_seq; /* seq of the next record appended here */
 	uint64_t flushed;
 	uint64_t entries, bytes; /* meta "entries"/"bytes", written at commit */
@@ -210,7 +211,8 @@ int shm__meta_put(MDB_txn *txn, shm_env *env, const char *name, uint64_t v);
 /* Records that entry (kind, key) now has its last log record at new_seq and
  * new_bytes value bytes; old_bytes is 0 for a new entry. Evicts
  * flushed entries first if a limit would be passed; SHM_EFULL when nothing
- * can be evicted. */
+ * can be evicted, SHM_ETOOBIG when this transaction's own entries pass a
+ * limit (no flusher can make room for them). */
 int shm__l1_track(shm__wtxn *w, char kind, const void *key, size_t klen,
                   uint64_t old_seq, size_t old_bytes, uint64_t new_seq,
                   size_t new_bytes);

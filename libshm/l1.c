@@ -22,11 +22,16 @@ typedef struct lru_val {
 	int64_t time;
 } __attribute__((packed)) lru_val;
 
+static void be64(uint8_t out[8], uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		out[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
 static size_t lru_key(uint8_t *out, uint64_t seq, char kind, const void *key,
                       size_t klen)
 {
-	for (int i = 0; i < 8; i++)
-		out[i] = (uint8_t)(seq >> (56 - 8 * i));
+	be64(out, seq);
 	out[8] = (uint8_t)kind;
 	memcpy(out + 9, key, klen);
 	return 9 + klen;
@@ -122,6 +127,66 @@ int shm__l1_evict(shm__wtxn *w, uint64_t max, uint64_t *evicted)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* The entries this transaction wrote (lru seq from its first record on) and
+ * their bytes, in *entries and *bytes. */
+static int own_usage(shm__wtxn *w, uint64_t *entries, uint64_t *bytes)
+{
+	uint8_t from[8];
+	MDB_cursor *cur;
+	MDB_val k = {sizeof from, from}, v;
+	int rc;
+
+	*entries = *bytes = 0;
+	be64(from, w->begin_seq); /* sorts before every key of that seq */
+	if ((rc = mdb_cursor_open(w->txn, w->env->lru, &cur)))
+		return shm__err_mdb(rc, "lru cursor");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		lru_val lv = {0};
+		if (v.mv_size == sizeof lv)
+			memcpy(&lv, v.mv_data, sizeof lv);
+		++*entries;
+		*bytes += lv.bytes;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : shm__err_mdb(rc, "lru scan");
+}
+
+/* L1 has no flushed entry left to evict for add_entries/add_bytes more: if
+ * this transaction's own entries leave no room, no flusher can make any
+ * (SHM_ETOOBIG); else the entries of earlier writes wait for it. */
+static int l1_full(shm__wtxn *w, uint64_t add_entries, uint64_t add_bytes)
+{
+	uint64_t own, own_bytes;
+	int rc = own_usage(w, &own, &own_bytes);
+
+	if (rc)
+		return rc;
+	own += add_entries;
+	own_bytes += add_bytes;
+	if (own > w->max_entries || own_bytes > w->max_bytes)
+		return shm__err(SHM_ETOOBIG,
+		                "this write alone needs more than L1's limits "
+		                "(l1_max_entries %llu / l1_max_bytes %llu), its "
+		                "first %llu entries taking %llu bytes: write "
+		                "fewer messages per transaction (split the "
+		                "import)",
+		                (unsigned long long)w->max_entries,
+		                (unsigned long long)w->max_bytes,
+		                (unsigned long long)own,
+		                (unsigned long long)own_bytes);
+	SHM__COUNT(w->env, writes_failed_full, 1);
+	return shm__err(SHM_EFULL,
+	                "L1 holds %llu entries / %llu bytes (limits %llu / "
+	                "%llu) and none is flushed yet: flusher behind "
+	                "(flushed position %llu)",
+	                (unsigned long long)w->entries,
+	                (unsigned long long)w->bytes,
+	                (unsigned long long)w->max_entries,
+	                (unsigned long long)w->max_bytes,
+	                (unsigned long long)w->flushed);
+}
+
 static int make_room(shm__wtxn *w, uint64_t add_entries, uint64_t add_bytes)
 {
 	uint64_t n = 0;
@@ -139,18 +204,8 @@ static int make_room(shm__wtxn *w, uint64_t add_entries, uint64_t add_bytes)
 	while (w->entries + add_entries > w->max_entries ||
 	       w->bytes + add_bytes > w->max_bytes) {
 		rc = evict_one(w);
-		if (rc == MDB_NOTFOUND) { /* the write rolls back: none */
-			SHM__COUNT(w->env, writes_failed_full, 1);
-			return shm__err(SHM_EFULL,
-			                "L1 holds %llu entries / %llu bytes (limits "
-			                "%llu / %llu) and none is flushed yet: "
-			                "flusher behind (flushed position %llu)",
-			                (unsigned long long)w->entries,
-			                (unsigned long long)w->bytes,
-			                (unsigned long long)w->max_entries,
-			                (unsigned long long)w->max_bytes,
-			                (unsigned long long)w->flushed);
-		}
+		if (rc == MDB_NOTFOUND) /* the write rolls back: none */
+			return l1_full(w, add_entries, add_bytes);
 		if (rc)
 			return rc;
 		n++;

@@ -295,6 +295,8 @@ typedef struct shm_msg {
 int shm_msg_put(shm_env *env, shm_msg *m);
 /* All or nothing: every message validated, then all stored in one
  * transaction. On a bad message *bad_index (if not NULL) gets its index.
+ * A batch that alone passes l1_max_entries or l1_max_bytes can never fit:
+ * SHM_ETOOBIG (send it in smaller batches).
  * A parent the batch carries with a non-zero reply_count keeps that count
  * (its replies in the batch do not bump it): dump | import copies a thread
  * whose parent already counts its replies. */

@@ -64,14 +64,15 @@ static int wtxn_begin(shm_env *env, shm__wtxn *w)
 		shm__wlock_release(env);
 		return rc;
 	}
+	w->begin_seq = w->next_seq;
 	return 0;
 }
 
-static int wtxn_commit(shm__wtxn *w, uint64_t start_seq)
+static int wtxn_commit(shm__wtxn *w)
 {
 	int rc = 0;
 
-	if (w->next_seq != start_seq)
+	if (w->next_seq != w->begin_seq)
 		rc = shm__meta_put(w->txn, w->env, "next_seq", w->next_seq);
 	if (!rc && w->counts_dirty &&
 	    !(rc = shm__meta_put(w->txn, w->env, "entries", w->entries)))
@@ -83,7 +84,7 @@ static int wtxn_commit(shm__wtxn *w, uint64_t start_seq)
 	rc = mdb_txn_commit(w->txn);
 	if (rc)
 		return rc == MDB_MAP_FULL ? rc : shm__err_mdb(rc, "commit");
-	if (w->next_seq != start_seq)
+	if (w->next_seq != w->begin_seq)
 		__atomic_store_n(&w->env->sw->next_seq_hint, w->next_seq,
 		                 __ATOMIC_RELEASE);
 	if (w->evicted)
@@ -100,18 +101,16 @@ static int run_once(shm_env *env, shm__write_fn fn, void *ctx,
                     uint64_t seqs[2])
 {
 	shm__wtxn w;
-	uint64_t start;
 	int rc;
 
 	if ((rc = wtxn_begin(env, &w)))
 		return rc;
-	start = w.next_seq;
 	rc = fn(&w, ctx);
 	if (rc)
 		mdb_txn_abort(w.txn);
 	else
-		rc = wtxn_commit(&w, start);
-	seqs[0] = start;
+		rc = wtxn_commit(&w);
+	seqs[0] = w.begin_seq;
 	seqs[1] = w.next_seq;
 	shm__wlock_release(env);
 	free(w.buf);

@@ -153,6 +153,65 @@ static void test_entry_larger_than_l1_max_bytes_is_too_big(void **state)
 	done(env);
 }
 
+/* A write whose own entries exceed a limit could never fit, however far the
+ * flusher gets: SHM_ETOOBIG saying to split it, not SHM_EFULL's "flusher
+ * behind"; nothing written, nothing evicted. Unflushed entries of earlier
+ * writes that leave room for this one's still mean "flusher behind". */
+static void test_a_write_larger_than_l1_alone_says_to_split_it(void **state)
+{
+	char big[4000];
+	shm_env *env = open_small(50, 1 << 20, 0);
+	shm_msg m[60];
+	shm_counters c;
+	shm_info in;
+
+	for (int i = 0; i < 50; i++) {
+		m[i] = tu_msg("split", i, "old");
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	assert_int_equal(shm_log_trim(env, 50), 0); /* the flusher caught up */
+	for (int i = 0; i < 60; i++)
+		m[i] = tu_msg("split", 100 + i, "imported");
+	assert_int_equal(shm_msg_put_many(env, m, 60, NULL), SHM_ETOOBIG);
+	if (!strstr(shm_errmsg(), "this write alone needs more than L1's "
+	            "limits (l1_max_entries 50 / l1_max_bytes 1048576), its "
+	            "first 51 entries") ||
+	    !strstr(shm_errmsg(), "write fewer messages per transaction") ||
+	    strstr(shm_errmsg(), "flusher"))
+		fail_msg("'%s'", shm_errmsg());
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, 50);
+	assert_int_equal(in.next_seq, 51);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.evictions + c.writes_failed_full, 0);
+
+	/* 40 fit once flushed ones are evicted; 20 more would fit too, but
+	 * for the 40 unflushed: the flusher is behind */
+	for (int i = 0; i < 60; i++)
+		m[i] = tu_msg("split", 200 + i, "imported");
+	assert_int_equal(shm_msg_put_many(env, m, 40, NULL), 0);
+	assert_int_equal(shm_msg_put_many(env, m + 40, 20, NULL), SHM_EFULL);
+	assert_non_null(strstr(shm_errmsg(), "flusher behind"));
+	assert_null(strstr(shm_errmsg(), "alone"));
+	assert_int_equal(tu_verify(env), 0);
+	done(env);
+
+	/* the byte limit: 3 values of 4 KB in 10 KB */
+	memset(big, 'b', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	env = open_small(1000, 10000, 0);
+	for (int i = 0; i < 3; i++)
+		m[i] = tu_msg("split", i, big);
+	assert_int_equal(shm_msg_put_many(env, m, 3, NULL), SHM_ETOOBIG);
+	if (!strstr(shm_errmsg(), "this write alone needs more than") ||
+	    !strstr(shm_errmsg(), "l1_max_bytes 10000), its first 3 entries"))
+		fail_msg("'%s'", shm_errmsg());
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, 0);
+	assert_int_equal(shm_msg_put_many(env, m, 2, NULL), 0);
+	done(env);
+}
+
 static void test_eviction_keeps_room_pages_consistent(void **state)
 {
 	shm_env *env = open_small(5, 1 << 20, 0);
@@ -419,6 +478,7 @@ int main(void)
 		cmocka_unit_test(test_flushed_entries_make_room_least_recently_read_first),
 		cmocka_unit_test(test_byte_limit_evicts_flushed_entries),
 		cmocka_unit_test(test_entry_larger_than_l1_max_bytes_is_too_big),
+		cmocka_unit_test(test_a_write_larger_than_l1_alone_says_to_split_it),
 		cmocka_unit_test(test_eviction_keeps_room_pages_consistent),
 		cmocka_unit_test(test_ttl_expiry_drops_only_flushed_old_entries),
 		cmocka_unit_test(test_limits_set_by_one_opener_bind_every_handle),
