@@ -601,14 +601,39 @@ static int oldest_reader(const char *line, void *ctx)
 	return 0;
 }
 
+/* *pages: the pages on LMDB's free list in txn's snapshot that transaction
+ * from or a later one freed. The free list is dbi 0 (read as mdb_stat -f
+ * does): key the id of the transaction that freed the pages, value their
+ * count then their numbers. */
+static int free_pages(MDB_txn *txn, size_t from, size_t *pages)
+{
+	MDB_cursor *cur;
+	MDB_val k = {sizeof from, &from}, v;
+	size_t n;
+	int rc;
+
+	*pages = 0;
+	if ((rc = mdb_cursor_open(txn, 0, &cur)))
+		return shm__err_mdb(rc, "read LMDB's free list");
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (v.mv_size < sizeof n)
+			continue;
+		memcpy(&n, v.mv_data, sizeof n);
+		*pages += n;
+	}
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	return shm__err_mdb(rc, "read LMDB's free list");
+}
+
 int shm__oldest_snapshot(shm_env *env, shm__snapshot *out)
 {
 	MDB_envinfo ei;
 	MDB_stat st;
 	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	size_t from, n, pages = 0;
+	size_t pages;
 	int rc;
 
 	memset(out, 0, sizeof *out);
@@ -620,26 +645,11 @@ int shm__oldest_snapshot(shm_env *env, shm__snapshot *out)
 	out->age = ei.me_last_txnid - out->txnid;
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
-	/* LMDB's free list, dbi 0 (read as mdb_stat -f does): key the id of
-	 * the transaction that freed the pages, value their count then their
-	 * numbers. Those freed from the snapshot's own transaction on wait. */
-	from = out->txnid;
-	k = (MDB_val){sizeof from, &from};
-	if ((rc = mdb_cursor_open(txn, 0, &cur)) == 0) {
-		for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-		     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-			if (v.mv_size < sizeof n)
-				continue;
-			memcpy(&n, v.mv_data, sizeof n);
-			pages += n;
-		}
-		mdb_cursor_close(cur);
-	}
+	/* those freed from the snapshot's own transaction on wait for it */
+	rc = free_pages(txn, out->txnid, &pages);
 	shm__rtxn_put(env, txn);
 	out->pinned = pages * st.ms_psize;
-	if (rc == MDB_NOTFOUND)
-		return 0;
-	return rc ? shm__err_mdb(rc, "read LMDB's free list") : 0;
+	return rc;
 }
 
 static uint64_t entries_of(MDB_txn *txn, MDB_dbi dbi)
@@ -656,6 +666,7 @@ int shm_env_info(shm_env *env, shm_info *out)
 	MDB_cursor *cur;
 	MDB_val k, v;
 	uint64_t f;
+	size_t unused = 0;
 	int rc;
 
 	memset(out, 0, sizeof *out);
@@ -680,13 +691,15 @@ int shm_env_info(shm_env *env, shm_info *out)
 			memcpy(&out->log_last, k.mv_data, 8);
 		mdb_cursor_close(cur);
 	}
-	shm__rtxn_put(env, txn);
 	mdb_env_info(env->mdb, &ei);
+	rc = free_pages(txn, 0, &unused);
+	shm__rtxn_put(env, txn);
 	mdb_env_stat(env->mdb, &st);
 	out->map_size = ei.me_mapsize;
-	out->map_used = (size_t)(ei.me_last_pgno + 1) * st.ms_psize;
+	/* LMDB's last page is a high-water mark: the free list is reused */
+	out->map_used = (size_t)(ei.me_last_pgno + 1 - unused) * st.ms_psize;
 	out->readers_used = 0; /* me_numreaders is a high-water mark */
 	mdb_reader_list(env->mdb, count_reader, &out->readers_used);
 	out->readers_max = ei.me_maxreaders;
-	return 0;
+	return rc;
 }

@@ -43,8 +43,9 @@ static bool ends_with(const char *text, size_t n, const char *sep,
 	       memcmp(text + n - c - d - s, sep, s) == 0;
 }
 
-/* The text names rc's description once, at its end: a message that wraps
- * another one of the same code (shm_errmsg()) gets no second suffix. */
+/* The rule of every error text: it names rc's description once, at its end
+ * (so shm_errmsg() is printed alone): appended unless the text already ends
+ * with it, e.g. a message that wraps another one of the same code. */
 int shm__err(int rc, const char *fmt, ...)
 {
 	const char *desc = shm_strerror(rc);

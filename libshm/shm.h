@@ -11,7 +11,8 @@
  *  - Every function returning int returns 0 on success, a negative SHM_E* code
  *    (see SHM_ERRORS), an LMDB MDB_* code, or a positive errno value.
  *    shm_strerror() names any of them; shm_errmsg() says what failed and
- *    with which input for the last error of the calling thread.
+ *    with which input for the last error of the calling thread, and ends
+ *    with shm_strerror()'s text (print one or the other).
  *  - Timestamps are int64 microseconds since the Unix epoch (UTC), the
  *    precision of PostgreSQL's timestamptz. 0 means "none" / "fill in".
  *  - Ownership is stated on every function that returns memory.
@@ -147,8 +148,9 @@ void shm_options_init(shm_options *o);
 int shm_env_open(const char *dir, const shm_options *opt, shm_env **out);
 void shm_env_close(shm_env *env);
 
-/* Text of the calling thread's last error: what failed, with which input.
- * Valid until the thread's next failing call. Never NULL. */
+/* Text of the calling thread's last error: what failed, with which input,
+ * ending with shm_strerror()'s description of the code, once: print it
+ * alone. Valid until the thread's next failing call. Never NULL. */
 const char *shm_errmsg(void);
 
 /* The options the handle was opened with (owned by env). */
@@ -482,7 +484,7 @@ uint64_t shm_hist_percentile(const shm_hist *h, double p);
 	X(reacts, "reactions added or removed")                                \
 	X(room_pages, "room pages served")                                     \
 	X(room_pages_l3, "room pages answered by PostgreSQL")                  \
-	X(writes_failed_full, "writes refused: L1 full of unflushed work")     \
+	X(writes_failed_full, "writes refused with SHM_EFULL: L1 or map full") \
 	X(evictions, "entries evicted (capacity)")                             \
 	X(expirations, "entries expired (L1 TTL)")                             \
 	X(static_hits, "statics answered by L1")                               \
@@ -518,7 +520,12 @@ typedef struct shm_info {
 	uint64_t next_seq;          /* the next record's sequence number */
 	uint64_t flushed;           /* every sink has applied up to here */
 	uint64_t dead_letters;
-	size_t map_size, map_used;
+	size_t map_size;
+	size_t map_used;            /* bytes of the pages in use: LMDB's
+	                             * high-water mark less its free list
+	                             * (pages freed for later writes to reuse;
+	                             * those an old snapshot holds back count
+	                             * as free too) */
 	unsigned readers_used;       /* reader slots in use (pid set), stale
 	                             * ones of dead processes included */
 	unsigned readers_max;

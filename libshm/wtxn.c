@@ -11,6 +11,8 @@
  *  3. When the map is full, only flushed entries are evicted to make room;
  *     unflushed work is never touched, the write fails with SHM_EFULL.
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,31 +125,43 @@ static int evict_body(shm__wtxn *w, void *ctx)
 }
 
 /* SHM_EFULL for a full map, naming its cause: a read snapshot that keeps a
- * quarter of the map or more from reuse, else the unflushed log. */
+ * quarter of the map or more from reuse, held by a live process or left in
+ * the slot of a dead one, else the unflushed log. The log's record count is
+ * all it holds: with the map full the flusher may have applied more than it
+ * could record. */
 static int map_full(shm_env *env)
 {
 	shm__snapshot o;
 	shm_info in;
 
 	shm_env_info(env, &in);
-	if (shm__oldest_snapshot(env, &o) == 0 && o.pid &&
-	    o.pinned >= in.map_size / 4)
+	if (shm__oldest_snapshot(env, &o) || !o.pid ||
+	    o.pinned < in.map_size / 4)
 		return shm__err(SHM_EFULL,
-		                "map of %zu bytes is full: pid %d holds a read "
-		                "snapshot %zu transactions old, and the %zu bytes "
-		                "of pages freed since cannot be reused until it "
-		                "ends (a stopped 'shmctl ... | less'? 'shmctl "
-		                "readers' lists readers, --clear-stale frees dead "
-		                "processes' slots); %llu log records after flushed "
-		                "position %llu",
+		                "map of %zu bytes is full of unflushed work: the "
+		                "log holds %llu records, flushed position %llu; "
+		                "is shm-flusher running?",
+		                in.map_size, (unsigned long long)in.log_records,
+		                (unsigned long long)in.flushed);
+	if (kill(o.pid, 0) == -1 && errno == ESRCH)
+		return shm__err(SHM_EFULL,
+		                "map of %zu bytes is full: pid %d is gone but its "
+		                "reader slot keeps a snapshot %zu transactions "
+		                "old, and the %zu bytes of pages freed since from "
+		                "reuse: 'shmctl readers --clear-stale' (or any "
+		                "read-write open) frees dead processes' slots; the "
+		                "log holds %llu records, flushed position %llu",
 		                in.map_size, o.pid, o.age, o.pinned,
 		                (unsigned long long)in.log_records,
 		                (unsigned long long)in.flushed);
 	return shm__err(SHM_EFULL,
-	                "map of %zu bytes is full of unflushed work: %llu log "
-	                "records after flushed position %llu; is shm-flusher "
-	                "running?",
-	                in.map_size, (unsigned long long)in.log_records,
+	                "map of %zu bytes is full: pid %d holds a read snapshot "
+	                "%zu transactions old, and the %zu bytes of pages freed "
+	                "since cannot be reused until it ends (a stopped "
+	                "'shmctl ... | less'? 'shmctl readers' lists readers); "
+	                "the log holds %llu records, flushed position %llu",
+	                in.map_size, o.pid, o.age, o.pinned,
+	                (unsigned long long)in.log_records,
 	                (unsigned long long)in.flushed);
 }
 

@@ -506,6 +506,38 @@ static void test_info_reports_entries_map_and_readers(void **state)
 	free(dir);
 }
 
+/* map_used is what the data uses now: pages LMDB freed (and will reuse)
+ * are not counted, though the map's high-water mark stays. */
+static void test_info_map_used_leaves_out_freed_pages(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	static char noise[300][3000]; /* incompressible log payloads */
+	uint32_t x = 1;
+	shm_info full, trimmed;
+
+	for (int i = 0; i < 300; i++) {
+		for (size_t j = 0; j < sizeof noise[i] - 1; j++) {
+			x = x * 1103515245 + 12345;
+			noise[i][j] = (char)('a' + (x >> 16) % 26);
+		}
+		shm_msg m = tu_msg("big", i, noise[i]);
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	assert_int_equal(shm_env_info(env, &full), 0);
+	assert_int_equal(shm_log_trim(env, full.log_last), 0);
+	assert_int_equal(shm_env_info(env, &trimmed), 0);
+	assert_int_equal(trimmed.log_records, 0);
+	/* the log's 300 records of 3000 bytes are free pages now */
+	if (trimmed.map_used + 300 * 3000 / 2 > full.map_used)
+		fail_msg("map_used %zu, then %zu after the log's trim",
+		         full.map_used, trimmed.map_used);
+	assert_true(trimmed.map_used > 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static void test_strerror_names_every_code(void **state)
 {
 	assert_string_equal(shm_strerror(0), "success");
@@ -535,6 +567,7 @@ int main(void)
 		cmocka_unit_test(test_a_write_waits_for_the_writers_lock),
 		cmocka_unit_test(test_a_write_inside_a_write_fails_instead_of_hanging),
 		cmocka_unit_test(test_info_reports_entries_map_and_readers),
+		cmocka_unit_test(test_info_map_used_leaves_out_freed_pages),
 		cmocka_unit_test(test_strerror_names_every_code),
 		cmocka_unit_test(test_unknown_durability_or_write_mode_is_refused),
 		cmocka_unit_test(test_stale_reader_slot_is_shown_then_cleared),

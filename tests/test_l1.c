@@ -1,6 +1,7 @@
 /* tests/test_l1.c - L1 capacity: entry and byte limits, eviction of flushed
  * entries only (least recently read first), SHM_EFULL when the flusher is
  * behind, TTL expiry, a full map, the limits stored in the environment. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -407,7 +408,7 @@ static void test_rolled_back_evictions_are_not_counted(void **state)
 static void test_full_map_of_unflushed_work_fails_clearly_and_keeps_data(void **state)
 {
 	shm_env *env = open_small(1000000, 1ull << 40, 1 << 20); /* 1 MiB map */
-	char content[2000];
+	char content[2000], said[128];
 	shm_info in;
 	int rc = 0, ok = 0;
 
@@ -424,6 +425,13 @@ static void test_full_map_of_unflushed_work_fails_clearly_and_keeps_data(void **
 	assert_non_null(strstr(shm_errmsg(), "is shm-flusher running?"));
 	assert_null(strstr(shm_errmsg(), "holds a read snapshot"));
 	assert_int_equal(shm_env_info(env, &in), 0);
+	/* the whole log: while the map is full, the flusher may have applied
+	 * more than it could record */
+	snprintf(said, sizeof said, "the log holds %llu records, flushed "
+	         "position %llu", (unsigned long long)in.log_records,
+	         (unsigned long long)in.flushed);
+	if (!strstr(shm_errmsg(), said))
+		fail_msg("'%s' does not say '%s'", shm_errmsg(), said);
 	assert_int_equal(in.messages, (uint64_t)ok);
 	assert_int_equal(in.log_records, (uint64_t)ok);
 	assert_int_equal(tu_verify(env), 0);
@@ -471,6 +479,78 @@ static void test_full_map_behind_an_old_snapshot_names_the_reader(void **state)
 	done(env);
 }
 
+/* Fills env's map with edits of one new message (its id in *id), each
+ * flushed at once (a flusher keeping up), until a write fails: its code. */
+static int fill_behind_snapshot(shm_env *env, shm_uuid *id)
+{
+	shm_msg m = tu_msg("pinned", 0, "first");
+	char content[2000];
+	shm_info in;
+	int rc, i;
+
+	memset(content, 'z', sizeof content - 1);
+	content[sizeof content - 1] = 0;
+	rc = shm_msg_put(env, &m);
+	for (i = 0; i < 100000 && rc == 0; i++) {
+		content[i % 1999] = 'a' + i % 26;
+		rc = shm_msg_edit(env, &m.id, content, strlen(content));
+		if (rc == 0 && (rc = shm_env_info(env, &in)) == 0)
+			rc = shm_log_trim(env, in.log_last);
+	}
+	fprintf(stderr, "edit %d: %s\n", i, shm_errmsg());
+	*id = m.id;
+	return rc;
+}
+
+/* A snapshot whose process was killed stays in its reader slot: SHM_EFULL
+ * says the process is gone and how to free the slot, not that it holds a
+ * snapshot; once freed, writes go on. */
+static void test_full_map_behind_a_dead_readers_snapshot_says_to_clear_it(void **state)
+{
+	char said[64];
+	int fds[2], cleared = -1;
+	shm_options o;
+	shm_counters c;
+	shm_env *env;
+	shm_uuid id;
+	pid_t pid;
+	char x;
+
+	shm_options_init(&o);
+	o.map_size = 1 << 20;
+	dir = tu_tmpdir();
+	assert_int_equal(pipe(fds), 0);
+	if ((pid = fork()) == 0) {
+		shm_env *e;
+		shm_rtxn *t;
+		if (shm_env_open(dir, &o, &e) || shm_rtxn_begin(e, &t) ||
+		    write(fds[1], "r", 1) != 1)
+			_exit(1);
+		pause(); /* holds its snapshot until killed */
+		_exit(0);
+	}
+	assert_int_equal(read(fds[0], &x, 1), 1);
+	close(fds[0]);
+	close(fds[1]);
+	env = tu_open(dir, &o); /* clears dead slots: none yet */
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	assert_int_equal(fill_behind_snapshot(env, &id), SHM_EFULL);
+	snprintf(said, sizeof said, "pid %d is gone", (int)pid);
+	if (!strstr(shm_errmsg(), said) ||
+	    !strstr(shm_errmsg(), "'shmctl readers --clear-stale'") ||
+	    strstr(shm_errmsg(), "holds a read snapshot") ||
+	    strstr(shm_errmsg(), "shm-flusher"))
+		fail_msg("'%s'", shm_errmsg());
+	shm_stats_local(env, &c);
+	assert_int_equal(c.writes_failed_full, 1); /* map full counts too */
+	assert_int_equal(shm_env_reader_check(env, &cleared), 0);
+	assert_int_equal(cleared, 1);
+	for (int i = 0; i < 100; i++) /* the freed pages are reused */
+		assert_int_equal(shm_msg_edit(env, &id, "slot freed", 10), 0);
+	done(env);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -488,6 +568,7 @@ int main(void)
 		cmocka_unit_test(test_rolled_back_evictions_are_not_counted),
 		cmocka_unit_test(test_full_map_of_unflushed_work_fails_clearly_and_keeps_data),
 		cmocka_unit_test(test_full_map_behind_an_old_snapshot_names_the_reader),
+		cmocka_unit_test(test_full_map_behind_a_dead_readers_snapshot_says_to_clear_it),
 	};
 	return cmocka_run_group_tests_name("l1", tests, NULL, NULL);
 }

@@ -36,5 +36,31 @@ printf 'ada: bonsoir\nroom general: 1 message(s)\nedits: 1\n' | cmp -s - "$tmp/o
 check "it prints what the README says (first run)" $?
 grep -qx 'room general: 2 message(s)' "$tmp/out2"
 check "the second run finds both messages in the room" $?
+
+# its error idiom on a write that fails: an L1 of one entry, unflushed
+cat >"$tmp/fill.c" <<'EOF'
+#include <shm.h>
+int main(int argc, char **argv)
+{
+	shm_env *env;
+	shm_options o;
+	shm_msg m = {.room_id = "r", .username = "u", .content = "x",
+	             .content_len = 1, .type = SHM_MSG_TEXT};
+	shm_options_init(&o);
+	o.l1_max_entries = 1;
+	return argc < 2 || shm_env_open(argv[1], &o, &env) ||
+	       shm_msg_put(env, &m);
+}
+EOF
+cc ${san:+-fsanitize=${san#,}} -o "$tmp/fill" "$tmp/fill.c" -I"$top/libshm" \
+	"$build/lib/libshm.a" -llmdb -llz4 -lxxhash -ljansson -lcrypto -lhiredis \
+	-lpq -pthread && "$tmp/fill" "$tmp/full"
+check "an environment whose L1 is full" $?
+"$tmp/app" "$tmp/full" >"$tmp/out3" 2>&1
+rc=$?
+[ "$rc" -eq 1 ] && grep -q 'L1 holds 1 entries' "$tmp/out3" &&
+	[ "$(grep -o 'L1 or map full' "$tmp/out3" | wc -l)" -eq 1 ]
+check "there, its put fails saying why and the code's description once" $?
+sed 's/^/  | /' "$tmp/out3"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
