@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <sys/stat.h>
 
+#include <libpq-fe.h>
+
 #include "internal.h"
 
 void shm_options_init(shm_options *o)
@@ -406,6 +408,58 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+static bool is_pg_uri(const char *s)
+{
+	return strncmp(s, "postgresql://", 13) == 0 ||
+	       strncmp(s, "postgres://", 11) == 0;
+}
+
+/* out (size n): s with the text of every quoted part left out, "...":
+ * libpq quotes parts of a URI, its password perhaps. */
+static void blank_quoted(const char *s, char *out, size_t n)
+{
+	size_t o = 0;
+	bool in = false;
+
+	for (; *s && o + 5 < n; s++) {
+		if (*s == '"' && (in = !in)) {
+			memcpy(out + o, "\"...", 4);
+			o += 4;
+		}
+		if (!in)
+			out[o++] = *s;
+	}
+	out[o] = '\0';
+}
+
+/* 0, or SHM_EINVAL with libpq's reason if it cannot parse conninfo as a
+ * connection string (a word without '=' is a database name: libpq's rule
+ * for the dbname it is passed as, readthrough.c). */
+static int check_conninfo(const char *conninfo)
+{
+	char *why = NULL, shown[256];
+	PQconninfoOption *o;
+	int rc;
+
+	if (!strchr(conninfo, '=') && !is_pg_uri(conninfo))
+		return 0;
+	if ((o = PQconninfoParse(conninfo, &why))) {
+		PQconninfoFree(o);
+		return 0;
+	}
+	if (!why)
+		return shm__err(ENOMEM, "pg_conninfo: parse");
+	why[strcspn(why, "\n")] = '\0';
+	if (is_pg_uri(conninfo))
+		blank_quoted(why, shown, sizeof shown);
+	else
+		snprintf(shown, sizeof shown, "%s", why);
+	rc = shm__err(SHM_EINVAL, "pg_conninfo: libpq cannot parse it: %s",
+	              shown);
+	PQfreemem(why);
+	return rc;
+}
+
 /* For an open that must not create: dir holds an environment. */
 static int check_exists(const char *dir)
 {
@@ -457,6 +511,8 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	}
 	if (env->redis_url && *env->redis_url &&
 	    (rc = shm_redis_url_parse(env->redis_url, &env->redis_addr)))
+		goto fail;
+	if (env->pg_conninfo && (rc = check_conninfo(env->pg_conninfo)))
 		goto fail;
 
 	if (env->opt.read_only || env->opt.must_exist) {

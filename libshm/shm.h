@@ -119,7 +119,8 @@ typedef struct shm_options {
 	shm_write_mode write_mode;  /* default SHM_WRITE_BACK */
 	uint32_t write_through_timeout_ms; /* default 5000 */
 	const char *redis_url;      /* read-through L2 (shm_redis_url_parse) */
-	const char *pg_conninfo;    /* read-through L3: libpq conninfo */
+	const char *pg_conninfo;    /* read-through L3: libpq conninfo or
+	                             * database name (checked at open) */
 	uint32_t l2_timeout_ms;     /* per read-through level (default 50) */
 	uint32_t l3_timeout_ms;     /* default 50 */
 	uint32_t lease_ms;          /* static generator lease (default 10000) */
@@ -141,7 +142,8 @@ void shm_options_init(shm_options *o);
  * with SHM_EVERSION if the directory was written by an incompatible format
  * version or holds an LMDB environment that is not an shm one (only an empty
  * map is made one), SHM_ECORRUPT if data.mdb has fewer pages than are in use
- * (a cut copy), SHM_EINVAL if dir is too long for its files' paths. On
+ * (a cut copy), SHM_EINVAL if dir is too long for its files' paths or an
+ * option is invalid (redis_url, pg_conninfo, durability, write_mode). On
  * success *out is a handle owned by the caller, released with
  * shm_env_close().
  */

@@ -97,6 +97,47 @@ static void test_unknown_durability_or_write_mode_is_refused(void **state)
 	free(base);
 }
 
+/* A pg_conninfo libpq cannot parse is refused at open, as a bad redis_url
+ * is, naming the option and libpq's reason, nothing created; a URI's
+ * password is not shown. A plain word is a database name (libpq's rule). */
+static void test_unparseable_pg_conninfo_is_refused_at_open(void **state)
+{
+	static const struct {
+		const char *conninfo, *reason;
+	} bad[] = {
+		{"host=x 'oops", "missing \"=\" after \"'oops\""},
+		{"host='x", "unterminated quoted string"},
+		{"host=x hots=y", "invalid connection option \"hots\""},
+		{"postgresql://ada:s3cret%zz@db/shm", "invalid percent-encoded"},
+	};
+	char *base = tu_tmpdir(), dir[4200];
+	shm_options o;
+	shm_env *env = NULL;
+	struct stat st;
+
+	snprintf(dir, sizeof dir, "%s/env", base);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		shm_options_init(&o);
+		o.pg_conninfo = bad[i].conninfo;
+		assert_int_equal(shm_env_open(dir, &o, &env), SHM_EINVAL);
+		assert_null(env);
+		if (strncmp(shm_errmsg(), "pg_conninfo: ", 13) != 0 ||
+		    !strstr(shm_errmsg(), bad[i].reason) ||
+		    strstr(shm_errmsg(), "s3cret"))
+			fail_msg("%s: '%s'", bad[i].conninfo, shm_errmsg());
+		assert_int_not_equal(stat(dir, &st), 0);
+	}
+	shm_options_init(&o);
+	o.pg_conninfo = "shm"; /* a database name */
+	env = tu_open(dir, &o);
+	shm_env_close(env);
+	o.pg_conninfo = "postgresql:///shm?connect_timeout=1";
+	env = tu_open(dir, &o);
+	shm_env_close(env);
+	tu_rmdir(base);
+	free(base);
+}
+
 /* A reader killed with its read transaction open leaves a stale slot: a
  * read-only open (shmctl) leaves it to be seen and cleared; a read-write
  * open clears it. readers_used counts slots in use, not LMDB's high-water
@@ -570,6 +611,7 @@ int main(void)
 		cmocka_unit_test(test_info_map_used_leaves_out_freed_pages),
 		cmocka_unit_test(test_strerror_names_every_code),
 		cmocka_unit_test(test_unknown_durability_or_write_mode_is_refused),
+		cmocka_unit_test(test_unparseable_pg_conninfo_is_refused_at_open),
 		cmocka_unit_test(test_stale_reader_slot_is_shown_then_cleared),
 	};
 	return cmocka_run_group_tests_name("env", tests, NULL, NULL);
