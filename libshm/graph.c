@@ -31,8 +31,10 @@
  * Invariants
  *  1. For every dep entry (k -> o) there is a ref entry (o -> k), and back.
  *  2. Every change here appends its log record in the same transaction.
- *  3. Bad input (object, website, dependency) is refused before any
- *     transaction begins: nothing changes.
+ *  3. Bad input (object, website, dependency, the object among its own
+ *     dependencies) is refused before any transaction begins: nothing
+ *     changes.
+ *  4. shm_deps_set stores no edge from an object to itself.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -591,6 +593,10 @@ int shm_deps_set(shm_env *env, const shm_uuid *website, const char *object,
 			return shm__err(rc, "object '%s': dependency %zu: %s",
 			                object, i, msg);
 		}
+		if (strcmp(deps[i], object) == 0)
+			return shm__err(SHM_EINVAL, "object '%s': dependency "
+			                "%zu is the object itself: an object "
+			                "cannot depend on itself", object, i);
 	}
 	/* duplicates are one edge; the set keeps the caller's order */
 	for (size_t i = 0; i < n_deps && !rc; i++)

@@ -423,6 +423,7 @@ void shm_sha_hex(shm_sha_kind kind, const void *content, size_t len,
  * declares whether object is direct (attached to the website: the website
  * itself, pages, posts, categories, events) or indirect (people,
  * organisations, blocks, media). Dependencies not declared yet are indirect.
+ * An object among its own dependencies is refused (SHM_EINVAL).
  */
 int shm_deps_set(shm_env *env, const shm_uuid *website, const char *object,
                  bool direct, const char *const *deps, size_t n_deps);

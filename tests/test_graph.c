@@ -282,6 +282,33 @@ static void test_bad_input_is_refused_and_changes_nothing(void **state)
 	assert_string_equal(recursive(f, "Page/about"), "Block/1");
 }
 
+/* An object listed among its own dependencies would be a stored edge that
+ * every listing hides (item 0 of a walk is the object itself): refused,
+ * naming it, the graph unchanged. */
+static void test_an_object_depending_on_itself_is_refused(void **state)
+{
+	fixture *f = *state;
+	const char *deps[] = {"Block/2", "Page/1"};
+	shm_objlist *l = NULL;
+	shm_info before, after;
+	uint64_t seq;
+
+	declare(f, true, "Page/1", "Block/1", NULL);
+	seq = next_seq(f);
+	assert_int_equal(shm_env_info(f->env, &before), 0);
+	assert_int_equal(shm_deps_set(f->env, &f->ws, "Page/1", true, deps, 2),
+	                 SHM_EINVAL);
+	if (!strstr(shm_errmsg(), "object 'Page/1': dependency 1 is the "
+	            "object itself"))
+		fail_msg("'%s'", shm_errmsg());
+	assert_int_equal(next_seq(f), seq);
+	assert_int_equal(shm_env_info(f->env, &after), 0);
+	assert_int_equal(after.graph_objects, before.graph_objects);
+	assert_int_equal(shm_deps_get(f->env, &f->ws, "Page/1", &l), 0);
+	assert_string_equal(joined(l), "Block/1");
+	assert_string_equal(referrers(f, "Page/1"), "");
+}
+
 /* ------------------------------------------------------------ walks */
 
 static void test_deps_set_replaces_direct_dependencies(void **state)
@@ -667,6 +694,7 @@ int main(void)
 		cmocka_unit_test(test_object_errors_show_bad_bytes_escaped),
 		T(test_longest_object_can_be_stored_and_busted),
 		T(test_bad_input_is_refused_and_changes_nothing),
+		T(test_an_object_depending_on_itself_is_refused),
 		T(test_deps_set_replaces_direct_dependencies),
 		T(test_recursive_deps_go_through_indirect_and_stop_at_direct),
 		T(test_recursive_deps_cut_cycles),
