@@ -75,11 +75,20 @@ $(STATIC): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# The shared library exports the public API alone, the shm_* functions of
+# shm.h and shm_log.h: the glob's [a-z] leaves the shm__ internals local
+# (tests/test_install.sh checks both ways).
+SHARED_MAP := $(BUILD)/libshm.map
+$(SHARED_MAP): Makefile
+	@mkdir -p $(dir $@)
+	printf '{\n\tglobal: shm_[a-z]*;\n\tlocal: *;\n};\n' > $@
+
 # one recipe for the library and its links (a link alone would be a
 # .SECONDARY's dependent: not remade when the library is missing)
-$(SHARED) $(SHARED_LINKS) &: $(LIB_OBJ)
+$(SHARED) $(SHARED_LINKS) &: $(LIB_OBJ) $(SHARED_MAP)
 	@mkdir -p $(dir $(SHARED))
-	$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $(SHARED) $^ $(LIBS)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script,$(SHARED_MAP) \
+		$(LDFLAGS) -o $(SHARED) $(LIB_OBJ) $(LIBS)
 	for l in $(SHARED_LINKS); do ln -sf $(notdir $(SHARED)) $$l || exit 1; done
 
 $(PC): libshm/shm.pc.in libshm/shm.h $(PREFIX_STAMP)

@@ -57,6 +57,32 @@ grep -q "(SONAME).*\[libshm\.so\.$major\]$" "$tmp/lib.dyn"
 check "the installed library's SONAME is libshm.so.$major" $?
 grep '(SONAME)' "$tmp/lib.dyn" | sed 's/^/  readelf| /'
 
+# The ABI is the public API: the functions shm.h and shm_log.h declare
+# (their static inline ones aside), and no internal (shm__) symbol.
+declared() { # HEADER: the functions it declares, one per line
+	printf '#include <%s>\n' "$1" | cc -E -I"$dest$prefix/include" -x c - |
+		awk -v h="/$1\"" '/^# [0-9]+ "/ { f = $3 "" ; next }
+			substr(f, length(f) - length(h) + 1) == h' |
+		tr '\n' ' ' | tr ';{}' '\n\n\n' | grep -vwE 'static|typedef' |
+		grep -oE '\<shm_[a-z][a-z0-9_]*[[:space:]]*\(' | tr -d ' \t('
+}
+{ declared shm.h; declared shm_log.h; } | sort -u >"$tmp/declared"
+nm -D --defined-only "$lib/libshm.so.$version" | awk '{ print $3 }' |
+	sort -u >"$tmp/exported"
+[ "$(wc -l <"$tmp/declared")" -gt 50 ]
+check "shm.h and shm_log.h declare $(wc -l <"$tmp/declared") functions" $?
+! grep '^shm__' "$tmp/exported" >"$tmp/internal"
+check "the library exports no shm__ symbol" $?
+[ -s "$tmp/internal" ] && echo "  $(wc -l <"$tmp/internal") exported, e.g. $(head -n 3 "$tmp/internal" | tr '\n' ' ')"
+comm -23 "$tmp/declared" "$tmp/exported" >"$tmp/missing"
+[ ! -s "$tmp/missing" ]
+check "it exports every function they declare" $?
+show "$tmp/missing"
+comm -13 "$tmp/declared" "$tmp/exported" | grep -v '^shm__' >"$tmp/extra"
+[ ! -s "$tmp/extra" ]
+check "and no other symbol" $?
+show "$tmp/extra"
+
 pc=$lib/pkgconfig/shm.pc
 grep -qx "prefix=$prefix" "$pc"
 check "shm.pc is in PREFIX/lib/pkgconfig and names PREFIX (not DESTDIR)" $?
