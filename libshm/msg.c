@@ -117,10 +117,21 @@ static int load(shm__wtxn *w, const shm_uuid *id, shm__arena *arena,
 	return shm__msg_decode(raw->mv_data, raw->mv_size, arena, m);
 }
 
+/* What a message of the batch replaced: its reply is counted once the
+ * whole batch is stored. */
+struct prior {
+	shm_uuid parent; /* the parent the replaced value named, if had */
+	bool had;
+	bool later;      /* a later copy of the same id replaces this one */
+	size_t first;    /* the id's first copy: its prior is the value from
+	                  * before the batch */
+};
+
 /* The batch being put, and which parents it carries with their counts. */
 struct put_many {
 	shm_msg *msgs;
 	size_t n;
+	struct prior *prior; /* one per message */
 	shm_uuid *ids; /* sorted ids of msgs with a reply_count; NULL if n < 2 */
 	size_t n_ids;
 };
@@ -187,19 +198,30 @@ out:
  * parent; replacing it under the same parent changes nothing (it was
  * counted when first put); replacing it under another parent (or none)
  * moves the count, from the old parent to the new one, so that each
- * parent counts the replies that name it now. was: the parent the
- * replaced value named, NULL if none or if m is new.
+ * parent counts the replies that name it now. Counted once the whole batch
+ * is stored, against what it stored (a parent after its reply in the batch
+ * counts it too), the moves away (delta -1) all before the arrivals (+1):
+ * the result does not depend on the batch's order. Only an id's last copy
+ * counts, against the value from before the batch.
  */
-static int count_reply(shm__wtxn *w, const shm_msg *m, const shm_uuid *was,
-                       const struct put_many *batch)
+static int count_replies(shm__wtxn *w, const struct put_many *p, int delta)
 {
 	int rc;
 
-	if (was && m->has_parent && memcmp(was->b, m->parent_id.b, 16) == 0)
-		return 0;
-	if (was && (rc = adjust_parent(w, was, m, -1, batch)))
-		return rc;
-	return m->has_parent ? adjust_parent(w, &m->parent_id, m, 1, batch) : 0;
+	for (size_t i = 0; i < p->n; i++) {
+		const shm_msg *m = &p->msgs[i];
+		const struct prior *was = &p->prior[p->prior[i].first];
+		const shm_uuid *to = delta < 0 ? &was->parent : &m->parent_id;
+
+		if (p->prior[i].later || !(delta < 0 ? was->had : m->has_parent))
+			continue;
+		if (was->had && m->has_parent &&
+		    memcmp(was->parent.b, m->parent_id.b, 16) == 0)
+			continue;
+		if ((rc = adjust_parent(w, to, m, delta, p)))
+			return rc;
+	}
+	return 0;
 }
 
 static void fill_defaults(shm__wtxn *w, shm_msg *m)
@@ -212,23 +234,19 @@ static void fill_defaults(shm__wtxn *w, shm_msg *m)
 	                              m->content_len);
 }
 
-static int put_one(shm__wtxn *w, shm_msg *m, const struct put_many *batch)
+/* Stores m, its prior in *was (replies are counted after the batch). */
+static int put_one(shm__wtxn *w, shm_msg *m, struct prior *was)
 {
 	MDB_val k = {16, m->id.b}, old;
-	shm_uuid was;
-	bool exists, had_parent;
 	int rc;
 
 	fill_defaults(w, m);
 	rc = mdb_get(w->txn, w->env->msg, &k, &old);
 	if (rc && rc != MDB_NOTFOUND)
 		return shm__err_mdb(rc, "read message");
-	exists = rc == 0;
 	/* read before store: old points into the map, which the write moves */
-	had_parent = exists && enc_parent(&old, &was);
-	if ((rc = store(w, SHM_OP_MSG_PUT, m, exists ? &old : NULL)))
-		return rc;
-	return count_reply(w, m, had_parent ? &was : NULL, batch);
+	was->had = rc == 0 && enc_parent(&old, &was->parent);
+	return store(w, SHM_OP_MSG_PUT, m, rc == 0 ? &old : NULL);
 }
 
 static int put_many_body(shm__wtxn *w, void *ctx)
@@ -237,28 +255,68 @@ static int put_many_body(shm__wtxn *w, void *ctx)
 	int rc;
 
 	for (size_t i = 0; i < p->n; i++)
-		if ((rc = put_one(w, &p->msgs[i], p)))
+		if ((rc = put_one(w, &p->msgs[i], &p->prior[i])))
 			return rc;
-	return 0;
+	if ((rc = count_replies(w, p, -1)))
+		return rc;
+	return count_replies(w, p, 1);
+}
+
+/* An id at an index of the batch, ordered by id then index. */
+struct slot {
+	shm_uuid id;
+	size_t i;
+};
+
+static int cmp_slot(const void *a, const void *b)
+{
+	const struct slot *x = a, *y = b;
+	int c = memcmp(x->id.b, y->id.b, 16);
+
+	return c ? c : (x->i > y->i) - (x->i < y->i);
 }
 
 /*
- * A batch that carries a parent with a non-zero reply_count carries its
- * counts: its replies do not bump it (dump | import copies a thread whose
- * parent already counts its replies). A parent carried with 0 (an import
- * without metadata) counts them as usual. Nil ids get new ones, which no
- * reply can name.
+ * Finds each id's copies (the last one is stored, the first one's prior is
+ * what was there before) and the parents the batch carries with their
+ * counts: a stored copy with a non-zero reply_count carries its counts, so
+ * its replies do not bump it (dump | import copies a thread whose parent
+ * already counts its replies). A parent carried with 0 (an import without
+ * metadata) counts them as usual. Nil ids get new ones, which no reply can
+ * name.
  */
-static int batch_ids(struct put_many *p)
+static int batch_prepare(struct put_many *p)
 {
+	struct slot *s = NULL;
+	size_t k = 0, run = 0;
+
+	if (!(p->prior = calloc(p->n, sizeof *p->prior)))
+		return shm__err(ENOMEM, "%zu messages", p->n);
+	for (size_t i = 0; i < p->n; i++)
+		p->prior[i].first = i;
 	if (p->n < 2)
 		return 0;
-	if (!(p->ids = malloc(p->n * sizeof *p->ids)))
+	if (!(s = malloc(p->n * sizeof *s)) ||
+	    !(p->ids = malloc(p->n * sizeof *p->ids))) {
+		free(s);
 		return shm__err(ENOMEM, "ids of %zu messages", p->n);
+	}
 	for (size_t i = 0; i < p->n; i++)
-		if (p->msgs[i].reply_count && !shm_uuid_is_nil(&p->msgs[i].id))
-			p->ids[p->n_ids++] = p->msgs[i].id;
-	qsort(p->ids, p->n_ids, sizeof *p->ids, cmp_uuid);
+		if (!shm_uuid_is_nil(&p->msgs[i].id))
+			s[k++] = (struct slot){p->msgs[i].id, i};
+	qsort(s, k, sizeof *s, cmp_slot);
+	for (size_t j = 0; j < k; j++) {
+		struct prior *pr = &p->prior[s[j].i];
+		pr->first = s[run].i;
+		if (j + 1 < k && memcmp(s[j].id.b, s[j + 1].id.b, 16) == 0) {
+			pr->later = true;
+			continue;
+		}
+		if (p->msgs[s[j].i].reply_count)
+			p->ids[p->n_ids++] = s[j].id;
+		run = j + 1;
+	}
+	free(s);
 	return 0;
 }
 
@@ -293,10 +351,10 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 	}
 	if (n == 0)
 		return 0;
-	if ((rc = batch_ids(&p)))
-		return rc;
-	bool stored;
-	rc = run_write(env, put_many_body, &p, t0, &stored);
+	bool stored = false;
+	if (!(rc = batch_prepare(&p)))
+		rc = run_write(env, put_many_body, &p, t0, &stored);
+	free(p.prior);
 	free(p.ids);
 	if (stored)
 		SHM__COUNT(env, puts, n);

@@ -467,6 +467,103 @@ static void test_put_many_carrying_the_parent_keeps_its_counts(void **state)
 	assert_int_equal(tu_verify(env), 0);
 }
 
+/* Puts m[order[0]], m[order[1]], ... as one batch. */
+static void put_in_order(const shm_msg *m, const int *order, size_t n)
+{
+	shm_msg b[4];
+
+	for (size_t i = 0; i < n; i++)
+		b[i] = m[order[i]];
+	assert_int_equal(shm_msg_put_many(env, b, n, NULL), 0);
+}
+
+/* One batch, one result: a parent carried with 0 counts the batch's
+ * replies, one carried with a count keeps it, in any order of the batch
+ * (a chain, a -> b -> c, too). */
+static void test_put_many_counts_replies_whatever_the_order(void **state)
+{
+	static const int orders[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
+	                                 {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+	int64_t last;
+
+	for (int o = 0; o < 6; o++) {
+		shm_msg m[3] = {tu_msg("t", 1, "a")};
+		shm_uuid_v7(&m[0].id);
+		m[1] = reply_to(&m[0], "b");
+		shm_uuid_v7(&m[1].id);
+		m[2] = reply_to(&m[1], "c");
+		shm_uuid_v7(&m[2].id);
+		m[0].created_at = 1700000000000000;
+		m[1].created_at = 1700000001000000;
+		m[2].created_at = 1700000002000000;
+		put_in_order(m, orders[o], 3);
+		assert_int_equal(replies_of(&m[0].id, &last), 1);
+		assert_int_equal(last, m[1].created_at);
+		assert_int_equal(replies_of(&m[1].id, &last), 1);
+		assert_int_equal(last, m[2].created_at);
+		assert_int_equal(replies_of(&m[2].id, &last), 0);
+		assert_int_equal(last, 0);
+		/* a parent carried with a count keeps it, either way */
+		shm_msg k[2] = {tu_msg("t", 1, "kept")};
+		shm_uuid_v7(&k[0].id);
+		k[0].reply_count = 7;
+		k[0].last_reply_at = 1700000005000000;
+		k[1] = reply_to(&k[0], "one of the seven");
+		put_in_order(k, orders[o][0] < orders[o][1] ? (int[]){0, 1}
+		                                            : (int[]){1, 0}, 2);
+		assert_int_equal(replies_of(&k[0].id, &last), 7);
+		assert_int_equal(last, 1700000005000000);
+	}
+	assert_int_equal(tu_verify(env), 0);
+}
+
+/* A batch moving a reply away from a parent and adding another reply to
+ * it: un-counts first, then counts, whatever the batch's order. */
+static void test_put_many_moving_and_adding_replies_whatever_the_order(
+	void **state)
+{
+	for (int o = 0; o < 2; o++) {
+		shm_msg a = tu_msg("t", 1, "a"), b = tu_msg("t", 1, "b");
+		shm_msg m[2];
+		assert_int_equal(shm_msg_put(env, &a), 0);
+		assert_int_equal(shm_msg_put(env, &b), 0);
+		m[0] = reply_to(&a, "moves to b");
+		assert_int_equal(shm_msg_put(env, &m[0]), 0);
+		a.reply_count = 0; /* a put again without counting it */
+		assert_int_equal(shm_msg_put(env, &a), 0);
+		m[0].parent_id = b.id;
+		m[1] = reply_to(&a, "new under a");
+		put_in_order(m, o ? (int[]){1, 0} : (int[]){0, 1}, 2);
+		assert_int_equal(replies_of(&a.id, NULL), 1);
+		assert_int_equal(replies_of(&b.id, NULL), 1);
+	}
+	assert_int_equal(tu_verify(env), 0);
+}
+
+/* An id twice in a batch: its last copy is stored, and counted once. */
+static void test_put_many_counts_an_id_put_twice_once(void **state)
+{
+	shm_msg a = tu_msg("t", 1, "a"), b = tu_msg("t", 1, "b");
+	shm_msg m[3];
+
+	assert_int_equal(shm_msg_put(env, &a), 0);
+	assert_int_equal(shm_msg_put(env, &b), 0);
+	m[0] = reply_to(&a, "first under a");
+	shm_uuid_v7(&m[0].id);
+	m[1] = m[0];
+	m[1].parent_id = b.id; /* then under b */
+	m[2] = m[1];           /* and again */
+	assert_int_equal(shm_msg_put_many(env, m, 3, NULL), 0);
+	assert_int_equal(replies_of(&a.id, NULL), 0);
+	assert_int_equal(replies_of(&b.id, NULL), 1);
+	m[0] = m[2];
+	m[2].parent_id = a.id; /* back under a, as the last copy */
+	assert_int_equal(shm_msg_put_many(env, m, 3, NULL), 0);
+	assert_int_equal(replies_of(&a.id, NULL), 1);
+	assert_int_equal(replies_of(&b.id, NULL), 0);
+	assert_int_equal(tu_verify(env), 0);
+}
+
 static void test_room_page_newest_first_with_before_and_limit(void **state)
 {
 	shm_msg m[5];
@@ -707,6 +804,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replacing_a_reply_keeps_its_parents_reply_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moving_a_reply_moves_its_count_never_below_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_carrying_the_parent_keeps_its_counts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_many_counts_replies_whatever_the_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_many_moving_and_adding_replies_whatever_the_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_many_counts_an_id_put_twice_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_room_page_newest_first_with_before_and_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_room_page_ties_ordered_by_id_desc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input_is_refused_and_changes_nothing, setup, teardown),

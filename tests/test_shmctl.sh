@@ -127,6 +127,28 @@ t "import of a missing file" 1 "$SHMCTL" import "$tmp/no-such-file"
 t "import of an empty file" 0 "$SHMCTL" import "$tmp/empty.jsonl"
 has "empty import says 0" "$tmp/out" "imported 0 messages"
 
+# A parent imported with reply_count 0 gets its replies counted, one with
+# a count keeps it: the same lines give the same store in any order.
+P0=0190a4c4-1d2e-7abc-8def-0000000000a0
+P5=0190a4c4-1d2e-7abc-8def-0000000000a5
+cat >"$tmp/thread.jsonl" <<EOF
+{"id":"$P0","room_id":"th","user_id":1,"username":"a","content":"p0","message_type":"Text","created_at":"2026-01-01T00:00:00Z","metadata":{"reply_count":0}}
+{"id":"0190a4c4-1d2e-7abc-8def-0000000000a1","room_id":"th","user_id":1,"username":"a","content":"r","message_type":"Text","created_at":"2026-01-01T00:00:01Z","parent_id":"$P0"}
+{"id":"$P5","room_id":"th","user_id":1,"username":"a","content":"p5","message_type":"Text","created_at":"2026-01-01T00:00:00Z","metadata":{"reply_count":5,"last_reply_at":"2026-01-02T00:00:00Z"}}
+{"id":"0190a4c4-1d2e-7abc-8def-0000000000a6","room_id":"th","user_id":1,"username":"a","content":"r","message_type":"Text","created_at":"2026-01-01T00:00:01Z","parent_id":"$P5"}
+EOF
+tac "$tmp/thread.jsonl" >"$tmp/thread_rev.jsonl"
+for order in thread thread_rev; do
+	t "import of a thread ($order)" 0 "$SHMCTL" -e "$tmp/$order" import "$tmp/$order.jsonl"
+	"$SHMCTL" -e "$tmp/$order" get "$P0" >"$tmp/out"
+	has "a parent with 0 counts its reply ($order)" "$tmp/out" '"reply_count":1,"last_reply_at":"2026-01-01T00:00:01Z"'
+	"$SHMCTL" -e "$tmp/$order" get "$P5" >"$tmp/out"
+	has "a parent with a count keeps it ($order)" "$tmp/out" '"reply_count":5,"last_reply_at":"2026-01-02T00:00:00Z"'
+done
+"$SHMCTL" -e "$tmp/thread" dump --kind msg >"$tmp/thread.dump"
+"$SHMCTL" -e "$tmp/thread_rev" dump --kind msg >"$tmp/thread_rev.dump"
+if cmp -s "$tmp/thread.dump" "$tmp/thread_rev.dump"; then ok "either order, one store"; else ko "either order, one store"; fi
+
 # ------------------------------------------------------------ get, room
 t "get of a known id" 0 "$SHMCTL" get "$ID"
 has "get prints the seed shape" "$tmp/out" "{\"id\":\"$ID\",\"room_id\":\"general\",\"user_id\":2,\"username\":\"bob\",\"content\":\"hi alice 👋\",\"message_type\":\"Text\",\"created_at\":\"2026-11-23T10:00:01.500Z\",\"updated_at\":null,\"metadata\":{\"edited\":false,\"edit_count\":0,\"reactions\":{\"👍\":[1]},\"mentions\":[1],\"attachments\":[{\"id\":\"$ID2\",\"filename\":\"a.png\",\"content_type\":\"image/png\",\"size\":12,\"url\":\"https://x.test/a.png\"}],\"reply_count\":0,\"last_reply_at\":null},\"content_hash\":\""
