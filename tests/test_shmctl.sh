@@ -122,6 +122,29 @@ printf '{"room_id":"r","user_id":1,"username":"a","content":"ok","message_type":
 ti "oversized content exits 65 (stdin)" 65 "$tmp/big.jsonl" "$SHMCTL" import -
 has "oversized content names line 2" "$tmp/err" "2: field 'content': 70000 bytes"
 eq "oversized import wrote nothing" "$(stat_value messages)" 3
+# A rejected import creates nothing: the input is checked, put's checks
+# too, before the environment is created.
+echo garbage >"$tmp/garbage.jsonl"
+ti "a bad import into a missing directory exits 65" 65 "$tmp/garbage.jsonl" "$SHMCTL" -e "$tmp/new" import -
+if [ -e "$tmp/new" ]; then ko "and leaves it missing"; else ok "and leaves it missing"; fi
+rm -rf "$tmp/new"
+t "an import of a missing file into a missing directory exits 1" 1 "$SHMCTL" -e "$tmp/new" import "$tmp/no-such-file"
+if [ -e "$tmp/new" ]; then ko "and leaves it missing"; else ok "and leaves it missing"; fi
+rm -rf "$tmp/new"
+mkdir "$tmp/new_empty"
+ti "a bad import into an empty directory exits 65" 65 "$tmp/garbage.jsonl" "$SHMCTL" -e "$tmp/new_empty" import
+eq "and leaves it empty" "$(ls -A "$tmp/new_empty")" ""
+# 100 attachments of 3 KiB: JSON the parser takes, metadata put refuses
+awk 'BEGIN { s = sprintf("%1000s", ""); gsub(/ /, "x", s)
+	printf "{\"room_id\":\"r\",\"user_id\":1,\"username\":\"a\",\"content\":\"c\",\"message_type\":\"File\",\"metadata\":{\"attachments\":["
+	for (i = 0; i < 100; i++)
+		printf "%s{\"id\":\"'"$ID2"'\",\"filename\":\"%s\",\"content_type\":\"%s\",\"size\":1,\"url\":\"%s\"}", i ? "," : "", s, s, s
+	print "]}}" }' >"$tmp/fat.jsonl"
+cat "$tmp/good.jsonl" "$tmp/fat.jsonl" >"$tmp/fat2.jsonl"
+t "metadata put refuses, in a missing directory, exits 65" 65 "$SHMCTL" -e "$tmp/new" import "$tmp/fat2.jsonl"
+has "naming its line" "$tmp/err" "5: message: encoded metadata too large"
+if [ -e "$tmp/new" ]; then ko "and leaves it missing"; else ok "and leaves it missing"; fi
+rm -rf "$tmp/new"
 t "import of a missing file" 1 "$SHMCTL" import "$tmp/no-such-file"
 : >"$tmp/empty.jsonl"
 t "import of an empty file" 0 "$SHMCTL" import "$tmp/empty.jsonl"

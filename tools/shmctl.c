@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h" /* shm__msg_validate: import checks before creating */
 #include "internal.h"
 #include "shm.h"
 #include "shm_log.h"
@@ -352,121 +353,172 @@ static int cmd_init(int argc, char **argv)
 	return EX_OK;
 }
 
-static int cmd_import(int argc, char **argv)
-{
-	optdef opts[] = {{NULL, false, NULL}};
-	char **pos, *line = NULL;
-	int npos, ex;
-	FILE *f = stdin;
-	size_t cap = 0, lineno = 0, n = 0, ncap = 0, bad = 0;
-	shm_msg *msgs = NULL, **owned = NULL;
-	size_t *lines = NULL;
-	shm_env *env = NULL;
-	ssize_t len;
+/* The messages an import read, each with its line number. */
+typedef struct batch {
+	shm_msg *msgs;   /* copies of *owned[i], as put_many takes them */
+	shm_msg **owned; /* shm_msg_from_json's blocks: the strings live there */
+	size_t *lines;
+	size_t n, cap;
+} batch;
 
-	if ((ex = scan(argc, argv, opts, &pos, &npos)))
-		return ex;
-	if (npos > 1)
-		return usage_err("import [FILE|-]");
-	if ((ex = open_env_as(true, true, &env)))
-		return ex;
-	if (npos == 1 && strcmp(pos[0], "-") != 0 && !(f = fopen(pos[0], "r"))) {
-		fprintf(stderr, "%s: %s: %s\n", prog, pos[0], strerror(errno));
-		ex = errno == ENOENT ? EX_NOTFOUND : EX_INTERNAL;
-		goto out;
+static void batch_free(batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		free(b->owned[i]);
+	free(b->msgs);
+	free(b->owned);
+	free(b->lines);
+}
+
+/* Takes m (freed on failure): 0, or ENOMEM. */
+static int batch_add(batch *b, shm_msg *m, size_t line)
+{
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 1024;
+		shm_msg *x = realloc(b->msgs, cap * sizeof *x);
+		shm_msg **y = realloc(b->owned, cap * sizeof *y);
+		size_t *z = realloc(b->lines, cap * sizeof *z);
+		if (x)
+			b->msgs = x;
+		if (y)
+			b->owned = y;
+		if (z)
+			b->lines = z;
+		if (!x || !y || !z) {
+			free(m);
+			return ENOMEM;
+		}
+		b->cap = cap;
 	}
-	uint32_t max_content = shm_env_options(env)->max_content;
+	b->msgs[b->n] = *m;
+	b->owned[b->n] = m;
+	b->lines[b->n++] = line;
+	return 0;
+}
+
+/* Checks a parsed message as put will, before import creates anything:
+ * the content limit, then put's own checks (shm__msg_validate), both with
+ * the options shmctl opens with, which are all they read of the handle.
+ * False, the reason said as "LINE: reason", if put would refuse it. */
+static bool check_for_put(size_t line, const shm_msg *m)
+{
+	static shm_env opts_only; /* options alone: no environment */
+	uint32_t max = opts_only.opt.max_content;
+
+	if (!max) {
+		shm_options_init(&opts_only.opt);
+		max = opts_only.opt.max_content;
+	}
+	if (m->content_len > max) {
+		fprintf(stderr,
+		        "%zu: field 'content': %" PRIu32 " bytes, at most %" PRIu32
+		        " allowed\n",
+		        line, m->content_len, max);
+		return false;
+	}
+	if (shm__msg_validate(&opts_only, m) != 0) {
+		fprintf(stderr, "%zu: %s\n", line, shm_errmsg());
+		return false;
+	}
+	return true;
+}
+
+/* Reads f's messages into b: each bad line is said on stderr as "LINE:
+ * reason" and counted in *bad. EX_OK, or the exit code of a failure to
+ * read. */
+static int read_msgs(FILE *f, const char *name, batch *b, size_t *bad)
+{
+	char *line = NULL, err[512];
+	size_t cap = 0, lineno = 0;
+	ssize_t len;
+	int ex = EX_OK;
+
 	while ((len = getline(&line, &cap, f)) >= 0) {
-		char err[512];
 		shm_msg *m;
 		int rc;
 
 		lineno++;
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			len--;
-		size_t sp = strspn(line, " \t");
-		if ((ssize_t)sp >= len)
+		if ((ssize_t)strspn(line, " \t") >= len)
 			continue; /* blank line */
 		rc = shm_msg_from_json(line, (size_t)len, &m, err, sizeof err);
 		if (rc == ENOMEM) {
 			ex = fail(rc);
-			goto out;
+			break;
 		}
 		if (rc) {
 			fprintf(stderr, "%zu: %s\n", lineno, err);
-			bad++;
+			++*bad;
 			continue;
 		}
-		if (m->content_len > max_content) {
-			fprintf(stderr,
-			        "%zu: field 'content': %" PRIu32
-			        " bytes, at most %" PRIu32 " allowed\n",
-			        lineno, m->content_len, max_content);
+		if (!check_for_put(lineno, m)) {
 			free(m);
-			bad++;
+			++*bad;
 			continue;
 		}
-		if (n == ncap) {
-			ncap = ncap ? ncap * 2 : 1024;
-			shm_msg *a = realloc(msgs, ncap * sizeof *a);
-			shm_msg **b = realloc(owned, ncap * sizeof *b);
-			size_t *c = realloc(lines, ncap * sizeof *c);
-			if (a)
-				msgs = a;
-			if (b)
-				owned = b;
-			if (c)
-				lines = c;
-			if (!a || !b || !c) {
-				free(m);
-				fprintf(stderr, "%s: out of memory\n", prog);
-				ex = EX_INTERNAL;
-				goto out;
-			}
+		if (batch_add(b, m, lineno)) {
+			fprintf(stderr, "%s: out of memory\n", prog);
+			ex = EX_INTERNAL;
+			break;
 		}
-		msgs[n] = *m;
-		owned[n] = m;
-		lines[n] = lineno;
-		n++;
 	}
-	if (ferror(f)) {
-		fprintf(stderr, "%s: %s: %s\n", prog, f == stdin ? "stdin" : pos[0],
-		        strerror(errno));
+	if (ex == EX_OK && ferror(f)) {
+		fprintf(stderr, "%s: %s: %s\n", prog, name, strerror(errno));
 		ex = EX_INTERNAL;
-		goto out;
 	}
-	if (bad) {
+	free(line);
+	return ex;
+}
+
+static int cmd_import(int argc, char **argv)
+{
+	optdef opts[] = {{NULL, false, NULL}};
+	char **pos;
+	int npos, ex;
+	FILE *f = stdin;
+	const char *name = "stdin";
+	size_t bad = 0, bi = SIZE_MAX;
+	batch b = {0};
+	shm_env *env;
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos > 1)
+		return usage_err("import [FILE|-]");
+	if (npos == 1 && strcmp(pos[0], "-") != 0) {
+		name = pos[0];
+		if (!(f = fopen(name, "r"))) {
+			fprintf(stderr, "%s: %s: %s\n", prog, name,
+			        strerror(errno));
+			return errno == ENOENT ? EX_NOTFOUND : EX_INTERNAL;
+		}
+	}
+	ex = read_msgs(f, name, &b, &bad);
+	if (f != stdin)
+		fclose(f);
+	if (ex == EX_OK && bad) {
 		fprintf(stderr, "%s: %zu bad line%s, nothing imported\n", prog, bad,
 		        bad == 1 ? "" : "s");
 		ex = EX_DATA;
+	}
+	/* Only a valid input creates the environment (as init does). */
+	if (ex != EX_OK || (ex = open_env_as(true, true, &env)))
+		goto out;
+	int rc = b.n ? shm_msg_put_many(env, b.msgs, b.n, &bi) : 0;
+	shm_env_close(env);
+	if (rc) {
+		ex = exit_for(rc);
+		if (ex == EX_DATA && bi < b.n)
+			fprintf(stderr, "%zu: %s\n", b.lines[bi], shm_errmsg());
+		else
+			fprintf(stderr, "%s: %s\n", prog, shm_errmsg());
+		fprintf(stderr, "%s: nothing imported\n", prog);
 		goto out;
 	}
-	if (n > 0) {
-		size_t bi = SIZE_MAX;
-		int rc = shm_msg_put_many(env, msgs, n, &bi);
-		if (rc) {
-			ex = exit_for(rc);
-			if (ex == EX_DATA && bi < n)
-				fprintf(stderr, "%zu: %s\n", lines[bi],
-				        shm_errmsg());
-			else
-				fprintf(stderr, "%s: %s\n", prog, shm_errmsg());
-			fprintf(stderr, "%s: nothing imported\n", prog);
-			goto out;
-		}
-	}
-	printf("imported %zu message%s\n", n, n == 1 ? "" : "s");
-	ex = EX_OK;
+	printf("imported %zu message%s\n", b.n, b.n == 1 ? "" : "s");
 out:
-	for (size_t i = 0; i < n; i++)
-		free(owned[i]);
-	free(msgs);
-	free(owned);
-	free(lines);
-	free(line);
-	if (f && f != stdin)
-		fclose(f);
-	shm_env_close(env);
+	batch_free(&b);
 	return ex;
 }
 
