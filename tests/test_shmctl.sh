@@ -198,6 +198,16 @@ printf '{"room_id":"general","user_id":1,"username":"u","content":"c","message_t
 ti "import of a created_at at the epoch exits 65" 65 "$tmp/epoch.jsonl" "$SHMCTL" import
 has "and says why" "$tmp/err" "is the epoch, which a message cannot hold"
 t "room --limit malformed is usage" 2 "$SHMCTL" room general --limit many
+# a numeric option out of its range is a usage error naming it and its range
+for v in 0 10001 -1 abc 99999999999999999999 ''; do
+	t "room --limit '$v' is usage" 2 "$SHMCTL" room general --limit "$v"
+	has "room --limit '$v' names the option and its range" "$tmp/err" "--limit '$v': must be an integer in 1..10000"
+done
+t "room --limit 10000, the most" 0 "$SHMCTL" room general --limit 10000
+for v in -1 abc 99999999999999999999 ''; do
+	t "log --from '$v' is usage" 2 "$SHMCTL" log --from "$v"
+	has "log --from '$v' names the option and its range" "$tmp/err" "--from '$v': must be an integer in 0..18446744073709551615"
+done
 
 # -------------------------------------------------- edit, react, delete
 t "edit" 0 "$SHMCTL" edit "$ID" "edited text"

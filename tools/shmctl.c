@@ -32,6 +32,9 @@ enum {
 	EX_INTERNAL = 70
 };
 
+/* The most messages a room page holds (shm_room_page's bound). */
+#define ROOM_LIMIT_MAX 10000
+
 static const char *prog = "shmctl";
 static const char *env_dir;
 static volatile sig_atomic_t stopping;
@@ -54,7 +57,7 @@ static const char usage_text[] =
 "  get UUID                           the message as one JSON object\n"
 "  room ROOM [--before RFC3339] [--limit N]\n"
 "                                     a room page, JSON lines, newest first\n"
-"                                     (default limit 50)\n"
+"                                     (limit 1..10000, default 50)\n"
 "  edit UUID CONTENT                * new content (edited, edit_count + 1)\n"
 "  delete UUID                      * soft delete (type Delete)\n"
 "  react UUID USER_ID EMOJI [--remove]\n"
@@ -189,6 +192,22 @@ static bool parse_u64(const char *s, uint64_t *v)
 		return false;
 	*v = x;
 	return true;
+}
+
+/* The value of a numeric option in lo..hi, if given (*v untouched else):
+ * EX_OK, or a usage error naming the option and its range. */
+static int opt_u64(const char *name, const char *s, uint64_t lo, uint64_t hi,
+                   uint64_t *v)
+{
+	uint64_t x;
+
+	if (!s)
+		return EX_OK;
+	if (!parse_u64(s, &x) || x < lo || x > hi)
+		return usage_err("--%s '%s': must be an integer in %" PRIu64
+		                 "..%" PRIu64, name, s, lo, hi);
+	*v = x;
+	return EX_OK;
 }
 
 static bool parse_i32(const char *s, int32_t *v)
@@ -568,13 +587,12 @@ static int cmd_room(int argc, char **argv)
 		return ex;
 	if (npos != 1)
 		return usage_err("room ROOM [--before RFC3339] [--limit N]");
+	if ((ex = opt_u64("limit", optv(opts, "limit"), 1, ROOM_LIMIT_MAX,
+	                  &limit)))
+		return ex;
 	if (optv(opts, "before") &&
 	    (rc = shm_time_parse(optv(opts, "before"), &before)))
 		return fail(rc);
-	if (optv(opts, "limit") &&
-	    (!parse_u64(optv(opts, "limit"), &limit) || limit > UINT32_MAX))
-		return usage_err("--limit: expected a number, got '%s'",
-		                 optv(opts, "limit"));
 	if ((ex = open_env(false, &env)))
 		return ex;
 	if (optv(opts, "before") && before <= 0) { /* 0 is "no bound" below */
@@ -1149,9 +1167,8 @@ static int cmd_log(int argc, char **argv)
 	if (npos != 0)
 		return usage_err(
 			"log [--from SEQ] [--follow] [--json] [--dead]");
-	if (optv(opts, "from") && !parse_u64(optv(opts, "from"), &next))
-		return usage_err("--from: expected a sequence number, got '%s'",
-		                 optv(opts, "from"));
+	if ((ex = opt_u64("from", optv(opts, "from"), 0, UINT64_MAX, &next)))
+		return ex;
 	bool json = optv(opts, "json"), follow = optv(opts, "follow");
 	if (optv(opts, "dead") && (follow || optv(opts, "from")))
 		return usage_err("--dead takes no --from or --follow");
