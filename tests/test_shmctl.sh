@@ -355,6 +355,17 @@ follow_pid=""
 if grep -q "^$((last + 1)) .* msg_put " "$tmp/follow"; then ok "log --follow shows a new record"; else ko "log --follow shows a new record"; fi
 eq "log --follow stops on SIGINT with 0" "$follow_rc" 0
 
+# An idle log --follow notices its reader is gone (head -1 has its line):
+# it ends at once, not at the next record, nor at timeout's 5 s.
+FO=$tmp/env_follow
+"$SHMCTL" -e "$FO" import "$tmp/live.jsonl" >/dev/null 2>&1
+t0=$(date +%s%N)
+{ timeout 5 "$SHMCTL" -e "$FO" log --follow; echo $? >"$tmp/follow_rc"; } | head -1 >"$tmp/out"
+ms=$((($(date +%s%N) - t0) / 1000000))
+has "log --follow | head -1 has the record" "$tmp/out" " msg_put "
+if [ "$ms" -lt 2000 ]; then ok "an idle log --follow ends with its reader ($ms ms)"; else ko "an idle log --follow ends with its reader: $ms ms"; fi
+if [ "$(cat "$tmp/follow_rc")" != 124 ]; then ok "and not by timeout"; else ko "and not by timeout (exit 124)"; fi
+
 # ------------------------------- log in chunks, over a trimmed log, idle follow
 T=$tmp/env_trim
 awk 'BEGIN { for (i = 0; i < 1200; i++) printf "{\"room_id\":\"t\",\"user_id\":1,\"username\":\"u\",\"content\":\"m%d\",\"message_type\":\"Text\"}\n", i }' >"$tmp/many.jsonl"
@@ -374,6 +385,13 @@ if [ -n "${SHM_TEST_REDIS:-}" ] && [ -x "$FLUSHER" ]; then
 	t "log --from 1 over the trimmed log" 0 "$SHMCTL" -e "$T" log --from 1
 	has "says what it cannot show" "$tmp/err" "log records 1..1200 were trimmed before they could be shown"
 	t "the flusher trims it all" 0 "$FLUSHER" -e "$T" --redis "$SHM_TEST_REDIS" --once --no-invalidation
+	t "log --from 1 over a log trimmed to nothing" 0 "$SHMCTL" -e "$T" log --from 1
+	eq "shows nothing" "$(wc -c <"$tmp/out")" 0
+	has "and says what it cannot show" "$tmp/err" "log records 1..1201 were trimmed before they could be shown"
+	t "log --from 1201 over it" 0 "$SHMCTL" -e "$T" log --from 1201
+	has "says the last one" "$tmp/err" "log record 1201 was trimmed before it could be shown"
+	t "log --from 1202, past the last record" 0 "$SHMCTL" -e "$T" log --from 1202
+	eq "says nothing" "$(wc -c <"$tmp/err")" 0
 	"$SHMCTL" -e "$T" log --follow >/dev/null 2>&1 &
 	follow_pid=$!
 	sleep 1.5

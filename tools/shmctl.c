@@ -13,11 +13,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "codec.h" /* shm__msg_validate: import checks before creating */
 #include "internal.h"
@@ -1101,6 +1103,27 @@ static int print_dead(const shm_dead *d, void *user)
  * would fill). */
 #define CHUNK 512
 
+/* Says that the records from..to were trimmed (applied by every sink and
+ * deleted) before log could show them. */
+static void say_trimmed(uint64_t from, uint64_t to)
+{
+	if (from == to)
+		fprintf(stderr, "%s: log record %" PRIu64 " was trimmed before "
+		        "it could be shown\n", prog, from);
+	else
+		fprintf(stderr, "%s: log records %" PRIu64 "..%" PRIu64 " were "
+		        "trimmed before they could be shown\n", prog, from, to);
+}
+
+/* Whether stdout's reader has gone: the write end of a pipe whose read end
+ * is closed polls POLLERR (a socket's, POLLHUP); a file never does. */
+static bool output_gone(void)
+{
+	struct pollfd p = {.fd = STDOUT_FILENO, .events = 0};
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
+}
+
 /* One pass from *next: up to CHUNK records read in one transaction into
  * memory, then printed; *got of them. Records trimmed before they could be
  * shown (a gap after *next) are said on stderr. */
@@ -1130,9 +1153,7 @@ static int log_pass(shm_env *env, bool json, uint64_t *next, size_t *got,
 			break;
 		}
 		if (*next && r.seq > *next && *got == 0)
-			fprintf(stderr, "%s: log records %" PRIu64 "..%" PRIu64
-			        " were trimmed before they could be shown\n",
-			        prog, *next, r.seq - 1);
+			say_trimmed(*next, r.seq - 1);
 		if (rc == SHM_ECORRUPT) {
 			fprintf(stderr, "%s: log seq %" PRIu64 ": %s\n", prog,
 			        r.seq, shm_errmsg());
@@ -1188,25 +1209,34 @@ static int cmd_log(int argc, char **argv)
 		sigaction(SIGTERM, &sa, NULL);
 	}
 	ex = EX_OK;
+	bool gone = false;
 	while (!stopping && ex == EX_OK) {
 		size_t got = 0;
+		uint64_t ns = 0; /* every seq below it was written before the pass */
+		shm_meta_get(env, "next_seq", &ns);
 		ex = log_pass(env, json, &next, &got, &corrupt);
-		if (fflush(stdout) != 0 || ex != EX_OK)
+		if (fflush(stdout) != 0 || ex != EX_OK || stopping)
 			break;
 		if (got == CHUNK)
 			continue; /* more is waiting */
+		/* Trimming deletes the oldest records: a pass that saw none of
+		 * the seqs from next up to ns saw them all deleted. */
+		if (got == 0 && ns > next) {
+			if (next)
+				say_trimmed(next, ns - 1);
+			next = ns;
+		}
 		if (!follow)
 			break;
-		/* records below next_seq that the pass did not see are gone */
-		uint64_t ns = 0;
-		if (got == 0 && shm_meta_get(env, "next_seq", &ns) == 0 &&
-		    ns > next)
-			next = ns;
 		rc = shm_log_wait(env, next, 200);
 		if (rc && rc != SHM_ETIMEDOUT)
 			ex = fail(rc);
+		else if ((gone = output_gone()))
+			break; /* idle, nobody reads: as tail -f, end */
 	}
 	shm_env_close(env);
+	if (gone)
+		raise(SIGPIPE); /* what the next write would get */
 	if (ex == EX_OK && corrupt)
 		ex = EX_NOTFOUND;
 	return ex;
