@@ -304,6 +304,11 @@ t "static get --sha256 --sha-only" 0 "$SHMCTL" static get "$W" "Page/1" --sha256
 if command -v sha256sum >/dev/null; then
 	eq "--sha256 is SHA-256 of the content" "$(cat "$tmp/out")" "$(sha256sum <"$tmp/static.txt" | cut -d' ' -f1)"
 fi
+# dump (every kind) | import: the static lines are named for what they are
+"$SHMCTL" dump >"$tmp/dump_all.jsonl"
+ti "import of dump's every kind exits 65" 65 "$tmp/dump_all.jsonl" "$SHMCTL" -e "$tmp/env_all" import
+has "naming the static's line" "$tmp/err" "$(($(stat_value messages) + 1)): a static from 'shmctl dump', not a message: import takes messages ('shmctl dump --kind msg')"
+hasnt "not as an unknown field" "$tmp/err" "unknown field 'website'"
 t "static get of an absent static exits 1" 1 "$SHMCTL" static get "$W" "Page/2"
 t "static get with a bad website exits 65" 65 "$SHMCTL" static get nope "Page/1"
 t "static put with a bad object exits 65" 65 "$SHMCTL" static put "$W" "no slash" "$tmp/static.txt"
@@ -312,6 +317,9 @@ t "static put --sha-only is usage" 2 "$SHMCTL" static put "$W" "Page/1" --sha-on
 
 t "deps set" 0 "$SHMCTL" deps set "$W" "Page/1" --direct "Block/1"
 t "deps set of a block" 0 "$SHMCTL" deps set "$W" "Block/1" "Person/1"
+"$SHMCTL" ls --kind graph --json >"$tmp/ls.jsonl"
+ti "import of ls --json exits 65" 65 "$tmp/ls.jsonl" "$SHMCTL" -e "$tmp/env_all" import
+has "naming the graph entry" "$tmp/err" "1: a 'graph' entry from 'shmctl ls --json', not a message: import takes messages ('shmctl dump --kind msg')"
 t "deps show" 0 "$SHMCTL" deps show "$W" "Page/1"
 eq "deps show lists direct deps" "$(cat "$tmp/out")" "Block/1"
 t "deps show --recursive" 0 "$SHMCTL" deps show "$W" "Page/1" --recursive

@@ -444,6 +444,30 @@ static bool check_for_put(size_t line, const shm_msg *m)
 	return true;
 }
 
+/* Says what a line that is no message is, if another command of shmctl
+ * wrote it: a static of dump (website, object), an entry of ls --json
+ * (kind). False for any other line. */
+static bool say_foreign(size_t line, const char *s, size_t len)
+{
+	json_t *o = json_loadb(s, len, 0, NULL);
+	json_t *kind = json_object_get(o, "kind"); /* NULL if o is not one */
+	bool known = true;
+
+	if (json_is_string(kind))
+		fprintf(stderr, "%zu: a '%.16s' entry from 'shmctl ls --json'",
+		        line, json_string_value(kind));
+	else if (json_object_get(o, "website") && json_object_get(o, "object") &&
+	         !json_object_get(o, "room_id"))
+		fprintf(stderr, "%zu: a static from 'shmctl dump'", line);
+	else
+		known = false;
+	if (known)
+		fprintf(stderr, ", not a message: import takes messages "
+		        "('shmctl dump --kind msg')\n");
+	json_decref(o);
+	return known;
+}
+
 /* Reads f's messages into b: each bad line is said on stderr as "LINE:
  * reason" and counted in *bad. EX_OK, or the exit code of a failure to
  * read. */
@@ -469,7 +493,8 @@ static int read_msgs(FILE *f, const char *name, batch *b, size_t *bad)
 			break;
 		}
 		if (rc) {
-			fprintf(stderr, "%zu: %s\n", lineno, err);
+			if (rc != SHM_EJSON || !say_foreign(lineno, line, (size_t)len))
+				fprintf(stderr, "%zu: %s\n", lineno, err);
 			++*bad;
 			continue;
 		}
