@@ -722,6 +722,10 @@ static int parse_metadata(pctx *c, json_t *md, shm_msg *m)
 			int32_t *uids;
 			size_t n;
 
+			if (!*emoji)
+				return fail(c, SHM_EINVAL, "field "
+				            "'metadata.reactions': an emoji must "
+				            "not be empty");
 			snprintf(path, sizeof path, "metadata.reactions.%.64s",
 			         emoji);
 			if ((rc = take_text(c, emoji, strlen(emoji), path,

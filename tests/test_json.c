@@ -300,7 +300,7 @@ static const struct bad_case {
 	{"{" BASE ",\"metadata\":{\"reactions\":{\"x\":[1,1]}}}", SHM_EJSON,
 	 "field 'metadata.reactions.x': duplicate user id 1"},
 	{"{" BASE ",\"metadata\":{\"reactions\":{\"\":[1]}}}", SHM_EINVAL,
-	 "must not be empty"},
+	 "field 'metadata.reactions': an emoji must not be empty"},
 	{"{" BASE ",\"metadata\":{\"reactions\":{\"x\":{}}}}", SHM_EJSON,
 	 "field 'metadata.reactions.x': expected array, got object"},
 	{"{" BASE ",\"metadata\":{\"attachments\":[{\"id\":\"0190a4c4-1d2e-7abc-8def-0123456789ab\",\"filename\":\"f\",\"content_type\":\"t\",\"size\":-1,\"url\":\"u\"}]}}",
