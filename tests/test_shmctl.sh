@@ -122,6 +122,16 @@ printf '{"room_id":"r","user_id":1,"username":"a","content":"ok","message_type":
 ti "oversized content exits 65 (stdin)" 65 "$tmp/big.jsonl" "$SHMCTL" import -
 has "oversized content names line 2" "$tmp/err" "2: field 'content': 70000 bytes"
 eq "oversized import wrote nothing" "$(stat_value messages)" 3
+# A UTF-8 byte order mark (Windows editors write one) is skipped at the
+# start of the input; one starting a later line is named.
+bom=$(printf '\357\273\277')
+{ printf '%s' "$bom"; head -n 1 "$tmp/good.jsonl"; } >"$tmp/bom.jsonl"
+t "import of a file starting with a BOM" 0 "$SHMCTL" -e "$tmp/env_bom" import "$tmp/bom.jsonl"
+has "imports its line" "$tmp/out" "imported 1 message"
+{ head -n 1 "$tmp/good.jsonl"; printf '%s' "$bom"; head -n 1 "$tmp/good.jsonl"; } >"$tmp/bom2.jsonl"
+t "a BOM starting line 2 exits 65" 65 "$SHMCTL" -e "$tmp/env_bom" import "$tmp/bom2.jsonl"
+has "and is named" "$tmp/err" "2: UTF-8 byte order mark at the start of the line (skipped at the start of the input only)"
+
 # A rejected import creates nothing: the input is checked, put's checks
 # too, before the environment is created.
 echo garbage >"$tmp/garbage.jsonl"

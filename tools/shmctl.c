@@ -468,6 +468,9 @@ static bool say_foreign(size_t line, const char *s, size_t len)
 	return known;
 }
 
+/* The UTF-8 byte order mark, which some editors write first. */
+#define BOM "\xef\xbb\xbf"
+
 /* Reads f's messages into b: each bad line is said on stderr as "LINE:
  * reason" and counted in *bad. EX_OK, or the exit code of a failure to
  * read. */
@@ -479,21 +482,34 @@ static int read_msgs(FILE *f, const char *name, batch *b, size_t *bad)
 	int ex = EX_OK;
 
 	while ((len = getline(&line, &cap, f)) >= 0) {
+		const char *s = line;
 		shm_msg *m;
 		int rc;
 
 		lineno++;
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			len--;
-		if ((ssize_t)strspn(line, " \t") >= len)
+		line[len] = '\0';
+		if (len >= 3 && memcmp(s, BOM, 3) == 0) {
+			if (lineno > 1) {
+				fprintf(stderr, "%zu: UTF-8 byte order mark at the "
+				        "start of the line (skipped at the start "
+				        "of the input only)\n", lineno);
+				++*bad;
+				continue;
+			}
+			s += 3; /* an editor's signature, not data */
+			len -= 3;
+		}
+		if ((ssize_t)strspn(s, " \t") >= len)
 			continue; /* blank line */
-		rc = shm_msg_from_json(line, (size_t)len, &m, err, sizeof err);
+		rc = shm_msg_from_json(s, (size_t)len, &m, err, sizeof err);
 		if (rc == ENOMEM) {
 			ex = fail(rc);
 			break;
 		}
 		if (rc) {
-			if (rc != SHM_EJSON || !say_foreign(lineno, line, (size_t)len))
+			if (rc != SHM_EJSON || !say_foreign(lineno, s, (size_t)len))
 				fprintf(stderr, "%zu: %s\n", lineno, err);
 			++*bad;
 			continue;
