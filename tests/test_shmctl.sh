@@ -122,6 +122,15 @@ printf '{"room_id":"r","user_id":1,"username":"a","content":"ok","message_type":
 ti "oversized content exits 65 (stdin)" 65 "$tmp/big.jsonl" "$SHMCTL" import -
 has "oversized content names line 2" "$tmp/err" "2: field 'content': 70000 bytes"
 eq "oversized import wrote nothing" "$(stat_value messages)" 3
+# An id twice in one import is refused, both lines named: which copy
+# should win is not for import to guess.
+cat "$tmp/good.jsonl" "$tmp/good.jsonl" >"$tmp/twice.jsonl"
+t "an id twice in one import exits 65" 65 "$SHMCTL" -e "$tmp/env_twice" import "$tmp/twice.jsonl"
+has "naming both lines" "$tmp/err" "6: id $ID: already on line 2"
+hasnt "ids imports fill in are never repeats" "$tmp/err" "5: id"
+has "and nothing imported" "$tmp/err" "1 bad line, nothing imported"
+if [ -e "$tmp/env_twice" ]; then ko "and nothing created"; else ok "and nothing created"; fi
+
 # A UTF-8 byte order mark (Windows editors write one) is skipped at the
 # start of the input; one starting a later line is named.
 bom=$(printf '\357\273\277')

@@ -533,11 +533,70 @@ static int read_msgs(FILE *f, const char *name, batch *b, size_t *bad)
 	return ex;
 }
 
+/* A message's id, its line, and the first line with that id. */
+typedef struct idline {
+	shm_uuid id;
+	size_t line, first;
+} idline;
+
+static int cmp_id_line(const void *a, const void *b)
+{
+	const idline *x = a, *y = b;
+	int c = memcmp(x->id.b, y->id.b, 16);
+
+	return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+static int cmp_line(const void *a, const void *b)
+{
+	const idline *x = a, *y = b;
+
+	return (x->line > y->line) - (x->line < y->line);
+}
+
+/* Says each line whose id an earlier line has, in line order ("LINE: id X:
+ * already on line N"): which copy should win is not import's to guess.
+ * Their number, or SIZE_MAX out of memory. */
+static size_t say_repeats(const batch *b)
+{
+	idline *v = malloc((b->n + 1) * sizeof *v); /* + 1: never malloc(0) */
+	idline *rep = malloc((b->n + 1) * sizeof *rep);
+	size_t k = 0, n = 0;
+	char id[37];
+
+	if (!v || !rep) {
+		free(v);
+		free(rep);
+		return SIZE_MAX;
+	}
+	for (size_t i = 0; i < b->n; i++)
+		if (!shm_uuid_is_nil(&b->msgs[i].id)) /* nil: a new id each */
+			v[k++] = (idline){b->msgs[i].id, b->lines[i], 0};
+	qsort(v, k, sizeof *v, cmp_id_line);
+	for (size_t j = 1, first = 0; j < k; j++) {
+		if (memcmp(v[j].id.b, v[j - 1].id.b, 16) != 0) {
+			first = j;
+			continue;
+		}
+		rep[n] = v[j];
+		rep[n++].first = v[first].line;
+	}
+	qsort(rep, n, sizeof *rep, cmp_line);
+	for (size_t j = 0; j < n; j++) {
+		shm_uuid_format(&rep[j].id, id);
+		fprintf(stderr, "%zu: id %s: already on line %zu\n", rep[j].line,
+		        id, rep[j].first);
+	}
+	free(v);
+	free(rep);
+	return n;
+}
+
 static int cmd_import(int argc, char **argv)
 {
 	optdef opts[] = {{NULL, false, NULL}};
 	char **pos;
-	int npos, ex;
+	int npos, ex, rc;
 	FILE *f = stdin;
 	const char *name = "stdin";
 	size_t bad = 0, bi = SIZE_MAX;
@@ -559,6 +618,13 @@ static int cmd_import(int argc, char **argv)
 	ex = read_msgs(f, name, &b, &bad);
 	if (f != stdin)
 		fclose(f);
+	size_t rep = ex == EX_OK ? say_repeats(&b) : 0;
+	if (rep == SIZE_MAX) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		ex = EX_INTERNAL;
+	} else {
+		bad += rep;
+	}
 	if (ex == EX_OK && bad) {
 		fprintf(stderr, "%s: %zu bad line%s, nothing imported\n", prog, bad,
 		        bad == 1 ? "" : "s");
@@ -567,8 +633,7 @@ static int cmd_import(int argc, char **argv)
 	/* Only a valid input creates the environment (as init does). */
 	if (ex != EX_OK || (ex = open_env_as(true, true, &env)))
 		goto out;
-	int rc = b.n ? shm_msg_put_many(env, b.msgs, b.n, &bi) : 0;
-	shm_env_close(env);
+	rc = b.n ? shm_msg_put_many(env, b.msgs, b.n, &bi) : 0;
 	if (rc) {
 		ex = exit_for(rc);
 		if (ex == EX_DATA && bi < b.n)
@@ -576,9 +641,10 @@ static int cmd_import(int argc, char **argv)
 		else
 			fprintf(stderr, "%s: %s\n", prog, shm_errmsg());
 		fprintf(stderr, "%s: nothing imported\n", prog);
-		goto out;
+	} else {
+		printf("imported %zu message%s\n", b.n, b.n == 1 ? "" : "s");
 	}
-	printf("imported %zu message%s\n", b.n, b.n == 1 ? "" : "s");
+	shm_env_close(env);
 out:
 	batch_free(&b);
 	return ex;
