@@ -16,7 +16,9 @@
  *    "content_hash":"<16 lowercase hex>","compressed_content":null,
  *    "parent_id":null,"thread_id":null}
  * Reactions are written sorted by emoji (byte order) whatever the struct's
- * order, as put stores them: one message, one JSON. Zero timestamps
+ * order, as put stores them: one message, one JSON. A reaction without
+ * users is no reaction: the writer skips it, the reader drops it ("x":[]),
+ * put does not store it, as removing its last user leaves none. Zero timestamps
  * (updated_at, last_reply_at) are written as null; NULL strings as "".
  * NUL bytes in content are written as \u0000. Refused:
  * text that is not valid UTF-8 (SHM_EUTF8), an unknown type (SHM_ETYPE),
@@ -211,9 +213,11 @@ static bool jmetadata(jout *o, const shm_msg *m, const shm_reaction **ord)
 	                : JLIT(o, "{\"edited\":false,\"edit_count\":")) ||
 	    !jint(o, m->edit_count) || !JLIT(o, ",\"reactions\":{"))
 		return false;
-	for (uint32_t i = 0; i < m->n_reactions; i++) {
+	for (uint32_t i = 0, n = 0; i < m->n_reactions; i++) {
 		const shm_reaction *r = ord[i];
-		if ((i && !JLIT(o, ",")) ||
+		if (!r->n_users)
+			continue; /* no users, no reaction: as put stores it */
+		if ((n++ && !JLIT(o, ",")) ||
 		    !jcstr(o, r->emoji, "metadata.reactions",
 		           (long)(r - m->reactions), " (emoji)") ||
 		    !JLIT(o, ":["))
@@ -755,8 +759,10 @@ static int parse_metadata(pctx *c, json_t *md, shm_msg *m)
 				if (uids)
 					uids[j] = u;
 			}
-			i++;
+			if (n)
+				i++; /* else no users, no reaction: dropped */
 		}
+		m->n_reactions = (uint32_t)i;
 		if (arr && m->n_reactions > 1)
 			qsort(arr, m->n_reactions, sizeof *arr, cmp_reaction);
 	}

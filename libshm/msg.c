@@ -40,25 +40,61 @@ static const char *enc_room(const MDB_val *v, int64_t *created)
 }
 
 /*
+ * *c: m as stored, its reactions without users dropped (a reaction with no
+ * users is no reaction, as removing its last user leaves it: one state,
+ * one encoding). *arr: c's own array if it needed one, which the caller
+ * frees; NULL else.
+ */
+static int without_empty_reactions(const shm_msg *m, shm_msg *c,
+                                   shm_reaction **arr)
+{
+	uint32_t i = 0, k = 0;
+
+	*c = *m;
+	*arr = NULL;
+	while (i < m->n_reactions && m->reactions[i].n_users)
+		i++;
+	if (i == m->n_reactions)
+		return 0;
+	if (!(*arr = malloc(m->n_reactions * sizeof **arr)))
+		return shm__err(ENOMEM, "message: %u reactions", m->n_reactions);
+	for (i = 0; i < m->n_reactions; i++)
+		if (m->reactions[i].n_users)
+			(*arr)[k++] = m->reactions[i];
+	c->reactions = *arr;
+	c->n_reactions = k;
+	return 0;
+}
+
+/*
  * Stores m as the new state of its id, with a record of op (or no record
  * when op is 0: a read-through fill). old is the current value or NULL.
  */
-static int store(shm__wtxn *w, uint8_t op, const shm_msg *m, const MDB_val *old)
+static int store(shm__wtxn *w, uint8_t op, const shm_msg *in,
+                 const MDB_val *old)
 {
 	shm_env *env = w->env;
-	size_t size = shm__msg_enc_size(m), old_bytes = 0;
+	size_t size, old_bytes = 0;
 	uint64_t seq = op ? w->next_seq : w->flushed, old_seq = 0;
 	char old_room[SHM_MAX_ROOM + 1] = "";
 	int64_t old_created = 0;
-	MDB_val k = {16, (void *)m->id.b}, v;
-	uint8_t *buf = malloc(size);
+	MDB_val k = {16, (void *)in->id.b}, v;
+	shm_reaction *arr;
+	shm_msg c, *m = &c;
+	uint8_t *buf;
 	shm__order ord;
 	int rc;
 
-	if (!buf)
+	if ((rc = without_empty_reactions(in, &c, &arr)))
+		return rc;
+	size = shm__msg_enc_size(m);
+	if (!(buf = malloc(size))) {
+		free(arr);
 		return shm__err(ENOMEM, "message of %zu bytes", size);
+	}
 	if (shm__order_make(m, &ord)) {
 		free(buf);
+		free(arr);
 		return shm__err(ENOMEM, "message: order of %u reactions",
 		                m->n_reactions);
 	}
@@ -96,6 +132,7 @@ static int store(shm__wtxn *w, uint8_t op, const shm_msg *m, const MDB_val *old)
 		rc = shm__log_append(w, op, m->id.b, 16, buf, size, NULL);
 out:
 	free(buf);
+	free(arr);
 	return rc;
 }
 

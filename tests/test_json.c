@@ -208,13 +208,11 @@ static void test_from_json_sorts_reactions_and_accepts_partial_metadata(
 
 	(void)state;
 	assert_int_equal(m->type, SHM_MSG_IMAGE);
-	assert_int_equal(m->n_reactions, 3);
+	assert_int_equal(m->n_reactions, 2); /* "m":[] is no reaction */
 	assert_string_equal(m->reactions[0].emoji, "b");
 	assert_int_equal(m->reactions[0].n_users, 2);
 	assert_int_equal(m->reactions[0].user_ids[1], 3);
-	assert_string_equal(m->reactions[1].emoji, "m");
-	assert_int_equal(m->reactions[1].n_users, 0);
-	assert_string_equal(m->reactions[2].emoji, "z");
+	assert_string_equal(m->reactions[1].emoji, "z");
 	assert_int_equal(m->n_mentions, 1);
 	assert_int_equal(m->mentions[0], 8);
 	assert_int_equal(m->content_hash, 0); /* ignored */
@@ -489,7 +487,9 @@ static void test_to_json_refusals_name_the_field(void **state)
 		"\xed\xa0\x80", "\xed\xbf\xbf", "\xe2\x82", "\xf0\x8f\xbf\xbf",
 		"\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xf8\x88\x80\x80\x80",
 		"ok\xe2\x82\xac\xe2\x82"};
-	shm_reaction rx[2] = {{.emoji = "x"}, {.emoji = "y"}};
+	static const int32_t u[] = {1};
+	shm_reaction rx[2] = {{.emoji = "x", .user_ids = u, .n_users = 1},
+	                      {.emoji = "y", .user_ids = u, .n_users = 1}};
 	shm_attachment at[2] = {{.filename = "f", .url = "u"},
 	                        {.filename = "f", .url = "u"}};
 	shm_msg m;
@@ -725,19 +725,21 @@ static void test_to_json_writes_reactions_sorted_by_emoji(void **state)
 	assert_non_null(strstr(shm_errmsg(), "emoji 'a' in reactions[0] and [1]"));
 
 	/* more reactions than the writer orders on its stack */
+	static const int32_t one[] = {1};
 	shm_reaction many[40];
 	char em[40][4], *at, *prev;
 	for (int i = 0; i < 40; i++) {
 		snprintf(em[i], sizeof em[i], "%02d", 39 - i);
-		many[i] = (shm_reaction){.emoji = em[i]};
+		many[i] = (shm_reaction){.emoji = em[i], .user_ids = one,
+		                         .n_users = 1};
 	}
 	m.reactions = many;
 	m.n_reactions = 40;
 	assert_int_equal(shm_msg_to_json(&m, &js, NULL), 0);
 	prev = js;
 	for (int i = 0; i < 40; i++) {
-		char key[8];
-		snprintf(key, sizeof key, "\"%02d\":[]", i);
+		char key[12];
+		snprintf(key, sizeof key, "\"%02d\":[1]", i);
 		assert_non_null(at = strstr(js, key));
 		assert_true(at > prev);
 		prev = at;
@@ -746,6 +748,42 @@ static void test_to_json_writes_reactions_sorted_by_emoji(void **state)
 	many[0].emoji = em[39];
 	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EINVAL);
 	assert_non_null(strstr(shm_errmsg(), "emoji '00' in reactions[0] and [39]"));
+}
+
+/* A reaction without users is no reaction: the reader drops it, the
+ * writer skips it, so "no reaction x" has one JSON. */
+static void test_a_reaction_without_users_is_no_reaction(void **state)
+{
+	static const int32_t u[] = {4};
+	shm_reaction rx[3] = {{.emoji = "x"}, {.emoji = "y", .user_ids = u,
+	                                       .n_users = 1}, {.emoji = "z"}};
+	shm_msg m = full_msg(), *back;
+	char *js, *meta = NULL;
+	size_t mlen = 0, mcap = 0;
+
+	(void)state;
+	m.reactions = rx;
+	m.n_reactions = 3;
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), 0);
+	assert_non_null(strstr(js, "\"reactions\":{\"y\":[4]},"));
+	back = parse_ok(js);
+	assert_int_equal(back->n_reactions, 1);
+	shm_msg_free(back);
+	free(js);
+	assert_int_equal(shm_msg_metadata_json_append(&m, &meta, &mlen, &mcap),
+	                 0);
+	assert_non_null(strstr(meta, "\"reactions\":{\"y\":[4]},"));
+	free(meta);
+	m.n_reactions = 1; /* x alone */
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), 0);
+	assert_non_null(strstr(js, "\"reactions\":{},"));
+	free(js);
+	back = parse_ok("{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\","
+	                "\"content\":\"c\",\"message_type\":\"Text\","
+	                "\"metadata\":{\"reactions\":{\"x\":[],\"w\":[]}}}");
+	assert_int_equal(back->n_reactions, 0);
+	assert_one_block(back);
+	shm_msg_free(back);
 }
 
 /* JSON string escaping, written independently of libshm/json.c. */
@@ -838,8 +876,9 @@ static void test_to_json_random_round_trips(void **state)
 		m.n_reactions = (uint32_t)(rand_r(&seed) % 4);
 		for (uint32_t i = 0; i < m.n_reactions; i++)
 			rx[i] = (shm_reaction){
-				.emoji = em[i], .user_ids = ids,
-				.n_users = (uint32_t)(rand_r(&seed) % 9)};
+				.emoji = em[i], .user_ids = ids, /* 1..8 users:
+				   one with none is no reaction (below) */
+				.n_users = 1 + (uint32_t)(rand_r(&seed) % 8)};
 		m.reactions = rx;
 		m.mentions = mentions;
 		m.n_mentions = (uint32_t)(rand_r(&seed) % 9);
@@ -1234,6 +1273,7 @@ int main(void)
 		cmocka_unit_test(test_json_append_appends_and_locates_metadata),
 		cmocka_unit_test(test_metadata_json_append_is_the_whole_jsons_object),
 		cmocka_unit_test(test_to_json_writes_reactions_sorted_by_emoji),
+		cmocka_unit_test(test_a_reaction_without_users_is_no_reaction),
 		cmocka_unit_test(test_to_json_random_round_trips),
 		cmocka_unit_test(test_json_survives_put_and_get),
 		cmocka_unit_test(

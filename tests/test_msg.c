@@ -194,6 +194,36 @@ static size_t last_payload(uint8_t *out, size_t cap)
 	return n;
 }
 
+/* A reaction without users is no reaction: put drops it (the caller's array
+ * left as it was), so the value is the one removing the last user leaves,
+ * byte for byte, and no edit or reply brings it back. */
+static void test_put_drops_a_reaction_without_users(void **state)
+{
+	static const int32_t u[] = {4};
+	shm_reaction rx[3] = {{"x", NULL, 0}, {"y", u, 1}, {"z", NULL, 0}};
+	shm_msg m = tu_msg("re", 1, "canonical"), *got;
+	uint8_t a[512], b[512];
+	size_t na, nb;
+
+	m.reactions = rx;
+	m.n_reactions = 3;
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_string_equal(rx[0].emoji, "x");
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_int_equal(got->n_reactions, 1);
+	assert_string_equal(got->reactions[0].emoji, "y");
+	shm_msg_free(got);
+	na = last_payload(a, sizeof a);
+	assert_int_equal(shm_msg_react(env, &m.id, 5, "x", true), 0);
+	assert_int_equal(shm_msg_react(env, &m.id, 5, "x", false), 0);
+	nb = last_payload(b, sizeof b);
+	assert_int_equal(na, nb);
+	/* the seq field (bytes 4..11) differs, the rest is the same */
+	assert_memory_equal(a, b, 4);
+	assert_memory_equal(a + 12, b + 12, na - 12);
+	assert_int_equal(tu_verify(env), 0);
+}
+
 /* put stores reactions sorted by emoji (bytes) whatever the caller's order,
  * each user list as given, and leaves the caller's array as it was: one
  * message, one encoding (get, JSON, the log payload the flusher mirrors). */
@@ -798,6 +828,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_delete_is_soft_as_in_the_seed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_react_adds_and_removes_idempotently, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_stores_reactions_sorted_by_emoji, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_drops_a_reaction_without_users, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_react_keeps_reactions_sorted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_of_the_most_reactions_fits_a_small_stack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reply_bumps_parent_reply_count, setup, teardown),

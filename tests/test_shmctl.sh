@@ -247,6 +247,13 @@ has "still one reaction" "$tmp/out" '"🎉":[7]'
 t "react --remove" 0 "$SHMCTL" react "$ID" 7 "🎉" --remove
 "$SHMCTL" get "$ID" >"$tmp/out"
 hasnt "reaction removed" "$tmp/out" '[7]'
+# a reaction without users is no reaction: import drops it, as removing
+# its last user does
+RX=0190a4c4-1d2e-7abc-8def-0000000000b1
+echo "{\"id\":\"$RX\",\"room_id\":\"rx\",\"user_id\":1,\"username\":\"a\",\"content\":\"c\",\"message_type\":\"Text\",\"metadata\":{\"reactions\":{\"x\":[],\"y\":[2]}}}" >"$tmp/rx.jsonl"
+t "import of a reaction without users" 0 "$SHMCTL" -e "$tmp/env_rx" import "$tmp/rx.jsonl"
+"$SHMCTL" -e "$tmp/env_rx" get "$RX" >"$tmp/out"
+has "drops it" "$tmp/out" '"reactions":{"y":[2]}'
 t "react with a bad user id exits 65" 65 "$SHMCTL" react "$ID" seven "🎉"
 t "react on an unknown id exits 1" 1 "$SHMCTL" react "$NOPE" 7 "🎉"
 
