@@ -598,7 +598,7 @@ static int check_reactions(const shm_msg *m)
 
 /* Accepts exactly what the JSON writer and reader (json.c) round-trip, so
  * a stored message can always be read back, dumped and mirrored. */
-int shm__msg_validate(shm_env *env, const shm_msg *m)
+int shm__msg_validate(const shm_options *opt, const shm_msg *m)
 {
 	int rc;
 
@@ -617,7 +617,7 @@ int shm__msg_validate(shm_env *env, const shm_msg *m)
 		return shm__err(SHM_EINVAL, "content: NULL with length %u",
 		                m->content_len);
 	if ((rc = shm__check_text("content", m->content ? m->content : "",
-	                          m->content_len, env->opt.max_content, true)) ||
+	                          m->content_len, opt->max_content, true)) ||
 	    (rc = check_times(m)))
 		return rc;
 	if (m->n_mentions > SHM_MAX_LIST || m->n_attachments > SHM_MAX_LIST ||
@@ -630,7 +630,7 @@ int shm__msg_validate(shm_env *env, const shm_msg *m)
 		return shm__err(SHM_EINVAL, "metadata: NULL array with a count");
 	if ((rc = check_attachments(m)) || (rc = check_reactions(m)))
 		return rc;
-	if (shm__msg_enc_size(m) > (size_t)env->opt.max_content * 2 + 65536)
+	if (shm__msg_enc_size(m) > (size_t)opt->max_content * 2 + 65536)
 		return shm__err(SHM_ETOOBIG, "message: encoded metadata too large");
 	return 0;
 }

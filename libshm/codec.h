@@ -75,6 +75,6 @@ struct shm__arena {
 };
 
 /* Full validation of a message about to be stored (put): every field. */
-int shm__msg_validate(shm_env *env, const shm_msg *m);
+int shm__msg_validate(const shm_options *opt, const shm_msg *m);
 
 #endif

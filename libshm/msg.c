@@ -380,7 +380,7 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 	if (!env || (!msgs && n))
 		return shm__err(SHM_EINVAL, "shm_msg_put: NULL argument");
 	for (size_t i = 0; i < n; i++) {
-		if ((rc = shm__msg_validate(env, &msgs[i]))) {
+		if ((rc = shm__msg_validate(&env->opt, &msgs[i]))) {
 			if (bad_index)
 				*bad_index = i;
 			return rc;
@@ -736,7 +736,7 @@ int shm__msg_fill(shm_env *env, const shm_msg *m)
 {
 	int rc;
 
-	if ((rc = shm__msg_validate(env, m)))
+	if ((rc = shm__msg_validate(&env->opt, m)))
 		return rc;
 	if ((rc = shm__write(env, fill_body, (void *)m)) == 0)
 		SHM__COUNT(env, fills, 1);

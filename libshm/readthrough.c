@@ -546,7 +546,7 @@ static int check_msg(shm_env *env, const shm_uuid *id, const shm_msg *m,
 		snprintf(why, whylen, "no created_at");
 		return SHM_ECORRUPT;
 	}
-	if (shm__msg_validate(env, m)) {
+	if (shm__msg_validate(&env->opt, m)) {
 		snprintf(why, whylen, "%s", shm_errmsg());
 		return SHM_ECORRUPT;
 	}

@@ -366,8 +366,9 @@ int shm_room_page(shm_env *env, const char *room, int64_t before,
 		return rc;
 	if (before < 0)
 		return shm__err(SHM_ETIME, "before: negative timestamp");
-	if (limit == 0 || limit > 10000)
-		return shm__err(SHM_EINVAL, "limit %u: must be 1..10000", limit);
+	if (limit == 0 || limit > SHM_MAX_PAGE)
+		return shm__err(SHM_EINVAL, "limit %u: must be 1..%d", limit,
+		                SHM_MAX_PAGE);
 	if (!(msgs = calloc(limit, sizeof *msgs)))
 		return shm__err(ENOMEM, "room page of %u", limit);
 	rc = l1_page(env, room, before, limit, msgs, n, &complete);

@@ -234,6 +234,7 @@ int shm_msg_type_parse(const char *s, shm_msg_type *out);
 #define SHM_MAX_EMOJI 64     /* bytes of a reaction key */
 #define SHM_MAX_NAME 1024    /* bytes of attachment filename/type/url */
 #define SHM_MAX_LIST 4096    /* mentions, attachments, reactions, users */
+#define SHM_MAX_PAGE 10000   /* messages of a room page (shm_room_page) */
 
 typedef struct shm_attachment {
 	shm_uuid id;
@@ -338,7 +339,8 @@ int shm_msg_react(shm_env *env, const shm_uuid *id, int32_t user_id,
 
 /*
  * A room page, newest first: messages of room with created_at < before
- * (before = 0: no bound), at most limit, ordered by (created_at, id) DESC.
+ * (before = 0: no bound), at most limit (1..SHM_MAX_PAGE), ordered by
+ * (created_at, id) DESC.
  * Served from the L1 room index; from PostgreSQL when L1 cannot answer it
  * completely and L3 is configured. *out is an array of *n messages owned by
  * the caller, freed with shm_msgs_free().

@@ -34,9 +34,6 @@ enum {
 	EX_INTERNAL = 70
 };
 
-/* The most messages a room page holds (shm_room_page's bound). */
-#define ROOM_LIMIT_MAX 10000
-
 static const char *prog = "shmctl";
 static const char *env_dir;
 static volatile sig_atomic_t stopping;
@@ -54,8 +51,8 @@ static const char usage_text[] =
 "  import [FILE|-]                  * messages as JSON lines (seed shape); all\n"
 "                                     or nothing: bad lines are reported as\n"
 "                                     'LINE: reason' and nothing is written;\n"
-"                                     one transaction (more than L1 can hold\n"
-"                                     unflushed fails with 70)\n"
+"                                     one transaction (more than L1's limits\n"
+"                                     hold fails with 65: split the file)\n"
 "  get UUID                           the message as one JSON object\n"
 "  room ROOM [--before RFC3339] [--limit N]\n"
 "                                     a room page, JSON lines, newest first\n"
@@ -419,17 +416,16 @@ static int batch_add(batch *b, shm_msg *m, size_t line)
 
 /* Checks a parsed message as put will, before import creates anything:
  * the content limit, then put's own checks (shm__msg_validate), both with
- * the options shmctl opens with, which are all they read of the handle.
- * False, the reason said as "LINE: reason", if put would refuse it. */
+ * the options shmctl opens with. False, the reason said as "LINE: reason",
+ * if put would refuse it. */
 static bool check_for_put(size_t line, const shm_msg *m)
 {
-	static shm_env opts_only; /* options alone: no environment */
-	uint32_t max = opts_only.opt.max_content;
+	static shm_options opt;
+	uint32_t max;
 
-	if (!max) {
-		shm_options_init(&opts_only.opt);
-		max = opts_only.opt.max_content;
-	}
+	if (!opt.max_content)
+		shm_options_init(&opt);
+	max = opt.max_content;
 	if (m->content_len > max) {
 		fprintf(stderr,
 		        "%zu: field 'content': %" PRIu32 " bytes, at most %" PRIu32
@@ -437,7 +433,7 @@ static bool check_for_put(size_t line, const shm_msg *m)
 		        line, m->content_len, max);
 		return false;
 	}
-	if (shm__msg_validate(&opts_only, m) != 0) {
+	if (shm__msg_validate(&opt, m) != 0) {
 		fprintf(stderr, "%zu: %s\n", line, shm_errmsg());
 		return false;
 	}
@@ -696,7 +692,7 @@ static int cmd_room(int argc, char **argv)
 		return ex;
 	if (npos != 1)
 		return usage_err("room ROOM [--before RFC3339] [--limit N]");
-	if ((ex = opt_u64("limit", optv(opts, "limit"), 1, ROOM_LIMIT_MAX,
+	if ((ex = opt_u64("limit", optv(opts, "limit"), 1, SHM_MAX_PAGE,
 	                  &limit)))
 		return ex;
 	if (optv(opts, "before") &&
