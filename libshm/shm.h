@@ -292,7 +292,9 @@ typedef struct shm_msg {
  * replace under the same parent changes nothing; a replace under another
  * parent (or none) moves the count. Reactions are stored sorted by emoji,
  * whatever m's order (m's array is left as it is; each user list keeps its
- * order): one message, one encoding. Only what the JSON side can carry back
+ * order), and a reaction without users is dropped (it is no reaction, as
+ * after shm_msg_react removes its last user): one message, one encoding.
+ * Only what the JSON side can carry back
  * is accepted (timestamps 1970..9999, sizes within int64, each emoji once,
  * each user once per reaction). On bad input, returns the matching SHM_E*
  * code and changes nothing.
@@ -304,7 +306,9 @@ int shm_msg_put(shm_env *env, shm_msg *m);
  * SHM_ETOOBIG (send it in smaller batches).
  * A parent the batch carries with a non-zero reply_count keeps that count
  * (its replies in the batch do not bump it): dump | import copies a thread
- * whose parent already counts its replies. */
+ * whose parent already counts its replies. Replies are counted after the
+ * whole batch is stored, so the order of msgs does not change the result;
+ * an id twice in msgs is stored as its last copy. */
 int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index);
 
 /*
