@@ -46,6 +46,29 @@ const char *fl_log_level_name(int level);
 void fl_log(int level, const char *comp, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* A failure that repeats (a periodic task, a meta write at each batch):
+ * its first occurrence is logged as it is; while it lasts, at most one
+ * reminder every remind_ms ("<what>: still failing: N times in the last S
+ * s; the last: ..."), and one INFO line when it ends ("<what> works again").
+ * Used by one thread at a time. */
+typedef struct fl_repeat {
+	const char *comp;  /* log component */
+	const char *what;  /* what fails, e.g. "trimming the log" */
+	uint64_t remind_ms;
+	bool failing;
+	uint64_t first_ms; /* CLOCK_MONOTONIC: the first failure */
+	uint64_t said_ms;  /* the last line about it */
+	uint64_t unsaid;   /* failures since that line */
+	uint64_t total;    /* failures since the first */
+} fl_repeat;
+
+/* comp and what must outlive r. */
+void fl_repeat_init(fl_repeat *r, const char *comp, const char *what,
+                    uint64_t remind_s);
+void fl_repeat_fail(fl_repeat *r, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void fl_repeat_ok(fl_repeat *r);
+
 /* ------------------------------------------------------------- config */
 
 typedef struct fl_config {
@@ -69,6 +92,7 @@ typedef struct fl_config {
 	uint64_t expire_interval_ms;
 	uint64_t trim_interval_ms;
 	uint64_t stats_interval_ms;
+	uint64_t remind_interval_s; /* a failure that lasts, again (fl_repeat) */
 	uint64_t backoff_min_ms;
 	uint64_t backoff_max_ms;
 	uint64_t poison_retries;

@@ -42,6 +42,7 @@ struct fl_inval {
 	char env_id[64];
 	redisContext *pub; /* the Redis worker's thread only */
 	fl_buf pbuf;
+	fl_repeat pub_fail; /* the Redis worker's thread only */
 
 	bool subscribe;
 	pthread_t thread;
@@ -55,6 +56,7 @@ struct fl_inval {
 #undef INVAL_FIELD
 	} st, written;
 	bool stats_once;     /* every counter written once */
+	fl_repeat stats_fail; /* subscriber thread, then fl_inval_stop */
 	uint64_t peers_seen; /* subscriber thread */
 };
 
@@ -388,6 +390,7 @@ static int publish_one(fl_inval *iv, const char *msg, size_t len)
 		                             FL_INVAL_CHANNEL, msg, len);
 		if (r && r->type == REDIS_REPLY_INTEGER) {
 			freeReplyObject(r);
+			fl_repeat_ok(&iv->pub_fail);
 			return 0;
 		}
 		snprintf(err, sizeof err, "PUBLISH: %s",
@@ -399,8 +402,8 @@ static int publish_one(fl_inval *iv, const char *msg, size_t len)
 		redisFree(iv->pub);
 		iv->pub = NULL;
 	}
-	fl_log(FL_WARN, "inval", "%s: other hosts keep their copies of these "
-	       "keys until their L1 TTL", err);
+	fl_repeat_fail(&iv->pub_fail, FL_WARN, "%s: other hosts keep their "
+	               "copies of these keys until their L1 TTL", err);
 	return -1;
 }
 
@@ -467,9 +470,11 @@ static void stats_write(fl_inval *iv)
 	if (!n)
 		return;
 	if (shm_meta_set_many(iv->env, names, values, n)) {
-		fl_log(FL_WARN, "inval", "cannot write stats: %s", shm_errmsg());
+		fl_repeat_fail(&iv->stats_fail, FL_WARN, "cannot write stats: %s",
+		               shm_errmsg());
 		return;
 	}
+	fl_repeat_ok(&iv->stats_fail);
 	iv->written = now;
 	iv->stats_once = true;
 }
@@ -697,6 +702,10 @@ int fl_inval_start(fl_inval **out, const fl_config *cfg, shm_env *env,
 		return ENOMEM;
 	iv->cfg = cfg;
 	iv->env = env;
+	fl_repeat_init(&iv->stats_fail, "inval", "writing flusher.inval.* stats",
+	               cfg->remind_interval_s);
+	fl_repeat_init(&iv->pub_fail, "inval", "publishing invalidations",
+	               cfg->remind_interval_s);
 	snprintf(iv->env_id, sizeof iv->env_id, "%s", env_id);
 	pthread_mutex_init(&iv->lock, NULL);
 	pthread_condattr_init(&ca);

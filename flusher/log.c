@@ -4,8 +4,10 @@
  * One line per event, written with a single fwrite under a mutex so threads
  * never interleave: "2026-01-02T03:04:05.678Z INFO pg: applied 100 rows ...".
  * Until fl_log_open() is called (tests), lines go to stderr at level INFO.
+ * A failure that repeats is said once, reminded, and ended (fl_repeat).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,4 +121,66 @@ void fl_log(int level, const char *comp, const char *fmt, ...)
 	pthread_mutex_lock(&log_lock);
 	fwrite(line, 1, (size_t)n, log_fp ? log_fp : stderr);
 	pthread_mutex_unlock(&log_lock);
+}
+
+/* ------------------------------------------------------------ repeats */
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Whole seconds, rounded. */
+static uint64_t secs(uint64_t ms)
+{
+	return (ms + 500) / 1000;
+}
+
+void fl_repeat_init(fl_repeat *r, const char *comp, const char *what,
+                    uint64_t remind_s)
+{
+	memset(r, 0, sizeof *r);
+	r->comp = comp;
+	r->what = what;
+	r->remind_ms = remind_s * 1000;
+}
+
+void fl_repeat_fail(fl_repeat *r, int level, const char *fmt, ...)
+{
+	char msg[1024];
+	uint64_t now = mono_ms();
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	r->total++;
+	if (!r->failing) {
+		r->failing = true;
+		r->first_ms = r->said_ms = now;
+		r->unsaid = 0;
+		fl_log(level, r->comp, "%s", msg);
+		return;
+	}
+	r->unsaid++;
+	if (now - r->said_ms < r->remind_ms)
+		return;
+	fl_log(level, r->comp, "%s: still failing: %" PRIu64 " time%s in the "
+	       "last %" PRIu64 " s; the last: %s", r->what, r->unsaid,
+	       r->unsaid == 1 ? "" : "s", secs(now - r->said_ms), msg);
+	r->said_ms = now;
+	r->unsaid = 0;
+}
+
+void fl_repeat_ok(fl_repeat *r)
+{
+	if (!r->failing)
+		return;
+	fl_log(FL_INFO, r->comp, "%s works again, after %" PRIu64 " failure%s "
+	       "in %" PRIu64 " s", r->what, r->total, r->total == 1 ? "" : "s",
+	       secs(mono_ms() - r->first_ms));
+	r->failing = false;
+	r->total = 0;
 }

@@ -13,6 +13,10 @@
  *   expire   shm_l1_expire: flushed L1 entries past their TTL
  *   stats    flusher.* counters into meta for shmctl stat
  *
+ * A task that fails at each round (a full map fails every write) is logged
+ * once, reminded every remind-interval and ended (fl_repeat), not at every
+ * round.
+ *
  * A future task (the hourly connection cleanup, issue 5) goes into the same
  * table; a task that may run for seconds should hand its work to a thread of
  * its own (as the sinks do) so trim and sync keep their pace.
@@ -73,6 +77,7 @@ struct fl_daemon {
 	uint64_t syncs, expired, readers_cleared, trims;
 	int64_t started_us;
 	fl_inval *inval;      /* invalidation channel (invalidate.h) or NULL */
+	fl_repeat trim_fail, sync_fail, readers_fail, expire_fail, stats_fail;
 };
 
 static uint64_t mono_ms(void)
@@ -104,10 +109,11 @@ static void task_trim(fl_daemon *d)
 	if (min == UINT64_MAX || min <= d->trimmed)
 		return;
 	if ((rc = shm_log_trim(d->env, min))) {
-		fl_log(FL_ERROR, "trim", "trim to %" PRIu64 ": %s", min,
-		       shm_errmsg());
+		fl_repeat_fail(&d->trim_fail, FL_ERROR, "trim to %" PRIu64
+		               ": %s", min, shm_errmsg());
 		return;
 	}
+	fl_repeat_ok(&d->trim_fail);
 	d->trimmed = min;
 	d->trims++;
 }
@@ -120,9 +126,10 @@ static void task_sync(fl_daemon *d)
 	if (ns == d->synced_seq && d->trimmed == d->synced_trim)
 		return;
 	if ((rc = shm_env_sync(d->env))) {
-		fl_log(FL_ERROR, "sync", "%s", shm_errmsg());
+		fl_repeat_fail(&d->sync_fail, FL_ERROR, "%s", shm_errmsg());
 		return;
 	}
+	fl_repeat_ok(&d->sync_fail);
 	d->synced_seq = ns;
 	d->synced_trim = d->trimmed;
 	d->syncs++;
@@ -133,9 +140,10 @@ static void task_readers(fl_daemon *d)
 	int cleared = 0;
 
 	if (shm_env_reader_check(d->env, &cleared)) {
-		fl_log(FL_ERROR, "readers", "%s", shm_errmsg());
+		fl_repeat_fail(&d->readers_fail, FL_ERROR, "%s", shm_errmsg());
 		return;
 	}
+	fl_repeat_ok(&d->readers_fail);
 	if (cleared > 0) {
 		fl_log(FL_INFO, "readers", "cleared %d stale reader slot%s",
 		       cleared, cleared == 1 ? "" : "s");
@@ -148,9 +156,10 @@ static void task_expire(fl_daemon *d)
 	uint64_t n = 0;
 
 	if (shm_l1_expire(d->env, &n)) {
-		fl_log(FL_ERROR, "expire", "%s", shm_errmsg());
+		fl_repeat_fail(&d->expire_fail, FL_ERROR, "%s", shm_errmsg());
 		return;
 	}
+	fl_repeat_ok(&d->expire_fail);
 	if (n)
 		fl_log(FL_DEBUG, "expire", "expired %" PRIu64 " L1 entries", n);
 	d->expired += n;
@@ -238,7 +247,21 @@ static void task_stats(fl_daemon *d)
 	PUT(d->readers_cleared, "flusher.readers_cleared");
 #undef PUT
 	if (shm_meta_set_many(d->env, names, values, n))
-		fl_log(FL_WARN, "stats", "cannot write stats: %s", shm_errmsg());
+		fl_repeat_fail(&d->stats_fail, FL_WARN, "cannot write stats: %s",
+		               shm_errmsg());
+	else
+		fl_repeat_ok(&d->stats_fail);
+}
+
+static void repeats_init(fl_daemon *d)
+{
+	uint64_t s = d->cfg.remind_interval_s;
+
+	fl_repeat_init(&d->trim_fail, "trim", "trimming the log", s);
+	fl_repeat_init(&d->sync_fail, "sync", "syncing the environment", s);
+	fl_repeat_init(&d->readers_fail, "readers", "checking reader slots", s);
+	fl_repeat_init(&d->expire_fail, "expire", "expiring L1 entries", s);
+	fl_repeat_init(&d->stats_fail, "stats", "writing flusher.* stats", s);
 }
 
 /* Counters of earlier runs, so flusher.* stay cumulative. */
@@ -449,6 +472,7 @@ int fl_main(int argc, char **argv)
 		fl_config_free(&d.cfg);
 		return FL_EXIT_USAGE;
 	}
+	repeats_init(&d);
 	if (open_env(&d, &code))
 		goto out;
 	if (fl_lock_env(d.cfg.env_dir, &lock_fd, err, sizeof err)) {

@@ -67,6 +67,9 @@ struct fl_worker {
 	uint64_t poison_count;
 	uint64_t backoff_ms;
 	uint64_t fails;           /* failures in a row */
+	char record_what[64];     /* "recording sink.<name>.applied" */
+	fl_repeat record_fail;    /* meta writes of the position */
+	fl_repeat read_fail;      /* log reads */
 };
 
 #define ADD(w, f, n) __atomic_fetch_add(&(w)->st.f, (uint64_t)(n), __ATOMIC_RELAXED)
@@ -120,8 +123,10 @@ static void set_applied(fl_worker *w, uint64_t pos)
 	int rc;
 
 	if ((rc = shm_meta_set(w->env, w->meta_name, pos)))
-		fl_log(FL_WARN, name(w), "cannot record %s = %" PRIu64 ": %s",
-		       w->meta_name, pos, shm_errmsg());
+		fl_repeat_fail(&w->record_fail, FL_WARN, "cannot record %s = %"
+		               PRIu64 ": %s", w->meta_name, pos, shm_errmsg());
+	else
+		fl_repeat_ok(&w->record_fail);
 	__atomic_store_n(&w->applied, pos, __ATOMIC_RELEASE);
 	__atomic_store_n(&w->st.applied, pos, __ATOMIC_RELAXED);
 }
@@ -201,7 +206,8 @@ static void fill(fl_worker *w, size_t max)
 	/* read before the iterator's snapshot: every seq below is in it */
 	shm_meta_get(w->env, "next_seq", &next);
 	if ((rc = shm_log_iter_open(w->env, w->b.upto + 1, &it))) {
-		fl_log(FL_ERROR, name(w), "log read: %s", shm_errmsg());
+		fl_repeat_fail(&w->read_fail, FL_ERROR, "log read: %s",
+		               shm_errmsg());
 		return;
 	}
 	while (w->b.n < max) {
@@ -225,9 +231,11 @@ static void fill(fl_worker *w, size_t max)
 			continue;
 		}
 		if (rc) {
-			fl_log(FL_ERROR, name(w), "log read after %" PRIu64
-			       ": %s", w->b.upto, shm_errmsg());
-			break;
+			fl_repeat_fail(&w->read_fail, FL_ERROR, "log read after "
+			               "%" PRIu64 ": %s", w->b.upto,
+			               shm_errmsg());
+			shm_log_iter_close(it);
+			return;
 		}
 		if (rec.seq <= w->b.upto)
 			continue; /* cannot happen: the log only grows */
@@ -237,6 +245,7 @@ static void fill(fl_worker *w, size_t max)
 		}
 	}
 	shm_log_iter_close(it);
+	fl_repeat_ok(&w->read_fail);
 	if (rc == SHM_ENOTFOUND && w->b.n == n0 && w->b.upto == upto0 &&
 	    next > w->b.upto + 1) {
 		/* the records up to next - 1 were trimmed before this sink
@@ -521,6 +530,12 @@ int fl_worker_start(fl_worker **out, fl_sink *sink, shm_env *env,
 	w->once_upto = once_upto;
 	snprintf(w->meta_name, sizeof w->meta_name, "sink.%s.applied",
 	         sink->ops->name);
+	snprintf(w->record_what, sizeof w->record_what, "recording %s",
+	         w->meta_name);
+	fl_repeat_init(&w->record_fail, sink->ops->name, w->record_what,
+	               cfg->remind_interval_s);
+	fl_repeat_init(&w->read_fail, sink->ops->name, "reading the log",
+	               cfg->remind_interval_s);
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

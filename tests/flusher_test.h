@@ -381,19 +381,36 @@ FT_FN pid_t ft_spawn_flusher(const char *dir, const char *const *extra)
 	return pid;
 }
 
-/* Whether the flusher log of the environment in dir has a line with s. */
-FT_FN bool ft_log_mentions(const char *dir, const char *s)
+/* The number of lines of the flusher log of the environment in dir that
+ * have s. */
+FT_FN unsigned ft_log_count(const char *dir, const char *s)
 {
 	char path[4096], line[2048];
-	bool found = false;
+	unsigned n = 0;
 
 	snprintf(path, sizeof path, "%s.flusher.log", dir);
 	FILE *f = fopen(path, "r");
-	while (f && !found && fgets(line, sizeof line, f))
-		found = strstr(line, s) != NULL;
+	while (f && fgets(line, sizeof line, f))
+		n += strstr(line, s) != NULL;
 	if (f)
 		fclose(f);
-	return found;
+	return n;
+}
+
+/* Whether the flusher log of the environment in dir has a line with s. */
+FT_FN bool ft_log_mentions(const char *dir, const char *s)
+{
+	return ft_log_count(dir, s) > 0;
+}
+
+/* Waits until the flusher log of dir has a line with s (or timeout). */
+FT_FN bool ft_log_waits_for(const char *dir, const char *s,
+                            unsigned timeout_ms)
+{
+	uint64_t end = ft_ms() + timeout_ms;
+	while (!ft_log_mentions(dir, s) && ft_ms() < end)
+		ft_sleep_ms(50);
+	return ft_log_mentions(dir, s);
 }
 
 /* Removes a test environment and its flusher log (kept when a test fails

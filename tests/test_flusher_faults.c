@@ -279,6 +279,77 @@ static void test_flusher_sigkilled_in_a_loop_loses_and_repeats_nothing(void **st
 	free(dir);
 }
 
+/* Lines of the flusher log of dir about failures (WARN and ERROR). */
+static unsigned failure_lines(const char *dir)
+{
+	return ft_log_count(dir, " WARN ") + ft_log_count(dir, " ERROR ");
+}
+
+/* A reader pinning an old snapshot fills the map (libshm refuses writes
+ * with SHM_EFULL): every write of the flusher's periodic tasks fails too,
+ * the trim 10 times a second, the stats, the invalidation stats and the
+ * sinks' positions at each round. Each says so once, then reminds with a
+ * count every remind-interval (2 s here) and says when it works again: no
+ * line per round. */
+static void test_full_map_failures_are_said_once_then_reminded(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), content[2000];
+	const char *args[] = {"--map-size-mb", "1", "--remind-interval", "2",
+	                      NULL};
+	shm_options o;
+	shm_rtxn *t;
+	int rc = 0, i;
+
+	ft_reset_servers();
+	shm_options_init(&o);
+	o.map_size = 1 << 20;
+	shm_env *env = tu_open(dir, &o);
+	shm_msg m = tu_msg("full", 0, "first");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	pid_t fl = ft_spawn_flusher(dir, args);
+	/* started (its env id written) before the map is full */
+	assert_true(ft_log_waits_for(dir, "INFO main: shm-flusher", 5000));
+	uint64_t t0 = ft_ms();
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	memset(content, 'z', sizeof content - 1);
+	content[sizeof content - 1] = 0;
+	for (i = 0; i < 100000 && rc == 0; i++) {
+		content[i % 1999] = (char)('a' + i % 26);
+		rc = shm_msg_edit(env, &m.id, content, strlen(content));
+	}
+	fprintf(stderr, "edit %d: %s\n", i, shm_errmsg());
+	assert_int_equal(rc, SHM_EFULL);
+	ft_sleep_ms(3000);
+
+	/* per task: the first failure and a reminder per 2 s since then */
+	uint64_t most = 2 + (ft_ms() - t0) / 2000;
+	unsigned trims = ft_log_count(dir, "ERROR trim: ");
+	unsigned stats = ft_log_count(dir, "WARN stats: ");
+	unsigned inval = ft_log_count(dir, "inval: cannot write stats") +
+	                 ft_log_count(dir, "inval: writing");
+	fprintf(stderr, "%" PRIu64 " ms: %u trim, %u stats, %u inval stats, "
+	        "%u failure lines\n", ft_ms() - t0, trims, stats, inval,
+	        failure_lines(dir));
+	assert_true(trims >= 1 && trims <= most);
+	assert_true(stats >= 1 && stats <= most);
+	assert_true(inval <= most); /* it writes what changed: maybe nothing */
+	assert_true(failure_lines(dir) <= 6 * most);
+	assert_true(ft_log_mentions(dir, "still failing: "));
+
+	shm_rtxn_end(t);
+	assert_true(ft_log_waits_for(dir, "trimming the log works again",
+	                             5000));
+	assert_true(ft_log_waits_for(dir, "writing flusher.* stats works "
+	                             "again", 5000));
+	assert_int_equal(shm_msg_edit(env, &m.id, "room again", 10), 0);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -286,6 +357,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_hung_redis_times_out_and_catches_up, redis_cont_teardown),
 		cmocka_unit_test_teardown(test_postgres_restart_mid_run_applies_every_row_once, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_sigkilled_in_a_loop_loses_and_repeats_nothing, ft_teardown),
+		cmocka_unit_test_teardown(test_full_map_failures_are_said_once_then_reminded, ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
 }
