@@ -123,6 +123,22 @@ void fl_log(int level, const char *comp, const char *fmt, ...)
 	pthread_mutex_unlock(&log_lock);
 }
 
+void fl_log_fatal(const char *comp, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	fl_log(FL_ERROR, comp, "%s", msg);
+	pthread_mutex_lock(&log_lock);
+	bool to_file = log_fp != NULL;
+	pthread_mutex_unlock(&log_lock);
+	if (to_file)
+		fprintf(stderr, "shm-flusher: %s\n", msg);
+}
+
 /* ------------------------------------------------------------ repeats */
 
 static uint64_t mono_ms(void)

@@ -390,8 +390,7 @@ static int open_env(fl_daemon *d, int *code)
 		bool absent = rc == SHM_ENOTFOUND || rc == ENOENT;
 		if (!absent || d->cfg.once || d->cfg.cleanup_now) {
 			/* libshm's message names the directory */
-			fprintf(stderr, "shm-flusher: %s\n", shm_errmsg());
-			fl_log(FL_ERROR, "main", "open: %s", shm_errmsg());
+			fl_log_fatal("main", "open: %s", shm_errmsg());
 			*code = FL_EXIT_ENV;
 			return -1;
 		}
@@ -476,14 +475,13 @@ int fl_main(int argc, char **argv)
 	if (open_env(&d, &code))
 		goto out;
 	if (fl_lock_env(d.cfg.env_dir, &lock_fd, err, sizeof err)) {
-		fprintf(stderr, "shm-flusher: %s\n", err);
-		fl_log(FL_ERROR, "main", "%s", err);
+		fl_log_fatal("main", "%s", err);
 		code = FL_EXIT_ENV;
 		goto out;
 	}
 	if ((rc = fl_env_uuid(d.env, d.env_uuid)) ||
 	    (rc = fl_env_id(d.env, &d.cfg, d.env_id))) {
-		fl_log(FL_ERROR, "main", "environment id: %s", shm_errmsg());
+		fl_log_fatal("main", "environment id: %s", shm_errmsg());
 		code = FL_EXIT_ENV;
 		goto out;
 	}
@@ -514,7 +512,7 @@ int fl_main(int argc, char **argv)
 		                            d.env_uuid);
 		if (!s || fl_worker_start(&d.w[d.n], s, d.env, &d.cfg,
 		                          d.cfg.once, target)) {
-			fl_log(FL_ERROR, "main", "cannot start the pg sink");
+			fl_log_fatal("main", "cannot start the pg sink");
 			code = FL_EXIT_ENV;
 			goto stop;
 		}
@@ -530,7 +528,7 @@ int fl_main(int argc, char **argv)
 		}
 		if (!s || fl_worker_start(&d.w[d.n], s, d.env, &d.cfg,
 		                          d.cfg.once, target)) {
-			fl_log(FL_ERROR, "main", "cannot start the redis sink");
+			fl_log_fatal("main", "cannot start the redis sink");
 			code = FL_EXIT_ENV;
 			goto stop;
 		}

@@ -265,6 +265,51 @@ static void test_flusher_refuses_a_directory_without_environment(void **state)
 	free(dir);
 }
 
+/* An error that ends the flusher is said once: with the log on stderr (the
+ * default) as its ERROR line; with --log-file, there and once on stderr. */
+static void test_exit_errors_are_said_once(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), *empty = tu_tmpdir(), logf[4200];
+	const char *to_file[] = {"--log-file", logf, NULL};
+
+	/* --once on a directory without an environment */
+	assert_int_equal(ft_flush_once(empty, NULL), FL_EXIT_ENV);
+	assert_int_equal(ft_log_count(empty, "no shm environment"), 1);
+	assert_int_equal(ft_log_count(empty, "ERROR main: "), 1);
+
+	/* a second flusher on a locked environment */
+	shm_env *env = tu_open(dir, NULL);
+	pid_t fl = ft_spawn_flusher(dir, NULL);
+	assert_true(ft_log_waits_for(dir, "INFO main: shm-flusher", 5000));
+	assert_int_equal(ft_wait(ft_spawn_flusher(dir, NULL)), FL_EXIT_ENV);
+	assert_int_equal(ft_log_count(dir, "another shm-flusher"), 1);
+
+	/* with --log-file: the ERROR line there, a plain line on stderr */
+	snprintf(logf, sizeof logf, "%s.second.log", dir);
+	assert_int_equal(ft_wait(ft_spawn_flusher(dir, to_file)), FL_EXIT_ENV);
+	assert_int_equal(ft_log_count(dir, "another shm-flusher"), 2);
+	assert_int_equal(ft_log_count(dir, "shm-flusher: another shm-flusher"),
+	                 1);
+	FILE *f = fopen(logf, "r");
+	char line[2048];
+	unsigned n = 0;
+	while (f && fgets(line, sizeof line, f))
+		n += strstr(line, "ERROR main: another shm-flusher") != NULL;
+	if (f)
+		fclose(f);
+	assert_int_equal(n, 1);
+	unlink(logf);
+
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	shm_env_close(env);
+	ft_rmdir(empty);
+	free(empty);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* A daemon started before the first application waits for the
  * environment (saying so), then mirrors it; SIGTERM ends a wait too. */
 static void test_daemon_waits_for_the_environment(void **state)
@@ -1204,6 +1249,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_batch_reuses_its_chunks_between_batches, ft_teardown),
 		cmocka_unit_test_teardown(test_lock_refuses_a_second_flusher, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_refuses_a_directory_without_environment, ft_teardown),
+		cmocka_unit_test_teardown(test_exit_errors_are_said_once, ft_teardown),
 		cmocka_unit_test_teardown(test_daemon_waits_for_the_environment, ft_teardown),
 		cmocka_unit_test_teardown(test_flushed_never_passes_a_sinks_position, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letters_merge_sinks_and_keep_raw, ft_teardown),
