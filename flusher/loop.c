@@ -372,12 +372,17 @@ static bool stop_signal_within(unsigned ms)
 	return sig == SIGTERM || sig == SIGINT;
 }
 
+/* An environment not made yet (no directory, or no data.mdb in it). */
+#define NO_ENV "no shm environment in %s yet (run shmctl init or start an " \
+               "application)"
+
 /* The environment, which the flusher never creates (a mistyped -e must not
  * tail a new, empty log). A daemon started before the first application
  * waits for it, saying so once (SIGTERM/SIGINT end the wait: exit 0);
  * --once and --cleanup-now do not wait (exit 2). */
 static int open_env(fl_daemon *d, int *code)
 {
+	const char *dir = d->cfg.env_dir;
 	shm_options o;
 	bool said = false;
 	int rc;
@@ -386,16 +391,21 @@ static int open_env(fl_daemon *d, int *code)
 	o.must_exist = true;
 	if (d->cfg.map_size_mb)
 		o.map_size = (size_t)d->cfg.map_size_mb << 20;
-	while ((rc = shm_env_open(d->cfg.env_dir, &o, &d->env))) {
+	while ((rc = shm_env_open(dir, &o, &d->env))) {
 		bool absent = rc == SHM_ENOTFOUND || rc == ENOENT;
-		if (!absent || d->cfg.once || d->cfg.cleanup_now) {
+		if (absent && (d->cfg.once || d->cfg.cleanup_now)) {
+			fl_log_fatal("main", NO_ENV, dir);
+			*code = FL_EXIT_ENV;
+			return -1;
+		}
+		if (!absent) {
 			/* libshm's message names the directory */
 			fl_log_fatal("main", "open: %s", shm_errmsg());
 			*code = FL_EXIT_ENV;
 			return -1;
 		}
 		if (!said)
-			fl_log(FL_WARN, "main", "%s; waiting for it", shm_errmsg());
+			fl_log(FL_WARN, "main", NO_ENV "; waiting for it", dir);
 		said = true;
 		if (stop_signal_within(500)) {
 			fl_log(FL_INFO, "main", "stopped while waiting");
@@ -404,8 +414,7 @@ static int open_env(fl_daemon *d, int *code)
 		}
 	}
 	if (said)
-		fl_log(FL_INFO, "main", "%s: the environment is there",
-		       d->cfg.env_dir);
+		fl_log(FL_INFO, "main", "%s: the environment is there", dir);
 	return 0;
 }
 
