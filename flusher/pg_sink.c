@@ -193,6 +193,10 @@ static bool conn_lost(pg_sink *p)
 	return !p->c || PQstatus(p->c) != CONNECTION_OK;
 }
 
+/* A table missing (undefined_table): the schema was never applied here. */
+#define NO_TABLE "42P01"
+#define NO_TABLE_HINT "apply sql/schema.sql (psql -f) or pass --pg-schema FILE"
+
 /* Classifies a failed result and records the error text. */
 static int failure(pg_sink *p, PGresult *res, const char *what)
 {
@@ -201,10 +205,17 @@ static int failure(pg_sink *p, PGresult *res, const char *what)
 	const char *msg = res && *PQresultErrorMessage(res)
 	                          ? PQresultErrorMessage(res)
 	                          : PQerrorMessage(p->c);
+	const char *primary = res ? PQresultErrorField(res,
+	                                               PG_DIAG_MESSAGE_PRIMARY)
+	                          : NULL;
 	int rc = FL_TRANSIENT;
 
-	fl_sink_seterr(&p->base, "%s: %s%s%s", what, state ? state : "",
-	               state ? " " : "", msg);
+	if (state && primary && !strcmp(state, NO_TABLE))
+		fl_sink_seterr(&p->base, "%s: %s %s; %s", what, state, primary,
+		               NO_TABLE_HINT);
+	else
+		fl_sink_seterr(&p->base, "%s: %s%s%s", what, state ? state : "",
+		               state ? " " : "", msg);
 	if (state && !conn_lost(p) &&
 	    (!strncmp(state, "22", 2) || !strncmp(state, "23", 2) ||
 	     !strncmp(state, "54", 2)))

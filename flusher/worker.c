@@ -131,6 +131,12 @@ static void set_applied(fl_worker *w, uint64_t pos)
 	__atomic_store_n(&w->st.applied, pos, __ATOMIC_RELAXED);
 }
 
+/* --once has made its last attempt: the worker gives up (run). */
+static bool given_up(const fl_worker *w)
+{
+	return w->once && w->fails >= w->cfg->once_retries;
+}
+
 /* A failure that is not the data's fault: back off, maybe give up. */
 static void failed(fl_worker *w, const char *what)
 {
@@ -138,11 +144,16 @@ static void failed(fl_worker *w, const char *what)
 	ADD(w, errors, 1);
 	if (w->fails == 1)
 		w->backoff_ms = w->cfg->backoff_min_ms;
+	if (given_up(w)) {
+		fl_log(FL_ERROR, name(w), "%s: %s; giving up (--once: %" PRIu64
+		       " failure%s in a row) at %" PRIu64 " of %" PRIu64, what,
+		       w->sink->errmsg, w->fails, w->fails == 1 ? "" : "s",
+		       w->b.from, w->once_upto);
+		return;
+	}
 	fl_log(w->fails == 1 ? FL_WARN : FL_INFO, name(w),
 	       "%s: %s; retry %" PRIu64 " in %" PRIu64 " ms", what,
 	       w->sink->errmsg, w->fails, w->backoff_ms);
-	if (w->once && w->fails >= w->cfg->once_retries)
-		return;
 	nap(w, w->backoff_ms);
 	w->backoff_ms *= 2;
 	if (w->backoff_ms > w->cfg->backoff_max_ms)
@@ -453,11 +464,8 @@ static void *run(void *arg)
 			break;
 		if (!in_flight && w->once && w->b.upto >= w->once_upto)
 			break;
-		if (w->once && w->fails >= w->cfg->once_retries) {
-			w->result = -1;
-			fl_log(FL_ERROR, name(w), "giving up (--once) at %"
-			       PRIu64 " of %" PRIu64 ": %s", w->b.from,
-			       w->once_upto, w->sink->errmsg);
+		if (given_up(w)) {
+			w->result = -1; /* failed() said why */
 			break;
 		}
 		if (stopping(w) && w->fails)

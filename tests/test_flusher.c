@@ -892,6 +892,33 @@ static void test_once_exits_3_when_a_sink_is_unreachable(void **state)
 	free(dir);
 }
 
+/* A database without shm's tables (here: a search_path that reaches none):
+ * the error says how to make them, and --once's last attempt says it gives
+ * up, not that it will retry. */
+static void test_once_without_the_schema_names_it_and_gives_up(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), pg[1024];
+	ft_plan p = {.n = 5};
+
+	snprintf(pg, sizeof pg, "%s options='-c search_path=nowhere'", ft_pg);
+	const char *no_schema[] = {"--pg", pg, "--backoff-min-ms", "10",
+	                           "--once-retries", "3", NULL};
+	ft_reset_servers();
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	assert_int_equal(ft_flush_once(dir, no_schema), FL_EXIT_SINK);
+	assert_true(ft_log_mentions(dir, "42P01"));
+	assert_true(ft_log_mentions(dir, "apply sql/schema.sql (psql -f) or "
+	                            "pass --pg-schema FILE"));
+	assert_true(ft_log_mentions(dir, "retry 2 in 20 ms"));
+	assert_false(ft_log_mentions(dir, "retry 3 in"));
+	assert_int_equal(ft_log_count(dir, "giving up"), 1);
+	assert_true(ft_log_mentions(dir, "ERROR pg: position: read position: "
+	                            "42P01"));
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* A PostgreSQL that accepts the TCP connection but never answers (a listen
  * socket nobody accepts on: a fault a real server does not produce on
  * demand): each connect gives up after pg-timeout-ms, here 1 s, below
@@ -1276,6 +1303,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_graph_drop_inside_a_batch_respects_order, ft_teardown),
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
+		cmocka_unit_test_teardown(test_once_without_the_schema_names_it_and_gives_up, ft_teardown),
 		cmocka_unit_test_teardown(test_pg_connect_gives_up_after_pg_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_position_past_the_log_end_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_position_row_of_another_environment_is_refused, ft_teardown),
