@@ -827,11 +827,8 @@ static int copy_begin(pg_sink *p, const char *prefix, const char *table,
 		               "re-reading it");
 		return FL_TRANSIENT;
 	}
-	if (no_default) {
-		fl_sink_seterr(&p->base, "messages.metadata's default is not "
-		               "the one of sql/schema.sql");
+	if (no_default)
 		return FL_NO_DEFAULT;
-	}
 	return FL_OK;
 }
 
@@ -1089,6 +1086,19 @@ static int apply_once(pg_sink *p, fl_batch *b, bool direct)
 	return FL_OK;
 }
 
+/* Invariant 5's check failed: where, what it costs, how to fix it (the
+ * default's JSON has no strings, so no quote to escape). */
+static void warn_no_default(pg_sink *p)
+{
+	fl_log(FL_WARN, "pg", "messages.metadata's default in database %s on "
+	       "%s port %s is not sql/schema.sql's: every new row is sent with "
+	       "its metadata (correct, slower) until a connection finds it "
+	       "fixed; re-apply sql/schema.sql (psql -f) or run ALTER TABLE "
+	       "messages ALTER COLUMN metadata SET DEFAULT '%.*s'::jsonb",
+	       PQdb(p->c), PQhost(p->c), PQport(p->c),
+	       (int)p->meta_default_len, p->meta_default);
+}
+
 static int p_apply(fl_sink *s, fl_batch *b)
 {
 	pg_sink *p = (pg_sink *)s;
@@ -1105,11 +1115,9 @@ static int p_apply(fl_sink *s, fl_batch *b)
 	if (p->direct_pause)
 		p->direct_pause--;
 	if (rc == FL_NO_DEFAULT) {
-		fl_log(FL_WARN, "pg", "%s (apply it): every new row carries its "
-		       "metadata until the next connection", s->errmsg);
+		warn_no_default(p);
 		rollback(p);
 		p->omit_default = false;
-		s->errmsg[0] = 0;
 		rc = apply_once(p, b, true);
 	}
 	if (rc == FL_CONFLICT) {
