@@ -46,17 +46,23 @@ int main(int argc, char **argv)
 	shm_options o;
 	shm_msg m = {.room_id = "r", .username = "u", .content = "x",
 	             .content_len = 1, .type = SHM_MSG_TEXT};
+	int rc;
+
 	shm_options_init(&o);
 	o.l1_max_entries = 1;
-	return argc < 2 || shm_env_open(argv[1], &o, &env) ||
-	       shm_msg_put(env, &m);
+	if (argc < 2 || shm_env_open(argv[1], &o, &env))
+		return 1;
+	rc = shm_msg_put(env, &m);
+	shm_env_close(env);
+	return rc != 0;
 }
 EOF
 cc ${san:+-fsanitize=${san#,}} -o "$tmp/fill" "$tmp/fill.c" -I"$top/libshm" \
 	"$build/lib/libshm.a" -llmdb -llz4 -lxxhash -ljansson -lcrypto -lhiredis \
 	-lpq -pthread && "$tmp/fill" "$tmp/full"
 check "an environment whose L1 is full" $?
-"$tmp/app" "$tmp/full" >"$tmp/out3" 2>&1
+# errx exits without closing the environment: no leak report for that
+ASAN_OPTIONS=detect_leaks=0 "$tmp/app" "$tmp/full" >"$tmp/out3" 2>&1
 rc=$?
 [ "$rc" -eq 1 ] && grep -q 'L1 holds 1 entries' "$tmp/out3" &&
 	[ "$(grep -o 'L1 or map full' "$tmp/out3" | wc -l)" -eq 1 ]
