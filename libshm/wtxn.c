@@ -143,24 +143,20 @@ static int map_full(shm_env *env)
 		                "is shm-flusher running?",
 		                in.map_size, (unsigned long long)in.log_records,
 		                (unsigned long long)in.flushed);
-	if (kill(o.pid, 0) == -1 && errno == ESRCH)
-		return shm__err(SHM_EFULL,
-		                "map of %zu bytes is full: pid %d is gone but its "
-		                "reader slot keeps a snapshot %zu transactions "
-		                "old, and the %zu bytes of pages freed since from "
-		                "reuse: 'shmctl readers --clear-stale' (or any "
-		                "read-write open) frees dead processes' slots; the "
-		                "log holds %llu records, flushed position %llu",
-		                in.map_size, o.pid, o.age, o.pinned,
-		                (unsigned long long)in.log_records,
-		                (unsigned long long)in.flushed);
+	bool gone = kill(o.pid, 0) == -1 && errno == ESRCH;
 	return shm__err(SHM_EFULL,
-	                "map of %zu bytes is full: pid %d holds a read snapshot "
-	                "%zu transactions old, and the %zu bytes of pages freed "
-	                "since cannot be reused until it ends (a stopped "
-	                "'shmctl ... | less'? 'shmctl readers' lists readers); "
-	                "the log holds %llu records, flushed position %llu",
-	                in.map_size, o.pid, o.age, o.pinned,
+	                "map of %zu bytes is full: pid %d %s snapshot %zu "
+	                "transactions old, and the %zu bytes of pages freed "
+	                "since cannot be reused until it ends (%s); the log "
+	                "holds %llu records, flushed position %llu",
+	                in.map_size, o.pid,
+	                gone ? "is gone but its reader slot keeps a"
+	                     : "holds a read",
+	                o.age, o.pinned,
+	                gone ? "'shmctl readers --clear-stale', or any "
+	                       "read-write open, frees dead processes' slots"
+	                     : "a stopped 'shmctl ... | less'? 'shmctl "
+	                       "readers' lists readers",
 	                (unsigned long long)in.log_records,
 	                (unsigned long long)in.flushed);
 }
