@@ -630,27 +630,43 @@ int shm_env_reader_check(shm_env *env, int *cleared)
 	return rc ? shm__err_mdb(rc, "reader check") : 0;
 }
 
-/* mdb_reader_list's lines: a header, then one per slot in use (its pid
- * first), or "(no active readers)". */
-static int count_reader(const char *line, void *ctx)
+struct readers_walk {
+	shm__reader_fn *fn;
+	void *user;
+};
+
+/* mdb_reader_list's lines: a header, then one per slot in use, "pid thread
+ * txnid" (txnid "-" for none), or "(no active readers)". */
+static int reader_line(const char *line, void *ctx)
 {
-	while (*line == ' ')
-		line++;
-	if (*line >= '0' && *line <= '9')
-		++*(unsigned *)ctx;
+	struct readers_walk *r = ctx;
+	char txnid[32];
+	size_t tid;
+	int pid;
+
+	if (sscanf(line, "%d %zx %31s", &pid, &tid, txnid) != 3)
+		return 0;
+	return r->fn(pid, tid, strtoull(txnid, NULL, 10), r->user);
+}
+
+int shm__readers(shm_env *env, shm__reader_fn *fn, void *user)
+{
+	struct readers_walk r = {fn, user};
+
+	return mdb_reader_list(env->mdb, reader_line, &r);
+}
+
+static int count_reader(int pid, size_t thread, size_t txnid, void *ctx)
+{
+	++*(unsigned *)ctx;
 	return 0;
 }
 
-/* mdb_reader_list's line of a slot holding a snapshot: "pid thread txnid"
- * (one that holds none, a reset pooled transaction, shows "-"). */
-static int oldest_reader(const char *line, void *ctx)
+static int oldest_reader(int pid, size_t thread, size_t txnid, void *ctx)
 {
 	shm__snapshot *o = ctx;
-	size_t tid, txnid;
-	int pid;
 
-	if (sscanf(line, "%d %zx %zu", &pid, &tid, &txnid) == 3 &&
-	    (!o->pid || txnid < o->txnid)) {
+	if (txnid && (!o->pid || txnid < o->txnid)) {
 		o->pid = pid;
 		o->txnid = txnid;
 	}
@@ -693,7 +709,7 @@ int shm__oldest_snapshot(shm_env *env, shm__snapshot *out)
 	int rc;
 
 	memset(out, 0, sizeof *out);
-	mdb_reader_list(env->mdb, oldest_reader, out);
+	shm__readers(env, oldest_reader, out);
 	if (!out->pid)
 		return 0;
 	mdb_env_info(env->mdb, &ei);
@@ -755,7 +771,7 @@ int shm_env_info(shm_env *env, shm_info *out)
 	/* LMDB's last page is a high-water mark: the free list is reused */
 	out->map_used = (size_t)(ei.me_last_pgno + 1 - unused) * st.ms_psize;
 	out->readers_used = 0; /* me_numreaders is a high-water mark */
-	mdb_reader_list(env->mdb, count_reader, &out->readers_used);
+	shm__readers(env, count_reader, &out->readers_used);
 	out->readers_max = ei.me_maxreaders;
 	return rc;
 }

@@ -151,6 +151,11 @@ typedef struct shm__snapshot {
 	size_t pinned; /* bytes of freed pages it keeps from reuse */
 } shm__snapshot;
 int shm__oldest_snapshot(shm_env *env, shm__snapshot *out);
+/* Calls fn for each reader slot in use: its pid, thread and the txnid of
+ * its snapshot (0: it holds none, a reset pooled transaction). A non-zero
+ * return of fn stops the walk and is returned. */
+typedef int shm__reader_fn(int pid, size_t thread, size_t txnid, void *user);
+int shm__readers(shm_env *env, shm__reader_fn *fn, void *user);
 
 /* ---- write transactions (wtxn.c) */
 typedef struct shm__wtxn {

@@ -1766,33 +1766,32 @@ static int cmd_verify(int argc, char **argv)
 	return ex;
 }
 
-/*
- * One line of mdb_reader_list ("pid thread txnid", txnid "-" for a slot
- * holding no snapshot), printed with an age: how many transactions were
- * committed since its snapshot. The last txnid is read after the slot was,
- * so it is never below the slot's. The header gets the age column; other
- * lines ("(no active readers)") pass unchanged.
- */
-static int reader_line(const char *msg, void *ctx)
-{
-	MDB_envinfo ei;
-	char txnid[32], age[32] = "-";
-	size_t tid;
-	uint64_t id;
-	int pid, n;
+/* The reader slots, one line each: pid, thread, the txnid of the
+ * snapshot ("-" for none) and its age: how many transactions were committed
+ * since. The last txnid is read after the slot was, so the age is never
+ * negative. */
+typedef struct readers_out {
+	MDB_env *mdb;
+	unsigned n; /* slots printed */
+} readers_out;
 
-	if (sscanf(msg, "%d %zx %31s", &pid, &tid, txnid) != 3) {
-		n = strstr(msg, "txnid")
-		            ? printf("%10s %16s %12s %10s\n", "pid", "thread",
-		                     "txnid", "age")
-		            : printf("%s", msg);
-		return n < 0 ? -1 : 0;
+static int reader_row(int pid, size_t thread, size_t txnid, void *ctx)
+{
+	readers_out *o = ctx;
+	MDB_envinfo ei;
+	char id[32] = "-", age[32] = "-";
+
+	if (o->n++ == 0 && printf("%10s %16s %12s %10s\n", "pid", "thread",
+	                          "txnid", "age") < 0)
+		return -1;
+	if (txnid) {
+		snprintf(id, sizeof id, "%zu", txnid);
+		if (mdb_env_info(o->mdb, &ei) == 0)
+			snprintf(age, sizeof age, "%zu",
+			         (size_t)ei.me_last_txnid - txnid);
 	}
-	if (parse_u64(txnid, &id) && mdb_env_info(ctx, &ei) == 0)
-		snprintf(age, sizeof age, "%" PRIu64,
-		         (uint64_t)ei.me_last_txnid - id);
-	n = printf("%10d %16zx %12s %10s\n", pid, tid, txnid, age);
-	return n < 0 ? -1 : 0;
+	return printf("%10d %16zx %12s %10s\n", pid, thread, id, age) < 0
+	               ? -1 : 0;
 }
 
 static int cmd_readers(int argc, char **argv)
@@ -1817,7 +1816,10 @@ static int cmd_readers(int argc, char **argv)
 		printf("cleared %d stale reader slot%s\n", cleared,
 		       cleared == 1 ? "" : "s");
 	}
-	mdb_reader_list(env->mdb, reader_line, env->mdb);
+	readers_out o = {env->mdb, 0};
+	shm__readers(env, reader_row, &o);
+	if (!o.n)
+		printf("(no active readers)\n");
 	ex = EX_OK;
 out:
 	shm_env_close(env);
