@@ -11,7 +11,9 @@
  *   3. cut a batch: wait (shm_log_wait) for a record past the cursor, then
  *      read until batch-records records or until the oldest is batch-ms old;
  *      a backlog (batch-records there at once) lets the batch take up to
- *      batch-max-records
+ *      batch-max-records; a read of the log that fails (no reader slot
+ *      left, ...) waits the same capped backoff as a sink failure before
+ *      the next try
  *   4. apply: FL_OK -> cursor = batch end, meta "sink.<name>.applied" set;
  *      FL_TRANSIENT -> backoff, same batch again; FL_REJECT -> find the
  *      culprit (the sink names it, or the range is replayed in halves down
@@ -65,7 +67,8 @@ struct fl_worker {
 	size_t n_deadseq, cap_deadseq;
 	uint64_t poison_seq;
 	uint64_t poison_count;
-	uint64_t backoff_ms;
+	uint64_t backoff_ms;      /* the next wait after a sink failure */
+	uint64_t read_backoff_ms; /* ... after a failed read of the log */
 	uint64_t fails;           /* failures in a row */
 	char record_what[64];     /* "recording sink.<name>.applied" */
 	fl_repeat record_fail;    /* meta writes of the position */
@@ -116,6 +119,15 @@ static const char *name(const fl_worker *w)
 	return w->sink->ops->name;
 }
 
+/* Waits *ms (a stop cuts it short), then doubles it up to backoff-max-ms:
+ * the capped exponential backoff of every retry here. */
+static void back_off(fl_worker *w, uint64_t *ms)
+{
+	nap(w, *ms);
+	*ms = *ms > w->cfg->backoff_max_ms / 2 ? w->cfg->backoff_max_ms
+	                                        : *ms * 2;
+}
+
 /* Meta first, then the position the main thread trims to: meta
  * "flushed" (the trim) never gets ahead of a sink's meta position. */
 static void set_applied(fl_worker *w, uint64_t pos)
@@ -154,10 +166,7 @@ static void failed(fl_worker *w, const char *what)
 	fl_log(w->fails == 1 ? FL_WARN : FL_INFO, name(w),
 	       "%s: %s; retry %" PRIu64 " in %" PRIu64 " ms", what,
 	       w->sink->errmsg, w->fails, w->backoff_ms);
-	nap(w, w->backoff_ms);
-	w->backoff_ms *= 2;
-	if (w->backoff_ms > w->cfg->backoff_max_ms)
-		w->backoff_ms = w->cfg->backoff_max_ms;
+	back_off(w, &w->backoff_ms);
 }
 
 static void recovered(fl_worker *w)
@@ -203,6 +212,15 @@ static void dead_letter(fl_worker *w, const shm_log_rec *rec,
 		       reason);
 }
 
+/* A read of the log failed: said once and reminded (fl_repeat), then the
+ * backoff, so that a failure that lasts costs no CPU. */
+static void read_failed(fl_worker *w)
+{
+	fl_repeat_fail(&w->read_fail, FL_ERROR, "log read after %" PRIu64
+	               ": %s", w->b.upto, shm_errmsg());
+	back_off(w, &w->read_backoff_ms);
+}
+
 /* Reads records after the batch into it, up to max of them. */
 static void fill(fl_worker *w, size_t max)
 {
@@ -217,8 +235,7 @@ static void fill(fl_worker *w, size_t max)
 	/* read before the iterator's snapshot: every seq below is in it */
 	shm_meta_get(w->env, "next_seq", &next);
 	if ((rc = shm_log_iter_open(w->env, w->b.upto + 1, &it))) {
-		fl_repeat_fail(&w->read_fail, FL_ERROR, "log read: %s",
-		               shm_errmsg());
+		read_failed(w);
 		return;
 	}
 	while (w->b.n < max) {
@@ -242,10 +259,8 @@ static void fill(fl_worker *w, size_t max)
 			continue;
 		}
 		if (rc) {
-			fl_repeat_fail(&w->read_fail, FL_ERROR, "log read after "
-			               "%" PRIu64 ": %s", w->b.upto,
-			               shm_errmsg());
-			shm_log_iter_close(it);
+			shm_log_iter_close(it); /* no snapshot held meanwhile */
+			read_failed(w);
 			return;
 		}
 		if (rec.seq <= w->b.upto)
@@ -257,6 +272,7 @@ static void fill(fl_worker *w, size_t max)
 	}
 	shm_log_iter_close(it);
 	fl_repeat_ok(&w->read_fail);
+	w->read_backoff_ms = w->cfg->backoff_min_ms;
 	if (rc == SHM_ENOTFOUND && w->b.n == n0 && w->b.upto == upto0 &&
 	    next > w->b.upto + 1) {
 		/* the records up to next - 1 were trimmed before this sink
@@ -557,7 +573,7 @@ int fl_worker_start(fl_worker **out, fl_sink *sink, shm_env *env,
 	}
 	w->b.from = w->b.upto = pos;
 	w->applied = w->st.applied = pos;
-	w->backoff_ms = cfg->backoff_min_ms;
+	w->backoff_ms = w->read_backoff_ms = cfg->backoff_min_ms;
 	if ((rc = pthread_create(&w->thread, NULL, run, w)))
 		goto fail;
 	*out = w;

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "flusher_test.h"
@@ -221,6 +222,137 @@ static void test_batch_reuses_its_chunks_between_batches(void **state)
 	fl_batch_free(&b);
 	assert_null(b.spare);
 	assert_int_equal(b.spare_bytes, 0);
+}
+
+/* ------------------------------------------------------------ workers */
+
+/* A sink that takes every batch at once: the worker alone, no server. */
+static int mem_connect(fl_sink *s)
+{
+	(void)s;
+	return FL_OK;
+}
+
+static int mem_position(fl_sink *s, uint64_t *pos)
+{
+	(void)s;
+	(void)pos;
+	return 0;
+}
+
+static int mem_apply(fl_sink *s, fl_batch *b)
+{
+	(void)s;
+	(void)b;
+	return FL_OK;
+}
+
+static void mem_disconnect(fl_sink *s)
+{
+	(void)s;
+}
+
+static void mem_destroy(fl_sink *s)
+{
+	free(s);
+}
+
+static const fl_sink_ops mem_ops = {"mem", mem_connect, mem_position,
+                                    mem_apply, mem_disconnect, mem_destroy};
+
+static uint64_t cpu_ms(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+}
+
+static uint64_t worker_reaches(fl_worker *w, uint64_t pos, unsigned ms)
+{
+	uint64_t end = ft_ms() + ms;
+	while (fl_worker_applied(w) < pos && ft_ms() < end)
+		ft_sleep_ms(10);
+	return fl_worker_applied(w);
+}
+
+/* Takes every free reader slot of env (and its pooled read transactions):
+ * a new read transaction then fails with MDB_READERS_FULL. */
+static size_t hold_every_reader(shm_env *env, shm_rtxn **held, size_t max)
+{
+	size_t n = 0;
+	int rc;
+
+	while (n < max && (rc = shm_rtxn_begin(env, &held[n])) == 0)
+		n++;
+	assert_true(n < max);
+	assert_int_equal(rc, MDB_READERS_FULL);
+	return n;
+}
+
+/* The log cannot be read (the reader table is full) while records wait:
+ * the worker retries with the sinks' capped exponential backoff instead of
+ * spinning (under 20% of a CPU over 2 s; it was a whole one), catches up
+ * once a read works again, and a stop cuts its wait short. */
+static void test_worker_backs_off_while_the_log_cannot_be_read(void **state)
+{
+	char *dir = tu_tmpdir(), err[512];
+	/* a sink is required; this one is never connected to */
+	char *argv[] = {"shm-flusher", "-e", dir, "--pg", "dbname=unused", NULL};
+	shm_rtxn *held[64];
+	shm_options o;
+	fl_config cfg;
+	fl_worker *w;
+	size_t n;
+
+	shm_options_init(&o);
+	o.max_readers = 8;
+	shm_env *env = tu_open(dir, &o);
+	assert_int_equal(fl_config_load(&cfg, 5, argv, err, sizeof err), 0);
+	fl_sink *s = calloc(1, sizeof *s);
+	assert_non_null(s);
+	s->ops = &mem_ops;
+	s->cfg = &cfg;
+	s->env = env;
+	shm_msg m = tu_msg("r", 1, "before");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(fl_worker_start(&w, s, env, &cfg, false, 0), 0);
+	assert_int_equal(worker_reaches(w, 1, 5000), 1);
+
+	n = hold_every_reader(env, held, 64);
+	for (int i = 0; i < 10; i++) {
+		m = tu_msg("r", 1, "while the readers are full");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	uint64_t c0 = cpu_ms(), t0 = ft_ms();
+	ft_sleep_ms(2000);
+	uint64_t cpu = cpu_ms() - c0, wall = ft_ms() - t0;
+	fprintf(stderr, "reads failing: %" PRIu64 " ms of CPU in %" PRIu64
+	        " ms\n", cpu, wall);
+	assert_int_equal(fl_worker_applied(w), 1);
+	assert_true(cpu * 5 < wall);
+
+	for (size_t i = 0; i < n; i++)
+		shm_rtxn_end(held[i]);
+	t0 = ft_ms();
+	assert_int_equal(worker_reaches(w, 11, 5000), 11);
+	fprintf(stderr, "caught up in %" PRIu64 " ms\n", ft_ms() - t0);
+
+	n = hold_every_reader(env, held, 64);
+	m = tu_msg("r", 1, "full again");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	ft_sleep_ms(3000); /* the wait between retries is 1.6 s by now */
+	t0 = ft_ms();
+	fl_worker_stop(w);
+	assert_int_equal(fl_worker_join(w), 0);
+	fprintf(stderr, "stopped in %" PRIu64 " ms\n", ft_ms() - t0);
+	assert_true(ft_ms() - t0 < 1000);
+	for (size_t i = 0; i < n; i++)
+		shm_rtxn_end(held[i]);
+	fl_config_free(&cfg);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
 }
 
 static void test_lock_refuses_a_second_flusher(void **state)
@@ -1295,6 +1427,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_coalesce_keeps_last_state_per_key, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_reuses_its_chunks_between_batches, ft_teardown),
+		cmocka_unit_test_teardown(test_worker_backs_off_while_the_log_cannot_be_read, ft_teardown),
 		cmocka_unit_test_teardown(test_lock_refuses_a_second_flusher, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_refuses_a_directory_without_environment, ft_teardown),
 		cmocka_unit_test_teardown(test_exit_errors_are_said_once, ft_teardown),
