@@ -57,6 +57,7 @@ struct fl_inval {
 	} st, written;
 	bool stats_once;     /* every counter written once */
 	fl_repeat stats_fail; /* subscriber thread, then fl_inval_stop */
+	fl_repeat drop_fail;  /* subscriber thread: dropping peers' keys */
 	uint64_t peers_seen; /* subscriber thread */
 };
 
@@ -545,13 +546,14 @@ static void handle(fl_inval *iv, const char *msg, size_t len,
 		nap(iv, iv->cfg->backoff_min_ms);
 		if (shm_l1_invalidate_many(iv->env, m->keys, m->n, &dropped,
 		                           &kept)) {
-			fl_log(FL_ERROR, "inval", "from %s: %zu keys not "
-			       "invalidated: %s", m->env_id, m->n,
-			       shm_errmsg());
+			fl_repeat_fail(&iv->drop_fail, FL_ERROR, "from %s: %zu "
+			               "keys not invalidated: %s", m->env_id,
+			               m->n, shm_errmsg());
 			ADD(iv, errors, 1);
 			return;
 		}
 	}
+	fl_repeat_ok(&iv->drop_fail);
 	ADD(iv, dropped, dropped);
 	ADD(iv, kept, kept);
 	if (dropped || kept)
@@ -706,6 +708,8 @@ int fl_inval_start(fl_inval **out, const fl_config *cfg, shm_env *env,
 	               cfg->remind_interval_s);
 	fl_repeat_init(&iv->pub_fail, "inval", "publishing invalidations",
 	               cfg->remind_interval_s);
+	fl_repeat_init(&iv->drop_fail, "inval", "dropping keys other hosts "
+	               "wrote", cfg->remind_interval_s);
 	snprintf(iv->env_id, sizeof iv->env_id, "%s", env_id);
 	pthread_mutex_init(&iv->lock, NULL);
 	pthread_condattr_init(&ca);

@@ -836,6 +836,117 @@ static void test_bad_room_from_a_peer_still_drops(void **state)
 	hosts_close(&h);
 }
 
+/* The number of lines of file path that have s. */
+static unsigned lines_with(const char *path, const char *s)
+{
+	char line[2048];
+	unsigned n = 0;
+	FILE *f = fopen(path, "r");
+
+	while (f && fgets(line, sizeof line, f))
+		n += strstr(line, s) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Publishes a peer's message naming one new message of room (a write that
+ * raises the room's watermark here). */
+static void publish_new_message(redisContext *c, const char *room)
+{
+	char id[37], msg[256];
+	shm_uuid u;
+
+	shm_uuid_v7(&u);
+	shm_uuid_format(&u, id);
+	snprintf(msg, sizeof msg, "shm-inval 2 hostZ\nm %s %" PRId64 " %s\n",
+	         id, shm_now_us(), room);
+	redisReply *r = redisCommand(c, "PUBLISH %s %s", FL_INVAL_CHANNEL, msg);
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	assert_true(r->integer >= 1); /* our subscriber at least */
+	freeReplyObject(r);
+}
+
+/* Drops that fail at every message (a full map: a read snapshot keeps the
+ * freed pages) are logged once, reminded every remind-interval (1 s here)
+ * with a count, and said to work again when they do: not one ERROR per
+ * message. The subscriber runs in this process (fl_inval_start). */
+static void test_failed_drops_are_said_once_then_reminded(void **state)
+{
+	NEED_SERVERS();
+	char *dir = tu_tmpdir(), log[4200], err[512], content[2000];
+	char *argv[] = {"shm-flusher", "-e", dir, "--redis", (char *)redis_url,
+	                "--remind-interval", "1", "--backoff-min-ms", "10",
+	                NULL};
+	const char *failed = "keys not invalidated";
+	shm_options o;
+	fl_config cfg;
+	fl_inval *iv;
+	shm_rtxn *t;
+	int rc = 0, i;
+
+	assert_int_equal(strncmp(redis_url, "unix://", 7), 0);
+	shm_options_init(&o);
+	o.map_size = 1 << 20;
+	shm_env *env = tu_open(dir, &o);
+	snprintf(log, sizeof log, "%s/inval.log", dir);
+	assert_int_equal(fl_config_load(&cfg, 9, argv, err, sizeof err), 0);
+	assert_int_equal(fl_log_open(log, FL_INFO), 0);
+
+	/* the map full of unflushed edits, a snapshot holding its free pages */
+	shm_msg m = tu_msg("full", 0, "first");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	memset(content, 'z', sizeof content - 1);
+	content[sizeof content - 1] = 0;
+	for (i = 0; i < 100000 && rc == 0; i++) {
+		content[i % 1999] = (char)('a' + i % 26);
+		rc = shm_msg_edit(env, &m.id, content, strlen(content));
+	}
+	assert_int_equal(rc, SHM_EFULL);
+
+	assert_int_equal(fl_inval_start(&iv, &cfg, env, "hostY", true), 0);
+	uint64_t end = ms_now() + 10000;
+	while (!fl_inval_subscribed(iv) && ms_now() < end)
+		sleep_ms(10);
+	assert_true(fl_inval_subscribed(iv));
+	redisContext *c = redisConnectUnix(redis_url + 7);
+	assert_non_null(c);
+	assert_int_equal(c->err, 0);
+	uint64_t t0 = ms_now();
+	for (i = 0; i < 40; i++) {
+		publish_new_message(c, "r");
+		sleep_ms(75);
+	}
+	end = ms_now() + 5000;
+	while (lines_with(log, "from hostZ") < 1 && ms_now() < end)
+		sleep_ms(10);
+	sleep_ms(300); /* the last messages handled */
+	unsigned said = lines_with(log, failed);
+	uint64_t most = 2 + (ms_now() - t0) / 1000;
+	fprintf(stderr, "%u lines about %d failed drops in %" PRIu64 " ms\n",
+	        said, i, ms_now() - t0);
+	assert_true(said >= 1);
+	assert_true(said <= most);
+	assert_true(lines_with(log, "still failing: ") >= 1);
+
+	shm_rtxn_end(t); /* the freed pages can be used again */
+	publish_new_message(c, "r");
+	end = ms_now() + 5000;
+	while (lines_with(log, "works again") < 1 && ms_now() < end)
+		sleep_ms(10);
+	assert_int_equal(lines_with(log, "dropping keys other hosts wrote "
+	                            "works again"), 1);
+	redisFree(c);
+	fl_inval_stop(iv);
+	fl_log_close();
+	fl_config_free(&cfg);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* B has unflushed local work on a key (its PostgreSQL sink cannot reach
  * its server, so nothing of B's gets flushed); A writes the same key: B
  * keeps its version, which its sinks will apply after A's. */
@@ -958,6 +1069,7 @@ int main(void)
 		T(test_write_on_a_drops_copy_on_b),
 		T(test_write_on_a_joins_room_page_on_b),
 		T(test_bad_room_from_a_peer_still_drops),
+		T(test_failed_drops_are_said_once_then_reminded),
 		T(test_unflushed_on_b_is_kept),
 		T(test_gap_drops_flushed_entries),
 		T(test_invalidation_off),
