@@ -127,7 +127,8 @@ static const fl_opt opts[] = {
 	 NULL, "with --redis: publish the keys written on Redis channel "
 	 "shm:inval and drop other hosts' writes from this L1 (several hosts)", NULL},
 	{"map-size-mb", 0, O_UINT, W_BOTH, OFF(map_size_mb), "0",
-	 U(0, 1u << 24), NULL, "LMDB map size to open with; 0: libshm's default",
+	 U(0, 1u << 24), NULL, "LMDB map size to open with (MiB; a size larger "
+	 "than the environment's is stored in it); 0: the environment's own",
 	 NULL},
 	{"log-file", 0, O_STR, W_BOTH, OFF(log_file), "", U(0, 0), NULL,
 	 "log to this file (reopened on SIGHUP); empty: stderr", "FILE"},

@@ -34,7 +34,7 @@
 void shm_options_init(shm_options *o)
 {
 	memset(o, 0, sizeof *o);
-	o->map_size = (size_t)1 << 30;
+	o->map_size = SHM_DEFAULT_MAP_SIZE;
 	o->max_readers = 256;
 	o->max_content = 64 * 1024;
 	o->durability = SHM_DURABILITY_NOSYNC;
@@ -460,6 +460,27 @@ static int check_conninfo(const char *conninfo)
 	return rc;
 }
 
+/* Right after mdb_env_open, before any transaction (mdb_env_set_mapsize's
+ * rule): the map size in force into env->opt. A map_size of 0 asked for
+ * the environment's own, and LMDB adopted the size stored in it; but a new
+ * map (no page past the two meta pages) got LMDB's default of 1 MiB, and
+ * takes libshm's instead. */
+static int map_size_in_force(shm_env *env)
+{
+	MDB_envinfo ei;
+	int rc;
+
+	mdb_env_info(env->mdb, &ei);
+	if (!env->opt.map_size && ei.me_last_pgno <= 1 &&
+	    ei.me_mapsize < SHM_DEFAULT_MAP_SIZE) {
+		if ((rc = mdb_env_set_mapsize(env->mdb, SHM_DEFAULT_MAP_SIZE)))
+			return shm__err_mdb(rc, "map size of a new environment");
+		mdb_env_info(env->mdb, &ei);
+	}
+	env->opt.map_size = ei.me_mapsize;
+	return 0;
+}
+
 /* For an open that must not create: dir holds an environment. */
 static int check_exists(const char *dir)
 {
@@ -535,6 +556,7 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	}
 	mdb_env_set_maxdbs(env->mdb, 16);
 	mdb_env_set_maxreaders(env->mdb, env->opt.max_readers);
+	/* 0: LMDB takes the size stored in the environment */
 	if ((rc = mdb_env_set_mapsize(env->mdb, env->opt.map_size))) {
 		rc = shm__err_mdb(rc, "map size");
 		goto fail;
@@ -551,7 +573,8 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	 * tools) leaves them for shmctl readers to show and clear */
 	if (!env->opt.read_only)
 		mdb_reader_check(env->mdb, &dead);
-	if ((rc = check_env(env)) ||
+	if ((rc = map_size_in_force(env)) ||
+	    (rc = check_env(env)) ||
 	    (rc = shm__shared_open(env)) ||
 	    (!env->opt.read_only && (rc = shm__wlock_open(env))) ||
 	    (rc = open_dbs(env)) ||

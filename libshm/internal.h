@@ -42,6 +42,8 @@
 #define SHM_FORMAT_VERSION 1u
 #define SHM_ATIME_SLOTS (1u << 16)
 #define SHM_RPOOL 8
+/* map_size of shm_options_init, and of a new environment opened with 0 */
+#define SHM_DEFAULT_MAP_SIZE ((size_t)1 << 30)
 
 /* The policy of an environment that stores none (env.c: policy). */
 #define SHM_DEFAULT_L1_MAX_ENTRIES 100000u

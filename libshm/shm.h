@@ -100,7 +100,13 @@ typedef enum shm_sha_kind {
 } shm_sha_kind;
 
 typedef struct shm_options {
-	size_t map_size;            /* bytes of the LMDB map (default 1 GiB) */
+	size_t map_size;            /* bytes of the LMDB map (default 1 GiB):
+	                             * this process maps that much (at least
+	                             * the pages in use), and LMDB stores it in
+	                             * the environment if larger than the size
+	                             * stored. 0: the environment's own, the
+	                             * size stored in it (1 GiB in a new one).
+	                             * shm_env_options shows the size in force */
 	unsigned max_readers;       /* LMDB reader slots (default 256) */
 	/* The policy belongs to the environment (stored in it, obeyed by
 	 * every process, shm-flusher included): 0 keeps the stored value

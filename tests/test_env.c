@@ -579,6 +579,52 @@ static void test_info_map_used_leaves_out_freed_pages(void **state)
 	free(dir);
 }
 
+/* map_size 0 opens an environment at its own size: the one stored in an
+ * existing environment (64 MiB here, not grown), libshm's default 1 GiB
+ * in a new one (not LMDB's 1 MiB); shm_env_options shows the size in
+ * force. */
+static void test_map_size_0_keeps_the_environments_own(void **state)
+{
+	char *dir = tu_tmpdir(), *fresh = tu_tmpdir();
+	shm_options o;
+	shm_info in;
+
+	shm_options_init(&o);
+	assert_int_equal(o.map_size, (size_t)1 << 30);
+	o.map_size = (size_t)64 << 20;
+	shm_env *env = tu_open(dir, &o);
+	shm_msg m = tu_msg("a", 1, "x");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	shm_env_close(env);
+
+	o.map_size = 0;
+	env = tu_open(dir, &o);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.map_size, (size_t)64 << 20);
+	assert_int_equal(shm_env_options(env)->map_size, (size_t)64 << 20);
+	m = tu_msg("a", 1, "y");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	shm_env_close(env);
+
+	tu_rmdir(fresh); /* a directory that holds no environment yet */
+	env = tu_open(fresh, &o);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.map_size, (size_t)1 << 30);
+	assert_int_equal(shm_env_options(env)->map_size, (size_t)1 << 30);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	shm_env_close(env);
+
+	o.read_only = true; /* and once more: the size it was created with */
+	env = tu_open(fresh, &o);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.map_size, (size_t)1 << 30);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	tu_rmdir(fresh);
+	free(dir);
+	free(fresh);
+}
+
 static void test_strerror_names_every_code(void **state)
 {
 	assert_string_equal(shm_strerror(0), "success");
@@ -611,6 +657,7 @@ int main(void)
 		cmocka_unit_test(test_info_map_used_leaves_out_freed_pages),
 		cmocka_unit_test(test_strerror_names_every_code),
 		cmocka_unit_test(test_unknown_durability_or_write_mode_is_refused),
+		cmocka_unit_test(test_map_size_0_keeps_the_environments_own),
 		cmocka_unit_test(test_unparseable_pg_conninfo_is_refused_at_open),
 		cmocka_unit_test(test_stale_reader_slot_is_shown_then_cleared),
 	};
