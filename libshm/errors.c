@@ -63,6 +63,16 @@ int shm__err(int rc, const char *fmt, ...)
 	return rc;
 }
 
+void shm__errcause(int rc, char *buf, size_t len)
+{
+	const char *desc = shm_strerror(rc);
+	size_t n = strlen(errbuf);
+
+	if (ends_with(errbuf, n, " (", desc, ")"))
+		n -= strlen(desc) + 3;
+	snprintf(buf, len, "%.*s", (int)n, errbuf);
+}
+
 int shm__err_mdb(int rc, const char *what)
 {
 	snprintf(errbuf, sizeof errbuf, "%s: %s", what, shm_strerror(rc));

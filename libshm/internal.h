@@ -93,6 +93,10 @@ int shm__err(int rc, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* For an LMDB/errno rc: "<what>: <strerror>". */
 int shm__err_mdb(int rc, const char *what);
+/* The thread's last error text, set for rc, into buf without the " (<rc's
+ * description>)" shm__err ended it with: its cause alone, for a text that
+ * wraps it under another code (each text names one description). */
+void shm__errcause(int rc, char *buf, size_t len);
 
 /* ---- counters (stats.c) */
 /* Counts in env->local (this handle) and in the shared counters. */

@@ -517,18 +517,6 @@ static int check_fields(pctx *c, json_t *o, const char *where,
 	return 0;
 }
 
-/* shm__err appends " (<shm_strerror(rc)>)"; the reason in err is shorter. */
-static void strip_suffix(char *msg, int rc)
-{
-	const char *e = shm_strerror(rc);
-	size_t n = strlen(msg), el = strlen(e);
-
-	if (n >= el + 3 && msg[n - 1] == ')' &&
-	    strncmp(msg + n - el - 1, e, el) == 0 &&
-	    strncmp(msg + n - el - 3, " (", 2) == 0)
-		msg[n - el - 3] = '\0';
-}
-
 /* Validates text s[0..len) and copies it into the arena. */
 static int take_text(pctx *c, const char *s, size_t len, const char *path,
                      size_t max, bool allow_empty, const char **out,
@@ -545,14 +533,13 @@ static int take_text(pctx *c, const char *s, size_t len, const char *path,
 	/* jansson guarantees UTF-8; this also catches \u0000 (JSON_ALLOW_NUL). */
 	if ((rc = shm__check_text(path, s, len, max, allow_empty)) != 0) {
 		/* shm__check_text says "<path>: <reason>". */
-		const char *why = shm_errmsg();
+		char msg[256];
+		const char *why = msg;
 		size_t pl = strlen(path);
+		shm__errcause(rc, msg, sizeof msg);
 		if (strncmp(why, path, pl) == 0 && why[pl] == ':')
 			why += pl + 2;
-		char msg[256];
-		snprintf(msg, sizeof msg, "%s", why);
-		strip_suffix(msg, rc);
-		return fail(c, rc, "field '%s': %s", path, msg);
+		return fail(c, rc, "field '%s': %s", path, why);
 	}
 	*out = arena_str(&c->a, s, len);
 	if (out_len)
@@ -640,8 +627,7 @@ static int get_time(pctx *c, json_t *v, const char *path, bool nullable,
 		return fail(c, SHM_ETIME, "field '%s': NUL in timestamp", path);
 	if ((rc = shm_time_parse(json_string_value(v), out)) != 0) {
 		char msg[256];
-		snprintf(msg, sizeof msg, "%s", shm_errmsg());
-		strip_suffix(msg, rc);
+		shm__errcause(rc, msg, sizeof msg);
 		return fail(c, rc, "field '%s': %s", path, msg);
 	}
 	if (*out == 0) /* 0 is "none" (or "now" for created_at) in shm_msg */

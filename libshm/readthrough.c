@@ -536,6 +536,7 @@ static int check_msg(shm_env *env, const shm_uuid *id, const shm_msg *m,
                      char *why, size_t whylen)
 {
 	char got[37];
+	int rc;
 
 	if (memcmp(m->id.b, id->b, 16) != 0) {
 		shm_uuid_format(&m->id, got);
@@ -546,8 +547,8 @@ static int check_msg(shm_env *env, const shm_uuid *id, const shm_msg *m,
 		snprintf(why, whylen, "no created_at");
 		return SHM_ECORRUPT;
 	}
-	if (shm__msg_validate(&env->opt, m)) {
-		snprintf(why, whylen, "%s", shm_errmsg());
+	if ((rc = shm__msg_validate(&env->opt, m))) {
+		shm__errcause(rc, why, whylen);
 		return SHM_ECORRUPT;
 	}
 	return 0;
@@ -854,15 +855,21 @@ static void count_l3(shm_env *env, int rc)
 		SHM__COUNT(env, l3_errors, 1);
 }
 
-/* Adds a level's failure rc (the error text says why) or miss to why
- * (len bytes), after "; " if it holds another's. */
+/* Adds a level's miss, or its failure rc's cause (the error text without
+ * rc's description: not_found's text ends with its own), to why (len
+ * bytes), after "; " if it holds another's. */
 static void add_outcome(char *why, size_t len, const char *level, int rc)
 {
 	size_t n = strlen(why);
 
-	snprintf(why + n, len - n, "%s%s%s", n ? "; " : "",
-	         rc == SHM_ENOTFOUND ? "not in " : "",
-	         rc == SHM_ENOTFOUND ? level : shm_errmsg());
+	if (n && n + 2 < len) {
+		memcpy(why + n, "; ", 3);
+		n += 2;
+	}
+	if (rc == SHM_ENOTFOUND)
+		snprintf(why + n, len - n, "not in %s", level);
+	else
+		shm__errcause(rc, why + n, len - n);
 }
 
 /* SHM_ENOTFOUND for id; unless every level asked had no such message, the

@@ -1089,15 +1089,14 @@ static void test_redis_reason_stays_beside_postgres_answer(void **state)
 	snprintf(sock, sizeof sock, "%s/nobody.sock", sdir);
 	snprintf(url, sizeof url, "unix://%s", sock);
 	env = open_rt(url, pg_info, 150, 0);
-	assert_reason(env, &id, "No such file or directory (Redis (L2) "
-	              "error); not in PostgreSQL");
+	assert_reason(env, &id, "No such file or directory; not in "
+	              "PostgreSQL (not found)");
 	close_rt(env);
 
 	redis_set(&id, "[]", 2);
 	env = open_rt(redis_url, pg_info, 150, 0);
 	assert_reason(env, &id, "Redis value: expected a JSON object, got "
-	              "array (corrupted record (checksum or format)); not in "
-	              "PostgreSQL");
+	              "array; not in PostgreSQL (not found)");
 	close_rt(env);
 
 	snprintf(conn, sizeof conn, "%s options='-c search_path=nowhere'",
@@ -1108,13 +1107,57 @@ static void test_redis_reason_stays_beside_postgres_answer(void **state)
 	o.l3_timeout_ms = 2000;
 	dir = tu_tmpdir();
 	env = tu_open(dir, &o);
-	assert_reason(env, &id, "No such file or directory (Redis (L2) "
-	              "error); PostgreSQL query: relation \"messages\" does "
-	              "not exist (SQLSTATE 42P01)");
+	assert_reason(env, &id, "No such file or directory; PostgreSQL "
+	              "query: relation \"messages\" does not exist (SQLSTATE "
+	              "42P01) (not found)");
 	close_rt(env);
 	tu_rmdir(sdir);
 	free(sdir);
 	cleanup();
+}
+
+/* A get no level answered says each level's cause once and ends with
+ * "(not found)" alone: not with the level's code's description too, nor
+ * with that of the check that refused its value (errors.c's rule). No
+ * server needed: a socket path where nothing listens, and the fake Redis
+ * serving a message put would refuse (content over max_content). */
+static void test_failed_get_names_each_cause_once(void **state)
+{
+	char sock[4096], url[4200], want[4600], ids[37];
+	char *sdir = tu_tmpdir(), *json;
+	fake_redis f = {0};
+	shm_options o;
+	shm_msg *got, m = plain_msg("r", INT64_C(1700000047000000),
+	                            "longer than the 20 bytes allowed");
+	shm_env *env;
+
+	shm_uuid_format(&m.id, ids);
+	snprintf(sock, sizeof sock, "%s/nobody.sock", sdir);
+	snprintf(url, sizeof url, "unix://%s", sock);
+	env = open_rt(url, NULL, 150, 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), SHM_ENOTFOUND);
+	snprintf(want, sizeof want, "message %s: Redis connection to %s: No "
+	         "such file or directory (not found)", ids, sock);
+	assert_string_equal(shm_errmsg(), want);
+	close_rt(env);
+
+	assert_int_equal(shm_msg_to_json(&m, &json, NULL), 0);
+	f.value = json;
+	fake_start(&f, sdir);
+	shm_options_init(&o);
+	o.redis_url = f.url;
+	o.max_content = 20;
+	dir = tu_tmpdir();
+	env = tu_open(dir, &o);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), SHM_ENOTFOUND);
+	snprintf(want, sizeof want, "message %s: Redis value: content: %u "
+	         "bytes, at most 20 allowed (not found)", ids, m.content_len);
+	assert_string_equal(shm_errmsg(), want);
+	close_rt(env);
+	fake_stop(&f);
+	free(json);
+	tu_rmdir(sdir);
+	free(sdir);
 }
 
 /* 25 rows only in PostgreSQL, with ties on created_at. */
@@ -1950,6 +1993,7 @@ int main(void)
 		cmocka_unit_test(test_failed_postgres_query_leaves_its_reason),
 		cmocka_unit_test(test_failed_redis_read_leaves_its_reason),
 		cmocka_unit_test(test_redis_reason_stays_beside_postgres_answer),
+		cmocka_unit_test(test_failed_get_names_each_cause_once),
 		cmocka_unit_test(test_room_page_from_postgres_matches_postgres),
 		cmocka_unit_test(test_room_page_with_evictions),
 		cmocka_unit_test_teardown(
