@@ -531,7 +531,9 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 		goto fail;
 	}
 	if (env->redis_url && *env->redis_url &&
-	    (rc = shm_redis_url_parse(env->redis_url, &env->redis_addr)))
+	    ((rc = shm_redis_url_parse(env->redis_url, &env->redis_addr)) ||
+	     (rc = shm__redis_resolve(env->redis_url, &env->redis_addr,
+	                              env->redis_ip, sizeof env->redis_ip))))
 		goto fail;
 	if (env->pg_conninfo && (rc = check_conninfo(env->pg_conninfo)))
 		goto fail;

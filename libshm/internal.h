@@ -74,6 +74,9 @@ struct shm_env {
 	char *path;
 	char *redis_url, *pg_conninfo; /* owned copies of opt's strings */
 	shm_redis_addr redis_addr;     /* redis_url, parsed at open */
+	char redis_ip[64];             /* its host, resolved at open: numeric,
+	                                  so connecting needs no resolver; ""
+	                                  for a unix socket */
 	shm__shared *shared;   /* the shared file, for reading */
 	shm__shared *sw;       /* where counters are written: shared, or a
 	                          private scratch when opened read-only */
@@ -87,6 +90,14 @@ struct shm_env {
 	struct shm__rt *rt;    /* read-through connections (readthrough.c) */
 	struct shm_rtxn *spare_rtxn; /* one ended shm_rtxn kept for reuse */
 };
+
+/* ---- Redis addresses (redis_url.c) */
+/* The numeric address (ip, len bytes) a's host resolves to, IPv4 first as
+ * hiredis prefers; "" for a unix socket. May block on DNS: shm_env_open
+ * calls it, the read path never. SHM_EINVAL naming url if the host does not
+ * resolve. */
+int shm__redis_resolve(const char *url, const shm_redis_addr *a, char *ip,
+                       size_t len);
 
 /* ---- errors (errors.c): set the thread's message, return rc */
 int shm__err(int rc, const char *fmt, ...)

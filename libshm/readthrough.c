@@ -10,9 +10,10 @@
  *     key of another type (the flusher writes strings only).
  *  2. A level costs at most its timeout per call: waiting for a connection,
  *     connecting and every exchange (Redis's GET and fill share one budget)
- *     run against deadlines, never per-read timeouts. After a failure the
- *     level is skipped for RT_BACKOFF_MS, so a dead server costs nothing
- *     more.
+ *     run against deadlines, never per-read timeouts; nothing blocks
+ *     outside them (Redis's host name was resolved at open). After a
+ *     failure the level is skipped for RT_BACKOFF_MS, so a dead server costs
+ *     nothing more.
  *  3. Each level has a pool of at most RT_POOL connections, made on demand;
  *     a connection is used by one caller at a time, outside any lock, so
  *     concurrent calls proceed side by side.
@@ -346,30 +347,34 @@ static int connect_error(int fd)
 	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) ? errno : err;
 }
 
-/* SHM_EL2 naming the address env->redis_addr could not be reached at. */
+/* SHM_EL2 naming the address env->redis_addr could not be reached at (a
+ * host name with the address it resolved to at open). */
 static int connect_failed(const shm_env *env, const char *why)
 {
 	const shm_redis_addr *a = &env->redis_addr;
-	char what[300];
+	char what[400];
 
 	if (a->unix_socket)
 		snprintf(what, sizeof what, "connection to %s", a->host);
-	else
+	else if (strcmp(a->host, env->redis_ip) == 0)
 		snprintf(what, sizeof what, "connection to %s:%d", a->host,
 		         a->port);
+	else
+		snprintf(what, sizeof what, "connection to %s:%d (%s)", a->host,
+		         a->port, env->redis_ip);
 	return l2_err(what, why);
 }
 
-/* Connects to the address shm_env_open parsed, AUTH and SELECT included,
- * before deadline (a host name is resolved first, without one): 0 and *out,
- * or SHM_EL2 with the reason. */
+/* Connects to the address shm_env_open parsed and resolved (hiredis is
+ * given it numeric: no DNS), AUTH and SELECT included, before deadline: 0
+ * and *out, or SHM_EL2 with the reason. */
 static int redis_connect(const shm_env *env, uint64_t deadline,
                          redisContext **out)
 {
 	const shm_redis_addr *a = &env->redis_addr;
 	redisContext *c = a->unix_socket
 	                          ? redisConnectUnixNonBlock(a->host)
-	                          : redisConnectNonBlock(a->host, a->port);
+	                          : redisConnectNonBlock(env->redis_ip, a->port);
 	redisReply *r = NULL;
 	int rc, err;
 

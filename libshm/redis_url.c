@@ -1,10 +1,15 @@
 /*
  * libshm/redis_url.c - the one parser of Redis addresses, for libshm's
  * read-through and the flusher: redis://[[user]:password@]host[:port][/db]
- * and unix://[[user]:password@]/path[?db=N].
+ * and unix://[[user]:password@]/path[?db=N]; and the resolution of the
+ * read-through's host name, once, at open.
  */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "internal.h"
 
@@ -121,6 +126,38 @@ int shm_redis_url_parse(const char *url, shm_redis_addr *a)
 		if (*end || db < 0 || db > 100000)
 			return bad(url, "bad db number");
 		a->db = (int)db;
+	}
+	return 0;
+}
+
+int shm__redis_resolve(const char *url, const shm_redis_addr *a, char *ip,
+                       size_t len)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+	                         .ai_socktype = SOCK_STREAM}, *res, *p;
+	char why[300];
+	int rc;
+
+	*ip = '\0';
+	if (a->unix_socket)
+		return 0;
+	if ((rc = getaddrinfo(a->host, NULL, &hints, &res))) {
+		snprintf(why, sizeof why, "host %s does not resolve: %s", a->host,
+		         rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+		return bad(url, why);
+	}
+	for (p = res; p && p->ai_family != AF_INET; p = p->ai_next)
+		;
+	if (!p)
+		p = res;
+	rc = getnameinfo(p->ai_addr, p->ai_addrlen, ip, (socklen_t)len, NULL,
+	                 0, NI_NUMERICHOST);
+	freeaddrinfo(res);
+	if (rc) {
+		*ip = '\0';
+		snprintf(why, sizeof why, "host %s: its address: %s", a->host,
+		         gai_strerror(rc));
+		return bad(url, why);
 	}
 	return 0;
 }

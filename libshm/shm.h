@@ -149,7 +149,9 @@ void shm_options_init(shm_options *o);
  * version or holds an LMDB environment that is not an shm one (only an empty
  * map is made one), SHM_ECORRUPT if data.mdb has fewer pages than are in use
  * (a cut copy), SHM_EINVAL if dir is too long for its files' paths or an
- * option is invalid (redis_url, pg_conninfo, durability, write_mode). On
+ * option is invalid (redis_url, pg_conninfo, durability, write_mode; a
+ * redis_url host name is resolved here, once, where a slow DNS may block:
+ * one that does not resolve is invalid, and gets never resolve it). On
  * success *out is a handle owned by the caller, released with
  * shm_env_close().
  */

@@ -4,8 +4,9 @@
  * values (too large, LZ4 bombs, refused by put) as the level's errors, the
  * reason each failed level leaves in shm_errmsg(), a Redis key of another
  * type replaced by the fill, concurrent gets side by side, room pages from
- * PostgreSQL merged with L1, and timestamps that round-trip to the
- * microsecond whatever the time zone.
+ * PostgreSQL merged with L1, timestamps that round-trip to the
+ * microsecond whatever the time zone, and a Redis host name resolved at
+ * open, never on the read path.
  *
  * Needs a real redis-server and PostgreSQL (SHM_TEST_REDIS, SHM_TEST_PG, as
  * tests/run.sh provides them); the tests that use them skip without them. A
@@ -13,11 +14,13 @@
  * demand (answer slowly, a few bytes at a time). Rows and keys
  * use room names "rt<pid>-..." and fresh UUIDs, and are removed afterwards. */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <lz4frame.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -766,6 +769,24 @@ static void fake_start(fake_redis *f, const char *dir)
 	assert_int_equal(pthread_create(&f->acceptor, NULL, fake_accept, f), 0);
 }
 
+/* Listens on a loopback TCP port; f->url is redis://host:port (host must
+ * resolve to 127.0.0.1). */
+static void fake_start_tcp(fake_redis *f, const char *host)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+
+	f->fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(f->fd >= 0);
+	assert_int_equal(bind(f->fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(getsockname(f->fd, (struct sockaddr *)&a, &len), 0);
+	assert_int_equal(listen(f->fd, 16), 0);
+	snprintf(f->url, sizeof f->url, "redis://%s:%d", host,
+	         ntohs(a.sin_port));
+	assert_int_equal(pthread_create(&f->acceptor, NULL, fake_accept, f), 0);
+}
+
 /* After the clients closed their connections (shm_env_close). */
 static void fake_stop(fake_redis *f)
 {
@@ -1158,6 +1179,117 @@ static void test_failed_get_names_each_cause_once(void **state)
 	free(json);
 	tu_rmdir(sdir);
 	free(sdir);
+}
+
+/* ------------------------------------------ a resolver the test controls */
+
+/* This binary's getaddrinfo comes before libc's for libshm and hiredis
+ * alike: SLOW_HOST resolves to 127.0.0.1 after SLOW_DNS_MS, as through a
+ * slow DNS server, and is counted in slow_lookups; NO_HOST does not
+ * resolve; any other name is libc's. */
+#define SLOW_HOST "slow-dns.shm.test"
+#define NO_HOST "no-such-host.shm.test"
+#define SLOW_DNS_MS 1000
+static int slow_lookups;
+
+int getaddrinfo(const char *node, const char *service,
+                const struct addrinfo *hints, struct addrinfo **res)
+{
+	int (*libc)(const char *, const char *, const struct addrinfo *,
+	            struct addrinfo **);
+
+	*(void **)&libc = dlsym(RTLD_NEXT, "getaddrinfo");
+	if (node && strcmp(node, NO_HOST) == 0)
+		return EAI_NONAME;
+	if (node && strcmp(node, SLOW_HOST) == 0) {
+		__atomic_add_fetch(&slow_lookups, 1, __ATOMIC_RELAXED);
+		sleep_ms(SLOW_DNS_MS);
+		node = "127.0.0.1";
+	}
+	return libc(node, service, hints, res);
+}
+
+/* The time of one get of an absent message through env, which must find
+ * Redis and no message there; fails if the resolver was asked meanwhile
+ * for SLOW_HOST or the get took more than l2_ms. */
+static void assert_get_resolves_nothing(shm_env *env, uint32_t l2_ms)
+{
+	int lookups = __atomic_load_n(&slow_lookups, __ATOMIC_RELAXED);
+	shm_counters c;
+	shm_msg *got;
+	shm_uuid id;
+
+	shm_uuid_v7(&id);
+	uint64_t t0 = now_ms();
+	int rc = shm_msg_get(env, &id, &got);
+	uint64_t dt = now_ms() - t0;
+	lookups = __atomic_load_n(&slow_lookups, __ATOMIC_RELAXED) - lookups;
+	fprintf(stderr, "get: %" PRIu64 " ms, %d slow lookup(s): %s\n", dt,
+	        lookups, shm_errmsg());
+	if (lookups || dt > l2_ms)
+		fail_msg("a get through a host name took %" PRIu64 " ms "
+		         "(l2_timeout_ms %u) and asked the resolver %d "
+		         "time(s)", dt, l2_ms, lookups);
+	assert_int_equal(rc, SHM_ENOTFOUND);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_errors, 0);
+	assert_int_equal(c.l2_misses, 1);
+}
+
+/* A Redis host name is resolved at open, where blocking is allowed, never
+ * on the read path: with a resolver that takes SLOW_DNS_MS per lookup, a get
+ * through the name costs at most l2_timeout_ms and asks it nothing.
+ * "localhost" is reached as before; a name that does not resolve fails the
+ * open with SHM_EINVAL naming it, and creates nothing. No server needed. */
+static void test_redis_host_name_is_resolved_at_open_not_on_gets(void **state)
+{
+	const uint32_t l2_ms = 150;
+	fake_redis f = {0};
+	shm_options o;
+	shm_env *env;
+	shm_uuid id;
+	char url[64], want[200];
+	int fd, port;
+
+	fake_start_tcp(&f, SLOW_HOST);
+	env = open_rt(f.url, NULL, l2_ms, 0);
+	assert_get_resolves_nothing(env, l2_ms);
+	close_rt(env);
+	fake_stop(&f);
+
+	memset(&f, 0, sizeof f);
+	fake_start_tcp(&f, "localhost");
+	env = open_rt(f.url, NULL, l2_ms, 0);
+	assert_get_resolves_nothing(env, l2_ms);
+	close_rt(env);
+	fake_stop(&f);
+
+	/* a failed connection names the host and the address it resolved to */
+	port = refusing_port(&fd);
+	snprintf(url, sizeof url, "redis://localhost:%d", port);
+	env = open_rt(url, NULL, l2_ms, 0);
+	shm_uuid_v7(&id);
+	snprintf(want, sizeof want, "Redis connection to localhost:%d "
+	         "(127.0.0.1): Connection refused (not found)", port);
+	assert_reason(env, &id, want);
+	close_rt(env);
+	close(fd);
+
+	shm_options_init(&o);
+	o.redis_url = "redis://:pw@" NO_HOST ":6390/2";
+	dir = tu_tmpdir();
+	char *sub = malloc(strlen(dir) + 8);
+	sprintf(sub, "%s/new", dir);
+	assert_int_equal(shm_env_open(sub, &o, &env), SHM_EINVAL);
+	snprintf(want, sizeof want, "redis URL 'redis://:***@%s:6390/2': "
+	         "host %s does not resolve: %s (invalid argument)", NO_HOST,
+	         NO_HOST, gai_strerror(EAI_NONAME));
+	assert_string_equal(shm_errmsg(), want);
+	assert_int_equal(access(sub, F_OK), -1);
+	free(sub);
+	tu_rmdir(dir);
+	free(dir);
+	dir = NULL;
 }
 
 /* 25 rows only in PostgreSQL, with ties on created_at. */
@@ -1994,6 +2126,7 @@ int main(void)
 		cmocka_unit_test(test_failed_redis_read_leaves_its_reason),
 		cmocka_unit_test(test_redis_reason_stays_beside_postgres_answer),
 		cmocka_unit_test(test_failed_get_names_each_cause_once),
+		cmocka_unit_test(test_redis_host_name_is_resolved_at_open_not_on_gets),
 		cmocka_unit_test(test_room_page_from_postgres_matches_postgres),
 		cmocka_unit_test(test_room_page_with_evictions),
 		cmocka_unit_test_teardown(
