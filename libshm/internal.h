@@ -45,6 +45,10 @@
 /* map_size of shm_options_init, and of a new environment opened with 0 */
 #define SHM_DEFAULT_MAP_SIZE ((size_t)1 << 30)
 
+/* The files shm_env_open makes in an environment's directory: LMDB's two,
+ * stats.c's and wlock.c's. */
+#define SHM_ENV_FILES "data.mdb", "lock.mdb", "shm.stats", "shm.wlock"
+
 /* The policy of an environment that stores none (env.c: policy). */
 #define SHM_DEFAULT_L1_MAX_ENTRIES 100000u
 #define SHM_DEFAULT_L1_MAX_BYTES ((uint64_t)256 << 20)

@@ -164,6 +164,30 @@ t "metadata put refuses, in a missing directory, exits 65" 65 "$SHMCTL" -e "$tmp
 has "naming its line" "$tmp/err" "5: message: encoded metadata too large"
 if [ -e "$tmp/new" ]; then ko "and leaves it missing"; else ok "and leaves it missing"; fi
 rm -rf "$tmp/new"
+# An import that fails once it has created the environment (here its
+# commit: a file size limit stops data.mdb growing, exit 70) removes what
+# it created, and only that: a missing directory is missing again, an
+# existing one keeps what it held, an environment already there stays.
+if command -v prlimit >/dev/null; then
+	awk 'BEGIN { s = sprintf("%1000s", ""); gsub(/ /, "x", s)
+		for (i = 0; i < 100; i++)
+			printf "{\"room_id\":\"r\",\"user_id\":1,\"username\":\"a\",\"content\":\"%s%s%s%s%s%s%s%s%s%s%d\",\"message_type\":\"Text\"}\n", s, s, s, s, s, s, s, s, s, s, i }' >"$tmp/1mb.jsonl"
+	# data.mdb may not pass 600 kB; SIGXFSZ ignored: the write fails
+	small_files() { (trap '' XFSZ; exec prlimit --fsize=600000 "$@"); }
+	t "an import whose commit fails exits 70" 70 small_files "$SHMCTL" -e "$tmp/new" import "$tmp/1mb.jsonl"
+	has "saying why" "$tmp/err" "commit: "
+	has "and what it removed" "$tmp/err" "the environment this import created in $tmp/new is removed"
+	if [ -e "$tmp/new" ]; then ko "and removes the directory it created ($(ls -A "$tmp/new" | tr '\n' ' '))"; else ok "and removes the directory it created"; fi
+	rm -rf "$tmp/new"
+	mkdir "$tmp/new_notes"
+	echo mine >"$tmp/new_notes/notes"
+	t "an import into a directory whose commit fails exits 70" 70 small_files "$SHMCTL" -e "$tmp/new_notes" import "$tmp/1mb.jsonl"
+	eq "and leaves the directory as it was" "$(ls -A "$tmp/new_notes")" "notes"
+	before=$("$SHMCTL" -e "$tmp/env_bom" dump --kind msg)
+	t "an import into an environment whose commit fails exits 70" 70 small_files "$SHMCTL" -e "$tmp/env_bom" import "$tmp/1mb.jsonl"
+	eq "and leaves the environment as it was" "$("$SHMCTL" -e "$tmp/env_bom" dump --kind msg)" "$before"
+	t "which verify finds sound" 0 "$SHMCTL" -e "$tmp/env_bom" verify
+fi
 t "import of a missing file" 1 "$SHMCTL" import "$tmp/no-such-file"
 : >"$tmp/empty.jsonl"
 t "import of an empty file" 0 "$SHMCTL" import "$tmp/empty.jsonl"

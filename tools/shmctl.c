@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "codec.h" /* shm__msg_validate: import checks before creating */
@@ -588,6 +589,73 @@ static size_t say_repeats(const batch *b)
 	return n;
 }
 
+/* What an import's directory lacked before the import opened it: if the
+ * import creates the environment and then fails, it removes what it made,
+ * and nothing that was there before. */
+static const char *const env_files[] = {SHM_ENV_FILES};
+#define N_ENV_FILES (sizeof env_files / sizeof *env_files)
+typedef struct absent {
+	bool dir, env;            /* no directory; no data.mdb in it */
+	bool file[N_ENV_FILES];   /* no such file in it */
+} absent;
+
+static bool is_absent(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) != 0 && errno == ENOENT;
+}
+
+static void note_absent(absent *a)
+{
+	char path[4200];
+
+	a->dir = is_absent(env_dir);
+	for (size_t i = 0; i < N_ENV_FILES; i++) {
+		snprintf(path, sizeof path, "%s/%s", env_dir, env_files[i]);
+		a->file[i] = is_absent(path);
+	}
+	a->env = a->file[0]; /* data.mdb */
+}
+
+/* Removes path (rmdir for a directory): counted in *removed, or said on
+ * stderr and counted in *failed; one already gone is neither. */
+static void remove_path(const char *path, bool dir, size_t *removed,
+                        size_t *failed)
+{
+	if ((dir ? rmdir(path) : unlink(path)) == 0) {
+		++*removed;
+	} else if (errno != ENOENT) {
+		fprintf(stderr, "%s: remove %s: %s\n", prog, path,
+		        strerror(errno));
+		++*failed;
+	}
+}
+
+/* After a failed import, once its handle is closed: if it created the
+ * environment, removes the files it made, and the directory if it made
+ * that too (left if anything else is in it now); an environment that was
+ * there before is left alone, its other files too (another process may
+ * have them open). */
+static void remove_made(const absent *a)
+{
+	char path[4200];
+	size_t removed = 0, failed = 0;
+
+	if (!a->env)
+		return;
+	for (size_t i = 0; i < N_ENV_FILES; i++) {
+		snprintf(path, sizeof path, "%s/%s", env_dir, env_files[i]);
+		if (a->file[i])
+			remove_path(path, false, &removed, &failed);
+	}
+	if (a->dir)
+		remove_path(env_dir, true, &removed, &failed);
+	if (removed && !failed)
+		fprintf(stderr, "%s: the environment this import created in %s "
+		        "is removed\n", prog, env_dir);
+}
+
 static int cmd_import(int argc, char **argv)
 {
 	optdef opts[] = {{NULL, false, NULL}};
@@ -597,6 +665,7 @@ static int cmd_import(int argc, char **argv)
 	const char *name = "stdin";
 	size_t bad = 0, bi = SIZE_MAX;
 	batch b = {0};
+	absent before;
 	shm_env *env;
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
@@ -626,9 +695,15 @@ static int cmd_import(int argc, char **argv)
 		        bad == 1 ? "" : "s");
 		ex = EX_DATA;
 	}
-	/* Only a valid input creates the environment (as init does). */
-	if (ex != EX_OK || (ex = open_env_as(true, true, &env)))
+	/* Only a valid input creates the environment (as init does), and
+	 * one that fails after that leaves none. */
+	if (ex != EX_OK)
 		goto out;
+	note_absent(&before);
+	if ((ex = open_env_as(true, true, &env))) {
+		remove_made(&before);
+		goto out;
+	}
 	rc = b.n ? shm_msg_put_many(env, b.msgs, b.n, &bi) : 0;
 	if (rc) {
 		ex = exit_for(rc);
@@ -641,6 +716,8 @@ static int cmd_import(int argc, char **argv)
 		printf("imported %zu message%s\n", b.n, b.n == 1 ? "" : "s");
 	}
 	shm_env_close(env);
+	if (rc)
+		remove_made(&before);
 out:
 	batch_free(&b);
 	return ex;
