@@ -336,6 +336,11 @@ t "which the other commands then open" 0 "$SHMCTL" -e "$tmp/empty" stat
 t "readers" 0 "$SHMCTL" readers
 t "readers --clear-stale" 0 "$SHMCTL" readers --clear-stale
 has "readers --clear-stale reports" "$tmp/out" "cleared "
+t "readers --json" 0 "$SHMCTL" readers --json
+eq "readers --json without readers prints nothing" "$(cat "$tmp/out")" ""
+t "readers --json --clear-stale" 0 "$SHMCTL" readers --json --clear-stale
+eq "readers --json --clear-stale: slots alone on stdout" "$(cat "$tmp/out")" ""
+has "and the count on stderr" "$tmp/err" "cleared 0 stale reader slots"
 t "ls" 0 "$SHMCTL" ls --kind msg
 eq "ls lists the messages" "$(grep -c '^msg ' "$tmp/out")" 3
 t "ls --kind bogus is usage" 2 "$SHMCTL" ls --kind bogus

@@ -37,10 +37,10 @@ static void sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Starts shmctl -e dir args... with stdout into a pipe; *out: its read
- * end, not read until the caller does. */
-static pid_t shmctl_start(const char *dir, const char *cmd, const char *kind,
-                          int *out)
+/* Starts shmctl -e dir cmd [opt [val]] with stdout into a pipe; *out: its
+ * read end, not read until the caller does. */
+static pid_t shmctl_start(const char *dir, const char *cmd, const char *opt,
+                          const char *val, int *out)
 {
 	int p[2];
 	pid_t pid;
@@ -52,8 +52,8 @@ static pid_t shmctl_start(const char *dir, const char *cmd, const char *kind,
 		dup2(p[1], 1);
 		close(p[0]);
 		close(p[1]);
-		execl(shmctl_bin, "shmctl", "-e", dir, cmd, kind ? "--kind" : NULL,
-		      kind, (char *)NULL);
+		execl(shmctl_bin, "shmctl", "-e", dir, cmd, opt, val,
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -176,7 +176,7 @@ static void writers_go_on_behind_a_stopped_reader(const char *cmd)
 
 	assert_non_null(ids);
 	shm_env *env = fill_small_map(dir, ids);
-	pid_t pid = shmctl_start(dir, cmd, "msg", &fd);
+	pid_t pid = shmctl_start(dir, cmd, "--kind", "msg", &fd);
 	wait_pipe_full(fd);
 	edit_behind(env, ids, cmd);
 	out = drain(fd);
@@ -212,7 +212,7 @@ static void test_verify_behind_a_stopped_reader_lets_writers_go_on(void **state)
 	assert_non_null(ids);
 	shm_env *env = fill_small_map(dir, ids);
 	assert_int_equal(shm_meta_set(env, "flushed", 0), 0);
-	pid_t pid = shmctl_start(dir, "verify", NULL, &fd);
+	pid_t pid = shmctl_start(dir, "verify", NULL, NULL, &fd);
 	wait_pipe_full(fd);
 	edit_behind(env, ids, "verify");
 	out = drain(fd);
@@ -333,7 +333,7 @@ static void test_ls_lists_every_entry_once_in_key_order(void **state)
 	kindseen k[4];
 	int fd;
 
-	pid_t pid = shmctl_start(dir, "ls", NULL, &fd);
+	pid_t pid = shmctl_start(dir, "ls", NULL, NULL, &fd);
 	out = drain(fd);
 	shmctl_wait(pid, 0);
 	assert_int_equal(check_ls(out, k), 4);
@@ -359,7 +359,7 @@ static void test_dump_lists_every_entry_once_in_key_order(void **state)
 	kindseen k[4];
 	int fd;
 
-	pid_t pid = shmctl_start(dir, "dump", NULL, &fd);
+	pid_t pid = shmctl_start(dir, "dump", NULL, NULL, &fd);
 	out = drain(fd);
 	shmctl_wait(pid, 0);
 	assert_int_equal(check_dump(out, k), 2);
@@ -382,7 +382,7 @@ static void held_slot(const char *dir, uint64_t *txnid, uint64_t *age)
 	size_t tid;
 	int fd, pid;
 
-	pid_t sp = shmctl_start(dir, "readers", NULL, &fd);
+	pid_t sp = shmctl_start(dir, "readers", NULL, NULL, &fd);
 	out = drain(fd);
 	shmctl_wait(sp, 0);
 	fprintf(stderr, "%s", out);
@@ -439,6 +439,71 @@ static void test_readers_shows_how_old_a_held_snapshot_is(void **state)
 	free(dir);
 }
 
+/* shmctl readers --json: one object per line, per slot, with the human
+ * columns' names: pid, thread (the same hex text), txnid and age (numbers,
+ * null for a slot holding no snapshot). The held snapshot's match what
+ * the human form says; this process's idle slot (a read transaction kept
+ * for reuse after a get) has nulls. */
+static void test_readers_json_gives_one_object_per_slot(void **state)
+{
+	char *dir = tu_tmpdir(), *out, *save = NULL;
+	shm_env *env = tu_open(dir, NULL);
+	uint64_t txnid, age;
+	bool held = false, idle = false;
+	shm_msg m = tu_msg("readers", 1, "before the snapshot"), *got;
+	shm_rtxn *t;
+	int fd;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0); /* another slot */
+	shm_msg_free(got);
+	for (int i = 0; i < 5; i++) {
+		m = tu_msg("readers", i, "after it");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	held_slot(dir, &txnid, &age);
+	pid_t sp = shmctl_start(dir, "readers", "--json", NULL, &fd);
+	out = drain(fd);
+	shmctl_wait(sp, 0);
+	fprintf(stderr, "%s", out);
+	for (char *l = strtok_r(out, "\n", &save); l;
+	     l = strtok_r(NULL, "\n", &save)) {
+		json_error_t e;
+		json_t *o = json_loads(l, 0, &e);
+		if (!o)
+			fail_msg("not JSON: '%s': %s", l, e.text);
+		json_t *pid = json_object_get(o, "pid");
+		json_t *th = json_object_get(o, "thread");
+		json_t *tx = json_object_get(o, "txnid");
+		json_t *ag = json_object_get(o, "age");
+		assert_int_equal(json_object_size(o), 4);
+		assert_true(json_is_integer(pid));
+		assert_true(json_is_string(th));
+		const char *hex = json_string_value(th);
+		assert_true(*hex && strspn(hex, "0123456789abcdef") ==
+		                            strlen(hex));
+		assert_true(json_is_integer(tx) == json_is_integer(ag));
+		if (json_integer_value(pid) == getpid() && json_is_integer(tx)) {
+			assert_false(held);
+			held = true;
+			assert_int_equal(json_integer_value(tx), txnid);
+			assert_int_equal(json_integer_value(ag), age);
+		} else if (json_integer_value(pid) == getpid()) {
+			assert_true(json_is_null(tx) && json_is_null(ag));
+			idle = true;
+		}
+		json_decref(o);
+	}
+	assert_true(held);
+	assert_true(idle);
+	free(out);
+	shm_rtxn_end(t);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static int kill_children(void **state)
 {
 	tu_children_stop(NULL);
@@ -471,6 +536,7 @@ int main(void)
 		T(test_ls_lists_every_entry_once_in_key_order),
 		T(test_dump_lists_every_entry_once_in_key_order),
 		T(test_readers_shows_how_old_a_held_snapshot_is),
+		T(test_readers_json_gives_one_object_per_slot),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

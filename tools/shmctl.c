@@ -89,7 +89,8 @@ static const char usage_text[] =
 "                                     'dump --kind msg | shmctl import' copies\n"
 "                                     messages to another environment\n"
 "  verify                             checks checksums, indexes, log vs data\n"
-"  readers [--clear-stale]            LMDB reader slots (pid, thread, txnid\n"
+"  readers [--clear-stale] [--json]\n"
+"                                     LMDB reader slots (pid, thread, txnid\n"
 "                                     of the snapshot held, its age in\n"
 "                                     transactions committed since)\n"
 "\n"
@@ -1846,9 +1847,11 @@ static int cmd_verify(int argc, char **argv)
 /* The reader slots, one line each: pid, thread, the txnid of the
  * snapshot ("-" for none) and its age: how many transactions were committed
  * since. The last txnid is read after the slot was, so the age is never
- * negative. */
+ * negative. --json: one object per slot with those names, the thread as
+ * the same hex text, txnid and age null for none. */
 typedef struct readers_out {
 	MDB_env *mdb;
+	bool json;
 	unsigned n; /* slots printed */
 } readers_out;
 
@@ -1856,24 +1859,39 @@ static int reader_row(int pid, size_t thread, size_t txnid, void *ctx)
 {
 	readers_out *o = ctx;
 	MDB_envinfo ei;
-	char id[32] = "-", age[32] = "-";
+	char th[32], id[32] = "-", age[32] = "-";
+	bool has_age = txnid && mdb_env_info(o->mdb, &ei) == 0;
 
+	snprintf(th, sizeof th, "%zx", thread);
+	if (o->json) {
+		json_t *j = json_object();
+		json_object_set_new(j, "pid", json_integer(pid));
+		json_object_set_new(j, "thread", json_string(th));
+		json_object_set_new(j, "txnid", txnid ? json_integer(
+		                    (json_int_t)txnid) : json_null());
+		json_object_set_new(j, "age", has_age ? json_integer(
+		                    (json_int_t)(ei.me_last_txnid - txnid))
+		                    : json_null());
+		emit(stdout, j);
+		o->n++;
+		return ferror(stdout) ? -1 : 0;
+	}
 	if (o->n++ == 0 && printf("%10s %16s %12s %10s\n", "pid", "thread",
 	                          "txnid", "age") < 0)
 		return -1;
-	if (txnid) {
+	if (txnid)
 		snprintf(id, sizeof id, "%zu", txnid);
-		if (mdb_env_info(o->mdb, &ei) == 0)
-			snprintf(age, sizeof age, "%zu",
-			         (size_t)ei.me_last_txnid - txnid);
-	}
-	return printf("%10d %16zx %12s %10s\n", pid, thread, id, age) < 0
-	               ? -1 : 0;
+	if (has_age)
+		snprintf(age, sizeof age, "%zu",
+		         (size_t)ei.me_last_txnid - txnid);
+	return printf("%10d %16s %12s %10s\n", pid, th, id, age) < 0 ? -1
+	                                                              : 0;
 }
 
 static int cmd_readers(int argc, char **argv)
 {
-	optdef opts[] = {{"clear-stale", false, NULL}, {NULL, false, NULL}};
+	optdef opts[] = {{"clear-stale", false, NULL}, {"json", false, NULL},
+	                 {NULL, false, NULL}};
 	char **pos;
 	int npos, ex, rc;
 	shm_env *env;
@@ -1881,21 +1899,22 @@ static int cmd_readers(int argc, char **argv)
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
 	if (npos != 0)
-		return usage_err("readers [--clear-stale]");
+		return usage_err("readers [--clear-stale] [--json]");
 	if ((ex = open_env(false, &env)))
 		return ex;
+	readers_out o = {env->mdb, optv(opts, "json") != NULL, 0};
 	if (optv(opts, "clear-stale")) {
 		int cleared = 0;
 		if ((rc = shm_env_reader_check(env, &cleared))) {
 			ex = fail(rc);
 			goto out;
 		}
-		printf("cleared %d stale reader slot%s\n", cleared,
-		       cleared == 1 ? "" : "s");
+		/* with --json, stdout holds the slots' objects alone */
+		fprintf(o.json ? stderr : stdout, "cleared %d stale reader "
+		        "slot%s\n", cleared, cleared == 1 ? "" : "s");
 	}
-	readers_out o = {env->mdb, 0};
 	shm__readers(env, reader_row, &o);
-	if (!o.n)
+	if (!o.n && !o.json)
 		printf("(no active readers)\n");
 	ex = EX_OK;
 out:
