@@ -1005,22 +1005,6 @@ static void test_poison_records_become_dead_letters(void **state)
 	free(dir);
 }
 
-/* The map size stored in the environment in dir (LMDB's own reading: an
- * environment opened without a size adopts it). No handle of this process
- * may be open on dir. */
-static size_t stored_map_size(const char *dir)
-{
-	MDB_env *e;
-	MDB_envinfo ei;
-
-	assert_int_equal(mdb_env_create(&e), 0);
-	assert_int_equal(mdb_env_set_maxdbs(e, 16), 0);
-	assert_int_equal(mdb_env_open(e, dir, MDB_RDONLY, 0664), 0);
-	assert_int_equal(mdb_env_info(e, &ei), 0);
-	mdb_env_close(e);
-	return ei.me_mapsize;
-}
-
 /* Without --map-size-mb the flusher works in the map the environment has
  * (64 MiB here): it does not grow it to libshm's default of 1 GiB, which
  * the applications' processes would then not see in theirs. With it, the
@@ -1039,11 +1023,11 @@ static void test_flusher_keeps_the_environments_map_size(void **state)
 	shm_msg m = tu_msg("map", 1, "in a 64 MiB map");
 	assert_int_equal(shm_msg_put(env, &m), 0);
 	shm_env_close(env);
-	assert_int_equal(stored_map_size(dir), (size_t)64 << 20);
+	assert_int_equal(tu_stored_map_size(dir), (size_t)64 << 20);
 
 	assert_int_equal(ft_flush_once(dir, NULL), 0);
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 1);
-	assert_int_equal(stored_map_size(dir), (size_t)64 << 20);
+	assert_int_equal(tu_stored_map_size(dir), (size_t)64 << 20);
 
 	m = tu_msg("map", 1, "another");
 	env = tu_open(dir, &o);
@@ -1051,7 +1035,7 @@ static void test_flusher_keeps_the_environments_map_size(void **state)
 	shm_env_close(env);
 	assert_int_equal(ft_flush_once(dir, bigger), 0);
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 2);
-	assert_int_equal(stored_map_size(dir), (size_t)128 << 20);
+	assert_int_equal(tu_stored_map_size(dir), (size_t)128 << 20);
 	ft_rmdir(dir);
 	free(dir);
 }

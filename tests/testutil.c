@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <libpq-fe.h>
+#include <lmdb.h>
 
 #include "shm_log.h"
 #include "testutil.h"
@@ -67,6 +68,19 @@ uint64_t tu_log_count(shm_env *env)
 	assert_int_equal(rc, SHM_ENOTFOUND);
 	shm_log_iter_close(it);
 	return n;
+}
+
+size_t tu_stored_map_size(const char *dir)
+{
+	MDB_env *e;
+	MDB_envinfo ei;
+
+	assert_int_equal(mdb_env_create(&e), 0);
+	assert_int_equal(mdb_env_set_maxdbs(e, 16), 0);
+	assert_int_equal(mdb_env_open(e, dir, MDB_RDONLY, 0664), 0);
+	assert_int_equal(mdb_env_info(e, &ei), 0);
+	mdb_env_close(e);
+	return ei.me_mapsize;
 }
 
 static void print_problem(const char *problem, void *user)

@@ -26,6 +26,10 @@ shm_msg tu_msg(const char *room, int32_t user, const char *content);
 uint64_t tu_log_count(shm_env *env);
 /* Asserts that every field of a equals b's (content_hash included). */
 void tu_assert_msg_equal(const shm_msg *a, const shm_msg *b);
+/* The map size stored in the environment in dir, as LMDB reads it (an
+ * environment opened without a size adopts it). No handle of this process
+ * may be open on dir (LMDB: one environment once per process). */
+size_t tu_stored_map_size(const char *dir);
 /* Runs shm_verify; returns the number of problems (prints them). */
 size_t tu_verify(shm_env *env);
 

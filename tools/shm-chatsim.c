@@ -67,6 +67,7 @@ int main(int argc, char **argv)
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
 	unsigned long puts = 0, replies = 0, edits = 0, reacts = 0, deletes = 0;
 	shm_uuid *ids;
+	shm_options o;
 	shm_env *env;
 
 	while ((c = getopt_long(argc, argv, "e:n:w:r:h", longopts, NULL)) != -1) {
@@ -87,7 +88,11 @@ int main(int argc, char **argv)
 		        "rooms > 0\n");
 		return 2;
 	}
-	if (shm_env_open(dir, NULL, &env))
+	/* map size 0: the environment's own (libshm's default in a new one);
+	 * any other size would be stored in it at the first put if larger */
+	shm_options_init(&o);
+	o.map_size = 0;
+	if (shm_env_open(dir, &o, &env))
 		return fail(dir);
 	if (!(ids = calloc((size_t)n, sizeof *ids)))
 		return 1;

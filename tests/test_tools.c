@@ -1,0 +1,224 @@
+/*
+ * tests/test_tools.c - the tools of tools/ (shmctl, shm-chatsim,
+ * shm-dataset) open an existing environment at the map size it has: they
+ * show it, and their writes do not store a larger one in it (LMDB stores a
+ * process's map size at its first commit when it is larger). A new
+ * environment they create gets libshm's default, 1 GiB.
+ *
+ * The binaries: $SHM_BIN (what tests/run.sh exports), else ../bin next to
+ * this test binary (BUILD/tests/ -> BUILD/bin/).
+ */
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define MIB ((size_t)1 << 20)
+
+static char bin_dir[PATH_MAX];
+
+/* Runs bin_dir/tool with argv (NULL-terminated, argv[0] the tool's name),
+ * stdin from in (NULL: /dev/null), stdout into out (cap bytes,
+ * NUL-terminated; NULL: discarded); returns its exit status. */
+static int run(const char *in, char *out, size_t cap, char *const argv[])
+{
+	char path[PATH_MAX + 64];
+	int p[2], st;
+	size_t len = 0;
+	ssize_t n;
+	pid_t pid;
+
+	snprintf(path, sizeof path, "%s/%s", bin_dir, argv[0]);
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(in ? in : "/dev/null", O_RDONLY);
+		if (fd < 0)
+			_exit(126);
+		dup2(fd, 0);
+		dup2(p[1], 1);
+		close(p[0]);
+		close(p[1]);
+		execv(path, argv);
+		_exit(127);
+	}
+	close(p[1]);
+	tu_child_add(pid);
+	char sink[4096];
+	while ((n = read(p[0], out ? out + len : sink,
+	                 out ? cap - 1 - len : sizeof sink)) > 0)
+		if (out)
+			len += (size_t)n;
+	close(p[0]);
+	if (out)
+		out[len] = '\0';
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	tu_child_del(pid);
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+/* An environment of 64 MiB holding one message; *id gets its id. */
+static char *env_64mib(shm_uuid *id)
+{
+	char *dir = tu_tmpdir();
+	shm_options o;
+
+	shm_options_init(&o);
+	o.map_size = 64 * MIB;
+	shm_env *env = tu_open(dir, &o);
+	shm_msg m = tu_msg("tools", 1, "in a 64 MiB map");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	*id = m.id;
+	shm_env_close(env);
+	assert_int_equal(tu_stored_map_size(dir), 64 * MIB);
+	return dir;
+}
+
+/* shmctl stat says the map size the environment has, not the size shmctl
+ * would give a new one. */
+static void test_shmctl_stat_shows_the_environments_map_size(void **state)
+{
+	shm_uuid id;
+	char *dir = env_64mib(&id), out[16384], *line;
+	unsigned long long size = 0;
+
+	assert_int_equal(run(NULL, out, sizeof out,
+	                     (char *[]){"shmctl", "-e", dir, "stat", NULL}), 0);
+	assert_non_null(line = strstr(out, "\nmap_size "));
+	assert_int_equal(sscanf(line, " map_size %llu", &size), 1);
+	assert_int_equal(size, 64 * MIB);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* shmctl's writing commands work in the environment's own map: the size
+ * stored in it stays 64 MiB. */
+static void test_shmctl_writes_keep_the_environments_map_size(void **state)
+{
+	static const char w[] = "8c5e1ab0-6d0a-4c5c-9b61-2f6a0e1d5a11";
+	shm_uuid id;
+	char *dir = env_64mib(&id), sid[37], in[PATH_MAX], *in_dir;
+	FILE *f;
+
+	shm_uuid_format(&id, sid);
+	assert_int_equal(run(NULL, NULL, 0, (char *[]){"shmctl", "-e", dir,
+	                     "edit", sid, "edited", NULL}), 0);
+	assert_int_equal(tu_stored_map_size(dir), 64 * MIB);
+	assert_int_equal(run(NULL, NULL, 0, (char *[]){"shmctl", "-e", dir,
+	                     "react", sid, "7", "+1", NULL}), 0);
+	assert_int_equal(run(NULL, NULL, 0, (char *[]){"shmctl", "-e", dir,
+	                     "deps", "set", (char *)w, "Page/1", "--direct",
+	                     "Block/1", NULL}), 0);
+	assert_int_equal(run(NULL, NULL, 0, (char *[]){"shmctl", "-e", dir,
+	                     "touch", (char *)w, "Block/1", NULL}), 0);
+	assert_int_equal(run(NULL, NULL, 0, (char *[]){"shmctl", "-e", dir,
+	                     "init", NULL}), 0);
+	in_dir = tu_tmpdir();
+	snprintf(in, sizeof in, "%s/in.jsonl", in_dir);
+	assert_non_null(f = fopen(in, "w"));
+	fputs("{\"room_id\":\"tools\",\"user_id\":2,\"username\":\"bob\","
+	      "\"content\":\"imported\",\"message_type\":\"Text\"}\n", f);
+	fclose(f);
+	assert_int_equal(run(in, NULL, 0, (char *[]){"shmctl", "-e", dir,
+	                     "import", NULL}), 0);
+	assert_int_equal(tu_stored_map_size(dir), 64 * MIB);
+	tu_rmdir(in_dir);
+	free(in_dir);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* shmctl init and import create a new environment at libshm's default. */
+static void test_shmctl_creates_at_libshms_default(void **state)
+{
+	char *dir = tu_tmpdir(), *other = tu_tmpdir(), in[PATH_MAX];
+	FILE *f;
+
+	tu_rmdir(dir);
+	assert_int_equal(run(NULL, NULL, 0,
+	                     (char *[]){"shmctl", "-e", dir, "init", NULL}), 0);
+	assert_int_equal(tu_stored_map_size(dir), 1024 * MIB);
+	snprintf(in, sizeof in, "%s/in.jsonl", dir);
+	assert_non_null(f = fopen(in, "w"));
+	fputs("{\"room_id\":\"tools\",\"user_id\":2,\"username\":\"bob\","
+	      "\"content\":\"imported\",\"message_type\":\"Text\"}\n", f);
+	fclose(f);
+	tu_rmdir(other);
+	assert_int_equal(run(in, NULL, 0, (char *[]){"shmctl", "-e", other,
+	                     "import", NULL}), 0);
+	assert_int_equal(tu_stored_map_size(other), 1024 * MIB);
+	tu_rmdir(dir);
+	tu_rmdir(other);
+	free(dir);
+	free(other);
+}
+
+/* shm-chatsim, one of an application's processes, writes in the map the
+ * environment has. */
+static void test_chatsim_keeps_the_environments_map_size(void **state)
+{
+	shm_uuid id;
+	char *dir = env_64mib(&id);
+
+	assert_int_equal(run(NULL, NULL, 0, (char *[]){"shm-chatsim", "-e", dir,
+	                     "-n", "50", "--seed", "1", NULL}), 0);
+	assert_int_equal(tu_stored_map_size(dir), 64 * MIB);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* shm-dataset --env loads its graph into the map the environment has. */
+static void test_dataset_keeps_the_environments_map_size(void **state)
+{
+	shm_uuid id;
+	char *dir = env_64mib(&id);
+
+	assert_int_equal(run(NULL, NULL, 0, (char *[]){"shm-dataset", "--env",
+	                     dir, "--connections", "500", "--quiet", NULL}), 0);
+	assert_int_equal(tu_stored_map_size(dir), 64 * MIB);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+static int kill_children(void **state)
+{
+	tu_children_stop(NULL);
+	return 0;
+}
+
+int main(void)
+{
+	const char *s = getenv("SHM_BIN");
+	char exe[PATH_MAX], probe[PATH_MAX + 16];
+	ssize_t n;
+
+	if (s && *s) {
+		snprintf(bin_dir, sizeof bin_dir, "%s", s);
+	} else if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) > 0) {
+		exe[n] = 0;
+		snprintf(bin_dir, sizeof bin_dir, "%s/../bin", dirname(exe));
+	}
+	snprintf(probe, sizeof probe, "%s/shmctl", bin_dir);
+	if (access(probe, X_OK) != 0) {
+		fprintf(stderr, "test_tools: no shmctl in '%s' (set SHM_BIN)\n",
+		        bin_dir);
+		return 1;
+	}
+#define T(f) cmocka_unit_test_teardown(f, kill_children)
+	const struct CMUnitTest tests[] = {
+		T(test_shmctl_stat_shows_the_environments_map_size),
+		T(test_shmctl_writes_keep_the_environments_map_size),
+		T(test_shmctl_creates_at_libshms_default),
+		T(test_chatsim_keeps_the_environments_map_size),
+		T(test_dataset_keeps_the_environments_map_size),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
