@@ -19,6 +19,24 @@
  *  5. An environment opened read-write has meta SHM__ROOM_FLOOR: set at its
  *     creation (or at its first read-write open by a version that keeps
  *     one) to that time, room.c invariant 2.
+ *  6. The map is replaced only while no transaction of the handle is in
+ *     progress. Another process may grow the map (a larger map_size, stored
+ *     at its first commit); once pages past this process's map are in use,
+ *     LMDB fails our next begin with MDB_MAP_RESIZED, and mdb_env_set_mapsize
+ *     (0) maps the new size: it unmaps the old map, which a transaction of
+ *     another thread may be reading (LMDB does not check). So every
+ *     transaction is begun and ended inside the handle's gate (a count of
+ *     those in progress, internal.h), and shm__map_adopt replaces the map
+ *     when the count is 0, new transactions held back meanwhile: those of a
+ *     thread that holds none wait from the moment an adoption is pending,
+ *     those nested in one go on (their thread must reach the end of its
+ *     transactions), every one once the map is being replaced. A reset
+ *     transaction (the pool, invariant 4) reads nothing of the map and does
+ *     not count. The thread that adopts may hold no transaction; if another
+ *     thread's stays open longer than SHM_ADOPT_WAIT_MS, or the new map
+ *     cannot be mapped, the call fails with MDB_MAP_RESIZED (the next one
+ *     tries again) or, map lost, MDB_PANIC from then on. While opening, the
+ *     handle is not shared yet: it adopts without the gate.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -26,6 +44,7 @@
 #include <string.h>
 #include <stddef.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -247,6 +266,22 @@ static int check_data_file(shm_env *env, uint64_t in_use, unsigned psize)
 	                (unsigned long long)(in_use * psize));
 }
 
+/* mdb_txn_begin while opening, before the handle is shared (no
+ * transaction of it in progress): a map another process grew meanwhile is
+ * adopted at once (invariant 6). */
+static int begin_at_open(shm_env *env, unsigned flags, MDB_txn **txn)
+{
+	int rc = mdb_txn_begin(env->mdb, NULL, flags, txn);
+
+	if (rc == MDB_MAP_RESIZED && !(rc = mdb_env_set_mapsize(env->mdb, 0))) {
+		MDB_envinfo ei;
+		mdb_env_info(env->mdb, &ei);
+		env->opt.map_size = ei.me_mapsize;
+		rc = mdb_txn_begin(env->mdb, NULL, flags, txn);
+	}
+	return rc;
+}
+
 static int not_shm(shm_env *env, const char *why)
 {
 	return shm__err(SHM_EVERSION, "%s: not an shm environment (%s)",
@@ -270,7 +305,7 @@ static int check_env(shm_env *env)
 	if ((rc = check_data_file(env, 2 + tree_pages(&st), st.ms_psize)) ||
 	    st.ms_entries == 0)
 		return rc;
-	if ((rc = mdb_txn_begin(env->mdb, NULL, MDB_RDONLY, &txn)))
+	if ((rc = begin_at_open(env, MDB_RDONLY, &txn)))
 		return shm__err_mdb(rc, "begin read transaction");
 	rc = mdb_dbi_open(txn, "meta", 0, &dbi);
 	mdb_txn_abort(txn);
@@ -384,7 +419,7 @@ static int open_dbs(shm_env *env)
 
 	if (!ro && (rc = shm__wlock_acquire(env)))
 		return rc;
-	rc = mdb_txn_begin(env->mdb, NULL, ro ? MDB_RDONLY : 0, &txn);
+	rc = begin_at_open(env, ro ? MDB_RDONLY : 0, &txn);
 	if (rc) {
 		if (!ro)
 			shm__wlock_release(env);
@@ -610,7 +645,8 @@ void shm_env_close(shm_env *env)
 	free(env);
 }
 
-int shm__rtxn_get(shm_env *env, MDB_txn **txn)
+/* A pooled transaction renewed, or a new one; inside the gate. */
+static int rtxn_begin(shm_env *env, MDB_txn **txn)
 {
 	MDB_txn *t = NULL;
 	int rc;
@@ -624,13 +660,33 @@ int shm__rtxn_get(shm_env *env, MDB_txn **txn)
 		}
 		mdb_txn_abort(t);
 	}
-	rc = mdb_txn_begin(env->mdb, NULL, MDB_RDONLY, txn);
-	return rc ? shm__err_mdb(rc, "begin read transaction") : 0;
+	return mdb_txn_begin(env->mdb, NULL, MDB_RDONLY, txn);
+}
+
+int shm__rtxn_get(shm_env *env, MDB_txn **txn)
+{
+	int rc;
+
+	if ((rc = shm__gate_enter(env)))
+		return rc;
+	if ((rc = rtxn_begin(env, txn)) == MDB_MAP_RESIZED) {
+		shm__gate_leave(env);
+		if ((rc = shm__map_adopt(env, "begin read transaction")) ||
+		    (rc = shm__gate_enter(env)))
+			return rc;
+		rc = rtxn_begin(env, txn);
+	}
+	if (rc) {
+		shm__gate_leave(env);
+		return shm__err_mdb(rc, "begin read transaction");
+	}
+	return 0;
 }
 
 void shm__rtxn_put(shm_env *env, MDB_txn *txn)
 {
 	mdb_txn_reset(txn);
+	shm__gate_leave(env); /* a reset transaction reads no page */
 	for (size_t i = 0; i < SHM_RPOOL; i++) {
 		MDB_txn *empty = NULL;
 		if (__atomic_compare_exchange_n(&env->rpool[i], &empty, txn, false,
@@ -639,6 +695,122 @@ void shm__rtxn_put(shm_env *env, MDB_txn *txn)
 			return;
 	}
 	mdb_txn_abort(txn);
+}
+
+/* ---- the gate (invariant 6) */
+
+__thread unsigned shm__txn_depth;
+
+/* How long an adoption waits for the transactions in progress to end. */
+#define SHM_ADOPT_WAIT_MS 1000
+
+static void nap_us(long us)
+{
+	struct timespec ts = {0, us * 1000};
+	nanosleep(&ts, NULL);
+}
+
+static int map_lost(shm_env *env)
+{
+	return shm__err(MDB_PANIC, "%s: this handle lost its map when "
+	                "another process grew it (mapping the new size "
+	                "failed): close it and open the environment again",
+	                env->path);
+}
+
+int shm__gate_wait(shm_env *env)
+{
+	unsigned long v = __atomic_load_n(&env->gate, __ATOMIC_ACQUIRE);
+
+	/* counted in v: go on only when no adoption holds this thread back */
+	while ((v & SHM__GATE_SHUT) ||
+	       ((v & SHM__GATE_PENDING) && shm__txn_depth == 0)) {
+		__atomic_sub_fetch(&env->gate, 1, __ATOMIC_RELAXED);
+		if (v & SHM__GATE_LOST)
+			return map_lost(env);
+		while ((v = __atomic_load_n(&env->gate, __ATOMIC_ACQUIRE)) &
+		       SHM__GATE_FLAGS && !(v & SHM__GATE_LOST))
+			nap_us(20);
+		v = __atomic_add_fetch(&env->gate, 1, __ATOMIC_ACQUIRE);
+	}
+	shm__txn_depth++;
+	return 0;
+}
+
+/* Under SHM__GATE_SHUT: maps the size stored in the environment, unless
+ * this map holds every page in use already (a thread adopted it since). */
+static int map_replace(shm_env *env)
+{
+	MDB_envinfo ei;
+	MDB_stat st;
+	int rc;
+
+	mdb_env_info(env->mdb, &ei);
+	mdb_env_stat(env->mdb, &st);
+	if ((ei.me_last_pgno + 1) * st.ms_psize <= ei.me_mapsize)
+		return 0;
+	if ((rc = mdb_env_set_mapsize(env->mdb, 0)))
+		return rc;
+	mdb_env_info(env->mdb, &ei);
+	__atomic_store_n(&env->opt.map_size, ei.me_mapsize, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int shm__map_adopt(shm_env *env, const char *what)
+{
+	size_t had = __atomic_load_n(&env->opt.map_size, __ATOMIC_RELAXED);
+	unsigned long v = 0, shut = SHM__GATE_PENDING;
+	uint64_t deadline;
+	int rc;
+
+	if (shm__txn_depth)
+		return shm__err(MDB_MAP_RESIZED, "%s: another process grew the "
+		                "map of %s past the %zu bytes this process maps; "
+		                "this thread holds a transaction (an shm_rtxn, a "
+		                "log iterator, of this or another environment) "
+		                "and cannot adopt the new size until it ends it",
+		                what, env->path, had);
+	/* one adoption at a time: after one under way, this thread's own
+	 * (map_replace finds nothing to do if that one did it) */
+	while (!__atomic_compare_exchange_n(&env->gate, &v,
+	                                    v | SHM__GATE_PENDING, false,
+	                                    __ATOMIC_ACQUIRE,
+	                                    __ATOMIC_RELAXED)) {
+		if (v & SHM__GATE_LOST)
+			return map_lost(env);
+		if (v & SHM__GATE_FLAGS) {
+			nap_us(20);
+			v &= ~SHM__GATE_FLAGS;
+		}
+	}
+	deadline = shm__mono_ns() + SHM_ADOPT_WAIT_MS * 1000000ull;
+	while (!__atomic_compare_exchange_n(&env->gate, &shut, SHM__GATE_SHUT,
+	                                    false, __ATOMIC_ACQUIRE,
+	                                    __ATOMIC_RELAXED)) {
+		if (shm__mono_ns() > deadline) {
+			__atomic_fetch_and(&env->gate, ~SHM__GATE_PENDING,
+			                   __ATOMIC_RELEASE);
+			return shm__err(MDB_MAP_RESIZED, "%s: another process "
+			                "grew the map of %s past the %zu bytes "
+			                "this process maps; adopting the new size "
+			                "waits until no thread of this process is "
+			                "in a transaction, and one stayed in one "
+			                "for %d ms (an shm_rtxn or log iterator "
+			                "held): end it, the next call adopts it",
+			                what, env->path, had, SHM_ADOPT_WAIT_MS);
+		}
+		shut = SHM__GATE_PENDING;
+		nap_us(20);
+	}
+	if ((rc = map_replace(env))) {
+		__atomic_fetch_or(&env->gate, SHM__GATE_LOST, __ATOMIC_RELEASE);
+		return shm__err(rc, "%s: another process grew the map of %s; "
+		                "mapping its new size failed and this handle "
+		                "has no map left: close it and open the "
+		                "environment again", what, env->path);
+	}
+	__atomic_fetch_and(&env->gate, ~SHM__GATE_SHUT, __ATOMIC_RELEASE);
+	return 0;
 }
 
 int shm_env_sync(shm_env *env)
@@ -737,11 +909,12 @@ int shm__oldest_snapshot(shm_env *env, shm__snapshot *out)
 	shm__readers(env, oldest_reader, out);
 	if (!out->pid)
 		return 0;
+	if ((rc = shm__rtxn_get(env, &txn)))
+		return rc;
+	/* read in the gate: they read LMDB's meta page, in the map */
 	mdb_env_info(env->mdb, &ei);
 	mdb_env_stat(env->mdb, &st);
 	out->age = ei.me_last_txnid - out->txnid;
-	if ((rc = shm__rtxn_get(env, &txn)))
-		return rc;
 	/* those freed from the snapshot's own transaction on wait for it */
 	rc = free_pages(txn, out->txnid, &pages);
 	shm__rtxn_put(env, txn);
@@ -788,10 +961,10 @@ int shm_env_info(shm_env *env, shm_info *out)
 			memcpy(&out->log_last, k.mv_data, 8);
 		mdb_cursor_close(cur);
 	}
-	mdb_env_info(env->mdb, &ei);
+	mdb_env_info(env->mdb, &ei); /* in the transaction: they read the map */
+	mdb_env_stat(env->mdb, &st);
 	rc = free_pages(txn, 0, &unused);
 	shm__rtxn_put(env, txn);
-	mdb_env_stat(env->mdb, &st);
 	out->map_size = ei.me_mapsize;
 	/* LMDB's last page is a high-water mark: the free list is reused */
 	out->map_used = (size_t)(ei.me_last_pgno + 1 - unused) * st.ms_psize;

@@ -88,6 +88,10 @@ struct shm_env {
 	shm_counters local;    /* this handle's counts (relaxed atomics) */
 	shm_counters pending;  /* SHM__COUNT_READ counts not yet in sw->c */
 	uint32_t unpublished;  /* SHM__COUNT_READ ticks since the last publish */
+	unsigned long gate;    /* transactions of this handle in progress, and
+	                          SHM__GATE_* (env.c invariant 6); beside
+	                          the read counters, whose line every read
+	                          writes anyway */
 	MDB_txn *rpool[SHM_RPOOL]; /* reset read transactions, reused; a
 	                              slot is taken by swapping in NULL */
 	struct shm__wlock *wlock; /* writers' lock (wlock.c); NULL read-only */
@@ -162,6 +166,41 @@ void shm__wlock_release(shm_env *env);
 /* ---- read transactions (env.c): pooled, never take the write lock */
 int shm__rtxn_get(shm_env *env, MDB_txn **txn);
 void shm__rtxn_put(shm_env *env, MDB_txn *txn);
+
+/* ---- the transaction gate (env.c invariant 6). Every LMDB transaction of
+ * a handle, read or write, is begun after shm__gate_enter and ended before
+ * shm__gate_leave, in one thread; adopting a map another process grew
+ * (shm__map_adopt) waits until none is in progress. */
+#define SHM__GATE_PENDING (1ul << 61) /* an adoption waits: a thread that
+                                         holds no transaction waits too */
+#define SHM__GATE_SHUT (1ul << 62)    /* the map is being replaced */
+#define SHM__GATE_LOST (1ul << 63)    /* with SHUT: replacing it failed,
+                                         the handle has no map */
+#define SHM__GATE_FLAGS (SHM__GATE_PENDING | SHM__GATE_SHUT)
+/* Transactions the calling thread has in progress, in any handle. */
+extern __thread unsigned shm__txn_depth;
+int shm__gate_wait(shm_env *env);
+/* 0, or an error (said) if the handle lost its map: no transaction then. */
+static inline int shm__gate_enter(shm_env *env)
+{
+	if (__builtin_expect(__atomic_add_fetch(&env->gate, 1,
+	                                        __ATOMIC_ACQUIRE) &
+	                     SHM__GATE_FLAGS, 0))
+		return shm__gate_wait(env);
+	shm__txn_depth++;
+	return 0;
+}
+static inline void shm__gate_leave(shm_env *env)
+{
+	shm__txn_depth--;
+	__atomic_sub_fetch(&env->gate, 1, __ATOMIC_RELEASE);
+}
+/* After an mdb_txn_begin/renew of this thread failed with MDB_MAP_RESIZED,
+ * outside the gate: maps the size another process gave the environment
+ * (the caller then begins again), or says why it cannot (MDB_MAP_RESIZED:
+ * this thread holds a transaction, or another one kept one open too long;
+ * what names the caller's step). */
+int shm__map_adopt(shm_env *env, const char *what);
 
 /* The oldest snapshot a reader slot holds (env.c): LMDB reuses no page
  * freed since it began until it ends. pid 0: no slot holds one. */

@@ -27,6 +27,14 @@
  * Threads: a handle may be used from several threads at once; writes
  * serialise on LMDB's write lock, reads never take it. An shm_rtxn belongs to
  * the thread that began it.
+ *
+ * Map size: when another process grows the map (shm_options.map_size), a
+ * call of this process that needs the larger map adopts it first. That
+ * waits until no transaction of the handle is in progress (1 s at most;
+ * other threads' calls wait meanwhile) and fails with MDB_MAP_RESIZED,
+ * saying why, if the calling thread holds a transaction (an shm_rtxn, a
+ * log iterator, of any environment) or another thread holds one longer:
+ * the next call tries again. Keep read transactions short.
  */
 #ifndef SHM_H
 #define SHM_H
@@ -106,7 +114,10 @@ typedef struct shm_options {
 	                             * the environment if larger than the size
 	                             * stored. 0: the environment's own, the
 	                             * size stored in it (1 GiB in a new one).
-	                             * shm_env_options shows the size in force */
+	                             * shm_env_options shows the size in force,
+	                             * which grows when this process adopts a
+	                             * larger map another process stored
+	                             * ("Map size" above) */
 	unsigned max_readers;       /* LMDB reader slots (default 256) */
 	/* The policy belongs to the environment (stored in it, obeyed by
 	 * every process, shm-flusher included): 0 keeps the stored value

@@ -101,7 +101,8 @@ typedef struct shm_log_rec {
 typedef struct shm_log_iter shm_log_iter;
 
 /* Iterates records with seq >= from, in order, inside one read transaction
- * that sees the log as of the open. *out is freed with shm_log_iter_close. */
+ * that sees the log as of the open. *out is freed with shm_log_iter_close,
+ * in the thread that opened it (like an shm_rtxn, shm.h). */
 int shm_log_iter_open(shm_env *env, uint64_t from, shm_log_iter **out);
 /* 0 and *rec filled; SHM_ENOTFOUND at the end; SHM_ECORRUPT for a record
  * that fails its checksum or format (rec->seq is then set, so the caller can

@@ -43,6 +43,32 @@ int shm__meta_put(MDB_txn *txn, shm_env *env, const char *name, uint64_t v)
 	return rc == MDB_MAP_FULL ? rc : rc ? shm__err_mdb(rc, name) : 0;
 }
 
+/* The gate (env.c invariant 6), then the writers' lock, then LMDB's
+ * transaction; wtxn_end undoes the first two. An error is said. */
+static int wtxn_open(shm_env *env, MDB_txn **txn)
+{
+	int rc;
+
+	if ((rc = shm__gate_enter(env)))
+		return rc;
+	if ((rc = shm__wlock_acquire(env))) {
+		shm__gate_leave(env);
+		return rc;
+	}
+	if ((rc = mdb_txn_begin(env->mdb, NULL, 0, txn))) {
+		shm__wlock_release(env);
+		shm__gate_leave(env);
+		return shm__err_mdb(rc, "begin write transaction");
+	}
+	return 0;
+}
+
+static void wtxn_end(shm_env *env)
+{
+	shm__wlock_release(env);
+	shm__gate_leave(env);
+}
+
 static int wtxn_begin(shm_env *env, shm__wtxn *w)
 {
 	int rc;
@@ -51,19 +77,19 @@ static int wtxn_begin(shm_env *env, shm__wtxn *w)
 	w->env = env;
 	if (env->opt.read_only)
 		return shm__err(SHM_EREADONLY, "%s: opened read-only", env->path);
-	if ((rc = shm__wlock_acquire(env)))
+	/* another process grew the map: adopted with no lock held */
+	if ((rc = wtxn_open(env, &w->txn)) == MDB_MAP_RESIZED &&
+	    !(rc = shm__map_adopt(env, "begin write transaction")))
+		rc = wtxn_open(env, &w->txn);
+	if (rc)
 		return rc;
-	if ((rc = mdb_txn_begin(env->mdb, NULL, 0, &w->txn))) {
-		shm__wlock_release(env);
-		return shm__err_mdb(rc, "begin write transaction");
-	}
 	w->now = shm_now_us();
 	if ((rc = shm__meta_get(w->txn, env, "next_seq", &w->next_seq)) ||
 	    (rc = shm__meta_get(w->txn, env, "flushed", &w->flushed)) ||
 	    (rc = shm__meta_get(w->txn, env, "entries", &w->entries)) ||
 	    (rc = shm__meta_get(w->txn, env, "bytes", &w->bytes))) {
 		mdb_txn_abort(w->txn);
-		shm__wlock_release(env);
+		wtxn_end(env);
 		return rc;
 	}
 	w->begin_seq = w->next_seq;
@@ -114,7 +140,7 @@ static int run_once(shm_env *env, shm__write_fn fn, void *ctx,
 		rc = wtxn_commit(&w);
 	seqs[0] = w.begin_seq;
 	seqs[1] = w.next_seq;
-	shm__wlock_release(env);
+	wtxn_end(env);
 	free(w.buf);
 	return rc;
 }

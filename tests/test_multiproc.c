@@ -1,6 +1,8 @@
 /* tests/test_multiproc.c - several processes on one environment: 4 forked
  * writers x 10,000 messages read back by a fifth; writers killed with
- * SIGKILL mid-write while others write. */
+ * SIGKILL mid-write while others write; a process that grows the map while
+ * another one, and its threads, go on with the smaller map they opened. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <lmdb.h>
 
 #include "shm_log.h"
 #include "testutil.h"
@@ -212,11 +216,274 @@ static void test_writers_killed_mid_write_leave_a_consistent_store(void **state)
 	free(dir);
 }
 
+#define MIB ((size_t)1 << 20)
+#define BIG_CONTENT 60000 /* bytes of a message that lz4 leaves as big */
+
+/* Messages [from, to) of writer w, BIG_CONTENT random letters each, put by
+ * a process that opens dir with map_size (larger than the environment's:
+ * it grows the map). Returns the exit status for the child. */
+static int grow_map(const char *dir, size_t map_size, int w, int from, int to)
+{
+	shm_options o = big_options();
+	static char text[BIG_CONTENT + 1];
+	unsigned seed = (unsigned)(w * 7919 + from);
+	shm_env *env;
+
+	o.map_size = map_size;
+	if (shm_env_open(dir, &o, &env))
+		return 10;
+	for (int i = from; i < to; i++) {
+		for (int k = 0; k < BIG_CONTENT; k++)
+			text[k] = (char)('a' + rand_r(&seed) % 26);
+		shm_msg m = tu_msg("grown", w, text);
+		m.id = id_of(w, i);
+		if (shm_msg_put(env, &m)) {
+			fprintf(stderr, "grower: %s\n", shm_errmsg());
+			return 11;
+		}
+	}
+	shm_env_close(env);
+	return 0;
+}
+
+static void grow_in_child(const char *dir, size_t map_size, int from, int to)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(grow_map(dir, map_size, 9, from, to));
+	wait_ok(pid);
+}
+
+/* Reads message i of the grower (writer 9): 0, or the error of the get. */
+static int get_grown(shm_env *env, int i)
+{
+	shm_uuid id = id_of(9, i);
+	shm_msg *m;
+	int rc = shm_msg_get(env, &id, &m);
+
+	if (rc) {
+		fprintf(stderr, "get: %s\n", shm_errmsg());
+		return rc;
+	}
+	assert_int_equal(m->content_len, BIG_CONTENT);
+	shm_msg_free(m);
+	return 0;
+}
+
+/* A process that opened the environment with a 4 MiB map goes on when
+ * another one grows it (16 MiB, data past 4 MiB): its next read adopts the
+ * new size and sees the other's data, and so does its next write when the
+ * map grows again (32 MiB, data past 16 MiB). */
+static void test_a_map_grown_by_another_process_is_adopted(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_options o = big_options();
+	shm_info in;
+
+	o.map_size = 4 * MIB;
+	shm_env *env = tu_open(dir, &o);
+	shm_msg m = tu_msg("small", 1, "before the map grew");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_env_options(env)->map_size, 4 * MIB);
+
+	grow_in_child(dir, 16 * MIB, 0, 60);
+	assert_int_equal(get_grown(env, 59), 0); /* a read first */
+	assert_int_equal(shm_env_options(env)->map_size, 16 * MIB);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.map_size, 16 * MIB);
+	assert_true(in.map_used > 4 * MIB);
+	m = tu_msg("small", 1, "after the map grew");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+
+	grow_in_child(dir, 32 * MIB, 60, 170);
+	m = tu_msg("small", 1, "a write first");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_env_options(env)->map_size, 32 * MIB);
+	assert_int_equal(get_grown(env, 169), 0);
+	assert_int_equal(get_grown(env, 0), 0);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_true(in.map_used > 16 * MIB);
+	assert_int_equal(in.messages, 173);
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	assert_int_equal(tu_stored_map_size(dir), 32 * MIB);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+struct reader_arg {
+	shm_env *env;
+	int stop; /* atomic */
+	unsigned long reads, errors;
+};
+
+/* Reads the first message in a loop, by copy and through a view, until
+ * told to stop. */
+static void *reader_run(void *p)
+{
+	struct reader_arg *a = p;
+	shm_uuid id = id_of(1, 0);
+
+	while (!__atomic_load_n(&a->stop, __ATOMIC_RELAXED)) {
+		shm_msg *m;
+		shm_rtxn *t;
+		const shm_msg *v;
+		if (shm_msg_get(a->env, &id, &m) == 0)
+			shm_msg_free(m);
+		else
+			a->errors++;
+		if (shm_rtxn_begin(a->env, &t) == 0) {
+			if (shm_msg_view(t, &id, &v) != 0 || v->content_len == 0)
+				a->errors++;
+			shm_rtxn_end(t);
+		} else {
+			a->errors++;
+		}
+		a->reads++;
+	}
+	return NULL;
+}
+
+/* Threads that read all the time in a process whose map another process
+ * grows: none of their reads fails, and the map is adopted. */
+static void test_threads_reading_while_the_map_grows_see_no_error(void **state)
+{
+	enum { THREADS = 3 };
+	char *dir = tu_tmpdir();
+	shm_options o = big_options();
+	struct reader_arg a[THREADS];
+	pthread_t th[THREADS];
+
+	o.map_size = 4 * MIB;
+	shm_env *env = tu_open(dir, &o);
+	shm_msg m = tu_msg("small", 1, "read all the time");
+	m.id = id_of(1, 0);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	for (int i = 0; i < THREADS; i++) {
+		a[i] = (struct reader_arg){.env = env};
+		assert_int_equal(pthread_create(&th[i], NULL, reader_run, &a[i]),
+		                 0);
+	}
+	grow_in_child(dir, 16 * MIB, 0, 60);
+	for (int i = 0; i < 20; i++) { /* 200 ms of reads after it */
+		struct timespec ts = {0, 10 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+	for (int i = 0; i < THREADS; i++)
+		__atomic_store_n(&a[i].stop, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < THREADS; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	for (int i = 0; i < THREADS; i++) {
+		fprintf(stderr, "reader %d: %lu reads, %lu errors\n", i,
+		        a[i].reads, a[i].errors);
+		assert_true(a[i].reads > 0);
+		assert_int_equal(a[i].errors, 0);
+	}
+	assert_int_equal(shm_env_options(env)->map_size, 16 * MIB);
+	assert_int_equal(get_grown(env, 59), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* While a read transaction of this process stays open the new map cannot
+ * be adopted (LMDB remaps it: the transaction's pages would go): a read
+ * fails with MDB_MAP_RESIZED and says what to do; once the transaction
+ * ended, the next read adopts it. */
+static void test_a_held_read_transaction_defers_the_adoption(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_options o = big_options();
+	shm_rtxn *t;
+	const shm_msg *v;
+
+	o.map_size = 4 * MIB;
+	shm_env *env = tu_open(dir, &o);
+	shm_msg m = tu_msg("small", 1, "held");
+	m.id = id_of(1, 0);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	grow_in_child(dir, 16 * MIB, 0, 60);
+	assert_int_equal(get_grown(env, 59), MDB_MAP_RESIZED);
+	assert_non_null(strstr(shm_errmsg(), "read transaction"));
+	assert_non_null(strstr(shm_errmsg(), "MDB_MAP_RESIZED"));
+	assert_int_equal(shm_msg_view(t, &m.id, &v), 0); /* still good */
+	assert_int_equal(v->content_len, 4);
+	shm_rtxn_end(t);
+	assert_int_equal(get_grown(env, 59), 0);
+	assert_int_equal(shm_env_options(env)->map_size, 16 * MIB);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+struct holder_arg {
+	shm_env *env;
+	int begun[2], end[2]; /* pipes: "begun" to the test, "end" from it */
+};
+
+/* Holds a read transaction from its start until told to end it. */
+static void *holder_run(void *p)
+{
+	struct holder_arg *a = p;
+	shm_rtxn *t;
+	char c = shm_rtxn_begin(a->env, &t) == 0 ? 'y' : 'n';
+
+	if (write(a->begun[1], &c, 1) != 1 || read(a->end[0], &c, 1) != 1)
+		abort();
+	shm_rtxn_end(t);
+	return NULL;
+}
+
+/* A read transaction another thread keeps open defers the adoption too:
+ * the read that needs it waits a while, then fails with MDB_MAP_RESIZED
+ * and says why; once that thread ended it, the next read adopts it. */
+static void test_a_transaction_another_thread_holds_defers_it(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_options o = big_options();
+	struct holder_arg a;
+	pthread_t th;
+	char c = 0;
+
+	o.map_size = 4 * MIB;
+	shm_env *env = tu_open(dir, &o);
+	shm_msg m = tu_msg("small", 1, "held elsewhere");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	a.env = env;
+	assert_int_equal(pipe(a.begun), 0);
+	assert_int_equal(pipe(a.end), 0);
+	assert_int_equal(pthread_create(&th, NULL, holder_run, &a), 0);
+	assert_int_equal(read(a.begun[0], &c, 1), 1);
+	assert_int_equal(c, 'y');
+	grow_in_child(dir, 16 * MIB, 0, 60);
+	assert_int_equal(get_grown(env, 59), MDB_MAP_RESIZED);
+	assert_non_null(strstr(shm_errmsg(), "stayed in one"));
+	assert_int_equal(shm_env_options(env)->map_size, 4 * MIB);
+	assert_int_equal(write(a.end[1], "x", 1), 1);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(get_grown(env, 59), 0);
+	assert_int_equal(shm_env_options(env)->map_size, 16 * MIB);
+	for (int i = 0; i < 2; i++) {
+		close(a.begun[i]);
+		close(a.end[i]);
+	}
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_four_writers_then_a_reader_see_all_40000),
 		cmocka_unit_test(test_writers_killed_mid_write_leave_a_consistent_store),
+		cmocka_unit_test(test_a_map_grown_by_another_process_is_adopted),
+		cmocka_unit_test(test_threads_reading_while_the_map_grows_see_no_error),
+		cmocka_unit_test(test_a_held_read_transaction_defers_the_adoption),
+		cmocka_unit_test(test_a_transaction_another_thread_holds_defers_it),
 	};
 	return cmocka_run_group_tests_name("multiproc", tests, NULL, NULL);
 }
