@@ -645,7 +645,8 @@ void shm_rtxn_end(shm_rtxn *t)
 	shm__rtxn_put(t->env, t->txn);
 	t->txn = NULL;
 	shm__arena_reset(&t->arena);
-	old = __atomic_exchange_n(&t->env->spare_rtxn, t, __ATOMIC_RELEASE);
+	/* acquire too: old was reset by the thread that put it there */
+	old = __atomic_exchange_n(&t->env->spare_rtxn, t, __ATOMIC_ACQ_REL);
 	if (old) {
 		shm__arena_free(&old->arena);
 		free(old);
