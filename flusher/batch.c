@@ -270,6 +270,21 @@ int fl_buf_adds(fl_buf *b, const char *s)
 	return fl_buf_add(b, s, strlen(s));
 }
 
+int fl_buf_add_int(fl_buf *b, const char *pre, int64_t v, const char *post)
+{
+	char s[24], *e = s + sizeof s, *d = e;
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+	do
+		*--d = (char)('0' + u % 10);
+	while ((u /= 10));
+	if (v < 0)
+		*--d = '-';
+	if (fl_buf_adds(b, pre) || fl_buf_add(b, d, (size_t)(e - d)))
+		return ENOMEM;
+	return fl_buf_adds(b, post);
+}
+
 int fl_buf_addf(fl_buf *b, const char *fmt, ...)
 {
 	va_list ap;

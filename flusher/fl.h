@@ -257,6 +257,8 @@ typedef struct fl_buf {
 int fl_buf_reserve(fl_buf *b, size_t more);
 int fl_buf_add(fl_buf *b, const void *s, size_t len);
 int fl_buf_adds(fl_buf *b, const char *s);
+/* v in decimal, between pre and post (without printf: for per-record use) */
+int fl_buf_add_int(fl_buf *b, const char *pre, int64_t v, const char *post);
 int fl_buf_addf(fl_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int fl_buf_copy_field(fl_buf *b, const char *s, size_t len); /* escaped */

@@ -98,22 +98,6 @@ static int add_room(fl_buf *o, const char *room, size_t len)
 	return fl_buf_add(o, room + from, len - from) ? ENOMEM : 0;
 }
 
-/* " <v> ": one per message, so without printf's cost. */
-static int add_spaced_int(fl_buf *o, int64_t v)
-{
-	char s[24], *e = s + sizeof s, *d = e;
-	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-
-	*--d = ' ';
-	do
-		*--d = (char)('0' + u % 10);
-	while ((u /= 10));
-	if (v < 0)
-		*--d = '-';
-	*--d = ' ';
-	return fl_buf_add(o, d, (size_t)(e - d));
-}
-
 static int add_key(fl_buf *o, const fl_rec *r)
 {
 	char u[40], w[37];
@@ -135,7 +119,7 @@ static int add_key(fl_buf *o, const fl_rec *r)
 		/* its room, for the other hosts' room pages (invalidate.h) */
 		if (shm_msg_payload_room(r->payload, r->payload_len, &room,
 		                         &room_len, &created) == 0 &&
-		    (add_spaced_int(o, created) ||
+		    (fl_buf_add_int(o, " ", created, " ") ||
 		     add_room(o, room, room_len)))
 			return ENOMEM;
 		return fl_buf_add(o, "\n", 1) ? ENOMEM : 0;

@@ -129,16 +129,7 @@ static int resp_argc(fl_buf *o, int argc)
 
 static int resp_arg(fl_buf *o, const void *p, size_t n)
 {
-	char s[24], *e = s + sizeof s, *d = e;
-	size_t v = n;
-
-	*--d = '\n';
-	*--d = '\r';
-	do
-		*--d = (char)('0' + v % 10);
-	while ((v /= 10));
-	*--d = '$';
-	if (fl_buf_add(o, d, (size_t)(e - d)) || fl_buf_add(o, p, n))
+	if (fl_buf_add_int(o, "$", (int64_t)n, "\r\n") || fl_buf_add(o, p, n))
 		return ENOMEM;
 	return fl_buf_add(o, "\r\n", 2);
 }
