@@ -570,7 +570,10 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	     (rc = shm__redis_resolve(env->redis_url, &env->redis_addr,
 	                              env->redis_ip, sizeof env->redis_ip))))
 		goto fail;
-	if (env->pg_conninfo && (rc = check_conninfo(env->pg_conninfo)))
+	if (env->pg_conninfo && *env->pg_conninfo &&
+	    ((rc = check_conninfo(env->pg_conninfo)) ||
+	     (rc = shm__pg_resolve(env->pg_conninfo, &env->pg_hosts,
+	                          &env->pg_hostaddr))))
 		goto fail;
 
 	if (env->opt.read_only || env->opt.must_exist) {
@@ -641,6 +644,8 @@ void shm_env_close(shm_env *env)
 	shm__wlock_close(env);
 	free(env->redis_url);
 	free(env->pg_conninfo);
+	free(env->pg_hosts);
+	free(env->pg_hostaddr);
 	free(env->path);
 	free(env);
 }

@@ -81,6 +81,11 @@ struct shm_env {
 	char redis_ip[64];             /* its host, resolved at open: numeric,
 	                                  so connecting needs no resolver; ""
 	                                  for a unix socket */
+	char *pg_hosts, *pg_hostaddr;  /* pg_conninfo's host list, and the
+	                                  addresses they resolved to at open:
+	                                  libpq's hostaddr (owned); NULL if
+	                                  no host is a name, or libpq is told
+	                                  the addresses otherwise */
 	shm__shared *shared;   /* the shared file, for reading */
 	shm__shared *sw;       /* where counters are written: shared, or a
 	                          private scratch when opened read-only */
@@ -106,6 +111,20 @@ struct shm_env {
  * resolve. */
 int shm__redis_resolve(const char *url, const shm_redis_addr *a, char *ip,
                        size_t len);
+
+/* ---- host names resolved at open (resolve.c): these may block on DNS,
+ * shm_env_open calls them, the read path never */
+/* The numeric address (ip, len bytes) host resolves to, IPv4 first; 0, or
+ * -1 and why ("host H does not resolve: ..."). */
+int shm__resolve(const char *host, char *ip, size_t len, char *why,
+                 size_t why_len);
+/* conninfo's hosts (or PGHOST's, if it has none) resolved for libpq: 0,
+ * *hosts (that host list) and *hostaddr (one numeric address per host,
+ * empty for a socket), both malloc'd; both NULL when no host is a name
+ * (sockets, numeric addresses) or libpq is told the addresses otherwise
+ * (hostaddr, PGHOSTADDR, a service). SHM_EINVAL naming a host that does
+ * not resolve. conninfo was checked (check_conninfo, env.c). */
+int shm__pg_resolve(const char *conninfo, char **hosts, char **hostaddr);
 
 /* ---- errors (errors.c): set the thread's message, return rc */
 int shm__err(int rc, const char *fmt, ...)

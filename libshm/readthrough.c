@@ -11,7 +11,7 @@
  *  2. A level costs at most its timeout per call: waiting for a connection,
  *     connecting and every exchange (Redis's GET and fill share one budget)
  *     run against deadlines, never per-read timeouts; nothing blocks
- *     outside them (Redis's host name was resolved at open). After a
+ *     outside them (host names were resolved at open, resolve.c). After a
  *     failure the level is skipped for RT_BACKOFF_MS, so a dead server costs
  *     nothing more.
  *  3. Each level has a pool of at most RT_POOL connections, made on demand;
@@ -708,11 +708,14 @@ static int l3_late(const shm_env *env, const char *what)
 /* Connects before deadline, in UTF-8 whatever PGCLIENTENCODING or the
  * conninfo says (later keywords win over the conninfo expanded from
  * dbname): values are UTF-8, and a character another encoding lacks would
- * fail the whole query. NULL with the reason (SHM_EL3) on failure. */
+ * fail the whole query. To the addresses the hosts resolved to at open
+ * (hostaddr: libpq resolves nothing, the names stay its host). NULL with
+ * the reason (SHM_EL3) on failure. */
 static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 {
-	const char *kw[] = {"dbname", "client_encoding", NULL};
-	const char *val[] = {env->pg_conninfo, "UTF8", NULL};
+	const char *kw[] = {"dbname", "client_encoding",
+	                    env->pg_hostaddr ? "hostaddr" : NULL, NULL};
+	const char *val[] = {env->pg_conninfo, "UTF8", env->pg_hostaddr, NULL};
 	PGconn *c = PQconnectStartParams(kw, val, 1);
 
 	if (!c) {
@@ -736,7 +739,14 @@ static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 		}
 	}
 fail:
-	l3_err("connection", PQerrorMessage(c), NULL);
+	/* libpq names the address it was given: the hosts say which server */
+	if (env->pg_hosts) {
+		char what[300];
+		snprintf(what, sizeof what, "connection to %s", env->pg_hosts);
+		l3_err(what, PQerrorMessage(c), NULL);
+	} else {
+		l3_err("connection", PQerrorMessage(c), NULL);
+	}
 	PQfinish(c);
 	return NULL;
 }

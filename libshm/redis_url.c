@@ -2,14 +2,11 @@
  * libshm/redis_url.c - the one parser of Redis addresses, for libshm's
  * read-through and the flusher: redis://[[user]:password@]host[:port][/db]
  * and unix://[[user]:password@]/path[?db=N]; and the resolution of the
- * read-through's host name, once, at open.
+ * read-through's host name, once, at open (resolve.c).
  */
-#include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "internal.h"
 
@@ -133,31 +130,10 @@ int shm_redis_url_parse(const char *url, shm_redis_addr *a)
 int shm__redis_resolve(const char *url, const shm_redis_addr *a, char *ip,
                        size_t len)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-	                         .ai_socktype = SOCK_STREAM}, *res, *p;
 	char why[300];
-	int rc;
 
 	*ip = '\0';
-	if (a->unix_socket)
-		return 0;
-	if ((rc = getaddrinfo(a->host, NULL, &hints, &res))) {
-		snprintf(why, sizeof why, "host %s does not resolve: %s", a->host,
-		         rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+	if (!a->unix_socket && shm__resolve(a->host, ip, len, why, sizeof why))
 		return bad(url, why);
-	}
-	for (p = res; p && p->ai_family != AF_INET; p = p->ai_next)
-		;
-	if (!p)
-		p = res;
-	rc = getnameinfo(p->ai_addr, p->ai_addrlen, ip, (socklen_t)len, NULL,
-	                 0, NI_NUMERICHOST);
-	freeaddrinfo(res);
-	if (rc) {
-		*ip = '\0';
-		snprintf(why, sizeof why, "host %s: its address: %s", a->host,
-		         gai_strerror(rc));
-		return bad(url, why);
-	}
 	return 0;
 }

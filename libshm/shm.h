@@ -160,9 +160,12 @@ void shm_options_init(shm_options *o);
  * version or holds an LMDB environment that is not an shm one (only an empty
  * map is made one), SHM_ECORRUPT if data.mdb has fewer pages than are in use
  * (a cut copy), SHM_EINVAL if dir is too long for its files' paths or an
- * option is invalid (redis_url, pg_conninfo, durability, write_mode; a
- * redis_url host name is resolved here, once, where a slow DNS may block:
- * one that does not resolve is invalid, and gets never resolve it). On
+ * option is invalid (redis_url, pg_conninfo, durability, write_mode; the
+ * host names of redis_url and of pg_conninfo (each of a host list, or
+ * PGHOST's) are resolved here, once, where a slow DNS may block: one that
+ * does not resolve is invalid, and gets never resolve them, PostgreSQL's
+ * being given to libpq as hostaddr; a pg_conninfo with its own hostaddr,
+ * or a service, or PGHOSTADDR or PGSERVICE set, is used as given). On
  * success *out is a handle owned by the caller, released with
  * shm_env_close().
  */

@@ -5,8 +5,8 @@
  * reason each failed level leaves in shm_errmsg(), a Redis key of another
  * type replaced by the fill, concurrent gets side by side, room pages from
  * PostgreSQL merged with L1, timestamps that round-trip to the
- * microsecond whatever the time zone, and a Redis host name resolved at
- * open, never on the read path.
+ * microsecond whatever the time zone, and Redis's and PostgreSQL's host
+ * names resolved at open, never on the read path.
  *
  * Needs a real redis-server and PostgreSQL (SHM_TEST_REDIS, SHM_TEST_PG, as
  * tests/run.sh provides them); the tests that use them skip without them. A
@@ -1292,6 +1292,156 @@ static void test_redis_host_name_is_resolved_at_open_not_on_gets(void **state)
 	dir = NULL;
 }
 
+/* Opens a new environment whose only level is PostgreSQL, at conninfo. */
+static shm_env *open_l3(const char *conninfo, uint32_t l3_ms)
+{
+	shm_options o;
+
+	shm_options_init(&o);
+	o.pg_conninfo = conninfo;
+	o.l3_timeout_ms = l3_ms;
+	dir = tu_tmpdir();
+	return tu_open(dir, &o);
+}
+
+/* One get of an absent message through env, whose only level is
+ * PostgreSQL: its return code; fails if it asked the resolver for
+ * SLOW_HOST or took more than max_ms. */
+static int get_from_l3_resolves_nothing(shm_env *env, const char *what,
+                                        uint64_t max_ms)
+{
+	int lookups = __atomic_load_n(&slow_lookups, __ATOMIC_RELAXED);
+	shm_msg *got;
+	shm_uuid id;
+
+	shm_uuid_v7(&id);
+	uint64_t t0 = now_ms();
+	int rc = shm_msg_get(env, &id, &got);
+	uint64_t dt = now_ms() - t0;
+	lookups = __atomic_load_n(&slow_lookups, __ATOMIC_RELAXED) - lookups;
+	fprintf(stderr, "%s: get %" PRIu64 " ms, %d slow lookup(s): %s\n", what,
+	        dt, lookups, shm_errmsg());
+	if (lookups || dt > max_ms)
+		fail_msg("%s: a get through PostgreSQL's host name took %" PRIu64
+		         " ms (at most %" PRIu64 " expected) and asked the "
+		         "resolver %d time(s)", what, dt, max_ms, lookups);
+	return rc;
+}
+
+/* Through a real PostgreSQL over TCP: the get finds no message there. */
+static void assert_l3_reached(const char *conninfo, const char *what)
+{
+	shm_env *env = open_l3(conninfo, 900);
+	shm_counters c;
+
+	assert_int_equal(get_from_l3_resolves_nothing(env, what, 900),
+	                 SHM_ENOTFOUND);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l3_errors, 0);
+	assert_int_equal(c.l3_misses, 1);
+	close_rt(env);
+}
+
+/* shm_env_open with conninfo fails with SHM_EINVAL saying host does not
+ * resolve, and creates nothing. */
+static void assert_open_unresolved(const char *conninfo, const char *host)
+{
+	char want[300], *sub;
+	shm_options o;
+	shm_env *env;
+
+	shm_options_init(&o);
+	o.pg_conninfo = conninfo;
+	dir = tu_tmpdir();
+	sub = malloc(strlen(dir) + 8);
+	sprintf(sub, "%s/new", dir);
+	assert_int_equal(shm_env_open(sub, &o, &env), SHM_EINVAL);
+	snprintf(want, sizeof want, "pg_conninfo: host %s does not resolve: %s "
+	         "(invalid argument)", host, gai_strerror(EAI_NONAME));
+	assert_string_equal(shm_errmsg(), want);
+	assert_int_equal(access(sub, F_OK), -1);
+	free(sub);
+	tu_rmdir(dir);
+	free(dir);
+	dir = NULL;
+}
+
+/* PostgreSQL's host names are resolved at open too, and the read path
+ * gives libpq the addresses as hostaddr (the names kept for
+ * authentication, SSL and messages): with a resolver that takes SLOW_DNS_MS
+ * per lookup, a get through a name costs at most l3_timeout_ms and asks it
+ * nothing. A mute server through a name needs no server; with the test
+ * PostgreSQL over TCP: a name, a URI, a list of hosts (a socket directory
+ * that fails, then the name), localhost, a conninfo with its own hostaddr
+ * (used as given), a host from PGHOST; a refused connection names the host
+ * and its address. A name that does not resolve, alone or in a list, fails
+ * the open with SHM_EINVAL naming it, and creates nothing. */
+static void test_postgres_host_name_is_resolved_at_open_not_on_gets(void **state)
+{
+	const uint32_t l3_ms = 150;
+	const char *port = getenv("SHM_TEST_PG_PORT");
+	const char *user = getenv("SHM_TEST_PG_USER");
+	char info[300];
+	shm_env *env;
+	int fd, p;
+
+	/* a server that accepts and never answers, through the slow name */
+	p = refusing_port(&fd);
+	assert_int_equal(listen(fd, 16), 0);
+	snprintf(info, sizeof info, "host=%s port=%d dbname=shm user=nobody",
+	         SLOW_HOST, p);
+	env = open_l3(info, l3_ms);
+	assert_int_equal(get_from_l3_resolves_nothing(env, "mute server",
+	                                              l3_ms + 100),
+	                 SHM_ENOTFOUND);
+	assert_non_null(strstr(shm_errmsg(), "PostgreSQL connection: no answer "
+	                       "within l3_timeout_ms (150 ms)"));
+	close_rt(env);
+	close(fd);
+
+	/* a refused connection names the host and the address libpq was
+	 * given */
+	p = refusing_port(&fd);
+	snprintf(info, sizeof info, "host=%s port=%d dbname=shm user=nobody",
+	         SLOW_HOST, p);
+	env = open_l3(info, l3_ms);
+	assert_int_equal(get_from_l3_resolves_nothing(env, "refused", l3_ms),
+	                 SHM_ENOTFOUND);
+	snprintf(info, sizeof info, "PostgreSQL connection to %s: connection "
+	         "to server at \"127.0.0.1\", port %d failed: Connection "
+	         "refused", SLOW_HOST, p);
+	if (!strstr(shm_errmsg(), info))
+		fail_msg("no %s in %s", info, shm_errmsg());
+	close_rt(env);
+	close(fd);
+
+	assert_open_unresolved("host=" NO_HOST " dbname=shm", NO_HOST);
+	assert_open_unresolved("host=/tmp," NO_HOST " port=1,2", NO_HOST);
+	assert_open_unresolved("postgresql://u@" NO_HOST ":5/shm", NO_HOST);
+
+	if (!redis_url || !port || !user)
+		return; /* no test PostgreSQL */
+	snprintf(info, sizeof info, "host=%s port=%s dbname=shm user=%s",
+	         SLOW_HOST, port, user);
+	assert_l3_reached(info, "a name");
+	snprintf(info, sizeof info, "postgresql://%s@%s:%s/shm", user,
+	         SLOW_HOST, port);
+	assert_l3_reached(info, "a URI");
+	snprintf(info, sizeof info, "host=/nonexistent.shm.test,%s port=%s "
+	         "dbname=shm user=%s", SLOW_HOST, port, user);
+	assert_l3_reached(info, "a list of hosts");
+	snprintf(info, sizeof info, "host=localhost port=%s dbname=shm "
+	         "user=%s", port, user);
+	assert_l3_reached(info, "localhost");
+	snprintf(info, sizeof info, "host=%s hostaddr=127.0.0.1 port=%s "
+	         "dbname=shm user=%s", SLOW_HOST, port, user);
+	assert_l3_reached(info, "its own hostaddr");
+	setenv("PGHOST", SLOW_HOST, 1);
+	snprintf(info, sizeof info, "port=%s dbname=shm user=%s", port, user);
+	assert_l3_reached(info, "PGHOST");
+	unsetenv("PGHOST");
+}
+
 /* 25 rows only in PostgreSQL, with ties on created_at. */
 static void seed_room(PGconn *db, const char *room, shm_msg *m, int n,
                       int64_t t0)
@@ -2107,6 +2257,7 @@ static int unset_pgenv(void **state)
 {
 	unsetenv("PGTZ");
 	unsetenv("PGCLIENTENCODING");
+	unsetenv("PGHOST");
 	return 0;
 }
 
@@ -2127,6 +2278,9 @@ int main(void)
 		cmocka_unit_test(test_redis_reason_stays_beside_postgres_answer),
 		cmocka_unit_test(test_failed_get_names_each_cause_once),
 		cmocka_unit_test(test_redis_host_name_is_resolved_at_open_not_on_gets),
+		cmocka_unit_test_teardown(
+			test_postgres_host_name_is_resolved_at_open_not_on_gets,
+			unset_pgenv),
 		cmocka_unit_test(test_room_page_from_postgres_matches_postgres),
 		cmocka_unit_test(test_room_page_with_evictions),
 		cmocka_unit_test_teardown(
