@@ -112,7 +112,8 @@ static const fl_opt opts[] = {
 	 "a record a sink refuses this many times becomes a dead letter", NULL},
 	{"once-retries", 0, O_UINT, W_BOTH, OFF(once_retries), "3",
 	 U(1, 1000), NULL,
-	 "--once: give a sink up after this many failures in a row", NULL},
+	 "--once: give a sink up after this many failures in a row (of the "
+	 "sink, or of reads of the log)", NULL},
 	{"redis-timeout-ms", 0, O_UINT, W_BOTH, OFF(redis_timeout_ms), "5000",
 	 U(1, 3600000), NULL, "Redis connect and command timeout", NULL},
 	{"pg-timeout-ms", 0, O_UINT, W_BOTH, OFF(pg_timeout_ms), "10000",

@@ -4,7 +4,8 @@
  *
  * The cycle:
  *   1. connect (on failure: capped exponential backoff, retry for ever;
- *      --once gives up after once-retries failures in a row)
+ *      --once gives up after once-retries failures in a row, of the sink
+ *      or of reads of the log)
  *   2. after every (re)connect or failure, ask the sink for its durable
  *      position (PostgreSQL's shm_sink_positions row) and believe it:
  *      records at or below it are dropped from the batch in hand
@@ -70,6 +71,7 @@ struct fl_worker {
 	uint64_t backoff_ms;      /* the next wait after a sink failure */
 	uint64_t read_backoff_ms; /* ... after a failed read of the log */
 	uint64_t fails;           /* failures in a row */
+	uint64_t read_fails;      /* failed reads of the log in a row */
 	char record_what[64];     /* "recording sink.<name>.applied" */
 	fl_repeat record_fail;    /* meta writes of the position */
 	fl_repeat read_fail;      /* log reads */
@@ -143,10 +145,12 @@ static void set_applied(fl_worker *w, uint64_t pos)
 	__atomic_store_n(&w->st.applied, pos, __ATOMIC_RELAXED);
 }
 
-/* --once has made its last attempt: the worker gives up (run). */
+/* --once has made its last attempt, at the sink or at reading the log:
+ * the worker gives up (run). */
 static bool given_up(const fl_worker *w)
 {
-	return w->once && w->fails >= w->cfg->once_retries;
+	return w->once && (w->fails >= w->cfg->once_retries ||
+	                   w->read_fails >= w->cfg->once_retries);
 }
 
 /* A failure that is not the data's fault: back off, maybe give up. */
@@ -213,9 +217,20 @@ static void dead_letter(fl_worker *w, const shm_log_rec *rec,
 }
 
 /* A read of the log failed: said once and reminded (fl_repeat), then the
- * backoff, so that a failure that lasts costs no CPU. */
+ * backoff, so that a failure that lasts costs no CPU; with --once, counted
+ * toward once-retries as a sink's failures are (the last one says it gives
+ * up, and run() stops). */
 static void read_failed(fl_worker *w)
 {
+	w->read_fails++;
+	if (given_up(w)) {
+		fl_log(FL_ERROR, name(w), "log read after %" PRIu64 ": %s; "
+		       "giving up (--once: %" PRIu64 " failure%s in a row) at %"
+		       PRIu64 " of %" PRIu64, w->b.upto, shm_errmsg(),
+		       w->read_fails, w->read_fails == 1 ? "" : "s", w->b.from,
+		       w->once_upto);
+		return;
+	}
 	fl_repeat_fail(&w->read_fail, FL_ERROR, "log read after %" PRIu64
 	               ": %s", w->b.upto, shm_errmsg());
 	back_off(w, &w->read_backoff_ms);
@@ -272,6 +287,7 @@ static void fill(fl_worker *w, size_t max)
 	}
 	shm_log_iter_close(it);
 	fl_repeat_ok(&w->read_fail);
+	w->read_fails = 0;
 	w->read_backoff_ms = w->cfg->backoff_min_ms;
 	if (rc == SHM_ENOTFOUND && w->b.n == n0 && w->b.upto == upto0 &&
 	    next > w->b.upto + 1) {
@@ -481,7 +497,7 @@ static void *run(void *arg)
 		if (!in_flight && w->once && w->b.upto >= w->once_upto)
 			break;
 		if (given_up(w)) {
-			w->result = -1; /* failed() said why */
+			w->result = -1; /* failed() or read_failed() said why */
 			break;
 		}
 		if (stopping(w) && w->fails)

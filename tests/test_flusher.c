@@ -355,6 +355,65 @@ static void test_worker_backs_off_while_the_log_cannot_be_read(void **state)
 	free(dir);
 }
 
+/* --once while the log cannot be read (the reader table full): the failed
+ * reads count toward once-retries as a sink's failures do, so the worker
+ * gives up after 3 of them (backoff 10 then 20 ms) with a non-zero result
+ * and one ERROR line naming the log read, instead of waiting for ever. */
+static void test_once_gives_up_when_the_log_cannot_be_read(void **state)
+{
+	char *dir = tu_tmpdir(), err[512], logf[4200];
+	char *argv[] = {"shm-flusher", "-e", dir, "--pg", "dbname=unused",
+	                "--once-retries", "3", "--backoff-min-ms", "10", NULL};
+	shm_rtxn *held[64];
+	shm_options o;
+	fl_config cfg;
+	fl_worker *w;
+	size_t n;
+
+	shm_options_init(&o);
+	o.max_readers = 8;
+	shm_env *env = tu_open(dir, &o);
+	assert_int_equal(fl_config_load(&cfg, 9, argv, err, sizeof err), 0);
+	snprintf(logf, sizeof logf, "%s.flusher.log", dir);
+	assert_int_equal(fl_log_open(logf, FL_INFO), 0);
+	fl_sink *s = calloc(1, sizeof *s);
+	assert_non_null(s);
+	s->ops = &mem_ops;
+	s->cfg = &cfg;
+	s->env = env;
+	/* the worker reads its position, then waits for records */
+	assert_int_equal(fl_worker_start(&w, s, env, &cfg, true, 3), 0);
+	n = hold_every_reader(env, held, 64);
+	for (int i = 0; i < 3; i++) {
+		shm_msg m = tu_msg("r", 1, "never read");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	uint64_t t0 = ft_ms();
+	while (!fl_worker_done(w) && ft_ms() - t0 < 5000)
+		ft_sleep_ms(10);
+	bool done = fl_worker_done(w);
+	fprintf(stderr, "--once with the log unreadable: %s after %" PRIu64
+	        " ms\n", done ? "gave up" : "still trying", ft_ms() - t0);
+	uint64_t applied = fl_worker_applied(w);
+	fl_worker_stop(w);
+	int result = fl_worker_join(w);
+	for (size_t i = 0; i < n; i++)
+		shm_rtxn_end(held[i]);
+	fl_log_close();
+	if (!done)
+		fail_msg("--once still waiting for the log after 5 s");
+	assert_int_not_equal(result, 0);
+	assert_int_equal(ft_log_count(dir, "giving up"), 1);
+	assert_int_equal(ft_log_count(dir, "ERROR mem: log read after 0: "), 2);
+	assert_int_equal(ft_log_count(dir, "; giving up (--once: 3 failures "
+	                                   "in a row) at 0 of 3"), 1);
+	assert_int_equal(applied, 0);
+	fl_config_free(&cfg);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 static void test_lock_refuses_a_second_flusher(void **state)
 {
 	char *dir = tu_tmpdir(), err[512];
@@ -1463,6 +1522,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_batch_coalesce_keeps_last_state_per_key, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_reuses_its_chunks_between_batches, ft_teardown),
 		cmocka_unit_test_teardown(test_worker_backs_off_while_the_log_cannot_be_read, ft_teardown),
+		cmocka_unit_test_teardown(test_once_gives_up_when_the_log_cannot_be_read, ft_teardown),
 		cmocka_unit_test_teardown(test_lock_refuses_a_second_flusher, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_refuses_a_directory_without_environment, ft_teardown),
 		cmocka_unit_test_teardown(test_exit_errors_are_said_once, ft_teardown),
