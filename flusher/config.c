@@ -103,8 +103,8 @@ static const fl_opt opts[] = {
 	 "starts, then this often with a count, and when it ends (s)", NULL},
 	{"backoff-min-ms", 0, O_UINT, W_BOTH, OFF(backoff_min_ms), "100",
 	 U(1, 3600000), NULL,
-	 "first retry delay after a sink failure or a failed read of the log",
-	 NULL},
+	 "first retry delay after a sink failure, a failed read of the log "
+	 "or a new failure to drop other hosts' keys", NULL},
 	{"backoff-max-ms", 0, O_UINT, W_BOTH, OFF(backoff_max_ms), "10000",
 	 U(1, 3600000), NULL, "retry delays double up to this cap", NULL},
 	{"poison-retries", 0, O_UINT, W_BOTH, OFF(poison_retries), "3",

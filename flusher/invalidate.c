@@ -13,6 +13,12 @@
  *     shm_l1_invalidate_many).
  *  4. After a gap in the subscription (reconnect) with peers known, every
  *     flushed L1 entry is dropped before new messages are handled.
+ *  5. The subscriber keeps up with the channel: a failed drop pauses it
+ *     (backoff-min-ms, then one more try) only when the failure is new;
+ *     while it lasts each message is tried once, without a pause, so
+ *     messages do not queue up in Redis, and the cost is one attempt per
+ *     message, as when drops work; their failures are said once,
+ *     reminded, ended (fl_repeat).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -549,10 +555,15 @@ static void handle(fl_inval *iv, const char *msg, size_t len,
 		                            &kept);
 	}
 	if (rc) {
-		/* a key stays stale; try once more after a pause, then say so */
-		nap(iv, iv->cfg->backoff_min_ms);
-		if (shm_l1_invalidate_many(iv->env, m->keys, m->n, &dropped,
-		                           &kept)) {
+		/* a key stays stale. A new failure may pass (the trim freeing
+		 * pages): one more try after a pause. One that lasts is tried
+		 * once per message, without it (invariant 5). */
+		if (!iv->drop_fail.failing) {
+			nap(iv, iv->cfg->backoff_min_ms);
+			rc = shm_l1_invalidate_many(iv->env, m->keys, m->n,
+			                            &dropped, &kept);
+		}
+		if (rc) {
 			fl_repeat_fail(&iv->drop_fail, FL_ERROR, "from %s: %zu "
 			               "keys not invalidated: %s", m->env_id,
 			               m->n, shm_errmsg());

@@ -868,83 +868,175 @@ static void publish_new_message(redisContext *c, const char *room)
 	freeReplyObject(r);
 }
 
-/* Drops that fail at every message (a full map: a read snapshot keeps the
- * freed pages) are logged once, reminded every remind-interval (1 s here)
- * with a count, and said to work again when they do: not one ERROR per
- * message. The subscriber runs in this process (fl_inval_start). */
-static void test_failed_drops_are_said_once_then_reminded(void **state)
-{
-	NEED_SERVERS();
-	char *dir = tu_tmpdir(), log[4200], err[512], content[2000];
-	char *argv[] = {"shm-flusher", "-e", dir, "--redis", (char *)redis_url,
-	                "--remind-interval", "1", "--backoff-min-ms", "10",
-	                NULL};
-	const char *failed = "keys not invalidated";
-	shm_options o;
+/* A subscriber run in this process (fl_inval_start, remind-interval 1 s,
+ * backoff-min-ms as given, its log in log) on a 1 MiB environment; with
+ * full, the map is full of unflushed edits and a read snapshot (snap)
+ * keeps the freed pages: every write fails, drops included, until
+ * full_sub_release. c publishes. */
+typedef struct full_sub {
+	char *dir, log[4200];
 	fl_config cfg;
+	shm_env *env;
+	shm_rtxn *snap;
 	fl_inval *iv;
-	shm_rtxn *t;
+	redisContext *c;
+} full_sub;
+
+static void full_sub_open(full_sub *f, const char *backoff_min_ms, bool full)
+{
+	char err[512], content[2000];
 	int rc = 0, i;
+
+	memset(f, 0, sizeof *f);
+	f->dir = tu_tmpdir();
+	char *argv[] = {"shm-flusher", "-e", f->dir, "--redis",
+	                (char *)redis_url, "--remind-interval", "1",
+	                "--backoff-min-ms", (char *)backoff_min_ms, NULL};
+	shm_options o;
 
 	assert_int_equal(strncmp(redis_url, "unix://", 7), 0);
 	shm_options_init(&o);
 	o.map_size = 1 << 20;
-	shm_env *env = tu_open(dir, &o);
-	snprintf(log, sizeof log, "%s/inval.log", dir);
-	assert_int_equal(fl_config_load(&cfg, 9, argv, err, sizeof err), 0);
-	assert_int_equal(fl_log_open(log, FL_INFO), 0);
+	f->env = tu_open(f->dir, &o);
+	snprintf(f->log, sizeof f->log, "%s/inval.log", f->dir);
+	assert_int_equal(fl_config_load(&f->cfg, 9, argv, err, sizeof err), 0);
+	assert_int_equal(fl_log_open(f->log, FL_INFO), 0);
 
-	/* the map full of unflushed edits, a snapshot holding its free pages */
-	shm_msg m = tu_msg("full", 0, "first");
-	assert_int_equal(shm_msg_put(env, &m), 0);
-	assert_int_equal(shm_rtxn_begin(env, &t), 0);
-	memset(content, 'z', sizeof content - 1);
-	content[sizeof content - 1] = 0;
-	for (i = 0; i < 100000 && rc == 0; i++) {
-		content[i % 1999] = (char)('a' + i % 26);
-		rc = shm_msg_edit(env, &m.id, content, strlen(content));
+	if (full) {
+		/* the map full of unflushed edits, a snapshot holding its
+		 * free pages */
+		shm_msg m = tu_msg("full", 0, "first");
+		assert_int_equal(shm_msg_put(f->env, &m), 0);
+		assert_int_equal(shm_rtxn_begin(f->env, &f->snap), 0);
+		memset(content, 'z', sizeof content - 1);
+		content[sizeof content - 1] = 0;
+		for (i = 0; i < 100000 && rc == 0; i++) {
+			content[i % 1999] = (char)('a' + i % 26);
+			rc = shm_msg_edit(f->env, &m.id, content,
+			                  strlen(content));
+		}
+		assert_int_equal(rc, SHM_EFULL);
 	}
-	assert_int_equal(rc, SHM_EFULL);
 
-	assert_int_equal(fl_inval_start(&iv, &cfg, env, "hostY", true), 0);
+	assert_int_equal(fl_inval_start(&f->iv, &f->cfg, f->env, "hostY", true),
+	                 0);
 	uint64_t end = ms_now() + 10000;
-	while (!fl_inval_subscribed(iv) && ms_now() < end)
+	while (!fl_inval_subscribed(f->iv) && ms_now() < end)
 		sleep_ms(10);
-	assert_true(fl_inval_subscribed(iv));
-	redisContext *c = redisConnectUnix(redis_url + 7);
-	assert_non_null(c);
-	assert_int_equal(c->err, 0);
+	assert_true(fl_inval_subscribed(f->iv));
+	f->c = redisConnectUnix(redis_url + 7);
+	assert_non_null(f->c);
+	assert_int_equal(f->c->err, 0);
+}
+
+/* The held snapshot ends: the freed pages can be used again. */
+static void full_sub_release(full_sub *f)
+{
+	if (f->snap)
+		shm_rtxn_end(f->snap);
+	f->snap = NULL;
+}
+
+static void full_sub_close(full_sub *f)
+{
+	full_sub_release(f);
+	redisFree(f->c);
+	fl_inval_stop(f->iv);
+	fl_log_close();
+	fl_config_free(&f->cfg);
+	shm_env_close(f->env);
+	tu_rmdir(f->dir);
+	free(f->dir);
+}
+
+/* Waits until the log of f has n lines with s (10 s at most); the time
+ * waited. */
+static uint64_t full_sub_waits_for(full_sub *f, const char *s, unsigned n)
+{
+	uint64_t t0 = ms_now(), end = t0 + 10000;
+
+	while (lines_with(f->log, s) < n && ms_now() < end)
+		sleep_ms(5);
+	assert_true(lines_with(f->log, s) >= n);
+	return ms_now() - t0;
+}
+
+/* Publishes something no host sends: the subscriber says it ignores it,
+ * after every message published before it. */
+static void publish_malformed(redisContext *c)
+{
+	redisReply *r = redisCommand(c, "PUBLISH %s %s", FL_INVAL_CHANNEL,
+	                             "not an invalidation");
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	freeReplyObject(r);
+}
+
+/* Drops that fail at every message (a full map: a read snapshot keeps the
+ * freed pages) are logged once, reminded every remind-interval (1 s here)
+ * with a count, and said to work again when they do: not one ERROR per
+ * message. */
+static void test_failed_drops_are_said_once_then_reminded(void **state)
+{
+	NEED_SERVERS();
+	const char *failed = "keys not invalidated";
+	full_sub f;
+	int i;
+
+	full_sub_open(&f, "10", true);
 	uint64_t t0 = ms_now();
 	for (i = 0; i < 40; i++) {
-		publish_new_message(c, "r");
+		publish_new_message(f.c, "r");
 		sleep_ms(75);
 	}
-	end = ms_now() + 5000;
-	while (lines_with(log, "from hostZ") < 1 && ms_now() < end)
+	uint64_t end = ms_now() + 5000;
+	while (lines_with(f.log, "from hostZ") < 1 && ms_now() < end)
 		sleep_ms(10);
 	sleep_ms(300); /* the last messages handled */
-	unsigned said = lines_with(log, failed);
+	unsigned said = lines_with(f.log, failed);
 	uint64_t most = 2 + (ms_now() - t0) / 1000;
 	fprintf(stderr, "%u lines about %d failed drops in %" PRIu64 " ms\n",
 	        said, i, ms_now() - t0);
 	assert_true(said >= 1);
 	assert_true(said <= most);
-	assert_true(lines_with(log, "still failing: ") >= 1);
+	assert_true(lines_with(f.log, "still failing: ") >= 1);
 
-	shm_rtxn_end(t); /* the freed pages can be used again */
-	publish_new_message(c, "r");
+	full_sub_release(&f);
+	publish_new_message(f.c, "r");
 	end = ms_now() + 5000;
-	while (lines_with(log, "works again") < 1 && ms_now() < end)
+	while (lines_with(f.log, "works again") < 1 && ms_now() < end)
 		sleep_ms(10);
-	assert_int_equal(lines_with(log, "dropping keys other hosts wrote "
+	assert_int_equal(lines_with(f.log, "dropping keys other hosts wrote "
 	                            "works again"), 1);
-	redisFree(c);
-	fl_inval_stop(iv);
-	fl_log_close();
-	fl_config_free(&cfg);
-	shm_env_close(env);
-	tu_rmdir(dir);
-	free(dir);
+	full_sub_close(&f);
+}
+
+/* While drops keep failing, the subscriber keeps up with the channel: the
+ * pause before a second try (backoff-min-ms, 200 ms here) is for a failure
+ * that is new, not for every message. A burst of 15 messages once the
+ * failure is known is read in well under 15 pauses (3 s). */
+static void test_failing_drops_keep_up_with_the_channel(void **state)
+{
+	NEED_SERVERS();
+	const unsigned n = 15, pause_ms = 200;
+	full_sub f;
+
+	full_sub_open(&f, "200", true);
+	publish_new_message(f.c, "r");
+	full_sub_waits_for(&f, "keys not invalidated", 1);
+	uint64_t t0 = ms_now();
+	for (unsigned i = 0; i < n; i++)
+		publish_new_message(f.c, "r");
+	publish_malformed(f.c);
+	full_sub_waits_for(&f, "ignoring a malformed message", 1);
+	uint64_t dt = ms_now() - t0;
+	fprintf(stderr, "%u messages read in %" PRIu64 " ms while drops fail "
+	        "(backoff-min-ms %u)\n", n, dt, pause_ms);
+	if (dt >= n * pause_ms / 3)
+		fail_msg("%u messages took %" PRIu64 " ms to read while drops "
+		         "fail: a pause of %u ms at each", n, dt, pause_ms);
+	assert_int_equal(lines_with(f.log, "keys not invalidated"), 1);
+	full_sub_close(&f);
 }
 
 /* B has unflushed local work on a key (its PostgreSQL sink cannot reach
@@ -1070,6 +1162,7 @@ int main(void)
 		T(test_write_on_a_joins_room_page_on_b),
 		T(test_bad_room_from_a_peer_still_drops),
 		T(test_failed_drops_are_said_once_then_reminded),
+		T(test_failing_drops_keep_up_with_the_channel),
 		T(test_unflushed_on_b_is_kept),
 		T(test_gap_drops_flushed_entries),
 		T(test_invalidation_off),
