@@ -17,8 +17,8 @@
  *     (backoff-min-ms, then one more try) only when the failure is new;
  *     while it lasts each message is tried once, without a pause, so
  *     messages do not queue up in Redis, and the cost is one attempt per
- *     message, as when drops work; their failures are said once,
- *     reminded, ended (fl_repeat).
+ *     message, as when drops work. Failures that repeat (drops, resets)
+ *     are said once, reminded, ended (fl_repeat).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -64,6 +64,7 @@ struct fl_inval {
 	bool stats_once;     /* every counter written once */
 	fl_repeat stats_fail; /* subscriber thread, then fl_inval_stop */
 	fl_repeat drop_fail;  /* subscriber thread: dropping peers' keys */
+	fl_repeat reset_fail; /* subscriber thread: resets after a gap */
 	uint64_t peers_seen; /* subscriber thread */
 };
 
@@ -505,11 +506,12 @@ static void reset_l1(fl_inval *iv, const char *why)
 	uint64_t n = 0;
 
 	if (shm_l1_invalidate_flushed(iv->env, &n)) {
-		fl_log(FL_ERROR, "inval", "%s: cannot drop the flushed L1 "
-		       "entries: %s", why, shm_errmsg());
+		fl_repeat_fail(&iv->reset_fail, FL_ERROR, "%s: cannot drop the "
+		               "flushed L1 entries: %s", why, shm_errmsg());
 		ADD(iv, errors, 1);
 		return;
 	}
+	fl_repeat_ok(&iv->reset_fail);
 	ADD(iv, resets, 1);
 	ADD(iv, dropped, n);
 	fl_log(FL_INFO, "inval", "%s: dropped %" PRIu64 " flushed L1 entr%s "
@@ -728,6 +730,8 @@ int fl_inval_start(fl_inval **out, const fl_config *cfg, shm_env *env,
 	               cfg->remind_interval_s);
 	fl_repeat_init(&iv->drop_fail, "inval", "dropping keys other hosts "
 	               "wrote", cfg->remind_interval_s);
+	fl_repeat_init(&iv->reset_fail, "inval", "dropping the flushed L1 "
+	               "entries after a gap", cfg->remind_interval_s);
 	snprintf(iv->env_id, sizeof iv->env_id, "%s", env_id);
 	pthread_mutex_init(&iv->lock, NULL);
 	pthread_condattr_init(&ca);

@@ -1039,6 +1039,56 @@ static void test_failing_drops_keep_up_with_the_channel(void **state)
 	full_sub_close(&f);
 }
 
+/* Kills the subscriber's connection and waits until it is subscribed
+ * again (its reset of L1 tried): lost is the count of "lost its
+ * connection" lines expected after it. */
+static void resubscribe(full_sub *f, unsigned lost)
+{
+	redisReply *r = redisCommand(f->c, "CLIENT KILL TYPE pubsub");
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	assert_true(r->integer >= 1);
+	freeReplyObject(r);
+	full_sub_waits_for(f, "subscriber lost its connection", lost);
+	uint64_t end = ms_now() + 10000;
+	while (!fl_inval_subscribed(f->iv) && ms_now() < end)
+		sleep_ms(5);
+	assert_true(fl_inval_subscribed(f->iv));
+}
+
+/* A reset of L1 after a gap in the subscription (peers known) that fails
+ * at every reconnect is said once, reminded every remind-interval, and
+ * said to work again when it does: not one ERROR per reconnect. */
+static void test_failed_resets_are_said_once_then_reminded(void **state)
+{
+	NEED_SERVERS();
+	const char *failed = "cannot drop the flushed L1 entries";
+	const unsigned n = 10;
+	full_sub f;
+
+	full_sub_open(&f, "10", true);
+	publish_new_message(f.c, "r"); /* a peer is known from now on */
+	full_sub_waits_for(&f, "first invalidation from another host", 1);
+	uint64_t t0 = ms_now();
+	for (unsigned i = 1; i <= n; i++)
+		resubscribe(&f, i);
+	unsigned said = lines_with(f.log, failed);
+	uint64_t most = 2 + (ms_now() - t0) / 1000;
+	fprintf(stderr, "%u lines about %u failed resets in %" PRIu64 " ms\n",
+	        said, n, ms_now() - t0);
+	assert_true(said >= 1);
+	if (said > most)
+		fail_msg("%u lines about %u failed resets (at most %" PRIu64
+		         " expected)", said, n, most);
+
+	full_sub_release(&f);
+	resubscribe(&f, n + 1);
+	full_sub_waits_for(&f, "subscribed: dropped ", 1);
+	assert_int_equal(lines_with(f.log, "dropping the flushed L1 entries "
+	                            "after a gap works again"), 1);
+	full_sub_close(&f);
+}
+
 /* B has unflushed local work on a key (its PostgreSQL sink cannot reach
  * its server, so nothing of B's gets flushed); A writes the same key: B
  * keeps its version, which its sinks will apply after A's. */
@@ -1163,6 +1213,7 @@ int main(void)
 		T(test_bad_room_from_a_peer_still_drops),
 		T(test_failed_drops_are_said_once_then_reminded),
 		T(test_failing_drops_keep_up_with_the_channel),
+		T(test_failed_resets_are_said_once_then_reminded),
 		T(test_unflushed_on_b_is_kept),
 		T(test_gap_drops_flushed_entries),
 		T(test_invalidation_off),
