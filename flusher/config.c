@@ -100,8 +100,8 @@ static const fl_opt opts[] = {
 	 U(1, 86400), NULL,
 	 "a failure that repeats (trim, sync, stats, a sink's position, a "
 	 "read of the log, a drop of other hosts' keys or of the flushed L1 "
-	 "after a reconnect) is logged when it starts, then this often with a "
-	 "count, and when it ends (s)", NULL},
+	 "after a reconnect, a peer's bad rooms) is logged when it starts, "
+	 "then this often with a count, and when it ends (s)", NULL},
 	{"backoff-min-ms", 0, O_UINT, W_BOTH, OFF(backoff_min_ms), "100",
 	 U(1, 3600000), NULL,
 	 "first retry delay after a sink failure, a failed read of the log "

@@ -17,8 +17,8 @@
  *     (backoff-min-ms, then one more try) only when the failure is new;
  *     while it lasts each message is tried once, without a pause, so
  *     messages do not queue up in Redis, and the cost is one attempt per
- *     message, as when drops work. Failures that repeat (drops, resets)
- *     are said once, reminded, ended (fl_repeat).
+ *     message, as when drops work. Failures that repeat (drops, resets,
+ *     peers' bad rooms) are said once, reminded, ended (fl_repeat).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -65,6 +65,8 @@ struct fl_inval {
 	fl_repeat stats_fail; /* subscriber thread, then fl_inval_stop */
 	fl_repeat drop_fail;  /* subscriber thread: dropping peers' keys */
 	fl_repeat reset_fail; /* subscriber thread: resets after a gap */
+	fl_repeat room_fail;  /* subscriber thread: peers' rooms refused */
+	char room_peer[64];   /* subscriber thread: the last peer refused */
 	uint64_t peers_seen; /* subscriber thread */
 };
 
@@ -519,6 +521,15 @@ static void reset_l1(fl_inval *iv, const char *why)
 	       n == 1 ? "y" : "ies");
 }
 
+/* Whether one key of m names a room. */
+static bool has_rooms(const fl_inval_msg *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->keys[i].room)
+			return true;
+	return false;
+}
+
 static void handle(fl_inval *iv, const char *msg, size_t len,
                    fl_inval_msg *m)
 {
@@ -547,14 +558,19 @@ static void handle(fl_inval *iv, const char *msg, size_t len,
 	                                &kept);
 	if (rc == SHM_EINVAL) {
 		/* a room libshm refuses (not UTF-8: a peer's bug) must not keep
-		 * the ids stale: they go without their rooms */
-		fl_log(FL_WARN, "inval", "from %s: %s; rooms ignored",
-		       m->env_id, shm_errmsg());
+		 * the ids stale: they go without their rooms; a buggy peer's
+		 * every message would be a line: said once, reminded */
+		fl_repeat_fail(&iv->room_fail, FL_WARN, "from %s: %s; rooms "
+		               "ignored", m->env_id, shm_errmsg());
+		snprintf(iv->room_peer, sizeof iv->room_peer, "%s", m->env_id);
 		ADD(iv, errors, 1);
 		for (size_t i = 0; i < m->n; i++)
 			m->keys[i].room = NULL;
 		rc = shm_l1_invalidate_many(iv->env, m->keys, m->n, &dropped,
 		                            &kept);
+	} else if (rc == 0 && iv->room_fail.failing &&
+	           strcmp(m->env_id, iv->room_peer) == 0 && has_rooms(m)) {
+		fl_repeat_ok(&iv->room_fail); /* that peer's rooms are fine now */
 	}
 	if (rc) {
 		/* a key stays stale. A new failure may pass (the trim freeing
@@ -732,6 +748,8 @@ int fl_inval_start(fl_inval **out, const fl_config *cfg, shm_env *env,
 	               "wrote", cfg->remind_interval_s);
 	fl_repeat_init(&iv->reset_fail, "inval", "dropping the flushed L1 "
 	               "entries after a gap", cfg->remind_interval_s);
+	fl_repeat_init(&iv->room_fail, "inval", "rooms of other hosts' "
+	               "messages", cfg->remind_interval_s);
 	snprintf(iv->env_id, sizeof iv->env_id, "%s", env_id);
 	pthread_mutex_init(&iv->lock, NULL);
 	pthread_condattr_init(&ca);

@@ -1089,6 +1089,46 @@ static void test_failed_resets_are_said_once_then_reminded(void **state)
 	full_sub_close(&f);
 }
 
+/* A buggy peer whose every message has a room libshm refuses (not UTF-8):
+ * "rooms ignored" is said once (reminded every remind-interval), not per
+ * message, and said to work again when that peer's rooms do. */
+static void test_bad_rooms_are_said_once_then_reminded(void **state)
+{
+	NEED_SERVERS();
+	const unsigned n = 10;
+	char id[37], msg[256];
+	full_sub f;
+	shm_uuid u;
+
+	full_sub_open(&f, "10", false);
+	uint64_t t0 = ms_now();
+	for (unsigned i = 0; i < n; i++) {
+		shm_uuid_v7(&u);
+		shm_uuid_format(&u, id);
+		snprintf(msg, sizeof msg, "shm-inval 2 hostZ\nm %s 1 "
+		         "bad%%FFroom\n", id);
+		freeReplyObject(redisCommand(f.c, "PUBLISH %s %s",
+		                             FL_INVAL_CHANNEL, msg));
+	}
+	publish_malformed(f.c);
+	full_sub_waits_for(&f, "ignoring a malformed message", 1);
+	unsigned said = lines_with(f.log, "rooms ignored");
+	uint64_t most = 1 + (ms_now() - t0) / 1000;
+	fprintf(stderr, "%u lines about %u messages with a bad room in %"
+	        PRIu64 " ms\n", said, n, ms_now() - t0);
+	assert_true(said >= 1);
+	if (said > most)
+		fail_msg("%u lines about %u bad rooms (at most %" PRIu64
+		         " expected)", said, n, most);
+
+	publish_new_message(f.c, "good");
+	publish_malformed(f.c);
+	full_sub_waits_for(&f, "ignoring a malformed message", 2);
+	assert_int_equal(lines_with(f.log, "rooms of other hosts' messages "
+	                            "works again"), 1);
+	full_sub_close(&f);
+}
+
 /* B has unflushed local work on a key (its PostgreSQL sink cannot reach
  * its server, so nothing of B's gets flushed); A writes the same key: B
  * keeps its version, which its sinks will apply after A's. */
@@ -1214,6 +1254,7 @@ int main(void)
 		T(test_failed_drops_are_said_once_then_reminded),
 		T(test_failing_drops_keep_up_with_the_channel),
 		T(test_failed_resets_are_said_once_then_reminded),
+		T(test_bad_rooms_are_said_once_then_reminded),
 		T(test_unflushed_on_b_is_kept),
 		T(test_gap_drops_flushed_entries),
 		T(test_invalidation_off),
