@@ -421,17 +421,28 @@ static int load_env(shm_env *env, site *s)
 		if (o->destroyed || (!o->direct && !o->n_deps))
 			continue;
 		if ((size_t)o->n_deps > cap) {
-			cap = (size_t)o->n_deps;
-			deps = realloc(deps, cap * sizeof *deps);
-			for (size_t j = 0; j < cap; j++)
-				deps[j] = NULL;
+			char **more = realloc(deps, (size_t)o->n_deps *
+			                      sizeof *deps);
+			if (!more) {
+				rc = ENOMEM;
+				break;
+			}
+			deps = more;
+			while (cap < (size_t)o->n_deps) /* the kept ones stay */
+				deps[cap++] = NULL;
 		}
-		for (int j = 0; j < o->n_deps; j++) {
+		for (int j = 0; j < o->n_deps && !rc; j++) {
 			obj *d = &s->o[o->deps[j]];
 			char *p = realloc(deps[j], strlen(d->type) + 38);
+			if (!p) {
+				rc = ENOMEM;
+				break;
+			}
 			sprintf(p, "%s/%s", d->type, d->id.s);
 			deps[j] = p;
 		}
+		if (rc)
+			break;
 		snprintf(name, sizeof name, "%s/%s", o->type, o->id.s);
 		rc = shm_deps_set(env, &ws, name, o->direct,
 		                  (const char *const *)deps, (size_t)o->n_deps);
@@ -448,7 +459,8 @@ static int load_env(shm_env *env, site *s)
 		free(deps[j]);
 	free(deps);
 	if (rc)
-		fprintf(stderr, "shm-dataset: environment: %s\n", shm_errmsg());
+		fprintf(stderr, "shm-dataset: environment: %s\n",
+		        rc == ENOMEM ? "out of memory" : shm_errmsg());
 	return rc;
 }
 
