@@ -60,17 +60,19 @@ static uint8_t *batch_alloc(fl_batch *b, size_t n)
 }
 
 /* A copy of len bytes at p, or a pointer into the copy of raw when p is
- * part of raw. */
+ * part of raw (a decompressed payload lies anywhere else, above raw too:
+ * compared as addresses, inside raw's bounds). */
 static const uint8_t *keep(fl_batch *b, const uint8_t *p, size_t len,
                            const shm_log_rec *rec, const uint8_t *raw)
 {
+	uintptr_t at = (uintptr_t)p, base = (uintptr_t)rec->raw;
 	uint8_t *d;
 
 	if (!len)
 		return raw ? raw : (const uint8_t *)"";
-	if (rec->raw && p >= rec->raw &&
-	    len <= rec->raw_size - (size_t)(p - rec->raw))
-		return raw + (p - rec->raw);
+	if (rec->raw && at >= base && at - base < rec->raw_size &&
+	    len <= rec->raw_size - (at - base))
+		return raw + (at - base);
 	if (!(d = batch_alloc(b, len)))
 		return NULL;
 	memcpy(d, p, len);

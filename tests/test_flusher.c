@@ -177,6 +177,38 @@ static void test_batch_coalesce_keeps_last_state_per_key(void **state)
  * bytes: the chunks are reused (no new ones while spares last) and every
  * record reads back its own bytes, in every batch; a small batch after them
  * gives the spare memory back but for its own chunk. */
+/* A decompressed payload lies apart from the stored record (raw): the batch
+ * copies it, wherever it lies, above raw too (a thread's malloc arena is
+ * often mapped above the LMDB map). It used to take any payload above raw
+ * for a part of raw, and pointed past the copy of raw: the PostgreSQL
+ * sink then read wild memory ("message payload does not decode", or a
+ * crash). */
+static void test_batch_copies_a_payload_that_lies_above_the_record(void **state)
+{
+	static uint8_t mem[4096];
+	uint8_t *raw = mem, *payload = mem + 1024; /* raw is 64 bytes */
+	shm_log_rec r = {.seq = 1, .op = SHM_OP_MSG_PUT};
+	fl_batch b;
+
+	memset(raw, 'r', 64);
+	memset(payload, 'p', 100);
+	r.raw = raw;
+	r.raw_size = 64;
+	r.key = raw + 40; /* the key is part of the record */
+	r.key_len = 16;
+	r.payload = payload; /* decompressed, elsewhere */
+	r.payload_len = 100;
+	fl_batch_init(&b);
+	assert_int_equal(fl_batch_add(&b, &r), 0);
+	const uint8_t *copy = b.r[0].raw;
+	assert_ptr_equal(b.r[0].key, copy + 40);
+	assert_true(b.r[0].payload < copy || b.r[0].payload >= copy + 64);
+	memset(payload, 0, 100); /* the batch has its own copy */
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(b.r[0].payload[i], 'p');
+	fl_batch_free(&b);
+}
+
 static void test_batch_reuses_its_chunks_between_batches(void **state)
 {
 	enum { N = 3000, PLEN = 1000 }; /* ~3 MiB: four chunks */
@@ -1521,6 +1553,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_coalesce_keeps_last_state_per_key, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_reuses_its_chunks_between_batches, ft_teardown),
+		cmocka_unit_test_teardown(test_batch_copies_a_payload_that_lies_above_the_record, ft_teardown),
 		cmocka_unit_test_teardown(test_worker_backs_off_while_the_log_cannot_be_read, ft_teardown),
 		cmocka_unit_test_teardown(test_once_gives_up_when_the_log_cannot_be_read, ft_teardown),
 		cmocka_unit_test_teardown(test_lock_refuses_a_second_flusher, ft_teardown),
