@@ -1,18 +1,24 @@
 /*
  * flusher/pg_conn.c - PostgreSQL connections as the flusher opens them, for
  * the sink and the connection cleanup: pg-conninfo with an application name,
- * in UTF-8, connected within pg-timeout-ms. libpq's own connect_timeout counts whole
- * seconds and at least 2, so the connect is driven here (PQconnectStart +
- * PQconnectPoll) against a deadline in milliseconds.
+ * in UTF-8, resolved and connected within pg-timeout-ms. libpq's own
+ * connect_timeout counts whole seconds and at least 2, so the connect is
+ * driven here (PQconnectStart + PQconnectPoll) against a deadline in
+ * milliseconds; and libpq resolves a host name with no deadline at all, so
+ * the hosts are resolved here first, anew at each connect (a server that
+ * moved is found again), and libpq is given their addresses as hostaddr
+ * (the names stay its host, for authentication, SSL and its messages).
  */
 #include <errno.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "fl.h"
+#include "resolve.h"
 
 static int64_t mono_ms(void)
 {
@@ -44,26 +50,34 @@ PGconn *fl_pg_connect(const fl_config *cfg, const char *app, char *err,
 	/* later keywords win: the conninfo (expanded from dbname) may
 	 * override the application name placed before it, but not the
 	 * encoding after it: rows are UTF-8 whatever PGCLIENTENCODING or the
-	 * conninfo say (another one would convert them, or refuse them) */
+	 * conninfo say (another one would convert them, or refuse them); nor
+	 * the addresses its host names resolved to, last */
+	const char *conninfo = cfg->pg_conninfo ? cfg->pg_conninfo : "";
 	const char *kw[] = {"application_name", "dbname", "client_encoding",
-	                    NULL};
-	const char *val[] = {app, cfg->pg_conninfo ? cfg->pg_conninfo : "",
-	                     "UTF8", NULL};
+	                    "hostaddr", NULL};
+	const char *val[] = {app, conninfo, "UTF8", NULL, NULL};
 	int64_t deadline = mono_ms() + (int64_t)cfg->pg_timeout_ms;
-	PGconn *c = PQconnectStartParams(kw, val, 1);
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	char *hosts, *hostaddr, why[300];
+	PGconn *c = NULL;
 
-	if (!c) {
-		snprintf(err, errlen, "connect: out of memory");
+	if (shm__pg_resolve(conninfo, cfg->pg_timeout_ms, &hosts, &hostaddr,
+	                    why, sizeof why)) {
+		snprintf(err, errlen, "connect: %s", why);
 		return NULL;
+	}
+	if (!(val[3] = hostaddr))
+		kw[3] = NULL;
+	if (!(c = PQconnectStartParams(kw, val, 1))) {
+		snprintf(err, errlen, "connect: out of memory");
+		goto fail;
 	}
 	while (PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
 	       st != PGRES_POLLING_FAILED) {
 		if (wait_socket(c, st, deadline)) {
 			snprintf(err, errlen, "connect: timed out after %llu ms",
 			         (unsigned long long)cfg->pg_timeout_ms);
-			PQfinish(c);
-			return NULL;
+			goto fail;
 		}
 		st = PQconnectPoll(c);
 	}
@@ -71,8 +85,14 @@ PGconn *fl_pg_connect(const fl_config *cfg, const char *app, char *err,
 		const char *why = PQerrorMessage(c);
 		snprintf(err, errlen, "connect: %.*s", (int)strcspn(why, "\n"),
 		         why);
-		PQfinish(c);
-		return NULL;
+		goto fail;
 	}
+	free(hosts);
+	free(hostaddr);
 	return c;
+fail:
+	PQfinish(c);
+	free(hosts);
+	free(hostaddr);
+	return NULL;
 }

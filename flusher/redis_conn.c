@@ -1,16 +1,20 @@
 /*
  * flusher/redis_conn.c - Redis connections as the flusher opens them, for
- * the Redis sink and the invalidation channel: redis-url's address, the
- * redis-timeout on connect and on every later read and write (SO_RCVTIMEO /
- * SO_SNDTIMEO), AUTH with the URL's user and password. Errors read as words
- * (fl_redis_error) and never show the password.
+ * the Redis sink and the invalidation channel: redis-url's address, its
+ * host name resolved anew at each connect (a Redis that moved is found
+ * again), the redis-timeout on resolve and connect together and on every
+ * later read and write (SO_RCVTIMEO / SO_SNDTIMEO), AUTH with the URL's
+ * user and password. Errors read as words (fl_redis_error) and never show
+ * the password.
  */
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "fl.h"
+#include "resolve.h"
 
 const char *fl_redis_error(const char *errstr)
 {
@@ -21,28 +25,55 @@ const char *fl_redis_error(const char *errstr)
 	return errstr;
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 redisContext *fl_redis_connect(const fl_config *cfg, char *err,
                                size_t errlen)
 {
 	const shm_redis_addr *a = &cfg->redis_addr;
-	uint64_t ms = cfg->redis_timeout_ms;
+	uint64_t ms = cfg->redis_timeout_ms, t0 = mono_ms(), spent, left;
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	char ip[64], why[300];
 	redisContext *c;
 
-	c = a->unix_socket ? redisConnectUnixWithTimeout(a->host, tv)
-	                   : redisConnectWithTimeout(a->host, a->port, tv);
-	if (!c || c->err) {
-		/* the address, not redis-url: that may hold a password */
-		if (a->unix_socket)
+	if (a->unix_socket) {
+		c = redisConnectUnixWithTimeout(a->host, tv);
+		if (!c || c->err) {
+			/* the address, not redis-url: that may hold a password */
 			snprintf(err, errlen, "connect unix:%s: %s", a->host,
 			         c ? fl_redis_error(c->errstr) : "out of memory");
-		else
+			goto fail;
+		}
+	} else {
+		/* hiredis would resolve a name with no deadline: it is given
+		 * the address, resolved within the same timeout */
+		if (shm__resolve(a->host, ip, sizeof ip, ms, why, sizeof why)) {
 			snprintf(err, errlen, "connect %s:%d: %s", a->host,
-			         a->port,
-			         c ? fl_redis_error(c->errstr) : "out of memory");
-		if (c)
-			redisFree(c);
-		return NULL;
+			         a->port, why);
+			return NULL;
+		}
+		spent = mono_ms() - t0;
+		left = spent < ms ? ms - spent : 1;
+		struct timeval ctv = {(time_t)(left / 1000),
+		                      (suseconds_t)(left % 1000) * 1000};
+		c = redisConnectWithTimeout(ip, a->port, ctv);
+		if (!c || c->err) {
+			if (strcmp(a->host, ip) == 0)
+				snprintf(err, errlen, "connect %s:%d: %s", a->host,
+				         a->port, c ? fl_redis_error(c->errstr)
+				                    : "out of memory");
+			else
+				snprintf(err, errlen, "connect %s:%d (%s): %s",
+				         a->host, a->port, ip,
+				         c ? fl_redis_error(c->errstr)
+				           : "out of memory");
+			goto fail;
+		}
 	}
 	redisSetTimeout(c, tv);
 	if (!a->password[0])
@@ -57,9 +88,11 @@ redisContext *fl_redis_connect(const fl_config *cfg, char *err,
 		         r ? r->str : fl_redis_error(c->errstr));
 	if (r)
 		freeReplyObject(r);
-	if (!ok) {
-		redisFree(c);
-		return NULL;
-	}
+	if (!ok)
+		goto fail;
 	return c;
+fail:
+	if (c)
+		redisFree(c);
+	return NULL;
 }

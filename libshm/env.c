@@ -538,6 +538,7 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 {
 	shm_env *env;
 	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
+	char why[300];
 	int rc, dead = 0;
 
 	if (!dir || !*dir || !out)
@@ -571,10 +572,14 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	                              env->redis_ip, sizeof env->redis_ip))))
 		goto fail;
 	if (env->pg_conninfo && *env->pg_conninfo &&
-	    ((rc = check_conninfo(env->pg_conninfo)) ||
-	     (rc = shm__pg_resolve(env->pg_conninfo, &env->pg_hosts,
-	                          &env->pg_hostaddr))))
+	    (rc = check_conninfo(env->pg_conninfo)))
 		goto fail;
+	if (env->pg_conninfo && *env->pg_conninfo &&
+	    (rc = shm__pg_resolve(env->pg_conninfo, 0, &env->pg_hosts,
+	                          &env->pg_hostaddr, why, sizeof why))) {
+		rc = shm__err(rc, "pg_conninfo: %s", why);
+		goto fail;
+	}
 
 	if (env->opt.read_only || env->opt.must_exist) {
 		if ((rc = check_exists(dir)))

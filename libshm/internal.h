@@ -38,6 +38,7 @@
 
 #include "shm.h"
 #include "shm_log.h"
+#include "resolve.h"
 
 #define SHM_FORMAT_VERSION 1u
 #define SHM_ATIME_SLOTS (1u << 16)
@@ -112,19 +113,7 @@ struct shm_env {
 int shm__redis_resolve(const char *url, const shm_redis_addr *a, char *ip,
                        size_t len);
 
-/* ---- host names resolved at open (resolve.c): these may block on DNS,
- * shm_env_open calls them, the read path never */
-/* The numeric address (ip, len bytes) host resolves to, IPv4 first; 0, or
- * -1 and why ("host H does not resolve: ..."). */
-int shm__resolve(const char *host, char *ip, size_t len, char *why,
-                 size_t why_len);
-/* conninfo's hosts (or PGHOST's, if it has none) resolved for libpq: 0,
- * *hosts (that host list) and *hostaddr (one numeric address per host,
- * empty for a socket), both malloc'd; both NULL when no host is a name
- * (sockets, numeric addresses) or libpq is told the addresses otherwise
- * (hostaddr, PGHOSTADDR, a service). SHM_EINVAL naming a host that does
- * not resolve. conninfo was checked (check_conninfo, env.c). */
-int shm__pg_resolve(const char *conninfo, char **hosts, char **hostaddr);
+/* ---- host names as numeric addresses: resolve.h */
 
 /* ---- errors (errors.c): set the thread's message, return rc */
 int shm__err(int rc, const char *fmt, ...)

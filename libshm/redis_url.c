@@ -133,7 +133,8 @@ int shm__redis_resolve(const char *url, const shm_redis_addr *a, char *ip,
 	char why[300];
 
 	*ip = '\0';
-	if (!a->unix_socket && shm__resolve(a->host, ip, len, why, sizeof why))
+	if (!a->unix_socket &&
+	    shm__resolve(a->host, ip, len, 0, why, sizeof why))
 		return bad(url, why);
 	return 0;
 }

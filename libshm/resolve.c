@@ -1,28 +1,45 @@
 /*
- * libshm/resolve.c - the read-through servers' host names, resolved once,
- * at shm_env_open, so that no get waits for DNS: a host name as a numeric
- * address (Redis's, redis_url.c), and PostgreSQL's hosts as a libpq
- * hostaddr list.
+ * libshm/resolve.c - host names as numeric addresses, for hiredis (Redis's
+ * host) and libpq (PostgreSQL's hosts, as a hostaddr list), so that a
+ * connect never waits for DNS: shm_env_open resolves the read-through
+ * servers' names once, without a deadline; the flusher resolves its
+ * servers' names at each connect, within its connect timeout.
  *
  * libpq resolves a host name with a blocking getaddrinfo inside
- * PQconnectStartParams, before any deadline of ours applies; given
- * hostaddr it connects to that numeric address and keeps host for
- * authentication, SSL and its messages.
+ * PQconnectStartParams/PQconnectPoll, hiredis inside its connect, before
+ * any deadline of theirs or ours applies; given hostaddr, libpq connects to
+ * that numeric address and keeps host for authentication, SSL and its
+ * messages; given a numeric host, hiredis resolves nothing.
+ *
+ * A lookup with a deadline runs getaddrinfo in a thread of its own that
+ * the caller may leave behind:
+ *  1. the lookup (struct lookup) is shared by the caller and the thread,
+ *     and freed by the last of the two to leave it (refs, under mu);
+ *  2. the caller leaves at the deadline or once done is set, whichever
+ *     comes first; the thread, once getaddrinfo returns: a resolver that
+ *     never answers costs one parked thread, never the caller's time;
+ *  3. the thread runs with every signal blocked (a daemon's SIGTERM is for
+ *     its own threads) and detached (nobody joins it).
  */
 #include <errno.h>
 #include <libpq-fe.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "internal.h"
 
-int shm__resolve(const char *host, char *ip, size_t len, char *why,
-                 size_t why_len)
+/* host's numeric address now, as long as the resolver takes; flags for
+ * getaddrinfo (AI_NUMERICHOST: a numeric host only, never the resolver). */
+static int lookup_now(const char *host, int flags, char *ip, size_t len,
+                      char *why, size_t why_len)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+	struct addrinfo hints = {.ai_flags = flags, .ai_family = AF_UNSPEC,
 	                         .ai_socktype = SOCK_STREAM}, *res, *p;
 	int rc;
 
@@ -48,6 +65,124 @@ int shm__resolve(const char *host, char *ip, size_t len, char *why,
 	return 0;
 }
 
+/* One lookup with a deadline (invariants 1-3 above). */
+struct lookup {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;   /* done was set */
+	int refs;            /* the caller, the thread: the last frees */
+	bool done;
+	int rc;              /* lookup_now's */
+	char ip[NI_MAXHOST];
+	char why[300];
+	char host[];
+};
+
+static void lookup_leave(struct lookup *l)
+{
+	pthread_mutex_lock(&l->mu);
+	int refs = --l->refs;
+	pthread_mutex_unlock(&l->mu);
+	if (refs)
+		return;
+	pthread_cond_destroy(&l->cv);
+	pthread_mutex_destroy(&l->mu);
+	free(l);
+}
+
+static void *lookup_thread(void *arg)
+{
+	struct lookup *l = arg;
+	char ip[NI_MAXHOST], why[300];
+	int rc = lookup_now(l->host, 0, ip, sizeof ip, why, sizeof why);
+
+	pthread_mutex_lock(&l->mu);
+	l->rc = rc;
+	memcpy(l->ip, ip, sizeof ip);
+	memcpy(l->why, why, sizeof why);
+	l->done = true;
+	pthread_cond_signal(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+	lookup_leave(l);
+	return NULL;
+}
+
+/* host's numeric address, the lookup left behind at deadline_ns (of
+ * shm__mono_ns): -1 and why naming timeout_ms (what the caller allowed)
+ * then. */
+static int lookup_until(const char *host, uint64_t deadline_ns,
+                        uint64_t timeout_ms, char *ip, size_t len, char *why,
+                        size_t why_len)
+{
+	size_t n = strlen(host) + 1;
+	struct lookup *l;
+	pthread_condattr_t ca;
+	pthread_attr_t ta;
+	pthread_t t;
+	sigset_t all, old;
+	int rc;
+
+	*ip = '\0';
+	/* a numeric host needs no resolver, nor a thread */
+	if (lookup_now(host, AI_NUMERICHOST, ip, len, why, why_len) == 0)
+		return 0;
+	if (!(l = calloc(1, sizeof *l + n))) {
+		snprintf(why, why_len, "host %s: %s", host, strerror(ENOMEM));
+		return -1;
+	}
+	memcpy(l->host, host, n);
+	l->refs = 2;
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_attr_init(&ta);
+	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&t, &ta, lookup_thread, l);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&ta);
+	if (rc) {
+		l->refs = 1;
+		lookup_leave(l);
+		snprintf(why, why_len, "host %s: resolver thread: %s", host,
+		         strerror(rc));
+		return -1;
+	}
+
+	struct timespec until = {(time_t)(deadline_ns / 1000000000u),
+	                         (long)(deadline_ns % 1000000000u)};
+	pthread_mutex_lock(&l->mu);
+	while (!l->done &&
+	       pthread_cond_timedwait(&l->cv, &l->mu, &until) != ETIMEDOUT)
+		;
+	if (!l->done) {
+		rc = -1;
+		snprintf(why, why_len, "host %s did not resolve within %llu ms",
+		         host, (unsigned long long)timeout_ms);
+	} else if ((rc = l->rc))
+		snprintf(why, why_len, "%s", l->why);
+	else if (snprintf(ip, len, "%s", l->ip) >= (int)len) {
+		rc = -1;
+		*ip = '\0';
+		snprintf(why, why_len, "host %s: its address %s is too long",
+		         host, l->ip);
+	}
+	pthread_mutex_unlock(&l->mu);
+	lookup_leave(l);
+	return rc;
+}
+
+int shm__resolve(const char *host, char *ip, size_t len, uint64_t timeout_ms,
+                 char *why, size_t why_len)
+{
+	if (!timeout_ms)
+		return lookup_now(host, 0, ip, len, why, why_len);
+	return lookup_until(host, shm__mono_ns() + timeout_ms * 1000000u,
+	                    timeout_ms, ip, len, why, why_len);
+}
+
 /* libpq's rule: a host item that is empty (the default socket), or begins
  * with '/' or '@' (abstract socket), is not a network address. */
 static bool pg_is_socket(const char *item, size_t n)
@@ -57,21 +192,28 @@ static bool pg_is_socket(const char *item, size_t n)
 
 /* The hostaddr list for hosts (libpq's comma-separated host list): one
  * item per host, its numeric address, or empty for a socket (libpq then
- * uses the host). 0 and *out (malloc'd; NULL if no host is a name: libpq
- * resolves neither a socket nor a numeric address), or SHM_EINVAL naming
- * a host that does not resolve. */
-static int pg_hostaddrs(const char *hosts, char **out)
+ * uses the host), all of them resolved before deadline_ns (0: none;
+ * timeout_ms the time it stands for). 0 and *out (malloc'd; NULL if no
+ * host is a name: libpq resolves neither a socket nor a numeric address),
+ * or SHM_EINVAL naming a host that does not resolve (in time), ENOMEM,
+ * with why. */
+static int pg_hostaddrs(const char *hosts, uint64_t deadline_ns,
+                        uint64_t timeout_ms, char **out, char *why,
+                        size_t why_len)
 {
 	size_t cap = 1, used = 0;
-	char *list, ip[64], why[300], host[1024];
+	char *list, ip[64], host[1024];
 	const char *p = hosts;
 	bool named = false;
+	int rc;
 
 	for (const char *c = hosts; *c; c++)
 		cap += *c == ',';
 	cap *= sizeof ip; /* the longest numeric address and a comma each */
-	if (!(list = malloc(cap)))
-		return shm__err(ENOMEM, "pg_conninfo: hostaddr list");
+	if (!(list = malloc(cap))) {
+		snprintf(why, why_len, "hostaddr list: %s", strerror(ENOMEM));
+		return ENOMEM;
+	}
 	for (;;) {
 		size_t n = strcspn(p, ",");
 
@@ -79,14 +221,20 @@ static int pg_hostaddrs(const char *hosts, char **out)
 		if (!pg_is_socket(p, n)) {
 			if (n >= sizeof host) {
 				free(list);
-				return shm__err(SHM_EINVAL, "pg_conninfo: a host "
-				                "name of %zu bytes", n);
+				snprintf(why, why_len, "a host name of %zu bytes",
+				         n);
+				return SHM_EINVAL;
 			}
 			memcpy(host, p, n);
 			host[n] = '\0';
-			if (shm__resolve(host, ip, sizeof ip, why, sizeof why)) {
+			rc = deadline_ns ? lookup_until(host, deadline_ns,
+			                                timeout_ms, ip, sizeof ip,
+			                                why, why_len)
+			                 : lookup_now(host, 0, ip, sizeof ip, why,
+			                              why_len);
+			if (rc) {
 				free(list);
-				return shm__err(SHM_EINVAL, "pg_conninfo: %s", why);
+				return SHM_EINVAL;
 			}
 			named |= strcmp(ip, host) != 0;
 		}
@@ -104,19 +252,24 @@ static int pg_hostaddrs(const char *hosts, char **out)
 	return 0;
 }
 
-int shm__pg_resolve(const char *conninfo, char **hosts, char **hostaddr)
+int shm__pg_resolve(const char *conninfo, uint64_t timeout_ms, char **hosts,
+                    char **hostaddr, char *why, size_t why_len)
 {
+	uint64_t deadline_ns = timeout_ms ? shm__mono_ns() +
+	                                    timeout_ms * 1000000u : 0;
 	const char *host = NULL, *addr = NULL, *service = NULL;
 	PQconninfoOption *opts, *o;
-	char *why = NULL;
+	char *perr = NULL;
 	int rc;
 
 	*hosts = *hostaddr = NULL;
 	/* a bare database name is not a connection string: no options */
-	if (!(opts = PQconninfoParse(conninfo, &why))) {
-		if (!why)
-			return shm__err(ENOMEM, "pg_conninfo: parse");
-		PQfreemem(why);
+	if (!(opts = PQconninfoParse(conninfo, &perr))) {
+		if (!perr) {
+			snprintf(why, why_len, "parse: %s", strerror(ENOMEM));
+			return ENOMEM;
+		}
+		PQfreemem(perr);
 	}
 	for (o = opts; o && o->keyword; o++) {
 		if (!o->val)
@@ -139,11 +292,13 @@ int shm__pg_resolve(const char *conninfo, char **hosts, char **hostaddr)
 	/* libpq's own hostaddr, or a service file's hosts, are used as given */
 	if ((addr && *addr) || (service && *service) || !host)
 		rc = 0;
-	else if ((rc = pg_hostaddrs(host, hostaddr)) == 0 && *hostaddr &&
-	         !(*hosts = strdup(host))) {
+	else if ((rc = pg_hostaddrs(host, deadline_ns, timeout_ms, hostaddr,
+	                            why, why_len)) == 0 &&
+	         *hostaddr && !(*hosts = strdup(host))) {
 		free(*hostaddr);
 		*hostaddr = NULL;
-		rc = shm__err(ENOMEM, "pg_conninfo: hosts");
+		snprintf(why, why_len, "hosts: %s", strerror(ENOMEM));
+		rc = ENOMEM;
 	}
 	PQconninfoFree(opts);
 	return rc;

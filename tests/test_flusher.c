@@ -3,6 +3,8 @@
  * SHM_TEST_PG, started by tests/run.sh; those tests skip without them). */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <dlfcn.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -1218,6 +1220,186 @@ static void test_pg_connect_gives_up_after_pg_timeout_ms(void **state)
 	free(dir);
 }
 
+/* ------------------------------------------ a resolver the test controls */
+
+/* This binary's getaddrinfo comes before libc's for the flusher's code,
+ * libshm and hiredis alike (the connects below run in this process):
+ * SLOW_HOST resolves to 127.0.0.1 after SLOW_DNS_MS, as through a slow DNS
+ * server; NO_HOST does not resolve; any other name, and a lookup of
+ * numeric hosts only (AI_NUMERICHOST, which never asks a DNS server), is
+ * libc's. */
+#define SLOW_HOST "slow-dns.shm.test"
+#define NO_HOST "no-such-host.shm.test"
+#define SLOW_DNS_MS 1000
+
+int getaddrinfo(const char *node, const char *service,
+                const struct addrinfo *hints, struct addrinfo **res)
+{
+	int (*libc)(const char *, const char *, const struct addrinfo *,
+	            struct addrinfo **);
+
+	*(void **)&libc = dlsym(RTLD_NEXT, "getaddrinfo");
+	if (hints && (hints->ai_flags & AI_NUMERICHOST))
+		return libc(node, service, hints, res);
+	if (node && strcmp(node, NO_HOST) == 0)
+		return EAI_NONAME;
+	if (node && strcmp(node, SLOW_HOST) == 0) {
+		ft_sleep_ms(SLOW_DNS_MS);
+		node = "127.0.0.1";
+	}
+	return libc(node, service, hints, res);
+}
+
+/* A loopback listen socket nobody accepts on (the kernel completes the
+ * handshakes, nothing answers); its port in *port. */
+static int mute_listener(int *port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t alen = sizeof a;
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(l >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(l, 8), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+	*port = ntohs(a.sin_port);
+	return l;
+}
+
+/* The flusher's config for the sink given by flag (--redis or --pg) at
+ * where; the environment directory is never opened here. */
+static void load_cfg(fl_config *c, const char *flag, const char *where)
+{
+	char *argv[] = {"shm-flusher", "-e", "/nonexistent", (char *)flag,
+	                (char *)where, NULL};
+	char err[512];
+
+	if (fl_config_load(c, 5, argv, err, sizeof err))
+		fail_msg("config: %s", err);
+}
+
+/* Redis's host name is resolved at each connect of the flusher, within
+ * redis-timeout-ms: a resolver slower than that is a connect failure that
+ * says so, in about redis-timeout-ms, never the resolver's own time; a
+ * name that does not resolve says why; a slow name within the timeout,
+ * and localhost, connect. No server needed (a listener nobody answers:
+ * the flusher's connect needs no reply without a password). */
+static void test_redis_connect_resolves_within_redis_timeout_ms(void **state)
+{
+	char url[128], err[512], want[512];
+	redisContext *rc;
+	fl_config c;
+	int port, l = mute_listener(&port);
+
+	snprintf(url, sizeof url, "redis://%s:%d", SLOW_HOST, port);
+	load_cfg(&c, "--redis", url);
+	c.redis_timeout_ms = 200;
+	uint64_t t0 = ft_ms();
+	rc = fl_redis_connect(&c, err, sizeof err);
+	uint64_t took = ft_ms() - t0;
+	fprintf(stderr, "slow name: %" PRIu64 " ms: %s\n", took,
+	        rc ? "connected" : err);
+	if (rc || took > 200 + 150)
+		fail_msg("a connect through a slow name took %" PRIu64 " ms "
+		         "(redis-timeout-ms 200) and %s", took,
+		         rc ? "connected" : err);
+	snprintf(want, sizeof want, "connect %s:%d: host %s did not resolve "
+	         "within 200 ms", SLOW_HOST, port, SLOW_HOST);
+	assert_string_equal(err, want);
+	fl_config_free(&c);
+
+	snprintf(url, sizeof url, "redis://:pw@%s:%d", NO_HOST, port);
+	load_cfg(&c, "--redis", url);
+	assert_null(fl_redis_connect(&c, err, sizeof err));
+	snprintf(want, sizeof want, "connect %s:%d: host %s does not resolve: "
+	         "%s", NO_HOST, port, NO_HOST, gai_strerror(EAI_NONAME));
+	assert_string_equal(err, want);
+	fl_config_free(&c);
+
+	/* the slow name within the timeout, then localhost: connected */
+	snprintf(url, sizeof url, "redis://%s:%d", SLOW_HOST, port);
+	load_cfg(&c, "--redis", url);
+	c.redis_timeout_ms = SLOW_DNS_MS + 2000;
+	rc = fl_redis_connect(&c, err, sizeof err);
+	if (!rc)
+		fail_msg("slow name within the timeout: %s", err);
+	redisFree(rc);
+	fl_config_free(&c);
+	snprintf(url, sizeof url, "redis://localhost:%d", port);
+	load_cfg(&c, "--redis", url);
+	rc = fl_redis_connect(&c, err, sizeof err);
+	if (!rc)
+		fail_msg("localhost: %s", err);
+	redisFree(rc);
+	fl_config_free(&c);
+	close(l);
+}
+
+/* PostgreSQL's host names are resolved at each connect of the flusher,
+ * within pg-timeout-ms, and libpq is given the addresses (hostaddr): a
+ * slow resolver is a connect failure that says so within pg-timeout-ms;
+ * a name that does not resolve, alone or in a list, says which. With the
+ * test PostgreSQL: a slow name within the timeout, localhost, and a list
+ * (a missing socket directory, then a name) connect. */
+static void test_pg_connect_resolves_within_pg_timeout_ms(void **state)
+{
+	char conninfo[512], err[512], want[512];
+	PGconn *pg;
+	fl_config c;
+	int port, l = mute_listener(&port);
+
+	snprintf(conninfo, sizeof conninfo, "host=%s port=%d dbname=x "
+	         "connect_timeout=30", SLOW_HOST, port);
+	load_cfg(&c, "--pg", conninfo);
+	c.pg_timeout_ms = 300; /* below the option's floor: the test's time */
+	uint64_t t0 = ft_ms();
+	pg = (PGconn *)fl_pg_connect(&c, "test", err, sizeof err);
+	uint64_t took = ft_ms() - t0;
+	fprintf(stderr, "slow name: %" PRIu64 " ms: %s\n", took,
+	        pg ? "connected" : err);
+	if (pg || took > 300 + 150)
+		fail_msg("a connect through a slow name took %" PRIu64 " ms "
+		         "(pg-timeout-ms 300) and %s", took,
+		         pg ? "connected" : err);
+	snprintf(want, sizeof want, "connect: host %s did not resolve within "
+	         "300 ms", SLOW_HOST);
+	assert_string_equal(err, want);
+	fl_config_free(&c);
+
+	snprintf(conninfo, sizeof conninfo, "host=/nonexistent,%s port=%d "
+	         "dbname=x", NO_HOST, port);
+	load_cfg(&c, "--pg", conninfo);
+	assert_null(fl_pg_connect(&c, "test", err, sizeof err));
+	snprintf(want, sizeof want, "connect: host %s does not resolve: %s",
+	         NO_HOST, gai_strerror(EAI_NONAME));
+	assert_string_equal(err, want);
+	fl_config_free(&c);
+	close(l);
+
+	const char *pgport = getenv("SHM_TEST_PG_PORT");
+	const char *user = getenv("SHM_TEST_PG_USER");
+	if (!ft_pg || !pgport || !user) {
+		skip();
+		return;
+	}
+	const char *hosts[] = {SLOW_HOST, "localhost", "/nonexistent,localhost"};
+	for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
+		snprintf(conninfo, sizeof conninfo, "host=%s port=%s "
+		         "dbname=shm user=%s", hosts[i], pgport, user);
+		load_cfg(&c, "--pg", conninfo);
+		c.pg_timeout_ms = SLOW_DNS_MS + 4000;
+		pg = (PGconn *)fl_pg_connect(&c, "test", err, sizeof err);
+		if (!pg)
+			fail_msg("host=%s: %s", hosts[i], err);
+		PGresult *r = PQexec(pg, "SELECT 1");
+		assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+		PQclear(r);
+		PQfinish(pg);
+		fl_config_free(&c);
+	}
+}
+
 /* Two environments under one --env-id: the second's flusher finds a
  * PostgreSQL position past the end of its own log. It must not take it (that
  * would skip every record up to it): it says why, applies nothing, keeps its
@@ -1574,6 +1756,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
 		cmocka_unit_test_teardown(test_once_without_the_schema_names_it_and_gives_up, ft_teardown),
 		cmocka_unit_test_teardown(test_pg_connect_gives_up_after_pg_timeout_ms, ft_teardown),
+		cmocka_unit_test_teardown(test_redis_connect_resolves_within_redis_timeout_ms, ft_teardown),
+		cmocka_unit_test_teardown(test_pg_connect_resolves_within_pg_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_position_past_the_log_end_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_position_row_of_another_environment_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_application_l2_ttl_and_threshold_reach_redis, ft_teardown),
