@@ -19,6 +19,15 @@
  *     messages do not queue up in Redis, and the cost is one attempt per
  *     message, as when drops work. Failures that repeat (drops, resets,
  *     peers' bad rooms) are said once, reminded, ended (fl_repeat).
+ *  6. A failed drop is a gap too: its keys stay stale, so a reset (4) is
+ *     owed from then on, tried after the messages at hand as soon as a
+ *     drop works again, and otherwise by itself every backoff (min, then
+ *     doubled up to max), so it is done even when no message comes and
+ *     costs at most one walk of L1 per backoff while it fails; only a
+ *     reset that works settles it (a reconnect's too). The failed keys are
+ *     not kept for a retry: a failure can last for any number of messages,
+ *     and the reset needs no memory, also covers the rooms' pages, and
+ *     keeps unflushed local work as every drop does (3).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -68,6 +77,9 @@ struct fl_inval {
 	fl_repeat room_fail;  /* subscriber thread: peers' rooms refused */
 	char room_peer[64];   /* subscriber thread: the last peer refused */
 	uint64_t peers_seen; /* subscriber thread */
+	bool reset_owed;     /* subscriber thread: a drop failed (inv. 6) */
+	uint64_t owed_next;  /* subscriber thread: its next try alone, mono ms */
+	uint64_t owed_backoff; /* subscriber thread: the pause before it */
 };
 
 #define ADD(iv, f, n) __atomic_fetch_add(&(iv)->st.f, (uint64_t)(n), __ATOMIC_RELAXED)
@@ -502,7 +514,8 @@ static void set_subscribed(fl_inval *iv, bool on)
 	stats_write(iv);
 }
 
-/* Drops every flushed entry: invalidations may have been missed. */
+/* Drops every flushed entry: invalidations may have been missed. Settles
+ * an owed reset (invariant 6) if it works. */
 static void reset_l1(fl_inval *iv, const char *why)
 {
 	uint64_t n = 0;
@@ -514,6 +527,7 @@ static void reset_l1(fl_inval *iv, const char *why)
 		return;
 	}
 	fl_repeat_ok(&iv->reset_fail);
+	iv->reset_owed = false;
 	ADD(iv, resets, 1);
 	ADD(iv, dropped, n);
 	fl_log(FL_INFO, "inval", "%s: dropped %" PRIu64 " flushed L1 entr%s "
@@ -583,12 +597,20 @@ static void handle(fl_inval *iv, const char *msg, size_t len,
 		}
 		if (rc) {
 			fl_repeat_fail(&iv->drop_fail, FL_ERROR, "from %s: %zu "
-			               "keys not invalidated: %s", m->env_id,
-			               m->n, shm_errmsg());
+			               "keys not invalidated: %s; every flushed "
+			               "L1 entry will be dropped once drops work "
+			               "again", m->env_id, m->n, shm_errmsg());
 			ADD(iv, errors, 1);
+			if (!iv->reset_owed) {
+				iv->reset_owed = true;
+				iv->owed_backoff = iv->cfg->backoff_min_ms;
+				iv->owed_next = mono_ms() + iv->owed_backoff;
+			}
 			return;
 		}
 	}
+	if (iv->reset_owed && iv->drop_fail.failing)
+		iv->owed_next = 0; /* invariant 6: drops work again, reset now */
 	fl_repeat_ok(&iv->drop_fail);
 	ADD(iv, dropped, dropped);
 	ADD(iv, kept, kept);
@@ -596,6 +618,23 @@ static void handle(fl_inval *iv, const char *msg, size_t len,
 		fl_log(FL_DEBUG, "inval", "from %s: %zu keys, %" PRIu64
 		       " dropped, %" PRIu64 " kept (unflushed here)", m->env_id,
 		       m->n, dropped, kept);
+}
+
+/* Invariant 6: the owed reset, at most once per backoff (doubled up to
+ * backoff-max-ms while it fails), at once when a drop worked again. */
+static void retry_owed_reset(fl_inval *iv)
+{
+	uint64_t now = mono_ms();
+
+	if (!iv->reset_owed || now < iv->owed_next)
+		return;
+	reset_l1(iv, "after failed drops");
+	if (!iv->reset_owed)
+		return;
+	iv->owed_backoff = iv->owed_backoff * 2 > iv->cfg->backoff_max_ms
+	                           ? iv->cfg->backoff_max_ms
+	                           : iv->owed_backoff * 2;
+	iv->owed_next = mono_ms() + iv->owed_backoff;
 }
 
 /* Handles one reply of the subscribed connection. */
@@ -687,6 +726,7 @@ static void *sub_run(void *arg)
 			}
 			if (broken || stopping(iv))
 				break;
+			retry_owed_reset(iv);
 			struct pollfd pfd = {c->fd, POLLIN, 0};
 			int pr = poll(&pfd, 1, 200);
 			if (pr < 0 && errno != EINTR) {
@@ -747,7 +787,8 @@ int fl_inval_start(fl_inval **out, const fl_config *cfg, shm_env *env,
 	fl_repeat_init(&iv->drop_fail, "inval", "dropping keys other hosts "
 	               "wrote", cfg->remind_interval_s);
 	fl_repeat_init(&iv->reset_fail, "inval", "dropping the flushed L1 "
-	               "entries after a gap", cfg->remind_interval_s);
+	               "entries after a gap or failed drops",
+	               cfg->remind_interval_s);
 	fl_repeat_init(&iv->room_fail, "inval", "rooms of other hosts' "
 	               "messages", cfg->remind_interval_s);
 	snprintf(iv->env_id, sizeof iv->env_id, "%s", env_id);

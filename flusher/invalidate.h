@@ -31,12 +31,15 @@
  * heard from (meta "flusher.inval.peers_seen"), the subscriber drops every
  * flushed L1 entry and marks every room's pages until then incomplete
  * (shm_l1_invalidate_flushed), since it may have missed invalidations. A
- * host that never heard from another keeps its L1.
+ * host that never heard from another keeps its L1. A drop that failed is
+ * such a gap too: the same drop is done once drops work again
+ * (invalidate.c invariant 6).
  *
  * Stats (meta, shown by shmctl stat): flusher.inval.subscribed (0/1),
  * .published (messages), .publish_errors, .received (messages from other
  * hosts), .keys (keys named in them), .dropped, .kept (unflushed local
- * work), .resets (full drops after a gap), .errors (failed drops).
+ * work), .resets (full drops after a gap or failed drops), .errors
+ * (failed drops and full drops).
  */
 #ifndef FL_INVALIDATE_H
 #define FL_INVALIDATE_H

@@ -882,10 +882,29 @@ typedef struct full_sub {
 	redisContext *c;
 } full_sub;
 
+/* Fills the map of f with unflushed edits and holds a read snapshot
+ * (snap) that keeps its free pages: every write fails, drops included,
+ * until full_sub_release. */
+static void full_sub_fill(full_sub *f)
+{
+	char content[2000];
+	int rc = 0, i;
+	shm_msg m = tu_msg("full", 0, "first");
+
+	assert_int_equal(shm_msg_put(f->env, &m), 0);
+	assert_int_equal(shm_rtxn_begin(f->env, &f->snap), 0);
+	memset(content, 'z', sizeof content - 1);
+	content[sizeof content - 1] = 0;
+	for (i = 0; i < 100000 && rc == 0; i++) {
+		content[i % 1999] = (char)('a' + i % 26);
+		rc = shm_msg_edit(f->env, &m.id, content, strlen(content));
+	}
+	assert_int_equal(rc, SHM_EFULL);
+}
+
 static void full_sub_open(full_sub *f, const char *backoff_min_ms, bool full)
 {
-	char err[512], content[2000];
-	int rc = 0, i;
+	char err[512];
 
 	memset(f, 0, sizeof *f);
 	f->dir = tu_tmpdir();
@@ -902,21 +921,8 @@ static void full_sub_open(full_sub *f, const char *backoff_min_ms, bool full)
 	assert_int_equal(fl_config_load(&f->cfg, 9, argv, err, sizeof err), 0);
 	assert_int_equal(fl_log_open(f->log, FL_INFO), 0);
 
-	if (full) {
-		/* the map full of unflushed edits, a snapshot holding its
-		 * free pages */
-		shm_msg m = tu_msg("full", 0, "first");
-		assert_int_equal(shm_msg_put(f->env, &m), 0);
-		assert_int_equal(shm_rtxn_begin(f->env, &f->snap), 0);
-		memset(content, 'z', sizeof content - 1);
-		content[sizeof content - 1] = 0;
-		for (i = 0; i < 100000 && rc == 0; i++) {
-			content[i % 1999] = (char)('a' + i % 26);
-			rc = shm_msg_edit(f->env, &m.id, content,
-			                  strlen(content));
-		}
-		assert_int_equal(rc, SHM_EFULL);
-	}
+	if (full)
+		full_sub_fill(f);
 
 	assert_int_equal(fl_inval_start(&f->iv, &f->cfg, f->env, "hostY", true),
 	                 0);
@@ -1039,6 +1045,77 @@ static void test_failing_drops_keep_up_with_the_channel(void **state)
 	full_sub_close(&f);
 }
 
+/* Publishes a peer's message naming message id (no room). */
+static void publish_id(redisContext *c, const shm_uuid *id)
+{
+	char u[37], msg[128];
+
+	shm_uuid_format(id, u);
+	snprintf(msg, sizeof msg, "shm-inval 2 hostZ\nm %s\n", u);
+	redisReply *r = redisCommand(c, "PUBLISH %s %s", FL_INVAL_CHANNEL, msg);
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	assert_true(r->integer >= 1);
+	freeReplyObject(r);
+}
+
+/* A peer's message names a flushed entry of this L1 while drops fail (the
+ * map full): once drops work again, that entry is gone from L1, whether
+ * other peers' messages come after the failure (more) or none do. */
+static void stale_key_dropped_after_failure(bool more)
+{
+	full_sub f;
+	shm_info in;
+	shm_msg *got = NULL;
+
+	full_sub_open(&f, "10", false);
+	shm_msg k = tu_msg("stale", 1, "old");
+	assert_int_equal(shm_msg_put(f.env, &k), 0);
+	assert_int_equal(shm_env_info(f.env, &in), 0);
+	assert_int_equal(shm_log_trim(f.env, in.log_last), 0); /* flushed */
+	full_sub_fill(&f);
+
+	publish_id(f.c, &k.id); /* the peer wrote k: this copy is stale */
+	full_sub_waits_for(&f, "keys not invalidated", 1);
+	assert_true(l1_has(f.env, &k.id, NULL, 0)); /* the drop failed */
+
+	full_sub_release(&f); /* the failure ends */
+	if (more) {
+		publish_new_message(f.c, "r");
+		full_sub_waits_for(&f, "dropping keys other hosts wrote works "
+		                   "again", 1);
+	}
+	uint64_t end = ms_now() + 10000;
+	while (l1_has(f.env, &k.id, NULL, 0) && ms_now() < end)
+		sleep_ms(10);
+	int rc = shm_msg_get(f.env, &k.id, &got);
+	if (rc == 0) {
+		bool stale = got->content_len == 3 &&
+		             memcmp(got->content, "old", 3) == 0;
+		shm_msg_free(got);
+		if (stale)
+			fail_msg("the failure ended %s 10 s ago and L1 still "
+			         "serves the value a peer's message named",
+			         more ? "(and a peer's message was dropped)"
+			              : "");
+	}
+	assert_int_equal(rc, SHM_ENOTFOUND); /* no read-through here */
+	assert_int_equal(tu_verify(f.env), 0);
+	full_sub_close(&f);
+}
+
+static void test_stale_key_dropped_when_drops_work_again(void **state)
+{
+	NEED_SERVERS();
+	stale_key_dropped_after_failure(true);
+}
+
+static void test_stale_key_dropped_after_failure_without_messages(void **state)
+{
+	NEED_SERVERS();
+	stale_key_dropped_after_failure(false);
+}
+
 /* Kills the subscriber's connection and waits until it is subscribed
  * again (its reset of L1 tried): lost is the count of "lost its
  * connection" lines expected after it. */
@@ -1085,7 +1162,7 @@ static void test_failed_resets_are_said_once_then_reminded(void **state)
 	resubscribe(&f, n + 1);
 	full_sub_waits_for(&f, "subscribed: dropped ", 1);
 	assert_int_equal(lines_with(f.log, "dropping the flushed L1 entries "
-	                            "after a gap works again"), 1);
+	                            "after a gap or failed drops works again"), 1);
 	full_sub_close(&f);
 }
 
@@ -1253,6 +1330,8 @@ int main(void)
 		T(test_bad_room_from_a_peer_still_drops),
 		T(test_failed_drops_are_said_once_then_reminded),
 		T(test_failing_drops_keep_up_with_the_channel),
+		T(test_stale_key_dropped_when_drops_work_again),
+		T(test_stale_key_dropped_after_failure_without_messages),
 		T(test_failed_resets_are_said_once_then_reminded),
 		T(test_bad_rooms_are_said_once_then_reminded),
 		T(test_unflushed_on_b_is_kept),
