@@ -389,8 +389,8 @@ static int open_env(fl_daemon *d, int *code)
 
 	shm_options_init(&o);
 	o.must_exist = true;
-	/* 0: the map the applications gave the environment, not libshm's
-	 * default (LMDB would store a larger size for every process) */
+	/* 0: the map the applications gave the environment (a size given
+	 * that is larger is stored for every process) */
 	o.map_size = (size_t)d->cfg.map_size_mb << 20;
 	while ((rc = shm_env_open(dir, &o, &d->env))) {
 		bool absent = rc == SHM_ENOTFOUND || rc == ENOENT;

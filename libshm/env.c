@@ -52,8 +52,7 @@
 
 void shm_options_init(shm_options *o)
 {
-	memset(o, 0, sizeof *o);
-	o->map_size = SHM_DEFAULT_MAP_SIZE;
+	memset(o, 0, sizeof *o); /* map_size 0: the environment's own */
 	o->max_readers = 256;
 	o->max_content = 64 * 1024;
 	o->durability = SHM_DURABILITY_NOSYNC;

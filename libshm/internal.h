@@ -43,7 +43,7 @@
 #define SHM_FORMAT_VERSION 1u
 #define SHM_ATIME_SLOTS (1u << 16)
 #define SHM_RPOOL 8
-/* map_size of shm_options_init, and of a new environment opened with 0 */
+/* map size of a new environment opened with map_size 0 (the default) */
 #define SHM_DEFAULT_MAP_SIZE ((size_t)1 << 30)
 
 /* The files shm_env_open makes in an environment's directory: LMDB's two,

@@ -108,12 +108,13 @@ typedef enum shm_sha_kind {
 } shm_sha_kind;
 
 typedef struct shm_options {
-	size_t map_size;            /* bytes of the LMDB map (default 1 GiB):
-	                             * this process maps that much (at least
-	                             * the pages in use), and LMDB stores it in
-	                             * the environment if larger than the size
-	                             * stored. 0: the environment's own, the
+	size_t map_size;            /* bytes of the LMDB map. 0 (the
+	                             * default): the environment's own, the
 	                             * size stored in it (1 GiB in a new one).
+	                             * Non-zero: this process maps that much
+	                             * (at least the pages in use), and LMDB
+	                             * stores it in the environment if larger
+	                             * than the size stored, for every process.
 	                             * shm_env_options shows the size in force,
 	                             * which grows when this process adopts a
 	                             * larger map another process stored

@@ -579,6 +579,50 @@ static void test_info_map_used_leaves_out_freed_pages(void **state)
 	free(dir);
 }
 
+/* An application that opens with shm_options_init's defaults takes the
+ * environment's own size: a 64 MiB environment it writes to stays 64 MiB
+ * (no 1 GiB stored at its first commit, for the other processes to adopt);
+ * a new environment gets libshm's default, 1 GiB. */
+static void test_default_options_keep_the_environments_map_size(void **state)
+{
+	char *dir = tu_tmpdir(), *fresh = tu_tmpdir();
+	shm_options o;
+	shm_info in;
+	shm_msg m = tu_msg("a", 1, "x");
+
+	shm_options_init(&o);
+	o.map_size = (size_t)64 << 20;
+	shm_env *env = tu_open(dir, &o);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	shm_env_close(env);
+	assert_int_equal(tu_stored_map_size(dir), (size_t)64 << 20);
+
+	shm_options_init(&o); /* what an application does */
+	env = tu_open(dir, &o);
+	m = tu_msg("a", 1, "y");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	size_t in_force = shm_env_options(env)->map_size;
+	assert_int_equal(shm_env_info(env, &in), 0);
+	shm_env_close(env);
+	if (tu_stored_map_size(dir) != (size_t)64 << 20)
+		fail_msg("an application with shm_options_init's defaults "
+		         "stored %zu MiB in a 64 MiB environment",
+		         tu_stored_map_size(dir) >> 20);
+	assert_int_equal(in_force, (size_t)64 << 20);
+	assert_int_equal(in.map_size, (size_t)64 << 20);
+
+	tu_rmdir(fresh); /* no environment there yet */
+	env = tu_open(fresh, &o);
+	assert_int_equal(shm_env_options(env)->map_size, (size_t)1 << 30);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	shm_env_close(env);
+	assert_int_equal(tu_stored_map_size(fresh), (size_t)1 << 30);
+	tu_rmdir(dir);
+	tu_rmdir(fresh);
+	free(dir);
+	free(fresh);
+}
+
 /* map_size 0 opens an environment at its own size: the one stored in an
  * existing environment (64 MiB here, not grown), libshm's default 1 GiB
  * in a new one (not LMDB's 1 MiB); shm_env_options shows the size in
@@ -590,7 +634,7 @@ static void test_map_size_0_keeps_the_environments_own(void **state)
 	shm_info in;
 
 	shm_options_init(&o);
-	assert_int_equal(o.map_size, (size_t)1 << 30);
+	assert_int_equal(o.map_size, 0); /* the default */
 	o.map_size = (size_t)64 << 20;
 	shm_env *env = tu_open(dir, &o);
 	shm_msg m = tu_msg("a", 1, "x");
@@ -658,6 +702,7 @@ int main(void)
 		cmocka_unit_test(test_strerror_names_every_code),
 		cmocka_unit_test(test_unknown_durability_or_write_mode_is_refused),
 		cmocka_unit_test(test_map_size_0_keeps_the_environments_own),
+		cmocka_unit_test(test_default_options_keep_the_environments_map_size),
 		cmocka_unit_test(test_unparseable_pg_conninfo_is_refused_at_open),
 		cmocka_unit_test(test_stale_reader_slot_is_shown_then_cleared),
 	};

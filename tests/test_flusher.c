@@ -1099,7 +1099,7 @@ static void test_poison_records_become_dead_letters(void **state)
 }
 
 /* Without --map-size-mb the flusher works in the map the environment has
- * (64 MiB here): it does not grow it to libshm's default of 1 GiB, which
+ * (64 MiB here): it does not grow it to a new environment's 1 GiB, which
  * the applications' processes would then not see in theirs. With it, the
  * map takes the size given. */
 static void test_flusher_keeps_the_environments_map_size(void **state)

@@ -88,10 +88,10 @@ int main(int argc, char **argv)
 		        "rooms > 0\n");
 		return 2;
 	}
-	/* map size 0: the environment's own (libshm's default in a new one);
-	 * any other size would be stored in it at the first put if larger */
+	/* shm_options_init's map size 0: the environment's own (libshm's
+	 * default in a new one); any other size would be stored in it at the
+	 * first put if larger */
 	shm_options_init(&o);
-	o.map_size = 0;
 	if (shm_env_open(dir, &o, &env))
 		return fail(dir);
 	if (!(ids = calloc((size_t)n, sizeof *ids)))

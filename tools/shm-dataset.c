@@ -582,8 +582,7 @@ int main(int argc, char **argv)
 	}
 	if (op.env && graph_env) {
 		shm_options o;
-		shm_options_init(&o);
-		o.map_size = 0; /* the environment's own: not grown to 1 GiB */
+		shm_options_init(&o); /* map_size 0: the environment's own */
 		if (shm_env_open(op.env, &o, &env)) {
 			fprintf(stderr, "shm-dataset: %s: %s\n", op.env,
 			        shm_errmsg());

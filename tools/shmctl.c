@@ -153,16 +153,16 @@ static int fail(int rc)
 
 /* Commands open an existing environment (a mistyped -e must not create
  * one); init and import create it when missing (dump | import into a new
- * DIR copies messages). Always at the environment's own map size (0): stat
- * shows it, and a write never stores a larger one, which LMDB would do at
- * shmctl's first commit (a new environment gets libshm's default). */
+ * DIR copies messages). Always at the environment's own map size
+ * (shm_options_init's map_size 0): stat shows it, and a write never stores
+ * a larger one, which LMDB would do at shmctl's first commit (a new
+ * environment gets libshm's default, 1 GiB). */
 static int open_env_as(bool write, bool create, shm_env **env)
 {
 	shm_options o;
 	int rc;
 
 	shm_options_init(&o);
-	o.map_size = 0;
 	o.read_only = !write;
 	o.must_exist = !create;
 	if ((rc = shm_env_open(env_dir, &o, env)))
