@@ -698,11 +698,22 @@ static int l3_err(const char *what, const char *text, const char *state)
 	                state ? ")" : "");
 }
 
-/* SHM_EL3 for what did not finish within l3_timeout_ms. */
-static int l3_late(const shm_env *env, const char *what)
+/* SHM_EL3 for what did not finish within l3_timeout_ms on c, naming the
+ * server libpq was connecting or connected to: its host as the conninfo
+ * gave it (a name, not the address it resolved to; of a list, the one
+ * tried) and its port. */
+static int l3_late(const shm_env *env, const char *what, const PGconn *c)
 {
-	return shm__err(SHM_EL3, "PostgreSQL %s: no answer within "
-	                "l3_timeout_ms (%u ms)", what, env->opt.l3_timeout_ms);
+	const char *host = PQhost(c), *port = PQport(c);
+
+	if (!host || !*host)
+		return shm__err(SHM_EL3, "PostgreSQL %s: no answer within "
+		                "l3_timeout_ms (%u ms)", what,
+		                env->opt.l3_timeout_ms);
+	return shm__err(SHM_EL3, "PostgreSQL %s %s%s%s: no answer within "
+	                "l3_timeout_ms (%u ms)", what, host,
+	                port && *port ? " port " : "", port ? port : "",
+	                env->opt.l3_timeout_ms);
 }
 
 /* Connects before deadline, in UTF-8 whatever PGCLIENTENCODING or the
@@ -733,7 +744,7 @@ static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 		if (wait_fd(PQsocket(c), st == PGRES_POLLING_READING ? POLLIN
 		                                                      : POLLOUT,
 		            deadline)) {
-			l3_late(env, "connection");
+			l3_late(env, "connection to", c);
 			PQfinish(c);
 			return NULL;
 		}
@@ -816,7 +827,7 @@ static int l3_query(shm_env *env, const char *sql, int n,
 	}
 	*res = NULL;
 	if ((rc = pg_query(c, sql, n, params, deadline, res)) == ETIMEDOUT)
-		rc = l3_late(env, "query");
+		rc = l3_late(env, "query on", c);
 	else if (rc == 0 && PQresultStatus(*res) != PGRES_TUPLES_OK)
 		rc = l3_refused(*res);
 	if (rc == 0) {

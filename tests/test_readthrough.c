@@ -918,8 +918,13 @@ static void test_slow_postgres_costs_at_most_the_timeout(void **state)
 	uint64_t t0 = now_ms();
 	assert_int_equal(shm_msg_get(env, &m.id, &got), SHM_ENOTFOUND);
 	uint64_t dt = now_ms() - t0;
-	assert_non_null(strstr(shm_errmsg(), "PostgreSQL query: no answer "
-	                                     "within l3_timeout_ms (200 ms)"));
+	char want[600]; /* the server named as libpq knows it */
+	snprintf(want, sizeof want, "PostgreSQL query on %s port %s: no answer "
+	         "within l3_timeout_ms (200 ms)", PQhost(db), PQport(db));
+	if (!strstr(shm_errmsg(), want)) {
+		pg_exec(locker, "ROLLBACK", 0, NULL);
+		fail_msg("no \"%s\" in \"%s\"", want, shm_errmsg());
+	}
 	fprintf(stderr, "get with PostgreSQL stuck: %" PRIu64 " ms (l3_timeout "
 	        "%u ms)\n", dt, l3_ms);
 	assert_true(dt >= l3_ms - 10);
@@ -1394,8 +1399,10 @@ static void test_postgres_host_name_is_resolved_at_open_not_on_gets(void **state
 	assert_int_equal(get_from_l3_resolves_nothing(env, "mute server",
 	                                              l3_ms + 100),
 	                 SHM_ENOTFOUND);
-	assert_non_null(strstr(shm_errmsg(), "PostgreSQL connection: no answer "
-	                       "within l3_timeout_ms (150 ms)"));
+	snprintf(info, sizeof info, "PostgreSQL connection to %s port %d: no "
+	         "answer within l3_timeout_ms (150 ms)", SLOW_HOST, p);
+	if (!strstr(shm_errmsg(), info))
+		fail_msg("no %s in %s", info, shm_errmsg());
 	close_rt(env);
 	close(fd);
 
@@ -1440,6 +1447,54 @@ static void test_postgres_host_name_is_resolved_at_open_not_on_gets(void **state
 	snprintf(info, sizeof info, "port=%s dbname=shm user=%s", port, user);
 	assert_l3_reached(info, "PGHOST");
 	unsetenv("PGHOST");
+}
+
+/* A read from PostgreSQL that times out names the server it waited for,
+ * as a failed connection does: a mute server (accepts, never answers) by
+ * its address, with its port, then the test PostgreSQL over TCP while a
+ * session holds messages locked (the query waits). */
+static void test_l3_timeout_names_the_host(void **state)
+{
+	const char *port = getenv("SHM_TEST_PG_PORT");
+	const char *user = getenv("SHM_TEST_PG_USER");
+	char info[300], want[400];
+	shm_uuid id;
+	shm_env *env;
+	int fd, p;
+
+	shm_uuid_v7(&id);
+	p = refusing_port(&fd);
+	assert_int_equal(listen(fd, 16), 0);
+	snprintf(info, sizeof info, "host=127.0.0.1 port=%d dbname=shm "
+	         "user=nobody", p);
+	env = open_l3(info, 150);
+	snprintf(want, sizeof want, "PostgreSQL connection to 127.0.0.1 port "
+	         "%d: no answer within l3_timeout_ms (150 ms)", p);
+	assert_reason(env, &id, want);
+	close_rt(env);
+	close(fd);
+
+	if (!redis_url || !port || !user)
+		return; /* no test PostgreSQL */
+	PGconn *db = pg();
+	pg_exec(db, "BEGIN", 0, NULL);
+	pg_exec(db, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE", 0, NULL);
+	snprintf(info, sizeof info, "host=127.0.0.1 port=%s dbname=shm "
+	         "user=%s", port, user);
+	env = open_l3(info, 1000); /* time to connect on a loaded machine */
+	shm_msg *got;
+	int rc = shm_msg_get(env, &id, &got);
+	char *e = strdup(shm_errmsg());
+	pg_exec(db, "ROLLBACK", 0, NULL); /* before any assert: the lock */
+	PQfinish(db);
+	fprintf(stderr, "%s\n", e);
+	assert_int_equal(rc, SHM_ENOTFOUND);
+	snprintf(want, sizeof want, "PostgreSQL query on 127.0.0.1 port %s: "
+	         "no answer within l3_timeout_ms (1000 ms)", port);
+	if (!strstr(e, want))
+		fail_msg("\"%s\", want \"%s\" in it", e, want);
+	free(e);
+	close_rt(env);
 }
 
 /* 25 rows only in PostgreSQL, with ties on created_at. */
@@ -2275,6 +2330,7 @@ int main(void)
 		cmocka_unit_test(test_slow_postgres_costs_at_most_the_timeout),
 		cmocka_unit_test(test_failed_postgres_query_leaves_its_reason),
 		cmocka_unit_test(test_failed_redis_read_leaves_its_reason),
+		cmocka_unit_test(test_l3_timeout_names_the_host),
 		cmocka_unit_test(test_redis_reason_stays_beside_postgres_answer),
 		cmocka_unit_test(test_failed_get_names_each_cause_once),
 		cmocka_unit_test(test_redis_host_name_is_resolved_at_open_not_on_gets),
