@@ -1214,13 +1214,13 @@ int getaddrinfo(const char *node, const char *service,
 	return libc(node, service, hints, res);
 }
 
-/* The time of one get of an absent message through env, which must find
- * Redis and no message there; fails if the resolver was asked meanwhile
- * for SLOW_HOST or the get took more than l2_ms. */
-static void assert_get_resolves_nothing(shm_env *env, uint32_t l2_ms)
+/* One get of an absent message through env: its return code; fails if it
+ * asked the resolver for SLOW_HOST or took more than max_ms (what names
+ * the case in the messages). */
+static int get_resolves_nothing(shm_env *env, const char *what,
+                                uint64_t max_ms)
 {
 	int lookups = __atomic_load_n(&slow_lookups, __ATOMIC_RELAXED);
-	shm_counters c;
 	shm_msg *got;
 	shm_uuid id;
 
@@ -1229,13 +1229,22 @@ static void assert_get_resolves_nothing(shm_env *env, uint32_t l2_ms)
 	int rc = shm_msg_get(env, &id, &got);
 	uint64_t dt = now_ms() - t0;
 	lookups = __atomic_load_n(&slow_lookups, __ATOMIC_RELAXED) - lookups;
-	fprintf(stderr, "get: %" PRIu64 " ms, %d slow lookup(s): %s\n", dt,
-	        lookups, shm_errmsg());
-	if (lookups || dt > l2_ms)
-		fail_msg("a get through a host name took %" PRIu64 " ms "
-		         "(l2_timeout_ms %u) and asked the resolver %d "
-		         "time(s)", dt, l2_ms, lookups);
-	assert_int_equal(rc, SHM_ENOTFOUND);
+	fprintf(stderr, "%s: get %" PRIu64 " ms, %d slow lookup(s): %s\n", what,
+	        dt, lookups, shm_errmsg());
+	if (lookups || dt > max_ms)
+		fail_msg("%s: a get through a host name took %" PRIu64 " ms (at "
+		         "most %" PRIu64 " expected) and asked the resolver %d "
+		         "time(s)", what, dt, max_ms, lookups);
+	return rc;
+}
+
+/* Through env, which must find Redis and no message there, within l2_ms. */
+static void assert_get_resolves_nothing(shm_env *env, uint32_t l2_ms)
+{
+	shm_counters c;
+
+	assert_int_equal(get_resolves_nothing(env, "Redis", l2_ms),
+	                 SHM_ENOTFOUND);
 	shm_stats_local(env, &c);
 	assert_int_equal(c.l2_errors, 0);
 	assert_int_equal(c.l2_misses, 1);
@@ -1309,37 +1318,13 @@ static shm_env *open_l3(const char *conninfo, uint32_t l3_ms)
 	return tu_open(dir, &o);
 }
 
-/* One get of an absent message through env, whose only level is
- * PostgreSQL: its return code; fails if it asked the resolver for
- * SLOW_HOST or took more than max_ms. */
-static int get_from_l3_resolves_nothing(shm_env *env, const char *what,
-                                        uint64_t max_ms)
-{
-	int lookups = __atomic_load_n(&slow_lookups, __ATOMIC_RELAXED);
-	shm_msg *got;
-	shm_uuid id;
-
-	shm_uuid_v7(&id);
-	uint64_t t0 = now_ms();
-	int rc = shm_msg_get(env, &id, &got);
-	uint64_t dt = now_ms() - t0;
-	lookups = __atomic_load_n(&slow_lookups, __ATOMIC_RELAXED) - lookups;
-	fprintf(stderr, "%s: get %" PRIu64 " ms, %d slow lookup(s): %s\n", what,
-	        dt, lookups, shm_errmsg());
-	if (lookups || dt > max_ms)
-		fail_msg("%s: a get through PostgreSQL's host name took %" PRIu64
-		         " ms (at most %" PRIu64 " expected) and asked the "
-		         "resolver %d time(s)", what, dt, max_ms, lookups);
-	return rc;
-}
-
 /* Through a real PostgreSQL over TCP: the get finds no message there. */
 static void assert_l3_reached(const char *conninfo, const char *what)
 {
 	shm_env *env = open_l3(conninfo, 900);
 	shm_counters c;
 
-	assert_int_equal(get_from_l3_resolves_nothing(env, what, 900),
+	assert_int_equal(get_resolves_nothing(env, what, 900),
 	                 SHM_ENOTFOUND);
 	shm_stats_local(env, &c);
 	assert_int_equal(c.l3_errors, 0);
@@ -1396,7 +1381,7 @@ static void test_postgres_host_name_is_resolved_at_open_not_on_gets(void **state
 	snprintf(info, sizeof info, "host=%s port=%d dbname=shm user=nobody",
 	         SLOW_HOST, p);
 	env = open_l3(info, l3_ms);
-	assert_int_equal(get_from_l3_resolves_nothing(env, "mute server",
+	assert_int_equal(get_resolves_nothing(env, "mute server",
 	                                              l3_ms + 100),
 	                 SHM_ENOTFOUND);
 	snprintf(info, sizeof info, "PostgreSQL connection to %s port %d: no "
@@ -1412,7 +1397,7 @@ static void test_postgres_host_name_is_resolved_at_open_not_on_gets(void **state
 	snprintf(info, sizeof info, "host=%s port=%d dbname=shm user=nobody",
 	         SLOW_HOST, p);
 	env = open_l3(info, l3_ms);
-	assert_int_equal(get_from_l3_resolves_nothing(env, "refused", l3_ms),
+	assert_int_equal(get_resolves_nothing(env, "refused", l3_ms),
 	                 SHM_ENOTFOUND);
 	snprintf(info, sizeof info, "PostgreSQL connection to %s: connection "
 	         "to server at \"127.0.0.1\", port %d failed: Connection "
