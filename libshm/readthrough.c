@@ -69,6 +69,8 @@ struct rt_pool {
 	void *idle[RT_POOL];
 	int n_idle, n_open;      /* n_open: idle, in use or being made */
 	uint64_t down_until;     /* mono ns: the level is skipped until then */
+	char server[400];        /* the server its connections lead to, as
+	                            its messages name it; "" until known */
 	void (*close)(void *);
 };
 
@@ -84,6 +86,22 @@ bool shm__rt_has_l3(const shm_env *env)
 static bool has_l2(const shm_env *env)
 {
 	return env->redis_url && *env->redis_url;
+}
+
+/* The Redis server as its messages name it: the socket path, or host:port
+ * and, for a host name, the address it resolved to at open; never the
+ * password. */
+static void redis_server(const shm_env *env, char *buf, size_t len)
+{
+	const shm_redis_addr *a = &env->redis_addr;
+
+	if (a->unix_socket)
+		snprintf(buf, len, "%s", a->host);
+	else if (strcmp(a->host, env->redis_ip) == 0)
+		snprintf(buf, len, "%s:%d", a->host, a->port);
+	else
+		snprintf(buf, len, "%s:%d (%s)", a->host, a->port,
+		         env->redis_ip);
 }
 
 static uint64_t ms_ns(uint32_t ms)
@@ -127,6 +145,16 @@ static void pool_init(struct rt_pool *p, void (*close)(void *))
 }
 
 /* At shm_env_close: no call is under way, every connection is idle. */
+/* Sets the server p's messages name (server; NULL leaves it). */
+static void pool_name(struct rt_pool *p, const char *server)
+{
+	if (!server)
+		return;
+	pthread_mutex_lock(&p->lock);
+	snprintf(p->server, sizeof p->server, "%s", server);
+	pthread_mutex_unlock(&p->lock);
+}
+
 static void pool_destroy(struct rt_pool *p)
 {
 	for (int i = 0; i < p->n_idle; i++)
@@ -225,6 +253,8 @@ int shm__rt_open(shm_env *env)
 		return shm__err(ENOMEM, "read-through");
 	pool_init(&env->rt->l2, redis_close);
 	pool_init(&env->rt->l3, pg_close);
+	if (has_l2(env)) /* known at open; L3's once libpq tried one */
+		redis_server(env, env->rt->l2.server, sizeof env->rt->l2.server);
 	return 0; /* connections are made on first use */
 }
 
@@ -309,14 +339,24 @@ static int l2_err(const char *what, const char *text)
 	                (int)strcspn(text, "\r\n"), text);
 }
 
+/* SHM_EL2 for what did not finish within l2_timeout_ms, naming the server
+ * after what's preposition ("GET on", "connection to"). */
+static int l2_late(const shm_env *env, const char *what, const char *prep)
+{
+	char server[400];
+
+	redis_server(env, server, sizeof server);
+	return shm__err(SHM_EL2, "Redis %s %s %s: no answer within "
+	                "l2_timeout_ms (%u ms)", what, prep, server,
+	                env->opt.l2_timeout_ms);
+}
+
 /* SHM_EL2 for a redis_call's failure rc (not SHM_ECORRUPT) on c. */
 static int l2_failed(const shm_env *env, const char *what,
                      const redisContext *c, int rc)
 {
 	if (rc == ETIMEDOUT)
-		return shm__err(SHM_EL2, "Redis %s: no answer within "
-		                "l2_timeout_ms (%u ms)", what,
-		                env->opt.l2_timeout_ms);
+		return l2_late(env, what, "on");
 	return l2_err(what, c->errstr);
 }
 
@@ -351,17 +391,10 @@ static int connect_error(int fd)
  * host name with the address it resolved to at open). */
 static int connect_failed(const shm_env *env, const char *why)
 {
-	const shm_redis_addr *a = &env->redis_addr;
-	char what[400];
+	char server[400], what[420];
 
-	if (a->unix_socket)
-		snprintf(what, sizeof what, "connection to %s", a->host);
-	else if (strcmp(a->host, env->redis_ip) == 0)
-		snprintf(what, sizeof what, "connection to %s:%d", a->host,
-		         a->port);
-	else
-		snprintf(what, sizeof what, "connection to %s:%d (%s)", a->host,
-		         a->port, env->redis_ip);
+	redis_server(env, server, sizeof server);
+	snprintf(what, sizeof what, "connection to %s", server);
 	return l2_err(what, why);
 }
 
@@ -383,7 +416,7 @@ static int redis_connect(const shm_env *env, uint64_t deadline,
 	if (c->err)
 		rc = connect_failed(env, c->errstr);
 	else if (wait_fd(c->fd, POLLOUT, deadline))
-		rc = l2_failed(env, "connection", c, ETIMEDOUT);
+		rc = l2_late(env, "connection", "to");
 	else if ((err = connect_error(c->fd)))
 		rc = connect_failed(env, strerror(err));
 	else
@@ -407,16 +440,24 @@ static int redis_connect(const shm_env *env, uint64_t deadline,
 	return rc;
 }
 
-/* SHM_EL2/SHM_EL3 for pool_take's failure rc: the level is skipped, or all
- * its connections stayed busy for its timeout (named, ms). */
-static int take_failed(int code, const char *level, int rc,
-                       const char *timeout, uint32_t ms)
+/* SHM_EL2/SHM_EL3 for pool_take's failure rc on p: the level is skipped,
+ * or all its connections stayed busy for its timeout (named, ms); the
+ * server named as the level's other messages do, once known. */
+static int take_failed(struct rt_pool *p, int code, const char *level,
+                       int rc, const char *timeout, uint32_t ms)
 {
+	char server[sizeof p->server];
+
+	pthread_mutex_lock(&p->lock);
+	memcpy(server, p->server, sizeof server);
+	pthread_mutex_unlock(&p->lock);
 	if (rc == EAGAIN)
-		return shm__err(code, "%s skipped: it failed less than %d ms "
-		                "ago", level, RT_BACKOFF_MS);
-	return shm__err(code, "%s: all %d connections busy for %s (%u ms)",
-	                level, RT_POOL, timeout, ms);
+		return shm__err(code, "%s%s%s skipped: it failed less than %d "
+		                "ms ago", level, *server ? " at " : "", server,
+		                RT_BACKOFF_MS);
+	return shm__err(code, "%s%s%s: all %d connections busy for %s (%u "
+	                "ms)", level, *server ? " at " : "", server, RT_POOL,
+	                timeout, ms);
 }
 
 /* A Redis connection for this caller before deadline: 0 and *c, or SHM_EL2
@@ -429,7 +470,7 @@ static int l2_take(shm_env *env, uint64_t deadline, redisContext **c)
 	int rc;
 
 	if ((rc = pool_take(p, deadline, &v)))
-		return take_failed(SHM_EL2, "Redis", rc, "l2_timeout_ms",
+		return take_failed(p, SHM_EL2, "Redis", rc, "l2_timeout_ms",
 		                   env->opt.l2_timeout_ms);
 	if (v) {
 		*c = v;
@@ -698,21 +739,32 @@ static int l3_err(const char *what, const char *text, const char *state)
 	                state ? ")" : "");
 }
 
-/* SHM_EL3 for what did not finish within l3_timeout_ms on c, naming the
- * server libpq was connecting or connected to: its host as the conninfo
- * gave it (a name, not the address it resolved to; of a list, the one
- * tried) and its port. */
-static int l3_late(const shm_env *env, const char *what, const PGconn *c)
+/* The server libpq is connecting or connected to on c, into buf: its host
+ * as the conninfo gave it (a name, not the address it resolved to; of a
+ * list, the one tried) and its port. NULL if libpq names no host. */
+static const char *pg_server(const PGconn *c, char *buf, size_t len)
 {
 	const char *host = PQhost(c), *port = PQport(c);
 
 	if (!host || !*host)
+		return NULL;
+	snprintf(buf, len, "%s%s%s", host, port && *port ? " port " : "",
+	         port ? port : "");
+	return buf;
+}
+
+/* SHM_EL3 for what did not finish within l3_timeout_ms on c, naming the
+ * server (pg_server). */
+static int l3_late(const shm_env *env, const char *what, const PGconn *c)
+{
+	char server[400];
+
+	if (!pg_server(c, server, sizeof server))
 		return shm__err(SHM_EL3, "PostgreSQL %s: no answer within "
 		                "l3_timeout_ms (%u ms)", what,
 		                env->opt.l3_timeout_ms);
-	return shm__err(SHM_EL3, "PostgreSQL %s %s%s%s: no answer within "
-	                "l3_timeout_ms (%u ms)", what, host,
-	                port && *port ? " port " : "", port ? port : "",
+	return shm__err(SHM_EL3, "PostgreSQL %s %s: no answer within "
+	                "l3_timeout_ms (%u ms)", what, server,
 	                env->opt.l3_timeout_ms);
 }
 
@@ -721,13 +773,15 @@ static int l3_late(const shm_env *env, const char *what, const PGconn *c)
  * dbname): values are UTF-8, and a character another encoding lacks would
  * fail the whole query. To the addresses the hosts resolved to at open
  * (hostaddr: libpq resolves nothing, the names stay its host). NULL with
- * the reason (SHM_EL3) on failure. */
+ * the reason (SHM_EL3) on failure. Either way L3's pool names the server
+ * tried from then on. */
 static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 {
 	const char *kw[] = {"dbname", "client_encoding",
 	                    env->pg_hostaddr ? "hostaddr" : NULL, NULL};
 	const char *val[] = {env->pg_conninfo, "UTF8", env->pg_hostaddr, NULL};
 	PGconn *c = PQconnectStartParams(kw, val, 1);
+	char server[400];
 
 	if (!c) {
 		l3_err("connection", "out of memory", NULL);
@@ -737,14 +791,19 @@ static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 		goto fail;
 	for (;;) {
 		PostgresPollingStatusType st = PQconnectPoll(c);
-		if (st == PGRES_POLLING_OK)
+		if (st == PGRES_POLLING_OK) {
+			pool_name(&env->rt->l3, pg_server(c, server,
+			                                  sizeof server));
 			return c;
+		}
 		if (st == PGRES_POLLING_FAILED)
 			goto fail;
 		if (wait_fd(PQsocket(c), st == PGRES_POLLING_READING ? POLLIN
 		                                                      : POLLOUT,
 		            deadline)) {
 			l3_late(env, "connection to", c);
+			pool_name(&env->rt->l3, pg_server(c, server,
+			                                  sizeof server));
 			PQfinish(c);
 			return NULL;
 		}
@@ -758,6 +817,7 @@ fail:
 	} else {
 		l3_err("connection", PQerrorMessage(c), NULL);
 	}
+	pool_name(&env->rt->l3, pg_server(c, server, sizeof server));
 	PQfinish(c);
 	return NULL;
 }
@@ -819,7 +879,8 @@ static int l3_query(shm_env *env, const char *sql, int n,
 	int rc;
 
 	if ((rc = pool_take(p, deadline, &c)))
-		return take_failed(SHM_EL3, "PostgreSQL", rc, "l3_timeout_ms",
+		return take_failed(p, SHM_EL3, "PostgreSQL", rc,
+		                   "l3_timeout_ms",
 		                   env->opt.l3_timeout_ms);
 	if (!c && !(c = pg_connect(env, deadline))) {
 		pool_drop(p, NULL, true);

@@ -890,6 +890,22 @@ static void test_mute_redis_is_skipped_after_a_timeout(void **state)
 	cleanup();
 }
 
+/* A get of id through env finds nothing: SHM_ENOTFOUND, and shm_errmsg()
+ * is exactly "message <id>: <want> (not found)". */
+static void assert_errmsg(shm_env *env, const shm_uuid *id, const char *want)
+{
+	char ids[37], full[4400];
+	shm_msg *got;
+
+	shm_uuid_format(id, ids);
+	assert_int_equal(shm_msg_get(env, id, &got), SHM_ENOTFOUND);
+	snprintf(full, sizeof full, "message %s: %s (not found)", ids, want);
+	fprintf(stderr, "%s\n", shm_errmsg());
+	if (strcmp(shm_errmsg(), full) != 0)
+		fail_msg("get of %s: \"%s\", want \"%s\"", ids, shm_errmsg(),
+		         full);
+}
+
 /* A PostgreSQL that does not answer in time (a query stuck behind a lock)
  * costs l3_timeout_ms: the get says SHM_ENOTFOUND (no level could answer,
  * the text says why), L3 is skipped for a second, then asked again. */
@@ -986,11 +1002,14 @@ static void test_failed_postgres_query_leaves_its_reason(void **state)
 	assert_int_equal(c.l3_errors, 1);
 	assert_int_equal(c.l3_hits + c.l3_misses, 0);
 
-	assert_int_equal(shm_msg_get(env, &id, &got), SHM_ENOTFOUND);
-	e = shm_errmsg();
-	fprintf(stderr, "L3 skipped: %s\n", e);
-	assert_non_null(strstr(e, ids));
-	assert_non_null(strstr(e, "PostgreSQL skipped"));
+	/* skipped, the server named as libpq knows it */
+	PGconn *db = pg();
+	char want[600];
+	snprintf(want, sizeof want, "not in Redis; PostgreSQL at %s port %s "
+	         "skipped: it failed less than 1000 ms ago", PQhost(db),
+	         PQport(db));
+	PQfinish(db);
+	assert_errmsg(env, &id, want);
 	close_rt(env);
 }
 
@@ -1045,9 +1064,10 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 	snprintf(want, sizeof want, "Redis connection to %s: No such file or "
 	         "directory", sock);
 	assert_reason(env, &id, want);
-	/* right after a failure: skipped, and said so */
-	assert_reason(env, &id, "Redis skipped: it failed less than 1000 ms "
-	              "ago");
+	/* right after a failure: skipped, and said so, the server named */
+	snprintf(want, sizeof want, "Redis at %s skipped: it failed less than "
+	         "1000 ms ago", sock);
+	assert_errmsg(env, &id, want);
 	shm_stats_local(env, &c);
 	assert_int_equal(c.l2_errors, 2);
 	close_rt(env);
@@ -1058,6 +1078,9 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 	snprintf(want, sizeof want, "Redis connection to 127.0.0.1:%d: "
 	         "Connection refused", port);
 	assert_reason(env, &id, want);
+	snprintf(want, sizeof want, "Redis at 127.0.0.1:%d skipped: it failed "
+	         "less than 1000 ms ago", port);
+	assert_errmsg(env, &id, want);
 	close_rt(env);
 	close(fd);
 
@@ -1065,8 +1088,20 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 	snprintf(url, sizeof url, "unix://%s", sock);
 	fd = mute_socket(sock);
 	env = open_rt(url, NULL, 150, 0);
-	assert_reason(env, &id, "Redis GET: no answer within l2_timeout_ms "
-	              "(150 ms)");
+	snprintf(want, sizeof want, "Redis GET on %s: no answer within "
+	         "l2_timeout_ms (150 ms)", sock);
+	assert_errmsg(env, &id, want);
+	close_rt(env);
+	close(fd);
+
+	/* the same over TCP: a mute server at a loopback port */
+	port = refusing_port(&fd);
+	assert_int_equal(listen(fd, 16), 0);
+	snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+	env = open_rt(url, NULL, 150, 0);
+	snprintf(want, sizeof want, "Redis GET on 127.0.0.1:%d: no answer "
+	         "within l2_timeout_ms (150 ms)", port);
+	assert_errmsg(env, &id, want);
 	close_rt(env);
 	close(fd);
 
