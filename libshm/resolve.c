@@ -193,10 +193,13 @@ static bool pg_is_socket(const char *item, size_t n)
 /* The hostaddr list for hosts (libpq's comma-separated host list): one
  * item per host, its numeric address, or empty for a socket (libpq then
  * uses the host), all of them resolved before deadline_ns (0: none;
- * timeout_ms the time it stands for). 0 and *out (malloc'd; NULL if no
- * host is a name: libpq resolves neither a socket nor a numeric address),
- * or SHM_EINVAL naming a host that does not resolve (in time), ENOMEM,
- * with why. */
+ * timeout_ms the time it stands for). In a list, a name that does not
+ * resolve (in time) gets an empty item too: libpq tries it itself, as it
+ * would without us, and goes on to the next host (a standby whose name is
+ * gone must not stop the others). 0 and *out (malloc'd; NULL if no host
+ * is a name: libpq resolves neither a socket nor a numeric address), or
+ * SHM_EINVAL naming a host that does not resolve when no host of the list
+ * is left, ENOMEM, with why. */
 static int pg_hostaddrs(const char *hosts, uint64_t deadline_ns,
                         uint64_t timeout_ms, char **out, char *why,
                         size_t why_len)
@@ -204,7 +207,8 @@ static int pg_hostaddrs(const char *hosts, uint64_t deadline_ns,
 	size_t cap = 1, used = 0;
 	char *list, ip[64], host[1024];
 	const char *p = hosts;
-	bool named = false;
+	bool named = false, list_of_many = strchr(hosts, ',') != NULL;
+	size_t usable = 0;
 	int rc;
 
 	for (const char *c = hosts; *c; c++)
@@ -232,17 +236,27 @@ static int pg_hostaddrs(const char *hosts, uint64_t deadline_ns,
 			                                why, why_len)
 			                 : lookup_now(host, 0, ip, sizeof ip, why,
 			                              why_len);
-			if (rc) {
+			if (rc && !list_of_many) {
 				free(list);
 				return SHM_EINVAL;
 			}
-			named |= strcmp(ip, host) != 0;
+			if (rc)
+				*ip = '\0'; /* libpq's to try; why kept */
+			else
+				usable++;
+			named |= !rc && strcmp(ip, host) != 0;
+		} else {
+			usable++;
 		}
 		used += (size_t)snprintf(list + used, cap - used, "%s%s",
 		                         p == hosts ? "" : ",", ip);
 		if (!p[n])
 			break;
 		p += n + 1;
+	}
+	if (!usable) {
+		free(list);
+		return SHM_EINVAL; /* why: the last host's */
 	}
 	if (!named) {
 		free(list);

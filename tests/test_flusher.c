@@ -1367,8 +1367,9 @@ static void test_pg_connect_resolves_within_pg_timeout_ms(void **state)
 	assert_string_equal(err, want);
 	fl_config_free(&c);
 
-	snprintf(conninfo, sizeof conninfo, "host=/nonexistent,%s port=%d "
-	         "dbname=x", NO_HOST, port);
+	/* a list fails so only when no host of it is left */
+	snprintf(conninfo, sizeof conninfo, "host=%s,%s port=%d,%d "
+	         "dbname=x", NO_HOST, NO_HOST, port, port);
 	load_cfg(&c, "--pg", conninfo);
 	assert_null(fl_pg_connect(&c, "test", err, sizeof err));
 	snprintf(want, sizeof want, "connect: host %s does not resolve: %s",
@@ -1383,10 +1384,14 @@ static void test_pg_connect_resolves_within_pg_timeout_ms(void **state)
 		skip();
 		return;
 	}
-	const char *hosts[] = {SLOW_HOST, "localhost", "/nonexistent,localhost"};
+	/* the last: a standby whose name is gone, then the server */
+	const char *hosts[] = {SLOW_HOST, "localhost", "/nonexistent,localhost",
+	                       NO_HOST ",localhost"};
 	for (size_t i = 0; i < sizeof hosts / sizeof hosts[0]; i++) {
-		snprintf(conninfo, sizeof conninfo, "host=%s port=%s "
-		         "dbname=shm user=%s", hosts[i], pgport, user);
+		bool two = strchr(hosts[i], ',') != NULL;
+		snprintf(conninfo, sizeof conninfo, "host=%s port=%s%s%s "
+		         "dbname=shm user=%s", hosts[i], pgport, two ? "," : "",
+		         two ? pgport : "", user);
 		load_cfg(&c, "--pg", conninfo);
 		c.pg_timeout_ms = SLOW_DNS_MS + 4000;
 		pg = (PGconn *)fl_pg_connect(&c, "test", err, sizeof err);
