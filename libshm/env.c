@@ -265,6 +265,8 @@ static int check_data_file(shm_env *env, uint64_t in_use, unsigned psize)
 	                (unsigned long long)(in_use * psize));
 }
 
+static int map_replace(shm_env *env);
+
 /* mdb_txn_begin while opening, before the handle is shared (no
  * transaction of it in progress): a map another process grew meanwhile is
  * adopted at once (invariant 6). */
@@ -272,12 +274,8 @@ static int begin_at_open(shm_env *env, unsigned flags, MDB_txn **txn)
 {
 	int rc = mdb_txn_begin(env->mdb, NULL, flags, txn);
 
-	if (rc == MDB_MAP_RESIZED && !(rc = mdb_env_set_mapsize(env->mdb, 0))) {
-		MDB_envinfo ei;
-		mdb_env_info(env->mdb, &ei);
-		env->opt.map_size = ei.me_mapsize;
+	if (rc == MDB_MAP_RESIZED && !(rc = map_replace(env)))
 		rc = mdb_txn_begin(env->mdb, NULL, flags, txn);
-	}
 	return rc;
 }
 
@@ -746,8 +744,9 @@ int shm__gate_wait(shm_env *env)
 	return 0;
 }
 
-/* Under SHM__GATE_SHUT: maps the size stored in the environment, unless
- * this map holds every page in use already (a thread adopted it since). */
+/* Under SHM__GATE_SHUT, or while opening: maps the size stored in the
+ * environment, unless this map holds every page in use already (a thread
+ * adopted it since). */
 static int map_replace(shm_env *env)
 {
 	MDB_envinfo ei;
