@@ -247,6 +247,8 @@ int fl_lz4_maybe(const void *data, size_t len, size_t threshold,
 /* A thread's stop flag read under its lock, and a sleep of ms that a
  * signal on cond (CLOCK_MONOTONIC) with *stop set cuts short (worker.c). */
 bool fl_stopped(pthread_mutex_t *lock, const bool *stop);
+/* CLOCK_MONOTONIC in milliseconds: deadlines, intervals, backoffs. */
+uint64_t fl_mono_ms(void);
 void fl_nap(pthread_mutex_t *lock, pthread_cond_t *cond, const bool *stop,
             uint64_t ms);
 

@@ -85,13 +85,6 @@ struct fl_inval {
 #define ADD(iv, f, n) __atomic_fetch_add(&(iv)->st.f, (uint64_t)(n), __ATOMIC_RELAXED)
 #define GET(iv, f) __atomic_load_n(&(iv)->st.f, __ATOMIC_RELAXED)
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------ format */
 
 /* A room byte written as %XX: controls, space, '%' and DEL (the rest of
@@ -604,7 +597,7 @@ static void handle(fl_inval *iv, const char *msg, size_t len,
 			if (!iv->reset_owed) {
 				iv->reset_owed = true;
 				iv->owed_backoff = iv->cfg->backoff_min_ms;
-				iv->owed_next = mono_ms() + iv->owed_backoff;
+				iv->owed_next = fl_mono_ms() + iv->owed_backoff;
 			}
 			return;
 		}
@@ -624,7 +617,7 @@ static void handle(fl_inval *iv, const char *msg, size_t len,
  * backoff-max-ms while it fails), at once when a drop worked again. */
 static void retry_owed_reset(fl_inval *iv)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = fl_mono_ms();
 
 	if (!iv->reset_owed || now < iv->owed_next)
 		return;
@@ -634,7 +627,7 @@ static void retry_owed_reset(fl_inval *iv)
 	iv->owed_backoff = iv->owed_backoff * 2 > iv->cfg->backoff_max_ms
 	                           ? iv->cfg->backoff_max_ms
 	                           : iv->owed_backoff * 2;
-	iv->owed_next = mono_ms() + iv->owed_backoff;
+	iv->owed_next = fl_mono_ms() + iv->owed_backoff;
 }
 
 /* Handles one reply of the subscribed connection. */
@@ -720,9 +713,10 @@ static void *sub_run(void *arg)
 				         fl_redis_error(c->errstr));
 				broken = true;
 			}
-			if (!broken && mono_ms() >= next_stats) {
+			if (!broken && fl_mono_ms() >= next_stats) {
 				stats_write(iv);
-				next_stats = mono_ms() + iv->cfg->stats_interval_ms;
+				next_stats = fl_mono_ms() +
+				             iv->cfg->stats_interval_ms;
 			}
 			if (broken || stopping(iv))
 				break;

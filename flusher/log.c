@@ -141,13 +141,6 @@ void fl_log_fatal(const char *comp, const char *fmt, ...)
 
 /* ------------------------------------------------------------ repeats */
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Whole seconds, rounded. */
 static uint64_t secs(uint64_t ms)
 {
@@ -166,7 +159,7 @@ void fl_repeat_init(fl_repeat *r, const char *comp, const char *what,
 void fl_repeat_fail(fl_repeat *r, int level, const char *fmt, ...)
 {
 	char msg[1024];
-	uint64_t now = mono_ms();
+	uint64_t now = fl_mono_ms();
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -196,7 +189,7 @@ void fl_repeat_ok(fl_repeat *r)
 		return;
 	fl_log(FL_INFO, r->comp, "%s works again, after %" PRIu64 " failure%s "
 	       "in %" PRIu64 " s", r->what, r->total, r->total == 1 ? "" : "s",
-	       secs(mono_ms() - r->first_ms));
+	       secs(fl_mono_ms() - r->first_ms));
 	r->failing = false;
 	r->total = 0;
 }

@@ -80,13 +80,6 @@ struct fl_daemon {
 	fl_repeat trim_fail, sync_fail, readers_fail, expire_fail, stats_fail;
 };
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static uint64_t next_seq(fl_daemon *d)
 {
 	uint64_t v = 0;
@@ -206,7 +199,7 @@ static void task_stats(fl_daemon *d)
 	uint64_t values[64];
 	char bufs[64][64];
 	size_t n = 0;
-	uint64_t ns = next_seq(d), now = mono_ms();
+	uint64_t ns = next_seq(d), now = fl_mono_ms();
 	struct timespec ts;
 
 #define PUT(v, ...)                                                            \
@@ -421,7 +414,7 @@ static int open_env(fl_daemon *d, int *code)
 
 static void run_tasks(fl_daemon *d, fl_task *tasks, size_t n, bool all)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = fl_mono_ms();
 
 	for (size_t i = 0; i < n; i++) {
 		if (!*tasks[i].interval_ms)
@@ -438,7 +431,7 @@ static void run_tasks(fl_daemon *d, fl_task *tasks, size_t n, bool all)
 
 static uint64_t next_due(fl_task *tasks, size_t n)
 {
-	uint64_t now = mono_ms(), wait = 100;
+	uint64_t now = fl_mono_ms(), wait = 100;
 
 	for (size_t i = 0; i < n; i++) {
 		if (!*tasks[i].interval_ms)

@@ -15,17 +15,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "fl.h"
 #include "resolve.h"
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Waits until the connection is ready for what PQconnectPoll asked, or the
  * deadline: 0 ready, -1 timed out. */
@@ -35,7 +27,7 @@ static int wait_socket(PGconn *c, PostgresPollingStatusType st,
 	struct pollfd p = {PQsocket(c),
 	                   st == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0};
 	for (;;) {
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - (int64_t)fl_mono_ms();
 		if (left <= 0)
 			return -1;
 		int n = poll(&p, 1, (int)left);
@@ -56,7 +48,7 @@ PGconn *fl_pg_connect(const fl_config *cfg, const char *app, char *err,
 	const char *kw[] = {"application_name", "dbname", "client_encoding",
 	                    "hostaddr", NULL};
 	const char *val[] = {app, conninfo, "UTF8", NULL, NULL};
-	int64_t deadline = mono_ms() + (int64_t)cfg->pg_timeout_ms;
+	int64_t deadline = (int64_t)fl_mono_ms() + (int64_t)cfg->pg_timeout_ms;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	char *hosts, *hostaddr, why[300];
 	PGconn *c = NULL;

@@ -25,18 +25,11 @@ const char *fl_redis_error(const char *errstr)
 	return errstr;
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 redisContext *fl_redis_connect(const fl_config *cfg, char *err,
                                size_t errlen)
 {
 	const shm_redis_addr *a = &cfg->redis_addr;
-	uint64_t ms = cfg->redis_timeout_ms, t0 = mono_ms(), spent, left;
+	uint64_t ms = cfg->redis_timeout_ms, t0 = fl_mono_ms(), spent, left;
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 	char ip[64], why[300];
 	redisContext *c;
@@ -57,7 +50,7 @@ redisContext *fl_redis_connect(const fl_config *cfg, char *err,
 			         a->port, why);
 			return NULL;
 		}
-		spent = mono_ms() - t0;
+		spent = fl_mono_ms() - t0;
 		left = spent < ms ? ms - spent : 1;
 		struct timeval ctv = {(time_t)(left / 1000),
 		                      (suseconds_t)(left % 1000) * 1000};

@@ -79,6 +79,13 @@ struct fl_worker {
 
 #define ADD(w, f, n) __atomic_fetch_add(&(w)->st.f, (uint64_t)(n), __ATOMIC_RELAXED)
 
+uint64_t fl_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 bool fl_stopped(pthread_mutex_t *lock, const bool *stop)
 {
 	pthread_mutex_lock(lock);
