@@ -942,33 +942,31 @@ static void count_l3(shm_env *env, int rc)
 		SHM__COUNT(env, l3_errors, 1);
 }
 
-/* Adds a level's miss, or its failure rc's cause (the error text without
- * rc's description: not_found's text ends with its own), to why (len
- * bytes), after "; " if it holds another's. */
-static void add_outcome(char *why, size_t len, const char *level, int rc)
+/* A level's outcome in not_found's text: "" if it was not asked (rc 0),
+ * miss ("not in <level>") if it had no such message, else cause (rc's error
+ * text without rc's description: not_found's text ends with its own). */
+static const char *outcome(int rc, const char *miss, const char *cause)
 {
-	size_t n = strlen(why);
-
-	if (n && n + 2 < len) {
-		memcpy(why + n, "; ", 3);
-		n += 2;
-	}
-	if (rc == SHM_ENOTFOUND)
-		snprintf(why + n, len - n, "not in %s", level);
-	else
-		shm__errcause(rc, why + n, len - n);
+	return rc == 0 ? "" : rc == SHM_ENOTFOUND ? miss : cause;
 }
 
-/* SHM_ENOTFOUND for id; unless every level asked had no such message, the
- * text gives each one's outcome (why). */
-static int not_found(const shm_uuid *id, bool failed, const char *why)
+/* SHM_ENOTFOUND for id, after L2 and L3 answered l2 and l3 (0: not asked),
+ * l2_cause holding L2's failure's cause (the last error is L3's). Unless
+ * every level asked had no such message, the text gives each one's
+ * outcome: nothing is formatted for a get a level answers. */
+static int not_found(const shm_uuid *id, int l2, const char *l2_cause,
+                     int l3)
 {
-	char s[37];
+	char s[37], l3_cause[512];
 
 	shm_uuid_format(id, s);
-	if (!failed)
+	if ((l2 == 0 || l2 == SHM_ENOTFOUND) && (l3 == 0 || l3 == SHM_ENOTFOUND))
 		return shm__err(SHM_ENOTFOUND, "message %s not found", s);
-	return shm__err(SHM_ENOTFOUND, "message %s: %s", s, why);
+	if (l3 && l3 != SHM_ENOTFOUND)
+		shm__errcause(l3, l3_cause, sizeof l3_cause);
+	return shm__err(SHM_ENOTFOUND, "message %s: %s%s%s", s,
+	                outcome(l2, "not in Redis", l2_cause),
+	                l2 && l3 ? "; " : "", outcome(l3, "not in PostgreSQL", l3_cause));
 }
 
 /* Asks L2, then L3 if L2 has no good answer, each if configured, and fills
@@ -978,9 +976,8 @@ static int not_found(const shm_uuid *id, bool failed, const char *why)
 static int ask_levels(shm_env *env, const shm_uuid *id, shm_msg **m)
 {
 	uint64_t budget = ms_ns(env->opt.l2_timeout_ms), t0 = shm__mono_ns();
-	int l2 = SHM_ENOTFOUND, rc = SHM_ENOTFOUND;
-	bool failed = false;
-	char why[1024] = "";
+	int l2 = 0, l3 = 0; /* 0: not asked */
+	char l2_cause[512]; /* kept from L2's failure: L3's error replaces it */
 	uint64_t spent;
 
 	if (has_l2(env)) {
@@ -988,24 +985,23 @@ static int ask_levels(shm_env *env, const shm_uuid *id, shm_msg **m)
 		count_l2(env, l2);
 		if (l2 == 0)
 			return 0;
-		failed = l2 != SHM_ENOTFOUND;
-		add_outcome(why, sizeof why, "Redis", l2);
-		rc = l2;
+		if (l2 != SHM_ENOTFOUND)
+			shm__errcause(l2, l2_cause, sizeof l2_cause);
 	}
 	spent = shm__mono_ns() - t0;
 	if (shm__rt_has_l3(env)) {
-		rc = l3_get(env, id, m);
-		count_l3(env, rc);
-		if (rc == 0) {
+		l3 = l3_get(env, id, m);
+		count_l3(env, l3);
+		if (l3 == 0) {
 			if (spent < budget)
 				l2_fill(env, *m, l2 == SHM_ECORRUPT,
 				        shm__mono_ns() + (budget - spent));
 			return 0;
 		}
-		failed |= rc != SHM_ENOTFOUND;
-		add_outcome(why, sizeof why, "PostgreSQL", rc);
 	}
-	return rc == ENOMEM ? rc : not_found(id, failed, why);
+	if ((l3 ? l3 : l2) == ENOMEM)
+		return ENOMEM;
+	return not_found(id, l2, l2_cause, l3);
 }
 
 int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
@@ -1015,7 +1011,7 @@ int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	int rc;
 
 	if (!env->rt)
-		return not_found(id, false, NULL);
+		return not_found(id, 0, NULL, 0);
 	/* An invalidation arriving while we fetch may concern this key: then
 	 * the value is served but not cached (it may be the old version). */
 	inval = __atomic_load_n(&env->shared->c.inval_received, __ATOMIC_ACQUIRE);
