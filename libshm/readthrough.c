@@ -70,7 +70,9 @@ struct rt_pool {
 	int n_idle, n_open;      /* n_open: idle, in use or being made */
 	uint64_t down_until;     /* mono ns: the level is skipped until then */
 	char server[400];        /* the server its connections lead to, as
-	                            its messages name it; "" until known */
+	                            its messages name it; "" until known.
+	                            L2's is set at open, then only read;
+	                            L3's once libpq tried one (lock) */
 	void (*close)(void *);
 };
 
@@ -343,12 +345,9 @@ static int l2_err(const char *what, const char *text)
  * after what's preposition ("GET on", "connection to"). */
 static int l2_late(const shm_env *env, const char *what, const char *prep)
 {
-	char server[400];
-
-	redis_server(env, server, sizeof server);
 	return shm__err(SHM_EL2, "Redis %s %s %s: no answer within "
-	                "l2_timeout_ms (%u ms)", what, prep, server,
-	                env->opt.l2_timeout_ms);
+	                "l2_timeout_ms (%u ms)", what, prep,
+	                env->rt->l2.server, env->opt.l2_timeout_ms);
 }
 
 /* SHM_EL2 for a redis_call's failure rc (not SHM_ECORRUPT) on c. */
@@ -391,10 +390,9 @@ static int connect_error(int fd)
  * host name with the address it resolved to at open). */
 static int connect_failed(const shm_env *env, const char *why)
 {
-	char server[400], what[420];
+	char what[sizeof env->rt->l2.server + 20];
 
-	redis_server(env, server, sizeof server);
-	snprintf(what, sizeof what, "connection to %s", server);
+	snprintf(what, sizeof what, "connection to %s", env->rt->l2.server);
 	return l2_err(what, why);
 }
 
