@@ -74,6 +74,10 @@ struct rt_pool {
 	                            L2's is set at open, then only read;
 	                            L3's once libpq tried one (lock) */
 	void (*close)(void *);
+	int code;                /* its errors': SHM_EL2, SHM_EL3 */
+	const char *level;       /* its name in messages: "Redis"... */
+	const char *timeout;     /* its timeout option, named in messages */
+	uint32_t timeout_ms;     /* and that option's value */
 };
 
 struct shm__rt {
@@ -134,7 +138,9 @@ static size_t redis_value_max(const shm_env *env)
 
 /* ---- pools (invariant 3) */
 
-static void pool_init(struct rt_pool *p, void (*close)(void *))
+static void pool_init(struct rt_pool *p, void (*close)(void *), int code,
+                      const char *level, const char *timeout,
+                      uint32_t timeout_ms)
 {
 	pthread_condattr_t a;
 
@@ -144,6 +150,10 @@ static void pool_init(struct rt_pool *p, void (*close)(void *))
 	pthread_cond_init(&p->back, &a);
 	pthread_condattr_destroy(&a);
 	p->close = close;
+	p->code = code;
+	p->level = level;
+	p->timeout = timeout;
+	p->timeout_ms = timeout_ms;
 }
 
 /* At shm_env_close: no call is under way, every connection is idle. */
@@ -237,6 +247,16 @@ static void pool_drop(struct rt_pool *p, void *c, bool failed)
 		p->close(idle[i]);
 }
 
+/* p's level's error for what did not finish within its timeout: what and
+ * its preposition ("GET on", "connection to"), then server (NULL: none). */
+static int late(const struct rt_pool *p, const char *what, const char *prep,
+                const char *server)
+{
+	return shm__err(p->code, "%s %s %s%s%s: no answer within %s (%u ms)",
+	                p->level, what, prep, server ? " " : "",
+	                server ? server : "", p->timeout, p->timeout_ms);
+}
+
 static void redis_close(void *c)
 {
 	redisFree(c);
@@ -253,8 +273,10 @@ int shm__rt_open(shm_env *env)
 		return 0;
 	if (!(env->rt = calloc(1, sizeof *env->rt)))
 		return shm__err(ENOMEM, "read-through");
-	pool_init(&env->rt->l2, redis_close);
-	pool_init(&env->rt->l3, pg_close);
+	pool_init(&env->rt->l2, redis_close, SHM_EL2, "Redis", "l2_timeout_ms",
+	          env->opt.l2_timeout_ms);
+	pool_init(&env->rt->l3, pg_close, SHM_EL3, "PostgreSQL",
+	          "l3_timeout_ms", env->opt.l3_timeout_ms);
 	if (has_l2(env)) /* known at open; L3's once libpq tried one */
 		redis_server(env, env->rt->l2.server, sizeof env->rt->l2.server);
 	return 0; /* connections are made on first use */
@@ -341,21 +363,12 @@ static int l2_err(const char *what, const char *text)
 	                (int)strcspn(text, "\r\n"), text);
 }
 
-/* SHM_EL2 for what did not finish within l2_timeout_ms, naming the server
- * after what's preposition ("GET on", "connection to"). */
-static int l2_late(const shm_env *env, const char *what, const char *prep)
-{
-	return shm__err(SHM_EL2, "Redis %s %s %s: no answer within "
-	                "l2_timeout_ms (%u ms)", what, prep,
-	                env->rt->l2.server, env->opt.l2_timeout_ms);
-}
-
 /* SHM_EL2 for a redis_call's failure rc (not SHM_ECORRUPT) on c. */
 static int l2_failed(const shm_env *env, const char *what,
                      const redisContext *c, int rc)
 {
 	if (rc == ETIMEDOUT)
-		return l2_late(env, what, "on");
+		return late(&env->rt->l2, what, "on", env->rt->l2.server);
 	return l2_err(what, c->errstr);
 }
 
@@ -414,7 +427,8 @@ static int redis_connect(const shm_env *env, uint64_t deadline,
 	if (c->err)
 		rc = connect_failed(env, c->errstr);
 	else if (wait_fd(c->fd, POLLOUT, deadline))
-		rc = l2_late(env, "connection", "to");
+		rc = late(&env->rt->l2, "connection", "to",
+		          env->rt->l2.server);
 	else if ((err = connect_error(c->fd)))
 		rc = connect_failed(env, strerror(err));
 	else
@@ -438,11 +452,10 @@ static int redis_connect(const shm_env *env, uint64_t deadline,
 	return rc;
 }
 
-/* SHM_EL2/SHM_EL3 for pool_take's failure rc on p: the level is skipped,
- * or all its connections stayed busy for its timeout (named, ms); the
- * server named as the level's other messages do, once known. */
-static int take_failed(struct rt_pool *p, int code, const char *level,
-                       int rc, const char *timeout, uint32_t ms)
+/* p's level's error for pool_take's failure rc: the level is skipped, or
+ * all its connections stayed busy for its timeout; the server named as the
+ * level's other messages do, once known. */
+static int take_failed(struct rt_pool *p, int rc)
 {
 	char server[sizeof p->server];
 
@@ -450,12 +463,12 @@ static int take_failed(struct rt_pool *p, int code, const char *level,
 	memcpy(server, p->server, sizeof server);
 	pthread_mutex_unlock(&p->lock);
 	if (rc == EAGAIN)
-		return shm__err(code, "%s%s%s skipped: it failed less than %d "
-		                "ms ago", level, *server ? " at " : "", server,
-		                RT_BACKOFF_MS);
-	return shm__err(code, "%s%s%s: all %d connections busy for %s (%u "
-	                "ms)", level, *server ? " at " : "", server, RT_POOL,
-	                timeout, ms);
+		return shm__err(p->code, "%s%s%s skipped: it failed less than "
+		                "%d ms ago", p->level, *server ? " at " : "",
+		                server, RT_BACKOFF_MS);
+	return shm__err(p->code, "%s%s%s: all %d connections busy for %s "
+	                "(%u ms)", p->level, *server ? " at " : "", server,
+	                RT_POOL, p->timeout, p->timeout_ms);
 }
 
 /* A Redis connection for this caller before deadline: 0 and *c, or SHM_EL2
@@ -468,8 +481,7 @@ static int l2_take(shm_env *env, uint64_t deadline, redisContext **c)
 	int rc;
 
 	if ((rc = pool_take(p, deadline, &v)))
-		return take_failed(p, SHM_EL2, "Redis", rc, "l2_timeout_ms",
-		                   env->opt.l2_timeout_ms);
+		return take_failed(p, rc);
 	if (v) {
 		*c = v;
 		return 0;
@@ -751,21 +763,6 @@ static const char *pg_server(const PGconn *c, char *buf, size_t len)
 	return buf;
 }
 
-/* SHM_EL3 for what did not finish within l3_timeout_ms on c, naming the
- * server (pg_server). */
-static int l3_late(const shm_env *env, const char *what, const PGconn *c)
-{
-	char server[400];
-
-	if (!pg_server(c, server, sizeof server))
-		return shm__err(SHM_EL3, "PostgreSQL %s: no answer within "
-		                "l3_timeout_ms (%u ms)", what,
-		                env->opt.l3_timeout_ms);
-	return shm__err(SHM_EL3, "PostgreSQL %s %s: no answer within "
-	                "l3_timeout_ms (%u ms)", what, server,
-	                env->opt.l3_timeout_ms);
-}
-
 /* Connects before deadline, in UTF-8 whatever PGCLIENTENCODING or the
  * conninfo says (later keywords win over the conninfo expanded from
  * dbname): values are UTF-8, and a character another encoding lacks would
@@ -799,9 +796,10 @@ static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 		if (wait_fd(PQsocket(c), st == PGRES_POLLING_READING ? POLLIN
 		                                                      : POLLOUT,
 		            deadline)) {
-			l3_late(env, "connection to", c);
-			pool_name(&env->rt->l3, pg_server(c, server,
-			                                  sizeof server));
+			const char *at = pg_server(c, server, sizeof server);
+
+			late(&env->rt->l3, "connection", "to", at);
+			pool_name(&env->rt->l3, at);
 			PQfinish(c);
 			return NULL;
 		}
@@ -873,20 +871,19 @@ static int l3_query(shm_env *env, const char *sql, int n,
 {
 	struct rt_pool *p = &env->rt->l3;
 	uint64_t deadline = shm__mono_ns() + ms_ns(env->opt.l3_timeout_ms);
+	char server[400];
 	void *c;
 	int rc;
 
 	if ((rc = pool_take(p, deadline, &c)))
-		return take_failed(p, SHM_EL3, "PostgreSQL", rc,
-		                   "l3_timeout_ms",
-		                   env->opt.l3_timeout_ms);
+		return take_failed(p, rc);
 	if (!c && !(c = pg_connect(env, deadline))) {
 		pool_drop(p, NULL, true);
 		return SHM_EL3;
 	}
 	*res = NULL;
 	if ((rc = pg_query(c, sql, n, params, deadline, res)) == ETIMEDOUT)
-		rc = l3_late(env, "query on", c);
+		rc = late(p, "query", "on", pg_server(c, server, sizeof server));
 	else if (rc == 0 && PQresultStatus(*res) != PGRES_TUPLES_OK)
 		rc = l3_refused(*res);
 	if (rc == 0) {
