@@ -156,7 +156,6 @@ static void pool_init(struct rt_pool *p, void (*close)(void *), int code,
 	p->timeout_ms = timeout_ms;
 }
 
-/* At shm_env_close: no call is under way, every connection is idle. */
 /* Sets the server p's messages name (server; NULL leaves it). */
 static void pool_name(struct rt_pool *p, const char *server)
 {
@@ -167,6 +166,7 @@ static void pool_name(struct rt_pool *p, const char *server)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* At shm_env_close: no call is under way, every connection is idle. */
 static void pool_destroy(struct rt_pool *p)
 {
 	for (int i = 0; i < p->n_idle; i++)
