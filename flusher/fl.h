@@ -113,6 +113,13 @@ typedef struct fl_config {
 	bool version;
 } fl_config;
 
+/* The capped exponential backoff of every retry: ms doubled, up to
+ * backoff-max-ms. */
+static inline uint64_t fl_backoff_next(const fl_config *c, uint64_t ms)
+{
+	return ms > c->backoff_max_ms / 2 ? c->backoff_max_ms : ms * 2;
+}
+
 /* Defaults, then the config file (--config), then the flags. On a bad option
  * or value returns non-zero and writes the reason into err. */
 int fl_config_load(fl_config *c, int argc, char **argv, char *err,

@@ -28,6 +28,13 @@
  *     not kept for a retry: a failure can last for any number of messages,
  *     and the reset needs no memory, also covers the rooms' pages, and
  *     keeps unflushed local work as every drop does (3).
+ *  7. A subscription that ends sooner than backoff-max-ms after it began
+ *     belongs to the same outage (a Redis that drops its subscribers, its
+ *     pubsub output limit hit): the reconnect backoff keeps doubling
+ *     instead of starting again from backoff-min-ms, so a flapping
+ *     connection costs at most one reconnect, one reset of L1 (4) and one
+ *     line per backoff-max-ms, not ten a second; only a loss while the
+ *     backoff is at its minimum (the first of an outage) is a WARN.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -624,9 +631,7 @@ static void retry_owed_reset(fl_inval *iv)
 	reset_l1(iv, "after failed drops");
 	if (!iv->reset_owed)
 		return;
-	iv->owed_backoff = iv->owed_backoff * 2 > iv->cfg->backoff_max_ms
-	                           ? iv->cfg->backoff_max_ms
-	                           : iv->owed_backoff * 2;
+	iv->owed_backoff = fl_backoff_next(iv->cfg, iv->owed_backoff);
 	iv->owed_next = fl_mono_ms() + iv->owed_backoff;
 }
 
@@ -680,9 +685,7 @@ static void *sub_run(void *arg)
 			       "subscriber: %s; retry %" PRIu64 " in %" PRIu64
 			       " ms", err, fails, backoff);
 			nap(iv, backoff);
-			backoff = backoff * 2 > iv->cfg->backoff_max_ms
-			                  ? iv->cfg->backoff_max_ms
-			                  : backoff * 2;
+			backoff = fl_backoff_next(iv->cfg, backoff);
 			continue;
 		}
 		if (fails)
@@ -692,7 +695,7 @@ static void *sub_run(void *arg)
 			fl_log(FL_INFO, "inval", "subscribed to %s as %s",
 			       FL_INVAL_CHANNEL, iv->env_id);
 		fails = 0;
-		backoff = iv->cfg->backoff_min_ms;
+		uint64_t since = fl_mono_ms();
 		/* invariant 4: messages sent meanwhile wait in the socket */
 		if (iv->peers_seen)
 			reset_l1(iv, "subscribed");
@@ -739,10 +742,17 @@ static void *sub_run(void *arg)
 		set_subscribed(iv, false);
 		if (stopping(iv))
 			break;
-		fl_log(FL_WARN, "inval", "subscriber lost its connection: %s; "
-		       "reconnecting", err);
+		/* invariant 7 */
+		bool flapping = fl_mono_ms() - since < iv->cfg->backoff_max_ms;
+		if (!flapping)
+			backoff = iv->cfg->backoff_min_ms;
+		fl_log(backoff == iv->cfg->backoff_min_ms ? FL_WARN : FL_INFO,
+		       "inval", "subscriber lost its connection: %s; "
+		       "reconnecting in %" PRIu64 " ms", err, backoff);
 		fails = 1;
 		nap(iv, backoff);
+		if (flapping)
+			backoff = fl_backoff_next(iv->cfg, backoff);
 	}
 	fl_inval_msg_free(&m);
 	return NULL;

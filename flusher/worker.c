@@ -133,8 +133,7 @@ static const char *name(const fl_worker *w)
 static void back_off(fl_worker *w, uint64_t *ms)
 {
 	nap(w, *ms);
-	*ms = *ms > w->cfg->backoff_max_ms / 2 ? w->cfg->backoff_max_ms
-	                                        : *ms * 2;
+	*ms = fl_backoff_next(w->cfg, *ms);
 }
 
 /* Meta first, then the position the main thread trims to: meta

@@ -902,7 +902,8 @@ static void full_sub_fill(full_sub *f)
 	assert_int_equal(rc, SHM_EFULL);
 }
 
-static void full_sub_open(full_sub *f, const char *backoff_min_ms, bool full)
+static void full_sub_open(full_sub *f, const char *backoff_min_ms,
+                          const char *backoff_max_ms, bool full)
 {
 	char err[512];
 
@@ -910,7 +911,8 @@ static void full_sub_open(full_sub *f, const char *backoff_min_ms, bool full)
 	f->dir = tu_tmpdir();
 	char *argv[] = {"shm-flusher", "-e", f->dir, "--redis",
 	                (char *)redis_url, "--remind-interval", "1",
-	                "--backoff-min-ms", (char *)backoff_min_ms, NULL};
+	                "--backoff-min-ms", (char *)backoff_min_ms,
+	                "--backoff-max-ms", (char *)backoff_max_ms, NULL};
 	shm_options o;
 
 	assert_int_equal(strncmp(redis_url, "unix://", 7), 0);
@@ -918,7 +920,7 @@ static void full_sub_open(full_sub *f, const char *backoff_min_ms, bool full)
 	o.map_size = 1 << 20;
 	f->env = tu_open(f->dir, &o);
 	snprintf(f->log, sizeof f->log, "%s/inval.log", f->dir);
-	assert_int_equal(fl_config_load(&f->cfg, 9, argv, err, sizeof err), 0);
+	assert_int_equal(fl_config_load(&f->cfg, 11, argv, err, sizeof err), 0);
 	assert_int_equal(fl_log_open(f->log, FL_INFO), 0);
 
 	if (full)
@@ -989,7 +991,7 @@ static void test_failed_drops_are_said_once_then_reminded(void **state)
 	full_sub f;
 	int i;
 
-	full_sub_open(&f, "10", true);
+	full_sub_open(&f, "10", "10000", true);
 	uint64_t t0 = ms_now();
 	for (i = 0; i < 40; i++) {
 		publish_new_message(f.c, "r");
@@ -1027,7 +1029,7 @@ static void test_failing_drops_keep_up_with_the_channel(void **state)
 	const unsigned n = 15, pause_ms = 200;
 	full_sub f;
 
-	full_sub_open(&f, "200", true);
+	full_sub_open(&f, "200", "10000", true);
 	publish_new_message(f.c, "r");
 	full_sub_waits_for(&f, "keys not invalidated", 1);
 	uint64_t t0 = ms_now();
@@ -1068,7 +1070,7 @@ static void stale_key_dropped_after_failure(bool more)
 	shm_info in;
 	shm_msg *got = NULL;
 
-	full_sub_open(&f, "10", false);
+	full_sub_open(&f, "10", "10000", false);
 	shm_msg k = tu_msg("stale", 1, "old");
 	assert_int_equal(shm_msg_put(f.env, &k), 0);
 	assert_int_equal(shm_env_info(f.env, &in), 0);
@@ -1143,7 +1145,9 @@ static void test_failed_resets_are_said_once_then_reminded(void **state)
 	const unsigned n = 10;
 	full_sub f;
 
-	full_sub_open(&f, "10", true);
+	/* backoff-max-ms 40: the quick reconnects below are a flapping
+	 * connection (invariant 7), kept to 40 ms apart */
+	full_sub_open(&f, "10", "40", true);
 	publish_new_message(f.c, "r"); /* a peer is known from now on */
 	full_sub_waits_for(&f, "first invalidation from another host", 1);
 	uint64_t t0 = ms_now();
@@ -1166,6 +1170,44 @@ static void test_failed_resets_are_said_once_then_reminded(void **state)
 	full_sub_close(&f);
 }
 
+/* A Redis that drops its subscribers again and again (CLIENT KILL every
+ * 5 ms for 2 s, as a pubsub output limit hit at every burst would): the
+ * reconnects back off as in an outage (invariant 7), 10, 20, 40 ... ms,
+ * so about 8 losses in 2 s, one WARN, not a reconnect and a reset of L1
+ * every 10 ms; the subscription comes back once the kills stop. */
+static void test_flapping_subscription_backs_off(void **state)
+{
+	NEED_SERVERS();
+	const char *lost = "subscriber lost its connection";
+	full_sub f;
+
+	full_sub_open(&f, "10", "10000", false);
+	publish_new_message(f.c, "r"); /* a peer: each reconnect resets L1 */
+	full_sub_waits_for(&f, "first invalidation from another host", 1);
+	uint64_t t0 = ms_now();
+	while (ms_now() - t0 < 2000) {
+		redisReply *r = redisCommand(f.c, "CLIENT KILL TYPE pubsub");
+		assert_non_null(r);
+		assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+		freeReplyObject(r);
+		sleep_ms(5);
+	}
+	unsigned n = lines_with(f.log, lost);
+	unsigned resets = lines_with(f.log, "subscribed: dropped ");
+	fprintf(stderr, "%u connections lost, %u resets of L1 in 2 s of "
+	        "kills\n", n, resets);
+	assert_true(n >= 3);
+	if (n > 10 || resets > 10)
+		fail_msg("%u connections lost, %u resets of L1 in 2 s (at most "
+		         "10 expected)", n, resets);
+	assert_int_equal(lines_with(f.log, "WARN inval: subscriber lost"), 1);
+	uint64_t end = ms_now() + 10000;
+	while (!fl_inval_subscribed(f.iv) && ms_now() < end)
+		sleep_ms(5);
+	assert_true(fl_inval_subscribed(f.iv));
+	full_sub_close(&f);
+}
+
 /* A buggy peer whose every message has a room libshm refuses (not UTF-8):
  * "rooms ignored" is said once (reminded every remind-interval), not per
  * message, and said to work again when that peer's rooms do. */
@@ -1177,7 +1219,7 @@ static void test_bad_rooms_are_said_once_then_reminded(void **state)
 	full_sub f;
 	shm_uuid u;
 
-	full_sub_open(&f, "10", false);
+	full_sub_open(&f, "10", "10000", false);
 	uint64_t t0 = ms_now();
 	for (unsigned i = 0; i < n; i++) {
 		shm_uuid_v7(&u);
@@ -1333,6 +1375,7 @@ int main(void)
 		T(test_stale_key_dropped_when_drops_work_again),
 		T(test_stale_key_dropped_after_failure_without_messages),
 		T(test_failed_resets_are_said_once_then_reminded),
+		T(test_flapping_subscription_backs_off),
 		T(test_bad_rooms_are_said_once_then_reminded),
 		T(test_unflushed_on_b_is_kept),
 		T(test_gap_drops_flushed_entries),
