@@ -9,11 +9,22 @@
  *  2. Only an empty map (no key in LMDB's main database) is made an shm
  *     environment; any other LMDB environment without our format is
  *     refused before anything is written in it or next to it.
- *  3. A data file with fewer pages than its databases have in use (it
- *     lost some: a cut copy) is refused with SHM_ECORRUPT: a missing page
- *     read through the map would kill the process with SIGBUS. The pages
- *     the meta page accounts for are counted before any other page is
- *     read, every database's once they are open.
+ *  3. A data file cut short (a bad copy or restore, a full disk) is
+ *     refused with SHM_ECORRUPT at open, before LMDB reads a page that may
+ *     be missing: one read through the map kills the process with SIGBUS.
+ *     Caught: a file with fewer pages than its databases have in use
+ *     (counted from the meta page before any other page is read, every
+ *     database's once they are open), or one that ends before the root of
+ *     LMDB's free list, of the main database or of one of ours, as the
+ *     meta page of the snapshot checked names them (LMDB 0.9's format,
+ *     drawn above shm__lmdb_meta_read; a file that does not look like it
+ *     gets the counts alone). A commit writes a new root for each tree it
+ *     changes, so roots are among the newest pages and a cut at the tail
+ *     usually takes one. Not caught: a cut that spares every root and as
+ *     many pages as are in use (LMDB's free pages are interspersed, the
+ *     count cannot see which are gone); the process dies by SIGBUS at its
+ *     first read of a lost interior page. Pages below the roots are not
+ *     looked for: that would be a walk of every tree.
  *  4. Pooled read transactions are reset (hold no snapshot, no reader slot
  *     pinned to an old page) while in the pool.
  *  5. An environment opened read-write has meta SHM__ROOM_FLOOR: set at its
@@ -45,6 +56,7 @@
 #include <stddef.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -238,15 +250,11 @@ static uint64_t tree_pages(const MDB_stat *st)
 	return st->ms_branch_pages + st->ms_leaf_pages + st->ms_overflow_pages;
 }
 
-/* Invariant 3, from a count of pages in use in one snapshot, counted
- * before the data file's size is read: each was written before the meta
- * page that refers to it and the file never shrinks, so a file with fewer
- * pages has lost some. The meta's last page number is no such bound: LMDB
- * leaves pages unwritten that it freed in the transaction that allocated
- * them, and a sound file may end several pages before it. Only LMDB
- * knows where pages are, so a cut that spares as many pages as are in use
- * goes unnoticed. */
-static int check_data_file(shm_env *env, uint64_t in_use, unsigned psize)
+/* The data file's size, read after the meta page it is compared with:
+ * every page a meta page names was written before it and the file never
+ * shrinks, so a commit of another process meanwhile cannot make a sound
+ * file look short. */
+static int data_file_size(shm_env *env, uint64_t *size)
 {
 	struct stat st;
 	mdb_filehandle_t fd;
@@ -256,13 +264,152 @@ static int check_data_file(shm_env *env, uint64_t in_use, unsigned psize)
 		return shm__err_mdb(rc, "data file");
 	if (fstat(fd, &st) != 0)
 		return shm__err(errno, "stat %s/data.mdb", env->path);
-	if ((uint64_t)st.st_size >= in_use * psize)
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* Invariant 3, from a count of pages in use in one snapshot, counted
+ * before the data file's size is read. The meta's last page number is no
+ * bound: LMDB leaves pages unwritten that it freed in the transaction
+ * that allocated them, and a sound file may end several pages before it.
+ * Only LMDB knows where pages are, so a cut that spares as many pages as
+ * are in use goes unnoticed here (check_root may see it). */
+static int check_data_file(shm_env *env, uint64_t in_use, unsigned psize)
+{
+	uint64_t size;
+	int rc;
+
+	if ((rc = data_file_size(env, &size)) || size >= in_use * psize)
+		return rc;
+	return shm__err(SHM_ECORRUPT,
+	                "%s/data.mdb: %llu bytes, shorter than the %llu bytes "
+	                "of pages in use (truncated?)",
+	                env->path, (unsigned long long)size,
+	                (unsigned long long)(in_use * psize));
+}
+
+/* LMDB 0.9's data file as invariant 3 reads it (lmdb.h does not draw it:
+ * mdb.c's MDB_page, MDB_meta and MDB_db of a 64-bit build, data version
+ * 1). Pages 0 and 1 are the meta pages; a commit overwrites the older one,
+ * a transaction reads the snapshot of the one with the larger txnid.
+ *
+ *   byte  size  of a meta page
+ *      0     8  pgno          its own number, 0 or 1
+ *     10     2  flags         P_META 0x08
+ *     16     4  magic         0xBEEFC0DE
+ *     20     4  version       1
+ *     24     8  address, 32: mapsize
+ *     40    48  MDB_db        the free list; its pad (bytes 0-3): page size
+ *     88    48  MDB_db        the main database
+ *    136     8  last pgno     no bound on the file (check_data_file)
+ *    144     8  txnid
+ *
+ *   MDB_db: u32 pad, u16 flags, u16 depth, u64 branch, leaf and overflow
+ *   pages, entries, root (byte 40; ~0 in an empty database). A named
+ *   database's MDB_db is its value in the main database (dbi 1). */
+#define LMDB_META_FLAGS 10
+#define LMDB_P_META 0x08u
+#define LMDB_META_MAGIC 16
+#define LMDB_MAGIC 0xBEEFC0DEu
+#define LMDB_META_VERSION 20
+#define LMDB_DATA_VERSION 1u
+#define LMDB_META_FREE 40
+#define LMDB_META_MAIN 88
+#define LMDB_META_TXNID 144
+#define LMDB_META_END 152
+#define LMDB_DB_SIZE 48
+#define LMDB_DB_ROOT 40
+#define LMDB_MAIN_DBI 1
+
+static uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+/* pg, the first bytes of page n, is a meta page of LMDB 0.9's format. */
+static bool is_meta(const unsigned char *pg, unsigned n, unsigned psize)
+{
+	uint32_t magic, version, pad;
+	uint16_t flags;
+
+	memcpy(&flags, pg + LMDB_META_FLAGS, 2);
+	memcpy(&magic, pg + LMDB_META_MAGIC, 4);
+	memcpy(&version, pg + LMDB_META_VERSION, 4);
+	memcpy(&pad, pg + LMDB_META_FREE, 4);
+	return get_u64(pg) == n && (flags & LMDB_P_META) &&
+	       magic == LMDB_MAGIC && version == LMDB_DATA_VERSION &&
+	       pad == psize;
+}
+
+int shm__lmdb_meta_read(shm_env *env, MDB_txn *txn, shm__lmdb_meta *out)
+{
+	unsigned char pg[LMDB_META_END];
+	mdb_filehandle_t fd;
+	MDB_stat st;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if (sizeof(size_t) != 8) /* another layout: pgno_t is a size_t */
+		return 0;
+	if ((rc = mdb_env_get_fd(env->mdb, &fd)) ||
+	    (rc = mdb_env_stat(env->mdb, &st)))
+		return shm__err_mdb(rc, "data file");
+	for (unsigned n = 0; n < 2 && !out->found; n++) {
+		ssize_t got = pread(fd, pg, sizeof pg, (off_t)n * st.ms_psize);
+		if (got < 0)
+			return shm__err(errno, "read meta page %u of %s/data.mdb",
+			                n, env->path);
+		if ((size_t)got < sizeof pg || !is_meta(pg, n, st.ms_psize) ||
+		    get_u64(pg + LMDB_META_TXNID) != mdb_txn_id(txn))
+			continue;
+		out->found = true;
+		out->psize = st.ms_psize;
+		out->txnid = get_u64(pg + LMDB_META_TXNID);
+		out->free_root = get_u64(pg + LMDB_META_FREE + LMDB_DB_ROOT);
+		out->main_root = get_u64(pg + LMDB_META_MAIN + LMDB_DB_ROOT);
+	}
+	return 0;
+}
+
+/* Invariant 3 for a root: page p (SHM__NO_PAGE: an empty tree) lies within
+ * the file's size bytes. */
+static int check_root(shm_env *env, uint64_t size, unsigned psize,
+                      uint64_t p, const char *whose)
+{
+	if (p == SHM__NO_PAGE || p < size / psize)
 		return 0;
 	return shm__err(SHM_ECORRUPT,
-	                "%s/data.mdb: %lld bytes, shorter than the %llu bytes "
-	                "of pages in use (truncated?)",
-	                env->path, (long long)st.st_size,
-	                (unsigned long long)(in_use * psize));
+	                "%s/data.mdb: %llu bytes, but page %llu (the root of "
+	                "%s) lies beyond them (truncated?)",
+	                env->path, (unsigned long long)size,
+	                (unsigned long long)p, whose);
+}
+
+/* Invariant 3 for the roots of our databases in txn's snapshot, read as
+ * their values in the main database; a name that is not there, or not an
+ * MDB_db, is open_db's to report. */
+static int check_db_roots(shm_env *env, MDB_txn *txn, uint64_t size,
+                          unsigned psize)
+{
+	char whose[64];
+	int rc;
+
+	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+		MDB_val k = {strlen(dbs[i].name), (void *)dbs[i].name}, v;
+		if ((rc = mdb_get(txn, LMDB_MAIN_DBI, &k, &v)) == MDB_NOTFOUND ||
+		    (!rc && v.mv_size != LMDB_DB_SIZE))
+			continue;
+		if (rc)
+			return shm__err_mdb(rc, dbs[i].name);
+		snprintf(whose, sizeof whose, "database '%s'", dbs[i].name);
+		if ((rc = check_root(env, size, psize,
+		                     get_u64((const unsigned char *)v.mv_data +
+		                             LMDB_DB_ROOT), whose)))
+			return rc;
+	}
+	return 0;
 }
 
 static int map_replace(shm_env *env);
@@ -287,28 +434,47 @@ static int not_shm(shm_env *env, const char *why)
 
 /* Right after mdb_env_open, before anything is created next to the map:
  * invariant 3 with the pages the meta page alone accounts for (both meta
- * pages and the main database's), before any other page is read; then
- * invariant 2 as far as an environment with keys in the main database
- * must have our 'meta' database (open_dbs checks the rest). */
+ * pages and the main database's), then with the roots of a read
+ * transaction's snapshot: the free list's and the main database's before
+ * any other page is read, ours once the main database is known to hold
+ * ours; and invariant 2 as far as an environment with keys in the main
+ * database must have our 'meta' database (open_dbs checks the rest). */
 static int check_env(shm_env *env)
 {
+	shm__lmdb_meta m;
 	MDB_stat st;
 	MDB_txn *txn;
 	MDB_dbi dbi;
+	uint64_t size;
 	int rc;
 
 	if ((rc = mdb_env_stat(env->mdb, &st)))
 		return shm__err_mdb(rc, "environment stat");
-	if ((rc = check_data_file(env, 2 + tree_pages(&st), st.ms_psize)) ||
-	    st.ms_entries == 0)
+	if ((rc = check_data_file(env, 2 + tree_pages(&st), st.ms_psize)))
 		return rc;
 	if ((rc = begin_at_open(env, MDB_RDONLY, &txn)))
 		return shm__err_mdb(rc, "begin read transaction");
+	if ((rc = shm__lmdb_meta_read(env, txn, &m)) ||
+	    (rc = data_file_size(env, &size)))
+		goto out;
+	if (m.found &&
+	    ((rc = check_root(env, size, m.psize, m.free_root,
+	                      "LMDB's free list")) ||
+	     (rc = check_root(env, size, m.psize, m.main_root,
+	                      "the main database"))))
+		goto out;
+	if (st.ms_entries == 0)
+		goto out;
 	rc = mdb_dbi_open(txn, "meta", 0, &dbi);
-	mdb_txn_abort(txn);
 	if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
-		return not_shm(env, "LMDB data without a 'meta' database");
-	return rc ? shm__err_mdb(rc, "meta") : 0;
+		rc = not_shm(env, "LMDB data without a 'meta' database");
+	else if (rc)
+		rc = shm__err_mdb(rc, "meta");
+	else if (m.found)
+		rc = check_db_roots(env, txn, size, m.psize);
+out:
+	mdb_txn_abort(txn);
+	return rc;
 }
 
 /* Invariant 3 again once our databases are open, with their pages too:

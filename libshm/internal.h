@@ -171,6 +171,21 @@ void shm__wlock_close(shm_env *env);
 int shm__wlock_acquire(shm_env *env);
 void shm__wlock_release(shm_env *env);
 
+/* ---- LMDB's data file (env.c invariant 3) */
+#define SHM__NO_PAGE UINT64_MAX /* LMDB's P_INVALID: the root of no tree */
+/* What the meta page of a snapshot says, read from the data file. */
+typedef struct shm__lmdb_meta {
+	bool found;   /* false: no meta page of LMDB 0.9's format (env.c
+	                 draws it) holds txn's snapshot, or a writer has
+	                 overwritten it since; the rest is then 0 */
+	unsigned psize;
+	uint64_t txnid;
+	uint64_t free_root, main_root; /* SHM__NO_PAGE: empty */
+} shm__lmdb_meta;
+/* Reads both meta pages with pread (no page of the map); out is the one
+ * of txn's snapshot. 0, or an errno if a read failed (said). */
+int shm__lmdb_meta_read(shm_env *env, MDB_txn *txn, shm__lmdb_meta *out);
+
 /* ---- read transactions (env.c): pooled, never take the write lock */
 int shm__rtxn_get(shm_env *env, MDB_txn **txn);
 void shm__rtxn_put(shm_env *env, MDB_txn *txn);

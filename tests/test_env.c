@@ -320,6 +320,33 @@ static void test_truncated_data_file_is_refused_at_open(void **state)
 	free(dir);
 }
 
+/* A tail cut that spares as many pages as are in use (invariant 3's count
+ * misses it) but takes a database's root is refused at open, read-only or
+ * not, instead of killing the process with SIGBUS; nothing is created. */
+static void test_tail_cut_taking_a_root_is_refused_at_open(void **state)
+{
+	char *dir = tu_env_after_many_commits(), path[PATH_MAX], size[32];
+	off_t cut = tu_cut_at_highest_root(dir);
+	shm_env *env;
+	shm_options ro;
+
+	snprintf(path, sizeof path, "%s/data.mdb", dir);
+	snprintf(size, sizeof size, ": %lld bytes, but page ", (long long)cut);
+	shm_options_init(&ro);
+	ro.read_only = true;
+	const shm_options *opts[] = {&ro, NULL};
+	for (size_t i = 0; i < 2; i++) {
+		env = NULL;
+		assert_int_equal(shm_env_open(dir, opts[i], &env), SHM_ECORRUPT);
+		assert_null(env);
+		assert_non_null(strstr(shm_errmsg(), path));
+		assert_non_null(strstr(shm_errmsg(), size));
+		assert_non_null(strstr(shm_errmsg(), "lies beyond them"));
+	}
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* Whether dir's data file ends before the last page LMDB's meta counts. */
 static bool data_file_ends_before_last_page(shm_env *env, const char *dir)
 {
@@ -366,6 +393,73 @@ static void test_sound_data_file_ending_before_its_last_page_opens(
 	env = tu_open(dir, NULL);
 	assert_int_equal(tu_verify(env), 0);
 	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* Whether page p of env's data file is on LMDB's free list (dbi 0: key
+ * a txnid, value a count then that many page numbers). */
+static bool page_is_free(shm_env *env, uint64_t p)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	bool found = false;
+
+	assert_int_equal(mdb_txn_begin(env->mdb, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_cursor_open(txn, 0, &cur), 0);
+	while (!found && mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+		size_t n, pg;
+		memcpy(&n, v.mv_data, sizeof n);
+		for (size_t i = 1; i <= n && !found; i++) {
+			memcpy(&pg, (char *)v.mv_data + i * sizeof pg, sizeof pg);
+			found = pg == p;
+		}
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return found;
+}
+
+/* No false alarm: a sound file after many commits, free pages at its end
+ * and its meta's last page beyond it, opens; its roots, as the open reads
+ * them from the meta page, lie in the file. */
+static void test_sound_data_file_after_many_commits_opens(void **state)
+{
+	static char big[40000];
+	char *dir = tu_env_after_many_commits(), path[PATH_MAX];
+	MDB_val k = {7, "scratch"}, v = {sizeof big, big};
+	shm_env *env = tu_open(dir, NULL);
+	shm__lmdb_meta m;
+	shm_options ro;
+	struct stat fs;
+	MDB_stat st;
+	MDB_txn *txn;
+
+	snprintf(path, sizeof path, "%s/data.mdb", dir);
+	assert_int_equal(mdb_txn_begin(env->mdb, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_put(txn, env->meta, &k, &v, 0), 0);
+	assert_int_equal(mdb_del(txn, env->meta, &k, NULL), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	assert_true(data_file_ends_before_last_page(env, dir));
+	assert_int_equal(stat(path, &fs), 0);
+	assert_int_equal(mdb_env_stat(env->mdb, &st), 0);
+	assert_true(page_is_free(env, (uint64_t)fs.st_size / st.ms_psize - 1));
+	shm_env_close(env);
+	shm_options_init(&ro);
+	ro.read_only = true;
+	const shm_options *opts[] = {&ro, NULL};
+	for (size_t i = 0; i < 2; i++) {
+		env = tu_open(dir, opts[i]);
+		assert_int_equal(mdb_txn_begin(env->mdb, NULL, MDB_RDONLY, &txn), 0);
+		assert_int_equal(shm__lmdb_meta_read(env, txn, &m), 0);
+		mdb_txn_abort(txn);
+		assert_true(m.found);
+		assert_true(m.free_root < (uint64_t)fs.st_size / m.psize);
+		assert_true(m.main_root < (uint64_t)fs.st_size / m.psize);
+		assert_int_equal(tu_verify(env), 0);
+		shm_env_close(env);
+	}
 	tu_rmdir(dir);
 	free(dir);
 }
@@ -690,8 +784,10 @@ int main(void)
 		cmocka_unit_test(
 			test_write_open_of_a_non_shm_lmdb_environment_changes_nothing),
 		cmocka_unit_test(test_truncated_data_file_is_refused_at_open),
+		cmocka_unit_test(test_tail_cut_taking_a_root_is_refused_at_open),
 		cmocka_unit_test(
 			test_sound_data_file_ending_before_its_last_page_opens),
+		cmocka_unit_test(test_sound_data_file_after_many_commits_opens),
 		cmocka_unit_test(test_path_too_long_for_the_stats_file_is_refused),
 		cmocka_unit_test(test_stale_reader_of_killed_process_is_cleared_at_open),
 		cmocka_unit_test(test_writer_killed_holding_the_writers_lock_blocks_no_one),

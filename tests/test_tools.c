@@ -3,7 +3,8 @@
  * shm-dataset) open an existing environment at the map size it has: they
  * show it, and their writes do not store a larger one in it (LMDB stores a
  * process's map size at its first commit when it is larger). A new
- * environment they create gets libshm's default, 1 GiB.
+ * environment they create gets libshm's default, 1 GiB. A data file cut
+ * short makes them exit with libshm's message, not die by SIGBUS.
  *
  * The binaries: $SHM_BIN (what tests/run.sh exports), else ../bin next to
  * this test binary (BUILD/tests/ -> BUILD/bin/).
@@ -24,9 +25,10 @@
 static char bin_dir[PATH_MAX];
 
 /* Runs bin_dir/tool with argv (NULL-terminated, argv[0] the tool's name),
- * stdin from in (NULL: /dev/null), stdout into out (cap bytes,
- * NUL-terminated; NULL: discarded); returns its exit status. */
-static int run(const char *in, char *out, size_t cap, char *const argv[])
+ * stdin from in (NULL: /dev/null), its output fd (1 or 2) into out (cap
+ * bytes, NUL-terminated; NULL: discarded); returns its exit status. */
+static int run_fd(int fd_out, const char *in, char *out, size_t cap,
+                  char *const argv[])
 {
 	char path[PATH_MAX + 64];
 	int p[2], st;
@@ -43,7 +45,7 @@ static int run(const char *in, char *out, size_t cap, char *const argv[])
 		if (fd < 0)
 			_exit(126);
 		dup2(fd, 0);
-		dup2(p[1], 1);
+		dup2(p[1], fd_out);
 		close(p[0]);
 		close(p[1]);
 		execv(path, argv);
@@ -63,6 +65,12 @@ static int run(const char *in, char *out, size_t cap, char *const argv[])
 	tu_child_del(pid);
 	assert_true(WIFEXITED(st));
 	return WEXITSTATUS(st);
+}
+
+/* run_fd with the tool's stdout into out. */
+static int run(const char *in, char *out, size_t cap, char *const argv[])
+{
+	return run_fd(1, in, out, cap, argv);
 }
 
 /* An environment of 64 MiB holding one message; *id gets its id. */
@@ -188,6 +196,27 @@ static void test_dataset_keeps_the_environments_map_size(void **state)
 	free(dir);
 }
 
+/* A data file cut short is refused, not a SIGBUS: shmctl stat and verify
+ * exit 65 and say which file lacks which page (libshm's message). */
+static void test_shmctl_refuses_a_cut_data_file(void **state)
+{
+	char *dir = tu_env_after_many_commits(), err[4096];
+	char want[PATH_MAX + 64];
+	const char *cmds[] = {"stat", "verify"};
+
+	snprintf(want, sizeof want, "%s/data.mdb: %lld bytes, but page ", dir,
+	         (long long)tu_cut_at_highest_root(dir));
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(run_fd(2, NULL, err, sizeof err,
+		                        (char *[]){"shmctl", "-e", dir,
+		                                   (char *)cmds[i], NULL}), 65);
+		assert_non_null(strstr(err, want));
+		assert_non_null(strstr(err, "lies beyond them (truncated?)"));
+	}
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static int kill_children(void **state)
 {
 	tu_children_stop(NULL);
@@ -219,6 +248,7 @@ int main(void)
 		T(test_shmctl_creates_at_libshms_default),
 		T(test_chatsim_keeps_the_environments_map_size),
 		T(test_dataset_keeps_the_environments_map_size),
+		T(test_shmctl_refuses_a_cut_data_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,11 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 #include <libpq-fe.h>
 #include <lmdb.h>
 
+#include "internal.h"
 #include "shm_log.h"
 #include "testutil.h"
 
@@ -254,4 +257,94 @@ size_t tu_pg_page(PGconn *c, const char *room, int64_t before,
 		                 0);
 	PQclear(r);
 	return n;
+}
+
+char *tu_env_after_many_commits(void)
+{
+	char *dir = tu_tmpdir(), content[600];
+	shm_env *env = tu_open(dir, NULL);
+
+	memset(content, 'c', sizeof content - 1);
+	content[sizeof content - 1] = '\0';
+	for (int i = 0; i < 400; i++) {
+		shm_msg m = tu_msg(i % 2 ? "odd" : "even", i, content);
+		assert_int_equal(shm_msg_put(env, &m), 0);
+		if (i % 3 == 0)
+			assert_int_equal(shm_msg_delete(env, &m.id), 0);
+	}
+	shm_env_close(env);
+	return dir;
+}
+
+/* Page p's header names it: a parse of LMDB's meta that found a page. */
+static void assert_page_is(int fd, uint64_t p, unsigned psize)
+{
+	uint64_t pgno;
+
+	if (p == SHM__NO_PAGE)
+		return;
+	assert_int_equal(pread(fd, &pgno, 8, (off_t)(p * psize)), 8);
+	assert_int_equal(pgno, p);
+}
+
+off_t tu_cut_at_highest_root(const char *dir)
+{
+	char path[4200], name[64];
+	shm_options ro;
+	shm__lmdb_meta m;
+	MDB_cursor *cur;
+	MDB_stat st;
+	MDB_txn *txn;
+	MDB_val k, v;
+	MDB_dbi dbi;
+	uint64_t high, in_use, db[5];
+	int fd;
+
+	shm_options_init(&ro);
+	ro.read_only = true;
+	shm_env *env = tu_open(dir, &ro);
+	snprintf(path, sizeof path, "%s/data.mdb", dir);
+	assert_true((fd = open(path, O_RDONLY)) >= 0);
+	assert_int_equal(mdb_txn_begin(env->mdb, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(shm__lmdb_meta_read(env, txn, &m), 0);
+	assert_true(m.found); /* a meta page with the txnid of txn's snapshot */
+	assert_page_is(fd, m.free_root, m.psize);
+	assert_page_is(fd, m.main_root, m.psize);
+	high = m.free_root == SHM__NO_PAGE ? 0 : m.free_root;
+	if (m.main_root != SHM__NO_PAGE && m.main_root > high)
+		high = m.main_root;
+	assert_int_equal(mdb_stat(txn, 1, &st), 0);
+	in_use = 2 + st.ms_branch_pages + st.ms_leaf_pages +
+	         st.ms_overflow_pages;
+	/* the named databases: an MDB_db each, after u32 pad, u16 flags and
+	 * u16 depth its branch, leaf and overflow pages, entries and root,
+	 * as mdb_stat counts them */
+	assert_int_equal(mdb_cursor_open(txn, 1, &cur), 0);
+	while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
+		assert_int_equal(v.mv_size, 48);
+		memcpy(db, (char *)v.mv_data + 8, sizeof db);
+		snprintf(name, sizeof name, "%.*s", (int)k.mv_size,
+		         (char *)k.mv_data);
+		assert_int_equal(mdb_dbi_open(txn, name, 0, &dbi), 0);
+		assert_int_equal(mdb_stat(txn, dbi, &st), 0);
+		assert_int_equal(db[0], st.ms_branch_pages);
+		assert_int_equal(db[1], st.ms_leaf_pages);
+		assert_int_equal(db[2], st.ms_overflow_pages);
+		assert_int_equal(db[3], st.ms_entries);
+		assert_page_is(fd, db[4], m.psize);
+		if (db[4] != SHM__NO_PAGE && db[4] > high)
+			high = db[4];
+		in_use += db[0] + db[1] + db[2];
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	shm_env_close(env);
+	close(fd);
+	if (in_use > high)
+		fprintf(stderr, "%s: %llu pages in use, the highest root is "
+		        "page %llu: a cut there is no test of the roots\n", dir,
+		        (unsigned long long)in_use, (unsigned long long)high);
+	assert_true(in_use <= high);
+	assert_int_equal(truncate(path, (off_t)(high * m.psize)), 0);
+	return (off_t)(high * m.psize);
 }

@@ -30,6 +30,17 @@ void tu_assert_msg_equal(const shm_msg *a, const shm_msg *b);
  * environment opened without a size adopts it). No handle of this process
  * may be open on dir (LMDB: one environment once per process). */
 size_t tu_stored_map_size(const char *dir);
+/* A new environment (the caller frees the string after tu_rmdir) after
+ * many commits of messages, some deleted: LMDB's free pages interspersed
+ * with those in use, some at the end of its data file. */
+char *tu_env_after_many_commits(void);
+/* Cuts dir's data.mdb short at its highest root page (of LMDB's free list,
+ * its main database or a named one: the one the cut takes), a cut that
+ * leaves at least as many pages as are in use; returns the new size.
+ * Asserts that LMDB's meta page reads as env.c draws it (each root found
+ * is a page whose header names it) and that the cut is such one. No
+ * handle of this process may be open on dir. */
+off_t tu_cut_at_highest_root(const char *dir);
 /* Runs shm_verify; returns the number of problems (prints them). */
 size_t tu_verify(shm_env *env);
 
