@@ -64,7 +64,7 @@ extern "C" {
 	X(SHM_EVERSION, -32908, "environment has an incompatible format version") \
 	X(SHM_EFULL, -32909, "L1 or map full (flusher behind, or an old read " \
 	  "snapshot held)")                                                    \
-	X(SHM_ECORRUPT, -32910, "corrupted record (checksum or format)")       \
+	X(SHM_ECORRUPT, -32910, "corrupted data (checksum, format or a cut file)") \
 	X(SHM_ETIMEDOUT, -32911, "timed out")                                  \
 	X(SHM_EOBJECT, -32912, "malformed object identifier")                  \
 	X(SHM_EBUSY, -32913, "held by another process")                        \
