@@ -339,6 +339,58 @@ FT_FN int ft_wait(pid_t pid)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+#define FT_MIB ((size_t)1 << 20)
+#define FT_GROWN_CONTENT 30000 /* bytes of a grower's message (no LZ4) */
+
+/* The body of a process that grows the map of dir from had bytes (what
+ * the other processes map): for each of the n sizes, opens dir with that
+ * map_size and puts messages of FT_GROWN_CONTENT random letters (writer
+ * 9's ids) until the pages in use pass the size before, so that every
+ * other process's next transaction meets MDB_MAP_RESIZED; pause_ms after
+ * each. A full map is waited out as ft_write does. Returns the exit status
+ * for the child. */
+FT_FN int ft_grow_map(const char *dir, size_t had, const size_t *sizes,
+                      int n, unsigned pause_ms)
+{
+	static char text[FT_GROWN_CONTENT + 1];
+	unsigned seed = 7919;
+	uint32_t i = 0;
+
+	for (int s = 0; s < n; s++) {
+		shm_options o;
+		shm_env *env;
+		shm_info in;
+		int rc;
+
+		shm_options_init(&o);
+		o.map_size = sizes[s];
+		if (shm_env_open(dir, &o, &env))
+			return 10;
+		do {
+			for (int k = 0; k < FT_GROWN_CONTENT; k++)
+				text[k] = (char)('a' + rand_r(&seed) % 26);
+			shm_msg m = tu_msg("grown", 9, text);
+			m.id = ft_id(9, i++);
+			for (int tries = 0;
+			     (rc = shm_msg_put(env, &m)) == SHM_EFULL &&
+			     tries < 600; tries++)
+				ft_sleep_ms(50); /* flusher behind: wait for it */
+			if (rc || (rc = shm_env_info(env, &in))) {
+				fprintf(stderr, "grower: %s\n", shm_errmsg());
+				shm_env_close(env);
+				return 11;
+			}
+		} while (in.map_used <= had);
+		fprintf(stderr, "grower: map of %zu MiB, %zu MiB in use after "
+		        "%u messages\n", sizes[s] / FT_MIB, in.map_used / FT_MIB,
+		        i);
+		had = sizes[s];
+		shm_env_close(env);
+		ft_sleep_ms(pause_ms);
+	}
+	return 0;
+}
+
 /* Per-test teardown: kills and reaps the children a failure left. */
 FT_FN int ft_teardown(void **state)
 {
