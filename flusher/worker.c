@@ -29,6 +29,9 @@
  *     replay the same range, only minus dead letters.
  *  3. A record that fails its checksum is a dead letter at once (retrying
  *     cannot change its bytes).
+ *  4. No write is begun while the worker holds its log iterator: inside
+ *     the iterator's read transaction a write could not adopt a map
+ *     another process grew (libshm's env.c invariant 6).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -242,6 +245,32 @@ static void read_failed(fl_worker *w)
 	back_off(w, &w->read_backoff_ms);
 }
 
+/* A record that fails its checksum, just read by *it: set aside as a dead
+ * letter with the iterator closed, then read on past it in a new one (0,
+ * or the error of that open: *it is then NULL). The dead letter is a write:
+ * begun inside the iterator's read transaction, it could not adopt a map
+ * another process grew meanwhile (libshm's env.c invariant 6) and would be
+ * lost. The record's bytes live in that transaction: copied first. */
+static int set_aside_corrupt(fl_worker *w, shm_log_iter **it,
+                             shm_log_rec *rec)
+{
+	char reason[200];
+	uint8_t *raw = NULL;
+
+	snprintf(reason, sizeof reason, "corrupt log record: %s", shm_errmsg());
+	if (rec->raw && (raw = malloc(rec->raw_size)))
+		memcpy(raw, rec->raw, rec->raw_size); /* else without them */
+	rec->raw = raw;
+	rec->key = rec->payload = NULL;
+	rec->key_len = rec->payload_len = 0;
+	shm_log_iter_close(*it);
+	*it = NULL;
+	dead_letter(w, rec, reason);
+	free(raw);
+	w->b.upto = rec->seq;
+	return shm_log_iter_open(w->env, w->b.upto + 1, it);
+}
+
 /* Reads records after the batch into it, up to max of them. */
 static void fill(fl_worker *w, size_t max)
 {
@@ -272,11 +301,10 @@ static void fill(fl_worker *w, size_t max)
 			continue;
 		}
 		if (rc == SHM_ECORRUPT && rec.seq > w->b.upto) {
-			char reason[200];
-			snprintf(reason, sizeof reason, "corrupt log record: %s",
-			         shm_errmsg());
-			dead_letter(w, &rec, reason);
-			w->b.upto = rec.seq;
+			if (set_aside_corrupt(w, &it, &rec)) {
+				read_failed(w);
+				return;
+			}
 			continue;
 		}
 		if (rc) {

@@ -1098,6 +1098,112 @@ static void test_poison_records_become_dead_letters(void **state)
 	free(dir);
 }
 
+/* ------------------------- the map grown while a worker reads the log */
+
+/* This binary's mdb_cursor_get comes before LMDB's for libshm's code.
+ * Armed (grow_at: a log record's seq, set in the flusher's process alone),
+ * the first cursor that steps forward (MDB_NEXT: a log iterator past its
+ * first record) onto that record has another process grow the map
+ * (grow_go, grow_done: pipes to and from it) before it returns: the
+ * reader goes on in the read transaction it holds, in the map it had. */
+static uint64_t grow_at;
+static int grow_go = -1, grow_done = -1;
+
+int mdb_cursor_get(MDB_cursor *cur, MDB_val *k, MDB_val *v,
+                   MDB_cursor_op op)
+{
+	static int (*lmdb)(MDB_cursor *, MDB_val *, MDB_val *, MDB_cursor_op);
+	int (*f)(MDB_cursor *, MDB_val *, MDB_val *, MDB_cursor_op);
+	uint64_t at = __atomic_load_n(&grow_at, __ATOMIC_ACQUIRE), seq;
+	char c;
+	int rc;
+
+	if (!(f = __atomic_load_n(&lmdb, __ATOMIC_ACQUIRE))) {
+		*(void **)&f = dlsym(RTLD_NEXT, "mdb_cursor_get");
+		__atomic_store_n(&lmdb, f, __ATOMIC_RELEASE);
+	}
+	rc = f(cur, k, v, op);
+	if (rc || !at || op != MDB_NEXT || k->mv_size != 8)
+		return rc;
+	memcpy(&seq, k->mv_data, 8);
+	if (seq != at || !__atomic_compare_exchange_n(&grow_at, &at, 0, false,
+	                                              __ATOMIC_ACQ_REL,
+	                                              __ATOMIC_ACQUIRE))
+		return rc;
+	if (write(grow_go, "g", 1) != 1 || read(grow_done, &c, 1) != 1)
+		abort();
+	return rc;
+}
+
+/* A worker meets a record that fails its checksum while another process
+ * grows the map under its log iterator: the record is still set aside as
+ * a dead letter, for both sinks, and the flusher says no error (the write
+ * of the dead letter cannot adopt the new map inside the iterator's read
+ * transaction, env.c invariant 6). */
+static void test_corrupt_record_met_as_the_map_grows_is_set_aside(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	struct inject corrupt = {1};
+	struct dead_seen s = {0};
+	ft_plan p = {.n = 300};
+	const size_t grown = 8 * FT_MIB;
+	int go[2], done[2];
+	shm_options o;
+	char c;
+
+	ft_reset_servers();
+	shm_options_init(&o);
+	o.map_size = 4 * FT_MIB;
+	shm_env *env = tu_open(dir, &o);
+	shm_env_close(env);
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm__write(env, inject_body, &corrupt), 0);
+	uint64_t bad = ft_meta(env, "next_seq") - 1;
+	shm_env_close(env);
+	assert_int_equal(ft_write(dir, 1, &p), 0);
+
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(done), 0);
+	pid_t g = fork();
+	assert_true(g >= 0);
+	if (g == 0) {
+		if (read(go[0], &c, 1) != 1)
+			_exit(3);
+		int rc = ft_grow_map(dir, o.map_size, &grown, 1, 0);
+		_exit(rc ? rc : write(done[1], "d", 1) == 1 ? 0 : 4);
+	}
+	tu_child_add(g);
+	grow_go = go[1];
+	grow_done = done[0];
+	grow_at = bad; /* in the flusher's process: disarmed here at once */
+	pid_t fl = ft_spawn_flusher(dir, (const char *const[]){"--once", NULL});
+	grow_at = 0;
+	assert_int_equal(ft_wait(fl), 0);
+	assert_int_equal(ft_wait(g), 0); /* it grew the map */
+	for (int i = 0; i < 2; i++) {
+		close(go[i]);
+		close(done[i]);
+	}
+
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 600);
+	assert_int_equal(ft_redis_int("DBSIZE"), 600);
+	env = tu_open(dir, NULL);
+	assert_true(shm_env_options(env)->map_size >= grown);
+	assert_int_equal(shm_dead_each(env, collect_dead, &s), 0);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.d[0].seq, bad);
+	assert_string_equal(s.d[0].sink, "pg,redis");
+	assert_non_null(strstr(s.reason[0], "corrupt"));
+	assert_true(s.raw_size[0] > 0);
+	assert_false(ft_log_mentions(dir, "cannot store the dead letter"));
+	assert_int_equal(ft_log_count(dir, " ERROR "), 2); /* one per sink */
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* Without --map-size-mb the flusher works in the map the environment has
  * (64 MiB here): it does not grow it to a new environment's 1 GiB, which
  * the applications' processes would then not see in theirs. With it, the
@@ -1757,6 +1863,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_statics_graph_and_marks_are_mirrored, ft_teardown),
 		cmocka_unit_test_teardown(test_graph_drop_inside_a_batch_respects_order, ft_teardown),
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
+		cmocka_unit_test_teardown(test_corrupt_record_met_as_the_map_grows_is_set_aside, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_keeps_the_environments_map_size, ft_teardown),
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
 		cmocka_unit_test_teardown(test_once_without_the_schema_names_it_and_gives_up, ft_teardown),
