@@ -47,7 +47,10 @@
  *     thread's stays open longer than SHM_ADOPT_WAIT_MS, or the new map
  *     cannot be mapped, the call fails with MDB_MAP_RESIZED (the next one
  *     tries again) or, map lost, MDB_PANIC from then on. While opening, the
- *     handle is not shared yet: it adopts without the gate.
+ *     handle is not shared yet: it adopts without the gate. A write that
+ *     finds this map full adopts the same way the size stored in the
+ *     environment, read from its newest meta page, if it is larger
+ *     (shm__map_adopt_stored): LMDB says nothing until pages pass this map.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -313,6 +316,7 @@ static int check_data_file(shm_env *env, uint64_t in_use, unsigned psize)
 #define LMDB_MAGIC 0xBEEFC0DEu
 #define LMDB_META_VERSION 20
 #define LMDB_DATA_VERSION 1u
+#define LMDB_META_MAPSIZE 32
 #define LMDB_META_FREE 40
 #define LMDB_META_MAIN 88
 #define LMDB_META_TXNID 144
@@ -373,6 +377,31 @@ int shm__lmdb_meta_read(shm_env *env, MDB_txn *txn, shm__lmdb_meta *out)
 	return 0;
 }
 
+/* The map size stored in the environment: the newest meta page's (a
+ * process that opened with a larger map_size stores it at its first
+ * commit); 0 if the meta pages cannot be read or do not look like LMDB
+ * 0.9's (invariant 6 then has the pages in use alone to go by). */
+static size_t stored_map_size(shm_env *env)
+{
+	unsigned char pg[LMDB_META_END];
+	uint64_t txnid = 0, size = 0;
+	mdb_filehandle_t fd;
+	MDB_stat st;
+
+	if (sizeof(size_t) != 8 || mdb_env_get_fd(env->mdb, &fd) ||
+	    mdb_env_stat(env->mdb, &st))
+		return 0;
+	for (unsigned n = 0; n < 2; n++)
+		if (pread(fd, pg, sizeof pg, (off_t)n * st.ms_psize) ==
+		            (ssize_t)sizeof pg &&
+		    is_meta(pg, n, st.ms_psize) &&
+		    get_u64(pg + LMDB_META_TXNID) >= txnid) {
+			txnid = get_u64(pg + LMDB_META_TXNID);
+			size = get_u64(pg + LMDB_META_MAPSIZE);
+		}
+	return (size_t)size;
+}
+
 /* Invariant 3 for a root: page p (SHM__NO_PAGE: an empty tree) lies within
  * the file's size bytes. */
 static int check_root(shm_env *env, uint64_t size, unsigned psize,
@@ -412,7 +441,7 @@ static int check_db_roots(shm_env *env, MDB_txn *txn, uint64_t size,
 	return 0;
 }
 
-static int map_replace(shm_env *env);
+static int map_replace(shm_env *env, size_t want);
 
 /* mdb_txn_begin while opening, before the handle is shared (no
  * transaction of it in progress): a map another process grew meanwhile is
@@ -421,7 +450,7 @@ static int begin_at_open(shm_env *env, unsigned flags, MDB_txn **txn)
 {
 	int rc = mdb_txn_begin(env->mdb, NULL, flags, txn);
 
-	if (rc == MDB_MAP_RESIZED && !(rc = map_replace(env)))
+	if (rc == MDB_MAP_RESIZED && !(rc = map_replace(env, 0)))
 		rc = mdb_txn_begin(env->mdb, NULL, flags, txn);
 	return rc;
 }
@@ -911,9 +940,9 @@ int shm__gate_wait(shm_env *env)
 }
 
 /* Under SHM__GATE_SHUT, or while opening: maps the size stored in the
- * environment, unless this map holds every page in use already (a thread
- * adopted it since). */
-static int map_replace(shm_env *env)
+ * environment, unless this map holds every page in use and is at least
+ * want bytes already (a thread adopted it since). */
+static int map_replace(shm_env *env, size_t want)
 {
 	MDB_envinfo ei;
 	MDB_stat st;
@@ -921,7 +950,8 @@ static int map_replace(shm_env *env)
 
 	mdb_env_info(env->mdb, &ei);
 	mdb_env_stat(env->mdb, &st);
-	if ((ei.me_last_pgno + 1) * st.ms_psize <= ei.me_mapsize)
+	if ((ei.me_last_pgno + 1) * st.ms_psize <= ei.me_mapsize &&
+	    ei.me_mapsize >= want)
 		return 0;
 	if ((rc = mdb_env_set_mapsize(env->mdb, 0)))
 		return rc;
@@ -930,7 +960,9 @@ static int map_replace(shm_env *env)
 	return 0;
 }
 
-int shm__map_adopt(shm_env *env, const char *what)
+/* shm__map_adopt, and shm__map_adopt_stored with the stored size (want:
+ * a map at least that large, 0: one that holds every page in use). */
+static int map_adopt(shm_env *env, const char *what, size_t want)
 {
 	size_t had = __atomic_load_n(&env->opt.map_size, __ATOMIC_RELAXED);
 	unsigned long v = 0, shut = SHM__GATE_PENDING;
@@ -976,7 +1008,7 @@ int shm__map_adopt(shm_env *env, const char *what)
 		shut = SHM__GATE_PENDING;
 		nap_us(20);
 	}
-	if ((rc = map_replace(env))) {
+	if ((rc = map_replace(env, want))) {
 		__atomic_fetch_or(&env->gate, SHM__GATE_LOST, __ATOMIC_RELEASE);
 		return shm__err(rc, "%s: another process grew the map of %s; "
 		                "mapping its new size failed and this handle "
@@ -985,6 +1017,20 @@ int shm__map_adopt(shm_env *env, const char *what)
 	}
 	__atomic_fetch_and(&env->gate, ~SHM__GATE_SHUT, __ATOMIC_RELEASE);
 	return 0;
+}
+
+int shm__map_adopt(shm_env *env, const char *what)
+{
+	return map_adopt(env, what, 0);
+}
+
+int shm__map_adopt_stored(shm_env *env, const char *what)
+{
+	size_t stored = stored_map_size(env);
+
+	if (stored <= __atomic_load_n(&env->opt.map_size, __ATOMIC_RELAXED))
+		return SHM_ENOTFOUND;
+	return map_adopt(env, what, stored);
 }
 
 int shm_env_sync(shm_env *env)

@@ -224,6 +224,12 @@ static inline void shm__gate_leave(shm_env *env)
  * this thread holds a transaction, or another one kept one open too long;
  * what names the caller's step). */
 int shm__map_adopt(shm_env *env, const char *what);
+/* After a write of this thread failed with MDB_MAP_FULL, outside the gate:
+ * maps the size stored in the environment if it is larger than this map
+ * (another process opened it with a larger map_size, its pages not past
+ * this map yet): 0, the caller then writes again; SHM_ENOTFOUND (not said)
+ * if it is not larger; else as shm__map_adopt. */
+int shm__map_adopt_stored(shm_env *env, const char *what);
 
 /* The oldest snapshot a reader slot holds (env.c): LMDB reuses no page
  * freed since it began until it ends. pid 0: no slot holds one. */

@@ -10,6 +10,11 @@
  *  2. A body that fails leaves nothing behind: the transaction is aborted.
  *  3. When the map is full, only flushed entries are evicted to make room;
  *     unflushed work is never touched, the write fails with SHM_EFULL.
+ *  4. Before that, a map smaller than the size stored in the environment
+ *     (another process opened it with a larger map_size, and no page is
+ *     past this map yet, so LMDB says nothing) is replaced by one of the
+ *     stored size (env.c invariant 6) and the write tried again: a full
+ *     map of this process is not a full environment.
  */
 #include <errno.h>
 #include <signal.h>
@@ -200,6 +205,12 @@ int shm__write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
 	int rc = run_once(env, fn, ctx, seqs);
 
 	if (rc != MDB_MAP_FULL)
+		return rc;
+	/* invariant 4: the environment's own size before any eviction; an
+	 * adoption that cannot be done now (this thread holds a transaction)
+	 * leaves the eviction to make room */
+	if (shm__map_adopt_stored(env, "write") == 0 &&
+	    (rc = run_once(env, fn, ctx, seqs)) != MDB_MAP_FULL)
 		return rc;
 	rc = run_once(env, evict_body, &evicted, none);
 	if (rc == 0 && evicted > 0)

@@ -346,6 +346,48 @@ static void test_a_map_grown_by_another_process_is_adopted(void **state)
 	free(dir);
 }
 
+/* A process with a 4 MiB map, in an environment another process opened
+ * with 16 MiB and wrote one message to (the size stored, no page past 4
+ * MiB): its writes go on past 4 MiB in a map of the stored size, where
+ * LMDB alone would have it fail with SHM_EFULL (wtxn.c invariant 4). */
+static void test_a_full_map_adopts_the_size_another_process_stored(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_options o = big_options();
+	shm_info in;
+	int i, rc = 0;
+
+	o.map_size = 4 * MIB;
+	shm_env *env = tu_open(dir, &o);
+	shm_msg m = tu_msg("small", 1, "before");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	grow_in_child(dir, 16 * MIB, 0, 1);
+	assert_int_equal(shm_env_options(env)->map_size, 4 * MIB);
+
+	/* 120 messages of 60,000 random letters: ~7 MiB of unflushed work */
+	static char text[BIG_CONTENT + 1];
+	unsigned seed = 1;
+	for (i = 0; i < 120 && rc == 0; i++) {
+		for (int k = 0; k < BIG_CONTENT; k++)
+			text[k] = (char)('a' + rand_r(&seed) % 26);
+		m = tu_msg("big", 2, text);
+		m.id = id_of(2, i);
+		if ((rc = shm_msg_put(env, &m)))
+			fprintf(stderr, "put %d: %s\n", i, shm_errmsg());
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(shm_env_options(env)->map_size, 16 * MIB);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_true(in.map_used > 4 * MIB);
+	assert_int_equal(in.messages, 122);
+	assert_int_equal(get_grown(env, 0), 0);
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	assert_int_equal(tu_stored_map_size(dir), 16 * MIB);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 struct reader_arg {
 	shm_env *env;
 	int stop; /* atomic */
@@ -516,6 +558,7 @@ int main(void)
 		cmocka_unit_test(test_four_writers_then_a_reader_see_all_40000),
 		cmocka_unit_test(test_writers_killed_mid_write_leave_a_consistent_store),
 		cmocka_unit_test(test_a_map_grown_by_another_process_is_adopted),
+		cmocka_unit_test(test_a_full_map_adopts_the_size_another_process_stored),
 		cmocka_unit_test(test_threads_reading_while_the_map_grows_see_no_error),
 		cmocka_unit_test(test_a_held_read_transaction_defers_the_adoption),
 		cmocka_unit_test(test_a_transaction_another_thread_holds_defers_it),
