@@ -402,12 +402,12 @@ static long longest_gap_ms(const char *dir, const char *sink)
  * are in (libshm, env.c invariant 6). Nothing is lost or applied twice,
  * the log is trimmed, no read of the log fails, and no sink waits between
  * two batches anything like the read backoff (3 s here) a failed read
- * would cost. The one failure allowed is a full environment: before the
- * grower's first commit stores a larger size, the writers and the backlog
- * can fill the 16 MiB there are (a slow run, under ASan, with an old
- * snapshot held); a write of the flusher then says "map ... is full" once
- * per task, not at every round. (A write that finds only its own map full
- * adopts the size stored since: libshm, wtxn.c invariant 4.)
+ * would cost. The one failure allowed is a full map, said once per task,
+ * not at every round: in a slow run (ASan, an old snapshot held) the
+ * writers and the backlog can fill the 16 MiB before the grower's first
+ * commit stores more, or a write that finds its map full cannot adopt the
+ * stored size (wtxn.c invariant 4) because another thread holds its
+ * transaction longer than SHM_ADOPT_WAIT_MS.
  */
 static void test_map_grown_under_a_working_flusher_stalls_and_loses_nothing(void **state)
 {
