@@ -133,7 +133,8 @@ static const char *shown(const char *s, size_t len, char buf[SHOWN_MAX])
 	return buf;
 }
 
-static int object_check_len(const char *object, size_t len)
+__attribute__((nonnull)) static int object_check_len(const char *object,
+                                                 size_t len)
 {
 	char b[SHOWN_MAX];
 	const char *slash;

@@ -350,7 +350,8 @@ static void test_from_json_rejects_bad_input_with_a_precise_reason(
 
 static void test_from_json_checks_static_limits(void **state)
 {
-	char *big = malloc(4096 + 200), *p;
+	static char big[4096 + 200];
+	char *p;
 	shm_msg *m;
 	char err[256];
 
@@ -369,7 +370,6 @@ static void test_from_json_checks_static_limits(void **state)
 	assert_int_equal(shm_msg_from_json(big, strlen(big), &m, err, sizeof err),
 	                 0);
 	shm_msg_free(m);
-	free(big);
 }
 
 static void test_from_json_reads_only_len_bytes_and_handles_no_err(

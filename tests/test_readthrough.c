@@ -19,6 +19,7 @@
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <limits.h>
 #include <lz4frame.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -1334,15 +1335,14 @@ static void test_redis_host_name_is_resolved_at_open_not_on_gets(void **state)
 	shm_options_init(&o);
 	o.redis_url = "redis://:pw@" NO_HOST ":6390/2";
 	dir = tu_tmpdir();
-	char *sub = malloc(strlen(dir) + 8);
-	sprintf(sub, "%s/new", dir);
+	char sub[PATH_MAX];
+	snprintf(sub, sizeof sub, "%s/new", dir);
 	assert_int_equal(shm_env_open(sub, &o, &env), SHM_EINVAL);
 	snprintf(want, sizeof want, "redis URL 'redis://:***@%s:6390/2': "
 	         "host %s does not resolve: %s (invalid argument)", NO_HOST,
 	         NO_HOST, gai_strerror(EAI_NONAME));
 	assert_string_equal(shm_errmsg(), want);
 	assert_int_equal(access(sub, F_OK), -1);
-	free(sub);
 	tu_rmdir(dir);
 	free(dir);
 	dir = NULL;
@@ -1378,21 +1378,19 @@ static void assert_l3_reached(const char *conninfo, const char *what)
  * resolve, and creates nothing. */
 static void assert_open_unresolved(const char *conninfo, const char *host)
 {
-	char want[300], *sub;
+	char want[300], sub[PATH_MAX];
 	shm_options o;
 	shm_env *env;
 
 	shm_options_init(&o);
 	o.pg_conninfo = conninfo;
 	dir = tu_tmpdir();
-	sub = malloc(strlen(dir) + 8);
-	sprintf(sub, "%s/new", dir);
+	snprintf(sub, sizeof sub, "%s/new", dir);
 	assert_int_equal(shm_env_open(sub, &o, &env), SHM_EINVAL);
 	snprintf(want, sizeof want, "pg_conninfo: host %s does not resolve: %s "
 	         "(invalid argument)", host, gai_strerror(EAI_NONAME));
 	assert_string_equal(shm_errmsg(), want);
 	assert_int_equal(access(sub, F_OK), -1);
-	free(sub);
 	tu_rmdir(dir);
 	free(dir);
 	dir = NULL;
