@@ -929,6 +929,11 @@ int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
 	if (!json || !out)
 		return fail(&c, SHM_EINVAL, "shm_msg_from_json: NULL argument");
 	*out = NULL;
+	/* jansson would report a raw NUL as the end of the input */
+	const char *nul = memchr(json, '\0', len);
+	if (nul)
+		return fail(&c, SHM_ENUL, "NUL byte at offset %zu (JSON writes "
+		            "one in a string as \\u0000)", (size_t)(nul - json));
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
 	                  &je);
 	if (!root) {

@@ -391,6 +391,35 @@ static void test_from_json_reads_only_len_bytes_and_handles_no_err(
 	assert_int_equal(strlen(err), 7);
 }
 
+/* A raw NUL byte, which no JSON text holds (a string writes \u0000), is
+ * named as such wherever it is, not taken for the end of the input. */
+static void test_from_json_names_a_raw_nul_byte(void **state)
+{
+	static const struct {
+		const char *json;
+		size_t len;
+		const char *reason;
+	} cases[] = {
+		{"{\"room_id\":\"r\0\"}", 16, "NUL byte at offset 13"},
+		{"{\"room_id\"\0:\"r\"}", 16, "NUL byte at offset 10"},
+		{"\0{}", 3, "NUL byte at offset 0"},
+		{"{}\0junk", 7, "NUL byte at offset 2"},
+	};
+	shm_msg *m = (shm_msg *)1;
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int rc = shm_msg_from_json(cases[i].json, cases[i].len, &m, err,
+		                           sizeof err);
+		if (rc != SHM_ENUL || !strstr(err, cases[i].reason))
+			fail_msg("case %zu: got %d '%s', want '%s'", i, rc, err,
+			         cases[i].reason);
+		assert_null(m);
+		assert_null(strstr(err, "end of file"));
+	}
+}
+
 static void test_to_json_refuses_invalid_utf8_and_bad_types(void **state)
 {
 	shm_msg m = full_msg();
@@ -1267,6 +1296,7 @@ int main(void)
 		cmocka_unit_test(test_from_json_checks_static_limits),
 		cmocka_unit_test(
 			test_from_json_reads_only_len_bytes_and_handles_no_err),
+		cmocka_unit_test(test_from_json_names_a_raw_nul_byte),
 		cmocka_unit_test(test_to_json_refuses_invalid_utf8_and_bad_types),
 		cmocka_unit_test(test_to_json_escapes_hostile_strings_exactly),
 		cmocka_unit_test(test_to_json_refusals_name_the_field),

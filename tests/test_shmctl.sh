@@ -116,6 +116,10 @@ hasnt "good line 10 not reported" "$tmp/err" "10: "
 has "import says nothing was imported" "$tmp/err" "nothing imported"
 eq "bad import wrote no message" "$(stat_value messages)" 3
 eq "bad import wrote no log record" "$(stat_value log_records)" 3
+# a raw NUL byte (not the \u0000 of line 5) is named, not taken for an end
+printf '{"room_id":"r","user_id":1,"username":"a","content":"a\000b","message_type":"Text"}\n' >"$tmp/nul.jsonl"
+t "import of a raw NUL byte exits 65" 65 "$SHMCTL" import "$tmp/nul.jsonl"
+has "naming it and where" "$tmp/err" "1: NUL byte at offset 54"
 
 big=$(head -c 70000 /dev/zero | tr '\0' 'x')
 printf '{"room_id":"r","user_id":1,"username":"a","content":"ok","message_type":"Text"}\n{"room_id":"r","user_id":1,"username":"a","content":"%s","message_type":"Text"}\n' "$big" >"$tmp/big.jsonl"
