@@ -142,10 +142,10 @@ __attribute__((nonnull)) static int object_check_len(const char *object,
 
 	if (len == 0)
 		return shm__err(SHM_EOBJECT, "object '': empty, expected TYPE/ID");
-	if (len > SHM__OBJECT_LIMIT)
+	if (len > SHM__OBJECT_LIMIT) /* len is cut there: not the length */
 		return shm__err(SHM_EOBJECT,
-		                "object '%s': %zu bytes, at most %d allowed",
-		                shown(object, len, b), len, SHM__OBJECT_LIMIT);
+		                "object '%s': longer than the %d bytes allowed",
+		                shown(object, len, b), SHM__OBJECT_LIMIT);
 	while (i < len) {
 		k = printable_seq((const unsigned char *)object + i, len - i);
 		if (k == 0)
