@@ -123,8 +123,9 @@ static const fl_opt opts[] = {
 	{"pg-schema", 0, O_STR, W_BOTH, OFF(pg_schema), "", U(0, 0), NULL,
 	 "SQL file (sql/schema.sql) applied at each PostgreSQL connect", "FILE"},
 	{"env-id", 0, O_STR, W_BOTH, OFF(env_id), "", U(0, 0), NULL,
-	 "this environment's name in shm_sink_positions; empty: a UUID made "
-	 "once and kept in the environment", "ID"},
+	 "this environment's name in shm_sink_positions (at most 63 printable "
+	 "ASCII characters, no spaces); empty: a UUID made once and kept in "
+	 "the environment", "ID"},
 	{"invalidation", 0, O_BOOL, W_BOTH, OFF(invalidation), "yes", U(0, 0),
 	 NULL, "with --redis: publish the keys written on Redis channel "
 	 "shm:inval and drop other hosts' writes from this L1 (several hosts)", NULL},
@@ -242,7 +243,9 @@ static char *trim(char *s)
 
 static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 {
-	char line[4096];
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
 	FILE *f = fopen(path, "r");
 	int lineno = 0, rc = 0, set_on[N_OPTS] = {0}; /* line of each key */
 
@@ -250,16 +253,19 @@ static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "config %s: %s", path, strerror(errno));
 		return -1;
 	}
-	while (fgets(line, sizeof line, f)) {
+	while ((len = getline(&line, &cap, f)) >= 0) {
 		char *s, *eq, *key, *val;
 		lineno++;
-		if (!strchr(line, '\n') && !feof(f)) {
-			snprintf(err, errlen, "%s:%d: line too long", path,
-			         lineno);
+		if (memchr(line, '\0', (size_t)len)) {
+			snprintf(err, errlen, "%s:%d: NUL byte (not a text file?)",
+			         path, lineno);
 			rc = -1;
 			break;
 		}
-		s = trim(line);
+		s = line;
+		if (lineno == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+			s += 3; /* a UTF-8 byte order mark, as editors write */
+		s = trim(s);
 		if (!*s || *s == '#')
 			continue;
 		if (!(eq = strchr(s, '='))) {
@@ -298,6 +304,11 @@ static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 			break;
 		}
 	}
+	if (rc == 0 && ferror(f)) { /* EISDIR: fopen takes a directory */
+		snprintf(err, errlen, "config %s: %s", path, strerror(errno));
+		rc = -1;
+	}
+	free(line);
 	fclose(f);
 	return rc;
 }
@@ -365,6 +376,30 @@ static int parse_argv(fl_config *c, int argc, char **argv, bool apply,
 				snprintf(err, errlen, "%s", why);
 				return -1;
 			}
+		}
+	}
+	return 0;
+}
+
+/* The env-id names this environment in shm_sink_positions and on the
+ * invalidation channel, whose messages carry it between spaces, in at most
+ * 63 bytes (fl_env_id): one that does not fit is refused here, not cut
+ * into another host's name, nor left to turn invalidation off at start. */
+static int check_env_id(const char *id, char *err, size_t errlen)
+{
+	size_t len = strlen(id);
+
+	if (len > 63) {
+		snprintf(err, errlen, "env-id: %zu bytes, at most 63", len);
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char b = (unsigned char)id[i];
+		if (b <= ' ' || b >= 0x7f) {
+			snprintf(err, errlen, "env-id: byte %zu (0x%02x) is not a "
+			         "printable ASCII character other than space", i,
+			         b);
+			return -1;
 		}
 	}
 	return 0;
@@ -449,6 +484,8 @@ int fl_config_load(fl_config *c, int argc, char **argv, char *err,
 		return -1;
 	}
 	if (*c->pg_conninfo && check_conninfo(c->pg_conninfo, err, errlen))
+		return -1;
+	if (check_env_id(c->env_id, err, errlen))
 		return -1;
 	if (*c->pg_schema && access(c->pg_schema, R_OK)) {
 		snprintf(err, errlen, "--pg-schema %s: %s", c->pg_schema,

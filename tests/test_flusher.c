@@ -65,6 +65,14 @@ static void test_config_rejects_bad_input_with_reason(void **state)
 		  "/nonexistent/schema.sql"}, "/nonexistent/schema.sql: No such"},
 		{{"f", "-e", "d", "--pg", "dbname=x", "--no-once"},
 		 "unknown option '--no-once'"},
+		/* the name in shm_sink_positions and on the invalidation
+		 * channel: a space or a 64th byte is refused, not trimmed at
+		 * start-up into another host's name or no invalidation */
+		{{"f", "-e", "d", "--pg", "dbname=x", "--env-id", "host a"},
+		 "env-id: byte 4 (0x20) is not a printable ASCII character"},
+		{{"f", "-e", "d", "--pg", "dbname=x", "--env-id",
+		  "0123456789012345678901234567890123456789012345678901234567890123"},
+		 "env-id: 64 bytes, at most 63"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		int argc = 0;
@@ -101,6 +109,43 @@ static void test_config_file_key_twice_is_refused(void **state)
 	                 "--batch-ms", "50", "--batch-ms", "70", NULL};
 	assert_int_equal(fl_config_load(&c, 9, flags, err, sizeof err), 0);
 	assert_int_equal(c.batch_ms, 70);
+	fl_config_free(&c);
+	ft_rmdir(dir);
+	free(dir);
+}
+
+/* A config file that cannot be read as lines of text is named with why:
+ * a directory (read as an empty file before), a NUL byte (said to be a
+ * line too long before). A UTF-8 byte order mark starting it is skipped,
+ * as shmctl import skips one. */
+static void test_config_file_unreadable_as_text_is_named(void **state)
+{
+	char *dir = tu_tmpdir(), path[4096], err[512];
+	char *argv[] = {"shm-flusher", "--config", path, NULL};
+	fl_config c;
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s", dir);
+	assert_int_not_equal(fl_config_load(&c, 3, argv, err, sizeof err), 0);
+	if (!strstr(err, "Is a directory"))
+		fail_msg("a directory: '%s'", err);
+	fl_config_free(&c);
+
+	snprintf(path, sizeof path, "%s/flusher.conf", dir);
+	assert_non_null(f = fopen(path, "w"));
+	static const char nul[] = "env = /e\npg = dbname=x\nbatch-ms = 5\0 0\n";
+	fwrite(nul, 1, sizeof nul - 1, f);
+	fclose(f);
+	assert_int_not_equal(fl_config_load(&c, 3, argv, err, sizeof err), 0);
+	if (!strstr(err, ":3: NUL byte"))
+		fail_msg("a NUL byte: '%s'", err);
+	fl_config_free(&c);
+
+	assert_non_null(f = fopen(path, "w"));
+	fprintf(f, "\xef\xbb\xbf" "env = /e\npg = dbname=x\n");
+	fclose(f);
+	assert_int_equal(fl_config_load(&c, 3, argv, err, sizeof err), 0);
+	assert_string_equal(c.env_dir, "/e");
 	fl_config_free(&c);
 	ft_rmdir(dir);
 	free(dir);
@@ -1843,6 +1888,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_config_rejects_bad_input_with_reason, ft_teardown),
 		cmocka_unit_test_teardown(test_config_yes_no_settings, ft_teardown),
 		cmocka_unit_test_teardown(test_config_file_key_twice_is_refused, ft_teardown),
+		cmocka_unit_test_teardown(test_config_file_unreadable_as_text_is_named, ft_teardown),
 		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_coalesce_keeps_last_state_per_key, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_reuses_its_chunks_between_batches, ft_teardown),
