@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -183,6 +184,54 @@ static void test_chatsim_keeps_the_environments_map_size(void **state)
 	free(dir);
 }
 
+/* data.mdb's size and modification time, to see that nothing wrote. */
+static void data_stamp(const char *dir, struct stat *st)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof path, "%s/data.mdb", dir);
+	assert_int_equal(stat(path, st), 0);
+}
+
+/* A bad argument of shm-chatsim is a usage error (2) naming the option and
+ * its range, before the environment is opened. atoi took "1e3" for 1 and
+ * "x" for 0; -w -1 read names[-1], -w 3000000 overflowed the user ids; an
+ * argument left over (each case has one) was ignored. */
+static void test_chatsim_refuses_bad_arguments_naming_them(void **state)
+{
+	static const struct {
+		const char *opt, *val, *want;
+	} cases[] = {
+		{"-n", "1e3", "-n '1e3': must be an integer in 1..2147483647"},
+		{"-n", "0", "-n '0': must be an integer in 1.."},
+		{"-n", " 5", "-n ' 5': must be"},
+		{"-w", "-1", "-w '-1': must be an integer in 0..2147483"},
+		{"-w", "3000000", "-w '3000000': must be an integer in 0..2147483"},
+		{"-r", "x", "-r 'x': must be an integer in 1.."},
+		{"--seed", "x", "--seed 'x': must be an integer in 0..4294967295"},
+		{"-n", "1", "unexpected argument 'extra'"},
+	};
+	shm_uuid id;
+	char *dir = env_64mib(&id), err[1024];
+	struct stat before, after;
+
+	data_stamp(dir, &before);
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
+		        "shm-chatsim", "-e", dir, (char *)cases[i].opt,
+		        (char *)cases[i].val, "extra", NULL});
+		if (rc != 2 || !strstr(err, cases[i].want))
+			fail_msg("%s '%s': exit %d, '%s'", cases[i].opt,
+			         cases[i].val, rc, err);
+	}
+	data_stamp(dir, &after);
+	assert_int_equal(after.st_size, before.st_size);
+	assert_int_equal(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+	assert_int_equal(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* shm-dataset --env loads its graph into the map the environment has. */
 static void test_dataset_keeps_the_environments_map_size(void **state)
 {
@@ -247,6 +296,7 @@ int main(void)
 		T(test_shmctl_writes_keep_the_environments_map_size),
 		T(test_shmctl_creates_at_libshms_default),
 		T(test_chatsim_keeps_the_environments_map_size),
+		T(test_chatsim_refuses_bad_arguments_naming_them),
 		T(test_dataset_keeps_the_environments_map_size),
 		T(test_shmctl_refuses_a_cut_data_file),
 	};

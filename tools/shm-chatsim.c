@@ -7,7 +7,9 @@
  *
  * Prints one summary line: how many of each operation it made (--help).
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +45,8 @@ static const char usage[] =
 	"soft deletes of earlier ones.\n\n"
 	"  -e DIR        environment directory\n"
 	"  -n MESSAGES   messages to post (default 1000)\n"
-	"  -w WRITER     this writer's number: user ids WRITER*1000+0..49 and\n"
-	"                its user name (default 0)\n"
+	"  -w WRITER     this writer's number, 0..2147483: user ids\n"
+	"                WRITER*1000+0..49 and its user name (default 0)\n"
 	"  -r ROOMS      rooms room-0 .. room-(ROOMS-1) (default 4)\n"
 	"  --seed N      random seed (default: time and pid)\n"
 	"  -h, --help    this help\n\n"
@@ -57,6 +59,24 @@ static int fail(const char *what)
 	return 1;
 }
 
+/* The decimal integer s in lo..hi (*ok false, and said, else). */
+static long long arg_int(const char *opt, const char *s, long long lo,
+                         long long hi, bool *ok)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if ((*s != '-' && (*s < '0' || *s > '9')) || *end || errno || v < lo ||
+	    v > hi) {
+		fprintf(stderr, "shm-chatsim: %s '%s': must be an integer in "
+		        "%lld..%lld\n", opt, s, lo, hi);
+		*ok = false;
+	}
+	return v;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -65,6 +85,7 @@ int main(int argc, char **argv)
 	const char *dir = getenv("SHM_ENV");
 	int n = 1000, writer = 0, rooms = 4, c;
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+	bool ok = true;
 	unsigned long puts = 0, replies = 0, edits = 0, reacts = 0, deletes = 0;
 	shm_uuid *ids;
 	shm_options o;
@@ -74,28 +95,43 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'h': fputs(usage, stdout); return 0;
 		case 'e': dir = optarg; break;
-		case 'n': n = atoi(optarg); break;
-		case 'w': writer = atoi(optarg); break;
-		case 'r': rooms = atoi(optarg); break;
-		case 's': seed = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'n': n = (int)arg_int("-n", optarg, 1, INT_MAX, &ok); break;
+		/* user ids writer * 1000 + 0..49 are int32 */
+		case 'w':
+			writer = (int)arg_int("-w", optarg, 0,
+			                      (INT32_MAX - 49) / 1000, &ok);
+			break;
+		case 'r': rooms = (int)arg_int("-r", optarg, 1, INT_MAX, &ok); break;
+		case 's':
+			seed = (unsigned)arg_int("--seed", optarg, 0, UINT_MAX, &ok);
+			break;
 		default:
 			fputs(usage, stderr);
 			return 2;
 		}
 	}
-	if (!dir || n <= 0 || rooms <= 0) {
-		fprintf(stderr, "shm-chatsim: need -e DIR (or $SHM_ENV), n > 0, "
-		        "rooms > 0\n");
-		return 2;
+	if (optind < argc) {
+		fprintf(stderr, "shm-chatsim: unexpected argument '%s' (see "
+		        "--help)\n", argv[optind]);
+		ok = false;
 	}
+	if (ok && !dir) {
+		fprintf(stderr, "shm-chatsim: no environment: give -e DIR or set "
+		        "SHM_ENV\n");
+		ok = false;
+	}
+	if (!ok)
+		return 2;
 	/* shm_options_init's map size 0: the environment's own (libshm's
 	 * default in a new one); any other size would be stored in it at the
 	 * first put if larger */
 	shm_options_init(&o);
 	if (shm_env_open(dir, &o, &env))
-		return fail(dir);
-	if (!(ids = calloc((size_t)n, sizeof *ids)))
+		return fail("open"); /* the message names dir */
+	if (!(ids = calloc((size_t)n, sizeof *ids))) {
+		fprintf(stderr, "shm-chatsim: -n %d: out of memory\n", n);
 		return 1;
+	}
 	for (int i = 0; i < n; i++) {
 		char room[32], text[512];
 		int roll = rand_r(&seed) % 100;
