@@ -266,6 +266,28 @@ static void test_shmctl_refuses_a_cut_data_file(void **state)
 	free(dir);
 }
 
+/* A fraction that is not a number fails the range check (NaN compared
+ * false both ways, and loaded a site of 5 connections); an environment
+ * that cannot be opened is named once. */
+static void test_dataset_refuses_nan_and_names_the_environment_once(
+	void **state)
+{
+	char err[1024];
+
+	for (int i = 0; i < 2; i++) {
+		char *opt = i ? "--marked" : "--obsolete";
+		assert_int_equal(run_fd(2, NULL, err, sizeof err, (char *[]){
+		                 "shm-dataset", opt, "nan", "--quiet", NULL}), 1);
+		if (!strstr(err, opt))
+			fail_msg("%s nan: '%s'", opt, err);
+	}
+	assert_int_equal(run_fd(2, NULL, err, sizeof err, (char *[]){
+	                 "shm-dataset", "--env", "/dev/null", "--quiet",
+	                 NULL}), 2);
+	assert_non_null(strstr(err, "/dev/null: Not a directory"));
+	assert_null(strstr(err, "/dev/null: /dev/null"));
+}
+
 static int kill_children(void **state)
 {
 	tu_children_stop(NULL);
@@ -299,6 +321,7 @@ int main(void)
 		T(test_chatsim_refuses_bad_arguments_naming_them),
 		T(test_dataset_keeps_the_environments_map_size),
 		T(test_shmctl_refuses_a_cut_data_file),
+		T(test_dataset_refuses_nan_and_names_the_environment_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -543,8 +543,10 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (op.websites < 1 || op.connections < 10 || op.obsolete < 0 ||
-	    op.obsolete >= 0.95 || op.marked < 0 || op.marked > 1) {
+	/* written so that NaN fails */
+	if (op.websites < 1 || op.connections < 10 ||
+	    !(op.obsolete >= 0 && op.obsolete < 0.95) ||
+	    !(op.marked >= 0 && op.marked <= 1)) {
 		fprintf(stderr, "shm-dataset: need --websites >= 1, "
 		        "--connections >= 10, 0 <= --obsolete < 0.95, "
 		        "0 <= --marked <= 1\n");
@@ -583,9 +585,8 @@ int main(int argc, char **argv)
 	if (op.env && graph_env) {
 		shm_options o;
 		shm_options_init(&o); /* map_size 0: the environment's own */
-		if (shm_env_open(op.env, &o, &env)) {
-			fprintf(stderr, "shm-dataset: %s: %s\n", op.env,
-			        shm_errmsg());
+		if (shm_env_open(op.env, &o, &env)) { /* the message names it */
+			fprintf(stderr, "shm-dataset: --env: %s\n", shm_errmsg());
 			code = 2;
 			goto out;
 		}
