@@ -741,6 +741,10 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	if (opt && (unsigned)opt->write_mode > SHM_WRITE_THROUGH)
 		return shm__err(SHM_EINVAL, "write_mode %d: not a shm_write_mode "
 		                "(WRITE_BACK or WRITE_THROUGH)", (int)opt->write_mode);
+	if (opt && opt->map_size && opt->map_size < SHM_MAP_SIZE_MIN)
+		return shm__err(SHM_EINVAL, "map_size %zu: below the smallest "
+		                "map, %d bytes (map_size is in bytes)",
+		                opt->map_size, SHM_MAP_SIZE_MIN);
 	env = calloc(1, sizeof *env);
 	if (!env)
 		return shm__err(ENOMEM, "shm_env_open");

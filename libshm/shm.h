@@ -107,6 +107,9 @@ typedef enum shm_sha_kind {
 	SHM_SHA256 = 1    /* SHA-256 of the content (GitLab) */
 } shm_sha_kind;
 
+/* The smallest non-zero map_size (1 MiB): smaller ones are SHM_EINVAL. */
+#define SHM_MAP_SIZE_MIN (1 << 20)
+
 typedef struct shm_options {
 	size_t map_size;            /* bytes of the LMDB map. 0 (the
 	                             * default): the environment's own, the
@@ -118,7 +121,8 @@ typedef struct shm_options {
 	                             * shm_env_options shows the size in force,
 	                             * which grows when this process adopts a
 	                             * larger map another process stored
-	                             * ("Map size" above) */
+	                             * ("Map size" above). At least
+	                             * SHM_MAP_SIZE_MIN */
 	unsigned max_readers;       /* LMDB reader slots (default 256) */
 	/* The policy belongs to the environment (stored in it, obeyed by
 	 * every process, shm-flusher included): 0 keeps the stored value
@@ -161,8 +165,9 @@ void shm_options_init(shm_options *o);
  * version or holds an LMDB environment that is not an shm one (only an empty
  * map is made one), SHM_ECORRUPT if data.mdb has fewer pages than are in use
  * (a cut copy), SHM_EINVAL if dir is too long for its files' paths or an
- * option is invalid (redis_url, pg_conninfo, durability, write_mode; the
- * host names of redis_url and of pg_conninfo (each of a host list, or
+ * option is invalid (redis_url, pg_conninfo, durability, write_mode,
+ * map_size below SHM_MAP_SIZE_MIN; the host names of redis_url and of
+ * pg_conninfo (each of a host list, or
  * PGHOST's) are resolved here, once, where a slow DNS may block: one that
  * does not resolve is invalid, and gets never resolve them, PostgreSQL's
  * being given to libpq as hostaddr; a pg_conninfo with its own hostaddr,

@@ -97,6 +97,30 @@ static void test_unknown_durability_or_write_mode_is_refused(void **state)
 	free(base);
 }
 
+/* A map_size too small for any environment (bytes taken for MiB) is
+ * refused before anything is created: LMDB's MDB_MAP_FULL at the first
+ * commit left an empty environment that the tools call "not an shm one". */
+static void test_too_small_map_size_is_refused(void **state)
+{
+	char *base = tu_tmpdir(), dir[4200];
+	shm_options o;
+	shm_env *env = NULL;
+	struct stat st;
+
+	snprintf(dir, sizeof dir, "%s/env", base);
+	shm_options_init(&o);
+	o.map_size = 1024;
+	assert_int_equal(shm_env_open(dir, &o, &env), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "map_size 1024: below"));
+	assert_null(env);
+	assert_int_not_equal(stat(dir, &st), 0);
+	o.map_size = 1 << 20; /* the smallest */
+	env = tu_open(dir, &o);
+	shm_env_close(env);
+	tu_rmdir(base);
+	free(base);
+}
+
 /* A pg_conninfo libpq cannot parse is refused at open, as a bad redis_url
  * is, naming the option and libpq's reason, nothing created; a URI's
  * password is not shown. A plain word is a database name (libpq's rule). */
@@ -797,6 +821,7 @@ int main(void)
 		cmocka_unit_test(test_info_map_used_leaves_out_freed_pages),
 		cmocka_unit_test(test_strerror_names_every_code),
 		cmocka_unit_test(test_unknown_durability_or_write_mode_is_refused),
+		cmocka_unit_test(test_too_small_map_size_is_refused),
 		cmocka_unit_test(test_map_size_0_keeps_the_environments_own),
 		cmocka_unit_test(test_default_options_keep_the_environments_map_size),
 		cmocka_unit_test(test_unparseable_pg_conninfo_is_refused_at_open),
