@@ -29,6 +29,7 @@
  *     never decoded here.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,15 +107,23 @@ static int decode(const MDB_val *k, const MDB_val *v, shm_dead *d)
 	uint16_t rl;
 	uint32_t raw;
 
-	if (k->mv_size != 8 || v->mv_size < DEAD_HEADER || p[0] != DEAD_VERSION)
-		return shm__err(SHM_ECORRUPT, "dead letter: bad header");
+	uint64_t seq = 0;
+
+	if (k->mv_size != 8)
+		return shm__err(SHM_ECORRUPT, "dead letter: key of %zu bytes, "
+		                "not a seq", k->mv_size);
+	memcpy(&seq, k->mv_data, 8);
+	if (v->mv_size < DEAD_HEADER || p[0] != DEAD_VERSION)
+		return shm__err(SHM_ECORRUPT, "dead letter %" PRIu64 ": bad header "
+		                "(%zu bytes, version %d)", seq, v->mv_size,
+		                v->mv_size ? p[0] : -1);
 	rl = get16(p + 2);
 	raw = get32(p + 4);
 	if ((size_t)DEAD_HEADER + rl + raw != v->mv_size || rl > DEAD_REASON_MAX)
-		return shm__err(SHM_ECORRUPT, "dead letter %llu: bad lengths",
-		                (unsigned long long)*(const uint64_t *)k->mv_data);
+		return shm__err(SHM_ECORRUPT, "dead letter %" PRIu64 ": bad "
+		                "lengths", seq);
 	memset(d, 0, sizeof *d);
-	memcpy(&d->seq, k->mv_data, 8);
+	d->seq = seq;
 	d->time = (int64_t)get64(p + 8);
 	memcpy(d->sink, p + 16, 16);
 	d->sink[15] = 0;

@@ -538,6 +538,11 @@ DETAIL: Key (id)=(1) already exists.'
 	t "log --dead of a reason with a newline" 0 "$SHMCTL" -e "$D" log --dead
 	eq "log --dead prints one line per letter" "$(wc -l <"$tmp/out")" 1
 	has "log --dead folds the reason's newline" "$tmp/out" '1 1970-01-01T00:00:00Z pg corrupt -: duplicate key value violates unique constraint "m_pkey" DETAIL: Key (id)=(1) already exists.'
+	# a letter cut to its first 3 bytes is named by its seq
+	printf 'VERSION=3\nformat=bytevalue\ndatabase=dead\ntype=btree\nintegerkey=1\nHEADER=END\n 0200000000000000\n 0100ff\nDATA=END\n' |
+		mdb_load -s dead "$D"
+	t "log --dead of a cut letter exits 65" 65 "$SHMCTL" -e "$D" log --dead
+	has "naming it" "$tmp/err" "dead letter 2: bad header (3 bytes, version 1)"
 fi
 
 echo "$passed passed, $failed failed"
