@@ -1,9 +1,11 @@
 /*
  * libshm/redis_url.c - the one parser of Redis addresses, for libshm's
  * read-through and the flusher: redis://[[user]:password@]host[:port][/db]
- * and unix://[[user]:password@]/path[?db=N]; and the resolution of the
+ * (host a name, an IPv4 address or a bracketed IPv6 one) and
+ * unix://[[user]:password@]/path[?db=N]; and the resolution of the
  * read-through's host name, once, at open (resolve.c).
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,15 +102,41 @@ int shm_redis_url_parse(const char *url, shm_redis_addr *a)
 	int rc = parse_userinfo(url, &p, false, a);
 	if (rc)
 		return rc;
-	const char *slash = strchr(p, '/');
-	size_t hl = slash ? (size_t)(slash - p) : strlen(p);
-	const char *colon = memchr(p, ':', hl);
-	size_t hostl = colon ? (size_t)(colon - p) : hl;
+	const char *slash = strchr(p, '/'), *host = p, *colon;
+	size_t hl = slash ? (size_t)(slash - p) : strlen(p), hostl;
+	bool v6 = *p == '[';
+	if (v6) { /* [IPv6 address] */
+		const char *rb = memchr(p, ']', hl);
+		if (!rb)
+			return bad(url, "'[' without its ']'");
+		host = p + 1;
+		hostl = (size_t)(rb - host);
+		colon = rb + 1 < p + hl ? rb + 1 : NULL;
+		if (colon && *colon != ':')
+			return bad(url, "expected ':PORT' or '/DB' after ']'");
+	} else {
+		colon = memchr(p, ':', hl);
+		hostl = colon ? (size_t)(colon - p) : hl;
+	}
 	if (!hostl)
 		return bad(url, "no host");
 	if (hostl >= sizeof a->host)
 		return bad(url, "host too long");
-	memcpy(a->host, p, hostl);
+	/* a name, an IPv4 address, or in brackets an IPv6 one (with a zone) */
+	for (size_t i = 0; i < hostl; i++) {
+		unsigned char c = (unsigned char)host[i];
+		if (!isalnum(c) && !strchr("-._", c) && !(v6 && strchr(":%", c))) {
+			char why[40];
+			if (isgraph(c) || c == ' ')
+				snprintf(why, sizeof why,
+				         "character '%c' in the host", c);
+			else
+				snprintf(why, sizeof why,
+				         "character \\x%02x in the host", c);
+			return bad(url, why);
+		}
+	}
+	memcpy(a->host, host, hostl);
 	a->port = 6379;
 	if (colon) {
 		char *end;

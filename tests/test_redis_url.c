@@ -38,6 +38,9 @@ static void test_tcp_forms(void **state)
 	parses("redis://s3cret@cache/1", "cache", 6379, 1, "", "s3cret", false);
 	parses("redis://app:p@ss:w/rd@cache:1/2", "cache", 1, 2, "app",
 	       "p@ss:w/rd", false);
+	/* an IPv6 address in brackets, as in URLs */
+	parses("redis://[::1]:6380/2", "::1", 6380, 2, "", "", false);
+	parses("redis://:pw@[fd00::5]", "fd00::5", 6379, 0, "", "pw", false);
 }
 
 static void test_unix_forms(void **state)
@@ -62,6 +65,13 @@ static void test_bad_urls_say_what_is_wrong(void **state)
 	refuses("redis://cache:63x9", "bad port");
 	refuses("redis://cache/one", "bad db number");
 	refuses("redis://cache/-1", "bad db number");
+	/* what no host name holds is refused here, not sent to DNS */
+	refuses("redis://cache?db=1", "character '?' in the host");
+	refuses("redis://ca che:6379", "character ' ' in the host");
+	refuses("redis://cache#1", "character '#' in the host");
+	refuses("redis://[::1", "'[' without its ']'");
+	refuses("redis://[::1]6379", "expected ':PORT' or '/DB' after ']'");
+	refuses("redis://[]", "no host");
 	refuses("unix://run/redis.sock", "absolute/path");
 	refuses("unix://", "absolute/path");
 	refuses("unix:///r.sock?db=", "?db=N");
