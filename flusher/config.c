@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fl.h"
@@ -487,10 +488,18 @@ int fl_config_load(fl_config *c, int argc, char **argv, char *err,
 		return -1;
 	if (check_env_id(c->env_id, err, errlen))
 		return -1;
-	if (*c->pg_schema && access(c->pg_schema, R_OK)) {
-		snprintf(err, errlen, "--pg-schema %s: %s", c->pg_schema,
-		         strerror(errno));
-		return -1;
+	if (*c->pg_schema) { /* read at each connect: a directory never is */
+		struct stat st;
+		const char *why = NULL;
+		if (access(c->pg_schema, R_OK) || stat(c->pg_schema, &st))
+			why = strerror(errno);
+		else if (!S_ISREG(st.st_mode))
+			why = "not a regular file";
+		if (why) {
+			snprintf(err, errlen, "--pg-schema %s: %s", c->pg_schema,
+			         why);
+			return -1;
+		}
 	}
 	for (char *p = c->static_sha; *p; p++)
 		*p = (char)tolower((unsigned char)*p);

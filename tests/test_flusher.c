@@ -63,6 +63,8 @@ static void test_config_rejects_bad_input_with_reason(void **state)
 		 "libpq cannot parse it: invalid percent-encoded token"},
 		{{"f", "-e", "d", "--pg", "dbname=x", "--pg-schema",
 		  "/nonexistent/schema.sql"}, "/nonexistent/schema.sql: No such"},
+		{{"f", "-e", "d", "--pg", "dbname=x", "--pg-schema", "/"},
+		 "--pg-schema /: not a regular file"},
 		{{"f", "-e", "d", "--pg", "dbname=x", "--no-once"},
 		 "unknown option '--no-once'"},
 		/* the name in shm_sink_positions and on the invalidation
