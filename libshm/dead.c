@@ -303,7 +303,8 @@ out:
 	return rc;
 }
 
-int shm_dead_each(shm_env *env, int (*fn)(const shm_dead *d, void *user),
+int shm_dead_walk(shm_env *env, int (*fn)(const shm_dead *d, void *user),
+                  int (*bad)(uint64_t seq, const char *why, void *user),
                   void *user)
 {
 	MDB_txn *txn = NULL;
@@ -312,7 +313,7 @@ int shm_dead_each(shm_env *env, int (*fn)(const shm_dead *d, void *user),
 	int rc, op = MDB_FIRST;
 
 	if (!env || !fn)
-		return shm__err(SHM_EINVAL, "shm_dead_each: no env or callback");
+		return shm__err(SHM_EINVAL, "shm_dead_walk: no env or callback");
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	if ((rc = mdb_cursor_open(txn, env->dead, &cur))) {
@@ -321,10 +322,22 @@ int shm_dead_each(shm_env *env, int (*fn)(const shm_dead *d, void *user),
 	}
 	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
 		shm_dead d;
+		uint64_t seq = 0;
+		char why[512];
 		op = MDB_NEXT;
-		if ((rc = decode(&k, &v, &d)))
+		if ((rc = decode(&k, &v, &d)) == 0) {
+			if (fn(&d, user))
+				break;
+			continue;
+		}
+		if (!bad)
 			goto out;
-		if (fn(&d, user))
+		if (k.mv_size == 8)
+			memcpy(&seq, k.mv_data, 8);
+		/* a copy: bad may call libshm, which rewrites shm_errmsg() */
+		snprintf(why, sizeof why, "%s", shm_errmsg());
+		rc = 0;
+		if (bad(seq, why, user))
 			break;
 	}
 	rc = rc == MDB_NOTFOUND ? 0 : rc ? shm__err_mdb(rc, "dead letters") : 0;
@@ -333,4 +346,12 @@ out:
 		mdb_cursor_close(cur);
 	shm__rtxn_put(env, txn);
 	return rc;
+}
+
+int shm_dead_each(shm_env *env, int (*fn)(const shm_dead *d, void *user),
+                  void *user)
+{
+	if (!env || !fn)
+		return shm__err(SHM_EINVAL, "shm_dead_each: no env or callback");
+	return shm_dead_walk(env, fn, NULL, user);
 }

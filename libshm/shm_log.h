@@ -156,8 +156,18 @@ typedef struct shm_dead {
  * when sink does not fit beside them. */
 int shm_dead_add(shm_env *env, const shm_log_rec *rec, const char *sink,
                  const char *reason);
-/* Calls fn for each dead letter in seq order; stops when fn returns non-0. */
+/* Calls fn for each dead letter in seq order; stops when fn returns non-0.
+ * *d and what it points to are valid during the call. A letter that does
+ * not decode ends the walk: SHM_ECORRUPT, shm_errmsg() naming its seq
+ * ("dead letter 7: bad header ..."). */
 int shm_dead_each(shm_env *env, int (*fn)(const shm_dead *d, void *user),
+                  void *user);
+/* As shm_dead_each, but a letter that does not decode is passed to bad
+ * (when not NULL), and the walk goes on: its seq (0 if its key is not one)
+ * and why (shm_errmsg()'s text then, valid during the call). bad
+ * returning non-0 stops the walk as fn's does; 0 then, as at the end. */
+int shm_dead_walk(shm_env *env, int (*fn)(const shm_dead *d, void *user),
+                  int (*bad)(uint64_t seq, const char *why, void *user),
                   void *user);
 
 /* Blocks until a record with seq >= from may exist or timeout_ms passes

@@ -727,6 +727,69 @@ static void test_dead_letters_merge_sinks_and_keep_raw(void **state)
 	free(dir);
 }
 
+struct bad_seen {
+	int n;
+	uint64_t seq[8];
+	char why[8][512];
+};
+
+static int collect_bad(uint64_t seq, const char *why, void *user)
+{
+	struct bad_seen *b = ((void **)user)[1];
+	if (b->n < 8) {
+		b->seq[b->n] = seq;
+		snprintf(b->why[b->n], sizeof b->why[0], "%s", why);
+	}
+	b->n++;
+	return 0;
+}
+
+static int collect_good(const shm_dead *d, void *user)
+{
+	return collect_dead(d, ((void **)user)[0]);
+}
+
+/* shm_dead_walk goes past a letter that does not decode, naming it (by its
+ * seq) to its second callback; shm_dead_each stops there, SHM_ECORRUPT, as
+ * it always has. */
+static void test_dead_letter_walk_goes_past_a_corrupt_one(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_log_rec rec;
+	struct dead_seen s = {0};
+	struct bad_seen b = {0};
+	void *both[2] = {&s, &b};
+	uint64_t seq = 2;
+	MDB_val k = {8, &seq}, v = {3, "\x01\x00\xff"};
+	MDB_txn *txn;
+
+	memset(&rec, 0, sizeof rec);
+	for (rec.seq = 1; rec.seq <= 3; rec.seq++)
+		assert_int_equal(shm_dead_add(env, &rec, "redis", "r"), 0);
+	assert_int_equal(mdb_txn_begin(env->mdb, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_put(txn, env->dead, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+
+	assert_int_equal(shm_dead_walk(env, collect_good, collect_bad, both),
+	                 0);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.d[0].seq, 1);
+	assert_int_equal(s.d[1].seq, 3);
+	assert_int_equal(b.n, 1);
+	assert_int_equal(b.seq[0], 2);
+	assert_non_null(strstr(b.why[0], "dead letter 2: bad header "
+	                                  "(3 bytes, version 1)"));
+
+	s.n = 0;
+	assert_int_equal(shm_dead_each(env, collect_dead, &s), SHM_ECORRUPT);
+	assert_int_equal(s.n, 1);
+	assert_non_null(strstr(shm_errmsg(), "dead letter 2: bad header"));
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* The sink field holds 15 characters: a sink that does not fit beside
  * those named already is refused (SHM_EINVAL) and the letter is left as
  * it was; every name that fits is kept, sorted, once. */
@@ -1904,6 +1967,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_flushed_never_passes_a_sinks_position, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letters_merge_sinks_and_keep_raw, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letter_sink_that_does_not_fit_is_refused, ft_teardown),
+		cmocka_unit_test_teardown(test_dead_letter_walk_goes_past_a_corrupt_one, ft_teardown),
 		cmocka_unit_test_teardown(test_once_mirrors_10000_messages_from_two_writers, ft_teardown),
 		cmocka_unit_test_teardown(test_put_of_a_row_postgres_has_is_upserted_once, ft_teardown),
 		cmocka_unit_test_teardown(test_rows_keep_their_metadata_whatever_the_default, ft_teardown),

@@ -538,11 +538,32 @@ DETAIL: Key (id)=(1) already exists.'
 	t "log --dead of a reason with a newline" 0 "$SHMCTL" -e "$D" log --dead
 	eq "log --dead prints one line per letter" "$(wc -l <"$tmp/out")" 1
 	has "log --dead folds the reason's newline" "$tmp/out" '1 1970-01-01T00:00:00Z pg corrupt -: duplicate key value violates unique constraint "m_pkey" DETAIL: Key (id)=(1) already exists.'
-	# a letter cut to its first 3 bytes is named by its seq
-	printf 'VERSION=3\nformat=bytevalue\ndatabase=dead\ntype=btree\nintegerkey=1\nHEADER=END\n 0200000000000000\n 0100ff\nDATA=END\n' |
-		mdb_load -s dead "$D"
-	t "log --dead of a cut letter exits 65" 65 "$SHMCTL" -e "$D" log --dead
-	has "naming it" "$tmp/err" "dead letter 2: bad header (3 bytes, version 1)"
+
+	# A letter cut to its first 3 bytes (seq 2) between two good ones (sink
+	# redis, reasons "one" and "three"): log --dead names it by its seq and
+	# lists the others, as log goes past a corrupt record.
+	V=$tmp/env5
+	"$SHMCTL" -e "$V" init >/dev/null 2>&1
+	good() { # good SEQ REASON: the key and value lines of a letter
+		printf ' %02x00000000000000\n 0100%02x0000000000' "$1" ${#2}
+		printf '0000000000000000%s' "$(printf '%-32s' 7265646973 | tr ' ' 0)"
+		printf '%s' "$2" | od -An -tx1 | tr -d ' \n'
+		echo
+	}
+	{
+		printf 'VERSION=3\nformat=bytevalue\ndatabase=dead\ntype=btree\nintegerkey=1\nHEADER=END\n'
+		good 1 one
+		printf ' 0200000000000000\n 0100ff\n'
+		good 3 three
+		printf 'DATA=END\n'
+	} | mdb_load -s dead "$V"
+	t "log --dead past a cut letter exits 1" 1 "$SHMCTL" -e "$V" log --dead
+	has "log --dead names the cut letter" "$tmp/err" "shmctl: dead letter 2: bad header (3 bytes, version 1)"
+	eq "log --dead lists the letters around it" "$(cut -d' ' -f1,3,6- "$tmp/out" | tr '\n' '|')" "1 redis one|3 redis three|"
+	t "log --dead --json past a cut letter exits 1" 1 "$SHMCTL" -e "$V" log --dead --json
+	has "log --dead --json names the cut letter" "$tmp/err" "dead letter 2: bad header"
+	eq "log --dead --json lists the letters around it" "$(grep -o '"seq":[0-9]*' "$tmp/out" | tr '\n' ' ')" '"seq":1 "seq":3 '
+	eq "stat counts the cut letter" "$("$SHMCTL" -e "$V" stat | awk '$1 == "dead_letters" { print $2 }')" 3
 fi
 
 echo "$passed passed, $failed failed"
