@@ -100,8 +100,7 @@ static void utf8_cut(char *s)
 	}
 }
 
-/* Decodes a stored dead letter into d (pointers into v). */
-static int decode(const MDB_val *k, const MDB_val *v, shm_dead *d)
+int shm__dead_decode(const MDB_val *k, const MDB_val *v, shm_dead *d)
 {
 	const uint8_t *p = v->mv_data;
 	uint16_t rl;
@@ -208,7 +207,7 @@ static int dead_add_body(shm__wtxn *w, void *ctx)
 	rc = mdb_get(w->txn, env->dead, &k, &v);
 	if (rc == 0) {
 		shm_dead old;
-		if (decode(&k, &v, &old) == 0) {
+		if (shm__dead_decode(&k, &v, &old) == 0) {
 			if (has_sink(old.sink, c->sink))
 				return 0; /* this sink already set it aside */
 			if ((rc = add_sink(sink, old.sink, c->sink, c->seq)))
@@ -289,7 +288,7 @@ int shm__dead_of_sink(shm_env *env, uint64_t first, uint64_t last,
 		memcpy(&seq, k.mv_data, 8);
 		if (seq > last)
 			break;
-		if ((rc = decode(&k, &v, out)))
+		if ((rc = shm__dead_decode(&k, &v, out)))
 			goto out;
 		if (has_sink(out->sink, sink))
 			goto out; /* rc 0 */
@@ -325,7 +324,7 @@ int shm_dead_walk(shm_env *env, int (*fn)(const shm_dead *d, void *user),
 		uint64_t seq = 0;
 		char why[512];
 		op = MDB_NEXT;
-		if ((rc = decode(&k, &v, &d)) == 0) {
+		if ((rc = shm__dead_decode(&k, &v, &d)) == 0) {
 			if (fn(&d, user))
 				break;
 			continue;

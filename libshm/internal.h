@@ -282,6 +282,10 @@ int shm__write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
  * SHM_EL3 if it refused one (a dead letter of sink pg). 0 at once in
  * write-back mode or for no record. */
 int shm__wait_through(shm_env *env, const uint64_t seqs[2]);
+/* Decodes the dead letter of key k, value v into d (pointers into v);
+ * SHM_ECORRUPT, shm_errmsg() naming its seq and what is wrong, if it does
+ * not decode (verify.c checks every letter with it). */
+int shm__dead_decode(const MDB_val *k, const MDB_val *v, shm_dead *d);
 /* The first dead letter with seq in [first, last] that sink (e.g. "pg")
  * refused: 0 and *out, or SHM_ENOTFOUND. */
 int shm__dead_of_sink(shm_env *env, uint64_t first, uint64_t last,

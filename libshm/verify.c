@@ -23,6 +23,9 @@
  *     at or above the record's; for a static whose last record above
  *     "flushed" is STATIC_PUT, the static exists with exactly that seq.
  *  6. Graph: dep and ref edges mirror each other (graph.c invariant 1).
+ *  7. Dead letters: every letter decodes (its key a seq, its header of
+ *     dead.c's version, its lengths its size). Nothing ties one to the log:
+ *     it outlives its record, which it holds a copy of.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -598,6 +601,28 @@ static int check_edges(vctx *c, MDB_dbi from, MDB_dbi to, const char *what)
 	return rc ? shm__err_mdb(rc, "verify: read graph") : 0;
 }
 
+/* 7. Every dead letter decodes. */
+static int check_dead(vctx *c)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, op = MDB_FIRST;
+
+	if ((rc = cursor(c, c->env->dead, &cur)))
+		return rc;
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		shm_dead d;
+
+		op = MDB_NEXT;
+		if (shm__dead_decode(&k, &v, &d))
+			problem(c, "%s", shm_errmsg()); /* names its seq */
+	}
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	return rc ? shm__err_mdb(rc, "verify: read dead letters") : 0;
+}
+
 /* Every check, in c->txn's snapshot. */
 static int check_snapshot(vctx *c)
 {
@@ -635,8 +660,9 @@ static int check_snapshot(vctx *c)
 	if (recs.n)
 		qsort(recs.v, recs.n, sizeof *recs.v, vent_cmp);
 	check_log_vs_data(c, &recs, &lru, flushed);
-	if ((rc = check_edges(c, env->dep, env->ref, "dependency")) == 0)
-		rc = check_edges(c, env->ref, env->dep, "reference");
+	if ((rc = check_edges(c, env->dep, env->ref, "dependency")) == 0 &&
+	    (rc = check_edges(c, env->ref, env->dep, "reference")) == 0)
+		rc = check_dead(c);
 out:
 	vlist_free(&recs);
 	vlist_free(&lru);

@@ -541,7 +541,7 @@ DETAIL: Key (id)=(1) already exists.'
 
 	# A letter cut to its first 3 bytes (seq 2) between two good ones (sink
 	# redis, reasons "one" and "three"): log --dead names it by its seq and
-	# lists the others, as log goes past a corrupt record.
+	# lists the others, as log goes past a corrupt record; verify finds it.
 	V=$tmp/env5
 	"$SHMCTL" -e "$V" init >/dev/null 2>&1
 	good() { # good SEQ REASON: the key and value lines of a letter
@@ -564,6 +564,8 @@ DETAIL: Key (id)=(1) already exists.'
 	has "log --dead --json names the cut letter" "$tmp/err" "dead letter 2: bad header"
 	eq "log --dead --json lists the letters around it" "$(grep -o '"seq":[0-9]*' "$tmp/out" | tr '\n' ' ')" '"seq":1 "seq":3 '
 	eq "stat counts the cut letter" "$("$SHMCTL" -e "$V" stat | awk '$1 == "dead_letters" { print $2 }')" 3
+	t "verify finds the cut letter" 1 "$SHMCTL" -e "$V" verify
+	eq "verify names it alone" "$(cat "$tmp/out")" "dead letter 2: bad header (3 bytes, version 1) (corrupted data (checksum, format or a cut file))"
 fi
 
 echo "$passed passed, $failed failed"

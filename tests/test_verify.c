@@ -281,6 +281,39 @@ static void test_verify_finds_a_one_sided_graph_edge(void **state)
 	assert_true(found(f, "Page/1 -> Block/9 has no reverse edge"));
 }
 
+/* A dead letter cut short, or whose lengths do not add up to its size, is
+ * named by its seq. Good ones are no problem, one whose record is still in
+ * the log too (letter 1: the message setup put). */
+static void test_verify_finds_dead_letters_that_do_not_decode(void **state)
+{
+	fixture *f = *state;
+	shm_log_rec rec;
+	uint64_t seq;
+	MDB_val k = {8, &seq}, v;
+	uint8_t buf[64];
+	MDB_txn *txn;
+
+	memset(&rec, 0, sizeof rec);
+	for (rec.seq = 1; rec.seq <= 4; rec.seq++)
+		assert_int_equal(shm_dead_add(f->env, &rec, "redis", "bad"), 0);
+	assert_int_equal(run_verify(f), 0);
+	txn = wbegin(f);
+	seq = 2;
+	assert_int_equal(mdb_put(txn, f->env->dead, &k,
+	                         &(MDB_val){3, "\x01\x00\xff"}, 0), 0);
+	seq = 3;
+	assert_int_equal(mdb_get(txn, f->env->dead, &k, &v), 0);
+	assert_true(v.mv_size <= sizeof buf);
+	memcpy(buf, v.mv_data, v.mv_size);
+	buf[4]++; /* raw_size */
+	v.mv_data = buf;
+	assert_int_equal(mdb_put(txn, f->env->dead, &k, &v, 0), 0);
+	wcommit(txn);
+	assert_int_equal(run_verify(f), 2);
+	assert_true(found(f, "dead letter 2: bad header (3 bytes, version 1)"));
+	assert_true(found(f, "dead letter 3: bad lengths"));
+}
+
 static void test_verify_counts_without_a_callback(void **state)
 {
 	fixture *f = *state;
@@ -370,6 +403,9 @@ int main(void)
 			setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_a_one_sided_graph_edge, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_finds_dead_letters_that_do_not_decode, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_counts_without_a_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(
