@@ -229,9 +229,10 @@ int shm_l1_expire(shm_env *env, uint64_t *expired);
  * Checks the environment's consistency in one read snapshot (libshm/verify.c
  * lists the invariants): log records and their checksums, message values vs
  * the room index, L1 bookkeeping (lru keys, meta entries/bytes), log vs data,
- * graph edges, dead letters. *problems gets the number of problems found. report (may be
- * NULL) is called once for each of the first SHM_VERIFY_REPORT_MAX, in the
- * order found, with a line of text valid during the call, after the read
+ * graph edges, dead letters. *problems gets the number of problems found.
+ * report (may be NULL) is called once for each of the first
+ * SHM_VERIFY_REPORT_MAX, in the order found, with a line of text valid
+ * during the call, after the read
  * transaction has ended: it may take its time (write to a pipe nobody
  * reads) without keeping writers from reusing freed pages. Returns 0 when
  * the check ran (whatever it found), an error code when it could not (the
