@@ -460,6 +460,8 @@ int shm_msg_payload_room(const void *buf, size_t len, const char **room,
 
 int shm_msg_decode(const void *buf, size_t len, shm_msg **out)
 {
+	if (!out || (!buf && len))
+		return shm__err(SHM_EINVAL, "shm_msg_decode: NULL buf or out");
 	return shm__msg_decode(buf, len, NULL, out);
 }
 
@@ -647,6 +649,8 @@ const char *shm_msg_type_name(shm_msg_type t)
 
 int shm_msg_type_parse(const char *s, shm_msg_type *out)
 {
+	if (!out)
+		return shm__err(SHM_EINVAL, "shm_msg_type_parse: NULL out");
 	for (int i = 0; s && i < SHM_MSG_TYPE_COUNT; i++) {
 		if (strcmp(s, type_names[i]) == 0) {
 			*out = (shm_msg_type)i;

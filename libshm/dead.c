@@ -253,7 +253,9 @@ int shm_dead_add(shm_env *env, const shm_log_rec *rec, const char *sink,
 {
 	struct dead_add c;
 
-	if (!env || !rec || !rec->seq || !sink || !*sink || strlen(sink) > 15 ||
+	if (!env || !reason)
+		return shm__err(SHM_EINVAL, "shm_dead_add: NULL env or reason");
+	if (!rec || !rec->seq || !sink || !*sink || strlen(sink) > 15 ||
 	    strchr(sink, ','))
 		return shm__err(SHM_EINVAL, "shm_dead_add: need a record with "
 		                "a seq and a sink name of 1..15 characters");
@@ -312,7 +314,7 @@ int shm_dead_walk(shm_env *env, int (*fn)(const shm_dead *d, void *user),
 	int rc, op = MDB_FIRST;
 
 	if (!env || !fn)
-		return shm__err(SHM_EINVAL, "shm_dead_walk: no env or callback");
+		return shm__err(SHM_EINVAL, "shm_dead_walk: NULL env or fn");
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	if ((rc = mdb_cursor_open(txn, env->dead, &cur))) {
@@ -351,6 +353,6 @@ int shm_dead_each(shm_env *env, int (*fn)(const shm_dead *d, void *user),
                   void *user)
 {
 	if (!env || !fn)
-		return shm__err(SHM_EINVAL, "shm_dead_each: no env or callback");
+		return shm__err(SHM_EINVAL, "shm_dead_each: NULL env or fn");
 	return shm_dead_walk(env, fn, NULL, user);
 }

@@ -81,12 +81,12 @@ void shm_options_init(shm_options *o)
 
 const shm_options *shm_env_options(const shm_env *env)
 {
-	return &env->opt;
+	return env ? &env->opt : NULL;
 }
 
 const char *shm_env_path(const shm_env *env)
 {
-	return env->path;
+	return env ? env->path : NULL;
 }
 
 /* The order of message ids: memcmp's (LMDB's default), inlined. On the
@@ -211,7 +211,7 @@ int shm_policy_get(shm_env *env, shm_policy *out)
 	int rc;
 
 	if (!env || !out)
-		return shm__err(SHM_EINVAL, "policy: NULL argument");
+		return shm__err(SHM_EINVAL, "shm_policy_get: NULL env or out");
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	for (size_t i = 0; i < N_POLICY && !rc; i++)
@@ -733,7 +733,9 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	char why[300];
 	int rc, dead = 0;
 
-	if (!dir || !*dir || !out)
+	if (!out)
+		return shm__err(SHM_EINVAL, "shm_env_open: NULL out");
+	if (!dir || !*dir)
 		return shm__err(SHM_EINVAL, "shm_env_open: no directory given");
 	if (opt && (unsigned)opt->durability > SHM_DURABILITY_SYNC)
 		return shm__err(SHM_EINVAL, "durability %d: not a shm_durability "
@@ -1039,13 +1041,21 @@ int shm__map_adopt_stored(shm_env *env, const char *what)
 
 int shm_env_sync(shm_env *env)
 {
-	int rc = mdb_env_sync(env->mdb, 1);
+	int rc;
+
+	if (!env)
+		return shm__err(SHM_EINVAL, "shm_env_sync: NULL env");
+	rc = mdb_env_sync(env->mdb, 1);
 	return rc ? shm__err_mdb(rc, "sync") : 0;
 }
 
 int shm_env_reader_check(shm_env *env, int *cleared)
 {
-	int dead = 0, rc = mdb_reader_check(env->mdb, &dead);
+	int dead = 0, rc;
+
+	if (!env)
+		return shm__err(SHM_EINVAL, "shm_env_reader_check: NULL env");
+	rc = mdb_reader_check(env->mdb, &dead);
 	if (cleared)
 		*cleared = dead;
 	return rc ? shm__err_mdb(rc, "reader check") : 0;
@@ -1163,6 +1173,8 @@ int shm_env_info(shm_env *env, shm_info *out)
 	size_t unused = 0;
 	int rc;
 
+	if (!env || !out)
+		return shm__err(SHM_EINVAL, "shm_env_info: NULL env or out");
 	memset(out, 0, sizeof *out);
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;

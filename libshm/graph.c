@@ -406,6 +406,8 @@ static int walk(shm_env *env, MDB_txn *txn, MDB_dbi dbi,
 /* ---------------------------------------------------------- reads */
 
 enum walk_kind { WALK_DIRECT_DEPS, WALK_RECURSIVE, WALK_REFERRERS };
+static const char *const walk_fn[] = {"shm_deps_get", "shm_deps_recursive",
+                                      "shm_deps_referrers"};
 
 static int graph_read(shm_env *env, const shm_uuid *website,
                       const char *object, enum walk_kind kind,
@@ -418,8 +420,10 @@ static int graph_read(shm_env *env, const shm_uuid *website,
 	int rc;
 
 	if (out == NULL)
-		return shm__err(SHM_EINVAL, "object graph: out is NULL");
+		return shm__err(SHM_EINVAL, "%s: NULL out", walk_fn[kind]);
 	*out = NULL;
+	if (!env)
+		return shm__err(SHM_EINVAL, "%s: NULL env", walk_fn[kind]);
 	if ((rc = shm__objkey(website, object, key, &klen)))
 		return rc;
 	if ((rc = shm__rtxn_get(env, &txn)))
@@ -466,8 +470,9 @@ int shm_object_is_direct(shm_env *env, const shm_uuid *website,
 	MDB_txn *txn;
 	int rc;
 
-	if (direct == NULL)
-		return shm__err(SHM_EINVAL, "object graph: direct is NULL");
+	if (!env || !direct)
+		return shm__err(SHM_EINVAL, "shm_object_is_direct: NULL env or "
+		                "direct");
 	if ((rc = shm__objkey(website, object, key, &klen)))
 		return rc;
 	if ((rc = shm__rtxn_get(env, &txn)))
@@ -579,6 +584,8 @@ int shm_deps_set(shm_env *env, const shm_uuid *website, const char *object,
 	struct deps_set c;
 	int rc;
 
+	if (!env)
+		return shm__err(SHM_EINVAL, "shm_deps_set: NULL env");
 	if ((rc = shm__objkey(website, object, key, &klen)))
 		return rc;
 	if (n_deps > 0 && deps == NULL)
@@ -634,6 +641,8 @@ out:
 /* ------------------------------------------------------- busting */
 
 enum bust_mode { BUST_ONE, BUST_SAVE, BUST_DESTROY };
+static const char *const bust_fn[] = {"shm_static_bust", "shm_object_save",
+                                      "shm_object_destroy"};
 
 struct bust {
 	const uint8_t *key;
@@ -698,6 +707,8 @@ static int bust_run(shm_env *env, const shm_uuid *website,
 	struct bust c = {0};
 	int rc;
 
+	if (!env)
+		return shm__err(SHM_EINVAL, "%s: NULL env", bust_fn[mode]);
 	if ((rc = shm__objkey(website, object, key, &c.klen)))
 		return rc;
 	c.key = key;

@@ -219,7 +219,8 @@ int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
 	if (kept)
 		*kept = 0;
 	if (!env || (n && !keys))
-		return shm__err(SHM_EINVAL, "invalidate: NULL argument");
+		return shm__err(SHM_EINVAL, "shm_l1_invalidate_many: NULL env "
+		                "or keys");
 	if (env->opt.read_only)
 		return shm__err(SHM_EREADONLY, "%s: opened read-only", env->path);
 	for (size_t i = 0; i < n; i++)
@@ -288,6 +289,12 @@ int shm_l1_invalidate(shm_env *env, int kind, const void *key, size_t klen,
                       uint64_t *dropped)
 {
 	shm_inval_key k = {.kind = kind, .key = key, .klen = klen};
+
+	if (!env) {
+		if (dropped)
+			*dropped = 0;
+		return shm__err(SHM_EINVAL, "shm_l1_invalidate: NULL env");
+	}
 	return shm_l1_invalidate_many(env, &k, 1, dropped, NULL);
 }
 
@@ -326,7 +333,8 @@ int shm_l1_invalidate_flushed(shm_env *env, uint64_t *dropped)
 	int rc = 0;
 
 	if (!env)
-		return shm__err(SHM_EINVAL, "invalidate: NULL environment");
+		return shm__err(SHM_EINVAL, "shm_l1_invalidate_flushed: "
+		                "NULL env");
 	if (env->opt.read_only)
 		return shm__err(SHM_EREADONLY, "%s: opened read-only", env->path);
 	while (r.more && rc == 0)

@@ -335,6 +335,8 @@ int shm_l1_expire(shm_env *env, uint64_t *expired)
 	struct expire_ctx e = {0, true};
 	int rc = 0;
 
+	if (!env)
+		return shm__err(SHM_EINVAL, "shm_l1_expire: NULL env");
 	while (e.more && rc == 0)
 		rc = shm__write(env, expire_body, &e);
 	if (expired)

@@ -139,6 +139,9 @@ int shm_log_decode(const void *raw, size_t size, shm_log_rec *rec,
 	uint8_t *copy;
 	int rc;
 
+	if (!rec || !buf || !buf_cap || (!raw && size))
+		return shm__err(SHM_EINVAL, "shm_log_decode: NULL raw, rec, buf "
+		                "or buf_cap");
 	memset(rec, 0, sizeof *rec);
 	if (size >= 16)
 		rec->seq = get64(p + 8);
@@ -209,10 +212,13 @@ struct shm_log_iter {
 
 int shm_log_iter_open(shm_env *env, uint64_t from, shm_log_iter **out)
 {
-	shm_log_iter *it = calloc(1, sizeof *it);
+	shm_log_iter *it;
 	int rc;
 
-	if (!it)
+	if (!env || !out)
+		return shm__err(SHM_EINVAL, "shm_log_iter_open: NULL env or "
+		                "out");
+	if (!(it = calloc(1, sizeof *it)))
 		return shm__err(ENOMEM, "log iterator");
 	it->env = env;
 	it->from = from;
@@ -231,9 +237,11 @@ int shm_log_iter_open(shm_env *env, uint64_t from, shm_log_iter **out)
 
 int shm_log_iter_next(shm_log_iter *it, shm_log_rec *rec)
 {
-	MDB_val k = {8, &it->from}, v;
+	MDB_val k = {8, it ? &it->from : NULL}, v;
 	int rc;
 
+	if (!it || !rec)
+		return shm__err(SHM_EINVAL, "shm_log_iter_next: NULL it or rec");
 	rc = mdb_cursor_get(it->cur, &k, &v,
 	                    it->started ? MDB_NEXT : MDB_SET_RANGE);
 	it->started = true;
@@ -328,6 +336,8 @@ static int trim_body(shm__wtxn *w, void *ctx)
 
 int shm_log_trim(shm_env *env, uint64_t upto)
 {
+	if (!env)
+		return shm__err(SHM_EINVAL, "shm_log_trim: NULL env");
 	return shm__write(env, trim_body, &upto);
 }
 
@@ -336,6 +346,8 @@ int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms)
 	uint64_t deadline = shm__mono_ns() + (uint64_t)timeout_ms * 1000000ull;
 	struct timespec nap = {0, 1000000}; /* 1 ms */
 
+	if (!env)
+		return shm__err(SHM_EINVAL, "shm_log_wait: NULL env");
 	for (;;) {
 		uint64_t next = __atomic_load_n(&env->shared->next_seq_hint,
 		                                __ATOMIC_ACQUIRE);

@@ -378,7 +378,8 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 	int rc;
 
 	if (!env || (!msgs && n))
-		return shm__err(SHM_EINVAL, "shm_msg_put: NULL argument");
+		return shm__err(SHM_EINVAL, "shm_msg_put_many: NULL env or "
+		                "msgs");
 	for (size_t i = 0; i < n; i++) {
 		if ((rc = shm__msg_validate(&env->opt, &msgs[i]))) {
 			if (bad_index)
@@ -400,6 +401,8 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 
 int shm_msg_put(shm_env *env, shm_msg *m)
 {
+	if (!env || !m)
+		return shm__err(SHM_EINVAL, "shm_msg_put: NULL env or m");
 	return shm_msg_put_many(env, m, 1, NULL);
 }
 
@@ -528,8 +531,9 @@ static int run_change(shm_env *env, change *c, bool *stored)
 	uint64_t t0 = shm__mono_ns();
 
 	*stored = false;
-	if (!env || !c->id)
-		return shm__err(SHM_EINVAL, "message change: NULL argument");
+	if (!env || !c->id) /* "shm_msg_edit", "shm_msg_delete", ... */
+		return shm__err(SHM_EINVAL, "shm_%s: NULL env or id",
+		                shm_op_name(c->op));
 	return run_write(env, change_body, c, t0, stored);
 }
 
@@ -588,7 +592,7 @@ int shm_msg_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	int rc;
 
 	if (!env || !id || !out)
-		return shm__err(SHM_EINVAL, "shm_msg_get: NULL argument");
+		return shm__err(SHM_EINVAL, "shm_msg_get: NULL env, id or out");
 	shm__touch_prefetch(env, SHM_KIND_MSG, id->b, 16);
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
@@ -621,7 +625,7 @@ int shm_rtxn_begin(shm_env *env, shm_rtxn **out)
 	int rc;
 
 	if (!env || !out)
-		return shm__err(SHM_EINVAL, "shm_rtxn_begin: NULL argument");
+		return shm__err(SHM_EINVAL, "shm_rtxn_begin: NULL env or out");
 	/* The handle and its arena chunk are reused from the last end. */
 	t = __atomic_exchange_n(&env->spare_rtxn, NULL, __ATOMIC_ACQUIRE);
 	if (!t && !(t = calloc(1, sizeof *t)))
@@ -671,7 +675,7 @@ int shm_msg_view(shm_rtxn *t, const shm_uuid *id, const shm_msg **out)
 	int rc;
 
 	if (!t || !id || !out)
-		return shm__err(SHM_EINVAL, "shm_msg_view: NULL argument");
+		return shm__err(SHM_EINVAL, "shm_msg_view: NULL t, id or out");
 	shm__touch_prefetch(t->env, SHM_KIND_MSG, id->b, 16);
 	rc = mdb_get(t->txn, t->env->msg, &k, &v);
 	if (rc == MDB_NOTFOUND) {

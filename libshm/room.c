@@ -358,7 +358,7 @@ int shm_room_page(shm_env *env, const char *room, int64_t before,
 	int rc;
 
 	if (!env || !out || !n)
-		return shm__err(SHM_EINVAL, "shm_room_page: NULL argument");
+		return shm__err(SHM_EINVAL, "shm_room_page: NULL env, out or n");
 	*out = NULL;
 	*n = 0;
 	if ((rc = shm__check_text("room_id", room, room ? strlen(room) : 0,

@@ -13,6 +13,16 @@
  *    shm_strerror() names any of them; shm_errmsg() says what failed and
  *    with which input for the last error of the calling thread, and ends
  *    with shm_strerror()'s text (print one or the other).
+ *  - NULL: a NULL handle (shm_env, shm_rtxn, shm_log_iter) or a NULL
+ *    pointer a function needs (every out-pointer not said to be optional)
+ *    makes a function returning int fail with SHM_EINVAL, changing nothing,
+ *    shm_errmsg() naming the function and the argument. The others: the
+ *    close, end and free functions do nothing with NULL; shm_env_options
+ *    and shm_env_path return NULL; shm_stats_local fills *out with zeros
+ *    for a NULL env (and does nothing with a NULL out). The value helpers
+ *    taking no handle (shm_options_init, shm_uuid_format, shm_uuid_v7,
+ *    shm_uuid_is_nil, shm_time_format, shm_sha_hex, shm_hist_percentile)
+ *    need their pointers: NULL is a programmer's error there.
  *  - Timestamps are int64 microseconds since the Unix epoch (UTC), the
  *    precision of PostgreSQL's timestamptz. 0 means "none" / "fill in".
  *  - Ownership is stated on every function that returns memory.
@@ -176,6 +186,7 @@ void shm_options_init(shm_options *o);
  * shm_env_close().
  */
 int shm_env_open(const char *dir, const shm_options *opt, shm_env **out);
+/* Releases env; NULL: does nothing. */
 void shm_env_close(shm_env *env);
 
 /* Text of the calling thread's last error: what failed, with which input,
@@ -183,7 +194,8 @@ void shm_env_close(shm_env *env);
  * alone. Valid until the thread's next failing call. Never NULL. */
 const char *shm_errmsg(void);
 
-/* The options the handle was opened with (owned by env). */
+/* The options the handle was opened with, and its directory (owned by
+ * env). NULL for a NULL env. */
 const shm_options *shm_env_options(const shm_env *env);
 const char *shm_env_path(const shm_env *env);
 
@@ -207,7 +219,8 @@ int shm_redis_url_parse(const char *url, shm_redis_addr *out);
 /* Forces the map to disk (what the flusher does periodically in nosync). */
 int shm_env_sync(shm_env *env);
 
-/* Clears reader slots of dead processes; *cleared gets their number. */
+/* Clears reader slots of dead processes; *cleared (may be NULL) gets their
+ * number. */
 int shm_env_reader_check(shm_env *env, int *cleared);
 
 /* --------------------------------------------------------------- UUIDs */
@@ -352,7 +365,8 @@ void shm_msg_free(shm_msg *m);
 /* Read transaction for zero-copy views. Never takes the write lock. */
 typedef struct shm_rtxn shm_rtxn;
 int shm_rtxn_begin(shm_env *env, shm_rtxn **out);
-/* Ends the transaction: every view obtained through it dies here. */
+/* Ends the transaction: every view obtained through it dies here. NULL:
+ * does nothing. */
 void shm_rtxn_end(shm_rtxn *t);
 /*
  * Zero-copy view of a message in L1 only (no read-through): strings and
@@ -441,7 +455,8 @@ typedef int (*shm_static_gen_fn)(const shm_uuid *website, const char *object,
  */
 int shm_static_get(shm_env *env, const shm_uuid *website, const char *object,
                    shm_static_gen_fn gen, void *user, shm_static **out);
-/* Stores content as the static of (website, object). */
+/* Stores content as the static of (website, object); *out (may be NULL)
+ * gets it as shm_static_get's. */
 int shm_static_put(shm_env *env, const shm_uuid *website, const char *object,
                    const void *content, size_t len, shm_static **out);
 /* Never generates: SHM_ENOTFOUND on a miss. */
@@ -549,7 +564,7 @@ typedef struct shm_counters {
 
 /* Counters since the environment was created (all processes). */
 int shm_stats_shared(shm_env *env, shm_counters *out);
-/* Counters of this handle only. */
+/* Counters of this handle only; all 0 for a NULL env. */
 void shm_stats_local(shm_env *env, shm_counters *out);
 
 typedef struct shm_info {

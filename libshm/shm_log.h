@@ -1,6 +1,7 @@
 /*
  * shm_log.h - the write log, sink positions and dead letters, for the
- * flusher and the tools. Applications only need shm.h.
+ * flusher and the tools. Applications only need shm.h. NULL handles and
+ * pointers are refused as shm.h's Conventions say.
  *
  * Log record format (version 1), the value of key `seq` (MDB_INTEGERKEY,
  * uint64) in the "log" database. Integers are little-endian.
@@ -218,7 +219,7 @@ int shm_msg_metadata_json_append(const shm_msg *m, char **buf, size_t *len,
  */
 
 /* Housekeeping run by the flusher: evicts flushed entries whose L1 TTL has
- * passed; *expired gets their number. */
+ * passed; *expired (may be NULL) gets their number. */
 int shm_l1_expire(shm_env *env, uint64_t *expired);
 
 /* The most problems shm_verify reports the text of (it counts them all):
@@ -229,14 +230,14 @@ int shm_l1_expire(shm_env *env, uint64_t *expired);
  * Checks the environment's consistency in one read snapshot (libshm/verify.c
  * lists the invariants): log records and their checksums, message values vs
  * the room index, L1 bookkeeping (lru keys, meta entries/bytes), log vs data,
- * graph edges, dead letters. *problems gets the number of problems found.
- * report (may be NULL) is called once for each of the first
+ * graph edges, dead letters. *problems (may be NULL) gets the number of
+ * problems found. report (may be NULL) is called once for each of the first
  * SHM_VERIFY_REPORT_MAX, in the order found, with a line of text valid
- * during the call, after the read
- * transaction has ended: it may take its time (write to a pipe nobody
- * reads) without keeping writers from reusing freed pages. Returns 0 when
- * the check ran (whatever it found), an error code when it could not (the
- * problems found until then are reported still).
+ * during the call, after the read transaction has ended: it may take its
+ * time (write to a pipe nobody reads) without keeping writers from reusing
+ * freed pages. Returns 0 when the check ran (whatever it found), an error
+ * code when it could not (the problems found until then are reported
+ * still).
  */
 int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
                void *user, size_t *problems);

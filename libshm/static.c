@@ -140,6 +140,8 @@ int shm_static_decode(const void *buf, size_t len, shm_static **out)
 	char sha1[41], sha256[65];
 	shm_static *s;
 
+	if (out == NULL)
+		return shm__err(SHM_EINVAL, "shm_static_decode: NULL out");
 	*out = NULL;
 	if (buf == NULL || len < SV_HEADER)
 		return shm__err(SHM_ECORRUPT, "static value: %zu bytes, header "
@@ -369,6 +371,8 @@ int shm_static_put(shm_env *env, const shm_uuid *website, const char *object,
 
 	if (out)
 		*out = NULL;
+	if (!env)
+		return shm__err(SHM_EINVAL, "shm_static_put: NULL env");
 	if ((rc = shm__objkey(website, object, key, &klen)) ||
 	    (rc = encode(env, object, content, len, &e)))
 		return rc;
@@ -423,8 +427,10 @@ int shm_static_peek(shm_env *env, const shm_uuid *website, const char *object,
 	int rc;
 
 	if (out == NULL)
-		return shm__err(SHM_EINVAL, "static peek: out is NULL");
+		return shm__err(SHM_EINVAL, "shm_static_peek: NULL out");
 	*out = NULL;
+	if (!env)
+		return shm__err(SHM_EINVAL, "shm_static_peek: NULL env");
 	if ((rc = shm__objkey(website, object, key, &klen)))
 		return rc;
 	rc = peek_key(env, key, klen, out);
@@ -674,8 +680,10 @@ int shm_static_get(shm_env *env, const shm_uuid *website, const char *object,
 	int rc;
 
 	if (out == NULL)
-		return shm__err(SHM_EINVAL, "static get: out is NULL");
+		return shm__err(SHM_EINVAL, "shm_static_get: NULL out");
 	*out = NULL;
+	if (!env)
+		return shm__err(SHM_EINVAL, "shm_static_get: NULL env");
 	if ((rc = shm__objkey(website, object, key, &klen)))
 		return rc;
 	rc = peek_key(env, key, klen, out);

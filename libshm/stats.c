@@ -217,9 +217,13 @@ void shm__shared_close(shm_env *env)
 
 int shm_stats_shared(shm_env *env, shm_counters *out)
 {
-	shm__publish(env);
-	const uint64_t *src = (const uint64_t *)&env->shared->c;
+	const uint64_t *src;
 	uint64_t *dst = (uint64_t *)out;
+
+	if (!env || !out)
+		return shm__err(SHM_EINVAL, "shm_stats_shared: NULL env or out");
+	shm__publish(env);
+	src = (const uint64_t *)&env->shared->c;
 
 	for (size_t i = 0; i < sizeof *out / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
@@ -228,9 +232,15 @@ int shm_stats_shared(shm_env *env, shm_counters *out)
 
 void shm_stats_local(shm_env *env, shm_counters *out)
 {
-	const uint64_t *src = (const uint64_t *)&env->local;
+	const uint64_t *src;
 	uint64_t *dst = (uint64_t *)out;
 
+	if (!env || !out) { /* shm.h: zeros for a NULL env, a NULL out no-op */
+		if (out)
+			memset(out, 0, sizeof *out);
+		return;
+	}
+	src = (const uint64_t *)&env->local;
 	for (size_t i = 0; i < sizeof *out / sizeof(uint64_t); i++)
 		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 }

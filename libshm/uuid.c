@@ -23,7 +23,7 @@ int shm_uuid_parse(const char *s, shm_uuid *out)
 	int i, j = 0, d = 0;
 
 	if (!s || !out)
-		return shm__err(SHM_EINVAL, "uuid: NULL argument");
+		return shm__err(SHM_EINVAL, "shm_uuid_parse: NULL s or out");
 	if (strlen(s) != 36)
 		goto bad;
 	for (i = 0; i < 36; i++) {

@@ -227,8 +227,12 @@ int shm__write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
 int shm_meta_get(shm_env *env, const char *name, uint64_t *value)
 {
 	MDB_txn *txn;
-	int rc = shm__rtxn_get(env, &txn);
-	if (rc)
+	int rc;
+
+	if (!env || !name || !value)
+		return shm__err(SHM_EINVAL, "shm_meta_get: NULL env, name or "
+		                "value");
+	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	rc = shm__meta_get(txn, env, name, value);
 	shm__rtxn_put(env, txn);
@@ -259,11 +263,17 @@ int shm_meta_set_many(shm_env *env, const char *const *names,
                       const uint64_t *values, size_t n)
 {
 	struct meta_set m = {names, values, n};
+
+	if (!env || (n && (!names || !values)))
+		return shm__err(SHM_EINVAL, "shm_meta_set_many: NULL env, names "
+		                "or values");
 	return shm__write(env, meta_set_body, &m);
 }
 
 int shm_meta_set(shm_env *env, const char *name, uint64_t value)
 {
+	if (!env)
+		return shm__err(SHM_EINVAL, "shm_meta_set: NULL env");
 	return shm_meta_set_many(env, &name, &value, 1);
 }
 
@@ -271,13 +281,16 @@ int shm_meta_each(shm_env *env, const char *prefix,
                   void (*fn)(const char *name, uint64_t value, void *user),
                   void *user)
 {
-	size_t plen = strlen(prefix);
+	size_t plen = prefix ? strlen(prefix) : 0;
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	MDB_val k = {plen, (void *)prefix}, d;
 	char name[256];
 	int rc;
 
+	if (!env || !prefix || !fn)
+		return shm__err(SHM_EINVAL, "shm_meta_each: NULL env, prefix or "
+		                "fn");
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	if ((rc = mdb_cursor_open(txn, env->meta, &cur))) {

@@ -797,6 +797,160 @@ static void test_strerror_names_every_code(void **state)
 	assert_string_equal(shm_strerror(ENOENT), strerror(ENOENT));
 }
 
+static void null_meta_fn(const char *name, uint64_t value, void *user)
+{
+}
+
+static int null_dead_fn(const shm_dead *d, void *user)
+{
+	return 0;
+}
+
+/* call returns SHM_EINVAL and shm_errmsg() starts with "fn: " */
+#define assert_null_refused(fn, call)                                         \
+	do {                                                                   \
+		assert_int_equal((call), SHM_EINVAL);                          \
+		assert_memory_equal(shm_errmsg(), fn ": ", strlen(fn ": "));   \
+	} while (0)
+
+/* Covers EVERY function of shm.h and shm_log.h taking a handle (shm_env,
+ * shm_rtxn, shm_log_iter): a function added there is added here too. A
+ * NULL handle is SHM_EINVAL naming the function, or the harmless result
+ * shm.h's Conventions give; so are the NULL required pointers after. */
+static void test_null_handle_is_refused_by_every_function(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_uuid id, w;
+	shm_msg m = tu_msg("r", 1, "x"), *got;
+	const shm_msg *view;
+	shm_msg **page;
+	shm_static *st;
+	shm_objlist *list;
+	shm_counters c;
+	shm_info info;
+	shm_policy pol;
+	shm_rtxn *t;
+	shm_log_iter *it;
+	shm_log_rec rec = {.seq = 1};
+	shm_inval_key key = {.kind = SHM_INVAL_MSG, .key = id.b, .klen = 16};
+	const char *name = "x";
+	uint64_t u = 1;
+	size_t n;
+	bool direct;
+	int cleared;
+
+	shm_uuid_v7(&id);
+	shm_uuid_v7(&w);
+	shm_env_close(NULL);
+	assert_null(shm_env_options(NULL));
+	assert_null(shm_env_path(NULL));
+	assert_null_refused("shm_env_sync", shm_env_sync(NULL));
+	assert_null_refused("shm_env_reader_check",
+	                    shm_env_reader_check(NULL, &cleared));
+	assert_null_refused("shm_msg_put", shm_msg_put(NULL, &m));
+	assert_null_refused("shm_msg_put_many",
+	                    shm_msg_put_many(NULL, &m, 1, NULL));
+	assert_null_refused("shm_msg_get", shm_msg_get(NULL, &id, &got));
+	assert_null_refused("shm_rtxn_begin", shm_rtxn_begin(NULL, &t));
+	shm_rtxn_end(NULL);
+	assert_null_refused("shm_msg_view", shm_msg_view(NULL, &id, &view));
+	assert_null_refused("shm_msg_edit", shm_msg_edit(NULL, &id, "y", 1));
+	assert_null_refused("shm_msg_delete", shm_msg_delete(NULL, &id));
+	assert_null_refused("shm_msg_react",
+	                    shm_msg_react(NULL, &id, 1, "+1", true));
+	assert_null_refused("shm_room_page",
+	                    shm_room_page(NULL, "r", 0, 10, &page, &n));
+	assert_null_refused("shm_static_get",
+	                    shm_static_get(NULL, &w, "page/1", NULL, NULL, &st));
+	assert_null_refused("shm_static_put",
+	                    shm_static_put(NULL, &w, "page/1", "x", 1, &st));
+	assert_null_refused("shm_static_peek",
+	                    shm_static_peek(NULL, &w, "page/1", &st));
+	assert_null_refused("shm_deps_set",
+	                    shm_deps_set(NULL, &w, "page/1", true, NULL, 0));
+	assert_null_refused("shm_deps_get",
+	                    shm_deps_get(NULL, &w, "page/1", &list));
+	assert_null_refused("shm_deps_recursive",
+	                    shm_deps_recursive(NULL, &w, "page/1", &list));
+	assert_null_refused("shm_deps_referrers",
+	                    shm_deps_referrers(NULL, &w, "page/1", &list));
+	assert_null_refused("shm_object_is_direct",
+	                    shm_object_is_direct(NULL, &w, "page/1", &direct));
+	assert_null_refused("shm_object_save",
+	                    shm_object_save(NULL, &w, "page/1"));
+	assert_null_refused("shm_object_destroy",
+	                    shm_object_destroy(NULL, &w, "page/1"));
+	assert_null_refused("shm_static_bust",
+	                    shm_static_bust(NULL, &w, "page/1"));
+	assert_null_refused("shm_stats_shared", shm_stats_shared(NULL, &c));
+	memset(&c, 0xff, sizeof c);
+	shm_stats_local(NULL, &c);
+	assert_int_equal(c.puts, 0);
+	assert_int_equal(c.get_latency.count, 0);
+	assert_null_refused("shm_env_info", shm_env_info(NULL, &info));
+	/* shm_log.h */
+	assert_null_refused("shm_log_iter_open",
+	                    shm_log_iter_open(NULL, 0, &it));
+	assert_null_refused("shm_log_iter_next", shm_log_iter_next(NULL, &rec));
+	shm_log_iter_close(NULL);
+	assert_null_refused("shm_log_trim", shm_log_trim(NULL, 0));
+	assert_null_refused("shm_meta_get", shm_meta_get(NULL, "x", &u));
+	assert_null_refused("shm_meta_set", shm_meta_set(NULL, "x", 1));
+	assert_null_refused("shm_meta_set_many",
+	                    shm_meta_set_many(NULL, &name, &u, 1));
+	assert_null_refused("shm_meta_each",
+	                    shm_meta_each(NULL, "", null_meta_fn, NULL));
+	assert_null_refused("shm_policy_get", shm_policy_get(NULL, &pol));
+	assert_null_refused("shm_dead_add",
+	                    shm_dead_add(NULL, &rec, "pg", "why"));
+	assert_null_refused("shm_dead_each",
+	                    shm_dead_each(NULL, null_dead_fn, NULL));
+	assert_null_refused("shm_log_wait", shm_log_wait(NULL, 0, 1));
+	assert_null_refused("shm_l1_expire", shm_l1_expire(NULL, &u));
+	assert_null_refused("shm_verify", shm_verify(NULL, NULL, NULL, &n));
+	assert_null_refused("shm_l1_invalidate",
+	                    shm_l1_invalidate(NULL, SHM_INVAL_MSG, id.b, 16,
+	                                      &u));
+	assert_null_refused("shm_l1_invalidate_many",
+	                    shm_l1_invalidate_many(NULL, &key, 1, &u, &u));
+	assert_null_refused("shm_l1_invalidate_flushed",
+	                    shm_l1_invalidate_flushed(NULL, &u));
+
+	/* required pointers beside a good handle */
+	assert_null_refused("shm_env_open", shm_env_open(dir, NULL, NULL));
+	assert_null_refused("shm_stats_shared", shm_stats_shared(env, NULL));
+	shm_stats_local(env, NULL);
+	assert_null_refused("shm_env_info", shm_env_info(env, NULL));
+	assert_null_refused("shm_log_iter_open",
+	                    shm_log_iter_open(env, 0, NULL));
+	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
+	assert_null_refused("shm_log_iter_next", shm_log_iter_next(it, NULL));
+	shm_log_iter_close(it);
+	assert_null_refused("shm_meta_get", shm_meta_get(env, NULL, &u));
+	assert_null_refused("shm_meta_get", shm_meta_get(env, "x", NULL));
+	assert_null_refused("shm_meta_set_many",
+	                    shm_meta_set_many(env, NULL, &u, 1));
+	assert_null_refused("shm_meta_set_many",
+	                    shm_meta_set_many(env, &name, NULL, 1));
+	assert_null_refused("shm_meta_each",
+	                    shm_meta_each(env, NULL, null_meta_fn, NULL));
+	assert_null_refused("shm_meta_each", shm_meta_each(env, "", NULL, NULL));
+	assert_null_refused("shm_dead_add", shm_dead_add(env, &rec, "pg", NULL));
+	assert_null_refused("shm_msg_type_parse",
+	                    shm_msg_type_parse("Text", NULL));
+	assert_null_refused("shm_log_decode",
+	                    shm_log_decode(NULL, 40, &rec, NULL, NULL));
+	assert_null_refused("shm_msg_decode", shm_msg_decode("x", 1, NULL));
+	assert_null_refused("shm_static_decode",
+	                    shm_static_decode("x", 1, NULL));
+	/* nothing was written */
+	assert_int_equal(tu_log_count(env), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -820,6 +974,7 @@ int main(void)
 		cmocka_unit_test(test_info_reports_entries_map_and_readers),
 		cmocka_unit_test(test_info_map_used_leaves_out_freed_pages),
 		cmocka_unit_test(test_strerror_names_every_code),
+		cmocka_unit_test(test_null_handle_is_refused_by_every_function),
 		cmocka_unit_test(test_unknown_durability_or_write_mode_is_refused),
 		cmocka_unit_test(test_too_small_map_size_is_refused),
 		cmocka_unit_test(test_map_size_0_keeps_the_environments_own),
