@@ -139,7 +139,8 @@ static const fl_opt opts[] = {
 	{"log-level", 0, O_STR, W_BOTH, OFF(log_level), "info", U(0, 0),
 	 level_choices, "log messages of this level and above", NULL},
 	{"print-config", 0, O_BOOL, W_FLAG, OFF(print_config), "no", U(0, 0),
-	 NULL, "print the effective configuration as a config file and exit", NULL},
+	 NULL, "check the configuration as a start does, print it as a config "
+	 "file and exit", NULL},
 	{"version", 0, O_BOOL, W_FLAG, OFF(version), "no", U(0, 0), NULL,
 	 "print the version and exit", NULL},
 	{"help", 'h', O_BOOL, W_FLAG, OFF(help), "no", U(0, 0), NULL,
@@ -454,7 +455,7 @@ int fl_config_load(fl_config *c, int argc, char **argv, char *err,
 		return -1;
 	if (parse_argv(c, argc, argv, true, err, errlen))
 		return -1;
-	if (c->help || c->version || c->print_config)
+	if (c->help || c->version) /* --print-config: checked as a start */
 		return 0;
 	const char *shm_env = getenv("SHM_ENV"); /* as shmctl's */
 	if (!*c->env_dir && shm_env && *shm_env) {

@@ -457,13 +457,11 @@ int fl_main(int argc, char **argv)
 		fl_config_free(&d.cfg);
 		return FL_EXIT_USAGE;
 	}
-	if (d.cfg.help || d.cfg.version || d.cfg.print_config) {
+	if (d.cfg.help || d.cfg.version) {
 		if (d.cfg.help)
 			fl_config_help(stdout, "shm-flusher");
-		else if (d.cfg.version)
-			printf("shm-flusher %s\n", SHM_VERSION);
 		else
-			fl_config_print(stdout, &d.cfg);
+			printf("shm-flusher %s\n", SHM_VERSION);
 		fl_config_free(&d.cfg);
 		return FL_EXIT_OK;
 	}
@@ -473,6 +471,12 @@ int fl_main(int argc, char **argv)
 		        strerror(rc));
 		fl_config_free(&d.cfg);
 		return FL_EXIT_USAGE;
+	}
+	if (d.cfg.print_config) { /* it passed every config check of a start */
+		fl_config_print(stdout, &d.cfg);
+		fl_log_close();
+		fl_config_free(&d.cfg);
+		return FL_EXIT_OK;
 	}
 	repeats_init(&d);
 	if (open_env(&d, &code))

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "flusher_test.h"
 #include "internal.h"
@@ -190,6 +191,91 @@ static void test_config_help_lists_every_option_with_default(void **state)
 	assert_non_null(strstr(buf, "[default: yes]"));
 	assert_non_null(strstr(buf, "--static-sha sha1|sha256"));
 	free(buf);
+}
+
+/* fl_main with stdout going to path: its exit code. */
+static int main_to_file(int argc, char **argv, const char *path)
+{
+	int saved = dup(1), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	int code;
+
+	assert_true(saved >= 0 && fd >= 0);
+	fflush(stdout);
+	dup2(fd, 1);
+	close(fd);
+	code = fl_main(argc, argv);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	return code;
+}
+
+/* --print-config prints only a configuration a start would accept: the
+ * cross-field, URL, conninfo, --pg-schema and --log-file checks come
+ * first, with a start's message and exit code 1, and nothing printed. */
+static void test_config_print_config_checks_as_a_start_does(void **state)
+{
+	char *dir = tu_tmpdir(), out[4200], log[4200], err[512];
+	fl_config c;
+	struct stat st;
+	struct {
+		char *argv[9];
+		const char *want;
+	} bad[] = {
+		{{"f", "--print-config", "-e", "d", NULL}, "no sink"},
+		{{"f", "--print-config", "--pg", "dbname=x", NULL},
+		 "no environment"},
+		{{"f", "--print-config", "-e", "d", "--redis", "http://x", NULL},
+		 "redis URL"},
+		{{"f", "--print-config", "-e", "d", "--pg",
+		  "postgresql://u:pa%%zz@h/db", NULL}, "libpq cannot parse it"},
+		{{"f", "--print-config", "-e", "d", "--pg", "dbname=x",
+		  "--backoff-min-ms=500", "--backoff-max-ms=100", NULL},
+		 "backoff-max-ms (100) is below backoff-min-ms (500)"},
+		{{"f", "--print-config", "-e", "d", "--pg", "dbname=x",
+		  "--pg-schema", "/"}, "--pg-schema /: not a regular file"},
+		{{"f", "--print-config", "-e", "d", "--pg", "dbname=x",
+		  "--env-id", "host a"}, "env-id: byte 4"},
+	};
+
+	snprintf(out, sizeof out, "%s/printed.conf", dir);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int argc = 0;
+		while (argc < 9 && bad[i].argv[argc])
+			argc++;
+		err[0] = 0;
+		assert_int_not_equal(fl_config_load(&c, argc, bad[i].argv, err,
+		                                    sizeof err), 0);
+		if (!strstr(err, bad[i].want))
+			fail_msg("case %zu: '%s' does not mention '%s'", i, err,
+			         bad[i].want);
+		fl_config_free(&c);
+		assert_int_equal(main_to_file(argc, bad[i].argv, out),
+		                 FL_EXIT_USAGE);
+		assert_int_equal(stat(out, &st), 0);
+		assert_int_equal(st.st_size, 0);
+	}
+	/* a log file the flusher could not open */
+	snprintf(log, sizeof log, "%s/no/such/dir/flusher.log", dir);
+	char *nolog[] = {"f", "--print-config", "-e", "d", "--pg", "dbname=x",
+	                 "--log-file", log, NULL};
+	assert_int_equal(main_to_file(8, nolog, out), FL_EXIT_USAGE);
+	assert_int_equal(stat(out, &st), 0);
+	assert_int_equal(st.st_size, 0);
+
+	/* a good one is printed, and what is printed starts the same way */
+	char *good[] = {"f", "--print-config", "-e", "/e", "--redis",
+	                "unix:///r.sock", "--batch-ms=70", NULL};
+	assert_int_equal(main_to_file(7, good, out), FL_EXIT_OK);
+	char *again[] = {"f", "--config", out, NULL};
+	assert_int_equal(fl_config_load(&c, 3, again, err, sizeof err), 0);
+	assert_string_equal(c.env_dir, "/e");
+	assert_string_equal(c.redis_url, "unix:///r.sock");
+	assert_int_equal(c.batch_ms, 70);
+	assert_false(c.print_config);
+	fl_config_free(&c);
+	ft_rmdir(dir);
+	free(dir);
 }
 
 static void test_batch_coalesce_keeps_last_state_per_key(void **state)
@@ -1955,6 +2041,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_config_file_key_twice_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_config_file_unreadable_as_text_is_named, ft_teardown),
 		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
+		cmocka_unit_test_teardown(test_config_print_config_checks_as_a_start_does, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_coalesce_keeps_last_state_per_key, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_reuses_its_chunks_between_batches, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_copies_a_payload_that_lies_above_the_record, ft_teardown),
