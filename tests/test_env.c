@@ -906,6 +906,8 @@ static void test_null_handle_is_refused_by_every_function(void **state)
 	                    shm_dead_add(NULL, &rec, "pg", "why"));
 	assert_null_refused("shm_dead_each",
 	                    shm_dead_each(NULL, null_dead_fn, NULL));
+	assert_null_refused("shm_dead_walk",
+	                    shm_dead_walk(NULL, null_dead_fn, NULL, NULL));
 	assert_null_refused("shm_log_wait", shm_log_wait(NULL, 0, 1));
 	assert_null_refused("shm_l1_expire", shm_l1_expire(NULL, &u));
 	assert_null_refused("shm_verify", shm_verify(NULL, NULL, NULL, &n));
