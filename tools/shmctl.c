@@ -1221,7 +1221,7 @@ static void print_rec(FILE *out, const shm_log_rec *r, bool json)
 
 /* Prints s with each run of control characters (the newline before a
  * PostgreSQL reason's "DETAIL:") as one space: one dead letter, one line. */
-static void put_one_line(const char *s)
+static void put_one_line(FILE *f, const char *s)
 {
 	bool gap = false, any = false;
 
@@ -1232,27 +1232,33 @@ static void put_one_line(const char *s)
 			continue;
 		}
 		if (gap && any)
-			putchar(' ');
-		putchar(ch);
+			putc(' ', f);
+		putc(ch, f);
 		gap = false;
 		any = true;
 	}
 }
 
+/* The walk's lines go to memory (out, err) and are printed after it: the
+ * callbacks run inside its read transaction, which a blocked pipe must not
+ * keep open (see CHUNK below). */
 typedef struct deadctx {
 	bool json;
 	uint8_t *buf;
 	size_t cap;
-	size_t corrupt; /* letters that did not decode, named on stderr */
+	size_t corrupt; /* letters that did not decode, named on err */
+	FILE *out, *err;
 } deadctx;
 
 /* A letter that does not decode: why names it by its seq ("dead letter 7:
  * bad header ..."); the others are listed still, as log does. */
 static int print_bad_dead(uint64_t seq, const char *why, void *user)
 {
+	deadctx *c = user;
+
 	(void)seq;
-	++((deadctx *)user)->corrupt;
-	fprintf(stderr, "%s: %s\n", prog, why);
+	c->corrupt++;
+	fprintf(c->err, "%s: %s\n", prog, why);
 	return 0;
 }
 
@@ -1269,9 +1275,10 @@ static int print_dead(const shm_dead *d, void *user)
 		key_name(r.op, r.key, r.key_len, key, sizeof key);
 	}
 	if (!c->json) {
-		printf("%" PRIu64 " %s %s %s %s: ", d->seq, t, d->sink, op, key);
-		put_one_line(d->reason);
-		putchar('\n');
+		fprintf(c->out, "%" PRIu64 " %s %s %s %s: ", d->seq, t, d->sink,
+		        op, key);
+		put_one_line(c->out, d->reason);
+		putc('\n', c->out);
 		return 0;
 	}
 	json_t *o;
@@ -1286,7 +1293,7 @@ static int print_dead(const shm_dead *d, void *user)
 		json_object_set_new(o, "reason", json_string(d->reason));
 		char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		if (s)
-			printf("%s\n", s);
+			fprintf(c->out, "%s\n", s);
 		free(s);
 		json_decref(o);
 	}
@@ -1393,9 +1400,26 @@ static int cmd_log(int argc, char **argv)
 		return ex;
 	if (optv(opts, "dead")) {
 		deadctx c = {.json = json};
-		rc = shm_dead_walk(env, print_dead, print_bad_dead, &c);
+		char *out = NULL, *err = NULL;
+		size_t out_len = 0, err_len = 0;
+		c.out = open_memstream(&out, &out_len);
+		c.err = open_memstream(&err, &err_len);
+		rc = c.out && c.err
+		             ? shm_dead_walk(env, print_dead, print_bad_dead, &c)
+		             : -1;
+		if (c.out)
+			fclose(c.out);
+		if (c.err)
+			fclose(c.err);
+		fwrite(out, 1, out_len, stdout);
+		fwrite(err, 1, err_len, stderr);
+		free(out);
+		free(err);
 		free(c.buf);
-		ex = rc ? fail(rc) : c.corrupt ? EX_NOTFOUND : EX_OK;
+		if (rc == -1)
+			fprintf(stderr, "%s: out of memory\n", prog);
+		ex = rc == -1 ? EX_INTERNAL : rc ? fail(rc)
+		     : c.corrupt ? EX_NOTFOUND : EX_OK;
 		shm_env_close(env);
 		return ex;
 	}
