@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "fl.h"
+#include "resolve.h"
 
 enum opt_type { O_STR, O_UINT, O_BOOL };
 enum opt_where { W_BOTH, W_FLAG };
@@ -417,9 +418,18 @@ static int check_conninfo(const char *conninfo, char *err, size_t errlen)
 	bool quoted = false;
 	PQconninfoOption *o = PQconninfoParse(conninfo, &why);
 
-	if (o) {
+	if (o) { /* a hostaddr that is not an address fails every connect */
+		const char *addr = getenv("PGHOSTADDR");
+		char bad[300];
+		int rc = 0;
+		for (PQconninfoOption *p = o; p->keyword; p++)
+			if (!strcmp(p->keyword, "hostaddr") && p->val)
+				addr = p->val;
+		if (addr && *addr &&
+		    (rc = shm__pg_check_hostaddr(addr, bad, sizeof bad)))
+			snprintf(err, errlen, "--pg: %s", bad);
 		PQconninfoFree(o);
-		return 0;
+		return rc ? -1 : 0;
 	}
 	for (const char *p = why ? why : "out of memory";
 	     *p && n + 4 < sizeof shown; p++) {

@@ -21,6 +21,7 @@
  *  3. the thread runs with every signal blocked (a daemon's SIGTERM is for
  *     its own threads) and detached (nobody joins it).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <netdb.h>
@@ -266,6 +267,32 @@ static int pg_hostaddrs(const char *hosts, uint64_t deadline_ns,
 	return 0;
 }
 
+int shm__pg_check_hostaddr(const char *list, char *why, size_t why_len)
+{
+	unsigned char a[sizeof(struct in6_addr)];
+	char one[INET6_ADDRSTRLEN + 64];
+
+	for (const char *p = list; *p;) {
+		size_t n = strcspn(p, ",");
+		if (n >= sizeof one) {
+			snprintf(why, why_len, "hostaddr '%.*s...': not a numeric "
+			         "address", 40, p);
+			return SHM_EINVAL;
+		}
+		memcpy(one, p, n);
+		one[n] = '\0';
+		if (n && inet_pton(AF_INET, one, a) != 1 &&
+		    inet_pton(AF_INET6, one, a) != 1) {
+			snprintf(why, why_len, "hostaddr '%s': not a numeric "
+			         "address (IPv4 or IPv6; a name goes in host)",
+			         one);
+			return SHM_EINVAL;
+		}
+		p += n + (p[n] == ',');
+	}
+	return 0;
+}
+
 int shm__pg_resolve(const char *conninfo, uint64_t timeout_ms, char **hosts,
                     char **hostaddr, char *why, size_t why_len)
 {
@@ -304,7 +331,9 @@ int shm__pg_resolve(const char *conninfo, uint64_t timeout_ms, char **hosts,
 	if (!host)
 		host = getenv("PGHOST");
 	/* libpq's own hostaddr, or a service file's hosts, are used as given */
-	if ((addr && *addr) || (service && *service) || !host)
+	if (addr && *addr)
+		rc = shm__pg_check_hostaddr(addr, why, why_len);
+	else if ((service && *service) || !host)
 		rc = 0;
 	else if ((rc = pg_hostaddrs(host, deadline_ns, timeout_ms, hostaddr,
 	                            why, why_len)) == 0 &&

@@ -24,9 +24,15 @@ int shm__resolve(const char *host, char *ip, size_t len, uint64_t timeout_ms,
  * address per host, empty for a socket), both malloc'd; both NULL when no
  * host is a name (sockets, numeric addresses) or libpq is told the
  * addresses otherwise (hostaddr, PGHOSTADDR, a service). Else SHM_EINVAL
- * naming a host that does not resolve (in time), or ENOMEM, with why.
+ * naming a host that does not resolve (in time) or an element of hostaddr
+ * (PGHOSTADDR's) that is not a numeric address, or ENOMEM, with why.
  * conninfo is one libpq accepts (a bare database name is one). */
 int shm__pg_resolve(const char *conninfo, uint64_t timeout_ms, char **hosts,
                     char **hostaddr, char *why, size_t why_len);
+/* libpq connects to each element of a hostaddr list (a conninfo's, or
+ * PGHOSTADDR) as given, and one that is not a numeric address fails every
+ * connect the same way: 0, or SHM_EINVAL and why naming it. Empty elements
+ * (take the host's name) are libpq's. */
+int shm__pg_check_hostaddr(const char *list, char *why, size_t why_len);
 
 #endif

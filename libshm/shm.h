@@ -181,7 +181,8 @@ void shm_options_init(shm_options *o);
  * PGHOST's) are resolved here, once, where a slow DNS may block: one that
  * does not resolve is invalid, and gets never resolve them, PostgreSQL's
  * being given to libpq as hostaddr; a pg_conninfo with its own hostaddr,
- * or a service, or PGHOSTADDR or PGSERVICE set, is used as given). On
+ * or a service, or PGHOSTADDR or PGSERVICE set, is used as given, a
+ * hostaddr element that is not a numeric address being invalid). On
  * success *out is a handle owned by the caller, released with
  * shm_env_close().
  */

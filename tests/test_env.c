@@ -119,6 +119,9 @@ static void test_unparseable_pg_conninfo_is_refused_at_open(void **state)
 		{"host='x", "unterminated quoted string"},
 		{"host=x hots=y", "invalid connection option \"hots\""},
 		{"postgresql://ada:s3cret%zz@db/shm", "invalid percent-encoded"},
+		/* libpq would fail every connect to it, each get's L3 too */
+		{"hostaddr=db.example dbname=shm",
+		 "hostaddr 'db.example': not a numeric address"},
 	};
 	char *base = tu_tmpdir(), dir[4200];
 	shm_options o;
@@ -142,6 +145,9 @@ static void test_unparseable_pg_conninfo_is_refused_at_open(void **state)
 	env = tu_open(dir, &o);
 	shm_env_close(env);
 	o.pg_conninfo = "postgresql:///shm?connect_timeout=1";
+	env = tu_open(dir, &o);
+	shm_env_close(env);
+	o.pg_conninfo = "hostaddr=127.0.0.1,,::1 host=a,b,c dbname=shm";
 	env = tu_open(dir, &o);
 	shm_env_close(env);
 	tu_rmdir(base);

@@ -66,6 +66,12 @@ static void test_config_rejects_bad_input_with_reason(void **state)
 		  "/nonexistent/schema.sql"}, "/nonexistent/schema.sql: No such"},
 		{{"f", "-e", "d", "--pg", "dbname=x", "--pg-schema", "/"},
 		 "--pg-schema /: not a regular file"},
+		/* libpq connects to a hostaddr as given: a name there fails
+		 * every connect, which the flusher would retry for ever */
+		{{"f", "-e", "d", "--pg", "hostaddr=db.example dbname=x", NULL},
+		 "--pg: hostaddr 'db.example': not a numeric address"},
+		{{"f", "-e", "d", "--pg", "hostaddr=127.0.0.1,x", NULL},
+		 "hostaddr 'x': not a numeric address"},
 		{{"f", "-e", "d", "--pg", "dbname=x", "--no-once"},
 		 "unknown option '--no-once'"},
 		/* the name in shm_sink_positions and on the invalidation
