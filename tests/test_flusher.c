@@ -433,6 +433,18 @@ static void mem_destroy(fl_sink *s)
 static const fl_sink_ops mem_ops = {"mem", mem_connect, mem_position,
                                     mem_apply, mem_disconnect, mem_destroy};
 
+/* A sink that applies everything at once, for cfg and env. */
+static fl_sink *mem_sink(const fl_config *cfg, shm_env *env)
+{
+	fl_sink *s = calloc(1, sizeof *s);
+
+	assert_non_null(s);
+	s->ops = &mem_ops;
+	s->cfg = cfg;
+	s->env = env;
+	return s;
+}
+
 static uint64_t cpu_ms(void)
 {
 	struct rusage ru;
@@ -482,11 +494,7 @@ static void test_worker_backs_off_while_the_log_cannot_be_read(void **state)
 	o.max_readers = 8;
 	shm_env *env = tu_open(dir, &o);
 	assert_int_equal(fl_config_load(&cfg, 5, argv, err, sizeof err), 0);
-	fl_sink *s = calloc(1, sizeof *s);
-	assert_non_null(s);
-	s->ops = &mem_ops;
-	s->cfg = &cfg;
-	s->env = env;
+	fl_sink *s = mem_sink(&cfg, env);
 	shm_msg m = tu_msg("r", 1, "before");
 	assert_int_equal(shm_msg_put(env, &m), 0);
 	assert_int_equal(fl_worker_start(&w, s, env, &cfg, false, 0), 0);
@@ -549,11 +557,7 @@ static void test_once_gives_up_when_the_log_cannot_be_read(void **state)
 	assert_int_equal(fl_config_load(&cfg, 9, argv, err, sizeof err), 0);
 	snprintf(logf, sizeof logf, "%s.flusher.log", dir);
 	assert_int_equal(fl_log_open(logf, FL_INFO), 0);
-	fl_sink *s = calloc(1, sizeof *s);
-	assert_non_null(s);
-	s->ops = &mem_ops;
-	s->cfg = &cfg;
-	s->env = env;
+	fl_sink *s = mem_sink(&cfg, env);
 	/* the worker reads its position, then waits for records */
 	assert_int_equal(fl_worker_start(&w, s, env, &cfg, true, 3), 0);
 	n = hold_every_reader(env, held, 64);

@@ -1,8 +1,8 @@
 /*
- * tests/test_shmctl_walk.c - shmctl dump, ls and verify while writers go
- * on: a reader of their output that stops reading must not hold the writers
- * back (no LMDB snapshot pinned while the output waits, or freed pages are
- * never reused and the map fills), and a walk read in chunks still lists
+ * tests/test_shmctl_walk.c - shmctl dump, ls, verify and log --dead while
+ * writers go on: a reader of their output that stops reading must not hold
+ * the writers back (no LMDB snapshot pinned while the output waits, or freed
+ * pages are never reused and the map fills), and a walk read in chunks lists
  * every entry once, in key order; shmctl readers shows how many
  * transactions old a snapshot held meanwhile is.
  *
@@ -220,6 +220,41 @@ static void test_verify_behind_a_stopped_reader_lets_writers_go_on(void **state)
 	assert_true(N_MSG > SHM_VERIFY_REPORT_MAX);
 	assert_int_equal(count_lines(out), SHM_VERIFY_REPORT_MAX);
 	assert_non_null(strstr(out, "but no such log record for it\n"));
+	free(out);
+	free(ids);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* log --dead lists its letters after its read transaction, as dump and
+ * ls do: N_MSG letters into a pipe nobody reads, and the edits go on. */
+static void test_log_dead_behind_a_stopped_reader_lets_writers_go_on(
+	void **state)
+{
+	shm_uuid *ids = calloc(N_MSG, sizeof *ids);
+	char *dir = tu_tmpdir(), *out;
+	uint8_t raw[50];
+	shm_log_rec rec;
+	int fd;
+
+	assert_non_null(ids);
+	shm_env *env = fill_small_map(dir, ids);
+	memset(&rec, 0, sizeof rec);
+	memset(raw, 0xAB, sizeof raw);
+	rec.raw = raw;
+	rec.raw_size = sizeof raw;
+	for (uint64_t i = 1; i <= N_MSG; i++) {
+		rec.seq = i;
+		assert_int_equal(shm_dead_add(env, &rec, "pg", "refused for "
+		                              "the test"), 0);
+	}
+	pid_t pid = shmctl_start(dir, "log", "--dead", NULL, &fd);
+	wait_pipe_full(fd);
+	edit_behind(env, ids, "log --dead");
+	out = drain(fd);
+	shmctl_wait(pid, 0);
+	assert_int_equal(count_lines(out), N_MSG);
 	free(out);
 	free(ids);
 	shm_env_close(env);
@@ -533,6 +568,7 @@ int main(void)
 		T(test_dump_behind_a_stopped_reader_lets_writers_go_on),
 		T(test_ls_behind_a_stopped_reader_lets_writers_go_on),
 		T(test_verify_behind_a_stopped_reader_lets_writers_go_on),
+		T(test_log_dead_behind_a_stopped_reader_lets_writers_go_on),
 		T(test_ls_lists_every_entry_once_in_key_order),
 		T(test_dump_lists_every_entry_once_in_key_order),
 		T(test_readers_shows_how_old_a_held_snapshot_is),

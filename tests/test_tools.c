@@ -17,11 +17,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "internal.h" /* shm__readers */
-#include "shm_log.h"
 #include "testutil.h"
 
 #define MIB ((size_t)1 << 20)
@@ -291,71 +288,6 @@ static void test_dataset_refuses_nan_and_names_the_environment_once(
 	assert_null(strstr(err, "/dev/null: /dev/null"));
 }
 
-static int count_snapshot(int pid, size_t thread, size_t txnid, void *user)
-{
-	int *c = user;
-
-	(void)thread;
-	if (pid == c[0] && txnid != (size_t)-1 && txnid != 0)
-		c[1]++;
-	return 0;
-}
-
-/* shmctl log --dead into a pipe nobody reads yet (a stopped pager) holds no
- * read snapshot while it waits for the pipe: writers can reuse the pages
- * freed meanwhile (the walk's lines are printed after its transaction). */
-static void test_log_dead_into_a_blocked_pipe_holds_no_snapshot(void **state)
-{
-	enum { LETTERS = 2000 }; /* ~110 bytes a line: more than a pipe holds */
-	char *dir = tu_tmpdir(), path[PATH_MAX + 64], buf[65536];
-	shm_env *env = tu_open(dir, NULL);
-	uint8_t raw[50];
-	shm_log_rec rec;
-	int p[2], st;
-	size_t lines = 0;
-	ssize_t n;
-
-	memset(&rec, 0, sizeof rec);
-	memset(raw, 0xAB, sizeof raw);
-	rec.raw = raw;
-	rec.raw_size = sizeof raw;
-	for (uint64_t i = 1; i <= LETTERS; i++) {
-		rec.seq = i;
-		assert_int_equal(shm_dead_add(env, &rec, "pg", "refused for "
-		                              "the test"), 0);
-	}
-	snprintf(path, sizeof path, "%s/shmctl", bin_dir);
-	assert_int_equal(pipe(p), 0);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(p[1], 1);
-		close(p[0]);
-		close(p[1]);
-		execl(path, "shmctl", "-e", dir, "log", "--dead", (char *)NULL);
-		_exit(127);
-	}
-	close(p[1]);
-	tu_child_add(pid);
-	struct timespec nap = {0, 500 * 1000000L}; /* blocked on the pipe */
-	nanosleep(&nap, NULL);
-	int c[2] = {pid, 0};
-	assert_int_equal(shm__readers(env, count_snapshot, c), 0);
-	assert_int_equal(c[1], 0);
-	while ((n = read(p[0], buf, sizeof buf)) > 0)
-		for (ssize_t i = 0; i < n; i++)
-			lines += buf[i] == '\n';
-	close(p[0]);
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	tu_child_del(pid);
-	assert_true(WIFEXITED(st));
-	assert_int_equal(WEXITSTATUS(st), 0);
-	assert_int_equal(lines, LETTERS);
-	shm_env_close(env);
-	tu_rmdir(dir);
-	free(dir);
-}
-
 static int kill_children(void **state)
 {
 	tu_children_stop(NULL);
@@ -390,7 +322,6 @@ int main(void)
 		T(test_dataset_keeps_the_environments_map_size),
 		T(test_shmctl_refuses_a_cut_data_file),
 		T(test_dataset_refuses_nan_and_names_the_environment_once),
-		T(test_log_dead_into_a_blocked_pipe_holds_no_snapshot),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
