@@ -437,16 +437,10 @@ FT_FN pid_t ft_spawn_flusher(const char *dir, const char *const *extra)
  * have s. */
 FT_FN unsigned ft_log_count(const char *dir, const char *s)
 {
-	char path[4096], line[2048];
-	unsigned n = 0;
+	char path[4096];
 
 	snprintf(path, sizeof path, "%s.flusher.log", dir);
-	FILE *f = fopen(path, "r");
-	while (f && fgets(line, sizeof line, f))
-		n += strstr(line, s) != NULL;
-	if (f)
-		fclose(f);
-	return n;
+	return tu_lines_with(path, s);
 }
 
 /* Whether the flusher log of the environment in dir has a line with s. */

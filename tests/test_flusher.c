@@ -475,25 +475,36 @@ static size_t hold_every_reader(shm_env *env, shm_rtxn **held, size_t max)
 	return n;
 }
 
+/* An environment in dir with 8 reader slots (hold_every_reader fills them)
+ * and cfg loaded from argv. */
+static shm_env *few_readers_env(const char *dir, fl_config *cfg, int argc,
+                                char **argv)
+{
+	char err[512];
+	shm_options o;
+
+	shm_options_init(&o);
+	o.max_readers = 8;
+	shm_env *env = tu_open(dir, &o);
+	assert_int_equal(fl_config_load(cfg, argc, argv, err, sizeof err), 0);
+	return env;
+}
+
 /* The log cannot be read (the reader table is full) while records wait:
  * the worker retries with the sinks' capped exponential backoff instead of
  * spinning (under 20% of a CPU over 2 s; it was a whole one), catches up
  * once a read works again, and a stop cuts its wait short. */
 static void test_worker_backs_off_while_the_log_cannot_be_read(void **state)
 {
-	char *dir = tu_tmpdir(), err[512];
+	char *dir = tu_tmpdir();
 	/* a sink is required; this one is never connected to */
 	char *argv[] = {"shm-flusher", "-e", dir, "--pg", "dbname=unused", NULL};
 	shm_rtxn *held[64];
-	shm_options o;
 	fl_config cfg;
 	fl_worker *w;
 	size_t n;
 
-	shm_options_init(&o);
-	o.max_readers = 8;
-	shm_env *env = tu_open(dir, &o);
-	assert_int_equal(fl_config_load(&cfg, 5, argv, err, sizeof err), 0);
+	shm_env *env = few_readers_env(dir, &cfg, 5, argv);
 	fl_sink *s = mem_sink(&cfg, env);
 	shm_msg m = tu_msg("r", 1, "before");
 	assert_int_equal(shm_msg_put(env, &m), 0);
@@ -542,19 +553,15 @@ static void test_worker_backs_off_while_the_log_cannot_be_read(void **state)
  * and one ERROR line naming the log read, instead of waiting for ever. */
 static void test_once_gives_up_when_the_log_cannot_be_read(void **state)
 {
-	char *dir = tu_tmpdir(), err[512], logf[4200];
+	char *dir = tu_tmpdir(), logf[4200];
 	char *argv[] = {"shm-flusher", "-e", dir, "--pg", "dbname=unused",
 	                "--once-retries", "3", "--backoff-min-ms", "10", NULL};
 	shm_rtxn *held[64];
-	shm_options o;
 	fl_config cfg;
 	fl_worker *w;
 	size_t n;
 
-	shm_options_init(&o);
-	o.max_readers = 8;
-	shm_env *env = tu_open(dir, &o);
-	assert_int_equal(fl_config_load(&cfg, 9, argv, err, sizeof err), 0);
+	shm_env *env = few_readers_env(dir, &cfg, 9, argv);
 	snprintf(logf, sizeof logf, "%s.flusher.log", dir);
 	assert_int_equal(fl_log_open(logf, FL_INFO), 0);
 	fl_sink *s = mem_sink(&cfg, env);

@@ -836,20 +836,6 @@ static void test_bad_room_from_a_peer_still_drops(void **state)
 	hosts_close(&h);
 }
 
-/* The number of lines of file path that have s. */
-static unsigned lines_with(const char *path, const char *s)
-{
-	char line[2048];
-	unsigned n = 0;
-	FILE *f = fopen(path, "r");
-
-	while (f && fgets(line, sizeof line, f))
-		n += strstr(line, s) != NULL;
-	if (f)
-		fclose(f);
-	return n;
-}
-
 /* Publishes a peer's message naming one new message of room (a write that
  * raises the room's watermark here). */
 static void publish_new_message(redisContext *c, const char *room)
@@ -963,9 +949,9 @@ static uint64_t full_sub_waits_for(full_sub *f, const char *s, unsigned n)
 {
 	uint64_t t0 = ms_now(), end = t0 + 10000;
 
-	while (lines_with(f->log, s) < n && ms_now() < end)
+	while (tu_lines_with(f->log, s) < n && ms_now() < end)
 		sleep_ms(5);
-	assert_true(lines_with(f->log, s) >= n);
+	assert_true(tu_lines_with(f->log, s) >= n);
 	return ms_now() - t0;
 }
 
@@ -998,23 +984,23 @@ static void test_failed_drops_are_said_once_then_reminded(void **state)
 		sleep_ms(75);
 	}
 	uint64_t end = ms_now() + 5000;
-	while (lines_with(f.log, "from hostZ") < 1 && ms_now() < end)
+	while (tu_lines_with(f.log, "from hostZ") < 1 && ms_now() < end)
 		sleep_ms(10);
 	sleep_ms(300); /* the last messages handled */
-	unsigned said = lines_with(f.log, failed);
+	unsigned said = tu_lines_with(f.log, failed);
 	uint64_t most = 2 + (ms_now() - t0) / 1000;
 	fprintf(stderr, "%u lines about %d failed drops in %" PRIu64 " ms\n",
 	        said, i, ms_now() - t0);
 	assert_true(said >= 1);
 	assert_true(said <= most);
-	assert_true(lines_with(f.log, "still failing: ") >= 1);
+	assert_true(tu_lines_with(f.log, "still failing: ") >= 1);
 
 	full_sub_release(&f);
 	publish_new_message(f.c, "r");
 	end = ms_now() + 5000;
-	while (lines_with(f.log, "works again") < 1 && ms_now() < end)
+	while (tu_lines_with(f.log, "works again") < 1 && ms_now() < end)
 		sleep_ms(10);
-	assert_int_equal(lines_with(f.log, "dropping keys other hosts wrote "
+	assert_int_equal(tu_lines_with(f.log, "dropping keys other hosts wrote "
 	                            "works again"), 1);
 	full_sub_close(&f);
 }
@@ -1043,7 +1029,7 @@ static void test_failing_drops_keep_up_with_the_channel(void **state)
 	if (dt >= n * pause_ms / 3)
 		fail_msg("%u messages took %" PRIu64 " ms to read while drops "
 		         "fail: a pause of %u ms at each", n, dt, pause_ms);
-	assert_int_equal(lines_with(f.log, "keys not invalidated"), 1);
+	assert_int_equal(tu_lines_with(f.log, "keys not invalidated"), 1);
 	full_sub_close(&f);
 }
 
@@ -1153,7 +1139,7 @@ static void test_failed_resets_are_said_once_then_reminded(void **state)
 	uint64_t t0 = ms_now();
 	for (unsigned i = 1; i <= n; i++)
 		resubscribe(&f, i);
-	unsigned said = lines_with(f.log, failed);
+	unsigned said = tu_lines_with(f.log, failed);
 	uint64_t most = 2 + (ms_now() - t0) / 1000;
 	fprintf(stderr, "%u lines about %u failed resets in %" PRIu64 " ms\n",
 	        said, n, ms_now() - t0);
@@ -1165,7 +1151,7 @@ static void test_failed_resets_are_said_once_then_reminded(void **state)
 	full_sub_release(&f);
 	resubscribe(&f, n + 1);
 	full_sub_waits_for(&f, "subscribed: dropped ", 1);
-	assert_int_equal(lines_with(f.log, "dropping the flushed L1 entries "
+	assert_int_equal(tu_lines_with(f.log, "dropping the flushed L1 entries "
 	                            "after a gap or failed drops works again"), 1);
 	full_sub_close(&f);
 }
@@ -1192,15 +1178,15 @@ static void test_flapping_subscription_backs_off(void **state)
 		freeReplyObject(r);
 		sleep_ms(5);
 	}
-	unsigned n = lines_with(f.log, lost);
-	unsigned resets = lines_with(f.log, "subscribed: dropped ");
+	unsigned n = tu_lines_with(f.log, lost);
+	unsigned resets = tu_lines_with(f.log, "subscribed: dropped ");
 	fprintf(stderr, "%u connections lost, %u resets of L1 in 2 s of "
 	        "kills\n", n, resets);
 	assert_true(n >= 3);
 	if (n > 10 || resets > 10)
 		fail_msg("%u connections lost, %u resets of L1 in 2 s (at most "
 		         "10 expected)", n, resets);
-	assert_int_equal(lines_with(f.log, "WARN inval: subscriber lost"), 1);
+	assert_int_equal(tu_lines_with(f.log, "WARN inval: subscriber lost"), 1);
 	uint64_t end = ms_now() + 10000;
 	while (!fl_inval_subscribed(f.iv) && ms_now() < end)
 		sleep_ms(5);
@@ -1231,7 +1217,7 @@ static void test_bad_rooms_are_said_once_then_reminded(void **state)
 	}
 	publish_malformed(f.c);
 	full_sub_waits_for(&f, "ignoring a malformed message", 1);
-	unsigned said = lines_with(f.log, "rooms ignored");
+	unsigned said = tu_lines_with(f.log, "rooms ignored");
 	uint64_t most = 1 + (ms_now() - t0) / 1000;
 	fprintf(stderr, "%u lines about %u messages with a bad room in %"
 	        PRIu64 " ms\n", said, n, ms_now() - t0);
@@ -1243,7 +1229,7 @@ static void test_bad_rooms_are_said_once_then_reminded(void **state)
 	publish_new_message(f.c, "good");
 	publish_malformed(f.c);
 	full_sub_waits_for(&f, "ignoring a malformed message", 2);
-	assert_int_equal(lines_with(f.log, "rooms of other hosts' messages "
+	assert_int_equal(tu_lines_with(f.log, "rooms of other hosts' messages "
 	                            "works again"), 1);
 	full_sub_close(&f);
 }

@@ -165,10 +165,14 @@ static void edit_behind(shm_env *env, const shm_uuid *ids, const char *cmd)
 	assert_int_equal(rc, 0);
 }
 
-/* shmctl CMD listing the messages of a full small map into a pipe that
- * nobody reads, and edits meanwhile: every edit succeeds, then the listing
- * completes with every message once. */
-static void writers_go_on_behind_a_stopped_reader(const char *cmd)
+/* shmctl CMD [OPT [VAL]] listing N_MSG lines (the messages of a full small
+ * map, or what add put in it) into a pipe that nobody reads, and edits
+ * meanwhile: every edit succeeds, then the listing completes with every
+ * line once. */
+static void writers_go_on_behind_a_stopped_reader(const char *cmd,
+                                                  const char *opt,
+                                                  const char *val,
+                                                  void (*add)(shm_env *))
 {
 	shm_uuid *ids = calloc(N_MSG, sizeof *ids);
 	char *dir = tu_tmpdir(), *out;
@@ -176,7 +180,9 @@ static void writers_go_on_behind_a_stopped_reader(const char *cmd)
 
 	assert_non_null(ids);
 	shm_env *env = fill_small_map(dir, ids);
-	pid_t pid = shmctl_start(dir, cmd, "--kind", "msg", &fd);
+	if (add)
+		add(env);
+	pid_t pid = shmctl_start(dir, cmd, opt, val, &fd);
 	wait_pipe_full(fd);
 	edit_behind(env, ids, cmd);
 	out = drain(fd);
@@ -191,12 +197,12 @@ static void writers_go_on_behind_a_stopped_reader(const char *cmd)
 
 static void test_dump_behind_a_stopped_reader_lets_writers_go_on(void **state)
 {
-	writers_go_on_behind_a_stopped_reader("dump");
+	writers_go_on_behind_a_stopped_reader("dump", "--kind", "msg", NULL);
 }
 
 static void test_ls_behind_a_stopped_reader_lets_writers_go_on(void **state)
 {
-	writers_go_on_behind_a_stopped_reader("ls");
+	writers_go_on_behind_a_stopped_reader("ls", "--kind", "msg", NULL);
 }
 
 /* verify checks one snapshot, but prints after it: N_MSG problems (the
@@ -227,19 +233,12 @@ static void test_verify_behind_a_stopped_reader_lets_writers_go_on(void **state)
 	free(dir);
 }
 
-/* log --dead lists its letters after its read transaction, as dump and
- * ls do: N_MSG letters into a pipe nobody reads, and the edits go on. */
-static void test_log_dead_behind_a_stopped_reader_lets_writers_go_on(
-	void **state)
+/* N_MSG dead letters. */
+static void add_dead_letters(shm_env *env)
 {
-	shm_uuid *ids = calloc(N_MSG, sizeof *ids);
-	char *dir = tu_tmpdir(), *out;
 	uint8_t raw[50];
 	shm_log_rec rec;
-	int fd;
 
-	assert_non_null(ids);
-	shm_env *env = fill_small_map(dir, ids);
 	memset(&rec, 0, sizeof rec);
 	memset(raw, 0xAB, sizeof raw);
 	rec.raw = raw;
@@ -249,17 +248,15 @@ static void test_log_dead_behind_a_stopped_reader_lets_writers_go_on(
 		assert_int_equal(shm_dead_add(env, &rec, "pg", "refused for "
 		                              "the test"), 0);
 	}
-	pid_t pid = shmctl_start(dir, "log", "--dead", NULL, &fd);
-	wait_pipe_full(fd);
-	edit_behind(env, ids, "log --dead");
-	out = drain(fd);
-	shmctl_wait(pid, 0);
-	assert_int_equal(count_lines(out), N_MSG);
-	free(out);
-	free(ids);
-	shm_env_close(env);
-	tu_rmdir(dir);
-	free(dir);
+}
+
+/* log --dead lists its letters after its read transaction, as dump and
+ * ls do. */
+static void test_log_dead_behind_a_stopped_reader_lets_writers_go_on(
+	void **state)
+{
+	writers_go_on_behind_a_stopped_reader("log", "--dead", NULL,
+	                                      add_dead_letters);
 }
 
 /* ------------------------------------------- every entry once, in order */

@@ -74,6 +74,17 @@ static int run(const char *in, char *out, size_t cap, char *const argv[])
 	return run_fd(1, in, out, cap, argv);
 }
 
+/* path: a JSON-lines file of one message to import. */
+static void write_one_message(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs("{\"room_id\":\"tools\",\"user_id\":2,\"username\":\"bob\","
+	      "\"content\":\"imported\",\"message_type\":\"Text\"}\n", f);
+	fclose(f);
+}
+
 /* An environment of 64 MiB holding one message; *id gets its id. */
 static char *env_64mib(shm_uuid *id)
 {
@@ -115,7 +126,6 @@ static void test_shmctl_writes_keep_the_environments_map_size(void **state)
 	static const char w[] = "8c5e1ab0-6d0a-4c5c-9b61-2f6a0e1d5a11";
 	shm_uuid id;
 	char *dir = env_64mib(&id), sid[37], in[PATH_MAX], *in_dir;
-	FILE *f;
 
 	shm_uuid_format(&id, sid);
 	assert_int_equal(run(NULL, NULL, 0, (char *[]){"shmctl", "-e", dir,
@@ -132,10 +142,7 @@ static void test_shmctl_writes_keep_the_environments_map_size(void **state)
 	                     "init", NULL}), 0);
 	in_dir = tu_tmpdir();
 	snprintf(in, sizeof in, "%s/in.jsonl", in_dir);
-	assert_non_null(f = fopen(in, "w"));
-	fputs("{\"room_id\":\"tools\",\"user_id\":2,\"username\":\"bob\","
-	      "\"content\":\"imported\",\"message_type\":\"Text\"}\n", f);
-	fclose(f);
+	write_one_message(in);
 	assert_int_equal(run(in, NULL, 0, (char *[]){"shmctl", "-e", dir,
 	                     "import", NULL}), 0);
 	assert_int_equal(tu_stored_map_size(dir), 64 * MIB);
@@ -149,17 +156,13 @@ static void test_shmctl_writes_keep_the_environments_map_size(void **state)
 static void test_shmctl_creates_at_libshms_default(void **state)
 {
 	char *dir = tu_tmpdir(), *other = tu_tmpdir(), in[PATH_MAX];
-	FILE *f;
 
 	tu_rmdir(dir);
 	assert_int_equal(run(NULL, NULL, 0,
 	                     (char *[]){"shmctl", "-e", dir, "init", NULL}), 0);
 	assert_int_equal(tu_stored_map_size(dir), 1024 * MIB);
 	snprintf(in, sizeof in, "%s/in.jsonl", dir);
-	assert_non_null(f = fopen(in, "w"));
-	fputs("{\"room_id\":\"tools\",\"user_id\":2,\"username\":\"bob\","
-	      "\"content\":\"imported\",\"message_type\":\"Text\"}\n", f);
-	fclose(f);
+	write_one_message(in);
 	tu_rmdir(other);
 	assert_int_equal(run(in, NULL, 0, (char *[]){"shmctl", "-e", other,
 	                     "import", NULL}), 0);

@@ -92,6 +92,19 @@ static void print_problem(const char *problem, void *user)
 	fprintf(stderr, "verify: %s\n", problem);
 }
 
+unsigned tu_lines_with(const char *path, const char *s)
+{
+	char line[2048];
+	unsigned n = 0;
+	FILE *f = fopen(path, "r");
+
+	while (f && fgets(line, sizeof line, f))
+		n += strstr(line, s) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
 size_t tu_verify(shm_env *env)
 {
 	size_t problems = 0;

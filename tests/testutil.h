@@ -41,6 +41,8 @@ char *tu_env_after_many_commits(void);
  * is a page whose header names it) and that the cut is such one. No
  * handle of this process may be open on dir. */
 off_t tu_cut_at_highest_root(const char *dir);
+/* The number of lines of file path that have s (0 if it cannot be read). */
+unsigned tu_lines_with(const char *path, const char *s);
 /* Runs shm_verify; returns the number of problems (prints them). */
 size_t tu_verify(shm_env *env);
 
