@@ -349,7 +349,7 @@ static bool is_meta(const unsigned char *pg, unsigned n, unsigned psize)
 
 int shm__lmdb_meta_read(shm_env *env, MDB_txn *txn, shm__lmdb_meta *out)
 {
-	unsigned char pg[LMDB_META_END];
+	unsigned char pg[LMDB_META_END] = {0};
 	mdb_filehandle_t fd;
 	MDB_stat st;
 	int rc;
@@ -360,46 +360,24 @@ int shm__lmdb_meta_read(shm_env *env, MDB_txn *txn, shm__lmdb_meta *out)
 	if ((rc = mdb_env_get_fd(env->mdb, &fd)) ||
 	    (rc = mdb_env_stat(env->mdb, &st)))
 		return shm__err_mdb(rc, "data file");
-	for (unsigned n = 0; n < 2 && !out->found; n++) {
+	for (unsigned n = 0; n < 2; n++) {
 		ssize_t got = pread(fd, pg, sizeof pg, (off_t)n * st.ms_psize);
 		if (got < 0)
 			return shm__err(errno, "read meta page %u of %s/data.mdb",
 			                n, env->path);
+		uint64_t txnid = get_u64(pg + LMDB_META_TXNID);
 		if ((size_t)got < sizeof pg || !is_meta(pg, n, st.ms_psize) ||
-		    get_u64(pg + LMDB_META_TXNID) != mdb_txn_id(txn))
+		    (txn ? txnid != mdb_txn_id(txn)
+		         : out->found && txnid < out->txnid))
 			continue;
 		out->found = true;
 		out->psize = st.ms_psize;
-		out->txnid = get_u64(pg + LMDB_META_TXNID);
+		out->txnid = txnid;
+		out->map_size = get_u64(pg + LMDB_META_MAPSIZE);
 		out->free_root = get_u64(pg + LMDB_META_FREE + LMDB_DB_ROOT);
 		out->main_root = get_u64(pg + LMDB_META_MAIN + LMDB_DB_ROOT);
 	}
 	return 0;
-}
-
-/* The map size stored in the environment: the newest meta page's (a
- * process that opened with a larger map_size stores it at its first
- * commit); 0 if the meta pages cannot be read or do not look like LMDB
- * 0.9's (invariant 6 then has the pages in use alone to go by). */
-static size_t stored_map_size(shm_env *env)
-{
-	unsigned char pg[LMDB_META_END];
-	uint64_t txnid = 0, size = 0;
-	mdb_filehandle_t fd;
-	MDB_stat st;
-
-	if (sizeof(size_t) != 8 || mdb_env_get_fd(env->mdb, &fd) ||
-	    mdb_env_stat(env->mdb, &st))
-		return 0;
-	for (unsigned n = 0; n < 2; n++)
-		if (pread(fd, pg, sizeof pg, (off_t)n * st.ms_psize) ==
-		            (ssize_t)sizeof pg &&
-		    is_meta(pg, n, st.ms_psize) &&
-		    get_u64(pg + LMDB_META_TXNID) >= txnid) {
-			txnid = get_u64(pg + LMDB_META_TXNID);
-			size = get_u64(pg + LMDB_META_MAPSIZE);
-		}
-	return (size_t)size;
 }
 
 /* Invariant 3 for a root: page p (SHM__NO_PAGE: an empty tree) lies within
@@ -1032,11 +1010,14 @@ int shm__map_adopt(shm_env *env, const char *what)
 
 int shm__map_adopt_stored(shm_env *env, const char *what)
 {
-	size_t stored = stored_map_size(env);
+	shm__lmdb_meta m;
 
-	if (stored <= __atomic_load_n(&env->opt.map_size, __ATOMIC_RELAXED))
+	/* the newest meta page's size (a process that opened with a larger
+	 * map_size stores it at its first commit); none found: pages alone */
+	if (shm__lmdb_meta_read(env, NULL, &m) || !m.found ||
+	    m.map_size <= __atomic_load_n(&env->opt.map_size, __ATOMIC_RELAXED))
 		return SHM_ENOTFOUND;
-	return map_adopt(env, what, stored);
+	return map_adopt(env, what, m.map_size);
 }
 
 int shm_env_sync(shm_env *env)

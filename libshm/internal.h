@@ -180,10 +180,12 @@ typedef struct shm__lmdb_meta {
 	                 overwritten it since; the rest is then 0 */
 	unsigned psize;
 	uint64_t txnid;
+	uint64_t map_size;             /* the size stored in the environment */
 	uint64_t free_root, main_root; /* SHM__NO_PAGE: empty */
 } shm__lmdb_meta;
 /* Reads both meta pages with pread (no page of the map); out is the one
- * of txn's snapshot. 0, or an errno if a read failed (said). */
+ * of txn's snapshot, or with txn NULL the newest one. 0, or an errno if a
+ * read failed (said). */
 int shm__lmdb_meta_read(shm_env *env, MDB_txn *txn, shm__lmdb_meta *out);
 
 /* ---- read transactions (env.c): pooled, never take the write lock */
