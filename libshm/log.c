@@ -237,11 +237,13 @@ int shm_log_iter_open(shm_env *env, uint64_t from, shm_log_iter **out)
 
 int shm_log_iter_next(shm_log_iter *it, shm_log_rec *rec)
 {
-	MDB_val k = {8, it ? &it->from : NULL}, v;
+	MDB_val k, v;
 	int rc;
 
 	if (!it || !rec)
 		return shm__err(SHM_EINVAL, "shm_log_iter_next: NULL it or rec");
+	k.mv_size = 8;
+	k.mv_data = &it->from;
 	rc = mdb_cursor_get(it->cur, &k, &v,
 	                    it->started ? MDB_NEXT : MDB_SET_RANGE);
 	it->started = true;
