@@ -22,6 +22,7 @@
 #define FL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -290,10 +291,16 @@ typedef struct fl_stats {
 
 typedef struct fl_worker fl_worker;
 
+/* The signal a worker sends the thread given to fl_worker_start when it is
+ * done; that thread keeps it blocked and takes it with sigtimedwait. */
+#define FL_SIG_DONE SIGUSR1
+
 /* Starts a worker thread for sink (the worker owns it from now on, even on
- * failure). once: apply up to once_upto, then stop. */
+ * failure). once: apply up to once_upto, then stop. notify: a thread sent
+ * FL_SIG_DONE when the worker is done, or NULL. */
 int fl_worker_start(fl_worker **out, fl_sink *sink, shm_env *env,
-                    const fl_config *cfg, bool once, uint64_t once_upto);
+                    const fl_config *cfg, bool once, uint64_t once_upto,
+                    const pthread_t *notify);
 /* Asks the worker to finish its batch in flight and stop. */
 void fl_worker_stop(fl_worker *w);
 bool fl_worker_done(fl_worker *w);

@@ -426,9 +426,6 @@ static void run_tasks(fl_daemon *d, fl_task *tasks, size_t n, bool all)
 	}
 }
 
-/* --once: how often the main thread looks whether the workers are done */
-#define ONCE_POLL_MS 5
-
 static uint64_t next_due(fl_task *tasks, size_t n)
 {
 	uint64_t now = fl_mono_ms(), wait = 100;
@@ -448,7 +445,8 @@ int fl_main(int argc, char **argv)
 	fl_daemon d;
 	char err[1024];
 	int code = FL_EXIT_OK, lock_fd = -1, rc;
-	sigset_t set, old;
+	sigset_t set, done_set, old;
+	pthread_t self = pthread_self();
 	bool stopping = false;
 
 	memset(&d, 0, sizeof d);
@@ -503,11 +501,15 @@ int fl_main(int argc, char **argv)
 	/* a write to a Redis that went away must be an error, not death */
 	signal(SIGPIPE, SIG_IGN);
 	/* signals: taken synchronously by this thread; the workers inherit
-	 * the blocked mask */
+	 * the blocked mask. FL_SIG_DONE: a worker is done (--once ends at
+	 * once, not at the next tick). */
+	sigemptyset(&done_set);
+	sigaddset(&done_set, FL_SIG_DONE);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, FL_SIG_DONE);
 	pthread_sigmask(SIG_BLOCK, &set, &old);
 
 	uint64_t ns = next_seq(&d), target = ns ? ns - 1 : 0;
@@ -518,7 +520,7 @@ int fl_main(int argc, char **argv)
 		fl_sink *s = fl_pg_sink_new(&d.cfg, d.env, d.env_id,
 		                            d.env_uuid);
 		if (!s || fl_worker_start(&d.w[d.n], s, d.env, &d.cfg,
-		                          d.cfg.once, target)) {
+		                          d.cfg.once, target, &self)) {
 			fl_log_fatal("main", "cannot start the pg sink");
 			code = FL_EXIT_ENV;
 			goto stop;
@@ -534,7 +536,7 @@ int fl_main(int argc, char **argv)
 			s->on_applied_user = d.inval;
 		}
 		if (!s || fl_worker_start(&d.w[d.n], s, d.env, &d.cfg,
-		                          d.cfg.once, target)) {
+		                          d.cfg.once, target, &self)) {
 			fl_log_fatal("main", "cannot start the redis sink");
 			code = FL_EXIT_ENV;
 			goto stop;
@@ -554,8 +556,6 @@ int fl_main(int argc, char **argv)
 
 	for (;;) {
 		uint64_t wait = next_due(tasks, n_tasks);
-		if (d.cfg.once && wait > ONCE_POLL_MS)
-			wait = ONCE_POLL_MS; /* exit soon after the last batch */
 		struct timespec to = {(time_t)(wait / 1000),
 		                      (long)(wait % 1000) * 1000000L};
 		siginfo_t si;
@@ -591,7 +591,7 @@ stop:
 	for (int i = 0; i < d.n; i++)
 		while (!fl_worker_done(d.w[i])) {
 			struct timespec nap = {0, 10000000};
-			nanosleep(&nap, NULL);
+			sigtimedwait(&done_set, NULL, &nap);
 		}
 	if (d.n) {
 		task_trim(&d);
@@ -605,6 +605,10 @@ stop:
 		d.w[i] = NULL;
 	}
 	fl_inval_stop(d.inval); /* after the joins: the publisher is theirs */
+	/* the joined workers' FL_SIG_DONE, if still pending, dies here */
+	struct timespec now = {0, 0};
+	while (sigtimedwait(&done_set, NULL, &now) == FL_SIG_DONE)
+		;
 	fl_log(FL_INFO, "main", "exiting (%d), log trimmed to %" PRIu64, code,
 	       d.trimmed);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,8 @@ struct fl_worker {
 	const fl_config *cfg;
 	bool once;
 	uint64_t once_upto;
+	bool has_notify;
+	pthread_t notify; /* sent FL_SIG_DONE once done is set */
 	char meta_name[48];
 
 	pthread_mutex_t lock;
@@ -582,11 +585,14 @@ static void *run(void *arg)
 	w->done = true;
 	pthread_mutex_unlock(&w->lock);
 	fl_log(FL_INFO, name(w), "stopped at %" PRIu64, w->b.from);
+	if (w->has_notify) /* alive: it joins this thread before it ends */
+		pthread_kill(w->notify, FL_SIG_DONE);
 	return NULL;
 }
 
 int fl_worker_start(fl_worker **out, fl_sink *sink, shm_env *env,
-                    const fl_config *cfg, bool once, uint64_t once_upto)
+                    const fl_config *cfg, bool once, uint64_t once_upto,
+                    const pthread_t *notify)
 {
 	fl_worker *w = calloc(1, sizeof *w);
 	pthread_condattr_t ca;
@@ -602,6 +608,8 @@ int fl_worker_start(fl_worker **out, fl_sink *sink, shm_env *env,
 	w->cfg = cfg;
 	w->once = once;
 	w->once_upto = once_upto;
+	if ((w->has_notify = notify != NULL))
+		w->notify = *notify;
 	snprintf(w->meta_name, sizeof w->meta_name, "sink.%s.applied",
 	         sink->ops->name);
 	snprintf(w->record_what, sizeof w->record_what, "recording %s",

@@ -508,7 +508,7 @@ static void test_worker_backs_off_while_the_log_cannot_be_read(void **state)
 	fl_sink *s = mem_sink(&cfg, env);
 	shm_msg m = tu_msg("r", 1, "before");
 	assert_int_equal(shm_msg_put(env, &m), 0);
-	assert_int_equal(fl_worker_start(&w, s, env, &cfg, false, 0), 0);
+	assert_int_equal(fl_worker_start(&w, s, env, &cfg, false, 0, NULL), 0);
 	assert_int_equal(worker_reaches(w, 1, 5000), 1);
 
 	n = hold_every_reader(env, held, 64);
@@ -566,7 +566,7 @@ static void test_once_gives_up_when_the_log_cannot_be_read(void **state)
 	assert_int_equal(fl_log_open(logf, FL_INFO), 0);
 	fl_sink *s = mem_sink(&cfg, env);
 	/* the worker reads its position, then waits for records */
-	assert_int_equal(fl_worker_start(&w, s, env, &cfg, true, 3), 0);
+	assert_int_equal(fl_worker_start(&w, s, env, &cfg, true, 3, NULL), 0);
 	n = hold_every_reader(env, held, 64);
 	for (int i = 0; i < 3; i++) {
 		shm_msg m = tu_msg("r", 1, "never read");
