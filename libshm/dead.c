@@ -27,6 +27,9 @@
  *     and before moving its cursor may add it again harmlessly.
  *  2. raw is the record exactly as it was stored (possibly corrupt): it is
  *     never decoded here.
+ *  3. A letter that does not decode is never passed over in silence. A
+ *     scan by seq range (shm__dead_of_sink) goes past it, as
+ *     shm_dead_walk does, and counts it for its caller to say.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -272,31 +275,41 @@ int shm_dead_add(shm_env *env, const shm_log_rec *rec, const char *sink,
 }
 
 int shm__dead_of_sink(shm_env *env, uint64_t first, uint64_t last,
-                      const char *sink, shm_dead *out)
+                      const char *sink, shm_dead *out, uint64_t bad[2])
 {
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
 	MDB_val k = {8, &first}, v;
+	bool found = false;
 	int rc, op = MDB_SET_RANGE;
 
+	bad[0] = bad[1] = 0;
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	if ((rc = mdb_cursor_open(txn, env->dead, &cur))) {
 		rc = shm__err_mdb(rc, "dead letters: cursor");
 		goto out;
 	}
+	/* the whole range: a letter past the first match may not decode */
 	for (; (rc = mdb_cursor_get(cur, &k, &v, op)) == 0; op = MDB_NEXT) {
-		uint64_t seq;
-		memcpy(&seq, k.mv_data, 8);
+		shm_dead d;
+		uint64_t seq = 0;
+		if (k.mv_size == 8)
+			memcpy(&seq, k.mv_data, 8);
 		if (seq > last)
 			break;
-		if ((rc = shm__dead_decode(&k, &v, out)))
-			goto out;
-		if (has_sink(out->sink, sink))
-			goto out; /* rc 0 */
+		if (shm__dead_decode(&k, &v, &d)) { /* invariant 3 */
+			if (bad[0]++ == 0)
+				bad[1] = seq;
+		} else if (!found && has_sink(d.sink, sink)) {
+			*out = d;
+			found = true;
+		}
 	}
-	rc = rc && rc != MDB_NOTFOUND ? shm__err_mdb(rc, "dead letters")
-	                               : SHM_ENOTFOUND;
+	if (rc && rc != MDB_NOTFOUND)
+		rc = shm__err_mdb(rc, "dead letters");
+	else
+		rc = found ? 0 : SHM_ENOTFOUND;
 out:
 	if (cur)
 		mdb_cursor_close(cur);

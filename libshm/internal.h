@@ -281,17 +281,20 @@ int shm__write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
                     uint64_t seqs[2]);
 /* In write-through mode, waits until PostgreSQL has applied the records
  * [seqs[0], seqs[1]) (within write_through_timeout_ms: SHM_ETIMEDOUT);
- * SHM_EL3 if it refused one (a dead letter of sink pg). 0 at once in
- * write-back mode or for no record. */
+ * SHM_EL3 if it refused one (a dead letter of sink pg), else SHM_ECORRUPT
+ * if the dead letter of one does not decode (whether PostgreSQL has it is
+ * unknown). 0 at once in write-back mode or for no record. */
 int shm__wait_through(shm_env *env, const uint64_t seqs[2]);
 /* Decodes the dead letter of key k, value v into d (pointers into v);
  * SHM_ECORRUPT, shm_errmsg() naming its seq and what is wrong, if it does
  * not decode (verify.c checks every letter with it). */
 int shm__dead_decode(const MDB_val *k, const MDB_val *v, shm_dead *d);
 /* The first dead letter with seq in [first, last] that sink (e.g. "pg")
- * refused: 0 and *out, or SHM_ENOTFOUND. */
+ * refused: 0 and *out, or SHM_ENOTFOUND. Letters in the range that do not
+ * decode are gone past (dead.c invariant 3): bad[0] counts them, bad[1]
+ * is the first one's seq. */
 int shm__dead_of_sink(shm_env *env, uint64_t first, uint64_t last,
-                      const char *sink, shm_dead *out);
+                      const char *sink, shm_dead *out, uint64_t bad[2]);
 
 /* LZ4F_compressFrame(dst, cap, src, n, NULL)'s frame, with the
  * compression state (16 KiB) on the heap: LZ4F_compressFrame keeps it on

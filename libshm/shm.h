@@ -109,7 +109,10 @@ typedef enum shm_write_mode {
 	SHM_WRITE_THROUGH   /* a message, graph or mark write returns once
 	                       PostgreSQL has applied it: SHM_ETIMEDOUT after
 	                       write_through_timeout_ms (stored, applied later),
-	                       SHM_EL3 if PostgreSQL refused it (dead letter) */
+	                       SHM_EL3 if PostgreSQL refused it (dead letter),
+	                       SHM_ECORRUPT if the dead letter of one of its
+	                       records does not decode (refused or not:
+	                       unknown) */
 } shm_write_mode;
 
 typedef enum shm_sha_kind {

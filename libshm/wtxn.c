@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -316,8 +317,9 @@ int shm_meta_each(shm_env *env, const char *prefix,
 
 int shm__wait_through(shm_env *env, const uint64_t seqs[2])
 {
-	uint64_t deadline, applied = 0, last = seqs[1] - 1;
+	uint64_t deadline, applied = 0, last = seqs[1] - 1, bad[2];
 	struct timespec nap = {0, 1000000};
+	char also[160] = "";
 	shm_dead d;
 	int rc;
 
@@ -341,13 +343,27 @@ int shm__wait_through(shm_env *env, const uint64_t seqs[2])
 		nanosleep(&nap, NULL);
 	}
 	/* past it, but a record PostgreSQL refused is a dead letter, not a
-	 * row: the flusher sets it aside before it moves its position */
-	rc = shm__dead_of_sink(env, seqs[0], last, "pg", &d);
-	if (rc == SHM_ENOTFOUND)
-		return 0;
-	if (rc)
+	 * row: the flusher sets it aside before it moves its position; one
+	 * that does not decode may be such a refusal (dead.c invariant 3) */
+	rc = shm__dead_of_sink(env, seqs[0], last, "pg", &d, bad);
+	if (rc && rc != SHM_ENOTFOUND)
 		return rc;
-	return shm__err(SHM_EL3, "write-through: PostgreSQL refused record "
-	                "%llu, set aside as a dead letter (shmctl log --dead): "
-	                "%s", (unsigned long long)d.seq, d.reason);
+	if (bad[0] == 1)
+		snprintf(also, sizeof also, "the dead letter of record %llu does "
+		         "not decode", (unsigned long long)bad[1]);
+	else if (bad[0])
+		snprintf(also, sizeof also, "%llu dead letters of this write, "
+		         "the first of record %llu, do not decode",
+		         (unsigned long long)bad[0], (unsigned long long)bad[1]);
+	if (rc == 0)
+		return shm__err(SHM_EL3, "write-through: PostgreSQL refused "
+		                "record %llu, set aside as a dead letter (shmctl "
+		                "log --dead): %s%s%s", (unsigned long long)d.seq,
+		                d.reason, bad[0] ? "; and " : "", also);
+	if (bad[0])
+		return shm__err(SHM_ECORRUPT, "write-through: PostgreSQL is past "
+		                "record %llu, but %s: whether it refused it is "
+		                "unknown (shmctl log --dead)",
+		                (unsigned long long)last, also);
+	return 0;
 }

@@ -893,6 +893,18 @@ static void test_dead_letter_walk_goes_past_a_corrupt_one(void **state)
 	free(dir);
 }
 
+/* Puts at seq a dead letter that does not decode (a header cut to 3
+ * bytes), as a bad disk or an old bug could leave it. */
+static void put_bad_letter(shm_env *env, uint64_t seq)
+{
+	MDB_val k = {8, &seq}, v = {3, "\x01\x00\xff"};
+	MDB_txn *txn;
+
+	assert_int_equal(mdb_txn_begin(env->mdb, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_put(txn, env->dead, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+}
+
 /* The sink field holds 15 characters: a sink that does not fit beside
  * those named already is refused (SHM_EINVAL) and the letter is left as
  * it was; every name that fits is kept, sorted, once. */
@@ -2049,6 +2061,42 @@ static void test_write_through_returns_once_postgres_has_it(void **state)
 	free(dir);
 }
 
+/* Write-through's look for PostgreSQL's dead letters among a write's
+ * records goes past one that does not decode: a refusal after it is
+ * still SHM_EL3, naming the corrupt one too; a corrupt one alone is
+ * SHM_ECORRUPT (PostgreSQL may have refused that record), never 0. */
+static void test_write_through_sees_a_refusal_past_a_corrupt_letter(
+	void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = open_through(dir, 1000);
+	shm_log_rec rec;
+
+	memset(&rec, 0, sizeof rec);
+	put_bad_letter(env, 4);
+	rec.seq = 5;
+	assert_int_equal(shm_dead_add(env, &rec, "pg", "22P02 bad uuid"), 0);
+	rec.seq = 8;
+	assert_int_equal(shm_dead_add(env, &rec, "redis", "ERR"), 0);
+	assert_int_equal(shm_meta_set(env, "sink.pg.applied", 20), 0);
+
+	assert_int_equal(shm__wait_through(env, (uint64_t[2]){3, 7}), SHM_EL3);
+	assert_non_null(strstr(shm_errmsg(), "refused record 5, set aside as "
+	                       "a dead letter (shmctl log --dead): 22P02 bad "
+	                       "uuid; and the dead letter of record 4 does not "
+	                       "decode"));
+	assert_int_equal(shm__wait_through(env, (uint64_t[2]){3, 5}),
+	                 SHM_ECORRUPT);
+	assert_non_null(strstr(shm_errmsg(), "PostgreSQL is past record 4, "
+	                       "but the dead letter of record 4 does not "
+	                       "decode"));
+	/* a letter of another sink only: PostgreSQL has it */
+	assert_int_equal(shm__wait_through(env, (uint64_t[2]){6, 10}), 0);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2093,6 +2141,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_daemon_follows_writes_and_exits_0_on_sigterm, ft_teardown),
 		cmocka_unit_test_teardown(test_once_stopped_by_sigterm_exits_3, ft_teardown),
 		cmocka_unit_test_teardown(test_write_through_returns_once_postgres_has_it, ft_teardown),
+		cmocka_unit_test_teardown(test_write_through_sees_a_refusal_past_a_corrupt_letter, ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
 }
