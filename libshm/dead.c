@@ -28,8 +28,13 @@
  *  2. raw is the record exactly as it was stored (possibly corrupt): it is
  *     never decoded here.
  *  3. A letter that does not decode is never passed over in silence. A
- *     scan by seq range (shm__dead_of_sink) goes past it, as
- *     shm_dead_walk does, and counts it for its caller to say.
+ *     sink setting aside the record of its seq replaces it (the record
+ *     comes from the log again: a sink adds it before it moves past it;
+ *     the old letter's sinks and reason are lost with its bytes), and the
+ *     new reason begins with what was wrong with it ("replaced a letter
+ *     that did not decode: bad header ...; pg: ..."), so shmctl log --dead
+ *     still shows it. A scan by seq range (shm__dead_of_sink) goes past
+ *     it, as shm_dead_walk does, and counts it for its caller to say.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -210,25 +215,32 @@ static int dead_add_body(shm__wtxn *w, void *ctx)
 	rc = mdb_get(w->txn, env->dead, &k, &v);
 	if (rc == 0) {
 		shm_dead old;
+		char merged[3 * sizeof reason]; /* a cause, a name, 2 reasons */
 		if (shm__dead_decode(&k, &v, &old) == 0) {
 			if (has_sink(old.sink, c->sink))
 				return 0; /* this sink already set it aside */
 			if ((rc = add_sink(sink, old.sink, c->sink, c->seq)))
 				return rc;
-			char merged[2 * sizeof reason + 20];
 			snprintf(merged, sizeof merged, "%s; %s: %s", old.reason,
 			         c->sink, c->reason);
-			size_t ml = strlen(merged);
-			if (ml > DEAD_REASON_MAX)
-				ml = DEAD_REASON_MAX;
-			memcpy(reason, merged, ml);
-			reason[ml] = 0;
-			utf8_cut(reason);
 			if (old.raw_size && !raw_size) {
 				raw = old.raw;
 				raw_size = old.raw_size;
 			}
+		} else { /* invariant 3 */
+			char why[sizeof reason];
+			shm__errcause(SHM_ECORRUPT, why, sizeof why);
+			const char *what = strstr(why, ": ");
+			snprintf(merged, sizeof merged, "replaced a letter that "
+			         "did not decode: %s; %s: %s",
+			         what ? what + 2 : why, c->sink, c->reason);
 		}
+		size_t ml = strlen(merged);
+		if (ml > DEAD_REASON_MAX)
+			ml = DEAD_REASON_MAX;
+		memcpy(reason, merged, ml);
+		reason[ml] = 0;
+		utf8_cut(reason);
 	} else if (rc != MDB_NOTFOUND) {
 		return shm__err_mdb(rc, "dead letter read");
 	}

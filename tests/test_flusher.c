@@ -905,6 +905,57 @@ static void put_bad_letter(shm_env *env, uint64_t seq)
 	assert_int_equal(mdb_txn_commit(txn), 0);
 }
 
+/* A sink setting aside a record whose seq holds a letter that does not
+ * decode replaces it (the record's bytes come from the log again), and
+ * the new letter says what it replaced, first, whatever the length of
+ * the sink's reason: the corruption is never passed over in silence
+ * (dead.c invariant 3). */
+static void test_dead_letter_over_a_corrupt_one_says_it_replaced_it(
+	void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_log_rec rec;
+	struct dead_seen s = {0};
+	char long_reason[400];
+
+	memset(&rec, 0, sizeof rec);
+	rec.raw = (const uint8_t *)"abc";
+	rec.raw_size = 3;
+	put_bad_letter(env, 2);
+	put_bad_letter(env, 3);
+	rec.seq = 2;
+	assert_int_equal(shm_dead_add(env, &rec, "pg", "22P02 bad uuid"), 0);
+	memset(long_reason, 'x', sizeof long_reason - 1);
+	long_reason[sizeof long_reason - 1] = 0;
+	rec.seq = 3;
+	assert_int_equal(shm_dead_add(env, &rec, "redis", long_reason), 0);
+
+	assert_int_equal(shm_dead_each(env, collect_dead, &s), 0);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.d[0].seq, 2);
+	assert_string_equal(s.d[0].sink, "pg");
+	assert_string_equal(s.reason[0], "replaced a letter that did not "
+	                    "decode: bad header (3 bytes, version 1); pg: "
+	                    "22P02 bad uuid");
+	assert_int_equal(s.raw_size[0], 3);
+	assert_string_equal(s.d[1].sink, "redis");
+	assert_non_null(strstr(s.reason[1], "replaced a letter that did not "
+	                       "decode: bad header (3 bytes, version 1); "
+	                       "redis: xxx"));
+	assert_int_equal(strlen(s.reason[1]), 239);
+	/* and a second sink merges into the replacement as into any letter */
+	rec.seq = 2;
+	assert_int_equal(shm_dead_add(env, &rec, "redis", "ERR"), 0);
+	s.n = 0;
+	assert_int_equal(shm_dead_each(env, collect_dead, &s), 0);
+	assert_string_equal(s.d[0].sink, "pg,redis");
+	assert_non_null(strstr(s.reason[0], "pg: 22P02 bad uuid; redis: ERR"));
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* The sink field holds 15 characters: a sink that does not fit beside
  * those named already is refused (SHM_EINVAL) and the letter is left as
  * it was; every name that fits is kept, sorted, once. */
@@ -2120,6 +2171,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_dead_letters_merge_sinks_and_keep_raw, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letter_sink_that_does_not_fit_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letter_walk_goes_past_a_corrupt_one, ft_teardown),
+		cmocka_unit_test_teardown(test_dead_letter_over_a_corrupt_one_says_it_replaced_it, ft_teardown),
 		cmocka_unit_test_teardown(test_once_mirrors_10000_messages_from_two_writers, ft_teardown),
 		cmocka_unit_test_teardown(test_put_of_a_row_postgres_has_is_upserted_once, ft_teardown),
 		cmocka_unit_test_teardown(test_rows_keep_their_metadata_whatever_the_default, ft_teardown),
