@@ -448,6 +448,11 @@ if cmp -s "$tmp/many_dump.jsonl" "$tmp/many_dump2.jsonl"; then ok "dump | import
 FLUSHER=$(dirname "$SHMCTL")/shm-flusher
 if [ -n "${SHM_TEST_REDIS:-}" ] && [ -x "$FLUSHER" ]; then
 	t "the flusher drains and trims the log" 0 "$FLUSHER" -e "$T" --redis "$SHM_TEST_REDIS" --once --no-invalidation
+	t "stat after the flusher" 0 "$SHMCTL" -e "$T" stat
+	has "stat says what a flusher value means" "$tmp/out" "sink redis: log records applied"
+	has "and when the flusher last published" "$tmp/out" "Unix time (s)"
+	hasnt "every flusher value has its own description" "$tmp/out" "published by shm-flusher"
+	eq "the names and values stay two columns" "$(awk '$1 == "flusher.redis.rows" { print $2 }' "$tmp/out")" 1200
 	t "one more message" 0 "$SHMCTL" -e "$T" import "$tmp/live.jsonl"
 	t "log --from 1 over the trimmed log" 0 "$SHMCTL" -e "$T" log --from 1
 	has "says what it cannot show" "$tmp/err" "log records 1..1200 were trimmed before they could be shown"

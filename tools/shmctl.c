@@ -1057,7 +1057,7 @@ static void stat_u64(statout *o, const char *name, uint64_t v,
 	if (o->obj)
 		json_object_set_new(o->obj, name, json_integer((json_int_t)v));
 	else
-		printf("%-28s %20" PRIu64 "  %s\n", name, v, desc);
+		printf("%-30s %20" PRIu64 "  %s\n", name, v, desc);
 }
 
 static void stat_real(statout *o, const char *name, double v,
@@ -1066,22 +1066,106 @@ static void stat_real(statout *o, const char *name, double v,
 	if (o->obj)
 		json_object_set_new(o->obj, name, json_real(v));
 	else
-		printf("%-28s %20.4f  %s\n", name, v, desc);
+		printf("%-30s %20.4f  %s\n", name, v, desc);
+}
+
+/* What the values shm-flusher publishes in meta mean, by the last part of
+ * their name: flusher.<sink>.X, flusher.inval.X, cleanup.last.X and
+ * cleanup.total.X; the others by their whole name. */
+typedef struct {
+	const char *name, *desc;
+} meta_desc;
+
+static const meta_desc sink_desc[] = { /* flusher/loop.c */
+	{"batches", "batches applied"},
+	{"rows", "log records applied"},
+	{"retries", "batches retried"},
+	{"errors", "failures (connection, timeout, server)"},
+	{"dead", "records set aside as dead letters"},
+	{"reconnects", "failed connection attempts"},
+	{"lag_records", "records not yet applied"},
+	{"lag_ms", "age of the oldest record not yet applied, ms"},
+	{"rows_per_s", "records applied per second, last interval"},
+	{"last_batch_ms", "the last batch's duration, ms"},
+	{NULL, NULL}};
+static const meta_desc inval_desc[] = { /* flusher/invalidate.c */
+	{"subscribed", "1 while subscribed to other hosts' writes"},
+	{"published", "messages published"},
+	{"publish_errors", "messages not published"},
+	{"received", "messages from other hosts"},
+	{"keys", "keys those messages named"},
+	{"dropped", "L1 entries dropped"},
+	{"kept", "keys kept: unflushed work of this host"},
+	{"resets", "drops of every flushed L1 entry (after a reconnect)"},
+	{"errors", "messages or drops that failed"},
+	{"peers_seen", "1 once another host was heard from"},
+	{NULL, NULL}};
+static const meta_desc cleanup_desc[] = { /* flusher/cleanup.c */
+	{"websites", "websites with marks"},
+	{"websites_failed", "websites whose task failed"},
+	{"sources", "direct sources"},
+	{"statements", "SQL statements"},
+	{"dep_loads", "dependency loads"},
+	{"deleted", "connections deleted"},
+	{"inserted", "connections inserted"},
+	{"marks_cleared", "marks cleared"},
+	{"duration_ms", "duration, ms"},
+	{"at", "end, Unix time (s)"},
+	{NULL, NULL}};
+static const meta_desc whole_desc[] = {
+	{"flusher.pid", "pid of the flusher that published these"},
+	{"flusher.heartbeat", "its last publication of these, Unix time (s): "
+	                      "every stats-interval-ms while it runs"},
+	{"flusher.started_at", "its start, Unix time (s)"},
+	{"flusher.trimmed_to", "log trimmed up to this seq"},
+	{"flusher.syncs", "mdb_env_sync calls (nosync mode)"},
+	{"flusher.expired", "flushed L1 entries expired (l1_ttl_s)"},
+	{"flusher.readers_cleared", "stale reader slots cleared"},
+	{"flusher.env_id.hi", "the default --env-id (a UUID): bytes 0-7"},
+	{"flusher.env_id.lo", "the default --env-id (a UUID): bytes 8-15"},
+	{"cleanup.rounds", "connection cleanup rounds run"},
+	{NULL, NULL}};
+
+static const char *meta_desc_of(const meta_desc *t, const char *name)
+{
+	for (; t->name; t++)
+		if (strcmp(t->name, name) == 0)
+			return t->desc;
+	return NULL;
 }
 
 static void stat_meta(const char *name, uint64_t value, void *user)
 {
-	char desc[96];
+	const char *dot = strrchr(name, '.'), *what;
+	const char *last = dot ? dot + 1 : name;
+	char desc[128];
 	size_t n = strlen(name);
+	int sink = 0; /* flusher.<sink>.X: the sink's name's length */
 
-	if (strncmp(name, "sink.", 5) == 0 && n > 13 &&
-	    strcmp(name + n - 8, ".applied") == 0)
+	if (strncmp(name, "flusher.", 8) == 0 && dot > name + 8 &&
+	    !memchr(name + 8, '.', (size_t)(dot - (name + 8))))
+		sink = (int)(dot - (name + 8));
+
+	if ((what = meta_desc_of(whole_desc, name)))
+		snprintf(desc, sizeof desc, "%s", what);
+	else if (strncmp(name, "sink.", 5) == 0 && n > 13 &&
+	         strcmp(name + n - 8, ".applied") == 0)
 		snprintf(desc, sizeof desc, "sink %.*s: log applied up to here",
 		         (int)(n - 13), name + 5);
-	else if (strncmp(name, "flusher.", 8) == 0)
-		snprintf(desc, sizeof desc, "published by shm-flusher");
+	else if (strncmp(name, "flusher.inval.", 14) == 0 &&
+	         (what = meta_desc_of(inval_desc, last)))
+		snprintf(desc, sizeof desc, "invalidation: %s", what);
+	else if (sink && (what = meta_desc_of(sink_desc, last)))
+		snprintf(desc, sizeof desc, "sink %.*s: %s", sink, name + 8,
+		         what);
+	else if (strncmp(name, "cleanup.last.", 13) == 0 &&
+	         (what = meta_desc_of(cleanup_desc, last)))
+		snprintf(desc, sizeof desc, "cleanup, last round: %s", what);
+	else if (strncmp(name, "cleanup.total.", 14) == 0 &&
+	         (what = meta_desc_of(cleanup_desc, last)))
+		snprintf(desc, sizeof desc, "cleanup, all rounds: %s", what);
 	else
-		snprintf(desc, sizeof desc, "meta value");
+		snprintf(desc, sizeof desc, "published by shm-flusher");
 	stat_u64(user, name, value, desc);
 }
 
