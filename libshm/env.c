@@ -692,8 +692,14 @@ static int check_exists(const char *dir)
 	char data[4200];
 	struct stat st;
 
-	if (stat(dir, &st) != 0)
+	if (stat(dir, &st) != 0) {
+		if (errno == ENOENT)
+			return shm__err(ENOENT, "%s: no shm environment here (no "
+			                "such directory; an application's first "
+			                "read-write open, or shmctl init, creates "
+			                "one)", dir);
 		return shm__err(errno, "environment %s", dir);
+	}
 	if ((size_t)snprintf(data, sizeof data, "%s/data.mdb", dir) >=
 	    sizeof data)
 		return shm__err(SHM_EINVAL, "path too long: %s", dir);
@@ -701,6 +707,15 @@ static int check_exists(const char *dir)
 		return shm__err(SHM_ENOTFOUND, "%s: no shm environment here (no "
 		                "data.mdb; an application's first read-write "
 		                "open, or shmctl init, creates one)", dir);
+	/* an open that creates one has made the file but not yet written it
+	 * (or was killed there): LMDB would refuse it read-only with EBADF,
+	 * and make it an environment read-write, which must_exist forbids */
+	if (S_ISREG(st.st_mode) && st.st_size == 0)
+		return shm__err(SHM_ENOTFOUND, "%s: no shm environment here "
+		                "(data.mdb is empty: one being created, or whose "
+		                "creation was cut short; shmctl init, or an "
+		                "application's read-write open, makes it one)",
+		                dir);
 	return 0;
 }
 

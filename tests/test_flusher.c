@@ -636,6 +636,19 @@ static void test_flusher_refuses_a_directory_without_environment(void **state)
 	argv[2] = missing;
 	assert_int_equal(fl_main(6, argv), FL_EXIT_ENV);
 	assert_int_not_equal(access(missing, F_OK), 0);
+	assert_non_null(strstr(shm_errmsg(), "(no such directory;"));
+	/* a data.mdb made but not written (a creation cut short) is no
+	 * environment either: the flusher does not make it one */
+	struct stat st;
+	int fd;
+	snprintf(missing, sizeof missing, "%s/data.mdb", dir);
+	assert_true((fd = open(missing, O_CREAT | O_WRONLY, 0644)) >= 0);
+	close(fd);
+	argv[2] = dir;
+	assert_int_equal(fl_main(6, argv), FL_EXIT_ENV);
+	assert_non_null(strstr(shm_errmsg(), "data.mdb is empty"));
+	assert_int_equal(stat(missing, &st), 0);
+	assert_int_equal(st.st_size, 0);
 	ft_rmdir(dir);
 	free(dir);
 }

@@ -329,11 +329,16 @@ t "verify of a fresh copy" 0 "$SHMCTL" -e "$tmp/env2" verify
 t "verify" 0 "$SHMCTL" verify
 has "verify says ok" "$tmp/out" "ok"
 t "a write command on a directory without environment exits 1" 1 "$SHMCTL" -e "$tmp/typo" touch 0b8e7c52-1c3d-4e5f-8a9b-0c1d2e3f4a5b Page/1
-has "and says so" "$tmp/err" "environment $tmp/typo"
+has "and says so" "$tmp/err" "$tmp/typo: no shm environment here (no such directory; "
 eq "and creates nothing" "$(ls -A "$tmp" | grep -c '^typo$')" 0
 mkdir "$tmp/empty"
 t "stat of an empty directory exits 1" 1 "$SHMCTL" -e "$tmp/empty" stat
 has "naming what is missing" "$tmp/err" "no shm environment here (no data.mdb"
+: >"$tmp/empty/data.mdb"
+t "stat of an empty data.mdb (a creation cut short) exits 1" 1 "$SHMCTL" -e "$tmp/empty" stat
+has "saying so, not 'Bad file descriptor'" "$tmp/err" "$tmp/empty: no shm environment here (data.mdb is empty"
+t "so does a write command" 1 "$SHMCTL" -e "$tmp/empty" touch 0b8e7c52-1c3d-4e5f-8a9b-0c1d2e3f4a5b Page/1
+eq "which leaves it empty" "$(wc -c <"$tmp/empty/data.mdb")" 0
 t "init creates an environment" 0 "$SHMCTL" -e "$tmp/empty" init
 t "init again is harmless" 0 "$SHMCTL" -e "$tmp/empty" init
 t "which the other commands then open" 0 "$SHMCTL" -e "$tmp/empty" stat
