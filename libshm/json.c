@@ -877,8 +877,9 @@ static int parse(pctx *c, json_t *root, shm_msg *m)
 		return want(c, "message_type", "string", v);
 	if (shm_msg_type_parse(json_string_value(v), &m->type) != 0 ||
 	    json_string_length(v) != strlen(json_string_value(v)))
-		return fail(c, SHM_ETYPE, "unknown message_type '%.64s'",
-		            json_string_value(v));
+		return fail(c, SHM_ETYPE, "unknown message_type '%.64s': not "
+		            "one of Text, Image, File, Audio, Video, System, "
+		            "Edit, Delete, Reaction", json_string_value(v));
 	if ((rc = get_time(c, json_object_get(root, "created_at"), "created_at",
 	                   false, &m->created_at)))
 		return rc;

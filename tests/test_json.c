@@ -269,7 +269,8 @@ static const struct bad_case {
 	{"{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"Foo\"}",
 	 SHM_ETYPE, "unknown message_type 'Foo'"},
 	{"{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"text\"}",
-	 SHM_ETYPE, "unknown message_type 'text'"},
+	 SHM_ETYPE, "unknown message_type 'text': not one of Text, Image, "
+	 "File, Audio, Video, System, Edit, Delete, Reaction"},
 	{"{\"id\":\"xyz\"," BASE "}", SHM_EUUID, "field 'id': malformed UUID 'xyz'"},
 	{"{\"id\":\"0190a4c4-1d2e-7abc-8def-0123456789a\"," BASE "}", SHM_EUUID,
 	 "field 'id': malformed UUID"},
