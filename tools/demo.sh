@@ -14,6 +14,9 @@ SHM_SERVERS_SH=tests/harness/servers.sh
 . tests/harness/servers.sh
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+echo "demo: throwaway Redis and PostgreSQL, shm-flusher mirroring one shared L1"
+echo "demo: into them, $WRITERS writer processes, then what shmctl shows (about 5 s)"
+
 step "starting redis-server and PostgreSQL in a temp dir"
 shm_servers_start || exit 1
 env_dir="$SHM_TEST_DIR/env"
@@ -63,7 +66,7 @@ beat() { "$bin/shmctl" -e "$env_dir" stat | awk '$1 == "flusher.heartbeat" {prin
 b0=$(beat); i=0
 while [ "$(beat)" = "$b0" ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i + 1)); done
 
-step "shmctl stat (selected lines)"
+step "shmctl stat (selected lines: name, value, what it means)"
 "$bin/shmctl" -e "$env_dir" stat | grep -E '^(messages|rooms|log_records|next_seq|flushed|flusher_lag|dead_letters|map_used|puts|edits|deletes|reacts|compression_ratio|put_latency\.p(50|99)_ns|sink\.(redis|pg)\.applied|flusher\.(redis|pg)\.(batches|rows|retries|errors)) '
 
 step "shmctl room room-0 --limit 3 (newest first)"
@@ -81,16 +84,24 @@ pg=$(shm_psql -tAc "SELECT count(*) FROM messages")
 pg_deleted=$(shm_psql -tAc "SELECT count(*) FROM messages WHERE message_type = 'Delete'")
 pg_edited=$(shm_psql -tAc "SELECT count(*) FROM messages WHERE (metadata->>'edited')::boolean")
 rd=$(redis-cli -s "$redis_sock" --scan --pattern 'msg:*' | wc -l)
-printf '%-34s %s\n' "messages in L1 (shmctl stat):" "$l1" \
+deletes=$("$bin/shmctl" -e "$env_dir" stat | awk '$1 == "deletes" {print $2}')
+edits=$("$bin/shmctl" -e "$env_dir" stat | awk '$1 == "edits" {print $2}')
+# N, the writers' count of WHAT: the messages N of them hit (fewer when
+# some hit a message twice)
+hit() {
+	if [ "$1" = "$2" ]; then echo "$1 (the writers' $2 $3)"
+	else echo "$1 (the writers' $2 $3: some hit a message twice)"; fi
+}
+printf '%-36s %s\n' "messages in L1 (shmctl stat):" "$l1" \
 	"rows in PostgreSQL messages:" "$pg" \
 	"msg:* keys in Redis:" "$rd" \
-	"soft-deleted rows in PostgreSQL:" "$pg_deleted" \
-	"edited rows in PostgreSQL:" "$pg_edited"
+	"soft-deleted messages in PostgreSQL:" "$(hit "$pg_deleted" "$deletes" deletes)" \
+	"edited messages in PostgreSQL:" "$(hit "$pg_edited" "$edits" edits)"
 one=$("$bin/shmctl" -e "$env_dir" room room-1 --limit 1 | sed -n 's/.*"id":"\([0-9a-f-]*\)".*/\1/p' | head -n 1)
 if [ -n "$one" ]; then
-	echo "one message, in L1 and in Redis:"
+	echo "one message in L1 (shmctl get $one):"
 	"$bin/shmctl" -e "$env_dir" get "$one"
-		echo "the same key in Redis (GET msg:$one):"
+	echo "the same message in Redis (GET msg:$one):"
 	redis-cli -s "$redis_sock" --raw GET "msg:$one"
 fi
 
@@ -102,7 +113,7 @@ ctl deps set "$site" "$page" --direct Communication::Block/b1
 ctl deps set "$site" Communication::Block/b1 University::Person/ada
 echo "<h1>Team</h1><p>Ada</p>" | ctl static put "$site" "$page" - >/dev/null
 echo "static of $page, SHA-1 (git blob): $(ctl static get "$site" "$page" --sha-only)"
-echo "references of University::Person/ada: $(ctl deps show "$site" University::Person/ada --referrers | tr '\n' ' ')"
+echo "references of University::Person/ada: $(ctl deps show "$site" University::Person/ada --referrers | paste -sd ' ')"
 wait_flushed() {
 	i=0
 	while [ $i -lt 100 ]; do
@@ -111,7 +122,7 @@ wait_flushed() {
 	done
 }
 wait_flushed
-echo "Redis: $(redis-cli -s "$redis_sock" --scan --pattern "$site-*" | sort | tr '\n' ' ')"
+echo "Redis: $(redis-cli -s "$redis_sock" --scan --pattern "$site-*" | sort | paste -sd ' ')"
 ctl touch "$site" University::Person/ada
 wait_flushed
 if ctl static get "$site" "$page" >/dev/null 2>&1; then
@@ -134,8 +145,25 @@ tail -n 3 "$SHM_TEST_DIR/flusher.log"
 [ "$l1" = "$pg" ] && [ "$pg" = "$rd" ] ||
 	problem "L1 $l1, PostgreSQL $pg, Redis $rd messages"
 [ "$rc" -eq 0 ] || problem "shm-flusher exited with $rc"
+# where to go from here, with this build's paths
+next_steps() {
+	b=${bin#"$top"/}
+	echo
+	echo "To go further:"
+	echo "  the README's \"Try it by hand\": these steps one command at a time"
+	if [ -n "${SHM_KEEP_DIR:-}" ]; then
+		echo "  the environment is kept: $b/shmctl -e $env_dir stat (or ls, log, dump);"
+		echo "    the servers are stopped; rm -rf $SHM_TEST_DIR when done"
+	else
+		echo "  SHM_KEEP_DIR=1 make demo    keeps the environment for shmctl -e DIR stat, ls, log, dump"
+	fi
+	echo "  WRITERS=8 PER_WRITER=5000 make demo    more writer processes, more messages"
+	echo "  $b/shmctl --help, man man/shmctl.1, $b/shm-flusher --help"
+	echo "  make test    every test"
+}
 if [ -z "$problems" ]; then
 	printf '\ndemo: OK - %s messages in L1, PostgreSQL and Redis agree\n' "$l1"
+	next_steps
 	exit 0
 fi
 printf '\ndemo: FAILED%s\n' "$problems" | sed 's/FAILED; /FAILED - /'
