@@ -2,7 +2,8 @@
 # tests/test_readme_example.sh - the README's C API example ("The C API in a
 # page") is a whole program: this extracts that code block, compiles it with
 # the README's command line against the build under test (SHM_BIN, as make
-# test passes it) and runs it twice on a fresh environment.
+# test passes it) and runs it twice on a fresh environment; then it runs
+# the README's by-hand session ("Try it by hand") with servers of its own.
 # Ends with "N passed, M failed"; exits non-zero if anything failed.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,5 +69,34 @@ rc=$?
 	[ "$(grep -o 'L1 or map full' "$tmp/out3" | wc -l)" -eq 1 ]
 check "there, its put fails saying why and the code's description once" $?
 sed 's/^/  | /' "$tmp/out3"
+
+# ------------------------------------------------------ "Try it by hand"
+# The README's by-hand session, as written, with this build's binaries for
+# build/bin (its "make" left out: the build under test is made), a temp
+# path for /tmp/shm-try, and servers of its own (not the run's: it starts
+# and stops them itself).
+awk '/^## Try it by hand/ { on = 1 } on && /^```sh$/ { code = 1; next }
+     code && /^```$/ { exit } code { print }' "$top/README.md" |
+	sed -e '/^make /d' -e "s|build/bin/|$build/bin/|g" \
+	    -e "s|/tmp/shm-try|$tmp/try|g" >"$tmp/by-hand.sh"
+grep -q '^shm_servers_start' "$tmp/by-hand.sh" &&
+	grep -q "^$build/bin/shm-flusher " "$tmp/by-hand.sh"
+check "the README has the by-hand session" $?
+(cd "$top" && env -u SHM_TEST_DIR -u SHM_TEST_REDIS -u SHM_TEST_PG \
+	-u SHM_TEST_PG_TCP -u SHM_ENV sh -e "$tmp/by-hand.sh") >"$tmp/hand.out" 2>&1
+check "it runs as written" $?
+grep -q '^writer 1: 200 messages' "$tmp/hand.out"
+check "the writer says what it did" $?
+[ "$(grep -c '^flusher_lag  *0 ' "$tmp/hand.out")" -eq 1 ] &&
+	grep -q '^log_records  *0 ' "$tmp/hand.out"
+check "stat shows the log before the flusher and empty after --once" $?
+[ "$(grep -xE '200|300' "$tmp/hand.out" | paste -sd ' ')" = "200 300" ]
+check "PostgreSQL has the 200 messages, then the 300" $?
+grep -qx 'shm-flusher exited with 0' "$tmp/hand.out"
+check "the daemon exits 0 on SIGTERM" $?
+servers=$(sed -n 's|^servers: redis on unix://\(.*\)/redis.sock$|\1|p' "$tmp/hand.out")
+[ -n "$servers" ] && [ ! -e "$servers" ] && [ ! -e "$tmp/try" ]
+check "and it leaves nothing behind (servers stopped, their dir gone)" $?
+[ "$failed" -eq 0 ] || sed 's/^/  | /' "$tmp/hand.out" | tail -n 40
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
