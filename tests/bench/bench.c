@@ -300,7 +300,11 @@ static void usage(FILE *f)
 	        "  --keep    keep the temp dir (environments, redis log)\n"
 	        "  --list    list the sections\n"
 	        "Starts its own redis-server (REDIS_SERVER overrides the binary)\n"
-	        "in a temp dir under $TMPDIR (default /tmp), removed at exit.\n"
+	        "and PostgreSQL cluster (as root: as the user shmtest) in a temp\n"
+	        "dir under $TMPDIR (default /tmp), removed at exit;\n"
+	        "SHM_BENCH_PG=CONNINFO uses that PostgreSQL instead (schema\n"
+	        "shm_bench, dropped at exit). The cleanup section needs\n"
+	        "SHM_BENCH_PG or SHM_TEST_PG, and is skipped without.\n"
 	        "Exit: 0 targets met, 1 a target missed, 2 usage, 70 failure.\n");
 }
 
