@@ -578,5 +578,25 @@ DETAIL: Key (id)=(1) already exists.'
 	eq "verify names it alone" "$(cat "$tmp/out")" "dead letter 2: bad header (3 bytes, version 1) (corrupted data (checksum, format or a cut file))"
 fi
 
+# ------------------------------------------- the man page's EXAMPLES, run
+# as written, with temp paths for /var/lib/shm and /tmp/copy, this shmctl
+# for shmctl, and log --follow stopped after 2 s
+M=$tmp/man
+mkdir "$M"
+awk '/^\.SH EXAMPLES/ { on = 1 } on && /^\.nf/ { code = 1; next }
+     code && /^\.fi/ { exit } code { print }' "$top/man/shmctl.1" |
+	sed -e 's/\\-/-/g' -e 's/\\e/\\/g' -e "s|/var/lib/shm|$M/env|g" \
+	    -e "s|/tmp/copy|$M/copy|g" \
+	    -e 's|^shmctl log --follow|timeout 2 "$SHMCTL" log --follow|' >"$M/session.sh"
+grep -q '^shmctl import' "$M/session.sh"
+if [ $? -eq 0 ]; then ok "the man page has its examples"; else ko "the man page has its examples"; fi
+(cd "$M" && shmctl() { "$SHMCTL" "$@"; } && . "$M/session.sh") >"$tmp/out" 2>"$tmp/err"
+eq "they run as written (log --follow ended by its timeout)" "$?" 124
+eq "import prints what the man page says, twice" "$(grep -c '^imported 1 message$' "$tmp/out")" 2
+has "stat shows the message not yet flushed" "$tmp/out" "flusher_lag                                       1  "
+eq "static put and get print the git blob SHA-1" "$(grep -c '^0d5af84e173cc2cfbff41da011d0bf2e5a247646$' "$tmp/out")" 2
+eq "the copy has the message" "$("$SHMCTL" -e "$M/copy" stat | awk '$1 == "messages" { print $2 }')" 1
+eq "log --follow shows the two records" "$(grep -o '"op":"[a-z_]*"' "$tmp/out" | tr '\n' ' ')" '"op":"msg_put" "op":"static_put" '
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
