@@ -552,7 +552,12 @@ void fl_config_help(FILE *f, const char *prog)
 		         o->short_name ? "-" : "",
 		         o->short_name ? o->short_name : ' ',
 		         o->short_name ? ", " : "  ", o->name, arg);
-		fprintf(f, "  %-28s %s", head + (o->short_name ? 0 : 1), o->help);
+		/* a name too long for its column gets a line of its own */
+		const char *h = head + (o->short_name ? 0 : 1);
+		if (strlen(h) > 28)
+			fprintf(f, "  %s\n  %-28s %s", h, "", o->help);
+		else
+			fprintf(f, "  %-28s %s", h, o->help);
 		if (o->where == W_BOTH) /* flags alone (--once...) are off */
 			fprintf(f, " [default: %s]", *o->def ? o->def : "\"\"");
 		fputc('\n', f);
@@ -562,7 +567,9 @@ void fl_config_help(FILE *f, const char *prog)
 	        "0; SIGHUP reopens --log-file.\n"
 	        "Exit codes: 0 ok, 1 usage or config error, 2 environment "
 	        "cannot be opened or another flusher holds it, 3 --once could "
-	        "not drain a sink (or a signal stopped it first).\n"
+	        "not drain a sink (or a signal stopped it first), or "
+	        "--cleanup-now met an unreachable PostgreSQL or a failing "
+	        "website.\n"
 	        "Settings are 'key = value' in --config, keys as the long "
 	        "names; yes/no ones take --name[=yes|no] or --no-name.\n");
 }

@@ -196,6 +196,12 @@ static void test_config_help_lists_every_option_with_default(void **state)
 	assert_non_null(strstr(buf, "--invalidation[=no]"));
 	assert_non_null(strstr(buf, "[default: yes]"));
 	assert_non_null(strstr(buf, "--static-sha sha1|sha256"));
+	/* a name longer than its column is on a line of its own, the help
+	 * below it in the column of the others */
+	assert_non_null(strstr(buf, "\n    --log-level debug|info|warn|error\n"
+	                            "                               log "));
+	assert_non_null(strstr(buf, "\n    --batch-ms N               "
+	                            "...or when"));
 	free(buf);
 }
 
