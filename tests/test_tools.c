@@ -291,6 +291,32 @@ static void test_dataset_refuses_nan_and_names_the_environment_once(
 	assert_null(strstr(err, "/dev/null: /dev/null"));
 }
 
+/* Without --pg and --env shm-dataset says it loaded nothing; a database
+ * without sql/schema.sql is named with the fix, not only PostgreSQL's
+ * 'relation does not exist'. */
+static void test_dataset_says_where_it_loaded_nothing(void **state)
+{
+	const char *pg = getenv("SHM_TEST_PG");
+	char err[2048], conninfo[1024];
+
+	assert_int_equal(run_fd(2, NULL, err, sizeof err, (char *[]){
+	                 "shm-dataset", "--connections", "100", "--quiet",
+	                 NULL}), 0);
+	assert_non_null(strstr(err, "no --pg or --env: generated, loaded "
+	                            "nowhere"));
+	if (!pg || !*pg)
+		skip();
+	/* a search_path without the schema's tables: as a new database */
+	snprintf(conninfo, sizeof conninfo, "%s options='-csearch_path="
+	         "shm_test_no_schema'", pg);
+	assert_int_equal(run_fd(2, NULL, err, sizeof err, (char *[]){
+	                 "shm-dataset", "--pg", conninfo, "--connections",
+	                 "100", "--quiet", NULL}), 2);
+	assert_non_null(strstr(err, "does not exist"));
+	assert_non_null(strstr(err, "apply sql/schema.sql to that database "
+	                            "first"));
+}
+
 static int kill_children(void **state)
 {
 	tu_children_stop(NULL);
@@ -325,6 +351,7 @@ int main(void)
 		T(test_dataset_keeps_the_environments_map_size),
 		T(test_shmctl_refuses_a_cut_data_file),
 		T(test_dataset_refuses_nan_and_names_the_environment_once),
+		T(test_dataset_says_where_it_loaded_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -360,7 +360,11 @@ static int copy(PGconn *pg, const char *sql, const buf *b)
 {
 	PGresult *r = PQexec(pg, sql);
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
+		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 		fprintf(stderr, "shm-dataset: %s: %s", sql, PQerrorMessage(pg));
+		if (state && strcmp(state, "42P01") == 0) /* undefined_table */
+			fprintf(stderr, "shm-dataset: apply sql/schema.sql to "
+			        "that database first (psql -f sql/schema.sql)\n");
 		PQclear(r);
 		return -1;
 	}
@@ -483,7 +487,9 @@ static void usage(FILE *f)
 	        "connection cleanup, and loads them.\n"
 	        "  --websites N       websites (default 1)\n"
 	        "  --connections N    connections per website before cleanup\n"
-	        "                     (default 12507, the real site's)\n"
+	        "                     (default 12507, the real site's): the\n"
+	        "                     kept ones exactly, the obsolete ones\n"
+	        "                     give or take a few (drawn at random)\n"
 	        "  --obsolete F       fraction of them obsolete (default 0.493:\n"
 	        "                     12,507 -> 6,342)\n"
 	        "  --marked F         fraction of objects marked (default 0.1);\n"
@@ -492,13 +498,16 @@ static void usage(FILE *f)
 	        "  --pg CONNINFO      COPY connections and shm_websites (and\n"
 	        "                     the graph and marks, see --graph)\n"
 	        "  --env DIR          shm_deps_set the graph into the L1\n"
-	        "                     environment DIR, then save/destroy the\n"
-	        "                     marked objects (the flusher mirrors them)\n"
+	        "                     environment DIR (created if missing),\n"
+	        "                     then save/destroy the marked objects\n"
+	        "                     (the flusher mirrors them)\n"
 	        "  --graph pg|env|both  where the graph and marks go (default:\n"
 	        "                     env if --env is given, else pg)\n"
 	        "  --quiet            no summary\n"
 	        "Prints: websites, connections, kept (what one cleanup round\n"
 	        "leaves), obsolete, per source type, objects, edges, marks.\n"
+	        "Without --pg and --env it loads nothing: the counts alone.\n"
+	        "--pg needs sql/schema.sql applied to its database.\n"
 	        "Exit: 0 ok, 1 usage, 2 PostgreSQL or environment error.\n");
 }
 
@@ -622,6 +631,9 @@ int main(int argc, char **argv)
 			by_group[g] += s.by_group[g];
 		site_free(&s);
 	}
+	if (!pg && !env)
+		fprintf(stderr, "shm-dataset: no --pg or --env: generated, "
+		        "loaded nowhere\n");
 	if (!op.quiet) {
 		printf("websites %ld\nconnections %ld\nkept %ld\nobsolete %ld\n",
 		       op.websites, tot_conn, tot_kept, tot_obs);
