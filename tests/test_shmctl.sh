@@ -78,6 +78,10 @@ t "missing argument is a usage error" 2 "$SHMCTL" get
 t "no environment is a usage error" 2 env -u SHM_ENV "$SHMCTL" stat
 t "absent environment is not found" 1 "$SHMCTL" -e "$tmp/absent" stat
 t "-e DIR overrides SHM_ENV" 1 env SHM_ENV="$E" "$SHMCTL" -e "$tmp/absent2" stat
+t "-e after the command is a usage error" 2 "$SHMCTL" stat -e "$tmp/absent2"
+has "saying where -e goes" "$tmp/err" "-e DIR goes before the command: shmctl -e DIR stat ..."
+t "so is --env, SHM_ENV unset" 2 env -u SHM_ENV "$SHMCTL" stat --env "$tmp/absent2"
+has "saying so instead of 'no environment'" "$tmp/err" "--env DIR goes before the command"
 t "version" 0 "$SHMCTL" --version
 
 # --------------------------------------------------------------- import

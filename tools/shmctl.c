@@ -2099,11 +2099,18 @@ int main(int argc, char **argv)
 	for (size_t c = 0; c < sizeof commands / sizeof *commands; c++) {
 		if (strcmp(commands[c].name, argv[i]) != 0)
 			continue;
-		for (int j = i + 1; j < argc && strcmp(argv[j], "--"); j++)
+		for (int j = i + 1; j < argc && strcmp(argv[j], "--"); j++) {
 			if (!strcmp(argv[j], "--help") || !strcmp(argv[j], "-h")) {
 				fputs(usage_text, stdout);
 				return EX_OK;
 			}
+			/* the commands take no -e: said, rather than read as an
+			 * argument ('stat [--json]') or as no -e at all */
+			if (!strcmp(argv[j], "-e") || !strcmp(argv[j], "--env"))
+				return usage_err("%s DIR goes before the command: "
+				                 "shmctl %s DIR %s ...", argv[j],
+				                 argv[j], argv[i]);
+		}
 		if (!env_dir || !*env_dir)
 			return usage_err("no environment: give -e DIR or set "
 			                 "SHM_ENV");
