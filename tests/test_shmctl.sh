@@ -287,6 +287,14 @@ t "import of a reaction without users" 0 "$SHMCTL" -e "$tmp/env_rx" import "$tmp
 "$SHMCTL" -e "$tmp/env_rx" get "$RX" >"$tmp/out"
 has "drops it" "$tmp/out" '"reactions":{"y":[2]}'
 t "react with a bad user id exits 65" 65 "$SHMCTL" react "$ID" seven "🎉"
+# a user id is digits after one '-' at most: strtoll took " 7" and "+7"
+before=$("$SHMCTL" get "$ID")
+for v in ' 7' '+7' '' '7 ' '7x' '- 7' 2147483648 -2147483649; do
+	t "react with user id '$v' exits 65" 65 "$SHMCTL" react "$ID" "$v" "🎉"
+	has "react with user id '$v' names it and the range" "$tmp/err" "react: USER_ID '$v': must be an integer in -2147483648..2147483647"
+done
+eq "and changes nothing" "$("$SHMCTL" get "$ID")" "$before"
+t "react with a negative user id" 0 "$SHMCTL" react "$ID" -2147483648 "🎉" --remove
 t "react on an unknown id exits 1" 1 "$SHMCTL" react "$NOPE" 7 "🎉"
 
 t "delete" 0 "$SHMCTL" delete "$ID"

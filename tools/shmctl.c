@@ -185,6 +185,7 @@ static int parse_uuid_arg(const char *s, const char *what, shm_uuid *u)
 	return EX_OK;
 }
 
+/* Digits only: strtoull alone also takes spaces, '+' and '-'. */
 static bool parse_u64(const char *s, uint64_t *v)
 {
 	char *end;
@@ -215,11 +216,12 @@ static int opt_u64(const char *name, const char *s, uint64_t lo, uint64_t hi,
 	return EX_OK;
 }
 
+/* Digits after one '-' at most: strtoll alone also takes spaces and '+'. */
 static bool parse_i32(const char *s, int32_t *v)
 {
 	char *end;
 
-	if (!s || !*s)
+	if (!s || s[*s == '-'] < '0' || s[*s == '-'] > '9')
 		return false;
 	errno = 0;
 	long long x = strtoll(s, &end, 10);
@@ -854,8 +856,9 @@ static int cmd_react(int argc, char **argv)
 	if (npos != 3)
 		return usage_err("react UUID USER_ID EMOJI [--remove]");
 	if (!parse_i32(pos[1], &user)) {
-		fprintf(stderr, "%s: react: USER_ID '%s' is not an int32\n", prog,
-		        pos[1]);
+		fprintf(stderr, "%s: react: USER_ID '%s': must be an integer in "
+		        "%" PRId32 "..%" PRId32 "\n", prog, pos[1], INT32_MIN,
+		        INT32_MAX);
 		return EX_DATA;
 	}
 	if ((ex = parse_uuid_arg(pos[0], "react", &id)) ||
