@@ -209,6 +209,12 @@ static void test_chatsim_refuses_bad_arguments_naming_them(void **state)
 		{"-n", "0", "-n '0': must be an integer in 1.."},
 		{"-n", " 5", "-n ' 5': must be"},
 		{"-w", "-1", "-w '-1': must be an integer in 0..2147483"},
+		{"-w", "-0", "-w '-0': must be an integer in 0..2147483"},
+		{"-n", "+5", "-n '+5': must be"},
+		{"-n", "5 ", "-n '5 ': must be"},
+		{"-r", "", "-r '': must be an integer in 1.."},
+		{"--seed", "99999999999999999999", "--seed '99999999999999999999': "
+		 "must be"},
 		{"-w", "3000000", "-w '3000000': must be an integer in 0..2147483"},
 		{"-r", "x", "-r 'x': must be an integer in 1.."},
 		{"--seed", "x", "--seed 'x': must be an integer in 0..4294967295"},

@@ -59,7 +59,9 @@ static int fail(const char *what)
 	return 1;
 }
 
-/* The decimal integer s in lo..hi (*ok false, and said, else). */
+/* The decimal integer s in lo..hi, digits only: none of these options is
+ * negative, and strtoll alone takes spaces, '+' and '-' (*ok false, and
+ * said, else). */
 static long long arg_int(const char *opt, const char *s, long long lo,
                          long long hi, bool *ok)
 {
@@ -68,8 +70,7 @@ static long long arg_int(const char *opt, const char *s, long long lo,
 
 	errno = 0;
 	v = strtoll(s, &end, 10);
-	if ((*s != '-' && (*s < '0' || *s > '9')) || *end || errno || v < lo ||
-	    v > hi) {
+	if (*s < '0' || *s > '9' || *end || errno || v < lo || v > hi) {
 		fprintf(stderr, "shm-chatsim: %s '%s': must be an integer in "
 		        "%lld..%lld\n", opt, s, lo, hi);
 		*ok = false;
