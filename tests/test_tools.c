@@ -323,6 +323,54 @@ static void test_dataset_says_where_it_loaded_nothing(void **state)
 	                            "first"));
 }
 
+/* A numeric option is digits (a fraction DIGITS[.DIGITS]) in its range,
+ * else exit 1 naming the option and the value: strtol and strtod took
+ * " 1", "+1", "1e-1", "inf" or "0x1p-1", an empty value as 0, and an
+ * overflowing one as LONG_MAX. */
+static void test_dataset_refuses_bad_numbers_naming_them(void **state)
+{
+	static const struct {
+		const char *opt, *val, *want;
+	} cases[] = {
+		{"--websites", "", "must be an integer in 1..1000000"},
+		{"--websites", " 1", "must be an integer in 1..1000000"},
+		{"--websites", "+1", "must be an integer"},
+		{"--websites", "1x", "must be an integer"},
+		{"--websites", "0", "must be an integer"},
+		{"--websites", "99999999999999999999", "must be an integer"},
+		{"--connections", "-10", "must be an integer in 10..100000000"},
+		{"--connections", "100000001", "must be an integer"},
+		{"--seed", "-1", "must be an integer in 0..18446744073709551615"},
+		{"--seed", "18446744073709551616", "must be an integer"},
+		{"--obsolete", "", "must be a decimal number in [0, 0.95)"},
+		{"--obsolete", " 0.5", "must be a decimal number"},
+		{"--obsolete", "+0.5", "must be a decimal number"},
+		{"--obsolete", "1e-1", "must be a decimal number"},
+		{"--obsolete", "0x1p-1", "must be a decimal number"},
+		{"--obsolete", ".5", "must be a decimal number"},
+		{"--obsolete", "5.", "must be a decimal number"},
+		{"--obsolete", "0.95", "must be a decimal number"},
+		{"--marked", "inf", "must be a decimal number in [0, 1]"},
+		{"--marked", "-0", "must be a decimal number"},
+		{"--marked", "1.5", "must be a decimal number"},
+	};
+	char err[1024], want[256];
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
+		        "shm-dataset", (char *)cases[i].opt,
+		        (char *)cases[i].val, "--quiet", NULL});
+		snprintf(want, sizeof want, "shm-dataset: %s '%s': %s",
+		         cases[i].opt, cases[i].val, cases[i].want);
+		if (rc != 1 || !strstr(err, want))
+			fail_msg("%s '%s': exit %d, '%s'", cases[i].opt,
+			         cases[i].val, rc, err);
+	}
+	assert_int_equal(run(NULL, NULL, 0, (char *[]){"shm-dataset",
+	                     "--obsolete", "0.5", "--marked", "1", "--seed",
+	                     "0", "--connections", "10", "--quiet", NULL}), 0);
+}
+
 static int kill_children(void **state)
 {
 	tu_children_stop(NULL);
@@ -358,6 +406,7 @@ int main(void)
 		T(test_shmctl_refuses_a_cut_data_file),
 		T(test_dataset_refuses_nan_and_names_the_environment_once),
 		T(test_dataset_says_where_it_loaded_nothing),
+		T(test_dataset_refuses_bad_numbers_naming_them),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -485,15 +485,17 @@ static void usage(FILE *f)
 	        "usage: shm-dataset [--pg CONNINFO] [--env DIR] [options]\n"
 	        "Generates Osuny-shaped websites and their connections for the\n"
 	        "connection cleanup, and loads them.\n"
-	        "  --websites N       websites (default 1)\n"
-	        "  --connections N    connections per website before cleanup\n"
-	        "                     (default 12507, the real site's): the\n"
-	        "                     kept ones exactly, the obsolete ones\n"
-	        "                     give or take a few (drawn at random)\n"
-	        "  --obsolete F       fraction of them obsolete (default 0.493:\n"
-	        "                     12,507 -> 6,342)\n"
-	        "  --marked F         fraction of objects marked (default 0.1);\n"
-	        "                     every obsolete connection has its mark\n"
+	        "  --websites N       websites, 1..1000000 (default 1)\n"
+	        "  --connections N    connections per website before cleanup,\n"
+	        "                     10..100000000 (default 12507, the real\n"
+	        "                     site's): the kept ones exactly, the\n"
+	        "                     obsolete ones give or take a few (drawn\n"
+	        "                     at random)\n"
+	        "  --obsolete F       fraction of them obsolete, 0 <= F < 0.95\n"
+	        "                     (default 0.493: 12,507 -> 6,342)\n"
+	        "  --marked F         fraction of objects marked, 0..1 (default\n"
+	        "                     0.1); every obsolete connection has its\n"
+	        "                     mark\n"
 	        "  --seed N           random seed (default 1)\n"
 	        "  --pg CONNINFO      COPY connections and shm_websites (and\n"
 	        "                     the graph and marks, see --graph)\n"
@@ -511,33 +513,75 @@ static void usage(FILE *f)
 	        "Exit: 0 ok, 1 usage, 2 PostgreSQL or environment error.\n");
 }
 
+/* The integer v of option opt in lo..hi: digits only (strtoull alone takes
+ * spaces, '+' and '-'); false, and said, else. */
+static bool arg_int(const char *opt, const char *v, uint64_t lo, uint64_t hi,
+                    uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(v, &end, 10);
+	if (*v < '0' || *v > '9' || *end || errno || *out < lo || *out > hi) {
+		fprintf(stderr, "shm-dataset: %s '%s': must be an integer in "
+		        "%" PRIu64 "..%" PRIu64 "\n", opt, v, lo, hi);
+		return false;
+	}
+	return true;
+}
+
+/* The fraction v of option opt, written DIGITS[.DIGITS] (strtod alone
+ * takes spaces, signs, exponents, hex, inf and nan), in lo..hi (below hi
+ * when !hi_in); false, and said, else. */
+static bool arg_fraction(const char *opt, const char *v, double lo, double hi,
+                         bool hi_in, double *out)
+{
+	size_t n = strspn(v, "0123456789");
+
+	if (v[n] == '.' && n)
+		n += 1 + strspn(v + n + 1, "0123456789");
+	*out = strtod(v, NULL);
+	if (!n || v[n] || v[n - 1] == '.' || *out < lo ||
+	    (hi_in ? *out > hi : *out >= hi)) {
+		fprintf(stderr, "shm-dataset: %s '%s': must be a decimal number "
+		        "in [%g, %g%c\n", opt, v, lo, hi, hi_in ? ']' : ')');
+		return false;
+	}
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	opts op = {1, 12507, 1 - 6342.0 / 12507, 0.1, 1, NULL,
 	           NULL, NULL, false};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		char *end = NULL;
+		uint64_t n;
+		bool ok = true;
 #define ARG(name) (!strcmp(a, name) && v && (i++, 1))
-		if (ARG("--websites"))
-			op.websites = strtol(v, &end, 10);
-		else if (ARG("--connections"))
-			op.connections = strtol(v, &end, 10);
-		else if (ARG("--obsolete"))
-			op.obsolete = strtod(v, &end);
-		else if (ARG("--marked"))
-			op.marked = strtod(v, &end);
-		else if (ARG("--seed"))
-			op.seed = strtoull(v, &end, 10);
-		else if (ARG("--pg"))
+		/* websites x connections stays within a long; the objects of
+		 * a site within an int */
+		if (ARG("--websites")) {
+			ok = arg_int(a, v, 1, 1000000, &n);
+			op.websites = (long)n;
+		} else if (ARG("--connections")) {
+			ok = arg_int(a, v, 10, 100000000, &n);
+			op.connections = (long)n;
+		} else if (ARG("--obsolete")) {
+			ok = arg_fraction(a, v, 0, 0.95, false, &op.obsolete);
+		} else if (ARG("--marked")) {
+			ok = arg_fraction(a, v, 0, 1, true, &op.marked);
+		} else if (ARG("--seed")) {
+			ok = arg_int(a, v, 0, UINT64_MAX, &op.seed);
+		} else if (ARG("--pg")) {
 			op.pg = v;
-		else if (ARG("--env"))
+		} else if (ARG("--env")) {
 			op.env = v;
-		else if (ARG("--graph"))
+		} else if (ARG("--graph")) {
 			op.graph = v;
-		else if (!strcmp(a, "--quiet"))
+		} else if (!strcmp(a, "--quiet")) {
 			op.quiet = true;
-		else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			usage(stdout);
 			return 0;
 		} else {
@@ -546,27 +590,16 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 1;
 		}
-		if (end && *end) {
-			fprintf(stderr, "shm-dataset: %s: not a number: '%s'\n",
-			        a, v);
+		if (!ok)
 			return 1;
-		}
-	}
-	/* written so that NaN fails */
-	if (op.websites < 1 || op.connections < 10 ||
-	    !(op.obsolete >= 0 && op.obsolete < 0.95) ||
-	    !(op.marked >= 0 && op.marked <= 1)) {
-		fprintf(stderr, "shm-dataset: need --websites >= 1, "
-		        "--connections >= 10, 0 <= --obsolete < 0.95, "
-		        "0 <= --marked <= 1\n");
-		return 1;
 	}
 	if (!op.graph)
 		op.graph = op.env ? "env" : "pg";
 	bool graph_pg = !strcmp(op.graph, "pg") || !strcmp(op.graph, "both");
 	bool graph_env = !strcmp(op.graph, "env") || !strcmp(op.graph, "both");
 	if (!graph_pg && !graph_env) {
-		fprintf(stderr, "shm-dataset: --graph: pg, env or both\n");
+		fprintf(stderr, "shm-dataset: --graph '%s': must be pg, env or "
+		        "both\n", op.graph);
 		return 1;
 	}
 	if (graph_env && !op.env) {
