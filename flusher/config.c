@@ -207,11 +207,11 @@ static int set_opt(fl_config *c, const fl_opt *o, const char *v, char *err,
 		*dst = dup;
 		return 0;
 	}
-	case O_UINT: {
+	case O_UINT: { /* digits only: strtoull takes spaces, '+' and '-' */
 		char *end;
 		errno = 0;
 		unsigned long long n = strtoull(v, &end, 10);
-		if (!*v || *end || errno || *v == '-' || n < o->min ||
+		if (*v < '0' || *v > '9' || *end || errno || n < o->min ||
 		    n > o->max) {
 			snprintf(err, errlen, "%s: '%s' is not an integer in "
 			         "[%" PRIu64 ", %" PRIu64 "]", o->name, v,

@@ -51,6 +51,20 @@ static void test_config_rejects_bad_input_with_reason(void **state)
 		const char *want;
 	} cases[] = {
 		{{"f", "-e", "d", "--pg", "x", "--batch-records=0"}, "batch-records"},
+		/* a number is digits: strtoull took " 5" and "+5" */
+		{{"f", "-e", "d", "--pg", "x", "--batch-ms", " 5"},
+		 "batch-ms: ' 5' is not an integer in [0, 600000]"},
+		{{"f", "-e", "d", "--pg", "x", "--batch-ms=+5"},
+		 "batch-ms: '+5' is not an integer in [0, 600000]"},
+		{{"f", "-e", "d", "--pg", "x", "--batch-ms=5 "},
+		 "batch-ms: '5 ' is not an integer"},
+		{{"f", "-e", "d", "--pg", "x", "--batch-ms="},
+		 "batch-ms: '' is not an integer"},
+		{{"f", "-e", "d", "--pg", "x", "--batch-ms=-0"},
+		 "batch-ms: '-0' is not an integer"},
+		{{"f", "-e", "d", "--pg", "x", "--compress-threshold",
+		  "18446744073709551616"}, "compress-threshold: "
+		 "'18446744073709551616' is not an integer in [0, 4294967295]"},
 		{{"f", "-e", "d", "--pg", "x", "--bogus"}, "unknown option"},
 		{{"f", "-e", "d", "--pg", "x", "--static-sha=md5"}, "static-sha"},
 		{{"f", "-e", "d", "--redis", "http://x", NULL}, "redis URL"},
@@ -118,6 +132,27 @@ static void test_config_file_key_twice_is_refused(void **state)
 	                 "--batch-ms", "50", "--batch-ms", "70", NULL};
 	assert_int_equal(fl_config_load(&c, 9, flags, err, sizeof err), 0);
 	assert_int_equal(c.batch_ms, 70);
+	fl_config_free(&c);
+	ft_rmdir(dir);
+	free(dir);
+}
+
+/* A number in the config file is digits, as on the command line: the
+ * value is named with its line. */
+static void test_config_file_numbers_are_digits(void **state)
+{
+	char *dir = tu_tmpdir(), path[4096], err[512];
+	char *argv[] = {"shm-flusher", "--config", path, NULL};
+	fl_config c;
+
+	snprintf(path, sizeof path, "%s/flusher.conf", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "env = /e\npg = dbname=x\nbatch-ms = +5\n");
+	fclose(f);
+	assert_int_not_equal(fl_config_load(&c, 3, argv, err, sizeof err), 0);
+	if (!strstr(err, ":3: batch-ms: '+5' is not an integer in [0, 600000]"))
+		fail_msg("'%s'", err);
 	fl_config_free(&c);
 	ft_rmdir(dir);
 	free(dir);
@@ -2174,6 +2209,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_config_rejects_bad_input_with_reason, ft_teardown),
 		cmocka_unit_test_teardown(test_config_yes_no_settings, ft_teardown),
 		cmocka_unit_test_teardown(test_config_file_key_twice_is_refused, ft_teardown),
+		cmocka_unit_test_teardown(test_config_file_numbers_are_digits, ft_teardown),
 		cmocka_unit_test_teardown(test_config_file_unreadable_as_text_is_named, ft_teardown),
 		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
 		cmocka_unit_test_teardown(test_config_print_config_checks_as_a_start_does, ft_teardown),
