@@ -38,6 +38,20 @@ static int bad(const char *url, const char *what)
 	                (int)(pw - url < 100 ? pw - url : 100), url, at, what);
 }
 
+/* The number the len digits at s write, if in 0..max; -1 else (strtol
+ * alone takes spaces, '+' and '-'). */
+static long digits(const char *s, size_t len, long max)
+{
+	long n = 0;
+
+	if (!len)
+		return -1;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < '0' || s[i] > '9' || (n = n * 10 + s[i] - '0') > max)
+			return -1;
+	return n;
+}
+
 /* Takes "[[user]:]password@" off the front of *p (see userinfo_end). */
 static int parse_userinfo(const char *url, const char **p, bool unix_socket,
                           shm_redis_addr *a)
@@ -76,13 +90,11 @@ static int parse_unix(const char *url, shm_redis_addr *a)
 	memcpy(a->host, p, len);
 	a->unix_socket = true;
 	if (q) {
-		char *end;
 		long db;
 		if (strncmp(q, "?db=", 4) != 0 || !q[4])
 			return bad(url, "expected ?db=N after the path");
-		db = strtol(q + 4, &end, 10);
-		if (*end || db < 0 || db > 100000)
-			return bad(url, "bad db number");
+		if ((db = digits(q + 4, strlen(q + 4), 100000)) < 0)
+			return bad(url, "bad db number, not 0..100000");
 		a->db = (int)db;
 	}
 	return 0;
@@ -139,17 +151,15 @@ int shm_redis_url_parse(const char *url, shm_redis_addr *a)
 	memcpy(a->host, host, hostl);
 	a->port = 6379;
 	if (colon) {
-		char *end;
-		long port = strtol(colon + 1, &end, 10);
-		if (end != p + hl || port <= 0 || port > 65535)
-			return bad(url, "bad port");
+		long port = digits(colon + 1, (size_t)(p + hl - colon - 1), 65535);
+		if (port <= 0)
+			return bad(url, "bad port, not 1..65535");
 		a->port = (int)port;
 	}
 	if (slash && slash[1]) {
-		char *end;
-		long db = strtol(slash + 1, &end, 10);
-		if (*end || db < 0 || db > 100000)
-			return bad(url, "bad db number");
+		long db = digits(slash + 1, strlen(slash + 1), 100000);
+		if (db < 0)
+			return bad(url, "bad db number, not 0..100000");
 		a->db = (int)db;
 	}
 	return 0;

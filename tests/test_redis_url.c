@@ -65,6 +65,16 @@ static void test_bad_urls_say_what_is_wrong(void **state)
 	refuses("redis://cache:63x9", "bad port");
 	refuses("redis://cache/one", "bad db number");
 	refuses("redis://cache/-1", "bad db number");
+	/* numbers are digits: strtol took spaces and '+' */
+	refuses("redis://cache:+80", "bad port, not 1..65535");
+	refuses("redis://cache: 80", "bad port");
+	refuses("redis://cache:", "bad port");
+	refuses("redis://cache:99999999999999999999", "bad port");
+	refuses("redis://cache/+1", "bad db number, not 0..100000");
+	refuses("redis://cache/ 1", "bad db number");
+	refuses("redis://cache/1 ", "bad db number");
+	refuses("unix:///r.sock?db=+1", "bad db number, not 0..100000");
+	refuses("unix:///r.sock?db=-0", "bad db number");
 	/* what no host name holds is refused here, not sent to DNS */
 	refuses("redis://cache?db=1", "character '?' in the host");
 	refuses("redis://ca che:6379", "character ' ' in the host");
