@@ -74,6 +74,15 @@ t "command --help exits 0" 0 "$SHMCTL" get --help
 t "no command is a usage error" 2 "$SHMCTL"
 t "unknown command is a usage error" 2 "$SHMCTL" frobnicate
 t "unknown option is a usage error" 2 "$SHMCTL" stat --frob
+# an option given twice is a usage error naming it, not the last one winning
+t "ls --kind twice is a usage error" 2 "$SHMCTL" ls --kind msg --kind static
+has "naming the option" "$tmp/err" "shmctl: option '--kind' given twice"
+t "room --limit twice is a usage error" 2 "$SHMCTL" room general --limit 1 --limit 2
+has "naming it" "$tmp/err" "option '--limit' given twice"
+t "a flag twice is a usage error" 2 "$SHMCTL" ls --json --json
+t "-e twice is a usage error" 2 "$SHMCTL" -e "$E" --env "$tmp/absent" stat
+has "naming -e" "$tmp/err" "option '-e' (--env) given twice"
+t "-eDIR and -e DIR is a usage error" 2 "$SHMCTL" -e"$E" -e "$E" stat
 t "missing argument is a usage error" 2 "$SHMCTL" get
 t "no environment is a usage error" 2 env -u SHM_ENV "$SHMCTL" stat
 t "absent environment is not found" 1 "$SHMCTL" -e "$tmp/absent" stat

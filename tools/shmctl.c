@@ -268,7 +268,8 @@ static int read_all(FILE *f, char **out, size_t *len)
 }
 
 /* Simple argument scanner: options (--name [value]) anywhere after the
- * command word, "--" ends them; the rest are positional. */
+ * command word, "--" ends them; the rest are positional. An option given
+ * twice is a usage error: which of its values was meant? */
 typedef struct optdef {
 	const char *name;
 	bool has_arg;
@@ -293,6 +294,8 @@ static int scan(int argc, char **argv, optdef *opts, char ***pos, int *npos)
 				o++;
 			if (!o || !o->name)
 				return usage_err("unknown option '%s'", a);
+			if (o->value)
+				return usage_err("option '%s' given twice", a);
 			if (o->has_arg) {
 				if (i + 1 >= argc)
 					return usage_err("option '%s' needs a value",
@@ -2065,6 +2068,7 @@ static const struct {
 int main(int argc, char **argv)
 {
 	int i = 1;
+	bool env_given = false;
 
 	env_dir = getenv("SHM_ENV");
 	while (i < argc && argv[i][0] == '-') {
@@ -2077,19 +2081,20 @@ int main(int argc, char **argv)
 			printf("shmctl %s\n", SHM_VERSION);
 			return EX_OK;
 		}
-		if (!strcmp(a, "-e") || !strcmp(a, "--env")) {
-			if (i + 1 >= argc)
-				return usage_err("%s needs a directory", a);
-			env_dir = argv[i + 1];
-			i += 2;
-			continue;
-		}
-		if (!strncmp(a, "-e", 2)) {
+		if (strncmp(a, "-e", 2) && strcmp(a, "--env"))
+			return usage_err("unknown option '%s'", a);
+		if (env_given)
+			return usage_err("option '-e' (--env) given twice");
+		env_given = true;
+		if (a[1] == 'e' && a[2]) { /* -eDIR */
 			env_dir = a + 2;
 			i++;
 			continue;
 		}
-		return usage_err("unknown option '%s'", a);
+		if (i + 1 >= argc)
+			return usage_err("%s needs a directory", a);
+		env_dir = argv[i + 1];
+		i += 2;
 	}
 	if (i >= argc) {
 		fputs(usage_text, stderr);
