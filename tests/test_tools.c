@@ -199,7 +199,8 @@ static void data_stamp(const char *dir, struct stat *st)
 /* A bad argument of shm-chatsim is a usage error (2) naming the option and
  * its range, before the environment is opened. atoi took "1e3" for 1 and
  * "x" for 0; -w -1 read names[-1], -w 3000000 overflowed the user ids; an
- * argument left over (each case has one) was ignored. */
+ * argument left over (each case has one) was ignored; an option given
+ * twice (the last cases) took the last value. */
 static void test_chatsim_refuses_bad_arguments_naming_them(void **state)
 {
 	static const struct {
@@ -219,6 +220,10 @@ static void test_chatsim_refuses_bad_arguments_naming_them(void **state)
 		{"-r", "x", "-r 'x': must be an integer in 1.."},
 		{"--seed", "x", "--seed 'x': must be an integer in 0..4294967295"},
 		{"-n", "1", "unexpected argument 'extra'"},
+		/* given twice instead of "extra": which value was meant? */
+		{"-n", "5", "option '-n' given twice"},
+		{"--seed", "5", "option '--seed' given twice"},
+		{"-e", "/nonexistent", "option '-e' given twice"},
 	};
 	shm_uuid id;
 	char *dir = env_64mib(&id), err[1024];
@@ -226,9 +231,11 @@ static void test_chatsim_refuses_bad_arguments_naming_them(void **state)
 
 	data_stamp(dir, &before);
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		bool twice = strstr(cases[i].want, "twice") != NULL;
 		int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
 		        "shm-chatsim", "-e", dir, (char *)cases[i].opt,
-		        (char *)cases[i].val, "extra", NULL});
+		        (char *)cases[i].val, twice ? (char *)cases[i].opt
+		        : "extra", twice ? (char *)cases[i].val : NULL, NULL});
 		if (rc != 2 || !strstr(err, cases[i].want))
 			fail_msg("%s '%s': exit %d, '%s'", cases[i].opt,
 			         cases[i].val, rc, err);
@@ -327,6 +334,23 @@ static void test_dataset_says_where_it_loaded_nothing(void **state)
  * else exit 1 naming the option and the value: strtol and strtod took
  * " 1", "+1", "1e-1", "inf" or "0x1p-1", an empty value as 0, and an
  * overflowing one as LONG_MAX. */
+/* An option given twice is a usage error naming it (exit 1): the last one
+ * won before. */
+static void test_dataset_refuses_an_option_given_twice(void **state)
+{
+	char err[1024];
+
+	assert_int_equal(run_fd(2, NULL, err, sizeof err, (char *[]){
+	                 "shm-dataset", "--connections", "10", "--quiet",
+	                 "--connections", "20", NULL}), 1);
+	assert_non_null(strstr(err, "shm-dataset: option '--connections' "
+	                            "given twice"));
+	assert_int_equal(run_fd(2, NULL, err, sizeof err, (char *[]){
+	                 "shm-dataset", "--connections", "10", "--quiet",
+	                 "--quiet", NULL}), 1);
+	assert_non_null(strstr(err, "option '--quiet' given twice"));
+}
+
 static void test_dataset_refuses_bad_numbers_naming_them(void **state)
 {
 	static const struct {
@@ -407,6 +431,7 @@ int main(void)
 		T(test_dataset_refuses_nan_and_names_the_environment_once),
 		T(test_dataset_says_where_it_loaded_nothing),
 		T(test_dataset_refuses_bad_numbers_naming_them),
+		T(test_dataset_refuses_an_option_given_twice),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

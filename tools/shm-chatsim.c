@@ -51,7 +51,8 @@ static const char usage[] =
 	"  --seed N      random seed (default: time and pid)\n"
 	"  -h, --help    this help\n\n"
 	"Prints one summary line of what it did. Exit status: 0 ok, 1 a libshm\n"
-	"call failed (the message says which), 2 usage error.\n";
+	"call failed (the message says which), 2 usage error (an option given\n"
+	"twice included).\n";
 
 static int fail(const char *what)
 {
@@ -85,6 +86,7 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
 	const char *dir = getenv("SHM_ENV");
 	int n = 1000, writer = 0, rooms = 4, c;
+	unsigned char seen[256] = {0}; /* options given, by getopt's code */
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
 	bool ok = true;
 	unsigned long puts = 0, replies = 0, edits = 0, reacts = 0, deletes = 0;
@@ -93,6 +95,16 @@ int main(int argc, char **argv)
 	shm_env *env;
 
 	while ((c = getopt_long(argc, argv, "e:n:w:r:h", longopts, NULL)) != -1) {
+		/* which of two values was meant is not for us to guess */
+		if (c != '?' && c != 'h' && seen[(unsigned char)c]++) {
+			if (c == 's')
+				fputs("shm-chatsim: option '--seed' given twice "
+				      "(see --help)\n", stderr);
+			else
+				fprintf(stderr, "shm-chatsim: option '-%c' given "
+				        "twice (see --help)\n", c);
+			return 2;
+		}
 		switch (c) {
 		case 'h': fputs(usage, stdout); return 0;
 		case 'e': dir = optarg; break;

@@ -510,7 +510,8 @@ static void usage(FILE *f)
 	        "leaves), obsolete, per source type, objects, edges, marks.\n"
 	        "Without --pg and --env it loads nothing: the counts alone.\n"
 	        "--pg needs sql/schema.sql applied to its database.\n"
-	        "Exit: 0 ok, 1 usage, 2 PostgreSQL or environment error.\n");
+	        "Exit: 0 ok, 1 usage (an option given twice included), 2\n"
+	        "PostgreSQL or environment error.\n");
 }
 
 /* The integer v of option opt in lo..hi: digits only (strtoull alone takes
@@ -554,6 +555,8 @@ int main(int argc, char **argv)
 {
 	opts op = {1, 12507, 1 - 6342.0 / 12507, 0.1, 1, NULL,
 	           NULL, NULL, false};
+	const char *given[16]; /* each option once: fewer than 16 */
+	int n_given = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		uint64_t n;
@@ -592,6 +595,14 @@ int main(int argc, char **argv)
 		}
 		if (!ok)
 			return 1;
+		/* which of two values was meant is not for us to guess */
+		for (int j = 0; j < n_given; j++)
+			if (!strcmp(given[j], a)) {
+				fprintf(stderr, "shm-dataset: option '%s' given "
+				        "twice\n", a);
+				return 1;
+			}
+		given[n_given++] = a;
 	}
 	if (!op.graph)
 		op.graph = op.env ? "env" : "pg";
