@@ -5,6 +5,9 @@
  * Precedence: the table's defaults, then the config file (--config FILE,
  * lines "key = value", '#' comments, the long option names as keys), then
  * the command-line flags (--key value, --key=value, short forms -e/-c/-h).
+ * A setting is given at most once in the file and once on the command line
+ * (--name and --no-name are one setting): which of two was meant is not
+ * for the flusher to guess.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -320,6 +323,8 @@ static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 static int parse_argv(fl_config *c, int argc, char **argv, bool apply,
                       char *err, size_t errlen)
 {
+	bool given[N_OPTS] = {false};
+
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *val = NULL;
 		const fl_opt *o;
@@ -361,6 +366,12 @@ static int parse_argv(fl_config *c, int argc, char **argv, bool apply,
 			         "(see --help)", a);
 			return -1;
 		}
+		if (given[o - opts]) {
+			snprintf(err, errlen, "option --%s given twice (see "
+			         "--help)", o->name);
+			return -1;
+		}
+		given[o - opts] = true;
 		if (o->type == O_BOOL && !attached) {
 			val = "yes";
 		} else if (!attached) {
@@ -571,7 +582,9 @@ void fl_config_help(FILE *f, const char *prog)
 	        "--cleanup-now met an unreachable PostgreSQL or a failing "
 	        "website.\n"
 	        "Settings are 'key = value' in --config, keys as the long "
-	        "names; yes/no ones take --name[=yes|no] or --no-name.\n");
+	        "names; yes/no ones take --name[=yes|no] or --no-name. A "
+	        "setting is given at most once in the file and once on the "
+	        "command line, which overrides the file.\n");
 }
 
 void fl_config_print(FILE *f, const fl_config *c)

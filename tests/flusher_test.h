@@ -400,14 +400,27 @@ FT_FN int ft_teardown(void **state)
 
 /* ------------------------------------------------------------ flusher */
 
-/* Runs fl_main in a child with the servers, dir and extra args; its log
- * goes to dir/../flusher-<pid>.log. */
+/* Whether the option name is among the args (NULL-terminated; NULL: none). */
+FT_FN bool ft_has_arg(const char *const *args, const char *name)
+{
+	for (int i = 0; args && args[i]; i++)
+		if (!strcmp(args[i], name))
+			return true;
+	return false;
+}
+
+/* Runs fl_main in a child with the servers, dir and extra args (the
+ * servers and --backoff-max-ms 500 unless extra gives its own: an option
+ * given twice is an error); its log goes to dir.flusher.log. */
 FT_FN pid_t ft_spawn_flusher(const char *dir, const char *const *extra)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
 		char log[4096];
 		const char *argv[40];
+		const char *const defaults[][2] = {{"--redis", ft_redis_url},
+		                                   {"--pg", ft_pg},
+		                                   {"--backoff-max-ms", "500"}};
 		int n = 0;
 		snprintf(log, sizeof log, "%s.flusher.log", dir);
 		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -418,12 +431,11 @@ FT_FN pid_t ft_spawn_flusher(const char *dir, const char *const *extra)
 		argv[n++] = "shm-flusher";
 		argv[n++] = "-e";
 		argv[n++] = dir;
-		argv[n++] = "--redis";
-		argv[n++] = ft_redis_url;
-		argv[n++] = "--pg";
-		argv[n++] = ft_pg;
-		argv[n++] = "--backoff-max-ms";
-		argv[n++] = "500";
+		for (int i = 0; i < 3; i++)
+			if (!ft_has_arg(extra, defaults[i][0])) {
+				argv[n++] = defaults[i][0];
+				argv[n++] = defaults[i][1];
+			}
 		for (int i = 0; extra && extra[i] && n < 38; i++)
 			argv[n++] = extra[i];
 		argv[n] = NULL;
@@ -469,11 +481,12 @@ FT_FN void ft_rmdir(const char *dir)
 	tu_rmdir(dir);
 }
 
-/* Runs the flusher with --once to completion; returns its exit code. */
+/* Runs the flusher with --once (unless extra has it) to completion;
+ * returns its exit code. */
 FT_FN int ft_flush_once(const char *dir, const char *const *extra)
 {
 	const char *args[20] = {"--once"};
-	int n = 1;
+	int n = !ft_has_arg(extra, "--once");
 	for (int i = 0; extra && extra[i] && n < 19; i++)
 		args[n++] = extra[i];
 	args[n] = NULL;

@@ -113,7 +113,9 @@ static void test_config_rejects_bad_input_with_reason(void **state)
 }
 
 /* A key given twice in a config file is an error naming both lines (which
- * value was meant?); on the command line the last flag wins, as usual. */
+ * value was meant?); so is a flag given twice on the command line (the
+ * last one won before), --name and --no-name being one setting; a flag
+ * still overrides the file's key. */
 static void test_config_file_key_twice_is_refused(void **state)
 {
 	char *dir = tu_tmpdir(), path[4096], err[512];
@@ -128,9 +130,40 @@ static void test_config_file_key_twice_is_refused(void **state)
 	assert_int_not_equal(fl_config_load(&c, 3, argv, err, sizeof err), 0);
 	assert_non_null(strstr(err, ":4: 'batch-ms' is already set on line 2"));
 	fl_config_free(&c);
-	char *flags[] = {"shm-flusher", "-e", "/e", "--pg", "dbname=x",
-	                 "--batch-ms", "50", "--batch-ms", "70", NULL};
-	assert_int_equal(fl_config_load(&c, 9, flags, err, sizeof err), 0);
+	struct {
+		char *argv[9];
+		const char *want;
+	} twice[] = {
+		{{"f", "-e", "/e", "--pg", "dbname=x", "--batch-ms", "50",
+		  "--batch-ms=70"}, "option --batch-ms given twice"},
+		{{"f", "-e", "/e", "--pg", "dbname=x", "--env", "/f"},
+		 "option --env given twice"},
+		{{"f", "-e", "/e", "--redis", "unix:///r", "--invalidation",
+		  "--no-invalidation"}, "option --invalidation given twice"},
+		{{"f", "-e", "/e", "--pg", "dbname=x", "--once", "--once"},
+		 "option --once given twice"},
+		{{"f", "--config", path, "-c", path}, "option --config given "
+		 "twice"},
+	};
+	for (size_t i = 0; i < sizeof twice / sizeof twice[0]; i++) {
+		int argc = 0;
+		while (argc < 9 && twice[i].argv[argc])
+			argc++;
+		err[0] = 0;
+		assert_int_not_equal(fl_config_load(&c, argc, twice[i].argv,
+		                                    err, sizeof err), 0);
+		if (!strstr(err, twice[i].want))
+			fail_msg("case %zu: '%s' does not mention '%s'", i, err,
+			         twice[i].want);
+		fl_config_free(&c);
+	}
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "env = /e\nbatch-ms = 50\npg = dbname=x\n");
+	fclose(f);
+	char *over[] = {"shm-flusher", "--config", path, "--batch-ms", "70",
+	                NULL};
+	assert_int_equal(fl_config_load(&c, 5, over, err, sizeof err), 0);
 	assert_int_equal(c.batch_ms, 70);
 	fl_config_free(&c);
 	ft_rmdir(dir);
