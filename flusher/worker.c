@@ -220,7 +220,7 @@ static void dead_letter(fl_worker *w, const shm_log_rec *rec,
 	ADD(w, dead, 1);
 	if (rc)
 		fl_log(FL_ERROR, name(w), "seq %" PRIu64 " (%s): cannot store "
-		       "the dead letter (%s); skipping it anyway: %s",
+		       "the dead letter: %s; skipping it anyway: %s",
 		       rec->seq, shm_op_name(rec->op), shm_errmsg(), reason);
 	else
 		fl_log(FL_ERROR, name(w), "seq %" PRIu64 " (%s) set aside as a "

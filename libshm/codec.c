@@ -522,8 +522,8 @@ static int check_attachments(const shm_msg *m)
 			return rc;
 		if (a->size > (uint64_t)INT64_MAX)
 			return shm__err(SHM_EINVAL, "metadata.attachments[%u]."
-			                "size: %llu is beyond INT64_MAX (the JSON "
-			                "integer range)", i,
+			                "size: %llu is beyond INT64_MAX, the JSON "
+			                "integer range", i,
 			                (unsigned long long)a->size);
 	}
 	return 0;

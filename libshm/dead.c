@@ -122,7 +122,7 @@ int shm__dead_decode(const MDB_val *k, const MDB_val *v, shm_dead *d)
 	memcpy(&seq, k->mv_data, 8);
 	if (v->mv_size < DEAD_HEADER || p[0] != DEAD_VERSION)
 		return shm__err(SHM_ECORRUPT, "dead letter %" PRIu64 ": bad header "
-		                "(%zu bytes, version %d)", seq, v->mv_size,
+		                "of %zu bytes, version %d", seq, v->mv_size,
 		                v->mv_size ? p[0] : -1);
 	rl = get16(p + 2);
 	raw = get32(p + 4);
@@ -194,7 +194,7 @@ static int add_sink(char out[16], const char *list, const char *sink,
 	if (fits)
 		return 0;
 	return shm__err(SHM_EINVAL, "dead letter %llu: sink '%s' does not fit "
-	                "beside '%s' in the sink field (15 characters)",
+	                "beside '%s' in the sink field of 15 characters",
 	                (unsigned long long)seq, sink, list);
 }
 

@@ -286,7 +286,7 @@ static int check_data_file(shm_env *env, uint64_t in_use, unsigned psize)
 		return rc;
 	return shm__err(SHM_ECORRUPT,
 	                "%s/data.mdb: %llu bytes, shorter than the %llu bytes "
-	                "of pages in use (truncated?)",
+	                "of pages in use",
 	                env->path, (unsigned long long)size,
 	                (unsigned long long)(in_use * psize));
 }
@@ -389,7 +389,7 @@ static int check_root(shm_env *env, uint64_t size, unsigned psize,
 		return 0;
 	return shm__err(SHM_ECORRUPT,
 	                "%s/data.mdb: %llu bytes, but page %llu (the root of "
-	                "%s) lies beyond them (truncated?)",
+	                "%s) lies beyond them",
 	                env->path, (unsigned long long)size,
 	                (unsigned long long)p, whose);
 }
@@ -435,7 +435,7 @@ static int begin_at_open(shm_env *env, unsigned flags, MDB_txn **txn)
 
 static int not_shm(shm_env *env, const char *why)
 {
-	return shm__err(SHM_EVERSION, "%s: not an shm environment (%s)",
+	return shm__err(SHM_EVERSION, "%s: not an shm environment: %s",
 	                env->path, why);
 }
 
@@ -694,27 +694,27 @@ static int check_exists(const char *dir)
 
 	if (stat(dir, &st) != 0) {
 		if (errno == ENOENT)
-			return shm__err(ENOENT, "%s: no shm environment here (no "
-			                "such directory; an application's first "
+			return shm__err(ENOENT, "%s: no shm environment here, no "
+			                "such directory: an application's first "
 			                "read-write open, or shmctl init, creates "
-			                "one)", dir);
+			                "one", dir);
 		return shm__err(errno, "environment %s", dir);
 	}
 	if ((size_t)snprintf(data, sizeof data, "%s/data.mdb", dir) >=
 	    sizeof data)
 		return shm__err(SHM_EINVAL, "path too long: %s", dir);
 	if (stat(data, &st) != 0 && errno == ENOENT)
-		return shm__err(SHM_ENOTFOUND, "%s: no shm environment here (no "
-		                "data.mdb; an application's first read-write "
-		                "open, or shmctl init, creates one)", dir);
+		return shm__err(SHM_ENOTFOUND, "%s: no shm environment here, no "
+		                "data.mdb: an application's first read-write "
+		                "open, or shmctl init, creates one", dir);
 	/* an open that creates one has made the file but not yet written it
 	 * (or was killed there): LMDB would refuse it read-only with EBADF,
 	 * and make it an environment read-write, which must_exist forbids */
 	if (S_ISREG(st.st_mode) && st.st_size == 0)
-		return shm__err(SHM_ENOTFOUND, "%s: no shm environment here "
-		                "(data.mdb is empty: one being created, or whose "
+		return shm__err(SHM_ENOTFOUND, "%s: no shm environment here, "
+		                "data.mdb is empty: one being created, or whose "
 		                "creation was cut short; shmctl init, or an "
-		                "application's read-write open, makes it one)",
+		                "application's read-write open, makes it one",
 		                dir);
 	return 0;
 }
@@ -731,14 +731,14 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	if (!dir || !*dir)
 		return shm__err(SHM_EINVAL, "shm_env_open: no directory given");
 	if (opt && (unsigned)opt->durability > SHM_DURABILITY_SYNC)
-		return shm__err(SHM_EINVAL, "durability %d: not a shm_durability "
-		                "(NOSYNC, NOMETASYNC or SYNC)", (int)opt->durability);
+		return shm__err(SHM_EINVAL, "durability %d: not a shm_durability: "
+		                "NOSYNC, NOMETASYNC or SYNC", (int)opt->durability);
 	if (opt && (unsigned)opt->write_mode > SHM_WRITE_THROUGH)
-		return shm__err(SHM_EINVAL, "write_mode %d: not a shm_write_mode "
-		                "(WRITE_BACK or WRITE_THROUGH)", (int)opt->write_mode);
+		return shm__err(SHM_EINVAL, "write_mode %d: not a shm_write_mode: "
+		                "WRITE_BACK or WRITE_THROUGH", (int)opt->write_mode);
 	if (opt && opt->map_size && opt->map_size < SHM_MAP_SIZE_MIN)
 		return shm__err(SHM_EINVAL, "map_size %zu: below the smallest "
-		                "map, %d bytes (map_size is in bytes)",
+		                "map, %d bytes: map_size is in bytes",
 		                opt->map_size, SHM_MAP_SIZE_MIN);
 	env = calloc(1, sizeof *env);
 	if (!env)

@@ -45,7 +45,10 @@ static bool ends_with(const char *text, size_t n, const char *sep,
 
 /* The rule of every error text: it names rc's description once, at its end
  * (so shm_errmsg() is printed alone): appended unless the text already ends
- * with it, e.g. a message that wraps another one of the same code. */
+ * with it, e.g. a message that wraps another one of the same code. No
+ * description holds parentheses, and no text ends with a parenthesis of
+ * its own ("at most N allowed by max_content", not "at most N allowed
+ * (max_content)"): none reads "(a (b))" or "(a) (b)". */
 int shm__err(int rc, const char *fmt, ...)
 {
 	const char *desc = shm_strerror(rc);

@@ -76,7 +76,7 @@ static int check_key(const shm_inval_key *k)
 	if (k->kind == SHM_INVAL_MSG) {
 		if (k->klen != 16)
 			return shm__err(SHM_EINVAL, "invalidate: message key of "
-			                "%zu bytes (16 expected)", k->klen);
+			                "%zu bytes, not 16", k->klen);
 		if (k->room && shm__check_text("invalidate: room_id", k->room,
 		                               strlen(k->room), SHM_MAX_ROOM,
 		                               false))
@@ -86,7 +86,7 @@ static int check_key(const shm_inval_key *k)
 	if (k->kind == SHM_INVAL_STATIC) {
 		if (k->klen <= 16 || k->klen > SHM_OBJKEY_MAX)
 			return shm__err(SHM_EINVAL, "invalidate: static key of "
-			                "%zu bytes (17..%d expected)", k->klen,
+			                "%zu bytes, not 17..%d", k->klen,
 			                SHM_OBJKEY_MAX);
 		return 0;
 	}

@@ -376,7 +376,7 @@ static int jdone(jout *o, bool ok, char **buf, size_t *len, size_t *cap,
 		                "offset %zu",
 		                fn, o->what, o->idx, o->sub, o->bad_at);
 	}
-	return shm__err(ENOMEM, "%s: out of memory (%zu bytes of JSON)", fn,
+	return shm__err(ENOMEM, "%s: out of memory for %zu bytes of JSON", fn,
 	                o->len);
 }
 
@@ -632,7 +632,7 @@ static int get_time(pctx *c, json_t *v, const char *path, bool nullable,
 	}
 	if (*out == 0) /* 0 is "none" (or "now" for created_at) in shm_msg */
 		return fail(c, SHM_ETIME, "field '%s': %s is the epoch, which "
-		            "a message cannot hold (0 means none)", path,
+		            "a message cannot hold: 0 means none", path,
 		            json_string_value(v));
 	return 0;
 }
@@ -933,8 +933,8 @@ int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
 	/* jansson would report a raw NUL as the end of the input */
 	const char *nul = memchr(json, '\0', len);
 	if (nul)
-		return fail(&c, SHM_ENUL, "NUL byte at offset %zu (JSON writes "
-		            "one in a string as \\u0000)", (size_t)(nul - json));
+		return fail(&c, SHM_ENUL, "NUL byte at offset %zu: JSON writes "
+		            "one in a string as \\u0000", (size_t)(nul - json));
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
 	                  &je);
 	if (!root) {
@@ -965,7 +965,7 @@ int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
 	/* Pass 2: fill one block (the same walk cannot fail now). */
 	size_t size = c.a.off;
 	if (!(c.a.base = malloc(size))) {
-		rc = fail(&c, ENOMEM, "out of memory (%zu bytes)", size);
+		rc = fail(&c, ENOMEM, "out of memory for %zu bytes", size);
 		goto out;
 	}
 	m = (shm_msg *)c.a.base;

@@ -169,8 +169,8 @@ static int l1_full(shm__wtxn *w, uint64_t add_entries, uint64_t add_bytes)
 		                "this write alone needs more than L1's limits "
 		                "(l1_max_entries %llu / l1_max_bytes %llu), its "
 		                "first %llu entries taking %llu bytes: write "
-		                "fewer messages per transaction (split the "
-		                "import)",
+		                "fewer messages per transaction, or split the "
+		                "import",
 		                (unsigned long long)w->max_entries,
 		                (unsigned long long)w->max_bytes,
 		                (unsigned long long)own,
@@ -178,8 +178,8 @@ static int l1_full(shm__wtxn *w, uint64_t add_entries, uint64_t add_bytes)
 	SHM__COUNT(w->env, writes_failed_full, 1);
 	return shm__err(SHM_EFULL,
 	                "L1 holds %llu entries / %llu bytes (limits %llu / "
-	                "%llu) and none is flushed yet: flusher behind "
-	                "(flushed position %llu)",
+	                "%llu) and none is flushed yet, the flushed position "
+	                "being %llu",
 	                (unsigned long long)w->entries,
 	                (unsigned long long)w->bytes,
 	                (unsigned long long)w->max_entries,
@@ -198,7 +198,7 @@ static int make_room(shm__wtxn *w, uint64_t add_entries, uint64_t add_bytes)
 	if (add_bytes > w->max_bytes)
 		return shm__err(SHM_ETOOBIG,
 		                "L1 entry of %llu bytes is larger than "
-		                "l1_max_bytes (%llu)",
+		                "l1_max_bytes, %llu",
 		                (unsigned long long)add_bytes,
 		                (unsigned long long)w->max_bytes);
 	while (w->entries + add_entries > w->max_entries ||

@@ -163,7 +163,7 @@ int shm_log_decode(const void *raw, size_t size, shm_log_rec *rec,
 		                rec->version, SHM_LOG_VERSION);
 	if ((uint64_t)SHM_LOG_HEADER + rec->key_len + rec->stored_len != size)
 		return shm__err(SHM_ECORRUPT, "log record %llu: lengths do not add "
-		                "up (truncated?)", (unsigned long long)rec->seq);
+		                "up", (unsigned long long)rec->seq);
 	/* Checksum over the record with its checksum field zeroed. */
 	if ((rc = grow(buf, buf_cap, size)))
 		return rc;

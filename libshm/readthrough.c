@@ -252,7 +252,7 @@ static void pool_drop(struct rt_pool *p, void *c, bool failed)
 static int late(const struct rt_pool *p, const char *what, const char *prep,
                 const char *server)
 {
-	return shm__err(p->code, "%s %s %s%s%s: no answer within %s (%u ms)",
+	return shm__err(p->code, "%s %s %s%s%s: no answer within the %s of %u ms",
 	                p->level, what, prep, server ? " " : "",
 	                server ? server : "", p->timeout, p->timeout_ms);
 }
@@ -466,8 +466,8 @@ static int take_failed(struct rt_pool *p, int rc)
 		return shm__err(p->code, "%s%s%s skipped: it failed less than "
 		                "%d ms ago", p->level, *server ? " at " : "",
 		                server, RT_BACKOFF_MS);
-	return shm__err(p->code, "%s%s%s: all %d connections busy for %s "
-	                "(%u ms)", p->level, *server ? " at " : "", server,
+	return shm__err(p->code, "%s%s%s: all %d connections busy for the %s "
+	                "of %u ms", p->level, *server ? " at " : "", server,
 	                RT_POOL, p->timeout, p->timeout_ms);
 }
 
@@ -743,10 +743,9 @@ static int l3_err(const char *what, const char *text, const char *state)
 {
 	if (!text || !*text)
 		text = "no reason given";
-	return shm__err(SHM_EL3, "PostgreSQL %s: %.*s%s%s%s", what,
-	                (int)strcspn(text, "\n"), text,
+	return shm__err(SHM_EL3, "PostgreSQL %s%s%s%s: %.*s", what,
 	                state ? " (SQLSTATE " : "", state ? state : "",
-	                state ? ")" : "");
+	                state ? ")" : "", (int)strcspn(text, "\n"), text);
 }
 
 /* The server libpq is connecting or connected to on c, into buf: its host

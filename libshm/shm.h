@@ -61,7 +61,8 @@ extern "C" {
 
 /* ---------------------------------------------------------------- errors */
 
-/* X(name, code, message): one table makes the enum and shm_strerror(). */
+/* X(name, code, message): one table makes the enum and shm_strerror(). A
+ * message holds no parentheses: texts end with " (message)" (errors.c). */
 #define SHM_ERRORS(X)                                                          \
 	X(SHM_EINVAL, -32900, "invalid argument")                              \
 	X(SHM_EUUID, -32901, "malformed UUID")                                 \
@@ -72,14 +73,14 @@ extern "C" {
 	X(SHM_EJSON, -32906, "malformed JSON")                                 \
 	X(SHM_ENOTFOUND, -32907, "not found")                                  \
 	X(SHM_EVERSION, -32908, "environment has an incompatible format version") \
-	X(SHM_EFULL, -32909, "L1 or map full (flusher behind, or an old read " \
-	  "snapshot held)")                                                    \
-	X(SHM_ECORRUPT, -32910, "corrupted data (checksum, format or a cut file)") \
+	X(SHM_EFULL, -32909, "L1 or map full: flusher behind, or an old read " \
+	  "snapshot held")                                                     \
+	X(SHM_ECORRUPT, -32910, "corrupted or truncated data")                 \
 	X(SHM_ETIMEDOUT, -32911, "timed out")                                  \
 	X(SHM_EOBJECT, -32912, "malformed object identifier")                  \
 	X(SHM_EBUSY, -32913, "held by another process")                        \
-	X(SHM_EL2, -32914, "Redis (L2) error")                                 \
-	X(SHM_EL3, -32915, "PostgreSQL (L3) error")                            \
+	X(SHM_EL2, -32914, "Redis L2 error")                                   \
+	X(SHM_EL3, -32915, "PostgreSQL L3 error")                              \
 	X(SHM_ETIME, -32916, "malformed or out-of-range timestamp")            \
 	X(SHM_EREADONLY, -32917, "environment opened read-only")               \
 	X(SHM_EGENERATOR, -32918, "static generator failed")

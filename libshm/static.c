@@ -242,7 +242,7 @@ static int encode(shm_env *env, const char *object, const void *content,
 	memset(e, 0, sizeof *e);
 	if (len > env->opt.max_content)
 		return shm__err(SHM_ETOOBIG, "static '%s': %zu bytes, at most %u "
-		                             "allowed (max_content)", object, len,
+		                             "allowed by max_content", object, len,
 		                env->opt.max_content);
 	if (len > 0 && content == NULL)
 		return shm__err(SHM_EINVAL, "static '%s': content is NULL", object);
@@ -727,7 +727,7 @@ int shm_static_get(shm_env *env, const shm_uuid *website, const char *object,
 				rc = shm__err(SHM_ETIMEDOUT,
 				              "static %s '%s': another process "
 				              "has been generating it for more "
-				              "than lease_wait_ms (%u ms)",
+				              "than the lease_wait_ms of %u ms",
 				              id, object, env->opt.lease_wait_ms);
 				goto out;
 			}

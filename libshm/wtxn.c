@@ -336,7 +336,7 @@ int shm__wait_through(shm_env *env, const uint64_t seqs[2])
 			return shm__err(SHM_ETIMEDOUT,
 			                "write-through: record %llu is in L1 but "
 			                "PostgreSQL applied only up to %llu after "
-			                "%u ms (is shm-flusher running with --pg?)",
+			                "%u ms: is shm-flusher running with --pg?",
 			                (unsigned long long)last,
 			                (unsigned long long)applied,
 			                env->opt.write_through_timeout_ms);

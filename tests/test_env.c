@@ -781,8 +781,15 @@ static void test_strerror_names_every_code(void **state)
 {
 	assert_string_equal(shm_strerror(0), "success");
 	assert_string_equal(shm_strerror(SHM_EFULL),
-	                    "L1 or map full (flusher behind, or an old read "
-	                    "snapshot held)");
+	                    "L1 or map full: flusher behind, or an old read "
+	                    "snapshot held");
+	/* a text ends with " (description)": one without parentheses reads
+	 * "... (a)", not "... (a (b))" */
+	assert_string_equal(shm_strerror(SHM_ECORRUPT),
+	                    "corrupted or truncated data");
+	for (int rc = SHM_EINVAL; rc >= SHM_EGENERATOR; rc--)
+		if (strpbrk(shm_strerror(rc), "()"))
+			fail_msg("%d: '%s'", rc, shm_strerror(rc));
 	assert_non_null(strstr(shm_strerror(MDB_MAP_FULL), "MDB_MAP_FULL"));
 	assert_string_equal(shm_strerror(ENOENT), strerror(ENOENT));
 }

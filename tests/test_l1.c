@@ -123,7 +123,7 @@ static void test_entry_larger_than_l1_max_bytes_is_too_big(void **state)
 	assert_int_equal(shm_log_trim(env, 1), 0); /* evictable, yet no help */
 	m = tu_msg("r", 2, big);
 	assert_int_equal(shm_msg_put(env, &m), SHM_ETOOBIG);
-	assert_non_null(strstr(shm_errmsg(), "l1_max_bytes (2000)"));
+	assert_non_null(strstr(shm_errmsg(), "l1_max_bytes, 2000 (value "));
 	/* the message's encoded size: 104 + room, username, content strs
 	 * (4 + len + 1 each) + 3 empty lists (4 each) */
 	snprintf(size, sizeof size, "%zu bytes", (size_t)104 + 6 + 10 +

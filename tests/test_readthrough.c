@@ -950,7 +950,7 @@ static void test_slow_postgres_costs_at_most_the_timeout(void **state)
 	assert_int_equal(rc, SHM_ENOTFOUND);
 	char want[600]; /* the server named as libpq knows it */
 	snprintf(want, sizeof want, "PostgreSQL query on %s port %s: no answer "
-	         "within l3_timeout_ms (200 ms)", PQhost(db), PQport(db));
+	         "within the l3_timeout_ms of 200 ms", PQhost(db), PQport(db));
 	if (!strstr(e, want))
 		fail_msg("no \"%s\" in \"%s\"", want, e);
 	free(e);
@@ -1003,8 +1003,8 @@ static void test_failed_postgres_query_leaves_its_reason(void **state)
 	e = shm_errmsg();
 	fprintf(stderr, "L3 query failed: %s\n", e);
 	assert_non_null(strstr(e, ids));
-	assert_non_null(strstr(e, "PostgreSQL query: relation \"messages\" "
-	                          "does not exist (SQLSTATE 42P01)"));
+	assert_non_null(strstr(e, "PostgreSQL query (SQLSTATE 42P01): "
+	                          "relation \"messages\" does not exist"));
 	shm_stats_local(env, &c);
 	assert_int_equal(c.l2_misses, 1);
 	assert_int_equal(c.l3_errors, 1);
@@ -1097,7 +1097,7 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 	fd = mute_socket(sock);
 	env = open_rt(url, NULL, 150, 0);
 	snprintf(want, sizeof want, "Redis GET on %s: no answer within "
-	         "l2_timeout_ms (150 ms)", sock);
+	         "the l2_timeout_ms of 150 ms", sock);
 	assert_errmsg(env, &id, want);
 	close_rt(env);
 	close(fd);
@@ -1108,7 +1108,7 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 	snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
 	env = open_rt(url, NULL, 150, 0);
 	snprintf(want, sizeof want, "Redis GET on 127.0.0.1:%d: no answer "
-	         "within l2_timeout_ms (150 ms)", port);
+	         "within the l2_timeout_ms of 150 ms", port);
 	assert_errmsg(env, &id, want);
 	close_rt(env);
 	close(fd);
@@ -1177,8 +1177,8 @@ static void test_redis_reason_stays_beside_postgres_answer(void **state)
 	dir = tu_tmpdir();
 	env = tu_open(dir, &o);
 	assert_reason(env, &id, "No such file or directory; PostgreSQL "
-	              "query: relation \"messages\" does not exist (SQLSTATE "
-	              "42P01) (not found)");
+	              "query (SQLSTATE 42P01): relation \"messages\" does not "
+	              "exist (not found)");
 	close_rt(env);
 	tu_rmdir(sdir);
 	free(sdir);
@@ -1427,7 +1427,7 @@ static void test_postgres_host_name_is_resolved_at_open_not_on_gets(void **state
 	                                              l3_ms + 100),
 	                 SHM_ENOTFOUND);
 	snprintf(info, sizeof info, "PostgreSQL connection to %s port %d: no "
-	         "answer within l3_timeout_ms (150 ms)", SLOW_HOST, p);
+	         "answer within the l3_timeout_ms of 150 ms", SLOW_HOST, p);
 	if (!strstr(shm_errmsg(), info))
 		fail_msg("no %s in %s", info, shm_errmsg());
 	close_rt(env);
@@ -1501,7 +1501,7 @@ static void test_l3_timeout_names_the_host(void **state)
 	         "user=nobody", p);
 	env = open_l3(info, 150);
 	snprintf(want, sizeof want, "PostgreSQL connection to 127.0.0.1 port "
-	         "%d: no answer within l3_timeout_ms (150 ms)", p);
+	         "%d: no answer within the l3_timeout_ms of 150 ms", p);
 	assert_reason(env, &id, want);
 	close_rt(env);
 	close(fd);
@@ -1522,7 +1522,7 @@ static void test_l3_timeout_names_the_host(void **state)
 	fprintf(stderr, "%s\n", e);
 	assert_int_equal(rc, SHM_ENOTFOUND);
 	snprintf(want, sizeof want, "PostgreSQL query on 127.0.0.1 port %s: "
-	         "no answer within l3_timeout_ms (1000 ms)", port);
+	         "no answer within the l3_timeout_ms of 1000 ms", port);
 	if (!strstr(e, want))
 		fail_msg("\"%s\", want \"%s\" in it", e, want);
 	free(e);

@@ -310,7 +310,7 @@ static void test_verify_finds_dead_letters_that_do_not_decode(void **state)
 	assert_int_equal(mdb_put(txn, f->env->dead, &k, &v, 0), 0);
 	wcommit(txn);
 	assert_int_equal(run_verify(f), 2);
-	assert_true(found(f, "dead letter 2: bad header (3 bytes, version 1)"));
+	assert_true(found(f, "dead letter 2: bad header of 3 bytes, version 1"));
 	assert_true(found(f, "dead letter 3: bad lengths"));
 }
 
