@@ -443,8 +443,14 @@ int shm_msg_payload_room(const void *buf, size_t len, const char **room,
 	uint32_t n;
 	uint64_t v;
 
-	if (!buf || !room || !room_len || !created_at)
-		return shm__err(SHM_EINVAL, "shm_msg_payload_room: NULL argument");
+	if (!buf)
+		return shm__null(__func__, "buf");
+	if (!room)
+		return shm__null(__func__, "room");
+	if (!room_len)
+		return shm__null(__func__, "room_len");
+	if (!created_at)
+		return shm__null(__func__, "created_at");
 	if (len < SHM_MSG_FIXED + 4 || b[0] != SHM_MSG_ENC_VERSION)
 		return shm__err(SHM_ECORRUPT, "message value: bad header");
 	memcpy(&n, b + SHM_MSG_FIXED, 4);
@@ -460,8 +466,10 @@ int shm_msg_payload_room(const void *buf, size_t len, const char **room,
 
 int shm_msg_decode(const void *buf, size_t len, shm_msg **out)
 {
-	if (!out || (!buf && len))
-		return shm__err(SHM_EINVAL, "shm_msg_decode: NULL buf or out");
+	if (!out)
+		return shm__null(__func__, "out");
+	if (!buf && len)
+		return shm__null(__func__, "buf");
 	return shm__msg_decode(buf, len, NULL, out);
 }
 
@@ -626,10 +634,15 @@ int shm__msg_validate(const shm_options *opt, const shm_msg *m)
 	    m->n_reactions > SHM_MAX_LIST)
 		return shm__err(SHM_ETOOBIG, "metadata: more than %d mentions, "
 		                "attachments or reactions", SHM_MAX_LIST);
-	if ((m->n_mentions && !m->mentions) ||
-	    (m->n_attachments && !m->attachments) ||
-	    (m->n_reactions && !m->reactions))
-		return shm__err(SHM_EINVAL, "metadata: NULL array with a count");
+	if (m->n_mentions && !m->mentions)
+		return shm__err(SHM_EINVAL, "metadata: NULL mentions, "
+		                "n_mentions %u", m->n_mentions);
+	if (m->n_attachments && !m->attachments)
+		return shm__err(SHM_EINVAL, "metadata: NULL attachments, "
+		                "n_attachments %u", m->n_attachments);
+	if (m->n_reactions && !m->reactions)
+		return shm__err(SHM_EINVAL, "metadata: NULL reactions, "
+		                "n_reactions %u", m->n_reactions);
 	if ((rc = check_attachments(m)) || (rc = check_reactions(m)))
 		return rc;
 	if (shm__msg_enc_size(m) > (size_t)opt->max_content * 2 + 65536)
@@ -649,9 +662,11 @@ const char *shm_msg_type_name(shm_msg_type t)
 
 int shm_msg_type_parse(const char *s, shm_msg_type *out)
 {
+	if (!s)
+		return shm__null(__func__, "s");
 	if (!out)
-		return shm__err(SHM_EINVAL, "shm_msg_type_parse: NULL out");
-	for (int i = 0; s && i < SHM_MSG_TYPE_COUNT; i++) {
+		return shm__null(__func__, "out");
+	for (int i = 0; i < SHM_MSG_TYPE_COUNT; i++) {
 		if (strcmp(s, type_names[i]) == 0) {
 			*out = (shm_msg_type)i;
 			return 0;
@@ -659,5 +674,5 @@ int shm_msg_type_parse(const char *s, shm_msg_type *out)
 	}
 	return shm__err(SHM_ETYPE, "message_type '%.40s': not one of Text, "
 	                "Image, File, Audio, Video, System, Edit, Delete, "
-	                "Reaction", s ? s : "(null)");
+	                "Reaction", s);
 }

@@ -268,10 +268,15 @@ int shm_dead_add(shm_env *env, const shm_log_rec *rec, const char *sink,
 {
 	struct dead_add c;
 
-	if (!env || !reason)
-		return shm__err(SHM_EINVAL, "shm_dead_add: NULL env or reason");
-	if (!rec || !rec->seq || !sink || !*sink || strlen(sink) > 15 ||
-	    strchr(sink, ','))
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!rec)
+		return shm__null(__func__, "rec");
+	if (!sink)
+		return shm__null(__func__, "sink");
+	if (!reason)
+		return shm__null(__func__, "reason");
+	if (!rec->seq || !*sink || strlen(sink) > 15 || strchr(sink, ','))
 		return shm__err(SHM_EINVAL, "shm_dead_add: need a record with "
 		                "a seq and a sink name of 1..15 characters");
 	if (env->opt.read_only)
@@ -338,8 +343,10 @@ int shm_dead_walk(shm_env *env, int (*fn)(const shm_dead *d, void *user),
 	MDB_val k, v;
 	int rc, op = MDB_FIRST;
 
-	if (!env || !fn)
-		return shm__err(SHM_EINVAL, "shm_dead_walk: NULL env or fn");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!fn)
+		return shm__null(__func__, "fn");
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	if ((rc = mdb_cursor_open(txn, env->dead, &cur))) {
@@ -377,7 +384,9 @@ out:
 int shm_dead_each(shm_env *env, int (*fn)(const shm_dead *d, void *user),
                   void *user)
 {
-	if (!env || !fn)
-		return shm__err(SHM_EINVAL, "shm_dead_each: NULL env or fn");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!fn)
+		return shm__null(__func__, "fn");
 	return shm_dead_walk(env, fn, NULL, user);
 }

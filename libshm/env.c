@@ -210,8 +210,10 @@ int shm_policy_get(shm_env *env, shm_policy *out)
 	uint64_t v = 0;
 	int rc;
 
-	if (!env || !out)
-		return shm__err(SHM_EINVAL, "shm_policy_get: NULL env or out");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!out)
+		return shm__null(__func__, "out");
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	for (size_t i = 0; i < N_POLICY && !rc; i++)
@@ -726,10 +728,12 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	char why[300];
 	int rc, dead = 0;
 
+	if (!dir)
+		return shm__null(__func__, "dir");
 	if (!out)
-		return shm__err(SHM_EINVAL, "shm_env_open: NULL out");
-	if (!dir || !*dir)
-		return shm__err(SHM_EINVAL, "shm_env_open: no directory given");
+		return shm__null(__func__, "out");
+	if (!*dir)
+		return shm__err(SHM_EINVAL, "shm_env_open: empty dir");
 	if (opt && (unsigned)opt->durability > SHM_DURABILITY_SYNC)
 		return shm__err(SHM_EINVAL, "durability %d: not a shm_durability: "
 		                "NOSYNC, NOMETASYNC or SYNC", (int)opt->durability);
@@ -1040,7 +1044,7 @@ int shm_env_sync(shm_env *env)
 	int rc;
 
 	if (!env)
-		return shm__err(SHM_EINVAL, "shm_env_sync: NULL env");
+		return shm__null(__func__, "env");
 	rc = mdb_env_sync(env->mdb, 1);
 	return rc ? shm__err_mdb(rc, "sync") : 0;
 }
@@ -1050,7 +1054,7 @@ int shm_env_reader_check(shm_env *env, int *cleared)
 	int dead = 0, rc;
 
 	if (!env)
-		return shm__err(SHM_EINVAL, "shm_env_reader_check: NULL env");
+		return shm__null(__func__, "env");
 	rc = mdb_reader_check(env->mdb, &dead);
 	if (cleared)
 		*cleared = dead;
@@ -1169,8 +1173,10 @@ int shm_env_info(shm_env *env, shm_info *out)
 	size_t unused = 0;
 	int rc;
 
-	if (!env || !out)
-		return shm__err(SHM_EINVAL, "shm_env_info: NULL env or out");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!out)
+		return shm__null(__func__, "out");
 	memset(out, 0, sizeof *out);
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;

@@ -76,6 +76,11 @@ void shm__errcause(int rc, char *buf, size_t len)
 	snprintf(buf, len, "%.*s", (int)n, errbuf);
 }
 
+int shm__null(const char *fn, const char *arg)
+{
+	return shm__err(SHM_EINVAL, "%s: NULL %s", fn, arg);
+}
+
 int shm__err_mdb(int rc, const char *what)
 {
 	snprintf(errbuf, sizeof errbuf, "%s: %s", what, shm_strerror(rc));

@@ -171,15 +171,13 @@ __attribute__((nonnull)) static int object_check_len(const char *object,
 int shm_object_check(const char *object)
 {
 	if (object == NULL)
-		return shm__err(SHM_EOBJECT, "object: missing (NULL)");
+		return shm__null(__func__, "object");
 	/* strnlen: a runaway string is reported as too long, not scanned */
 	return object_check_len(object, strnlen(object, SHM_MAX_OBJECT + 1));
 }
 
 static int website_check(const shm_uuid *website)
 {
-	if (website == NULL)
-		return shm__err(SHM_EUUID, "website: missing (NULL)");
 	if (shm_uuid_is_nil(website))
 		return shm__err(SHM_EUUID, "website "
 		                           "00000000-0000-0000-0000-000000000000: "
@@ -187,12 +185,16 @@ static int website_check(const shm_uuid *website)
 	return 0;
 }
 
-int shm__objkey(const shm_uuid *website, const char *object, uint8_t *key,
-                size_t *klen)
+int shm__objkey(const char *fn, const shm_uuid *website, const char *object,
+                uint8_t *key, size_t *klen)
 {
 	size_t len;
 	int rc;
 
+	if (!website)
+		return shm__null(fn, "website");
+	if (!object)
+		return shm__null(fn, "object");
 	if ((rc = website_check(website)) || (rc = shm_object_check(object)))
 		return rc;
 	len = strlen(object);
@@ -420,11 +422,11 @@ static int graph_read(shm_env *env, const shm_uuid *website,
 	int rc;
 
 	if (out == NULL)
-		return shm__err(SHM_EINVAL, "%s: NULL out", walk_fn[kind]);
+		return shm__null(walk_fn[kind], "out");
 	*out = NULL;
 	if (!env)
-		return shm__err(SHM_EINVAL, "%s: NULL env", walk_fn[kind]);
-	if ((rc = shm__objkey(website, object, key, &klen)))
+		return shm__null(walk_fn[kind], "env");
+	if ((rc = shm__objkey(walk_fn[kind], website, object, key, &klen)))
 		return rc;
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
@@ -470,10 +472,11 @@ int shm_object_is_direct(shm_env *env, const shm_uuid *website,
 	MDB_txn *txn;
 	int rc;
 
-	if (!env || !direct)
-		return shm__err(SHM_EINVAL, "shm_object_is_direct: NULL env or "
-		                "direct");
-	if ((rc = shm__objkey(website, object, key, &klen)))
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!direct)
+		return shm__null(__func__, "direct");
+	if ((rc = shm__objkey(__func__, website, object, key, &klen)))
 		return rc;
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
@@ -585,16 +588,18 @@ int shm_deps_set(shm_env *env, const shm_uuid *website, const char *object,
 	int rc;
 
 	if (!env)
-		return shm__err(SHM_EINVAL, "shm_deps_set: NULL env");
-	if ((rc = shm__objkey(website, object, key, &klen)))
+		return shm__null(__func__, "env");
+	if ((rc = shm__objkey(__func__, website, object, key, &klen)))
 		return rc;
 	if (n_deps > 0 && deps == NULL)
-		return shm__err(SHM_EINVAL, "object '%s': %zu dependencies but "
-		                            "deps is NULL", object, n_deps);
+		return shm__null(__func__, "deps");
 	if (n_deps > UINT32_MAX)
 		return shm__err(SHM_ETOOBIG, "object '%s': %zu dependencies",
 		                object, n_deps);
 	for (size_t i = 0; i < n_deps; i++) {
+		if (!deps[i])
+			return shm__err(SHM_EINVAL, "shm_deps_set: NULL deps[%zu]",
+			                i);
 		if ((rc = shm_object_check(deps[i]))) {
 			char msg[600];
 			snprintf(msg, sizeof msg, "%s", shm_errmsg());
@@ -708,8 +713,8 @@ static int bust_run(shm_env *env, const shm_uuid *website,
 	int rc;
 
 	if (!env)
-		return shm__err(SHM_EINVAL, "%s: NULL env", bust_fn[mode]);
-	if ((rc = shm__objkey(website, object, key, &c.klen)))
+		return shm__null(bust_fn[mode], "env");
+	if ((rc = shm__objkey(bust_fn[mode], website, object, key, &c.klen)))
 		return rc;
 	c.key = key;
 	c.mode = mode;

@@ -120,6 +120,9 @@ int shm__err(int rc, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* For an LMDB/errno rc: "<what>: <strerror>". */
 int shm__err_mdb(int rc, const char *what);
+/* SHM_EINVAL for a NULL argument a public function needs: "<fn>: NULL
+ * <arg>" (shm.h's Conventions). */
+int shm__null(const char *fn, const char *arg);
 /* The thread's last error text, set for rc, into buf without the " (<rc's
  * description>)" shm__err ended it with: its cause alone, for a text that
  * wraps it under another code (each text names one description). */
@@ -392,8 +395,9 @@ void shm__order_free(shm__order *o);
 
 /* ---- object keys (graph.c / static.c): website(16) + object bytes */
 #define SHM_OBJKEY_MAX (16 + SHM_MAX_OBJECT)
-int shm__objkey(const shm_uuid *website, const char *object, uint8_t *key,
-                size_t *klen);
+/* fn: the public function, named when website or object is NULL */
+int shm__objkey(const char *fn, const shm_uuid *website, const char *object,
+                uint8_t *key, size_t *klen);
 
 /* ---- read-through (readthrough.c); no-ops when not configured */
 int shm__rt_open(shm_env *env);

@@ -69,10 +69,12 @@ int shm_inval_kind_of_op(int op)
 	return 0;
 }
 
-static int check_key(const shm_inval_key *k)
+/* keys[i] of shm_l1_invalidate_many */
+static int check_key(const shm_inval_key *k, size_t i)
 {
 	if (!k->key)
-		return shm__err(SHM_EINVAL, "invalidate: NULL key");
+		return shm__err(SHM_EINVAL, "shm_l1_invalidate_many: NULL "
+		                "keys[%zu].key", i);
 	if (k->kind == SHM_INVAL_MSG) {
 		if (k->klen != 16)
 			return shm__err(SHM_EINVAL, "invalidate: message key of "
@@ -218,13 +220,14 @@ int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
 		*dropped = 0;
 	if (kept)
 		*kept = 0;
-	if (!env || (n && !keys))
-		return shm__err(SHM_EINVAL, "shm_l1_invalidate_many: NULL env "
-		                "or keys");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!keys && n)
+		return shm__null(__func__, "keys");
 	if (env->opt.read_only)
 		return shm__err(SHM_EREADONLY, "%s: opened read-only", env->path);
 	for (size_t i = 0; i < n; i++)
-		if ((rc = check_key(&keys[i])))
+		if ((rc = check_key(&keys[i], i)))
 			return rc;
 	if (!n)
 		return 0;
@@ -290,11 +293,12 @@ int shm_l1_invalidate(shm_env *env, int kind, const void *key, size_t klen,
 {
 	shm_inval_key k = {.kind = kind, .key = key, .klen = klen};
 
-	if (!env) {
-		if (dropped)
-			*dropped = 0;
-		return shm__err(SHM_EINVAL, "shm_l1_invalidate: NULL env");
-	}
+	if (dropped)
+		*dropped = 0;
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!key)
+		return shm__null(__func__, "key");
 	return shm_l1_invalidate_many(env, &k, 1, dropped, NULL);
 }
 
@@ -333,8 +337,7 @@ int shm_l1_invalidate_flushed(shm_env *env, uint64_t *dropped)
 	int rc = 0;
 
 	if (!env)
-		return shm__err(SHM_EINVAL, "shm_l1_invalidate_flushed: "
-		                "NULL env");
+		return shm__null(__func__, "env");
 	if (env->opt.read_only)
 		return shm__err(SHM_EREADONLY, "%s: opened read-only", env->path);
 	while (r.more && rc == 0)

@@ -380,15 +380,35 @@ static int jdone(jout *o, bool ok, char **buf, size_t *len, size_t *cap,
 	                o->len);
 }
 
+/* The arguments of the *_json_append functions: SHM_EINVAL naming fn and
+ * the one that is wrong. */
+static int append_check(const char *fn, const shm_msg *m, char **buf,
+                        const size_t *len, const size_t *cap)
+{
+	if (!m)
+		return shm__null(fn, "m");
+	if (!buf)
+		return shm__null(fn, "buf");
+	if (!len)
+		return shm__null(fn, "len");
+	if (!cap)
+		return shm__null(fn, "cap");
+	if (!*buf && *len)
+		return shm__err(SHM_EINVAL, "%s: NULL *buf with *len %zu", fn,
+		                *len);
+	if (*buf && *len >= *cap)
+		return shm__err(SHM_EINVAL, "%s: *len %zu not below *cap %zu",
+		                fn, *len, *cap);
+	return 0;
+}
+
 int shm_msg_json_append(const shm_msg *m, char **buf, size_t *len,
                         size_t *cap, size_t *meta_off, size_t *meta_len)
 {
-	if (!m || !buf || !len || !cap || (!*buf && *len) ||
-	    (*buf && *len >= *cap))
-		return shm__err(SHM_EINVAL, "shm_msg_json_append: NULL argument "
-		                            "or len beyond cap");
-	return msg_json(m, buf, len, cap, meta_off, meta_len,
-	                "shm_msg_json_append");
+	int rc = append_check(__func__, m, buf, len, cap);
+
+	return rc ? rc : msg_json(m, buf, len, cap, meta_off, meta_len,
+	                          __func__);
 }
 
 int shm_msg_metadata_json_append(const shm_msg *m, char **buf, size_t *len,
@@ -400,10 +420,8 @@ int shm_msg_metadata_json_append(const shm_msg *m, char **buf, size_t *len,
 	bool ok;
 	int rc;
 
-	if (!m || !buf || !len || !cap || (!*buf && *len) ||
-	    (*buf && *len >= *cap))
-		return shm__err(SHM_EINVAL, "%s: NULL argument or len beyond cap",
-		                fn);
+	if ((rc = append_check(fn, m, buf, len, cap)))
+		return rc;
 	if ((rc = check_msg(m, fn)) || (rc = reaction_order(m, fn, &ord)))
 		return rc;
 	o = (jout){.p = *buf, .len = *len, .cap = *buf ? *cap : 0};
@@ -418,8 +436,10 @@ int shm_msg_to_json(const shm_msg *m, char **json, size_t *len)
 	size_t n = 0, cap = 0;
 	int rc;
 
-	if (!m || !json)
-		return shm__err(SHM_EINVAL, "shm_msg_to_json: NULL argument");
+	if (!m)
+		return shm__null(__func__, "m");
+	if (!json)
+		return shm__null(__func__, "json");
 	*json = NULL;
 	if ((rc = msg_json(m, &buf, &n, &cap, NULL, NULL, "shm_msg_to_json"))) {
 		free(buf);
@@ -927,8 +947,10 @@ int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
 
 	if (err && errlen)
 		err[0] = '\0';
-	if (!json || !out)
-		return fail(&c, SHM_EINVAL, "shm_msg_from_json: NULL argument");
+	if (!json)
+		return fail(&c, SHM_EINVAL, "shm_msg_from_json: NULL json");
+	if (!out)
+		return fail(&c, SHM_EINVAL, "shm_msg_from_json: NULL out");
 	*out = NULL;
 	/* jansson would report a raw NUL as the end of the input */
 	const char *nul = memchr(json, '\0', len);

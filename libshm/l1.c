@@ -336,7 +336,7 @@ int shm_l1_expire(shm_env *env, uint64_t *expired)
 	int rc = 0;
 
 	if (!env)
-		return shm__err(SHM_EINVAL, "shm_l1_expire: NULL env");
+		return shm__null(__func__, "env");
 	while (e.more && rc == 0)
 		rc = shm__write(env, expire_body, &e);
 	if (expired)

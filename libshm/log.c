@@ -139,9 +139,14 @@ int shm_log_decode(const void *raw, size_t size, shm_log_rec *rec,
 	uint8_t *copy;
 	int rc;
 
-	if (!rec || !buf || !buf_cap || (!raw && size))
-		return shm__err(SHM_EINVAL, "shm_log_decode: NULL raw, rec, buf "
-		                "or buf_cap");
+	if (!raw && size)
+		return shm__null(__func__, "raw");
+	if (!rec)
+		return shm__null(__func__, "rec");
+	if (!buf)
+		return shm__null(__func__, "buf");
+	if (!buf_cap)
+		return shm__null(__func__, "buf_cap");
 	memset(rec, 0, sizeof *rec);
 	if (size >= 16)
 		rec->seq = get64(p + 8);
@@ -215,9 +220,10 @@ int shm_log_iter_open(shm_env *env, uint64_t from, shm_log_iter **out)
 	shm_log_iter *it;
 	int rc;
 
-	if (!env || !out)
-		return shm__err(SHM_EINVAL, "shm_log_iter_open: NULL env or "
-		                "out");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!out)
+		return shm__null(__func__, "out");
 	if (!(it = calloc(1, sizeof *it)))
 		return shm__err(ENOMEM, "log iterator");
 	it->env = env;
@@ -240,8 +246,10 @@ int shm_log_iter_next(shm_log_iter *it, shm_log_rec *rec)
 	MDB_val k, v;
 	int rc;
 
-	if (!it || !rec)
-		return shm__err(SHM_EINVAL, "shm_log_iter_next: NULL it or rec");
+	if (!it)
+		return shm__null(__func__, "it");
+	if (!rec)
+		return shm__null(__func__, "rec");
 	k.mv_size = 8;
 	k.mv_data = &it->from;
 	rc = mdb_cursor_get(it->cur, &k, &v,
@@ -339,7 +347,7 @@ static int trim_body(shm__wtxn *w, void *ctx)
 int shm_log_trim(shm_env *env, uint64_t upto)
 {
 	if (!env)
-		return shm__err(SHM_EINVAL, "shm_log_trim: NULL env");
+		return shm__null(__func__, "env");
 	return shm__write(env, trim_body, &upto);
 }
 
@@ -349,7 +357,7 @@ int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms)
 	struct timespec nap = {0, 1000000}; /* 1 ms */
 
 	if (!env)
-		return shm__err(SHM_EINVAL, "shm_log_wait: NULL env");
+		return shm__null(__func__, "env");
 	for (;;) {
 		uint64_t next = __atomic_load_n(&env->shared->next_seq_hint,
 		                                __ATOMIC_ACQUIRE);

@@ -377,9 +377,10 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 	struct put_many p = {.msgs = msgs, .n = n};
 	int rc;
 
-	if (!env || (!msgs && n))
-		return shm__err(SHM_EINVAL, "shm_msg_put_many: NULL env or "
-		                "msgs");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!msgs && n)
+		return shm__null(__func__, "msgs");
 	for (size_t i = 0; i < n; i++) {
 		if ((rc = shm__msg_validate(&env->opt, &msgs[i]))) {
 			if (bad_index)
@@ -401,8 +402,10 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 
 int shm_msg_put(shm_env *env, shm_msg *m)
 {
-	if (!env || !m)
-		return shm__err(SHM_EINVAL, "shm_msg_put: NULL env or m");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!m)
+		return shm__null(__func__, "m");
 	return shm_msg_put_many(env, m, 1, NULL);
 }
 
@@ -531,9 +534,6 @@ static int run_change(shm_env *env, change *c, bool *stored)
 	uint64_t t0 = shm__mono_ns();
 
 	*stored = false;
-	if (!env || !c->id) /* "shm_msg_edit", "shm_msg_delete", ... */
-		return shm__err(SHM_EINVAL, "shm_%s: NULL env or id",
-		                shm_op_name(c->op));
 	return run_write(env, change_body, c, t0, stored);
 }
 
@@ -546,7 +546,11 @@ int shm_msg_edit(shm_env *env, const shm_uuid *id, const char *content,
 	int rc;
 
 	if (!env)
-		return shm__err(SHM_EINVAL, "shm_msg_edit: NULL env");
+		return shm__null(__func__, "env");
+	if (!id)
+		return shm__null(__func__, "id");
+	if (!content && len)
+		return shm__null(__func__, "content");
 	if ((rc = shm__check_text("content", content, len, env->opt.max_content,
 	                          true)))
 		return rc;
@@ -560,7 +564,13 @@ int shm_msg_delete(shm_env *env, const shm_uuid *id)
 {
 	change c = {.id = id, .op = SHM_OP_MSG_DELETE};
 	bool stored;
-	int rc = run_change(env, &c, &stored);
+	int rc;
+
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!id)
+		return shm__null(__func__, "id");
+	rc = run_change(env, &c, &stored);
 	if (stored)
 		SHM__COUNT(env, deletes, 1);
 	return rc;
@@ -572,9 +582,16 @@ int shm_msg_react(shm_env *env, const shm_uuid *id, int32_t user_id,
 	change c = {.id = id, .op = SHM_OP_MSG_REACT, .user = user_id,
 	            .emoji = emoji, .add = add};
 	bool stored;
-	int rc = shm__check_text("emoji", emoji, emoji ? strlen(emoji) : 0,
-	                         SHM_MAX_EMOJI, false);
-	if (rc)
+	int rc;
+
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!id)
+		return shm__null(__func__, "id");
+	if (!emoji)
+		return shm__null(__func__, "emoji");
+	if ((rc = shm__check_text("emoji", emoji, strlen(emoji), SHM_MAX_EMOJI,
+	                          false)))
 		return rc;
 	rc = run_change(env, &c, &stored);
 	if (stored)
@@ -591,8 +608,12 @@ int shm_msg_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	MDB_val k = {16, (void *)(id ? id->b : NULL)}, v;
 	int rc;
 
-	if (!env || !id || !out)
-		return shm__err(SHM_EINVAL, "shm_msg_get: NULL env, id or out");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!id)
+		return shm__null(__func__, "id");
+	if (!out)
+		return shm__null(__func__, "out");
 	shm__touch_prefetch(env, SHM_KIND_MSG, id->b, 16);
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
@@ -624,8 +645,10 @@ int shm_rtxn_begin(shm_env *env, shm_rtxn **out)
 	shm_rtxn *t;
 	int rc;
 
-	if (!env || !out)
-		return shm__err(SHM_EINVAL, "shm_rtxn_begin: NULL env or out");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!out)
+		return shm__null(__func__, "out");
 	/* The handle and its arena chunk are reused from the last end. */
 	t = __atomic_exchange_n(&env->spare_rtxn, NULL, __ATOMIC_ACQUIRE);
 	if (!t && !(t = calloc(1, sizeof *t)))
@@ -674,8 +697,12 @@ int shm_msg_view(shm_rtxn *t, const shm_uuid *id, const shm_msg **out)
 	shm_msg *m;
 	int rc;
 
-	if (!t || !id || !out)
-		return shm__err(SHM_EINVAL, "shm_msg_view: NULL t, id or out");
+	if (!t)
+		return shm__null(__func__, "t");
+	if (!id)
+		return shm__null(__func__, "id");
+	if (!out)
+		return shm__null(__func__, "out");
 	shm__touch_prefetch(t->env, SHM_KIND_MSG, id->b, 16);
 	rc = mdb_get(t->txn, t->env->msg, &k, &v);
 	if (rc == MDB_NOTFOUND) {

@@ -102,8 +102,10 @@ static int parse_unix(const char *url, shm_redis_addr *a)
 
 int shm_redis_url_parse(const char *url, shm_redis_addr *a)
 {
-	if (!url || !a)
-		return shm__err(SHM_EINVAL, "shm_redis_url_parse: NULL argument");
+	if (!url)
+		return shm__null(__func__, "url");
+	if (!a)
+		return shm__null(__func__, "out");
 	memset(a, 0, sizeof *a);
 	if (strncmp(url, "unix://", 7) == 0)
 		return parse_unix(url, a);

@@ -357,12 +357,18 @@ int shm_room_page(shm_env *env, const char *room, int64_t before,
 	bool complete;
 	int rc;
 
-	if (!env || !out || !n)
-		return shm__err(SHM_EINVAL, "shm_room_page: NULL env, out or n");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!out)
+		return shm__null(__func__, "out");
+	if (!n)
+		return shm__null(__func__, "n");
 	*out = NULL;
 	*n = 0;
-	if ((rc = shm__check_text("room_id", room, room ? strlen(room) : 0,
-	                          SHM_MAX_ROOM, false)))
+	if (!room)
+		return shm__null(__func__, "room");
+	if ((rc = shm__check_text("room_id", room, strlen(room), SHM_MAX_ROOM,
+	                          false)))
 		return rc;
 	if (before < 0)
 		return shm__err(SHM_ETIME, "before: negative timestamp");

@@ -141,8 +141,10 @@ int shm_static_decode(const void *buf, size_t len, shm_static **out)
 	shm_static *s;
 
 	if (out == NULL)
-		return shm__err(SHM_EINVAL, "shm_static_decode: NULL out");
+		return shm__null(__func__, "out");
 	*out = NULL;
+	if (buf == NULL && len)
+		return shm__null(__func__, "buf");
 	if (buf == NULL || len < SV_HEADER)
 		return shm__err(SHM_ECORRUPT, "static value: %zu bytes, header "
 		                              "needs %d", len, SV_HEADER);
@@ -372,8 +374,10 @@ int shm_static_put(shm_env *env, const shm_uuid *website, const char *object,
 	if (out)
 		*out = NULL;
 	if (!env)
-		return shm__err(SHM_EINVAL, "shm_static_put: NULL env");
-	if ((rc = shm__objkey(website, object, key, &klen)) ||
+		return shm__null(__func__, "env");
+	if (len && !content)
+		return shm__null(__func__, "content");
+	if ((rc = shm__objkey(__func__, website, object, key, &klen)) ||
 	    (rc = encode(env, object, content, len, &e)))
 		return rc;
 	struct put c = {key, klen, &e};
@@ -427,11 +431,11 @@ int shm_static_peek(shm_env *env, const shm_uuid *website, const char *object,
 	int rc;
 
 	if (out == NULL)
-		return shm__err(SHM_EINVAL, "shm_static_peek: NULL out");
+		return shm__null(__func__, "out");
 	*out = NULL;
 	if (!env)
-		return shm__err(SHM_EINVAL, "shm_static_peek: NULL env");
-	if ((rc = shm__objkey(website, object, key, &klen)))
+		return shm__null(__func__, "env");
+	if ((rc = shm__objkey(__func__, website, object, key, &klen)))
 		return rc;
 	rc = peek_key(env, key, klen, out);
 	if (rc == 0) {
@@ -680,11 +684,11 @@ int shm_static_get(shm_env *env, const shm_uuid *website, const char *object,
 	int rc;
 
 	if (out == NULL)
-		return shm__err(SHM_EINVAL, "shm_static_get: NULL out");
+		return shm__null(__func__, "out");
 	*out = NULL;
 	if (!env)
-		return shm__err(SHM_EINVAL, "shm_static_get: NULL env");
-	if ((rc = shm__objkey(website, object, key, &klen)))
+		return shm__null(__func__, "env");
+	if ((rc = shm__objkey(__func__, website, object, key, &klen)))
 		return rc;
 	rc = peek_key(env, key, klen, out);
 	if (rc != SHM_ENOTFOUND) {
@@ -694,8 +698,8 @@ int shm_static_get(shm_env *env, const shm_uuid *website, const char *object,
 	}
 	SHM__COUNT(env, static_misses, 1);
 	if (gen == NULL)
-		return shm__err(SHM_EINVAL, "static get '%s': a miss and no "
-		                            "generator", object);
+		return shm__err(SHM_EINVAL, "shm_static_get: NULL gen, and '%s' "
+		                "is a miss", object);
 
 	a.key = key;
 	a.klen = klen;

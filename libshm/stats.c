@@ -220,8 +220,10 @@ int shm_stats_shared(shm_env *env, shm_counters *out)
 	const uint64_t *src;
 	uint64_t *dst = (uint64_t *)out;
 
-	if (!env || !out)
-		return shm__err(SHM_EINVAL, "shm_stats_shared: NULL env or out");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!out)
+		return shm__null(__func__, "out");
 	shm__publish(env);
 	src = (const uint64_t *)&env->shared->c;
 

@@ -174,8 +174,10 @@ int shm_time_parse(const char *s, int64_t *us)
 	const char *p = s;
 	int64_t y, mo, d, h, mi, se, frac = 0, off = 0;
 
-	if (!s || !us)
-		return shm__err(SHM_EINVAL, "shm_time_parse: NULL argument");
+	if (!s)
+		return shm__null(__func__, "s");
+	if (!us)
+		return shm__null(__func__, "us");
 	if ((y = digits(&p, 4)) < 0 || *p++ != '-' ||
 	    (mo = digits(&p, 2)) < 0 || *p++ != '-' ||
 	    (d = digits(&p, 2)) < 0)

@@ -22,8 +22,10 @@ int shm_uuid_parse(const char *s, shm_uuid *out)
 	shm_uuid u;
 	int i, j = 0, d = 0;
 
-	if (!s || !out)
-		return shm__err(SHM_EINVAL, "shm_uuid_parse: NULL s or out");
+	if (!s)
+		return shm__null(__func__, "s");
+	if (!out)
+		return shm__null(__func__, "out");
 	if (strlen(s) != 36)
 		goto bad;
 	for (i = 0; i < 36; i++) {

@@ -676,7 +676,7 @@ int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
 	int rc;
 
 	if (!env)
-		return shm__err(SHM_EINVAL, "shm_verify: NULL env");
+		return shm__null(__func__, "env");
 	if (report && !(c.kept = calloc(SHM_VERIFY_REPORT_MAX, sizeof *c.kept)))
 		return shm__err(ENOMEM, "shm_verify: problem list");
 	if ((rc = shm__rtxn_get(env, &c.txn)) == 0) {

@@ -230,9 +230,12 @@ int shm_meta_get(shm_env *env, const char *name, uint64_t *value)
 	MDB_txn *txn;
 	int rc;
 
-	if (!env || !name || !value)
-		return shm__err(SHM_EINVAL, "shm_meta_get: NULL env, name or "
-		                "value");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!name)
+		return shm__null(__func__, "name");
+	if (!value)
+		return shm__null(__func__, "value");
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	rc = shm__meta_get(txn, env, name, value);
@@ -252,9 +255,9 @@ static int meta_set_body(shm__wtxn *w, void *ctx)
 	int rc = 0;
 
 	for (size_t i = 0; i < m->n && !rc; i++) {
-		if (!m->names[i] || !*m->names[i] || strlen(m->names[i]) > 200)
-			return shm__err(SHM_EINVAL, "meta name '%s'",
-			                m->names[i] ? m->names[i] : "(null)");
+		if (!*m->names[i] || strlen(m->names[i]) > 200)
+			return shm__err(SHM_EINVAL, "meta name '%.200s': not 1..200 "
+			                "bytes", m->names[i]);
 		rc = shm__meta_put(w->txn, w->env, m->names[i], m->values[i]);
 	}
 	return rc;
@@ -265,16 +268,25 @@ int shm_meta_set_many(shm_env *env, const char *const *names,
 {
 	struct meta_set m = {names, values, n};
 
-	if (!env || (n && (!names || !values)))
-		return shm__err(SHM_EINVAL, "shm_meta_set_many: NULL env, names "
-		                "or values");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!names && n)
+		return shm__null(__func__, "names");
+	if (!values && n)
+		return shm__null(__func__, "values");
+	for (size_t i = 0; i < n; i++)
+		if (!names[i])
+			return shm__err(SHM_EINVAL, "%s: NULL names[%zu]",
+			                __func__, i);
 	return shm__write(env, meta_set_body, &m);
 }
 
 int shm_meta_set(shm_env *env, const char *name, uint64_t value)
 {
 	if (!env)
-		return shm__err(SHM_EINVAL, "shm_meta_set: NULL env");
+		return shm__null(__func__, "env");
+	if (!name)
+		return shm__null(__func__, "name");
 	return shm_meta_set_many(env, &name, &value, 1);
 }
 
@@ -289,9 +301,12 @@ int shm_meta_each(shm_env *env, const char *prefix,
 	char name[256];
 	int rc;
 
-	if (!env || !prefix || !fn)
-		return shm__err(SHM_EINVAL, "shm_meta_each: NULL env, prefix or "
-		                "fn");
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!prefix)
+		return shm__null(__func__, "prefix");
+	if (!fn)
+		return shm__null(__func__, "fn");
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	if ((rc = mdb_cursor_open(txn, env->meta, &cur))) {

@@ -803,21 +803,27 @@ static int null_dead_fn(const shm_dead *d, void *user)
 	return 0;
 }
 
-/* call returns SHM_EINVAL and shm_errmsg() starts with "fn: " */
-#define assert_null_refused(fn, call)                                         \
+/* call returns SHM_EINVAL and shm_errmsg() starts with "fn: NULL arg",
+ * followed by the description (" (invalid argument)") or more words */
+#define assert_null_refused(fn, arg, call)                                    \
 	do {                                                                   \
+		const char *want_ = fn ": NULL " arg, *e_;                     \
 		assert_int_equal((call), SHM_EINVAL);                          \
-		assert_memory_equal(shm_errmsg(), fn ": ", strlen(fn ": "));   \
+		e_ = shm_errmsg();                                             \
+		if (strncmp(e_, want_, strlen(want_)) ||                       \
+		    !strchr(" ,", e_[strlen(want_)]))                          \
+			fail_msg("'%s', want '%s'", e_, want_);                \
 	} while (0)
 
-/* Covers EVERY function of shm.h and shm_log.h taking a handle (shm_env,
- * shm_rtxn, shm_log_iter): a function added there is added here too. A
- * NULL handle is SHM_EINVAL naming the function, or the harmless result
- * shm.h's Conventions give; so are the NULL required pointers after. */
+/* Covers EVERY function of shm.h and shm_log.h returning int: a function
+ * added there is added here too. A NULL handle (shm_env, shm_rtxn,
+ * shm_log_iter) or a NULL pointer it needs is SHM_EINVAL naming the
+ * function and the argument ("shm_msg_get: NULL id"), changing nothing;
+ * the other functions give the harmless result shm.h's Conventions give. */
 static void test_null_handle_is_refused_by_every_function(void **state)
 {
 	char *dir = tu_tmpdir();
-	shm_env *env = tu_open(dir, NULL);
+	shm_env *env = tu_open(dir, NULL), *other;
 	shm_uuid id, w;
 	shm_msg m = tu_msg("r", 1, "x"), *got;
 	const shm_msg *view;
@@ -831,9 +837,16 @@ static void test_null_handle_is_refused_by_every_function(void **state)
 	shm_log_iter *it;
 	shm_log_rec rec = {.seq = 1};
 	shm_inval_key key = {.kind = SHM_INVAL_MSG, .key = id.b, .klen = 16};
-	const char *name = "x";
+	shm_inval_key nokey = {.kind = SHM_INVAL_MSG, .klen = 16};
+	shm_redis_addr addr;
+	shm_msg_type type;
+	const char *name = "x", *noname = NULL, *room, *deps[] = {"Block/1",
+	                                                         NULL};
+	char *json, *buf = NULL;
+	uint8_t *dbuf = NULL;
 	uint64_t u = 1;
-	size_t n;
+	int64_t when;
+	size_t n, len = 0, cap = 0;
 	bool direct;
 	int cleared;
 
@@ -842,107 +855,268 @@ static void test_null_handle_is_refused_by_every_function(void **state)
 	shm_env_close(NULL);
 	assert_null(shm_env_options(NULL));
 	assert_null(shm_env_path(NULL));
-	assert_null_refused("shm_env_sync", shm_env_sync(NULL));
-	assert_null_refused("shm_env_reader_check",
+	assert_null_refused("shm_env_open", "dir",
+	                    shm_env_open(NULL, NULL, &other));
+	assert_null_refused("shm_env_open", "out",
+	                    shm_env_open(dir, NULL, NULL));
+	assert_null_refused("shm_redis_url_parse", "url",
+	                    shm_redis_url_parse(NULL, &addr));
+	assert_null_refused("shm_redis_url_parse", "out",
+	                    shm_redis_url_parse("redis://h", NULL));
+	assert_null_refused("shm_env_sync", "env", shm_env_sync(NULL));
+	assert_null_refused("shm_env_reader_check", "env",
 	                    shm_env_reader_check(NULL, &cleared));
-	assert_null_refused("shm_msg_put", shm_msg_put(NULL, &m));
-	assert_null_refused("shm_msg_put_many",
+	assert_null_refused("shm_uuid_parse", "s", shm_uuid_parse(NULL, &id));
+	assert_null_refused("shm_uuid_parse", "out",
+	                    shm_uuid_parse("0190a4c4-1d2e-7abc-8def-0123456789ab",
+	                                   NULL));
+	assert_null_refused("shm_time_parse", "s", shm_time_parse(NULL, &when));
+	assert_null_refused("shm_time_parse", "us",
+	                    shm_time_parse("2026-01-01T00:00:00Z", NULL));
+	assert_null_refused("shm_msg_type_parse", "s",
+	                    shm_msg_type_parse(NULL, &type));
+	assert_null_refused("shm_msg_type_parse", "out",
+	                    shm_msg_type_parse("Text", NULL));
+	/* messages */
+	assert_null_refused("shm_msg_put", "env", shm_msg_put(NULL, &m));
+	assert_null_refused("shm_msg_put", "m", shm_msg_put(env, NULL));
+	assert_null_refused("shm_msg_put_many", "env",
 	                    shm_msg_put_many(NULL, &m, 1, NULL));
-	assert_null_refused("shm_msg_get", shm_msg_get(NULL, &id, &got));
-	assert_null_refused("shm_rtxn_begin", shm_rtxn_begin(NULL, &t));
+	assert_null_refused("shm_msg_put_many", "msgs",
+	                    shm_msg_put_many(env, NULL, 1, NULL));
+	assert_null_refused("shm_msg_get", "env", shm_msg_get(NULL, &id, &got));
+	assert_null_refused("shm_msg_get", "id", shm_msg_get(env, NULL, &got));
+	assert_null_refused("shm_msg_get", "out", shm_msg_get(env, &id, NULL));
+	assert_null_refused("shm_rtxn_begin", "env", shm_rtxn_begin(NULL, &t));
+	assert_null_refused("shm_rtxn_begin", "out", shm_rtxn_begin(env, NULL));
 	shm_rtxn_end(NULL);
-	assert_null_refused("shm_msg_view", shm_msg_view(NULL, &id, &view));
-	assert_null_refused("shm_msg_edit", shm_msg_edit(NULL, &id, "y", 1));
-	assert_null_refused("shm_msg_delete", shm_msg_delete(NULL, &id));
-	assert_null_refused("shm_msg_react",
+	assert_null_refused("shm_msg_view", "t", shm_msg_view(NULL, &id, &view));
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	assert_null_refused("shm_msg_view", "id", shm_msg_view(t, NULL, &view));
+	assert_null_refused("shm_msg_view", "out", shm_msg_view(t, &id, NULL));
+	shm_rtxn_end(t);
+	assert_null_refused("shm_msg_edit", "env",
+	                    shm_msg_edit(NULL, &id, "y", 1));
+	assert_null_refused("shm_msg_edit", "id", shm_msg_edit(env, NULL, "y", 1));
+	assert_null_refused("shm_msg_edit", "content",
+	                    shm_msg_edit(env, &id, NULL, 1));
+	assert_null_refused("shm_msg_delete", "env", shm_msg_delete(NULL, &id));
+	assert_null_refused("shm_msg_delete", "id", shm_msg_delete(env, NULL));
+	assert_null_refused("shm_msg_react", "env",
 	                    shm_msg_react(NULL, &id, 1, "+1", true));
-	assert_null_refused("shm_room_page",
+	assert_null_refused("shm_msg_react", "id",
+	                    shm_msg_react(env, NULL, 1, "+1", true));
+	assert_null_refused("shm_msg_react", "emoji",
+	                    shm_msg_react(env, &id, 1, NULL, true));
+	assert_null_refused("shm_room_page", "env",
 	                    shm_room_page(NULL, "r", 0, 10, &page, &n));
-	assert_null_refused("shm_static_get",
+	assert_null_refused("shm_room_page", "room",
+	                    shm_room_page(env, NULL, 0, 10, &page, &n));
+	assert_null_refused("shm_room_page", "out",
+	                    shm_room_page(env, "r", 0, 10, NULL, &n));
+	assert_null_refused("shm_room_page", "n",
+	                    shm_room_page(env, "r", 0, 10, &page, NULL));
+	assert_null_refused("shm_msg_to_json", "m",
+	                    shm_msg_to_json(NULL, &json, &n));
+	assert_null_refused("shm_msg_to_json", "json",
+	                    shm_msg_to_json(&m, NULL, &n));
+	assert_null_refused("shm_msg_from_json", "json",
+	                    shm_msg_from_json(NULL, 0, &got, NULL, 0));
+	assert_null_refused("shm_msg_from_json", "out",
+	                    shm_msg_from_json("{}", 2, NULL, NULL, 0));
+	/* statics and the graph */
+	assert_null_refused("shm_object_check", "object",
+	                    shm_object_check(NULL));
+	assert_null_refused("shm_static_get", "env",
 	                    shm_static_get(NULL, &w, "page/1", NULL, NULL, &st));
-	assert_null_refused("shm_static_put",
+	assert_null_refused("shm_static_get", "website",
+	                    shm_static_get(env, NULL, "page/1", NULL, NULL, &st));
+	assert_null_refused("shm_static_get", "object",
+	                    shm_static_get(env, &w, NULL, NULL, NULL, &st));
+	assert_null_refused("shm_static_get", "out",
+	                    shm_static_get(env, &w, "page/1", NULL, NULL, NULL));
+	assert_null_refused("shm_static_get", "gen",
+	                    shm_static_get(env, &w, "page/1", NULL, NULL, &st));
+	assert_null_refused("shm_static_put", "env",
 	                    shm_static_put(NULL, &w, "page/1", "x", 1, &st));
-	assert_null_refused("shm_static_peek",
+	assert_null_refused("shm_static_put", "website",
+	                    shm_static_put(env, NULL, "page/1", "x", 1, &st));
+	assert_null_refused("shm_static_put", "object",
+	                    shm_static_put(env, &w, NULL, "x", 1, &st));
+	assert_null_refused("shm_static_put", "content",
+	                    shm_static_put(env, &w, "page/1", NULL, 1, &st));
+	assert_null_refused("shm_static_peek", "env",
 	                    shm_static_peek(NULL, &w, "page/1", &st));
-	assert_null_refused("shm_deps_set",
+	assert_null_refused("shm_static_peek", "website",
+	                    shm_static_peek(env, NULL, "page/1", &st));
+	assert_null_refused("shm_static_peek", "object",
+	                    shm_static_peek(env, &w, NULL, &st));
+	assert_null_refused("shm_static_peek", "out",
+	                    shm_static_peek(env, &w, "page/1", NULL));
+	assert_null_refused("shm_deps_set", "env",
 	                    shm_deps_set(NULL, &w, "page/1", true, NULL, 0));
-	assert_null_refused("shm_deps_get",
+	assert_null_refused("shm_deps_set", "website",
+	                    shm_deps_set(env, NULL, "page/1", true, NULL, 0));
+	assert_null_refused("shm_deps_set", "object",
+	                    shm_deps_set(env, &w, NULL, true, NULL, 0));
+	assert_null_refused("shm_deps_set", "deps",
+	                    shm_deps_set(env, &w, "page/1", true, NULL, 1));
+	assert_null_refused("shm_deps_set", "deps[1]",
+	                    shm_deps_set(env, &w, "page/1", true, deps, 2));
+	assert_null_refused("shm_deps_get", "env",
 	                    shm_deps_get(NULL, &w, "page/1", &list));
-	assert_null_refused("shm_deps_recursive",
+	assert_null_refused("shm_deps_get", "website",
+	                    shm_deps_get(env, NULL, "page/1", &list));
+	assert_null_refused("shm_deps_get", "object",
+	                    shm_deps_get(env, &w, NULL, &list));
+	assert_null_refused("shm_deps_get", "out",
+	                    shm_deps_get(env, &w, "page/1", NULL));
+	assert_null_refused("shm_deps_recursive", "env",
 	                    shm_deps_recursive(NULL, &w, "page/1", &list));
-	assert_null_refused("shm_deps_referrers",
+	assert_null_refused("shm_deps_recursive", "object",
+	                    shm_deps_recursive(env, &w, NULL, &list));
+	assert_null_refused("shm_deps_referrers", "env",
 	                    shm_deps_referrers(NULL, &w, "page/1", &list));
-	assert_null_refused("shm_object_is_direct",
+	assert_null_refused("shm_deps_referrers", "website",
+	                    shm_deps_referrers(env, NULL, "page/1", &list));
+	assert_null_refused("shm_object_is_direct", "env",
 	                    shm_object_is_direct(NULL, &w, "page/1", &direct));
-	assert_null_refused("shm_object_save",
+	assert_null_refused("shm_object_is_direct", "website",
+	                    shm_object_is_direct(env, NULL, "page/1", &direct));
+	assert_null_refused("shm_object_is_direct", "direct",
+	                    shm_object_is_direct(env, &w, "page/1", NULL));
+	assert_null_refused("shm_object_save", "env",
 	                    shm_object_save(NULL, &w, "page/1"));
-	assert_null_refused("shm_object_destroy",
+	assert_null_refused("shm_object_save", "website",
+	                    shm_object_save(env, NULL, "page/1"));
+	assert_null_refused("shm_object_destroy", "env",
 	                    shm_object_destroy(NULL, &w, "page/1"));
-	assert_null_refused("shm_static_bust",
+	assert_null_refused("shm_object_destroy", "object",
+	                    shm_object_destroy(env, &w, NULL));
+	assert_null_refused("shm_static_bust", "env",
 	                    shm_static_bust(NULL, &w, "page/1"));
-	assert_null_refused("shm_stats_shared", shm_stats_shared(NULL, &c));
+	assert_null_refused("shm_static_bust", "object",
+	                    shm_static_bust(env, &w, NULL));
+	/* stats */
+	assert_null_refused("shm_stats_shared", "env",
+	                    shm_stats_shared(NULL, &c));
+	assert_null_refused("shm_stats_shared", "out",
+	                    shm_stats_shared(env, NULL));
 	memset(&c, 0xff, sizeof c);
 	shm_stats_local(NULL, &c);
 	assert_int_equal(c.puts, 0);
 	assert_int_equal(c.get_latency.count, 0);
-	assert_null_refused("shm_env_info", shm_env_info(NULL, &info));
+	shm_stats_local(env, NULL);
+	assert_null_refused("shm_env_info", "env", shm_env_info(NULL, &info));
+	assert_null_refused("shm_env_info", "out", shm_env_info(env, NULL));
 	/* shm_log.h */
-	assert_null_refused("shm_log_iter_open",
+	assert_null_refused("shm_log_iter_open", "env",
 	                    shm_log_iter_open(NULL, 0, &it));
-	assert_null_refused("shm_log_iter_next", shm_log_iter_next(NULL, &rec));
+	assert_null_refused("shm_log_iter_open", "out",
+	                    shm_log_iter_open(env, 0, NULL));
+	assert_null_refused("shm_log_iter_next", "it",
+	                    shm_log_iter_next(NULL, &rec));
+	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
+	assert_null_refused("shm_log_iter_next", "rec",
+	                    shm_log_iter_next(it, NULL));
+	shm_log_iter_close(it);
 	shm_log_iter_close(NULL);
-	assert_null_refused("shm_log_trim", shm_log_trim(NULL, 0));
-	assert_null_refused("shm_meta_get", shm_meta_get(NULL, "x", &u));
-	assert_null_refused("shm_meta_set", shm_meta_set(NULL, "x", 1));
-	assert_null_refused("shm_meta_set_many",
+	assert_null_refused("shm_log_decode", "raw",
+	                    shm_log_decode(NULL, 40, &rec, &dbuf, &n));
+	assert_null_refused("shm_log_decode", "rec",
+	                    shm_log_decode("x", 1, NULL, &dbuf, &n));
+	assert_null_refused("shm_log_decode", "buf",
+	                    shm_log_decode("x", 1, &rec, NULL, &n));
+	assert_null_refused("shm_log_decode", "buf_cap",
+	                    shm_log_decode("x", 1, &rec, &dbuf, NULL));
+	assert_null_refused("shm_log_trim", "env", shm_log_trim(NULL, 0));
+	assert_null_refused("shm_meta_get", "env", shm_meta_get(NULL, "x", &u));
+	assert_null_refused("shm_meta_get", "name", shm_meta_get(env, NULL, &u));
+	assert_null_refused("shm_meta_get", "value",
+	                    shm_meta_get(env, "x", NULL));
+	assert_null_refused("shm_meta_set", "env", shm_meta_set(NULL, "x", 1));
+	assert_null_refused("shm_meta_set", "name", shm_meta_set(env, NULL, 1));
+	assert_null_refused("shm_meta_set_many", "env",
 	                    shm_meta_set_many(NULL, &name, &u, 1));
-	assert_null_refused("shm_meta_each",
+	assert_null_refused("shm_meta_set_many", "names",
+	                    shm_meta_set_many(env, NULL, &u, 1));
+	assert_null_refused("shm_meta_set_many", "values",
+	                    shm_meta_set_many(env, &name, NULL, 1));
+	assert_null_refused("shm_meta_set_many", "names[0]",
+	                    shm_meta_set_many(env, &noname, &u, 1));
+	assert_null_refused("shm_meta_each", "env",
 	                    shm_meta_each(NULL, "", null_meta_fn, NULL));
-	assert_null_refused("shm_policy_get", shm_policy_get(NULL, &pol));
-	assert_null_refused("shm_dead_add",
+	assert_null_refused("shm_meta_each", "prefix",
+	                    shm_meta_each(env, NULL, null_meta_fn, NULL));
+	assert_null_refused("shm_meta_each", "fn",
+	                    shm_meta_each(env, "", NULL, NULL));
+	assert_null_refused("shm_policy_get", "env", shm_policy_get(NULL, &pol));
+	assert_null_refused("shm_policy_get", "out", shm_policy_get(env, NULL));
+	assert_null_refused("shm_dead_add", "env",
 	                    shm_dead_add(NULL, &rec, "pg", "why"));
-	assert_null_refused("shm_dead_each",
+	assert_null_refused("shm_dead_add", "rec",
+	                    shm_dead_add(env, NULL, "pg", "why"));
+	assert_null_refused("shm_dead_add", "sink",
+	                    shm_dead_add(env, &rec, NULL, "why"));
+	assert_null_refused("shm_dead_add", "reason",
+	                    shm_dead_add(env, &rec, "pg", NULL));
+	assert_null_refused("shm_dead_each", "env",
 	                    shm_dead_each(NULL, null_dead_fn, NULL));
-	assert_null_refused("shm_dead_walk",
+	assert_null_refused("shm_dead_each", "fn", shm_dead_each(env, NULL, NULL));
+	assert_null_refused("shm_dead_walk", "env",
 	                    shm_dead_walk(NULL, null_dead_fn, NULL, NULL));
-	assert_null_refused("shm_log_wait", shm_log_wait(NULL, 0, 1));
-	assert_null_refused("shm_l1_expire", shm_l1_expire(NULL, &u));
-	assert_null_refused("shm_verify", shm_verify(NULL, NULL, NULL, &n));
-	assert_null_refused("shm_l1_invalidate",
+	assert_null_refused("shm_dead_walk", "fn",
+	                    shm_dead_walk(env, NULL, NULL, NULL));
+	assert_null_refused("shm_log_wait", "env", shm_log_wait(NULL, 0, 1));
+	assert_null_refused("shm_msg_decode", "buf",
+	                    shm_msg_decode(NULL, 1, &got));
+	assert_null_refused("shm_msg_decode", "out",
+	                    shm_msg_decode("x", 1, NULL));
+	assert_null_refused("shm_static_decode", "buf",
+	                    shm_static_decode(NULL, 1, &st));
+	assert_null_refused("shm_static_decode", "out",
+	                    shm_static_decode("x", 1, NULL));
+	assert_null_refused("shm_msg_payload_room", "buf",
+	                    shm_msg_payload_room(NULL, 1, &room, &n, &when));
+	assert_null_refused("shm_msg_payload_room", "room",
+	                    shm_msg_payload_room("x", 1, NULL, &n, &when));
+	assert_null_refused("shm_msg_payload_room", "room_len",
+	                    shm_msg_payload_room("x", 1, &room, NULL, &when));
+	assert_null_refused("shm_msg_payload_room", "created_at",
+	                    shm_msg_payload_room("x", 1, &room, &n, NULL));
+	assert_null_refused("shm_msg_json_append", "m",
+	                    shm_msg_json_append(NULL, &buf, &len, &cap, NULL,
+	                                        NULL));
+	assert_null_refused("shm_msg_json_append", "buf",
+	                    shm_msg_json_append(&m, NULL, &len, &cap, NULL,
+	                                        NULL));
+	assert_null_refused("shm_msg_json_append", "len",
+	                    shm_msg_json_append(&m, &buf, NULL, &cap, NULL,
+	                                        NULL));
+	assert_null_refused("shm_msg_json_append", "cap",
+	                    shm_msg_json_append(&m, &buf, &len, NULL, NULL,
+	                                        NULL));
+	assert_null_refused("shm_msg_metadata_json_append", "m",
+	                    shm_msg_metadata_json_append(NULL, &buf, &len,
+	                                                 &cap));
+	assert_null_refused("shm_msg_metadata_json_append", "cap",
+	                    shm_msg_metadata_json_append(&m, &buf, &len, NULL));
+	assert_null_refused("shm_l1_expire", "env", shm_l1_expire(NULL, &u));
+	assert_null_refused("shm_verify", "env", shm_verify(NULL, NULL, NULL, &n));
+	assert_null_refused("shm_l1_invalidate", "env",
 	                    shm_l1_invalidate(NULL, SHM_INVAL_MSG, id.b, 16,
 	                                      &u));
-	assert_null_refused("shm_l1_invalidate_many",
+	assert_null_refused("shm_l1_invalidate", "key",
+	                    shm_l1_invalidate(env, SHM_INVAL_MSG, NULL, 16,
+	                                      &u));
+	assert_null_refused("shm_l1_invalidate_many", "env",
 	                    shm_l1_invalidate_many(NULL, &key, 1, &u, &u));
-	assert_null_refused("shm_l1_invalidate_flushed",
+	assert_null_refused("shm_l1_invalidate_many", "keys",
+	                    shm_l1_invalidate_many(env, NULL, 1, &u, &u));
+	assert_null_refused("shm_l1_invalidate_many", "keys[0].key",
+	                    shm_l1_invalidate_many(env, &nokey, 1, &u, &u));
+	assert_null_refused("shm_l1_invalidate_flushed", "env",
 	                    shm_l1_invalidate_flushed(NULL, &u));
-
-	/* required pointers beside a good handle */
-	assert_null_refused("shm_env_open", shm_env_open(dir, NULL, NULL));
-	assert_null_refused("shm_stats_shared", shm_stats_shared(env, NULL));
-	shm_stats_local(env, NULL);
-	assert_null_refused("shm_env_info", shm_env_info(env, NULL));
-	assert_null_refused("shm_log_iter_open",
-	                    shm_log_iter_open(env, 0, NULL));
-	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
-	assert_null_refused("shm_log_iter_next", shm_log_iter_next(it, NULL));
-	shm_log_iter_close(it);
-	assert_null_refused("shm_meta_get", shm_meta_get(env, NULL, &u));
-	assert_null_refused("shm_meta_get", shm_meta_get(env, "x", NULL));
-	assert_null_refused("shm_meta_set_many",
-	                    shm_meta_set_many(env, NULL, &u, 1));
-	assert_null_refused("shm_meta_set_many",
-	                    shm_meta_set_many(env, &name, NULL, 1));
-	assert_null_refused("shm_meta_each",
-	                    shm_meta_each(env, NULL, null_meta_fn, NULL));
-	assert_null_refused("shm_meta_each", shm_meta_each(env, "", NULL, NULL));
-	assert_null_refused("shm_dead_add", shm_dead_add(env, &rec, "pg", NULL));
-	assert_null_refused("shm_msg_type_parse",
-	                    shm_msg_type_parse("Text", NULL));
-	assert_null_refused("shm_log_decode",
-	                    shm_log_decode(NULL, 40, &rec, NULL, NULL));
-	assert_null_refused("shm_msg_decode", shm_msg_decode("x", 1, NULL));
-	assert_null_refused("shm_static_decode",
-	                    shm_static_decode("x", 1, NULL));
 	/* nothing was written */
 	assert_int_equal(tu_log_count(env), 0);
 	shm_env_close(env);

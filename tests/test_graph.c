@@ -191,7 +191,8 @@ static void test_object_check_refuses_malformed_objects(void **state)
 		assert_int_equal(rc, SHM_EOBJECT);
 		assert_non_null(strstr(shm_errmsg(), "object"));
 	}
-	assert_int_equal(shm_object_check(NULL), SHM_EOBJECT);
+	/* NULL is no object but a missing argument (shm.h's Conventions) */
+	assert_int_equal(shm_object_check(NULL), SHM_EINVAL);
 	memset(longobj, 'x', sizeof longobj - 1);
 	longobj[sizeof longobj - 1] = '\0';
 	longobj[3] = '/';
@@ -263,7 +264,7 @@ static void test_bad_input_is_refused_and_changes_nothing(void **state)
 	assert_int_equal(shm_deps_set(f->env, &nil, "Page/about", true, deps, 1),
 	                 SHM_EUUID);
 	assert_int_equal(shm_deps_set(f->env, NULL, "Page/about", true, deps, 1),
-	                 SHM_EUUID);
+	                 SHM_EINVAL);
 	assert_int_equal(shm_object_save(f->env, &f->ws, "Page/"), SHM_EOBJECT);
 	assert_int_equal(shm_object_save(f->env, &nil, "Page/about"), SHM_EUUID);
 	assert_int_equal(shm_object_destroy(f->env, &f->ws, "nope"), SHM_EOBJECT);

@@ -271,7 +271,7 @@ static void test_verify_finds_a_one_sided_graph_edge(void **state)
 	MDB_txn *txn;
 
 	assert_int_equal(shm_uuid_parse(WEB, &w), 0);
-	assert_int_equal(shm__objkey(&w, "Page/1", key, &klen), 0);
+	assert_int_equal(shm__objkey("test", &w, "Page/1", key, &klen), 0);
 	txn = wbegin(f);
 	MDB_val k = {klen, key}, v = {7, "Block/9"};
 	assert_int_equal(mdb_put(txn, f->env->dep, &k, &v, 0), 0);
