@@ -1023,12 +1023,12 @@ static void test_dead_letter_over_a_corrupt_one_says_it_replaced_it(
 	assert_int_equal(s.d[0].seq, 2);
 	assert_string_equal(s.d[0].sink, "pg");
 	assert_string_equal(s.reason[0], "replaced a letter that did not "
-	                    "decode: bad header (3 bytes, version 1); pg: "
+	                    "decode: bad header of 3 bytes, version 1; pg: "
 	                    "22P02 bad uuid");
 	assert_int_equal(s.raw_size[0], 3);
 	assert_string_equal(s.d[1].sink, "redis");
 	assert_non_null(strstr(s.reason[1], "replaced a letter that did not "
-	                       "decode: bad header (3 bytes, version 1); "
+	                       "decode: bad header of 3 bytes, version 1; "
 	                       "redis: xxx"));
 	assert_int_equal(strlen(s.reason[1]), 239);
 	/* and a second sink merges into the replacement as into any letter */
