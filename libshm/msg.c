@@ -500,6 +500,15 @@ static int change_body(shm__wtxn *w, void *ctx)
 
 	if ((rc = load(w, c->id, &arena, &m, &raw)))
 		goto out;
+	if (m->type == SHM_MSG_DELETE) { /* a soft delete is final */
+		if (c->op == SHM_OP_MSG_DELETE)
+			goto out; /* already: nothing to write */
+		char s[37];
+		shm_uuid_format(c->id, s);
+		rc = shm__err(SHM_EDELETED, "shm_%s: message %s",
+		              shm_op_name(c->op), s);
+		goto out;
+	}
 	switch (c->op) {
 	case SHM_OP_MSG_EDIT:
 		m->content = c->content;

@@ -83,7 +83,8 @@ extern "C" {
 	X(SHM_EL3, -32915, "PostgreSQL L3 error")                              \
 	X(SHM_ETIME, -32916, "malformed or out-of-range timestamp")            \
 	X(SHM_EREADONLY, -32917, "environment opened read-only")               \
-	X(SHM_EGENERATOR, -32918, "static generator failed")
+	X(SHM_EGENERATOR, -32918, "static generator failed")                  \
+	X(SHM_EDELETED, -32919, "message deleted")
 
 enum shm_error {
 #define SHM__ERR_ENUM(name, code, msg) name = code,
@@ -380,13 +381,16 @@ void shm_rtxn_end(shm_rtxn *t);
  */
 int shm_msg_view(shm_rtxn *t, const shm_uuid *id, const shm_msg **out);
 
-/* Edit: new content, updated_at = now, edited = true, edit_count + 1. */
+/* Edit: new content, updated_at = now, edited = true, edit_count + 1.
+ * SHM_EDELETED for a soft-deleted message (its content stays deleted). */
 int shm_msg_edit(shm_env *env, const shm_uuid *id, const char *content,
                  size_t len);
-/* Soft delete: type Delete, content SHM_DELETED_CONTENT, updated_at = now. */
+/* Soft delete: type Delete, content SHM_DELETED_CONTENT, updated_at = now.
+ * Idempotent: a deleted message is left as it is (no new write). */
 int shm_msg_delete(shm_env *env, const shm_uuid *id);
 /* Adds (add = true) or removes user_id's emoji reaction. Idempotent. A new
- * emoji takes its place in emoji order, a new user the end of its list. */
+ * emoji takes its place in emoji order, a new user the end of its list.
+ * SHM_EDELETED for a soft-deleted message. */
 int shm_msg_react(shm_env *env, const shm_uuid *id, int32_t user_id,
                   const char *emoji, bool add);
 

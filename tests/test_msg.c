@@ -149,6 +149,43 @@ static void test_delete_is_soft_as_in_the_seed(void **state)
 	shm_msg_free(got);
 }
 
+/* A soft delete is final: an edit used to bring the content back under
+ * type Delete, and a reaction to land on it; a second delete wrote a new
+ * version. Each is refused (or a no-op) and writes nothing. */
+static void test_deleted_message_takes_no_edit_reaction_or_second_delete(
+        void **state)
+{
+	shm_msg m = tu_msg("dd", 1, "secret");
+	shm_msg *got;
+	char id[37];
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_delete(env, &m.id), 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	int64_t deleted_at = got->updated_at;
+	shm_msg_free(got);
+	uint64_t before = tu_log_count(env);
+
+	assert_int_equal(shm_msg_edit(env, &m.id, "back", 4), SHM_EDELETED);
+	shm_uuid_format(&m.id, id);
+	assert_non_null(strstr(shm_errmsg(), "shm_msg_edit: message "));
+	assert_non_null(strstr(shm_errmsg(), id));
+	assert_non_null(strstr(shm_errmsg(), "(message deleted)"));
+	assert_int_equal(shm_msg_react(env, &m.id, 5, "👍", true),
+	                 SHM_EDELETED);
+	assert_non_null(strstr(shm_errmsg(), "shm_msg_react: message "));
+	assert_int_equal(shm_msg_delete(env, &m.id), 0);
+	assert_int_equal(tu_log_count(env), before); /* nothing written */
+
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_int_equal(got->type, SHM_MSG_DELETE);
+	assert_string_equal(got->content, SHM_DELETED_CONTENT);
+	assert_false(got->edited);
+	assert_int_equal(got->n_reactions, 0);
+	assert_int_equal(got->updated_at, deleted_at);
+	shm_msg_free(got);
+}
+
 static void test_react_adds_and_removes_idempotently(void **state)
 {
 	shm_msg m = tu_msg("re", 1, "react to me");
@@ -826,6 +863,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_get_of_unknown_id_is_not_found, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_sets_content_updated_at_and_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_is_soft_as_in_the_seed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deleted_message_takes_no_edit_reaction_or_second_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_react_adds_and_removes_idempotently, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_stores_reactions_sorted_by_emoji, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_drops_a_reaction_without_users, setup, teardown),

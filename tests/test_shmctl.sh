@@ -311,6 +311,12 @@ t "delete" 0 "$SHMCTL" delete "$ID"
 has "delete sets type Delete" "$tmp/out" '"message_type":"Delete"'
 has "delete replaces content as in the seed" "$tmp/out" '"content":"[Message supprimé]"'
 t "delete of an unknown id exits 1" 1 "$SHMCTL" delete "$NOPE"
+before=$("$SHMCTL" get "$ID")
+t "edit of a deleted message exits 65" 65 "$SHMCTL" edit "$ID" "back again"
+has "saying so" "$tmp/err" "(message deleted)"
+t "so does a reaction to it" 65 "$SHMCTL" react "$ID" 7 "🎉"
+t "a second delete is harmless" 0 "$SHMCTL" delete "$ID"
+eq "and none of them changes it" "$("$SHMCTL" get "$ID")" "$before"
 
 # ------------------------------------------------------------ stat, log
 t "stat" 0 "$SHMCTL" stat

@@ -60,6 +60,13 @@ static int fail(const char *what)
 	return 1;
 }
 
+/* An edit, reaction or delete that a chat meets too: the message was
+ * deleted, or evicted from L1 once flushed. Anything else ends the run. */
+static bool gone(int rc)
+{
+	return rc == SHM_EDELETED || rc == SHM_ENOTFOUND;
+}
+
 /* The decimal integer s in lo..hi, digits only: none of these options is
  * negative, and strtoll alone takes spaces, '+' and '-' (*ok false, and
  * said, else). */
@@ -178,17 +185,26 @@ int main(int argc, char **argv)
 		if (i > 0 && roll >= 20 && roll < 30) {
 			sentence(text, sizeof text, &seed);
 			strncat(text, " (modifié)", sizeof text - strlen(text) - 1);
-			if (shm_msg_edit(env, &ids[rand_r(&seed) % i], text,
-			                 strlen(text)) == 0)
+			int rc = shm_msg_edit(env, &ids[rand_r(&seed) % i], text,
+			                      strlen(text));
+			if (rc == 0)
 				edits++;
+			else if (!gone(rc))
+				return fail("edit");
 		} else if (i > 0 && roll >= 30 && roll < 50) {
-			if (shm_msg_react(env, &ids[rand_r(&seed) % i],
-			                  m.user_id, emojis[rand_r(&seed) % 5],
-			                  true) == 0)
+			int rc = shm_msg_react(env, &ids[rand_r(&seed) % i],
+			                       m.user_id, emojis[rand_r(&seed) % 5],
+			                       true);
+			if (rc == 0)
 				reacts++;
+			else if (!gone(rc))
+				return fail("react");
 		} else if (i > 0 && roll >= 50 && roll < 53) {
-			if (shm_msg_delete(env, &ids[rand_r(&seed) % i]) == 0)
+			int rc = shm_msg_delete(env, &ids[rand_r(&seed) % i]);
+			if (rc == 0)
 				deletes++;
+			else if (!gone(rc))
+				return fail("delete");
 		}
 	}
 	printf("writer %d: %lu messages (%lu replies), %lu edits, %lu reactions, "

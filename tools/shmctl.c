@@ -139,6 +139,7 @@ static int exit_for(int rc)
 	case SHM_EOBJECT:
 	case SHM_EVERSION:
 	case SHM_ECORRUPT:
+	case SHM_EDELETED: /* edit or react: the message is deleted */
 		return EX_DATA;
 	default:
 		return EX_INTERNAL;
