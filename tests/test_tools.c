@@ -4,7 +4,8 @@
  * show it, and their writes do not store a larger one in it (LMDB stores a
  * process's map size at its first commit when it is larger). A new
  * environment they create gets libshm's default, 1 GiB. A data file cut
- * short makes them exit with libshm's message, not die by SIGBUS.
+ * short makes them exit with libshm's message, not die by SIGBUS. Every
+ * program, shm-flusher and shm-bench too, prints its version.
  *
  * The binaries: $SHM_BIN (what tests/run.sh exports), else ../bin next to
  * this test binary (BUILD/tests/ -> BUILD/bin/).
@@ -261,6 +262,32 @@ static void test_dataset_keeps_the_environments_map_size(void **state)
 	free(dir);
 }
 
+/* Every program prints "NAME VERSION" (SHM_VERSION) with --version and -V,
+ * and exits 0 without opening anything: shm-chatsim, shm-dataset and
+ * shm-bench took it for an unknown option (exit 2, 1 and 2). */
+static void test_every_tool_prints_its_version(void **state)
+{
+	static const char *const tools[] = {"shmctl", "shm-flusher",
+	                                    "shm-chatsim", "shm-dataset",
+	                                    "shm-bench"};
+	char out[256], want[128];
+
+	for (size_t i = 0; i < sizeof tools / sizeof *tools; i++)
+		for (int j = 0; j < 2; j++) {
+			char *opt = j ? "-V" : "--version";
+			/* shm-flusher's options are long ones */
+			if (j && !strcmp(tools[i], "shm-flusher"))
+				continue;
+			int rc = run(NULL, out, sizeof out,
+			             (char *[]){(char *)tools[i], opt, NULL});
+			snprintf(want, sizeof want, "%s %s\n", tools[i],
+			         SHM_VERSION);
+			if (rc != 0 || strcmp(out, want))
+				fail_msg("%s %s: exit %d, '%s'", tools[i], opt,
+				         rc, out);
+		}
+}
+
 /* A data file cut short is refused, not a SIGBUS: shmctl stat and verify
  * exit 65 and say which file lacks which page (libshm's message). */
 static void test_shmctl_refuses_a_cut_data_file(void **state)
@@ -433,6 +460,7 @@ int main(void)
 		T(test_dataset_says_where_it_loaded_nothing),
 		T(test_dataset_refuses_bad_numbers_naming_them),
 		T(test_dataset_refuses_an_option_given_twice),
+		T(test_every_tool_prints_its_version),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

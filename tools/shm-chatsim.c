@@ -5,7 +5,8 @@
  *
  *   shm-chatsim [-e DIR] [-n MESSAGES] [-w WRITER] [-r ROOMS] [--seed N]
  *
- * Prints one summary line: how many of each operation it made (--help).
+ * Prints one summary line: how many of each operation it made (--help;
+ * --version prints "shm-chatsim VERSION", SHM_VERSION).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -49,7 +50,8 @@ static const char usage[] =
 	"                WRITER*1000+0..49 and its user name (default 0)\n"
 	"  -r ROOMS      rooms room-0 .. room-(ROOMS-1) (default 4)\n"
 	"  --seed N      random seed (default: time and pid)\n"
-	"  -h, --help    this help\n\n"
+	"  -h, --help    this help\n"
+	"  -V, --version print \"shm-chatsim VERSION\" and exit\n\n"
 	"Prints one summary line of what it did. Exit status: 0 ok, 1 a libshm\n"
 	"call failed (the message says which), 2 usage error (an option given\n"
 	"twice included).\n";
@@ -90,7 +92,8 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"seed", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'}, {0, 0, 0, 0}};
 	const char *dir = getenv("SHM_ENV");
 	int n = 1000, writer = 0, rooms = 4, c;
 	unsigned char seen[256] = {0}; /* options given, by getopt's code */
@@ -101,7 +104,7 @@ int main(int argc, char **argv)
 	shm_options o;
 	shm_env *env;
 
-	while ((c = getopt_long(argc, argv, "e:n:w:r:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "e:n:w:r:hV", longopts, NULL)) != -1) {
 		/* which of two values was meant is not for us to guess */
 		if (c != '?' && c != 'h' && seen[(unsigned char)c]++) {
 			if (c == 's')
@@ -114,6 +117,7 @@ int main(int argc, char **argv)
 		}
 		switch (c) {
 		case 'h': fputs(usage, stdout); return 0;
+		case 'V': printf("shm-chatsim %s\n", SHM_VERSION); return 0;
 		case 'e': dir = optarg; break;
 		case 'n': n = (int)arg_int("-n", optarg, 1, INT_MAX, &ok); break;
 		/* user ids writer * 1000 + 0..49 are int32 */

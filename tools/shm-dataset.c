@@ -506,6 +506,8 @@ static void usage(FILE *f)
 	        "  --graph pg|env|both  where the graph and marks go (default:\n"
 	        "                     env if --env is given, else pg)\n"
 	        "  --quiet            no summary\n"
+	        "  -h, --help         this help\n"
+	        "  -V, --version      print \"shm-dataset VERSION\" and exit\n"
 	        "Prints: websites, connections, kept (what one cleanup round\n"
 	        "leaves), obsolete, per source type, objects, edges, marks.\n"
 	        "Without --pg and --env it loads nothing: the counts alone.\n"
@@ -586,6 +588,9 @@ int main(int argc, char **argv)
 			op.quiet = true;
 		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			usage(stdout);
+			return 0;
+		} else if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+			printf("shm-dataset %s\n", SHM_VERSION);
 			return 0;
 		} else {
 			fprintf(stderr, "shm-dataset: unknown or incomplete "

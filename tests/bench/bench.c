@@ -299,6 +299,7 @@ static void usage(FILE *f)
 	        "  --seed    data set seed (default 1)\n"
 	        "  --keep    keep the temp dir (environments, redis log)\n"
 	        "  --list    list the sections\n"
+	        "  -V, --version  print \"shm-bench VERSION\" and exit\n"
 	        "Starts its own redis-server (REDIS_SERVER overrides the binary)\n"
 	        "and PostgreSQL cluster (as root: as the user shmtest) in a temp\n"
 	        "dir under $TMPDIR (default /tmp), removed at exit;\n"
@@ -367,10 +368,11 @@ int main(int argc, char **argv)
 		{"rounds", required_argument, NULL, 'r'},
 		{"list", no_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "qjo:s:klhr:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qjo:s:klhr:V", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'q':
 			ctx.quick = true;
@@ -430,6 +432,9 @@ int main(int argc, char **argv)
 			return 0;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("shm-bench %s\n", SHM_VERSION);
 			return 0;
 		default:
 			usage(stderr);
