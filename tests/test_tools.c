@@ -358,6 +358,46 @@ static void test_dataset_says_where_it_loaded_nothing(void **state)
 	                            "first"));
 }
 
+/* A --graph that cannot do what it says is a usage error (exit 1) naming
+ * the options, before anything is opened: --env DIR --graph pg left the
+ * environment untouched (and said "no --pg or --env" without --pg),
+ * --graph pg or both without --pg loaded the graph nowhere, exit 0. */
+static void test_dataset_refuses_a_graph_it_cannot_load(void **state)
+{
+	char *dir = tu_tmpdir(), err[1024], env[PATH_MAX];
+	const struct {
+		const char *a[4], *want;
+	} cases[] = {
+		{{"--env", env, "--graph", "pg"},
+		 "shm-dataset: --env with --graph pg: the graph is all --env "
+		 "loads"},
+		{{"--graph", "pg", "--quiet", NULL},
+		 "shm-dataset: --graph pg needs --pg"},
+		{{"--env", env, "--graph", "both"},
+		 "shm-dataset: --graph both needs --pg"},
+		{{"--graph", "env", "--quiet", NULL},
+		 "shm-dataset: --graph env needs --env"},
+	};
+
+	snprintf(env, sizeof env, "%s/env", dir);
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
+		        "shm-dataset", "--connections", "100",
+		        (char *)cases[i].a[0], (char *)cases[i].a[1],
+		        (char *)cases[i].a[2], (char *)cases[i].a[3], NULL});
+		if (rc != 1 || !strstr(err, cases[i].want))
+			fail_msg("case %zu: exit %d, '%s'", i, rc, err);
+		/* refused before the environment is created */
+		assert_int_equal(access(env, F_OK), -1);
+	}
+	/* what the defaults do still works: --env alone loads the graph */
+	assert_int_equal(run(NULL, NULL, 0, (char *[]){"shm-dataset", "--env",
+	                     env, "--graph", "env", "--connections", "100",
+	                     "--quiet", NULL}), 0);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* A numeric option is digits (a fraction DIGITS[.DIGITS]) in its range,
  * else exit 1 naming the option and the value: strtol and strtod took
  * " 1", "+1", "1e-1", "inf" or "0x1p-1", an empty value as 0, and an
@@ -461,6 +501,7 @@ int main(void)
 		T(test_dataset_refuses_bad_numbers_naming_them),
 		T(test_dataset_refuses_an_option_given_twice),
 		T(test_every_tool_prints_its_version),
+		T(test_dataset_refuses_a_graph_it_cannot_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,7 +21,10 @@
  * Loads PostgreSQL with COPY (connections, shm_websites, and the graph and
  * marks unless --graph env) and/or the L1 graph of an environment with
  * shm_deps_set and shm_object_save/destroy (--env; the flusher then mirrors
- * the graph and marks into PostgreSQL).
+ * the graph and marks into PostgreSQL). A --graph that names a place not
+ * given (--graph pg or both without --pg, env or both without --env), or
+ * --env with --graph pg (the environment would get nothing), is a usage
+ * error, not a load that silently leaves a part out.
  *
  * Exit codes: 0 done, 1 usage, 2 PostgreSQL or environment error.
  */
@@ -504,7 +507,10 @@ static void usage(FILE *f)
 	        "                     then save/destroy the marked objects\n"
 	        "                     (the flusher mirrors them)\n"
 	        "  --graph pg|env|both  where the graph and marks go (default:\n"
-	        "                     env if --env is given, else pg)\n"
+	        "                     env if --env is given, else pg); pg needs\n"
+	        "                     --pg, env --env, both the two, and --env\n"
+	        "                     with --graph pg is refused (it would load\n"
+	        "                     nothing into the environment)\n"
 	        "  --quiet            no summary\n"
 	        "  -h, --help         this help\n"
 	        "  -V, --version      print \"shm-dataset VERSION\" and exit\n"
@@ -609,6 +615,7 @@ int main(int argc, char **argv)
 			}
 		given[n_given++] = a;
 	}
+	bool graph_given = op.graph != NULL;
 	if (!op.graph)
 		op.graph = op.env ? "env" : "pg";
 	bool graph_pg = !strcmp(op.graph, "pg") || !strcmp(op.graph, "both");
@@ -618,8 +625,22 @@ int main(int argc, char **argv)
 		        "both\n", op.graph);
 		return 1;
 	}
+	/* a place asked for the graph that gets nothing, or that is not
+	 * there: not what the command line says (the default, pg without
+	 * --pg, is the counts alone) */
 	if (graph_env && !op.env) {
 		fprintf(stderr, "shm-dataset: --graph %s needs --env\n",
+		        op.graph);
+		return 1;
+	}
+	if (op.env && !graph_env) {
+		fprintf(stderr, "shm-dataset: --env with --graph %s: the graph "
+		        "is all --env loads, and it would go to --pg alone "
+		        "(--graph env or both, or no --env)\n", op.graph);
+		return 1;
+	}
+	if (graph_given && graph_pg && !op.pg) {
+		fprintf(stderr, "shm-dataset: --graph %s needs --pg\n",
 		        op.graph);
 		return 1;
 	}
