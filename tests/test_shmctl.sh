@@ -370,6 +370,7 @@ t "init creates an environment" 0 "$SHMCTL" -e "$tmp/empty" init
 t "init again is harmless" 0 "$SHMCTL" -e "$tmp/empty" init
 t "which the other commands then open" 0 "$SHMCTL" -e "$tmp/empty" stat
 t "readers" 0 "$SHMCTL" readers
+eq "readers without readers says so (the man page's text)" "$(cat "$tmp/out")" "(no active readers)"
 t "readers --clear-stale" 0 "$SHMCTL" readers --clear-stale
 has "readers --clear-stale reports" "$tmp/out" "cleared "
 t "readers --json" 0 "$SHMCTL" readers --json
