@@ -606,6 +606,12 @@ DETAIL: Key (id)=(1) already exists.'
 	eq "verify names it alone" "$(cat "$tmp/out")" "dead letter 2: bad header of 3 bytes, version 1 (corrupted or truncated data)"
 fi
 
+# ------------------------------------------- the man page renders cleanly
+if command -v groff >/dev/null 2>&1; then
+	groff -ww -man -z "$top/man/shmctl.1" >"$tmp/out" 2>"$tmp/err"
+	eq "groff -ww -man finds nothing to warn about in the man page" "$?:$(cat "$tmp/err")" "0:"
+fi
+
 # ------------------------------------------- the man page's EXAMPLES, run
 # as written, with temp paths for /var/lib/shm and /tmp/copy, this shmctl
 # for shmctl, and log --follow stopped after 2 s

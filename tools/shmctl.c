@@ -45,7 +45,7 @@ static const char usage_text[] =
 "Inspects and operates the shm environment in DIR (default: $SHM_ENV).\n"
 "Opens it read-only unless the command writes (marked *).\n"
 "\n"
-"Environment\n"
+"Creating the environment\n"
 "  init                             * creates the environment if missing (the\n"
 "                                     other commands, import aside, need one)\n"
 "Messages\n"
