@@ -304,8 +304,9 @@ static void usage(FILE *f)
 	        "and PostgreSQL cluster (as root: as the user shmtest) in a temp\n"
 	        "dir under $TMPDIR (default /tmp), removed at exit;\n"
 	        "SHM_BENCH_PG=CONNINFO uses that PostgreSQL instead (schema\n"
-	        "shm_bench, dropped at exit). The cleanup section needs\n"
-	        "SHM_BENCH_PG or SHM_TEST_PG, and is skipped without.\n"
+	        "shm_bench, dropped at exit). The cleanup section uses\n"
+	        "SHM_BENCH_PG, else SHM_TEST_PG, else that cluster too\n"
+	        "(schema shm_bench_cleanup, dropped at its end).\n"
 	        "Exit: 0 targets met, 1 a target missed, 2 usage, 70 failure.\n");
 }
 

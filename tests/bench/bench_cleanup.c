@@ -5,13 +5,14 @@
  * 100 websites x ~12,000 connections, 5% obsolete, 10% of objects marked
  * (--quick: 10 x 3,000).
  *
- * Needs PostgreSQL: SHM_BENCH_PG or SHM_TEST_PG (a libpq conninfo; the
- * section is skipped without). Everything happens in a schema of its own,
- * shm_bench_cleanup, dropped at the end. Each way runs in a child process
- * on a fresh load of the same data set (same seed); the parent reads the
- * child's peak RSS (wait4) and its stats through a pipe. The old way is
- * slow by design: in a full run it checks the first 10 websites only and
- * its totals are extrapolated (x websites / 10), which the note says.
+ * PostgreSQL: SHM_BENCH_PG or SHM_TEST_PG (a libpq conninfo), else the
+ * bench's own cluster, started by bench_pg() as for the flusher section.
+ * Everything happens in a schema of its own, shm_bench_cleanup, dropped at
+ * the end. Each way runs in a child process on a fresh load of the same
+ * data set (same seed); the parent reads the child's peak RSS (wait4) and
+ * its stats through a pipe. The old way is slow by design: in a full run it
+ * checks the first 10 websites only and its totals are extrapolated
+ * (x websites / 10), which the note says.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -139,11 +140,10 @@ int bench_section_cleanup(bench_ctx *ctx)
 	const char *base = getenv("SHM_BENCH_PG");
 	if (!base || !*base)
 		base = getenv("SHM_TEST_PG");
-	if (!base || !*base) {
-		bench_log(ctx, "cleanup: skipped (set SHM_BENCH_PG or "
-		          "SHM_TEST_PG to a PostgreSQL conninfo)");
-		return 0;
-	}
+	/* neither: the bench's own cluster (SHM_BENCH_PG unset, so its
+	 * conninfo is the plain one of that cluster, no search_path) */
+	if ((!base || !*base) && !(base = bench_pg(ctx)))
+		return -1;
 	char bindir[PATH_MAX], conninfo[2048];
 	bin_dir(bindir);
 	char *schema_sql = bench_schema_sql();
@@ -214,7 +214,8 @@ int bench_section_cleanup(bench_ctx *ctx)
 out:
 	{
 		PGconn *pg = PQconnectdb(base);
-		if (PQstatus(pg) == CONNECTION_OK)
+		if (PQstatus(pg) == CONNECTION_OK &&
+		    !bench_pg_exec(pg, "SET client_min_messages = warning"))
 			bench_pg_exec(pg, "DROP SCHEMA IF EXISTS " SCHEMA " CASCADE");
 		PQfinish(pg);
 	}

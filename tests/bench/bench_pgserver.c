@@ -1,6 +1,7 @@
 /*
  * bench_pgserver.c - the bench's PostgreSQL, shared by the sections that
- * need one (pg, flusher): SHM_BENCH_PG (a libpq conninfo) if set, in a
+ * need one (pg, flusher; cleanup when neither SHM_BENCH_PG nor SHM_TEST_PG
+ * is set): SHM_BENCH_PG (a libpq conninfo) if set, in a
  * schema of its own (shm_bench, dropped at the end); otherwise a throwaway
  * cluster under the bench's temp dir (initdb + postgres on a unix socket,
  * fsync off and synchronous_commit off as tests/harness/servers.sh does,
