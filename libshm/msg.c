@@ -560,6 +560,8 @@ int shm_msg_edit(shm_env *env, const shm_uuid *id, const char *content,
 		return shm__null(__func__, "id");
 	if (!content && len)
 		return shm__null(__func__, "content");
+	if (!content) /* (NULL, 0) is empty content, as in shm_msg_put */
+		c.content = content = "";
 	if ((rc = shm__check_text("content", content, len, env->opt.max_content,
 	                          true)))
 		return rc;

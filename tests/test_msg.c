@@ -783,6 +783,25 @@ static void test_edit_and_react_validate_and_need_an_existing_id(void **state)
 	assert_int_equal(shm_room_page(env, "x", 0, 0, NULL, NULL), SHM_EINVAL);
 }
 
+static void test_edit_to_null_and_0_empties_the_content_as_put_does(
+	void **state)
+{
+	shm_msg m = tu_msg("x", 1, "x"), *got;
+
+	m.content = NULL; /* put: NULL with length 0 is empty content */
+	m.content_len = 0;
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_edit(env, &m.id, "full", 4), 0);
+	assert_int_equal(shm_msg_edit(env, &m.id, NULL, 0), 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_int_equal(got->content_len, 0);
+	assert_string_equal(got->content, "");
+	assert_int_equal(got->edit_count, 2);
+	shm_msg_free(got);
+	assert_int_equal(shm_msg_edit(env, &m.id, NULL, 1), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "shm_msg_edit: NULL content"));
+}
+
 static void test_put_many_is_all_or_nothing(void **state)
 {
 	shm_msg m[3] = {tu_msg("pm", 1, "ok"), tu_msg("pm", 1, "\xff"),
@@ -881,6 +900,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_input_is_refused_and_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_refuses_what_json_cannot_carry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_and_react_validate_and_need_an_existing_id, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edit_to_null_and_0_empties_the_content_as_put_does, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_is_all_or_nothing, setup, teardown),
 		cmocka_unit_test(test_uuid_parse_and_format_round_trip),
 		cmocka_unit_test(test_uuid_v7_is_time_ordered),
