@@ -266,6 +266,9 @@ typedef struct shm__wtxn {
 	 * (a rolled-back write evicted nothing) */
 	uint64_t evicted, expired;
 	int64_t now;       /* one clock reading per transaction */
+	int64_t filled_until; /* the last created_at this transaction filled
+	                       * in (msg.c), 0 if none: the commit holds the
+	                       * lock until the clock has passed it */
 	uint8_t *buf;      /* scratch for record building, freed at end */
 	size_t buf_cap;
 } shm__wtxn;

@@ -8,6 +8,11 @@
  *     bookkeeping; the log payload is the stored value, byte for byte.
  *  2. The value's seq field equals the seq of its lru key (l1.c).
  *  3. Validation happens before any write: bad input changes nothing.
+ *  4. A created_at that libshm fills in (a put with created_at 0) is
+ *     unique in the environment: the messages of one write get successive
+ *     microseconds, and the next write's time comes after the last of
+ *     them (fill_defaults). A room page's `before` is a bare timestamp,
+ *     so a tie across a page boundary would be skipped by the next page.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -160,6 +165,7 @@ struct prior {
 	shm_uuid parent; /* the parent the replaced value named, if had */
 	bool had;
 	bool later;      /* a later copy of the same id replaces this one */
+	bool fill_time;  /* created_at was 0: the write's time is filled in */
 	size_t first;    /* the id's first copy: its prior is the value from
 	                  * before the batch */
 };
@@ -261,12 +267,19 @@ static int count_replies(shm__wtxn *w, const struct put_many *p, int delta)
 	return 0;
 }
 
-static void fill_defaults(shm__wtxn *w, shm_msg *m)
+/* Invariant 4: a created_at filled in is the time of the write, one µs
+ * after the one filled before it in the transaction, and the commit keeps
+ * the lock until the clock has passed the last (wtxn.c invariant 5), so
+ * that the next write's time comes after it. Filled again at each attempt
+ * of the write (a full map's eviction runs the body again). */
+static void fill_defaults(shm__wtxn *w, shm_msg *m, bool fill_time)
 {
 	if (shm_uuid_is_nil(&m->id))
 		shm_uuid_v7(&m->id);
-	if (m->created_at == 0)
-		m->created_at = w->now;
+	if (fill_time) {
+		m->created_at = w->filled_until ? w->filled_until + 1 : w->now;
+		w->filled_until = m->created_at;
+	}
 	m->content_hash = XXH3_64bits(m->content ? m->content : "",
 	                              m->content_len);
 }
@@ -277,7 +290,7 @@ static int put_one(shm__wtxn *w, shm_msg *m, struct prior *was)
 	MDB_val k = {16, m->id.b}, old;
 	int rc;
 
-	fill_defaults(w, m);
+	fill_defaults(w, m, was->fill_time);
 	rc = mdb_get(w->txn, w->env->msg, &k, &old);
 	if (rc && rc != MDB_NOTFOUND)
 		return shm__err_mdb(rc, "read message");
@@ -329,8 +342,10 @@ static int batch_prepare(struct put_many *p)
 
 	if (!(p->prior = calloc(p->n, sizeof *p->prior)))
 		return shm__err(ENOMEM, "%zu messages", p->n);
-	for (size_t i = 0; i < p->n; i++)
+	for (size_t i = 0; i < p->n; i++) {
 		p->prior[i].first = i;
+		p->prior[i].fill_time = p->msgs[i].created_at == 0;
+	}
 	if (p->n < 2)
 		return 0;
 	if (!(s = malloc(p->n * sizeof *s)) ||

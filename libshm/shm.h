@@ -309,7 +309,8 @@ typedef struct shm_msg {
 	const char *content;   /* UTF-8, no NUL, content_len bytes */
 	uint32_t content_len;
 	shm_msg_type type;
-	int64_t created_at;    /* 0 on put: filled with now */
+	int64_t created_at;    /* 0 on put: filled with the write's time,
+	                        * unique (shm_msg_put) */
 	int64_t updated_at;    /* 0: none */
 	/* metadata */
 	bool edited;
@@ -336,7 +337,12 @@ typedef struct shm_msg {
 /*
  * Validates and stores m (fills m->id if nil, m->created_at if 0, and
  * m->content_hash), with its log record, in one transaction. Putting an id
- * that exists replaces it. A reply counts once in its parent's reply_count
+ * that exists replaces it. A created_at of 0 becomes the time of the write:
+ * the messages of one shm_msg_put_many get successive microseconds in
+ * their order, and every time filled in is later than those filled in
+ * before it, in any process, so no two such messages share a created_at
+ * (a room page's before then skips none of them; times a caller gives
+ * may tie). A reply counts once in its parent's reply_count
  * (when the parent is in L1): a new reply bumps it and last_reply_at; a
  * replace under the same parent changes nothing; a replace under another
  * parent (or none) moves the count. Reactions are stored sorted by emoji,
@@ -397,7 +403,10 @@ int shm_msg_react(shm_env *env, const shm_uuid *id, int32_t user_id,
 /*
  * A room page, newest first: messages of room with created_at < before
  * (before = 0: no bound), at most limit (1..SHM_MAX_PAGE), ordered by
- * (created_at, id) DESC.
+ * (created_at, id) DESC. The next page older than this one: before = the
+ * created_at of its last message. That skips the messages of the same
+ * created_at left off this page: only times a caller gave can tie
+ * (shm_msg_put).
  * Served from the L1 room index; from PostgreSQL when L1 cannot answer it
  * completely and L3 is configured. *out is an array of *n messages owned by
  * the caller, freed with shm_msgs_free().

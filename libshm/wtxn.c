@@ -15,6 +15,10 @@
  *     past this map yet, so LMDB says nothing) is replaced by one of the
  *     stored size (env.c invariant 6) and the write tried again: a full
  *     map of this process is not a full environment.
+ *  5. A transaction that filled in created_at times (msg.c invariant 4)
+ *     keeps the writers' lock until the clock has passed the last of
+ *     them, so the next writer's clock reading, taken under the lock,
+ *     comes after every time filled in before it.
  */
 #include <errno.h>
 #include <signal.h>
@@ -102,6 +106,19 @@ static int wtxn_begin(shm_env *env, shm__wtxn *w)
 	return 0;
 }
 
+/* Invariant 5: waits, the lock held, until the clock reads later than
+ * w->filled_until. A write takes more than a microsecond per message, so
+ * this is almost always passed already; a clock stepped back waits no
+ * longer than the microseconds the transaction filled in. */
+static void clock_pass(const shm__wtxn *w)
+{
+	uint64_t until = shm__mono_ns() +
+	                 (uint64_t)(w->filled_until - w->now + 1) * 1000;
+
+	while (shm_now_us() <= w->filled_until && shm__mono_ns() < until)
+		;
+}
+
 static int wtxn_commit(shm__wtxn *w)
 {
 	int rc = 0;
@@ -118,6 +135,8 @@ static int wtxn_commit(shm__wtxn *w)
 	rc = mdb_txn_commit(w->txn);
 	if (rc)
 		return rc == MDB_MAP_FULL ? rc : shm__err_mdb(rc, "commit");
+	if (w->filled_until)
+		clock_pass(w);
 	if (w->next_seq != w->begin_seq)
 		__atomic_store_n(&w->env->sw->next_seq_hint, w->next_seq,
 		                 __ATOMIC_RELEASE);

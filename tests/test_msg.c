@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "shm_log.h"
 #include "testutil.h"
@@ -658,6 +660,100 @@ static void test_room_page_newest_first_with_before_and_limit(void **state)
 	shm_msgs_free(page, n);
 }
 
+/* Walks room with `before` = the created_at of each page's last message,
+ * as an application pages back; returns how many it saw, asserting each
+ * id once (ids: the n it must see). */
+static size_t walk_room(const char *room, uint32_t limit, const shm_uuid *ids,
+                        size_t n)
+{
+	unsigned char *seen = calloc(n ? n : 1, 1);
+	int64_t before = 0;
+	size_t total = 0, got;
+	shm_msg **page;
+
+	assert_non_null(seen);
+	do {
+		assert_int_equal(shm_room_page(env, room, before, limit, &page,
+		                               &got), 0);
+		for (size_t i = 0; i < got; i++)
+			for (size_t j = 0; j < n; j++)
+				if (memcmp(page[i]->id.b, ids[j].b, 16) == 0) {
+					assert_int_equal(seen[j]++, 0);
+					total++;
+				}
+		if (got)
+			before = page[got - 1]->created_at;
+		shm_msgs_free(page, got);
+	} while (got == limit);
+	free(seen);
+	return total;
+}
+
+/* Paging with `before` (a bare timestamp, exclusive) skips every message
+ * that shares its created_at with the last of the page before: libshm
+ * fills in times that no other message has, one microsecond apart in a
+ * batch, in the batch's order, and before the next write's. */
+static void test_filled_created_at_are_unique_so_paging_misses_none(
+	void **state)
+{
+	enum { N = 150, PROCS = 2, BATCHES = 8, PER = 25 };
+	shm_msg m[N], one = tu_msg("walk", 1, "after"), own;
+	shm_uuid ids[N + 1], all[PROCS * BATCHES * PER];
+	int fds[2], status;
+
+	for (int i = 0; i < N; i++)
+		m[i] = tu_msg("walk", 1, "batch");
+	m[7].created_at = 42000000; /* a time of its own stays as given */
+	assert_int_equal(shm_msg_put_many(env, m, N, NULL), 0);
+	assert_int_equal(m[7].created_at, 42000000);
+	for (int i = 1; i < N; i++)
+		if (i != 7 && i - 1 != 7)
+			assert_int_equal(m[i].created_at, m[i - 1].created_at + 1);
+	assert_int_equal(shm_msg_put(env, &one), 0);
+	assert_true(one.created_at > m[N - 1].created_at);
+	for (int i = 0; i < N; i++)
+		ids[i] = m[i].id;
+	ids[N] = one.id;
+	assert_int_equal(walk_room("walk", 60, ids, N + 1), N + 1);
+
+	/* batches of two processes at once, in one room */
+	assert_int_equal(pipe(fds), 0);
+	for (int p = 0; p < PROCS; p++) {
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid > 0)
+			continue;
+		shm_env *e;
+		shm_msg b[PER];
+		if (shm_env_open(dir, NULL, &e))
+			_exit(1);
+		for (int k = 0; k < BATCHES; k++) {
+			for (int i = 0; i < PER; i++)
+				b[i] = tu_msg("walk2", p, "concurrent");
+			if (shm_msg_put_many(e, b, PER, NULL))
+				_exit(2);
+			for (int i = 0; i < PER; i++)
+				if (write(fds[1], &b[i].id, 16) != 16)
+					_exit(3);
+		}
+		shm_env_close(e);
+		_exit(0);
+	}
+	close(fds[1]);
+	for (size_t i = 0; i < PROCS * BATCHES * PER; i++)
+		assert_int_equal(read(fds[0], &all[i], 16), 16);
+	close(fds[0]);
+	while (wait(&status) > 0)
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(walk_room("walk2", 32, all, PROCS * BATCHES * PER),
+	                 PROCS * BATCHES * PER);
+
+	/* a caller's own times may tie: its pages are by (created_at, id) */
+	own = tu_msg("walk", 1, "own time");
+	own.created_at = 42000000;
+	assert_int_equal(shm_msg_put(env, &own), 0);
+}
+
 static void test_room_page_ties_ordered_by_id_desc(void **state)
 {
 	shm_msg a = tu_msg("tie", 1, "a"), b = tu_msg("tie", 1, "b");
@@ -897,6 +993,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_put_many_counts_an_id_put_twice_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_room_page_newest_first_with_before_and_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_room_page_ties_ordered_by_id_desc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_filled_created_at_are_unique_so_paging_misses_none, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input_is_refused_and_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_refuses_what_json_cannot_carry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_and_react_validate_and_need_an_existing_id, setup, teardown),
