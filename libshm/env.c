@@ -51,6 +51,15 @@
  *     finds this map full adopts the same way the size stored in the
  *     environment, read from its newest meta page, if it is larger
  *     (shm__map_adopt_stored): LMDB says nothing until pages pass this map.
+ *  7. A child of fork() owns none of the handle it inherited (shm.h's fork
+ *     rule): its pooled read transactions hold the parent's reader slots,
+ *     its server connections the parent's sessions, its counts not yet
+ *     published the parent's reads. shm_env_close there frees the child's
+ *     memory and mappings only: an abort of a pooled transaction would free
+ *     the parent's slot, which another process may then take and the
+ *     parent's next renewal fail on and free again, under that reader's
+ *     snapshot; libpq's goodbye on a shared socket would end the parent's
+ *     session. The pooled transactions are left (a few hundred bytes).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -747,6 +756,7 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	env = calloc(1, sizeof *env);
 	if (!env)
 		return shm__err(ENOMEM, "shm_env_open");
+	env->pid = getpid();
 	if (opt)
 		env->opt = *opt;
 	else
@@ -829,14 +839,17 @@ fail:
 
 void shm_env_close(shm_env *env)
 {
+	bool forked;
+
 	if (!env)
 		return;
-	shm__rt_close(env);
+	forked = env->pid != getpid(); /* invariant 7 */
+	shm__rt_close(env, forked);
 	shm__rtxn_spare_free(env);
-	for (size_t i = 0; i < SHM_RPOOL; i++)
+	for (size_t i = 0; i < SHM_RPOOL && !forked; i++)
 		if (env->rpool[i])
 			mdb_txn_abort(env->rpool[i]);
-	if (env->sw)
+	if (env->sw && !forked)
 		shm__publish(env);
 	if (env->mdb)
 		mdb_env_close(env->mdb);

@@ -35,6 +35,7 @@
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <sys/types.h>
 
 #include "shm.h"
 #include "shm_log.h"
@@ -103,6 +104,9 @@ struct shm_env {
 	struct shm__wlock *wlock; /* writers' lock (wlock.c); NULL read-only */
 	struct shm__rt *rt;    /* read-through connections (readthrough.c) */
 	struct shm_rtxn *spare_rtxn; /* one ended shm_rtxn kept for reuse */
+	pid_t pid;             /* the process that opened it: shm_env_close
+	                          in another one, a child of fork(), releases
+	                          only that child's copy (env.c invariant 7) */
 };
 
 /* ---- Redis addresses (redis_url.c) */
@@ -404,7 +408,10 @@ int shm__objkey(const char *fn, const shm_uuid *website, const char *object,
 
 /* ---- read-through (readthrough.c); no-ops when not configured */
 int shm__rt_open(shm_env *env);
-void shm__rt_close(shm_env *env);
+/* forked: called in a child of the process that opened env (env.c
+ * invariant 7): its copies of the connections are closed without a word
+ * to the servers, whose sessions are the parent's. */
+void shm__rt_close(shm_env *env, bool forked);
 /* Asks L2 then L3 for id; on a hit fills L1 (no log record) and returns
  * a copy in *out. SHM_ENOTFOUND when no level has it or could answer; its
  * text then keeps the reason L3 gave for a failure, or the reason a value

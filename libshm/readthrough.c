@@ -28,6 +28,7 @@
  *     the timeout, the refused value...) or "not in <level>".
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <lz4frame.h>
@@ -38,6 +39,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "codec.h"
@@ -74,6 +76,7 @@ struct rt_pool {
 	                            L2's is set at open, then only read;
 	                            L3's once libpq tried one (lock) */
 	void (*close)(void *);
+	int (*fd)(void *);       /* a connection's socket */
 	int code;                /* its errors': SHM_EL2, SHM_EL3 */
 	const char *level;       /* its name in messages: "Redis"... */
 	const char *timeout;     /* its timeout option, named in messages */
@@ -138,9 +141,9 @@ static size_t redis_value_max(const shm_env *env)
 
 /* ---- pools (invariant 3) */
 
-static void pool_init(struct rt_pool *p, void (*close)(void *), int code,
-                      const char *level, const char *timeout,
-                      uint32_t timeout_ms)
+static void pool_init(struct rt_pool *p, void (*close)(void *),
+                      int (*fd)(void *), int code, const char *level,
+                      const char *timeout, uint32_t timeout_ms)
 {
 	pthread_condattr_t a;
 
@@ -150,6 +153,7 @@ static void pool_init(struct rt_pool *p, void (*close)(void *), int code,
 	pthread_cond_init(&p->back, &a);
 	pthread_condattr_destroy(&a);
 	p->close = close;
+	p->fd = fd;
 	p->code = code;
 	p->level = level;
 	p->timeout = timeout;
@@ -166,11 +170,21 @@ static void pool_name(struct rt_pool *p, const char *server)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* At shm_env_close: no call is under way, every connection is idle. */
-static void pool_destroy(struct rt_pool *p)
+/* At shm_env_close: no call is under way, every connection is idle. In
+ * a child of fork() (forked), a connection's socket is shared with the
+ * parent, whose session it carries: it is replaced by null (/dev/null,
+ * -1 if it cannot be opened) before the close, so that the goodbye libpq
+ * sends (and TLS's close_notify) reaches no server. Without null the
+ * connection is left as it is. */
+static void pool_destroy(struct rt_pool *p, bool forked, int null)
 {
-	for (int i = 0; i < p->n_idle; i++)
-		p->close(p->idle[i]);
+	for (int i = 0; i < p->n_idle; i++) {
+		int fd = p->fd(p->idle[i]);
+		if (!forked || fd < 0)
+			p->close(p->idle[i]);
+		else if (null >= 0 && dup2(null, fd) == fd)
+			p->close(p->idle[i]);
+	}
 	pthread_cond_destroy(&p->back);
 	pthread_mutex_destroy(&p->lock);
 }
@@ -267,27 +281,43 @@ static void pg_close(void *c)
 	PQfinish(c);
 }
 
+static int redis_fd(void *c)
+{
+	return ((redisContext *)c)->fd;
+}
+
+static int pg_fd(void *c)
+{
+	return PQsocket(c);
+}
+
 int shm__rt_open(shm_env *env)
 {
 	if (!env->redis_url && !env->pg_conninfo)
 		return 0;
 	if (!(env->rt = calloc(1, sizeof *env->rt)))
 		return shm__err(ENOMEM, "read-through");
-	pool_init(&env->rt->l2, redis_close, SHM_EL2, "Redis", "l2_timeout_ms",
-	          env->opt.l2_timeout_ms);
-	pool_init(&env->rt->l3, pg_close, SHM_EL3, "PostgreSQL",
+	pool_init(&env->rt->l2, redis_close, redis_fd, SHM_EL2, "Redis",
+	          "l2_timeout_ms", env->opt.l2_timeout_ms);
+	pool_init(&env->rt->l3, pg_close, pg_fd, SHM_EL3, "PostgreSQL",
 	          "l3_timeout_ms", env->opt.l3_timeout_ms);
 	if (has_l2(env)) /* known at open; L3's once libpq tried one */
 		redis_server(env, env->rt->l2.server, sizeof env->rt->l2.server);
 	return 0; /* connections are made on first use */
 }
 
-void shm__rt_close(shm_env *env)
+void shm__rt_close(shm_env *env, bool forked)
 {
+	int null = -1;
+
 	if (!env->rt)
 		return;
-	pool_destroy(&env->rt->l2);
-	pool_destroy(&env->rt->l3);
+	if (forked)
+		null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	pool_destroy(&env->rt->l2, forked, null);
+	pool_destroy(&env->rt->l3, forked, null);
+	if (null >= 0)
+		close(null);
 	free(env->rt);
 	env->rt = NULL;
 }

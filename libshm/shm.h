@@ -29,7 +29,11 @@
  *
  * Fork rule: an shm_env handle must not be used across fork(). A child opens
  * its own handle with shm_env_open() (LMDB's rule: the lock table and the map
- * are tied to the process that opened them). Open a directory once per
+ * are tied to the process that opened them). The one call a child may make
+ * on the handle it inherited is shm_env_close(), which frees the child's
+ * copy and nothing of the parent's: its reader slots, its Redis and
+ * PostgreSQL sessions and its counts stay the parent's (the child keeps a
+ * few hundred bytes of LMDB's, unfreed). Open a directory once per
  * process and share that handle between threads: LMDB's POSIX locks are per
  * process, so closing a second handle on the same directory would drop the
  * first one's locks.
@@ -192,7 +196,8 @@ void shm_options_init(shm_options *o);
  * shm_env_close().
  */
 int shm_env_open(const char *dir, const shm_options *opt, shm_env **out);
-/* Releases env; NULL: does nothing. */
+/* Releases env; NULL: does nothing. In a child of fork() of the process
+ * that opened env, releases the child's copy only (the fork rule above). */
 void shm_env_close(shm_env *env);
 
 /* Text of the calling thread's last error: what failed, with which input,

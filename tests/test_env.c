@@ -40,6 +40,83 @@ static void test_another_process_sees_the_writes_at_once(void **state)
 	free(dir);
 }
 
+struct slot_of {
+	pid_t pid;
+	int slots, snapshots;
+};
+
+static int count_slots_of(int pid, size_t thread, size_t txnid, void *user)
+{
+	struct slot_of *s = user;
+
+	if (pid == s->pid) {
+		s->slots++;
+		s->snapshots += txnid != 0;
+	}
+	return 0;
+}
+
+/* The fork rule: a child that closes the handle it inherited releases its
+ * own copy only. Its pooled read transactions are the parent's reader
+ * slots: freed by the child, one went to another reader, whose slot the
+ * parent's next read then found taken and freed, snapshot and all. */
+static void test_close_in_a_forked_child_leaves_the_parent_alone(
+	void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m = tu_msg("r", 1, "x"), *got;
+	struct slot_of parent = {getpid(), 0, 0}, reader;
+	shm_counters before, after;
+	int fds[2], status;
+	char c;
+	pid_t pid;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0); /* pools a txn */
+	shm_msg_free(got);
+	assert_int_equal(shm_stats_shared(env, &before), 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0); /* not published */
+	shm_msg_free(got);
+	if ((pid = fork()) == 0) {
+		shm_env_close(env);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(shm__readers(env, count_slots_of, &parent), 0);
+	assert_int_equal(parent.slots, 1);
+
+	assert_int_equal(pipe(fds), 0);
+	if ((pid = fork()) == 0) { /* a reader holding a snapshot */
+		shm_env *e;
+		shm_rtxn *t;
+		if (shm_env_open(dir, NULL, &e) || shm_rtxn_begin(e, &t) ||
+		    write(fds[1], "r", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	tu_child_add(pid);
+	assert_int_equal(read(fds[0], &c, 1), 1);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	shm_msg_free(got);
+	reader = (struct slot_of){pid, 0, 0};
+	assert_int_equal(shm__readers(env, count_slots_of, &reader), 0);
+	assert_int_equal(reader.snapshots, 1);
+	/* the child's copy of the parent's unpublished count stayed unsaid */
+	assert_int_equal(shm_stats_shared(env, &after), 0);
+	assert_int_equal(after.l1_hits, before.l1_hits + 2);
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	tu_child_del(pid);
+	close(fds[0]);
+	close(fds[1]);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static void test_read_only_open_refuses_writes(void **state)
 {
 	char *dir = tu_tmpdir();
@@ -1128,6 +1205,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_another_process_sees_the_writes_at_once),
+		cmocka_unit_test(test_close_in_a_forked_child_leaves_the_parent_alone),
 		cmocka_unit_test(test_read_only_open_refuses_writes),
 		cmocka_unit_test(test_read_only_open_of_missing_dir_fails_clearly),
 		cmocka_unit_test(test_other_format_version_is_refused),

@@ -30,6 +30,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -516,6 +517,38 @@ static void test_message_nowhere(void **state)
 	assert_int_equal(c.l2_hits + c.l3_hits + c.fills, 0);
 	assert_int_equal(c.l2_errors + c.l3_errors, 0);
 	assert_int_equal(log_records(env), 0);
+	close_rt(env);
+}
+
+/* The fork rule: a child that closes the handle it inherited closes its
+ * own copies of the connections, without a word to the servers: libpq's
+ * goodbye on the socket it shares with the parent ended the parent's
+ * PostgreSQL session ("server closed the connection unexpectedly"). */
+static void test_close_in_a_forked_child_keeps_the_parents_connections(
+	void **state)
+{
+	NEED_SERVERS();
+	shm_uuid id;
+	shm_msg *got;
+	shm_counters c;
+	int status;
+	pid_t pid;
+
+	shm_env *env = open_rt(redis_url, pg_info, 2000, 0);
+	shm_uuid_v7(&id);
+	assert_int_equal(shm_msg_get(env, &id, &got), SHM_ENOTFOUND);
+	if ((pid = fork()) == 0) {
+		shm_env_close(env);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	shm_uuid_v7(&id);
+	assert_int_equal(shm_msg_get(env, &id, &got), SHM_ENOTFOUND);
+	shm_stats_local(env, &c);
+	if (c.l2_errors + c.l3_errors)
+		fail_msg("%s", shm_errmsg());
+	assert_int_equal(c.l3_misses, 2);
 	close_rt(env);
 }
 
@@ -2355,6 +2388,7 @@ int main(void)
 		cmocka_unit_test(test_redis_user_and_password_in_the_url),
 		cmocka_unit_test(test_message_only_in_postgres_fills_l1_and_redis),
 		cmocka_unit_test(test_message_nowhere),
+		cmocka_unit_test(test_close_in_a_forked_child_keeps_the_parents_connections),
 		cmocka_unit_test(test_redis_value_of_another_message_is_a_miss),
 		cmocka_unit_test(test_redis_key_of_another_type_is_replaced),
 		cmocka_unit_test(test_dead_or_mute_redis_costs_at_most_the_timeout),
