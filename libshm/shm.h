@@ -129,6 +129,14 @@ typedef enum shm_sha_kind {
 /* The smallest non-zero map_size (1 MiB): smaller ones are SHM_EINVAL. */
 #define SHM_MAP_SIZE_MIN (1 << 20)
 
+/* Start from shm_options_init() (or pass NULL to shm_env_open): a zeroed
+ * struct is not the defaults. Its 0 is the default for map_size and the
+ * environment's policy (l1_*, l2_ttl_s, compress_threshold), and 0 is the
+ * default value of the enums and flags; elsewhere 0 is taken as said: a
+ * max_content of 0 refuses every non-empty content, a timeout or lease of
+ * 0 ms (write_through_timeout_ms, l2/l3_timeout_ms, lease_ms,
+ * lease_wait_ms) is over at once, and a max_readers of 0 leaves LMDB's
+ * own 126 reader slots. */
 typedef struct shm_options {
 	size_t map_size;            /* bytes of the LMDB map. 0 (the
 	                             * default): the environment's own, the
@@ -290,12 +298,16 @@ int shm_msg_type_parse(const char *s, shm_msg_type *out);
 #define SHM_MAX_LIST 4096    /* mentions, attachments, reactions, users */
 #define SHM_MAX_PAGE 10000   /* messages of a room page (shm_room_page) */
 
+/* Strings of a message given to put or the JSON writer: NULL is taken as
+ * "" wherever empty is allowed (username, content with content_len 0, an
+ * attachment's filename, content_type and url); room_id and emojis must be
+ * non-empty. What get, views and pages return has no NULL string. */
 typedef struct shm_attachment {
 	shm_uuid id;
-	const char *filename;
-	const char *content_type;
-	uint64_t size;
-	const char *url;
+	const char *filename;     /* UTF-8, 0..SHM_MAX_NAME bytes */
+	const char *content_type; /* likewise */
+	uint64_t size;            /* at most INT64_MAX */
+	const char *url;          /* likewise */
 } shm_attachment;
 
 typedef struct shm_reaction {
