@@ -478,8 +478,13 @@ typedef struct shm_static {
 
 /*
  * Generator callback: produce the content of (website, object). Store a
- * malloc'd buffer in *content (libshm frees it) and its length in *len.
- * Return 0, or non-zero to fail (the get returns SHM_EGENERATOR).
+ * malloc'd buffer in *content (libshm frees it, whatever the return) and
+ * its length in *len. Return 0, or non-zero to fail (the get returns
+ * SHM_EGENERATOR). It runs with no transaction held and may call libshm,
+ * e.g. get the statics its output embeds; a get of the static it is
+ * generating, directly or through other generators (a page embedding a
+ * block embedding the page), fails at once with SHM_EGENERATOR naming
+ * the cycle, instead of waiting for itself.
  */
 typedef int (*shm_static_gen_fn)(const shm_uuid *website, const char *object,
                                  void *user, void **content, size_t *len);
@@ -487,8 +492,8 @@ typedef int (*shm_static_gen_fn)(const shm_uuid *website, const char *object,
 /*
  * Returns the static of (website, object), running gen only on a miss.
  * Across processes only one runs the generator for a key at a time; the
- * others wait (at most lease_wait_ms, then SHM_ETIMEDOUT) without holding a
- * transaction. *out is one allocation owned by the caller (shm_static_free);
+ * others (processes or threads) wait (at most lease_wait_ms, then
+ * SHM_ETIMEDOUT) without holding a transaction. *out is one allocation owned by the caller (shm_static_free);
  * it carries both SHAs, so either kind can be read.
  */
 int shm_static_get(shm_env *env, const shm_uuid *website, const char *object,

@@ -29,6 +29,11 @@
  *     generator or encoding failed, store failed), so nobody waits on a
  *     lease that will produce nothing; a dead holder's lease (no process,
  *     or a zombie) is stale at once.
+ *  6. A generator may get other statics (a page's blocks), not the one it
+ *     is generating, directly or through others: that get would wait for
+ *     its own lease until lease_wait_ms. Each thread keeps the keys its
+ *     generators are running for (a stack of frames in generate()); a get
+ *     of one of them fails at once with SHM_EGENERATOR naming the cycle.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -634,6 +639,46 @@ static int release_after(shm_env *env, struct finish *f, int rc)
 	return shm__err(rc, "%s", msg); /* no second suffix: errors.c */
 }
 
+/* Invariant 6: the statics this thread is generating, innermost first. */
+struct genframe {
+	const shm_env *env;
+	const uint8_t *key;
+	size_t klen;
+	const char *object;
+	const struct genframe *up;
+};
+static _Thread_local const struct genframe *generating;
+
+/* SHM_EGENERATOR if this thread is generating (env, key) already, naming
+ * the objects from that generation to this get ("A -> B -> A"). */
+static int generator_cycle(const shm_env *env, const uint8_t *key,
+                           size_t klen, const shm_uuid *website,
+                           const char *object)
+{
+	const struct genframe *f;
+	char path[400] = "", id[37];
+	size_t depth = 0, n = 0;
+
+	for (f = generating; f; f = f->up, depth++)
+		if (f->env == env && f->klen == klen &&
+		    memcmp(f->key, key, klen) == 0)
+			break;
+	if (!f)
+		return 0;
+	/* frames run innermost first: the one depth steps up, then inwards */
+	for (size_t i = depth + 1; i-- > 0 && n < sizeof path;) {
+		f = generating;
+		for (size_t j = 0; j < i; j++)
+			f = f->up;
+		n += (size_t)snprintf(path + n, sizeof path - n, "%s -> ",
+		                      f->object);
+	}
+	shm_uuid_format(website, id);
+	return shm__err(SHM_EGENERATOR, "static %s '%s': asked for by its own "
+	                "generator, which would wait for itself (a cycle: "
+	                "%s%s)", id, object, path, object);
+}
+
 /* Runs the generator under our lease, then stores and releases it. */
 static int generate(shm_env *env, const shm_uuid *website, const char *object,
                     shm_static_gen_fn gen, void *user, struct acquire *a,
@@ -645,7 +690,10 @@ static int generate(shm_env *env, const shm_uuid *website, const char *object,
 	encoded e = {0};
 	int rc, grc;
 
+	struct genframe frame = {env, a->key, a->klen, object, generating};
+	generating = &frame;
 	grc = gen(website, object, user, &content, &len);
+	generating = frame.up;
 	if (grc != 0) {
 		free(content);
 		rc = shm__err(SHM_EGENERATOR, "static '%s': generator "
@@ -700,6 +748,8 @@ int shm_static_get(shm_env *env, const shm_uuid *website, const char *object,
 	if (gen == NULL)
 		return shm__err(SHM_EINVAL, "shm_static_get: NULL gen, and '%s' "
 		                "is a miss", object);
+	if ((rc = generator_cycle(env, key, klen, website, object)))
+		return rc;
 
 	a.key = key;
 	a.klen = klen;
@@ -730,7 +780,8 @@ int shm_static_get(shm_env *env, const shm_uuid *website, const char *object,
 				shm_uuid_format(website, id);
 				rc = shm__err(SHM_ETIMEDOUT,
 				              "static %s '%s': another process "
-				              "has been generating it for more "
+				              "or thread has been generating it "
+				              "for more "
 				              "than the lease_wait_ms of %u ms",
 				              id, object, env->opt.lease_wait_ms);
 				goto out;

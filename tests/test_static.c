@@ -675,6 +675,77 @@ static void test_waiting_is_bounded_by_lease_wait_ms(void **state)
 	wait_exit(holder);
 }
 
+/* A page embedding a block that embeds the page: each generator gets the
+ * static it embeds. */
+struct embed {
+	shm_env *env;
+	const shm_uuid *ws;
+	int rc_inner;  /* what the innermost get of the page returned */
+	char err[512]; /* and its text */
+	int calls;
+};
+
+static int gen_embedding(const shm_uuid *website, const char *object,
+                         void *user, void **content, size_t *len)
+{
+	struct embed *e = user;
+	const char *inner = strcmp(object, "Page/a") == 0 ? "Block/b" : "Page/a";
+	shm_static *s = NULL;
+	int rc;
+
+	if (++e->calls > 4)
+		return 99; /* a runaway recursion */
+	rc = shm_static_get(e->env, website, inner, gen_embedding, e, &s);
+	if (rc) {
+		if (strcmp(inner, "Page/a") == 0) {
+			e->rc_inner = rc;
+			snprintf(e->err, sizeof e->err, "%s", shm_errmsg());
+		}
+		return 1;
+	}
+	*len = s->content_len;
+	*content = malloc(s->content_len + 1);
+	memcpy(*content, s->content, s->content_len);
+	shm_static_free(s);
+	return 0;
+}
+
+/* A generator that asks, through another, for the static it is generating
+ * would wait for its own lease (lease_wait_ms, 30 s by default) and then
+ * blame "another process": it fails at once, naming the cycle, and leaves
+ * no lease behind. */
+static void test_generator_asking_for_its_own_static_fails_at_once(
+	void **state)
+{
+	fixture *f = *state;
+	shm_env *env;
+	struct embed e = {0};
+	shm_static *s = NULL;
+	gen_ctx g = {0};
+	uint64_t t0;
+
+	assert_int_equal(open_env(f->dir, 0, 3000, &env), 0);
+	e.env = env;
+	e.ws = &f->ws;
+	t0 = ms_now();
+	assert_int_equal(shm_static_get(env, &f->ws, "Page/a", gen_embedding,
+	                                &e, &s), SHM_EGENERATOR);
+	assert_true(ms_now() - t0 < 1000);
+	assert_null(s);
+	assert_int_equal(e.calls, 2);
+	assert_int_equal(e.rc_inner, SHM_EGENERATOR);
+	assert_non_null(strstr(e.err, "Page/a -> Block/b -> Page/a"));
+	/* both leases released: a plain generator runs at once */
+	t0 = ms_now();
+	assert_int_equal(shm_static_get(env, &f->ws, "Page/a", gen, &g, &s), 0);
+	shm_static_free(s);
+	assert_int_equal(shm_static_get(env, &f->ws, "Block/b", gen, &g, &s), 0);
+	shm_static_free(s);
+	assert_true(ms_now() - t0 < 1000);
+	assert_int_equal(g.calls, 2);
+	shm_env_close(env);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -698,6 +769,7 @@ int main(void)
 		T(test_dead_unreaped_generator_is_taken_over_at_once),
 		T(test_overrunning_generator_is_taken_over_after_its_lease),
 		T(test_waiting_is_bounded_by_lease_wait_ms),
+		T(test_generator_asking_for_its_own_static_fails_at_once),
 	};
 	alarm(300); /* a hang (e.g. a lock never released) fails the run */
 	return cmocka_run_group_tests(tests, NULL, NULL);
