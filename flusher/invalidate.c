@@ -5,7 +5,8 @@
  *
  * Invariants
  *  1. The sinks never wait for the subscriber: it has its own thread and
- *     its own Redis connection, and reads with poll() so stop is prompt.
+ *     its own Redis connection, and polls it with wake_fd, which
+ *     fl_inval_stop writes, so stop is prompt.
  *  2. A publish follows the batch it names: the worker calls the hook only
  *     after Redis acknowledged every command of the batch, so a host that
  *     drops a key and reads it back from Redis gets the new value.
@@ -45,7 +46,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "invalidate.h"
 
@@ -71,6 +74,7 @@ struct fl_inval {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stop; /* under lock */
+	int wake_fd; /* eventfd written at stop, or -1 (poll's timeout then) */
 
 	struct {
 #define INVAL_FIELD(f) uint64_t f;
@@ -701,7 +705,7 @@ static void *sub_run(void *arg)
 			reset_l1(iv, "subscribed");
 		set_subscribed(iv, true);
 
-		/* read loop: poll so that stop is seen within 200 ms */
+		/* read loop: wake_fd ends a poll at stop (invariant 1) */
 		for (;;) {
 			void *reply = NULL;
 			bool broken = false;
@@ -724,13 +728,15 @@ static void *sub_run(void *arg)
 			if (broken || stopping(iv))
 				break;
 			retry_owed_reset(iv);
-			struct pollfd pfd = {c->fd, POLLIN, 0};
-			int pr = poll(&pfd, 1, 200);
+			struct pollfd pfd[2] = {{c->fd, POLLIN, 0},
+			                        {iv->wake_fd, POLLIN, 0}};
+			int pr = poll(pfd, iv->wake_fd >= 0 ? 2 : 1, 200);
 			if (pr < 0 && errno != EINTR) {
 				snprintf(err, sizeof err, "poll: %s",
 				         strerror(errno));
 				broken = true;
-			} else if (pr > 0 && redisBufferRead(c) != REDIS_OK) {
+			} else if (pr > 0 && pfd[0].revents &&
+			           redisBufferRead(c) != REDIS_OK) {
 				snprintf(err, sizeof err, "%s",
 				         fl_redis_error(c->errstr));
 				broken = true;
@@ -802,10 +808,13 @@ int fl_inval_start(fl_inval **out, const fl_config *cfg, shm_env *env,
 	pthread_cond_init(&iv->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	iv->subscribe = subscribe_too;
+	iv->wake_fd = subscribe_too ? eventfd(0, EFD_CLOEXEC) : -1;
 	if (subscribe_too &&
 	    (rc = pthread_create(&iv->thread, NULL, sub_run, iv))) {
 		fl_log(FL_ERROR, "inval", "cannot start the subscriber: %s",
 		       strerror(rc));
+		if (iv->wake_fd >= 0)
+			close(iv->wake_fd);
 		pthread_cond_destroy(&iv->cond);
 		pthread_mutex_destroy(&iv->lock);
 		free(iv);
@@ -828,8 +837,15 @@ void fl_inval_stop(fl_inval *iv)
 	iv->stop = true;
 	pthread_cond_broadcast(&iv->cond);
 	pthread_mutex_unlock(&iv->lock);
+	if (iv->wake_fd >= 0) {
+		uint64_t one = 1;
+		ssize_t n = write(iv->wake_fd, &one, sizeof one);
+		(void)n; /* an eventfd takes it; poll's timeout would cover it */
+	}
 	if (iv->subscribe)
 		pthread_join(iv->thread, NULL);
+	if (iv->wake_fd >= 0)
+		close(iv->wake_fd);
 	stats_write(iv);
 	if (iv->pub)
 		redisFree(iv->pub);
