@@ -650,6 +650,7 @@ void fl_worker_stop(fl_worker *w)
 	w->stop = true;
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
+	shm_log_wake(w->env); /* a worker waiting for records sees stop */
 }
 
 bool fl_worker_done(fl_worker *w)

@@ -66,7 +66,7 @@
 typedef struct shm__shared {
 	uint64_t magic;
 	uint32_t version;
-	uint32_t pad;
+	uint32_t log_wake;        /* futex word of log waiters (log.c) */
 	uint64_t next_seq_hint;   /* last committed next_seq, for log waiters */
 	shm_counters c;           /* updated with atomic adds */
 	uint32_t atime[SHM_ATIME_SLOTS]; /* approx. last access, seconds */
@@ -315,6 +315,9 @@ size_t shm__lz4_frame(void *dst, size_t cap, const void *src, size_t n);
 /* Appends one record (compressing the payload above the threshold). */
 int shm__log_append(shm__wtxn *w, uint8_t op, const void *key, size_t klen,
                     const void *payload, size_t plen, uint64_t *seq);
+/* After a commit that appended records (next_seq_hint stored): wakes the
+ * shm_log_wait callers of every process (log.c invariant 4). */
+void shm__log_wake(shm_env *env);
 
 /* meta helpers inside a transaction */
 int shm__meta_get(MDB_txn *txn, shm_env *env, const char *name, uint64_t *v);

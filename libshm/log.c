@@ -7,12 +7,26 @@
  *  2. Keys are appended in increasing seq order (MDB_APPEND), never reused.
  *  3. Trimming never goes past what the caller says every sink applied, and
  *     raises meta "flushed" (which makes older entries evictable).
+ *  4. Waiting for records costs no CPU and misses no commit. The shared
+ *     word log_wake (a futex, in shm.stats) counts commits that appended
+ *     records in steps of 2; bit 0 says "someone sleeps on it". A commit
+ *     stores next_seq_hint, then adds 2, and wakes the sleepers if the bit
+ *     was set (clearing it). A waiter reads the word, then the hint; it
+ *     sleeps only on the word it read with the bit set, so a commit after
+ *     that read changes the word and ends (or prevents) the sleep. Each
+ *     sleep is capped (WAKE_CAP_MS): a writer that does not wake (a build
+ *     before this word) costs latency, never a lost record. A read-only
+ *     handle cannot set the bit and polls every millisecond.
  */
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <lz4frame.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "internal.h"
@@ -351,13 +365,43 @@ int shm_log_trim(shm_env *env, uint64_t upto)
 	return shm__write(env, trim_body, &upto);
 }
 
+/* Invariant 4: the longest sleep between two looks at the hint. */
+#define WAKE_CAP_MS 100
+
+static long futex(uint32_t *word, int op, uint32_t val,
+                  const struct timespec *timeout)
+{
+	return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
+}
+
+void shm__log_wake(shm_env *env)
+{
+	uint32_t *word = &env->sw->log_wake;
+
+	if (__atomic_fetch_add(word, 2, __ATOMIC_ACQ_REL) & 1) {
+		__atomic_fetch_and(word, ~1u, __ATOMIC_RELEASE);
+		futex(word, FUTEX_WAKE, INT_MAX, NULL);
+	}
+}
+
+int shm_log_wake(shm_env *env)
+{
+	if (!env)
+		return shm__null(__func__, "env");
+	if (env->opt.read_only)
+		return shm__err(SHM_EREADONLY, "shm_log_wake");
+	shm__log_wake(env);
+	return 0;
+}
+
 int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms)
 {
 	uint64_t deadline = shm__mono_ns() + (uint64_t)timeout_ms * 1000000ull;
-	struct timespec nap = {0, 1000000}; /* 1 ms */
 
 	if (!env)
 		return shm__null(__func__, "env");
+	uint32_t *word = &env->shared->log_wake;
+	uint32_t seen = __atomic_load_n(word, __ATOMIC_ACQUIRE);
 	for (;;) {
 		uint64_t next = __atomic_load_n(&env->shared->next_seq_hint,
 		                                __ATOMIC_ACQUIRE);
@@ -368,8 +412,29 @@ int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms)
 			if (shm_meta_get(env, "next_seq", &n) == 0 && n > from)
 				return 0;
 		}
-		if (shm__mono_ns() >= deadline)
+		uint64_t now = shm__mono_ns();
+		if (now >= deadline)
 			return SHM_ETIMEDOUT;
-		nanosleep(&nap, NULL);
+		uint64_t left = deadline - now, cap = WAKE_CAP_MS * 1000000ull;
+		if (left > cap)
+			left = cap;
+		struct timespec ts = {(time_t)(left / 1000000000u),
+		                      (long)(left % 1000000000u)};
+		if (env->opt.read_only) {
+			struct timespec nap = {0, 1000000}; /* 1 ms */
+			nanosleep(left < 1000000 ? &ts : &nap, NULL);
+			continue;
+		}
+		/* sleep only on the word read before the hint (invariant 4) */
+		if (!(seen & 1) &&
+		    !__atomic_compare_exchange_n(word, &seen, seen | 1, false,
+		                                 __ATOMIC_ACQ_REL,
+		                                 __ATOMIC_ACQUIRE))
+			return 0; /* a commit (or shm_log_wake) came */
+		futex(word, FUTEX_WAIT, seen | 1, &ts);
+		uint32_t now_word = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+		if ((now_word | 1) != (seen | 1))
+			return 0; /* may exist: the caller reads to know */
+		seen = now_word;
 	}
 }

@@ -174,9 +174,15 @@ int shm_dead_walk(shm_env *env, int (*fn)(const shm_dead *d, void *user),
                   void *user);
 
 /* Blocks until a record with seq >= from may exist or timeout_ms passes
- * (polls the shared next-seq counter; no transaction held). Returns 0 when
- * there is something, SHM_ETIMEDOUT otherwise. */
+ * (no transaction held; asleep on a futex that every commit of records
+ * wakes, or polling each millisecond on a read-only handle). Returns 0
+ * when there may be something (a commit came, or shm_log_wake: read to
+ * know), SHM_ETIMEDOUT otherwise. */
 int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms);
+/* Ends every shm_log_wait on this environment, in every process, with 0,
+ * as a commit does (a waiter that should stop then sees its flag).
+ * SHM_EREADONLY on a read-only handle. */
+int shm_log_wake(shm_env *env);
 
 /* Payload decoders for the flusher and tools. *out is one allocation owned
  * by the caller (shm_msg_free / shm_static_free). SHM_ECORRUPT if bad. */

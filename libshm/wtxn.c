@@ -137,9 +137,11 @@ static int wtxn_commit(shm__wtxn *w)
 		return rc == MDB_MAP_FULL ? rc : shm__err_mdb(rc, "commit");
 	if (w->filled_until)
 		clock_pass(w);
-	if (w->next_seq != w->begin_seq)
+	if (w->next_seq != w->begin_seq) {
 		__atomic_store_n(&w->env->sw->next_seq_hint, w->next_seq,
 		                 __ATOMIC_RELEASE);
+		shm__log_wake(w->env);
+	}
 	if (w->evicted)
 		SHM__COUNT(w->env, evictions, w->evicted);
 	if (w->expired)

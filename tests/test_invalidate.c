@@ -40,13 +40,6 @@ static uint64_t ms_now(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
 static uint64_t meta(shm_env *env, const char *name)
 {
 	uint64_t v = 0;
@@ -62,7 +55,7 @@ static bool wait_meta(shm_env *env, const char *name, uint64_t want,
 	do {
 		if (meta(env, name) >= want)
 			return true;
-		sleep_ms(20);
+		tu_sleep_ms(20);
 	} while (ms_now() < end);
 	return meta(env, name) >= want;
 }
@@ -78,7 +71,7 @@ static bool wait_flushed(shm_env *env, unsigned ms)
 		assert_int_equal(shm_env_info(env, &in), 0);
 		if (in.flushed >= want)
 			return true;
-		sleep_ms(20);
+		tu_sleep_ms(20);
 	} while (ms_now() < end);
 	return false;
 }
@@ -165,7 +158,7 @@ static void flusher_stop(pid_t pid)
 	for (int i = 0; i < 500; i++) {
 		if (waitpid(pid, &st, WNOHANG) == pid)
 			return;
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, &st, 0);
@@ -703,7 +696,7 @@ static void test_write_on_a_drops_copy_on_b(void **state)
 	                                NULL), 0);
 	assert_true(wait_flushed(h.b, 10000));
 	assert_true(wait_meta(h.b, "flusher.inval.published", 1, 5000));
-	sleep_ms(200);
+	tu_sleep_ms(200);
 	assert_int_equal(shm_static_peek(h.b, &w, "Page/1", &st), 0);
 	shm_static_free(st);
 	assert_int_equal(meta(h.b, "flusher.inval.dropped"), 0);
@@ -718,7 +711,7 @@ static void test_write_on_a_drops_copy_on_b(void **state)
 	/* B's copies go away */
 	uint64_t end = ms_now() + 5000;
 	while (ms_now() < end && l1_has(h.b, &m.id, NULL, 0))
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	if (l1_has(h.b, &m.id, NULL, 0)) {
 		dump_log(h.dir_a);
 		dump_log(h.dir_b);
@@ -726,7 +719,7 @@ static void test_write_on_a_drops_copy_on_b(void **state)
 	assert_false(l1_has(h.b, &m.id, NULL, 0));
 	while (ms_now() < end &&
 	       shm_static_peek(h.b, &w, "Page/1", &st) == 0)
-		shm_static_free(st), sleep_ms(10);
+		shm_static_free(st), tu_sleep_ms(10);
 	assert_int_equal(shm_static_peek(h.b, &w, "Page/1", &st),
 	                 SHM_ENOTFOUND);
 	shm_stats_shared(h.b, &c1);
@@ -787,7 +780,7 @@ static void test_write_on_a_joins_room_page_on_b(void **state)
 		}
 		shm_msgs_free(page, n);
 		if (!seen)
-			sleep_ms(20);
+			tu_sleep_ms(20);
 	}
 	if (!seen) {
 		dump_log(h.dir_a);
@@ -830,7 +823,7 @@ static void test_bad_room_from_a_peer_still_drops(void **state)
 
 	uint64_t end = ms_now() + 5000;
 	while (ms_now() < end && l1_has(h.b, &m.id, NULL, 0))
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	assert_false(l1_has(h.b, &m.id, NULL, 0));
 	assert_true(wait_meta(h.b, "flusher.inval.errors", errors + 1, 5000));
 	hosts_close(&h);
@@ -916,7 +909,7 @@ static void full_sub_open(full_sub *f, const char *backoff_min_ms,
 	                 0);
 	uint64_t end = ms_now() + 10000;
 	while (!fl_inval_subscribed(f->iv) && ms_now() < end)
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	assert_true(fl_inval_subscribed(f->iv));
 	f->c = redisConnectUnix(redis_url + 7);
 	assert_non_null(f->c);
@@ -950,7 +943,7 @@ static uint64_t full_sub_waits_for(full_sub *f, const char *s, unsigned n)
 	uint64_t t0 = ms_now(), end = t0 + 10000;
 
 	while (tu_lines_with(f->log, s) < n && ms_now() < end)
-		sleep_ms(5);
+		tu_sleep_ms(5);
 	assert_true(tu_lines_with(f->log, s) >= n);
 	return ms_now() - t0;
 }
@@ -981,12 +974,12 @@ static void test_failed_drops_are_said_once_then_reminded(void **state)
 	uint64_t t0 = ms_now();
 	for (i = 0; i < 40; i++) {
 		publish_new_message(f.c, "r");
-		sleep_ms(75);
+		tu_sleep_ms(75);
 	}
 	uint64_t end = ms_now() + 5000;
 	while (tu_lines_with(f.log, "from hostZ") < 1 && ms_now() < end)
-		sleep_ms(10);
-	sleep_ms(300); /* the last messages handled */
+		tu_sleep_ms(10);
+	tu_sleep_ms(300); /* the last messages handled */
 	unsigned said = tu_lines_with(f.log, failed);
 	uint64_t most = 2 + (ms_now() - t0) / 1000;
 	fprintf(stderr, "%u lines about %d failed drops in %" PRIu64 " ms\n",
@@ -999,7 +992,7 @@ static void test_failed_drops_are_said_once_then_reminded(void **state)
 	publish_new_message(f.c, "r");
 	end = ms_now() + 5000;
 	while (tu_lines_with(f.log, "works again") < 1 && ms_now() < end)
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	assert_int_equal(tu_lines_with(f.log, "dropping keys other hosts wrote "
 	                            "works again"), 1);
 	full_sub_close(&f);
@@ -1075,7 +1068,7 @@ static void stale_key_dropped_after_failure(bool more)
 	}
 	uint64_t end = ms_now() + 10000;
 	while (l1_has(f.env, &k.id, NULL, 0) && ms_now() < end)
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	int rc = shm_msg_get(f.env, &k.id, &got);
 	if (rc == 0) {
 		bool stale = got->content_len == 3 &&
@@ -1117,7 +1110,7 @@ static void resubscribe(full_sub *f, unsigned lost)
 	full_sub_waits_for(f, "subscriber lost its connection", lost);
 	uint64_t end = ms_now() + 10000;
 	while (!fl_inval_subscribed(f->iv) && ms_now() < end)
-		sleep_ms(5);
+		tu_sleep_ms(5);
 	assert_true(fl_inval_subscribed(f->iv));
 }
 
@@ -1176,7 +1169,7 @@ static void test_flapping_subscription_backs_off(void **state)
 		assert_non_null(r);
 		assert_int_equal(r->type, REDIS_REPLY_INTEGER);
 		freeReplyObject(r);
-		sleep_ms(5);
+		tu_sleep_ms(5);
 	}
 	unsigned n = tu_lines_with(f.log, lost);
 	unsigned resets = tu_lines_with(f.log, "subscribed: dropped ");
@@ -1189,7 +1182,7 @@ static void test_flapping_subscription_backs_off(void **state)
 	assert_int_equal(tu_lines_with(f.log, "WARN inval: subscriber lost"), 1);
 	uint64_t end = ms_now() + 10000;
 	while (!fl_inval_subscribed(f.iv) && ms_now() < end)
-		sleep_ms(5);
+		tu_sleep_ms(5);
 	assert_true(fl_inval_subscribed(f.iv));
 	full_sub_close(&f);
 }
@@ -1306,7 +1299,7 @@ static void test_invalidation_off(void **state)
 	snprintf(id, sizeof id, "hostOff-%s", strrchr(dir, '/') + 1);
 	pid_t f = flusher_start(dir, id, pg_info, "--invalidation=no");
 	assert_true(wait_flushed(env, 10000));
-	sleep_ms(200);
+	tu_sleep_ms(200);
 	assert_int_equal(meta(env, "flusher.inval.published"), 0);
 	assert_int_equal(meta(env, "flusher.inval.subscribed"), 0);
 	flusher_stop(f);

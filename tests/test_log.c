@@ -1,9 +1,11 @@
 /* tests/test_log.c - the write log: one record per write in the same
  * transaction, increasing seqs, checksums, LZ4 payloads, iteration, trim. */
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -221,6 +223,60 @@ static void test_log_wait_wakes_on_a_new_record(void **state)
 	assert_int_equal(shm_log_wait(env, 1, 1000), 0);
 }
 
+/* A wait that finds nothing sleeps on the log's futex (log.c invariant
+ * 4): it used to wake every millisecond to poll the hint, ~300 context
+ * switches in 300 ms; now one per 100 ms cap at most. */
+static void test_log_wait_sleeps_instead_of_polling(void **state)
+{
+	struct rusage a, b;
+
+	assert_int_equal(getrusage(RUSAGE_THREAD, &a), 0);
+	assert_int_equal(shm_log_wait(env, 1, 300), SHM_ETIMEDOUT);
+	assert_int_equal(getrusage(RUSAGE_THREAD, &b), 0);
+	long switches = (b.ru_nvcsw - a.ru_nvcsw) + (b.ru_nivcsw - a.ru_nivcsw);
+	if (switches > 20)
+		fail_msg("%ld context switches in a 300 ms wait", switches);
+}
+
+struct waiter {
+	uint64_t from;
+	int rc;
+};
+
+static void *wait_long(void *arg)
+{
+	struct waiter *w = arg;
+	w->rc = shm_log_wait(env, w->from, 20000);
+	return NULL;
+}
+
+/* shm_log_wake ends a wait that no record would end (the flusher's stop);
+ * and a commit ends one at once, whatever its from. */
+static void test_log_wake_ends_a_wait(void **state)
+{
+	struct waiter w = {.from = 1000, .rc = -1};
+	pthread_t t;
+	uint64_t t0 = shm__mono_ns();
+
+	assert_int_equal(pthread_create(&t, NULL, wait_long, &w), 0);
+	tu_sleep_ms(50);
+	assert_int_equal(shm_log_wake(env), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(w.rc, 0);
+	/* a generous bound: without the wake it is 20 s and SHM_ETIMEDOUT */
+	assert_true(shm__mono_ns() - t0 < 10000000000ull);
+
+	shm_msg m = tu_msg("w", 1, "x");
+	w.rc = -1;
+	assert_int_equal(pthread_create(&t, NULL, wait_long, &w), 0);
+	tu_sleep_ms(50);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(w.rc, 0);
+	assert_true(shm__mono_ns() - t0 < 10000000000ull);
+	assert_int_equal(shm_log_wake(NULL), SHM_EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -233,6 +289,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_trim_deletes_up_to_and_raises_flushed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_values_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_wait_wakes_on_a_new_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_wait_sleeps_instead_of_polling, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_log_wake_ends_a_wait, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }

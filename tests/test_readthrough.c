@@ -716,12 +716,6 @@ struct fake_redis {
 	char url[4200];
 };
 
-static void sleep_ms(uint32_t ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
 static bool send_paced(const fake_redis *f, int fd, const char *p, size_t n)
 {
 	while (n) {
@@ -732,7 +726,7 @@ static bool send_paced(const fake_redis *f, int fd, const char *p, size_t n)
 		p += w;
 		n -= (size_t)w;
 		if (n && f->chunk_ms)
-			sleep_ms(f->chunk_ms);
+			tu_sleep_ms(f->chunk_ms);
 	}
 	return true;
 }
@@ -759,7 +753,7 @@ static void *fake_serve(void *arg)
 		while (redisReaderGetReply(r, &cmd) == REDIS_OK && cmd) {
 			bool get = is_get(cmd);
 			freeReplyObject(cmd);
-			sleep_ms(f->delay_ms);
+			tu_sleep_ms(f->delay_ms);
 			if (!get || !f->value) {
 				if (!send_paced(f, c->fd, get ? "$-1\r\n" : "+OK\r\n",
 				                5))
@@ -1284,7 +1278,7 @@ int getaddrinfo(const char *node, const char *service,
 		return EAI_NONAME;
 	if (node && strcmp(node, SLOW_HOST) == 0) {
 		__atomic_add_fetch(&slow_lookups, 1, __ATOMIC_RELAXED);
-		sleep_ms(SLOW_DNS_MS);
+		tu_sleep_ms(SLOW_DNS_MS);
 		node = "127.0.0.1";
 	}
 	return libc(node, service, hints, res);
@@ -1978,7 +1972,7 @@ static void wait_for_blocked_select(PGconn *c)
 		PQclear(r);
 		if (blocked)
 			return;
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	}
 	fail_msg("the read-through's SELECT never waited for the lock");
 }

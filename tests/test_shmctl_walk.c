@@ -31,12 +31,6 @@ static char shmctl_bin[PATH_MAX];
 #define N_EDITS 20000  /* pages rewritten: many times the map's 4 MiB */
 #define N_EACH 1100    /* over two chunks of each kind */
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-	nanosleep(&ts, NULL);
-}
-
 /* Starts shmctl -e dir cmd [opt [val]] with stdout into a pipe; *out: its
  * read end, not read until the caller does. */
 static pid_t shmctl_start(const char *dir, const char *cmd, const char *opt,
@@ -69,7 +63,7 @@ static void wait_pipe_full(int fd)
 
 	assert_true(cap > 0);
 	for (int i = 0; i < 1000 && queued < cap; i++) {
-		sleep_ms(10);
+		tu_sleep_ms(10);
 		assert_int_equal(ioctl(fd, FIONREAD, &queued), 0);
 	}
 	assert_int_equal(queued, cap);

@@ -79,13 +79,6 @@ static uint64_t ms_now(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-		;
-}
-
 static long file_size(const char *path)
 {
 	struct stat st;
@@ -336,7 +329,7 @@ static int gen(const shm_uuid *website, const char *object, void *user,
 		}
 	}
 	if (g->sleep_ms)
-		sleep_ms(g->sleep_ms);
+		tu_sleep_ms(g->sleep_ms);
 	if (g->env)
 		shm_object_save(g->env, g->ws, object);
 	if (g->fail) {
@@ -539,7 +532,7 @@ static void test_four_processes_missing_at_once_generate_once(void **state)
 		}
 	}
 	close(fds[0]);
-	sleep_ms(100); /* every child blocked on the pipe */
+	tu_sleep_ms(100); /* every child blocked on the pipe */
 	close(fds[1]); /* go */
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(wait_exit(pids[i]), 0);
@@ -560,7 +553,7 @@ static pid_t start_holder(fixture *f, uint32_t lease_ms, long hold_ms)
 	if (pid == 0)
 		child_get(f, -1, lease_ms, 1000, hold_ms);
 	for (int i = 0; i < 500 && file_size(f->scratch) < 1; i++)
-		sleep_ms(10);
+		tu_sleep_ms(10);
 	assert_int_equal(file_size(f->scratch), 1);
 	return pid;
 }
@@ -577,7 +570,7 @@ static void test_generator_killed_mid_way_is_taken_over_by_a_waiter(void **state
 	assert_true(waiter >= 0);
 	if (waiter == 0)
 		child_get(f, -1, 60000, 20000, 0);
-	sleep_ms(300); /* the waiter is polling */
+	tu_sleep_ms(300); /* the waiter is polling */
 	assert_int_equal(kill(holder, SIGKILL), 0);
 	assert_int_equal(wait_exit(holder), 128 + SIGKILL);
 	/* long before the 60 s lease ends: the holder is known dead */

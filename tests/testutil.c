@@ -1,4 +1,5 @@
 /* tests/testutil.c - helpers shared by the cmocka tests. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -360,4 +361,11 @@ off_t tu_cut_at_highest_root(const char *dir)
 	assert_true(in_use <= high);
 	assert_int_equal(truncate(path, (off_t)(high * m.psize)), 0);
 	return (off_t)(high * m.psize);
+}
+
+void tu_sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
 }

@@ -24,6 +24,8 @@ shm_env *tu_open(const char *dir, const shm_options *opt);
 shm_msg tu_msg(const char *room, int32_t user, const char *content);
 /* Number of records in the log (iterating from 0). */
 uint64_t tu_log_count(shm_env *env);
+/* Sleeps ms milliseconds (through EINTR). */
+void tu_sleep_ms(unsigned ms);
 /* Asserts that every field of a equals b's (content_hash included). */
 void tu_assert_msg_equal(const shm_msg *a, const shm_msg *b);
 /* The map size stored in the environment in dir, as LMDB reads it (an
