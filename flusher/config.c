@@ -76,7 +76,8 @@ static const fl_opt opts[] = {
 	 "when the log holds a backlog, a batch takes up to this many records "
 	 "at once (steady state: batch-records)", NULL},
 	{"batch-ms", 0, O_UINT, W_BOTH, OFF(batch_ms), "100", U(0, 600000),
-	 NULL, "...or when its oldest record is this old (ms)", NULL},
+	 NULL, "...or when its oldest record is this old (ms); at once when "
+	 "it holds the record a write-through write waits for", NULL},
 	{"l2-ttl", 0, O_UINT, W_BOTH, OFF(l2_ttl_s), "0", U(0, 315360000),
 	 NULL, "Redis EX of mirrored keys (s); 0: the environment's l2_ttl_s "
 	 "(what the applications set in shm_options, else 3600)", NULL},

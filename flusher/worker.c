@@ -10,11 +10,12 @@
  *      position (PostgreSQL's shm_sink_positions row) and believe it:
  *      records at or below it are dropped from the batch in hand
  *   3. cut a batch: wait (shm_log_wait) for a record past the cursor, then
- *      read until batch-records records or until the oldest is batch-ms old;
- *      a backlog (batch-records there at once) lets the batch take up to
- *      batch-max-records; a read of the log that fails (no reader slot
- *      left, ...) waits the same capped backoff as a sink failure before
- *      the next try
+ *      read until batch-records records or until the oldest is batch-ms old,
+ *      or until the batch holds a record a write-through writer waits for
+ *      (invariant 5); a backlog (batch-records there at once) lets the
+ *      batch take up to batch-max-records; a read of the log that fails (no
+ *      reader slot left, ...) waits the same capped backoff as a sink
+ *      failure before the next try
  *   4. apply: FL_OK -> cursor = batch end, meta "sink.<name>.applied" set;
  *      FL_TRANSIENT -> backoff, same batch again; FL_REJECT -> find the
  *      culprit (the sink names it, or the range is replayed in halves down
@@ -32,6 +33,18 @@
  *  4. No write is begun while the worker holds its log iterator: inside
  *     the iterator's read transaction a write could not adopt a map
  *     another process grew (libshm's env.c invariant 6).
+ *  5. A batch stops waiting for more records as soon as it holds the seq
+ *     in meta "sink.<name>.awaited" (the last record of the latest write
+ *     whose writer waits for this sink: write-through, sink pg; libshm's
+ *     wtxn.c invariant 6), i.e. when from < awaited <= upto. The mark is
+ *     read after each read of the log: it is committed with its records,
+ *     so a batch that holds them sees it (or a later one, past the batch:
+ *     those records are in the log already, the next read takes them and
+ *     the batch closes then, or fills up). Only the awaited record closes
+ *     a batch early: a busy log still makes batch-records batches, and a
+ *     stale mark (at or below the cursor: applied, its writer done or
+ *     dead) changes nothing. A mark that cannot be read: batch-ms, as
+ *     without one.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -54,6 +67,7 @@ struct fl_worker {
 	bool has_notify;
 	pthread_t notify; /* sent FL_SIG_DONE once done is set */
 	char meta_name[48];
+	char awaited_name[48]; /* "sink.<name>.awaited" (invariant 5) */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -347,6 +361,17 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Invariant 5: a writer waits for a record the batch holds. Read after
+ * the batch's last read of the log. */
+static bool awaited(fl_worker *w)
+{
+	uint64_t seq = 0;
+
+	if (shm_meta_get(w->env, w->awaited_name, &seq))
+		return false;
+	return seq > w->b.from && seq <= w->b.upto;
+}
+
 /* Cuts the next batch into w->b (empty if nothing came). A batch that
  * reaches batch-records with no wait (a backlog: catching up after an
  * outage or a restart, --once) takes what else the log holds, up to
@@ -368,7 +393,7 @@ static void cut(fl_worker *w)
 	}
 	if (w->once)
 		return;
-	while (w->b.n > 0 && w->b.n < max && !stopping(w)) {
+	while (w->b.n > 0 && w->b.n < max && !stopping(w) && !awaited(w)) {
 		int64_t age_ms = (now_us() - w->b.r[0].time) / 1000;
 		if (age_ms < 0)
 			age_ms = 0;
@@ -611,6 +636,8 @@ int fl_worker_start(fl_worker **out, fl_sink *sink, shm_env *env,
 	if ((w->has_notify = notify != NULL))
 		w->notify = *notify;
 	snprintf(w->meta_name, sizeof w->meta_name, "sink.%s.applied",
+	         sink->ops->name);
+	snprintf(w->awaited_name, sizeof w->awaited_name, "sink.%s.awaited",
 	         sink->ops->name);
 	snprintf(w->record_what, sizeof w->record_what, "recording %s",
 	         w->meta_name);

@@ -719,11 +719,16 @@ static int bust_run(shm_env *env, const shm_uuid *website,
 	c.key = key;
 	c.mode = mode;
 	uint64_t seqs[2];
+	/* statics are L1's and Redis's alone: a bust of one waits for no one */
+	if (mode == BUST_ONE) {
+		if ((rc = shm__write(env, bust_body, &c)))
+			return rc;
+		SHM__COUNT(env, busts, c.busted);
+		return 0;
+	}
 	if ((rc = shm__write_seqs(env, bust_body, &c, seqs)))
 		return rc;
 	SHM__COUNT(env, busts, c.busted);
-	if (mode == BUST_ONE) /* statics are L1's and Redis's alone */
-		return 0;
 	SHM__COUNT(env, marks, 1);
 	return shm__wait_through(env, seqs); /* marks and drops are L3's */
 }

@@ -269,6 +269,8 @@ typedef struct shm__wtxn {
 	/* evictions/expirations of this transaction: counted once it commits
 	 * (a rolled-back write evicted nothing) */
 	uint64_t evicted, expired;
+	bool awaited;      /* its records will be waited for: commit sets meta
+	                    * "sink.pg.awaited" (wtxn.c invariant 6) */
 	int64_t now;       /* one clock reading per transaction */
 	int64_t filled_until; /* the last created_at this transaction filled
 	                       * in (msg.c), 0 if none: the commit holds the
@@ -286,7 +288,11 @@ int shm__policy_read(shm__wtxn *w);
  * evicts flushed entries in a transaction of its own, runs fn once more;
  * still full -> SHM_EFULL. Counts SHM_EFULL refusals. */
 int shm__write(shm_env *env, shm__write_fn fn, void *ctx);
-/* shm__write, and seqs[] = the records it appended, [first, next). */
+/* shm__write, and seqs[] = the records it appended, [first, next), for a
+ * write that shm__wait_through then waits for: in write-through mode its
+ * transaction marks its last record awaited (wtxn.c invariant 6), which
+ * makes the flusher close the batch that holds it at once. A write that
+ * will not wait uses shm__write. */
 int shm__write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
                     uint64_t seqs[2]);
 /* In write-through mode, waits until PostgreSQL has applied the records

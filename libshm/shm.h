@@ -113,10 +113,11 @@ typedef enum shm_durability {
 typedef enum shm_write_mode {
 	SHM_WRITE_BACK = 0, /* a write returns once in L1 (and its log) */
 	SHM_WRITE_THROUGH   /* a message, graph or mark write returns once
-	                       PostgreSQL has applied it (when writes are
-	                       few, after the flusher's batch-ms, 100 ms by
-	                       default: its batch waits for more records):
-	                       SHM_ETIMEDOUT after
+	                       PostgreSQL has applied it (its transaction
+	                       marks its last record awaited, meta
+	                       "sink.pg.awaited", and the flusher sends the
+	                       batch that holds it at once, without waiting
+	                       batch-ms for more records): SHM_ETIMEDOUT after
 	                       write_through_timeout_ms (stored, applied later),
 	                       SHM_EL3 if PostgreSQL refused it (dead letter),
 	                       SHM_ECORRUPT if the dead letter of one of its

@@ -26,6 +26,12 @@
  *
  * Sink positions live in meta as "sink.<name>.applied" (names "redis",
  * "pg"); a write-through write waits for "sink.pg.applied" >= its seq.
+ * Before it waits, its own transaction set "sink.pg.awaited" to that seq:
+ * the highest seq a writer has waited for, which only grows and may be
+ * stale (its writer done or dead: then it is at or below the position,
+ * and means nothing). A sink's worker closes its batch at once when the
+ * batch holds "sink.<name>.awaited" (flusher/worker.c invariant 5),
+ * instead of waiting batch-ms for more records.
  *
  * Ops, their key and their (raw) payload:
  *   MSG_PUT, MSG_EDIT, MSG_DELETE, MSG_REACT, MSG_REPLY
@@ -119,6 +125,10 @@ int shm_log_decode(const void *raw, size_t size, shm_log_rec *rec,
 /* Deletes records with seq <= upto and raises the flushed position to upto
  * (entries written at or before it become evictable). Never lowers it. */
 int shm_log_trim(shm_env *env, uint64_t upto);
+
+/* The meta names of the write-through contract (above). */
+#define SHM_META_PG_APPLIED "sink.pg.applied"
+#define SHM_META_PG_AWAITED "sink.pg.awaited"
 
 /* Named uint64 values in the environment's meta database (sink positions,
  * flusher stats). Missing names read as 0. */

@@ -19,6 +19,16 @@
  *     keeps the writers' lock until the clock has passed the last of
  *     them, so the next writer's clock reading, taken under the lock,
  *     comes after every time filled in before it.
+ *  6. A write that will wait for PostgreSQL (shm__write_seqs in
+ *     write-through mode) sets meta "sink.pg.awaited" to its last record's
+ *     seq in its own transaction, so the mark exists iff the records do,
+ *     and whoever reads those records sees it too. The flusher's pg
+ *     worker closes a batch at once when it holds that seq (flusher/
+ *     worker.c invariant 5). The value only grows (seqs do, and writers
+ *     are serialised): it is the highest seq ever awaited, not a count of
+ *     waiters, so nothing is left to undo when a waiter dies. A mark whose
+ *     waiter is gone or done lies at or below the sink's position once
+ *     its record is applied, and then closes nothing.
  */
 #include <errno.h>
 #include <signal.h>
@@ -125,6 +135,9 @@ static int wtxn_commit(shm__wtxn *w)
 
 	if (w->next_seq != w->begin_seq)
 		rc = shm__meta_put(w->txn, w->env, "next_seq", w->next_seq);
+	if (!rc && w->awaited && w->next_seq != w->begin_seq) /* invariant 6 */
+		rc = shm__meta_put(w->txn, w->env, SHM_META_PG_AWAITED,
+		                   w->next_seq - 1);
 	if (!rc && w->counts_dirty &&
 	    !(rc = shm__meta_put(w->txn, w->env, "entries", w->entries)))
 		rc = shm__meta_put(w->txn, w->env, "bytes", w->bytes);
@@ -151,15 +164,17 @@ static int wtxn_commit(shm__wtxn *w)
 }
 
 /* Runs fn in one transaction; *seqs gets the records it appended,
- * [first, next) (first == next: none). */
+ * [first, next) (first == next: none). awaited: they will be waited for
+ * (invariant 6). */
 static int run_once(shm_env *env, shm__write_fn fn, void *ctx,
-                    uint64_t seqs[2])
+                    uint64_t seqs[2], bool awaited)
 {
 	shm__wtxn w;
 	int rc;
 
 	if ((rc = wtxn_begin(env, &w)))
 		return rc;
+	w.awaited = awaited;
 	rc = fn(&w, ctx);
 	if (rc)
 		mdb_txn_abort(w.txn);
@@ -214,17 +229,11 @@ static int map_full(shm_env *env)
 	                (unsigned long long)in.flushed);
 }
 
-int shm__write(shm_env *env, shm__write_fn fn, void *ctx)
-{
-	uint64_t seqs[2];
-	return shm__write_seqs(env, fn, ctx, seqs);
-}
-
-int shm__write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
-                    uint64_t seqs[2])
+static int write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
+                      uint64_t seqs[2], bool awaited)
 {
 	uint64_t evicted = 0, none[2];
-	int rc = run_once(env, fn, ctx, seqs);
+	int rc = run_once(env, fn, ctx, seqs, awaited);
 
 	if (rc != MDB_MAP_FULL)
 		return rc;
@@ -232,11 +241,11 @@ int shm__write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
 	 * adoption that cannot be done now (this thread holds a transaction)
 	 * leaves the eviction to make room */
 	if (shm__map_adopt_stored(env, "write") == 0 &&
-	    (rc = run_once(env, fn, ctx, seqs)) != MDB_MAP_FULL)
+	    (rc = run_once(env, fn, ctx, seqs, awaited)) != MDB_MAP_FULL)
 		return rc;
-	rc = run_once(env, evict_body, &evicted, none);
+	rc = run_once(env, evict_body, &evicted, none, false);
 	if (rc == 0 && evicted > 0)
-		rc = run_once(env, fn, ctx, seqs);
+		rc = run_once(env, fn, ctx, seqs, awaited);
 	else if (rc == 0)
 		rc = MDB_MAP_FULL;
 	if (rc == MDB_MAP_FULL) {
@@ -244,6 +253,19 @@ int shm__write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
 		return map_full(env);
 	}
 	return rc;
+}
+
+int shm__write(shm_env *env, shm__write_fn fn, void *ctx)
+{
+	uint64_t seqs[2];
+	return write_seqs(env, fn, ctx, seqs, false);
+}
+
+int shm__write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
+                    uint64_t seqs[2])
+{
+	return write_seqs(env, fn, ctx, seqs,
+	                  env->opt.write_mode == SHM_WRITE_THROUGH);
 }
 
 int shm_meta_get(shm_env *env, const char *name, uint64_t *value)
@@ -364,7 +386,7 @@ int shm__wait_through(shm_env *env, const uint64_t seqs[2])
 	deadline = shm__mono_ns() +
 	           (uint64_t)env->opt.write_through_timeout_ms * 1000000ull;
 	for (;;) {
-		if ((rc = shm_meta_get(env, "sink.pg.applied", &applied)))
+		if ((rc = shm_meta_get(env, SHM_META_PG_APPLIED, &applied)))
 			return rc;
 		if (applied >= last)
 			break;

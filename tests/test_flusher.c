@@ -2199,6 +2199,78 @@ static void test_write_through_returns_once_postgres_has_it(void **state)
 	free(dir);
 }
 
+/* A write-through write does not wait for the flusher's batch-ms: the
+ * batch that holds its record is sent at once (worker.c invariant 5), with
+ * batch-ms 10 s here and each such write given 5 s. Only an awaited record
+ * does that: write-back records stay batched, past a mark whose waiter was
+ * killed (applied at once: left behind, it closes nothing more) and past
+ * one whose write returned. Before, each write took the 10 s. */
+static void test_write_through_does_not_wait_for_batch_ms(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	const char *slow[] = {"--batch-ms", "10000", NULL};
+	shm_uuid web;
+	uint64_t t0, mark;
+
+	ft_reset_servers();
+	shm_uuid_v7(&web);
+	shm_env *env = tu_open(dir, NULL); /* write-back */
+	pid_t orphan = fork();
+	if (orphan == 0) { /* no flusher yet: waits until killed */
+		shm_env *e = open_through(dir, 60000);
+		shm_msg m = tu_msg("wt", 1, "its writer is killed waiting");
+		_exit(e && shm_msg_put(e, &m) == 0 ? 0 : 1);
+	}
+	tu_child_add(orphan);
+	/* its record is in: the next seq is past it */
+	assert_true(ft_wait_meta(env, "next_seq", 2, 10000) >= 2);
+	mark = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(ft_meta(env, SHM_META_PG_AWAITED), mark);
+	kill(orphan, SIGKILL);
+	assert_int_equal(ft_wait(orphan), 128 + SIGKILL);
+
+	pid_t fl = ft_spawn_flusher(dir, slow);
+	t0 = ft_ms();
+	assert_true(ft_wait_meta(env, SHM_META_PG_APPLIED, mark, 5000) >= mark);
+	fprintf(stderr, "the killed writer's record applied after %llu ms\n",
+	        (unsigned long long)(ft_ms() - t0));
+
+	for (int i = 2; i <= 4; i++) {
+		shm_msg m = tu_msg("wt", i, "write-back, batched");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	ft_sleep_ms(1000); /* the marks left behind close no batch */
+	assert_int_equal(ft_meta(env, SHM_META_PG_APPLIED), mark);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 1);
+
+	shm_env *through = open_through(dir, 5000);
+	shm_msg m = tu_msg("wt", 5, "write-through");
+	t0 = ft_ms();
+	assert_int_equal(shm_msg_put(through, &m), 0);
+	fprintf(stderr, "write-through put: %llu ms with batch-ms 10000\n",
+	        (unsigned long long)(ft_ms() - t0));
+	assert_true(ft_ms() - t0 < 5000);
+	/* the write-back records that were in its batch went with it */
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 5);
+	t0 = ft_ms();
+	assert_int_equal(shm_object_save(through, &web, "Page/p"), 0);
+	assert_true(ft_ms() - t0 < 5000);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_marks"), 1);
+
+	/* and after it, write-back records are batched again */
+	shm_msg late = tu_msg("wt", 6, "write-back again");
+	assert_int_equal(shm_msg_put(env, &late), 0);
+	ft_sleep_ms(1000);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 5);
+	shm_env_close(through);
+	shm_env_close(env);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* Write-through's look for PostgreSQL's dead letters among a write's
  * records goes past one that does not decode: a refusal after it is
  * still SHM_EL3, naming the corrupt one too; a corrupt one alone is
@@ -2281,6 +2353,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_daemon_follows_writes_and_exits_0_on_sigterm, ft_teardown),
 		cmocka_unit_test_teardown(test_once_stopped_by_sigterm_exits_3, ft_teardown),
 		cmocka_unit_test_teardown(test_write_through_returns_once_postgres_has_it, ft_teardown),
+		cmocka_unit_test_teardown(test_write_through_does_not_wait_for_batch_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_write_through_sees_a_refusal_past_a_corrupt_letter, ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, ft_group_setup, NULL);

@@ -50,7 +50,9 @@
 	X(flusher, "shm-flusher draining 100,000 messages into Redis + "       \
 	           "PostgreSQL vs the seed's way; L1 -> PostgreSQL lag")       \
 	X(statics, "static hit vs regeneration vs Redis GET; reference "       \
-	           "busting vs busting dependencies on an Osuny-like site")
+	           "busting vs busting dependencies on an Osuny-like site")    \
+	X(through, "write-through puts one at a time with shm-flusher's "      \
+	           "default batches vs one PostgreSQL transaction")
 
 typedef struct bench_ctx bench_ctx;
 
