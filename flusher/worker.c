@@ -169,6 +169,7 @@ static void set_applied(fl_worker *w, uint64_t pos)
 		fl_repeat_ok(&w->record_fail);
 	__atomic_store_n(&w->applied, pos, __ATOMIC_RELEASE);
 	__atomic_store_n(&w->st.applied, pos, __ATOMIC_RELAXED);
+	shm_log_wake(w->env); /* write-through writers wait for it */
 }
 
 /* --once has made its last attempt, at the sink or at reading the log:

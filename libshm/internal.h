@@ -324,6 +324,11 @@ int shm__log_append(shm__wtxn *w, uint8_t op, const void *key, size_t klen,
 /* After a commit that appended records (next_seq_hint stored): wakes the
  * shm_log_wait callers of every process (log.c invariant 4). */
 void shm__log_wake(shm_env *env);
+/* The log's wake word, read before the state a waiter looks at. */
+uint32_t shm__log_word(shm_env *env);
+/* Sleeps at most ns (and 100 ms) unless the word moved past *seen, which
+ * it updates: true when a commit or shm_log_wake came (log.c inv. 4). */
+bool shm__log_sleep(shm_env *env, uint32_t *seen, uint64_t ns);
 
 /* meta helpers inside a transaction */
 int shm__meta_get(MDB_txn *txn, shm_env *env, const char *name, uint64_t *v);

@@ -16,7 +16,9 @@
  *     that read changes the word and ends (or prevents) the sleep. Each
  *     sleep is capped (WAKE_CAP_MS): a writer that does not wake (a build
  *     before this word) costs latency, never a lost record. A read-only
- *     handle cannot set the bit and polls every millisecond.
+ *     handle cannot set the bit and polls every millisecond. The flusher
+ *     wakes the word too (shm_log_wake) when it records a sink's position,
+ *     for write-through writers (wtxn.c) sleeping on it the same way.
  */
 #include <errno.h>
 #include <limits.h>
@@ -394,14 +396,43 @@ int shm_log_wake(shm_env *env)
 	return 0;
 }
 
+uint32_t shm__log_word(shm_env *env)
+{
+	return __atomic_load_n(&env->shared->log_wake, __ATOMIC_ACQUIRE);
+}
+
+bool shm__log_sleep(shm_env *env, uint32_t *seen, uint64_t ns)
+{
+	uint32_t *word = &env->shared->log_wake;
+
+	if (ns > WAKE_CAP_MS * 1000000ull)
+		ns = WAKE_CAP_MS * 1000000ull;
+	struct timespec ts = {(time_t)(ns / 1000000000u),
+	                      (long)(ns % 1000000000u)};
+	if (env->opt.read_only) { /* cannot set the bit: poll */
+		struct timespec nap = {0, 1000000}; /* 1 ms */
+		nanosleep(ns < 1000000 ? &ts : &nap, NULL);
+		return false;
+	}
+	/* sleep only on the word read before the state (invariant 4) */
+	if (!(*seen & 1) &&
+	    !__atomic_compare_exchange_n(word, seen, *seen | 1, false,
+	                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return true; /* a commit (or shm_log_wake) came */
+	futex(word, FUTEX_WAIT, *seen | 1, &ts);
+	uint32_t now = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+	bool woken = (now | 1) != (*seen | 1);
+	*seen = now;
+	return woken;
+}
+
 int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms)
 {
 	uint64_t deadline = shm__mono_ns() + (uint64_t)timeout_ms * 1000000ull;
 
 	if (!env)
 		return shm__null(__func__, "env");
-	uint32_t *word = &env->shared->log_wake;
-	uint32_t seen = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+	uint32_t seen = shm__log_word(env);
 	for (;;) {
 		uint64_t next = __atomic_load_n(&env->shared->next_seq_hint,
 		                                __ATOMIC_ACQUIRE);
@@ -415,26 +446,7 @@ int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms)
 		uint64_t now = shm__mono_ns();
 		if (now >= deadline)
 			return SHM_ETIMEDOUT;
-		uint64_t left = deadline - now, cap = WAKE_CAP_MS * 1000000ull;
-		if (left > cap)
-			left = cap;
-		struct timespec ts = {(time_t)(left / 1000000000u),
-		                      (long)(left % 1000000000u)};
-		if (env->opt.read_only) {
-			struct timespec nap = {0, 1000000}; /* 1 ms */
-			nanosleep(left < 1000000 ? &ts : &nap, NULL);
-			continue;
-		}
-		/* sleep only on the word read before the hint (invariant 4) */
-		if (!(seen & 1) &&
-		    !__atomic_compare_exchange_n(word, &seen, seen | 1, false,
-		                                 __ATOMIC_ACQ_REL,
-		                                 __ATOMIC_ACQUIRE))
-			return 0; /* a commit (or shm_log_wake) came */
-		futex(word, FUTEX_WAIT, seen | 1, &ts);
-		uint32_t now_word = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-		if ((now_word | 1) != (seen | 1))
+		if (shm__log_sleep(env, &seen, deadline - now))
 			return 0; /* may exist: the caller reads to know */
-		seen = now_word;
 	}
 }

@@ -376,7 +376,6 @@ int shm_meta_each(shm_env *env, const char *prefix,
 int shm__wait_through(shm_env *env, const uint64_t seqs[2])
 {
 	uint64_t deadline, applied = 0, last = seqs[1] - 1, bad[2];
-	struct timespec nap = {0, 1000000};
 	char also[160] = "";
 	shm_dead d;
 	int rc;
@@ -385,12 +384,15 @@ int shm__wait_through(shm_env *env, const uint64_t seqs[2])
 		return 0;
 	deadline = shm__mono_ns() +
 	           (uint64_t)env->opt.write_through_timeout_ms * 1000000ull;
+	/* the flusher wakes the log's word when it records its position */
+	uint32_t seen = shm__log_word(env);
 	for (;;) {
 		if ((rc = shm_meta_get(env, SHM_META_PG_APPLIED, &applied)))
 			return rc;
 		if (applied >= last)
 			break;
-		if (shm__mono_ns() >= deadline)
+		uint64_t now = shm__mono_ns();
+		if (now >= deadline)
 			return shm__err(SHM_ETIMEDOUT,
 			                "write-through: record %llu is in L1 but "
 			                "PostgreSQL applied only up to %llu after "
@@ -398,7 +400,7 @@ int shm__wait_through(shm_env *env, const uint64_t seqs[2])
 			                (unsigned long long)last,
 			                (unsigned long long)applied,
 			                env->opt.write_through_timeout_ms);
-		nanosleep(&nap, NULL);
+		shm__log_sleep(env, &seen, deadline - now);
 	}
 	/* past it, but a record PostgreSQL refused is a dead letter, not a
 	 * row: the flusher sets it aside before it moves its position; one
