@@ -443,6 +443,12 @@ int shm_msg_payload_room(const void *buf, size_t len, const char **room,
 	uint32_t n;
 	uint64_t v;
 
+	if (room)
+		*room = NULL;
+	if (room_len)
+		*room_len = 0;
+	if (created_at)
+		*created_at = 0;
 	if (!buf)
 		return shm__null(__func__, "buf");
 	if (!room)
@@ -468,6 +474,7 @@ int shm_msg_decode(const void *buf, size_t len, shm_msg **out)
 {
 	if (!out)
 		return shm__null(__func__, "out");
+	*out = NULL;
 	if (!buf && len)
 		return shm__null(__func__, "buf");
 	return shm__msg_decode(buf, len, NULL, out);
@@ -662,6 +669,8 @@ const char *shm_msg_type_name(shm_msg_type t)
 
 int shm_msg_type_parse(const char *s, shm_msg_type *out)
 {
+	if (out)
+		*out = (shm_msg_type)0;
 	if (!s)
 		return shm__null(__func__, "s");
 	if (!out)

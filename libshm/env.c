@@ -219,6 +219,8 @@ int shm_policy_get(shm_env *env, shm_policy *out)
 	uint64_t v = 0;
 	int rc;
 
+	if (out)
+		memset(out, 0, sizeof *out);
 	if (!env)
 		return shm__null(__func__, "env");
 	if (!out)
@@ -737,6 +739,8 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	char why[300];
 	int rc, dead = 0;
 
+	if (out)
+		*out = NULL;
 	if (!dir)
 		return shm__null(__func__, "dir");
 	if (!out)
@@ -1066,12 +1070,15 @@ int shm_env_reader_check(shm_env *env, int *cleared)
 {
 	int dead = 0, rc;
 
+	if (cleared)
+		*cleared = 0;
 	if (!env)
 		return shm__null(__func__, "env");
-	rc = mdb_reader_check(env->mdb, &dead);
+	if ((rc = mdb_reader_check(env->mdb, &dead)))
+		return shm__err_mdb(rc, "reader check");
 	if (cleared)
 		*cleared = dead;
-	return rc ? shm__err_mdb(rc, "reader check") : 0;
+	return 0;
 }
 
 struct readers_walk {
@@ -1186,11 +1193,12 @@ int shm_env_info(shm_env *env, shm_info *out)
 	size_t unused = 0;
 	int rc;
 
+	if (out)
+		memset(out, 0, sizeof *out);
 	if (!env)
 		return shm__null(__func__, "env");
 	if (!out)
 		return shm__null(__func__, "out");
-	memset(out, 0, sizeof *out);
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	out->messages = entries_of(txn, env->msg);
@@ -1222,5 +1230,7 @@ int shm_env_info(shm_env *env, shm_info *out)
 	out->readers_used = 0; /* me_numreaders is a high-water mark */
 	shm__readers(env, count_reader, &out->readers_used);
 	out->readers_max = ei.me_maxreaders;
+	if (rc)
+		memset(out, 0, sizeof *out);
 	return rc;
 }

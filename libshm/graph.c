@@ -472,6 +472,8 @@ int shm_object_is_direct(shm_env *env, const shm_uuid *website,
 	MDB_txn *txn;
 	int rc;
 
+	if (direct)
+		*direct = false;
 	if (!env)
 		return shm__null(__func__, "env");
 	if (!direct)

@@ -336,13 +336,15 @@ int shm_l1_invalidate_flushed(shm_env *env, uint64_t *dropped)
 	struct reset r = {0, true};
 	int rc = 0;
 
+	if (dropped)
+		*dropped = 0;
 	if (!env)
 		return shm__null(__func__, "env");
 	if (env->opt.read_only)
 		return shm__err(SHM_EREADONLY, "%s: opened read-only", env->path);
 	while (r.more && rc == 0)
 		rc = shm__write(env, reset_body, &r);
-	if (dropped)
+	if (dropped && !rc)
 		*dropped = r.dropped;
 	return rc;
 }

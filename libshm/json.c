@@ -405,10 +405,15 @@ static int append_check(const char *fn, const shm_msg *m, char **buf,
 int shm_msg_json_append(const shm_msg *m, char **buf, size_t *len,
                         size_t *cap, size_t *meta_off, size_t *meta_len)
 {
-	int rc = append_check(__func__, m, buf, len, cap);
+	int rc;
 
-	return rc ? rc : msg_json(m, buf, len, cap, meta_off, meta_len,
-	                          __func__);
+	if (meta_off)
+		*meta_off = 0;
+	if (meta_len)
+		*meta_len = 0;
+	if ((rc = append_check(__func__, m, buf, len, cap)))
+		return rc;
+	return msg_json(m, buf, len, cap, meta_off, meta_len, __func__);
 }
 
 int shm_msg_metadata_json_append(const shm_msg *m, char **buf, size_t *len,
@@ -436,11 +441,14 @@ int shm_msg_to_json(const shm_msg *m, char **json, size_t *len)
 	size_t n = 0, cap = 0;
 	int rc;
 
+	if (json)
+		*json = NULL;
+	if (len)
+		*len = 0;
 	if (!m)
 		return shm__null(__func__, "m");
 	if (!json)
 		return shm__null(__func__, "json");
-	*json = NULL;
 	if ((rc = msg_json(m, &buf, &n, &cap, NULL, NULL, "shm_msg_to_json"))) {
 		free(buf);
 		return rc;
@@ -947,11 +955,12 @@ int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
 
 	if (err && errlen)
 		err[0] = '\0';
+	if (out)
+		*out = NULL;
 	if (!json)
 		return fail(&c, SHM_EINVAL, "shm_msg_from_json: NULL json");
 	if (!out)
 		return fail(&c, SHM_EINVAL, "shm_msg_from_json: NULL out");
-	*out = NULL;
 	/* jansson would report a raw NUL as the end of the input */
 	const char *nul = memchr(json, '\0', len);
 	if (nul)

@@ -335,11 +335,13 @@ int shm_l1_expire(shm_env *env, uint64_t *expired)
 	struct expire_ctx e = {0, true};
 	int rc = 0;
 
+	if (expired)
+		*expired = 0;
 	if (!env)
 		return shm__null(__func__, "env");
 	while (e.more && rc == 0)
 		rc = shm__write(env, expire_body, &e);
-	if (expired)
+	if (expired && !rc)
 		*expired = e.expired;
 	return rc;
 }

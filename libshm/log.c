@@ -147,23 +147,15 @@ int shm__log_append(shm__wtxn *w, uint8_t op, const void *key, size_t klen,
 	return 0;
 }
 
-int shm_log_decode(const void *raw, size_t size, shm_log_rec *rec,
-                   uint8_t **buf, size_t *buf_cap)
+/* shm_log_decode's work, into a zeroed *rec. */
+static int decode(const void *raw, size_t size, shm_log_rec *rec,
+                  uint8_t **buf, size_t *buf_cap)
 {
 	const uint8_t *p = raw;
 	uint64_t sum, want;
 	uint8_t *copy;
 	int rc;
 
-	if (!raw && size)
-		return shm__null(__func__, "raw");
-	if (!rec)
-		return shm__null(__func__, "rec");
-	if (!buf)
-		return shm__null(__func__, "buf");
-	if (!buf_cap)
-		return shm__null(__func__, "buf_cap");
-	memset(rec, 0, sizeof *rec);
 	if (size >= 16)
 		rec->seq = get64(p + 8);
 	if (size < SHM_LOG_HEADER)
@@ -221,6 +213,37 @@ int shm_log_decode(const void *raw, size_t size, shm_log_rec *rec,
 	return 0;
 }
 
+/* rec after a failure rc (shm_log.h): a corrupt record keeps what its
+ * header said, with no key or payload; any other failure leaves zeros. */
+static void rec_failed(shm_log_rec *rec, int rc)
+{
+	if (rc != SHM_ECORRUPT) {
+		memset(rec, 0, sizeof *rec);
+		return;
+	}
+	rec->key = rec->payload = NULL;
+}
+
+int shm_log_decode(const void *raw, size_t size, shm_log_rec *rec,
+                   uint8_t **buf, size_t *buf_cap)
+{
+	int rc;
+
+	if (rec)
+		memset(rec, 0, sizeof *rec);
+	if (!raw && size)
+		return shm__null(__func__, "raw");
+	if (!rec)
+		return shm__null(__func__, "rec");
+	if (!buf)
+		return shm__null(__func__, "buf");
+	if (!buf_cap)
+		return shm__null(__func__, "buf_cap");
+	if ((rc = decode(raw, size, rec, buf, buf_cap)))
+		rec_failed(rec, rc);
+	return rc;
+}
+
 struct shm_log_iter {
 	shm_env *env;
 	MDB_txn *txn;
@@ -236,6 +259,8 @@ int shm_log_iter_open(shm_env *env, uint64_t from, shm_log_iter **out)
 	shm_log_iter *it;
 	int rc;
 
+	if (out)
+		*out = NULL;
 	if (!env)
 		return shm__null(__func__, "env");
 	if (!out)
@@ -262,6 +287,8 @@ int shm_log_iter_next(shm_log_iter *it, shm_log_rec *rec)
 	MDB_val k, v;
 	int rc;
 
+	if (rec)
+		memset(rec, 0, sizeof *rec);
 	if (!it)
 		return shm__null(__func__, "it");
 	if (!rec)
@@ -278,11 +305,12 @@ int shm_log_iter_next(shm_log_iter *it, shm_log_rec *rec)
 	rc = shm_log_decode(v.mv_data, v.mv_size, rec, &it->buf, &it->buf_cap);
 	uint64_t key_seq;
 	memcpy(&key_seq, k.mv_data, 8); /* LMDB keys need not be aligned */
-	if (rc == SHM_ECORRUPT || rec->seq == 0)
+	if (rc == SHM_ECORRUPT || (rc == 0 && rec->seq == 0))
 		rec->seq = key_seq; /* the key is the truth */
 	if (rc == 0 && rec->seq != key_seq) {
 		uint64_t said = rec->seq;
 		rec->seq = key_seq;
+		rec_failed(rec, SHM_ECORRUPT);
 		return shm__err(SHM_ECORRUPT, "log record under key %llu says "
 		                "seq %llu", (unsigned long long)key_seq,
 		                (unsigned long long)said);

@@ -392,6 +392,8 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 	struct put_many p = {.msgs = msgs, .n = n};
 	int rc;
 
+	if (bad_index)
+		*bad_index = n; /* no message to blame (shm.h) */
 	if (!env)
 		return shm__null(__func__, "env");
 	if (!msgs && n)
@@ -634,6 +636,8 @@ int shm_msg_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	MDB_val k = {16, (void *)(id ? id->b : NULL)}, v;
 	int rc;
 
+	if (out)
+		*out = NULL;
 	if (!env)
 		return shm__null(__func__, "env");
 	if (!id)
@@ -671,6 +675,8 @@ int shm_rtxn_begin(shm_env *env, shm_rtxn **out)
 	shm_rtxn *t;
 	int rc;
 
+	if (out)
+		*out = NULL;
 	if (!env)
 		return shm__null(__func__, "env");
 	if (!out)
@@ -723,6 +729,8 @@ int shm_msg_view(shm_rtxn *t, const shm_uuid *id, const shm_msg **out)
 	shm_msg *m;
 	int rc;
 
+	if (out)
+		*out = NULL;
 	if (!t)
 		return shm__null(__func__, "t");
 	if (!id)

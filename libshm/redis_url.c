@@ -100,13 +100,10 @@ static int parse_unix(const char *url, shm_redis_addr *a)
 	return 0;
 }
 
-int shm_redis_url_parse(const char *url, shm_redis_addr *a)
+/* shm_redis_url_parse's work, into a zeroed *a: it may fill some of it and
+ * fail. */
+static int parse_url(const char *url, shm_redis_addr *a)
 {
-	if (!url)
-		return shm__null(__func__, "url");
-	if (!a)
-		return shm__null(__func__, "out");
-	memset(a, 0, sizeof *a);
 	if (strncmp(url, "unix://", 7) == 0)
 		return parse_unix(url, a);
 	if (strncmp(url, "redis://", 8) != 0)
@@ -165,6 +162,21 @@ int shm_redis_url_parse(const char *url, shm_redis_addr *a)
 		a->db = (int)db;
 	}
 	return 0;
+}
+
+int shm_redis_url_parse(const char *url, shm_redis_addr *a)
+{
+	int rc;
+
+	if (a)
+		memset(a, 0, sizeof *a);
+	if (!url)
+		return shm__null(__func__, "url");
+	if (!a)
+		return shm__null(__func__, "out");
+	if ((rc = parse_url(url, a)))
+		memset(a, 0, sizeof *a); /* no half-read address */
+	return rc;
 }
 
 int shm__redis_resolve(const char *url, const shm_redis_addr *a, char *ip,

@@ -357,14 +357,16 @@ int shm_room_page(shm_env *env, const char *room, int64_t before,
 	bool complete;
 	int rc;
 
+	if (out)
+		*out = NULL;
+	if (n)
+		*n = 0;
 	if (!env)
 		return shm__null(__func__, "env");
 	if (!out)
 		return shm__null(__func__, "out");
 	if (!n)
 		return shm__null(__func__, "n");
-	*out = NULL;
-	*n = 0;
 	if (!room)
 		return shm__null(__func__, "room");
 	if ((rc = shm__check_text("room_id", room, strlen(room), SHM_MAX_ROOM,
@@ -390,7 +392,9 @@ int shm_room_page(shm_env *env, const char *room, int64_t before,
 		rc = l3_page(env, room, before, limit, msgs, *n, &l3, &n3);
 		if (rc == 0) {
 			SHM__COUNT(env, room_pages_l3, 1);
-			return merge(msgs, *n, l3, n3, limit, out, n);
+			if ((rc = merge(msgs, *n, l3, n3, limit, out, n)))
+				*n = 0;
+			return rc;
 		}
 		if (rc != SHM_EL3) { /* L1 itself failed */
 			shm_msgs_free(msgs, *n);

@@ -13,10 +13,21 @@
  *    shm_strerror() names any of them; shm_errmsg() says what failed and
  *    with which input for the last error of the calling thread, and ends
  *    with shm_strerror()'s text (print one or the other).
+ *  - Out-parameters: a function returning int first sets every
+ *    out-parameter it is given (the pointers it fills: *out, *n, *len, a
+ *    struct) to NULL, 0 or all zeros, before it checks anything, and fills
+ *    them only when it succeeds. After any failure they are NULL/0, so a
+ *    cleanup path may free them whatever the result. The exceptions say
+ *    what a failure leaves: shm_msg_put_many's *bad_index, shm_msg_from_
+ *    json's err, shm_log_iter_next's and shm_log_decode's rec on
+ *    SHM_ECORRUPT (shm_log.h). Parameters read and written (shm_msg_put's
+ *    message, shm_log_decode's buffer, the *_json_append buffers of
+ *    shm_log.h) follow their own functions' rules.
  *  - NULL: a NULL handle (shm_env, shm_rtxn, shm_log_iter) or a NULL
  *    pointer a function needs (every out-pointer not said to be optional)
- *    makes a function returning int fail with SHM_EINVAL, changing nothing,
- *    shm_errmsg() naming the function and the argument. The others: the
+ *    makes a function returning int fail with SHM_EINVAL, changing nothing
+ *    but its out-parameters (above), shm_errmsg() naming the function and
+ *    the argument. The others: the
  *    close, end and free functions do nothing with NULL; shm_env_options
  *    and shm_env_path return NULL; shm_stats_local fills *out with zeros
  *    for a NULL env (and does nothing with a NULL out). The value helpers
@@ -377,7 +388,8 @@ typedef struct shm_msg {
  */
 int shm_msg_put(shm_env *env, shm_msg *m);
 /* All or nothing: every message validated, then all stored in one
- * transaction. On a bad message *bad_index (if not NULL) gets its index.
+ * transaction. *bad_index (if not NULL) gets the index of the message
+ * refused, n when no one message is to blame (success included).
  * A batch that alone passes l1_max_entries or l1_max_bytes can never fit:
  * SHM_ETOOBIG (send it in smaller batches).
  * A parent the batch carries with a non-zero reply_count keeps that count
@@ -456,7 +468,8 @@ int shm_msg_to_json(const shm_msg *m, char **json, size_t *len);
  * order and are sorted by emoji in *out. Missing id, created_at,
  * content_hash and metadata are left for shm_msg_put to fill in. On error
  * returns SHM_EJSON/SHM_EUUID/SHM_ETYPE/... and writes the reason into
- * err (if not NULL). *out is freed with shm_msg_free().
+ * err (if not NULL and errlen > 0; "" on success). *out is freed with
+ * shm_msg_free().
  */
 int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
                       char *err, size_t errlen);

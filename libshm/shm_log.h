@@ -113,12 +113,18 @@ typedef struct shm_log_iter shm_log_iter;
 int shm_log_iter_open(shm_env *env, uint64_t from, shm_log_iter **out);
 /* 0 and *rec filled; SHM_ENOTFOUND at the end; SHM_ECORRUPT for a record
  * that fails its checksum or format (rec->seq is then set, so the caller can
- * set it aside and go on: the iterator has moved past it). */
+ * set it aside and go on: the iterator has moved past it; rec as
+ * shm_log_decode leaves it). After any other failure *rec is all zeros. */
 int shm_log_iter_next(shm_log_iter *it, shm_log_rec *rec);
 void shm_log_iter_close(shm_log_iter *it);
 
 /* Decodes and checks one stored record (raw bytes of a log value).
- * buf/buf_cap: a malloc'd decompression buffer the function may grow. */
+ * buf/buf_cap: a malloc'd decompression buffer the function may grow
+ * (the caller's, freed with free() whatever the result). On SHM_ECORRUPT
+ * rec keeps what could be read, for shm_dead_add: the header's fields
+ * (seq alone from a record cut inside its header, nothing from one of
+ * fewer than 16 bytes), raw and raw_size when the header is whole; key
+ * and payload are NULL. After any other failure *rec is all zeros. */
 int shm_log_decode(const void *raw, size_t size, shm_log_rec *rec,
                    uint8_t **buf, size_t *buf_cap);
 
@@ -237,7 +243,8 @@ int shm_msg_metadata_json_append(const shm_msg *m, char **buf, size_t *len,
  */
 
 /* Housekeeping run by the flusher: evicts flushed entries whose L1 TTL has
- * passed; *expired (may be NULL) gets their number. */
+ * passed; *expired (may be NULL) gets their number (0 after a failure,
+ * though the batches before it may have expired some). */
 int shm_l1_expire(shm_env *env, uint64_t *expired);
 
 /* The most problems shm_verify reports the text of (it counts them all):
@@ -255,7 +262,7 @@ int shm_l1_expire(shm_env *env, uint64_t *expired);
  * time (write to a pipe nobody reads) without keeping writers from reusing
  * freed pages. Returns 0 when the check ran (whatever it found), an error
  * code when it could not (the problems found until then are reported
- * still).
+ * still, *problems being 0 as after any failure).
  */
 int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
                void *user, size_t *problems);
@@ -311,7 +318,8 @@ int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
 /* Drops every flushed entry (messages and statics) and marks every room's
  * pages created until now incomplete (other hosts may have added to them):
  * what a host does after a gap in the channel, when invalidations may have
- * been missed. */
+ * been missed. *dropped (may be NULL) gets their number (0 after a
+ * failure, though the batches before it may have dropped some). */
 int shm_l1_invalidate_flushed(shm_env *env, uint64_t *dropped);
 
 #ifdef __cplusplus

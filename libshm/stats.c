@@ -220,6 +220,8 @@ int shm_stats_shared(shm_env *env, shm_counters *out)
 	const uint64_t *src;
 	uint64_t *dst = (uint64_t *)out;
 
+	if (out)
+		memset(out, 0, sizeof *out);
 	if (!env)
 		return shm__null(__func__, "env");
 	if (!out)

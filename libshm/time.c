@@ -174,6 +174,8 @@ int shm_time_parse(const char *s, int64_t *us)
 	const char *p = s;
 	int64_t y, mo, d, h, mi, se, frac = 0, off = 0;
 
+	if (us)
+		*us = 0;
 	if (!s)
 		return shm__null(__func__, "s");
 	if (!us)

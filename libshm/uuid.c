@@ -22,6 +22,8 @@ int shm_uuid_parse(const char *s, shm_uuid *out)
 	shm_uuid u;
 	int i, j = 0, d = 0;
 
+	if (out)
+		memset(out, 0, sizeof *out);
 	if (!s)
 		return shm__null(__func__, "s");
 	if (!out)

@@ -675,6 +675,8 @@ int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
 	vctx c = {.env = env};
 	int rc;
 
+	if (problems)
+		*problems = 0;
 	if (!env)
 		return shm__null(__func__, "env");
 	if (report && !(c.kept = calloc(SHM_VERIFY_REPORT_MAX, sizeof *c.kept)))
@@ -691,7 +693,7 @@ int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
 		free(c.kept[i]);
 	}
 	free(c.kept);
-	if (problems)
+	if (problems && !rc)
 		*problems = c.problems;
 	return rc;
 }

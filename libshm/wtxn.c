@@ -273,6 +273,8 @@ int shm_meta_get(shm_env *env, const char *name, uint64_t *value)
 	MDB_txn *txn;
 	int rc;
 
+	if (value)
+		*value = 0;
 	if (!env)
 		return shm__null(__func__, "env");
 	if (!name)

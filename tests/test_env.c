@@ -1201,6 +1201,266 @@ static void test_null_handle_is_refused_by_every_function(void **state)
 	free(dir);
 }
 
+/* x's bytes, all 0: NULL, 0, false, a nil UUID, a zeroed struct */
+static bool all_zero(const void *x, size_t size)
+{
+	const unsigned char *p = x;
+
+	for (size_t i = 0; i < size; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* Garbage in x, as in a caller's uninitialised variable. */
+#define JUNK(x) memset(&(x), 0xa5, sizeof(x))
+#define assert_zeroed(x)                                                       \
+	do {                                                                   \
+		if (!all_zero(&(x), sizeof(x)))                                \
+			fail_msg("%s is not NULL/0 after a failure", #x);      \
+	} while (0)
+/* call fails (any code but 0) */
+#define assert_fails(call) assert_int_not_equal((call), 0)
+
+/* Covers EVERY function of shm.h and shm_log.h with out-parameters: a
+ * function added there is added here too. Each fails, its out-parameters
+ * holding garbage first, and leaves every one NULL/0 (shm.h's
+ * Conventions), so that a caller's cleanup path may free them whatever the
+ * result: with a NULL handle or argument, and with a failure of its own.
+ * The exceptions shm.h names hold what they say. */
+static void test_failing_calls_leave_out_parameters_null_or_zero(void **state)
+{
+	char *dir = tu_tmpdir(), err[200], *json, *buf = NULL;
+	shm_env *env = tu_open(dir, NULL), *other;
+	shm_options bad_opt;
+	shm_redis_addr addr;
+	shm_uuid id, w, unknown;
+	shm_msg bad_msg = tu_msg("r", 1, "x"), *got;
+	shm_msg batch[3] = {tu_msg("r", 1, "a"), tu_msg("r", 1, "\xff"),
+	                    tu_msg("r", 1, "c")};
+	const shm_msg *view;
+	shm_msg **page;
+	shm_msg_type type;
+	shm_static *st;
+	shm_objlist *list;
+	shm_counters c;
+	shm_info info;
+	shm_policy pol;
+	shm_rtxn *t;
+	shm_log_iter *it;
+	shm_log_rec rec;
+	shm_inval_key badkey = {.kind = 'X', .key = "k", .klen = 1};
+	uint8_t raw[SHM_LOG_HEADER] = {SHM_LOG_VERSION, SHM_OP_MSG_PUT, 0, 0,
+	                               0, 0, 0, 0, 7}; /* seq 7, no checksum */
+	uint8_t *dbuf = NULL;
+	const char *room;
+	uint64_t u, u2;
+	int64_t when;
+	size_t n, bad, len = 0, cap = 0, moff, mlen;
+	bool direct;
+	int cleared;
+
+	shm_uuid_v7(&w);
+	shm_uuid_v7(&unknown);
+	bad_msg.username = "\xff"; /* not UTF-8 */
+	/* environment */
+	shm_options_init(&bad_opt);
+	bad_opt.durability = (shm_durability)99;
+	JUNK(other);
+	assert_fails(shm_env_open(NULL, NULL, &other));
+	assert_zeroed(other);
+	JUNK(other);
+	assert_fails(shm_env_open(dir, &bad_opt, &other));
+	assert_zeroed(other);
+	JUNK(addr);
+	assert_fails(shm_redis_url_parse(NULL, &addr));
+	assert_zeroed(addr);
+	JUNK(addr); /* the host is read before the port fails */
+	assert_fails(shm_redis_url_parse("redis://host:0", &addr));
+	assert_zeroed(addr);
+	JUNK(cleared);
+	assert_fails(shm_env_reader_check(NULL, &cleared));
+	assert_zeroed(cleared);
+	JUNK(id);
+	assert_fails(shm_uuid_parse("0190a4c4-1d2e-7abc-8def-0123456789zz",
+	                            &id));
+	assert_zeroed(id);
+	JUNK(when);
+	assert_fails(shm_time_parse("2026-01-01T25:00:00Z", &when));
+	assert_zeroed(when);
+	JUNK(type);
+	assert_fails(shm_msg_type_parse("Nope", &type));
+	assert_zeroed(type);
+	/* messages */
+	JUNK(bad); /* the exception: the bad message's index, else n */
+	assert_fails(shm_msg_put_many(env, batch, 3, &bad));
+	assert_int_equal(bad, 1);
+	JUNK(bad);
+	assert_fails(shm_msg_put_many(NULL, batch, 3, &bad));
+	assert_int_equal(bad, 3);
+	JUNK(got);
+	assert_fails(shm_msg_get(NULL, &unknown, &got));
+	assert_zeroed(got);
+	JUNK(got);
+	assert_fails(shm_msg_get(env, &unknown, &got));
+	assert_zeroed(got);
+	JUNK(t);
+	assert_fails(shm_rtxn_begin(NULL, &t));
+	assert_zeroed(t);
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	JUNK(view);
+	assert_fails(shm_msg_view(t, &unknown, &view));
+	assert_zeroed(view);
+	shm_rtxn_end(t);
+	JUNK(page);
+	JUNK(n);
+	assert_fails(shm_room_page(NULL, "r", 0, 10, &page, &n));
+	assert_zeroed(page);
+	assert_zeroed(n);
+	JUNK(page);
+	JUNK(n);
+	assert_fails(shm_room_page(env, "r", 0, 0, &page, &n));
+	assert_zeroed(page);
+	assert_zeroed(n);
+	JUNK(json);
+	JUNK(n);
+	assert_fails(shm_msg_to_json(NULL, &json, &n));
+	assert_zeroed(json);
+	assert_zeroed(n);
+	JUNK(json);
+	JUNK(n);
+	assert_fails(shm_msg_to_json(&bad_msg, &json, &n));
+	assert_zeroed(json);
+	assert_zeroed(n);
+	JUNK(got);
+	assert_fails(shm_msg_from_json(NULL, 0, &got, err, sizeof err));
+	assert_zeroed(got);
+	JUNK(got);
+	assert_fails(shm_msg_from_json("{", 1, &got, err, sizeof err));
+	assert_zeroed(got);
+	/* statics and the graph */
+	JUNK(st);
+	assert_fails(shm_static_get(NULL, &w, "page/1", NULL, NULL, &st));
+	assert_zeroed(st);
+	JUNK(st);
+	assert_fails(shm_static_get(env, &w, "page/1", NULL, NULL, &st));
+	assert_zeroed(st);
+	JUNK(st);
+	assert_fails(shm_static_put(NULL, &w, "page/1", "x", 1, &st));
+	assert_zeroed(st);
+	JUNK(st);
+	assert_fails(shm_static_put(env, &w, "nope", "x", 1, &st));
+	assert_zeroed(st);
+	JUNK(st);
+	assert_fails(shm_static_peek(NULL, &w, "page/1", &st));
+	assert_zeroed(st);
+	JUNK(st);
+	assert_fails(shm_static_peek(env, &w, "page/1", &st));
+	assert_zeroed(st);
+	JUNK(list);
+	assert_fails(shm_deps_get(NULL, &w, "page/1", &list));
+	assert_zeroed(list);
+	JUNK(list);
+	assert_fails(shm_deps_get(env, &w, "nope", &list));
+	assert_zeroed(list);
+	JUNK(list);
+	assert_fails(shm_deps_recursive(env, &w, "nope", &list));
+	assert_zeroed(list);
+	JUNK(list);
+	assert_fails(shm_deps_referrers(env, &w, "nope", &list));
+	assert_zeroed(list);
+	JUNK(direct);
+	assert_fails(shm_object_is_direct(NULL, &w, "page/1", &direct));
+	assert_zeroed(direct);
+	JUNK(direct);
+	assert_fails(shm_object_is_direct(env, &w, "nope", &direct));
+	assert_zeroed(direct);
+	/* stats */
+	JUNK(c);
+	assert_fails(shm_stats_shared(NULL, &c));
+	assert_zeroed(c);
+	JUNK(info);
+	assert_fails(shm_env_info(NULL, &info));
+	assert_zeroed(info);
+	/* shm_log.h */
+	JUNK(it);
+	assert_fails(shm_log_iter_open(NULL, 0, &it));
+	assert_zeroed(it);
+	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
+	JUNK(rec); /* the end: nothing was written */
+	assert_int_equal(shm_log_iter_next(it, &rec), SHM_ENOTFOUND);
+	assert_zeroed(rec);
+	shm_log_iter_close(it);
+	JUNK(rec);
+	assert_fails(shm_log_decode(NULL, 1, &rec, &dbuf, &cap));
+	assert_zeroed(rec);
+	JUNK(rec); /* the exception: SHM_ECORRUPT says what could be read */
+	assert_int_equal(shm_log_decode(raw, sizeof raw, &rec, &dbuf, &cap),
+	                 SHM_ECORRUPT);
+	assert_int_equal(rec.seq, 7);
+	assert_int_equal(rec.op, SHM_OP_MSG_PUT);
+	assert_ptr_equal(rec.raw, raw);
+	assert_int_equal(rec.raw_size, sizeof raw);
+	assert_null(rec.key);
+	assert_null(rec.payload);
+	free(dbuf);
+	cap = 0;
+	JUNK(u);
+	assert_fails(shm_meta_get(NULL, "x", &u));
+	assert_zeroed(u);
+	JUNK(pol);
+	assert_fails(shm_policy_get(NULL, &pol));
+	assert_zeroed(pol);
+	JUNK(got);
+	assert_fails(shm_msg_decode("x", 1, &got));
+	assert_zeroed(got);
+	JUNK(st);
+	assert_fails(shm_static_decode("x", 1, &st));
+	assert_zeroed(st);
+	JUNK(room);
+	JUNK(n);
+	JUNK(when);
+	assert_fails(shm_msg_payload_room("x", 1, &room, &n, &when));
+	assert_zeroed(room);
+	assert_zeroed(n);
+	assert_zeroed(when);
+	JUNK(moff);
+	JUNK(mlen);
+	assert_fails(shm_msg_json_append(NULL, &buf, &len, &cap, &moff, &mlen));
+	assert_zeroed(moff);
+	assert_zeroed(mlen);
+	JUNK(moff);
+	JUNK(mlen);
+	assert_fails(shm_msg_json_append(&bad_msg, &buf, &len, &cap, &moff,
+	                                 &mlen));
+	assert_zeroed(moff);
+	assert_zeroed(mlen);
+	assert_int_equal(len, 0); /* in and out: as it was */
+	free(buf);
+	JUNK(u);
+	assert_fails(shm_l1_expire(NULL, &u));
+	assert_zeroed(u);
+	JUNK(n);
+	assert_fails(shm_verify(NULL, NULL, NULL, &n));
+	assert_zeroed(n);
+	JUNK(u);
+	assert_fails(shm_l1_invalidate(env, 'X', "k", 1, &u));
+	assert_zeroed(u);
+	JUNK(u);
+	JUNK(u2);
+	assert_fails(shm_l1_invalidate_many(env, &badkey, 1, &u, &u2));
+	assert_zeroed(u);
+	assert_zeroed(u2);
+	JUNK(u);
+	assert_fails(shm_l1_invalidate_flushed(NULL, &u));
+	assert_zeroed(u);
+	/* nothing was written */
+	assert_int_equal(tu_log_count(env), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1226,6 +1486,8 @@ int main(void)
 		cmocka_unit_test(test_info_map_used_leaves_out_freed_pages),
 		cmocka_unit_test(test_strerror_names_every_code),
 		cmocka_unit_test(test_null_handle_is_refused_by_every_function),
+		cmocka_unit_test(
+			test_failing_calls_leave_out_parameters_null_or_zero),
 		cmocka_unit_test(test_out_of_range_options_are_refused),
 		cmocka_unit_test(test_map_size_0_keeps_the_environments_own),
 		cmocka_unit_test(test_default_options_keep_the_environments_map_size),
