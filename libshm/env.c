@@ -77,7 +77,7 @@
 void shm_options_init(shm_options *o)
 {
 	memset(o, 0, sizeof *o); /* map_size 0: the environment's own */
-	o->max_readers = 256;
+	o->max_readers = SHM_DEFAULT_MAX_READERS;
 	o->max_content = 64 * 1024;
 	o->durability = SHM_DURABILITY_NOSYNC;
 	o->write_mode = SHM_WRITE_BACK;
@@ -770,6 +770,10 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	env->pg_conninfo = dup_or_null(env->opt.pg_conninfo);
 	env->opt.redis_url = env->redis_url;
 	env->opt.pg_conninfo = env->pg_conninfo;
+	if (!env->opt.max_readers)
+		env->opt.max_readers = SHM_DEFAULT_MAX_READERS;
+	if (!env->opt.lease_ms) /* over at once, but a lease for its taker */
+		env->opt.lease_ms = 1;
 	if (!env->path || (opt && opt->redis_url && !env->redis_url) ||
 	    (opt && opt->pg_conninfo && !env->pg_conninfo)) {
 		rc = shm__err(ENOMEM, "shm_env_open: copy of the options");
@@ -809,7 +813,10 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 		goto fail;
 	}
 	mdb_env_set_maxdbs(env->mdb, 16);
-	mdb_env_set_maxreaders(env->mdb, env->opt.max_readers);
+	if ((rc = mdb_env_set_maxreaders(env->mdb, env->opt.max_readers))) {
+		rc = shm__err_mdb(rc, "max_readers");
+		goto fail;
+	}
 	/* 0: LMDB takes the size stored in the environment */
 	if ((rc = mdb_env_set_mapsize(env->mdb, env->opt.map_size))) {
 		rc = shm__err_mdb(rc, "map size");
@@ -823,6 +830,9 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 			rc = shm__err_mdb(rc, dir);
 		goto fail;
 	}
+	/* the slots in force: LMDB's lock file only grows, and only the
+	 * first process to open it (none has it open) can grow it */
+	mdb_env_get_maxreaders(env->mdb, &env->opt.max_readers);
 	/* a writer clears the slots of dead processes; a read-only open (the
 	 * tools) leaves them for shmctl readers to show and clear */
 	if (!env->opt.read_only)

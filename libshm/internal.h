@@ -46,6 +46,8 @@
 #define SHM_RPOOL 8
 /* map size of a new environment opened with map_size 0 (the default) */
 #define SHM_DEFAULT_MAP_SIZE ((size_t)1 << 30)
+/* reader slots asked for with max_readers 0 (the default) */
+#define SHM_DEFAULT_MAX_READERS 256u
 
 /* The files shm_env_open makes in an environment's directory: LMDB's two,
  * stats.c's and wlock.c's. */

@@ -145,13 +145,15 @@ typedef enum shm_sha_kind {
 #define SHM_MAP_SIZE_MIN (1 << 20)
 
 /* Start from shm_options_init() (or pass NULL to shm_env_open): a zeroed
- * struct is not the defaults. Its 0 is the default for map_size and the
- * environment's policy (l1_*, l2_ttl_s, compress_threshold), and 0 is the
- * default value of the enums and flags; elsewhere 0 is taken as said: a
- * max_content of 0 refuses every non-empty content, a timeout or lease of
- * 0 ms (write_through_timeout_ms, l2/l3_timeout_ms, lease_ms,
- * lease_wait_ms) is over at once, and a max_readers of 0 leaves LMDB's
- * own 126 reader slots. */
+ * struct is not the defaults. Its 0 is the default for what the
+ * environment holds for every process, map_size, max_readers and the
+ * policy (l1_*, l2_ttl_s, compress_threshold), and 0 is the default value
+ * of the enums and flags; elsewhere 0 is taken as said: a max_content of
+ * 0 refuses every non-empty content, a timeout or lease of 0 ms
+ * (write_through_timeout_ms, l2/l3_timeout_ms, lease_ms, lease_wait_ms)
+ * is over at once (a lease_ms of 0 is 1 ms: its taker holds it for that
+ * long). shm_env_options shows the values in force, not those asked for,
+ * where they differ: map_size, max_readers, the policy, lease_ms. */
 typedef struct shm_options {
 	size_t map_size;            /* bytes of the LMDB map. 0 (the
 	                             * default): the environment's own, the
@@ -165,12 +167,24 @@ typedef struct shm_options {
 	                             * larger map another process stored
 	                             * ("Map size" above). At least
 	                             * SHM_MAP_SIZE_MIN */
-	unsigned max_readers;       /* LMDB reader slots (default 256) */
+	unsigned max_readers;       /* LMDB reader slots, one table for
+	                             * every process (default 256; 0: the
+	                             * default). The first process to open
+	                             * the environment while no other has it
+	                             * open makes the table at least this
+	                             * large (LMDB's lock file never
+	                             * shrinks); the others get the table as
+	                             * it is, whatever they ask.
+	                             * shm_env_options shows the slots in
+	                             * force */
 	/* The policy belongs to the environment (stored in it, obeyed by
 	 * every process, shm-flusher included): 0 keeps the stored value
 	 * (the default in brackets in a new environment); non-zero sets it
 	 * for every process. After shm_env_open, shm_env_options shows the
-	 * values in force. */
+	 * values in force at the open. One set by a later open reaches a
+	 * handle at its next write for l1_*, at its next open for l2_ttl_s
+	 * and compress_threshold (shm_policy_get reads the stored ones;
+	 * shm-flusher reads them at every batch). */
 	uint64_t l1_max_entries;    /* messages + statics (100000) */
 	uint64_t l1_max_bytes;      /* stored value bytes (256 MiB) */
 	uint32_t l1_ttl_s;          /* flushed entries older expire (300) */

@@ -753,7 +753,7 @@ int shm_static_get(shm_env *env, const shm_uuid *website, const char *object,
 
 	a.key = key;
 	a.klen = klen;
-	a.lease_ms = env->opt.lease_ms ? env->opt.lease_ms : 1;
+	a.lease_ms = env->opt.lease_ms; /* at least 1 (shm_env_open) */
 	deadline = shm__mono_ns() + (uint64_t)env->opt.lease_wait_ms * 1000000;
 	for (;;) {
 		if ((rc = shm__write(env, acquire_body, &a)))

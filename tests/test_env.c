@@ -812,6 +812,63 @@ static void test_default_options_keep_the_environments_map_size(void **state)
  * existing environment (64 MiB here, not grown), libshm's default 1 GiB
  * in a new one (not LMDB's 1 MiB); shm_env_options shows the size in
  * force. */
+/* max_readers 0 is the default, 256, as map_size's 0 is; and what
+ * shm_env_options says is what LMDB gives: the reader table is made by the
+ * first process to open the environment, at least as large as it asks,
+ * and never shrinks; a process opening it while another has it open gets
+ * the table as it is. (0 was shown as 0 while LMDB gave its own 126
+ * slots; a smaller or larger table than the one in force was shown as
+ * asked.) A lease_ms of 0, held 1 ms, is shown as 1. */
+static void test_options_show_the_reader_slots_and_lease_in_force(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_options o;
+	shm_info in;
+	shm_env *env;
+	int status;
+	pid_t pid;
+
+	shm_options_init(&o);
+	assert_int_equal(o.max_readers, 256);
+	o.max_readers = 0;
+	o.lease_ms = 0;
+	env = tu_open(dir, &o);
+	assert_int_equal(shm_env_options(env)->max_readers, 256);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.readers_max, 256);
+	assert_int_equal(shm_env_options(env)->lease_ms, 1);
+	shm_env_close(env);
+
+	o.max_readers = 300; /* the first to open it: grows the table */
+	env = tu_open(dir, &o);
+	assert_int_equal(shm_env_options(env)->max_readers, 300);
+	pid = fork();
+	if (pid == 0) { /* opens it while the parent has it open */
+		shm_options c;
+		shm_env *e;
+		shm_options_init(&c);
+		c.max_readers = 1000;
+		if (shm_env_open(dir, &c, &e))
+			_exit(1);
+		_exit(shm_env_options(e)->max_readers == 300 &&
+		      shm_env_info(e, &in) == 0 && in.readers_max == 300 ? 0
+		                                                       : 2);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	shm_env_close(env);
+
+	o.max_readers = 8; /* the first again: the table never shrinks */
+	env = tu_open(dir, &o);
+	assert_int_equal(shm_env_options(env)->max_readers, 300);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.readers_max, 300);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static void test_map_size_0_keeps_the_environments_own(void **state)
 {
 	char *dir = tu_tmpdir(), *fresh = tu_tmpdir();
@@ -1490,6 +1547,8 @@ int main(void)
 			test_failing_calls_leave_out_parameters_null_or_zero),
 		cmocka_unit_test(test_out_of_range_options_are_refused),
 		cmocka_unit_test(test_map_size_0_keeps_the_environments_own),
+		cmocka_unit_test(
+			test_options_show_the_reader_slots_and_lease_in_force),
 		cmocka_unit_test(test_default_options_keep_the_environments_map_size),
 		cmocka_unit_test(test_unparseable_pg_conninfo_is_refused_at_open),
 		cmocka_unit_test(test_stale_reader_slot_is_shown_then_cleared),
