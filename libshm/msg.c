@@ -13,6 +13,11 @@
  *     microseconds, and the next write's time comes after the last of
  *     them (fill_defaults). A room page's `before` is a bare timestamp,
  *     so a tie across a page boundary would be skipped by the next page.
+ *  5. A put that stores nothing leaves each message's created_at as the
+ *     caller gave it: one it filled in is 0 again, so that a retry of the
+ *     same message gets a time of its own (invariant 4) instead of one
+ *     taken for the caller's, which may tie. The ids it filled in stay:
+ *     a retry replaces rather than duplicates.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -410,6 +415,11 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 	bool stored = false;
 	if (!(rc = batch_prepare(&p)))
 		rc = run_write(env, put_many_body, &p, t0, &stored);
+	/* invariant 5: a write that stored nothing gives back the times it
+	 * filled in; the ids it filled in stay */
+	for (size_t i = 0; rc && !stored && p.prior && i < n; i++)
+		if (p.prior[i].fill_time)
+			msgs[i].created_at = 0;
 	free(p.prior);
 	free(p.ids);
 	if (stored)

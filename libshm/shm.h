@@ -399,6 +399,13 @@ typedef struct shm_msg {
  * is accepted (timestamps 1970..9999, sizes within int64, each emoji once,
  * each user once per reaction). On bad input, returns the matching SHM_E*
  * code and changes nothing.
+ * A put that fails without storing m (bad input, SHM_EFULL, ...) gives
+ * m->created_at back as it was: one it filled in is 0 again, so that a
+ * retry of m gets a new time, unique as above, not one taken for the
+ * caller's. An id it filled in stays (and content_hash): a retry of m
+ * stores it under that id, replacing rather than duplicating it if it was
+ * stored after all. When m was stored and only write-through's wait
+ * failed (SHM_ETIMEDOUT, SHM_EL3, SHM_ECORRUPT), m keeps what was stored.
  */
 int shm_msg_put(shm_env *env, shm_msg *m);
 /* All or nothing: every message validated, then all stored in one
@@ -410,7 +417,8 @@ int shm_msg_put(shm_env *env, shm_msg *m);
  * (its replies in the batch do not bump it): dump | import copies a thread
  * whose parent already counts its replies. Replies are counted after the
  * whole batch is stored, so the order of msgs does not change the result;
- * an id twice in msgs is stored as its last copy. */
+ * an id twice in msgs is stored as its last copy. A failure gives back
+ * created_at as shm_msg_put does, for every message of msgs. */
 int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index);
 
 /*

@@ -917,6 +917,62 @@ static void test_put_many_is_all_or_nothing(void **state)
 	shm_msgs_free(page, n);
 }
 
+/* A put that stores nothing (here L1 full of unflushed work) gives back
+ * the created_at it filled in: 0 again, so that its retry gets a new,
+ * unique time, not one taken for the caller's (which may tie); it kept
+ * the filled one, later than the retry's own time. The id filled in stays,
+ * and the retry stores the message under it. A time the caller gave is
+ * left as given. A write-through put whose write was stored but whose
+ * wait failed keeps what was stored. */
+static void test_failed_put_gives_back_created_at_and_keeps_the_id(void **state)
+{
+	char *d = tu_tmpdir();
+	shm_options o;
+	shm_env *e;
+	shm_msg a = tu_msg("retry", 1, "a"), m = tu_msg("retry", 1, "m"), *got;
+	shm_msg b[2] = {tu_msg("retry", 1, "b0"), tu_msg("retry", 1, "b1")};
+	shm_uuid id;
+
+	shm_options_init(&o);
+	o.l1_max_entries = 1;
+	e = tu_open(d, &o);
+	assert_int_equal(shm_msg_put(e, &a), 0);
+	assert_int_equal(shm_msg_put(e, &m), SHM_EFULL);
+	assert_int_equal(m.created_at, 0);
+	assert_false(shm_uuid_is_nil(&m.id));
+	id = m.id;
+	b[1].created_at = 1700000000000000; /* the caller's */
+	assert_int_not_equal(shm_msg_put_many(e, b, 2, NULL), 0);
+	assert_int_equal(b[0].created_at, 0);
+	assert_int_equal(b[1].created_at, 1700000000000000);
+	assert_false(shm_uuid_is_nil(&b[0].id));
+	assert_int_equal(tu_log_count(e), 1); /* nothing stored */
+
+	assert_int_equal(shm_log_trim(e, 1), 0); /* a is flushed: room */
+	assert_int_equal(shm_msg_put(e, &m), 0);
+	assert_memory_equal(m.id.b, id.b, 16);
+	assert_true(m.created_at > a.created_at);
+	assert_int_equal(shm_msg_get(e, &id, &got), 0);
+	assert_int_equal(got->created_at, m.created_at);
+	shm_msg_free(got);
+	shm_env_close(e);
+	tu_rmdir(d);
+
+	shm_options_init(&o); /* stored, then write-through's wait fails */
+	o.write_mode = SHM_WRITE_THROUGH;
+	o.write_through_timeout_ms = 0;
+	e = tu_open(d, &o);
+	m = tu_msg("retry", 1, "through");
+	assert_int_equal(shm_msg_put(e, &m), SHM_ETIMEDOUT);
+	assert_true(m.created_at > 0);
+	assert_int_equal(shm_msg_get(e, &m.id, &got), 0);
+	assert_int_equal(got->created_at, m.created_at);
+	shm_msg_free(got);
+	shm_env_close(e);
+	tu_rmdir(d);
+	free(d);
+}
+
 static void test_uuid_parse_and_format_round_trip(void **state)
 {
 	shm_uuid u;
@@ -999,6 +1055,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_edit_and_react_validate_and_need_an_existing_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_to_null_and_0_empties_the_content_as_put_does, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_is_all_or_nothing, setup, teardown),
+		cmocka_unit_test(test_failed_put_gives_back_created_at_and_keeps_the_id),
 		cmocka_unit_test(test_uuid_parse_and_format_round_trip),
 		cmocka_unit_test(test_uuid_v7_is_time_ordered),
 		cmocka_unit_test_setup_teardown(test_stats_count_hits_misses_and_latency, setup, teardown),
