@@ -339,6 +339,14 @@ FT_FN int ft_wait(pid_t pid)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* ft_write in a child, waited for: its exit status. For a test that holds
+ * a handle on dir, which ft_write's own open would be a second one of in
+ * this process (shm.h: one open per process, SHM_EBUSY). */
+FT_FN int ft_write_in_child(const char *dir, int w, const ft_plan *p)
+{
+	return ft_wait(ft_spawn_writer(dir, w, p));
+}
+
 #define FT_MIB ((size_t)1 << 20)
 #define FT_GROWN_CONTENT 30000 /* bytes of a grower's message (no LZ4) */
 

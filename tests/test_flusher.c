@@ -1208,7 +1208,7 @@ static void test_rows_keep_their_metadata_whatever_the_default(void **state)
 	ft_reset_servers();
 	shm_env *env = tu_open(dir, NULL);
 	pid_t fl = ft_spawn_flusher(dir, NULL);
-	assert_int_equal(ft_write(dir, 0, &p), 0);
+	assert_int_equal(ft_write_in_child(dir, 0, &p), 0);
 	uint64_t last = ft_meta(env, "next_seq") - 1;
 	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", last, 10000),
 	                 last);
@@ -1216,7 +1216,7 @@ static void test_rows_keep_their_metadata_whatever_the_default(void **state)
 	                            "metadata = '{}'"), 0);
 
 	ft_sql("ALTER TABLE messages ALTER COLUMN metadata SET DEFAULT '{}'");
-	assert_int_equal(ft_write(dir, 1, &p), 0);
+	assert_int_equal(ft_write_in_child(dir, 1, &p), 0);
 	last = ft_meta(env, "next_seq") - 1;
 	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", last, 10000),
 	                 last);

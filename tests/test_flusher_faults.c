@@ -64,14 +64,14 @@ static void test_redis_outage_does_not_hold_postgres_back(void **state)
 	ft_reset_servers();
 	shm_env *env = tu_open(dir, NULL);
 	pid_t fl = ft_spawn_flusher(dir, NULL);
-	assert_int_equal(ft_write(dir, 0, &p1), 0);
+	assert_int_equal(ft_write_in_child(dir, 0, &p1), 0);
 	uint64_t last1 = ft_meta(env, "next_seq") - 1;
 	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", last1, 10000),
 	                 last1);
 
 	assert_int_equal(harness("shm_redis_stop"), 0);
 	uint64_t t0 = ft_ms();
-	assert_int_equal(ft_write(dir, 1, &p2), 0);
+	assert_int_equal(ft_write_in_child(dir, 1, &p2), 0);
 	uint64_t last2 = ft_meta(env, "next_seq") - 1;
 	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", last2, 10000),
 	                 last2);
@@ -157,7 +157,7 @@ static void test_hung_redis_times_out_and_catches_up(void **state)
 		ft_sleep_ms(20);
 	assert_true(redis_clients() >= 3);
 	assert_int_equal(REDIS_SIGNAL("STOP"), 0);
-	assert_int_equal(ft_write(dir, 0, &p), 0);
+	assert_int_equal(ft_write_in_child(dir, 0, &p), 0);
 	uint64_t last = ft_meta(env, "next_seq") - 1;
 	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", last, 20000),
 	                 last);
@@ -426,7 +426,7 @@ static void test_map_grown_under_a_working_flusher_stalls_and_loses_nothing(void
 	shm_options_init(&o);
 	o.map_size = 16 * FT_MIB;
 	shm_env *env = tu_open(dir, &o);
-	assert_int_equal(ft_write(dir, 0, &backlog), 0);
+	assert_int_equal(ft_write_in_child(dir, 0, &backlog), 0);
 	uint64_t t0 = ft_ms();
 	pid_t fl = ft_spawn_flusher(dir, args);
 	pid_t w1 = ft_spawn_writer(dir, 1, &p);

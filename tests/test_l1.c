@@ -326,9 +326,9 @@ static void test_a_new_environment_without_limits_takes_the_defaults(void **stat
  * what another process set since (the flusher reads it per batch). */
 static void test_policy_get_sees_another_openers_settings(void **state)
 {
-	shm_options o;
 	shm_policy p;
-	shm_env *env, *other;
+	shm_env *env;
+	int st;
 
 	dir = tu_tmpdir();
 	env = tu_open(dir, NULL);
@@ -336,13 +336,23 @@ static void test_policy_get_sees_another_openers_settings(void **state)
 	assert_int_equal(p.l2_ttl_s, 3600);
 	assert_int_equal(p.compress_threshold, 1024);
 	assert_int_equal(p.l1_ttl_s, 300);
-	shm_options_init(&o);
-	o.l2_ttl_s = 60;
-	o.compress_threshold = 200;
-	o.l1_max_entries = 7;
-	other = tu_open(dir, &o);
-	assert_int_equal(shm_env_options(other)->l2_ttl_s, 60);
-	shm_env_close(other);
+	/* the other opener is another process (one open per process) */
+	pid_t pid = fork();
+	if (pid == 0) {
+		shm_options o;
+		shm_env *other;
+		shm_options_init(&o);
+		o.l2_ttl_s = 60;
+		o.compress_threshold = 200;
+		o.l1_max_entries = 7;
+		if (shm_env_open(dir, &o, &other))
+			_exit(1);
+		st = shm_env_options(other)->l2_ttl_s == 60 ? 0 : 2;
+		shm_env_close(other);
+		_exit(st);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	assert_int_equal(shm_policy_get(env, &p), 0);
 	assert_int_equal(p.l2_ttl_s, 60);
 	assert_int_equal(p.compress_threshold, 200);

@@ -47,6 +47,28 @@ static int open_env(const char *dir, uint32_t lease_ms, uint32_t wait_ms,
 	return rc;
 }
 
+/* The fixture's handle replaced by one opened with o: a process opens an
+ * environment once (shm.h), so a test that wants options of its own
+ * closes the fixture's first. The teardown closes the new one. */
+static shm_env *reopen_with(fixture *f, const shm_options *o)
+{
+	shm_env_close(f->env);
+	f->env = NULL;
+	if (shm_env_open(f->dir, o, &f->env))
+		fprintf(stderr, "open %s: %s\n", f->dir, shm_errmsg());
+	assert_non_null(f->env);
+	return f->env;
+}
+
+/* The same with open_env's lease settings. */
+static shm_env *reopen_env(fixture *f, uint32_t lease_ms, uint32_t wait_ms)
+{
+	shm_env_close(f->env);
+	f->env = NULL;
+	assert_int_equal(open_env(f->dir, lease_ms, wait_ms, &f->env), 0);
+	return f->env;
+}
+
 static int setup(void **state)
 {
 	fixture *f = calloc(1, sizeof *f);
@@ -438,7 +460,7 @@ static void test_static_that_cannot_be_stored_frees_its_lease(void **state)
 	o.l1_max_entries = 3;
 	o.lease_ms = 60000;
 	o.lease_wait_ms = 2000;
-	assert_int_equal(shm_env_open(f->dir, &o, &env), 0);
+	env = reopen_with(f, &o);
 	assert_int_equal(shm_static_put(env, &f->ws, "Page/1", "x", 1, NULL), 0);
 	assert_int_equal(shm_static_put(env, &f->ws, "Page/2", "x", 1, NULL), 0);
 	assert_int_equal(shm_static_put(env, &f->ws, "Page/3", "x", 1, NULL), 0);
@@ -454,7 +476,6 @@ static void test_static_that_cannot_be_stored_frees_its_lease(void **state)
 	assert_true(ms_now() - t0 < 1000);
 	assert_int_equal(g.calls, 2);
 	shm_static_free(s);
-	shm_env_close(env);
 }
 
 static void test_too_big_generated_static_names_its_error_once(void **state)
@@ -467,12 +488,11 @@ static void test_too_big_generated_static_names_its_error_once(void **state)
 
 	shm_options_init(&o);
 	o.max_content = 8; /* the generator's page is longer */
-	assert_int_equal(shm_env_open(f->dir, &o, &env), 0);
+	env = reopen_with(f, &o);
 	assert_int_equal(shm_static_get(env, &f->ws, OBJ, gen, &g, &s),
 	                 SHM_ETOOBIG);
 	assert_non_null(strstr(shm_errmsg(), "max_content"));
 	assert_int_equal(count_of(shm_errmsg(), shm_strerror(SHM_ETOOBIG)), 1);
-	shm_env_close(env);
 }
 
 /* ---------------------------------------------------- get, N processes */
@@ -598,7 +618,7 @@ static void test_dead_unreaped_generator_is_taken_over_at_once(void **state)
 	holder = start_holder(f, 60000, 60000);
 	assert_int_equal(kill(holder, SIGKILL), 0);
 	assert_int_equal(waitid(P_PID, (id_t)holder, &si, WEXITED | WNOWAIT), 0);
-	assert_int_equal(open_env(f->dir, 60000, 3000, &env), 0);
+	env = reopen_env(f, 60000, 3000);
 	t0 = ms_now();
 	assert_int_equal(shm_static_get(env, &f->ws, OBJ, gen, &g, &s), 0);
 	assert_true(ms_now() - t0 < 1000);
@@ -607,7 +627,6 @@ static void test_dead_unreaped_generator_is_taken_over_at_once(void **state)
 	shm_counters c;
 	shm_stats_local(env, &c);
 	assert_int_equal(c.static_takeovers, 1);
-	shm_env_close(env);
 	assert_int_equal(wait_exit(holder), 128 + SIGKILL);
 }
 
@@ -623,7 +642,7 @@ static void test_overrunning_generator_is_taken_over_after_its_lease(void **stat
 	/* alive but stuck (stopped): only the lease's expiry frees the key */
 	holder = start_holder(f, 400, 60000);
 	assert_int_equal(kill(holder, SIGSTOP), 0);
-	assert_int_equal(open_env(f->dir, 400, 5000, &env), 0);
+	env = reopen_env(f, 400, 5000);
 	t0 = ms_now();
 	assert_int_equal(shm_static_get(env, &f->ws, OBJ, gen, &g, &s), 0);
 	uint64_t took = ms_now() - t0;
@@ -635,7 +654,6 @@ static void test_overrunning_generator_is_taken_over_after_its_lease(void **stat
 	shm_stats_local(env, &c);
 	assert_int_equal(c.static_takeovers, 1);
 	assert_int_equal(c.static_waits, 1);
-	shm_env_close(env);
 	kill(holder, SIGKILL);
 	kill(holder, SIGCONT);
 	wait_exit(holder);
@@ -651,7 +669,7 @@ static void test_waiting_is_bounded_by_lease_wait_ms(void **state)
 	uint64_t t0;
 
 	holder = start_holder(f, 60000, 60000);
-	assert_int_equal(open_env(f->dir, 60000, 300, &env), 0);
+	env = reopen_env(f, 60000, 300);
 	t0 = ms_now();
 	assert_int_equal(shm_static_get(env, &f->ws, OBJ, gen, &g, &s),
 	                 SHM_ETIMEDOUT);
@@ -663,7 +681,6 @@ static void test_waiting_is_bounded_by_lease_wait_ms(void **state)
 	/* the waiter held no transaction: writes went on meanwhile */
 	assert_int_equal(shm_static_put(env, &f->ws, "Page/other", "x", 1, NULL),
 	                 0);
-	shm_env_close(env);
 	kill(holder, SIGKILL);
 	wait_exit(holder);
 }
@@ -717,7 +734,7 @@ static void test_generator_asking_for_its_own_static_fails_at_once(
 	gen_ctx g = {0};
 	uint64_t t0;
 
-	assert_int_equal(open_env(f->dir, 0, 3000, &env), 0);
+	env = reopen_env(f, 0, 3000);
 	e.env = env;
 	e.ws = &f->ws;
 	t0 = ms_now();
@@ -736,7 +753,6 @@ static void test_generator_asking_for_its_own_static_fails_at_once(
 	shm_static_free(s);
 	assert_true(ms_now() - t0 < 1000);
 	assert_int_equal(g.calls, 2);
-	shm_env_close(env);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
