@@ -109,6 +109,13 @@ struct shm_env {
 	pid_t pid;             /* the process that opened it: shm_env_close
 	                          in another one, a child of fork(), releases
 	                          only that child's copy (env.c invariant 7) */
+	/* the registry of handles open (env.c invariant 8), under its lock */
+	dev_t dev;             /* the directory's, stat()ed at open */
+	ino_t ino;
+	bool registered;       /* in the registry: dev and ino are set */
+	shm_env *reg_next;
+	struct shm__inherited *inherited; /* LMDB handles of a parent whose
+	                          close waits for this one's (invariant 8) */
 };
 
 /* ---- Redis addresses (redis_url.c) */
@@ -196,6 +203,11 @@ typedef struct shm__lmdb_meta {
  * of txn's snapshot, or with txn NULL the newest one. 0, or an errno if a
  * read failed (said). */
 int shm__lmdb_meta_read(shm_env *env, MDB_txn *txn, shm__lmdb_meta *out);
+
+/* Whether this process has a handle open on the environment in dir, by
+ * its directory's identity (env.c invariant 8): for code that opens it
+ * with LMDB itself (the tests), which must not while one is. */
+bool shm__env_open_here(const char *dir);
 
 /* ---- read transactions (env.c): pooled, never take the write lock */
 int shm__rtxn_get(shm_env *env, MDB_txn **txn);

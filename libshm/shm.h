@@ -44,10 +44,20 @@
  * on the handle it inherited is shm_env_close(), which frees the child's
  * copy and nothing of the parent's: its reader slots, its Redis and
  * PostgreSQL sessions and its counts stay the parent's (the child keeps a
- * few hundred bytes of LMDB's, unfreed). Open a directory once per
- * process and share that handle between threads: LMDB's POSIX locks are per
- * process, so closing a second handle on the same directory would drop the
- * first one's locks.
+ * few hundred bytes of LMDB's, unfreed). The inherited handle is not the
+ * child's open (below): its own shm_env_open of that directory works, and
+ * closing the inherited one before or after it is safe (after: its LMDB
+ * part is closed with the child's own handle).
+ *
+ * One open per process: open a directory once per process and share that
+ * handle between threads. LMDB's POSIX locks are per process: closing a
+ * second handle on the same directory would drop the first one's, and
+ * another process's stale-reader check would then free its reader slots
+ * while it reads. So shm_env_open of a directory this process has open
+ * (the same directory by any path: a symlink, "dir/.", read-only or not)
+ * fails with SHM_EBUSY, opening and changing nothing; once that handle is
+ * closed, the directory opens again. Two threads opening one directory at
+ * once: one gets the handle, the other SHM_EBUSY.
  *
  * Threads: a handle may be used from several threads at once; writes
  * serialise on LMDB's write lock, reads never take it. An shm_rtxn belongs to
@@ -93,7 +103,8 @@ extern "C" {
 	X(SHM_ECORRUPT, -32910, "corrupted or truncated data")                 \
 	X(SHM_ETIMEDOUT, -32911, "timed out")                                  \
 	X(SHM_EOBJECT, -32912, "malformed object identifier")                  \
-	X(SHM_EBUSY, -32913, "held by another process")                        \
+	X(SHM_EBUSY, -32913, "in use: held by another process, or already "    \
+	  "open in this one")                                                  \
 	X(SHM_EL2, -32914, "Redis L2 error")                                   \
 	X(SHM_EL3, -32915, "PostgreSQL L3 error")                              \
 	X(SHM_ETIME, -32916, "malformed or out-of-range timestamp")            \
@@ -228,13 +239,16 @@ void shm_options_init(shm_options *o);
  * does not resolve is invalid, and gets never resolve them, PostgreSQL's
  * being given to libpq as hostaddr; a pg_conninfo with its own hostaddr,
  * or a service, or PGHOSTADDR or PGSERVICE set, is used as given, a
- * hostaddr element that is not a numeric address being invalid). On
- * success *out is a handle owned by the caller, released with
- * shm_env_close().
+ * hostaddr element that is not a numeric address being invalid), and with
+ * SHM_EBUSY if this process has dir open already (One open per process,
+ * above: share that handle between threads). On success *out is a handle
+ * owned by the caller, released with shm_env_close(); on failure *out is
+ * left as it was.
  */
 int shm_env_open(const char *dir, const shm_options *opt, shm_env **out);
-/* Releases env; NULL: does nothing. In a child of fork() of the process
- * that opened env, releases the child's copy only (the fork rule above). */
+/* Releases env; NULL: does nothing. Its directory can then be opened
+ * again in this process. In a child of fork() of the process that opened
+ * env, releases the child's copy only (the fork rule above). */
 void shm_env_close(shm_env *env);
 
 /* Text of the calling thread's last error: what failed, with which input,

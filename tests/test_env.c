@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +113,216 @@ static void test_close_in_a_forked_child_leaves_the_parent_alone(
 	tu_child_del(pid);
 	close(fds[0]);
 	close(fds[1]);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* A refused second open of dir: SHM_EBUSY, *out untouched, a text naming
+ * the path given, the first handle's and what to do. */
+static void assert_open_refused(const char *dir, const shm_options *o,
+                                const char *first)
+{
+	shm_env *other = NULL;
+	int rc = shm_env_open(dir, o, &other);
+
+	if (rc == 0) /* as the old code allowed: its close dropped our locks */
+		shm_env_close(other);
+	assert_int_equal(rc, SHM_EBUSY);
+	assert_null(other);
+	assert_non_null(strstr(shm_errmsg(), dir));
+	assert_non_null(strstr(shm_errmsg(), first));
+	assert_non_null(strstr(shm_errmsg(), "already open in this process"));
+	assert_non_null(strstr(shm_errmsg(),
+	                       "share the first handle between threads"));
+}
+
+/* lmdb.h: an environment must not be open twice in one process; closing
+ * the second handle drops the process's locks on lock.mdb, and another
+ * process's stale-reader check then frees the first handle's reader
+ * slots under its reads. A second open, by the same path, another
+ * spelling, a symlink or read-only, fails with SHM_EBUSY and changes
+ * nothing: the first handle's slots survive a check by another process,
+ * and the policy the second would have stored is not. */
+static void test_second_open_in_one_process_is_refused(void **state)
+{
+	char *dir = tu_tmpdir(), dot[PATH_MAX], link[PATH_MAX];
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m = tu_msg("r", 1, "x"), *got;
+	struct slot_of me = {getpid(), 0, 0};
+	shm_options o;
+	shm_policy p;
+	int status, cleared = -1;
+	pid_t pid;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0); /* pools a slot */
+	shm_msg_free(got);
+	shm_options_init(&o);
+	o.l2_ttl_s = 60;
+	assert_open_refused(dir, &o, dir);
+	snprintf(dot, sizeof dot, "%s/.", dir);
+	assert_open_refused(dot, NULL, dir);
+	snprintf(link, sizeof link, "%s.link", dir);
+	assert_int_equal(symlink(dir, link), 0);
+	assert_open_refused(link, NULL, dir);
+	o.read_only = true;
+	assert_open_refused(link, &o, dir);
+	assert_int_equal(shm_policy_get(env, &p), 0);
+	assert_int_equal(p.l2_ttl_s, 3600);
+
+	/* another process's stale-reader check finds this one alive */
+	if ((pid = fork()) == 0) {
+		shm_env *e;
+		if (shm_env_open(dir, NULL, &e) ||
+		    shm_env_reader_check(e, &cleared))
+			_exit(1);
+		_exit(cleared == 0 ? 0 : 2);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(shm__readers(env, count_slots_of, &me), 0);
+	assert_int_equal(me.slots, 1);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	shm_msg_free(got);
+	shm_env_close(env);
+	unlink(link);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* Closing the handle takes it out of the registry: the directory opens
+ * again, by any name. */
+static void test_open_after_close_works(void **state)
+{
+	char *dir = tu_tmpdir(), link[PATH_MAX];
+	shm_env *env;
+
+	snprintf(link, sizeof link, "%s.link", dir);
+	for (int i = 0; i < 3; i++) {
+		env = tu_open(i == 1 ? link : dir, NULL);
+		if (i == 0)
+			assert_int_equal(symlink(dir, link), 0);
+		assert_open_refused(i == 1 ? dir : link, NULL,
+		                    i == 1 ? link : dir);
+		shm_env_close(env);
+	}
+	unlink(link);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+#define OPENERS 8
+
+struct opener {
+	const char *dir;
+	pthread_barrier_t *go;
+	shm_env *env;
+	int rc;
+};
+
+static void *open_at_once(void *arg)
+{
+	struct opener *o = arg;
+
+	pthread_barrier_wait(o->go);
+	o->rc = shm_env_open(o->dir, NULL, &o->env);
+	return NULL;
+}
+
+/* Threads opening one directory at once, one that does not exist yet and
+ * then one that does: one of them gets the handle, every other one
+ * SHM_EBUSY. */
+static void test_threads_opening_at_once_get_one_handle(void **state)
+{
+	char *dir = tu_tmpdir(), sub[PATH_MAX];
+	struct opener o[OPENERS];
+	pthread_t t[OPENERS];
+	pthread_barrier_t go;
+
+	snprintf(sub, sizeof sub, "%s/env", dir);
+	for (int round = 0; round < 10; round++) {
+		int opened = 0, busy = 0;
+		assert_int_equal(pthread_barrier_init(&go, NULL, OPENERS), 0);
+		for (int i = 0; i < OPENERS; i++) {
+			o[i] = (struct opener){sub, &go, NULL, -1};
+			assert_int_equal(pthread_create(&t[i], NULL,
+			                                open_at_once, &o[i]), 0);
+		}
+		for (int i = 0; i < OPENERS; i++) {
+			assert_int_equal(pthread_join(t[i], NULL), 0);
+			opened += o[i].rc == 0;
+			busy += o[i].rc == SHM_EBUSY;
+		}
+		pthread_barrier_destroy(&go);
+		assert_int_equal(opened, 1);
+		assert_int_equal(busy, OPENERS - 1);
+		for (int i = 0; i < OPENERS; i++)
+			shm_env_close(o[i].env);
+	}
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* The fork rule: a child's own open works beside the handle it inherited
+ * (that one is the parent's), a second one of its own does not. Closing
+ * the inherited handle after its own open would drop the child's locks
+ * on lock.mdb and free its reader slots (LMDB frees those of getpid()):
+ * its own handle's reader keeps its slot, a stale-reader check by the
+ * parent clears nothing, and the child reads on. */
+static void test_child_of_fork_opens_its_own_handle(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m = tu_msg("r", 1, "x");
+	int to_parent[2], to_child[2], status, cleared = -1;
+	struct slot_of child;
+	char c;
+	pid_t pid;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(pipe(to_parent), 0);
+	assert_int_equal(pipe(to_child), 0);
+	if ((pid = fork()) == 0) {
+		shm_env *own, *again = NULL;
+		shm_rtxn *t;
+		shm_msg *got;
+		if (shm_env_open(dir, NULL, &own))
+			_exit(1);
+		if (shm_env_open(dir, NULL, &again) != SHM_EBUSY || again)
+			_exit(2);
+		if (shm_msg_get(own, &m.id, &got)) /* pools a slot */
+			_exit(3);
+		shm_msg_free(got);
+		shm_env_close(env); /* the inherited one */
+		if (shm_rtxn_begin(own, &t) || write(to_parent[1], "r", 1) != 1 ||
+		    read(to_child[0], &c, 1) != 1)
+			_exit(4);
+		shm_rtxn_end(t);
+		if (shm_msg_get(own, &m.id, &got))
+			_exit(5);
+		shm_msg_free(got);
+		shm_env_close(own);
+		_exit(0);
+	}
+	tu_child_add(pid);
+	close(to_parent[1]); /* a child that fails ends the read below */
+	close(to_child[0]);
+	assert_int_equal(read(to_parent[0], &c, 1), 1);
+	assert_int_equal(shm_env_reader_check(env, &cleared), 0);
+	assert_int_equal(cleared, 0);
+	child = (struct slot_of){pid, 0, 0};
+	assert_int_equal(shm__readers(env, count_slots_of, &child), 0);
+	assert_int_equal(child.slots, 1);
+	assert_int_equal(child.snapshots, 1);
+	assert_int_equal(write(to_child[1], "g", 1), 1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	tu_child_del(pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	close(to_parent[0]);
+	close(to_child[1]);
 	shm_env_close(env);
 	tu_rmdir(dir);
 	free(dir);
@@ -311,6 +522,7 @@ static void make_foreign_env(const char *dir, const char *db)
 	MDB_dbi dbi;
 	MDB_val k = {3, "foo"}, d = {3, "bar"};
 
+	assert_false(shm__env_open_here(dir)); /* LMDB: once per process */
 	assert_int_equal(mdb_env_create(&m), 0);
 	assert_int_equal(mdb_env_set_maxdbs(m, 4), 0);
 	assert_int_equal(mdb_env_open(m, dir, 0, 0664), 0);
@@ -327,6 +539,7 @@ static size_t main_db_keys(const char *dir)
 	MDB_env *m;
 	MDB_stat st;
 
+	assert_false(shm__env_open_here(dir)); /* LMDB: once per process */
 	assert_int_equal(mdb_env_create(&m), 0);
 	assert_int_equal(mdb_env_open(m, dir, MDB_RDONLY, 0664), 0);
 	assert_int_equal(mdb_env_stat(m, &st), 0);
@@ -1523,6 +1736,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_another_process_sees_the_writes_at_once),
 		cmocka_unit_test(test_close_in_a_forked_child_leaves_the_parent_alone),
+		cmocka_unit_test(test_second_open_in_one_process_is_refused),
+		cmocka_unit_test(test_open_after_close_works),
+		cmocka_unit_test(test_threads_opening_at_once_get_one_handle),
+		cmocka_unit_test(test_child_of_fork_opens_its_own_handle),
 		cmocka_unit_test(test_read_only_open_refuses_writes),
 		cmocka_unit_test(test_read_only_open_of_missing_dir_fails_clearly),
 		cmocka_unit_test(test_other_format_version_is_refused),

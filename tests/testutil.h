@@ -30,7 +30,7 @@ void tu_sleep_ms(unsigned ms);
 void tu_assert_msg_equal(const shm_msg *a, const shm_msg *b);
 /* The map size stored in the environment in dir, as LMDB reads it (an
  * environment opened without a size adopts it). No handle of this process
- * may be open on dir (LMDB: one environment once per process). */
+ * may be open on dir (LMDB: one environment once per process; asserted). */
 size_t tu_stored_map_size(const char *dir);
 /* A new environment (the caller frees the string after tu_rmdir) after
  * many commits of messages, some deleted: LMDB's free pages interspersed
