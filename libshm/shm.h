@@ -243,7 +243,7 @@ void shm_options_init(shm_options *o);
  * SHM_EBUSY if this process has dir open already (One open per process,
  * above: share that handle between threads). On success *out is a handle
  * owned by the caller, released with shm_env_close(); on failure *out is
- * left as it was.
+ * NULL (Conventions).
  */
 int shm_env_open(const char *dir, const shm_options *opt, shm_env **out);
 /* Releases env; NULL: does nothing. Its directory can then be opened
