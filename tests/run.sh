@@ -14,8 +14,10 @@ if ! shm_servers_start; then
 	exit 1
 fi
 export SHM_TEST_REDIS SHM_TEST_PG SHM_TOP="$top"
-# the binaries of the build under test (make passes its BUILD's)
+# the binaries of the build under test (make passes its BUILD's, maybe
+# relative: made absolute, as tests cd elsewhere)
 bin=${SHM_BIN:-$top/build/bin}
+bin=$(cd "$bin" && pwd) || exit 1
 export PATH="$bin:$PATH" SHMCTL="${SHMCTL:-$bin/shmctl}"
 
 passed=0
