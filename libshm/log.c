@@ -16,7 +16,9 @@
  *     that read changes the word and ends (or prevents) the sleep. Each
  *     sleep is capped (WAKE_CAP_MS): a writer that does not wake (a build
  *     before this word) costs latency, never a lost record. A read-only
- *     handle cannot set the bit and polls every millisecond. The flusher
+ *     handle cannot set the bit: it sleeps on the word at most 10 ms
+ *     (RO_CAP_MS), woken sooner only when a read-write waiter (the
+ *     flusher) has set it. The flusher
  *     wakes the word too (shm_log_wake) when it records a sink's position,
  *     for write-through writers (wtxn.c) sleeping on it the same way.
  */
@@ -395,8 +397,10 @@ int shm_log_trim(shm_env *env, uint64_t upto)
 	return shm__write(env, trim_body, &upto);
 }
 
-/* Invariant 4: the longest sleep between two looks at the hint. */
+/* Invariant 4: the longest sleep between two looks at the hint; a
+ * read-only handle's, woken only when a read-write waiter set the bit. */
 #define WAKE_CAP_MS 100
+#define RO_CAP_MS 10
 
 static long futex(uint32_t *word, int op, uint32_t val,
                   const struct timespec *timeout)
@@ -437,10 +441,16 @@ bool shm__log_sleep(shm_env *env, uint32_t *seen, uint64_t ns)
 		ns = WAKE_CAP_MS * 1000000ull;
 	struct timespec ts = {(time_t)(ns / 1000000000u),
 	                      (long)(ns % 1000000000u)};
-	if (env->opt.read_only) { /* cannot set the bit: poll */
-		struct timespec nap = {0, 1000000}; /* 1 ms */
-		nanosleep(ns < 1000000 ? &ts : &nap, NULL);
-		return false;
+	if (env->opt.read_only) { /* cannot set the bit (invariant 4) */
+		if (ns > RO_CAP_MS * 1000000ull)
+			ts = (struct timespec){0, RO_CAP_MS * 1000000L};
+		if (futex(word, FUTEX_WAIT, *seen, &ts) != 0 &&
+		    errno != ETIMEDOUT && errno != EAGAIN && errno != EINTR)
+			nanosleep(&ts, NULL); /* no futex here: a plain nap */
+		uint32_t now = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+		bool woken = (now | 1) != (*seen | 1);
+		*seen = now;
+		return woken;
 	}
 	/* sleep only on the word read before the state (invariant 4) */
 	if (!(*seen & 1) &&

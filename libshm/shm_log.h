@@ -191,7 +191,7 @@ int shm_dead_walk(shm_env *env, int (*fn)(const shm_dead *d, void *user),
 
 /* Blocks until a record with seq >= from may exist or timeout_ms passes
  * (no transaction held; asleep on a futex that every commit of records
- * wakes, or polling each millisecond on a read-only handle). Returns 0
+ * wakes; on a read-only handle, for at most 10 ms at a time). Returns 0
  * when there may be something (a commit came, or shm_log_wake: read to
  * know), SHM_ETIMEDOUT otherwise. */
 int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms);

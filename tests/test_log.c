@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -277,6 +279,47 @@ static void test_log_wake_ends_a_wait(void **state)
 	assert_int_equal(shm_log_wake(NULL), SHM_EINVAL);
 }
 
+/* A read-only handle (shmctl log --follow) cannot set the futex's bit: it
+ * used to poll every millisecond; it now sleeps on the word 10 ms at a
+ * time, and still sees a record another process commits. In a child: one
+ * open per process. Exit 0, or the failing step. */
+static void test_read_only_wait_sleeps_and_sees_records(void **state)
+{
+	uint64_t next = 0;
+	assert_int_equal(shm_meta_get(env, "next_seq", &next), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		shm_options o;
+		shm_env *ro;
+		struct rusage a, b;
+		shm_options_init(&o);
+		o.read_only = true;
+		if (shm_env_open(dir, &o, &ro))
+			_exit(1);
+		getrusage(RUSAGE_THREAD, &a);
+		if (shm_log_wait(ro, next + 1000, 300) != SHM_ETIMEDOUT)
+			_exit(2);
+		getrusage(RUSAGE_THREAD, &b);
+		if ((b.ru_nvcsw - a.ru_nvcsw) + (b.ru_nivcsw - a.ru_nivcsw) > 100)
+			_exit(3); /* 300 when it polled each millisecond */
+		uint64_t t0 = shm__mono_ns();
+		while (shm__mono_ns() - t0 < 5000000000ull)
+			if (shm_log_wait(ro, next, 1000) == 0 &&
+			    __atomic_load_n(&ro->shared->next_seq_hint,
+			                    __ATOMIC_ACQUIRE) > next)
+				_exit(0);
+		_exit(4);
+	}
+	assert_true(pid > 0);
+	tu_sleep_ms(500);
+	shm_msg m = tu_msg("ro", 1, "seen by a read-only waiter");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -291,6 +334,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_log_wait_wakes_on_a_new_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_wait_sleeps_instead_of_polling, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_wake_ends_a_wait, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_only_wait_sleeps_and_sees_records, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }
