@@ -146,7 +146,7 @@ static const fl_opt opts[] = {
 	{"print-config", 0, O_BOOL, W_FLAG, OFF(print_config), "no", U(0, 0),
 	 NULL, "check the configuration as a start does, print it as a config "
 	 "file and exit", NULL},
-	{"version", 0, O_BOOL, W_FLAG, OFF(version), "no", U(0, 0), NULL,
+	{"version", 'V', O_BOOL, W_FLAG, OFF(version), "no", U(0, 0), NULL,
 	 "print the version and exit", NULL},
 	{"help", 'h', O_BOOL, W_FLAG, OFF(help), "no", U(0, 0), NULL,
 	 "this help", NULL},
