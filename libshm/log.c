@@ -447,17 +447,15 @@ bool shm__log_sleep(shm_env *env, uint32_t *seen, uint64_t ns)
 		if (futex(word, FUTEX_WAIT, *seen, &ts) != 0 &&
 		    errno != ETIMEDOUT && errno != EAGAIN && errno != EINTR)
 			nanosleep(&ts, NULL); /* no futex here: a plain nap */
-		uint32_t now = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-		bool woken = (now | 1) != (*seen | 1);
-		*seen = now;
-		return woken;
+	} else {
+		/* sleep only on the word read before the state (invariant 4) */
+		if (!(*seen & 1) &&
+		    !__atomic_compare_exchange_n(word, seen, *seen | 1, false,
+		                                 __ATOMIC_ACQ_REL,
+		                                 __ATOMIC_ACQUIRE))
+			return true; /* a commit (or shm_log_wake) came */
+		futex(word, FUTEX_WAIT, *seen | 1, &ts);
 	}
-	/* sleep only on the word read before the state (invariant 4) */
-	if (!(*seen & 1) &&
-	    !__atomic_compare_exchange_n(word, seen, *seen | 1, false,
-	                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		return true; /* a commit (or shm_log_wake) came */
-	futex(word, FUTEX_WAIT, *seen | 1, &ts);
 	uint32_t now = __atomic_load_n(word, __ATOMIC_ACQUIRE);
 	bool woken = (now | 1) != (*seen | 1);
 	*seen = now;
