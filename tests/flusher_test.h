@@ -57,13 +57,6 @@ FT_FN uint64_t ft_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-FT_FN void ft_sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
 /* ------------------------------------------------------------ servers */
 
 FT_FN PGconn *ft_pg_connect(void)
@@ -283,7 +276,7 @@ FT_FN int ft_write(const char *dir, int w, const ft_plan *p)
 		m.type = SHM_MSG_TEXT;
 		for (int tries = 0; (rc = shm_msg_put(env, &m)) == SHM_EFULL &&
 		                    tries < 600; tries++)
-			ft_sleep_ms(50); /* flusher behind: wait for it */
+			tu_sleep_ms(50); /* flusher behind: wait for it */
 		if (rc) {
 			fprintf(stderr, "writer %d: put %u: %s\n", w, i,
 			        shm_errmsg());
@@ -382,7 +375,7 @@ FT_FN int ft_grow_map(const char *dir, size_t had, const size_t *sizes,
 			for (int tries = 0;
 			     (rc = shm_msg_put(env, &m)) == SHM_EFULL &&
 			     tries < 600; tries++)
-				ft_sleep_ms(50); /* flusher behind: wait for it */
+				tu_sleep_ms(50); /* flusher behind: wait for it */
 			if (rc || (rc = shm_env_info(env, &in))) {
 				fprintf(stderr, "grower: %s\n", shm_errmsg());
 				shm_env_close(env);
@@ -394,7 +387,7 @@ FT_FN int ft_grow_map(const char *dir, size_t had, const size_t *sizes,
 		        i);
 		had = sizes[s];
 		shm_env_close(env);
-		ft_sleep_ms(pause_ms);
+		tu_sleep_ms(pause_ms);
 	}
 	return 0;
 }
@@ -475,7 +468,7 @@ FT_FN bool ft_log_waits_for(const char *dir, const char *s,
 {
 	uint64_t end = ft_ms() + timeout_ms;
 	while (!ft_log_mentions(dir, s) && ft_ms() < end)
-		ft_sleep_ms(50);
+		tu_sleep_ms(50);
 	return ft_log_mentions(dir, s);
 }
 
@@ -514,7 +507,7 @@ FT_FN uint64_t ft_wait_meta(shm_env *env, const char *name, uint64_t target,
 {
 	uint64_t end = ft_ms() + timeout_ms, v;
 	while ((v = ft_meta(env, name)) < target && ft_ms() < end)
-		ft_sleep_ms(20);
+		tu_sleep_ms(20);
 	return v;
 }
 

@@ -531,7 +531,7 @@ static uint64_t worker_reaches(fl_worker *w, uint64_t pos, unsigned ms)
 {
 	uint64_t end = ft_ms() + ms;
 	while (fl_worker_applied(w) < pos && ft_ms() < end)
-		ft_sleep_ms(10);
+		tu_sleep_ms(10);
 	return fl_worker_applied(w);
 }
 
@@ -591,7 +591,7 @@ static void test_worker_backs_off_while_the_log_cannot_be_read(void **state)
 		assert_int_equal(shm_msg_put(env, &m), 0);
 	}
 	uint64_t c0 = cpu_ms(), t0 = ft_ms();
-	ft_sleep_ms(2000);
+	tu_sleep_ms(2000);
 	uint64_t cpu = cpu_ms() - c0, wall = ft_ms() - t0;
 	fprintf(stderr, "reads failing: %" PRIu64 " ms of CPU in %" PRIu64
 	        " ms\n", cpu, wall);
@@ -607,7 +607,7 @@ static void test_worker_backs_off_while_the_log_cannot_be_read(void **state)
 	n = hold_every_reader(env, held, 64);
 	m = tu_msg("r", 1, "full again");
 	assert_int_equal(shm_msg_put(env, &m), 0);
-	ft_sleep_ms(3000); /* the wait between retries is 1.6 s by now */
+	tu_sleep_ms(3000); /* the wait between retries is 1.6 s by now */
 	t0 = ft_ms();
 	fl_worker_stop(w);
 	assert_int_equal(fl_worker_join(w), 0);
@@ -648,7 +648,7 @@ static void test_once_gives_up_when_the_log_cannot_be_read(void **state)
 	}
 	uint64_t t0 = ft_ms();
 	while (!fl_worker_done(w) && ft_ms() - t0 < 5000)
-		ft_sleep_ms(10);
+		tu_sleep_ms(10);
 	bool done = fl_worker_done(w);
 	fprintf(stderr, "--once with the log unreadable: %s after %" PRIu64
 	        " ms\n", done ? "gave up" : "still trying", ft_ms() - t0);
@@ -793,7 +793,7 @@ static void test_daemon_waits_for_the_environment(void **state)
 	ft_reset_servers();
 	snprintf(dir, sizeof dir, "%s/not-yet", parent);
 	pid_t fl = ft_spawn_flusher(dir, NULL);
-	ft_sleep_ms(1200); /* a few rounds of waiting */
+	tu_sleep_ms(1200); /* a few rounds of waiting */
 	assert_int_equal(kill(fl, 0), 0); /* still there, waiting */
 	waiting_line(dir, says, sizeof says);
 	assert_int_equal(ft_log_count(dir, says), 1);
@@ -801,14 +801,14 @@ static void test_daemon_waits_for_the_environment(void **state)
 	uint64_t end = ft_ms() + 10000;
 	while (ft_sql_int("SELECT count(*) FROM messages") < 10 &&
 	       ft_ms() < end)
-		ft_sleep_ms(50);
+		tu_sleep_ms(50);
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 10);
 	kill(fl, SIGTERM);
 	assert_int_equal(ft_wait(fl), 0);
 
 	char *empty = tu_tmpdir();
 	fl = ft_spawn_flusher(empty, NULL);
-	ft_sleep_ms(200);
+	tu_sleep_ms(200);
 	kill(fl, SIGTERM);
 	assert_int_equal(ft_wait(fl), 0);
 	waiting_line(empty, says, sizeof says);
@@ -1713,7 +1713,7 @@ int getaddrinfo(const char *node, const char *service,
 	if (node && strcmp(node, NO_HOST) == 0)
 		return EAI_NONAME;
 	if (node && strcmp(node, SLOW_HOST) == 0) {
-		ft_sleep_ms(SLOW_DNS_MS);
+		tu_sleep_ms(SLOW_DNS_MS);
 		node = "127.0.0.1";
 	}
 	return libc(node, service, hints, res);
@@ -2084,7 +2084,7 @@ static void test_daemon_follows_writes_and_exits_0_on_sigterm(void **state)
 	ft_reset_servers();
 	shm_env *env = tu_open(dir, NULL);
 	pid_t fl = ft_spawn_flusher(dir, NULL);
-	ft_sleep_ms(200);
+	tu_sleep_ms(200);
 	/* a second flusher on the same environment is refused */
 	assert_int_equal(ft_wait(ft_spawn_flusher(dir, second_args)),
 	                 FL_EXIT_ENV);
@@ -2097,7 +2097,7 @@ static void test_daemon_follows_writes_and_exits_0_on_sigterm(void **state)
 	                 last);
 	fprintf(stderr, "caught up %" PRIu64 " ms after the writer ended\n",
 	        ft_ms() - t0);
-	ft_sleep_ms(1200); /* a stats round */
+	tu_sleep_ms(1200); /* a stats round */
 	assert_true(ft_meta(env, "flusher.heartbeat") > 0);
 	assert_int_equal(ft_meta(env, "flusher.pid"), (uint64_t)fl);
 	kill(fl, SIGTERM);
@@ -2240,7 +2240,7 @@ static void test_write_through_does_not_wait_for_batch_ms(void **state)
 		shm_msg m = tu_msg("wt", i, "write-back, batched");
 		assert_int_equal(shm_msg_put(env, &m), 0);
 	}
-	ft_sleep_ms(1000); /* the marks left behind close no batch */
+	tu_sleep_ms(1000); /* the marks left behind close no batch */
 	assert_int_equal(ft_meta(env, SHM_META_PG_APPLIED), mark);
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 1);
 
@@ -2271,7 +2271,7 @@ static void test_write_through_does_not_wait_for_batch_ms(void **state)
 	/* and after it, write-back records are batched again */
 	shm_msg late = tu_msg("wt", 6, "write-back again");
 	assert_int_equal(shm_msg_put(env, &late), 0);
-	ft_sleep_ms(1000);
+	tu_sleep_ms(1000);
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 5);
 	shm_env_close(env);
 	kill(fl, SIGTERM);

@@ -82,7 +82,7 @@ static void test_redis_outage_does_not_hold_postgres_back(void **state)
 	/* the log is kept for Redis */
 	assert_true(tu_log_count(env) >= last2 - last1);
 
-	ft_sleep_ms(1500); /* a few failed retries */
+	tu_sleep_ms(1500); /* a few failed retries */
 	assert_int_equal(harness("shm_redis_start"), 0);
 	redis_catches_up(env, last2, "Redis back");
 	/* the restarted Redis has no persistence: exactly the 2000 written
@@ -91,7 +91,7 @@ static void test_redis_outage_does_not_hold_postgres_back(void **state)
 	assert_int_equal(ft_check_messages(env, 1, 1, &p2), 0);
 	uint64_t end = ft_ms() + 3000;
 	while (tu_log_count(env) && ft_ms() < end)
-		ft_sleep_ms(50);
+		tu_sleep_ms(50);
 	assert_int_equal(tu_log_count(env), 0);
 	kill(fl, SIGTERM);
 	assert_int_equal(ft_wait(fl), 0);
@@ -154,7 +154,7 @@ static void test_hung_redis_times_out_and_catches_up(void **state)
 	/* the Redis sink and the invalidation subscriber, then this query */
 	uint64_t end = ft_ms() + 5000;
 	while (redis_clients() < 3 && ft_ms() < end)
-		ft_sleep_ms(20);
+		tu_sleep_ms(20);
 	assert_true(redis_clients() >= 3);
 	assert_int_equal(REDIS_SIGNAL("STOP"), 0);
 	assert_int_equal(ft_write_in_child(dir, 0, &p), 0);
@@ -196,9 +196,9 @@ static void test_postgres_restart_mid_run_applies_every_row_once(void **state)
 	pid_t fl = ft_spawn_flusher(dir, NULL);
 	pid_t w0 = ft_spawn_writer(dir, 0, &p);
 	pid_t w1 = ft_spawn_writer(dir, 1, &p);
-	ft_sleep_ms(150);
+	tu_sleep_ms(150);
 	assert_int_equal(harness("shm_pg_restart fast"), 0);
-	ft_sleep_ms(300);
+	tu_sleep_ms(300);
 	assert_int_equal(harness("shm_pg_restart immediate"), 0);
 	assert_int_equal(ft_wait(w0), 0);
 	assert_int_equal(ft_wait(w1), 0);
@@ -241,7 +241,7 @@ static void test_flusher_sigkilled_in_a_loop_loses_and_repeats_nothing(void **st
 	uint64_t t0 = ft_ms();
 	while (!(w0_done && w1_done) || kills < 15) {
 		pid_t fl = ft_spawn_flusher(dir, fast);
-		ft_sleep_ms(30 + (unsigned)(rand() % 300));
+		tu_sleep_ms(30 + (unsigned)(rand() % 300));
 		kill(fl, SIGKILL);
 		assert_int_equal(ft_wait(fl), 128 + SIGKILL);
 		kills++;
@@ -320,7 +320,7 @@ static void test_full_map_failures_are_said_once_then_reminded(void **state)
 	}
 	fprintf(stderr, "edit %d: %s\n", i, shm_errmsg());
 	assert_int_equal(rc, SHM_EFULL);
-	ft_sleep_ms(3000);
+	tu_sleep_ms(3000);
 
 	/* per task: the first failure and a reminder per 2 s since then */
 	uint64_t most = 2 + (ft_ms() - t0) / 2000;
@@ -449,7 +449,7 @@ static void test_map_grown_under_a_working_flusher_stalls_and_loses_nothing(void
 	uint64_t done_ms = ft_ms() - t0;
 	uint64_t end = ft_ms() + 3000;
 	while (tu_log_count(env) && ft_ms() < end)
-		ft_sleep_ms(50);
+		tu_sleep_ms(50);
 	assert_int_equal(tu_log_count(env), 0);
 	assert_int_equal(kill(fl, 0), 0); /* still running */
 	kill(fl, SIGTERM);
