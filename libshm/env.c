@@ -935,6 +935,10 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 		return shm__err(SHM_EINVAL, "map_size %zu: below the smallest "
 		                "map, %d bytes: map_size is in bytes",
 		                opt->map_size, SHM_MAP_SIZE_MIN);
+	if (opt && opt->max_readers > SHM_MAX_READERS_MAX)
+		return shm__err(SHM_EINVAL, "max_readers %u: above the most "
+		                "reader slots, %u: one per thread that reads",
+		                opt->max_readers, SHM_MAX_READERS_MAX);
 	env = calloc(1, sizeof *env);
 	if (!env)
 		return shm__err(ENOMEM, "shm_env_open");

@@ -154,6 +154,9 @@ typedef enum shm_sha_kind {
 
 /* The smallest non-zero map_size (1 MiB): smaller ones are SHM_EINVAL. */
 #define SHM_MAP_SIZE_MIN (1 << 20)
+/* The most reader slots an environment may ask for: 64 bytes each in
+ * lock.mdb, which never shrinks (4 MiB here). */
+#define SHM_MAX_READERS_MAX 65536u
 
 /* Start from shm_options_init() (or pass NULL to shm_env_open): a zeroed
  * struct is not the defaults. Its 0 is the default for what the
@@ -180,7 +183,8 @@ typedef struct shm_options {
 	                             * SHM_MAP_SIZE_MIN */
 	unsigned max_readers;       /* LMDB reader slots, one table for
 	                             * every process (default 256; 0: the
-	                             * default). The first process to open
+	                             * default; at most SHM_MAX_READERS_MAX,
+	                             * one per reading thread). The first process to open
 	                             * the environment while no other has it
 	                             * open makes the table at least this
 	                             * large (LMDB's lock file never
@@ -233,7 +237,8 @@ void shm_options_init(shm_options *o);
  * map is made one), SHM_ECORRUPT if data.mdb has fewer pages than are in use
  * (a cut copy), SHM_EINVAL if dir is too long for its files' paths or an
  * option is invalid (redis_url, pg_conninfo, durability, write_mode,
- * map_size below SHM_MAP_SIZE_MIN; the host names of redis_url and of
+ * map_size below SHM_MAP_SIZE_MIN, max_readers above
+ * SHM_MAX_READERS_MAX; the host names of redis_url and of
  * pg_conninfo (each of a host list, or
  * PGHOST's) are resolved here, once, where a slow DNS may block: one that
  * does not resolve is invalid, and gets never resolve them, PostgreSQL's

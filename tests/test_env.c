@@ -1078,6 +1078,28 @@ static void test_options_show_the_reader_slots_and_lease_in_force(void **state)
 	assert_int_equal(shm_env_info(env, &in), 0);
 	assert_int_equal(in.readers_max, 300);
 	shm_env_close(env);
+
+	/* A table past the bound is refused before lock.mdb is touched (an
+	 * unsigned -1 made a 256 GiB lock file that never shrinks). */
+	struct stat before, after;
+	char lock[PATH_MAX];
+	snprintf(lock, sizeof lock, "%s/lock.mdb", dir);
+	assert_int_equal(stat(lock, &before), 0);
+	o.max_readers = SHM_MAX_READERS_MAX + 1;
+	assert_int_equal(shm_env_open(dir, &o, &env), SHM_EINVAL);
+	assert_null(env);
+	assert_non_null(strstr(shm_errmsg(), "max_readers 65537"));
+	o.max_readers = (unsigned)-1;
+	assert_int_equal(shm_env_open(dir, &o, &env), SHM_EINVAL);
+	assert_int_equal(stat(lock, &after), 0);
+	assert_int_equal(after.st_size, before.st_size);
+	o.max_readers = SHM_MAX_READERS_MAX; /* the bound itself is fine */
+	char *big = tu_tmpdir();
+	env = tu_open(big, &o);
+	assert_int_equal(shm_env_options(env)->max_readers, SHM_MAX_READERS_MAX);
+	shm_env_close(env);
+	tu_rmdir(big);
+	free(big);
 	tu_rmdir(dir);
 	free(dir);
 }
