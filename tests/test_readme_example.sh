@@ -98,5 +98,19 @@ servers=$(sed -n 's|^servers: redis on unix://\(.*\)/redis.sock$|\1|p' "$tmp/han
 [ -n "$servers" ] && [ ! -e "$servers" ] && [ ! -e "$tmp/try" ]
 check "and it leaves nothing behind (servers stopped, their dir gone)" $?
 [ "$failed" -eq 0 ] || sed 's/^/  | /' "$tmp/hand.out" | tail -n 40
+
+# Typed by hand, the session runs in an interactive shell: a Ctrl-C there
+# (a command line given up) must not end that shell nor stop its servers,
+# and leaving the shell still stops them. bash, as it reads a script on
+# stdin line by line (dash reads ahead and drops what it read on SIGINT).
+printf '%s\n' '. tests/harness/servers.sh' 'shm_servers_dir' 'kill -INT $$' \
+	'echo "still here: $SHM_TEST_DIR"' >"$tmp/ctrl-c.sh"
+(cd "$top" && env -u SHM_TEST_DIR bash --norc --noprofile -i <"$tmp/ctrl-c.sh") \
+	>"$tmp/ctrl-c.out" 2>/dev/null
+left=$(sed -n 's/^still here: //p' "$tmp/ctrl-c.out")
+[ -n "$left" ]
+check "a Ctrl-C in the interactive shell that sourced servers.sh leaves it running" $?
+[ -n "$left" ] && [ ! -e "$left" ]
+check "and the servers' dir goes when that shell exits" $?
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -3,7 +3,8 @@
 # Source it from sh/bash, then:
 #   shm_servers_start        # both; or shm_redis_start / shm_pg_start
 #   ... tests using $SHM_TEST_REDIS and $SHM_TEST_PG ...
-#   shm_servers_stop         # also run by the EXIT trap it installs
+#   shm_servers_stop         # also run by the EXIT trap it installs (and,
+#                            # in a script, by its INT and TERM traps)
 #
 # Everything lives in one temp dir ($SHM_TEST_DIR, removed on stop):
 #   redis: unix socket $SHM_TEST_DIR/redis.sock (no TCP), no persistence
@@ -68,7 +69,12 @@ shm_servers_dir() {
 		export SHM_TEST_DIR
 		chmod 755 "$SHM_TEST_DIR"
 		trap 'shm_servers_stop' EXIT
-		trap 'shm_servers_stop; exit 130' INT TERM
+		# a script ends on Ctrl-C; an interactive shell (the README's
+		# by-hand session) keeps it for its command line
+		case $- in
+		*i*) ;;
+		*) trap 'shm_servers_stop; exit 130' INT TERM ;;
+		esac
 	fi
 }
 
