@@ -12,7 +12,11 @@ PER_WRITER=${PER_WRITER:-2500}
 
 SHM_SERVERS_SH=tests/harness/servers.sh
 . tests/harness/servers.sh
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# a step's heading: bold on a terminal, plain text in a log or a pipe
+step() {
+	if [ -t 1 ]; then printf '\n\033[1m== %s\033[0m\n' "$*"
+	else printf '\n== %s\n' "$*"; fi
+}
 
 echo "demo: throwaway Redis and PostgreSQL, shm-flusher mirroring one shared L1"
 echo "demo: into them, $WRITERS writer processes, then what shmctl shows (about 5 s)"
