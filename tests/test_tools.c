@@ -285,6 +285,28 @@ static void test_every_tool_prints_its_version(void **state)
 		}
 }
 
+/* Every program's --help (exit 0, on stdout) lists -h, --help and -V,
+ * --version, as the README says: shm-bench's left out its own -h. */
+static void test_every_tools_help_lists_help_and_version(void **state)
+{
+	static const char *const tools[] = {"shmctl", "shm-flusher",
+	                                    "shm-chatsim", "shm-dataset",
+	                                    "shm-bench"};
+	static char out[16384];
+
+	for (size_t i = 0; i < sizeof tools / sizeof *tools; i++) {
+		int rc = run(NULL, out, sizeof out,
+		             (char *[]){(char *)tools[i], "--help", NULL});
+		if (rc != 0 || !strstr(out, "-h, --help") ||
+		    !strstr(out, "-V, --version"))
+			fail_msg("%s --help: exit %d, -h, --help %s, "
+			         "-V, --version %s", tools[i], rc,
+			         strstr(out, "-h, --help") ? "listed" : "missing",
+			         strstr(out, "-V, --version") ? "listed"
+			                                      : "missing");
+	}
+}
+
 /* A data file cut short is refused, not a SIGBUS: shmctl stat and verify
  * exit 65 and say which file lacks which page (libshm's message). */
 static void test_shmctl_refuses_a_cut_data_file(void **state)
@@ -498,6 +520,7 @@ int main(void)
 		T(test_dataset_refuses_bad_numbers_naming_them),
 		T(test_dataset_refuses_an_option_given_twice),
 		T(test_every_tool_prints_its_version),
+		T(test_every_tools_help_lists_help_and_version),
 		T(test_dataset_refuses_a_graph_it_cannot_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -299,6 +299,7 @@ static void usage(FILE *f)
 	        "  --seed    data set seed (default 1)\n"
 	        "  --keep    keep the temp dir (environments, redis log)\n"
 	        "  --list    list the sections\n"
+	        "  -h, --help     this help\n"
 	        "  -V, --version  print \"shm-bench VERSION\" and exit\n"
 	        "Starts its own redis-server (REDIS_SERVER overrides the binary)\n"
 	        "and PostgreSQL cluster (as root: as the user shmtest) in a temp\n"
