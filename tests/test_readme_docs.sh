@@ -1,0 +1,127 @@
+#!/bin/sh
+# tests/test_readme_docs.sh - what README.md and man/shmctl.1 say that a
+# machine can check against the code and the programs: every in-page link
+# reaches a heading (GitHub's anchors), every file link a file; the
+# shm-flusher option table against shm-flusher --help (names and defaults);
+# the shm_options table against struct shm_options; shmctl's commands and
+# exit codes against shmctl --help, tools/shmctl.c and the man page.
+# Ends with "N passed, M failed"; exits non-zero if anything failed.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+bin=$(cd "${SHM_BIN:-$top/build/bin}" 2>/dev/null && pwd)
+readme=$top/README.md
+man=$top/man/shmctl.1
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/readme-docs.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+passed=0
+failed=0
+check() { # NAME: the last command's status
+	if [ "$2" -eq 0 ]; then passed=$((passed + 1)); echo "ok - $1"
+	else failed=$((failed + 1)); echo "FAIL - $1"; fi
+}
+# FILE NAME: FILE's lines, each a problem, printed; empty passes
+none() {
+	sed 's/^/  | /' "$1"
+	[ ! -s "$1" ]
+	check "$2" $?
+}
+
+# ------------------------------------------------------------- links
+# GitHub's anchor of a heading: lower case, every character but letters,
+# digits, spaces, '-' and '_' dropped, spaces made '-'; a repeated one gets
+# -1, -2... (C.UTF-8: letters beyond ASCII stay, '→' and '—' go)
+awk '/^```/ { code = !code; next } !code && /^#+ / { sub(/^#+ +/, ""); print }' \
+	"$readme" | LC_ALL=C.UTF-8 sed -e 's/.*/\L&/' -e 's/[^[:alnum:] _-]//g' \
+	-e 's/ /-/g' | awk '{ n = seen[$0]++; print n ? $0 "-" n : $0 }' \
+	>"$tmp/anchors"
+grep -o '](#[^)]*)' "$readme" | sed 's/^](#//; s/)$//' | sort -u |
+	while read -r a; do
+		grep -qxF -- "$a" "$tmp/anchors" || echo "#$a: no heading has it"
+	done >"$tmp/bad"
+[ "$(grep -c '](#' "$readme")" -gt 20 ]
+check "the README links to its sections" $?
+none "$tmp/bad" "every ](#anchor) of the README reaches a heading"
+grep -o '](\([^#):][^):]*\))' "$readme" | sed 's/^](//; s/)$//' | sort -u |
+	while read -r f; do
+		[ -e "$top/$f" ] || echo "$f: no such file"
+	done >"$tmp/bad"
+none "$tmp/bad" "every file the README links to exists"
+
+# ------------------------------------------------- shm-flusher's options
+# --help: one option per line, a wrapped one joined, as "NAME DEFAULT"
+# (DEFAULT "-" when --help shows none, "" when it is empty)
+"$bin/shm-flusher" --help >"$tmp/help"
+check "shm-flusher --help exits 0" $?
+awk 'function out() { if (o != "") print o; o = "" }
+     /^ +-/ { out(); o = $0; next }
+     /^ +[^ ]/ && o != "" { o = o " " $0; next }
+     { out() } END { out() }' "$tmp/help" |
+	sed -n 's/^ *\(-[A-Za-z], \)\{0,1\}--\([a-z0-9-]*\).*\[default: \(.*\)\]$/\2 \3/p
+	        t
+	        s/^ *\(-[A-Za-z], \)\{0,1\}--\([a-z0-9-]*\).*/\2 -/p' |
+	sed 's/ ""$/ /' >"$tmp/help.opts"
+[ "$(wc -l <"$tmp/help.opts")" -gt 30 ]
+check "shm-flusher --help lists its options" $?
+# the README's table: "| `--name ARG` | default | what |", '\|' inside
+awk '/^\| option \| default \| what it does \|$/ { on = 1; next }
+     on && !/^\|/ { exit } on && !/^\|---/ { print }' "$readme" |
+	sed 's/\\|/¦/g' | awk -F'|' '{
+		name = $2; sub(/^.*`--/, "", name); sub(/[ `[].*$/, "", name)
+		d = $3; gsub(/[` ]/, "", d); print name " " d }' >"$tmp/readme.opts"
+while read -r name def; do
+	row=$(grep "^$name " "$tmp/readme.opts") ||
+		{ echo "--$name: not in the README's table"; continue; }
+	case $def in
+	"" | -) ;; # empty, or none shown: the row says what it means
+	*) [ "${row#* }" = "$def" ] ||
+		echo "--$name: --help's default '$def', the README's '${row#* }'" ;;
+	esac
+done <"$tmp/help.opts" >"$tmp/bad"
+none "$tmp/bad" "every shm-flusher option is in the README's table, with --help's default"
+cut -d' ' -f1 "$tmp/help.opts" >"$tmp/help.names"
+cut -d' ' -f1 "$tmp/readme.opts" | grep -vxF -f "$tmp/help.names" |
+	sed 's/^/--/; s/$/: in the README'"'"'s table, not in --help/' >"$tmp/bad"
+none "$tmp/bad" "the README's option table names no option --help lacks"
+
+# --------------------------------------------------- shm_options fields
+awk '/^typedef struct shm_options \{/ { on = 1; next } on && /^\} shm_options;/ { exit }
+     on && /^\t[a-zA-Z_][a-zA-Z_0-9 ]*[ *][a-z_0-9]+;/ {
+		sub(/;.*/, ""); sub(/^.*[ *]/, ""); print }' \
+	"$top/libshm/shm.h" >"$tmp/fields"
+[ "$(wc -l <"$tmp/fields")" -gt 15 ]
+check "shm.h's struct shm_options has its fields" $?
+awk '/^### Options \(`shm_options`\)/ { on = 1; next } on && /^#/ { exit }
+     on && /^\| `/ { split($0, c, "|"); print c[2] }' "$readme" |
+	grep -o '`[a-z_0-9]*`' | tr -d '`' >"$tmp/rows"
+grep -vxF -f "$tmp/rows" "$tmp/fields" |
+	sed 's/$/: a field of shm_options without a row in the README/' >"$tmp/bad"
+grep -vxF -f "$tmp/fields" "$tmp/rows" |
+	sed 's/$/: a README row, not a field of shm_options/' >>"$tmp/bad"
+none "$tmp/bad" "the README's shm_options table has a row per field, and no other"
+
+# ------------------------------------------------------------ shmctl
+"$bin/shmctl" --help >"$tmp/help"
+check "shmctl --help exits 0" $?
+sed -n 's/^  \([a-z][a-z]*\)\( \(get\|put\|set\|show\)\)\{0,1\}\([ ]\|$\).*/\1\2/p' \
+	"$tmp/help" >"$tmp/cmds"
+[ "$(wc -l <"$tmp/cmds")" -ge 20 ]
+check "shmctl --help lists its commands" $?
+sed -n '/^## shmctl/,/^## /p' "$readme" >"$tmp/readme.shmctl"
+while read -r c; do
+	grep -qF "\`$c" "$tmp/readme.shmctl" || echo "$c: not in the README's shmctl table"
+	grep -qE "^\\.BI? \"?$c([ \"]|$)|^\\.BR $c( |$)" "$man" ||
+		echo "$c: not in man/shmctl.1"
+done <"$tmp/cmds" >"$tmp/bad"
+none "$tmp/bad" "every shmctl command of --help is in the README and the man page"
+# exit codes: tools/shmctl.c's EX_ values, the README's list, the man page's
+sed -n 's/^\tEX_[A-Z_]* = \([0-9]*\),\{0,1\}.*/\1/p' "$top/tools/shmctl.c" |
+	sort -n >"$tmp/codes"
+sed -n 's/^- \*\*\([0-9]*\)\*\* .*/\1/p' "$tmp/readme.shmctl" | sort -n >"$tmp/readme.codes"
+awk '/^\.SH EXIT STATUS/ { on = 1; next } on && /^\.SH/ { exit }
+     on && /^\.B [0-9]+$/ { print $2 }' "$man" | sort -n >"$tmp/man.codes"
+[ -s "$tmp/codes" ] && cmp -s "$tmp/codes" "$tmp/readme.codes" &&
+	cmp -s "$tmp/codes" "$tmp/man.codes"
+check "shmctl's exit codes: tools/shmctl.c's ($(paste -sd' ' "$tmp/codes")), the README's ($(paste -sd' ' "$tmp/readme.codes")), the man page's ($(paste -sd' ' "$tmp/man.codes"))" $?
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
