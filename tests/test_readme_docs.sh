@@ -99,6 +99,14 @@ grep -vxF -f "$tmp/fields" "$tmp/rows" |
 	sed 's/$/: a README row, not a field of shm_options/' >>"$tmp/bad"
 none "$tmp/bad" "the README's shm_options table has a row per field, and no other"
 
+# ------------------------------------------------------ return codes
+# "-FIRST to -LAST": the codes of SHM_ERRORS in shm.h, first and last
+sed -n 's/^\tX(SHM_E[A-Z0-9]*, \(-[0-9]*\),.*/\1/p' "$top/libshm/shm.h" >"$tmp/codes"
+range="$(head -n 1 "$tmp/codes") to $(tail -n 1 "$tmp/codes")"
+[ "$(wc -l <"$tmp/codes")" -gt 10 ] &&
+	tr '\n' ' ' <"$readme" | grep -qF -- "\`SHM_E*\`, $range,"
+check "the README gives the SHM_E* codes' range, $range as in shm.h" $?
+
 # ------------------------------------------------------------ shmctl
 "$bin/shmctl" --help >"$tmp/help"
 check "shmctl --help exits 0" $?

@@ -26,9 +26,17 @@ for s in address undefined thread; do
 	case $s in address) sym=__asan_ ;; undefined) sym=__ubsan_ ;; thread) sym=__tsan_ ;; esac
 	nm "$build/lib/libshm.a" 2>/dev/null | grep -q "$sym" && san="$san,$s"
 done
-cc -Wall -Wextra -Werror ${san:+-fsanitize=${san#,}} -o "$tmp/app" "$tmp/app.c" \
-	-I"$top/libshm" "$build/lib/libshm.a" -llmdb -llz4 -lxxhash -ljansson \
-	-lcrypto -lhiredis -lpq -pthread 2>"$tmp/cc.err"
+# the README's command line, as written, run where its relative paths
+# (app.c, libshm, build/lib) are those of the build under test
+cmd=$(tr '\n' ' ' <"$top/README.md" |
+	sed -n 's/.*build it statically like the tools: `\([^`]*\)`.*/\1/p')
+case $cmd in "cc -o app app.c "*) ;; *) cmd="" ;; esac
+[ -n "$cmd" ]
+check "the README says how to build it from a clone (cc -o app app.c ...)" $?
+mkdir "$tmp/build" && ln -s "$top/libshm" "$tmp/libshm" &&
+	ln -s "$build/lib" "$tmp/build/lib" &&
+	(cd "$tmp" && eval "$cmd -Wall -Wextra -Werror ${san:+-fsanitize=${san#,}}") \
+	2>"$tmp/cc.err"
 check "it compiles with the README's command line" $?
 [ -s "$tmp/cc.err" ] && sed 's/^/  cc| /' "$tmp/cc.err"
 "$tmp/app" "$tmp/env" >"$tmp/out1" 2>&1 && "$tmp/app" "$tmp/env" >"$tmp/out2" 2>&1
