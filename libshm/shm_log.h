@@ -253,8 +253,9 @@ int shm_l1_expire(shm_env *env, uint64_t *expired);
 
 /*
  * Checks the environment's consistency in one read snapshot (libshm/verify.c
- * lists the invariants): log records and their checksums, message values vs
- * the room index, L1 bookkeeping (lru keys, meta entries/bytes), log vs data,
+ * lists the invariants): log records and their checksums, message values
+ * (put's checks, content_hash) and statics (their SHAs) against their
+ * content, message values vs the room index, L1 bookkeeping (lru keys, meta entries/bytes), log vs data,
  * graph edges, dead letters. *problems (may be NULL) gets the number of
  * problems found. report (may be NULL) is called once for each of the first
  * SHM_VERIFY_REPORT_MAX, in the order found, with a line of text valid

@@ -9,10 +9,14 @@
  * fills. The invariants checked:
  *  1. Log: every record decodes and passes its checksum, its key equals its
  *     seq, and its seq is below meta "next_seq".
- *  2. Messages: every value decodes, its id equals its key, its room index
- *     key exists; every room index key points to a message of that room and
+ *  2. Messages: every value decodes, its id equals its key, it passes put's
+ *     checks (text UTF-8 without NUL...; the content limit aside, which is
+ *     the writer's), its content_hash is its content's XXH3 (the one check
+ *     of its content once its log record is trimmed), its room index key
+ *     exists; every room index key points to a message of that room and
  *     created_at.
- *  3. Statics: every value decodes, and its stored seq is its lru seq.
+ *  3. Statics: every value decodes, its SHA-1 and SHA-256 are its
+ *     content's, and its stored seq is its lru seq.
  *  4. L1 bookkeeping (internal.h invariant 1): every message and static has
  *     exactly one lru key and every lru key an entry; meta "entries" and
  *     "bytes" equal the lru count and the sum of the lru byte counts; a
@@ -34,11 +38,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "codec.h"
 #include "internal.h"
 
 typedef struct vctx {
 	shm_env *env;
+	shm_options any_size; /* env's, max_content lifted: put's checks */
 	MDB_txn *txn;
 	char **kept;   /* the first n_kept problems' texts; NULL: count only */
 	size_t n_kept; /* at most SHM_VERIFY_REPORT_MAX */
@@ -371,6 +378,14 @@ static int check_msgs(vctx *c, const vlist *lru, uint64_t *count)
 		}
 		if (memcmp(m->id.b, k.mv_data, 16) != 0)
 			problem(c, "message %s: value holds another id", name);
+		if (shm__msg_validate(&c->any_size, m) != 0)
+			problem(c, "message %s: %s", name, shm_errmsg());
+		uint64_t h = XXH3_64bits(m->content, m->content_len);
+		if (h != m->content_hash)
+			problem(c,
+			        "message %s: content_hash %016" PRIx64
+			        " but its content hashes to %016" PRIx64,
+			        name, m->content_hash, h);
 		uint64_t vseq = shm__msg_enc_seq(v.mv_data, v.mv_size);
 		if (e && vseq != 0 && vseq != e->seq)
 			problem(c,
@@ -444,6 +459,21 @@ static int check_room(vctx *c)
 	return rc ? shm__err_mdb(rc, "verify: read room index") : 0;
 }
 
+/* A static's SHAs are its content's. */
+static void check_shas(vctx *c, const char *name, const shm_static *s)
+{
+	char hex[65];
+
+	shm_sha_hex(SHM_SHA1_GIT, s->content, s->content_len, hex);
+	if (strcmp(hex, s->sha1) != 0)
+		problem(c, "static %s: sha1 %s but its content hashes to %s",
+		        name, s->sha1, hex);
+	shm_sha_hex(SHM_SHA256, s->content, s->content_len, hex);
+	if (strcmp(hex, s->sha256) != 0)
+		problem(c, "static %s: sha256 %s but its content hashes to %s",
+		        name, s->sha256, hex);
+}
+
 /* 3. + 4. Statics. */
 static int check_statics(vctx *c, const vlist *lru, uint64_t *count)
 {
@@ -488,6 +518,8 @@ static int check_statics(vctx *c, const vlist *lru, uint64_t *count)
 		if (drc)
 			problem(c, "static %s: value does not decode: %s", name,
 			        shm_errmsg());
+		else
+			check_shas(c, name, s);
 		shm_static_free(s);
 	}
 	mdb_cursor_close(cur);
@@ -679,6 +711,8 @@ int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
 		*problems = 0;
 	if (!env)
 		return shm__null(__func__, "env");
+	c.any_size = env->opt;
+	c.any_size.max_content = UINT32_MAX;
 	if (report && !(c.kept = calloc(SHM_VERIFY_REPORT_MAX, sizeof *c.kept)))
 		return shm__err(ENOMEM, "shm_verify: problem list");
 	if ((rc = shm__rtxn_get(env, &c.txn)) == 0) {

@@ -562,6 +562,10 @@ echo "{\"id\":\"$DID\",\"room_id\":\"r\",\"user_id\":1,\"username\":\"a\",\"cont
 perl -0777 -pi -e 's/NOTUTF8-9b2e/\xff\xfeTUTF8-9b2e/g' "$D/data.mdb"
 t "dump of a message it cannot write exits 1" 1 "$SHMCTL" -e "$D" dump --kind msg
 has "dump names the message it dropped and why" "$tmp/err" "message $DID not dumped: shm_msg_to_json: field 'content': invalid UTF-8"
+# verify finds it first, naming the message: not only its log record
+t "verify of a message it cannot dump exits 1" 1 "$SHMCTL" -e "$D" verify
+has "verify names the message and why" "$tmp/out" "message $DID: content: invalid UTF-8 at byte offset 0"
+has "verify names its content_hash" "$tmp/out" "message $DID: content_hash "
 
 # A dead letter whose reason spans lines, as PostgreSQL's do ("\nDETAIL:"),
 # loaded raw in the encoding of libshm/dead.c (seq 1, time 0, sink pg).

@@ -237,6 +237,91 @@ static void test_verify_finds_a_record_with_a_bad_checksum(void **state)
 	assert_true(found(f, "log seq 1:"));
 }
 
+/* Replaces the first old (same length as new) in every value of dbi that
+ * holds it, with a raw write: damage a checksum-less value would hide. */
+static void replace_in_values(fixture *f, MDB_dbi dbi, const char *old,
+                              const char *new)
+{
+	MDB_txn *txn = wbegin(f);
+	MDB_cursor *cur;
+	MDB_val k, v;
+	size_t ol = strlen(old), n = 0;
+	int op = MDB_FIRST;
+
+	assert_int_equal(strlen(new), ol);
+	assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+	while (mdb_cursor_get(cur, &k, &v, op) == 0) {
+		uint8_t buf[4096];
+
+		op = MDB_NEXT;
+		assert_true(v.mv_size <= sizeof buf);
+		memcpy(buf, v.mv_data, v.mv_size);
+		for (size_t i = 0; i + ol <= v.mv_size; i++)
+			if (memcmp(buf + i, old, ol) == 0) {
+				memcpy(buf + i, new, ol);
+				v.mv_data = buf;
+				assert_int_equal(mdb_cursor_put(cur, &k, &v,
+				                                MDB_CURRENT), 0);
+				n++;
+				break;
+			}
+	}
+	mdb_cursor_close(cur);
+	wcommit(txn);
+	assert_int_not_equal(n, 0);
+}
+
+/* A message value has no checksum of its own, but its content_hash is
+ * its content's: once the log record is trimmed, it alone says the
+ * content changed. */
+static void test_verify_finds_a_message_whose_content_changed(void **state)
+{
+	fixture *f = *state;
+	char id[37], want[128];
+
+	assert_int_equal(shm_log_trim(f->env, 1), 0);
+	assert_int_equal(run_verify(f), 0);
+	replace_in_values(f, f->env->msg, "hello", "jello");
+	assert_int_equal(run_verify(f), 1);
+	shm_uuid_format(&f->id, id);
+	snprintf(want, sizeof want, "message %s: content_hash ", id);
+	assert_true(found(f, want));
+	assert_true(found(f, "but its content hashes to "));
+}
+
+/* Text that is not UTF-8 cannot be dumped or mirrored as JSON: verify
+ * says so before dump or the flusher meets it. */
+static void test_verify_finds_a_message_whose_text_is_not_utf8(void **state)
+{
+	fixture *f = *state;
+
+	assert_int_equal(shm_log_trim(f->env, 1), 0);
+	replace_in_values(f, f->env->msg, "alice", "al\xff" "ce");
+	assert_int_equal(run_verify(f), 1);
+	assert_true(found(f, "username: invalid UTF-8 at byte offset 2"));
+}
+
+/* A static's SHAs are what GitHub and GitLab compare: content that no
+ * longer matches them is found, both named. */
+static void test_verify_finds_a_static_whose_content_changed(void **state)
+{
+	fixture *f = *state;
+	shm_uuid w;
+	shm_static *s;
+
+	assert_int_equal(shm_uuid_parse(WEB, &w), 0);
+	assert_int_equal(shm_static_put(f->env, &w, "Page/1", "STATIC-BODY", 11,
+	                                &s), 0);
+	shm_static_free(s);
+	assert_int_equal(shm_log_trim(f->env, 2), 0);
+	assert_int_equal(run_verify(f), 0);
+	replace_in_values(f, f->env->stat, "STATIC-BODY", "STATIC-BADY");
+	assert_int_equal(run_verify(f), 2);
+	assert_true(found(f, "static 8c5e1ab0-6d0a-4c5c-9b61-2f6a0e1d5a11/Page/1: "
+	                     "sha1 "));
+	assert_true(found(f, ": sha256 "));
+}
+
 static void test_verify_finds_an_unflushed_record_whose_data_is_gone(
 	void **state)
 {
@@ -397,6 +482,15 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_a_record_with_a_bad_checksum, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_finds_a_message_whose_content_changed, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_finds_a_message_whose_text_is_not_utf8, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_finds_a_static_whose_content_changed, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_an_unflushed_record_whose_data_is_gone,
