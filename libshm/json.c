@@ -885,9 +885,14 @@ static int parse(pctx *c, json_t *root, shm_msg *m)
 			return fail(c, SHM_EJSON, "field '%s': missing",
 			            required[i]);
 
-	if ((v = json_object_get(root, "id")) &&
-	    (rc = get_uuid(c, v, "id", &m->id)))
-		return rc;
+	if ((v = json_object_get(root, "id"))) {
+		if ((rc = get_uuid(c, v, "id", &m->id)))
+			return rc;
+		if (shm_uuid_is_nil(&m->id)) /* put's "none": a new id */
+			return fail(c, SHM_EUUID, "field 'id': the nil UUID, "
+			            "which a message cannot hold: nil means "
+			            "none (leave id out for a new one)");
+	}
 	if ((rc = get_str(c, json_object_get(root, "room_id"), "room_id",
 	                  SHM_MAX_ROOM, false, &m->room_id, NULL)))
 		return rc;

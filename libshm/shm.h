@@ -507,7 +507,9 @@ int shm_msg_to_json(const shm_msg *m, char **json, size_t *len);
 /*
  * Parses one JSON object of that shape; its reactions may come in any key
  * order and are sorted by emoji in *out. Missing id, created_at,
- * content_hash and metadata are left for shm_msg_put to fill in. On error
+ * content_hash and metadata are left for shm_msg_put to fill in; an id
+ * given nil or a timestamp at the epoch, which mean none there, are
+ * refused. On error
  * returns SHM_EJSON/SHM_EUUID/SHM_ETYPE/... and writes the reason into
  * err (if not NULL and errlen > 0; "" on success). *out is freed with
  * shm_msg_free().

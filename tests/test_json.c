@@ -274,6 +274,9 @@ static const struct bad_case {
 	{"{\"id\":\"xyz\"," BASE "}", SHM_EUUID, "field 'id': malformed UUID 'xyz'"},
 	{"{\"id\":\"0190a4c4-1d2e-7abc-8def-0123456789a\"," BASE "}", SHM_EUUID,
 	 "field 'id': malformed UUID"},
+	/* nil is "none" in shm_msg: put would store it under a new id */
+	{"{\"id\":\"00000000-0000-0000-0000-000000000000\"," BASE "}",
+	 SHM_EUUID, "field 'id': the nil UUID, which a message cannot hold"},
 	{"{" BASE ",\"parent_id\":\"0190a4c4x1d2e-7abc-8def-0123456789ab\"}",
 	 SHM_EUUID, "field 'parent_id': malformed UUID"},
 	{"{" BASE ",\"thread_id\":5}", SHM_EJSON,

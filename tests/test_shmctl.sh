@@ -257,6 +257,11 @@ eq "nothing is older than the epoch" "$(wc -c <"$tmp/out")" 0
 printf '{"room_id":"general","user_id":1,"username":"u","content":"c","message_type":"Text","created_at":"1970-01-01T00:00:00Z"}\n' >"$tmp/epoch.jsonl"
 ti "import of a created_at at the epoch exits 65" 65 "$tmp/epoch.jsonl" "$SHMCTL" import
 has "and says why" "$tmp/err" "is the epoch, which a message cannot hold"
+# nor a nil id, which put would replace with a new one: the message
+# would be stored under an id the file does not have
+printf '{"id":"00000000-0000-0000-0000-000000000000","room_id":"general","user_id":1,"username":"u","content":"c","message_type":"Text"}\n' >"$tmp/nil.jsonl"
+ti "import of the nil UUID as id exits 65" 65 "$tmp/nil.jsonl" "$SHMCTL" import
+has "and says why" "$tmp/err" "1: field 'id': the nil UUID, which a message cannot hold"
 t "room --limit malformed is usage" 2 "$SHMCTL" room general --limit many
 # a numeric option out of its range is a usage error naming it and its range
 for v in 0 10001 -1 abc 99999999999999999999 ''; do
