@@ -908,8 +908,10 @@ static int parse(pctx *c, json_t *root, shm_msg *m)
 	v = json_object_get(root, "message_type");
 	if (!json_is_string(v))
 		return want(c, "message_type", "string", v);
-	if (shm_msg_type_parse(json_string_value(v), &m->type) != 0 ||
-	    json_string_length(v) != strlen(json_string_value(v)))
+	if (json_string_length(v) != strlen(json_string_value(v)))
+		return fail(c, SHM_ENUL, "field 'message_type': NUL byte at "
+		            "offset %zu", strlen(json_string_value(v)));
+	if (shm_msg_type_parse(json_string_value(v), &m->type) != 0)
 		return fail(c, SHM_ETYPE, "unknown message_type '%.64s': not "
 		            "one of Text, Image, File, Audio, Video, System, "
 		            "Edit, Delete, Reaction", json_string_value(v));

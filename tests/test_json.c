@@ -321,6 +321,9 @@ static const struct bad_case {
 	 SHM_ENUL, "field 'room_id': NUL byte"},
 	{"{" BASE ",\"metadata\":{\"reactions\":{\"a\\u0000\":[1]}}}", SHM_ENUL,
 	 "NUL byte in a key"},
+	/* named as a NUL, not as an unknown 'Text' */
+	{"{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"Text\\u0000\"}",
+	 SHM_ENUL, "field 'message_type': NUL byte at offset 4"},
 	{"{\"room_id\":\"r\xff\",\"user_id\":1,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"Text\"}",
 	 SHM_EUTF8, "invalid UTF-8 at byte 13"},
 	{"{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\",\"content\":\"\xc0\xaf\",\"message_type\":\"Text\"}",
