@@ -367,6 +367,12 @@ static int parse_argv(fl_config *c, int argc, char **argv, bool apply,
 			         "(see --help)", a);
 			return -1;
 		}
+		if (o->type == O_BOOL && o->where == W_FLAG && attached) {
+			/* --once, --help...: no yes/no setting, no --no- form */
+			snprintf(err, errlen, "option '%s' takes no value (see "
+			         "--help)", a);
+			return -1;
+		}
 		if (given[o - opts]) {
 			snprintf(err, errlen, "option --%s given twice (see "
 			         "--help)", o->name);

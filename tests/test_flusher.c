@@ -88,6 +88,14 @@ static void test_config_rejects_bad_input_with_reason(void **state)
 		 "hostaddr 'x': not a numeric address"},
 		{{"f", "-e", "d", "--pg", "dbname=x", "--no-once"},
 		 "unknown option '--no-once'"},
+		/* a flag alone is no yes/no setting: --once=no did a drain,
+		 * --help=no showed no help */
+		{{"f", "-e", "d", "--pg", "dbname=x", "--once=no"},
+		 "option '--once=no' takes no value"},
+		{{"f", "-e", "d", "--pg", "dbname=x", "--help=no"},
+		 "option '--help=no' takes no value"},
+		{{"f", "-e", "d", "--pg", "dbname=x", "-Vx"},
+		 "option '-Vx' takes no value"},
 		/* the name in shm_sink_positions and on the invalidation
 		 * channel: a space or a 64th byte is refused, not trimmed at
 		 * start-up into another host's name or no invalidation */
