@@ -680,8 +680,9 @@ typedef struct shm_info {
 	                             * (pages freed for later writes to reuse;
 	                             * those an old snapshot holds back count
 	                             * as free too) */
-	unsigned readers_used;       /* reader slots in use (pid set), stale
-	                             * ones of dead processes included */
+	unsigned readers_used;       /* reader slots in use (pid set), the
+	                             * caller's own and stale ones of dead
+	                             * processes included */
 	unsigned readers_max;
 	uint32_t format_version;
 } shm_info;

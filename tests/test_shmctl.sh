@@ -434,6 +434,15 @@ has "mark listed" "$tmp/out" "mark $W Person/1"
 t "ls --kind graph" 0 "$SHMCTL" ls --kind graph --json
 has "graph listed as JSON" "$tmp/out" '"object":"Page/1","direct":true'
 "$SHMCTL" static put "$W" "Page/1" "$tmp/static.txt" >/dev/null 2>&1
+# --json field names, in order, as the man page lists them
+keys() { grep -m 1 -- "$1" "$tmp/out" | grep -o '"[a-z_0-9]*":' | tr -d '":' | tr '\n' ' '; }
+t "ls --json of every kind" 0 "$SHMCTL" ls --json
+eq "ls --json: a message's fields" "$(keys '"kind":"msg"')" "kind id room_id created_at message_type size "
+eq "ls --json: a static's fields" "$(keys '"kind":"static"')" "kind website object size sha1 sha256 generated_at "
+eq "ls --json: a graph entry's fields" "$(keys '"kind":"graph"')" "kind website object direct deps "
+eq "ls --json: a mark's fields" "$(keys '"kind":"mark"')" "kind website object time reason "
+t "log --json of every record" 0 "$SHMCTL" log --json
+eq "log --json: a record's fields" "$(keys '"seq":')" "seq time op key size raw_size lz4 "
 t "bust" 0 "$SHMCTL" bust "$W" "Page/1"
 t "busted static is gone" 1 "$SHMCTL" static get "$W" "Page/1"
 t "destroy" 0 "$SHMCTL" destroy "$W" "Block/1"
@@ -582,6 +591,8 @@ DETAIL: Key (id)=(1) already exists.'
 	value=$(printf '0100%02x%02x00000000' $((rlen & 255)) $((rlen >> 8)))0000000000000000$(printf '%-32s' 7067 | tr ' ' 0)$hex
 	printf 'VERSION=3\nformat=bytevalue\ndatabase=dead\ntype=btree\nintegerkey=1\nHEADER=END\n 0100000000000000\n %s\nDATA=END\n' "$value" |
 		mdb_load -s dead "$D"
+	t "log --dead --json" 0 "$SHMCTL" -e "$D" log --dead --json
+	eq "log --dead --json: a letter's fields" "$(keys '"seq":')" "seq time sink op key reason "
 	t "log --dead of a reason with a newline" 0 "$SHMCTL" -e "$D" log --dead
 	eq "log --dead prints one line per letter" "$(wc -l <"$tmp/out")" 1
 	has "log --dead folds the reason's newline" "$tmp/out" '1 1970-01-01T00:00:00Z pg corrupt -: duplicate key value violates unique constraint "m_pkey" DETAIL: Key (id)=(1) already exists.'

@@ -1249,7 +1249,7 @@ static int cmd_stat(int argc, char **argv)
 	         "records set aside by a sink");
 	stat_u64(&o, "map_size", in.map_size, "LMDB map size, bytes");
 	stat_u64(&o, "map_used", in.map_used, "LMDB map used, bytes");
-	stat_u64(&o, "readers_used", in.readers_used, "LMDB reader slots in use (stale ones included)");
+	stat_u64(&o, "readers_used", in.readers_used, "LMDB reader slots in use (this shmctl's and stale ones included)");
 	stat_u64(&o, "readers_max", in.readers_max, "LMDB reader slots");
 	stat_u64(&o, "format_version", in.format_version,
 	         "environment format version");
