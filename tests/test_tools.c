@@ -377,6 +377,30 @@ static void test_dataset_says_where_it_loaded_nothing(void **state)
 	                            "first"));
 }
 
+/* The kept connections are rounded for each of the five source types, at
+ * least one each: --help said "the kept ones exactly", but 10 connections
+ * 90% obsolete keep 5, not 1, and so make 50. */
+static void test_dataset_help_says_how_connections_are_kept(void **state)
+{
+	char out[8192];
+	long conn = 0, kept = 0;
+	const char *p;
+
+	assert_int_equal(run(NULL, out, sizeof out, (char *[]){
+	                 "shm-dataset", "--help", NULL}), 0);
+	assert_null(strstr(out, "kept ones exactly"));
+	assert_non_null(strstr(out, "at least one each (a small N keeps"));
+	assert_int_equal(run(NULL, out, sizeof out, (char *[]){
+	                 "shm-dataset", "--connections", "10", "--obsolete",
+	                 "0.9", NULL}), 0);
+	assert_non_null(p = strstr(out, "\nconnections "));
+	conn = atol(p + 13);
+	assert_non_null(p = strstr(out, "\nkept "));
+	kept = atol(p + 6);
+	assert_int_equal(kept, 5);
+	assert_true(conn >= 40 && conn <= 60);
+}
+
 /* A --graph that cannot do what it says is a usage error (exit 1) naming
  * the options, before anything is opened: --env DIR --graph pg left the
  * environment untouched (and said "no --pg or --env" without --pg),
@@ -522,6 +546,7 @@ int main(void)
 		T(test_every_tool_prints_its_version),
 		T(test_every_tools_help_lists_help_and_version),
 		T(test_dataset_refuses_a_graph_it_cannot_load),
+		T(test_dataset_help_says_how_connections_are_kept),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,7 +9,8 @@
  * the website, 2,689 from pages, 2,881 from posts, 364 from categories, 65
  * from events (those five sum to 7,147, not 6,342: the note's breakdown is
  * used as proportions). --connections * (1 - --obsolete) connections are
- * kept, split in those proportions, and met exactly: every source's recursive dependencies hold
+ * kept, split in those proportions (rounded for each source type, at least
+ * one each), and met exactly: every source's recursive dependencies hold
  * exactly its kept connections' objects (blocks it owns, and people and
  * organisations its blocks show, shared between sources).
  *
@@ -491,9 +492,12 @@ static void usage(FILE *f)
 	        "  --websites N       websites, 1..1000000 (default 1)\n"
 	        "  --connections N    connections per website before cleanup,\n"
 	        "                     10..100000000 (default 12507, the real\n"
-	        "                     site's): the kept ones exactly, the\n"
-	        "                     obsolete ones give or take a few (drawn\n"
-	        "                     at random)\n"
+	        "                     site's), from five source types: N x\n"
+	        "                     (1 - F) kept, rounded for each type and\n"
+	        "                     at least one each (a small N keeps\n"
+	        "                     more), and F / (1 - F) of those\n"
+	        "                     obsolete, give or take a few (drawn at\n"
+	        "                     random)\n"
 	        "  --obsolete F       fraction of them obsolete, 0 <= F < 0.95\n"
 	        "                     (default 0.493: 12,507 -> 6,342)\n"
 	        "  --marked F         fraction of objects marked, 0..1 (default\n"
