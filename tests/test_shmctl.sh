@@ -158,6 +158,18 @@ has "imports its line" "$tmp/out" "imported 1 message"
 t "a BOM starting line 2 exits 65" 65 "$SHMCTL" -e "$tmp/env_bom" import "$tmp/bom2.jsonl"
 has "and is named" "$tmp/err" "2: UTF-8 byte order mark at the start of the line (skipped at the start of the input only)"
 
+# Windows line ends (CRLF) and a last line without its newline are lines
+# as any other: imported, or named by their number when bad.
+line1=$(head -n 1 "$tmp/good.jsonl")
+printf '%s\r\n\r\n%s' "$line1" "$line1" >"$tmp/crlf.jsonl"
+t "import of CRLF lines, the last without newline" 0 "$SHMCTL" -e "$tmp/env_crlf" import "$tmp/crlf.jsonl"
+has "imports both" "$tmp/out" "imported 2 messages"
+printf '%s\r\n{"room_id":"r"}\r\n%s\r\n{bad' "$line1" "$line1" >"$tmp/crlf_bad.jsonl"
+t "bad CRLF lines exit 65" 65 "$SHMCTL" -e "$tmp/env_crlf" import "$tmp/crlf_bad.jsonl"
+has "naming line 2" "$tmp/err" "2: field 'user_id': missing"
+has "and the last, without newline" "$tmp/err" "4: malformed JSON"
+has "two bad lines" "$tmp/err" "shmctl: 2 bad lines, nothing imported"
+
 # A rejected import creates nothing: the input is checked, put's checks
 # too, before the environment is created.
 echo garbage >"$tmp/garbage.jsonl"
