@@ -46,9 +46,10 @@ const char *fl_log_level_name(int level);
 /* One line: "<RFC 3339 UTC ms> <LEVEL> <component>: <message>". */
 void fl_log(int level, const char *comp, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* An error that ends the program, said once where its starter sees it: an
- * ERROR line; when the log is a file, also "shm-flusher: ..." on stderr. */
-void fl_log_fatal(const char *comp, const char *fmt, ...)
+/* An error its starter must see (one that ends the program, a log file
+ * that cannot be reopened), said once: an ERROR line; when the log is a
+ * file, also "shm-flusher: ..." on stderr. */
+void fl_log_alert(const char *comp, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* A failure that repeats (a periodic task, a meta write at each batch):

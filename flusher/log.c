@@ -123,7 +123,7 @@ void fl_log(int level, const char *comp, const char *fmt, ...)
 	pthread_mutex_unlock(&log_lock);
 }
 
-void fl_log_fatal(const char *comp, const char *fmt, ...)
+void fl_log_alert(const char *comp, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;

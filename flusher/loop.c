@@ -388,13 +388,13 @@ static int open_env(fl_daemon *d, int *code)
 	while ((rc = shm_env_open(dir, &o, &d->env))) {
 		bool absent = rc == SHM_ENOTFOUND || rc == ENOENT;
 		if (absent && (d->cfg.once || d->cfg.cleanup_now)) {
-			fl_log_fatal("main", NO_ENV, dir);
+			fl_log_alert("main", NO_ENV, dir);
 			*code = FL_EXIT_ENV;
 			return -1;
 		}
 		if (!absent) {
 			/* libshm's message names the directory */
-			fl_log_fatal("main", "open: %s", shm_errmsg());
+			fl_log_alert("main", "open: %s", shm_errmsg());
 			*code = FL_EXIT_ENV;
 			return -1;
 		}
@@ -480,13 +480,13 @@ int fl_main(int argc, char **argv)
 	if (open_env(&d, &code))
 		goto out;
 	if (fl_lock_env(d.cfg.env_dir, &lock_fd, err, sizeof err)) {
-		fl_log_fatal("main", "%s", err);
+		fl_log_alert("main", "%s", err);
 		code = FL_EXIT_ENV;
 		goto out;
 	}
 	if ((rc = fl_env_uuid(d.env, d.env_uuid)) ||
 	    (rc = fl_env_id(d.env, &d.cfg, d.env_id))) {
-		fl_log_fatal("main", "environment id: %s", shm_errmsg());
+		fl_log_alert("main", "environment id: %s", shm_errmsg());
 		code = FL_EXIT_ENV;
 		goto out;
 	}
@@ -521,7 +521,7 @@ int fl_main(int argc, char **argv)
 		                            d.env_uuid);
 		if (!s || fl_worker_start(&d.w[d.n], s, d.env, &d.cfg,
 		                          d.cfg.once, target, &self)) {
-			fl_log_fatal("main", "cannot start the pg sink");
+			fl_log_alert("main", "cannot start the pg sink");
 			code = FL_EXIT_ENV;
 			goto stop;
 		}
@@ -537,7 +537,7 @@ int fl_main(int argc, char **argv)
 		}
 		if (!s || fl_worker_start(&d.w[d.n], s, d.env, &d.cfg,
 		                          d.cfg.once, target, &self)) {
-			fl_log_fatal("main", "cannot start the redis sink");
+			fl_log_alert("main", "cannot start the redis sink");
 			code = FL_EXIT_ENV;
 			goto stop;
 		}
@@ -569,9 +569,9 @@ int fl_main(int argc, char **argv)
 			for (int i = 0; i < d.n; i++)
 				fl_worker_stop(d.w[i]);
 		} else if (sig == SIGHUP) {
-			if ((rc = fl_log_reopen()))
-				fl_log(FL_ERROR, "main", "reopen %s: %s",
-				       d.cfg.log_file, strerror(rc));
+			if ((rc = fl_log_reopen())) /* the old file kept */
+				fl_log_alert("main", "reopen %s: %s",
+				             d.cfg.log_file, strerror(rc));
 			else
 				fl_log(FL_INFO, "main", "log reopened");
 		}

@@ -2117,6 +2117,56 @@ static void test_daemon_follows_writes_and_exits_0_on_sigterm(void **state)
 	free(dir);
 }
 
+/* Waits until the file at path has a line with s. */
+static bool file_waits_for(const char *path, const char *s)
+{
+	uint64_t end = ft_ms() + 5000;
+	while (!tu_lines_with(path, s) && ft_ms() < end)
+		tu_sleep_ms(50);
+	return tu_lines_with(path, s) > 0;
+}
+
+/* SIGHUP reopens --log-file (logrotate moved the old one away); a reopen
+ * that fails keeps the old file and says so where the starter sees it,
+ * on stderr too: the old file may be gone from every directory. */
+static void test_sighup_reopens_the_log_file(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), logf[4200], old[4300], older[4300],
+	     says[4400];
+	const char *to_file[] = {"--log-file", logf, NULL};
+
+	snprintf(logf, sizeof logf, "%s.hup.log", dir);
+	snprintf(old, sizeof old, "%s.1", logf);
+	snprintf(older, sizeof older, "%s.2", logf);
+	shm_env_close(tu_open(dir, NULL));
+	pid_t fl = ft_spawn_flusher(dir, to_file);
+	assert_true(file_waits_for(logf, "INFO main: shm-flusher"));
+	assert_int_equal(rename(logf, old), 0);
+	kill(fl, SIGHUP);
+	assert_true(file_waits_for(logf, "INFO main: log reopened"));
+	assert_int_equal(tu_lines_with(old, "log reopened"), 0);
+
+	/* a directory where the file was: fopen fails (EISDIR) */
+	assert_int_equal(rename(logf, older), 0);
+	assert_int_equal(mkdir(logf, 0755), 0);
+	kill(fl, SIGHUP);
+	snprintf(says, sizeof says, "ERROR main: reopen %s: Is a directory",
+	         logf);
+	assert_true(file_waits_for(older, says));
+	snprintf(says, sizeof says, "shm-flusher: reopen %s: Is a directory",
+	         logf);
+	assert_true(ft_log_waits_for(dir, says, 5000));
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	assert_true(tu_lines_with(older, "exiting (0)") > 0);
+	rmdir(logf);
+	unlink(old);
+	unlink(older);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* --once stopped by SIGTERM before the log is drained finishes its batch in
  * flight but exits 3, not 0: a script's `shm-flusher --once && ...` must not
  * believe it drained. A second --once completes, nothing applied twice. */
@@ -2368,6 +2418,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_application_l2_ttl_and_threshold_reach_redis, ft_teardown),
 		cmocka_unit_test_teardown(test_redis_acl_user_in_the_url, ft_teardown),
 		cmocka_unit_test_teardown(test_daemon_follows_writes_and_exits_0_on_sigterm, ft_teardown),
+		cmocka_unit_test_teardown(test_sighup_reopens_the_log_file, ft_teardown),
 		cmocka_unit_test_teardown(test_once_stopped_by_sigterm_exits_3, ft_teardown),
 		cmocka_unit_test_teardown(test_write_through_returns_once_postgres_has_it, ft_teardown),
 		cmocka_unit_test_teardown(test_write_through_does_not_wait_for_batch_ms, ft_teardown),
