@@ -3,7 +3,8 @@
  * validation, --help and --print-config.
  *
  * Precedence: the table's defaults, then the config file (--config FILE,
- * lines "key = value", '#' comments, the long option names as keys), then
+ * lines "key = value", the long option names as keys, a value in double
+ * quotes taken without them; '#' comments on lines of their own), then
  * the command-line flags (--key value, --key=value, short forms -e/-c/-h).
  * A setting is given at most once in the file and once on the command line
  * (--name and --no-name are one setting): which of two was meant is not
@@ -248,6 +249,15 @@ static char *trim(char *s)
 	return s;
 }
 
+/* Whether v has a '#' after a blank: a comment, in most config files. */
+static bool has_comment(const char *v)
+{
+	for (const char *h = strchr(v, '#'); h; h = strchr(h + 1, '#'))
+		if (h > v && (h[-1] == ' ' || h[-1] == '\t'))
+			return true;
+	return false;
+}
+
 static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 {
 	char *line = NULL;
@@ -285,7 +295,8 @@ static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 		key = trim(s);
 		val = trim(eq + 1);
 		size_t vl = strlen(val);
-		if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+		bool quoted = vl >= 2 && val[0] == '"' && val[vl - 1] == '"';
+		if (quoted) {
 			val[vl - 1] = 0;
 			val++;
 		}
@@ -304,6 +315,13 @@ static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 			break;
 		}
 		set_on[o - opts] = lineno;
+		if (!quoted && has_comment(val)) {
+			snprintf(err, errlen, "%s:%d: %s: '%s': a comment takes a "
+			         "line of its own (quote the value if the '#' is "
+			         "part of it)", path, lineno, key, val);
+			rc = -1;
+			break;
+		}
 		char why[512];
 		if (set_opt(c, o, val, why, sizeof why)) {
 			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
@@ -589,7 +607,8 @@ void fl_config_help(FILE *f, const char *prog)
 	        "--cleanup-now met an unreachable PostgreSQL or a failing "
 	        "website.\n"
 	        "Settings are 'key = value' in --config, keys as the long "
-	        "names; yes/no ones take --name[=yes|no] or --no-name. A "
+	        "names, '#' starting a comment line (quote a value holding "
+	        "' #'); yes/no ones take --name[=yes|no] or --no-name. A "
 	        "setting is given at most once in the file and once on the "
 	        "command line, which overrides the file.\n");
 }
@@ -605,10 +624,18 @@ void fl_config_print(FILE *f, const fl_config *c)
 		fprintf(f, "\n# %s (default: %s)\n", o->help,
 		        *o->def ? o->def : "empty");
 		switch (o->type) {
-		case O_STR:
-			fprintf(f, "%s = %s\n", o->name,
-			        *(char *const *)field ? *(char *const *)field : "");
+		case O_STR: {
+			const char *v = *(char *const *)field ?
+			                *(char *const *)field : "";
+			size_t vl = strlen(v);
+			/* quoted when a file would read it otherwise */
+			bool q = has_comment(v) ||
+			         (vl && (isspace((unsigned char)v[0]) ||
+			                 isspace((unsigned char)v[vl - 1]))) ||
+			         (vl >= 2 && v[0] == '"' && v[vl - 1] == '"');
+			fprintf(f, q ? "%s = \"%s\"\n" : "%s = %s\n", o->name, v);
 			break;
+		}
 		case O_UINT:
 			fprintf(f, "%s = %" PRIu64 "\n", o->name,
 			        *(const uint64_t *)field);

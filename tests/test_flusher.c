@@ -366,6 +366,51 @@ static void test_config_print_config_checks_as_a_start_does(void **state)
 	free(dir);
 }
 
+/* '#' starts a comment at the start of a line only: "log-file = x.log # the
+ * log" opened a file named "x.log # the log" (a URL or conninfo took the
+ * comment too), while a number refused it. A value with " #" is refused,
+ * naming the line, unless quoted; --print-config quotes one it prints. */
+static void test_config_file_comment_after_a_value_is_refused(void **state)
+{
+	char *dir = tu_tmpdir(), path[4096], out[4200], err[512];
+	char *argv[] = {"shm-flusher", "--config", path, NULL};
+	fl_config c;
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s/flusher.conf", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fprintf(f, "env = /e\npg = dbname=x\nlog-file = /tmp/x.log # the log\n");
+	fclose(f);
+	assert_int_not_equal(fl_config_load(&c, 3, argv, err, sizeof err), 0);
+	if (!strstr(err, ":3: log-file: '/tmp/x.log # the log': a comment "
+	                 "takes a line of its own"))
+		fail_msg("'%s'", err);
+	fl_config_free(&c);
+
+	/* quoted, or without a blank before it, '#' is part of the value */
+	assert_non_null(f = fopen(path, "w"));
+	fprintf(f, "env = /e\npg = \"dbname=x password='a #b'\"\n"
+	        "env-id = host#1\n");
+	fclose(f);
+	assert_int_equal(fl_config_load(&c, 3, argv, err, sizeof err), 0);
+	assert_string_equal(c.pg_conninfo, "dbname=x password='a #b'");
+	assert_string_equal(c.env_id, "host#1");
+	fl_config_free(&c);
+
+	/* --print-config writes it so that it reads back the same */
+	snprintf(out, sizeof out, "%s/printed.conf", dir);
+	char *print[] = {"f", "--print-config", "-e", "/e", "--pg",
+	                 "dbname=x password='a #b'", NULL};
+	assert_int_equal(main_to_file(6, print, out), FL_EXIT_OK);
+	char *again[] = {"f", "--config", out, NULL};
+	assert_int_equal(fl_config_load(&c, 3, again, err, sizeof err), 0);
+	assert_string_equal(c.pg_conninfo, "dbname=x password='a #b'");
+	fl_config_free(&c);
+	unlink(out);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 static void test_batch_coalesce_keeps_last_state_per_key(void **state)
 {
 	fl_batch b;
@@ -2384,6 +2429,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_config_file_numbers_are_digits, ft_teardown),
 		cmocka_unit_test_teardown(test_config_file_unreadable_as_text_is_named, ft_teardown),
 		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
+		cmocka_unit_test_teardown(test_config_file_comment_after_a_value_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_config_print_config_checks_as_a_start_does, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_coalesce_keeps_last_state_per_key, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_reuses_its_chunks_between_batches, ft_teardown),
