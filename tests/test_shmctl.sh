@@ -638,6 +638,18 @@ DETAIL: Key (id)=(1) already exists.'
 	eq "verify names it alone" "$(cat "$tmp/out")" "dead letter 2: bad header of 3 bytes, version 1 (corrupted or truncated data)"
 fi
 
+# --------------------------------------------- output that cannot be written
+# A full disk is an error (70), not a truncated listing with status 0:
+# only dump checked its writes.
+if [ -w /dev/full ]; then
+	"$SHMCTL" static put "$W" Page/8 "$tmp/static.txt" >/dev/null 2>&1
+	for c in "ls" "stat" "log --json" "room general" "static get $W Page/8" "--help"; do
+		# shellcheck disable=SC2086 # the words of $c are the arguments
+		t "shmctl $c to a full disk exits 70" 70 sh -c "\"\$0\" $c >/dev/full" "$SHMCTL"
+		has "saying why" "$tmp/err" "shmctl: write the output: No space left on device"
+	done
+fi
+
 # ------------------------------------------- the man page renders cleanly
 if command -v groff >/dev/null 2>&1; then
 	groff -ww -man -z "$top/man/shmctl.1" >"$tmp/out" 2>"$tmp/err"

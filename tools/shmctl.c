@@ -102,7 +102,8 @@ static const char usage_text[] =
 "2 usage error; 65 bad input data (malformed JSON, UUID, object, timestamp,\n"
 "text; incompatible environment version, not an shm environment, data file\n"
 "cut short); 70 internal or system error (including: L1 full of unflushed\n"
-"work, or the map behind a reader's old snapshot: see readers; LMDB errors).\n";
+"work, or the map behind a reader's old snapshot: see readers; LMDB errors;\n"
+"output that could not all be written).\n";
 
 /* ------------------------------------------------------------ helpers */
 
@@ -152,6 +153,14 @@ static int fail(int rc)
 {
 	fprintf(stderr, "%s: %s\n", prog, shm_errmsg());
 	return exit_for(rc);
+}
+
+/* A write to stdout failed with errno e (0: unknown): said, status 70. */
+static int write_failed(int e)
+{
+	fprintf(stderr, "%s: write the output: %s\n", prog,
+	        e ? strerror(e) : "write error");
+	return EX_INTERNAL;
 }
 
 /* Commands open an existing environment (a mistyped -e must not create
@@ -1466,8 +1475,8 @@ static int log_pass(shm_env *env, bool json, uint64_t *next, size_t *got,
 	}
 	shm_log_iter_close(it); /* before printing: see CHUNK */
 	fclose(mem);
-	if (len && fwrite(buf, 1, len, stdout) != len)
-		ex = EX_INTERNAL;
+	if (len && fwrite(buf, 1, len, stdout) != len && ex == EX_OK)
+		ex = write_failed(errno);
 	free(buf);
 	return ex;
 }
@@ -1532,7 +1541,9 @@ static int cmd_log(int argc, char **argv)
 		uint64_t ns = 0; /* every seq below it was written before the pass */
 		shm_meta_get(env, "next_seq", &ns);
 		ex = log_pass(env, json, &next, &got, &corrupt);
-		if (fflush(stdout) != 0 || ex != EX_OK || stopping)
+		if (ex == EX_OK && fflush(stdout) != 0)
+			ex = write_failed(errno);
+		if (ex != EX_OK || stopping)
 			break;
 		if (got == CHUNK)
 			continue; /* more is waiting */
@@ -2072,7 +2083,23 @@ static const struct {
 	{"destroy", cmd_destroy}, {"bust", cmd_bust},   {"ls", cmd_ls},
 };
 
-int main(int argc, char **argv)
+/* The command's status, or 70 if its output could not all be written (a
+ * full disk): a listing cut short is no success. One said already (dump)
+ * keeps its status. */
+static int close_stdout(int ex)
+{
+	errno = 0;
+	bool bad = fflush(stdout) != 0 || ferror(stdout);
+	int e = errno;
+
+	if (fclose(stdout) != 0 && !bad) {
+		bad = true;
+		e = errno;
+	}
+	return bad && ex == EX_OK ? write_failed(e) : ex;
+}
+
+static int run(int argc, char **argv)
 {
 	int i = 1;
 	bool env_given = false;
@@ -2132,4 +2159,9 @@ int main(int argc, char **argv)
 		return commands[c].fn(argc - i - 1, argv + i + 1);
 	}
 	return usage_err("unknown command '%s'", argv[i]);
+}
+
+int main(int argc, char **argv)
+{
+	return close_stdout(run(argc, argv));
 }
