@@ -601,7 +601,8 @@ void fl_config_help(FILE *f, const char *prog)
 	fprintf(f,
 	        "\nSignals: SIGTERM/SIGINT finish the batch in flight and exit "
 	        "0; SIGHUP reopens --log-file.\n"
-	        "Exit codes: 0 ok, 1 usage or config error, 2 environment "
+	        "Exit codes: 0 ok, 1 usage or config error (or output of "
+	        "--print-config that could not be written), 2 environment "
 	        "cannot be opened or another flusher holds it, 3 --once could "
 	        "not drain a sink (or a signal stopped it first), or "
 	        "--cleanup-now met an unreachable PostgreSQL or a failing "

@@ -440,6 +440,19 @@ static uint64_t next_due(fl_task *tasks, size_t n)
 	return wait;
 }
 
+/* code, if what was printed (--help, --print-config) reached stdout: a
+ * config file cut short by a full disk is no success (1, said). */
+static int printed(int code)
+{
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return code;
+	/* errno: the failed write's (the caller zeroed it before printing) */
+	fprintf(stderr, "shm-flusher: write the output: %s\n",
+	        errno ? strerror(errno) : "write error");
+	clearerr(stdout);
+	return FL_EXIT_USAGE;
+}
+
 int fl_main(int argc, char **argv)
 {
 	fl_daemon d;
@@ -456,12 +469,13 @@ int fl_main(int argc, char **argv)
 		return FL_EXIT_USAGE;
 	}
 	if (d.cfg.help || d.cfg.version) {
+		errno = 0;
 		if (d.cfg.help)
 			fl_config_help(stdout, "shm-flusher");
 		else
 			printf("shm-flusher %s\n", SHM_VERSION);
 		fl_config_free(&d.cfg);
-		return FL_EXIT_OK;
+		return printed(FL_EXIT_OK);
 	}
 	if ((rc = fl_log_open(d.cfg.log_file,
 	                      fl_log_level_parse(d.cfg.log_level)))) {
@@ -471,10 +485,11 @@ int fl_main(int argc, char **argv)
 		return FL_EXIT_USAGE;
 	}
 	if (d.cfg.print_config) { /* it passed every config check of a start */
+		errno = 0;
 		fl_config_print(stdout, &d.cfg);
 		fl_log_close();
 		fl_config_free(&d.cfg);
-		return FL_EXIT_OK;
+		return printed(FL_EXIT_OK);
 	}
 	repeats_init(&d);
 	if (open_env(&d, &code))

@@ -362,6 +362,15 @@ static void test_config_print_config_checks_as_a_start_does(void **state)
 	assert_int_equal(c.batch_ms, 70);
 	assert_false(c.print_config);
 	fl_config_free(&c);
+
+	/* one that cannot all be written (a full disk) is no success */
+	if (access("/dev/full", W_OK) == 0) {
+		char *help[] = {"f", "--help", NULL};
+		assert_int_equal(main_to_file(7, good, "/dev/full"),
+		                 FL_EXIT_USAGE);
+		assert_int_equal(main_to_file(2, help, "/dev/full"),
+		                 FL_EXIT_USAGE);
+	}
 	ft_rmdir(dir);
 	free(dir);
 }
