@@ -566,6 +566,24 @@ if command -v mdb_load >/dev/null && command -v mdb_dump >/dev/null; then
 	fi
 fi
 
+# A value the flusher publishes above 2^63 (half of its env id often is):
+# stat --json says the number stat says, not a negative one.
+if command -v mdb_load >/dev/null; then
+	M=$tmp/env_meta
+	cp -R "$E" "$M"
+	printf 'VERSION=3\nformat=bytevalue\ndatabase=meta\ntype=btree\nHEADER=END\n %s\n ffffffffffffffff\nDATA=END\n' \
+		"$(printf 'flusher.env_id.lo' | od -An -tx1 | tr -d ' \n')" | mdb_load -s meta "$M"
+	t "stat of a value above 2^63" 0 "$SHMCTL" -e "$M" stat
+	has "says it" "$tmp/out" "18446744073709551615"
+	t "stat --json of a value above 2^63" 0 "$SHMCTL" -e "$M" stat --json
+	has "says the same number" "$tmp/out" '"flusher.env_id.lo":18446744073709551615'
+	has "still with the others" "$tmp/out" '{"messages":'
+	if command -v python3 >/dev/null; then
+		cp "$tmp/out" "$tmp/stat.json"
+		t "which is valid JSON" 0 python3 -m json.tool "$tmp/stat.json"
+	fi
+fi
+
 T=$tmp/cut
 cp -R "$E" "$T"
 truncate -s 8192 "$T/data.mdb"

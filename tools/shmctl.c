@@ -1064,26 +1064,53 @@ static int cmd_bust(int argc, char **argv)
 
 /* --------------------------------------------------------------- stat */
 
+/* --json writes the object itself: jansson's integers are signed, and a
+ * u64 above 2^63 (half of the flusher's env id, often) came out negative. */
 typedef struct statout {
-	json_t *obj; /* --json */
+	bool json;
+	bool oom;      /* a name or value could not be written */
+	size_t n;      /* values written */
 } statout;
+
+/* JSON's name, then the value's text. */
+static void stat_json(statout *o, const char *name, const char *value)
+{
+	json_t *k = json_string(name);
+	char *ks = k ? json_dumps(k, JSON_ENCODE_ANY) : NULL;
+
+	if (ks && value)
+		printf("%s%s:%s", o->n++ ? "," : "{", ks, value);
+	else
+		o->oom = true;
+	free(ks);
+	json_decref(k);
+}
 
 static void stat_u64(statout *o, const char *name, uint64_t v,
                      const char *desc)
 {
-	if (o->obj)
-		json_object_set_new(o->obj, name, json_integer((json_int_t)v));
-	else
+	char num[24];
+
+	if (o->json) {
+		snprintf(num, sizeof num, "%" PRIu64, v);
+		stat_json(o, name, num);
+	} else {
 		printf("%-30s %20" PRIu64 "  %s\n", name, v, desc);
+	}
 }
 
 static void stat_real(statout *o, const char *name, double v,
                       const char *desc)
 {
-	if (o->obj)
-		json_object_set_new(o->obj, name, json_real(v));
-	else
+	if (o->json) {
+		json_t *r = json_real(v);
+		char *num = r ? json_dumps(r, JSON_ENCODE_ANY) : NULL;
+		stat_json(o, name, num);
+		free(num);
+		json_decref(r);
+	} else {
 		printf("%-30s %20.4f  %s\n", name, v, desc);
+	}
 }
 
 /* What the values shm-flusher publishes in meta mean, by the last part of
@@ -1215,7 +1242,7 @@ static int cmd_stat(int argc, char **argv)
 	shm_env *env;
 	shm_info in;
 	shm_counters c;
-	statout o = {NULL};
+	statout o = {0};
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
@@ -1227,10 +1254,7 @@ static int cmd_stat(int argc, char **argv)
 		ex = fail(rc);
 		goto out;
 	}
-	if (optv(opts, "json") && !(o.obj = json_object())) {
-		ex = EX_INTERNAL;
-		goto out;
-	}
+	o.json = optv(opts, "json");
 	stat_u64(&o, "messages", in.messages, "messages in L1");
 	stat_u64(&o, "statics", in.statics, "statics in L1");
 	stat_u64(&o, "rooms", in.rooms, "rooms in the L1 room index");
@@ -1278,18 +1302,15 @@ static int cmd_stat(int argc, char **argv)
 		ex = fail(rc);
 		goto out;
 	}
-	if (o.obj) {
-		char *s = json_dumps(o.obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
-		if (!s) {
-			ex = EX_INTERNAL;
-			goto out;
-		}
-		printf("%s\n", s);
-		free(s);
+	if (o.json)
+		printf("}\n");
+	if (o.oom) {
+		fprintf(stderr, "%s: out of memory\n", prog);
+		ex = EX_INTERNAL;
+		goto out;
 	}
 	ex = EX_OK;
 out:
-	json_decref(o.obj);
 	shm_env_close(env);
 	return ex;
 }
