@@ -369,6 +369,11 @@ static int trim_body(shm__wtxn *w, void *ctx)
 	MDB_val k, v;
 	int rc, mark_rc = 0;
 
+	if (upto >= w->next_seq) /* invariant 3: no sink applied it */
+		return shm__err(SHM_EINVAL, "shm_log_trim: upto %llu is past "
+		                "the last record written, %llu",
+		                (unsigned long long)upto,
+		                (unsigned long long)(w->next_seq - 1));
 	if ((rc = mdb_cursor_open(w->txn, w->env->log, &cur)))
 		return shm__err_mdb(rc, "log cursor");
 	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0) {

@@ -129,7 +129,9 @@ int shm_log_decode(const void *raw, size_t size, shm_log_rec *rec,
                    uint8_t **buf, size_t *buf_cap);
 
 /* Deletes records with seq <= upto and raises the flushed position to upto
- * (entries written at or before it become evictable). Never lowers it. */
+ * (entries written at or before it become evictable). Never lowers it.
+ * An upto past the last record written (next_seq - 1) is SHM_EINVAL,
+ * changing nothing: no sink can have applied a record to come. */
 int shm_log_trim(shm_env *env, uint64_t upto);
 
 /* The meta names of the write-through contract (above). */

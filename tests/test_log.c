@@ -203,6 +203,30 @@ static void test_trim_deletes_up_to_and_raises_flushed(void **state)
 	assert_int_equal(in.log_first, 6);
 }
 
+/* No sink can have applied a record not yet written: a trim past the last
+ * seq would make the next writes evictable before any sink has them. */
+static void test_trim_past_the_log_end_is_refused_and_changes_nothing(
+	void **state)
+{
+	shm_msg m[3];
+	shm_info in;
+
+	for (int i = 0; i < 3; i++)
+		m[i] = tu_msg("t", i, "x");
+	assert_int_equal(shm_msg_put_many(env, m, 3, NULL), 0);
+	assert_int_equal(shm_log_trim(env, 4), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "shm_log_trim: upto 4 is past "
+	                                     "the last record written, 3"));
+	assert_int_equal(shm_log_trim(env, UINT64_MAX), SHM_EINVAL);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.log_records, 3);
+	assert_int_equal(in.flushed, 0);
+	assert_int_equal(shm_log_trim(env, 3), 0); /* the last one is fine */
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.log_records, 0);
+	assert_int_equal(in.flushed, 3);
+}
+
 static void test_meta_values_round_trip(void **state)
 {
 	uint64_t v = 1;
@@ -330,6 +354,7 @@ int main(void)
 		cmocka_unit_test(test_truncated_record_is_corrupt),
 		cmocka_unit_test_setup_teardown(test_iterator_starts_at_a_position, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trim_deletes_up_to_and_raises_flushed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_trim_past_the_log_end_is_refused_and_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_values_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_wait_wakes_on_a_new_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_wait_sleeps_instead_of_polling, setup, teardown),
