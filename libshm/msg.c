@@ -446,6 +446,7 @@ typedef struct change {
 	int32_t user;
 	const char *emoji;
 	bool add;
+	bool wrote; /* out: the change was stored (not a no-op) */
 } change;
 
 /* Reactions after adding/removing (user, emoji); *changed if different.
@@ -525,6 +526,7 @@ static int change_body(shm__wtxn *w, void *ctx)
 	bool changed = true;
 	int rc;
 
+	c->wrote = false;
 	if ((rc = load(w, c->id, &arena, &m, &raw)))
 		goto out;
 	if (m->type == SHM_MSG_DELETE) { /* a soft delete is final */
@@ -556,21 +558,22 @@ static int change_body(shm__wtxn *w, void *ctx)
 		rc = react_apply(&arena, m, c, &changed);
 		break;
 	}
-	if (rc == 0 && changed)
-		rc = store(w, c->op, m, &raw);
+	if (rc == 0 && changed && (rc = store(w, c->op, m, &raw)) == 0)
+		c->wrote = true;
 out:
 	shm__arena_free(&arena);
 	return rc;
 }
 
-/* *stored as run_write's: the callers count a change once it is stored,
- * whatever write-through then says. */
+/* *stored: the change was stored (run_write's, and not a no-op): the
+ * callers count it then, whatever write-through then says. */
 static int run_change(shm_env *env, change *c, bool *stored)
 {
 	uint64_t t0 = shm__mono_ns();
+	int rc = run_write(env, change_body, c, t0, stored);
 
-	*stored = false;
-	return run_write(env, change_body, c, t0, stored);
+	*stored = *stored && c->wrote;
+	return rc;
 }
 
 int shm_msg_edit(shm_env *env, const shm_uuid *id, const char *content,

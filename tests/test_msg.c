@@ -216,6 +216,37 @@ static void test_react_adds_and_removes_idempotently(void **state)
 	shm_msg_free(got);
 }
 
+/* A react or delete that changes nothing writes nothing and is counted
+ * nowhere: "reacts" counts reactions added or removed, "deletes" messages
+ * soft-deleted. */
+static void test_changes_that_change_nothing_count_nothing(void **state)
+{
+	shm_msg m = tu_msg("noop", 1, "x");
+	shm_counters before, after;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_react(env, &m.id, 5, "🎉", true), 0);
+	assert_int_equal(shm_msg_delete(env, &m.id), 0);
+	assert_int_equal(shm_msg_delete(env, &m.id), 0); /* deleted already */
+	shm_msg n = tu_msg("noop", 1, "y");
+	assert_int_equal(shm_msg_put(env, &n), 0);
+	shm_stats_local(env, &before);
+	uint64_t records = tu_log_count(env);
+	assert_int_equal(shm_msg_react(env, &n.id, 5, "🎉", false), 0);
+	assert_int_equal(shm_msg_react(env, &n.id, 5, "👍", true), 0);
+	assert_int_equal(shm_msg_react(env, &n.id, 5, "👍", true), 0);
+	assert_int_equal(shm_msg_react(env, &n.id, 6, "👍", false), 0);
+	assert_int_equal(shm_msg_delete(env, &n.id), 0);
+	assert_int_equal(shm_msg_delete(env, &n.id), 0);
+	shm_stats_local(env, &after);
+	assert_int_equal(tu_log_count(env), records + 2);
+	assert_int_equal(after.reacts, before.reacts + 1);
+	assert_int_equal(after.deletes, before.deletes + 1);
+	shm_stats_shared(env, &after);
+	assert_int_equal(after.reacts, 2);
+	assert_int_equal(after.deletes, 2);
+}
+
 /* The payload of the log's last record, copied into out (cap bytes). */
 static size_t last_payload(uint8_t *out, size_t cap)
 {
@@ -1036,6 +1067,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_delete_is_soft_as_in_the_seed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deleted_message_takes_no_edit_reaction_or_second_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_react_adds_and_removes_idempotently, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changes_that_change_nothing_count_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_stores_reactions_sorted_by_emoji, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_drops_a_reaction_without_users, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_react_keeps_reactions_sorted, setup, teardown),
