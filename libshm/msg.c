@@ -231,7 +231,8 @@ static int adjust_parent(shm__wtxn *w, const shm_uuid *parent,
 	if (delta < 0) {
 		p->reply_count--;
 	} else {
-		p->reply_count++;
+		if (p->reply_count < UINT32_MAX) /* stays there (shm.h) */
+			p->reply_count++;
 		if (child->created_at > p->last_reply_at)
 			p->last_reply_at = child->created_at;
 	}
@@ -545,7 +546,8 @@ static int change_body(shm__wtxn *w, void *ctx)
 		m->content_hash = XXH3_64bits(c->content, c->len);
 		m->updated_at = w->now;
 		m->edited = true;
-		m->edit_count++;
+		if (m->edit_count < UINT32_MAX) /* stays there (shm.h) */
+			m->edit_count++;
 		break;
 	case SHM_OP_MSG_DELETE:
 		m->type = SHM_MSG_DELETE;

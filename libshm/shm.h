@@ -461,7 +461,8 @@ void shm_rtxn_end(shm_rtxn *t);
  */
 int shm_msg_view(shm_rtxn *t, const shm_uuid *id, const shm_msg **out);
 
-/* Edit: new content, updated_at = now, edited = true, edit_count + 1.
+/* Edit: new content, updated_at = now, edited = true, edit_count + 1
+ * (edit_count and a parent's reply_count stop at UINT32_MAX).
  * SHM_EDELETED for a soft-deleted message (its content stays deleted). */
 int shm_msg_edit(shm_env *env, const shm_uuid *id, const char *content,
                  size_t len);

@@ -451,6 +451,29 @@ static void test_reply_bumps_parent_reply_count(void **state)
 	shm_msg_free(got);
 }
 
+/* The counts are uint32 (the seed's u32): at UINT32_MAX they stay there
+ * rather than wrap to 0, which would say "never edited", "no replies". */
+static void test_edit_and_reply_counts_stop_at_their_maximum(void **state)
+{
+	shm_msg p = tu_msg("max", 1, "parent"), c = tu_msg("max", 2, "reply");
+	shm_msg *got;
+
+	p.edited = true;
+	p.edit_count = UINT32_MAX;
+	p.reply_count = UINT32_MAX;
+	assert_int_equal(shm_msg_put(env, &p), 0);
+	assert_int_equal(shm_msg_edit(env, &p.id, "edited", 6), 0);
+	c.has_parent = true;
+	c.parent_id = p.id;
+	assert_int_equal(shm_msg_put(env, &c), 0);
+	assert_int_equal(shm_msg_get(env, &p.id, &got), 0);
+	assert_int_equal(got->edit_count, UINT32_MAX);
+	assert_int_equal(got->reply_count, UINT32_MAX);
+	assert_int_equal(got->last_reply_at, c.created_at);
+	assert_string_equal(got->content, "edited");
+	shm_msg_free(got);
+}
+
 /* reply_count and last_reply_at of id, as L1 holds them. */
 static uint32_t replies_of(const shm_uuid *id, int64_t *last)
 {
@@ -1073,6 +1096,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_react_keeps_reactions_sorted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_of_the_most_reactions_fits_a_small_stack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reply_bumps_parent_reply_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edit_and_reply_counts_stop_at_their_maximum, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replacing_a_reply_keeps_its_parents_reply_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moving_a_reply_moves_its_count_never_below_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_carrying_the_parent_keeps_its_counts, setup, teardown),
