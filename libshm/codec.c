@@ -652,8 +652,19 @@ int shm__msg_validate(const shm_options *opt, const shm_msg *m)
 		                "n_reactions %u", m->n_reactions);
 	if ((rc = check_attachments(m)) || (rc = check_reactions(m)))
 		return rc;
-	if (shm__msg_enc_size(m) > (size_t)opt->max_content * 2 + 65536)
-		return shm__err(SHM_ETOOBIG, "message: encoded metadata too large");
+	return shm__msg_size_check(opt, m, "message");
+}
+
+int shm__msg_size_check(const shm_options *opt, const shm_msg *m,
+                        const char *what)
+{
+	size_t size = shm__msg_enc_size(m),
+	       max = (size_t)opt->max_content * 2 + 65536;
+
+	if (size > max)
+		return shm__err(SHM_ETOOBIG, "%s: encoded metadata too large: "
+		                "%zu bytes encoded, at most %zu (twice "
+		                "max_content, and 64 KiB)", what, size, max);
 	return 0;
 }
 

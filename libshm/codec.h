@@ -76,5 +76,9 @@ struct shm__arena {
 
 /* Full validation of a message about to be stored (put): every field. */
 int shm__msg_validate(const shm_options *opt, const shm_msg *m);
+/* SHM_ETOOBIG, the text beginning with what, if m's encoding is larger
+ * than a put accepts: twice max_content, and 64 KiB for the metadata. */
+int shm__msg_size_check(const shm_options *opt, const shm_msg *m,
+                        const char *what);
 
 #endif

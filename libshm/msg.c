@@ -18,6 +18,10 @@
  *     same message gets a time of its own (invariant 4) instead of one
  *     taken for the caller's, which may tie. The ids it filled in stay:
  *     a retry replaces rather than duplicates.
+ *  6. An edit or a reaction never grows a message past the size a put
+ *     accepts (shm__msg_size_check), so that dump | import takes back
+ *     whatever is stored. One already larger (put by a process with a
+ *     larger max_content) may stay as large or shrink.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -559,6 +563,15 @@ static int change_body(shm__wtxn *w, void *ctx)
 	case SHM_OP_MSG_REACT:
 		rc = react_apply(&arena, m, c, &changed);
 		break;
+	}
+	if (rc == 0 && changed && c->op != SHM_OP_MSG_DELETE &&
+	    raw.mv_size < shm__msg_enc_size(m)) {
+		/* invariant 6: what is stored, a put takes back */
+		char what[80], s[37];
+		shm_uuid_format(c->id, s);
+		snprintf(what, sizeof what, "shm_%s: message %s",
+		         shm_op_name(c->op), s);
+		rc = shm__msg_size_check(&w->env->opt, m, what);
 	}
 	if (rc == 0 && changed && (rc = store(w, c->op, m, &raw)) == 0)
 		c->wrote = true;

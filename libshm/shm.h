@@ -463,7 +463,9 @@ int shm_msg_view(shm_rtxn *t, const shm_uuid *id, const shm_msg **out);
 
 /* Edit: new content, updated_at = now, edited = true, edit_count + 1
  * (edit_count and a parent's reply_count stop at UINT32_MAX).
- * SHM_EDELETED for a soft-deleted message (its content stays deleted). */
+ * SHM_EDELETED for a soft-deleted message (its content stays deleted).
+ * An edit or a reaction that would grow a message past what shm_msg_put
+ * accepts (an encoding of 2 * max_content + 64 KiB) is SHM_ETOOBIG. */
 int shm_msg_edit(shm_env *env, const shm_uuid *id, const char *content,
                  size_t len);
 /* Soft delete: type Delete, content SHM_DELETED_CONTENT, updated_at = now.

@@ -264,6 +264,64 @@ static size_t last_payload(uint8_t *out, size_t cap)
 	return n;
 }
 
+/* What an edit or a reaction stores, a put takes back (dump | import): a
+ * change that would grow a message past the size put accepts (twice
+ * max_content, and 64 KiB) is refused and changes nothing; one that does
+ * not grow it is not, even past the limit of a process with a smaller
+ * max_content. */
+static void test_edit_and_react_cannot_grow_a_message_past_what_put_takes(
+	void **state)
+{
+	static uint8_t payload[70000];
+	static char name[1025];
+	static int32_t mentions[SHM_MAX_LIST];
+	shm_attachment at[21];
+	shm_options o;
+	shm_msg m = tu_msg("big", 1, ""), *got;
+	const size_t max = 1000 * 2 + 65536;
+	uint64_t records;
+
+	shm_options_init(&o);
+	o.max_content = 1000;
+	shm_env_close(env);
+	env = tu_open(dir, &o);
+	memset(name, 'n', sizeof name - 1);
+	for (int i = 0; i < 21; i++)
+		at[i] = (shm_attachment){.filename = name, .content_type = name,
+		                         .url = name};
+	m.attachments = at;
+	m.n_attachments = 21;
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	size_t size = last_payload(payload, sizeof payload);
+	assert_true(size < max && max - size < 4 * SHM_MAX_LIST);
+	/* mentions fill it up to the limit, less 3 bytes at most */
+	m.mentions = mentions;
+	m.n_mentions = (uint32_t)((max - size) / 4);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_true(max - last_payload(payload, sizeof payload) < 4);
+	records = tu_log_count(env);
+
+	assert_int_equal(shm_msg_react(env, &m.id, 7, "👍", true), SHM_ETOOBIG);
+	assert_non_null(strstr(shm_errmsg(), "shm_msg_react: message "));
+	assert_non_null(strstr(shm_errmsg(), "encoded metadata too large"));
+	assert_int_equal(shm_msg_edit(env, &m.id, name, 1000), SHM_ETOOBIG);
+	assert_non_null(strstr(shm_errmsg(), "shm_msg_edit: message "));
+	assert_int_equal(tu_log_count(env), records);
+	assert_int_equal(shm_msg_edit(env, &m.id, "", 0), 0); /* no growth */
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	shm_uuid_v7(&got->id); /* a copy, as import would put it */
+	assert_int_equal(shm_msg_put(env, got), 0);
+	shm_msg_free(got);
+
+	/* a process whose max_content is smaller may still shrink it */
+	o.max_content = 500;
+	shm_env_close(env);
+	env = tu_open(dir, &o);
+	assert_int_equal(shm_msg_edit(env, &m.id, "", 0), 0);
+	assert_int_equal(shm_msg_react(env, &m.id, 7, "👍", true), SHM_ETOOBIG);
+	assert_int_equal(shm_msg_delete(env, &m.id), 0);
+}
+
 /* A reaction without users is no reaction: put drops it (the caller's array
  * left as it was), so the value is the one removing the last user leaves,
  * byte for byte, and no edit or reply brings it back. */
@@ -1093,6 +1151,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_changes_that_change_nothing_count_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_stores_reactions_sorted_by_emoji, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_drops_a_reaction_without_users, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edit_and_react_cannot_grow_a_message_past_what_put_takes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_react_keeps_reactions_sorted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_of_the_most_reactions_fits_a_small_stack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reply_bumps_parent_reply_count, setup, teardown),
