@@ -460,11 +460,13 @@ int shm_msg_payload_room(const void *buf, size_t len, const char **room,
 	if (len < SHM_MSG_FIXED + 4 || b[0] != SHM_MSG_ENC_VERSION)
 		return shm__err(SHM_ECORRUPT, "message value: bad header");
 	memcpy(&n, b + SHM_MSG_FIXED, 4);
+	const char *r = (const char *)b + SHM_MSG_FIXED + 4;
+	/* a room_id as put takes it: UTF-8, its NUL the one after it */
 	if (n == 0 || n > SHM_MAX_ROOM || len - SHM_MSG_FIXED - 4 <= n ||
-	    b[SHM_MSG_FIXED + 4 + n] != 0)
+	    r[n] != 0 || memchr(r, 0, n) || shm__utf8_bad(r, n) != n)
 		return shm__err(SHM_ECORRUPT, "message value: bad room_id");
 	memcpy(&v, b + SHM_MSG_CREATED_OFF, 8);
-	*room = (const char *)b + SHM_MSG_FIXED + 4;
+	*room = r;
 	*room_len = n;
 	*created_at = (int64_t)v;
 	return 0;

@@ -208,7 +208,8 @@ int shm_msg_decode(const void *buf, size_t len, shm_msg **out);
 int shm_static_decode(const void *buf, size_t len, shm_static **out);
 /* A MSG_* payload's room and created_at, without decoding the rest:
  * *room points into buf (room_len bytes, NUL-terminated there).
- * SHM_ECORRUPT if the fixed part or the room string is malformed. */
+ * SHM_ECORRUPT if the fixed part or the room string is malformed (not
+ * 1..SHM_MAX_ROOM bytes of UTF-8 without NUL, as put takes it). */
 int shm_msg_payload_room(const void *buf, size_t len, const char **room,
                          size_t *room_len, int64_t *created_at);
 

@@ -158,6 +158,40 @@ static void test_truncated_record_is_corrupt(void **state)
 	free(dbuf);
 }
 
+/* shm_msg_payload_room hands out a NUL-terminated room_id of room_len
+ * bytes: one with a NUL inside, or not UTF-8, is a malformed payload. */
+static void test_payload_room_refuses_a_malformed_room(void **state)
+{
+	shm_msg m = tu_msg("room", 1, "x");
+	shm_log_iter *it;
+	shm_log_rec r;
+	uint8_t p[512];
+	const char *room;
+	size_t len;
+	int64_t at;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
+	assert_int_equal(shm_log_iter_next(it, &r), 0);
+	assert_true(r.payload_len <= sizeof p);
+	memcpy(p, r.payload, r.payload_len);
+	shm_log_iter_close(it);
+	assert_int_equal(shm_msg_payload_room(p, r.payload_len, &room, &len,
+	                                      &at), 0);
+	assert_int_equal(len, 4);
+	assert_int_equal(at, m.created_at);
+	size_t off = (size_t)(room - (const char *)p);
+	p[off + 1] = 0;
+	assert_int_equal(shm_msg_payload_room(p, r.payload_len, &room, &len,
+	                                      &at), SHM_ECORRUPT);
+	assert_non_null(strstr(shm_errmsg(), "bad room_id"));
+	assert_null(room);
+	p[off + 1] = 0xff;
+	assert_int_equal(shm_msg_payload_room(p, r.payload_len, &room, &len,
+	                                      &at), SHM_ECORRUPT);
+	assert_int_equal(len, 0);
+}
+
 static void test_iterator_starts_at_a_position(void **state)
 {
 	shm_msg m[5];
@@ -352,6 +386,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_small_payloads_stay_uncompressed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupted_record_is_reported_and_iteration_goes_on, setup, teardown),
 		cmocka_unit_test(test_truncated_record_is_corrupt),
+		cmocka_unit_test_setup_teardown(test_payload_room_refuses_a_malformed_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iterator_starts_at_a_position, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trim_deletes_up_to_and_raises_flushed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trim_past_the_log_end_is_refused_and_changes_nothing, setup, teardown),
