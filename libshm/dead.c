@@ -108,6 +108,30 @@ static void utf8_cut(char *s)
 	}
 }
 
+/* The reason as the format has it, UTF-8: a byte of no valid sequence
+ * (a server's text in another encoding) becomes '?'. */
+static void utf8_fix(char *s)
+{
+	size_t n = strlen(s), i = 0;
+
+	while ((i += shm__utf8_bad(s + i, n - i)) < n)
+		s[i++] = '?';
+}
+
+/* A sink is a name: 1..15 printable ASCII characters, no comma (the
+ * separator of the sink field). */
+static bool sink_ok(const char *sink)
+{
+	size_t n = strlen(sink);
+
+	if (n == 0 || n > 15)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (sink[i] <= ' ' || sink[i] > '~' || sink[i] == ',')
+			return false;
+	return true;
+}
+
 int shm__dead_decode(const MDB_val *k, const MDB_val *v, shm_dead *d)
 {
 	const uint8_t *p = v->mv_data;
@@ -244,6 +268,7 @@ static int dead_add_body(shm__wtxn *w, void *ctx)
 	} else if (rc != MDB_NOTFOUND) {
 		return shm__err_mdb(rc, "dead letter read");
 	}
+	utf8_fix(reason);
 	rl = strlen(reason);
 	if (!(buf = malloc(DEAD_HEADER + rl + raw_size)))
 		return shm__err(ENOMEM, "dead letter: out of memory");
@@ -276,9 +301,10 @@ int shm_dead_add(shm_env *env, const shm_log_rec *rec, const char *sink,
 		return shm__null(__func__, "sink");
 	if (!reason)
 		return shm__null(__func__, "reason");
-	if (!rec->seq || !*sink || strlen(sink) > 15 || strchr(sink, ','))
+	if (!rec->seq || !sink_ok(sink))
 		return shm__err(SHM_EINVAL, "shm_dead_add: need a record with "
-		                "a seq and a sink name of 1..15 characters");
+		                "a seq and a sink name of 1..15 printable ASCII "
+		                "characters, no space or comma");
 	if (env->opt.read_only)
 		return shm__err(SHM_EREADONLY, "shm_dead_add: read-only");
 	memset(&c, 0, sizeof c);

@@ -169,12 +169,14 @@ typedef struct shm_dead {
 	uint32_t raw_size;
 } shm_dead;
 
-/* Sets rec aside for sink (1..15 characters, no comma), or adds sink to
+/* Sets rec aside for sink (1..15 printable ASCII characters, no space or
+ * comma: SHM_EINVAL else), or adds sink to
  * the letter another sink set it aside in; the names of one letter share
  * the 15 characters of its sink field: SHM_EINVAL, the letter unchanged,
  * when sink does not fit beside them. A letter at rec's seq that does not
  * decode is replaced, the new reason beginning "replaced a letter that
- * did not decode: <what was wrong>; <sink>: <reason>". */
+ * did not decode: <what was wrong>; <sink>: <reason>". The reason is kept
+ * as UTF-8 (its first 239 bytes): a byte that is not becomes '?'. */
 int shm_dead_add(shm_env *env, const shm_log_rec *rec, const char *sink,
                  const char *reason);
 /* Calls fn for each dead letter in seq order; stops when fn returns non-0.

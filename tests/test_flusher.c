@@ -1140,6 +1140,35 @@ static void test_dead_letter_sink_that_does_not_fit_is_refused(void **state)
 	free(dir);
 }
 
+/* A letter's reason is UTF-8 (dead.c's format, and what shmctl log --dead
+ * --json can write): a byte of a server's text that is not becomes '?'.
+ * Its sink is a name: printable ASCII, else refused, nothing written. */
+static void test_dead_letter_reason_is_utf8_and_sink_a_name(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_log_rec rec;
+	struct dead_seen s = {0};
+
+	memset(&rec, 0, sizeof rec);
+	rec.seq = 5;
+	assert_int_equal(shm_dead_add(env, &rec, "pg", "bad \xff byte, "
+	                              "\xed\xa0\x80 surrogate, é kept"), 0);
+	assert_int_equal(shm_dead_add(env, &rec, "redis", "cut \xe2\x82 short"), 0);
+	assert_int_equal(shm_dead_add(env, &rec, "re\x01", "x"), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "sink"));
+	assert_int_equal(shm_dead_add(env, &rec, "r\xc3\xa9", "x"), SHM_EINVAL);
+	assert_int_equal(shm_dead_add(env, &rec, "a b", "x"), SHM_EINVAL);
+	assert_int_equal(shm_dead_each(env, collect_dead, &s), 0);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.d[0].sink, "pg,redis");
+	assert_string_equal(s.reason[0], "bad ? byte, ??? surrogate, é kept; "
+	                                 "redis: cut ?? short");
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* ------------------------------------------------------- integration */
 
 static void test_once_mirrors_10000_messages_from_two_writers(void **state)
@@ -2452,6 +2481,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_flushed_never_passes_a_sinks_position, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letters_merge_sinks_and_keep_raw, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letter_sink_that_does_not_fit_is_refused, ft_teardown),
+		cmocka_unit_test_teardown(test_dead_letter_reason_is_utf8_and_sink_a_name, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letter_walk_goes_past_a_corrupt_one, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letter_over_a_corrupt_one_says_it_replaced_it, ft_teardown),
 		cmocka_unit_test_teardown(test_once_mirrors_10000_messages_from_two_writers, ft_teardown),
