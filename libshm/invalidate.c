@@ -72,6 +72,9 @@ int shm_inval_kind_of_op(int op)
 /* keys[i] of shm_l1_invalidate_many */
 static int check_key(const shm_inval_key *k, size_t i)
 {
+	char why[400];
+	int rc;
+
 	if (!k->key)
 		return shm__err(SHM_EINVAL, "shm_l1_invalidate_many: NULL "
 		                "keys[%zu].key", i);
@@ -79,10 +82,13 @@ static int check_key(const shm_inval_key *k, size_t i)
 		if (k->klen != 16)
 			return shm__err(SHM_EINVAL, "invalidate: message key of "
 			                "%zu bytes, not 16", k->klen);
-		if (k->room && shm__check_text("invalidate: room_id", k->room,
-		                               strlen(k->room), SHM_MAX_ROOM,
-		                               false))
-			return SHM_EINVAL;
+		if (k->room && (rc = shm__check_text("invalidate: room_id",
+		                                     k->room, strlen(k->room),
+		                                     SHM_MAX_ROOM, false))) {
+			/* a bad key is SHM_EINVAL (shm_log.h): its text too */
+			shm__errcause(rc, why, sizeof why);
+			return shm__err(SHM_EINVAL, "%s", why);
+		}
 		return 0;
 	}
 	if (k->kind == SHM_INVAL_STATIC) {
