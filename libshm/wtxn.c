@@ -303,6 +303,11 @@ static int meta_set_body(shm__wtxn *w, void *ctx)
 		if (!*m->names[i] || strlen(m->names[i]) > 200)
 			return shm__err(SHM_EINVAL, "meta name '%.200s': not 1..200 "
 			                "bytes", m->names[i]);
+		if (!strchr(m->names[i], '.')) /* shm_log.h */
+			return shm__err(SHM_EINVAL, "meta name '%s': libshm's "
+			                "own (a name without a dot: format, "
+			                "next_seq, flushed...), not set by "
+			                "shm_meta_set", m->names[i]);
 		rc = shm__meta_put(w->txn, w->env, m->names[i], m->values[i]);
 	}
 	return rc;

@@ -275,6 +275,33 @@ static void test_meta_values_round_trip(void **state)
 	assert_int_equal(shm_meta_set(env, "", 1), SHM_EINVAL);
 }
 
+/* Names without a dot are libshm's own bookkeeping: setting next_seq back
+ * made every later write fail (MDB_KEYEXIST), a format of 7 made the
+ * environment unopenable, a flushed past the log evicted unflushed work.
+ * shm_meta_set refuses them, and a batch holding one writes nothing. */
+static void test_meta_set_refuses_libshms_own_names(void **state)
+{
+	const char *names[] = {"sink.x.applied", "next_seq"};
+	uint64_t vals[] = {5, 1}, v;
+	shm_msg m = tu_msg("meta", 1, "x");
+	shm_info in;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_meta_set(env, "format", 7), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "meta name 'format': libshm's "
+	                                     "own"));
+	assert_int_equal(shm_meta_set(env, "flushed", 99), SHM_EINVAL);
+	assert_int_equal(shm_meta_set_many(env, names, vals, 2), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "'next_seq'"));
+	assert_int_equal(shm_meta_get(env, "sink.x.applied", &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.next_seq, 2);
+	assert_int_equal(in.flushed, 0);
+	assert_int_equal(in.format_version, 1);
+	assert_int_equal(shm_msg_put(env, &m), 0); /* writes still work */
+}
+
 static void test_log_wait_wakes_on_a_new_record(void **state)
 {
 	shm_msg m = tu_msg("w", 1, "x");
@@ -391,6 +418,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_trim_deletes_up_to_and_raises_flushed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trim_past_the_log_end_is_refused_and_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_values_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_set_refuses_libshms_own_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_wait_wakes_on_a_new_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_wait_sleeps_instead_of_polling, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_wake_ends_a_wait, setup, teardown),

@@ -458,7 +458,9 @@ static void test_verify_reports_the_first_problems_after_its_snapshot(
 	/* the log gone while "flushed" says 0: a problem per message */
 	assert_int_equal(shm_env_info(f->env, &in), 0);
 	assert_int_equal(shm_log_trim(f->env, in.log_last), 0);
-	assert_int_equal(shm_meta_set(f->env, "flushed", 0), 0);
+	MDB_txn *txn = wbegin(f);
+	assert_int_equal(shm__meta_put(txn, f->env, "flushed", 0), 0);
+	wcommit(txn);
 	assert_int_equal(shm_verify(f->env, count_outside_snapshot, &r, &n), 0);
 	assert_false(r.in_snapshot);
 	assert_int_equal(n, SHM_VERIFY_REPORT_MAX + 11);
