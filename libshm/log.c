@@ -195,7 +195,14 @@ static int decode(const void *raw, size_t size, shm_log_rec *rec,
 	if (rec->flags & SHM_LOG_LZ4) {
 		LZ4F_dctx *dctx;
 		size_t dst = rec->payload_len, src = rec->stored_len, r;
-		if ((rc = grow(buf, buf_cap, rec->payload_len + 1)))
+		/* LZ4 gives at most 255 bytes per byte: a record claiming more
+		 * lies, and must not cost a buffer of the size it claims */
+		if (rec->payload_len / 255 > rec->stored_len)
+			return shm__err(SHM_ECORRUPT, "log record %llu: an LZ4 "
+			                "frame of %u bytes cannot give %u",
+			                (unsigned long long)rec->seq,
+			                rec->stored_len, rec->payload_len);
+		if ((rc = grow(buf, buf_cap, (size_t)rec->payload_len + 1)))
 			return rc;
 		if (LZ4F_isError(LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION)))
 			return shm__err(ENOMEM, "lz4 context");

@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -190,6 +191,44 @@ static void test_payload_room_refuses_a_malformed_room(void **state)
 	assert_int_equal(shm_msg_payload_room(p, r.payload_len, &room, &len,
 	                                      &at), SHM_ECORRUPT);
 	assert_int_equal(len, 0);
+}
+
+/* A record whose checksum holds but whose raw length lies (a writer's bug,
+ * or a forged record) is corrupt: one of 0xffffffff bytes made the buffer
+ * size wrap to 0, and LZ4 wrote the payload past the end of the buffer. */
+static void test_lz4_record_claiming_a_wrong_raw_length_is_corrupt(
+	void **state)
+{
+	static char content[60001];
+	uint32_t lies[] = {UINT32_MAX, UINT32_MAX - 1, 200000000, 60000};
+	shm_log_iter *it;
+	shm_log_rec r;
+	uint8_t *rec, *dbuf = NULL;
+	size_t size, cap = 0;
+
+	memset(content, 'a', sizeof content - 1);
+	shm_msg m = tu_msg("lz4", 1, content);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
+	assert_int_equal(shm_log_iter_next(it, &r), 0);
+	assert_true(r.flags & SHM_LOG_LZ4);
+	size = r.raw_size;
+	assert_non_null(rec = malloc(size));
+	memcpy(rec, r.raw, size);
+	shm_log_iter_close(it);
+	for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
+		uint64_t sum;
+		memcpy(rec + 28, &lies[i], 4);
+		memset(rec + 32, 0, 8);
+		sum = XXH3_64bits(rec, size);
+		memcpy(rec + 32, &sum, 8);
+		assert_int_equal(shm_log_decode(rec, size, &r, &dbuf, &cap),
+		                 SHM_ECORRUPT);
+		assert_null(r.payload);
+		assert_true(cap < 1u << 20); /* no buffer of the size it claims */
+	}
+	free(dbuf);
+	free(rec);
 }
 
 static void test_iterator_starts_at_a_position(void **state)
@@ -414,6 +453,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corrupted_record_is_reported_and_iteration_goes_on, setup, teardown),
 		cmocka_unit_test(test_truncated_record_is_corrupt),
 		cmocka_unit_test_setup_teardown(test_payload_room_refuses_a_malformed_room, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lz4_record_claiming_a_wrong_raw_length_is_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iterator_starts_at_a_position, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trim_deletes_up_to_and_raises_flushed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trim_past_the_log_end_is_refused_and_changes_nothing, setup, teardown),
