@@ -179,7 +179,11 @@ int shm_static_decode(const void *buf, size_t len, shm_static **out)
 		return 0;
 	}
 
-	/* LZ4 frame: decode straight into the copy */
+	/* LZ4 frame: decode straight into the copy, once its raw_len is one
+	 * it can give (at most 255 bytes per byte, as in log.c) */
+	if (raw_len / 255 > stored_len)
+		return shm__err(SHM_ECORRUPT, "static value: an LZ4 frame of %u "
+		                "bytes cannot give %u", stored_len, raw_len);
 	LZ4F_dctx *dctx;
 	size_t dst_done = 0, src_done = 0;
 	if ((s = static_new(NULL, 0, sha1, sha256, (int64_t)get_u64(p + 4))) ==

@@ -324,6 +324,37 @@ static void test_static_decode_refuses_corrupt_values(void **state)
 	assert_null(d);
 }
 
+/* A value whose LZ4 frame claims a raw length of gigabytes is corrupt at
+ * once, with no buffer of that size asked for (which could fail as ENOMEM,
+ * an error a flusher retries rather than a record it sets aside). */
+static void test_static_decode_refuses_a_frame_claiming_too_much(void **state)
+{
+	fixture *f = *state;
+	static char content[20000];
+	shm_info in;
+	shm_log_iter *it;
+	shm_log_rec r;
+	shm_static *d = NULL;
+	uint8_t buf[4096];
+	uint32_t lie = UINT32_MAX;
+
+	memset(content, 'x', sizeof content);
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	assert_int_equal(shm_static_put(f->env, &f->ws, OBJ, content,
+	                                sizeof content, NULL), 0);
+	assert_int_equal(shm_log_iter_open(f->env, in.next_seq, &it), 0);
+	assert_int_equal(shm_log_iter_next(it, &r), 0);
+	assert_true(r.payload_len < sizeof buf);
+	memcpy(buf, r.payload, r.payload_len);
+	size_t len = r.payload_len;
+	shm_log_iter_close(it);
+	assert_int_equal(buf[1], 1); /* an LZ4 frame */
+	memcpy(buf + 64, &lie, 4);   /* raw_len */
+	assert_int_equal(shm_static_decode(buf, len, &d), SHM_ECORRUPT);
+	assert_non_null(strstr(shm_errmsg(), "cannot give 4294967295"));
+	assert_null(d);
+}
+
 /* -------------------------------------------------------- get, 1 proc */
 
 typedef struct gen_ctx {
@@ -768,6 +799,7 @@ int main(void)
 		T(test_oversized_static_is_refused_and_changes_nothing),
 		T(test_static_put_appends_a_decodable_record),
 		T(test_static_decode_refuses_corrupt_values),
+		T(test_static_decode_refuses_a_frame_claiming_too_much),
 		T(test_get_runs_the_generator_only_on_a_miss),
 		T(test_generator_failure_is_reported_and_frees_the_lease),
 		T(test_content_rendered_before_a_bust_is_not_cached),
