@@ -139,10 +139,11 @@ int shm_log_trim(shm_env *env, uint64_t upto);
 #define SHM_META_PG_AWAITED "sink.pg.awaited"
 
 /* Named uint64 values in the environment's meta database (sink positions,
- * flusher stats). Missing names read as 0. shm_meta_set takes names of
- * 1..200 bytes with a dot ("sink.pg.applied", "flusher.heartbeat"): one
- * without is libshm's own bookkeeping (format, next_seq, flushed, entries,
- * the policy...), read by shm_meta_get, refused with SHM_EINVAL here. */
+ * flusher stats), of 1..200 bytes (SHM_EINVAL else). Missing names read
+ * as 0. shm_meta_set takes names with a dot ("sink.pg.applied",
+ * "flusher.heartbeat"): one without is libshm's own bookkeeping (format,
+ * next_seq, flushed, entries, the policy...), read by shm_meta_get,
+ * refused with SHM_EINVAL here. */
 int shm_meta_get(shm_env *env, const char *name, uint64_t *value);
 int shm_meta_set(shm_env *env, const char *name, uint64_t value);
 /* Sets several at once, atomically: one bad name sets none. */

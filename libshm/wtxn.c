@@ -268,6 +268,15 @@ int shm__write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
 	                  env->opt.write_mode == SHM_WRITE_THROUGH);
 }
 
+/* A meta name shm_meta_get and shm_meta_set take: 1..200 bytes. */
+static int meta_name_check(const char *name)
+{
+	if (!*name || strlen(name) > 200)
+		return shm__err(SHM_EINVAL, "meta name '%.200s': not 1..200 "
+		                "bytes", name);
+	return 0;
+}
+
 int shm_meta_get(shm_env *env, const char *name, uint64_t *value)
 {
 	MDB_txn *txn;
@@ -281,6 +290,8 @@ int shm_meta_get(shm_env *env, const char *name, uint64_t *value)
 		return shm__null(__func__, "name");
 	if (!value)
 		return shm__null(__func__, "value");
+	if ((rc = meta_name_check(name)))
+		return rc;
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	rc = shm__meta_get(txn, env, name, value);
@@ -300,9 +311,8 @@ static int meta_set_body(shm__wtxn *w, void *ctx)
 	int rc = 0;
 
 	for (size_t i = 0; i < m->n && !rc; i++) {
-		if (!*m->names[i] || strlen(m->names[i]) > 200)
-			return shm__err(SHM_EINVAL, "meta name '%.200s': not 1..200 "
-			                "bytes", m->names[i]);
+		if ((rc = meta_name_check(m->names[i])))
+			return rc;
 		if (!strchr(m->names[i], '.')) /* shm_log.h */
 			return shm__err(SHM_EINVAL, "meta name '%s': libshm's "
 			                "own (a name without a dot: format, "

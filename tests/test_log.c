@@ -312,6 +312,11 @@ static void test_meta_values_round_trip(void **state)
 	assert_int_equal(shm_meta_get(env, "sink.pg.applied", &v), 0);
 	assert_int_equal(v, 20);
 	assert_int_equal(shm_meta_set(env, "", 1), SHM_EINVAL);
+	v = 1;
+	assert_int_equal(shm_meta_get(env, "", &v), SHM_EINVAL);
+	assert_string_equal(shm_errmsg(), "meta name '': not 1..200 bytes "
+	                                  "(invalid argument)");
+	assert_int_equal(v, 0);
 }
 
 /* Names without a dot are libshm's own bookkeeping: setting next_seq back
