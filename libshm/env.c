@@ -1010,6 +1010,9 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 		if (rc == MDB_VERSION_MISMATCH || rc == MDB_INVALID)
 			rc = shm__err(SHM_EVERSION, "%s: %s", dir,
 			              mdb_strerror(rc));
+		else if (rc == ENOMEM && env->opt.map_size)
+			rc = shm__err(rc, "%s: map_size %zu bytes: cannot map "
+			              "that much", dir, env->opt.map_size);
 		else
 			rc = shm__err_mdb(rc, dir);
 		goto fail;

@@ -388,6 +388,13 @@ static void test_out_of_range_options_are_refused(void **state)
 	assert_non_null(strstr(shm_errmsg(), "map_size 1024: below"));
 	assert_null(env);
 	assert_int_not_equal(stat(dir, &st), 0);
+	/* a map no address space holds: LMDB's ENOMEM, naming map_size */
+	shm_options_init(&o);
+	o.map_size = (size_t)1 << 62;
+	assert_int_equal(shm_env_open(dir, &o, &env), ENOMEM);
+	assert_non_null(strstr(shm_errmsg(), "map_size 4611686018427387904 "
+	                                     "bytes: cannot map"));
+	assert_null(env);
 	o.map_size = 1 << 20; /* the smallest */
 	env = tu_open(dir, &o);
 	shm_env_close(env);
