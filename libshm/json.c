@@ -253,12 +253,44 @@ static bool jmetadata(jout *o, const shm_msg *m, const shm_reaction **ord)
 	       jtime_or_null(o, m->last_reply_at) && JLIT(o, "}");
 }
 
-/* What the writer refuses before writing anything. */
+/* A NULL array with a count of n: SHM_EINVAL naming field. */
+static int null_with(const char *fn, const char *field, uint32_t n)
+{
+	return shm__err(SHM_EINVAL, "%s: field '%s': NULL with %" PRIu32, fn,
+	                field, n);
+}
+
+/* What the writer refuses before writing anything: what it cannot write
+ * (a type, a size), and the pointers put refuses (shm.h: a NULL array or
+ * content with a count, a reaction with users but no emoji). */
 static int check_msg(const shm_msg *m, const char *fn)
 {
 	if (!shm_msg_type_name(m->type))
 		return shm__err(SHM_ETYPE, "%s: message type %d", fn,
 		                (int)m->type);
+	if (!m->content && m->content_len)
+		return shm__err(SHM_EINVAL, "%s: field 'content': NULL with "
+		                "length %" PRIu32, fn, m->content_len);
+	if (!m->reactions && m->n_reactions)
+		return null_with(fn, "metadata.reactions", m->n_reactions);
+	if (!m->mentions && m->n_mentions)
+		return null_with(fn, "metadata.mentions", m->n_mentions);
+	if (!m->attachments && m->n_attachments)
+		return null_with(fn, "metadata.attachments", m->n_attachments);
+	for (uint32_t i = 0; i < m->n_reactions; i++) {
+		const shm_reaction *r = &m->reactions[i];
+		if (!r->n_users)
+			continue; /* not written (jmetadata) */
+		if (!r->user_ids)
+			return shm__err(SHM_EINVAL, "%s: field 'metadata."
+			                "reactions[%" PRIu32 "]': NULL user_ids "
+			                "with %" PRIu32 " users", fn, i,
+			                r->n_users);
+		if (!r->emoji || !*r->emoji)
+			return shm__err(SHM_EINVAL, "%s: field 'metadata."
+			                "reactions[%" PRIu32 "]': no emoji", fn,
+			                i);
+	}
 	for (uint32_t i = 0; i < m->n_attachments; i++)
 		if (m->attachments[i].size > (uint64_t)INT64_MAX)
 			return shm__err(SHM_EINVAL,

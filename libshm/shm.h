@@ -504,7 +504,9 @@ void shm_msgs_free(shm_msg **msgs, size_t n);
  * (if not NULL) gets its length. Errors: SHM_EUTF8 (a text field is not
  * valid UTF-8; NUL bytes in content are written as \u0000), SHM_ETYPE,
  * SHM_EINVAL (two reactions with one emoji, an attachment size beyond
- * INT64_MAX), ENOMEM; *json is then NULL. shm_log.h has an appending form.
+ * INT64_MAX, a NULL array or content with a non-zero count, a reaction
+ * with users and no emoji), ENOMEM; *json is then NULL. shm_log.h has an
+ * appending form.
  */
 int shm_msg_to_json(const shm_msg *m, char **json, size_t *len);
 /*

@@ -516,6 +516,61 @@ static void test_to_json_escapes_hostile_strings_exactly(void **state)
 }
 
 /* Every refusal names its field; the output is NULL. */
+/* The writer takes what put takes: a NULL array with a count (which it
+ * read through: a crash) or content with a length, and a reaction with
+ * users but no emoji (a JSON key "" the reader refuses) are SHM_EINVAL,
+ * naming the field, nothing appended. */
+static void test_to_json_refuses_null_arrays_and_empty_emojis(void **state)
+{
+	static const int32_t u[] = {1};
+	shm_reaction noemoji = {.emoji = NULL, .user_ids = u, .n_users = 1};
+	shm_reaction empty = {.emoji = "", .user_ids = u, .n_users = 1};
+	shm_reaction nousers = {.emoji = "x", .user_ids = NULL, .n_users = 2};
+	static const struct {
+		const char *field;
+		shm_msg m;
+	} bad[] = {
+		{"'content': NULL with length 3", {.content_len = 3}},
+		{"'metadata.reactions': NULL with 2", {.n_reactions = 2}},
+		{"'metadata.mentions': NULL with 2", {.n_mentions = 2}},
+		{"'metadata.attachments': NULL with 2", {.n_attachments = 2}},
+	};
+	char *js, *buf = NULL;
+	size_t len = 0, cap = 0;
+	shm_msg m;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		m = bad[i].m;
+		m.room_id = "r";
+		js = (char *)1;
+		assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EINVAL);
+		assert_null(js);
+		if (!strstr(shm_errmsg(), bad[i].field))
+			fail_msg("'%s' does not name %s", shm_errmsg(),
+			         bad[i].field);
+		assert_int_equal(shm_msg_metadata_json_append(&m, &buf, &len,
+		                                              &cap), SHM_EINVAL);
+		assert_int_equal(len, 0);
+	}
+	memset(&m, 0, sizeof m);
+	m.room_id = "r";
+	m.n_reactions = 1;
+	m.reactions = &nousers;
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "'metadata.reactions[0]': NULL "
+	                                     "user_ids with 2 users"));
+	m.reactions = &noemoji;
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "'metadata.reactions[0]': no "
+	                                     "emoji"));
+	m.reactions = &empty;
+	assert_int_equal(shm_msg_json_append(&m, &buf, &len, &cap, NULL, NULL),
+	                 SHM_EINVAL);
+	assert_int_equal(len, 0);
+	free(buf);
+}
+
 static void test_to_json_refusals_name_the_field(void **state)
 {
 	static const char *const bad[] = {
@@ -1308,6 +1363,7 @@ int main(void)
 		cmocka_unit_test(test_to_json_refuses_invalid_utf8_and_bad_types),
 		cmocka_unit_test(test_to_json_escapes_hostile_strings_exactly),
 		cmocka_unit_test(test_to_json_refusals_name_the_field),
+		cmocka_unit_test(test_to_json_refuses_null_arrays_and_empty_emojis),
 		cmocka_unit_test(test_json_append_appends_and_locates_metadata),
 		cmocka_unit_test(test_metadata_json_append_is_the_whole_jsons_object),
 		cmocka_unit_test(test_to_json_writes_reactions_sorted_by_emoji),
