@@ -606,9 +606,13 @@ static int check_reactions(const shm_msg *m)
 		                          r->emoji ? strlen(r->emoji) : 0,
 		                          SHM_MAX_EMOJI, false)))
 			return rc;
-		if (r->n_users > SHM_MAX_LIST || (r->n_users && !r->user_ids))
-			return shm__err(SHM_EINVAL, "reaction '%s': bad user list",
-			                r->emoji);
+		if (r->n_users > SHM_MAX_LIST)
+			return shm__err(SHM_ETOOBIG, "reaction '%s': %u users, at "
+			                "most %d", r->emoji, r->n_users,
+			                SHM_MAX_LIST);
+		if (r->n_users && !r->user_ids)
+			return shm__err(SHM_EINVAL, "reaction '%s': NULL user_ids "
+			                "with %u users", r->emoji, r->n_users);
 		if ((rc = check_users(r)))
 			return rc;
 	}

@@ -927,6 +927,16 @@ static void test_bad_input_is_refused_and_changes_nothing(void **state)
 	m.reactions = twice;
 	m.n_reactions = 3;
 	expect_refused(&m, SHM_EINVAL, "reaction 'x' listed twice");
+	/* a user list over SHM_MAX_LIST is too big, as the other lists are */
+	static int32_t users[SHM_MAX_LIST + 1];
+	shm_reaction many = {"x", users, SHM_MAX_LIST + 1};
+	m.reactions = &many;
+	m.n_reactions = 1;
+	expect_refused(&m, SHM_ETOOBIG, "reaction 'x': 4097 users, at most "
+	                                "4096");
+	many = (shm_reaction){"x", NULL, 2};
+	expect_refused(&m, SHM_EINVAL, "reaction 'x': NULL user_ids with 2 "
+	                               "users");
 }
 
 /* What JSON cannot carry back is refused by put (json.c reads and writes
