@@ -622,7 +622,8 @@ typedef struct shm_hist {
 	uint64_t bucket[SHM_HIST_BUCKETS];
 } shm_hist;
 
-/* Upper bound of the p-th percentile (0 < p <= 100), in ns; 0 if empty. */
+/* Upper bound of the p-th percentile (0 < p <= 100), in ns; 0 if empty.
+ * A p of 0 or less (or NaN) gives 0, one above 100 the 100th. */
 uint64_t shm_hist_percentile(const shm_hist *h, double p);
 
 /* X(field, description): one table makes the struct, the shared counters

@@ -84,7 +84,7 @@ uint64_t shm_hist_percentile(const shm_hist *h, double p)
 {
 	uint64_t want, seen = 0;
 
-	if (!h->count || p <= 0)
+	if (!h->count || !(p > 0)) /* NaN too: no integer to cast it to */
 		return 0;
 	want = (uint64_t)((double)h->count * (p > 100 ? 100 : p) / 100.0 + 0.999999);
 	for (unsigned i = 0; i < SHM_HIST_BUCKETS; i++) {

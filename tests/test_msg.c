@@ -1,6 +1,7 @@
 /* tests/test_msg.c - messages: put, get, views, edit, delete, reactions,
  * replies, room pages, and every validation error. */
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1143,6 +1144,12 @@ static void test_stats_count_hits_misses_and_latency(void **state)
 	assert_int_equal(c.puts, puts + 1);
 	assert_true(c.put_latency.count > 0);
 	assert_true(shm_hist_percentile(&c.get_latency, 50) > 0);
+	/* p out of (0, 100]: 0 below (and NaN, which cast to an integer was
+	 * undefined: UINT64_MAX here), 100 above */
+	assert_int_equal(shm_hist_percentile(&c.get_latency, 0), 0);
+	assert_int_equal(shm_hist_percentile(&c.get_latency, NAN), 0);
+	assert_int_equal(shm_hist_percentile(&c.get_latency, 1e300),
+	                 shm_hist_percentile(&c.get_latency, 100));
 	assert_int_equal(shm_stats_shared(env, &c), 0);
 	assert_true(c.l1_hits >= hits + 1);
 }
