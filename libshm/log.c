@@ -176,6 +176,15 @@ static int decode(const void *raw, size_t size, shm_log_rec *rec,
 		return shm__err(SHM_ECORRUPT, "log record %llu: version %u, "
 		                "expected %u", (unsigned long long)rec->seq,
 		                rec->version, SHM_LOG_VERSION);
+	/* version 1's ops and flag (shm_log.h), nothing else */
+	if (rec->op >= sizeof op_names / sizeof op_names[0] ||
+	    !op_names[rec->op])
+		return shm__err(SHM_ECORRUPT, "log record %llu: unknown op %u",
+		                (unsigned long long)rec->seq, rec->op);
+	if (rec->flags & ~SHM_LOG_LZ4)
+		return shm__err(SHM_ECORRUPT, "log record %llu: unknown flags "
+		                "0x%04x", (unsigned long long)rec->seq,
+		                rec->flags);
 	if ((uint64_t)SHM_LOG_HEADER + rec->key_len + rec->stored_len != size)
 		return shm__err(SHM_ECORRUPT, "log record %llu: lengths do not add "
 		                "up", (unsigned long long)rec->seq);

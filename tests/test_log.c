@@ -231,6 +231,49 @@ static void test_lz4_record_claiming_a_wrong_raw_length_is_corrupt(
 	free(rec);
 }
 
+/* Version 1 has the ops and the flag shm_log.h lists: a record (checksum
+ * right) with another op or flag is corrupt, as its sinks would otherwise
+ * each skip it in silence rather than set it aside. */
+static void test_record_of_an_unknown_op_or_flag_is_corrupt(void **state)
+{
+	shm_msg m = tu_msg("op", 1, "x");
+	static const struct {
+		uint8_t op;
+		uint16_t flags;
+		const char *why;
+	} bad[] = {{0, 0, "unknown op 0"}, {6, 0, "unknown op 6"},
+	           {21, 0, "unknown op 21"}, {255, 0, "unknown op 255"},
+	           {SHM_OP_MSG_PUT, 2, "unknown flags 0x0002"},
+	           {SHM_OP_MSG_PUT, 0x8000, "unknown flags 0x8000"}};
+	shm_log_iter *it;
+	shm_log_rec r;
+	uint8_t rec[512], *dbuf = NULL;
+	size_t size, cap = 0;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
+	assert_int_equal(shm_log_iter_next(it, &r), 0);
+	assert_true(r.raw_size <= sizeof rec);
+	size = r.raw_size;
+	memcpy(rec, r.raw, size);
+	shm_log_iter_close(it);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		uint64_t sum;
+		rec[1] = bad[i].op;
+		memcpy(rec + 2, &bad[i].flags, 2);
+		memset(rec + 32, 0, 8);
+		sum = XXH3_64bits(rec, size);
+		memcpy(rec + 32, &sum, 8);
+		assert_int_equal(shm_log_decode(rec, size, &r, &dbuf, &cap),
+		                 SHM_ECORRUPT);
+		if (!strstr(shm_errmsg(), bad[i].why))
+			fail_msg("'%s' does not say '%s'", shm_errmsg(),
+			         bad[i].why);
+		assert_int_equal(r.seq, 1);
+	}
+	free(dbuf);
+}
+
 static void test_iterator_starts_at_a_position(void **state)
 {
 	shm_msg m[5];
@@ -459,6 +502,7 @@ int main(void)
 		cmocka_unit_test(test_truncated_record_is_corrupt),
 		cmocka_unit_test_setup_teardown(test_payload_room_refuses_a_malformed_room, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lz4_record_claiming_a_wrong_raw_length_is_corrupt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_record_of_an_unknown_op_or_flag_is_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iterator_starts_at_a_position, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trim_deletes_up_to_and_raises_flushed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trim_past_the_log_end_is_refused_and_changes_nothing, setup, teardown),
