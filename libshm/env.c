@@ -508,6 +508,12 @@ static int check_env(shm_env *env)
 	     (rc = check_root(env, size, m.psize, m.main_root,
 	                      "the main database"))))
 		goto out;
+	/* entries of the snapshot read, not of the newest meta page: LMDB
+	 * writes that page before it publishes its transaction to readers,
+	 * so a first write committing now shows entries that this snapshot,
+	 * begun after, may not have yet */
+	if ((rc = mdb_stat(txn, LMDB_MAIN_DBI, &st)))
+		goto out_mdb;
 	if (st.ms_entries == 0)
 		goto out;
 	rc = mdb_dbi_open(txn, "meta", 0, &dbi);
@@ -520,6 +526,9 @@ static int check_env(shm_env *env)
 out:
 	mdb_txn_abort(txn);
 	return rc;
+out_mdb:
+	mdb_txn_abort(txn);
+	return shm__err_mdb(rc, "stat main database");
 }
 
 /* Invariant 3 again once our databases are open, with their pages too:
