@@ -299,8 +299,9 @@ typedef int (*shm__write_fn)(shm__wtxn *w, void *ctx);
  * only the writes that check capacity or expiry need it. */
 int shm__policy_read(shm__wtxn *w);
 /* Runs fn in a write transaction and commits. On MDB_MAP_FULL: rolls back,
- * evicts flushed entries in a transaction of its own, runs fn once more;
- * still full -> SHM_EFULL. Counts SHM_EFULL refusals. */
+ * evicts flushed entries in transactions of their own and runs fn again,
+ * until it fits or none is left (wtxn.c invariant 3); still full ->
+ * SHM_EFULL. Counts SHM_EFULL refusals. */
 int shm__write(shm_env *env, shm__write_fn fn, void *ctx);
 /* shm__write, and seqs[] = the records it appended, [first, next), for a
  * write that shm__wait_through then waits for: in write-through mode its

@@ -8,8 +8,13 @@
  *     same transaction, so sequence numbers are unique and increasing
  *     across processes (LMDB serialises writers).
  *  2. A body that fails leaves nothing behind: the transaction is aborted.
- *  3. When the map is full, only flushed entries are evicted to make room;
- *     unflushed work is never touched, the write fails with SHM_EFULL.
+ *  3. When the map is full, flushed entries are evicted to make room, in
+ *     transactions of their own (fewer at a time when even the eviction
+ *     finds no page), until the write fits or none is left; unflushed
+ *     work is never touched, the write then fails with SHM_EFULL. LMDB
+ *     reuses the pages a transaction frees only from the second
+ *     transaction after it, and a failed write commits nothing: one more
+ *     commit (settle_body) comes between each eviction and the retry.
  *  4. Before that, a map smaller than the size stored in the environment
  *     (another process opened it with a larger map_size, and no page is
  *     past this map yet, so LMDB says nothing) is replaced by one of the
@@ -187,9 +192,61 @@ static int run_once(shm_env *env, shm__write_fn fn, void *ctx,
 	return rc;
 }
 
+#define EVICT_MAX 1024 /* entries evicted in one transaction at most */
+
+struct evict {
+	uint64_t max;     /* entries evicted in the next one at most */
+	uint64_t evicted; /* by the last one */
+};
+
 static int evict_body(shm__wtxn *w, void *ctx)
 {
-	return shm__l1_evict(w, 1024, ctx);
+	struct evict *e = ctx;
+
+	e->evicted = 0;
+	return shm__l1_evict(w, e->max, &e->evicted);
+}
+
+/* Invariant 3: a commit that changes nothing but makes LMDB's next
+ * transaction the second one after the commit before it. */
+static int settle_body(shm__wtxn *w, void *ctx)
+{
+	(void)ctx;
+	return shm__meta_put(w->txn, w->env, "entries", w->entries);
+}
+
+/* Invariant 3: evicts flushed entries in a transaction of its own, fewer
+ * at a time when even the eviction finds no page (and once, after a
+ * settling commit, for the pages the last commit freed), then settles so
+ * that the next transaction may take the pages freed. 0 once some are
+ * evicted; MDB_MAP_FULL if none is flushed or none can be evicted. */
+static int evict_some(shm_env *env, struct evict *e)
+{
+	uint64_t none[2];
+	bool settled = false;
+	int rc;
+
+	for (;;) {
+		rc = run_once(env, evict_body, e, none, false);
+		if (rc != MDB_MAP_FULL)
+			break;
+		if (e->max > 1) {
+			e->max /= 2;
+		} else if (!settled) {
+			settled = true;
+			if ((rc = run_once(env, settle_body, NULL, none, false)))
+				return rc;
+		} else {
+			return rc;
+		}
+	}
+	if (rc)
+		return rc;
+	if (e->evicted == 0)
+		return MDB_MAP_FULL;
+	if (e->max < EVICT_MAX)
+		e->max *= 2; /* it fitted: more at once next time */
+	return run_once(env, settle_body, NULL, none, false);
 }
 
 /* SHM_EFULL for a full map, naming its cause: a read snapshot that keeps a
@@ -232,7 +289,7 @@ static int map_full(shm_env *env)
 static int write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
                       uint64_t seqs[2], bool awaited)
 {
-	uint64_t evicted = 0, none[2];
+	struct evict e = {.max = EVICT_MAX};
 	int rc = run_once(env, fn, ctx, seqs, awaited);
 
 	if (rc != MDB_MAP_FULL)
@@ -243,11 +300,10 @@ static int write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
 	if (shm__map_adopt_stored(env, "write") == 0 &&
 	    (rc = run_once(env, fn, ctx, seqs, awaited)) != MDB_MAP_FULL)
 		return rc;
-	rc = run_once(env, evict_body, &evicted, none, false);
-	if (rc == 0 && evicted > 0)
-		rc = run_once(env, fn, ctx, seqs, awaited);
-	else if (rc == 0)
-		rc = MDB_MAP_FULL;
+	/* invariant 3: until the write fits or no flushed entry is left */
+	while ((rc = evict_some(env, &e)) == 0 &&
+	       (rc = run_once(env, fn, ctx, seqs, awaited)) == MDB_MAP_FULL)
+		;
 	if (rc == MDB_MAP_FULL) {
 		SHM__COUNT(env, writes_failed_full, 1);
 		return map_full(env);

@@ -452,6 +452,37 @@ static void test_full_map_of_unflushed_work_fails_clearly_and_keeps_data(void **
 	done(env);
 }
 
+/* A map filled with messages of 20,000 bytes that L1 keeps in overflow
+ * pages (their log records, LZ4, are small), then flushed and trimmed, the
+ * flusher idle (nothing else commits): the next such message fits once the
+ * flushed entries are evicted. LMDB reuses the pages a transaction freed
+ * only from the second transaction after it, and a failed write commits
+ * nothing: the write after the eviction must not be the next one. */
+static void test_full_map_takes_big_messages_again_once_flushed(void **state)
+{
+	shm_env *env = open_small(1000000, 1ull << 40, 1 << 20); /* 1 MiB map */
+	static char content[20001];
+	shm_info in;
+	int rc = 0, i;
+
+	for (i = 0; i < 1000 && rc == 0; i++) {
+		for (size_t k = 0; k < sizeof content - 1; k++)
+			content[k] = (char)('a' + (k * 7 + (size_t)i) % 26);
+		shm_msg m = tu_msg("big", i, content);
+		rc = shm_msg_put(env, &m);
+	}
+	assert_int_equal(rc, SHM_EFULL);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(shm_log_trim(env, in.log_last), 0);
+	for (int k = 0; k < 3; k++) {
+		shm_msg m = tu_msg("big", i + k, content);
+		if (shm_msg_put(env, &m))
+			fail_msg("put %d after the trim: %s", k, shm_errmsg());
+	}
+	assert_int_equal(tu_verify(env), 0);
+	done(env);
+}
+
 /* A read snapshot held open (a stopped 'shmctl ... | less', a forgotten
  * shm_rtxn) keeps the pages freed since from reuse: the map fills though
  * every write is flushed, and SHM_EFULL names the reader and where to see
@@ -577,6 +608,7 @@ int main(void)
 		cmocka_unit_test(test_ttl_set_by_the_application_drives_anothers_expiry),
 		cmocka_unit_test(test_rolled_back_evictions_are_not_counted),
 		cmocka_unit_test(test_full_map_of_unflushed_work_fails_clearly_and_keeps_data),
+		cmocka_unit_test(test_full_map_takes_big_messages_again_once_flushed),
 		cmocka_unit_test(test_full_map_behind_an_old_snapshot_names_the_reader),
 		cmocka_unit_test(test_full_map_behind_a_dead_readers_snapshot_says_to_clear_it),
 	};
