@@ -80,10 +80,11 @@
  *     would drop that one's locks and slots: it is kept, on the child's
  *     own handle, and closed after it. The mutex is held across fork()
  *     (pthread_atfork), so no child inherits it held. libshm's own
- *     files, shm.wlock and shm.stats, take flock() during open only,
- *     on a descriptor of their own (flock is the open file's, not the
- *     process's), and are mapped: nothing of one handle there is lost
- *     when another closes.
+ *     files take flock() on a descriptor of their own (flock is the open
+ *     file's, not the process's): shm.stats during open only, shm.wlock
+ *     a shared one while the handle is open (wlock.c invariant 3); both
+ *     are mapped: nothing of one handle there is lost when another
+ *     closes.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -104,6 +104,8 @@ struct shm_env {
 	MDB_txn *rpool[SHM_RPOOL]; /* reset read transactions, reused; a
 	                              slot is taken by swapping in NULL */
 	struct shm__wlock *wlock; /* writers' lock (wlock.c); NULL read-only */
+	int wlock_fd;          /* shm.wlock, its shared flock held while
+	                          wlock is set (wlock.c invariant 3) */
 	struct shm__rt *rt;    /* read-through connections (readthrough.c) */
 	struct shm_rtxn *spare_rtxn; /* one ended shm_rtxn kept for reuse */
 	pid_t pid;             /* the process that opened it: shm_env_close

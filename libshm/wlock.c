@@ -15,6 +15,13 @@
  *     abort).
  *  2. The lock guards nothing by itself (LMDB's transaction does): a
  *     holder's death (EOWNERDEAD) just makes it consistent again.
+ *  3. Every read-write handle holds a shared flock() on shm.wlock while
+ *     it is open. An opener that gets it exclusive is the only one: it
+ *     initialises the mutex afresh, whatever the file says. The file
+ *     outlives the processes (a host crash, a copy of a live environment)
+ *     and may say "held" by a thread no process of this host has, which
+ *     the kernel never frees (it frees a dead owner's robust mutexes from
+ *     that owner's own list) and every writer would wait for for ever.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,11 +60,13 @@ int shm__wlock_open(shm_env *env)
 	if (n < 0 || (size_t)n >= sizeof path)
 		return shm__err(SHM_EINVAL, "path too long (%d bytes, at most "
 		                "%d): %s/shm.wlock", n, PATH_MAX - 1, env->path);
-	if ((fd = open(path, O_RDWR | O_CREAT, 0664)) < 0)
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0664)) < 0)
 		return shm__err(errno, "open %s", path);
-	/* The first opener sizes the file and initialises the mutex; the
-	 * others wait on flock until it is done. */
-	if (flock(fd, LOCK_EX) != 0 || fstat(fd, &st) != 0) {
+	/* Invariant 3. The others wait on flock until the only opener has
+	 * sized the file and initialised the mutex. */
+	bool alone = flock(fd, LOCK_EX | LOCK_NB) == 0;
+	if ((!alone && (errno != EWOULDBLOCK || flock(fd, LOCK_SH) != 0)) ||
+	    fstat(fd, &st) != 0) {
 		rc = shm__err(errno, "lock %s", path);
 		goto out;
 	}
@@ -72,7 +81,7 @@ int shm__wlock_open(shm_env *env)
 		goto out;
 	}
 	struct shm__wlock *l = map;
-	if (l->magic != SHM_WLOCK_MAGIC) {
+	if (alone || l->magic != SHM_WLOCK_MAGIC) {
 		pthread_mutexattr_t a;
 		pthread_mutexattr_init(&a);
 		pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
@@ -87,20 +96,26 @@ int shm__wlock_open(shm_env *env)
 		}
 		__atomic_store_n(&l->magic, SHM_WLOCK_MAGIC, __ATOMIC_RELEASE);
 	}
+	if (alone && flock(fd, LOCK_SH) != 0) {
+		rc = shm__err(errno, "lock %s", path);
+		goto out;
+	}
 	env->wlock = l;
-	map = MAP_FAILED;
+	env->wlock_fd = fd;
+	return 0;
 out:
 	if (map != MAP_FAILED)
 		munmap(map, sizeof(struct shm__wlock));
-	flock(fd, LOCK_UN);
 	close(fd);
 	return rc;
 }
 
 void shm__wlock_close(shm_env *env)
 {
-	if (env->wlock)
+	if (env->wlock) {
 		munmap(env->wlock, sizeof(struct shm__wlock));
+		close(env->wlock_fd); /* its shared flock with it */
+	}
 	env->wlock = NULL;
 }
 

@@ -886,6 +886,55 @@ static void test_writer_killed_holding_the_writers_lock_blocks_no_one(void **sta
 	free(dir);
 }
 
+/* The environment's files copied while a writer held the writers' lock
+ * (cp -a of a live environment; the same bytes a host crash leaves on
+ * disk): the copy's lock says "held by a thread" that no process of the
+ * copy has, and the kernel never frees it. The copy's first opener starts
+ * it afresh: a write there goes through, holder alive or dead. */
+static void test_a_copy_made_while_the_writers_lock_was_held_takes_writes(
+	void **state)
+{
+	char *dir = tu_tmpdir(), *copy = tu_tmpdir(), cmd[8192];
+	shm_env *env = tu_open(dir, NULL);
+	int st;
+
+	shm_env_close(env);
+	pid_t holder = lock_holder(dir, -1, NULL);
+	snprintf(cmd, sizeof cmd, "cp -a '%s/.' '%s/'", dir, copy);
+	assert_int_equal(system(cmd), 0);
+	for (int round = 0; round < 2; round++) {
+		if (round == 1) { /* the holder gone, as after a crash */
+			kill(holder, SIGKILL);
+			waitpid(holder, NULL, 0);
+		}
+		pid_t w = fork();
+		if (w == 0) {
+			alarm(5); /* a hang is a failure, not a stuck test */
+			shm_env *e = tu_open(copy, NULL);
+			shm_msg m = tu_msg("copy", round, "written in the copy");
+			_exit(shm_msg_put(e, &m) != 0);
+		}
+		assert_int_equal(waitpid(w, &st, 0), w);
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			continue;
+		kill(holder, SIGKILL);
+		waitpid(holder, NULL, 0);
+		fail_msg("round %d: the writer of the copy %s %d", round,
+		         WIFSIGNALED(st) ? "hung, killed by signal" : "exited",
+		         WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+	}
+	env = tu_open(copy, NULL);
+	shm_info in;
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, 2);
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	tu_rmdir(copy);
+	tu_rmdir(dir);
+	free(copy);
+	free(dir);
+}
+
 /* While one handle holds the writers' lock, another's write waits for it
  * and goes through once it is released: it neither fails nor overlaps. */
 static void test_a_write_waits_for_the_writers_lock(void **state)
@@ -1783,6 +1832,7 @@ int main(void)
 		cmocka_unit_test(test_path_too_long_for_the_stats_file_is_refused),
 		cmocka_unit_test(test_stale_reader_of_killed_process_is_cleared_at_open),
 		cmocka_unit_test(test_writer_killed_holding_the_writers_lock_blocks_no_one),
+		cmocka_unit_test(test_a_copy_made_while_the_writers_lock_was_held_takes_writes),
 		cmocka_unit_test(test_a_write_waits_for_the_writers_lock),
 		cmocka_unit_test(test_a_write_inside_a_write_fails_instead_of_hanging),
 		cmocka_unit_test(test_info_reports_entries_map_and_readers),
