@@ -1360,6 +1360,43 @@ static int free_pages(MDB_txn *txn, size_t from, size_t *pages)
 	return shm__err_mdb(rc, "read LMDB's free list");
 }
 
+size_t shm__map_room(shm_env *env, size_t want)
+{
+	MDB_envinfo ei;
+	MDB_stat st;
+	MDB_cursor *cur;
+	MDB_txn *txn;
+	MDB_val k, v;
+	size_t n;
+
+	mdb_env_info(env->mdb, &ei);
+	mdb_env_stat(env->mdb, &st);
+	/* pages never used yet, then those on the free list */
+	size_t room = ei.me_mapsize / st.ms_psize - (ei.me_last_pgno + 1);
+	if (room >= want)
+		return room;
+	/* LMDB reads its free list in a read transaction only */
+	if (shm__rtxn_get(env, &txn))
+		return want; /* cannot tell: nothing refused for that */
+	if (mdb_cursor_open(txn, 0, &cur)) {
+		shm__rtxn_put(env, txn);
+		return want;
+	}
+	for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	     rc == 0 && room < want;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		size_t id;
+		memcpy(&id, k.mv_data, sizeof id);
+		if (id >= ei.me_last_txnid || v.mv_size < sizeof n)
+			break; /* the last commit's: not reused yet */
+		memcpy(&n, v.mv_data, sizeof n);
+		room += n;
+	}
+	mdb_cursor_close(cur);
+	shm__rtxn_put(env, txn);
+	return room;
+}
+
 int shm__oldest_snapshot(shm_env *env, shm__snapshot *out)
 {
 	MDB_envinfo ei;

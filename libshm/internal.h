@@ -256,6 +256,13 @@ int shm__map_adopt(shm_env *env, const char *what);
  * if it is not larger; else as shm__map_adopt. */
 int shm__map_adopt_stored(shm_env *env, const char *what);
 
+/* The map's pages free for a write of the caller, who holds the writers'
+ * lock (wtxn.c invariant 7), counted until there are want: those never
+ * used yet, then those on LMDB's free list from before the last commit
+ * (the last commit's are not reused yet). Reads the free list only when
+ * the unused pages fall short. want if it cannot tell. */
+size_t shm__map_room(shm_env *env, size_t want);
+
 /* The oldest snapshot a reader slot holds (env.c): LMDB reuses no page
  * freed since it began until it ends. pid 0: no slot holds one. */
 typedef struct shm__snapshot {
@@ -279,6 +286,7 @@ typedef struct shm__wtxn {
 	uint64_t next_seq; /* seq of the next record appended here */
 	uint64_t flushed;
 	uint64_t entries, bytes; /* meta "entries"/"bytes", written at commit */
+	uint64_t begin_entries;  /* entries at begin (wtxn.c invariant 7) */
 	uint64_t max_entries, max_bytes, ttl_s; /* the stored L1 policy */
 	bool policy_read;  /* read by shm__policy_read once it is needed */
 	bool counts_dirty;

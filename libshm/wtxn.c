@@ -34,6 +34,15 @@
  *     waiters, so nothing is left to undo when a waiter dies. A mark whose
  *     waiter is gone or done lies at or below the sink's position once
  *     its record is applied, and then closes nothing.
+ *  7. A write that adds (appends a log record, or leaves L1 more entries
+ *     than it found) commits only while the map has its reserve free
+ *     (reserve_free); else it fails as a full map does (invariant 3). The
+ *     reserve is the housekeeping's: trims, evictions, the flusher's
+ *     positions and dead letters. Every commit needs a few new pages,
+ *     LMDB reuses those a commit frees only from the second transaction
+ *     after it, and a map that writers filled to its last page left no
+ *     room to record what the flusher applied, trim the log or evict: no
+ *     commit fitted again, for good.
  */
 #include <errno.h>
 #include <signal.h>
@@ -118,6 +127,7 @@ static int wtxn_begin(shm_env *env, shm__wtxn *w)
 		return rc;
 	}
 	w->begin_seq = w->next_seq;
+	w->begin_entries = w->entries;
 	return 0;
 }
 
@@ -134,11 +144,30 @@ static void clock_pass(const shm__wtxn *w)
 		;
 }
 
+/* Invariant 7: whether RESERVE_PAGES pages, or an eighth of a smaller
+ * map, are free. */
+#define RESERVE_PAGES 64
+
+static bool reserve_free(shm_env *env)
+{
+	MDB_envinfo ei;
+	MDB_stat st;
+
+	mdb_env_info(env->mdb, &ei);
+	mdb_env_stat(env->mdb, &st);
+	size_t pages = ei.me_mapsize / st.ms_psize;
+	size_t want = pages / 8 < RESERVE_PAGES ? pages / 8 : RESERVE_PAGES;
+	return shm__map_room(env, want) >= want;
+}
+
 static int wtxn_commit(shm__wtxn *w)
 {
 	int rc = 0;
 
-	if (w->next_seq != w->begin_seq)
+	if ((w->next_seq != w->begin_seq || w->entries > w->begin_entries) &&
+	    !reserve_free(w->env))
+		rc = MDB_MAP_FULL; /* invariant 7 */
+	if (!rc && w->next_seq != w->begin_seq)
 		rc = shm__meta_put(w->txn, w->env, "next_seq", w->next_seq);
 	if (!rc && w->awaited && w->next_seq != w->begin_seq) /* invariant 6 */
 		rc = shm__meta_put(w->txn, w->env, SHM_META_PG_AWAITED,

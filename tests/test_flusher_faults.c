@@ -482,6 +482,70 @@ static void test_map_grown_under_a_working_flusher_stalls_and_loses_nothing(void
 	free(dir);
 }
 
+/*
+ * A 1 MiB map and four writers faster than the flusher: the map is full
+ * again and again while batches are in flight, and the flusher is
+ * SIGKILLed twice meanwhile. The writers wait out SHM_EFULL; the flusher
+ * must always find room to record what it applied and to trim (libshm
+ * keeps it: wtxn.c invariant 7), else nothing can be committed again and
+ * every writer waits for ever. Every message gets through, applied once.
+ */
+static void test_small_map_full_under_writers_drains_exactly(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	ft_plan p = {.n = 3000, .long_every = 10};
+	shm_counters c;
+	shm_options o;
+	pid_t w[4];
+
+	ft_reset_servers();
+	ft_install_apply_counter();
+	shm_options_init(&o);
+	o.map_size = FT_MIB;
+	shm_env *env = tu_open(dir, &o);
+	uint64_t t0 = ft_ms();
+	pid_t fl = ft_spawn_flusher(dir, NULL);
+	for (int i = 0; i < 4; i++)
+		w[i] = ft_spawn_writer(dir, i, &p);
+	for (int k = 0; k < 2; k++) {
+		tu_sleep_ms(700);
+		kill(fl, SIGKILL);
+		assert_int_equal(ft_wait(fl), 128 + SIGKILL);
+		fl = ft_spawn_flusher(dir, NULL);
+	}
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(ft_wait(w[i]), 0);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(last, 12000);
+	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", last, 15000),
+	                 last);
+	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", last, 15000),
+	                 last);
+	uint64_t end = ft_ms() + 3000;
+	while (tu_log_count(env) && ft_ms() < end)
+		tu_sleep_ms(50);
+	assert_int_equal(tu_log_count(env), 0);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	assert_int_equal(shm_stats_shared(env, &c), 0);
+	fprintf(stderr, "12000 messages through a 1 MiB map in %" PRIu64 " ms, "
+	        "%" PRIu64 " writes refused as the map was full, %" PRIu64
+	        " evictions\n", ft_ms() - t0, c.writes_failed_full,
+	        c.evictions);
+	assert_true(c.writes_failed_full > 0); /* it did fill */
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 12000);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM test_apply_count"),
+	                 12000);
+	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 1);
+	assert_int_equal(ft_redis_int("DBSIZE"), 12000);
+	assert_int_equal(tu_verify(env), 0);
+	ft_remove_apply_counter();
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -491,6 +555,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_flusher_sigkilled_in_a_loop_loses_and_repeats_nothing, ft_teardown),
 		cmocka_unit_test_teardown(test_full_map_failures_are_said_once_then_reminded, ft_teardown),
 		cmocka_unit_test_teardown(test_map_grown_under_a_working_flusher_stalls_and_loses_nothing, ft_teardown),
+		cmocka_unit_test_teardown(test_small_map_full_under_writers_drains_exactly, ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
 }
