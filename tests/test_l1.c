@@ -483,6 +483,46 @@ static void test_full_map_takes_big_messages_again_once_flushed(void **state)
 	done(env);
 }
 
+/* A writer fills a 1 MiB map to SHM_EFULL, the flusher (here: recording
+ * its positions and trimming) catches up, again and again: each round
+ * takes about as many messages as the first, the flushed ones making room.
+ * Before, the map filled up with flushed entries that no eviction could
+ * make room among: 380, 38, 7, 2, then 1 message a round. */
+static void test_map_refilled_after_each_flush_takes_as_much_again(
+	void **state)
+{
+	shm_env *env = open_small(1000000, 1ull << 40, 1 << 20); /* 1 MiB map */
+	char content[901];
+	int first = 0, i = 0;
+
+	for (int round = 0; round < 8; round++) {
+		int n = 0;
+		shm_info in;
+		for (;;) {
+			for (size_t k = 0; k < sizeof content - 1; k++)
+				content[k] = (char)('a' + (k * 13 + (size_t)i * 7) % 26);
+			content[sizeof content - 1] = 0;
+			shm_msg m = tu_msg("refill", i++, content);
+			int rc = shm_msg_put(env, &m);
+			if (rc == SHM_EFULL)
+				break;
+			assert_int_equal(rc, 0);
+			n++;
+		}
+		if (round == 0)
+			first = n;
+		else if (n < first / 2)
+			fail_msg("round %d took %d messages, the first %d", round,
+			         n, first);
+		assert_int_equal(shm_env_info(env, &in), 0);
+		assert_int_equal(shm_meta_set(env, "sink.pg.applied",
+		                              in.log_last), 0);
+		assert_int_equal(shm_log_trim(env, in.log_last), 0);
+	}
+	assert_int_equal(tu_verify(env), 0);
+	done(env);
+}
+
 /* A read snapshot held open (a stopped 'shmctl ... | less', a forgotten
  * shm_rtxn) keeps the pages freed since from reuse: the map fills though
  * every write is flushed, and SHM_EFULL names the reader and where to see
@@ -609,6 +649,7 @@ int main(void)
 		cmocka_unit_test(test_rolled_back_evictions_are_not_counted),
 		cmocka_unit_test(test_full_map_of_unflushed_work_fails_clearly_and_keeps_data),
 		cmocka_unit_test(test_full_map_takes_big_messages_again_once_flushed),
+		cmocka_unit_test(test_map_refilled_after_each_flush_takes_as_much_again),
 		cmocka_unit_test(test_full_map_behind_an_old_snapshot_names_the_reader),
 		cmocka_unit_test(test_full_map_behind_a_dead_readers_snapshot_says_to_clear_it),
 	};
