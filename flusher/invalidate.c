@@ -183,7 +183,9 @@ int fl_inval_encode(const char *env_id, const fl_batch *b, fl_buf *out,
 		    prev->key_len == r->key_len &&
 		    memcmp(prev->key, r->key, r->key_len) == 0)
 			continue;
-		if (keys == 0 && (fl_buf_adds(out, HEADER) ||
+		/* the header once, before the message's first key (a record
+		 * add_key skips writes nothing) */
+		if (out->len == start && (fl_buf_adds(out, HEADER) ||
 		                  fl_buf_adds(out, env_id) ||
 		                  fl_buf_add(out, "\n", 1)))
 			return ENOMEM;
