@@ -28,9 +28,10 @@ static char bin_dir[PATH_MAX];
 
 /* Runs bin_dir/tool with argv (NULL-terminated, argv[0] the tool's name),
  * stdin from in (NULL: /dev/null), its output fd (1 or 2) into out (cap
- * bytes, NUL-terminated; NULL: discarded); returns its exit status. */
-static int run_fd(int fd_out, const char *in, char *out, size_t cap,
-                  char *const argv[])
+ * bytes, NUL-terminated; NULL: discarded), its stdout into the file
+ * stdout_to when fd_out is 2 (NULL: the test's); returns its exit status. */
+static int run_io(int fd_out, const char *in, const char *stdout_to,
+                  char *out, size_t cap, char *const argv[])
 {
 	char path[PATH_MAX + 64];
 	int p[2], st;
@@ -47,6 +48,11 @@ static int run_fd(int fd_out, const char *in, char *out, size_t cap,
 		if (fd < 0)
 			_exit(126);
 		dup2(fd, 0);
+		if (stdout_to) {
+			if ((fd = open(stdout_to, O_WRONLY)) < 0)
+				_exit(126);
+			dup2(fd, 1);
+		}
 		dup2(p[1], fd_out);
 		close(p[0]);
 		close(p[1]);
@@ -67,6 +73,12 @@ static int run_fd(int fd_out, const char *in, char *out, size_t cap,
 	tu_child_del(pid);
 	assert_true(WIFEXITED(st));
 	return WEXITSTATUS(st);
+}
+
+static int run_fd(int fd_out, const char *in, char *out, size_t cap,
+                  char *const argv[])
+{
+	return run_io(fd_out, in, NULL, out, cap, argv);
 }
 
 /* run_fd with the tool's stdout into out. */
@@ -506,6 +518,37 @@ static void test_dataset_refuses_bad_numbers_naming_them(void **state)
 	                     "0", "--connections", "10", "--quiet", NULL}), 0);
 }
 
+/* Output that cannot all be written (a full disk) exits 70 saying so, as
+ * shmctl's: shm-chatsim's summary and shm-dataset's counts, and their
+ * --help and --version, exited 0 with nothing written. */
+static void test_chatsim_and_dataset_say_a_full_disk(void **state)
+{
+	shm_uuid id;
+	char *dir = env_64mib(&id), err[1024], want[64];
+	char *const cases[][8] = {
+		{"shm-chatsim", "-e", dir, "-n", "5", "--seed", "1", NULL},
+		{"shm-chatsim", "--help", NULL},
+		{"shm-chatsim", "--version", NULL},
+		{"shm-dataset", "--connections", "10", NULL},
+		{"shm-dataset", "--help", NULL},
+		{"shm-dataset", "--version", NULL},
+	};
+
+	if (access("/dev/full", W_OK) != 0)
+		skip();
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int rc = run_io(2, NULL, "/dev/full", err, sizeof err,
+		                cases[i]);
+		snprintf(want, sizeof want, "%s: write the output: No space "
+		         "left on device\n", cases[i][0]);
+		if (rc != 70 || !strstr(err, want))
+			fail_msg("%s %s: exit %d, '%s'", cases[i][0],
+			         cases[i][1], rc, err);
+	}
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static int kill_children(void **state)
 {
 	tu_children_stop(NULL);
@@ -543,6 +586,7 @@ int main(void)
 		T(test_dataset_says_where_it_loaded_nothing),
 		T(test_dataset_refuses_bad_numbers_naming_them),
 		T(test_dataset_refuses_an_option_given_twice),
+		T(test_chatsim_and_dataset_say_a_full_disk),
 		T(test_every_tool_prints_its_version),
 		T(test_every_tools_help_lists_help_and_version),
 		T(test_dataset_refuses_a_graph_it_cannot_load),

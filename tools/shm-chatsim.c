@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,8 @@ static const char usage[] =
 	"  -V, --version print \"shm-chatsim VERSION\" and exit\n\n"
 	"Prints one summary line of what it did. Exit status: 0 ok, 1 a libshm\n"
 	"call failed (the message says which), 2 usage error (an option given\n"
-	"twice included).\n";
+	"twice included), 70 output that could not all be written (a full\n"
+	"disk).\n";
 
 static int fail(const char *what)
 {
@@ -88,7 +90,26 @@ static long long arg_int(const char *opt, const char *s, long long lo,
 	return v;
 }
 
-int main(int argc, char **argv)
+/* The status, or 70 if the output could not all be written (a full disk):
+ * a summary lost is no success. One of a failure is kept. */
+static int close_stdout(int ex)
+{
+	errno = 0;
+	bool bad = fflush(stdout) != 0 || ferror(stdout);
+	int e = errno;
+
+	if (fclose(stdout) != 0 && !bad) {
+		bad = true;
+		e = errno;
+	}
+	if (!bad || ex != 0)
+		return ex;
+	fprintf(stderr, "shm-chatsim: write the output: %s\n",
+	        e ? strerror(e) : "write error");
+	return 70;
+}
+
+static int run(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"seed", required_argument, NULL, 's'},
@@ -216,4 +237,9 @@ int main(int argc, char **argv)
 	free(ids);
 	shm_env_close(env);
 	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	return close_stdout(run(argc, argv));
 }

@@ -27,7 +27,8 @@
  * --env with --graph pg (the environment would get nothing), is a usage
  * error, not a load that silently leaves a part out.
  *
- * Exit codes: 0 done, 1 usage, 2 PostgreSQL or environment error.
+ * Exit codes: 0 done, 1 usage, 2 PostgreSQL or environment error, 70 output
+ * that could not all be written (a full disk).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -523,7 +524,8 @@ static void usage(FILE *f)
 	        "Without --pg and --env it loads nothing: the counts alone.\n"
 	        "--pg needs sql/schema.sql applied to its database.\n"
 	        "Exit: 0 ok, 1 usage (an option given twice included), 2\n"
-	        "PostgreSQL or environment error.\n");
+	        "PostgreSQL or environment error, 70 output that could not\n"
+	        "all be written (a full disk).\n");
 }
 
 /* The integer v of option opt in lo..hi: digits only (strtoull alone takes
@@ -563,7 +565,26 @@ static bool arg_fraction(const char *opt, const char *v, double lo, double hi,
 	return true;
 }
 
-int main(int argc, char **argv)
+/* The status, or 70 if the output could not all be written (a full disk):
+ * counts lost are no success. One of a failure is kept. */
+static int close_stdout(int code)
+{
+	errno = 0;
+	bool bad = fflush(stdout) != 0 || ferror(stdout);
+	int e = errno;
+
+	if (fclose(stdout) != 0 && !bad) {
+		bad = true;
+		e = errno;
+	}
+	if (!bad || code != 0)
+		return code;
+	fprintf(stderr, "shm-dataset: write the output: %s\n",
+	        e ? strerror(e) : "write error");
+	return 70;
+}
+
+static int run(int argc, char **argv)
 {
 	opts op = {1, 12507, 1 - 6342.0 / 12507, 0.1, 1, NULL,
 	           NULL, NULL, false};
@@ -722,4 +743,9 @@ out:
 		shm_env_close(env);
 	PQfinish(pg);
 	return code;
+}
+
+int main(int argc, char **argv)
+{
+	return close_stdout(run(argc, argv));
 }
