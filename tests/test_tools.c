@@ -261,6 +261,64 @@ static void test_chatsim_refuses_bad_arguments_naming_them(void **state)
 	free(dir);
 }
 
+/* An option getopt refuses is said as shmctl says its usage errors: one
+ * line naming it as given, then where help is. glibc's message named the
+ * binary by its full path, and the whole usage followed it. */
+static void test_chatsim_says_a_bad_option_as_shmctl_does(void **state)
+{
+	static const struct {
+		const char *a, *want;
+	} cases[] = {
+		{"-x", "unknown option '-x'"},
+		{"--foo", "unknown option '--foo'"},
+		{"-n", "option '-n' needs a value"},
+		{"--seed", "option '--seed' needs a value"},
+		{"--help=1", "option '--help' takes no value"},
+	};
+	char err[4096], want[256];
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
+		        "shm-chatsim", (char *)cases[i].a, NULL});
+		snprintf(want, sizeof want, "shm-chatsim: %s\n(see shm-chatsim "
+		         "--help)\n", cases[i].want);
+		if (rc != 2 || strcmp(err, want))
+			fail_msg("%s: exit %d, '%s'", cases[i].a, rc, err);
+	}
+}
+
+/* The summary counts in words that agree with them: "1 message (1
+ * reply), 1 edit, 1 reaction, 1 delete", not "1 replies". Two messages
+ * under seeds 1..12 make each of them once (rand_r's sequence). */
+static void test_chatsim_summary_says_one_in_the_singular(void **state)
+{
+	static const char *const one[] = {"(1 reply)", ", 1 edit,",
+	                                  ", 1 reaction,", ", 1 delete\n"};
+	static const char *const bad[] = {"1 replies", "1 edits",
+	                                  "1 reactions", "1 deletes"};
+	shm_uuid id;
+	char *dir = env_64mib(&id), out[256], all[4096] = "";
+
+	assert_int_equal(run(NULL, out, sizeof out, (char *[]){"shm-chatsim",
+	                     "-e", dir, "-n", "1", NULL}), 0);
+	assert_string_equal(out, "writer 0: 1 message (0 replies), 0 edits, "
+	                         "0 reactions, 0 deletes\n");
+	for (int seed = 1; seed <= 12; seed++) {
+		char s[8];
+		snprintf(s, sizeof s, "%d", seed);
+		assert_int_equal(run(NULL, out, sizeof out, (char *[]){
+		                     "shm-chatsim", "-e", dir, "-n", "2",
+		                     "--seed", s, NULL}), 0);
+		strcat(all, out);
+	}
+	for (size_t i = 0; i < 4; i++) {
+		if (!strstr(all, one[i]) || strstr(all, bad[i]))
+			fail_msg("'%s' or '%s' in:\n%s", one[i], bad[i], all);
+	}
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* shm-dataset --env loads its graph into the map the environment has. */
 static void test_dataset_keeps_the_environments_map_size(void **state)
 {
@@ -580,6 +638,8 @@ int main(void)
 		T(test_shmctl_creates_at_libshms_default),
 		T(test_chatsim_keeps_the_environments_map_size),
 		T(test_chatsim_refuses_bad_arguments_naming_them),
+		T(test_chatsim_says_a_bad_option_as_shmctl_does),
+		T(test_chatsim_summary_says_one_in_the_singular),
 		T(test_dataset_keeps_the_environments_map_size),
 		T(test_shmctl_refuses_a_cut_data_file),
 		T(test_dataset_refuses_nan_and_names_the_environment_once),

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,28 @@ static int fail(const char *what)
 	return 1;
 }
 
+/* What was wrong with the command line, as shmctl says it: status 2. */
+__attribute__((format(printf, 1, 2))) static int usage_err(const char *fmt,
+                                                          ...)
+{
+	va_list ap;
+
+	fputs("shm-chatsim: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\n(see shm-chatsim --help)\n", stderr);
+	return 2;
+}
+
+/* n and the noun for it, singular for 1. */
+static const char *count_of(char *buf, size_t cap, unsigned long n,
+                            const char *one, const char *many)
+{
+	snprintf(buf, cap, "%lu %s", n, n == 1 ? one : many);
+	return buf;
+}
+
 /* An edit, reaction or delete that a chat meets too: the message was
  * deleted, or evicted from L1 once flushed. Anything else ends the run. */
 static bool gone(int rc)
@@ -71,23 +94,46 @@ static bool gone(int rc)
 	return rc == SHM_EDELETED || rc == SHM_ENOTFOUND;
 }
 
-/* The decimal integer s in lo..hi, digits only: none of these options is
- * negative, and strtoll alone takes spaces, '+' and '-' (*ok false, and
+/* The decimal integer s in lo..hi into *v, digits only: none of these
+ * options is negative, and strtoll alone takes spaces, '+' and '-' (2, and
  * said, else). */
-static long long arg_int(const char *opt, const char *s, long long lo,
-                         long long hi, bool *ok)
+static int arg_int(const char *opt, const char *s, long long lo,
+                   long long hi, long long *v)
 {
 	char *end;
-	long long v;
 
 	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (*s < '0' || *s > '9' || *end || errno || v < lo || v > hi) {
-		fprintf(stderr, "shm-chatsim: %s '%s': must be an integer in "
-		        "%lld..%lld\n", opt, s, lo, hi);
-		*ok = false;
-	}
-	return v;
+	*v = strtoll(s, &end, 10);
+	if (*s < '0' || *s > '9' || *end || errno || *v < lo || *v > hi)
+		return usage_err("%s '%s': must be an integer in %lld..%lld",
+		                 opt, s, lo, hi);
+	return 0;
+}
+
+static const struct option longopts[] = {
+	{"seed", required_argument, NULL, 's'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'}, {0, 0, 0, 0}};
+
+/* The option getopt_long refused (c '?': unknown, or a value given to a
+ * flag; ':' its value missing), by its name as given: glibc's own message
+ * named the binary by its path, and the usage followed it whole. optopt
+ * is a long option's val (0 if none matched). */
+static int bad_option(int c, char **argv)
+{
+	const struct option *o = longopts;
+
+	if (!optopt) /* getopt went past it */
+		return usage_err("unknown option '%s'", argv[optind - 1]);
+	while (o->name && o->val != optopt)
+		o++;
+	if (c == ':' && o->name)
+		return usage_err("option '--%s' needs a value", o->name);
+	if (c == ':')
+		return usage_err("option '-%c' needs a value", optopt);
+	if (o->name && o->has_arg == no_argument) /* --help=x */
+		return usage_err("option '--%s' takes no value", o->name);
+	return usage_err("unknown option '-%c'", optopt);
 }
 
 /* The status, or 70 if the output could not all be written (a full disk):
@@ -111,62 +157,59 @@ static int close_stdout(int ex)
 
 static int run(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"seed", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'}, {0, 0, 0, 0}};
 	const char *dir = getenv("SHM_ENV");
 	int n = 1000, writer = 0, rooms = 4, c;
 	unsigned char seen[256] = {0}; /* options given, by getopt's code */
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
-	bool ok = true;
+	long long v;
 	unsigned long puts = 0, replies = 0, edits = 0, reacts = 0, deletes = 0;
+	char w[5][48];
 	shm_uuid *ids;
 	shm_options o;
 	shm_env *env;
 
-	while ((c = getopt_long(argc, argv, "e:n:w:r:hV", longopts, NULL)) != -1) {
+	opterr = 0; /* said by bad_option */
+	while ((c = getopt_long(argc, argv, ":e:n:w:r:hV", longopts,
+	                        NULL)) != -1) {
+		if (c == '?' || c == ':')
+			return bad_option(c, argv);
 		/* which of two values was meant is not for us to guess */
-		if (c != '?' && c != 'h' && seen[(unsigned char)c]++) {
+		if (c != 'h' && seen[(unsigned char)c]++) {
 			if (c == 's')
-				fputs("shm-chatsim: option '--seed' given twice "
-				      "(see --help)\n", stderr);
-			else
-				fprintf(stderr, "shm-chatsim: option '-%c' given "
-				        "twice (see --help)\n", c);
-			return 2;
+				return usage_err("option '--seed' given twice");
+			return usage_err("option '-%c' given twice", c);
 		}
 		switch (c) {
 		case 'h': fputs(usage, stdout); return 0;
 		case 'V': printf("shm-chatsim %s\n", SHM_VERSION); return 0;
 		case 'e': dir = optarg; break;
-		case 'n': n = (int)arg_int("-n", optarg, 1, INT_MAX, &ok); break;
+		case 'n':
+			if (arg_int("-n", optarg, 1, INT_MAX, &v))
+				return 2;
+			n = (int)v;
+			break;
 		/* user ids writer * 1000 + 0..49 are int32 */
 		case 'w':
-			writer = (int)arg_int("-w", optarg, 0,
-			                      (INT32_MAX - 49) / 1000, &ok);
+			if (arg_int("-w", optarg, 0, (INT32_MAX - 49) / 1000, &v))
+				return 2;
+			writer = (int)v;
 			break;
-		case 'r': rooms = (int)arg_int("-r", optarg, 1, INT_MAX, &ok); break;
+		case 'r':
+			if (arg_int("-r", optarg, 1, INT_MAX, &v))
+				return 2;
+			rooms = (int)v;
+			break;
 		case 's':
-			seed = (unsigned)arg_int("--seed", optarg, 0, UINT_MAX, &ok);
+			if (arg_int("--seed", optarg, 0, UINT_MAX, &v))
+				return 2;
+			seed = (unsigned)v;
 			break;
-		default:
-			fputs(usage, stderr);
-			return 2;
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "shm-chatsim: unexpected argument '%s' (see "
-		        "--help)\n", argv[optind]);
-		ok = false;
-	}
-	if (ok && !dir) {
-		fprintf(stderr, "shm-chatsim: no environment: give -e DIR or set "
-		        "SHM_ENV\n");
-		ok = false;
-	}
-	if (!ok)
-		return 2;
+	if (optind < argc)
+		return usage_err("unexpected argument '%s'", argv[optind]);
+	if (!dir)
+		return usage_err("no environment: give -e DIR or set SHM_ENV");
 	/* shm_options_init's map size 0: the environment's own (libshm's
 	 * default in a new one); any other size would be stored in it at the
 	 * first put if larger */
@@ -232,8 +275,12 @@ static int run(int argc, char **argv)
 				return fail("delete");
 		}
 	}
-	printf("writer %d: %lu messages (%lu replies), %lu edits, %lu reactions, "
-	       "%lu deletes\n", writer, puts, replies, edits, reacts, deletes);
+	printf("writer %d: %s (%s), %s, %s, %s\n", writer,
+	       count_of(w[0], sizeof w[0], puts, "message", "messages"),
+	       count_of(w[1], sizeof w[1], replies, "reply", "replies"),
+	       count_of(w[2], sizeof w[2], edits, "edit", "edits"),
+	       count_of(w[3], sizeof w[3], reacts, "reaction", "reactions"),
+	       count_of(w[4], sizeof w[4], deletes, "delete", "deletes"));
 	free(ids);
 	shm_env_close(env);
 	return 0;
