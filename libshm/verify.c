@@ -8,7 +8,8 @@
  * snapshot, which would keep LMDB from reusing freed pages until the map
  * fills. The invariants checked:
  *  1. Log: every record decodes and passes its checksum, its key equals its
- *     seq, and its seq is below meta "next_seq".
+ *     seq, and its seq is below meta "next_seq". A record that fails is
+ *     one problem: its data is not also said to lack it (step 5).
  *  2. Messages: every value decodes, its id equals its key, it passes put's
  *     checks (text UTF-8 without NUL...; the content limit aside, which is
  *     the writer's), its content_hash is its content's XXH3 (the one check
@@ -110,6 +111,41 @@ static int vlist_add(vlist *l, char kind, uint64_t seq, const void *key,
 	return 0;
 }
 
+/* Keys of the log records step 1 found broken, ascending (the log's
+ * order): the records exist, what they say is unknown. */
+typedef struct seqlist {
+	uint64_t *v;
+	size_t n, cap;
+} seqlist;
+
+static int seqlist_add(seqlist *l, uint64_t seq)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		uint64_t *v = realloc(l->v, cap * sizeof *v);
+		if (!v)
+			return ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = seq;
+	return 0;
+}
+
+static bool seqlist_has(const seqlist *l, uint64_t seq)
+{
+	size_t lo = 0, hi = l->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (l->v[mid] < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < l->n && l->v[lo] == seq;
+}
+
 static void vlist_free(vlist *l)
 {
 	for (size_t i = 0; i < l->n; i++)
@@ -199,9 +235,10 @@ static char kind_of_op(uint8_t op)
 	return 0;
 }
 
-/* 1. The log; collects records above flushed that touch L1 entries. */
+/* 1. The log; collects records above flushed that touch L1 entries, and
+ * the keys of broken ones. */
 static int check_log(vctx *c, uint64_t next_seq, uint64_t flushed,
-                     vlist *recs)
+                     vlist *recs, seqlist *broken)
 {
 	MDB_cursor *cur;
 	MDB_val k, v;
@@ -231,13 +268,19 @@ static int check_log(vctx *c, uint64_t next_seq, uint64_t flushed,
 			rc = drc;
 			break;
 		}
-		if (drc) {
-			problem(c, "log seq %" PRIu64 ": %s", seq, shm_errmsg());
-			continue;
-		}
-		if (rec.seq != seq) {
-			problem(c, "log seq %" PRIu64 ": record says seq %" PRIu64,
-			        seq, rec.seq);
+		if (drc || rec.seq != seq) {
+			/* decode's text names the record by the seq its header
+			 * holds: the key's too, unless they differ */
+			if (drc && rec.seq == seq)
+				problem(c, "%s", shm_errmsg());
+			else if (drc)
+				problem(c, "log seq %" PRIu64 ": %s", seq,
+				        shm_errmsg());
+			else
+				problem(c, "log seq %" PRIu64 ": record says seq "
+				        "%" PRIu64, seq, rec.seq);
+			if ((rc = seqlist_add(broken, seq)))
+				break;
 			continue;
 		}
 		char kind = kind_of_op(rec.op);
@@ -532,14 +575,14 @@ static int check_statics(vctx *c, const vlist *lru, uint64_t *count)
 
 /* 5. Log vs data. recs is sorted by (kind, key, seq). */
 static void check_log_vs_data(vctx *c, const vlist *recs, const vlist *lru,
-                              uint64_t flushed)
+                              const seqlist *broken, uint64_t flushed)
 {
 	char name[600];
 
-	/* Entries above flushed have their record. */
+	/* Entries above flushed have their record (a broken one is said). */
 	for (size_t i = 0; i < lru->n; i++) {
 		const vent *e = &lru->v[i];
-		if (e->seq <= flushed)
+		if (e->seq <= flushed || seqlist_has(broken, e->seq))
 			continue;
 		bool found = false;
 		for (const vent *r = vlist_find(recs, e->kind, e->key, e->klen);
@@ -660,6 +703,7 @@ static int check_snapshot(vctx *c)
 {
 	shm_env *env = c->env;
 	vlist recs = {0}, lru = {0};
+	seqlist broken = {0};
 	uint64_t next_seq = 0, flushed = 0, entries = 0, bytes = 0;
 	uint64_t lru_bytes = 0, n_msgs = 0, n_statics = 0;
 	int rc;
@@ -673,7 +717,7 @@ static int check_snapshot(vctx *c)
 		problem(c,
 		        "meta: flushed %" PRIu64 " at or above next_seq %" PRIu64,
 		        flushed, next_seq);
-	if ((rc = check_log(c, next_seq, flushed, &recs)) ||
+	if ((rc = check_log(c, next_seq, flushed, &recs, &broken)) ||
 	    (rc = check_lru(c, &lru, &lru_bytes)) ||
 	    (rc = check_msgs(c, &lru, &n_msgs)) || (rc = check_room(c)) ||
 	    (rc = check_statics(c, &lru, &n_statics)))
@@ -691,13 +735,14 @@ static int check_snapshot(vctx *c)
 		        bytes, lru_bytes);
 	if (recs.n)
 		qsort(recs.v, recs.n, sizeof *recs.v, vent_cmp);
-	check_log_vs_data(c, &recs, &lru, flushed);
+	check_log_vs_data(c, &recs, &lru, &broken, flushed);
 	if ((rc = check_edges(c, env->dep, env->ref, "dependency")) == 0 &&
 	    (rc = check_edges(c, env->ref, env->dep, "reference")) == 0)
 		rc = check_dead(c);
 out:
 	vlist_free(&recs);
 	vlist_free(&lru);
+	free(broken.v);
 	return rc;
 }
 

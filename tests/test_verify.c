@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -233,8 +234,35 @@ static void test_verify_finds_a_record_with_a_bad_checksum(void **state)
 	v.mv_data = buf;
 	assert_int_equal(mdb_put(txn, f->env->log, &k, &v, 0), 0);
 	wcommit(txn);
-	assert_true(run_verify(f) >= 1);
-	assert_true(found(f, "log seq 1:"));
+	/* one line, naming the record once: not "log seq 1: log record 1:",
+	 * nor the message's "no such log record" for one that exists */
+	assert_int_equal(run_verify(f), 1);
+	assert_string_equal(f->found[0], "log record 1: checksum mismatch "
+	                                 "(corrupted or truncated data)");
+}
+
+/* A record whose header names another seq than its key, checksum right:
+ * one line, the message's record is there (under key 1). */
+static void test_verify_names_a_record_under_another_seq_once(void **state)
+{
+	fixture *f = *state;
+	MDB_txn *txn = wbegin(f);
+	uint64_t seq = 1, seven = 7, sum;
+	MDB_val k = {8, &seq}, v;
+	uint8_t buf[4096];
+
+	assert_int_equal(mdb_get(txn, f->env->log, &k, &v), 0);
+	assert_true(v.mv_size <= sizeof buf);
+	memcpy(buf, v.mv_data, v.mv_size);
+	memcpy(buf + 8, &seven, 8);
+	memset(buf + 32, 0, 8);
+	sum = XXH3_64bits(buf, v.mv_size);
+	memcpy(buf + 32, &sum, 8);
+	v.mv_data = buf;
+	assert_int_equal(mdb_put(txn, f->env->log, &k, &v, 0), 0);
+	wcommit(txn);
+	assert_int_equal(run_verify(f), 1);
+	assert_string_equal(f->found[0], "log seq 1: record says seq 7");
 }
 
 /* Replaces the first old (same length as new) in every value of dbi that
@@ -484,6 +512,9 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_a_record_with_a_bad_checksum, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_names_a_record_under_another_seq_once, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_a_message_whose_content_changed, setup,
