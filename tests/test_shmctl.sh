@@ -507,11 +507,18 @@ if cmp -s "$tmp/many_dump.jsonl" "$tmp/many_dump2.jsonl"; then ok "dump | import
 FLUSHER=$(dirname "$SHMCTL")/shm-flusher
 if [ -n "${SHM_TEST_REDIS:-}" ] && [ -x "$FLUSHER" ]; then
 	t "the flusher drains and trims the log" 0 "$FLUSHER" -e "$T" --redis "$SHM_TEST_REDIS" --once --no-invalidation
+	env_uuid=$(sed -n 's/.*(env id \([0-9a-f-]*\)).*/\1/p' "$tmp/err" | head -n 1)
 	t "stat after the flusher" 0 "$SHMCTL" -e "$T" stat
 	has "stat says what a flusher value means" "$tmp/out" "sink redis: log records applied"
 	has "and when the flusher last published" "$tmp/out" "Unix time (s)"
 	hasnt "every flusher value has its own description" "$tmp/out" "published by shm-flusher"
 	eq "the names and values stay two columns" "$(awk '$1 == "flusher.redis.rows" { print $2 }' "$tmp/out")" 1200
+	# the env id as the flusher's log (and shm_sink_positions) say it,
+	# not as the two decimal halves meta keeps
+	eq "stat shows the flusher's env id as its UUID" "$(awk '$1 == "flusher.env_id" { print $2 }' "$tmp/out")" "${env_uuid:-(none logged)}"
+	hasnt "not as two halves" "$tmp/out" "flusher.env_id.hi"
+	t "stat --json after the flusher" 0 "$SHMCTL" -e "$T" stat --json
+	has "which says it as a string" "$tmp/out" "\"flusher.env_id\":\"$env_uuid\""
 	t "one more message" 0 "$SHMCTL" -e "$T" import "$tmp/live.jsonl"
 	t "log --from 1 over the trimmed log" 0 "$SHMCTL" -e "$T" log --from 1
 	has "says what it cannot show" "$tmp/err" "log records 1..1200 were trimmed before they could be shown"
@@ -567,17 +574,17 @@ if command -v mdb_load >/dev/null && command -v mdb_dump >/dev/null; then
 	fi
 fi
 
-# A value the flusher publishes above 2^63 (half of its env id often is):
+# A value the flusher publishes above 2^63 (a count, say, gone wild):
 # stat --json says the number stat says, not a negative one.
 if command -v mdb_load >/dev/null; then
 	M=$tmp/env_meta
 	cp -R "$E" "$M"
 	printf 'VERSION=3\nformat=bytevalue\ndatabase=meta\ntype=btree\nHEADER=END\n %s\n ffffffffffffffff\nDATA=END\n' \
-		"$(printf 'flusher.env_id.lo' | od -An -tx1 | tr -d ' \n')" | mdb_load -s meta "$M"
+		"$(printf 'flusher.pg.rows' | od -An -tx1 | tr -d ' \n')" | mdb_load -s meta "$M"
 	t "stat of a value above 2^63" 0 "$SHMCTL" -e "$M" stat
 	has "says it" "$tmp/out" "18446744073709551615"
 	t "stat --json of a value above 2^63" 0 "$SHMCTL" -e "$M" stat --json
-	has "says the same number" "$tmp/out" '"flusher.env_id.lo":18446744073709551615'
+	has "says the same number" "$tmp/out" '"flusher.pg.rows":18446744073709551615'
 	has "still with the others" "$tmp/out" '{"messages":'
 	if command -v python3 >/dev/null; then
 		cp "$tmp/out" "$tmp/stat.json"

@@ -1065,11 +1065,13 @@ static int cmd_bust(int argc, char **argv)
 /* --------------------------------------------------------------- stat */
 
 /* --json writes the object itself: jansson's integers are signed, and a
- * u64 above 2^63 (half of the flusher's env id, often) came out negative. */
+ * u64 above 2^63 came out negative. */
 typedef struct statout {
 	bool json;
 	bool oom;      /* a name or value could not be written */
 	size_t n;      /* values written */
+	uint64_t env_id[2]; /* meta flusher.env_id.hi and .lo */
+	bool env_id_said;
 } statout;
 
 /* JSON's name, then the value's text. */
@@ -1096,6 +1098,20 @@ static void stat_u64(statout *o, const char *name, uint64_t v,
 		stat_json(o, name, num);
 	} else {
 		printf("%-30s %20" PRIu64 "  %s\n", name, v, desc);
+	}
+}
+
+static void stat_str(statout *o, const char *name, const char *v,
+                     const char *desc)
+{
+	if (o->json) {
+		json_t *r = json_string(v);
+		char *str = r ? json_dumps(r, JSON_ENCODE_ANY) : NULL;
+		stat_json(o, name, str);
+		free(str);
+		json_decref(r);
+	} else {
+		printf("%-30s %20s  %s\n", name, v, desc);
 	}
 }
 
@@ -1165,8 +1181,6 @@ static const meta_desc whole_desc[] = {
 	{"flusher.syncs", "mdb_env_sync calls (nosync mode)"},
 	{"flusher.expired", "flushed L1 entries expired (l1_ttl_s)"},
 	{"flusher.readers_cleared", "stale reader slots cleared"},
-	{"flusher.env_id.hi", "the default --env-id (a UUID): bytes 0-7"},
-	{"flusher.env_id.lo", "the default --env-id (a UUID): bytes 8-15"},
 	{"cleanup.rounds", "connection cleanup rounds run"},
 	{NULL, NULL}};
 
@@ -1178,6 +1192,25 @@ static const char *meta_desc_of(const meta_desc *t, const char *name)
 	return NULL;
 }
 
+/* The environment's UUID, kept by shm-flusher in two u64 halves: said
+ * once, in its place among the flusher.* values, as the UUID its log
+ * and shm_sink_positions show (flusher/loop.c's fl_env_uuid reads it so,
+ * a missing half as 0). */
+static void stat_env_id(statout *o)
+{
+	shm_uuid u;
+	char s[37];
+
+	if (o->env_id_said)
+		return;
+	o->env_id_said = true;
+	memcpy(u.b, &o->env_id[0], 8);
+	memcpy(u.b + 8, &o->env_id[1], 8);
+	shm_uuid_format(&u, s);
+	stat_str(o, "flusher.env_id", s, "this environment's UUID: the "
+	         "flusher's default --env-id, shm_sink_positions.env_uuid");
+}
+
 static void stat_meta(const char *name, uint64_t value, void *user)
 {
 	const char *dot = strrchr(name, '.'), *what;
@@ -1186,6 +1219,11 @@ static void stat_meta(const char *name, uint64_t value, void *user)
 	size_t n = strlen(name);
 	int sink = 0; /* flusher.<sink>.X: the sink's name's length */
 
+	if (!strcmp(name, "flusher.env_id.hi") ||
+	    !strcmp(name, "flusher.env_id.lo")) {
+		stat_env_id(user);
+		return;
+	}
 	if (strncmp(name, "flusher.", 8) == 0 && dot > name + 8 &&
 	    !memchr(name + 8, '.', (size_t)(dot - (name + 8))))
 		sink = (int)(dot - (name + 8));
@@ -1296,7 +1334,9 @@ static int cmd_stat(int argc, char **argv)
 	          "log payload bytes stored / raw");
 	stat_hist(&o, "put_latency", &c.put_latency);
 	stat_hist(&o, "get_latency", &c.get_latency);
-	if ((rc = shm_meta_each(env, "sink.", stat_meta, &o)) ||
+	if ((rc = shm_meta_get(env, "flusher.env_id.hi", &o.env_id[0])) ||
+	    (rc = shm_meta_get(env, "flusher.env_id.lo", &o.env_id[1])) ||
+	    (rc = shm_meta_each(env, "sink.", stat_meta, &o)) ||
 	    (rc = shm_meta_each(env, "flusher.", stat_meta, &o)) ||
 	    (rc = shm_meta_each(env, "cleanup.", stat_meta, &o))) {
 		ex = fail(rc);
