@@ -87,6 +87,7 @@
  *     closes.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -734,6 +735,30 @@ static int map_size_in_force(shm_env *env)
 	return 0;
 }
 
+/* mdb_env_open's EACCES names no file: the one this process may not use,
+ * looked for in the order LMDB opens them (lock.mdb, which every opener
+ * writes, readers too, or creates; then data.mdb), else the directory. */
+static int open_denied(const char *dir, bool read_only)
+{
+	char lock[4200], data[4200];
+
+	snprintf(lock, sizeof lock, "%s/lock.mdb", dir);
+	snprintf(data, sizeof data, "%s/data.mdb", dir);
+	if (faccessat(AT_FDCWD, lock, F_OK, AT_EACCESS) != 0 &&
+	    faccessat(AT_FDCWD, dir, W_OK, AT_EACCESS) != 0)
+		return shm__err(EACCES, "%s: no lock.mdb, and none can be made "
+		                "in the directory", dir);
+	if (faccessat(AT_FDCWD, lock, R_OK | W_OK, AT_EACCESS) != 0)
+		return shm__err(EACCES, "%s: every process that opens the "
+		                "environment, a reader too, writes LMDB's lock "
+		                "file", lock);
+	if (faccessat(AT_FDCWD, data, R_OK, AT_EACCESS) != 0)
+		return shm__err(EACCES, "%s: cannot be read", data);
+	if (!read_only && faccessat(AT_FDCWD, data, W_OK, AT_EACCESS) != 0)
+		return shm__err(EACCES, "%s: a read-write open writes it", data);
+	return shm__err_mdb(EACCES, dir);
+}
+
 /* For an open that must not create: dir holds an environment. */
 static int check_exists(const char *dir)
 {
@@ -1023,6 +1048,8 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 		else if (rc == ENOMEM && env->opt.map_size)
 			rc = shm__err(rc, "%s: map_size %zu bytes: cannot map "
 			              "that much", dir, env->opt.map_size);
+		else if (rc == EACCES)
+			rc = open_denied(dir, env->opt.read_only);
 		else
 			rc = shm__err_mdb(rc, dir);
 		goto fail;

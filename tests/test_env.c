@@ -362,6 +362,81 @@ static void test_read_only_open_of_missing_dir_fails_clearly(void **state)
 	assert_non_null(strstr(shm_errmsg(), "/nonexistent/shm-env"));
 }
 
+/* In a child that may not bypass file modes (root becomes nobody): opens
+ * dir (read_only or not), wants EACCES with want in the text; its exit
+ * status says whether it got them. */
+static int open_denied_in_child(const char *dir, bool read_only,
+                                const char *want)
+{
+	pid_t pid = fork();
+	int st;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shm_options o;
+		shm_env *env = NULL;
+		int rc;
+
+		if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+			_exit(3);
+		shm_options_init(&o);
+		o.read_only = read_only;
+		o.must_exist = true;
+		rc = shm_env_open(dir, &o, &env);
+		if (rc == EACCES && strstr(shm_errmsg(), want))
+			_exit(0);
+		fprintf(stderr, "open %s: rc %d, '%s', want EACCES and '%s'\n",
+		        read_only ? "read-only" : "read-write", rc,
+		        shm_errmsg(), want);
+		_exit(1);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* A file of the environment this user may not use is named: LMDB's
+ * EACCES said "DIR: Permission denied", which names none, though the
+ * usual one is lock.mdb, which every opener writes, readers too. */
+static void test_open_denied_names_the_file(void **state)
+{
+	char *dir = tu_tmpdir(), lock[PATH_MAX], data[PATH_MAX];
+	char want[PATH_MAX + 256];
+	shm_env *env = tu_open(dir, NULL);
+
+	shm_env_close(env);
+	snprintf(lock, sizeof lock, "%s/lock.mdb", dir);
+	snprintf(data, sizeof data, "%s/data.mdb", dir);
+	assert_int_equal(chmod(dir, 0755), 0);
+	/* lock.mdb not writable: a reader cannot open either */
+	assert_int_equal(chmod(lock, 0444), 0);
+	snprintf(want, sizeof want, "%s: every process that opens the "
+	         "environment, a reader too, writes LMDB's lock file "
+	         "(Permission denied)", lock);
+	assert_int_equal(open_denied_in_child(dir, true, want), 0);
+	assert_int_equal(open_denied_in_child(dir, false, want), 0);
+	/* data.mdb not writable: a read-write open */
+	assert_int_equal(chmod(lock, 0666), 0);
+	assert_int_equal(chmod(data, 0444), 0);
+	snprintf(want, sizeof want, "%s: a read-write open writes it "
+	         "(Permission denied)", data);
+	assert_int_equal(open_denied_in_child(dir, false, want), 0);
+	/* nor readable: any open */
+	assert_int_equal(chmod(data, 0), 0);
+	snprintf(want, sizeof want, "%s: cannot be read (Permission denied)",
+	         data);
+	assert_int_equal(open_denied_in_child(dir, true, want), 0);
+	/* no lock.mdb, and the directory not writable: none can be made */
+	assert_int_equal(chmod(data, 0644), 0);
+	assert_int_equal(unlink(lock), 0);
+	assert_int_equal(chmod(dir, 0555), 0);
+	snprintf(want, sizeof want, "%s: no lock.mdb, and none can be made "
+	         "in the directory (Permission denied)", dir);
+	assert_int_equal(open_denied_in_child(dir, true, want), 0);
+	assert_int_equal(chmod(dir, 0755), 0);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* Out-of-range options are refused before anything is created: enums,
  * and a map_size too small for any environment (bytes taken for MiB:
  * LMDB's MDB_MAP_FULL at the first commit left an empty environment that
@@ -1820,6 +1895,7 @@ int main(void)
 		cmocka_unit_test(test_child_of_fork_opens_its_own_handle),
 		cmocka_unit_test(test_read_only_open_refuses_writes),
 		cmocka_unit_test(test_read_only_open_of_missing_dir_fails_clearly),
+		cmocka_unit_test(test_open_denied_names_the_file),
 		cmocka_unit_test(test_other_format_version_is_refused),
 		cmocka_unit_test(test_non_shm_lmdb_environment_is_refused),
 		cmocka_unit_test(
