@@ -487,6 +487,30 @@ int shm_object_is_direct(shm_env *env, const shm_uuid *website,
 	return rc;
 }
 
+int shm__object_known(shm_env *env, const shm_uuid *website,
+                      const char *object, bool *known)
+{
+	uint8_t key[SHM_OBJKEY_MAX];
+	MDB_val k, d;
+	MDB_txn *txn;
+	int rc;
+
+	*known = false;
+	if ((rc = shm__objkey(__func__, website, object, key, &k.mv_size)))
+		return rc;
+	k.mv_data = key;
+	if ((rc = shm__rtxn_get(env, &txn)))
+		return rc;
+	/* declared: an obj entry (shm_deps_set writes one with its edges) */
+	rc = mdb_get(txn, env->obj, &k, &d);
+	if (rc == MDB_NOTFOUND)
+		rc = mdb_get(txn, env->ref, &k, &d);
+	shm__rtxn_put(env, txn);
+	*known = rc == 0;
+	return rc == 0 || rc == MDB_NOTFOUND ? 0
+	                                     : mdberr(rc, "object graph: read");
+}
+
 /* -------------------------------------------------------- deps_set */
 
 struct deps_set {

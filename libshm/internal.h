@@ -444,6 +444,11 @@ void shm__order_free(shm__order *o);
 /* fn: the public function, named when website or object is NULL */
 int shm__objkey(const char *fn, const shm_uuid *website, const char *object,
                 uint8_t *key, size_t *klen);
+/* Whether the graph knows object (graph.c): declared by shm_deps_set, or
+ * a dependency of a declared one; destroy forgets it. shmctl deps show
+ * tells an unknown object from one without edges. */
+int shm__object_known(shm_env *env, const shm_uuid *website,
+                      const char *object, bool *known);
 
 /* ---- read-through (readthrough.c); no-ops when not configured */
 int shm__rt_open(shm_env *env);

@@ -435,6 +435,17 @@ t "deps show --recursive" 0 "$SHMCTL" deps show "$W" "Page/1" --recursive
 eq "recursive walk goes through the block" "$(tr '\n' ' ' <"$tmp/out")" "Block/1 Person/1 "
 t "deps show --referrers" 0 "$SHMCTL" deps show "$W" "Person/1" --referrers
 eq "references of the person" "$(tr '\n' ' ' <"$tmp/out")" "Block/1 Page/1 "
+# an object the graph does not know is said, not an empty answer (exit 0)
+for o in "" --recursive --referrers; do
+	# shellcheck disable=SC2086 # $o: no option, or one
+	t "deps show${o:+ $o} of an object never declared exits 1" 1 "$SHMCTL" deps show "$W" "Page/404" $o
+	eq "saying so" "$(cat "$tmp/err")" "shmctl: no object $W Page/404 in the graph: never declared (deps set), and no declared object embeds it"
+done
+t "deps show of an object only embedded" 0 "$SHMCTL" deps show "$W" "Person/1"
+eq "has no dependencies" "$(cat "$tmp/out")" ""
+t "deps set of an object without dependencies" 0 "$SHMCTL" deps set "$W" "Person/2"
+t "deps show of it" 0 "$SHMCTL" deps show "$W" "Person/2"
+eq "has none" "$(cat "$tmp/out")" ""
 t "deps show --recursive --referrers is usage" 2 "$SHMCTL" deps show "$W" "Person/1" --recursive --referrers
 has "the usage error names both options" "$tmp/err" "--recursive and --referrers exclude each other"
 t "deps show of an object with invalid UTF-8 exits 65" 65 "$SHMCTL" deps show "$W" "$(printf 'Page/\377x')"
@@ -460,6 +471,7 @@ t "busted static is gone" 1 "$SHMCTL" static get "$W" "Page/1"
 t "destroy" 0 "$SHMCTL" destroy "$W" "Block/1"
 t "deps of the destroyed object" 0 "$SHMCTL" deps show "$W" "Page/1"
 eq "destroy dropped its edges" "$(cat "$tmp/out")" ""
+t "deps show of the destroyed object exits 1" 1 "$SHMCTL" deps show "$W" "Block/1"
 t "verify after the graph work" 0 "$SHMCTL" verify
 
 # ---------------------------------------------------------- log --follow

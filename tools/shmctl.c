@@ -1005,14 +1005,23 @@ static int cmd_deps(int argc, char **argv)
 		ex = rc ? fail(rc) : EX_OK;
 	} else {
 		shm_objlist *l = NULL;
+		bool known = true;
 		if (optv(opts, "referrers"))
 			rc = shm_deps_referrers(env, &website, pos[1], &l);
 		else if (optv(opts, "recursive"))
 			rc = shm_deps_recursive(env, &website, pos[1], &l);
 		else
 			rc = shm_deps_get(env, &website, pos[1], &l);
+		/* an empty answer: no edges, or no such object? */
+		if (!rc && !l->n)
+			rc = shm__object_known(env, &website, pos[1], &known);
 		if (rc) {
 			ex = fail(rc);
+		} else if (!known) {
+			fprintf(stderr, "%s: no object %s %s in the graph: never "
+			        "declared (deps set), and no declared object embeds "
+			        "it\n", prog, pos[0], pos[1]);
+			ex = EX_NOTFOUND;
 		} else {
 			for (size_t i = 0; i < l->n; i++)
 				printf("%s\n", l->items[i]);
