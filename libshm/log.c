@@ -502,7 +502,9 @@ int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms)
 		}
 		uint64_t now = shm__mono_ns();
 		if (now >= deadline)
-			return SHM_ETIMEDOUT;
+			return shm__err(SHM_ETIMEDOUT, "shm_log_wait: no record "
+			                "%llu or later within %u ms",
+			                (unsigned long long)from, timeout_ms);
 		if (shm__log_sleep(env, &seen, deadline - now))
 			return 0; /* may exist: the caller reads to know */
 	}

@@ -201,7 +201,7 @@ int shm_dead_walk(shm_env *env, int (*fn)(const shm_dead *d, void *user),
  * (no transaction held; asleep on a futex that every commit of records
  * wakes; on a read-only handle, for at most 10 ms at a time). Returns 0
  * when there may be something (a commit came, or shm_log_wake: read to
- * know), SHM_ETIMEDOUT otherwise. */
+ * know), SHM_ETIMEDOUT otherwise, its text naming from and the wait. */
 int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms);
 /* Ends every shm_log_wait on this environment, in every process, with 0,
  * as a commit does (a waiter that should stop then sees its flag).

@@ -392,7 +392,11 @@ static void test_meta_set_refuses_libshms_own_names(void **state)
 static void test_log_wait_wakes_on_a_new_record(void **state)
 {
 	shm_msg m = tu_msg("w", 1, "x");
+	/* the text is the timeout's, not a previous error's */
+	assert_int_equal(shm_log_trim(env, 5), SHM_EINVAL);
 	assert_int_equal(shm_log_wait(env, 1, 20), SHM_ETIMEDOUT);
+	assert_string_equal(shm_errmsg(), "shm_log_wait: no record 1 or "
+	                                  "later within 20 ms (timed out)");
 	assert_int_equal(shm_msg_put(env, &m), 0);
 	assert_int_equal(shm_log_wait(env, 1, 1000), 0);
 }
