@@ -560,6 +560,7 @@ static int cmp_i32(const void *a, const void *b)
 static int check_users(const shm_reaction *r)
 {
 	int32_t small[USERS_SMALL], *ids = small;
+	char shown[SHM__SHOWN_MAX];
 	int rc = 0;
 
 	if (r->n_users < 2)
@@ -567,14 +568,15 @@ static int check_users(const shm_reaction *r)
 	if (r->n_users > USERS_SMALL &&
 	    !(ids = malloc(r->n_users * sizeof *ids)))
 		return shm__err(ENOMEM, "metadata.reactions '%s': check of %u "
-		                "user ids", r->emoji, r->n_users);
+		                "user ids", shm__shown_str(r->emoji, shown),
+		                r->n_users);
 	memcpy(ids, r->user_ids, r->n_users * sizeof *ids);
 	qsort(ids, r->n_users, sizeof *ids, cmp_i32);
 	for (uint32_t j = 1; j < r->n_users && !rc; j++)
 		if (ids[j] == ids[j - 1])
 			rc = shm__err(SHM_EINVAL, "metadata.reactions '%s': "
-			              "user id %d listed twice", r->emoji,
-			              (int)ids[j]);
+			              "user id %d listed twice",
+			              shm__shown_str(r->emoji, shown), (int)ids[j]);
 	if (ids != small)
 		free(ids);
 	return rc;
@@ -584,6 +586,7 @@ static int check_users(const shm_reaction *r)
 static int check_emojis(const shm_msg *m)
 {
 	shm__order o;
+	char shown[SHM__SHOWN_MAX];
 	int rc = 0;
 
 	if (shm__order_make(m, &o))
@@ -591,13 +594,14 @@ static int check_emojis(const shm_msg *m)
 		                "reactions", m->n_reactions);
 	if (o.dup)
 		rc = shm__err(SHM_EINVAL, "reaction '%s' listed twice",
-		              o.r[o.dup]->emoji);
+		              shm__shown_str(o.r[o.dup]->emoji, shown));
 	shm__order_free(&o);
 	return rc;
 }
 
 static int check_reactions(const shm_msg *m)
 {
+	char shown[SHM__SHOWN_MAX];
 	int rc;
 
 	for (uint32_t i = 0; i < m->n_reactions; i++) {
@@ -608,11 +612,12 @@ static int check_reactions(const shm_msg *m)
 			return rc;
 		if (r->n_users > SHM_MAX_LIST)
 			return shm__err(SHM_ETOOBIG, "reaction '%s': %u users, at "
-			                "most %d", r->emoji, r->n_users,
-			                SHM_MAX_LIST);
+			                "most %d", shm__shown_str(r->emoji, shown),
+			                r->n_users, SHM_MAX_LIST);
 		if (r->n_users && !r->user_ids)
 			return shm__err(SHM_EINVAL, "reaction '%s': NULL user_ids "
-			                "with %u users", r->emoji, r->n_users);
+			                "with %u users",
+			                shm__shown_str(r->emoji, shown), r->n_users);
 		if ((rc = check_users(r)))
 			return rc;
 	}
@@ -686,6 +691,8 @@ const char *shm_msg_type_name(shm_msg_type t)
 
 int shm_msg_type_parse(const char *s, shm_msg_type *out)
 {
+	char shown[SHM__SHOWN_MAX];
+
 	if (out)
 		*out = (shm_msg_type)0;
 	if (!s)
@@ -698,7 +705,7 @@ int shm_msg_type_parse(const char *s, shm_msg_type *out)
 			return 0;
 		}
 	}
-	return shm__err(SHM_ETYPE, "message_type '%.40s': not one of Text, "
+	return shm__err(SHM_ETYPE, "message_type '%s': not one of Text, "
 	                "Image, File, Audio, Video, System, Edit, Delete, "
-	                "Reaction", s);
+	                "Reaction", shm__shown_str(s, shown));
 }

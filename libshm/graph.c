@@ -70,73 +70,10 @@ static int mdberr(int rc, const char *what)
 
 /* ------------------------------------------------------------ objects */
 
-/* Length of the UTF-8 sequence at p that encodes a printable, non-space
- * code point; 0 if invalid or whitespace/control. */
-static size_t printable_seq(const unsigned char *p, size_t avail)
-{
-	uint32_t cp;
-	size_t n;
-
-	if (p[0] < 0x80)
-		return p[0] > 0x20 && p[0] < 0x7f;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-		n = 2;
-		cp = p[0] & 0x1f;
-	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		n = 3;
-		cp = p[0] & 0x0f;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		n = 4;
-		cp = p[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (avail < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0; /* overlong, out of range, surrogate */
-	if (cp <= 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200b) ||
-	    cp == 0x2028 || cp == 0x2029 || cp == 0x202f || cp == 0x205f ||
-	    cp == 0x3000 || cp == 0xfeff)
-		return 0; /* C1 controls, NBSP, Unicode spaces, BOM */
-	return n;
-}
-
-/* Room for shown(): 80 bytes of object, each at most 4 shown bytes. */
-#define SHOWN_MAX (80 * 4 + sizeof "...")
-
-/* A printable rendering of s for error messages, from its first 80 bytes:
- * printable UTF-8 and ASCII spaces as they are, any other byte (invalid
- * UTF-8, controls, Unicode spaces) as \xNN. */
-static const char *shown(const char *s, size_t len, char buf[SHOWN_MAX])
-{
-	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0, o = 0, n = len < 80 ? len : 80, k;
-
-	while (i < n) {
-		k = u[i] == ' ' ? 1 : printable_seq(u + i, n - i);
-		if (k) {
-			memcpy(buf + o, u + i, k);
-			o += k;
-			i += k;
-		} else {
-			o += (size_t)sprintf(buf + o, "\\x%02x", u[i++]);
-		}
-	}
-	strcpy(buf + o, len > 80 ? "..." : "");
-	return buf;
-}
-
 __attribute__((nonnull)) static int object_check_len(const char *object,
                                                  size_t len)
 {
-	char b[SHOWN_MAX];
+	char b[SHM__SHOWN_MAX];
 	const char *slash;
 	size_t i = 0, k;
 
@@ -145,26 +82,27 @@ __attribute__((nonnull)) static int object_check_len(const char *object,
 	if (len > SHM__OBJECT_LIMIT) /* len is cut there: not the length */
 		return shm__err(SHM_EOBJECT,
 		                "object '%s': longer than the %d bytes allowed",
-		                shown(object, len, b), SHM__OBJECT_LIMIT);
+		                shm__shown(object, len, b), SHM__OBJECT_LIMIT);
 	while (i < len) {
-		k = printable_seq((const unsigned char *)object + i, len - i);
+		k = shm__printable_seq((const unsigned char *)object + i,
+		                          len - i);
 		if (k == 0)
 			return shm__err(SHM_EOBJECT,
 			                "object '%s': whitespace, control character "
 			                "or invalid UTF-8 at byte %zu",
-			                shown(object, len, b), i);
+			                shm__shown(object, len, b), i);
 		i += k;
 	}
 	slash = memrchr(object, '/', len);
 	if (slash == NULL)
 		return shm__err(SHM_EOBJECT, "object '%s': no '/', expected TYPE/ID",
-		                shown(object, len, b));
+		                shm__shown(object, len, b));
 	if (slash == object)
 		return shm__err(SHM_EOBJECT, "object '%s': empty TYPE",
-		                shown(object, len, b));
+		                shm__shown(object, len, b));
 	if (slash == object + len - 1)
 		return shm__err(SHM_EOBJECT, "object '%s': empty ID",
-		                shown(object, len, b));
+		                shm__shown(object, len, b));
 	return 0;
 }
 

@@ -308,6 +308,7 @@ static int check_msg(const shm_msg *m, const char *fn)
 static int reaction_order(const shm_msg *m, const char *fn, shm__order *o)
 {
 	const char *e;
+	char shown[SHM__SHOWN_MAX];
 	long a, b;
 
 	if (shm__order_make(m, o))
@@ -320,7 +321,8 @@ static int reaction_order(const shm_msg *m, const char *fn, shm__order *o)
 	b = o->r[o->dup] - m->reactions;
 	shm__order_free(o);
 	return shm__err(SHM_EINVAL, "%s: field 'metadata.reactions': emoji "
-	                "'%.64s' in reactions[%ld] and [%ld]", fn, e ? e : "",
+	                "'%s' in reactions[%ld] and [%ld]", fn,
+	                shm__shown_str(e ? e : "", shown),
 	                a < b ? a : b, a < b ? b : a);
 }
 
@@ -564,6 +566,7 @@ static int check_fields(pctx *c, json_t *o, const char *where,
                         const char *const *known)
 {
 	const char *key;
+	char shown[SHM__SHOWN_MAX];
 	json_t *v;
 
 	json_object_foreach(o, key, v) {
@@ -571,8 +574,8 @@ static int check_fields(pctx *c, json_t *o, const char *where,
 		while (*k && strcmp(*k, key) != 0)
 			k++;
 		if (!*k)
-			return fail(c, SHM_EJSON, "unknown field '%s%.64s'", where,
-			            key);
+			return fail(c, SHM_EJSON, "unknown field '%s%s'", where,
+			            shm__shown_str(key, shown));
 	}
 	return 0;
 }
@@ -650,12 +653,15 @@ static int get_u32(pctx *c, json_t *v, const char *path, uint32_t *out)
 
 static int get_uuid(pctx *c, json_t *v, const char *path, shm_uuid *out)
 {
+	char shown[SHM__SHOWN_MAX];
+
 	if (!json_is_string(v))
 		return want(c, path, "UUID string", v);
 	if (json_string_length(v) != 36 ||
 	    shm_uuid_parse(json_string_value(v), out) != 0)
-		return fail(c, SHM_EUUID, "field '%s': malformed UUID '%.64s'",
-		            path, json_string_value(v));
+		return fail(c, SHM_EUUID, "field '%s': malformed UUID '%s'",
+		            path, shm__shown(json_string_value(v),
+		                             json_string_length(v), shown));
 	return 0;
 }
 
@@ -903,6 +909,7 @@ static int parse(pctx *c, json_t *root, shm_msg *m)
 	static const char *const required[] = {"room_id", "user_id",
 	                                       "username", "content",
 	                                       "message_type"};
+	char shown[SHM__SHOWN_MAX];
 	json_t *v;
 	int rc;
 
@@ -944,9 +951,10 @@ static int parse(pctx *c, json_t *root, shm_msg *m)
 		return fail(c, SHM_ENUL, "field 'message_type': NUL byte at "
 		            "offset %zu", strlen(json_string_value(v)));
 	if (shm_msg_type_parse(json_string_value(v), &m->type) != 0)
-		return fail(c, SHM_ETYPE, "unknown message_type '%.64s': not "
+		return fail(c, SHM_ETYPE, "unknown message_type '%s': not "
 		            "one of Text, Image, File, Audio, Video, System, "
-		            "Edit, Delete, Reaction", json_string_value(v));
+		            "Edit, Delete, Reaction",
+		            shm__shown_str(json_string_value(v), shown));
 	if ((rc = get_time(c, json_object_get(root, "created_at"), "created_at",
 	                   false, &m->created_at)))
 		return rc;

@@ -258,7 +258,10 @@ void shm_env_close(shm_env *env);
 
 /* Text of the calling thread's last error: what failed, with which input,
  * ending with shm_strerror()'s description of the code, once: print it
- * alone. Valid until the thread's next failing call. Never NULL. */
+ * alone. Input quoted in it is shown printably: its first 80 bytes, any
+ * byte that is not printable UTF-8 or an ASCII space (a control, invalid
+ * UTF-8) as \xNN, "..." if it goes on. Valid until the thread's next
+ * failing call. Never NULL. */
 const char *shm_errmsg(void);
 
 /* The options the handle was opened with, and its directory (owned by

@@ -1,4 +1,6 @@
-/* libshm/text.c - validation of text input: UTF-8, NUL bytes, sizes. */
+/* libshm/text.c - validation of text input (UTF-8, NUL bytes, sizes), and
+ * input shown printably in error texts. */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -78,4 +80,65 @@ size_t shm__utf8_bad(const char *s, size_t len)
 		i += k;
 	}
 	return len;
+}
+
+size_t shm__printable_seq(const unsigned char *p, size_t avail)
+{
+	uint32_t cp;
+	size_t n;
+
+	if (p[0] < 0x80)
+		return p[0] > 0x20 && p[0] < 0x7f;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (avail < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0; /* overlong, out of range, surrogate */
+	if (cp <= 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200b) ||
+	    cp == 0x2028 || cp == 0x2029 || cp == 0x202f || cp == 0x205f ||
+	    cp == 0x3000 || cp == 0xfeff)
+		return 0; /* C1 controls, NBSP, Unicode spaces, BOM */
+	return n;
+}
+
+const char *shm__shown(const char *s, size_t len, char buf[SHM__SHOWN_MAX])
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, o = 0, n = len < SHM__SHOWN_BYTES ? len : SHM__SHOWN_BYTES;
+	size_t k;
+
+	while (i < n) {
+		k = u[i] == ' ' ? 1 : shm__printable_seq(u + i, n - i);
+		if (k) {
+			memcpy(buf + o, u + i, k);
+			o += k;
+			i += k;
+		} else {
+			o += (size_t)sprintf(buf + o, "\\x%02x", u[i++]);
+		}
+	}
+	strcpy(buf + o, len > SHM__SHOWN_BYTES ? "..." : "");
+	return buf;
+}
+
+const char *shm__shown_str(const char *s, char buf[SHM__SHOWN_MAX])
+{
+	return shm__shown(s, strnlen(s, SHM__SHOWN_BYTES + 1), buf);
 }

@@ -165,8 +165,10 @@ static unsigned month_days(int64_t y, unsigned m)
 
 static int bad(const char *s, const char *why)
 {
-	return shm__err(SHM_ETIME, "timestamp '%.64s%s': %s", s,
-	                strlen(s) > 64 ? "..." : "", why);
+	char shown[SHM__SHOWN_MAX];
+
+	return shm__err(SHM_ETIME, "timestamp '%s': %s",
+	                shm__shown_str(s, shown), why);
 }
 
 int shm_time_parse(const char *s, int64_t *us)

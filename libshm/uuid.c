@@ -21,6 +21,7 @@ int shm_uuid_parse(const char *s, shm_uuid *out)
 	static const int dash[] = {8, 13, 18, 23};
 	shm_uuid u;
 	int i, j = 0, d = 0;
+	char shown[SHM__SHOWN_MAX];
 
 	if (out)
 		memset(out, 0, sizeof *out);
@@ -46,8 +47,8 @@ int shm_uuid_parse(const char *s, shm_uuid *out)
 	*out = u;
 	return 0;
 bad:
-	return shm__err(SHM_EUUID, "uuid '%.64s': expected 8-4-4-4-12 hex digits",
-	                s);
+	return shm__err(SHM_EUUID, "uuid '%s': expected 8-4-4-4-12 hex digits",
+	                shm__shown_str(s, shown));
 }
 
 void shm_uuid_format(const shm_uuid *u, char out[37])

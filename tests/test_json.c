@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "codec.h" /* shm__msg_validate: put's checks */
 #include "shm.h"
 #include "shm_log.h"
 #include "testutil.h"
@@ -424,6 +425,90 @@ static void test_from_json_names_a_raw_nul_byte(void **state)
 			         cases[i].reason);
 		assert_null(m);
 		assert_null(strstr(err, "end of file"));
+	}
+}
+
+/* Whether s is printable ASCII: input quoted in an error text is, its
+ * invalid bytes and control characters written \xNN. */
+static bool printable_ascii(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p >= 0x7f)
+			return false;
+	return true;
+}
+
+/* Input the UUID, time and type parsers (and the JSON reader) quote in
+ * shm_errmsg() is shown printably: they echoed its raw bytes, so the text
+ * itself could be invalid UTF-8 or hold control characters (a terminal
+ * escape, a newline that forges a line of a log). */
+static void test_error_texts_quote_input_printably(void **state)
+{
+	static const struct {
+		const char *json, *want;
+	} cases[] = {
+#define BASE "\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\",\"content\":\"c\",\"message_type\":\"Text\""
+		{"{\"id\":\"\\u001b[2J\"," BASE "}",
+		 "field 'id': malformed UUID '\\x1b[2J'"},
+		{"{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\",\"content\":"
+		 "\"c\",\"message_type\":\"Te\\u0001xt\"}",
+		 "unknown message_type 'Te\\x01xt'"},
+		{"{" BASE ",\"created_at\":\"2026\\n\"}",
+		 "field 'created_at': timestamp '2026\\x0a'"},
+		{"{" BASE ",\"a\\nb\":1}", "unknown field 'a\\x0ab'"},
+#undef BASE
+	};
+	static const int32_t twice[] = {7, 7};
+	shm_reaction r[2] = {{.emoji = "x\x01", .user_ids = twice, .n_users = 1},
+	                     {.emoji = "x\x01", .user_ids = twice, .n_users = 1}};
+	shm_msg dup = {.room_id = "r", .reactions = r, .n_reactions = 2};
+	char err[512], big[200], *js;
+	shm_options o;
+	shm_uuid u;
+	int64_t us;
+	shm_msg_type t;
+	shm_msg *m;
+
+	(void)state;
+	/* a reaction's emoji, twice in a message, or with a user twice */
+	shm_options_init(&o);
+	assert_int_equal(shm_msg_to_json(&dup, &js, NULL), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "emoji 'x\\x01' in reactions[0] "
+	                                     "and [1]"));
+	assert_int_equal(shm__msg_validate(&o, &dup), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "reaction 'x\\x01' listed twice"));
+	dup.n_reactions = 1;
+	r[0].n_users = 2;
+	assert_int_equal(shm__msg_validate(&o, &dup), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "metadata.reactions 'x\\x01': "
+	                                     "user id 7 listed twice"));
+	assert_int_equal(shm_uuid_parse("ab\x01\xff\ncd", &u), SHM_EUUID);
+	assert_string_equal(shm_errmsg(), "uuid 'ab\\x01\\xff\\x0acd': expected "
+	                                  "8-4-4-4-12 hex digits (malformed "
+	                                  "UUID)");
+	assert_int_equal(shm_time_parse("2026\x1b[31m\xc3", &us), SHM_ETIME);
+	assert_non_null(strstr(shm_errmsg(), "timestamp '2026\\x1b[31m\\xc3': "));
+	assert_true(printable_ascii(shm_errmsg()));
+	assert_int_equal(shm_msg_type_parse("Te\x7fxt\xe9", &t), SHM_ETYPE);
+	assert_non_null(strstr(shm_errmsg(), "message_type 'Te\\x7fxt\\xe9': "
+	                                     "not one of"));
+	/* valid UTF-8 that prints stays as it is */
+	assert_int_equal(shm_msg_type_parse("Texté", &t), SHM_ETYPE);
+	assert_non_null(strstr(shm_errmsg(), "message_type 'Texté': "));
+	/* a long one is cut, and says so */
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = 0;
+	assert_int_equal(shm_uuid_parse(big, &u), SHM_EUUID);
+	assert_non_null(strstr(shm_errmsg(), "xxx...': expected 8-4-4-4-12"));
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int rc = shm_msg_from_json(cases[i].json, strlen(cases[i].json),
+		                           &m, err, sizeof err);
+		if (rc == 0 || !strstr(err, cases[i].want) ||
+		    !printable_ascii(err) ||
+		    !strstr(shm_errmsg(), cases[i].want) ||
+		    !printable_ascii(shm_errmsg()))
+			fail_msg("case %zu: %d '%s', want '%s'", i, rc, err,
+			         cases[i].want);
 	}
 }
 
@@ -1363,6 +1448,7 @@ int main(void)
 		cmocka_unit_test(test_to_json_refuses_invalid_utf8_and_bad_types),
 		cmocka_unit_test(test_to_json_escapes_hostile_strings_exactly),
 		cmocka_unit_test(test_to_json_refusals_name_the_field),
+		cmocka_unit_test(test_error_texts_quote_input_printably),
 		cmocka_unit_test(test_to_json_refuses_null_arrays_and_empty_emojis),
 		cmocka_unit_test(test_json_append_appends_and_locates_metadata),
 		cmocka_unit_test(test_metadata_json_append_is_the_whole_jsons_object),
