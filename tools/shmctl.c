@@ -98,12 +98,13 @@ static const char usage_text[] =
 "\n"
 "Options: -e DIR  environment directory; -h, --help; -V, --version\n"
 "\n"
-"Exit status: 0 ok; 1 not found, or problems found (verify, log);\n"
-"2 usage error; 65 bad input data (malformed JSON, UUID, object, timestamp,\n"
-"text; incompatible environment version, not an shm environment, data file\n"
-"cut short); 70 internal or system error (including: L1 full of unflushed\n"
-"work, or the map behind a reader's old snapshot: see readers; LMDB errors;\n"
-"output that could not all be written).\n";
+"Exit status: 0 ok; 1 not found (a missing FILE too), or problems found\n"
+"(verify, log); 2 usage error; 65 bad input data (malformed JSON, UUID,\n"
+"object, timestamp, text; incompatible environment version, not an shm\n"
+"environment, data file cut short); 70 internal or system error\n"
+"(including: L1 full of unflushed work, or the map behind a reader's old\n"
+"snapshot: see readers; LMDB errors; a FILE that cannot be read, such as a\n"
+"directory; output that could not all be written).\n";
 
 /* ------------------------------------------------------------ helpers */
 
