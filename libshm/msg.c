@@ -384,14 +384,16 @@ static int batch_prepare(struct put_many *p)
 
 /* The write, then in write-through mode the wait for PostgreSQL
  * (shm__wait_through). *stored: the write itself committed (it is in L1
- * and its log, whatever the wait says), for the counters. */
+ * and its log, whatever the wait says), for the counters; put_latency
+ * times such writes alone, up to the commit. */
 static int run_write(shm_env *env, shm__write_fn fn, void *ctx, uint64_t t0,
                      bool *stored)
 {
 	uint64_t seqs[2];
 	int rc = shm__write_seqs(env, fn, ctx, seqs);
 
-	shm__hist_add(env, 0, shm__mono_ns() - t0);
+	if (rc == 0)
+		shm__hist_add(env, 0, shm__mono_ns() - t0);
 	*stored = rc == 0;
 	return rc ? rc : shm__wait_through(env, seqs);
 }
@@ -688,7 +690,9 @@ int shm_msg_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 		SHM__COUNT(env, l1_misses, 1);
 		rc = shm__rt_get(env, id, out);
 	}
-	shm__hist_add(env, 1, shm__mono_ns() - t0);
+	/* an answer, "nowhere" included, is timed; a failure is not */
+	if (rc == 0 || rc == SHM_ENOTFOUND)
+		shm__hist_add(env, 1, shm__mono_ns() - t0);
 	return rc;
 }
 

@@ -667,8 +667,12 @@ typedef struct shm_counters {
 #define SHM__CNT_FIELD(name, desc) uint64_t name;
 	SHM_COUNTERS(SHM__CNT_FIELD)
 #undef SHM__CNT_FIELD
-	shm_hist put_latency; /* shm_msg_put/put_many/edit/delete/react */
-	shm_hist get_latency; /* shm_msg_get */
+	/* only calls that succeed are timed: a failure's time says little */
+	shm_hist put_latency; /* shm_msg_put/put_many/edit/delete/react whose
+	                       * write committed, up to the commit (not a
+	                       * write-through wait for PostgreSQL) */
+	shm_hist get_latency; /* shm_msg_get that answered: 0 or
+	                       * SHM_ENOTFOUND */
 } shm_counters;
 
 /* Counters since the environment was created (all processes). */

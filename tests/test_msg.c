@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "internal.h" /* a raw write of a value that does not decode */
 #include "shm_log.h"
 #include "testutil.h"
 
@@ -1154,6 +1155,45 @@ static void test_stats_count_hits_misses_and_latency(void **state)
 	assert_true(c.l1_hits >= hits + 1);
 }
 
+/* The latency histograms time the calls that did their job: a write
+ * that returned 0, a get that answered (the message, or SHM_ENOTFOUND:
+ * nowhere). A failed one (an edit of a message that is not there, a value
+ * that does not decode) was timed too, its quick failure pulling the
+ * percentiles down. */
+static void test_latency_times_only_calls_that_succeed(void **state)
+{
+	shm_msg m = tu_msg("lat", 1, "x"), *got;
+	shm_counters a, b;
+	shm_uuid unknown;
+	MDB_txn *txn;
+	MDB_val k, v = {3, "bad"};
+
+	shm_uuid_v7(&unknown);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	shm_stats_local(env, &a);
+	assert_int_equal(shm_msg_edit(env, &unknown, "y", 1), SHM_ENOTFOUND);
+	assert_int_equal(shm_msg_react(env, &unknown, 1, "👍", true),
+	                 SHM_ENOTFOUND);
+	shm_stats_local(env, &b);
+	assert_int_equal(b.put_latency.count, a.put_latency.count);
+	assert_int_equal(shm_msg_edit(env, &m.id, "y", 1), 0);
+	shm_stats_local(env, &b);
+	assert_int_equal(b.put_latency.count, a.put_latency.count + 1);
+
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	shm_msg_free(got);
+	assert_int_equal(shm_msg_get(env, &unknown, &got), SHM_ENOTFOUND);
+	shm_stats_local(env, &b);
+	assert_int_equal(b.get_latency.count, a.get_latency.count + 2);
+	k = (MDB_val){16, m.id.b};
+	assert_int_equal(mdb_txn_begin(env->mdb, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_put(txn, env->msg, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), SHM_ECORRUPT);
+	shm_stats_local(env, &a);
+	assert_int_equal(a.get_latency.count, b.get_latency.count);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1191,6 +1231,7 @@ int main(void)
 		cmocka_unit_test(test_uuid_parse_and_format_round_trip),
 		cmocka_unit_test(test_uuid_v7_is_time_ordered),
 		cmocka_unit_test_setup_teardown(test_stats_count_hits_misses_and_latency, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_latency_times_only_calls_that_succeed, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("msg", tests, NULL, NULL);
 }

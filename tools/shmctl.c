@@ -1266,12 +1266,14 @@ static void stat_meta(const char *name, uint64_t value, void *user)
 	stat_u64(user, name, value, desc);
 }
 
-static void stat_hist(statout *o, const char *name, const shm_hist *h)
+/* what: the calls timed (failed ones are not). */
+static void stat_hist(statout *o, const char *name, const shm_hist *h,
+                      const char *what)
 {
 	char n[64], d[96];
 
 	snprintf(n, sizeof n, "%s.count", name);
-	snprintf(d, sizeof d, "%s: samples", name);
+	snprintf(d, sizeof d, "%s: samples (%s)", name, what);
 	stat_u64(o, n, h->count, d);
 	snprintf(n, sizeof n, "%s.p50_ns", name);
 	snprintf(d, sizeof d, "%s: median, ns (bucket upper bound)", name);
@@ -1342,8 +1344,9 @@ static int cmd_stat(int argc, char **argv)
 	                                    (double)c.log_bytes_raw
 	                          : 1.0,
 	          "log payload bytes stored / raw");
-	stat_hist(&o, "put_latency", &c.put_latency);
-	stat_hist(&o, "get_latency", &c.get_latency);
+	stat_hist(&o, "put_latency", &c.put_latency, "message writes committed");
+	stat_hist(&o, "get_latency", &c.get_latency,
+	          "message gets answered, not found included");
 	if ((rc = shm_meta_get(env, "flusher.env_id.hi", &o.env_id[0])) ||
 	    (rc = shm_meta_get(env, "flusher.env_id.lo", &o.env_id[1])) ||
 	    (rc = shm_meta_each(env, "sink.", stat_meta, &o)) ||
