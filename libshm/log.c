@@ -323,6 +323,14 @@ int shm_log_iter_next(shm_log_iter *it, shm_log_rec *rec)
 	rc = shm_log_decode(v.mv_data, v.mv_size, rec, &it->buf, &it->buf_cap);
 	uint64_t key_seq;
 	memcpy(&key_seq, k.mv_data, 8); /* LMDB keys need not be aligned */
+	if (rc == SHM_ECORRUPT && rec->seq != key_seq) {
+		/* decode's text names the seq the header holds, or none: name
+		 * the key too */
+		char said[256];
+		shm__errcause(rc, said, sizeof said);
+		shm__err(rc, "log seq %llu: %s", (unsigned long long)key_seq,
+		         said);
+	}
 	if (rc == SHM_ECORRUPT || (rc == 0 && rec->seq == 0))
 		rec->seq = key_seq; /* the key is the truth */
 	if (rc == 0 && rec->seq != key_seq) {

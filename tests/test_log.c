@@ -140,9 +140,20 @@ static void test_corrupted_record_is_reported_and_iteration_goes_on(void **state
 	assert_int_equal(shm_log_iter_next(it, &r), SHM_ECORRUPT);
 	assert_int_equal(r.seq, 2);
 	assert_non_null(strstr(shm_errmsg(), "checksum"));
+	assert_non_null(strstr(shm_errmsg(), "log record 2:"));
+	assert_null(strstr(shm_errmsg(), "log seq")); /* named once */
 	assert_int_equal(shm_log_iter_next(it, &r), 0);
 	assert_int_equal(r.seq, 3);
 	assert_int_equal(shm_log_iter_next(it, &r), SHM_ENOTFOUND);
+	shm_log_iter_close(it);
+
+	/* a header whose seq is damaged: the text names the key's seq too */
+	corrupt_record(3, 8);
+	assert_int_equal(shm_log_iter_open(env, 3, &it), 0);
+	assert_int_equal(shm_log_iter_next(it, &r), SHM_ECORRUPT);
+	assert_int_equal(r.seq, 3);
+	assert_ptr_equal(strstr(shm_errmsg(), "log seq 3: log record "),
+	                 shm_errmsg());
 	shm_log_iter_close(it);
 }
 

@@ -563,6 +563,8 @@ t "verify finds a bad checksum" 1 "$SHMCTL" -e "$C" verify
 has "verify names the log record once" "$tmp/out" "log record 1: checksum mismatch (corrupted or truncated data)"
 hasnt "not as missing from its message" "$tmp/out" "no such log record"
 t "log reports the corrupt record" 1 "$SHMCTL" -e "$C" log
+has "log names the record once" "$tmp/err" "shmctl: log record 1: checksum mismatch (corrupted or truncated data)"
+hasnt "log names it once, not as 'log seq 1: log record 1'" "$tmp/err" "log seq 1:"
 
 # ------------------------------- foreign, cut and odd environments, inputs
 t "a file as the environment is not found" 1 "$SHMCTL" -e "$tmp/good.jsonl" stat

@@ -1538,8 +1538,8 @@ static int log_pass(shm_env *env, bool json, uint64_t *next, size_t *got,
 		if (*next && r.seq > *next && *got == 0)
 			say_trimmed(*next, r.seq - 1);
 		if (rc == SHM_ECORRUPT) {
-			fprintf(stderr, "%s: log seq %" PRIu64 ": %s\n", prog,
-			        r.seq, shm_errmsg());
+			/* the text names the record's seq (shm_log_iter_next) */
+			fprintf(stderr, "%s: %s\n", prog, shm_errmsg());
 			++*corrupt;
 		} else {
 			print_rec(mem, &r, json);
