@@ -594,6 +594,9 @@ typedef struct shm_objlist {
 	char **items;
 } shm_objlist;
 
+/* The three below give an empty list (n 0, not an error) for an object the
+ * graph does not know, as for a known one without edges: shmctl deps show
+ * tells them apart. */
 /* Direct dependencies of object (no recursion). */
 int shm_deps_get(shm_env *env, const shm_uuid *website, const char *object,
                  shm_objlist **out);
