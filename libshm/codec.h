@@ -33,6 +33,7 @@
 
 #define SHM_MSG_ENC_VERSION 1
 #define SHM_MSG_FIXED 104
+#define SHM_MSG_TYPE_OFF 1
 #define SHM_MSG_FLAGS_OFF 2
 #define SHM_MSG_SEQ_OFF 4
 #define SHM_MSG_CREATED_OFF 36

@@ -22,6 +22,11 @@
  *     accepts (shm__msg_size_check), so that dump | import takes back
  *     whatever is stored. One already larger (put by a process with a
  *     larger max_content) may stay as large or shrink.
+ *  7. A soft delete is final: no write brings a deleted message back or
+ *     changes what it says. Edit and react are SHM_EDELETED, a second
+ *     delete writes nothing, a put is SHM_EDELETED unless it is the
+ *     message exactly as stored (nothing written). A fill never replaces
+ *     what L1 holds.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -80,11 +85,40 @@ static int without_empty_reactions(const shm_msg *m, shm_msg *c,
 	return 0;
 }
 
+/* in as stored with seq (its empty reactions dropped, reactions sorted):
+ * *buf, malloc'd (the caller frees it), of *size bytes. */
+static int encode(const shm_msg *in, uint64_t seq, uint8_t **buf,
+                  size_t *size)
+{
+	shm_reaction *arr;
+	shm__order ord;
+	shm_msg c;
+	int rc;
+
+	*buf = NULL;
+	if ((rc = without_empty_reactions(in, &c, &arr)))
+		return rc;
+	*size = shm__msg_enc_size(&c);
+	if (!(*buf = malloc(*size))) {
+		rc = shm__err(ENOMEM, "message of %zu bytes", *size);
+	} else if (shm__order_make(&c, &ord)) {
+		free(*buf);
+		*buf = NULL;
+		rc = shm__err(ENOMEM, "message: order of %u reactions",
+		              c.n_reactions);
+	} else {
+		shm__msg_encode(&c, ord.r, seq, *buf);
+		shm__order_free(&ord);
+	}
+	free(arr);
+	return rc;
+}
+
 /*
  * Stores m as the new state of its id, with a record of op (or no record
  * when op is 0: a read-through fill). old is the current value or NULL.
  */
-static int store(shm__wtxn *w, uint8_t op, const shm_msg *in,
+static int store(shm__wtxn *w, uint8_t op, const shm_msg *m,
                  const MDB_val *old)
 {
 	shm_env *env = w->env;
@@ -92,29 +126,13 @@ static int store(shm__wtxn *w, uint8_t op, const shm_msg *in,
 	uint64_t seq = op ? w->next_seq : w->flushed, old_seq = 0;
 	char old_room[SHM_MAX_ROOM + 1] = "";
 	int64_t old_created = 0;
-	MDB_val k = {16, (void *)in->id.b}, v;
-	shm_reaction *arr;
-	shm_msg c, *m = &c;
+	MDB_val k = {16, (void *)m->id.b}, v;
 	uint8_t *buf;
-	shm__order ord;
 	int rc;
 
-	if ((rc = without_empty_reactions(in, &c, &arr)))
-		return rc;
-	size = shm__msg_enc_size(m);
-	if (!(buf = malloc(size))) {
-		free(arr);
-		return shm__err(ENOMEM, "message of %zu bytes", size);
-	}
-	if (shm__order_make(m, &ord)) {
-		free(buf);
-		free(arr);
-		return shm__err(ENOMEM, "message: order of %u reactions",
-		                m->n_reactions);
-	}
 	/* Encode first: m may point into the map, which writes can move. */
-	shm__msg_encode(m, ord.r, seq, buf);
-	shm__order_free(&ord);
+	if ((rc = encode(m, seq, &buf, &size)))
+		return rc;
 	if (old) {
 		const char *r = enc_room(old, &old_created);
 		if (!r) {
@@ -146,7 +164,6 @@ static int store(shm__wtxn *w, uint8_t op, const shm_msg *in,
 		rc = shm__log_append(w, op, m->id.b, 16, buf, size, NULL);
 out:
 	free(buf);
-	free(arr);
 	return rc;
 }
 
@@ -175,6 +192,7 @@ struct prior {
 	bool had;
 	bool later;      /* a later copy of the same id replaces this one */
 	bool fill_time;  /* created_at was 0: the write's time is filled in */
+	bool same;       /* a soft-deleted message put as it is: not written */
 	size_t first;    /* the id's first copy: its prior is the value from
 	                  * before the batch */
 };
@@ -186,6 +204,7 @@ struct put_many {
 	struct prior *prior; /* one per message */
 	shm_uuid *ids; /* sorted ids of msgs with a reply_count; NULL if n < 2 */
 	size_t n_ids;
+	size_t bad;    /* index of the message refused by the write, or n */
 };
 
 static int cmp_uuid(const void *a, const void *b)
@@ -294,9 +313,43 @@ static void fill_defaults(shm__wtxn *w, shm_msg *m, bool fill_time)
 	                              m->content_len);
 }
 
-/* Stores m, its prior in *was (replies are counted after the batch). */
-static int put_one(shm__wtxn *w, shm_msg *m, struct prior *was)
+/* Whether an encoded value is a soft-deleted message. */
+static bool enc_deleted(const MDB_val *v)
 {
+	return v->mv_size > SHM_MSG_TYPE_OFF &&
+	       ((const uint8_t *)v->mv_data)[SHM_MSG_TYPE_OFF] == SHM_MSG_DELETE;
+}
+
+/* A soft delete is final: a put of a deleted id (old) may only be that
+ * message exactly as stored (*same: nothing to write); SHM_EDELETED
+ * else. */
+static int keep_deleted(const shm_msg *m, const MDB_val *old, bool *same)
+{
+	uint8_t *buf;
+	size_t size;
+	char s[37];
+	int rc;
+
+	if ((rc = encode(m, shm__msg_enc_seq(old->mv_data, old->mv_size), &buf,
+	                 &size)))
+		return rc;
+	*same = size == old->mv_size && memcmp(buf, old->mv_data, size) == 0;
+	free(buf);
+	if (*same)
+		return 0;
+	shm_uuid_format(&m->id, s);
+	return shm__err(SHM_EDELETED, "shm_msg_put: message %s is soft-deleted, "
+	                "and a soft delete is final: a put may not replace it "
+	                "(only its stored state, unchanged, is taken, as a "
+	                "no-op)", s);
+}
+
+/* Stores the batch's message i, its prior in p->prior[i] (replies are
+ * counted after the batch). */
+static int put_one(shm__wtxn *w, struct put_many *p, size_t i)
+{
+	shm_msg *m = &p->msgs[i];
+	struct prior *was = &p->prior[i];
 	MDB_val k = {16, m->id.b}, old;
 	int rc;
 
@@ -306,6 +359,12 @@ static int put_one(shm__wtxn *w, shm_msg *m, struct prior *was)
 		return shm__err_mdb(rc, "read message");
 	/* read before store: old points into the map, which the write moves */
 	was->had = rc == 0 && enc_parent(&old, &was->parent);
+	was->same = false;
+	if (rc == 0 && enc_deleted(&old)) {
+		if ((rc = keep_deleted(m, &old, &was->same)) == SHM_EDELETED)
+			p->bad = i;
+		return rc;
+	}
 	return store(w, SHM_OP_MSG_PUT, m, rc == 0 ? &old : NULL);
 }
 
@@ -315,7 +374,7 @@ static int put_many_body(shm__wtxn *w, void *ctx)
 	int rc;
 
 	for (size_t i = 0; i < p->n; i++)
-		if ((rc = put_one(w, &p->msgs[i], &p->prior[i])))
+		if ((rc = put_one(w, p, i)))
 			return rc;
 	if ((rc = count_replies(w, p, -1)))
 		return rc;
@@ -401,7 +460,7 @@ static int run_write(shm_env *env, shm__write_fn fn, void *ctx, uint64_t t0,
 int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 {
 	uint64_t t0 = shm__mono_ns();
-	struct put_many p = {.msgs = msgs, .n = n};
+	struct put_many p = {.msgs = msgs, .n = n, .bad = n};
 	int rc;
 
 	if (bad_index)
@@ -420,17 +479,22 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 	if (n == 0)
 		return 0;
 	bool stored = false;
+	size_t same = 0;
 	if (!(rc = batch_prepare(&p)))
 		rc = run_write(env, put_many_body, &p, t0, &stored);
+	if (rc && bad_index)
+		*bad_index = p.bad;
 	/* invariant 5: a write that stored nothing gives back the times it
 	 * filled in; the ids it filled in stay */
 	for (size_t i = 0; rc && !stored && p.prior && i < n; i++)
 		if (p.prior[i].fill_time)
 			msgs[i].created_at = 0;
+	for (size_t i = 0; stored && i < n; i++)
+		same += p.prior[i].same;
 	free(p.prior);
 	free(p.ids);
-	if (stored)
-		SHM__COUNT(env, puts, n);
+	if (stored && same < n)
+		SHM__COUNT(env, puts, n - same);
 	return rc;
 }
 

@@ -405,7 +405,11 @@ typedef struct shm_msg {
 /*
  * Validates and stores m (fills m->id if nil, m->created_at if 0, and
  * m->content_hash), with its log record, in one transaction. Putting an id
- * that exists replaces it. A created_at of 0 becomes the time of the write:
+ * that exists replaces it, unless it is soft-deleted: a soft delete is
+ * final, and a put of a deleted id is SHM_EDELETED, changing nothing, but
+ * for the deleted message exactly as stored (as shm_msg_get returns it: a
+ * dump imported again), which writes nothing, as a second shm_msg_delete
+ * does. A created_at of 0 becomes the time of the write:
  * the messages of one shm_msg_put_many get successive microseconds in
  * their order, and every time filled in is later than those filled in
  * before it, in any process, so no two such messages share a created_at

@@ -941,6 +941,53 @@ static void test_bad_input_is_refused_and_changes_nothing(void **state)
 	                               "users");
 }
 
+/* A soft delete is final for put too: a put of a deleted id used to
+ * replace it, bringing the message back. It is SHM_EDELETED, naming the
+ * id, and writes nothing, in a batch too (bad_index names it); a put of
+ * the deleted message exactly as stored (a re-import of a dump) is a
+ * no-op, as a second delete is, and is not counted. */
+static void test_put_cannot_bring_a_deleted_message_back(void **state)
+{
+	shm_msg m = tu_msg("undel", 1, "secret"), *got;
+	shm_counters before, after;
+	size_t bad = 99;
+	char id[37];
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_delete(env, &m.id), 0);
+	uint64_t records = tu_log_count(env);
+	shm_uuid_format(&m.id, id);
+
+	assert_int_equal(shm_msg_put(env, &m), SHM_EDELETED);
+	assert_non_null(strstr(shm_errmsg(), id));
+	assert_non_null(strstr(shm_errmsg(), "soft-deleted"));
+	shm_msg b[2] = {tu_msg("undel", 2, "new"), m};
+	assert_int_equal(shm_msg_put_many(env, b, 2, &bad), SHM_EDELETED);
+	assert_int_equal(bad, 1);
+	assert_int_equal(tu_log_count(env), records);
+	assert_int_equal(shm_msg_get(env, &b[0].id, &got), SHM_ENOTFOUND);
+
+	/* the deleted state itself, as stored: nothing to write */
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	shm_stats_local(env, &before);
+	assert_int_equal(shm_msg_put(env, got), 0);
+	assert_int_equal(shm_msg_put_many(env, got, 1, NULL), 0);
+	shm_stats_local(env, &after);
+	assert_int_equal(after.puts, before.puts);
+	assert_int_equal(tu_log_count(env), records);
+	/* ... but not another version of it, deleted or not */
+	got->username = "mallory";
+	assert_int_equal(shm_msg_put(env, got), SHM_EDELETED);
+	assert_int_equal(tu_log_count(env), records);
+	shm_msg_free(got);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_int_equal(got->type, SHM_MSG_DELETE);
+	assert_string_equal(got->content, SHM_DELETED_CONTENT);
+	assert_string_equal(got->username, "alice");
+	shm_msg_free(got);
+	assert_int_equal(tu_verify(env), 0);
+}
+
 /* What JSON cannot carry back is refused by put (json.c reads and writes
  * years 0000..9999, int64 sizes, each reacting user once per emoji). */
 static void test_put_refuses_what_json_cannot_carry(void **state)
@@ -1224,6 +1271,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_filled_created_at_are_unique_so_paging_misses_none, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input_is_refused_and_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_refuses_what_json_cannot_carry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_cannot_bring_a_deleted_message_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_and_react_validate_and_need_an_existing_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_to_null_and_0_empties_the_content_as_put_does, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_is_all_or_nothing, setup, teardown),

@@ -370,6 +370,13 @@ t "dump imports into a new environment" 0 "$SHMCTL" -e "$tmp/env2" import "$tmp/
 "$SHMCTL" -e "$tmp/env2" dump --kind msg >"$tmp/dump2.jsonl"
 if cmp -s "$tmp/dump.jsonl" "$tmp/dump2.jsonl"; then ok "dump | import round-trips"; else ko "dump | import round-trips"; fi
 t "verify of a fresh copy" 0 "$SHMCTL" -e "$tmp/env2" verify
+# a soft delete is final: the dump's deleted message, as it is, is taken
+# again (nothing written); the message it was, brought back, is refused
+t "dump imports again over its copy, deleted message and all" 0 "$SHMCTL" -e "$tmp/env2" import "$tmp/dump.jsonl"
+before=$("$SHMCTL" get "$ID")
+t "an import bringing a deleted message back exits 65" 65 "$SHMCTL" import "$tmp/good.jsonl"
+has "naming its line and why" "$tmp/err" "2: shm_msg_put: message $ID is soft-deleted, and a soft delete is final"
+eq "and changes nothing" "$("$SHMCTL" get "$ID")" "$before"
 t "verify" 0 "$SHMCTL" verify
 has "verify says ok" "$tmp/out" "ok"
 t "a write command on a directory without environment exits 1" 1 "$SHMCTL" -e "$tmp/typo" touch 0b8e7c52-1c3d-4e5f-8a9b-0c1d2e3f4a5b Page/1
