@@ -624,8 +624,25 @@ static int check_reactions(const shm_msg *m)
 	return check_emojis(m);
 }
 
+/* Type Delete is a soft-deleted message (final: msg.c invariant 7), whose
+ * content is what a soft delete leaves, as in the seed. */
+static int check_deleted(const shm_msg *m)
+{
+	size_t n = strlen(SHM_DELETED_CONTENT);
+
+	if (m->type != SHM_MSG_DELETE ||
+	    (m->content_len == n && memcmp(m->content, SHM_DELETED_CONTENT,
+	                                   n) == 0))
+		return 0;
+	return shm__err(SHM_EINVAL, "message_type Delete: content must be \""
+	                SHM_DELETED_CONTENT "\" (SHM_DELETED_CONTENT), what a "
+	                "soft delete leaves; got %u bytes of other content",
+	                m->content_len);
+}
+
 /* Accepts exactly what the JSON writer and reader (json.c) round-trip, so
- * a stored message can always be read back, dumped and mirrored. */
+ * a stored message can always be read back, dumped and mirrored, and
+ * nothing the model forbids alone (check_deleted). */
 int shm__msg_validate(const shm_options *opt, const shm_msg *m)
 {
 	int rc;
@@ -661,7 +678,8 @@ int shm__msg_validate(const shm_options *opt, const shm_msg *m)
 	if (m->n_reactions && !m->reactions)
 		return shm__err(SHM_EINVAL, "metadata: NULL reactions, "
 		                "n_reactions %u", m->n_reactions);
-	if ((rc = check_attachments(m)) || (rc = check_reactions(m)))
+	if ((rc = check_attachments(m)) || (rc = check_reactions(m)) ||
+	    (rc = check_deleted(m)))
 		return rc;
 	return shm__msg_size_check(opt, m, "message");
 }

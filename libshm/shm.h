@@ -338,7 +338,9 @@ const char *shm_msg_type_name(shm_msg_type t);
 /* Exact, case-sensitive names as above. SHM_ETYPE else. */
 int shm_msg_type_parse(const char *s, shm_msg_type *out);
 
-/* Content of a soft-deleted message, as in the seed. */
+/* Content of a soft-deleted message, as in the seed. Type Delete is a
+ * soft-deleted message: a put of one must carry this content (SHM_EINVAL
+ * else), as shm_msg_delete leaves it; read-through takes no other either. */
 #define SHM_DELETED_CONTENT "[Message supprimé]"
 
 /* Limits that do not depend on options. */

@@ -988,6 +988,30 @@ static void test_put_cannot_bring_a_deleted_message_back(void **state)
 	assert_int_equal(tu_verify(env), 0);
 }
 
+/* Type Delete is a soft-deleted message, final (edit, react and put say
+ * SHM_EDELETED): a put of one carries the content a soft delete leaves,
+ * SHM_DELETED_CONTENT, as dump | import does; any other content was
+ * stored under a type that refuses every change. */
+static void test_put_of_type_delete_carries_the_deleted_content(void **state)
+{
+	shm_msg m = tu_msg("deltype", 1, "still readable");
+	shm_msg *got;
+
+	m.type = SHM_MSG_DELETE;
+	expect_refused(&m, SHM_EINVAL, "message_type Delete");
+	assert_non_null(strstr(shm_errmsg(), SHM_DELETED_CONTENT));
+	m.content = NULL;
+	m.content_len = 0;
+	expect_refused(&m, SHM_EINVAL, "message_type Delete");
+	m.content = SHM_DELETED_CONTENT;
+	m.content_len = (uint32_t)strlen(SHM_DELETED_CONTENT);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_msg_edit(env, &m.id, "x", 1), SHM_EDELETED);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_int_equal(got->type, SHM_MSG_DELETE);
+	shm_msg_free(got);
+}
+
 /* What JSON cannot carry back is refused by put (json.c reads and writes
  * years 0000..9999, int64 sizes, each reacting user once per emoji). */
 static void test_put_refuses_what_json_cannot_carry(void **state)
@@ -1272,6 +1296,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_input_is_refused_and_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_refuses_what_json_cannot_carry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_cannot_bring_a_deleted_message_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_of_type_delete_carries_the_deleted_content, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_and_react_validate_and_need_an_existing_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_to_null_and_0_empties_the_content_as_put_does, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_is_all_or_nothing, setup, teardown),

@@ -2279,6 +2279,46 @@ static void test_values_put_would_refuse_are_the_levels_error(void **state)
 	cleanup();
 }
 
+/* Fills are not writes: a message PostgreSQL holds soft-deleted fills L1
+ * as it is, and is final there (a put bringing it back is SHM_EDELETED, as
+ * for one deleted in L1). A row of type Delete with other content than a
+ * soft delete leaves is one put would refuse: PostgreSQL's bad data, as
+ * test_values_put_would_refuse_are_the_levels_error. */
+static void test_deleted_message_fills_l1_as_it_is(void **state)
+{
+	NEED_SERVERS();
+	char room[64];
+	shm_msg d, bad, *got;
+
+	room_name(room, sizeof room, "deleted");
+	d = full_msg(room, INT64_C(1700000050000000), SHM_DELETED_CONTENT);
+	d.type = SHM_MSG_DELETE;
+	bad = full_msg(room, INT64_C(1700000051000000), "deleted, yet readable");
+	bad.type = SHM_MSG_DELETE;
+	PGconn *db = pg();
+	pg_put(db, &d);
+	pg_put(db, &bad);
+	PQfinish(db);
+
+	shm_env *env = open_rt(redis_url, pg_info, 50, 0);
+	assert_int_equal(shm_msg_get(env, &d.id, &got), 0);
+	tu_assert_msg_equal(got, &d);
+	shm_msg_free(got);
+	shm_rtxn *t;
+	const shm_msg *v;
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	assert_int_equal(shm_msg_view(t, &d.id, &v), 0); /* filled */
+	shm_rtxn_end(t);
+	shm_msg back = with_content(d, "back");
+	back.type = SHM_MSG_TEXT;
+	assert_int_equal(shm_msg_put(env, &back), SHM_EDELETED);
+	assert_int_equal(shm_msg_get(env, &bad.id, &got), SHM_ENOTFOUND);
+	assert_non_null(strstr(shm_errmsg(), "PostgreSQL value: message_type "
+	                                     "Delete: content must be"));
+	close_rt(env);
+	cleanup();
+}
+
 /* A page without a bound has none: a message of the last second of year
  * 9999 is on it. */
 static void test_unbounded_room_page_reaches_the_end_of_9999(void **state)
@@ -2412,6 +2452,7 @@ int main(void)
 		cmocka_unit_test(test_redis_value_larger_than_any_message_is_refused),
 		cmocka_unit_test(test_lz4_value_inflating_beyond_any_message_is_refused),
 		cmocka_unit_test(test_values_put_would_refuse_are_the_levels_error),
+		cmocka_unit_test(test_deleted_message_fills_l1_as_it_is),
 		cmocka_unit_test(test_unbounded_room_page_reaches_the_end_of_9999),
 		cmocka_unit_test(test_concurrent_gets_ask_redis_side_by_side),
 	};

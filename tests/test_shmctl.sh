@@ -274,6 +274,11 @@ has "and says why" "$tmp/err" "is the epoch, which a message cannot hold"
 printf '{"id":"00000000-0000-0000-0000-000000000000","room_id":"general","user_id":1,"username":"u","content":"c","message_type":"Text"}\n' >"$tmp/nil.jsonl"
 ti "import of the nil UUID as id exits 65" 65 "$tmp/nil.jsonl" "$SHMCTL" import
 has "and says why" "$tmp/err" "1: field 'id': the nil UUID, which a message cannot hold"
+# type Delete is a soft-deleted message: its content is what a delete
+# leaves, or it would be readable under a type that takes no change
+printf '{"room_id":"general","user_id":1,"username":"u","content":"c","message_type":"Text"}\n{"room_id":"general","user_id":1,"username":"u","content":"still readable","message_type":"Delete"}\n' >"$tmp/deltype.jsonl"
+ti "import of a Delete with other content exits 65" 65 "$tmp/deltype.jsonl" "$SHMCTL" import
+has "naming its line and why" "$tmp/err" '2: message_type Delete: content must be "[Message supprimé]"'
 t "room --limit malformed is usage" 2 "$SHMCTL" room general --limit many
 # a numeric option out of its range is a usage error naming it and its range
 for v in 0 10001 -1 abc 99999999999999999999 ''; do

@@ -329,6 +329,28 @@ static void test_verify_finds_a_message_whose_text_is_not_utf8(void **state)
 	assert_true(found(f, "username: invalid UTF-8 at byte offset 2"));
 }
 
+/* Type Delete with content other than a soft delete leaves (stored by a
+ * put before put refused it) is named: import would refuse its dump. */
+static void test_verify_finds_a_deleted_message_that_still_says_something(
+	void **state)
+{
+	fixture *f = *state;
+	MDB_txn *txn = wbegin(f);
+	MDB_val k = {16, f->id.b}, v;
+	uint8_t buf[4096];
+
+	assert_int_equal(mdb_get(txn, f->env->msg, &k, &v), 0);
+	assert_true(v.mv_size <= sizeof buf);
+	memcpy(buf, v.mv_data, v.mv_size);
+	buf[1] = SHM_MSG_DELETE; /* the encoding's type byte (codec.h) */
+	v.mv_data = buf;
+	assert_int_equal(mdb_put(txn, f->env->msg, &k, &v, 0), 0);
+	wcommit(txn);
+	assert_int_equal(shm_log_trim(f->env, 1), 0);
+	assert_int_equal(run_verify(f), 1);
+	assert_true(found(f, "message_type Delete: content must be"));
+}
+
 /* A static's SHAs are what GitHub and GitLab compare: content that no
  * longer matches them is found, both named. */
 static void test_verify_finds_a_static_whose_content_changed(void **state)
@@ -522,6 +544,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_a_message_whose_text_is_not_utf8, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_finds_a_deleted_message_that_still_says_something,
+			setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_a_static_whose_content_changed, setup,
 			teardown),
