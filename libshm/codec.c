@@ -624,6 +624,36 @@ static int check_reactions(const shm_msg *m)
 	return check_emojis(m);
 }
 
+/* parent_id and thread_id name other messages: not the nil UUID (no
+ * message's id), not m itself. thread_id is a reply's: its thread's root,
+ * which is no reply and so has none (msg.c checks the rest against the
+ * parent L1 holds). */
+static int check_links(const shm_msg *m)
+{
+	char s[37];
+
+	if (m->has_parent && shm_uuid_is_nil(&m->parent_id))
+		return shm__err(SHM_EINVAL, "parent_id: the nil UUID, which "
+		                "names no message");
+	if (m->has_thread && shm_uuid_is_nil(&m->thread_id))
+		return shm__err(SHM_EINVAL, "thread_id: the nil UUID, which "
+		                "names no message");
+	if (m->has_thread && !m->has_parent) {
+		shm_uuid_format(&m->thread_id, s);
+		return shm__err(SHM_EINVAL, "thread_id %s without parent_id: "
+		                "only a reply is in a thread (thread_id: the id "
+		                "of its root, which has none)", s);
+	}
+	shm_uuid_format(&m->id, s);
+	if (m->has_parent && memcmp(m->parent_id.b, m->id.b, 16) == 0)
+		return shm__err(SHM_EINVAL, "parent_id %s: the message's own id "
+		                "(a message is no reply to itself)", s);
+	if (m->has_thread && memcmp(m->thread_id.b, m->id.b, 16) == 0)
+		return shm__err(SHM_EINVAL, "thread_id %s: the message's own id "
+		                "(a reply is no thread's root)", s);
+	return 0;
+}
+
 /* Type Delete is a soft-deleted message (final: msg.c invariant 7), whose
  * content is what a soft delete leaves, as in the seed. */
 static int check_deleted(const shm_msg *m)
@@ -642,7 +672,8 @@ static int check_deleted(const shm_msg *m)
 
 /* Accepts exactly what the JSON writer and reader (json.c) round-trip, so
  * a stored message can always be read back, dumped and mirrored, and
- * nothing the model forbids alone (check_deleted). */
+ * nothing the model forbids in a message alone (check_links,
+ * check_deleted). */
 int shm__msg_validate(const shm_options *opt, const shm_msg *m)
 {
 	int rc;
@@ -679,7 +710,7 @@ int shm__msg_validate(const shm_options *opt, const shm_msg *m)
 		return shm__err(SHM_EINVAL, "metadata: NULL reactions, "
 		                "n_reactions %u", m->n_reactions);
 	if ((rc = check_attachments(m)) || (rc = check_reactions(m)) ||
-	    (rc = check_deleted(m)))
+	    (rc = check_links(m)) || (rc = check_deleted(m)))
 		return rc;
 	return shm__msg_size_check(opt, m, "message");
 }

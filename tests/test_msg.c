@@ -72,7 +72,8 @@ static void test_put_keeps_every_field(void **state)
 	m.n_reactions = 1;
 	m.attachments = &at;
 	m.n_attachments = 1;
-	m.has_thread = true;
+	m.has_parent = m.has_thread = true; /* a parent L1 does not hold */
+	shm_uuid_v7(&m.parent_id);
 	shm_uuid_v7(&m.thread_id);
 	m.created_at = 1700000000123456;
 	assert_int_equal(shm_msg_put(env, &m), 0);
@@ -89,7 +90,8 @@ static void test_put_keeps_every_field(void **state)
 	assert_int_equal(got->attachments[0].size, 1234);
 	assert_memory_equal(got->attachments[0].id.b, at.id.b, 16);
 	assert_true(got->has_thread);
-	assert_false(got->has_parent);
+	assert_true(got->has_parent);
+	assert_memory_equal(got->parent_id.b, m.parent_id.b, 16);
 	assert_memory_equal(got->thread_id.b, m.thread_id.b, 16);
 	shm_msg_free(got);
 }
@@ -1012,6 +1014,44 @@ static void test_put_of_type_delete_carries_the_deleted_content(void **state)
 	shm_msg_free(got);
 }
 
+/* parent_id and thread_id each name another message: not the nil UUID,
+ * not the message itself; thread_id is a reply's (the id of its thread's
+ * root), so a message without parent_id has none. */
+static void test_put_refuses_a_parent_or_thread_that_names_no_other(
+	void **state)
+{
+	shm_msg m;
+	shm_uuid other;
+
+	shm_uuid_v7(&other);
+	m = tu_msg("links", 1, "x");
+	m.has_parent = true; /* parent_id left nil */
+	expect_refused(&m, SHM_EINVAL, "parent_id");
+	assert_non_null(strstr(shm_errmsg(), "nil"));
+	m = tu_msg("links", 1, "x");
+	m.has_parent = m.has_thread = true;
+	m.parent_id = other; /* thread_id left nil */
+	expect_refused(&m, SHM_EINVAL, "thread_id");
+	assert_non_null(strstr(shm_errmsg(), "nil"));
+	m = tu_msg("links", 1, "x");
+	shm_uuid_v7(&m.id);
+	m.has_parent = true;
+	m.parent_id = m.id;
+	expect_refused(&m, SHM_EINVAL, "parent_id");
+	assert_non_null(strstr(shm_errmsg(), "own id"));
+	m.parent_id = other;
+	m.has_thread = true;
+	m.thread_id = m.id;
+	expect_refused(&m, SHM_EINVAL, "thread_id");
+	assert_non_null(strstr(shm_errmsg(), "own id"));
+	m = tu_msg("links", 1, "x");
+	m.has_thread = true;
+	m.thread_id = other;
+	expect_refused(&m, SHM_EINVAL, "thread_id");
+	assert_non_null(strstr(shm_errmsg(), "without parent_id"));
+	assert_int_equal(tu_log_count(env), 0);
+}
+
 /* What JSON cannot carry back is refused by put (json.c reads and writes
  * years 0000..9999, int64 sizes, each reacting user once per emoji). */
 static void test_put_refuses_what_json_cannot_carry(void **state)
@@ -1297,6 +1337,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_put_refuses_what_json_cannot_carry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_cannot_bring_a_deleted_message_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_of_type_delete_carries_the_deleted_content, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_refuses_a_parent_or_thread_that_names_no_other, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_and_react_validate_and_need_an_existing_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_to_null_and_0_empties_the_content_as_put_does, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_is_all_or_nothing, setup, teardown),
