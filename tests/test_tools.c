@@ -200,6 +200,47 @@ static void test_chatsim_keeps_the_environments_map_size(void **state)
 	free(dir);
 }
 
+/* shm-chatsim writes replies as shm_msg_put takes them: in their parent's
+ * room and thread, never to a deleted parent (it picked deleted ones and
+ * exited 1 on the put's SHM_EDELETED). */
+static void test_chatsim_writes_replies_in_their_parents_room_and_thread(
+	void **state)
+{
+	char *dir = tu_tmpdir();
+	size_t replies = 0;
+
+	assert_int_equal(run(NULL, NULL, 0, (char *[]){"shm-chatsim", "-e", dir,
+	                     "-n", "1000", "--seed", "1", NULL}), 0);
+	shm_env *env = tu_open(dir, NULL);
+	for (int r = 0; r < 4; r++) {
+		char room[16];
+		shm_msg **page, *p;
+		size_t n;
+		snprintf(room, sizeof room, "room-%d", r);
+		assert_int_equal(shm_room_page(env, room, 0, SHM_MAX_PAGE, &page,
+		                               &n), 0);
+		for (size_t i = 0; i < n; i++) {
+			const shm_msg *m = page[i];
+			if (!m->has_parent)
+				continue;
+			replies++;
+			assert_int_equal(shm_msg_get(env, &m->parent_id, &p), 0);
+			assert_string_equal(p->room_id, m->room_id);
+			assert_true(m->has_thread);
+			assert_memory_equal(m->thread_id.b,
+			                    p->has_thread ? p->thread_id.b : p->id.b,
+			                    16);
+			shm_msg_free(p);
+		}
+		shm_msgs_free(page, n);
+	}
+	assert_true(replies > 100);
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* data.mdb's size and modification time, to see that nothing wrote. */
 static void data_stamp(const char *dir, struct stat *st)
 {
@@ -640,6 +681,7 @@ int main(void)
 		T(test_chatsim_refuses_bad_arguments_naming_them),
 		T(test_chatsim_says_a_bad_option_as_shmctl_does),
 		T(test_chatsim_summary_says_one_in_the_singular),
+		T(test_chatsim_writes_replies_in_their_parents_room_and_thread),
 		T(test_dataset_keeps_the_environments_map_size),
 		T(test_shmctl_refuses_a_cut_data_file),
 		T(test_dataset_refuses_nan_and_names_the_environment_once),

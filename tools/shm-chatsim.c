@@ -44,8 +44,9 @@ static const char usage[] =
 	"[--seed N]\n"
 	"Writes a chat into the shm environment DIR (default: $SHM_ENV; created\n"
 	"if missing), as one user process of a chat server would: messages in\n"
-	"rooms, a fifth of them replies in threads, among edits, reactions and\n"
-	"soft deletes of earlier ones.\n\n"
+	"rooms, up to a fifth of them replies in the room and thread of a\n"
+	"message not deleted, among edits, reactions and soft deletes of\n"
+	"earlier ones.\n\n"
 	"  -e DIR        environment directory\n"
 	"  -n MESSAGES   messages to post (default 1000)\n"
 	"  -w WRITER     this writer's number, 0..2147483: user ids\n"
@@ -233,18 +234,26 @@ static int run(int argc, char **argv)
 		m.content = text;
 		m.content_len = (uint32_t)strlen(text);
 		m.type = SHM_MSG_TEXT;
-		if (i > 0 && roll < 20) { /* a reply in the thread of an earlier one */
+		if (i > 0 && roll < 20) {
+			/* a reply to an earlier message, in its room and thread
+			 * (the parent's thread, or the parent itself when it is a
+			 * root); one gone or deleted gets none (shm_msg_put) */
 			shm_msg *parent;
-			m.has_parent = true;
-			m.parent_id = ids[rand_r(&seed) % i];
-			if (shm_msg_get(env, &m.parent_id, &parent) == 0) {
-				m.has_thread = true;
+			shm_uuid pid = ids[rand_r(&seed) % i];
+			int rc = shm_msg_get(env, &pid, &parent);
+			if (rc && rc != SHM_ENOTFOUND)
+				return fail("get");
+			if (rc == 0 && parent->type != SHM_MSG_DELETE) {
+				m.has_parent = true;
+				m.parent_id = pid;
+				m.has_thread = parent->has_thread || !parent->has_parent;
 				m.thread_id = parent->has_thread ? parent->thread_id
 				                                 : parent->id;
 				snprintf(room, sizeof room, "%s", parent->room_id);
-				shm_msg_free(parent);
+				replies++;
 			}
-			replies++;
+			if (rc == 0)
+				shm_msg_free(parent);
 		}
 		if (shm_msg_put(env, &m))
 			return fail("put");

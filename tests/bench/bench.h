@@ -78,7 +78,7 @@ typedef struct bench_dataset {
 
 /* Builds n chat-like messages (rooms, 20-400 byte contents with some
  * non-ASCII text, mentions, reactions, attachments, some replies to earlier
- * messages of the set). Deterministic for a given seed, except the ids
+ * messages of the set, in their room and thread). Deterministic for a given seed, except the ids
  * (UUIDv7). Returns 0 or -1 (message on stderr). */
 int bench_dataset_make(bench_dataset *ds, size_t n, uint64_t seed);
 void bench_dataset_free(bench_dataset *ds);

@@ -598,9 +598,14 @@ int bench_dataset_make(bench_dataset *ds, size_t n, uint64_t seed)
 			m->n_attachments = 1;
 		}
 		if (i > 0 && rnd(&s) % 10 == 0) {
-			size_t j = (size_t)(rnd(&s) % i);
+			/* a reply in its parent's room and thread (the parent's
+			 * thread, or the parent itself when it is a root), as
+			 * shm_msg_put wants it */
+			const shm_msg *p = &ds->items[(size_t)(rnd(&s) % i)].m;
 			m->has_parent = m->has_thread = true;
-			m->parent_id = m->thread_id = ds->items[j].m.id;
+			m->parent_id = p->id;
+			m->thread_id = p->has_thread ? p->thread_id : p->id;
+			m->room_id = p->room_id;
 		}
 		if (!m->room_id || !m->username || !m->content)
 			goto oom;
