@@ -36,8 +36,10 @@
 #define SHM_MSG_TYPE_OFF 1
 #define SHM_MSG_FLAGS_OFF 2
 #define SHM_MSG_SEQ_OFF 4
+#define SHM_MSG_ID_OFF 12
 #define SHM_MSG_CREATED_OFF 36
 #define SHM_MSG_PARENT_OFF 72
+#define SHM_MSG_THREAD_OFF 88
 
 /* The last instant RFC 3339 (time.c) writes with a four-digit year,
  * 9999-12-31T23:59:59.999999Z: shm_time_parse refuses later ones, so

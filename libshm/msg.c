@@ -25,8 +25,14 @@
  *  7. A soft delete is final: no write brings a deleted message back or
  *     changes what it says. Edit and react are SHM_EDELETED, a second
  *     delete writes nothing, a put is SHM_EDELETED unless it is the
- *     message exactly as stored (nothing written). A fill never replaces
- *     what L1 holds.
+ *     message exactly as stored (nothing written), and it takes no new
+ *     reply (its reply_count still follows a reply moved away). A fill
+ *     never replaces what L1 holds.
+ *  8. A reply a put stores is in its parent's room and thread and not its
+ *     ancestor, whenever L1 holds the parent as the write leaves it
+ *     (check_replies). A parent L1 does not hold is not checked, as its
+ *     reply_count is not counted; nor are a moved parent's replies (no
+ *     index of them), nor fills.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -193,6 +199,8 @@ struct prior {
 	bool later;      /* a later copy of the same id replaces this one */
 	bool fill_time;  /* created_at was 0: the write's time is filled in */
 	bool same;       /* a soft-deleted message put as it is: not written */
+	bool parent_deleted; /* its parent was soft-deleted in L1 before the
+	                      * batch */
 	size_t first;    /* the id's first copy: its prior is the value from
 	                  * before the batch */
 };
@@ -368,14 +376,144 @@ static int put_one(shm__wtxn *w, struct put_many *p, size_t i)
 	return store(w, SHM_OP_MSG_PUT, m, rc == 0 ? &old : NULL);
 }
 
+/* Before the batch stores anything: whether each reply's parent is a
+ * soft-deleted message in L1 (which takes no new reply). */
+static int note_deleted_parents(shm__wtxn *w, struct put_many *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		MDB_val k = {16, p->msgs[i].parent_id.b}, v;
+		int rc = p->msgs[i].has_parent
+		                 ? mdb_get(w->txn, w->env->msg, &k, &v)
+		                 : MDB_NOTFOUND;
+
+		if (rc && rc != MDB_NOTFOUND)
+			return shm__err_mdb(rc, "read message");
+		p->prior[i].parent_deleted = rc == 0 && enc_deleted(&v);
+	}
+	return 0;
+}
+
+/* *loop: m would be its own ancestor, a walk up from its parent (parent,
+ * in L1) meeting m. The walk ends at a root or a message L1 does not hold,
+ * and after as many steps as L1 holds messages (a loop stored before these
+ * checks is not walked forever). */
+static int closes_loop(shm__wtxn *w, const shm_msg *m, const MDB_val *parent,
+                       bool *loop)
+{
+	MDB_stat st;
+	shm_uuid up;
+	MDB_val k = {16, up.b}, v = *parent;
+	int rc;
+
+	*loop = false;
+	if ((rc = mdb_stat(w->txn, w->env->msg, &st)))
+		return shm__err_mdb(rc, "messages' count");
+	for (size_t i = 0; i <= st.ms_entries && enc_parent(&v, &up); i++) {
+		if (memcmp(up.b, m->id.b, 16) == 0) {
+			*loop = true;
+			return 0;
+		}
+		if ((rc = mdb_get(w->txn, w->env->msg, &k, &v)))
+			return rc == MDB_NOTFOUND ? 0
+			                          : shm__err_mdb(rc, "read message");
+	}
+	return 0;
+}
+
+/* Reply m (new to its parent: moved) against its parent as the batch
+ * leaves it, when L1 holds it: in its room and thread, not a descendant of
+ * m. SHM_EINVAL naming both, else 0. Read in the encoding, undecoded. */
+static int check_parent(shm__wtxn *w, const shm_msg *m, bool moved)
+{
+	MDB_val k = {16, (void *)m->parent_id.b}, raw;
+	const uint8_t *b, *thread;
+	const char *room;
+	char ps[37], s[37], t[37], r1[SHM__SHOWN_MAX], r2[SHM__SHOWN_MAX];
+	int64_t created;
+	shm_uuid th;
+	bool loop;
+	int rc = mdb_get(w->txn, w->env->msg, &k, &raw);
+
+	if (rc == MDB_NOTFOUND)
+		return 0; /* not checked, as its reply_count is not counted */
+	if (rc)
+		return shm__err_mdb(rc, "read message");
+	if (!(room = enc_room(&raw, &created))) /* the fixed part is there */
+		return SHM_ECORRUPT;
+	b = raw.mv_data;
+	thread = b[SHM_MSG_FLAGS_OFF] & 4   ? b + SHM_MSG_THREAD_OFF
+	         : b[SHM_MSG_FLAGS_OFF] & 2 ? NULL /* unknown */
+	                                    : b + SHM_MSG_ID_OFF; /* a root */
+	shm_uuid_format(&m->parent_id, ps);
+	if (strcmp(room, m->room_id) != 0)
+		return shm__err(SHM_EINVAL, "room_id '%s': parent_id %s is in "
+		                "room '%s' (a reply is in its parent's room)",
+		                shm__shown_str(m->room_id, r1), ps,
+		                shm__shown_str(room, r2));
+	if (m->has_thread && thread && memcmp(thread, m->thread_id.b, 16)) {
+		memcpy(th.b, thread, 16);
+		shm_uuid_format(&m->thread_id, s);
+		shm_uuid_format(&th, t);
+		return shm__err(SHM_EINVAL, "thread_id %s: parent_id %s is in "
+		                "thread %s (a reply's thread_id is its parent's, "
+		                "or its parent's id when that is a root)", s, ps,
+		                t);
+	}
+	if (!moved || (rc = closes_loop(w, m, &raw, &loop)) || !loop)
+		return rc;
+	shm_uuid_format(&m->id, s);
+	return shm__err(SHM_EINVAL, "parent_id %s: that message is a reply "
+	                "under %s (a reply is not its own ancestor)", ps, s);
+}
+
+/*
+ * Each reply the batch stores (an id's last copy, not a deleted message
+ * put as it is), as the batch leaves it: a soft-deleted message takes no
+ * new reply (SHM_EDELETED: one moved or new to it, the parent deleted
+ * before the batch), and check_parent. *bad: the message refused.
+ */
+static int check_replies(shm__wtxn *w, struct put_many *p)
+{
+	char ps[37];
+	int rc;
+
+	for (size_t i = 0; i < p->n; i++) {
+		const shm_msg *m = &p->msgs[i];
+		const struct prior *pr = &p->prior[i], *was = &p->prior[pr->first];
+		bool moved;
+
+		if (pr->later || pr->same || !m->has_parent)
+			continue;
+		moved = !was->had ||
+		        memcmp(was->parent.b, m->parent_id.b, 16) != 0;
+		if (moved && pr->parent_deleted) {
+			shm_uuid_format(&m->parent_id, ps);
+			rc = shm__err(SHM_EDELETED, "parent_id %s: that message is "
+			              "soft-deleted, and takes no new reply", ps);
+		} else {
+			rc = check_parent(w, m, moved);
+		}
+		if (rc) {
+			if (rc == SHM_EINVAL || rc == SHM_EDELETED)
+				p->bad = i;
+			return rc;
+		}
+	}
+	return 0;
+}
+
 static int put_many_body(shm__wtxn *w, void *ctx)
 {
 	struct put_many *p = ctx;
 	int rc;
 
+	if ((rc = note_deleted_parents(w, p)))
+		return rc;
 	for (size_t i = 0; i < p->n; i++)
 		if ((rc = put_one(w, p, i)))
 			return rc;
+	if ((rc = check_replies(w, p)))
+		return rc;
 	if ((rc = count_replies(w, p, -1)))
 		return rc;
 	return count_replies(w, p, 1);

@@ -420,7 +420,13 @@ typedef struct shm_msg {
  * their order, and every time filled in is later than those filled in
  * before it, in any process, so no two such messages share a created_at
  * (a room page's before then skips none of them; times a caller gives
- * may tie). A reply counts once in its parent's reply_count
+ * may tie). A reply is checked against its parent as L1 holds it once
+ * the write is done (one L1 does not hold is not checked): it is in the
+ * parent's room, its thread_id (if any) is the parent's thread (see
+ * shm_msg), and it is not the parent's ancestor (SHM_EINVAL naming both);
+ * a soft-deleted parent takes no new reply (SHM_EDELETED; the replies it
+ * had stay, and may be put again). A reply counts once in its parent's
+ * reply_count
  * (when the parent is in L1): a new reply bumps it and last_reply_at; a
  * replace under the same parent changes nothing; a replace under another
  * parent (or none) moves the count. Reactions are stored sorted by emoji,
@@ -442,7 +448,9 @@ typedef struct shm_msg {
 int shm_msg_put(shm_env *env, shm_msg *m);
 /* All or nothing: every message validated, then all stored in one
  * transaction. *bad_index (if not NULL) gets the index of the message
- * refused, n when no one message is to blame (success included).
+ * refused (by its own fields, as a put of a deleted id or as a reply: see
+ * shm_msg_put, the parent taken as the batch leaves it), n when no one
+ * message is to blame (success included).
  * A batch that alone passes l1_max_entries or l1_max_bytes can never fit:
  * SHM_ETOOBIG (send it in smaller batches).
  * A parent the batch carries with a non-zero reply_count keeps that count

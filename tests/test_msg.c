@@ -1052,6 +1052,186 @@ static void test_put_refuses_a_parent_or_thread_that_names_no_other(
 	assert_int_equal(tu_log_count(env), 0);
 }
 
+/* A reply is in its parent's room and thread (thread_id: the parent's,
+ * or the parent's id when the parent is a root), checked against the
+ * parent L1 holds; a parent L1 does not hold is not checked. */
+static void test_put_keeps_a_reply_in_its_parents_room_and_thread(
+	void **state)
+{
+	shm_msg root = tu_msg("t", 1, "root"), r1, r2, lone;
+	uint64_t records;
+	size_t bad = 99;
+	char rid[37];
+
+	assert_int_equal(shm_msg_put(env, &root), 0);
+	shm_uuid_format(&root.id, rid);
+	r1 = reply_to(&root, "r1");
+	r1.room_id = "elsewhere";
+	records = tu_log_count(env);
+	expect_refused(&r1, SHM_EINVAL, rid);
+	assert_non_null(strstr(shm_errmsg(), "'t'"));
+	assert_non_null(strstr(shm_errmsg(), "'elsewhere'"));
+	r1.room_id = "else\nwhere"; /* shown printably */
+	expect_refused(&r1, SHM_EINVAL, "room_id 'else\\x0awhere'");
+	r1.room_id = "t";
+	r1.has_thread = true;
+	shm_uuid_v7(&r1.thread_id); /* not root's */
+	expect_refused(&r1, SHM_EINVAL, "thread_id");
+	assert_non_null(strstr(shm_errmsg(), rid));
+	assert_int_equal(replies_of(&root.id, NULL), 0);
+	assert_int_equal(tu_log_count(env), records);
+	r1.thread_id = root.id;
+	assert_int_equal(shm_msg_put(env, &r1), 0);
+	/* a reply to a reply: the thread of the root */
+	r2 = reply_to(&r1, "r2");
+	r2.has_thread = true;
+	r2.thread_id = r1.id;
+	expect_refused(&r2, SHM_EINVAL, "thread_id");
+	r2.thread_id = root.id;
+	assert_int_equal(shm_msg_put(env, &r2), 0);
+	/* thread_id is optional; a parent without one (but with a parent)
+	 * says nothing of its thread */
+	shm_msg r3 = reply_to(&root, "r3"), r4;
+	assert_int_equal(shm_msg_put(env, &r3), 0);
+	r4 = reply_to(&r3, "r4");
+	r4.has_thread = true;
+	r4.thread_id = root.id;
+	assert_int_equal(shm_msg_put(env, &r4), 0);
+	/* a parent L1 does not hold is not checked */
+	lone = tu_msg("far", 1, "to an absent parent");
+	lone.has_parent = lone.has_thread = true;
+	shm_uuid_v7(&lone.parent_id);
+	shm_uuid_v7(&lone.thread_id);
+	assert_int_equal(shm_msg_put(env, &lone), 0);
+	/* in a batch: against the parent as the batch leaves it, the
+	 * message to blame named */
+	shm_msg mv[3] = {r1, root, tu_msg("other", 1, "x")};
+	mv[1].room_id = "moved"; /* root moves, r1 does not */
+	records = tu_log_count(env);
+	assert_int_equal(shm_msg_put_many(env, mv, 3, &bad), SHM_EINVAL);
+	assert_int_equal(bad, 0);
+	assert_non_null(strstr(shm_errmsg(), "'moved'"));
+	assert_int_equal(tu_log_count(env), records);
+	/* the whole thread moves */
+	shm_msg all[5] = {r2, root, r4, r1, r3};
+	for (int i = 0; i < 5; i++)
+		all[i].room_id = "moved";
+	assert_int_equal(shm_msg_put_many(env, all, 5, &bad), 0);
+	assert_int_equal(tu_verify(env), 0);
+}
+
+/* A soft-deleted message takes no new reply (its reply_count used to be
+ * bumped: a write to a deleted message, which edit and react refuse);
+ * its replies from before stay replies, and may be put again. */
+static void test_put_gives_a_deleted_parent_no_new_reply(void **state)
+{
+	shm_msg p = tu_msg("t", 1, "parent"), old, c;
+	char pid[37];
+
+	assert_int_equal(shm_msg_put(env, &p), 0);
+	old = reply_to(&p, "before the delete");
+	assert_int_equal(shm_msg_put(env, &old), 0);
+	assert_int_equal(shm_msg_delete(env, &p.id), 0);
+	shm_uuid_format(&p.id, pid);
+	c = reply_to(&p, "after the delete");
+	expect_refused(&c, SHM_EDELETED, pid);
+	assert_int_equal(replies_of(&p.id, NULL), 1);
+	/* moved to it, too */
+	shm_msg q = tu_msg("t", 1, "q"), mv;
+	assert_int_equal(shm_msg_put(env, &q), 0);
+	mv = reply_to(&q, "moves");
+	assert_int_equal(shm_msg_put(env, &mv), 0);
+	mv.parent_id = p.id;
+	expect_refused(&mv, SHM_EDELETED, pid);
+	assert_int_equal(replies_of(&p.id, NULL), 1);
+	/* the reply from before: a replace under the same parent */
+	old.content = "edited by a put";
+	old.content_len = (uint32_t)strlen(old.content);
+	assert_int_equal(shm_msg_put(env, &old), 0);
+	assert_int_equal(replies_of(&p.id, NULL), 1);
+	assert_int_equal(tu_verify(env), 0);
+}
+
+/* dump | import of a thread whose parent was deleted after its replies:
+ * the batch carries the deleted parent (with its count) and the replies,
+ * into a new environment and again over itself. */
+static void test_put_many_copies_a_thread_under_a_deleted_parent(
+	void **state)
+{
+	shm_msg p = tu_msg("t", 1, "parent"), r, *got;
+
+	assert_int_equal(shm_msg_put(env, &p), 0);
+	r = reply_to(&p, "reply");
+	assert_int_equal(shm_msg_put(env, &r), 0);
+	assert_int_equal(shm_msg_delete(env, &p.id), 0);
+	assert_int_equal(shm_msg_get(env, &p.id, &got), 0);
+	shm_msg b[2] = {r, *got};
+	char *dir2 = tu_tmpdir();
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) { /* one environment per process: a child for the copy */
+		shm_env *e2 = tu_open(dir2, NULL);
+		int rc = shm_msg_put_many(e2, b, 2, NULL);
+		rc = rc ? rc : shm_msg_put_many(e2, b, 2, NULL);
+		shm_msg *c = NULL;
+		rc = rc ? rc : shm_msg_get(e2, &p.id, &c);
+		rc = rc ? rc : c->reply_count != 1 || c->type != SHM_MSG_DELETE;
+		shm_msg_free(c);
+		shm_env_close(e2);
+		_exit(rc ? 1 : 0);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	/* and over the environment it came from */
+	assert_int_equal(shm_msg_put_many(env, b, 2, NULL), 0);
+	assert_int_equal(replies_of(&p.id, NULL), 1);
+	shm_msg_free(got);
+	tu_rmdir(dir2);
+	free(dir2);
+}
+
+/* A reply cannot be its own ancestor: a message put as the reply of its
+ * own reply (or further down) made a cycle no walk up a thread ends. */
+static void test_put_refuses_a_reply_to_its_own_descendant(void **state)
+{
+	shm_msg a = tu_msg("t", 1, "a"), b, c;
+	size_t bad = 99;
+	char cid[37];
+
+	assert_int_equal(shm_msg_put(env, &a), 0);
+	b = reply_to(&a, "b");
+	assert_int_equal(shm_msg_put(env, &b), 0);
+	c = reply_to(&b, "c");
+	assert_int_equal(shm_msg_put(env, &c), 0);
+	shm_uuid_format(&c.id, cid);
+	a.has_parent = true;
+	a.parent_id = c.id;
+	expect_refused(&a, SHM_EINVAL, cid);
+	assert_non_null(strstr(shm_errmsg(), "own"));
+	/* a reply put before its parent, whose put closes the loop */
+	shm_msg x = tu_msg("t", 1, "x"), y;
+	shm_uuid_v7(&x.id);
+	y = reply_to(&x, "y, before x");
+	assert_int_equal(shm_msg_put(env, &y), 0);
+	x.has_parent = true;
+	x.parent_id = y.id;
+	expect_refused(&x, SHM_EINVAL, "parent_id");
+	/* in one batch */
+	shm_msg u = tu_msg("t", 1, "u"), v;
+	shm_uuid_v7(&u.id);
+	v = reply_to(&u, "v");
+	shm_uuid_v7(&v.id);
+	u.has_parent = true;
+	u.parent_id = v.id;
+	shm_msg uv[3] = {tu_msg("t", 1, "fine"), u, v};
+	assert_int_equal(shm_msg_put_many(env, uv, 3, &bad), SHM_EINVAL);
+	assert_true(bad == 1 || bad == 2);
+	assert_int_equal(replies_of(&c.id, NULL), 0);
+	assert_int_equal(tu_verify(env), 0);
+}
+
 /* What JSON cannot carry back is refused by put (json.c reads and writes
  * years 0000..9999, int64 sizes, each reacting user once per emoji). */
 static void test_put_refuses_what_json_cannot_carry(void **state)
@@ -1338,6 +1518,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_put_cannot_bring_a_deleted_message_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_of_type_delete_carries_the_deleted_content, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_refuses_a_parent_or_thread_that_names_no_other, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_keeps_a_reply_in_its_parents_room_and_thread, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_gives_a_deleted_parent_no_new_reply, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_many_copies_a_thread_under_a_deleted_parent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_refuses_a_reply_to_its_own_descendant, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_and_react_validate_and_need_an_existing_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_to_null_and_0_empties_the_content_as_put_does, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_is_all_or_nothing, setup, teardown),

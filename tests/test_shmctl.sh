@@ -286,6 +286,12 @@ has "naming its line and why" "$tmp/err" "1: thread_id $ID2 without parent_id: o
 printf '{"id":"%s","room_id":"general","user_id":1,"username":"u","content":"c","message_type":"Text","parent_id":"%s"}\n' "$ID2" "$ID2" >"$tmp/self.jsonl"
 ti "import of a message that is its own parent exits 65" 65 "$tmp/self.jsonl" "$SHMCTL" import
 has "naming its line and why" "$tmp/err" "1: parent_id $ID2: the message's own id"
+# a reply is in its parent's room, checked as the import leaves it
+P1=0190a4c4-1d2e-7abc-8def-0000000000c1
+printf '{"id":"%s","room_id":"a","user_id":1,"username":"u","content":"p","message_type":"Text"}\n{"room_id":"b","user_id":1,"username":"u","content":"r","message_type":"Text","parent_id":"%s"}\n' "$P1" "$P1" >"$tmp/rooms.jsonl"
+ti "import of a reply in another room than its parent exits 65" 65 "$tmp/rooms.jsonl" "$SHMCTL" -e "$tmp/env_rooms" import
+has "naming its line and both rooms" "$tmp/err" "2: room_id 'b': parent_id $P1 is in room 'a' (a reply is in its parent's room)"
+if [ -e "$tmp/env_rooms" ]; then ko "and leaves no environment"; else ok "and leaves no environment"; fi
 t "room --limit malformed is usage" 2 "$SHMCTL" room general --limit many
 # a numeric option out of its range is a usage error naming it and its range
 for v in 0 10001 -1 abc 99999999999999999999 ''; do

@@ -141,7 +141,8 @@ static void test_verify_is_clean_after_every_kind_of_write(void **state)
 		char c[32], obj[32];
 		snprintf(c, sizeof c, "message %d", i);
 		shm_msg m = tu_msg(i % 2 ? "a" : "b", i, c);
-		if (i % 7 == 6) {
+		if (i % 7 == 6) { /* a reply, in its parent's room */
+			m.room_id = "room1";
 			m.has_parent = true;
 			m.parent_id = f->id;
 		}
