@@ -26,7 +26,8 @@
  *     changes what it says. Edit and react are SHM_EDELETED, a second
  *     delete writes nothing, a put is SHM_EDELETED unless it is the
  *     message exactly as stored (nothing written), and it takes no new
- *     reply (its reply_count still follows a reply moved away). A fill
+ *     reply (new to L1: one L1 dropped is new again; its reply_count
+ *     still follows a reply moved away). A fill
  *     never replaces what L1 holds.
  *  8. A reply a put stores is in its parent's room and thread and not its
  *     ancestor, whenever L1 holds the parent as the write leaves it

@@ -425,7 +425,8 @@ typedef struct shm_msg {
  * parent's room, its thread_id (if any) is the parent's thread (see
  * shm_msg), and it is not the parent's ancestor (SHM_EINVAL naming both);
  * a soft-deleted parent takes no new reply (SHM_EDELETED; the replies it
- * had stay, and may be put again). A reply counts once in its parent's
+ * had stay, and may be put again while L1 holds them: one it dropped is
+ * new to it, refused too). A reply counts once in its parent's
  * reply_count
  * (when the parent is in L1): a new reply bumps it and last_reply_at; a
  * replace under the same parent changes nothing; a replace under another

@@ -1152,6 +1152,30 @@ static void test_put_gives_a_deleted_parent_no_new_reply(void **state)
 	assert_int_equal(tu_verify(env), 0);
 }
 
+/* A reply from before the delete that L1 no longer holds (flushed, then
+ * dropped, as eviction does) is new to L1: a put of it again is refused,
+ * as that of any new reply to the deleted parent. */
+static void test_put_of_an_old_reply_l1_dropped_is_refused(void **state)
+{
+	shm_msg p = tu_msg("t", 1, "parent"), old;
+	shm_inval_key k = {.kind = SHM_INVAL_MSG, .klen = 16};
+	uint64_t dropped = 0, next = 0;
+	char pid[37];
+
+	assert_int_equal(shm_msg_put(env, &p), 0);
+	old = reply_to(&p, "before the delete");
+	assert_int_equal(shm_msg_put(env, &old), 0);
+	assert_int_equal(shm_msg_delete(env, &p.id), 0);
+	assert_int_equal(shm_meta_get(env, "next_seq", &next), 0);
+	assert_int_equal(shm_log_trim(env, next - 1), 0);
+	k.key = old.id.b;
+	assert_int_equal(shm_l1_invalidate_many(env, &k, 1, &dropped, NULL), 0);
+	assert_int_equal(dropped, 1);
+	shm_uuid_format(&p.id, pid);
+	expect_refused(&old, SHM_EDELETED, pid);
+	assert_int_equal(tu_verify(env), 0);
+}
+
 /* dump | import of a thread whose parent was deleted after its replies:
  * the batch carries the deleted parent (with its count) and the replies,
  * into a new environment and again over itself. */
@@ -1520,6 +1544,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_put_refuses_a_parent_or_thread_that_names_no_other, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_keeps_a_reply_in_its_parents_room_and_thread, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_gives_a_deleted_parent_no_new_reply, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_of_an_old_reply_l1_dropped_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_copies_a_thread_under_a_deleted_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_refuses_a_reply_to_its_own_descendant, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_and_react_validate_and_need_an_existing_id, setup, teardown),
