@@ -158,11 +158,15 @@ static int decode(const void *raw, size_t size, shm_log_rec *rec,
 	uint8_t *copy;
 	int rc;
 
-	if (size >= 16)
-		rec->seq = get64(p + 8);
-	if (size < SHM_LOG_HEADER)
+	if (size < 16)
 		return shm__err(SHM_ECORRUPT, "log record: %zu bytes, shorter "
 		                "than its header", size);
+	/* from here on the text names the record by its header's seq */
+	rec->seq = get64(p + 8);
+	if (size < SHM_LOG_HEADER)
+		return shm__err(SHM_ECORRUPT, "log record %llu: %zu bytes, "
+		                "shorter than its header",
+		                (unsigned long long)rec->seq, size);
 	rec->version = p[0];
 	rec->op = p[1];
 	memcpy(&rec->flags, p + 2, 2);

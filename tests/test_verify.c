@@ -242,6 +242,28 @@ static void test_verify_finds_a_record_with_a_bad_checksum(void **state)
 	                                 "(corrupted or truncated data)");
 }
 
+/* A record cut short of its header, its seq still there (bytes 8..15):
+ * the line names the record, as for one whose seq is gone. */
+static void test_verify_names_a_record_cut_short_of_its_header(void **state)
+{
+	fixture *f = *state;
+	MDB_txn *txn = wbegin(f);
+	uint64_t seq = 1;
+	MDB_val k = {8, &seq}, v;
+	uint8_t buf[20];
+
+	assert_int_equal(mdb_get(txn, f->env->log, &k, &v), 0);
+	memcpy(buf, v.mv_data, sizeof buf);
+	v.mv_data = buf;
+	v.mv_size = sizeof buf;
+	assert_int_equal(mdb_put(txn, f->env->log, &k, &v, 0), 0);
+	wcommit(txn);
+	assert_int_equal(run_verify(f), 1);
+	assert_string_equal(f->found[0], "log record 1: 20 bytes, shorter "
+	                                 "than its header (corrupted or "
+	                                 "truncated data)");
+}
+
 /* A record whose header names another seq than its key, checksum right:
  * one line, the message's record is there (under key 1). */
 static void test_verify_names_a_record_under_another_seq_once(void **state)
@@ -538,6 +560,9 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_names_a_record_under_another_seq_once, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_names_a_record_cut_short_of_its_header, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_a_message_whose_content_changed, setup,
