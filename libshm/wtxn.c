@@ -356,9 +356,11 @@ int shm__write_seqs(shm_env *env, shm__write_fn fn, void *ctx,
 /* A meta name shm_meta_get and shm_meta_set take: 1..200 bytes. */
 static int meta_name_check(const char *name)
 {
+	char shown[SHM__SHOWN_MAX];
+
 	if (!*name || strlen(name) > 200)
-		return shm__err(SHM_EINVAL, "meta name '%.200s': not 1..200 "
-		                "bytes", name);
+		return shm__err(SHM_EINVAL, "meta name '%s': not 1..200 bytes",
+		                shm__shown_str(name, shown));
 	return 0;
 }
 
@@ -393,6 +395,7 @@ struct meta_set {
 static int meta_set_body(shm__wtxn *w, void *ctx)
 {
 	struct meta_set *m = ctx;
+	char shown[SHM__SHOWN_MAX];
 	int rc = 0;
 
 	for (size_t i = 0; i < m->n && !rc; i++) {
@@ -402,7 +405,8 @@ static int meta_set_body(shm__wtxn *w, void *ctx)
 			return shm__err(SHM_EINVAL, "meta name '%s': libshm's "
 			                "own (a name without a dot: format, "
 			                "next_seq, flushed...), not set by "
-			                "shm_meta_set", m->names[i]);
+			                "shm_meta_set",
+			                shm__shown_str(m->names[i], shown));
 		rc = shm__meta_put(w->txn, w->env, m->names[i], m->values[i]);
 	}
 	return rc;

@@ -400,6 +400,26 @@ static void test_meta_set_refuses_libshms_own_names(void **state)
 	assert_int_equal(shm_msg_put(env, &m), 0); /* writes still work */
 }
 
+/* A refused meta name is quoted as shm_errmsg quotes input: printably,
+ * its first 80 bytes; the raw bytes (a newline, an escape) reached the
+ * text, 200 of them. */
+static void test_meta_name_refused_is_shown_printably(void **state)
+{
+	char long_name[300];
+	uint64_t v;
+
+	assert_int_equal(shm_meta_set(env, "line\nbreak", 1), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "meta name 'line\\x0abreak': "
+	                                     "libshm's own"));
+	memset(long_name, 'a', sizeof long_name - 1);
+	long_name[0] = '\x1b';
+	long_name[sizeof long_name - 1] = 0;
+	assert_int_equal(shm_meta_get(env, long_name, &v), SHM_EINVAL);
+	assert_null(strchr(shm_errmsg(), '\x1b'));
+	assert_non_null(strstr(shm_errmsg(), "meta name '\\x1baaa"));
+	assert_non_null(strstr(shm_errmsg(), "aaa...': not 1..200 bytes"));
+}
+
 static void test_log_wait_wakes_on_a_new_record(void **state)
 {
 	shm_msg m = tu_msg("w", 1, "x");
@@ -523,6 +543,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_trim_past_the_log_end_is_refused_and_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_values_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_set_refuses_libshms_own_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_name_refused_is_shown_printably, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_wait_wakes_on_a_new_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_wait_sleeps_instead_of_polling, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_wake_ends_a_wait, setup, teardown),
