@@ -624,10 +624,11 @@ static int check_reactions(const shm_msg *m)
 	return check_emojis(m);
 }
 
-/* parent_id and thread_id name other messages: not the nil UUID (no
- * message's id), not m itself. thread_id is a reply's: its thread's root,
- * which is no reply and so has none (msg.c checks the rest against the
- * parent L1 holds). */
+/* parent_id names another message: not the nil UUID (no message's id),
+ * not m itself; thread_id is not the nil UUID. A thread_id without a
+ * parent, or m's own (a thread's root naming its thread), is the seed's
+ * to have: the two fields are independent there (msg.c checks a reply's
+ * against the parent L1 holds). */
 static int check_links(const shm_msg *m)
 {
 	char s[37];
@@ -638,19 +639,10 @@ static int check_links(const shm_msg *m)
 	if (m->has_thread && shm_uuid_is_nil(&m->thread_id))
 		return shm__err(SHM_EINVAL, "thread_id: the nil UUID, which "
 		                "names no message");
-	if (m->has_thread && !m->has_parent) {
-		shm_uuid_format(&m->thread_id, s);
-		return shm__err(SHM_EINVAL, "thread_id %s without parent_id: "
-		                "only a reply is in a thread (thread_id: the id "
-		                "of its root, which has none)", s);
-	}
 	shm_uuid_format(&m->id, s);
 	if (m->has_parent && memcmp(m->parent_id.b, m->id.b, 16) == 0)
 		return shm__err(SHM_EINVAL, "parent_id %s: the message's own id "
 		                "(a message is no reply to itself)", s);
-	if (m->has_thread && memcmp(m->thread_id.b, m->id.b, 16) == 0)
-		return shm__err(SHM_EINVAL, "thread_id %s: the message's own id "
-		                "(a reply is no thread's root)", s);
 	return 0;
 }
 

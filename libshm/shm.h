@@ -398,14 +398,14 @@ typedef struct shm_msg {
 	int64_t last_reply_at; /* 0: none */
 	/* optimisations */
 	uint64_t content_hash; /* XXH3-64 of content; always computed on put */
-	/* threads: each names another message, never the nil UUID nor id
-	 * (shm_msg_put) */
+	/* threads: never the nil UUID; parent_id never id (shm_msg_put) */
 	bool has_parent;
 	shm_uuid parent_id;    /* the message this one replies to */
 	bool has_thread;
-	shm_uuid thread_id;    /* a reply's (has_parent) only: its thread's
-	                        * root, i.e. its parent's thread_id, or its
-	                        * parent's id when the parent is a root */
+	shm_uuid thread_id;    /* its thread's root: for a reply, its
+	                        * parent's thread_id, or its parent's id
+	                        * when the parent has none (a root may
+	                        * carry its own id, as in the seed) */
 } shm_msg;
 
 /*

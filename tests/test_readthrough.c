@@ -2319,6 +2319,42 @@ static void test_deleted_message_fills_l1_as_it_is(void **state)
 	cleanup();
 }
 
+/* The seed's thread_id is independent of parent_id: a PostgreSQL row of a
+ * root naming its own id as thread_id, or in a thread without a parent, is
+ * served and fills L1 (put's checks had made them that level's bad data). */
+static void test_rows_with_the_seeds_thread_ids_are_served(void **state)
+{
+	NEED_SERVERS();
+	char room[64];
+	shm_msg root, loose, *got;
+	shm_uuid other;
+
+	room_name(room, sizeof room, "threads");
+	root = full_msg(room, INT64_C(1700000052000000), "a root");
+	root.has_parent = false;
+	root.has_thread = true;
+	root.thread_id = root.id;
+	loose = full_msg(room, INT64_C(1700000053000000), "in a thread");
+	loose.has_parent = false;
+	shm_uuid_v7(&other);
+	loose.has_thread = true;
+	loose.thread_id = other;
+	PGconn *db = pg();
+	pg_put(db, &root);
+	pg_put(db, &loose);
+	PQfinish(db);
+
+	shm_env *env = open_rt(redis_url, pg_info, 50, 0);
+	assert_int_equal(shm_msg_get(env, &root.id, &got), 0);
+	tu_assert_msg_equal(got, &root);
+	shm_msg_free(got);
+	assert_int_equal(shm_msg_get(env, &loose.id, &got), 0);
+	tu_assert_msg_equal(got, &loose);
+	shm_msg_free(got);
+	close_rt(env);
+	cleanup();
+}
+
 /* A page without a bound has none: a message of the last second of year
  * 9999 is on it. */
 static void test_unbounded_room_page_reaches_the_end_of_9999(void **state)
@@ -2453,6 +2489,7 @@ int main(void)
 		cmocka_unit_test(test_lz4_value_inflating_beyond_any_message_is_refused),
 		cmocka_unit_test(test_values_put_would_refuse_are_the_levels_error),
 		cmocka_unit_test(test_deleted_message_fills_l1_as_it_is),
+		cmocka_unit_test(test_rows_with_the_seeds_thread_ids_are_served),
 		cmocka_unit_test(test_unbounded_room_page_reaches_the_end_of_9999),
 		cmocka_unit_test(test_concurrent_gets_ask_redis_side_by_side),
 	};

@@ -279,10 +279,7 @@ has "and says why" "$tmp/err" "1: field 'id': the nil UUID, which a message cann
 printf '{"room_id":"general","user_id":1,"username":"u","content":"c","message_type":"Text"}\n{"room_id":"general","user_id":1,"username":"u","content":"still readable","message_type":"Delete"}\n' >"$tmp/deltype.jsonl"
 ti "import of a Delete with other content exits 65" 65 "$tmp/deltype.jsonl" "$SHMCTL" import
 has "naming its line and why" "$tmp/err" '2: message_type Delete: content must be "[Message supprimé]"'
-# thread_id is a reply's (its thread's root), parent_id another message
-printf '{"room_id":"general","user_id":1,"username":"u","content":"c","message_type":"Text","thread_id":"%s"}\n' "$ID2" >"$tmp/thread_only.jsonl"
-ti "import of a thread_id without parent_id exits 65" 65 "$tmp/thread_only.jsonl" "$SHMCTL" import
-has "naming its line and why" "$tmp/err" "1: thread_id $ID2 without parent_id: only a reply is in a thread"
+# parent_id names another message
 printf '{"id":"%s","room_id":"general","user_id":1,"username":"u","content":"c","message_type":"Text","parent_id":"%s"}\n' "$ID2" "$ID2" >"$tmp/self.jsonl"
 ti "import of a message that is its own parent exits 65" 65 "$tmp/self.jsonl" "$SHMCTL" import
 has "naming its line and why" "$tmp/err" "1: parent_id $ID2: the message's own id"
