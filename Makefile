@@ -67,7 +67,7 @@ $(shell [ "$$(cat $(PREFIX_STAMP) 2>/dev/null)" = '$(PREFIX)' ] || printf '%s\n'
 .SECONDARY:
 all: $(STATIC) $(SHARED) $(SHARED_LINKS) $(PC) $(BINS)
 
-$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) $(wildcard libshm/*.h) $(wildcard flusher/*.h) $(wildcard tests/*.h) $(wildcard tests/bench/*.h)
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) $(wildcard libshm/*.h) $(wildcard flusher/*.h) $(wildcard tools/*.h) $(wildcard tests/*.h) $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "shm.h"
+#include "close_stdout.h"
 
 static const char *const words[] = {
 	"bonjour", "le", "déploiement", "est", "prêt", "on", "relance",
@@ -135,25 +136,6 @@ static int bad_option(int c, char **argv)
 	if (o->name && o->has_arg == no_argument) /* --help=x */
 		return usage_err("option '--%s' takes no value", o->name);
 	return usage_err("unknown option '-%c'", optopt);
-}
-
-/* The status, or 70 if the output could not all be written (a full disk):
- * a summary lost is no success. One of a failure is kept. */
-static int close_stdout(int ex)
-{
-	errno = 0;
-	bool bad = fflush(stdout) != 0 || ferror(stdout);
-	int e = errno;
-
-	if (fclose(stdout) != 0 && !bad) {
-		bad = true;
-		e = errno;
-	}
-	if (!bad || ex != 0)
-		return ex;
-	fprintf(stderr, "shm-chatsim: write the output: %s\n",
-	        e ? strerror(e) : "write error");
-	return 70;
 }
 
 static int run(int argc, char **argv)
@@ -297,5 +279,5 @@ static int run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	return close_stdout(run(argc, argv));
+	return tool_close_stdout("shm-chatsim", run(argc, argv));
 }

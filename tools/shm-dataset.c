@@ -41,6 +41,7 @@
 #include <time.h>
 
 #include "shm.h"
+#include "close_stdout.h"
 
 #define T_WEBSITE "Communication::Website"
 #define T_PAGE "Communication::Website::Page"
@@ -565,25 +566,6 @@ static bool arg_fraction(const char *opt, const char *v, double lo, double hi,
 	return true;
 }
 
-/* The status, or 70 if the output could not all be written (a full disk):
- * counts lost are no success. One of a failure is kept. */
-static int close_stdout(int code)
-{
-	errno = 0;
-	bool bad = fflush(stdout) != 0 || ferror(stdout);
-	int e = errno;
-
-	if (fclose(stdout) != 0 && !bad) {
-		bad = true;
-		e = errno;
-	}
-	if (!bad || code != 0)
-		return code;
-	fprintf(stderr, "shm-dataset: write the output: %s\n",
-	        e ? strerror(e) : "write error");
-	return 70;
-}
-
 static int run(int argc, char **argv)
 {
 	opts op = {1, 12507, 1 - 6342.0 / 12507, 0.1, 1, NULL,
@@ -747,5 +729,5 @@ out:
 
 int main(int argc, char **argv)
 {
-	return close_stdout(run(argc, argv));
+	return tool_close_stdout("shm-dataset", run(argc, argv));
 }

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "close_stdout.h"
 #include "codec.h" /* shm__msg_validate: import checks before creating */
 #include "internal.h"
 #include "shm.h"
@@ -154,14 +155,6 @@ static int fail(int rc)
 {
 	fprintf(stderr, "%s: %s\n", prog, shm_errmsg());
 	return exit_for(rc);
-}
-
-/* A write to stdout failed with errno e (0: unknown): said, status 70. */
-static int write_failed(int e)
-{
-	fprintf(stderr, "%s: write the output: %s\n", prog,
-	        e ? strerror(e) : "write error");
-	return EX_INTERNAL;
 }
 
 /* Commands open an existing environment (a mistyped -e must not create
@@ -1550,7 +1543,7 @@ static int log_pass(shm_env *env, bool json, uint64_t *next, size_t *got,
 	shm_log_iter_close(it); /* before printing: see CHUNK */
 	fclose(mem);
 	if (len && fwrite(buf, 1, len, stdout) != len && ex == EX_OK)
-		ex = write_failed(errno);
+		ex = tool_write_failed(prog, errno);
 	free(buf);
 	return ex;
 }
@@ -1616,7 +1609,7 @@ static int cmd_log(int argc, char **argv)
 		shm_meta_get(env, "next_seq", &ns);
 		ex = log_pass(env, json, &next, &got, &corrupt);
 		if (ex == EX_OK && fflush(stdout) != 0)
-			ex = write_failed(errno);
+			ex = tool_write_failed(prog, errno);
 		if (ex != EX_OK || stopping)
 			break;
 		if (got == CHUNK)
@@ -2157,22 +2150,6 @@ static const struct {
 	{"destroy", cmd_destroy}, {"bust", cmd_bust},   {"ls", cmd_ls},
 };
 
-/* The command's status, or 70 if its output could not all be written (a
- * full disk): a listing cut short is no success. One said already (dump)
- * keeps its status. */
-static int close_stdout(int ex)
-{
-	errno = 0;
-	bool bad = fflush(stdout) != 0 || ferror(stdout);
-	int e = errno;
-
-	if (fclose(stdout) != 0 && !bad) {
-		bad = true;
-		e = errno;
-	}
-	return bad && ex == EX_OK ? write_failed(e) : ex;
-}
-
 static int run(int argc, char **argv)
 {
 	int i = 1;
@@ -2237,5 +2214,5 @@ static int run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	return close_stdout(run(argc, argv));
+	return tool_close_stdout(prog, run(argc, argv));
 }
