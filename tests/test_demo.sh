@@ -9,12 +9,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(cd "${SHM_BIN:-$top/build/bin}" 2>/dev/null && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/demo-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
-passed=0
-failed=0
-check() { # NAME: the last command's status
-	if [ "$2" -eq 0 ]; then passed=$((passed + 1)); echo "ok - $1"
-	else failed=$((failed + 1)); echo "FAIL - $1"; fi
-}
+. "$top/tests/harness/check.sh"
 
 env -u SHM_TEST_DIR -u SHM_TEST_REDIS -u SHM_TEST_PG -u SHM_TEST_PG_TCP \
 	-u SHM_KEEP_DIR SHM_BIN="$bin" WRITERS=2 PER_WRITER=300 \
@@ -33,5 +28,4 @@ servers=$(sed -n 's|^servers: redis on unix://\(.*\)/redis.sock$|\1|p' "$tmp/out
 [ -n "$servers" ] && [ ! -e "$servers" ]
 check "it leaves nothing behind (servers stopped, their dir gone)" $?
 [ "$failed" -eq 0 ] || sed 's/^/  | /' "$tmp/out" | tail -n 40
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary

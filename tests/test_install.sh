@@ -12,12 +12,7 @@ set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/install-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
-passed=0
-failed=0
-check() { # NAME: the last command's status
-	if [ "$2" -eq 0 ]; then passed=$((passed + 1)); echo "ok - $1"
-	else failed=$((failed + 1)); echo "FAIL - $1"; fi
-}
+. "$top/tests/harness/check.sh"
 show() { # FILE: indented, if not empty
 	[ -s "$1" ] && sed 's/^/  | /' "$1"
 }
@@ -130,5 +125,4 @@ show "$tmp/cc.err"
 check "that program runs and prints the README's lines" $?
 show "$tmp/out"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary

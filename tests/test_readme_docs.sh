@@ -13,12 +13,7 @@ readme=$top/README.md
 man=$top/man/shmctl.1
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/readme-docs.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
-passed=0
-failed=0
-check() { # NAME: the last command's status
-	if [ "$2" -eq 0 ]; then passed=$((passed + 1)); echo "ok - $1"
-	else failed=$((failed + 1)); echo "FAIL - $1"; fi
-}
+. "$top/tests/harness/check.sh"
 # FILE NAME: FILE's lines, each a problem, printed; empty passes
 none() {
 	sed 's/^/  | /' "$1"
@@ -131,5 +126,4 @@ awk '/^\.SH EXIT STATUS/ { on = 1; next } on && /^\.SH/ { exit }
 	cmp -s "$tmp/codes" "$tmp/man.codes"
 check "shmctl's exit codes: tools/shmctl.c's ($(paste -sd' ' "$tmp/codes")), the README's ($(paste -sd' ' "$tmp/readme.codes")), the man page's ($(paste -sd' ' "$tmp/man.codes"))" $?
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary

@@ -10,12 +10,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${SHM_BIN:-$top/build/bin}/.." 2>/dev/null && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/readme-example.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
-passed=0
-failed=0
-check() { # NAME: the last command's status
-	if [ "$2" -eq 0 ]; then passed=$((passed + 1)); echo "ok - $1"
-	else failed=$((failed + 1)); echo "FAIL - $1"; fi
-}
+. "$top/tests/harness/check.sh"
 
 sh "$top/tests/harness/readme_example.sh" >"$tmp/app.c"
 grep -q 'int main' "$tmp/app.c"
@@ -120,5 +115,4 @@ left=$(sed -n 's/^still here: //p' "$tmp/ctrl-c.out")
 check "a Ctrl-C in the interactive shell that sourced servers.sh leaves it running" $?
 [ -n "$left" ] && [ ! -e "$left" ]
 check "and the servers' dir goes when that shell exits" $?
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_summary
