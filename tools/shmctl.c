@@ -1104,32 +1104,32 @@ static void stat_u64(statout *o, const char *name, uint64_t v,
 	}
 }
 
+/* stat_json of jansson's text of r (NULL: out of memory), r released. */
+static void stat_jansson(statout *o, const char *name, json_t *r)
+{
+	char *text = r ? json_dumps(r, JSON_ENCODE_ANY) : NULL;
+
+	stat_json(o, name, text);
+	free(text);
+	json_decref(r);
+}
+
 static void stat_str(statout *o, const char *name, const char *v,
                      const char *desc)
 {
-	if (o->json) {
-		json_t *r = json_string(v);
-		char *str = r ? json_dumps(r, JSON_ENCODE_ANY) : NULL;
-		stat_json(o, name, str);
-		free(str);
-		json_decref(r);
-	} else {
+	if (o->json)
+		stat_jansson(o, name, json_string(v));
+	else
 		printf("%-30s %20s  %s\n", name, v, desc);
-	}
 }
 
 static void stat_real(statout *o, const char *name, double v,
                       const char *desc)
 {
-	if (o->json) {
-		json_t *r = json_real(v);
-		char *num = r ? json_dumps(r, JSON_ENCODE_ANY) : NULL;
-		stat_json(o, name, num);
-		free(num);
-		json_decref(r);
-	} else {
+	if (o->json)
+		stat_jansson(o, name, json_real(v));
+	else
 		printf("%-30s %20.4f  %s\n", name, v, desc);
-	}
 }
 
 /* What the values shm-flusher publishes in meta mean, by the last part of
