@@ -1387,7 +1387,7 @@ static int free_pages(MDB_txn *txn, size_t from, size_t *pages)
 	return shm__err_mdb(rc, "read LMDB's free list");
 }
 
-size_t shm__map_room(shm_env *env, size_t want)
+bool shm__map_has_reserve(shm_env *env, size_t most)
 {
 	MDB_envinfo ei;
 	MDB_stat st;
@@ -1398,16 +1398,18 @@ size_t shm__map_room(shm_env *env, size_t want)
 
 	mdb_env_info(env->mdb, &ei);
 	mdb_env_stat(env->mdb, &st);
+	size_t pages = ei.me_mapsize / st.ms_psize;
+	size_t want = pages / 8 < most ? pages / 8 : most;
 	/* pages never used yet, then those on the free list */
-	size_t room = ei.me_mapsize / st.ms_psize - (ei.me_last_pgno + 1);
+	size_t room = pages - (ei.me_last_pgno + 1);
 	if (room >= want)
-		return room;
+		return true;
 	/* LMDB reads its free list in a read transaction only */
 	if (shm__rtxn_get(env, &txn))
-		return want; /* cannot tell: nothing refused for that */
+		return true; /* cannot tell: nothing refused for that */
 	if (mdb_cursor_open(txn, 0, &cur)) {
 		shm__rtxn_put(env, txn);
-		return want;
+		return true;
 	}
 	for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 	     rc == 0 && room < want;
@@ -1421,7 +1423,7 @@ size_t shm__map_room(shm_env *env, size_t want)
 	}
 	mdb_cursor_close(cur);
 	shm__rtxn_put(env, txn);
-	return room;
+	return room >= want;
 }
 
 int shm__oldest_snapshot(shm_env *env, shm__snapshot *out)

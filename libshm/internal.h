@@ -256,12 +256,13 @@ int shm__map_adopt(shm_env *env, const char *what);
  * if it is not larger; else as shm__map_adopt. */
 int shm__map_adopt_stored(shm_env *env, const char *what);
 
-/* The map's pages free for a write of the caller, who holds the writers'
- * lock (wtxn.c invariant 7), counted until there are want: those never
- * used yet, then those on LMDB's free list from before the last commit
- * (the last commit's are not reused yet). Reads the free list only when
- * the unused pages fall short. want if it cannot tell. */
-size_t shm__map_room(shm_env *env, size_t want);
+/* Whether the map has its reserve free for a write of the caller, who
+ * holds the writers' lock (wtxn.c invariant 7): most pages, or an eighth
+ * of a smaller map, counting those never used yet, then those on LMDB's
+ * free list from before the last commit (the last commit's are not reused
+ * yet). Reads the free list only when the unused pages fall short; true
+ * if it cannot tell. */
+bool shm__map_has_reserve(shm_env *env, size_t most);
 
 /* The oldest snapshot a reader slot holds (env.c): LMDB reuses no page
  * freed since it began until it ends. pid 0: no slot holds one. */

@@ -36,7 +36,7 @@
  *     its record is applied, and then closes nothing.
  *  7. A write that adds (appends a log record, or leaves L1 more entries
  *     than it found) commits only while the map, as the last commit left
- *     it, has its reserve free (reserve_free: the pages this transaction
+ *     it, has its reserve free (shm__map_has_reserve: the pages this transaction
  *     took are not counted, so one commit may eat into the reserve by its
  *     own size; the next adding write is refused); else it fails as a
  *     full map does (invariant 3). The
@@ -147,28 +147,15 @@ static void clock_pass(const shm__wtxn *w)
 		;
 }
 
-/* Invariant 7: whether RESERVE_PAGES pages, or an eighth of a smaller
- * map, are free. */
+/* Invariant 7: the reserve, in pages (an eighth of a smaller map). */
 #define RESERVE_PAGES 64
-
-static bool reserve_free(shm_env *env)
-{
-	MDB_envinfo ei;
-	MDB_stat st;
-
-	mdb_env_info(env->mdb, &ei);
-	mdb_env_stat(env->mdb, &st);
-	size_t pages = ei.me_mapsize / st.ms_psize;
-	size_t want = pages / 8 < RESERVE_PAGES ? pages / 8 : RESERVE_PAGES;
-	return shm__map_room(env, want) >= want;
-}
 
 static int wtxn_commit(shm__wtxn *w)
 {
 	int rc = 0;
 
 	if ((w->next_seq != w->begin_seq || w->entries > w->begin_entries) &&
-	    !reserve_free(w->env))
+	    !shm__map_has_reserve(w->env, RESERVE_PAGES))
 		rc = MDB_MAP_FULL; /* invariant 7 */
 	if (!rc && w->next_seq != w->begin_seq)
 		rc = shm__meta_put(w->txn, w->env, "next_seq", w->next_seq);
