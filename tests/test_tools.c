@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,6 +441,53 @@ static void test_shmctl_refuses_a_cut_data_file(void **state)
 	free(dir);
 }
 
+/* Sets meta name in dir's environment to the len bytes of v with LMDB
+ * itself: a value libshm would not write. No handle of this process may
+ * be open on dir. */
+static void put_raw_meta(const char *dir, const char *name, const void *v,
+                         size_t len)
+{
+	MDB_env *m;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = {strlen(name), (void *)name}, d = {len, (void *)v};
+
+	assert_int_equal(mdb_env_create(&m), 0);
+	assert_int_equal(mdb_env_set_maxdbs(m, 16), 0);
+	assert_int_equal(mdb_env_open(m, dir, 0, 0664), 0);
+	assert_int_equal(mdb_txn_begin(m, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	assert_int_equal(mdb_put(txn, dbi, &k, &d, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(m);
+}
+
+/* A read that fails half-way through stat (a meta value of 4 bytes, not a
+ * u64) exits 65 naming it and prints nothing: --json printed the object
+ * up to the failure, never closed ("{...," without "}"), and the human
+ * output the lines before it. */
+static void test_shmctl_stat_prints_nothing_when_a_read_fails(void **state)
+{
+	shm_uuid id;
+	char *dir = env_64mib(&id), out[16384];
+	uint32_t torn = 7;
+
+	put_raw_meta(dir, "flusher.env_id.hi", &torn, sizeof torn);
+	for (int json = 0; json < 2; json++) {
+		char *argv[] = {"shmctl", "-e", dir, "stat",
+		                json ? "--json" : NULL, NULL};
+		assert_int_equal(run(NULL, out, sizeof out, argv), 65);
+		if (*out)
+			fail_msg("stat%s printed '%.200s'", json ? " --json" : "",
+			         out);
+		assert_int_equal(run_fd(2, NULL, out, sizeof out, argv), 65);
+		assert_non_null(strstr(out, "meta 'flusher.env_id.hi': 4 bytes, "
+		                            "expected 8"));
+	}
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* A fraction that is not a number fails the range check (NaN compared
  * false both ways, and loaded a site of 5 connections); an environment
  * that cannot be opened is named once. */
@@ -684,6 +732,7 @@ int main(void)
 		T(test_chatsim_writes_replies_in_their_parents_room_and_thread),
 		T(test_dataset_keeps_the_environments_map_size),
 		T(test_shmctl_refuses_a_cut_data_file),
+		T(test_shmctl_stat_prints_nothing_when_a_read_fails),
 		T(test_dataset_refuses_nan_and_names_the_environment_once),
 		T(test_dataset_says_where_it_loaded_nothing),
 		T(test_dataset_refuses_bad_numbers_naming_them),

@@ -1068,8 +1068,11 @@ static int cmd_bust(int argc, char **argv)
 /* --------------------------------------------------------------- stat */
 
 /* --json writes the object itself: jansson's integers are signed, and a
- * u64 above 2^63 came out negative. */
+ * u64 above 2^63 came out negative. Everything goes to out, a memory
+ * stream, printed only once the whole of it is written: a read failing
+ * half-way prints nothing (its --json was an object never closed). */
 typedef struct statout {
+	FILE *out;
 	bool json;
 	bool oom;      /* a name or value could not be written */
 	size_t n;      /* values written */
@@ -1084,7 +1087,7 @@ static void stat_json(statout *o, const char *name, const char *value)
 	char *ks = k ? json_dumps(k, JSON_ENCODE_ANY) : NULL;
 
 	if (ks && value)
-		printf("%s%s:%s", o->n++ ? "," : "{", ks, value);
+		fprintf(o->out, "%s%s:%s", o->n++ ? "," : "{", ks, value);
 	else
 		o->oom = true;
 	free(ks);
@@ -1100,7 +1103,7 @@ static void stat_u64(statout *o, const char *name, uint64_t v,
 		snprintf(num, sizeof num, "%" PRIu64, v);
 		stat_json(o, name, num);
 	} else {
-		printf("%-30s %20" PRIu64 "  %s\n", name, v, desc);
+		fprintf(o->out, "%-30s %20" PRIu64 "  %s\n", name, v, desc);
 	}
 }
 
@@ -1120,7 +1123,7 @@ static void stat_str(statout *o, const char *name, const char *v,
 	if (o->json)
 		stat_jansson(o, name, json_string(v));
 	else
-		printf("%-30s %20s  %s\n", name, v, desc);
+		fprintf(o->out, "%-30s %20s  %s\n", name, v, desc);
 }
 
 static void stat_real(statout *o, const char *name, double v,
@@ -1129,7 +1132,7 @@ static void stat_real(statout *o, const char *name, double v,
 	if (o->json)
 		stat_jansson(o, name, json_real(v));
 	else
-		printf("%-30s %20.4f  %s\n", name, v, desc);
+		fprintf(o->out, "%-30s %20.4f  %s\n", name, v, desc);
 }
 
 /* What the values shm-flusher publishes in meta mean, by the last part of
@@ -1286,6 +1289,8 @@ static int cmd_stat(int argc, char **argv)
 	shm_info in;
 	shm_counters c;
 	statout o = {0};
+	char *text = NULL;
+	size_t len = 0;
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
@@ -1297,6 +1302,8 @@ static int cmd_stat(int argc, char **argv)
 		ex = fail(rc);
 		goto out;
 	}
+	if (!(o.out = open_memstream(&text, &len)))
+		goto oom;
 	o.json = optv(opts, "json");
 	stat_u64(&o, "messages", in.messages, "messages in L1");
 	stat_u64(&o, "statics", in.statics, "statics in L1");
@@ -1349,14 +1356,21 @@ static int cmd_stat(int argc, char **argv)
 		goto out;
 	}
 	if (o.json)
-		printf("}\n");
-	if (o.oom) {
-		fprintf(stderr, "%s: out of memory\n", prog);
-		ex = EX_INTERNAL;
-		goto out;
-	}
-	ex = EX_OK;
+		fputs("}\n", o.out);
+	rc = fclose(o.out);
+	o.out = NULL;
+	if (rc || o.oom)
+		goto oom;
+	ex = fwrite(text, 1, len, stdout) == len ? EX_OK
+	                                         : tool_write_failed(prog, errno);
+	goto out;
+oom:
+	fprintf(stderr, "%s: out of memory\n", prog);
+	ex = EX_INTERNAL;
 out:
+	if (o.out)
+		fclose(o.out);
+	free(text);
 	shm_env_close(env);
 	return ex;
 }
