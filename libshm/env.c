@@ -24,7 +24,9 @@
  *     many pages as are in use (LMDB's free pages are interspersed, the
  *     count cannot see which are gone); the process dies by SIGBUS at its
  *     first read of a lost interior page. Pages below the roots are not
- *     looked for: that would be a walk of every tree.
+ *     looked for: that would be a walk of every tree. A file that ends
+ *     inside LMDB's two meta pages, or with one of them not written, LMDB
+ *     itself refuses (MDB_INVALID); not_lmdb says which, SHM_ECORRUPT.
  *  4. Pooled read transactions are reset (hold no snapshot, no reader slot
  *     pinned to an old page) while in the pool.
  *  5. An environment opened read-write has meta SHM__ROOM_FLOOR: set at its
@@ -759,6 +761,62 @@ static int open_denied(const char *dir, bool read_only)
 	return shm__err_mdb(EACCES, dir);
 }
 
+/* mdb_env_open's MDB_INVALID ("File is not an LMDB file"): both meta pages
+ * (drawn above is_meta) could not be read as LMDB's. Said as damage to the
+ * file found at fault, which is named (it was reported as a format
+ * version): a data.mdb that ends before their end (a torn or partial
+ * copy), or with one that is not a meta page; with both sound, LMDB's
+ * lock file, which it checks first. */
+static int not_lmdb(const char *dir)
+{
+	char path[4200];
+	unsigned char pg[LMDB_META_END];
+	struct stat st;
+	uint32_t psize;
+	ssize_t got;
+	int fd, rc;
+
+	snprintf(path, sizeof path, "%s/data.mdb", dir);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
+		rc = shm__err(errno, "%s: %s, and it cannot be read", path,
+		              mdb_strerror(MDB_INVALID));
+		goto out;
+	}
+	if ((got = pread(fd, pg, sizeof pg, 0)) < (ssize_t)sizeof pg) {
+		rc = got < 0 ? shm__err(errno, "read %s", path)
+		             : shm__err(SHM_ECORRUPT, "%s: %lld bytes, fewer "
+		                        "than the %zu of LMDB's first meta page",
+		                        path, (long long)st.st_size, sizeof pg);
+		goto out;
+	}
+	memcpy(&psize, pg + LMDB_META_FREE, 4);
+	if (psize < sizeof pg || !is_meta(pg, 0, psize)) {
+		rc = shm__err(SHM_ECORRUPT, "%s: page 0 is not an LMDB meta "
+		              "page: overwritten, or not LMDB's data file",
+		              path);
+		goto out;
+	}
+	if ((got = pread(fd, pg, sizeof pg, psize)) < (ssize_t)sizeof pg) {
+		rc = got < 0 ? shm__err(errno, "read %s", path)
+		             : shm__err(SHM_ECORRUPT, "%s: %lld bytes, fewer "
+		                        "than the %llu of LMDB's two meta pages",
+		                        path, (long long)st.st_size,
+		                        2ull * psize);
+		goto out;
+	}
+	if (!is_meta(pg, 1, psize))
+		rc = shm__err(SHM_ECORRUPT, "%s: page 1 is not an LMDB meta "
+		              "page, page 0 is", path);
+	else
+		rc = shm__err(SHM_ECORRUPT, "%s/lock.mdb: %s: not LMDB's lock "
+		              "file, data.mdb's meta pages are sound", dir,
+		              mdb_strerror(MDB_INVALID));
+out:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 /* For an open that must not create: dir holds an environment. */
 static int check_exists(const char *dir)
 {
@@ -1042,9 +1100,11 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 		goto fail;
 	}
 	if ((rc = mdb_env_open(env->mdb, dir, flags, 0664))) {
-		if (rc == MDB_VERSION_MISMATCH || rc == MDB_INVALID)
+		if (rc == MDB_VERSION_MISMATCH)
 			rc = shm__err(SHM_EVERSION, "%s: %s", dir,
 			              mdb_strerror(rc));
+		else if (rc == MDB_INVALID)
+			rc = not_lmdb(dir);
 		else if (rc == ENOMEM && env->opt.map_size)
 			rc = shm__err(rc, "%s: map_size %zu bytes: cannot map "
 			              "that much", dir, env->opt.map_size);

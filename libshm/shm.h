@@ -235,8 +235,9 @@ void shm_options_init(shm_options *o);
  * with SHM_EVERSION if the directory was written by an incompatible format
  * version or holds an LMDB environment that is not an shm one (only an empty
  * map is made one), SHM_ECORRUPT if data.mdb has fewer pages than are in use
- * (a cut copy), SHM_EINVAL if dir is too long for its files' paths or an
- * option is invalid (redis_url, pg_conninfo, durability, write_mode,
+ * or ends inside LMDB's two meta pages (a cut or torn copy; the message
+ * names the file and what it lacks), SHM_EINVAL if dir is too long for its
+ * files' paths or an option is invalid (redis_url, pg_conninfo, durability, write_mode,
  * map_size below SHM_MAP_SIZE_MIN, max_readers above
  * SHM_MAX_READERS_MAX; the host names of redis_url and of
  * pg_conninfo (each of a host list, or

@@ -720,6 +720,71 @@ static void test_truncated_data_file_is_refused_at_open(void **state)
 	free(dir);
 }
 
+/* A torn copy, data.mdb ending inside LMDB's meta pages or with one of
+ * them not written (zeros), is refused at open, read-only or not, as the
+ * damage it is (SHM_ECORRUPT naming the file and what is wrong), not as
+ * an incompatible format version (LMDB's MDB_INVALID became SHM_EVERSION
+ * before); the copy is left as it was. */
+static void test_torn_copy_is_refused_as_damaged_not_a_version(void **state)
+{
+	char *src = tu_tmpdir(), path[PATH_MAX], want[128];
+	shm_env *env = tu_open(src, NULL);
+	long psize = sysconf(_SC_PAGESIZE);
+	struct stat st;
+	size_t len;
+	char *data;
+	FILE *f;
+
+	for (int i = 0; i < 20; i++) {
+		shm_msg m = tu_msg("t", i, "a message in the original");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	shm_env_close(env);
+	snprintf(path, sizeof path, "%s/data.mdb", src);
+	assert_non_null(f = fopen(path, "rb"));
+	assert_int_equal(fstat(fileno(f), &st), 0);
+	len = (size_t)st.st_size;
+	assert_true(len > 2 * (size_t)psize);
+	assert_non_null(data = malloc(len));
+	assert_int_equal(fread(data, 1, len, f), len);
+	fclose(f);
+	for (int c = 0; c < 4; c++) {
+		char *dir = tu_tmpdir();
+		size_t keep = c == 0 ? 100 : c == 1 ? (size_t)psize : len;
+		if (c == 2) /* page 0 not written */
+			memset(data, 0, (size_t)psize);
+		if (c == 3) { /* page 1 not written, page 0 back */
+			snprintf(path, sizeof path, "%s/data.mdb", src);
+			assert_non_null(f = fopen(path, "rb"));
+			assert_int_equal(fread(data, 1, len, f), len);
+			fclose(f);
+			memset(data + psize, 0, (size_t)psize);
+		}
+		snprintf(path, sizeof path, "%s/data.mdb", dir);
+		assert_non_null(f = fopen(path, "wb"));
+		assert_int_equal(fwrite(data, 1, keep, f), keep);
+		assert_int_equal(fclose(f), 0);
+		if (c == 0)
+			snprintf(want, sizeof want, ": 100 bytes, fewer than the "
+			         "152 of LMDB's first meta page");
+		else if (c == 1)
+			snprintf(want, sizeof want, ": %ld bytes, fewer than the "
+			         "%ld of LMDB's two meta pages", psize, 2 * psize);
+		else
+			snprintf(want, sizeof want, ": page %d is not an LMDB "
+			         "meta page", c - 2);
+		refused_at_open(dir, (const char *[]){path, want, NULL});
+		assert_null(strstr(shm_errmsg(), "format version"));
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_size, (off_t)keep);
+		tu_rmdir(dir);
+		free(dir);
+	}
+	free(data);
+	tu_rmdir(src);
+	free(src);
+}
+
 /* A tail cut that spares as many pages as are in use (invariant 3's count
  * misses it) but takes a database's root is refused at open, read-only or
  * not, instead of killing the process with SIGBUS; nothing is created. */
@@ -1904,6 +1969,7 @@ int main(void)
 		cmocka_unit_test(
 			test_write_open_of_a_non_shm_lmdb_environment_changes_nothing),
 		cmocka_unit_test(test_truncated_data_file_is_refused_at_open),
+		cmocka_unit_test(test_torn_copy_is_refused_as_damaged_not_a_version),
 		cmocka_unit_test(test_tail_cut_taking_a_root_is_refused_at_open),
 		cmocka_unit_test(
 			test_sound_data_file_ending_before_its_last_page_opens),

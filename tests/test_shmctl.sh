@@ -634,6 +634,11 @@ truncate -s 8192 "$T/data.mdb"
 t "verify of a cut data file exits 65" 65 "$SHMCTL" -e "$T" verify
 has "cut data file: names it and both sizes" "$tmp/err" "$T/data.mdb: 8192 bytes, shorter than the "
 t "a write to a cut data file exits 65" 65 "$SHMCTL" -e "$T" touch "$W" Page/1
+# a torn copy that ends inside LMDB's meta pages is damage, not a version
+truncate -s 100 "$T/data.mdb"
+t "stat of a data file torn in its first page exits 65" 65 "$SHMCTL" -e "$T" stat
+has "torn data file: names it and its size" "$tmp/err" "$T/data.mdb: 100 bytes, fewer than the 152 of LMDB's first meta page (corrupted or truncated data)"
+hasnt "torn data file: not a format version" "$tmp/err" "format version"
 
 mkdir "$tmp/adir"
 t "static put of a directory exits 70" 70 "$SHMCTL" static put "$W" Page/9 "$tmp/adir"
