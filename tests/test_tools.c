@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -632,8 +633,9 @@ static void test_dataset_refuses_bad_numbers_naming_them(void **state)
 		{"--websites", "1x", "must be an integer"},
 		{"--websites", "0", "must be an integer"},
 		{"--websites", "99999999999999999999", "must be an integer"},
-		{"--connections", "-10", "must be an integer in 10..100000000"},
-		{"--connections", "100000001", "must be an integer"},
+		{"--connections", "-10", "must be an integer in 10..1000000 (a "
+		 "site is built in memory, about 410 bytes a connection)"},
+		{"--connections", "1000001", "must be an integer in 10..1000000"},
 		{"--seed", "-1", "must be an integer in 0..18446744073709551615"},
 		{"--seed", "18446744073709551616", "must be an integer"},
 		{"--obsolete", "", "must be a decimal number in [0, 0.95)"},
@@ -663,6 +665,30 @@ static void test_dataset_refuses_bad_numbers_naming_them(void **state)
 	assert_int_equal(run(NULL, NULL, 0, (char *[]){"shm-dataset",
 	                     "--obsolete", "0.5", "--marked", "1", "--seed",
 	                     "0", "--connections", "10", "--quiet", NULL}), 0);
+}
+
+/* --connections is bounded by the memory a site takes, built whole before
+ * it is loaded: 100000000 was accepted, needed 41 GB and was killed by the
+ * OOM killer; it is refused at once naming the option, its limit and why,
+ * and the limit itself runs in well under 1 GB. */
+static void test_dataset_bounds_connections_to_what_memory_holds(
+	void **state)
+{
+	char err[1024];
+	struct rusage ru;
+
+	assert_int_equal(run_fd(2, NULL, err, sizeof err, (char *[]){
+	                 "shm-dataset", "--connections", "100000000",
+	                 "--quiet", NULL}), 1);
+	assert_non_null(strstr(err, "shm-dataset: --connections '100000000': "
+	                            "must be an integer in 10..1000000 (a site "
+	                            "is built in memory, about 410 bytes a "
+	                            "connection)"));
+	assert_int_equal(run(NULL, NULL, 0, (char *[]){"shm-dataset",
+	                     "--connections", "1000000", "--quiet", NULL}), 0);
+	assert_int_equal(getrusage(RUSAGE_CHILDREN, &ru), 0);
+	if (ru.ru_maxrss >= 1024 * 1024) /* KiB */
+		fail_msg("--connections 1000000 took %ld KiB", ru.ru_maxrss);
 }
 
 /* Output that cannot all be written (a full disk) exits 70 saying so, as
@@ -736,6 +762,7 @@ int main(void)
 		T(test_dataset_refuses_nan_and_names_the_environment_once),
 		T(test_dataset_says_where_it_loaded_nothing),
 		T(test_dataset_refuses_bad_numbers_naming_them),
+		T(test_dataset_bounds_connections_to_what_memory_holds),
 		T(test_dataset_refuses_an_option_given_twice),
 		T(test_chatsim_and_dataset_say_a_full_disk),
 		T(test_every_tool_prints_its_version),

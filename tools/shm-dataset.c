@@ -65,6 +65,12 @@ static const struct group {
 };
 #define N_GROUPS 5
 #define REAL_KEPT 7147 /* the breakdown's sum */
+/* A site is built whole in memory before it is loaded, about 410 bytes a
+ * connection (its COPY text, objects, edges): 1,000,000 take 410 MB, and
+ * their graph half of a new environment's 1 GiB map. 100,000,000 needed
+ * 41 GB and were killed by the OOM killer. Sites are built one at a time:
+ * --websites costs time, not memory. */
+#define MAX_CONNECTIONS 1000000
 
 typedef struct opts {
 	long websites, connections;
@@ -491,10 +497,13 @@ static void usage(FILE *f)
 	        "usage: shm-dataset [--pg CONNINFO] [--env DIR] [options]\n"
 	        "Generates Osuny-shaped websites and their connections for the\n"
 	        "connection cleanup, and loads them.\n"
-	        "  --websites N       websites, 1..1000000 (default 1)\n"
+	        "  --websites N       websites, 1..1000000 (default 1), built\n"
+	        "                     and loaded one at a time\n"
 	        "  --connections N    connections per website before cleanup,\n"
-	        "                     10..100000000 (default 12507, the real\n"
-	        "                     site's), from five source types: N x\n"
+	        "                     10..1000000 (default 12507, the real\n"
+	        "                     site's; a site is built in memory, about\n"
+	        "                     410 bytes a connection: 1000000 take\n"
+	        "                     410 MB), from five source types: N x\n"
 	        "                     (1 - F) kept, rounded for each type and\n"
 	        "                     at least one each (a small N keeps\n"
 	        "                     more), and F / (1 - F) of those\n"
@@ -530,9 +539,9 @@ static void usage(FILE *f)
 }
 
 /* The integer v of option opt in lo..hi: digits only (strtoull alone takes
- * spaces, '+' and '-'); false, and said, else. */
+ * spaces, '+' and '-'); false, and said (with why hi, if not NULL), else. */
 static bool arg_int(const char *opt, const char *v, uint64_t lo, uint64_t hi,
-                    uint64_t *out)
+                    const char *why, uint64_t *out)
 {
 	char *end;
 
@@ -540,7 +549,8 @@ static bool arg_int(const char *opt, const char *v, uint64_t lo, uint64_t hi,
 	*out = strtoull(v, &end, 10);
 	if (*v < '0' || *v > '9' || *end || errno || *out < lo || *out > hi) {
 		fprintf(stderr, "shm-dataset: %s '%s': must be an integer in "
-		        "%" PRIu64 "..%" PRIu64 "\n", opt, v, lo, hi);
+		        "%" PRIu64 "..%" PRIu64 "%s%s\n", opt, v, lo, hi,
+		        why ? " " : "", why ? why : "");
 		return false;
 	}
 	return true;
@@ -580,17 +590,19 @@ static int run(int argc, char **argv)
 		/* websites x connections stays within a long; the objects of
 		 * a site within an int */
 		if (ARG("--websites")) {
-			ok = arg_int(a, v, 1, 1000000, &n);
+			ok = arg_int(a, v, 1, 1000000, NULL, &n);
 			op.websites = (long)n;
 		} else if (ARG("--connections")) {
-			ok = arg_int(a, v, 10, 100000000, &n);
+			ok = arg_int(a, v, 10, MAX_CONNECTIONS, "(a site is "
+			             "built in memory, about 410 bytes a "
+			             "connection)", &n);
 			op.connections = (long)n;
 		} else if (ARG("--obsolete")) {
 			ok = arg_fraction(a, v, 0, 0.95, false, &op.obsolete);
 		} else if (ARG("--marked")) {
 			ok = arg_fraction(a, v, 0, 1, true, &op.marked);
 		} else if (ARG("--seed")) {
-			ok = arg_int(a, v, 0, UINT64_MAX, &op.seed);
+			ok = arg_int(a, v, 0, UINT64_MAX, NULL, &op.seed);
 		} else if (ARG("--pg")) {
 			op.pg = v;
 		} else if (ARG("--env")) {
