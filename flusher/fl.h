@@ -214,6 +214,10 @@ enum fl_result {
 typedef struct fl_sink fl_sink;
 typedef struct fl_sink_ops {
 	const char *name; /* "redis", "pg": meta "sink.<name>.applied" */
+	/* The meta a write-through writer sets, in its write's transaction,
+	 * to the last record it waits for this sink to apply (worker.c
+	 * invariant 5); NULL: no writer waits for this sink. */
+	const char *awaited;
 	/* Connects if not connected. FL_OK or FL_TRANSIENT (errmsg says why). */
 	int (*connect)(fl_sink *s);
 	/* The sink's own durable position, if it keeps one (PostgreSQL):

@@ -1155,6 +1155,7 @@ static void p_destroy(fl_sink *s)
 
 static const fl_sink_ops pg_ops = {
 	.name = "pg",
+	.awaited = SHM_META_PG_AWAITED,
 	.connect = p_connect,
 	.position = p_position,
 	.apply = p_apply,

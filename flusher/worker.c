@@ -34,13 +34,14 @@
  *     the iterator's read transaction a write could not adopt a map
  *     another process grew (libshm's env.c invariant 6).
  *  5. A batch stops waiting for more records as soon as it holds the seq
- *     in meta "sink.<name>.awaited" (the last record of the latest write
- *     whose writer waits for this sink: write-through, sink pg; libshm's
- *     wtxn.c invariant 6), i.e. when from < awaited <= upto. The mark is
- *     read after each read of the log: it is committed with its records,
- *     so a batch that holds them sees it (or a later one, past the batch:
- *     those records are in the log already, the next read takes them and
- *     the batch closes then, or fills up). Only the awaited record closes
+ *     in the sink's awaited meta (fl_sink_ops.awaited: the last record of
+ *     the latest write whose writer waits for this sink), i.e. when
+ *     from < awaited <= upto. Write-through waits for pg alone, which has
+ *     "sink.pg.awaited" (libshm's wtxn.c invariant 6); redis has none and
+ *     reads none. The mark is read after each read of the log: it is
+ *     committed with its records, so a batch that holds them sees it (or
+ *     a later one, past the batch: those records are in the log already,
+ *     the next read takes them and the batch closes then, or fills up). Only the awaited record closes
  *     a batch early: a busy log still makes batch-records batches, and a
  *     stale mark (at or below the cursor: applied, its writer done or
  *     dead) changes nothing. A mark that cannot be read: batch-ms, as
@@ -67,7 +68,6 @@ struct fl_worker {
 	bool has_notify;
 	pthread_t notify; /* sent FL_SIG_DONE once done is set */
 	char meta_name[48];
-	char awaited_name[48]; /* "sink.<name>.awaited" (invariant 5) */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -368,7 +368,8 @@ static bool awaited(fl_worker *w)
 {
 	uint64_t seq = 0;
 
-	if (shm_meta_get(w->env, w->awaited_name, &seq))
+	if (!w->sink->ops->awaited ||
+	    shm_meta_get(w->env, w->sink->ops->awaited, &seq))
 		return false;
 	return seq > w->b.from && seq <= w->b.upto;
 }
@@ -637,8 +638,6 @@ int fl_worker_start(fl_worker **out, fl_sink *sink, shm_env *env,
 	if ((w->has_notify = notify != NULL))
 		w->notify = *notify;
 	snprintf(w->meta_name, sizeof w->meta_name, "sink.%s.applied",
-	         sink->ops->name);
-	snprintf(w->awaited_name, sizeof w->awaited_name, "sink.%s.awaited",
 	         sink->ops->name);
 	snprintf(w->record_what, sizeof w->record_what, "recording %s",
 	         w->meta_name);

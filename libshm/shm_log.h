@@ -29,9 +29,10 @@
  * Before it waits, its own transaction set "sink.pg.awaited" to that seq:
  * the highest seq a writer has waited for, which only grows and may be
  * stale (its writer done or dead: then it is at or below the position,
- * and means nothing). A sink's worker closes its batch at once when the
- * batch holds "sink.<name>.awaited" (flusher/worker.c invariant 5),
- * instead of waiting batch-ms for more records.
+ * and means nothing). The pg sink's worker closes its batch at once when
+ * the batch holds "sink.pg.awaited" (flusher/worker.c invariant 5),
+ * instead of waiting batch-ms for more records; no writer waits for
+ * Redis, which has no such mark.
  *
  * Ops, their key and their (raw) payload:
  *   MSG_PUT, MSG_EDIT, MSG_DELETE, MSG_REACT, MSG_REPLY

@@ -566,8 +566,15 @@ static void mem_destroy(fl_sink *s)
 	free(s);
 }
 
-static const fl_sink_ops mem_ops = {"mem", mem_connect, mem_position,
-                                    mem_apply, mem_disconnect, mem_destroy};
+static const fl_sink_ops mem_ops = {
+	.name = "mem", .connect = mem_connect, .position = mem_position,
+	.apply = mem_apply, .disconnect = mem_disconnect,
+	.destroy = mem_destroy};
+/* the same with a mark a write-through writer would set (pg's) */
+static const fl_sink_ops mem_awaited_ops = {
+	.name = "mem", .awaited = "sink.mem.awaited", .connect = mem_connect,
+	.position = mem_position, .apply = mem_apply,
+	.disconnect = mem_disconnect, .destroy = mem_destroy};
 
 /* A sink that applies everything at once, for cfg and env. */
 static fl_sink *mem_sink(const fl_config *cfg, shm_env *env)
@@ -677,6 +684,52 @@ static void test_worker_backs_off_while_the_log_cannot_be_read(void **state)
 	assert_true(ft_ms() - t0 < 1000);
 	for (size_t i = 0; i < n; i++)
 		shm_rtxn_end(held[i]);
+	fl_config_free(&cfg);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
+/* A worker reads the awaited mark of its sink's ops alone (pg's; no
+ * writer waits for Redis): a sink without one reads none, and a
+ * "sink.<name>.awaited" set by hand closes none of its batches, which wait
+ * batch-ms (10 s here). Before, every worker read "sink.<name>.awaited"
+ * at each wait, the Redis one a meta nothing sets. With the mark in its
+ * ops, the batch that holds the marked record is applied at once. */
+static void test_worker_reads_the_awaited_mark_of_its_sink_alone(
+	void **state)
+{
+	char *dir = tu_tmpdir(), err[512];
+	char *argv[] = {"shm-flusher", "-e", dir, "--pg", "dbname=unused",
+	                "--batch-ms", "10000", NULL};
+	fl_config cfg;
+	fl_worker *w;
+	uint64_t seq, t0;
+
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(fl_config_load(&cfg, 7, argv, err, sizeof err), 0);
+	for (int with_mark = 0; with_mark < 2; with_mark++) {
+		shm_msg m = tu_msg("a", 1, "awaited by hand");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+		seq = ft_meta(env, "next_seq") - 1;
+		assert_int_equal(shm_meta_set(env, "sink.mem.awaited", seq), 0);
+		fl_sink *s = mem_sink(&cfg, env);
+		if (with_mark)
+			s->ops = &mem_awaited_ops;
+		t0 = ft_ms();
+		assert_int_equal(fl_worker_start(&w, s, env, &cfg, false, 0,
+		                                 NULL), 0);
+		if (with_mark) {
+			assert_int_equal(worker_reaches(w, seq, 5000), seq);
+			fprintf(stderr, "awaited record applied after %" PRIu64
+			        " ms\n", ft_ms() - t0);
+		} else {
+			tu_sleep_ms(1000);
+			assert_int_equal(fl_worker_applied(w), seq - 1);
+		}
+		fl_worker_stop(w);
+		assert_int_equal(fl_worker_join(w), 0); /* its batch applied */
+	}
 	fl_config_free(&cfg);
 	shm_env_close(env);
 	ft_rmdir(dir);
@@ -2473,6 +2526,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_batch_reuses_its_chunks_between_batches, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_copies_a_payload_that_lies_above_the_record, ft_teardown),
 		cmocka_unit_test_teardown(test_worker_backs_off_while_the_log_cannot_be_read, ft_teardown),
+		cmocka_unit_test_teardown(test_worker_reads_the_awaited_mark_of_its_sink_alone, ft_teardown),
 		cmocka_unit_test_teardown(test_once_gives_up_when_the_log_cannot_be_read, ft_teardown),
 		cmocka_unit_test_teardown(test_lock_refuses_a_second_flusher, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_refuses_a_directory_without_environment, ft_teardown),

@@ -1240,11 +1240,9 @@ static void stat_meta(const char *name, uint64_t value, void *user)
 	         strcmp(name + n - 8, ".applied") == 0)
 		snprintf(desc, sizeof desc, "sink %.*s: log applied up to here",
 		         (int)(n - 13), name + 5);
-	else if (strncmp(name, "sink.", 5) == 0 && n > 13 &&
-	         strcmp(name + n - 8, ".awaited") == 0)
-		snprintf(desc, sizeof desc, "sink %.*s: the last record a "
-		         "write-through write waited for (libshm)",
-		         (int)(n - 13), name + 5);
+	else if (strcmp(name, SHM_META_PG_AWAITED) == 0)
+		snprintf(desc, sizeof desc, "sink pg: the last record a "
+		         "write-through write waited for (libshm)");
 	else if (strncmp(name, "flusher.inval.", 14) == 0 &&
 	         (what = meta_desc_of(inval_desc, last)))
 		snprintf(desc, sizeof desc, "invalidation: %s", what);
