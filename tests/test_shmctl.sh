@@ -472,6 +472,11 @@ t "deps show --recursive --referrers is usage" 2 "$SHMCTL" deps show "$W" "Perso
 has "the usage error names both options" "$tmp/err" "--recursive and --referrers exclude each other"
 t "deps show of an object with invalid UTF-8 exits 65" 65 "$SHMCTL" deps show "$W" "$(printf 'Page/\377x')"
 has "the invalid byte is shown escaped" "$tmp/err" "'Page/\xffx'"
+# bad ids: refused, named (escaped)
+t "deps set with a malformed website exits 65" 65 "$SHMCTL" deps set "${W}0" "Page/1"
+eq "naming it and the form expected" "$(cat "$tmp/err")" "shmctl: WEBSITE: uuid '${W}0': expected 8-4-4-4-12 hex digits (malformed UUID)"
+t "deps set with a website of control characters exits 65" 65 "$SHMCTL" deps set "$(printf '\033[2J')" "Page/1"
+eq "shown escaped" "$(cat "$tmp/err")" "shmctl: WEBSITE: uuid '\x1b[2J': expected 8-4-4-4-12 hex digits (malformed UUID)"
 t "touch busts references" 0 "$SHMCTL" touch "$W" "Person/1"
 t "static of a reference is busted" 1 "$SHMCTL" static get "$W" "Page/1"
 t "ls --kind mark" 0 "$SHMCTL" ls --kind mark

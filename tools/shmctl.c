@@ -184,7 +184,8 @@ static int open_env(bool write, shm_env **env)
 static int parse_uuid_arg(const char *s, const char *what, shm_uuid *u)
 {
 	if (shm_uuid_parse(s, u) != 0) {
-		fprintf(stderr, "%s: %s: malformed UUID '%s'\n", prog, what, s);
+		/* libshm's text: the value escaped, the form expected */
+		fprintf(stderr, "%s: %s: %s\n", prog, what, shm_errmsg());
 		return EX_DATA;
 	}
 	return EX_OK;
