@@ -3,9 +3,10 @@
  * and the marks for the connection cleanup (Osuny's "Cacher les statics").
  *
  * An object is "TYPE/ID" inside a website (a UUID); its keys in every
- * database are website(16) + object bytes (shm__objkey). The website itself
- * is the object "Communication::Website/<website uuid, lowercase>": it is
- * always direct, declared or not.
+ * database are website(16) + object bytes in canonical form (shm__objkey,
+ * invariant 5). The website itself is the object
+ * "Communication::Website/<website uuid>": it is always direct, declared or
+ * not.
  *
  * Databases (see internal.h):
  *   obj   key -> u8 direct (1) / indirect (0), set by shm_deps_set
@@ -35,12 +36,16 @@
  *     dependencies) is refused before any transaction begins: nothing
  *     changes.
  *  4. shm_deps_set stores no edge from an object to itself.
+ *  5. Objects are stored, compared and logged in canonical form: an ID of
+ *     the 8-4-4-4-12 hex form is a UUID and is put in lower case, as
+ *     PostgreSQL prints its uuid columns (Osuny's connections, where
+ *     "Person/7F3C..." and "Person/7f3c..." are one object); any other ID
+ *     is kept byte for byte. The caller's spelling never reaches a key.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <xxhash.h>
 
 #include "internal.h"
@@ -114,6 +119,14 @@ int shm_object_check(const char *object)
 	return object_check_len(object, strnlen(object, SHM_MAX_OBJECT + 1));
 }
 
+/* Invariant 5, in place: o[0..len) passed object_check_len. */
+static void object_canon(char *o, size_t len)
+{
+	size_t id = (size_t)((const char *)memrchr(o, '/', len) - o) + 1;
+
+	shm__uuid_lower(o + id, len - id);
+}
+
 static int website_check(const shm_uuid *website)
 {
 	if (shm_uuid_is_nil(website))
@@ -138,6 +151,7 @@ int shm__objkey(const char *fn, const shm_uuid *website, const char *object,
 	len = strlen(object);
 	memcpy(key, website->b, 16);
 	memcpy(key + 16, object, len);
+	object_canon((char *)key + 16, len);
 	*klen = 16 + len;
 	return 0;
 }
@@ -162,7 +176,7 @@ static bool is_website_object(const uint8_t *key, size_t klen)
 	if (memcmp(key + 16, WEBSITE_TYPE "/", tl + 1) != 0)
 		return false;
 	shm_uuid_format((const shm_uuid *)key, id);
-	return strncasecmp((const char *)key + 16 + tl + 1, id, 36) == 0;
+	return memcmp(key + 16 + tl + 1, id, 36) == 0; /* both canonical */
 }
 
 static int is_direct_txn(shm_env *env, MDB_txn *txn, const uint8_t *key,
@@ -370,7 +384,7 @@ static int graph_read(shm_env *env, const shm_uuid *website,
 		return rc;
 	if (kind == WALK_DIRECT_DEPS) {
 		/* item 0 stands for the object itself, as in a walk */
-		rc = objset_add(&s, object, klen - 16, NULL);
+		rc = objset_add(&s, key + 16, klen - 16, NULL);
 		if (rc == 0)
 			rc = dups_add(txn, env->dep, key, klen, &s);
 	} else {
@@ -560,26 +574,39 @@ int shm_deps_set(shm_env *env, const shm_uuid *website, const char *object,
 	if (n_deps > UINT32_MAX)
 		return shm__err(SHM_ETOOBIG, "object '%s': %zu dependencies",
 		                object, n_deps);
+	/* canonical (invariant 5); duplicates are one edge; the set keeps the
+	 * caller's order */
 	for (size_t i = 0; i < n_deps; i++) {
-		if (!deps[i])
-			return shm__err(SHM_EINVAL, "shm_deps_set: NULL deps[%zu]",
-			                i);
+		char dep[SHM_MAX_OBJECT];
+		size_t dl;
+		if (!deps[i]) {
+			rc = shm__err(SHM_EINVAL, "shm_deps_set: NULL deps[%zu]",
+			              i);
+			goto out;
+		}
 		if ((rc = shm_object_check(deps[i]))) {
 			char msg[600];
 			snprintf(msg, sizeof msg, "%s", shm_errmsg());
-			return shm__err(rc, "object '%s': dependency %zu: %s",
-			                object, i, msg);
+			rc = shm__err(rc, "object '%s': dependency %zu: %s",
+			              object, i, msg);
+			goto out;
 		}
-		if (strcmp(deps[i], object) == 0)
-			return shm__err(SHM_EINVAL, "object '%s': dependency "
-			                "%zu is the object itself: an object "
-			                "cannot depend on itself", object, i);
+		dl = strlen(deps[i]);
+		memcpy(dep, deps[i], dl);
+		object_canon(dep, dl);
+		if (dl == klen - 16 && memcmp(dep, key + 16, dl) == 0) {
+			bool same = strcmp(deps[i], object) == 0;
+			rc = shm__err(SHM_EINVAL, "object '%s': dependency %zu "
+			              "%s%s%sis the object itself: an object "
+			              "cannot depend on itself", object, i,
+			              same ? "" : "('", same ? "" : deps[i],
+			              same ? "" : "', the same UUID in other "
+			                          "case) ");
+			goto out;
+		}
+		if ((rc = objset_add(&s, dep, dl, NULL)))
+			goto out;
 	}
-	/* duplicates are one edge; the set keeps the caller's order */
-	for (size_t i = 0; i < n_deps && !rc; i++)
-		rc = objset_add(&s, deps[i], strlen(deps[i]), NULL);
-	if (rc)
-		goto out;
 	for (size_t i = 0; i < s.n; i++)
 		plen += 2 + strlen(s.items[i]);
 	if ((payload = malloc(plen)) == NULL) {

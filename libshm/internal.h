@@ -455,7 +455,11 @@ void shm__order_free(shm__order *o);
 
 /* ---- object keys (graph.c / static.c): website(16) + object bytes */
 #define SHM_OBJKEY_MAX (16 + SHM_MAX_OBJECT)
-/* fn: the public function, named when website or object is NULL */
+/* Whether s[0..len) is a UUID in the 8-4-4-4-12 hex form, either case (what
+ * shm_uuid_parse takes); if so it is put in lower case, in place (uuid.c). */
+bool shm__uuid_lower(char *s, size_t len);
+/* fn: the public function, named when website or object is NULL. The key
+ * holds the object in its canonical form (graph.c invariant 5). */
 int shm__objkey(const char *fn, const shm_uuid *website, const char *object,
                 uint8_t *key, size_t *klen);
 /* Whether the graph knows object (graph.c): declared by shm_deps_set, or

@@ -549,7 +549,13 @@ int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
 
 /* Objects are "TYPE/ID", split at the last '/': 1..486 bytes (an LMDB key
  * holds 511: 9 bytes of L1 index + 16 of website + the object), printable,
- * no whitespace or control characters; TYPE and ID non-empty. */
+ * no whitespace or control characters; TYPE and ID non-empty. An ID of the
+ * 8-4-4-4-12 hex form is a UUID, case-insensitive as in PostgreSQL: every
+ * function taking an object stores and compares it in lower case, so
+ * "Person/7F3C...-..." and "Person/7f3c...-..." are one object, and lists,
+ * keys and log records give it back in lower case. Any other ID (other UUID
+ * spellings included: braces, no hyphens) is text, compared byte for
+ * byte. */
 #define SHM_MAX_OBJECT 486
 int shm_object_check(const char *object);
 

@@ -51,6 +51,20 @@ bad:
 	                shm__shown_str(s, shown));
 }
 
+bool shm__uuid_lower(char *s, size_t len)
+{
+	if (len != 36)
+		return false;
+	for (size_t i = 0; i < 36; i++)
+		if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-'
+		                                            : hexval(s[i]) < 0)
+			return false;
+	for (size_t i = 0; i < 36; i++)
+		if (s[i] >= 'A' && s[i] <= 'F')
+			s[i] = (char)(s[i] - 'A' + 'a');
+	return true;
+}
+
 void shm_uuid_format(const shm_uuid *u, char out[37])
 {
 	static const char hex[] = "0123456789abcdef";

@@ -547,6 +547,54 @@ static void test_cleanup_matches_upper_case_uuid_ids(void **st_)
 	free(dir);
 }
 
+/* The website given in upper case (its object, and the id of its objects'
+ * UUIDs) and in lower case is one object in L1 as in PostgreSQL's uuid
+ * columns: declared in both cases, the last declaration wins in both, and
+ * one connection set results. L1 used to keep two objects, the upper-case
+ * one still embedding Person:1, which PostgreSQL no longer had. */
+static void test_website_in_either_case_is_one_object_in_l1_and_l3(void **st_)
+{
+	NEED_PG();
+	if (!ft_redis_url) {
+		skip();
+		return;
+	}
+	site s;
+	shm_uuid w;
+	char up[80], lo[80], person[80];
+	shm_objlist *l = NULL;
+	site_init(&s, 53);
+	assert_int_equal(shm_uuid_parse(s.id, &w), 0);
+	snprintf(lo, sizeof lo, WEBSITE "/%s", s.id);
+	snprintf(up, sizeof up, "%s", lo);
+	for (char *c = up + sizeof WEBSITE; *c; c++)
+		*c = (char)(*c >= 'a' && *c <= 'f' ? *c - 32 : *c);
+	snprintf(person, sizeof person, "%s", obj("Person", 2));
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	const char *deps1[] = {obj("Person", 1)}, *deps2[] = {person};
+	assert_int_equal(shm_deps_set(env, &w, up, true, deps1, 1), 0);
+	assert_int_equal(shm_deps_set(env, &w, lo, true, deps2, 1), 0);
+	assert_int_equal(shm_object_save(env, &w, up), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	fl_cleanup_stats st = {0};
+	char err[512] = "";
+	assert_int_equal(fl_cleanup_website(pg, s.id, &st, err, sizeof err), 0);
+	assert_string_equal(conns(&s), "Website>Person:2");
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm_deps_recursive(env, &w, up, &l), 0);
+	assert_int_equal(l->n, 1);
+	assert_string_equal(l->items[0], person);
+	free(l);
+	assert_int_equal(shm_deps_referrers(env, &w, obj("Person", 1), &l), 0);
+	assert_int_equal(l->n, 0);
+	free(l);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 static void test_cleanup_report_goes_to_meta(void **st_)
 {
 	char *dir = tu_tmpdir();
@@ -587,6 +635,9 @@ int main(void)
 		cmocka_unit_test(test_cleanup_an_indirect_source_keeps_nothing),
 		cmocka_unit_test_teardown(
 			test_cleanup_matches_upper_case_uuid_ids, ft_teardown),
+		cmocka_unit_test_teardown(
+			test_website_in_either_case_is_one_object_in_l1_and_l3,
+			ft_teardown),
 		cmocka_unit_test_teardown(
 			test_flusher_upserts_connections_of_changed_sources,
 			ft_teardown),

@@ -394,6 +394,97 @@ static void test_website_object_is_direct_without_declaration(void **state)
 	assert_string_equal(referrers(f, "Page/about"), obj);
 }
 
+/* A UUID has no case (PostgreSQL's uuid columns, where the flusher mirrors
+ * the graph and Osuny keeps its connections): an ID in upper case is the
+ * lower-case object, for every function, and lists and log records name it
+ * in lower case. */
+static void test_uuid_ids_in_either_case_are_one_object(void **state)
+{
+	fixture *f = *state;
+	const char *page_up = "Page/C0FFEE00-0000-4000-8000-0000000000AB";
+	const char *page = "Page/c0ffee00-0000-4000-8000-0000000000ab";
+	const char *person_up = "Person/C0FFEE00-0000-4000-8000-0000000000CD";
+	const char *person = "Person/c0ffee00-0000-4000-8000-0000000000cd";
+	const char *site_up =
+		"Communication::Website/0B8E7C52-1111-4222-8333-444455556666";
+	const char *site =
+		"Communication::Website/0b8e7c52-1111-4222-8333-444455556666";
+	shm_objlist *l = NULL;
+	shm_info in;
+	bool direct = false;
+	uint64_t seq = next_seq(f);
+	int n_marks;
+
+	declare(f, true, page_up, person, NULL);
+	declare(f, false, site_up, page, NULL);
+	assert_string_equal(recursive(f, page), person);
+	assert_string_equal(referrers(f, person_up), page);
+	assert_string_equal(referrers(f, page_up), site);
+	assert_int_equal(shm_deps_get(f->env, &f->ws, site, &l), 0);
+	assert_string_equal(joined(l), page);
+	assert_int_equal(shm_object_is_direct(f->env, &f->ws, site_up, &direct),
+	                 0);
+	assert_true(direct);
+	/* declared again in the other case: replaced, not a second object */
+	declare(f, true, page, person_up, "Block/1", NULL);
+	assert_int_equal(shm_deps_get(f->env, &f->ws, page_up, &l), 0);
+	assert_string_equal(joined(l), "Block/1,Person/c0ffee00-0000-4000-8000-"
+	                               "0000000000cd");
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	assert_int_equal(in.graph_objects, 2);
+
+	/* a static put in one case is the other's; saving the person in
+	 * upper case busts the page that embeds it in lower case */
+	put_static(f, page);
+	assert_true(has_static(f, page_up));
+	assert_int_equal(shm_object_save(f->env, &f->ws, person_up), 0);
+	assert_false(has_static(f, page));
+	assert_string_equal(busts_since(f, seq, SHM_OP_MARK, &n_marks),
+	                    "Page/c0ffee00-0000-4000-8000-0000000000ab,"
+	                    "Person/c0ffee00-0000-4000-8000-0000000000cd");
+	assert_int_equal(n_marks, 1);
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	assert_int_equal(in.marks, 1);
+	/* ids of other forms are text: these are three objects */
+	declare(f, true, "Page/C0FFEE00000040008000000000000AB", NULL);
+	declare(f, true, "Page/{c0ffee00-0000-4000-8000-0000000000ab}", NULL);
+	declare(f, true, "Page/X", NULL);
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	assert_int_equal(in.graph_objects, 5);
+	assert_int_equal(shm_object_is_direct(f->env, &f->ws, "Page/x", &direct),
+	                 0);
+	assert_false(direct);
+}
+
+/* The object among its own dependencies in the other case is the object
+ * itself: refused like it, naming both spellings, nothing changed. */
+static void test_an_object_depending_on_itself_in_other_case_is_refused(
+	void **state)
+{
+	fixture *f = *state;
+	const char *deps[] = {"Page/C0FFEE00-0000-4000-8000-0000000000AB"};
+	shm_info before, after;
+	uint64_t seq;
+
+	declare(f, true, "Page/c0ffee00-0000-4000-8000-0000000000ab", "Block/1",
+	        NULL);
+	seq = next_seq(f);
+	assert_int_equal(shm_env_info(f->env, &before), 0);
+	assert_int_equal(shm_deps_set(f->env, &f->ws,
+	                              "Page/c0ffee00-0000-4000-8000-0000000000ab",
+	                              true, deps, 1),
+	                 SHM_EINVAL);
+	if (!strstr(shm_errmsg(), "object 'Page/c0ffee00-0000-4000-8000-"
+	            "0000000000ab': dependency 0 ('Page/C0FFEE00-0000-4000-"
+	            "8000-0000000000AB', the same UUID in other case) is the "
+	            "object itself"))
+		fail_msg("'%s'", shm_errmsg());
+	assert_int_equal(next_seq(f), seq);
+	assert_int_equal(shm_env_info(f->env, &after), 0);
+	assert_int_equal(after.graph_objects, before.graph_objects);
+	assert_string_equal(recursive(f, deps[0]), "Block/1");
+}
+
 static void test_graphs_are_separate_per_website(void **state)
 {
 	fixture *f = *state;
@@ -702,6 +793,8 @@ int main(void)
 		T(test_recursive_deps_cut_cycles),
 		T(test_website_object_is_direct_without_declaration),
 		T(test_graphs_are_separate_per_website),
+		T(test_uuid_ids_in_either_case_are_one_object),
+		T(test_an_object_depending_on_itself_in_other_case_is_refused),
 		T(test_saving_a_block_busts_itself_and_its_about),
 		T(test_saving_a_person_busts_blocks_pages_and_posts_not_listings),
 		T(test_shared_person_busts_every_page_showing_it),

@@ -472,11 +472,29 @@ t "deps show --recursive --referrers is usage" 2 "$SHMCTL" deps show "$W" "Perso
 has "the usage error names both options" "$tmp/err" "--recursive and --referrers exclude each other"
 t "deps show of an object with invalid UTF-8 exits 65" 65 "$SHMCTL" deps show "$W" "$(printf 'Page/\377x')"
 has "the invalid byte is shown escaped" "$tmp/err" "'Page/\xffx'"
-# bad ids: refused, named (escaped)
+# bad ids: refused, named (escaped), nothing written
+last=$(stat_value log_last)
 t "deps set with a malformed website exits 65" 65 "$SHMCTL" deps set "${W}0" "Page/1"
 eq "naming it and the form expected" "$(cat "$tmp/err")" "shmctl: WEBSITE: uuid '${W}0': expected 8-4-4-4-12 hex digits (malformed UUID)"
 t "deps set with a website of control characters exits 65" 65 "$SHMCTL" deps set "$(printf '\033[2J')" "Page/1"
 eq "shown escaped" "$(cat "$tmp/err")" "shmctl: WEBSITE: uuid '\x1b[2J': expected 8-4-4-4-12 hex digits (malformed UUID)"
+t "deps set with the nil website exits 65" 65 "$SHMCTL" deps set 00000000-0000-0000-0000-000000000000 "Page/1"
+has "saying so" "$tmp/err" "the nil UUID is not a website"
+t "deps set with a malformed dependency exits 65" 65 "$SHMCTL" deps set "$W" "Page/1" "Block/1" "Person/a b"
+has "naming it" "$tmp/err" "dependency 1: object 'Person/a b': whitespace"
+eq "the refused commands wrote nothing" "$(stat_value log_last)" "$last"
+t "deps show after them" 0 "$SHMCTL" deps show "$W" "Page/1"
+eq "shows the dependencies as they were" "$(cat "$tmp/out")" "Block/1"
+# A UUID has no case (PostgreSQL's uuid columns): a website, and an ID of
+# the UUID form, in upper case are the lower-case ones, named so
+U=$(echo "$W" | tr a-f A-F)
+P=c0ffee00-0000-4000-8000-0000000000ab
+PU=$(echo "$P" | tr a-f A-F)
+t "deps set of the website object in upper case" 0 "$SHMCTL" deps set "$U" "Communication::Website/$U" "Page/$PU"
+t "deps show of it in lower case" 0 "$SHMCTL" deps show "$W" "Communication::Website/$W"
+eq "is the same object, its dependency in lower case" "$(cat "$tmp/out")" "Page/$P"
+t "deps show --referrers of the page in upper case" 0 "$SHMCTL" deps show "$U" "Page/$PU" --referrers
+eq "names the website object in lower case" "$(cat "$tmp/out")" "Communication::Website/$W"
 t "touch busts references" 0 "$SHMCTL" touch "$W" "Person/1"
 t "static of a reference is busted" 1 "$SHMCTL" static get "$W" "Page/1"
 t "ls --kind mark" 0 "$SHMCTL" ls --kind mark
