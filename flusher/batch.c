@@ -373,12 +373,19 @@ bool fl_object_split(const char *obj, size_t len, size_t *type_len)
 	return false;
 }
 
-void fl_object_id_canon(char *id)
+void fl_object_id_canon(char *id, size_t len)
 {
 	shm_uuid u;
+	char s[37];
 
-	if (strlen(id) == 36 && shm_uuid_parse(id, &u) == 0)
-		shm_uuid_format(&u, id);
+	if (len != 36)
+		return;
+	memcpy(s, id, 36);
+	s[36] = 0;
+	if (shm_uuid_parse(s, &u) == 0) {
+		shm_uuid_format(&u, s);
+		memcpy(id, s, 36);
+	}
 }
 
 void fl_sink_seterr(fl_sink *s, const char *fmt, ...)

@@ -950,7 +950,7 @@ int fl_refresh_collect(const fl_batch *b, fl_refresh **out)
 		o->type[tl] = 0;
 		o->type[ol] = 0;
 		o->id = o->type + tl + 1;
-		fl_object_id_canon(o->id); /* as pg_sink mirrors it */
+		fl_object_id_canon(o->id, ol - tl - 1); /* as pg_sink mirrors it */
 		r->n++;
 	}
 	if (r)

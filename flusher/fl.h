@@ -281,10 +281,11 @@ void fl_buf_free(fl_buf *b);
 
 /* Splits "TYPE/ID" at the last '/': *type_len bytes of type, then id. */
 bool fl_object_split(const char *obj, size_t len, size_t *type_len);
-/* A UUID-shaped object id (NUL-terminated) put in canonical lower case, in
- * place; any other id is left as it is. PostgreSQL gets ids this way:
+/* An object id (len bytes) of the UUID form put in lower case, in place;
+ * any other id is left as it is: libshm's canonical form (graph.c invariant
+ * 5), for records and peers older than it. PostgreSQL gets ids this way:
  * Osuny's connections hold uuid columns, and a UUID has no case. */
-void fl_object_id_canon(char *id);
+void fl_object_id_canon(char *id, size_t len);
 
 /* ------------------------------------------------------------ workers */
 

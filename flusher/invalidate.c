@@ -375,8 +375,15 @@ int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
 			return -1;
 		}
 		memcpy(m->keybuf + off, id.b, 16);
-		if (kind == SHM_INVAL_STATIC)
-			memcpy(m->keybuf + off + 16, p + 39, klen - 16);
+		if (kind == SHM_INVAL_STATIC) {
+			char *o = (char *)m->keybuf + off + 16;
+			size_t tl;
+			memcpy(o, p + 39, klen - 16);
+			/* as libshm keys it: a peer older than the canonical
+			 * form may name a UUID ID in upper case */
+			if (fl_object_split(o, klen - 16, &tl))
+				fl_object_id_canon(o + tl + 1, klen - 16 - tl - 1);
+		}
 		size_t room_off = 0; /* 0: none (a key comes first) */
 		if (room) {
 			room_off = off + klen;

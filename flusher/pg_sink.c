@@ -457,13 +457,12 @@ static int add_uuid(fl_buf *b, const uint8_t *u16)
 /* An object's id as PostgreSQL keeps it (fl_object_id_canon). */
 static int add_object_id(fl_buf *b, const char *id, size_t len)
 {
-	char s[37];
+	char s[36];
 
 	if (len != 36)
 		return fl_buf_copy_field(b, id, len);
 	memcpy(s, id, 36);
-	s[36] = 0;
-	fl_object_id_canon(s);
+	fl_object_id_canon(s, 36);
 	return fl_buf_copy_field(b, s, 36);
 }
 

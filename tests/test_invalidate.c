@@ -675,6 +675,45 @@ static void test_encode_parse(void **state)
 	fl_batch_free(&b);
 }
 
+/* A peer names a static with its website and a UUID ID in upper case (a
+ * host older than libshm's canonical form, which keys it in lower case):
+ * it is this L1's lower-case entry, dropped. */
+static void test_peer_static_key_in_upper_case_drops_our_copy(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_uuid w;
+	shm_info in;
+	shm_static *st = NULL;
+	fl_inval_msg m;
+	uint64_t dropped = 9, kept = 9;
+	char err[200], msg[200];
+
+	memset(&m, 0, sizeof m);
+	assert_int_equal(shm_uuid_parse("0b8e7c52-1111-4222-8333-44445555abcd",
+	                                &w), 0);
+	assert_int_equal(shm_static_put(env, &w, "Page/c0ffee00-0000-4000-"
+	                                "8000-0000000000ab", "abc", 3, NULL), 0);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(shm_log_trim(env, in.log_last), 0); /* flushed */
+	snprintf(msg, sizeof msg, "shm-inval 2 hostB\ns 0B8E7C52-1111-4222-"
+	         "8333-44445555ABCD Page/C0FFEE00-0000-4000-8000-0000000000AB\n");
+	assert_int_equal(fl_inval_parse(msg, strlen(msg), &m, err, sizeof err),
+	                 0);
+	assert_int_equal(m.n, 1);
+	assert_int_equal(shm_l1_invalidate_many(env, m.keys, m.n, &dropped,
+	                                        &kept), 0);
+	assert_int_equal(dropped, 1);
+	assert_int_equal(kept, 0);
+	assert_int_equal(shm_static_peek(env, &w, "Page/C0FFEE00-0000-4000-"
+	                                 "8000-0000000000AB", &st),
+	                 SHM_ENOTFOUND);
+	fl_inval_msg_free(&m);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* ---------------------------------------------- two hosts (servers) */
 
 /* A message read into B's L1 (read-through fill, then its own copy), edited
@@ -1362,6 +1401,7 @@ int main(void)
 		T(test_invalidate_flushed),
 		T(test_foreign_message_room_pages),
 		T(test_encode_parse),
+		T(test_peer_static_key_in_upper_case_drops_our_copy),
 		T(test_write_on_a_drops_copy_on_b),
 		T(test_write_on_a_joins_room_page_on_b),
 		T(test_bad_room_from_a_peer_still_drops),
