@@ -79,6 +79,38 @@ static const uint8_t *keep(fl_batch *b, const uint8_t *p, size_t len,
 	return d;
 }
 
+/*
+ * A graph or mark record's key with its object in libshm's canonical form
+ * (graph.c invariant 5), a copy when it was not (the stored record stays
+ * as it was, for dead letters); NULL without memory. A libshm older than
+ * that form logged an object as its application spelled it, so one object
+ * may come in two spellings, which PostgreSQL keeps in one row: coalescing
+ * and the sinks must see one key, or the batch's two rows for that row make
+ * ON CONFLICT DO UPDATE refuse the batch, every time it is retried.
+ */
+static const uint8_t *canon_key(fl_batch *b, int op, const uint8_t *key,
+                                size_t klen)
+{
+	int cls = fl_op_class(op);
+	size_t tl, at;
+	char id[36];
+	uint8_t *d;
+
+	if ((cls != 'G' && cls != 'K') || klen <= 16 ||
+	    !fl_object_split((const char *)key + 16, klen - 16, &tl) ||
+	    klen - (at = 16 + tl + 1) != 36)
+		return key;
+	memcpy(id, key + at, 36);
+	fl_object_id_canon(id, 36);
+	if (memcmp(id, key + at, 36) == 0)
+		return key;
+	if (!(d = batch_alloc(b, klen)))
+		return NULL;
+	memcpy(d, key, at);
+	memcpy(d + at, id, 36);
+	return d;
+}
+
 int fl_batch_add(fl_batch *b, const shm_log_rec *rec)
 {
 	size_t klen = rec->key ? rec->key_len : 0;
@@ -105,6 +137,8 @@ int fl_batch_add(fl_batch *b, const shm_log_rec *rec)
 	r->time = rec->time;
 	r->op = rec->op;
 	r->key = keep(b, rec->key, klen, rec, raw);
+	if (r->key)
+		r->key = canon_key(b, r->op, r->key, klen);
 	r->key_len = (uint32_t)klen;
 	r->payload = keep(b, rec->payload, plen, rec, raw);
 	r->payload_len = (uint32_t)plen;

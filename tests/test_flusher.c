@@ -1523,6 +1523,73 @@ static void test_graph_drop_inside_a_batch_respects_order(void **state)
 	free(dir);
 }
 
+/* Records as a libshm older than the canonical object form logged them: one
+ * page in two spellings of its UUID ID (a declaration and a mark each). */
+struct legacy {
+	const shm_uuid *w;
+};
+
+static int legacy_body(shm__wtxn *w, void *ctx)
+{
+	struct legacy *c = ctx;
+	static const char *const pages[] = {
+		"Page/C0FFEE00-0000-4000-8000-0000000000AB",
+		"Page/c0ffee00-0000-4000-8000-0000000000ab"};
+	uint8_t key[128], set[32] = {1, 0, 0, 0, 0}, reason;
+	size_t n = 5;
+	uint64_t seq;
+	int rc;
+
+	for (int i = 0; i < 2; i++) {
+		size_t kl = 16 + strlen(pages[i]);
+		memcpy(key, c->w->b, 16);
+		memcpy(key + 16, pages[i], kl - 16);
+		if (i == 1) { /* the second declaration embeds Person/x */
+			set[1] = 1;
+			set[5] = 8;
+			memcpy(set + 7, "Person/x", 8);
+			n = 15;
+		}
+		reason = (uint8_t)(1 + i);
+		if ((rc = shm__log_append(w, SHM_OP_GRAPH_SET, key, kl, set, n,
+		                          &seq)) ||
+		    (rc = shm__log_append(w, SHM_OP_MARK, key, kl, &reason, 1,
+		                          &seq)))
+			return rc;
+	}
+	return 0;
+}
+
+/* The flusher sees one object in both spellings: one row of each table,
+ * the last record's, and the batch passes. Before, PostgreSQL refused the
+ * batch (ON CONFLICT DO UPDATE cannot affect row a second time), every
+ * retry: --once exited 3 and nothing was applied. */
+static void test_legacy_records_of_one_object_in_two_spellings_apply(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_uuid w;
+	struct legacy c = {&w};
+
+	ft_reset_servers();
+	shm_uuid_v7(&w);
+	assert_int_equal(shm__write(env, legacy_body, &c), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_objects WHERE "
+	                            "object_id = 'c0ffee00-0000-4000-8000-"
+	                            "0000000000ab' AND direct"), 1);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_objects"), 1);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_edges WHERE "
+	                            "dep_id = 'x'"), 1);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_marks WHERE "
+	                            "reason = 2"), 1);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM shm_marks"), 1);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* Appends a record whose payload is not a message (the sinks refuse it for
  * good), then one whose bytes no longer match their checksum. */
 struct inject {
@@ -2544,6 +2611,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_pgclientencoding_changes_no_row, ft_teardown),
 		cmocka_unit_test_teardown(test_statics_graph_and_marks_are_mirrored, ft_teardown),
 		cmocka_unit_test_teardown(test_graph_drop_inside_a_batch_respects_order, ft_teardown),
+		cmocka_unit_test_teardown(test_legacy_records_of_one_object_in_two_spellings_apply, ft_teardown),
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
 		cmocka_unit_test_teardown(test_corrupt_record_met_as_the_map_grows_is_set_aside, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_keeps_the_environments_map_size, ft_teardown),
