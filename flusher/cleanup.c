@@ -708,7 +708,8 @@ int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
 		goto out;
 	char lock_sql[160];
 	snprintf(lock_sql, sizeof lock_sql,
-	         "SELECT pg_try_advisory_xact_lock(%d, hashtext($1::text))",
+	         "SELECT pg_try_advisory_xact_lock(%d,"
+	         " hashtext($1::uuid::text))",
 	         FL_CLEANUP_LOCK);
 	if (!(res = run(pg, &my, lock_sql, 1, p1, "advisory lock", err, errlen)))
 		goto out;
@@ -717,7 +718,8 @@ int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
 		 * (milliseconds), or another host's cleanup: wait, bounded */
 		PQclear(res);
 		snprintf(lock_sql, sizeof lock_sql,
-		         "SELECT pg_advisory_xact_lock(%d, hashtext($1::text))",
+		         "SELECT pg_advisory_xact_lock(%d,"
+		         " hashtext($1::uuid::text))",
 		         FL_CLEANUP_LOCK);
 		if (run_cmd(pg, &my, "SET LOCAL lock_timeout = '10s'", 0, NULL,
 		            "lock timeout", err, errlen) ||
@@ -823,7 +825,8 @@ int fl_connections_refresh(PGconn *pg, const char *website,
 	char lock_sql[160];
 
 	snprintf(lock_sql, sizeof lock_sql,
-	         "SELECT pg_advisory_xact_lock(%d, hashtext($1::text))",
+	         "SELECT pg_advisory_xact_lock(%d,"
+	         " hashtext($1::uuid::text))",
 	         FL_CLEANUP_LOCK);
 	if (!(res = run(pg, &st, lock_sql, 1, p1, "advisory lock", err,
 	                errlen)))

@@ -79,8 +79,9 @@ typedef struct fl_cleanup_stats {
 int fl_cleanup_round(PGconn *pg, fl_cleanup_stats *st, char *err,
                      size_t errlen);
 
-/* One website (a UUID in text) in its own transaction; 0 or -1 (err). Adds
- * to st; on failure the transaction is rolled back and marks stay. */
+/* One website (a UUID in text, either case: the lock takes its canonical
+ * text) in its own transaction; 0 or -1 (err). Adds to st; on failure the
+ * transaction is rolled back and marks stay. */
 int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
                        char *err, size_t errlen);
 

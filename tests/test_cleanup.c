@@ -595,6 +595,41 @@ static void test_website_in_either_case_is_one_object_in_l1_and_l3(void **st_)
 	free(dir);
 }
 
+/* The website's advisory lock is taken under hashtext of the uuid's text
+ * as PostgreSQL writes it (lower case), whatever the caller's spelling:
+ * the flusher's refresh locks that text, so a cleanup given the id in upper
+ * case used to lock another key and run beside it. Checked from inside the
+ * cleanup's transaction, when it clears the mark. */
+static void test_cleanup_locks_the_websites_canonical_text(void **st_)
+{
+	NEED_PG();
+	site s;
+	char up[40];
+	setup_stale_site(&s, 55);
+	snprintf(up, sizeof up, "%s", s.id);
+	for (char *c = up; *c; c++)
+		*c = (char)(*c >= 'a' && *c <= 'f' ? *c - 32 : *c);
+	sql("CREATE OR REPLACE FUNCTION test_cleanup_lock() RETURNS trigger"
+	    " LANGUAGE plpgsql AS $$ BEGIN IF NOT EXISTS (SELECT 1 FROM"
+	    " pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+	    " AND classid::bigint = %d AND objsubid = 2 AND objid::bigint ="
+	    " (hashtext(OLD.website_id::text)::bigint & 4294967295)) THEN"
+	    " RAISE EXCEPTION 'not locked under hashtext(%%)',"
+	    " OLD.website_id::text; END IF; RETURN OLD; END $$",
+	    FL_CLEANUP_LOCK);
+	sql("CREATE TRIGGER test_cleanup_lock BEFORE DELETE ON shm_marks"
+	    " FOR EACH ROW WHEN (OLD.website_id = '%s')"
+	    " EXECUTE FUNCTION test_cleanup_lock()", s.id);
+	fl_cleanup_stats st = {0};
+	char err[512] = "";
+	int rc = fl_cleanup_website(pg, up, &st, err, sizeof err);
+	sql("DROP TRIGGER test_cleanup_lock ON shm_marks");
+	if (rc)
+		fail_msg("%s", err);
+	assert_int_equal(st.marks_cleared, 1);
+	assert_string_equal(conns(&s), "Page:1>Block:1");
+}
+
 static void test_cleanup_report_goes_to_meta(void **st_)
 {
 	char *dir = tu_tmpdir();
@@ -632,6 +667,8 @@ int main(void)
 		cmocka_unit_test(
 			test_cleanup_mark_rewritten_during_a_round_survives),
 		cmocka_unit_test(test_cleanup_report_goes_to_meta),
+		cmocka_unit_test(
+			test_cleanup_locks_the_websites_canonical_text),
 		cmocka_unit_test(test_cleanup_an_indirect_source_keeps_nothing),
 		cmocka_unit_test_teardown(
 			test_cleanup_matches_upper_case_uuid_ids, ft_teardown),
