@@ -296,7 +296,8 @@ int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
  * common case) cost a read transaction, never the write lock.
  *
  * kind: SHM_INVAL_MSG, key = message id (16 bytes); SHM_INVAL_STATIC,
- * key = website (16) + object (the log record's key for both).
+ * key = website (16) + object (the log record's key for both: a UUID ID in
+ * lower case, as libshm keys it; any other spelling names no entry).
  *
  * room (NUL-terminated, 1..SHM_MAX_ROOM bytes) and created_at: for
  * SHM_INVAL_MSG, the message's room and creation time, or NULL and 0 when
