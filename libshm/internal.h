@@ -480,9 +480,12 @@ void shm__rt_close(shm_env *env, bool forked);
  * was refused (readthrough.c invariant 4). */
 int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out);
 bool shm__rt_has_l3(const shm_env *env);
-/* PostgreSQL's page (L3 configured): 0, SHM_EL3 with the reason (a failed
- * query, a bad row) or ENOMEM. */
+/* PostgreSQL's page (L3 configured): 0, its *rows rows of which the *n
+ * put would accept in *out (the others are left off and counted as L3's
+ * errors, readthrough.c invariant 4); SHM_EL3 with the reason (a failed
+ * query) or ENOMEM. */
 int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
-                      uint32_t limit, shm_msg ***out, size_t *n);
+                      uint32_t limit, shm_msg ***out, size_t *n,
+                      size_t *rows);
 
 #endif /* SHM_INTERNAL_H */

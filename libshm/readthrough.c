@@ -21,7 +21,9 @@
  *     it: a value holding another id, malformed, larger than any message's
  *     JSON (json_max), without created_at or refused by put's validation
  *     is bad data, counted as that level's error, never served nor filled;
- *     the next level is asked.
+ *     the next level is asked. A room page's rows pass the same checks
+ *     (level_msg) but the id's: a bad row is counted as L3's error and
+ *     left off the page, as a get of its id finds no message.
  *  5. A get no level answered is SHM_ENOTFOUND whatever failed; when a
  *     level failed, the text names the message and each level's outcome
  *     in order: its reason (the server's reply, the connection's error,
@@ -616,15 +618,15 @@ static int value_to_msg(shm_env *env, const char *buf, size_t len,
 	return rc;
 }
 
-/* m is id's message as put would store it: created_at is never 0 there
- * (put gives a message without one the time of the put). */
+/* m is id's message (id NULL: any) as put would store it: created_at is
+ * never 0 there (put gives a message without one the time of the put). */
 static int check_msg(shm_env *env, const shm_uuid *id, const shm_msg *m,
                      char *why, size_t whylen)
 {
 	char got[37];
 	int rc;
 
-	if (memcmp(m->id.b, id->b, 16) != 0) {
+	if (id && memcmp(m->id.b, id->b, 16) != 0) {
 		shm_uuid_format(&m->id, got);
 		snprintf(why, whylen, "holds message %s", got);
 		return SHM_ECORRUPT;
@@ -640,10 +642,12 @@ static int check_msg(shm_env *env, const shm_uuid *id, const shm_msg *m,
 	return 0;
 }
 
-/* A level's value for id, as invariant 4 wants it: 0, SHM_ECORRUPT (bad
- * data, the error text says why) or ENOMEM. */
-static int value_for_id(shm_env *env, const char *level, const shm_uuid *id,
-                        const char *buf, size_t len, shm_msg **out)
+/* Every message a level gives, as invariant 4 wants it: a get's value for
+ * id, or (id NULL) a room page's row, whose id is the text row. 0,
+ * SHM_ECORRUPT (bad data, the text says which and why) or ENOMEM. */
+static int level_msg(shm_env *env, const char *level, const shm_uuid *id,
+                     const char *row, const char *buf, size_t len,
+                     shm_msg **out)
 {
 	char why[256] = "";
 	int rc = value_to_msg(env, buf, len, out, why, sizeof why);
@@ -654,6 +658,8 @@ static int value_for_id(shm_env *env, const char *level, const shm_uuid *id,
 	}
 	if (rc == 0)
 		return 0;
+	if (row)
+		return shm__err(rc, "%s row %s: %s", level, row, why);
 	return shm__err(rc, "%s value: %s", level, why);
 }
 
@@ -693,7 +699,7 @@ static int l2_get(shm_env *env, const shm_uuid *id, uint64_t deadline,
 	}
 	pool_give(p, c);
 	if (r->type == REDIS_REPLY_STRING)
-		rc = value_for_id(env, "Redis", id, r->str, r->len, out);
+		rc = level_msg(env, "Redis", id, NULL, r->str, r->len, out);
 	else if (r->type == REDIS_REPLY_NIL)
 		rc = SHM_ENOTFOUND;
 	else if (r->type != REDIS_REPLY_ERROR)
@@ -938,8 +944,8 @@ static int l3_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	if (PQntuples(res) == 0)
 		rc = SHM_ENOTFOUND;
 	else
-		rc = value_for_id(env, "PostgreSQL", id, PQgetvalue(res, 0, 0),
-		                  (size_t)PQgetlength(res, 0, 0), out);
+		rc = level_msg(env, "PostgreSQL", id, NULL, PQgetvalue(res, 0, 0),
+		               (size_t)PQgetlength(res, 0, 0), out);
 	PQclear(res);
 	return rc;
 }
@@ -1051,13 +1057,15 @@ int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 }
 
 int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
-                      uint32_t limit, shm_msg ***out, size_t *n)
+                      uint32_t limit, shm_msg ***out, size_t *n,
+                      size_t *rows)
 {
-	char lim[16], bef[40], why[256];
+	char lim[16], bef[40];
 	const char *params[3] = {room, lim, bef};
 	shm_msg **msgs;
 	PGresult *res;
-	int rc = 0, rows;
+	size_t k = 0;
+	int rc = 0, nr;
 
 	snprintf(lim, sizeof lim, "%u", limit);
 	/* before 0: no bound at all ('infinity' is after every timestamp) */
@@ -1066,29 +1074,34 @@ int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
 	else
 		snprintf(bef, sizeof bef, "infinity");
 	if ((rc = l3_query(env,
-	                   "SELECT " RT_COLUMNS " FROM messages WHERE room_id "
-	                   "= $1 AND created_at < $3::timestamptz "
+	                   "SELECT id::text, " RT_COLUMNS " FROM messages "
+	                   "WHERE room_id = $1 AND created_at < $3::timestamptz "
 	                   "ORDER BY created_at DESC, id DESC LIMIT $2::int",
 	                   3, params, &res))) {
 		SHM__COUNT(env, l3_errors, 1);
 		return rc;
 	}
-	rows = PQntuples(res);
-	if (!(msgs = calloc((size_t)rows + 1, sizeof *msgs))) {
+	nr = PQntuples(res);
+	if (!(msgs = calloc((size_t)nr + 1, sizeof *msgs))) {
 		PQclear(res);
 		return shm__err(ENOMEM, "room page");
 	}
-	for (int i = 0; i < rows && !rc; i++)
-		rc = value_to_msg(env, PQgetvalue(res, i, 0),
-		                  (size_t)PQgetlength(res, i, 0), &msgs[i], why,
-		                  sizeof why);
+	for (int i = 0; i < nr && rc != ENOMEM; i++) {
+		rc = level_msg(env, "PostgreSQL", NULL, PQgetvalue(res, i, 0),
+		               PQgetvalue(res, i, 1),
+		               (size_t)PQgetlength(res, i, 1), &msgs[k]);
+		if (rc == 0)
+			k++;
+		else if (rc == SHM_ECORRUPT) /* invariant 4: left off */
+			SHM__COUNT(env, l3_errors, 1);
+	}
 	PQclear(res);
-	if (rc) {
-		shm_msgs_free(msgs, (size_t)rows);
-		return shm__err(SHM_EL3, "room page from PostgreSQL: bad row: %s",
-		                why);
+	if (rc == ENOMEM) {
+		shm_msgs_free(msgs, k);
+		return shm__err(ENOMEM, "room page of %d rows", nr);
 	}
 	*out = msgs;
-	*n = (size_t)rows;
+	*n = k;
+	*rows = (size_t)nr;
 	return 0;
 }

@@ -255,9 +255,10 @@ static bool on_page(shm_msg *const *page, size_t n, const shm_uuid *id)
 	return false;
 }
 
-/* Whether PostgreSQL's rows after last (its page's oldest row, in page
- * order) cannot reach the merged page: it already has limit messages at or
- * before last in that order, each id once. */
+/* Whether PostgreSQL's rows after last (its page's oldest good row, in
+ * page order: rows after it on the page were left off) cannot reach the
+ * merged page: it already has limit messages at or before last in that
+ * order, each id once. */
 static bool l3_enough(shm_msg *const *l1, size_t n1, shm_msg *const *l3,
                       size_t n3, const shm_msg *last, uint32_t limit)
 {
@@ -278,31 +279,32 @@ static bool l3_enough(shm_msg *const *l1, size_t n1, shm_msg *const *l3,
 
 /* PostgreSQL's page for (room, before, limit) with invariant 3 applied,
  * complete enough to be merged with the L1 page l1: when rows gave way to
- * L1's versions and PostgreSQL may hold more, it is asked again for twice
- * as many rows. SHM_EL3 when PostgreSQL gives no page (unreachable, out of
- * memory...); a later query that fails leaves the previous one's rows. */
+ * L1's versions, or were left off as bad data (readthrough.c invariant 4),
+ * and PostgreSQL may hold more, it is asked again for twice as many rows.
+ * SHM_EL3 when PostgreSQL gives no page (unreachable, out of memory...); a
+ * later query that fails leaves the previous one's rows. */
 static int l3_page(shm_env *env, const char *room, int64_t before,
                    uint32_t limit, shm_msg *const *l1, size_t n1,
                    shm_msg ***out, size_t *n)
 {
 	shm_msg **l3;
-	shm_msg last = {0}; /* the page order of PostgreSQL's last row */
+	shm_msg last = {0}; /* the page order of PostgreSQL's last good row */
 	size_t n3, raw, kept;
+	bool any;
 	uint32_t ask = limit;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
 	for (;;) {
-		if (shm__rt_room_page(env, room, before, ask, &l3, &n3))
+		if (shm__rt_room_page(env, room, before, ask, &l3, &n3, &raw))
 			return *out ? 0 : SHM_EL3;
 		shm_msgs_free(*out, *n);
 		*out = NULL;
 		*n = 0;
-		raw = n3;
-		if (raw) {
-			last.created_at = l3[raw - 1]->created_at;
-			last.id = l3[raw - 1]->id;
+		if ((any = n3 > 0)) {
+			last.created_at = l3[n3 - 1]->created_at;
+			last.id = l3[n3 - 1]->id;
 		}
 		if ((rc = l3_own_versions(env, room, before, l3, &n3, &kept))) {
 			shm_msgs_free(l3, n3);
@@ -311,7 +313,7 @@ static int l3_page(shm_env *env, const char *room, int64_t before,
 		*out = l3;
 		*n = n3;
 		if (raw < ask || kept == raw || ask >= limit + L3_EXTRA_MAX ||
-		    l3_enough(l1, n1, l3, n3, &last, limit))
+		    (any && l3_enough(l1, n1, l3, n3, &last, limit)))
 			return 0;
 		ask = ask > (limit + L3_EXTRA_MAX) / 2 ? limit + L3_EXTRA_MAX
 		                                       : 2 * ask;

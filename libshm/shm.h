@@ -508,8 +508,9 @@ int shm_msg_react(shm_env *env, const shm_uuid *id, int32_t user_id,
  * created_at left off this page: only times a caller gave can tie
  * (shm_msg_put).
  * Served from the L1 room index; from PostgreSQL when L1 cannot answer it
- * completely and L3 is configured. *out is an array of *n messages owned by
- * the caller, freed with shm_msgs_free().
+ * completely and L3 is configured, leaving off (and counting in l3_errors)
+ * the rows shm_msg_put would refuse. *out is an array of *n messages owned
+ * by the caller, freed with shm_msgs_free().
  */
 int shm_room_page(shm_env *env, const char *room, int64_t before,
                   uint32_t limit, shm_msg ***out, size_t *n);

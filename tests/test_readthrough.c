@@ -4,7 +4,8 @@
  * values (too large, LZ4 bombs, refused by put) as the level's errors, the
  * reason each failed level leaves in shm_errmsg(), a Redis key of another
  * type replaced by the fill, concurrent gets side by side, room pages from
- * PostgreSQL merged with L1, timestamps that round-trip to the
+ * PostgreSQL merged with L1 (rows put would refuse left off), timestamps
+ * that round-trip to the
  * microsecond whatever the time zone, and Redis's and PostgreSQL's host
  * names resolved at open, never on the read path.
  *
@@ -1749,8 +1750,9 @@ static void test_room_page_with_evictions(void **state)
 
 /* created_at/updated_at come back to the microsecond whatever the session
  * time zone of the writer, of the libpq environment (PGTZ) or of the
- * conninfo's own options, with a keyword or a URI conninfo. A row from
- * before 1970 is on pages, but a get refuses it as put would. */
+ * conninfo's own options, with a keyword or a URI conninfo, down to the
+ * first microsecond after the epoch, the earliest a message holds (rows
+ * before it: test_room_page_leaves_off_rows_put_would_refuse). */
 static void test_timestamps_round_trip_whatever_the_time_zone(void **state)
 {
 	NEED_SERVERS();
@@ -1769,7 +1771,7 @@ static void test_timestamps_round_trip_whatever_the_time_zone(void **state)
 		track(&id[i]);
 	}
 	/* 2021-03-27T20:45:00.000001Z, written in a +05:45 session; updated_at
-	 * with a -03:30 offset; an explicit +02 offset; before 1970 */
+	 * with a -03:30 offset; an explicit +02 offset; 1 us after the epoch */
 	const char *p[2] = {ids[0], room};
 	pg_exec(db,
 	        "INSERT INTO messages (id, room_id, user_id, username, content,"
@@ -1788,11 +1790,11 @@ static void test_timestamps_round_trip_whatever_the_time_zone(void **state)
 	        "INSERT INTO messages (id, room_id, user_id, username, content,"
 	        " message_type, created_at, metadata, content_hash)"
 	        " VALUES ($1, $2, 1, 'u', 'tz', 'Text',"
-	        " '1969-12-31 23:59:59.999999Z', '{}', '0')", 2, p);
+	        " '1970-01-01 00:00:00.000001Z', '{}', '0')", 2, p);
 	/* date -u -d 2021-03-27T20:45:00Z +%s -> 1616877900 */
 	const int64_t want_c[3] = {INT64_C(1616877900000001),
 	                           INT64_C(1711845000500000), /* 00:30:00.5Z */
-	                           INT64_C(-1)};
+	                           INT64_C(1)};
 	const int64_t want_u0 = INT64_C(1616877900999999);
 
 	snprintf(kw, sizeof kw, "%s options='-c TimeZone=America/St_Johns'",
@@ -1817,14 +1819,7 @@ static void test_timestamps_round_trip_whatever_the_time_zone(void **state)
 		dir = tu_tmpdir();
 		shm_env *env = tu_open(dir, &o);
 		for (int i = 0; i < 3; i++) {
-			int rc = shm_msg_get(env, &id[i], &got);
-			if (want_c[i] < 0) {
-				/* put refuses times before 1970: the row is
-				 * L3's error, not served (pages still show it) */
-				assert_int_equal(rc, SHM_ENOTFOUND);
-				continue;
-			}
-			if (rc)
+			if (shm_msg_get(env, &id[i], &got))
 				fail_msg("conninfo %s: get: %s", conns[k],
 				         shm_errmsg());
 			assert_int_equal(got->created_at, want_c[i]);
@@ -1835,7 +1830,7 @@ static void test_timestamps_round_trip_whatever_the_time_zone(void **state)
 		assert_int_equal(shm_room_page(env, room, want_c[0], 10, &page,
 		                               &n), 0);
 		assert_int_equal(n, 1);
-		assert_int_equal(page[0]->created_at, -1);
+		assert_int_equal(page[0]->created_at, 1);
 		shm_msgs_free(page, n);
 		assert_int_equal(shm_room_page(env, room, want_c[0] + 1, 10,
 		                               &page, &n), 0);
@@ -2319,6 +2314,223 @@ static void test_deleted_message_fills_l1_as_it_is(void **state)
 	cleanup();
 }
 
+/* A room page's rows from PostgreSQL pass the checks a get's values pass
+ * (test_values_put_would_refuse_are_the_levels_error): a row put would
+ * refuse is L3's error, counted, and left off the page, which is
+ * PostgreSQL's page of the other rows, as full as they make it. Before, a
+ * row the JSON reader refused dropped all of PostgreSQL's rows from the
+ * page without a word (it was L1's alone, and L1 had none), and a row only
+ * put's checks refuse (content over max_content, a Delete still saying
+ * something, a reply to itself...) was served. Rows written by SQL, as
+ * another tool would; Redis holds nothing of them. */
+static const struct bad_row {
+	const char *sql; /* on the row $1 */
+	const char *why; /* in the get's text */
+} bad_rows[] = {
+	{"UPDATE messages SET content = repeat('x', 200) WHERE id = $1",
+	 "content: 200 bytes, at most 100 allowed"},
+	{"UPDATE messages SET message_type = 'Shout' WHERE id = $1",
+	 "message_type"},
+	{"UPDATE messages SET metadata = '{\"edited\":\"yes\"}' WHERE id = $1",
+	 "metadata.edited"},
+	{"UPDATE messages SET message_type = 'Delete' WHERE id = $1",
+	 "message_type Delete: content must be"},
+	{"UPDATE messages SET parent_id = id WHERE id = $1",
+	 "a message is no reply to itself"},
+	{"UPDATE messages SET metadata = '{\"reactions\":{\"ok\":[4,4]}}' "
+	 "WHERE id = $1", "duplicate user id 4"},
+	{"UPDATE messages SET updated_at = '1969-12-31 23:59:59Z' WHERE id = $1",
+	 "updated_at"},
+	{"UPDATE messages SET created_at = '10000-01-01 00:00:00Z' WHERE id = $1",
+	 "created_at"},
+	{"UPDATE messages SET created_at = '1969-06-01 00:00:00Z' WHERE id = $1",
+	 "created_at"},
+	{"UPDATE messages SET created_at = '1970-01-01 00:00:00Z' WHERE id = $1",
+	 "created_at"},
+	{"UPDATE messages SET id = '00000000-0000-0000-0000-000000000000' "
+	 "WHERE id = $1", "the nil UUID"}, /* last: gets ask for nil */
+};
+#define N_BAD (sizeof bad_rows / sizeof bad_rows[0])
+#define N_GOOD 12
+
+/* Pages of env from (before, limit) on, each older than the last, until
+ * one is short: their ids in want's order, n of them. */
+static void assert_pages_walk(shm_env *env, const char *room, int64_t before,
+                              uint32_t limit, const shm_msg *want, size_t n)
+{
+	size_t seen = 0;
+	shm_msg **page;
+	size_t np;
+
+	for (;;) {
+		if (shm_room_page(env, room, before, limit, &page, &np))
+			fail_msg("page before %" PRId64 ": %s", before,
+			         shm_errmsg());
+		for (size_t i = 0; i < np; i++, seen++) {
+			if (seen >= n)
+				fail_msg("page before %" PRId64 " limit %u: "
+				         "more than the %zu good rows", before,
+				         limit, n);
+			if (memcmp(page[i]->id.b, want[seen].id.b, 16))
+				fail_msg("page before %" PRId64 " limit %u: "
+				         "row %zu is not good row %zu", before,
+				         limit, i, seen);
+			tu_assert_msg_equal(page[i], &want[seen]);
+		}
+		if (np)
+			before = page[np - 1]->created_at;
+		shm_msgs_free(page, np);
+		if (np < limit)
+			break;
+	}
+	assert_int_equal(seen, n);
+}
+
+static void test_room_page_leaves_off_rows_put_would_refuse(void **state)
+{
+	NEED_SERVERS();
+	char room[64], ids[37];
+	shm_msg good[N_GOOD], bad[N_BAD], *got;
+	shm_counters c;
+	shm_options o;
+	PGconn *db = pg();
+	const int64_t t0 = INT64_C(1700000200000000);
+
+	room_name(room, sizeof room, "badrows");
+	/* newest first: good rows at t0 + 100 s - 4 s * i; bad row j 1 s
+	 * older than good row j (unless its SQL moves it) */
+	for (int i = 0; i < N_GOOD; i++) {
+		good[i] = plain_msg(room, t0 + 100000000 - 4000000 * i, "good");
+		pg_put(db, &good[i]);
+	}
+	for (size_t j = 0; j < N_BAD; j++) {
+		bad[j] = plain_msg(room, good[j].created_at - 1000000, "bad");
+		pg_put(db, &bad[j]);
+		shm_uuid_format(&bad[j].id, ids);
+		const char *p[1] = {ids};
+		pg_exec(db, bad_rows[j].sql, 1, p);
+	}
+	/* Redis holds the bad rows too, as PostgreSQL's JSON of them */
+	const char *rp[1] = {room};
+	PGresult *res = PQexecParams(db, "SELECT id::text, row_to_json(m)::text "
+	                             "FROM messages m WHERE room_id = $1 AND "
+	                             "content <> 'good'", 1, NULL, rp, NULL,
+	                             NULL, 0);
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	assert_int_equal(PQntuples(res), N_BAD);
+	for (int i = 0; i < PQntuples(res); i++) {
+		shm_uuid id;
+		assert_int_equal(shm_uuid_parse(PQgetvalue(res, i, 0), &id), 0);
+		redis_set(&id, PQgetvalue(res, i, 1),
+		          (size_t)PQgetlength(res, i, 1));
+	}
+	PQclear(res);
+
+	shm_options_init(&o);
+	o.redis_url = redis_url;
+	o.pg_conninfo = pg_info;
+	o.l3_timeout_ms = 2000;
+	o.max_content = 100;
+	dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, &o);
+
+	/* a whole page, then walks of pages small and large: the good rows
+	 * in PostgreSQL's order, each page as full as they make it */
+	assert_pages_walk(env, room, 0, 100, good, N_GOOD);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l3_errors, N_BAD); /* one query: each row once */
+	assert_int_equal(c.room_pages_l3, 1);
+	assert_pages_walk(env, room, 0, 1, good, N_GOOD);
+	assert_pages_walk(env, room, 0, 3, good, N_GOOD);
+	assert_pages_walk(env, room, good[2].created_at, 4, good + 3,
+	                  N_GOOD - 3);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.fills, 0);
+	assert_int_equal(log_records(env), 0); /* nothing goes back */
+
+	/* a get of a bad row says why, naming each level */
+	memset(&bad[N_BAD - 1].id, 0, sizeof bad[N_BAD - 1].id);
+	for (size_t j = 0; j < N_BAD; j++) {
+		if (shm_msg_get(env, &bad[j].id, &got) != SHM_ENOTFOUND)
+			fail_msg("bad row %zu (%s): served", j, bad_rows[j].why);
+		fprintf(stderr, "bad row %zu: %s\n", j, shm_errmsg());
+		if (!strstr(shm_errmsg(), "Redis value: ") ||
+		    !strstr(shm_errmsg(), "PostgreSQL value: ") ||
+		    !strstr(shm_errmsg(), bad_rows[j].why))
+			fail_msg("bad row %zu: want '%s'", j, bad_rows[j].why);
+	}
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_errors, N_BAD);
+	assert_int_equal(c.fills, 0);
+	assert_int_equal(log_records(env), 0);
+
+	/* a put of a bad row's id (as it was before the SQL) is L1's version:
+	 * on the page in the row's place (room.c invariant 3) */
+	shm_msg merged[N_GOOD + 1];
+	assert_int_equal(shm_msg_put(env, &bad[3]), 0);
+	memcpy(merged, good, 4 * sizeof *good);
+	merged[4] = bad[3];
+	memcpy(merged + 5, good + 4, (N_GOOD - 4) * sizeof *good);
+	assert_pages_walk(env, room, 0, 100, merged, N_GOOD + 1);
+	assert_pages_walk(env, room, 0, 2, merged, N_GOOD + 1);
+	close_rt(env);
+	PQfinish(db);
+	cleanup();
+}
+
+/* Read-through does not check a message against the others L1 holds: put
+ * leaves a reply in its room when its parent moves to another one (msg.c
+ * invariant 8), so PostgreSQL holds such pairs that put wrote. The reply is
+ * served, filled and on its room's pages beside its parent L1 holds in
+ * the other room. */
+static void test_reply_left_behind_by_a_moved_parent_is_served(void **state)
+{
+	NEED_SERVERS();
+	char ra[64], rb[64];
+	shm_msg p, r, *got, **page;
+	size_t n;
+	shm_counters c;
+	PGconn *db = pg();
+
+	room_name(ra, sizeof ra, "moved-a");
+	room_name(rb, sizeof rb, "moved-b");
+	p = plain_msg(rb, INT64_C(1700000400000000), "parent");
+	r = plain_msg(rb, INT64_C(1700000401000000), "reply");
+	r.has_parent = true;
+	r.parent_id = p.id;
+	dir = tu_tmpdir();
+	shm_env *w = tu_open(dir, NULL); /* L1 alone: what put accepts */
+	assert_int_equal(shm_msg_put(w, &p), 0);
+	assert_int_equal(shm_msg_put(w, &r), 0);
+	p.room_id = ra;
+	assert_int_equal(shm_msg_put(w, &p), 0); /* the parent moves */
+	for (int i = 0; i < 2; i++) { /* as the flusher mirrors them */
+		assert_int_equal(shm_msg_get(w, i ? &r.id : &p.id, &got), 0);
+		pg_put(db, got);
+		shm_msg_free(got);
+	}
+	close_rt(w);
+
+	shm_env *env = open_rt(redis_url, pg_info, 50, 0);
+	assert_int_equal(shm_msg_get(env, &p.id, &got), 0); /* L1 holds it */
+	assert_string_equal(got->room_id, ra);
+	shm_msg_free(got);
+	assert_int_equal(shm_msg_get(env, &r.id, &got), 0);
+	assert_string_equal(got->room_id, rb);
+	shm_msg_free(got);
+	assert_int_equal(shm_room_page(env, rb, 0, 10, &page, &n), 0);
+	assert_int_equal(n, 1);
+	assert_memory_equal(page[0]->id.b, r.id.b, 16);
+	shm_msgs_free(page, n);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.fills, 2);
+	assert_int_equal(c.l3_errors, 0);
+	assert_int_equal(log_records(env), 0);
+	close_rt(env);
+	PQfinish(db);
+	cleanup();
+}
+
 /* The seed's thread_id is independent of parent_id: a PostgreSQL row of a
  * root naming its own id as thread_id, or in a thread without a parent, is
  * served and fills L1 (put's checks had made them that level's bad data). */
@@ -2489,6 +2701,8 @@ int main(void)
 		cmocka_unit_test(test_lz4_value_inflating_beyond_any_message_is_refused),
 		cmocka_unit_test(test_values_put_would_refuse_are_the_levels_error),
 		cmocka_unit_test(test_deleted_message_fills_l1_as_it_is),
+		cmocka_unit_test(test_room_page_leaves_off_rows_put_would_refuse),
+		cmocka_unit_test(test_reply_left_behind_by_a_moved_parent_is_served),
 		cmocka_unit_test(test_rows_with_the_seeds_thread_ids_are_served),
 		cmocka_unit_test(test_unbounded_room_page_reaches_the_end_of_9999),
 		cmocka_unit_test(test_concurrent_gets_ask_redis_side_by_side),
