@@ -208,6 +208,7 @@ struct prior {
 
 /* The batch being put, and which parents it carries with their counts. */
 struct put_many {
+	const char *fn; /* the call made: shm_msg_put or shm_msg_put_many */
 	shm_msg *msgs;
 	size_t n;
 	struct prior *prior; /* one per message */
@@ -331,8 +332,9 @@ static bool enc_deleted(const MDB_val *v)
 
 /* A soft delete is final: a put of a deleted id (old) may only be that
  * message exactly as stored (*same: nothing to write); SHM_EDELETED
- * else. */
-static int keep_deleted(const shm_msg *m, const MDB_val *old, bool *same)
+ * else, its text naming fn, the call made. */
+static int keep_deleted(const char *fn, const shm_msg *m, const MDB_val *old,
+                        bool *same)
 {
 	uint8_t *buf;
 	size_t size;
@@ -347,10 +349,10 @@ static int keep_deleted(const shm_msg *m, const MDB_val *old, bool *same)
 	if (*same)
 		return 0;
 	shm_uuid_format(&m->id, s);
-	return shm__err(SHM_EDELETED, "shm_msg_put: message %s is soft-deleted, "
-	                "and a soft delete is final: a put may not replace it "
-	                "(only its stored state, unchanged, is taken, as a "
-	                "no-op)", s);
+	return shm__err(SHM_EDELETED, "%s: message %s is soft-deleted, and a "
+	                "soft delete is final: a put may not replace it (only "
+	                "its stored state, unchanged, is taken, as a no-op)",
+	                fn, s);
 }
 
 /* Stores the batch's message i, its prior in p->prior[i] (replies are
@@ -370,7 +372,8 @@ static int put_one(shm__wtxn *w, struct put_many *p, size_t i)
 	was->had = rc == 0 && enc_parent(&old, &was->parent);
 	was->same = false;
 	if (rc == 0 && enc_deleted(&old)) {
-		if ((rc = keep_deleted(m, &old, &was->same)) == SHM_EDELETED)
+		if ((rc = keep_deleted(p->fn, m, &old, &was->same)) ==
+		    SHM_EDELETED)
 			p->bad = i;
 		return rc;
 	}
@@ -596,18 +599,15 @@ static int run_write(shm_env *env, shm__write_fn fn, void *ctx, uint64_t t0,
 	return rc ? rc : shm__wait_through(env, seqs);
 }
 
-int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
+/* shm_msg_put_many's work, its errors naming fn, the call made (*bad_index
+ * already n). */
+static int put_batch(const char *fn, shm_env *env, shm_msg *msgs, size_t n,
+                     size_t *bad_index)
 {
 	uint64_t t0 = shm__mono_ns();
-	struct put_many p = {.msgs = msgs, .n = n, .bad = n};
+	struct put_many p = {.fn = fn, .msgs = msgs, .n = n, .bad = n};
 	int rc;
 
-	if (bad_index)
-		*bad_index = n; /* no message to blame (shm.h) */
-	if (!env)
-		return shm__null(__func__, "env");
-	if (!msgs && n)
-		return shm__null(__func__, "msgs");
 	for (size_t i = 0; i < n; i++) {
 		if ((rc = shm__msg_validate(&env->opt, &msgs[i]))) {
 			if (bad_index)
@@ -637,13 +637,24 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 	return rc;
 }
 
+int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
+{
+	if (bad_index)
+		*bad_index = n; /* no message to blame (shm.h) */
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!msgs && n)
+		return shm__null(__func__, "msgs");
+	return put_batch(__func__, env, msgs, n, bad_index);
+}
+
 int shm_msg_put(shm_env *env, shm_msg *m)
 {
 	if (!env)
 		return shm__null(__func__, "env");
 	if (!m)
 		return shm__null(__func__, "m");
-	return shm_msg_put_many(env, m, 1, NULL);
+	return put_batch(__func__, env, m, 1, NULL);
 }
 
 /* ---- changes of an existing message */

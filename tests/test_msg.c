@@ -945,7 +945,8 @@ static void test_bad_input_is_refused_and_changes_nothing(void **state)
 
 /* A soft delete is final for put too: a put of a deleted id used to
  * replace it, bringing the message back. It is SHM_EDELETED, naming the
- * id, and writes nothing, in a batch too (bad_index names it); a put of
+ * id and the call (shm_msg_put_many's said shm_msg_put), and writes
+ * nothing, in a batch too (bad_index names it); a put of
  * the deleted message exactly as stored (a re-import of a dump) is a
  * no-op, as a second delete is, and is not counted. */
 static void test_put_cannot_bring_a_deleted_message_back(void **state)
@@ -963,9 +964,12 @@ static void test_put_cannot_bring_a_deleted_message_back(void **state)
 	assert_int_equal(shm_msg_put(env, &m), SHM_EDELETED);
 	assert_non_null(strstr(shm_errmsg(), id));
 	assert_non_null(strstr(shm_errmsg(), "soft-deleted"));
+	assert_true(strncmp(shm_errmsg(), "shm_msg_put: ", 13) == 0);
 	shm_msg b[2] = {tu_msg("undel", 2, "new"), m};
 	assert_int_equal(shm_msg_put_many(env, b, 2, &bad), SHM_EDELETED);
 	assert_int_equal(bad, 1);
+	/* the text names the call made */
+	assert_true(strncmp(shm_errmsg(), "shm_msg_put_many: ", 18) == 0);
 	assert_int_equal(tu_log_count(env), records);
 	assert_int_equal(shm_msg_get(env, &b[0].id, &got), SHM_ENOTFOUND);
 

@@ -390,7 +390,7 @@ t "verify of a fresh copy" 0 "$SHMCTL" -e "$tmp/env2" verify
 t "dump imports again over its copy, deleted message and all" 0 "$SHMCTL" -e "$tmp/env2" import "$tmp/dump.jsonl"
 before=$("$SHMCTL" get "$ID")
 t "an import bringing a deleted message back exits 65" 65 "$SHMCTL" import "$tmp/good.jsonl"
-has "naming its line and why" "$tmp/err" "2: shm_msg_put: message $ID is soft-deleted, and a soft delete is final"
+has "naming its line and why" "$tmp/err" "2: shm_msg_put_many: message $ID is soft-deleted, and a soft delete is final"
 eq "and changes nothing" "$("$SHMCTL" get "$ID")" "$before"
 t "verify" 0 "$SHMCTL" verify
 has "verify says ok" "$tmp/out" "ok"
