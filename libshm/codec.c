@@ -499,29 +499,40 @@ static int check_opt_text(const char *what, const char *s, size_t max)
 	return shm__check_text(what, s ? s : "", s ? strlen(s) : 0, max, true);
 }
 
-/* A timestamp JSON can carry back: 1970 (0: none) to the last instant
- * RFC 3339 writes with a four-digit year (a later one would be written
- * "+10000-...", which shm_time_parse refuses). */
-static int check_time(const char *field, int64_t us)
+int shm__msg_time_check(const char *fn, const char *field, int64_t us,
+                        bool required)
 {
-	if (us < 0)
-		return shm__err(SHM_ETIME, "%s: %lld us is before 1970",
-		                field, (long long)us);
-	if (us > SHM_TIME_MAX_US)
-		return shm__err(SHM_ETIME, "%s: %lld us is after "
-		                "9999-12-31T23:59:59.999999Z", field,
-		                (long long)us);
-	return 0;
+	/* "<fn>: field '<field>'" or "<field>" */
+	const char *f0 = fn ? fn : "", *f1 = fn ? ": field '" : "",
+	           *f2 = fn ? "'" : "";
+	char t[40];
+
+	if (us > 0 && us <= SHM_TIME_MAX_US)
+		return 0;
+	if (us == 0 && !required)
+		return 0;
+	if (us == 0)
+		return shm__err(SHM_ETIME, "%s%s%s%s: 0 is no time (put fills it "
+		                "in), and the epoch it would be written as is "
+		                "none to the reader: a message's times are "
+		                SHM_MSG_TIME_RANGE, f0, f1, field, f2);
+	shm_time_format(us, t);
+	return shm__err(SHM_ETIME, "%s%s%s%s: %lld us (%s) is %s: a message's "
+	                "times are " SHM_MSG_TIME_RANGE, f0, f1, field, f2,
+	                (long long)us, t, us < 0 ? "before 1970" : "after 9999");
 }
 
 static int check_times(const shm_msg *m)
 {
 	int rc;
 
-	if ((rc = check_time("created_at", m->created_at)) ||
-	    (rc = check_time("updated_at", m->updated_at)))
+	if ((rc = shm__msg_time_check(NULL, "created_at", m->created_at,
+	                              false)) ||
+	    (rc = shm__msg_time_check(NULL, "updated_at", m->updated_at,
+	                              false)))
 		return rc;
-	return check_time("metadata.last_reply_at", m->last_reply_at);
+	return shm__msg_time_check(NULL, "metadata.last_reply_at",
+	                           m->last_reply_at, false);
 }
 
 /* Sizes are JSON integers (int64), as the reader and writer (json.c) say. */

@@ -453,6 +453,18 @@ typedef struct shm__order {
 int shm__order_make(const shm_msg *m, shm__order *o);
 void shm__order_free(shm__order *o);
 
+/* ---- a message's times: one range for what put stores (codec.c) and
+ * what JSON carries both ways (json.c): 0 is none (created_at 0: put fills
+ * it in), else an instant of SHM_MSG_TIME_RANGE, the instants after the
+ * epoch that RFC 3339 writes with a four-digit year (time.c). */
+#define SHM_MSG_TIME_RANGE                                                   \
+	"1970-01-01T00:00:00.000001Z to 9999-12-31T23:59:59.999999Z (UTC)"
+/* 0 if us is 0 (and not required: none) or in the range; SHM_ETIME else,
+ * naming the field and the value: "<fn>: field '<field>': ..." (fn NULL:
+ * "<field>: ..."). */
+int shm__msg_time_check(const char *fn, const char *field, int64_t us,
+                        bool required);
+
 /* ---- object keys (graph.c / static.c): website(16) + object bytes */
 #define SHM_OBJKEY_MAX (16 + SHM_MAX_OBJECT)
 /* Whether s[0..len) is a UUID in the 8-4-4-4-12 hex form, either case (what

@@ -23,7 +23,9 @@
  * NUL bytes in content are written as \u0000. Refused:
  * text that is not valid UTF-8 (SHM_EUTF8), an unknown type (SHM_ETYPE),
  * two reactions with one emoji and an attachment size beyond int64
- * (SHM_EINVAL); each error names the field.
+ * (SHM_EINVAL), a time the reader would refuse (SHM_ETIME: outside
+ * SHM_MSG_TIME_RANGE, or a created_at of 0); each error names the field.
+ * Writer, reader and put take one range of times (internal.h).
  *
  * Input is checked strictly, the way serde would with deny_unknown_fields:
  *  1. Unknown fields are rejected at every level; duplicate keys too.
@@ -261,10 +263,14 @@ static int null_with(const char *fn, const char *field, uint32_t n)
 }
 
 /* What the writer refuses before writing anything: what it cannot write
- * (a type, a size), and the pointers put refuses (shm.h: a NULL array or
- * content with a count, a reaction with users but no emoji). */
-static int check_msg(const shm_msg *m, const char *fn)
+ * (a type, a size), a time the reader would refuse (whole: the message's
+ * own times too, not only its metadata's), and the pointers put refuses
+ * (shm.h: a NULL array or content with a count, a reaction with users but
+ * no emoji). */
+static int check_msg(const shm_msg *m, const char *fn, bool whole)
 {
+	int rc;
+
 	if (!shm_msg_type_name(m->type))
 		return shm__err(SHM_ETYPE, "%s: message type %d", fn,
 		                (int)m->type);
@@ -291,6 +297,14 @@ static int check_msg(const shm_msg *m, const char *fn)
 			                "reactions[%" PRIu32 "]': no emoji", fn,
 			                i);
 	}
+	/* times the reader takes back (SHM_MSG_TIME_RANGE) */
+	if ((whole && ((rc = shm__msg_time_check(fn, "created_at",
+	                                         m->created_at, true)) ||
+	               (rc = shm__msg_time_check(fn, "updated_at",
+	                                         m->updated_at, false)))) ||
+	    (rc = shm__msg_time_check(fn, "metadata.last_reply_at",
+	                              m->last_reply_at, false)))
+		return rc;
 	for (uint32_t i = 0; i < m->n_attachments; i++)
 		if (m->attachments[i].size > (uint64_t)INT64_MAX)
 			return shm__err(SHM_EINVAL,
@@ -340,7 +354,8 @@ static int msg_json(const shm_msg *m, char **buf, size_t *len, size_t *cap,
 	bool ok;
 	int rc;
 
-	if ((rc = check_msg(m, fn)) || (rc = reaction_order(m, fn, &ord)))
+	if ((rc = check_msg(m, fn, true)) ||
+	    (rc = reaction_order(m, fn, &ord)))
 		return rc;
 	type = shm_msg_type_name(m->type);
 	o = (jout){.p = *buf, .len = *len, .cap = *buf ? *cap : 0};
@@ -461,7 +476,8 @@ int shm_msg_metadata_json_append(const shm_msg *m, char **buf, size_t *len,
 
 	if ((rc = append_check(fn, m, buf, len, cap)))
 		return rc;
-	if ((rc = check_msg(m, fn)) || (rc = reaction_order(m, fn, &ord)))
+	if ((rc = check_msg(m, fn, false)) ||
+	    (rc = reaction_order(m, fn, &ord)))
 		return rc;
 	o = (jout){.p = *buf, .len = *len, .cap = *buf ? *cap : 0};
 	ok = jmetadata(&o, m, ord.r);
@@ -699,6 +715,10 @@ static int get_time(pctx *c, json_t *v, const char *path, bool nullable,
 	if (*out == 0) /* 0 is "none" (or "now" for created_at) in shm_msg */
 		return fail(c, SHM_ETIME, "field '%s': %s is the epoch, which "
 		            "a message cannot hold: 0 means none", path,
+		            json_string_value(v));
+	if (*out < 0) /* put's range (SHM_MSG_TIME_RANGE), which the writer's */
+		return fail(c, SHM_ETIME, "field '%s': %s is before 1970: a "
+		            "message's times are " SHM_MSG_TIME_RANGE, path,
 		            json_string_value(v));
 	return 0;
 }

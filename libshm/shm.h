@@ -380,6 +380,10 @@ typedef struct shm_msg {
 	const char *content;   /* UTF-8, no NUL, content_len bytes */
 	uint32_t content_len;
 	shm_msg_type type;
+	/* Times: µs since the epoch, UTC, from 1970-01-01T00:00:00.000001Z
+	 * to 9999-12-31T23:59:59.999999Z, the one range put stores, the
+	 * JSON writer writes and the reader reads (SHM_ETIME outside it,
+	 * naming the field and the value); 0 is none. */
 	int64_t created_at;    /* 0 on put: filled with the write's time,
 	                        * unique (shm_msg_put) */
 	int64_t updated_at;    /* 0: none */
@@ -529,8 +533,9 @@ void shm_msgs_free(shm_msg **msgs, size_t n);
  * valid UTF-8; NUL bytes in content are written as \u0000), SHM_ETYPE,
  * SHM_EINVAL (two reactions with one emoji, an attachment size beyond
  * INT64_MAX, a NULL array or content with a non-zero count, a reaction
- * with users and no emoji), ENOMEM; *json is then NULL. shm_log.h has an
- * appending form.
+ * with users and no emoji), SHM_ETIME (a time outside the range of
+ * shm_msg's times, above, or a created_at of 0, which the reader would
+ * refuse), ENOMEM; *json is then NULL. shm_log.h has an appending form.
  */
 int shm_msg_to_json(const shm_msg *m, char **json, size_t *len);
 /*
@@ -538,7 +543,8 @@ int shm_msg_to_json(const shm_msg *m, char **json, size_t *len);
  * order and are sorted by emoji in *out. Missing id, created_at,
  * content_hash and metadata are left for shm_msg_put to fill in; an id
  * given nil or a timestamp at the epoch, which mean none there, are
- * refused. On error
+ * refused, and so is a time outside the range of shm_msg's times
+ * (SHM_ETIME naming the field: what put would refuse). On error
  * returns SHM_EJSON/SHM_EUUID/SHM_ETYPE/... and writes the reason into
  * err (if not NULL and errlen > 0; "" on success). *out is freed with
  * shm_msg_free().

@@ -242,7 +242,7 @@ int shm_msg_json_append(const shm_msg *m, char **buf, size_t *len,
 
 /* The same JSON's "metadata" object alone (the bytes shm_msg_json_append
  * puts at *meta_off), appended the same way; the same errors, except that
- * only the metadata's strings are checked for UTF-8. */
+ * only the metadata's strings and time are checked. */
 int shm_msg_metadata_json_append(const shm_msg *m, char **buf, size_t *len,
                                  size_t *cap);
 

@@ -461,7 +461,8 @@ static void test_error_texts_quote_input_printably(void **state)
 	static const int32_t twice[] = {7, 7};
 	shm_reaction r[2] = {{.emoji = "x\x01", .user_ids = twice, .n_users = 1},
 	                     {.emoji = "x\x01", .user_ids = twice, .n_users = 1}};
-	shm_msg dup = {.room_id = "r", .reactions = r, .n_reactions = 2};
+	shm_msg dup = {.room_id = "r", .reactions = r, .n_reactions = 2,
+	               .created_at = 1};
 	char err[512], big[200], *js;
 	shm_options o;
 	shm_uuid u;
@@ -552,7 +553,7 @@ static void test_to_json_escapes_hostile_strings_exactly(void **state)
 	m.content = content;
 	m.content_len = sizeof content - 1;
 	m.type = SHM_MSG_TEXT;
-	m.created_at = -1;
+	m.created_at = 1;
 	m.reactions = rx;
 	m.n_reactions = 1;
 	m.attachments = at;
@@ -565,7 +566,7 @@ static void test_to_json_escapes_hostile_strings_exactly(void **state)
 		"\"content\":\"q\\\"b\\\\s/\\b\\f\\n\\r\\t\\u0001\\u001F\x7f"
 		"é€😀\xf4\x8f\xbf\xbf\\u0000z\","
 		"\"message_type\":\"Text\","
-		"\"created_at\":\"1969-12-31T23:59:59.999999Z\","
+		"\"created_at\":\"1970-01-01T00:00:00.000001Z\","
 		"\"updated_at\":null,\"metadata\":{\"edited\":false,"
 		"\"edit_count\":0,\"reactions\":{\"\\\"\\\\\\t😀\":"
 		"[2147483647,-2147483648]},\"mentions\":[],\"attachments\":["
@@ -676,6 +677,7 @@ static void test_to_json_refusals_name_the_field(void **state)
 	m.room_id = "r";
 	m.username = "u";
 	m.type = SHM_MSG_TEXT;
+	m.created_at = 1;
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		m.content = bad[i];
 		m.content_len = (uint32_t)strlen(bad[i]);
@@ -1046,7 +1048,7 @@ static void test_to_json_random_round_trips(void **state)
 		m.content = content;
 		m.content_len = (uint32_t)strlen(content);
 		m.type = (shm_msg_type)(rand_r(&seed) % SHM_MSG_TYPE_COUNT);
-		m.created_at = ((int64_t)rand_r(&seed) - RAND_MAX / 2) * 1000003;
+		m.created_at = 1 + (int64_t)rand_r(&seed) * 1000003;
 		m.updated_at = rand_r(&seed) % 2 ? 0 : m.created_at + 17;
 		m.edited = rand_r(&seed) % 2;
 		m.edit_count = (uint32_t)rand_r(&seed) * 3;
@@ -1229,6 +1231,113 @@ static void test_put_and_import_refuse_what_json_cannot_carry(void **state)
 		shm_msg_free(out);
 		shm_msg_free(in);
 	}
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* Writer, reader and put take one range of times, 1970 (the epoch itself
+ * is none) to 9999 in UTC: a time one refuses, the others refuse too,
+ * naming the field and the value, and a time one takes comes back
+ * through the others unchanged. The reader used to take times before
+ * 1970, which put refused, and the writer to write times before 1970 and
+ * after 9999 (as "+10000-..."), which the reader refused. */
+static void test_writer_reader_and_put_agree_on_the_range_of_times(
+	void **state)
+{
+	static const struct {
+		int64_t us;
+		bool ok;
+		const char *why; /* a piece of the refusal's text */
+	} cases[] = {
+		{INT64_MIN, false, "is before 1970"},
+		{-62167219200000000, false, "(0000-01-01T00:00:00Z) is before"},
+		{-1, false, "-1 us (1969-12-31T23:59:59.999999Z) is before 1970"},
+		{1, true, NULL},
+		{1795428000000000, true, NULL},
+		{253402300799999999, true, NULL},
+		{253402300800000000, false, "(+10000-01-01T00:00:00Z) is after"},
+		{INT64_MAX, false, "is after 9999"},
+	};
+	static const char *const fields[] = {"created_at", "updated_at",
+	                                     "metadata.last_reply_at"};
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	char ts[40], json[512], err[256], *js, *buf = NULL;
+	size_t len = 0, cap = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		for (int f = 0; f < 3; f++) {
+			shm_msg m = tu_msg("r", 1, "c"), *back;
+			int64_t *t = f == 0 ? &m.created_at
+			           : f == 1 ? &m.updated_at : &m.last_reply_at;
+			m.created_at = 1795428000000000;
+			*t = cases[i].us;
+			shm_uuid_v7(&m.id);
+			/* the writer */
+			int rc = shm_msg_to_json(&m, &js, NULL);
+			if (cases[i].ok) {
+				assert_int_equal(rc, 0);
+				/* the reader takes back what it wrote */
+				back = parse_ok(js);
+				assert_int_equal(f == 0 ? back->created_at
+				                 : f == 1 ? back->updated_at
+				                          : back->last_reply_at,
+				                 cases[i].us);
+				/* and put stores it */
+				assert_int_equal(shm_msg_put(env, back), 0);
+				shm_msg_free(back);
+				free(js);
+				continue;
+			}
+			assert_int_equal(rc, SHM_ETIME);
+			assert_null(js);
+			char want[64];
+			snprintf(want, sizeof want, "shm_msg_to_json: field '%s': ",
+			         fields[f]);
+			if (!strstr(shm_errmsg(), want) ||
+			    !strstr(shm_errmsg(), cases[i].why))
+				fail_msg("writer: '%s' names neither %s nor %s",
+				         shm_errmsg(), fields[f], cases[i].why);
+			if (f == 2) {
+				rc = shm_msg_metadata_json_append(&m, &buf, &len,
+				                                  &cap);
+				assert_int_equal(rc, SHM_ETIME);
+				assert_int_equal(len, 0);
+				assert_non_null(strstr(shm_errmsg(), fields[f]));
+			}
+			/* put */
+			assert_int_equal(shm_msg_put(env, &m), SHM_ETIME);
+			assert_non_null(strstr(shm_errmsg(), fields[f]));
+			assert_non_null(strstr(shm_errmsg(), cases[i].why));
+			/* the reader, given the time as RFC 3339 */
+			shm_time_format(cases[i].us, ts);
+			snprintf(json, sizeof json, f == 2 ? LINE_MD(
+			         "\"last_reply_at\":\"%s\"") : f == 0 ?
+			         LINE ",\"created_at\":\"%s\"}" :
+			         LINE ",\"updated_at\":\"%s\"}", ts);
+			back = (shm_msg *)1;
+			rc = shm_msg_from_json(json, strlen(json), &back, err,
+			                       sizeof err);
+			assert_int_equal(rc, SHM_ETIME);
+			assert_null(back);
+			snprintf(want, sizeof want, "field '%s': ", fields[f]);
+			if (!strstr(err, want) || !strstr(err, ts + (ts[0] == '+' ||
+			                                            ts[0] == '-')))
+				fail_msg("reader: '%s' names neither %s nor %s", err,
+				         fields[f], ts);
+		}
+	}
+	/* created_at 0 is none: put fills it in, JSON cannot carry it */
+	static const char epoch[] = LINE_AT("1970-01-01T00:00:00Z");
+	shm_msg m = tu_msg("r", 1, "c"), *none;
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_ETIME);
+	assert_non_null(strstr(shm_errmsg(), "field 'created_at': 0 is no time"));
+	assert_int_equal(shm_msg_from_json(epoch, strlen(epoch), &none, NULL, 0),
+	                 SHM_ETIME);
+	free(buf);
 	assert_int_equal(tu_verify(env), 0);
 	shm_env_close(env);
 	tu_rmdir(dir);
@@ -1460,6 +1569,8 @@ int main(void)
 		cmocka_unit_test(test_json_survives_put_and_get),
 		cmocka_unit_test(
 			test_put_and_import_refuse_what_json_cannot_carry),
+		cmocka_unit_test(
+			test_writer_reader_and_put_agree_on_the_range_of_times),
 		cmocka_unit_test(
 			test_import_of_reactions_in_any_order_reads_back_sorted),
 		cmocka_unit_test(test_time_format_uses_chrono_auto_si),
