@@ -182,6 +182,9 @@ typedef struct fl_batch {
 	uint64_t upto;    /* the sink's position after it (>= every r[i].seq) */
 	/* set by a sink's apply on FL_REJECT, when it knows the culprit */
 	long reject;      /* index into r, or -1 */
+	bool reject_final; /* retrying cannot change the refusal: a dead
+	                      letter at once (the worker clears it before each
+	                      apply) */
 	char reason[200];
 } fl_batch;
 
@@ -247,6 +250,13 @@ struct fl_sink {
 fl_sink *fl_redis_sink_new(const fl_config *cfg, shm_env *env);
 fl_sink *fl_pg_sink_new(const fl_config *cfg, shm_env *env,
                         const char *env_id, const char *env_uuid);
+/* The PostgreSQL sink's upsert kept a row soft-deleted (pg_deleted.c):
+ * names the first message of b, in log order, whose state PostgreSQL holds
+ * deleted, as a final reject (FL_REJECT, b->reject, b->reason, s->errmsg),
+ * and puts PostgreSQL's row back into L1 (s->env); FL_REJECT without a
+ * culprit if none is found, FL_TRANSIENT if the query fails. c: s's
+ * connection, outside any transaction. */
+int fl_pg_kept_deleted(fl_sink *s, struct pg_conn *c, fl_batch *b);
 void fl_sink_seterr(fl_sink *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

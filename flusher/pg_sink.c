@@ -16,7 +16,8 @@
  *          edges of dropped objects; upsert objects; insert the new edges
  *   INSERT INTO shm_marks ... ON CONFLICT DO UPDATE;
  *   INSERT INTO messages SELECT ... FROM shm_stage_msg ORDER BY seq
- *     ON CONFLICT (id) DO UPDATE SET <every column>;
+ *     ON CONFLICT (id) DO UPDATE SET <every column> WHERE <not a soft
+ *     delete undone> (invariant 6);
  *   with GRAPH_SETs: the changed direct sources' connections upserted
  *     (fl_refresh_run, cleanup.h: one graph read per website);
  *   COMMIT;
@@ -49,6 +50,21 @@
  *     sql/schema.sql's default) the batch is rolled back and applied again
  *     with every column, as is every batch until the next connection.
  *
+ *  6. A soft delete is final in PostgreSQL too: the upsert writes a row it
+ *     holds soft-deleted (message_type Delete) only with another deleted
+ *     state (its metadata may change). A put of a deleted id that L1 did
+ *     not hold (evicted, another host's L1), or a later edit or reaction
+ *     of that put, is not written; MSG_SQL then aborts the transaction,
+ *     and the first such record is set aside as a dead letter at once
+ *     (pg_deleted.c: retrying cannot change it; a row missing for another
+ *     reason is a refusal without a culprit), the batch applied again
+ *     without it: the rest of the batch commits once, the position moves
+ *     past it. PostgreSQL's row is put back into L1, whose log carries it
+ *     to Redis and to the other hosts' L1 like any write, so that they
+ *     too stop showing the message as it was before its delete. The
+ *     direct COPY never meets such a row: an existing id is 23505, and
+ *     the batch goes by the upsert (invariant 4).
+ *
  * Errors: SQLSTATE classes 22 (data exception), 23 (integrity) and 54
  * (program limit) are FL_REJECT (the worker then isolates the record by
  * replaying the batch in halves down to one record); everything else, a lost
@@ -74,8 +90,8 @@ enum { ST_GRAPH, ST_MARK, ST_MSG, ST_N };
 #define STREAM_CHUNK (64 * 1024)
 /* p_apply's internal results: the direct COPY met an existing row
  * (invariant 4); messages.metadata's default is not the expected one
- * (invariant 5). */
-enum { FL_CONFLICT = FL_REJECT + 1, FL_NO_DEFAULT };
+ * (invariant 5); the upsert kept a row soft-deleted (invariant 6). */
+enum { FL_CONFLICT = FL_REJECT + 1, FL_NO_DEFAULT, FL_KEPT_DELETED };
 
 typedef struct pg_sink {
 	fl_sink base;
@@ -159,19 +175,30 @@ static const char *const msg_cols_bare =
 	"id, room_id, user_id, username, content, message_type, created_at,"
 	" updated_at, content_hash, parent_id, thread_id";
 
-static const char *const msg_sql =
-	"INSERT INTO messages (id, room_id, user_id, username, content,"
-	" message_type, created_at, updated_at, metadata, content_hash,"
-	" parent_id, thread_id)"
-	" SELECT id, room_id, user_id, username, content, message_type,"
-	" created_at, updated_at, metadata, content_hash, parent_id, thread_id"
-	" FROM shm_stage_msg ORDER BY seq"
-	" ON CONFLICT (id) DO UPDATE SET room_id = EXCLUDED.room_id,"
-	" user_id = EXCLUDED.user_id, username = EXCLUDED.username,"
-	" content = EXCLUDED.content, message_type = EXCLUDED.message_type,"
-	" created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,"
-	" metadata = EXCLUDED.metadata, content_hash = EXCLUDED.content_hash,"
-	" parent_id = EXCLUDED.parent_id, thread_id = EXCLUDED.thread_id;";
+/* The staged messages' upsert (invariant 6), %zu the number staged: a row
+ * PostgreSQL holds soft-deleted ('Delete': shm_msg_type_name) takes only
+ * another deleted state, and when fewer rows than staged were written the
+ * SELECT divides by zero (SQLSTATE 22012), which aborts the transaction,
+ * its COMMIT included. */
+#define MSG_SQL                                                              \
+	"WITH up AS (INSERT INTO messages (id, room_id, user_id, username,"  \
+	" content, message_type, created_at, updated_at, metadata,"          \
+	" content_hash, parent_id, thread_id)"                               \
+	" SELECT id, room_id, user_id, username, content, message_type,"     \
+	" created_at, updated_at, metadata, content_hash, parent_id,"        \
+	" thread_id FROM shm_stage_msg ORDER BY seq"                         \
+	" ON CONFLICT (id) DO UPDATE SET room_id = EXCLUDED.room_id,"        \
+	" user_id = EXCLUDED.user_id, username = EXCLUDED.username,"         \
+	" content = EXCLUDED.content, message_type = EXCLUDED.message_type," \
+	" created_at = EXCLUDED.created_at,"                                 \
+	" updated_at = EXCLUDED.updated_at, metadata = EXCLUDED.metadata,"   \
+	" content_hash = EXCLUDED.content_hash,"                             \
+	" parent_id = EXCLUDED.parent_id, thread_id = EXCLUDED.thread_id"    \
+	" WHERE messages.message_type <> 'Delete'"                           \
+	" OR EXCLUDED.message_type = 'Delete' RETURNING 1)"                  \
+	" SELECT 1 / (count(*) = %zu)::int FROM up;"
+/* MSG_SQL's division: a row was kept soft-deleted */
+#define KEPT_DELETED "22012"
 
 static void p_disconnect(fl_sink *s)
 {
@@ -1060,15 +1087,23 @@ static int apply_once(pg_sink *p, fl_batch *b, bool direct)
 	    (rf && fl_refresh_lock_sql(rf, &p->sql)) ||
 	    (p->n_obj && fl_buf_adds(&p->sql, graph_sql)) ||
 	    (p->n_mark && fl_buf_adds(&p->sql, mark_sql)) ||
-	    (p->n_msg && fl_buf_adds(&p->sql, msg_sql)) ||
+	    (p->n_msg && fl_buf_addf(&p->sql, MSG_SQL, p->n_msg)) ||
 	    (!rf && fl_buf_adds(&p->sql, "COMMIT"))) {
 		fl_refresh_free(rf);
 		fl_sink_seterr(s, "out of memory");
 		return FL_TRANSIENT;
 	}
 	res = PQexec(p->c, p->sql.p);
-	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+	if (!res || (PQresultStatus(res) != PGRES_COMMAND_OK &&
+	             PQresultStatus(res) != PGRES_TUPLES_OK)) {
+		const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+		                     : NULL;
 		fl_refresh_free(rf);
+		if (p->n_msg && st && !strcmp(st, KEPT_DELETED) &&
+		    !conn_lost(p)) {
+			PQclear(res);
+			return FL_KEPT_DELETED;
+		}
 		return failure(p, res, "apply");
 	}
 	PQclear(res);
@@ -1126,6 +1161,10 @@ static int p_apply(fl_sink *s, fl_batch *b)
 		p->direct_pause = DIRECT_PAUSE;
 		s->errmsg[0] = 0;
 		rc = apply_once(p, b, false);
+	}
+	if (rc == FL_KEPT_DELETED) {
+		rollback(p);
+		rc = fl_pg_kept_deleted(s, p->c, b);
 	}
 	if (rc != FL_OK)
 		rollback(p);

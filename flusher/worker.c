@@ -20,7 +20,8 @@
  *      FL_TRANSIENT -> backoff, same batch again; FL_REJECT -> find the
  *      culprit (the sink names it, or the range is replayed in halves down
  *      to one record), count its refusals, and after poison-retries of them
- *      set it aside (shm_dead_add) and go on without it
+ *      (at once when the sink says retrying cannot change it) set it aside
+ *      (shm_dead_add) and go on without it
  *
  * Invariants
  *  1. The cursor only moves past a record once the sink has it or it is a
@@ -523,7 +524,7 @@ static void rejected(fl_worker *w)
 		w->poison_count = 0;
 	}
 	w->poison_count++;
-	if (w->poison_count < w->cfg->poison_retries) {
+	if (w->poison_count < w->cfg->poison_retries && !w->b.reject_final) {
 		fl_log(FL_WARN, name(w), "seq %" PRIu64 " refused (%" PRIu64
 		       "/%" PRIu64 "): %s", r->seq, w->poison_count,
 		       w->cfg->poison_retries, w->sink->errmsg);
@@ -588,6 +589,7 @@ static void *run(void *arg)
 		}
 		uint64_t t0 = (uint64_t)now_us();
 		w->sink->errmsg[0] = 0;
+		w->b.reject_final = false;
 		int rc = w->sink->ops->apply(w->sink, &w->b);
 		if (rc == FL_OK) {
 			recovered(w);

@@ -45,26 +45,11 @@
 #include <xxhash.h>
 
 #include "codec.h"
+#include "pg_row.h"
 
 #define RT_BACKOFF_MS 1000
 #define RT_POOL 8             /* connections per level */
 #define RT_SMALL_REPLY 4096   /* bytes of a reply to AUTH, SELECT, SET */
-
-/*
- * A timestamptz column as RFC 3339 text in UTC, whatever the session's
- * TimeZone (the conninfo's options or PGTZ set it; in another zone an
- * offset may have seconds, or 9999 end in year 10000): to_json writes a
- * timestamp in ISO 8601 whatever the DateStyle. NULL stays NULL.
- */
-#define RT_UTC(col) "to_json(" col " AT TIME ZONE 'UTC')#>>'{}'||'Z'"
-
-/* The seed's SELECT, shaped as its serde JSON by PostgreSQL itself. */
-#define RT_COLUMNS                                                           \
-	"json_build_object('id',id,'room_id',room_id,'user_id',user_id,"     \
-	"'username',username,'content',content,'message_type',message_type," \
-	"'created_at'," RT_UTC("created_at") ","                             \
-	"'updated_at'," RT_UTC("updated_at") ",'metadata',metadata,"         \
-	"'parent_id',parent_id,'thread_id',thread_id)::text"
 
 /* A level's connections (invariant 3). */
 struct rt_pool {
@@ -938,7 +923,7 @@ static int l3_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	int rc;
 
 	shm_uuid_format(id, s);
-	if ((rc = l3_query(env, "SELECT " RT_COLUMNS " FROM messages "
+	if ((rc = l3_query(env, "SELECT " SHM_PG_MSG_JSON " FROM messages "
 	                   "WHERE id = $1", 1, params, &res)))
 		return rc;
 	if (PQntuples(res) == 0)
@@ -1074,7 +1059,7 @@ int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
 	else
 		snprintf(bef, sizeof bef, "infinity");
 	if ((rc = l3_query(env,
-	                   "SELECT id::text, " RT_COLUMNS " FROM messages "
+	                   "SELECT id::text, " SHM_PG_MSG_JSON " FROM messages "
 	                   "WHERE room_id = $1 AND created_at < $3::timestamptz "
 	                   "ORDER BY created_at DESC, id DESC LIMIT $2::int",
 	                   3, params, &res))) {

@@ -1339,6 +1339,206 @@ static void test_put_of_a_row_postgres_has_is_upserted_once(void **state)
 	free(dir);
 }
 
+/* The id's row in PostgreSQL: 1 if it is soft-deleted as a delete leaves
+ * it (type Delete, its content replaced), 0 if not, -1 if absent. */
+static long long pg_deleted(const char *id)
+{
+	char sql[300];
+
+	snprintf(sql, sizeof sql, "SELECT (message_type = 'Delete' AND content "
+	         "= '%s')::int FROM messages WHERE id = '%s'",
+	         SHM_DELETED_CONTENT, id);
+	return ft_sql_int(sql);
+}
+
+/* The one dead letter of the environment in dir: its seq, sink and reason,
+ * and the number of letters there. */
+static int one_dead_letter(const char *dir, struct dead_seen *s)
+{
+	shm_env *env = tu_open(dir, NULL);
+
+	memset(s, 0, sizeof *s);
+	assert_int_equal(shm_dead_each(env, collect_dead, s), 0);
+	assert_int_equal(ft_meta(env, "flusher.pg.dead"), (uint64_t)s->n);
+	assert_int_equal(ft_meta(env, "flusher.redis.dead"), 0);
+	shm_env_close(env);
+	return s->n;
+}
+
+/* dir's L1 holds id soft-deleted. */
+static void l1_holds_deleted(const char *dir, const shm_uuid *id)
+{
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg *got;
+
+	assert_int_equal(shm_msg_get(env, id, &got), 0);
+	assert_int_equal(got->type, SHM_MSG_DELETE);
+	assert_string_equal(got->content, SHM_DELETED_CONTENT);
+	shm_msg_free(got);
+	shm_env_close(env);
+}
+
+/* A soft delete is final in PostgreSQL too (pg_sink.c invariant 6). A put
+ * of an id PostgreSQL holds soft-deleted, from an L1 that does not hold it
+ * (here another environment: another host, or an L1 that evicted it), and
+ * an edit of a message another host deleted, used to undo the delete in
+ * L3 through the upsert. Each such record is now a dead letter at once
+ * naming the id, the rest of its batch applied once; PostgreSQL's row is
+ * put back into that L1 and, through its log, into Redis. A deleted row
+ * still takes another deleted state (here a reaction). */
+static void test_postgres_keeps_a_soft_delete_final(void **state)
+{
+	FT_NEED_SERVERS();
+	char *a = tu_tmpdir(), *b = tu_tmpdir(), *c = tu_tmpdir(), x[37],
+	     w[37], key[48];
+	struct dead_seen d;
+	shm_env *env;
+
+	ft_reset_servers();
+	ft_install_apply_counter();
+	/* host A: X put and deleted, W put */
+	shm_msg mx = tu_msg("undel", 1, "secret"), mw = tu_msg("undel", 2, "w");
+	mx.id = ft_id(9, 1);
+	mw.id = ft_id(9, 2);
+	shm_uuid_format(&mx.id, x);
+	shm_uuid_format(&mw.id, w);
+	env = tu_open(a, NULL);
+	assert_int_equal(shm_msg_put(env, &mx), 0);
+	assert_int_equal(shm_msg_put(env, &mw), 0);
+	assert_int_equal(shm_msg_delete(env, &mx.id), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(a, NULL), 0);
+	assert_int_equal(pg_deleted(x), 1);
+
+	/* host B: X put as it was before its delete, in one batch with two
+	 * new messages (the direct COPY meets X: the batch is upserted) */
+	shm_msg n[3] = {tu_msg("undel", 3, "new 1"), mx, tu_msg("undel", 4,
+	                                                         "new 2")};
+	n[1].type = SHM_MSG_TEXT;
+	n[1].content = "secret";
+	n[1].content_len = 6;
+	env = tu_open(b, NULL);
+	assert_int_equal(shm_msg_put_many(env, n, 3, NULL), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(b, NULL), 0);
+	assert_int_equal(pg_deleted(x), 1);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 4);
+	/* X, W, then the two new ones: each applied once, X not again */
+	assert_int_equal(ft_sql_int("SELECT sum(n) FROM test_apply_count"), 4);
+	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 1);
+	assert_int_equal(one_dead_letter(b, &d), 1);
+	assert_int_equal(d.d[0].seq, 2);
+	assert_string_equal(d.d[0].sink, "pg");
+	assert_non_null(strstr(d.reason[0], x));
+	assert_non_null(strstr(d.reason[0], "soft-deleted in PostgreSQL"));
+	assert_true(ft_log_mentions(b, "dead letter"));
+	assert_true(ft_log_mentions(b, "put back into L1"));
+	env = tu_open(b, NULL);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), 3);
+	shm_env_close(env);
+	/* PostgreSQL's row is back in B's L1, and its record takes it to
+	 * Redis, which had the refused state (and to PostgreSQL: the same) */
+	l1_holds_deleted(b, &mx.id);
+	assert_int_equal(ft_flush_once(b, NULL), 0);
+	redisContext *rc = ft_redis();
+	char *js;
+	size_t len;
+	snprintf(key, sizeof key, "msg:%s", x);
+	assert_int_equal(ft_redis_get(rc, key, &js, &len), 0);
+	assert_non_null(js);
+	assert_non_null(strstr(js, "\"message_type\":\"Delete\""));
+	free(js);
+	redisFree(rc);
+	assert_int_equal(pg_deleted(x), 1);
+	assert_int_equal(one_dead_letter(b, &d), 1);
+
+	/* host A: W, which another host deleted in PostgreSQL, edited in A's
+	 * L1 (a record that goes by the staging table, not the COPY) */
+	char sql[300];
+	snprintf(sql, sizeof sql, "UPDATE messages SET message_type = 'Delete',"
+	         " content = '%s' WHERE id = '%s'", SHM_DELETED_CONTENT, w);
+	ft_sql(sql);
+	env = tu_open(a, NULL);
+	assert_int_equal(shm_msg_edit(env, &mw.id, "edited", 6), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(a, NULL), 0);
+	assert_int_equal(pg_deleted(w), 1);
+	assert_int_equal(one_dead_letter(a, &d), 1);
+	assert_non_null(strstr(d.reason[0], w));
+	assert_non_null(strstr(d.reason[0], "msg_edit"));
+	l1_holds_deleted(a, &mw.id);
+
+	/* host C: X put deleted, with a reaction: another deleted state,
+	 * taken */
+	static const int32_t who[] = {7};
+	shm_reaction re = {"x", who, 1};
+	shm_msg del = mx;
+	del.type = SHM_MSG_DELETE;
+	del.content = SHM_DELETED_CONTENT;
+	del.content_len = (uint32_t)strlen(SHM_DELETED_CONTENT);
+	del.reactions = &re;
+	del.n_reactions = 1;
+	env = tu_open(c, NULL);
+	assert_int_equal(shm_msg_put(env, &del), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(c, NULL), 0);
+	assert_int_equal(pg_deleted(x), 1);
+	snprintf(sql, sizeof sql, "SELECT jsonb_array_length(metadata->"
+	         "'reactions'->'x') FROM messages WHERE id = '%s'", x);
+	assert_int_equal(ft_sql_int(sql), 1);
+	assert_int_equal(one_dead_letter(c, &d), 0);
+	ft_remove_apply_counter();
+	ft_rmdir(a);
+	ft_rmdir(b);
+	ft_rmdir(c);
+	free(a);
+	free(b);
+	free(c);
+}
+
+/* A row the upsert did not write for another reason than a soft delete
+ * (here a trigger that skips it) is refused without a culprit: the batch
+ * is replayed in halves down to that record, which is set aside, the rest
+ * applied; the queue does not stall on it. */
+static void test_upsert_short_of_rows_without_a_delete_does_not_stall(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	const char *fast[] = {"--backoff-min-ms", "10", "--poison-retries", "1",
+	                      NULL};
+	struct dead_seen d;
+	shm_msg a = tu_msg("skip", 1, "a"), b = tu_msg("skip", 2, "b");
+
+	ft_reset_servers();
+	ft_sql("CREATE OR REPLACE FUNCTION test_skip() RETURNS trigger "
+	       "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;"
+	       "DROP TRIGGER IF EXISTS test_skip ON messages;"
+	       "CREATE TRIGGER test_skip BEFORE UPDATE ON messages FOR EACH ROW "
+	       "WHEN (NEW.content = 'skip me') EXECUTE FUNCTION test_skip()");
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(shm_msg_put(env, &a), 0);
+	assert_int_equal(shm_msg_put(env, &b), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, fast), 0);
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm_msg_edit(env, &a.id, "skip me", 7), 0);
+	assert_int_equal(shm_msg_edit(env, &b.id, "b2", 2), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, fast), 0);
+	ft_sql("DROP TRIGGER test_skip ON messages");
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                            "content IN ('a', 'b2')"), 2);
+	assert_int_equal(one_dead_letter(dir, &d), 1);
+	assert_int_equal(d.d[0].seq, 3);
+	assert_non_null(strstr(d.reason[0], "fewer rows than staged"));
+	env = tu_open(dir, NULL);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), 4);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* New messages with default metadata are COPYed without the column, so
  * PostgreSQL fills in the column's default: only while that default is
  * the seed's default metadata. Changed under a running flusher (between
@@ -2460,6 +2660,42 @@ static void test_write_through_returns_once_postgres_has_it(void **state)
 	free(dir);
 }
 
+/* Write-through: a put undoing a delete PostgreSQL holds (L1 did not hold
+ * the deleted message) is SHM_EL3 naming the id, not 0, and when it
+ * returns L1 holds PostgreSQL's row again (pg_sink.c invariant 6). */
+static void test_write_through_put_undoing_a_delete_in_postgres_is_el3(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), x[37], sql[400];
+	const char *fast[] = {"--backoff-min-ms", "10", NULL};
+	shm_msg m = tu_msg("wt-undel", 1, "secret"), *got;
+
+	ft_reset_servers();
+	m.id = ft_id(9, 3);
+	shm_uuid_format(&m.id, x);
+	snprintf(sql, sizeof sql, "INSERT INTO messages (id, room_id, user_id,"
+	         " username, content, message_type, created_at, content_hash)"
+	         " VALUES ('%s', 'wt-undel', 1, 'alice', '%s', 'Delete', now(),"
+	         " '0')", x, SHM_DELETED_CONTENT);
+	ft_sql(sql);
+	shm_env_close(tu_open(dir, NULL));
+	pid_t fl = ft_spawn_flusher(dir, fast);
+	shm_env *env = open_through(dir, 10000);
+	assert_int_equal(shm_msg_put(env, &m), SHM_EL3);
+	assert_non_null(strstr(shm_errmsg(), x));
+	assert_non_null(strstr(shm_errmsg(), "soft-deleted in PostgreSQL"));
+	assert_int_equal(pg_deleted(x), 1);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_int_equal(got->type, SHM_MSG_DELETE);
+	shm_msg_free(got);
+	shm_env_close(env);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* A write-through write does not wait for the flusher's batch-ms: the
  * batch that holds its record is sent at once (worker.c invariant 5), with
  * batch-ms 10 s here and each such write given 5 s. Only an awaited record
@@ -2613,6 +2849,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_graph_drop_inside_a_batch_respects_order, ft_teardown),
 		cmocka_unit_test_teardown(test_legacy_records_of_one_object_in_two_spellings_apply, ft_teardown),
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
+		cmocka_unit_test_teardown(test_postgres_keeps_a_soft_delete_final, ft_teardown),
+		cmocka_unit_test_teardown(test_upsert_short_of_rows_without_a_delete_does_not_stall, ft_teardown),
 		cmocka_unit_test_teardown(test_corrupt_record_met_as_the_map_grows_is_set_aside, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_keeps_the_environments_map_size, ft_teardown),
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
@@ -2628,6 +2866,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_sighup_reopens_the_log_file, ft_teardown),
 		cmocka_unit_test_teardown(test_once_stopped_by_sigterm_exits_3, ft_teardown),
 		cmocka_unit_test_teardown(test_write_through_returns_once_postgres_has_it, ft_teardown),
+		cmocka_unit_test_teardown(test_write_through_put_undoing_a_delete_in_postgres_is_el3, ft_teardown),
 		cmocka_unit_test_teardown(test_write_through_does_not_wait_for_batch_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_write_through_sees_a_refusal_past_a_corrupt_letter, ft_teardown),
 	};
