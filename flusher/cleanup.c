@@ -15,13 +15,13 @@
 
 #include "cleanup.h"
 
-#define WEBSITE_TYPE "Communication::Website"
 #define UUID_RE "'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'"
 
-/* "(website, type, id) is declared direct"; the website object always is. */
+/* "(website, type, id) is direct": a website object (any id: libshm's rule,
+ * SHM_WEBSITE_TYPE), or one declared direct. */
 #define IS_DIRECT(t, i)                                                        \
-	"(" t " = '" WEBSITE_TYPE "' OR EXISTS (SELECT 1 FROM shm_objects o"   \
-	" WHERE o.website_id = $1 AND o.object_type = " t                      \
+	"(" t " = '" SHM_WEBSITE_TYPE "' OR EXISTS (SELECT 1"                  \
+	" FROM shm_objects o WHERE o.website_id = $1 AND o.object_type = " t   \
 	" AND o.object_id = " i " AND o.direct))"
 
 /* The marks a website's transaction handles: read once, cleared by exact
@@ -333,8 +333,9 @@ static uint32_t graph_node(graph *g, const char *type, const char *id,
 		g->n = n;
 		g->cap = cap;
 	}
+	/* a website is direct whatever its declaration (libshm's rule) */
 	g->n[g->nn] = (gnode){.type = type, .id = id,
-	                      .direct = !strcmp(type, WEBSITE_TYPE)};
+	                      .direct = !strcmp(type, SHM_WEBSITE_TYPE)};
 	g->slot[s] = g->nn + 1;
 	return g->nn++;
 }

@@ -18,7 +18,9 @@
  *       in C: backwards from the marks, every direct object reached
  *       through indirect ones (the marked direct ones included) is a
  *       source too. The website ("Communication::Website/<id>", whose edge
- *       is its about) is one like any other.
+ *       is its about) is one like any other. Direct means libshm's rule:
+ *       every website object (SHM_WEBSITE_TYPE, any id, whatever its
+ *       shm_objects row says), and the objects declared direct.
  *     per chunk of CHUNK (200) sources of one type, ONE statement: each
  *       source's recursive dependencies are walked once in C (forward,
  *       through indirect objects, stopping at direct ones, cycles cut:

@@ -5,8 +5,11 @@
  * An object is "TYPE/ID" inside a website (a UUID); its keys in every
  * database are website(16) + object bytes in canonical form (shm__objkey,
  * invariant 5). The website itself is the object
- * "Communication::Website/<website uuid>": it is always direct, declared or
- * not.
+ * "Communication::Website/<website uuid>". A website is direct by its type:
+ * every "Communication::Website/<id>" object (this website or another one
+ * embedded here) is direct, declared or not, and shm_deps_set refuses to
+ * declare one indirect; any other object is direct iff declared so. The
+ * flusher's connection cleanup (flusher/cleanup.c) applies the same rule.
  *
  * Databases (see internal.h):
  *   obj   key -> u8 direct (1) / indirect (0), set by shm_deps_set
@@ -33,8 +36,8 @@
  *  1. For every dep entry (k -> o) there is a ref entry (o -> k), and back.
  *  2. Every change here appends its log record in the same transaction.
  *  3. Bad input (object, website, dependency, the object among its own
- *     dependencies) is refused before any transaction begins: nothing
- *     changes.
+ *     dependencies, a website declared indirect) is refused before any
+ *     transaction begins: nothing changes.
  *  4. shm_deps_set stores no edge from an object to itself.
  *  5. Objects are stored, compared and logged in canonical form: an ID of
  *     the 8-4-4-4-12 hex form is a UUID and is put in lower case, as
@@ -65,8 +68,6 @@ int shm__static_bust_w(shm__wtxn *w, const uint8_t *key, size_t klen,
 	(SHM_MAX_OBJECT < SHM__LMDB_MAXKEY - 9 - 16                            \
 	         ? SHM_MAX_OBJECT                                              \
 	         : SHM__LMDB_MAXKEY - 9 - 16)
-
-#define WEBSITE_TYPE "Communication::Website"
 
 static int mdberr(int rc, const char *what)
 {
@@ -165,18 +166,14 @@ static size_t sibling_key(const uint8_t *key0, const void *o, size_t olen,
 	return 16 + olen;
 }
 
-/* Whether the object of key is the website object of its own website. */
-static bool is_website_object(const uint8_t *key, size_t klen)
+/* Whether object o[0..len) (checked) is a website: its TYPE, before the
+ * last '/', is SHM_WEBSITE_TYPE. */
+static bool is_website_type(const char *o, size_t len)
 {
-	char id[37];
-	size_t tl = sizeof WEBSITE_TYPE - 1;
+	size_t tl = sizeof SHM_WEBSITE_TYPE - 1;
 
-	if (klen != 16 + tl + 1 + 36)
-		return false;
-	if (memcmp(key + 16, WEBSITE_TYPE "/", tl + 1) != 0)
-		return false;
-	shm_uuid_format((const shm_uuid *)key, id);
-	return memcmp(key + 16 + tl + 1, id, 36) == 0; /* both canonical */
+	return len > tl + 1 && memcmp(o, SHM_WEBSITE_TYPE "/", tl + 1) == 0 &&
+	       memchr(o + tl + 1, '/', len - tl - 1) == NULL;
 }
 
 static int is_direct_txn(shm_env *env, MDB_txn *txn, const uint8_t *key,
@@ -185,11 +182,9 @@ static int is_direct_txn(shm_env *env, MDB_txn *txn, const uint8_t *key,
 	MDB_val k = {klen, (void *)key}, d;
 	int rc;
 
-	*direct = false;
-	if (is_website_object(key, klen)) {
-		*direct = true;
+	*direct = is_website_type((const char *)key + 16, klen - 16);
+	if (*direct)
 		return 0;
-	}
 	rc = mdb_get(txn, env->obj, &k, &d);
 	if (rc == MDB_NOTFOUND)
 		return 0;
@@ -569,6 +564,10 @@ int shm_deps_set(shm_env *env, const shm_uuid *website, const char *object,
 		return shm__null(__func__, "env");
 	if ((rc = shm__objkey(__func__, website, object, key, &klen)))
 		return rc;
+	if (!direct && is_website_type((const char *)key + 16, klen - 16))
+		return shm__err(SHM_EINVAL, "object '%s': a website is always "
+		                "direct (every " SHM_WEBSITE_TYPE " object is): "
+		                "declare it direct", object);
 	if (n_deps > 0 && deps == NULL)
 		return shm__null(__func__, "deps");
 	if (n_deps > UINT32_MAX)

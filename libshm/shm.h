@@ -610,12 +610,18 @@ void shm_sha_hex(shm_sha_kind kind, const void *content, size_t len,
 
 /* ------------------------------------------------- object graph, busting */
 
+/* The type of website objects: every "Communication::Website/<id>" object
+ * (the website's own, or another website embedded in its pages) is direct,
+ * declared or not, as Osuny's websites are direct objects by their class. */
+#define SHM_WEBSITE_TYPE "Communication::Website"
+
 /*
  * Replaces object's direct dependencies (the objects its output embeds) and
  * declares whether object is direct (attached to the website: the website
  * itself, pages, posts, categories, events) or indirect (people,
- * organisations, blocks, media). Dependencies not declared yet are indirect.
- * An object among its own dependencies is refused (SHM_EINVAL).
+ * organisations, blocks, media). Dependencies not declared yet are indirect,
+ * websites excepted (SHM_WEBSITE_TYPE). An object among its own dependencies,
+ * or a website declared indirect (direct false), is refused (SHM_EINVAL).
  */
 int shm_deps_set(shm_env *env, const shm_uuid *website, const char *object,
                  bool direct, const char *const *deps, size_t n_deps);
@@ -640,7 +646,7 @@ int shm_deps_recursive(shm_env *env, const shm_uuid *website,
 /* References: the same walk backwards (who embeds object). */
 int shm_deps_referrers(shm_env *env, const shm_uuid *website,
                        const char *object, shm_objlist **out);
-/* Whether object was declared direct. */
+/* Whether object is direct: a website (SHM_WEBSITE_TYPE), or declared so. */
 int shm_object_is_direct(shm_env *env, const shm_uuid *website,
                          const char *object, bool *direct);
 

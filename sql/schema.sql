@@ -83,7 +83,10 @@ ALTER TABLE shm_sink_positions ADD COLUMN IF NOT EXISTS env_uuid uuid;
 -- Object graph mirrored from L1 (shm_deps_set). An object is direct (attached
 -- to the website: the website itself, pages, posts, categories, events) or
 -- indirect (people, organisations, blocks, media). Objects referenced as a
--- dependency but never declared have no row here and count as indirect.
+-- dependency but never declared have no row here and count as indirect, but
+-- for websites: every object of type 'Communication::Website' is direct,
+-- whatever its row says (libshm's rule; an older libshm let one be declared
+-- indirect).
 CREATE TABLE IF NOT EXISTS shm_objects (
     website_id   uuid        NOT NULL,
     object_type  text        NOT NULL,

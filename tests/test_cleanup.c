@@ -111,7 +111,8 @@ static void site_init(site *s, int n)
 	sql("INSERT INTO shm_websites VALUES ('%s', '%s')", s->id, s->univ);
 }
 
-/* "Page:3" -> type "Page", id id(3); "Website" -> the site itself. */
+/* "Page:3" -> type "Page", id id(3); "Website" -> the site itself;
+ * "Communication::Website:9" -> another website, id(9). */
 static void split(const site *s, const char *o, char *type, char *oid)
 {
 	if (!strcmp(o, "Website")) {
@@ -119,7 +120,7 @@ static void split(const site *s, const char *o, char *type, char *oid)
 		strcpy(oid, s->id);
 		return;
 	}
-	const char *c = strchr(o, ':');
+	const char *c = strrchr(o, ':');
 	snprintf(type, 64, "%.*s", (int)(c - o), o);
 	strcpy(oid, id(atoi(c + 1)));
 }
@@ -161,14 +162,15 @@ static void conn(const site *s, const char *src, const char *obj)
 }
 
 /* The site's connections as "Source>Object" sorted, ';'-separated, with
- * objects named back "Type:n" (the website "Website"); static buffer. */
+ * objects named back "Type:n" (the site itself "Website"); static buffer. */
 static const char *conns(const site *s)
 {
 	static char out[8192];
 	char q[512];
 	snprintf(q, sizeof q,
 	         "SELECT string_agg(x, ';' ORDER BY x) FROM (SELECT"
-	         " CASE WHEN direct_source_type = '" WEBSITE "' THEN 'Website'"
+	         " CASE WHEN direct_source_type = '" WEBSITE "' AND"
+	         " direct_source_id = website_id THEN 'Website'"
 	         " ELSE direct_source_type || ':' ||"
 	         " (right(direct_source_id::text, 12)::bigint)::text END || '>' ||"
 	         " indirect_object_type || ':' ||"
@@ -595,6 +597,110 @@ static void test_website_in_either_case_is_one_object_in_l1_and_l3(void **st_)
 	free(dir);
 }
 
+/*
+ * Another website embedded in a page is direct in L1 as in L3, declared or
+ * not (every Communication::Website object is: SHM_WEBSITE_TYPE): the page's
+ * recursive dependencies stop at it, so the page has no connection to what
+ * that website shows, which is connected to the website instead, and a
+ * website is no connection's indirect object. L1 used to take it as
+ * indirect when declared so and walked through it to the person it shows,
+ * while the flush's refresh and the cleanup stopped there.
+ */
+static void test_another_website_is_direct_in_l1_and_l3(void **st_)
+{
+	NEED_PG();
+	if (!ft_redis_url) {
+		skip();
+		return;
+	}
+	site s;
+	shm_uuid w;
+	char other[80], page[80], person[80];
+	shm_objlist *l = NULL;
+	site_init(&s, 54);
+	assert_int_equal(shm_uuid_parse(s.id, &w), 0);
+	snprintf(other, sizeof other, WEBSITE "/%s", id(9));
+	snprintf(page, sizeof page, "%s", obj("Page", 1));
+	snprintf(person, sizeof person, "%s", obj("Person", 3));
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	const char *page_deps[] = {other}, *other_deps[] = {person};
+	/* declared indirect: refused (it used to be taken) */
+	assert_int_equal(shm_deps_set(env, &w, other, false, other_deps, 1),
+	                 SHM_EINVAL);
+	assert_int_equal(shm_deps_set(env, &w, page, true, page_deps, 1), 0);
+	assert_int_equal(shm_deps_set(env, &w, other, true, other_deps, 1), 0);
+	/* L1: the page's walk stops at the website, whose walk reaches the
+	 * person */
+	assert_int_equal(shm_deps_recursive(env, &w, page, &l), 0);
+	assert_int_equal(l->n, 1);
+	assert_string_equal(l->items[0], other);
+	free(l);
+	assert_int_equal(shm_deps_recursive(env, &w, other, &l), 0);
+	assert_int_equal(l->n, 1);
+	assert_string_equal(l->items[0], person);
+	free(l);
+	shm_env_close(env);
+	/* L3, at flush time: the same */
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_string_equal(conns(&s), WEBSITE ":9>Person:3");
+
+	/* the rows the other reading makes go at the next cleanup, the right
+	 * one stays */
+	conn(&s, "Page:1", "Person:3");
+	conn(&s, "Page:1", WEBSITE ":9");
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm_object_save(env, &w, page), 0);
+	assert_int_equal(shm_object_save(env, &w, other), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	fl_cleanup_stats st = {0};
+	char err[512] = "";
+	assert_int_equal(fl_cleanup_website(pg, s.id, &st, err, sizeof err), 0);
+	assert_string_equal(conns(&s), WEBSITE ":9>Person:3");
+	assert_int_equal(st.deleted, 2);
+	assert_int_equal(st.inserted, 0);
+	ft_rmdir(dir);
+	free(dir);
+}
+
+/* The cleanup takes every website object as direct: declared, undeclared,
+ * or mirrored indirect (an older libshm let a website be declared so). */
+static void test_cleanup_takes_every_website_as_direct(void **st_)
+{
+	NEED_PG();
+	site s;
+	char t[64], i[40];
+	site_init(&s, 56);
+	direct(&s, "Page:1");
+	direct(&s, "Page:2");
+	split(&s, WEBSITE ":9", t, i);
+	sql("INSERT INTO shm_objects (website_id, object_type, object_id, "
+	    "direct) VALUES ('%s', '%s', '%s', false)", s.id, t, i);
+	edge(&s, "Website", "School:1");
+	edge(&s, "Page:1", WEBSITE ":9");
+	edge(&s, WEBSITE ":9", "Person:3");
+	edge(&s, "Page:2", WEBSITE ":8"); /* undeclared */
+	edge(&s, "Page:2", "Block:1");
+	conn(&s, "Website", "School:1");
+	conn(&s, "Page:1", "Person:3");         /* behind a website */
+	conn(&s, "Page:1", WEBSITE ":9");       /* a website as object */
+	conn(&s, "Page:2", WEBSITE ":8");       /* the same, undeclared */
+	conn(&s, "Page:2", "Block:1");
+	mark(&s, "Page:1", 1);
+	mark(&s, "Page:2", 1);
+	mark(&s, "Person:3", 1); /* reached back from the website 9 */
+
+	fl_cleanup_stats st = {0};
+	char err[512] = "";
+	assert_int_equal(fl_cleanup_website(pg, s.id, &st, err, sizeof err), 0);
+	assert_string_equal(conns(&s), WEBSITE ":9>Person:3;Page:2>Block:1;"
+	                               "Website>School:1");
+	assert_int_equal(st.sources, 3); /* Page:1, Page:2, the website 9 */
+	assert_int_equal(st.deleted, 3);
+	assert_int_equal(st.inserted, 1);
+}
+
 /* The website's advisory lock is taken under hashtext of the uuid's text
  * as PostgreSQL writes it (lower case), whatever the caller's spelling:
  * the flusher's refresh locks that text, so a cleanup given the id in upper
@@ -669,11 +775,15 @@ int main(void)
 		cmocka_unit_test(test_cleanup_report_goes_to_meta),
 		cmocka_unit_test(
 			test_cleanup_locks_the_websites_canonical_text),
+		cmocka_unit_test(test_cleanup_takes_every_website_as_direct),
 		cmocka_unit_test(test_cleanup_an_indirect_source_keeps_nothing),
 		cmocka_unit_test_teardown(
 			test_cleanup_matches_upper_case_uuid_ids, ft_teardown),
 		cmocka_unit_test_teardown(
 			test_website_in_either_case_is_one_object_in_l1_and_l3,
+			ft_teardown),
+		cmocka_unit_test_teardown(
+			test_another_website_is_direct_in_l1_and_l3,
 			ft_teardown),
 		cmocka_unit_test_teardown(
 			test_flusher_upserts_connections_of_changed_sources,

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "internal.h"
 #include "shm.h"
 #include "shm_log.h"
 #include "testutil.h"
@@ -374,13 +375,6 @@ static void test_website_object_is_direct_without_declaration(void **state)
 	         "0b8e7c52-1111-4222-8333-444455556666");
 	assert_int_equal(shm_object_is_direct(f->env, &f->ws, obj, &direct), 0);
 	assert_true(direct);
-	assert_int_equal(shm_object_is_direct(
-	                         f->env, &f->ws,
-	                         "Communication::Website/"
-	                         "99999999-1111-4222-8333-444455556666",
-	                         &direct),
-	                 0);
-	assert_false(direct);
 	assert_int_equal(shm_object_is_direct(f->env, &f->ws, "Person/x", &direct),
 	                 0);
 	assert_false(direct);
@@ -388,10 +382,92 @@ static void test_website_object_is_direct_without_declaration(void **state)
 	assert_int_equal(shm_object_is_direct(f->env, &f->ws, "Page/p", &direct), 0);
 	assert_true(direct);
 	/* the website embeds its about; the about's block reaches the site */
-	declare(f, false, obj, "Page/about", NULL);
+	declare(f, true, obj, "Page/about", NULL);
 	declare(f, true, "Page/about", "Block/1", NULL);
 	assert_string_equal(referrers(f, "Block/1"), "Page/about");
 	assert_string_equal(referrers(f, "Page/about"), obj);
+}
+
+/* Sets the stored direct byte of object as an older libshm could leave it
+ * (it accepted a website declared indirect). */
+static void store_direct_byte(fixture *f, const char *obj, uint8_t direct)
+{
+	uint8_t key[SHM_OBJKEY_MAX];
+	size_t klen;
+	MDB_txn *txn;
+
+	assert_int_equal(shm__objkey("test", &f->ws, obj, key, &klen), 0);
+	MDB_val k = {klen, key}, v = {1, &direct};
+	assert_int_equal(mdb_txn_begin(f->env->mdb, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_put(txn, f->env->obj, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+}
+
+/*
+ * Every Communication::Website object is direct by its type, as Osuny's
+ * websites are (Website#is_direct_object?) and as the connection cleanup
+ * takes them: another website embedded in a page too, declared or not. It
+ * used to be indirect unless declared direct, so the page's recursive
+ * dependencies went on through it to what that website shows (Person/3),
+ * while the cleanup stopped there and gave the page no such connection.
+ */
+static void test_every_website_object_is_direct(void **state)
+{
+	fixture *f = *state;
+	const char *other =
+		"Communication::Website/99999999-1111-4222-8333-444455556666";
+	const char *own =
+		"Communication::Website/0B8E7C52-1111-4222-8333-444455556666";
+	const char *deps[] = {"Person/3"};
+	bool direct = false;
+	shm_objlist *l = NULL;
+	uint64_t seq;
+
+	assert_int_equal(shm_object_is_direct(f->env, &f->ws, other, &direct),
+	                 0);
+	assert_true(direct);
+	/* declared indirect: refused, saying why, nothing written */
+	seq = next_seq(f);
+	assert_int_equal(shm_deps_set(f->env, &f->ws, other, false, deps, 1),
+	                 SHM_EINVAL);
+	assert_string_equal(shm_errmsg(),
+	                    "object 'Communication::Website/99999999-1111-4222-"
+	                    "8333-444455556666': a website is always direct "
+	                    "(every Communication::Website object is): declare "
+	                    "it direct (invalid argument)");
+	assert_int_equal(shm_deps_set(f->env, &f->ws, own, false, NULL, 0),
+	                 SHM_EINVAL);
+	assert_int_equal(next_seq(f), seq);
+	assert_int_equal(shm_deps_get(f->env, &f->ws, other, &l), 0);
+	assert_int_equal(l->n, 0);
+	free(l);
+	/* a TYPE that only begins so is not a website */
+	assert_int_equal(shm_object_is_direct(f->env, &f->ws,
+	                                      "Communication::Website/x/1",
+	                                      &direct),
+	                 0);
+	assert_false(direct);
+
+	/* a page shows the other website, which shows a person */
+	declare(f, true, "Page/p", other, NULL);
+	declare(f, true, other, "Person/3", NULL);
+	assert_string_equal(recursive(f, "Page/p"), other);
+	assert_string_equal(recursive(f, other), "Person/3");
+	assert_string_equal(referrers(f, "Person/3"), other);
+	/* saving the person busts the website showing it, not the page */
+	put_static(f, "Page/p");
+	put_static(f, other);
+	assert_int_equal(shm_object_save(f->env, &f->ws, "Person/3"), 0);
+	assert_false(has_static(f, other));
+	assert_true(has_static(f, "Page/p"));
+
+	/* stored indirect by an older libshm: direct all the same */
+	store_direct_byte(f, other, 0);
+	assert_int_equal(shm_object_is_direct(f->env, &f->ws, other, &direct),
+	                 0);
+	assert_true(direct);
+	assert_string_equal(recursive(f, "Page/p"), other);
+	assert_string_equal(referrers(f, "Person/3"), other);
 }
 
 /* A UUID has no case (PostgreSQL's uuid columns, where the flusher mirrors
@@ -416,7 +492,7 @@ static void test_uuid_ids_in_either_case_are_one_object(void **state)
 	int n_marks;
 
 	declare(f, true, page_up, person, NULL);
-	declare(f, false, site_up, page, NULL);
+	declare(f, true, site_up, page, NULL);
 	assert_string_equal(recursive(f, page), person);
 	assert_string_equal(referrers(f, person_up), page);
 	assert_string_equal(referrers(f, page_up), site);
@@ -792,6 +868,7 @@ int main(void)
 		T(test_recursive_deps_go_through_indirect_and_stop_at_direct),
 		T(test_recursive_deps_cut_cycles),
 		T(test_website_object_is_direct_without_declaration),
+		T(test_every_website_object_is_direct),
 		T(test_graphs_are_separate_per_website),
 		T(test_uuid_ids_in_either_case_are_one_object),
 		T(test_an_object_depending_on_itself_in_other_case_is_refused),

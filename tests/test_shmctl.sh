@@ -482,6 +482,8 @@ t "deps set with the nil website exits 65" 65 "$SHMCTL" deps set 00000000-0000-0
 has "saying so" "$tmp/err" "the nil UUID is not a website"
 t "deps set with a malformed dependency exits 65" 65 "$SHMCTL" deps set "$W" "Page/1" "Block/1" "Person/a b"
 has "naming it" "$tmp/err" "dependency 1: object 'Person/a b': whitespace"
+t "deps set of a website without --direct exits 65" 65 "$SHMCTL" deps set "$W" "Communication::Website/$W" "Page/1"
+eq "saying it is always direct" "$(cat "$tmp/err")" "shmctl: object 'Communication::Website/$W': a website is always direct (every Communication::Website object is): declare it direct (invalid argument)"
 eq "the refused commands wrote nothing" "$(stat_value log_last)" "$last"
 t "deps show after them" 0 "$SHMCTL" deps show "$W" "Page/1"
 eq "shows the dependencies as they were" "$(cat "$tmp/out")" "Block/1"
@@ -490,7 +492,7 @@ eq "shows the dependencies as they were" "$(cat "$tmp/out")" "Block/1"
 U=$(echo "$W" | tr a-f A-F)
 P=c0ffee00-0000-4000-8000-0000000000ab
 PU=$(echo "$P" | tr a-f A-F)
-t "deps set of the website object in upper case" 0 "$SHMCTL" deps set "$U" "Communication::Website/$U" "Page/$PU"
+t "deps set of the website object in upper case" 0 "$SHMCTL" deps set "$U" "Communication::Website/$U" --direct "Page/$PU"
 t "deps show of it in lower case" 0 "$SHMCTL" deps show "$W" "Communication::Website/$W"
 eq "is the same object, its dependency in lower case" "$(cat "$tmp/out")" "Page/$P"
 t "deps show --referrers of the page in upper case" 0 "$SHMCTL" deps show "$U" "Page/$PU" --referrers

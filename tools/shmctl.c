@@ -72,6 +72,8 @@ static const char usage_text[] =
 "                                   * stores content, prints its SHA\n"
 "  deps set WEBSITE OBJECT [--direct] [DEP ...]\n"
 "                                   * replaces OBJECT's direct dependencies\n"
+"                                     (a Communication::Website/ID OBJECT\n"
+"                                     is always direct: give --direct)\n"
 "  deps show WEBSITE OBJECT [--recursive|--referrers]\n"
 "                                     direct dependencies, the recursive\n"
 "                                     walk, or the references (who embeds it)\n"
