@@ -1335,6 +1335,12 @@ static void test_writer_reader_and_put_agree_on_the_range_of_times(
 	shm_msg m = tu_msg("r", 1, "c"), *none;
 	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_ETIME);
 	assert_non_null(strstr(shm_errmsg(), "field 'created_at': 0 is no time"));
+	/* the appending form too (shm_log.h), appending nothing */
+	len = 0;
+	assert_int_equal(shm_msg_json_append(&m, &buf, &len, &cap, NULL, NULL),
+	                 SHM_ETIME);
+	assert_int_equal(len, 0);
+	assert_non_null(strstr(shm_errmsg(), "field 'created_at': 0 is no time"));
 	assert_int_equal(shm_msg_from_json(epoch, strlen(epoch), &none, NULL, 0),
 	                 SHM_ETIME);
 	free(buf);
