@@ -117,7 +117,8 @@ static const fl_opt opts[] = {
 	 U(1, 3600000), NULL, "retry delays double up to this cap", NULL},
 	{"poison-retries", 0, O_UINT, W_BOTH, OFF(poison_retries), "3",
 	 U(1, 1000), NULL,
-	 "a record a sink refuses this many times becomes a dead letter", NULL},
+	 "a record a sink refuses this many times becomes a dead letter (at "
+	 "once: one PostgreSQL refuses for undoing a soft delete)", NULL},
 	{"once-retries", 0, O_UINT, W_BOTH, OFF(once_retries), "3",
 	 U(1, 1000), NULL,
 	 "--once: give a sink up after this many failures in a row (of the "
