@@ -231,7 +231,7 @@ int fl_op_class(int op)
 	return 0;
 }
 
-void fl_batch_coalesce(fl_batch *b)
+int fl_batch_coalesce(fl_batch *b)
 {
 	size_t cap = 16;
 	long *slot;
@@ -241,11 +241,11 @@ void fl_batch_coalesce(fl_batch *b)
 		b->r[i].first_op = b->r[i].op;
 	}
 	if (b->n < 2)
-		return;
+		return 0;
 	while (cap < b->n * 2)
 		cap *= 2;
 	if (!(slot = malloc(cap * sizeof *slot)))
-		return; /* not coalescing is correct, only slower */
+		return ENOMEM;
 	for (size_t i = 0; i < cap; i++)
 		slot[i] = -1;
 	/* newest first: the first record seen for a key is the one kept */
@@ -272,6 +272,7 @@ void fl_batch_coalesce(fl_batch *b)
 		}
 	}
 	free(slot);
+	return 0;
 }
 
 /* ------------------------------------------------------------- buffers */

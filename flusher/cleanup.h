@@ -8,7 +8,7 @@
  *   SELECT DISTINCT website_id FROM shm_marks           -- one task each
  *   per website, in one transaction (a failure rolls back that website only,
  *   its marks stay for the next round, the other websites go on):
- *     pg_advisory_xact_lock(FL_CLEANUP_LOCK, hashtext(website))
+ *     pg_advisory_xact_lock(FL_CLEANUP_LOCK, hashtext(website::text))
  *     snapshot the marks (INSERT INTO a temp table ... RETURNING them)
  *     the university new connections take
  *     the sources of connections touching a marked object (as source or
@@ -102,8 +102,8 @@ int fl_cleanup_round_per_connection(PGconn *pg, fl_cleanup_stats *st,
  * of types[i]/ids[i], i < n), every direct source among them or reaching
  * one of them through indirect objects gets a connection to each indirect
  * object (UUID id) among its recursive dependencies, inserted WHERE NOT
- * EXISTS under pg_advisory_xact_lock(FL_CLEANUP_LOCK, hashtext(website)):
- * call it inside a transaction. Reads the website's graph once (one
+ * EXISTS under pg_advisory_xact_lock(FL_CLEANUP_LOCK,
+ * hashtext(website::text)): call it inside a transaction. Reads the website's graph once (one
  * indexed statement), walks it in C, one INSERT per CHUNK sources. Never
  * deletes (useless connections are the cleanup's, through the marks).
  * Without a university for the website (shm_websites, or an existing

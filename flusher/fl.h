@@ -199,8 +199,10 @@ void fl_batch_free(fl_batch *b);
  * same class and key (messages by id; statics, graph and marks by website +
  * object). Each MSG_* and STATIC_* payload is the full new state, so the
  * last one wins; order between different keys is kept. The record kept for
- * a key gets, in first_op, the op of that key's first record. */
-void fl_batch_coalesce(fl_batch *b);
+ * a key gets, in first_op, the op of that key's first record. ENOMEM or 0:
+ * a batch not coalesced must not be applied (PostgreSQL's upsert refuses
+ * two rows of one key in a statement). */
+int fl_batch_coalesce(fl_batch *b);
 
 /* Key class of an op for coalescing: 'M' msg, 'S' static, 'G' graph,
  * 'K' mark, 0 unknown. */

@@ -1144,7 +1144,10 @@ static int p_apply(fl_sink *s, fl_batch *b)
 		fl_sink_seterr(s, "not connected");
 		return FL_TRANSIENT;
 	}
-	fl_batch_coalesce(b);
+	if (fl_batch_coalesce(b)) {
+		fl_sink_seterr(s, "out of memory (coalescing the batch)");
+		return FL_TRANSIENT;
+	}
 	rc = apply_once(p, b, p->direct_pause == 0);
 	if (p->direct_pause)
 		p->direct_pause--;

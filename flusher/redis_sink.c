@@ -333,7 +333,10 @@ static int r_apply(fl_sink *s, fl_batch *b)
 		               shm_errmsg());
 		return FL_TRANSIENT;
 	}
-	fl_batch_coalesce(b);
+	if (fl_batch_coalesce(b)) {
+		fl_sink_seterr(s, "out of memory (coalescing the batch)");
+		return FL_TRANSIENT;
+	}
 	r->out.len = 0;
 	r->n_cmd = 0;
 	/* 1. every command written before anything is sent */

@@ -42,9 +42,9 @@
  *     reads none. The mark is read after each read of the log: it is
  *     committed with its records, so a batch that holds them sees it (or
  *     a later one, past the batch: those records are in the log already,
- *     the next read takes them and the batch closes then, or fills up). Only the awaited record closes
- *     a batch early: a busy log still makes batch-records batches, and a
- *     stale mark (at or below the cursor: applied, its writer done or
+ *     the next read takes them and the batch closes then, or fills up).
+ *     Only the awaited record closes a batch early: a busy log still
+ *     makes batch-records batches, and a stale mark (at or below the cursor: applied, its writer done or
  *     dead) changes nothing. A mark that cannot be read: batch-ms, as
  *     without one.
  */

@@ -440,7 +440,7 @@ static void test_batch_coalesce_keeps_last_state_per_key(void **state)
 		r.key_len = 16;
 		assert_int_equal(fl_batch_add(&b, &r), 0);
 	}
-	fl_batch_coalesce(&b);
+	assert_int_equal(fl_batch_coalesce(&b), 0);
 	assert_true(b.r[0].superseded);  /* put k1: edited, then deleted */
 	assert_false(b.r[1].superseded); /* k2 */
 	assert_true(b.r[2].superseded);
