@@ -226,12 +226,14 @@ static uint64_t r64(rd *r)
 }
 
 /* Returns the string in place (NUL-terminated in the buffer) and *len its
- * length; "" and 0 once r is bad. */
-static const char *rstr(rd *r, uint32_t *len)
+ * length; "" and 0 once r is bad. A cstr (every string but content, which
+ * has its length) holds no NUL: its reader sees it whole. */
+static const char *rstr(rd *r, uint32_t *len, bool cstr)
 {
 	uint32_t n = r32(r);
 	const char *s;
-	if (r->bad || (size_t)(r->end - r->p) < (size_t)n + 1 || r->p[n] != 0) {
+	if (r->bad || (size_t)(r->end - r->p) < (size_t)n + 1 || r->p[n] != 0 ||
+	    (cstr && memchr(r->p, 0, n))) {
 		r->bad = true;
 		*len = 0;
 		return "";
@@ -275,9 +277,10 @@ static const char *keep_str(sink *s, const char *str, uint32_t len)
 	return d;
 }
 
-/* Walks the variable part; with s == NULL only measures (*need). */
+/* Walks the variable part; with s == NULL only measures (*need). On
+ * SHM_ECORRUPT, *at names the part that is wrong. */
 static int walk(const uint8_t *buf, size_t len, sink *s, shm_msg *m,
-                size_t *need)
+                size_t *need, const char **at)
 {
 	rd r = {buf + SHM_MSG_FIXED, buf + len, false};
 	size_t n = 0;
@@ -286,20 +289,27 @@ static int walk(const uint8_t *buf, size_t len, sink *s, shm_msg *m,
 
 #define STR(field)                                                             \
 	do {                                                                   \
-		str = rstr(&r, &l);                                            \
+		str = rstr(&r, &l, true);                                      \
 		n += ((size_t)l + 1 + 7) & ~(size_t)7;                         \
 		if (s && !r.bad)                                               \
 			field = keep_str(s, str, l);                           \
 	} while (0)
 
+	*at = "room_id";
 	STR(m->room_id);
+	if (!r.bad)
+		*at = "username";
 	STR(m->username);
-	str = rstr(&r, &l);
+	if (!r.bad)
+		*at = "content";
+	str = rstr(&r, &l, false);
 	n += ((size_t)l + 1 + 7) & ~(size_t)7;
 	if (s && !r.bad) {
 		m->content = keep_str(s, str, l);
 		m->content_len = l;
 	}
+	if (!r.bad)
+		*at = "mentions";
 	uint32_t nm = r32(&r);
 	if (r.bad || nm > SHM_MAX_LIST || (size_t)(r.end - r.p) < 4 * (size_t)nm)
 		return SHM_ECORRUPT;
@@ -313,6 +323,7 @@ static int walk(const uint8_t *buf, size_t len, sink *s, shm_msg *m,
 		m->n_mentions = nm;
 	}
 	rskip(&r, (size_t)nm * 4);
+	*at = "attachments";
 	uint32_t na = r32(&r);
 	if (r.bad || na > SHM_MAX_LIST)
 		return SHM_ECORRUPT;
@@ -336,6 +347,8 @@ static int walk(const uint8_t *buf, size_t len, sink *s, shm_msg *m,
 		STR(a->content_type);
 		STR(a->url);
 	}
+	if (!r.bad)
+		*at = "reactions";
 	uint32_t nr = r32(&r);
 	if (r.bad || nr > SHM_MAX_LIST)
 		return SHM_ECORRUPT;
@@ -367,11 +380,35 @@ static int walk(const uint8_t *buf, size_t len, sink *s, shm_msg *m,
 		r.p += (size_t)nu * 4;
 	}
 #undef STR
+	if (!r.bad && r.p != r.end)
+		*at = "bytes after its end";
 	if (r.bad || r.p != r.end)
 		return SHM_ECORRUPT;
 	if (need)
 		*need = n;
 	return 0;
+}
+
+/* What is wrong in the fixed part of b (len bytes), NULL if nothing: the
+ * bytes the encoder leaves zero are zero (byte 3, and a parent or thread
+ * id its flag does not announce: a flag bit lost shows). */
+static const char *header_bad(const uint8_t *b, size_t len)
+{
+	static const uint8_t zero[16];
+
+	if (len < SHM_MSG_FIXED)
+		return "shorter than its fixed part";
+	if (b[0] != SHM_MSG_ENC_VERSION)
+		return "unknown version";
+	if (b[1] >= SHM_MSG_TYPE_COUNT)
+		return "unknown type";
+	if (b[2] > 7 || b[3] != 0)
+		return "unknown flags";
+	if (!(b[2] & 2) && memcmp(b + SHM_MSG_PARENT_OFF, zero, 16) != 0)
+		return "a parent_id without its flag";
+	if (!(b[2] & 4) && memcmp(b + SHM_MSG_THREAD_OFF, zero, 16) != 0)
+		return "a thread_id without its flag";
+	return NULL;
 }
 
 int shm__msg_decode(const void *buf, size_t len, shm__arena *arena,
@@ -380,6 +417,7 @@ int shm__msg_decode(const void *buf, size_t len, shm__arena *arena,
 	const uint8_t *b = buf;
 	shm_msg hdr = {0}, *m;
 	size_t need = 0;
+	const char *bad;
 	uint64_t v;
 	int rc;
 
@@ -388,11 +426,12 @@ int shm__msg_decode(const void *buf, size_t len, shm__arena *arena,
 	for (uintptr_t l = ((uintptr_t)b | 63) + 1; l < (uintptr_t)b + len;
 	     l += 64)
 		__builtin_prefetch((const void *)l, 0, 0);
-	if (len < SHM_MSG_FIXED || b[0] != SHM_MSG_ENC_VERSION ||
-	    b[1] >= SHM_MSG_TYPE_COUNT || b[2] > 7)
-		return shm__err(SHM_ECORRUPT, "message value: bad header");
-	if ((rc = walk(b, len, NULL, &hdr, &need)))
-		return shm__err(SHM_ECORRUPT, "message value: malformed body");
+	if ((bad = header_bad(b, len)))
+		return shm__err(SHM_ECORRUPT, "message value of %zu bytes: bad "
+		                "header: %s", len, bad);
+	if (walk(b, len, NULL, &hdr, &need, &bad))
+		return shm__err(SHM_ECORRUPT, "message value of %zu bytes: "
+		                "malformed body: %s", len, bad);
 	if (arena) {
 		m = shm__arena_alloc(arena, sizeof *m);
 		if (!m)
@@ -426,7 +465,7 @@ int shm__msg_decode(const void *buf, size_t len, shm__arena *arena,
 	sink s = {.arena = arena};
 	if (!arena)
 		s.block = s.cur = (uint8_t *)m + ((sizeof *m + 7) & ~(size_t)7);
-	if ((rc = walk(b, len, &s, m, NULL))) {
+	if ((rc = walk(b, len, &s, m, NULL, &bad))) {
 		if (!arena)
 			free(m);
 		return rc == ENOMEM ? shm__err(ENOMEM, "message view")

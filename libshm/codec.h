@@ -11,7 +11,8 @@
  *   12   id[16]                   28 i32 user_id     32 u32 edit_count
  *   36   i64 created_at           44 i64 updated_at  52 i64 last_reply_at
  *   60   u32 reply_count          64 u64 content_hash (XXH3-64)
- *   72   parent_id[16]            88 thread_id[16]
+ *   72   parent_id[16]            88 thread_id[16] (each all zeros when
+ *                                    its flag is off)
  *   104  str room_id, str username, str content
  *        u32 n_mentions, n x i32
  *        u32 n_attachments, n x (id[16], u64 size, str filename,
@@ -21,7 +22,8 @@
  *        users in the order given)
  *
  *   str = u32 len, len bytes, one NUL byte (so views can hand out C strings
- *   that point into the map).
+ *   that point into the map); no NUL in the len bytes but content's (which
+ *   is handed out with its length).
  *
  * Values are not compressed in L1 (content is handed out zero-copy); log
  * payloads are LZ4 frames above the threshold (shm_log.h).
@@ -62,7 +64,11 @@ uint64_t shm__msg_enc_seq(const void *buf, size_t len);
  * Decodes buf. With arena == NULL: *out is one malloc'd block holding the
  * message, its arrays and copies of its strings (free()). With an arena:
  * strings point into buf, the struct and arrays are carved from the arena
- * (grown with realloc-free chunks, see shm__arena). SHM_ECORRUPT if bad.
+ * (grown with realloc-free chunks, see shm__arena). SHM_ECORRUPT, the text
+ * naming the part, for bytes the encoder does not write (the zeros above,
+ * a NUL inside a string), as for short or overlong ones. Reactions out of
+ * emoji order or without users are read still: values put before they
+ * were sorted and dropped hold them until their next write.
  */
 typedef struct shm__arena shm__arena;
 int shm__msg_decode(const void *buf, size_t len, shm__arena *arena,

@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "internal.h"
+#include "codec.h"
 #include "testutil.h"
 
 static char *dir;
@@ -202,6 +202,109 @@ static void test_payload_room_refuses_a_malformed_room(void **state)
 	assert_int_equal(shm_msg_payload_room(p, r.payload_len, &room, &len,
 	                                      &at), SHM_ECORRUPT);
 	assert_int_equal(len, 0);
+}
+
+/* The first record's payload, copied into p (*n bytes). */
+static void first_payload(uint8_t *p, size_t cap, size_t *n)
+{
+	shm_log_iter *it;
+	shm_log_rec r;
+
+	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
+	assert_int_equal(shm_log_iter_next(it, &r), 0);
+	assert_true(r.payload_len <= cap);
+	memcpy(p, r.payload, r.payload_len);
+	*n = r.payload_len;
+	shm_log_iter_close(it);
+}
+
+/* Where the encoded string s (u32 length, bytes) of p begins. */
+static size_t str_at(const uint8_t *p, size_t n, const char *s)
+{
+	uint8_t want[64];
+	uint32_t len = (uint32_t)strlen(s);
+
+	memcpy(want, &len, 4);
+	memcpy(want + 4, s, len);
+	const uint8_t *at = memmem(p, n, want, 4 + len);
+	assert_non_null(at);
+	return (size_t)(at - p) + 4;
+}
+
+/* A message value decodes only as the encoder writes it (codec.h): a byte
+ * it leaves zero that is not (byte 3, a parent or thread id whose flag is
+ * off: a flag bit lost), or a NUL inside a string handed out as a C string
+ * (which cut it short, the bytes after it unseen by put's checks and
+ * verify) is corrupt, the text naming the part. Before, each of these
+ * decoded, to a message that encodes to other bytes. */
+static void test_msg_decode_refuses_what_the_encoder_never_writes(
+	void **state)
+{
+	int32_t users[] = {3};
+	shm_reaction rx = {"zz", users, 1};
+	shm_attachment at = {.filename = "f.png", .content_type = "image/png",
+	                     .size = 9, .url = "http://u"};
+	shm_msg m = tu_msg("room", 1, "content");
+	static const struct {
+		const char *find; /* a string whose second byte becomes NUL */
+		size_t at;        /* or an offset in the fixed part */
+		uint8_t flags;    /* with byte 2 then */
+		const char *why;
+	} bad[] = {
+		{NULL, 3, 6, "bad header: unknown flags"},
+		{NULL, SHM_MSG_PARENT_OFF + 5, 4,
+		 "bad header: a parent_id without its flag"},
+		{NULL, SHM_MSG_THREAD_OFF, 2,
+		 "bad header: a thread_id without its flag"},
+		{"room", 0, 6, "malformed body: room_id"},
+		{"bob", 0, 6, "malformed body: username"},
+		{"f.png", 0, 6, "malformed body: attachments"},
+		{"image/png", 0, 6, "malformed body: attachments"},
+		{"http://u", 0, 6, "malformed body: attachments"},
+		{"zz", 0, 6, "malformed body: reactions"},
+	};
+	uint8_t p[1024], q[1024];
+	shm_msg *got;
+	size_t n;
+
+	m.username = "bob";
+	m.attachments = &at;
+	m.n_attachments = 1;
+	m.reactions = &rx;
+	m.n_reactions = 1;
+	m.has_parent = m.has_thread = true;
+	shm_uuid_v7(&m.parent_id);
+	m.thread_id = m.parent_id;
+	shm_uuid_v7(&at.id);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	first_payload(p, sizeof p, &n);
+	assert_int_equal(p[2], 6);
+	assert_int_equal(shm_msg_decode(p, n, &got), 0);
+	shm_msg_free(got);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		size_t off = bad[i].at;
+		memcpy(q, p, n);
+		if (bad[i].find) {
+			off = str_at(q, n, bad[i].find) + 1;
+			q[off] = 0;
+		} else {
+			q[off] = 1;
+		}
+		q[2] = bad[i].flags;
+		got = NULL;
+		assert_int_equal(shm_msg_decode(q, n, &got), SHM_ECORRUPT);
+		assert_null(got);
+		if (!strstr(shm_errmsg(), bad[i].why))
+			fail_msg("'%s' does not say '%s'", shm_errmsg(),
+			         bad[i].why);
+	}
+	/* content carries its length: a NUL in it is put's checks' to find */
+	memcpy(q, p, n);
+	q[str_at(q, n, "content") + 2] = 0;
+	assert_int_equal(shm_msg_decode(q, n, &got), 0);
+	assert_int_equal(got->content_len, 7);
+	assert_memory_equal(got->content, "co\0tent", 7);
+	shm_msg_free(got);
 }
 
 /* A record whose checksum holds but whose raw length lies (a writer's bug,
@@ -536,6 +639,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corrupted_record_is_reported_and_iteration_goes_on, setup, teardown),
 		cmocka_unit_test(test_truncated_record_is_corrupt),
 		cmocka_unit_test_setup_teardown(test_payload_room_refuses_a_malformed_room, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msg_decode_refuses_what_the_encoder_never_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lz4_record_claiming_a_wrong_raw_length_is_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_record_of_an_unknown_op_or_flag_is_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iterator_starts_at_a_position, setup, teardown),
