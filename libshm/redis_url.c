@@ -22,16 +22,21 @@ static const char *userinfo_end(const char *p, bool unix_socket)
 }
 
 /* The message names the URL with its password as "***": error messages
- * end up in logs. */
+ * end up in logs. It hides more than the parser takes for a password: in a
+ * URL without "://" before its last '@' (mistyped), what is before that '@'
+ * from the start; in a unix:// one whose path lacks its '/', what is before
+ * the last '@' when no "@/" is there. */
 static int bad(const char *url, const char *what)
 {
-	const char *p = strstr(url, "://");
-	const char *at = p ? userinfo_end(p + 3, strncmp(url, "unix://", 7) == 0)
-	                   : NULL;
+	const char *p = strstr(url, "://"), *last = strrchr(url, '@');
+	p = p && (!last || p < last) ? p + 3 : url;
+	const char *at = userinfo_end(p, strncmp(url, "unix://", 7) == 0);
+
+	if (!at && *p != '/')
+		at = strrchr(p, '@');
 
 	if (!at)
 		return shm__err(SHM_EINVAL, "redis URL '%.200s': %s", url, what);
-	p += 3;
 	const char *colon = memchr(p, ':', (size_t)(at - p));
 	const char *pw = colon ? colon + 1 : p;
 	return shm__err(SHM_EINVAL, "redis URL '%.*s***%.100s': %s",

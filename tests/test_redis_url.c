@@ -95,7 +95,9 @@ static void test_bad_urls_say_what_is_wrong(void **state)
 }
 
 /* A refused URL is named with its password as "***" (messages end up in
- * logs), user and host kept. */
+ * logs), user and host kept. One whose "://" is mistyped too, or a unix://
+ * one whose path lacks its '/': before, its text was shown whole, password
+ * included. */
 static void test_a_refused_url_does_not_show_its_password(void **state)
 {
 	static const struct { const char *url, *shown; } cases[] = {
@@ -104,6 +106,13 @@ static void test_a_refused_url_does_not_show_its_password(void **state)
 		{"redis://:s3cret@", "'redis://:***@'"},
 		{"unix://app:s3cret@/r.sock?db=x", "'unix://app:***@/r.sock?db=x'"},
 		{"unix://s3cret@/r.sock?dbx", "'unix://***@/r.sock?dbx'"},
+		{"redis:/app:s3cret@cache", "'redis:***@cache'"},
+		{"redis:'//app:s3cret@cache:6379'", "'redis:***@cache:6379''"},
+		{"redis//s3cret@cache", "'***@cache'"},
+		{"redis:/app:s3cret@x://", "'redis:***@x://'"},
+		{"rediss://app:s3cret@cache", "'rediss://app:***@cache'"},
+		{"unix://app:s3cret@r.sock", "'unix://app:***@r.sock'"},
+		{"unix://s3cret@", "'unix://***@'"},
 	};
 	shm_redis_addr a;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
