@@ -318,6 +318,13 @@ int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
 		snprintf(err, errlen, "not an shm-inval 1 or 2 message");
 		return -1;
 	}
+	/* no sender writes one (a C string); cut there it could read as ours */
+	const char *nul = memchr(p + hl, 0, (size_t)(nl - p) - hl);
+	if (nul) {
+		snprintf(err, errlen, "env id: NUL byte at offset %zu",
+		         (size_t)(nul - p) - hl);
+		return -1;
+	}
 	memcpy(m->env_id, p + hl, (size_t)(nl - p) - hl);
 	m->env_id[(size_t)(nl - p) - hl] = 0;
 	for (p = nl + 1; p < end; p = nl + 1) {

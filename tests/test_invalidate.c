@@ -657,6 +657,12 @@ static void test_encode_parse(void **state)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		assert_int_equal(fl_inval_parse(bad[i], strlen(bad[i]), &m, err,
 		                                sizeof err), -1);
+	/* an env id no sender writes (a C string): read as "hostA", it
+	 * would be taken for hostA's own message, and ignored there */
+	static const char nul_id[] = "shm-inval 2 hostA\0B\n";
+	assert_int_equal(fl_inval_parse(nul_id, sizeof nul_id - 1, &m, err,
+	                                sizeof err), -1);
+	assert_string_equal(err, "env id: NUL byte at offset 5");
 	const char *ok = "shm-inval 1 hostA\n";
 	assert_int_equal(fl_inval_parse(ok, strlen(ok), &m, err, sizeof err), 0);
 	assert_int_equal(m.n, 0);
