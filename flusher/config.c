@@ -193,6 +193,14 @@ static int set_opt(fl_config *c, const fl_opt *o, const char *v, char *err,
 
 	switch (o->type) {
 	case O_STR: {
+		/* a flag's: a file's line ends there (--print-config) */
+		const char *nl = strchr(v, '\n');
+		if (nl) {
+			snprintf(err, errlen, "%s: byte %zu is a line break, "
+			         "which no config file line holds", o->name,
+			         (size_t)(nl - v));
+			return -1;
+		}
 		if (o->choices) {
 			bool ok = false;
 			for (const char *const *ch = o->choices; *ch; ch++)
@@ -610,7 +618,8 @@ void fl_config_help(FILE *f, const char *prog)
 	        "website.\n"
 	        "Settings are 'key = value' in --config, keys as the long "
 	        "names, '#' starting a comment line (quote a value holding "
-	        "' #'); yes/no ones take --name[=yes|no] or --no-name. A "
+	        "' #'), no line break; yes/no ones take --name[=yes|no] or "
+	        "--no-name. A "
 	        "setting is given at most once in the file and once on the "
 	        "command line, which overrides the file.\n");
 }

@@ -300,7 +300,9 @@ static int main_to_file(int argc, char **argv, const char *path)
 
 /* --print-config prints only a configuration a start would accept: the
  * cross-field, URL, conninfo, --pg-schema and --log-file checks come
- * first, with a start's message and exit code 1, and nothing printed. */
+ * first, with a start's message and exit code 1, and nothing printed. A
+ * flag's value with a line break, which no config file line holds, is
+ * refused as the file would refuse it. */
 static void test_config_print_config_checks_as_a_start_does(void **state)
 {
 	char *dir = tu_tmpdir(), out[4200], log[4200], err[512];
@@ -324,6 +326,10 @@ static void test_config_print_config_checks_as_a_start_does(void **state)
 		  "--pg-schema", "/"}, "--pg-schema /: not a regular file"},
 		{{"f", "--print-config", "-e", "d", "--pg", "dbname=x",
 		  "--env-id", "host a"}, "env-id: byte 4"},
+		/* printed, it was a file setting redis too (or refused as
+		 * one that sets it twice) */
+		{{"f", "--print-config", "-e", "/e\nredis = redis://other",
+		  "--pg", "dbname=x"}, "env: byte 2 is a line break"},
 	};
 
 	snprintf(out, sizeof out, "%s/printed.conf", dir);
