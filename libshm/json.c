@@ -754,7 +754,7 @@ static const char *const att_fields[] = {"id", "filename", "content_type",
 static int parse_metadata(pctx *c, json_t *md, shm_msg *m)
 {
 	json_t *v, *rx, *mn, *at;
-	char path[160];
+	char path[SHM__SHOWN_MAX + 32], shown[SHM__SHOWN_MAX];
 	int rc;
 
 	if (!json_is_object(md))
@@ -802,8 +802,9 @@ static int parse_metadata(pctx *c, json_t *md, shm_msg *m)
 				return fail(c, SHM_EINVAL, "field "
 				            "'metadata.reactions': an emoji must "
 				            "not be empty");
-			snprintf(path, sizeof path, "metadata.reactions.%.64s",
-			         emoji);
+			/* the emoji shown printably (it may hold controls) */
+			snprintf(path, sizeof path, "metadata.reactions.%s",
+			         shm__shown_str(emoji, shown));
 			if ((rc = take_text(c, emoji, strlen(emoji), path,
 			                    SHM_MAX_EMOJI, false, &r->emoji,
 			                    NULL)))
@@ -815,7 +816,7 @@ static int parse_metadata(pctx *c, json_t *md, shm_msg *m)
 			                   _Alignof(int32_t));
 			r->user_ids = uids;
 			for (size_t j = 0; j < n; j++) {
-				char ip[200];
+				char ip[sizeof path + 24];
 				int32_t u;
 				snprintf(ip, sizeof ip, "%s[%zu]", path, j);
 				if ((rc = get_i32(c, json_array_get(ids, j), ip,

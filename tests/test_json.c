@@ -456,6 +456,11 @@ static void test_error_texts_quote_input_printably(void **state)
 		{"{" BASE ",\"created_at\":\"2026\\n\"}",
 		 "field 'created_at': timestamp '2026\\x0a'"},
 		{"{" BASE ",\"a\\nb\":1}", "unknown field 'a\\x0ab'"},
+		/* an emoji in a field's name */
+		{"{" BASE ",\"metadata\":{\"reactions\":{\"x\\ny\":[1,1]}}}",
+		 "field 'metadata.reactions.x\\x0ay': duplicate user id 1"},
+		{"{" BASE ",\"metadata\":{\"reactions\":{\"\\u001b\":[\"1\"]}}}",
+		 "field 'metadata.reactions.\\x1b[0]': expected integer"},
 #undef BASE
 	};
 	static const int32_t twice[] = {7, 7};
@@ -511,6 +516,25 @@ static void test_error_texts_quote_input_printably(void **state)
 			fail_msg("case %zu: %d '%s', want '%s'", i, rc, err,
 			         cases[i].want);
 	}
+	/* an emoji too long, shown as far as it shows, never cut inside a
+	 * character: the name was cut at its 64th byte, half an 'é' */
+	char json[512], want[256];
+	int n = snprintf(json, sizeof json, "{\"room_id\":\"r\",\"user_id\":1,"
+	                 "\"username\":\"u\",\"content\":\"c\",\"message_type"
+	                 "\":\"Text\",\"metadata\":{\"reactions\":{\"a");
+	int w = snprintf(want, sizeof want, "field 'metadata.reactions.a");
+	for (int i = 0; i < 40; i++) {
+		n += snprintf(json + n, sizeof json - (size_t)n, "é");
+		if (i < 39)
+			w += snprintf(want + w, sizeof want - (size_t)w, "é");
+	}
+	snprintf(json + n, sizeof json - (size_t)n, "\":[1]}}}");
+	snprintf(want + w, sizeof want - (size_t)w, "\\xc3...': 81 bytes, "
+	         "at most 64 allowed");
+	assert_int_equal(shm_msg_from_json(json, strlen(json), &m, err,
+	                                   sizeof err), SHM_ETOOBIG);
+	if (!strstr(err, want))
+		fail_msg("'%s', want '%s'", err, want);
 }
 
 static void test_to_json_refuses_invalid_utf8_and_bad_types(void **state)
