@@ -21,8 +21,8 @@ static const char *userinfo_end(const char *p, bool unix_socket)
 	                   : strrchr(p, '@');
 }
 
-/* The message names the URL with its password as "***": error messages
- * end up in logs. It hides more than the parser takes for a password: in a
+/* The message names the URL printably (shm__shown), with its password as
+ * "***": error messages end up in logs. It hides more than the parser takes for a password: in a
  * URL without "://" before its last '@' (mistyped), what is before that '@'
  * from the start; in a unix:// one whose path lacks its '/', what is before
  * the last '@' when no "@/" is there. */
@@ -35,12 +35,20 @@ static int bad(const char *url, const char *what)
 	if (!at && *p != '/')
 		at = strrchr(p, '@');
 
-	if (!at)
-		return shm__err(SHM_EINVAL, "redis URL '%.200s': %s", url, what);
-	const char *colon = memchr(p, ':', (size_t)(at - p));
-	const char *pw = colon ? colon + 1 : p;
-	return shm__err(SHM_EINVAL, "redis URL '%.*s***%.100s': %s",
-	                (int)(pw - url < 100 ? pw - url : 100), url, at, what);
+	/* the URL, its password as "***", as far as shm__shown shows it: the
+	 * text then holds what is wrong whatever the URL */
+	char hidden[SHM__SHOWN_BYTES + 2], shown[SHM__SHOWN_MAX];
+	if (at) {
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+		const char *pw = colon ? colon + 1 : p;
+		snprintf(hidden, sizeof hidden, "%.*s***%s",
+		         (int)(pw - url < SHM__SHOWN_BYTES ? pw - url
+		                                           : SHM__SHOWN_BYTES),
+		         url, at);
+		url = hidden;
+	}
+	return shm__err(SHM_EINVAL, "redis URL '%s': %s",
+	                shm__shown_str(url, shown), what);
 }
 
 /* The number the len digits at s write, if in 0..max; -1 else (strtol

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "internal.h"
 #include "testutil.h"
 
 static void parses(const char *url, const char *host, int port, int db,
@@ -125,6 +126,56 @@ static void test_a_refused_url_does_not_show_its_password(void **state)
 	}
 }
 
+/* A refused URL is quoted printably, as shm_errmsg() quotes any input
+ * (README): it was quoted raw, a control character included (a terminal
+ * escape, a newline that forges a log line) and invalid UTF-8 too. */
+static void test_a_refused_url_is_shown_printably(void **state)
+{
+	static const struct { const char *url, *shown; } cases[] = {
+		{"redis://ca\x1b[2Jche", "'redis://ca\\x1b[2Jche': character "
+		                         "\\x1b in the host"},
+		{"unix://r\xff.sock", "'unix://r\\xff.sock': expected"},
+		{"redis://app:s3cret@ca\nche", "'redis://app:***@ca\\x0ache'"},
+		{"redis\x7f://x", "'redis\\x7f://x'"},
+	};
+	shm_redis_addr a;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		assert_int_equal(shm_redis_url_parse(cases[i].url, &a),
+		                 SHM_EINVAL);
+		const char *m = shm_errmsg();
+		bool printable = true;
+		for (const unsigned char *p = (const unsigned char *)m; *p; p++)
+			printable &= *p >= 0x20 && *p < 0x7f;
+		if (!printable || !strstr(m, cases[i].shown))
+			fail_msg("case %zu: message '%s', expected it to show %s",
+			         i, m, cases[i].shown);
+	}
+	/* a long one is cut, the text keeping what is wrong and whole
+	 * characters: its two parts around the password, each shown up to
+	 * 80 bytes, could fill the text, which was cut at 511 bytes, the
+	 * reason lost, inside an 'é' for some */
+	for (int pad = 0; pad < 2; pad++) {
+		char url[512] = "redis://";
+		size_t n = strlen(url);
+		memset(url + n, 1, 100); /* a user name */
+		n += 100;
+		n += (size_t)sprintf(url + n, ":s3cret@");
+		memset(url + n, 'a', (size_t)pad);
+		n += (size_t)pad;
+		memset(url + n, 2, 50);
+		n += 50;
+		for (int i = 0; i < 20; i++)
+			n += (size_t)sprintf(url + n, "é");
+		assert_int_equal(shm_redis_url_parse(url, &a), SHM_EINVAL);
+		const char *m = shm_errmsg();
+		size_t len = strlen(m);
+		if (shm__utf8_bad(m, len) != len || strstr(m, "s3cret") ||
+		    !strstr(m, "': character \\x02 in the host (invalid "
+		               "argument)"))
+			fail_msg("pad %d: message '%s'", pad, m);
+	}
+}
+
 static void test_env_open_refuses_a_bad_redis_url_and_creates_nothing(void **state)
 {
 	char *parent = tu_tmpdir(), dir[512];
@@ -150,6 +201,7 @@ int main(void)
 		cmocka_unit_test(test_unix_forms),
 		cmocka_unit_test(test_bad_urls_say_what_is_wrong),
 		cmocka_unit_test(test_a_refused_url_does_not_show_its_password),
+		cmocka_unit_test(test_a_refused_url_is_shown_printably),
 		cmocka_unit_test(test_env_open_refuses_a_bad_redis_url_and_creates_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
