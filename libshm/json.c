@@ -1037,16 +1037,19 @@ int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
 	                  &je);
 	if (!root) {
+		/* jansson's text quotes the input ("near '<token>'") */
+		char why[SHM__SHOWN_MAX];
+		shm__shown_str(je.text, why);
 		switch (json_error_code(&je)) {
 		case json_error_invalid_utf8:
 			return fail(&c, SHM_EUTF8, "invalid UTF-8 at byte %d",
 			            je.position);
 		case json_error_invalid_syntax:
 			if (strncmp(je.text, "invalid Unicode", 15) == 0)
-				return fail(&c, SHM_EUTF8, "%s at byte %d", je.text,
+				return fail(&c, SHM_EUTF8, "%s at byte %d", why,
 				            je.position);
 			return fail(&c, SHM_EJSON, "malformed JSON: %s at byte %d",
-			            je.text, je.position);
+			            why, je.position);
 		case json_error_null_byte_in_key:
 			return fail(&c, SHM_ENUL, "NUL byte in a key at byte %d",
 			            je.position);
@@ -1054,7 +1057,7 @@ int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
 			return fail(&c, ENOMEM, "out of memory parsing JSON");
 		default:
 			return fail(&c, SHM_EJSON, "malformed JSON: %s at byte %d",
-			            je.text, je.position);
+			            why, je.position);
 		}
 	}
 	/* Pass 1: validate and measure. */

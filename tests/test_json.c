@@ -461,6 +461,11 @@ static void test_error_texts_quote_input_printably(void **state)
 		 "field 'metadata.reactions.x\\x0ay': duplicate user id 1"},
 		{"{" BASE ",\"metadata\":{\"reactions\":{\"\\u001b\":[\"1\"]}}}",
 		 "field 'metadata.reactions.\\x1b[0]': expected integer"},
+		/* jansson's syntax errors quote the input */
+		{"{\"room_id\":\x1b[2J}",
+		 "malformed JSON: invalid token near '\\x1b' at byte 12"},
+		{"\x01", "malformed JSON: '[' or '{' expected near '\\x01' at "
+		         "byte 1"},
 #undef BASE
 	};
 	static const int32_t twice[] = {7, 7};
