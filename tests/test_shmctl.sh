@@ -451,6 +451,11 @@ t "deps set of a block" 0 "$SHMCTL" deps set "$W" "Block/1" "Person/1"
 "$SHMCTL" ls --kind graph --json >"$tmp/ls.jsonl"
 ti "import of ls --json exits 65" 65 "$tmp/ls.jsonl" "$SHMCTL" -e "$tmp/env_all" import
 has "naming the graph entry" "$tmp/err" "1: a 'graph' entry from 'shmctl ls --json', not a message: import takes messages ('shmctl dump --kind msg')"
+# a kind is quoted printably: raw, a newline in it forged a line
+printf '{"kind":"x\\u001b[2J\\n: y"}\n' >"$tmp/kind.jsonl"
+ti "import of a foreign line exits 65" 65 "$tmp/kind.jsonl" "$SHMCTL" -e "$tmp/env_all" import
+has "its kind shown printably" "$tmp/err" "1: a 'x\\x1b[2J\\x0a: y' entry from 'shmctl ls --json'"
+eq "in one line" "$(wc -l <"$tmp/err")" 2
 t "deps show" 0 "$SHMCTL" deps show "$W" "Page/1"
 eq "deps show lists direct deps" "$(cat "$tmp/out")" "Block/1"
 t "deps show --recursive" 0 "$SHMCTL" deps show "$W" "Page/1" --recursive

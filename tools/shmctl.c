@@ -467,10 +467,12 @@ static bool say_foreign(size_t line, const char *s, size_t len)
 	json_t *o = json_loadb(s, len, 0, NULL);
 	json_t *kind = json_object_get(o, "kind"); /* NULL if o is not one */
 	bool known = true;
+	char shown[SHM__SHOWN_MAX];
 
-	if (json_is_string(kind))
-		fprintf(stderr, "%zu: a '%.16s' entry from 'shmctl ls --json'",
-		        line, json_string_value(kind));
+	if (json_is_string(kind)) /* input: shown printably */
+		fprintf(stderr, "%zu: a '%s' entry from 'shmctl ls --json'",
+		        line, shm__shown(json_string_value(kind),
+		                         json_string_length(kind), shown));
 	else if (json_object_get(o, "website") && json_object_get(o, "object") &&
 	         !json_object_get(o, "room_id"))
 		fprintf(stderr, "%zu: a static from 'shmctl dump'", line);
