@@ -953,8 +953,7 @@ int fl_refresh_collect(const fl_batch *b, fl_refresh **out)
 		memcpy(o->type, x->key + 16, ol);
 		o->type[tl] = 0;
 		o->type[ol] = 0;
-		o->id = o->type + tl + 1;
-		fl_object_id_canon(o->id, ol - tl - 1); /* as pg_sink mirrors it */
+		o->id = o->type + tl + 1; /* canonical: fl_batch_add made it so */
 		r->n++;
 	}
 	if (r)
