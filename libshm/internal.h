@@ -487,9 +487,10 @@ int shm__rt_open(shm_env *env);
  * to the servers, whose sessions are the parent's. */
 void shm__rt_close(shm_env *env, bool forked);
 /* Asks L2 then L3 for id; on a hit fills L1 (no log record) and returns
- * a copy in *out. SHM_ENOTFOUND when no level has it or could answer; its
- * text then keeps the reason L3 gave for a failure, or the reason a value
- * was refused (readthrough.c invariant 4). */
+ * a copy in *out. SHM_ENOTFOUND when the last level configured has no such
+ * message (L1 when none is), SHM_EL3 or SHM_EL2 when that level failed
+ * (readthrough.c invariant 5); the text keeps each failed level's reason,
+ * or the reason a value was refused (invariant 4). */
 int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out);
 bool shm__rt_has_l3(const shm_env *env);
 /* PostgreSQL's page (L3 configured): 0, its *rows rows of which the *n

@@ -23,11 +23,15 @@
  *     is bad data, counted as that level's error, never served nor filled;
  *     the next level is asked. A room page's rows pass the same checks
  *     (level_msg) but the id's: a bad row is counted as L3's error and
- *     left off the page, as a get of its id finds no message.
- *  5. A get no level answered is SHM_ENOTFOUND whatever failed; when a
- *     level failed, the text names the message and each level's outcome
- *     in order: its reason (the server's reply, the connection's error,
- *     the timeout, the refused value...) or "not in <level>".
+ *     left off the page, as a get of its id serves no message.
+ *  5. The last level configured (L3, else L2) is the record: a get it did
+ *     not serve is SHM_ENOTFOUND only when it had no such message; when it
+ *     failed (an error, a timeout, skipped, bad data) the get is its code,
+ *     SHM_EL3 or SHM_EL2: "not found" is never said of what could not be
+ *     checked. A failed L2 before L3 only costs its time. Either way the
+ *     text names the message and, when a level failed, each level's
+ *     outcome in order: its reason (the server's reply, the connection's
+ *     error, the timeout, the refused value...) or "not in <level>".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -957,37 +961,44 @@ static void count_l3(shm_env *env, int rc)
 		SHM__COUNT(env, l3_errors, 1);
 }
 
-/* A level's outcome in not_found's text: "" if it was not asked (rc 0),
+/* A level's outcome in unserved's text: "" if it was not asked (rc 0),
  * miss ("not in <level>") if it had no such message, else cause (rc's error
- * text without rc's description: not_found's text ends with its own). */
+ * text without rc's description: unserved's text ends with its own). */
 static const char *outcome(int rc, const char *miss, const char *cause)
 {
 	return rc == 0 ? "" : rc == SHM_ENOTFOUND ? miss : cause;
 }
 
-/* SHM_ENOTFOUND for id, after L2 and L3 answered l2 and l3 (0: not asked),
- * l2_cause holding L2's failure's cause (the last error is L3's). Unless
- * every level asked had no such message, the text gives each one's
- * outcome: nothing is formatted for a get a level answers. */
-static int not_found(const shm_uuid *id, int l2, const char *l2_cause,
-                     int l3)
+/* The get of id no level served, after L2 and L3 answered l2 and l3 (0:
+ * not asked; L1 alone when both are 0), l2_cause holding L2's failure's
+ * cause (the last error is L3's): invariant 5's code, SHM_ENOTFOUND or the
+ * last level's. Unless every level asked had no such message, the text
+ * gives each one's outcome: nothing is formatted for a get a level
+ * answers. */
+static int unserved(const shm_uuid *id, int l2, const char *l2_cause, int l3)
 {
+	int last = l3 ? l3 : l2; /* the record's answer */
 	char s[37], l3_cause[512];
+	int rc;
 
 	shm_uuid_format(id, s);
 	if ((l2 == 0 || l2 == SHM_ENOTFOUND) && (l3 == 0 || l3 == SHM_ENOTFOUND))
 		return shm__err(SHM_ENOTFOUND, "message %s not found", s);
+	if (last == SHM_ENOTFOUND)
+		rc = SHM_ENOTFOUND;
+	else
+		rc = l3 ? SHM_EL3 : SHM_EL2;
 	if (l3 && l3 != SHM_ENOTFOUND)
 		shm__errcause(l3, l3_cause, sizeof l3_cause);
-	return shm__err(SHM_ENOTFOUND, "message %s: %s%s%s", s,
+	return shm__err(rc, "message %s: %s%s%s", s,
 	                outcome(l2, "not in Redis", l2_cause),
 	                l2 && l3 ? "; " : "", outcome(l3, "not in PostgreSQL", l3_cause));
 }
 
 /* Asks L2, then L3 if L2 has no good answer, each if configured, and fills
  * Redis after an L3 hit with what is left of the L2 budget (invariant 2).
- * 0; SHM_ENOTFOUND when no level could answer, the text naming each level's
- * failure; ENOMEM when the last level asked ran out of memory. */
+ * 0; unserved's code when no level served it; ENOMEM when the last level
+ * asked ran out of memory. */
 static int ask_levels(shm_env *env, const shm_uuid *id, shm_msg **m)
 {
 	uint64_t budget = ms_ns(env->opt.l2_timeout_ms), t0 = shm__mono_ns();
@@ -1016,7 +1027,7 @@ static int ask_levels(shm_env *env, const shm_uuid *id, shm_msg **m)
 	}
 	if ((l3 ? l3 : l2) == ENOMEM)
 		return ENOMEM;
-	return not_found(id, l2, l2_cause, l3);
+	return unserved(id, l2, l2_cause, l3);
 }
 
 int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
@@ -1026,7 +1037,7 @@ int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	int rc;
 
 	if (!env->rt)
-		return not_found(id, 0, NULL, 0);
+		return unserved(id, 0, NULL, 0);
 	/* An invalidation arriving while we fetch may concern this key: then
 	 * the value is served but not cached (it may be the old version). */
 	inval = __atomic_load_n(&env->shared->c.inval_received, __ATOMIC_ACQUIRE);

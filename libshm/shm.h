@@ -469,8 +469,13 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index);
 
 /*
  * Copy: *out is one allocation owned by the caller, freed with
- * shm_msg_free(); every pointer inside points into it. SHM_ENOTFOUND if the
- * message is in no level (read-through asks L2 then L3 when configured).
+ * shm_msg_free(); every pointer inside points into it. On an L1 miss,
+ * read-through asks L2 then L3 when configured; the last level configured
+ * (L3, else L2, else L1) is the record: SHM_ENOTFOUND only when it has no
+ * such message, SHM_EL3 (or SHM_EL2) when it could not say (unreachable,
+ * timed out, skipped after a recent failure, or holding a value put would
+ * refuse). A failed L2 with L3 configured just leaves L3 to answer.
+ * shm_errmsg() names each failed level's reason.
  */
 int shm_msg_get(shm_env *env, const shm_uuid *id, shm_msg **out);
 void shm_msg_free(shm_msg *m);

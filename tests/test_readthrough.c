@@ -2,7 +2,9 @@
  * PostgreSQL (L3), fills without log records nor overwrites of newer Redis
  * values, per-level timeouts against a dead, mute or trickling Redis, bad
  * values (too large, LZ4 bombs, refused by put) as the level's errors, the
- * reason each failed level leaves in shm_errmsg(), a Redis key of another
+ * last level configured as the record (its failure is the get's error,
+ * SHM_EL3 or SHM_EL2, never SHM_ENOTFOUND), the reason each failed level
+ * leaves in shm_errmsg(), a Redis key of another
  * type replaced by the fill, concurrent gets side by side, room pages from
  * PostgreSQL merged with L1 (rows put would refuse left off), timestamps
  * that round-trip to the
@@ -416,8 +418,8 @@ static void test_redis_user_and_password_in_the_url(void **state)
 			tu_assert_msg_equal(got, &m);
 			shm_msg_free(got);
 			assert_int_equal(c.l2_hits, 1);
-		} else {
-			assert_int_equal(rc, SHM_ENOTFOUND);
+		} else { /* Redis is the record: it could not say */
+			assert_int_equal(rc, SHM_EL2);
 			assert_int_equal(c.l2_hits, 0);
 			assert_true(c.l2_errors >= 1);
 		}
@@ -919,16 +921,18 @@ static void test_mute_redis_is_skipped_after_a_timeout(void **state)
 	cleanup();
 }
 
-/* A get of id through env finds nothing: SHM_ENOTFOUND, and shm_errmsg()
- * is exactly "message <id>: <want> (not found)". */
-static void assert_errmsg(shm_env *env, const shm_uuid *id, const char *want)
+/* A get of id through env serves nothing: rc, and shm_errmsg() is exactly
+ * "message <id>: <want> (<rc's description>)". */
+static void assert_errmsg(shm_env *env, const shm_uuid *id, int rc,
+                          const char *want)
 {
 	char ids[37], full[4400];
 	shm_msg *got;
 
 	shm_uuid_format(id, ids);
-	assert_int_equal(shm_msg_get(env, id, &got), SHM_ENOTFOUND);
-	snprintf(full, sizeof full, "message %s: %s (not found)", ids, want);
+	assert_int_equal(shm_msg_get(env, id, &got), rc);
+	snprintf(full, sizeof full, "message %s: %s (%s)", ids, want,
+	         shm_strerror(rc));
 	fprintf(stderr, "%s\n", shm_errmsg());
 	if (strcmp(shm_errmsg(), full) != 0)
 		fail_msg("get of %s: \"%s\", want \"%s\"", ids, shm_errmsg(),
@@ -936,8 +940,9 @@ static void assert_errmsg(shm_env *env, const shm_uuid *id, const char *want)
 }
 
 /* A PostgreSQL that does not answer in time (a query stuck behind a lock)
- * costs l3_timeout_ms: the get says SHM_ENOTFOUND (no level could answer,
- * the text says why), L3 is skipped for a second, then asked again. */
+ * costs l3_timeout_ms: the get says SHM_EL3, not SHM_ENOTFOUND (the message
+ * is there; the text says why it was not read), L3 is skipped for a second
+ * (SHM_EL3 again, at once), then asked again. */
 static void test_slow_postgres_costs_at_most_the_timeout(void **state)
 {
 	NEED_SERVERS();
@@ -975,7 +980,7 @@ static void test_slow_postgres_costs_at_most_the_timeout(void **state)
 	pg_exec(locker, "COMMIT", 0, NULL);
 
 	assert_non_null(e);
-	assert_int_equal(rc, SHM_ENOTFOUND);
+	assert_int_equal(rc, SHM_EL3);
 	char want[600]; /* the server named as libpq knows it */
 	snprintf(want, sizeof want, "PostgreSQL query on %s port %s: no answer "
 	         "within the l3_timeout_ms of 200 ms", PQhost(db), PQport(db));
@@ -990,7 +995,7 @@ static void test_slow_postgres_costs_at_most_the_timeout(void **state)
 	assert_int_equal(c.l2_misses, 1);
 	assert_int_equal(c.l3_errors, 1);
 	assert_int_equal(c.l3_hits + c.l3_misses + c.fills, 0);
-	assert_int_equal(rc2, SHM_ENOTFOUND);
+	assert_int_equal(rc2, SHM_EL3);
 	assert_true(dt2 < l3_ms / 2);
 
 	/* a second later it is asked again, on a new connection */
@@ -1009,10 +1014,10 @@ static void test_slow_postgres_costs_at_most_the_timeout(void **state)
 }
 
 /* A PostgreSQL query that fails (here no messages table on the session's
- * search_path) leaves the server's reason: the get still says SHM_ENOTFOUND
- * (no level could answer), and shm_errmsg() names the message, PostgreSQL
- * and the server's message with its SQLSTATE. Right after, L3 is skipped,
- * and the text says so. */
+ * search_path) leaves the server's reason: the get says SHM_EL3 (the record
+ * could not answer), and shm_errmsg() names the message, PostgreSQL and the
+ * server's message with its SQLSTATE. Right after, L3 is skipped, and the
+ * text says so. */
 static void test_failed_postgres_query_leaves_its_reason(void **state)
 {
 	NEED_SERVERS();
@@ -1027,7 +1032,7 @@ static void test_failed_postgres_query_leaves_its_reason(void **state)
 	shm_uuid_v7(&id);
 	shm_uuid_format(&id, ids);
 	shm_env *env = open_rt(redis_url, conn, 50, 0);
-	assert_int_equal(shm_msg_get(env, &id, &got), SHM_ENOTFOUND);
+	assert_int_equal(shm_msg_get(env, &id, &got), SHM_EL3);
 	e = shm_errmsg();
 	fprintf(stderr, "L3 query failed: %s\n", e);
 	assert_non_null(strstr(e, ids));
@@ -1045,20 +1050,21 @@ static void test_failed_postgres_query_leaves_its_reason(void **state)
 	         "skipped: it failed less than 1000 ms ago", PQhost(db),
 	         PQport(db));
 	PQfinish(db);
-	assert_errmsg(env, &id, want);
+	assert_errmsg(env, &id, SHM_EL3, want);
 	close_rt(env);
 }
 
-/* A get of id through env finds nothing: SHM_ENOTFOUND, and
- * shm_errmsg() names the message and has want in it. */
-static void assert_reason(shm_env *env, const shm_uuid *id, const char *want)
+/* A get of id through env serves nothing: rc, and shm_errmsg() names the
+ * message and has want in it. */
+static void assert_reason(shm_env *env, const shm_uuid *id, int rc,
+                          const char *want)
 {
 	char ids[37];
 	shm_msg *got;
 	const char *e;
 
 	shm_uuid_format(id, ids);
-	assert_int_equal(shm_msg_get(env, id, &got), SHM_ENOTFOUND);
+	assert_int_equal(shm_msg_get(env, id, &got), rc);
 	e = shm_errmsg();
 	fprintf(stderr, "%s\n", e);
 	if (!strstr(e, ids) || !strstr(e, want))
@@ -1079,10 +1085,10 @@ static int refusing_port(int *fd)
 	return ntohs(a.sin_port);
 }
 
-/* With Redis the only level, a get Redis could not answer says why: a
- * socket path or a port where nothing listens, a mute server (the L2
- * timeout), the level skipped after that, a wrong password, an error reply
- * to GET, a value that is not a message. */
+/* With Redis the only level, a get Redis could not answer is SHM_EL2 and
+ * says why: a socket path or a port where nothing listens, a mute server
+ * (the L2 timeout), the level skipped after that, a wrong password, an
+ * error reply to GET, a value that is not a message. */
 static void test_failed_redis_read_leaves_its_reason(void **state)
 {
 	NEED_SERVERS();
@@ -1099,11 +1105,11 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 	env = open_rt(url, NULL, 150, 0);
 	snprintf(want, sizeof want, "Redis connection to %s: No such file or "
 	         "directory", sock);
-	assert_reason(env, &id, want);
+	assert_reason(env, &id, SHM_EL2, want);
 	/* right after a failure: skipped, and said so, the server named */
 	snprintf(want, sizeof want, "Redis at %s skipped: it failed less than "
 	         "1000 ms ago", sock);
-	assert_errmsg(env, &id, want);
+	assert_errmsg(env, &id, SHM_EL2, want);
 	shm_stats_local(env, &c);
 	assert_int_equal(c.l2_errors, 2);
 	close_rt(env);
@@ -1113,10 +1119,10 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 	env = open_rt(url, NULL, 150, 0);
 	snprintf(want, sizeof want, "Redis connection to 127.0.0.1:%d: "
 	         "Connection refused", port);
-	assert_reason(env, &id, want);
+	assert_reason(env, &id, SHM_EL2, want);
 	snprintf(want, sizeof want, "Redis at 127.0.0.1:%d skipped: it failed "
 	         "less than 1000 ms ago", port);
-	assert_errmsg(env, &id, want);
+	assert_errmsg(env, &id, SHM_EL2, want);
 	close_rt(env);
 	close(fd);
 
@@ -1126,7 +1132,7 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 	env = open_rt(url, NULL, 150, 0);
 	snprintf(want, sizeof want, "Redis GET on %s: no answer within "
 	         "the l2_timeout_ms of 150 ms", sock);
-	assert_errmsg(env, &id, want);
+	assert_errmsg(env, &id, SHM_EL2, want);
 	close_rt(env);
 	close(fd);
 
@@ -1137,7 +1143,7 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 	env = open_rt(url, NULL, 150, 0);
 	snprintf(want, sizeof want, "Redis GET on 127.0.0.1:%d: no answer "
 	         "within the l2_timeout_ms of 150 ms", port);
-	assert_errmsg(env, &id, want);
+	assert_errmsg(env, &id, SHM_EL2, want);
 	close_rt(env);
 	close(fd);
 
@@ -1151,12 +1157,12 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 	freeReplyObject(rep);
 	tu_redis_url_with_auth(redis_url, user, "nope", url, sizeof url);
 	env = open_rt(url, NULL, 200, 0);
-	assert_reason(env, &id, "Redis AUTH: WRONGPASS");
+	assert_reason(env, &id, SHM_EL2, "Redis AUTH: WRONGPASS");
 	assert_null(strstr(shm_errmsg(), "nope")); /* no password shown */
 	close_rt(env);
 	tu_redis_url_with_auth(redis_url, user, "s3cr@t", url, sizeof url);
 	env = open_rt(url, NULL, 200, 0);
-	assert_reason(env, &id, "Redis GET: NOPERM");
+	assert_reason(env, &id, SHM_EL2, "Redis GET: NOPERM");
 	close_rt(env);
 	freeReplyObject(redisCommand(r, "ACL DELUSER %s", user));
 	redisFree(r);
@@ -1164,7 +1170,7 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 	/* a value that is no message's JSON */
 	redis_set(&id, "{\"id\":", 6);
 	env = open_rt(redis_url, NULL, 200, 0);
-	assert_reason(env, &id, "Redis value: malformed JSON");
+	assert_reason(env, &id, SHM_EL2, "Redis value: malformed JSON");
 	close_rt(env);
 	tu_rmdir(sdir);
 	free(sdir);
@@ -1172,7 +1178,8 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 }
 
 /* With PostgreSQL too, Redis's reason stays beside PostgreSQL's answer: no
- * row, or its own failure. */
+ * row (SHM_ENOTFOUND: PostgreSQL is the record, whatever Redis did), or its
+ * own failure (SHM_EL3). */
 static void test_redis_reason_stays_beside_postgres_answer(void **state)
 {
 	NEED_SERVERS();
@@ -1186,14 +1193,14 @@ static void test_redis_reason_stays_beside_postgres_answer(void **state)
 	snprintf(sock, sizeof sock, "%s/nobody.sock", sdir);
 	snprintf(url, sizeof url, "unix://%s", sock);
 	env = open_rt(url, pg_info, 150, 0);
-	assert_reason(env, &id, "No such file or directory; not in "
-	              "PostgreSQL (not found)");
+	assert_reason(env, &id, SHM_ENOTFOUND, "No such file or directory; not "
+	              "in PostgreSQL (not found)");
 	close_rt(env);
 
 	redis_set(&id, "[]", 2);
 	env = open_rt(redis_url, pg_info, 150, 0);
-	assert_reason(env, &id, "Redis value: expected a JSON object, got "
-	              "array; not in PostgreSQL (not found)");
+	assert_reason(env, &id, SHM_ENOTFOUND, "Redis value: expected a JSON "
+	              "object, got array; not in PostgreSQL (not found)");
 	close_rt(env);
 
 	snprintf(conn, sizeof conn, "%s options='-c search_path=nowhere'",
@@ -1204,18 +1211,108 @@ static void test_redis_reason_stays_beside_postgres_answer(void **state)
 	o.l3_timeout_ms = 2000;
 	dir = tu_tmpdir();
 	env = tu_open(dir, &o);
-	assert_reason(env, &id, "No such file or directory; PostgreSQL "
-	              "query (SQLSTATE 42P01): relation \"messages\" does not "
-	              "exist (not found)");
+	assert_reason(env, &id, SHM_EL3, "No such file or directory; "
+	              "PostgreSQL query (SQLSTATE 42P01): relation \"messages\" "
+	              "does not exist (PostgreSQL L3 error)");
 	close_rt(env);
 	tu_rmdir(sdir);
 	free(sdir);
 	cleanup();
 }
 
-/* A get no level answered says each level's cause once and ends with
- * "(not found)" alone: not with the level's code's description too, nor
- * with that of the check that refused its value (errors.c's rule). No
+/* The last level configured is the record (readthrough.c invariant 5): a
+ * get it could not answer is its error, never SHM_ENOTFOUND, which is said
+ * only when the record has no such message. A message only in PostgreSQL,
+ * PostgreSQL unreachable (a refused port, as a stopped server is), Redis
+ * live or dead: SHM_EL3, naming each level, nothing filled; the same env
+ * said "not found" of it before. Redis dead, PostgreSQL answering: its
+ * answer, "not found" included. Redis alone and dead: SHM_EL2; alone and
+ * live: SHM_ENOTFOUND. */
+static void test_get_the_record_cannot_answer_is_its_error(void **state)
+{
+	NEED_SERVERS();
+	char room[64], sock[4096], url[4200], conn[200], want[4600], ids[37];
+	char *sdir = tu_tmpdir();
+	shm_msg m, *got = NULL;
+	shm_uuid absent;
+	shm_counters c;
+	shm_env *env;
+	shm_rtxn *t;
+	const shm_msg *v;
+	int fd, port;
+	PGconn *db = pg();
+
+	room_name(room, sizeof room, "record");
+	m = full_msg(room, INT64_C(1700000060000000), "only in PostgreSQL");
+	pg_put(db, &m);
+	PQfinish(db);
+	shm_uuid_format(&m.id, ids);
+	shm_uuid_v7(&absent);
+	snprintf(sock, sizeof sock, "%s/nobody.sock", sdir);
+	snprintf(url, sizeof url, "unix://%s", sock);
+	port = refusing_port(&fd);
+	snprintf(conn, sizeof conn, "host=127.0.0.1 port=%d dbname=shm "
+	         "user=nobody", port);
+
+	/* PostgreSQL unreachable, Redis live (a miss) */
+	env = open_rt(redis_url, conn, 150, 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), SHM_EL3);
+	assert_null(got);
+	fprintf(stderr, "PostgreSQL down: %s\n", shm_errmsg());
+	snprintf(want, sizeof want, "message %s: not in Redis; PostgreSQL "
+	         "connection", ids);
+	assert_int_equal(strncmp(shm_errmsg(), want, strlen(want)), 0);
+	assert_non_null(strstr(shm_errmsg(), "Connection refused"));
+	assert_non_null(strstr(shm_errmsg(), "(PostgreSQL L3 error)"));
+	/* skipped right after: still the record's error */
+	snprintf(want, sizeof want, "not in Redis; PostgreSQL at 127.0.0.1 "
+	         "port %d skipped: it failed less than 1000 ms ago", port);
+	assert_errmsg(env, &m.id, SHM_EL3, want);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_misses, 2);
+	assert_int_equal(c.l3_errors, 2);
+	assert_int_equal(c.l3_hits + c.l3_misses + c.fills, 0);
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	assert_int_equal(shm_msg_view(t, &m.id, &v), SHM_ENOTFOUND);
+	shm_rtxn_end(t);
+	close_rt(env);
+
+	/* both dead: PostgreSQL's error, Redis's reason beside it */
+	env = open_rt(url, conn, 150, 0);
+	assert_reason(env, &m.id, SHM_EL3, "No such file or directory; "
+	              "PostgreSQL connection");
+	close_rt(env);
+	close(fd);
+
+	/* Redis dead, PostgreSQL live: the record answers, "not there"
+	 * included */
+	env = open_rt(url, pg_info, 150, 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	tu_assert_msg_equal(got, &m);
+	shm_msg_free(got);
+	assert_reason(env, &absent, SHM_ENOTFOUND, "skipped: it failed less "
+	              "than 1000 ms ago; not in PostgreSQL (not found)");
+	close_rt(env);
+
+	/* Redis alone: dead, then live */
+	env = open_rt(url, NULL, 150, 0);
+	assert_reason(env, &m.id, SHM_EL2, "No such file or directory (Redis "
+	              "L2 error)");
+	close_rt(env);
+	env = open_rt(redis_url, NULL, 150, 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), SHM_ENOTFOUND);
+	snprintf(want, sizeof want, "message %s not found", ids);
+	assert_string_equal(shm_errmsg(), want);
+	close_rt(env);
+	tu_rmdir(sdir);
+	free(sdir);
+	cleanup();
+}
+
+/* A get no level answered says each level's cause once and ends with its
+ * own code's description alone ("(Redis L2 error)", Redis being the
+ * record): not with the failed level's code's description too, nor with
+ * that of the check that refused its value (errors.c's rule). No
  * server needed: a socket path where nothing listens, and the fake Redis
  * serving a message put would refuse (content over max_content). */
 static void test_failed_get_names_each_cause_once(void **state)
@@ -1232,9 +1329,9 @@ static void test_failed_get_names_each_cause_once(void **state)
 	snprintf(sock, sizeof sock, "%s/nobody.sock", sdir);
 	snprintf(url, sizeof url, "unix://%s", sock);
 	env = open_rt(url, NULL, 150, 0);
-	assert_int_equal(shm_msg_get(env, &m.id, &got), SHM_ENOTFOUND);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), SHM_EL2);
 	snprintf(want, sizeof want, "message %s: Redis connection to %s: No "
-	         "such file or directory (not found)", ids, sock);
+	         "such file or directory (Redis L2 error)", ids, sock);
 	assert_string_equal(shm_errmsg(), want);
 	close_rt(env);
 
@@ -1246,9 +1343,10 @@ static void test_failed_get_names_each_cause_once(void **state)
 	o.max_content = 20;
 	dir = tu_tmpdir();
 	env = tu_open(dir, &o);
-	assert_int_equal(shm_msg_get(env, &m.id, &got), SHM_ENOTFOUND);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), SHM_EL2);
 	snprintf(want, sizeof want, "message %s: Redis value: content: %u "
-	         "bytes, at most 20 allowed (not found)", ids, m.content_len);
+	         "bytes, at most 20 allowed (Redis L2 error)", ids,
+	         m.content_len);
 	assert_string_equal(shm_errmsg(), want);
 	close_rt(env);
 	fake_stop(&f);
@@ -1355,8 +1453,8 @@ static void test_redis_host_name_is_resolved_at_open_not_on_gets(void **state)
 	env = open_rt(url, NULL, l2_ms, 0);
 	shm_uuid_v7(&id);
 	snprintf(want, sizeof want, "Redis connection to localhost:%d "
-	         "(127.0.0.1): Connection refused (not found)", port);
-	assert_reason(env, &id, want);
+	         "(127.0.0.1): Connection refused (Redis L2 error)", port);
+	assert_reason(env, &id, SHM_EL2, want);
 	close_rt(env);
 	close(fd);
 
@@ -1453,7 +1551,7 @@ static void test_postgres_host_name_is_resolved_at_open_not_on_gets(void **state
 	env = open_l3(info, l3_ms);
 	assert_int_equal(get_resolves_nothing(env, "mute server",
 	                                              l3_ms + 100),
-	                 SHM_ENOTFOUND);
+	                 SHM_EL3);
 	snprintf(info, sizeof info, "PostgreSQL connection to %s port %d: no "
 	         "answer within the l3_timeout_ms of 150 ms", SLOW_HOST, p);
 	if (!strstr(shm_errmsg(), info))
@@ -1468,7 +1566,7 @@ static void test_postgres_host_name_is_resolved_at_open_not_on_gets(void **state
 	         SLOW_HOST, p);
 	env = open_l3(info, l3_ms);
 	assert_int_equal(get_resolves_nothing(env, "refused", l3_ms),
-	                 SHM_ENOTFOUND);
+	                 SHM_EL3);
 	snprintf(info, sizeof info, "PostgreSQL connection to %s: connection "
 	         "to server at \"127.0.0.1\", port %d failed: Connection "
 	         "refused", SLOW_HOST, p);
@@ -1530,7 +1628,7 @@ static void test_l3_timeout_names_the_host(void **state)
 	env = open_l3(info, 150);
 	snprintf(want, sizeof want, "PostgreSQL connection to 127.0.0.1 port "
 	         "%d: no answer within the l3_timeout_ms of 150 ms", p);
-	assert_reason(env, &id, want);
+	assert_reason(env, &id, SHM_EL3, want);
 	close_rt(env);
 	close(fd);
 
@@ -1548,7 +1646,7 @@ static void test_l3_timeout_names_the_host(void **state)
 	pg_exec(db, "ROLLBACK", 0, NULL); /* before any assert: the lock */
 	PQfinish(db);
 	fprintf(stderr, "%s\n", e);
-	assert_int_equal(rc, SHM_ENOTFOUND);
+	assert_int_equal(rc, SHM_EL3);
 	snprintf(want, sizeof want, "PostgreSQL query on 127.0.0.1 port %s: "
 	         "no answer within the l3_timeout_ms of 1000 ms", port);
 	if (!strstr(e, want))
@@ -2196,9 +2294,10 @@ static void test_lz4_value_inflating_beyond_any_message_is_refused(void **state)
 }
 
 /* A value that put would refuse is that level's error: neither served nor
- * filled, and the next level is asked. In Redis: JSON without created_at
- * (every stored message has one: put sets it) and content over
- * max_content; in PostgreSQL: content over max_content. */
+ * filled, and the next level is asked; in the last level, the get is its
+ * error (SHM_EL3: the message is there, not "not found"). In Redis: JSON
+ * without created_at (every stored message has one: put sets it) and
+ * content over max_content; in PostgreSQL: content over max_content. */
 static void test_values_put_would_refuse_are_the_levels_error(void **state)
 {
 	NEED_SERVERS();
@@ -2246,7 +2345,8 @@ static void test_values_put_would_refuse_are_the_levels_error(void **state)
 	assert_int_equal(shm_msg_get(env, &b.id, &got), 0);
 	tu_assert_msg_equal(got, &b);
 	shm_msg_free(got);
-	assert_int_equal(shm_msg_get(env, &cc.id, &got), SHM_ENOTFOUND);
+	/* PostgreSQL, the record, holds it but cannot serve it: its error */
+	assert_int_equal(shm_msg_get(env, &cc.id, &got), SHM_EL3);
 	fprintf(stderr, "refused: %s\n", shm_errmsg());
 	assert_non_null(strstr(shm_errmsg(), "PostgreSQL value: content: 200 "
 	                                     "bytes, at most 100 allowed"));
@@ -2307,7 +2407,7 @@ static void test_deleted_message_fills_l1_as_it_is(void **state)
 	shm_msg back = with_content(d, "back");
 	back.type = SHM_MSG_TEXT;
 	assert_int_equal(shm_msg_put(env, &back), SHM_EDELETED);
-	assert_int_equal(shm_msg_get(env, &bad.id, &got), SHM_ENOTFOUND);
+	assert_int_equal(shm_msg_get(env, &bad.id, &got), SHM_EL3);
 	assert_non_null(strstr(shm_errmsg(), "PostgreSQL value: message_type "
 	                                     "Delete: content must be"));
 	close_rt(env);
@@ -2448,11 +2548,13 @@ static void test_room_page_leaves_off_rows_put_would_refuse(void **state)
 	assert_int_equal(c.fills, 0);
 	assert_int_equal(log_records(env), 0); /* nothing goes back */
 
-	/* a get of a bad row says why, naming each level */
+	/* a get of a bad row is L3's error (it is there, unservable) and says
+	 * why, naming each level */
 	memset(&bad[N_BAD - 1].id, 0, sizeof bad[N_BAD - 1].id);
 	for (size_t j = 0; j < N_BAD; j++) {
-		if (shm_msg_get(env, &bad[j].id, &got) != SHM_ENOTFOUND)
-			fail_msg("bad row %zu (%s): served", j, bad_rows[j].why);
+		if (shm_msg_get(env, &bad[j].id, &got) != SHM_EL3)
+			fail_msg("bad row %zu (%s): served, or said not found",
+			         j, bad_rows[j].why);
 		fprintf(stderr, "bad row %zu: %s\n", j, shm_errmsg());
 		if (!strstr(shm_errmsg(), "Redis value: ") ||
 		    !strstr(shm_errmsg(), "PostgreSQL value: ") ||
@@ -2680,6 +2782,7 @@ int main(void)
 		cmocka_unit_test(test_failed_redis_read_leaves_its_reason),
 		cmocka_unit_test(test_l3_timeout_names_the_host),
 		cmocka_unit_test(test_redis_reason_stays_beside_postgres_answer),
+		cmocka_unit_test(test_get_the_record_cannot_answer_is_its_error),
 		cmocka_unit_test(test_failed_get_names_each_cause_once),
 		cmocka_unit_test(test_redis_host_name_is_resolved_at_open_not_on_gets),
 		cmocka_unit_test_teardown(
