@@ -26,6 +26,10 @@
  *     flushed: a row whose id L1 holds gives way to L1's version, which
  *     is on the page only if its own room and created_at put it there
  *     (a message moved in time or to another room leaves no old copy).
+ *  4. A page is complete or an error: when it needs PostgreSQL and
+ *     PostgreSQL fails, it is SHM_EL3 and nothing, never L1's part of it
+ *     (a short page reads as the end of the room). Without L3 configured,
+ *     L1's page is the answer: there is nothing else to ask.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -281,8 +285,8 @@ static bool l3_enough(shm_msg *const *l1, size_t n1, shm_msg *const *l3,
  * complete enough to be merged with the L1 page l1: when rows gave way to
  * L1's versions, or were left off as bad data (readthrough.c invariant 4),
  * and PostgreSQL may hold more, it is asked again for twice as many rows.
- * SHM_EL3 when PostgreSQL gives no page (unreachable, out of memory...); a
- * later query that fails leaves the previous one's rows. */
+ * Any query that fails fails the page: SHM_EL3 (or ENOMEM) with *out NULL,
+ * never the rows of an earlier, shorter query. */
 static int l3_page(shm_env *env, const char *room, int64_t before,
                    uint32_t limit, shm_msg *const *l1, size_t n1,
                    shm_msg ***out, size_t *n)
@@ -297,11 +301,12 @@ static int l3_page(shm_env *env, const char *room, int64_t before,
 	*out = NULL;
 	*n = 0;
 	for (;;) {
-		if (shm__rt_room_page(env, room, before, ask, &l3, &n3, &raw))
-			return *out ? 0 : SHM_EL3;
+		rc = shm__rt_room_page(env, room, before, ask, &l3, &n3, &raw);
 		shm_msgs_free(*out, *n);
 		*out = NULL;
 		*n = 0;
+		if (rc)
+			return rc;
 		if ((any = n3 > 0)) {
 			last.created_at = l3[n3 - 1]->created_at;
 			last.id = l3[n3 - 1]->id;
@@ -352,6 +357,17 @@ static int merge(shm_msg **l1, size_t n1, shm_msg **l3, size_t n3,
 	return 0;
 }
 
+/* SHM_EL3 for a page of room L1 could not answer alone, with the reason
+ * PostgreSQL failed (the last error). */
+static int l3_failed(const char *room)
+{
+	char cause[512], shown[SHM__SHOWN_MAX];
+
+	shm__errcause(SHM_EL3, cause, sizeof cause);
+	return shm__err(SHM_EL3, "room '%s': page not complete in L1, and %s",
+	                shm__shown_str(room, shown), cause);
+}
+
 int shm_room_page(shm_env *env, const char *room, int64_t before,
                   uint32_t limit, shm_msg ***out, size_t *n)
 {
@@ -398,12 +414,10 @@ int shm_room_page(shm_env *env, const char *room, int64_t before,
 				*n = 0;
 			return rc;
 		}
-		if (rc != SHM_EL3) { /* L1 itself failed */
-			shm_msgs_free(msgs, *n);
-			*n = 0;
-			return rc;
-		}
-		/* L3 unreachable: serve what L1 has (best effort). */
+		/* invariant 4: L1's page alone could be short or stop early */
+		shm_msgs_free(msgs, *n);
+		*n = 0;
+		return rc == SHM_EL3 ? l3_failed(room) : rc;
 	}
 	*out = msgs;
 	return 0;

@@ -518,8 +518,12 @@ int shm_msg_react(shm_env *env, const shm_uuid *id, int32_t user_id,
  * (shm_msg_put).
  * Served from the L1 room index; from PostgreSQL when L1 cannot answer it
  * completely and L3 is configured, leaving off (and counting in l3_errors)
- * the rows shm_msg_put would refuse. *out is an array of *n messages owned
- * by the caller, freed with shm_msgs_free().
+ * the rows shm_msg_put would refuse. If PostgreSQL then fails (unreachable,
+ * timed out, skipped after a recent failure), SHM_EL3 with *out NULL and
+ * *n 0: never L1's part of the page, which could read as the end of the
+ * room. Without L3 configured, L1's page is the answer, complete or not.
+ * *out is an array of *n messages owned by the caller, freed with
+ * shm_msgs_free().
  */
 int shm_room_page(shm_env *env, const char *room, int64_t before,
                   uint32_t limit, shm_msg ***out, size_t *n);

@@ -3,8 +3,9 @@
  * values, per-level timeouts against a dead, mute or trickling Redis, bad
  * values (too large, LZ4 bombs, refused by put) as the level's errors, the
  * last level configured as the record (its failure is the get's error,
- * SHM_EL3 or SHM_EL2, never SHM_ENOTFOUND), the reason each failed level
- * leaves in shm_errmsg(), a Redis key of another
+ * SHM_EL3 or SHM_EL2, never SHM_ENOTFOUND; a room page it cannot complete
+ * is SHM_EL3 and nothing), the reason each failed level leaves in
+ * shm_errmsg(), a Redis key of another
  * type replaced by the fill, concurrent gets side by side, room pages from
  * PostgreSQL merged with L1 (rows put would refuse left off), timestamps
  * that round-trip to the
@@ -1307,6 +1308,67 @@ static void test_get_the_record_cannot_answer_is_its_error(void **state)
 	tu_rmdir(sdir);
 	free(sdir);
 	cleanup();
+}
+
+/* A room page L1 cannot answer alone, with PostgreSQL unreachable: SHM_EL3
+ * and nothing (*out NULL, *n 0), never L1's part of it, which reads as a
+ * complete page or the end of the room. Before, it was rc 0 with L1's two
+ * messages. Without PostgreSQL configured, L1's page is the answer. */
+static void test_room_page_postgres_cannot_answer_is_an_error(void **state)
+{
+	NEED_SERVERS();
+	char room[64], conn[200], want[300];
+	shm_msg m[2], **page = (shm_msg **)1;
+	size_t n = 99;
+	shm_counters c;
+	shm_env *env;
+	int fd, port;
+
+	room_name(room, sizeof room, "pagedown");
+	port = refusing_port(&fd);
+	snprintf(conn, sizeof conn, "host=127.0.0.1 port=%d dbname=shm "
+	         "user=nobody", port);
+	for (int pass = 0; pass < 2; pass++) {
+		env = open_rt(redis_url, pass ? NULL : conn, 150, 0);
+		/* older than the environment: PostgreSQL may hold more of
+		 * the room (room.c invariant 2) */
+		for (int i = 0; i < 2; i++) {
+			m[i] = plain_msg(room, INT64_C(1700000070000000) + i,
+			                 "in L1");
+			assert_int_equal(shm_msg_put(env, &m[i]), 0);
+		}
+		int rc = shm_room_page(env, room, 0, 5, &page, &n);
+		fprintf(stderr, "page, PostgreSQL %s: rc %d, %zu: %s\n",
+		        pass ? "not configured" : "down", rc, n, shm_errmsg());
+		if (pass == 0) {
+			assert_int_equal(rc, SHM_EL3);
+			assert_null(page);
+			assert_int_equal(n, 0);
+			snprintf(want, sizeof want, "room '%s': page not complete "
+			         "in L1, and PostgreSQL connection", room);
+			assert_int_equal(strncmp(shm_errmsg(), want,
+			                         strlen(want)), 0);
+			assert_non_null(strstr(shm_errmsg(),
+			                       "(PostgreSQL L3 error)"));
+			shm_stats_local(env, &c);
+			assert_int_equal(c.room_pages_l3, 0);
+			assert_int_equal(c.l3_errors, 1);
+			/* skipped right after: the same */
+			page = (shm_msg **)1;
+			assert_int_equal(shm_room_page(env, room, 0, 5, &page,
+			                               &n), SHM_EL3);
+			assert_null(page);
+			assert_int_equal(n, 0);
+			assert_non_null(strstr(shm_errmsg(), "skipped"));
+		} else {
+			assert_int_equal(rc, 0);
+			assert_int_equal(n, 2);
+			assert_memory_equal(page[0]->id.b, m[1].id.b, 16);
+			shm_msgs_free(page, n);
+		}
+		close_rt(env);
+	}
+	close(fd);
 }
 
 /* A get no level answered says each level's cause once and ends with its
@@ -2783,6 +2845,7 @@ int main(void)
 		cmocka_unit_test(test_l3_timeout_names_the_host),
 		cmocka_unit_test(test_redis_reason_stays_beside_postgres_answer),
 		cmocka_unit_test(test_get_the_record_cannot_answer_is_its_error),
+		cmocka_unit_test(test_room_page_postgres_cannot_answer_is_an_error),
 		cmocka_unit_test(test_failed_get_names_each_cause_once),
 		cmocka_unit_test(test_redis_host_name_is_resolved_at_open_not_on_gets),
 		cmocka_unit_test_teardown(
