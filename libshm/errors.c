@@ -43,26 +43,50 @@ static bool ends_with(const char *text, size_t n, const char *sep,
 	       memcmp(text + n - c - d - s, sep, s) == 0;
 }
 
+/* Where to cut text (more than max bytes) at most max bytes in without
+ * splitting a UTF-8 sequence: before the sequence that byte max is in. */
+static size_t char_cut(const char *text, size_t max)
+{
+	size_t k = max;
+
+	while (k > 0 && max - k < 3 && ((unsigned char)text[k] & 0xc0) == 0x80)
+		k--;
+	return ((unsigned char)text[k] & 0xc0) == 0x80 ? max : k;
+}
+
 /* The rule of every error text: it names rc's description once, at its end
  * (so shm_errmsg() is printed alone): appended unless the text already ends
  * with it, e.g. a message that wraps another one of the same code. No
  * description holds parentheses, and no text ends with a parenthesis of
  * its own ("at most N allowed by max_content", not "at most N allowed
- * (max_content)"): none reads "(a (b))" or "(a) (b)". */
+ * (max_content)"): none reads "(a (b))" or "(a) (b)". A text too long for
+ * errbuf is cut between two characters and marked "...", before the
+ * description: shm_errmsg() is always valid UTF-8 (descriptions are
+ * ASCII) and always ends with it. */
 int shm__err(int rc, const char *fmt, ...)
 {
 	const char *desc = shm_strerror(rc);
+	size_t tail = strlen(desc) + sizeof " ()" - 1, n;
 	va_list ap;
-	int n;
+	int got;
 
 	va_start(ap, fmt);
-	n = vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+	got = vsnprintf(errbuf, sizeof errbuf, fmt, ap);
 	va_end(ap);
-	if (n >= 0 && (size_t)n < sizeof errbuf - 4 &&
-	    !ends_with(errbuf, (size_t)n, " (", desc, ")") &&
-	    !ends_with(errbuf, (size_t)n, ": ", desc, "") && /* shm__err_mdb */
-	    !ends_with(errbuf, (size_t)n, " ", desc, "")) /* "id not found" */
-		snprintf(errbuf + n, sizeof errbuf - (size_t)n, " (%s)", desc);
+	if (got < 0) { /* fmt could not be formatted: the description alone */
+		snprintf(errbuf, sizeof errbuf, "%s", desc);
+		return rc;
+	}
+	n = (size_t)got;
+	if (n + tail >= sizeof errbuf) {
+		n = char_cut(errbuf, sizeof errbuf - 1 - tail - 3);
+		n += (size_t)sprintf(errbuf + n, "...");
+	} else if (ends_with(errbuf, n, " (", desc, ")") ||
+	           ends_with(errbuf, n, ": ", desc, "") || /* shm__err_mdb */
+	           ends_with(errbuf, n, " ", desc, "")) { /* "id not found" */
+		return rc;
+	}
+	snprintf(errbuf + n, sizeof errbuf - n, " (%s)", desc);
 	return rc;
 }
 
@@ -73,6 +97,8 @@ void shm__errcause(int rc, char *buf, size_t len)
 
 	if (ends_with(errbuf, n, " (", desc, ")"))
 		n -= strlen(desc) + 3;
+	if (n >= len)
+		n = char_cut(errbuf, len - 1);
 	snprintf(buf, len, "%.*s", (int)n, errbuf);
 }
 

@@ -140,7 +140,8 @@ int shm__err_mdb(int rc, const char *what);
 int shm__null(const char *fn, const char *arg);
 /* The thread's last error text, set for rc, into buf without the " (<rc's
  * description>)" shm__err ended it with: its cause alone, for a text that
- * wraps it under another code (each text names one description). */
+ * wraps it under another code (each text names one description), cut
+ * between two characters if it does not fit. */
 void shm__errcause(int rc, char *buf, size_t len);
 
 /* ---- counters (stats.c) */

@@ -362,6 +362,38 @@ static void test_read_only_open_of_missing_dir_fails_clearly(void **state)
 	assert_non_null(strstr(shm_errmsg(), "/nonexistent/shm-env"));
 }
 
+/* An error text too long for the thread's buffer is cut between two
+ * characters, marked "...", and still ends with its description: whatever
+ * the cut's offset within a 4-byte character, shm_errmsg() is UTF-8. */
+static void test_long_error_text_is_cut_between_characters(void **state)
+{
+	const char *face = "\xf0\x9f\x98\x80"; /* U+1F600 */
+	char dir[1024], want[128];
+
+	snprintf(want, sizeof want, "... (%s)", strerror(ENOENT));
+	for (size_t shift = 0; shift < 4; shift++) {
+		shm_options o;
+		shm_env *env = NULL;
+		size_t len = (size_t)sprintf(dir, "/nonexistent%.*s", (int)shift,
+		                             "xxx");
+
+		for (int i = 0; i < 200; i++) /* 50 characters a component */
+			len += (size_t)sprintf(dir + len, i % 50 ? "%s" : "/%s",
+			                       face);
+		shm_options_init(&o);
+		o.read_only = true;
+		assert_int_equal(shm_env_open(dir, &o, &env), ENOENT);
+		assert_null(env);
+
+		const char *e = shm_errmsg();
+		size_t n = strlen(e);
+		if (shm__utf8_bad(e, n) != n || n < strlen(want) ||
+		    strcmp(e + n - strlen(want), want) != 0)
+			fail_msg("shift %zu: '%s'", shift, e);
+		assert_int_equal(strncmp(e, dir, 40), 0);
+	}
+}
+
 /* In a child that may not bypass file modes (root becomes nobody): opens
  * dir (read_only or not), wants EACCES with want in the text; its exit
  * status says whether it got them. */
@@ -1963,6 +1995,7 @@ int main(void)
 		cmocka_unit_test(test_child_of_fork_opens_its_own_handle),
 		cmocka_unit_test(test_read_only_open_refuses_writes),
 		cmocka_unit_test(test_read_only_open_of_missing_dir_fails_clearly),
+		cmocka_unit_test(test_long_error_text_is_cut_between_characters),
 		cmocka_unit_test(test_open_denied_names_the_file),
 		cmocka_unit_test(test_other_format_version_is_refused),
 		cmocka_unit_test(test_non_shm_lmdb_environment_is_refused),
