@@ -24,6 +24,7 @@
 
 #include "fl.h"
 #include "resolve.h"
+#include "text.h"
 
 enum opt_type { O_STR, O_UINT, O_BOOL };
 enum opt_where { W_BOTH, W_FLAG };
@@ -189,7 +190,7 @@ static int parse_bool(const char *v, bool *out)
 static int set_opt(fl_config *c, const fl_opt *o, const char *v, char *err,
                    size_t errlen)
 {
-	char *field = (char *)c + o->off;
+	char *field = (char *)c + o->off, shown[SHM__SHOWN_MAX];
 
 	switch (o->type) {
 	case O_STR: {
@@ -208,7 +209,7 @@ static int set_opt(fl_config *c, const fl_opt *o, const char *v, char *err,
 			if (!ok) {
 				snprintf(err, errlen, "%s: '%s' is not one of "
 				         "the allowed values (see --help)",
-				         o->name, v);
+				         o->name, shm__shown_str(v, shown));
 				return -1;
 			}
 		}
@@ -228,8 +229,8 @@ static int set_opt(fl_config *c, const fl_opt *o, const char *v, char *err,
 		if (*v < '0' || *v > '9' || *end || errno || n < o->min ||
 		    n > o->max) {
 			snprintf(err, errlen, "%s: '%s' is not an integer in "
-			         "[%" PRIu64 ", %" PRIu64 "]", o->name, v,
-			         o->min, o->max);
+			         "[%" PRIu64 ", %" PRIu64 "]", o->name,
+			         shm__shown_str(v, shown), o->min, o->max);
 			return -1;
 		}
 		*(uint64_t *)field = n;
@@ -238,7 +239,7 @@ static int set_opt(fl_config *c, const fl_opt *o, const char *v, char *err,
 	case O_BOOL:
 		if (parse_bool(v, (bool *)field)) {
 			snprintf(err, errlen, "%s: '%s' is not yes or no",
-			         o->name, v);
+			         o->name, shm__shown_str(v, shown));
 			return -1;
 		}
 		return 0;
@@ -274,9 +275,11 @@ static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 	ssize_t len;
 	FILE *f = fopen(path, "r");
 	int lineno = 0, rc = 0, set_on[N_OPTS] = {0}; /* line of each key */
+	char where[SHM__SHOWN_MAX], shown[SHM__SHOWN_MAX];
 
+	shm__shown_str(path, where);
 	if (!f) {
-		snprintf(err, errlen, "config %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "config %s: %s", where, strerror(errno));
 		return -1;
 	}
 	while ((len = getline(&line, &cap, f)) >= 0) {
@@ -284,7 +287,7 @@ static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 		lineno++;
 		if (memchr(line, '\0', (size_t)len)) {
 			snprintf(err, errlen, "%s:%d: NUL byte (not a text file?)",
-			         path, lineno);
+			         where, lineno);
 			rc = -1;
 			break;
 		}
@@ -296,7 +299,7 @@ static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 			continue;
 		if (!(eq = strchr(s, '='))) {
 			snprintf(err, errlen, "%s:%d: expected 'key = value'",
-			         path, lineno);
+			         where, lineno);
 			rc = -1;
 			break;
 		}
@@ -312,14 +315,15 @@ static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 		const fl_opt *o = find_long(key, strlen(key));
 		if (!o || o->where == W_FLAG) {
 			snprintf(err, errlen, "%s:%d: unknown option '%s'%s",
-			         path, lineno, key,
+			         where, lineno, shm__shown_str(key, shown),
 			         o ? " (command line only)" : "");
 			rc = -1;
 			break;
 		}
 		if (set_on[o - opts]) { /* two values: which one was meant? */
 			snprintf(err, errlen, "%s:%d: '%s' is already set on "
-			         "line %d", path, lineno, key, set_on[o - opts]);
+			         "line %d", where, lineno, o->name,
+			         set_on[o - opts]);
 			rc = -1;
 			break;
 		}
@@ -327,19 +331,20 @@ static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 		if (!quoted && has_comment(val)) {
 			snprintf(err, errlen, "%s:%d: %s: '%s': a comment takes a "
 			         "line of its own (quote the value if the '#' is "
-			         "part of it)", path, lineno, key, val);
+			         "part of it)", where, lineno, o->name,
+			         shm__shown_str(val, shown));
 			rc = -1;
 			break;
 		}
 		char why[512];
 		if (set_opt(c, o, val, why, sizeof why)) {
-			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+			snprintf(err, errlen, "%s:%d: %s", where, lineno, why);
 			rc = -1;
 			break;
 		}
 	}
 	if (rc == 0 && ferror(f)) { /* EISDIR: fopen takes a directory */
-		snprintf(err, errlen, "config %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "config %s: %s", where, strerror(errno));
 		rc = -1;
 	}
 	free(line);
@@ -352,6 +357,7 @@ static int parse_argv(fl_config *c, int argc, char **argv, bool apply,
                       char *err, size_t errlen)
 {
 	bool given[N_OPTS] = {false};
+	char shown[SHM__SHOWN_MAX];
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *val = NULL;
@@ -372,7 +378,7 @@ static int parse_argv(fl_config *c, int argc, char **argv, bool apply,
 			}
 			if (!o) {
 				snprintf(err, errlen, "unknown option '%s' "
-				         "(see --help)", a);
+				         "(see --help)", shm__shown_str(a, shown));
 				return -1;
 			}
 			if (eq) {
@@ -382,7 +388,7 @@ static int parse_argv(fl_config *c, int argc, char **argv, bool apply,
 		} else if (a[0] == '-' && a[1] && a[1] != '-') {
 			if (!(o = find_short(a[1]))) {
 				snprintf(err, errlen, "unknown option '%s' "
-				         "(see --help)", a);
+				         "(see --help)", shm__shown_str(a, shown));
 				return -1;
 			}
 			if (a[2]) {
@@ -391,13 +397,13 @@ static int parse_argv(fl_config *c, int argc, char **argv, bool apply,
 			}
 		} else {
 			snprintf(err, errlen, "unexpected argument '%s' "
-			         "(see --help)", a);
+			         "(see --help)", shm__shown_str(a, shown));
 			return -1;
 		}
 		if (o->type == O_BOOL && o->where == W_FLAG && attached) {
 			/* --once, --help...: no yes/no setting, no --no- form */
 			snprintf(err, errlen, "option '%s' takes no value (see "
-			         "--help)", a);
+			         "--help)", shm__shown_str(a, shown));
 			return -1;
 		}
 		if (given[o - opts]) {
@@ -411,7 +417,7 @@ static int parse_argv(fl_config *c, int argc, char **argv, bool apply,
 		} else if (!attached) {
 			if (i + 1 >= argc) {
 				snprintf(err, errlen, "option '%s' needs a "
-				         "value", a);
+				         "value", shm__shown_str(a, shown));
 				return -1;
 			}
 			val = argv[++i];
@@ -552,8 +558,9 @@ int fl_config_load(fl_config *c, int argc, char **argv, char *err,
 		else if (!S_ISREG(st.st_mode))
 			why = "not a regular file";
 		if (why) {
-			snprintf(err, errlen, "--pg-schema %s: %s", c->pg_schema,
-			         why);
+			char shown[SHM__SHOWN_MAX];
+			snprintf(err, errlen, "--pg-schema %s: %s",
+			         shm__shown_str(c->pg_schema, shown), why);
 			return -1;
 		}
 	}

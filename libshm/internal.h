@@ -40,6 +40,7 @@
 #include "shm.h"
 #include "shm_log.h"
 #include "resolve.h"
+#include "text.h"
 
 #define SHM_FORMAT_VERSION 1u
 #define SHM_ATIME_SLOTS (1u << 16)
@@ -411,28 +412,7 @@ int64_t shm__room_watermark(MDB_txn *txn, shm_env *env, const char *room,
 /* Meta key: a watermark every room has (set after an invalidation gap). */
 #define SHM__ROOM_FLOOR "room_floor"
 
-/* ---- validation (text.c) */
-/* 0 if s[0..len) is valid UTF-8 without NUL; SHM_EUTF8 / SHM_ENUL else.
- * what names the field in the error message. */
-int shm__check_text(const char *what, const char *s, size_t len, size_t max,
-                    bool allow_empty);
-/* Offset of the first byte of s[0..len) that does not start a valid UTF-8
- * sequence (the rules of shm__check_text, but NUL is allowed); len if all
- * of it is valid. */
-size_t shm__utf8_bad(const char *s, size_t len);
-/* Length of the UTF-8 sequence at p (avail bytes there) that encodes a
- * printable, non-space code point; 0 if invalid, whitespace or control. */
-size_t shm__printable_seq(const unsigned char *p, size_t avail);
-/* Input quoted in an error text, shown printably: its first
- * SHM__SHOWN_BYTES bytes, printable UTF-8 and ASCII spaces as they are,
- * any other byte (invalid UTF-8, controls, Unicode spaces) as \xNN, then
- * "..." if it goes on. Returns buf. The text must never carry the raw
- * bytes: it may be printed to a terminal or a log line. */
-#define SHM__SHOWN_BYTES 80
-#define SHM__SHOWN_MAX (SHM__SHOWN_BYTES * 4 + sizeof "...")
-const char *shm__shown(const char *s, size_t len, char buf[SHM__SHOWN_MAX]);
-/* shm__shown of a NUL-terminated s (read no further than it shows). */
-const char *shm__shown_str(const char *s, char buf[SHM__SHOWN_MAX]);
+/* ---- validation of text input, input shown printably: text.h */
 
 /* ---- reaction order (codec.c) */
 /* Reactions whose order is kept in the caller's shm__order (on its stack:

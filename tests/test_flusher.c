@@ -178,6 +178,88 @@ static void test_config_file_key_twice_is_refused(void **state)
 	free(dir);
 }
 
+/* Whether err may go to a terminal as it is: UTF-8 without controls. */
+static bool printable_text(const char *err)
+{
+	size_t n = strlen(err);
+
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)err[i] < 0x20 || err[i] == 0x7f)
+			return false;
+	return shm__utf8_bad(err, n) == n;
+}
+
+/* A value, an option or a file name quoted in a config error is shown
+ * printably (as libshm's error texts show input): an escape sequence or
+ * invalid UTF-8 reaches stderr as \xNN, never raw. */
+static void test_config_errors_show_values_printably(void **state)
+{
+	char *dir = tu_tmpdir(), path[4096], err[1024];
+	fl_config c;
+	struct {
+		char *argv[7];
+		const char *want;
+	} cases[] = {
+		{{"f", "-e", "d", "--pg", "x", "--batch-ms", "\x1b[2J5"},
+		 "batch-ms: '\\x1b[2J5' is not an integer"},
+		{{"f", "-e", "d", "--pg", "x", "--static-sha=sha\xff"},
+		 "static-sha: 'sha\\xff' is not one of"},
+		{{"f", "-e", "d", "--pg", "x", "--invalidation=\rno"},
+		 "invalidation: '\\x0dno' is not yes or no"},
+		{{"f", "-e", "d", "--pg", "x", "--bo\x1b]0;x\x07gus"},
+		 "unknown option '--bo\\x1b]0;x\\x07gus'"},
+		{{"f", "-e", "d", "--pg", "x", "\xc3("},
+		 "unexpected argument '\\xc3('"},
+		{{"f", "-e", "d", "--pg", "x", "--once=\x1b"},
+		 "option '--once=\\x1b' takes no value"},
+		{{"f", "-e", "d", "--pg", "dbname=x", "--pg-schema", "/no/\x1b[1m"},
+		 "--pg-schema /no/\\x1b[1m: No such file"},
+		{{"f", "-e", "d", "--redis", "redis://h\x1b:1", NULL},
+		 "h\\x1b"},
+		{{"f", "-c", "/no/\x9b" "31m.conf", NULL},
+		 "config /no/\\x9b31m.conf: No such file"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int argc = 0;
+		while (argc < 7 && cases[i].argv[argc])
+			argc++;
+		err[0] = 0;
+		assert_int_not_equal(fl_config_load(&c, argc, cases[i].argv,
+		                                    err, sizeof err), 0);
+		if (!strstr(err, cases[i].want) || !printable_text(err))
+			fail_msg("case %zu: '%s' is not '%s' shown", i, err,
+			         cases[i].want);
+		fl_config_free(&c);
+	}
+	snprintf(path, sizeof path, "%s/\x1b[31m.conf", dir);
+	const char *lines[] = {
+		"env = /e\npg = dbname=x\nbatch-ms = 5\x1b[0m\n",
+		"env = /e\npg = dbname=x\nbatch\xe2\x80\x8b-ms = 5\n",
+		"env = /e\npg = dbname=x\nstatic-sha = sha1 #\x07\n",
+	};
+	const char *want[] = {
+		"\\x1b[31m.conf:3: batch-ms: '5\\x1b[0m' is not an integer",
+		"\\x1b[31m.conf:3: unknown option 'batch\\xe2\\x80\\x8b-ms'",
+		"\\x1b[31m.conf:3: static-sha: 'sha1 #\\x07': a comment",
+	};
+	char *argv[] = {"shm-flusher", "--config", path, NULL};
+	for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+		FILE *f = fopen(path, "w");
+		assert_non_null(f);
+		fputs(lines[i], f);
+		fclose(f);
+		err[0] = 0;
+		assert_int_not_equal(fl_config_load(&c, 3, argv, err,
+		                                    sizeof err), 0);
+		if (!strstr(err, want[i]) || !printable_text(err))
+			fail_msg("line %zu: '%s' is not '%s' shown", i, err,
+			         want[i]);
+		fl_config_free(&c);
+	}
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* A number in the config file is digits, as on the command line: the
  * value is named with its line. */
 static void test_config_file_numbers_are_digits(void **state)
@@ -2831,6 +2913,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_config_yes_no_settings, ft_teardown),
 		cmocka_unit_test_teardown(test_config_file_key_twice_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_config_file_numbers_are_digits, ft_teardown),
+		cmocka_unit_test_teardown(test_config_errors_show_values_printably, ft_teardown),
 		cmocka_unit_test_teardown(test_config_file_unreadable_as_text_is_named, ft_teardown),
 		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
 		cmocka_unit_test_teardown(test_config_file_comment_after_a_value_is_refused, ft_teardown),

@@ -1,0 +1,35 @@
+/*
+ * text.h - checks of text input and its printable rendering in error texts
+ * (text.c), for libshm and the flusher, which links libshm statically:
+ * shm__ names, not exported by the shared library. Not installed.
+ */
+#ifndef SHM_TEXT_H
+#define SHM_TEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* 0 if s[0..len) is valid UTF-8 without NUL; SHM_EUTF8 / SHM_ENUL else.
+ * what names the field in the error message. */
+int shm__check_text(const char *what, const char *s, size_t len, size_t max,
+                    bool allow_empty);
+/* Offset of the first byte of s[0..len) that does not start a valid UTF-8
+ * sequence (the rules of shm__check_text, but NUL is allowed); len if all
+ * of it is valid. */
+size_t shm__utf8_bad(const char *s, size_t len);
+/* Length of the UTF-8 sequence at p (avail bytes there) that encodes a
+ * printable, non-space code point; 0 if invalid, whitespace or control. */
+size_t shm__printable_seq(const unsigned char *p, size_t avail);
+
+/* Input quoted in an error text, shown printably: its first
+ * SHM__SHOWN_BYTES bytes, printable UTF-8 and ASCII spaces as they are,
+ * any other byte (invalid UTF-8, controls, Unicode spaces) as \xNN, then
+ * "..." if it goes on. Returns buf. The text must never carry the raw
+ * bytes: it may be printed to a terminal or a log line. */
+#define SHM__SHOWN_BYTES 80
+#define SHM__SHOWN_MAX (SHM__SHOWN_BYTES * 4 + sizeof "...")
+const char *shm__shown(const char *s, size_t len, char buf[SHM__SHOWN_MAX]);
+/* shm__shown of a NUL-terminated s (read no further than it shows). */
+const char *shm__shown_str(const char *s, char buf[SHM__SHOWN_MAX]);
+
+#endif
