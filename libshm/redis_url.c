@@ -1,10 +1,11 @@
 /*
  * libshm/redis_url.c - the one parser of Redis addresses, for libshm's
  * read-through and the flusher: redis://[[user]:password@]host[:port][/db]
- * (host a name, an IPv4 address or a bracketed IPv6 one) and
- * unix://[[user]:password@]/path[?db=N]; and the resolution of the
- * read-through's host name, once, at open (resolve.c).
+ * (host a name, an IPv4 address or a bracketed IPv6 one: brackets hold
+ * nothing else) and unix://[[user]:password@]/path[?db=N]; and the
+ * resolution of the read-through's host name, once, at open (resolve.c).
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,23 @@ static int parse_unix(const char *url, shm_redis_addr *a)
 	return 0;
 }
 
+/* Whether host is an IPv6 address, with no zone or a non-empty one after
+ * its '%' (an interface's name or number: no ':', no other '%'). */
+static bool is_ipv6(const char *host)
+{
+	char addr[INET6_ADDRSTRLEN];
+	unsigned char bin[16];
+	const char *zone = strchr(host, '%');
+	size_t len = zone ? (size_t)(zone - host) : strlen(host);
+
+	if (len >= sizeof addr ||
+	    (zone && (!zone[1] || strpbrk(zone + 1, ":%"))))
+		return false;
+	memcpy(addr, host, len);
+	addr[len] = '\0';
+	return inet_pton(AF_INET6, addr, bin) == 1;
+}
+
 /* shm_redis_url_parse's work, into a zeroed *a: it may fill some of it and
  * fail. */
 static int parse_url(const char *url, shm_redis_addr *a)
@@ -161,6 +179,13 @@ static int parse_url(const char *url, shm_redis_addr *a)
 		}
 	}
 	memcpy(a->host, host, hostl);
+	if (v6 && !is_ipv6(a->host)) {
+		char why[SHM__SHOWN_MAX + 64], shown[SHM__SHOWN_MAX];
+		snprintf(why, sizeof why, "host '[%s]': not an IPv6 address, "
+		         "which alone goes in brackets",
+		         shm__shown_str(a->host, shown));
+		return bad(url, why);
+	}
 	a->port = 6379;
 	if (colon) {
 		long port = digits(colon + 1, (size_t)(p + hl - colon - 1), 65535);

@@ -271,8 +271,8 @@ const shm_options *shm_env_options(const shm_env *env);
 const char *shm_env_path(const shm_env *env);
 
 /* A Redis address: redis://[[user]:password@]host[:port][/db] (port 6379,
- * db 0 by default; host a name, an IPv4 address or [an IPv6 one]: any
- * other character in it is refused) or unix://[[user]:password@]/path
+ * db 0 by default; host a name, an IPv4 address or [an IPv6 one], brackets
+ * holding nothing else: any other character in it is refused) or unix://[[user]:password@]/path
  * [?db=N]; a user name
  * means Redis 6 ACLs (AUTH user password). shm_env_open checks
  * shm_options.redis_url with it; the flusher parses --redis with it. */

@@ -42,6 +42,11 @@ static void test_tcp_forms(void **state)
 	/* an IPv6 address in brackets, as in URLs */
 	parses("redis://[::1]:6380/2", "::1", 6380, 2, "", "", false);
 	parses("redis://:pw@[fd00::5]", "fd00::5", 6379, 0, "", "pw", false);
+	parses("redis://[::1]", "::1", 6379, 0, "", "", false);
+	parses("redis://[::ffff:10.0.0.2]/1", "::ffff:10.0.0.2", 6379, 1, "",
+	       "", false);
+	parses("redis://[fe80::1%eth0]:6380", "fe80::1%eth0", 6380, 0, "", "",
+	       false);
 }
 
 static void test_unix_forms(void **state)
@@ -83,6 +88,15 @@ static void test_bad_urls_say_what_is_wrong(void **state)
 	refuses("redis://[::1", "'[' without its ']'");
 	refuses("redis://[::1]6379", "expected ':PORT' or '/DB' after ']'");
 	refuses("redis://[]", "no host");
+	/* brackets hold an IPv6 address: a name or an IPv4 address in them
+	 * was taken as the host */
+	refuses("redis://[name]", "'redis://[name]': host '[name]': not an "
+	        "IPv6 address, which alone goes in brackets (invalid argument)");
+	refuses("redis://[127.0.0.1]:6379", "host '[127.0.0.1]': not an IPv6");
+	refuses("redis://[a:b]", "host '[a:b]': not an IPv6");
+	refuses("redis://[::1::2]", "host '[::1::2]': not an IPv6");
+	refuses("redis://[::1%]", "host '[::1%]': not an IPv6");
+	refuses("redis://[::1%a:b]", "host '[::1%a:b]': not an IPv6");
 	refuses("unix://run/redis.sock", "absolute/path");
 	refuses("unix://", "absolute/path");
 	refuses("unix:///r.sock?db=", "?db=N");
