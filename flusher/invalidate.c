@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "invalidate.h"
+#include "text.h"
 
 #define HEADER "shm-inval 2 "
 #define HEADER_V1 "shm-inval 1 "
@@ -310,6 +311,8 @@ int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
 	m->n = 0;
 	m->kb_len = 0;
 	m->env_id[0] = 0;
+	m->rooms_refused = 0;
+	m->room_why[0] = 0;
 	nl = memchr(p, '\n', len);
 	bool v2 = nl && (size_t)(nl - p) > hl && memcmp(p, HEADER, hl) == 0;
 	if (!nl || (size_t)(nl - p) <= hl ||
@@ -374,7 +377,8 @@ int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
 			kind = SHM_INVAL_STATIC;
 			klen = 16 + ol;
 		}
-		/* the room, unescaped, after the key, NUL-terminated */
+		/* the room, unescaped, after the key, NUL-terminated; kept
+		 * only if UTF-8 (libshm refuses the others) */
 		size_t need = klen + (room ? room_len + 1 : 0);
 		if (grow((void **)&m->keybuf, &m->kb_cap, m->kb_len + need, 1) ||
 		    grow((void **)&m->keys, &m->cap, m->n + 1, sizeof *m->keys)) {
@@ -393,11 +397,17 @@ int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
 		}
 		size_t room_off = 0; /* 0: none (a key comes first) */
 		if (room) {
-			room_off = off + klen;
-			unescape_room(room, room_len,
-			              (char *)m->keybuf + room_off);
+			char *r = (char *)m->keybuf + off + klen;
+			unescape_room(room, room_len, r);
+			size_t bad = shm__utf8_bad(r, room_len);
+			if (bad == room_len)
+				room_off = off + klen;
+			else if (m->rooms_refused++ == 0)
+				snprintf(m->room_why, sizeof m->room_why,
+				         "line %zu: room not UTF-8 at byte %zu",
+				         line, bad);
 		}
-		m->kb_len += need;
+		m->kb_len += room_off ? need : klen;
 		/* pointers fixed below: keybuf may still move */
 		m->keys[m->n] = (shm_inval_key){
 			.kind = kind,
@@ -588,24 +598,21 @@ static void handle(fl_inval *iv, const char *msg, size_t len,
 		fl_log(FL_INFO, "inval", "first invalidation from another "
 		       "host (%s)", m->env_id);
 	}
-	int rc = shm_l1_invalidate_many(iv->env, m->keys, m->n, &dropped,
-	                                &kept);
-	if (rc == SHM_EINVAL) {
-		/* a room libshm refuses (not UTF-8: a peer's bug) must not keep
-		 * the ids stale: they go without their rooms; a buggy peer's
-		 * every message would be a line: said once, reminded */
-		fl_repeat_fail(&iv->room_fail, FL_WARN, "from %s: %s; rooms "
-		               "ignored", m->env_id, shm_errmsg());
+	if (m->rooms_refused) {
+		/* a room not UTF-8 (a peer's bug) does not keep its id stale:
+		 * the id goes without it; a buggy peer's every message would
+		 * be a line: said once, reminded */
+		fl_repeat_fail(&iv->room_fail, FL_WARN, "from %s: %s, %zu in "
+		               "all; those rooms ignored, their ids dropped",
+		               m->env_id, m->room_why, m->rooms_refused);
 		snprintf(iv->room_peer, sizeof iv->room_peer, "%s", m->env_id);
 		ADD(iv, errors, 1);
-		for (size_t i = 0; i < m->n; i++)
-			m->keys[i].room = NULL;
-		rc = shm_l1_invalidate_many(iv->env, m->keys, m->n, &dropped,
-		                            &kept);
-	} else if (rc == 0 && iv->room_fail.failing &&
+	} else if (iv->room_fail.failing &&
 	           strcmp(m->env_id, iv->room_peer) == 0 && has_rooms(m)) {
 		fl_repeat_ok(&iv->room_fail); /* that peer's rooms are fine now */
 	}
+	int rc = shm_l1_invalidate_many(iv->env, m->keys, m->n, &dropped,
+	                                &kept);
 	if (rc) {
 		/* a key stays stale. A new failure may pass (the trim freeing
 		 * pages): one more try after a pause. One that lasts is tried

@@ -81,9 +81,12 @@ typedef struct fl_inval_msg {
 	size_t n, cap;
 	uint8_t *keybuf;
 	size_t kb_len, kb_cap;
+	size_t rooms_refused; /* rooms not UTF-8: their keys have none */
+	char room_why[64];    /* the first one's line and byte */
 } fl_inval_msg;
 /* Parses msg[0..len) into m (reusing its buffers). 0, or -1 if malformed
- * (the reason in err). */
+ * (the reason in err). A room that is not UTF-8 (libshm refuses it) is
+ * left out, its key kept, and counted in m->rooms_refused. */
 int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
                    size_t errlen);
 void fl_inval_msg_free(fl_inval_msg *m);

@@ -676,6 +676,31 @@ static void test_encode_parse(void **state)
 	assert_int_equal(fl_inval_parse(ok, strlen(ok), &m, err, sizeof err), 0);
 	assert_string_equal(m.keys[0].room, "ré");
 	assert_int_equal(m.keys[0].created_at, 42);
+	assert_int_equal(m.rooms_refused, 0);
+	/* a room that is not UTF-8 (a peer's bug) is refused here, where
+	 * libshm would refuse the whole drop: its id kept without it, the
+	 * other rooms kept, the first one named */
+	ok = "shm-inval 2 hostA\n"
+	     "m 0190c1c2-0000-7000-8000-000000000001 1 ok\n"
+	     "m 0190c1c2-0000-7000-8000-000000000002 2 ba%FFd\n"
+	     "m 0190c1c2-0000-7000-8000-000000000003 3 %C3\n"
+	     "m 0190c1c2-0000-7000-8000-000000000004 4 r%C3%A9\n";
+	assert_int_equal(fl_inval_parse(ok, strlen(ok), &m, err, sizeof err), 0);
+	assert_int_equal(m.n, 4);
+	assert_string_equal(m.keys[0].room, "ok");
+	assert_null(m.keys[1].room);
+	assert_int_equal(m.keys[1].created_at, 2);
+	assert_int_equal(((const uint8_t *)m.keys[1].key)[15], 2);
+	assert_null(m.keys[2].room);
+	assert_string_equal(m.keys[3].room, "ré");
+	assert_int_equal(((const uint8_t *)m.keys[3].key)[15], 4);
+	assert_int_equal(m.rooms_refused, 2);
+	assert_string_equal(m.room_why, "line 3: room not UTF-8 at byte 2");
+	/* the next message starts with none refused */
+	ok = "shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000001 1 a\n";
+	assert_int_equal(fl_inval_parse(ok, strlen(ok), &m, err, sizeof err), 0);
+	assert_int_equal(m.rooms_refused, 0);
+	assert_string_equal(m.room_why, "");
 	fl_inval_msg_free(&m);
 	fl_buf_free(&out);
 	fl_batch_free(&b);
