@@ -18,6 +18,10 @@
  *     message, which L1 takes whatever it holds, but another deleted state
  *     (then L1's own delete is on its way to both sinks) or nothing to
  *     write (the same state: this record named again after a restart).
+ *  4. This file's put is the flusher's only message write, on the pg
+ *     worker's thread: whether it wrote is whether it moved the handle's
+ *     puts counter (shm_stats_local), which a put of the state L1 already
+ *     holds does not.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -35,17 +39,24 @@ static void put_back(fl_sink *s, const fl_rec *r, const char *id,
                      const char *json, size_t len)
 {
 	char why[256];
+	shm_counters before, after;
 	shm_msg *m;
 	int rc = shm_msg_from_json(json, len, &m, why, sizeof why);
 
 	if (rc == 0) {
+		shm_stats_local(s->env, &before);
 		rc = shm_msg_put(s->env, m);
+		shm_stats_local(s->env, &after);
 		shm_msg_free(m);
 		snprintf(why, sizeof why, "%s", shm_errmsg());
 	}
-	if (rc == 0)
+	if (rc == 0 && after.puts != before.puts) /* invariant 4 */
 		fl_log(FL_INFO, "pg", "message %s: PostgreSQL's soft-deleted row "
 		       "put back into L1, for Redis and the other hosts (seq %"
+		       PRIu64 " would have undone its delete)", id, r->seq);
+	else if (rc == 0)
+		fl_log(FL_INFO, "pg", "message %s: L1 holds PostgreSQL's "
+		       "soft-deleted row already, nothing to put back (seq %"
 		       PRIu64 " would have undone its delete)", id, r->seq);
 	else if (rc == SHM_EDELETED)
 		fl_log(FL_INFO, "pg", "message %s: L1 holds it soft-deleted "

@@ -12,6 +12,7 @@
 
 #include "flusher_test.h"
 #include "internal.h"
+#include "pg_row.h"
 
 /* ------------------------------------------------------------- config */
 
@@ -1584,6 +1585,71 @@ static void test_postgres_keeps_a_soft_delete_final(void **state)
 	free(c);
 }
 
+/* A record refused over a soft-deleted row whose L1 holds that row
+ * already (as after a restart that names the record again) has nothing put
+ * back: the log says so, not "put back into L1" (said before, though
+ * nothing was written). */
+static void test_kept_delete_l1_already_holds_is_not_said_put_back(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char *a = tu_tmpdir(), *b = tu_tmpdir(), x[37], sql[512];
+	const char *one[] = {"--batch-records", "1", "--batch-max-records",
+	                     "1", NULL};
+	struct dead_seen d;
+	shm_env *env;
+	shm_msg *row;
+
+	ft_reset_servers();
+	shm_msg mx = tu_msg("again", 1, "secret");
+	mx.id = ft_id(10, 1);
+	shm_uuid_format(&mx.id, x);
+	env = tu_open(a, NULL);
+	assert_int_equal(shm_msg_put(env, &mx), 0);
+	assert_int_equal(shm_msg_delete(env, &mx.id), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(a, NULL), 0);
+	assert_int_equal(pg_deleted(x), 1);
+
+	/* B: X as it was before its delete, then PostgreSQL's row itself */
+	PGconn *pg = ft_pg_connect();
+	assert_non_null(pg);
+	snprintf(sql, sizeof sql, "SELECT " SHM_PG_MSG_JSON " FROM messages "
+	         "WHERE id = '%s'", x);
+	PGresult *res = PQexec(pg, sql);
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	assert_int_equal(PQntuples(res), 1);
+	char why[256];
+	assert_int_equal(shm_msg_from_json(PQgetvalue(res, 0, 0),
+	                                   (size_t)PQgetlength(res, 0, 0), &row,
+	                                   why, sizeof why), 0);
+	PQclear(res);
+	PQfinish(pg);
+	env = tu_open(b, NULL);
+	assert_int_equal(shm_msg_put(env, &mx), 0);
+	assert_int_equal(shm_msg_put(env, row), 0);
+	shm_msg_free(row);
+	shm_env_close(env);
+
+	/* one record a batch: the first, X undeleted, is refused alone */
+	assert_int_equal(ft_flush_once(b, one), 0);
+	assert_int_equal(one_dead_letter(b, &d), 1);
+	assert_int_equal(d.d[0].seq, 1);
+	assert_non_null(strstr(d.reason[0], "soft-deleted in PostgreSQL"));
+	assert_true(ft_log_mentions(b, "L1 holds PostgreSQL's soft-deleted "
+	                               "row already, nothing to put back"));
+	assert_false(ft_log_mentions(b, "put back into L1"));
+	l1_holds_deleted(b, &mx.id);
+	env = tu_open(b, NULL);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), 2);
+	shm_env_close(env);
+	assert_int_equal(pg_deleted(x), 1);
+	ft_rmdir(a);
+	ft_rmdir(b);
+	free(a);
+	free(b);
+}
+
 /* A row the upsert did not write for another reason than a soft delete
  * (here a trigger that skips it) is refused without a culprit: the batch
  * is replayed in halves down to that record, which is set aside, the rest
@@ -2943,6 +3009,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_legacy_records_of_one_object_in_two_spellings_apply, ft_teardown),
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
 		cmocka_unit_test_teardown(test_postgres_keeps_a_soft_delete_final, ft_teardown),
+		cmocka_unit_test_teardown(test_kept_delete_l1_already_holds_is_not_said_put_back, ft_teardown),
 		cmocka_unit_test_teardown(test_upsert_short_of_rows_without_a_delete_does_not_stall, ft_teardown),
 		cmocka_unit_test_teardown(test_corrupt_record_met_as_the_map_grows_is_set_aside, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_keeps_the_environments_map_size, ft_teardown),
