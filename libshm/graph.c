@@ -166,9 +166,7 @@ static size_t sibling_key(const uint8_t *key0, const void *o, size_t olen,
 	return 16 + olen;
 }
 
-/* Whether object o[0..len) (checked) is a website: its TYPE, before the
- * last '/', is SHM_WEBSITE_TYPE. */
-static bool is_website_type(const char *o, size_t len)
+bool shm__object_is_website(const char *o, size_t len)
 {
 	size_t tl = sizeof SHM_WEBSITE_TYPE - 1;
 
@@ -182,7 +180,7 @@ static int is_direct_txn(shm_env *env, MDB_txn *txn, const uint8_t *key,
 	MDB_val k = {klen, (void *)key}, d;
 	int rc;
 
-	*direct = is_website_type((const char *)key + 16, klen - 16);
+	*direct = shm__object_is_website((const char *)key + 16, klen - 16);
 	if (*direct)
 		return 0;
 	rc = mdb_get(txn, env->obj, &k, &d);
@@ -564,7 +562,7 @@ int shm_deps_set(shm_env *env, const shm_uuid *website, const char *object,
 		return shm__null(__func__, "env");
 	if ((rc = shm__objkey(__func__, website, object, key, &klen)))
 		return rc;
-	if (!direct && is_website_type((const char *)key + 16, klen - 16))
+	if (!direct && shm__object_is_website((const char *)key + 16, klen - 16))
 		return shm__err(SHM_EINVAL, "object '%s': a website is always "
 		                "direct (every " SHM_WEBSITE_TYPE " object is): "
 		                "declare it direct", object);

@@ -455,6 +455,11 @@ bool shm__uuid_lower(char *s, size_t len);
  * holds the object in its canonical form (graph.c invariant 5). */
 int shm__objkey(const char *fn, const shm_uuid *website, const char *object,
                 uint8_t *key, size_t *klen);
+/* Whether object o[0..len) (any bytes, canonical or not) is a website: its
+ * TYPE, before the last '/', is SHM_WEBSITE_TYPE. Such an object is direct
+ * whatever its obj byte says (graph.c): an older libshm stored some
+ * indirect. */
+bool shm__object_is_website(const char *o, size_t len);
 /* Whether the graph knows object (graph.c): declared by shm_deps_set, or
  * a dependency of a declared one; destroy forgets it. shmctl deps show
  * tells an unknown object from one without edges. */

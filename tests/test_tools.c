@@ -442,25 +442,32 @@ static void test_shmctl_refuses_a_cut_data_file(void **state)
 	free(dir);
 }
 
-/* Sets meta name in dir's environment to the len bytes of v with LMDB
- * itself: a value libshm would not write. No handle of this process may
- * be open on dir. */
-static void put_raw_meta(const char *dir, const char *name, const void *v,
-                         size_t len)
+/* Puts key -> the vlen bytes of v into database db of dir's environment
+ * with LMDB itself: what libshm would not write (now). No handle of this
+ * process may be open on dir. */
+static void put_raw(const char *dir, const char *db, const void *key,
+                    size_t klen, const void *v, size_t vlen)
 {
 	MDB_env *m;
 	MDB_txn *txn;
 	MDB_dbi dbi;
-	MDB_val k = {strlen(name), (void *)name}, d = {len, (void *)v};
+	MDB_val k = {klen, (void *)key}, d = {vlen, (void *)v};
 
 	assert_int_equal(mdb_env_create(&m), 0);
 	assert_int_equal(mdb_env_set_maxdbs(m, 16), 0);
 	assert_int_equal(mdb_env_open(m, dir, 0, 0664), 0);
 	assert_int_equal(mdb_txn_begin(m, NULL, 0, &txn), 0);
-	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	assert_int_equal(mdb_dbi_open(txn, db, 0, &dbi), 0);
 	assert_int_equal(mdb_put(txn, dbi, &k, &d, 0), 0);
 	assert_int_equal(mdb_txn_commit(txn), 0);
 	mdb_env_close(m);
+}
+
+/* Sets meta name to the len bytes of v (put_raw). */
+static void put_raw_meta(const char *dir, const char *name, const void *v,
+                         size_t len)
+{
+	put_raw(dir, "meta", name, strlen(name), v, len);
 }
 
 /* A read that fails half-way through stat (a meta value of 4 bytes, not a
@@ -485,6 +492,50 @@ static void test_shmctl_stat_prints_nothing_when_a_read_fails(void **state)
 		assert_non_null(strstr(out, "meta 'flusher.env_id.hi': 4 bytes, "
 		                            "expected 8"));
 	}
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* A website object is direct by its type, whatever an older libshm
+ * stored for it (it let one be declared indirect): ls shows it direct, as
+ * every reader takes it, and says the stored byte differs. It showed
+ * "indirect" and "direct":false. */
+static void test_shmctl_ls_shows_a_website_stored_indirect_as_direct(
+	void **state)
+{
+	static const char site[] =
+		"Communication::Website/0b8e7c52-1111-4222-8333-444455556666";
+	shm_uuid id, ws;
+	char *dir = env_64mib(&id), out[4096];
+	uint8_t key[128], indirect = 0;
+
+	shm_uuid_v7(&ws);
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(shm_deps_set(env, &ws, site, true, NULL, 0), 0);
+	assert_int_equal(shm_deps_set(env, &ws, "Person/1", false, NULL, 0), 0);
+	shm_env_close(env);
+	memcpy(key, ws.b, 16);
+	memcpy(key + 16, site, sizeof site - 1);
+	put_raw(dir, "obj", key, 16 + sizeof site - 1, &indirect, 1);
+
+	char *ls[] = {"shmctl", "-e", dir, "ls", "--kind", "graph", NULL};
+	assert_int_equal(run(NULL, out, sizeof out, ls), 0);
+	char w[37], want[512];
+	shm_uuid_format(&ws, w);
+	snprintf(want, sizeof want,
+	         "graph %s %s direct 0 stored-indirect\n"
+	         "graph %s Person/1 indirect 0\n", w, site, w);
+	assert_string_equal(out, want);
+	char *json[] = {"shmctl", "-e", dir, "ls", "--kind", "graph", "--json",
+	                NULL};
+	assert_int_equal(run(NULL, out, sizeof out, json), 0);
+	snprintf(want, sizeof want,
+	         "{\"kind\":\"graph\",\"website\":\"%s\",\"object\":"
+	         "\"%s\",\"direct\":true,\"deps\":0,"
+	         "\"stored_direct\":false}\n"
+	         "{\"kind\":\"graph\",\"website\":\"%s\",\"object\":"
+	         "\"Person/1\",\"direct\":false,\"deps\":0}\n", w, site, w);
+	assert_string_equal(out, want);
 	tu_rmdir(dir);
 	free(dir);
 }
@@ -759,6 +810,7 @@ int main(void)
 		T(test_dataset_keeps_the_environments_map_size),
 		T(test_shmctl_refuses_a_cut_data_file),
 		T(test_shmctl_stat_prints_nothing_when_a_read_fails),
+		T(test_shmctl_ls_shows_a_website_stored_indirect_as_direct),
 		T(test_dataset_refuses_nan_and_names_the_environment_once),
 		T(test_dataset_says_where_it_loaded_nothing),
 		T(test_dataset_refuses_bad_numbers_naming_them),

@@ -1922,13 +1922,15 @@ static void each_graph(const MDB_val *k, const MDB_val *v, lsctx *c)
 	char id[37];
 	const char *obj;
 	int olen;
-	bool direct = v->mv_size >= 1 && ((const uint8_t *)v->mv_data)[0];
+	bool stored = v->mv_size >= 1 && ((const uint8_t *)v->mv_data)[0];
 	size_t ndeps = 0;
 	MDB_cursor *cur;
 
 	if (k->mv_size < 16)
 		return;
 	obj_split(k, id, &obj, &olen);
+	/* what every reader takes: a website is direct, whatever is stored */
+	bool direct = stored || shm__object_is_website(obj, (size_t)olen);
 	if (mdb_cursor_open(c->txn, c->env->dep, &cur) == 0) {
 		MDB_val kk = *k, vv;
 		if (mdb_cursor_get(cur, &kk, &vv, MDB_SET) == 0)
@@ -1942,10 +1944,13 @@ static void each_graph(const MDB_val *k, const MDB_val *v, lsctx *c)
 		json_object_set_new(o, "object", json_stringn(obj, (size_t)olen));
 		json_object_set_new(o, "direct", json_boolean(direct));
 		json_object_set_new(o, "deps", json_integer((json_int_t)ndeps));
+		if (stored != direct)
+			json_object_set_new(o, "stored_direct", json_false());
 		emit(c->out, o);
 	} else {
-		fprintf(c->out, "graph %s %.*s %s %zu\n", id, olen, obj,
-		        direct ? "direct" : "indirect", ndeps);
+		fprintf(c->out, "graph %s %.*s %s %zu%s\n", id, olen, obj,
+		        direct ? "direct" : "indirect", ndeps,
+		        stored != direct ? " stored-indirect" : "");
 	}
 }
 
