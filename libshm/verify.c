@@ -31,6 +31,11 @@
  *  7. Dead letters: every letter decodes (its key a seq, its header of
  *     dead.c's version, its lengths its size). Nothing ties one to the log:
  *     it outlives its record, which it holds a copy of.
+ *  8. Object keys are canonical (graph.c invariant 5) in obj, dep (key and
+ *     object), static and mark: an ID that is a UUID is in lower case. An
+ *     older libshm stored the application's spelling; libshm never reads
+ *     such an entry (README: Upgrading). ref mirrors dep (step 6): its
+ *     entries are not said twice.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -698,6 +703,75 @@ static int check_dead(vctx *c)
 	return rc ? shm__err_mdb(rc, "verify: read dead letters") : 0;
 }
 
+/* Whether object o[0..len) has a UUID ID with an upper-case digit; if so,
+ * canon gets the object as libshm keys it (graph.c invariant 5). */
+static bool upper_uuid(const void *o, size_t len,
+                       char canon[SHM_MAX_OBJECT + 1])
+{
+	const char *slash = len ? memrchr(o, '/', len) : NULL;
+	size_t id;
+
+	if (!slash || len > SHM_MAX_OBJECT)
+		return false;
+	id = (size_t)(slash - (const char *)o) + 1;
+	memcpy(canon, o, len);
+	canon[len] = '\0';
+	return shm__uuid_lower(canon + id, len - id) &&
+	       memcmp(canon, o, len) != 0;
+}
+
+/* What to do about an entry of each database of step 8. */
+static const char *upper_remedy(const vctx *c, MDB_dbi dbi)
+{
+	if (dbi == c->env->stat)
+		return "no reader gets it: it ages out of L1";
+	if (dbi == c->env->mark)
+		return "its log record is mirrored in lower case, and its "
+		       "trim drops it";
+	return "libshm no longer walks it: declare the object again "
+	       "(shm_deps_set)";
+}
+
+/* 8. Keys (and dep's objects) of dbi in canonical form. */
+static int check_canon(vctx *c, MDB_dbi dbi, const char *what)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, op = MDB_FIRST;
+	char name[600], canon[SHM_MAX_OBJECT + 1], dcanon[SHM_MAX_OBJECT + 1];
+
+	if ((rc = cursor(c, dbi, &cur)))
+		return rc;
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		op = MDB_NEXT;
+		if (k.mv_size < 16)
+			continue; /* steps 3 and 6 say it */
+		bool key_up = upper_uuid((const uint8_t *)k.mv_data + 16,
+		                         k.mv_size - 16, canon);
+		bool dep_up = dbi == c->env->dep &&
+		              upper_uuid(v.mv_data, v.mv_size, dcanon);
+		if (!key_up && !dep_up)
+			continue;
+		keyname(0, k.mv_data, k.mv_size, name, sizeof name);
+		if (dbi != c->env->dep)
+			problem(c, "%s %s: a UUID ID in upper case, as an older "
+			        "libshm stored it; libshm keys this object %s: "
+			        "%s", what, name, canon, upper_remedy(c, dbi));
+		else /* name + 37: the object, after "<website>/" */
+			problem(c, "%s %s -> %.*s: a UUID ID in upper case, as "
+			        "an older libshm stored it; libshm keys this "
+			        "edge %s -> %.*s: %s", what, name, (int)v.mv_size,
+			        (const char *)v.mv_data, key_up ? canon : name + 37,
+			        dep_up ? (int)strlen(dcanon) : (int)v.mv_size,
+			        dep_up ? dcanon : (const char *)v.mv_data,
+			        upper_remedy(c, dbi));
+	}
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	return rc ? shm__err_mdb(rc, "verify: read object keys") : 0;
+}
+
 /* Every check, in c->txn's snapshot. */
 static int check_snapshot(vctx *c)
 {
@@ -737,8 +811,12 @@ static int check_snapshot(vctx *c)
 		qsort(recs.v, recs.n, sizeof *recs.v, vent_cmp);
 	check_log_vs_data(c, &recs, &lru, &broken, flushed);
 	if ((rc = check_edges(c, env->dep, env->ref, "dependency")) == 0 &&
-	    (rc = check_edges(c, env->ref, env->dep, "reference")) == 0)
-		rc = check_dead(c);
+	    (rc = check_edges(c, env->ref, env->dep, "reference")) == 0 &&
+	    (rc = check_dead(c)) == 0 &&
+	    (rc = check_canon(c, env->obj, "graph: object")) == 0 &&
+	    (rc = check_canon(c, env->dep, "graph: edge")) == 0 &&
+	    (rc = check_canon(c, env->stat, "static")) == 0)
+		rc = check_canon(c, env->mark, "mark");
 out:
 	vlist_free(&recs);
 	vlist_free(&lru);

@@ -540,6 +540,41 @@ static void test_shmctl_ls_shows_a_website_stored_indirect_as_direct(
 	free(dir);
 }
 
+/* shmctl verify says a graph node an older libshm stored under a UUID ID
+ * in upper case, and exits 1 (problems found); the same object declared
+ * in upper case now is stored in lower case: ok, 0. */
+static void test_shmctl_verify_names_an_upper_case_uuid_id(void **state)
+{
+	static const char page[] = "Page/C0FFEE00-0000-4000-8000-0000000000AB";
+	shm_uuid id, ws;
+	char *dir = env_64mib(&id), out[4096], w[37], want[512];
+	uint8_t key[128], direct = 1;
+	char *verify[] = {"shmctl", "-e", dir, "verify", NULL};
+
+	shm_uuid_v7(&ws);
+	shm_uuid_format(&ws, w);
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(shm_deps_set(env, &ws, page, true, NULL, 0), 0);
+	shm_env_close(env);
+	assert_int_equal(run(NULL, out, sizeof out, verify), 0);
+	assert_non_null(strstr(out, "ok: 1 messages, 0 statics, 2 log records"));
+
+	memcpy(key, ws.b, 16);
+	memcpy(key + 16, page, sizeof page - 1);
+	put_raw(dir, "obj", key, 16 + sizeof page - 1, &direct, 1);
+	assert_int_equal(run(NULL, out, sizeof out, verify), 1);
+	snprintf(want, sizeof want,
+	         "graph: object %s/%s: a UUID ID in upper case, as an older "
+	         "libshm stored it; libshm keys this object Page/c0ffee00-0000-"
+	         "4000-8000-0000000000ab: libshm no longer walks it: declare "
+	         "the object again (shm_deps_set)\n", w, page);
+	assert_string_equal(out, want);
+	assert_int_equal(run_fd(2, NULL, out, sizeof out, verify), 1);
+	assert_string_equal(out, "shmctl: verify: 1 problem\n");
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* A fraction that is not a number fails the range check (NaN compared
  * false both ways, and loaded a site of 5 connections); an environment
  * that cannot be opened is named once. */
@@ -811,6 +846,7 @@ int main(void)
 		T(test_shmctl_refuses_a_cut_data_file),
 		T(test_shmctl_stat_prints_nothing_when_a_read_fails),
 		T(test_shmctl_ls_shows_a_website_stored_indirect_as_direct),
+		T(test_shmctl_verify_names_an_upper_case_uuid_id),
 		T(test_dataset_refuses_nan_and_names_the_environment_once),
 		T(test_dataset_says_where_it_loaded_nothing),
 		T(test_dataset_refuses_bad_numbers_naming_them),

@@ -439,6 +439,119 @@ static void test_verify_finds_a_one_sided_graph_edge(void **state)
 	assert_true(found(f, "Page/1 -> Block/9 has no reverse edge"));
 }
 
+/* Puts key (WEB + obj, as given: not in canonical form) -> v into dbi, as
+ * a libshm older than the lower-case UUID ids wrote it. */
+static void legacy_put(fixture *f, MDB_dbi dbi, const char *obj,
+                       const void *v, size_t vlen)
+{
+	uint8_t key[SHM_OBJKEY_MAX];
+	shm_uuid w;
+	MDB_txn *txn = wbegin(f);
+
+	assert_int_equal(shm_uuid_parse(WEB, &w), 0);
+	memcpy(key, w.b, 16);
+	memcpy(key + 16, obj, strlen(obj));
+	MDB_val k = {16 + strlen(obj), key}, d = {vlen, (void *)v};
+	assert_int_equal(mdb_put(txn, dbi, &k, &d, 0), 0);
+	wcommit(txn);
+}
+
+/* What an older libshm stored under a UUID ID in upper case (graph nodes
+ * and edges, statics, marks) is out of libshm's reach: each entry is a
+ * problem that names it, the lower-case object libshm keys, and what to do.
+ * The same objects given in upper case now are stored in lower case:
+ * clean. Before, verify found nothing. */
+static void test_verify_finds_upper_case_uuid_ids_an_older_libshm_stored(
+	void **state)
+{
+	fixture *f = *state;
+	static const char page_up[] = "Page/C0FFEE00-0000-4000-8000-0000000000AB",
+	                  person_up[] =
+		"Person/C0FFEE00-0000-4000-8000-0000000000CD";
+	const char *deps[] = {person_up};
+	uint8_t one = 1, mark[9] = {0}, key[SHM_OBJKEY_MAX];
+	shm_uuid w;
+	shm_static *st;
+	size_t klen;
+
+	assert_int_equal(shm_uuid_parse(WEB, &w), 0);
+	assert_int_equal(shm_deps_set(f->env, &w, page_up, true, deps, 1), 0);
+	assert_int_equal(shm_object_save(f->env, &w, person_up), 0);
+	assert_int_equal(shm_static_put(f->env, &w, page_up, "x", 1, &st), 0);
+	shm_static_free(st);
+	assert_int_equal(run_verify(f), 0);
+
+	/* the same, as an older libshm stored them; the static moved to the
+	 * upper-case key with its lru key, its record trimmed */
+	legacy_put(f, f->env->obj, page_up, &one, 1);
+	legacy_put(f, f->env->dep, page_up, person_up, strlen(person_up));
+	legacy_put(f, f->env->ref, person_up, page_up, strlen(page_up));
+	mark[8] = 1;
+	legacy_put(f, f->env->mark, person_up, mark, sizeof mark);
+	shm_info in;
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	assert_int_equal(shm_log_trim(f->env, in.next_seq - 1), 0);
+	assert_int_equal(shm__objkey("test", &w, page_up, key, &klen), 0);
+	MDB_txn *txn = wbegin(f);
+	MDB_val k = {klen, key}, v;
+	uint8_t lk[9 + SHM_OBJKEY_MAX], up[SHM_OBJKEY_MAX];
+	size_t ll = lru_key_of(txn, f, SHM_KIND_STATIC, key, klen, lk);
+	assert_int_equal(mdb_get(txn, f->env->stat, &k, &v), 0);
+	memcpy(up, key, 16);
+	memcpy(up + 16, page_up, klen - 16);
+	MDB_val uk = {klen, up}, lv;
+	assert_int_equal(mdb_put(txn, f->env->stat, &uk, &v, 0), 0);
+	assert_int_equal(mdb_del(txn, f->env->stat, &k, NULL), 0);
+	MDB_val lkv = {ll, lk};
+	assert_int_equal(mdb_get(txn, f->env->lru, &lkv, &lv), 0);
+	uint8_t lval[16];
+	memcpy(lval, lv.mv_data, lv.mv_size);
+	lv.mv_data = lval;
+	assert_int_equal(mdb_del(txn, f->env->lru, &lkv, NULL), 0);
+	memcpy(lk + 9, up, klen);
+	assert_int_equal(mdb_put(txn, f->env->lru, &lkv, &lv, 0), 0);
+	wcommit(txn);
+
+	assert_int_equal(run_verify(f), 4);
+	assert_true(found(f, "graph: object 8c5e1ab0-6d0a-4c5c-9b61-2f6a0e1d5a11/"
+	                     "Page/C0FFEE00-0000-4000-8000-0000000000AB: a UUID "
+	                     "ID in upper case, as an older libshm stored it; "
+	                     "libshm keys this object Page/c0ffee00-0000-4000-"
+	                     "8000-0000000000ab: libshm no longer walks it: "
+	                     "declare the object again (shm_deps_set)"));
+	assert_true(found(f, "graph: edge 8c5e1ab0-6d0a-4c5c-9b61-2f6a0e1d5a11/"
+	                     "Page/C0FFEE00-0000-4000-8000-0000000000AB -> "
+	                     "Person/C0FFEE00-0000-4000-8000-0000000000CD: a "
+	                     "UUID ID in upper case, as an older libshm stored "
+	                     "it; libshm keys this edge Page/c0ffee00-0000-4000-"
+	                     "8000-0000000000ab -> Person/c0ffee00-0000-4000-"
+	                     "8000-0000000000cd: libshm no longer walks it"));
+	assert_true(found(f, "static 8c5e1ab0-6d0a-4c5c-9b61-2f6a0e1d5a11/Page/"
+	                     "C0FFEE00-0000-4000-8000-0000000000AB: a UUID ID in "
+	                     "upper case, as an older libshm stored it; libshm "
+	                     "keys this object Page/c0ffee00-0000-4000-8000-"
+	                     "0000000000ab: no reader gets it: it ages out of "
+	                     "L1"));
+	assert_true(found(f, "mark 8c5e1ab0-6d0a-4c5c-9b61-2f6a0e1d5a11/Person/"
+	                     "C0FFEE00-0000-4000-8000-0000000000CD: a UUID ID in "
+	                     "upper case, as an older libshm stored it; libshm "
+	                     "keys this object Person/c0ffee00-0000-4000-8000-"
+	                     "0000000000cd: its log record is mirrored in lower "
+	                     "case, and its trim drops it"));
+	/* an edge of a lower-case object to an upper-case one */
+	const char *page = "Page/c0ffee00-0000-4000-8000-0000000000ab";
+	legacy_put(f, f->env->dep, page, person_up, strlen(person_up));
+	legacy_put(f, f->env->ref, person_up, page, strlen(page));
+	assert_int_equal(run_verify(f), 5);
+	assert_true(found(f, "graph: edge 8c5e1ab0-6d0a-4c5c-9b61-2f6a0e1d5a11/"
+	                     "Page/c0ffee00-0000-4000-8000-0000000000ab -> "
+	                     "Person/C0FFEE00-0000-4000-8000-0000000000CD: a "
+	                     "UUID ID in upper case, as an older libshm stored "
+	                     "it; libshm keys this edge Page/c0ffee00-0000-4000-"
+	                     "8000-0000000000ab -> Person/c0ffee00-0000-4000-"
+	                     "8000-0000000000cd: "));
+}
+
 /* A dead letter cut short, or whose lengths do not add up to its size, is
  * named by its seq. Good ones are no problem, one whose record is still in
  * the log too (letter 1: the message setup put). */
@@ -578,6 +691,9 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_an_unflushed_record_whose_data_is_gone,
+			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_finds_upper_case_uuid_ids_an_older_libshm_stored,
 			setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_a_one_sided_graph_edge, setup, teardown),

@@ -93,7 +93,8 @@ static const char usage_text[] =
 "                                     messages to another environment\n"
 "  verify                             checks checksums (log records, content\n"
 "                                     hashes, statics' SHAs), indexes, log vs\n"
-"                                     data, dead letters\n"
+"                                     data, dead letters, object ids (none in\n"
+"                                     upper case, as an older libshm stored)\n"
 "  readers [--clear-stale] [--json]\n"
 "                                     LMDB reader slots (pid, thread, txnid\n"
 "                                     of the snapshot held, its age in\n"
@@ -2172,6 +2173,17 @@ static const struct {
 	{"destroy", cmd_destroy}, {"bust", cmd_bust},   {"ls", cmd_ls},
 };
 
+/* --help: the usage on stdout. A write that fails inside fputs (a text
+ * longer than stdout's buffer) is said here, with its errno: the flush at
+ * exit would find only the stream's error flag. */
+static int help(void)
+{
+	errno = 0;
+	if (fputs(usage_text, stdout) == EOF)
+		return tool_write_failed(prog, errno);
+	return EX_OK;
+}
+
 static int run(int argc, char **argv)
 {
 	int i = 1;
@@ -2180,10 +2192,8 @@ static int run(int argc, char **argv)
 	env_dir = getenv("SHM_ENV");
 	while (i < argc && argv[i][0] == '-') {
 		const char *a = argv[i];
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			fputs(usage_text, stdout);
-			return EX_OK;
-		}
+		if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+			return help();
 		if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
 			printf("shmctl %s\n", SHM_VERSION);
 			return EX_OK;
@@ -2207,18 +2217,14 @@ static int run(int argc, char **argv)
 		fputs(usage_text, stderr);
 		return EX_USAGE_;
 	}
-	if (!strcmp(argv[i], "help")) {
-		fputs(usage_text, stdout);
-		return EX_OK;
-	}
+	if (!strcmp(argv[i], "help"))
+		return help();
 	for (size_t c = 0; c < sizeof commands / sizeof *commands; c++) {
 		if (strcmp(commands[c].name, argv[i]) != 0)
 			continue;
 		for (int j = i + 1; j < argc && strcmp(argv[j], "--"); j++) {
-			if (!strcmp(argv[j], "--help") || !strcmp(argv[j], "-h")) {
-				fputs(usage_text, stdout);
-				return EX_OK;
-			}
+			if (!strcmp(argv[j], "--help") || !strcmp(argv[j], "-h"))
+				return help();
 			/* the commands take no -e: said, rather than read as an
 			 * argument ('stat [--json]') or as no -e at all */
 			if (!strcmp(argv[j], "-e") || !strcmp(argv[j], "--env"))
