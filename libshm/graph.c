@@ -34,7 +34,9 @@
  *
  * Invariants
  *  1. For every dep entry (k -> o) there is a ref entry (o -> k), and back.
- *  2. Every change here appends its log record in the same transaction.
+ *  2. Every change here appends its log record in the same transaction,
+ *     but shm__object_forget_w's (upgrade.c: an older libshm's spelling of
+ *     an object, which no reader reads and no sink keys).
  *  3. Bad input (object, website, dependency, the object among its own
  *     dependencies, a website declared indirect) is refused before any
  *     transaction begins: nothing changes.
@@ -52,11 +54,6 @@
 #include <xxhash.h>
 
 #include "internal.h"
-
-/* static.c: removes (website, object)'s static and its lease if L1 holds
- * them, then appends a STATIC_BUST record. *existed says if it did. */
-int shm__static_bust_w(shm__wtxn *w, const uint8_t *key, size_t klen,
-                       bool *existed);
 
 /*
  * LMDB's largest key is 511 bytes; the L1 index (lru) prefixes a static's
@@ -126,6 +123,23 @@ static void object_canon(char *o, size_t len)
 	size_t id = (size_t)((const char *)memrchr(o, '/', len) - o) + 1;
 
 	shm__uuid_lower(o + id, len - id);
+}
+
+bool shm__object_canon_of(const void *o, size_t len,
+                          char canon[SHM_MAX_OBJECT + 1])
+{
+	const char *slash;
+	size_t id;
+
+	if (len > SHM_MAX_OBJECT)
+		len = SHM_MAX_OBJECT; /* not an object libshm stores */
+	memcpy(canon, o, len);
+	canon[len] = '\0';
+	if (!(slash = len ? memrchr(canon, '/', len) : NULL))
+		return false;
+	id = (size_t)(slash - canon) + 1;
+	return shm__uuid_lower(canon + id, len - id) &&
+	       memcmp(canon, o, len) != 0;
 }
 
 static int website_check(const shm_uuid *website)
@@ -549,11 +563,70 @@ static int deps_set_body(shm__wtxn *w, void *ctx)
 	                       c->plen, &seq);
 }
 
+/* The GRAPH_SET payload (shm_log.h): u8 direct, u32 n, then each
+ * dependency as u16 length + bytes; *out malloc'd. */
+static int graph_set_payload(bool direct, const objset *s, uint8_t **out,
+                             size_t *len)
+{
+	size_t plen = 5;
+	uint8_t *p;
+
+	for (size_t i = 0; i < s->n; i++)
+		plen += 2 + strlen(s->items[i]);
+	if ((*out = p = malloc(plen)) == NULL)
+		return ENOMEM;
+	*p++ = direct ? 1 : 0;
+	uint32_t n32 = (uint32_t)s->n;
+	memcpy(p, &n32, 4); /* little-endian hosts only (see shm_log.h) */
+	p += 4;
+	for (size_t i = 0; i < s->n; i++) {
+		uint16_t l = (uint16_t)strlen(s->items[i]);
+		memcpy(p, &l, 2);
+		memcpy(p + 2, s->items[i], l);
+		p += 2 + l;
+	}
+	*len = plen;
+	return 0;
+}
+
+int shm__deps_set_w(shm__wtxn *w, const uint8_t *key, size_t klen,
+                    bool direct, char *const *deps, size_t n)
+{
+	objset s = {0};
+	uint8_t *payload = NULL;
+	size_t plen;
+	int rc = 0;
+
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = objset_add(&s, deps[i], strlen(deps[i]), NULL);
+	if (!rc && (rc = graph_set_payload(direct, &s, &payload, &plen)))
+		rc = shm__err(rc, "object graph: graph record");
+	if (!rc) {
+		struct deps_set c = {key, klen, direct, &s, payload, plen};
+		rc = deps_set_body(w, &c);
+	}
+	free(payload);
+	objset_free(&s);
+	return rc;
+}
+
+int shm__object_forget_w(shm__wtxn *w, const uint8_t *key, size_t klen)
+{
+	MDB_val k = {klen, (void *)key};
+	int rc;
+
+	if ((rc = drop_outgoing(w, key, klen)))
+		return rc;
+	rc = mdb_del(w->txn, w->env->obj, &k, NULL);
+	return rc && rc != MDB_NOTFOUND ? mdberr(rc, "object graph: forget")
+	                                : 0;
+}
+
 int shm_deps_set(shm_env *env, const shm_uuid *website, const char *object,
                  bool direct, const char *const *deps, size_t n_deps)
 {
-	uint8_t key[SHM_OBJKEY_MAX], *payload = NULL, *p;
-	size_t klen, plen = 5;
+	uint8_t key[SHM_OBJKEY_MAX], *payload = NULL;
+	size_t klen, plen;
 	objset s = {0};
 	struct deps_set c;
 	int rc;
@@ -604,22 +677,9 @@ int shm_deps_set(shm_env *env, const shm_uuid *website, const char *object,
 		if ((rc = objset_add(&s, dep, dl, NULL)))
 			goto out;
 	}
-	for (size_t i = 0; i < s.n; i++)
-		plen += 2 + strlen(s.items[i]);
-	if ((payload = malloc(plen)) == NULL) {
-		rc = shm__err(ENOMEM, "object '%s': graph record", object);
+	if ((rc = graph_set_payload(direct, &s, &payload, &plen))) {
+		rc = shm__err(rc, "object '%s': graph record", object);
 		goto out;
-	}
-	p = payload;
-	*p++ = direct ? 1 : 0;
-	uint32_t n32 = (uint32_t)s.n;
-	memcpy(p, &n32, 4); /* little-endian hosts only (see shm_log.h) */
-	p += 4;
-	for (size_t i = 0; i < s.n; i++) {
-		uint16_t l = (uint16_t)strlen(s.items[i]);
-		memcpy(p, &l, 2);
-		memcpy(p + 2, s.items[i], l);
-		p += 2 + l;
 	}
 	c = (struct deps_set){key, klen, direct, &s, payload, plen};
 	uint64_t seqs[2];

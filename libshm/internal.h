@@ -455,11 +455,41 @@ bool shm__uuid_lower(char *s, size_t len);
  * holds the object in its canonical form (graph.c invariant 5). */
 int shm__objkey(const char *fn, const shm_uuid *website, const char *object,
                 uint8_t *key, size_t *klen);
+/* o[0..len) (any bytes: a stored key's object) in canonical form into
+ * canon, NUL-terminated (cut at SHM_MAX_OBJECT); whether it was not, its
+ * ID a UUID with an upper-case digit, as an older libshm stored it
+ * (graph.c invariant 5). */
+bool shm__object_canon_of(const void *o, size_t len,
+                          char canon[SHM_MAX_OBJECT + 1]);
 /* Whether object o[0..len) (any bytes, canonical or not) is a website: its
  * TYPE, before the last '/', is SHM_WEBSITE_TYPE. Such an object is direct
  * whatever its obj byte says (graph.c): an older libshm stored some
  * indirect. */
 bool shm__object_is_website(const char *o, size_t len);
+/* Inside w (static.c): removes (website, object)'s static and its lease
+ * if L1 holds them, then appends a STATIC_BUST record. *existed says if it
+ * did. */
+int shm__static_bust_w(shm__wtxn *w, const uint8_t *key, size_t klen,
+                       bool *existed);
+/* Inside w (graph.c): replaces key's declaration with direct and deps
+ * (canonical objects, not key's own; duplicates are one edge) and appends
+ * its GRAPH_SET record, as shm_deps_set does. */
+int shm__deps_set_w(shm__wtxn *w, const uint8_t *key, size_t klen,
+                    bool direct, char *const *deps, size_t n);
+/* Inside w (graph.c): drops key's declaration and its edges to its
+ * dependencies, both directions, and appends no record: for a key no
+ * reader reads and no sink keeps (upgrade.c). */
+int shm__object_forget_w(shm__wtxn *w, const uint8_t *key, size_t klen);
+/* What shm__upgrade rewrote (upgrade.c). */
+typedef struct shm__upgraded {
+	size_t declared; /* objects declared again, in lower case or direct */
+	size_t dropped;  /* old spellings of an object declared since */
+	size_t statics;  /* statics busted */
+	size_t marks;    /* marks dropped */
+} shm__upgraded;
+/* Rewrites what an older libshm stored in a form libshm no longer reads,
+ * in one write transaction (upgrade.c); *out says what it did. */
+int shm__upgrade(shm_env *env, shm__upgraded *out);
 /* Whether the graph knows object (graph.c): declared by shm_deps_set, or
  * a dependency of a declared one; destroy forgets it. shmctl deps show
  * tells an unknown object from one without edges. */

@@ -34,8 +34,8 @@
  *  8. Object keys are canonical (graph.c invariant 5) in obj, dep (key and
  *     object), static and mark: an ID that is a UUID is in lower case. An
  *     older libshm stored the application's spelling; libshm never reads
- *     such an entry (README: Upgrading). ref mirrors dep (step 6): its
- *     entries are not said twice.
+ *     such an entry, which shm__upgrade (upgrade.c) rewrites. ref mirrors
+ *     dep (step 6): its entries are not said twice.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -703,33 +703,17 @@ static int check_dead(vctx *c)
 	return rc ? shm__err_mdb(rc, "verify: read dead letters") : 0;
 }
 
-/* Whether object o[0..len) has a UUID ID with an upper-case digit; if so,
- * canon gets the object as libshm keys it (graph.c invariant 5). */
-static bool upper_uuid(const void *o, size_t len,
-                       char canon[SHM_MAX_OBJECT + 1])
-{
-	const char *slash = len ? memrchr(o, '/', len) : NULL;
-	size_t id;
-
-	if (!slash || len > SHM_MAX_OBJECT)
-		return false;
-	id = (size_t)(slash - (const char *)o) + 1;
-	memcpy(canon, o, len);
-	canon[len] = '\0';
-	return shm__uuid_lower(canon + id, len - id) &&
-	       memcmp(canon, o, len) != 0;
-}
-
 /* What to do about an entry of each database of step 8. */
 static const char *upper_remedy(const vctx *c, MDB_dbi dbi)
 {
 	if (dbi == c->env->stat)
-		return "no reader gets it: it ages out of L1";
+		return "no reader gets it: it ages out of L1, or run 'shmctl "
+		       "upgrade'";
 	if (dbi == c->env->mark)
-		return "its log record is mirrored in lower case, and its "
-		       "trim drops it";
-	return "libshm no longer walks it: declare the object again "
-	       "(shm_deps_set)";
+		return "the flusher mirrors its log record in lower case: run "
+		       "'shmctl upgrade' to drop it";
+	return "libshm no longer walks it, declared again or not: run "
+	       "'shmctl upgrade'";
 }
 
 /* 8. Keys (and dep's objects) of dbi in canonical form. */
@@ -746,10 +730,10 @@ static int check_canon(vctx *c, MDB_dbi dbi, const char *what)
 		op = MDB_NEXT;
 		if (k.mv_size < 16)
 			continue; /* steps 3 and 6 say it */
-		bool key_up = upper_uuid((const uint8_t *)k.mv_data + 16,
-		                         k.mv_size - 16, canon);
+		bool key_up = shm__object_canon_of(
+			(const uint8_t *)k.mv_data + 16, k.mv_size - 16, canon);
 		bool dep_up = dbi == c->env->dep &&
-		              upper_uuid(v.mv_data, v.mv_size, dcanon);
+		              shm__object_canon_of(v.mv_data, v.mv_size, dcanon);
 		if (!key_up && !dep_up)
 			continue;
 		keyname(0, k.mv_data, k.mv_size, name, sizeof name);

@@ -542,7 +542,8 @@ static void test_shmctl_ls_shows_a_website_stored_indirect_as_direct(
 
 /* shmctl verify says a graph node an older libshm stored under a UUID ID
  * in upper case, and exits 1 (problems found); the same object declared
- * in upper case now is stored in lower case: ok, 0. */
+ * in upper case now is stored in lower case: ok, 0. shmctl upgrade drops
+ * the old spelling (the lower-case object is declared). */
 static void test_shmctl_verify_names_an_upper_case_uuid_id(void **state)
 {
 	static const char page[] = "Page/C0FFEE00-0000-4000-8000-0000000000AB";
@@ -566,11 +567,21 @@ static void test_shmctl_verify_names_an_upper_case_uuid_id(void **state)
 	snprintf(want, sizeof want,
 	         "graph: object %s/%s: a UUID ID in upper case, as an older "
 	         "libshm stored it; libshm keys this object Page/c0ffee00-0000-"
-	         "4000-8000-0000000000ab: libshm no longer walks it: declare "
-	         "the object again (shm_deps_set)\n", w, page);
+	         "4000-8000-0000000000ab: libshm no longer walks it, declared "
+	         "again or not: run 'shmctl upgrade'\n", w, page);
 	assert_string_equal(out, want);
 	assert_int_equal(run_fd(2, NULL, out, sizeof out, verify), 1);
 	assert_string_equal(out, "shmctl: verify: 1 problem\n");
+
+	/* as it says: upgrade, then verify is clean */
+	char *upgrade[] = {"shmctl", "-e", dir, "upgrade", NULL};
+	assert_int_equal(run(NULL, out, sizeof out, upgrade), 0);
+	assert_string_equal(out, "upgraded: 0 graph objects declared again, "
+	                         "1 old spelling dropped, 0 statics busted, 0 "
+	                         "marks dropped\n");
+	assert_int_equal(run(NULL, out, sizeof out, verify), 0);
+	assert_int_equal(run(NULL, out, sizeof out, upgrade), 0);
+	assert_string_equal(out, "nothing to upgrade\n");
 	tu_rmdir(dir);
 	free(dir);
 }

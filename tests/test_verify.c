@@ -517,8 +517,8 @@ static void test_verify_finds_upper_case_uuid_ids_an_older_libshm_stored(
 	                     "Page/C0FFEE00-0000-4000-8000-0000000000AB: a UUID "
 	                     "ID in upper case, as an older libshm stored it; "
 	                     "libshm keys this object Page/c0ffee00-0000-4000-"
-	                     "8000-0000000000ab: libshm no longer walks it: "
-	                     "declare the object again (shm_deps_set)"));
+	                     "8000-0000000000ab: libshm no longer walks it, "
+	                     "declared again or not: run 'shmctl upgrade'"));
 	assert_true(found(f, "graph: edge 8c5e1ab0-6d0a-4c5c-9b61-2f6a0e1d5a11/"
 	                     "Page/C0FFEE00-0000-4000-8000-0000000000AB -> "
 	                     "Person/C0FFEE00-0000-4000-8000-0000000000CD: a "
@@ -531,13 +531,13 @@ static void test_verify_finds_upper_case_uuid_ids_an_older_libshm_stored(
 	                     "upper case, as an older libshm stored it; libshm "
 	                     "keys this object Page/c0ffee00-0000-4000-8000-"
 	                     "0000000000ab: no reader gets it: it ages out of "
-	                     "L1"));
+	                     "L1, or run 'shmctl upgrade'"));
 	assert_true(found(f, "mark 8c5e1ab0-6d0a-4c5c-9b61-2f6a0e1d5a11/Person/"
 	                     "C0FFEE00-0000-4000-8000-0000000000CD: a UUID ID in "
 	                     "upper case, as an older libshm stored it; libshm "
 	                     "keys this object Person/c0ffee00-0000-4000-8000-"
-	                     "0000000000cd: its log record is mirrored in lower "
-	                     "case, and its trim drops it"));
+	                     "0000000000cd: the flusher mirrors its log record "
+	                     "in lower case: run 'shmctl upgrade' to drop it"));
 	/* an edge of a lower-case object to an upper-case one */
 	const char *page = "Page/c0ffee00-0000-4000-8000-0000000000ab";
 	legacy_put(f, f->env->dep, page, person_up, strlen(person_up));

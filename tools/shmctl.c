@@ -95,6 +95,10 @@ static const char usage_text[] =
 "                                     hashes, statics' SHAs), indexes, log vs\n"
 "                                     data, dead letters, object ids (none in\n"
 "                                     upper case, as an older libshm stored)\n"
+"  upgrade                          * rewrites what an older libshm stored\n"
+"                                     that libshm no longer reads (upper-case\n"
+"                                     UUID ids, which verify names; websites\n"
+"                                     stored indirect), in one transaction\n"
 "  readers [--clear-stale] [--json]\n"
 "                                     LMDB reader slots (pid, thread, txnid\n"
 "                                     of the snapshot held, its age in\n"
@@ -2081,6 +2085,37 @@ static int cmd_verify(int argc, char **argv)
 	return ex;
 }
 
+/* Rewrites what an older libshm stored in a form libshm no longer reads
+ * (libshm/upgrade.c), in one transaction; says what it did. */
+static int cmd_upgrade(int argc, char **argv)
+{
+	optdef opts[] = {{NULL, false, NULL}};
+	char **pos;
+	int npos, ex, rc;
+	shm_env *env;
+	shm__upgraded u;
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if (npos != 0)
+		return usage_err("upgrade");
+	if ((ex = open_env(true, &env)))
+		return ex;
+	if ((rc = shm__upgrade(env, &u)))
+		ex = fail(rc);
+	else if (!u.declared && !u.dropped && !u.statics && !u.marks)
+		printf("nothing to upgrade\n");
+	else
+		printf("upgraded: %zu graph object%s declared again, %zu old "
+		       "spelling%s dropped, %zu static%s busted, %zu mark%s "
+		       "dropped\n", u.declared, u.declared == 1 ? "" : "s",
+		       u.dropped, u.dropped == 1 ? "" : "s", u.statics,
+		       u.statics == 1 ? "" : "s", u.marks,
+		       u.marks == 1 ? "" : "s");
+	shm_env_close(env);
+	return ex;
+}
+
 /* The reader slots, one line each: pid, thread, the txnid of the
  * snapshot ("-" for none) and its age: how many transactions were committed
  * since. The last txnid is read after the slot was, so the age is never
@@ -2169,6 +2204,7 @@ static const struct {
 	{"edit", cmd_edit},     {"delete", cmd_delete}, {"react", cmd_react},
 	{"stat", cmd_stat},     {"log", cmd_log},       {"dump", cmd_dump},
 	{"verify", cmd_verify}, {"readers", cmd_readers},
+	{"upgrade", cmd_upgrade},
 	{"static", cmd_static}, {"deps", cmd_deps},     {"touch", cmd_touch},
 	{"destroy", cmd_destroy}, {"bust", cmd_bust},   {"ls", cmd_ls},
 };
