@@ -509,6 +509,17 @@ void shm__rt_close(shm_env *env, bool forked);
  * or the reason a value was refused (invariant 4). */
 int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out);
 bool shm__rt_has_l3(const shm_env *env);
+/* What PostgreSQL holds of a message: its row, and the parent it names. */
+typedef struct shm__l3_row {
+	bool found;
+	bool has_parent;
+	shm_uuid parent;
+} shm__l3_row;
+/* out[i]: PostgreSQL's row of ids[i] (n distinct ids, sorted as memcmp
+ * orders them), in one query within l3_timeout_ms (L3 configured). 0;
+ * SHM_EL3 with the reason (counted in l3_errors), or ENOMEM. */
+int shm__rt_parents(shm_env *env, const shm_uuid *ids, size_t n,
+                    shm__l3_row *out);
 /* PostgreSQL's page (L3 configured): 0, its *rows rows of which the *n
  * put would accept in *out (the others are left off and counted as L3's
  * errors, readthrough.c invariant 4); SHM_EL3 with the reason (a failed

@@ -34,6 +34,18 @@
  *     (check_replies). A parent L1 does not hold is not checked, as its
  *     reply_count is not counted; nor are a moved parent's replies (no
  *     index of them), nor fills.
+ *  9. A reply whose id L1 does not hold (it left L1, was written by another
+ *     host, or is new) is new to its parent only when nothing else can
+ *     hold it: this put made its id, or its created_at, given by the
+ *     caller, is after its room's watermark (room.c invariant 2: leaving
+ *     L1 or a write elsewhere raised it to the message's created_at).
+ *     Else, when it would bump a parent L1 holds and L3 is configured,
+ *     PostgreSQL's row of it is its prior, as L1's value would be: the
+ *     write stops, put_batch asks with no lock held, and runs the write
+ *     again (each run asks about one more id at least); no answer is
+ *     SHM_EL3, nothing written. Without L3, L1 alone judges: new. Not
+ *     caught: a message that left L1 put again at a later created_at or in
+ *     another room is taken for new.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -204,6 +216,12 @@ struct prior {
 	                      * batch */
 	size_t first;    /* the id's first copy: its prior is the value from
 	                  * before the batch */
+	bool held;       /* L1 held the id before the batch */
+	bool new_id;     /* its id was made for this put: stored nowhere */
+	bool ask;        /* PostgreSQL is to be asked for its prior
+	                  * (invariant 9) */
+	bool asked;      /* l3 is PostgreSQL's answer */
+	shm__l3_row l3;
 };
 
 /* The batch being put, and which parents it carries with their counts. */
@@ -215,6 +233,7 @@ struct put_many {
 	shm_uuid *ids; /* sorted ids of msgs with a reply_count; NULL if n < 2 */
 	size_t n_ids;
 	size_t bad;    /* index of the message refused by the write, or n */
+	bool asking;   /* the write stopped to ask PostgreSQL (invariant 9) */
 };
 
 static int cmp_uuid(const void *a, const void *b)
@@ -369,6 +388,7 @@ static int put_one(shm__wtxn *w, struct put_many *p, size_t i)
 	if (rc && rc != MDB_NOTFOUND)
 		return shm__err_mdb(rc, "read message");
 	/* read before store: old points into the map, which the write moves */
+	was->held = rc == 0;
 	was->had = rc == 0 && enc_parent(&old, &was->parent);
 	was->same = false;
 	if (rc == 0 && enc_deleted(&old)) {
@@ -506,6 +526,62 @@ static int check_replies(shm__wtxn *w, struct put_many *p)
 	return 0;
 }
 
+/* *yes: a reply's arrival would bump parent (adjust_parent): L1 holds it
+ * as the batch leaves it, and the batch does not carry it with a count. */
+static int bumps(shm__wtxn *w, const struct put_many *p,
+                 const shm_uuid *parent, bool *yes)
+{
+	MDB_val k = {16, (void *)parent->b}, v;
+	int rc = counted_in_batch(p, parent)
+	                 ? MDB_NOTFOUND
+	                 : mdb_get(w->txn, w->env->msg, &k, &v);
+
+	*yes = rc == 0;
+	return rc && rc != MDB_NOTFOUND ? shm__err_mdb(rc, "read message") : 0;
+}
+
+/*
+ * Invariant 9: the prior of each reply the batch stores whose id L1 did not
+ * hold. New (none) when this put made its id, or when its created_at, given
+ * by the caller, is after its room's watermark; else PostgreSQL's row of it
+ * once asked. Until then, if L3 is configured and the reply would bump a
+ * parent, the write stops (SHM_EL3, p->asking, those replies' ask set) for
+ * put_batch to ask, with no lock held, and run it again. Without L3, L1
+ * alone judges: new.
+ */
+static int judge_unheld(shm__wtxn *w, struct put_many *p)
+{
+	bool yes;
+	int rc;
+
+	p->asking = false;
+	for (size_t i = 0; i < p->n; i++) {
+		const shm_msg *m = &p->msgs[i];
+		const struct prior *pr = &p->prior[i];
+		struct prior *was = &p->prior[pr->first];
+
+		if (pr->later || pr->same || !m->has_parent || was->held ||
+		    pr->new_id)
+			continue;
+		if (was->asked) {
+			was->had = was->l3.has_parent;
+			was->parent = was->l3.parent;
+			continue;
+		}
+		if (!shm__rt_has_l3(w->env) ||
+		    (!pr->fill_time &&
+		     m->created_at >
+		             shm__room_watermark(w->txn, w->env, m->room_id,
+		                                 shm__room_floor(w->txn, w->env))))
+			continue;
+		if ((rc = bumps(w, p, &m->parent_id, &yes)))
+			return rc;
+		if (yes)
+			was->ask = p->asking = true;
+	}
+	return p->asking ? SHM_EL3 : 0;
+}
+
 static int put_many_body(shm__wtxn *w, void *ctx)
 {
 	struct put_many *p = ctx;
@@ -517,6 +593,8 @@ static int put_many_body(shm__wtxn *w, void *ctx)
 		if ((rc = put_one(w, p, i)))
 			return rc;
 	if ((rc = check_replies(w, p)))
+		return rc;
+	if ((rc = judge_unheld(w, p)))
 		return rc;
 	if ((rc = count_replies(w, p, -1)))
 		return rc;
@@ -556,6 +634,7 @@ static int batch_prepare(struct put_many *p)
 	for (size_t i = 0; i < p->n; i++) {
 		p->prior[i].first = i;
 		p->prior[i].fill_time = p->msgs[i].created_at == 0;
+		p->prior[i].new_id = shm_uuid_is_nil(&p->msgs[i].id);
 	}
 	if (p->n < 2)
 		return 0;
@@ -599,6 +678,52 @@ static int run_write(shm_env *env, shm__write_fn fn, void *ctx, uint64_t t0,
 	return rc ? rc : shm__wait_through(env, seqs);
 }
 
+/* Invariant 9: PostgreSQL's rows of the replies judge_unheld asked for,
+ * with no lock held. 0, or SHM_EL3 naming the first of them (or ENOMEM). */
+static int ask_l3(shm_env *env, struct put_many *p)
+{
+	shm_uuid *ids = malloc(p->n * sizeof *ids);
+	shm__l3_row *rows = malloc(p->n * sizeof *rows);
+	size_t n = 0, first = p->n;
+	char s[37], cause[512];
+	int rc;
+
+	if (!ids || !rows) {
+		rc = shm__err(ENOMEM, "ids of %zu messages", p->n);
+		goto out;
+	}
+	for (size_t i = 0; i < p->n; i++) {
+		if (!p->prior[i].ask)
+			continue;
+		ids[n++] = p->msgs[i].id;
+		if (first == p->n)
+			first = i;
+	}
+	qsort(ids, n, sizeof *ids, cmp_uuid);
+	if ((rc = shm__rt_parents(env, ids, n, rows)) == SHM_EL3) {
+		shm__errcause(rc, cause, sizeof cause);
+		shm_uuid_format(&p->msgs[first].id, s);
+		rc = shm__err(SHM_EL3, "%s: reply %s%s: L1 does not hold it, so "
+		              "PostgreSQL is asked whether it has it already "
+		              "(counted in its parent's reply_count), and could "
+		              "not answer; nothing was written: %s", p->fn, s,
+		              n > 1 ? " (and others)" : "", cause);
+	}
+	for (size_t i = 0; rc == 0 && i < p->n; i++) {
+		const shm_uuid *at;
+		if (!p->prior[i].ask)
+			continue;
+		at = bsearch(&p->msgs[i].id, ids, n, sizeof *ids, cmp_uuid);
+		p->prior[i].l3 = rows[at - ids];
+		p->prior[i].asked = true;
+		p->prior[i].ask = false;
+	}
+out:
+	free(ids);
+	free(rows);
+	return rc;
+}
+
 /* shm_msg_put_many's work, its errors naming fn, the call made (*bad_index
  * already n). */
 static int put_batch(const char *fn, shm_env *env, shm_msg *msgs, size_t n,
@@ -619,8 +744,12 @@ static int put_batch(const char *fn, shm_env *env, shm_msg *msgs, size_t n,
 		return 0;
 	bool stored = false;
 	size_t same = 0;
+	/* invariant 9: each run asks about at least one more id */
 	if (!(rc = batch_prepare(&p)))
-		rc = run_write(env, put_many_body, &p, t0, &stored);
+		while ((rc = run_write(env, put_many_body, &p, t0, &stored)) ==
+		               SHM_EL3 &&
+		       p.asking && !(rc = ask_l3(env, &p)))
+			;
 	if (rc && bad_index)
 		*bad_index = p.bad;
 	/* invariant 5: a write that stored nothing gives back the times it

@@ -1,6 +1,7 @@
 /*
  * libshm/readthrough.c - L1 misses asked of Redis (L2) then PostgreSQL (L3),
- * each within its timeout; hits fill L1 (and Redis after an L3 hit).
+ * each within its timeout; hits fill L1 (and Redis after an L3 hit). And
+ * PostgreSQL's rows of the replies a put may count (shm__rt_parents).
  *
  * Invariants
  *  1. A fill is not a write: it appends no log record (L2/L3 already have
@@ -1100,4 +1101,60 @@ int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
 	*n = k;
 	*rows = (size_t)nr;
 	return 0;
+}
+
+/* ---- whether PostgreSQL holds messages (put's reply counting, msg.c) */
+
+static int cmp_id(const void *a, const void *b)
+{
+	return memcmp(a, b, 16);
+}
+
+int shm__rt_parents(shm_env *env, const shm_uuid *ids, size_t n,
+                    shm__l3_row *out)
+{
+	char *list = malloc(n * 37 + 3), *p = list;
+	const char *params[1] = {list};
+	PGresult *res;
+	int rc;
+
+	if (!list)
+		return shm__err(ENOMEM, "a query of %zu ids", n);
+	*p++ = '{';
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			*p++ = ',';
+		shm_uuid_format(&ids[i], p);
+		p += 36;
+		out[i] = (shm__l3_row){0};
+	}
+	memcpy(p, "}", 2);
+	rc = l3_query(env, "SELECT id::text, parent_id::text FROM messages "
+	              "WHERE id = ANY($1::uuid[])", 1, params, &res);
+	free(list);
+	if (rc) {
+		SHM__COUNT(env, l3_errors, 1);
+		return rc;
+	}
+	for (int r = 0; rc == 0 && r < PQntuples(res); r++) {
+		shm_uuid id;
+		const shm_uuid *at;
+		shm__l3_row *row;
+
+		if (shm_uuid_parse(PQgetvalue(res, r, 0), &id) ||
+		    !(at = bsearch(&id, ids, n, sizeof *ids, cmp_id))) {
+			rc = l3_err("answer", "a row of an id not asked for", NULL);
+			break;
+		}
+		row = &out[at - ids];
+		row->found = true;
+		row->has_parent = !PQgetisnull(res, r, 1);
+		if (row->has_parent &&
+		    shm_uuid_parse(PQgetvalue(res, r, 1), &row->parent))
+			rc = l3_err("answer", "a malformed parent_id", NULL);
+	}
+	PQclear(res);
+	if (rc)
+		SHM__COUNT(env, l3_errors, 1);
+	return rc;
 }

@@ -435,7 +435,18 @@ typedef struct shm_msg {
  * reply_count
  * (when the parent is in L1): a new reply bumps it and last_reply_at; a
  * replace under the same parent changes nothing; a replace under another
- * parent (or none) moves the count. Reactions are stored sorted by emoji,
+ * parent (or none) moves the count. A reply whose id L1 does not hold may
+ * be one it dropped (evicted, expired, or written by another host): it is
+ * new when the put makes its id (nil) or when its created_at, given (not
+ * 0), is after its room's watermark (the newest created_at of a message
+ * of the room that left L1 or was written elsewhere); else, with
+ * pg_conninfo, PostgreSQL is asked for its row (within l3_timeout_ms,
+ * never under the writers' lock), which stands for what L1 would have
+ * held: counted already, or counted under the parent it names, which
+ * loses it. PostgreSQL not answering: SHM_EL3, nothing stored (a retry
+ * asks again). Without pg_conninfo it is new; and so is a message L1
+ * dropped put again with a later created_at or in another room.
+ * Reactions are stored sorted by emoji,
  * whatever m's order (m's array is left as it is; each user list keeps its
  * order), and a reaction without users is dropped (it is no reaction, as
  * after shm_msg_react removes its last user): one message, one encoding.
@@ -450,6 +461,8 @@ typedef struct shm_msg {
  * stores it under that id, replacing rather than duplicating it if it was
  * stored after all. When m was stored and only write-through's wait
  * failed (SHM_ETIMEDOUT, SHM_EL3, SHM_ECORRUPT), m keeps what was stored.
+ * (SHM_EL3 of a reply PostgreSQL could not judge stored nothing: its text
+ * says so. Either way a retry of m is safe.)
  */
 int shm_msg_put(shm_env *env, shm_msg *m);
 /* All or nothing: every message validated, then all stored in one
@@ -461,7 +474,8 @@ int shm_msg_put(shm_env *env, shm_msg *m);
  * SHM_ETOOBIG (send it in smaller batches).
  * A parent the batch carries with a non-zero reply_count keeps that count
  * (its replies in the batch do not bump it): dump | import copies a thread
- * whose parent already counts its replies. Replies are counted after the
+ * whose parent already counts its replies. The replies PostgreSQL is
+ * asked about are asked in one query. Replies are counted after the
  * whole batch is stored, so the order of msgs does not change the result;
  * an id twice in msgs is stored as its last copy. A failure gives back
  * created_at as shm_msg_put does, for every message of msgs. */

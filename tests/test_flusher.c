@@ -1428,6 +1428,133 @@ static void test_put_of_a_row_postgres_has_is_upserted_once(void **state)
 	free(dir);
 }
 
+/* id's reply_count in L1, and in PostgreSQL's row (-1: no row). */
+static uint32_t l1_replies(shm_env *env, const shm_uuid *id)
+{
+	shm_msg *got;
+	uint32_t n;
+
+	assert_int_equal(shm_msg_get(env, id, &got), 0);
+	n = got->reply_count;
+	shm_msg_free(got);
+	return n;
+}
+
+static long long pg_replies(const shm_uuid *id)
+{
+	char s[37], sql[200];
+
+	shm_uuid_format(id, s);
+	snprintf(sql, sizeof sql, "SELECT (metadata->>'reply_count')::int FROM "
+	         "messages WHERE id = '%s'", s);
+	return ft_sql_int(sql);
+}
+
+/* Flushes dir's log, then opens it with o and drops id from L1 (flushed:
+ * as an eviction, an expiry or another host's write would). */
+static shm_env *flush_then_drop(const char *dir, const shm_options *o,
+                                const shm_uuid *id)
+{
+	uint64_t dropped;
+	shm_env *env;
+
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	env = tu_open(dir, o);
+	assert_int_equal(shm_l1_invalidate(env, SHM_INVAL_MSG, id->b, 16,
+	                                   &dropped), 0);
+	assert_int_equal(dropped, 1);
+	return env;
+}
+
+/* A reply put again after L1 dropped it used to bump its parent again, in
+ * L1 and, through the flusher, in Redis and PostgreSQL: counted once more
+ * at each such put. With L3 configured, PostgreSQL's row says it is no new
+ * reply (or one moved from another parent, which loses it); a reply
+ * PostgreSQL does not hold still counts, its id and an old created_at
+ * given by the caller. shm_msg_put_many the same. */
+static void test_a_reply_l1_dropped_counts_once_when_put_again(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	const int64_t t = 1600000000000000; /* 2020: before the watermark */
+	shm_msg p = tu_msg("thread", 1, "parent"), q = tu_msg("thread", 1, "q"),
+	        r = tu_msg("thread", 2, "reply"), n1, batch[2];
+	shm_options o;
+	shm_env *env;
+
+	ft_reset_servers();
+	shm_options_init(&o);
+	o.pg_conninfo = ft_pg;
+	o.l3_timeout_ms = 2000;
+	p.id = ft_id(7, 1);
+	q.id = ft_id(7, 2);
+	r.id = ft_id(7, 3);
+	p.created_at = t;
+	q.created_at = t + 1;
+	r.created_at = t + 2;
+	r.has_parent = r.has_thread = true;
+	r.parent_id = r.thread_id = p.id;
+	env = tu_open(dir, &o);
+	assert_int_equal(shm_msg_put(env, &p), 0);
+	assert_int_equal(shm_msg_put(env, &q), 0);
+	assert_int_equal(shm_msg_put(env, &r), 0);
+	shm_env_close(env);
+	env = flush_then_drop(dir, &o, &r.id);
+	assert_int_equal(pg_replies(&p.id), 1);
+
+	assert_int_equal(shm_msg_put(env, &r), 0); /* as it was */
+	assert_int_equal(l1_replies(env, &p.id), 1);
+	n1 = r;
+	n1.id = ft_id(7, 4);
+	n1.created_at = t + 3;
+	n1.content = "a new reply, dated long ago";
+	n1.content_len = (uint32_t)strlen(n1.content);
+	assert_int_equal(shm_msg_put(env, &n1), 0);
+	assert_int_equal(l1_replies(env, &p.id), 2);
+	shm_env_close(env);
+
+	env = flush_then_drop(dir, &o, &r.id);
+	assert_int_equal(pg_replies(&p.id), 2);
+	batch[0] = r;
+	batch[1] = n1;
+	batch[1].id = ft_id(7, 5);
+	assert_int_equal(shm_msg_put_many(env, batch, 2, NULL), 0);
+	assert_int_equal(l1_replies(env, &p.id), 3);
+	shm_env_close(env);
+
+	/* the caller's id with the time of the write (a retry, maybe) */
+	env = flush_then_drop(dir, &o, &r.id);
+	assert_int_equal(pg_replies(&p.id), 3);
+	r.created_at = 0;
+	assert_int_equal(shm_msg_put(env, &r), 0);
+	assert_int_equal(l1_replies(env, &p.id), 3);
+	shm_env_close(env);
+
+	/* moved under q: PostgreSQL's row names p, which loses it */
+	env = flush_then_drop(dir, &o, &r.id);
+	r.parent_id = r.thread_id = q.id;
+	assert_int_equal(shm_msg_put(env, &r), 0);
+	assert_int_equal(l1_replies(env, &p.id), 2);
+	assert_int_equal(l1_replies(env, &q.id), 1);
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_int_equal(pg_replies(&p.id), 2);
+	assert_int_equal(pg_replies(&q.id), 1);
+	redisContext *rc = ft_redis();
+	char ps[37], key[48], *js;
+	size_t len;
+	shm_uuid_format(&p.id, ps);
+	snprintf(key, sizeof key, "msg:%s", ps);
+	assert_int_equal(ft_redis_get(rc, key, &js, &len), 0);
+	assert_non_null(js);
+	assert_non_null(strstr(js, "\"reply_count\":2,"));
+	free(js);
+	redisFree(rc);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* The id's row in PostgreSQL: 1 if it is soft-deleted as a delete leaves
  * it (type Delete, its content replaced), 0 if not, -1 if absent. */
 static long long pg_deleted(const char *id)
@@ -3002,6 +3129,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_dead_letter_over_a_corrupt_one_says_it_replaced_it, ft_teardown),
 		cmocka_unit_test_teardown(test_once_mirrors_10000_messages_from_two_writers, ft_teardown),
 		cmocka_unit_test_teardown(test_put_of_a_row_postgres_has_is_upserted_once, ft_teardown),
+		cmocka_unit_test_teardown(test_a_reply_l1_dropped_counts_once_when_put_again, ft_teardown),
 		cmocka_unit_test_teardown(test_rows_keep_their_metadata_whatever_the_default, ft_teardown),
 		cmocka_unit_test_teardown(test_pgclientencoding_changes_no_row, ft_teardown),
 		cmocka_unit_test_teardown(test_statics_graph_and_marks_are_mirrored, ft_teardown),

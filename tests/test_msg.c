@@ -582,6 +582,71 @@ static void test_replacing_a_reply_keeps_its_parents_reply_count(void **state)
 	assert_int_equal(tu_verify(env), 0);
 }
 
+/* L1 cannot tell a reply it no longer holds (evicted, expired, dropped by
+ * another host's write) from a new one: PostgreSQL can. A put of a reply
+ * L1 does not hold used to bump its parent as if new, counting it twice
+ * when it was a reply L1 had dropped. Now a reply whose id the put makes,
+ * or whose created_at is after its room's watermark, is new without
+ * asking; any other is asked of PostgreSQL, and when PostgreSQL cannot
+ * answer, the put is SHM_EL3 and writes nothing. */
+static void test_a_reply_l1_cannot_judge_waits_for_postgres(void **state)
+{
+	shm_msg p = tu_msg("t", 1, "parent"), made, given, old, many[2];
+	shm_counters c;
+	shm_options o;
+	shm_rtxn *t;
+	const shm_msg *v;
+	char s[37];
+	size_t bad;
+
+	shm_env_close(env);
+	shm_options_init(&o);
+	o.pg_conninfo = "host=127.0.0.1 port=1"; /* nothing listens */
+	o.l3_timeout_ms = 500;
+	env = tu_open(dir, &o);
+	assert_int_equal(shm_msg_put(env, &p), 0);
+	made = reply_to(&p, "its id made by the put");
+	assert_int_equal(shm_msg_put(env, &made), 0);
+	given = reply_to(&p, "its id and a time after the watermark given");
+	shm_uuid_v7(&given.id);
+	given.created_at = shm_now_us();
+	assert_int_equal(shm_msg_put(env, &given), 0);
+	assert_int_equal(replies_of(&p.id, NULL), 2);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l3_errors, 0); /* PostgreSQL was not asked */
+
+	uint64_t before = tu_log_count(env);
+	old = reply_to(&p, "older than the watermark: maybe one L1 dropped");
+	shm_uuid_v7(&old.id);
+	shm_uuid_format(&old.id, s);
+	old.created_at = 1000000;
+	assert_int_equal(shm_msg_put(env, &old), SHM_EL3);
+	assert_non_null(strstr(shm_errmsg(), s));
+	assert_non_null(strstr(shm_errmsg(), "shm_msg_put: reply"));
+	assert_non_null(strstr(shm_errmsg(), "nothing was written"));
+	/* the caller's id and the time of the write: maybe a retry */
+	old.created_at = 0;
+	assert_int_equal(shm_msg_put(env, &old), SHM_EL3);
+	assert_int_equal(old.created_at, 0);
+	many[0] = reply_to(&p, "new");
+	many[1] = old;
+	assert_int_equal(shm_msg_put_many(env, many, 2, &bad), SHM_EL3);
+	assert_int_equal(bad, 2); /* no message's fault */
+	assert_non_null(strstr(shm_errmsg(), "shm_msg_put_many: reply"));
+	assert_int_equal(tu_log_count(env), before);
+	assert_int_equal(replies_of(&p.id, NULL), 2);
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	assert_int_equal(shm_msg_view(t, &old.id, &v), SHM_ENOTFOUND);
+	shm_rtxn_end(t);
+	shm_stats_local(env, &c);
+	assert_true(c.l3_errors >= 1);
+	/* a parent L1 does not hold is not counted: nothing to ask */
+	shm_uuid_v7(&old.parent_id);
+	old.created_at = 1000000;
+	assert_int_equal(shm_msg_put(env, &old), 0);
+	assert_int_equal(tu_verify(env), 0);
+}
+
 static void test_moving_a_reply_moves_its_count_never_below_zero(void **state)
 {
 	shm_msg a = tu_msg("t", 1, "a"), b = tu_msg("t", 1, "b");
@@ -1534,6 +1599,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reply_bumps_parent_reply_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_and_reply_counts_stop_at_their_maximum, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replacing_a_reply_keeps_its_parents_reply_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_reply_l1_cannot_judge_waits_for_postgres, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moving_a_reply_moves_its_count_never_below_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_carrying_the_parent_keeps_its_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_counts_replies_whatever_the_order, setup, teardown),
