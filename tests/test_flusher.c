@@ -1777,6 +1777,46 @@ static void test_kept_delete_l1_already_holds_is_not_said_put_back(
 	free(b);
 }
 
+/* The flusher puts PostgreSQL's soft-deleted row back into L1: a reply
+ * there, L1 holding it (its refused record is not flushed, so L1 keeps
+ * it), is a replace under the same parent, which its count keeps. */
+static void test_a_reply_put_back_keeps_its_parents_count(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), rs[37], sql[300];
+	shm_msg p = tu_msg("back", 1, "parent"), r = tu_msg("back", 2, "reply");
+	shm_env *env;
+
+	ft_reset_servers();
+	p.id = ft_id(8, 1);
+	r.id = ft_id(8, 2);
+	r.has_parent = r.has_thread = true;
+	r.parent_id = r.thread_id = p.id;
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm_msg_put(env, &p), 0);
+	assert_int_equal(shm_msg_put(env, &r), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	/* another host deletes it; this one edits it */
+	shm_uuid_format(&r.id, rs);
+	snprintf(sql, sizeof sql, "UPDATE messages SET message_type = 'Delete',"
+	         " content = '%s' WHERE id = '%s'", SHM_DELETED_CONTENT, rs);
+	ft_sql(sql);
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm_msg_edit(env, &r.id, "edited", 6), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_true(ft_log_mentions(dir, "put back into L1"));
+	l1_holds_deleted(dir, &r.id);
+	env = tu_open(dir, NULL);
+	assert_int_equal(l1_replies(env, &p.id), 1);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_int_equal(pg_replies(&p.id), 1);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* A row the upsert did not write for another reason than a soft delete
  * (here a trigger that skips it) is refused without a culprit: the batch
  * is replayed in halves down to that record, which is set aside, the rest
@@ -3138,6 +3178,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
 		cmocka_unit_test_teardown(test_postgres_keeps_a_soft_delete_final, ft_teardown),
 		cmocka_unit_test_teardown(test_kept_delete_l1_already_holds_is_not_said_put_back, ft_teardown),
+		cmocka_unit_test_teardown(test_a_reply_put_back_keeps_its_parents_count, ft_teardown),
 		cmocka_unit_test_teardown(test_upsert_short_of_rows_without_a_delete_does_not_stall, ft_teardown),
 		cmocka_unit_test_teardown(test_corrupt_record_met_as_the_map_grows_is_set_aside, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_keeps_the_environments_map_size, ft_teardown),
