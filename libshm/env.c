@@ -308,7 +308,7 @@ static int data_file_size(shm_env *env, uint64_t *size)
 	if ((rc = mdb_env_get_fd(env->mdb, &fd)))
 		return shm__err_mdb(rc, "data file");
 	if (fstat(fd, &st) != 0)
-		return shm__err(errno, "stat %s/data.mdb", env->path);
+		return shm__err(errno, "stat %s/data.mdb", env->path_shown);
 	*size = (uint64_t)st.st_size;
 	return 0;
 }
@@ -329,7 +329,7 @@ static int check_data_file(shm_env *env, uint64_t in_use, unsigned psize)
 	return shm__err(SHM_ECORRUPT,
 	                "%s/data.mdb: %llu bytes, shorter than the %llu bytes "
 	                "of pages in use",
-	                env->path, (unsigned long long)size,
+	                env->path_shown, (unsigned long long)size,
 	                (unsigned long long)(in_use * psize));
 }
 
@@ -406,7 +406,7 @@ int shm__lmdb_meta_read(shm_env *env, MDB_txn *txn, shm__lmdb_meta *out)
 		ssize_t got = pread(fd, pg, sizeof pg, (off_t)n * st.ms_psize);
 		if (got < 0)
 			return shm__err(errno, "read meta page %u of %s/data.mdb",
-			                n, env->path);
+			                n, env->path_shown);
 		uint64_t txnid = get_u64(pg + LMDB_META_TXNID);
 		if ((size_t)got < sizeof pg || !is_meta(pg, n, st.ms_psize) ||
 		    (txn ? txnid != mdb_txn_id(txn)
@@ -432,7 +432,7 @@ static int check_root(shm_env *env, uint64_t size, unsigned psize,
 	return shm__err(SHM_ECORRUPT,
 	                "%s/data.mdb: %llu bytes, but page %llu (the root of "
 	                "%s) lies beyond them",
-	                env->path, (unsigned long long)size,
+	                env->path_shown, (unsigned long long)size,
 	                (unsigned long long)p, whose);
 }
 
@@ -478,7 +478,7 @@ static int begin_at_open(shm_env *env, unsigned flags, MDB_txn **txn)
 static int not_shm(shm_env *env, const char *why)
 {
 	return shm__err(SHM_EVERSION, "%s: not an shm environment: %s",
-	                env->path, why);
+	                env->path_shown, why);
 }
 
 /* Right after mdb_env_open, before anything is created next to the map:
@@ -569,7 +569,7 @@ static int open_db(MDB_txn *txn, shm_env *env, size_t i, bool create)
 	if (rc == MDB_INCOMPATIBLE)
 		return shm__err(SHM_EVERSION,
 		                "%s: database '%s' has other flags than this "
-		                "version uses", env->path, dbs[i].name);
+		                "version uses", env->path_shown, dbs[i].name);
 	return rc ? shm__err_mdb(rc, dbs[i].name) : 0;
 }
 
@@ -624,7 +624,7 @@ static int open_dbs_in(MDB_txn *txn, shm_env *env)
 		return shm__err(SHM_EVERSION,
 		                "%s: format version %llu, this build reads "
 		                "version %u",
-		                env->path, (unsigned long long)format,
+		                env->path_shown, (unsigned long long)format,
 		                SHM_FORMAT_VERSION);
 	}
 	if (!ro && (rc = room_floor_open(txn, env)))
@@ -739,8 +739,9 @@ static int map_size_in_force(shm_env *env)
 
 /* mdb_env_open's EACCES names no file: the one this process may not use,
  * looked for in the order LMDB opens them (lock.mdb, which every opener
- * writes, readers too, or creates; then data.mdb), else the directory. */
-static int open_denied(const char *dir, bool read_only)
+ * writes, readers too, or creates; then data.mdb), else the directory,
+ * named as shown (dir shown printably). */
+static int open_denied(const char *dir, const char *shown, bool read_only)
 {
 	char lock[4200], data[4200];
 
@@ -749,16 +750,17 @@ static int open_denied(const char *dir, bool read_only)
 	if (faccessat(AT_FDCWD, lock, F_OK, AT_EACCESS) != 0 &&
 	    faccessat(AT_FDCWD, dir, W_OK, AT_EACCESS) != 0)
 		return shm__err(EACCES, "%s: no lock.mdb, and none can be made "
-		                "in the directory", dir);
+		                "in the directory", shown);
 	if (faccessat(AT_FDCWD, lock, R_OK | W_OK, AT_EACCESS) != 0)
-		return shm__err(EACCES, "%s: every process that opens the "
-		                "environment, a reader too, writes LMDB's lock "
-		                "file", lock);
+		return shm__err(EACCES, "%s/lock.mdb: every process that opens "
+		                "the environment, a reader too, writes LMDB's "
+		                "lock file", shown);
 	if (faccessat(AT_FDCWD, data, R_OK, AT_EACCESS) != 0)
-		return shm__err(EACCES, "%s: cannot be read", data);
+		return shm__err(EACCES, "%s/data.mdb: cannot be read", shown);
 	if (!read_only && faccessat(AT_FDCWD, data, W_OK, AT_EACCESS) != 0)
-		return shm__err(EACCES, "%s: a read-write open writes it", data);
-	return shm__err_mdb(EACCES, dir);
+		return shm__err(EACCES, "%s/data.mdb: a read-write open writes "
+		                "it", shown);
+	return shm__err_mdb(EACCES, shown);
 }
 
 /* mdb_env_open's MDB_INVALID ("File is not an LMDB file"): both meta pages
@@ -766,8 +768,8 @@ static int open_denied(const char *dir, bool read_only)
  * file found at fault, which is named (it was reported as a format
  * version): a data.mdb that ends before their end (a torn or partial
  * copy), or with one that is not a meta page; with both sound, LMDB's
- * lock file, which it checks first. */
-static int not_lmdb(const char *dir)
+ * lock file, which it checks first. dir is named as shown. */
+static int not_lmdb(const char *dir, const char *shown)
 {
 	char path[4200];
 	unsigned char pg[LMDB_META_END];
@@ -778,38 +780,39 @@ static int not_lmdb(const char *dir)
 
 	snprintf(path, sizeof path, "%s/data.mdb", dir);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0) {
-		rc = shm__err(errno, "%s: %s, and it cannot be read", path,
-		              mdb_strerror(MDB_INVALID));
+		rc = shm__err(errno, "%s/data.mdb: %s, and it cannot be read",
+		              shown, mdb_strerror(MDB_INVALID));
 		goto out;
 	}
 	if ((got = pread(fd, pg, sizeof pg, 0)) < (ssize_t)sizeof pg) {
-		rc = got < 0 ? shm__err(errno, "read %s", path)
-		             : shm__err(SHM_ECORRUPT, "%s: %lld bytes, fewer "
-		                        "than the %zu of LMDB's first meta page",
-		                        path, (long long)st.st_size, sizeof pg);
+		rc = got < 0 ? shm__err(errno, "read %s/data.mdb", shown)
+		             : shm__err(SHM_ECORRUPT, "%s/data.mdb: %lld "
+		                        "bytes, fewer than the %zu of LMDB's "
+		                        "first meta page", shown,
+		                        (long long)st.st_size, sizeof pg);
 		goto out;
 	}
 	memcpy(&psize, pg + LMDB_META_FREE, 4);
 	if (psize < sizeof pg || !is_meta(pg, 0, psize)) {
-		rc = shm__err(SHM_ECORRUPT, "%s: page 0 is not an LMDB meta "
-		              "page: overwritten, or not LMDB's data file",
-		              path);
+		rc = shm__err(SHM_ECORRUPT, "%s/data.mdb: page 0 is not an "
+		              "LMDB meta page: overwritten, or not LMDB's data "
+		              "file", shown);
 		goto out;
 	}
 	if ((got = pread(fd, pg, sizeof pg, psize)) < (ssize_t)sizeof pg) {
-		rc = got < 0 ? shm__err(errno, "read %s", path)
-		             : shm__err(SHM_ECORRUPT, "%s: %lld bytes, fewer "
-		                        "than the %llu of LMDB's two meta pages",
-		                        path, (long long)st.st_size,
-		                        2ull * psize);
+		rc = got < 0 ? shm__err(errno, "read %s/data.mdb", shown)
+		             : shm__err(SHM_ECORRUPT, "%s/data.mdb: %lld "
+		                        "bytes, fewer than the %llu of LMDB's "
+		                        "two meta pages", shown,
+		                        (long long)st.st_size, 2ull * psize);
 		goto out;
 	}
 	if (!is_meta(pg, 1, psize))
-		rc = shm__err(SHM_ECORRUPT, "%s: page 1 is not an LMDB meta "
-		              "page, page 0 is", path);
+		rc = shm__err(SHM_ECORRUPT, "%s/data.mdb: page 1 is not an "
+		              "LMDB meta page, page 0 is", shown);
 	else
 		rc = shm__err(SHM_ECORRUPT, "%s/lock.mdb: %s: not LMDB's lock "
-		              "file, data.mdb's meta pages are sound", dir,
+		              "file, data.mdb's meta pages are sound", shown,
 		              mdb_strerror(MDB_INVALID));
 out:
 	if (fd >= 0)
@@ -817,8 +820,9 @@ out:
 	return rc;
 }
 
-/* For an open that must not create: dir holds an environment. */
-static int check_exists(const char *dir)
+/* For an open that must not create: dir (named as shown) holds an
+ * environment. */
+static int check_exists(const char *dir, const char *shown)
 {
 	char data[4200];
 	struct stat st;
@@ -828,16 +832,16 @@ static int check_exists(const char *dir)
 			return shm__err(ENOENT, "%s: no shm environment here, no "
 			                "such directory: an application's first "
 			                "read-write open, or shmctl init, creates "
-			                "one", dir);
-		return shm__err(errno, "environment %s", dir);
+			                "one", shown);
+		return shm__err(errno, "environment %s", shown);
 	}
 	if ((size_t)snprintf(data, sizeof data, "%s/data.mdb", dir) >=
 	    sizeof data)
-		return shm__err(SHM_EINVAL, "path too long: %s", dir);
+		return shm__err(SHM_EINVAL, "path too long: %s", shown);
 	if (stat(data, &st) != 0 && errno == ENOENT)
 		return shm__err(SHM_ENOTFOUND, "%s: no shm environment here, no "
 		                "data.mdb: an application's first read-write "
-		                "open, or shmctl init, creates one", dir);
+		                "open, or shmctl init, creates one", shown);
 	/* an open that creates one has made the file but not yet written it
 	 * (or was killed there): LMDB would refuse it read-only with EBADF,
 	 * and make it an environment read-write, which must_exist forbids */
@@ -846,7 +850,7 @@ static int check_exists(const char *dir)
 		                "data.mdb is empty: one being created, or whose "
 		                "creation was cut short; shmctl init, or an "
 		                "application's read-write open, makes it one",
-		                dir);
+		                shown);
 	return 0;
 }
 
@@ -887,7 +891,7 @@ static int reg_add(shm_env *env, const char *dir)
 	int rc = 0;
 
 	if (stat(dir, &st) != 0)
-		return shm__err(errno, "environment %s", dir);
+		return shm__err(errno, "environment %s", env->path_shown);
 	pthread_once(&reg_once, reg_init);
 	pthread_mutex_lock(&reg_lock);
 	for (e = reg_head; e; e = e->reg_next)
@@ -899,7 +903,8 @@ static int reg_add(shm_env *env, const char *dir)
 		              "(as %s): share the first handle between "
 		              "threads; LMDB allows one open of an environment "
 		              "per process, and closing a second handle would "
-		              "drop the first one's locks", dir, e->path);
+		              "drop the first one's locks", env->path_shown,
+		              e->path_shown);
 	} else {
 		env->dev = st.st_dev;
 		env->ino = st.st_ino;
@@ -1007,7 +1012,7 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 {
 	shm_env *env;
 	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
-	char why[300];
+	char why[300], shown[SHM__SHOWN_LONG_MAX];
 	int rc, dead = 0;
 
 	if (out)
@@ -1041,6 +1046,7 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	else
 		shm_options_init(&env->opt);
 	env->path = strdup(dir);
+	env->path_shown = strdup(shm__shown_long(dir, strlen(dir), shown));
 	env->redis_url = dup_or_null(env->opt.redis_url);
 	env->pg_conninfo = dup_or_null(env->opt.pg_conninfo);
 	env->opt.redis_url = env->redis_url;
@@ -1049,7 +1055,8 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 		env->opt.max_readers = SHM_DEFAULT_MAX_READERS;
 	if (!env->opt.lease_ms) /* over at once, but a lease for its taker */
 		env->opt.lease_ms = 1;
-	if (!env->path || (opt && opt->redis_url && !env->redis_url) ||
+	if (!env->path || !env->path_shown ||
+	    (opt && opt->redis_url && !env->redis_url) ||
 	    (opt && opt->pg_conninfo && !env->pg_conninfo)) {
 		rc = shm__err(ENOMEM, "shm_env_open: copy of the options");
 		goto fail;
@@ -1070,12 +1077,13 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	}
 
 	if (env->opt.read_only || env->opt.must_exist) {
-		if ((rc = check_exists(dir)))
+		if ((rc = check_exists(dir, env->path_shown)))
 			goto fail;
 		if (env->opt.read_only)
 			flags |= MDB_RDONLY;
 	} else if (mkdir(dir, 0775) != 0 && errno != EEXIST) {
-		rc = shm__err(errno, "create environment directory %s", dir);
+		rc = shm__err(errno, "create environment directory %s",
+		              env->path_shown);
 		goto fail;
 	}
 	if ((rc = reg_add(env, dir)))
@@ -1101,17 +1109,19 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	}
 	if ((rc = mdb_env_open(env->mdb, dir, flags, 0664))) {
 		if (rc == MDB_VERSION_MISMATCH)
-			rc = shm__err(SHM_EVERSION, "%s: %s", dir,
+			rc = shm__err(SHM_EVERSION, "%s: %s", env->path_shown,
 			              mdb_strerror(rc));
 		else if (rc == MDB_INVALID)
-			rc = not_lmdb(dir);
+			rc = not_lmdb(dir, env->path_shown);
 		else if (rc == ENOMEM && env->opt.map_size)
 			rc = shm__err(rc, "%s: map_size %zu bytes: cannot map "
-			              "that much", dir, env->opt.map_size);
+			              "that much", env->path_shown,
+			              env->opt.map_size);
 		else if (rc == EACCES)
-			rc = open_denied(dir, env->opt.read_only);
+			rc = open_denied(dir, env->path_shown,
+			                 env->opt.read_only);
 		else
-			rc = shm__err_mdb(rc, dir);
+			rc = shm__err_mdb(rc, env->path_shown);
 		goto fail;
 	}
 	/* the slots in force: LMDB's lock file only grows, and only the
@@ -1160,6 +1170,7 @@ void shm_env_close(shm_env *env)
 	free(env->pg_hosts);
 	free(env->pg_hostaddr);
 	free(env->path);
+	free(env->path_shown);
 	free(env);
 }
 
@@ -1233,7 +1244,7 @@ static int map_lost(shm_env *env)
 	return shm__err(MDB_PANIC, "%s: this handle lost its map when "
 	                "another process grew it (mapping the new size "
 	                "failed): close it and open the environment again",
-	                env->path);
+	                env->path_shown);
 }
 
 int shm__gate_wait(shm_env *env)
@@ -1291,7 +1302,7 @@ static int map_adopt(shm_env *env, const char *what, size_t want)
 		                "this thread holds a transaction (an shm_rtxn, a "
 		                "log iterator, of this or another environment) "
 		                "and cannot adopt the new size until it ends it",
-		                what, env->path, had);
+		                what, env->path_shown, had);
 	/* one adoption at a time: after one under way, this thread's own
 	 * (map_replace finds nothing to do if that one did it) */
 	while (!__atomic_compare_exchange_n(&env->gate, &v,
@@ -1319,7 +1330,8 @@ static int map_adopt(shm_env *env, const char *what, size_t want)
 			                "in a transaction, and one stayed in one "
 			                "for %d ms (an shm_rtxn or log iterator "
 			                "held): end it, the next call adopts it",
-			                what, env->path, had, SHM_ADOPT_WAIT_MS);
+			                what, env->path_shown, had,
+			                SHM_ADOPT_WAIT_MS);
 		}
 		shut = SHM__GATE_PENDING;
 		nap_us(20);
@@ -1329,7 +1341,7 @@ static int map_adopt(shm_env *env, const char *what, size_t want)
 		return shm__err(rc, "%s: another process grew the map of %s; "
 		                "mapping its new size failed and this handle "
 		                "has no map left: close it and open the "
-		                "environment again", what, env->path);
+		                "environment again", what, env->path_shown);
 	}
 	__atomic_fetch_and(&env->gate, ~SHM__GATE_SHUT, __ATOMIC_RELEASE);
 	return 0;

@@ -81,6 +81,7 @@ struct shm_env {
 		ref, mark;
 	shm_options opt;
 	char *path;
+	char *path_shown; /* path as error texts name it (shm__shown_long) */
 	char *redis_url, *pg_conninfo; /* owned copies of opt's strings */
 	shm_redis_addr redis_addr;     /* redis_url, parsed at open */
 	char redis_ip[64];             /* its host, resolved at open: numeric,

@@ -231,7 +231,8 @@ int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
 	if (!keys && n)
 		return shm__null(__func__, "keys");
 	if (env->opt.read_only)
-		return shm__err(SHM_EREADONLY, "%s: opened read-only", env->path);
+		return shm__err(SHM_EREADONLY, "%s: opened read-only",
+		                env->path_shown);
 	for (size_t i = 0; i < n; i++)
 		if ((rc = check_key(&keys[i], i)))
 			return rc;
@@ -347,7 +348,8 @@ int shm_l1_invalidate_flushed(shm_env *env, uint64_t *dropped)
 	if (!env)
 		return shm__null(__func__, "env");
 	if (env->opt.read_only)
-		return shm__err(SHM_EREADONLY, "%s: opened read-only", env->path);
+		return shm__err(SHM_EREADONLY, "%s: opened read-only",
+		                env->path_shown);
 	while (r.more && rc == 0)
 		rc = shm__write(env, reset_body, &r);
 	if (dropped && !rc)

@@ -134,30 +134,33 @@ uint32_t shm__atime(shm_env *env, char kind, const void *key, size_t klen)
 int shm__shared_open(shm_env *env)
 {
 	char path[PATH_MAX];
+	/* path as error texts name it */
+	char name[SHM__SHOWN_LONG_MAX + sizeof "/shm.stats"];
 	struct stat st;
 	int fd, rc = 0;
 	void *map;
 
 	/* a cut name would open another file */
 	int n = snprintf(path, sizeof path, "%s/shm.stats", env->path);
+	snprintf(name, sizeof name, "%s/shm.stats", env->path_shown);
 	if (n < 0 || (size_t)n >= sizeof path)
 		return shm__err(SHM_EINVAL, "path too long (%d bytes, at most "
-		                "%d): %s/shm.stats", n, PATH_MAX - 1, env->path);
+		                "%d): %s", n, PATH_MAX - 1, name);
 	fd = open(path, env->opt.read_only ? O_RDONLY : O_RDWR | O_CREAT, 0664);
 	if (fd < 0 && env->opt.read_only && errno == ENOENT)
 		return shm__err(ENOENT, "open %s: environment has no stats file",
-		                path);
+		                name);
 	if (fd < 0)
-		return shm__err(errno, "open %s", path);
+		return shm__err(errno, "open %s", name);
 	/* First opener sizes and stamps the file; others wait on the lock. */
 	if (!env->opt.read_only) {
 		if (flock(fd, LOCK_EX) != 0) {
-			rc = shm__err(errno, "lock %s", path);
+			rc = shm__err(errno, "lock %s", name);
 			goto out;
 		}
 	}
 	if (fstat(fd, &st) != 0) {
-		rc = shm__err(errno, "stat %s", path);
+		rc = shm__err(errno, "stat %s", name);
 		goto out;
 	}
 	if (st.st_size == 0 && !env->opt.read_only) {
@@ -165,19 +168,19 @@ int shm__shared_open(shm_env *env)
 		                   .version = SHM_STATS_VERSION};
 		if (ftruncate(fd, sizeof(shm__shared)) != 0 ||
 		    pwrite(fd, &hdr, offsetof(shm__shared, next_seq_hint), 0) < 0) {
-			rc = shm__err(errno, "initialise %s", path);
+			rc = shm__err(errno, "initialise %s", name);
 			goto out;
 		}
 	} else if ((size_t)st.st_size != sizeof(shm__shared)) {
 		rc = shm__err(SHM_EVERSION, "%s: %lld bytes, this version uses %zu",
-		              path, (long long)st.st_size, sizeof(shm__shared));
+		              name, (long long)st.st_size, sizeof(shm__shared));
 		goto out;
 	}
 	map = mmap(NULL, sizeof(shm__shared),
 	           env->opt.read_only ? PROT_READ : PROT_READ | PROT_WRITE,
 	           MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED) {
-		rc = shm__err(errno, "mmap %s", path);
+		rc = shm__err(errno, "mmap %s", name);
 		goto out;
 	}
 	env->shared = map;
@@ -185,7 +188,7 @@ int shm__shared_open(shm_env *env)
 	if (env->shared->magic != SHM_STATS_MAGIC ||
 	    env->shared->version != SHM_STATS_VERSION) {
 		rc = shm__err(SHM_EVERSION, "%s: unknown stats format version %u",
-		              path, env->shared->version);
+		              name, env->shared->version);
 		munmap(map, sizeof(shm__shared));
 		env->shared = NULL;
 		goto out;

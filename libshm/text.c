@@ -118,10 +118,12 @@ size_t shm__printable_seq(const unsigned char *p, size_t avail)
 	return n;
 }
 
-const char *shm__shown(const char *s, size_t len, char buf[SHM__SHOWN_MAX])
+/* shm__shown of s[0..len) up to max bytes of it; buf holds max * 4 +
+ * sizeof "..." bytes. */
+static const char *shown(const char *s, size_t len, size_t max, char *buf)
 {
 	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0, o = 0, n = len < SHM__SHOWN_BYTES ? len : SHM__SHOWN_BYTES;
+	size_t i = 0, o = 0, n = len < max ? len : max;
 	size_t k;
 
 	while (i < n) {
@@ -134,11 +136,22 @@ const char *shm__shown(const char *s, size_t len, char buf[SHM__SHOWN_MAX])
 			o += (size_t)sprintf(buf + o, "\\x%02x", u[i++]);
 		}
 	}
-	strcpy(buf + o, len > SHM__SHOWN_BYTES ? "..." : "");
+	strcpy(buf + o, len > max ? "..." : "");
 	return buf;
+}
+
+const char *shm__shown(const char *s, size_t len, char buf[SHM__SHOWN_MAX])
+{
+	return shown(s, len, SHM__SHOWN_BYTES, buf);
 }
 
 const char *shm__shown_str(const char *s, char buf[SHM__SHOWN_MAX])
 {
 	return shm__shown(s, strnlen(s, SHM__SHOWN_BYTES + 1), buf);
+}
+
+const char *shm__shown_long(const char *s, size_t len,
+                            char buf[SHM__SHOWN_LONG_MAX])
+{
+	return shown(s, len, SHM__SHOWN_LONG_BYTES, buf);
 }

@@ -31,5 +31,12 @@ size_t shm__printable_seq(const unsigned char *p, size_t avail);
 const char *shm__shown(const char *s, size_t len, char buf[SHM__SHOWN_MAX]);
 /* shm__shown of a NUL-terminated s (read no further than it shows). */
 const char *shm__shown_str(const char *s, char buf[SHM__SHOWN_MAX]);
+/* shm__shown with room for a text of use only whole, a path or another
+ * library's message: as many bytes as an error text holds (errors.c), so
+ * that the cut seen is that text's, between characters. */
+#define SHM__SHOWN_LONG_BYTES 512
+#define SHM__SHOWN_LONG_MAX (SHM__SHOWN_LONG_BYTES * 4 + sizeof "...")
+const char *shm__shown_long(const char *s, size_t len,
+                            char buf[SHM__SHOWN_LONG_MAX]);
 
 #endif

@@ -51,33 +51,36 @@ struct shm__wlock {
 int shm__wlock_open(shm_env *env)
 {
 	char path[PATH_MAX];
+	/* path as error texts name it */
+	char name[SHM__SHOWN_LONG_MAX + sizeof "/shm.wlock"];
 	struct stat st;
 	void *map = MAP_FAILED;
 	int fd, rc = 0;
 
 	/* a cut name would open another file */
 	int n = snprintf(path, sizeof path, "%s/shm.wlock", env->path);
+	snprintf(name, sizeof name, "%s/shm.wlock", env->path_shown);
 	if (n < 0 || (size_t)n >= sizeof path)
 		return shm__err(SHM_EINVAL, "path too long (%d bytes, at most "
-		                "%d): %s/shm.wlock", n, PATH_MAX - 1, env->path);
+		                "%d): %s", n, PATH_MAX - 1, name);
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0664)) < 0)
-		return shm__err(errno, "open %s", path);
+		return shm__err(errno, "open %s", name);
 	/* Invariant 3. The others wait on flock until the only opener has
 	 * sized the file and initialised the mutex. */
 	bool alone = flock(fd, LOCK_EX | LOCK_NB) == 0;
 	if ((!alone && (errno != EWOULDBLOCK || flock(fd, LOCK_SH) != 0)) ||
 	    fstat(fd, &st) != 0) {
-		rc = shm__err(errno, "lock %s", path);
+		rc = shm__err(errno, "lock %s", name);
 		goto out;
 	}
 	if (st.st_size == 0 && ftruncate(fd, sizeof(struct shm__wlock)) != 0) {
-		rc = shm__err(errno, "size %s", path);
+		rc = shm__err(errno, "size %s", name);
 		goto out;
 	}
 	map = mmap(NULL, sizeof(struct shm__wlock), PROT_READ | PROT_WRITE,
 	           MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED) {
-		rc = shm__err(errno, "mmap %s", path);
+		rc = shm__err(errno, "mmap %s", name);
 		goto out;
 	}
 	struct shm__wlock *l = map;
@@ -91,13 +94,13 @@ int shm__wlock_open(shm_env *env)
 		rc = pthread_mutex_init(&l->mutex, &a);
 		pthread_mutexattr_destroy(&a);
 		if (rc) {
-			rc = shm__err(rc, "init %s", path);
+			rc = shm__err(rc, "init %s", name);
 			goto out;
 		}
 		__atomic_store_n(&l->magic, SHM_WLOCK_MAGIC, __ATOMIC_RELEASE);
 	}
 	if (alone && flock(fd, LOCK_SH) != 0) {
-		rc = shm__err(errno, "lock %s", path);
+		rc = shm__err(errno, "lock %s", name);
 		goto out;
 	}
 	env->wlock = l;

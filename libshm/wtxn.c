@@ -113,7 +113,8 @@ static int wtxn_begin(shm_env *env, shm__wtxn *w)
 	memset(w, 0, sizeof *w);
 	w->env = env;
 	if (env->opt.read_only)
-		return shm__err(SHM_EREADONLY, "%s: opened read-only", env->path);
+		return shm__err(SHM_EREADONLY, "%s: opened read-only",
+		                env->path_shown);
 	/* another process grew the map: adopted with no lock held */
 	if ((rc = wtxn_open(env, &w->txn)) == MDB_MAP_RESIZED &&
 	    !(rc = shm__map_adopt(env, "begin write transaction")))

@@ -362,6 +362,48 @@ static void test_read_only_open_of_missing_dir_fails_clearly(void **state)
 	assert_non_null(strstr(shm_errmsg(), "/nonexistent/shm-env"));
 }
 
+/* Whether text holds no control byte and is valid UTF-8. */
+static bool printable(const char *text)
+{
+	size_t n = strlen(text);
+
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
+			return false;
+	return shm__utf8_bad(text, n) == n;
+}
+
+/* A directory name with an escape sequence and invalid UTF-8 reaches the
+ * error text printably (\xNN), still named: a missing one, and one open
+ * already (both names of it). Before, the bytes went into it raw. */
+static void test_open_error_shows_the_path_printably(void **state)
+{
+	char *tmp = tu_tmpdir(), dir[PATH_MAX], want[PATH_MAX];
+	shm_options o;
+	shm_env *env = NULL, *again = NULL;
+
+	snprintf(dir, sizeof dir, "%s/gone\x1b]0;x\x07\xff", tmp);
+	shm_options_init(&o);
+	o.read_only = true;
+	assert_int_equal(shm_env_open(dir, &o, &env), ENOENT);
+	assert_null(env);
+	snprintf(want, sizeof want, "%s/gone\\x1b]0;x\\x07\\xff: no shm "
+	         "environment here", tmp);
+	if (!printable(shm_errmsg()) || !strstr(shm_errmsg(), want))
+		fail_msg("%s", shm_errmsg());
+
+	snprintf(dir, sizeof dir, "%s/\x1b[31mred\xc3", tmp);
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm_env_open(dir, NULL, &again), SHM_EBUSY);
+	snprintf(want, sizeof want, "%s/\\x1b[31mred\\xc3: already open in "
+	         "this process (as %s/\\x1b[31mred\\xc3)", tmp, tmp);
+	if (!printable(shm_errmsg()) || !strstr(shm_errmsg(), want))
+		fail_msg("%s", shm_errmsg());
+	shm_env_close(env);
+	tu_rmdir(tmp);
+	free(tmp);
+}
+
 /* An error text too long for the thread's buffer is cut between two
  * characters, marked "...", and still ends with its description: whatever
  * the cut's offset within a 4-byte character, shm_errmsg() is UTF-8. */
@@ -1995,6 +2037,7 @@ int main(void)
 		cmocka_unit_test(test_child_of_fork_opens_its_own_handle),
 		cmocka_unit_test(test_read_only_open_refuses_writes),
 		cmocka_unit_test(test_read_only_open_of_missing_dir_fails_clearly),
+		cmocka_unit_test(test_open_error_shows_the_path_printably),
 		cmocka_unit_test(test_long_error_text_is_cut_between_characters),
 		cmocka_unit_test(test_open_denied_names_the_file),
 		cmocka_unit_test(test_other_format_version_is_refused),

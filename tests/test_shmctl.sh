@@ -397,6 +397,11 @@ has "verify says ok" "$tmp/out" "ok"
 t "a write command on a directory without environment exits 1" 1 "$SHMCTL" -e "$tmp/typo" touch 0b8e7c52-1c3d-4e5f-8a9b-0c1d2e3f4a5b Page/1
 has "and says so" "$tmp/err" "$tmp/typo: no shm environment here, no such directory: "
 eq "and creates nothing" "$(ls -A "$tmp" | grep -c '^typo$')" 0
+# a name with an escape sequence and invalid UTF-8 is named printably
+esc=$(printf 'typo\033]0;x\007\377')
+t "a directory named with control bytes exits 1" 1 "$SHMCTL" -e "$tmp/$esc" stat
+has "naming it printably" "$tmp/err" "$tmp/typo\\x1b]0;x\\x07\\xff: no shm environment here"
+if LC_ALL=C grep -q "$(printf '[\001-\037\177-\377]')" "$tmp/err"; then ko "with no control or non-ASCII byte"; else ok "with no control or non-ASCII byte"; fi
 mkdir "$tmp/empty"
 t "stat of an empty directory exits 1" 1 "$SHMCTL" -e "$tmp/empty" stat
 has "naming what is missing" "$tmp/err" "no shm environment here, no data.mdb"
