@@ -464,7 +464,7 @@ static int check_env_id(const char *id, char *err, size_t errlen)
  * quoted parts are left out of the message. */
 static int check_conninfo(const char *conninfo, char *err, size_t errlen)
 {
-	char *why = NULL, shown[256];
+	char *why = NULL, shown[256], printable[SHM__SHOWN_LONG_MAX];
 	size_t n = 0;
 	bool quoted = false;
 	PQconninfoOption *o = PQconninfoParse(conninfo, &why);
@@ -498,7 +498,8 @@ static int check_conninfo(const char *conninfo, char *err, size_t errlen)
 	}
 	shown[n] = 0;
 	PQfreemem(why);
-	snprintf(err, errlen, "--pg: libpq cannot parse it: %s", shown);
+	snprintf(err, errlen, "--pg: libpq cannot parse it: %s",
+	         shm__shown_long(shown, n, printable));
 	return -1;
 }
 

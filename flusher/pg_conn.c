@@ -18,6 +18,7 @@
 
 #include "fl.h"
 #include "resolve.h"
+#include "text.h"
 
 /* Waits until the connection is ready for what PQconnectPoll asked, or the
  * deadline: 0 ready, -1 timed out. */
@@ -50,7 +51,7 @@ PGconn *fl_pg_connect(const fl_config *cfg, const char *app, char *err,
 	const char *val[] = {app, conninfo, "UTF8", NULL, NULL};
 	int64_t deadline = (int64_t)fl_mono_ms() + (int64_t)cfg->pg_timeout_ms;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	char *hosts, *hostaddr, why[300];
+	char *hosts, *hostaddr, why[300], shown[SHM__SHOWN_LONG_MAX];
 	PGconn *c = NULL;
 
 	if (shm__pg_resolve(conninfo, cfg->pg_timeout_ms, &hosts, &hostaddr,
@@ -74,9 +75,10 @@ PGconn *fl_pg_connect(const fl_config *cfg, const char *app, char *err,
 		st = PQconnectPoll(c);
 	}
 	if (PQstatus(c) != CONNECTION_OK) {
+		/* its first line, which names a host or socket of conninfo */
 		const char *why = PQerrorMessage(c);
-		snprintf(err, errlen, "connect: %.*s", (int)strcspn(why, "\n"),
-		         why);
+		snprintf(err, errlen, "connect: %s",
+		         shm__shown_long(why, strcspn(why, "\n"), shown));
 		goto fail;
 	}
 	free(hosts);

@@ -15,6 +15,7 @@
 
 #include "fl.h"
 #include "resolve.h"
+#include "text.h"
 
 const char *fl_redis_error(const char *errstr)
 {
@@ -31,14 +32,16 @@ redisContext *fl_redis_connect(const fl_config *cfg, char *err,
 	const shm_redis_addr *a = &cfg->redis_addr;
 	uint64_t ms = cfg->redis_timeout_ms, t0 = fl_mono_ms(), spent, left;
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-	char ip[64], why[300];
+	char ip[64], why[300], host[SHM__SHOWN_LONG_MAX]; /* a->host shown */
 	redisContext *c;
+
+	shm__shown_long(a->host, strlen(a->host), host);
 
 	if (a->unix_socket) {
 		c = redisConnectUnixWithTimeout(a->host, tv);
 		if (!c || c->err) {
 			/* the address, not redis-url: that may hold a password */
-			snprintf(err, errlen, "connect unix:%s: %s", a->host,
+			snprintf(err, errlen, "connect unix:%s: %s", host,
 			         c ? fl_redis_error(c->errstr) : "out of memory");
 			goto fail;
 		}
@@ -46,7 +49,7 @@ redisContext *fl_redis_connect(const fl_config *cfg, char *err,
 		/* hiredis would resolve a name with no deadline: it is given
 		 * the address, resolved within the same timeout */
 		if (shm__resolve(a->host, ip, sizeof ip, ms, why, sizeof why)) {
-			snprintf(err, errlen, "connect %s:%d: %s", a->host,
+			snprintf(err, errlen, "connect %s:%d: %s", host,
 			         a->port, why);
 			return NULL;
 		}
@@ -57,12 +60,12 @@ redisContext *fl_redis_connect(const fl_config *cfg, char *err,
 		c = redisConnectWithTimeout(ip, a->port, ctv);
 		if (!c || c->err) {
 			if (strcmp(a->host, ip) == 0)
-				snprintf(err, errlen, "connect %s:%d: %s", a->host,
+				snprintf(err, errlen, "connect %s:%d: %s", host,
 				         a->port, c ? fl_redis_error(c->errstr)
 				                    : "out of memory");
 			else
 				snprintf(err, errlen, "connect %s:%d (%s): %s",
-				         a->host, a->port, ip,
+				         host, a->port, ip,
 				         c ? fl_redis_error(c->errstr)
 				           : "out of memory");
 			goto fail;

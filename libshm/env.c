@@ -693,7 +693,7 @@ static void blank_quoted(const char *s, char *out, size_t n)
  * for the dbname it is passed as, readthrough.c). */
 static int check_conninfo(const char *conninfo)
 {
-	char *why = NULL, shown[256];
+	char *why = NULL, cut[256], shown[SHM__SHOWN_LONG_MAX];
 	PQconninfoOption *o;
 	int rc;
 
@@ -707,11 +707,11 @@ static int check_conninfo(const char *conninfo)
 		return shm__err(ENOMEM, "pg_conninfo: parse");
 	why[strcspn(why, "\n")] = '\0';
 	if (is_pg_uri(conninfo))
-		blank_quoted(why, shown, sizeof shown);
+		blank_quoted(why, cut, sizeof cut);
 	else
-		snprintf(shown, sizeof shown, "%s", why);
+		snprintf(cut, sizeof cut, "%s", why);
 	rc = shm__err(SHM_EINVAL, "pg_conninfo: libpq cannot parse it: %s",
-	              shown);
+	              shm__shown_long(cut, strlen(cut), shown));
 	PQfreemem(why);
 	return rc;
 }
@@ -1072,7 +1072,7 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	if (env->pg_conninfo && *env->pg_conninfo &&
 	    (rc = shm__pg_resolve(env->pg_conninfo, 0, &env->pg_hosts,
 	                          &env->pg_hostaddr, why, sizeof why))) {
-		rc = shm__err(rc, "pg_conninfo: %s", why);
+		rc = shm__err(rc, "pg_conninfo: %s", why); /* printable */
 		goto fail;
 	}
 

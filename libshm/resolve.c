@@ -42,11 +42,13 @@ static int lookup_now(const char *host, int flags, char *ip, size_t len,
 {
 	struct addrinfo hints = {.ai_flags = flags, .ai_family = AF_UNSPEC,
 	                         .ai_socktype = SOCK_STREAM}, *res, *p;
+	char shown[SHM__SHOWN_MAX];
 	int rc;
 
 	*ip = '\0';
 	if ((rc = getaddrinfo(host, NULL, &hints, &res))) {
-		snprintf(why, why_len, "host %s does not resolve: %s", host,
+		snprintf(why, why_len, "host %s does not resolve: %s",
+		         shm__shown_str(host, shown),
 		         rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 		return -1;
 	}
@@ -59,8 +61,8 @@ static int lookup_now(const char *host, int flags, char *ip, size_t len,
 	freeaddrinfo(res);
 	if (rc) {
 		*ip = '\0';
-		snprintf(why, why_len, "host %s: its address: %s", host,
-		         gai_strerror(rc));
+		snprintf(why, why_len, "host %s: its address: %s",
+		         shm__shown_str(host, shown), gai_strerror(rc));
 		return -1;
 	}
 	return 0;
@@ -120,6 +122,7 @@ static int lookup_until(const char *host, uint64_t deadline_ns,
 	pthread_attr_t ta;
 	pthread_t t;
 	sigset_t all, old;
+	char shown[SHM__SHOWN_MAX];
 	int rc;
 
 	*ip = '\0';
@@ -127,7 +130,8 @@ static int lookup_until(const char *host, uint64_t deadline_ns,
 	if (lookup_now(host, AI_NUMERICHOST, ip, len, why, why_len) == 0)
 		return 0;
 	if (!(l = calloc(1, sizeof *l + n))) {
-		snprintf(why, why_len, "host %s: %s", host, strerror(ENOMEM));
+		snprintf(why, why_len, "host %s: %s",
+		         shm__shown_str(host, shown), strerror(ENOMEM));
 		return -1;
 	}
 	memcpy(l->host, host, n);
@@ -147,8 +151,8 @@ static int lookup_until(const char *host, uint64_t deadline_ns,
 	if (rc) {
 		l->refs = 1;
 		lookup_leave(l);
-		snprintf(why, why_len, "host %s: resolver thread: %s", host,
-		         strerror(rc));
+		snprintf(why, why_len, "host %s: resolver thread: %s",
+		         shm__shown_str(host, shown), strerror(rc));
 		return -1;
 	}
 
@@ -161,14 +165,15 @@ static int lookup_until(const char *host, uint64_t deadline_ns,
 	if (!l->done) {
 		rc = -1;
 		snprintf(why, why_len, "host %s did not resolve within %llu ms",
-		         host, (unsigned long long)timeout_ms);
+		         shm__shown_str(host, shown),
+		         (unsigned long long)timeout_ms);
 	} else if ((rc = l->rc))
 		snprintf(why, why_len, "%s", l->why);
 	else if (snprintf(ip, len, "%s", l->ip) >= (int)len) {
 		rc = -1;
 		*ip = '\0';
 		snprintf(why, why_len, "host %s: its address %s is too long",
-		         host, l->ip);
+		         shm__shown_str(host, shown), l->ip);
 	}
 	pthread_mutex_unlock(&l->mu);
 	lookup_leave(l);
@@ -270,13 +275,13 @@ static int pg_hostaddrs(const char *hosts, uint64_t deadline_ns,
 int shm__pg_check_hostaddr(const char *list, char *why, size_t why_len)
 {
 	unsigned char a[sizeof(struct in6_addr)];
-	char one[INET6_ADDRSTRLEN + 64];
+	char one[INET6_ADDRSTRLEN + 64], shown[SHM__SHOWN_MAX];
 
 	for (const char *p = list; *p;) {
 		size_t n = strcspn(p, ",");
 		if (n >= sizeof one) {
-			snprintf(why, why_len, "hostaddr '%.*s...': not a numeric "
-			         "address", 40, p);
+			snprintf(why, why_len, "hostaddr '%s': not a numeric "
+			         "address", shm__shown(p, n, shown));
 			return SHM_EINVAL;
 		}
 		memcpy(one, p, n);
@@ -285,7 +290,7 @@ int shm__pg_check_hostaddr(const char *list, char *why, size_t why_len)
 		    inet_pton(AF_INET6, one, a) != 1) {
 			snprintf(why, why_len, "hostaddr '%s': not a numeric "
 			         "address (IPv4 or IPv6; a name goes in host)",
-			         one);
+			         shm__shown_str(one, shown));
 			return SHM_EINVAL;
 		}
 		p += n + (p[n] == ',');

@@ -555,8 +555,9 @@ static void test_out_of_range_options_are_refused(void **state)
 }
 
 /* A pg_conninfo libpq cannot parse is refused at open, as a bad redis_url
- * is, naming the option and libpq's reason, nothing created; a URI's
- * password is not shown. A plain word is a database name (libpq's rule). */
+ * is, naming the option and libpq's reason, printably, nothing created; a
+ * URI's password is not shown. A plain word is a database name (libpq's
+ * rule). */
 static void test_unparseable_pg_conninfo_is_refused_at_open(void **state)
 {
 	static const struct {
@@ -569,6 +570,11 @@ static void test_unparseable_pg_conninfo_is_refused_at_open(void **state)
 		/* libpq would fail every connect to it, each get's L3 too */
 		{"hostaddr=db.example dbname=shm",
 		 "hostaddr 'db.example': not a numeric address"},
+		/* shown printably: libpq's text, and ours */
+		{"host=x hots\x1b[2J=y",
+		 "invalid connection option \"hots\\x1b[2J\""},
+		{"hostaddr=1.2.3\x1b dbname=shm",
+		 "hostaddr '1.2.3\\x1b': not a numeric address"},
 	};
 	char *base = tu_tmpdir(), dir[4200];
 	shm_options o;
@@ -583,6 +589,7 @@ static void test_unparseable_pg_conninfo_is_refused_at_open(void **state)
 		assert_null(env);
 		if (strncmp(shm_errmsg(), "pg_conninfo: ", 13) != 0 ||
 		    !strstr(shm_errmsg(), bad[i].reason) ||
+		    !printable(shm_errmsg()) ||
 		    strstr(shm_errmsg(), "s3cret"))
 			fail_msg("%s: '%s'", bad[i].conninfo, shm_errmsg());
 		assert_int_not_equal(stat(dir, &st), 0);

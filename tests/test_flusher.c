@@ -219,6 +219,11 @@ static void test_config_errors_show_values_printably(void **state)
 		 "h\\x1b"},
 		{{"f", "-c", "/no/\x9b" "31m.conf", NULL},
 		 "config /no/\\x9b31m.conf: No such file"},
+		/* libpq's text, its quoted parts left out, and ours */
+		{{"f", "-e", "d", "--pg", "a\"b\x1b=1", NULL},
+		 "invalid connection option \"...\"b\\x1b\""},
+		{{"f", "-e", "d", "--pg", "hostaddr=1.2.3\x1b", NULL},
+		 "--pg: hostaddr '1.2.3\\x1b': not a numeric address"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		int argc = 0;
@@ -2423,7 +2428,8 @@ static void test_pg_connect_gives_up_after_pg_timeout_ms(void **state)
 /* This binary's getaddrinfo comes before libc's for the flusher's code,
  * libshm and hiredis alike (the connects below run in this process):
  * SLOW_HOST resolves to 127.0.0.1 after SLOW_DNS_MS, as through a slow DNS
- * server; NO_HOST does not resolve; any other name, and a lookup of
+ * server; NO_HOST, and names that begin with it, do not resolve; any other
+ * name, and a lookup of
  * numeric hosts only (AI_NUMERICHOST, which never asks a DNS server), is
  * libc's. */
 #define SLOW_HOST "slow-dns.shm.test"
@@ -2439,7 +2445,7 @@ int getaddrinfo(const char *node, const char *service,
 	*(void **)&libc = dlsym(RTLD_NEXT, "getaddrinfo");
 	if (hints && (hints->ai_flags & AI_NUMERICHOST))
 		return libc(node, service, hints, res);
-	if (node && strcmp(node, NO_HOST) == 0)
+	if (node && strncmp(node, NO_HOST, strlen(NO_HOST)) == 0)
 		return EAI_NONAME;
 	if (node && strcmp(node, SLOW_HOST) == 0) {
 		tu_sleep_ms(SLOW_DNS_MS);
@@ -2475,6 +2481,35 @@ static void load_cfg(fl_config *c, const char *flag, const char *where)
 
 	if (fl_config_load(c, 5, argv, err, sizeof err))
 		fail_msg("config: %s", err);
+}
+
+/* shm-flusher names a PostgreSQL host it cannot connect to, or resolve,
+ * printably in its log: libpq's message quotes the socket path raw, and
+ * the name went in raw too. The flusher gives up (--once) either way. */
+static void test_pg_connect_error_shows_the_host_printably(void **state)
+{
+	char *dir = tu_tmpdir(), log[4200];
+	const char *conninfo[] = {"host=/nonexistent\x1b[31m dbname=x",
+	                          "host=" NO_HOST "\x1b[31m dbname=x"};
+	const char *says[] = {"on socket \"/nonexistent\\x1b[31m/.s.PGSQL.",
+	                      "host " NO_HOST "\\x1b[31m does not resolve"};
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m = tu_msg("r", 1, "x");
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	shm_env_close(env);
+	snprintf(log, sizeof log, "%s.flusher.log", dir);
+	for (size_t i = 0; i < 2; i++) {
+		const char *args[] = {"--redis", "", "--pg", conninfo[i],
+		                      "--once-retries", "1", NULL};
+		unlink(log);
+		assert_int_equal(ft_flush_once(dir, args), FL_EXIT_SINK);
+		if (!tu_lines_with(log, says[i]) || tu_lines_with(log, "\x1b"))
+			fail_msg("%s: no '%s' in %s, or a raw ESC", conninfo[i],
+			         says[i], log);
+	}
+	ft_rmdir(dir);
+	free(dir);
 }
 
 /* Redis's host name is resolved at each connect of the flusher, within
@@ -3180,6 +3215,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_pg_connect_gives_up_after_pg_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_redis_connect_resolves_within_redis_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_pg_connect_resolves_within_pg_timeout_ms, ft_teardown),
+		cmocka_unit_test_teardown(test_pg_connect_error_shows_the_host_printably, ft_teardown),
 		cmocka_unit_test_teardown(test_position_past_the_log_end_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_position_row_of_another_environment_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_application_l2_ttl_and_threshold_reach_redis, ft_teardown),
