@@ -44,6 +44,7 @@
 #include "fl.h"
 #include "cleanup.h"
 #include "invalidate.h"
+#include "text.h"
 
 #define MAX_SINKS 2
 
@@ -274,16 +275,19 @@ static void stats_load(fl_daemon *d, int i)
 
 int fl_lock_env(const char *dir, int *fd, char *err, size_t errlen)
 {
-	char path[4096], pid[32] = "";
+	char path[4096], pid[32] = "", shown[SHM__SHOWN_LONG_MAX];
+	char pid_shown[SHM__SHOWN_MAX];
 	int f;
 
+	shm__shown_long(dir, strlen(dir), shown); /* dir as err names it */
 	if (mkdir(dir, 0775) != 0 && errno != EEXIST) {
-		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		snprintf(err, errlen, "%s: %s", shown, strerror(errno));
 		return -1;
 	}
 	snprintf(path, sizeof path, "%s/flusher.lock", dir);
 	if ((f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s/flusher.lock: %s", shown,
+		         strerror(errno));
 		return -1;
 	}
 	if (flock(f, LOCK_EX | LOCK_NB) != 0) {
@@ -293,10 +297,13 @@ int fl_lock_env(const char *dir, int *fd, char *err, size_t errlen)
 		pid[strcspn(pid, "\n")] = 0;
 		if (e == EWOULDBLOCK)
 			snprintf(err, errlen, "another shm-flusher%s%s%s already "
-			         "runs on %s (%s is locked)", *pid ? " (pid " : "",
-			         pid, *pid ? ")" : "", dir, path);
+			         "runs on %s (%s/flusher.lock is locked)",
+			         *pid ? " (pid " : "",
+			         shm__shown_str(pid, pid_shown),
+			         *pid ? ")" : "", shown, shown);
 		else
-			snprintf(err, errlen, "%s: flock: %s", path, strerror(e));
+			snprintf(err, errlen, "%s/flusher.lock: flock: %s",
+			         shown, strerror(e));
 		close(f);
 		return -1;
 	}
@@ -376,9 +383,12 @@ static bool stop_signal_within(unsigned ms)
 static int open_env(fl_daemon *d, int *code)
 {
 	const char *dir = d->cfg.env_dir;
+	char shown[SHM__SHOWN_LONG_MAX];
 	shm_options o;
 	bool said = false;
 	int rc;
+
+	shm__shown_long(dir, strlen(dir), shown); /* dir as the log names it */
 
 	shm_options_init(&o);
 	o.must_exist = true;
@@ -388,7 +398,7 @@ static int open_env(fl_daemon *d, int *code)
 	while ((rc = shm_env_open(dir, &o, &d->env))) {
 		bool absent = rc == SHM_ENOTFOUND || rc == ENOENT;
 		if (absent && (d->cfg.once || d->cfg.cleanup_now)) {
-			fl_log_alert("main", NO_ENV, dir);
+			fl_log_alert("main", NO_ENV, shown);
 			*code = FL_EXIT_ENV;
 			return -1;
 		}
@@ -399,7 +409,8 @@ static int open_env(fl_daemon *d, int *code)
 			return -1;
 		}
 		if (!said)
-			fl_log(FL_WARN, "main", NO_ENV "; waiting for it", dir);
+			fl_log(FL_WARN, "main", NO_ENV "; waiting for it",
+			       shown);
 		said = true;
 		if (stop_signal_within(500)) {
 			fl_log(FL_INFO, "main", "stopped while waiting");
@@ -408,7 +419,7 @@ static int open_env(fl_daemon *d, int *code)
 		}
 	}
 	if (said)
-		fl_log(FL_INFO, "main", "%s: the environment is there", dir);
+		fl_log(FL_INFO, "main", "%s: the environment is there", shown);
 	return 0;
 }
 
@@ -456,7 +467,8 @@ static int printed(int code)
 int fl_main(int argc, char **argv)
 {
 	fl_daemon d;
-	char err[1024];
+	char err[1024], shown[SHM__SHOWN_LONG_MAX];
+	char log_shown[SHM__SHOWN_LONG_MAX]; /* --log-file as messages name it */
 	int code = FL_EXIT_OK, lock_fd = -1, rc;
 	sigset_t set, done_set, old;
 	pthread_t self = pthread_self();
@@ -477,9 +489,10 @@ int fl_main(int argc, char **argv)
 		fl_config_free(&d.cfg);
 		return printed(FL_EXIT_OK);
 	}
+	shm__shown_long(d.cfg.log_file, strlen(d.cfg.log_file), log_shown);
 	if ((rc = fl_log_open(d.cfg.log_file,
 	                      fl_log_level_parse(d.cfg.log_level)))) {
-		fprintf(stderr, "shm-flusher: log-file %s: %s\n", d.cfg.log_file,
+		fprintf(stderr, "shm-flusher: log-file %s: %s\n", log_shown,
 		        strerror(rc));
 		fl_config_free(&d.cfg);
 		return FL_EXIT_USAGE;
@@ -529,7 +542,9 @@ int fl_main(int argc, char **argv)
 
 	uint64_t ns = next_seq(&d), target = ns ? ns - 1 : 0;
 	fl_log(FL_INFO, "main", "shm-flusher %s on %s (env id %s), pid %ld%s",
-	       SHM_VERSION, d.cfg.env_dir, d.env_id, (long)getpid(),
+	       SHM_VERSION,
+	       shm__shown_long(d.cfg.env_dir, strlen(d.cfg.env_dir), shown),
+	       d.env_id, (long)getpid(),
 	       d.cfg.once ? ", --once" : "");
 	if (*d.cfg.pg_conninfo) {
 		fl_sink *s = fl_pg_sink_new(&d.cfg, d.env, d.env_id,
@@ -585,8 +600,8 @@ int fl_main(int argc, char **argv)
 				fl_worker_stop(d.w[i]);
 		} else if (sig == SIGHUP) {
 			if ((rc = fl_log_reopen())) /* the old file kept */
-				fl_log_alert("main", "reopen %s: %s",
-				             d.cfg.log_file, strerror(rc));
+				fl_log_alert("main", "reopen %s: %s", log_shown,
+				             strerror(rc));
 			else
 				fl_log(FL_INFO, "main", "log reopened");
 		}

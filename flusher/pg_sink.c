@@ -79,6 +79,7 @@
 
 #include "fl.h"
 #include "cleanup.h"
+#include "text.h"
 
 /* staging table groups (stage_ddl) */
 enum { ST_GRAPH, ST_MARK, ST_MSG, ST_N };
@@ -277,17 +278,18 @@ static void rollback(pg_sink *p)
 static char *read_file(const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
-	char *buf = NULL;
+	char *buf = NULL, shown[SHM__SHOWN_MAX];
 	long n;
 
+	shm__shown_str(path, shown); /* as config.c names it */
 	if (!f) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: %s", shown, strerror(errno));
 		return NULL;
 	}
 	if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 ||
 	    fseek(f, 0, SEEK_SET) || !(buf = malloc((size_t)n + 1)) ||
 	    fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		snprintf(err, errlen, "%s: cannot read", path);
+		snprintf(err, errlen, "%s: cannot read", shown);
 		free(buf);
 		fclose(f);
 		return NULL;

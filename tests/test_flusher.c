@@ -2512,6 +2512,58 @@ static void test_pg_connect_error_shows_the_host_printably(void **state)
 	free(dir);
 }
 
+/* Whether the log at path has a line with s, and no ESC or 0xff byte. */
+static bool log_shows(const char *path, const char *s)
+{
+	return tu_lines_with(path, s) && !tu_lines_with(path, "\x1b") &&
+	       !tu_lines_with(path, "\xff");
+}
+
+/* shm-flusher names its environment directory and its files printably: a
+ * directory not there yet (--once), a --log-file it cannot open, the start
+ * line, a flusher.lock it cannot open. Before, their bytes went into its
+ * log and stderr raw. */
+static void test_flusher_names_its_paths_printably(void **state)
+{
+	char *tmp = tu_tmpdir(), dir[4200], log[4300], says[4400];
+	const char *pg[] = {"--redis", "", "--pg", "host=/nonexistent dbname=x",
+	                    "--once-retries", "1", NULL};
+	const char *bad_log[] = {"--redis", "", "--pg", "dbname=x",
+	                         "--log-file", "/nonexistent/l\x1b[31m", NULL};
+
+	snprintf(dir, sizeof dir, "%s/e\x1b[31m\xff", tmp);
+	snprintf(log, sizeof log, "%s.flusher.log", dir);
+	assert_int_equal(ft_flush_once(dir, pg), FL_EXIT_ENV);
+	snprintf(says, sizeof says, "no shm environment in %s/e\\x1b[31m\\xff "
+	         "yet", tmp);
+	assert_true(log_shows(log, says));
+
+	unlink(log);
+	assert_int_equal(ft_flush_once(dir, bad_log), FL_EXIT_USAGE);
+	assert_true(log_shows(log, "log-file /nonexistent/l\\x1b[31m: "));
+
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m = tu_msg("r", 1, "x");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	shm_env_close(env);
+	unlink(log);
+	assert_int_equal(ft_flush_once(dir, pg), FL_EXIT_SINK);
+	snprintf(says, sizeof says, "on %s/e\\x1b[31m\\xff (env id", tmp);
+	assert_true(log_shows(log, says));
+
+	snprintf(says, sizeof says, "%s/flusher.lock", dir);
+	assert_int_equal(unlink(says), 0);
+	assert_int_equal(mkdir(says, 0755), 0); /* open fails: EISDIR */
+	unlink(log);
+	assert_int_equal(ft_flush_once(dir, pg), FL_EXIT_ENV);
+	snprintf(says, sizeof says, "%s/e\\x1b[31m\\xff/flusher.lock: %s", tmp,
+	         strerror(EISDIR));
+	assert_true(log_shows(log, says));
+	unlink(log);
+	tu_rmdir(tmp);
+	free(tmp);
+}
+
 /* Redis's host name is resolved at each connect of the flusher, within
  * redis-timeout-ms: a resolver slower than that is a connect failure that
  * says so, in about redis-timeout-ms, never the resolver's own time; a
@@ -3216,6 +3268,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_redis_connect_resolves_within_redis_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_pg_connect_resolves_within_pg_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_pg_connect_error_shows_the_host_printably, ft_teardown),
+		cmocka_unit_test_teardown(test_flusher_names_its_paths_printably, ft_teardown),
 		cmocka_unit_test_teardown(test_position_past_the_log_end_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_position_row_of_another_environment_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_application_l2_ttl_and_threshold_reach_redis, ft_teardown),
