@@ -95,9 +95,11 @@ static bool has_l2(const shm_env *env)
 static void redis_server(const shm_env *env, char *buf, size_t len)
 {
 	const shm_redis_addr *a = &env->redis_addr;
+	char shown[SHM__SHOWN_LONG_MAX];
 
-	if (a->unix_socket)
-		snprintf(buf, len, "%s", a->host);
+	if (a->unix_socket) /* a path; a host name is checked at open */
+		snprintf(buf, len, "%s",
+		         shm__shown_long(a->host, strlen(a->host), shown));
 	else if (strcmp(a->host, env->redis_ip) == 0)
 		snprintf(buf, len, "%s:%d", a->host, a->port);
 	else
@@ -379,10 +381,12 @@ static int redis_call(redisContext *c, uint64_t deadline, size_t max,
  * text (NULL: none). */
 static int l2_err(const char *what, const char *text)
 {
+	char shown[SHM__SHOWN_LONG_MAX];
+
 	if (!text || !*text)
 		text = "no reason given";
-	return shm__err(SHM_EL2, "Redis %s: %.*s", what,
-	                (int)strcspn(text, "\r\n"), text);
+	return shm__err(SHM_EL2, "Redis %s: %s", what,
+	                shm__shown_long(text, strcspn(text, "\r\n"), shown));
 }
 
 /* SHM_EL2 for a redis_call's failure rc (not SHM_ECORRUPT) on c. */
@@ -767,24 +771,30 @@ static void l2_fill(shm_env *env, const shm_msg *m, bool replace,
  * text (NULL: none) and the SQLSTATE if there is one. */
 static int l3_err(const char *what, const char *text, const char *state)
 {
+	char shown[SHM__SHOWN_LONG_MAX];
+
 	if (!text || !*text)
 		text = "no reason given";
-	return shm__err(SHM_EL3, "PostgreSQL %s%s%s%s: %.*s", what,
+	return shm__err(SHM_EL3, "PostgreSQL %s%s%s%s: %s", what,
 	                state ? " (SQLSTATE " : "", state ? state : "",
-	                state ? ")" : "", (int)strcspn(text, "\n"), text);
+	                state ? ")" : "",
+	                shm__shown_long(text, strcspn(text, "\n"), shown));
 }
 
 /* The server libpq is connecting or connected to on c, into buf: its host
  * as the conninfo gave it (a name, not the address it resolved to; of a
- * list, the one tried) and its port. NULL if libpq names no host. */
+ * list, the one tried) and its port, shown printably. NULL if libpq names
+ * no host. */
 static const char *pg_server(const PGconn *c, char *buf, size_t len)
 {
 	const char *host = PQhost(c), *port = PQport(c);
+	char raw[400], shown[SHM__SHOWN_LONG_MAX];
 
 	if (!host || !*host)
 		return NULL;
-	snprintf(buf, len, "%s%s%s", host, port && *port ? " port " : "",
+	snprintf(raw, sizeof raw, "%s%s%s", host, port && *port ? " port " : "",
 	         port ? port : "");
+	snprintf(buf, len, "%s", shm__shown_long(raw, strlen(raw), shown));
 	return buf;
 }
 
@@ -832,8 +842,10 @@ static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 fail:
 	/* libpq names the address it was given: the hosts say which server */
 	if (env->pg_hosts) {
-		char what[300];
-		snprintf(what, sizeof what, "connection to %s", env->pg_hosts);
+		char what[SHM__SHOWN_LONG_MAX + 20], shown[SHM__SHOWN_LONG_MAX];
+		snprintf(what, sizeof what, "connection to %s",
+		         shm__shown_long(env->pg_hosts, strlen(env->pg_hosts),
+		                         shown));
 		l3_err(what, PQerrorMessage(c), NULL);
 	} else {
 		l3_err("connection", PQerrorMessage(c), NULL);

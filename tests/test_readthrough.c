@@ -1221,6 +1221,39 @@ static void test_redis_reason_stays_beside_postgres_answer(void **state)
 	cleanup();
 }
 
+/* Both levels' connect errors name the server printably: a Redis socket
+ * path, and a PostgreSQL socket directory that libpq's message quotes,
+ * holding an escape sequence. Before, its bytes reached shm_errmsg() raw.
+ * No server needed: neither socket is there. */
+static void test_connect_errors_show_the_servers_printably(void **state)
+{
+	char *sdir = tu_tmpdir(), url[4200], conn[4200], want[4400];
+	shm_msg *got = NULL;
+	shm_uuid id;
+	shm_env *env;
+	const char *e;
+
+	shm_uuid_v7(&id);
+	snprintf(url, sizeof url, "unix://%s/r\x1b[31m.sock", sdir);
+	snprintf(conn, sizeof conn, "host=%s/p\x1b[31m dbname=x", sdir);
+	env = open_rt(url, conn, 150, 0);
+	assert_int_equal(shm_msg_get(env, &id, &got), SHM_EL3);
+	assert_null(got);
+	e = shm_errmsg();
+	fprintf(stderr, "%s\n", e);
+	for (const char *p = e; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			fail_msg("byte %02x at %zu", (unsigned)*p, (size_t)(p - e));
+	snprintf(want, sizeof want, "Redis connection to %s/r\\x1b[31m.sock",
+	         sdir);
+	assert_non_null(strstr(e, want));
+	snprintf(want, sizeof want, "socket \"%s/p\\x1b[31m/.s.PGSQL.", sdir);
+	assert_non_null(strstr(e, want));
+	close_rt(env);
+	tu_rmdir(sdir);
+	free(sdir);
+}
+
 /* The last level configured is the record (readthrough.c invariant 5): a
  * get it could not answer is its error, never SHM_ENOTFOUND, which is said
  * only when the record has no such message. A message only in PostgreSQL,
@@ -2834,6 +2867,7 @@ int main(void)
 		cmocka_unit_test(test_redis_user_and_password_in_the_url),
 		cmocka_unit_test(test_message_only_in_postgres_fills_l1_and_redis),
 		cmocka_unit_test(test_message_nowhere),
+		cmocka_unit_test(test_connect_errors_show_the_servers_printably),
 		cmocka_unit_test(test_close_in_a_forked_child_keeps_the_parents_connections),
 		cmocka_unit_test(test_redis_value_of_another_message_is_a_miss),
 		cmocka_unit_test(test_redis_key_of_another_type_is_replaced),
