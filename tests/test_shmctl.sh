@@ -208,6 +208,10 @@ if command -v prlimit >/dev/null; then
 	has "and what it removed" "$tmp/err" "the environment this import created in $tmp/new is removed"
 	if [ -e "$tmp/new" ]; then ko "and removes the directory it created ($(ls -A "$tmp/new" | tr '\n' ' '))"; else ok "and removes the directory it created"; fi
 	rm -rf "$tmp/new"
+	t "an import into a directory named with an ESC, whose commit fails, exits 70" 70 small_files "$SHMCTL" -e "$tmp/new$(printf '\033')" import "$tmp/1mb.jsonl"
+	has "names it printably" "$tmp/err" "the environment this import created in $tmp/new\x1b is removed"
+	if grep -q "$(printf '\033')" "$tmp/err"; then ko "and never raw"; else ok "and never raw"; fi
+	rm -rf "$tmp/new$(printf '\033')"
 	mkdir "$tmp/new_notes"
 	echo mine >"$tmp/new_notes/notes"
 	t "an import into a directory whose commit fails exits 70" 70 small_files "$SHMCTL" -e "$tmp/new_notes" import "$tmp/1mb.jsonl"
@@ -680,6 +684,50 @@ t "static put of a directory exits 70" 70 "$SHMCTL" static put "$W" Page/9 "$tmp
 has "static put of a directory: why" "$tmp/err" "$tmp/adir: Is a directory"
 t "import of a directory exits 70" 70 "$SHMCTL" import "$tmp/adir"
 has "import of a directory: why" "$tmp/err" "$tmp/adir: Is a directory"
+
+# Arguments and file names quoted in an error text are shown printably
+# (libshm/text.h): an ESC, a line break or invalid UTF-8 as \xNN, the rest
+# as given; never raw on the terminal.
+X=$(printf 'a\033[31mb\377c')
+XS='a\x1b[31mb\xffc'
+NL="x
+y"
+# printable NAME FILE WANT: FILE holds WANT and no ESC or 0xff byte
+printable() {
+	if LC_ALL=C grep -q "$(printf '[\033\377]')" "$2"; then
+		ko "$1: a raw ESC or 0xff byte"
+	else
+		has "$1" "$2" "$3"
+	fi
+}
+t "unknown option (before the command) exits 2" 2 "$SHMCTL" "-x$X"
+printable "names it printably" "$tmp/err" "shmctl: unknown option '-x$XS'"
+t "unknown command exits 2" 2 "$SHMCTL" "$X"
+printable "names it printably" "$tmp/err" "shmctl: unknown command '$XS'"
+t "unknown option of a command exits 2" 2 "$SHMCTL" stat "--$X"
+printable "names it printably" "$tmp/err" "shmctl: unknown option '--$XS'"
+t "a bad --limit exits 2" 2 "$SHMCTL" room general --limit "$X"
+printable "names it printably" "$tmp/err" "shmctl: --limit '$XS': must be an integer in"
+t "a --limit with a line break exits 2" 2 "$SHMCTL" room general --limit "$NL"
+has "on one line" "$tmp/err" "shmctl: --limit 'x\x0ay': must be"
+t "unknown 'static' command exits 2" 2 "$SHMCTL" static "$X"
+printable "names it printably" "$tmp/err" "shmctl: unknown command 'static $XS'"
+t "unknown 'deps' command exits 2" 2 "$SHMCTL" deps "$X"
+printable "names it printably" "$tmp/err" "shmctl: unknown command 'deps $XS'"
+t "unknown --kind exits 2" 2 "$SHMCTL" ls --kind "$X"
+printable "names it printably" "$tmp/err" "shmctl: unknown kind '$XS'"
+t "a bad USER_ID exits 65" 65 "$SHMCTL" react "$ID" "$X" "👍"
+printable "names it printably" "$tmp/err" "shmctl: react: USER_ID '$XS': must be an integer in"
+t "import of a missing FILE exits 1" 1 "$SHMCTL" import "$tmp/$X"
+printable "names it printably" "$tmp/err" "shmctl: $tmp/$XS: No such file or directory"
+t "static put of a missing FILE exits 1" 1 "$SHMCTL" static put "$W" Page/9 "$tmp/$X"
+printable "names it printably" "$tmp/err" "shmctl: $tmp/$XS: No such file or directory"
+mkdir "$tmp/$X"
+t "import of a directory exits 70" 70 "$SHMCTL" import "$tmp/$X"
+printable "names it printably" "$tmp/err" "shmctl: $tmp/$XS: Is a directory"
+t "static put of a directory exits 70" 70 "$SHMCTL" static put "$W" Page/9 "$tmp/$X"
+printable "names it printably" "$tmp/err" "shmctl: $tmp/$XS: Is a directory"
+rmdir "$tmp/$X"
 
 # A message whose stored text is not UTF-8 (damaged after the import) cannot
 # be dumped as JSON: dump says which and why, and exits 1.

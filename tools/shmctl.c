@@ -218,13 +218,14 @@ static bool parse_u64(const char *s, uint64_t *v)
 static int opt_u64(const char *name, const char *s, uint64_t lo, uint64_t hi,
                    uint64_t *v)
 {
+	char b[SHM__SHOWN_MAX];
 	uint64_t x;
 
 	if (!s)
 		return EX_OK;
 	if (!parse_u64(s, &x) || x < lo || x > hi)
 		return usage_err("--%s '%s': must be an integer in %" PRIu64
-		                 "..%" PRIu64, name, s, lo, hi);
+		                 "..%" PRIu64, name, shm__shown_str(s, b), lo, hi);
 	*v = x;
 	return EX_OK;
 }
@@ -282,7 +283,8 @@ static int read_all(FILE *f, char **out, size_t *len)
 
 /* Simple argument scanner: options (--name [value]) anywhere after the
  * command word, "--" ends them; the rest are positional. An option given
- * twice is a usage error: which of its values was meant? */
+ * twice is a usage error: which of its values was meant? Arguments quoted
+ * in an error text are shown printably (text.h), as everywhere in shmctl. */
 typedef struct optdef {
 	const char *name;
 	bool has_arg;
@@ -292,6 +294,7 @@ typedef struct optdef {
 static int scan(int argc, char **argv, optdef *opts, char ***pos, int *npos)
 {
 	static char *posv[256];
+	char b[SHM__SHOWN_MAX];
 	bool dashdash = false;
 
 	*npos = 0;
@@ -306,7 +309,8 @@ static int scan(int argc, char **argv, optdef *opts, char ***pos, int *npos)
 			while (o && o->name && strcmp(o->name, a + 2) != 0)
 				o++;
 			if (!o || !o->name)
-				return usage_err("unknown option '%s'", a);
+				return usage_err("unknown option '%s'",
+				                 shm__shown_str(a, b));
 			if (o->value)
 				return usage_err("option '%s' given twice", a);
 			if (o->has_arg) {
@@ -548,7 +552,10 @@ static int read_msgs(FILE *f, const char *name, batch *b, size_t *bad)
 		}
 	}
 	if (ex == EX_OK && ferror(f)) {
-		fprintf(stderr, "%s: %s: %s\n", prog, name, strerror(errno));
+		int e = errno;
+		char shown[SHM__SHOWN_LONG_MAX];
+		fprintf(stderr, "%s: %s: %s\n", prog,
+		        shm__shown_long(name, strlen(name), shown), strerror(e));
 		ex = EX_INTERNAL;
 	}
 	free(line);
@@ -648,11 +655,14 @@ static void note_absent(absent *a)
 static void remove_path(const char *path, bool dir, size_t *removed,
                         size_t *failed)
 {
+	char shown[SHM__SHOWN_LONG_MAX];
+
 	if ((dir ? rmdir(path) : unlink(path)) == 0) {
 		++*removed;
 	} else if (errno != ENOENT) {
-		fprintf(stderr, "%s: remove %s: %s\n", prog, path,
-		        strerror(errno));
+		int e = errno;
+		fprintf(stderr, "%s: remove %s: %s\n", prog,
+		        shm__shown_long(path, strlen(path), shown), strerror(e));
 		++*failed;
 	}
 }
@@ -664,7 +674,7 @@ static void remove_path(const char *path, bool dir, size_t *removed,
  * have them open). */
 static void remove_made(const absent *a)
 {
-	char path[4200];
+	char path[4200], shown[SHM__SHOWN_LONG_MAX];
 	size_t removed = 0, failed = 0;
 
 	if (!a->env)
@@ -678,7 +688,8 @@ static void remove_made(const absent *a)
 		remove_path(env_dir, true, &removed, &failed);
 	if (removed && !failed)
 		fprintf(stderr, "%s: the environment this import created in %s "
-		        "is removed\n", prog, env_dir);
+		        "is removed\n", prog,
+		        shm__shown_long(env_dir, strlen(env_dir), shown));
 }
 
 static int cmd_import(int argc, char **argv)
@@ -700,9 +711,12 @@ static int cmd_import(int argc, char **argv)
 	if (npos == 1 && strcmp(pos[0], "-") != 0) {
 		name = pos[0];
 		if (!(f = fopen(name, "r"))) {
-			fprintf(stderr, "%s: %s: %s\n", prog, name,
-			        strerror(errno));
-			return errno == ENOENT ? EX_NOTFOUND : EX_INTERNAL;
+			int e = errno;
+			char shown[SHM__SHOWN_LONG_MAX];
+			fprintf(stderr, "%s: %s: %s\n", prog,
+			        shm__shown_long(name, strlen(name), shown),
+			        strerror(e));
+			return e == ENOENT ? EX_NOTFOUND : EX_INTERNAL;
 		}
 	}
 	ex = read_msgs(f, name, &b, &bad);
@@ -868,6 +882,7 @@ static int cmd_react(int argc, char **argv)
 	shm_uuid id;
 	int32_t user;
 	shm_env *env;
+	char b[SHM__SHOWN_MAX];
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
@@ -875,8 +890,8 @@ static int cmd_react(int argc, char **argv)
 		return usage_err("react UUID USER_ID EMOJI [--remove]");
 	if (!parse_i32(pos[1], &user)) {
 		fprintf(stderr, "%s: react: USER_ID '%s': must be an integer in "
-		        "%" PRId32 "..%" PRId32 "\n", prog, pos[1], INT32_MIN,
-		        INT32_MAX);
+		        "%" PRId32 "..%" PRId32 "\n", prog,
+		        shm__shown_str(pos[1], b), INT32_MIN, INT32_MAX);
 		return EX_DATA;
 	}
 	if ((ex = parse_uuid_arg(pos[0], "react", &id)) ||
@@ -911,12 +926,14 @@ static int cmd_static(int argc, char **argv)
 	shm_uuid website;
 	shm_env *env;
 	shm_static *s = NULL;
+	char b[SHM__SHOWN_MAX], shown[SHM__SHOWN_LONG_MAX];
 
 	if (argc < 1)
 		return usage_err("%s\n       %s", use_get, use_put);
 	bool put = strcmp(argv[0], "put") == 0;
 	if (!put && strcmp(argv[0], "get") != 0)
-		return usage_err("unknown command 'static %s'", argv[0]);
+		return usage_err("unknown command 'static %s'",
+		                 shm__shown_str(argv[0], b));
 	if ((ex = scan(argc - 1, argv + 1, opts, &pos, &npos)))
 		return ex;
 	if (optv(opts, "sha1") && optv(opts, "sha256"))
@@ -934,19 +951,19 @@ static int cmd_static(int argc, char **argv)
 		FILE *f = stdin;
 		char *buf;
 		size_t len;
-		if (npos == 3 && strcmp(pos[2], "-") != 0 &&
-		    !(f = fopen(pos[2], "rb"))) {
-			fprintf(stderr, "%s: %s: %s\n", prog, pos[2],
-			        strerror(errno));
-			ex = errno == ENOENT ? EX_NOTFOUND : EX_INTERNAL;
+		const char *name = npos == 3 ? pos[2] : "-";
+		shm__shown_long(name, strlen(name), shown);
+		if (strcmp(name, "-") != 0 && !(f = fopen(name, "rb"))) {
+			int e = errno;
+			fprintf(stderr, "%s: %s: %s\n", prog, shown, strerror(e));
+			ex = e == ENOENT ? EX_NOTFOUND : EX_INTERNAL;
 			goto out;
 		}
 		rc = read_all(f, &buf, &len);
 		if (f != stdin)
 			fclose(f);
 		if (rc) {
-			fprintf(stderr, "%s: %s: %s\n", prog,
-			        npos == 3 ? pos[2] : "-", strerror(rc));
+			fprintf(stderr, "%s: %s: %s\n", prog, shown, strerror(rc));
 			ex = EX_INTERNAL;
 			goto out;
 		}
@@ -982,12 +999,14 @@ static int cmd_deps(int argc, char **argv)
 	int npos, ex, rc;
 	shm_uuid website;
 	shm_env *env;
+	char b[SHM__SHOWN_MAX];
 
 	if (argc < 1)
 		return usage_err("%s\n       %s", use_set, use_show);
 	bool set = strcmp(argv[0], "set") == 0;
 	if (!set && strcmp(argv[0], "show") != 0)
-		return usage_err("unknown command 'deps %s'", argv[0]);
+		return usage_err("unknown command 'deps %s'",
+		                 shm__shown_str(argv[0], b));
 	if ((ex = scan(argc - 1, argv + 1, opts, &pos, &npos)))
 		return ex;
 	if (set && (optv(opts, "recursive") || optv(opts, "referrers")))
@@ -2000,6 +2019,7 @@ static int cmd_ls_dump(int argc, char **argv, bool dump)
 	int npos, ex, rc = 0;
 	shm_env *env;
 	lsctx c = {.dump = dump};
+	char b[SHM__SHOWN_MAX];
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
@@ -2011,7 +2031,8 @@ static int cmd_ls_dump(int argc, char **argv, bool dump)
 	bool all = strcmp(kind, "all") == 0;
 	if (!all && strcmp(kind, "msg") && strcmp(kind, "static") &&
 	    (dump || (strcmp(kind, "graph") && strcmp(kind, "mark"))))
-		return usage_err("unknown kind '%s'; %s", kind, use);
+		return usage_err("unknown kind '%s'; %s",
+		                 shm__shown_str(kind, b), use);
 	c.json = !dump && optv(opts, "json");
 	if ((ex = open_env(false, &env)))
 		return ex;
@@ -2224,6 +2245,7 @@ static int run(int argc, char **argv)
 {
 	int i = 1;
 	bool env_given = false;
+	char b[SHM__SHOWN_MAX];
 
 	env_dir = getenv("SHM_ENV");
 	while (i < argc && argv[i][0] == '-') {
@@ -2235,7 +2257,8 @@ static int run(int argc, char **argv)
 			return EX_OK;
 		}
 		if (strncmp(a, "-e", 2) && strcmp(a, "--env"))
-			return usage_err("unknown option '%s'", a);
+			return usage_err("unknown option '%s'",
+			                 shm__shown_str(a, b));
 		if (env_given)
 			return usage_err("option '-e' (--env) given twice");
 		env_given = true;
@@ -2273,7 +2296,7 @@ static int run(int argc, char **argv)
 			                 "SHM_ENV");
 		return commands[c].fn(argc - i - 1, argv + i + 1);
 	}
-	return usage_err("unknown command '%s'", argv[i]);
+	return usage_err("unknown command '%s'", shm__shown_str(argv[i], b));
 }
 
 int main(int argc, char **argv)
