@@ -118,15 +118,24 @@ size_t shm__printable_seq(const unsigned char *p, size_t avail)
 	return n;
 }
 
-/* shm__shown of s[0..len) up to max bytes of it; buf holds max * 4 +
- * sizeof "..." bytes. */
-static const char *shown(const char *s, size_t len, size_t max, char *buf)
+/* shm__shown of s[0..len) up to max bytes of it, line breaks folded if
+ * fold (shm__shown_lines); buf holds max * 4 + sizeof "..." bytes. */
+static const char *shown(const char *s, size_t len, size_t max, bool fold,
+                         char *buf)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0, o = 0, n = len < max ? len : max;
 	size_t k;
 
 	while (i < n) {
+		if (fold && (u[i] == '\n' || u[i] == '\r')) {
+			while (i < n && (u[i] == '\n' || u[i] == '\r' ||
+			                 u[i] == '\t' || u[i] == ' '))
+				i++;
+			if (i < n)
+				buf[o++] = ' ';
+			continue;
+		}
 		k = u[i] == ' ' ? 1 : shm__printable_seq(u + i, n - i);
 		if (k) {
 			memcpy(buf + o, u + i, k);
@@ -142,7 +151,7 @@ static const char *shown(const char *s, size_t len, size_t max, char *buf)
 
 const char *shm__shown(const char *s, size_t len, char buf[SHM__SHOWN_MAX])
 {
-	return shown(s, len, SHM__SHOWN_BYTES, buf);
+	return shown(s, len, SHM__SHOWN_BYTES, false, buf);
 }
 
 const char *shm__shown_str(const char *s, char buf[SHM__SHOWN_MAX])
@@ -153,5 +162,11 @@ const char *shm__shown_str(const char *s, char buf[SHM__SHOWN_MAX])
 const char *shm__shown_long(const char *s, size_t len,
                             char buf[SHM__SHOWN_LONG_MAX])
 {
-	return shown(s, len, SHM__SHOWN_LONG_BYTES, buf);
+	return shown(s, len, SHM__SHOWN_LONG_BYTES, false, buf);
+}
+
+const char *shm__shown_lines(const char *s, char buf[SHM__SHOWN_LONG_MAX])
+{
+	return shown(s, strnlen(s, SHM__SHOWN_LONG_BYTES + 1),
+	             SHM__SHOWN_LONG_BYTES, true, buf);
 }

@@ -1,7 +1,8 @@
 /*
  * text.h - checks of text input and its printable rendering in error texts
- * (text.c), for libshm and the flusher, which links libshm statically:
- * shm__ names, not exported by the shared library. Not installed.
+ * (text.c), for libshm, the flusher and the tools, which link libshm
+ * statically: shm__ names, not exported by the shared library. Not
+ * installed.
  */
 #ifndef SHM_TEXT_H
 #define SHM_TEXT_H
@@ -38,5 +39,10 @@ const char *shm__shown_str(const char *s, char buf[SHM__SHOWN_MAX]);
 #define SHM__SHOWN_LONG_MAX (SHM__SHOWN_LONG_BYTES * 4 + sizeof "...")
 const char *shm__shown_long(const char *s, size_t len,
                             char buf[SHM__SHOWN_LONG_MAX]);
+/* shm__shown_long of a NUL-terminated text of lines, another library's
+ * message ("ERROR:  ...\nDETAIL:  ...\n", libpq's), on one line: each line
+ * break, with the spaces and tabs that indent the next line, as one space
+ * (one in a name the text quotes too), a final one dropped. */
+const char *shm__shown_lines(const char *s, char buf[SHM__SHOWN_LONG_MAX]);
 
 #endif

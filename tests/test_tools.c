@@ -330,6 +330,86 @@ static void test_chatsim_says_a_bad_option_as_shmctl_does(void **state)
 	}
 }
 
+/* An argument quoted in a usage error is shown printably (libshm/text.h):
+ * an ESC, a line break or invalid UTF-8 as \xNN, never raw on the
+ * terminal; the message stays one line and names it. */
+#define RAW "a\033[31mb\377c\nd"
+#define SHOWN "a\\x1b[31mb\\xffc\\x0ad"
+
+/* err: want_rc's text, holding want and lines line breaks. */
+static void assert_shown(const char *what, int rc, int want_rc,
+                         const char *err, const char *want, int lines)
+{
+	int n = 0;
+
+	for (const char *p = err; (p = strchr(p, '\n')); p++)
+		n++;
+	if (rc != want_rc || strpbrk(err, "\033\377") || !strstr(err, want) ||
+	    n != lines)
+		fail_msg("%s: exit %d, '%s'", what, rc, err);
+}
+
+static void test_chatsim_shows_bad_arguments_printably(void **state)
+{
+	static const struct {
+		const char *a, *b, *want;
+	} cases[] = {
+		{"-n", RAW, "shm-chatsim: -n '" SHOWN "': must be an integer"},
+		{"--seed", RAW, "shm-chatsim: --seed '" SHOWN "': must be"},
+		{"--" RAW, NULL, "shm-chatsim: unknown option '--" SHOWN "'"},
+		{"-\033", NULL, "shm-chatsim: unknown option '-\\x1b'"},
+		{"-\377", NULL, "shm-chatsim: unknown option '-\\xff'"},
+		{"-e", "/nonexistent", "shm-chatsim: unexpected argument '"
+		 SHOWN "'"},
+	};
+	char err[1024];
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
+		        "shm-chatsim", (char *)cases[i].a, (char *)cases[i].b,
+		        cases[i].b && !strcmp(cases[i].a, "-e") ? RAW : NULL,
+		        NULL});
+		/* and "(see shm-chatsim --help)" */
+		assert_shown(cases[i].a, rc, 2, err, cases[i].want, 2);
+	}
+}
+
+/* shm-dataset's bad option values, and libpq's text, which quotes the
+ * conninfo's socket directory and spans lines ("\n\tIs the server
+ * running..."): shown printably, on one line. */
+static void test_dataset_shows_bad_arguments_and_postgres_text_printably(
+	void **state)
+{
+	static const struct {
+		const char *a, *b, *want;
+	} cases[] = {
+		{"--websites", RAW, "shm-dataset: --websites '" SHOWN "': must"},
+		{"--obsolete", RAW, "shm-dataset: --obsolete '" SHOWN "': must"},
+		{"--graph", RAW, "shm-dataset: --graph '" SHOWN "': must be pg"},
+		{"--" RAW, NULL, "shm-dataset: unknown or incomplete option '--"
+		 SHOWN "'"},
+	};
+	char err[4096];
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
+		        "shm-dataset", (char *)cases[i].a, (char *)cases[i].b,
+		        "--quiet", NULL});
+		/* the unknown option is followed by the usage */
+		if (!cases[i].b)
+			strchr(err, '\n')[1] = '\0';
+		assert_shown(cases[i].a, rc, 1, err, cases[i].want, 1);
+	}
+	int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
+	        "shm-dataset", "--pg", "host='/nonexistent/" RAW "' dbname=x",
+	        "--connections", "100", "--quiet", NULL});
+	/* its line breaks fold to spaces, the one in the name too */
+	assert_shown("--pg", rc, 2, err, "\"/nonexistent/a\\x1b[31mb\\xffc d/"
+	             ".s.PGSQL.", 1);
+	assert_non_null(strstr(err, "failed: No such file or directory Is the "
+	                            "server running"));
+}
+
 /* The summary counts in words that agree with them: "1 message (1
  * reply), 1 edit, 1 reaction, 1 delete", not "1 replies". Two messages
  * under seeds 1..12 make each of them once (rand_r's sequence). */
@@ -851,6 +931,8 @@ int main(void)
 		T(test_chatsim_keeps_the_environments_map_size),
 		T(test_chatsim_refuses_bad_arguments_naming_them),
 		T(test_chatsim_says_a_bad_option_as_shmctl_does),
+		T(test_chatsim_shows_bad_arguments_printably),
+		T(test_dataset_shows_bad_arguments_and_postgres_text_printably),
 		T(test_chatsim_summary_says_one_in_the_singular),
 		T(test_chatsim_writes_replies_in_their_parents_room_and_thread),
 		T(test_dataset_keeps_the_environments_map_size),

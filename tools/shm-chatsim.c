@@ -21,6 +21,7 @@
 
 #include "shm.h"
 #include "close_stdout.h"
+#include "text.h" /* arguments shown printably */
 
 static const char *const words[] = {
 	"bonjour", "le", "déploiement", "est", "prêt", "on", "relance",
@@ -102,13 +103,13 @@ static bool gone(int rc)
 static int arg_int(const char *opt, const char *s, long long lo,
                    long long hi, long long *v)
 {
-	char *end;
+	char *end, shown[SHM__SHOWN_MAX];
 
 	errno = 0;
 	*v = strtoll(s, &end, 10);
 	if (*s < '0' || *s > '9' || *end || errno || *v < lo || *v > hi)
 		return usage_err("%s '%s': must be an integer in %lld..%lld",
-		                 opt, s, lo, hi);
+		                 opt, shm__shown_str(s, shown), lo, hi);
 	return 0;
 }
 
@@ -124,9 +125,11 @@ static const struct option longopts[] = {
 static int bad_option(int c, char **argv)
 {
 	const struct option *o = longopts;
+	char opt = (char)optopt, shown[SHM__SHOWN_MAX];
 
 	if (!optopt) /* getopt went past it */
-		return usage_err("unknown option '%s'", argv[optind - 1]);
+		return usage_err("unknown option '%s'",
+		                 shm__shown_str(argv[optind - 1], shown));
 	while (o->name && o->val != optopt)
 		o++;
 	if (c == ':' && o->name)
@@ -135,7 +138,7 @@ static int bad_option(int c, char **argv)
 		return usage_err("option '-%c' needs a value", optopt);
 	if (o->name && o->has_arg == no_argument) /* --help=x */
 		return usage_err("option '--%s' takes no value", o->name);
-	return usage_err("unknown option '-%c'", optopt);
+	return usage_err("unknown option '-%s'", shm__shown(&opt, 1, shown));
 }
 
 static int run(int argc, char **argv)
@@ -146,7 +149,7 @@ static int run(int argc, char **argv)
 	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
 	long long v;
 	unsigned long puts = 0, replies = 0, edits = 0, reacts = 0, deletes = 0;
-	char w[5][48];
+	char w[5][48], shown[SHM__SHOWN_MAX];
 	shm_uuid *ids;
 	shm_options o;
 	shm_env *env;
@@ -190,7 +193,8 @@ static int run(int argc, char **argv)
 		}
 	}
 	if (optind < argc)
-		return usage_err("unexpected argument '%s'", argv[optind]);
+		return usage_err("unexpected argument '%s'",
+		                 shm__shown_str(argv[optind], shown));
 	if (!dir)
 		return usage_err("no environment: give -e DIR or set SHM_ENV");
 	/* shm_options_init's map size 0: the environment's own (libshm's

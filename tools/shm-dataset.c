@@ -42,6 +42,7 @@
 
 #include "shm.h"
 #include "close_stdout.h"
+#include "text.h" /* arguments and PostgreSQL's texts shown printably */
 
 #define T_WEBSITE "Communication::Website"
 #define T_PAGE "Communication::Website::Page"
@@ -368,12 +369,20 @@ static void site_graph_text(site *s, uint64_t *seq)
 
 /* ----------------------------------------------------------- loaders */
 
+/* PostgreSQL's last error text on one line, shown printably: it quotes
+ * names and values it was given. */
+static const char *pg_said(PGconn *pg, char shown[SHM__SHOWN_LONG_MAX])
+{
+	return shm__shown_lines(PQerrorMessage(pg), shown);
+}
+
 static int copy(PGconn *pg, const char *sql, const buf *b)
 {
+	char shown[SHM__SHOWN_LONG_MAX];
 	PGresult *r = PQexec(pg, sql);
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-		fprintf(stderr, "shm-dataset: %s: %s", sql, PQerrorMessage(pg));
+		fprintf(stderr, "shm-dataset: %s: %s\n", sql, pg_said(pg, shown));
 		if (state && strcmp(state, "42P01") == 0) /* undefined_table */
 			fprintf(stderr, "shm-dataset: apply sql/schema.sql to "
 			        "that database first (psql -f sql/schema.sql)\n");
@@ -383,13 +392,13 @@ static int copy(PGconn *pg, const char *sql, const buf *b)
 	PQclear(r);
 	if ((b->len && PQputCopyData(pg, b->p, (int)b->len) != 1) ||
 	    PQputCopyEnd(pg, NULL) != 1) {
-		fprintf(stderr, "shm-dataset: COPY: %s", PQerrorMessage(pg));
+		fprintf(stderr, "shm-dataset: COPY: %s\n", pg_said(pg, shown));
 		return -1;
 	}
 	r = PQgetResult(pg);
 	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok)
-		fprintf(stderr, "shm-dataset: %s: %s", sql, PQerrorMessage(pg));
+		fprintf(stderr, "shm-dataset: %s: %s\n", sql, pg_said(pg, shown));
 	PQclear(r);
 	while ((r = PQgetResult(pg)))
 		PQclear(r);
@@ -399,6 +408,7 @@ static int copy(PGconn *pg, const char *sql, const buf *b)
 static int load_pg(PGconn *pg, site *s, bool graph)
 {
 	buf w = {0};
+	char shown[SHM__SHOWN_LONG_MAX];
 	addf(&w, "%s\t%s\n", s->id.s, s->univ.s);
 	PQclear(PQexec(pg, "BEGIN")); /* one site at a time, all or nothing */
 	int rc = copy(pg, "COPY shm_websites FROM STDIN", &w) ||
@@ -416,7 +426,7 @@ static int load_pg(PGconn *pg, site *s, bool graph)
 	free(w.p);
 	PGresult *r = PQexec(pg, rc ? "ROLLBACK" : "COMMIT");
 	if (!rc && PQresultStatus(r) != PGRES_COMMAND_OK) {
-		fprintf(stderr, "shm-dataset: COMMIT: %s", PQerrorMessage(pg));
+		fprintf(stderr, "shm-dataset: COMMIT: %s\n", pg_said(pg, shown));
 		rc = -1;
 	}
 	PQclear(r);
@@ -543,14 +553,15 @@ static void usage(FILE *f)
 static bool arg_int(const char *opt, const char *v, uint64_t lo, uint64_t hi,
                     const char *why, uint64_t *out)
 {
-	char *end;
+	char *end, shown[SHM__SHOWN_MAX];
 
 	errno = 0;
 	*out = strtoull(v, &end, 10);
 	if (*v < '0' || *v > '9' || *end || errno || *out < lo || *out > hi) {
 		fprintf(stderr, "shm-dataset: %s '%s': must be an integer in "
-		        "%" PRIu64 "..%" PRIu64 "%s%s\n", opt, v, lo, hi,
-		        why ? " " : "", why ? why : "");
+		        "%" PRIu64 "..%" PRIu64 "%s%s\n", opt,
+		        shm__shown_str(v, shown), lo, hi, why ? " " : "",
+		        why ? why : "");
 		return false;
 	}
 	return true;
@@ -563,6 +574,7 @@ static bool arg_fraction(const char *opt, const char *v, double lo, double hi,
                          bool hi_in, double *out)
 {
 	size_t n = strspn(v, "0123456789");
+	char shown[SHM__SHOWN_MAX];
 
 	if (v[n] == '.' && n)
 		n += 1 + strspn(v + n + 1, "0123456789");
@@ -570,7 +582,8 @@ static bool arg_fraction(const char *opt, const char *v, double lo, double hi,
 	if (!n || v[n] || v[n - 1] == '.' || *out < lo ||
 	    (hi_in ? *out > hi : *out >= hi)) {
 		fprintf(stderr, "shm-dataset: %s '%s': must be a decimal number "
-		        "in [%g, %g%c\n", opt, v, lo, hi, hi_in ? ']' : ')');
+		        "in [%g, %g%c\n", opt, shm__shown_str(v, shown), lo, hi,
+		        hi_in ? ']' : ')');
 		return false;
 	}
 	return true;
@@ -582,6 +595,7 @@ static int run(int argc, char **argv)
 	           NULL, NULL, false};
 	const char *given[16]; /* each option once: fewer than 16 */
 	int n_given = 0;
+	char shown[SHM__SHOWN_LONG_MAX];
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		uint64_t n;
@@ -619,7 +633,7 @@ static int run(int argc, char **argv)
 			return 0;
 		} else {
 			fprintf(stderr, "shm-dataset: unknown or incomplete "
-			        "option '%s'\n", a);
+			        "option '%s'\n", shm__shown_str(a, shown));
 			usage(stderr);
 			return 1;
 		}
@@ -641,7 +655,7 @@ static int run(int argc, char **argv)
 	bool graph_env = !strcmp(op.graph, "env") || !strcmp(op.graph, "both");
 	if (!graph_pg && !graph_env) {
 		fprintf(stderr, "shm-dataset: --graph '%s': must be pg, env or "
-		        "both\n", op.graph);
+		        "both\n", shm__shown_str(op.graph, shown));
 		return 1;
 	}
 	/* a place asked for the graph that gets nothing, or that is not
@@ -675,7 +689,7 @@ static int run(int argc, char **argv)
 		const char *val[] = {op.pg, "UTF8", NULL};
 		pg = PQconnectdbParams(kw, val, 1);
 		if (PQstatus(pg) != CONNECTION_OK) {
-			fprintf(stderr, "shm-dataset: %s", PQerrorMessage(pg));
+			fprintf(stderr, "shm-dataset: %s\n", pg_said(pg, shown));
 			code = 2;
 			goto out;
 		}
