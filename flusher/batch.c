@@ -425,9 +425,11 @@ void fl_object_id_canon(char *id, size_t len)
 
 void fl_sink_seterr(fl_sink *s, const char *fmt, ...)
 {
+	char text[SHM__SHOWN_LONG_BYTES + 2]; /* a byte past: "..." */
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
+	vsnprintf(text, sizeof text, fmt, ap);
 	va_end(ap);
+	shm__shown_lines(text, s->errmsg);
 }

@@ -205,7 +205,9 @@ static PGresult *run(PGconn *pg, fl_cleanup_stats *st, const char *sql,
 	const char *msg = res && *PQresultErrorMessage(res)
 	                          ? PQresultErrorMessage(res)
 	                          : PQerrorMessage(pg);
-	snprintf(err, errlen, "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
+	char shown[SHM__SHOWN_LONG_MAX]; /* its first line, printably */
+	snprintf(err, errlen, "%s: %s", what,
+	         shm__shown_long(msg, strcspn(msg, "\n"), shown));
 	PQclear(res);
 	return NULL;
 }
@@ -1200,9 +1202,10 @@ PGconn *fl_cleanup_connect(const fl_config *cfg, char *err, size_t errlen)
 	         (unsigned long long)cfg->pg_timeout_ms);
 	PGresult *res = PQexec(pg, sql);
 	if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-		snprintf(err, errlen, "session setup: %.*s",
-		         (int)strcspn(PQerrorMessage(pg), "\n"),
-		         PQerrorMessage(pg));
+		const char *msg = PQerrorMessage(pg);
+		char shown[SHM__SHOWN_LONG_MAX]; /* its first line, printably */
+		snprintf(err, errlen, "session setup: %s",
+		         shm__shown_long(msg, strcspn(msg, "\n"), shown));
 		PQclear(res);
 		PQfinish(pg);
 		return NULL;

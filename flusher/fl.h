@@ -31,6 +31,7 @@
 
 #include "shm.h"
 #include "shm_log.h"
+#include "text.h"
 
 /* ------------------------------------------------------------ logging */
 
@@ -241,7 +242,9 @@ struct fl_sink {
 	const fl_config *cfg;
 	shm_env *env;
 	char env_id[64];
-	char errmsg[512]; /* the last error, for logs */
+	/* the last error, for logs and dead letters: one line, shown
+	 * printably (fl_sink_seterr) */
+	char errmsg[SHM__SHOWN_LONG_MAX];
 	/* Called by the worker, on its thread, after each applied batch (NULL:
 	 * none): the invalidation publisher on the Redis sink (invalidate.h). */
 	void (*on_applied)(void *user, const fl_batch *b);
@@ -259,6 +262,8 @@ fl_sink *fl_pg_sink_new(const fl_config *cfg, shm_env *env,
  * culprit if none is found, FL_TRANSIENT if the query fails. c: s's
  * connection, outside any transaction. */
 int fl_pg_kept_deleted(fl_sink *s, struct pg_conn *c, fl_batch *b);
+/* s->errmsg: the text, which quotes servers' (a PostgreSQL error's lines, a
+ * Redis error reply), on one line and shown printably (text.h). */
 void fl_sink_seterr(fl_sink *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

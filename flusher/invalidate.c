@@ -439,7 +439,7 @@ void fl_inval_msg_free(fl_inval_msg *m)
 /* One PUBLISH on the publisher connection; reconnects once. */
 static int publish_one(fl_inval *iv, const char *msg, size_t len)
 {
-	char err[512] = "";
+	char err[512] = "", shown[SHM__SHOWN_LONG_MAX];
 
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (!iv->pub &&
@@ -454,8 +454,9 @@ static int publish_one(fl_inval *iv, const char *msg, size_t len)
 		}
 		snprintf(err, sizeof err, "PUBLISH: %s",
 		         !r ? fl_redis_error(iv->pub->errstr)
-		            : r->type == REDIS_REPLY_ERROR ? r->str
-		                                           : "unexpected reply");
+		            : r->type == REDIS_REPLY_ERROR
+		                  ? shm__shown_lines(r->str, shown)
+		                  : "unexpected reply");
 		if (r)
 			freeReplyObject(r);
 		redisFree(iv->pub);
@@ -676,6 +677,7 @@ static void on_reply(fl_inval *iv, redisReply *r, fl_inval_msg *m)
 static int subscribe(fl_inval *iv, redisContext *c, char *err, size_t errlen)
 {
 	redisReply *r = redisCommand(c, "SUBSCRIBE %s", FL_INVAL_CHANNEL);
+	char shown[SHM__SHOWN_LONG_MAX];
 	int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
 	         r->element[0]->type == REDIS_REPLY_STRING &&
 	         strcmp(r->element[0]->str, "subscribe") == 0;
@@ -683,8 +685,9 @@ static int subscribe(fl_inval *iv, redisContext *c, char *err, size_t errlen)
 	if (!ok)
 		snprintf(err, errlen, "SUBSCRIBE: %s",
 		         !r ? fl_redis_error(c->errstr)
-		            : r->type == REDIS_REPLY_ERROR ? r->str
-		                                           : "unexpected reply");
+		            : r->type == REDIS_REPLY_ERROR
+		                  ? shm__shown_lines(r->str, shown)
+		                  : "unexpected reply");
 	if (r)
 		freeReplyObject(r);
 	return ok ? 0 : -1;

@@ -33,6 +33,7 @@ redisContext *fl_redis_connect(const fl_config *cfg, char *err,
 	uint64_t ms = cfg->redis_timeout_ms, t0 = fl_mono_ms(), spent, left;
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 	char ip[64], why[300], host[SHM__SHOWN_LONG_MAX]; /* a->host shown */
+	char shown[SHM__SHOWN_LONG_MAX]; /* an AUTH error reply */
 	redisContext *c;
 
 	shm__shown_long(a->host, strlen(a->host), host);
@@ -81,7 +82,8 @@ redisContext *fl_redis_connect(const fl_config *cfg, char *err,
 	bool ok = r && r->type != REDIS_REPLY_ERROR;
 	if (!ok)
 		snprintf(err, errlen, "AUTH: %s",
-		         r ? r->str : fl_redis_error(c->errstr));
+		         r ? shm__shown_lines(r->str, shown)
+		           : fl_redis_error(c->errstr));
 	if (r)
 		freeReplyObject(r);
 	if (!ok)

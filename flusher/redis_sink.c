@@ -371,8 +371,9 @@ static int r_apply(fl_sink *s, fl_batch *b)
 		if (rep->type == REDIS_REPLY_ERROR && bad < 0) {
 			bad = (long)r->rec[k];
 			temporary = temporary_error(rep->str);
+			char shown[SHM__SHOWN_LONG_MAX];
 			snprintf(b->reason, sizeof b->reason, "redis: %s",
-			         rep->str);
+			         shm__shown_lines(rep->str, shown));
 			fl_sink_seterr(s, "seq %llu: %s",
 			               (unsigned long long)b->r[bad].seq,
 			               b->reason);

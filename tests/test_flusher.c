@@ -2362,6 +2362,54 @@ static void test_once_exits_3_when_a_sink_is_unreachable(void **state)
 	free(dir);
 }
 
+/* A sink's error text quotes a server's (a Redis error reply, PostgreSQL's
+ * lines): it is kept on one line, control bytes and invalid UTF-8 as \xNN,
+ * so that its log line and dead letter hold no raw escape sequence. */
+static void test_sink_error_is_one_printable_line(void **state)
+{
+	fl_sink s = {0};
+	char big[700];
+
+	fl_sink_seterr(&s, "%s: %s", "SET", "ERR bad \x1b[2J\r\n\tnext\xff\n");
+	assert_string_equal(s.errmsg, "SET: ERR bad \\x1b[2J next\\xff");
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	fl_sink_seterr(&s, "%s", big);
+	assert_int_equal(strlen(s.errmsg), SHM__SHOWN_LONG_BYTES + 3);
+	assert_string_equal(s.errmsg + SHM__SHOWN_LONG_BYTES, "...");
+}
+
+/* PostgreSQL's syntax error quotes the statement's line ("LINE 1: ..."):
+ * a --pg-schema file with an ESC in a name has it in the error the log
+ * says, shown as \x1b, on the log line of that error. */
+static void test_pg_error_text_is_logged_printably(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), schema[4096], log[4096];
+	ft_plan p = {.n = 1};
+
+	snprintf(schema, sizeof schema, "%s.schema.sql", dir);
+	FILE *f = fopen(schema, "w");
+	assert_non_null(f);
+	fputs("CREATE TABLE \"t\x1b[31m\" (;\n", f);
+	fclose(f);
+	const char *args[] = {"--pg-schema", schema, "--backoff-min-ms", "10",
+	                      "--once-retries", "1", NULL};
+	ft_reset_servers();
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	assert_int_equal(ft_flush_once(dir, args), FL_EXIT_SINK);
+	assert_true(ft_log_mentions(dir, "pg-schema: 42601 ERROR:  syntax error "
+	                            "at or near \";\" LINE 1: CREATE TABLE "
+	                            "\"t\\x1b[31m\" (;"));
+	assert_int_equal(ft_log_count(dir, "\x1b"), 0);
+	/* every line is a log entry: none begins with the text's next line */
+	snprintf(log, sizeof log, "%s.flusher.log", dir);
+	assert_int_equal(tu_lines_with(log, ""), ft_log_count(dir, "Z "));
+	unlink(schema);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* A database without shm's tables (here: a search_path that reaches none):
  * the error says how to make them, and --once's last attempt says it gives
  * up, not that it will retry. */
@@ -3263,6 +3311,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_corrupt_record_met_as_the_map_grows_is_set_aside, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_keeps_the_environments_map_size, ft_teardown),
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
+		cmocka_unit_test_teardown(test_sink_error_is_one_printable_line, ft_teardown),
+		cmocka_unit_test_teardown(test_pg_error_text_is_logged_printably, ft_teardown),
 		cmocka_unit_test_teardown(test_once_without_the_schema_names_it_and_gives_up, ft_teardown),
 		cmocka_unit_test_teardown(test_pg_connect_gives_up_after_pg_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_redis_connect_resolves_within_redis_timeout_ms, ft_teardown),
