@@ -24,7 +24,6 @@
 
 #include "fl.h"
 #include "resolve.h"
-#include "text.h"
 
 enum opt_type { O_STR, O_UINT, O_BOOL };
 enum opt_where { W_BOTH, W_FLAG };

@@ -51,7 +51,6 @@
 #include <unistd.h>
 
 #include "invalidate.h"
-#include "text.h"
 
 #define HEADER "shm-inval 2 "
 #define HEADER_V1 "shm-inval 1 "

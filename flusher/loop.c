@@ -44,7 +44,6 @@
 #include "fl.h"
 #include "cleanup.h"
 #include "invalidate.h"
-#include "text.h"
 
 #define MAX_SINKS 2
 

@@ -18,7 +18,6 @@
 
 #include "fl.h"
 #include "resolve.h"
-#include "text.h"
 
 /* Waits until the connection is ready for what PQconnectPoll asked, or the
  * deadline: 0 ready, -1 timed out. */

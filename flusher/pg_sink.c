@@ -79,7 +79,6 @@
 
 #include "fl.h"
 #include "cleanup.h"
-#include "text.h"
 
 /* staging table groups (stage_ddl) */
 enum { ST_GRAPH, ST_MARK, ST_MSG, ST_N };

@@ -15,7 +15,6 @@
 
 #include "fl.h"
 #include "resolve.h"
-#include "text.h"
 
 const char *fl_redis_error(const char *errstr)
 {
