@@ -36,18 +36,19 @@
  *     index of them), nor fills.
  *  9. A reply whose id L1 does not hold (it left L1, was written by another
  *     host, or is new) is new to its parent only when nothing else can
- *     hold it: this put made its id, or its created_at (given by the
- *     caller, or the write's own when it was 0) is after its room's
- *     watermark (room.c invariant 2: leaving L1 or a write elsewhere
- *     raised it to the message's created_at).
+ *     hold it: this put made its id, or its created_at is the write's own
+ *     (it was 0: a re-put at a new time, not caught below), or the one the
+ *     caller gave is after its room's watermark (room.c invariant 2:
+ *     leaving L1 or a write elsewhere raised it to the message's
+ *     created_at; a peer's clock ahead can raise it past this host's).
  *     Else, when it would bump a parent L1 holds and L3 is configured,
  *     PostgreSQL's row of it is its prior, as L1's value would be: the
  *     write stops, put_batch asks with no lock held, and runs the write
  *     again (each run asks about one more id at least); no answer is
  *     SHM_EL3, nothing written. Without L3, L1 alone judges: new. Not
  *     caught: a message that left L1 put again at a later created_at (0
- *     included) or in another room is taken for new: a reply dated now
- *     never waits for PostgreSQL, whoever made its id.
+ *     included) or in another room is taken for new: a reply put with
+ *     created_at 0 never waits for PostgreSQL, whoever made its id.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -544,9 +545,9 @@ static int bumps(shm__wtxn *w, const struct put_many *p,
 
 /*
  * Invariant 9: the prior of each reply the batch stores whose id L1 did not
- * hold. New (none) when this put made its id, or when its created_at (the
- * caller's or the write's) is after its room's watermark; else PostgreSQL's row of it
- * once asked. Until then, if L3 is configured and the reply would bump a
+ * hold. New (none) when this put made its id or its created_at, or when the
+ * caller's created_at is after its room's watermark; else PostgreSQL's row
+ * of it once asked. Until then, if L3 is configured and the reply would bump a
  * parent, the write stops (SHM_EL3, p->asking, those replies' ask set) for
  * put_batch to ask, with no lock held, and run it again. Without L3, L1
  * alone judges: new.
@@ -563,7 +564,7 @@ static int judge_unheld(shm__wtxn *w, struct put_many *p)
 		struct prior *was = &p->prior[pr->first];
 
 		if (pr->later || pr->same || !m->has_parent || was->held ||
-		    pr->new_id)
+		    pr->new_id || pr->fill_time)
 			continue;
 		if (was->asked) {
 			was->had = was->l3.has_parent;

@@ -437,16 +437,17 @@ typedef struct shm_msg {
  * replace under the same parent changes nothing; a replace under another
  * parent (or none) moves the count. A reply whose id L1 does not hold may
  * be one it dropped (evicted, expired, or written by another host): it is
- * new when the put makes its id (nil) or when its created_at (given, or
- * the write's time for 0) is after its room's watermark (the newest created_at of a message
- * of the room that left L1 or was written elsewhere); else, with
+ * new when the put makes its id (nil) or its created_at (0), or when the
+ * created_at given is after its room's watermark (the newest created_at
+ * of a message of the room that left L1 or was written elsewhere, which a
+ * peer's clock ahead can put past this host's); else, with
  * pg_conninfo, PostgreSQL is asked for its row (within l3_timeout_ms,
  * never under the writers' lock), which stands for what L1 would have
  * held: counted already, or counted under the parent it names, which
  * loses it. PostgreSQL not answering: SHM_EL3, nothing stored (a retry
  * asks again). Without pg_conninfo it is new; and so is a message L1
  * dropped put again with a later created_at (0 included) or in another
- * room: a reply dated now never waits for PostgreSQL.
+ * room: a reply put with created_at 0 never waits for PostgreSQL.
  * Reactions are stored sorted by emoji,
  * whatever m's order (m's array is left as it is; each user list keeps its
  * order), and a reaction without users is dropped (it is no reaction, as

@@ -654,6 +654,45 @@ static void test_a_reply_l1_cannot_judge_waits_for_postgres(void **state)
 	assert_int_equal(tu_verify(env), 0);
 }
 
+/* A room's watermark can be ahead of this host's clock: a peer whose clock
+ * runs ahead wrote in the room (or a gap raised the floor by the peers'
+ * lead). A reply dated now (created_at 0) with the caller's id is still new
+ * without asking: it used to be judged by that watermark, so it was asked
+ * of PostgreSQL, and was SHM_EL3 while PostgreSQL was down. */
+static void test_a_reply_dated_now_is_new_under_a_watermark_ahead(
+	void **state)
+{
+	shm_msg p = tu_msg("t", 1, "parent"), r;
+	shm_uuid peer;
+	shm_counters c;
+	shm_options o;
+
+	shm_env_close(env);
+	shm_options_init(&o);
+	o.pg_conninfo = "host=127.0.0.1 port=1"; /* nothing listens */
+	o.l3_timeout_ms = 500;
+	env = tu_open(dir, &o);
+	assert_int_equal(shm_msg_put(env, &p), 0);
+	shm_uuid_v7(&peer);
+	shm_inval_key k = {SHM_INVAL_MSG, peer.b, 16, "t",
+	                   shm_now_us() + 60 * INT64_C(1000000)};
+	assert_int_equal(shm_l1_invalidate_many(env, &k, 1, NULL, NULL), 0);
+	r = reply_to(&p, "its id given, its time the write's");
+	shm_uuid_v7(&r.id);
+	r.created_at = 0;
+	assert_int_equal(shm_msg_put(env, &r), 0);
+	assert_int_equal(replies_of(&p.id, NULL), 1);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l3_errors, 0); /* PostgreSQL was not asked */
+	/* a time given as old as that watermark is still asked */
+	r = reply_to(&p, "its id and time given");
+	shm_uuid_v7(&r.id);
+	r.created_at = shm_now_us();
+	assert_int_equal(shm_msg_put(env, &r), SHM_EL3);
+	assert_int_equal(replies_of(&p.id, NULL), 1);
+	assert_int_equal(tu_verify(env), 0);
+}
+
 static void test_moving_a_reply_moves_its_count_never_below_zero(void **state)
 {
 	shm_msg a = tu_msg("t", 1, "a"), b = tu_msg("t", 1, "b");
@@ -1607,6 +1646,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_edit_and_reply_counts_stop_at_their_maximum, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replacing_a_reply_keeps_its_parents_reply_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_reply_l1_cannot_judge_waits_for_postgres, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_reply_dated_now_is_new_under_a_watermark_ahead, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moving_a_reply_moves_its_count_never_below_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_carrying_the_parent_keeps_its_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_counts_replies_whatever_the_order, setup, teardown),
