@@ -693,6 +693,43 @@ static void test_a_reply_dated_now_is_new_under_a_watermark_ahead(
 	assert_int_equal(tu_verify(env), 0);
 }
 
+/* A batch that carries the parent with its count (dump | import of a
+ * thread) bumps nothing, so its replies L1 does not hold are not asked of
+ * PostgreSQL: the batch is stored while PostgreSQL is down. Carried with
+ * 0, the parent counts its replies, and an old one is asked. */
+static void test_put_many_carrying_the_parent_asks_nothing(void **state)
+{
+	shm_msg b[2];
+	shm_counters c;
+	shm_options o;
+	size_t bad;
+
+	shm_env_close(env);
+	shm_options_init(&o);
+	o.pg_conninfo = "host=127.0.0.1 port=1"; /* nothing listens */
+	o.l3_timeout_ms = 500;
+	env = tu_open(dir, &o);
+	b[0] = tu_msg("t", 1, "parent, with its count");
+	shm_uuid_v7(&b[0].id);
+	b[0].created_at = 1000000;
+	b[0].reply_count = 1;
+	b[1] = reply_to(&b[0], "its reply, dated long ago");
+	shm_uuid_v7(&b[1].id);
+	b[1].created_at = 1000001;
+	assert_int_equal(shm_msg_put_many(env, b, 2, &bad), 0);
+	assert_int_equal(replies_of(&b[0].id, NULL), 1);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l3_errors, 0);
+
+	shm_uuid_v7(&b[0].id);
+	b[0].reply_count = 0;
+	b[1].parent_id = b[0].id;
+	shm_uuid_v7(&b[1].id);
+	assert_int_equal(shm_msg_put_many(env, b, 2, &bad), SHM_EL3);
+	assert_int_equal(bad, 2);
+	assert_int_equal(tu_verify(env), 0);
+}
+
 static void test_moving_a_reply_moves_its_count_never_below_zero(void **state)
 {
 	shm_msg a = tu_msg("t", 1, "a"), b = tu_msg("t", 1, "b");
@@ -1647,6 +1684,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replacing_a_reply_keeps_its_parents_reply_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_reply_l1_cannot_judge_waits_for_postgres, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_reply_dated_now_is_new_under_a_watermark_ahead, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_many_carrying_the_parent_asks_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_moving_a_reply_moves_its_count_never_below_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_carrying_the_parent_keeps_its_counts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_many_counts_replies_whatever_the_order, setup, teardown),
