@@ -48,7 +48,10 @@
  *     SHM_EL3, nothing written. Without L3, L1 alone judges: new. Not
  *     caught: a message that left L1 put again at a later created_at (0
  *     included) or in another room is taken for new: a reply put with
- *     created_at 0 never waits for PostgreSQL, whoever made its id.
+ *     created_at 0 never waits for PostgreSQL, whoever made its id. Nor
+ *     is one put again with no parent or under a parent L1 does not hold
+ *     (it bumps nothing, so nothing is asked): a parent L1 holds that
+ *     PostgreSQL's row names keeps counting it.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -447,7 +447,10 @@ typedef struct shm_msg {
  * loses it. PostgreSQL not answering: SHM_EL3, nothing stored (a retry
  * asks again). Without pg_conninfo it is new; and so is a message L1
  * dropped put again with a later created_at (0 included) or in another
- * room: a reply put with created_at 0 never waits for PostgreSQL.
+ * room: a reply put with created_at 0 never waits for PostgreSQL. One
+ * put again with no parent, or under a parent L1 does not hold, is not
+ * looked up: a parent L1 holds that PostgreSQL's row names keeps its
+ * count.
  * Reactions are stored sorted by emoji,
  * whatever m's order (m's array is left as it is; each user list keeps its
  * order), and a reaction without users is dropped (it is no reaction, as
