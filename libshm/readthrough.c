@@ -63,8 +63,9 @@ struct rt_pool {
 	void *idle[RT_POOL];
 	int n_idle, n_open;      /* n_open: idle, in use or being made */
 	uint64_t down_until;     /* mono ns: the level is skipped until then */
-	char server[400];        /* the server its connections lead to, as
-	                            its messages name it; "" until known.
+	char server[SHM__SHOWN_LONG_MAX]; /* the server its connections
+	                            lead to, as its messages name it, shown
+	                            printably, never cut; "" until known.
 	                            L2's is set at open, then only read;
 	                            L3's once libpq tried one (lock) */
 	void (*close)(void *);
@@ -811,7 +812,7 @@ static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 	                    env->pg_hostaddr ? "hostaddr" : NULL, NULL};
 	const char *val[] = {env->pg_conninfo, "UTF8", env->pg_hostaddr, NULL};
 	PGconn *c = PQconnectStartParams(kw, val, 1);
-	char server[400];
+	char server[SHM__SHOWN_LONG_MAX];
 
 	if (!c) {
 		l3_err("connection", "out of memory", NULL);
@@ -908,7 +909,7 @@ static int l3_query(shm_env *env, const char *sql, int n,
 {
 	struct rt_pool *p = &env->rt->l3;
 	uint64_t deadline = shm__mono_ns() + ms_ns(env->opt.l3_timeout_ms);
-	char server[400];
+	char server[SHM__SHOWN_LONG_MAX];
 	void *c;
 	int rc;
 

@@ -41,6 +41,7 @@
 
 #include "shm_log.h"
 #include "testutil.h"
+#include "text.h"
 
 static const char *redis_url, *pg_info;
 static char prefix[32];       /* "rt<pid>" */
@@ -1250,6 +1251,38 @@ static void test_connect_errors_show_the_servers_printably(void **state)
 	snprintf(want, sizeof want, "socket \"%s/p\\x1b[31m/.s.PGSQL.", sdir);
 	assert_non_null(strstr(e, want));
 	close_rt(env);
+	tu_rmdir(sdir);
+	free(sdir);
+}
+
+/* A server's name shown printably grows up to 4 times (\xNN): a socket
+ * path of control bytes then 2-byte characters, shown past the length
+ * the pool kept of it (400 bytes), used to be cut inside a character,
+ * and shm_errmsg() was no longer UTF-8. Each control-byte count moves
+ * where the characters fall. */
+static void test_long_server_name_stays_utf8(void **state)
+{
+	char *sdir = tu_tmpdir(), url[600], path[300];
+	shm_msg *got = NULL;
+	shm_uuid id;
+
+	shm_uuid_v7(&id);
+	for (int k = 80; k < 96; k++) {
+		size_t n = (size_t)snprintf(path, sizeof path, "%s/", sdir);
+		memset(path + n, 1, (size_t)k);
+		n += (size_t)k;
+		for (int i = 0; i < 40; i++)
+			n += (size_t)snprintf(path + n, sizeof path - n, "\xc3\xa9");
+		snprintf(url, sizeof url, "unix://%s", path);
+		shm_env *env = open_rt(url, NULL, 150, 0);
+		assert_int_equal(shm_msg_get(env, &id, &got), SHM_EL2);
+		const char *e = shm_errmsg();
+		if (shm__utf8_bad(e, strlen(e)) != strlen(e))
+			fail_msg("%d control bytes: not UTF-8 at byte %zu", k,
+			         shm__utf8_bad(e, strlen(e)));
+		assert_non_null(strstr(e, "Redis"));
+		close_rt(env);
+	}
 	tu_rmdir(sdir);
 	free(sdir);
 }
@@ -2868,6 +2901,7 @@ int main(void)
 		cmocka_unit_test(test_message_only_in_postgres_fills_l1_and_redis),
 		cmocka_unit_test(test_message_nowhere),
 		cmocka_unit_test(test_connect_errors_show_the_servers_printably),
+		cmocka_unit_test(test_long_server_name_stays_utf8),
 		cmocka_unit_test(test_close_in_a_forked_child_keeps_the_parents_connections),
 		cmocka_unit_test(test_redis_value_of_another_message_is_a_miss),
 		cmocka_unit_test(test_redis_key_of_another_type_is_replaced),
