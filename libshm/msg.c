@@ -560,7 +560,6 @@ static int judge_unheld(shm__wtxn *w, struct put_many *p)
 	bool yes;
 	int rc;
 
-	p->asking = false;
 	for (size_t i = 0; i < p->n; i++) {
 		const shm_msg *m = &p->msgs[i];
 		const struct prior *pr = &p->prior[i];
@@ -592,6 +591,7 @@ static int put_many_body(shm__wtxn *w, void *ctx)
 	struct put_many *p = ctx;
 	int rc;
 
+	p->asking = false; /* only judge_unheld stops a run to ask */
 	if ((rc = note_deleted_parents(w, p)))
 		return rc;
 	for (size_t i = 0; i < p->n; i++)
