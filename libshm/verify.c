@@ -62,19 +62,25 @@ typedef struct vctx {
 __attribute__((format(printf, 2, 3))) static void problem(vctx *c,
                                                          const char *fmt, ...)
 {
-	char buf[1024];
-	va_list ap;
+	va_list ap, again;
+	char *text;
+	int n;
 
 	c->problems++;
 	if (!c->kept || c->oom || c->n_kept == SHM_VERIFY_REPORT_MAX)
 		return;
+	/* whole, never cut (inside a character): names are shown printably */
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_copy(again, ap);
+	n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
-	if ((c->kept[c->n_kept] = strdup(buf)))
-		c->n_kept++;
-	else
+	if (n >= 0 && (text = malloc((size_t)n + 1))) {
+		vsnprintf(text, (size_t)n + 1, fmt, again);
+		c->kept[c->n_kept++] = text;
+	} else {
 		c->oom = true;
+	}
+	va_end(again);
 }
 
 /* An L1 entry as found in lru (or a log record's key, for step 5). */
@@ -195,10 +201,15 @@ static const vent *vlist_find(const vlist *l, char kind, const void *key,
 }
 
 /* Human name of an entry key: a message UUID or "website/object". */
+/* A key as verify names it: "<uuid>" or "<uuid>/<object>", the object
+ * shown printably (a damaged store may hold any bytes), never cut: an
+ * object is at most SHM_MAX_OBJECT bytes. */
+#define KEYNAME_MAX (37 + SHM__SHOWN_LONG_MAX)
+
 static const char *keyname(char kind, const uint8_t *key, size_t klen,
                            char *buf, size_t cap)
 {
-	char u[37];
+	char u[37], shown[SHM__SHOWN_LONG_MAX];
 	shm_uuid id;
 
 	if (klen < 16) {
@@ -210,8 +221,9 @@ static const char *keyname(char kind, const uint8_t *key, size_t klen,
 	if (kind == SHM_KIND_MSG && klen == 16)
 		snprintf(buf, cap, "%s", u);
 	else
-		snprintf(buf, cap, "%s/%.*s", u, (int)(klen - 16),
-		         (const char *)key + 16);
+		snprintf(buf, cap, "%s/%s", u,
+		         shm__shown_long((const char *)key + 16, klen - 16,
+		                         shown));
 	return buf;
 }
 
@@ -307,7 +319,7 @@ static int check_lru(vctx *c, vlist *lru, uint64_t *bytes)
 	MDB_cursor *cur;
 	MDB_val k, v, d;
 	int rc, op = MDB_FIRST;
-	char name[600];
+	char name[KEYNAME_MAX];
 
 	*bytes = 0;
 	if ((rc = cursor(c, c->env->lru, &cur)))
@@ -463,7 +475,7 @@ static int check_room(vctx *c)
 	MDB_cursor *cur;
 	MDB_val k, v, d;
 	int rc, op = MDB_FIRST;
-	char name[64];
+	char name[64], room[SHM__SHOWN_MAX], its_room[SHM__SHOWN_MAX];
 
 	if ((rc = cursor(c, c->env->room, &cur)))
 		return rc;
@@ -484,8 +496,8 @@ static int check_room(vctx *c)
 		keyname(SHM_KIND_MSG, id.mv_data, 16, name, sizeof name);
 		rc = mdb_get(c->txn, c->env->msg, &id, &d);
 		if (rc == MDB_NOTFOUND) {
-			problem(c, "room index '%.*s': message %s absent",
-			        (int)(rl > 64 ? 64 : rl), (const char *)p, name);
+			problem(c, "room index '%s': message %s absent",
+			        shm__shown((const char *)p, rl, room), name);
 			continue;
 		}
 		if (rc)
@@ -495,10 +507,11 @@ static int check_room(vctx *c)
 		if (strlen(m->room_id) != rl || memcmp(m->room_id, p, rl) != 0 ||
 		    m->created_at != t)
 			problem(c,
-			        "room index '%.*s': message %s is in room '%.64s' "
+			        "room index '%s': message %s is in room '%s' "
 			        "at %" PRId64 ", index says %" PRId64,
-			        (int)(rl > 64 ? 64 : rl), (const char *)p, name,
-			        m->room_id, m->created_at, t);
+			        shm__shown((const char *)p, rl, room), name,
+			        shm__shown_str(m->room_id, its_room), m->created_at,
+			        t);
 		free(m);
 	}
 	mdb_cursor_close(cur);
@@ -528,7 +541,7 @@ static int check_statics(vctx *c, const vlist *lru, uint64_t *count)
 	MDB_cursor *cur;
 	MDB_val k, v;
 	int rc, op = MDB_FIRST;
-	char name[600];
+	char name[KEYNAME_MAX];
 
 	*count = 0;
 	if ((rc = cursor(c, c->env->stat, &cur)))
@@ -582,7 +595,7 @@ static int check_statics(vctx *c, const vlist *lru, uint64_t *count)
 static void check_log_vs_data(vctx *c, const vlist *recs, const vlist *lru,
                               const seqlist *broken, uint64_t flushed)
 {
-	char name[600];
+	char name[KEYNAME_MAX];
 
 	/* Entries above flushed have their record (a broken one is said). */
 	for (size_t i = 0; i < lru->n; i++) {
@@ -645,7 +658,7 @@ static int check_edges(vctx *c, MDB_dbi from, MDB_dbi to, const char *what)
 	MDB_val k, v;
 	int rc, op = MDB_FIRST;
 	uint8_t key[SHM_OBJKEY_MAX];
-	char name[600];
+	char name[KEYNAME_MAX], shown[SHM__SHOWN_LONG_MAX];
 
 	if ((rc = cursor(c, from, &cur)))
 		return rc;
@@ -665,10 +678,10 @@ static int check_edges(vctx *c, MDB_dbi from, MDB_dbi to, const char *what)
 		MDB_val ov = {k.mv_size - 16, (uint8_t *)k.mv_data + 16};
 		int r2 = mdb_cursor_get(other, &ok, &ov, MDB_GET_BOTH);
 		if (r2 == MDB_NOTFOUND)
-			problem(c, "graph: %s edge %s -> %.*s has no reverse edge",
+			problem(c, "graph: %s edge %s -> %s has no reverse edge",
 			        what,
 			        keyname(0, k.mv_data, k.mv_size, name, sizeof name),
-			        (int)v.mv_size, (const char *)v.mv_data);
+			        shm__shown_long(v.mv_data, v.mv_size, shown));
 		else if (r2) {
 			rc = r2;
 			break;
@@ -722,7 +735,9 @@ static int check_canon(vctx *c, MDB_dbi dbi, const char *what)
 	MDB_cursor *cur;
 	MDB_val k, v;
 	int rc, op = MDB_FIRST;
-	char name[600], canon[SHM_MAX_OBJECT + 1], dcanon[SHM_MAX_OBJECT + 1];
+	char name[KEYNAME_MAX], canon[SHM_MAX_OBJECT + 1],
+		dcanon[SHM_MAX_OBJECT + 1], shown[SHM__SHOWN_LONG_MAX],
+		dshown[SHM__SHOWN_LONG_MAX], dcshown[SHM__SHOWN_LONG_MAX];
 
 	if ((rc = cursor(c, dbi, &cur)))
 		return rc;
@@ -737,18 +752,22 @@ static int check_canon(vctx *c, MDB_dbi dbi, const char *what)
 		if (!key_up && !dep_up)
 			continue;
 		keyname(0, k.mv_data, k.mv_size, name, sizeof name);
-		if (dbi != c->env->dep)
+		const char *obj = key_up ? shm__shown_long(canon, strlen(canon),
+		                                           shown)
+		                         : name + 37; /* after "<website>/" */
+		if (dbi != c->env->dep) {
 			problem(c, "%s %s: a UUID ID in upper case, as an older "
 			        "libshm stored it; libshm keys this object %s: "
-			        "%s", what, name, canon, upper_remedy(c, dbi));
-		else /* name + 37: the object, after "<website>/" */
-			problem(c, "%s %s -> %.*s: a UUID ID in upper case, as "
-			        "an older libshm stored it; libshm keys this "
-			        "edge %s -> %.*s: %s", what, name, (int)v.mv_size,
-			        (const char *)v.mv_data, key_up ? canon : name + 37,
-			        dep_up ? (int)strlen(dcanon) : (int)v.mv_size,
-			        dep_up ? dcanon : (const char *)v.mv_data,
-			        upper_remedy(c, dbi));
+			        "%s", what, name, obj, upper_remedy(c, dbi));
+			continue;
+		}
+		const char *dep = shm__shown_long(v.mv_data, v.mv_size, dshown);
+		problem(c, "%s %s -> %s: a UUID ID in upper case, as an older "
+		        "libshm stored it; libshm keys this edge %s -> %s: %s",
+		        what, name, dep, obj,
+		        dep_up ? shm__shown_long(dcanon, strlen(dcanon), dcshown)
+		               : dep,
+		        upper_remedy(c, dbi));
 	}
 	mdb_cursor_close(cur);
 	if (rc == MDB_NOTFOUND)

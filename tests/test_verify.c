@@ -456,6 +456,41 @@ static void legacy_put(fixture *f, MDB_dbi dbi, const char *obj,
 	wcommit(txn);
 }
 
+/* verify is for damaged stores, whose keys and values may hold any bytes:
+ * its texts show them printably (\xNN), whole. Before, a room key, an edge's
+ * object and an upper-case entry's type went into them raw. */
+static void test_verify_shows_damaged_names_printably(void **state)
+{
+	fixture *f = *state;
+	static const char edge_to[] = "Bl\x1b[2Jock/9\xff",
+	                  marked[] = "Pe\x1b]0;x\x07rson/"
+	                             "C0FFEE00-0000-4000-8000-0000000000CD";
+	uint8_t mark[9] = {0}, rk[32] = "r\x1b[2J";
+	MDB_txn *txn;
+
+	legacy_put(f, f->env->dep, "Page/1", edge_to, strlen(edge_to));
+	mark[8] = 1;
+	legacy_put(f, f->env->mark, marked, mark, sizeof mark);
+	memset(rk + 5, 0, sizeof rk - 5); /* room NUL be64(0) id(16 zeros) */
+	txn = wbegin(f);
+	MDB_val k = {6 + 8 + 16, rk}, v = {0, NULL};
+	assert_int_equal(mdb_put(txn, f->env->room, &k, &v, 0), 0);
+	wcommit(txn);
+
+	assert_int_equal(run_verify(f), 3);
+	assert_true(found(f, "room index 'r\\x1b[2J': message "));
+	assert_true(found(f, "Page/1 -> Bl\\x1b[2Jock/9\\xff has no reverse"));
+	assert_true(found(f, "/Pe\\x1b]0;x\\x07rson/C0FFEE00-0000-4000-8000-"
+	                     "0000000000CD: a UUID ID in upper case"));
+	for (size_t i = 0; i < f->n_found; i++) {
+		const char *t = f->found[i];
+		for (const char *c = t; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				fail_msg("problem %zu: byte %02x", i, (unsigned)*c);
+		assert_int_equal(shm__utf8_bad(t, strlen(t)), strlen(t));
+	}
+}
+
 /* What an older libshm stored under a UUID ID in upper case (graph nodes
  * and edges, statics, marks) is out of libshm's reach: each entry is a
  * problem that names it, the lower-case object libshm keys, and what to do.
@@ -695,6 +730,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_upper_case_uuid_ids_an_older_libshm_stored,
 			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_shows_damaged_names_printably, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_a_one_sided_graph_edge, setup, teardown),
 		cmocka_unit_test_setup_teardown(
