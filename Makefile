@@ -21,6 +21,7 @@ override CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
 override LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
+comma   := ,
 LIBS    := -llmdb -llz4 -lxxhash -ljansson -lcrypto -lhiredis -lpq -pthread
 # the same libraries as pkg-config modules: shm.pc's Requires.private, for
 # programs that link libshm.a
@@ -111,9 +112,15 @@ $(BUILD)/bin/shm-bench: $(BENCH_OBJ) $(filter-out $(BUILD)/obj/flusher/main.o,$(
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lm
 
+# The allocators tests/failalloc.c can make fail (see failalloc.h): calls
+# to them from the objects linked into a test binary go through it.
+FAILALLOC_WRAP := $(patsubst %,-Wl$(comma)--wrap=%,malloc calloc realloc \
+	strdup strndup LZ4F_createCompressionContext \
+	LZ4F_createDecompressionContext EVP_MD_CTX_new)
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_HELPER_OBJ) $(filter-out $(BUILD)/obj/flusher/main.o,$(FL_OBJ)) $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka -lm
+	$(CC) $(LDFLAGS) $(FAILALLOC_WRAP) -o $@ $^ $(LIBS) -lcmocka -lm
 
 tests: $(TEST_BIN)
 
