@@ -1016,7 +1016,7 @@ int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
                       char *err, size_t errlen)
 {
 	pctx c = {.err = err, .errlen = errlen};
-	json_error_t je;
+	json_error_t je = {0};
 	json_t *root;
 	shm_msg dummy, *m;
 	int rc;
@@ -1037,6 +1037,10 @@ int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
 	root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
 	                  &je);
 	if (!root) {
+		/* jansson leaves its error empty, code unset, when only its
+		 * lexer's buffer cannot be allocated */
+		if (!je.text[0])
+			return fail(&c, ENOMEM, "out of memory parsing JSON");
 		/* jansson's text quotes the input ("near '<token>'") */
 		char why[SHM__SHOWN_MAX];
 		shm__shown_str(je.text, why);

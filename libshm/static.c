@@ -377,6 +377,7 @@ int shm_static_put(shm_env *env, const shm_uuid *website, const char *object,
 {
 	uint8_t key[SHM_OBJKEY_MAX];
 	size_t klen;
+	shm_static *s = NULL;
 	encoded e;
 	int rc;
 
@@ -389,14 +390,17 @@ int shm_static_put(shm_env *env, const shm_uuid *website, const char *object,
 	if ((rc = shm__objkey(__func__, website, object, key, &klen)) ||
 	    (rc = encode(env, object, content, len, &e)))
 		return rc;
-	struct put c = {key, klen, &e};
-	rc = shm__write(env, put_body, &c);
-	if (rc == 0 && out) {
-		*out = static_new(content, len, e.sha1, e.sha256,
-		                  e.generated_at);
-		if (*out == NULL)
-			rc = shm__err(ENOMEM, "static '%s': copy", object);
+	/* the caller's copy is made first: once stored, nothing can fail */
+	if (out && !(s = static_new(content, len, e.sha1, e.sha256,
+	                            e.generated_at))) {
+		free(e.val);
+		return shm__err(ENOMEM, "static '%s': copy", object);
 	}
+	struct put c = {key, klen, &e};
+	if ((rc = shm__write(env, put_body, &c)) == 0 && out)
+		*out = s;
+	else
+		shm_static_free(s);
 	free(e.val);
 	return rc;
 }
@@ -689,6 +693,7 @@ static int generate(shm_env *env, const shm_uuid *website, const char *object,
                     shm_static **out)
 {
 	struct finish f = {a->key, a->klen, a->lease, NULL, false};
+	shm_static *s = NULL;
 	void *content = NULL;
 	size_t len = 0;
 	encoded e = {0};
@@ -704,22 +709,24 @@ static int generate(shm_env *env, const shm_uuid *website, const char *object,
 		                              "returned %d", object, grc);
 		return release_after(env, &f, rc);
 	}
-	if ((rc = encode(env, object, content, len, &e))) {
-		free(content);
+	/* the caller's copy is made first: once stored, nothing can fail */
+	if ((rc = encode(env, object, content, len, &e)) == 0 &&
+	    !(s = static_new(content, len, e.sha1, e.sha256, e.generated_at)))
+		rc = shm__err(ENOMEM, "static '%s': copy", object);
+	free(content);
+	if (rc) {
+		free(e.val);
 		return release_after(env, &f, rc);
 	}
 	f.e = &e;
 	/* a failed store aborts the release with it: release on its own */
 	if ((rc = shm__write(env, finish_body, &f))) {
+		shm_static_free(s);
 		rc = release_after(env, &f, rc);
 	} else {
 		SHM__COUNT(env, static_generated, 1);
-		*out = static_new(content, len, e.sha1, e.sha256,
-		                  e.generated_at);
-		if (*out == NULL)
-			rc = shm__err(ENOMEM, "static '%s': copy", object);
+		*out = s;
 	}
-	free(content);
 	free(e.val);
 	return rc;
 }
