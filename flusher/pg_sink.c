@@ -686,7 +686,12 @@ static int msg_row(pg_sink *p, fl_batch *b, const fl_rec *r, fl_buf *o,
 	shm_msg *m = NULL;
 	int rc;
 
-	if (shm_msg_decode(r->payload, r->payload_len, &m)) {
+	if ((rc = shm_msg_decode(r->payload, r->payload_len, &m))) {
+		if (rc == ENOMEM) { /* not the record's fault */
+			fl_sink_seterr(&p->base, "out of memory (decoding seq "
+			               "%" PRIu64 ")", r->seq);
+			return FL_TRANSIENT;
+		}
 		snprintf(b->reason, sizeof b->reason, "message payload does not "
 		         "decode: %s", shm_errmsg());
 		return FL_REJECT;

@@ -25,6 +25,7 @@
  */
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,7 +192,13 @@ static int build(redis_sink *r, fl_batch *b, size_t i)
 		shm_msg *m = NULL;
 		char key[48];
 
-		if (shm_msg_decode(rec->payload, rec->payload_len, &m)) {
+		if ((rc = shm_msg_decode(rec->payload, rec->payload_len, &m))) {
+			if (rc == ENOMEM) { /* not the record's fault */
+				fl_sink_seterr(&r->base, "out of memory "
+				               "(decoding seq %" PRIu64 ")",
+				               rec->seq);
+				return FL_TRANSIENT;
+			}
 			snprintf(b->reason, sizeof b->reason, "message payload "
 			         "does not decode: %s", shm_errmsg());
 			return FL_REJECT;
@@ -244,7 +251,13 @@ static int build(redis_sink *r, fl_batch *b, size_t i)
 		rc = FL_OK;
 		goto out;
 	}
-	if (shm_static_decode(rec->payload, rec->payload_len, &st)) {
+	int drc = shm_static_decode(rec->payload, rec->payload_len, &st);
+	if (drc == ENOMEM) { /* not the record's fault: rc is FL_TRANSIENT */
+		fl_sink_seterr(&r->base, "out of memory (decoding seq %" PRIu64
+		               ")", rec->seq);
+		goto out;
+	}
+	if (drc) {
 		snprintf(b->reason, sizeof b->reason, "static payload does not "
 		         "decode: %s", shm_errmsg());
 		rc = FL_REJECT;

@@ -446,6 +446,141 @@ static void test_verify_without_memory_fails_cleanly(void **state)
 	assert_int_equal(problems, 0);
 }
 
+/* ------------------------------------------------- the flusher's sinks */
+
+/* The log of env as one batch (from 0): three messages, one of them
+ * edited (two records of one key: the batch must be coalesced), and a
+ * static stored compressed. */
+static void log_batch(fl_batch *b)
+{
+	static char big[4000];
+	shm_log_iter *it;
+	shm_log_rec rec;
+	shm_uuid w;
+	int rc;
+
+	memset(big, 'a', sizeof big);
+	shm_uuid_v7(&w);
+	assert_int_equal(shm_static_put(env, &w, "Page/1", big, sizeof big,
+	                                NULL), 0);
+
+	for (int i = 0; i < 3; i++) {
+		shm_msg m = full_message();
+		assert_int_equal(shm_msg_put(env, &m), 0);
+		if (i == 1)
+			assert_int_equal(shm_msg_edit(env, &m.id, "edited", 6), 0);
+	}
+	fl_batch_init(b);
+	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
+	while ((rc = shm_log_iter_next(it, &rec)) == 0)
+		assert_int_equal(fl_batch_add(b, &rec), 0);
+	assert_int_equal(rc, SHM_ENOTFOUND);
+	shm_log_iter_close(it);
+	assert_int_equal(b->n, 5);
+}
+
+/* A batch that cannot be coalesced says so (ENOMEM), keeping every
+ * record; the next try coalesces it. */
+static void test_coalesce_without_memory_keeps_the_batch(void **state)
+{
+	fl_batch b;
+
+	log_batch(&b);
+	fa_fail_all();
+	assert_int_equal(fl_batch_coalesce(&b), ENOMEM);
+	assert_int_equal(fa_disarm(), 1);
+	assert_int_equal(b.n, 5);
+	for (size_t i = 0; i < b.n; i++)
+		assert_false(b.r[i].superseded);
+	assert_int_equal(fl_batch_coalesce(&b), 0);
+	assert_int_equal(b.n, 5);
+	assert_true(b.r[2].superseded); /* the put its edit replaces */
+	fl_batch_free(&b);
+}
+
+/*
+ * A sink's apply failing any of its allocations is FL_TRANSIENT (the
+ * worker backs off and retries the batch), never FL_REJECT (a poison
+ * record: a dead letter after poison-retries), and PostgreSQL gets
+ * nothing of the batch; the retry, as the worker makes it (connect, the
+ * sink's position, apply), applies each message once. libpq's and
+ * hiredis's own allocations are not reached.
+ */
+static void apply_every_allocation(fl_sink *s, fl_batch *b)
+{
+	for (unsigned n = 1;; n++) {
+		assert_int_equal(s->ops->connect(s), FL_OK);
+		uint64_t pos = 0;
+		assert_true(s->ops->position(s, &pos) >= 0);
+		assert_int_equal(pos, 0);
+		fa_fail_nth(n);
+		int rc = s->ops->apply(s, b);
+		if (!fa_disarm()) {
+			assert_int_equal(rc, FL_OK);
+			fprintf(stderr, "%s apply: %u allocations\n",
+			        s->ops->name, n - 1);
+			return;
+		}
+		if (rc == FL_OK)
+			return; /* an allocation it could do without */
+		if (rc != FL_TRANSIENT)
+			fprintf(stderr, "allocation %u: %d %s\n", n, rc,
+			        s->errmsg);
+		assert_int_equal(rc, FL_TRANSIENT);
+		assert_non_null(strstr(s->errmsg, "out of memory"));
+		assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 0);
+	}
+}
+
+static void test_pg_sink_without_memory_is_transient(void **state)
+{
+	FT_NEED_SERVERS();
+	char *argv[] = {"shm-flusher", "-e", dir, "--pg", (char *)ft_pg, NULL};
+	char err[512];
+	fl_config cfg;
+	fl_batch b;
+
+	ft_reset_servers();
+	ft_install_apply_counter();
+	assert_int_equal(fl_config_load(&cfg, 5, argv, err, sizeof err), 0);
+	fl_sink *s = fl_pg_sink_new(&cfg, env, "nomem",
+	                            "01890a5d-ac96-774b-bcce-b302099a8057");
+	assert_non_null(s);
+	log_batch(&b);
+	apply_every_allocation(s, &b);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 3);
+	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 1);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                            "content = 'edited'"), 1);
+	ft_remove_apply_counter();
+	s->ops->disconnect(s);
+	s->ops->destroy(s);
+	fl_batch_free(&b);
+	fl_config_free(&cfg);
+}
+
+static void test_redis_sink_without_memory_is_transient(void **state)
+{
+	FT_NEED_SERVERS();
+	char *argv[] = {"shm-flusher", "-e", dir, "--redis",
+	                (char *)ft_redis_url, NULL};
+	char err[512];
+	fl_config cfg;
+	fl_batch b;
+
+	ft_reset_servers();
+	assert_int_equal(fl_config_load(&cfg, 5, argv, err, sizeof err), 0);
+	fl_sink *s = fl_redis_sink_new(&cfg, env);
+	assert_non_null(s);
+	log_batch(&b);
+	apply_every_allocation(s, &b);
+	assert_int_equal(ft_redis_int("DBSIZE"), 5); /* a static is 2 keys */
+	s->ops->disconnect(s);
+	s->ops->destroy(s);
+	fl_batch_free(&b);
+	fl_config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -459,6 +594,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_statics_without_memory_store_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deps_set_without_memory_changes_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_without_memory_fails_cleanly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_coalesce_without_memory_keeps_the_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pg_sink_without_memory_is_transient, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_redis_sink_without_memory_is_transient, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
 }
