@@ -1012,6 +1012,89 @@ static int parse(pctx *c, json_t *root, shm_msg *m)
 	return 0;
 }
 
+/*
+ * jansson's lexer ignores a failed growth of its token buffer: the byte it
+ * could not store is dropped and the parse goes on, so a string or an
+ * integer may come out a character short. These two sums catch it: every
+ * byte of the text's strings (decoded) and integers must be in the tree.
+ * Reals are left out on both sides (a real's text has many spellings).
+ */
+static uint32_t hex4(const char *s)
+{
+	uint32_t v = 0;
+
+	for (int i = 0; i < 4; i++)
+		v = v << 4 | (uint32_t)(s[i] <= '9' ? s[i] - '0'
+		                                    : (s[i] | 0x20) - 'a' + 10);
+	return v;
+}
+
+/* The sum over json's tokens, which jansson accepted: valid JSON. */
+static size_t text_sum(const char *s, size_t len)
+{
+	size_t sum = 0, i = 0;
+
+	while (i < len) {
+		if (s[i] == '"') {
+			for (i++; s[i] != '"'; sum++) {
+				if (s[i] != '\\') {
+					i++;
+					continue;
+				}
+				if (s[i + 1] != 'u') {
+					i += 2;
+					continue;
+				}
+				uint32_t cp = hex4(s + i + 2);
+				i += 6;
+				if (cp >= 0xd800 && cp < 0xdc00) { /* + low half */
+					i += 6;
+					sum += 3;
+				} else {
+					sum += cp < 0x80 ? 0 : cp < 0x800 ? 1 : 2;
+				}
+			}
+			i++;
+		} else if (s[i] == '-' || (s[i] >= '0' && s[i] <= '9')) {
+			size_t t = i;
+			bool real = false;
+			while (i < len && s[i] && strchr("+-0123456789.eE", s[i]))
+				real |= strchr(".eE", s[i++]) != NULL;
+			if (!real) /* "-0" reads as 0 */
+				sum += i - t - (i - t == 2 && s[t] == '-' &&
+				                s[t + 1] == '0');
+		} else {
+			i++;
+		}
+	}
+	return sum;
+}
+
+static size_t tree_sum(json_t *j)
+{
+	const char *key;
+	size_t sum = 0, i;
+	json_t *v;
+
+	switch (json_typeof(j)) {
+	case JSON_STRING:
+		return json_string_length(j);
+	case JSON_INTEGER:
+		return (size_t)snprintf(NULL, 0, "%" JSON_INTEGER_FORMAT,
+		                        json_integer_value(j));
+	case JSON_OBJECT:
+		json_object_foreach(j, key, v)
+			sum += strlen(key) + tree_sum(v);
+		return sum;
+	case JSON_ARRAY:
+		json_array_foreach(j, i, v)
+			sum += tree_sum(v);
+		return sum;
+	default:
+		return 0;
+	}
+}
+
 int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
                       char *err, size_t errlen)
 {
@@ -1063,6 +1146,11 @@ int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
 			return fail(&c, SHM_EJSON, "malformed JSON: %s at byte %d",
 			            why, je.position);
 		}
+	}
+	if (tree_sum(root) != text_sum(json, len)) {
+		rc = fail(&c, ENOMEM, "out of memory parsing JSON: jansson "
+		          "lost a character");
+		goto out;
 	}
 	/* Pass 1: validate and measure. */
 	c.a.off = sizeof(shm_msg);
