@@ -436,7 +436,7 @@ static void test_statics_without_memory_store_nothing(void **state)
 	EACH_ALLOCATION(n, shm_static_get(env, &w, "Page/1", gen, NULL, &st),
 	                assert_null(st));
 	assert_int_equal(gen_runs, runs); /* a hit each time */
-	assert_string_equal(st->sha1[0] ? "sha" : "", "sha");
+	assert_int_equal(strlen(st->sha1), 40);
 	shm_static_free(st);
 	assert_int_equal(tu_verify(env), 0);
 }
