@@ -82,9 +82,15 @@ static int candidates(const fl_batch *b, fl_buf *ids, size_t **idx,
 		const fl_rec *r = &b->r[i];
 		shm_msg *m;
 		char id[37];
+		int rc;
 
-		if (r->superseded || !shm_op_is_msg(r->op) ||
-		    shm_msg_decode(r->payload, r->payload_len, &m))
+		if (r->superseded || !shm_op_is_msg(r->op))
+			continue;
+		/* no memory to decode it may hide the culprit: transient */
+		rc = shm_msg_decode(r->payload, r->payload_len, &m);
+		if (rc == ENOMEM)
+			return ENOMEM;
+		if (rc)
 			continue;
 		bool deleted = m->type == SHM_MSG_DELETE;
 		shm_uuid_format(&m->id, id);

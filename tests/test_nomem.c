@@ -613,6 +613,74 @@ static void test_redis_sink_without_memory_is_transient(void **state)
 	fl_config_free(&cfg);
 }
 
+/* A put of a message PostgreSQL holds soft-deleted is refused for good
+ * (pg_deleted.c): the search for that culprit decodes the batch's records,
+ * and one it had no memory to decode was skipped, so the refusal had no
+ * culprit (FL_REJECT, the batch replayed in halves) instead of being
+ * transient. Every allocation failing in turn: FL_TRANSIENT, or the
+ * culprit named when only the best-effort put-back into L1 lacked memory;
+ * PostgreSQL's row stays deleted. */
+static void test_kept_delete_search_without_memory_is_transient(void **state)
+{
+	FT_NEED_SERVERS();
+	char *argv[] = {"shm-flusher", "-e", dir, "--pg", (char *)ft_pg, NULL};
+	char err[512], x[37], sql[600];
+	fl_config cfg;
+	fl_batch b;
+	shm_log_iter *it;
+	shm_log_rec rec;
+
+	ft_reset_servers();
+	shm_msg m = full_message();
+	shm_uuid_format(&m.id, x);
+	snprintf(sql, sizeof sql, "INSERT INTO messages (id, room_id, user_id, "
+	         "username, content, message_type, created_at, updated_at, "
+	         "content_hash) VALUES ('%s', 'r', 1, 'u', '%s', 'Delete', "
+	         "now(), now(), '0')", x, SHM_DELETED_CONTENT);
+	ft_sql(sql);
+	assert_int_equal(shm_msg_put(env, &m), 0); /* L1 never saw the delete */
+	fl_batch_init(&b);
+	assert_int_equal(shm_log_iter_open(env, 0, &it), 0);
+	while (shm_log_iter_next(it, &rec) == 0)
+		assert_int_equal(fl_batch_add(&b, &rec), 0);
+	shm_log_iter_close(it);
+	assert_int_equal(b.n, 1);
+	assert_int_equal(fl_config_load(&cfg, 5, argv, err, sizeof err), 0);
+	fl_sink *s = fl_pg_sink_new(&cfg, env, "nomem",
+	                            "01890a5d-ac96-774b-bcce-b302099a8057");
+	assert_non_null(s);
+	for (unsigned n = 1;; n++) {
+		uint64_t pos = 0;
+		assert_int_equal(s->ops->connect(s), FL_OK);
+		assert_true(s->ops->position(s, &pos) >= 0);
+		b.reject = -1;
+		b.reject_final = false;
+		fa_fail_nth(n);
+		int rc = s->ops->apply(s, &b);
+		unsigned failed = fa_disarm();
+		snprintf(sql, sizeof sql, "SELECT count(*) FROM messages WHERE "
+		         "id = '%s' AND message_type = 'Delete'", x);
+		assert_int_equal(ft_sql_int(sql), 1);
+		if (rc == FL_REJECT && b.reject_final) {
+			assert_int_equal(b.reject, 0);
+			assert_non_null(strstr(b.reason, x));
+			if (!failed)
+				break;
+			continue; /* the put-back lacked memory: best effort */
+		}
+		if (rc != FL_TRANSIENT)
+			fprintf(stderr, "allocation %u: %d %s\n", n, rc,
+			        s->errmsg);
+		assert_true(failed);
+		assert_int_equal(rc, FL_TRANSIENT);
+		assert_non_null(strstr(s->errmsg, "out of memory"));
+	}
+	s->ops->disconnect(s);
+	s->ops->destroy(s);
+	fl_batch_free(&b);
+	fl_config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -629,6 +697,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_coalesce_without_memory_keeps_the_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pg_sink_without_memory_is_transient, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_redis_sink_without_memory_is_transient, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kept_delete_search_without_memory_is_transient, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
 }
