@@ -26,7 +26,8 @@ static const char *userinfo_end(const char *p, bool unix_socket)
  * "***": error messages end up in logs. It hides more than the parser takes for a password: in a
  * URL without "://" before its last '@' (mistyped), what is before that '@'
  * from the start; in a unix:// one whose path lacks its '/', what is before
- * the last '@' when no "@/" is there. */
+ * the last '@' when no "@/" is there; the user name too when it holds an
+ * '@'. */
 static int bad(const char *url, const char *what)
 {
 	const char *p = strstr(url, "://"), *last = strrchr(url, '@');
@@ -41,6 +42,10 @@ static int bad(const char *url, const char *what)
 	char hidden[SHM__SHOWN_BYTES + 2], shown[SHM__SHOWN_MAX];
 	if (at) {
 		const char *colon = memchr(p, ':', (size_t)(at - p));
+		/* a user name holding '@' is a password and a mistyped rest
+		 * as likely ("redis://s3cret@cache:1@x"): all of it hidden */
+		if (colon && memchr(p, '@', (size_t)(colon - p)))
+			colon = NULL;
 		const char *pw = colon ? colon + 1 : p;
 		snprintf(hidden, sizeof hidden, "%.*s***%s",
 		         (int)(pw - url < SHM__SHOWN_BYTES ? pw - url

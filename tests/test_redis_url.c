@@ -128,6 +128,10 @@ static void test_a_refused_url_does_not_show_its_password(void **state)
 		{"rediss://app:s3cret@cache", "'rediss://app:***@cache'"},
 		{"unix://app:s3cret@r.sock", "'unix://app:***@r.sock'"},
 		{"unix://s3cret@", "'unix://***@'"},
+		/* a password alone, then a mistyped rest with ':' and '@':
+		 * the parser's user name was "s3cret@cache", shown */
+		{"redis://s3cret@cache:1@]", "'redis://***@]'"},
+		{"unix://s3cret@x:y@z", "'unix://***@z'"},
 	};
 	shm_redis_addr a;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
