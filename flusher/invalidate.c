@@ -320,12 +320,22 @@ int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
 		snprintf(err, errlen, "not an shm-inval 1 or 2 message");
 		return -1;
 	}
-	/* no sender writes one (a C string); cut there it could read as ours */
-	const char *nul = memchr(p + hl, 0, (size_t)(nl - p) - hl);
-	if (nul) {
-		snprintf(err, errlen, "env id: NUL byte at offset %zu",
-		         (size_t)(nul - p) - hl);
-		return -1;
+	/* no sender writes a byte that is not printable ASCII, nor a space
+	 * (fl_inval_start): cut at a NUL it could read as ours, and it is
+	 * logged ("first invalidation from another host (%s)") */
+	for (const char *q = p + hl; q < nl; q++) {
+		unsigned char c = (unsigned char)*q;
+		if (c == 0) {
+			snprintf(err, errlen, "env id: NUL byte at offset %zu",
+			         (size_t)(q - p) - hl);
+			return -1;
+		}
+		if (!isgraph(c)) {
+			snprintf(err, errlen, "env id: byte %zu (0x%02x) is not a "
+			         "printable ASCII character other than space",
+			         (size_t)(q - p) - hl, c);
+			return -1;
+		}
 	}
 	memcpy(m->env_id, p + hl, (size_t)(nl - p) - hl);
 	m->env_id[(size_t)(nl - p) - hl] = 0;

@@ -663,6 +663,28 @@ static void test_encode_parse(void **state)
 	assert_int_equal(fl_inval_parse(nul_id, sizeof nul_id - 1, &m, err,
 	                                sizeof err), -1);
 	assert_string_equal(err, "env id: NUL byte at offset 5");
+	/* nor one with a control byte or invalid UTF-8: it was taken, and
+	 * logged raw ("first invalidation from another host (...)"), a
+	 * terminal escape included */
+	static const char *const ctl_ids[] = {
+		"shm-inval 2 host\x1b[2JA\n", "shm-inval 2 host\xff" "A\n",
+		"shm-inval 2 host A\n", "shm-inval 2 hostA\r\n",
+	};
+	static const char *const ctl_why[] = {
+		"env id: byte 4 (0x1b) is not a printable ASCII character "
+		"other than space",
+		"env id: byte 4 (0xff) is not a printable ASCII character "
+		"other than space",
+		"env id: byte 4 (0x20) is not a printable ASCII character "
+		"other than space",
+		"env id: byte 5 (0x0d) is not a printable ASCII character "
+		"other than space",
+	};
+	for (size_t i = 0; i < sizeof ctl_ids / sizeof ctl_ids[0]; i++) {
+		assert_int_equal(fl_inval_parse(ctl_ids[i], strlen(ctl_ids[i]),
+		                                &m, err, sizeof err), -1);
+		assert_string_equal(err, ctl_why[i]);
+	}
 	const char *ok = "shm-inval 1 hostA\n";
 	assert_int_equal(fl_inval_parse(ok, strlen(ok), &m, err, sizeof err), 0);
 	assert_int_equal(m.n, 0);
