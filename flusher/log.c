@@ -89,6 +89,14 @@ void fl_log_close(void)
 	pthread_mutex_unlock(&log_lock);
 }
 
+/* vsnprintf into msg, cut between two characters if it is too long (its
+ * last byte, msg[size - 2], decides where). */
+static void cut_msg(char *msg, size_t size, const char *fmt, va_list ap)
+{
+	if (vsnprintf(msg, size, fmt, ap) >= (int)size)
+		msg[shm__utf8_cut(msg, size - 2)] = 0;
+}
+
 void fl_log(int level, const char *comp, const char *fmt, ...)
 {
 	char line[2048];
@@ -109,8 +117,8 @@ void fl_log(int level, const char *comp, const char *fmt, ...)
 	va_start(ap, fmt);
 	n += vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
 	va_end(ap);
-	if (n > (int)sizeof line - 2)
-		n = (int)sizeof line - 2;
+	if (n > (int)sizeof line - 2) /* cut between two characters */
+		n = (int)shm__utf8_cut(line, sizeof line - 2);
 	/* one event, one line: fold embedded newlines (server messages) */
 	for (int i = 0; i < n; i++)
 		if (line[i] == '\n' || line[i] == '\r')
@@ -129,7 +137,7 @@ void fl_log_alert(const char *comp, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	cut_msg(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	fl_log(FL_ERROR, comp, "%s", msg);
 	pthread_mutex_lock(&log_lock);
@@ -163,7 +171,7 @@ void fl_repeat_fail(fl_repeat *r, int level, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	cut_msg(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	r->total++;
 	if (!r->failing) {

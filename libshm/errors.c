@@ -43,17 +43,6 @@ static bool ends_with(const char *text, size_t n, const char *sep,
 	       memcmp(text + n - c - d - s, sep, s) == 0;
 }
 
-/* Where to cut text (more than max bytes) at most max bytes in without
- * splitting a UTF-8 sequence: before the sequence that byte max is in. */
-static size_t char_cut(const char *text, size_t max)
-{
-	size_t k = max;
-
-	while (k > 0 && max - k < 3 && ((unsigned char)text[k] & 0xc0) == 0x80)
-		k--;
-	return ((unsigned char)text[k] & 0xc0) == 0x80 ? max : k;
-}
-
 /* The rule of every error text: it names rc's description once, at its end
  * (so shm_errmsg() is printed alone): appended unless the text already ends
  * with it, e.g. a message that wraps another one of the same code. No
@@ -79,7 +68,7 @@ int shm__err(int rc, const char *fmt, ...)
 	}
 	n = (size_t)got;
 	if (n + tail >= sizeof errbuf) {
-		n = char_cut(errbuf, sizeof errbuf - 1 - tail - 3);
+		n = shm__utf8_cut(errbuf, sizeof errbuf - 1 - tail - 3);
 		n += (size_t)sprintf(errbuf + n, "...");
 	} else if (ends_with(errbuf, n, " (", desc, ")") ||
 	           ends_with(errbuf, n, ": ", desc, "") || /* shm__err_mdb */
@@ -98,7 +87,7 @@ void shm__errcause(int rc, char *buf, size_t len)
 	if (ends_with(errbuf, n, " (", desc, ")"))
 		n -= strlen(desc) + 3;
 	if (n >= len)
-		n = char_cut(errbuf, len - 1);
+		n = shm__utf8_cut(errbuf, len - 1);
 	snprintf(buf, len, "%.*s", (int)n, errbuf);
 }
 

@@ -82,6 +82,15 @@ size_t shm__utf8_bad(const char *s, size_t len)
 	return len;
 }
 
+size_t shm__utf8_cut(const char *text, size_t max)
+{
+	size_t k = max;
+
+	while (k > 0 && max - k < 3 && ((unsigned char)text[k] & 0xc0) == 0x80)
+		k--;
+	return ((unsigned char)text[k] & 0xc0) == 0x80 ? max : k;
+}
+
 size_t shm__printable_seq(const unsigned char *p, size_t avail)
 {
 	uint32_t cp;

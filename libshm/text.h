@@ -18,6 +18,10 @@ int shm__check_text(const char *what, const char *s, size_t len, size_t max,
  * sequence (the rules of shm__check_text, but NUL is allowed); len if all
  * of it is valid. */
 size_t shm__utf8_bad(const char *s, size_t len);
+/* Where to cut text (more than max bytes: text[max] is readable) at most
+ * max bytes in without splitting a UTF-8 sequence: before the sequence
+ * that byte max is in. */
+size_t shm__utf8_cut(const char *text, size_t max);
 /* Length of the UTF-8 sequence at p (avail bytes there) that encodes a
  * printable, non-space code point; 0 if invalid, whitespace or control. */
 size_t shm__printable_seq(const unsigned char *p, size_t avail);

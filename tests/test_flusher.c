@@ -2362,6 +2362,48 @@ static void test_once_exits_3_when_a_sink_is_unreachable(void **state)
 	free(dir);
 }
 
+/* A log line too long for fl_log's buffer (2 KiB), or a message too long
+ * for fl_log_alert's and fl_repeat_fail's (1 KiB), is cut between two
+ * characters: the log stays UTF-8. It was cut at a byte count, inside a
+ * character for one parity of the line's prefix in two. */
+static void test_long_log_lines_are_cut_between_characters(void **state)
+{
+	char *dir = tu_tmpdir(), logf[4200], text[3001], *buf;
+	fl_repeat r;
+	size_t len;
+
+	for (int i = 0; i < 1500; i++)
+		memcpy(text + 2 * i, "\xc3\xa9", 2);
+	text[3000] = 0;
+	snprintf(logf, sizeof logf, "%s/flusher.log", dir);
+	assert_int_equal(fl_log_open(logf, FL_INFO), 0);
+	/* components of both parities shift the cut by one byte */
+	fl_log(FL_INFO, "a", "%s", text);
+	fl_log(FL_INFO, "ab", "%s", text);
+	fl_log(FL_INFO, "a", "x%s", text);
+	fl_log(FL_INFO, "ab", "x%s", text);
+	fl_repeat_init(&r, "a", "a test", 60);
+	fl_repeat_fail(&r, FL_WARN, "%s", text);
+	fl_repeat_ok(&r);
+	fl_repeat_fail(&r, FL_WARN, "x%s", text);
+	fl_log_close();
+	FILE *f = fopen(logf, "rb");
+	assert_non_null(f);
+	assert_non_null(buf = malloc(64 * 1024));
+	len = fread(buf, 1, 64 * 1024, f);
+	fclose(f);
+	assert_true(len > 0);
+	assert_int_equal(shm__utf8_bad(buf, len), len);
+	size_t lines = 0;
+	for (size_t i = 0; i < len; i++)
+		lines += buf[i] == '\n';
+	assert_int_equal(lines, 7);
+	assert_int_equal(buf[len - 1], '\n');
+	free(buf);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* A sink's error text quotes a server's (a Redis error reply, PostgreSQL's
  * lines): it is kept on one line, control bytes and invalid UTF-8 as \xNN,
  * so that its log line and dead letter hold no raw escape sequence. */
@@ -3312,6 +3354,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_flusher_keeps_the_environments_map_size, ft_teardown),
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
 		cmocka_unit_test_teardown(test_sink_error_is_one_printable_line, ft_teardown),
+		cmocka_unit_test(test_long_log_lines_are_cut_between_characters),
 		cmocka_unit_test_teardown(test_pg_error_text_is_logged_printably, ft_teardown),
 		cmocka_unit_test_teardown(test_once_without_the_schema_names_it_and_gives_up, ft_teardown),
 		cmocka_unit_test_teardown(test_pg_connect_gives_up_after_pg_timeout_ms, ft_teardown),
