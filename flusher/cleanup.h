@@ -103,9 +103,10 @@ int fl_cleanup_round_per_connection(PGconn *pg, fl_cleanup_stats *st,
  * one of them through indirect objects gets a connection to each indirect
  * object (UUID id) among its recursive dependencies, inserted WHERE NOT
  * EXISTS under pg_advisory_xact_lock(FL_CLEANUP_LOCK,
- * hashtext(website::text)): call it inside a transaction. Reads the website's graph once (one
- * indexed statement), walks it in C, one INSERT per CHUNK sources. Never
- * deletes (useless connections are the cleanup's, through the marks).
+ * hashtext(website::text)): call it inside a transaction. Reads the
+ * website's graph once (one indexed statement), walks it in C, one INSERT
+ * per CHUNK sources. Never deletes (useless connections are the
+ * cleanup's, through the marks).
  * Without a university for the website (shm_websites, or an existing
  * connection) it adds nothing. *inserted (if not NULL) is added to.
  */

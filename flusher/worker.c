@@ -44,8 +44,8 @@
  *     a later one, past the batch: those records are in the log already,
  *     the next read takes them and the batch closes then, or fills up).
  *     Only the awaited record closes a batch early: a busy log still
- *     makes batch-records batches, and a stale mark (at or below the cursor: applied, its writer done or
- *     dead) changes nothing. A mark that cannot be read: batch-ms, as
+ *     makes batch-records batches, and a stale mark (at or below the
+ *     cursor: applied, its writer done or dead) changes nothing. A mark that cannot be read: batch-ms, as
  *     without one.
  */
 #include <errno.h>

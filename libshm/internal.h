@@ -452,6 +452,8 @@ int shm__msg_time_check(const char *fn, const char *field, int64_t us,
 /* Whether s[0..len) is a UUID in the 8-4-4-4-12 hex form, either case (what
  * shm_uuid_parse takes); if so it is put in lower case, in place (uuid.c). */
 bool shm__uuid_lower(char *s, size_t len);
+/* qsort/bsearch order of shm_uuids: their 16 bytes, as memcmp. */
+int shm__uuid_cmp(const void *a, const void *b);
 /* fn: the public function, named when website or object is NULL. The key
  * holds the object in its canonical form (graph.c invariant 5). */
 int shm__objkey(const char *fn, const shm_uuid *website, const char *object,
@@ -510,9 +512,9 @@ void shm__rt_close(shm_env *env, bool forked);
  * or the reason a value was refused (invariant 4). */
 int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out);
 bool shm__rt_has_l3(const shm_env *env);
-/* What PostgreSQL holds of a message: its row, and the parent it names. */
+/* The parent PostgreSQL's row of a message names (put's reply counting:
+ * none, as no row, means the message counts nowhere yet). */
 typedef struct shm__l3_row {
-	bool found;
 	bool has_parent;
 	shm_uuid parent;
 } shm__l3_row;

@@ -242,14 +242,10 @@ struct put_many {
 	bool asking;   /* the write stopped to ask PostgreSQL (invariant 9) */
 };
 
-static int cmp_uuid(const void *a, const void *b)
-{
-	return memcmp(a, b, 16);
-}
-
 static bool counted_in_batch(const struct put_many *p, const shm_uuid *id)
 {
-	return p->ids && bsearch(id, p->ids, p->n_ids, sizeof *id, cmp_uuid);
+	return p->ids &&
+	       bsearch(id, p->ids, p->n_ids, sizeof *id, shm__uuid_cmp);
 }
 
 /* The parent an encoded value names, if it has one. */
@@ -704,7 +700,7 @@ static int ask_l3(shm_env *env, struct put_many *p)
 		if (first == p->n)
 			first = i;
 	}
-	qsort(ids, n, sizeof *ids, cmp_uuid);
+	qsort(ids, n, sizeof *ids, shm__uuid_cmp);
 	if ((rc = shm__rt_parents(env, ids, n, rows)) == SHM_EL3) {
 		shm__errcause(rc, cause, sizeof cause);
 		shm_uuid_format(&p->msgs[first].id, s);
@@ -718,7 +714,7 @@ static int ask_l3(shm_env *env, struct put_many *p)
 		const shm_uuid *at;
 		if (!p->prior[i].ask)
 			continue;
-		at = bsearch(&p->msgs[i].id, ids, n, sizeof *ids, cmp_uuid);
+		at = bsearch(&p->msgs[i].id, ids, n, sizeof *ids, shm__uuid_cmp);
 		p->prior[i].l3 = rows[at - ids];
 		p->prior[i].asked = true;
 		p->prior[i].ask = false;

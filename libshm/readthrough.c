@@ -1118,11 +1118,6 @@ int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
 
 /* ---- whether PostgreSQL holds messages (put's reply counting, msg.c) */
 
-static int cmp_id(const void *a, const void *b)
-{
-	return memcmp(a, b, 16);
-}
-
 int shm__rt_parents(shm_env *env, const shm_uuid *ids, size_t n,
                     shm__l3_row *out)
 {
@@ -1155,12 +1150,11 @@ int shm__rt_parents(shm_env *env, const shm_uuid *ids, size_t n,
 		shm__l3_row *row;
 
 		if (shm_uuid_parse(PQgetvalue(res, r, 0), &id) ||
-		    !(at = bsearch(&id, ids, n, sizeof *ids, cmp_id))) {
+		    !(at = bsearch(&id, ids, n, sizeof *ids, shm__uuid_cmp))) {
 			rc = l3_err("answer", "a row of an id not asked for", NULL);
 			break;
 		}
 		row = &out[at - ids];
-		row->found = true;
 		row->has_parent = !PQgetisnull(res, r, 1);
 		if (row->has_parent &&
 		    shm_uuid_parse(PQgetvalue(res, r, 1), &row->parent))

@@ -23,11 +23,11 @@ static const char *userinfo_end(const char *p, bool unix_socket)
 }
 
 /* The message names the URL printably (shm__shown), with its password as
- * "***": error messages end up in logs. It hides more than the parser takes for a password: in a
- * URL without "://" before its last '@' (mistyped), what is before that '@'
- * from the start; in a unix:// one whose path lacks its '/', what is before
- * the last '@' when no "@/" is there; the user name too when it holds an
- * '@'. */
+ * "***": error messages end up in logs. It hides more than the parser
+ * takes for a password: in a URL without "://" before its last '@'
+ * (mistyped), what is before that '@' from the start; in a unix:// one
+ * whose path lacks its '/', what is before the last '@' when no "@/" is
+ * there; the user name too when it holds an '@'. */
 static int bad(const char *url, const char *what)
 {
 	const char *p = strstr(url, "://"), *last = strrchr(url, '@');

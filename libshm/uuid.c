@@ -65,6 +65,11 @@ bool shm__uuid_lower(char *s, size_t len)
 	return true;
 }
 
+int shm__uuid_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, 16);
+}
+
 void shm_uuid_format(const shm_uuid *u, char out[37])
 {
 	static const char hex[] = "0123456789abcdef";

@@ -36,11 +36,11 @@
  *     its record is applied, and then closes nothing.
  *  7. A write that adds (appends a log record, or leaves L1 more entries
  *     than it found) commits only while the map, as the last commit left
- *     it, has its reserve free (shm__map_has_reserve: the pages this transaction
- *     took are not counted, so one commit may eat into the reserve by its
- *     own size; the next adding write is refused); else it fails as a
- *     full map does (invariant 3). The
- *     reserve is the housekeeping's: trims, evictions, the flusher's
+ *     it, has its reserve free (shm__map_has_reserve: the pages this
+ *     transaction took are not counted, so one commit may eat into the
+ *     reserve by its own size; the next adding write is refused); else it
+ *     fails as a full map does (invariant 3). The reserve is the
+ *     housekeeping's: trims, evictions, the flusher's
  *     positions and dead letters. Every commit needs a few new pages,
  *     LMDB reuses those a commit frees only from the second transaction
  *     after it, and a map that writers filled to its last page left no
