@@ -84,6 +84,21 @@ t "-e twice is a usage error" 2 "$SHMCTL" -e "$E" --env "$tmp/absent" stat
 has "naming -e" "$tmp/err" "option '-e' (--env) given twice"
 t "-eDIR and -e DIR is a usage error" 2 "$SHMCTL" -e"$E" -e "$E" stat
 t "missing argument is a usage error" 2 "$SHMCTL" get
+has "naming the argument missing" "$tmp/err" "shmctl: missing UUID; usage: shmctl get UUID"
+# a wrong count of arguments names what is wrong, not the synopsis alone
+# ("shmctl: verify" said nothing of the 'now' that made it a usage error)
+t "an extra argument is a usage error" 2 "$SHMCTL" verify now
+has "naming it" "$tmp/err" "shmctl: unexpected argument 'now'; usage: shmctl verify"
+t "stat's extra argument too" 2 "$SHMCTL" stat -j
+has "naming it, a single dash included" "$tmp/err" "unexpected argument '-j'; usage: shmctl stat [--json]"
+t "react's third argument missing" 2 "$SHMCTL" react "$ID" 7
+has "is named as the synopsis names it" "$tmp/err" "shmctl: missing EMOJI; usage: shmctl react UUID USER_ID EMOJI [--remove]"
+t "static put's OBJECT missing" 2 "$SHMCTL" static put "$W"
+has "is named, not the optional FILE" "$tmp/err" "shmctl: missing OBJECT; usage: shmctl static put"
+t "deps show with deps set's option" 2 "$SHMCTL" deps show "$W" Page/1 --direct
+has "says whose option it is" "$tmp/err" "--direct is an option of deps set, not show"
+t "static without get or put" 2 "$SHMCTL" static
+has "says it needs one" "$tmp/err" "shmctl: static needs get or put; usage:"
 t "no environment is a usage error" 2 env -u SHM_ENV "$SHMCTL" stat
 t "absent environment is not found" 1 "$SHMCTL" -e "$tmp/absent" stat
 t "-e DIR overrides SHM_ENV" 1 env SHM_ENV="$E" "$SHMCTL" -e "$tmp/absent2" stat

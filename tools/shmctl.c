@@ -339,6 +339,31 @@ static const char *optv(const optdef *opts, const char *name)
 	return NULL;
 }
 
+/* EX_OK when min <= npos <= max (max < 0: no bound), else a usage error
+ * naming what is wrong, then use, the command's synopsis ("react UUID
+ * USER_ID EMOJI [--remove]"): the first argument too many, or the first
+ * one missing, as use names it (its words in capitals, outside brackets). */
+static int arity(const char *use, char **pos, int npos, int min, int max)
+{
+	char b[SHM__SHOWN_MAX];
+	int depth = 0, k = 0;
+
+	if (max >= 0 && npos > max)
+		return usage_err("unexpected argument '%s'; usage: shmctl %s",
+		                 shm__shown_str(pos[max], b), use);
+	if (npos >= min)
+		return EX_OK;
+	for (const char *p = use; *p; p += strspn(p, " ")) {
+		int n = (int)strcspn(p, " ");
+		if (!depth && *p >= 'A' && *p <= 'Z' && k++ == npos)
+			return usage_err("missing %.*s; usage: shmctl %s", n, p,
+			                 use);
+		for (; n--; p++)
+			depth += (*p == '[') - (*p == ']');
+	}
+	return usage_err("missing argument; usage: shmctl %s", use);
+}
+
 static int print_msg(const shm_msg *m)
 {
 	char *js;
@@ -390,8 +415,8 @@ static int cmd_init(int argc, char **argv)
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if (npos != 0)
-		return usage_err("init takes no argument");
+	if ((ex = arity("init", pos, npos, 0, 0)))
+		return ex;
 	if ((ex = open_env_as(true, true, &env)))
 		return ex;
 	shm_env_close(env);
@@ -706,8 +731,8 @@ static int cmd_import(int argc, char **argv)
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if (npos > 1)
-		return usage_err("import [FILE|-]");
+	if ((ex = arity("import [FILE|-]", pos, npos, 0, 1)))
+		return ex;
 	if (npos == 1 && strcmp(pos[0], "-") != 0) {
 		name = pos[0];
 		if (!(f = fopen(name, "r"))) {
@@ -773,8 +798,8 @@ static int cmd_get(int argc, char **argv)
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if (npos != 1)
-		return usage_err("get UUID");
+	if ((ex = arity("get UUID", pos, npos, 1, 1)))
+		return ex;
 	if ((ex = parse_uuid_arg(pos[0], "get", &id)) ||
 	    (ex = open_env(false, &env)))
 		return ex;
@@ -806,8 +831,9 @@ static int cmd_room(int argc, char **argv)
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if (npos != 1)
-		return usage_err("room ROOM [--before RFC3339] [--limit N]");
+	if ((ex = arity("room ROOM [--before RFC3339] [--limit N]", pos, npos,
+	                1, 1)))
+		return ex;
 	if ((ex = opt_u64("limit", optv(opts, "limit"), 1, SHM_MAX_PAGE,
 	                  &limit)))
 		return ex;
@@ -842,8 +868,8 @@ static int cmd_edit(int argc, char **argv)
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if (npos != 2)
-		return usage_err("edit UUID CONTENT");
+	if ((ex = arity("edit UUID CONTENT", pos, npos, 2, 2)))
+		return ex;
 	if ((ex = parse_uuid_arg(pos[0], "edit", &id)) ||
 	    (ex = open_env(true, &env)))
 		return ex;
@@ -863,8 +889,8 @@ static int cmd_delete(int argc, char **argv)
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if (npos != 1)
-		return usage_err("delete UUID");
+	if ((ex = arity("delete UUID", pos, npos, 1, 1)))
+		return ex;
 	if ((ex = parse_uuid_arg(pos[0], "delete", &id)) ||
 	    (ex = open_env(true, &env)))
 		return ex;
@@ -886,8 +912,9 @@ static int cmd_react(int argc, char **argv)
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if (npos != 3)
-		return usage_err("react UUID USER_ID EMOJI [--remove]");
+	if ((ex = arity("react UUID USER_ID EMOJI [--remove]", pos, npos, 3,
+	                3)))
+		return ex;
 	if (!parse_i32(pos[1], &user)) {
 		fprintf(stderr, "%s: react: USER_ID '%s': must be an integer in "
 		        "%" PRId32 "..%" PRId32 "\n", prog,
@@ -905,14 +932,6 @@ static int cmd_react(int argc, char **argv)
 
 /* ------------------------------------------------------ statics, graph */
 
-static int website_object(int npos, char **pos, const char *use,
-                          shm_uuid *website)
-{
-	if (npos < 2)
-		return usage_err("%s", use);
-	return parse_uuid_arg(pos[0], "WEBSITE", website);
-}
-
 static int cmd_static(int argc, char **argv)
 {
 	optdef opts[] = {{"sha1", false, NULL}, {"sha256", false, NULL},
@@ -929,7 +948,8 @@ static int cmd_static(int argc, char **argv)
 	char b[SHM__SHOWN_MAX], shown[SHM__SHOWN_LONG_MAX];
 
 	if (argc < 1)
-		return usage_err("%s\n       %s", use_get, use_put);
+		return usage_err("static needs get or put; usage:\n  shmctl %s\n"
+		                 "  shmctl %s", use_get, use_put);
 	bool put = strcmp(argv[0], "put") == 0;
 	if (!put && strcmp(argv[0], "get") != 0)
 		return usage_err("unknown command 'static %s'",
@@ -939,11 +959,11 @@ static int cmd_static(int argc, char **argv)
 	if (optv(opts, "sha1") && optv(opts, "sha256"))
 		return usage_err("--sha1 and --sha256 exclude each other");
 	bool sha256 = optv(opts, "sha256") != NULL;
-	if (put && (npos < 2 || npos > 3 || optv(opts, "sha-only")))
-		return usage_err("%s", use_put);
-	if (!put && npos != 2)
-		return usage_err("%s", use_get);
-	if ((ex = website_object(npos, pos, put ? use_put : use_get, &website)))
+	if (put && optv(opts, "sha-only"))
+		return usage_err("--sha-only is an option of static get, not "
+		                 "put; usage: shmctl %s", use_put);
+	if ((ex = arity(put ? use_put : use_get, pos, npos, 2, put ? 3 : 2)) ||
+	    (ex = parse_uuid_arg(pos[0], "WEBSITE", &website)))
 		return ex;
 	if ((ex = open_env(put, &env)))
 		return ex;
@@ -1002,7 +1022,8 @@ static int cmd_deps(int argc, char **argv)
 	char b[SHM__SHOWN_MAX];
 
 	if (argc < 1)
-		return usage_err("%s\n       %s", use_set, use_show);
+		return usage_err("deps needs set or show; usage:\n  shmctl %s\n"
+		                 "  shmctl %s", use_set, use_show);
 	bool set = strcmp(argv[0], "set") == 0;
 	if (!set && strcmp(argv[0], "show") != 0)
 		return usage_err("unknown command 'deps %s'",
@@ -1010,14 +1031,19 @@ static int cmd_deps(int argc, char **argv)
 	if ((ex = scan(argc - 1, argv + 1, opts, &pos, &npos)))
 		return ex;
 	if (set && (optv(opts, "recursive") || optv(opts, "referrers")))
-		return usage_err("%s", use_set);
+		return usage_err("--%s is an option of deps show, not set; "
+		                 "usage: shmctl %s",
+		                 optv(opts, "recursive") ? "recursive"
+		                                         : "referrers", use_set);
 	if (optv(opts, "recursive") && optv(opts, "referrers"))
 		return usage_err("--recursive and --referrers exclude each "
 		                 "other");
-	if (!set && (optv(opts, "direct") || npos != 2))
-		return usage_err("%s", use_show);
-	if ((ex = website_object(npos, pos, set ? use_set : use_show,
-	                         &website)))
+	if (!set && optv(opts, "direct"))
+		return usage_err("--direct is an option of deps set, not show; "
+		                 "usage: shmctl %s", use_show);
+	if ((ex = arity(set ? use_set : use_show, pos, npos, 2,
+	                set ? -1 : 2)) ||
+	    (ex = parse_uuid_arg(pos[0], "WEBSITE", &website)))
 		return ex;
 	if ((ex = open_env(set, &env)))
 		return ex;
@@ -1070,9 +1096,8 @@ static int cmd_object(int argc, char **argv, const char *name,
 	snprintf(use, sizeof use, "%s WEBSITE OBJECT", name);
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if (npos != 2)
-		return usage_err("%s", use);
-	if ((ex = website_object(npos, pos, use, &website)) ||
+	if ((ex = arity(use, pos, npos, 2, 2)) ||
+	    (ex = parse_uuid_arg(pos[0], "WEBSITE", &website)) ||
 	    (ex = open_env(true, &env)))
 		return ex;
 	rc = fn(env, &website, pos[1]);
@@ -1321,8 +1346,8 @@ static int cmd_stat(int argc, char **argv)
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if (npos != 0)
-		return usage_err("stat [--json]");
+	if ((ex = arity("stat [--json]", pos, npos, 0, 0)))
+		return ex;
 	if ((ex = open_env(false, &env)))
 		return ex;
 	if ((rc = shm_env_info(env, &in)) || (rc = shm_stats_shared(env, &c))) {
@@ -1602,9 +1627,9 @@ static int cmd_log(int argc, char **argv)
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if (npos != 0)
-		return usage_err(
-			"log [--from SEQ] [--follow] [--json] [--dead]");
+	if ((ex = arity("log [--from SEQ] [--follow] [--json] [--dead]", pos,
+	                npos, 0, 0)))
+		return ex;
 	if ((ex = opt_u64("from", optv(opts, "from"), 0, UINT64_MAX, &next)))
 		return ex;
 	bool json = optv(opts, "json"), follow = optv(opts, "follow");
@@ -2023,15 +2048,15 @@ static int cmd_ls_dump(int argc, char **argv, bool dump)
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if (npos != 0)
-		return usage_err("%s", use);
+	if ((ex = arity(use, pos, npos, 0, 0)))
+		return ex;
 	const char *kind = optv(opts, "kind");
 	if (!kind)
 		kind = "all";
 	bool all = strcmp(kind, "all") == 0;
 	if (!all && strcmp(kind, "msg") && strcmp(kind, "static") &&
 	    (dump || (strcmp(kind, "graph") && strcmp(kind, "mark"))))
-		return usage_err("unknown kind '%s'; %s",
+		return usage_err("unknown kind '%s'; usage: shmctl %s",
 		                 shm__shown_str(kind, b), use);
 	c.json = !dump && optv(opts, "json");
 	if ((ex = open_env(false, &env)))
@@ -2078,8 +2103,8 @@ static int cmd_verify(int argc, char **argv)
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if (npos != 0)
-		return usage_err("verify");
+	if ((ex = arity("verify", pos, npos, 0, 0)))
+		return ex;
 	if ((ex = open_env(false, &env)))
 		return ex;
 	rc = shm_verify(env, report_problem, &shown, &problems);
@@ -2118,8 +2143,8 @@ static int cmd_upgrade(int argc, char **argv)
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if (npos != 0)
-		return usage_err("upgrade");
+	if ((ex = arity("upgrade", pos, npos, 0, 0)))
+		return ex;
 	if ((ex = open_env(true, &env)))
 		return ex;
 	if ((rc = shm__upgrade(env, &u)))
@@ -2191,8 +2216,8 @@ static int cmd_readers(int argc, char **argv)
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if (npos != 0)
-		return usage_err("readers [--clear-stale] [--json]");
+	if ((ex = arity("readers [--clear-stale] [--json]", pos, npos, 0, 0)))
+		return ex;
 	if ((ex = open_env(false, &env)))
 		return ex;
 	readers_out o = {env->mdb, optv(opts, "json") != NULL, 0};
