@@ -70,6 +70,11 @@ W=8c5e1ab0-6d0a-4c5c-9b61-2f6a0e1d5a11
 # ---------------------------------------------------------------- usage
 t "help exits 0" 0 "$SHMCTL" --help
 has "help documents exit codes" "$tmp/out" "65 bad input data"
+# --env, which shmctl takes, and the -e OTHER that makes dump | import a copy
+has "help documents --env" "$tmp/out" "-e DIR (or --env DIR, -eDIR)"
+has "help's copy names the other environment" "$tmp/out" "'dump --kind msg | shmctl -e OTHER"
+grep -q '^\.BI \\-e " DIR\\fR, \\fP" \\-\\-env " DIR"$' "$top/man/shmctl.1"
+if [ $? -eq 0 ]; then ok "the man page documents -e and --env"; else ko "the man page documents -e and --env"; fi
 t "command --help exits 0" 0 "$SHMCTL" get --help
 t "no command is a usage error" 2 "$SHMCTL"
 t "unknown command is a usage error" 2 "$SHMCTL" frobnicate
