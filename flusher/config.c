@@ -206,9 +206,14 @@ static int set_opt(fl_config *c, const fl_opt *o, const char *v, char *err,
 			for (const char *const *ch = o->choices; *ch; ch++)
 				ok |= strcasecmp(*ch, v) == 0;
 			if (!ok) {
-				snprintf(err, errlen, "%s: '%s' is not one of "
-				         "the allowed values (see --help)",
-				         o->name, shm__shown_str(v, shown));
+				int n = snprintf(err, errlen, "%s: '%s' is not "
+				                 "one of", o->name,
+				                 shm__shown_str(v, shown));
+				for (const char *const *ch = o->choices;
+				     *ch && n >= 0 && (size_t)n < errlen; ch++)
+					n += snprintf(err + n, errlen - (size_t)n,
+					              "%s %s", ch == o->choices
+					              ? "" : ",", *ch);
 				return -1;
 			}
 		}

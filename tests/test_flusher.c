@@ -67,7 +67,11 @@ static void test_config_rejects_bad_input_with_reason(void **state)
 		  "18446744073709551616"}, "compress-threshold: "
 		 "'18446744073709551616' is not an integer in [0, 4294967295]"},
 		{{"f", "-e", "d", "--pg", "x", "--bogus"}, "unknown option"},
-		{{"f", "-e", "d", "--pg", "x", "--static-sha=md5"}, "static-sha"},
+		/* the allowed values named: "see --help" named none */
+		{{"f", "-e", "d", "--pg", "x", "--static-sha=md5"},
+		 "static-sha: 'md5' is not one of sha1, sha256"},
+		{{"f", "-e", "d", "--pg", "x", "--log-level", "verbose"},
+		 "log-level: 'verbose' is not one of debug, info, warn, error"},
 		{{"f", "-e", "d", "--redis", "http://x", NULL}, "redis URL"},
 		{{"f", "-e", "d", "--redis", "redis://h:99999", NULL}, "bad port"},
 		{{"f", "-e", "d", "--redis", "unix://relative", NULL},
