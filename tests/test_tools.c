@@ -386,8 +386,7 @@ static void test_dataset_shows_bad_arguments_and_postgres_text_printably(
 		{"--websites", RAW, "shm-dataset: --websites '" SHOWN "': must"},
 		{"--obsolete", RAW, "shm-dataset: --obsolete '" SHOWN "': must"},
 		{"--graph", RAW, "shm-dataset: --graph '" SHOWN "': must be pg"},
-		{"--" RAW, NULL, "shm-dataset: unknown or incomplete option '--"
-		 SHOWN "'"},
+		{"--" RAW, NULL, "shm-dataset: unknown option '--" SHOWN "'"},
 	};
 	char err[4096];
 
@@ -395,10 +394,9 @@ static void test_dataset_shows_bad_arguments_and_postgres_text_printably(
 		int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
 		        "shm-dataset", (char *)cases[i].a, (char *)cases[i].b,
 		        "--quiet", NULL});
-		/* the unknown option is followed by the usage */
-		if (!cases[i].b)
-			strchr(err, '\n')[1] = '\0';
-		assert_shown(cases[i].a, rc, 1, err, cases[i].want, 1);
+		/* the unknown option is followed by where help is */
+		assert_shown(cases[i].a, rc, 1, err, cases[i].want,
+		             cases[i].b ? 1 : 2);
 	}
 	int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
 	        "shm-dataset", "--pg", "host='/nonexistent/" RAW "' dbname=x",
@@ -408,6 +406,32 @@ static void test_dataset_shows_bad_arguments_and_postgres_text_printably(
 	             ".s.PGSQL.", 1);
 	assert_non_null(strstr(err, "failed: No such file or directory Is the "
 	                            "server running"));
+}
+
+/* A bad option is said as shm-chatsim says it: what is wrong with it, in
+ * one line, then where help is. "unknown or incomplete option" said
+ * neither which (a value missing, or an argument no option takes), and
+ * the whole usage followed it. */
+static void test_dataset_says_a_bad_option_as_chatsim_does(void **state)
+{
+	static const struct {
+		const char *a, *want;
+	} cases[] = {
+		{"--wesbites", "unknown option '--wesbites'"},
+		{"--websites", "option '--websites' needs a value"},
+		{"--pg", "option '--pg' needs a value"},
+		{"extra", "unexpected argument 'extra'"},
+	};
+	char err[4096], want[256];
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
+		        "shm-dataset", "--quiet", (char *)cases[i].a, NULL});
+		snprintf(want, sizeof want, "shm-dataset: %s\n(see shm-dataset "
+		         "--help)\n", cases[i].want);
+		if (rc != 1 || strcmp(err, want))
+			fail_msg("%s: exit %d, '%s'", cases[i].a, rc, err);
+	}
 }
 
 /* The summary counts in words that agree with them: "1 message (1
@@ -933,6 +957,7 @@ int main(void)
 		T(test_chatsim_says_a_bad_option_as_shmctl_does),
 		T(test_chatsim_shows_bad_arguments_printably),
 		T(test_dataset_shows_bad_arguments_and_postgres_text_printably),
+		T(test_dataset_says_a_bad_option_as_chatsim_does),
 		T(test_chatsim_summary_says_one_in_the_singular),
 		T(test_chatsim_writes_replies_in_their_parents_room_and_thread),
 		T(test_dataset_keeps_the_environments_map_size),

@@ -598,9 +598,10 @@ static int run(int argc, char **argv)
 	char shown[SHM__SHOWN_LONG_MAX];
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		const char *no_value = NULL; /* an option ARG knows, last */
 		uint64_t n;
 		bool ok = true;
-#define ARG(name) (!strcmp(a, name) && v && (i++, 1))
+#define ARG(name) (!strcmp(a, name) && (v ? (i++, 1) : (no_value = a, 0)))
 		/* websites x connections stays within a long; the objects of
 		 * a site within an int */
 		if (ARG("--websites")) {
@@ -632,9 +633,12 @@ static int run(int argc, char **argv)
 			printf("shm-dataset %s\n", SHM_VERSION);
 			return 0;
 		} else {
-			fprintf(stderr, "shm-dataset: unknown or incomplete "
-			        "option '%s'\n", shm__shown_str(a, shown));
-			usage(stderr);
+			fprintf(stderr, no_value ? "shm-dataset: option '%s' "
+			        "needs a value\n" : a[0] == '-' ? "shm-dataset: "
+			        "unknown option '%s'\n" : "shm-dataset: "
+			        "unexpected argument '%s'\n",
+			        shm__shown_str(a, shown));
+			fputs("(see shm-dataset --help)\n", stderr);
 			return 1;
 		}
 		if (!ok)
