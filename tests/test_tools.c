@@ -434,6 +434,34 @@ static void test_dataset_says_a_bad_option_as_chatsim_does(void **state)
 	}
 }
 
+/* shm-bench's bad arguments are said, naming them, before anything is
+ * started: a stray argument printed the usage alone, and "--seed -1" was
+ * taken (strtoull's 2^64 - 1) and ran the benchmark. */
+static void test_bench_refuses_bad_arguments_naming_them(void **state)
+{
+	static const struct {
+		const char *a, *b, *want;
+	} cases[] = {
+		{"extra", NULL, "shm-bench: unexpected argument 'extra'\n"
+		 "(see shm-bench --help)\n"},
+		{"--seed", "-1", "shm-bench: --seed '-1': must be an integer in "
+		 "0..18446744073709551615\n"},
+		{"--rounds", "+2", "shm-bench: --rounds '+2': must be an integer "
+		 "in 1..100\n"},
+		{"--rounds", "0", "shm-bench: --rounds '0': must be an integer "
+		 "in 1..100\n"},
+	};
+	char err[4096];
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
+		        "shm-bench", (char *)cases[i].a, (char *)cases[i].b,
+		        NULL});
+		if (rc != 2 || strcmp(err, cases[i].want))
+			fail_msg("%s: exit %d, '%s'", cases[i].a, rc, err);
+	}
+}
+
 /* The summary counts in words that agree with them: "1 message (1
  * reply), 1 edit, 1 reaction, 1 delete", not "1 replies". Two messages
  * under seeds 1..12 make each of them once (rand_r's sequence). */
@@ -958,6 +986,7 @@ int main(void)
 		T(test_chatsim_shows_bad_arguments_printably),
 		T(test_dataset_shows_bad_arguments_and_postgres_text_printably),
 		T(test_dataset_says_a_bad_option_as_chatsim_does),
+		T(test_bench_refuses_bad_arguments_naming_them),
 		T(test_chatsim_summary_says_one_in_the_singular),
 		T(test_chatsim_writes_replies_in_their_parents_room_and_thread),
 		T(test_dataset_keeps_the_environments_map_size),

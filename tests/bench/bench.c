@@ -6,7 +6,9 @@
  * Exit: 0 every target checked passed, 1 a target missed, 2 usage,
  * 70 a section failed (setup, server, or an op returned an error).
  */
+#include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include <jansson.h>
 
 #include "bench.h"
+#include "text.h"
 
 int bench__init(bench_ctx *ctx);
 
@@ -358,6 +361,7 @@ int main(int argc, char **argv)
 	static bench_ctx ctx;
 	bool only[N_SECTIONS];
 	bool any_only = false;
+	char shown[SHM__SHOWN_MAX];
 	memset(only, 0, sizeof only);
 	ctx.seed = 1;
 
@@ -388,9 +392,11 @@ int main(int argc, char **argv)
 		case 'r': {
 			char *end;
 			long v = strtol(optarg, &end, 10);
-			if (*end || !*optarg || v < 1 || v > 100) {
-				fprintf(stderr, "shm-bench: --rounds: 1..100: %s\n",
-				        optarg);
+			if (*optarg < '0' || *optarg > '9' || *end || v < 1 ||
+			    v > 100) {
+				fprintf(stderr, "shm-bench: --rounds '%s': must be "
+				        "an integer in 1..100\n",
+				        shm__shown_str(optarg, shown));
 				return 2;
 			}
 			ctx.rounds = (int)v;
@@ -398,10 +404,12 @@ int main(int argc, char **argv)
 		}
 		case 's': {
 			char *end;
+			errno = 0; /* digits: strtoull takes "-1" as 2^64 - 1 */
 			ctx.seed = strtoull(optarg, &end, 10);
-			if (*end || !*optarg) {
-				fprintf(stderr, "shm-bench: --seed: not a number: %s\n",
-				        optarg);
+			if (*optarg < '0' || *optarg > '9' || *end || errno) {
+				fprintf(stderr, "shm-bench: --seed '%s': must be an "
+				        "integer in 0..%" PRIu64 "\n",
+				        shm__shown_str(optarg, shown), UINT64_MAX);
 				return 2;
 			}
 			break;
@@ -444,7 +452,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		usage(stderr);
+		fprintf(stderr, "shm-bench: unexpected argument '%s'\n(see "
+		        "shm-bench --help)\n", shm__shown_str(argv[optind], shown));
 		return 2;
 	}
 
