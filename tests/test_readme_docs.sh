@@ -2,7 +2,8 @@
 # tests/test_readme_docs.sh - what README.md and man/shmctl.1 say that a
 # machine can check against the code and the programs: every in-page link
 # reaches a heading (GitHub's anchors), every file link a file; the
-# shm-flusher option table against shm-flusher --help (names and defaults);
+# shm-flusher option table against shm-flusher --help (names and defaults),
+# shm-bench's options against its --help;
 # the shm_options table against struct shm_options; shmctl's commands and
 # exit codes against shmctl --help, tools/shmctl.c and the man page.
 # Ends with "N passed, M failed"; exits non-zero if anything failed.
@@ -101,6 +102,21 @@ range="$(head -n 1 "$tmp/codes") to $(tail -n 1 "$tmp/codes")"
 [ "$(wc -l <"$tmp/codes")" -gt 10 ] &&
 	tr '\n' ' ' <"$readme" | grep -qF -- "\`SHM_E*\`, $range,"
 check "the README gives the SHM_E* codes' range, $range as in shm.h" $?
+
+# -------------------------------------------------- shm-bench's options
+# every option of its --help's synopsis in the README's Benchmarks section
+"$bin/shm-bench" --help >"$tmp/help"
+check "shm-bench --help exits 0" $?
+sed -n '/^usage:/,/^  /p' "$tmp/help" | grep -o -- '--[a-z-]*' | sort -u \
+	>"$tmp/bench.opts"
+[ "$(wc -l <"$tmp/bench.opts")" -ge 6 ]
+check "shm-bench --help's synopsis lists its options" $?
+sed -n '/^## Benchmarks/,/^## /p' "$readme" >"$tmp/readme.bench"
+while read -r o; do
+	grep -qF -- "$o" "$tmp/readme.bench" ||
+		echo "$o: in shm-bench --help, not in the README's Benchmarks"
+done <"$tmp/bench.opts" >"$tmp/bad"
+none "$tmp/bad" "every shm-bench option is in the README's Benchmarks section"
 
 # ------------------------------------------------------------ shmctl
 "$bin/shmctl" --help >"$tmp/help"
