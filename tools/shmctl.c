@@ -2122,9 +2122,11 @@ static int cmd_verify(int argc, char **argv)
 	} else {
 		shm_info in;
 		if (shm_env_info(env, &in) == 0)
-			printf("ok: %" PRIu64 " messages, %" PRIu64
-			       " statics, %" PRIu64 " log records\n",
-			       in.messages, in.statics, in.log_records);
+			printf("ok: %" PRIu64 " message%s, %" PRIu64
+			       " static%s, %" PRIu64 " log record%s\n",
+			       in.messages, in.messages == 1 ? "" : "s",
+			       in.statics, in.statics == 1 ? "" : "s",
+			       in.log_records, in.log_records == 1 ? "" : "s");
 		else
 			printf("ok\n");
 		ex = EX_OK;
