@@ -435,7 +435,10 @@ has "saying so, not 'Bad file descriptor'" "$tmp/err" "$tmp/empty: no shm enviro
 t "so does a write command" 1 "$SHMCTL" -e "$tmp/empty" touch 0b8e7c52-1c3d-4e5f-8a9b-0c1d2e3f4a5b Page/1
 eq "which leaves it empty" "$(wc -c <"$tmp/empty/data.mdb")" 0
 t "init creates an environment" 0 "$SHMCTL" -e "$tmp/empty" init
+# saying which it did: "DIR: an shm environment" said neither
+has "saying it created it" "$tmp/out" "$tmp/empty: shm environment created"
 t "init again is harmless" 0 "$SHMCTL" -e "$tmp/empty" init
+has "saying it was there" "$tmp/out" "$tmp/empty: an shm environment already, left as it was"
 t "which the other commands then open" 0 "$SHMCTL" -e "$tmp/empty" stat
 t "readers" 0 "$SHMCTL" readers
 eq "readers without readers says so (the man page's text)" "$(cat "$tmp/out")" "(no active readers)"

@@ -419,10 +419,17 @@ static int cmd_init(int argc, char **argv)
 		return ex;
 	if ((ex = arity("init", pos, npos, 0, 0)))
 		return ex;
+	/* what was there, for the message: a data.mdb with pages (an empty
+	 * one is a creation cut short, which the open completes) */
+	char data[4096];
+	struct stat st;
+	snprintf(data, sizeof data, "%s/data.mdb", env_dir);
+	bool existed = stat(data, &st) == 0 && st.st_size > 0;
 	if ((ex = open_env_as(true, true, &env)))
 		return ex;
 	shm_env_close(env);
-	printf("%s: an shm environment\n", env_dir);
+	printf(existed ? "%s: an shm environment already, left as it was\n"
+	               : "%s: shm environment created\n", env_dir);
 	return EX_OK;
 }
 
