@@ -318,9 +318,10 @@ static int load_file(fl_config *c, const char *path, char *err, size_t errlen)
 		}
 		const fl_opt *o = find_long(key, strlen(key));
 		if (!o || o->where == W_FLAG) {
-			snprintf(err, errlen, "%s:%d: unknown option '%s'%s",
-			         where, lineno, shm__shown_str(key, shown),
-			         o ? " (command line only)" : "");
+			snprintf(err, errlen, o ? "%s:%d: '%s' is no config file "
+			         "key: give --%s on the command line" : "%s:%d: "
+			         "unknown option '%s'", where, lineno,
+			         shm__shown_str(key, shown), o ? o->name : "");
 			rc = -1;
 			break;
 		}

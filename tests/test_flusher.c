@@ -291,6 +291,29 @@ static void test_config_file_numbers_are_digits(void **state)
 	free(dir);
 }
 
+/* A command-line-only option in the config file is said to be one, with
+ * where it goes: "unknown option 'once' (command line only)" called it
+ * unknown. */
+static void test_config_file_flag_only_key_says_where_it_goes(void **state)
+{
+	char *dir = tu_tmpdir(), path[4096], err[512];
+	char *argv[] = {"shm-flusher", "--config", path, NULL};
+	fl_config c;
+
+	snprintf(path, sizeof path, "%s/flusher.conf", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "env = /e\npg = dbname=x\nonce = yes\n");
+	fclose(f);
+	assert_int_not_equal(fl_config_load(&c, 3, argv, err, sizeof err), 0);
+	if (!strstr(err, "flusher.conf:3: 'once' is no config file key: give "
+	                 "--once on the command line"))
+		fail_msg("'%s'", err);
+	fl_config_free(&c);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* A config file that cannot be read as lines of text is named with why:
  * a directory (read as an empty file before), a NUL byte (said to be a
  * line too long before). A UTF-8 byte order mark starting it is skipped,
@@ -3320,6 +3343,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_config_yes_no_settings, ft_teardown),
 		cmocka_unit_test_teardown(test_config_file_key_twice_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_config_file_numbers_are_digits, ft_teardown),
+		cmocka_unit_test_teardown(test_config_file_flag_only_key_says_where_it_goes,
+		                          ft_teardown),
 		cmocka_unit_test_teardown(test_config_errors_show_values_printably, ft_teardown),
 		cmocka_unit_test_teardown(test_config_file_unreadable_as_text_is_named, ft_teardown),
 		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
