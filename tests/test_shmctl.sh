@@ -73,6 +73,9 @@ has "help documents exit codes" "$tmp/out" "65 bad input data"
 # --env, which shmctl takes, and the -e OTHER that makes dump | import a copy
 has "help documents --env" "$tmp/out" "-e DIR (or --env DIR, -eDIR)"
 has "help's copy names the other environment" "$tmp/out" "'dump --kind msg | shmctl -e OTHER"
+# import's shape said as what shmctl writes: "(seed shape)" named a
+# document a clone does not have
+has "help says import's shape" "$tmp/out" "messages as JSON lines, as get, room"
 grep -q '^\.BI \\-e " DIR\\fR, \\fP" \\-\\-env " DIR"$' "$top/man/shmctl.1"
 if [ $? -eq 0 ]; then ok "the man page documents -e and --env"; else ko "the man page documents -e and --env"; fi
 t "command --help exits 0" 0 "$SHMCTL" get --help
