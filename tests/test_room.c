@@ -1,19 +1,24 @@
 /* tests/test_room.c - room pages (libshm/room.c) against PostgreSQL: what
  * L1 may answer alone (the room floor of a new environment, of one made by
  * an older version, after a gap in the invalidation channel with a peer
- * whose clock runs ahead), and PostgreSQL's rows giving way to L1's
- * versions of the same messages. Every page is checked against
+ * whose clock runs ahead), PostgreSQL's rows giving way to L1's
+ * versions of the same messages, and the second query such a page needs
+ * failing (a fault this binary's PQsendQueryParams injects into a real
+ * server: its backend stopped or terminated). Every page is checked against
  * PostgreSQL's own once the flusher has caught up.
  *
  * Needs a real redis-server and PostgreSQL (SHM_TEST_REDIS, SHM_TEST_PG, as
  * tests/run.sh provides them); every test skips without them. Rows use
  * room names "rm<pid>-..." and are removed afterwards. */
+#include <dlfcn.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "flusher_test.h"
 #include "internal.h"
@@ -387,6 +392,137 @@ static void test_reset_floor_covers_a_peer_clock_ahead(void **state)
 	cleanup();
 }
 
+/* ------------------------------ PostgreSQL failing between two queries */
+
+/* What happens to the server of the n-th room page query from now on, just
+ * before libshm sends it (n 0: nothing): its backend stopped (SIGSTOP, as
+ * a hung server), or terminated (as a restart would). */
+static struct {
+	int n;
+	bool terminate;
+	pid_t backend; /* the one stopped or terminated */
+} fault;
+
+/* This binary's PQsendQueryParams comes before libpq's for libshm's code:
+ * it does what fault says, then sends. */
+int PQsendQueryParams(PGconn *c, const char *command, int n,
+                      const Oid *types, const char *const *values,
+                      const int *lengths, const int *formats, int format)
+{
+	static int (*real)(PGconn *, const char *, int, const Oid *,
+	                   const char *const *, const int *, const int *, int);
+
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "PQsendQueryParams");
+	if (fault.n > 0 && strstr(command, "WHERE room_id = $1") &&
+	    --fault.n == 0) {
+		fault.backend = PQbackendPID(c);
+		if (!fault.terminate) {
+			kill(fault.backend, SIGSTOP);
+		} else {
+			char sql[80];
+			PGconn *other = pg();
+			snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d, "
+			         "5000)", (int)fault.backend);
+			PGresult *r = PQexec(other, sql);
+			if (PQresultStatus(r) != PGRES_TUPLES_OK ||
+			    strcmp(PQgetvalue(r, 0, 0), "t"))
+				fail_msg("terminate backend %d: %s",
+				         (int)fault.backend, PQerrorMessage(other));
+			PQclear(r);
+			PQfinish(other);
+		}
+	}
+	return real(c, command, n, types, values, lengths, formats, format);
+}
+
+/* A page whose first PostgreSQL query succeeds, but whose rows gave way to
+ * L1's versions so that a second, longer one is needed (room.c l3_page),
+ * and that second query meets a stopped server (the L3 timeout) or a
+ * terminated connection: SHM_EL3 and nothing (invariant 4), never the
+ * rows of the first query; the reason names the room and PostgreSQL's
+ * failure; L1 and its log are as before. Once PostgreSQL answers again
+ * (after the 1 s it is skipped), the same page is PostgreSQL's. */
+static void test_page_whose_second_query_fails_is_an_error(void **state)
+{
+	FT_NEED_SERVERS();
+	char room[64], want[200], *dir = tu_tmpdir();
+	PGconn *db = pg();
+	const int64_t t = shm_now_us() - 100 * S;
+	shm_msg row[6], *got, **msgs = NULL;
+	shm_counters c0, c1;
+	shm_options o;
+	shm_info in0, in1;
+	size_t n;
+
+	room_name(room, sizeof room, "second");
+	for (int i = 0; i < 6; i++) { /* t+1 s .. t+6 s, another host's */
+		row[i] = msg_at(room, t + (i + 1) * S, "other host");
+		tu_pg_put(db, &row[i]);
+	}
+	shm_options_init(&o);
+	o.pg_conninfo = ft_pg;
+	o.l3_timeout_ms = 300;
+	shm_env *env = tu_open(dir, &o);
+	/* row[4] moves past row[5]: PostgreSQL's first 2 rows before t+6 s
+	 * are row[4], which gives way, and row[3]: one short, asked again */
+	assert_int_equal(shm_msg_get(env, &row[4].id, &got), 0);
+	shm_msg moved = *got;
+	moved.created_at = t + 7 * S;
+	assert_int_equal(shm_msg_put(env, &moved), 0);
+	shm_msg_free(got);
+	page ok = page_of(env, room, t + 6 * S, 2);
+	assert_true(ok.l3);
+	assert_int_equal(ok.n, 2);
+
+	for (int pass = 0; pass < 2; pass++) {
+		tu_sleep_ms(1100); /* past the skip of the pass before */
+		assert_int_equal(shm_env_info(env, &in0), 0);
+		shm_stats_local(env, &c0);
+		fault.n = 2;
+		fault.terminate = pass == 1;
+		n = 99;
+		int rc = shm_room_page(env, room, t + 6 * S, 2, &msgs, &n);
+		if (!fault.terminate)
+			kill(fault.backend, SIGCONT);
+		fprintf(stderr, "second query, backend %s: rc %d: %s\n",
+		        pass ? "terminated" : "stopped", rc, shm_errmsg());
+		assert_int_equal(fault.n, 0); /* the second query did meet it */
+		assert_int_equal(rc, SHM_EL3);
+		assert_null(msgs);
+		assert_int_equal(n, 0);
+		snprintf(want, sizeof want, "room '%s': page not complete in L1, "
+		         "and PostgreSQL ", room);
+		assert_int_equal(strncmp(shm_errmsg(), want, strlen(want)), 0);
+		assert_non_null(strstr(shm_errmsg(),
+		                       pass ? "terminating connection due to "
+		                              "administrator command"
+		                            : "no answer within the l3_timeout_ms "
+		                              "of 300 ms"));
+		shm_stats_local(env, &c1);
+		assert_int_equal(c1.room_pages_l3, c0.room_pages_l3);
+		assert_int_equal(c1.l3_errors - c0.l3_errors, 1);
+		assert_int_equal(shm_env_info(env, &in1), 0);
+		assert_int_equal(in1.next_seq, in0.next_seq);
+		assert_int_equal(in1.messages, in0.messages);
+		assert_int_equal(in1.l1_bytes, in0.l1_bytes);
+		assert_int_equal(tu_verify(env), 0);
+	}
+	fault.n = 0;
+	tu_sleep_ms(1100);
+	page p = page_of(env, room, t + 6 * S, 2);
+	assert_true(p.l3);
+	assert_int_equal(p.n, ok.n);
+	assert_memory_equal(p.id, ok.id, ok.n * sizeof *ok.id);
+	flush(dir);
+	assert_page_is_pg(&p, db, room, t + 6 * S, 2);
+	shm_env_close(env);
+	PQfinish(db);
+	ft_rmdir(dir);
+	free(dir);
+	cleanup();
+}
+
 static int group_setup(void **state)
 {
 	snprintf(prefix, sizeof prefix, "rm%ld", (long)getpid());
@@ -414,6 +550,9 @@ int main(void)
 		                          ft_teardown),
 		cmocka_unit_test_teardown(
 			test_reset_floor_covers_a_peer_clock_ahead, ft_teardown),
+		cmocka_unit_test_teardown(
+			test_page_whose_second_query_fails_is_an_error,
+			ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
