@@ -4,10 +4,19 @@
  * writes as that libshm left it, is rewritten in one transaction: verify
  * is clean after, the graph reads as declared, the records the flusher
  * needs are logged (and it mirrors them into PostgreSQL), and a second run
- * does nothing. */
+ * does nothing. A run that fails partway (a write of LMDB's failing at any
+ * point, a full map) changes nothing at all. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
 
 #include "internal.h"
 #include "flusher_test.h"
@@ -155,24 +164,12 @@ static const char *referrers(fixture *f, const char *obj)
 	return joined(l);
 }
 
-/*
- * Every kind an older libshm left: a page and its person in upper case;
- * a block declared since in lower case whose old edge names the person in
- * upper case; a post in upper case declared again since in lower case
- * (the lower-case declaration stands); a website stored indirect; a static
- * and a mark under an upper-case key. Before shm__upgrade, no reader
- * reached them and no function could drop them (every one lowers its
- * argument).
- */
-static void test_upgrade_rewrites_what_an_older_libshm_stored(void **state)
+/* What the test below describes, as an older libshm left it; the log
+ * trimmed (flushed). */
+static void forge_every_kind(fixture *f)
 {
-	fixture *f = *state;
 	const char *b9[] = {"Block/b9"}, *px[] = {"Person/x"};
 	uint8_t one = 1, zero = 0, mark[9] = {[8] = 1};
-	shm__upgraded u;
-	shm_log_iter *it;
-	shm_log_rec r;
-	bool direct = false;
 
 	legacy_put(f, f->env->obj, UP("Page", "AB"), &one, 1);
 	legacy_edge(f, UP("Page", "AB"), UP("Person", "CD"));
@@ -190,6 +187,26 @@ static void test_upgrade_rewrites_what_an_older_libshm_stored(void **state)
 	legacy_static(f, LOW("Page", "ab"), UP("Page", "AB"));
 	legacy_put(f, f->env->mark, UP("Person", "CD"), mark, sizeof mark);
 	shm_log_trim(f->env, next_seq(f) - 1);
+}
+
+/*
+ * Every kind an older libshm left: a page and its person in upper case;
+ * a block declared since in lower case whose old edge names the person in
+ * upper case; a post in upper case declared again since in lower case
+ * (the lower-case declaration stands); a website stored indirect; a static
+ * and a mark under an upper-case key. Before shm__upgrade, no reader
+ * reached them and no function could drop them (every one lowers its
+ * argument).
+ */
+static void test_upgrade_rewrites_what_an_older_libshm_stored(void **state)
+{
+	fixture *f = *state;
+	shm__upgraded u;
+	shm_log_iter *it;
+	shm_log_rec r;
+	bool direct = false;
+
+	forge_every_kind(f);
 	/* unreachable: the person reaches neither the page nor the block */
 	assert_string_equal(referrers(f, LOW("Person", "cd")), "");
 	assert_string_equal(referrers(f, "Block/b8"), UP("Post", "EF"));
@@ -304,6 +321,275 @@ static void test_flusher_mirrors_the_upgrade(void **state)
 	free(f.dir);
 }
 
+/* ------------------------------------------------ failing partway */
+
+/* LMDB's writes as this binary sees them: while armed, mdb_put and mdb_del
+ * (libshm's calls come here before LMDB's) are counted, the fail_at-th
+ * fails with MDB_TXN_FULL (LMDB's answer to a transaction too big), and
+ * those that found the map full are counted; with fail_commit, a commit
+ * fails with EIO (a disk that cannot be written), its transaction aborted
+ * as LMDB's failing commit does. */
+static struct {
+	bool armed, fail_commit;
+	unsigned calls, fail_at, map_full;
+} inj;
+
+int mdb_txn_commit(MDB_txn *txn)
+{
+	static int (*real)(MDB_txn *);
+
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "mdb_txn_commit");
+	if (inj.armed && inj.fail_commit) {
+		mdb_txn_abort(txn);
+		return EIO;
+	}
+	return real(txn);
+}
+
+static int injected(int rc)
+{
+	if (rc == MDB_MAP_FULL)
+		inj.map_full++;
+	return rc;
+}
+
+int mdb_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *d,
+            unsigned flags)
+{
+	static int (*real)(MDB_txn *, MDB_dbi, MDB_val *, MDB_val *, unsigned);
+
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "mdb_put");
+	if (!inj.armed)
+		return real(txn, dbi, k, d, flags);
+	if (++inj.calls == inj.fail_at)
+		return MDB_TXN_FULL;
+	return injected(real(txn, dbi, k, d, flags));
+}
+
+int mdb_del(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *d)
+{
+	static int (*real)(MDB_txn *, MDB_dbi, MDB_val *, MDB_val *);
+
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "mdb_del");
+	if (!inj.armed)
+		return real(txn, dbi, k, d);
+	if (++inj.calls == inj.fail_at)
+		return MDB_TXN_FULL;
+	return injected(real(txn, dbi, k, d));
+}
+
+/* What every database of the environment holds: entries and a hash of
+ * their keys and values, per database. */
+#define N_DBS 13
+typedef struct snap {
+	size_t n[N_DBS];
+	uint64_t h[N_DBS];
+} snap;
+
+static const char *const db_names[N_DBS] = {
+	"meta", "msg", "room", "roomwm", "lru", "log", "dead", "stat",
+	"lease", "obj", "dep", "ref", "mark"};
+
+static snap snapshot(shm_env *env)
+{
+	const MDB_dbi dbs[N_DBS] = {env->meta, env->msg, env->room, env->roomwm,
+	                            env->lru, env->log, env->dead, env->stat,
+	                            env->lease, env->obj, env->dep, env->ref,
+	                            env->mark};
+	snap s = {{0}, {0}};
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+
+	assert_int_equal(mdb_txn_begin(env->mdb, NULL, MDB_RDONLY, &txn), 0);
+	for (int i = 0; i < N_DBS; i++) {
+		XXH64_state_t *x = XXH64_createState();
+		XXH64_reset(x, 0);
+		assert_int_equal(mdb_cursor_open(txn, dbs[i], &cur), 0);
+		for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0;
+		     op = MDB_NEXT) {
+			XXH64_update(x, &k.mv_size, sizeof k.mv_size);
+			XXH64_update(x, k.mv_data, k.mv_size);
+			XXH64_update(x, &v.mv_size, sizeof v.mv_size);
+			XXH64_update(x, v.mv_data, v.mv_size);
+			s.n[i]++;
+		}
+		mdb_cursor_close(cur);
+		s.h[i] = XXH64_digest(x);
+		XXH64_freeState(x);
+	}
+	mdb_txn_abort(txn);
+	return s;
+}
+
+static void assert_unchanged(const snap *before, shm_env *env,
+                             const char *after_what)
+{
+	snap now = snapshot(env);
+
+	for (int i = 0; i < N_DBS; i++)
+		if (now.n[i] != before->n[i] || now.h[i] != before->h[i])
+			fail_msg("%s: database '%s' changed (%zu entries, "
+			         "were %zu)", after_what, db_names[i], now.n[i],
+			         before->n[i]);
+}
+
+/*
+ * The upgrade of every kind, with its commit failing (EIO), then with
+ * LMDB's k-th write of the upgrade failing, for every k up to the run that
+ * makes them all: each failing run returns LMDB's error with its text
+ * (what failed, then why) and changes nothing (the same entries, byte
+ * for byte, in every database; verify finds the same problems); the run
+ * without a failure does it all.
+ */
+static void test_upgrade_failing_at_any_write_changes_nothing(void **state)
+{
+	fixture *f = *state;
+	shm__upgraded u;
+	unsigned k;
+	char what[64];
+
+	forge_every_kind(f);
+	const snap before = snapshot(f->env);
+	assert_int_equal(verify(f), 7);
+	inj = (__typeof__(inj)){.armed = true, .fail_commit = true};
+	assert_int_equal(shm__upgrade(f->env, &u), EIO);
+	inj.armed = false;
+	assert_string_equal(shm_errmsg(), "commit: Input/output error");
+	assert_unchanged(&before, f->env, "the commit failing");
+	assert_int_equal(verify(f), 7);
+	for (k = 1;; k++) {
+		inj = (__typeof__(inj)){.armed = true, .fail_at = k};
+		int rc = shm__upgrade(f->env, &u);
+		inj.armed = false;
+		if (rc == 0)
+			break;
+		/* what failed, then LMDB's text: "lru delete: MDB_TXN_FULL..." */
+		const char *e = strstr(shm_errmsg(), mdb_strerror(MDB_TXN_FULL));
+		if (rc != MDB_TXN_FULL || !e || e - shm_errmsg() < 3)
+			fail_msg("write %u failing: rc %d, '%s'", k, rc,
+			         shm_errmsg());
+		snprintf(what, sizeof what, "write %u failing", k);
+		assert_unchanged(&before, f->env, what);
+		assert_int_equal(verify(f), 7);
+	}
+	fprintf(stderr, "the upgrade makes %u writes; each failing changed "
+	        "nothing\n", inj.calls);
+	assert_int_equal(inj.calls, k - 1);
+	assert_true(k > 10);
+	assert_int_equal(u.declared, 3);
+	assert_int_equal(u.dropped, 1);
+	assert_int_equal(u.statics, 1);
+	assert_int_equal(u.marks, 1);
+	assert_int_equal(verify(f), 0);
+}
+
+/* shmctl -e dir upgrade: its exit status; its stderr into err. */
+static int shmctl_upgrade(const char *dir, char *err, size_t cap)
+{
+	char bin[PATH_MAX + 16], exe[PATH_MAX];
+	const char *s = getenv("SHMCTL");
+	int p[2], st;
+	ssize_t n, len = 0;
+
+	if (s && *s) {
+		snprintf(bin, sizeof bin, "%s", s);
+	} else {
+		n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+		assert_true(n > 0);
+		exe[n] = 0;
+		snprintf(bin, sizeof bin, "%s/../bin/shmctl", dirname(exe));
+	}
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], 2);
+		close(p[0]);
+		close(p[1]);
+		execl(bin, "shmctl", "-e", dir, "upgrade", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	while ((n = read(p[0], err + len, cap - 1 - (size_t)len)) > 0)
+		len += n;
+	err[len] = 0;
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/*
+ * 300 pages and persons an older libshm stored in upper case, in a 1 MiB
+ * map then filled with unflushed messages: the upgrade's own writes find
+ * the map full partway; it fails with SHM_EFULL saying so (and shmctl
+ * upgrade exits 70 with that text) and changes nothing. Once the
+ * messages are flushed (evictable), it goes through.
+ */
+static void test_upgrade_in_a_full_map_changes_nothing(void **state)
+{
+	fixture f = {.dir = tu_tmpdir()};
+	shm_options o;
+	shm__upgraded u;
+	char obj[128], dep[128], err[2048];
+	uint8_t one = 1;
+	static char text[2001];
+	int rc, puts = 0;
+
+	shm_options_init(&o);
+	o.map_size = SHM_MAP_SIZE_MIN;
+	f.env = tu_open(f.dir, &o);
+	assert_int_equal(shm_uuid_parse(WEB, &f.w), 0);
+	for (int i = 0; i < 300; i++) {
+		snprintf(obj, sizeof obj, "Page/C0FFEE00-0000-4000-8000-%012X", i);
+		snprintf(dep, sizeof dep, "Person/C0FFEE00-0000-4000-9000-%012X",
+		         i);
+		legacy_put(&f, f.env->obj, obj, &one, 1);
+		legacy_edge(&f, obj, dep);
+	}
+	memset(text, 'x', sizeof text - 1);
+	do {
+		shm_msg m = tu_msg("full", 1, text);
+		rc = shm_msg_put(f.env, &m);
+		puts++;
+	} while (rc == 0);
+	assert_int_equal(rc, SHM_EFULL);
+	fprintf(stderr, "%d messages fill the map\n", puts - 1);
+	const snap before = snapshot(f.env);
+	const size_t problems = verify(&f);
+	assert_true(problems >= 300);
+
+	inj = (__typeof__(inj)){.armed = true};
+	rc = shm__upgrade(f.env, &u);
+	inj.armed = false;
+	fprintf(stderr, "upgrade: rc %d, %u of its writes found the map full: "
+	        "%s\n", rc, inj.map_full, shm_errmsg());
+	assert_int_equal(rc, SHM_EFULL);
+	assert_true(inj.map_full > 0); /* partway, not at the commit */
+	assert_non_null(strstr(shm_errmsg(), "is full of unflushed work"));
+	assert_unchanged(&before, f.env, "upgrade in a full map");
+	assert_int_equal(verify(&f), problems);
+
+	assert_int_equal(shmctl_upgrade(f.dir, err, sizeof err), 70);
+	fprintf(stderr, "shmctl upgrade: %s", err);
+	assert_non_null(strstr(err, "shmctl: map of 1048576 bytes is full of "
+	                            "unflushed work"));
+	assert_unchanged(&before, f.env, "shmctl upgrade in a full map");
+
+	shm_info in;
+	assert_int_equal(shm_env_info(f.env, &in), 0);
+	assert_int_equal(shm_log_trim(f.env, in.log_last), 0);
+	assert_int_equal(shm__upgrade(f.env, &u), 0);
+	assert_int_equal(u.declared, 300);
+	assert_int_equal(verify(&f), 0);
+	shm_env_close(f.env);
+	tu_rmdir(f.dir);
+	free(f.dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -313,6 +599,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_upgrade_of_a_clean_environment_does_nothing, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_upgrade_failing_at_any_write_changes_nothing, setup,
+			teardown),
+		cmocka_unit_test(test_upgrade_in_a_full_map_changes_nothing),
 		cmocka_unit_test_teardown(test_flusher_mirrors_the_upgrade,
 		                          ft_teardown),
 	};
