@@ -418,7 +418,10 @@ static int resync(fl_worker *w)
 	if (r <= 0)
 		return r;
 	/* A position past this environment's last record belongs to another
-	 * log: taking it would skip records never applied. */
+	 * log: taking it would skip records never applied. The pg sink has
+	 * refused a row of another environment (env_uuid) already: past
+	 * that, it is this environment's older self, restored from a copy,
+	 * or another one where the table has no env_uuid. */
 	uint64_t next_seq = 0, last;
 	if (shm_meta_get(w->env, "next_seq", &next_seq)) {
 		fl_sink_seterr(w->sink, "read next_seq: %s", shm_errmsg());
@@ -428,10 +431,13 @@ static int resync(fl_worker *w)
 	if (pos > last) {
 		fl_sink_seterr(w->sink, "the sink says env-id '%s' applied up "
 		               "to %" PRIu64 ", but this environment's log ends "
-		               "at %" PRIu64 " (two environments under one "
-		               "env-id, or this one recreated): nothing "
-		               "is applied until its row in shm_sink_positions "
-		               "is fixed (give each environment its own "
+		               "at %" PRIu64 " (this environment restored from "
+		               "an older copy of itself; or two environments "
+		               "under one env-id, where shm_sink_positions has "
+		               "no env_uuid column): nothing is applied until "
+		               "its row in shm_sink_positions is fixed (deleted: "
+		               "this environment then starts at its own "
+		               "position; or each environment given its own "
 		               "--env-id)", w->sink->env_id, pos, last);
 		fl_log(FL_ERROR, name(w), "%s", w->sink->errmsg);
 		return -1;

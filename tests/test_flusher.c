@@ -2389,6 +2389,87 @@ static void test_once_exits_3_when_a_sink_is_unreachable(void **state)
 	free(dir);
 }
 
+/* ------------------------- PostgreSQL's position against the environment's */
+
+static const char *const fast_give_up[] = {"--backoff-min-ms", "10",
+                                           "--once-retries", "2", NULL};
+
+/* Copies file from to to (the environment closed). */
+static void copy_file(const char *from, const char *to)
+{
+	char buf[65536];
+	ssize_t n;
+	int in = open(from, O_RDONLY), out;
+
+	assert_true(in >= 0);
+	out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(out >= 0);
+	while ((n = read(in, buf, sizeof buf)) > 0)
+		assert_int_equal(write(out, buf, (size_t)n), n);
+	assert_int_equal(n, 0);
+	close(in);
+	close(out);
+}
+
+/*
+ * An environment restored from an older copy of itself (same env_uuid)
+ * whose log now ends before the position PostgreSQL holds for it: the
+ * records it writes reuse sequence numbers PostgreSQL has applied, and
+ * believing that position would skip them. The pg sink refuses: an ERROR
+ * naming the env-id, both positions and the likely cause, nothing applied,
+ * the log kept, --once exit 3. Deleting the row (the README's remedy)
+ * starts it at its own position: then everything arrives.
+ */
+static void test_environment_restored_from_an_older_copy_is_refused(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), data[4200], copy[4200], uuid[37], want[300];
+	ft_plan p = {.n = 20};
+
+	ft_reset_servers();
+	snprintf(data, sizeof data, "%s/data.mdb", dir);
+	snprintf(copy, sizeof copy, "%s.copy", dir);
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	copy_file(data, copy);
+	p.n = 10;
+	assert_int_equal(ft_write(dir, 1, &p), 0);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_int_equal(ft_sql_int("SELECT applied FROM shm_sink_positions"),
+	                 30);
+	copy_file(copy, data); /* restored: its log ends at 20 */
+	unlink(copy);
+	p.n = 5;
+	assert_int_equal(ft_write(dir, 2, &p), 0); /* seqs 21..25 */
+
+	assert_int_equal(ft_flush_once(dir, fast_give_up), FL_EXIT_SINK);
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(fl_env_uuid(env, uuid), 0);
+	snprintf(want, sizeof want, "the sink says env-id '%s' applied up to "
+	         "30, but this environment's log ends at 25", uuid);
+	assert_true(ft_log_mentions(dir, want));
+	assert_true(ft_log_mentions(dir, "restored from an older copy"));
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 30);
+	assert_int_equal(ft_sql_int("SELECT applied FROM shm_sink_positions"),
+	                 30);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), 20);
+	assert_int_equal(tu_log_count(env), 5);
+	shm_env_close(env);
+
+	ft_sql("DELETE FROM shm_sink_positions");
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 35);
+	assert_int_equal(ft_sql_int("SELECT applied FROM shm_sink_positions"),
+	                 25);
+	env = tu_open(dir, NULL);
+	assert_int_equal(tu_log_count(env), 0);
+	assert_int_equal(ft_check_messages(env, 2, 1, &p), 0);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* A log line too long for fl_log's buffer (2 KiB), or a message too long
  * for fl_log_alert's and fl_repeat_fail's (1 KiB), is cut between two
  * characters: the log stays UTF-8. It was cut at a byte count, inside a
@@ -2807,10 +2888,13 @@ static void test_pg_connect_resolves_within_pg_timeout_ms(void **state)
 	}
 }
 
-/* Two environments under one --env-id: the second's flusher finds a
+/* Two environments under one --env-id, in a shm_sink_positions without
+ * env_uuid (an older schema: no owner check): the second's flusher finds a
  * PostgreSQL position past the end of its own log. It must not take it (that
  * would skip every record up to it): it says why, applies nothing, keeps its
- * log, and --once exits 3; once the row is fixed everything flows. */
+ * log, and --once exits 3; once the row is fixed everything flows. (With
+ * env_uuid the pg sink refuses the row first:
+ * test_position_row_of_another_environment_is_refused.) */
 static void test_position_past_the_log_end_is_refused(void **state)
 {
 	FT_NEED_SERVERS();
@@ -2820,10 +2904,15 @@ static void test_position_past_the_log_end_is_refused(void **state)
 	                      "--once-retries", "2", NULL};
 
 	ft_reset_servers();
+	ft_sql("ALTER TABLE shm_sink_positions DROP COLUMN env_uuid");
 	assert_int_equal(ft_write(a, 0, &many), 0);
 	assert_int_equal(ft_flush_once(a, same), 0);
 	assert_int_equal(ft_write(b, 1, &few), 0);
 	assert_int_equal(ft_flush_once(b, same), FL_EXIT_SINK);
+	ft_sql("ALTER TABLE shm_sink_positions ADD COLUMN env_uuid uuid");
+	assert_true(ft_log_mentions(b, "the sink says env-id 'same' applied up "
+	                               "to 30, but this environment's log ends "
+	                               "at 10"));
 	assert_true(ft_log_mentions(b, "two environments under one env-id"));
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 30);
 	shm_env *env = tu_open(b, NULL);
@@ -3382,6 +3471,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_corrupt_record_met_as_the_map_grows_is_set_aside, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_keeps_the_environments_map_size, ft_teardown),
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
+		cmocka_unit_test_teardown(
+			test_environment_restored_from_an_older_copy_is_refused,
+			ft_teardown),
 		cmocka_unit_test_teardown(test_sink_error_is_one_printable_line, ft_teardown),
 		cmocka_unit_test(test_long_log_lines_are_cut_between_characters),
 		cmocka_unit_test_teardown(test_pg_error_text_is_logged_printably, ft_teardown),
