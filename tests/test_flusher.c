@@ -2394,6 +2394,48 @@ static void test_once_exits_3_when_a_sink_is_unreachable(void **state)
 static const char *const fast_give_up[] = {"--backoff-min-ms", "10",
                                            "--once-retries", "2", NULL};
 
+/* The flusher dying between PostgreSQL's COMMIT and its own bookkeeping
+ * (meta sink.pg.applied) leaves PostgreSQL ahead of the environment: the
+ * next run believes PostgreSQL's position, says so, and applies nothing
+ * twice. Made here by draining PostgreSQL with Redis unreachable (the log
+ * is kept), then setting sink.pg.applied back to 0. */
+static void test_sink_ahead_of_its_recorded_position_applies_nothing_twice(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	ft_plan p = {.n = 50};
+	const char *dead_redis[] = {"--redis", "unix:///nonexistent/redis.sock",
+	                            "--backoff-min-ms", "10",
+	                            "--once-retries", "2", NULL};
+
+	ft_reset_servers();
+	ft_install_apply_counter();
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	assert_int_equal(ft_flush_once(dir, dead_redis), FL_EXIT_SINK);
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), 50);
+	assert_int_equal(shm_meta_set(env, "sink.pg.applied", 0), 0);
+	assert_int_equal(tu_log_count(env), 50);
+	shm_env_close(env);
+
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_true(ft_log_mentions(dir, "position 50 from the sink replaces "
+	                                 "0"));
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM test_apply_count"),
+	                 50);
+	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 1);
+	assert_int_equal(ft_redis_int("DBSIZE"), 50);
+	env = tu_open(dir, NULL);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), 50);
+	assert_int_equal(tu_log_count(env), 0);
+	assert_int_equal(ft_check_messages(env, 0, 1, &p), 0);
+	shm_env_close(env);
+	ft_remove_apply_counter();
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* Copies file from to to (the environment closed). */
 static void copy_file(const char *from, const char *to)
 {
@@ -2468,6 +2510,57 @@ static void test_environment_restored_from_an_older_copy_is_refused(
 	shm_env_close(env);
 	ft_rmdir(dir);
 	free(dir);
+}
+
+/* Records the log no longer holds when PostgreSQL's position says it
+ * needs them: PostgreSQL restored from an older backup (its position, 5,
+ * behind the environment's 20, the log trimmed), or a pg sink added to a
+ * flusher that ran with Redis alone. The flusher warns, naming what it
+ * cannot replay, skips it, and goes on: later records arrive. */
+static void test_sink_behind_a_trimmed_log_warns_and_goes_on(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), *later = tu_tmpdir();
+	const char *no_pg[] = {"--pg", "", NULL};
+	ft_plan p = {.n = 20};
+
+	ft_reset_servers();
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	ft_sql("UPDATE shm_sink_positions SET applied = 5");
+	p.n = 5;
+	assert_int_equal(ft_write(dir, 1, &p), 0);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_true(ft_log_mentions(dir, "position 5 from the sink replaces 20 "
+	                                 "(records already trimmed from the "
+	                                 "log cannot be replayed)"));
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 25);
+	assert_int_equal(ft_sql_int("SELECT applied FROM shm_sink_positions"),
+	                 25);
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), 25);
+	assert_int_equal(tu_log_count(env), 0);
+	shm_env_close(env);
+
+	ft_reset_servers();
+	p.n = 10;
+	assert_int_equal(ft_write(later, 2, &p), 0);
+	assert_int_equal(ft_flush_once(later, no_pg), 0);
+	assert_int_equal(ft_flush_once(later, NULL), 0);
+	assert_true(ft_log_mentions(later, "records (0..10] were trimmed "
+	                                   "before this sink had them; "
+	                                   "skipping"));
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 0);
+	assert_int_equal(ft_sql_int("SELECT applied FROM shm_sink_positions"),
+	                 10);
+	p.n = 5;
+	assert_int_equal(ft_write(later, 3, &p), 0);
+	assert_int_equal(ft_flush_once(later, NULL), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 5);
+	ft_rmdir(dir);
+	ft_rmdir(later);
+	free(dir);
+	free(later);
 }
 
 /* A log line too long for fl_log's buffer (2 KiB), or a message too long
@@ -3472,7 +3565,13 @@ int main(void)
 		cmocka_unit_test_teardown(test_flusher_keeps_the_environments_map_size, ft_teardown),
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
 		cmocka_unit_test_teardown(
+			test_sink_ahead_of_its_recorded_position_applies_nothing_twice,
+			ft_teardown),
+		cmocka_unit_test_teardown(
 			test_environment_restored_from_an_older_copy_is_refused,
+			ft_teardown),
+		cmocka_unit_test_teardown(
+			test_sink_behind_a_trimmed_log_warns_and_goes_on,
 			ft_teardown),
 		cmocka_unit_test_teardown(test_sink_error_is_one_printable_line, ft_teardown),
 		cmocka_unit_test(test_long_log_lines_are_cut_between_characters),
