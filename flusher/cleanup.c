@@ -1051,9 +1051,15 @@ int fl_cleanup_round(PGconn *pg, fl_cleanup_stats *st, char *err,
 			fl_log(FL_ERROR, "cleanup", "website %s failed, left "
 			       "marked for the next round: %s", ws[i], werr);
 		if (PQstatus(pg) != CONNECTION_OK) {
-			/* the others would fail the same way */
-			snprintf(err, errlen, "connection lost: %s", werr);
-			st->websites_failed += (uint64_t)(n - i - 1);
+			/* the others would fail the same way: left marked,
+			 * counted and said as failed ones are */
+			int left = n - i - 1;
+			if (left)
+				fl_log(FL_ERROR, "cleanup", "connection lost: %d "
+				       "website%s left marked for the next "
+				       "round", left, left == 1 ? "" : "s");
+			st->websites += (uint64_t)left;
+			st->websites_failed += (uint64_t)left;
 			break;
 		}
 	}

@@ -62,8 +62,9 @@
 #define FL_CLEANUP_LOCK 0x73686d63
 
 typedef struct fl_cleanup_stats {
-	uint64_t websites;        /* websites with marks, attempted */
-	uint64_t websites_failed; /* rolled back, left marked */
+	uint64_t websites;        /* websites with marks, attempted (or left
+	                           * when the connection was lost) */
+	uint64_t websites_failed; /* rolled back or left, still marked */
 	uint64_t sources;         /* direct sources handled */
 	uint64_t statements;      /* SQL statements sent (BEGIN/COMMIT too) */
 	uint64_t dep_loads;       /* recursive dependency loads */

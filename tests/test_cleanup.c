@@ -355,6 +355,109 @@ static void test_cleanup_failing_website_does_not_stop_the_others(void **st_)
 	assert_int_equal(marks_of(&b), 0);
 }
 
+/* A flusher environment for the tests that run shm-flusher. */
+static char *flusher_env(void)
+{
+	char *dir = tu_tmpdir();
+	shm_env_close(tu_open(dir, NULL));
+	return dir;
+}
+
+/* shm-flusher --cleanup-now (with extra options): its exit code. */
+static int cleanup_now(const char *dir, const char *pg_opt)
+{
+	const char *args[] = {"--cleanup-now", pg_opt ? "--pg" : NULL, pg_opt,
+	                      NULL};
+	return ft_wait(ft_spawn_flusher(dir, args));
+}
+
+/*
+ * shm-flusher --cleanup-now runs one round and exits: 0 with the round's
+ * work done and its report in meta; 3 when a website failed (the others
+ * done, the failure said, its marks kept), when the round's connection is
+ * lost partway (the websites left are said to wait for the next round),
+ * or when PostgreSQL cannot be reached (said); 1 without --pg.
+ */
+static void test_cleanup_now_runs_one_round_and_says_how_it_went(void **st_)
+{
+	FT_NEED_SERVERS();
+	NEED_PG();
+	char *dir = flusher_env(), want[200];
+	site a, b, c;
+
+	setup_stale_site(&a, 61);
+	assert_int_equal(cleanup_now(dir, NULL), FL_EXIT_OK);
+	assert_string_equal(conns(&a), "Page:1>Block:1");
+	assert_int_equal(marks_of(&a), 0);
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(ft_meta(env, "cleanup.rounds"), 1);
+	assert_true(ft_meta(env, "cleanup.last.deleted") >= 1);
+	shm_env_close(env);
+	assert_true(ft_log_mentions(dir, "INFO cleanup: round: "));
+
+	/* b fails (its marks cannot be cleared): a and c are done */
+	setup_stale_site(&a, 62);
+	setup_stale_site(&b, 63);
+	setup_stale_site(&c, 64);
+	sql("CREATE OR REPLACE FUNCTION test_cleanup_fail() RETURNS trigger"
+	    " LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected failure"
+	    " for %%', OLD.website_id; END $$");
+	sql("CREATE TRIGGER test_cleanup_fail BEFORE DELETE ON shm_marks"
+	    " FOR EACH ROW WHEN (OLD.website_id = '%s')"
+	    " EXECUTE FUNCTION test_cleanup_fail()", b.id);
+	assert_int_equal(cleanup_now(dir, NULL), FL_EXIT_SINK);
+	sql("DROP TRIGGER test_cleanup_fail ON shm_marks");
+	snprintf(want, sizeof want, "ERROR cleanup: website %s failed, left "
+	         "marked for the next round: ", b.id);
+	assert_true(ft_log_mentions(dir, want));
+	assert_true(ft_log_mentions(dir, "injected failure for"));
+	assert_true(ft_log_mentions(dir, "WARN cleanup: round: 3 websites "
+	                                 "(1 failed)"));
+	assert_string_equal(conns(&a), "Page:1>Block:1");
+	assert_string_equal(conns(&b), "Page:1>Block:1;Page:1>Block:2");
+	assert_string_equal(conns(&c), "Page:1>Block:1");
+	assert_int_equal(marks_of(&b), 1);
+
+	/* b's transaction loses the connection (its backend terminated): c
+	 * is not tried, both wait for the next round, and the log says so */
+	setup_stale_site(&c, 65);
+	sql("CREATE OR REPLACE FUNCTION test_cleanup_kill() RETURNS trigger"
+	    " LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_terminate_backend("
+	    "pg_backend_pid()); RETURN OLD; END $$");
+	sql("CREATE TRIGGER test_cleanup_kill BEFORE DELETE ON shm_marks"
+	    " FOR EACH ROW WHEN (OLD.website_id = '%s')"
+	    " EXECUTE FUNCTION test_cleanup_kill()", b.id);
+	assert_int_equal(cleanup_now(dir, NULL), FL_EXIT_SINK);
+	sql("DROP TRIGGER test_cleanup_kill ON shm_marks");
+	assert_true(ft_log_mentions(dir, "server closed the connection "
+	                                 "unexpectedly"));
+	assert_true(ft_log_mentions(dir, "ERROR cleanup: connection lost: 1 "
+	                                 "website left marked for the next "
+	                                 "round"));
+	assert_true(ft_log_mentions(dir, "WARN cleanup: round: 2 websites "
+	                                 "(2 failed)"));
+	assert_int_equal(marks_of(&b), 1);
+	assert_int_equal(marks_of(&c), 1);
+	assert_int_equal(cleanup_now(dir, NULL), FL_EXIT_OK);
+	assert_string_equal(conns(&b), "Page:1>Block:1");
+	assert_string_equal(conns(&c), "Page:1>Block:1");
+	assert_int_equal(marks_of(&b) + marks_of(&c), 0);
+
+	/* no PostgreSQL there, no --pg at all */
+	assert_int_equal(cleanup_now(dir, "host=/nonexistent dbname=shm"),
+	                 FL_EXIT_SINK);
+	assert_true(ft_log_mentions(dir, "ERROR cleanup: connect"));
+	assert_true(ft_log_mentions(dir, "/nonexistent"));
+	assert_int_equal(cleanup_now(dir, ""), FL_EXIT_USAGE);
+	assert_true(ft_log_mentions(dir, "ERROR cleanup: --cleanup-now needs "
+	                                 "--pg"));
+	env = tu_open(dir, NULL);
+	assert_int_equal(ft_meta(env, "cleanup.rounds"), 4);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 static void test_cleanup_adds_missing_connections_once(void **st_)
 {
 	NEED_PG();
@@ -770,6 +873,9 @@ int main(void)
 		cmocka_unit_test(
 			test_cleanup_failing_website_does_not_stop_the_others),
 		cmocka_unit_test(test_cleanup_adds_missing_connections_once),
+		cmocka_unit_test_teardown(
+			test_cleanup_now_runs_one_round_and_says_how_it_went,
+			ft_teardown),
 		cmocka_unit_test(
 			test_cleanup_mark_rewritten_during_a_round_survives),
 		cmocka_unit_test(test_cleanup_report_goes_to_meta),
