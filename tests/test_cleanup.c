@@ -458,6 +458,72 @@ static void test_cleanup_now_runs_one_round_and_says_how_it_went(void **st_)
 	free(dir);
 }
 
+/* Runs a function of tests/harness/servers.sh on the servers of this run
+ * (servers.sh exported what describes them). */
+static int harness(const char *fn)
+{
+	char cmd[2048];
+	const char *top = getenv("SHM_TOP");
+
+	snprintf(cmd, sizeof cmd, ". \"%s/tests/harness/servers.sh\" && %s "
+	         ">/dev/null 2>&1", top ? top : ".", fn);
+	return system(cmd);
+}
+
+/* Waits up to 15 s for the site's connections to be want and its marks
+ * gone. */
+static bool cleaned_within(const site *s, const char *want)
+{
+	for (int i = 0; i < 300; i++) {
+		if (!strcmp(conns(s), want) && marks_of(s) == 0)
+			return true;
+		tu_sleep_ms(50);
+	}
+	return false;
+}
+
+/*
+ * The daemon's own rounds (--cleanup-interval 1: the first 1 s after the
+ * start, then every second): a marked website is cleaned with no
+ * --cleanup-now; with PostgreSQL stopped, rounds are skipped and say why,
+ * the daemon goes on; PostgreSQL back, the next round does the work.
+ * SIGTERM: exit 0, the rounds counted in meta.
+ */
+static void test_daemon_rounds_go_on_after_postgres_was_stopped(void **st_)
+{
+	FT_NEED_SERVERS();
+	NEED_PG();
+	if (!getenv("SHM_TEST_DIR") || !getenv("SHM_PGBIN")) {
+		fprintf(stderr, "SKIP: stopping PostgreSQL needs the harness "
+		        "(tests/run.sh)\n");
+		skip();
+	}
+	char *dir = flusher_env();
+	const char *args[] = {"--cleanup-interval", "1", NULL};
+	site a, b;
+
+	setup_stale_site(&a, 71);
+	pid_t fl = ft_spawn_flusher(dir, args);
+	assert_true(cleaned_within(&a, "Page:1>Block:1"));
+	PQfinish(pg);
+	assert_int_equal(harness("shm_pg_stop fast"), 0);
+	bool skipped = ft_log_waits_for(dir, "ERROR cleanup: round skipped: ",
+	                                10000);
+	assert_int_equal(harness("shm_pg_start"), 0);
+	pg = PQconnectdb(pg_info);
+	assert_int_equal(PQstatus(pg), CONNECTION_OK);
+	assert_true(skipped);
+	setup_stale_site(&b, 72);
+	assert_true(cleaned_within(&b, "Page:1>Block:1"));
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	shm_env *env = tu_open(dir, NULL);
+	assert_true(ft_meta(env, "cleanup.rounds") >= 2);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 static void test_cleanup_adds_missing_connections_once(void **st_)
 {
 	NEED_PG();
@@ -875,6 +941,9 @@ int main(void)
 		cmocka_unit_test(test_cleanup_adds_missing_connections_once),
 		cmocka_unit_test_teardown(
 			test_cleanup_now_runs_one_round_and_says_how_it_went,
+			ft_teardown),
+		cmocka_unit_test_teardown(
+			test_daemon_rounds_go_on_after_postgres_was_stopped,
 			ft_teardown),
 		cmocka_unit_test(
 			test_cleanup_mark_rewritten_during_a_round_survives),
