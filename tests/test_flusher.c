@@ -125,6 +125,27 @@ static void test_config_rejects_bad_input_with_reason(void **state)
 	}
 }
 
+/* A config file line that is not 'key = value' is refused, naming the
+ * file and the line. */
+static void test_config_file_line_without_equals_is_refused(void **state)
+{
+	char *dir = tu_tmpdir(), path[4096], err[512], want[4200];
+	fl_config c;
+
+	snprintf(path, sizeof path, "%s/flusher.conf", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "env = /e\npg = dbname=x\n# batch-ms = 5\nbatch-ms 50\n");
+	fclose(f);
+	char *argv[] = {"shm-flusher", "--config", path, NULL};
+	assert_int_not_equal(fl_config_load(&c, 3, argv, err, sizeof err), 0);
+	snprintf(want, sizeof want, "%s:4: expected 'key = value'", path);
+	assert_string_equal(err, want);
+	fl_config_free(&c);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* A key given twice in a config file is an error naming both lines (which
  * value was meant?); so is a flag given twice on the command line (the
  * last one won before), --name and --no-name being one setting; a flag
@@ -2389,6 +2410,44 @@ static void test_once_exits_3_when_a_sink_is_unreachable(void **state)
 	free(dir);
 }
 
+/* A process that dies holding a read transaction leaves its reader slot
+ * (its snapshot keeps every page freed since from reuse: the map fills
+ * up). The daemon's reader check clears it, says so, and counts it in
+ * flusher.readers_cleared. The test opens the environment only after: a
+ * read-write open clears such slots too. */
+static void test_daemon_clears_a_dead_readers_slot(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	const char *args[] = {"--reader-check-ms", "100", NULL};
+	int st;
+
+	shm_env_close(tu_open(dir, NULL));
+	pid_t fl = ft_spawn_flusher(dir, args);
+	assert_true(ft_log_waits_for(dir, "starting at", 10000));
+	pid_t r = fork();
+	assert_true(r >= 0);
+	if (r == 0) {
+		shm_env *e;
+		shm_rtxn *t;
+		if (shm_env_open(dir, NULL, &e) || shm_rtxn_begin(e, &t))
+			_exit(1);
+		kill(getpid(), SIGKILL);
+		_exit(2);
+	}
+	assert_int_equal(waitpid(r, &st, 0), r);
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	assert_true(ft_log_waits_for(dir, "INFO readers: cleared 1 stale "
+	                                  "reader slot", 10000));
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(ft_meta(env, "flusher.readers_cleared"), 1);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* ------------------------- PostgreSQL's position against the environment's */
 
 static const char *const fast_give_up[] = {"--backoff-min-ms", "10",
@@ -3564,6 +3623,11 @@ int main(void)
 		cmocka_unit_test_teardown(test_corrupt_record_met_as_the_map_grows_is_set_aside, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_keeps_the_environments_map_size, ft_teardown),
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
+		cmocka_unit_test_teardown(test_daemon_clears_a_dead_readers_slot,
+		                          ft_teardown),
+		cmocka_unit_test_teardown(
+			test_config_file_line_without_equals_is_refused,
+			ft_teardown),
 		cmocka_unit_test_teardown(
 			test_sink_ahead_of_its_recorded_position_applies_nothing_twice,
 			ft_teardown),
