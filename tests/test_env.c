@@ -1,6 +1,7 @@
 /* tests/test_env.c - opening environments: several handles, read-only,
  * format version checks, stale readers, errors. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -675,6 +676,76 @@ static void test_other_format_version_is_refused(void **state)
 	assert_int_equal(shm_env_open(dir, NULL, &env), SHM_EVERSION);
 	assert_null(env);
 	assert_non_null(strstr(shm_errmsg(), "format version 99"));
+	tu_rmdir(dir);
+	free(dir);
+}
+
+/* Opens dir (read_only or not): the code, *env NULL on a failure. */
+static int open_ro(const char *dir, bool read_only, shm_env **env)
+{
+	shm_options o;
+
+	shm_options_init(&o);
+	o.read_only = read_only;
+	*env = NULL;
+	return shm_env_open(dir, &o, env);
+}
+
+/* shm.stats (the shared counters and the log's wake-up word) of another
+ * size or format version, as another libshm version would leave it, is
+ * refused at open (SHM_EVERSION), read-write or read-only, naming the file
+ * and what differs; a read-only open of an environment without one says
+ * so (ENOENT), a read-write open makes it. The data is untouched. */
+static void test_stats_file_of_another_version_is_refused(void **state)
+{
+	char *dir = tu_tmpdir(), path[PATH_MAX], want[PATH_MAX + 100];
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m = tu_msg("st", 1, "kept"), *got;
+	struct stat st;
+	uint32_t version = 2;
+	int fd;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	shm_env_close(env);
+	snprintf(path, sizeof path, "%s/shm.stats", dir);
+	assert_int_equal(stat(path, &st), 0);
+
+	assert_int_equal(truncate(path, 100), 0);
+	snprintf(want, sizeof want, "%s: 100 bytes, this version uses %lld "
+	         "(environment has an incompatible format version)", path,
+	         (long long)st.st_size);
+	for (int ro = 0; ro < 2; ro++) {
+		assert_int_equal(open_ro(dir, ro, &env), SHM_EVERSION);
+		assert_null(env);
+		assert_string_equal(shm_errmsg(), want);
+	}
+	assert_int_equal(truncate(path, st.st_size), 0);
+
+	assert_true((fd = open(path, O_WRONLY)) >= 0);
+	assert_int_equal(pwrite(fd, &version, 4, 8), 4);
+	snprintf(want, sizeof want, "%s: unknown stats format version 2 "
+	         "(environment has an incompatible format version)", path);
+	for (int ro = 0; ro < 2; ro++) {
+		assert_int_equal(open_ro(dir, ro, &env), SHM_EVERSION);
+		assert_null(env);
+		assert_string_equal(shm_errmsg(), want);
+	}
+	version = 1;
+	assert_int_equal(pwrite(fd, &version, 4, 8), 4);
+	close(fd);
+
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(open_ro(dir, true, &env), ENOENT);
+	assert_null(env);
+	snprintf(want, sizeof want, "open %s: environment has no stats file",
+	         path);
+	assert_non_null(strstr(shm_errmsg(), want));
+	assert_int_equal(open_ro(dir, false, &env), 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	assert_string_equal(got->content, "kept");
+	shm_msg_free(got);
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
 	tu_rmdir(dir);
 	free(dir);
 }
@@ -2047,6 +2118,7 @@ int main(void)
 		cmocka_unit_test(test_open_error_shows_the_path_printably),
 		cmocka_unit_test(test_long_error_text_is_cut_between_characters),
 		cmocka_unit_test(test_open_denied_names_the_file),
+		cmocka_unit_test(test_stats_file_of_another_version_is_refused),
 		cmocka_unit_test(test_other_format_version_is_refused),
 		cmocka_unit_test(test_non_shm_lmdb_environment_is_refused),
 		cmocka_unit_test(
