@@ -326,6 +326,60 @@ static void test_edit_and_react_cannot_grow_a_message_past_what_put_takes(
 	assert_int_equal(shm_msg_delete(env, &m.id), 0);
 }
 
+/* The counts react keeps within what put takes, SHM_MAX_LIST each: the
+ * users of one reaction and the reactions of one message. One more is
+ * SHM_ETOOBIG saying which limit and changes nothing (no log record, the
+ * message as it was); a react that adds nothing still succeeds. */
+static void test_react_past_the_counts_put_takes_is_refused(void **state)
+{
+	static int32_t users[SHM_MAX_LIST];
+	static shm_reaction many[SHM_MAX_LIST];
+	static char names[SHM_MAX_LIST][8];
+	shm_reaction thumbs = {"👍", users, SHM_MAX_LIST};
+	shm_msg a = tu_msg("lim", 1, "users"), b = tu_msg("lim", 1, "emojis");
+	shm_msg *got;
+	char want[64];
+	uint64_t records;
+
+	for (int i = 0; i < SHM_MAX_LIST; i++) {
+		users[i] = i + 1;
+		snprintf(names[i], sizeof names[i], "r%04d", i);
+		many[i] = (shm_reaction){names[i], users, 1};
+	}
+	a.reactions = &thumbs;
+	a.n_reactions = 1;
+	assert_int_equal(shm_msg_put(env, &a), 0);
+	b.reactions = many;
+	b.n_reactions = SHM_MAX_LIST;
+	assert_int_equal(shm_msg_put(env, &b), 0);
+	records = tu_log_count(env);
+
+	assert_int_equal(shm_msg_react(env, &a.id, SHM_MAX_LIST + 1, "👍",
+	                               true), SHM_ETOOBIG);
+	snprintf(want, sizeof want, "reaction '👍': %d users already",
+	         SHM_MAX_LIST);
+	assert_non_null(strstr(shm_errmsg(), want));
+	assert_int_equal(shm_msg_react(env, &a.id, 1, "👍", true), 0);
+	assert_int_equal(shm_msg_react(env, &b.id, 1, "new", true),
+	                 SHM_ETOOBIG);
+	snprintf(want, sizeof want, "more than %d reactions", SHM_MAX_LIST);
+	assert_non_null(strstr(shm_errmsg(), want));
+	assert_int_equal(shm_msg_react(env, &b.id, 1, "r0007", true), 0);
+	assert_int_equal(tu_log_count(env), records);
+
+	assert_int_equal(shm_msg_get(env, &a.id, &got), 0);
+	assert_int_equal(got->n_reactions, 1);
+	assert_int_equal(got->reactions[0].n_users, SHM_MAX_LIST);
+	shm_msg_free(got);
+	assert_int_equal(shm_msg_get(env, &b.id, &got), 0);
+	assert_int_equal(got->n_reactions, SHM_MAX_LIST);
+	assert_string_equal(got->reactions[SHM_MAX_LIST - 1].emoji, "r4095");
+	shm_msg_free(got);
+	/* removing one makes room for another */
+	assert_int_equal(shm_msg_react(env, &b.id, 1, "r0007", false), 0);
+	assert_int_equal(shm_msg_react(env, &b.id, 1, "new", true), 0);
+}
+
 /* A reaction without users is no reaction: put drops it (the caller's array
  * left as it was), so the value is the one removing the last user leaves,
  * byte for byte, and no edit or reply brings it back. */
@@ -1676,6 +1730,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_changes_that_change_nothing_count_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_stores_reactions_sorted_by_emoji, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_drops_a_reaction_without_users, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_react_past_the_counts_put_takes_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_and_react_cannot_grow_a_message_past_what_put_takes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_react_keeps_reactions_sorted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_of_the_most_reactions_fits_a_small_stack, setup, teardown),
