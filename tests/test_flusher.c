@@ -2495,6 +2495,53 @@ static void test_sink_ahead_of_its_recorded_position_applies_nothing_twice(
 	free(dir);
 }
 
+/* PostgreSQL's position moved under a running flusher (a second flusher
+ * on another host under the same env-id applied records; here an UPDATE,
+ * 20 -> 25): the batch (20..30] finds the row not at 20, is not applied,
+ * the position is read again and the batch keeps only what lies past it.
+ * Nothing is applied twice; PostgreSQL's position wins (records 21..25 are
+ * the other flusher's to have applied). */
+static void test_position_moved_under_a_running_flusher_is_read_again(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	const char *slow[] = {"--batch-ms", "1500", "--backoff-min-ms", "10",
+	                      "--no-invalidation", NULL};
+	ft_plan p = {.n = 20};
+
+	ft_reset_servers();
+	ft_install_apply_counter();
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	pid_t fl = ft_spawn_flusher(dir, slow);
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", 20, 10000), 20);
+	shm_env_close(env);
+	ft_sql("UPDATE shm_sink_positions SET applied = 25");
+	p.n = 10;
+	assert_int_equal(ft_write_in_child(dir, 1, &p), 0); /* seqs 21..30 */
+	env = tu_open(dir, NULL);
+	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", 30, 10000), 30);
+	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", 30, 10000),
+	                 30);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	assert_true(ft_log_mentions(dir, "(applied elsewhere?): re-reading "
+	                                 "it"));
+	assert_true(ft_log_mentions(dir, "position 25 from the sink replaces "
+	                                 "20"));
+	assert_int_equal(ft_sql_int("SELECT applied FROM shm_sink_positions"),
+	                 30);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 25);
+	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 1);
+	assert_int_equal(ft_redis_int("DBSIZE"), 30);
+	assert_int_equal(tu_log_count(env), 0);
+	shm_env_close(env);
+	ft_remove_apply_counter();
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* Copies file from to to (the environment closed). */
 static void copy_file(const char *from, const char *to)
 {
@@ -3636,6 +3683,9 @@ int main(void)
 			ft_teardown),
 		cmocka_unit_test_teardown(
 			test_sink_behind_a_trimmed_log_warns_and_goes_on,
+			ft_teardown),
+		cmocka_unit_test_teardown(
+			test_position_moved_under_a_running_flusher_is_read_again,
 			ft_teardown),
 		cmocka_unit_test_teardown(test_sink_error_is_one_printable_line, ft_teardown),
 		cmocka_unit_test(test_long_log_lines_are_cut_between_characters),
