@@ -2542,6 +2542,56 @@ static void test_position_moved_under_a_running_flusher_is_read_again(
 	free(dir);
 }
 
+/* Redis back to no memory limit, whatever a test left. */
+static int redis_unlimited(void **state)
+{
+	if (ft_redis_url)
+		ft_redis_cmd("CONFIG SET maxmemory 0");
+	return ft_teardown(state);
+}
+
+/* Redis refusing writes for a while (its maxmemory reached, noeviction:
+ * "OOM command not allowed ..."): a temporary error, not the records'
+ * fault. The batch is retried, no record is set aside, PostgreSQL goes on;
+ * --once gives up (exit 3) saying why, the log kept for Redis; Redis given
+ * room, the next run catches up. */
+static void test_redis_out_of_memory_is_retried_not_dead_lettered(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	ft_plan p = {.n = 30};
+	shm_info in;
+
+	ft_reset_servers();
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	ft_redis_cmd("CONFIG SET maxmemory-policy noeviction");
+	ft_redis_cmd("CONFIG SET maxmemory 1");
+	assert_int_equal(ft_flush_once(dir, fast_give_up), FL_EXIT_SINK);
+	ft_redis_cmd("CONFIG SET maxmemory 0");
+	assert_true(ft_log_mentions(dir, "redis: OOM command not allowed"));
+	assert_true(ft_log_mentions(dir, "giving up (--once: 2 failures in "
+	                                 "a row)"));
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 30);
+	assert_int_equal(ft_redis_int("DBSIZE"), 0);
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.dead_letters, 0);
+	assert_int_equal(tu_log_count(env), 30);
+	shm_env_close(env);
+
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_int_equal(ft_redis_int("DBSIZE"), 30);
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.dead_letters, 0);
+	assert_int_equal(tu_log_count(env), 0);
+	assert_int_equal(ft_check_messages(env, 0, 1, &p), 0);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* Copies file from to to (the environment closed). */
 static void copy_file(const char *from, const char *to)
 {
@@ -3687,6 +3737,9 @@ int main(void)
 		cmocka_unit_test_teardown(
 			test_position_moved_under_a_running_flusher_is_read_again,
 			ft_teardown),
+		cmocka_unit_test_teardown(
+			test_redis_out_of_memory_is_retried_not_dead_lettered,
+			redis_unlimited),
 		cmocka_unit_test_teardown(test_sink_error_is_one_printable_line, ft_teardown),
 		cmocka_unit_test(test_long_log_lines_are_cut_between_characters),
 		cmocka_unit_test_teardown(test_pg_error_text_is_logged_printably, ft_teardown),
