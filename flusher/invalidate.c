@@ -479,21 +479,24 @@ static int publish_one(fl_inval *iv, const char *msg, size_t len)
 void fl_inval_published(void *user, const fl_batch *b)
 {
 	fl_inval *iv = user;
-	size_t ends[64], n = 0, from = 0;
+	size_t *ends, n = 0, from = 0;
 	int rc;
 
 	if (!iv || !b->n)
 		return;
 	iv->pbuf.len = 0;
-	rc = fl_inval_encode(iv->env_id, b, &iv->pbuf, ends, 64, &n);
+	/* a message names one key at least, a key one record of b: b->n
+	 * messages at most, however many FL_INVAL_MAX_MSG the keys take */
+	if (!(ends = malloc(b->n * sizeof *ends)))
+		rc = ENOMEM;
+	else
+		rc = fl_inval_encode(iv->env_id, b, &iv->pbuf, ends, b->n, &n);
 	if (rc) {
-		/* a batch too big for 64 messages: name its keys anyway by
-		 * falling back to one message per FL_INVAL_MAX_MSG... it
-		 * cannot happen below 64 * 256 KiB of keys; log it */
 		fl_log(FL_ERROR, "inval", "batch (%" PRIu64 "..%" PRIu64 "]: "
 		       "cannot build the invalidation: %s", b->from, b->upto,
 		       strerror(rc));
 		ADD(iv, publish_errors, 1);
+		free(ends);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -503,6 +506,7 @@ void fl_inval_published(void *user, const fl_batch *b)
 			ADD(iv, published, 1);
 		from = ends[i];
 	}
+	free(ends);
 	if (iv->pbuf.cap > 4 * FL_INVAL_MAX_MSG) {
 		fl_buf_free(&iv->pbuf); /* do not keep a huge batch's buffer */
 	}

@@ -1416,6 +1416,53 @@ static void test_invalidation_off(void **state)
 	free(dir);
 }
 
+/* A backlog drained in one batch whose keys take more than 64 channel
+ * messages of FL_INVAL_MAX_MSG (16 MiB): 25,000 messages of a 255-byte
+ * room written %XX on the wire (822 bytes a line: 20 MB), drained by A's
+ * flusher with --batch-max-records 30000, an allowed setting. Every key
+ * reaches B's subscriber, no publish error. Before, the batch's
+ * invalidation was not built at all ("cannot build the invalidation: No
+ * space left on device"): other hosts kept their stale copies. */
+static void test_backlog_of_long_keys_is_published_whole(void **state)
+{
+	NEED_SERVERS();
+	char *dir_a = tu_tmpdir(), *dir_b = tu_tmpdir(), id_a[64], id_b[64];
+	char room[SHM_MAX_ROOM + 1];
+	static shm_msg m[1000];
+	const size_t total = 25000;
+	size_t bad;
+
+	snprintf(id_a, sizeof id_a, "bigA-%s", strrchr(dir_a, '/') + 1);
+	snprintf(id_b, sizeof id_b, "bigB-%s", strrchr(dir_b, '/') + 1);
+	memset(room, '%', SHM_MAX_ROOM);
+	room[SHM_MAX_ROOM] = 0;
+	shm_env *a = tu_open(dir_a, NULL), *b = tu_open(dir_b, NULL);
+	pid_t fb = flusher_start(dir_b, id_b, pg_info, NULL);
+	assert_true(wait_meta(b, "flusher.inval.subscribed", 1, 10000));
+	for (size_t done = 0; done < total; done += 1000) {
+		for (size_t i = 0; i < 1000; i++)
+			m[i] = tu_msg(room, 1, "x");
+		assert_int_equal(shm_msg_put_many(a, m, 1000, &bad), 0);
+	}
+	pid_t fa = flusher_start(dir_a, id_a, pg_info,
+	                         "--batch-max-records=30000");
+	assert_true(wait_flushed(a, 60000));
+	bool all = wait_meta(b, "flusher.inval.keys", total, 10000);
+	flusher_stop(fa);
+	flusher_stop(fb);
+	if (!all)
+		dump_log(dir_a);
+	assert_int_equal(meta(a, "flusher.inval.publish_errors"), 0);
+	assert_true(meta(a, "flusher.inval.published") > 64);
+	assert_int_equal(meta(b, "flusher.inval.keys"), total);
+	shm_env_close(a);
+	shm_env_close(b);
+	tu_rmdir(dir_a);
+	tu_rmdir(dir_b);
+	free(dir_a);
+	free(dir_b);
+}
+
 static int group_setup(void **state)
 {
 	const char *f = getenv("SHM_FLUSHER");
@@ -1468,6 +1515,7 @@ int main(void)
 		T(test_unflushed_on_b_is_kept),
 		T(test_gap_drops_flushed_entries),
 		T(test_invalidation_off),
+		T(test_backlog_of_long_keys_is_published_whole),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }
