@@ -220,6 +220,80 @@ static void test_verify_finds_lru_and_meta_count_mismatches(void **state)
 	assert_true(found(f, "meta: bytes"));
 }
 
+/* Puts key -> val into dbi, wants verify to report want, then puts back
+ * what was there (or deletes the key): verify is clean again. */
+static void damage(fixture *f, MDB_dbi dbi, const void *key, size_t klen,
+                   const void *val, size_t vlen, const char *want)
+{
+	static uint8_t old[4096];
+	MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val}, o;
+	MDB_txn *txn = wbegin(f);
+	size_t olen = 0;
+	bool had = mdb_get(txn, dbi, &k, &o) == 0;
+
+	if (had) {
+		assert_true(o.mv_size <= sizeof old);
+		memcpy(old, o.mv_data, olen = o.mv_size);
+	}
+	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+	wcommit(txn);
+	assert_true(run_verify(f) >= 1);
+	if (!found(f, want))
+		fail_msg("verify does not say '%s'", want);
+	txn = wbegin(f);
+	v = (MDB_val){olen, old};
+	assert_int_equal(had ? mdb_put(txn, dbi, &k, &v, 0)
+	                     : mdb_del(txn, dbi, &k, NULL), 0);
+	wcommit(txn);
+	assert_int_equal(run_verify(f), 0);
+}
+
+/* Entries of "msg", "lru" and "stat" that no libshm writes, each named by
+ * verify: a message key that is not a UUID, a message value under
+ * another id or not decoding, lru keys too short, of an unknown kind, of
+ * a message that does not exist, a second lru key of a message, an lru
+ * value too short, a static value too short. */
+static void test_verify_names_each_damaged_entry(void **state)
+{
+	fixture *f = *state;
+	shm_env *e = f->env;
+	uint8_t lru[600], lk[9 + 16], sk[64], tiny[2] = {1, 2};
+	shm_uuid other, w;
+	MDB_val v;
+
+	shm_uuid_v7(&other);
+	MDB_txn *txn = wbegin(f);
+	size_t ll = lru_key_of(txn, f, SHM_KIND_MSG, f->id.b, 16, lru);
+	MDB_val mk = {16, f->id.b};
+	assert_int_equal(mdb_get(txn, e->msg, &mk, &v), 0);
+	static uint8_t value[4096];
+	assert_true(v.mv_size <= sizeof value);
+	memcpy(value, v.mv_data, v.mv_size);
+	size_t vlen = v.mv_size;
+	mdb_txn_abort(txn);
+
+	damage(f, e->msg, "short", 5, value, vlen,
+	       "message (5-byte key): key is not a UUID");
+	damage(f, e->msg, other.b, 16, value, vlen, "value holds another id");
+	damage(f, e->msg, other.b, 16, "bad", 3, "value does not decode");
+	damage(f, e->lru, "abc", 3, tiny, 2, "lru: key of 3 bytes");
+	memcpy(lk, lru, 8);
+	lk[8] = 'z';
+	memcpy(lk + 9, other.b, 16);
+	damage(f, e->lru, lk, sizeof lk, "\0\0\0\0", 4,
+	       "lru: unknown kind 0x7a");
+	lk[8] = SHM_KIND_MSG;
+	damage(f, e->lru, lk, sizeof lk, "\0\0\0\0", 4, "no such message");
+	memcpy(lk + 9, f->id.b, 16);
+	lk[7] ^= 1; /* another seq */
+	damage(f, e->lru, lk, sizeof lk, "\0\0\0\0", 4, "several keys");
+	damage(f, e->lru, lru, ll, tiny, 2, "value of 2 bytes");
+	assert_int_equal(shm_uuid_parse(WEB, &w), 0);
+	memcpy(sk, w.b, 16);
+	memcpy(sk + 16, "Page/1", 6);
+	damage(f, e->stat, sk, 22, "abc", 3, "value of 3 bytes");
+}
+
 static void test_verify_finds_a_record_with_a_bad_checksum(void **state)
 {
 	fixture *f = *state;
@@ -706,6 +780,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_a_record_with_a_bad_checksum, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_names_each_damaged_entry, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_names_a_record_under_another_seq_once, setup,
 			teardown),
