@@ -12,14 +12,14 @@
  *   readers  shm_env_reader_check: reader slots of dead processes
  *   expire   shm_l1_expire: flushed L1 entries past their TTL
  *   stats    flusher.* counters into meta for shmctl stat
+ *   cleanup  the connection cleanup (cleanup.c): checked at the stats
+ *            interval, it starts a round on its own thread when
+ *            cleanup-interval is due
  *
  * A task that fails at each round (a full map fails every write) is logged
  * once, reminded every remind-interval and ended (fl_repeat), not at every
- * round.
- *
- * A future task (the hourly connection cleanup, issue 5) goes into the same
- * table; a task that may run for seconds should hand its work to a thread of
- * its own (as the sinks do) so trim and sync keep their pace.
+ * round. A task that may run for seconds hands its work to a thread of its
+ * own (as the sinks and the cleanup do) so trim and sync keep their pace.
  *
  * Invariants
  *  1. One flusher per environment: DIR/flusher.lock is flock'ed for the
