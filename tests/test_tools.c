@@ -923,8 +923,10 @@ static void test_dataset_bounds_connections_to_what_memory_holds(
 
 /* Output that cannot all be written (a full disk) exits 70 saying so, as
  * shmctl's: shm-chatsim's summary and shm-dataset's counts, and their
- * --help and --version, exited 0 with nothing written. */
-static void test_chatsim_and_dataset_say_a_full_disk(void **state)
+ * --help and --version, exited 0 with nothing written; so did shm-bench's
+ * --help, --version and --list (its results too: the same last step, not
+ * run here). */
+static void test_tools_say_a_full_disk(void **state)
 {
 	shm_uuid id;
 	char *dir = env_64mib(&id), err[1024], want[64];
@@ -935,6 +937,9 @@ static void test_chatsim_and_dataset_say_a_full_disk(void **state)
 		{"shm-dataset", "--connections", "10", NULL},
 		{"shm-dataset", "--help", NULL},
 		{"shm-dataset", "--version", NULL},
+		{"shm-bench", "--help", NULL},
+		{"shm-bench", "--version", NULL},
+		{"shm-bench", "--list", NULL},
 	};
 
 	if (access("/dev/full", W_OK) != 0)
@@ -1000,7 +1005,7 @@ int main(void)
 		T(test_dataset_refuses_bad_numbers_naming_them),
 		T(test_dataset_bounds_connections_to_what_memory_holds),
 		T(test_dataset_refuses_an_option_given_twice),
-		T(test_chatsim_and_dataset_say_a_full_disk),
+		T(test_tools_say_a_full_disk),
 		T(test_every_tool_prints_its_version),
 		T(test_every_tools_help_lists_help_and_version),
 		T(test_dataset_refuses_a_graph_it_cannot_load),

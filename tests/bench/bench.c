@@ -4,7 +4,8 @@
  * compared measurements and the targets (PASS/MISS).
  *
  * Exit: 0 every target checked passed, 1 a target missed, 2 usage,
- * 70 a section failed (setup, server, or an op returned an error).
+ * 70 a section failed (setup, server, or an op returned an error) or
+ * stdout could not all be written (its help, list or results).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,6 +21,7 @@
 
 #include "bench.h"
 #include "text.h"
+#include "../../tools/close_stdout.h"
 
 int bench__init(bench_ctx *ctx);
 
@@ -311,7 +313,8 @@ static void usage(FILE *f)
 	        "shm_bench, dropped at exit). The cleanup section uses\n"
 	        "SHM_BENCH_PG, else SHM_TEST_PG, else that cluster too\n"
 	        "(schema shm_bench_cleanup, dropped at its end).\n"
-	        "Exit: 0 targets met, 1 a target missed, 2 usage, 70 failure.\n");
+	        "Exit: 0 targets met, 1 a target missed, 2 usage, 70 failure\n"
+	        "(a section's, or output that could not all be written).\n");
 }
 
 /* The 1/5/15-minute load averages: how busy the (shared) machine was. */
@@ -356,7 +359,7 @@ static void machine_line(bench_ctx *ctx)
 	          ctx->rounds > 1 ? "s" : "");
 }
 
-int main(int argc, char **argv)
+static int bench_main(int argc, char **argv)
 {
 	static bench_ctx ctx;
 	bool only[N_SECTIONS];
@@ -495,6 +498,10 @@ int main(int argc, char **argv)
 		if (check_target(&targets[i], what, sizeof what) == 0)
 			missed = 1;
 	}
-	fflush(stdout);
 	return failed ? 70 : missed ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	return tool_close_stdout("shm-bench", bench_main(argc, argv));
 }
