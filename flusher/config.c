@@ -13,7 +13,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <libpq-fe.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "conninfo.h"
 #include "fl.h"
-#include "resolve.h"
 
 enum opt_type { O_STR, O_UINT, O_BOOL };
 enum opt_where { W_BOTH, W_FLAG };
@@ -56,7 +55,8 @@ static const fl_opt opts[] = {
 	 "Redis sink: redis://[[user]:password@]host[:port][/db] or "
 	 "unix://[[user]:password@]/path[?db=N]; empty: no Redis sink", "URL"},
 	{"pg", 0, O_STR, W_BOTH, OFF(pg_conninfo), "", U(0, 0), NULL,
-	 "PostgreSQL sink: libpq conninfo or URI; empty: no PostgreSQL sink",
+	 "PostgreSQL sink: libpq conninfo, URI or database name; empty: no "
+	 "PostgreSQL sink",
 	 "CONNINFO"},
 	{"config", 'c', O_STR, W_FLAG, OFF(config_file), "", U(0, 0), NULL,
 	 "config file: one 'key = value' per line, keys as these options", "FILE"},
@@ -464,53 +464,11 @@ static int check_env_id(const char *id, char *err, size_t errlen)
 	return 0;
 }
 
-/* A conninfo libpq cannot parse is a config error, not an outage to retry.
- * libpq quotes the fragment it choked on, which may be the password: the
- * quoted parts are left out of the message. */
-static int check_conninfo(const char *conninfo, char *err, size_t errlen)
-{
-	char *why = NULL, shown[256], printable[SHM__SHOWN_LONG_MAX];
-	size_t n = 0;
-	bool quoted = false;
-	PQconninfoOption *o = PQconninfoParse(conninfo, &why);
-
-	if (o) { /* a hostaddr that is not an address fails every connect */
-		const char *addr = getenv("PGHOSTADDR");
-		char bad[300];
-		int rc = 0;
-		for (PQconninfoOption *p = o; p->keyword; p++)
-			if (!strcmp(p->keyword, "hostaddr") && p->val)
-				addr = p->val;
-		if (addr && *addr &&
-		    (rc = shm__pg_check_hostaddr(addr, bad, sizeof bad)))
-			snprintf(err, errlen, "--pg: %s", bad);
-		PQconninfoFree(o);
-		return rc ? -1 : 0;
-	}
-	for (const char *p = why ? why : "out of memory";
-	     *p && n + 4 < sizeof shown; p++) {
-		if (*p == '"') {
-			quoted = !quoted;
-			if (quoted) {
-				memcpy(shown + n, "\"...", 4);
-				n += 4;
-			} else {
-				shown[n++] = '"';
-			}
-		} else if (!quoted && *p != '\n') {
-			shown[n++] = *p;
-		}
-	}
-	shown[n] = 0;
-	PQfreemem(why);
-	snprintf(err, errlen, "--pg: libpq cannot parse it: %s",
-	         shm__shown_long(shown, n, printable));
-	return -1;
-}
-
 int fl_config_load(fl_config *c, int argc, char **argv, char *err,
                    size_t errlen)
 {
+	char pg_why[600];
+
 	memset(c, 0, sizeof *c);
 	for (size_t i = 0; i < N_OPTS; i++)
 		if (set_opt(c, &opts[i], opts[i].def, err, errlen))
@@ -552,8 +510,13 @@ int fl_config_load(fl_config *c, int argc, char **argv, char *err,
 		snprintf(err, errlen, "--redis: %s", shm_errmsg());
 		return -1;
 	}
-	if (*c->pg_conninfo && check_conninfo(c->pg_conninfo, err, errlen))
+	/* what libpq refuses without a server is a config error, not an
+	 * outage to retry */
+	if (*c->pg_conninfo &&
+	    shm__pg_check_conninfo(c->pg_conninfo, pg_why, sizeof pg_why)) {
+		snprintf(err, errlen, "--pg: %s", pg_why);
 		return -1;
+	}
 	if (check_env_id(c->env_id, err, errlen))
 		return -1;
 	if (*c->pg_schema) { /* read at each connect: a directory never is */

@@ -99,8 +99,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libpq-fe.h>
-
+#include "conninfo.h"
 #include "internal.h"
 
 void shm_options_init(shm_options *o)
@@ -664,58 +663,6 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-static bool is_pg_uri(const char *s)
-{
-	return strncmp(s, "postgresql://", 13) == 0 ||
-	       strncmp(s, "postgres://", 11) == 0;
-}
-
-/* out (size n): s with the text of every quoted part left out, "...":
- * libpq quotes parts of a URI, its password perhaps. */
-static void blank_quoted(const char *s, char *out, size_t n)
-{
-	size_t o = 0;
-	bool in = false;
-
-	for (; *s && o + 5 < n; s++) {
-		if (*s == '"' && (in = !in)) {
-			memcpy(out + o, "\"...", 4);
-			o += 4;
-		}
-		if (!in)
-			out[o++] = *s;
-	}
-	out[o] = '\0';
-}
-
-/* 0, or SHM_EINVAL with libpq's reason if it cannot parse conninfo as a
- * connection string (a word without '=' is a database name: libpq's rule
- * for the dbname it is passed as, readthrough.c). */
-static int check_conninfo(const char *conninfo)
-{
-	char *why = NULL, cut[256], shown[SHM__SHOWN_LONG_MAX];
-	PQconninfoOption *o;
-	int rc;
-
-	if (!strchr(conninfo, '=') && !is_pg_uri(conninfo))
-		return 0;
-	if ((o = PQconninfoParse(conninfo, &why))) {
-		PQconninfoFree(o);
-		return 0;
-	}
-	if (!why)
-		return shm__err(ENOMEM, "pg_conninfo: parse");
-	why[strcspn(why, "\n")] = '\0';
-	if (is_pg_uri(conninfo))
-		blank_quoted(why, cut, sizeof cut);
-	else
-		snprintf(cut, sizeof cut, "%s", why);
-	rc = shm__err(SHM_EINVAL, "pg_conninfo: libpq cannot parse it: %s",
-	              shm__shown_long(cut, strlen(cut), shown));
-	PQfreemem(why);
-	return rc;
-}
-
 /* Right after mdb_env_open, before any transaction (mdb_env_set_mapsize's
  * rule): the map size in force into env->opt. A map_size of 0 asked for
  * the environment's own, and LMDB adopted the size stored in it; but a new
@@ -1012,7 +959,7 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 {
 	shm_env *env;
 	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
-	char why[300], shown[SHM__SHOWN_LONG_MAX];
+	char why[600], shown[SHM__SHOWN_LONG_MAX];
 	int rc, dead = 0;
 
 	if (out)
@@ -1067,8 +1014,11 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	                              env->redis_ip, sizeof env->redis_ip))))
 		goto fail;
 	if (env->pg_conninfo && *env->pg_conninfo &&
-	    (rc = check_conninfo(env->pg_conninfo)))
+	    (rc = shm__pg_check_conninfo(env->pg_conninfo, why,
+	                                 sizeof why))) {
+		rc = shm__err(rc, "pg_conninfo: %s", why); /* printable */
 		goto fail;
+	}
 	if (env->pg_conninfo && *env->pg_conninfo &&
 	    (rc = shm__pg_resolve(env->pg_conninfo, 0, &env->pg_hosts,
 	                          &env->pg_hostaddr, why, sizeof why))) {

@@ -237,7 +237,9 @@ void shm_options_init(shm_options *o);
  * map is made one), SHM_ECORRUPT if data.mdb has fewer pages than are in use
  * or ends inside LMDB's two meta pages (a cut or torn copy; the message
  * names the file and what it lacks), SHM_EINVAL if dir is too long for its
- * files' paths or an option is invalid (redis_url, pg_conninfo, durability, write_mode,
+ * files' paths or an option is invalid (redis_url, pg_conninfo: one libpq
+ * would refuse at every connect before it asks a server, a port 'abc' say,
+ * as shm-flusher's --pg, durability, write_mode,
  * map_size below SHM_MAP_SIZE_MIN, max_readers above
  * SHM_MAX_READERS_MAX; the host names of redis_url and of
  * pg_conninfo (each of a host list, or

@@ -1,7 +1,9 @@
 /* tests/test_env.c - opening environments: several handles, read-only,
  * format version checks, stale readers, errors. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -14,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "conninfo.h"
 #include "internal.h"
 #include "testutil.h"
 
@@ -555,27 +558,39 @@ static void test_out_of_range_options_are_refused(void **state)
 	free(base);
 }
 
-/* A pg_conninfo libpq cannot parse is refused at open, as a bad redis_url
- * is, naming the option and libpq's reason, printably, nothing created; a
- * URI's password is not shown. A plain word is a database name (libpq's
- * rule). */
+/* A pg_conninfo libpq would refuse is refused at open, as a bad redis_url
+ * is, naming the option and what is wrong, printably, nothing created: one
+ * libpq cannot parse, and one it refuses before asking a server (a port
+ * 'abc' opened, and every get's L3 failed on it). A password is not shown:
+ * libpq quoted the word after an unquoted one with a space ("missing "="
+ * after "s3cret""): the parts libpq quotes are left out, as the flusher
+ * left them out. A plain word is a database name (libpq's rule). */
 static void test_unparseable_pg_conninfo_is_refused_at_open(void **state)
 {
 	static const struct {
 		const char *conninfo, *reason;
 	} bad[] = {
-		{"host=x 'oops", "missing \"=\" after \"'oops\""},
+		{"host=x 'oops", "libpq cannot parse it: missing \"...\" after "
+		 "\"...\""},
 		{"host='x", "unterminated quoted string"},
-		{"host=x hots=y", "invalid connection option \"hots\""},
+		{"host=x password=pass s3cret", "libpq cannot parse it: "
+		 "missing \"...\" after \"...\""},
+		{"host=x hots=s3cret", "invalid connection option \"...\""},
 		{"postgresql://ada:s3cret%zz@db/shm", "invalid percent-encoded"},
+		{"postgresql://ada:s3cret@db/shm?hots=s3cret",
+		 "invalid URI query parameter: \"...\""},
+		{"host=/tmp port=abc dbname=x", "port 'abc': not a port number "
+		 "(an integer from 1 to 65535, or empty for the default)"},
+		{"host=/tmp sslmode=bogus dbname=x", "sslmode 'bogus': not one of "
+		 "disable, allow, prefer, require, verify-ca, verify-full"},
 		/* libpq would fail every connect to it, each get's L3 too */
 		{"hostaddr=db.example dbname=shm",
 		 "hostaddr 'db.example': not a numeric address"},
 		/* shown printably: libpq's text, and ours */
-		{"host=x hots\x1b[2J=y",
-		 "invalid connection option \"hots\\x1b[2J\""},
+		{"host=x hots\x1b[2J=y", "invalid connection option \"...\""},
 		{"hostaddr=1.2.3\x1b dbname=shm",
 		 "hostaddr '1.2.3\\x1b': not a numeric address"},
+		{"host=/tmp port=5\x1b dbname=x", "port '5\\x1b': not a port"},
 	};
 	char *base = tu_tmpdir(), dir[4200];
 	shm_options o;
@@ -607,6 +622,210 @@ static void test_unparseable_pg_conninfo_is_refused_at_open(void **state)
 	shm_env_close(env);
 	tu_rmdir(base);
 	free(base);
+}
+
+/* libpq's verdict on conninfo, connecting as libshm, the flusher and
+ * shm-dataset do (as the dbname it expands), with env (NAME=VALUE) set,
+ * against shm__pg_check_conninfo's: libpq says libpq_says, and the check
+ * SHM_EINVAL and ours; or, both NULL, libpq gets as far as the server (a
+ * socket in a directory that does not exist, 127.0.0.1 port 1 where
+ * nothing listens) and the check takes it. */
+static void agree(const char *env, const char *conninfo,
+                  const char *libpq_says, const char *ours)
+{
+	const char *kw[] = {"dbname", NULL}, *val[] = {conninfo, NULL};
+	const char *eq = env ? strchr(env, '=') : NULL;
+	char why[600] = "", name[64] = "", *old = NULL;
+	PGconn *c;
+	const char *said;
+	bool reached;
+	int rc;
+
+	if (env) {
+		snprintf(name, sizeof name, "%.*s", (int)(eq - env), env);
+		if (getenv(name))
+			old = strdup(getenv(name));
+		setenv(name, eq + 1, 1);
+	}
+	c = PQconnectdbParams(kw, val, 1);
+	said = PQerrorMessage(c);
+	reached = strstr(said, "No such file or directory") ||
+	          strstr(said, "Connection refused");
+	rc = shm__pg_check_conninfo(conninfo, why, sizeof why);
+	if (libpq_says ? !strstr(said, libpq_says) || rc != SHM_EINVAL ||
+	                 !strstr(why, ours) || !printable(why)
+	               : !reached || rc)
+		fail_msg("%s%s%s: libpq '%s', check %d '%s'", env ? env : "",
+		         env ? " " : "", conninfo, said, rc, why);
+	PQfinish(c);
+	if (old)
+		setenv(name, old, 1);
+	else if (env)
+		unsetenv(name);
+	free(old);
+}
+
+/* What shm__pg_check_conninfo refuses, libpq refuses when connecting
+ * before it asks a server, and what it takes libpq takes that far: ports
+ * (libpq's integers, 1 to 65535, or empty), integer options, enumerated
+ * values, TLS versions and their range, lists of hosts, addresses and
+ * ports, socket paths, unknown options, text it cannot parse; values from
+ * PG* variables, and from a service file, which the check does not read
+ * (so it takes the variables' values it may override). */
+static void test_pg_conninfo_check_agrees_with_libpq(void **state)
+{
+#define SOCK "host=/nonexistent "
+#define TCP "host=127.0.0.1 port=1 "
+	static const struct {
+		const char *env, *conninfo, *libpq, *ours;
+	} cases[] = {
+		{NULL, SOCK "port=' 5432 '", NULL, NULL},
+		{NULL, SOCK "port=+5432", NULL, NULL},
+		{NULL, SOCK "port=''", NULL, NULL},
+		{NULL, "host=/nonexistent,/nonexistent port=5433,", NULL, NULL},
+		{NULL, SOCK "sslmode=verify-full gssencmode=disable "
+		 "channel_binding=require target_session_attrs=prefer-standby",
+		 NULL, NULL},
+		{NULL, SOCK "ssl_min_protocol_version=tlsv1 "
+		 "ssl_max_protocol_version=TLSv1", NULL, NULL},
+		{NULL, SOCK "ssl_min_protocol_version='' "
+		 "ssl_max_protocol_version=TLSv1", NULL, NULL},
+		{NULL, SOCK "ssl_max_protocol_version=''", NULL, NULL},
+		{NULL, SOCK "requiressl=1", NULL, NULL},
+		{NULL, "postgresql:///x?host=/nonexistent&ssl=true", NULL, NULL},
+		{NULL, TCP "keepalives=-1 keepalives_idle=' 30 ' "
+		 "keepalives_interval=32767 keepalives_count=127 "
+		 "tcp_user_timeout=-1", NULL, NULL},
+		/* read on TCP sockets only, with keepalives on */
+		{NULL, SOCK "keepalives=x keepalives_count=0", NULL, NULL},
+		{NULL, TCP "keepalives=' 0 ' keepalives_idle=x "
+		 "tcp_user_timeout=x", NULL, NULL},
+		{"PGPORT=5433", SOCK, NULL, NULL},
+		{NULL, SOCK "port=abc", "invalid integer value \"abc\" for "
+		 "connection option \"port\"", "port 'abc': not a port number"},
+		{NULL, SOCK "port=0", "invalid port number: \"0\"", "port '0'"},
+		{NULL, SOCK "port=65536", "invalid port number: \"65536\"",
+		 "port '65536'"},
+		{NULL, SOCK "port=-1", "invalid port number: \"-1\"",
+		 "port '-1'"},
+		{NULL, SOCK "port=' '", "invalid integer value \" \"",
+		 "port ' '"},
+		{NULL, SOCK "port=2147483648", "invalid integer value "
+		 "\"2147483648\"", "port '2147483648'"},
+		{NULL, "host=/nonexistent,/nonexistent port=abc,5432",
+		 "invalid integer value \"abc\"", "port 'abc'"},
+		{NULL, "host=/a,/b,/c port=1,2", "could not match 2 port numbers "
+		 "to 3 hosts", "port: 2 ports for 3 hosts (one for all, or one "
+		 "each)"},
+		{NULL, SOCK "hostaddr=127.0.0.1,127.0.0.2", "could not match 1 "
+		 "host names to 2 hostaddr values", "hostaddr: 2 addresses for "
+		 "1 host (one each)"},
+		{NULL, SOCK "sslmode=REQUIRE", "invalid sslmode value: "
+		 "\"REQUIRE\"", "sslmode 'REQUIRE': not one of disable, allow, "
+		 "prefer, require, verify-ca, verify-full"},
+		{NULL, SOCK "sslmode=''", "invalid sslmode value: \"\"",
+		 "sslmode '': not one of"},
+		{NULL, SOCK "gssencmode=x", "invalid gssencmode value",
+		 "gssencmode 'x': not one of disable, prefer, require"},
+		{NULL, SOCK "channel_binding=x", "invalid channel_binding value",
+		 "channel_binding 'x': not one of disable, prefer, require"},
+		{NULL, SOCK "target_session_attrs=x", "invalid "
+		 "target_session_attrs value", "target_session_attrs 'x': not "
+		 "one of any, read-write, read-only, primary, standby, "
+		 "prefer-standby"},
+		{NULL, SOCK "ssl_min_protocol_version=TLSv1.4", "invalid "
+		 "ssl_min_protocol_version value", "ssl_min_protocol_version "
+		 "'TLSv1.4': not one of TLSv1, TLSv1.1, TLSv1.2, TLSv1.3"},
+		{NULL, SOCK "ssl_max_protocol_version=TLSv1", "invalid SSL "
+		 "protocol version range", "ssl_max_protocol_version 'TLSv1' is "
+		 "below ssl_min_protocol_version 'TLSv1.2' (libpq's default)"},
+		{NULL, SOCK "ssl_min_protocol_version=TLSv1.3 "
+		 "ssl_max_protocol_version=tlsv1.2", "invalid SSL protocol "
+		 "version range", "ssl_max_protocol_version 'tlsv1.2' is below "
+		 "ssl_min_protocol_version 'TLSv1.3'"},
+		{NULL, SOCK "hostx=1", "invalid connection option \"hostx\"",
+		 "libpq cannot parse it: invalid connection option \"...\""},
+		{NULL, "postgresql:///x?hostx=1", "invalid URI query parameter: "
+		 "\"hostx\"", "invalid URI query parameter: \"...\""},
+		{NULL, SOCK "'oops", "missing \"=\" after \"'oops\"",
+		 "libpq cannot parse it: missing \"...\" after \"...\""},
+		{NULL, "host='/nonexistent", "unterminated quoted string",
+		 "libpq cannot parse it: unterminated quoted string"},
+		{NULL, TCP "keepalives=x", "invalid integer value \"x\" for "
+		 "connection option \"keepalives\"", "keepalives 'x': not an "
+		 "integer"},
+		{NULL, TCP "keepalives_idle=''", "option \"keepalives_idle\"",
+		 "keepalives_idle '': not an integer from 1 to 32767"},
+		{NULL, TCP "keepalives_interval=1.5", "option "
+		 "\"keepalives_interval\"", "keepalives_interval '1.5'"},
+		{NULL, TCP "keepalives_count=99999999999", "option "
+		 "\"keepalives_count\"", "keepalives_count '99999999999'"},
+		/* beyond the kernel's bounds: setsockopt fails */
+		{NULL, TCP "keepalives_idle=0", "setsockopt(TCP_KEEPIDLE) "
+		 "failed", "keepalives_idle '0': not an integer from 1 to "
+		 "32767"},
+		{NULL, TCP "keepalives_interval=32768", "setsockopt(TCP_KEEPINTVL) "
+		 "failed", "keepalives_interval '32768'"},
+		{NULL, TCP "keepalives_count=-1", "setsockopt(TCP_KEEPCNT) "
+		 "failed", "keepalives_count '-1': not an integer from 1 to 127"},
+		{NULL, "host=/nonexistent,127.0.0.1 port=1 keepalives_count=128",
+		 "setsockopt(TCP_KEEPCNT) failed", "keepalives_count '128'"},
+		{NULL, TCP "tcp_user_timeout=x", "option \"tcp_user_timeout\"",
+		 "tcp_user_timeout 'x': not an integer"},
+		{"PGPORT=abc", SOCK, "invalid integer value \"abc\"",
+		 "PGPORT 'abc': not a port number"},
+		{"PGSSLMODE=x", SOCK, "invalid sslmode value: \"x\"",
+		 "PGSSLMODE 'x': not one of"},
+	};
+	char *dir = tu_tmpdir(), a[200], conninfo[300], file[4200];
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t sl = sizeof sa;
+	int fd;
+	FILE *f;
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+		agree(cases[i].env, cases[i].conninfo, cases[i].libpq,
+		      cases[i].ours);
+	/* a socket path of 107 bytes and no more (the port's digits
+	 * count), an abstract one's too */
+	memset(a, 'a', sizeof a);
+	snprintf(conninfo, sizeof conninfo, "host=/%.92s", a);
+	agree(NULL, conninfo, NULL, NULL);
+	snprintf(conninfo, sizeof conninfo, "host=/%.93s", a);
+	agree(NULL, conninfo, "is too long (maximum 107 bytes)", "its socket "
+	      "path is 108 bytes with port 5432, at most 107");
+	snprintf(conninfo, sizeof conninfo, "host=@%.93s", a);
+	agree(NULL, conninfo, "is too long", "108 bytes");
+	snprintf(conninfo, sizeof conninfo, "host=/%.92s port=54321", a);
+	agree(NULL, conninfo, "is too long", "108 bytes with port 54321");
+	/* a service file's port and minimum TLS version win over PGPORT and
+	 * libpq's default */
+	snprintf(file, sizeof file, "%s/pg_service.conf", dir);
+	assert_non_null(f = fopen(file, "w"));
+	fputs("[svc]\nport=5433\nssl_min_protocol_version=TLSv1\n", f);
+	assert_int_equal(fclose(f), 0);
+	setenv("PGSERVICEFILE", file, 1);
+	agree("PGPORT=abc", SOCK "service=svc", NULL, NULL);
+	agree(NULL, SOCK "service=svc ssl_max_protocol_version=TLSv1", NULL,
+	      NULL);
+	unsetenv("PGSERVICEFILE");
+	/* connect_timeout, read by a blocking connect once the server
+	 * answered the TCP handshake (here a socket that listens) */
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	assert_int_equal(listen(fd, 4), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d "
+	         "connect_timeout=abc", ntohs(sa.sin_port));
+	agree(NULL, conninfo, "invalid integer value \"abc\" for connection "
+	      "option \"connect_timeout\"", "connect_timeout 'abc': not an "
+	      "integer");
+	close(fd);
+	tu_rmdir(dir);
+	free(dir);
+#undef SOCK
+#undef TCP
 }
 
 /* A reader killed with its read transaction open leaves a stale slot: a
@@ -2147,6 +2366,7 @@ int main(void)
 			test_options_show_the_reader_slots_and_lease_in_force),
 		cmocka_unit_test(test_default_options_keep_the_environments_map_size),
 		cmocka_unit_test(test_unparseable_pg_conninfo_is_refused_at_open),
+		cmocka_unit_test(test_pg_conninfo_check_agrees_with_libpq),
 		cmocka_unit_test(test_stale_reader_slot_is_shown_then_cleared),
 	};
 	return cmocka_run_group_tests_name("env", tests, NULL, NULL);

@@ -455,6 +455,12 @@ static void test_config_print_config_checks_as_a_start_does(void **state)
 		 "redis URL"},
 		{{"f", "--print-config", "-e", "d", "--pg",
 		  "postgresql://u:pa%%zz@h/db", NULL}, "libpq cannot parse it"},
+		/* libpq refuses it at each connect, before asking a server:
+		 * the flusher started and retried for ever (--once: exit 3) */
+		{{"f", "--print-config", "-e", "d", "--pg",
+		  "host=/tmp port=abc dbname=x", NULL}, "--pg: port 'abc': not "
+		 "a port number (an integer from 1 to 65535, or empty for the "
+		 "default)"},
 		{{"f", "--print-config", "-e", "d", "--pg", "dbname=x",
 		  "--backoff-min-ms=500", "--backoff-max-ms=100", NULL},
 		 "backoff-max-ms (100) is below backoff-min-ms (500)"},
@@ -515,6 +521,71 @@ static void test_config_print_config_checks_as_a_start_does(void **state)
 	}
 	ft_rmdir(dir);
 	free(dir);
+}
+
+/* A --pg libpq would refuse at each connect before asking a server is a
+ * config error, as one it cannot parse is: named with its value (none of
+ * them secret), printably; libpq's own text with its quoted parts left
+ * out, a password's perhaps. */
+static void test_config_refuses_a_conninfo_libpq_would_refuse(void **state)
+{
+	static const struct {
+		const char *pg, *want;
+	} cases[] = {
+		{"host=/tmp port=abc dbname=x", "--pg: port 'abc': not a port "
+		 "number"},
+		{"host=a,b port=5432,99999 dbname=x", "--pg: port '99999': not "
+		 "a port number"},
+		{"host=a,b,c port=1,2", "--pg: port: 2 ports for 3 hosts"},
+		{"dbname=x sslmode=requires", "--pg: sslmode 'requires': not "
+		 "one of disable, allow, prefer, require, verify-ca, "
+		 "verify-full"},
+		{"dbname=x target_session_attrs=rw", "--pg: "
+		 "target_session_attrs 'rw': not one of"},
+		{"dbname=x connect_timeout=5s", "--pg: connect_timeout '5s': "
+		 "not an integer"},
+		{"host=db keepalives_idle=0", "--pg: keepalives_idle '0': not "
+		 "an integer from 1 to 32767"},
+		{"hostx=s3cret dbname=x", "--pg: libpq cannot parse it: "
+		 "invalid connection option \"...\""},
+		{"dbname=x password=pass s3cret", "--pg: libpq cannot parse "
+		 "it: missing \"...\" after \"...\""},
+		{"dbname=x port=5\x1b[2J", "--pg: port '5\\x1b[2J': not a "
+		 "port number"},
+	};
+	char err[1024];
+	fl_config c;
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		char *argv[] = {"f", "-e", "d", "--pg", (char *)cases[i].pg,
+		                NULL};
+		err[0] = 0;
+		assert_int_not_equal(fl_config_load(&c, 5, argv, err,
+		                                    sizeof err), 0);
+		if (!strstr(err, cases[i].want) || !printable_text(err) ||
+		    strstr(err, "s3cret"))
+			fail_msg("%s: '%s', not '%s' alone", cases[i].pg, err,
+			         cases[i].want);
+		fl_config_free(&c);
+	}
+	/* a database name alone is a conninfo too (libpq's rule), whose
+	 * port is PGPORT's; what a service file may set is not looked for
+	 * there */
+	const char *good[] = {"shm", "service=shm dbname=x"};
+	for (size_t i = 0; i < 2; i++) {
+		char *argv[] = {"f", "-e", "d", "--pg", (char *)good[i], NULL};
+		if (fl_config_load(&c, 5, argv, err, sizeof err))
+			fail_msg("%s: '%s'", good[i], err);
+		fl_config_free(&c);
+		setenv("PGPORT", "abc", 1);
+	}
+	char *shm[] = {"f", "-e", "d", "--pg", "shm", NULL};
+	assert_int_not_equal(fl_config_load(&c, 5, shm, err, sizeof err), 0);
+	assert_string_equal(err, "--pg: PGPORT 'abc': not a port number (an "
+	                    "integer from 1 to 65535, or empty for the "
+	                    "default)");
+	fl_config_free(&c);
+	unsetenv("PGPORT");
 }
 
 /* '#' starts a comment at the start of a line only: "log-file = x.log # the
@@ -3688,6 +3759,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
 		cmocka_unit_test_teardown(test_config_file_comment_after_a_value_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_config_print_config_checks_as_a_start_does, ft_teardown),
+		cmocka_unit_test_teardown(test_config_refuses_a_conninfo_libpq_would_refuse,
+		                          ft_teardown),
 		cmocka_unit_test_teardown(test_batch_coalesce_keeps_last_state_per_key, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_reuses_its_chunks_between_batches, ft_teardown),
 		cmocka_unit_test_teardown(test_batch_copies_a_payload_that_lies_above_the_record, ft_teardown),

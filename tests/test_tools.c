@@ -408,6 +408,38 @@ static void test_dataset_shows_bad_arguments_and_postgres_text_printably(
 	                            "server running"));
 }
 
+/* A --pg that libpq would refuse before asking a server is a usage error
+ * (exit 1), said as shm-flusher and libshm say it (one check): the
+ * option and its value named; never a password, a word of which libpq's
+ * own text quoted ("missing "=" after "s3cret"", exit 2). */
+static void test_dataset_refuses_a_conninfo_libpq_would_refuse(
+	void **state)
+{
+	static const struct {
+		const char *pg, *want;
+	} cases[] = {
+		{"host=/tmp port=abc dbname=x", "port 'abc': not a port number "
+		 "(an integer from 1 to 65535, or empty for the default)"},
+		{"dbname=x sslmode=bogus", "sslmode 'bogus': not one of "
+		 "disable, allow, prefer, require, verify-ca, verify-full"},
+		{"dbname=x password=pass s3cret", "libpq cannot parse it: "
+		 "missing \"...\" after \"...\" in connection info string"},
+		{"dbname=x port=5\033[31m\377", "port '5\\x1b[31m\\xff': not a "
+		 "port number"},
+	};
+	char err[4096], want[512];
+
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
+		        "shm-dataset", "--pg", (char *)cases[i].pg,
+		        "--connections", "10", "--quiet", NULL});
+		snprintf(want, sizeof want, "shm-dataset: --pg: %s", cases[i].want);
+		if (rc != 1 || !strstr(err, want) || strchr(err, '\n') !=
+		    err + strlen(err) - 1 || strstr(err, "s3cret"))
+			fail_msg("%s: exit %d, '%s'", cases[i].pg, rc, err);
+	}
+}
+
 /* A bad option is said as shm-chatsim says it: what is wrong with it, in
  * one line, then where help is. "unknown or incomplete option" said
  * neither which (a value missing, or an argument no option takes), and
@@ -992,6 +1024,7 @@ int main(void)
 		T(test_chatsim_shows_bad_arguments_printably),
 		T(test_dataset_shows_bad_arguments_and_postgres_text_printably),
 		T(test_dataset_says_a_bad_option_as_chatsim_does),
+		T(test_dataset_refuses_a_conninfo_libpq_would_refuse),
 		T(test_bench_refuses_bad_arguments_naming_them),
 		T(test_chatsim_summary_says_one_in_the_singular),
 		T(test_chatsim_writes_replies_in_their_parents_room_and_thread),

@@ -27,7 +27,8 @@
  * --env with --graph pg (the environment would get nothing), is a usage
  * error, not a load that silently leaves a part out.
  *
- * Exit codes: 0 done, 1 usage, 2 PostgreSQL or environment error, 70 output
+ * Exit codes: 0 done, 1 usage (a --pg that libpq would refuse before
+ * asking a server included), 2 PostgreSQL or environment error, 70 output
  * that could not all be written (a full disk).
  */
 #include <errno.h>
@@ -42,6 +43,7 @@
 
 #include "shm.h"
 #include "close_stdout.h"
+#include "conninfo.h" /* --pg checked as libpq would */
 #include "text.h" /* arguments and PostgreSQL's texts shown printably */
 
 #define T_WEBSITE "Communication::Website"
@@ -543,7 +545,8 @@ static void usage(FILE *f)
 	        "leaves), obsolete, per source type, objects, edges, marks.\n"
 	        "Without --pg and --env it loads nothing: the counts alone.\n"
 	        "--pg needs sql/schema.sql applied to its database.\n"
-	        "Exit: 0 ok, 1 usage (an option given twice included), 2\n"
+	        "Exit: 0 ok, 1 usage (an option given twice, or a --pg that\n"
+	        "libpq would refuse before asking a server, included), 2\n"
 	        "PostgreSQL or environment error, 70 output that could not\n"
 	        "all be written (a full disk).\n");
 }
@@ -680,6 +683,15 @@ static int run(int argc, char **argv)
 		fprintf(stderr, "shm-dataset: --graph %s needs --pg\n",
 		        op.graph);
 		return 1;
+	}
+	/* what libpq refuses without a server, said here without a
+	 * password (libpq's own text may quote one) */
+	char pg_why[600];
+	int pg_rc = op.pg ? shm__pg_check_conninfo(op.pg, pg_why,
+	                                           sizeof pg_why) : 0;
+	if (pg_rc) {
+		fprintf(stderr, "shm-dataset: --pg: %s\n", pg_why);
+		return pg_rc == SHM_EINVAL ? 1 : 2;
 	}
 	rng = op.seed * 0x2545f4914f6cdd1dULL + 1;
 
