@@ -8,7 +8,9 @@
  * 1. Only the values of the options checked here are quoted (ports,
  *    integers, enumerations, TLS versions, hosts and addresses): none is
  *    a secret. libpq's parse errors quote fragments of the text, a
- *    password's perhaps: they are shown with the quoted parts left out.
+ *    password's perhaps: a keyword=value string's are said here instead,
+ *    and a URI's are shown with libpq's quoted parts left out. An unknown
+ *    option's name is shown, never its value.
  * 2. A value the conninfo does not give is libpq's: its environment
  *    variable's, else its built-in default; neither when a service is
  *    named, whose file (not read here) may set the option.
@@ -304,6 +306,103 @@ static int check_values(const conn *c, char *why, size_t len)
 	return 0;
 }
 
+/* Whether libpq knows the option name[0..n) (an alias too). */
+static bool known(const char *name, size_t n)
+{
+	char *s = malloc(n + 3), *err = NULL;
+	PQconninfoOption *o;
+	bool ok;
+
+	if (!s)
+		return true; /* then libpq's own text is shown */
+	snprintf(s, n + 3, "%.*s=x", (int)n, name);
+	o = PQconninfoParse(s, &err);
+	ok = o || !err; /* out of memory: libpq's own text too */
+	free(s);
+	PQconninfoFree(o);
+	PQfreemem(err);
+	return ok;
+}
+
+/* What libpq refused first in a keyword=value string (its conninfo_parse),
+ * into why; 0 if nothing is found (then libpq's text is shown). */
+static int kv_fault(const char *s, char *why, size_t len)
+{
+	const char *name, *prev = NULL;
+	size_t n, prev_n = 0;
+	char shown[SHM__SHOWN_MAX];
+
+	while (*s) {
+		if (isspace((unsigned char)*s)) {
+			s++;
+			continue;
+		}
+		for (name = s; *s && *s != '=' && !isspace((unsigned char)*s);)
+			s++;
+		n = (size_t)(s - name);
+		while (isspace((unsigned char)*s))
+			s++;
+		if (*s != '=' && prev)
+			return bad(why, len, "after option '%s', a word without "
+			           "'=' (a value with spaces goes in single "
+			           "quotes)", shm__shown(prev, prev_n, shown));
+		if (*s != '=')
+			return bad(why, len, "its first word has no '=' "
+			           "(keyword=value pairs, or a postgresql:// "
+			           "URI)");
+		for (s++; isspace((unsigned char)*s);)
+			s++;
+		if (*s == '\'') {
+			for (s++; *s != '\''; s++) {
+				if (!*s)
+					return bad(why, len, "option '%s': its "
+					           "quoted value has no closing "
+					           "quote", shm__shown(name, n, shown));
+				if (*s == '\\' && s[1])
+					s++;
+			}
+			s++;
+		} else {
+			for (; *s && !isspace((unsigned char)*s); s++)
+				if (*s == '\\' && s[1])
+					s++;
+		}
+		if (!known(name, n))
+			return bad(why, len, "unknown connection option '%s'",
+			           shm__shown(name, n, shown));
+		prev = name;
+		prev_n = n;
+	}
+	return 0;
+}
+
+/* An unknown option among a URI's query parameters (after the user
+ * information, which may hold '?'), into why; 0 if none is found or one
+ * before it is not judged here (percent-encoded, without '=', with two):
+ * libpq's text is shown then. */
+static int uri_fault(const char *s, char *why, size_t len)
+{
+	size_t at = strcspn(s, "@/"), n, k;
+	char shown[SHM__SHOWN_MAX];
+
+	if (s[at] == '@')
+		s += at + 1;
+	if (!(s = strchr(s, '?')))
+		return 0;
+	for (s++; *s; s += n + (s[n] == '&')) {
+		n = strcspn(s, "&");
+		k = strcspn(s, "=");
+		if (k >= n || memchr(s + k + 1, '=', n - k - 1) ||
+		    memchr(s, '%', n))
+			return 0;
+		if (!(k == 3 && !strncmp(s, "ssl=true", 8) && n == 8) &&
+		    !known(s, k))
+			return bad(why, len, "unknown connection option '%s'",
+			           shm__shown(s, k, shown));
+	}
+	return 0;
+}
+
 /* libpq's reason on one line, each part it quotes left out: "...". */
 static int libpq_said(const char *err, char *why, size_t len)
 {
@@ -325,10 +424,10 @@ static int libpq_said(const char *err, char *why, size_t len)
 
 int shm__pg_check_conninfo(const char *conninfo, char *why, size_t why_len)
 {
+	size_t uri = !strncmp(conninfo, "postgresql://", 13) ? 13
+	             : !strncmp(conninfo, "postgres://", 11) ? 11 : 0;
 	/* a bare database name: libpq's rule for the dbname it is passed as */
-	bool expands = !strncmp(conninfo, "postgresql://", 13) ||
-	               !strncmp(conninfo, "postgres://", 11) ||
-	               strchr(conninfo, '=');
+	bool expands = uri || strchr(conninfo, '=');
 	char *err = NULL;
 	conn c = {PQconninfoParse(expands ? conninfo : "", &err), false};
 	const char *addr;
@@ -339,7 +438,9 @@ int shm__pg_check_conninfo(const char *conninfo, char *why, size_t why_len)
 			snprintf(why, why_len, "parse: %s", strerror(ENOMEM));
 			return ENOMEM;
 		}
-		rc = libpq_said(err, why, why_len);
+		if (!(rc = uri ? uri_fault(conninfo + uri, why, why_len)
+		               : kv_fault(conninfo, why, why_len)))
+			rc = libpq_said(err, why, why_len);
 		PQfreemem(err);
 		return rc;
 	}

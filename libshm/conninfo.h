@@ -17,9 +17,10 @@
  * option, a port, integer or enumerated value it refuses, lists of hosts,
  * addresses and ports that do not match, a socket path too long, a
  * hostaddr element that is not a numeric address), naming the option or
- * variable and, for those values, the value; or ENOMEM. A password is
- * never shown. Options a service file may set are not looked for in the
- * environment when a service is named (the file may say otherwise). */
+ * variable and, for those values, the value; or ENOMEM. An unknown
+ * option's name is shown, never its value, nor a password. Options a
+ * service file may set are not looked for in the environment when a
+ * service is named (the file may say otherwise). */
 int shm__pg_check_conninfo(const char *conninfo, char *why, size_t why_len);
 
 #endif

@@ -410,8 +410,9 @@ static void test_dataset_shows_bad_arguments_and_postgres_text_printably(
 
 /* A --pg that libpq would refuse before asking a server is a usage error
  * (exit 1), said as shm-flusher and libshm say it (one check): the
- * option and its value named; never a password, a word of which libpq's
- * own text quoted ("missing "=" after "s3cret"", exit 2). */
+ * option and its value named; an unknown option named, its value not;
+ * never a password, a word of which libpq's own text quoted ("missing "="
+ * after "s3cret"", exit 2). */
 static void test_dataset_refuses_a_conninfo_libpq_would_refuse(
 	void **state)
 {
@@ -422,8 +423,9 @@ static void test_dataset_refuses_a_conninfo_libpq_would_refuse(
 		 "(an integer from 1 to 65535, or empty for the default)"},
 		{"dbname=x sslmode=bogus", "sslmode 'bogus': not one of "
 		 "disable, allow, prefer, require, verify-ca, verify-full"},
-		{"dbname=x password=pass s3cret", "libpq cannot parse it: "
-		 "missing \"...\" after \"...\" in connection info string"},
+		{"hostx=s3cret dbname=x", "unknown connection option 'hostx'"},
+		{"dbname=x password=pass s3cret", "after option 'password', a "
+		 "word without '=' (a value with spaces goes in single quotes)"},
 		{"dbname=x port=5\033[31m\377", "port '5\\x1b[31m\\xff': not a "
 		 "port number"},
 	};
