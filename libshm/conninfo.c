@@ -376,20 +376,30 @@ static int kv_fault(const char *s, char *why, size_t len)
 	return 0;
 }
 
-/* An unknown option among a URI's query parameters (after the user
- * information, which may hold '?'), into why; 0 if none is found or one
- * before it is not judged here (percent-encoded, without '=', with two):
- * libpq's text is shown then. */
-static int uri_fault(const char *s, char *why, size_t len)
+/* An unknown option among the query parameters of uri (scheme: its
+ * prefix's length), into why; 0 if none is found, or the fault is before
+ * the query (all before its '?', which the user information may hold,
+ * does not parse alone), or a parameter before it is not judged here
+ * (percent-encoded, without '=', with two): libpq's text is shown then. */
+static int uri_fault(const char *uri, size_t scheme, char *why, size_t len)
 {
+	const char *s = uri + scheme, *q;
 	size_t at = strcspn(s, "@/"), n, k;
-	char shown[SHM__SHOWN_MAX];
+	char shown[SHM__SHOWN_MAX], *head, *err = NULL;
+	PQconninfoOption *o;
 
 	if (s[at] == '@')
 		s += at + 1;
-	if (!(s = strchr(s, '?')))
+	if (!(q = strchr(s, '?')) ||
+	    !(head = strndup(uri, (size_t)(q - uri))))
 		return 0;
-	for (s++; *s; s += n + (s[n] == '&')) {
+	o = PQconninfoParse(head, &err);
+	free(head);
+	PQfreemem(err);
+	if (!o)
+		return 0;
+	PQconninfoFree(o);
+	for (s = q + 1; *s; s += n + (s[n] == '&')) {
 		n = strcspn(s, "&");
 		k = strcspn(s, "=");
 		if (k >= n || memchr(s + k + 1, '=', n - k - 1) ||
@@ -438,7 +448,7 @@ int shm__pg_check_conninfo(const char *conninfo, char *why, size_t why_len)
 			snprintf(why, why_len, "parse: %s", strerror(ENOMEM));
 			return ENOMEM;
 		}
-		if (!(rc = uri ? uri_fault(conninfo + uri, why, why_len)
+		if (!(rc = uri ? uri_fault(conninfo, uri, why, why_len)
 		               : kv_fault(conninfo, why, why_len)))
 			rc = libpq_said(err, why, why_len);
 		PQfreemem(err);

@@ -750,6 +750,13 @@ static void test_pg_conninfo_check_agrees_with_libpq(void **state)
 		 "\"hostx\"", "unknown connection option 'hostx'"},
 		{NULL, "postgresql:///x?ssl=false", "invalid URI query "
 		 "parameter: \"ssl\"", "unknown connection option 'ssl'"},
+		/* a fault before the query is libpq's first, said as libpq
+		 * says it; a '?' in brackets starts no query */
+		{NULL, "postgresql://u:s3cret%zz@h/x?hostx=1", "invalid "
+		 "percent-encoded token: \"s3cret%zz\"", "libpq cannot parse "
+		 "it: invalid percent-encoded token: \"...\""},
+		{NULL, "postgresql://[?]x?hostx=1", "unexpected character",
+		 "libpq cannot parse it: unexpected character \"...\""},
 		{NULL, SOCK "'oops", "missing \"=\" after \"'oops\"",
 		 "after option 'host', a word without '='"},
 		{NULL, "host='/nonexistent", "unterminated quoted string",
