@@ -331,24 +331,45 @@ static int wait_fd(int fd, short ev, uint64_t deadline)
 /* ---- Redis: non-blocking connections, each exchange against a deadline */
 
 /*
- * Sends what was appended to c and reads one reply, all before deadline.
- * 0 and *out; SHM_EL2 on an I/O error (c->errstr says which); ETIMEDOUT at
- * the deadline; SHM_ECORRUPT as soon as the reply pending passes max bytes
- * (a bulk string is parsed only once whole: the reader's unparsed bytes are
- * the reply so far). c is unusable after an error.
+ * Sends cmd (len bytes) on c before deadline with send(MSG_NOSIGNAL): a
+ * connection the server ended (a restart, its idle timeout) is EPIPE, an
+ * error, where hiredis' own write() raised SIGPIPE, which ends an
+ * application that did not ask to ignore it. 0; SHM_EL2 on an I/O error,
+ * c->errstr saying which as hiredis would; ETIMEDOUT at the deadline.
  */
-static int redis_exchange(redisContext *c, uint64_t deadline, size_t max,
-                          redisReply **out)
+static int redis_send(redisContext *c, const char *cmd, size_t len,
+                      uint64_t deadline)
+{
+	while (len) {
+		ssize_t n = send(c->fd, cmd, len, MSG_NOSIGNAL);
+		if (n > 0) {
+			cmd += n;
+			len -= (size_t)n;
+		} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			if (wait_fd(c->fd, POLLOUT, deadline))
+				return ETIMEDOUT;
+		} else if (errno != EINTR) {
+			c->err = REDIS_ERR_IO;
+			snprintf(c->errstr, sizeof c->errstr, "%s",
+			         strerror(errno));
+			return SHM_EL2;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Reads one reply from c before deadline: 0 and *out; SHM_EL2 on an I/O
+ * error (c->errstr says which); ETIMEDOUT at the deadline; SHM_ECORRUPT as
+ * soon as the reply pending passes max bytes (a bulk string is parsed only
+ * once whole: the reader's unparsed bytes are the reply so far). c is
+ * unusable after an error.
+ */
+static int redis_reply(redisContext *c, uint64_t deadline, size_t max,
+                       redisReply **out)
 {
 	void *r = NULL;
-	int done = 0;
 
-	while (!done) {
-		if (redisBufferWrite(c, &done) != REDIS_OK)
-			return SHM_EL2;
-		if (!done && wait_fd(c->fd, POLLOUT, deadline))
-			return ETIMEDOUT;
-	}
 	for (;;) {
 		if (redisGetReplyFromReader(c, &r) != REDIS_OK)
 			return SHM_EL2;
@@ -365,17 +386,26 @@ static int redis_exchange(redisContext *c, uint64_t deadline, size_t max,
 	}
 }
 
-/* One command (hiredis's format) and its reply: redis_exchange's codes. */
+/* One command (hiredis's format) and its reply: redis_send's and
+ * redis_reply's codes. */
 static int redis_call(redisContext *c, uint64_t deadline, size_t max,
                       redisReply **out, const char *fmt, ...)
 {
 	va_list ap;
-	int rc;
+	char *cmd;
+	int len, rc;
 
 	va_start(ap, fmt);
-	rc = redisvAppendCommand(c, fmt, ap);
+	len = redisvFormatCommand(&cmd, fmt, ap);
 	va_end(ap);
-	return rc == REDIS_OK ? redis_exchange(c, deadline, max, out) : SHM_EL2;
+	if (len < 0) {
+		c->err = REDIS_ERR_OOM;
+		snprintf(c->errstr, sizeof c->errstr, "Out of memory");
+		return SHM_EL2;
+	}
+	rc = redis_send(c, cmd, (size_t)len, deadline);
+	redisFreeCommand(cmd);
+	return rc ? rc : redis_reply(c, deadline, max, out);
 }
 
 /* SHM_EL2: what failed, with the first line of hiredis's or the server's

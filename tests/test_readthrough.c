@@ -28,6 +28,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -703,7 +704,9 @@ static uint64_t timed_l3_get(const char *redis, uint32_t l2_ms,
  * show on demand: every command is answered after delay_ms, GET with value
  * (NULL: nil), anything else with +OK; the answer goes out chunk bytes at a
  * time, chunk_ms apart (chunk 0: at once). One thread per connection; a
- * connection ends when the client closes it. */
+ * connection ends when the client closes it, or once it answered
+ * close_after commands (0: never), as a restarted Redis or its idle
+ * timeout ends one. */
 typedef struct fake_redis fake_redis;
 struct fake_conn {
 	fake_redis *f;
@@ -711,7 +714,7 @@ struct fake_conn {
 	pthread_t t;
 };
 struct fake_redis {
-	uint32_t delay_ms, chunk_ms;
+	uint32_t delay_ms, chunk_ms, close_after;
 	size_t chunk;
 	const char *value;
 	int fd;
@@ -750,6 +753,7 @@ static void *fake_serve(void *arg)
 	const fake_redis *f = c->f;
 	redisReader *r = redisReaderCreate();
 	char buf[4096], head[32];
+	uint32_t answered = 0;
 	void *cmd;
 	ssize_t n;
 
@@ -763,12 +767,16 @@ static void *fake_serve(void *arg)
 				if (!send_paced(f, c->fd, get ? "$-1\r\n" : "+OK\r\n",
 				                5))
 					goto out;
-				continue;
+			} else {
+				snprintf(head, sizeof head, "$%zu\r\n",
+				         strlen(f->value));
+				if (!send_paced(f, c->fd, head, strlen(head)) ||
+				    !send_paced(f, c->fd, f->value,
+				                strlen(f->value)) ||
+				    !send_paced(f, c->fd, "\r\n", 2))
+					goto out;
 			}
-			snprintf(head, sizeof head, "$%zu\r\n", strlen(f->value));
-			if (!send_paced(f, c->fd, head, strlen(head)) ||
-			    !send_paced(f, c->fd, f->value, strlen(f->value)) ||
-			    !send_paced(f, c->fd, "\r\n", 2))
+			if (++answered == f->close_after)
 				goto out;
 		}
 	}
@@ -828,6 +836,49 @@ static void fake_stop(fake_redis *f)
 	close(f->fd);
 	for (int i = 0; i < f->n_conns; i++)
 		pthread_join(f->conns[i].t, NULL);
+}
+
+/* A Redis that ended a pooled connection (a restart, its idle timeout)
+ * makes the next get on it a Redis error, never a SIGPIPE: hiredis writes
+ * with write(), and the signal ended the application, which libshm does
+ * not ask to ignore it (a soak's writers died at a Redis restart). The
+ * gets run in a child with SIGPIPE's default action, as an application
+ * has it; the parent reads how it ended. */
+static void test_redis_ending_a_pooled_connection_raises_no_sigpipe(
+	void **state)
+{
+	char *sdir = tu_tmpdir();
+	fake_redis f = {.close_after = 1};
+	int status;
+	pid_t pid;
+
+	fake_start(&f, sdir);
+	if ((pid = fork()) == 0) {
+		shm_uuid a, b;
+		shm_msg *got;
+
+		signal(SIGPIPE, SIG_DFL);
+		shm_env *env = open_rt(f.url, NULL, 2000, 0);
+		shm_uuid_v7(&a);
+		shm_uuid_v7(&b);
+		if (shm_msg_get(env, &a, &got) != SHM_ENOTFOUND)
+			_exit(2);
+		tu_sleep_ms(100); /* the fake has closed the connection */
+		if (shm_msg_get(env, &b, &got) != SHM_EL2 ||
+		    !strstr(shm_errmsg(), "Broken pipe"))
+			_exit(3);
+		shm_env_close(env);
+		tu_rmdir(dir);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFSIGNALED(status))
+		fail_msg("the get died of signal %d", WTERMSIG(status));
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	fake_stop(&f);
+	tu_rmdir(sdir);
+	free(sdir);
 }
 
 static void test_dead_or_mute_redis_costs_at_most_the_timeout(void **state)
@@ -2905,6 +2956,7 @@ int main(void)
 		cmocka_unit_test(test_close_in_a_forked_child_keeps_the_parents_connections),
 		cmocka_unit_test(test_redis_value_of_another_message_is_a_miss),
 		cmocka_unit_test(test_redis_key_of_another_type_is_replaced),
+		cmocka_unit_test(test_redis_ending_a_pooled_connection_raises_no_sigpipe),
 		cmocka_unit_test(test_dead_or_mute_redis_costs_at_most_the_timeout),
 		cmocka_unit_test(test_mute_redis_is_skipped_after_a_timeout),
 		cmocka_unit_test(test_slow_postgres_costs_at_most_the_timeout),
