@@ -137,9 +137,15 @@ void fl_config_free(fl_config *c);
 struct redisContext;
 /* A connection to cfg's redis-url with redis-timeout set for connect, reads
  * and writes, AUTHed when the URL has a password; NULL with the reason in
- * err (connect or AUTH) otherwise. Free it with redisFree. */
+ * err (connect or AUTH, naming the server) otherwise. Free it with redisFree. */
 struct redisContext *fl_redis_connect(const fl_config *cfg, char *err,
                                       size_t errlen);
+/* The server c (NULL: none yet) is connected to, as the flusher's messages
+ * name it: "unix:PATH", or HOST:PORT with the address a host name resolved
+ * to ("cache:6379 (10.0.0.7)"); never the password. Returns buf. */
+#define FL_REDIS_SERVER_MAX (SHM__SHOWN_LONG_MAX + 80)
+const char *fl_redis_server(const fl_config *cfg, const struct redisContext *c,
+                            char buf[FL_REDIS_SERVER_MAX]);
 /* A hiredis context's error text (its errstr) for logs: a socket timeout,
  * which hiredis reports as EAGAIN's text, reads "timed out"; an empty text
  * "connection lost". */

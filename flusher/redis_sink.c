@@ -37,6 +37,7 @@
 typedef struct redis_sink {
 	fl_sink base;
 	redisContext *c;
+	char server[FL_REDIS_SERVER_MAX]; /* c's, for the setup's errors */
 	char ttl[24];  /* EX argument: l2-ttl, or the environment's l2_ttl_s */
 	uint32_t compress_threshold; /* likewise, for this batch */
 	bool sha256;   /* static-sha = sha256 */
@@ -64,12 +65,14 @@ static int simple(redis_sink *r, const char *what, const char *fmt, ...)
 	rep = redisvCommand(r->c, fmt, ap);
 	va_end(ap);
 	if (!rep) {
-		fl_sink_seterr(&r->base, "%s: %s", what,
+		fl_sink_seterr(&r->base, "%s on %s: %s", what, r->server,
 		               fl_redis_error(r->c->errstr));
 		return FL_TRANSIENT;
 	}
 	if (rep->type == REDIS_REPLY_ERROR) {
-		fl_sink_seterr(&r->base, "%s: %s", what, rep->str);
+		char shown[SHM__SHOWN_LONG_MAX];
+		fl_sink_seterr(&r->base, "%s on %s: %s", what, r->server,
+		               shm__shown_lines(rep->str, shown));
 		freeReplyObject(rep);
 		return FL_TRANSIENT;
 	}
@@ -80,8 +83,8 @@ static int simple(redis_sink *r, const char *what, const char *fmt, ...)
 static int r_connect(fl_sink *s)
 {
 	redis_sink *r = (redis_sink *)s;
-	char err[512];
-	int rc;
+	char err[512], select[24];
+	int db = s->cfg->redis_addr.db, rc;
 
 	if (r->c && !r->c->err)
 		return FL_OK;
@@ -90,8 +93,9 @@ static int r_connect(fl_sink *s)
 		fl_sink_seterr(s, "%s", err);
 		return FL_TRANSIENT;
 	}
-	if (s->cfg->redis_addr.db &&
-	    (rc = simple(r, "SELECT", "SELECT %d", s->cfg->redis_addr.db)))
+	fl_redis_server(s->cfg, r->c, r->server);
+	snprintf(select, sizeof select, "SELECT %d", db);
+	if (db && (rc = simple(r, select, "SELECT %d", db)))
 		goto fail;
 	if ((rc = simple(r, "PING", "PING")))
 		goto fail;

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <lmdb.h>
 
@@ -207,6 +208,57 @@ void tu_redis_url_with_auth(const char *base, const char *user,
 	else
 		snprintf(out, outlen, "redis://%s:%s@%s:%d", user, password,
 		         a.host, a.port);
+}
+
+pid_t tu_redis_start(const char *dir, const char *const *args, char *url,
+                     size_t urllen)
+{
+	char sock[4200], log[4200];
+	const char *argv[48];
+	int n = 0;
+
+	snprintf(sock, sizeof sock, "%s/redis.sock", dir);
+	snprintf(log, sizeof log, "%s/redis.log", dir);
+	const char *fixed[] = {"redis-server", "--port", "0", "--unixsocket",
+	                       sock, "--save", "", "--appendonly", "no",
+	                       "--dir", dir, "--logfile", log, NULL};
+	for (int i = 0; fixed[i]; i++)
+		argv[n++] = fixed[i];
+	for (int i = 0; args && args[i] && n < 47; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execvp(argv[0], (char **)argv);
+		_exit(127);
+	}
+	tu_child_add(pid);
+	/* ready once it answers anything (NOAUTH under requirepass) */
+	for (int i = 0; i < 200; i++) {
+		redisContext *c = redisConnectUnix(sock);
+		redisReply *r = c && !c->err ? redisCommand(c, "PING") : NULL;
+		bool up = r != NULL;
+		if (r)
+			freeReplyObject(r);
+		if (c)
+			redisFree(c);
+		if (up) {
+			snprintf(url, urllen, "unix://%s", sock);
+			return pid;
+		}
+		assert_int_equal(waitpid(pid, NULL, WNOHANG), 0); /* alive */
+		tu_sleep_ms(25);
+	}
+	fail_msg("redis-server in %s did not answer", dir);
+	return -1;
+}
+
+void tu_redis_stop(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	tu_child_del(pid);
 }
 
 /* ------------------------------------------------------------ PostgreSQL */

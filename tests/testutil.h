@@ -53,6 +53,15 @@ size_t tu_verify(shm_env *env);
 void tu_redis_url_with_auth(const char *base, const char *user,
                             const char *password, char *out, size_t outlen);
 
+/* A redis-server of the test's own, its files in dir: unix socket
+ * dir/redis.sock (no TCP), no persistence, plus the config args given
+ * (NULL-terminated, e.g. {"--requirepass", "pw", NULL}). Returns its pid
+ * once it answers (a child: tu_children_stop ends it), its URL in url
+ * (unix://dir/redis.sock). tu_redis_stop kills and reaps it. */
+pid_t tu_redis_start(const char *dir, const char *const *args, char *url,
+                     size_t urllen);
+void tu_redis_stop(pid_t pid);
+
 /* PostgreSQL rows for the read-path tests (tests/test_readthrough.c,
  * tests/test_room.c): a timestamp as SQL text, "YYYY-MM-DD HH:MM:SS.ffffff
  * +00" (out: 64 bytes; our own formatting, not libshm's); m written as a

@@ -1,0 +1,199 @@
+/* tests/test_flusher_redis.c - shm-flusher's Redis sink against a Redis
+ * that refuses it: a password (requirepass), a db past its `databases`, an
+ * ACL user short of a right, its connection killed mid-pipeline. Each runs
+ * a redis-server of its own (tu_redis_start) where the shared one would not
+ * do, and checks what an operator meets: the log names what was wrong and
+ * the server, never the password; the records stay in the log, none is set
+ * aside, and all arrive once Redis takes them. Skips without the servers
+ * (tests/run.sh). */
+#include "flusher_test.h"
+
+/* A redis-server of the test's own (tu_redis_start) and an admin
+ * connection to it (AUTHed with pw when given). */
+typedef struct own_redis {
+	char *dir;
+	char url[4200]; /* unix://DIR/redis.sock */
+	pid_t pid;
+	redisContext *admin;
+} own_redis;
+
+static void own_start(own_redis *o, const char *const *args, const char *pw)
+{
+	o->dir = tu_tmpdir();
+	o->pid = tu_redis_start(o->dir, args, o->url, sizeof o->url);
+	o->admin = redisConnectUnix(o->url + strlen("unix://"));
+	assert_non_null(o->admin);
+	assert_int_equal(o->admin->err, 0);
+	if (pw) {
+		redisReply *r = redisCommand(o->admin, "AUTH %s", pw);
+		assert_non_null(r);
+		assert_int_equal(r->type, REDIS_REPLY_STATUS);
+		freeReplyObject(r);
+	}
+}
+
+/* o stopped and started again on its socket with args. */
+static void own_restart(own_redis *o, const char *const *args)
+{
+	redisFree(o->admin);
+	tu_redis_stop(o->pid);
+	o->pid = tu_redis_start(o->dir, args, o->url, sizeof o->url);
+	o->admin = redisConnectUnix(o->url + strlen("unix://"));
+	assert_non_null(o->admin);
+	assert_int_equal(o->admin->err, 0);
+}
+
+static void own_stop(own_redis *o)
+{
+	redisFree(o->admin);
+	tu_redis_stop(o->pid);
+	tu_rmdir(o->dir);
+	free(o->dir);
+}
+
+/* The integer reply of cmd on the admin connection (-1: another reply). */
+static long long own_int(own_redis *o, const char *cmd)
+{
+	redisReply *r = redisCommand(o->admin, cmd);
+	long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+	if (r)
+		freeReplyObject(r);
+	return v;
+}
+
+static uint64_t dead_letters(const char *dir)
+{
+	shm_env *env = tu_open(dir, NULL);
+	shm_info in;
+	assert_int_equal(shm_env_info(env, &in), 0);
+	shm_env_close(env);
+	return in.dead_letters;
+}
+
+/* The flusher's log has a line with both a and b. */
+static bool log_has_both(const char *dir, const char *a, const char *b)
+{
+	char path[4096], line[8192];
+	bool found = false;
+
+	snprintf(path, sizeof path, "%s.flusher.log", dir);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof line, f))
+		found = strstr(line, a) && strstr(line, b);
+	fclose(f);
+	return found;
+}
+
+/*
+ * A password alone in the URL (unix://:PASSWORD@/path), against a Redis
+ * with requirepass: a wrong password, none, or a Redis too hung to answer
+ * the AUTH make --once give up (exit 3), the log naming the refusal and the
+ * server, never the password, the records kept and none set aside; the
+ * right one mirrors every record.
+ */
+static void test_password_in_the_url_is_named_never_shown(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), url[4300], server[4300], want[4400];
+	ft_plan p = {.n = 30};
+	own_redis o;
+	const char *const args[] = {"--requirepass", "s3cr@t", NULL};
+
+	own_start(&o, args, "s3cr@t");
+	snprintf(server, sizeof server, "unix:%s", o.url + strlen("unix://"));
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	const char *extra[] = {"--redis", url, "--pg", "", "--once-retries",
+	                       "2", "--backoff-min-ms", "10",
+	                       "--redis-timeout-ms", "300", NULL};
+
+	tu_redis_url_with_auth(o.url, "", "wr0ng-pw", url, sizeof url);
+	assert_int_equal(ft_flush_once(dir, extra), FL_EXIT_SINK);
+	snprintf(want, sizeof want, "AUTH on %s: WRONGPASS", server);
+	assert_true(log_has_both(dir, want, "giving up"));
+
+	snprintf(url, sizeof url, "%s", o.url); /* no password */
+	assert_int_equal(ft_flush_once(dir, extra), FL_EXIT_SINK);
+	snprintf(want, sizeof want, "PING on %s: NOAUTH", server);
+	assert_true(log_has_both(dir, want, "giving up"));
+
+	/* connected (the socket's backlog), then no answer to the AUTH */
+	tu_redis_url_with_auth(o.url, "", "s3cr@t", url, sizeof url);
+	assert_int_equal(kill(o.pid, SIGSTOP), 0);
+	int rc = ft_flush_once(dir, extra);
+	assert_int_equal(kill(o.pid, SIGCONT), 0);
+	assert_int_equal(rc, FL_EXIT_SINK);
+	snprintf(want, sizeof want, "AUTH on %s: timed out", server);
+	assert_true(log_has_both(dir, want, "giving up"));
+	assert_int_equal(own_int(&o, "DBSIZE"), 0);
+	assert_int_equal(dead_letters(dir), 0);
+
+	assert_int_equal(ft_flush_once(dir, extra), 0);
+	assert_int_equal(own_int(&o, "DBSIZE"), 30);
+	assert_int_equal(dead_letters(dir), 0);
+	assert_false(ft_log_mentions(dir, "wr0ng-pw"));
+	assert_false(ft_log_mentions(dir, "s3cr@t"));
+	own_stop(&o);
+	ft_rmdir(dir);
+	free(dir);
+}
+
+/*
+ * A db past the server's `databases` (redis-url ?db=20, 16 databases): the
+ * daemon logs the refused SELECT naming the db and the server, applies
+ * nothing, sets nothing aside and keeps retrying; the server restarted
+ * with 32 databases, every record reaches db 20 and the log says the sink
+ * is back.
+ */
+static void test_select_past_the_servers_databases_is_retried(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), url[4300], want[4400];
+	ft_plan p = {.n = 30};
+	own_redis o;
+	const char *const sixteen[] = {"--databases", "16", NULL};
+	const char *const more[] = {"--databases", "32", NULL};
+
+	own_start(&o, sixteen, NULL);
+	snprintf(url, sizeof url, "%s?db=20", o.url);
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	const char *extra[] = {"--redis", url, "--pg", "", "--backoff-min-ms",
+	                       "10", "--backoff-max-ms", "200", NULL};
+	pid_t fl = ft_spawn_flusher(dir, extra);
+	snprintf(want, sizeof want, "SELECT 20 on unix:%s: ERR DB index is "
+	         "out of range", o.url + strlen("unix://"));
+	assert_true(ft_log_waits_for(dir, want, 5000));
+	tu_sleep_ms(300); /* retries meanwhile */
+	assert_true(ft_log_count(dir, want) >= 2);
+	assert_int_equal(kill(fl, 0), 0);
+	assert_int_equal(own_int(&o, "DBSIZE"), 0);
+
+	own_restart(&o, more);
+	shm_env *env = tu_open(dir, NULL);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", last, 10000),
+	                 last);
+	shm_env_close(env);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	assert_true(ft_log_mentions(dir, "redis: back after"));
+	assert_int_equal(own_int(&o, "DBSIZE"), 0); /* db 0 */
+	redisReply *r = redisCommand(o.admin, "SELECT 20");
+	assert_non_null(r);
+	freeReplyObject(r);
+	assert_int_equal(own_int(&o, "DBSIZE"), 30);
+	assert_int_equal(dead_letters(dir), 0);
+	own_stop(&o);
+	ft_rmdir(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_password_in_the_url_is_named_never_shown, ft_teardown),
+		cmocka_unit_test_teardown(test_select_past_the_servers_databases_is_retried, ft_teardown),
+	};
+	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
+}
