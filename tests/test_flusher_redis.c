@@ -61,6 +61,16 @@ static long long own_int(own_redis *o, const char *cmd)
 	return v;
 }
 
+/* Runs cmd on the admin connection; asserts it is not an error. */
+static void own_cmd(own_redis *o, const char *cmd)
+{
+	redisReply *r = redisCommand(o->admin, cmd);
+	assert_non_null(r);
+	if (r->type == REDIS_REPLY_ERROR)
+		fail_msg("%s: %s", cmd, r->str);
+	freeReplyObject(r);
+}
+
 static uint64_t dead_letters(const char *dir)
 {
 	shm_env *env = tu_open(dir, NULL);
@@ -252,12 +262,52 @@ static void test_connection_killed_mid_pipeline_loses_nothing(void **state)
 	free(dir);
 }
 
+/*
+ * An ACL user whose keys exclude msg:* (ACL SETUSER ... ~static* +@all):
+ * every SET of a message is refused (NOPERM). That is Redis's setup, not
+ * the records' fault: --once retries, then gives up (exit 3) naming the
+ * refusal, nothing set aside, the log kept; the ACL given msg:* too, the
+ * next run mirrors every record.
+ */
+static void test_acl_refusing_the_keys_is_retried_not_dead_lettered(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), url[4300];
+	ft_plan p = {.n = 30};
+	own_redis o;
+
+	own_start(&o, NULL, NULL);
+	own_cmd(&o, "ACL SETUSER flusher on >pw ~static* &* +@all");
+	tu_redis_url_with_auth(o.url, "flusher", "pw", url, sizeof url);
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	const char *extra[] = {"--redis", url, "--pg", "", "--once-retries",
+	                       "2", "--backoff-min-ms", "10", NULL};
+	assert_int_equal(ft_flush_once(dir, extra), FL_EXIT_SINK);
+	assert_true(log_has_both(dir, "redis: NOPERM", "giving up"));
+	assert_false(ft_log_mentions(dir, "dead letter"));
+	assert_int_equal(own_int(&o, "DBSIZE"), 0);
+	assert_int_equal(dead_letters(dir), 0);
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(tu_log_count(env), 30);
+	shm_env_close(env);
+
+	own_cmd(&o, "ACL SETUSER flusher ~msg:*");
+	assert_int_equal(ft_flush_once(dir, extra), 0);
+	assert_int_equal(own_int(&o, "DBSIZE"), 30);
+	assert_int_equal(dead_letters(dir), 0);
+	own_stop(&o);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_password_in_the_url_is_named_never_shown, ft_teardown),
 		cmocka_unit_test_teardown(test_select_past_the_servers_databases_is_retried, ft_teardown),
 		cmocka_unit_test_teardown(test_connection_killed_mid_pipeline_loses_nothing, ft_teardown),
+		cmocka_unit_test_teardown(test_acl_refusing_the_keys_is_retried_not_dead_lettered, ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
 }
