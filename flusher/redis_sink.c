@@ -21,7 +21,8 @@
  * batch is replayed whole after a crash, so at-least-once yields the same
  * final state. Connection loss and timeouts are FL_TRANSIENT; an error reply
  * to a command is FL_REJECT naming its record, unless Redis says it is
- * temporary (LOADING, BUSY, OOM, READONLY, MASTERDOWN, TRYAGAIN...).
+ * temporary (LOADING, BUSY, OOM, READONLY, MASTERDOWN, TRYAGAIN...) or
+ * refuses any record alike (NOPERM, an unknown command).
  */
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -110,12 +111,15 @@ static int r_position(fl_sink *s, uint64_t *pos)
 	return 0; /* Redis keeps none: meta's sink.redis.applied is the truth */
 }
 
+/* An error reply that says nothing of the record: Redis cannot take this
+ * write now, or refuses it whatever the record (its ACL, a command it does
+ * not know: renamed or disabled). */
 static bool temporary_error(const char *e)
 {
 	static const char *const prefixes[] = {
 		"LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN",
 		"TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF", "NOAUTH",
-		"NOPERM", "WRONGPASS", NULL};
+		"NOPERM", "WRONGPASS", "ERR unknown command", NULL};
 	for (const char *const *p = prefixes; *p; p++)
 		if (strncmp(e, *p, strlen(*p)) == 0)
 			return true;

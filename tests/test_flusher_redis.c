@@ -301,6 +301,42 @@ static void test_acl_refusing_the_keys_is_retried_not_dead_lettered(
 	free(dir);
 }
 
+/*
+ * A Redis that does not know SET (rename-command SET ""): every SET gets
+ * "ERR unknown command". That says nothing of the record; setting each
+ * record aside would empty the log into dead letters (it did: all 30, and
+ * --once exited 0). It is retried as an outage: --once gives up (exit 3)
+ * naming the reply, nothing set aside; with SET back, all 30 arrive.
+ */
+static void test_unknown_command_is_retried_not_dead_lettered(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	ft_plan p = {.n = 30};
+	own_redis o;
+	const char *const no_set[] = {"--rename-command", "SET", "", NULL};
+
+	own_start(&o, no_set, NULL);
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	const char *extra[] = {"--redis", o.url, "--pg", "", "--once-retries",
+	                       "2", "--backoff-min-ms", "10", NULL};
+	assert_int_equal(ft_flush_once(dir, extra), FL_EXIT_SINK);
+	assert_true(log_has_both(dir, "redis: ERR unknown command 'SET'",
+	                         "giving up"));
+	assert_int_equal(dead_letters(dir), 0);
+	shm_env *env = tu_open(dir, NULL);
+	assert_int_equal(tu_log_count(env), 30);
+	shm_env_close(env);
+
+	own_restart(&o, NULL);
+	assert_int_equal(ft_flush_once(dir, extra), 0);
+	assert_int_equal(own_int(&o, "DBSIZE"), 30);
+	assert_int_equal(dead_letters(dir), 0);
+	own_stop(&o);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -308,6 +344,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_select_past_the_servers_databases_is_retried, ft_teardown),
 		cmocka_unit_test_teardown(test_connection_killed_mid_pipeline_loses_nothing, ft_teardown),
 		cmocka_unit_test_teardown(test_acl_refusing_the_keys_is_retried_not_dead_lettered, ft_teardown),
+		cmocka_unit_test_teardown(test_unknown_command_is_retried_not_dead_lettered, ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
 }
