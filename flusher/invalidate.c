@@ -449,6 +449,7 @@ void fl_inval_msg_free(fl_inval_msg *m)
 static int publish_one(fl_inval *iv, const char *msg, size_t len)
 {
 	char err[512] = "", shown[SHM__SHOWN_LONG_MAX];
+	char server[FL_REDIS_SERVER_MAX];
 
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (!iv->pub &&
@@ -461,7 +462,8 @@ static int publish_one(fl_inval *iv, const char *msg, size_t len)
 			fl_repeat_ok(&iv->pub_fail);
 			return 0;
 		}
-		snprintf(err, sizeof err, "PUBLISH: %s",
+		snprintf(err, sizeof err, "PUBLISH on %s: %s",
+		         fl_redis_server(iv->cfg, iv->pub, server),
 		         !r ? fl_redis_error(iv->pub->errstr)
 		            : r->type == REDIS_REPLY_ERROR
 		                  ? shm__shown_lines(r->str, shown)
@@ -690,13 +692,14 @@ static void on_reply(fl_inval *iv, redisReply *r, fl_inval_msg *m)
 static int subscribe(fl_inval *iv, redisContext *c, char *err, size_t errlen)
 {
 	redisReply *r = redisCommand(c, "SUBSCRIBE %s", FL_INVAL_CHANNEL);
-	char shown[SHM__SHOWN_LONG_MAX];
+	char shown[SHM__SHOWN_LONG_MAX], server[FL_REDIS_SERVER_MAX];
 	int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
 	         r->element[0]->type == REDIS_REPLY_STRING &&
 	         strcmp(r->element[0]->str, "subscribe") == 0;
 
 	if (!ok)
-		snprintf(err, errlen, "SUBSCRIBE: %s",
+		snprintf(err, errlen, "SUBSCRIBE on %s: %s",
+		         fl_redis_server(iv->cfg, c, server),
 		         !r ? fl_redis_error(c->errstr)
 		            : r->type == REDIS_REPLY_ERROR
 		                  ? shm__shown_lines(r->str, shown)

@@ -104,9 +104,11 @@ static char *get_content(shm_env *env, const shm_uuid *id)
 	return s;
 }
 
-/* A flusher child process for dir. pg may be a dead conninfo. */
-static pid_t flusher_start(const char *dir, const char *env_id,
-                           const char *pg, const char *extra)
+/* A flusher child process for dir with --redis redis. pg may be a dead
+ * conninfo. */
+static pid_t flusher_start_on(const char *dir, const char *redis,
+                              const char *env_id, const char *pg,
+                              const char *extra)
 {
 	char log[4200];
 	snprintf(log, sizeof log, "%s/flusher.log", dir);
@@ -119,7 +121,7 @@ static pid_t flusher_start(const char *dir, const char *env_id,
 		argv[n++] = "-e";
 		argv[n++] = dir;
 		argv[n++] = "--redis";
-		argv[n++] = redis_url;
+		argv[n++] = redis;
 		argv[n++] = "--pg";
 		argv[n++] = pg;
 		argv[n++] = "--env-id";
@@ -146,6 +148,13 @@ static pid_t flusher_start(const char *dir, const char *env_id,
 	}
 	tu_child_add(pid);
 	return pid;
+}
+
+/* The same with the servers' Redis. */
+static pid_t flusher_start(const char *dir, const char *env_id,
+                           const char *pg, const char *extra)
+{
+	return flusher_start_on(dir, redis_url, env_id, pg, extra);
 }
 
 static void flusher_stop(pid_t pid)
@@ -1463,6 +1472,88 @@ static void test_backlog_of_long_keys_is_published_whole(void **state)
 	free(dir_b);
 }
 
+static redisContext *redis_connect(void)
+{
+	redisContext *c = redisConnectUnix(redis_url + strlen("unix://"));
+	assert_non_null(c);
+	assert_int_equal(c->err, 0);
+	return c;
+}
+
+/* An ACL user of the servers' Redis with the rights given (after "on
+ * >s3cr3t ~* &* +@all"), and its URL in url. */
+static void acl_user(const char *name, const char *less, char *url,
+                     size_t urllen)
+{
+	redisContext *c = redis_connect();
+	redisReply *r = redisCommand(c, "ACL SETUSER %s reset on >s3cr3t ~* &* "
+	                             "+@all %s", name, less);
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_STATUS);
+	freeReplyObject(r);
+	redisFree(c);
+	tu_redis_url_with_auth(redis_url, name, "s3cr3t", url, urllen);
+}
+
+static void acl_deluser(const char *name)
+{
+	redisContext *c = redis_connect();
+	freeReplyObject(redisCommand(c, "ACL DELUSER %s", name));
+	redisFree(c);
+}
+
+/* The servers' Redis socket as the flusher names it: "unix:PATH". */
+static void redis_named(char *out, size_t len)
+{
+	snprintf(out, len, "unix:%s", redis_url + strlen("unix://"));
+}
+
+/* A Redis user that may not PUBLISH (ACL -publish): the Redis sink goes on
+ * (its SETs are allowed), each batch's PUBLISH fails without a retry
+ * beyond one reconnect, is counted in flusher.inval.publish_errors and
+ * said once, naming the refusal and the server; nothing is set aside, the
+ * subscriber is unaffected. */
+static void test_publish_refused_is_counted_and_said_once(void **state)
+{
+	NEED_SERVERS();
+	char *dir = tu_tmpdir(), user[64], url[1200], id[64], want[1300];
+	shm_env *env = tu_open(dir, NULL);
+	shm_info in;
+
+	snprintf(user, sizeof user, "inval-nopub-%d", (int)getpid());
+	snprintf(id, sizeof id, "nopub-%s", strrchr(dir, '/') + 1);
+	acl_user(user, "-publish", url, sizeof url);
+	pid_t f = flusher_start_on(dir, url, id, pg_info, NULL);
+	assert_true(wait_meta(env, "flusher.inval.subscribed", 1, 10000));
+	for (int i = 0; i < 3; i++) {
+		shm_msg m = tu_msg("inval-nopub", 7, "x");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+		assert_true(wait_flushed(env, 10000));
+		assert_true(wait_meta(env, "flusher.inval.publish_errors",
+		                      (uint64_t)i + 1, 5000));
+	}
+	flusher_stop(f);
+	assert_int_equal(meta(env, "flusher.inval.published"), 0);
+	assert_int_equal(meta(env, "flusher.inval.publish_errors"), 3);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.dead_letters, 0);
+	char log[4200];
+	snprintf(log, sizeof log, "%s/flusher.log", dir);
+	redis_named(want, sizeof want);
+	char pub[1400];
+	snprintf(pub, sizeof pub, "PUBLISH on %s: NOPERM", want);
+	if (tu_lines_with(log, pub) != 1)
+		dump_log(dir);
+	assert_int_equal(tu_lines_with(log, pub), 1);
+	assert_int_equal(tu_lines_with(log, "other hosts keep their copies"),
+	                 1);
+	assert_int_equal(tu_lines_with(log, "s3cr3t"), 0);
+	acl_deluser(user);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static int group_setup(void **state)
 {
 	const char *f = getenv("SHM_FLUSHER");
@@ -1516,6 +1607,7 @@ int main(void)
 		T(test_gap_drops_flushed_entries),
 		T(test_invalidation_off),
 		T(test_backlog_of_long_keys_is_published_whole),
+		T(test_publish_refused_is_counted_and_said_once),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }
