@@ -554,6 +554,20 @@ static void stats_write(fl_inval *iv)
 	iv->stats_once = true;
 }
 
+/* nap, the counters written every stats-interval-ms meanwhile: while the
+ * subscriber is down the publisher's still move. */
+static void nap_writing_stats(fl_inval *iv, uint64_t ms)
+{
+	uint64_t now = fl_mono_ms(), end = now + ms;
+
+	for (; now < end && !stopping(iv); now = fl_mono_ms()) {
+		stats_write(iv);
+		nap(iv, end - now < iv->cfg->stats_interval_ms
+		                ? end - now
+		                : iv->cfg->stats_interval_ms);
+	}
+}
+
 static void set_subscribed(fl_inval *iv, bool on)
 {
 	__atomic_store_n(&iv->st.subscribed, on ? 1 : 0, __ATOMIC_RELEASE);
@@ -730,7 +744,7 @@ static void *sub_run(void *arg)
 			fl_log(fails == 1 ? FL_WARN : FL_INFO, "inval",
 			       "subscriber: %s; retry %" PRIu64 " in %" PRIu64
 			       " ms", err, fails, backoff);
-			nap(iv, backoff);
+			nap_writing_stats(iv, backoff);
 			backoff = fl_backoff_next(iv->cfg, backoff);
 			continue;
 		}
@@ -798,7 +812,7 @@ static void *sub_run(void *arg)
 		       "inval", "subscriber lost its connection: %s; "
 		       "reconnecting in %" PRIu64 " ms", err, backoff);
 		fails = 1;
-		nap(iv, backoff);
+		nap_writing_stats(iv, backoff);
 		if (flapping)
 			backoff = fl_backoff_next(iv->cfg, backoff);
 	}

@@ -1554,6 +1554,54 @@ static void test_publish_refused_is_counted_and_said_once(void **state)
 	free(dir);
 }
 
+/* A Redis user that may not SUBSCRIBE (ACL -subscribe): the subscriber says
+ * so, naming the refusal and the server, and retries with backoff; the
+ * sinks and the publishing go on, and the publisher's counters still reach
+ * shmctl stat (they were written only while subscribed). The right given,
+ * it subscribes and says it is back. */
+static void test_subscribe_refused_is_retried(void **state)
+{
+	NEED_SERVERS();
+	char *dir = tu_tmpdir(), user[64], url[1200], id[64], want[1300];
+	char log[4200], sub[1400];
+	shm_env *env = tu_open(dir, NULL);
+
+	snprintf(user, sizeof user, "inval-nosub-%d", (int)getpid());
+	snprintf(id, sizeof id, "nosub-%s", strrchr(dir, '/') + 1);
+	snprintf(log, sizeof log, "%s/flusher.log", dir);
+	redis_named(want, sizeof want);
+	snprintf(sub, sizeof sub, "subscriber: SUBSCRIBE on %s: NOPERM", want);
+	acl_user(user, "-subscribe", url, sizeof url);
+	pid_t f = flusher_start_on(dir, url, id, pg_info, NULL);
+	shm_msg m = tu_msg("inval-nosub", 7, "x");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_true(wait_flushed(env, 10000));
+	/* the publisher's counters reach shmctl stat meanwhile */
+	bool published = wait_meta(env, "flusher.inval.published", 1, 5000);
+	if (!published)
+		dump_log(dir);
+	assert_true(published);
+	uint64_t end = ms_now() + 5000;
+	while (tu_lines_with(log, sub) < 3 && ms_now() < end)
+		tu_sleep_ms(20);
+	if (tu_lines_with(log, sub) < 3)
+		dump_log(dir);
+	assert_true(tu_lines_with(log, sub) >= 3); /* retried */
+	assert_int_equal(meta(env, "flusher.inval.subscribed"), 0);
+
+	redisContext *c = redis_connect();
+	freeReplyObject(redisCommand(c, "ACL SETUSER %s +subscribe", user));
+	redisFree(c);
+	assert_true(wait_meta(env, "flusher.inval.subscribed", 1, 5000));
+	flusher_stop(f);
+	assert_int_equal(tu_lines_with(log, "subscriber back after"), 1);
+	assert_int_equal(tu_lines_with(log, "s3cr3t"), 0);
+	acl_deluser(user);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static int group_setup(void **state)
 {
 	const char *f = getenv("SHM_FLUSHER");
@@ -1608,6 +1656,7 @@ int main(void)
 		T(test_invalidation_off),
 		T(test_backlog_of_long_keys_is_published_whole),
 		T(test_publish_refused_is_counted_and_said_once),
+		T(test_subscribe_refused_is_retried),
 	};
 	return cmocka_run_group_tests(tests, group_setup, NULL);
 }
