@@ -429,21 +429,27 @@ static int l2_failed(const shm_env *env, const char *what,
 	return l2_err(what, c->errstr);
 }
 
-/* 0 if a redis_call came back in time with +OK, else SHM_EL2 naming what
- * failed (a reply too big is one); frees the reply. */
+/* 0 if a redis_call of the connection's setup came back in time with +OK,
+ * else SHM_EL2 naming what failed and the server (a reply too big is one);
+ * frees the reply. */
 static int redis_status(const shm_env *env, const char *what,
                         const redisContext *c, int rc, redisReply *r)
 {
+	char on[sizeof env->rt->l2.server + 32];
+
+	if (rc == ETIMEDOUT)
+		return l2_failed(env, what, c, rc); /* names the server */
+	snprintf(on, sizeof on, "%s on %s", what, env->rt->l2.server);
 	if (rc == SHM_ECORRUPT)
-		return l2_err(what, "reply too long");
+		return l2_err(on, "reply too long");
 	if (rc)
-		return l2_failed(env, what, c, rc);
+		return l2_failed(env, on, c, rc);
 	if (r->type == REDIS_REPLY_STATUS)
 		rc = 0;
 	else if (r->type == REDIS_REPLY_ERROR)
-		rc = l2_err(what, r->str);
+		rc = l2_err(on, r->str);
 	else
-		rc = l2_err(what, "not a status reply");
+		rc = l2_err(on, "not a status reply");
 	freeReplyObject(r);
 	return rc;
 }
@@ -498,9 +504,11 @@ static int redis_connect(const shm_env *env, uint64_t deadline,
 		rc = redis_status(env, "AUTH", c, rc, r);
 	}
 	if (rc == 0 && a->db) {
+		char select[24];
+		snprintf(select, sizeof select, "SELECT %d", a->db);
 		rc = redis_call(c, deadline, RT_SMALL_REPLY, &r, "SELECT %d",
 		                a->db);
-		rc = redis_status(env, "SELECT", c, rc, r);
+		rc = redis_status(env, select, c, rc, r);
 	}
 	if (rc == 0)
 		*out = c;

@@ -1124,6 +1124,67 @@ static void assert_reason(shm_env *env, const shm_uuid *id, int rc,
 		fail_msg("get of %s: \"%s\", want \"%s\" in it", ids, e, want);
 }
 
+/* A password alone in redis_url and a db (unix://:PASSWORD@/path?db=5),
+ * against a redis-server of the test's own with requirepass: the get AUTHs
+ * and SELECTs, then hits; a wrong password, or a db past the server's 16,
+ * is the server's refusal, named with it (never the password) as
+ * shm_errmsg's reason, SHM_EL2 (Redis is the record here). */
+static void test_redis_password_and_db_in_the_url(void **state)
+{
+	NEED_SERVERS();
+	char room[64], url[4400], base[4200], want[4400], *json;
+	char *sdir = tu_tmpdir();
+	const char *const args[] = {"--requirepass", "s3cr@t", NULL};
+	size_t len;
+	shm_msg m, *got;
+	shm_counters c;
+
+	pid_t srv = tu_redis_start(sdir, args, base, sizeof base);
+	const char *sock = base + strlen("unix://");
+	room_name(room, sizeof room, "pwdb");
+	m = full_msg(room, INT64_C(1700000002500000), "in db 5");
+	assert_int_equal(shm_msg_to_json(&m, &json, &len), 0);
+	redisContext *r = redisConnectUnix(sock);
+	assert_non_null(r);
+	char ids[37];
+	shm_uuid_format(&m.id, ids);
+	freeReplyObject(redisCommand(r, "AUTH s3cr@t"));
+	freeReplyObject(redisCommand(r, "SELECT 5"));
+	redisReply *rep = redisCommand(r, "SET msg:%s %b", ids, json, len);
+	assert_non_null(rep);
+	assert_int_equal(rep->type, REDIS_REPLY_STATUS);
+	freeReplyObject(rep);
+	free(json);
+	redisFree(r);
+
+	snprintf(url, sizeof url, "unix://:s3cr@t@%s?db=5", sock);
+	shm_env *env = open_rt(url, NULL, 500, 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	tu_assert_msg_equal(got, &m);
+	shm_msg_free(got);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_hits, 1);
+	close_rt(env);
+
+	snprintf(url, sizeof url, "unix://:wr0ng-pw@%s?db=5", sock);
+	env = open_rt(url, NULL, 500, 0);
+	snprintf(want, sizeof want, "Redis AUTH on %s: WRONGPASS", sock);
+	assert_reason(env, &m.id, SHM_EL2, want);
+	assert_null(strstr(shm_errmsg(), "wr0ng-pw"));
+	close_rt(env);
+
+	snprintf(url, sizeof url, "unix://:s3cr@t@%s?db=20", sock);
+	env = open_rt(url, NULL, 500, 0);
+	snprintf(want, sizeof want, "Redis SELECT 20 on %s: ERR DB index is "
+	         "out of range", sock);
+	assert_reason(env, &m.id, SHM_EL2, want);
+	assert_null(strstr(shm_errmsg(), "s3cr@t"));
+	close_rt(env);
+	tu_redis_stop(srv);
+	tu_rmdir(sdir);
+	free(sdir);
+}
+
 /* A loopback TCP port bound by fd and not listening: connect is refused. */
 static int refusing_port(int *fd)
 {
@@ -1210,7 +1271,9 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 	freeReplyObject(rep);
 	tu_redis_url_with_auth(redis_url, user, "nope", url, sizeof url);
 	env = open_rt(url, NULL, 200, 0);
-	assert_reason(env, &id, SHM_EL2, "Redis AUTH: WRONGPASS");
+	snprintf(want, sizeof want, "Redis AUTH on %s: WRONGPASS",
+	         redis_url + strlen("unix://"));
+	assert_reason(env, &id, SHM_EL2, want);
 	assert_null(strstr(shm_errmsg(), "nope")); /* no password shown */
 	close_rt(env);
 	tu_redis_url_with_auth(redis_url, user, "s3cr@t", url, sizeof url);
@@ -2914,6 +2977,13 @@ static void test_concurrent_gets_ask_redis_side_by_side(void **state)
 	free(sdir);
 }
 
+/* Ends the redis-server a failed test left (tu_redis_start). */
+static int stop_children(void **state)
+{
+	tu_children_stop(NULL);
+	return 0;
+}
+
 static int group_setup(void **state)
 {
 	redis_url = getenv("SHM_TEST_REDIS");
@@ -2949,6 +3019,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_message_only_in_redis),
 		cmocka_unit_test(test_redis_user_and_password_in_the_url),
+		cmocka_unit_test_teardown(test_redis_password_and_db_in_the_url,
+		                          stop_children),
 		cmocka_unit_test(test_message_only_in_postgres_fills_l1_and_redis),
 		cmocka_unit_test(test_message_nowhere),
 		cmocka_unit_test(test_connect_errors_show_the_servers_printably),
