@@ -2984,6 +2984,84 @@ static int stop_children(void **state)
 	return 0;
 }
 
+/* A getter released with the others by a barrier, keeping its reason. */
+struct racer {
+	shm_env *env;
+	pthread_barrier_t *go;
+	int rc;
+	char why[4400];
+};
+
+static void *racer_run(void *arg)
+{
+	struct racer *g = arg;
+	shm_uuid id;
+	shm_msg *got = NULL;
+
+	shm_uuid_v7(&id);
+	pthread_barrier_wait(g->go);
+	g->rc = shm_msg_get(g->env, &id, &got);
+	snprintf(g->why, sizeof g->why, "%s", shm_errmsg());
+	shm_msg_free(got);
+	return NULL;
+}
+
+/* 16 threads of one handle get at once from a hung Redis (a real one,
+ * SIGSTOPped after start: it accepts connections and answers nothing).
+ * The handle opens 8 connections, never a ninth: 8 gets wait for their
+ * GET's answer for l2_timeout_ms and say so; the 8 others wait for a
+ * connection and say that all 8 were busy (their timeout ran out first)
+ * or that Redis was skipped (the 8 failed first). Every get is SHM_EL2,
+ * its reason naming the socket, and counted in l2_errors. */
+static void test_more_gets_than_connections_on_a_hung_redis(void **state)
+{
+	enum { N = 16 };
+	char *sdir = tu_tmpdir(), url[4200], late[4400], busy[4400];
+	char skipped[4400];
+	struct racer g[N];
+	pthread_t t[N];
+	pthread_barrier_t go;
+	shm_counters c;
+	int n_late = 0, n_busy = 0, n_skipped = 0;
+
+	pid_t srv = tu_redis_start(sdir, NULL, url, sizeof url);
+	const char *sock = url + strlen("unix://");
+	snprintf(late, sizeof late, "Redis GET on %s: no answer within the "
+	         "l2_timeout_ms of 300 ms", sock);
+	snprintf(busy, sizeof busy, "Redis at %s: all 8 connections busy for "
+	         "the l2_timeout_ms of 300 ms", sock);
+	snprintf(skipped, sizeof skipped, "Redis at %s skipped: it failed "
+	         "less than 1000 ms ago", sock);
+	shm_env *env = open_rt(url, NULL, 300, 0);
+	assert_int_equal(kill(srv, SIGSTOP), 0);
+	pthread_barrier_init(&go, NULL, N);
+	for (int i = 0; i < N; i++) {
+		g[i] = (struct racer){.env = env, .go = &go};
+		assert_int_equal(pthread_create(&t[i], NULL, racer_run, &g[i]),
+		                 0);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(g[i].rc, SHM_EL2);
+		n_late += strstr(g[i].why, late) != NULL;
+		n_busy += strstr(g[i].why, busy) != NULL;
+		n_skipped += strstr(g[i].why, skipped) != NULL;
+	}
+	pthread_barrier_destroy(&go);
+	assert_int_equal(kill(srv, SIGCONT), 0);
+	fprintf(stderr, "%d gets on a hung Redis: %d timed out in their GET, "
+	        "%d found all 8 connections busy, %d found Redis skipped\n",
+	        N, n_late, n_busy, n_skipped);
+	assert_int_equal(n_late, 8);
+	assert_int_equal(n_busy + n_skipped, N - 8);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_errors, N);
+	close_rt(env);
+	tu_redis_stop(srv);
+	tu_rmdir(sdir);
+	free(sdir);
+}
+
 static int group_setup(void **state)
 {
 	redis_url = getenv("SHM_TEST_REDIS");
@@ -3021,6 +3099,9 @@ int main(void)
 		cmocka_unit_test(test_redis_user_and_password_in_the_url),
 		cmocka_unit_test_teardown(test_redis_password_and_db_in_the_url,
 		                          stop_children),
+		cmocka_unit_test_teardown(
+			test_more_gets_than_connections_on_a_hung_redis,
+			stop_children),
 		cmocka_unit_test(test_message_only_in_postgres_fills_l1_and_redis),
 		cmocka_unit_test(test_message_nowhere),
 		cmocka_unit_test(test_connect_errors_show_the_servers_printably),
