@@ -76,6 +76,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fl.h"
 #include "cleanup.h"
@@ -274,15 +275,23 @@ static void rollback(pg_sink *p)
 	}
 }
 
+/* The --pg-schema file, read at each connect: config.c's checks at start
+ * hold no longer (the file may have been replaced since). */
 static char *read_file(const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	char *buf = NULL, shown[SHM__SHOWN_MAX];
+	struct stat st;
 	long n;
 
 	shm__shown_str(path, shown); /* as config.c names it */
 	if (!f) {
 		snprintf(err, errlen, "%s: %s", shown, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", shown);
+		fclose(f);
 		return NULL;
 	}
 	if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 ||

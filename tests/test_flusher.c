@@ -2883,6 +2883,80 @@ static void test_pg_error_text_is_logged_printably(void **state)
 	free(dir);
 }
 
+/* Writes text into path (replacing it). */
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/*
+ * --pg-schema is read again at each connect: a file that is gone, became a
+ * directory, or holds SQL PostgreSQL refuses (a data exception, SQLSTATE
+ * 22012: the class of a poison record's refusals) by the time the daemon
+ * reconnects fails that connect, named in the log, and is retried like an
+ * outage: nothing is set aside, the records wait; the file good again, they
+ * are all applied once.
+ */
+static void test_pg_schema_failing_at_a_reconnect_is_retried(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), schema[4096], want[4300];
+	ft_plan p1 = {.n = 10}, p2 = {.n = 10};
+	shm_info in;
+
+	ft_reset_servers();
+	snprintf(schema, sizeof schema, "%s.schema.sql", dir);
+	write_text(schema, "SELECT 1;\n");
+	const char *extra[] = {"--pg-schema", schema, "--redis", "",
+	                       "--backoff-min-ms", "10", "--backoff-max-ms",
+	                       "100", NULL};
+	assert_int_equal(ft_write(dir, 0, &p1), 0);
+	pid_t fl = ft_spawn_flusher(dir, extra);
+	shm_env *env = tu_open(dir, NULL);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", last, 10000),
+	                 last);
+
+	/* gone: the connection ended by the server, the reconnect fails */
+	assert_int_equal(unlink(schema), 0);
+	ft_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+	       "WHERE application_name = 'shm-flusher'");
+	assert_int_equal(ft_write_in_child(dir, 1, &p2), 0);
+	snprintf(want, sizeof want, "pg-schema %s: No such file or directory",
+	         schema);
+	assert_true(ft_log_waits_for(dir, want, 5000));
+	/* a directory */
+	assert_int_equal(mkdir(schema, 0755), 0);
+	snprintf(want, sizeof want, "pg-schema %s: not a regular file", schema);
+	assert_true(ft_log_waits_for(dir, want, 5000));
+	assert_int_equal(rmdir(schema), 0);
+	/* SQL that PostgreSQL refuses as it would a poison record's */
+	write_text(schema, "SELECT 1/0;\n");
+	assert_true(ft_log_waits_for(dir, "pg-schema: 22012 ERROR:  division "
+	                             "by zero", 5000));
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), last);
+	assert_int_equal(kill(fl, 0), 0);
+
+	write_text(schema, "SELECT 1;\n");
+	last = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(ft_wait_meta(env, "sink.pg.applied", last, 10000),
+	                 last);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	assert_true(ft_log_mentions(dir, "pg: back after"));
+	assert_false(ft_log_mentions(dir, "dead letter"));
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.dead_letters, 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 20);
+	shm_env_close(env);
+	unlink(schema);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* A database without shm's tables (here: a search_path that reaches none):
  * the error says how to make them, and --once's last attempt says it gives
  * up, not that it will retry. */
@@ -3823,6 +3897,7 @@ int main(void)
 		cmocka_unit_test(test_long_log_lines_are_cut_between_characters),
 		cmocka_unit_test_teardown(test_pg_error_text_is_logged_printably, ft_teardown),
 		cmocka_unit_test_teardown(test_once_without_the_schema_names_it_and_gives_up, ft_teardown),
+		cmocka_unit_test_teardown(test_pg_schema_failing_at_a_reconnect_is_retried, ft_teardown),
 		cmocka_unit_test_teardown(test_pg_connect_gives_up_after_pg_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_redis_connect_resolves_within_redis_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_pg_connect_resolves_within_pg_timeout_ms, ft_teardown),
