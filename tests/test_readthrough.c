@@ -1107,6 +1107,59 @@ static void test_failed_postgres_query_leaves_its_reason(void **state)
 	close_rt(env);
 }
 
+/* A put of a reply L1 cannot judge (its id and an old created_at given:
+ * maybe one L1 dropped) asks PostgreSQL for its row (msg.c invariant 9).
+ * Here the session's search_path reaches a messages table whose parent_id
+ * is text, holding what is no UUID: that answer is PostgreSQL's error,
+ * SHM_EL3, counted in l3_errors, nothing written, not a parent taken from
+ * a malformed value. */
+static void test_malformed_parent_from_postgres_writes_nothing(void **state)
+{
+	NEED_SERVERS();
+	char conn[4200], schema[64], sql[512], ids[37];
+	shm_msg p, r;
+	shm_counters c;
+	PGconn *db = pg();
+
+	snprintf(schema, sizeof schema, "%s_odd", prefix);
+	snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", schema);
+	pg_exec(db, sql, 0, NULL);
+	snprintf(sql, sizeof sql, "CREATE SCHEMA %s", schema);
+	pg_exec(db, sql, 0, NULL);
+	snprintf(sql, sizeof sql, "CREATE TABLE %s.messages (id uuid PRIMARY "
+	         "KEY, parent_id text)", schema);
+	pg_exec(db, sql, 0, NULL);
+	p = tu_msg("odd", 1, "parent");
+	r = tu_msg("odd", 2, "reply");
+	shm_uuid_v7(&r.id);
+	r.created_at = 1000000; /* 1970: before the room's watermark */
+	shm_uuid_format(&r.id, ids);
+	snprintf(sql, sizeof sql, "INSERT INTO %s.messages VALUES ($1, "
+	         "'not a uuid')", schema);
+	const char *params[1] = {ids};
+	pg_exec(db, sql, 1, params);
+	snprintf(conn, sizeof conn, "%s options='-c search_path=%s'", pg_info,
+	         schema);
+	shm_env *env = open_rt(NULL, conn, 50, 0);
+	assert_int_equal(shm_msg_put(env, &p), 0);
+	r.has_parent = r.has_thread = true;
+	r.parent_id = r.thread_id = p.id;
+	uint64_t before = tu_log_count(env);
+	assert_int_equal(shm_msg_put(env, &r), SHM_EL3);
+	fprintf(stderr, "%s\n", shm_errmsg());
+	assert_non_null(strstr(shm_errmsg(), ids));
+	assert_non_null(strstr(shm_errmsg(), "PostgreSQL answer: a malformed "
+	                                      "parent_id"));
+	assert_non_null(strstr(shm_errmsg(), "nothing was written"));
+	assert_int_equal(tu_log_count(env), before);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l3_errors, 1);
+	close_rt(env);
+	snprintf(sql, sizeof sql, "DROP SCHEMA %s CASCADE", schema);
+	pg_exec(db, sql, 0, NULL);
+	PQfinish(db);
+}
+
 /* A get of id through env serves nothing: rc, and shm_errmsg() names the
  * message and has want in it. */
 static void assert_reason(shm_env *env, const shm_uuid *id, int rc,
@@ -3114,6 +3167,7 @@ int main(void)
 		cmocka_unit_test(test_mute_redis_is_skipped_after_a_timeout),
 		cmocka_unit_test(test_slow_postgres_costs_at_most_the_timeout),
 		cmocka_unit_test(test_failed_postgres_query_leaves_its_reason),
+		cmocka_unit_test(test_malformed_parent_from_postgres_writes_nothing),
 		cmocka_unit_test(test_failed_redis_read_leaves_its_reason),
 		cmocka_unit_test(test_l3_timeout_names_the_host),
 		cmocka_unit_test(test_redis_reason_stays_beside_postgres_answer),
