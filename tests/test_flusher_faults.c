@@ -353,6 +353,71 @@ static void test_full_map_failures_are_said_once_then_reminded(void **state)
 	free(dir);
 }
 
+/* Flushed L1 entries past their TTL (l1_ttl_s 1) while a reader pins an
+ * old snapshot and the map is full: the expiry's deletes need pages the map
+ * no longer has, so the periodic expiry fails. That is said once (ERROR
+ * expire), reminded, and said to work again once the reader is gone; the
+ * entries then expire (the filler's too: its edits flushed, over a second
+ * old), every message stays in PostgreSQL and Redis. */
+static void test_expiry_on_a_full_map_is_said_then_works_again(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), content[2000];
+	const char *args[] = {"--map-size-mb", "1", "--remind-interval", "2",
+	                      "--expire-interval-ms", "100", NULL};
+	shm_options o;
+	shm_rtxn *t;
+	shm_info in;
+	int rc = 0, i;
+
+	ft_reset_servers();
+	shm_options_init(&o);
+	o.map_size = 1 << 20;
+	o.l1_ttl_s = 1;
+	shm_env *env = tu_open(dir, &o);
+	for (i = 0; i < 50; i++) {
+		shm_msg m = tu_msg("expire", 1, "to expire");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	shm_msg filler = tu_msg("expire", 2, "filler");
+	assert_int_equal(shm_msg_put(env, &filler), 0);
+	assert_int_equal(ft_flush_once(dir, args), 0);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, 51);
+
+	assert_int_equal(shm_rtxn_begin(env, &t), 0);
+	memset(content, 'z', sizeof content - 1);
+	content[sizeof content - 1] = 0;
+	for (i = 0; i < 100000 && rc == 0; i++) {
+		content[i % 1999] = (char)('a' + i % 26);
+		rc = shm_msg_edit(env, &filler.id, content, strlen(content));
+	}
+	assert_int_equal(rc, SHM_EFULL);
+	tu_sleep_ms(1100); /* the 50 are past their TTL */
+	pid_t fl = ft_spawn_flusher(dir, args);
+	assert_true(ft_log_waits_for(dir, "ERROR expire: ", 5000));
+	tu_sleep_ms(2500);
+	assert_true(ft_log_mentions(dir, "expiring L1 entries: still "
+	                            "failing: "));
+	assert_true(ft_log_count(dir, "ERROR expire: ") <= 3);
+
+	shm_rtxn_end(t);
+	assert_true(ft_log_waits_for(dir, "expiring L1 entries works again",
+	                             5000));
+	uint64_t end = ft_ms() + 5000;
+	do {
+		assert_int_equal(shm_env_info(env, &in), 0);
+	} while (in.messages && ft_ms() < end && (tu_sleep_ms(50), 1));
+	assert_int_equal(in.messages, 0); /* all flushed, past their TTL */
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 51);
+	assert_int_equal(ft_redis_int("DBSIZE"), 51);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* ------------------------------------ the map grown under the flusher */
 
 /* Milliseconds since midnight of a flusher log line's time stamp
@@ -557,6 +622,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_postgres_restart_mid_run_applies_every_row_once, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_sigkilled_in_a_loop_loses_and_repeats_nothing, ft_teardown),
 		cmocka_unit_test_teardown(test_full_map_failures_are_said_once_then_reminded, ft_teardown),
+		cmocka_unit_test_teardown(test_expiry_on_a_full_map_is_said_then_works_again, ft_teardown),
 		cmocka_unit_test_teardown(test_map_grown_under_a_working_flusher_stalls_and_loses_nothing, ft_teardown),
 		cmocka_unit_test_teardown(test_small_map_full_under_writers_drains_exactly, ft_teardown),
 	};
