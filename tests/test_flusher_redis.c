@@ -6,6 +6,10 @@
  * the server, never the password; the records stay in the log, none is set
  * aside, and all arrive once Redis takes them. Skips without the servers
  * (tests/run.sh). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "flusher_test.h"
 
 /* A redis-server of the test's own (tu_redis_start) and an admin
@@ -337,10 +341,75 @@ static void test_unknown_command_is_retried_not_dead_lettered(void **state)
 	free(dir);
 }
 
+/* A loopback TCP port nobody listens on now. */
+static int free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/*
+ * Over TCP, the log names the server as host:port, with the address a
+ * host name resolved to: a refused AUTH ("AUTH on localhost:P
+ * (127.0.0.1): WRONGPASS", "AUTH on 127.0.0.1:P: ...") as a refused
+ * connect ("connect localhost:P (127.0.0.1): Connection refused"); the
+ * right password through the name mirrors every record.
+ */
+static void test_tcp_server_is_named_with_its_address(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), url[256], want[512], port[16];
+	ft_plan p = {.n = 10};
+	own_redis o;
+	const char *extra[] = {"--redis", url, "--pg", "", "--once-retries",
+	                       "1", NULL};
+
+	snprintf(port, sizeof port, "%d", free_port());
+	const char *const args[] = {"--port", port, "--bind", "127.0.0.1",
+	                            "--requirepass", "s3cr@t", NULL};
+	own_start(&o, args, "s3cr@t");
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	const char *hosts[] = {"127.0.0.1", "localhost"};
+	for (int i = 0; i < 2; i++) {
+		const char *via = i ? " (127.0.0.1)" : "";
+		snprintf(url, sizeof url, "redis://:wr0ng@%s:%s", hosts[i], port);
+		assert_int_equal(ft_flush_once(dir, extra), FL_EXIT_SINK);
+		snprintf(want, sizeof want, "AUTH on %s:%s%s: WRONGPASS",
+		         hosts[i], port, via);
+		assert_true(ft_log_mentions(dir, want));
+	}
+	snprintf(url, sizeof url, "redis://:s3cr@t@localhost:%s", port);
+	assert_int_equal(ft_flush_once(dir, extra), 0);
+	assert_int_equal(own_int(&o, "DBSIZE"), 10);
+	own_stop(&o);
+	assert_int_equal(ft_write(dir, 1, &p), 0); /* records to send */
+	for (int i = 0; i < 2; i++) {
+		const char *via = i ? " (127.0.0.1)" : "";
+		snprintf(url, sizeof url, "redis://%s:%s", hosts[i], port);
+		assert_int_equal(ft_flush_once(dir, extra), FL_EXIT_SINK);
+		snprintf(want, sizeof want, "connect %s:%s%s: Connection "
+		         "refused", hosts[i], port, via);
+		assert_true(ft_log_mentions(dir, want));
+	}
+	assert_false(ft_log_mentions(dir, "wr0ng"));
+	assert_false(ft_log_mentions(dir, "s3cr@t"));
+	ft_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_password_in_the_url_is_named_never_shown, ft_teardown),
+		cmocka_unit_test_teardown(test_tcp_server_is_named_with_its_address, ft_teardown),
 		cmocka_unit_test_teardown(test_select_past_the_servers_databases_is_retried, ft_teardown),
 		cmocka_unit_test_teardown(test_connection_killed_mid_pipeline_loses_nothing, ft_teardown),
 		cmocka_unit_test_teardown(test_acl_refusing_the_keys_is_retried_not_dead_lettered, ft_teardown),
