@@ -53,7 +53,9 @@ static const fl_opt opts[] = {
 	 "empty: $SHM_ENV", "DIR"},
 	{"redis", 0, O_STR, W_BOTH, OFF(redis_url), "", U(0, 0), NULL,
 	 "Redis sink: redis://[[user]:password@]host[:port][/db] or "
-	 "unix://[[user]:password@]/path[?db=N]; empty: no Redis sink", "URL"},
+	 "unix://[[user]:password@]/path[?db=N], a standalone primary (not a "
+	 "Cluster node, a replica or a Sentinel); empty: no Redis sink",
+	 "URL"},
 	{"pg", 0, O_STR, W_BOTH, OFF(pg_conninfo), "", U(0, 0), NULL,
 	 "PostgreSQL sink: libpq conninfo, URI or database name; empty: no "
 	 "PostgreSQL sink",

@@ -21,8 +21,16 @@
  * batch is replayed whole after a crash, so at-least-once yields the same
  * final state. Connection loss and timeouts are FL_TRANSIENT; an error reply
  * to a command is FL_REJECT naming its record, unless Redis says it is
- * temporary (LOADING, BUSY, OOM, READONLY, MASTERDOWN, TRYAGAIN...) or
- * refuses any record alike (NOPERM, an unknown command).
+ * temporary (LOADING, BUSY, OOM, NOREPLICAS...), refuses any record alike
+ * (NOPERM, an unknown command), or is no standalone primary (below).
+ *
+ * The sink writes to a standalone primary only: a Cluster node refuses
+ * keys of other nodes' slots (MOVED) and a bust's DEL of two keys of two
+ * slots (CROSSSLOT), a replica every write (READONLY). The connect asks
+ * INFO (redis_mode, role); a server that answers it otherwise (an ACL, a
+ * renamed INFO) or changes role later (a failover) is told by its replies.
+ * Either way it is FL_TRANSIENT, named as a setup error: no record is set
+ * aside for it.
  */
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -81,6 +89,69 @@ static int simple(redis_sink *r, const char *what, const char *fmt, ...)
 	return FL_OK;
 }
 
+/* s->errmsg: the server r is connected to is what (a Cluster node, a
+ * replica...), as why (INFO's field, a reply) shows. */
+static void not_primary(redis_sink *r, const char *what, const char *why)
+{
+	fl_sink_seterr(&r->base, "--redis %s: the server is %s (%s); "
+	               "shm-flusher needs a standalone primary", r->server,
+	               what, why);
+}
+
+/* The value of field name in an INFO text, into buf ("" if absent). */
+static const char *info_field(const char *info, const char *name, char *buf,
+                              size_t len)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = info; p; p = strchr(p, '\n')) {
+		if (*p == '\n')
+			p++;
+		if (strncmp(p, name, n) == 0 && p[n] == ':') {
+			snprintf(buf, len, "%.*s", (int)strcspn(p + n + 1, "\r\n"),
+			         p + n + 1);
+			return buf;
+		}
+	}
+	buf[0] = 0;
+	return buf;
+}
+
+/* FL_OK unless INFO says the server is no standalone primary (a reply
+ * other than INFO's text proves nothing: the replies will tell). */
+static int standalone_primary(redis_sink *r)
+{
+	redisReply *rep = redisCommand(r->c, "INFO");
+	char mode[32], role[32], host[256], port[16], what[300];
+	int rc = FL_OK;
+
+	if (!rep) {
+		fl_sink_seterr(&r->base, "INFO on %s: %s", r->server,
+		               fl_redis_error(r->c->errstr));
+		return FL_TRANSIENT;
+	}
+	if (rep->type != REDIS_REPLY_STRING)
+		goto out;
+	info_field(rep->str, "redis_mode", mode, sizeof mode);
+	info_field(rep->str, "role", role, sizeof role);
+	rc = FL_TRANSIENT;
+	if (strcmp(mode, "cluster") == 0) {
+		not_primary(r, "a Redis Cluster node", "redis_mode:cluster");
+	} else if (strcmp(mode, "sentinel") == 0) {
+		not_primary(r, "a Redis Sentinel", "redis_mode:sentinel");
+	} else if (strcmp(role, "slave") == 0) {
+		snprintf(what, sizeof what, "a replica of %s:%s",
+		         info_field(rep->str, "master_host", host, sizeof host),
+		         info_field(rep->str, "master_port", port, sizeof port));
+		not_primary(r, what, "role:slave");
+	} else {
+		rc = FL_OK;
+	}
+out:
+	freeReplyObject(rep);
+	return rc;
+}
+
 static int r_connect(fl_sink *s)
 {
 	redis_sink *r = (redis_sink *)s;
@@ -98,7 +169,7 @@ static int r_connect(fl_sink *s)
 	snprintf(select, sizeof select, "SELECT %d", db);
 	if (db && (rc = simple(r, select, "SELECT %d", db)))
 		goto fail;
-	if ((rc = simple(r, "PING", "PING")))
+	if ((rc = simple(r, "PING", "PING")) || (rc = standalone_primary(r)))
 		goto fail;
 	return FL_OK;
 fail:
@@ -117,13 +188,33 @@ static int r_position(fl_sink *s, uint64_t *pos)
 static bool temporary_error(const char *e)
 {
 	static const char *const prefixes[] = {
-		"LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN",
-		"TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "MISCONF", "NOAUTH",
+		"LOADING", "BUSY", "OOM", "NOREPLICAS", "MISCONF", "NOAUTH",
 		"NOPERM", "WRONGPASS", "ERR unknown command", NULL};
 	for (const char *const *p = prefixes; *p; p++)
 		if (strncmp(e, *p, strlen(*p)) == 0)
 			return true;
 	return false;
+}
+
+/* What an error reply says the server is when it is no standalone primary
+ * (NULL: it says nothing of that). */
+static const char *misplaced(const char *e)
+{
+	static const struct {
+		const char *prefix, *server_is;
+	} t[] = {
+		{"MOVED ", "a Redis Cluster node"},
+		{"ASK ", "a Redis Cluster node"},
+		{"CROSSSLOT ", "a Redis Cluster node"},
+		{"CLUSTERDOWN ", "a Redis Cluster node"},
+		{"TRYAGAIN ", "a Redis Cluster node"},
+		{"READONLY ", "a read-only replica"},
+		{"MASTERDOWN ", "a replica"},
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+		if (strncmp(e, t[i].prefix, strlen(t[i].prefix)) == 0)
+			return t[i].server_is;
+	return NULL;
 }
 
 /* *<argc>, for the 1 to 9 arguments our commands have. */
@@ -390,14 +481,17 @@ static int r_apply(fl_sink *s, fl_batch *b)
 			return FL_TRANSIENT;
 		}
 		if (rep->type == REDIS_REPLY_ERROR && bad < 0) {
+			const char *server_is = misplaced(rep->str);
 			bad = (long)r->rec[k];
-			temporary = temporary_error(rep->str);
+			temporary = server_is || temporary_error(rep->str);
 			char shown[SHM__SHOWN_LONG_MAX];
 			snprintf(b->reason, sizeof b->reason, "redis: %s",
 			         shm__shown_lines(rep->str, shown));
-			fl_sink_seterr(s, "seq %llu: %s",
-			               (unsigned long long)b->r[bad].seq,
-			               b->reason);
+			if (server_is)
+				not_primary(r, server_is, rep->str);
+			else
+				fl_sink_seterr(s, "seq %llu: %s", (unsigned long
+				               long)b->r[bad].seq, b->reason);
 		}
 		freeReplyObject(rep);
 	}

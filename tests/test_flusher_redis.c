@@ -1,6 +1,7 @@
 /* tests/test_flusher_redis.c - shm-flusher's Redis sink against a Redis
  * that refuses it: a password (requirepass), a db past its `databases`, an
- * ACL user short of a right, its connection killed mid-pipeline. Each runs
+ * ACL user short of a right, its connection killed mid-pipeline, a Cluster
+ * node, a replica. Each runs
  * a redis-server of its own (tu_redis_start) where the shared one would not
  * do, and checks what an operator meets: the log names what was wrong and
  * the server, never the password; the records stay in the log, none is set
@@ -405,6 +406,224 @@ static void test_tcp_server_is_named_with_its_address(void **state)
 	free(dir);
 }
 
+/* n distinct loopback TCP ports nobody listens on now. */
+static void free_ports(int *port, int n)
+{
+	for (int i = 0; i < n; i++) {
+		bool again;
+		do {
+			port[i] = free_port();
+			again = false;
+			for (int j = 0; j < i; j++)
+				again = again || port[j] == port[i];
+		} while (again);
+	}
+}
+
+/* o started listening on 127.0.0.1:port too, with args after. */
+static void own_start_tcp(own_redis *o, int port, const char *const *args)
+{
+	char p[16];
+	const char *argv[16] = {"--port", p, "--bind", "127.0.0.1"};
+	int n = 4;
+
+	snprintf(p, sizeof p, "%d", port);
+	for (int i = 0; args && args[i] && n < 15; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	own_start(o, argv, NULL);
+}
+
+/* Whether the text reply of cmd on o's admin connection has s. */
+static bool own_reply_has(own_redis *o, const char *cmd, const char *s)
+{
+	redisReply *r = redisCommand(o->admin, cmd);
+	bool has = r && r->type == REDIS_REPLY_STRING && strstr(r->str, s);
+	if (r)
+		freeReplyObject(r);
+	return has;
+}
+
+/* The records of dir's log (their number). */
+static uint64_t log_records(const char *dir)
+{
+	shm_env *env = tu_open(dir, NULL);
+	uint64_t n = tu_log_count(env);
+	shm_env_close(env);
+	return n;
+}
+
+/*
+ * --redis at a Redis Cluster node: shm-flusher needs a standalone primary
+ * (a bust's DEL of a static's two keys is CROSSSLOT on any cluster). Not
+ * the records' fault: --once retries, then gives up (exit 3) saying what
+ * the server is, nothing set aside, the log kept: at the connect, INFO's
+ * redis_mode; where INFO is refused (an ACL), the replies: CLUSTERDOWN from
+ * a node without slots, MOVED from one whose keys are another's (they were
+ * dead letters, all 30, --once exiting 0). A standalone primary then takes
+ * every record.
+ */
+static void test_cluster_node_is_retried_not_dead_lettered(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), url[4300], want[4500], meet[128];
+	ft_plan p = {.n = 30};
+	own_redis a, b, plain;
+	int port[4];
+	const char *extra[] = {"--redis", url, "--pg", "", "--once-retries",
+	                       "2", "--backoff-min-ms", "10", NULL};
+
+	free_ports(port, 4);
+	char bus[2][16];
+	snprintf(bus[0], sizeof bus[0], "%d", port[1]);
+	snprintf(bus[1], sizeof bus[1], "%d", port[3]);
+	const char *const node_a[] = {"--cluster-enabled", "yes",
+	                              "--cluster-port", bus[0], NULL};
+	const char *const node_b[] = {"--cluster-enabled", "yes",
+	                              "--cluster-port", bus[1], NULL};
+	own_start_tcp(&a, port[0], node_a);
+	own_start_tcp(&b, port[2], node_b);
+	own_cmd(&a, "ACL SETUSER noinfo on >pw ~* &* +@all -info");
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+
+	snprintf(url, sizeof url, "%s", a.url);
+	assert_int_equal(ft_flush_once(dir, extra), FL_EXIT_SINK);
+	snprintf(want, sizeof want, "--redis unix:%s: the server is a Redis "
+	         "Cluster node (redis_mode:cluster); shm-flusher needs a "
+	         "standalone primary", a.url + strlen("unix://"));
+	assert_true(log_has_both(dir, want, "giving up"));
+
+	tu_redis_url_with_auth(a.url, "noinfo", "pw", url, sizeof url);
+	assert_int_equal(ft_flush_once(dir, extra), FL_EXIT_SINK);
+	snprintf(want, sizeof want, "--redis unix:%s: the server is a Redis "
+	         "Cluster node (CLUSTERDOWN Hash slot not served); "
+	         "shm-flusher needs a standalone primary",
+	         a.url + strlen("unix://"));
+	assert_true(log_has_both(dir, want, "giving up"));
+
+	/* every slot on b: a answers MOVED */
+	snprintf(meet, sizeof meet, "CLUSTER MEET 127.0.0.1 %d %d", port[2],
+	         port[3]);
+	own_cmd(&a, meet);
+	own_cmd(&b, "CLUSTER ADDSLOTSRANGE 0 16383");
+	for (uint64_t end = ft_ms() + 20000;
+	     !own_reply_has(&a, "CLUSTER INFO", "cluster_state:ok") &&
+	     ft_ms() < end;)
+		tu_sleep_ms(50);
+	assert_true(own_reply_has(&a, "CLUSTER INFO", "cluster_state:ok"));
+	assert_int_equal(ft_flush_once(dir, extra), FL_EXIT_SINK);
+	snprintf(want, sizeof want, "--redis unix:%s: the server is a Redis "
+	         "Cluster node (MOVED ", a.url + strlen("unix://"));
+	assert_true(log_has_both(dir, want, "standalone primary; giving up"));
+	assert_false(ft_log_mentions(dir, "dead letter"));
+	assert_int_equal(dead_letters(dir), 0);
+	assert_int_equal(log_records(dir), 30);
+	assert_int_equal(own_int(&a, "DBSIZE"), 0);
+	assert_int_equal(own_int(&b, "DBSIZE"), 0);
+
+	own_start(&plain, NULL, NULL);
+	snprintf(url, sizeof url, "%s", plain.url);
+	assert_int_equal(ft_flush_once(dir, extra), 0);
+	assert_int_equal(own_int(&plain, "DBSIZE"), 30);
+	assert_int_equal(dead_letters(dir), 0);
+	own_stop(&plain);
+	own_stop(&b);
+	own_stop(&a);
+	ft_rmdir(dir);
+	free(dir);
+}
+
+/* How many of writer w's first n messages o holds. */
+static long long own_msgs(own_redis *o, int w, uint32_t n)
+{
+	long long have = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		shm_uuid id = ft_id(w, i);
+		char cmd[64] = "EXISTS msg:";
+		shm_uuid_format(&id, cmd + strlen(cmd));
+		have += own_int(o, cmd);
+	}
+	return have;
+}
+
+/*
+ * --redis at a replica: at the connect, INFO's role names it and its
+ * primary; a primary made a replica under a connected flusher (a
+ * failover) answers READONLY. Either is retried, said, nothing set aside;
+ * made a primary again (REPLICAOF NO ONE), it gets every record.
+ */
+static void test_replica_is_retried_not_dead_lettered(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), url[4300], want[4500], replicaof[64];
+	ft_plan p = {.n = 10};
+	own_redis q, o;
+	int port;
+
+	free_ports(&port, 1);
+	const char *const no_delay[] = {"--repl-diskless-sync-delay", "0",
+	                                NULL};
+	own_start_tcp(&q, port, no_delay);
+	own_start(&o, NULL, NULL);
+	snprintf(url, sizeof url, "%s", o.url);
+	snprintf(replicaof, sizeof replicaof, "REPLICAOF 127.0.0.1 %d", port);
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	const char *once[] = {"--redis", url, "--pg", "", "--once-retries",
+	                      "2", "--backoff-min-ms", "10", NULL};
+
+	own_cmd(&o, replicaof);
+	assert_int_equal(ft_flush_once(dir, once), FL_EXIT_SINK);
+	snprintf(want, sizeof want, "--redis unix:%s: the server is a "
+	         "replica of 127.0.0.1:%d (role:slave); shm-flusher needs a "
+	         "standalone primary", o.url + strlen("unix://"), port);
+	assert_true(log_has_both(dir, want, "giving up"));
+	assert_int_equal(dead_letters(dir), 0);
+	assert_int_equal(log_records(dir), 10);
+
+	const char *daemon[] = {"--redis", url, "--pg", "", "--backoff-min-ms",
+	                        "10", "--backoff-max-ms", "200", NULL};
+	unsigned said = ft_log_count(dir, want);
+	pid_t fl = ft_spawn_flusher(dir, daemon);
+	for (uint64_t end = ft_ms() + 5000;
+	     ft_log_count(dir, want) == said && ft_ms() < end;)
+		tu_sleep_ms(20);
+	assert_true(ft_log_count(dir, want) > said);
+	own_cmd(&o, "REPLICAOF NO ONE");
+	shm_env *env = tu_open(dir, NULL);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", last, 10000),
+	                 last);
+	shm_env_close(env);
+
+	/* a failover under the flusher's connection */
+	own_cmd(&o, replicaof);
+	assert_int_equal(ft_write_in_child(dir, 1, &p), 0);
+	snprintf(want, sizeof want, "--redis unix:%s: the server is a "
+	         "read-only replica (READONLY You can't write against a read "
+	         "only replica.); shm-flusher needs a standalone primary",
+	         o.url + strlen("unix://"));
+	assert_true(ft_log_waits_for(dir, want, 5000));
+	tu_sleep_ms(200); /* retries meanwhile */
+	assert_int_equal(kill(fl, 0), 0);
+	assert_int_equal(dead_letters(dir), 0);
+	own_cmd(&o, "REPLICAOF NO ONE");
+	env = tu_open(dir, NULL);
+	last = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", last, 10000),
+	                 last);
+	shm_env_close(env);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	assert_false(ft_log_mentions(dir, "dead letter"));
+	assert_int_equal(own_msgs(&o, 1, p.n), p.n);
+	assert_int_equal(dead_letters(dir), 0);
+	own_stop(&o);
+	own_stop(&q);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -414,6 +633,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_connection_killed_mid_pipeline_loses_nothing, ft_teardown),
 		cmocka_unit_test_teardown(test_acl_refusing_the_keys_is_retried_not_dead_lettered, ft_teardown),
 		cmocka_unit_test_teardown(test_unknown_command_is_retried_not_dead_lettered, ft_teardown),
+		cmocka_unit_test_teardown(test_cluster_node_is_retried_not_dead_lettered, ft_teardown),
+		cmocka_unit_test_teardown(test_replica_is_retried_not_dead_lettered, ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
 }
