@@ -22,7 +22,11 @@
  * final state. Connection loss and timeouts are FL_TRANSIENT; an error reply
  * to a command is FL_REJECT naming its record, unless Redis says it is
  * temporary (LOADING, BUSY, OOM, NOREPLICAS...), refuses any record alike
- * (NOPERM, an unknown command), or is no standalone primary (below).
+ * (NOPERM, an unknown command), or is no standalone primary (below). A
+ * value longer than proto-max-bulk-len is its record's: Redis replies
+ * "ERR Protocol error: invalid bulk length" and closes the connection,
+ * often while the pipeline is still written; the replies sent before the
+ * close are read all the same, and name it.
  *
  * The sink writes to a standalone primary only: a Cluster node refuses
  * keys of other nodes' slots (MOVED) and a bust's DEL of two keys of two
@@ -52,7 +56,10 @@ typedef struct redis_sink {
 	bool sha256;   /* static-sha = sha256 */
 	fl_buf scratch; /* a message's JSON (shm_msg_json_append) */
 	fl_buf out;     /* the batch's pipeline, in RESP */
-	size_t *rec;    /* batch index of each command of out */
+	struct cmd {
+		size_t rec;  /* its record's index in the batch */
+		size_t size; /* bytes of its longest argument */
+	} *cmd;         /* each command of out */
 	size_t n_cmd, cap_cmd;
 } redis_sink;
 
@@ -217,6 +224,37 @@ static const char *misplaced(const char *e)
 	return NULL;
 }
 
+/* Redis's refusal of an argument longer than its proto-max-bulk-len;
+ * it closes the connection after it. */
+static bool too_long(const char *e)
+{
+	static const char text[] = "ERR Protocol error: invalid bulk length";
+
+	return strncmp(e, text, sizeof text - 1) == 0;
+}
+
+/* The first error reply e of a pipeline, to command c: s->errmsg and
+ * b->reason say it; true if it says nothing of c's record (an outage, a
+ * setup error: the batch is retried as it is). */
+static bool refused(redis_sink *r, fl_batch *b, const struct cmd *c,
+                    const char *e)
+{
+	const char *server_is = misplaced(e);
+	unsigned long long seq = b->r[c->rec].seq;
+
+	if (server_is)
+		not_primary(r, server_is, e);
+	else if (too_long(e))
+		fl_sink_seterr(&r->base, "seq %llu: --redis %s refused a value "
+		               "of %zu bytes (%s): more than its "
+		               "proto-max-bulk-len", seq, r->server, c->size, e);
+	else
+		fl_sink_seterr(&r->base, "seq %llu: redis: %s", seq, e);
+	snprintf(b->reason, sizeof b->reason, "%.*s",
+	         (int)sizeof b->reason - 1, r->base.errmsg);
+	return server_is || temporary_error(e);
+}
+
 /* *<argc>, for the 1 to 9 arguments our commands have. */
 static int resp_argc(fl_buf *o, int argc)
 {
@@ -236,18 +274,25 @@ static int resp_arg(fl_buf *o, const void *p, size_t n)
 
 #define RESP_LIT(o, s) resp_arg((o), "" s, sizeof(s) - 1)
 
-/* Room for one more command's batch index. */
+/* Room for one more command in r->cmd. */
 static int cmd_room(redis_sink *r)
 {
 	if (r->n_cmd < r->cap_cmd)
 		return 0;
 	size_t cap = r->cap_cmd ? r->cap_cmd * 2 : 256;
-	size_t *rec = realloc(r->rec, cap * sizeof *rec);
-	if (!rec)
+	struct cmd *cmd = realloc(r->cmd, cap * sizeof *cmd);
+	if (!cmd)
 		return ENOMEM;
-	r->rec = rec;
+	r->cmd = cmd;
 	r->cap_cmd = cap;
 	return 0;
+}
+
+/* The command just written to r->out: record i's, its longest argument
+ * size bytes. */
+static void cmd_add(redis_sink *r, size_t i, size_t size)
+{
+	r->cmd[r->n_cmd++] = (struct cmd){.rec = i, .size = size};
 }
 
 /* SET key val EX <l2-ttl>, for record i. */
@@ -259,7 +304,7 @@ static int resp_set(redis_sink *r, size_t i, const void *key, size_t klen,
 	    resp_arg(&r->out, val, vlen) || RESP_LIT(&r->out, "EX") ||
 	    resp_arg(&r->out, r->ttl, strlen(r->ttl)))
 		return ENOMEM;
-	r->rec[r->n_cmd++] = i;
+	cmd_add(r, i, vlen > klen ? vlen : klen);
 	return 0;
 }
 
@@ -346,7 +391,7 @@ static int build(redis_sink *r, fl_batch *b, size_t i)
 		    resp_arg(&r->out, k1, (size_t)l1) ||
 		    resp_arg(&r->out, k2, (size_t)l2))
 			goto out;
-		r->rec[r->n_cmd++] = i;
+		cmd_add(r, i, (size_t)l1); /* -static: the longer key */
 		rc = FL_OK;
 		goto out;
 	}
@@ -380,8 +425,9 @@ out:
  * freed again after each batch, and move what is left after each partial
  * write. hiredis' output buffer stays empty, so redisGetReply only reads.
  * A write that makes no progress within redis-timeout (SO_SNDTIMEO, set by
- * redisSetTimeout) fails; the connection is then dropped (half a command
- * may have been sent).
+ * redisSetTimeout) fails. Returns 0, or the failed write's errno (ENODATA:
+ * nothing written), s->errmsg saying it; the caller drops the connection
+ * (half a command may have been sent).
  */
 static int send_pipeline(redis_sink *r)
 {
@@ -393,15 +439,14 @@ static int send_pipeline(redis_sink *r)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
+			int err = n < 0 ? errno : ENODATA;
 			fl_sink_seterr(&r->base, "pipeline of %zu commands: "
 			               "write: %s", r->n_cmd,
-			               n < 0 && (errno == EAGAIN ||
-			                         errno == EWOULDBLOCK)
+			               err == EAGAIN || err == EWOULDBLOCK
 			                       ? "timed out"
-			                       : n < 0 ? strerror(errno)
+			                       : n < 0 ? strerror(err)
 			                               : "nothing written");
-			r_disconnect(&r->base);
-			return -1;
+			return err;
 		}
 		p += n;
 		left -= (size_t)n;
@@ -469,30 +514,34 @@ static int r_apply(fl_sink *s, fl_batch *b)
 	}
 	if (!r->n_cmd)
 		return FL_OK;
-	/* 2. the pipeline: sent whole, then every reply read */
-	if (send_pipeline(r))
+	/* 2. the pipeline: sent whole, then every reply read. A server that
+	 * closed the connection while it was written (EPIPE, ECONNRESET) may
+	 * have answered its start: those replies are read, up to its end. */
+	int werr = send_pipeline(r);
+	if (werr && werr != EPIPE && werr != ECONNRESET) {
+		r_disconnect(s);
 		return FL_TRANSIENT;
-	for (size_t k = 0; k < r->n_cmd; k++) {
+	}
+	for (size_t k = 0; k < r->n_cmd && r->c; k++) {
 		redisReply *rep = NULL;
 		if (redisGetReply(r->c, (void **)&rep) != REDIS_OK || !rep) {
-			fl_sink_seterr(s, "pipeline of %zu commands: %s",
-			               r->n_cmd, fl_redis_error(r->c->errstr));
+			if (!werr)
+				fl_sink_seterr(s, "pipeline of %zu commands: %s",
+				               r->n_cmd,
+				               fl_redis_error(r->c->errstr));
 			r_disconnect(s);
 			return FL_TRANSIENT;
 		}
-		if (rep->type == REDIS_REPLY_ERROR && bad < 0) {
-			const char *server_is = misplaced(rep->str);
-			bad = (long)r->rec[k];
-			temporary = server_is || temporary_error(rep->str);
-			char shown[SHM__SHOWN_LONG_MAX];
-			snprintf(b->reason, sizeof b->reason, "redis: %s",
-			         shm__shown_lines(rep->str, shown));
-			if (server_is)
-				not_primary(r, server_is, rep->str);
-			else
-				fl_sink_seterr(s, "seq %llu: %s", (unsigned long
-				               long)b->r[bad].seq, b->reason);
+		if (rep->type != REDIS_REPLY_ERROR) {
+			freeReplyObject(rep);
+			continue;
 		}
+		if (bad < 0) {
+			bad = (long)r->cmd[k].rec;
+			temporary = refused(r, b, &r->cmd[k], rep->str);
+		}
+		if (too_long(rep->str))
+			r_disconnect(s); /* the server closes it: read no more */
 		freeReplyObject(rep);
 	}
 	if (bad >= 0) {
@@ -512,7 +561,7 @@ static void r_destroy(fl_sink *s)
 	r_disconnect(s);
 	fl_buf_free(&r->scratch);
 	fl_buf_free(&r->out);
-	free(r->rec);
+	free(r->cmd);
 	free(s);
 }
 

@@ -624,6 +624,66 @@ static void test_replica_is_retried_not_dead_lettered(void **state)
 	free(dir);
 }
 
+/*
+ * A value longer than the server's proto-max-bulk-len (1 MB here; a
+ * static of 1.5 MiB an application with max_content 2 MiB put): Redis
+ * replies "ERR Protocol error: invalid bulk length" and closes the
+ * connection, often while the pipeline is still being written. Retried
+ * as an outage, it held the queue for ever (--once: exit 3, nothing
+ * after it applied). It is the record's refusal: after poison-retries it
+ * is a dead letter naming its size, and the records before and after it
+ * arrive.
+ */
+static void test_value_over_proto_max_bulk_len_is_a_dead_letter(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), want[4500];
+	ft_plan p = {.n = 10};
+	own_redis o;
+	const char *const small_bulk[] = {"--proto-max-bulk-len", "1mb", NULL};
+	size_t big = 1536 * 1024;
+	unsigned seed = 1;
+	shm_options opt;
+	shm_uuid web = ft_id(5, 1);
+
+	own_start(&o, small_bulk, NULL);
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	shm_options_init(&opt);
+	opt.max_content = 2u << 20;
+	shm_env *env = tu_open(dir, &opt);
+	unsigned char *content = malloc(big);
+	assert_non_null(content);
+	for (size_t i = 0; i < big; i++)
+		content[i] = (unsigned char)rand_r(&seed); /* no LZ4 gain */
+	assert_int_equal(shm_static_put(env, &web, "page/big", content, big,
+	                                NULL), 0);
+	assert_int_equal(shm_static_put(env, &web, "page/small", "s", 1, NULL),
+	                 0);
+	free(content);
+	uint64_t big_seq = ft_meta(env, "next_seq") - 2;
+	shm_env_close(env);
+	assert_int_equal(ft_write(dir, 1, &p), 0);
+
+	const char *extra[] = {"--redis", o.url, "--pg", "", "--poison-retries",
+	                       "2", "--backoff-min-ms", "10", NULL};
+	assert_int_equal(ft_flush_once(dir, extra), 0);
+	snprintf(want, sizeof want, "seq %" PRIu64 " (static_put) set aside as "
+	         "a dead letter: seq %" PRIu64 ": --redis unix:%s refused a "
+	         "value of ", big_seq, big_seq, o.url + strlen("unix://"));
+	assert_true(log_has_both(dir, want, "bytes (ERR Protocol error: "
+	                         "invalid bulk length): more than its "
+	                         "proto-max-bulk-len"));
+	assert_int_equal(dead_letters(dir), 1);
+	assert_int_equal(own_msgs(&o, 0, p.n), p.n);
+	assert_int_equal(own_msgs(&o, 1, p.n), p.n);
+	assert_int_equal(own_int(&o, "DBSIZE"), 2 * p.n + 2); /* page/small */
+	assert_int_equal(log_records(dir), 0);
+	own_stop(&o);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -635,6 +695,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_unknown_command_is_retried_not_dead_lettered, ft_teardown),
 		cmocka_unit_test_teardown(test_cluster_node_is_retried_not_dead_lettered, ft_teardown),
 		cmocka_unit_test_teardown(test_replica_is_retried_not_dead_lettered, ft_teardown),
+		cmocka_unit_test_teardown(test_value_over_proto_max_bulk_len_is_a_dead_letter, ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, ft_group_setup, NULL);
 }
