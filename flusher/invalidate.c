@@ -56,10 +56,13 @@
 #define HEADER_V1 "shm-inval 1 "
 #define PEERS_META "flusher.inval.peers_seen"
 
-/* Counters, updated with atomics (publisher and subscriber threads). */
-#define INVAL_STATS(X)                                                         \
-	X(subscribed) X(published) X(publish_errors) X(received) X(keys)       \
-	X(dropped) X(kept) X(resets) X(errors)
+/* Counters, updated with atomics (publisher and subscriber threads):
+ * subscribed is the state now, the others are totals since the
+ * environment was made, each going on from what the last run wrote. */
+#define INVAL_TOTALS(X)                                                        \
+	X(published) X(publish_errors) X(received) X(keys) X(dropped) X(kept)  \
+	X(resets) X(errors)
+#define INVAL_STATS(X) X(subscribed) INVAL_TOTALS(X)
 
 struct fl_inval {
 	const fl_config *cfg;
@@ -846,6 +849,9 @@ int fl_inval_start(fl_inval **out, const fl_config *cfg, shm_env *env,
 		return ENOMEM;
 	iv->cfg = cfg;
 	iv->env = env;
+#define INVAL_LOAD(f) shm_meta_get(env, "flusher.inval." #f, &iv->st.f);
+	INVAL_TOTALS(INVAL_LOAD)
+#undef INVAL_LOAD
 	fl_repeat_init(&iv->stats_fail, "inval", "writing flusher.inval.* stats",
 	               cfg->remind_interval_s);
 	fl_repeat_init(&iv->pub_fail, "inval", "publishing invalidations",

@@ -35,10 +35,11 @@
  * such a gap too: the same drop is done once drops work again
  * (invalidate.c invariant 6).
  *
- * Stats (meta, shown by shmctl stat): flusher.inval.subscribed (0/1),
- * .published (messages), .publish_errors, .received (messages from other
- * hosts), .keys (keys named in them), .dropped, .kept (unflushed local
- * work), .resets (full drops after a gap or failed drops), .errors
+ * Stats (meta, shown by shmctl stat): flusher.inval.subscribed (0/1, now);
+ * totals since the environment was made, each run going on from the last
+ * one's: .published (messages), .publish_errors, .received (messages from
+ * other hosts), .keys (keys named in them), .dropped, .kept (unflushed
+ * local work), .resets (full drops after a gap or failed drops), .errors
  * (failed drops and full drops).
  */
 #ifndef FL_INVALIDATE_H

@@ -27,6 +27,10 @@
  *  2. The log is trimmed only to positions every configured sink reached.
  *  3. SIGTERM/SIGINT: each worker finishes the batch in flight, then the
  *     log is trimmed, the environment synced and stats written; exit 0.
+ *  4. The counters in meta are totals since the environment was made
+ *     (the sinks', syncs, expired, readers_cleared, invalidate.c's): a
+ *     run goes on from what the last one wrote. Positions, lags, rates,
+ *     pid and heartbeat are this run's values now.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,7 +78,8 @@ struct fl_daemon {
 	uint64_t trimmed;     /* last trim position */
 	uint64_t synced_seq;  /* next_seq at the last sync */
 	uint64_t synced_trim; /* trimmed at the last sync */
-	uint64_t syncs, expired, readers_cleared, trims;
+	uint64_t syncs, expired, readers_cleared; /* totals (invariant 4) */
+	uint64_t trims;
 	int64_t started_us;
 	fl_inval *inval;      /* invalidation channel (invalidate.h) or NULL */
 	fl_repeat trim_fail, sync_fail, readers_fail, expire_fail, stats_fail;
@@ -257,7 +262,15 @@ static void repeats_init(fl_daemon *d)
 	fl_repeat_init(&d->stats_fail, "stats", "writing flusher.* stats", s);
 }
 
-/* Counters of earlier runs, so flusher.* stay cumulative. */
+/* The daemon's totals of earlier runs (invariant 4). */
+static void totals_load(fl_daemon *d)
+{
+	shm_meta_get(d->env, "flusher.syncs", &d->syncs);
+	shm_meta_get(d->env, "flusher.expired", &d->expired);
+	shm_meta_get(d->env, "flusher.readers_cleared", &d->readers_cleared);
+}
+
+/* Sink i's totals of earlier runs (invariant 4). */
 static void stats_load(fl_daemon *d, int i)
 {
 	const char *s = fl_worker_name(d->w[i]);
@@ -521,6 +534,7 @@ int fl_main(int argc, char **argv)
 		code = fl_cleanup_now(&d.cfg, d.env);
 		goto out;
 	}
+	totals_load(&d);
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	d.started_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;

@@ -12,6 +12,7 @@
 
 #include "flusher_test.h"
 #include "internal.h"
+#include "../flusher/invalidate.h"
 #include "pg_row.h"
 
 /* ------------------------------------------------------------- config */
@@ -2522,6 +2523,146 @@ static void test_daemon_clears_a_dead_readers_slot(void **state)
 	free(dir);
 }
 
+/* The flusher's totals (meta) after a restart. */
+typedef struct ft_totals {
+	uint64_t syncs, expired, readers_cleared, published, received, keys;
+} ft_totals;
+
+static void totals_read(shm_env *env, ft_totals *t)
+{
+	t->syncs = ft_meta(env, "flusher.syncs");
+	t->expired = ft_meta(env, "flusher.expired");
+	t->readers_cleared = ft_meta(env, "flusher.readers_cleared");
+	t->published = ft_meta(env, "flusher.inval.published");
+	t->received = ft_meta(env, "flusher.inval.received");
+	t->keys = ft_meta(env, "flusher.inval.keys");
+}
+
+/* Leaves a reader slot of a dead process in dir (its pid exits with
+ * SIGKILL holding a read transaction). */
+static void kill_a_reader(const char *dir)
+{
+	int st;
+	pid_t r = fork();
+
+	assert_true(r >= 0);
+	if (r == 0) {
+		shm_env *e;
+		shm_rtxn *t;
+		if (shm_env_open(dir, NULL, &e) || shm_rtxn_begin(e, &t))
+			_exit(1);
+		kill(getpid(), SIGKILL);
+		_exit(2);
+	}
+	assert_int_equal(waitpid(r, &st, 0), r);
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+}
+
+/* Publishes a peer's invalidation naming one message this host lacks. */
+static void publish_peer_key(void)
+{
+	char id[37], msg[128];
+	shm_uuid u;
+	redisContext *c = ft_redis();
+
+	assert_non_null(c);
+	shm_uuid_v7(&u);
+	shm_uuid_format(&u, id);
+	snprintf(msg, sizeof msg, "shm-inval 2 hostZ\nm %s\n", id);
+	redisReply *r = redisCommand(c, "PUBLISH %s %s", FL_INVAL_CHANNEL, msg);
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	assert_int_equal(r->integer, 1); /* the flusher's subscriber */
+	freeReplyObject(r);
+	redisFree(c);
+}
+
+/* One round of each total moving for real: a message synced (nosync),
+ * mirrored (its invalidation published) and expired (l1_ttl_s 1), a dead
+ * reader's slot cleared, a peer's invalidation received. t: the totals
+ * before the round; each must grow by what the round did. */
+static void totals_move(const char *dir, shm_env *env, const ft_totals *t)
+{
+	shm_msg m = tu_msg("totals", 1, "expires in a second");
+
+	assert_int_equal(ft_wait_meta(env, "flusher.inval.subscribed", 1,
+	                              10000), 1);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_true(ft_wait_meta(env, "flusher.inval.published",
+	                         t->published + 1, 10000) > t->published);
+	assert_int_equal(ft_wait_meta(env, "flusher.expired", t->expired + 1,
+	                              10000), t->expired + 1);
+	assert_true(ft_wait_meta(env, "flusher.syncs", t->syncs + 1, 10000) >
+	            t->syncs);
+	kill_a_reader(dir);
+	assert_int_equal(ft_wait_meta(env, "flusher.readers_cleared",
+	                              t->readers_cleared + 1, 10000),
+	                 t->readers_cleared + 1);
+	publish_peer_key();
+	assert_int_equal(ft_wait_meta(env, "flusher.inval.received",
+	                              t->received + 1, 10000), t->received + 1);
+	assert_int_equal(ft_wait_meta(env, "flusher.inval.keys", t->keys + 1,
+	                              10000), t->keys + 1);
+}
+
+/* flusher.syncs, .expired, .readers_cleared and flusher.inval.* are
+ * totals since the environment was made, as flusher.<sink>.* and
+ * cleanup.total.* are: a restarted flusher goes on from what the last one
+ * published, it does not start again from 0. */
+static void test_totals_carry_over_a_restart(void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	const char *args[] = {"--reader-check-ms", "100",
+	                      "--expire-interval-ms", "100",
+	                      "--sync-interval-ms", "100",
+	                      "--stats-interval-ms", "100",
+	                      "--batch-ms", "5", NULL};
+	shm_options o;
+	ft_totals before, after;
+
+	ft_reset_servers();
+	shm_options_init(&o);
+	o.l1_ttl_s = 1;
+	o.durability = SHM_DURABILITY_NOSYNC;
+	shm_env *env = tu_open(dir, &o);
+	pid_t fl = ft_spawn_flusher(dir, args);
+	memset(&before, 0, sizeof before);
+	totals_move(dir, env, &before);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	totals_read(env, &before);
+
+	fl = ft_spawn_flusher(dir, args);
+	/* the new flusher's first stats: the totals it went on from */
+	uint64_t end = ft_ms() + 10000;
+	while (ft_meta(env, "flusher.pid") != (uint64_t)fl && ft_ms() < end)
+		tu_sleep_ms(20);
+	assert_int_equal(ft_meta(env, "flusher.pid"), (uint64_t)fl);
+	assert_int_equal(ft_wait_meta(env, "flusher.inval.subscribed", 1,
+	                              10000), 1);
+	totals_read(env, &after);
+	assert_true(after.syncs >= before.syncs);
+	assert_int_equal(after.expired, before.expired);
+	assert_int_equal(after.readers_cleared, before.readers_cleared);
+	assert_true(after.published >= before.published);
+	assert_int_equal(after.received, before.received);
+	assert_int_equal(after.keys, before.keys);
+	totals_move(dir, env, &before);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	totals_read(env, &after);
+	assert_int_equal(after.expired, before.expired + 1);
+	assert_int_equal(after.readers_cleared, before.readers_cleared + 1);
+	assert_int_equal(after.received, before.received + 1);
+	assert_int_equal(after.keys, before.keys + 1);
+	assert_true(after.syncs > before.syncs);
+	assert_true(after.published > before.published);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* ------------------------- PostgreSQL's position against the environment's */
 
 static const char *const fast_give_up[] = {"--backoff-min-ms", "10",
@@ -3873,6 +4014,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_corrupt_record_met_as_the_map_grows_is_set_aside, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_keeps_the_environments_map_size, ft_teardown),
 		cmocka_unit_test_teardown(test_once_exits_3_when_a_sink_is_unreachable, ft_teardown),
+		cmocka_unit_test_teardown(test_totals_carry_over_a_restart,
+		                          ft_teardown),
 		cmocka_unit_test_teardown(test_daemon_clears_a_dead_readers_slot,
 		                          ft_teardown),
 		cmocka_unit_test_teardown(
