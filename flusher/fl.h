@@ -348,7 +348,9 @@ enum {
 	FL_EXIT_OK = 0,
 	FL_EXIT_USAGE = 1,    /* bad option, value or config file */
 	FL_EXIT_ENV = 2,      /* environment cannot be opened or is locked */
-	FL_EXIT_SINK = 3      /* --once: a sink could not be drained */
+	FL_EXIT_SINK = 3,     /* --once: a sink could not be drained */
+	FL_EXIT_WRITE = 70    /* --help, --version, --print-config: stdout
+	                       * not all written (tools/close_stdout.h's) */
 };
 
 /* The whole daemon: parse, lock, open, run until SIGTERM/SIGINT (or, with

@@ -463,8 +463,9 @@ static uint64_t next_due(fl_task *tasks, size_t n)
 	return wait;
 }
 
-/* code, if what was printed (--help, --print-config) reached stdout: a
- * config file cut short by a full disk is no success (1, said). */
+/* code, if what was printed (--help, --version, --print-config) reached
+ * stdout: a config file cut short by a full disk is no success (said, and
+ * 70 as the other tools exit: tools/close_stdout.h). */
 static int printed(int code)
 {
 	if (fflush(stdout) == 0 && !ferror(stdout))
@@ -473,7 +474,7 @@ static int printed(int code)
 	fprintf(stderr, "shm-flusher: write the output: %s\n",
 	        errno ? strerror(errno) : "write error");
 	clearerr(stdout);
-	return FL_EXIT_USAGE;
+	return FL_EXIT_WRITE;
 }
 
 int fl_main(int argc, char **argv)

@@ -512,13 +512,17 @@ static void test_config_print_config_checks_as_a_start_does(void **state)
 	assert_false(c.print_config);
 	fl_config_free(&c);
 
-	/* one that cannot all be written (a full disk) is no success */
+	/* one that cannot all be written (a full disk) is no success: 70,
+	 * as the other tools' (test_tools: the message) */
 	if (access("/dev/full", W_OK) == 0) {
 		char *help[] = {"f", "--help", NULL};
+		char *version[] = {"f", "--version", NULL};
 		assert_int_equal(main_to_file(7, good, "/dev/full"),
-		                 FL_EXIT_USAGE);
+		                 FL_EXIT_WRITE);
 		assert_int_equal(main_to_file(2, help, "/dev/full"),
-		                 FL_EXIT_USAGE);
+		                 FL_EXIT_WRITE);
+		assert_int_equal(main_to_file(2, version, "/dev/full"),
+		                 FL_EXIT_WRITE);
 	}
 	ft_rmdir(dir);
 	free(dir);

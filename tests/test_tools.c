@@ -963,7 +963,8 @@ static void test_dataset_bounds_connections_to_what_memory_holds(
  * shmctl's: shm-chatsim's summary and shm-dataset's counts, and their
  * --help and --version, exited 0 with nothing written; so did shm-bench's
  * --help, --version and --list (its results too: the same last step, not
- * run here). */
+ * run here); shm-flusher's --help, --version and --print-config exited 1,
+ * its usage error. */
 static void test_tools_say_a_full_disk(void **state)
 {
 	shm_uuid id;
@@ -978,6 +979,10 @@ static void test_tools_say_a_full_disk(void **state)
 		{"shm-bench", "--help", NULL},
 		{"shm-bench", "--version", NULL},
 		{"shm-bench", "--list", NULL},
+		{"shm-flusher", "--help", NULL},
+		{"shm-flusher", "--version", NULL},
+		{"shm-flusher", "--print-config", "-e", dir, "--pg", "dbname=x",
+		 NULL},
 	};
 
 	if (access("/dev/full", W_OK) != 0)
