@@ -89,11 +89,13 @@ int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
                        char *err, size_t errlen);
 
 /*
- * The old way, for comparison (shm-bench): every connection touching a
- * concerned direct source (found as the grouped round finds them) checks
- * itself, reloading its source's recursive
- * dependencies, and deletes itself if obsolete; then the marks are cleared.
- * No transaction per website, no inserts.
+ * The old way, for comparison (shm-bench) and as a second implementation
+ * of the same rule (test_cleanup: on shm-dataset's websites it deletes
+ * exactly what fl_cleanup_round deletes): every connection touching a
+ * concerned direct source (found by a recursive SQL query, not by the
+ * round's walk in C) checks itself, reloading its source's recursive
+ * dependencies (in SQL), and deletes itself if obsolete; then the marks
+ * are cleared. One transaction per website, no inserts.
  */
 int fl_cleanup_round_per_connection(PGconn *pg, fl_cleanup_stats *st,
                                     char *err, size_t errlen);

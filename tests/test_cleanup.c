@@ -5,6 +5,7 @@
  * of its own. */
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -905,6 +906,130 @@ static void test_cleanup_locks_the_websites_canonical_text(void **st_)
 	assert_string_equal(conns(&s), "Page:1>Block:1");
 }
 
+/* The schema of the two ways' test, its own: a round handles every marked
+ * website of the schema it runs in. */
+#define WAYS "test_cleanup_ways"
+
+/* The file at path, malloc'd and NUL-terminated (asserts). */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	char *b = NULL;
+	size_t len = 0, cap = 0, n;
+	do {
+		if (len + 4096 + 1 > cap) {
+			cap = (len + 4096 + 1) * 2;
+			b = realloc(b, cap);
+			assert_non_null(b);
+		}
+		n = fread(b + len, 1, cap - len - 1, f);
+		len += n;
+	} while (n > 0);
+	fclose(f);
+	b[len] = 0;
+	return b;
+}
+
+/* One round in schema WAYS, the grouped one or the per-connection one. */
+static void ways_round(const char *info, bool grouped, fl_cleanup_stats *st)
+{
+	char err[512];
+	PGconn *c = PQconnectdb(info);
+
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	int rc = (grouped ? fl_cleanup_round : fl_cleanup_round_per_connection)(
+		c, st, err, sizeof err);
+	if (rc)
+		fail_msg("%s round: %s", grouped ? "grouped" : "per connection",
+		         err);
+	PQfinish(c);
+}
+
+/*
+ * fl_cleanup_round_per_connection, shm-bench's baseline (Osuny's way: each
+ * connection reloads its source's recursive dependencies, in SQL, and
+ * deletes itself if obsolete), deletes exactly the connections the grouped
+ * round deletes (its sources and dependencies walked in C), on
+ * shm-dataset's Osuny-shaped websites: the bench compares the same work,
+ * and each way checks the other.
+ */
+static void test_per_connection_way_deletes_what_the_round_deletes(void **st_)
+{
+	NEED_PG();
+	char path[PATH_MAX + 64], exe[PATH_MAX], info[2048], cmd[PATH_MAX * 2];
+	const char *top = getenv("SHM_TOP");
+	fl_cleanup_stats g, o;
+
+	snprintf(path, sizeof path, "%s/sql/schema.sql", top ? top : ".");
+	char *schema = slurp(path);
+	sql("SET client_min_messages = warning");
+	sql("DROP SCHEMA IF EXISTS " WAYS " CASCADE");
+	sql("CREATE SCHEMA " WAYS);
+	sql("SET search_path = " WAYS ", public");
+	PGresult *r = PQexec(pg, schema);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail_msg("sql/schema.sql: %s", PQerrorMessage(pg));
+	PQclear(r);
+	free(schema);
+	sql("SET search_path = public");
+
+	/* shm-dataset, next to this test's directory: BUILD/bin */
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	assert_true(n > 0);
+	exe[n] = 0;
+	*strrchr(exe, '/') = 0;
+	snprintf(info, sizeof info, "%s options='-csearch_path=" WAYS
+	         ",public -cclient_min_messages=warning'", pg_info);
+	assert_int_equal(setenv("TEST_CLEANUP_WAYS_PG", info, 1), 0);
+	snprintf(cmd, sizeof cmd, "'%s/../bin/shm-dataset' --quiet --pg "
+	         "\"$TEST_CLEANUP_WAYS_PG\" --websites 4 --connections 300 "
+	         "--obsolete 0.2 --marked 0.1 --seed 5", exe);
+	assert_int_equal(system(cmd), 0);
+	sql("CREATE TABLE " WAYS ".before_conns AS SELECT * FROM " WAYS
+	    ".communication_website_connections");
+	sql("CREATE TABLE " WAYS ".before_marks AS SELECT * FROM " WAYS
+	    ".shm_marks");
+	assert_true(count("SELECT count(*) FROM " WAYS ".before_marks") > 0);
+
+	ways_round(info, true, &g);
+	sql("CREATE TABLE " WAYS ".grouped AS SELECT id FROM " WAYS
+	    ".communication_website_connections");
+	assert_int_equal(count("SELECT count(*) FROM " WAYS ".shm_marks"), 0);
+	/* the same data again for the other way */
+	sql("TRUNCATE " WAYS ".communication_website_connections, " WAYS
+	    ".shm_marks");
+	sql("INSERT INTO " WAYS ".communication_website_connections SELECT *"
+	    " FROM " WAYS ".before_conns");
+	sql("INSERT INTO " WAYS ".shm_marks SELECT * FROM " WAYS
+	    ".before_marks");
+	ways_round(info, false, &o);
+	assert_int_equal(count("SELECT count(*) FROM " WAYS ".shm_marks"), 0);
+
+	assert_int_equal(g.websites, 4);
+	assert_int_equal(g.websites_failed, 0);
+	assert_int_equal(o.websites, 4);
+	assert_int_equal(o.websites_failed, 0);
+	assert_int_equal(g.inserted, 0); /* shm-dataset misses none */
+	long gone_g = count("SELECT count(*) FROM (SELECT id FROM " WAYS
+	                    ".before_conns EXCEPT SELECT id FROM " WAYS
+	                    ".grouped) d");
+	long gone_o = count("SELECT count(*) FROM (SELECT id FROM " WAYS
+	                    ".before_conns EXCEPT SELECT id FROM " WAYS
+	                    ".communication_website_connections) d");
+	assert_true(gone_g > 0);
+	assert_int_equal(g.deleted, (uint64_t)gone_g);
+	assert_int_equal(o.deleted, (uint64_t)gone_o);
+	/* the same rows: what one deleted and the other kept, none */
+	assert_int_equal(count("SELECT count(*) FROM ((SELECT id FROM " WAYS
+	                       ".grouped EXCEPT SELECT id FROM " WAYS
+	                       ".communication_website_connections) UNION ALL"
+	                       " (SELECT id FROM " WAYS
+	                       ".communication_website_connections EXCEPT"
+	                       " SELECT id FROM " WAYS ".grouped)) d"), 0);
+	sql("DROP SCHEMA " WAYS " CASCADE");
+}
+
 static void test_cleanup_report_goes_to_meta(void **st_)
 {
 	char *dir = tu_tmpdir();
@@ -948,6 +1073,8 @@ int main(void)
 		cmocka_unit_test(
 			test_cleanup_mark_rewritten_during_a_round_survives),
 		cmocka_unit_test(test_cleanup_report_goes_to_meta),
+		cmocka_unit_test(
+			test_per_connection_way_deletes_what_the_round_deletes),
 		cmocka_unit_test(
 			test_cleanup_locks_the_websites_canonical_text),
 		cmocka_unit_test(test_cleanup_takes_every_website_as_direct),
