@@ -276,28 +276,27 @@ static void rollback(pg_sink *p)
 }
 
 /* The --pg-schema file, read at each connect: config.c's checks at start
- * hold no longer (the file may have been replaced since). */
-static char *read_file(const char *path, char *err, size_t errlen)
+ * hold no longer (the file may have been replaced since). NULL with why. */
+static char *read_file(const char *path, char *why, size_t whylen)
 {
 	FILE *f = fopen(path, "r");
-	char *buf = NULL, shown[SHM__SHOWN_MAX];
+	char *buf = NULL;
 	struct stat st;
 	long n;
 
-	shm__shown_str(path, shown); /* as config.c names it */
 	if (!f) {
-		snprintf(err, errlen, "%s: %s", shown, strerror(errno));
+		snprintf(why, whylen, "%s", strerror(errno));
 		return NULL;
 	}
 	if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s: not a regular file", shown);
+		snprintf(why, whylen, "not a regular file");
 		fclose(f);
 		return NULL;
 	}
 	if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 ||
 	    fseek(f, 0, SEEK_SET) || !(buf = malloc((size_t)n + 1)) ||
 	    fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		snprintf(err, errlen, "%s: cannot read", shown);
+		snprintf(why, whylen, "cannot read");
 		free(buf);
 		fclose(f);
 		return NULL;
@@ -305,6 +304,39 @@ static char *read_file(const char *path, char *err, size_t errlen)
 	buf[n] = 0;
 	fclose(f);
 	return buf;
+}
+
+/* Applies the --pg-schema file at a connect. A file that cannot be read,
+ * or that PostgreSQL refuses, is the user's to fix, and the message says
+ * so before the server's text (which may be cut); a connection lost on
+ * the way is an outage like any other. */
+static int apply_schema_file(pg_sink *p)
+{
+	const char *path = p->base.cfg->pg_schema;
+	char why[256], shown[SHM__SHOWN_MAX], what[SHM__SHOWN_MAX + 96];
+	char *schema = read_file(path, why, sizeof why);
+
+	shm__shown_str(path, shown); /* as config.c names it */
+	if (!schema) {
+		fl_sink_seterr(&p->base, "--pg-schema %s: cannot read it (put "
+		               "the file back: it is read at each connect): %s",
+		               shown, why);
+		return FL_TRANSIENT;
+	}
+	PGresult *res = PQexec(p->c, schema);
+	free(schema);
+	if (res && (PQresultStatus(res) == PGRES_COMMAND_OK ||
+	            PQresultStatus(res) == PGRES_TUPLES_OK)) {
+		PQclear(res);
+		return FL_OK;
+	}
+	bool refused = res && PQresultErrorField(res, PG_DIAG_SQLSTATE) &&
+	               !conn_lost(p);
+	snprintf(what, sizeof what, refused
+	         ? "--pg-schema %s: PostgreSQL refused it (fix the file: it is "
+	           "applied at each connect)"
+	         : "--pg-schema %s", shown);
+	return failure(p, res, what);
 }
 
 /* Invariant 5's check, sent before the first row without metadata: the
@@ -366,19 +398,8 @@ static int p_connect(fl_sink *s)
 	         (unsigned long long)cfg->pg_timeout_ms);
 	if ((rc = exec(p, sql, "session setup")))
 		goto fail;
-	if (cfg->pg_schema && *cfg->pg_schema) {
-		char err[512];
-		char *schema = read_file(cfg->pg_schema, err, sizeof err);
-		if (!schema) {
-			fl_sink_seterr(s, "pg-schema %s", err);
-			rc = FL_TRANSIENT;
-			goto fail;
-		}
-		rc = exec(p, schema, "pg-schema");
-		free(schema);
-		if (rc)
-			goto fail;
-	}
+	if (cfg->pg_schema && *cfg->pg_schema && (rc = apply_schema_file(p)))
+		goto fail;
 	return FL_OK;
 fail:
 	if (rc == FL_REJECT)

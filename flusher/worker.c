@@ -181,7 +181,9 @@ static bool given_up(const fl_worker *w)
 	                   w->read_fails >= w->cfg->once_retries);
 }
 
-/* A failure that is not the data's fault: back off, maybe give up. */
+/* A failure that is not the data's fault: back off, maybe give up. what
+ * names the step, NULL when the sink's message does (a connect's: "connect
+ * ...", "--pg-schema ...", "AUTH on ..."). */
 static void failed(fl_worker *w, const char *what)
 {
 	w->fails++;
@@ -189,15 +191,17 @@ static void failed(fl_worker *w, const char *what)
 	if (w->fails == 1)
 		w->backoff_ms = w->cfg->backoff_min_ms;
 	if (given_up(w)) {
-		fl_log(FL_ERROR, name(w), "%s: %s; giving up (--once: %" PRIu64
-		       " failure%s in a row) at %" PRIu64 " of %" PRIu64, what,
-		       w->sink->errmsg, w->fails, w->fails == 1 ? "" : "s",
-		       w->b.from, w->once_upto);
+		fl_log(FL_ERROR, name(w), "%s%s%s; giving up (--once: %" PRIu64
+		       " failure%s in a row) at %" PRIu64 " of %" PRIu64,
+		       what ? what : "", what ? ": " : "", w->sink->errmsg,
+		       w->fails, w->fails == 1 ? "" : "s", w->b.from,
+		       w->once_upto);
 		return;
 	}
 	fl_log(w->fails == 1 ? FL_WARN : FL_INFO, name(w),
-	       "%s: %s; retry %" PRIu64 " in %" PRIu64 " ms", what,
-	       w->sink->errmsg, w->fails, w->backoff_ms);
+	       "%s%s%s; retry %" PRIu64 " in %" PRIu64 " ms",
+	       what ? what : "", what ? ": " : "", w->sink->errmsg, w->fails,
+	       w->backoff_ms);
 	back_off(w, &w->backoff_ms);
 }
 
@@ -575,7 +579,7 @@ static void *run(void *arg)
 			break; /* the batch in flight cannot be applied now */
 		if (w->sink->ops->connect(w->sink) != FL_OK) {
 			ADD(w, reconnects, 1);
-			failed(w, "unreachable");
+			failed(w, NULL); /* the sink says which step */
 			need_position = true;
 			continue;
 		}

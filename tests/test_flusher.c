@@ -3016,9 +3016,10 @@ static void test_pg_error_text_is_logged_printably(void **state)
 	ft_reset_servers();
 	assert_int_equal(ft_write(dir, 0, &p), 0);
 	assert_int_equal(ft_flush_once(dir, args), FL_EXIT_SINK);
-	assert_true(ft_log_mentions(dir, "pg-schema: 42601 ERROR:  syntax error "
-	                            "at or near \";\" LINE 1: CREATE TABLE "
-	                            "\"t\\x1b[31m\" (;"));
+	assert_true(ft_log_mentions(dir, "PostgreSQL refused it (fix the file: "
+	                            "it is applied at each connect): 42601 "
+	                            "ERROR:  syntax error at or near \";\" "
+	                            "LINE 1: CREATE TABLE \"t\\x1b[31m\" (;"));
 	assert_int_equal(ft_log_count(dir, "\x1b"), 0);
 	/* every line is a log entry: none begins with the text's next line */
 	snprintf(log, sizeof log, "%s.flusher.log", dir);
@@ -3041,9 +3042,11 @@ static void write_text(const char *path, const char *text)
  * --pg-schema is read again at each connect: a file that is gone, became a
  * directory, or holds SQL PostgreSQL refuses (a data exception, SQLSTATE
  * 22012: the class of a poison record's refusals) by the time the daemon
- * reconnects fails that connect, named in the log, and is retried like an
- * outage: nothing is set aside, the records wait; the file good again, they
- * are all applied once.
+ * reconnects fails that connect, and is retried like an outage: nothing is
+ * set aside, the records wait; the file good again, they are all applied
+ * once. The log names the file, says what went wrong with it and that
+ * fixing the file is what to do (it said "unreachable: pg-schema ...", as
+ * if PostgreSQL could not be reached).
  */
 static void test_pg_schema_failing_at_a_reconnect_is_retried(void **state)
 {
@@ -3070,18 +3073,24 @@ static void test_pg_schema_failing_at_a_reconnect_is_retried(void **state)
 	ft_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
 	       "WHERE application_name = 'shm-flusher'");
 	assert_int_equal(ft_write_in_child(dir, 1, &p2), 0);
-	snprintf(want, sizeof want, "pg-schema %s: No such file or directory",
-	         schema);
+	snprintf(want, sizeof want, "pg: --pg-schema %s: cannot read it (put "
+	         "the file back: it is read at each connect): No such file or "
+	         "directory; retry ", schema);
 	assert_true(ft_log_waits_for(dir, want, 5000));
 	/* a directory */
 	assert_int_equal(mkdir(schema, 0755), 0);
-	snprintf(want, sizeof want, "pg-schema %s: not a regular file", schema);
+	snprintf(want, sizeof want, "pg: --pg-schema %s: cannot read it (put "
+	         "the file back: it is read at each connect): not a regular "
+	         "file; retry ", schema);
 	assert_true(ft_log_waits_for(dir, want, 5000));
 	assert_int_equal(rmdir(schema), 0);
 	/* SQL that PostgreSQL refuses as it would a poison record's */
 	write_text(schema, "SELECT 1/0;\n");
-	assert_true(ft_log_waits_for(dir, "pg-schema: 22012 ERROR:  division "
-	                             "by zero", 5000));
+	snprintf(want, sizeof want, "pg: --pg-schema %s: PostgreSQL refused it "
+	         "(fix the file: it is applied at each connect): 22012 ERROR:  "
+	         "division by zero; retry ", schema);
+	assert_true(ft_log_waits_for(dir, want, 5000));
+	assert_false(ft_log_mentions(dir, "unreachable"));
 	assert_int_equal(ft_meta(env, "sink.pg.applied"), last);
 	assert_int_equal(kill(fl, 0), 0);
 
