@@ -87,6 +87,11 @@
  *     a shared one while the handle is open (wlock.c invariant 3); both
  *     are mapped: nothing of one handle there is lost when another
  *     closes.
+ *  9. A refused open leaves no lock.mdb it made: when mdb_env_open fails
+ *     and the directory had none before the call, the one LMDB created is
+ *     removed, unless a process has it open (every LMDB opener holds a
+ *     lock on its first byte while open). One that was there before the
+ *     call is never removed: another process may use it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -767,6 +772,39 @@ out:
 	return rc;
 }
 
+/* Invariant 9: after a failed mdb_env_open that made DIR/lock.mdb (the
+ * handle's LMDB part closed), removes it under a write lock on its first
+ * byte, which fails while any process has the environment open (each
+ * LMDB opener holds a read lock there). Best effort: a file that cannot
+ * be removed stays, as LMDB left it. */
+static void lock_file_drop(const char *dir)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+	                   .l_start = 0, .l_len = 1};
+	char path[4200];
+	int fd;
+
+	if ((size_t)snprintf(path, sizeof path, "%s/lock.mdb", dir) <
+	        sizeof path &&
+	    (fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+		if (fcntl(fd, F_SETLK, &fl) == 0)
+			unlink(path);
+		close(fd); /* and its lock */
+	}
+}
+
+/* Whether DIR/lock.mdb is there (or cannot be told: kept then). */
+static bool lock_file_there(const char *dir)
+{
+	char path[4200];
+	struct stat st;
+
+	if ((size_t)snprintf(path, sizeof path, "%s/lock.mdb", dir) >=
+	    sizeof path)
+		return true;
+	return lstat(path, &st) == 0 || errno != ENOENT;
+}
+
 /* For an open that must not create: dir (named as shown) holds an
  * environment. */
 static int check_exists(const char *dir, const char *shown)
@@ -1057,6 +1095,7 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 		rc = shm__err_mdb(rc, "map size");
 		goto fail;
 	}
+	bool had_lock = lock_file_there(dir);
 	if ((rc = mdb_env_open(env->mdb, dir, flags, 0664))) {
 		if (rc == MDB_VERSION_MISMATCH)
 			rc = shm__err(SHM_EVERSION, "%s: %s", env->path_shown,
@@ -1072,6 +1111,11 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 			                 env->opt.read_only);
 		else
 			rc = shm__err_mdb(rc, env->path_shown);
+		if (!had_lock) { /* invariant 9 */
+			mdb_env_close(env->mdb);
+			env->mdb = NULL;
+			lock_file_drop(dir);
+		}
 		goto fail;
 	}
 	/* the slots in force: LMDB's lock file only grows, and only the

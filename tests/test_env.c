@@ -1,6 +1,7 @@
 /* tests/test_env.c - opening environments: several handles, read-only,
  * format version checks, stale readers, errors. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
@@ -1164,6 +1165,70 @@ static void test_torn_copy_is_refused_as_damaged_not_a_version(void **state)
 	free(data);
 	tu_rmdir(src);
 	free(src);
+}
+
+/* The entries of dir, as " name" each, sorted (a static buffer). */
+static const char *dir_entries(const char *dir)
+{
+	static char out[512];
+	struct dirent **ents;
+	int n = scandir(dir, &ents, NULL, alphasort);
+	size_t len = 0;
+
+	assert_true(n >= 0);
+	out[0] = 0;
+	for (int i = 0; i < n; i++) {
+		if (strcmp(ents[i]->d_name, ".") && strcmp(ents[i]->d_name, ".."))
+			len += (size_t)snprintf(out + len, sizeof out - len, " %s",
+			                        ents[i]->d_name);
+		free(ents[i]);
+	}
+	free(ents);
+	return out;
+}
+
+/* A data.mdb that is not LMDB's (garbage) is refused, read-only or not,
+ * and the open leaves nothing behind: the lock.mdb LMDB made for it is
+ * removed (it was left there). One that was there before the open stays
+ * (another process may use it). */
+static void test_refused_open_removes_only_the_lock_file_it_made(void **state)
+{
+	char *dir = tu_tmpdir(), data[PATH_MAX], lock[PATH_MAX], garbage[8192];
+	shm_options ro;
+	struct stat before, after;
+	FILE *f;
+
+	snprintf(data, sizeof data, "%s/data.mdb", dir);
+	snprintf(lock, sizeof lock, "%s/lock.mdb", dir);
+	memset(garbage, 'x', sizeof garbage);
+	assert_non_null(f = fopen(data, "wb"));
+	assert_int_equal(fwrite(garbage, 1, sizeof garbage, f), sizeof garbage);
+	assert_int_equal(fclose(f), 0);
+	shm_options_init(&ro);
+	ro.read_only = true;
+	const shm_options *opts[] = {&ro, NULL};
+	for (size_t i = 0; i < 2; i++) {
+		shm_env *env = NULL;
+		assert_int_equal(shm_env_open(dir, opts[i], &env), SHM_ECORRUPT);
+		assert_null(env);
+		assert_non_null(strstr(shm_errmsg(), "page 0 is not an LMDB "
+		                                     "meta page"));
+		assert_string_equal(dir_entries(dir), " data.mdb");
+	}
+
+	assert_non_null(f = fopen(lock, "wb"));
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(stat(lock, &before), 0);
+	for (size_t i = 0; i < 2; i++) {
+		shm_env *env = NULL;
+		assert_int_equal(shm_env_open(dir, opts[i], &env), SHM_ECORRUPT);
+		assert_null(env);
+		assert_string_equal(dir_entries(dir), " data.mdb lock.mdb");
+		assert_int_equal(stat(lock, &after), 0);
+		assert_int_equal(after.st_ino, before.st_ino);
+	}
+	tu_rmdir(dir);
+	free(dir);
 }
 
 /* A tail cut that spares as many pages as are in use (invariant 3's count
@@ -2354,6 +2419,7 @@ int main(void)
 			test_write_open_of_a_non_shm_lmdb_environment_changes_nothing),
 		cmocka_unit_test(test_truncated_data_file_is_refused_at_open),
 		cmocka_unit_test(test_torn_copy_is_refused_as_damaged_not_a_version),
+		cmocka_unit_test(test_refused_open_removes_only_the_lock_file_it_made),
 		cmocka_unit_test(test_tail_cut_taking_a_root_is_refused_at_open),
 		cmocka_unit_test(
 			test_sound_data_file_ending_before_its_last_page_opens),
