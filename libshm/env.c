@@ -87,11 +87,16 @@
  *     a shared one while the handle is open (wlock.c invariant 3); both
  *     are mapped: nothing of one handle there is lost when another
  *     closes.
- *  9. A refused open leaves no lock.mdb it made: when mdb_env_open fails
- *     and the directory had none before the call, the one LMDB created is
- *     removed, unless a process has it open (every LMDB opener holds a
- *     lock on its first byte while open). One that was there before the
- *     call is never removed: another process may use it.
+ *  9. A refused open leaves no lock.mdb it made: when mdb_env_open finds
+ *     that data.mdb is not an LMDB file (of this version) and the directory
+ *     had no lock.mdb before the call, the one LMDB created is removed,
+ *     unless a process has it open (every LMDB opener holds a lock on its
+ *     first byte while open). Only then: no other process can open such a
+ *     data.mdb either, so none is between opening lock.mdb and locking it
+ *     (a failure of this process alone, EACCES or ENOMEM, keeps the file:
+ *     removing it under such a process would give the next opener a
+ *     second lock file). One that was there before the call is never
+ *     removed: another process may use it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1097,6 +1102,8 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	}
 	bool had_lock = lock_file_there(dir);
 	if ((rc = mdb_env_open(env->mdb, dir, flags, 0664))) {
+		bool not_lmdb_file = rc == MDB_INVALID ||
+		                     rc == MDB_VERSION_MISMATCH;
 		if (rc == MDB_VERSION_MISMATCH)
 			rc = shm__err(SHM_EVERSION, "%s: %s", env->path_shown,
 			              mdb_strerror(rc));
@@ -1111,7 +1118,7 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 			                 env->opt.read_only);
 		else
 			rc = shm__err_mdb(rc, env->path_shown);
-		if (!had_lock) { /* invariant 9 */
+		if (!had_lock && not_lmdb_file) { /* invariant 9 */
 			mdb_env_close(env->mdb);
 			env->mdb = NULL;
 			lock_file_drop(dir);
