@@ -33,6 +33,8 @@
  *     text names the message and, when a level failed, each level's
  *     outcome in order: its reason (the server's reply, the connection's
  *     error, the timeout, the refused value...) or "not in <level>".
+ *  6. Nothing is written on the application's stderr: the notices and
+ *     warnings PostgreSQL sends are dropped (pg_notice).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -837,6 +839,15 @@ static const char *pg_server(const PGconn *c, char *buf, size_t len)
 	return buf;
 }
 
+/* libpq's default notice processor prints what the server sends as
+ * notices (a NOTICE or WARNING a function raises, the WARNING of an
+ * immediate shutdown) on stderr, the application's: a library keeps off
+ * it. They are dropped: a failure that matters comes as an error, and the
+ * text of that error is what a get reports. */
+static void pg_notice(void *arg, const char *msg)
+{
+}
+
 /* Connects before deadline, in UTF-8 whatever PGCLIENTENCODING or the
  * conninfo says (later keywords win over the conninfo expanded from
  * dbname): values are UTF-8, and a character another encoding lacks would
@@ -856,6 +867,7 @@ static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 		l3_err("connection", "out of memory", NULL);
 		return NULL;
 	}
+	PQsetNoticeProcessor(c, pg_notice, NULL); /* before any exchange */
 	if (PQstatus(c) == CONNECTION_BAD)
 		goto fail;
 	for (;;) {
