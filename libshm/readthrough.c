@@ -17,7 +17,12 @@
  *     nothing more.
  *  3. Each level has a pool of at most RT_POOL connections, made on demand;
  *     a connection is used by one caller at a time, outside any lock, so
- *     concurrent calls proceed side by side.
+ *     concurrent calls proceed side by side. A pooled connection the
+ *     server ended while it was idle (its idle timeout, a kill, a
+ *     restart: the exchange meets an end of file, a reset or EPIPE, never
+ *     a timeout nor an error reply) is no failure of the level: the call
+ *     is made once more on a new connection, within the same deadline;
+ *     only if that one fails too is the level failed.
  *  4. A level answers only with the message asked for, as put would accept
  *     it: a value holding another id, malformed, larger than any message's
  *     JSON (json_max), without created_at or refused by put's validation
@@ -336,8 +341,10 @@ static int wait_fd(int fd, short ev, uint64_t deadline)
  * Sends cmd (len bytes) on c before deadline with send(MSG_NOSIGNAL): a
  * connection the server ended (a restart, its idle timeout) is EPIPE, an
  * error, where hiredis' own write() raised SIGPIPE, which ends an
- * application that did not ask to ignore it. 0; SHM_EL2 on an I/O error,
- * c->errstr saying which as hiredis would; ETIMEDOUT at the deadline.
+ * application that did not ask to ignore it. 0; ECONNRESET when the
+ * server ended the connection (EPIPE, a reset), SHM_EL2 on another I/O
+ * error, c->errstr saying which as hiredis would; ETIMEDOUT at the
+ * deadline.
  */
 static int redis_send(redisContext *c, const char *cmd, size_t len,
                       uint64_t deadline)
@@ -351,21 +358,24 @@ static int redis_send(redisContext *c, const char *cmd, size_t len,
 			if (wait_fd(c->fd, POLLOUT, deadline))
 				return ETIMEDOUT;
 		} else if (errno != EINTR) {
+			int err = errno;
 			c->err = REDIS_ERR_IO;
 			snprintf(c->errstr, sizeof c->errstr, "%s",
-			         strerror(errno));
-			return SHM_EL2;
+			         strerror(err));
+			return err == EPIPE || err == ECONNRESET ? ECONNRESET
+			                                         : SHM_EL2;
 		}
 	}
 	return 0;
 }
 
 /*
- * Reads one reply from c before deadline: 0 and *out; SHM_EL2 on an I/O
- * error (c->errstr says which); ETIMEDOUT at the deadline; SHM_ECORRUPT as
- * soon as the reply pending passes max bytes (a bulk string is parsed only
- * once whole: the reader's unparsed bytes are the reply so far). c is
- * unusable after an error.
+ * Reads one reply from c before deadline: 0 and *out; ECONNRESET when the
+ * server ended the connection (its end of file, a reset), SHM_EL2 on
+ * another error (c->errstr says which); ETIMEDOUT at the deadline;
+ * SHM_ECORRUPT as soon as the reply pending passes max bytes (a bulk
+ * string is parsed only once whole: the reader's unparsed bytes are the
+ * reply so far). c is unusable after an error.
  */
 static int redis_reply(redisContext *c, uint64_t deadline, size_t max,
                        redisReply **out)
@@ -383,9 +393,22 @@ static int redis_reply(redisContext *c, uint64_t deadline, size_t max,
 			return SHM_ECORRUPT;
 		if (wait_fd(c->fd, POLLIN, deadline))
 			return ETIMEDOUT;
-		if (redisBufferRead(c) != REDIS_OK)
-			return SHM_EL2;
+		if (redisBufferRead(c) != REDIS_OK) /* errno: read()'s */
+			return c->err == REDIS_ERR_EOF ||
+			               (c->err == REDIS_ERR_IO &&
+			                errno == ECONNRESET)
+			       ? ECONNRESET
+			       : SHM_EL2;
 	}
+}
+
+/* cmd (len bytes, hiredis's format) sent on c, and its reply:
+ * redis_send's and redis_reply's codes. */
+static int redis_exchange(redisContext *c, const char *cmd, size_t len,
+                          uint64_t deadline, size_t max, redisReply **out)
+{
+	int rc = redis_send(c, cmd, len, deadline);
+	return rc ? rc : redis_reply(c, deadline, max, out);
 }
 
 /* One command (hiredis's format) and its reply: redis_send's and
@@ -405,9 +428,9 @@ static int redis_call(redisContext *c, uint64_t deadline, size_t max,
 		snprintf(c->errstr, sizeof c->errstr, "Out of memory");
 		return SHM_EL2;
 	}
-	rc = redis_send(c, cmd, (size_t)len, deadline);
+	rc = redis_exchange(c, cmd, (size_t)len, deadline, max, out);
 	redisFreeCommand(cmd);
-	return rc ? rc : redis_reply(c, deadline, max, out);
+	return rc;
 }
 
 /* SHM_EL2: what failed, with the first line of hiredis's or the server's
@@ -422,7 +445,7 @@ static int l2_err(const char *what, const char *text)
 	                shm__shown_long(text, strcspn(text, "\r\n"), shown));
 }
 
-/* SHM_EL2 for a redis_call's failure rc (not SHM_ECORRUPT) on c. */
+/* SHM_EL2 for a redis_exchange's failure rc (not SHM_ECORRUPT) on c. */
 static int l2_failed(const shm_env *env, const char *what,
                      const redisContext *c, int rc)
 {
@@ -538,23 +561,81 @@ static int take_failed(struct rt_pool *p, int rc)
 	                RT_POOL, p->timeout, p->timeout_ms);
 }
 
-/* A Redis connection for this caller before deadline: 0 and *c, or SHM_EL2
- * with the reason: L2 is skipped, all its connections stay busy, or it
- * cannot be reached (then it is skipped for a while). */
-static int l2_take(shm_env *env, uint64_t deadline, redisContext **c)
+/* A new Redis connection in the caller's slot of L2's pool before
+ * deadline: 0 and *c, or SHM_EL2 with the reason, the slot given back and
+ * L2 skipped for a while. */
+static int l2_connect(shm_env *env, uint64_t deadline, redisContext **c)
 {
-	struct rt_pool *p = &env->rt->l2;
+	int rc = redis_connect(env, deadline, c);
+
+	if (rc)
+		pool_drop(&env->rt->l2, NULL, true);
+	return rc;
+}
+
+/* A Redis connection for this caller before deadline: 0 and *c, *reused
+ * saying whether it comes from the pool; or SHM_EL2 with the reason: L2
+ * is skipped, all its connections stay busy, or it cannot be reached
+ * (then it is skipped for a while). */
+static int l2_take(shm_env *env, uint64_t deadline, redisContext **c,
+                   bool *reused)
+{
 	void *v;
 	int rc;
 
-	if ((rc = pool_take(p, deadline, &v)))
-		return take_failed(p, rc);
-	if (v) {
+	if ((rc = pool_take(&env->rt->l2, deadline, &v)))
+		return take_failed(&env->rt->l2, rc);
+	if ((*reused = v != NULL)) {
 		*c = v;
 		return 0;
 	}
-	if ((rc = redis_connect(env, deadline, c)))
-		pool_drop(p, NULL, true);
+	return l2_connect(env, deadline, c);
+}
+
+/*
+ * A command (hiredis's format, what naming it in messages) on a connection
+ * of L2's pool before deadline: 0 and *r, its reply of at most max bytes,
+ * the connection given back. A pooled connection the server ended is
+ * replaced once (invariant 3). Else the connection is dropped and the code
+ * is SHM_ECORRUPT, no text set, for a reply over max (bad data: the
+ * caller says); SHM_EL2 with the reason, L2 skipped for a while, for a
+ * failure; ENOMEM.
+ */
+static int l2_call(shm_env *env, uint64_t deadline, size_t max,
+                   redisReply **r, const char *what, const char *fmt, ...)
+{
+	struct rt_pool *p = &env->rt->l2;
+	redisContext *c = NULL;
+	bool reused = false;
+	va_list ap;
+	char *cmd;
+	int len, rc;
+
+	va_start(ap, fmt);
+	len = redisvFormatCommand(&cmd, fmt, ap);
+	va_end(ap);
+	if (len < 0)
+		return shm__err(ENOMEM, "Redis %s", what);
+	if ((rc = l2_take(env, deadline, &c, &reused)))
+		goto out;
+	for (;;) {
+		rc = redis_exchange(c, cmd, (size_t)len, deadline, max, r);
+		if (rc != ECONNRESET || !reused)
+			break;
+		redisFree(c); /* its slot stays this caller's */
+		reused = false;
+		if ((rc = l2_connect(env, deadline, &c)))
+			goto out;
+	}
+	if (rc == 0) {
+		pool_give(p, c);
+	} else {
+		if (rc != SHM_ECORRUPT)
+			rc = l2_failed(env, what, c, rc);
+		pool_drop(p, c, rc != SHM_ECORRUPT);
+	}
+out:
+	redisFreeCommand(cmd);
 	return rc;
 }
 
@@ -713,26 +794,18 @@ static bool wrong_type(const redisReply *r)
 static int l2_get(shm_env *env, const shm_uuid *id, uint64_t deadline,
                   shm_msg **out)
 {
-	struct rt_pool *p = &env->rt->l2;
 	size_t max = redis_value_max(env);
-	redisContext *c;
 	redisReply *r;
 	char s[37];
 	int rc;
 
-	if ((rc = l2_take(env, deadline, &c)))
-		return rc;
 	shm_uuid_format(id, s);
-	if ((rc = redis_call(c, deadline, max, &r, "GET msg:%s", s))) {
+	if ((rc = l2_call(env, deadline, max, &r, "GET", "GET msg:%s", s)))
 		/* a reply too big is bad data, not a failed server */
-		rc = rc == SHM_ECORRUPT
-		             ? shm__err(rc, "Redis value: over %zu bytes, larger "
-		                        "than any message's", max)
-		             : l2_failed(env, "GET", c, rc);
-		pool_drop(p, c, rc == SHM_EL2);
-		return rc;
-	}
-	pool_give(p, c);
+		return rc == SHM_ECORRUPT
+		               ? shm__err(rc, "Redis value: over %zu bytes, "
+		                          "larger than any message's", max)
+		               : rc;
 	if (r->type == REDIS_REPLY_STRING)
 		rc = level_msg(env, "Redis", id, NULL, r->str, r->len, out);
 	else if (r->type == REDIS_REPLY_NIL)
@@ -779,30 +852,19 @@ static void *mirror_value(const shm_env *env, const shm_msg *m, size_t *len)
 static void l2_fill(shm_env *env, const shm_msg *m, bool replace,
                     uint64_t deadline)
 {
-	struct rt_pool *p = &env->rt->l2;
-	redisContext *c;
 	redisReply *r;
 	char s[37];
 	size_t len;
 	void *val;
-	int rc;
 
 	if (!has_l2(env) || shm__mono_ns() >= deadline ||
 	    !(val = mirror_value(env, m, &len)))
 		return;
-	if (l2_take(env, deadline, &c) == 0) {
-		shm_uuid_format(&m->id, s);
-		rc = redis_call(c, deadline, RT_SMALL_REPLY, &r,
-		                replace ? "SET msg:%s %b EX %u"
-		                        : "SET msg:%s %b EX %u NX",
-		                s, val, len, env->opt.l2_ttl_s);
-		if (rc == 0) {
-			freeReplyObject(r); /* nil when the key was there */
-			pool_give(p, c);
-		} else {
-			pool_drop(p, c, rc != SHM_ECORRUPT);
-		}
-	}
+	shm_uuid_format(&m->id, s);
+	if (l2_call(env, deadline, RT_SMALL_REPLY, &r, "SET",
+	            replace ? "SET msg:%s %b EX %u" : "SET msg:%s %b EX %u NX",
+	            s, val, len, env->opt.l2_ttl_s) == 0)
+		freeReplyObject(r); /* nil when the key was there */
 	free(val);
 }
 
@@ -950,35 +1012,61 @@ static int l3_refused(const PGresult *res)
 	              PQresultErrorField(res, PG_DIAG_SQLSTATE));
 }
 
+/* A new PostgreSQL connection in the caller's slot of L3's pool before
+ * deadline, or NULL with the reason (SHM_EL3), the slot given back and L3
+ * skipped for a while. */
+static PGconn *l3_connect(shm_env *env, uint64_t deadline)
+{
+	PGconn *c = pg_connect(env, deadline);
+
+	if (!c)
+		pool_drop(&env->rt->l3, NULL, true);
+	return c;
+}
+
 /* Runs one query on a pooled connection of the configured L3 within
  * l3_timeout_ms, waiting and connecting included: 0 and *res (its rows), or
  * SHM_EL3 with the reason: L3 is skipped, all its connections stay busy, or
- * it failed (then it is skipped for a while). */
+ * it failed (then it is skipped for a while). A pooled connection the
+ * server ended is replaced once (invariant 3): libpq counts it bad after a
+ * failure that was not our timeout (the server's FATAL error, an end of
+ * file, a reset). */
 static int l3_query(shm_env *env, const char *sql, int n,
                     const char *const *params, PGresult **res)
 {
 	struct rt_pool *p = &env->rt->l3;
 	uint64_t deadline = shm__mono_ns() + ms_ns(env->opt.l3_timeout_ms);
 	char server[SHM__SHOWN_LONG_MAX];
+	bool reused, ended;
 	void *c;
 	int rc;
 
 	if ((rc = pool_take(p, deadline, &c)))
 		return take_failed(p, rc);
-	if (!c && !(c = pg_connect(env, deadline))) {
-		pool_drop(p, NULL, true);
+	if (!(reused = c != NULL) && !(c = l3_connect(env, deadline)))
 		return SHM_EL3;
+	for (;;) {
+		*res = NULL;
+		rc = pg_query(c, sql, n, params, deadline, res);
+		ended = rc != ETIMEDOUT && PQstatus(c) == CONNECTION_BAD;
+		if (rc == ETIMEDOUT)
+			rc = late(p, "query", "on",
+			          pg_server(c, server, sizeof server));
+		else if (rc == 0 && PQresultStatus(*res) != PGRES_TUPLES_OK)
+			rc = l3_refused(*res);
+		if (rc == 0) {
+			pool_give(p, c);
+			return 0;
+		}
+		PQclear(*res);
+		*res = NULL;
+		if (!reused || !ended)
+			break;
+		PQfinish(c); /* its slot stays this caller's */
+		reused = false;
+		if (!(c = l3_connect(env, deadline)))
+			return SHM_EL3;
 	}
-	*res = NULL;
-	if ((rc = pg_query(c, sql, n, params, deadline, res)) == ETIMEDOUT)
-		rc = late(p, "query", "on", pg_server(c, server, sizeof server));
-	else if (rc == 0 && PQresultStatus(*res) != PGRES_TUPLES_OK)
-		rc = l3_refused(*res);
-	if (rc == 0) {
-		pool_give(p, c);
-		return 0;
-	}
-	PQclear(*res);
 	pool_drop(p, c, true); /* unknown state after a timeout */
 	return rc;
 }

@@ -1,14 +1,24 @@
-/* tests/test_readthrough_lost.c - read-through connections beyond their
- * answers: what PostgreSQL sends as notices (a function's NOTICE and
- * WARNING) never reaches the application's stderr.
+/* tests/test_readthrough_lost.c - read-through connections the servers
+ * ended while they sat in the pool: Redis's idle `timeout` (over its unix
+ * socket and over TCP) and CLIENT KILL; PostgreSQL's pg_terminate_backend
+ * of the pooled backend, and restarts (fast, and immediate, whose WARNING
+ * reaches the client). The next get is served through a new connection
+ * within the same timeout and the level is not skipped; a server that is
+ * gone fails the level as before. And what PostgreSQL sends as notices (a
+ * function's NOTICE and WARNING, a shutdown's WARNING) never reaches the
+ * application's stderr.
  *
- * Needs the servers of tests/run.sh (SHM_TEST_REDIS, SHM_TEST_PG); the
- * tests skip without them. Rows use room names "rl<pid>-..." and are
- * removed afterwards. */
+ * Needs the servers of tests/run.sh (SHM_TEST_REDIS, SHM_TEST_PG, and for
+ * restarts SHM_TEST_DIR and SHM_PGBIN); the tests skip without them. Rows
+ * use room names "rl<pid>-..." and are removed afterwards. */
+#include <arpa/inet.h>
+#include <hiredis/hiredis.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -43,6 +53,17 @@ static void pg_exec(PGconn *c, const char *sql)
 	    PQresultStatus(r) != PGRES_TUPLES_OK)
 		fail_msg("%s: %s", sql, PQerrorMessage(c));
 	PQclear(r);
+}
+
+/* Runs a function of tests/harness/servers.sh on this run's servers. */
+static int harness(const char *fn)
+{
+	char cmd[2048];
+	const char *top = getenv("SHM_TOP");
+
+	snprintf(cmd, sizeof cmd, ". \"%s/tests/harness/servers.sh\" && %s "
+	         ">/dev/null 2>&1", top ? top : ".", fn);
+	return system(cmd);
 }
 
 /* A message in room "<prefix>-what", in PostgreSQL only. */
@@ -82,6 +103,27 @@ static void close_rt(shm_env *env)
 	dir = NULL;
 }
 
+/* A get of id through env: rc, and for SHM_ENOTFOUND the text of a level
+ * that was asked and said so ("message <id> not found"), not skipped. */
+static void assert_get(shm_env *env, const shm_uuid *id, int rc,
+                       const shm_msg *want)
+{
+	char ids[37], text[64];
+	shm_msg *got = NULL;
+	int r = shm_msg_get(env, id, &got);
+
+	shm_uuid_format(id, ids);
+	if (r != rc)
+		fail_msg("get of %s: %d, want %d: %s", ids, r, rc, shm_errmsg());
+	if (rc == 0) {
+		tu_assert_msg_equal(got, want);
+		shm_msg_free(got);
+	} else if (rc == SHM_ENOTFOUND) {
+		snprintf(text, sizeof text, "message %s not found", ids);
+		assert_string_equal(shm_errmsg(), text);
+	}
+}
+
 /* fd 2 goes to a new file until stderr_end, which puts it back and
  * returns what was written there (malloc'd). */
 static FILE *stderr_file;
@@ -112,7 +154,269 @@ static char *stderr_end(void)
 	return out;
 }
 
+/* ------------------------------------------------------------- Redis */
+
+/* A connection to the Redis at url (unix:// or redis://127.0.0.1:P). */
+static redisContext *rds(const char *url)
+{
+	redisContext *c = NULL;
+	int port;
+
+	if (strncmp(url, "unix://", 7) == 0)
+		c = redisConnectUnix(url + 7);
+	else if (sscanf(url, "redis://127.0.0.1:%d", &port) == 1)
+		c = redisConnect("127.0.0.1", port);
+	if (!c || c->err)
+		fail_msg("redis %s: %s", url, c ? c->errstr : "out of memory");
+	return c;
+}
+
+/* The number of clients connected to the Redis at url, this one's
+ * included. */
+static int redis_clients(const char *url)
+{
+	redisContext *c = rds(url);
+	redisReply *r = redisCommand(c, "CLIENT LIST");
+	int n = 0;
+
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_STRING);
+	for (const char *p = r->str; (p = strchr(p, '\n')); p++)
+		n++;
+	freeReplyObject(r);
+	redisFree(c);
+	return n;
+}
+
+/* A loopback TCP port nobody listens on now. */
+static int free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* How a test Redis ends the pooled connection. */
+enum redis_end { IDLE_TIMEOUT_UNIX, IDLE_TIMEOUT_TCP, CLIENT_KILL };
+
+/* A message only in Redis (Redis the only level, the record), through a
+ * handle whose one pooled connection the server ended: its idle timeout
+ * (`--timeout 1`: Redis closes a client idle for more than 1 s), over its
+ * unix socket (the next send meets EPIPE) and over TCP (the send goes out,
+ * the read meets the end of the connection), or CLIENT KILL TYPE normal.
+ * The get is served through a new connection; the next one asks Redis
+ * again (not skipped), and no get counts an L2 error. Before, the first
+ * get failed, SHM_EL2 ("Redis GET: Broken pipe", "Server closed the
+ * connection"), and Redis was skipped for a second. */
+static void test_redis_connection_ended_while_idle_is_replaced(void **state)
+{
+	NEED_SERVERS();
+	static const char *const how[] = {"idle timeout, unix socket",
+	                                  "idle timeout, TCP", "CLIENT KILL"};
+
+	for (int e = IDLE_TIMEOUT_UNIX; e <= CLIENT_KILL; e++) {
+		char *sdir = tu_tmpdir(), url[4200], port[16], s[37], *json;
+		const char *unix_args[] = {"--timeout", "1", NULL};
+		const char *tcp_args[] = {"--port", port, "--bind", "127.0.0.1",
+		                          "--timeout", "1", NULL};
+		shm_msg m = tu_msg("r", 7, "only in Redis");
+		shm_uuid absent;
+		shm_counters c;
+		redisContext *r;
+		redisReply *rep;
+
+		snprintf(port, sizeof port, "%d", free_port());
+		pid_t srv = tu_redis_start(sdir, e == IDLE_TIMEOUT_TCP ? tcp_args
+		                           : e == IDLE_TIMEOUT_UNIX ? unix_args
+		                                                    : NULL,
+		                           url, sizeof url);
+		if (e == IDLE_TIMEOUT_TCP)
+			snprintf(url, sizeof url, "redis://127.0.0.1:%s", port);
+		shm_uuid_v7(&m.id);
+		m.created_at = INT64_C(1700000000000000);
+		m.content_hash = XXH3_64bits(m.content, m.content_len);
+		shm_uuid_format(&m.id, s);
+		assert_int_equal(shm_msg_to_json(&m, &json, NULL), 0);
+		r = rds(url);
+		rep = redisCommand(r, "SET msg:%s %s", s, json);
+		assert_non_null(rep);
+		freeReplyObject(rep);
+		redisFree(r);
+		free(json);
+		shm_uuid_v7(&absent);
+
+		shm_env *env = open_rt(url, NULL);
+		assert_get(env, &absent, SHM_ENOTFOUND, NULL); /* pools one */
+		assert_int_equal(redis_clients(url), 2);
+		if (e == CLIENT_KILL) {
+			r = rds(url);
+			rep = redisCommand(r, "CLIENT KILL TYPE normal");
+			assert_non_null(rep);
+			assert_int_equal(rep->type, REDIS_REPLY_INTEGER);
+			assert_int_equal(rep->integer, 1); /* libshm's */
+			freeReplyObject(rep);
+			redisFree(r);
+		} else {
+			tu_sleep_ms(2500);
+		}
+		assert_int_equal(redis_clients(url), 1); /* it is gone */
+		assert_get(env, &m.id, 0, &m);
+		assert_get(env, &absent, SHM_ENOTFOUND, NULL);
+		shm_stats_local(env, &c);
+		fprintf(stderr, "%s: l2 hits %llu, misses %llu, errors %llu\n",
+		        how[e], (unsigned long long)c.l2_hits,
+		        (unsigned long long)c.l2_misses,
+		        (unsigned long long)c.l2_errors);
+		assert_int_equal(c.l2_hits, 1);
+		assert_int_equal(c.l2_misses, 2);
+		assert_int_equal(c.l2_errors, 0);
+		close_rt(env);
+		tu_redis_stop(srv);
+		tu_rmdir(sdir);
+		free(sdir);
+	}
+}
+
+/* A Redis that is gone (stopped) while its connection sat in the pool: the
+ * get tries one new connection, whose failure is the level's (named with
+ * the server), and Redis is skipped right after. */
+static void test_redis_gone_fails_the_level_after_one_new_connection(
+	void **state)
+{
+	NEED_SERVERS();
+	char *sdir = tu_tmpdir(), url[4200], want[4400];
+	shm_uuid absent;
+	shm_counters c;
+	shm_msg *got;
+
+	pid_t srv = tu_redis_start(sdir, NULL, url, sizeof url);
+	shm_uuid_v7(&absent);
+	shm_env *env = open_rt(url, NULL);
+	assert_get(env, &absent, SHM_ENOTFOUND, NULL);
+	tu_redis_stop(srv);
+	assert_int_equal(shm_msg_get(env, &absent, &got), SHM_EL2);
+	fprintf(stderr, "Redis stopped: %s\n", shm_errmsg());
+	snprintf(want, sizeof want, "Redis connection to %s: ",
+	         url + strlen("unix://"));
+	assert_non_null(strstr(shm_errmsg(), want));
+	assert_int_equal(shm_msg_get(env, &absent, &got), SHM_EL2);
+	snprintf(want, sizeof want, "Redis at %s skipped: it failed less "
+	         "than 1000 ms ago", url + strlen("unix://"));
+	assert_non_null(strstr(shm_errmsg(), want));
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_misses, 1);
+	assert_int_equal(c.l2_errors, 2);
+	close_rt(env);
+	tu_rmdir(sdir);
+	free(sdir);
+}
+
 /* -------------------------------------------------------- PostgreSQL */
+
+/* PostgreSQL only (the record), the pooled backend terminated while idle
+ * (pg_terminate_backend, found by the application_name of the handle's
+ * conninfo): a get of a message only in PostgreSQL is served through a
+ * new connection, the next one asks PostgreSQL again (not skipped), and a
+ * room page after another termination is PostgreSQL's; no L3 error is
+ * counted. Before, the get failed, SHM_EL3 ("terminating connection due to
+ * administrator command"), and PostgreSQL was skipped for a second. */
+static void test_postgres_backend_terminated_while_idle_is_replaced(
+	void **state)
+{
+	NEED_SERVERS();
+	char room[64], conn[4400], app[48], sql[256];
+	PGconn *db = pg();
+	shm_msg m = pg_msg(db, "terminated", room, sizeof room);
+	shm_uuid absent;
+	shm_counters c;
+	shm_msg **page;
+	size_t n;
+
+	snprintf(app, sizeof app, "%s-pool", prefix);
+	snprintf(conn, sizeof conn, "%s application_name=%s", pg_info, app);
+	snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(pid, "
+	         "5000)) FROM pg_stat_activity WHERE application_name = '%s'",
+	         app);
+	shm_uuid_v7(&absent);
+	shm_env *env = open_rt(NULL, conn);
+	assert_get(env, &absent, SHM_ENOTFOUND, NULL);
+	for (int pass = 0; pass < 2; pass++) {
+		PGresult *r = PQexec(db, sql);
+		assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+		assert_string_equal(PQgetvalue(r, 0, 0), "1");
+		PQclear(r);
+		if (pass == 0) {
+			assert_get(env, &m.id, 0, &m);
+			assert_get(env, &absent, SHM_ENOTFOUND, NULL);
+		} else {
+			assert_int_equal(shm_room_page(env, room, 0, 10, &page,
+			                               &n), 0);
+			assert_int_equal(n, 1);
+			assert_memory_equal(page[0]->id.b, m.id.b, 16);
+			shm_msgs_free(page, n);
+		}
+	}
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l3_hits, 1);
+	assert_int_equal(c.l3_misses, 2);
+	assert_int_equal(c.l3_errors, 0);
+	close_rt(env);
+	PQfinish(db);
+}
+
+/* PostgreSQL restarted while a connection sat in the pool, fast (its
+ * backends end with a FATAL error) and immediate (their last word is a
+ * WARNING, "terminating connection due to immediate shutdown command",
+ * which libpq's default notice processor printed on stderr): the get
+ * after is served through a new connection, the next one asks PostgreSQL
+ * again, no L3 error is counted, and nothing reaches stderr. */
+static void test_postgres_restart_is_met_with_a_new_connection(void **state)
+{
+	NEED_SERVERS();
+	if (!getenv("SHM_TEST_DIR") || !getenv("SHM_PGBIN")) {
+		fprintf(stderr, "SKIP: restarts need the harness (tests/run.sh)\n");
+		skip();
+	}
+	static const char *const mode[] = {"immediate", "fast"};
+	char room[64], cmd[64], *err;
+	PGconn *db = pg();
+	shm_msg m = pg_msg(db, "restart", room, sizeof room);
+	shm_uuid absent;
+	shm_counters c;
+
+	PQfinish(db);
+	shm_uuid_v7(&absent);
+	for (int i = 0; i < 2; i++) {
+		shm_env *env = open_rt(NULL, pg_info);
+		assert_get(env, &absent, SHM_ENOTFOUND, NULL);
+		snprintf(cmd, sizeof cmd, "shm_pg_restart %s", mode[i]);
+		assert_int_equal(harness(cmd), 0);
+		stderr_begin();
+		shm_msg *got = NULL;
+		int rc = shm_msg_get(env, &m.id, &got);
+		err = stderr_end();
+		fprintf(stderr, "restart %s: get %d (%s), stderr \"%s\"\n",
+		        mode[i], rc, rc ? shm_errmsg() : "served", err);
+		assert_int_equal(rc, 0);
+		tu_assert_msg_equal(got, &m);
+		shm_msg_free(got);
+		assert_string_equal(err, "");
+		free(err);
+		assert_get(env, &absent, SHM_ENOTFOUND, NULL);
+		shm_stats_local(env, &c);
+		assert_int_equal(c.l3_hits, 1);
+		assert_int_equal(c.l3_misses, 2);
+		assert_int_equal(c.l3_errors, 0);
+		close_rt(env);
+	}
+}
 
 /* The messages table the handle's search_path finds first is a view
  * whose rows go through a function raising a NOTICE and a WARNING (with
@@ -174,8 +478,8 @@ static int group_setup(void **state)
 	return 0;
 }
 
-/* Rows of this run removed; stderr back if a failed assertion left it
- * redirected. */
+/* Rows of this run removed; stderr back, Redis servers stopped if a
+ * failed assertion left them so. */
 static int teardown(void **state)
 {
 	char like[64], sql[128];
@@ -185,6 +489,7 @@ static int teardown(void **state)
 		close(stderr_saved);
 		stderr_saved = -1;
 	}
+	tu_children_stop(NULL);
 	if (!pg_info)
 		return 0;
 	PGconn *c = pg();
@@ -202,6 +507,18 @@ static int teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(
+			test_redis_connection_ended_while_idle_is_replaced,
+			teardown),
+		cmocka_unit_test_teardown(
+			test_redis_gone_fails_the_level_after_one_new_connection,
+			teardown),
+		cmocka_unit_test_teardown(
+			test_postgres_backend_terminated_while_idle_is_replaced,
+			teardown),
+		cmocka_unit_test_teardown(
+			test_postgres_restart_is_met_with_a_new_connection,
+			teardown),
 		cmocka_unit_test_teardown(test_postgres_notices_reach_no_stderr,
 		                          teardown),
 	};
