@@ -37,7 +37,10 @@
  *     checked. A failed L2 before L3 only costs its time. Either way the
  *     text names the message and, when a level failed, each level's
  *     outcome in order: its reason (the server's reply, the connection's
- *     error, the timeout, the refused value...) or "not in <level>".
+ *     error, the timeout, the refused value...) or "not in <level>". A
+ *     failure of a server names it (l2_err, l3_err, late, take_failed:
+ *     Redis's host:port or socket, never the password; PostgreSQL's host
+ *     and port as libpq has them); bad data names the level alone.
  *  6. Nothing is written on the application's stderr: the notices and
  *     warnings PostgreSQL sends are dropped (pg_notice).
  */
@@ -433,15 +436,18 @@ static int redis_call(redisContext *c, uint64_t deadline, size_t max,
 	return rc;
 }
 
-/* SHM_EL2: what failed, with the first line of hiredis's or the server's
- * text (NULL: none). */
-static int l2_err(const char *what, const char *text)
+/* code: what failed (a connection "to", a command "on": prep) and the
+ * Redis server, never its password, with the first line of hiredis's or
+ * the server's text (NULL: none). */
+static int l2_err(const shm_env *env, int code, const char *what,
+                  const char *prep, const char *text)
 {
 	char shown[SHM__SHOWN_LONG_MAX];
 
 	if (!text || !*text)
 		text = "no reason given";
-	return shm__err(SHM_EL2, "Redis %s: %s", what,
+	return shm__err(code, "Redis %s %s %s: %s", what, prep,
+	                env->rt->l2.server,
 	                shm__shown_long(text, strcspn(text, "\r\n"), shown));
 }
 
@@ -451,7 +457,7 @@ static int l2_failed(const shm_env *env, const char *what,
 {
 	if (rc == ETIMEDOUT)
 		return late(&env->rt->l2, what, "on", env->rt->l2.server);
-	return l2_err(what, c->errstr);
+	return l2_err(env, SHM_EL2, what, "on", c->errstr);
 }
 
 /* 0 if a redis_call of the connection's setup came back in time with +OK,
@@ -460,21 +466,16 @@ static int l2_failed(const shm_env *env, const char *what,
 static int redis_status(const shm_env *env, const char *what,
                         const redisContext *c, int rc, redisReply *r)
 {
-	char on[sizeof env->rt->l2.server + 32];
-
-	if (rc == ETIMEDOUT)
-		return l2_failed(env, what, c, rc); /* names the server */
-	snprintf(on, sizeof on, "%s on %s", what, env->rt->l2.server);
 	if (rc == SHM_ECORRUPT)
-		return l2_err(on, "reply too long");
+		return l2_err(env, SHM_EL2, what, "on", "reply too long");
 	if (rc)
-		return l2_failed(env, on, c, rc);
+		return l2_failed(env, what, c, rc);
 	if (r->type == REDIS_REPLY_STATUS)
 		rc = 0;
 	else if (r->type == REDIS_REPLY_ERROR)
-		rc = l2_err(on, r->str);
+		rc = l2_err(env, SHM_EL2, what, "on", r->str);
 	else
-		rc = l2_err(on, "not a status reply");
+		rc = l2_err(env, SHM_EL2, what, "on", "not a status reply");
 	freeReplyObject(r);
 	return rc;
 }
@@ -491,10 +492,7 @@ static int connect_error(int fd)
  * host name with the address it resolved to at open). */
 static int connect_failed(const shm_env *env, const char *why)
 {
-	char what[sizeof env->rt->l2.server + 20];
-
-	snprintf(what, sizeof what, "connection to %s", env->rt->l2.server);
-	return l2_err(what, why);
+	return l2_err(env, SHM_EL2, "connection", "to", why);
 }
 
 /* Connects to the address shm_env_open parsed and resolved (hiredis is
@@ -811,11 +809,10 @@ static int l2_get(shm_env *env, const shm_uuid *id, uint64_t deadline,
 	else if (r->type == REDIS_REPLY_NIL)
 		rc = SHM_ENOTFOUND;
 	else if (r->type != REDIS_REPLY_ERROR)
-		rc = l2_err("GET", "not a string reply");
-	else if (wrong_type(r))
-		rc = shm__err(SHM_ECORRUPT, "Redis GET: %s", r->str);
+		rc = l2_err(env, SHM_EL2, "GET", "on", "not a string reply");
 	else
-		rc = l2_err("GET", r->str);
+		rc = l2_err(env, wrong_type(r) ? SHM_ECORRUPT : SHM_EL2, "GET",
+		            "on", r->str);
 	freeReplyObject(r);
 	return rc;
 }
@@ -870,15 +867,18 @@ static void l2_fill(shm_env *env, const shm_msg *m, bool replace,
 
 /* ---- L3 */
 
-/* SHM_EL3: what failed, with the first line of libpq's or the server's
- * text (NULL: none) and the SQLSTATE if there is one. */
-static int l3_err(const char *what, const char *text, const char *state)
+/* SHM_EL3: what failed, on server (pg_server's; NULL: none named), with
+ * the first line of libpq's or the server's text (NULL: none) and the
+ * SQLSTATE if there is one. */
+static int l3_err(const char *what, const char *server, const char *text,
+                  const char *state)
 {
 	char shown[SHM__SHOWN_LONG_MAX];
 
 	if (!text || !*text)
 		text = "no reason given";
-	return shm__err(SHM_EL3, "PostgreSQL %s%s%s%s: %s", what,
+	return shm__err(SHM_EL3, "PostgreSQL %s%s%s%s%s%s: %s", what,
+	                server ? " on " : "", server ? server : "",
 	                state ? " (SQLSTATE " : "", state ? state : "",
 	                state ? ")" : "",
 	                shm__shown_long(text, strcspn(text, "\n"), shown));
@@ -926,7 +926,7 @@ static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 	char server[SHM__SHOWN_LONG_MAX];
 
 	if (!c) {
-		l3_err("connection", "out of memory", NULL);
+		l3_err("connection", NULL, "out of memory", NULL);
 		return NULL;
 	}
 	PQsetNoticeProcessor(c, pg_notice, NULL); /* before any exchange */
@@ -959,9 +959,9 @@ fail:
 		snprintf(what, sizeof what, "connection to %s",
 		         shm__shown_long(env->pg_hosts, strlen(env->pg_hosts),
 		                         shown));
-		l3_err(what, PQerrorMessage(c), NULL);
+		l3_err(what, NULL, PQerrorMessage(c), NULL);
 	} else {
-		l3_err("connection", PQerrorMessage(c), NULL);
+		l3_err("connection", NULL, PQerrorMessage(c), NULL);
 	}
 	pool_name(&env->rt->l3, pg_server(c, server, sizeof server));
 	PQfinish(c);
@@ -969,17 +969,19 @@ fail:
 }
 
 /* Runs one query with params within deadline: 0 and *out (the last
- * result, of any status, NULL if none); ETIMEDOUT; SHM_EL3 (the reason set)
- * when libpq could not send or read. */
+ * result, of any status, NULL if none); ETIMEDOUT; SHM_EL3 (the reason set,
+ * the server named) when libpq could not send or read. */
 static int pg_query(PGconn *c, const char *sql, int n,
                     const char *const *params, uint64_t deadline,
                     PGresult **out)
 {
+	char server[SHM__SHOWN_LONG_MAX];
 	PGresult *res, *last = NULL;
 	int rc = 0;
 
 	if (!PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0))
-		return l3_err("query", PQerrorMessage(c), NULL);
+		return l3_err("query", pg_server(c, server, sizeof server),
+		              PQerrorMessage(c), NULL);
 	for (;;) {
 		while (!PQisBusy(c)) {
 			if (!(res = PQgetResult(c))) {
@@ -995,7 +997,8 @@ static int pg_query(PGconn *c, const char *sql, int n,
 		if (wait_fd(PQsocket(c), POLLIN, deadline))
 			rc = ETIMEDOUT;
 		else if (!PQconsumeInput(c))
-			rc = l3_err("query", PQerrorMessage(c), NULL);
+			rc = l3_err("query", pg_server(c, server, sizeof server),
+			            PQerrorMessage(c), NULL);
 		if (rc) {
 			PQclear(last);
 			return rc;
@@ -1003,12 +1006,15 @@ static int pg_query(PGconn *c, const char *sql, int n,
 	}
 }
 
-/* SHM_EL3 naming the server's reason for res (not PGRES_TUPLES_OK). */
-static int l3_refused(const PGresult *res)
+/* SHM_EL3 naming the server of c and its reason for res (not
+ * PGRES_TUPLES_OK). */
+static int l3_refused(const PGconn *c, const PGresult *res)
 {
 	const char *text = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	char server[SHM__SHOWN_LONG_MAX];
 
-	return l3_err("query", text ? text : PQresStatus(PQresultStatus(res)),
+	return l3_err("query", pg_server(c, server, sizeof server),
+	              text ? text : PQresStatus(PQresultStatus(res)),
 	              PQresultErrorField(res, PG_DIAG_SQLSTATE));
 }
 
@@ -1053,7 +1059,7 @@ static int l3_query(shm_env *env, const char *sql, int n,
 			rc = late(p, "query", "on",
 			          pg_server(c, server, sizeof server));
 		else if (rc == 0 && PQresultStatus(*res) != PGRES_TUPLES_OK)
-			rc = l3_refused(*res);
+			rc = l3_refused(c, *res);
 		if (rc == 0) {
 			pool_give(p, c);
 			return 0;
@@ -1289,14 +1295,15 @@ int shm__rt_parents(shm_env *env, const shm_uuid *ids, size_t n,
 
 		if (shm_uuid_parse(PQgetvalue(res, r, 0), &id) ||
 		    !(at = bsearch(&id, ids, n, sizeof *ids, shm__uuid_cmp))) {
-			rc = l3_err("answer", "a row of an id not asked for", NULL);
+			rc = l3_err("answer", NULL, "a row of an id not asked for",
+			            NULL);
 			break;
 		}
 		row = &out[at - ids];
 		row->has_parent = !PQgetisnull(res, r, 1);
 		if (row->has_parent &&
 		    shm_uuid_parse(PQgetvalue(res, r, 1), &row->parent))
-			rc = l3_err("answer", "a malformed parent_id", NULL);
+			rc = l3_err("answer", NULL, "a malformed parent_id", NULL);
 	}
 	PQclear(res);
 	if (rc)

@@ -706,7 +706,7 @@ static uint64_t timed_l3_get(const char *redis, uint32_t l2_ms,
  * time, chunk_ms apart (chunk 0: at once). One thread per connection; a
  * connection ends when the client closes it, or once it answered
  * close_after commands (0: never), as a restarted Redis or its idle
- * timeout ends one. */
+ * timeout ends one, or with hang_up at its first command, unanswered. */
 typedef struct fake_redis fake_redis;
 struct fake_conn {
 	fake_redis *f;
@@ -715,6 +715,7 @@ struct fake_conn {
 };
 struct fake_redis {
 	uint32_t delay_ms, chunk_ms, close_after;
+	bool hang_up;
 	size_t chunk;
 	const char *value;
 	int fd;
@@ -762,6 +763,8 @@ static void *fake_serve(void *arg)
 		while (redisReaderGetReply(r, &cmd) == REDIS_OK && cmd) {
 			bool get = is_get(cmd);
 			freeReplyObject(cmd);
+			if (f->hang_up)
+				goto out;
 			tu_sleep_ms(f->delay_ms);
 			if (!get || !f->value) {
 				if (!send_paced(f, c->fd, get ? "$-1\r\n" : "+OK\r\n",
@@ -1069,18 +1072,23 @@ static void test_slow_postgres_costs_at_most_the_timeout(void **state)
 
 /* A PostgreSQL query that fails (here no messages table on the session's
  * search_path) leaves the server's reason: the get says SHM_EL3 (the record
- * could not answer), and shm_errmsg() names the message, PostgreSQL and the
- * server's message with its SQLSTATE. Right after, L3 is skipped, and the
- * text says so. */
+ * could not answer), and shm_errmsg() names the message, PostgreSQL, its
+ * server (host and port, as a connection error and a timeout do; before,
+ * the query's error named none) and the server's message with its
+ * SQLSTATE. Right after, L3 is skipped, and the text says so. */
 static void test_failed_postgres_query_leaves_its_reason(void **state)
 {
 	NEED_SERVERS();
-	char conn[4096], ids[37];
+	char conn[4096], ids[37], server[500], want[600];
 	const char *e;
 	shm_uuid id;
 	shm_msg *got;
 	shm_counters c;
+	PGconn *db = pg();
 
+	/* the server as libpq knows it */
+	snprintf(server, sizeof server, "%s port %s", PQhost(db), PQport(db));
+	PQfinish(db);
 	snprintf(conn, sizeof conn, "%s options='-c search_path=nowhere'",
 	         pg_info);
 	shm_uuid_v7(&id);
@@ -1090,20 +1098,17 @@ static void test_failed_postgres_query_leaves_its_reason(void **state)
 	e = shm_errmsg();
 	fprintf(stderr, "L3 query failed: %s\n", e);
 	assert_non_null(strstr(e, ids));
-	assert_non_null(strstr(e, "PostgreSQL query (SQLSTATE 42P01): "
-	                          "relation \"messages\" does not exist"));
+	snprintf(want, sizeof want, "PostgreSQL query on %s (SQLSTATE 42P01): "
+	         "relation \"messages\" does not exist", server);
+	assert_non_null(strstr(e, want));
 	shm_stats_local(env, &c);
 	assert_int_equal(c.l2_misses, 1);
 	assert_int_equal(c.l3_errors, 1);
 	assert_int_equal(c.l3_hits + c.l3_misses, 0);
 
-	/* skipped, the server named as libpq knows it */
-	PGconn *db = pg();
-	char want[600];
-	snprintf(want, sizeof want, "not in Redis; PostgreSQL at %s port %s "
-	         "skipped: it failed less than 1000 ms ago", PQhost(db),
-	         PQport(db));
-	PQfinish(db);
+	/* skipped, the server named */
+	snprintf(want, sizeof want, "not in Redis; PostgreSQL at %s skipped: "
+	         "it failed less than 1000 ms ago", server);
 	assert_errmsg(env, &id, SHM_EL3, want);
 	close_rt(env);
 }
@@ -1255,16 +1260,20 @@ static int refusing_port(int *fd)
 
 /* With Redis the only level, a get Redis could not answer is SHM_EL2 and
  * says why: a socket path or a port where nothing listens, a mute server
- * (the L2 timeout), the level skipped after that, a wrong password, an
- * error reply to GET, a value that is not a message. */
+ * (the L2 timeout), the level skipped after that, a server that closes
+ * the connection on the GET, a wrong password, error replies to GET
+ * (NOPERM, WRONGTYPE), a value that is not a message. Each failure of the
+ * server names it (before, GET's error replies and I/O errors did not:
+ * "Redis GET: NOPERM ..."). */
 static void test_failed_redis_read_leaves_its_reason(void **state)
 {
 	NEED_SERVERS();
-	char sock[4096], url[4200], user[48], want[4300];
+	char sock[4096], url[4200], user[48], want[4300], ids[37];
 	shm_env *env;
 	shm_uuid id;
 	shm_counters c;
 	char *sdir = tu_tmpdir();
+	fake_redis f = {.hang_up = true};
 	int fd, port;
 
 	shm_uuid_v7(&id);
@@ -1315,6 +1324,15 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 	close_rt(env);
 	close(fd);
 
+	/* a server that closes a new connection on its GET */
+	fake_start(&f, sdir);
+	env = open_rt(f.url, NULL, 150, 0);
+	snprintf(want, sizeof want, "Redis GET on %s: Server closed the "
+	         "connection", f.url + strlen("unix://"));
+	assert_errmsg(env, &id, SHM_EL2, want);
+	close_rt(env);
+	fake_stop(&f);
+
 	/* a real server's error replies: to AUTH, then to GET (no +get) */
 	snprintf(user, sizeof user, "%s-noget", prefix);
 	redisContext *r = rds();
@@ -1332,10 +1350,26 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 	close_rt(env);
 	tu_redis_url_with_auth(redis_url, user, "s3cr@t", url, sizeof url);
 	env = open_rt(url, NULL, 200, 0);
-	assert_reason(env, &id, SHM_EL2, "Redis GET: NOPERM");
+	snprintf(want, sizeof want, "Redis GET on %s: NOPERM",
+	         redis_url + strlen("unix://"));
+	assert_reason(env, &id, SHM_EL2, want);
 	close_rt(env);
 	freeReplyObject(redisCommand(r, "ACL DELUSER %s", user));
+
+	/* msg:<id> a list */
+	shm_uuid_format(&id, ids);
+	track(&id);
+	rep = redisCommand(r, "LPUSH msg:%s x", ids);
+	assert_non_null(rep);
+	assert_int_equal(rep->type, REDIS_REPLY_INTEGER);
+	freeReplyObject(rep);
 	redisFree(r);
+	env = open_rt(redis_url, NULL, 200, 0);
+	snprintf(want, sizeof want, "Redis GET on %s: WRONGTYPE Operation "
+	         "against a key holding the wrong kind of value",
+	         redis_url + strlen("unix://"));
+	assert_reason(env, &id, SHM_EL2, want);
+	close_rt(env);
 
 	/* a value that is no message's JSON */
 	redis_set(&id, "{\"id\":", 6);
@@ -1353,11 +1387,12 @@ static void test_failed_redis_read_leaves_its_reason(void **state)
 static void test_redis_reason_stays_beside_postgres_answer(void **state)
 {
 	NEED_SERVERS();
-	char sock[4096], url[4200], conn[4096];
+	char sock[4096], url[4200], conn[4096], want[4600];
 	shm_options o;
 	shm_uuid id;
 	shm_env *env;
 	char *sdir = tu_tmpdir();
+	PGconn *db = pg();
 
 	shm_uuid_v7(&id);
 	snprintf(sock, sizeof sock, "%s/nobody.sock", sdir);
@@ -1381,10 +1416,12 @@ static void test_redis_reason_stays_beside_postgres_answer(void **state)
 	o.l3_timeout_ms = 2000;
 	dir = tu_tmpdir();
 	env = tu_open(dir, &o);
-	assert_reason(env, &id, SHM_EL3, "No such file or directory; "
-	              "PostgreSQL query (SQLSTATE 42P01): relation \"messages\" "
-	              "does not exist (PostgreSQL L3 error)");
+	snprintf(want, sizeof want, "No such file or directory; PostgreSQL "
+	         "query on %s port %s (SQLSTATE 42P01): relation \"messages\" "
+	         "does not exist (PostgreSQL L3 error)", PQhost(db), PQport(db));
+	assert_reason(env, &id, SHM_EL3, want);
 	close_rt(env);
+	PQfinish(db);
 	tu_rmdir(sdir);
 	free(sdir);
 	cleanup();

@@ -446,14 +446,15 @@ int PQsendQueryParams(PGconn *c, const char *command, int n,
  * and that second query meets a stopped server (the L3 timeout) or a
  * terminated connection, and so does its second try on a new connection
  * (a connection ended once is replaced: readthrough.c invariant 3):
- * SHM_EL3 and nothing (invariant 4), never the
- * rows of the first query; the reason names the room and PostgreSQL's
- * failure; L1 and its log are as before. Once PostgreSQL answers again
+ * SHM_EL3 and nothing (invariant 4), never the rows of the first query;
+ * the reason names the room, the server (host and port; before, a
+ * terminated connection's text named none) and PostgreSQL's failure; L1
+ * and its log are as before. Once PostgreSQL answers again
  * (after the 1 s it is skipped), the same page is PostgreSQL's. */
 static void test_page_whose_second_query_fails_is_an_error(void **state)
 {
 	FT_NEED_SERVERS();
-	char room[64], want[200], *dir = tu_tmpdir();
+	char room[64], want[4400], *dir = tu_tmpdir();
 	PGconn *db = pg();
 	const int64_t t = shm_now_us() - 100 * S;
 	shm_msg row[6], *got, **msgs = NULL;
@@ -499,7 +500,8 @@ static void test_page_whose_second_query_fails_is_an_error(void **state)
 		assert_null(msgs);
 		assert_int_equal(n, 0);
 		snprintf(want, sizeof want, "room '%s': page not complete in L1, "
-		         "and PostgreSQL ", room);
+		         "and PostgreSQL query on %s port %s: ", room, PQhost(db),
+		         PQport(db));
 		assert_int_equal(strncmp(shm_errmsg(), want, strlen(want)), 0);
 		assert_non_null(strstr(shm_errmsg(),
 		                       pass ? "terminating connection due to "
