@@ -1,10 +1,10 @@
 /* tests/test_readthrough_lost.c - read-through connections the servers
  * ended while they sat in the pool: Redis's idle `timeout` (over its unix
  * socket and over TCP) and CLIENT KILL; PostgreSQL's pg_terminate_backend
- * of the pooled backend, and restarts (fast, and immediate, whose WARNING
- * reaches the client). The next get is served through a new connection
- * within the same timeout and the level is not skipped; a server that is
- * gone fails the level as before. And what PostgreSQL sends as notices (a
+ * of the pooled backend, its idle_session_timeout, and restarts (fast,
+ * and immediate, whose WARNING reaches the client). The next get is served
+ * through a new connection within the same timeout and the level is not
+ * skipped; a server that is gone fails the level as before. And what PostgreSQL sends as notices (a
  * function's NOTICE and WARNING, a shutdown's WARNING) never reaches the
  * application's stderr.
  *
@@ -371,6 +371,36 @@ static void test_postgres_backend_terminated_while_idle_is_replaced(
 	PQfinish(db);
 }
 
+/* PostgreSQL's own idle timeout (the session's idle_session_timeout of
+ * 500 ms, from the conninfo's options) ends the pooled connection: its
+ * backend's FATAL ("terminating connection due to idle-session timeout")
+ * waits in the socket. The get after is served through a new connection,
+ * and no L3 error is counted. */
+static void test_postgres_idle_session_timeout_is_met_with_a_new_connection(
+	void **state)
+{
+	NEED_SERVERS();
+	char room[64], conn[4400];
+	PGconn *db = pg();
+	shm_msg m = pg_msg(db, "idle", room, sizeof room);
+	shm_uuid absent;
+	shm_counters c;
+
+	PQfinish(db);
+	snprintf(conn, sizeof conn, "%s options='-c idle_session_timeout=500'",
+	         pg_info);
+	shm_uuid_v7(&absent);
+	shm_env *env = open_rt(NULL, conn);
+	assert_get(env, &absent, SHM_ENOTFOUND, NULL);
+	tu_sleep_ms(1000);
+	assert_get(env, &m.id, 0, &m);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l3_hits, 1);
+	assert_int_equal(c.l3_misses, 1);
+	assert_int_equal(c.l3_errors, 0);
+	close_rt(env);
+}
+
 /* PostgreSQL restarted while a connection sat in the pool, fast (its
  * backends end with a FATAL error) and immediate (their last word is a
  * WARNING, "terminating connection due to immediate shutdown command",
@@ -515,6 +545,9 @@ int main(void)
 			teardown),
 		cmocka_unit_test_teardown(
 			test_postgres_backend_terminated_while_idle_is_replaced,
+			teardown),
+		cmocka_unit_test_teardown(
+			test_postgres_idle_session_timeout_is_met_with_a_new_connection,
 			teardown),
 		cmocka_unit_test_teardown(
 			test_postgres_restart_is_met_with_a_new_connection,
