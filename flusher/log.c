@@ -1,12 +1,20 @@
 /*
  * flusher/log.c - leveled, timestamped log lines, reopened on SIGHUP.
  *
- * One line per event, written with a single fwrite under a mutex so threads
- * never interleave: "2026-01-02T03:04:05.678Z INFO pg: applied 100 rows ...".
- * Until fl_log_open() is called (tests), lines go to stderr at level INFO.
- * A failure that repeats is said once, reminded, and ended (fl_repeat).
+ * One line per event, written with a single write(2) under a mutex so
+ * threads never interleave: "2026-01-02T03:04:05.678Z INFO pg: applied 100
+ * rows ...". Until fl_log_open() is called (tests), lines go to stderr at
+ * level INFO. A failure that repeats is said once, reminded, and ended
+ * (fl_repeat).
+ *
+ * Invariant: a line not written whole (a full disk) is never lost in
+ * silence. It is counted; the first line written again is preceded by one
+ * saying how many were lost, since when and why, on a line of its own (a
+ * line cut short is ended first); the first loss is said on stderr too
+ * when the log is a file.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,13 +22,23 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fl.h"
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static FILE *log_fp;       /* NULL: stderr */
+static int log_fd = -1;    /* -1: stderr */
 static char *log_path;     /* NULL: stderr */
+static char log_shown[SHM__SHOWN_LONG_MAX]; /* log_path, printable */
 static int log_level = FL_INFO;
+
+/* Lines not written whole since the last line that was (under log_lock). */
+static struct {
+	uint64_t lines;
+	int err;           /* the last failure's errno */
+	char since[80];    /* the first one's time */
+	bool torn;         /* the log ends inside a line */
+} lost;
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
@@ -39,22 +57,29 @@ int fl_log_level_parse(const char *s)
 	return -1;
 }
 
+static int open_append(const char *path)
+{
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+}
+
 int fl_log_open(const char *path, int level)
 {
-	FILE *fp = NULL;
+	int fd = -1;
 
 	if (path && *path && strcmp(path, "-") != 0) {
-		if (!(fp = fopen(path, "a")))
+		if ((fd = open_append(path)) < 0)
 			return errno;
-		setvbuf(fp, NULL, _IOLBF, 0);
 	}
 	pthread_mutex_lock(&log_lock);
-	if (log_fp)
-		fclose(log_fp);
+	if (log_fd >= 0)
+		close(log_fd);
 	free(log_path);
-	log_fp = fp;
-	log_path = fp ? strdup(path) : NULL;
+	log_fd = fd;
+	log_path = fd >= 0 ? strdup(path) : NULL;
+	if (log_path)
+		shm__shown_long(path, strlen(path), log_shown);
 	log_level = level;
+	memset(&lost, 0, sizeof lost);
 	pthread_mutex_unlock(&log_lock);
 	return 0;
 }
@@ -65,11 +90,12 @@ int fl_log_reopen(void)
 
 	pthread_mutex_lock(&log_lock);
 	if (log_path) {
-		FILE *fp = fopen(log_path, "a");
-		if (fp) {
-			setvbuf(fp, NULL, _IOLBF, 0);
-			fclose(log_fp);
-			log_fp = fp;
+		int fd = open_append(log_path);
+		if (fd >= 0) {
+			close(log_fd);
+			log_fd = fd;
+			if (lseek(fd, 0, SEEK_END) == 0) /* a new file */
+				lost.torn = false;
 		} else {
 			rc = errno; /* keep writing to the old file */
 		}
@@ -81,9 +107,9 @@ int fl_log_reopen(void)
 void fl_log_close(void)
 {
 	pthread_mutex_lock(&log_lock);
-	if (log_fp)
-		fclose(log_fp);
-	log_fp = NULL;
+	if (log_fd >= 0)
+		close(log_fd);
+	log_fd = -1;
 	free(log_path);
 	log_path = NULL;
 	pthread_mutex_unlock(&log_lock);
@@ -97,9 +123,59 @@ static void cut_msg(char *msg, size_t size, const char *fmt, va_list ap)
 		msg[shm__utf8_cut(msg, size - 2)] = 0;
 }
 
+/* Writes buf whole unless write fails: the bytes written (fewer: errno
+ * says why). */
+static size_t write_all(int fd, const char *buf, size_t n)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		ssize_t w = write(fd, buf + done, n - done);
+		if (w > 0)
+			done += (size_t)w;
+		else if (w == 0)
+			errno = EIO;
+		if (w <= 0 && errno != EINTR)
+			break;
+	}
+	return done;
+}
+
+/* Writes one line (n bytes, its '\n' included) under log_lock, preceded by
+ * the count of lines lost, if any. True when this line is the first lost
+ * since a line was written whole. */
+static bool write_line(const char *stamp, const char *line, size_t n)
+{
+	char out[2560];
+	size_t k = 0;
+
+	if (lost.lines)
+		k = (size_t)snprintf(out, sizeof out, "%s%s WARN log: %" PRIu64
+		                     " line%s lost since %s (write %s: %s)\n",
+		                     lost.torn ? "\n" : "", stamp, lost.lines,
+		                     lost.lines == 1 ? "" : "s", lost.since,
+		                     log_path ? log_shown : "stderr",
+		                     strerror(lost.err));
+	if (k + n > sizeof out) /* cannot be: a line is at most 2048 bytes */
+		k = 0;
+	memcpy(out + k, line, n);
+	k += n;
+	size_t w = write_all(log_fd >= 0 ? log_fd : STDERR_FILENO, out, k);
+	if (w == k) {
+		memset(&lost, 0, sizeof lost);
+		return false;
+	}
+	lost.err = errno;
+	lost.torn |= w > 0;
+	if (lost.lines++)
+		return false;
+	snprintf(lost.since, sizeof lost.since, "%s", stamp);
+	return true;
+}
+
 void fl_log(int level, const char *comp, const char *fmt, ...)
 {
-	char line[2048];
+	char line[2048], stamp[80], first_lost[SHM__SHOWN_LONG_MAX + 256] = "";
 	struct timespec ts;
 	struct tm tm;
 	va_list ap;
@@ -109,10 +185,10 @@ void fl_log(int level, const char *comp, const char *fmt, ...)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	n = snprintf(line, sizeof line,
-	             "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: ",
-	             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	             tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+	snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
+	         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	         tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+	n = snprintf(line, sizeof line, "%s %s %s: ", stamp,
 	             fl_log_level_name(level), comp);
 	va_start(ap, fmt);
 	n += vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
@@ -127,8 +203,14 @@ void fl_log(int level, const char *comp, const char *fmt, ...)
 		n--;
 	line[n++] = '\n';
 	pthread_mutex_lock(&log_lock);
-	fwrite(line, 1, (size_t)n, log_fp ? log_fp : stderr);
+	if (write_line(stamp, line, (size_t)n) && log_path)
+		snprintf(first_lost, sizeof first_lost, "shm-flusher: write %s: "
+		         "%s: log lines are lost until a write works again, "
+		         "which logs their count first\n", log_shown,
+		         strerror(lost.err));
 	pthread_mutex_unlock(&log_lock);
+	if (*first_lost)
+		fputs(first_lost, stderr);
 }
 
 void fl_log_alert(const char *comp, const char *fmt, ...)
@@ -141,7 +223,7 @@ void fl_log_alert(const char *comp, const char *fmt, ...)
 	va_end(ap);
 	fl_log(FL_ERROR, comp, "%s", msg);
 	pthread_mutex_lock(&log_lock);
-	bool to_file = log_fp != NULL;
+	bool to_file = log_fd >= 0;
 	pthread_mutex_unlock(&log_lock);
 	if (to_file)
 		fprintf(stderr, "shm-flusher: %s\n", msg);

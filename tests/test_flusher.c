@@ -3735,6 +3735,102 @@ static void test_sighup_reopens_the_log_file(void **state)
 	free(dir);
 }
 
+/* The whole of file path, NUL-terminated; the caller frees it. */
+static char *read_whole(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t n = 0;
+
+	assert_non_null(f);
+	buf = calloc(1, 1 << 16);
+	assert_non_null(buf);
+	n = fread(buf, 1, (1 << 16) - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return buf;
+}
+
+/* A log file that stops taking writes (a full disk: here a file size limit,
+ * which cuts a write short as ENOSPC does) loses lines, but never in
+ * silence: the first loss is said on stderr, a line cut short is ended, and
+ * the first line written again is preceded by the count of lines lost,
+ * since when and why. Before, lines were dropped without a word and the
+ * next one was glued to the torn one. */
+static void test_log_lines_lost_to_a_full_disk_are_counted(void **state)
+{
+	char *dir = tu_tmpdir(), logf[4200], want[4600], err[1024];
+	int status, to_parent[2];
+
+	snprintf(logf, sizeof logf, "%s.full.log", dir);
+	assert_int_equal(pipe(to_parent), 0); /* stderr: no file size limit */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct rlimit rl;
+		struct stat st;
+		signal(SIGXFSZ, SIG_IGN); /* write fails with EFBIG instead */
+		if (dup2(to_parent[1], STDERR_FILENO) < 0 ||
+		    fl_log_open(logf, FL_INFO) != 0)
+			_exit(10);
+		fl_log(FL_INFO, "t", "first, written whole");
+		if (stat(logf, &st) != 0 || getrlimit(RLIMIT_FSIZE, &rl) != 0)
+			_exit(11);
+		rlim_t max = rl.rlim_cur;
+		rl.rlim_cur = (rlim_t)st.st_size + 20; /* the next line cut */
+		if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+			_exit(12);
+		fl_log(FL_INFO, "t", "second, cut after 20 bytes");
+		fl_log(FL_WARN, "t", "third, not written at all");
+		rl.rlim_cur = max; /* space again */
+		if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+			_exit(13);
+		fl_log(FL_INFO, "t", "fourth, written again");
+		fl_log(FL_INFO, "t", "fifth");
+		fl_log_close();
+		_exit(0);
+	}
+	close(to_parent[1]);
+	ssize_t got = read(to_parent[0], err, sizeof err - 1);
+	err[got > 0 ? got : 0] = 0;
+	close(to_parent[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	char *text = read_whole(logf);
+	fprintf(stderr, "the log:\n%s", text);
+	/* the line cut short is ended: every line starts with a time */
+	char *line = text, *nl;
+	int lines = 0;
+	while ((nl = strchr(line, '\n'))) {
+		assert_true(nl - line >= 20 && line[4] == '-' && line[10] == 'T');
+		line = nl + 1;
+		lines++;
+	}
+	assert_string_equal(line, ""); /* ends with a line break */
+	assert_int_equal(lines, 5);
+	assert_non_null(strstr(text, "INFO t: first, written whole\n"));
+	assert_null(strstr(text, "second, cut after 20 bytes"));
+	assert_null(strstr(text, "third"));
+	snprintf(want, sizeof want, " WARN log: 2 lines lost since 20");
+	assert_non_null(strstr(text, want));
+	snprintf(want, sizeof want, " (write %s: File too large)\n20", logf);
+	assert_non_null(strstr(text, want));
+	assert_true(strstr(text, "lines lost") <
+	            strstr(text, "INFO t: fourth, written again\n"));
+	assert_int_equal(tu_lines_with(logf, "lines lost"), 1);
+	assert_non_null(strstr(text, "INFO t: fifth\n"));
+	/* the first loss said on stderr, once */
+	snprintf(want, sizeof want, "shm-flusher: write %s: File too large: "
+	         "log lines are lost until a write works again, which logs "
+	         "their count first\n", logf);
+	assert_string_equal(err, want);
+	free(text);
+	unlink(logf);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* --once stopped by SIGTERM before the log is drained finishes its batch in
  * flight but exits 3, not 0: a script's `shm-flusher --once && ...` must not
  * believe it drained. A second --once completes, nothing applied twice. */
@@ -4065,6 +4161,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_redis_acl_user_in_the_url, ft_teardown),
 		cmocka_unit_test_teardown(test_daemon_follows_writes_and_exits_0_on_sigterm, ft_teardown),
 		cmocka_unit_test_teardown(test_sighup_reopens_the_log_file, ft_teardown),
+		cmocka_unit_test_teardown(test_log_lines_lost_to_a_full_disk_are_counted, ft_teardown),
 		cmocka_unit_test_teardown(test_once_stopped_by_sigterm_exits_3, ft_teardown),
 		cmocka_unit_test_teardown(test_write_through_returns_once_postgres_has_it, ft_teardown),
 		cmocka_unit_test_teardown(test_write_through_put_undoing_a_delete_in_postgres_is_el3, ft_teardown),
