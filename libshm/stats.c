@@ -148,8 +148,10 @@ int shm__shared_open(shm_env *env)
 		                "%d): %s", n, PATH_MAX - 1, name);
 	fd = open(path, env->opt.read_only ? O_RDONLY : O_RDWR | O_CREAT, 0664);
 	if (fd < 0 && env->opt.read_only && errno == ENOENT)
-		return shm__err(ENOENT, "open %s: environment has no stats file",
-		                name);
+		return shm__err(ENOENT, "open %s: environment has no stats "
+		                "file (data.mdb copied alone, as mdb_copy does? "
+		                "a read-write open makes it: shmctl -e %s init)",
+		                name, env->path_shown);
 	if (fd < 0)
 		return shm__err(errno, "open %s", name);
 	/* First opener sizes and stamps the file; others wait on the lock. */

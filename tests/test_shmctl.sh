@@ -443,6 +443,15 @@ has "saying it created it" "$tmp/out" "$tmp/empty: shm environment created"
 t "init again is harmless" 0 "$SHMCTL" -e "$tmp/empty" init
 has "saying it was there" "$tmp/out" "$tmp/empty: an shm environment already, left as it was"
 t "which the other commands then open" 0 "$SHMCTL" -e "$tmp/empty" stat
+# a backup: data.mdb alone, as mdb_copy writes it. A read-only command says
+# what it lacks and what makes it, init does, and the copy then verifies
+# (it said "environment has no stats file" and no more)
+mkdir "$tmp/copy"
+cp "$tmp/empty/data.mdb" "$tmp/copy/"
+t "verify of a copy of data.mdb alone exits 1" 1 "$SHMCTL" -e "$tmp/copy" verify
+has "naming the file and the fix" "$tmp/err" "$tmp/copy/shm.stats: environment has no stats file (data.mdb copied alone, as mdb_copy does? a read-write open makes it: shmctl -e $tmp/copy init)"
+t "init takes the copy" 0 "$SHMCTL" -e "$tmp/copy" init
+t "which then verifies" 0 "$SHMCTL" -e "$tmp/copy" verify
 t "readers" 0 "$SHMCTL" readers
 eq "readers without readers says so (the man page's text)" "$(cat "$tmp/out")" "(no active readers)"
 t "readers --clear-stale" 0 "$SHMCTL" readers --clear-stale
