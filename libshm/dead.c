@@ -2,7 +2,8 @@
  * libshm/dead.c - dead letters: log records a sink rejected for good.
  *
  * The flusher sets a poison record aside here and moves on; the record stays
- * inspectable (shmctl log --dead) after the log itself is trimmed.
+ * inspectable (shmctl log --dead) after the log itself is trimmed, until an
+ * operator drops it (shmctl dead drop).
  *
  * Dead letter encoding, version 1, the value of key seq (MDB_INTEGERKEY,
  * uint64) in the "dead" database; little-endian:
@@ -315,6 +316,42 @@ int shm_dead_add(shm_env *env, const shm_log_rec *rec, const char *sink,
 	snprintf(c.reason, sizeof c.reason, "%s", reason ? reason : "");
 	utf8_cut(c.reason);
 	return shm__write(env, dead_add_body, &c);
+}
+
+struct dead_drop {
+	const uint64_t *seqs;
+	size_t n;
+};
+
+static int dead_drop_body(shm__wtxn *w, void *ctx)
+{
+	struct dead_drop *c = ctx;
+
+	for (size_t i = 0; i < c->n; i++) {
+		uint64_t seq = c->seqs[i];
+		MDB_val k = {8, &seq};
+		int rc = mdb_del(w->txn, w->env->dead, &k, NULL);
+		if (rc == MDB_NOTFOUND)
+			return shm__err(SHM_ENOTFOUND, "dead letter %" PRIu64
+			                ": there is none (shmctl log --dead lists "
+			                "them)", seq);
+		if (rc)
+			return shm__err_mdb(rc, "dead letter drop");
+	}
+	return 0;
+}
+
+int shm_dead_drop(shm_env *env, const uint64_t *seqs, size_t n)
+{
+	struct dead_drop c = {seqs, n};
+
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!seqs && n)
+		return shm__null(__func__, "seqs");
+	if (env->opt.read_only)
+		return shm__err(SHM_EREADONLY, "shm_dead_drop: read-only");
+	return shm__write(env, dead_drop_body, &c);
 }
 
 int shm__dead_of_sink(shm_env *env, uint64_t first, uint64_t last,

@@ -198,6 +198,16 @@ int shm_dead_walk(shm_env *env, int (*fn)(const shm_dead *d, void *user),
                   int (*bad)(uint64_t seq, const char *why, void *user),
                   void *user);
 
+/* Drops the dead letters of seqs[0..n) (each given once), one that does
+ * not decode too, in one write transaction: all or nothing. SHM_ENOTFOUND,
+ * naming it, when one seq has no letter (nothing dropped then). A letter
+ * is the only copy of its record once the log is trimmed: drop it once its
+ * cause is fixed and its data written again, or known to be unwanted. A
+ * write-through write reads the letters of its own records when its wait
+ * ends: a letter set aside less than write_through_timeout_ms ago may still
+ * be read so. */
+int shm_dead_drop(shm_env *env, const uint64_t *seqs, size_t n);
+
 /* Blocks until a record with seq >= from may exist or timeout_ms passes
  * (no transaction held; asleep on a futex that every commit of records
  * wakes; on a read-only handle, for at most 10 ms at a time). Returns 0

@@ -821,6 +821,27 @@ DETAIL: Key (id)=(1) already exists.'
 	eq "stat counts the cut letter" "$("$SHMCTL" -e "$V" stat | awk '$1 == "dead_letters" { print $2 }')" 3
 	t "verify finds the cut letter" 1 "$SHMCTL" -e "$V" verify
 	eq "verify names it alone" "$(cat "$tmp/out")" "dead letter 2: bad header of 3 bytes, version 1 (corrupted or truncated data)"
+
+	# dead drop: the only way to clear a letter (dead_letters stayed above
+	# 0 for good, whatever the operator did); all or nothing
+	t "dead drop of a seq without a letter exits 1" 1 "$SHMCTL" -e "$V" dead drop 1 4
+	has "naming it" "$tmp/err" "shmctl: dead letter 4: there is none (shmctl log --dead lists them)"
+	eq "and drops nothing" "$("$SHMCTL" -e "$V" stat | awk '$1 == "dead_letters" { print $2 }')" 3
+	t "dead drop without SEQ exits 2" 2 "$SHMCTL" -e "$V" dead drop
+	has "naming what is missing" "$tmp/err" "missing SEQ; usage: shmctl dead drop SEQ [SEQ ...]"
+	t "dead drop of a SEQ twice exits 2" 2 "$SHMCTL" -e "$V" dead drop 1 1
+	has "saying so" "$tmp/err" "SEQ 1 given twice"
+	t "dead drop 0 exits 2" 2 "$SHMCTL" -e "$V" dead drop 0
+	t "dead without drop exits 2" 2 "$SHMCTL" -e "$V" dead list
+	eq "none of which drops a letter" "$("$SHMCTL" -e "$V" stat | awk '$1 == "dead_letters" { print $2 }')" 3
+	t "dead drop of the cut letter" 0 "$SHMCTL" -e "$V" dead drop 2
+	eq "says what it dropped" "$(cat "$tmp/out")" "dropped 1 dead letter"
+	t "after which verify passes" 0 "$SHMCTL" -e "$V" verify
+	t "and log --dead" 0 "$SHMCTL" -e "$V" log --dead
+	"$SHMCTL" -e "$V" log --dead | cut -d' ' -f1 >"$tmp/seqs"
+	t "dead drop of the seqs log --dead lists" 0 sh -c 'xargs -n 100 "$0" -e "$1" dead drop <"$2"' "$SHMCTL" "$V" "$tmp/seqs"
+	eq "drops them" "$(cat "$tmp/out")" "dropped 2 dead letters"
+	eq "leaving none" "$("$SHMCTL" -e "$V" stat | awk '$1 == "dead_letters" { print $2 }')" 0
 fi
 
 # --------------------------------------------- output that cannot be written

@@ -89,6 +89,10 @@ static const char usage_text[] =
 "                                     one line per log record (seq, time, op,\n"
 "                                     key, size); --follow tails it live;\n"
 "                                     --dead lists the dead letters instead\n"
+"  dead drop SEQ [SEQ ...]          * drops those dead letters (records a\n"
+"                                     sink set aside), all or nothing: once\n"
+"                                     their cause is fixed and their data\n"
+"                                     written again (or unwanted)\n"
 "  dump [--kind msg|static|all]       every entry as JSON lines (default all);\n"
 "                                     'dump --kind msg | shmctl -e OTHER\n"
 "                                     import' copies messages to another\n"
@@ -2174,6 +2178,45 @@ static int cmd_upgrade(int argc, char **argv)
 	return ex;
 }
 
+/* dead drop SEQ...: drops those dead letters in one transaction, all or
+ * nothing (a SEQ without a letter: exit 1, nothing dropped). */
+static int cmd_dead(int argc, char **argv)
+{
+	optdef opts[] = {{NULL, false, NULL}};
+	const char *use = "dead drop SEQ [SEQ ...]";
+	uint64_t seqs[256];
+	char **pos, b[SHM__SHOWN_MAX];
+	int npos, ex, rc;
+	shm_env *env;
+
+	if (argc < 1)
+		return usage_err("dead needs drop; usage: shmctl %s", use);
+	if (strcmp(argv[0], "drop") != 0)
+		return usage_err("unknown command 'dead %s'",
+		                 shm__shown_str(argv[0], b));
+	if ((ex = scan(argc - 1, argv + 1, opts, &pos, &npos)) ||
+	    (ex = arity(use, pos, npos, 1, -1)))
+		return ex;
+	for (int i = 0; i < npos; i++) {
+		if (!parse_u64(pos[i], &seqs[i]) || !seqs[i])
+			return usage_err("SEQ '%s': not a record's seq (an "
+			                 "integer from 1, as shmctl log --dead "
+			                 "shows it)", shm__shown_str(pos[i], b));
+		for (int j = 0; j < i; j++)
+			if (seqs[j] == seqs[i])
+				return usage_err("SEQ %" PRIu64 " given twice",
+				                 seqs[i]);
+	}
+	if ((ex = open_env(true, &env)))
+		return ex;
+	if ((rc = shm_dead_drop(env, seqs, (size_t)npos)))
+		ex = fail(rc);
+	else
+		printf("dropped %d dead letter%s\n", npos, npos == 1 ? "" : "s");
+	shm_env_close(env);
+	return ex;
+}
+
 /* The reader slots, one line each: pid, thread, the txnid of the
  * snapshot ("-" for none) and its age: how many transactions were committed
  * since. The last txnid is read after the slot was, so the age is never
@@ -2261,7 +2304,7 @@ static const struct {
 	{"init", cmd_init},     {"import", cmd_import}, {"get", cmd_get},       {"room", cmd_room},
 	{"edit", cmd_edit},     {"delete", cmd_delete}, {"react", cmd_react},
 	{"stat", cmd_stat},     {"log", cmd_log},       {"dump", cmd_dump},
-	{"verify", cmd_verify}, {"readers", cmd_readers},
+	{"verify", cmd_verify}, {"readers", cmd_readers}, {"dead", cmd_dead},
 	{"upgrade", cmd_upgrade},
 	{"static", cmd_static}, {"deps", cmd_deps},     {"touch", cmd_touch},
 	{"destroy", cmd_destroy}, {"bust", cmd_bust},   {"ls", cmd_ls},
