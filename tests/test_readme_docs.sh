@@ -4,8 +4,10 @@
 # reaches a heading (GitHub's anchors), every file link a file; the
 # shm-flusher option table against shm-flusher --help (names and defaults),
 # shm-bench's options against its --help;
-# the shm_options table against struct shm_options; shmctl's commands and
-# exit codes against shmctl --help, tools/shmctl.c and the man page.
+# the shm_options table against struct shm_options; the systemd unit and
+# logrotate file of "Running it on a host" against shm-flusher,
+# systemd-analyze and logrotate; shmctl's commands and exit codes against
+# shmctl --help, tools/shmctl.c and the man page.
 # Ends with "N passed, M failed"; exits non-zero if anything failed.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -117,6 +119,50 @@ while read -r o; do
 		echo "$o: in shm-bench --help, not in the README's Benchmarks"
 done <"$tmp/bench.opts" >"$tmp/bad"
 none "$tmp/bad" "every shm-bench option is in the README's Benchmarks section"
+
+# ------------------------------------------------ running it on a host
+# The README's systemd unit and logrotate file, as an operator copies them:
+# the unit's ExecStart takes the config file --print-config wrote (and
+# prints it back the same), systemd-analyze verify takes the unit and
+# logrotate -d the rotation, where those programs are installed.
+sed -n '/^### Running it on a host/,/^## /p' "$readme" >"$tmp/host"
+awk '/^```ini$/ { on = 1; next } on && /^```$/ { exit } on { print }' \
+	"$tmp/host" >"$tmp/shm-flusher.service"
+awk '/^```$/ { n++; next } n == 2 { print }' "$tmp/host" >"$tmp/rotate.conf"
+grep -q '^ExecStart=/usr/local/bin/shm-flusher --config /etc/shm/flusher.conf$' \
+	"$tmp/shm-flusher.service" && grep -q '^/var/log/shm/flusher.log {$' "$tmp/rotate.conf"
+check "the README has a systemd unit and a logrotate file" $?
+"$bin/shm-flusher" -e "$tmp/env" --redis unix:///nonexistent/redis.sock \
+	--log-file "$tmp/flusher.log" --print-config >"$tmp/flusher.conf"
+check "shm-flusher --print-config writes a config file" $?
+mkdir "$tmp/unit"
+sed -e "s|/usr/local/bin/shm-flusher|$bin/shm-flusher|" \
+	-e "s|/etc/shm/flusher.conf|$tmp/flusher.conf|" \
+	"$tmp/shm-flusher.service" >"$tmp/unit/shm-flusher.service"
+cmd=$(sed -n 's/^ExecStart=//p' "$tmp/unit/shm-flusher.service")
+# shellcheck disable=SC2086 # the words of the unit's ExecStart
+$cmd --print-config >"$tmp/again.conf" && cmp -s "$tmp/flusher.conf" "$tmp/again.conf"
+check "the unit's ExecStart takes that file and prints it back the same" $?
+if command -v systemd-analyze >/dev/null 2>&1; then
+	systemd-analyze verify "$tmp/unit/shm-flusher.service" >"$tmp/bad" 2>&1
+	rc=$?
+	[ -s "$tmp/bad" ] && rc=1
+	sed 's/^/  | /' "$tmp/bad"
+	check "systemd-analyze verify takes the unit, saying nothing" $rc
+else
+	echo "# systemd-analyze not installed: the unit not verified"
+fi
+if command -v logrotate >/dev/null 2>&1; then
+	sed "s|/var/log/shm/flusher.log|$tmp/flusher.log|" "$tmp/rotate.conf" \
+		>"$tmp/rotate.here"
+	logrotate -d -s "$tmp/rotate.state" "$tmp/rotate.here" >"$tmp/out" 2>&1
+	rc=$?
+	grep -i 'error' "$tmp/out" | sed 's/^/  | /'
+	grep -qi 'error' "$tmp/out" && rc=1
+	check "logrotate -d takes the logrotate file" $rc
+else
+	echo "# logrotate not installed: the logrotate file not checked"
+fi
 
 # ------------------------------------------------------------ shmctl
 "$bin/shmctl" --help >"$tmp/help"
