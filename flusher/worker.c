@@ -443,7 +443,8 @@ static int resync(fl_worker *w)
 		               "this environment then starts at its own "
 		               "position; or each environment given its own "
 		               "--env-id)", w->sink->env_id, pos, last);
-		fl_log(FL_ERROR, name(w), "%s", w->sink->errmsg);
+		if (!w->fails) /* said once; each retry names it (failed) */
+			fl_log(FL_ERROR, name(w), "%s", w->sink->errmsg);
 		return -1;
 	}
 	uint64_t cur = w->b.from;

@@ -2867,6 +2867,10 @@ static void test_environment_restored_from_an_older_copy_is_refused(
 	         "30, but this environment's log ends at 25", uuid);
 	assert_true(ft_log_mentions(dir, want));
 	assert_true(ft_log_mentions(dir, "restored from an older copy"));
+	/* one ERROR line of its own, not one more at each retry (the retry
+	 * lines name it: "position: the sink says ...") */
+	assert_int_equal(ft_log_count(dir, "ERROR pg: the sink says env-id"), 1);
+	assert_int_equal(ft_log_count(dir, "pg: position: the sink says"), 2);
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 30);
 	assert_int_equal(ft_sql_int("SELECT applied FROM shm_sink_positions"),
 	                 30);
