@@ -146,18 +146,19 @@ static size_t write_all(int fd, const char *buf, size_t n)
  * since a line was written whole. */
 static bool write_line(const char *stamp, const char *line, size_t n)
 {
-	char out[2560];
+	char out[1024 + 2048]; /* the count's line, then line (<= 2048) */
 	size_t k = 0;
 
-	if (lost.lines)
-		k = (size_t)snprintf(out, sizeof out, "%s%s WARN log: %" PRIu64
-		                     " line%s lost since %s (write %s: %s)\n",
-		                     lost.torn ? "\n" : "", stamp, lost.lines,
-		                     lost.lines == 1 ? "" : "s", lost.since,
-		                     log_path ? log_shown : "stderr",
-		                     strerror(lost.err));
-	if (k + n > sizeof out) /* cannot be: a line is at most 2048 bytes */
-		k = 0;
+	if (lost.lines) {
+		int m = snprintf(out, 1024, "%s%s WARN log: %" PRIu64 " line%s "
+		                 "lost since %s (write %s: %s)\n",
+		                 lost.torn ? "\n" : "", stamp, lost.lines,
+		                 lost.lines == 1 ? "" : "s", lost.since,
+		                 log_path ? log_shown : "stderr",
+		                 strerror(lost.err));
+		k = m < 1024 ? (size_t)m : shm__utf8_cut(out, 1022) + 1;
+		out[k - 1] = '\n'; /* a long path cut: the line still ends */
+	}
 	memcpy(out + k, line, n);
 	k += n;
 	size_t w = write_all(log_fd >= 0 ? log_fd : STDERR_FILENO, out, k);

@@ -3755,18 +3755,17 @@ static char *read_whole(const char *path)
 	return buf;
 }
 
-/* A log file that stops taking writes (a full disk: here a file size limit,
- * which cuts a write short as ENOSPC does) loses lines, but never in
- * silence: the first loss is said on stderr, a line cut short is ended, and
- * the first line written again is preceded by the count of lines lost,
- * since when and why. Before, lines were dropped without a word and the
- * next one was glued to the torn one. */
-static void test_log_lines_lost_to_a_full_disk_are_counted(void **state)
+/* Logs five lines to logf in a child, the second cut short and the third
+ * refused by a file size limit (which cuts a write short, then fails it
+ * with EFBIG, as a full disk does with ENOSPC), the fourth "fourth, " and
+ * the text again; returns the file's text (the caller frees it), the
+ * child's stderr in err. Asserts that every line starts with a time and
+ * that the count of lines lost comes, once, before the fourth. */
+static char *log_to_a_full_disk(const char *logf, const char *again,
+                                char *err, size_t errlen)
 {
-	char *dir = tu_tmpdir(), logf[4200], want[4600], err[1024];
 	int status, to_parent[2];
 
-	snprintf(logf, sizeof logf, "%s.full.log", dir);
 	assert_int_equal(pipe(to_parent), 0); /* stderr: no file size limit */
 	pid_t pid = fork();
 	assert_true(pid >= 0);
@@ -3789,20 +3788,20 @@ static void test_log_lines_lost_to_a_full_disk_are_counted(void **state)
 		rl.rlim_cur = max; /* space again */
 		if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
 			_exit(13);
-		fl_log(FL_INFO, "t", "fourth, written again");
+		fl_log(FL_INFO, "t", "fourth, %s", again);
 		fl_log(FL_INFO, "t", "fifth");
 		fl_log_close();
 		_exit(0);
 	}
 	close(to_parent[1]);
-	ssize_t got = read(to_parent[0], err, sizeof err - 1);
+	ssize_t got = read(to_parent[0], err, errlen - 1);
 	err[got > 0 ? got : 0] = 0;
 	close(to_parent[0]);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
 	char *text = read_whole(logf);
-	fprintf(stderr, "the log:\n%s", text);
+	fprintf(stderr, "the log:\n%.2000s\n", text);
 	/* the line cut short is ended: every line starts with a time */
 	char *line = text, *nl;
 	int lines = 0;
@@ -3816,20 +3815,47 @@ static void test_log_lines_lost_to_a_full_disk_are_counted(void **state)
 	assert_non_null(strstr(text, "INFO t: first, written whole\n"));
 	assert_null(strstr(text, "second, cut after 20 bytes"));
 	assert_null(strstr(text, "third"));
-	snprintf(want, sizeof want, " WARN log: 2 lines lost since 20");
-	assert_non_null(strstr(text, want));
-	snprintf(want, sizeof want, " (write %s: File too large)\n20", logf);
-	assert_non_null(strstr(text, want));
-	assert_true(strstr(text, "lines lost") <
-	            strstr(text, "INFO t: fourth, written again\n"));
+	assert_non_null(strstr(text, " WARN log: 2 lines lost since 20"));
+	assert_true(strstr(text, "lines lost") < strstr(text, "INFO t: fourth"));
 	assert_int_equal(tu_lines_with(logf, "lines lost"), 1);
 	assert_non_null(strstr(text, "INFO t: fifth\n"));
+	return text;
+}
+
+/* A log file that stops taking writes (a full disk) loses lines, but never
+ * in silence: the first loss is said on stderr, a line cut short is ended,
+ * and the first line written again is preceded by the count of lines
+ * lost, since when and why, on a line of its own: also when that line
+ * and the count's, which names the file, are long (a name of control
+ * bytes, each shown as \xNN), where the count was left out. Before, lines
+ * were dropped without a word and the next one was glued to the torn
+ * one. */
+static void test_log_lines_lost_to_a_full_disk_are_counted(void **state)
+{
+	char *dir = tu_tmpdir(), logf[4200], want[4600], err[8192];
+	char name[241], long_line[1901];
+
+	snprintf(logf, sizeof logf, "%s.full.log", dir);
+	char *text = log_to_a_full_disk(logf, "written again", err, sizeof err);
+	assert_non_null(strstr(text, "INFO t: fourth, written again\n"));
+	snprintf(want, sizeof want, " (write %s: File too large)\n20", logf);
+	assert_non_null(strstr(text, want));
 	/* the first loss said on stderr, once */
 	snprintf(want, sizeof want, "shm-flusher: write %s: File too large: "
 	         "log lines are lost until a write works again, which logs "
 	         "their count first\n", logf);
 	assert_string_equal(err, want);
 	free(text);
+	unlink(logf);
+
+	memset(name, 1, sizeof name - 1);
+	name[sizeof name - 1] = 0;
+	memset(long_line, 'x', sizeof long_line - 1);
+	long_line[sizeof long_line - 1] = 0;
+	snprintf(logf, sizeof logf, "%s/%s", dir, name);
+	assert_int_equal(mkdir(logf, 0755), 0);
+	snprintf(logf, sizeof logf, "%s/%s/%s", dir, name, name);
+	free(log_to_a_full_disk(logf, long_line, err, sizeof err));
 	unlink(logf);
 	ft_rmdir(dir);
 	free(dir);
