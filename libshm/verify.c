@@ -406,7 +406,7 @@ static int check_msgs(vctx *c, const vlist *lru, uint64_t *count)
 	MDB_cursor *cur;
 	MDB_val k, v;
 	int rc, op = MDB_FIRST;
-	char name[64];
+	char name[64], room[SHM__SHOWN_MAX];
 
 	*count = 0;
 	if ((rc = cursor(c, c->env->msg, &cur)))
@@ -457,8 +457,8 @@ static int check_msgs(vctx *c, const vlist *lru, uint64_t *count)
 			break;
 		}
 		if (!has)
-			problem(c, "message %s: no room index key (room '%.64s')",
-			        name, m->room_id);
+			problem(c, "message %s: no room index key (room '%s')",
+			        name, shm__shown_str(m->room_id, room));
 		free(m);
 	}
 	mdb_cursor_close(cur);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "codec.h"
 #include "internal.h"
 #include "testutil.h"
 
@@ -187,6 +188,63 @@ static void test_verify_finds_a_message_missing_from_the_room_index(void **state
 	wcommit(txn);
 	assert_int_equal(run_verify(f), 1);
 	assert_true(found(f, "no room index key (room 'room1')"));
+}
+
+/* Whether every problem kept is printable: UTF-8 without a control byte
+ * (verify's texts quote stored bytes through shm__shown). */
+static bool all_printable(const fixture *f)
+{
+	for (size_t i = 0; i < f->n_found; i++) {
+		size_t n = strlen(f->found[i]);
+		if (shm__utf8_bad(f->found[i], n) != n)
+			return false;
+		for (size_t j = 0; j < n; j++)
+			if ((unsigned char)f->found[i][j] < 0x20 ||
+			    f->found[i][j] == 0x7f)
+				return false;
+	}
+	return true;
+}
+
+/* The room of a message without its room index key is quoted printably:
+ * a damaged one (a byte of "général" set to 0x80, as the fuzzing of
+ * tests/test_fuzz.c found it) was printed raw, and a long valid one was
+ * cut at byte 64, inside a character. */
+static void test_verify_quotes_the_room_of_a_message_printably(void **state)
+{
+	fixture *f = *state;
+	static char long_room[82] = "a";
+	shm_msg m = tu_msg("g\xc3\xa9n\xc3\xa9ral", 1, "hi"),
+	        m2 = tu_msg(long_room, 1, "hi");
+	MDB_val k = {16, m.id.b}, v;
+	MDB_txn *txn;
+	uint8_t *val, key[300];
+	size_t rl;
+
+	for (int i = 0; i < 40; i++)
+		memcpy(long_room + 1 + 2 * i, "\xc3\xa9", 2);
+	assert_int_equal(shm_msg_put(f->env, &m), 0);
+	assert_int_equal(shm_msg_put(f->env, &m2), 0);
+	txn = wbegin(f);
+	assert_int_equal(mdb_get(txn, f->env->msg, &k, &v), 0);
+	assert_non_null(val = malloc(v.mv_size));
+	memcpy(val, v.mv_data, v.mv_size);
+	val[SHM_MSG_FIXED + 4 + 6] = 0x80; /* the 'r' */
+	v.mv_data = val;
+	assert_int_equal(mdb_put(txn, f->env->msg, &k, &v, 0), 0);
+	rl = strlen(long_room);
+	memcpy(key, long_room, rl + 1);
+	for (int i = 0; i < 8; i++)
+		key[rl + 1 + i] = (uint8_t)((uint64_t)m2.created_at >> (56 - 8 * i));
+	memcpy(key + rl + 9, m2.id.b, 16);
+	k = (MDB_val){rl + 9 + 16, key};
+	assert_int_equal(mdb_del(txn, f->env->room, &k, NULL), 0);
+	wcommit(txn);
+	free(val);
+	assert_true(run_verify(f) >= 2);
+	assert_true(found(f, "no room index key (room 'g\xc3\xa9n\xc3\xa9\\x80al')"));
+	assert_true(found(f, "no room index key (room 'a\xc3\xa9\xc3\xa9"));
+	assert_true(all_printable(f));
 }
 
 static void test_verify_finds_a_room_key_without_its_message(void **state)
@@ -770,6 +828,9 @@ int main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_a_message_missing_from_the_room_index,
+			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_quotes_the_room_of_a_message_printably,
 			setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_a_room_key_without_its_message, setup,
