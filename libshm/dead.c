@@ -19,6 +19,9 @@
  *   |  reason (reason_len bytes, UTF-8)  | raw (the stored record)  | 32
  *   +---------------------------------------------------------------+
  *
+ * A letter that is not so (its 0 byte, sink names, UTF-8 reason without
+ * NUL, lengths) does not decode: damage is named, never printed raw.
+ *
  * Invariants
  *  1. One dead letter per seq. When a second sink rejects a record already
  *     set aside, its name joins the sink field (sorted, comma-separated,
@@ -133,6 +136,30 @@ static bool sink_ok(const char *sink)
 	return true;
 }
 
+/* The sink field f (16 bytes) as shm_dead_add writes it: sink_ok names
+ * joined by commas, then NUL bytes to its end. */
+static bool sink_field_ok(const uint8_t *f)
+{
+	size_t n = strnlen((const char *)f, 16), from = 0;
+
+	if (n == 0 || n == 16)
+		return false;
+	for (size_t i = n; i < 16; i++)
+		if (f[i])
+			return false;
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && f[i] != ',') {
+			if (f[i] <= ' ' || f[i] > '~')
+				return false;
+		} else if (i == from) {
+			return false; /* an empty name */
+		} else {
+			from = i + 1;
+		}
+	}
+	return true;
+}
+
 int shm__dead_decode(const MDB_val *k, const MDB_val *v, shm_dead *d)
 {
 	const uint8_t *p = v->mv_data;
@@ -154,6 +181,18 @@ int shm__dead_decode(const MDB_val *k, const MDB_val *v, shm_dead *d)
 	if ((size_t)DEAD_HEADER + rl + raw != v->mv_size || rl > DEAD_REASON_MAX)
 		return shm__err(SHM_ECORRUPT, "dead letter %" PRIu64 ": bad "
 		                "lengths", seq);
+	/* what shm_dead_add writes, and readers print: no byte of it raw */
+	if (p[1] != 0)
+		return shm__err(SHM_ECORRUPT, "dead letter %" PRIu64 ": bad "
+		                "header: byte 1 is 0x%02x, not 0", seq, p[1]);
+	if (!sink_field_ok(p + 16))
+		return shm__err(SHM_ECORRUPT, "dead letter %" PRIu64 ": bad "
+		                "sink field: not sink names joined by commas",
+		                seq);
+	if (memchr(p + DEAD_HEADER, 0, rl) ||
+	    shm__utf8_bad((const char *)p + DEAD_HEADER, rl) != rl)
+		return shm__err(SHM_ECORRUPT, "dead letter %" PRIu64 ": reason "
+		                "not UTF-8 without NUL", seq);
 	memset(d, 0, sizeof *d);
 	d->seq = seq;
 	d->time = (int64_t)get64(p + 8);

@@ -752,6 +752,77 @@ static void test_verify_finds_dead_letters_that_do_not_decode(void **state)
 	assert_true(found(f, "dead letter 3: bad lengths"));
 }
 
+static int count_letter(const shm_dead *d, void *user)
+{
+	(void)d;
+	((int *)user)[0]++;
+	return 0;
+}
+
+static int count_bad_letter(uint64_t seq, const char *why, void *user)
+{
+	(void)seq;
+	(void)why;
+	((int *)user)[1]++;
+	return 0;
+}
+
+/* A dead letter whose bytes are not what shm_dead_add writes (its 0 byte,
+ * its sink names, its UTF-8 reason) does not decode: shm_dead_walk and
+ * verify name it by its seq where they passed it on, and shmctl log
+ * --dead printed its sink and reason raw (a terminal escape). Byte 1 at
+ * 0x20 is the input the fuzzing of tests/test_fuzz.c found. */
+static void test_verify_finds_dead_letters_not_as_written(void **state)
+{
+#define AT(at, bytes) at, bytes, sizeof bytes - 1
+	static const struct {
+		size_t at;
+		const char *bytes;
+		size_t len;
+		const char *why;
+	} bad[] = { /* over "redis" at 16, "bad" at 32 */
+		{AT(1, " "), "dead letter 1: bad header: byte 1 is 0x20, not 0"},
+		{AT(16, "re\x1b[2J"), "dead letter 2: bad sink field"},
+		{AT(16, "pg,\0\0"), "dead letter 3: bad sink field"},
+		{AT(16, ",redis"), "dead letter 4: bad sink field"},
+		{AT(16, "0123456789abcdef"), "dead letter 5: bad sink field"},
+		{AT(32, "b\xff"), "dead letter 6: reason not UTF-8 without NUL"},
+		{AT(32, "b\0"), "dead letter 7: reason not UTF-8 without NUL"},
+	};
+#undef AT
+	enum { N = sizeof bad / sizeof *bad };
+	fixture *f = *state;
+	shm_log_rec rec;
+	uint64_t seq;
+	MDB_val k = {8, &seq}, v;
+	uint8_t buf[64];
+	MDB_txn *txn;
+	int counts[2] = {0, 0};
+
+	memset(&rec, 0, sizeof rec);
+	for (rec.seq = 1; rec.seq <= N + 1; rec.seq++)
+		assert_int_equal(shm_dead_add(f->env, &rec, "redis", "bad"), 0);
+	txn = wbegin(f);
+	for (seq = 1; seq <= N; seq++) {
+		assert_int_equal(mdb_get(txn, f->env->dead, &k, &v), 0);
+		assert_true(v.mv_size <= sizeof buf);
+		memcpy(buf, v.mv_data, v.mv_size);
+		memcpy(buf + bad[seq - 1].at, bad[seq - 1].bytes,
+		       bad[seq - 1].len);
+		v.mv_data = buf;
+		assert_int_equal(mdb_put(txn, f->env->dead, &k, &v, 0), 0);
+	}
+	wcommit(txn);
+	assert_int_equal(run_verify(f), N);
+	for (size_t i = 0; i < N; i++)
+		if (!found(f, bad[i].why))
+			fail_msg("verify does not say '%s'", bad[i].why);
+	assert_int_equal(shm_dead_walk(f->env, count_letter, count_bad_letter,
+	                               counts), 0);
+	assert_int_equal(counts[0], 1); /* letter N + 1 */
+	assert_int_equal(counts[1], N);
+}
+
 static void test_verify_counts_without_a_callback(void **state)
 {
 	fixture *f = *state;
@@ -874,6 +945,9 @@ int main(void)
 			test_verify_finds_a_one_sided_graph_edge, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_finds_dead_letters_that_do_not_decode, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_verify_finds_dead_letters_not_as_written, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(
 			test_verify_counts_without_a_callback, setup, teardown),
