@@ -7,7 +7,9 @@
  *
  * 1. Only the values of the options checked here are quoted (ports,
  *    integers, enumerations, TLS versions, hosts and addresses): none is
- *    a secret. libpq's parse errors quote fragments of the text, a
+ *    a secret (but a URI's port when the URI has no '@': it may be a
+ *    password, "user:password/db" read as "host:port/db"). libpq's
+ *    parse errors quote fragments of the text, a
  *    password's perhaps: a keyword=value string's are said here instead,
  *    and a URI's are shown with libpq's quoted parts left out. An unknown
  *    option's name is shown, never its value.
@@ -42,6 +44,8 @@ typedef struct {
 typedef struct {
 	PQconninfoOption *opts;
 	bool service;
+	bool port_may_be_secret; /* a URI without '@': "user:password/db"
+	                            gives libpq "password" as the port */
 } conn;
 
 static opt_val get(const conn *c, const char *kw)
@@ -146,6 +150,12 @@ static int check_hosts(const conn *c, char *why, size_t len)
 		           n == 1 ? "" : "s");
 	for (size_t i = 0; i < np; i++) {
 		p = elem(port.val, i, &k);
+		if (k && (!int_in(p, k, &num) || num < 1 || num > 65535) &&
+		    c->port_may_be_secret && !strcmp(port.name, "port"))
+			return bad(why, len, "the URI's port (after the host's "
+			           "':') is not a port number (an integer from 1 "
+			           "to 65535), not shown: a password goes in "
+			           "user:password@host");
 		if (k && (!int_in(p, k, &num) || num < 1 || num > 65535))
 			return bad(why, len, "%s '%s': not a port number (an "
 			           "integer from 1 to 65535, or empty for the "
@@ -439,7 +449,7 @@ int shm__pg_check_conninfo(const char *conninfo, char *why, size_t why_len)
 	/* a bare database name: libpq's rule for the dbname it is passed as */
 	bool expands = uri || strchr(conninfo, '=');
 	char *err = NULL;
-	conn c = {PQconninfoParse(expands ? conninfo : "", &err), false};
+	conn c = {PQconninfoParse(expands ? conninfo : "", &err), false, false};
 	const char *addr;
 	int rc;
 
@@ -455,6 +465,8 @@ int shm__pg_check_conninfo(const char *conninfo, char *why, size_t why_len)
 		return rc;
 	}
 	c.service = get(&c, "service").val != NULL; /* or PGSERVICE */
+	c.port_may_be_secret = uri && conninfo[uri + strcspn(conninfo + uri,
+	                                                    "@/?")] != '@';
 	/* shm__pg_resolve's rule, which refuses such an element at each
 	 * connect, a service or not */
 	addr = get(&c, "hostaddr").val;

@@ -790,6 +790,14 @@ static void test_pg_conninfo_check_agrees_with_libpq(void **state)
 		 "tcp_user_timeout 'x': not an integer"},
 		{"PGPORT=abc", SOCK, "invalid integer value \"abc\"",
 		 "PGPORT 'abc': not a port number"},
+		/* '@host' forgotten: the password is read as the port, and
+		 * is not shown; with '@', a port is (user:password is not) */
+		{NULL, "postgresql://app:s3cret/x", "invalid integer value "
+		 "\"s3cret\"", "the URI's port (after the host's ':') is not a "
+		 "port number (an integer from 1 to 65535), not shown: a "
+		 "password goes in user:password@host"},
+		{NULL, "postgresql://app:s3cret@h:abc/x", "invalid integer "
+		 "value \"abc\"", "port 'abc': not a port number"},
 		{"PGSSLMODE=x", SOCK, "invalid sslmode value: \"x\"",
 		 "PGSSLMODE 'x': not one of"},
 	};
