@@ -358,7 +358,8 @@ enum {
  * and SIGHUP. Returns an exit code. */
 int fl_main(int argc, char **argv);
 
-/* Takes DIR/flusher.lock (flock). -1 with err set if another holds it. */
+/* Takes DIR/flusher.lock (flock), in a DIR that exists: it makes no
+ * directory. -1 with err set if another holds it, or DIR is not there. */
 int fl_lock_env(const char *dir, int *fd, char *err, size_t errlen);
 
 /* The environment's own UUID, kept in meta "flusher.env_id.hi/lo" and

@@ -41,7 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -292,10 +291,8 @@ int fl_lock_env(const char *dir, int *fd, char *err, size_t errlen)
 	int f;
 
 	shm__shown_long(dir, strlen(dir), shown); /* dir as err names it */
-	if (mkdir(dir, 0775) != 0 && errno != EEXIST) {
-		snprintf(err, errlen, "%s: %s", shown, strerror(errno));
-		return -1;
-	}
+	/* dir holds the environment the flusher opened: made by no one here
+	 * (a directory gone meanwhile is an error, not a new empty one) */
 	snprintf(path, sizeof path, "%s/flusher.lock", dir);
 	if ((f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
 		snprintf(err, errlen, "%s/flusher.lock: %s", shown,

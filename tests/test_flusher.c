@@ -1156,6 +1156,35 @@ static void test_daemon_waits_for_the_environment(void **state)
 	free(parent);
 }
 
+/* The lock is taken in the directory of the environment opened, never in
+ * one it makes: a directory not there (gone, or mistyped) is an error
+ * naming it, and stays absent; so does a daemon stopped while it waits for
+ * a mistyped -e. Before, fl_lock_env made the directory and its
+ * flusher.lock. */
+static void test_lock_makes_no_directory(void **state)
+{
+	char *parent = tu_tmpdir(), dir[1024], err[2048], says[1200];
+	const char *sinks[] = {"--redis", "unix:///none", "--pg", "", NULL};
+	int fd = -1;
+
+	snprintf(dir, sizeof dir, "%s/typo", parent);
+	assert_int_equal(fl_lock_env(dir, &fd, err, sizeof err), -1);
+	assert_int_equal(fd, -1);
+	assert_non_null(strstr(err, dir));
+	assert_non_null(strstr(err, strerror(ENOENT)));
+	assert_int_not_equal(access(dir, F_OK), 0);
+
+	pid_t fl = ft_spawn_flusher(dir, sinks);
+	waiting_line(dir, says, sizeof says);
+	assert_true(ft_log_waits_for(dir, says, 5000));
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), FL_EXIT_OK);
+	assert_int_not_equal(access(dir, F_OK), 0);
+	ft_rmdir(dir); /* its log */
+	tu_rmdir(parent);
+	free(parent);
+}
+
 struct positions {
 	uint64_t flushed, pg, redis;
 };
@@ -4131,6 +4160,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_flusher_refuses_a_directory_without_environment, ft_teardown),
 		cmocka_unit_test_teardown(test_exit_errors_are_said_once, ft_teardown),
 		cmocka_unit_test_teardown(test_daemon_waits_for_the_environment, ft_teardown),
+		cmocka_unit_test_teardown(test_lock_makes_no_directory, ft_teardown),
 		cmocka_unit_test_teardown(test_flushed_never_passes_a_sinks_position, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letters_merge_sinks_and_keep_raw, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letter_sink_that_does_not_fit_is_refused, ft_teardown),
