@@ -23,7 +23,9 @@
  *
  * Invariants
  *  1. One flusher per environment: DIR/flusher.lock is flock'ed for the
- *     daemon's lifetime (released by the kernel if it dies).
+ *     daemon's lifetime (released by the kernel if it dies). shmctl stat
+ *     tells whether one runs (flusher.running) by a shared flock it drops
+ *     at once, which a starting flusher waits out (LOCK_PROBE_MS).
  *  2. The log is trimmed only to positions every configured sink reached.
  *  3. SIGTERM/SIGINT: each worker finishes the batch in flight, then the
  *     log is trimmed, the environment synced and stats written; exit 0.
@@ -284,6 +286,29 @@ static void stats_load(fl_daemon *d, int i)
 
 /* ------------------------------------------------------------ helpers */
 
+/* shmctl stat tells whether a flusher runs by a shared lock on
+ * flusher.lock that it drops at once: a lock still held after this long
+ * is another flusher's, not a probe's. */
+#define LOCK_PROBE_MS 200
+
+/* flock(f, LOCK_EX | LOCK_NB), tried again while a shmctl probe may hold
+ * it: 0, or -1 with errno. */
+static int lock_taken(int f)
+{
+	uint64_t end = fl_mono_ms() + LOCK_PROBE_MS;
+	struct timespec nap = {0, 5000000};
+
+	while (flock(f, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		if (e != EWOULDBLOCK || fl_mono_ms() >= end) {
+			errno = e;
+			return -1;
+		}
+		nanosleep(&nap, NULL);
+	}
+	return 0;
+}
+
 int fl_lock_env(const char *dir, int *fd, char *err, size_t errlen)
 {
 	char path[4096], pid[32] = "", shown[SHM__SHOWN_LONG_MAX];
@@ -299,7 +324,7 @@ int fl_lock_env(const char *dir, int *fd, char *err, size_t errlen)
 		         strerror(errno));
 		return -1;
 	}
-	if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+	if (lock_taken(f) != 0) {
 		int e = errno;
 		ssize_t r = pread(f, pid, sizeof pid - 1, 0);
 		pid[r > 0 ? r : 0] = 0;

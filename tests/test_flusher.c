@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1019,6 +1020,38 @@ static void test_lock_refuses_a_second_flusher(void **state)
 	close(fd1);
 	assert_int_equal(fl_lock_env(dir, &fd2, err, sizeof err), 0);
 	close(fd2);
+	ft_rmdir(dir);
+	free(dir);
+}
+
+/* shmctl stat's probe (a shared flock on flusher.lock, dropped at once)
+ * does not make a starting flusher fail: fl_lock_env waits it out. Before,
+ * a start that met one failed ("another shm-flusher already runs": exit
+ * 2, which the README's systemd unit does not restart). */
+static void test_lock_waits_out_a_stat_probe(void **state)
+{
+	char *dir = tu_tmpdir(), path[4200], err[512], c;
+	int fd = -1, p[2], st;
+
+	snprintf(path, sizeof path, "%s/flusher.lock", dir);
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) { /* the probe, held 50 ms */
+		int f = open(path, O_RDONLY | O_CREAT, 0644);
+		if (f < 0 || flock(f, LOCK_SH | LOCK_NB) != 0 ||
+		    write(p[1], "x", 1) != 1)
+			_exit(1);
+		tu_sleep_ms(50);
+		_exit(0);
+	}
+	close(p[1]);
+	assert_int_equal(read(p[0], &c, 1), 1);
+	close(p[0]);
+	assert_int_equal(fl_lock_env(dir, &fd, err, sizeof err), 0);
+	close(fd);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	ft_rmdir(dir);
 	free(dir);
 }
@@ -4157,6 +4190,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_worker_reads_the_awaited_mark_of_its_sink_alone, ft_teardown),
 		cmocka_unit_test_teardown(test_once_gives_up_when_the_log_cannot_be_read, ft_teardown),
 		cmocka_unit_test_teardown(test_lock_refuses_a_second_flusher, ft_teardown),
+		cmocka_unit_test_teardown(test_lock_waits_out_a_stat_probe, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_refuses_a_directory_without_environment, ft_teardown),
 		cmocka_unit_test_teardown(test_exit_errors_are_said_once, ft_teardown),
 		cmocka_unit_test_teardown(test_daemon_waits_for_the_environment, ft_teardown),

@@ -9,8 +9,10 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 SHMCTL=${SHMCTL:-$top/build/bin/shmctl}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/shmctl-test.XXXXXX")
 follow_pid=""
+flusher_pid=""
 cleanup() {
 	[ -n "$follow_pid" ] && kill "$follow_pid" 2>/dev/null
+	[ -n "$flusher_pid" ] && kill -9 "$flusher_pid" 2>/dev/null
 	rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
@@ -388,6 +390,68 @@ eq "stat counts the messages" "$(stat_value messages)" 3
 t "stat --json" 0 "$SHMCTL" stat --json
 has "stat --json has messages" "$tmp/out" '"messages":3'
 eq "stat --json is one line" "$(wc -l <"$tmp/out")" 1
+
+# flusher.running: whether a flusher holds flusher.lock now; the pid and
+# other values it published stay after it ended (before, nothing told an
+# operator that flusher.pid was a dead process's)
+FL=$(dirname "$SHMCTL")/shm-flusher
+R=$tmp/running
+"$SHMCTL" -e "$R" init >/dev/null
+eq "flusher.running: 0 where no flusher ever ran" "$("$SHMCTL" -e "$R" stat | awk '$1 == "flusher.running" { print $2 }')" 0
+# start_flusher: one on R that holds its lock (its Redis is nowhere: it
+# retries) and has published its pid
+start_flusher() {
+	"$FL" -e "$R" --redis unix:///nonexistent/redis.sock --stats-interval-ms 100 \
+		2>>"$tmp/flusher.log" &
+	flusher_pid=$!
+	i=0
+	while [ "$("$SHMCTL" -e "$R" stat | awk '$1 == "flusher.pid" { print $2 }')" != "$flusher_pid" ] && [ $i -lt 100 ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+}
+# stopped_by SIG: flusher.running 0 and flusher.pid said to be gone once
+# the running flusher is ended by SIG
+stopped_by() {
+	start_flusher
+	t "stat while a flusher runs ($1 next)" 0 "$SHMCTL" -e "$R" stat
+	has "says flusher.running 1" "$tmp/out" "flusher.running                                   1  an shm-flusher runs now"
+	hasnt "and not that its pid is gone" "$tmp/out" "no longer runs"
+	t "stat --json while it runs" 0 "$SHMCTL" -e "$R" stat --json
+	has "says \"flusher.running\":1" "$tmp/out" '"flusher.running":1,'
+	kill "-$1" "$flusher_pid"
+	wait "$flusher_pid"
+	flusher_pid=""
+	t "stat once $1 ended it" 0 "$SHMCTL" -e "$R" stat
+	has "says flusher.running 0" "$tmp/out" "flusher.running                                   0  no shm-flusher runs now: the flusher.* values are the last one's, as of its last publication (flusher.heartbeat)"
+	has "and that its pid no longer runs" "$tmp/out" "pid of the flusher that published these, which no longer runs (flusher.running)"
+	t "stat --json once it ended" 0 "$SHMCTL" -e "$R" stat --json
+	has "says \"flusher.running\":0" "$tmp/out" '"flusher.running":0,'
+	if command -v python3 >/dev/null; then
+		cp "$tmp/out" "$tmp/running.json"
+		t "which is valid JSON" 0 python3 -m json.tool "$tmp/running.json"
+	fi
+}
+stopped_by TERM
+stopped_by KILL
+# a flusher.lock this user may not open: said, not guessed
+nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+	chmod 755 "$tmp" "$R"
+	chmod 666 "$R/lock.mdb"
+	chmod 600 "$R/flusher.lock"
+fi
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null &&
+   nobody test -r "$R/data.mdb" && nobody test -x "$SHMCTL"; then
+	t "stat of a flusher.lock it may not open" 0 nobody "$SHMCTL" -e "$R" stat
+	has "says it cannot tell, and why" "$tmp/out" "flusher.running                             unknown  cannot tell whether an shm-flusher runs: $R/flusher.lock: Permission denied"
+	t "stat --json of it" 0 nobody "$SHMCTL" -e "$R" stat --json
+	has "is null there" "$tmp/out" '"flusher.running":null,'
+	has "and why on stderr" "$tmp/err" "shmctl: cannot tell whether an shm-flusher runs: $R/flusher.lock: Permission denied"
+else
+	echo "skip - flusher.running unknown: needs root, setpriv, and a path nobody can reach"
+fi
+chmod 700 "$tmp"
 
 records=$(stat_value log_records)
 t "log" 0 "$SHMCTL" log

@@ -11,6 +11,7 @@
  * readers): those only read, dump and ls a chunk per read transaction.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <poll.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1146,6 +1148,7 @@ typedef struct statout {
 	size_t n;      /* values written */
 	uint64_t env_id[2]; /* meta flusher.env_id.hi and .lo */
 	bool env_id_said;
+	int running;   /* flusher_running's answer */
 } statout;
 
 /* JSON's name, then the value's text. */
@@ -1247,7 +1250,6 @@ static const meta_desc cleanup_desc[] = { /* flusher/cleanup.c */
 	{"at", "end, Unix time (s)"},
 	{NULL, NULL}};
 static const meta_desc whole_desc[] = {
-	{"flusher.pid", "pid of the flusher that published these"},
 	{"flusher.heartbeat", "its last publication of these, Unix time (s): "
 	                      "every stats-interval-ms while it runs"},
 	{"flusher.started_at", "its start, Unix time (s)"},
@@ -1302,7 +1304,11 @@ static void stat_meta(const char *name, uint64_t value, void *user)
 	    !memchr(name + 8, '.', (size_t)(dot - (name + 8))))
 		sink = (int)(dot - (name + 8));
 
-	if ((what = meta_desc_of(whole_desc, name)))
+	if (!strcmp(name, "flusher.pid"))
+		snprintf(desc, sizeof desc, "pid of the flusher that published "
+		         "these%s", ((statout *)user)->running == 0
+		         ? ", which no longer runs (flusher.running)" : "");
+	else if ((what = meta_desc_of(whole_desc, name)))
 		snprintf(desc, sizeof desc, "%s", what);
 	else if (strncmp(name, "sink.", 5) == 0 && n > 13 &&
 	         strcmp(name + n - 8, ".applied") == 0)
@@ -1326,6 +1332,49 @@ static void stat_meta(const char *name, uint64_t value, void *user)
 	else
 		snprintf(desc, sizeof desc, "published by shm-flusher");
 	stat_u64(user, name, value, desc);
+}
+
+/* Whether an shm-flusher runs on the environment now: 1, 0, or -1 (why
+ * says) if flusher.lock cannot be opened or locked. A flusher flocks it
+ * for its lifetime (flusher/loop.c invariant 1): a shared lock, taken
+ * without waiting and dropped at once, is refused while one runs. The
+ * file is never made here (none: no flusher ever ran). */
+static int flusher_running(char *why, size_t len)
+{
+	char path[4200], shown[SHM__SHOWN_LONG_MAX];
+	int fd, rc, e;
+
+	snprintf(path, sizeof path, "%s/flusher.lock", env_dir);
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+		if ((e = errno) == ENOENT)
+			return 0;
+	} else {
+		rc = flock(fd, LOCK_SH | LOCK_NB);
+		e = errno;
+		close(fd); /* and the lock, if taken */
+		if (rc == 0 || e == EWOULDBLOCK)
+			return rc != 0;
+	}
+	snprintf(why, len, "cannot tell whether an shm-flusher runs: %s: %s",
+	         shm__shown_long(path, strlen(path), shown), strerror(e));
+	return -1;
+}
+
+/* flusher.running: o->running, and what it means for the flusher.*
+ * values, which a flusher that ended leaves as they were. */
+static void stat_running(statout *o, const char *why)
+{
+	if (o->running > 0)
+		stat_u64(o, "flusher.running", 1, "an shm-flusher runs now (it "
+		         "holds flusher.lock)");
+	else if (o->running == 0)
+		stat_u64(o, "flusher.running", 0, "no shm-flusher runs now: the "
+		         "flusher.* values are the last one's, as of its last "
+		         "publication (flusher.heartbeat)");
+	else if (o->json)
+		stat_json(o, "flusher.running", "null");
+	else
+		stat_str(o, "flusher.running", "unknown", why);
 }
 
 /* what: the calls timed (failed ones are not). */
@@ -1355,7 +1404,7 @@ static int cmd_stat(int argc, char **argv)
 	shm_info in;
 	shm_counters c;
 	statout o = {0};
-	char *text = NULL;
+	char *text = NULL, why[4400];
 	size_t len = 0;
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
@@ -1413,6 +1462,10 @@ static int cmd_stat(int argc, char **argv)
 	stat_hist(&o, "put_latency", &c.put_latency, "message writes committed");
 	stat_hist(&o, "get_latency", &c.get_latency,
 	          "message gets answered, not found included");
+	o.running = flusher_running(why, sizeof why);
+	if (o.running < 0 && o.json)
+		fprintf(stderr, "%s: %s\n", prog, why);
+	stat_running(&o, why);
 	if ((rc = shm_meta_get(env, "flusher.env_id.hi", &o.env_id[0])) ||
 	    (rc = shm_meta_get(env, "flusher.env_id.lo", &o.env_id[1])) ||
 	    (rc = shm_meta_each(env, "sink.", stat_meta, &o)) ||
