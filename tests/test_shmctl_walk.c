@@ -507,13 +507,17 @@ static void test_readers_json_gives_one_object_per_slot(void **state)
 		json_t *th = json_object_get(o, "thread");
 		json_t *tx = json_object_get(o, "txnid");
 		json_t *ag = json_object_get(o, "age");
-		assert_int_equal(json_object_size(o), 4);
+		json_t *dead = json_object_get(o, "dead");
+		assert_int_equal(json_object_size(o), 5);
+		assert_true(json_is_boolean(dead));
 		assert_true(json_is_integer(pid));
 		assert_true(json_is_string(th));
 		const char *hex = json_string_value(th);
 		assert_true(*hex && strspn(hex, "0123456789abcdef") ==
 		                            strlen(hex));
 		assert_true(json_is_integer(tx) == json_is_integer(ag));
+		if (json_integer_value(pid) == getpid())
+			assert_true(json_is_false(dead)); /* this process */
 		if (json_integer_value(pid) == getpid() && json_is_integer(tx)) {
 			assert_false(held);
 			held = true;

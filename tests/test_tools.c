@@ -14,6 +14,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <lmdb.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1000,6 +1001,109 @@ static void test_tools_say_a_full_disk(void **state)
 	free(dir);
 }
 
+/* A child that opens dir read-only and holds a read transaction until it
+ * is killed; returned once the transaction is begun. */
+static pid_t reader_holding(const char *dir)
+{
+	int p[2];
+	char c;
+
+	assert_int_equal(pipe(p), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shm_options o;
+		shm_env *env;
+		shm_rtxn *t;
+		close(p[0]);
+		shm_options_init(&o);
+		o.read_only = true;
+		if (shm_env_open(dir, &o, &env) || shm_rtxn_begin(env, &t) ||
+		    write(p[1], "x", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	tu_child_add(pid);
+	assert_int_equal(read(p[0], &c, 1), 1);
+	close(p[0]);
+	return pid;
+}
+
+/* The rows of out (shmctl readers' lines, text or --json) of pid, and how
+ * many of them have mark. */
+static void rows_of(const char *out, pid_t pid, bool json, const char *mark,
+                    int *rows, int *marked)
+{
+	char line[512];
+	size_t len, m = strlen(mark);
+	int got;
+
+	*rows = *marked = 0;
+	for (const char *l = out; *l; l += len + (l[len] == '\n')) {
+		len = strcspn(l, "\n");
+		snprintf(line, sizeof line, "%.*s", (int)len, l);
+		if (sscanf(line, json ? "{\"pid\":%d," : "%d", &got) != 1 ||
+		    got != pid)
+			continue;
+		++*rows;
+		if (json ? strstr(line, mark) != NULL
+		         : len >= m && !strcmp(line + len - m, mark))
+			++*marked;
+	}
+}
+
+/* shmctl readers says which slots are dead processes' (those
+ * --clear-stale frees): a reader killed by SIGKILL while it held a read
+ * transaction is "yes" (--json: "dead":true), a live one "no" (false).
+ * Before, nothing told them apart. */
+static void test_shmctl_readers_marks_dead_processes(void **state)
+{
+	char *dir = tu_tmpdir(), out[16384];
+	char *text[] = {"shmctl", "-e", dir, "readers", NULL};
+	char *json[] = {"shmctl", "-e", dir, "readers", "--json", NULL};
+	char *clear[] = {"shmctl", "-e", dir, "readers", "--clear-stale", NULL};
+	int rows, marked, st;
+
+	shm_env_close(tu_open(dir, NULL));
+	pid_t live = reader_holding(dir), dead = reader_holding(dir);
+	assert_int_equal(kill(dead, SIGKILL), 0);
+	assert_int_equal(waitpid(dead, &st, 0), dead);
+	tu_child_del(dead);
+
+	assert_int_equal(run(NULL, out, sizeof out, text), 0);
+	assert_non_null(strstr(out, " txnid        age dead\n"));
+	rows_of(out, dead, false, " yes", &rows, &marked);
+	assert_true(rows > 0);
+	assert_int_equal(marked, rows);
+	rows_of(out, live, false, " no", &rows, &marked);
+	assert_true(rows > 0);
+	assert_int_equal(marked, rows);
+
+	assert_int_equal(run(NULL, out, sizeof out, json), 0);
+	rows_of(out, dead, true, ",\"dead\":true}", &rows, &marked);
+	assert_true(rows > 0);
+	assert_int_equal(marked, rows);
+	rows_of(out, live, true, ",\"dead\":false}", &rows, &marked);
+	assert_true(rows > 0);
+	assert_int_equal(marked, rows);
+
+	/* --clear-stale frees what was marked, and only that */
+	assert_int_equal(run(NULL, out, sizeof out, clear), 0);
+	rows_of(out, dead, false, " yes", &rows, &marked);
+	assert_int_equal(rows, 0);
+	rows_of(out, live, false, " no", &rows, &marked);
+	assert_true(rows > 0);
+	assert_int_equal(marked, rows);
+
+	kill(live, SIGKILL);
+	waitpid(live, &st, 0);
+	tu_child_del(live);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 static int kill_children(void **state)
 {
 	tu_children_stop(NULL);
@@ -1054,6 +1158,7 @@ int main(void)
 		T(test_every_tools_help_lists_help_and_version),
 		T(test_dataset_refuses_a_graph_it_cannot_load),
 		T(test_dataset_help_says_how_connections_are_kept),
+		T(test_shmctl_readers_marks_dead_processes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

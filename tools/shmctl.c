@@ -110,7 +110,9 @@ static const char usage_text[] =
 "  readers [--clear-stale] [--json]\n"
 "                                     LMDB reader slots (pid, thread, txnid\n"
 "                                     of the snapshot held, its age in\n"
-"                                     transactions committed since)\n"
+"                                     transactions committed since, dead:\n"
+"                                     yes for a dead process's slot, which\n"
+"                                     --clear-stale frees)\n"
 "\n"
 "Options, before COMMAND: -e DIR (or --env DIR, -eDIR) the environment\n"
 "directory; -h, --help; -V, --version\n"
@@ -2278,8 +2280,28 @@ static int cmd_dead(int argc, char **argv)
 typedef struct readers_out {
 	MDB_env *mdb;
 	bool json;
+	int lfd;    /* DIR/lock.mdb, for reader_dead; -1: cannot tell */
 	unsigned n; /* slots printed */
 } readers_out;
+
+/* Whether pid, which holds a reader slot, has died: 1, 0, or -1 if it
+ * cannot be told. As LMDB's stale-reader check (--clear-stale) tells it:
+ * a process with a reader slot holds an fcntl write lock on byte pid of
+ * lock.mdb, which the kernel drops when it dies; F_GETLK sees another
+ * process's, never this one's (alive). lfd must stay open until the
+ * handle is closed: closing any descriptor of lock.mdb drops this
+ * process's fcntl locks on it, LMDB's too. */
+static int reader_dead(int lfd, int pid)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
+	                   .l_start = pid, .l_len = 1};
+
+	if (pid == getpid())
+		return 0;
+	if (lfd < 0 || fcntl(lfd, F_GETLK, &fl) != 0)
+		return -1;
+	return fl.l_type == F_UNLCK;
+}
 
 static int reader_row(int pid, size_t thread, size_t txnid, void *ctx)
 {
@@ -2287,6 +2309,7 @@ static int reader_row(int pid, size_t thread, size_t txnid, void *ctx)
 	MDB_envinfo ei;
 	char th[32], id[32] = "-", age[32] = "-";
 	bool has_age = txnid && mdb_env_info(o->mdb, &ei) == 0;
+	int dead = reader_dead(o->lfd, pid);
 
 	snprintf(th, sizeof th, "%zx", thread);
 	if (o->json) {
@@ -2298,20 +2321,22 @@ static int reader_row(int pid, size_t thread, size_t txnid, void *ctx)
 		json_object_set_new(j, "age", has_age ? json_integer(
 		                    (json_int_t)(ei.me_last_txnid - txnid))
 		                    : json_null());
+		json_object_set_new(j, "dead", dead < 0 ? json_null()
+		                                        : json_boolean(dead));
 		emit(stdout, j);
 		o->n++;
 		return ferror(stdout) ? -1 : 0;
 	}
-	if (o->n++ == 0 && printf("%10s %16s %12s %10s\n", "pid", "thread",
-	                          "txnid", "age") < 0)
+	if (o->n++ == 0 && printf("%10s %16s %12s %10s %4s\n", "pid",
+	                          "thread", "txnid", "age", "dead") < 0)
 		return -1;
 	if (txnid)
 		snprintf(id, sizeof id, "%zu", txnid);
 	if (has_age)
 		snprintf(age, sizeof age, "%zu",
 		         (size_t)ei.me_last_txnid - txnid);
-	return printf("%10d %16s %12s %10s\n", pid, th, id, age) < 0 ? -1
-	                                                              : 0;
+	return printf("%10d %16s %12s %10s %4s\n", pid, th, id, age,
+	              dead < 0 ? "?" : dead ? "yes" : "no") < 0 ? -1 : 0;
 }
 
 static int cmd_readers(int argc, char **argv)
@@ -2328,7 +2353,10 @@ static int cmd_readers(int argc, char **argv)
 		return ex;
 	if ((ex = open_env(false, &env)))
 		return ex;
-	readers_out o = {env->mdb, optv(opts, "json") != NULL, 0};
+	char lock[4200];
+	snprintf(lock, sizeof lock, "%s/lock.mdb", env_dir);
+	readers_out o = {env->mdb, optv(opts, "json") != NULL,
+	                 open(lock, O_RDONLY | O_CLOEXEC), 0};
 	if (optv(opts, "clear-stale")) {
 		int cleared = 0;
 		if ((rc = shm_env_reader_check(env, &cleared))) {
@@ -2345,6 +2373,8 @@ static int cmd_readers(int argc, char **argv)
 	ex = EX_OK;
 out:
 	shm_env_close(env);
+	if (o.lfd >= 0) /* after the close: reader_dead */
+		close(o.lfd);
 	return ex;
 }
 
