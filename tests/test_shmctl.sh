@@ -515,6 +515,16 @@ cp "$tmp/empty/data.mdb" "$tmp/copy/"
 t "verify of a copy of data.mdb alone exits 1" 1 "$SHMCTL" -e "$tmp/copy" verify
 has "naming the file and the fix" "$tmp/err" "$tmp/copy/shm.stats: environment has no stats file (data.mdb copied alone, as mdb_copy does? a read-write open makes it: shmctl -e $tmp/copy init)"
 t "init takes the copy" 0 "$SHMCTL" -e "$tmp/copy" init
+# saying what it made there: "left as it was" was untrue (verify's
+# read-only open made lock.mdb, as any opener does)
+has "saying what it made" "$tmp/out" "$tmp/copy: an shm environment already; made what it lacked: shm.stats, shm.wlock"
+hasnt "not that it left it as it was" "$tmp/out" "left as it was"
+t "init of the copy again" 0 "$SHMCTL" -e "$tmp/copy" init
+has "left it as it was, now true" "$tmp/out" "$tmp/copy: an shm environment already, left as it was"
+mkdir "$tmp/copy2"
+cp "$tmp/empty/data.mdb" "$tmp/copy2/"
+t "init of a copy nothing opened yet" 0 "$SHMCTL" -e "$tmp/copy2" init
+eq "says it made the three" "$(cat "$tmp/out")" "$tmp/copy2: an shm environment already; made what it lacked: lock.mdb, shm.stats, shm.wlock"
 t "which then verifies" 0 "$SHMCTL" -e "$tmp/copy" verify
 t "readers" 0 "$SHMCTL" readers
 eq "readers without readers says so (the man page's text)" "$(cat "$tmp/out")" "(no active readers)"

@@ -417,31 +417,6 @@ static void on_signal(int sig)
 
 /* ----------------------------------------------------------- messages */
 
-static int cmd_init(int argc, char **argv)
-{
-	optdef opts[] = {{NULL, false, NULL}};
-	char **pos;
-	int npos, ex;
-	shm_env *env;
-
-	if ((ex = scan(argc, argv, opts, &pos, &npos)))
-		return ex;
-	if ((ex = arity("init", pos, npos, 0, 0)))
-		return ex;
-	/* what was there, for the message: a data.mdb with pages (an empty
-	 * one is a creation cut short, which the open completes) */
-	char data[4096];
-	struct stat st;
-	snprintf(data, sizeof data, "%s/data.mdb", env_dir);
-	bool existed = stat(data, &st) == 0 && st.st_size > 0;
-	if ((ex = open_env_as(true, true, &env)))
-		return ex;
-	shm_env_close(env);
-	printf(existed ? "%s: an shm environment already, left as it was\n"
-	               : "%s: shm environment created\n", env_dir);
-	return EX_OK;
-}
-
 /* The messages an import read, each with its line number. */
 typedef struct batch {
 	shm_msg *msgs;   /* copies of *owned[i], as put_many takes them */
@@ -664,9 +639,9 @@ static size_t say_repeats(const batch *b)
 	return n;
 }
 
-/* What an import's directory lacked before the import opened it: if the
+/* What the directory lacked before import or init opened it: if the
  * import creates the environment and then fails, it removes what it made,
- * and nothing that was there before. */
+ * and nothing that was there before; init says what it made. */
 static const char *const env_files[] = {SHM_ENV_FILES};
 #define N_ENV_FILES (sizeof env_files / sizeof *env_files)
 typedef struct absent {
@@ -733,6 +708,45 @@ static void remove_made(const absent *a)
 		fprintf(stderr, "%s: the environment this import created in %s "
 		        "is removed\n", prog,
 		        shm__shown_long(env_dir, strlen(env_dir), shown));
+}
+
+static int cmd_init(int argc, char **argv)
+{
+	optdef opts[] = {{NULL, false, NULL}};
+	char **pos, path[4200], made[64] = "";
+	int npos, ex;
+	shm_env *env;
+	absent a;
+
+	if ((ex = scan(argc, argv, opts, &pos, &npos)))
+		return ex;
+	if ((ex = arity("init", pos, npos, 0, 0)))
+		return ex;
+	/* what was there, for the message: a data.mdb with pages (an empty
+	 * one is a creation cut short, which the open completes), and the
+	 * other files (a copy of data.mdb alone has none of them) */
+	struct stat st;
+	snprintf(path, sizeof path, "%s/data.mdb", env_dir);
+	bool existed = stat(path, &st) == 0 && st.st_size > 0;
+	note_absent(&a);
+	if ((ex = open_env_as(true, true, &env)))
+		return ex;
+	shm_env_close(env);
+	for (size_t i = 1; i < N_ENV_FILES; i++) { /* [0]: data.mdb */
+		snprintf(path, sizeof path, "%s/%s", env_dir, env_files[i]);
+		if (a.file[i] && !is_absent(path))
+			snprintf(made + strlen(made), sizeof made - strlen(made),
+			         "%s%s", *made ? ", " : "", env_files[i]);
+	}
+	if (!existed)
+		printf("%s: shm environment created\n", env_dir);
+	else if (*made)
+		printf("%s: an shm environment already; made what it lacked: "
+		       "%s\n", env_dir, made);
+	else
+		printf("%s: an shm environment already, left as it was\n",
+		       env_dir);
+	return EX_OK;
 }
 
 static int cmd_import(int argc, char **argv)
