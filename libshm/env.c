@@ -694,10 +694,16 @@ static int map_size_in_force(shm_env *env)
 	return 0;
 }
 
+/* The fix open_denied names for a file (or the directory) this user may
+ * not write: several users share an environment through one group. */
+#define WRITE_ACCESS "give this user write access to it, e.g. one group " \
+                     "for every user of the environment, a setgid " \
+                     "directory, umask 0002"
+
 /* mdb_env_open's EACCES names no file: the one this process may not use,
  * looked for in the order LMDB opens them (lock.mdb, which every opener
  * writes, readers too, or creates; then data.mdb), else the directory,
- * named as shown (dir shown printably). */
+ * named as shown (dir shown printably), with the fix. */
 static int open_denied(const char *dir, const char *shown, bool read_only)
 {
 	char lock[4200], data[4200];
@@ -707,16 +713,16 @@ static int open_denied(const char *dir, const char *shown, bool read_only)
 	if (faccessat(AT_FDCWD, lock, F_OK, AT_EACCESS) != 0 &&
 	    faccessat(AT_FDCWD, dir, W_OK, AT_EACCESS) != 0)
 		return shm__err(EACCES, "%s: no lock.mdb, and none can be made "
-		                "in the directory", shown);
+		                "in the directory: " WRITE_ACCESS, shown);
 	if (faccessat(AT_FDCWD, lock, R_OK | W_OK, AT_EACCESS) != 0)
 		return shm__err(EACCES, "%s/lock.mdb: every process that opens "
 		                "the environment, a reader too, writes LMDB's "
-		                "lock file", shown);
+		                "lock file: " WRITE_ACCESS, shown);
 	if (faccessat(AT_FDCWD, data, R_OK, AT_EACCESS) != 0)
 		return shm__err(EACCES, "%s/data.mdb: cannot be read", shown);
 	if (!read_only && faccessat(AT_FDCWD, data, W_OK, AT_EACCESS) != 0)
 		return shm__err(EACCES, "%s/data.mdb: a read-write open writes "
-		                "it", shown);
+		                "it: " WRITE_ACCESS, shown);
 	return shm__err_mdb(EACCES, shown);
 }
 

@@ -441,6 +441,11 @@ static void test_long_error_text_is_cut_between_characters(void **state)
 	}
 }
 
+/* What open_denied says a user who may not write needs. */
+#define WRITE_ACCESS "give this user write access to it, e.g. one group " \
+                     "for every user of the environment, a setgid " \
+                     "directory, umask 0002"
+
 /* In a child that may not bypass file modes (root becomes nobody): opens
  * dir (read_only or not), wants EACCES with want in the text; its exit
  * status says whether it got them. */
@@ -475,7 +480,9 @@ static int open_denied_in_child(const char *dir, bool read_only,
 
 /* A file of the environment this user may not use is named: LMDB's
  * EACCES said "DIR: Permission denied", which names none, though the
- * usual one is lock.mdb, which every opener writes, readers too. */
+ * usual one is lock.mdb, which every opener writes, readers too. Where
+ * the user needs write access, the text says so and how users share an
+ * environment (before, it named the file but not the fix). */
 static void test_open_denied_names_the_file(void **state)
 {
 	char *dir = tu_tmpdir(), lock[PATH_MAX], data[PATH_MAX];
@@ -489,20 +496,21 @@ static void test_open_denied_names_the_file(void **state)
 	 * nonnull argument, and on the path after that check -Wformat-truncation
 	 * took dir for NULL (CI=true SANITIZER=undefined failed to build) */
 	snprintf(nolock, sizeof nolock, "%s: no lock.mdb, and none can be "
-	         "made in the directory (Permission denied)", dir);
+	         "made in the directory: " WRITE_ACCESS " (Permission denied)",
+	         dir);
 	assert_int_equal(chmod(dir, 0755), 0);
 	/* lock.mdb not writable: a reader cannot open either */
 	assert_int_equal(chmod(lock, 0444), 0);
 	snprintf(want, sizeof want, "%s: every process that opens the "
-	         "environment, a reader too, writes LMDB's lock file "
-	         "(Permission denied)", lock);
+	         "environment, a reader too, writes LMDB's lock file: "
+	         WRITE_ACCESS " (Permission denied)", lock);
 	assert_int_equal(open_denied_in_child(dir, true, want), 0);
 	assert_int_equal(open_denied_in_child(dir, false, want), 0);
 	/* data.mdb not writable: a read-write open */
 	assert_int_equal(chmod(lock, 0666), 0);
 	assert_int_equal(chmod(data, 0444), 0);
-	snprintf(want, sizeof want, "%s: a read-write open writes it "
-	         "(Permission denied)", data);
+	snprintf(want, sizeof want, "%s: a read-write open writes it: "
+	         WRITE_ACCESS " (Permission denied)", data);
 	assert_int_equal(open_denied_in_child(dir, false, want), 0);
 	/* nor readable: any open */
 	assert_int_equal(chmod(data, 0), 0);
