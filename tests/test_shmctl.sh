@@ -506,6 +506,12 @@ t "init creates an environment" 0 "$SHMCTL" -e "$tmp/empty" init
 has "saying it created it" "$tmp/out" "$tmp/empty: shm environment created"
 t "init again is harmless" 0 "$SHMCTL" -e "$tmp/empty" init
 has "saying it was there" "$tmp/out" "$tmp/empty: an shm environment already, left as it was"
+t "init of a directory whose name has a newline" 0 "$SHMCTL" -e "$tmp/nl
+dir" init
+has "names it printably, as the errors do" "$tmp/out" "$tmp/nl\\x0adir: shm environment created"
+eq "on one line" "$(wc -l <"$tmp/out")" 1
+rm -rf "$tmp/nl
+dir"
 t "which the other commands then open" 0 "$SHMCTL" -e "$tmp/empty" stat
 # a backup: data.mdb alone, as mdb_copy writes it. A read-only command says
 # what it lacks and what makes it, init does, and the copy then verifies

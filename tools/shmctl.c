@@ -738,14 +738,17 @@ static int cmd_init(int argc, char **argv)
 			snprintf(made + strlen(made), sizeof made - strlen(made),
 			         "%s%s", *made ? ", " : "", env_files[i]);
 	}
+	/* the directory as every other message shows it: printable */
+	char shown[SHM__SHOWN_LONG_MAX];
+	const char *dir = shm__shown_long(env_dir, strlen(env_dir), shown);
 	if (!existed)
-		printf("%s: shm environment created\n", env_dir);
+		printf("%s: shm environment created\n", dir);
 	else if (*made)
 		printf("%s: an shm environment already; made what it lacked: "
-		       "%s\n", env_dir, made);
+		       "%s\n", dir, made);
 	else
 		printf("%s: an shm environment already, left as it was\n",
-		       env_dir);
+		       dir);
 	return EX_OK;
 }
 
