@@ -913,15 +913,18 @@ static void pg_notice(void *arg, const char *msg)
 /* Connects before deadline, in UTF-8 whatever PGCLIENTENCODING or the
  * conninfo says (later keywords win over the conninfo expanded from
  * dbname): values are UTF-8, and a character another encoding lacks would
- * fail the whole query. To the addresses the hosts resolved to at open
- * (hostaddr: libpq resolves nothing, the names stay its host). NULL with
- * the reason (SHM_EL3) on failure. Either way L3's pool names the server
- * tried from then on. */
+ * fail the whole query. Named "shm-readthrough" in pg_stat_activity
+ * unless the conninfo or PGAPPNAME gives an application_name. To the
+ * addresses the hosts resolved to at open (hostaddr: libpq resolves
+ * nothing, the names stay its host). NULL with the reason (SHM_EL3) on
+ * failure. Either way L3's pool names the server tried from then on. */
 static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 {
-	const char *kw[] = {"dbname", "client_encoding",
+	const char *kw[] = {"fallback_application_name", "dbname",
+	                    "client_encoding",
 	                    env->pg_hostaddr ? "hostaddr" : NULL, NULL};
-	const char *val[] = {env->pg_conninfo, "UTF8", env->pg_hostaddr, NULL};
+	const char *val[] = {"shm-readthrough", env->pg_conninfo, "UTF8",
+	                     env->pg_hostaddr, NULL};
 	PGconn *c = PQconnectStartParams(kw, val, 1);
 	char server[SHM__SHOWN_LONG_MAX];
 

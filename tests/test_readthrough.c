@@ -506,6 +506,70 @@ static void test_message_only_in_postgres_fills_l1_and_redis(void **state)
 	cleanup();
 }
 
+/* The application_name of the PostgreSQL connection a handle on conninfo
+ * makes to get m: in pg_stat_activity, the one client backend that began
+ * after the handle was opened. malloc'd. */
+static char *read_through_app_name(const char *conninfo, const shm_msg *m)
+{
+	PGconn *db = pg();
+	PGresult *r = PQexec(db, "SELECT clock_timestamp()");
+	char since[64], *name;
+	shm_msg *got = NULL;
+
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	snprintf(since, sizeof since, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	shm_env *env = open_rt(NULL, conninfo, 50, 0);
+	assert_int_equal(shm_msg_get(env, &m->id, &got), 0);
+	shm_msg_free(got);
+	const char *p[1] = {since};
+	r = PQexecParams(db, "SELECT application_name FROM pg_stat_activity "
+	                 "WHERE backend_type = 'client backend' AND "
+	                 "backend_start > $1 AND pid <> pg_backend_pid()", 1,
+	                 NULL, p, NULL, NULL, 0);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_int_equal(PQntuples(r), 1);
+	name = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	close_rt(env);
+	PQfinish(db);
+	return name;
+}
+
+/* The read-through's PostgreSQL connections say what they are in
+ * pg_stat_activity: "shm-readthrough" (libpq's
+ * fallback_application_name); the conninfo's own application_name, or
+ * else PGAPPNAME, wins over it. Before, they had none (''). */
+static void test_postgres_connections_are_named_shm_readthrough(void **state)
+{
+	NEED_SERVERS();
+	char room[64], own[64], conn[4400], *name;
+	PGconn *db = pg();
+
+	room_name(room, sizeof room, "appname");
+	shm_msg m = plain_msg(room, INT64_C(1700000002000000), "named");
+	pg_put(db, &m);
+	PQfinish(db);
+
+	name = read_through_app_name(pg_info, &m);
+	assert_string_equal(name, "shm-readthrough");
+	free(name);
+
+	snprintf(own, sizeof own, "%s-conninfo", prefix);
+	snprintf(conn, sizeof conn, "%s application_name=%s", pg_info, own);
+	name = read_through_app_name(conn, &m);
+	assert_string_equal(name, own);
+	free(name);
+
+	snprintf(own, sizeof own, "%s-pgappname", prefix);
+	setenv("PGAPPNAME", own, 1);
+	name = read_through_app_name(pg_info, &m);
+	unsetenv("PGAPPNAME");
+	assert_string_equal(name, own);
+	free(name);
+	cleanup();
+}
+
 static void test_message_nowhere(void **state)
 {
 	NEED_SERVERS();
@@ -3180,6 +3244,7 @@ static int unset_pgenv(void **state)
 	unsetenv("PGTZ");
 	unsetenv("PGCLIENTENCODING");
 	unsetenv("PGHOST");
+	unsetenv("PGAPPNAME");
 	return 0;
 }
 
@@ -3194,6 +3259,9 @@ int main(void)
 			test_more_gets_than_connections_on_a_hung_redis,
 			stop_children),
 		cmocka_unit_test(test_message_only_in_postgres_fills_l1_and_redis),
+		cmocka_unit_test_teardown(
+			test_postgres_connections_are_named_shm_readthrough,
+			unset_pgenv),
 		cmocka_unit_test(test_message_nowhere),
 		cmocka_unit_test(test_connect_errors_show_the_servers_printably),
 		cmocka_unit_test(test_long_server_name_stays_utf8),
