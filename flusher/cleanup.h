@@ -131,8 +131,8 @@ int fl_refresh_run(PGconn *pg, const fl_refresh *r, uint64_t *inserted,
                    char *err, size_t errlen);
 void fl_refresh_free(fl_refresh *r);
 
-/* Connects with cfg's conninfo and timeouts (application_name
- * shm-flusher-cleanup); NULL with err set on failure. */
+/* Connects with cfg's conninfo and timeouts (named shm-flusher-cleanup
+ * unless the user names it: fl_pg_connect); NULL with err set on failure. */
 PGconn *fl_cleanup_connect(const fl_config *cfg, char *err, size_t errlen);
 
 /* Logs st and stores it in meta as cleanup.* (last round, and cumulative

@@ -154,8 +154,9 @@ const char *fl_redis_error(const char *errstr);
 /* ----------------------------------------------- postgres connections */
 
 struct pg_conn;
-/* A connection to cfg's pg-conninfo (application_name app), made within
- * pg-timeout-ms; NULL with the first line of the reason in err. */
+/* A connection to cfg's pg-conninfo (named app unless the conninfo's
+ * application_name or PGAPPNAME names it), made within pg-timeout-ms;
+ * NULL with the first line of the reason in err. */
 struct pg_conn *fl_pg_connect(const fl_config *cfg, const char *app,
                               char *err, size_t errlen);
 

@@ -1,13 +1,14 @@
 /*
  * flusher/pg_conn.c - PostgreSQL connections as the flusher opens them, for
- * the sink and the connection cleanup: pg-conninfo with an application name,
- * in UTF-8, resolved and connected within pg-timeout-ms. libpq's own
- * connect_timeout counts whole seconds and at least 2, so the connect is
- * driven here (PQconnectStart + PQconnectPoll) against a deadline in
- * milliseconds; and libpq resolves a host name with no deadline at all, so
- * the hosts are resolved here first, anew at each connect (a server that
- * moved is found again), and libpq is given their addresses as hostaddr
- * (the names stay its host, for authentication, SSL and its messages).
+ * the sink and the connection cleanup: pg-conninfo with a fallback
+ * application name, in UTF-8, resolved and connected within pg-timeout-ms.
+ * libpq's own connect_timeout counts whole seconds and at least 2, so the
+ * connect is driven here (PQconnectStart + PQconnectPoll) against a
+ * deadline in milliseconds; and libpq resolves a host name with no deadline
+ * at all, so the hosts are resolved here first, anew at each connect (a
+ * server that moved is found again), and libpq is given their addresses as
+ * hostaddr (the names stay its host, for authentication, SSL and its
+ * messages).
  */
 #include <errno.h>
 #include <libpq-fe.h>
@@ -39,14 +40,15 @@ static int wait_socket(PGconn *c, PostgresPollingStatusType st,
 PGconn *fl_pg_connect(const fl_config *cfg, const char *app, char *err,
                       size_t errlen)
 {
-	/* later keywords win: the conninfo (expanded from dbname) may
-	 * override the application name placed before it, but not the
-	 * encoding after it: rows are UTF-8 whatever PGCLIENTENCODING or the
-	 * conninfo say (another one would convert them, or refuse them); nor
-	 * the addresses its host names resolved to, last */
+	/* later keywords win: app is a fallback, so the conninfo's
+	 * application_name (expanded from dbname) or PGAPPNAME names the
+	 * connection first, as libshm's read-through's; the encoding after
+	 * it is not overridden: rows are UTF-8 whatever PGCLIENTENCODING or
+	 * the conninfo say (another one would convert them, or refuse them);
+	 * nor the addresses its host names resolved to, last */
 	const char *conninfo = cfg->pg_conninfo ? cfg->pg_conninfo : "";
-	const char *kw[] = {"application_name", "dbname", "client_encoding",
-	                    "hostaddr", NULL};
+	const char *kw[] = {"fallback_application_name", "dbname",
+	                    "client_encoding", "hostaddr", NULL};
 	const char *val[] = {app, conninfo, "UTF8", NULL, NULL};
 	int64_t deadline = (int64_t)fl_mono_ms() + (int64_t)cfg->pg_timeout_ms;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;

@@ -3505,6 +3505,61 @@ static void test_pg_connect_resolves_within_pg_timeout_ms(void **state)
 	}
 }
 
+/* A failed assertion leaves a test before it can unset PGAPPNAME. */
+static int unset_pgappname(void **state)
+{
+	unsetenv("PGAPPNAME");
+	return 0;
+}
+
+/* What pg_stat_activity says of the application_name of the connection
+ * fl_pg_connect makes to conninfo for app. malloc'd. */
+static char *pg_connect_app_name(const char *conninfo, const char *app)
+{
+	char err[512], *name;
+	fl_config c;
+
+	load_cfg(&c, "--pg", conninfo);
+	PGconn *pg = (PGconn *)fl_pg_connect(&c, app, err, sizeof err);
+	if (!pg)
+		fail_msg("%s: %s", conninfo, err);
+	PGresult *r = PQexec(pg, "SELECT application_name FROM "
+	                     "pg_stat_activity WHERE pid = pg_backend_pid()");
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_int_equal(PQntuples(r), 1);
+	name = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	PQfinish(pg);
+	fl_config_free(&c);
+	return name;
+}
+
+/* The flusher's PostgreSQL connections are named by what they do
+ * ("shm-flusher", "shm-flusher-cleanup") unless the user names them, as
+ * libshm's read-through's are: the conninfo's application_name wins, and
+ * so does PGAPPNAME (libpq's fallback_application_name). PGAPPNAME was
+ * overridden. */
+static void test_pg_connect_names_the_connection_unless_the_user_does(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char conninfo[4200], *name;
+
+	name = pg_connect_app_name(ft_pg, "shm-flusher");
+	assert_string_equal(name, "shm-flusher");
+	free(name);
+	snprintf(conninfo, sizeof conninfo, "%s application_name=ops-sink",
+	         ft_pg);
+	name = pg_connect_app_name(conninfo, "shm-flusher");
+	assert_string_equal(name, "ops-sink");
+	free(name);
+	setenv("PGAPPNAME", "ops-env", 1);
+	name = pg_connect_app_name(ft_pg, "shm-flusher-cleanup");
+	unsetenv("PGAPPNAME");
+	assert_string_equal(name, "ops-env");
+	free(name);
+}
+
 /* Two environments under one --env-id, in a shm_sink_positions without
  * env_uuid (an older schema: no owner check): the second's flusher finds a
  * PostgreSQL position past the end of its own log. It must not take it (that
@@ -4247,6 +4302,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_pg_connect_gives_up_after_pg_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_redis_connect_resolves_within_redis_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_pg_connect_resolves_within_pg_timeout_ms, ft_teardown),
+		cmocka_unit_test_teardown(
+			test_pg_connect_names_the_connection_unless_the_user_does,
+			unset_pgappname),
 		cmocka_unit_test_teardown(test_pg_connect_error_shows_the_host_printably, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_names_its_paths_printably, ft_teardown),
 		cmocka_unit_test_teardown(test_position_past_the_log_end_is_refused, ft_teardown),
