@@ -1197,7 +1197,8 @@ int fl_cleanup_round_per_connection(PGconn *pg, fl_cleanup_stats *st,
 PGconn *fl_cleanup_connect(const fl_config *cfg, char *err, size_t errlen)
 {
 	char sql[128];
-	PGconn *pg = fl_pg_connect(cfg, "shm-flusher-cleanup", err, errlen);
+	PGconn *pg = fl_pg_connect(cfg, "shm-flusher-cleanup", "cleanup", err,
+	                           errlen);
 
 	if (!pg)
 		return NULL;

@@ -156,9 +156,11 @@ const char *fl_redis_error(const char *errstr);
 struct pg_conn;
 /* A connection to cfg's pg-conninfo (named app unless the conninfo's
  * application_name or PGAPPNAME names it), made within pg-timeout-ms;
- * NULL with the first line of the reason in err. */
+ * NULL with the first line of the reason in err. What the server sends as
+ * notices, from the start, is logged as comp's (a string that outlives the
+ * connection), never printed on stderr. */
 struct pg_conn *fl_pg_connect(const fl_config *cfg, const char *app,
-                              char *err, size_t errlen);
+                              const char *comp, char *err, size_t errlen);
 
 /* ------------------------------------------------------------ batches */
 

@@ -8,7 +8,8 @@
  * at all, so the hosts are resolved here first, anew at each connect (a
  * server that moved is found again), and libpq is given their addresses as
  * hostaddr (the names stay its host, for authentication, SSL and its
- * messages).
+ * messages). What the server sends as notices is logged from the start
+ * (notice): libpq would print it on stderr, outside the log's format.
  */
 #include <errno.h>
 #include <libpq-fe.h>
@@ -37,8 +38,28 @@ static int wait_socket(PGconn *c, PostgresPollingStatusType st,
 	}
 }
 
-PGconn *fl_pg_connect(const fl_config *cfg, const char *app, char *err,
-                      size_t errlen)
+/* A notice libpq passes on (the server's NOTICE or WARNING, libpq's
+ * own) as one line of the log of the component comp names, at the level
+ * of its severity: INFO for NOTICE and INFO, DEBUG for LOG and DEBUG, WARN
+ * for the others (WARNING; an error libpq read outside a query). libpq's
+ * text, its line breaks folded and other control characters shown \xNN. */
+static void notice(void *comp, const PGresult *res)
+{
+	const char *sev =
+		PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	char shown[SHM__SHOWN_LONG_MAX];
+	int level = FL_WARN;
+
+	if (sev && (!strcmp(sev, "NOTICE") || !strcmp(sev, "INFO")))
+		level = FL_INFO;
+	else if (sev && (!strcmp(sev, "LOG") || !strncmp(sev, "DEBUG", 5)))
+		level = FL_DEBUG;
+	fl_log(level, comp, "server: %s",
+	       shm__shown_lines(PQresultErrorMessage(res), shown));
+}
+
+PGconn *fl_pg_connect(const fl_config *cfg, const char *app,
+                      const char *comp, char *err, size_t errlen)
 {
 	/* later keywords win: app is a fallback, so the conninfo's
 	 * application_name (expanded from dbname) or PGAPPNAME names the
@@ -66,6 +87,7 @@ PGconn *fl_pg_connect(const fl_config *cfg, const char *app, char *err,
 		snprintf(err, errlen, "connect: out of memory");
 		goto fail;
 	}
+	PQsetNoticeReceiver(c, notice, (void *)comp); /* before any message */
 	while (PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
 	       st != PGRES_POLLING_FAILED) {
 		if (wait_socket(c, st, deadline)) {

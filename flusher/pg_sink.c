@@ -359,12 +359,6 @@ static char *default_check_sql(const char *lit)
 	return sql;
 }
 
-/* Server notices go to our log, not to stderr. */
-static void notice(void *arg, const char *msg)
-{
-	fl_log(FL_INFO, "pg", "server: %s", msg);
-}
-
 static int p_connect(fl_sink *s)
 {
 	pg_sink *p = (pg_sink *)s;
@@ -375,11 +369,11 @@ static int p_connect(fl_sink *s)
 	if (!conn_lost(p))
 		return FL_OK;
 	p_disconnect(s);
-	if (!(p->c = fl_pg_connect(cfg, "shm-flusher", err, sizeof err))) {
+	if (!(p->c = fl_pg_connect(cfg, "shm-flusher", "pg", err,
+	                           sizeof err))) {
 		fl_sink_seterr(s, "%s", err);
 		return FL_TRANSIENT;
 	}
-	PQsetNoticeProcessor(p->c, notice, NULL);
 	if (!(p->env_lit = PQescapeLiteral(p->c, s->env_id, strlen(s->env_id)))) {
 		fl_sink_seterr(s, "escape env id: %s", PQerrorMessage(p->c));
 		p_disconnect(s);

@@ -472,6 +472,43 @@ FT_FN bool ft_log_waits_for(const char *dir, const char *s,
 	return ft_log_mentions(dir, s);
 }
 
+/* How many lines of the --log-file at path are "<UTC time> " then line,
+ * in fl_log's format ("2026-01-02T03:04:05.678Z INFO pg: ..."). */
+FT_FN unsigned ft_log_file_lines(const char *path, const char *line)
+{
+	char buf[4096];
+	unsigned n = 0;
+	FILE *f = fopen(path, "r");
+
+	while (f && fgets(buf, sizeof buf, f)) {
+		size_t len = strcspn(buf, "\n");
+		buf[len] = 0;
+		n += len > 25 && buf[4] == '-' && buf[10] == 'T' &&
+		     buf[19] == '.' && buf[23] == 'Z' && buf[24] == ' ' &&
+		     !strcmp(buf + 25, line);
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Fails the test if the flusher of dir wrote anything on its stderr
+ * (dir.flusher.log, ft_spawn_flusher's), quoting it. */
+FT_FN void ft_assert_no_stderr(const char *dir)
+{
+	char path[4096], buf[2048] = "";
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s.flusher.log", dir);
+	if ((f = fopen(path, "r"))) {
+		size_t n = fread(buf, 1, sizeof buf - 1, f);
+		buf[n] = 0;
+		fclose(f);
+	}
+	if (*buf)
+		fail_msg("the flusher wrote on its stderr: %s", buf);
+}
+
 /* Removes a test environment and its flusher log (kept when a test fails
  * before reaching this). */
 FT_FN void ft_rmdir(const char *dir)

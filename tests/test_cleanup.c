@@ -459,6 +459,46 @@ static void test_cleanup_now_runs_one_round_and_says_how_it_went(void **st_)
 	free(dir);
 }
 
+/*
+ * What PostgreSQL sends the cleanup's connection as notices (a trigger's
+ * NOTICE, and a WARNING of two lines with a control character in it) is
+ * one line each of the flusher's --log-file, in its format, at INFO and
+ * WARN, the line break folded and the control character shown; nothing
+ * reaches stderr. The cleanup's connection had no notice processor:
+ * libpq printed them on stderr, raw.
+ */
+static void test_cleanup_server_notices_are_lines_of_the_log(void **st_)
+{
+	FT_NEED_SERVERS();
+	NEED_PG();
+	char *dir = flusher_env(), logf[4200];
+	site a;
+
+	setup_stale_site(&a, 81);
+	sql("CREATE OR REPLACE FUNCTION test_cleanup_noisy() RETURNS trigger"
+	    " LANGUAGE plpgsql AS $$ BEGIN RAISE NOTICE 'cleanup notice';"
+	    " RAISE WARNING E'cleanup warning\\nsecond line \\x07bell';"
+	    " RETURN OLD; END $$");
+	sql("CREATE TRIGGER test_cleanup_noisy BEFORE DELETE ON shm_marks"
+	    " FOR EACH ROW WHEN (OLD.website_id = '%s')"
+	    " EXECUTE FUNCTION test_cleanup_noisy()", a.id);
+	snprintf(logf, sizeof logf, "%s.log", dir);
+	const char *args[] = {"--cleanup-now", "--log-file", logf, NULL};
+	int rc = ft_wait(ft_spawn_flusher(dir, args));
+	sql("DROP TRIGGER test_cleanup_noisy ON shm_marks");
+	assert_int_equal(rc, FL_EXIT_OK);
+	assert_int_equal(marks_of(&a), 0);
+	assert_int_equal(ft_log_file_lines(logf, "INFO cleanup: server: "
+	                                   "NOTICE:  cleanup notice"), 1);
+	assert_int_equal(ft_log_file_lines(logf, "WARN cleanup: server: "
+	                                   "WARNING:  cleanup warning second "
+	                                   "line \\x07bell"), 1);
+	ft_assert_no_stderr(dir);
+	unlink(logf);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* Runs a function of tests/harness/servers.sh on the servers of this run
  * (servers.sh exported what describes them). */
 static int harness(const char *fn)
@@ -1066,6 +1106,9 @@ int main(void)
 		cmocka_unit_test(test_cleanup_adds_missing_connections_once),
 		cmocka_unit_test_teardown(
 			test_cleanup_now_runs_one_round_and_says_how_it_went,
+			ft_teardown),
+		cmocka_unit_test_teardown(
+			test_cleanup_server_notices_are_lines_of_the_log,
 			ft_teardown),
 		cmocka_unit_test_teardown(
 			test_daemon_rounds_go_on_after_postgres_was_stopped,

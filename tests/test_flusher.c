@@ -3436,6 +3436,37 @@ static void test_redis_connect_resolves_within_redis_timeout_ms(void **state)
 	close(l);
 }
 
+/*
+ * What PostgreSQL sends the sink's connection as a notice (a WARNING the
+ * --pg-schema file raises at each connect) is one WARN line of the
+ * --log-file, in its format; nothing reaches stderr. It was an INFO line:
+ * the sink logged every notice at INFO, whatever its severity.
+ */
+static void test_pg_sink_server_warning_is_a_warn_line_of_the_log(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), schema[4096], logf[4096];
+	ft_plan p = {.n = 5};
+
+	ft_reset_servers();
+	snprintf(schema, sizeof schema, "%s.schema.sql", dir);
+	write_text(schema, "DO $$BEGIN RAISE WARNING 'from the schema file'; "
+	           "END$$;\n");
+	snprintf(logf, sizeof logf, "%s.log", dir);
+	const char *extra[] = {"--pg-schema", schema, "--redis", "",
+	                       "--log-file", logf, NULL};
+	assert_int_equal(ft_write(dir, 0, &p), 0);
+	assert_int_equal(ft_flush_once(dir, extra), FL_EXIT_OK);
+	assert_int_equal(ft_log_file_lines(logf, "WARN pg: server: WARNING:  "
+	                                   "from the schema file"), 1);
+	ft_assert_no_stderr(dir);
+	unlink(schema);
+	unlink(logf);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* PostgreSQL's host names are resolved at each connect of the flusher,
  * within pg-timeout-ms, and libpq is given the addresses (hostaddr): a
  * slow resolver is a connect failure that says so within pg-timeout-ms;
@@ -3454,7 +3485,7 @@ static void test_pg_connect_resolves_within_pg_timeout_ms(void **state)
 	load_cfg(&c, "--pg", conninfo);
 	c.pg_timeout_ms = 300; /* below the option's floor: the test's time */
 	uint64_t t0 = ft_ms();
-	pg = (PGconn *)fl_pg_connect(&c, "test", err, sizeof err);
+	pg = (PGconn *)fl_pg_connect(&c, "test", "pg", err, sizeof err);
 	uint64_t took = ft_ms() - t0;
 	fprintf(stderr, "slow name: %" PRIu64 " ms: %s\n", took,
 	        pg ? "connected" : err);
@@ -3471,7 +3502,7 @@ static void test_pg_connect_resolves_within_pg_timeout_ms(void **state)
 	snprintf(conninfo, sizeof conninfo, "host=%s,%s port=%d,%d "
 	         "dbname=x", NO_HOST, NO_HOST, port, port);
 	load_cfg(&c, "--pg", conninfo);
-	assert_null(fl_pg_connect(&c, "test", err, sizeof err));
+	assert_null(fl_pg_connect(&c, "test", "pg", err, sizeof err));
 	snprintf(want, sizeof want, "connect: host %s does not resolve: %s",
 	         NO_HOST, gai_strerror(EAI_NONAME));
 	assert_string_equal(err, want);
@@ -3494,7 +3525,7 @@ static void test_pg_connect_resolves_within_pg_timeout_ms(void **state)
 		         two ? pgport : "", user);
 		load_cfg(&c, "--pg", conninfo);
 		c.pg_timeout_ms = SLOW_DNS_MS + 4000;
-		pg = (PGconn *)fl_pg_connect(&c, "test", err, sizeof err);
+		pg = (PGconn *)fl_pg_connect(&c, "test", "pg", err, sizeof err);
 		if (!pg)
 			fail_msg("host=%s: %s", hosts[i], err);
 		PGresult *r = PQexec(pg, "SELECT 1");
@@ -3520,7 +3551,7 @@ static char *pg_connect_app_name(const char *conninfo, const char *app)
 	fl_config c;
 
 	load_cfg(&c, "--pg", conninfo);
-	PGconn *pg = (PGconn *)fl_pg_connect(&c, app, err, sizeof err);
+	PGconn *pg = (PGconn *)fl_pg_connect(&c, app, "pg", err, sizeof err);
 	if (!pg)
 		fail_msg("%s: %s", conninfo, err);
 	PGresult *r = PQexec(pg, "SELECT application_name FROM "
@@ -4301,6 +4332,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_pg_schema_failing_at_a_reconnect_is_retried, ft_teardown),
 		cmocka_unit_test_teardown(test_pg_connect_gives_up_after_pg_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(test_redis_connect_resolves_within_redis_timeout_ms, ft_teardown),
+		cmocka_unit_test_teardown(
+			test_pg_sink_server_warning_is_a_warn_line_of_the_log,
+			ft_teardown),
 		cmocka_unit_test_teardown(test_pg_connect_resolves_within_pg_timeout_ms, ft_teardown),
 		cmocka_unit_test_teardown(
 			test_pg_connect_names_the_connection_unless_the_user_does,
