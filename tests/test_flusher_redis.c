@@ -7,9 +7,6 @@
  * the server, never the password; the records stay in the log, none is set
  * aside, and all arrive once Redis takes them. Skips without the servers
  * (tests/run.sh). */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include "flusher_test.h"
 
@@ -342,21 +339,6 @@ static void test_unknown_command_is_retried_not_dead_lettered(void **state)
 	free(dir);
 }
 
-/* A loopback TCP port nobody listens on now. */
-static int free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET,
-	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 /*
  * Over TCP, the log names the server as host:port, with the address a
  * host name resolved to: a refused AUTH ("AUTH on localhost:P
@@ -373,7 +355,7 @@ static void test_tcp_server_is_named_with_its_address(void **state)
 	const char *extra[] = {"--redis", url, "--pg", "", "--once-retries",
 	                       "1", NULL};
 
-	snprintf(port, sizeof port, "%d", free_port());
+	snprintf(port, sizeof port, "%d", tu_free_port());
 	const char *const args[] = {"--port", port, "--bind", "127.0.0.1",
 	                            "--requirepass", "s3cr@t", NULL};
 	own_start(&o, args, "s3cr@t");
@@ -412,7 +394,7 @@ static void free_ports(int *port, int n)
 	for (int i = 0; i < n; i++) {
 		bool again;
 		do {
-			port[i] = free_port();
+			port[i] = tu_free_port();
 			again = false;
 			for (int j = 0; j < i; j++)
 				again = again || port[j] == port[i];

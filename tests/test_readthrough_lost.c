@@ -11,14 +11,11 @@
  * Needs the servers of tests/run.sh (SHM_TEST_REDIS, SHM_TEST_PG, and for
  * restarts SHM_TEST_DIR and SHM_PGBIN); the tests skip without them. Rows
  * use room names "rl<pid>-..." and are removed afterwards. */
-#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -188,21 +185,6 @@ static int redis_clients(const char *url)
 	return n;
 }
 
-/* A loopback TCP port nobody listens on now. */
-static int free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET,
-	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 /* How a test Redis ends the pooled connection. */
 enum redis_end { IDLE_TIMEOUT_UNIX, IDLE_TIMEOUT_TCP, CLIENT_KILL };
 
@@ -232,7 +214,7 @@ static void test_redis_connection_ended_while_idle_is_replaced(void **state)
 		redisContext *r;
 		redisReply *rep;
 
-		snprintf(port, sizeof port, "%d", free_port());
+		snprintf(port, sizeof port, "%d", tu_free_port());
 		pid_t srv = tu_redis_start(sdir, e == IDLE_TIMEOUT_TCP ? tcp_args
 		                           : e == IDLE_TIMEOUT_UNIX ? unix_args
 		                                                    : NULL,

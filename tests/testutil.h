@@ -61,6 +61,9 @@ void tu_redis_url_with_auth(const char *base, const char *user,
 pid_t tu_redis_start(const char *dir, const char *const *args, char *url,
                      size_t urllen);
 void tu_redis_stop(pid_t pid);
+/* A loopback TCP port nobody listens on now (for a --port of a test
+ * server). */
+int tu_free_port(void);
 
 /* PostgreSQL rows for the read-path tests (tests/test_readthrough.c,
  * tests/test_room.c): a timestamp as SQL text, "YYYY-MM-DD HH:MM:SS.ffffff
