@@ -8,7 +8,9 @@
  *     the message), so nothing is sent back to PostgreSQL. Its Redis copy
  *     is a SET NX: a value the flusher wrote meanwhile is newer and stays;
  *     only a bad value this get found under the key is written over, or a
- *     key of another type (the flusher writes strings only).
+ *     key of another type (the flusher writes strings only). It is tried
+ *     only when Redis answered the get's GET; one Redis fails or refuses
+ *     is counted as L2's error, and the get is served all the same.
  *  2. A level costs at most its timeout per call: waiting for a connection,
  *     connecting and every exchange (Redis's GET and fill share one budget)
  *     run against deadlines, never per-read timeouts; nothing blocks
@@ -845,24 +847,32 @@ static void *mirror_value(const shm_env *env, const shm_msg *m, size_t *len)
 
 /* After an L3 hit, Redis gets the message too, with the L2 TTL: SET NX
  * unless this get found a bad value there (invariant 1). Best effort (L3
- * stays the truth), before deadline. */
-static void l2_fill(shm_env *env, const shm_msg *m, bool replace,
+ * stays the truth), before deadline: false when Redis failed it or
+ * refused it (READONLY, OOM, NOPERM...; L2 is not skipped for a refusal:
+ * its GETs may still answer), true when it took it, had the key already
+ * (NX), or no fill was tried (no time left, no memory for the value). */
+static bool l2_fill(shm_env *env, const shm_msg *m, bool replace,
                     uint64_t deadline)
 {
 	redisReply *r;
 	char s[37];
 	size_t len;
 	void *val;
+	bool ok;
 
-	if (!has_l2(env) || shm__mono_ns() >= deadline ||
-	    !(val = mirror_value(env, m, &len)))
-		return;
+	if (shm__mono_ns() >= deadline || !(val = mirror_value(env, m, &len)))
+		return true;
 	shm_uuid_format(&m->id, s);
-	if (l2_call(env, deadline, RT_SMALL_REPLY, &r, "SET",
-	            replace ? "SET msg:%s %b EX %u" : "SET msg:%s %b EX %u NX",
-	            s, val, len, env->opt.l2_ttl_s) == 0)
-		freeReplyObject(r); /* nil when the key was there */
+	ok = l2_call(env, deadline, RT_SMALL_REPLY, &r, "SET",
+	             replace ? "SET msg:%s %b EX %u" : "SET msg:%s %b EX %u NX",
+	             s, val, len, env->opt.l2_ttl_s) == 0;
+	if (ok) {
+		/* OK, or nil when the key was there */
+		ok = r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_NIL;
+		freeReplyObject(r);
+	}
 	free(val);
+	return ok;
 }
 
 /* ---- L3 */
@@ -1157,9 +1167,10 @@ static int unserved(const shm_uuid *id, int l2, const char *l2_cause, int l3)
 }
 
 /* Asks L2, then L3 if L2 has no good answer, each if configured, and fills
- * Redis after an L3 hit with what is left of the L2 budget (invariant 2).
- * 0; unserved's code when no level served it; ENOMEM when the last level
- * asked ran out of memory. */
+ * Redis after an L3 hit with what is left of the L2 budget (invariant 2)
+ * when Redis answered this get's GET (not found, or a bad value), a fill
+ * that fails counted as an L2 error. 0; unserved's code when no level
+ * served it; ENOMEM when the last level asked ran out of memory. */
 static int ask_levels(shm_env *env, const shm_uuid *id, shm_msg **m)
 {
 	uint64_t budget = ms_ns(env->opt.l2_timeout_ms), t0 = shm__mono_ns();
@@ -1180,9 +1191,11 @@ static int ask_levels(shm_env *env, const shm_uuid *id, shm_msg **m)
 		l3 = l3_get(env, id, m);
 		count_l3(env, l3);
 		if (l3 == 0) {
-			if (spent < budget)
-				l2_fill(env, *m, l2 == SHM_ECORRUPT,
-				        shm__mono_ns() + (budget - spent));
+			if ((l2 == SHM_ENOTFOUND || l2 == SHM_ECORRUPT) &&
+			    spent < budget &&
+			    !l2_fill(env, *m, l2 == SHM_ECORRUPT,
+			             shm__mono_ns() + (budget - spent)))
+				SHM__COUNT(env, l2_errors, 1);
 			return 0;
 		}
 	}

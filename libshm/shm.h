@@ -710,7 +710,7 @@ uint64_t shm_hist_percentile(const shm_hist *h, double p);
 	X(l2_misses, "read-through misses in Redis")                           \
 	X(l3_hits, "read-through answers from PostgreSQL")                     \
 	X(l3_misses, "read-through misses in PostgreSQL")                      \
-	X(l2_errors, "Redis read-through errors and timeouts")                 \
+	X(l2_errors, "Redis read-through errors and timeouts, fills included") \
 	X(l3_errors, "PostgreSQL read-through errors and timeouts")            \
 	X(fills, "entries filled into L1 by read-through")                     \
 	X(puts, "messages put")                                                \

@@ -570,6 +570,145 @@ static void test_postgres_connections_are_named_shm_readthrough(void **state)
 	cleanup();
 }
 
+/* A command (hiredis's format) on the redis-server at url
+ * (tu_redis_start's unix://): its reply, for the caller to free. */
+static redisReply *own_vcmd(const char *url, const char *fmt, va_list ap)
+{
+	redisContext *c = redisConnectUnix(url + strlen("unix://"));
+	redisReply *r;
+
+	if (!c || c->err)
+		fail_msg("redis connect %s: %s", url,
+		         c ? c->errstr : "out of memory");
+	assert_non_null(r = redisvCommand(c, fmt, ap));
+	redisFree(c);
+	return r;
+}
+
+static redisReply *own_cmd(const char *url, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	redisReply *r = own_vcmd(url, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* own_cmd of a command whose reply is a status (OK). */
+static void own_ok(const char *url, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	redisReply *r = own_vcmd(url, fmt, ap);
+	va_end(ap);
+	if (r->type != REDIS_REPLY_STATUS)
+		fail_msg("%s: %s", fmt, r->type == REDIS_REPLY_ERROR
+		                                ? r->str : "not a status reply");
+	freeReplyObject(r);
+}
+
+/* Whether the Redis at url holds msg:<id>. */
+static bool own_has(const char *url, const shm_uuid *id)
+{
+	char s[37];
+
+	shm_uuid_format(id, s);
+	redisReply *r = own_cmd(url, "EXISTS msg:%s", s);
+	bool has = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+	freeReplyObject(r);
+	return has;
+}
+
+/*
+ * After a PostgreSQL hit, a fill Redis refuses is counted in l2_errors: a
+ * replica's READONLY (REPLICAOF a second redis-server), a full Redis's
+ * OOM (maxmemory 1, noeviction). The get is served from PostgreSQL all
+ * the same, and fills L1; Redis is not skipped for it; a fill Redis takes
+ * counts nothing. Before, a refused fill was dropped unseen: l2_errors
+ * stayed 0 while Redis never got a copy.
+ */
+static void test_fill_redis_refuses_is_counted_in_l2_errors(void **state)
+{
+	NEED_SERVERS();
+	char room[64], *pdir = tu_tmpdir(), *rdir = tu_tmpdir();
+	char purl[4200], url[4200], port[16];
+	PGconn *db = pg();
+	shm_msg m[3], *got;
+	shm_counters c;
+
+	snprintf(port, sizeof port, "%d", tu_free_port());
+	const char *const pargs[] = {"--port", port, "--bind", "127.0.0.1",
+	                             NULL};
+	pid_t primary = tu_redis_start(pdir, pargs, purl, sizeof purl);
+	pid_t replica = tu_redis_start(rdir, NULL, url, sizeof url);
+	own_ok(url, "REPLICAOF 127.0.0.1 %s", port);
+	for (int i = 0;; i++) { /* synced: a loading replica answers LOADING */
+		redisReply *r = own_cmd(url, "INFO replication");
+		bool up = r->type == REDIS_REPLY_STRING &&
+		          strstr(r->str, "master_link_status:up");
+		freeReplyObject(r);
+		if (up)
+			break;
+		if (i == 200)
+			fail_msg("the replica did not sync with its primary");
+		tu_sleep_ms(50);
+	}
+	room_name(room, sizeof room, "fill-refused");
+	for (int i = 0; i < 3; i++) {
+		m[i] = plain_msg(room, INT64_C(1700000004000000) + i, "fill");
+		pg_put(db, &m[i]);
+	}
+	PQfinish(db);
+	shm_env *env = open_rt(url, pg_info, 500, 0);
+
+	/* READONLY You can't write against a read only replica. */
+	assert_int_equal(shm_msg_get(env, &m[0].id, &got), 0);
+	tu_assert_msg_equal(got, &m[0]);
+	shm_msg_free(got);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_misses, 1);
+	assert_int_equal(c.l3_hits, 1);
+	assert_int_equal(c.fills, 1);
+	assert_int_equal(c.l2_errors, 1);
+	assert_false(own_has(url, &m[0].id));
+
+	/* a primary again, full: OOM command not allowed when used memory >
+	 * 'maxmemory'. */
+	own_ok(url, "REPLICAOF NO ONE");
+	own_ok(url, "CONFIG SET maxmemory-policy noeviction");
+	own_ok(url, "CONFIG SET maxmemory 1");
+	assert_int_equal(shm_msg_get(env, &m[1].id, &got), 0);
+	tu_assert_msg_equal(got, &m[1]);
+	shm_msg_free(got);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_misses, 2); /* Redis was asked: not skipped */
+	assert_int_equal(c.l3_hits, 2);
+	assert_int_equal(c.fills, 2);
+	assert_int_equal(c.l2_errors, 2);
+	assert_false(own_has(url, &m[1].id));
+
+	/* room again: the fill is taken, nothing counted */
+	own_ok(url, "CONFIG SET maxmemory 0");
+	assert_int_equal(shm_msg_get(env, &m[2].id, &got), 0);
+	tu_assert_msg_equal(got, &m[2]);
+	shm_msg_free(got);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l3_hits, 3);
+	assert_int_equal(c.l2_errors, 2);
+	assert_true(own_has(url, &m[2].id));
+
+	close_rt(env);
+	tu_redis_stop(replica);
+	tu_redis_stop(primary);
+	tu_rmdir(rdir);
+	tu_rmdir(pdir);
+	free(rdir);
+	free(pdir);
+	cleanup();
+}
+
 static void test_message_nowhere(void **state)
 {
 	NEED_SERVERS();
@@ -3262,6 +3401,9 @@ int main(void)
 		cmocka_unit_test_teardown(
 			test_postgres_connections_are_named_shm_readthrough,
 			unset_pgenv),
+		cmocka_unit_test_teardown(
+			test_fill_redis_refuses_is_counted_in_l2_errors,
+			stop_children),
 		cmocka_unit_test(test_message_nowhere),
 		cmocka_unit_test(test_connect_errors_show_the_servers_printably),
 		cmocka_unit_test(test_long_server_name_stays_utf8),
