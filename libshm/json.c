@@ -24,7 +24,8 @@
  * text that is not valid UTF-8 (SHM_EUTF8), an unknown type (SHM_ETYPE),
  * two reactions with one emoji and an attachment size beyond int64
  * (SHM_EINVAL), a time the reader would refuse (SHM_ETIME: outside
- * SHM_MSG_TIME_RANGE, or a created_at of 0); each error names the field.
+ * SHM_MSG_TIME_RANGE, or a created_at of 0), a nil id, which the reader
+ * refuses as none (SHM_EUUID); each error names the field.
  * Writer, reader and put take one range of times (internal.h).
  *
  * Input is checked strictly, the way serde would with deny_unknown_fields:
@@ -263,10 +264,10 @@ static int null_with(const char *fn, const char *field, uint32_t n)
 }
 
 /* What the writer refuses before writing anything: what it cannot write
- * (a type, a size), a time the reader would refuse (whole: the message's
- * own times too, not only its metadata's), and the pointers put refuses
- * (shm.h: a NULL array or content with a count, a reaction with users but
- * no emoji). */
+ * (a type, a size), a time or id the reader would refuse (whole: the
+ * message's own times and id too, not only its metadata's), and the
+ * pointers put refuses (shm.h: a NULL array or content with a count, a
+ * reaction with users but no emoji). */
 static int check_msg(const shm_msg *m, const char *fn, bool whole)
 {
 	int rc;
@@ -305,6 +306,11 @@ static int check_msg(const shm_msg *m, const char *fn, bool whole)
 	    (rc = shm__msg_time_check(fn, "metadata.last_reply_at",
 	                              m->last_reply_at, false)))
 		return rc;
+	/* the id the reader takes back: nil is none there (put's new id) */
+	if (whole && shm_uuid_is_nil(&m->id))
+		return shm__err(SHM_EUUID, "%s: field 'id': the nil UUID, which "
+		                "the reader refuses: nil means none (put makes "
+		                "a new id)", fn);
 	for (uint32_t i = 0; i < m->n_attachments; i++)
 		if (m->attachments[i].size > (uint64_t)INT64_MAX)
 			return shm__err(SHM_EINVAL,

@@ -471,8 +471,8 @@ static void test_error_texts_quote_input_printably(void **state)
 	static const int32_t twice[] = {7, 7};
 	shm_reaction r[2] = {{.emoji = "x\x01", .user_ids = twice, .n_users = 1},
 	                     {.emoji = "x\x01", .user_ids = twice, .n_users = 1}};
-	shm_msg dup = {.room_id = "r", .reactions = r, .n_reactions = 2,
-	               .created_at = 1};
+	shm_msg dup = {.id.b[15] = 1, .room_id = "r", .reactions = r,
+	               .n_reactions = 2, .created_at = 1};
 	char err[512], big[200], *js;
 	shm_options o;
 	shm_uuid u;
@@ -707,6 +707,7 @@ static void test_to_json_refusals_name_the_field(void **state)
 	m.username = "u";
 	m.type = SHM_MSG_TEXT;
 	m.created_at = 1;
+	shm_uuid_v7(&m.id);
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		m.content = bad[i];
 		m.content_len = (uint32_t)strlen(bad[i]);
@@ -1379,6 +1380,48 @@ static void test_writer_reader_and_put_agree_on_the_range_of_times(
 	free(dir);
 }
 
+/* A nil id is none to the reader (put makes a new one), so the writer does
+ * not write it: what one writes the other takes back. */
+static void test_writer_refuses_the_nil_id_the_reader_refuses(void **state)
+{
+	static const char nil_line[] =
+		"{\"id\":\"00000000-0000-0000-0000-000000000000\","
+		"\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\","
+		"\"content\":\"c\",\"message_type\":\"Text\"}";
+	shm_msg m = tu_msg("r", 1, "c"), *back = (shm_msg *)1;
+	char *js = (char *)1, *buf = NULL, err[256];
+	size_t len = 0, cap = 0;
+
+	(void)state;
+	m.created_at = 1795428000000000;
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EUUID);
+	assert_null(js);
+	assert_non_null(strstr(shm_errmsg(), "shm_msg_to_json: field 'id': "
+	                                     "the nil UUID"));
+	/* the appending form too (shm_log.h), appending nothing */
+	assert_int_equal(shm_msg_json_append(&m, &buf, &len, &cap, NULL, NULL),
+	                 SHM_EUUID);
+	assert_int_equal(len, 0);
+	assert_non_null(strstr(shm_errmsg(), "field 'id': the nil UUID"));
+	/* the metadata alone has no id: written */
+	assert_int_equal(shm_msg_metadata_json_append(&m, &buf, &len, &cap), 0);
+	assert_true(len > 0);
+	free(buf);
+	/* the reader refuses what the writer would have written */
+	assert_int_equal(shm_msg_from_json(nil_line, strlen(nil_line), &back,
+	                                   err, sizeof err),
+	                 SHM_EUUID);
+	assert_null(back);
+	assert_non_null(strstr(err, "field 'id': the nil UUID"));
+	/* any other id goes both ways */
+	shm_uuid_v7(&m.id);
+	assert_int_equal(shm_msg_to_json(&m, &js, NULL), 0);
+	back = parse_ok(js);
+	assert_memory_equal(&back->id, &m.id, sizeof m.id);
+	shm_msg_free(back);
+	free(js);
+}
+
 /* shmctl import of serde JSON (a HashMap: any key order) puts reactions
  * sorted; get, and the JSON of get, have them in that order. */
 static void test_import_of_reactions_in_any_order_reads_back_sorted(
@@ -1606,6 +1649,8 @@ int main(void)
 			test_put_and_import_refuse_what_json_cannot_carry),
 		cmocka_unit_test(
 			test_writer_reader_and_put_agree_on_the_range_of_times),
+		cmocka_unit_test(
+			test_writer_refuses_the_nil_id_the_reader_refuses),
 		cmocka_unit_test(
 			test_import_of_reactions_in_any_order_reads_back_sorted),
 		cmocka_unit_test(test_time_format_uses_chrono_auto_si),
