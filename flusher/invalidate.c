@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "codec.h" /* SHM_TIME_MAX_US: a message's latest time */
 #include "invalidate.h"
 
 #define HEADER "shm-inval 2 "
@@ -375,6 +376,17 @@ int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
 				snprintf(err, errlen, "line %zu: expected 'm UUID'"
 				         "%s", line, v2 ? " or 'm UUID CREATED_US "
 				                          "ROOM'" : "");
+				return -1;
+			}
+			/* a message's created_at, as put stores it: a peer's
+			 * later date would raise the room's watermark past
+			 * every real message, its pages from PostgreSQL for
+			 * good (libshm invalidate.c invariant 4) */
+			if (room && (created < 1 || created > SHM_TIME_MAX_US)) {
+				snprintf(err, errlen, "line %zu: created_at %"
+				         PRId64 " us is no message's (1 to %"
+				         PRId64 ": 1970 to 9999)", line, created,
+				         SHM_TIME_MAX_US);
 				return -1;
 			}
 			kind = SHM_INVAL_MSG;

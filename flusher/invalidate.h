@@ -18,9 +18,11 @@
  *   ...
  *
  * (objects have no whitespace: shm_object_check; in room_id, bytes up to
- * space, '%' and DEL are written %XX). The receiver hands the room to
- * shm_l1_invalidate_many: a message its L1 lacks makes its room's pages
- * that reach back to created_at ask PostgreSQL. Version 1 (a host not
+ * space, '%' and DEL are written %XX; created_at is a time put stores,
+ * 1 to 9999-12-31T23:59:59.999999Z, or the message is malformed). The
+ * receiver hands the room to shm_l1_invalidate_many: a message its L1
+ * lacks makes its room's pages that reach back to created_at ask
+ * PostgreSQL. Version 1 (a host not
  * upgraded yet) has "m <uuid>" lines only and is still read; a message
  * whose payload does not decode is named by its id alone. A batch with
  * more keys than fit in FL_INVAL_MAX_MSG bytes is sent as several

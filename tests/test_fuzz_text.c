@@ -79,10 +79,15 @@ static void assert_inval_keys(const fl_inval_msg *m)
 		}
 		assert_int_equal(k->kind, SHM_INVAL_MSG);
 		assert_int_equal(k->klen, 16);
-		if (k->room)
-			assert_int_equal(shm__check_text("room", k->room,
-			                                 strlen(k->room),
-			                                 SHM_MAX_ROOM, false), 0);
+		/* a message's time, or none (version 1) */
+		assert_true(k->created_at >= 0 &&
+		            k->created_at <= SHM_TIME_MAX_US);
+		if (!k->room)
+			continue;
+		assert_true(k->created_at >= 1);
+		assert_int_equal(shm__check_text("room", k->room,
+		                                 strlen(k->room), SHM_MAX_ROOM,
+		                                 false), 0);
 	}
 }
 

@@ -727,6 +727,38 @@ static void test_encode_parse(void **state)
 	assert_int_equal(((const uint8_t *)m.keys[3].key)[15], 4);
 	assert_int_equal(m.rooms_refused, 2);
 	assert_string_equal(m.room_why, "line 3: room not UTF-8 at byte 2");
+	/* a created_at is a time put stores (1 us to 9999's last): a later
+	 * one would raise the room's watermark for good, so the message is
+	 * malformed, named by line and value */
+	static const struct {
+		const char *created;
+		const char *why; /* NULL: taken */
+	} times[] = {
+		{"0", "line 2: created_at 0 us is no message's (1 to "
+		      "253402300799999999: 1970 to 9999)"},
+		{"1", NULL},
+		{"253402300799999999", NULL},
+		{"253402300800000000", "line 2: created_at 253402300800000000 us"
+		                       " is no message's"},
+		{"9223372036854775807", "line 2: created_at 9223372036854775807"
+		                        " us is no message's"},
+	};
+	for (size_t i = 0; i < sizeof times / sizeof *times; i++) {
+		char line[200];
+		snprintf(line, sizeof line, "shm-inval 2 hostA\nm 0190c1c2-0000-"
+		         "7000-8000-000000000001 %s r\n", times[i].created);
+		int rc = fl_inval_parse(line, strlen(line), &m, err, sizeof err);
+		if (!times[i].why) {
+			assert_int_equal(rc, 0);
+			assert_int_equal(m.n, 1);
+			assert_int_equal(m.keys[0].created_at,
+			                 strtoll(times[i].created, NULL, 10));
+			continue;
+		}
+		assert_int_equal(rc, -1);
+		if (strncmp(err, times[i].why, strlen(times[i].why)))
+			fail_msg("'%s' is not '%s...'", err, times[i].why);
+	}
 	/* the next message starts with none refused */
 	ok = "shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000001 1 a\n";
 	assert_int_equal(fl_inval_parse(ok, strlen(ok), &m, err, sizeof err), 0);
