@@ -263,6 +263,8 @@ int shm_msg_metadata_json_append(const shm_msg *m, char **buf, size_t *len,
  *   u8 version (1) | u8 flags (bit 0: content is an LZ4 frame) | u16 0 |
  *   i64 generated_at | u8 sha1[20] | u8 sha256[32] | u32 raw_len |
  *   u32 stored_len | content (stored_len bytes)
+ * With bit 0, content is exactly one whole LZ4 frame of raw_len bytes:
+ * one without its end mark, or with bytes after it, is SHM_ECORRUPT.
  */
 
 /* Housekeeping run by the flusher: evicts flushed entries whose L1 TTL has

@@ -186,6 +186,7 @@ int shm_static_decode(const void *buf, size_t len, shm_static **out)
 		                "bytes cannot give %u", stored_len, raw_len);
 	LZ4F_dctx *dctx;
 	size_t dst_done = 0, src_done = 0;
+	bool ended = false; /* the frame's end mark read */
 	if ((s = static_new(NULL, 0, sha1, sha256, (int64_t)get_u64(p + 4))) ==
 	    NULL)
 		return shm__err(ENOMEM, "static value of %u bytes", raw_len);
@@ -214,19 +215,23 @@ int shm_static_decode(const void *buf, size_t len, shm_static **out)
 		}
 		dst_done += dn;
 		src_done += sn;
-		if (r == 0)
-			break;
-		if (dn == 0 && sn == 0) {
-			src_done = stored_len + 1; /* no progress: truncated */
-			break;
-		}
+		if ((ended = r == 0) || (dn == 0 && sn == 0))
+			break; /* the end, or no progress: cut short */
 	}
 	LZ4F_freeDecompressionContext(dctx);
-	if (dst_done != raw_len || src_done != stored_len) {
+	/* exactly one whole frame: stored_len bytes, end mark last */
+	if (dst_done != raw_len || !ended || src_done != stored_len) {
 		free(s);
-		return shm__err(SHM_ECORRUPT, "static value: LZ4 frame gives %zu "
-		                              "bytes, expected %u", dst_done,
-		                raw_len);
+		if (dst_done != raw_len)
+			return shm__err(SHM_ECORRUPT, "static value: LZ4 frame "
+			                "gives %zu bytes, expected %u", dst_done,
+			                raw_len);
+		if (!ended)
+			return shm__err(SHM_ECORRUPT, "static value: LZ4 frame of "
+			                "%u bytes without its end mark",
+			                stored_len);
+		return shm__err(SHM_ECORRUPT, "static value: %zu bytes after "
+		                "its LZ4 frame", stored_len - src_done);
 	}
 	dst[raw_len] = '\0';
 	*out = s;

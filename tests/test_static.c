@@ -355,6 +355,76 @@ static void test_static_decode_refuses_a_frame_claiming_too_much(void **state)
 	assert_null(d);
 }
 
+/* A compressed value is exactly one whole LZ4 frame: without its end mark
+ * (all its content there), with bytes after it, or followed by a second
+ * frame, it is damaged. Exact inputs: a real record's value, stored_len
+ * and length made to match each. */
+static void test_static_decode_takes_exactly_one_whole_frame(void **state)
+{
+	fixture *f = *state;
+	static char content[20000];
+	static const uint8_t end_mark[4] = {0, 0, 0, 0};
+	shm_info in;
+	shm_log_iter *it;
+	shm_log_rec r;
+	shm_static *d = NULL;
+	uint8_t good[4096], buf[8192];
+	enum { HDR = 72 }; /* shm_log.h: the static value's fixed part */
+
+	memset(content, 'x', sizeof content);
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	assert_int_equal(shm_static_put(f->env, &f->ws, OBJ, content,
+	                                sizeof content, NULL), 0);
+	assert_int_equal(shm_log_iter_open(f->env, in.next_seq, &it), 0);
+	assert_int_equal(shm_log_iter_next(it, &r), 0);
+	assert_true(r.payload_len < sizeof good);
+	memcpy(good, r.payload, r.payload_len);
+	size_t len = r.payload_len, fl = len - HDR;
+	shm_log_iter_close(it);
+	assert_int_equal(good[1], 1); /* an LZ4 frame */
+	assert_memory_equal(good + len - 4, end_mark, 4);
+
+	static const struct {
+		long extra; /* bytes added after the frame (<0: cut) */
+		bool twice; /* the frame twice over */
+		const char *why;
+	} cases[] = {
+		{-4, false, "LZ4 frame of %zu bytes without its end mark"},
+		{1, false, "1 bytes after its LZ4 frame"},
+		{0, true, "%zu bytes after its LZ4 frame"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		size_t n = len, stored;
+		char want[128];
+		memcpy(buf, good, len);
+		if (cases[i].twice) {
+			memcpy(buf + len, good + HDR, fl);
+			n += fl;
+		} else if (cases[i].extra > 0) {
+			memset(buf + len, 0, (size_t)cases[i].extra);
+			n += (size_t)cases[i].extra;
+		} else {
+			n -= (size_t)-cases[i].extra;
+		}
+		stored = n - HDR;
+		uint32_t s32 = (uint32_t)stored;
+		memcpy(buf + 68, &s32, 4); /* stored_len */
+		d = (shm_static *)1;
+		assert_int_equal(shm_static_decode(buf, n, &d), SHM_ECORRUPT);
+		assert_null(d);
+		snprintf(want, sizeof want, cases[i].why,
+		         cases[i].twice ? fl : stored);
+		if (!strstr(shm_errmsg(), want))
+			fail_msg("case %zu: '%s' lacks '%s'", i, shm_errmsg(),
+			         want);
+	}
+	/* the value as it was decodes */
+	assert_int_equal(shm_static_decode(good, len, &d), 0);
+	assert_int_equal(d->content_len, sizeof content);
+	assert_memory_equal(d->content, content, sizeof content);
+	shm_static_free(d);
+}
+
 /* -------------------------------------------------------- get, 1 proc */
 
 typedef struct gen_ctx {
@@ -800,6 +870,7 @@ int main(void)
 		T(test_static_put_appends_a_decodable_record),
 		T(test_static_decode_refuses_corrupt_values),
 		T(test_static_decode_refuses_a_frame_claiming_too_much),
+		T(test_static_decode_takes_exactly_one_whole_frame),
 		T(test_get_runs_the_generator_only_on_a_miss),
 		T(test_generator_failure_is_reported_and_frees_the_lease),
 		T(test_content_rendered_before_a_bust_is_not_cached),
