@@ -660,7 +660,8 @@ static int grow(char **buf, size_t *cap, size_t frame, size_t max)
 }
 
 /* Decompresses the LZ4 frame buf into *out (malloc'd, *used bytes), at
- * most max bytes of it; SHM_ECORRUPT (why says why) or ENOMEM. */
+ * most max bytes of it; buf is that one whole frame, nothing after it.
+ * SHM_ECORRUPT (why says why) or ENOMEM. */
 static int unlz4(const char *buf, size_t len, size_t max, char **out,
                  size_t *used, char *why, size_t whylen)
 {
@@ -686,6 +687,11 @@ static int unlz4(const char *buf, size_t len, size_t max, char **out,
 			break;
 	}
 	LZ4F_freeDecompressionContext(d);
+	if (rc == 0 && off < len) {
+		free(json);
+		snprintf(why, whylen, "%zu bytes after its LZ4 frame", len - off);
+		return SHM_ECORRUPT;
+	}
 	if (rc == 0) {
 		*out = json;
 		return 0;

@@ -2829,6 +2829,75 @@ static void test_lz4_value_inflating_beyond_any_message_is_refused(void **state)
 	cleanup();
 }
 
+/* A Redis value that is not exactly one whole LZ4 frame is damaged, an
+ * L2 error: bytes after a complete frame (a second frame included), a
+ * frame without its end mark. Only in Redis: the get says why; in
+ * PostgreSQL too: PostgreSQL answers. */
+static void test_lz4_value_not_one_whole_frame_is_refused(void **state)
+{
+	NEED_SERVERS();
+	char room[64], *json, val[8192];
+	size_t len, zlen;
+	shm_msg m, r, *got;
+	shm_counters c;
+	PGconn *db = pg();
+
+	room_name(room, sizeof room, "frames");
+	m = full_msg(room, INT64_C(1700000043500000), "from PostgreSQL");
+	r = with_content(m, "from Redis");
+	assert_int_equal(shm_msg_to_json(&r, &json, &len), 0);
+	void *z = lz4(json, len, &zlen);
+	free(json);
+	assert_true(2 * zlen + 1 <= sizeof val);
+	static const struct {
+		int shape; /* 0: one byte after, 1: the frame twice, 2: cut */
+		const char *why;
+	} cases[] = {
+		{0, "Redis value: 1 bytes after its LZ4 frame; not in "
+		    "PostgreSQL"},
+		{1, "bytes after its LZ4 frame; not in PostgreSQL"},
+		{2, "Redis value: not a whole LZ4 frame; not in PostgreSQL"},
+	};
+	shm_env *env = open_rt(redis_url, pg_info, 5000, 0);
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		size_t n = zlen;
+		memcpy(val, z, zlen);
+		if (cases[i].shape == 0) {
+			val[n++] = 0;
+		} else if (cases[i].shape == 1) {
+			memcpy(val + zlen, z, zlen);
+			n += zlen;
+		} else {
+			n -= 4; /* the end mark */
+		}
+		redis_set(&m.id, val, n);
+		assert_reason(env, &m.id, SHM_ENOTFOUND, cases[i].why);
+	}
+	/* the whole frame alone is served */
+	redis_set(&m.id, z, zlen);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	tu_assert_msg_equal(got, &r);
+	shm_msg_free(got);
+	close_rt(env);
+	/* in PostgreSQL too: PostgreSQL answers, Redis counted as an error */
+	pg_put(db, &m);
+	memcpy(val, z, zlen);
+	val[zlen] = 0;
+	redis_set(&m.id, val, zlen + 1);
+	env = open_rt(redis_url, pg_info, 5000, 0);
+	assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+	tu_assert_msg_equal(got, &m);
+	shm_msg_free(got);
+	shm_stats_local(env, &c);
+	assert_int_equal(c.l2_errors, 1);
+	assert_int_equal(c.l2_hits, 0);
+	assert_int_equal(c.l3_hits, 1);
+	close_rt(env);
+	free(z);
+	PQfinish(db);
+	cleanup();
+}
+
 /* A value that put would refuse is that level's error: neither served nor
  * filled, and the next level is asked; in the last level, the get is its
  * error (SHM_EL3: the message is there, not "not found"). In Redis: JSON
@@ -3440,6 +3509,7 @@ int main(void)
 		cmocka_unit_test(test_trickling_redis_costs_at_most_the_timeout),
 		cmocka_unit_test(test_redis_value_larger_than_any_message_is_refused),
 		cmocka_unit_test(test_lz4_value_inflating_beyond_any_message_is_refused),
+		cmocka_unit_test(test_lz4_value_not_one_whole_frame_is_refused),
 		cmocka_unit_test(test_values_put_would_refuse_are_the_levels_error),
 		cmocka_unit_test(test_deleted_message_fills_l1_as_it_is),
 		cmocka_unit_test(test_room_page_leaves_off_rows_put_would_refuse),
