@@ -11,6 +11,7 @@
 #include <xxhash.h>
 
 #include "codec.h"
+#include "fuzz.h"
 #include "testutil.h"
 
 static char *dir;
@@ -474,14 +475,18 @@ static void check_msg_payload(const uint8_t *p, size_t n)
 }
 
 /* Decoding a record and its payload takes any bytes: 20000 mutations of
- * real records (a message with every field, one large enough to be an LZ4
- * frame, statics, graph and mark records), their checksum made right half
- * of the time, each either decodes or is SHM_ECORRUPT with a text naming
- * what (never another code, a read outside the bytes under the sanitizer
- * builds, nor a message that encodes to other bytes). */
+ * real records (SHM_FUZZ_ITERS, SHM_FUZZ_SEED: fuzz.h; a message with
+ * every field, one large enough to be an LZ4 frame, statics, graph and
+ * mark records), their checksum made right half of the time, each either
+ * decodes or is SHM_ECORRUPT with a text naming what (never another code,
+ * a read outside the bytes under the sanitizer builds, nor a message that
+ * encodes to other bytes). Each decoder is given its bytes in a block of
+ * their size (fz_exact), so ASan sees a read past them. */
 static void test_decoders_take_any_mutation_of_a_record(void **state)
 {
-	enum { NREC = 16, ROUNDS = 20000 };
+	enum { NREC = 16 };
+	const unsigned long rounds = fz_iters(20000);
+	double t0 = fz_now();
 	static char big[3000];
 	int32_t users[] = {4, 2};
 	int32_t mention = 7;
@@ -491,7 +496,7 @@ static void test_decoders_take_any_mutation_of_a_record(void **state)
 	shm_msg m = tu_msg("room", 1, "content"), m2;
 	uint8_t *rec[NREC], *buf, *dbuf = NULL;
 	size_t size[NREC], n = 0, cap = 0, bcap = 0;
-	uint64_t seed = 0x9e3779b97f4a7c15u, decoded = 0;
+	uint64_t seed = fz_seed(), decoded = 0;
 	shm_uuid w;
 	shm_log_iter *it;
 	shm_log_rec r;
@@ -530,7 +535,7 @@ static void test_decoders_take_any_mutation_of_a_record(void **state)
 	shm_log_iter_close(it);
 	assert_true(n >= 8);
 	assert_non_null(buf = malloc(2 * bcap));
-	for (int round = 0; round < ROUNDS; round++) {
+	for (unsigned long round = 0; round < rounds; round++) {
 		size_t a = next_rand(&seed) % n, b = next_rand(&seed) % n;
 		size_t len = size[a];
 		memcpy(buf, rec[a], len);
@@ -541,19 +546,24 @@ static void test_decoders_take_any_mutation_of_a_record(void **state)
 			uint64_t sum = XXH3_64bits(buf, len);
 			memcpy(buf + 32, &sum, 8);
 		}
-		int rc = shm_log_decode(buf, len, &r, &dbuf, &cap);
+		uint8_t *x = fz_exact(&(fz_input){.p = buf, .n = len}, false);
+		int rc = shm_log_decode(x, len, &r, &dbuf, &cap);
 		if (rc) {
 			assert_int_equal(rc, SHM_ECORRUPT);
 			assert_non_null(strstr(shm_errmsg(), "log record"));
 			assert_null(r.payload);
+			free(x);
 			continue;
 		}
 		decoded++;
+		/* the payload alone, in x or in dbuf (decompressed: larger) */
+		uint8_t *pl = fz_exact(&(fz_input){.p = (uint8_t *)r.payload,
+		                                   .n = r.payload_len}, false);
 		if (shm_op_is_msg(r.op)) {
-			check_msg_payload(r.payload, r.payload_len);
+			check_msg_payload(pl, r.payload_len);
 		} else if (r.op == SHM_OP_STATIC_PUT) {
 			shm_static *st = NULL;
-			rc = shm_static_decode(r.payload, r.payload_len, &st);
+			rc = shm_static_decode(pl, r.payload_len, &st);
 			if (rc) {
 				assert_int_equal(rc, SHM_ECORRUPT);
 				assert_non_null(strstr(shm_errmsg(),
@@ -561,8 +571,11 @@ static void test_decoders_take_any_mutation_of_a_record(void **state)
 			}
 			shm_static_free(st);
 		}
+		free(pl);
+		free(x);
 	}
-	assert_true(decoded > ROUNDS / 10); /* the payloads were reached */
+	fz_report("log records", rounds, decoded, t0);
+	assert_true(decoded > rounds / 10); /* the payloads were reached */
 	for (size_t i = 0; i < n; i++)
 		free(rec[i]);
 	free(buf);
@@ -813,6 +826,7 @@ static void test_read_only_wait_sleeps_and_sees_records(void **state)
 
 int main(void)
 {
+	fz_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_every_write_appends_one_record_in_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_large_payloads_are_lz4_frames_and_decode, setup, teardown),
