@@ -689,7 +689,8 @@ static int unlz4(const char *buf, size_t len, size_t max, char **out,
 	LZ4F_freeDecompressionContext(d);
 	if (rc == 0 && off < len) {
 		free(json);
-		snprintf(why, whylen, "%zu bytes after its LZ4 frame", len - off);
+		snprintf(why, whylen, "%zu byte%s after its LZ4 frame", len - off,
+		         len - off == 1 ? "" : "s");
 		return SHM_ECORRUPT;
 	}
 	if (rc == 0) {

@@ -230,8 +230,9 @@ int shm_static_decode(const void *buf, size_t len, shm_static **out)
 			return shm__err(SHM_ECORRUPT, "static value: LZ4 frame of "
 			                "%u bytes without its end mark",
 			                stored_len);
-		return shm__err(SHM_ECORRUPT, "static value: %zu bytes after "
-		                "its LZ4 frame", stored_len - src_done);
+		return shm__err(SHM_ECORRUPT, "static value: %zu byte%s after "
+		                "its LZ4 frame", stored_len - src_done,
+		                stored_len - src_done == 1 ? "" : "s");
 	}
 	dst[raw_len] = '\0';
 	*out = s;

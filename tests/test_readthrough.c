@@ -2853,7 +2853,7 @@ static void test_lz4_value_not_one_whole_frame_is_refused(void **state)
 		int shape; /* 0: one byte after, 1: the frame twice, 2: cut */
 		const char *why;
 	} cases[] = {
-		{0, "Redis value: 1 bytes after its LZ4 frame; not in "
+		{0, "Redis value: 1 byte after its LZ4 frame; not in "
 		    "PostgreSQL"},
 		{1, "bytes after its LZ4 frame; not in PostgreSQL"},
 		{2, "Redis value: not a whole LZ4 frame; not in PostgreSQL"},

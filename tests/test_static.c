@@ -390,7 +390,7 @@ static void test_static_decode_takes_exactly_one_whole_frame(void **state)
 		const char *why;
 	} cases[] = {
 		{-4, false, "LZ4 frame of %zu bytes without its end mark"},
-		{1, false, "1 bytes after its LZ4 frame"},
+		{1, false, "1 byte after its LZ4 frame"},
 		{0, true, "%zu bytes after its LZ4 frame"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
