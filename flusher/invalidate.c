@@ -50,7 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "codec.h" /* SHM_TIME_MAX_US: a message's latest time */
+#include "codec.h" /* SHM_TIME_MAX_US, shm__inval_created_ok */
 #include "invalidate.h"
 
 #define HEADER "shm-inval 2 "
@@ -381,8 +381,9 @@ int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
 			/* a message's created_at, as put stores it: a peer's
 			 * later date would raise the room's watermark past
 			 * every real message, its pages from PostgreSQL for
-			 * good (libshm invalidate.c invariant 4) */
-			if (room && (created < 1 || created > SHM_TIME_MAX_US)) {
+			 * good (libshm invalidate.c invariant 4); the rule
+			 * shm_l1_invalidate_many keeps */
+			if (room && !shm__inval_created_ok(created, true)) {
 				snprintf(err, errlen, "line %zu: created_at %"
 				         PRId64 " us is no message's (1 to %"
 				         PRId64 ": 1970 to 9999)", line, created,

@@ -447,6 +447,14 @@ void shm__order_free(shm__order *o);
 int shm__msg_time_check(const char *fn, const char *field, int64_t us,
                         bool required);
 
+/* ---- invalidation keys (invalidate.c) */
+/* Whether an SHM_INVAL_MSG key may carry created_at (shm_log.h): a time put
+ * stores (1 to SHM_TIME_MAX_US), or 0 (unknown) when it has no room. Any
+ * other would raise its room's watermark, or the lead every reset adds,
+ * for good (invalidate.c invariants 4, 5). The flusher's parser of peers'
+ * keys asks it too. */
+bool shm__inval_created_ok(int64_t created_at, bool room);
+
 /* ---- object keys (graph.c / static.c): website(16) + object bytes */
 #define SHM_OBJKEY_MAX (16 + SHM_MAX_OBJECT)
 /* Whether s[0..len) is a UUID in the 8-4-4-4-12 hex form, either case (what

@@ -37,6 +37,7 @@
  *     watermark passes it.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,12 @@ int shm_inval_kind_of_op(int op)
 	return 0;
 }
 
+bool shm__inval_created_ok(int64_t created_at, bool room)
+{
+	return (created_at >= 1 && created_at <= SHM_TIME_MAX_US) ||
+	       (created_at == 0 && !room);
+}
+
 /* keys[i] of shm_l1_invalidate_many */
 static int check_key(const shm_inval_key *k, size_t i)
 {
@@ -89,6 +96,12 @@ static int check_key(const shm_inval_key *k, size_t i)
 			shm__errcause(rc, why, sizeof why);
 			return shm__err(SHM_EINVAL, "%s", why);
 		}
+		if (!shm__inval_created_ok(k->created_at, k->room))
+			return shm__err(SHM_EINVAL, "shm_l1_invalidate_many: "
+			                "keys[%zu].created_at %" PRId64 " us is no "
+			                "message's (1 to %" PRId64 ": 1970 to 9999%s)",
+			                i, k->created_at, SHM_TIME_MAX_US,
+			                k->room ? "" : "; 0 without a room");
 		return 0;
 	}
 	if (k->kind == SHM_INVAL_STATIC) {

@@ -352,6 +352,60 @@ static void test_bad_keys_change_nothing(void **state)
 	assert_int_equal(shm_l1_invalidate(env, SHM_INVAL_MSG, NULL, 16, NULL),
 	                 SHM_EINVAL);
 	assert_true(l1_has(env, &m.id, NULL, 0));
+	/* a created_at put does not store (0 only without a room): refused,
+	 * named by index and value, and the good keys before it not applied
+	 * (their room's watermark and the lead stay); the flusher's parser
+	 * refuses the same (test_encode_parse) */
+	shm_uuid foreign;
+	shm_uuid_v7(&foreign);
+	const int64_t late = shm_now_us() + 60 * INT64_C(1000000);
+	static const struct {
+		int64_t created;
+		bool room;
+		const char *why; /* NULL: taken */
+	} times[] = {
+		{0, true, "shm_l1_invalidate_many: keys[1].created_at 0 us is no "
+		          "message's (1 to 253402300799999999: 1970 to 9999) "
+		          "(invalid argument)"},
+		{-1, true, "shm_l1_invalidate_many: keys[1].created_at -1 us"},
+		{SHM_TIME_MAX_US + 1, true, "shm_l1_invalidate_many: keys[1]."
+		 "created_at 253402300800000000 us is no message's"},
+		{INT64_MAX, false, "shm_l1_invalidate_many: keys[1].created_at "
+		 "9223372036854775807 us is no message's (1 to "
+		 "253402300799999999: 1970 to 9999; 0 without a room) (invalid "
+		 "argument)"},
+		{-1, false, "shm_l1_invalidate_many: keys[1].created_at -1 us"},
+		{0, false, NULL},
+		{SHM_TIME_MAX_US, true, NULL},
+	};
+	for (size_t i = 0; i < sizeof times / sizeof *times; i++) {
+		shm_inval_key two[2] = {
+			{.kind = SHM_INVAL_MSG, .key = foreign.b, .klen = 16,
+			 .room = "r", .created_at = late},
+			{.kind = SHM_INVAL_MSG, .key = foreign.b, .klen = 16,
+			 .room = times[i].room ? "r" : NULL,
+			 .created_at = times[i].created}};
+		uint64_t lead = 1;
+		MDB_txn *txn;
+		int rc = shm_l1_invalidate_many(env, two, 2, NULL, NULL);
+		assert_int_equal(shm_meta_get(env, "room_lead", &lead), 0);
+		assert_int_equal(shm__rtxn_get(env, &txn), 0);
+		int64_t wm = shm__room_watermark(txn, env, "r",
+		                                 shm__room_floor(txn, env));
+		shm__rtxn_put(env, txn);
+		if (!times[i].why) {
+			assert_int_equal(rc, 0);
+			assert_true(wm >= late);
+			assert_int_not_equal(lead, 0);
+			continue;
+		}
+		assert_int_equal(rc, SHM_EINVAL);
+		if (strncmp(shm_errmsg(), times[i].why, strlen(times[i].why)))
+			fail_msg("'%s' is not '%s...'", shm_errmsg(),
+			         times[i].why);
+		assert_true(wm < late);
+		assert_int_equal(lead, 0);
+	}
 	assert_int_equal(shm_inval_kind_of_op(SHM_OP_MSG_EDIT), SHM_INVAL_MSG);
 	assert_int_equal(shm_inval_kind_of_op(SHM_OP_STATIC_BUST),
 	                 SHM_INVAL_STATIC);
