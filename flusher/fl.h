@@ -44,7 +44,8 @@ int fl_log_reopen(void);
 void fl_log_close(void);
 int fl_log_level_parse(const char *s);
 const char *fl_log_level_name(int level);
-/* One line: "<RFC 3339 UTC ms> <LEVEL> <component>: <message>". */
+/* One line: "<RFC 3339 UTC ms> <LEVEL> <component>: <message>", the
+ * message shown printably (line breaks folded, other controls \xNN). */
 void fl_log(int level, const char *comp, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* An error its starter must see (one that ends the program, a log file

@@ -3,9 +3,10 @@
  *
  * One line per event, written with a single write(2) under a mutex so
  * threads never interleave: "2026-01-02T03:04:05.678Z INFO pg: applied 100
- * rows ...". Until fl_log_open() is called (tests), lines go to stderr at
- * level INFO. A failure that repeats is said once, reminded, and ended
- * (fl_repeat).
+ * rows ...", printable UTF-8 whatever its message holds (line breaks
+ * folded, other bytes shown \xNN: shm__shown_lines_in). Until
+ * fl_log_open() is called (tests), lines go to stderr at level INFO. A
+ * failure that repeats is said once, reminded, and ended (fl_repeat).
  *
  * Invariant: a line not written whole (a full disk) is never lost in
  * silence. It is counted; the first line written again is preceded by one
@@ -176,7 +177,8 @@ static bool write_line(const char *stamp, const char *line, size_t n)
 
 void fl_log(int level, const char *comp, const char *fmt, ...)
 {
-	char line[2048], stamp[80], first_lost[SHM__SHOWN_LONG_MAX + 256] = "";
+	char msg[2048], line[2048], stamp[80];
+	char first_lost[SHM__SHOWN_LONG_MAX + 256] = "";
 	struct timespec ts;
 	struct tm tm;
 	va_list ap;
@@ -192,14 +194,13 @@ void fl_log(int level, const char *comp, const char *fmt, ...)
 	n = snprintf(line, sizeof line, "%s %s %s: ", stamp,
 	             fl_log_level_name(level), comp);
 	va_start(ap, fmt);
-	n += vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+	cut_msg(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	if (n > (int)sizeof line - 2) /* cut between two characters */
-		n = (int)shm__utf8_cut(line, sizeof line - 2);
-	/* one event, one line: fold embedded newlines (server messages) */
-	for (int i = 0; i < n; i++)
-		if (line[i] == '\n' || line[i] == '\r')
-			line[i] = ' ';
+	/* one event, one printable line: line breaks folded (server
+	 * messages), other controls and invalid UTF-8 shown \xNN, cut between
+	 * two characters or escapes, room left for the '\n' */
+	n += (int)shm__shown_lines_in(msg, strlen(msg), line + n,
+	                              sizeof line - (size_t)n);
 	while (n > 0 && line[n - 1] == ' ')
 		n--;
 	line[n++] = '\n';

@@ -42,20 +42,18 @@ static int wait_socket(PGconn *c, PostgresPollingStatusType st,
  * own) as one line of the log of the component comp names, at the level
  * of its severity: INFO for NOTICE and INFO, DEBUG for LOG and DEBUG, WARN
  * for the others (WARNING; an error libpq read outside a query). libpq's
- * text, its line breaks folded and other control characters shown \xNN. */
+ * text as it is: fl_log shows it on one printable line. */
 static void notice(void *comp, const PGresult *res)
 {
 	const char *sev =
 		PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
-	char shown[SHM__SHOWN_LONG_MAX];
 	int level = FL_WARN;
 
 	if (sev && (!strcmp(sev, "NOTICE") || !strcmp(sev, "INFO")))
 		level = FL_INFO;
 	else if (sev && (!strcmp(sev, "LOG") || !strncmp(sev, "DEBUG", 5)))
 		level = FL_DEBUG;
-	fl_log(level, comp, "server: %s",
-	       shm__shown_lines(PQresultErrorMessage(res), shown));
+	fl_log(level, comp, "server: %s", PQresultErrorMessage(res));
 }
 
 PGconn *fl_pg_connect(const fl_config *cfg, const char *app,

@@ -127,33 +127,51 @@ size_t shm__printable_seq(const unsigned char *p, size_t avail)
 	return n;
 }
 
-/* shm__shown of s[0..len) up to max bytes of it, line breaks folded if
- * fold (shm__shown_lines); buf holds max * 4 + sizeof "..." bytes. */
-static const char *shown(const char *s, size_t len, size_t max, bool fold,
-                         char *buf)
+/* s[0..n) shown into buf: printable UTF-8 and ASCII spaces as they are,
+ * any other byte as \xNN, line breaks folded if fold (shm__shown_lines);
+ * as many whole characters and escapes as fit in cap bytes. Returns the
+ * bytes written (no NUL). */
+static size_t show(const unsigned char *u, size_t n, bool fold, char *buf,
+                   size_t cap)
 {
-	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0, o = 0, n = len < max ? len : max;
-	size_t k;
+	static const char hex[] = "0123456789abcdef";
+	size_t i = 0, o = 0, k;
 
 	while (i < n) {
 		if (fold && (u[i] == '\n' || u[i] == '\r')) {
 			while (i < n && (u[i] == '\n' || u[i] == '\r' ||
 			                 u[i] == '\t' || u[i] == ' '))
 				i++;
-			if (i < n)
-				buf[o++] = ' ';
+			if (i == n || o == cap)
+				break; /* a final line break is dropped */
+			buf[o++] = ' ';
 			continue;
 		}
 		k = u[i] == ' ' ? 1 : shm__printable_seq(u + i, n - i);
+		if (o + (k ? k : 4) > cap)
+			break;
 		if (k) {
 			memcpy(buf + o, u + i, k);
 			o += k;
 			i += k;
 		} else {
-			o += (size_t)sprintf(buf + o, "\\x%02x", u[i++]);
+			buf[o++] = '\\';
+			buf[o++] = 'x';
+			buf[o++] = hex[u[i] >> 4];
+			buf[o++] = hex[u[i++] & 15];
 		}
 	}
+	return o;
+}
+
+/* shm__shown of s[0..len) up to max bytes of it, line breaks folded if
+ * fold (shm__shown_lines); buf holds max * 4 + sizeof "..." bytes. */
+static const char *shown(const char *s, size_t len, size_t max, bool fold,
+                         char *buf)
+{
+	size_t o = show((const unsigned char *)s, len < max ? len : max, fold,
+	                buf, SIZE_MAX);
+
 	strcpy(buf + o, len > max ? "..." : "");
 	return buf;
 }
@@ -178,4 +196,12 @@ const char *shm__shown_lines(const char *s, char buf[SHM__SHOWN_LONG_MAX])
 {
 	return shown(s, strnlen(s, SHM__SHOWN_LONG_BYTES + 1),
 	             SHM__SHOWN_LONG_BYTES, true, buf);
+}
+
+size_t shm__shown_lines_in(const char *s, size_t len, char *buf, size_t size)
+{
+	size_t o = show((const unsigned char *)s, len, true, buf, size - 1);
+
+	buf[o] = 0;
+	return o;
 }

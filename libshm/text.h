@@ -48,5 +48,10 @@ const char *shm__shown_long(const char *s, size_t len,
  * break, with the spaces and tabs that indent the next line, as one space
  * (one in a name the text quotes too), a final one dropped. */
 const char *shm__shown_lines(const char *s, char buf[SHM__SHOWN_LONG_MAX]);
+/* s[0..len) shown as shm__shown_lines shows it, whole, without "...": as
+ * much of it as fits in buf (size bytes, size >= 1), cut between two
+ * characters or escapes, NUL-terminated. Returns its length. A log line's
+ * (flusher/log.c). */
+size_t shm__shown_lines_in(const char *s, size_t len, char *buf, size_t size);
 
 #endif

@@ -3046,6 +3046,47 @@ static void test_long_log_lines_are_cut_between_characters(void **state)
 	free(dir);
 }
 
+/* A log line is printable whatever its message quotes: an ESC, a BEL, a
+ * tab, invalid UTF-8 as \xNN, line breaks (and the indentation after them)
+ * as one space. Only CR/LF were folded: the ESC and BEL reached the file
+ * raw. A line too long is cut between two escapes, not inside one. */
+static void test_log_line_shows_control_bytes_escaped(void **state)
+{
+	char *dir = tu_tmpdir(), logf[4200], text[1001], buf[8192];
+	static const char want[] = " INFO t: esc \\x1b[2J bel \\x07 tab"
+	                           "\\x09end next \\xff done\n";
+
+	memset(text, 0x1b, sizeof text - 1);
+	text[sizeof text - 1] = 0;
+	snprintf(logf, sizeof logf, "%s/flusher.log", dir);
+	assert_int_equal(fl_log_open(logf, FL_INFO), 0);
+	fl_log(FL_INFO, "t", "esc \x1b[2J bel \a tab\tend\r\n  next \xff"
+	       " done\n");
+	fl_log(FL_INFO, "t", "%s", text);
+	fl_log_close();
+	FILE *f = fopen(logf, "rb");
+	assert_non_null(f);
+	size_t len = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[len] = 0;
+	char *second = strchr(buf, '\n') + 1;
+	size_t first_len = (size_t)(second - buf);
+	assert_true(first_len > strlen(want));
+	assert_memory_equal(buf + first_len - strlen(want), want, strlen(want));
+	/* the second: every ESC as "\x1b", whole, as many as 2 KiB hold */
+	size_t l2 = len - first_len;
+	assert_true(l2 <= 2048 && l2 > 2048 - 4);
+	assert_int_equal(second[l2 - 1], '\n');
+	char *esc = strstr(second, "t: ") + 3;
+	assert_int_equal((size_t)(second + l2 - 1 - esc) % 4, 0);
+	for (char *p = esc; p < second + l2 - 1; p += 4)
+		assert_memory_equal(p, "\\x1b", 4);
+	for (size_t i = 0; i < len; i++)
+		assert_true(buf[i] == '\n' || (buf[i] >= 0x20 && buf[i] < 0x7f));
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* A sink's error text quotes a server's (a Redis error reply, PostgreSQL's
  * lines): it is kept on one line, control bytes and invalid UTF-8 as \xNN,
  * so that its log line and dead letter hold no raw escape sequence. */
@@ -4327,6 +4368,7 @@ int main(void)
 			redis_unlimited),
 		cmocka_unit_test_teardown(test_sink_error_is_one_printable_line, ft_teardown),
 		cmocka_unit_test(test_long_log_lines_are_cut_between_characters),
+		cmocka_unit_test(test_log_line_shows_control_bytes_escaped),
 		cmocka_unit_test_teardown(test_pg_error_text_is_logged_printably, ft_teardown),
 		cmocka_unit_test_teardown(test_once_without_the_schema_names_it_and_gives_up, ft_teardown),
 		cmocka_unit_test_teardown(test_pg_schema_failing_at_a_reconnect_is_retried, ft_teardown),
