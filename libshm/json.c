@@ -34,7 +34,8 @@
  *     (left zero for shm_msg_put to fill in): id, created_at, content_hash,
  *     metadata and each of metadata's fields. Option<> fields (updated_at,
  *     parent_id, thread_id, last_reply_at, compressed_content) may be
- *     missing or null.
+ *     missing or null; a nil parent_id or thread_id is refused (SHM_EUUID),
+ *     as put refuses it.
  *  3. content_hash, if given, must be a string and is ignored: shm_msg_put
  *     always recomputes it (XXH3-64 of the content), so an imported hash
  *     can never disagree with its content. compressed_content, if given,
@@ -695,7 +696,11 @@ static int get_opt_uuid(pctx *c, json_t *v, const char *path, bool *has,
 	if (!v || json_is_null(v))
 		return 0;
 	*has = true;
-	return get_uuid(c, v, path, out);
+	int rc = get_uuid(c, v, path, out);
+	if (!rc && shm_uuid_is_nil(out)) /* put refuses it: no message's */
+		return fail(c, SHM_EUUID, "field '%s': the nil UUID, which "
+		            "names no message (null for none)", path);
+	return rc;
 }
 
 /* An RFC 3339 string, or (nullable) null/missing -> 0. */

@@ -280,6 +280,12 @@ static const struct bad_case {
 	 SHM_EUUID, "field 'id': the nil UUID, which a message cannot hold"},
 	{"{" BASE ",\"parent_id\":\"0190a4c4x1d2e-7abc-8def-0123456789ab\"}",
 	 SHM_EUUID, "field 'parent_id': malformed UUID"},
+	/* put refuses them: null is none */
+	{"{" BASE ",\"parent_id\":\"00000000-0000-0000-0000-000000000000\"}",
+	 SHM_EUUID, "field 'parent_id': the nil UUID, which names no message "
+	 "(null for none)"},
+	{"{" BASE ",\"thread_id\":\"00000000-0000-0000-0000-000000000000\"}",
+	 SHM_EUUID, "field 'thread_id': the nil UUID, which names no message"},
 	{"{" BASE ",\"thread_id\":5}", SHM_EJSON,
 	 "field 'thread_id': expected UUID string, got integer"},
 	{"{" BASE ",\"created_at\":\"2026-11-23\"}", SHM_ETIME,
