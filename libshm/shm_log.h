@@ -316,7 +316,8 @@ int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
  * SHM_INVAL_MSG, the message's room and creation time, or NULL and 0 when
  * unknown. created_at is a time put stores (1 us to
  * 9999-12-31T23:59:59.999999Z), or 0 without a room: any other makes the
- * call SHM_EINVAL (a later one would raise the room's watermark for good). A message this L1 does not hold was written elsewhere: L1 can no
+ * call SHM_EINVAL (a later one would raise the room's watermark for
+ * good). A message this L1 does not hold was written elsewhere: L1 can no
  * longer answer that room's pages reaching back to created_at, so they come
  * from PostgreSQL (the room's watermark, libshm/room.c invariant 2).
  */
