@@ -4,9 +4,9 @@
  * of the pooled backend, its idle_session_timeout, and restarts (fast,
  * and immediate, whose WARNING reaches the client). The next get is served
  * through a new connection within the same timeout and the level is not
- * skipped; a server that is gone fails the level as before. And what PostgreSQL sends as notices (a
- * function's NOTICE and WARNING, a shutdown's WARNING) never reaches the
- * application's stderr.
+ * skipped; a server that is gone fails the level as before. And what
+ * PostgreSQL sends as notices (a function's NOTICE and WARNING, a
+ * shutdown's WARNING) never reaches the application's stderr.
  *
  * Needs the servers of tests/run.sh (SHM_TEST_REDIS, SHM_TEST_PG, and for
  * restarts SHM_TEST_DIR and SHM_PGBIN); the tests skip without them. Rows
