@@ -25,7 +25,8 @@
  * two reactions with one emoji and an attachment size beyond int64
  * (SHM_EINVAL), a time the reader would refuse (SHM_ETIME: outside
  * SHM_MSG_TIME_RANGE, or a created_at of 0), a nil id, which the reader
- * refuses as none (SHM_EUUID); each error names the field.
+ * refuses as none, and a nil parent_id or thread_id, which it refuses as
+ * naming no message (SHM_EUUID); each error names the field.
  * Writer, reader and put take one range of times (internal.h).
  *
  * Input is checked strictly, the way serde would with deny_unknown_fields:
@@ -264,11 +265,19 @@ static int null_with(const char *fn, const char *field, uint32_t n)
 	                field, n);
 }
 
+/* A nil parent_id or thread_id, which the reader refuses, as put does. */
+static int nil_link(const char *fn, const char *field)
+{
+	return shm__err(SHM_EUUID, "%s: field '%s': the nil UUID, which the "
+	                "reader refuses: it names no message (null for none)",
+	                fn, field);
+}
+
 /* What the writer refuses before writing anything: what it cannot write
- * (a type, a size), a time or id the reader would refuse (whole: the
- * message's own times and id too, not only its metadata's), and the
- * pointers put refuses (shm.h: a NULL array or content with a count, a
- * reaction with users but no emoji). */
+ * (a type, a size), a time, id or link the reader would refuse (whole:
+ * the message's own times, id and links too, not only its metadata's),
+ * and the pointers put refuses (shm.h: a NULL array or content with a
+ * count, a reaction with users but no emoji). */
 static int check_msg(const shm_msg *m, const char *fn, bool whole)
 {
 	int rc;
@@ -312,6 +321,11 @@ static int check_msg(const shm_msg *m, const char *fn, bool whole)
 		return shm__err(SHM_EUUID, "%s: field 'id': the nil UUID, which "
 		                "the reader refuses: nil means none (put makes "
 		                "a new id)", fn);
+	/* the links the reader takes back: nil names no message there */
+	if (whole && m->has_parent && shm_uuid_is_nil(&m->parent_id))
+		return nil_link(fn, "parent_id");
+	if (whole && m->has_thread && shm_uuid_is_nil(&m->thread_id))
+		return nil_link(fn, "thread_id");
 	for (uint32_t i = 0; i < m->n_attachments; i++)
 		if (m->attachments[i].size > (uint64_t)INT64_MAX)
 			return shm__err(SHM_EINVAL,

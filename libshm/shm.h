@@ -565,8 +565,9 @@ void shm_msgs_free(shm_msg **msgs, size_t n);
  * INT64_MAX, a NULL array or content with a non-zero count, a reaction
  * with users and no emoji), SHM_ETIME (a time outside the range of
  * shm_msg's times, above, or a created_at of 0, which the reader would
- * refuse), SHM_EUUID (a nil id, which the reader refuses too), ENOMEM;
- * *json is then NULL. shm_log.h has an appending form.
+ * refuse), SHM_EUUID (a nil id, or a nil parent_id or thread_id given,
+ * which the reader refuses too), ENOMEM; *json is then NULL. shm_log.h
+ * has an appending form.
  */
 int shm_msg_to_json(const shm_msg *m, char **json, size_t *len);
 /*

@@ -245,8 +245,9 @@ int shm_msg_payload_room(const void *buf, size_t len, const char **room,
  *   SHM_ETYPE, SHM_EINVAL (two reactions with one emoji, attachment size
  *   beyond INT64_MAX, a NULL array or content with a non-zero count, a
  *   reaction with users and no emoji), SHM_ETIME (a time outside the range
- *   of shm_msg's times, or a created_at of 0), SHM_EUUID (a nil id),
- *   ENOMEM; shm_errmsg() names the field.
+ *   of shm_msg's times, or a created_at of 0), SHM_EUUID (a nil id, or a
+ *   nil parent_id or thread_id given), ENOMEM; shm_errmsg() names the
+ *   field.
  */
 int shm_msg_json_append(const shm_msg *m, char **buf, size_t *len,
                         size_t *cap, size_t *meta_off, size_t *meta_len);

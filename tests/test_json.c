@@ -1428,6 +1428,69 @@ static void test_writer_refuses_the_nil_id_the_reader_refuses(void **state)
 	free(js);
 }
 
+/* A nil parent_id or thread_id names no message: the reader refuses it,
+ * so the writer does not write it, appending nothing; a real link goes
+ * both ways. */
+static void test_writer_refuses_a_nil_link_the_reader_refuses(void **state)
+{
+	static const char *const field[] = {"parent_id", "thread_id"};
+	shm_msg m = tu_msg("r", 1, "c"), *back;
+	char *js, *buf = NULL, err[256], line[512];
+	size_t len, before, cap = 0;
+
+	(void)state;
+	m.created_at = 1795428000000000;
+	shm_uuid_v7(&m.id);
+	for (size_t i = 0; i < 2; i++) {
+		char want[64];
+		m.has_parent = i == 0;
+		m.has_thread = i == 1;
+		memset(&m.parent_id, 0, sizeof m.parent_id);
+		memset(&m.thread_id, 0, sizeof m.thread_id);
+		snprintf(want, sizeof want, "field '%s': the nil UUID",
+		         field[i]);
+		js = (char *)1;
+		assert_int_equal(shm_msg_to_json(&m, &js, NULL), SHM_EUUID);
+		assert_null(js);
+		assert_non_null(strstr(shm_errmsg(), "shm_msg_to_json: "));
+		assert_non_null(strstr(shm_errmsg(), want));
+		/* the appending form appends nothing after what was there */
+		len = 0;
+		m.has_parent = m.has_thread = false;
+		assert_int_equal(shm_msg_json_append(&m, &buf, &len, &cap,
+		                                     NULL, NULL), 0);
+		before = len;
+		m.has_parent = i == 0;
+		m.has_thread = i == 1;
+		assert_int_equal(shm_msg_json_append(&m, &buf, &len, &cap,
+		                                     NULL, NULL), SHM_EUUID);
+		assert_int_equal(len, before);
+		assert_non_null(strstr(shm_errmsg(), want));
+		/* the reader refuses what the writer would have written */
+		snprintf(line, sizeof line,
+		         "{\"room_id\":\"r\",\"user_id\":1,\"username\":\"u\","
+		         "\"content\":\"c\",\"message_type\":\"Text\","
+		         "\"%s\":\"00000000-0000-0000-0000-000000000000\"}",
+		         field[i]);
+		back = (shm_msg *)1;
+		assert_int_equal(shm_msg_from_json(line, strlen(line), &back,
+		                                   err, sizeof err),
+		                 SHM_EUUID);
+		assert_null(back);
+		assert_non_null(strstr(err, want));
+		/* any other link goes both ways */
+		shm_uuid_v7(i == 0 ? &m.parent_id : &m.thread_id);
+		assert_int_equal(shm_msg_to_json(&m, &js, NULL), 0);
+		back = parse_ok(js);
+		assert_true(i == 0 ? back->has_parent : back->has_thread);
+		assert_memory_equal(i == 0 ? &back->parent_id : &back->thread_id,
+		                    i == 0 ? &m.parent_id : &m.thread_id, 16);
+		shm_msg_free(back);
+		free(js);
+	}
+	free(buf);
+}
+
 /* shmctl import of serde JSON (a HashMap: any key order) puts reactions
  * sorted; get, and the JSON of get, have them in that order. */
 static void test_import_of_reactions_in_any_order_reads_back_sorted(
@@ -1657,6 +1720,8 @@ int main(void)
 			test_writer_reader_and_put_agree_on_the_range_of_times),
 		cmocka_unit_test(
 			test_writer_refuses_the_nil_id_the_reader_refuses),
+		cmocka_unit_test(
+			test_writer_refuses_a_nil_link_the_reader_refuses),
 		cmocka_unit_test(
 			test_import_of_reactions_in_any_order_reads_back_sorted),
 		cmocka_unit_test(test_time_format_uses_chrono_auto_si),
