@@ -76,7 +76,7 @@ bool shm__inval_created_ok(int64_t created_at, bool room)
 	       (created_at == 0 && !room);
 }
 
-/* keys[i] of shm_l1_invalidate_many */
+/* keys[i] of shm_l1_invalidate_many; every refusal names keys[i]. */
 static int check_key(const shm_inval_key *k, size_t i)
 {
 	char why[400];
@@ -87,14 +87,16 @@ static int check_key(const shm_inval_key *k, size_t i)
 		                "keys[%zu].key", i);
 	if (k->kind == SHM_INVAL_MSG) {
 		if (k->klen != 16)
-			return shm__err(SHM_EINVAL, "invalidate: message key of "
-			                "%zu bytes, not 16", k->klen);
-		if (k->room && (rc = shm__check_text("invalidate: room_id",
-		                                     k->room, strlen(k->room),
+			return shm__err(SHM_EINVAL, "shm_l1_invalidate_many: "
+			                "keys[%zu].klen %zu: a message key is 16 "
+			                "bytes", i, k->klen);
+		if (k->room && (rc = shm__check_text("room", k->room,
+		                                     strlen(k->room),
 		                                     SHM_MAX_ROOM, false))) {
 			/* a bad key is SHM_EINVAL (shm_log.h): its text too */
 			shm__errcause(rc, why, sizeof why);
-			return shm__err(SHM_EINVAL, "%s", why);
+			return shm__err(SHM_EINVAL, "shm_l1_invalidate_many: "
+			                "keys[%zu].%s", i, why);
 		}
 		if (!shm__inval_created_ok(k->created_at, k->room))
 			return shm__err(SHM_EINVAL, "shm_l1_invalidate_many: "
@@ -106,12 +108,14 @@ static int check_key(const shm_inval_key *k, size_t i)
 	}
 	if (k->kind == SHM_INVAL_STATIC) {
 		if (k->klen <= 16 || k->klen > SHM_OBJKEY_MAX)
-			return shm__err(SHM_EINVAL, "invalidate: static key of "
-			                "%zu bytes, not 17..%d", k->klen,
-			                SHM_OBJKEY_MAX);
+			return shm__err(SHM_EINVAL, "shm_l1_invalidate_many: "
+			                "keys[%zu].klen %zu: a static key is 17 to "
+			                "%d bytes", i, k->klen, SHM_OBJKEY_MAX);
 		return 0;
 	}
-	return shm__err(SHM_EINVAL, "invalidate: unknown kind %d", k->kind);
+	return shm__err(SHM_EINVAL, "shm_l1_invalidate_many: keys[%zu].kind "
+	                "%d: neither SHM_INVAL_MSG nor SHM_INVAL_STATIC", i,
+	                k->kind);
 }
 
 static MDB_dbi kind_dbi(shm_env *env, int kind)

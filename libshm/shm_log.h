@@ -343,7 +343,8 @@ int shm_l1_invalidate(shm_env *env, int kind, const void *key, size_t klen,
 /* The same for n keys, in one write transaction (none if no key needs it).
  * *dropped and *kept (either may be NULL) get the entries dropped and those
  * kept for their unflushed local work. All keys are checked first: a bad
- * one (SHM_EINVAL) changes nothing. */
+ * one (SHM_EINVAL, its text naming it as keys[N], shm_l1_invalidate's as
+ * keys[0]) changes nothing. */
 int shm_l1_invalidate_many(shm_env *env, const shm_inval_key *keys, size_t n,
                            uint64_t *dropped, uint64_t *kept);
 /* Drops every flushed entry (messages and statics) and marks every room's

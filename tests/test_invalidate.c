@@ -335,20 +335,32 @@ static void test_bad_keys_change_nothing(void **state)
 		{.kind = SHM_INVAL_MSG, .key = m.id.b, .klen = 15},
 		{.kind = SHM_INVAL_MSG, .key = m.id.b, .klen = 16,
 		 .room = "bad\xff", .created_at = 1}};
+	/* every refusal names the key by its index, as created_at's below */
 	assert_int_equal(shm_l1_invalidate_many(env, keys, 2, NULL, NULL),
 	                 SHM_EINVAL);
+	assert_string_equal(shm_errmsg(), "shm_l1_invalidate_many: keys[1].klen "
+	                    "15: a message key is 16 bytes (invalid argument)");
 	assert_true(l1_has(env, &m.id, NULL, 0)); /* first key untouched */
-	assert_int_equal(shm_l1_invalidate_many(env, keys + 2, 1, NULL, NULL),
+	keys[1].klen = 16;
+	assert_int_equal(shm_l1_invalidate_many(env, keys + 1, 2, NULL, NULL),
 	                 SHM_EINVAL); /* a room that is not UTF-8 */
-	assert_string_equal(shm_errmsg(), "invalidate: room_id: invalid UTF-8 "
-	                    "at byte offset 3 (invalid argument)");
+	assert_string_equal(shm_errmsg(), "shm_l1_invalidate_many: keys[1].room: "
+	                    "invalid UTF-8 at byte offset 3 (invalid argument)");
 	assert_true(l1_has(env, &m.id, NULL, 0));
-	assert_int_equal(shm_l1_invalidate(env, 'X', m.id.b, 16, NULL),
+	keys[1].kind = 'X';
+	assert_int_equal(shm_l1_invalidate_many(env, keys, 2, NULL, NULL),
 	                 SHM_EINVAL);
+	assert_string_equal(shm_errmsg(), "shm_l1_invalidate_many: keys[1].kind "
+	                    "88: neither SHM_INVAL_MSG nor SHM_INVAL_STATIC "
+	                    "(invalid argument)");
 	assert_int_equal(shm_l1_invalidate(env, SHM_INVAL_STATIC, big, 16, NULL),
 	                 SHM_EINVAL);
+	assert_string_equal(shm_errmsg(), "shm_l1_invalidate_many: keys[0].klen "
+	                    "16: a static key is 17 to 502 bytes (invalid "
+	                    "argument)");
 	assert_int_equal(shm_l1_invalidate(env, SHM_INVAL_STATIC, big,
 	                                   sizeof big, NULL), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "keys[0].klen 600: "));
 	assert_int_equal(shm_l1_invalidate(env, SHM_INVAL_MSG, NULL, 16, NULL),
 	                 SHM_EINVAL);
 	assert_true(l1_has(env, &m.id, NULL, 0));
