@@ -50,7 +50,7 @@ void fl_log(int level, const char *comp, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* An error its starter must see (one that ends the program, a log file
  * that cannot be reopened), said once: an ERROR line; when the log is a
- * file, also "shm-flusher: ..." on stderr. */
+ * file, also "shm-flusher: ..." on stderr, shown as the line shows it. */
 void fl_log_alert(const char *comp, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -217,7 +217,7 @@ void fl_log(int level, const char *comp, const char *fmt, ...)
 
 void fl_log_alert(const char *comp, const char *fmt, ...)
 {
-	char msg[1024];
+	char msg[1024], shown[sizeof msg * 4];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -227,8 +227,12 @@ void fl_log_alert(const char *comp, const char *fmt, ...)
 	pthread_mutex_lock(&log_lock);
 	bool to_file = log_fd >= 0;
 	pthread_mutex_unlock(&log_lock);
-	if (to_file)
-		fprintf(stderr, "shm-flusher: %s\n", msg);
+	if (!to_file)
+		return;
+	/* one printable line, shown as fl_log shows it (whole: 4 bytes
+	 * at most for each of msg's) */
+	shm__shown_lines_in(msg, strlen(msg), shown, sizeof shown);
+	fprintf(stderr, "shm-flusher: %s\n", shown);
 }
 
 /* ------------------------------------------------------------ repeats */

@@ -3944,6 +3944,45 @@ static char *read_whole(const char *path)
 	return buf;
 }
 
+/* With --log-file, fl_log_alert's copy on stderr is printable as its log
+ * line is (ESC, BEL, invalid UTF-8 as \xNN, line breaks folded), on one
+ * line. It was written raw: the ESC sequence reached the terminal. */
+static void test_alert_on_stderr_shows_control_bytes_escaped(void **state)
+{
+	char *dir = tu_tmpdir(), logf[4200], err[4096], *text;
+	static const char want[] = "esc \\x1b[2J bel \\x07 next \\xff done";
+	int status, to_parent[2];
+
+	snprintf(logf, sizeof logf, "%s/flusher.log", dir);
+	assert_int_equal(pipe(to_parent), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (dup2(to_parent[1], STDERR_FILENO) < 0 ||
+		    fl_log_open(logf, FL_INFO) != 0)
+			_exit(10);
+		fl_log_alert("t", "esc \x1b[2J bel \a\r\n  next \xff done\n");
+		fl_log_close();
+		_exit(0);
+	}
+	close(to_parent[1]);
+	ssize_t got = read(to_parent[0], err, sizeof err - 1);
+	err[got > 0 ? got : 0] = 0;
+	close(to_parent[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_string_equal(err, "shm-flusher: esc \\x1b[2J bel \\x07 next "
+	                         "\\xff done\n");
+	/* the log line shows the message the same way */
+	text = read_whole(logf);
+	assert_non_null(strstr(text, " ERROR t: "));
+	assert_non_null(strstr(text, want));
+	free(text);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* Logs five lines to logf in a child, the second cut short and the third
  * refused by a file size limit (which cuts a write short, then fails it
  * with EFBIG, as a full disk does with ENOSPC), the fourth "fourth, " and
@@ -4369,6 +4408,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_sink_error_is_one_printable_line, ft_teardown),
 		cmocka_unit_test(test_long_log_lines_are_cut_between_characters),
 		cmocka_unit_test(test_log_line_shows_control_bytes_escaped),
+		cmocka_unit_test(
+			test_alert_on_stderr_shows_control_bytes_escaped),
 		cmocka_unit_test_teardown(test_pg_error_text_is_logged_printably, ft_teardown),
 		cmocka_unit_test_teardown(test_once_without_the_schema_names_it_and_gives_up, ft_teardown),
 		cmocka_unit_test_teardown(test_pg_schema_failing_at_a_reconnect_is_retried, ft_teardown),
