@@ -499,18 +499,6 @@ static void test_cleanup_server_notices_are_lines_of_the_log(void **st_)
 	free(dir);
 }
 
-/* Runs a function of tests/harness/servers.sh on the servers of this run
- * (servers.sh exported what describes them). */
-static int harness(const char *fn)
-{
-	char cmd[2048];
-	const char *top = getenv("SHM_TOP");
-
-	snprintf(cmd, sizeof cmd, ". \"%s/tests/harness/servers.sh\" && %s "
-	         ">/dev/null 2>&1", top ? top : ".", fn);
-	return system(cmd);
-}
-
 /* Waits up to 15 s for the site's connections to be want and its marks
  * gone. */
 static bool cleaned_within(const site *s, const char *want)
@@ -547,10 +535,10 @@ static void test_daemon_rounds_go_on_after_postgres_was_stopped(void **st_)
 	pid_t fl = ft_spawn_flusher(dir, args);
 	assert_true(cleaned_within(&a, "Page:1>Block:1"));
 	PQfinish(pg);
-	assert_int_equal(harness("shm_pg_stop fast"), 0);
+	assert_int_equal(tu_harness("shm_pg_stop fast"), 0);
 	bool skipped = ft_log_waits_for(dir, "ERROR cleanup: round skipped: ",
 	                                10000);
-	assert_int_equal(harness("shm_pg_start"), 0);
+	assert_int_equal(tu_harness("shm_pg_start"), 0);
 	pg = PQconnectdb(pg_info);
 	assert_int_equal(PQstatus(pg), CONNECTION_OK);
 	assert_true(skipped);

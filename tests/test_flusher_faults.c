@@ -7,18 +7,6 @@
  * show), Redis keys, and a trimmed log. Skips without the servers. */
 #include "flusher_test.h"
 
-/* Runs a function of tests/harness/servers.sh (the servers of this run are
- * described by the variables servers.sh exported). */
-static int harness(const char *fn)
-{
-	char cmd[2048];
-	const char *top = getenv("SHM_TOP");
-
-	snprintf(cmd, sizeof cmd, ". \"%s/tests/harness/servers.sh\" && %s "
-	         ">/dev/null 2>&1", top ? top : ".", fn);
-	return system(cmd);
-}
-
 /* Both servers up again, whatever an earlier test left. */
 static void servers_up(void)
 {
@@ -26,12 +14,12 @@ static void servers_up(void)
 	if (c)
 		redisFree(c);
 	else
-		assert_int_equal(harness("shm_redis_start"), 0);
+		assert_int_equal(tu_harness("shm_redis_start"), 0);
 	PGconn *pg = ft_pg_connect();
 	if (pg)
 		PQfinish(pg);
 	else
-		assert_int_equal(harness("shm_pg_start"), 0);
+		assert_int_equal(tu_harness("shm_pg_start"), 0);
 }
 
 #define NEED_HARNESS()                                                         \
@@ -69,7 +57,7 @@ static void test_redis_outage_does_not_hold_postgres_back(void **state)
 	assert_int_equal(ft_wait_meta(env, "sink.redis.applied", last1, 10000),
 	                 last1);
 
-	assert_int_equal(harness("shm_redis_stop"), 0);
+	assert_int_equal(tu_harness("shm_redis_stop"), 0);
 	uint64_t t0 = ft_ms();
 	assert_int_equal(ft_write_in_child(dir, 1, &p2), 0);
 	uint64_t last2 = ft_meta(env, "next_seq") - 1;
@@ -83,7 +71,7 @@ static void test_redis_outage_does_not_hold_postgres_back(void **state)
 	assert_true(tu_log_count(env) >= last2 - last1);
 
 	tu_sleep_ms(1500); /* a few failed retries */
-	assert_int_equal(harness("shm_redis_start"), 0);
+	assert_int_equal(tu_harness("shm_redis_start"), 0);
 	redis_catches_up(env, last2, "Redis back");
 	/* the restarted Redis has no persistence: exactly the 2000 written
 	 * during the outage are there, with the right JSON */
@@ -103,7 +91,7 @@ static void test_redis_outage_does_not_hold_postgres_back(void **state)
 }
 
 #define REDIS_SIGNAL(sig) \
-	harness("kill -" sig " \"$(cat \"$SHM_TEST_DIR/redis.pid\")\"")
+	tu_harness("kill -" sig " \"$(cat \"$SHM_TEST_DIR/redis.pid\")\"")
 
 /* A failed assertion must not leave Redis stopped for the next tests. */
 static int redis_cont_teardown(void **state)
@@ -200,9 +188,9 @@ static void test_postgres_restart_mid_run_applies_every_row_once(void **state)
 	pid_t w0 = ft_spawn_writer(dir, 0, &p);
 	pid_t w1 = ft_spawn_writer(dir, 1, &p);
 	tu_sleep_ms(150);
-	assert_int_equal(harness("shm_pg_restart fast"), 0);
+	assert_int_equal(tu_harness("shm_pg_restart fast"), 0);
 	tu_sleep_ms(300);
-	assert_int_equal(harness("shm_pg_restart immediate"), 0);
+	assert_int_equal(tu_harness("shm_pg_restart immediate"), 0);
 	assert_int_equal(ft_wait(w0), 0);
 	assert_int_equal(ft_wait(w1), 0);
 	uint64_t last = ft_meta(env, "next_seq") - 1;

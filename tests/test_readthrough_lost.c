@@ -52,17 +52,6 @@ static void pg_exec(PGconn *c, const char *sql)
 	PQclear(r);
 }
 
-/* Runs a function of tests/harness/servers.sh on this run's servers. */
-static int harness(const char *fn)
-{
-	char cmd[2048];
-	const char *top = getenv("SHM_TOP");
-
-	snprintf(cmd, sizeof cmd, ". \"%s/tests/harness/servers.sh\" && %s "
-	         ">/dev/null 2>&1", top ? top : ".", fn);
-	return system(cmd);
-}
-
 /* A message in room "<prefix>-what", in PostgreSQL only. */
 static shm_msg pg_msg(PGconn *db, const char *what, char *room, size_t len)
 {
@@ -409,7 +398,7 @@ static void test_postgres_restart_is_met_with_a_new_connection(void **state)
 		shm_env *env = open_rt(NULL, pg_info);
 		assert_get(env, &absent, SHM_ENOTFOUND, NULL);
 		snprintf(cmd, sizeof cmd, "shm_pg_restart %s", mode[i]);
-		assert_int_equal(harness(cmd), 0);
+		assert_int_equal(tu_harness(cmd), 0);
 		stderr_begin();
 		shm_msg *got = NULL;
 		int rc = shm_msg_get(env, &m.id, &got);

@@ -271,6 +271,16 @@ int tu_free_port(void)
 	return ntohs(a.sin_port);
 }
 
+int tu_harness(const char *fn)
+{
+	char cmd[2048];
+	const char *top = getenv("SHM_TOP");
+
+	snprintf(cmd, sizeof cmd, ". \"%s/tests/harness/servers.sh\" && %s "
+	         ">/dev/null 2>&1", top ? top : ".", fn);
+	return system(cmd);
+}
+
 void tu_redis_stop(pid_t pid)
 {
 	kill(pid, SIGKILL);

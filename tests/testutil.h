@@ -64,6 +64,10 @@ void tu_redis_stop(pid_t pid);
 /* A loopback TCP port nobody listens on now (for a --port of a test
  * server). */
 int tu_free_port(void);
+/* Runs a function of tests/harness/servers.sh (shm_redis_stop, ...) on this
+ * run's servers, which servers.sh described in the variables it exported
+ * ($SHM_TOP: the tree); its exit status, as system() gives it. */
+int tu_harness(const char *fn);
 
 /* PostgreSQL rows for the read-path tests (tests/test_readthrough.c,
  * tests/test_room.c): a timestamp as SQL text, "YYYY-MM-DD HH:MM:SS.ffffff
