@@ -64,6 +64,29 @@ static void pg_atexit(void)
 	pg_stop();
 }
 
+/* As root: the cluster owner, created as tests/harness/servers.sh does
+ * when missing (a fresh machine where no test has run yet). */
+static struct passwd *owner_user(bench_ctx *ctx)
+{
+	struct passwd *pw = getpwnam(PG_USER);
+	if (pw)
+		return pw;
+	bench_log(ctx, "pg: creating system user %s", PG_USER);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		execlp("useradd", "useradd", "--system", "--no-create-home",
+		       "--shell", "/usr/sbin/nologin", PG_USER, (char *)NULL);
+		fprintf(stderr, "shm-bench: pg: useradd: %s\n", strerror(errno));
+		_exit(127);
+	}
+	int st;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		return NULL;
+	return getpwnam(PG_USER);
+}
+
 /* Forks argv as the cluster owner (shmtest when root); returns the pid. */
 static pid_t spawn_owner(char *const argv[], const char *log)
 {
@@ -155,13 +178,13 @@ static int pg_own(bench_ctx *ctx)
 	}
 	const char *user = PG_USER;
 	if (geteuid() == 0) {
-		struct passwd *pw = getpwnam(PG_USER);
+		struct passwd *pw = owner_user(ctx);
 		/* the temp dir is 0700 root: let the owner traverse it */
 		if (!pw || chmod(ctx->tmpdir, 0711) ||
 		    chown(pg.dir, pw->pw_uid, pw->pw_gid)) {
 			fprintf(stderr, "shm-bench: pg: cannot hand %s to "
 			        "%s: %s\n", pg.dir, PG_USER,
-			        pw ? strerror(errno) : "no such user");
+			        pw ? strerror(errno) : "no such user, and useradd failed");
 			return -1;
 		}
 	} else {
