@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential pkg-config liblmdb-dev lmdb-utils libhiredis-dev libpq-dev
 liblz4-dev libxxhash-dev libcmocka-dev libjansson-dev libssl-dev
-redis-server redis-tools postgresql postgresql-client git util-linux"
+redis-server redis-tools postgresql postgresql-client git util-linux logrotate"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
