@@ -40,6 +40,9 @@ FL_SRC  := $(wildcard flusher/*.c)
 FL_OBJ  := $(FL_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
+# shmctl is tools/shmctl/, a file per command group; tools/*.c, a program each
+CTL_SRC := $(wildcard tools/shmctl/*.c)
+CTL_OBJ := $(CTL_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_HELPERS := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
@@ -52,7 +55,7 @@ SHARED_LINKS := $(BUILD)/lib/$(SONAME) $(BUILD)/lib/libshm.so
 PC      := $(BUILD)/shm.pc
 BINS    := $(BUILD)/bin/shmctl $(if $(FL_SRC),$(BUILD)/bin/shm-flusher) \
            $(if $(BENCH_SRC),$(BUILD)/bin/shm-bench) \
-           $(patsubst tools/%.c,$(BUILD)/bin/%,$(filter-out tools/shmctl.c,$(wildcard tools/*.c)))
+           $(patsubst tools/%.c,$(BUILD)/bin/%,$(wildcard tools/*.c))
 
 # Everything built depends on the flags it was built with: a build dir
 # switched to another SANITIZER or CFLAGS is rebuilt, never mixed.
@@ -68,7 +71,7 @@ $(shell [ "$$(cat $(PREFIX_STAMP) 2>/dev/null)" = '$(PREFIX)' ] || printf '%s\n'
 .SECONDARY:
 all: $(STATIC) $(SHARED) $(SHARED_LINKS) $(PC) $(BINS)
 
-$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) $(wildcard libshm/*.h) $(wildcard flusher/*.h) $(wildcard tools/*.h) $(wildcard tests/*.h) $(wildcard tests/bench/*.h)
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP) $(wildcard libshm/*.h) $(wildcard flusher/*.h) $(wildcard tools/*.h) $(wildcard tools/shmctl/*.h) $(wildcard tests/*.h) $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -96,7 +99,7 @@ $(PC): libshm/shm.pc.in libshm/shm.h $(PREFIX_STAMP)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@REQUIRES@|$(PC_REQUIRES)|' $< > $@
 
-$(BUILD)/bin/shmctl: $(BUILD)/obj/tools/shmctl.o $(STATIC)
+$(BUILD)/bin/shmctl: $(CTL_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 

@@ -7,7 +7,7 @@
 # the shm_options table against struct shm_options; the systemd unit and
 # logrotate file of "Running it on a host" against shm-flusher,
 # systemd-analyze and logrotate; shmctl's commands and exit codes against
-# shmctl --help, tools/shmctl.c and the man page.
+# shmctl --help, tools/shmctl/shmctl.h and the man page.
 # Ends with "N passed, M failed"; exits non-zero if anything failed.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -178,14 +178,14 @@ while read -r c; do
 		echo "$c: not in man/shmctl.1"
 done <"$tmp/cmds" >"$tmp/bad"
 none "$tmp/bad" "every shmctl command of --help is in the README and the man page"
-# exit codes: tools/shmctl.c's EX_ values, the README's list, the man page's
-sed -n 's/^\tEX_[A-Z_]* = \([0-9]*\),\{0,1\}.*/\1/p' "$top/tools/shmctl.c" |
+# exit codes: tools/shmctl/shmctl.h's EX_ values, the README's list, the man page's
+sed -n 's/^\tEX_[A-Z_]* = \([0-9]*\),\{0,1\}.*/\1/p' "$top/tools/shmctl/shmctl.h" |
 	sort -n >"$tmp/codes"
 sed -n 's/^- \*\*\([0-9]*\)\*\* .*/\1/p' "$tmp/readme.shmctl" | sort -n >"$tmp/readme.codes"
 awk '/^\.SH EXIT STATUS/ { on = 1; next } on && /^\.SH/ { exit }
      on && /^\.B [0-9]+$/ { print $2 }' "$man" | sort -n >"$tmp/man.codes"
 [ -s "$tmp/codes" ] && cmp -s "$tmp/codes" "$tmp/readme.codes" &&
 	cmp -s "$tmp/codes" "$tmp/man.codes"
-check "shmctl's exit codes: tools/shmctl.c's ($(paste -sd' ' "$tmp/codes")), the README's ($(paste -sd' ' "$tmp/readme.codes")), the man page's ($(paste -sd' ' "$tmp/man.codes"))" $?
+check "shmctl's exit codes: tools/shmctl/shmctl.h's ($(paste -sd' ' "$tmp/codes")), the README's ($(paste -sd' ' "$tmp/readme.codes")), the man page's ($(paste -sd' ' "$tmp/man.codes"))" $?
 
 check_summary

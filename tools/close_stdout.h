@@ -1,8 +1,9 @@
 /*
  * tools/close_stdout.h - the tools' last step: stdout flushed and closed,
  * and a write that failed on the way (a full disk, a closed pipe's EPIPE
- * aside: SIGPIPE ends the tool first) said on stderr. Shared by shmctl,
- * shm-chatsim, shm-dataset (each a single-file program) and shm-bench.
+ * aside: SIGPIPE ends the tool first) said on stderr. Shared by shmctl
+ * (tools/shmctl/), shm-chatsim, shm-dataset (each a single-file program)
+ * and shm-bench.
  */
 #ifndef SHM_TOOLS_CLOSE_STDOUT_H
 #define SHM_TOOLS_CLOSE_STDOUT_H
