@@ -5,7 +5,7 @@
  * Like mdb_stat and varnishstat/varnishlog: the environment is opened
  * read-only unless the command writes; output is for humans by default and
  * JSON (one object per line) with --json; exit codes are part of the
- * interface (see usage()). Every subcommand is one cmd_* function that
+ * interface (see usage_text). Every subcommand is one cmd_* function that
  * returns an exit code, in its group's file (shmctl.h lists them); errors
  * go to stderr as "shmctl: <what failed>".
  */
