@@ -363,6 +363,58 @@ bool shm__log_sleep(shm_env *env, uint32_t *seen, uint64_t ns);
 int shm__meta_get(MDB_txn *txn, shm_env *env, const char *name, uint64_t *v);
 int shm__meta_put(MDB_txn *txn, shm_env *env, const char *name, uint64_t v);
 
+/* ---- object keys (graph.c / static.c): website(16) + object bytes */
+#define SHM_OBJKEY_MAX (16 + SHM_MAX_OBJECT)
+/* Whether s[0..len) is a UUID in the 8-4-4-4-12 hex form, either case (what
+ * shm_uuid_parse takes); if so it is put in lower case, in place (uuid.c). */
+bool shm__uuid_lower(char *s, size_t len);
+/* qsort/bsearch order of shm_uuids: their 16 bytes, as memcmp. */
+int shm__uuid_cmp(const void *a, const void *b);
+/* fn: the public function, named when website or object is NULL. The key
+ * holds the object in its canonical form (graph.c invariant 5). */
+int shm__objkey(const char *fn, const shm_uuid *website, const char *object,
+                uint8_t *key, size_t *klen);
+/* o[0..len) (any bytes: a stored key's object) in canonical form into
+ * canon, NUL-terminated (cut at SHM_MAX_OBJECT); whether it was not, its
+ * ID a UUID with an upper-case digit, as an older libshm stored it
+ * (graph.c invariant 5). */
+bool shm__object_canon_of(const void *o, size_t len,
+                          char canon[SHM_MAX_OBJECT + 1]);
+/* Whether object o[0..len) (any bytes, canonical or not) is a website: its
+ * TYPE, before the last '/', is SHM_WEBSITE_TYPE. Such an object is direct
+ * whatever its obj byte says (graph.c): an older libshm stored some
+ * indirect. */
+bool shm__object_is_website(const char *o, size_t len);
+/* Inside w (static.c): removes (website, object)'s static and its lease
+ * if L1 holds them, then appends a STATIC_BUST record. *existed says if it
+ * did. */
+int shm__static_bust_w(shm__wtxn *w, const uint8_t *key, size_t klen,
+                       bool *existed);
+/* Inside w (graph.c): replaces key's declaration with direct and deps
+ * (canonical objects, not key's own; duplicates are one edge) and appends
+ * its GRAPH_SET record, as shm_deps_set does. */
+int shm__deps_set_w(shm__wtxn *w, const uint8_t *key, size_t klen,
+                    bool direct, char *const *deps, size_t n);
+/* Inside w (graph.c): drops key's declaration and its edges to its
+ * dependencies, both directions, and appends no record: for a key no
+ * reader reads and no sink keeps (upgrade.c). */
+int shm__object_forget_w(shm__wtxn *w, const uint8_t *key, size_t klen);
+/* What shm__upgrade rewrote (upgrade.c). */
+typedef struct shm__upgraded {
+	size_t declared; /* objects declared again, in lower case or direct */
+	size_t dropped;  /* old spellings of an object declared since */
+	size_t statics;  /* statics busted */
+	size_t marks;    /* marks dropped */
+} shm__upgraded;
+/* Rewrites what an older libshm stored in a form libshm no longer reads,
+ * in one write transaction (upgrade.c); *out says what it did. */
+int shm__upgrade(shm_env *env, shm__upgraded *out);
+/* Whether the graph knows object (graph.c): declared by shm_deps_set, or
+ * a dependency of a declared one; destroy forgets it. shmctl deps show
+ * tells an unknown object from one without edges. */
+int shm__object_known(shm_env *env, const shm_uuid *website,
+                      const char *object, bool *known);
+
 /* ---- L1 bookkeeping (l1.c) */
 /* Records that entry (kind, key) now has its last log record at new_seq and
  * new_bytes value bytes; old_bytes is 0 for a new entry. Evicts
@@ -378,9 +430,19 @@ int shm__l1_untrack(shm__wtxn *w, char kind, const void *key, size_t klen,
                     uint64_t seq, size_t bytes);
 /* Evicts up to max flushed entries, oldest and least recently read first. */
 int shm__l1_evict(shm__wtxn *w, uint64_t max, uint64_t *evicted);
-/* Drops up to max flushed entries last written before `before` (µs);
- * *dropped grows by their number, *more tells whether some remain. */
+/* Where a walk of "lru" goes on in its next transaction (len 0: from the
+ * first key). */
+typedef struct shm__lru_pos {
+	size_t len;
+	uint8_t key[9 + SHM_OBJKEY_MAX];
+} shm__lru_pos;
+/* Drops flushed entries last written before `before` (µs), walking "lru"
+ * from *pos: at most max drops and max_kept entries passed over (written
+ * since) per call, so that one transaction holds the writers' lock for a
+ * bounded time. *dropped grows by the drops; *more tells whether the walk
+ * stopped early, *pos where the next call goes on. */
 int shm__l1_drop_flushed(shm__wtxn *w, int64_t before, uint64_t max,
+                         uint64_t max_kept, shm__lru_pos *pos,
                          uint64_t *dropped, bool *more);
 /* Kind-specific removal of an evicted/expired entry: implemented by msg.c
  * (SHM_KIND_MSG) and static.c (SHM_KIND_STATIC). */
@@ -454,58 +516,6 @@ int shm__msg_time_check(const char *fn, const char *field, int64_t us,
  * for good (invalidate.c invariants 4, 5). The flusher's parser of peers'
  * keys asks it too. */
 bool shm__inval_created_ok(int64_t created_at, bool room);
-
-/* ---- object keys (graph.c / static.c): website(16) + object bytes */
-#define SHM_OBJKEY_MAX (16 + SHM_MAX_OBJECT)
-/* Whether s[0..len) is a UUID in the 8-4-4-4-12 hex form, either case (what
- * shm_uuid_parse takes); if so it is put in lower case, in place (uuid.c). */
-bool shm__uuid_lower(char *s, size_t len);
-/* qsort/bsearch order of shm_uuids: their 16 bytes, as memcmp. */
-int shm__uuid_cmp(const void *a, const void *b);
-/* fn: the public function, named when website or object is NULL. The key
- * holds the object in its canonical form (graph.c invariant 5). */
-int shm__objkey(const char *fn, const shm_uuid *website, const char *object,
-                uint8_t *key, size_t *klen);
-/* o[0..len) (any bytes: a stored key's object) in canonical form into
- * canon, NUL-terminated (cut at SHM_MAX_OBJECT); whether it was not, its
- * ID a UUID with an upper-case digit, as an older libshm stored it
- * (graph.c invariant 5). */
-bool shm__object_canon_of(const void *o, size_t len,
-                          char canon[SHM_MAX_OBJECT + 1]);
-/* Whether object o[0..len) (any bytes, canonical or not) is a website: its
- * TYPE, before the last '/', is SHM_WEBSITE_TYPE. Such an object is direct
- * whatever its obj byte says (graph.c): an older libshm stored some
- * indirect. */
-bool shm__object_is_website(const char *o, size_t len);
-/* Inside w (static.c): removes (website, object)'s static and its lease
- * if L1 holds them, then appends a STATIC_BUST record. *existed says if it
- * did. */
-int shm__static_bust_w(shm__wtxn *w, const uint8_t *key, size_t klen,
-                       bool *existed);
-/* Inside w (graph.c): replaces key's declaration with direct and deps
- * (canonical objects, not key's own; duplicates are one edge) and appends
- * its GRAPH_SET record, as shm_deps_set does. */
-int shm__deps_set_w(shm__wtxn *w, const uint8_t *key, size_t klen,
-                    bool direct, char *const *deps, size_t n);
-/* Inside w (graph.c): drops key's declaration and its edges to its
- * dependencies, both directions, and appends no record: for a key no
- * reader reads and no sink keeps (upgrade.c). */
-int shm__object_forget_w(shm__wtxn *w, const uint8_t *key, size_t klen);
-/* What shm__upgrade rewrote (upgrade.c). */
-typedef struct shm__upgraded {
-	size_t declared; /* objects declared again, in lower case or direct */
-	size_t dropped;  /* old spellings of an object declared since */
-	size_t statics;  /* statics busted */
-	size_t marks;    /* marks dropped */
-} shm__upgraded;
-/* Rewrites what an older libshm stored in a form libshm no longer reads,
- * in one write transaction (upgrade.c); *out says what it did. */
-int shm__upgrade(shm_env *env, shm__upgraded *out);
-/* Whether the graph knows object (graph.c): declared by shm_deps_set, or
- * a dependency of a declared one; destroy forgets it. shmctl deps show
- * tells an unknown object from one without edges. */
-int shm__object_known(shm_env *env, const shm_uuid *website,
-                      const char *object, bool *known);
 
 /* ---- read-through (readthrough.c); no-ops when not configured */
 int shm__rt_open(shm_env *env);

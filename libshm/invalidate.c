@@ -333,13 +333,15 @@ int shm_l1_invalidate(shm_env *env, int kind, const void *key, size_t klen,
 struct reset {
 	uint64_t dropped;
 	bool more;
+	shm__lru_pos pos; /* where the reset goes on */
 };
 
 static int reset_body(shm__wtxn *w, void *ctx)
 {
 	struct reset *r = ctx;
 	uint64_t n = 0, floor = 0, lead = 0;
-	int rc = shm__l1_drop_flushed(w, INT64_MAX, RESET_BATCH, &n, &r->more);
+	int rc = shm__l1_drop_flushed(w, INT64_MAX, RESET_BATCH, RESET_BATCH,
+	                              &r->pos, &n, &r->more);
 
 	r->dropped += n;
 	if (n)
@@ -357,7 +359,7 @@ static int reset_body(shm__wtxn *w, void *ctx)
 
 int shm_l1_invalidate_flushed(shm_env *env, uint64_t *dropped)
 {
-	struct reset r = {0, true};
+	struct reset r = {0, true, {0}};
 	int rc = 0;
 
 	if (dropped)

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "shm_log.h"
 #include "testutil.h"
 
@@ -268,6 +269,77 @@ static void test_ttl_expiry_drops_only_flushed_old_entries(void **state)
 /* The L1 policy is the environment's: a handle opened with the defaults
  * (a tool, the flusher) obeys the limits another opener set, and a change
  * made by another process applies from the handle's next write on. */
+/* One call of shm__l1_drop_flushed in its own write transaction. */
+struct drop_call {
+	int64_t before;
+	uint64_t max, max_kept, dropped;
+	shm__lru_pos pos;
+	bool more;
+};
+
+static int drop_body(shm__wtxn *w, void *ctx)
+{
+	struct drop_call *c = ctx;
+	return shm__l1_drop_flushed(w, c->before, c->max, c->max_kept, &c->pos,
+	                            &c->dropped, &c->more);
+}
+
+/* Calls until the walk ends; returns the number of transactions. */
+static int drop_walk(shm_env *env, struct drop_call *c)
+{
+	int calls = 0;
+	memset(&c->pos, 0, sizeof c->pos);
+	c->dropped = 0;
+	do {
+		assert_int_equal(shm__write(env, drop_body, c), 0);
+		calls++;
+		assert_true(calls < 100);
+	} while (c->more);
+	return calls;
+}
+
+/* l1.c invariant 4: an expiry walk over a large L1 is split into
+ * transactions that each pass over at most max_kept entries and drop at
+ * most max, every entry reached once, the walk going on where it stopped. */
+static void test_expiry_walk_is_split_into_bounded_transactions(void **state)
+{
+	shm_env *env = open_small(100, 1 << 20, 0);
+	shm_msg m[7];
+	shm_info in;
+
+	for (int i = 0; i < 7; i++) {
+		m[i] = tu_msg("walk", i, "x");
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	assert_int_equal(shm_log_trim(env, 7), 0);
+
+	/* nothing old enough: 7 entries passed over, 2 a transaction */
+	struct drop_call keep = {.before = 0, .max = 1000, .max_kept = 2};
+	assert_int_equal(drop_walk(env, &keep), 4);
+	assert_int_equal(keep.dropped, 0);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, 7);
+
+	/* an unflushed entry ends the walk: it is never passed over */
+	shm_msg late = tu_msg("walk", 7, "unflushed");
+	assert_int_equal(shm_msg_put(env, &late), 0);
+
+	/* everything flushed is old enough: 3 drops a transaction */
+	struct drop_call all = {.before = INT64_MAX, .max = 3, .max_kept = 1};
+	assert_int_equal(drop_walk(env, &all), 3);
+	assert_int_equal(all.dropped, 7);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	assert_int_equal(in.messages, 1);
+	shm_msg *got;
+	for (int i = 0; i < 7; i++)
+		assert_int_equal(shm_msg_get(env, &m[i].id, &got),
+		                 SHM_ENOTFOUND);
+	assert_int_equal(shm_msg_get(env, &late.id, &got), 0);
+	shm_msg_free(got);
+	assert_int_equal(tu_verify(env), 0);
+	done(env);
+}
+
 static void test_limits_set_by_one_opener_bind_every_handle(void **state)
 {
 	shm_env *plain;
@@ -642,6 +714,7 @@ int main(void)
 		cmocka_unit_test(test_a_write_larger_than_l1_alone_says_to_split_it),
 		cmocka_unit_test(test_eviction_keeps_room_pages_consistent),
 		cmocka_unit_test(test_ttl_expiry_drops_only_flushed_old_entries),
+		cmocka_unit_test(test_expiry_walk_is_split_into_bounded_transactions),
 		cmocka_unit_test(test_limits_set_by_one_opener_bind_every_handle),
 		cmocka_unit_test(test_a_new_environment_without_limits_takes_the_defaults),
 		cmocka_unit_test(test_policy_get_sees_another_openers_settings),
