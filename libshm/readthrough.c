@@ -30,8 +30,8 @@
  *     JSON (json_max), without created_at or refused by put's validation
  *     is bad data, counted as that level's error, never served nor filled;
  *     the next level is asked. A room page's rows pass the same checks
- *     (level_msg) but the id's: a bad row is counted as L3's error and
- *     left off the page, as a get of its id serves no message.
+ *     (shm__rt_level_msg) but the id's: a bad row is counted as L3's
+ *     error and left off the page, as a get of its id serves no message.
  *  5. The last level configured (L3, else L2) is the record: a get it did
  *     not serve is SHM_ENOTFOUND only when it had no such message; when it
  *     failed (an error, a timeout, skipped, bad data) the get is its code,
@@ -40,9 +40,10 @@
  *     text names the message and, when a level failed, each level's
  *     outcome in order: its reason (the server's reply, the connection's
  *     error, the timeout, the refused value...) or "not in <level>". A
- *     failure of a server names it (l2_err, l3_err, late, take_failed:
- *     Redis's host:port or socket, never the password; PostgreSQL's host
- *     and port as libpq has them); bad data names the level alone.
+ *     failure of a server names it (l2_err, l3_err, shm__rt_late,
+ *     shm__rt_take_failed: Redis's host:port or socket, never the
+ *     password; PostgreSQL's host and port as libpq has them); bad data
+ *     names the level alone.
  *  6. Nothing is written on the application's stderr: the notices and
  *     warnings PostgreSQL sends are dropped (pg_notice).
  */
@@ -97,7 +98,7 @@ bool shm__rt_has_l3(const shm_env *env)
 	return env->pg_conninfo && *env->pg_conninfo;
 }
 
-static bool has_l2(const shm_env *env)
+static bool shm__rt_has_l2(const shm_env *env)
 {
 	return env->redis_url && *env->redis_url;
 }
@@ -105,7 +106,7 @@ static bool has_l2(const shm_env *env)
 /* The Redis server as its messages name it: the socket path, or host:port
  * and, for a host name, the address it resolved to at open; never the
  * password. */
-static void redis_server(const shm_env *env, char *buf, size_t len)
+static void shm__rt_redis_server(const shm_env *env, char *buf, size_t len)
 {
 	const shm_redis_addr *a = &env->redis_addr;
 	char shown[SHM__SHOWN_LONG_MAX];
@@ -141,7 +142,7 @@ static size_t json_max(const shm_env *env)
 /* A Redis value: that JSON, or an LZ4 frame of it, whose blocks (64 KiB
  * at least) carry at most 8 bytes each beyond their data, plus a header
  * and an end mark of at most 27 bytes. */
-static size_t redis_value_max(const shm_env *env)
+static size_t shm__rt_redis_value_max(const shm_env *env)
 {
 	return json_max(env) + json_max(env) / 4096 + 64;
 }
@@ -168,7 +169,7 @@ static void pool_init(struct rt_pool *p, void (*close)(void *),
 }
 
 /* Sets the server p's messages name (server; NULL leaves it). */
-static void pool_name(struct rt_pool *p, const char *server)
+static void shm__rt_pool_name(struct rt_pool *p, const char *server)
 {
 	if (!server)
 		return;
@@ -199,10 +200,11 @@ static void pool_destroy(struct rt_pool *p, bool forked, int null)
 /*
  * A connection for one caller, waiting until deadline if all RT_POOL are
  * in use: 0 with *c an idle connection, or NULL and a slot the caller fills
- * by connecting; either goes back with pool_give or pool_drop. EAGAIN when
- * the level is skipped, ETIMEDOUT when nothing came back in time.
+ * by connecting; either goes back with shm__rt_pool_give or
+ * shm__rt_pool_drop. EAGAIN when the level is skipped, ETIMEDOUT when
+ * nothing came back in time.
  */
-static int pool_take(struct rt_pool *p, uint64_t deadline, void **c)
+static int shm__rt_pool_take(struct rt_pool *p, uint64_t deadline, void **c)
 {
 	struct timespec ts = {(time_t)(deadline / 1000000000u),
 	                      (long)(deadline % 1000000000u)};
@@ -233,7 +235,7 @@ static int pool_take(struct rt_pool *p, uint64_t deadline, void **c)
 }
 
 /* Gives back a connection in a known state (no reply pending). */
-static void pool_give(struct rt_pool *p, void *c)
+static void shm__rt_pool_give(struct rt_pool *p, void *c)
 {
 	pthread_mutex_lock(&p->lock);
 	p->idle[p->n_idle++] = c;
@@ -246,7 +248,7 @@ static void pool_give(struct rt_pool *p, void *c)
  * the level failed, it is skipped for RT_BACKOFF_MS and its idle
  * connections are closed too: they lead to the same server.
  */
-static void pool_drop(struct rt_pool *p, void *c, bool failed)
+static void shm__rt_pool_drop(struct rt_pool *p, void *c, bool failed)
 {
 	void *idle[RT_POOL];
 	int n = 0;
@@ -270,8 +272,8 @@ static void pool_drop(struct rt_pool *p, void *c, bool failed)
 
 /* p's level's error for what did not finish within its timeout: what and
  * its preposition ("GET on", "connection to"), then server (NULL: none). */
-static int late(const struct rt_pool *p, const char *what, const char *prep,
-                const char *server)
+static int shm__rt_late(const struct rt_pool *p, const char *what,
+                        const char *prep, const char *server)
 {
 	return shm__err(p->code, "%s %s %s%s%s: no answer within the %s of %u ms",
 	                p->level, what, prep, server ? " " : "",
@@ -308,8 +310,9 @@ int shm__rt_open(shm_env *env)
 	          "l2_timeout_ms", env->opt.l2_timeout_ms);
 	pool_init(&env->rt->l3, pg_close, pg_fd, SHM_EL3, "PostgreSQL",
 	          "l3_timeout_ms", env->opt.l3_timeout_ms);
-	if (has_l2(env)) /* known at open; L3's once libpq tried one */
-		redis_server(env, env->rt->l2.server, sizeof env->rt->l2.server);
+	if (shm__rt_has_l2(env)) /* known at open; L3's once libpq tried one */
+		shm__rt_redis_server(env, env->rt->l2.server,
+		                     sizeof env->rt->l2.server);
 	return 0; /* connections are made on first use */
 }
 
@@ -330,7 +333,7 @@ void shm__rt_close(shm_env *env, bool forked)
 }
 
 /* Waits for fd within deadline (mono ns); 0 ready, -1 timeout/error. */
-static int wait_fd(int fd, short ev, uint64_t deadline)
+static int shm__rt_wait_fd(int fd, short ev, uint64_t deadline)
 {
 	uint64_t now = shm__mono_ns();
 	struct pollfd p = {fd, ev, 0};
@@ -360,7 +363,7 @@ static int redis_send(redisContext *c, const char *cmd, size_t len,
 			cmd += n;
 			len -= (size_t)n;
 		} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			if (wait_fd(c->fd, POLLOUT, deadline))
+			if (shm__rt_wait_fd(c->fd, POLLOUT, deadline))
 				return ETIMEDOUT;
 		} else if (errno != EINTR) {
 			int err = errno;
@@ -396,7 +399,7 @@ static int redis_reply(redisContext *c, uint64_t deadline, size_t max,
 		}
 		if (c->reader->len - c->reader->pos > max)
 			return SHM_ECORRUPT;
-		if (wait_fd(c->fd, POLLIN, deadline))
+		if (shm__rt_wait_fd(c->fd, POLLIN, deadline))
 			return ETIMEDOUT;
 		if (redisBufferRead(c) != REDIS_OK) /* errno: read()'s */
 			return c->err == REDIS_ERR_EOF ||
@@ -458,7 +461,8 @@ static int l2_failed(const shm_env *env, const char *what,
                      const redisContext *c, int rc)
 {
 	if (rc == ETIMEDOUT)
-		return late(&env->rt->l2, what, "on", env->rt->l2.server);
+		return shm__rt_late(&env->rt->l2, what, "on",
+		                    env->rt->l2.server);
 	return l2_err(env, SHM_EL2, what, "on", c->errstr);
 }
 
@@ -514,9 +518,9 @@ static int redis_connect(const shm_env *env, uint64_t deadline,
 		return connect_failed(env, "out of memory");
 	if (c->err)
 		rc = connect_failed(env, c->errstr);
-	else if (wait_fd(c->fd, POLLOUT, deadline))
-		rc = late(&env->rt->l2, "connection", "to",
-		          env->rt->l2.server);
+	else if (shm__rt_wait_fd(c->fd, POLLOUT, deadline))
+		rc = shm__rt_late(&env->rt->l2, "connection", "to",
+		                  env->rt->l2.server);
 	else if ((err = connect_error(c->fd)))
 		rc = connect_failed(env, strerror(err));
 	else
@@ -542,10 +546,10 @@ static int redis_connect(const shm_env *env, uint64_t deadline,
 	return rc;
 }
 
-/* p's level's error for pool_take's failure rc: the level is skipped, or
- * all its connections stayed busy for its timeout; the server named as the
- * level's other messages do, once known. */
-static int take_failed(struct rt_pool *p, int rc)
+/* p's level's error for shm__rt_pool_take's failure rc: the level is
+ * skipped, or all its connections stayed busy for its timeout; the server
+ * named as the level's other messages do, once known. */
+static int shm__rt_take_failed(struct rt_pool *p, int rc)
 {
 	char server[sizeof p->server];
 
@@ -569,7 +573,7 @@ static int l2_connect(shm_env *env, uint64_t deadline, redisContext **c)
 	int rc = redis_connect(env, deadline, c);
 
 	if (rc)
-		pool_drop(&env->rt->l2, NULL, true);
+		shm__rt_pool_drop(&env->rt->l2, NULL, true);
 	return rc;
 }
 
@@ -583,8 +587,8 @@ static int l2_take(shm_env *env, uint64_t deadline, redisContext **c,
 	void *v;
 	int rc;
 
-	if ((rc = pool_take(&env->rt->l2, deadline, &v)))
-		return take_failed(&env->rt->l2, rc);
+	if ((rc = shm__rt_pool_take(&env->rt->l2, deadline, &v)))
+		return shm__rt_take_failed(&env->rt->l2, rc);
 	if ((*reused = v != NULL)) {
 		*c = v;
 		return 0;
@@ -628,11 +632,11 @@ static int l2_call(shm_env *env, uint64_t deadline, size_t max,
 			goto out;
 	}
 	if (rc == 0) {
-		pool_give(p, c);
+		shm__rt_pool_give(p, c);
 	} else {
 		if (rc != SHM_ECORRUPT)
 			rc = l2_failed(env, what, c, rc);
-		pool_drop(p, c, rc != SHM_ECORRUPT);
+		shm__rt_pool_drop(p, c, rc != SHM_ECORRUPT);
 	}
 out:
 	redisFreeCommand(cmd);
@@ -768,9 +772,9 @@ static int check_msg(shm_env *env, const shm_uuid *id, const shm_msg *m,
 /* Every message a level gives, as invariant 4 wants it: a get's value for
  * id, or (id NULL) a room page's row, whose id is the text row. 0,
  * SHM_ECORRUPT (bad data, the text says which and why) or ENOMEM. */
-static int level_msg(shm_env *env, const char *level, const shm_uuid *id,
-                     const char *row, const char *buf, size_t len,
-                     shm_msg **out)
+static int shm__rt_level_msg(shm_env *env, const char *level,
+                             const shm_uuid *id, const char *row,
+                             const char *buf, size_t len, shm_msg **out)
 {
 	char why[256] = "";
 	int rc = value_to_msg(env, buf, len, out, why, sizeof why);
@@ -798,10 +802,10 @@ static bool wrong_type(const redisReply *r)
 /* GET msg:<id> before deadline: 0, SHM_ENOTFOUND, or with the reason:
  * SHM_EL2 (skipped, unreachable, late, an error reply), SHM_ECORRUPT (a bad
  * value, or a key of another type: the flusher writes strings), ENOMEM. */
-static int l2_get(shm_env *env, const shm_uuid *id, uint64_t deadline,
-                  shm_msg **out)
+static int shm__rt_l2_get(shm_env *env, const shm_uuid *id,
+                          uint64_t deadline, shm_msg **out)
 {
-	size_t max = redis_value_max(env);
+	size_t max = shm__rt_redis_value_max(env);
 	redisReply *r;
 	char s[37];
 	int rc;
@@ -814,7 +818,8 @@ static int l2_get(shm_env *env, const shm_uuid *id, uint64_t deadline,
 		                          "larger than any message's", max)
 		               : rc;
 	if (r->type == REDIS_REPLY_STRING)
-		rc = level_msg(env, "Redis", id, NULL, r->str, r->len, out);
+		rc = shm__rt_level_msg(env, "Redis", id, NULL, r->str, r->len,
+		                       out);
 	else if (r->type == REDIS_REPLY_NIL)
 		rc = SHM_ENOTFOUND;
 	else if (r->type != REDIS_REPLY_ERROR)
@@ -858,8 +863,8 @@ static void *mirror_value(const shm_env *env, const shm_msg *m, size_t *len)
  * refused it (READONLY, OOM, NOPERM...; L2 is not skipped for a refusal:
  * its GETs may still answer), true when it took it, had the key already
  * (NX), or no fill was tried (no time left, no memory for the value). */
-static bool l2_fill(shm_env *env, const shm_msg *m, bool replace,
-                    uint64_t deadline)
+static bool shm__rt_l2_fill(shm_env *env, const shm_msg *m, bool replace,
+                            uint64_t deadline)
 {
 	redisReply *r;
 	char s[37];
@@ -955,19 +960,20 @@ static PGconn *pg_connect(shm_env *env, uint64_t deadline)
 	for (;;) {
 		PostgresPollingStatusType st = PQconnectPoll(c);
 		if (st == PGRES_POLLING_OK) {
-			pool_name(&env->rt->l3, pg_server(c, server,
-			                                  sizeof server));
+			shm__rt_pool_name(&env->rt->l3,
+			                  pg_server(c, server, sizeof server));
 			return c;
 		}
 		if (st == PGRES_POLLING_FAILED)
 			goto fail;
-		if (wait_fd(PQsocket(c), st == PGRES_POLLING_READING ? POLLIN
-		                                                      : POLLOUT,
-		            deadline)) {
+		if (shm__rt_wait_fd(PQsocket(c),
+		                    st == PGRES_POLLING_READING ? POLLIN
+		                                                : POLLOUT,
+		                    deadline)) {
 			const char *at = pg_server(c, server, sizeof server);
 
-			late(&env->rt->l3, "connection", "to", at);
-			pool_name(&env->rt->l3, at);
+			shm__rt_late(&env->rt->l3, "connection", "to", at);
+			shm__rt_pool_name(&env->rt->l3, at);
 			PQfinish(c);
 			return NULL;
 		}
@@ -983,7 +989,7 @@ fail:
 	} else {
 		l3_err("connection", NULL, PQerrorMessage(c), NULL);
 	}
-	pool_name(&env->rt->l3, pg_server(c, server, sizeof server));
+	shm__rt_pool_name(&env->rt->l3, pg_server(c, server, sizeof server));
 	PQfinish(c);
 	return NULL;
 }
@@ -1014,7 +1020,7 @@ static int pg_query(PGconn *c, const char *sql, int n,
 		/* No PQcancel on a timeout: it connects and waits for the
 		 * server with no timeout, so a stopped server would hang the
 		 * caller. The caller drops the connection instead. */
-		if (wait_fd(PQsocket(c), POLLIN, deadline))
+		if (shm__rt_wait_fd(PQsocket(c), POLLIN, deadline))
 			rc = ETIMEDOUT;
 		else if (!PQconsumeInput(c))
 			rc = l3_err("query", pg_server(c, server, sizeof server),
@@ -1046,7 +1052,7 @@ static PGconn *l3_connect(shm_env *env, uint64_t deadline)
 	PGconn *c = pg_connect(env, deadline);
 
 	if (!c)
-		pool_drop(&env->rt->l3, NULL, true);
+		shm__rt_pool_drop(&env->rt->l3, NULL, true);
 	return c;
 }
 
@@ -1057,8 +1063,8 @@ static PGconn *l3_connect(shm_env *env, uint64_t deadline)
  * server ended is replaced once (invariant 3): libpq counts it bad after a
  * failure that was not our timeout (the server's FATAL error, an end of
  * file, a reset). */
-static int l3_query(shm_env *env, const char *sql, int n,
-                    const char *const *params, PGresult **res)
+static int shm__rt_l3_query(shm_env *env, const char *sql, int n,
+                            const char *const *params, PGresult **res)
 {
 	struct rt_pool *p = &env->rt->l3;
 	uint64_t deadline = shm__mono_ns() + ms_ns(env->opt.l3_timeout_ms);
@@ -1067,8 +1073,8 @@ static int l3_query(shm_env *env, const char *sql, int n,
 	void *c;
 	int rc;
 
-	if ((rc = pool_take(p, deadline, &c)))
-		return take_failed(p, rc);
+	if ((rc = shm__rt_pool_take(p, deadline, &c)))
+		return shm__rt_take_failed(p, rc);
 	if (!(reused = c != NULL) && !(c = l3_connect(env, deadline)))
 		return SHM_EL3;
 	for (;;) {
@@ -1076,12 +1082,12 @@ static int l3_query(shm_env *env, const char *sql, int n,
 		rc = pg_query(c, sql, n, params, deadline, res);
 		ended = rc != ETIMEDOUT && PQstatus(c) == CONNECTION_BAD;
 		if (rc == ETIMEDOUT)
-			rc = late(p, "query", "on",
-			          pg_server(c, server, sizeof server));
+			rc = shm__rt_late(p, "query", "on",
+			                  pg_server(c, server, sizeof server));
 		else if (rc == 0 && PQresultStatus(*res) != PGRES_TUPLES_OK)
 			rc = l3_refused(c, *res);
 		if (rc == 0) {
-			pool_give(p, c);
+			shm__rt_pool_give(p, c);
 			return 0;
 		}
 		PQclear(*res);
@@ -1093,11 +1099,11 @@ static int l3_query(shm_env *env, const char *sql, int n,
 		if (!(c = l3_connect(env, deadline)))
 			return SHM_EL3;
 	}
-	pool_drop(p, c, true); /* unknown state after a timeout */
+	shm__rt_pool_drop(p, c, true); /* unknown state after a timeout */
 	return rc;
 }
 
-static int l3_get(shm_env *env, const shm_uuid *id, shm_msg **out)
+static int shm__rt_l3_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 {
 	char s[37];
 	const char *params[1] = {s};
@@ -1105,14 +1111,16 @@ static int l3_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	int rc;
 
 	shm_uuid_format(id, s);
-	if ((rc = l3_query(env, "SELECT " SHM_PG_MSG_JSON " FROM messages "
-	                   "WHERE id = $1", 1, params, &res)))
+	if ((rc = shm__rt_l3_query(env,
+	                           "SELECT " SHM_PG_MSG_JSON " FROM messages "
+	                           "WHERE id = $1", 1, params, &res)))
 		return rc;
 	if (PQntuples(res) == 0)
 		rc = SHM_ENOTFOUND;
 	else
-		rc = level_msg(env, "PostgreSQL", id, NULL, PQgetvalue(res, 0, 0),
-		               (size_t)PQgetlength(res, 0, 0), out);
+		rc = shm__rt_level_msg(env, "PostgreSQL", id, NULL,
+		                       PQgetvalue(res, 0, 0),
+		                       (size_t)PQgetlength(res, 0, 0), out);
 	PQclear(res);
 	return rc;
 }
@@ -1185,8 +1193,8 @@ static int ask_levels(shm_env *env, const shm_uuid *id, shm_msg **m)
 	char l2_cause[512]; /* kept from L2's failure: L3's error replaces it */
 	uint64_t spent;
 
-	if (has_l2(env)) {
-		l2 = l2_get(env, id, t0 + budget, m);
+	if (shm__rt_has_l2(env)) {
+		l2 = shm__rt_l2_get(env, id, t0 + budget, m);
 		count_l2(env, l2);
 		if (l2 == 0)
 			return 0;
@@ -1195,13 +1203,13 @@ static int ask_levels(shm_env *env, const shm_uuid *id, shm_msg **m)
 	}
 	spent = shm__mono_ns() - t0;
 	if (shm__rt_has_l3(env)) {
-		l3 = l3_get(env, id, m);
+		l3 = shm__rt_l3_get(env, id, m);
 		count_l3(env, l3);
 		if (l3 == 0) {
 			if ((l2 == SHM_ENOTFOUND || l2 == SHM_ECORRUPT) &&
 			    spent < budget &&
-			    !l2_fill(env, *m, l2 == SHM_ECORRUPT,
-			             shm__mono_ns() + (budget - spent)))
+			    !shm__rt_l2_fill(env, *m, l2 == SHM_ECORRUPT,
+			                     shm__mono_ns() + (budget - spent)))
 				SHM__COUNT(env, l2_errors, 1);
 			return 0;
 		}
@@ -1250,11 +1258,12 @@ int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
 		shm_time_format(before, bef);
 	else
 		snprintf(bef, sizeof bef, "infinity");
-	if ((rc = l3_query(env,
-	                   "SELECT id::text, " SHM_PG_MSG_JSON " FROM messages "
-	                   "WHERE room_id = $1 AND created_at < $3::timestamptz "
-	                   "ORDER BY created_at DESC, id DESC LIMIT $2::int",
-	                   3, params, &res))) {
+	if ((rc = shm__rt_l3_query(env,
+	                           "SELECT id::text, " SHM_PG_MSG_JSON
+	                           " FROM messages WHERE room_id = $1 AND "
+	                           "created_at < $3::timestamptz ORDER BY "
+	                           "created_at DESC, id DESC LIMIT $2::int",
+	                           3, params, &res))) {
 		SHM__COUNT(env, l3_errors, 1);
 		return rc;
 	}
@@ -1264,9 +1273,11 @@ int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
 		return shm__err(ENOMEM, "room page");
 	}
 	for (int i = 0; i < nr && rc != ENOMEM; i++) {
-		rc = level_msg(env, "PostgreSQL", NULL, PQgetvalue(res, i, 0),
-		               PQgetvalue(res, i, 1),
-		               (size_t)PQgetlength(res, i, 1), &msgs[k]);
+		rc = shm__rt_level_msg(env, "PostgreSQL", NULL,
+		                       PQgetvalue(res, i, 0),
+		                       PQgetvalue(res, i, 1),
+		                       (size_t)PQgetlength(res, i, 1),
+		                       &msgs[k]);
 		if (rc == 0)
 			k++;
 		else if (rc == SHM_ECORRUPT) /* invariant 4: left off */
@@ -1304,8 +1315,9 @@ int shm__rt_parents(shm_env *env, const shm_uuid *ids, size_t n,
 		out[i] = (shm__l3_row){0};
 	}
 	memcpy(p, "}", 2);
-	rc = l3_query(env, "SELECT id::text, parent_id::text FROM messages "
-	              "WHERE id = ANY($1::uuid[])", 1, params, &res);
+	rc = shm__rt_l3_query(env, "SELECT id::text, parent_id::text FROM "
+	                      "messages WHERE id = ANY($1::uuid[])", 1, params,
+	                      &res);
 	free(list);
 	if (rc) {
 		SHM__COUNT(env, l3_errors, 1);
