@@ -108,7 +108,7 @@ struct shm_env {
 	struct shm__wlock *wlock; /* writers' lock (wlock.c); NULL read-only */
 	int wlock_fd;          /* shm.wlock, its shared flock held while
 	                          wlock is set (wlock.c invariant 3) */
-	struct shm__rt *rt;    /* read-through connections (readthrough.c) */
+	struct shm__rt *rt;    /* read-through connections (rt_pool.c) */
 	struct shm_rtxn *spare_rtxn; /* one ended shm_rtxn kept for reuse */
 	pid_t pid;             /* the process that opened it: shm_env_close
 	                          in another one, a child of fork(), releases
@@ -517,7 +517,8 @@ int shm__msg_time_check(const char *fn, const char *field, int64_t us,
  * keys asks it too. */
 bool shm__inval_created_ok(int64_t created_at, bool room);
 
-/* ---- read-through (readthrough.c); no-ops when not configured */
+/* ---- read-through (readthrough.c; shm__rt_open and shm__rt_close
+ * rt_pool.c, shm__rt_parents rt_pg.c); no-ops when not configured */
 int shm__rt_open(shm_env *env);
 /* forked: called in a child of the process that opened env (env.c
  * invariant 7): its copies of the connections are closed without a word
@@ -527,7 +528,7 @@ void shm__rt_close(shm_env *env, bool forked);
  * a copy in *out. SHM_ENOTFOUND when the last level configured has no such
  * message (L1 when none is), SHM_EL3 or SHM_EL2 when that level failed
  * (readthrough.c invariant 5); the text keeps each failed level's reason,
- * or the reason a value was refused (invariant 4). */
+ * or the reason a value was refused (rt_value.c invariant 4). */
 int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out);
 bool shm__rt_has_l3(const shm_env *env);
 /* The parent PostgreSQL's row of a message names (put's reply counting:
@@ -543,7 +544,7 @@ int shm__rt_parents(shm_env *env, const shm_uuid *ids, size_t n,
                     shm__l3_row *out);
 /* PostgreSQL's page (L3 configured): 0, its *rows rows of which the *n
  * put would accept in *out (the others are left off and counted as L3's
- * errors, readthrough.c invariant 4); SHM_EL3 with the reason (a failed
+ * errors, rt_value.c invariant 4); SHM_EL3 with the reason (a failed
  * query) or ENOMEM. */
 int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
                       uint32_t limit, shm_msg ***out, size_t *n,

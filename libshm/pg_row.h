@@ -1,9 +1,9 @@
 /*
  * pg_row.h - a row of PostgreSQL's messages table as the seed's serde JSON,
  * built by PostgreSQL itself, for what reads messages from L3: read-through
- * (readthrough.c) and the flusher, which puts a row it kept soft-deleted
- * back into L1 (flusher/pg_deleted.c). The JSON is what shm_msg_from_json
- * reads. Not installed.
+ * (readthrough.c, rt_pg.c) and the flusher, which puts a row it kept
+ * soft-deleted back into L1 (flusher/pg_deleted.c). The JSON is what
+ * shm_msg_from_json reads. Not installed.
  */
 #ifndef SHM_PG_ROW_H
 #define SHM_PG_ROW_H

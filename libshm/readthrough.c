@@ -157,8 +157,8 @@ int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	inval = __atomic_load_n(&env->shared->c.inval_received, __ATOMIC_ACQUIRE);
 	if ((rc = ask_levels(env, id, &m)))
 		return rc;
-	/* m passed invariant 4: a fill can fail only for L1's own reasons
-	 * (full of unflushed work...), and m is served anyway */
+	/* m passed rt_value.c invariant 4: a fill can fail only for L1's own
+	 * reasons (full of unflushed work...), and m is served anyway */
 	if (__atomic_load_n(&env->shared->c.inval_received, __ATOMIC_ACQUIRE) ==
 	    inval)
 		shm__msg_fill(env, m);
@@ -205,7 +205,7 @@ int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
 		                       &msgs[k]);
 		if (rc == 0)
 			k++;
-		else if (rc == SHM_ECORRUPT) /* invariant 4: left off */
+		else if (rc == SHM_ECORRUPT) /* rt_value.c inv. 4: left off */
 			SHM__COUNT(env, l3_errors, 1);
 	}
 	PQclear(res);

@@ -14,7 +14,7 @@
 #define RT_BACKOFF_MS 1000
 #define RT_POOL 8             /* connections per level */
 
-/* A level's connections (invariant 3). */
+/* A level's connections (rt_pool.c invariant 3). */
 struct rt_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t back;     /* a connection or a slot came back */
@@ -87,11 +87,12 @@ void shm__rt_redis_server(const shm_env *env, char *buf, size_t len);
 int shm__rt_l2_get(shm_env *env, const shm_uuid *id,
                    uint64_t deadline, shm_msg **out);
 /* After an L3 hit, Redis gets the message too, with the L2 TTL: SET NX
- * unless this get found a bad value there (invariant 1). Best effort (L3
- * stays the truth), before deadline: false when Redis failed it or
- * refused it (READONLY, OOM, NOPERM...; L2 is not skipped for a refusal:
- * its GETs may still answer), true when it took it, had the key already
- * (NX), or no fill was tried (no time left, no memory for the value). */
+ * unless this get found a bad value there (readthrough.c invariant 1).
+ * Best effort (L3 stays the truth), before deadline: false when Redis
+ * failed it or refused it (READONLY, OOM, NOPERM...; L2 is not skipped for
+ * a refusal: its GETs may still answer), true when it took it, had the key
+ * already (NX), or no fill was tried (no time left, no memory for the
+ * value). */
 bool shm__rt_l2_fill(shm_env *env, const shm_msg *m, bool replace,
                      uint64_t deadline);
 
@@ -101,9 +102,9 @@ bool shm__rt_l2_fill(shm_env *env, const shm_msg *m, bool replace,
  * at most 8 bytes each beyond their data, plus a header and an end mark of
  * at most 27 bytes. */
 size_t shm__rt_redis_value_max(const shm_env *env);
-/* Every message a level gives, as invariant 4 wants it: a get's value for
- * id, or (id NULL) a room page's row, whose id is the text row. 0,
- * SHM_ECORRUPT (bad data, the text says which and why) or ENOMEM. */
+/* Every message a level gives, as rt_value.c invariant 4 wants it: a
+ * get's value for id, or (id NULL) a room page's row, whose id is the text
+ * row. 0, SHM_ECORRUPT (bad data, the text says which and why) or ENOMEM. */
 int shm__rt_level_msg(shm_env *env, const char *level,
                       const shm_uuid *id, const char *row,
                       const char *buf, size_t len, shm_msg **out);
@@ -113,9 +114,9 @@ int shm__rt_level_msg(shm_env *env, const char *level,
  * l3_timeout_ms, waiting and connecting included: 0 and *res (its rows), or
  * SHM_EL3 with the reason: L3 is skipped, all its connections stay busy, or
  * it failed (then it is skipped for a while). A pooled connection the
- * server ended is replaced once (invariant 3): libpq counts it bad after a
- * failure that was not our timeout (the server's FATAL error, an end of
- * file, a reset). */
+ * server ended is replaced once (rt_pool.c invariant 3): libpq counts it
+ * bad after a failure that was not our timeout (the server's FATAL error,
+ * an end of file, a reset). */
 int shm__rt_l3_query(shm_env *env, const char *sql, int n,
                      const char *const *params, PGresult **res);
 int shm__rt_l3_get(shm_env *env, const shm_uuid *id, shm_msg **out);

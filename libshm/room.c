@@ -283,7 +283,7 @@ static bool l3_enough(shm_msg *const *l1, size_t n1, shm_msg *const *l3,
 
 /* PostgreSQL's page for (room, before, limit) with invariant 3 applied,
  * complete enough to be merged with the L1 page l1: when rows gave way to
- * L1's versions, or were left off as bad data (readthrough.c invariant 4),
+ * L1's versions, or were left off as bad data (rt_value.c invariant 4),
  * and PostgreSQL may hold more, it is asked again for twice as many rows.
  * Any query that fails fails the page: SHM_EL3 (or ENOMEM) with *out NULL,
  * never the rows of an earlier, shorter query. */

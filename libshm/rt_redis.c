@@ -270,10 +270,10 @@ static int l2_take(shm_env *env, uint64_t deadline, redisContext **c,
  * A command (hiredis's format, what naming it in messages) on a connection
  * of L2's pool before deadline: 0 and *r, its reply of at most max bytes,
  * the connection given back. A pooled connection the server ended is
- * replaced once (invariant 3). Else the connection is dropped and the code
- * is SHM_ECORRUPT, no text set, for a reply over max (bad data: the
- * caller says); SHM_EL2 with the reason, L2 skipped for a while, for a
- * failure; ENOMEM.
+ * replaced once (rt_pool.c invariant 3). Else the connection is dropped
+ * and the code is SHM_ECORRUPT, no text set, for a reply over max (bad
+ * data: the caller says); SHM_EL2 with the reason, L2 skipped for a while,
+ * for a failure; ENOMEM.
  */
 static int l2_call(shm_env *env, uint64_t deadline, size_t max,
                    redisReply **r, const char *what, const char *fmt, ...)

@@ -445,7 +445,7 @@ int PQsendQueryParams(PGconn *c, const char *command, int n,
  * L1's versions so that a second, longer one is needed (room.c l3_page),
  * and that second query meets a stopped server (the L3 timeout) or a
  * terminated connection, and so does its second try on a new connection
- * (a connection ended once is replaced: readthrough.c invariant 3):
+ * (a connection ended once is replaced: rt_pool.c invariant 3):
  * SHM_EL3 and nothing (invariant 4), never the rows of the first query;
  * the reason names the room, the server (host and port; before, a
  * terminated connection's text named none) and PostgreSQL's failure; L1
