@@ -13,9 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cleanup.h"
-
-#define UUID_RE "'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'"
+#include "cleanup_internal.h"
 
 /* "(website, type, id) is direct": a website object (any id: libshm's rule,
  * SHM_WEBSITE_TYPE), or one declared direct. */
@@ -27,17 +25,17 @@
 /* The marks a website's transaction handles: read once, cleared by exact
  * (object, seq, marked_at), so a mark re-written meanwhile (by this host or
  * another one, whose seqs are not comparable with ours) survives. */
-static const char *const marks_tmp_sql =
+const char *const fl_cleanup__marks_tmp_sql =
 	"DO $$ BEGIN IF to_regclass('pg_temp.fl_cleanup_marks') IS NULL THEN"
 	" CREATE TEMP TABLE fl_cleanup_marks (object_type text,"
 	" object_id text, seq bigint, marked_at timestamptz)"
 	" ON COMMIT DELETE ROWS; END IF; END $$";
 
-static const char *const marks_snap_sql =
+const char *const fl_cleanup__marks_snap_sql =
 	"INSERT INTO fl_cleanup_marks SELECT object_type, object_id, seq,"
 	" marked_at FROM shm_marks WHERE website_id = $1";
 
-static const char *const marks_clear_sql =
+const char *const fl_cleanup__marks_clear_sql =
 	"DELETE FROM shm_marks s USING fl_cleanup_marks m"
 	" WHERE s.website_id = $1 AND s.object_type = m.object_type"
 	" AND s.object_id = m.object_id AND s.seq = m.seq"
@@ -45,7 +43,7 @@ static const char *const marks_clear_sql =
 
 /* The university new connections belong to: shm_websites, else the one of
  * the website's existing connections. */
-static const char *const university_sql =
+const char *const fl_cleanup__university_sql =
 	"SELECT COALESCE((SELECT university_id FROM shm_websites"
 	" WHERE website_id = $1), (SELECT university_id FROM"
 	" communication_website_connections WHERE website_id = $1 LIMIT 1))";
@@ -177,13 +175,9 @@ static const char *const refresh_sql =
 	"  AND c.indirect_object_type = k.t AND c.indirect_object_id = k.u"
 	"  AND c.website_id = $1::uuid)";
 
-/* Direct sources per statement: bounds one statement's size, keeps the
- * statements proportional to the sources handled. */
-#define CHUNK 200
-
 static atomic_bool stop_requested;
 
-static uint64_t now_us(void)
+uint64_t fl_cleanup__now_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -192,9 +186,9 @@ static uint64_t now_us(void)
 
 /* Runs one statement; the result if its status is ok, else NULL with err
  * set to what and the server's message (first line). */
-static PGresult *run(PGconn *pg, fl_cleanup_stats *st, const char *sql,
-                     int n, const char *const *params, const char *what,
-                     char *err, size_t errlen)
+PGresult *fl_cleanup__run(PGconn *pg, fl_cleanup_stats *st, const char *sql,
+                          int n, const char *const *params, const char *what,
+                          char *err, size_t errlen)
 {
 	PGresult *res = n ? PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0)
 	                  : PQexec(pg, sql);
@@ -212,18 +206,19 @@ static PGresult *run(PGconn *pg, fl_cleanup_stats *st, const char *sql,
 	return NULL;
 }
 
-static int run_cmd(PGconn *pg, fl_cleanup_stats *st, const char *sql, int n,
-                   const char *const *params, const char *what, char *err,
-                   size_t errlen)
+int fl_cleanup__run_cmd(PGconn *pg, fl_cleanup_stats *st, const char *sql,
+                        int n, const char *const *params, const char *what,
+                        char *err, size_t errlen)
 {
-	PGresult *res = run(pg, st, sql, n, params, what, err, errlen);
+	PGresult *res = fl_cleanup__run(pg, st, sql, n, params, what, err,
+	                                errlen);
 	if (!res)
 		return -1;
 	PQclear(res);
 	return 0;
 }
 
-static void rollback(PGconn *pg, fl_cleanup_stats *st)
+void fl_cleanup__rollback(PGconn *pg, fl_cleanup_stats *st)
 {
 	if (PQstatus(pg) == CONNECTION_OK &&
 	    PQtransactionStatus(pg) != PQTRANS_IDLE) {
@@ -233,35 +228,6 @@ static void rollback(PGconn *pg, fl_cleanup_stats *st)
 }
 
 /* ------------------------------------------- a website's graph in C */
-
-/*
- * One website's graph, read with one indexed statement (shm_objects and
- * shm_edges by their primary keys' first column, website_id): every object
- * declared or met as an edge end or a mark, with its direct flag and its
- * edges both ways (CSR). Walks here have libshm/graph.c's semantics:
- * forward from a source, every object reached is included, indirect ones
- * are expanded, direct ones are not, each object once (cycles cut), the
- * start expanded and never included.
- */
-typedef struct gnode {
-	const char *type, *id; /* into the PGresult, or the marks' one */
-	bool direct;
-	bool source;           /* a direct source to handle */
-	uint32_t seen;         /* walk epoch */
-	uint32_t out, nout;    /* into g->out_e */
-	uint32_t in, nin;      /* into g->in_e */
-} gnode;
-
-typedef struct graph {
-	gnode *n;
-	uint32_t nn, cap;
-	uint32_t *slot;        /* hash table: node index + 1, 0 = free */
-	uint32_t nslot;        /* a power of 2 */
-	uint32_t *out_e, *in_e;
-	uint32_t *queue;
-	uint32_t epoch;
-	PGresult *res;         /* the graph's rows (the strings above) */
-} graph;
 
 static const char *const graph_sql =
 	"SELECT object_type, object_id, direct, NULL, NULL FROM shm_objects"
@@ -281,7 +247,7 @@ static uint64_t hash2(const char *a, const char *b)
 	return h ^ (h >> 29);
 }
 
-static void graph_free(graph *g)
+void fl_cleanup__graph_free(graph *g)
 {
 	free(g->n);
 	free(g->slot);
@@ -313,8 +279,8 @@ static int graph_grow(graph *g)
 
 /* The node of (type, id), created if add; UINT32_MAX if absent / no
  * memory (with add). */
-static uint32_t graph_node(graph *g, const char *type, const char *id,
-                           bool add)
+uint32_t fl_cleanup__graph_node(graph *g, const char *type, const char *id,
+                                bool add)
 {
 	if (!g->nslot || (add && (g->nn + 1) * 2 > g->nslot))
 		if (graph_grow(g))
@@ -344,25 +310,28 @@ static uint32_t graph_node(graph *g, const char *type, const char *id,
 
 /* Reads website's graph (one statement) and interns every object in it.
  * Other (type, id) pairs (marks, sources) may be interned with
- * graph_node(.., true) afterwards, before graph_index. */
-static int graph_load(PGconn *pg, const char *website, graph *g,
-                      fl_cleanup_stats *st, char *err, size_t errlen)
+ * fl_cleanup__graph_node(.., true) afterwards, before
+ * fl_cleanup__graph_index. */
+int fl_cleanup__graph_load(PGconn *pg, const char *website, graph *g,
+                           fl_cleanup_stats *st, char *err, size_t errlen)
 {
 	const char *p1[1] = {website};
 	memset(g, 0, sizeof *g);
-	if (!(g->res = run(pg, st, graph_sql, 1, p1, "load graph", err,
-	                   errlen)))
+	if (!(g->res = fl_cleanup__run(pg, st, graph_sql, 1, p1, "load graph",
+	                               err, errlen)))
 		return -1;
 	int rows = PQntuples(g->res);
 	for (int r = 0; r < rows; r++) {
-		uint32_t a = graph_node(g, PQgetvalue(g->res, r, 0),
-		                        PQgetvalue(g->res, r, 1), true);
+		uint32_t a = fl_cleanup__graph_node(g, PQgetvalue(g->res, r, 0),
+		                                    PQgetvalue(g->res, r, 1),
+		                                    true);
 		if (a == UINT32_MAX)
 			goto oom;
 		if (!PQgetisnull(g->res, r, 2))
 			g->n[a].direct |= PQgetvalue(g->res, r, 2)[0] == 't';
-		else if (graph_node(g, PQgetvalue(g->res, r, 3),
-		                    PQgetvalue(g->res, r, 4), true) == UINT32_MAX)
+		else if (fl_cleanup__graph_node(g, PQgetvalue(g->res, r, 3),
+		                                PQgetvalue(g->res, r, 4),
+		                                true) == UINT32_MAX)
 			goto oom;
 	}
 	return 0;
@@ -372,7 +341,7 @@ oom:
 }
 
 /* Lays the edges out (both ways) once every node is interned. */
-static int graph_index(graph *g, char *err, size_t errlen)
+int fl_cleanup__graph_index(graph *g, char *err, size_t errlen)
 {
 	int rows = PQntuples(g->res);
 	uint32_t *ea = malloc(((size_t)rows + 1) * 2 * sizeof *ea);
@@ -382,10 +351,12 @@ static int graph_index(graph *g, char *err, size_t errlen)
 	for (int r = 0; r < rows; r++) {
 		if (!PQgetisnull(g->res, r, 2))
 			continue;
-		uint32_t a = graph_node(g, PQgetvalue(g->res, r, 0),
-		                        PQgetvalue(g->res, r, 1), false);
-		uint32_t b = graph_node(g, PQgetvalue(g->res, r, 3),
-		                        PQgetvalue(g->res, r, 4), false);
+		uint32_t a = fl_cleanup__graph_node(g, PQgetvalue(g->res, r, 0),
+		                                    PQgetvalue(g->res, r, 1),
+		                                    false);
+		uint32_t b = fl_cleanup__graph_node(g, PQgetvalue(g->res, r, 3),
+		                                    PQgetvalue(g->res, r, 4),
+		                                    false);
 		ea[2 * ne] = a;
 		ea[2 * ne + 1] = b;
 		ne++;
@@ -445,7 +416,7 @@ static uint32_t walk_forward(graph *g, uint32_t s)
 /* Backward walk from the nodes in g->queue[0..n) (distinct): every direct
  * object reached, the starts included, through indirect ones only, gets
  * source = true. */
-static void walk_back_to_sources(graph *g, uint32_t n)
+void fl_cleanup__walk_back_to_sources(graph *g, uint32_t n)
 {
 	uint32_t ep = ++g->epoch, head = 0, tail = n;
 	for (uint32_t k = 0; k < n; k++)
@@ -480,7 +451,7 @@ static bool is_uuid(const char *s)
 }
 
 /* Appends s as a quoted element of a PostgreSQL array literal. */
-static int arr_add(fl_buf *b, const char *s)
+int fl_cleanup__arr_add(fl_buf *b, const char *s)
 {
 	if (b->len > 1 && fl_buf_add(b, ",", 1))
 		return -1;
@@ -514,7 +485,7 @@ static int cmp_source(const void *a, const void *b, void *u)
 }
 
 /* The nodes marked source with a UUID id, sorted (malloc'd). */
-static uint32_t *sources_of(graph *g, uint32_t *n)
+uint32_t *fl_cleanup__sources_of(graph *g, uint32_t *n)
 {
 	uint32_t *v = malloc(((size_t)g->nn + 1) * sizeof *v), k = 0;
 	if (!v)
@@ -532,8 +503,8 @@ static uint32_t *sources_of(graph *g, uint32_t *n)
  * not NULL). Returns how many, or -1 (memory). Only a direct object is a
  * direct source: one declared indirect (or never declared) keeps nothing,
  * whatever its edges, so its connections go and none is added. */
-static long keep_of(graph *g, uint32_t s, fl_buf *ks, fl_buf *kst, fl_buf *kt,
-                    fl_buf *ki)
+long fl_cleanup__keep_of(graph *g, uint32_t s, fl_buf *ks, fl_buf *kst,
+                         fl_buf *kt, fl_buf *ki)
 {
 	if (!g->n[s].direct)
 		return 0;
@@ -543,9 +514,10 @@ static long keep_of(graph *g, uint32_t s, fl_buf *ks, fl_buf *kst, fl_buf *kt,
 		gnode *o = &g->n[g->queue[k]];
 		if (o->direct || !is_uuid(o->id))
 			continue;
-		if (arr_add(ks, g->n[s].id) ||
-		    (kst && arr_add(kst, g->n[s].type)) ||
-		    arr_add(kt, o->type) || arr_add(ki, o->id))
+		if (fl_cleanup__arr_add(ks, g->n[s].id) ||
+		    (kst && fl_cleanup__arr_add(kst, g->n[s].type)) ||
+		    fl_cleanup__arr_add(kt, o->type) ||
+		    fl_cleanup__arr_add(ki, o->id))
 			return -1;
 		kept++;
 	}
@@ -574,12 +546,7 @@ static int each_array_item(char *arr, int (*fn)(const char *id, void *u),
 	return 0;
 }
 
-/* Keep arrays of one chunk. */
-typedef struct keep_bufs {
-	fl_buf src, ks, kst, kt, ki;
-} keep_bufs;
-
-static void keep_free(keep_bufs *k)
+void fl_cleanup__keep_free(keep_bufs *k)
 {
 	fl_buf_free(&k->src);
 	fl_buf_free(&k->ks);
@@ -588,13 +555,13 @@ static void keep_free(keep_bufs *k)
 	fl_buf_free(&k->ki);
 }
 
-static int keep_start(keep_bufs *k)
+int fl_cleanup__keep_start(keep_bufs *k)
 {
 	return arr_start(&k->src) || arr_start(&k->ks) ||
 	       arr_start(&k->kst) || arr_start(&k->kt) || arr_start(&k->ki);
 }
 
-static int keep_end(keep_bufs *k)
+int fl_cleanup__keep_end(keep_bufs *k)
 {
 	return arr_end(&k->src) || arr_end(&k->ks) || arr_end(&k->kst) ||
 	       arr_end(&k->kt) || arr_end(&k->ki);
@@ -607,23 +574,24 @@ static int send_chunk(PGconn *pg, graph *g, const char *website,
                       keep_bufs *k, fl_cleanup_stats *st, char *err,
                       size_t errlen)
 {
-	if (keep_start(k))
+	if (fl_cleanup__keep_start(k))
 		goto oom;
 	for (uint32_t i = 0; i < n; i++) {
-		if (arr_add(&k->src, g->n[v[i]].id) ||
-		    keep_of(g, v[i], &k->ks, NULL, &k->kt, &k->ki) < 0)
+		if (fl_cleanup__arr_add(&k->src, g->n[v[i]].id) ||
+		    fl_cleanup__keep_of(g, v[i], &k->ks, NULL, &k->kt,
+		                        &k->ki) < 0)
 			goto oom;
 		st->dep_loads++; /* each source's, once, from memory */
 	}
-	if (keep_end(k))
+	if (fl_cleanup__keep_end(k))
 		goto oom;
 	const char *type = g->n[v[0]].type;
 	const char *params[7] = {website, type, k->src.p, university,
 	                         k->ks.p, k->kt.p, k->ki.p};
 	char what[160];
 	snprintf(what, sizeof what, "%u sources %.60s", n, type);
-	PGresult *res = run(pg, st, keep_batch_sql, 7, params, what, err,
-	                    errlen);
+	PGresult *res = fl_cleanup__run(pg, st, keep_batch_sql, 7, params, what,
+	                                err, errlen);
 	if (!res)
 		return -1;
 	st->sources += n;
@@ -637,13 +605,15 @@ oom:
 }
 
 /* Interns the (type, id) rows of res (columns 0, 1); the nodes' indexes
- * go to g->queue if starts (g->queue must be sized: graph_index first). */
+ * go to g->queue if starts (g->queue must be sized: fl_cleanup__graph_index
+ * first). */
 static int intern_rows(graph *g, PGresult *res, bool source, char *err,
                        size_t errlen)
 {
 	for (int r = 0; r < PQntuples(res); r++) {
-		uint32_t x = graph_node(g, PQgetvalue(res, r, 0),
-		                        PQgetvalue(res, r, 1), true);
+		uint32_t x = fl_cleanup__graph_node(g, PQgetvalue(res, r, 0),
+		                                    PQgetvalue(res, r, 1),
+		                                    true);
 		if (x == UINT32_MAX) {
 			snprintf(err, errlen, "out of memory");
 			return -1;
@@ -659,8 +629,9 @@ static uint32_t starts_of(graph *g, PGresult *res)
 {
 	uint32_t n = 0, ep = ++g->epoch;
 	for (int r = 0; r < PQntuples(res); r++) {
-		uint32_t x = graph_node(g, PQgetvalue(res, r, 0),
-		                        PQgetvalue(res, r, 1), false);
+		uint32_t x = fl_cleanup__graph_node(g, PQgetvalue(res, r, 0),
+		                                    PQgetvalue(res, r, 1),
+		                                    false);
 		if (x != UINT32_MAX && g->n[x].seen != ep) {
 			g->n[x].seen = ep;
 			g->queue[n++] = x;
@@ -674,7 +645,7 @@ static int send_sources(PGconn *pg, graph *g, const char *website,
                         const char *university, fl_cleanup_stats *st,
                         char *err, size_t errlen)
 {
-	uint32_t n = 0, *v = sources_of(g, &n);
+	uint32_t n = 0, *v = fl_cleanup__sources_of(g, &n);
 	keep_bufs k = {0};
 	int rc = 0;
 	if (!v) {
@@ -689,7 +660,7 @@ static int send_sources(PGconn *pg, graph *g, const char *website,
 		rc = send_chunk(pg, g, website, university, v + i, j - i, &k,
 		                st, err, errlen);
 	}
-	keep_free(&k);
+	fl_cleanup__keep_free(&k);
 	free(v);
 	return rc;
 }
@@ -702,19 +673,21 @@ int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
 	char *university = NULL;
 	fl_cleanup_stats my = {0};
 	graph g = {0};
-	uint64_t t0 = now_us();
+	uint64_t t0 = fl_cleanup__now_us();
 	int rc = -1;
 
-	if (run_cmd(pg, &my, marks_tmp_sql, 0, NULL, "marks table", err,
-	            errlen) ||
-	    run_cmd(pg, &my, "BEGIN", 0, NULL, "begin", err, errlen))
+	if (fl_cleanup__run_cmd(pg, &my, fl_cleanup__marks_tmp_sql, 0, NULL,
+	                        "marks table", err, errlen) ||
+	    fl_cleanup__run_cmd(pg, &my, "BEGIN", 0, NULL, "begin", err,
+	                        errlen))
 		goto out;
 	char lock_sql[160];
 	snprintf(lock_sql, sizeof lock_sql,
 	         "SELECT pg_try_advisory_xact_lock(%d,"
 	         " hashtext($1::uuid::text))",
 	         FL_CLEANUP_LOCK);
-	if (!(res = run(pg, &my, lock_sql, 1, p1, "advisory lock", err, errlen)))
+	if (!(res = fl_cleanup__run(pg, &my, lock_sql, 1, p1, "advisory lock",
+	                            err, errlen)))
 		goto out;
 	if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
 		/* a flusher batch refreshing this website's connections
@@ -724,10 +697,11 @@ int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
 		         "SELECT pg_advisory_xact_lock(%d,"
 		         " hashtext($1::uuid::text))",
 		         FL_CLEANUP_LOCK);
-		if (run_cmd(pg, &my, "SET LOCAL lock_timeout = '10s'", 0, NULL,
-		            "lock timeout", err, errlen) ||
-		    !(res = run(pg, &my, lock_sql, 1, p1, "advisory lock", err,
-		                errlen))) {
+		if (fl_cleanup__run_cmd(pg, &my,
+		                        "SET LOCAL lock_timeout = '10s'", 0,
+		                        NULL, "lock timeout", err, errlen) ||
+		    !(res = fl_cleanup__run(pg, &my, lock_sql, 1, p1,
+		                            "advisory lock", err, errlen))) {
 			fl_log(FL_INFO, "cleanup", "website %s: locked by "
 			       "another session, skipped: %s", website, err);
 			err[0] = 0;
@@ -737,15 +711,16 @@ int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
 	}
 	PQclear(res);
 	res = NULL;
-	if (!(marks = run(pg, &my, marks_snap_ret_sql, 1, p1, "read marks",
-	                  err, errlen)))
+	if (!(marks = fl_cleanup__run(pg, &my, marks_snap_ret_sql, 1, p1,
+	                              "read marks", err, errlen)))
 		goto out;
 	if (PQntuples(marks) == 0) { /* cleared meanwhile */
-		rc = run_cmd(pg, &my, "COMMIT", 0, NULL, "commit", err, errlen);
+		rc = fl_cleanup__run_cmd(pg, &my, "COMMIT", 0, NULL, "commit",
+		                         err, errlen);
 		goto out;
 	}
-	if (!(res = run(pg, &my, university_sql, 1, p1, "university", err,
-	                errlen)))
+	if (!(res = fl_cleanup__run(pg, &my, fl_cleanup__university_sql, 1,
+	                            p1, "university", err, errlen)))
 		goto out;
 	if (!PQgetisnull(res, 0, 0) &&
 	    !(university = strdup(PQgetvalue(res, 0, 0)))) {
@@ -758,28 +733,29 @@ int fl_cleanup_website(PGconn *pg, const char *website, fl_cleanup_stats *st,
 		fl_log(FL_WARN, "cleanup", "website %s: university unknown (no "
 		       "shm_websites row, no connection): no connection can be "
 		       "added", website);
-	if (!(csrc = run(pg, &my, conn_sources_sql, 1, p1, "direct sources",
-	                 err, errlen)))
+	if (!(csrc = fl_cleanup__run(pg, &my, conn_sources_sql, 1, p1,
+	                             "direct sources", err, errlen)))
 		goto out;
 	/* the website's graph, once; marks and connection sources join it
 	 * as nodes (a destroyed object is a node without edges) */
-	if (graph_load(pg, website, &g, &my, err, errlen) ||
+	if (fl_cleanup__graph_load(pg, website, &g, &my, err, errlen) ||
 	    intern_rows(&g, marks, false, err, errlen) ||
 	    intern_rows(&g, csrc, true, err, errlen) ||
-	    graph_index(&g, err, errlen))
+	    fl_cleanup__graph_index(&g, err, errlen))
 		goto out;
 	/* the direct objects marked or reaching a mark through indirect
 	 * ones: their dependencies may have changed */
-	walk_back_to_sources(&g, starts_of(&g, marks));
+	fl_cleanup__walk_back_to_sources(&g, starts_of(&g, marks));
 	if (send_sources(pg, &g, website, university, &my, err, errlen))
 		goto out;
-	if (!(res = run(pg, &my, marks_clear_sql, 1, p1, "clear marks", err,
-	                errlen)))
+	if (!(res = fl_cleanup__run(pg, &my, fl_cleanup__marks_clear_sql, 1,
+	                            p1, "clear marks", err, errlen)))
 		goto out;
 	uint64_t cleared = strtoull(PQcmdTuples(res), NULL, 10);
 	PQclear(res);
 	res = NULL;
-	if (run_cmd(pg, &my, "COMMIT", 0, NULL, "commit", err, errlen))
+	if (fl_cleanup__run_cmd(pg, &my, "COMMIT", 0, NULL, "commit", err,
+	                        errlen))
 		goto out;
 	my.marks_cleared = cleared;
 	rc = 0;
@@ -787,18 +763,19 @@ out:
 	PQclear(res);
 	PQclear(marks);
 	PQclear(csrc);
-	graph_free(&g);
+	fl_cleanup__graph_free(&g);
 	free(university);
 	if (rc) {
-		rollback(pg, &my);
+		fl_cleanup__rollback(pg, &my);
 		/* only what was sent counts when the transaction failed */
 		my.sources = my.dep_loads = my.deleted = my.inserted = 0;
 		my.websites_failed = 1;
 	} else if (PQtransactionStatus(pg) != PQTRANS_IDLE) {
-		rollback(pg, &my); /* skipped website: release the tx */
+		/* skipped website: release the tx */
+		fl_cleanup__rollback(pg, &my);
 	}
 	my.websites = 1;
-	my.duration_us = now_us() - t0;
+	my.duration_us = fl_cleanup__now_us() - t0;
 	st->websites += my.websites;
 	st->websites_failed += my.websites_failed;
 	st->sources += my.sources;
@@ -831,12 +808,12 @@ int fl_connections_refresh(PGconn *pg, const char *website,
 	         "SELECT pg_advisory_xact_lock(%d,"
 	         " hashtext($1::uuid::text))",
 	         FL_CLEANUP_LOCK);
-	if (!(res = run(pg, &st, lock_sql, 1, p1, "advisory lock", err,
-	                errlen)))
+	if (!(res = fl_cleanup__run(pg, &st, lock_sql, 1, p1, "advisory lock",
+	                            err, errlen)))
 		goto out;
 	PQclear(res);
-	if (!(res = run(pg, &st, university_sql, 1, p1, "university", err,
-	                errlen)))
+	if (!(res = fl_cleanup__run(pg, &st, fl_cleanup__university_sql, 1,
+	                            p1, "university", err, errlen)))
 		goto out;
 	if (PQgetisnull(res, 0, 0)) { /* nowhere to take it from */
 		fl_log(FL_DEBUG, "cleanup", "website %s: university unknown, "
@@ -848,37 +825,41 @@ int fl_connections_refresh(PGconn *pg, const char *website,
 		goto oom;
 	PQclear(res);
 	res = NULL;
-	if (graph_load(pg, website, &g, &st, err, errlen))
+	if (fl_cleanup__graph_load(pg, website, &g, &st, err, errlen))
 		goto out;
 	for (size_t i = 0; i < n; i++)
-		if (graph_node(&g, types[i], ids[i], true) == UINT32_MAX)
+		if (fl_cleanup__graph_node(&g, types[i], ids[i], true) ==
+		    UINT32_MAX)
 			goto oom;
-	if (graph_index(&g, err, errlen))
+	if (fl_cleanup__graph_index(&g, err, errlen))
 		goto out;
 	/* the changed objects' direct referrers (themselves if direct) */
 	uint32_t ns = 0, ep = ++g.epoch;
 	for (size_t i = 0; i < n; i++) {
-		uint32_t x = graph_node(&g, types[i], ids[i], false);
+		uint32_t x = fl_cleanup__graph_node(&g, types[i], ids[i],
+		                                    false);
 		if (g.n[x].seen != ep) {
 			g.n[x].seen = ep;
 			g.queue[ns++] = x;
 		}
 	}
-	walk_back_to_sources(&g, ns);
-	if (!(v = sources_of(&g, &nv)))
+	fl_cleanup__walk_back_to_sources(&g, ns);
+	if (!(v = fl_cleanup__sources_of(&g, &nv)))
 		goto oom;
 	for (uint32_t i = 0; i < nv; i += CHUNK) {
-		if (keep_start(&k))
+		if (fl_cleanup__keep_start(&k))
 			goto oom;
 		for (uint32_t j = i; j < nv && j < i + CHUNK; j++)
-			if (keep_of(&g, v[j], &k.ks, &k.kst, &k.kt, &k.ki) < 0)
+			if (fl_cleanup__keep_of(&g, v[j], &k.ks, &k.kst, &k.kt,
+			                        &k.ki) < 0)
 				goto oom;
-		if (keep_end(&k))
+		if (fl_cleanup__keep_end(&k))
 			goto oom;
 		const char *params[6] = {website, university, k.ks.p, k.kst.p,
 		                         k.kt.p, k.ki.p};
-		if (!(res = run(pg, &st, refresh_sql, 6, params,
-		                "insert connections", err, errlen)))
+		if (!(res = fl_cleanup__run(pg, &st, refresh_sql, 6, params,
+		                            "insert connections", err,
+		                            errlen)))
 			goto out;
 		if (inserted)
 			*inserted += strtoull(PQcmdTuples(res), NULL, 10);
@@ -893,8 +874,8 @@ out:
 	PQclear(res);
 	free(university);
 	free(v);
-	keep_free(&k);
-	graph_free(&g);
+	fl_cleanup__keep_free(&k);
+	fl_cleanup__graph_free(&g);
 	return rc;
 }
 
@@ -1005,13 +986,15 @@ int fl_refresh_run(PGconn *pg, const fl_refresh *r, uint64_t *inserted,
 
 /* The marked websites, in text; *out is malloc'd with n strings after the
  * pointer array (free(*out)). */
-static int marked_websites(PGconn *pg, fl_cleanup_stats *st, char ***out,
-                           int *n, char *err, size_t errlen)
+int fl_cleanup__marked_websites(PGconn *pg, fl_cleanup_stats *st,
+                                char ***out, int *n, char *err,
+                                size_t errlen)
 {
-	PGresult *res = run(pg, st,
-	                    "SELECT DISTINCT website_id::text FROM shm_marks"
-	                    " ORDER BY 1",
-	                    0, NULL, "marked websites", err, errlen);
+	PGresult *res = fl_cleanup__run(pg, st,
+	                                "SELECT DISTINCT website_id::text"
+	                                " FROM shm_marks ORDER BY 1",
+	                                0, NULL, "marked websites", err,
+	                                errlen);
 	if (!res)
 		return -1;
 	int rows = PQntuples(res);
@@ -1036,13 +1019,13 @@ static int marked_websites(PGconn *pg, fl_cleanup_stats *st, char ***out,
 int fl_cleanup_round(PGconn *pg, fl_cleanup_stats *st, char *err,
                      size_t errlen)
 {
-	uint64_t t0 = now_us();
+	uint64_t t0 = fl_cleanup__now_us();
 	char **ws = NULL, werr[512];
 	int n = 0;
 
 	memset(st, 0, sizeof *st);
-	if (marked_websites(pg, st, &ws, &n, err, errlen)) {
-		st->duration_us = now_us() - t0;
+	if (fl_cleanup__marked_websites(pg, st, &ws, &n, err, errlen)) {
+		st->duration_us = fl_cleanup__now_us() - t0;
 		return -1;
 	}
 	for (int i = 0; i < n && !atomic_load(&stop_requested); i++) {
@@ -1064,7 +1047,7 @@ int fl_cleanup_round(PGconn *pg, fl_cleanup_stats *st, char *err,
 		}
 	}
 	free(ws);
-	st->duration_us = now_us() - t0;
+	st->duration_us = fl_cleanup__now_us() - t0;
 	return 0;
 }
 
@@ -1087,15 +1070,16 @@ static int per_connection_source(PGconn *pg, const char *website,
 	const char *p[3] = {website, type, id};
 	PGresult *conns, *deps;
 
-	if (!(conns = run(pg, st, conn_sql, 3, p, "connections", err, errlen)))
+	if (!(conns = fl_cleanup__run(pg, st, conn_sql, 3, p, "connections",
+	                              err, errlen)))
 		return -1;
 	st->sources++;
 	for (int i = 0; i < PQntuples(conns); i++) {
 		const char *ot = PQgetvalue(conns, i, 1);
 		const char *oi = PQgetvalue(conns, i, 2);
 		/* the connection loads its source's dependencies... */
-		if (!(deps = run(pg, st, deps_sql, 3, p, "dependencies", err,
-		                 errlen))) {
+		if (!(deps = fl_cleanup__run(pg, st, deps_sql, 3, p,
+		                             "dependencies", err, errlen))) {
 			PQclear(conns);
 			return -1;
 		}
@@ -1108,7 +1092,8 @@ static int per_connection_source(PGconn *pg, const char *website,
 		/* ...and deletes itself if it is not among them */
 		if (!found) {
 			const char *pid[1] = {PQgetvalue(conns, i, 0)};
-			if (run_cmd(pg, st,
+			if (fl_cleanup__run_cmd(
+			            pg, st,
 			            "DELETE FROM communication_website_connections"
 			            " WHERE id = $1::uuid",
 			            1, pid, "delete", err, errlen)) {
@@ -1145,12 +1130,14 @@ static int per_connection_website(PGconn *pg, const char *website,
 	PGresult *res = NULL;
 	int rc = -1;
 
-	if (run_cmd(pg, st, marks_tmp_sql, 0, NULL, "marks table", err,
-	            errlen) ||
-	    run_cmd(pg, st, "BEGIN", 0, NULL, "begin", err, errlen) ||
-	    run_cmd(pg, st, marks_snap_sql, 1, p1, "read marks", err, errlen) ||
-	    !(res = run(pg, st, sources_sql, 1, p1, "direct sources", err,
-	                errlen)))
+	if (fl_cleanup__run_cmd(pg, st, fl_cleanup__marks_tmp_sql, 0, NULL,
+	                        "marks table", err, errlen) ||
+	    fl_cleanup__run_cmd(pg, st, "BEGIN", 0, NULL, "begin", err,
+	                        errlen) ||
+	    fl_cleanup__run_cmd(pg, st, fl_cleanup__marks_snap_sql, 1, p1,
+	                        "read marks", err, errlen) ||
+	    !(res = fl_cleanup__run(pg, st, sources_sql, 1, p1,
+	                            "direct sources", err, errlen)))
 		goto out;
 	for (int row = 0; row < PQntuples(res); row++) {
 		old_ctx c = {pg, st, website, PQgetvalue(res, row, 0), err,
@@ -1158,15 +1145,16 @@ static int per_connection_website(PGconn *pg, const char *website,
 		if (each_array_item(PQgetvalue(res, row, 1), old_source, &c))
 			goto out;
 	}
-	if (run_cmd(pg, st, marks_clear_sql, 1, p1, "clear marks", err,
-	            errlen) ||
-	    run_cmd(pg, st, "COMMIT", 0, NULL, "commit", err, errlen))
+	if (fl_cleanup__run_cmd(pg, st, fl_cleanup__marks_clear_sql, 1, p1,
+	                        "clear marks", err, errlen) ||
+	    fl_cleanup__run_cmd(pg, st, "COMMIT", 0, NULL, "commit", err,
+	                        errlen))
 		goto out;
 	rc = 0;
 out:
 	PQclear(res);
 	if (rc) {
-		rollback(pg, st);
+		fl_cleanup__rollback(pg, st);
 		st->websites_failed++;
 	}
 	st->websites++;
@@ -1176,19 +1164,19 @@ out:
 int fl_cleanup_round_per_connection(PGconn *pg, fl_cleanup_stats *st,
                                     char *err, size_t errlen)
 {
-	uint64_t t0 = now_us();
+	uint64_t t0 = fl_cleanup__now_us();
 	char **ws = NULL, werr[512];
 	int n = 0;
 
 	memset(st, 0, sizeof *st);
-	if (marked_websites(pg, st, &ws, &n, err, errlen))
+	if (fl_cleanup__marked_websites(pg, st, &ws, &n, err, errlen))
 		return -1;
 	for (int i = 0; i < n; i++)
 		if (per_connection_website(pg, ws[i], st, werr, sizeof werr))
 			fl_log(FL_ERROR, "cleanup", "website %s (per "
 			       "connection): %s", ws[i], werr);
 	free(ws);
-	st->duration_us = now_us() - t0;
+	st->duration_us = fl_cleanup__now_us() - t0;
 	return 0;
 }
 
@@ -1326,7 +1314,7 @@ static void *round_thread(void *arg)
 
 void fl_cleanup_tick(const fl_config *cfg, shm_env *env)
 {
-	uint64_t now = now_us();
+	uint64_t now = fl_cleanup__now_us();
 
 	if (sched.started && atomic_load(&sched.done)) {
 		pthread_join(sched.th, NULL);
