@@ -2,6 +2,13 @@
  * flusher/cleanup_internal.h - what the connection cleanup's files share,
  * beyond cleanup.h (its callers' header): fl_cleanup__ names, for those
  * files only. Each is described where it is defined.
+ *
+ *   cleanup.c           the round: a website's transaction, the marked
+ *                       websites, connect and report, the scheduler; the
+ *                       statement helpers and the marks' statements
+ *   cleanup_graph.c     a website's graph in C, its walks, keep-lists
+ *   cleanup_refresh.c   immediate upserts, for the pg sink
+ *   cleanup_baseline.c  the old way, one check per connection
  */
 #ifndef FL_CLEANUP_INTERNAL_H
 #define FL_CLEANUP_INTERNAL_H
@@ -39,7 +46,7 @@ int fl_cleanup__marked_websites(PGconn *pg, fl_cleanup_stats *st,
                                 char ***out, int *n, char *err,
                                 size_t errlen);
 
-/* ------------------------------------------- a website's graph in C */
+/* --------------------------- a website's graph in C (cleanup_graph.c) */
 
 /*
  * One website's graph, read with one indexed statement (shm_objects and
