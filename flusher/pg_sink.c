@@ -994,8 +994,8 @@ static int copy_direct(pg_sink *p, fl_batch *b, const char *prefix)
 	return copy_finish(p, &p->full);
 }
 
-/* Immediate connection upserts (issue 5 §2, cleanup.c) for the batch's
- * GRAPH_SETs, in its transaction (they commit with the rows and the
+/* Immediate connection upserts (issue 5 §2, cleanup_refresh.c) for the
+ * batch's GRAPH_SETs, in its transaction (they commit with the rows and the
  * position, or not at all), then COMMIT. Frees rf. */
 static int refresh_commit(pg_sink *p, fl_refresh *rf)
 {

@@ -9,7 +9,8 @@
  * every "Communication::Website/<id>" object (this website or another one
  * embedded here) is direct, declared or not, and shm_deps_set refuses to
  * declare one indirect; any other object is direct iff declared so. The
- * flusher's connection cleanup (flusher/cleanup.c) applies the same rule.
+ * flusher's connection cleanup applies the same rule (its graph in C,
+ * flusher/cleanup_graph.c, and its old way's SQL, cleanup_baseline.c).
  *
  * Databases (see internal.h):
  *   obj   key -> u8 direct (1) / indirect (0), set by shm_deps_set

@@ -1,8 +1,9 @@
-/* tests/test_cleanup.c - the grouped connection cleanup (flusher/cleanup.c)
- * against the real PostgreSQL of the harness (SHM_TEST_PG; every test skips
- * without it). Graphs are written by hand into shm_objects/shm_edges/
- * shm_marks, as the flusher's pg sink mirrors them, each test in websites
- * of its own. */
+/* tests/test_cleanup.c - the grouped connection cleanup (flusher/cleanup.c,
+ * cleanup_graph.c; its immediate upserts, cleanup_refresh.c; its old way,
+ * cleanup_baseline.c) against the real PostgreSQL of the harness
+ * (SHM_TEST_PG; every test skips without it). Graphs are written by hand
+ * into shm_objects/shm_edges/shm_marks, as the flusher's pg sink mirrors
+ * them, each test in websites of its own. */
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <limits.h>

@@ -1,9 +1,9 @@
 /*
  * bench_cleanup.c - the grouped connection cleanup (flusher/cleanup.c) vs
- * the old way (one check per connection, each reloading its source's
- * recursive dependencies), issue 5 §6, on shm-dataset's Osuny-shaped sites:
- * 100 websites x ~12,000 connections, 5% obsolete, 10% of objects marked
- * (--quick: 10 x 3,000).
+ * the old way (flusher/cleanup_baseline.c: one check per connection, each
+ * reloading its source's recursive dependencies), issue 5 §6, on
+ * shm-dataset's Osuny-shaped sites: 100 websites x ~12,000 connections, 5%
+ * obsolete, 10% of objects marked (--quick: 10 x 3,000).
  *
  * PostgreSQL: SHM_BENCH_PG or SHM_TEST_PG (a libpq conninfo), else the
  * bench's own cluster, started by bench_pg() as for the flusher section.
