@@ -9,6 +9,10 @@
  *   l1.put.nosync   shm_msg_put of a new message with its log record,
  *                   durability nosync (no flusher runs: the L1 capacity is
  *                   set above the number of puts, so nothing blocks)
+ *   l1.put.nosync.full  the same into a full L1 (capacity = the data set,
+ *                   preloaded, its log trimmed as a flusher would): each
+ *                   put evicts one flushed entry, a filled cache's steady
+ *                   state
  * Gets read random messages of the same data set the redis section SETs,
  * uniformly over all 100,000 (the conservative case: the set does not fit
  * in the CPU caches), except the .zipf measurement.
@@ -20,6 +24,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "shm_log.h"
 
 typedef struct l1_arg {
 	const char *dir;
@@ -202,6 +207,67 @@ static int preload(bench_ctx *ctx, const char *dir, const shm_options *opt,
 	return rc ? -1 : 0;
 }
 
+/* l1.put.nosync.full.1p: ops puts of fresh[first...] into an L1 whose
+ * capacity is hot's size, filled with hot and flushed. */
+static int put_full(bench_ctx *ctx, bench_dataset *hot, bench_dataset *fresh,
+                    size_t first, size_t ops, size_t warm)
+{
+	char dir[300], name[32];
+	snprintf(name, sizeof name, "l1full-%d", ctx->round);
+	bench_path(ctx, name, dir);
+	shm_options opt;
+	shm_options_init(&opt);
+	opt.durability = SHM_DURABILITY_NOSYNC;
+	opt.map_size = (size_t)4 << 30;
+	opt.l1_max_entries = hot->n;
+	opt.l1_max_bytes = (uint64_t)4 << 30;
+	opt.l1_ttl_s = 24 * 3600;
+	uint64_t loaded = 0;
+	shm_env *env;
+	shm_info info;
+	int rc = preload(ctx, dir, &opt, hot, &loaded);
+	if (!rc && !(rc = shm_env_open(dir, &opt, &env))) {
+		/* what a flusher does once every sink has the records */
+		if (!(rc = shm_env_info(env, &info)))
+			rc = shm_log_trim(env, info.log_last);
+		if (rc)
+			fail("shm_log_trim", rc);
+		shm_env_close(env);
+	}
+	bench_dataset slice = *fresh;
+	slice.items += first;
+	slice.n -= first;
+	l1_arg a = {dir, &opt, &slice, ops + warm, ctx->seed, L1_PUT, NULL,
+	            NULL};
+	bench_job j = {
+		.name = "l1.put.nosync.full.1p", .procs = 1, .ops = ops,
+		.warmup = warm, .setup = l1_setup, .op = op_put,
+		.teardown = l1_teardown, .arg = &a,
+		.ratio_vs = "redis.set.1p",
+		.note = "shm_msg_put into a full L1: each evicts a flushed entry",
+	};
+	if (!rc && (rc = bench_measure(ctx, &j)) == 0 &&
+	    !(rc = shm_env_open(dir, &opt, &env))) {
+		/* Sanity: L1 stayed full, each put made room for itself. */
+		shm_counters c;
+		if (!(rc = shm_env_info(env, &info)) &&
+		    !(rc = shm_stats_shared(env, &c))) {
+			bench_log(ctx, "full L1 after puts: %llu messages (capacity "
+			          "%zu), %llu evictions (puts %zu)",
+			          (unsigned long long)info.messages, hot->n,
+			          (unsigned long long)c.evictions, ops + warm);
+			if (info.messages != hot->n || c.evictions != ops + warm) {
+				bench_log(ctx, "full L1: count mismatch");
+				rc = -1;
+			}
+		}
+		shm_env_close(env);
+	}
+	if (!ctx->keep)
+		bench_rm_rf(dir);
+	return rc ? -1 : 0;
+}
+
 int bench_section_l1(bench_ctx *ctx)
 {
 	bench_dataset *hot = bench_data(ctx);
@@ -239,7 +305,11 @@ int bench_section_l1(bench_ctx *ctx)
 	/* puts: 1 process, then 2; fresh messages, each put once. */
 	bench_dataset fresh;
 	size_t put_per_proc = put_ops + warm;
-	if (bench_dataset_make(&fresh, 3 * put_per_proc, ctx->seed + 200) != 0)
+	/* puts into a full L1: fewer than it holds, so that flushed entries
+	 * are left to evict until the end */
+	size_t full_ops = put_ops / 2;
+	if (bench_dataset_make(&fresh, 3 * put_per_proc + full_ops + warm,
+	                       ctx->seed + 200) != 0)
 		return -1;
 	/* The 2-process run puts the slices after the 1-process run's. */
 	bench_dataset fresh2 = fresh;
@@ -300,6 +370,9 @@ int bench_section_l1(bench_ctx *ctx)
 		bench_target(name, BENCH_P50_MAX_NS, 20000, "issue 2 §10");
 		bench_target(name, BENCH_RATIO_ABOVE, 1, "issue 2 §10");
 	}
+
+	if (put_full(ctx, hot, &fresh, 3 * put_per_proc, full_ops, warm) != 0)
+		rc = -1;
 
 	/* Skewed reads: Zipf(0.99) ranks, mapped to random messages. */
 	double *cdf = malloc(hot->n * sizeof *cdf);
