@@ -207,21 +207,18 @@ static int preload(bench_ctx *ctx, const char *dir, const shm_options *opt,
 	return rc ? -1 : 0;
 }
 
-/* l1.put.nosync.full.1p: ops puts of fresh[first...] into an L1 whose
- * capacity is hot's size, filled with hot and flushed. */
-static int put_full(bench_ctx *ctx, bench_dataset *hot, bench_dataset *fresh,
-                    size_t first, size_t ops, size_t warm)
+/* l1.put.nosync.full.1p: ops puts of fresh[first...] into an L1 of the
+ * section's options whose capacity is hot's size, filled with hot and
+ * flushed. */
+static int put_full(bench_ctx *ctx, const shm_options *section,
+                    bench_dataset *hot, bench_dataset *fresh, size_t first,
+                    size_t ops, size_t warm)
 {
 	char dir[300], name[32];
 	snprintf(name, sizeof name, "l1full-%d", ctx->round);
 	bench_path(ctx, name, dir);
-	shm_options opt;
-	shm_options_init(&opt);
-	opt.durability = SHM_DURABILITY_NOSYNC;
-	opt.map_size = (size_t)4 << 30;
+	shm_options opt = *section;
 	opt.l1_max_entries = hot->n;
-	opt.l1_max_bytes = (uint64_t)4 << 30;
-	opt.l1_ttl_s = 24 * 3600;
 	uint64_t loaded = 0;
 	shm_env *env;
 	shm_info info;
@@ -371,7 +368,8 @@ int bench_section_l1(bench_ctx *ctx)
 		bench_target(name, BENCH_RATIO_ABOVE, 1, "issue 2 §10");
 	}
 
-	if (put_full(ctx, hot, &fresh, 3 * put_per_proc, full_ops, warm) != 0)
+	if (put_full(ctx, &opt, hot, &fresh, 3 * put_per_proc, full_ops,
+	             warm) != 0)
 		rc = -1;
 
 	/* Skewed reads: Zipf(0.99) ranks, mapped to random messages. */
