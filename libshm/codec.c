@@ -574,7 +574,8 @@ static int check_times(const shm_msg *m)
 	                           m->last_reply_at, false);
 }
 
-/* Sizes are JSON integers (int64), as the reader and writer (json.c) say. */
+/* Sizes are JSON integers (int64), as the reader and writer (json_read.c,
+ * json_write.c) say. */
 static int check_attachments(const shm_msg *m)
 {
 	int rc;
@@ -712,10 +713,10 @@ static int check_deleted(const shm_msg *m)
 	                m->content_len);
 }
 
-/* Accepts exactly what the JSON writer and reader (json.c) round-trip, so
- * a stored message can always be read back, dumped and mirrored, and
- * nothing the model forbids in a message alone (check_links,
- * check_deleted). */
+/* Accepts exactly what the JSON writer and reader (json_write.c,
+ * json_read.c) round-trip, so a stored message can always be read back,
+ * dumped and mirrored, and nothing the model forbids in a message alone
+ * (check_links, check_deleted). */
 int shm__msg_validate(const shm_options *opt, const shm_msg *m)
 {
 	int rc;

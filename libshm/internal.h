@@ -498,9 +498,10 @@ int shm__order_make(const shm_msg *m, shm__order *o);
 void shm__order_free(shm__order *o);
 
 /* ---- a message's times: one range for what put stores (codec.c) and
- * what JSON carries both ways (json.c): 0 is none (created_at 0: put fills
- * it in), else an instant of SHM_MSG_TIME_RANGE, the instants after the
- * epoch that RFC 3339 writes with a four-digit year (time.c). */
+ * what JSON carries both ways (json_write.c, json_read.c): 0 is none
+ * (created_at 0: put fills it in), else an instant of SHM_MSG_TIME_RANGE,
+ * the instants after the epoch that RFC 3339 writes with a four-digit year
+ * (time.c). */
 #define SHM_MSG_TIME_RANGE                                                   \
 	"1970-01-01T00:00:00.000001Z to 9999-12-31T23:59:59.999999Z (UTC)"
 /* 0 if us is 0 (and not required: none) or in the range; SHM_ETIME else,

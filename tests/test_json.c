@@ -1,5 +1,5 @@
 /* tests/test_json.c - messages to/from the seed's serde JSON, RFC 3339 time
- * formatting and parsing (libshm/json.c, libshm/time.c). */
+ * formatting and parsing (libshm/json_write.c, json_read.c, time.c). */
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1001,7 +1001,7 @@ static void test_a_reaction_without_users_is_no_reaction(void **state)
 	shm_msg_free(back);
 }
 
-/* JSON string escaping, written independently of libshm/json.c. */
+/* JSON string escaping, written independently of libshm/json_write.c. */
 static size_t ref_escape(char *d, const char *s, size_t len)
 {
 	char *p = d;

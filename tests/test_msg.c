@@ -1463,8 +1463,9 @@ static void test_put_refuses_a_reply_to_its_own_descendant(void **state)
 	assert_int_equal(tu_verify(env), 0);
 }
 
-/* What JSON cannot carry back is refused by put (json.c reads and writes
- * years 0000..9999, int64 sizes, each reacting user once per emoji). */
+/* What JSON cannot carry back is refused by put (json_write.c writes and
+ * json_read.c reads years 0000..9999, int64 sizes, each reacting user once
+ * per emoji). */
 static void test_put_refuses_what_json_cannot_carry(void **state)
 {
 	int32_t twice[] = {4, 9, 4};
