@@ -26,7 +26,7 @@
  *     first read of a lost interior page. Pages below the roots are not
  *     looked for: that would be a walk of every tree. A file that ends
  *     inside LMDB's two meta pages, or with one of them not written, LMDB
- *     itself refuses (MDB_INVALID); not_lmdb says which, SHM_ECORRUPT.
+ *     itself refuses (MDB_INVALID); shm__not_lmdb says which, SHM_ECORRUPT.
  *  4. Pooled read transactions are reset (hold no snapshot, no reader slot
  *     pinned to an old page) while in the pool.
  *  5. An environment opened read-write has meta SHM__ROOM_FLOOR: set at its
@@ -168,11 +168,7 @@ int shm__cmp_key16(const MDB_val *a, const MDB_val *b)
 	return c ? c : (a->mv_size > b->mv_size) - (a->mv_size < b->mv_size);
 }
 
-static const struct {
-	const char *name;
-	size_t off;
-	unsigned flags;
-} dbs[] = {
+const struct shm__db shm__dbs[] = {
 	{"meta", offsetof(shm_env, meta), 0},
 	{"msg", offsetof(shm_env, msg), 0},
 	{"room", offsetof(shm_env, room), 0},
@@ -454,14 +450,16 @@ static int check_db_roots(shm_env *env, MDB_txn *txn, uint64_t size,
 	char whose[64];
 	int rc;
 
-	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
-		MDB_val k = {strlen(dbs[i].name), (void *)dbs[i].name}, v;
+	for (size_t i = 0; i < sizeof shm__dbs / sizeof shm__dbs[0]; i++) {
+		MDB_val k = {strlen(shm__dbs[i].name), (void *)shm__dbs[i].name},
+		        v;
 		if ((rc = mdb_get(txn, LMDB_MAIN_DBI, &k, &v)) == MDB_NOTFOUND ||
 		    (!rc && v.mv_size != LMDB_DB_SIZE))
 			continue;
 		if (rc)
-			return shm__err_mdb(rc, dbs[i].name);
-		snprintf(whose, sizeof whose, "database '%s'", dbs[i].name);
+			return shm__err_mdb(rc, shm__dbs[i].name);
+		snprintf(whose, sizeof whose, "database '%s'",
+		         shm__dbs[i].name);
 		if ((rc = check_root(env, size, psize,
 		                     get_u64((const unsigned char *)v.mv_data +
 		                             LMDB_DB_ROOT), whose)))
@@ -475,7 +473,7 @@ static int map_replace(shm_env *env, size_t want);
 /* mdb_txn_begin while opening, before the handle is shared (no
  * transaction of it in progress): a map another process grew meanwhile is
  * adopted at once (invariant 6). */
-static int begin_at_open(shm_env *env, unsigned flags, MDB_txn **txn)
+int shm__begin_at_open(shm_env *env, unsigned flags, MDB_txn **txn)
 {
 	int rc = mdb_txn_begin(env->mdb, NULL, flags, txn);
 
@@ -484,7 +482,7 @@ static int begin_at_open(shm_env *env, unsigned flags, MDB_txn **txn)
 	return rc;
 }
 
-static int not_shm(shm_env *env, const char *why)
+int shm__not_shm(shm_env *env, const char *why)
 {
 	return shm__err(SHM_EVERSION, "%s: not an shm environment: %s",
 	                env->path_shown, why);
@@ -497,7 +495,7 @@ static int not_shm(shm_env *env, const char *why)
  * any other page is read, ours once the main database is known to hold
  * ours; and invariant 2 as far as an environment with keys in the main
  * database must have our 'meta' database (open_dbs checks the rest). */
-static int check_env(shm_env *env)
+int shm__check_env(shm_env *env)
 {
 	shm__lmdb_meta m;
 	MDB_stat st;
@@ -510,7 +508,7 @@ static int check_env(shm_env *env)
 		return shm__err_mdb(rc, "environment stat");
 	if ((rc = check_data_file(env, 2 + tree_pages(&st), st.ms_psize)))
 		return rc;
-	if ((rc = begin_at_open(env, MDB_RDONLY, &txn)))
+	if ((rc = shm__begin_at_open(env, MDB_RDONLY, &txn)))
 		return shm__err_mdb(rc, "begin read transaction");
 	if ((rc = shm__lmdb_meta_read(env, txn, &m)) ||
 	    (rc = data_file_size(env, &size)))
@@ -531,7 +529,7 @@ static int check_env(shm_env *env)
 		goto out;
 	rc = mdb_dbi_open(txn, "meta", 0, &dbi);
 	if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
-		rc = not_shm(env, "LMDB data without a 'meta' database");
+		rc = shm__not_shm(env, "LMDB data without a 'meta' database");
 	else if (rc)
 		rc = shm__err_mdb(rc, "meta");
 	else if (m.found)
@@ -545,8 +543,8 @@ out_mdb:
 }
 
 /* Invariant 3 again once our databases are open, with their pages too:
- * catches a cut that check_env's count was too small to see. */
-static int check_pages_in_use(shm_env *env, MDB_txn *txn, MDB_dbi main)
+ * catches a cut that shm__check_env's count was too small to see. */
+int shm__check_pages_in_use(shm_env *env, MDB_txn *txn, MDB_dbi main)
 {
 	MDB_stat st;
 	uint64_t pages = 2;
@@ -555,10 +553,10 @@ static int check_pages_in_use(shm_env *env, MDB_txn *txn, MDB_dbi main)
 	if ((rc = mdb_stat(txn, main, &st)))
 		return shm__err_mdb(rc, "stat main database");
 	pages += tree_pages(&st);
-	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
-		MDB_dbi dbi = *(MDB_dbi *)((char *)env + dbs[i].off);
+	for (size_t i = 0; i < sizeof shm__dbs / sizeof shm__dbs[0]; i++) {
+		MDB_dbi dbi = *(MDB_dbi *)((char *)env + shm__dbs[i].off);
 		if ((rc = mdb_stat(txn, dbi, &st)))
-			return shm__err_mdb(rc, dbs[i].name);
+			return shm__err_mdb(rc, shm__dbs[i].name);
 		pages += tree_pages(&st);
 	}
 	return check_data_file(env, pages, st.ms_psize);
@@ -566,20 +564,22 @@ static int check_pages_in_use(shm_env *env, MDB_txn *txn, MDB_dbi main)
 
 static int open_db(MDB_txn *txn, shm_env *env, size_t i, bool create)
 {
-	MDB_dbi *dbi = (MDB_dbi *)((char *)env + dbs[i].off);
-	int rc = mdb_dbi_open(txn, dbs[i].name,
-	                      dbs[i].flags | (create ? MDB_CREATE : 0), dbi);
+	MDB_dbi *dbi = (MDB_dbi *)((char *)env + shm__dbs[i].off);
+	int rc = mdb_dbi_open(txn, shm__dbs[i].name,
+	                      shm__dbs[i].flags | (create ? MDB_CREATE : 0),
+	                      dbi);
 
 	if (rc == MDB_NOTFOUND) {
 		char why[64];
-		snprintf(why, sizeof why, "no '%s' database", dbs[i].name);
-		return not_shm(env, why);
+		snprintf(why, sizeof why, "no '%s' database", shm__dbs[i].name);
+		return shm__not_shm(env, why);
 	}
 	if (rc == MDB_INCOMPATIBLE)
 		return shm__err(SHM_EVERSION,
 		                "%s: database '%s' has other flags than this "
-		                "version uses", env->path_shown, dbs[i].name);
-	return rc ? shm__err_mdb(rc, dbs[i].name) : 0;
+		                "version uses", env->path_shown,
+		                shm__dbs[i].name);
+	return rc ? shm__err_mdb(rc, shm__dbs[i].name) : 0;
 }
 
 /* Invariant 5: the messages PostgreSQL may hold from before L1 saw its
@@ -614,10 +614,10 @@ static int open_dbs_in(MDB_txn *txn, shm_env *env)
 	 * them created, so the pages counted otherwise are the snapshot's
 	 * (none is dirty yet). */
 	bool create = st.ms_entries == 0 && !ro;
-	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
+	for (size_t i = 0; i < sizeof shm__dbs / sizeof shm__dbs[0]; i++)
 		if ((rc = open_db(txn, env, i, create)))
 			return rc;
-	if (!create && (rc = check_pages_in_use(env, txn, main)))
+	if (!create && (rc = shm__check_pages_in_use(env, txn, main)))
 		return rc;
 	if ((rc = mdb_set_compare(txn, env->msg, shm__cmp_key16)))
 		return shm__err_mdb(rc, "msg compare");
@@ -628,7 +628,8 @@ static int open_dbs_in(MDB_txn *txn, shm_env *env)
 		    (rc = shm__meta_put(txn, env, "next_seq", 1)))
 			return rc;
 	} else if (format == 0) {
-		return not_shm(env, "no format version in its 'meta' database");
+		return shm__not_shm(env, "no format version in its 'meta' "
+		                    "database");
 	} else if (format != SHM_FORMAT_VERSION) {
 		return shm__err(SHM_EVERSION,
 		                "%s: format version %llu, this build reads "
@@ -649,7 +650,7 @@ static int open_dbs(shm_env *env)
 
 	if (!ro && (rc = shm__wlock_acquire(env)))
 		return rc;
-	rc = begin_at_open(env, ro ? MDB_RDONLY : 0, &txn);
+	rc = shm__begin_at_open(env, ro ? MDB_RDONLY : 0, &txn);
 	if (rc) {
 		if (!ro)
 			shm__wlock_release(env);
@@ -732,7 +733,7 @@ static int open_denied(const char *dir, const char *shown, bool read_only)
  * version): a data.mdb that ends before their end (a torn or partial
  * copy), or with one that is not a meta page; with both sound, LMDB's
  * lock file, which it checks first. dir is named as shown. */
-static int not_lmdb(const char *dir, const char *shown)
+int shm__not_lmdb(const char *dir, const char *shown)
 {
 	char path[4200];
 	unsigned char pg[LMDB_META_END];
@@ -880,7 +881,7 @@ static void reg_init(void)
 
 /* Enters env, opened as dir, in the registry; SHM_EBUSY if this process
  * has a handle open on that directory. */
-static int reg_add(shm_env *env, const char *dir)
+int shm__reg_add(shm_env *env, const char *dir)
 {
 	struct stat st;
 	shm_env *e;
@@ -951,7 +952,7 @@ static void inherited_close(struct shm__inherited *i)
 
 /* shm_env_close's LMDB part for a handle this process opened: after its
  * own LMDB handle, those of a parent it kept. */
-static void reg_close(shm_env *env)
+void shm__reg_close(shm_env *env)
 {
 	if (env->mdb)
 		mdb_env_close(env->mdb);
@@ -970,7 +971,7 @@ static void reg_close(shm_env *env)
  * closed now, under the lock, so that no open of the child's comes
  * between. Out of memory for the list, one is left open: a leak rather
  * than the child's locks lost. */
-static void reg_close_inherited(shm_env *env)
+void shm__reg_close_inherited(shm_env *env)
 {
 	struct shm__inherited *kept = env->inherited, *n;
 	pid_t me = getpid();
@@ -1085,7 +1086,7 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 		              env->path_shown);
 		goto fail;
 	}
-	if ((rc = reg_add(env, dir)))
+	if ((rc = shm__reg_add(env, dir)))
 		goto fail;
 	if (env->opt.durability == SHM_DURABILITY_NOSYNC)
 		flags |= MDB_NOSYNC;
@@ -1114,7 +1115,7 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 			rc = shm__err(SHM_EVERSION, "%s: %s", env->path_shown,
 			              mdb_strerror(rc));
 		else if (rc == MDB_INVALID)
-			rc = not_lmdb(dir, env->path_shown);
+			rc = shm__not_lmdb(dir, env->path_shown);
 		else if (rc == ENOMEM && env->opt.map_size)
 			rc = shm__err(rc, "%s: map_size %zu bytes: cannot map "
 			              "that much", env->path_shown,
@@ -1139,7 +1140,7 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	if (!env->opt.read_only)
 		mdb_reader_check(env->mdb, &dead);
 	if ((rc = map_size_in_force(env)) ||
-	    (rc = check_env(env)) ||
+	    (rc = shm__check_env(env)) ||
 	    (rc = shm__shared_open(env)) ||
 	    (!env->opt.read_only && (rc = shm__wlock_open(env))) ||
 	    (rc = open_dbs(env)) ||
@@ -1167,9 +1168,9 @@ void shm_env_close(shm_env *env)
 	if (env->sw && !forked)
 		shm__publish(env);
 	if (forked)
-		reg_close_inherited(env);
+		shm__reg_close_inherited(env);
 	else
-		reg_close(env);
+		shm__reg_close(env);
 	shm__shared_close(env);
 	shm__wlock_close(env);
 	free(env->redis_url);
@@ -1443,7 +1444,7 @@ static int oldest_reader(int pid, size_t thread, size_t txnid, void *ctx)
  * from or a later one freed. The free list is dbi 0 (read as mdb_stat -f
  * does): key the id of the transaction that freed the pages, value their
  * count then their numbers. */
-static int free_pages(MDB_txn *txn, size_t from, size_t *pages)
+int shm__free_pages(MDB_txn *txn, size_t from, size_t *pages)
 {
 	MDB_cursor *cur;
 	MDB_val k = {sizeof from, &from}, v;
@@ -1524,7 +1525,7 @@ int shm__oldest_snapshot(shm_env *env, shm__snapshot *out)
 	mdb_env_stat(env->mdb, &st);
 	out->age = ei.me_last_txnid - out->txnid;
 	/* those freed from the snapshot's own transaction on wait for it */
-	rc = free_pages(txn, out->txnid, &pages);
+	rc = shm__free_pages(txn, out->txnid, &pages);
 	shm__rtxn_put(env, txn);
 	out->pinned = pages * st.ms_psize;
 	return rc;
@@ -1576,7 +1577,7 @@ int shm_env_info(shm_env *env, shm_info *out)
 	}
 	mdb_env_info(env->mdb, &ei); /* in the transaction: they read the map */
 	mdb_env_stat(env->mdb, &st);
-	rc = free_pages(txn, 0, &unused);
+	rc = shm__free_pages(txn, 0, &unused);
 	shm__rtxn_put(env, txn);
 	out->map_size = ei.me_mapsize;
 	/* LMDB's last page is a high-water mark: the free list is reused */

@@ -186,6 +186,18 @@ void shm__shared_close(shm_env *env);
 /* The msg database's key order (env.c): memcmp's, with a prefetch. */
 int shm__cmp_key16(const MDB_val *a, const MDB_val *b);
 
+/* ---- opening an environment (env.c) */
+/* Our LMDB databases, in the order they are opened. */
+struct shm__db {
+	const char *name;
+	size_t off;     /* of its MDB_dbi in shm_env */
+	unsigned flags; /* mdb_dbi_open's */
+};
+#define SHM__N_DBS 13
+extern const struct shm__db shm__dbs[SHM__N_DBS];
+/* SHM_EVERSION, said: env is not an shm environment, for why. */
+int shm__not_shm(shm_env *env, const char *why);
+
 /* ---- the writers' lock (wlock.c), held around every LMDB write txn */
 int shm__wlock_open(shm_env *env);
 void shm__wlock_close(shm_env *env);
@@ -208,7 +220,25 @@ typedef struct shm__lmdb_meta {
  * of txn's snapshot, or with txn NULL the newest one. 0, or an errno if a
  * read failed (said). */
 int shm__lmdb_meta_read(shm_env *env, MDB_txn *txn, shm__lmdb_meta *out);
+/* Right after mdb_env_open, before anything is made next to the map:
+ * invariant 3 before LMDB reads a page past the meta pages, and
+ * invariant 2 as far as the main database shows it. 0, or an error (said). */
+int shm__check_env(shm_env *env);
+/* Invariant 3 again in txn once our databases are open (main: LMDB's main
+ * database), their pages counted too. */
+int shm__check_pages_in_use(shm_env *env, MDB_txn *txn, MDB_dbi main);
+/* mdb_env_open's MDB_INVALID on dir (named as shown), said as the damage
+ * to the file found at fault. */
+int shm__not_lmdb(const char *dir, const char *shown);
 
+/* ---- the registry of the process's handles (env.c invariant 8) */
+/* Enters env, opened as dir; SHM_EBUSY (said) if this process has a
+ * handle open on that directory. */
+int shm__reg_add(shm_env *env, const char *dir);
+/* shm_env_close's LMDB part, for a handle this process opened... */
+void shm__reg_close(shm_env *env);
+/* ... and in a child of fork(), for a handle it inherited. */
+void shm__reg_close_inherited(shm_env *env);
 /* Whether this process has a handle open on the environment in dir, by
  * its directory's identity (env.c invariant 8): for code that opens it
  * with LMDB itself (the tests), which must not while one is. */
@@ -258,6 +288,9 @@ int shm__map_adopt(shm_env *env, const char *what);
  * this map yet): 0, the caller then writes again; SHM_ENOTFOUND (not said)
  * if it is not larger; else as shm__map_adopt. */
 int shm__map_adopt_stored(shm_env *env, const char *what);
+/* mdb_txn_begin while opening, before the handle is shared: a map another
+ * process grew meanwhile is adopted at once, without the gate. */
+int shm__begin_at_open(shm_env *env, unsigned flags, MDB_txn **txn);
 
 /* Whether the map has its reserve free for a write of the caller, who
  * holds the writers' lock (wtxn.c invariant 7): most pages, or an eighth
@@ -281,6 +314,9 @@ int shm__oldest_snapshot(shm_env *env, shm__snapshot *out);
  * return of fn stops the walk and is returned. */
 typedef int shm__reader_fn(int pid, size_t thread, size_t txnid, void *user);
 int shm__readers(shm_env *env, shm__reader_fn *fn, void *user);
+/* *pages: the pages on LMDB's free list in txn's snapshot that transaction
+ * from or a later one freed. 0, or an error (said). */
+int shm__free_pages(MDB_txn *txn, size_t from, size_t *pages);
 
 /* ---- write transactions (wtxn.c) */
 typedef struct shm__wtxn {
