@@ -33,7 +33,7 @@
  *     cannot change its bytes).
  *  4. No write is begun while the worker holds its log iterator: inside
  *     the iterator's read transaction a write could not adopt a map
- *     another process grew (libshm's env.c invariant 6).
+ *     another process grew (libshm's gate.c invariant 6).
  *  5. A batch stops waiting for more records as soon as it holds the seq
  *     in the sink's awaited meta (fl_sink_ops.awaited: the last record of
  *     the latest write whose writer waits for this sink), i.e. when
@@ -272,7 +272,7 @@ static void read_failed(fl_worker *w)
  * letter with the iterator closed, then read on past it in a new one (0,
  * or the error of that open: *it is then NULL). The dead letter is a write:
  * begun inside the iterator's read transaction, it could not adopt a map
- * another process grew meanwhile (libshm's env.c invariant 6) and would be
+ * another process grew meanwhile (libshm's gate.c invariant 6) and would be
  * lost. The record's bytes live in that transaction: copied first. */
 static int set_aside_corrupt(fl_worker *w, shm_log_iter **it,
                              shm_log_rec *rec)

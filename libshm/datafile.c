@@ -209,8 +209,9 @@ static int check_db_roots(shm_env *env, MDB_txn *txn, uint64_t size,
  * pages and the main database's), then with the roots of a read
  * transaction's snapshot: the free list's and the main database's before
  * any other page is read, ours once the main database is known to hold
- * ours; and invariant 2 as far as an environment with keys in the main
- * database must have our 'meta' database (open_dbs checks the rest). */
+ * ours; and env.c invariant 2 as far as an environment with keys in the
+ * main database must have our 'meta' database (open_dbs checks the
+ * rest). */
 int shm__check_env(shm_env *env)
 {
 	shm__lmdb_meta m;

@@ -270,9 +270,9 @@ static int room_floor_open(MDB_txn *txn, shm_env *env)
 	return rc == MDB_MAP_FULL ? shm__err_mdb(rc, SHM__ROOM_FLOOR) : rc;
 }
 
-/* Invariants 1 to 3 and 5 in one transaction, under the writers' lock in a
- * read-write open: a failure aborts it, so a refused environment is left
- * unchanged. */
+/* Invariants 1, 2 and 5, and datafile.c's 3, in one transaction, under
+ * the writers' lock in a read-write open: a failure aborts it, so a
+ * refused environment is left unchanged. */
 static int open_dbs_in(MDB_txn *txn, shm_env *env)
 {
 	bool ro = env->opt.read_only;

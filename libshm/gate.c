@@ -15,8 +15,8 @@
  *     thread that holds none wait from the moment an adoption is pending,
  *     those nested in one go on (their thread must reach the end of its
  *     transactions), every one once the map is being replaced. A reset
- *     transaction (the pool, invariant 4) reads nothing of the map and does
- *     not count. The thread that adopts may hold no transaction; if another
+ *     transaction (the pool, readers.c invariant 4) reads nothing of the
+ *     map and does not count. The thread that adopts may hold no transaction; if another
  *     thread's stays open longer than SHM_ADOPT_WAIT_MS, or the new map
  *     cannot be mapped, the call fails with MDB_MAP_RESIZED (the next one
  *     tries again) or, map lost, MDB_PANIC from then on. While opening, the

@@ -100,7 +100,7 @@ struct shm_env {
 	shm_counters pending;  /* SHM__COUNT_READ counts not yet in sw->c */
 	uint32_t unpublished;  /* SHM__COUNT_READ ticks since the last publish */
 	unsigned long gate;    /* transactions of this handle in progress, and
-	                          SHM__GATE_* (env.c invariant 6); beside
+	                          SHM__GATE_* (gate.c invariant 6); beside
 	                          the read counters, whose line every read
 	                          writes anyway */
 	MDB_txn *rpool[SHM_RPOOL]; /* reset read transactions, reused; a
@@ -113,7 +113,7 @@ struct shm_env {
 	pid_t pid;             /* the process that opened it: shm_env_close
 	                          in another one, a child of fork(), releases
 	                          only that child's copy (env.c invariant 7) */
-	/* the registry of handles open (env.c invariant 8), under its lock */
+	/* registry.c invariant 8's registry of open handles, under its lock */
 	dev_t dev;             /* the directory's, stat()ed at open */
 	ino_t ino;
 	bool registered;       /* in the registry: dev and ino are set */
@@ -204,11 +204,11 @@ void shm__wlock_close(shm_env *env);
 int shm__wlock_acquire(shm_env *env);
 void shm__wlock_release(shm_env *env);
 
-/* ---- LMDB's data file (env.c invariant 3) */
+/* ---- LMDB's data file (datafile.c invariant 3) */
 #define SHM__NO_PAGE UINT64_MAX /* LMDB's P_INVALID: the root of no tree */
 /* What the meta page of a snapshot says, read from the data file. */
 typedef struct shm__lmdb_meta {
-	bool found;   /* false: no meta page of LMDB 0.9's format (env.c
+	bool found;   /* false: no meta page of LMDB 0.9's format (datafile.c
 	                 draws it) holds txn's snapshot, or a writer has
 	                 overwritten it since; the rest is then 0 */
 	unsigned psize;
@@ -221,7 +221,7 @@ typedef struct shm__lmdb_meta {
  * read failed (said). */
 int shm__lmdb_meta_read(shm_env *env, MDB_txn *txn, shm__lmdb_meta *out);
 /* Right after mdb_env_open, before anything is made next to the map:
- * invariant 3 before LMDB reads a page past the meta pages, and
+ * invariant 3 before LMDB reads a page past the meta pages, and env.c
  * invariant 2 as far as the main database shows it. 0, or an error (said). */
 int shm__check_env(shm_env *env);
 /* Invariant 3 again in txn once our databases are open (main: LMDB's main
@@ -231,7 +231,7 @@ int shm__check_pages_in_use(shm_env *env, MDB_txn *txn, MDB_dbi main);
  * to the file found at fault. */
 int shm__not_lmdb(const char *dir, const char *shown);
 
-/* ---- the registry of the process's handles (env.c invariant 8) */
+/* ---- the registry of the process's handles (registry.c invariant 8) */
 /* Enters env, opened as dir; SHM_EBUSY (said) if this process has a
  * handle open on that directory. */
 int shm__reg_add(shm_env *env, const char *dir);
@@ -240,15 +240,15 @@ void shm__reg_close(shm_env *env);
 /* ... and in a child of fork(), for a handle it inherited. */
 void shm__reg_close_inherited(shm_env *env);
 /* Whether this process has a handle open on the environment in dir, by
- * its directory's identity (env.c invariant 8): for code that opens it
+ * its directory's identity (registry.c invariant 8): for code that opens it
  * with LMDB itself (the tests), which must not while one is. */
 bool shm__env_open_here(const char *dir);
 
-/* ---- read transactions (env.c): pooled, never take the write lock */
+/* ---- read transactions (readers.c): pooled, never take the write lock */
 int shm__rtxn_get(shm_env *env, MDB_txn **txn);
 void shm__rtxn_put(shm_env *env, MDB_txn *txn);
 
-/* ---- the transaction gate (env.c invariant 6). Every LMDB transaction of
+/* ---- the transaction gate (gate.c invariant 6). Every LMDB transaction of
  * a handle, read or write, is begun after shm__gate_enter and ended before
  * shm__gate_leave, in one thread; adopting a map another process grew
  * (shm__map_adopt) waits until none is in progress. */
@@ -292,6 +292,7 @@ int shm__map_adopt_stored(shm_env *env, const char *what);
  * process grew meanwhile is adopted at once, without the gate. */
 int shm__begin_at_open(shm_env *env, unsigned flags, MDB_txn **txn);
 
+/* ---- reader slots, their snapshots, the map's reserve (readers.c) */
 /* Whether the map has its reserve free for a write of the caller, who
  * holds the writers' lock (wtxn.c invariant 7): most pages, or an eighth
  * of a smaller map, counting those never used yet, then those on LMDB's
@@ -300,7 +301,7 @@ int shm__begin_at_open(shm_env *env, unsigned flags, MDB_txn **txn);
  * if it cannot tell. */
 bool shm__map_has_reserve(shm_env *env, size_t most);
 
-/* The oldest snapshot a reader slot holds (env.c): LMDB reuses no page
+/* The oldest snapshot a reader slot holds (readers.c): LMDB reuses no page
  * freed since it began until it ends. pid 0: no slot holds one. */
 typedef struct shm__snapshot {
 	int pid;       /* the slot's process (perhaps dead: a stale slot) */

@@ -18,7 +18,7 @@
  *  4. Before that, a map smaller than the size stored in the environment
  *     (another process opened it with a larger map_size, and no page is
  *     past this map yet, so LMDB says nothing) is replaced by one of the
- *     stored size (env.c invariant 6) and the write tried again: a full
+ *     stored size (gate.c invariant 6) and the write tried again: a full
  *     map of this process is not a full environment.
  *  5. A transaction that filled in created_at times (msg.c invariant 4)
  *     keeps the writers' lock until the clock has passed the last of
@@ -80,7 +80,7 @@ int shm__meta_put(MDB_txn *txn, shm_env *env, const char *name, uint64_t v)
 	return rc == MDB_MAP_FULL ? rc : rc ? shm__err_mdb(rc, name) : 0;
 }
 
-/* The gate (env.c invariant 6), then the writers' lock, then LMDB's
+/* The gate (gate.c invariant 6), then the writers' lock, then LMDB's
  * transaction; wtxn_end undoes the first two. An error is said. */
 static int wtxn_open(shm_env *env, MDB_txn **txn)
 {

@@ -2425,7 +2425,7 @@ int mdb_cursor_get(MDB_cursor *cur, MDB_val *k, MDB_val *v,
  * grows the map under its log iterator: the record is still set aside as
  * a dead letter, for both sinks, and the flusher says no error (the write
  * of the dead letter cannot adopt the new map inside the iterator's read
- * transaction, env.c invariant 6). */
+ * transaction, gate.c invariant 6). */
 static void test_corrupt_record_met_as_the_map_grows_is_set_aside(void **state)
 {
 	FT_NEED_SERVERS();

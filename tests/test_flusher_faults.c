@@ -455,7 +455,7 @@ static long longest_gap_ms(const char *dir, const char *sink)
  * a transaction (a worker opening its log iterator or recording its
  * position, the trim, the stats, the invalidation thread), which adopts
  * the new map while the others are held back or end the transaction they
- * are in (libshm, env.c invariant 6). Nothing is lost or applied twice,
+ * are in (libshm, gate.c invariant 6). Nothing is lost or applied twice,
  * the log is trimmed, no read of the log fails, and no sink waits between
  * two batches anything like the read backoff (3 s here) a failed read
  * would cost. The one failure allowed is a full map, said once per task,

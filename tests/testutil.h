@@ -39,7 +39,7 @@ char *tu_env_after_many_commits(void);
 /* Cuts dir's data.mdb short at its highest root page (of LMDB's free list,
  * its main database or a named one: the one the cut takes), a cut that
  * leaves at least as many pages as are in use; returns the new size.
- * Asserts that LMDB's meta page reads as env.c draws it (each root found
+ * Asserts that LMDB's meta page reads as datafile.c draws it (each root found
  * is a page whose header names it) and that the cut is such one. No
  * handle of this process may be open on dir. */
 off_t tu_cut_at_highest_root(const char *dir);
