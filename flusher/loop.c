@@ -319,9 +319,16 @@ int fl_lock_env(const char *dir, int *fd, char *err, size_t errlen)
 	/* dir holds the environment the flusher opened: made by no one here
 	 * (a directory gone meanwhile is an error, not a new empty one) */
 	snprintf(path, sizeof path, "%s/flusher.lock", dir);
-	if ((f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
-		snprintf(err, errlen, "%s/flusher.lock: %s", shown,
-		         strerror(errno));
+	/* group-writable unless the umask says otherwise, as libshm makes its
+	 * files: the next flusher may run as another user of the group (the
+	 * service after an operator's --once) */
+	if ((f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0664)) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "%s/flusher.lock: %s%s", shown, strerror(e),
+		         e == EACCES ? ": every shm-flusher of the environment "
+		         "takes this lock: give this user write access to it, "
+		         "e.g. one group for every user of the environment, a "
+		         "setgid directory, umask 0002" : "");
 		return -1;
 	}
 	if (lock_taken(f) != 0) {

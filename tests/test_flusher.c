@@ -1218,6 +1218,51 @@ static void test_lock_makes_no_directory(void **state)
 	free(parent);
 }
 
+/* flusher.lock is made group-writable under umask 0002, as libshm's files
+ * are, so a flusher run as another user of the group takes it next (the
+ * service after an operator's --once as root); one this user may not open
+ * is named with the fix. Before, it was made 0644 and the next user's
+ * flusher exited 2 with "flusher.lock: Permission denied" alone. */
+static void test_lock_file_lets_the_group_take_it(void **state)
+{
+	char *dir = tu_tmpdir(), err[2048], path[1100], want[1400];
+	struct stat st;
+	mode_t was = umask(0002);
+	int fd = -1, wst;
+
+	assert_int_equal(fl_lock_env(dir, &fd, err, sizeof err), 0);
+	umask(was);
+	close(fd);
+	snprintf(path, sizeof path, "%s/flusher.lock", dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0664);
+
+	assert_int_equal(chmod(dir, 0755), 0); /* the file's mode, not dir's */
+	assert_int_equal(chmod(path, 0600), 0);
+	snprintf(want, sizeof want, "%s/flusher.lock: %s: every shm-flusher of "
+	         "the environment takes this lock: give this user write access "
+	         "to it, e.g. one group for every user of the environment, a "
+	         "setgid directory, umask 0002", dir, strerror(EACCES));
+	pid_t pid = fork(); /* a user that may not bypass file modes */
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+			_exit(3);
+		if (fl_lock_env(dir, &fd, err, sizeof err) == 0)
+			_exit(1);
+		if (strcmp(err, want) != 0) {
+			fprintf(stderr, "got '%s'\nwant '%s'\n", err, want);
+			_exit(2);
+		}
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &wst, 0), pid);
+	assert_true(WIFEXITED(wst));
+	assert_int_equal(WEXITSTATUS(wst), 0);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 struct positions {
 	uint64_t flushed, pg, redis;
 };
@@ -4361,6 +4406,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_exit_errors_are_said_once, ft_teardown),
 		cmocka_unit_test_teardown(test_daemon_waits_for_the_environment, ft_teardown),
 		cmocka_unit_test_teardown(test_lock_makes_no_directory, ft_teardown),
+		cmocka_unit_test_teardown(test_lock_file_lets_the_group_take_it,
+		                          ft_teardown),
 		cmocka_unit_test_teardown(test_flushed_never_passes_a_sinks_position, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letters_merge_sinks_and_keep_raw, ft_teardown),
 		cmocka_unit_test_teardown(test_dead_letter_sink_that_does_not_fit_is_refused, ft_teardown),

@@ -6,8 +6,9 @@
 # shm-bench's options against its --help;
 # the shm_options table against struct shm_options; the systemd unit and
 # logrotate file of "Running it on a host" against shm-flusher,
-# systemd-analyze and logrotate; shmctl's commands and exit codes against
-# shmctl --help, tools/shmctl/shmctl.h and the man page.
+# systemd-analyze and logrotate, its setup steps against the unit; shmctl's
+# commands and exit codes against shmctl --help, tools/shmctl/shmctl.h and
+# the man page.
 # Ends with "N passed, M failed"; exits non-zero if anything failed.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -128,10 +129,33 @@ none "$tmp/bad" "every shm-bench option is in the README's Benchmarks section"
 sed -n '/^### Running it on a host/,/^## /p' "$readme" >"$tmp/host"
 awk '/^```ini$/ { on = 1; next } on && /^```$/ { exit } on { print }' \
 	"$tmp/host" >"$tmp/shm-flusher.service"
-awk '/^```$/ { n++; next } n == 2 { print }' "$tmp/host" >"$tmp/rotate.conf"
+awk 'seen && /^```$/ { if (on) exit; on = 1; next } on { print }
+     /logrotate\.d\/shm-flusher/ { seen = 1 }' "$tmp/host" >"$tmp/rotate.conf"
 grep -q '^ExecStart=/usr/local/bin/shm-flusher --config /etc/shm/flusher.conf$' \
 	"$tmp/shm-flusher.service" && grep -q '^/var/log/shm/flusher.log {$' "$tmp/rotate.conf"
 check "the README has a systemd unit and a logrotate file" $?
+# The setup steps make the unit's user and group, and write the config file
+# its ExecStart reads, naming the log file the logrotate file rotates.
+awk '/^```sh$/ { on = 1; next } on && /^```$/ { exit } on { print }' \
+	"$tmp/host" >"$tmp/setup.sh"
+user=$(sed -n 's/^User=//p' "$tmp/shm-flusher.service")
+group=$(sed -n 's/^Group=//p' "$tmp/shm-flusher.service")
+{
+	grep -q "^groupadd --system $group " "$tmp/setup.sh" ||
+		echo "no groupadd of the unit's Group=$group"
+	grep -q "^useradd --system --gid $group .* $user\$" "$tmp/setup.sh" ||
+		echo "no useradd of the unit's User=$user in Group=$group"
+	grep -q "^runuser -u $user -- shm-flusher " "$tmp/setup.sh" ||
+		echo "--print-config not run as the unit's User=$user"
+	grep -q -- "--log-file /var/log/shm/flusher.log --print-config >/etc/shm/flusher.conf\$" \
+		"$tmp/setup.sh" ||
+		echo "no config file of the logrotate file's log, where ExecStart reads it"
+	grep -q "^chown $user /etc/shm/flusher.conf " "$tmp/setup.sh" ||
+		echo "the config file not given to User=$user"
+	grep -q "^install -d -m 0750 -o $user -g $group /var/log/shm\$" "$tmp/setup.sh" ||
+		echo "no log directory User=$user may write"
+} >"$tmp/bad"
+none "$tmp/bad" "the setup steps make the unit's user, group, config file and log directory"
 "$bin/shm-flusher" -e "$tmp/env" --redis unix:///nonexistent/redis.sock \
 	--log-file "$tmp/flusher.log" --print-config >"$tmp/flusher.conf"
 check "shm-flusher --print-config writes a config file" $?
