@@ -885,8 +885,9 @@ static int change_body(shm__wtxn *w, void *ctx)
 			goto out; /* already: nothing to write */
 		char s[37];
 		shm_uuid_format(c->id, s);
-		rc = shm__err(SHM_EDELETED, "shm_%s: message %s",
-		              shm_op_name(c->op), s);
+		rc = shm__err(SHM_EDELETED, "shm_%s: message %s is soft-"
+		              "deleted, and a soft delete is final: no edit or "
+		              "reaction changes it", shm_op_name(c->op), s);
 		goto out;
 	}
 	switch (c->op) {

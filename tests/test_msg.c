@@ -157,7 +157,8 @@ static void test_delete_is_soft_as_in_the_seed(void **state)
 
 /* A soft delete is final: an edit used to bring the content back under
  * type Delete, and a reaction to land on it; a second delete wrote a new
- * version. Each is refused (or a no-op) and writes nothing. */
+ * version. Each is refused (or a no-op) and writes nothing, the refusal
+ * saying why. */
 static void test_deleted_message_takes_no_edit_reaction_or_second_delete(
         void **state)
 {
@@ -177,6 +178,10 @@ static void test_deleted_message_takes_no_edit_reaction_or_second_delete(
 	assert_non_null(strstr(shm_errmsg(), "shm_msg_edit: message "));
 	assert_non_null(strstr(shm_errmsg(), id));
 	assert_non_null(strstr(shm_errmsg(), "(message deleted)"));
+	/* and why: the delete is final (before, only "message X") */
+	assert_non_null(strstr(shm_errmsg(), " is soft-deleted, and a soft "
+	                       "delete is final: no edit or reaction changes "
+	                       "it (message deleted)"));
 	assert_int_equal(shm_msg_react(env, &m.id, 5, "👍", true),
 	                 SHM_EDELETED);
 	assert_non_null(strstr(shm_errmsg(), "shm_msg_react: message "));
