@@ -398,6 +398,8 @@ FL=$(dirname "$SHMCTL")/shm-flusher
 R=$tmp/running
 "$SHMCTL" -e "$R" init >/dev/null
 eq "flusher.running: 0 where no flusher ever ran" "$("$SHMCTL" -e "$R" stat | awk '$1 == "flusher.running" { print $2 }')" 0
+"$SHMCTL" -e "$R" stat >"$tmp/out" 2>&1
+has "which says none ever ran here, not that flusher.* values are a last one's" "$tmp/out" "flusher.running                                   0  no shm-flusher runs now, and none has in this directory (no flusher.lock)"
 # start_flusher: one on R that holds its lock (its Redis is nowhere: it
 # retries) and has published its pid
 start_flusher() {

@@ -30,6 +30,7 @@ typedef struct statout {
 	uint64_t env_id[2]; /* meta flusher.env_id.hi and .lo */
 	bool env_id_said;
 	int running;   /* flusher_running's answer */
+	bool no_lock;  /* no flusher.lock: none ever ran in this directory */
 } statout;
 
 /* JSON's name, then the value's text. */
@@ -219,8 +220,8 @@ static void stat_meta(const char *name, uint64_t value, void *user)
  * says) if flusher.lock cannot be opened or locked. A flusher flocks it
  * for its lifetime (flusher/loop.c invariant 1): a shared lock, taken
  * without waiting and dropped at once, is refused while one runs. The
- * file is never made here (none: no flusher ever ran). */
-static int flusher_running(char *why, size_t len)
+ * file is never made here (none, *no_lock: no flusher ever ran here). */
+static int flusher_running(char *why, size_t len, bool *no_lock)
 {
 	char path[4200], shown[SHM__SHOWN_LONG_MAX];
 	int fd, rc, e;
@@ -228,7 +229,7 @@ static int flusher_running(char *why, size_t len)
 	snprintf(path, sizeof path, "%s/flusher.lock", env_dir);
 	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
 		if ((e = errno) == ENOENT)
-			return 0;
+			return !(*no_lock = true);
 	} else {
 		rc = flock(fd, LOCK_SH | LOCK_NB);
 		e = errno;
@@ -248,6 +249,9 @@ static void stat_running(statout *o, const char *why)
 	if (o->running > 0)
 		stat_u64(o, "flusher.running", 1, "an shm-flusher runs now (it "
 		         "holds flusher.lock)");
+	else if (o->running == 0 && o->no_lock)
+		stat_u64(o, "flusher.running", 0, "no shm-flusher runs now, and "
+		         "none has in this directory (no flusher.lock)");
 	else if (o->running == 0)
 		stat_u64(o, "flusher.running", 0, "no shm-flusher runs now: the "
 		         "flusher.* values are the last one's, as of its last "
@@ -343,7 +347,7 @@ int cmd_stat(int argc, char **argv)
 	stat_hist(&o, "put_latency", &c.put_latency, "message writes committed");
 	stat_hist(&o, "get_latency", &c.get_latency,
 	          "message gets answered, not found included");
-	o.running = flusher_running(why, sizeof why);
+	o.running = flusher_running(why, sizeof why, &o.no_lock);
 	if (o.running < 0 && o.json)
 		fprintf(stderr, "%s: %s\n", prog, why);
 	stat_running(&o, why);
