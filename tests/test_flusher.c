@@ -633,6 +633,17 @@ static void test_config_file_comment_after_a_value_is_refused(void **state)
 	char *print[] = {"f", "--print-config", "-e", "/e", "--pg",
 	                 "dbname=x password='a #b'", NULL};
 	assert_int_equal(main_to_file(6, print, out), FL_EXIT_OK);
+	/* no line ends in a blank: an empty value is "key =" */
+	char line[4096];
+	int empty = 0;
+	assert_non_null(f = fopen(out, "r"));
+	while (fgets(line, sizeof line, f)) {
+		size_t n = strcspn(line, "\n");
+		assert_true(n == 0 || line[n - 1] != ' ');
+		empty += strcmp(line, "redis =\n") == 0;
+	}
+	fclose(f);
+	assert_int_equal(empty, 1);
 	char *again[] = {"f", "--config", out, NULL};
 	assert_int_equal(fl_config_load(&c, 3, again, err, sizeof err), 0);
 	assert_string_equal(c.pg_conninfo, "dbname=x password='a #b'");
