@@ -244,6 +244,45 @@ static void test_chatsim_writes_replies_in_their_parents_room_and_thread(
 	free(dir);
 }
 
+/* shm-chatsim's users are a chat's: one user id, one name, whichever
+ * writer process posts for them (it gave one name to 50 user ids). */
+static void test_chatsim_gives_each_user_id_one_name(void **state)
+{
+	char *dir = tu_tmpdir();
+	char names[50][32] = {{0}};
+	size_t seen = 0;
+
+	for (int w = 0; w < 2; w++)
+		assert_int_equal(run(NULL, NULL, 0, (char *[]){"shm-chatsim", "-e",
+		                     dir, "-n", "300", "-w", "7", "--seed",
+		                     w ? "2" : "1", NULL}), 0);
+	shm_env *env = tu_open(dir, NULL);
+	for (int r = 0; r < 4; r++) {
+		char room[16];
+		shm_msg **page;
+		size_t n;
+		snprintf(room, sizeof room, "room-%d", r);
+		assert_int_equal(shm_room_page(env, room, 0, SHM_MAX_PAGE, &page,
+		                               &n), 0);
+		for (size_t i = 0; i < n; i++) {
+			int k = page[i]->user_id - 7000;
+			assert_true(k >= 0 && k < 50);
+			if (!names[k][0]) {
+				snprintf(names[k], sizeof names[k], "%s",
+				         page[i]->username);
+				seen++;
+			}
+			assert_string_equal(page[i]->username, names[k]);
+		}
+		shm_msgs_free(page, n);
+	}
+	assert_true(seen > 40);
+	assert_string_not_equal(names[0], names[1]);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* data.mdb's size and modification time, to see that nothing wrote. */
 static void data_stamp(const char *dir, struct stat *st)
 {
@@ -1143,6 +1182,7 @@ int main(void)
 		T(test_bench_refuses_bad_arguments_naming_them),
 		T(test_chatsim_summary_says_one_in_the_singular),
 		T(test_chatsim_writes_replies_in_their_parents_room_and_thread),
+		T(test_chatsim_gives_each_user_id_one_name),
 		T(test_dataset_keeps_the_environments_map_size),
 		T(test_shmctl_refuses_a_cut_data_file),
 		T(test_shmctl_stat_prints_nothing_when_a_read_fails),

@@ -52,7 +52,9 @@ static const char usage[] =
 	"  -e DIR        environment directory\n"
 	"  -n MESSAGES   messages to post (default 1000)\n"
 	"  -w WRITER     this writer's number, 0..2147483: user ids\n"
-	"                WRITER*1000+0..49 and its user name (default 0)\n"
+	"                WRITER*1000+0..49, user id WRITER*1000+K named\n"
+	"                alice/bob/chloé/dmitri (K mod 4) followed by K\n"
+	"                (default 0)\n"
 	"  -r ROOMS      rooms room-0 .. room-(ROOMS-1) (default 4)\n"
 	"  --seed N      random seed (default: time and pid)\n"
 	"  -h, --help    this help\n"
@@ -208,15 +210,18 @@ static int run(int argc, char **argv)
 		return 1;
 	}
 	for (int i = 0; i < n; i++) {
-		char room[32], text[512];
+		char room[32], text[512], user[32];
 		int roll = rand_r(&seed) % 100;
 		shm_msg m = {0};
 
 		snprintf(room, sizeof room, "room-%d", rand_r(&seed) % rooms);
 		sentence(text, sizeof text, &seed);
 		m.room_id = room;
-		m.user_id = writer * 1000 + rand_r(&seed) % 50;
-		m.username = names[writer % 4];
+		int who = rand_r(&seed) % 50;
+		/* one name per user id, as a chat server's users have */
+		snprintf(user, sizeof user, "%s%d", names[who % 4], who);
+		m.user_id = writer * 1000 + who;
+		m.username = user;
 		m.content = text;
 		m.content_len = (uint32_t)strlen(text);
 		m.type = SHM_MSG_TEXT;
