@@ -8,7 +8,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 70
 SHM_SERVERS_SH=tests/harness/servers.sh
 . tests/harness/servers.sh
-if ! shm_servers_start; then
+if ! shm_servers_start || ! shm_pg_check_commits_kept; then
 	echo "run.sh: could not start redis-server/PostgreSQL (see above)" >&2
 	echo "0 passed, 1 failed"
 	exit 1

@@ -16,7 +16,8 @@ if [ $# -ge 1 ] && [ -d "$1" ]; then
 	shift
 fi
 [ $# -eq 0 ] && set -- "$build/tests/test_flusher" "$build/tests/test_flusher_faults"
-shm_servers_start || { echo "run_integration.sh: servers did not start" >&2; exit 1; }
+shm_servers_start && shm_pg_check_commits_kept ||
+	{ echo "run_integration.sh: servers did not start" >&2; exit 1; }
 export SHM_TEST_REDIS SHM_TEST_PG SHM_TOP
 rc=0
 for t in "$@"; do

@@ -184,6 +184,16 @@ EOF
 	shm__log "postgres on $SHM_TEST_PG (tcp port $SHM_TEST_PG_PORT)"
 }
 
+# The exactly-once tests restart PostgreSQL with an immediate shutdown and
+# count rows: every acknowledged COMMIT must be kept. A cluster reused
+# through an exported SHM_TEST_DIR (a by-hand one) may be set otherwise.
+shm_pg_check_commits_kept() {
+	v=$(shm_psql -tAc 'SHOW synchronous_commit') || return 1
+	[ "$v" != off ] && return 0
+	shm__log "the cluster in $SHM_TEST_DIR has synchronous_commit = off: the restart tests need every acknowledged commit kept (unset SHM_TEST_DIR for throwaway servers, or set it on)"
+	return 1
+}
+
 shm_pg_stop() {
 	[ -n "${SHM_TEST_DIR:-}" ] && [ -f "$SHM_TEST_DIR/pg/postmaster.pid" ] || return 0
 	shm__as_owner "$SHM_PGBIN/pg_ctl" -D "$SHM_TEST_DIR/pg" -m "${1:-fast}" \
