@@ -622,8 +622,11 @@ void fl_config_print(FILE *f, const fl_config *c)
 			         (vl && (isspace((unsigned char)v[0]) ||
 			                 isspace((unsigned char)v[vl - 1]))) ||
 			         (vl >= 2 && v[0] == '"' && v[vl - 1] == '"');
-			fprintf(f, q ? "%s = \"%s\"\n" : vl ? "%s = %s\n" : "%s =%s\n",
-			        o->name, v); /* empty: no trailing blank */
+			if (!vl) /* no trailing blank */
+				fprintf(f, "%s =\n", o->name);
+			else
+				fprintf(f, q ? "%s = \"%s\"\n" : "%s = %s\n", o->name,
+				        v);
 			break;
 		}
 		case O_UINT:

@@ -1093,6 +1093,17 @@ static void rows_of(const char *out, pid_t pid, bool json, const char *mark,
 	}
 }
 
+/* out has rows of pid's, every one of them with mark. */
+static void all_rows_marked(const char *out, pid_t pid, bool json,
+                            const char *mark)
+{
+	int rows, marked;
+
+	rows_of(out, pid, json, mark, &rows, &marked);
+	assert_true(rows > 0);
+	assert_int_equal(marked, rows);
+}
+
 /* shmctl readers says which slots are dead processes' (those
  * --clear-stale frees): a reader killed by SIGKILL while it held a read
  * transaction is "yes" (--json: "dead":true), a live one "no" (false).
@@ -1113,28 +1124,18 @@ static void test_shmctl_readers_marks_dead_processes(void **state)
 
 	assert_int_equal(run(NULL, out, sizeof out, text), 0);
 	assert_non_null(strstr(out, " txnid        age dead\n"));
-	rows_of(out, dead, false, " yes", &rows, &marked);
-	assert_true(rows > 0);
-	assert_int_equal(marked, rows);
-	rows_of(out, live, false, " no", &rows, &marked);
-	assert_true(rows > 0);
-	assert_int_equal(marked, rows);
+	all_rows_marked(out, dead, false, " yes");
+	all_rows_marked(out, live, false, " no");
 
 	assert_int_equal(run(NULL, out, sizeof out, json), 0);
-	rows_of(out, dead, true, ",\"dead\":true}", &rows, &marked);
-	assert_true(rows > 0);
-	assert_int_equal(marked, rows);
-	rows_of(out, live, true, ",\"dead\":false}", &rows, &marked);
-	assert_true(rows > 0);
-	assert_int_equal(marked, rows);
+	all_rows_marked(out, dead, true, ",\"dead\":true}");
+	all_rows_marked(out, live, true, ",\"dead\":false}");
 
 	/* --clear-stale frees what was marked, and only that */
 	assert_int_equal(run(NULL, out, sizeof out, clear), 0);
 	rows_of(out, dead, false, " yes", &rows, &marked);
 	assert_int_equal(rows, 0);
-	rows_of(out, live, false, " no", &rows, &marked);
-	assert_true(rows > 0);
-	assert_int_equal(marked, rows);
+	all_rows_marked(out, live, false, " no");
 
 	kill(live, SIGKILL);
 	waitpid(live, &st, 0);

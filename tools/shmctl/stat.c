@@ -228,8 +228,10 @@ static int flusher_running(char *why, size_t len, bool *no_lock)
 
 	snprintf(path, sizeof path, "%s/flusher.lock", env_dir);
 	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
-		if ((e = errno) == ENOENT)
-			return !(*no_lock = true);
+		if ((e = errno) == ENOENT) {
+			*no_lock = true;
+			return 0;
+		}
 	} else {
 		rc = flock(fd, LOCK_SH | LOCK_NB);
 		e = errno;
