@@ -7,7 +7,6 @@
  * cleanup_graph.c's, the immediate upserts cleanup_refresh.c's, the old
  * way (one check per connection) cleanup_baseline.c's.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
