@@ -237,6 +237,14 @@ typedef struct ft_plan {
 	uint32_t del_every;  /* 0: no deletes; else every k-th deleted */
 	uint32_t long_every; /* every k-th message has 3 KB content (LZ4) */
 	uint32_t react_every;
+	uint32_t reply_every; /* 0: no replies; else (k >= 2) message i with
+	                       * i % k == k - 1 replies to ft_reply_parent */
+	uint32_t move_every;  /* with lag: 0, or every k-th reply to its own
+	                       * writer's message is put again (first, with
+	                       * its original content) under the other's */
+	uint32_t lag;         /* 0: the edits, reactions and deletes after
+	                       * all puts; else those of message i right
+	                       * after the put of message i + lag */
 } ft_plan;
 
 FT_FN void ft_long_content(char *buf, size_t n, int w, uint32_t i)
@@ -249,7 +257,165 @@ FT_FN void ft_long_content(char *buf, size_t n, int w, uint32_t i)
 	buf[n - 1] = 0;
 }
 
-/* The body of a writer process: puts, then edits, reactions, deletes. */
+/* Retries call while the map is full (the flusher behind), for 30 s. */
+#define FT_RETRY_FULL(rc, call)                                                \
+	for (int tries_ = 0; ((rc) = (call)) == SHM_EFULL && tries_ < 600;     \
+	     tries_++)                                                         \
+	tu_sleep_ms(50)
+
+/* Whether plan p soft-deletes message i of its writers. */
+FT_FN bool ft_deletes(const ft_plan *p, uint32_t i)
+{
+	return p->del_every && i % p->del_every == 0;
+}
+
+/* Whether plan p puts message i (a reply to its own writer's message)
+ * again under the other writer's message (ft_reply_parent). */
+FT_FN bool ft_reply_moves(const ft_plan *p, uint32_t i)
+{
+	uint32_t k = p->reply_every;
+
+	return p->lag && p->move_every && k >= 2 && i % k == k - 1 &&
+	       (i / k) % 2 == 0 && (i / k / 2) % p->move_every == 0;
+}
+
+/* Whether message i of plan p is a reply; if so, *pw and *pj get its
+ * parent: message j (j % reply_every == 0, so no reply itself, and one the
+ * plan never deletes) of writer w, or of writer w ^ 1 for every other
+ * reply (that writer's message may not be in L1 yet: then it is not
+ * counted, shm_msg_put) and, once moved (ft_reply_moves), for the moved
+ * ones. The parent is in room j % 7, as the reply. */
+FT_FN bool ft_reply_parent(const ft_plan *p, int w, uint32_t i, bool moved,
+                           int *pw, uint32_t *pj)
+{
+	uint32_t k = p->reply_every, j;
+
+	if (k < 2 || i % k != k - 1)
+		return false;
+	j = i - (k - 1);
+	if (ft_deletes(p, j)) {
+		if (j < k)
+			return false;
+		j -= k;
+	}
+	*pw = (i / k) % 2 || (moved && ft_reply_moves(p, i)) ? w ^ 1 : w;
+	*pj = j;
+	return true;
+}
+
+/* Message i of writer w as plan p first puts it (moved: as it puts it
+ * again, ft_reply_moves), its strings in content (3100 bytes) and room
+ * (32). */
+FT_FN shm_msg ft_msg(const ft_plan *p, int w, uint32_t i, bool moved,
+                     char *content, char *room)
+{
+	shm_msg m;
+	int pw;
+	uint32_t pj;
+
+	memset(&m, 0, sizeof m);
+	if (p->long_every && i % p->long_every == 0)
+		ft_long_content(content, 3100, w, i);
+	else
+		snprintf(content, 3100, "writer %d says \"%u\"\ttab\\slash é",
+		         w, i);
+	snprintf(room, 32, "room-%u", i % 7);
+	m.id = ft_id(w, i);
+	m.room_id = room;
+	m.user_id = 100 + w;
+	m.username = w ? "bob" : "alice";
+	m.content = content;
+	m.content_len = (uint32_t)strlen(content);
+	m.type = SHM_MSG_TEXT;
+	if (ft_reply_parent(p, w, i, moved, &pw, &pj)) {
+		snprintf(room, 32, "room-%u", pj % 7);
+		m.has_parent = m.has_thread = true;
+		m.parent_id = m.thread_id = ft_id(pw, pj);
+	}
+	return m;
+}
+
+/* Puts m, waiting out a full map; 0 or the writer's exit status. */
+FT_FN int ft_put(shm_env *env, int w, uint32_t i, shm_msg *m)
+{
+	int rc;
+
+	FT_RETRY_FULL(rc, shm_msg_put(env, m));
+	if (rc) {
+		fprintf(stderr, "writer %d: put %u: %s\n", w, i, shm_errmsg());
+		return 11;
+	}
+	return 0;
+}
+
+/* Edits message i of writer w twice ("edit 1 of w/i", "edit 2 ..."). */
+FT_FN int ft_edit_twice(shm_env *env, int w, uint32_t i)
+{
+	shm_uuid id = ft_id(w, i);
+	char content[64];
+	int rc;
+
+	for (int k = 1; k <= 2; k++) {
+		snprintf(content, sizeof content, "edit %d of %d/%u", k, w, i);
+		FT_RETRY_FULL(rc, shm_msg_edit(env, &id, content,
+		                               strlen(content)));
+		if (rc) {
+			fprintf(stderr, "edit: %s\n", shm_errmsg());
+			return 12;
+		}
+	}
+	return 0;
+}
+
+/* Users 7 and 8 react 👍 to message i of writer w. */
+FT_FN int ft_react_twice(shm_env *env, int w, uint32_t i)
+{
+	shm_uuid id = ft_id(w, i);
+	int rc;
+
+	for (int32_t user = 7; user <= 8; user++) {
+		FT_RETRY_FULL(rc, shm_msg_react(env, &id, user, "👍", true));
+		if (rc)
+			return 13;
+	}
+	return 0;
+}
+
+FT_FN int ft_delete(shm_env *env, int w, uint32_t i)
+{
+	shm_uuid id = ft_id(w, i);
+	int rc;
+
+	FT_RETRY_FULL(rc, shm_msg_delete(env, &id));
+	if (rc) {
+		fprintf(stderr, "delete: %s\n", shm_errmsg());
+		return 14;
+	}
+	return 0;
+}
+
+/* What plan p does to message i of writer w after its put (p->lag). */
+FT_FN int ft_after_put(shm_env *env, int w, uint32_t i, const ft_plan *p)
+{
+	char content[3100], room[32];
+	int rc = 0;
+
+	if (ft_reply_moves(p, i)) {
+		shm_msg m = ft_msg(p, w, i, true, content, room);
+		rc = ft_put(env, w, i, &m);
+	}
+	if (!rc && p->edit_every && i % p->edit_every == 0)
+		rc = ft_edit_twice(env, w, i);
+	if (!rc && p->react_every && i % p->react_every == 1)
+		rc = ft_react_twice(env, w, i);
+	if (!rc && ft_deletes(p, i))
+		rc = ft_delete(env, w, i);
+	return rc;
+}
+
+/* The body of a writer process: puts (replies among them), then edits,
+ * reactions, deletes; with p->lag, those of each message (and its move)
+ * follow its put at once. */
 FT_FN int ft_write(const char *dir, int w, const ft_plan *p)
 {
 	shm_env *env = NULL;
@@ -259,58 +425,32 @@ FT_FN int ft_write(const char *dir, int w, const ft_plan *p)
 	if ((rc = shm_env_open(dir, NULL, &env)))
 		return 10;
 	for (uint32_t i = 0; i < p->n; i++) {
-		shm_msg m;
-		memset(&m, 0, sizeof m);
-		if (p->long_every && i % p->long_every == 0)
-			ft_long_content(content, sizeof content, w, i);
-		else
-			snprintf(content, sizeof content,
-			         "writer %d says \"%u\"\ttab\\slash é", w, i);
-		snprintf(room, sizeof room, "room-%u", i % 7);
-		m.id = ft_id(w, i);
-		m.room_id = room;
-		m.user_id = 100 + w;
-		m.username = w ? "bob" : "alice";
-		m.content = content;
-		m.content_len = (uint32_t)strlen(content);
-		m.type = SHM_MSG_TEXT;
-		for (int tries = 0; (rc = shm_msg_put(env, &m)) == SHM_EFULL &&
-		                    tries < 600; tries++)
-			tu_sleep_ms(50); /* flusher behind: wait for it */
-		if (rc) {
-			fprintf(stderr, "writer %d: put %u: %s\n", w, i,
-			        shm_errmsg());
-			shm_env_close(env);
-			return 11;
-		}
+		shm_msg m = ft_msg(p, w, i, false, content, room);
+		if ((rc = ft_put(env, w, i, &m)))
+			goto out;
+		if (p->lag && i >= p->lag &&
+		    (rc = ft_after_put(env, w, i - p->lag, p)))
+			goto out;
 	}
-	for (uint32_t i = 0; p->edit_every && i < p->n; i += p->edit_every) {
-		shm_uuid id = ft_id(w, i);
-		for (int k = 1; k <= 2; k++) {
-			snprintf(content, sizeof content, "edit %d of %d/%u", k,
-			         w, i);
-			if ((rc = shm_msg_edit(env, &id, content,
-			                       strlen(content)))) {
-				fprintf(stderr, "edit: %s\n", shm_errmsg());
-				return 12;
-			}
-		}
-	}
-	for (uint32_t i = 1; p->react_every && i < p->n; i += p->react_every) {
-		shm_uuid id = ft_id(w, i);
-		if (shm_msg_react(env, &id, 7, "👍", true) ||
-		    shm_msg_react(env, &id, 8, "👍", true))
-			return 13;
-	}
-	for (uint32_t i = 0; p->del_every && i < p->n; i += p->del_every) {
-		shm_uuid id = ft_id(w, i);
-		if ((rc = shm_msg_delete(env, &id))) {
-			fprintf(stderr, "delete: %s\n", shm_errmsg());
-			return 14;
-		}
-	}
+	for (uint32_t i = p->n > p->lag ? p->n - p->lag : 0; p->lag && i < p->n;
+	     i++)
+		if ((rc = ft_after_put(env, w, i, p)))
+			goto out;
+	for (uint32_t i = 0; !p->lag && p->edit_every && i < p->n;
+	     i += p->edit_every)
+		if ((rc = ft_edit_twice(env, w, i)))
+			goto out;
+	for (uint32_t i = 1; !p->lag && p->react_every && i < p->n;
+	     i += p->react_every)
+		if ((rc = ft_react_twice(env, w, i)))
+			goto out;
+	for (uint32_t i = 0; !p->lag && p->del_every && i < p->n;
+	     i += p->del_every)
+		if ((rc = ft_delete(env, w, i)))
+			goto out;
+out:
 	shm_env_close(env);
-	return 0;
+	return rc;
 }
 
 FT_FN pid_t ft_spawn_writer(const char *dir, int w, const ft_plan *p)

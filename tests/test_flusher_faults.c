@@ -2,7 +2,8 @@
  * Redis and PostgreSQL started by tests/harness/servers.sh (tests/run.sh):
  * Redis stopped and restarted, Redis hung (SIGSTOP) mid-pipeline,
  * PostgreSQL restarted mid-run, the flusher
- * SIGKILLed in a loop. Every check is exact: row counts, per-row apply
+ * SIGKILLed in a loop (among puts, then among edits, reactions, deletes
+ * and replies). Every check is exact: row counts, per-row apply
  * counts (a trigger counts each INSERT/UPDATE: a batch applied twice would
  * show), Redis keys, and a trimmed log. Skips without the servers. */
 #include "flusher_test.h"
@@ -264,6 +265,364 @@ static void test_flusher_sigkilled_in_a_loop_loses_and_repeats_nothing(void **st
 	assert_int_equal(ft_redis_int("DBSIZE"), 50000);
 	assert_int_equal(ft_check_messages(env, 0, 2, &p), 0);
 	assert_int_equal(tu_log_count(env), 0);
+	ft_remove_apply_counter();
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
+/* ------------------- the flusher killed among edits, deletes, replies */
+
+/* Two writers, each MIX_N messages: a third replies (every other reply to
+ * the other writer's message), with edits, reactions, deletes and a sixth
+ * of the replies to their own writer's message put again under the other
+ * writer's (a put of an id PostgreSQL may have: invariant 4 of pg_sink.c)
+ * following each put 300 messages behind (most in another batch), so that
+ * every kind of record is in flight at every kill, records of one message
+ * from both writers among them. */
+#define MIX_N 10000
+static const ft_plan mix = {.n = MIX_N, .edit_every = 5, .del_every = 13,
+                            .long_every = 50, .react_every = 4,
+                            .reply_every = 3, .move_every = 3, .lag = 300};
+
+/* The writer and number of a message of ft_id's. */
+static void mix_of(const shm_uuid *id, int *w, uint32_t *i)
+{
+	*w = id->b[9];
+	*i = (uint32_t)id->b[12] << 24 | (uint32_t)id->b[13] << 16 |
+	     (uint32_t)id->b[14] << 8 | id->b[15];
+}
+
+/* Replies per message of the plan, once moved: all of them, and those of
+ * its own writer (put after their parent, never moved away: always
+ * counted, and never taken off by a move: only those away from their own
+ * writer's message, counted, move). And the most log records a message
+ * can have: its put, 2 edits, 2 reactions, its delete, its put again when
+ * moved, and a record per reply counted in or out (a moved reply: its
+ * first parent twice, its last once). */
+static uint16_t replies_all[2][MIX_N], replies_own[2][MIX_N];
+static uint16_t records_max[2][MIX_N];
+
+static void mix_count_replies(void)
+{
+	memset(replies_all, 0, sizeof replies_all);
+	memset(replies_own, 0, sizeof replies_own);
+	for (int w = 0; w < 2; w++)
+		for (uint32_t i = 0; i < MIX_N; i++)
+			records_max[w][i] = 1 + 2 * (i % mix.edit_every == 0) +
+			                    2 * (i % mix.react_every == 1) +
+			                    ft_deletes(&mix, i) +
+			                    ft_reply_moves(&mix, i);
+	for (int w = 0; w < 2; w++)
+		for (uint32_t i = 0; i < MIX_N; i++) {
+			int pw, fw;
+			uint32_t pj, fj;
+			if (!ft_reply_parent(&mix, w, i, false, &pw, &pj))
+				continue;
+			ft_reply_parent(&mix, w, i, true, &fw, &fj);
+			replies_all[fw][fj]++;
+			replies_own[fw][fj] += fw == w;
+			records_max[pw][pj]++;
+			if (ft_reply_moves(&mix, i)) {
+				records_max[pw][pj]++;
+				records_max[fw][fj]++;
+			}
+		}
+}
+
+/* The rows of test_apply_count applied more often than their message has
+ * records (records_max), or never; says the first ones. */
+static unsigned mix_applied_too_often(void)
+{
+	PGconn *pg = ft_pg_connect();
+	unsigned bad = 0;
+
+	assert_non_null(pg);
+	PGresult *r = PQexec(pg, "SELECT id, n FROM test_apply_count");
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	for (int k = 0; k < PQntuples(r); k++) {
+		shm_uuid id;
+		int w;
+		uint32_t i;
+		long n = atol(PQgetvalue(r, k, 1));
+		assert_int_equal(shm_uuid_parse(PQgetvalue(r, k, 0), &id), 0);
+		mix_of(&id, &w, &i);
+		assert_true(w <= 1 && i < MIX_N);
+		if (n < 1 || n > records_max[w][i]) {
+			if (bad++ < 5)
+				fprintf(stderr, "%s: applied %ld times, at most "
+				        "%u records\n", PQgetvalue(r, k, 0), n,
+				        records_max[w][i]);
+		}
+	}
+	PQclear(r);
+	PQfinish(pg);
+	return bad;
+}
+
+/* What L1 holds of m is what the writers did: its content, type, edits,
+ * reactions, parent, and a reply_count between its own writer's replies
+ * (always counted) and all its replies (the other writer's count when its
+ * parent was in L1 first), with a last_reply_at if it counts any. 0 if
+ * so, else says what differs. */
+static int mix_check_intent(const shm_msg *m)
+{
+	char ids[37], want[3100], room[32];
+	int w;
+	uint32_t i;
+
+	mix_of(&m->id, &w, &i);
+	shm_uuid_format(&m->id, ids);
+	if (w > 1 || i >= MIX_N) {
+		fprintf(stderr, "%s: not a message of the writers\n", ids);
+		return 1;
+	}
+	shm_msg put = ft_msg(&mix, w, i, true, want, room);
+	if (ft_deletes(&mix, i))
+		snprintf(want, sizeof want, "%s", SHM_DELETED_CONTENT);
+	else if (i % mix.edit_every == 0)
+		snprintf(want, sizeof want, "edit 2 of %d/%u", w, i);
+	bool edited = i % mix.edit_every == 0;
+	bool reacted = i % mix.react_every == 1;
+	if (m->content_len != strlen(want) ||
+	    memcmp(m->content, want, m->content_len) != 0 ||
+	    m->type != (ft_deletes(&mix, i) ? SHM_MSG_DELETE : SHM_MSG_TEXT) ||
+	    strcmp(m->room_id, room) != 0 || m->edited != edited ||
+	    m->edit_count != (edited ? 2u : 0u) ||
+	    (edited || ft_deletes(&mix, i)) != (m->updated_at != 0) ||
+	    m->n_reactions != reacted ||
+	    (reacted && (strcmp(m->reactions[0].emoji, "👍") != 0 ||
+	                 m->reactions[0].n_users != 2 ||
+	                 m->reactions[0].user_ids[0] != 7 ||
+	                 m->reactions[0].user_ids[1] != 8)) ||
+	    m->has_parent != put.has_parent ||
+	    m->has_thread != put.has_thread ||
+	    (put.has_parent &&
+	     (memcmp(m->parent_id.b, put.parent_id.b, 16) != 0 ||
+	      memcmp(m->thread_id.b, put.thread_id.b, 16) != 0)) ||
+	    m->reply_count < replies_own[w][i] ||
+	    m->reply_count > replies_all[w][i] ||
+	    (m->reply_count && !m->last_reply_at)) {
+		fprintf(stderr, "%s (writer %d, message %u): L1 holds %.*s, type "
+		        "%s, room %s, edit_count %u, %u reactions, parent %d, "
+		        "reply_count %u (own replies %u, all %u)\n", ids, w, i,
+		        (int)(m->content_len > 60 ? 60 : m->content_len),
+		        m->content, shm_msg_type_name(m->type), m->room_id,
+		        m->edit_count, m->n_reactions, m->has_parent,
+		        m->reply_count, replies_own[w][i], replies_all[w][i]);
+		return 1;
+	}
+	return 0;
+}
+
+/* Every column of each PostgreSQL row against the JSON of L1's message
+ * (copied in as l1.d), both ways: rows missing, rows too many, columns
+ * differing (metadata as jsonb). Returns the number of mismatches, the
+ * first ones said. */
+static long long pg_differs_from(PGconn *pg, const fl_buf *rows)
+{
+	static const char cmp[] =
+		"SELECT coalesce(m.id::text, l1.d->>'id'), m.id IS NULL, "
+		"l1.d IS NULL, m.metadata::text, l1.d->>'metadata', "
+		"m.content, l1.d->>'content' "
+		"FROM l1 FULL JOIN messages m ON m.id = (l1.d->>'id')::uuid "
+		"WHERE l1.d IS NULL OR m.id IS NULL OR "
+		"(m.room_id, m.user_id, m.username, m.content, m.message_type, "
+		" m.created_at, m.updated_at, m.metadata, m.content_hash, "
+		" m.parent_id, m.thread_id) IS DISTINCT FROM "
+		"(l1.d->>'room_id', (l1.d->>'user_id')::integer, "
+		" l1.d->>'username', l1.d->>'content', l1.d->>'message_type', "
+		" (l1.d->>'created_at')::timestamptz, "
+		" (l1.d->>'updated_at')::timestamptz, l1.d->'metadata', "
+		" l1.d->>'content_hash', (l1.d->>'parent_id')::uuid, "
+		" (l1.d->>'thread_id')::uuid)";
+	PGresult *r = PQexec(pg, "CREATE TEMP TABLE l1 (d jsonb NOT NULL);"
+	                     "COPY l1 FROM STDIN");
+	assert_int_equal(PQresultStatus(r), PGRES_COPY_IN);
+	PQclear(r);
+	assert_int_equal(PQputCopyData(pg, rows->p, (int)rows->len), 1);
+	assert_int_equal(PQputCopyEnd(pg, NULL), 1);
+	r = PQgetResult(pg);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail_msg("COPY l1: %s", PQerrorMessage(pg));
+	PQclear(r);
+	while ((r = PQgetResult(pg)))
+		PQclear(r);
+	r = PQexec(pg, cmp);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("comparing with L1: %s", PQerrorMessage(pg));
+	long long bad = PQntuples(r);
+	for (int k = 0; k < bad && k < 5; k++)
+		fprintf(stderr, "%s: %s; postgres: %.80s %s; L1: %.80s %s\n",
+		        PQgetvalue(r, k, 0),
+		        *PQgetvalue(r, k, 1) == 't' ? "no row"
+		        : *PQgetvalue(r, k, 2) == 't' ? "a row L1 does not hold"
+		                                      : "columns differ",
+		        PQgetvalue(r, k, 5), PQgetvalue(r, k, 3),
+		        PQgetvalue(r, k, 6), PQgetvalue(r, k, 4));
+	PQclear(r);
+	return bad;
+}
+
+static int count_dead(const shm_dead *d, void *user)
+{
+	(void)d;
+	(*(unsigned *)user)++;
+	return 0;
+}
+
+/*
+ * Like the loop above, but the records are edits, reactions, soft deletes
+ * and replies (each bumping its parent's reply_count and last_reply_at, a
+ * second record on the parent, which the other writer may be editing or
+ * deleting), besides puts: the coalescing of a key's records in a batch,
+ * the upsert after a direct COPY met an existing row, soft deletes being
+ * final, Redis's coalescing. After a --once drain the three levels hold
+ * exactly the same: each message L1 holds (every one of a room page of
+ * L1) has Redis's value byte for byte its JSON and PostgreSQL's row every
+ * column of it, and nothing else is there; L1 holds what the writers did;
+ * no row was applied more often than its message has records.
+ */
+static void test_flusher_sigkilled_during_edits_deletes_reactions_and_replies_ends_equal(void **state)
+{
+	NEED_HARNESS();
+	char *dir = tu_tmpdir();
+	const char *fast[] = {"--batch-ms", "20", "--log-level", "debug", NULL};
+	unsigned kills = 0, kills_writing = 0, dead = 0, wrong = 0;
+	unsigned long long redis_bad = 0;
+	shm_info in;
+	int st;
+
+	ft_reset_servers();
+	ft_install_apply_counter();
+	mix_count_replies();
+	srand((unsigned)time(NULL));
+	uint64_t t0 = ft_ms();
+	pid_t w0 = ft_spawn_writer(dir, 0, &mix);
+	pid_t w1 = ft_spawn_writer(dir, 1, &mix);
+	bool w0_done = false, w1_done = false;
+	while (!(w0_done && w1_done) || kills < 15) {
+		pid_t fl = ft_spawn_flusher(dir, fast);
+		tu_sleep_ms(30 + (unsigned)(rand() % 300));
+		kill(fl, SIGKILL);
+		assert_int_equal(ft_wait(fl), 128 + SIGKILL);
+		kills++;
+		kills_writing += !(w0_done && w1_done);
+		if (!w0_done && waitpid(w0, &st, WNOHANG) == w0) {
+			assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+			tu_child_del(w0);
+			w0_done = true;
+		}
+		if (!w1_done && waitpid(w1, &st, WNOHANG) == w1) {
+			assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+			tu_child_del(w1);
+			w1_done = true;
+		}
+		assert_true(ft_ms() - t0 < 120000);
+	}
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	fprintf(stderr, "%u SIGKILLs (%u while the writers wrote) over %" PRIu64
+	        " ms\n", kills, kills_writing, ft_ms() - t0);
+	assert_true(kills_writing >= 3);
+
+	shm_env *env = tu_open(dir, NULL);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	assert_int_equal(ft_sql_int("SELECT applied FROM shm_sink_positions "
+	                            "WHERE sink = 'pg'"), last);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), last);
+	assert_int_equal(ft_meta(env, "sink.redis.applied"), last);
+	assert_int_equal(tu_log_count(env), 0);
+	assert_int_equal(shm_dead_each(env, count_dead, &dead), 0);
+	assert_int_equal(dead, 0);
+
+	/* every message of L1, through its rooms' pages */
+	redisContext *rc = ft_redis();
+	PGconn *pg = ft_pg_connect();
+	fl_buf rows = {0};
+	size_t held = 0;
+	assert_non_null(rc);
+	assert_non_null(pg);
+	for (int room = 0; room < 7; room++) {
+		char name[32];
+		int64_t before = 0;
+		shm_msg **page;
+		size_t n;
+		snprintf(name, sizeof name, "room-%d", room);
+		do {
+			assert_int_equal(shm_room_page(env, name, before,
+			                               SHM_MAX_PAGE, &page, &n),
+			                 0);
+			for (size_t k = 0; k < n; k++) {
+				const shm_msg *m = page[k];
+				char ids[37], key[48], *json, *got;
+				size_t jl, gl;
+				wrong += mix_check_intent(m);
+				assert_int_equal(shm_msg_to_json(m, &json, &jl),
+				                 0);
+				shm_uuid_format(&m->id, ids);
+				snprintf(key, sizeof key, "msg:%s", ids);
+				assert_int_equal(ft_redis_get(rc, key, &got, &gl),
+				                 0);
+				if (!got || gl != jl || memcmp(got, json, jl)) {
+					if (redis_bad++ < 5)
+						fprintf(stderr, "%s: redis has "
+						        "%s\n  L1: %s\n", key,
+						        got ? got : "(nothing)",
+						        json);
+				}
+				assert_int_equal(fl_buf_copy_field(&rows, json,
+				                                   jl), 0);
+				assert_int_equal(fl_buf_add(&rows, "\n", 1), 0);
+				free(got);
+				free(json);
+			}
+			held += n;
+			if (n)
+				before = page[n - 1]->created_at;
+			shm_msgs_free(page, n);
+		} while (n == SHM_MAX_PAGE);
+	}
+	redisFree(rc);
+	assert_int_equal(shm_env_info(env, &in), 0);
+	fprintf(stderr, "%zu messages in L1 from %" PRIu64 " records\n", held,
+	        last);
+	assert_int_equal(held, 2 * MIX_N);
+	assert_int_equal(in.messages, 2 * MIX_N);
+	assert_int_equal(wrong, 0);
+	assert_int_equal(redis_bad, 0);
+	assert_int_equal(ft_redis_int("DBSIZE"), 2 * MIX_N);
+	assert_int_equal(pg_differs_from(pg, &rows), 0);
+	fl_buf_free(&rows);
+	PQfinish(pg);
+
+	/* each row applied at least once, at most once per record of its
+	 * message */
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM test_apply_count"),
+	                 2 * MIX_N);
+	assert_int_equal(mix_applied_too_often(), 0);
+	assert_true(ft_sql_int("SELECT sum(n) FROM test_apply_count") <=
+	            (long long)last);
+	/* the kills met every kind of record */
+	long long deleted = ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                               "message_type = 'Delete'");
+	long long edited = ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                              "(metadata->>'edit_count')::int = 2");
+	long long reacted = ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                               "metadata->'reactions' <> '{}'");
+	long long replies = ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                               "parent_id IS NOT NULL");
+	long long parents = ft_sql_int("SELECT count(*) FROM messages WHERE "
+	                               "(metadata->>'reply_count')::int > 0");
+	long long applied_more = ft_sql_int("SELECT count(*) FROM "
+	                                    "test_apply_count WHERE n > 1");
+	unsigned upserted = ft_log_count(dir, "; upserting it");
+	fprintf(stderr, "rows: %lld deleted, %lld edited, %lld with reactions, "
+	        "%lld replies, %lld parents counting them; %lld rows applied "
+	        "in more than one batch; %u batches upserted after their "
+	        "COPY met a row\n", deleted, edited, reacted, replies, parents,
+	        applied_more, upserted);
+	assert_true(deleted > 0 && edited > 0 && reacted > 0 && replies > 0 &&
+	            parents > 0 && applied_more > 0 && upserted > 0);
 	ft_remove_apply_counter();
 	shm_env_close(env);
 	ft_rmdir(dir);
@@ -609,6 +968,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_hung_redis_times_out_and_catches_up, redis_cont_teardown),
 		cmocka_unit_test_teardown(test_postgres_restart_mid_run_applies_every_row_once, ft_teardown),
 		cmocka_unit_test_teardown(test_flusher_sigkilled_in_a_loop_loses_and_repeats_nothing, ft_teardown),
+		cmocka_unit_test_teardown(test_flusher_sigkilled_during_edits_deletes_reactions_and_replies_ends_equal, ft_teardown),
 		cmocka_unit_test_teardown(test_full_map_failures_are_said_once_then_reminded, ft_teardown),
 		cmocka_unit_test_teardown(test_expiry_on_a_full_map_is_said_then_works_again, ft_teardown),
 		cmocka_unit_test_teardown(test_map_grown_under_a_working_flusher_stalls_and_loses_nothing, ft_teardown),
