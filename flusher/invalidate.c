@@ -19,7 +19,8 @@
  *     while it lasts each message is tried once, without a pause, so
  *     messages do not queue up in Redis, and the cost is one attempt per
  *     message, as when drops work. Failures that repeat (drops, resets,
- *     peers' bad rooms) are said once, reminded, ended (fl_repeat).
+ *     peers' bad rooms, malformed messages) are said once, reminded,
+ *     ended (fl_repeat).
  *  6. A failed drop is a gap too: its keys stay stale, so a reset (4) is
  *     owed from then on, tried after the messages at hand as soon as a
  *     drop works again, and otherwise by itself every backoff (min, then
@@ -36,6 +37,19 @@
  *     connection costs at most one reconnect, one reset of L1 (4) and one
  *     line per backoff-max-ms, not ten a second; only a loss while the
  *     backoff is at its minimum (the first of an outage) is a WARN.
+ *  8. A message that does not parse is a gap too: the keys it named are
+ *     unknown, so a reset (4) is owed, whatever env id it shows (one that
+ *     does not parse is not to be trusted, ours included), and it counts
+ *     as a peer heard from. The first such reset is done after the
+ *     messages at hand; while such messages keep coming, the next one
+ *     waits backoff-min-ms after the last reset, doubled each time up to
+ *     backoff-max-ms, so a flood costs a few walks of L1 and then one per
+ *     backoff-max-ms, not one per message. Said once, reminded, and ended
+ *     when none came for a remind-interval (fl_repeat). A line whose id
+ *     parses but whose room part does not (a created_at no message has, a
+ *     bad escape, a room libshm refuses) is no malformed message: its id
+ *     is dropped without the room (fl_inval_parse), said as refused rooms
+ *     are.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -91,8 +105,14 @@ struct fl_inval {
 	fl_repeat reset_fail; /* subscriber thread: resets after a gap */
 	fl_repeat room_fail;  /* subscriber thread: peers' rooms refused */
 	char room_peer[64];   /* subscriber thread: the last peer refused */
+	fl_repeat bad_fail;   /* subscriber thread: messages that do not read */
+	uint64_t bad_last;    /* subscriber thread: the last of them, mono ms */
+	uint64_t bad_next;    /* subscriber thread: their next reset, not
+	                       * before (mono ms, invariant 8) */
+	uint64_t bad_backoff; /* subscriber thread: the pause after that one */
 	uint64_t peers_seen; /* subscriber thread */
-	bool reset_owed;     /* subscriber thread: a drop failed (inv. 6) */
+	bool reset_owed;     /* subscriber thread: a gap (inv. 6, 8) */
+	const char *owed_why; /* subscriber thread: what owes it, for the log */
 	uint64_t owed_next;  /* subscriber thread: its next try alone, mono ms */
 	uint64_t owed_backoff; /* subscriber thread: the pause before it */
 };
@@ -252,40 +272,70 @@ static int hexval(char c)
 	     : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* " CREATED_US ROOM" (p..end): 0 and the room, still escaped (*room_len
- * is its unescaped length), or -1 if malformed. */
+/* The room part "CREATED_US ROOM" of an m line (p..end, after the UUID
+ * and its space): 0 and the room, still escaped (*room_len is its
+ * unescaped length), or -1 with the reason in why. */
 static int parse_room(const char *p, const char *end, int64_t *created,
-                      const char **room, size_t *room_len)
+                      const char **room, size_t *room_len, char *why,
+                      size_t whylen)
 {
 	int64_t v = 0;
-	const char *q = p + 1;
+	const char *q = p;
 	size_t n = 0;
+	bool over = false;
 
-	if (p >= end || *p != ' ' || q >= end || *q < '0' || *q > '9')
+	if (q >= end || *q < '0' || *q > '9') {
+		snprintf(why, whylen, "no created_at after the UUID");
 		return -1;
-	for (; q < end && *q >= '0' && *q <= '9'; q++) {
-		if (v > (INT64_MAX - (*q - '0')) / 10)
-			return -1;
-		v = v * 10 + (*q - '0');
 	}
-	if (q >= end || *q != ' ' || ++q >= end)
+	for (; q < end && *q >= '0' && *q <= '9'; q++) {
+		if (over || v > (INT64_MAX - (*q - '0')) / 10)
+			over = true; /* the digits read on, to be shown */
+		else
+			v = v * 10 + (*q - '0');
+	}
+	if (over) {
+		int shown = q - p > 32 ? 32 : (int)(q - p);
+		snprintf(why, whylen, "created_at %.*s%s is above 2^63 - 1 us",
+		         shown, p, q - p > shown ? "..." : "");
 		return -1;
+	}
+	if (q >= end || *q != ' ' || ++q >= end) {
+		snprintf(why, whylen, "no room after created_at %" PRId64, v);
+		return -1;
+	}
+	/* a message's created_at, as put stores it: a peer's later date
+	 * would raise the room's watermark past every real message, its
+	 * pages from PostgreSQL for good (libshm invalidate.c invariant 4);
+	 * the rule shm_l1_invalidate_many keeps */
+	if (!shm__inval_created_ok(v, true)) {
+		snprintf(why, whylen, "created_at %" PRId64 " us is no message's "
+		         "(1 to %" PRId64 ": 1970 to 9999)", v, SHM_TIME_MAX_US);
+		return -1;
+	}
 	*room = q;
-	for (; q < end; n++) {
-		unsigned char c = (unsigned char)*q;
+	for (const char *r = q; r < end; n++) {
+		unsigned char c = (unsigned char)*r;
 		if (c == '%') {
-			if (end - q < 3 || hexval(q[1]) < 0 || hexval(q[2]) < 0 ||
-			    (hexval(q[1]) << 4 | hexval(q[2])) == 0)
+			if (end - r < 3 || hexval(r[1]) < 0 || hexval(r[2]) < 0 ||
+			    (hexval(r[1]) << 4 | hexval(r[2])) == 0) {
+				snprintf(why, whylen, "room: bad %%-escape at "
+				         "byte %zu", (size_t)(r - q));
 				return -1;
-			q += 3;
+			}
+			r += 3;
 		} else if (room_escaped(c)) {
+			snprintf(why, whylen, "room: byte %zu (0x%02x) is not "
+			         "%%-escaped", (size_t)(r - q), c);
 			return -1;
 		} else {
-			q++;
+			r++;
 		}
 	}
-	if (n > SHM_MAX_ROOM)
+	if (n > SHM_MAX_ROOM) {
+		snprintf(why, whylen, "room: longer than %d bytes", SHM_MAX_ROOM);
 		return -1;
+	}
 	*created = v;
 	*room_len = n;
 	return 0;
@@ -370,25 +420,24 @@ int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
 		size_t room_len = 0;
 		int64_t created = 0;
 		if (p[0] == 'm') {
-			if (ll != 2 + 36 &&
-			    (!v2 || parse_room(p + 38, p + ll, &created, &room,
-			                       &room_len))) {
+			if (ll != 2 + 36 && (!v2 || p[38] != ' ')) {
 				snprintf(err, errlen, "line %zu: expected 'm UUID'"
 				         "%s", line, v2 ? " or 'm UUID CREATED_US "
 				                          "ROOM'" : "");
 				return -1;
 			}
-			/* a message's created_at, as put stores it: a peer's
-			 * later date would raise the room's watermark past
-			 * every real message, its pages from PostgreSQL for
-			 * good (libshm invalidate.c invariant 4); the rule
-			 * shm_l1_invalidate_many keeps */
-			if (room && !shm__inval_created_ok(created, true)) {
-				snprintf(err, errlen, "line %zu: created_at %"
-				         PRId64 " us is no message's (1 to %"
-				         PRId64 ": 1970 to 9999)", line, created,
-				         SHM_TIME_MAX_US);
-				return -1;
+			/* the id is read: a room part that is not loses
+			 * itself, not the id (a peer's bug must not keep
+			 * the key stale here) */
+			char why[120];
+			if (ll != 2 + 36 &&
+			    parse_room(p + 39, p + ll, &created, &room,
+			               &room_len, why, sizeof why)) {
+				room = NULL;
+				created = 0;
+				if (m->rooms_refused++ == 0)
+					snprintf(m->room_why, sizeof m->room_why,
+					         "line %zu: %s", line, why);
 			}
 			kind = SHM_INVAL_MSG;
 			klen = 16;
@@ -591,7 +640,7 @@ static void set_subscribed(fl_inval *iv, bool on)
 }
 
 /* Drops every flushed entry: invalidations may have been missed. Settles
- * an owed reset (invariant 6) if it works. */
+ * an owed reset (invariants 6, 8) if it works. */
 static void reset_l1(fl_inval *iv, const char *why)
 {
 	uint64_t n = 0;
@@ -604,6 +653,12 @@ static void reset_l1(fl_inval *iv, const char *why)
 	}
 	fl_repeat_ok(&iv->reset_fail);
 	iv->reset_owed = false;
+	if (iv->bad_fail.failing) {
+		/* invariant 8: while malformed messages come, the next reset
+		 * for one waits, longer each time */
+		iv->bad_next = fl_mono_ms() + iv->bad_backoff;
+		iv->bad_backoff = fl_backoff_next(iv->cfg, iv->bad_backoff);
+	}
 	ADD(iv, resets, 1);
 	ADD(iv, dropped, n);
 	fl_log(FL_INFO, "inval", "%s: dropped %" PRIu64 " flushed L1 entr%s "
@@ -620,6 +675,61 @@ static bool has_rooms(const fl_inval_msg *m)
 	return false;
 }
 
+/* Invariants 6, 8: a reset is owed from now on, tried by itself at
+ * mono ms at (then every backoff while it fails); one already owed keeps
+ * its time. */
+static void owe_reset(fl_inval *iv, const char *why, uint64_t at)
+{
+	if (iv->reset_owed)
+		return;
+	iv->reset_owed = true;
+	iv->owed_why = why;
+	iv->owed_backoff = iv->cfg->backoff_min_ms;
+	iv->owed_next = at;
+}
+
+/* Another host was heard from (who: its env id, or what came): from now
+ * on a gap in the subscription resets L1 (invariant 4). */
+static void peer_heard(fl_inval *iv, const char *who)
+{
+	if (iv->peers_seen)
+		return;
+	iv->peers_seen = 1;
+	if (shm_meta_set(iv->env, PEERS_META, 1))
+		fl_log(FL_WARN, "inval", "cannot record %s: %s", PEERS_META,
+		       shm_errmsg());
+	fl_log(FL_INFO, "inval", "first invalidation from another host (%s)",
+	       who);
+}
+
+/* Invariant 8: a message that does not read owes a reset, whoever it says
+ * it is from. */
+static void malformed(fl_inval *iv, size_t len, const char *err)
+{
+	uint64_t now = fl_mono_ms();
+
+	if (!iv->bad_fail.failing)
+		iv->bad_backoff = iv->cfg->backoff_min_ms;
+	fl_repeat_fail(&iv->bad_fail, FL_WARN, "a malformed message (%zu "
+	               "bytes, its sender unknown): %s; the keys it named "
+	               "are unknown: every flushed L1 entry will be dropped",
+	               len, err);
+	iv->bad_last = now;
+	ADD(iv, errors, 1);
+	peer_heard(iv, "a malformed message");
+	owe_reset(iv, "after a malformed message",
+	          now > iv->bad_next ? now : iv->bad_next);
+}
+
+/* Invariant 8: malformed messages end when none came for a
+ * remind-interval. */
+static void malformed_quiet(fl_inval *iv)
+{
+	if (iv->bad_fail.failing &&
+	    fl_mono_ms() - iv->bad_last >= iv->cfg->remind_interval_s * 1000)
+		fl_repeat_ok(&iv->bad_fail);
+}
+
 static void handle(fl_inval *iv, const char *msg, size_t len,
                    fl_inval_msg *m)
 {
@@ -627,27 +737,19 @@ static void handle(fl_inval *iv, const char *msg, size_t len,
 	uint64_t dropped = 0, kept = 0;
 
 	if (fl_inval_parse(msg, len, m, err, sizeof err)) {
-		fl_log(FL_WARN, "inval", "ignoring a malformed message (%zu "
-		       "bytes): %s", len, err);
-		ADD(iv, errors, 1);
+		malformed(iv, len, err);
 		return;
 	}
 	if (strcmp(m->env_id, iv->env_id) == 0)
 		return; /* our own writes */
 	ADD(iv, received, 1);
 	ADD(iv, keys, m->n);
-	if (!iv->peers_seen) {
-		iv->peers_seen = 1;
-		if (shm_meta_set(iv->env, PEERS_META, 1))
-			fl_log(FL_WARN, "inval", "cannot record %s: %s",
-			       PEERS_META, shm_errmsg());
-		fl_log(FL_INFO, "inval", "first invalidation from another "
-		       "host (%s)", m->env_id);
-	}
+	peer_heard(iv, m->env_id);
 	if (m->rooms_refused) {
-		/* a room not UTF-8 (a peer's bug) does not keep its id stale:
-		 * the id goes without it; a buggy peer's every message would
-		 * be a line: said once, reminded */
+		/* a room part refused (a peer's bug: a created_at no message
+		 * has, a room not UTF-8, ...) does not keep its id stale: the
+		 * id goes without it (invariant 8); a buggy peer's every
+		 * message would be a line: said once, reminded */
 		fl_repeat_fail(&iv->room_fail, FL_WARN, "from %s: %s, %zu in "
 		               "all; those rooms ignored, their ids dropped",
 		               m->env_id, m->room_why, m->rooms_refused);
@@ -674,11 +776,8 @@ static void handle(fl_inval *iv, const char *msg, size_t len,
 			               "L1 entry will be dropped once drops work "
 			               "again", m->env_id, m->n, shm_errmsg());
 			ADD(iv, errors, 1);
-			if (!iv->reset_owed) {
-				iv->reset_owed = true;
-				iv->owed_backoff = iv->cfg->backoff_min_ms;
-				iv->owed_next = fl_mono_ms() + iv->owed_backoff;
-			}
+			owe_reset(iv, "after failed drops",
+			          fl_mono_ms() + iv->cfg->backoff_min_ms);
 			return;
 		}
 	}
@@ -701,7 +800,7 @@ static void retry_owed_reset(fl_inval *iv)
 
 	if (!iv->reset_owed || now < iv->owed_next)
 		return;
-	reset_l1(iv, "after failed drops");
+	reset_l1(iv, iv->owed_why);
 	if (!iv->reset_owed)
 		return;
 	iv->owed_backoff = fl_backoff_next(iv->cfg, iv->owed_backoff);
@@ -800,6 +899,7 @@ static void *sub_run(void *arg)
 			if (broken || stopping(iv))
 				break;
 			retry_owed_reset(iv);
+			malformed_quiet(iv);
 			struct pollfd pfd[2] = {{c->fd, POLLIN, 0},
 			                        {iv->wake_fd, POLLIN, 0}};
 			int pr = poll(pfd, iv->wake_fd >= 0 ? 2 : 1, 200);
@@ -872,10 +972,12 @@ int fl_inval_start(fl_inval **out, const fl_config *cfg, shm_env *env,
 	fl_repeat_init(&iv->drop_fail, "inval", "dropping keys other hosts "
 	               "wrote", cfg->remind_interval_s);
 	fl_repeat_init(&iv->reset_fail, "inval", "dropping the flushed L1 "
-	               "entries after a gap or failed drops",
-	               cfg->remind_interval_s);
+	               "entries after a gap, failed drops or a malformed "
+	               "message", cfg->remind_interval_s);
 	fl_repeat_init(&iv->room_fail, "inval", "rooms of other hosts' "
 	               "messages", cfg->remind_interval_s);
+	fl_repeat_init(&iv->bad_fail, "inval", "reading other hosts' messages",
+	               cfg->remind_interval_s);
 	snprintf(iv->env_id, sizeof iv->env_id, "%s", env_id);
 	pthread_mutex_init(&iv->lock, NULL);
 	pthread_condattr_init(&ca);

@@ -19,14 +19,15 @@
  *
  * (objects have no whitespace: shm_object_check; in room_id, bytes up to
  * space, '%' and DEL are written %XX; created_at is a time put stores,
- * 1 to 9999-12-31T23:59:59.999999Z, or the message is malformed). The
- * receiver hands the room to shm_l1_invalidate_many: a message its L1
- * lacks makes its room's pages that reach back to created_at ask
- * PostgreSQL. Version 1 (a host not
- * upgraded yet) has "m <uuid>" lines only and is still read; a message
- * whose payload does not decode is named by its id alone. A batch with
- * more keys than fit in FL_INVAL_MAX_MSG bytes is sent as several
- * messages.
+ * 1 to 9999-12-31T23:59:59.999999Z). The receiver hands the room to
+ * shm_l1_invalidate_many: a message its L1 lacks makes its room's pages
+ * that reach back to created_at ask PostgreSQL. A line whose room part
+ * the receiver refuses (a created_at outside that range, a bad escape, a
+ * room not UTF-8) keeps its id, dropped without the room. Version 1 (a
+ * host not upgraded yet) has "m <uuid>" lines only and is still read; a
+ * message whose payload does not decode is named by its id alone. A
+ * batch with more keys than fit in FL_INVAL_MAX_MSG bytes is sent as
+ * several messages.
  *
  * Gaps: Redis pub/sub keeps nothing for a disconnected subscriber. Every
  * time the subscription is (re)established after other hosts have been
@@ -35,14 +36,17 @@
  * (shm_l1_invalidate_flushed), since it may have missed invalidations. A
  * host that never heard from another keeps its L1. A drop that failed is
  * such a gap too: the same drop is done once drops work again
- * (invalidate.c invariant 6).
+ * (invalidate.c invariant 6); so is a message that does not parse (its
+ * keys unknown, whatever env id it shows), at most once per backoff while
+ * such messages keep coming (invariant 8).
  *
  * Stats (meta, shown by shmctl stat): flusher.inval.subscribed (0/1, now);
  * totals since the environment was made, each run going on from the last
  * one's: .published (messages), .publish_errors, .received (messages from
  * other hosts), .keys (keys named in them), .dropped, .kept (unflushed
- * local work), .resets (full drops after a gap or failed drops), .errors
- * (failed drops and full drops).
+ * local work), .resets (full drops after a gap, failed drops or a
+ * malformed message), .errors (failed drops and full drops, malformed
+ * messages, messages with refused rooms).
  */
 #ifndef FL_INVALIDATE_H
 #define FL_INVALIDATE_H
@@ -84,12 +88,15 @@ typedef struct fl_inval_msg {
 	size_t n, cap;
 	uint8_t *keybuf;
 	size_t kb_len, kb_cap;
-	size_t rooms_refused; /* rooms not UTF-8: their keys have none */
-	char room_why[64];    /* the first one's line and byte */
+	size_t rooms_refused; /* room parts refused: their keys have none */
+	char room_why[160];   /* the first one's line and reason */
 } fl_inval_msg;
 /* Parses msg[0..len) into m (reusing its buffers). 0, or -1 if malformed
- * (the reason in err). A room that is not UTF-8 (libshm refuses it) is
- * left out, its key kept, and counted in m->rooms_refused. */
+ * (the reason in err): not our header, or a line whose key does not read.
+ * A line whose key reads but whose room part does not (no created_at, one
+ * no message has, a bad escape, a room libshm refuses: too long, not
+ * UTF-8) keeps its key without the room (created_at 0 unless the room
+ * alone was bad), counted in m->rooms_refused. */
 int fl_inval_parse(const char *msg, size_t len, fl_inval_msg *m, char *err,
                    size_t errlen);
 void fl_inval_msg_free(fl_inval_msg *m);

@@ -91,6 +91,26 @@ static bool l1_has(shm_env *env, const shm_uuid *id, char *content,
 	return rc == 0;
 }
 
+/* Waits up to 5 s until L1 of env no longer holds id; whether it did. */
+static bool l1_loses(shm_env *env, const shm_uuid *id)
+{
+	uint64_t end = ms_now() + 5000;
+
+	while (l1_has(env, id, NULL, 0) && ms_now() < end)
+		tu_sleep_ms(10);
+	return !l1_has(env, id, NULL, 0);
+}
+
+/* Publishes msg as it is; a subscriber at least gets it. */
+static void publish_raw(redisContext *c, const char *msg)
+{
+	redisReply *r = redisCommand(c, "PUBLISH %s %s", FL_INVAL_CHANNEL, msg);
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	assert_true(r->integer >= 1);
+	freeReplyObject(r);
+}
+
 static char *get_content(shm_env *env, const shm_uuid *id)
 {
 	shm_msg *m = NULL;
@@ -714,15 +734,11 @@ static void test_encode_parse(void **state)
 		"shm-inval 1 hostA\nm 123\n",
 		/* a room only in version 2, one escaped word, not empty */
 		"shm-inval 1 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 r\n",
-		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 \n",
-		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1\n",
-		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 x r\n",
-		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 a b\n",
-		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 a%2\n",
-		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 a%zz\n",
-		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 %00\n",
-		("shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 "
-		 "99999999999999999999 r\n"), /* one string */
+		/* an id that does not read: the line's key is unknown */
+		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-0000000000001 1 r\n",
+		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-00000000000g 1 r\n",
+		"shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000000 1 r\n"
+		"m 123\n",
 		"shm-inval 1 hostA\nm 0190c1c2-0000-7000-8000-00000000000g\n",
 		"shm-inval 1 hostA\nm 0190c1c2-0000-7000-8000-000000000000 x\n",
 		"shm-inval 1 hostA\ns 0190c1c2-0000-7000-8000-000000000000\n",
@@ -794,37 +810,70 @@ static void test_encode_parse(void **state)
 	assert_int_equal(m.rooms_refused, 2);
 	assert_string_equal(m.room_why, "line 3: room not UTF-8 at byte 2");
 	/* a created_at is a time put stores (1 us to 9999's last): a later
-	 * one would raise the room's watermark for good, so the message is
-	 * malformed, named by line and value */
+	 * one would raise the room's watermark for good, so the room is
+	 * refused, named by line and value; its id is still dropped (no
+	 * created_at then: 0), and so is the next line's, with its room */
 	static const struct {
-		const char *created;
-		const char *why; /* NULL: taken */
+		const char *part; /* after "m UUID" */
+		const char *why;  /* NULL: taken */
 	} times[] = {
-		{"0", "line 2: created_at 0 us is no message's (1 to "
-		      "253402300799999999: 1970 to 9999)"},
-		{"1", NULL},
-		{"253402300799999999", NULL},
-		{"253402300800000000", "line 2: created_at 253402300800000000 us"
-		                       " is no message's"},
-		{"9223372036854775807", "line 2: created_at 9223372036854775807"
-		                        " us is no message's"},
+		{" 0 r", "line 2: created_at 0 us is no message's (1 to "
+		         "253402300799999999: 1970 to 9999)"},
+		{" 1 r", NULL},
+		{" 253402300799999999 r", NULL},
+		{" 253402300800000000 r", "line 2: created_at 253402300800000000"
+		                          " us is no message's (1 to "},
+		{" 9223372036854775807 r", "line 2: created_at "
+		                           "9223372036854775807 us is no "},
+		{" 99999999999999999999 r", "line 2: created_at "
+		                            "99999999999999999999 is above 2^63 "
+		                            "- 1 us"},
+		/* nor a room part that does not read */
+		{" ", "line 2: no created_at after the UUID"},
+		{" x r", "line 2: no created_at after the UUID"},
+		{" 1", "line 2: no room after created_at 1"},
+		{" 1 ", "line 2: no room after created_at 1"},
+		{" 1x r", "line 2: no room after created_at 1"},
+		{" 1 a b", "line 2: room: byte 1 (0x20) is not %-escaped"},
+		{" 1 a%2", "line 2: room: bad %-escape at byte 1"},
+		{" 1 a%zz", "line 2: room: bad %-escape at byte 1"},
+		{" 1 %00", "line 2: room: bad %-escape at byte 0"},
 	};
 	for (size_t i = 0; i < sizeof times / sizeof *times; i++) {
 		char line[200];
 		snprintf(line, sizeof line, "shm-inval 2 hostA\nm 0190c1c2-0000-"
-		         "7000-8000-000000000001 %s r\n", times[i].created);
-		int rc = fl_inval_parse(line, strlen(line), &m, err, sizeof err);
+		         "7000-8000-000000000001%s\nm 0190c1c2-0000-7000-8000-"
+		         "000000000002 5 good\n", times[i].part);
+		assert_int_equal(fl_inval_parse(line, strlen(line), &m, err,
+		                                sizeof err), 0);
+		assert_int_equal(m.n, 2);
+		assert_int_equal(((const uint8_t *)m.keys[0].key)[15], 1);
+		assert_int_equal(((const uint8_t *)m.keys[1].key)[15], 2);
+		assert_string_equal(m.keys[1].room, "good");
+		assert_int_equal(m.keys[1].created_at, 5);
 		if (!times[i].why) {
-			assert_int_equal(rc, 0);
-			assert_int_equal(m.n, 1);
+			assert_int_equal(m.rooms_refused, 0);
+			assert_string_equal(m.keys[0].room, "r");
 			assert_int_equal(m.keys[0].created_at,
-			                 strtoll(times[i].created, NULL, 10));
+			                 strtoll(times[i].part, NULL, 10));
 			continue;
 		}
-		assert_int_equal(rc, -1);
-		if (strncmp(err, times[i].why, strlen(times[i].why)))
-			fail_msg("'%s' is not '%s...'", err, times[i].why);
+		assert_int_equal(m.rooms_refused, 1);
+		assert_null(m.keys[0].room);
+		assert_int_equal(m.keys[0].created_at, 0);
+		if (strncmp(m.room_why, times[i].why, strlen(times[i].why)))
+			fail_msg("'%s' is not '%s...'", m.room_why, times[i].why);
 	}
+	/* a room longer than a room can be: refused too */
+	char longer[SHM_MAX_ROOM + 200];
+	snprintf(longer, sizeof longer, "shm-inval 2 hostA\nm 0190c1c2-0000-"
+	         "7000-8000-000000000001 1 %0*d\n", SHM_MAX_ROOM + 1, 0);
+	assert_int_equal(fl_inval_parse(longer, strlen(longer), &m, err,
+	                                sizeof err), 0);
+	assert_int_equal(m.n, 1);
+	assert_null(m.keys[0].room);
+	if (strncmp(m.room_why, "line 2: room: longer than ", 26))
+		fail_msg("'%s' is not 'line 2: room: longer than ...'", m.room_why);
 	/* the next message starts with none refused */
 	ok = "shm-inval 2 hostA\nm 0190c1c2-0000-7000-8000-000000000001 1 a\n";
 	assert_int_equal(fl_inval_parse(ok, strlen(ok), &m, err, sizeof err), 0);
@@ -1044,6 +1093,63 @@ static void test_bad_room_from_a_peer_still_drops(void **state)
 	hosts_close(&h);
 }
 
+/* A peer's line with a created_at no message has (a bug there) loses its
+ * room, not its id: B drops that message from L1, and the message's other
+ * line is applied whole, its room's pages on B asking PostgreSQL. */
+static void test_bad_created_at_from_a_peer_still_drops(void **state)
+{
+	NEED_SERVERS();
+	hosts h;
+	shm_msg mb[3], mo, **page;
+	shm_uuid foreign;
+	uint64_t l3;
+	char room2[80], ido[37], idf[37], msg[512];
+
+	assert_int_equal(strncmp(redis_url, "unix://", 7), 0);
+	hosts_open(&h, pg_info);
+	for (int i = 0; i < 3; i++) {
+		mb[i] = tu_msg(h.room, 10 + i, "on B");
+		mb[i].created_at = shm_now_us() - (3 - i) * 1000;
+		assert_int_equal(shm_msg_put(h.b, &mb[i]), 0);
+	}
+	snprintf(room2, sizeof room2, "%s-2", h.room);
+	mo = tu_msg(room2, 1, "on B, another room");
+	assert_int_equal(shm_msg_put(h.b, &mo), 0);
+	assert_true(wait_flushed(h.b, 10000));
+	assert_true(l1_has(h.b, &mo.id, NULL, 0));
+	assert_int_equal(page_of(h.b, h.room, 3, &page, &l3), 3);
+	shm_msgs_free(page, 3);
+	assert_int_equal(l3, 0);
+	uint64_t errors = meta(h.b, "flusher.inval.errors");
+	uint64_t keys = meta(h.b, "flusher.inval.keys");
+
+	/* line 2: mo with a created_at of 0; line 3: a message B lacks,
+	 * newer than B's page of h.room */
+	shm_uuid_format(&mo.id, ido);
+	shm_uuid_v7(&foreign);
+	shm_uuid_format(&foreign, idf);
+	snprintf(msg, sizeof msg, "shm-inval 2 hostZ\nm %s 0 %s\nm %s %" PRId64
+	         " %s\n", ido, room2, idf, shm_now_us(), h.room);
+	redisContext *c = redisConnectUnix(redis_url + 7);
+	assert_non_null(c);
+	assert_int_equal(c->err, 0);
+	publish_raw(c, msg);
+	redisFree(c);
+
+	if (!l1_loses(h.b, &mo.id)) {
+		dump_log(h.dir_b);
+		fail_msg("a line with a bad created_at kept its id in B's L1");
+	}
+	assert_true(wait_meta(h.b, "flusher.inval.keys", keys + 2, 5000));
+	assert_true(wait_meta(h.b, "flusher.inval.errors", errors + 1, 5000));
+	assert_int_equal(page_of(h.b, h.room, 3, &page, &l3), 3);
+	assert_memory_equal(page[0]->id.b, mb[2].id.b, 16);
+	shm_msgs_free(page, 3);
+	assert_int_equal(l3, 1); /* line 3's room: B's page is incomplete */
+	assert_int_equal(tu_verify(h.b), 0);
+	hosts_close(&h);
+}
+
 /* Publishes a peer's message naming one new message of room (a write that
  * raises the room's watermark here). */
 static void publish_new_message(redisContext *c, const char *room)
@@ -1163,15 +1269,12 @@ static uint64_t full_sub_waits_for(full_sub *f, const char *s, unsigned n)
 	return ms_now() - t0;
 }
 
-/* Publishes something no host sends: the subscriber says it ignores it,
- * after every message published before it. */
+/* Publishes something no host sends: the subscriber says it cannot read
+ * it (MALFORMED), after every message published before it. */
+#define MALFORMED "a malformed message ("
 static void publish_malformed(redisContext *c)
 {
-	redisReply *r = redisCommand(c, "PUBLISH %s %s", FL_INVAL_CHANNEL,
-	                             "not an invalidation");
-	assert_non_null(r);
-	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-	freeReplyObject(r);
+	publish_raw(c, "not an invalidation");
 }
 
 /* Drops that fail at every message (a full map: a read snapshot keeps the
@@ -1230,7 +1333,7 @@ static void test_failing_drops_keep_up_with_the_channel(void **state)
 	for (unsigned i = 0; i < n; i++)
 		publish_new_message(f.c, "r");
 	publish_malformed(f.c);
-	full_sub_waits_for(&f, "ignoring a malformed message", 1);
+	full_sub_waits_for(&f, MALFORMED, 1);
 	uint64_t dt = ms_now() - t0;
 	fprintf(stderr, "%u messages read in %" PRIu64 " ms while drops fail "
 	        "(backoff-min-ms %u)\n", n, dt, pause_ms);
@@ -1360,7 +1463,8 @@ static void test_failed_resets_are_said_once_then_reminded(void **state)
 	resubscribe(&f, n + 1);
 	full_sub_waits_for(&f, "subscribed: dropped ", 1);
 	assert_int_equal(tu_lines_with(f.log, "dropping the flushed L1 entries "
-	                            "after a gap or failed drops works again"), 1);
+	                            "after a gap, failed drops or a malformed "
+	                            "message works again"), 1);
 	full_sub_close(&f);
 }
 
@@ -1424,7 +1528,7 @@ static void test_bad_rooms_are_said_once_then_reminded(void **state)
 		                             FL_INVAL_CHANNEL, msg));
 	}
 	publish_malformed(f.c);
-	full_sub_waits_for(&f, "ignoring a malformed message", 1);
+	full_sub_waits_for(&f, MALFORMED, 1);
 	unsigned said = tu_lines_with(f.log, "rooms ignored");
 	uint64_t most = 1 + (ms_now() - t0) / 1000;
 	fprintf(stderr, "%u lines about %u messages with a bad room in %"
@@ -1435,10 +1539,110 @@ static void test_bad_rooms_are_said_once_then_reminded(void **state)
 		         " expected)", said, n, most);
 
 	publish_new_message(f.c, "good");
-	publish_malformed(f.c);
-	full_sub_waits_for(&f, "ignoring a malformed message", 2);
+	full_sub_waits_for(&f, "rooms of other hosts' messages works again", 1);
+	tu_sleep_ms(100);
 	assert_int_equal(tu_lines_with(f.log, "rooms of other hosts' messages "
 	                            "works again"), 1);
+	full_sub_close(&f);
+}
+
+/* A flushed message of f's environment (every sink "has" it). */
+static shm_msg put_flushed(full_sub *f, const char *content)
+{
+	shm_msg k = tu_msg("flushed", 1, content);
+	shm_info in;
+
+	assert_int_equal(shm_msg_put(f->env, &k), 0);
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	assert_int_equal(shm_log_trim(f->env, in.log_last), 0);
+	return k;
+}
+
+/* A message that does not read named keys this host cannot know, so they
+ * would stay stale: every flushed L1 entry is dropped (unflushed local work
+ * kept), said and counted. One that says it is this host's own is no more
+ * to be trusted than its lines: the same. */
+static void test_malformed_message_resets_l1(void **state)
+{
+	NEED_SERVERS();
+	full_sub f;
+
+	full_sub_open(&f, "10", "10000", false);
+	shm_msg k = put_flushed(&f, "stale here");
+	shm_msg u = tu_msg("local", 2, "unflushed");
+	assert_int_equal(shm_msg_put(f.env, &u), 0);
+
+	const char *bad = "shm-inval 2 hostZ\nm 0190c1c2-0000-7000-8000-"
+	                  "00000000000g\n";
+	char said[200];
+	snprintf(said, sizeof said, "WARN inval: a malformed message (%zu "
+	         "bytes, its sender unknown): line 2: bad UUID; the keys it "
+	         "named are unknown: every flushed L1 entry will be dropped",
+	         strlen(bad));
+	publish_raw(f.c, bad);
+	full_sub_waits_for(&f, MALFORMED, 1);
+	if (!l1_loses(f.env, &k.id))
+		fail_msg("a peer's malformed message left a flushed entry in L1");
+	assert_true(l1_has(f.env, &u.id, NULL, 0));
+	full_sub_waits_for(&f, "after a malformed message: dropped 1 flushed "
+	                   "L1 entry", 1);
+	assert_int_equal(tu_lines_with(f.log, said), 1);
+	assert_true(wait_meta(f.env, "flusher.inval.resets", 1, 5000));
+	assert_true(wait_meta(f.env, "flusher.inval.errors", 1, 5000));
+	assert_int_equal(meta(f.env, "flusher.inval.received"), 0);
+
+	/* "from hostY", this host: its lines do not read, nor does its name */
+	shm_msg k2 = put_flushed(&f, "stale too"); /* u with it */
+	shm_msg u2 = tu_msg("local", 3, "unflushed too");
+	assert_int_equal(shm_msg_put(f.env, &u2), 0);
+	publish_raw(f.c, "shm-inval 2 hostY\nm 0190c1c2\n");
+	if (!l1_loses(f.env, &k2.id))
+		fail_msg("a malformed message naming this host left a flushed "
+		         "entry in L1");
+	assert_true(l1_has(f.env, &u2.id, NULL, 0));
+	assert_true(wait_meta(f.env, "flusher.inval.resets", 2, 5000));
+	assert_int_equal(tu_verify(f.env), 0);
+	full_sub_close(&f);
+}
+
+/* A flood of malformed messages (40 in 1 s) does not walk L1 once per
+ * message: while they keep coming, the resets they owe are backoff-min-ms
+ * apart (10 ms here), doubled each time; it is said once (reminded every
+ * second here), and said to end once none came for a remind-interval.
+ * Every message of the flood is covered: a flushed entry written during
+ * it is gone at the end. */
+static void test_malformed_flood_costs_few_resets(void **state)
+{
+	NEED_SERVERS();
+	const unsigned n = 40;
+	const char *reset = "after a malformed message: dropped ";
+	full_sub f;
+
+	full_sub_open(&f, "10", "10000", false);
+	uint64_t t0 = ms_now();
+	shm_msg k = {0};
+	for (unsigned i = 0; i < n; i++) {
+		if (i == n - 5)
+			k = put_flushed(&f, "written during the flood");
+		publish_malformed(f.c);
+		tu_sleep_ms(25);
+	}
+	full_sub_waits_for(&f, "reading other hosts' messages works again", 1);
+	unsigned resets = tu_lines_with(f.log, reset);
+	unsigned said = tu_lines_with(f.log, MALFORMED);
+	uint64_t most = 2 + (ms_now() - t0) / 1000;
+	fprintf(stderr, "%u resets of L1, %u lines for %u malformed messages "
+	        "in %" PRIu64 " ms\n", resets, said, n, ms_now() - t0);
+	assert_true(resets >= 1);
+	if (resets > 12)
+		fail_msg("%u resets of L1 for %u malformed messages in a second "
+		         "(at most 12 expected)", resets, n);
+	if (said > most)
+		fail_msg("%u lines about %u malformed messages (at most %" PRIu64
+		         " expected)", said, n, most);
+	if (!l1_loses(f.env, &k.id))
+		fail_msg("an entry flushed during a flood of malformed messages "
+		         "is still in L1");
 	full_sub_close(&f);
 }
 
@@ -1742,6 +1946,7 @@ int main(void)
 		T(test_write_on_a_drops_copy_on_b),
 		T(test_write_on_a_joins_room_page_on_b),
 		T(test_bad_room_from_a_peer_still_drops),
+		T(test_bad_created_at_from_a_peer_still_drops),
 		T(test_failed_drops_are_said_once_then_reminded),
 		T(test_failing_drops_keep_up_with_the_channel),
 		T(test_stale_key_dropped_when_drops_work_again),
@@ -1749,6 +1954,8 @@ int main(void)
 		T(test_failed_resets_are_said_once_then_reminded),
 		T(test_flapping_subscription_backs_off),
 		T(test_bad_rooms_are_said_once_then_reminded),
+		T(test_malformed_message_resets_l1),
+		T(test_malformed_flood_costs_few_resets),
 		T(test_unflushed_on_b_is_kept),
 		T(test_gap_drops_flushed_entries),
 		T(test_invalidation_off),
