@@ -115,7 +115,8 @@ static const meta_desc inval_desc[] = { /* flusher/invalidate.c */
 	{"keys", "keys those messages named"},
 	{"dropped", "L1 entries dropped"},
 	{"kept", "keys kept: unflushed work of this host"},
-	{"resets", "drops of every flushed L1 entry (after a reconnect, failed drops or a malformed message)"},
+	{"resets", "drops of every flushed L1 entry (after a reconnect, "
+	           "failed drops or a malformed message)"},
 	{"errors", "messages or drops that failed"},
 	{"peers_seen", "1 once another host was heard from"},
 	{NULL, NULL}};
