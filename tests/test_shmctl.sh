@@ -280,6 +280,8 @@ has "get recomputes content_hash" "$tmp/out" "\"compressed_content\":null,\"pare
 hasnt "imported content_hash is ignored" "$tmp/out" "ignored"
 eq "get prints one line" "$(wc -l <"$tmp/out")" 1
 t "get of an unknown id exits 1" 1 "$SHMCTL" get "$NOPE"
+# L1 is a cache: "not found" read as "lost" once a flushed message expired
+has "saying L1 alone was read, and where else to look" "$tmp/err" "message $NOPE not in L1 (shmctl get reads L1 alone: a flushed message leaves it after l1_ttl_s or when evicted; Redis and PostgreSQL may hold it)"
 t "get of a malformed id exits 65" 65 "$SHMCTL" get not-a-uuid
 
 t "room page" 0 "$SHMCTL" room general

@@ -468,7 +468,12 @@ int cmd_get(int argc, char **argv)
 		return ex;
 	rc = shm_msg_get(env, &id, &m);
 	if (rc == SHM_ENOTFOUND) {
-		fprintf(stderr, "%s: message %s not found\n", prog, pos[0]);
+		/* L1 is a cache: one who finds a message gone from it (expired
+		 * after l1_ttl_s, evicted) is told where else it may be */
+		fprintf(stderr, "%s: message %s not in L1 (shmctl get reads L1 "
+		        "alone: a flushed message leaves it after l1_ttl_s or "
+		        "when evicted; Redis and PostgreSQL may hold it)\n",
+		        prog, pos[0]);
 		ex = EX_NOTFOUND;
 	} else if (rc) {
 		ex = fail(rc);
