@@ -529,6 +529,34 @@ void fl_cleanup_report(shm_env *env, const fl_cleanup_stats *st)
 		       shm_errmsg());
 }
 
+/* The round reads the graph and marks PostgreSQL has (shm_edges,
+ * shm_marks): those still in the log are not in it. Said, or a round right
+ * after shm-dataset --env or an application's saves cleans nothing, and
+ * looks like a round that found nothing to clean. */
+static void say_unapplied(shm_env *env)
+{
+	uint64_t applied = 0, next_seq = 0;
+	shm_log_iter *it;
+	shm_log_rec rec;
+
+	shm_meta_get(env, "sink.pg.applied", &applied); /* none: 0 */
+	if (shm_meta_get(env, "next_seq", &next_seq) || next_seq <= applied + 1)
+		return;
+	if (shm_log_iter_open(env, applied + 1, &it))
+		return;
+	memset(&rec, 0, sizeof rec);
+	bool held = shm_log_iter_next(it, &rec) == 0; /* not trimmed yet */
+	uint64_t first = rec.seq;
+	shm_log_iter_close(it);
+	if (held)
+		fl_log(FL_WARN, "cleanup", "the log holds records PostgreSQL "
+		       "has not applied (seq %" PRIu64 " to %" PRIu64 "; "
+		       "sink.pg.applied = %" PRIu64 "): graph changes and "
+		       "marks among them are not in this round (--once "
+		       "--cleanup-now drains the log first)", first,
+		       next_seq - 1, applied);
+}
+
 int fl_cleanup_now(const fl_config *cfg, shm_env *env)
 {
 	fl_cleanup_stats st = {0};
@@ -539,6 +567,10 @@ int fl_cleanup_now(const fl_config *cfg, shm_env *env)
 		fl_log(FL_ERROR, "cleanup", "--cleanup-now needs --pg");
 		return FL_EXIT_USAGE;
 	}
+	/* a one-shot round, the scheduler's stop (--once --cleanup-now:
+	 * after the drain, fl_cleanup_shutdown ran) is not its */
+	atomic_store(&stop_requested, false);
+	say_unapplied(env);
 	if (!(pg = fl_cleanup_connect(cfg, err, sizeof err))) {
 		fl_log(FL_ERROR, "cleanup", "%s", err);
 		return FL_EXIT_SINK;

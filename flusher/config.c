@@ -68,7 +68,9 @@ static const fl_opt opts[] = {
 	 "first)", NULL},
 	{"cleanup-now", 0, O_BOOL, W_FLAG, OFF(cleanup_now), "no", U(0, 0),
 	 NULL, "run one connection cleanup round (needs --pg), then exit "
-	 "(exit 3 if PostgreSQL is unreachable or a website failed)", NULL},
+	 "(exit 3 if PostgreSQL is unreachable or a website failed); it sees "
+	 "the graph changes and marks PostgreSQL has: with --once, after "
+	 "draining the log", NULL},
 	{"cleanup-interval", 0, O_UINT, W_BOTH, OFF(cleanup_interval_s),
 	 "3600", U(0, 604800), NULL,
 	 "run the grouped connection cleanup this often (s); 0: never", NULL},

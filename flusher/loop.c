@@ -560,7 +560,12 @@ int fl_main(int argc, char **argv)
 		code = FL_EXIT_ENV;
 		goto out;
 	}
-	if (d.cfg.cleanup_now) {
+	if (d.cfg.cleanup_now && !*d.cfg.pg_conninfo) {
+		fl_log(FL_ERROR, "cleanup", "--cleanup-now needs --pg");
+		code = FL_EXIT_USAGE;
+		goto out;
+	}
+	if (d.cfg.cleanup_now && !d.cfg.once) {
 		code = fl_cleanup_now(&d.cfg, d.env);
 		goto out;
 	}
@@ -678,6 +683,11 @@ stop:
 		d.w[i] = NULL;
 	}
 	fl_inval_stop(d.inval); /* after the joins: the publisher is theirs */
+	/* --once --cleanup-now: the round once the drain put the log's graph
+	 * changes and marks into PostgreSQL (not after a failed or stopped
+	 * drain: exit 3, the round not run) */
+	if (d.cfg.cleanup_now && code == FL_EXIT_OK && !stopping)
+		code = fl_cleanup_now(&d.cfg, d.env);
 	/* the joined workers' FL_SIG_DONE, if still pending, dies here */
 	struct timespec now = {0, 0};
 	while (sigtimedwait(&done_set, NULL, &now) == FL_SIG_DONE)

@@ -748,6 +748,50 @@ static void test_cleanup_matches_upper_case_uuid_ids(void **st_)
 	free(dir);
 }
 
+/* A round works on the graph and marks PostgreSQL has: --cleanup-now right
+ * after a save, its mark still in the log, cleans nothing and says why (a
+ * WARN naming the records and --once --cleanup-now); --once --cleanup-now
+ * drains the log, then runs the round. --once used to be ignored beside
+ * --cleanup-now, and a round before the drain said only "0 deleted". */
+static void test_cleanup_now_with_once_drains_the_log_first(void **st_)
+{
+	FT_NEED_SERVERS();
+	NEED_PG();
+	site s;
+	shm_uuid w;
+	char page[80], block[80];
+	site_init(&s, 57);
+	assert_int_equal(shm_uuid_parse(s.id, &w), 0);
+	snprintf(page, sizeof page, "Page/%s", id(1));
+	snprintf(block, sizeof block, "Block/%s", id(2));
+	char *dir = flusher_env();
+	shm_env *env = tu_open(dir, NULL);
+	const char *deps[] = {block};
+	assert_int_equal(shm_deps_set(env, &w, page, true, deps, 1), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, NULL), 0);
+	assert_string_equal(conns(&s), "Page:1>Block:2");
+	conn(&s, "Page:1", "Block:3"); /* obsolete */
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm_object_save(env, &w, page), 0);
+	shm_env_close(env);
+
+	assert_int_equal(cleanup_now(dir, NULL), FL_EXIT_OK);
+	assert_string_equal(conns(&s), "Page:1>Block:2;Page:1>Block:3");
+	assert_true(ft_log_mentions(dir, "WARN cleanup: the log holds records "
+	                                 "PostgreSQL has not applied"));
+	assert_true(ft_log_mentions(dir, "(--once --cleanup-now drains the "
+	                                 "log first)"));
+
+	const char *both[] = {"--once", "--cleanup-now", NULL};
+	assert_int_equal(ft_wait(ft_spawn_flusher(dir, both)), FL_EXIT_OK);
+	assert_string_equal(conns(&s), "Page:1>Block:2");
+	assert_int_equal(marks_of(&s), 0);
+	assert_int_equal(ft_log_count(dir, "WARN cleanup: the log holds"), 1);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* The website given in upper case (its object, and the id of its objects'
  * UUIDs) and in lower case is one object in L1 as in PostgreSQL's uuid
  * columns: declared in both cases, the last declaration wins in both, and
@@ -1113,6 +1157,9 @@ int main(void)
 		cmocka_unit_test(test_cleanup_an_indirect_source_keeps_nothing),
 		cmocka_unit_test_teardown(
 			test_cleanup_matches_upper_case_uuid_ids, ft_teardown),
+		cmocka_unit_test_teardown(
+			test_cleanup_now_with_once_drains_the_log_first,
+			ft_teardown),
 		cmocka_unit_test_teardown(
 			test_website_in_either_case_is_one_object_in_l1_and_l3,
 			ft_teardown),
