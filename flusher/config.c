@@ -151,7 +151,7 @@ static const fl_opt opts[] = {
 	 level_choices, "log messages of this level and above", NULL},
 	{"print-config", 0, O_BOOL, W_FLAG, OFF(print_config), "no", U(0, 0),
 	 NULL, "check the configuration as a start does, print it as a config "
-	 "file and exit", NULL},
+	 "file (relative paths made absolute) and exit", NULL},
 	{"version", 'V', O_BOOL, W_FLAG, OFF(version), "no", U(0, 0), NULL,
 	 "print the version and exit", NULL},
 	{"help", 'h', O_BOOL, W_FLAG, OFF(help), "no", U(0, 0), NULL,
@@ -604,12 +604,31 @@ void fl_config_help(FILE *f, const char *prog)
 	        "command line, which overrides the file.\n");
 }
 
+/* A path option's relative value as the start that --print-config checks
+ * would take it: from the working directory, which a service reading the
+ * file has another of (systemd's is /). buf, or v itself. */
+static const char *print_path(const fl_opt *o, const char *v, char *buf,
+                              size_t n)
+{
+	char cwd[4096];
+	bool path = o->off == OFF(env_dir) || o->off == OFF(pg_schema) ||
+	            o->off == OFF(log_file);
+
+	if (!path || !*v || *v == '/' || !getcwd(cwd, sizeof cwd))
+		return v;
+	if ((size_t)snprintf(buf, n, "%s%s%s", cwd,
+	                     strcmp(cwd, "/") ? "/" : "", v) >= n)
+		return v;
+	return buf;
+}
+
 void fl_config_print(FILE *f, const fl_config *c)
 {
 	fprintf(f, "# shm-flusher configuration (shm-flusher --config FILE)\n");
 	for (size_t i = 0; i < N_OPTS; i++) {
 		const fl_opt *o = &opts[i];
 		const char *field = (const char *)c + o->off;
+		char abs[8192];
 		if (o->where == W_FLAG)
 			continue;
 		fprintf(f, "\n# %s (default: %s)\n", o->help,
@@ -618,6 +637,7 @@ void fl_config_print(FILE *f, const fl_config *c)
 		case O_STR: {
 			const char *v = *(char *const *)field ?
 			                *(char *const *)field : "";
+			v = print_path(o, v, abs, sizeof abs);
 			size_t vl = strlen(v);
 			/* quoted when a file would read it otherwise */
 			bool q = has_comment(v) ||

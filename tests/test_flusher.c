@@ -653,6 +653,47 @@ static void test_config_file_comment_after_a_value_is_refused(void **state)
 	free(dir);
 }
 
+/* --print-config writes a relative env, pg-schema or log-file as the path
+ * the start it checked would take, from its working directory: the file is
+ * read by a service in another (systemd's is /), where "sql/schema.sql"
+ * named no file and a relative env another environment. Absolute ones are
+ * written as given. */
+static void test_config_print_config_makes_relative_paths_absolute(void **state)
+{
+	char *dir = tu_tmpdir(), out[4200], cwd[4096], line[8300];
+	char want[3][8300];
+	FILE *f;
+
+	snprintf(out, sizeof out, "%s/printed.conf", dir);
+	assert_non_null(getcwd(cwd, sizeof cwd));
+	assert_int_equal(chdir(dir), 0);
+	assert_non_null(f = fopen("schema.sql", "w"));
+	fclose(f);
+	char *print[] = {"f", "--print-config", "-e", "env", "--pg", "dbname=x",
+	                 "--pg-schema", "schema.sql", "--log-file", "f.log",
+	                 NULL};
+	int code = main_to_file(10, print, out);
+	assert_int_equal(chdir(cwd), 0);
+	assert_int_equal(code, FL_EXIT_OK);
+	snprintf(want[0], sizeof want[0], "env = %s/env\n", dir);
+	snprintf(want[1], sizeof want[1], "pg-schema = %s/schema.sql\n", dir);
+	snprintf(want[2], sizeof want[2], "log-file = %s/f.log\n", dir);
+	int found = 0;
+	assert_non_null(f = fopen(out, "r"));
+	while (fgets(line, sizeof line, f))
+		for (int i = 0; i < 3; i++)
+			found += strcmp(line, want[i]) == 0;
+	fclose(f);
+	assert_int_equal(found, 3);
+
+	char *abs[] = {"f", "--print-config", "-e", "/e", "--pg", "dbname=x",
+	               NULL};
+	assert_int_equal(main_to_file(6, abs, out), FL_EXIT_OK);
+	assert_int_equal(tu_lines_with(out, "env = /e"), 1);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 static void test_batch_coalesce_keeps_last_state_per_key(void **state)
 {
 	fl_batch b;
@@ -4403,6 +4444,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_config_help_lists_every_option_with_default, ft_teardown),
 		cmocka_unit_test_teardown(test_config_file_comment_after_a_value_is_refused, ft_teardown),
 		cmocka_unit_test_teardown(test_config_print_config_checks_as_a_start_does, ft_teardown),
+		cmocka_unit_test_teardown(test_config_print_config_makes_relative_paths_absolute,
+		                          ft_teardown),
 		cmocka_unit_test_teardown(test_config_refuses_a_conninfo_libpq_would_refuse,
 		                          ft_teardown),
 		cmocka_unit_test_teardown(test_batch_coalesce_keeps_last_state_per_key, ft_teardown),
