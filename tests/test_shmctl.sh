@@ -289,6 +289,18 @@ eq "room page has both messages" "$(wc -l <"$tmp/out")" 2
 eq "room page is newest first" "$(head -n 1 "$tmp/out" | grep -c "\"id\":\"$ID\"")" 1
 t "room page with limit" 0 "$SHMCTL" room general --limit 1
 eq "limit 1 gives one line" "$(wc -l <"$tmp/out")" 1
+# --name=VALUE, as GNU tools take it ("unknown option '--limit=1'" said
+# the option was unknown)
+t "room page with --limit=1" 0 "$SHMCTL" room general --limit=1
+eq "is --limit 1" "$(wc -l <"$tmp/out")" 1
+t "--env=DIR before the command" 0 env -u SHM_ENV "$SHMCTL" --env="$E" room general --limit=1
+eq "is --env DIR" "$(wc -l <"$tmp/out")" 1
+t "--limit=1 and --limit 2 are one option given twice" 2 "$SHMCTL" room general --limit=1 --limit 2
+has "named without its value" "$tmp/err" "shmctl: option '--limit' given twice"
+t "a flag given a value" 2 "$SHMCTL" ls --json=yes
+has "says it takes none" "$tmp/err" "shmctl: option '--json' takes no value"
+t "--env=DIR after the command" 2 env -u SHM_ENV "$SHMCTL" stat --env="$E"
+has "says where it goes" "$tmp/err" "--env DIR goes before the command"
 t "room page with before" 0 "$SHMCTL" room general --before 2026-11-23T10:00:01Z
 eq "before keeps the older message" "$(grep -c '"content":"hello"' "$tmp/out")" 1
 eq "before drops the newer message" "$(wc -l <"$tmp/out")" 1

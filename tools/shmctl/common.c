@@ -142,19 +142,29 @@ int scan(int argc, char **argv, optdef *opts, char ***pos, int *npos)
 			continue;
 		}
 		if (!dashdash && a[0] == '-' && a[1] == '-') {
+			/* --name VALUE, or --name=VALUE as GNU tools take it */
+			const char *eq = strchr(a + 2, '=');
+			size_t nl = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
 			optdef *o = opts;
-			while (o && o->name && strcmp(o->name, a + 2) != 0)
+			while (o && o->name && (strlen(o->name) != nl ||
+			                        strncmp(o->name, a + 2, nl)))
 				o++;
 			if (!o || !o->name)
 				return usage_err("unknown option '%s'",
 				                 shm__shown_str(a, b));
 			if (o->value)
-				return usage_err("option '%s' given twice", a);
-			if (o->has_arg) {
+				return usage_err("option '--%s' given twice",
+				                 o->name);
+			if (o->has_arg && eq) {
+				o->value = eq + 1;
+			} else if (o->has_arg) {
 				if (i + 1 >= argc)
 					return usage_err("option '%s' needs a value",
 					                 a);
 				o->value = argv[++i];
+			} else if (eq) {
+				return usage_err("option '--%s' takes no value",
+				                 o->name);
 			} else {
 				o->value = "";
 			}

@@ -95,7 +95,8 @@ static const char usage_text[] =
 "                                     --clear-stale frees)\n"
 "\n"
 "Options, before COMMAND: -e DIR (or --env DIR, -eDIR) the environment\n"
-"directory; -h, --help; -V, --version\n"
+"directory; -h, --help; -V, --version. An option's value may also follow\n"
+"an '=': --env=DIR, --limit=N.\n"
 "\n"
 "Exit status: 0 ok; 1 not found (a missing FILE too), or problems found\n"
 "(verify, log); 2 usage error; 65 bad input data (malformed JSON, UUID,\n"
@@ -144,7 +145,8 @@ static int run(int argc, char **argv)
 			printf("shmctl %s\n", SHM_VERSION);
 			return EX_OK;
 		}
-		if (strncmp(a, "-e", 2) && strcmp(a, "--env"))
+		if (strncmp(a, "-e", 2) && strcmp(a, "--env") &&
+		    strncmp(a, "--env=", 6))
 			return usage_err("unknown option '%s'",
 			                 shm__shown_str(a, b));
 		if (env_given)
@@ -152,6 +154,11 @@ static int run(int argc, char **argv)
 		env_given = true;
 		if (a[1] == 'e' && a[2]) { /* -eDIR */
 			env_dir = a + 2;
+			i++;
+			continue;
+		}
+		if (!strncmp(a, "--env=", 6)) {
+			env_dir = a + 6;
 			i++;
 			continue;
 		}
@@ -174,10 +181,12 @@ static int run(int argc, char **argv)
 				return help();
 			/* the commands take no -e: said, rather than read as an
 			 * argument ('stat [--json]') or as no -e at all */
-			if (!strcmp(argv[j], "-e") || !strcmp(argv[j], "--env"))
+			bool eq = !strncmp(argv[j], "--env=", 6);
+			const char *f = eq ? "--env" : argv[j];
+			if (eq || !strcmp(f, "-e") || !strcmp(f, "--env"))
 				return usage_err("%s DIR goes before the command: "
-				                 "shmctl %s DIR %s ...", argv[j],
-				                 argv[j], argv[i]);
+				                 "shmctl %s DIR %s ...", f, f,
+				                 argv[i]);
 		}
 		if (!env_dir || !*env_dir)
 			return usage_err("no environment: give -e DIR or set "
