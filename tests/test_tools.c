@@ -495,6 +495,8 @@ static void test_dataset_says_a_bad_option_as_chatsim_does(void **state)
 		{"--websites", "option '--websites' needs a value"},
 		{"--pg", "option '--pg' needs a value"},
 		{"extra", "unexpected argument 'extra'"},
+		{"--wesbites=2", "unknown option '--wesbites'"},
+		{"--help=yes", "option '--help' takes no value"},
 	};
 	char err[4096], want[256];
 
@@ -506,6 +508,17 @@ static void test_dataset_says_a_bad_option_as_chatsim_does(void **state)
 		if (rc != 1 || strcmp(err, want))
 			fail_msg("%s: exit %d, '%s'", cases[i].a, rc, err);
 	}
+	/* --name=VALUE is --name VALUE, as shm-chatsim, shm-bench,
+	 * shm-flusher and shmctl take it ("unknown option '--websites=2'") */
+	char out[4096];
+	int rc = run_fd(1, NULL, out, sizeof out, (char *[]){
+	        "shm-dataset", "--websites=2", "--connections=10", NULL});
+	assert_int_equal(rc, 0);
+	assert_non_null(strstr(out, "websites 2\n"));
+	rc = run_fd(2, NULL, err, sizeof err, (char *[]){
+	        "shm-dataset", "--websites=2", "--websites", "3", NULL});
+	assert_int_equal(rc, 1);
+	assert_non_null(strstr(err, "option '--websites' given twice"));
 }
 
 /* shm-bench's bad arguments are said, naming them, before anything is

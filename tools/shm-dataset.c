@@ -597,14 +597,25 @@ static int run(int argc, char **argv)
 	opts op = {1, 12507, 1 - 6342.0 / 12507, 0.1, 1, NULL,
 	           NULL, NULL, false};
 	const char *given[16]; /* each option once: fewer than 16 */
+	char names[16][32];    /* the name of each --name=VALUE given */
 	int n_given = 0;
 	char shown[SHM__SHOWN_LONG_MAX];
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		const char *no_value = NULL; /* an option ARG knows, last */
 		uint64_t n;
-		bool ok = true;
-#define ARG(name) (!strcmp(a, name) && (v ? (i++, 1) : (no_value = a, 0)))
+		bool ok = true, inline_v = false;
+		/* --name=VALUE, as GNU tools (and shm-flusher, shmctl) take it */
+		const char *eq = strncmp(a, "--", 2) ? NULL : strchr(a, '=');
+		if (eq && (size_t)(eq - a) < sizeof names[0]) {
+			memcpy(names[n_given], a, (size_t)(eq - a));
+			names[n_given][eq - a] = '\0';
+			a = names[n_given];
+			v = eq + 1;
+			inline_v = true;
+		}
+#define ARG(name) (!strcmp(a, name) && \
+                   (v ? (inline_v || (i++, 1)) : (no_value = a, 0)))
 		/* websites x connections stays within a long; the objects of
 		 * a site within an int */
 		if (ARG("--websites")) {
@@ -627,6 +638,12 @@ static int run(int argc, char **argv)
 			op.env = v;
 		} else if (ARG("--graph")) {
 			op.graph = v;
+		} else if (inline_v && (!strcmp(a, "--quiet") ||
+		                        !strcmp(a, "--help") ||
+		                        !strcmp(a, "--version"))) {
+			fprintf(stderr, "shm-dataset: option '%s' takes no "
+			        "value\n(see shm-dataset --help)\n", a);
+			return 1;
 		} else if (!strcmp(a, "--quiet")) {
 			op.quiet = true;
 		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
