@@ -337,6 +337,11 @@ static void fill(fl_worker *w, size_t max)
 		}
 		if (rec.seq <= w->b.upto)
 			continue; /* cannot happen: the log only grows */
+		if (rec.seq > w->b.upto + 1) /* seqs have no holes but this */
+			fl_log(FL_WARN, name(w), "records (%" PRIu64 "..%" PRIu64
+			       "] were trimmed before this sink had them; "
+			       "skipping", w->b.upto,
+			       rec.seq - 1);
 		if (fl_batch_add(&w->b, &rec)) {
 			fl_log(FL_ERROR, name(w), "out of memory for a batch");
 			break;

@@ -3095,6 +3095,23 @@ static void test_sink_behind_a_trimmed_log_warns_and_goes_on(void **state)
 	assert_int_equal(ft_write(later, 3, &p), 0);
 	assert_int_equal(ft_flush_once(later, NULL), 0);
 	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 5);
+
+	/* the same when later records wait behind the hole: Redis left out
+	 * of a run, which trimmed (15..19], then given again. The batch
+	 * began at 20 without a word. */
+	const char *no_redis[] = {"--redis", "", NULL};
+	p.n = 4;
+	assert_int_equal(ft_write(later, 4, &p), 0);
+	assert_int_equal(ft_flush_once(later, no_redis), 0);
+	p.n = 3;
+	assert_int_equal(ft_write(later, 5, &p), 0);
+	assert_int_equal(ft_flush_once(later, NULL), 0);
+	assert_true(ft_log_mentions(later, "WARN redis: records (15..19] were "
+	                                   "trimmed before this sink had them; "
+	                                   "skipping"));
+	env = tu_open(later, NULL);
+	assert_int_equal(ft_meta(env, "sink.redis.applied"), 22);
+	shm_env_close(env);
 	ft_rmdir(dir);
 	ft_rmdir(later);
 	free(dir);
