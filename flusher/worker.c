@@ -575,7 +575,10 @@ static void *run(void *arg)
 		bool in_flight = w->b.n > 0 || w->b.upto > w->b.from;
 		if (!in_flight && stopping(w))
 			break;
-		if (!in_flight && w->once && w->b.upto >= w->once_upto)
+		/* --once ends drained and having reached the sink once: with
+		 * nothing to drain, an unreachable sink is still exit 3 */
+		if (!in_flight && w->once && w->b.upto >= w->once_upto &&
+		    !need_position)
 			break;
 		if (given_up(w)) {
 			w->result = -1; /* failed() or read_failed() said why */

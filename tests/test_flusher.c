@@ -2644,6 +2644,10 @@ static void test_once_exits_3_when_a_sink_is_unreachable(void **state)
 	assert_int_equal(tu_log_count(env), 0);
 	assert_int_equal(ft_redis_int("DBSIZE"), 50);
 	shm_env_close(env);
+	/* nothing left to drain: a wrong --redis is still exit 3, not 0 */
+	unsigned gave_up = ft_log_count(dir, "giving up (--once");
+	assert_int_equal(ft_flush_once(dir, dead_redis), FL_EXIT_SINK);
+	assert_int_equal(ft_log_count(dir, "giving up (--once"), gave_up + 1);
 	ft_rmdir(dir);
 	free(dir);
 }
