@@ -510,6 +510,12 @@ int fl_config_load(fl_config *c, int argc, char **argv, char *err,
 		         c->backoff_min_ms);
 		return -1;
 	}
+	if (c->batch_max_records < c->batch_records) { /* it would not apply */
+		snprintf(err, errlen, "batch-max-records (%" PRIu64 ") is below "
+		         "batch-records (%" PRIu64 ")", c->batch_max_records,
+		         c->batch_records);
+		return -1;
+	}
 	if (*c->redis_url && shm_redis_url_parse(c->redis_url, &c->redis_addr)) {
 		snprintf(err, errlen, "--redis: %s", shm_errmsg());
 		return -1;
