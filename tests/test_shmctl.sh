@@ -734,6 +734,9 @@ if [ -n "${SHM_TEST_REDIS:-}" ] && [ -x "$FLUSHER" ]; then
 	has "says the last one" "$tmp/err" "log record 1201 was trimmed before it could be shown"
 	t "log --from 1202, past the last record" 0 "$SHMCTL" -e "$T" log --from 1202
 	eq "says nothing" "$(wc -c <"$tmp/err")" 0
+	t "log over a log trimmed to nothing" 0 "$SHMCTL" -e "$T" log
+	eq "prints no record" "$(wc -c <"$tmp/out")" 0
+	has "and says why it is empty" "$tmp/err" "the log is empty: records 1..1201 were applied by every sink and trimmed"
 	"$SHMCTL" -e "$T" log --follow >/dev/null 2>&1 &
 	follow_pid=$!
 	sleep 1.5

@@ -296,6 +296,11 @@ int cmd_log(int argc, char **argv)
 		if (got == 0 && ns > next) {
 			if (next)
 				say_trimmed(next, ns - 1);
+			else /* no --from: all of it; an empty output says why */
+				fprintf(stderr, "%s: the log is empty: records "
+				        "1..%" PRIu64 " were applied by every sink "
+				        "and trimmed (shmctl stat: flushed)\n", prog,
+				        ns - 1);
 			next = ns;
 		}
 		if (!follow)
