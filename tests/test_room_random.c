@@ -1,0 +1,754 @@
+/* tests/test_room_random.c - room pages walked to the end, held against
+ * PostgreSQL's own: a randomized differential test of shm_room_page.
+ *
+ * Each round builds a random history in a few rooms through libshm (puts
+ * on a few dozen times, so that created_at ties are common, replies in
+ * threads, edits, reactions, soft deletes, rows another host left in
+ * PostgreSQL before the environment existed), drained by shm-flusher
+ * --once now and then, with an L1 small enough that flushed messages are
+ * evicted; then shakes L1 (reopen, read-through gets that fill it) and
+ * writes more that stays unflushed. Random (room, before, limit) walks, the
+ * next page's before being the created_at of the last message of the
+ * previous one (shm.h: ties left off a page are skipped by the next one),
+ * are compared page by page, message by message, with the same walk over
+ * PostgreSQL's rows with the unflushed messages of L1 in place of theirs
+ * (room.c invariant 3); the PostgreSQL rows of messages flushed are held
+ * against what L1 stored; and once the flusher has drained the rest, each
+ * page seen is PostgreSQL's own answer to the same query.
+ *
+ * The seed is printed; SHM_TEST_SEED=<n> replays it, SHM_TEST_ROUNDS=<n>
+ * sets the rounds (default 4). Needs a real redis-server and PostgreSQL
+ * (SHM_TEST_REDIS, SHM_TEST_PG, as tests/run.sh provides them); skips
+ * without them. Rows use room names "rr<pid>-..." and are removed
+ * afterwards. */
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "flusher_test.h"
+#include "pg_row.h"
+
+#define ROOMS 3
+#define MAX_KNOWN 1024
+#define MS INT64_C(1000) /* µs */
+/* L1's capacity per round: small ones evict most flushed messages */
+static const uint64_t l1_entries[] = {12, 24, 48, 100000};
+
+static char prefix[32]; /* "rr<pid>" */
+static uint64_t seed, rng;
+
+/* xorshift64*: the same sequence for a seed on every libc */
+static uint64_t rnd(void)
+{
+	rng ^= rng >> 12;
+	rng ^= rng << 25;
+	rng ^= rng >> 27;
+	return rng * UINT64_C(2685821657736338717);
+}
+
+static uint32_t below(uint32_t n)
+{
+	return (uint32_t)(rnd() % n);
+}
+
+typedef struct known {
+	shm_msg *m;   /* as L1 stored it at its last write (or as the row
+	               * another host put in PostgreSQL) */
+	bool dirty;   /* written since the last flush */
+} known;
+
+/* One page a walk saw, to be held against PostgreSQL after the flush. */
+typedef struct seen_page {
+	int room;
+	int64_t before;
+	uint32_t limit;
+	size_t n;
+	shm_uuid *ids;
+} seen_page;
+
+typedef struct world {
+	int round;
+	char *dir;
+	char room[ROOMS][64];
+	shm_options o;
+	shm_env *env;
+	PGconn *db;
+	known k[MAX_KNOWN];
+	size_t n;
+	uint64_t entries;  /* l1_max_entries */
+	size_t dirty_max;  /* flushed before more: L1 never fills (EFULL) */
+	int64_t pre, post; /* slot 0 before the environment, after it */
+	unsigned slots;    /* times after it: post + 0..slots-1 ms */
+	seen_page *seen;
+	size_t n_seen, cap_seen;
+	/* what the walks went through */
+	unsigned walks, pages, pages_l3, pages_mixed, tie_cuts, deleted_seen,
+		edited_seen;
+} world;
+
+static world W;
+
+/* ------------------------------------------------------------ helpers */
+
+static shm_env *open_env(void)
+{
+	return tu_open(W.dir, &W.o);
+}
+
+static bool held(const shm_uuid *id)
+{
+	shm_rtxn *t;
+	const shm_msg *v;
+	bool in;
+
+	assert_int_equal(shm_rtxn_begin(W.env, &t), 0);
+	in = shm_msg_view(t, id, &v) == 0;
+	shm_rtxn_end(t);
+	return in;
+}
+
+/* A copy of m in one allocation (shm_msg_free), through its JSON. */
+static shm_msg *msg_copy(const shm_msg *m)
+{
+	shm_msg *c;
+	char *json;
+	size_t len;
+
+	assert_int_equal(shm_msg_to_json(m, &json, &len), 0);
+	assert_int_equal(shm_msg_from_json(json, len, &c, NULL, 0), 0);
+	free(json);
+	c->content_hash = m->content_hash; /* the reader leaves it 0 */
+	return c;
+}
+
+static known *find(const shm_uuid *id)
+{
+	for (size_t i = 0; i < W.n; i++)
+		if (!memcmp(W.k[i].m->id.b, id->b, 16))
+			return &W.k[i];
+	return NULL;
+}
+
+static size_t n_held(void)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < W.n; i++)
+		n += held(&W.k[i].m->id);
+	return n;
+}
+
+static size_t n_dirty(void)
+{
+	size_t d = 0;
+	for (size_t i = 0; i < W.n; i++)
+		d += W.k[i].dirty;
+	return d;
+}
+
+/* Records what L1 holds of id now, just written: dirty. */
+static void remember(const shm_uuid *id)
+{
+	known *k = find(id);
+	shm_msg *m;
+
+	assert_true(held(id));
+	assert_int_equal(shm_msg_get(W.env, id, &m), 0);
+	if (!k) {
+		assert_true(W.n < MAX_KNOWN);
+		k = &W.k[W.n++];
+	} else {
+		shm_msg_free(k->m);
+	}
+	k->m = m;
+	k->dirty = true;
+}
+
+static void flush(void)
+{
+	assert_int_equal(ft_flush_once(W.dir, NULL), 0);
+	for (size_t i = 0; i < W.n; i++)
+		W.k[i].dirty = false;
+}
+
+static void flush_if_needed(void)
+{
+	if (n_dirty() >= W.dirty_max)
+		flush();
+}
+
+/* A time among a few dozen: 1 in 5 before the environment existed (L1
+ * vouches for none of them), else after it; ties are common. */
+static int64_t some_time(void)
+{
+	if (below(5) == 0)
+		return W.pre + below(20) * MS;
+	return W.post + below(W.slots) * MS;
+}
+
+/* A known message of room r (-1: any room) not deleted; NULL if none. */
+static known *pick(int r)
+{
+	if (!W.n)
+		return NULL;
+	for (int tries = 0; tries < 20; tries++) {
+		known *k = &W.k[below((uint32_t)W.n)];
+		if (k->m->type == SHM_MSG_DELETE)
+			continue;
+		if (r >= 0 && strcmp(k->m->room_id, W.room[r]))
+			continue;
+		return k;
+	}
+	return NULL;
+}
+
+/* Makes sure L1 holds k's message (a read-through get when it left). */
+static void bring_back(known *k)
+{
+	shm_msg *m;
+
+	if (held(&k->m->id))
+		return;
+	if (shm_msg_get(W.env, &k->m->id, &m))
+		fail_msg("seed %" PRIu64 ": get back: %s", seed, shm_errmsg());
+	tu_assert_msg_equal(m, k->m);
+	shm_msg_free(m);
+	assert_true(held(&k->m->id));
+}
+
+/* ------------------------------------------------------------ writes */
+
+/* A new message of room r at a time from some_time() (1 in 10: 0, which
+ * the put fills in), as m with its content in buf. */
+static shm_msg new_msg(int r, char *buf, size_t len)
+{
+	shm_msg m;
+
+	snprintf(buf, len, "r%d msg %zu", W.round, W.n);
+	m = tu_msg(W.room[r], (int32_t)below(5) + 1, buf);
+	shm_uuid_v7(&m.id);
+	m.created_at = below(10) ? some_time() : 0;
+	m.content_hash = XXH3_64bits(buf, m.content_len);
+	return m;
+}
+
+/* One new message, 1 in 4 a reply in its thread to one of its room; or
+ * (batch) 1 in 5 times 2..4 of one room in one shm_msg_put_many. */
+static void op_put(bool batch)
+{
+	int r = (int)below(ROOMS);
+	char content[4][64];
+	shm_msg m[4];
+	known *parent = below(4) == 0 ? pick(r) : NULL;
+	size_t n = 1;
+
+	if (batch && below(5) == 0) {
+		n = 2 + below(3);
+		parent = NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		m[i] = new_msg(r, content[i], sizeof content[i]);
+		if (n > 1)
+			snprintf(content[i] + strlen(content[i]),
+			         sizeof content[i] - strlen(content[i]),
+			         " of %zu", i);
+		m[i].content_len = (uint32_t)strlen(content[i]);
+		m[i].content_hash = XXH3_64bits(content[i], m[i].content_len);
+	}
+	if (parent) {
+		/* the parent's count moves only if L1 holds it (shm.h) */
+		if (below(2))
+			bring_back(parent);
+		m[0].has_parent = true;
+		m[0].parent_id = parent->m->id;
+		m[0].has_thread = true;
+		m[0].thread_id = parent->m->has_thread ? parent->m->thread_id
+		                                       : parent->m->id;
+	}
+	if (n == 1 ? shm_msg_put(W.env, &m[0])
+	           : shm_msg_put_many(W.env, m, n, NULL))
+		fail_msg("seed %" PRIu64 ": put: %s", seed, shm_errmsg());
+	for (size_t i = 0; i < n; i++)
+		remember(&m[i].id);
+	if (parent && held(&parent->m->id))
+		remember(&parent->m->id);
+}
+
+/* Rows another host left in PostgreSQL before this environment existed. */
+static void pg_rows(int n)
+{
+	for (int i = 0; i < n; i++) {
+		int r = (int)below(ROOMS);
+		char content[64];
+		shm_msg m;
+
+		snprintf(content, sizeof content, "r%d other host %d", W.round,
+		         i);
+		m = tu_msg(W.room[r], 9, content);
+		shm_uuid_v7(&m.id);
+		m.created_at = W.pre + below(20) * MS;
+		m.updated_at = m.created_at;
+		m.content_hash = XXH3_64bits(content, m.content_len);
+		tu_pg_put((PGconn *)W.db, &m);
+		/* known as its row reads back, flushed */
+		assert_true(W.n < MAX_KNOWN);
+		W.k[W.n].m = msg_copy(&m);
+		W.k[W.n++].dirty = false;
+	}
+}
+
+static void op_edit(void)
+{
+	known *k = pick(-1);
+	char content[64];
+
+	if (!k)
+		return;
+	bring_back(k);
+	snprintf(content, sizeof content, "%s, edited",
+	         k->m->content_len < 40 ? k->m->content : "long");
+	assert_int_equal(shm_msg_edit(W.env, &k->m->id, content,
+	                              strlen(content)), 0);
+	remember(&k->m->id);
+}
+
+static void op_react(void)
+{
+	static const char *const emoji[] = {"ok", "\xf0\x9f\x8e\x89", "+1"};
+	known *k = pick(-1);
+
+	if (!k)
+		return;
+	bring_back(k);
+	assert_int_equal(shm_msg_react(W.env, &k->m->id, (int32_t)below(4),
+	                               emoji[below(3)], below(4) != 0), 0);
+	remember(&k->m->id);
+}
+
+static void op_delete(void)
+{
+	known *k = pick(-1);
+
+	if (!k)
+		return;
+	bring_back(k);
+	assert_int_equal(shm_msg_delete(W.env, &k->m->id), 0);
+	remember(&k->m->id);
+}
+
+/* A message put again at another time, half the time in another room,
+ * whether L1 still holds it or not (then it is taken for new, and
+ * PostgreSQL's row moves with the flush). Replies stay where their parent
+ * is (shm.h), so only messages that are none move. */
+static void op_move(void)
+{
+	known *k = pick(-1);
+	shm_msg m;
+
+	if (!k || k->m->has_parent)
+		return;
+	if (below(2))
+		bring_back(k);
+	m = *k->m;
+	m.created_at = some_time();
+	if (below(2))
+		m.room_id = W.room[below(ROOMS)];
+	if (shm_msg_put(W.env, &m))
+		fail_msg("seed %" PRIu64 ": move: %s", seed, shm_errmsg());
+	remember(&m.id);
+}
+
+static void op_get(void)
+{
+	shm_msg *m;
+	known *k;
+
+	if (!W.n)
+		return;
+	k = &W.k[below((uint32_t)W.n)];
+	if (shm_msg_get(W.env, &k->m->id, &m))
+		fail_msg("seed %" PRIu64 ": get: %s", seed, shm_errmsg());
+	tu_assert_msg_equal(m, k->m);
+	shm_msg_free(m);
+}
+
+/* n random writes and reads; flush_every: 1 in that many ops flushes (0:
+ * never, the writes stay unflushed). */
+static void history(int n, unsigned flush_every)
+{
+	for (int i = 0; i < n; i++) {
+		unsigned x = below(100);
+		if (flush_every && below(flush_every) == 0)
+			flush();
+		else if (x < 45)
+			op_put(flush_every != 0);
+		else if (x < 60)
+			op_edit();
+		else if (x < 72)
+			op_react();
+		else if (x < 80)
+			op_delete();
+		else if (x < 86)
+			op_move();
+		else
+			op_get();
+		if (flush_every)
+			flush_if_needed();
+		else
+			assert_true(n_dirty() < W.entries);
+	}
+}
+
+/* ------------------------------------------------------------ the oracle */
+
+static int newer_first(const void *a, const void *b)
+{
+	const shm_msg *x = *(shm_msg *const *)a, *y = *(shm_msg *const *)b;
+	if (x->created_at != y->created_at)
+		return x->created_at > y->created_at ? -1 : 1;
+	return -memcmp(x->id.b, y->id.b, 16);
+}
+
+/* PostgreSQL's rows of room r, those of the messages L1 has not flushed
+ * yet in place of theirs (or added), newest first; *out: copies owned by
+ * the caller. The rows of flushed messages are what L1 stored. */
+static size_t oracle(int r, shm_msg ***out)
+{
+	const char *p[1] = {W.room[r]};
+	PGresult *res = PQexecParams(W.db, "SELECT " SHM_PG_MSG_JSON
+	                             " FROM messages WHERE room_id = $1", 1,
+	                             NULL, p, NULL, NULL, 0);
+	size_t nr, n = 0;
+	shm_msg **all;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("oracle: %s", PQerrorMessage(W.db));
+	nr = (size_t)PQntuples(res);
+	all = calloc(nr + W.n + 1, sizeof *all);
+	assert_non_null(all);
+	for (size_t i = 0; i < nr; i++) {
+		char err[200];
+		shm_msg *m;
+		known *k;
+
+		if (shm_msg_from_json(PQgetvalue(res, (int)i, 0),
+		                      (size_t)PQgetlength(res, (int)i, 0), &m,
+		                      err, sizeof err))
+			fail_msg("oracle: row %zu: %s", i, err);
+		/* not a column: what a put makes of the content (rt_value.c) */
+		m->content_hash = XXH3_64bits(m->content, m->content_len);
+		k = find(&m->id);
+		assert_non_null(k); /* every row is one the test made */
+		if (k->dirty) {
+			shm_msg_free(m);
+			continue;
+		}
+		tu_assert_msg_equal(m, k->m);
+		all[n++] = m;
+	}
+	PQclear(res);
+	for (size_t i = 0; i < W.n; i++) {
+		if (!W.k[i].dirty || strcmp(W.k[i].m->room_id, W.room[r]))
+			continue;
+		all[n++] = msg_copy(W.k[i].m);
+	}
+	qsort(all, n, sizeof *all, newer_first);
+	*out = all;
+	return n;
+}
+
+/* ------------------------------------------------------------ walks */
+
+static void note_page(int r, int64_t before, uint32_t limit, shm_msg **page,
+                      size_t n)
+{
+	seen_page *s;
+
+	if (W.n_seen == W.cap_seen) {
+		W.cap_seen = W.cap_seen ? 2 * W.cap_seen : 64;
+		W.seen = realloc(W.seen, W.cap_seen * sizeof *W.seen);
+		assert_non_null(W.seen);
+	}
+	s = &W.seen[W.n_seen++];
+	*s = (seen_page){.room = r, .before = before, .limit = limit, .n = n};
+	s->ids = calloc(n + 1, sizeof *s->ids);
+	assert_non_null(s->ids);
+	for (size_t i = 0; i < n; i++)
+		s->ids[i] = page[i]->id;
+}
+
+static void fail_page(int r, int64_t before, uint32_t limit, size_t i,
+                      const shm_msg *got, const shm_msg *want,
+                      const char *what)
+{
+	char a[37] = "-", b[37] = "-";
+
+	if (got)
+		shm_uuid_format(&got->id, a);
+	if (want)
+		shm_uuid_format(&want->id, b);
+	fail_msg("seed %" PRIu64 " round %d: room %d before %" PRId64
+	         " limit %u: [%zu] %s: got %s (created_at %" PRId64
+	         "), want %s (created_at %" PRId64 ")",
+	         seed, W.round, r, before, limit, i, what, a,
+	         got ? got->created_at : 0, b, want ? want->created_at : 0);
+}
+
+/* Walks room r from (before, limit) to the end as a client does, each
+ * page held against the oracle's (orc, no). */
+static void walk(int r, int64_t before, uint32_t limit, shm_msg **orc,
+                 size_t no)
+{
+	size_t pages = 0;
+
+	W.walks++;
+	for (;;) {
+		shm_counters c0, c1;
+		shm_msg **page;
+		size_t np, start = 0, want;
+		bool dirty = false, clean = false;
+
+		/* the oracle's page: its rows older than before, limit of them */
+		while (before && start < no && orc[start]->created_at >= before)
+			start++;
+		want = no - start < limit ? no - start : limit;
+		shm_stats_local(W.env, &c0);
+		if (shm_room_page(W.env, W.room[r], before, limit, &page, &np))
+			fail_msg("seed %" PRIu64 ": page: %s", seed,
+			         shm_errmsg());
+		shm_stats_local(W.env, &c1);
+		for (size_t i = 0; i < np && i < want; i++) {
+			known *k = find(&page[i]->id);
+			if (memcmp(page[i]->id.b, orc[start + i]->id.b, 16))
+				fail_page(r, before, limit, i, page[i],
+				          orc[start + i], "not the oracle's");
+			tu_assert_msg_equal(page[i], orc[start + i]);
+			if (k && k->dirty)
+				dirty = true;
+			else
+				clean = true;
+			W.deleted_seen += page[i]->type == SHM_MSG_DELETE;
+			W.edited_seen += page[i]->edited;
+		}
+		if (np != want)
+			fail_page(r, before, limit, np < want ? np : want,
+			          np > want ? page[want] : NULL,
+			          np < want ? orc[start + np] : NULL,
+			          np < want ? "page short" : "page long");
+		W.pages++;
+		if (c1.room_pages_l3 != c0.room_pages_l3) {
+			W.pages_l3++;
+			W.pages_mixed += dirty && clean;
+		}
+		/* the next page skips the ties left off this one (shm.h) */
+		W.tie_cuts += np == limit && start + np < no &&
+		              orc[start + np]->created_at ==
+		                      page[np - 1]->created_at;
+		note_page(r, before, limit, page, np);
+		if (np)
+			before = page[np - 1]->created_at;
+		shm_msgs_free(page, np);
+		if (np < limit)
+			break;
+		assert_true(++pages <= no + 1);
+	}
+}
+
+static uint32_t some_limit(void)
+{
+	static const uint32_t lim[] = {1, 1, 2, 2, 3, 4, 5, 7, 10, 16};
+	unsigned x = below(12);
+
+	if (x < 10)
+		return lim[x];
+	return x == 10 ? 1 + below(40) : SHM_MAX_PAGE;
+}
+
+static int64_t some_before(shm_msg **orc, size_t no)
+{
+	unsigned x = below(6);
+
+	if (x < 2 || !no)
+		return 0;
+	int64_t t = orc[below((uint32_t)no)]->created_at; /* on a tie */
+	return x == 2 ? t + 1 : x == 3 ? t - 1 : t;
+}
+
+static void walks(int n)
+{
+	shm_msg **orc[ROOMS];
+	size_t no[ROOMS];
+
+	for (int r = 0; r < ROOMS; r++)
+		no[r] = oracle(r, &orc[r]);
+	for (int i = 0; i < n; i++) {
+		int r = (int)below(ROOMS);
+		walk(r, some_before(orc[r], no[r]), some_limit(), orc[r],
+		     no[r]);
+	}
+	for (int r = 0; r < ROOMS; r++) { /* the edges, every time */
+		walk(r, 0, 1, orc[r], no[r]);
+		walk(r, 0, SHM_MAX_PAGE, orc[r], no[r]);
+		shm_msgs_free(orc[r], no[r]);
+	}
+}
+
+/* Each page seen is PostgreSQL's answer to the same query now that the
+ * flusher has drained L1's writes. */
+static void seen_pages_are_postgres(void)
+{
+	for (size_t s = 0; s < W.n_seen; s++) {
+		seen_page *p = &W.seen[s];
+		shm_uuid *want = calloc(p->limit, sizeof *want);
+		size_t nw;
+
+		assert_non_null(want);
+		nw = tu_pg_page((PGconn *)W.db, W.room[p->room], p->before,
+		                p->limit, want);
+		if (nw != p->n)
+			fail_msg("seed %" PRIu64 " round %d: room %d before %"
+			         PRId64 " limit %u: %zu messages, PostgreSQL "
+			         "has %zu", seed, W.round, p->room, p->before,
+			         p->limit, p->n, nw);
+		for (size_t i = 0; i < nw; i++)
+			if (memcmp(p->ids[i].b, want[i].b, 16))
+				fail_msg("seed %" PRIu64 " round %d: room %d "
+				         "before %" PRId64 " limit %u: [%zu] "
+				         "differs from PostgreSQL's", seed,
+				         W.round, p->room, p->before, p->limit,
+				         i);
+		free(want);
+		free(p->ids);
+	}
+	W.n_seen = 0;
+}
+
+/* ------------------------------------------------------------ the test */
+
+static void cleanup(void)
+{
+	if (!ft_pg)
+		return;
+	PGconn *c = ft_pg_connect();
+	char like[64];
+	snprintf(like, sizeof like, "%s-%%", prefix);
+	const char *p[1] = {like};
+	assert_non_null(c);
+	PQclear(PQexecParams(c, "DELETE FROM messages WHERE room_id LIKE $1",
+	                     1, NULL, p, NULL, NULL, 0));
+	PQfinish(c);
+}
+
+static void round_run(int round)
+{
+	W.round = round;
+	W.n = 0;
+	for (int r = 0; r < ROOMS; r++)
+		snprintf(W.room[r], sizeof W.room[r], "%s-%d-%d", prefix,
+		         round, r);
+	W.dir = tu_tmpdir();
+	shm_options_init(&W.o);
+	W.o.redis_url = ft_redis_url;
+	W.o.pg_conninfo = ft_pg;
+	W.o.l2_timeout_ms = 2000;
+	W.o.l3_timeout_ms = 5000;
+	W.entries = l1_entries[below(4)];
+	W.dirty_max = W.entries * 2 / 3 < 32 ? W.entries * 2 / 3 : 32;
+	W.slots = 60;
+	W.o.l1_max_entries = W.entries;
+	/* some rounds let the flushed entries expire (round 1 always) */
+	bool expire = round == 1 || below(4) == 0;
+	if (expire)
+		W.o.l1_ttl_s = 1;
+	W.db = ft_pg_connect();
+	assert_non_null(W.db);
+
+	W.pre = shm_now_us() - 200 * MS;
+	pg_rows(12);
+	W.env = open_env();
+	W.post = shm_now_us() + 10 * MS;
+
+	/* a history, flushed now and then, flushed entries evicted */
+	history(160, 12);
+	flush();
+	if (expire) {
+		size_t had = n_held();
+		tu_sleep_ms(1100);
+		history((int)W.dirty_max / 2, 0); /* these stay */
+		flush(); /* the flusher expires the others, or this call does */
+		assert_int_equal(shm_l1_expire(W.env, NULL), 0);
+		assert_true(n_held() < had);
+	}
+	/* shaken: reopened, some read back (fills), more written, unflushed */
+	shm_env_close(W.env);
+	W.env = open_env();
+	for (int i = 0; i < 8; i++)
+		op_get();
+	/* the unflushed writes, half the rounds on newer times too */
+	if (below(2))
+		W.slots = 80;
+	history((int)W.dirty_max / 2, 0);
+	walks(30);
+	/* the rest flushed: every page seen is PostgreSQL's own */
+	flush();
+	seen_pages_are_postgres();
+	/* and the same walks again, now with nothing unflushed */
+	walks(10);
+	seen_pages_are_postgres();
+
+	assert_int_equal(tu_verify(W.env), 0);
+	shm_env_close(W.env);
+	PQfinish(W.db);
+	for (size_t i = 0; i < W.n; i++)
+		shm_msg_free(W.k[i].m);
+	ft_rmdir(W.dir);
+	free(W.dir);
+}
+
+static void test_room_pages_walked_match_postgres(void **state)
+{
+	FT_NEED_SERVERS();
+	const char *s = getenv("SHM_TEST_SEED"), *n = getenv("SHM_TEST_ROUNDS");
+	int rounds = n && *n ? atoi(n) : 4;
+
+	seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)shm_now_us();
+	fprintf(stderr, "test_room_random: seed %" PRIu64 ", %d rounds "
+	        "(SHM_TEST_SEED=%" PRIu64 " replays it)\n", seed, rounds, seed);
+	rng = seed ? seed : 1;
+	for (int i = 0; i < rounds; i++)
+		round_run(i);
+	fprintf(stderr, "test_room_random: %u walks, %u pages (%u from "
+	        "PostgreSQL, %u of them mixing unflushed L1 messages with "
+	        "its rows), %u cut inside a created_at tie, %u deleted and "
+	        "%u edited messages shown\n", W.walks, W.pages, W.pages_l3,
+	        W.pages_mixed, W.tie_cuts, W.deleted_seen, W.edited_seen);
+	/* both sides of room.c were exercised */
+	assert_true(W.pages_l3 > 0);
+	assert_true(W.pages_l3 < W.pages);
+	assert_true(W.tie_cuts > 0);
+	free(W.seen);
+	cleanup();
+}
+
+static int group_setup(void **state)
+{
+	snprintf(prefix, sizeof prefix, "rr%ld", (long)getpid());
+	return ft_group_setup(state);
+}
+
+static int group_teardown(void **state)
+{
+	cleanup();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_room_pages_walked_match_postgres,
+		                          ft_teardown),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
