@@ -1,26 +1,36 @@
 /* tests/test_room_random.c - room pages walked to the end, held against
  * PostgreSQL's own: a randomized differential test of shm_room_page.
  *
- * Each round builds a random history in a few rooms through libshm (puts
- * on a few dozen times, so that created_at ties are common, replies in
- * threads, edits, reactions, soft deletes, rows another host left in
- * PostgreSQL before the environment existed), drained by shm-flusher
- * --once now and then, with an L1 small enough that flushed messages are
- * evicted; then shakes L1 (reopen, read-through gets that fill it) and
- * writes more that stays unflushed. Random (room, before, limit) walks, the
- * next page's before being the created_at of the last message of the
- * previous one (shm.h: ties left off a page are skipped by the next one),
- * are compared page by page, message by message, with the same walk over
- * PostgreSQL's rows with the unflushed messages of L1 in place of theirs
- * (room.c invariant 3); the PostgreSQL rows of messages flushed are held
- * against what L1 stored; and once the flusher has drained the rest, each
- * page seen is PostgreSQL's own answer to the same query.
+ * Each round builds a random history in a few rooms through libshm: puts
+ * (single or batched) on a few dozen times, so that created_at ties are
+ * common, with v7 ids or random ones (a later message may sort first in
+ * a tie), replies in threads, edits, reactions, soft deletes, moves in
+ * time or to another room, deleted messages put again after L1 dropped
+ * them, handles reopened, and rows another host left in PostgreSQL
+ * before the environment existed. shm-flusher --once drains it now and
+ * then, and L1 drops the flushed messages: a small l1_max_entries evicts
+ * them, or a TTL expires them; quiet rounds keep all and read nothing
+ * back, so that only the room floor stands between L1 and the other
+ * host's rows. Then L1 is shaken (reopened, read-through gets that fill
+ * it) and more is written that stays unflushed, some of it on the time
+ * of the newest message that left L1 (a tie at the watermark).
+ * Random (room, before, limit) walks, the next page's before being the
+ * created_at of the last message of the previous one (shm.h: ties left
+ * off a page are skipped by the next one), limit 1 and SHM_MAX_PAGE
+ * always among them, are compared page by page, message by message, with
+ * the same walk over PostgreSQL's rows with the unflushed messages of L1
+ * in place of theirs (room.c invariant 3); the PostgreSQL rows of
+ * messages flushed are held against what L1 stored; and once the flusher
+ * has drained the rest, each page seen is PostgreSQL's own answer to the
+ * same query, and walks again agree with it.
  *
- * The seed is printed; SHM_TEST_SEED=<n> replays it, SHM_TEST_ROUNDS=<n>
- * sets the rounds (default 4). Needs a real redis-server and PostgreSQL
- * (SHM_TEST_REDIS, SHM_TEST_PG, as tests/run.sh provides them); skips
- * without them. Rows use room names "rr<pid>-..." and are removed
- * afterwards. */
+ * The seed is printed; SHM_TEST_SEED=<n> replays its operations (which
+ * flushed entries L1 evicts follows access times, so a replay is close
+ * but not always identical), SHM_TEST_ROUNDS=<n> sets the rounds
+ * (default 8; round k of a seed is the same in any run of more than k).
+ * Needs a real redis-server and PostgreSQL (SHM_TEST_REDIS, SHM_TEST_PG,
+ * as tests/run.sh provides them); skips without them. Rows use room names
+ * "rr<pid>-..." and are removed afterwards. */
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -82,11 +92,13 @@ typedef struct world {
 	size_t dirty_max;  /* flushed before more: L1 never fills (EFULL) */
 	int64_t pre, post; /* slot 0 before the environment, after it */
 	unsigned slots;    /* times after it: post + 0..slots-1 ms */
+	bool quiet;        /* L1 keeps all it wrote, reads nothing back */
+	bool unflushed;    /* the writes not flushed before the walks */
 	seen_page *seen;
 	size_t n_seen, cap_seen;
 	/* what the walks went through */
 	unsigned walks, pages, pages_l3, pages_mixed, tie_cuts, deleted_seen,
-		edited_seen;
+		edited_seen, resurrected;
 } world;
 
 static world W;
@@ -179,16 +191,36 @@ static void flush_if_needed(void)
 		flush();
 }
 
-/* A time among a few dozen: 1 in 5 before the environment existed (L1
- * vouches for none of them), else after it; ties are common. */
-static int64_t some_time(void)
+/* The newest created_at of the messages of room r that left L1 (0 if
+ * none): where its watermark is (room.c invariant 2). */
+static int64_t left_newest(int r)
 {
-	if (below(5) == 0)
+	int64_t t = 0;
+	for (size_t i = 0; i < W.n; i++)
+		if (!strcmp(W.k[i].m->room_id, W.room[r]) &&
+		    W.k[i].m->created_at > t && !held(&W.k[i].m->id))
+			t = W.k[i].m->created_at;
+	return t;
+}
+
+/* A time for a message of room r among a few dozen: 1 in 5 (quiet
+ * rounds: 1 in 3) before the environment existed (L1 vouches for none of
+ * them), else after it; 1 in 6 that of a message already known, and in
+ * the unflushed part 1 in 4 the newest of those of r that left L1: ties,
+ * at the watermark too. */
+static int64_t some_time(int r)
+{
+	if (W.unflushed && below(4) == 0 && left_newest(r))
+		return left_newest(r);
+	if (W.n && below(6) == 0)
+		return W.k[below((uint32_t)W.n)].m->created_at;
+	if (below(W.quiet ? 3 : 5) == 0)
 		return W.pre + below(20) * MS;
 	return W.post + below(W.slots) * MS;
 }
 
-/* A known message of room r (-1: any room) not deleted; NULL if none. */
+/* A known message of room r (-1: any room) not deleted, in a quiet round
+ * one L1 holds; NULL if none. */
 static known *pick(int r)
 {
 	if (!W.n)
@@ -196,6 +228,8 @@ static known *pick(int r)
 	for (int tries = 0; tries < 20; tries++) {
 		known *k = &W.k[below((uint32_t)W.n)];
 		if (k->m->type == SHM_MSG_DELETE)
+			continue;
+		if (W.quiet && !held(&k->m->id))
 			continue;
 		if (r >= 0 && strcmp(k->m->room_id, W.room[r]))
 			continue;
@@ -220,6 +254,26 @@ static void bring_back(known *k)
 
 /* ------------------------------------------------------------ writes */
 
+/* An id for a new message: half the time v7 (ordered by time, as libshm
+ * makes them), half random v4 (a client's own), so that a message put
+ * later may sort before an older one of the same created_at. */
+static shm_uuid new_id(void)
+{
+	shm_uuid u;
+
+	if (below(2)) {
+		shm_uuid_v7(&u);
+		return u;
+	}
+	for (int i = 0; i < 16; i += 8) {
+		uint64_t x = rnd();
+		memcpy(u.b + i, &x, 8);
+	}
+	u.b[6] = (uint8_t)(0x40 | (u.b[6] & 0x0f));
+	u.b[8] = (uint8_t)(0x80 | (u.b[8] & 0x3f));
+	return u;
+}
+
 /* A new message of room r at a time from some_time() (1 in 10: 0, which
  * the put fills in), as m with its content in buf. */
 static shm_msg new_msg(int r, char *buf, size_t len)
@@ -228,8 +282,8 @@ static shm_msg new_msg(int r, char *buf, size_t len)
 
 	snprintf(buf, len, "r%d msg %zu", W.round, W.n);
 	m = tu_msg(W.room[r], (int32_t)below(5) + 1, buf);
-	shm_uuid_v7(&m.id);
-	m.created_at = below(10) ? some_time() : 0;
+	m.id = new_id();
+	m.created_at = below(10) ? some_time(r) : 0;
 	m.content_hash = XXH3_64bits(buf, m.content_len);
 	return m;
 }
@@ -287,7 +341,7 @@ static void pg_rows(int n)
 		snprintf(content, sizeof content, "r%d other host %d", W.round,
 		         i);
 		m = tu_msg(W.room[r], 9, content);
-		shm_uuid_v7(&m.id);
+		m.id = new_id();
 		m.created_at = W.pre + below(20) * MS;
 		m.updated_at = m.created_at;
 		m.content_hash = XXH3_64bits(content, m.content_len);
@@ -351,13 +405,51 @@ static void op_move(void)
 		return;
 	if (below(2))
 		bring_back(k);
+	int r = (int)below(ROOMS);
 	m = *k->m;
-	m.created_at = some_time();
 	if (below(2))
-		m.room_id = W.room[below(ROOMS)];
+		m.room_id = W.room[r];
+	else
+		for (r = 0; strcmp(W.room[r], m.room_id); r++)
+			;
+	m.created_at = some_time(r);
 	if (shm_msg_put(W.env, &m))
 		fail_msg("seed %" PRIu64 ": move: %s", seed, shm_errmsg());
 	remember(&m.id);
+}
+
+/* A soft-deleted message L1 no longer holds, put again undeleted (and
+ * maybe moved): L1 cannot tell, PostgreSQL keeps its delete (pg_sink.c
+ * invariant 6), and the flusher puts PostgreSQL's row back into L1
+ * (pg_deleted.c). Flushed at once: from then on, L1 and PostgreSQL show
+ * the message as it was. */
+static void op_resurrect(void)
+{
+	known *k = NULL;
+	shm_msg m, *got;
+
+	for (int tries = 0; tries < 20 && !k; tries++) {
+		k = &W.k[below((uint32_t)W.n)];
+		if (k->m->type != SHM_MSG_DELETE || k->dirty || held(&k->m->id))
+			k = NULL;
+	}
+	if (!k)
+		return;
+	m = *k->m;
+	m.type = SHM_MSG_TEXT;
+	m.content = "back from the dead";
+	m.content_len = (uint32_t)strlen(m.content);
+	m.content_hash = XXH3_64bits(m.content, m.content_len);
+	if (below(2))
+		m.created_at = W.post + below(W.slots) * MS;
+	if (shm_msg_put(W.env, &m))
+		fail_msg("seed %" PRIu64 ": resurrect: %s", seed, shm_errmsg());
+	flush();
+	assert_int_equal(shm_msg_get(W.env, &m.id, &got), 0);
+	tu_assert_msg_equal(got, k->m);
+	shm_msg_free(got);
+	k->dirty = true; /* the row put back may wait for the next flush */
+	W.resurrected++;
 }
 
 static void op_get(void)
@@ -365,7 +457,7 @@ static void op_get(void)
 	shm_msg *m;
 	known *k;
 
-	if (!W.n)
+	if (!W.n || W.quiet) /* quiet: L1 reads nothing back */
 		return;
 	k = &W.k[below((uint32_t)W.n)];
 	if (shm_msg_get(W.env, &k->m->id, &m))
@@ -392,6 +484,12 @@ static void history(int n, unsigned flush_every)
 			op_delete();
 		else if (x < 86)
 			op_move();
+		else if (x < 88 && flush_every)
+			op_resurrect();
+		else if (x < 90 && flush_every) {
+			shm_env_close(W.env); /* L1 stays; the handle is new */
+			W.env = open_env();
+		}
 		else
 			op_get();
 		if (flush_every)
@@ -566,11 +664,15 @@ static uint32_t some_limit(void)
 	return x == 10 ? 1 + below(40) : SHM_MAX_PAGE;
 }
 
-static int64_t some_before(shm_msg **orc, size_t no)
+/* before for room r: none, a created_at of the room (a tie), next to one,
+ * or just above the newest of the room's messages that left L1. */
+static int64_t some_before(int r, shm_msg **orc, size_t no)
 {
-	unsigned x = below(6);
+	unsigned x = below(7);
 
-	if (x < 2 || !no)
+	if (x == 6 && left_newest(r))
+		return left_newest(r) + 1;
+	if (x < 2 || x == 6 || !no)
 		return 0;
 	int64_t t = orc[below((uint32_t)no)]->created_at; /* on a tie */
 	return x == 2 ? t + 1 : x == 3 ? t - 1 : t;
@@ -585,7 +687,7 @@ static void walks(int n)
 		no[r] = oracle(r, &orc[r]);
 	for (int i = 0; i < n; i++) {
 		int r = (int)below(ROOMS);
-		walk(r, some_before(orc[r], no[r]), some_limit(), orc[r],
+		walk(r, some_before(r, orc[r], no[r]), some_limit(), orc[r],
 		     no[r]);
 	}
 	for (int r = 0; r < ROOMS; r++) { /* the edges, every time */
@@ -654,19 +756,23 @@ static void round_run(int round)
 	W.o.pg_conninfo = ft_pg;
 	W.o.l2_timeout_ms = 2000;
 	W.o.l3_timeout_ms = 5000;
-	W.entries = l1_entries[below(4)];
+	/* quiet rounds (round 2 always): what L1 vouches for rests on its
+	 * floor alone (room.c invariant 2) */
+	W.quiet = round == 2 || below(5) == 0;
+	W.unflushed = false;
+	W.entries = W.quiet ? 100000 : l1_entries[below(4)];
 	W.dirty_max = W.entries * 2 / 3 < 32 ? W.entries * 2 / 3 : 32;
 	W.slots = 60;
 	W.o.l1_max_entries = W.entries;
 	/* some rounds let the flushed entries expire (round 1 always) */
-	bool expire = round == 1 || below(4) == 0;
+	bool expire = !W.quiet && (round == 1 || below(4) == 0);
 	if (expire)
 		W.o.l1_ttl_s = 1;
 	W.db = ft_pg_connect();
 	assert_non_null(W.db);
 
 	W.pre = shm_now_us() - 200 * MS;
-	pg_rows(12);
+	pg_rows(W.quiet ? 24 : 12);
 	W.env = open_env();
 	W.post = shm_now_us() + 10 * MS;
 
@@ -689,6 +795,7 @@ static void round_run(int round)
 	/* the unflushed writes, half the rounds on newer times too */
 	if (below(2))
 		W.slots = 80;
+	W.unflushed = true;
 	history((int)W.dirty_max / 2, 0);
 	walks(30);
 	/* the rest flushed: every page seen is PostgreSQL's own */
@@ -711,7 +818,7 @@ static void test_room_pages_walked_match_postgres(void **state)
 {
 	FT_NEED_SERVERS();
 	const char *s = getenv("SHM_TEST_SEED"), *n = getenv("SHM_TEST_ROUNDS");
-	int rounds = n && *n ? atoi(n) : 4;
+	int rounds = n && *n ? atoi(n) : 8;
 
 	seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)shm_now_us();
 	fprintf(stderr, "test_room_random: seed %" PRIu64 ", %d rounds "
@@ -722,8 +829,9 @@ static void test_room_pages_walked_match_postgres(void **state)
 	fprintf(stderr, "test_room_random: %u walks, %u pages (%u from "
 	        "PostgreSQL, %u of them mixing unflushed L1 messages with "
 	        "its rows), %u cut inside a created_at tie, %u deleted and "
-	        "%u edited messages shown\n", W.walks, W.pages, W.pages_l3,
-	        W.pages_mixed, W.tie_cuts, W.deleted_seen, W.edited_seen);
+	        "%u edited messages shown; %u deleted messages put again\n",
+	        W.walks, W.pages, W.pages_l3, W.pages_mixed, W.tie_cuts,
+	        W.deleted_seen, W.edited_seen, W.resurrected);
 	/* both sides of room.c were exercised */
 	assert_true(W.pages_l3 > 0);
 	assert_true(W.pages_l3 < W.pages);
