@@ -790,7 +790,7 @@ static void round_run(int round)
 		W.slots = 80;
 	W.unflushed = true;
 	history((int)W.dirty_max / 2, 0);
-	walks(30);
+	walks(60);
 	/* the rest flushed: every page seen is PostgreSQL's own */
 	flush();
 	seen_pages_are_postgres();
