@@ -504,7 +504,8 @@ static int newer_first(const void *a, const void *b)
 
 /* PostgreSQL's rows of room r, those of the messages L1 has not flushed
  * yet in place of theirs (or added), newest first; *out: copies owned by
- * the caller. The rows of flushed messages are what L1 stored. */
+ * the caller. Each message flushed has its row, and it is what L1
+ * stored. */
 static size_t oracle(int r, shm_msg ***out)
 {
 	const char *p[1] = {W.room[r]};
@@ -540,11 +541,16 @@ static size_t oracle(int r, shm_msg ***out)
 		all[n++] = m;
 	}
 	PQclear(res);
+	size_t flushed = n; /* a row each, none lost (same room: above) */
 	for (size_t i = 0; i < W.n; i++) {
-		if (!W.k[i].dirty || strcmp(W.k[i].m->room_id, W.room[r]))
+		if (strcmp(W.k[i].m->room_id, W.room[r]))
 			continue;
-		all[n++] = msg_copy(W.k[i].m);
+		if (W.k[i].dirty)
+			all[n++] = msg_copy(W.k[i].m);
+		else
+			assert_true(flushed-- > 0);
 	}
+	assert_int_equal(flushed, 0);
 	qsort(all, n, sizeof *all, newer_first);
 	*out = all;
 	return n;
