@@ -66,7 +66,7 @@ $(shell mkdir -p $(BUILD) && [ "$$(cat $(FLAGS_STAMP) 2>/dev/null)" = '$(FLAGS_N
 PREFIX_STAMP := $(BUILD)/prefix
 $(shell [ "$$(cat $(PREFIX_STAMP) 2>/dev/null)" = '$(PREFIX)' ] || printf '%s\n' '$(PREFIX)' > $(PREFIX_STAMP))
 
-.PHONY: all test demo bench deps install clean
+.PHONY: all tests test demo bench deps install clean
 # Keep object files (no "rm" after the test summary, faster rebuilds).
 .SECONDARY:
 all: $(STATIC) $(SHARED) $(SHARED_LINKS) $(PC) $(BINS)
