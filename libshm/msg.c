@@ -933,7 +933,27 @@ static int run_change(shm_env *env, change *c, bool *stored)
 {
 	uint64_t t0 = shm__mono_ns();
 	int rc = run_write(env, change_body, c, t0, stored);
+	shm_msg *m;
 
+	/* L1 dropped it (evicted, expired once flushed) or never held it
+	 * (another host's): with read-through configured, the record (L3,
+	 * else L2) is asked, as a get would, and its fill in L1 is changed,
+	 * as the application's get then edit would */
+	if (rc == SHM_ENOTFOUND && env->rt) {
+		if ((rc = shm__rt_get(env, c->id, &m)))
+			return rc; /* SHM_ENOTFOUND: nowhere; SHM_EL3...: unknown */
+		shm_msg_free(m);
+		if ((rc = run_write(env, change_body, c, t0, stored)) ==
+		    SHM_ENOTFOUND) {
+			char s[37];
+			shm_uuid_format(c->id, s);
+			rc = shm__err(SHM_ENOTFOUND, "shm_%s: message %s: "
+			              "read-through found it, but L1 dropped it "
+			              "again before the change (L1 full, or an "
+			              "invalidation): retry", shm_op_name(c->op),
+			              s);
+		}
+	}
 	*stored = *stored && c->wrote;
 	return rc;
 }

@@ -514,7 +514,15 @@ void shm_rtxn_end(shm_rtxn *t);
  */
 int shm_msg_view(shm_rtxn *t, const shm_uuid *id, const shm_msg **out);
 
-/* Edit: new content, updated_at = now, edited = true, edit_count + 1
+/* Edit, delete and react change the message as L1 holds it. One L1 does
+ * not hold (dropped once flushed: evicted, or expired after l1_ttl_s; or
+ * another host's) is read through first, as shm_msg_get would, and its
+ * fill changed: SHM_ENOTFOUND only when the record (L3, else L2, else L1
+ * alone) has no such message, SHM_EL3 (SHM_EL2) when it could not say,
+ * nothing written. Without read-through configured, L1 alone answers: a
+ * message it dropped is SHM_ENOTFOUND.
+ *
+ * Edit: new content, updated_at = now, edited = true, edit_count + 1
  * (edit_count and a parent's reply_count stop at UINT32_MAX).
  * SHM_EDELETED for a soft-deleted message (its content stays deleted).
  * An edit or a reaction that would grow a message past what shm_msg_put

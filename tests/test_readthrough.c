@@ -3019,6 +3019,64 @@ static void test_deleted_message_fills_l1_as_it_is(void **state)
 	cleanup();
 }
 
+/* An edit, a reaction or a soft delete of a message L1 does not hold (it
+ * dropped it once flushed: l1_ttl_s is 5 minutes) reads it through, as a
+ * get would, and changes it: it was SHM_ENOTFOUND ("not in L1"), so a chat
+ * could not edit or delete any message older than the L1 TTL. One that no
+ * level has is still SHM_ENOTFOUND, and one PostgreSQL cannot say about
+ * SHM_EL3. */
+static void test_edit_react_delete_of_a_message_only_in_postgres(void **state)
+{
+	NEED_SERVERS();
+	char room[64];
+	shm_msg m[3], *got;
+	shm_uuid nowhere;
+
+	room_name(room, sizeof room, "change");
+	for (int i = 0; i < 3; i++) {
+		m[i] = plain_msg(room, INT64_C(1700000060000000) + i, "old");
+		m[i].user_id = 7;
+	}
+	PGconn *db = pg();
+	for (int i = 0; i < 3; i++)
+		pg_put(db, &m[i]);
+	PQfinish(db);
+
+	shm_env *env = open_rt(redis_url, pg_info, 50, 0);
+	uint64_t recs = log_records(env);
+	assert_int_equal(shm_msg_edit(env, &m[0].id, "new", 3), 0);
+	assert_int_equal(shm_msg_react(env, &m[1].id, 9, "ok", true), 0);
+	assert_int_equal(shm_msg_delete(env, &m[2].id), 0);
+	assert_int_equal(log_records(env), recs + 3);
+	assert_int_equal(shm_msg_get(env, &m[0].id, &got), 0);
+	assert_memory_equal(got->content, "new", 3);
+	assert_int_equal(got->content_len, 3);
+	assert_true(got->edited);
+	assert_int_equal(got->edit_count, 1);
+	shm_msg_free(got);
+	assert_int_equal(shm_msg_get(env, &m[1].id, &got), 0);
+	assert_int_equal(got->n_reactions, 1);
+	assert_string_equal(got->reactions[0].emoji, "ok");
+	shm_msg_free(got);
+	assert_int_equal(shm_msg_get(env, &m[2].id, &got), 0);
+	assert_int_equal(got->type, SHM_MSG_DELETE);
+	shm_msg_free(got);
+
+	shm_uuid_v7(&nowhere);
+	assert_int_equal(shm_msg_edit(env, &nowhere, "x", 1), SHM_ENOTFOUND);
+	assert_int_equal(shm_msg_delete(env, &nowhere), SHM_ENOTFOUND);
+	assert_int_equal(log_records(env), recs + 3);
+	close_rt(env);
+
+	/* PostgreSQL cannot say: its error, nothing written */
+	env = open_rt(NULL, "host=127.0.0.1 port=1 connect_timeout=1", 50,
+	              0);
+	assert_int_equal(shm_msg_edit(env, &m[0].id, "x", 1), SHM_EL3);
+	assert_int_equal(log_records(env), 0);
+	close_rt(env);
+	cleanup();
+}
+
 /* A room page's rows from PostgreSQL pass the checks a get's values pass
  * (test_values_put_would_refuse_are_the_levels_error): a row put would
  * refuse is L3's error, counted, and left off the page, which is
@@ -3512,6 +3570,7 @@ int main(void)
 		cmocka_unit_test(test_lz4_value_not_one_whole_frame_is_refused),
 		cmocka_unit_test(test_values_put_would_refuse_are_the_levels_error),
 		cmocka_unit_test(test_deleted_message_fills_l1_as_it_is),
+		cmocka_unit_test(test_edit_react_delete_of_a_message_only_in_postgres),
 		cmocka_unit_test(test_room_page_leaves_off_rows_put_would_refuse),
 		cmocka_unit_test(test_reply_left_behind_by_a_moved_parent_is_served),
 		cmocka_unit_test(test_rows_with_the_seeds_thread_ids_are_served),
