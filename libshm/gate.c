@@ -26,6 +26,7 @@
  *     (shm__map_adopt_stored): LMDB says nothing until pages pass this map.
  */
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -48,9 +49,26 @@ static int map_lost(shm_env *env)
 	                env->path_shown);
 }
 
+int shm__forked(shm_env *env)
+{
+	if (!(__atomic_load_n(&env->gate, __ATOMIC_ACQUIRE) & SHM__GATE_FORKED))
+		return 0;
+	return shm__err(SHM_EINVAL, "%s: this handle was opened by process "
+	                "%ld, and this is its child %ld: a handle must not be "
+	                "used across fork() (LMDB's rule): the child opens its "
+	                "own with shm_env_open, and may only shm_env_close "
+	                "this one", env->path_shown, (long)env->pid,
+	                (long)getpid());
+}
+
 int shm__gate_wait(shm_env *env)
 {
 	unsigned long v = __atomic_load_n(&env->gate, __ATOMIC_ACQUIRE);
+
+	if (v & SHM__GATE_FORKED) {
+		__atomic_sub_fetch(&env->gate, 1, __ATOMIC_RELAXED);
+		return shm__forked(env);
+	}
 
 	/* counted in v: go on only when no adoption holds this thread back */
 	while ((v & SHM__GATE_SHUT) ||

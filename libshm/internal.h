@@ -258,15 +258,21 @@ void shm__rtxn_put(shm_env *env, MDB_txn *txn);
 #define SHM__GATE_LOST (1ul << 63)    /* with SHUT: replacing it failed,
                                          the handle has no map */
 #define SHM__GATE_FLAGS (SHM__GATE_PENDING | SHM__GATE_SHUT)
+#define SHM__GATE_FORKED (1ul << 60)  /* set in a child of fork() on every
+                                         handle it inherited (registry.c):
+                                         its transactions are refused */
 /* Transactions the calling thread has in progress, in any handle. */
 extern __thread unsigned shm__txn_depth;
 int shm__gate_wait(shm_env *env);
+/* SHM_EINVAL, said, if env is a handle this process inherited through
+ * fork() (the fork rule, shm.h); else 0. */
+int shm__forked(shm_env *env);
 /* 0, or an error (said) if the handle lost its map: no transaction then. */
 static inline int shm__gate_enter(shm_env *env)
 {
 	if (__builtin_expect(__atomic_add_fetch(&env->gate, 1,
 	                                        __ATOMIC_ACQUIRE) &
-	                     SHM__GATE_FLAGS, 0))
+	                     (SHM__GATE_FLAGS | SHM__GATE_FORKED), 0))
 		return shm__gate_wait(env);
 	shm__txn_depth++;
 	return 0;

@@ -58,9 +58,20 @@ static void reg_fork_after(void)
 	pthread_mutex_unlock(&reg_lock);
 }
 
+/* In the child: every handle there is its parent's (or an older
+ * ancestor's), which it must not use (the fork rule): its transactions
+ * are refused from now on (gate.c), saying why, rather than run on
+ * LMDB's handle of another process. */
+static void reg_fork_child(void)
+{
+	for (shm_env *e = reg_head; e; e = e->reg_next)
+		__atomic_fetch_or(&e->gate, SHM__GATE_FORKED, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&reg_lock);
+}
+
 static void reg_init(void)
 {
-	pthread_atfork(reg_fork_prepare, reg_fork_after, reg_fork_after);
+	pthread_atfork(reg_fork_prepare, reg_fork_after, reg_fork_child);
 }
 
 /* Enters env, opened as dir, in the registry; SHM_EBUSY if this process

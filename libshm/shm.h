@@ -40,7 +40,9 @@
  *
  * Fork rule: an shm_env handle must not be used across fork(). A child opens
  * its own handle with shm_env_open() (LMDB's rule: the lock table and the map
- * are tied to the process that opened them). The one call a child may make
+ * are tied to the process that opened them). Every call of a child that
+ * would read or write through a handle it inherited fails with SHM_EINVAL,
+ * shm_errmsg() saying so. The one call a child may make
  * on the handle it inherited is shm_env_close(), which frees the child's
  * copy and nothing of the parent's: its reader slots, its Redis and
  * PostgreSQL sessions and its counts stay the parent's (the child keeps a

@@ -552,6 +552,58 @@ static void test_a_transaction_another_thread_holds_defers_it(void **state)
 	free(dir);
 }
 
+/* The fork rule: a child must not use the handle it inherited. It used to
+ * be able to, silently (a put or a read transaction returned 0, on LMDB's
+ * handle of its parent); now every call that reads or writes through it
+ * is SHM_EINVAL saying so, while the child's own handle and the parent's
+ * work, and the parent sees nothing the child tried. */
+static int child_on_inherited(shm_env *inherited, const char *dir)
+{
+	shm_msg m = tu_msg("forked", 1, "from the child");
+	shm_msg **page;
+	shm_rtxn *t;
+	shm_env *own;
+	size_t n;
+	int rc;
+
+	if (shm_msg_put(inherited, &m) != SHM_EINVAL ||
+	    !strstr(shm_errmsg(), "must not be used across fork()"))
+		return 10;
+	if (shm_rtxn_begin(inherited, &t) != SHM_EINVAL)
+		return 11;
+	if (shm_room_page(inherited, "forked", 0, 10, &page, &n) != SHM_EINVAL)
+		return 12;
+	if (shm_env_open(dir, NULL, &own))
+		return 13;
+	rc = shm_msg_put(own, &m) ? 14 : 0;
+	shm_env_close(own);
+	shm_env_close(inherited);
+	return rc;
+}
+
+static void test_a_child_cannot_use_the_handle_it_inherited(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg **page;
+	size_t n;
+	pid_t pid;
+
+	if ((pid = fork()) == 0)
+		_exit(child_on_inherited(env, dir));
+	wait_ok(pid);
+	/* the parent's handle works, and holds the child's own put only */
+	shm_msg m = tu_msg("forked", 2, "from the parent");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(shm_room_page(env, "forked", 0, 10, &page, &n), 0);
+	assert_int_equal(n, 2);
+	shm_msgs_free(page, n);
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -562,6 +614,7 @@ int main(void)
 		cmocka_unit_test(test_threads_reading_while_the_map_grows_see_no_error),
 		cmocka_unit_test(test_a_held_read_transaction_defers_the_adoption),
 		cmocka_unit_test(test_a_transaction_another_thread_holds_defers_it),
+		cmocka_unit_test(test_a_child_cannot_use_the_handle_it_inherited),
 	};
 	return cmocka_run_group_tests_name("multiproc", tests, NULL, NULL);
 }
