@@ -251,7 +251,9 @@ void shm_options_init(shm_options *o);
  * or a service, or PGHOSTADDR or PGSERVICE set, is used as given, a
  * hostaddr element that is not a numeric address being invalid), and with
  * SHM_EBUSY if this process has dir open already (One open per process,
- * above: share that handle between threads). On success *out is a handle
+ * above: share that handle between threads). *opt and its strings
+ * (redis_url, pg_conninfo) are copied: they need not outlive the call. On
+ * success *out is a handle
  * owned by the caller, released with shm_env_close(); on failure *out is
  * NULL (Conventions).
  */
@@ -269,8 +271,9 @@ void shm_env_close(shm_env *env);
  * failing call. Never NULL. */
 const char *shm_errmsg(void);
 
-/* The options the handle was opened with, and its directory (owned by
- * env). NULL for a NULL env. */
+/* The options the handle was opened with, and its directory: env's (its
+ * copies of the strings too), valid until shm_env_close(env). NULL for a
+ * NULL env. */
 const shm_options *shm_env_options(const shm_env *env);
 const char *shm_env_path(const shm_env *env);
 
@@ -359,7 +362,9 @@ int shm_msg_type_parse(const char *s, shm_msg_type *out);
 /* Strings of a message given to put or the JSON writer: NULL is taken as
  * "" wherever empty is allowed (username, content with content_len 0, an
  * attachment's filename, content_type and url); room_id and emojis must be
- * non-empty. What get, views and pages return has no NULL string. */
+ * non-empty. What get, views and pages return has no NULL string, and each
+ * is NUL-terminated, content too (a NUL after its content_len bytes, which
+ * hold none): printf("%s") may print them. */
 typedef struct shm_attachment {
 	shm_uuid id;
 	const char *filename;     /* UTF-8, 0..SHM_MAX_NAME bytes */
@@ -503,7 +508,11 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index);
 int shm_msg_get(shm_env *env, const shm_uuid *id, shm_msg **out);
 void shm_msg_free(shm_msg *m);
 
-/* Read transaction for zero-copy views. Never takes the write lock. */
+/* Read transaction for zero-copy views. Never takes the write lock. It
+ * reads L1 as it was at shm_rtxn_begin: writes made since, the calling
+ * thread's own included, are not seen through it (SHM_ENOTFOUND for a
+ * message put since). Keep it short ("Map size" above; an old snapshot
+ * also holds pages back: SHM_EFULL). */
 typedef struct shm_rtxn shm_rtxn;
 int shm_rtxn_begin(shm_env *env, shm_rtxn **out);
 /* Ends the transaction: every view obtained through it dies here. NULL:
@@ -609,11 +618,13 @@ int shm_msg_from_json(const char *json, size_t len, shm_msg **out,
 int shm_object_check(const char *object);
 
 typedef struct shm_static {
-	const void *content;   /* content_len bytes */
+	const void *content;   /* content_len bytes, then a NUL not counted
+	                        * (text prints as a C string) */
 	size_t content_len;
 	char sha1[41];         /* git blob SHA-1, hex */
 	char sha256[65];       /* SHA-256 of the content, hex */
-	int64_t generated_at;
+	int64_t generated_at;  /* µs since the epoch: when it was generated
+	                        * or put */
 } shm_static;
 
 /*
@@ -634,7 +645,11 @@ typedef int (*shm_static_gen_fn)(const shm_uuid *website, const char *object,
  * Across processes only one runs the generator for a key at a time; the
  * others (processes or threads) wait (at most lease_wait_ms, then
  * SHM_ETIMEDOUT) without holding a transaction. *out is one allocation owned by the caller (shm_static_free);
- * it carries both SHAs, so either kind can be read.
+ * it carries both SHAs, so either kind can be read. gen NULL is
+ * shm_static_peek's lookup but SHM_EINVAL on a miss. Errors of the
+ * generator's result: SHM_EGENERATOR (it returned non-zero), SHM_EINVAL
+ * (NULL content with a non-zero len), SHM_ETOOBIG (more than max_content);
+ * nothing is stored then, and the next get runs a generator again.
  */
 int shm_static_get(shm_env *env, const shm_uuid *website, const char *object,
                    shm_static_gen_fn gen, void *user, shm_static **out);
