@@ -936,8 +936,8 @@ static int run_change(shm_env *env, change *c, bool *stored)
 	shm_msg *m;
 
 	/* L1 dropped it (evicted, expired once flushed) or never held it
-	 * (another host's): with read-through configured, the record (L3,
-	 * else L2) is asked, as a get would, and its fill in L1 is changed,
+	 * (another host's): with read-through configured, the message is
+	 * asked of L2, then L3, as a get would, and its fill in L1 is changed,
 	 * as the application's get then edit would */
 	if (rc == SHM_ENOTFOUND && env->rt) {
 		if ((rc = shm__rt_get(env, c->id, &m)))
