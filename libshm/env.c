@@ -34,13 +34,26 @@
  *     removing it under such a process would give the next opener a
  *     second lock file). One that was there before the call is never
  *     removed: another process may use it.
+ * 10. A full disk (or a file size limit) refuses an open, naming the file,
+ *     and kills no process: a store into a hole of a mapped file on a
+ *     full disk is SIGBUS (stats.c invariant 3 for shm.stats). lock.mdb's
+ *     first page (LMDB's header, which the first opener stores through
+ *     its mapping) is allocated before mdb_env_open, the rest of it (the
+ *     reader slots, stored the same way by every reader) before the open
+ *     returns, through LMDB's own descriptor (invariant 8: closing
+ *     another drops this process's locks). A data.mdb this open made but
+ *     could not write whole (an environment being created) is cut back to
+ *     empty: cut short, LMDB took it for a file of another kind, refused
+ *     ever after; empty, the next open makes it anew.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stddef.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -434,6 +447,136 @@ static bool lock_file_there(const char *dir)
 	return lstat(path, &st) == 0 || errno != ENOENT;
 }
 
+int shm__allocate(int fd, off_t len, const char *name)
+{
+	int rc = posix_fallocate(fd, 0, len);
+	struct rlimit rl;
+
+	if (rc == 0 || rc == EOPNOTSUPP || rc == ENOSYS || rc == EINVAL)
+		return 0; /* done, or a file system that allocates on write */
+	if (rc == EFBIG && getrlimit(RLIMIT_FSIZE, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY)
+		return shm__err(rc, "%s: cannot allocate its %lld bytes: this "
+		                "process's file size limit (ulimit -f) is %llu "
+		                "bytes", name, (long long)len,
+		                (unsigned long long)rl.rlim_cur);
+	if (rc == ENOSPC)
+		return shm__err(rc, "%s: cannot allocate its %lld bytes: the "
+		                "disk is full; free some space, then open again",
+		                name, (long long)len);
+	return shm__err(rc, "%s: cannot allocate its %lld bytes", name,
+	                (long long)len);
+}
+
+/* LMDB's header in lock.mdb: its first page, written by the first opener
+ * through its mapping (invariant 10). */
+#define LOCK_HEAD 4096
+
+/* Invariant 10, before mdb_env_open: DIR/lock.mdb (made if missing, as
+ * LMDB would, with its mode) with blocks for its first LOCK_HEAD bytes. A
+ * descriptor of its own is safe here, and here only: this process holds
+ * no lock on the file yet (registry.c invariant 8: a second handle is
+ * refused before, and fork() passes no fcntl lock on). A lock file this
+ * process cannot open is left to mdb_env_open, which says why
+ * (open_denied). */
+static int lock_head_allocate(const char *dir, const char *shown)
+{
+	char path[4200], name[SHM__SHOWN_LONG_MAX + sizeof "/lock.mdb"];
+	struct stat st;
+	int fd, rc = 0;
+
+	if ((size_t)snprintf(path, sizeof path, "%s/lock.mdb", dir) >=
+	    sizeof path)
+		return 0;
+	snprintf(name, sizeof name, "%s/lock.mdb", shown);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0664)) < 0)
+		return 0;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < LOCK_HEAD)
+		rc = shm__allocate(fd, LOCK_HEAD, name);
+	close(fd);
+	return rc;
+}
+
+/* Invariant 10, after mdb_env_open: every block of DIR/lock.mdb, through
+ * LMDB's own descriptor of it (lmdb.h gives none: found among this
+ * process's open ones by device and inode). Opening and closing one of
+ * its own would drop the fcntl locks LMDB holds for this process, and
+ * another process's stale-reader check would then free this one's reader
+ * slots (registry.c invariant 8). Not found (no /proc): left as it is. */
+static int lock_file_allocate(const char *dir, const char *shown)
+{
+	char path[4200], name[SHM__SHOWN_LONG_MAX + sizeof "/lock.mdb"];
+	struct stat want, st;
+	struct dirent *e;
+	int fd = -1, rc = 0;
+	DIR *d;
+
+	if ((size_t)snprintf(path, sizeof path, "%s/lock.mdb", dir) >=
+	        sizeof path ||
+	    stat(path, &want) != 0 || !(d = opendir("/proc/self/fd")))
+		return 0;
+	while (fd < 0 && (e = readdir(d))) {
+		char *end;
+		long n = strtol(e->d_name, &end, 10);
+		if (end != e->d_name && !*end && n != dirfd(d) &&
+		    fstat((int)n, &st) == 0 && st.st_dev == want.st_dev &&
+		    st.st_ino == want.st_ino)
+			fd = (int)n;
+	}
+	closedir(d);
+	snprintf(name, sizeof name, "%s/lock.mdb", shown);
+	if (fd >= 0 && st.st_size > 0)
+		rc = shm__allocate(fd, st.st_size, name);
+	return rc;
+}
+
+/* The size of DIR/data.mdb, -1 if it is not there (or cannot be told). */
+static off_t data_file_size(const char *dir)
+{
+	char path[4200];
+	struct stat st;
+
+	if ((size_t)snprintf(path, sizeof path, "%s/data.mdb", dir) >=
+	    sizeof path || stat(path, &st) != 0)
+		return -1;
+	return st.st_size;
+}
+
+/* mdb_env_open's ENOSPC, EFBIG or EDQUOT names no file: data.mdb when it
+ * is shorter than LMDB's two meta pages (a new environment's, which this
+ * open made if data_before is -1: emptied, invariant 10), else lock.mdb
+ * (which LMDB sizes first); with the cause. */
+static int open_no_space(int rc, const char *dir, const char *shown,
+                         off_t data_before)
+{
+	char path[4200];
+	off_t now = data_file_size(dir);
+	bool data = now >= 0 && now < 2 * LOCK_HEAD;
+	struct rlimit rl;
+	/* LMDB says ENOSPC for its meta pages written short, whatever the
+	 * cause: a data.mdb that reached the limit reached the limit */
+	bool limit = getrlimit(RLIMIT_FSIZE, &rl) == 0 &&
+	             rl.rlim_cur != RLIM_INFINITY &&
+	             (rc == EFBIG || (data && (rlim_t)now >= rl.rlim_cur));
+
+	if (data && data_before < 0 &&
+	    (size_t)snprintf(path, sizeof path, "%s/data.mdb", dir) <
+	        sizeof path)
+		(void)!truncate(path, 0); /* else as it was */
+	if (limit)
+		return shm__err(EFBIG, "%s/%s: cannot be written: this "
+		                "process's file size limit (ulimit -f) is %llu "
+		                "bytes",
+		                shown, data ? "data.mdb" : "lock.mdb",
+		                (unsigned long long)rl.rlim_cur);
+	if (rc == ENOSPC)
+		return shm__err(rc, "%s/%s: cannot be written: the disk is "
+		                "full; free some space, then open again", shown,
+		                data ? "data.mdb" : "lock.mdb");
+	return shm__err(rc, "%s/%s: cannot be written", shown,
+	                data ? "data.mdb" : "lock.mdb");
+}
+
 /* For an open that must not create: dir (named as shown) holds an
  * environment. */
 static int check_exists(const char *dir, const char *shown)
@@ -571,6 +714,12 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 		goto fail;
 	}
 	bool had_lock = lock_file_there(dir);
+	off_t data_before = data_file_size(dir);
+	if ((rc = lock_head_allocate(dir, env->path_shown))) {
+		if (!had_lock) /* the empty one it made */
+			lock_file_drop(dir);
+		goto fail;
+	}
 	if ((rc = mdb_env_open(env->mdb, dir, flags, 0664))) {
 		bool not_lmdb_file = rc == MDB_INVALID ||
 		                     rc == MDB_VERSION_MISMATCH;
@@ -586,6 +735,9 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 		else if (rc == EACCES)
 			rc = open_denied(dir, env->path_shown,
 			                 env->opt.read_only);
+		else if (rc == ENOSPC || rc == EFBIG || rc == EDQUOT)
+			rc = open_no_space(rc, dir, env->path_shown,
+			                   data_before);
 		else
 			rc = shm__err_mdb(rc, env->path_shown);
 		if (!had_lock && not_lmdb_file) { /* invariant 9 */
@@ -598,6 +750,8 @@ int shm_env_open(const char *dir, const shm_options *opt, shm_env **out)
 	/* the slots in force: LMDB's lock file only grows, and only the
 	 * first process to open it (none has it open) can grow it */
 	mdb_env_get_maxreaders(env->mdb, &env->opt.max_readers);
+	if ((rc = lock_file_allocate(dir, env->path_shown)))
+		goto fail; /* invariant 10: before any reader takes a slot */
 	/* a writer clears the slots of dead processes; a read-only open (the
 	 * tools) leaves them for shmctl readers to show and clear */
 	if (!env->opt.read_only)

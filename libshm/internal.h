@@ -181,6 +181,13 @@ void shm__touch_prefetch(shm_env *env, char kind, const void *key,
                          size_t klen);
 uint32_t shm__atime(shm_env *env, char kind, const void *key, size_t klen);
 int shm__shared_open(shm_env *env);
+/* Gives fd's file (named as name, in error texts) blocks for its first len
+ * bytes (posix_fallocate; growing it to len if shorter): a file written
+ * through a shared mapping must have them, or a store into a hole on a
+ * full disk kills the process with SIGBUS. 0, or an error naming the
+ * file and, for a full disk or a file size limit, the cause. A file
+ * system that cannot allocate ahead is left as it is (0). */
+int shm__allocate(int fd, off_t len, const char *name);
 void shm__shared_close(shm_env *env);
 
 /* The msg database's key order (env.c): memcmp's, with a prefetch. */

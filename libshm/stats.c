@@ -9,6 +9,11 @@
  *     another process sees a live handle's reads up to 63 counts late.
  *  2. The atime table is a hint for eviction (last access, seconds, hashed
  *     slot): losing or colliding an update only makes eviction less exact.
+ *  3. Every block of the file is allocated before a read-write handle maps
+ *     it (shm__allocate): the counters and the atime table are stored
+ *     through the mapping, and a store into a hole of a file on a full
+ *     disk is SIGBUS, which killed an application that merely read. An
+ *     open that cannot allocate them is refused, naming the file.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -168,8 +173,13 @@ int shm__shared_open(shm_env *env)
 	if (st.st_size == 0 && !env->opt.read_only) {
 		shm__shared hdr = {.magic = SHM_STATS_MAGIC,
 		                   .version = SHM_STATS_VERSION};
-		if (ftruncate(fd, sizeof(shm__shared)) != 0 ||
-		    pwrite(fd, &hdr, offsetof(shm__shared, next_seq_hint), 0) < 0) {
+		if ((rc = shm__allocate(fd, sizeof(shm__shared), name))) {
+			/* empty again: a file system that grew it part way
+			 * would leave it the wrong size, refused ever after */
+			(void)!ftruncate(fd, 0);
+			goto out;
+		}
+		if (pwrite(fd, &hdr, offsetof(shm__shared, next_seq_hint), 0) < 0) {
 			rc = shm__err(errno, "initialise %s", name);
 			goto out;
 		}
@@ -177,6 +187,9 @@ int shm__shared_open(shm_env *env)
 		rc = shm__err(SHM_EVERSION, "%s: %lld bytes, this version uses %zu",
 		              name, (long long)st.st_size, sizeof(shm__shared));
 		goto out;
+	} else if (!env->opt.read_only &&
+	           (rc = shm__allocate(fd, sizeof(shm__shared), name))) {
+		goto out; /* one made sparse (ftruncate) by an older version */
 	}
 	map = mmap(NULL, sizeof(shm__shared),
 	           env->opt.read_only ? PROT_READ : PROT_READ | PROT_WRITE,

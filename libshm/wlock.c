@@ -73,10 +73,10 @@ int shm__wlock_open(shm_env *env)
 		rc = shm__err(errno, "lock %s", name);
 		goto out;
 	}
-	if (st.st_size == 0 && ftruncate(fd, sizeof(struct shm__wlock)) != 0) {
-		rc = shm__err(errno, "size %s", name);
+	/* its block allocated: the mutex is stored through the mapping, and
+	 * a store into a hole on a full disk is SIGBUS (stats.c invariant 3) */
+	if ((rc = shm__allocate(fd, sizeof(struct shm__wlock), name)))
 		goto out;
-	}
 	map = mmap(NULL, sizeof(struct shm__wlock), PROT_READ | PROT_WRITE,
 	           MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED) {

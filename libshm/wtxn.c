@@ -46,12 +46,24 @@
  *     after it, and a map that writers filled to its last page left no
  *     room to record what the flusher applied, trim the log or evict: no
  *     commit fitted again, for good.
+ *  8. A commit that LMDB cannot write into data.mdb (a full disk, a file
+ *     size limit) stores nothing: LMDB writes the meta page, which makes a
+ *     commit, only after every page of it; the pages written past the old
+ *     end lie beyond the last page the meta page names, and are written
+ *     over by the next commit that grows the file. The write fails,
+ *     naming the file and the cause (commit_unwritten); the handle and
+ *     the environment stay usable, and writes work again once there is
+ *     room.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -148,6 +160,50 @@ static void clock_pass(const shm__wtxn *w)
 		;
 }
 
+/* A commit LMDB could not write into data.mdb (invariant 8): said naming
+ * the file and the cause, where it can be told: a full disk (ENOSPC; a
+ * write that filled it came back short, which LMDB reports as EIO), this
+ * process's file size limit (EFBIG, or EIO at the limit), a quota. */
+static int commit_unwritten(shm_env *env, int rc)
+{
+	char data[4200];
+	struct rlimit rl;
+	struct statvfs fs;
+	struct stat st;
+	bool limit;
+
+	if (rc != ENOSPC && rc != EFBIG && rc != EDQUOT && rc != EIO)
+		return shm__err_mdb(rc, "commit");
+	snprintf(data, sizeof data, "%s/data.mdb", env->path);
+	limit = getrlimit(RLIMIT_FSIZE, &rl) == 0 &&
+	        rl.rlim_cur != RLIM_INFINITY && stat(data, &st) == 0 &&
+	        (uint64_t)st.st_size >= rl.rlim_cur;
+	if (rc == EFBIG || (rc == EIO && limit))
+		return shm__err(EFBIG, "%s/data.mdb: commit not written, "
+		                "nothing of it stored: the file cannot grow past "
+		                "%llu bytes, this process's file size limit "
+		                "(ulimit -f)", env->path_shown,
+		                (unsigned long long)rl.rlim_cur);
+	if (rc == EDQUOT)
+		return shm__err(rc, "%s/data.mdb: commit not written, nothing "
+		                "of it stored: the disk quota of this user is "
+		                "used up", env->path_shown);
+	unsigned long long avail = 0;
+	bool have = statvfs(env->path, &fs) == 0;
+	if (have) /* root may use the blocks reserved for it */
+		avail = (unsigned long long)(geteuid() == 0 ? fs.f_bfree
+		                                            : fs.f_bavail) *
+		        fs.f_frsize;
+	if (rc == ENOSPC || (have && avail < (1u << 20)))
+		return shm__err(ENOSPC, "%s/data.mdb: commit not written, "
+		                "nothing of it stored: the disk is full (%llu "
+		                "bytes free on its file system); free some "
+		                "space, then write again", env->path_shown,
+		                avail);
+	return shm__err(rc, "%s/data.mdb: commit not written, nothing of it "
+	                "stored", env->path_shown);
+}
+
 /* Invariant 7: the reserve, in pages (an eighth of a smaller map). */
 #define RESERVE_PAGES 64
 
@@ -172,7 +228,7 @@ static int wtxn_commit(shm__wtxn *w)
 	}
 	rc = mdb_txn_commit(w->txn);
 	if (rc)
-		return rc == MDB_MAP_FULL ? rc : shm__err_mdb(rc, "commit");
+		return rc == MDB_MAP_FULL ? rc : commit_unwritten(w->env, rc);
 	if (w->filled_until)
 		clock_pass(w);
 	if (w->next_seq != w->begin_seq) {

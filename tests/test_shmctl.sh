@@ -229,7 +229,7 @@ if command -v prlimit >/dev/null; then
 	# data.mdb may not pass 600 kB; SIGXFSZ ignored: the write fails
 	small_files() { (trap '' XFSZ; exec prlimit --fsize=600000 "$@"); }
 	t "an import whose commit fails exits 70" 70 small_files "$SHMCTL" -e "$tmp/new" import "$tmp/1mb.jsonl"
-	has "saying why" "$tmp/err" "commit: "
+	has "saying why, naming the file and the limit" "$tmp/err" "/new/data.mdb: commit not written, nothing of it stored: the file cannot grow past 600000 bytes, this process's file size limit (ulimit -f)"
 	has "and what it removed" "$tmp/err" "the environment this import created in $tmp/new is removed"
 	if [ -e "$tmp/new" ]; then ko "and removes the directory it created ($(ls -A "$tmp/new" | tr '\n' ' '))"; else ok "and removes the directory it created"; fi
 	rm -rf "$tmp/new"

@@ -458,7 +458,9 @@ static void test_upgrade_failing_at_any_write_changes_nothing(void **state)
 	inj = (__typeof__(inj)){.armed = true, .fail_commit = true};
 	assert_int_equal(shm__upgrade(f->env, &u), EIO);
 	inj.armed = false;
-	assert_string_equal(shm_errmsg(), "commit: Input/output error");
+	/* the file; no cause told (the disk has room, no size limit) */
+	assert_non_null(strstr(shm_errmsg(), "/data.mdb: commit not written, "
+	                       "nothing of it stored (Input/output error)"));
 	assert_unchanged(&before, f->env, "the commit failing");
 	assert_int_equal(verify(f), 7);
 	for (k = 1;; k++) {
