@@ -6,6 +6,8 @@
  * and replies). Every check is exact: row counts, per-row apply
  * counts (a trigger counts each INSERT/UPDATE: a batch applied twice would
  * show), Redis keys, and a trimmed log. Skips without the servers. */
+#include <sys/resource.h>
+
 #include "flusher_test.h"
 
 /* Both servers up again, whatever an earlier test left. */
@@ -700,6 +702,168 @@ static void test_full_map_failures_are_said_once_then_reminded(void **state)
 	free(dir);
 }
 
+/* Runs the flusher as ft_spawn_flusher does, SIGXFSZ ignored (a write
+ * past a file size limit then fails with EFBIG, as one on a full disk
+ * with ENOSPC) and its stderr through a pipe to a logger child that
+ * appends it to dir.flusher.log: a pipe has no size limit, so the log
+ * stays whole whatever limit is set on the flusher. *logger: its pid. */
+static pid_t spawn_flusher_limitable(const char *dir, const char *const *extra,
+                                     pid_t *logger)
+{
+	int p[2];
+
+	assert_int_equal(pipe(p), 0);
+	*logger = fork();
+	assert_true(*logger >= 0);
+	if (*logger == 0) {
+		char log[4096], buf[4096];
+		ssize_t n;
+		close(p[1]);
+		snprintf(log, sizeof log, "%s.flusher.log", dir);
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		while (fd >= 0 && (n = read(p[0], buf, sizeof buf)) > 0)
+			if (write(fd, buf, (size_t)n) != n)
+				_exit(1);
+		_exit(0);
+	}
+	tu_child_add(*logger);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		const char *argv[40];
+		int n = 0;
+		signal(SIGXFSZ, SIG_IGN);
+		dup2(p[1], 2);
+		close(p[0]);
+		close(p[1]);
+		argv[n++] = "shm-flusher";
+		argv[n++] = "-e";
+		argv[n++] = dir;
+		argv[n++] = "--redis";
+		argv[n++] = ft_redis_url;
+		argv[n++] = "--pg";
+		argv[n++] = ft_pg;
+		argv[n++] = "--backoff-max-ms";
+		argv[n++] = "500";
+		for (int i = 0; extra && extra[i] && n < 38; i++)
+			argv[n++] = extra[i];
+		argv[n] = NULL;
+		_exit(fl_main(n, (char **)argv));
+	}
+	close(p[0]);
+	close(p[1]);
+	tu_child_add(pid);
+	return pid;
+}
+
+/* The flusher's file size limit, set from outside (prlimit). */
+static void flusher_file_limit(pid_t pid, rlim_t limit)
+{
+	struct rlimit rl = {limit, RLIM_INFINITY};
+	assert_int_equal(prlimit(pid, RLIMIT_FSIZE, &rl, NULL), 0);
+}
+
+/* The flusher on a full disk (a file size limit of one byte set on it
+ * once started: LMDB's meta page at offset 0 is the only one it could
+ * begin to write, so none of its commits can be written). Writers go on
+ * (they have room). Every write of the flusher to the environment fails
+ * (recording what the sinks applied, trimming the log, its stats): it
+ * says so once per task, naming data.mdb and the cause, then reminds; it
+ * neither crashes nor exits. Once the disk has room again it says so and
+ * catches up: every message in PostgreSQL once (applied once), in Redis,
+ * the log trimmed, the environment verified. A flusher killed (-9) while
+ * the disk is full leaves its successor nothing to apply twice. */
+static void test_full_disk_under_the_flusher_is_said_then_caught_up(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir();
+	const char *args[] = {"--remind-interval", "2", NULL};
+	shm_info in;
+	pid_t logger;
+	int i, status;
+
+	ft_reset_servers();
+	ft_install_apply_counter();
+	shm_env *env = tu_open(dir, NULL);
+	for (i = 0; i < 10; i++) {
+		shm_msg m = tu_msg("full-disk", i, "before");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	pid_t fl = spawn_flusher_limitable(dir, args, &logger);
+	assert_true(ft_log_waits_for(dir, "INFO main: shm-flusher", 5000));
+	assert_int_equal(ft_wait_meta(env, "flushed", 10, 5000), 10);
+
+	flusher_file_limit(fl, 1);
+	uint64_t t0 = ft_ms();
+	for (i = 0; i < 30; i++) {
+		shm_msg m = tu_msg("full-disk", i, "while the disk is full");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	tu_sleep_ms(3000);
+	assert_int_equal(waitpid(fl, &status, WNOHANG), 0); /* alive */
+	uint64_t most = 2 + (ft_ms() - t0) / 2000; /* once, a reminder per 2 s */
+	unsigned said = ft_log_count(dir, "data.mdb: commit not written, "
+	                             "nothing of it stored: the file cannot "
+	                             "grow past 1 bytes");
+	unsigned failures = failure_lines(dir);
+	fprintf(stderr, "%" PRIu64 " ms: %u lines name data.mdb, %u failure "
+	        "lines:\n", ft_ms() - t0, said, failures);
+	char cmd[4200];
+	snprintf(cmd, sizeof cmd, "grep -E ' (WARN|ERROR) ' '%s.flusher.log' "
+	         "| cut -c1-400 >&2", dir);
+	(void)!system(cmd);
+	assert_true(said >= 1);
+	assert_true(ft_log_waits_for(dir, "still failing: ", 2000));
+	assert_true(ft_log_count(dir, "ERROR trim: ") <= most);
+	assert_true(failures <= 8 * most); /* not a line per round */
+	assert_int_equal(ft_meta(env, "flushed"), 10); /* none recorded */
+
+	flusher_file_limit(fl, RLIM_INFINITY); /* room again */
+	assert_true(ft_log_waits_for(dir, "trimming the log works again",
+	                             5000));
+	assert_int_equal(ft_wait_meta(env, "flushed", 40, 10000), 40);
+	uint64_t end = ft_ms() + 5000;
+	do
+		assert_int_equal(shm_env_info(env, &in), 0);
+	while (in.log_records && ft_ms() < end && (tu_sleep_ms(50), 1));
+	assert_int_equal(in.log_records, 0); /* trimmed */
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 40);
+	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 1);
+
+	/* full again, and the flusher killed (-9) before there is room: a
+	 * new one, with room, applies nothing twice */
+	unsigned before = ft_log_count(dir, "ERROR trim: ");
+	flusher_file_limit(fl, 1);
+	for (i = 0; i < 20; i++) {
+		shm_msg m = tu_msg("full-disk", i, "then killed");
+		assert_int_equal(shm_msg_put(env, &m), 0);
+	}
+	end = ft_ms() + 5000;
+	while (ft_log_count(dir, "ERROR trim: ") == before && ft_ms() < end)
+		tu_sleep_ms(50);
+	assert_true(ft_log_count(dir, "ERROR trim: ") > before);
+	assert_int_equal(ft_meta(env, "flushed"), 40);
+	kill(fl, SIGKILL);
+	assert_int_equal(ft_wait(fl), 128 + SIGKILL);
+	assert_int_equal(ft_wait(logger), 0);
+	fl = spawn_flusher_limitable(dir, args, &logger);
+	assert_int_equal(ft_wait_meta(env, "flushed", 60, 10000), 60);
+	kill(fl, SIGTERM);
+	assert_int_equal(ft_wait(fl), 0);
+	assert_int_equal(ft_wait(logger), 0);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 60);
+	assert_int_equal(ft_sql_int("SELECT count(*) FROM test_apply_count"),
+	                 60);
+	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 1);
+	assert_int_equal(ft_redis_int("DBSIZE"), 60);
+	assert_int_equal(tu_verify(env), 0);
+	ft_remove_apply_counter();
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* Flushed L1 entries past their TTL (l1_ttl_s 1) while a reader pins an
  * old snapshot and the map is full: the expiry's deletes need pages the map
  * no longer has, so the periodic expiry fails. That is said once (ERROR
@@ -971,6 +1135,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_flusher_sigkilled_during_edits_deletes_reactions_and_replies_ends_equal, ft_teardown),
 		cmocka_unit_test_teardown(test_full_map_failures_are_said_once_then_reminded, ft_teardown),
 		cmocka_unit_test_teardown(test_expiry_on_a_full_map_is_said_then_works_again, ft_teardown),
+		cmocka_unit_test_teardown(test_full_disk_under_the_flusher_is_said_then_caught_up, ft_teardown),
 		cmocka_unit_test_teardown(test_map_grown_under_a_working_flusher_stalls_and_loses_nothing, ft_teardown),
 		cmocka_unit_test_teardown(test_small_map_full_under_writers_drains_exactly, ft_teardown),
 	};
