@@ -449,9 +449,15 @@ static bool lock_file_there(const char *dir)
 
 int shm__allocate(int fd, off_t len, const char *name)
 {
-	int rc = posix_fallocate(fd, 0, len);
+	/* Linux's fallocate, not posix_fallocate: where the file system
+	 * cannot allocate ahead, glibc's stand-in writes a zero into every
+	 * block it reads as zero, over what another process may store
+	 * there meanwhile (a reader slot, a counter) */
+	int rc = fallocate(fd, 0, 0, len) == 0 ? 0 : errno;
 	struct rlimit rl;
 
+	if (rc == EINTR)
+		rc = fallocate(fd, 0, 0, len) == 0 ? 0 : errno;
 	if (rc == 0 || rc == EOPNOTSUPP || rc == ENOSYS || rc == EINVAL)
 		return 0; /* done, or a file system that allocates on write */
 	if (rc == EFBIG && getrlimit(RLIMIT_FSIZE, &rl) == 0 &&

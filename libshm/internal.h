@@ -182,7 +182,7 @@ void shm__touch_prefetch(shm_env *env, char kind, const void *key,
 uint32_t shm__atime(shm_env *env, char kind, const void *key, size_t klen);
 int shm__shared_open(shm_env *env);
 /* Gives fd's file (named as name, in error texts) blocks for its first len
- * bytes (posix_fallocate; growing it to len if shorter): a file written
+ * bytes (fallocate; growing it to len if shorter): a file written
  * through a shared mapping must have them, or a store into a hole on a
  * full disk kills the process with SIGBUS. 0, or an error naming the
  * file and, for a full disk or a file size limit, the cause. A file
