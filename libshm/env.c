@@ -550,7 +550,8 @@ static off_t data_file_size(const char *dir)
 
 /* mdb_env_open's ENOSPC, EFBIG or EDQUOT names no file: data.mdb when it
  * is shorter than LMDB's two meta pages (a new environment's, which this
- * open made if data_before is -1: emptied, invariant 10), else lock.mdb
+ * open made if data_before, its size before, is -1 or 0: emptied,
+ * invariant 10), else lock.mdb
  * (which LMDB sizes first); with the cause. */
 static int open_no_space(int rc, const char *dir, const char *shown,
                          off_t data_before)
@@ -565,7 +566,7 @@ static int open_no_space(int rc, const char *dir, const char *shown,
 	             rl.rlim_cur != RLIM_INFINITY &&
 	             (rc == EFBIG || (data && (rlim_t)now >= rl.rlim_cur));
 
-	if (data && data_before < 0 &&
+	if (data && data_before <= 0 &&
 	    (size_t)snprintf(path, sizeof path, "%s/data.mdb", dir) <
 	        sizeof path)
 		(void)!truncate(path, 0); /* else as it was */
