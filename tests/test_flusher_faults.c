@@ -706,9 +706,10 @@ static void test_full_map_failures_are_said_once_then_reminded(void **state)
  * past a file size limit then fails with EFBIG, as one on a full disk
  * with ENOSPC) and its stderr through a pipe to a logger child that
  * appends it to dir.flusher.log: a pipe has no size limit, so the log
- * stays whole whatever limit is set on the flusher. *logger: its pid. */
+ * stays whole whatever limit is set on the flusher (limit: its file size
+ * limit from the start). *logger: its pid. */
 static pid_t spawn_flusher_limitable(const char *dir, const char *const *extra,
-                                     pid_t *logger)
+                                     rlim_t limit, pid_t *logger)
 {
 	int p[2];
 
@@ -732,7 +733,10 @@ static pid_t spawn_flusher_limitable(const char *dir, const char *const *extra,
 	if (pid == 0) {
 		const char *argv[40];
 		int n = 0;
+		struct rlimit rl = {limit, RLIM_INFINITY};
 		signal(SIGXFSZ, SIG_IGN);
+		if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+			_exit(99);
 		dup2(p[1], 2);
 		close(p[0]);
 		close(p[1]);
@@ -772,7 +776,8 @@ static void flusher_file_limit(pid_t pid, rlim_t limit)
  * neither crashes nor exits. Once the disk has room again it says so and
  * catches up: every message in PostgreSQL once (applied once), in Redis,
  * the log trimmed, the environment verified. A flusher killed (-9) while
- * the disk is full leaves its successor nothing to apply twice. */
+ * the disk is full leaves its successor, started on the full disk (it
+ * says so and waits), nothing to apply twice. */
 static void test_full_disk_under_the_flusher_is_said_then_caught_up(
 	void **state)
 {
@@ -790,7 +795,7 @@ static void test_full_disk_under_the_flusher_is_said_then_caught_up(
 		shm_msg m = tu_msg("full-disk", i, "before");
 		assert_int_equal(shm_msg_put(env, &m), 0);
 	}
-	pid_t fl = spawn_flusher_limitable(dir, args, &logger);
+	pid_t fl = spawn_flusher_limitable(dir, args, RLIM_INFINITY, &logger);
 	assert_true(ft_log_waits_for(dir, "INFO main: shm-flusher", 5000));
 	assert_int_equal(ft_wait_meta(env, "flushed", 10, 5000), 10);
 
@@ -847,7 +852,17 @@ static void test_full_disk_under_the_flusher_is_said_then_caught_up(
 	kill(fl, SIGKILL);
 	assert_int_equal(ft_wait(fl), 128 + SIGKILL);
 	assert_int_equal(ft_wait(logger), 0);
-	fl = spawn_flusher_limitable(dir, args, &logger);
+	/* its successor starts on the full disk: it says so and waits */
+	before = ft_log_count(dir, "ERROR trim: ");
+	fl = spawn_flusher_limitable(dir, args, 1, &logger);
+	end = ft_ms() + 5000;
+	while (ft_log_count(dir, "ERROR trim: ") == before && ft_ms() < end)
+		tu_sleep_ms(50);
+	assert_true(ft_log_count(dir, "ERROR trim: ") > before);
+	tu_sleep_ms(500);
+	assert_int_equal(waitpid(fl, &status, WNOHANG), 0); /* alive */
+	assert_int_equal(ft_meta(env, "flushed"), 40);
+	flusher_file_limit(fl, RLIM_INFINITY); /* room again */
 	assert_int_equal(ft_wait_meta(env, "flushed", 60, 10000), 60);
 	kill(fl, SIGTERM);
 	assert_int_equal(ft_wait(fl), 0);
