@@ -25,7 +25,10 @@
  *     the invalidation is not cached afterwards (static.c invariant 2).
  *  4. A message named with its room that L1 does not hold is one L1's room
  *     pages lack: the room's watermark rises to its created_at (room.c
- *     invariant 2), in a write only when it is not that high already.
+ *     invariant 2), in a write only when it is not that high already. So
+ *     does one L1 held and drops: the drop raises the watermark where L1
+ *     had it, but the peer may have moved it to another room or time,
+ *     which L1's pages lack as well.
  *  5. Meta ROOM_LEAD is the most a peer's message has been dated ahead of
  *     this host's clock on arrival (whole seconds rounded up, at most
  *     LEAD_MAX): a reset raises the room floor to now + that lead, since a
@@ -198,8 +201,9 @@ static int many_body(shm__wtxn *w, void *ctx)
 			return rc;
 		m->dropped += what == 1;
 		m->kept += what == 2;
-		/* invariant 4 (a drop raised the watermark itself) */
-		if (m->cand[i] == C_ROOM && what == 0 &&
+		/* invariant 4: the room and time the peer gave, whether L1
+		 * lacked the message or dropped it from where it had it */
+		if (k->kind == SHM_INVAL_MSG && k->room && what != 2 &&
 		    (rc = shm__room_incomplete(w, k->room, k->created_at)))
 			return rc;
 	}
