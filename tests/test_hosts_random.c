@@ -31,11 +31,13 @@
  * operations on random hosts (puts, batched puts, replies, edits,
  * reactions, soft deletes, moves to another room or time, gets on
  * either host that fill its L1 from Redis/PostgreSQL, before and after
- * the other host writes), a wait for the condition above, and the checks.
+ * the other host writes), one host's newest messages in every room (its
+ * L1 alone answers those pages, until the other host's next writes), a
+ * wait for the condition above, and the checks.
  *
  * The seed is printed; SHM_TEST_SEED=<n> replays its operations (what L1
  * evicts, and when a fill races with an invalidation, follow timing: a
- * replay is close, not identical). SHM_TEST_ROUNDS=<n> (default 3),
+ * replay is close, not identical). SHM_TEST_ROUNDS=<n> (default 4),
  * SHM_TEST_STEPS=<n> (default 5). Needs a real redis-server and
  * PostgreSQL (tests/run.sh, tests/run_integration.sh); skips without them.
  * Rows use rooms "hr<pid>-..." and are removed afterwards. */
@@ -54,7 +56,9 @@
 #define ROOMS 3
 #define MAX_KNOWN 2048
 #define MS INT64_C(1000) /* µs */
-static const uint64_t l1_entries[] = {12, 24, 48, 100000};
+/* L1 capacities: small ones evict (and fill back) most flushed messages;
+ * only a large one answers pages alone, where another host's writes hide */
+static const uint64_t l1_entries[] = {12, 48, 100000, 100000};
 
 static char prefix[32]; /* "hr<pid>" */
 static uint64_t seed, rng;
@@ -298,6 +302,30 @@ static void op_put(int h)
 		remember(h, &parent->m->id);
 }
 
+/* Host h puts the newest messages of each room, so that its L1 alone
+ * answers their pages (until the other host reads or writes there). */
+static void tail(int h)
+{
+	for (int r = 0; r < ROOMS; r++)
+		for (uint32_t i = 0, n = 2 + below(4); i < n; i++) {
+			char content[64];
+			shm_msg m;
+			int rc;
+
+			snprintf(content, sizeof content, "r%d s%d h%d tail %zu",
+			         W.round, W.step, h, W.n);
+			m = tu_msg(W.room[r], 6, content);
+			m.id = new_id();
+			m.created_at = W.post + (W.slots + i) * MS;
+			m.content_hash = XXH3_64bits(content, m.content_len);
+			RETRY_FULL(rc, shm_msg_put(W.h[h].env, &m));
+			if (rc)
+				fail_msg("seed %" PRIu64 ": host %d: tail: %s",
+				         seed, h, shm_errmsg());
+			remember(h, &m.id);
+		}
+}
+
 /* Rows a third host left in PostgreSQL before the environments existed. */
 static void pg_rows(int n)
 {
@@ -399,7 +427,10 @@ static void op_move(int h)
 	m = *k->m;
 	if (below(2))
 		m.room_id = W.room[below(ROOMS)];
-	m.created_at = some_time();
+	/* 1 in 3 past the newest messages (the last step's tail): where
+	 * the other host's L1 may answer pages alone */
+	m.created_at = below(3) ? some_time()
+	                        : W.post + (W.slots + 6 + below(4)) * MS;
 	RETRY_FULL(rc, shm_msg_put(W.h[h].env, &m));
 	if (rc)
 		fail_msg("seed %" PRIu64 ": host %d: move: %s", seed, h,
@@ -843,6 +874,7 @@ static void round_run(int round, int steps)
 	for (W.step = 0; W.step < steps; W.step++) {
 		W.slots = 40 + 40 * (unsigned)W.step; /* newer times each step */
 		writes(40);
+		tail((int)below(HOSTS));
 		settle();
 		check();
 	}
@@ -909,7 +941,7 @@ static void test_two_hosts_read_what_postgres_has(void **state)
 	FT_NEED_SERVERS();
 	const char *s = getenv("SHM_TEST_SEED"), *n = getenv("SHM_TEST_ROUNDS");
 	const char *st = getenv("SHM_TEST_STEPS");
-	int rounds = n && *n ? atoi(n) : 3, steps = st && *st ? atoi(st) : 5;
+	int rounds = n && *n ? atoi(n) : 4, steps = st && *st ? atoi(st) : 5;
 	uint64_t t0 = ft_ms();
 
 	seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)shm_now_us();
