@@ -567,6 +567,10 @@ int shm__msg_time_check(const char *fn, const char *field, int64_t us,
  * for good (invalidate.c invariants 4, 5). The flusher's parser of peers'
  * keys asks it too. */
 bool shm__inval_created_ok(int64_t created_at, bool room);
+/* Drops message id from L1 if L1 holds it flushed, as an invalidation
+ * does (a fill that raced with one: readthrough.c); not counted as
+ * received. */
+int shm__inval_drop_msg(shm_env *env, const shm_uuid *id);
 
 /* ---- read-through (readthrough.c; shm__rt_open and shm__rt_close
  * rt_pool.c, shm__rt_parents rt_pg.c); no-ops when not configured */

@@ -316,6 +316,20 @@ out:
 	return rc;
 }
 
+static int drop_msg_body(shm__wtxn *w, void *ctx)
+{
+	int what, rc = drop_w(w, SHM_INVAL_MSG, ctx, 16, &what);
+
+	if (!rc && what == 1)
+		SHM__COUNT(w->env, invalidations, 1);
+	return rc;
+}
+
+int shm__inval_drop_msg(shm_env *env, const shm_uuid *id)
+{
+	return shm__write(env, drop_msg_body, (void *)id->b);
+}
+
 int shm_l1_invalidate(shm_env *env, int kind, const void *key, size_t klen,
                       uint64_t *dropped)
 {

@@ -160,8 +160,16 @@ int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	/* m passed rt_value.c invariant 4: a fill can fail only for L1's own
 	 * reasons (full of unflushed work...), and m is served anyway */
 	if (__atomic_load_n(&env->shared->c.inval_received, __ATOMIC_ACQUIRE) ==
-	    inval)
+	    inval) {
 		shm__msg_fill(env, m);
+		/* One counted since, while the fill waited for the writers'
+		 * lock, looked at L1 before the fill was in it: it dropped
+		 * nothing, so the fill is undone. One counted after this
+		 * look finds the fill in L1 and drops it itself. */
+		if (__atomic_load_n(&env->shared->c.inval_received,
+		                    __ATOMIC_ACQUIRE) != inval)
+			shm__inval_drop_msg(env, id);
+	}
 	*out = m;
 	return 0;
 }
