@@ -125,6 +125,8 @@ static struct {
 	 * down (gap()), and the resets that made */
 	uint64_t lost[HOSTS], resets[HOSTS];
 	unsigned gaps;
+	int down; /* the host whose flusher is stopped, or -1 */
+	unsigned down_ops;
 } W;
 
 /* ------------------------------------------------------------ helpers */
@@ -528,6 +530,11 @@ static void writes(int n)
 		int h = (int)below(HOSTS);
 		unsigned x = below(100);
 
+		/* a host whose flusher is down (gap()) writes a few: its L1
+		 * may be small, and none of them is flushed before the end */
+		if (h == W.down && W.down_ops++ >= 4)
+			h = 1 - h;
+
 		if (x < 35)
 			op_put(h);
 		else if (x < 47)
@@ -663,7 +670,10 @@ static void gap(int v)
 	uint64_t want, end;
 
 	flusher_stop(v);
+	W.down = v;
+	W.down_ops = 0;
 	writes(20);
+	W.down = -1;
 	/* the newest of every room, unknown to v, which then writes around
 	 * them: only its floor keeps its L1 from answering those pages */
 	for (int r = 0; r < ROOMS; r++)
@@ -918,6 +928,7 @@ static void round_begin(int round)
 	W.n = 0;
 	memset(W.lost, 0, sizeof W.lost);
 	memset(W.resets, 0, sizeof W.resets);
+	W.down = -1;
 	for (int r = 0; r < ROOMS; r++)
 		snprintf(W.room[r], sizeof W.room[r], "%s-%d-%d", prefix, round,
 		         r);
