@@ -41,7 +41,9 @@
  * reactions, soft deletes, moves to another room or time, deleted
  * messages put again (PostgreSQL keeps the delete), gets on
  * either host that fill its L1 from Redis/PostgreSQL, before and after
- * the other host writes), one host's newest messages in every room (its
+ * the other host writes; and a reader thread on each host doing gets all
+ * along, racing with the invalidations that come in), one host's newest
+ * messages in every room (its
  * L1 alone answers those pages, until the other host's next writes), a
  * wait for the condition above, and the checks. Some steps start with a
  * gap: one host's flusher stopped while both write, the other's newest
@@ -496,6 +498,8 @@ static void op_resurrect(int h)
 	if (below(2))
 		m.created_at = some_time();
 	RETRY_FULL(rc, shm_msg_put(W.h[h].env, &m));
+	if (rc == SHM_EDELETED && held(h, &m.id))
+		return; /* a reader filled it meanwhile: the put is refused */
 	if (rc)
 		fail_msg("seed %" PRIu64 ": host %d: resurrect: %s", seed, h,
 		         shm_errmsg());
@@ -550,6 +554,71 @@ static void writes(int n)
 		else
 			op_get(h);
 	}
+}
+
+/* Readers on both hosts while the writes go on, one thread each (a handle
+ * may be used from several threads): their gets fill L1 from Redis or
+ * PostgreSQL at any moment, racing with the invalidations that come in.
+ * What they read is not checked (nothing is promised yet); what they
+ * leave in L1 is, by the checks after settle(). */
+static struct readers {
+	pthread_t t[HOSTS];
+	shm_uuid *ids;
+	size_t n;
+	bool stop; /* atomics */
+	int rc[HOSTS];
+	unsigned gets;
+} R;
+
+static void *reader(void *arg)
+{
+	int h = (int)(intptr_t)arg;
+	uint64_t x = seed + (uint64_t)h + 1;
+
+	while (!__atomic_load_n(&R.stop, __ATOMIC_ACQUIRE)) {
+		shm_msg *m;
+		int rc;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		rc = shm_msg_get(W.h[h].env, &R.ids[x % R.n], &m);
+		if (rc == 0)
+			shm_msg_free(m);
+		else if (rc != SHM_ENOTFOUND) { /* new on the other host */
+			R.rc[h] = rc;
+			break;
+		}
+		__atomic_fetch_add(&R.gets, 1, __ATOMIC_RELAXED);
+		tu_sleep_ms(1);
+	}
+	return NULL;
+}
+
+static void readers_start(void)
+{
+	R.n = W.n;
+	R.ids = calloc(R.n + 1, sizeof *R.ids);
+	assert_non_null(R.ids);
+	for (size_t i = 0; i < W.n; i++)
+		R.ids[i] = W.k[i].m->id;
+	R.stop = false;
+	for (int h = 0; h < HOSTS && R.n; h++) {
+		R.rc[h] = 0;
+		assert_int_equal(pthread_create(&R.t[h], NULL, reader,
+		                                (void *)(intptr_t)h), 0);
+	}
+}
+
+static void readers_stop(void)
+{
+	__atomic_store_n(&R.stop, true, __ATOMIC_RELEASE);
+	for (int h = 0; h < HOSTS && R.n; h++) {
+		assert_int_equal(pthread_join(R.t[h], NULL), 0);
+		if (R.rc[h])
+			fail_msg("seed %" PRIu64 ": host %d: reader: get: %s",
+			         seed, h, shm_strerror(R.rc[h]));
+	}
+	free(R.ids);
+	R.ids = NULL;
 }
 
 /* ------------------------------------------------------------ flushers */
@@ -997,8 +1066,10 @@ static void round_run(int round, int steps)
 		W.slots = 40 + 40 * (unsigned)W.step; /* newer times each step */
 		if (W.step > 0 && below(3) == 0)
 			gap((int)below(HOSTS));
+		readers_start();
 		writes(32);
 		tail((int)below(HOSTS));
+		readers_stop();
 		settle();
 		check();
 	}
@@ -1263,10 +1334,11 @@ static void test_two_hosts_read_what_postgres_has(void **state)
 		round_run(i, steps);
 	fprintf(stderr, "test_hosts_random: %u writes of a message the other "
 	        "host held, %u moves, %u deleted messages put again, %u writes "
-	        "tried again (L1 lost the message meanwhile); %u gets (%u from "
-	        "L1), %u walks, %u pages (%u from L1 alone); %u gaps; %u "
+	        "tried again (L1 lost the message meanwhile); %u gets by the "
+	        "readers; %u gets checked (%u from L1), %u walks, %u pages (%u from L1 alone); %u gaps; %u "
 	        "settles, the longest %" PRIu64 " ms; %" PRIu64 " ms in all\n",
-	        W.writes_other, W.moves, W.resurrected, W.retried, W.gets,
+	        W.writes_other, W.moves, W.resurrected, W.retried, R.gets,
+	        W.gets,
 	        W.gets_l1, W.walks, W.pages, W.pages_l1, W.gaps, W.settles,
 	        W.settle_ms_max, ft_ms() - t0);
 	assert_true(W.writes_other > 0);
