@@ -36,22 +36,22 @@
  * A round: two fresh environments (each L1 capacity drawn among small
  * ones that evict and a large one that keeps all: only then are room
  * pages answered by L1 alone), rows a third host left in PostgreSQL
- * before them, two daemons with distinct --env-id; then steps of random
+ * before them, two daemons with distinct --env-id; then steps: random
  * operations on random hosts (puts, batched puts, replies, edits,
  * reactions, soft deletes, moves to another room or time, deleted
- * messages put again (PostgreSQL keeps the delete), gets on
- * either host that fill its L1 from Redis/PostgreSQL, before and after
- * the other host writes; and a reader thread on each host doing gets all
- * along, racing with the invalidations that come in), one host's newest
- * messages in every room (its
- * L1 alone answers those pages, until the other host's next writes), a
- * wait for the condition above, and the checks. Some steps start with a
- * gap: one host's flusher stopped while both write, the other's newest
- * messages among them, then started again; that host must drop its
- * flushed entries and raise its room floor (the invalidations of the gap
- * are lost), and writes around the other's gap messages, so that only
- * the floor keeps its L1 from answering those pages alone. After a gap
- * the counts compared leave out the messages published during it.
+ * messages put again (PostgreSQL keeps the delete), gets on either host
+ * that fill its L1 from Redis or PostgreSQL, before and after the other
+ * host writes), with a reader thread on each host doing gets all along
+ * (fills racing with the invalidations coming in); one host's newest
+ * messages in every room (its L1 alone answers those pages, until the
+ * other host's next writes); a wait for the condition above; the checks.
+ * Some steps start with a gap: one host's flusher stopped while both
+ * write, the other's newest messages among them, then started again;
+ * that host must drop its flushed entries and raise its room floor (the
+ * invalidations of the gap are lost), and writes around the other's gap
+ * messages, so that only the floor keeps its L1 from answering those
+ * pages alone. After a gap the counts compared leave out the messages
+ * published during it.
  *
  * The seed is printed; SHM_TEST_SEED=<n> replays its operations (what L1
  * evicts, and when a fill races with an invalidation, follow timing: a
