@@ -70,6 +70,7 @@
 #include <xxhash.h>
 
 #include "flusher_test.h"
+#include "random_test.h"
 #include "internal.h" /* shm__write: a writer that holds the lock */
 #include "pg_row.h"
 
@@ -82,20 +83,6 @@
 static const uint64_t l1_entries[] = {12, 48, 100000, 100000};
 
 static char prefix[32]; /* "hr<pid>" */
-static uint64_t seed, rng;
-
-static uint64_t rnd(void)
-{
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return rng * UINT64_C(2685821657736338717);
-}
-
-static uint32_t below(uint32_t n)
-{
-	return (uint32_t)(rnd() % n);
-}
 
 typedef struct known {
 	shm_msg *m; /* the last version written, or PostgreSQL's at the last
@@ -241,23 +228,6 @@ static void bring_back(int h, known *k)
 		fail_msg("seed %" PRIu64 ": host %d: get back: %s", seed, h,
 		         shm_errmsg());
 	shm_msg_free(m);
-}
-
-static shm_uuid new_id(void)
-{
-	shm_uuid u;
-
-	if (below(2)) {
-		shm_uuid_v7(&u);
-		return u;
-	}
-	for (int i = 0; i < 16; i += 8) {
-		uint64_t x = rnd();
-		memcpy(u.b + i, &x, 8);
-	}
-	u.b[6] = (uint8_t)(0x40 | (u.b[6] & 0x0f));
-	u.b[8] = (uint8_t)(0x80 | (u.b[8] & 0x3f));
-	return u;
 }
 
 /* Retries a write while the map is full (its flusher behind). */

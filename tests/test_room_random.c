@@ -39,6 +39,7 @@
 #include <xxhash.h>
 
 #include "flusher_test.h"
+#include "random_test.h"
 #include "pg_row.h"
 
 #define ROOMS 3
@@ -48,21 +49,6 @@
 static const uint64_t l1_entries[] = {12, 24, 48, 100000};
 
 static char prefix[32]; /* "rr<pid>" */
-static uint64_t seed, rng;
-
-/* xorshift64*: the same sequence for a seed on every libc */
-static uint64_t rnd(void)
-{
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return rng * UINT64_C(2685821657736338717);
-}
-
-static uint32_t below(uint32_t n)
-{
-	return (uint32_t)(rnd() % n);
-}
 
 typedef struct known {
 	shm_msg *m;   /* as L1 stored it at its last write (or as the row
@@ -245,26 +231,6 @@ static void bring_back(known *k)
 }
 
 /* ------------------------------------------------------------ writes */
-
-/* An id for a new message: half the time v7 (ordered by time, as libshm
- * makes them), half random v4 (a client's own), so that a message put
- * later may sort before an older one of the same created_at. */
-static shm_uuid new_id(void)
-{
-	shm_uuid u;
-
-	if (below(2)) {
-		shm_uuid_v7(&u);
-		return u;
-	}
-	for (int i = 0; i < 16; i += 8) {
-		uint64_t x = rnd();
-		memcpy(u.b + i, &x, 8);
-	}
-	u.b[6] = (uint8_t)(0x40 | (u.b[6] & 0x0f));
-	u.b[8] = (uint8_t)(0x80 | (u.b[8] & 0x3f));
-	return u;
-}
 
 /* A new message of room r at a time from some_time() (1 in 10: 0, which
  * the put fills in), as m with its content in buf. */
