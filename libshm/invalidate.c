@@ -8,7 +8,9 @@
  * flushed (its lru seq <= meta "flushed": every sink has its last record).
  * An entry with unflushed local work is kept: this host's pending record
  * reaches Redis and PostgreSQL after the other host's write, so the local
- * value is the one the sinks will end with. Dropping it would also break
+ * value is the one the sinks will end with (not when this host's
+ * PostgreSQL sink lags behind a third write that read this one from
+ * Redis: README, "Several hosts"). Dropping it would also break
  * shm_log.h invariant 2 (unflushed data exists iff its record does).
  *
  * An invalidation is not a write: no log record, nothing for the sinks. It
