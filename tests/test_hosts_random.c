@@ -166,9 +166,12 @@ static void trace(int h, const shm_uuid *id, const char *what)
 	        held(0, id), held(1, id));
 }
 
-/* Records what host h's L1 holds of id, just written there by h. */
-static void remember(int h, const shm_uuid *id)
+/* Records what host h's L1 holds of id, just written there by h. id may
+ * point into the known message it replaces: copied first. */
+static void remember(int h, const shm_uuid *id_in)
 {
+	shm_uuid idc = *id_in;
+	const shm_uuid *id = &idc;
 	known *k = find(id);
 	shm_msg *m;
 
