@@ -563,10 +563,6 @@ int fl_cleanup_now(const fl_config *cfg, shm_env *env)
 	char err[512];
 	PGconn *pg;
 
-	if (!cfg->pg_conninfo || !*cfg->pg_conninfo) {
-		fl_log(FL_ERROR, "cleanup", "--cleanup-now needs --pg");
-		return FL_EXIT_USAGE;
-	}
 	/* a one-shot round, the scheduler's stop (--once --cleanup-now:
 	 * after the drain, fl_cleanup_shutdown ran) is not its */
 	atomic_store(&stop_requested, false);

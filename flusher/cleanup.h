@@ -139,7 +139,8 @@ PGconn *fl_cleanup_connect(const fl_config *cfg, char *err, size_t errlen);
  * totals) for shmctl stat. */
 void fl_cleanup_report(shm_env *env, const fl_cleanup_stats *st);
 
-/* shm-flusher --cleanup-now: connect, one round, report. Exit code:
+/* shm-flusher --cleanup-now (cfg has a --pg: loop.c checks): connect, one
+ * round, report. Exit code:
  * FL_EXIT_OK, or FL_EXIT_SINK if PostgreSQL is unreachable or a website
  * failed. */
 int fl_cleanup_now(const fl_config *cfg, shm_env *env);

@@ -560,6 +560,8 @@ int fl_main(int argc, char **argv)
 		code = FL_EXIT_ENV;
 		goto out;
 	}
+	/* the one check of it: fl_cleanup_now, here or after --once's
+	 * drain, is called with a --pg */
 	if (d.cfg.cleanup_now && !*d.cfg.pg_conninfo) {
 		fl_log(FL_ERROR, "cleanup", "--cleanup-now needs --pg");
 		code = FL_EXIT_USAGE;
