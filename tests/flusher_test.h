@@ -71,6 +71,22 @@ FT_FN PGconn *ft_pg_connect(void)
 	return c;
 }
 
+/* Deletes the rows of the rooms "<prefix>-..." (a test's own rooms, the
+ * prefix holding its pid); nothing without servers. */
+FT_FN void ft_pg_delete_rooms(const char *prefix)
+{
+	if (!ft_pg)
+		return;
+	PGconn *c = ft_pg_connect();
+	char like[64];
+	snprintf(like, sizeof like, "%s-%%", prefix);
+	const char *p[1] = {like};
+	assert_non_null(c);
+	PQclear(PQexecParams(c, "DELETE FROM messages WHERE room_id LIKE $1",
+	                     1, NULL, p, NULL, NULL, 0));
+	PQfinish(c);
+}
+
 /* Runs sql; fails the test on error. */
 FT_FN void ft_sql(const char *sql)
 {
@@ -211,6 +227,19 @@ FT_FN void ft_remove_apply_counter(void)
 {
 	ft_sql("DROP TRIGGER IF EXISTS test_count_apply ON messages");
 }
+
+/* n rows in messages, each applied once (the apply counter installed): a
+ * macro, so that a failure names the caller's line. */
+#define ft_assert_applied_once(n)                                              \
+	do {                                                                   \
+		assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"),  \
+		                 (n));                                         \
+		assert_int_equal(                                              \
+			ft_sql_int("SELECT count(*) FROM test_apply_count"),   \
+			(n));                                                  \
+		assert_int_equal(                                              \
+			ft_sql_int("SELECT max(n) FROM test_apply_count"), 1); \
+	} while (0)
 
 /* ------------------------------------------------------------ writers */
 

@@ -204,10 +204,7 @@ static void test_postgres_restart_mid_run_applies_every_row_once(void **state)
 	assert_int_equal(ft_wait(fl), 0);
 	fprintf(stderr, "PostgreSQL restarted twice; flusher errors: %" PRIu64
 	        "\n", ft_meta(env, "flusher.pg.errors"));
-	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 20000);
-	assert_int_equal(ft_sql_int("SELECT count(*) FROM test_apply_count"),
-	                 20000);
-	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 1);
+	ft_assert_applied_once(20000);
 	assert_int_equal(ft_redis_int("DBSIZE"), 20000);
 	assert_int_equal(ft_check_messages(env, 0, 2, &p), 0);
 	assert_int_equal(tu_log_count(env), 0);
@@ -256,10 +253,7 @@ static void test_flusher_sigkilled_in_a_loop_loses_and_repeats_nothing(void **st
 	shm_env *env = tu_open(dir, NULL);
 	uint64_t last = ft_meta(env, "next_seq") - 1;
 	assert_int_equal(last, 50000);
-	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 50000);
-	assert_int_equal(ft_sql_int("SELECT count(*) FROM test_apply_count"),
-	                 50000);
-	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 1);
+	ft_assert_applied_once(50000);
 	assert_int_equal(ft_sql_int("SELECT applied FROM shm_sink_positions "
 	                            "WHERE sink = 'pg'"), 50000);
 	assert_int_equal(ft_meta(env, "sink.pg.applied"), 50000);
@@ -867,10 +861,7 @@ static void test_full_disk_under_the_flusher_is_said_then_caught_up(
 	kill(fl, SIGTERM);
 	assert_int_equal(ft_wait(fl), 0);
 	assert_int_equal(ft_wait(logger), 0);
-	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 60);
-	assert_int_equal(ft_sql_int("SELECT count(*) FROM test_apply_count"),
-	                 60);
-	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 1);
+	ft_assert_applied_once(60);
 	assert_int_equal(ft_redis_int("DBSIZE"), 60);
 	assert_int_equal(tu_verify(env), 0);
 	ft_remove_apply_counter();
@@ -1060,10 +1051,7 @@ static void test_map_grown_under_a_working_flusher_stalls_and_loses_nothing(void
 	assert_int_equal(shm_env_options(env)->map_size, 64 * FT_MIB);
 	/* every record is a message put: each one row, applied once, and a
 	 * key */
-	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), last);
-	assert_int_equal(ft_sql_int("SELECT count(*) FROM test_apply_count"),
-	                 last);
-	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 1);
+	ft_assert_applied_once(last);
 	assert_int_equal(ft_redis_int("DBSIZE"), last);
 	assert_int_equal(ft_log_count(dir, "log read"), 0);
 	assert_true(pg_gap < 2000 && redis_gap < 2000);
@@ -1128,10 +1116,7 @@ static void test_small_map_full_under_writers_drains_exactly(void **state)
 	        " evictions\n", ft_ms() - t0, c.writes_failed_full,
 	        c.evictions);
 	assert_true(c.writes_failed_full > 0); /* it did fill */
-	assert_int_equal(ft_sql_int("SELECT count(*) FROM messages"), 12000);
-	assert_int_equal(ft_sql_int("SELECT count(*) FROM test_apply_count"),
-	                 12000);
-	assert_int_equal(ft_sql_int("SELECT max(n) FROM test_apply_count"), 1);
+	ft_assert_applied_once(12000);
 	assert_int_equal(ft_redis_int("DBSIZE"), 12000);
 	assert_int_equal(tu_verify(env), 0);
 	ft_remove_apply_counter();

@@ -955,16 +955,7 @@ static void check(void)
 
 static void cleanup(void)
 {
-	if (!ft_pg)
-		return;
-	PGconn *c = ft_pg_connect();
-	char like[64];
-	snprintf(like, sizeof like, "%s-%%", prefix);
-	const char *p[1] = {like};
-	assert_non_null(c);
-	PQclear(PQexecParams(c, "DELETE FROM messages WHERE room_id LIKE $1",
-	                     1, NULL, p, NULL, NULL, 0));
-	PQfinish(c);
+	ft_pg_delete_rooms(prefix);
 }
 
 /* Round's rooms ("<prefix>-<round>-<r>") and PostgreSQL connection. */

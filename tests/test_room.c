@@ -116,15 +116,7 @@ static void flush(const char *dir)
 
 static void cleanup(void)
 {
-	if (!ft_pg)
-		return;
-	PGconn *c = pg();
-	char like[64];
-	snprintf(like, sizeof like, "%s-%%", prefix);
-	const char *p[1] = {like};
-	PQclear(PQexecParams(c, "DELETE FROM messages WHERE room_id LIKE $1",
-	                     1, NULL, p, NULL, NULL, 0));
-	PQfinish(c);
+	ft_pg_delete_rooms(prefix);
 }
 
 /* ------------------------------------------------------------ tests */
