@@ -524,6 +524,14 @@ int64_t shm__room_watermark(MDB_txn *txn, shm_env *env, const char *room,
                             int64_t floor);
 /* Meta key: a watermark every room has (set after an invalidation gap). */
 #define SHM__ROOM_FLOOR "room_floor"
+/* A room page's bound: the messages with (created_at, id) < (at, id), ids
+ * ordered by memcmp of their 16 bytes (room.c invariant 5). A bare
+ * timestamp T is (T, nil): no id is below the nil UUID; no bound is
+ * (INT64_MAX, nil), after every time a message holds. */
+typedef struct shm__room_cursor {
+	int64_t at;
+	shm_uuid id;
+} shm__room_cursor;
 
 /* ---- validation of text input, input shown printably: text.h */
 
@@ -601,8 +609,8 @@ int shm__rt_parents(shm_env *env, const shm_uuid *ids, size_t n,
  * put would accept in *out (the others are left off and counted as L3's
  * errors, rt_value.c invariant 4); SHM_EL3 with the reason (a failed
  * query) or ENOMEM. */
-int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
-                      uint32_t limit, shm_msg ***out, size_t *n,
-                      size_t *rows);
+int shm__rt_room_page(shm_env *env, const char *room,
+                      const shm__room_cursor *before, uint32_t limit,
+                      shm_msg ***out, size_t *n, size_t *rows);
 
 #endif /* SHM_INTERNAL_H */

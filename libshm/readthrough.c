@@ -174,29 +174,38 @@ int shm__rt_get(shm_env *env, const shm_uuid *id, shm_msg **out)
 	return 0;
 }
 
-int shm__rt_room_page(shm_env *env, const char *room, int64_t before,
-                      uint32_t limit, shm_msg ***out, size_t *n,
-                      size_t *rows)
+int shm__rt_room_page(shm_env *env, const char *room,
+                      const shm__room_cursor *before, uint32_t limit,
+                      shm_msg ***out, size_t *n, size_t *rows)
 {
-	char lim[16], bef[40];
-	const char *params[3] = {room, lim, bef};
+	char lim[16], bef[40], id[37];
+	const char *params[4] = {room, lim, bef, id};
 	shm_msg **msgs;
 	PGresult *res;
 	size_t k = 0;
 	int rc = 0, nr;
 
 	snprintf(lim, sizeof lim, "%u", limit);
-	/* before 0: no bound at all ('infinity' is after every timestamp) */
-	if (before > 0)
-		shm_time_format(before, bef);
-	else
+	/* no bound: 'infinity' is after every timestamp */
+	if (before->at == INT64_MAX)
 		snprintf(bef, sizeof bef, "infinity");
+	else
+		shm_time_format(before->at, bef);
+	shm_uuid_format(&before->id, id);
+	/* The bound as a row comparison, in the order of the index
+	 * messages_room_created_idx (room.c invariant 5): EXPLAIN shows an
+	 * Index Scan on it, Index Cond (room_id = $1) AND (ROW(created_at,
+	 * id) < ROW($3, $4)), no sort, the LIMIT ending it (the same bound
+	 * as an OR of two comparisons is a Filter over the whole room).
+	 * ORDER BY names messages.id: a bare id is the output column id::text,
+	 * which needs a sort after the scan. */
 	if ((rc = shm__rt_l3_query(env,
 	                           "SELECT id::text, " SHM_PG_MSG_JSON
 	                           " FROM messages WHERE room_id = $1 AND "
-	                           "created_at < $3::timestamptz ORDER BY "
-	                           "created_at DESC, id DESC LIMIT $2::int",
-	                           3, params, &res))) {
+	                           "(created_at, id) < ($3::timestamptz, "
+	                           "$4::uuid) ORDER BY created_at DESC, "
+	                           "messages.id DESC LIMIT $2::int",
+	                           4, params, &res))) {
 		SHM__COUNT(env, l3_errors, 1);
 		return rc;
 	}

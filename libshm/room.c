@@ -2,10 +2,10 @@
  * libshm/room.c - the L1 room index and room pages.
  *
  * Keys of "room": room_id NUL be64(created_at) id(16), so a cursor walking
- * backwards from (room, before) yields a page newest first, ties broken by
- * id descending: the order of
- *   SELECT ... WHERE room_id = $1 AND created_at < $2
- *   ORDER BY created_at DESC, id DESC LIMIT $3.
+ * backwards from (room, before, before_id) yields a page newest first, ties
+ * broken by id descending: the order of
+ *   SELECT ... WHERE room_id = $1 AND (created_at, id) < ($2, $3)
+ *   ORDER BY created_at DESC, id DESC LIMIT $4.
  *
  * Invariants
  *  1. Every message in "msg" has exactly one room key, and no room key
@@ -21,15 +21,24 @@
  *     (invalidate.c). An environment without one (never opened read-write
  *     since) vouches for nothing. Messages written through L1 since are in
  *     L1, so a page that is full and strictly newer than the watermark is
- *     complete; any other page asks PostgreSQL when it is configured.
+ *     complete, whatever its bound: every message between its bound and
+ *     its last one is at least as new as that one (a tie at the watermark
+ *     is not newer); any other page asks PostgreSQL when it is configured.
  *  3. A page PostgreSQL answers is what PostgreSQL will return once L1 is
  *     flushed: a row whose id L1 holds gives way to L1's version, which
- *     is on the page only if its own room and created_at put it there
- *     (a message moved in time or to another room leaves no old copy).
+ *     is on the page only if its own room and created_at put it there,
+ *     below the page's bound (a message moved in time or to another room
+ *     leaves no old copy).
  *  4. A page is complete or an error: when it needs PostgreSQL and
  *     PostgreSQL fails, it is SHM_EL3 and nothing, never L1's part of it
  *     (a short page reads as the end of the room). Without L3 configured,
  *     L1's page is the answer: there is nothing else to ask.
+ *  5. One order everywhere: (created_at, id), ids compared as memcmp of
+ *     their 16 bytes. The room keys sort so (LMDB's default comparison is
+ *     memcmp; a room holds no NUL and created_at is positive, so be64 sorts
+ *     as the number), PostgreSQL's uuid does (uuid_cmp is memcmp), and so
+ *     do newer_first and below here: a page's bound (shm__room_cursor)
+ *     means the same in L1's walk, in the query and in the merge.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -143,8 +152,9 @@ int64_t shm__room_watermark(MDB_txn *txn, shm_env *env, const char *room,
 }
 
 /* L1 page; *complete tells whether PostgreSQL could hold more rows for it. */
-static int l1_page(shm_env *env, const char *room, int64_t before,
-                   uint32_t limit, shm_msg **msgs, size_t *n, bool *complete)
+static int l1_page(shm_env *env, const char *room,
+                   const shm__room_cursor *before, uint32_t limit,
+                   shm_msg **msgs, size_t *n, bool *complete)
 {
 	uint8_t kb[ROOM_KEY_MAX];
 	size_t plen = strlen(room) + 1;
@@ -155,6 +165,7 @@ static int l1_page(shm_env *env, const char *room, int64_t before,
 	int rc;
 
 	*n = 0;
+	*complete = false;
 	if ((rc = shm__rtxn_get(env, &txn)))
 		return rc;
 	wm = shm__room_watermark(txn, env, room, shm__room_floor(txn, env));
@@ -162,7 +173,9 @@ static int l1_page(shm_env *env, const char *room, int64_t before,
 		shm__rtxn_put(env, txn);
 		return shm__err_mdb(rc, "room cursor");
 	}
-	k.mv_size = room_key(kb, room, before > 0 ? before : INT64_MAX, NULL);
+	/* the first key at or after the bound; the one before it is the
+	 * newest below it */
+	k.mv_size = room_key(kb, room, before->at, &before->id);
 	k.mv_data = kb;
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	rc = mdb_cursor_get(cur, &k, &v, rc == 0 ? MDB_PREV : MDB_LAST);
@@ -205,13 +218,21 @@ static int newer_first(const void *a, const void *b)
 	return -memcmp(x->id.b, y->id.b, 16);
 }
 
+/* Whether m is below the bound c: (created_at, id) < (c->at, c->id). */
+static bool below(const shm_msg *m, const shm__room_cursor *c)
+{
+	return m->created_at < c->at ||
+	       (m->created_at == c->at && memcmp(m->id.b, c->id.b, 16) < 0);
+}
+
 /* Invariant 3 on a page from PostgreSQL, in one read transaction: a row
  * whose id L1 holds is replaced by L1's version if that one belongs to the
- * page (same room, created_at < before), else dropped. *kept counts the
- * rows L1 does not hold. On an error the array stays whole (*n3 rows) for
- * the caller to free. */
-static int l3_own_versions(shm_env *env, const char *room, int64_t before,
-                           shm_msg **l3, size_t *n3, size_t *kept)
+ * page (same room, below the bound), else dropped. *kept counts the rows
+ * L1 does not hold. On an error the array stays whole (*n3 rows) for the
+ * caller to free. */
+static int l3_own_versions(shm_env *env, const char *room,
+                           const shm__room_cursor *before, shm_msg **l3,
+                           size_t *n3, size_t *kept)
 {
 	MDB_txn *txn;
 	size_t k = 0, j = 0;
@@ -238,8 +259,7 @@ static int l3_own_versions(shm_env *env, const char *room, int64_t before,
 		if ((rc = shm__msg_decode(mv.mv_data, mv.mv_size, NULL, &own)))
 			break;
 		free(l3[j]);
-		if (strcmp(own->room_id, room) == 0 &&
-		    (before == 0 || own->created_at < before))
+		if (strcmp(own->room_id, room) == 0 && below(own, before))
 			l3[k++] = own;
 		else
 			free(own);
@@ -287,9 +307,9 @@ static bool l3_enough(shm_msg *const *l1, size_t n1, shm_msg *const *l3,
  * and PostgreSQL may hold more, it is asked again for twice as many rows.
  * Any query that fails fails the page: SHM_EL3 (or ENOMEM) with *out NULL,
  * never the rows of an earlier, shorter query. */
-static int l3_page(shm_env *env, const char *room, int64_t before,
-                   uint32_t limit, shm_msg *const *l1, size_t n1,
-                   shm_msg ***out, size_t *n)
+static int l3_page(shm_env *env, const char *room,
+                   const shm__room_cursor *before, uint32_t limit,
+                   shm_msg *const *l1, size_t n1, shm_msg ***out, size_t *n)
 {
 	shm_msg **l3;
 	shm_msg last = {0}; /* the page order of PostgreSQL's last good row */
@@ -368,9 +388,13 @@ static int l3_failed(const char *room)
 	                shm__shown_str(room, shown), cause);
 }
 
-int shm_room_page(shm_env *env, const char *room, int64_t before,
-                  uint32_t limit, shm_msg ***out, size_t *n)
+/* The checks and the page of shm_room_page and shm_room_page_before, fn
+ * naming the one called in errors. */
+static int room_page(const char *fn, shm_env *env, const char *room,
+                     int64_t before, const shm_uuid *before_id,
+                     uint32_t limit, shm_msg ***out, size_t *n)
 {
+	shm__room_cursor bound = {.at = before > 0 ? before : INT64_MAX};
 	shm_msg **msgs;
 	bool complete;
 	int rc;
@@ -380,24 +404,36 @@ int shm_room_page(shm_env *env, const char *room, int64_t before,
 	if (n)
 		*n = 0;
 	if (!env)
-		return shm__null(__func__, "env");
+		return shm__null(fn, "env");
 	if (!out)
-		return shm__null(__func__, "out");
+		return shm__null(fn, "out");
 	if (!n)
-		return shm__null(__func__, "n");
+		return shm__null(fn, "n");
 	if (!room)
-		return shm__null(__func__, "room");
+		return shm__null(fn, "room");
 	if ((rc = shm__check_text("room_id", room, strlen(room), SHM_MAX_ROOM,
 	                          false)))
 		return rc;
 	if (before < 0)
 		return shm__err(SHM_ETIME, "before: negative timestamp");
+	if (before_id) {
+		char s[37];
+		shm_uuid_format(before_id, s);
+		if (before == 0)
+			return shm__err(SHM_EINVAL, "before_id %s given with "
+			                "before 0 (no bound): a bound is the "
+			                "created_at and id of one message", s);
+		if (shm_uuid_is_nil(before_id))
+			return shm__err(SHM_EINVAL, "before_id %s: the nil UUID, "
+			                "which no message holds (NULL: no id)", s);
+		bound.id = *before_id;
+	}
 	if (limit == 0 || limit > SHM_MAX_PAGE)
 		return shm__err(SHM_EINVAL, "limit %u: must be 1..%d", limit,
 		                SHM_MAX_PAGE);
 	if (!(msgs = calloc(limit, sizeof *msgs)))
 		return shm__err(ENOMEM, "room page of %u", limit);
-	rc = l1_page(env, room, before, limit, msgs, n, &complete);
+	rc = l1_page(env, room, &bound, limit, msgs, n, &complete);
 	if (rc) {
 		shm_msgs_free(msgs, *n);
 		*n = 0;
@@ -407,7 +443,7 @@ int shm_room_page(shm_env *env, const char *room, int64_t before,
 	if (!complete && shm__rt_has_l3(env)) {
 		shm_msg **l3;
 		size_t n3;
-		rc = l3_page(env, room, before, limit, msgs, *n, &l3, &n3);
+		rc = l3_page(env, room, &bound, limit, msgs, *n, &l3, &n3);
 		if (rc == 0) {
 			SHM__COUNT(env, room_pages_l3, 1);
 			if ((rc = merge(msgs, *n, l3, n3, limit, out, n)))
@@ -421,4 +457,18 @@ int shm_room_page(shm_env *env, const char *room, int64_t before,
 	}
 	*out = msgs;
 	return 0;
+}
+
+int shm_room_page(shm_env *env, const char *room, int64_t before,
+                  uint32_t limit, shm_msg ***out, size_t *n)
+{
+	return room_page(__func__, env, room, before, NULL, limit, out, n);
+}
+
+int shm_room_page_before(shm_env *env, const char *room, int64_t before,
+                         const shm_uuid *before_id, uint32_t limit,
+                         shm_msg ***out, size_t *n)
+{
+	return room_page(__func__, env, room, before, before_id, limit, out,
+	                 n);
 }

@@ -433,8 +433,8 @@ typedef struct shm_msg {
  * the messages of one shm_msg_put_many get successive microseconds in
  * their order, and every time filled in is later than those filled in
  * before it, in any process, so no two such messages share a created_at
- * (a room page's before then skips none of them; times a caller gives
- * may tie). A reply is checked against its parent as L1 holds it once
+ * (times a caller gives may tie: shm_room_page_before pages through
+ * ties). A reply is checked against its parent as L1 holds it once
  * the write is done (one L1 does not hold is not checked): it is in the
  * parent's room, its thread_id (if any) is the parent's thread (see
  * shm_msg), and it is not the parent's ancestor (SHM_EINVAL naming both);
@@ -550,12 +550,22 @@ int shm_msg_react(shm_env *env, const shm_uuid *id, int32_t user_id,
                   const char *emoji, bool add);
 
 /*
- * A room page, newest first: messages of room with created_at < before
- * (before = 0: no bound), at most limit (1..SHM_MAX_PAGE), ordered by
- * (created_at, id) DESC. The next page older than this one: before = the
- * created_at of its last message. That skips the messages of the same
- * created_at left off this page: only times a caller gave can tie
- * (shm_msg_put).
+ * A room page, newest first: messages of room below a bound, at most limit
+ * (1..SHM_MAX_PAGE), ordered by (created_at, id) DESC, ids compared as
+ * memcmp of their 16 bytes (PostgreSQL's uuid order).
+ * shm_room_page_before's bound is a message's place: those with
+ * (created_at, id) < (before, *before_id). The next page older than a page
+ * is asked with before and before_id the created_at and id of its last
+ * message: it begins right after it, skipping none, even of a tie (times
+ * a caller gives may tie: shm_msg_put). before 0: no bound, from the
+ * newest (before_id then NULL). before_id NULL: the bare timestamp, as
+ * shm_room_page. SHM_EINVAL for a before_id with before 0, or the nil
+ * UUID; SHM_ETIME for a negative before; the room_id checks of
+ * shm_msg_put; SHM_EINVAL for a limit out of range.
+ * shm_room_page's bound is a bare timestamp: created_at < before (0: no
+ * bound). Paging with it, before = the created_at of the last message,
+ * skips the messages of that created_at left off the page; libshm's
+ * filled-in times never tie, so it skips none of those.
  * Served from the L1 room index; from PostgreSQL when L1 cannot answer it
  * completely and L3 is configured, leaving off (and counting in l3_errors)
  * the rows shm_msg_put would refuse. If PostgreSQL then fails (unreachable,
@@ -565,6 +575,9 @@ int shm_msg_react(shm_env *env, const shm_uuid *id, int32_t user_id,
  * *out is an array of *n messages owned by the caller, freed with
  * shm_msgs_free().
  */
+int shm_room_page_before(shm_env *env, const char *room, int64_t before,
+                         const shm_uuid *before_id, uint32_t limit,
+                         shm_msg ***out, size_t *n);
 int shm_room_page(shm_env *env, const char *room, int64_t before,
                   uint32_t limit, shm_msg ***out, size_t *n);
 void shm_msgs_free(shm_msg **msgs, size_t n);
