@@ -4,11 +4,14 @@
  * whose clock runs ahead), PostgreSQL's rows giving way to L1's
  * versions of the same messages, and the second query such a page needs
  * failing (a fault this binary's PQsendQueryParams injects into a real
- * server: its backend stopped or terminated). Every page is checked against
+ * server: its backend stopped or terminated), and walks through
+ * created_at ties with shm_room_page_before's (created_at, id) bound, in
+ * L1 and across L1 and PostgreSQL. Every page is checked against
  * PostgreSQL's own once the flusher has caught up.
  *
  * Needs a real redis-server and PostgreSQL (SHM_TEST_REDIS, SHM_TEST_PG, as
- * tests/run.sh provides them); every test skips without them. Rows use
+ * tests/run.sh provides them); every test but the one of bad input skips
+ * without them. Rows use
  * room names "rm<pid>-..." and are removed afterwards. */
 #include <dlfcn.h>
 #include <inttypes.h>
@@ -42,38 +45,51 @@ static PGconn *pg(void)
 	return c;
 }
 
-/* One page of env: its ids, and whether it asked PostgreSQL. */
+/* One page of env: its ids, its last message's created_at, and whether it
+ * asked PostgreSQL. */
 typedef struct page {
 	shm_uuid id[64];
 	size_t n;
+	int64_t last_at;
 	bool l3;
 } page;
 
-static page page_of(shm_env *env, const char *room, int64_t before,
-                    uint32_t limit)
+static page page_before(shm_env *env, const char *room, int64_t before,
+                        const shm_uuid *before_id, uint32_t limit)
 {
 	shm_counters c0, c1;
 	shm_msg **msgs;
 	page p = {.n = 0};
 
 	shm_stats_local(env, &c0);
-	assert_int_equal(shm_room_page(env, room, before, limit, &msgs, &p.n),
-	                 0);
+	if (shm_room_page_before(env, room, before, before_id, limit, &msgs,
+	                         &p.n))
+		fail_msg("room %s: page: %s", room, shm_errmsg());
 	shm_stats_local(env, &c1);
 	p.l3 = c1.room_pages_l3 != c0.room_pages_l3;
 	assert_true(p.n <= 64);
 	for (size_t i = 0; i < p.n; i++)
 		p.id[i] = msgs[i]->id;
+	if (p.n)
+		p.last_at = msgs[p.n - 1]->created_at;
 	shm_msgs_free(msgs, p.n);
 	return p;
 }
 
+static page page_of(shm_env *env, const char *room, int64_t before,
+                    uint32_t limit)
+{
+	return page_before(env, room, before, NULL, limit);
+}
+
 /* Page p equals PostgreSQL's page for the same query, id for id. */
-static void assert_page_is_pg(const page *p, PGconn *c, const char *room,
-                              int64_t before, uint32_t limit)
+static void assert_page_before_is_pg(const page *p, PGconn *c,
+                                     const char *room, int64_t before,
+                                     const shm_uuid *before_id,
+                                     uint32_t limit)
 {
 	shm_uuid want[64];
-	size_t nw = tu_pg_page(c, room, before, limit, want);
+	size_t nw = tu_pg_page_before(c, room, before, before_id, limit, want);
 	char a[37], b[37];
 
 	if (p->n != nw)
@@ -87,6 +103,12 @@ static void assert_page_is_pg(const page *p, PGconn *c, const char *room,
 			         "%s, PostgreSQL says %s", room, before, limit,
 			         i, a, b);
 	}
+}
+
+static void assert_page_is_pg(const page *p, PGconn *c, const char *room,
+                              int64_t before, uint32_t limit)
+{
+	assert_page_before_is_pg(p, c, room, before, NULL, limit);
 }
 
 static shm_env *open_pg(const char *dir)
@@ -384,6 +406,328 @@ static void test_reset_floor_covers_a_peer_clock_ahead(void **state)
 	cleanup();
 }
 
+/* ------------------------------------- paging through created_at ties */
+
+/* An id whose first byte is b, the rest from i, with v4's version bits:
+ * ids on both sides of 0x80, where a signed byte order would differ. */
+static shm_uuid id_of(uint8_t b, unsigned i)
+{
+	shm_uuid u;
+
+	for (int k = 0; k < 16; k++)
+		u.b[k] = (uint8_t)(i * 131 + k * 29 + 11);
+	u.b[0] = b;
+	u.b[6] = (uint8_t)(0x40 | (u.b[6] & 0x0f));
+	u.b[8] = (uint8_t)(0x80 | (u.b[8] & 0x3f));
+	return u;
+}
+
+static int newer_first(const void *a, const void *b)
+{
+	const shm_msg *x = a, *y = b;
+	if (x->created_at != y->created_at)
+		return x->created_at > y->created_at ? -1 : 1;
+	return -memcmp(x->id.b, y->id.b, 16);
+}
+
+/* Walks room from its newest message with shm_room_page_before, limit
+ * (<= 64) at a time, each page's bound the created_at and id of the last
+ * message of the page before, into ids (max of them); with db, each page
+ * is held against PostgreSQL's for the same bound. *l3 gets the pages
+ * PostgreSQL answered, *pages all of them. Returns the messages seen. */
+static size_t walk_before(shm_env *env, PGconn *db, const char *room,
+                          uint32_t limit, shm_uuid *ids, size_t max,
+                          unsigned *l3, unsigned *pages)
+{
+	int64_t before = 0;
+	shm_uuid last;
+	size_t n = 0;
+	page p;
+
+	*l3 = *pages = 0;
+	do {
+		p = page_before(env, room, before, before ? &last : NULL, limit);
+		if (db)
+			assert_page_before_is_pg(&p, db, room, before,
+			                         before ? &last : NULL, limit);
+		*l3 += p.l3;
+		++*pages;
+		if (n + p.n > max)
+			fail_msg("room %s, limit %u: more than %zu messages "
+			         "walked: some seen twice", room, limit, max);
+		memcpy(ids + n, p.id, p.n * sizeof *ids);
+		n += p.n;
+		if (p.n) {
+			before = p.last_at;
+			last = p.id[p.n - 1];
+		}
+	} while (p.n == limit);
+	return n;
+}
+
+/* got (ng ids) is want (nw), in order: every message once. */
+static void assert_ids(const shm_uuid *got, size_t ng, const shm_uuid *want,
+                       size_t nw, const char *what, uint32_t limit)
+{
+	char a[37], b[37];
+
+	if (ng != nw)
+		fail_msg("%s, limit %u: %zu messages, want %zu", what, limit, ng,
+		         nw);
+	for (size_t i = 0; i < nw; i++)
+		if (memcmp(got[i].b, want[i].b, 16)) {
+			shm_uuid_format(&got[i], a);
+			shm_uuid_format(&want[i], b);
+			fail_msg("%s, limit %u: [%zu] is %s, want %s", what,
+			         limit, i, a, b);
+		}
+}
+
+/* PostgreSQL's whole room, ORDER BY created_at DESC, id DESC, into ids. */
+static size_t pg_room(PGconn *db, const char *room, shm_uuid *ids,
+                      uint32_t max)
+{
+	size_t n = tu_pg_page_before(db, room, 0, NULL, max, ids);
+	assert_true(n < max);
+	return n;
+}
+
+/* Many messages of one room on one created_at (a caller's time, as an
+ * import gives), written through L1: walked with shm_room_page_before
+ * and small limits, each comes once, in (created_at, id) DESC order, and
+ * the full pages are L1's alone; after the flush, each page is
+ * PostgreSQL's, and so is the walk. The bare timestamp skips the rest of
+ * the tie (shm_room_page, as documented). */
+static void test_tie_walked_with_before_id_skips_none(void **state)
+{
+	FT_NEED_SERVERS();
+	enum { N = 40 };
+	static const uint32_t lims[] = {1, 3, 7, 64};
+	char room[64], *dir = tu_tmpdir();
+	PGconn *db = pg();
+	const int64_t t = shm_now_us() + 2 * S; /* after the room floor */
+	shm_msg m[N];
+	shm_uuid want[N], got[N + 1];
+	unsigned l3, pages;
+
+	room_name(room, sizeof room, "tie");
+	shm_env *env = open_pg(dir);
+	for (int i = 0; i < N; i++) {
+		m[i] = msg_at(room, t, "tied");
+		m[i].id = id_of((uint8_t)(i * 97), (unsigned)i);
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	qsort(m, N, sizeof *m, newer_first);
+	for (int i = 0; i < N; i++)
+		want[i] = m[i].id;
+	for (size_t k = 0; k < sizeof lims / sizeof *lims; k++) {
+		size_t n = walk_before(env, NULL, room, lims[k], got, N + 1,
+		                       &l3, &pages);
+		assert_ids(got, n, want, N, "tie in L1", lims[k]);
+		/* full pages newer than the floor: L1's; the short last one
+		 * asks PostgreSQL (invariant 2) */
+		assert_int_equal(l3, 1);
+	}
+	/* a bare timestamp: the next page skips the rest of the tie */
+	page p = page_of(env, room, 0, 3);
+	assert_int_equal(p.n, 3);
+	assert_int_equal(page_of(env, room, p.last_at, 3).n, 0);
+
+	flush(dir);
+	assert_ids(want, N, got, pg_room(db, room, got, N + 1),
+	           "PostgreSQL's order is memcmp's", 0);
+	for (size_t k = 0; k < sizeof lims / sizeof *lims; k++) {
+		size_t n = walk_before(env, db, room, lims[k], got, N + 1, &l3,
+		                       &pages);
+		assert_ids(got, n, want, N, "tie, flushed", lims[k]);
+	}
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	PQfinish(db);
+	ft_rmdir(dir);
+	free(dir);
+	cleanup();
+}
+
+/* Ties whose messages are spread over L1 and PostgreSQL: on t0, before
+ * the environment existed, rows only PostgreSQL has, messages flushed
+ * and expired from L1, and unflushed ones only L1 has; on t2, after it,
+ * expired and unflushed ones (the watermark is t2: a tie at it), and one
+ * moved there from an older time (PostgreSQL's row gives way to L1's
+ * version, which is above a bound inside the tie: invariant 3); on t3,
+ * unflushed ones only. Walks with every limit see each message once, in
+ * order, pages from L1 alone and from PostgreSQL merged with L1 alike;
+ * after the flush every page is PostgreSQL's. */
+static void test_ties_across_l1_and_postgres_walked_once(void **state)
+{
+	FT_NEED_SERVERS();
+	enum { MAX = 64 };
+	static const uint32_t lims[] = {1, 2, 5, 64};
+	char room[64], *dir = tu_tmpdir();
+	PGconn *db = pg();
+	const int64_t t0 = shm_now_us() - 100 * S;
+	const int64_t t2 = shm_now_us() + 2 * S, t3 = t2 + S;
+	shm_msg all[MAX];
+	shm_uuid want[MAX], got[MAX + 1];
+	size_t n = 0;
+	unsigned l3, pages;
+	uint64_t expired = 0;
+	shm_options o;
+
+	room_name(room, sizeof room, "mixed");
+	for (int i = 0; i < 6; i++) { /* another host's rows */
+		all[n] = msg_at(room, t0, "other host");
+		all[n].id = id_of((uint8_t)(n * 53), (unsigned)n);
+		tu_pg_put(db, &all[n++]);
+	}
+	shm_options_init(&o);
+	o.pg_conninfo = ft_pg;
+	o.l3_timeout_ms = 5000;
+	o.l1_ttl_s = 1;
+	shm_env *env = tu_open(dir, &o);
+	for (int i = 0; i < 12; i++) { /* flushed, then expired */
+		all[n] = msg_at(room, i < 6 ? t0 : t2, "expired");
+		all[n].id = id_of((uint8_t)(n * 53), (unsigned)n);
+		assert_int_equal(shm_msg_put(env, &all[n++]), 0);
+	}
+	flush(dir);
+	tu_sleep_ms(1100);
+	assert_int_equal(shm_l1_expire(env, &expired), 0);
+	assert_int_equal(expired, 12);
+	/* flushed at t1 (between the ties), held, then moved to t2: its row
+	 * in PostgreSQL is older than the bounds inside the t2 tie, and its
+	 * L1 version is above them */
+	all[n] = msg_at(room, t2 - S / 2, "moved");
+	all[n].id = id_of(0xf0, (unsigned)n);
+	assert_int_equal(shm_msg_put(env, &all[n]), 0);
+	flush(dir);
+	all[n].created_at = t2;
+	assert_int_equal(shm_msg_put(env, &all[n++]), 0);
+	for (int i = 0; i < 25; i++) { /* only in L1 */
+		all[n] = msg_at(room, i < 5 ? t0 : i < 11 ? t2 : t3, "unflushed");
+		all[n].id = id_of((uint8_t)(n * 53), (unsigned)n);
+		assert_int_equal(shm_msg_put(env, &all[n++]), 0);
+	}
+	all[n] = msg_at(room, t2 + 1, "between"); /* neighbours of the ties */
+	assert_int_equal(shm_msg_put(env, &all[n++]), 0);
+	all[n] = msg_at(room, t0 - 1, "oldest");
+	assert_int_equal(shm_msg_put(env, &all[n++]), 0);
+	qsort(all, n, sizeof *all, newer_first);
+	for (size_t i = 0; i < n; i++)
+		want[i] = all[i].id;
+
+	for (size_t k = 0; k < sizeof lims / sizeof *lims; k++) {
+		size_t ng = walk_before(env, NULL, room, lims[k], got, MAX + 1,
+		                        &l3, &pages);
+		assert_ids(got, ng, want, n, "ties in L1 and PostgreSQL",
+		           lims[k]);
+		assert_true(l3 > 0);
+		if (lims[k] < 64) /* t3's full pages: L1's alone */
+			assert_true(l3 < pages);
+	}
+	flush(dir);
+	assert_ids(want, n, got, pg_room(db, room, got, MAX + 1),
+	           "PostgreSQL's order is memcmp's", 0);
+	for (size_t k = 0; k < sizeof lims / sizeof *lims; k++) {
+		size_t ng = walk_before(env, db, room, lims[k], got, MAX + 1,
+		                        &l3, &pages);
+		assert_ids(got, ng, want, n, "flushed", lims[k]);
+	}
+	assert_int_equal(tu_verify(env), 0);
+	shm_env_close(env);
+	PQfinish(db);
+	ft_rmdir(dir);
+	free(dir);
+	cleanup();
+}
+
+/* Each bad argument: its code, a text naming it, *out NULL and *n 0, no
+ * page counted. */
+static void expect_bad_bound(shm_env *env, int code, const char *text,
+                             const char *room, int64_t before,
+                             const shm_uuid *before_id, uint32_t limit,
+                             bool null_out)
+{
+	shm_msg *junk, **msgs = &junk; /* must be set to NULL */
+	size_t n = 99;
+	shm_counters c0, c1;
+
+	shm_stats_local(env, &c0);
+	assert_int_equal(shm_room_page_before(env, room, before, before_id,
+	                                      limit, null_out ? NULL : &msgs,
+	                                      &n), code);
+	if (!strstr(shm_errmsg(), text))
+		fail_msg("'%s' does not say '%s'", shm_errmsg(), text);
+	if (!null_out)
+		assert_null(msgs);
+	assert_int_equal(n, 0);
+	shm_stats_local(env, &c1);
+	assert_int_equal(c1.room_pages, c0.room_pages);
+}
+
+/* Bad bounds are refused, naming what was wrong; a good one next to them
+ * pages through the tie. No server needed. */
+static void test_room_page_before_refuses_bad_input(void **state)
+{
+	char *dir = tu_tmpdir(), long_room[SHM_MAX_ROOM + 2], text[128];
+	shm_env *env = tu_open(dir, NULL);
+	shm_uuid nil = {{0}};
+	shm_msg m[3], **msgs;
+	size_t n;
+	char s[37];
+
+	for (int i = 0; i < 3; i++) {
+		m[i] = msg_at("bad", 42 * S, "tied");
+		m[i].id = id_of((uint8_t)(0x40 * (i + 1)), (unsigned)i);
+		assert_int_equal(shm_msg_put(env, &m[i]), 0);
+	}
+	shm_uuid_format(&m[1].id, s);
+	snprintf(text, sizeof text, "before_id %s given with before 0 (no "
+	         "bound)", s);
+	expect_bad_bound(env, SHM_EINVAL, text, "bad", 0, &m[1].id, 10, false);
+	expect_bad_bound(env, SHM_EINVAL, "before_id 00000000-0000-0000-0000-"
+	                 "000000000000: the nil UUID, which no message holds",
+	                 "bad", 42 * S, &nil, 10, false);
+	memset(long_room, 'r', SHM_MAX_ROOM + 1);
+	long_room[SHM_MAX_ROOM + 1] = 0;
+	expect_bad_bound(env, SHM_ETOOBIG, "room_id: 256 bytes, at most 255",
+	                 long_room, 42 * S, &m[1].id, 10, false);
+	expect_bad_bound(env, SHM_EINVAL, "limit 0: must be 1..10000", "bad",
+	                 42 * S, &m[1].id, 0, false);
+	expect_bad_bound(env, SHM_EINVAL, "limit 10001: must be 1..10000",
+	                 "bad", 42 * S, &m[1].id, SHM_MAX_PAGE + 1, false);
+	expect_bad_bound(env, SHM_ETIME, "before: negative timestamp", "bad",
+	                 -1, &m[1].id, 10, false);
+	expect_bad_bound(env, SHM_EINVAL, "shm_room_page_before: NULL room",
+	                 NULL, 42 * S, &m[1].id, 10, false);
+	expect_bad_bound(env, SHM_EINVAL, "shm_room_page_before: NULL out",
+	                 "bad", 42 * S, &m[1].id, 10, true);
+	assert_int_equal(shm_room_page_before(NULL, "bad", 42 * S, &m[1].id,
+	                                      10, &msgs, &n), SHM_EINVAL);
+	assert_non_null(strstr(shm_errmsg(), "shm_room_page_before: NULL env"));
+
+	/* the good bound: below m[1] in the tie, m[0] alone (0x40 < 0x80) */
+	assert_int_equal(shm_room_page_before(env, "bad", 42 * S, &m[1].id,
+	                                      10, &msgs, &n), 0);
+	assert_int_equal(n, 1);
+	assert_memory_equal(msgs[0]->id.b, m[0].id.b, 16);
+	shm_msgs_free(msgs, n);
+	/* below the newest of the tie: the two others, newest first */
+	assert_int_equal(shm_room_page_before(env, "bad", 42 * S, &m[2].id,
+	                                      10, &msgs, &n), 0);
+	assert_int_equal(n, 2);
+	assert_memory_equal(msgs[0]->id.b, m[1].id.b, 16);
+	shm_msgs_free(msgs, n);
+	/* a bound after the tie's time takes all of it */
+	assert_int_equal(shm_room_page_before(env, "bad", 42 * S + 1, &m[0].id,
+	                                      10, &msgs, &n), 0);
+	assert_int_equal(n, 3);
+	shm_msgs_free(msgs, n);
+	shm_env_close(env);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* ------------------------------ PostgreSQL failing between two queries */
 
 /* What happens to the server of the n-th room page query from now on, just
@@ -554,6 +898,13 @@ int main(void)
 		cmocka_unit_test_teardown(
 			test_page_whose_second_query_fails_is_an_error,
 			ft_teardown),
+		cmocka_unit_test_teardown(
+			test_tie_walked_with_before_id_skips_none, ft_teardown),
+		cmocka_unit_test_teardown(
+			test_ties_across_l1_and_postgres_walked_once,
+			ft_teardown),
+		cmocka_unit_test_teardown(
+			test_room_page_before_refuses_bad_input, ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

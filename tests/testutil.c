@@ -327,22 +327,27 @@ void tu_pg_put(PGconn *c, const shm_msg *m)
 	free(json);
 }
 
-size_t tu_pg_page(PGconn *c, const char *room, int64_t before,
-                  uint32_t limit, shm_uuid *ids)
+size_t tu_pg_page_before(PGconn *c, const char *room, int64_t before,
+                         const shm_uuid *before_id, uint32_t limit,
+                         shm_uuid *ids)
 {
-	char b[64], l[16];
-	const char *p[3] = {room, b, l};
+	char b[64], l[16], id[37] = "00000000-0000-0000-0000-000000000000";
+	const char *p[4] = {room, b, l, id};
 	if (before)
 		tu_pg_ts(before, b);
 	else
 		snprintf(b, sizeof b, "infinity");
+	if (before_id)
+		shm_uuid_format(before_id, id);
 	snprintf(l, sizeof l, "%u", limit);
+	/* messages.id: a bare id would be the output column, id::text */
 	PGresult *r = PQexecParams(
 		c,
 		"SELECT id::text FROM messages WHERE room_id = $1 AND "
-		"created_at < $2::timestamptz ORDER BY created_at DESC, id DESC "
+		"(created_at < $2::timestamptz OR (created_at = $2::timestamptz "
+		"AND id < $4::uuid)) ORDER BY created_at DESC, messages.id DESC "
 		"LIMIT $3::int",
-		3, NULL, p, NULL, NULL, 0);
+		4, NULL, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK)
 		fail_msg("page: %s", PQerrorMessage(c));
 	size_t n = (size_t)PQntuples(r);
@@ -351,6 +356,12 @@ size_t tu_pg_page(PGconn *c, const char *room, int64_t before,
 		                 0);
 	PQclear(r);
 	return n;
+}
+
+size_t tu_pg_page(PGconn *c, const char *room, int64_t before,
+                  uint32_t limit, shm_uuid *ids)
+{
+	return tu_pg_page_before(c, room, before, NULL, limit, ids);
 }
 
 char *tu_env_after_many_commits(void)

@@ -74,12 +74,17 @@ int tu_harness(const char *fn);
  * +00" (out: 64 bytes; our own formatting, not libshm's); m written as a
  * row from its serde JSON the way the flusher does (every column on
  * conflict); and the ids of PostgreSQL's own room page, newest first
- * (before 0: no bound), the query the read path must agree with. */
+ * (before 0: no bound; before_id NULL: none), the query the read path must
+ * agree with, its bound written as two comparisons (libshm's is a row
+ * comparison). */
 struct pg_conn;
 void tu_pg_ts(int64_t us, char *out);
 void tu_pg_put(struct pg_conn *c, const shm_msg *m);
 size_t tu_pg_page(struct pg_conn *c, const char *room, int64_t before,
                   uint32_t limit, shm_uuid *ids);
+size_t tu_pg_page_before(struct pg_conn *c, const char *room, int64_t before,
+                         const shm_uuid *before_id, uint32_t limit,
+                         shm_uuid *ids);
 
 /* Children a test started: recorded so that a teardown can stop those a
  * failed assertion left running (stop, or SIGKILL + reap when NULL). */
