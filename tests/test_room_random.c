@@ -14,15 +14,19 @@
  * host's rows. Then L1 is shaken (reopened, read-through gets that fill
  * it) and more is written that stays unflushed, some of it on the time
  * of the newest message that left L1 (a tie at the watermark).
- * Random (room, before, limit) walks, the next page's before being the
- * created_at of the last message of the previous one (shm.h: ties left
- * off a page are skipped by the next one), limit 1 and SHM_MAX_PAGE
- * always among them, are compared page by page, message by message, with
- * the same walk over PostgreSQL's rows with the unflushed messages of L1
- * in place of theirs (room.c invariant 3); the PostgreSQL rows of
- * messages flushed are held against what L1 stored; and once the flusher
- * has drained the rest, each page seen is PostgreSQL's own answer to the
- * same query, and walks again agree with it.
+ * Random (room, bound, limit) walks, half of them with shm_room_page's
+ * bare timestamp (the next page's before is the created_at of the last
+ * message of the previous one: ties left off a page are skipped by the
+ * next one, shm.h), half with shm_room_page_before's (created_at, id)
+ * bound (the next page's is the last message's: nothing skipped), limit
+ * 1 and SHM_MAX_PAGE always among them, are compared page by page,
+ * message by message, with the same walk over PostgreSQL's rows with the
+ * unflushed messages of L1 in place of theirs (room.c invariant 3); the
+ * PostgreSQL rows of messages flushed are held against what L1 stored;
+ * and once the flusher has drained the rest, each page seen is
+ * PostgreSQL's own answer to the same query, walks again agree with it,
+ * and a walk of each room with shm_room_page_before is PostgreSQL's whole
+ * room, ORDER BY created_at DESC, id DESC, every row once.
  *
  * The seed is printed; SHM_TEST_SEED=<n> replays its operations (which
  * flushed entries L1 evicts follows access times, so a replay is close
@@ -56,10 +60,18 @@ typedef struct known {
 	bool dirty;   /* written since the last flush */
 } known;
 
+/* A walk's bound: created_at < at (keyed false: shm_room_page's), or
+ * (created_at, id) < (at, id) (shm_room_page_before's); at 0: none. */
+typedef struct bound {
+	int64_t at;
+	shm_uuid id;
+	bool keyed;
+} bound;
+
 /* One page a walk saw, to be held against PostgreSQL after the flush. */
 typedef struct seen_page {
 	int room;
-	int64_t before;
+	bound b;
 	uint32_t limit;
 	size_t n;
 	shm_uuid *ids;
@@ -83,8 +95,8 @@ typedef struct world {
 	seen_page *seen;
 	size_t n_seen, cap_seen;
 	/* what the walks went through */
-	unsigned walks, pages, pages_l3, pages_mixed, tie_cuts, deleted_seen,
-		edited_seen, resurrected;
+	unsigned walks, pages, pages_l3, pages_mixed, tie_cuts, keyed_walks,
+		keyed_tie_cuts, deleted_seen, edited_seen, resurrected;
 } world;
 
 static world W;
@@ -524,7 +536,7 @@ static size_t oracle(int r, shm_msg ***out)
 
 /* ------------------------------------------------------------ walks */
 
-static void note_page(int r, int64_t before, uint32_t limit, shm_msg **page,
+static void note_page(int r, const bound *b, uint32_t limit, shm_msg **page,
                       size_t n)
 {
 	seen_page *s;
@@ -535,57 +547,83 @@ static void note_page(int r, int64_t before, uint32_t limit, shm_msg **page,
 		assert_non_null(W.seen);
 	}
 	s = &W.seen[W.n_seen++];
-	*s = (seen_page){.room = r, .before = before, .limit = limit, .n = n};
+	*s = (seen_page){.room = r, .b = *b, .limit = limit, .n = n};
 	s->ids = calloc(n + 1, sizeof *s->ids);
 	assert_non_null(s->ids);
 	for (size_t i = 0; i < n; i++)
 		s->ids[i] = page[i]->id;
 }
 
-static void fail_page(int r, int64_t before, uint32_t limit, size_t i,
+static void fail_page(int r, const bound *b, uint32_t limit, size_t i,
                       const shm_msg *got, const shm_msg *want,
                       const char *what)
 {
-	char a[37] = "-", b[37] = "-";
+	char a[37] = "-", c[37] = "-", bid[37] = "none";
 
 	if (got)
 		shm_uuid_format(&got->id, a);
 	if (want)
-		shm_uuid_format(&want->id, b);
+		shm_uuid_format(&want->id, c);
+	if (b->keyed)
+		shm_uuid_format(&b->id, bid);
 	fail_msg("seed %" PRIu64 " round %d: room %d before %" PRId64
-	         " limit %u: [%zu] %s: got %s (created_at %" PRId64
-	         "), want %s (created_at %" PRId64 ")",
-	         seed, W.round, r, before, limit, i, what, a,
-	         got ? got->created_at : 0, b, want ? want->created_at : 0);
+	         " before_id %s limit %u: [%zu] %s: got %s (created_at %"
+	         PRId64 "), want %s (created_at %" PRId64 ")",
+	         seed, W.round, r, b->at, bid, limit, i, what, a,
+	         got ? got->created_at : 0, c, want ? want->created_at : 0);
 }
 
-/* Walks room r from (before, limit) to the end as a client does, each
- * page held against the oracle's (orc, no). */
-static void walk(int r, int64_t before, uint32_t limit, shm_msg **orc,
-                 size_t no)
+/* Whether m is below b (the oracle's side of room.c's below()). */
+static bool is_below(const shm_msg *m, const bound *b)
 {
-	size_t pages = 0;
+	if (!b->at)
+		return true;
+	if (m->created_at != b->at)
+		return m->created_at < b->at;
+	return b->keyed && memcmp(m->id.b, b->id.b, 16) < 0;
+}
+
+static int page_at(int r, const bound *b, uint32_t limit, shm_msg ***page,
+                   size_t *n)
+{
+	if (b->keyed)
+		return shm_room_page_before(W.env, W.room[r], b->at,
+		                            b->at ? &b->id : NULL, limit, page,
+		                            n);
+	return shm_room_page(W.env, W.room[r], b->at, limit, page, n);
+}
+
+/* Walks room r from b with limit to the end as a client does, each page
+ * held against the oracle's (orc, no); a keyed walk, whose next bound is
+ * its last message's place, goes through the oracle's rows below b,
+ * each once. */
+static void walk(int r, bound b, uint32_t limit, shm_msg **orc, size_t no)
+{
+	size_t pages = 0, first = SIZE_MAX, seen = 0;
 
 	W.walks++;
+	W.keyed_walks += b.keyed;
 	for (;;) {
 		shm_counters c0, c1;
 		shm_msg **page;
 		size_t np, start = 0, want;
 		bool dirty = false, clean = false;
 
-		/* the oracle's page: its rows older than before, limit of them */
-		while (before && start < no && orc[start]->created_at >= before)
+		/* the oracle's page: its rows below b, limit of them */
+		while (start < no && !is_below(orc[start], &b))
 			start++;
+		if (first == SIZE_MAX)
+			first = start;
 		want = no - start < limit ? no - start : limit;
 		shm_stats_local(W.env, &c0);
-		if (shm_room_page(W.env, W.room[r], before, limit, &page, &np))
+		if (page_at(r, &b, limit, &page, &np))
 			fail_msg("seed %" PRIu64 ": page: %s", seed,
 			         shm_errmsg());
 		shm_stats_local(W.env, &c1);
 		for (size_t i = 0; i < np && i < want; i++) {
 			known *k = find(&page[i]->id);
 			if (memcmp(page[i]->id.b, orc[start + i]->id.b, 16))
-				fail_page(r, before, limit, i, page[i],
+				fail_page(r, &b, limit, i, page[i],
 				          orc[start + i], "not the oracle's");
 			tu_assert_msg_equal(page[i], orc[start + i]);
 			if (k && k->dirty)
@@ -596,27 +634,36 @@ static void walk(int r, int64_t before, uint32_t limit, shm_msg **orc,
 			W.edited_seen += page[i]->edited;
 		}
 		if (np != want)
-			fail_page(r, before, limit, np < want ? np : want,
+			fail_page(r, &b, limit, np < want ? np : want,
 			          np > want ? page[want] : NULL,
 			          np < want ? orc[start + np] : NULL,
 			          np < want ? "page short" : "page long");
 		W.pages++;
+		seen += np;
 		if (c1.room_pages_l3 != c0.room_pages_l3) {
 			W.pages_l3++;
 			W.pages_mixed += dirty && clean;
 		}
-		/* the next page skips the ties left off this one (shm.h) */
-		W.tie_cuts += np == limit && start + np < no &&
-		              orc[start + np]->created_at ==
-		                      page[np - 1]->created_at;
-		note_page(r, before, limit, page, np);
-		if (np)
-			before = page[np - 1]->created_at;
+		/* a page cut inside a tie: the bare timestamp skips the rest
+		 * of it (shm.h), the keyed bound goes on with it */
+		if (np == limit && start + np < no &&
+		    orc[start + np]->created_at == page[np - 1]->created_at) {
+			W.tie_cuts += !b.keyed;
+			W.keyed_tie_cuts += b.keyed;
+		}
+		note_page(r, &b, limit, page, np);
+		if (np) {
+			b.at = page[np - 1]->created_at;
+			b.id = page[np - 1]->id;
+		}
 		shm_msgs_free(page, np);
 		if (np < limit)
 			break;
 		assert_true(++pages <= no + 1);
 	}
+	/* pages follow one another: the keyed walk saw every row once */
+	if (b.keyed && seen != no - first)
+		fail_page(r, &b, limit, seen, NULL, NULL, "walk not whole");
 }
 
 static uint32_t some_limit(void)
@@ -629,18 +676,27 @@ static uint32_t some_limit(void)
 	return x == 10 ? 1 + below(40) : SHM_MAX_PAGE;
 }
 
-/* before for room r: none, a created_at of the room (a tie), next to one,
- * or just above the newest of the room's messages that left L1. */
-static int64_t some_before(int r, shm_msg **orc, size_t no)
+/* A bound for room r, half the time keyed: none, a created_at of the room
+ * (a tie) or next to one, or just above the newest of the room's
+ * messages that left L1; keyed on a created_at of the room, the id of a
+ * message there (the place right below it). */
+static bound some_bound(int r, shm_msg **orc, size_t no)
 {
 	unsigned x = below(7);
+	bound b = {.keyed = below(2)};
 
-	if (x == 6 && left_newest(r))
-		return left_newest(r) + 1;
+	if (x == 6 && left_newest(r)) {
+		b.at = left_newest(r) + 1;
+		b.id = new_id();
+		return b;
+	}
 	if (x < 2 || x == 6 || !no)
-		return 0;
-	int64_t t = orc[below((uint32_t)no)]->created_at; /* on a tie */
-	return x == 2 ? t + 1 : x == 3 ? t - 1 : t;
+		return b;
+	shm_msg *m = orc[below((uint32_t)no)];
+	b.at = x == 2 ? m->created_at + 1 : x == 3 ? m->created_at - 1
+	                                          : m->created_at;
+	b.id = b.at == m->created_at ? m->id : new_id();
+	return b;
 }
 
 static void walks(int n)
@@ -652,12 +708,12 @@ static void walks(int n)
 		no[r] = oracle(r, &orc[r]);
 	for (int i = 0; i < n; i++) {
 		int r = (int)below(ROOMS);
-		walk(r, some_before(r, orc[r], no[r]), some_limit(), orc[r],
+		walk(r, some_bound(r, orc[r], no[r]), some_limit(), orc[r],
 		     no[r]);
 	}
 	for (int r = 0; r < ROOMS; r++) { /* the edges, every time */
-		walk(r, 0, 1, orc[r], no[r]);
-		walk(r, 0, SHM_MAX_PAGE, orc[r], no[r]);
+		walk(r, (bound){.keyed = false}, 1, orc[r], no[r]);
+		walk(r, (bound){.keyed = true}, SHM_MAX_PAGE, orc[r], no[r]);
 		shm_msgs_free(orc[r], no[r]);
 	}
 }
@@ -672,24 +728,68 @@ static void seen_pages_are_postgres(void)
 		size_t nw;
 
 		assert_non_null(want);
-		nw = tu_pg_page((PGconn *)W.db, W.room[p->room], p->before,
-		                p->limit, want);
+		nw = tu_pg_page_before((PGconn *)W.db, W.room[p->room],
+		                       p->b.at, p->b.keyed && p->b.at ?
+		                       &p->b.id : NULL, p->limit, want);
 		if (nw != p->n)
 			fail_msg("seed %" PRIu64 " round %d: room %d before %"
-			         PRId64 " limit %u: %zu messages, PostgreSQL "
-			         "has %zu", seed, W.round, p->room, p->before,
-			         p->limit, p->n, nw);
+			         PRId64 "%s limit %u: %zu messages, PostgreSQL "
+			         "has %zu", seed, W.round, p->room, p->b.at,
+			         p->b.keyed ? " (keyed)" : "", p->limit, p->n,
+			         nw);
 		for (size_t i = 0; i < nw; i++)
 			if (memcmp(p->ids[i].b, want[i].b, 16))
 				fail_msg("seed %" PRIu64 " round %d: room %d "
-				         "before %" PRId64 " limit %u: [%zu] "
+				         "before %" PRId64 "%s limit %u: [%zu] "
 				         "differs from PostgreSQL's", seed,
-				         W.round, p->room, p->before, p->limit,
+				         W.round, p->room, p->b.at,
+				         p->b.keyed ? " (keyed)" : "", p->limit,
 				         i);
 		free(want);
 		free(p->ids);
 	}
 	W.n_seen = 0;
+}
+
+/* With nothing unflushed: each room walked from its newest with
+ * shm_room_page_before and a small limit is PostgreSQL's whole room in
+ * its own order, ORDER BY created_at DESC, id DESC, every row once. */
+static void keyed_walks_are_postgres_rooms(void)
+{
+	for (int r = 0; r < ROOMS; r++) {
+		shm_uuid *want = calloc(MAX_KNOWN + 1, sizeof *want);
+		size_t nw, n = 0, np;
+		uint32_t limit = 1 + below(7);
+		bound b = {.keyed = true};
+		shm_msg **page;
+
+		assert_non_null(want);
+		nw = tu_pg_page_before((PGconn *)W.db, W.room[r], 0, NULL,
+		                       MAX_KNOWN + 1, want);
+		assert_true(nw <= MAX_KNOWN);
+		do {
+			if (page_at(r, &b, limit, &page, &np))
+				fail_msg("seed %" PRIu64 ": page: %s", seed,
+				         shm_errmsg());
+			for (size_t i = 0; i < np; i++, n++)
+				if (n >= nw || memcmp(page[i]->id.b,
+				                      want[n].b, 16))
+					fail_page(r, &b, limit, i, page[i],
+					          NULL, n >= nw ? "past "
+					          "PostgreSQL's room" : "not "
+					          "PostgreSQL's next row");
+			if (np) {
+				b.at = page[np - 1]->created_at;
+				b.id = page[np - 1]->id;
+			}
+			shm_msgs_free(page, np);
+		} while (np == limit);
+		if (n != nw)
+			fail_msg("seed %" PRIu64 " round %d: room %d: the walk "
+			         "saw %zu messages, PostgreSQL has %zu", seed,
+			         W.round, r, n, nw);
+		free(want);
+	}
 }
 
 /* ------------------------------------------------------------ the test */
@@ -760,6 +860,7 @@ static void round_run(int round)
 	/* and the same walks again, now with nothing unflushed */
 	walks(10);
 	seen_pages_are_postgres();
+	keyed_walks_are_postgres_rooms();
 
 	assert_int_equal(tu_verify(W.env), 0);
 	shm_env_close(W.env);
@@ -782,16 +883,18 @@ static void test_room_pages_walked_match_postgres(void **state)
 	rng = seed ? seed : 1;
 	for (int i = 0; i < rounds; i++)
 		round_run(i);
-	fprintf(stderr, "test_room_random: %u walks, %u pages (%u from "
-	        "PostgreSQL, %u of them mixing unflushed L1 messages with "
-	        "its rows), %u cut inside a created_at tie, %u deleted and "
-	        "%u edited messages shown; %u deleted messages put again\n",
-	        W.walks, W.pages, W.pages_l3, W.pages_mixed, W.tie_cuts,
+	fprintf(stderr, "test_room_random: %u walks (%u keyed), %u pages (%u "
+	        "from PostgreSQL, %u of them mixing unflushed L1 messages "
+	        "with its rows), %u cut inside a created_at tie (%u keyed), "
+	        "%u deleted and %u edited messages shown; %u deleted messages "
+	        "put again\n", W.walks, W.keyed_walks, W.pages, W.pages_l3,
+	        W.pages_mixed, W.tie_cuts + W.keyed_tie_cuts, W.keyed_tie_cuts,
 	        W.deleted_seen, W.edited_seen, W.resurrected);
-	/* both sides of room.c were exercised */
+	/* both sides of room.c were exercised, ties cut both ways */
 	assert_true(W.pages_l3 > 0);
 	assert_true(W.pages_l3 < W.pages);
 	assert_true(W.tie_cuts > 0);
+	assert_true(W.keyed_tie_cuts > 0);
 	free(W.seen);
 	cleanup();
 }
