@@ -485,41 +485,67 @@ int cmd_get(int argc, char **argv)
 	return ex;
 }
 
+/* After a full page (there may be more), the options of the next one on
+ * stderr: stdout stays JSON lines of messages, as import reads them. */
+static void say_next_page(const shm_msg *last)
+{
+	char t[40], id[37];
+
+	shm_time_format(last->created_at, t);
+	shm_uuid_format(&last->id, id);
+	fprintf(stderr, "%s: next page: --before %s --before-id %s\n", prog, t,
+	        id);
+}
+
 int cmd_room(int argc, char **argv)
 {
-	optdef opts[] = {{"before", true, NULL}, {"limit", true, NULL},
-	                 {NULL, false, NULL}};
+	optdef opts[] = {{"before", true, NULL}, {"before-id", true, NULL},
+	                 {"limit", true, NULL}, {NULL, false, NULL}};
 	char **pos;
 	int npos, ex, rc;
 	int64_t before = 0;
 	uint64_t limit = 50;
+	shm_uuid bid, *before_id = NULL;
 	shm_env *env;
 	shm_msg **msgs;
 	size_t n;
 
 	if ((ex = scan(argc, argv, opts, &pos, &npos)))
 		return ex;
-	if ((ex = arity("room ROOM [--before RFC3339] [--limit N]", pos, npos,
-	                1, 1)))
+	if ((ex = arity("room ROOM [--before RFC3339 [--before-id UUID]] "
+	                "[--limit N]", pos, npos, 1, 1)))
 		return ex;
 	if ((ex = opt_u64("limit", optv(opts, "limit"), 1, SHM_MAX_PAGE,
 	                  &limit)))
 		return ex;
+	if (optv(opts, "before-id") && !optv(opts, "before"))
+		return usage_err("--before-id needs --before: a page's bound is "
+		                 "the created_at and id of one message (the "
+		                 "last of the page before)");
 	if (optv(opts, "before") &&
 	    (rc = shm_time_parse(optv(opts, "before"), &before)))
 		return fail(rc);
+	if (optv(opts, "before-id")) {
+		if ((ex = parse_uuid_arg(optv(opts, "before-id"), "--before-id",
+		                         &bid)))
+			return ex;
+		before_id = &bid;
+	}
 	if ((ex = open_env(false, &env)))
 		return ex;
 	if (optv(opts, "before") && before <= 0) { /* 0 is "no bound" below */
 		shm_env_close(env);
 		return EX_OK; /* nothing is older than 1970 */
 	}
-	rc = shm_room_page(env, pos[0], before, (uint32_t)limit, &msgs, &n);
+	rc = shm_room_page_before(env, pos[0], before, before_id,
+	                          (uint32_t)limit, &msgs, &n);
 	if (rc) {
 		ex = fail(rc);
 	} else {
 		for (size_t i = 0; i < n && ex == EX_OK; i++)
 			ex = print_msg(msgs[i]);
+		if (ex == EX_OK && n == limit)
+			say_next_page(msgs[n - 1]);
 		shm_msgs_free(msgs, n);
 	}
 	shm_env_close(env);
