@@ -52,6 +52,13 @@
  *     is one put again with no parent or under a parent L1 does not hold
  *     (it bumps nothing, so nothing is asked): a parent L1 holds that
  *     PostgreSQL's row names keeps counting it.
+ * 10. updated_at is the message's version (a hybrid logical clock): every
+ *     change libshm makes to a stored message (edit, delete, reaction,
+ *     the reply_count and last_reply_at a reply moves) sets it to
+ *     max(now, the updated_at L1 held + 1 µs), so a version made from
+ *     another is newer than it whatever the clocks of the hosts that
+ *     wrote them (PostgreSQL keeps the newer: flusher/pg_sink.c invariant
+ *     7). A put stores the updated_at it is given.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -259,6 +266,18 @@ static bool enc_parent(const MDB_val *v, shm_uuid *parent)
 	return true;
 }
 
+/* Invariant 10: m's updated_at after a change, from the one L1 held (a
+ * fill's included). */
+static void bump(shm__wtxn *w, shm_msg *m)
+{
+	if (m->updated_at >= SHM_TIME_MAX_US)
+		m->updated_at = SHM_TIME_MAX_US; /* the end of time: stays */
+	else if (m->updated_at < w->now)
+		m->updated_at = w->now;
+	else
+		m->updated_at++;
+}
+
 /* Counts child in (delta +1) or out of (-1, never below 0) parent's
  * reply_count when parent is in L1 (otherwise L3 keeps its count). +1 also
  * raises last_reply_at; -1 keeps it (only a scan of every reply could
@@ -290,6 +309,7 @@ static int adjust_parent(shm__wtxn *w, const shm_uuid *parent,
 		if (child->created_at > p->last_reply_at)
 			p->last_reply_at = child->created_at;
 	}
+	bump(w, p);
 	rc = store(w, SHM_OP_MSG_REPLY, p, &raw);
 out:
 	shm__arena_free(&arena);
@@ -895,7 +915,6 @@ static int change_body(shm__wtxn *w, void *ctx)
 		m->content = c->content;
 		m->content_len = (uint32_t)c->len;
 		m->content_hash = XXH3_64bits(c->content, c->len);
-		m->updated_at = w->now;
 		m->edited = true;
 		if (m->edit_count < UINT32_MAX) /* stays there (shm.h) */
 			m->edit_count++;
@@ -905,12 +924,13 @@ static int change_body(shm__wtxn *w, void *ctx)
 		m->content = SHM_DELETED_CONTENT;
 		m->content_len = (uint32_t)strlen(SHM_DELETED_CONTENT);
 		m->content_hash = XXH3_64bits(m->content, m->content_len);
-		m->updated_at = w->now;
 		break;
 	case SHM_OP_MSG_REACT:
 		rc = react_apply(&arena, m, c, &changed);
 		break;
 	}
+	if (rc == 0 && changed)
+		bump(w, m);
 	if (rc == 0 && changed && c->op != SHM_OP_MSG_DELETE &&
 	    raw.mv_size < shm__msg_enc_size(m)) {
 		/* invariant 6: what is stored, a put takes back */

@@ -395,7 +395,17 @@ typedef struct shm_msg {
 	 * naming the field and the value); 0 is none. */
 	int64_t created_at;    /* 0 on put: filled with the write's time,
 	                        * unique (shm_msg_put) */
-	int64_t updated_at;    /* 0: none */
+	int64_t updated_at;    /* 0: none. The time of the message's last
+	                        * change, and its version: every change
+	                        * (edit, delete, reaction, a reply's count)
+	                        * sets it to max(now, the one L1 held + 1 µs),
+	                        * so a version made from another is newer
+	                        * whatever the hosts' clocks (at the end of
+	                        * the range it stays there); PostgreSQL keeps
+	                        * the row with the newer one (README, "Several
+	                        * hosts"). A put stores the one given: a put
+	                        * replacing a stored message should carry one
+	                        * no older than that message's. */
 	/* metadata */
 	bool edited;
 	uint32_t edit_count;
@@ -442,9 +452,10 @@ typedef struct shm_msg {
  * had stay, and may be put again while L1 holds them: one it dropped is
  * new to it, refused too). A reply counts once in its parent's
  * reply_count
- * (when the parent is in L1): a new reply bumps it and last_reply_at; a
- * replace under the same parent changes nothing; a replace under another
- * parent (or none) moves the count. A reply whose id L1 does not hold may
+ * (when the parent is in L1): a new reply bumps it and last_reply_at (and
+ * the parent's updated_at, as an edit does); a replace under the same
+ * parent changes nothing; a replace under another parent (or none) moves
+ * the count (each parent changed gets a new updated_at). A reply whose id L1 does not hold may
  * be one it dropped (evicted, expired, or written by another host): it is
  * new when the put makes its id (nil) or its created_at (0), or when the
  * created_at given is after its room's watermark (the newest created_at
@@ -533,17 +544,22 @@ int shm_msg_view(shm_rtxn *t, const shm_uuid *id, const shm_msg **out);
  * nothing written. Without read-through configured, L1 alone answers: a
  * message it dropped is SHM_ENOTFOUND.
  *
- * Edit: new content, updated_at = now, edited = true, edit_count + 1
+ * Each change makes a new version: updated_at = max(now, the one L1
+ * held + 1 µs) (shm_msg).
+ *
+ * Edit: new content, updated_at (above), edited = true, edit_count + 1
  * (edit_count and a parent's reply_count stop at UINT32_MAX).
  * SHM_EDELETED for a soft-deleted message (its content stays deleted).
  * An edit or a reaction that would grow a message past what shm_msg_put
  * accepts (an encoding of 2 * max_content + 64 KiB) is SHM_ETOOBIG. */
 int shm_msg_edit(shm_env *env, const shm_uuid *id, const char *content,
                  size_t len);
-/* Soft delete: type Delete, content SHM_DELETED_CONTENT, updated_at = now.
+/* Soft delete: type Delete, content SHM_DELETED_CONTENT, updated_at as an
+ * edit's.
  * Idempotent: a deleted message is left as it is (no new write). */
 int shm_msg_delete(shm_env *env, const shm_uuid *id);
-/* Adds (add = true) or removes user_id's emoji reaction. Idempotent. A new
+/* Adds (add = true) or removes user_id's emoji reaction, updated_at as an
+ * edit's. Idempotent (no change: nothing written, updated_at kept). A new
  * emoji takes its place in emoji order, a new user the end of its list.
  * SHM_EDELETED for a soft-deleted message. */
 int shm_msg_react(shm_env *env, const shm_uuid *id, int32_t user_id,

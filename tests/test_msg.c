@@ -409,9 +409,11 @@ static void test_put_drops_a_reaction_without_users(void **state)
 	assert_int_equal(shm_msg_react(env, &m.id, 5, "x", false), 0);
 	nb = last_payload(b, sizeof b);
 	assert_int_equal(na, nb);
-	/* the seq field (bytes 4..11) differs, the rest is the same */
+	/* the seq (bytes 4..11) and updated_at (44..51: two changes made
+	 * since) differ, the rest is the same */
 	assert_memory_equal(a, b, 4);
-	assert_memory_equal(a + 12, b + 12, na - 12);
+	assert_memory_equal(a + 12, b + 12, 44 - 12);
+	assert_memory_equal(a + 52, b + 52, na - 52);
 	assert_int_equal(tu_verify(env), 0);
 }
 
@@ -786,6 +788,76 @@ static void test_put_many_carrying_the_parent_asks_nothing(void **state)
 	shm_uuid_v7(&b[1].id);
 	assert_int_equal(shm_msg_put_many(env, b, 2, &bad), SHM_EL3);
 	assert_int_equal(bad, 2);
+	assert_int_equal(tu_verify(env), 0);
+}
+
+/* m's updated_at as L1 holds it. */
+static int64_t updated_at_of(const shm_uuid *id)
+{
+	shm_msg *got;
+	int64_t at;
+
+	assert_int_equal(shm_msg_get(env, id, &got), 0);
+	at = got->updated_at;
+	shm_msg_free(got);
+	return at;
+}
+
+/* updated_at is the message's version: every change makes it newer than
+ * the one L1 held, by the clock or, when that one is ahead of the clock
+ * (written by a host whose clock runs ahead), by 1 µs; a change that
+ * changes nothing keeps it. Before, an edit or a delete set it to the
+ * clock, behind the version it was made from, and reactions and replies
+ * left it as it was. */
+static void test_every_change_makes_a_newer_updated_at(void **state)
+{
+	const int64_t ahead = shm_now_us() + INT64_C(3600000000);
+	shm_msg m = tu_msg("t", 1, "v1"), r; /* reply_to's room */
+	int64_t t0;
+
+	m.updated_at = ahead;
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(updated_at_of(&m.id), ahead); /* a put keeps it */
+	assert_int_equal(shm_msg_edit(env, &m.id, "v2", 2), 0);
+	assert_int_equal(updated_at_of(&m.id), ahead + 1);
+	assert_int_equal(shm_msg_react(env, &m.id, 7, "ok", true), 0);
+	assert_int_equal(updated_at_of(&m.id), ahead + 2);
+	assert_int_equal(shm_msg_react(env, &m.id, 7, "ok", true), 0);
+	assert_int_equal(updated_at_of(&m.id), ahead + 2); /* no change */
+	assert_int_equal(shm_msg_react(env, &m.id, 7, "ok", false), 0);
+	assert_int_equal(updated_at_of(&m.id), ahead + 3);
+	/* a reply changes its parent's count: a new version of it */
+	r = reply_to(&m, "a reply");
+	assert_int_equal(shm_msg_put(env, &r), 0);
+	assert_int_equal(updated_at_of(&m.id), ahead + 4);
+	assert_int_equal(updated_at_of(&r.id), 0);
+	r.has_parent = r.has_thread = false; /* moved away: the count too */
+	assert_int_equal(shm_msg_put(env, &r), 0);
+	assert_int_equal(updated_at_of(&m.id), ahead + 5);
+	assert_int_equal(shm_msg_delete(env, &m.id), 0);
+	assert_int_equal(updated_at_of(&m.id), ahead + 6);
+
+	/* one behind the clock (or none): the clock's time */
+	shm_msg o = tu_msg("ver", 1, "old");
+	o.updated_at = 1;
+	assert_int_equal(shm_msg_put(env, &o), 0);
+	t0 = shm_now_us();
+	assert_int_equal(shm_msg_edit(env, &o.id, "new", 3), 0);
+	assert_true(updated_at_of(&o.id) >= t0);
+	assert_true(updated_at_of(&o.id) <= shm_now_us());
+	shm_msg n = tu_msg("ver", 1, "none");
+	assert_int_equal(shm_msg_put(env, &n), 0);
+	t0 = shm_now_us();
+	assert_int_equal(shm_msg_react(env, &n.id, 1, "ok", true), 0);
+	assert_true(updated_at_of(&n.id) >= t0);
+
+	/* at the end of the time range it stays there (the JSON side and
+	 * put take no later time) */
+	shm_msg e = tu_msg("ver", 1, "end");
+	e.updated_at = INT64_C(253402300799999999);
+	assert_int_equal(shm_msg_put(env, &e), 0);
+	assert_int_equal(shm_msg_edit(env, &e.id, "end 2", 5), 0);
+	assert_int_equal(updated_at_of(&e.id), e.updated_at);
 	assert_int_equal(tu_verify(env), 0);
 }
 
@@ -1741,6 +1813,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_react_keeps_reactions_sorted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_of_the_most_reactions_fits_a_small_stack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reply_bumps_parent_reply_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_every_change_makes_a_newer_updated_at, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_and_reply_counts_stop_at_their_maximum, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replacing_a_reply_keeps_its_parents_reply_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_reply_l1_cannot_judge_waits_for_postgres, setup, teardown),
