@@ -155,6 +155,7 @@ const char *fl_redis_error(const char *errstr);
 /* ----------------------------------------------- postgres connections */
 
 struct pg_conn;
+struct pg_result;
 /* A connection to cfg's pg-conninfo (named app unless the conninfo's
  * application_name or PGAPPNAME names it), made within pg-timeout-ms;
  * NULL with the first line of the reason in err. What the server sends as
@@ -197,6 +198,10 @@ typedef struct fl_batch {
 	                      letter at once (the worker clears it before each
 	                      apply) */
 	char reason[200];
+	/* set by a sink's apply on FL_OK (the worker clears it before each
+	 * apply): records applied whose state the sink held a newer version
+	 * of, so kept its own (pg_sink.c invariant 7) */
+	size_t older;
 } fl_batch;
 
 void fl_batch_init(fl_batch *b);
@@ -272,6 +277,14 @@ fl_sink *fl_pg_sink_new(const fl_config *cfg, shm_env *env,
  * culprit if none is found, FL_TRANSIENT if the query fails. c: s's
  * connection, outside any transaction. */
 int fl_pg_kept_deleted(fl_sink *s, struct pg_conn *c, fl_batch *b);
+/* The PostgreSQL sink's upsert kept rows newer than b's records of them
+ * (pg_newer.c): older, the upsert's result, names them (a row per id
+ * with the record's updated_at and the row's; a row with a NULL id is none);
+ * PostgreSQL's rows of them, read now, are put back into L1 (s->env),
+ * each said at INFO. Returns how many the result names. c: s's
+ * connection, after the batch's COMMIT. */
+size_t fl_pg_newer(fl_sink *s, struct pg_conn *c, const fl_batch *b,
+                   const struct pg_result *older);
 /* s->errmsg: the text, which quotes servers' (a PostgreSQL error's lines, a
  * Redis error reply), on one line and shown printably (text.h). */
 void fl_sink_seterr(fl_sink *s, const char *fmt, ...)
@@ -318,6 +331,7 @@ void fl_object_id_canon(char *id, size_t len);
 
 typedef struct fl_stats {
 	uint64_t batches, rows, retries, errors, dead, reconnects;
+	uint64_t superseded;    /* records the sink held newer (fl_batch) */
 	uint64_t applied;       /* mirrors meta sink.<name>.applied */
 	uint64_t last_batch_us; /* duration of the last batch */
 } fl_stats;

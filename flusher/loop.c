@@ -191,7 +191,9 @@ static uint64_t lag_ms(fl_daemon *d, uint64_t applied)
 	X(retries, "batches retried")                                          \
 	X(errors, "failures (connection, timeout, server)")                    \
 	X(dead, "records set aside as dead letters")                           \
-	X(reconnects, "failed connection attempts")
+	X(reconnects, "failed connection attempts")                            \
+	X(superseded, "records applied as older than the sink's row, which "  \
+	              "stays (PostgreSQL)")
 
 /* The hourly connection cleanup (cleanup.c) schedules itself. */
 static void task_cleanup(fl_daemon *d)

@@ -17,7 +17,7 @@
  *   INSERT INTO shm_marks ... ON CONFLICT DO UPDATE;
  *   INSERT INTO messages SELECT ... FROM shm_stage_msg ORDER BY seq
  *     ON CONFLICT (id) DO UPDATE SET <every column> WHERE <not a soft
- *     delete undone> (invariant 6);
+ *     delete undone> AND <not older> (invariants 6, 7);
  *   with GRAPH_SETs: the changed direct sources' connections upserted
  *     (fl_refresh_run, cleanup.h: one graph read per website);
  *   COMMIT;
@@ -64,6 +64,18 @@
  *     too stop showing the message as it was before its delete. The
  *     direct COPY never meets such a row: an existing id is 23505, and
  *     the batch goes by the upsert (invariant 4).
+ *  7. The newer version wins (updated_at, the message's version: libshm
+ *     msg.c invariant 10; NULL is the oldest): the upsert writes a state
+ *     only over a row whose updated_at is not later (equal applies: a
+ *     replay is idempotent), but a delete, which is final (6) whatever
+ *     its time. An older one is no error: the batch commits, its record
+ *     counts as applied (the position moves past it, once), counted in
+ *     b->older; the same statement returns the ids so refused, and after
+ *     COMMIT PostgreSQL's rows of them are put back into L1 (pg_newer.c),
+ *     whose log takes them to Redis and the other hosts, as invariant 6
+ *     does. A row refused both ways (kept deleted) goes by invariant 6.
+ *     The direct COPY never meets an existing row (4). Batches without an
+ *     older version take no extra round trip.
  *
  * Errors: SQLSTATE classes 22 (data exception), 23 (integrity) and 54
  * (program limit) are FL_REJECT (the worker then isolates the record by
@@ -80,6 +92,7 @@
 
 #include "fl.h"
 #include "cleanup.h"
+#include "pg_row.h"
 
 /* staging table groups (stage_ddl) */
 enum { ST_GRAPH, ST_MARK, ST_MSG, ST_N };
@@ -110,6 +123,7 @@ typedef struct pg_sink {
 	bool omit_default;       /* this connection's default is the same */
 	size_t n_msg, n_obj, n_edge, n_mark;
 	unsigned direct_pause;   /* batches left to upsert (invariant 4) */
+	PGresult *newer;         /* MSG_SQL's older versions (invariant 7) */
 	bool staged[ST_N];       /* staging tables of this session */
 } pg_sink;
 
@@ -176,11 +190,16 @@ static const char *const msg_cols_bare =
 	"id, room_id, user_id, username, content, message_type, created_at,"
 	" updated_at, content_hash, parent_id, thread_id";
 
-/* The staged messages' upsert (invariant 6), %zu the number staged: a row
- * PostgreSQL holds soft-deleted ('Delete': shm_msg_type_name) takes only
- * another deleted state, and when fewer rows than staged were written the
+/* The staged messages' upsert (invariants 6 and 7): a row PostgreSQL holds
+ * soft-deleted ('Delete': shm_msg_type_name) takes only another deleted
+ * state, and a row takes no state older than its own (updated_at; NULL is
+ * the oldest) but a delete. The rows it did not write are judged against
+ * messages as it was before the statement (which a CTE's outer SELECT
+ * reads, and only for those: a subquery each, no join of the table): one
+ * whose row there is newer and was not kept deleted is an older version,
+ * returned (msg_newer, its id and both updated_at); for any other the
  * SELECT divides by zero (SQLSTATE 22012), which aborts the transaction,
- * its COMMIT included. */
+ * its COMMIT included. A row with a NULL id is no older version. */
 #define MSG_SQL                                                              \
 	"WITH up AS (INSERT INTO messages (id, room_id, user_id, username,"  \
 	" content, message_type, created_at, updated_at, metadata,"          \
@@ -195,10 +214,30 @@ static const char *const msg_cols_bare =
 	" updated_at = EXCLUDED.updated_at, metadata = EXCLUDED.metadata,"   \
 	" content_hash = EXCLUDED.content_hash,"                             \
 	" parent_id = EXCLUDED.parent_id, thread_id = EXCLUDED.thread_id"    \
-	" WHERE messages.message_type <> 'Delete'"                           \
-	" OR EXCLUDED.message_type = 'Delete' RETURNING 1)"                  \
-	" SELECT 1 / (count(*) = %zu)::int FROM up;"
-/* MSG_SQL's division: a row was kept soft-deleted */
+	" WHERE (messages.message_type <> 'Delete'"                          \
+	" OR EXCLUDED.message_type = 'Delete')"                              \
+	" AND ((EXCLUDED.message_type = 'Delete'"                            \
+	" AND messages.message_type <> 'Delete')"                            \
+	" OR COALESCE(EXCLUDED.updated_at, '-infinity')"                     \
+	" >= COALESCE(messages.updated_at, '-infinity')) RETURNING id),"     \
+	" refused AS (SELECT s.id, s.message_type AS our_type,"              \
+	" s.updated_at AS our_at,"                                           \
+	" (SELECT m.message_type FROM messages m WHERE m.id = s.id)"         \
+	" AS row_type,"                                                      \
+	" (SELECT m.updated_at FROM messages m WHERE m.id = s.id) AS row_at" \
+	" FROM shm_stage_msg s"                                              \
+	" WHERE NOT EXISTS (SELECT 1 FROM up WHERE up.id = s.id)),"          \
+	" judged AS (SELECT *, row_type IS NOT NULL"                         \
+	" AND NOT (row_type = 'Delete' AND our_type <> 'Delete')"            \
+	" AND COALESCE(row_at, '-infinity')"                                 \
+	" > COALESCE(our_at, '-infinity') AS older FROM refused),"           \
+	" checked AS (SELECT 1 / (count(*) FILTER (WHERE NOT older) = 0)::int"\
+	" AS msg_newer FROM judged)"                                         \
+	" SELECT c.msg_newer, j.id, " SHM_PG_UTC("j.our_at") ","             \
+	" " SHM_PG_UTC("j.row_at") " FROM checked c"                         \
+	" LEFT JOIN judged j ON j.older;"
+/* MSG_SQL's division: a row was kept soft-deleted, or not written for
+ * another reason than an older version */
 #define KEPT_DELETED "22012"
 
 static void p_disconnect(fl_sink *s)
@@ -1017,6 +1056,37 @@ static int refresh_commit(pg_sink *p, fl_refresh *rf)
 	return FL_OK;
 }
 
+/* Runs the batch's statements (sql), keeping MSG_SQL's result in p->newer
+ * (invariant 7); the first that fails is the batch's failure. */
+static int run_apply(pg_sink *p, const char *sql)
+{
+	PGresult *res, *bad = NULL;
+
+	if (!PQsendQuery(p->c, sql))
+		return failure(p, NULL, "apply");
+	while ((res = PQgetResult(p->c))) {
+		ExecStatusType st = PQresultStatus(res);
+		if (st == PGRES_TUPLES_OK && PQnfields(res) == 4 &&
+		    !strcmp(PQfname(res, 0), "msg_newer")) {
+			PQclear(p->newer);
+			p->newer = res;
+		} else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK &&
+		           !bad) {
+			bad = res;
+		} else {
+			PQclear(res);
+		}
+	}
+	if (!bad)
+		return FL_OK;
+	const char *st = PQresultErrorField(bad, PG_DIAG_SQLSTATE);
+	if (p->n_msg && st && !strcmp(st, KEPT_DELETED) && !conn_lost(p)) {
+		PQclear(bad);
+		return FL_KEPT_DELETED;
+	}
+	return failure(p, bad, "apply");
+}
+
 /* One try at the batch; direct: new messages by COPY (invariant 4). */
 static int apply_once(pg_sink *p, fl_batch *b, bool direct)
 {
@@ -1027,6 +1097,8 @@ static int apply_once(pg_sink *p, fl_batch *b, bool direct)
 
 	p->msg.len = p->obj.len = p->edge.len = p->mark.len = p->sql.len = 0;
 	p->n_msg = p->n_obj = p->n_edge = p->n_mark = 0;
+	PQclear(p->newer);
+	p->newer = NULL;
 	/* 1. the staged rows built before the transaction begins */
 	for (size_t i = 0; i < b->n; i++) {
 		fl_rec *r = &b->r[i];
@@ -1117,26 +1189,16 @@ static int apply_once(pg_sink *p, fl_batch *b, bool direct)
 	    (rf && fl_refresh_lock_sql(rf, &p->sql)) ||
 	    (p->n_obj && fl_buf_adds(&p->sql, graph_sql)) ||
 	    (p->n_mark && fl_buf_adds(&p->sql, mark_sql)) ||
-	    (p->n_msg && fl_buf_addf(&p->sql, MSG_SQL, p->n_msg)) ||
+	    (p->n_msg && fl_buf_adds(&p->sql, MSG_SQL)) ||
 	    (!rf && fl_buf_adds(&p->sql, "COMMIT"))) {
 		fl_refresh_free(rf);
 		fl_sink_seterr(s, "out of memory");
 		return FL_TRANSIENT;
 	}
-	res = PQexec(p->c, p->sql.p);
-	if (!res || (PQresultStatus(res) != PGRES_COMMAND_OK &&
-	             PQresultStatus(res) != PGRES_TUPLES_OK)) {
-		const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
-		                     : NULL;
+	if ((rc = run_apply(p, p->sql.p))) {
 		fl_refresh_free(rf);
-		if (p->n_msg && st && !strcmp(st, KEPT_DELETED) &&
-		    !conn_lost(p)) {
-			PQclear(res);
-			return FL_KEPT_DELETED;
-		}
-		return failure(p, res, "apply");
+		return rc;
 	}
-	PQclear(res);
 	if (rf && (rc = refresh_commit(p, rf)))
 		return rc;
 	/* a COMMIT of an aborted transaction reports ROLLBACK */
@@ -1203,6 +1265,10 @@ static int p_apply(fl_sink *s, fl_batch *b)
 		rollback(p);
 	if (rc == FL_REJECT && b->n == 1)
 		b->reject = 0;
+	if (rc == FL_OK && p->newer) /* committed: invariant 7 */
+		b->older = fl_pg_newer(s, p->c, b, p->newer);
+	PQclear(p->newer);
+	p->newer = NULL;
 	return rc;
 }
 

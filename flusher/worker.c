@@ -483,6 +483,7 @@ static void applied_ok(fl_worker *w, uint64_t t0)
 
 	ADD(w, batches, 1);
 	ADD(w, rows, rows);
+	ADD(w, superseded, w->b.older);
 	__atomic_store_n(&w->st.last_batch_us,
 	                 (uint64_t)(now_us() - (int64_t)t0), __ATOMIC_RELAXED);
 	fl_log(FL_DEBUG, name(w), "applied %zu records (%" PRIu64 "..%" PRIu64
@@ -609,6 +610,7 @@ static void *run(void *arg)
 		uint64_t t0 = (uint64_t)now_us();
 		w->sink->errmsg[0] = 0;
 		w->b.reject_final = false;
+		w->b.older = 0;
 		int rc = w->sink->ops->apply(w->sink, &w->b);
 		if (rc == FL_OK) {
 			recovered(w);
@@ -742,6 +744,7 @@ void fl_worker_stats(fl_worker *w, fl_stats *out)
 	out->errors = __atomic_load_n(&w->st.errors, __ATOMIC_RELAXED);
 	out->dead = __atomic_load_n(&w->st.dead, __ATOMIC_RELAXED);
 	out->reconnects = __atomic_load_n(&w->st.reconnects, __ATOMIC_RELAXED);
+	out->superseded = __atomic_load_n(&w->st.superseded, __ATOMIC_RELAXED);
 	out->applied = __atomic_load_n(&w->st.applied, __ATOMIC_RELAXED);
 	out->last_batch_us = __atomic_load_n(&w->st.last_batch_us,
 	                                     __ATOMIC_RELAXED);

@@ -1972,10 +1972,11 @@ static void test_postgres_keeps_a_soft_delete_final(void **state)
 	l1_holds_deleted(a, &mw.id);
 
 	/* host C: X put deleted, with a reaction: another deleted state,
-	 * taken */
+	 * taken (a newer one: pg_sink.c invariant 7) */
 	static const int32_t who[] = {7};
 	shm_reaction re = {"x", who, 1};
 	shm_msg del = mx;
+	del.updated_at = shm_now_us();
 	del.type = SHM_MSG_DELETE;
 	del.content = SHM_DELETED_CONTENT;
 	del.content_len = (uint32_t)strlen(SHM_DELETED_CONTENT);
@@ -1997,6 +1998,157 @@ static void test_postgres_keeps_a_soft_delete_final(void **state)
 	free(a);
 	free(b);
 	free(c);
+}
+
+/* PostgreSQL's updated_at of id (µs), -1 if absent, 0 if NULL. */
+static long long pg_updated_at(const char *id)
+{
+	char sql[200];
+
+	snprintf(sql, sizeof sql, "SELECT COALESCE((extract(epoch FROM "
+	         "updated_at) * 1000000)::bigint, 0) FROM messages WHERE id = "
+	         "'%s'", id);
+	return ft_sql_int(sql);
+}
+
+/* PostgreSQL's content of id is want. */
+static void pg_content_is(const char *id, const char *want)
+{
+	char sql[200];
+
+	snprintf(sql, sizeof sql, "SELECT (content = '%s')::int FROM messages "
+	         "WHERE id = '%s'", want, id);
+	assert_int_equal(ft_sql_int(sql), 1);
+}
+
+/* dir's L1 holds id with that content and updated_at. */
+static void l1_holds(const char *dir, const shm_uuid *id, const char *content,
+                     int64_t updated_at)
+{
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg *got;
+
+	assert_int_equal(shm_msg_get(env, id, &got), 0);
+	assert_string_equal(got->content, content);
+	assert_int_equal(got->updated_at, updated_at);
+	shm_msg_free(got);
+	shm_env_close(env);
+}
+
+/* The newer version wins in PostgreSQL (pg_sink.c invariant 7). Host B
+ * wrote X at a later updated_at than A's edit of it (B's edit of what it
+ * read, or a clock ahead): A's flusher, applying its edit after B's,
+ * leaves B's row, commits the rest of the batch, moves its position past
+ * the edit (no dead letter, no retry), counts it in
+ * flusher.pg.superseded, and puts PostgreSQL's row back into A's L1,
+ * whose next flush takes it to Redis. A put of X (an existing id, so the
+ * direct COPY falls back to the upsert) at an older updated_at is refused
+ * the same way; one at the same updated_at is applied (a replay is
+ * idempotent). Before, the last record applied won, whatever its age. */
+static void test_postgres_keeps_the_newer_version(void **state)
+{
+	FT_NEED_SERVERS();
+	char *a = tu_tmpdir(), *b = tu_tmpdir(), x[37], w[37], y[37], key[48];
+	const int64_t t0 = shm_now_us(), t_b = t0 + INT64_C(60000000);
+	struct dead_seen d;
+	shm_env *env;
+
+	ft_reset_servers();
+	shm_msg mx = tu_msg("newer", 1, "v1 from A");
+	shm_msg mw = tu_msg("newer", 2, "w"), my = tu_msg("newer", 3, "y");
+	mx.id = ft_id(11, 1);
+	mw.id = ft_id(11, 2);
+	my.id = ft_id(11, 3);
+	mx.updated_at = mw.updated_at = t0;
+	shm_uuid_format(&mx.id, x);
+	shm_uuid_format(&mw.id, w);
+	shm_uuid_format(&my.id, y);
+	env = tu_open(a, NULL);
+	assert_int_equal(shm_msg_put(env, &mx), 0);
+	assert_int_equal(shm_msg_put(env, &mw), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(a, NULL), 0);
+
+	/* host B: X at a minute later */
+	shm_msg bx = mx;
+	bx.content = "v3 from B";
+	bx.content_len = 9;
+	bx.updated_at = t_b;
+	env = tu_open(b, NULL);
+	assert_int_equal(shm_msg_put(env, &bx), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(b, NULL), 0);
+	pg_content_is(x, "v3 from B");
+
+	/* host A: X edited (now: older than B's), W edited, Y new, in one
+	 * batch */
+	env = tu_open(a, NULL);
+	assert_int_equal(shm_msg_edit(env, &mx.id, "v2 from A", 9), 0);
+	assert_int_equal(shm_msg_edit(env, &mw.id, "w2", 2), 0);
+	assert_int_equal(shm_msg_put(env, &my), 0);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(a, NULL), 0);
+	pg_content_is(x, "v3 from B");
+	assert_int_equal(pg_updated_at(x), t_b);
+	pg_content_is(w, "w2");
+	pg_content_is(y, "y");
+	assert_int_equal(one_dead_letter(a, &d), 0);
+	env = tu_open(a, NULL);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), last);
+	assert_int_equal(ft_meta(env, "flusher.pg.superseded"), 1);
+	assert_int_equal(ft_meta(env, "flusher.pg.retries"), 0);
+	assert_int_equal(ft_meta(env, "flusher.redis.superseded"), 0);
+	shm_env_close(env);
+	assert_true(ft_log_mentions(a, "PostgreSQL kept its newer row"));
+	assert_true(ft_log_mentions(a, "put back into L1"));
+	/* B's row is back in A's L1; its record takes it to Redis */
+	l1_holds(a, &mx.id, "v3 from B", t_b);
+	assert_int_equal(ft_flush_once(a, NULL), 0);
+	redisContext *rc = ft_redis();
+	char *js;
+	size_t len;
+	snprintf(key, sizeof key, "msg:%s", x);
+	assert_int_equal(ft_redis_get(rc, key, &js, &len), 0);
+	assert_non_null(js);
+	assert_non_null(strstr(js, "v3 from B"));
+	free(js);
+	redisFree(rc);
+	pg_content_is(x, "v3 from B");
+
+	/* a put of X older than PostgreSQL's row: refused the same way */
+	shm_msg ax = mx;
+	ax.content = "v4 put by A";
+	ax.content_len = 11;
+	ax.updated_at = t_b - 1;
+	env = tu_open(a, NULL);
+	assert_int_equal(shm_msg_put(env, &ax), 0);
+	last = ft_meta(env, "next_seq") - 1;
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(a, NULL), 0);
+	pg_content_is(x, "v3 from B");
+	l1_holds(a, &mx.id, "v3 from B", t_b);
+	env = tu_open(a, NULL);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), last);
+	assert_int_equal(ft_meta(env, "flusher.pg.superseded"), 2);
+	shm_env_close(env);
+
+	/* one at the same updated_at: applied */
+	ax.content = "v5 put by A";
+	ax.updated_at = t_b;
+	env = tu_open(a, NULL);
+	assert_int_equal(shm_msg_put(env, &ax), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(a, NULL), 0);
+	pg_content_is(x, "v5 put by A");
+	env = tu_open(a, NULL);
+	assert_int_equal(ft_meta(env, "flusher.pg.superseded"), 2);
+	shm_env_close(env);
+	assert_int_equal(one_dead_letter(a, &d), 0);
+	ft_rmdir(a);
+	ft_rmdir(b);
+	free(a);
+	free(b);
 }
 
 /* A record refused over a soft-deleted row whose L1 holds that row
@@ -4502,6 +4654,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_legacy_records_of_one_object_in_two_spellings_apply, ft_teardown),
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
 		cmocka_unit_test_teardown(test_postgres_keeps_a_soft_delete_final, ft_teardown),
+		cmocka_unit_test_teardown(test_postgres_keeps_the_newer_version, ft_teardown),
 		cmocka_unit_test_teardown(test_kept_delete_l1_already_holds_is_not_said_put_back, ft_teardown),
 		cmocka_unit_test_teardown(test_a_reply_put_back_keeps_its_parents_count, ft_teardown),
 		cmocka_unit_test_teardown(test_upsert_short_of_rows_without_a_delete_does_not_stall, ft_teardown),

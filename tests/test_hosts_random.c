@@ -23,10 +23,9 @@
  * end with different versions, which the design does not rule out. So in
  * a step a message is written on one host only (a reply counts as a
  * write of its parent); across steps, on either, once both sinks of both
- * hosts have every write of the step before (even a write that follows
- * the other host's can lose to it in PostgreSQL while that host's
- * PostgreSQL sink lags: test_lagging_pg_sink_keeps_the_older_edit, a
- * known hazard, skipped unless SHM_TEST_PG_LAG=1).
+ * hosts have every write of the step before (a write that follows the
+ * other host's, having read it, wins in PostgreSQL even while that host's
+ * PostgreSQL sink lags: test_lagging_pg_sink_keeps_the_newer_edit).
  *
  * Two cases the random test found or could only hit by chance have their
  * own tests first: a message another host moved (room or time) missing
@@ -1222,33 +1221,36 @@ static void test_fill_waiting_for_the_lock_is_invalidated(void **state)
 	hosts_down();
 }
 
-/* Known hazard, not fixed (a fix needs a version the upsert can compare):
- * runs only with SHM_TEST_PG_LAG=1, and fails today. A's PostgreSQL sink
- * lags its Redis sink (held here by a lock on A's shm_sink_positions row;
- * in production a slow or unreachable PostgreSQL from A). A edits X: Redis
- * has it, A publishes, B drops its copy. B reads A's version through
- * Redis and edits it in turn: B's sinks apply that at once, B publishes,
- * and A keeps its own version, not flushed yet (the sinks will end with
- * the local value, invalidate.c assumes: true of Redis only if A's Redis
- * got there after B's). Then A's PostgreSQL sink applies A's older edit
- * over B's newer one (the upsert keeps whatever came last). For good
- * (until TTLs or eviction): A and PostgreSQL have "v2 from A", B and
- * Redis "v3 from B", though B's write followed A's, having read it. */
-static void test_lagging_pg_sink_keeps_the_older_edit(void **state)
+/* The number of host h's dead letters. */
+static uint64_t dead_count(int h)
+{
+	shm_info in;
+
+	assert_int_equal(shm_env_info(W.h[h].env, &in), 0);
+	return in.dead_letters;
+}
+
+/* A's PostgreSQL sink lags its Redis sink (held here by a lock on A's
+ * shm_sink_positions row; in production a slow or unreachable PostgreSQL
+ * from A). A edits X: Redis has it, A publishes, B drops its copy. B
+ * reads A's version through Redis and edits it in turn: B's sinks apply
+ * that at once, B publishes, and A keeps its own version, not flushed
+ * yet. Then A's PostgreSQL sink comes to A's edit: older than B's
+ * (updated_at, B's made from A's), it leaves B's row, counts it
+ * superseded (no dead letter), and puts B's row back into A's L1, whose
+ * record takes it to Redis. Every level ends with B's edit. Before,
+ * PostgreSQL's upsert kept whatever came last: A and PostgreSQL had "v2
+ * from A" for good, B and Redis "v3 from B". */
+static void test_lagging_pg_sink_keeps_the_newer_edit(void **state)
 {
 	FT_NEED_SERVERS();
 	const uint64_t entries[HOSTS] = {100000, 100000};
-	const char *on = getenv("SHM_TEST_PG_LAG");
 	shm_msg x, *g;
 	PGconn *lock;
 	PGresult *res;
 	const char *p[1];
 	int64_t t;
 
-	if (!on || strcmp(on, "1")) {
-		skip();
-		return;
-	}
 	round_begin(91);
 	hosts_up(entries);
 	t = shm_now_us();
@@ -1281,23 +1283,39 @@ static void test_lagging_pg_sink_keeps_the_older_edit(void **state)
 	PQclear(PQexec(lock, "COMMIT"));
 	PQfinish(lock);
 	settle();
-	char id[37];
+	/* A's PostgreSQL sink refused v2: B's row back in A's L1, its
+	 * record then flushed too */
+	assert_true(ft_wait_meta(W.h[0].env, "flusher.pg.superseded", 1,
+	                         5000) >= 1);
+	settle();
+	char id[37], key[48];
 	shm_uuid_format(&x.id, id);
 	p[0] = id;
 	res = PQexecParams(W.db, "SELECT content FROM messages WHERE id = $1",
 	                   1, NULL, p, NULL, NULL, 0);
 	assert_int_equal(PQntuples(res), 1);
-	char got[HOSTS][16];
+	assert_string_equal(PQgetvalue(res, 0, 0), "v3 from B");
+	PQclear(res);
+	redisContext *rc = ft_redis();
+	char *js;
+	size_t len;
+	snprintf(key, sizeof key, "msg:%s", id);
+	assert_int_equal(ft_redis_get(rc, key, &js, &len), 0);
+	assert_non_null(js);
+	if (!strstr(js, "\"v3 from B\""))
+		fail_msg("Redis has %s", js);
+	free(js);
+	redisFree(rc);
+	assert_true(held(0, &x.id)); /* A's L1 answers, not read-through */
 	for (int h = 0; h < HOSTS; h++) {
 		assert_int_equal(shm_msg_get(W.h[h].env, &x.id, &g), 0);
-		snprintf(got[h], sizeof got[h], "%s", g->content);
+		if (strcmp(g->content, "v3 from B"))
+			fail_msg("host %d reads \"%s\", PostgreSQL and Redis "
+			         "have \"v3 from B\"", h, g->content);
 		shm_msg_free(g);
+		assert_int_equal(dead_count(h), 0);
 	}
-	if (strcmp(got[0], PQgetvalue(res, 0, 0)) ||
-	    strcmp(got[1], PQgetvalue(res, 0, 0)))
-		fail_msg("A reads \"%s\", B reads \"%s\", PostgreSQL has "
-		         "\"%s\"", got[0], got[1], PQgetvalue(res, 0, 0));
-	PQclear(res);
+	assert_int_equal(meta(1, "flusher.pg.superseded"), 0);
 	hosts_down();
 }
 
@@ -1353,7 +1371,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_two_hosts_read_what_postgres_has,
 		                          ft_teardown),
 		cmocka_unit_test_teardown(
-			test_lagging_pg_sink_keeps_the_older_edit, ft_teardown),
+			test_lagging_pg_sink_keeps_the_newer_edit, ft_teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

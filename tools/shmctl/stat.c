@@ -102,6 +102,8 @@ static const meta_desc sink_desc[] = { /* flusher/loop.c */
 	{"errors", "failures (connection, timeout, server)"},
 	{"dead", "records set aside as dead letters"},
 	{"reconnects", "failed connection attempts"},
+	{"superseded", "records applied as older than the sink's row, which "
+	               "stays (PostgreSQL)"},
 	{"lag_records", "records not yet applied"},
 	{"lag_ms", "age of the oldest record not yet applied, ms"},
 	{"rows_per_s", "records applied per second, last interval"},

@@ -1,0 +1,193 @@
+/*
+ * flusher/pg_newer.c - the newer version wins in PostgreSQL (pg_sink.c
+ * invariant 7): the records whose state the upsert did not write over a
+ * newer row, said, and PostgreSQL's row put back into L1.
+ *
+ * Invariants
+ *  1. Called after the batch's COMMIT: the rows read are PostgreSQL's as
+ *     they are now, at least as new as those the upsert kept.
+ *  2. A row is put back only over an older version in L1 (updated_at
+ *     below the row's): one L1 holds as new or newer is later local work,
+ *     whose own record takes it to the sinks; one L1 does not hold is
+ *     served by no one from L1 (its unflushed record was this one, so an
+ *     entry gone is one replaced or dropped since). A write between the
+ *     look and the put may be replaced by the row: its record then
+ *     reaches PostgreSQL after the row, newer, and wins there, and this
+ *     file puts it back in turn.
+ *  3. The row put back is a write like any other (as pg_deleted.c's): its
+ *     record reaches Redis after the refused one, and the other hosts' L1
+ *     through the invalidation channel.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fl.h"
+#include "pg_row.h"
+
+/* MSG_SQL's result (pg_sink.c): a check, id, the record's updated_at and
+ * the row's, as RFC 3339 text (NULL: none). */
+enum { OLD_ID = 1, OLD_OURS, OLD_THEIRS };
+
+static const char *or_none(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? "none" : PQgetvalue(r, row, col);
+}
+
+/* The seq of b's record that left id's state (its last: the one kept). */
+static uint64_t seq_of(const fl_batch *b, const shm_uuid *id)
+{
+	for (size_t i = 0; i < b->n; i++)
+		if (!b->r[i].superseded && shm_op_is_msg(b->r[i].op) &&
+		    b->r[i].key_len == 16 && !memcmp(b->r[i].key, id->b, 16))
+			return b->r[i].seq;
+	return 0;
+}
+
+/* Whether L1 holds m's id at an updated_at below m's (invariant 2); *had
+ * gets L1's. */
+static bool l1_older(shm_env *env, const shm_msg *m, int64_t *had, bool *held)
+{
+	shm_rtxn *t;
+	const shm_msg *v;
+	bool older = false;
+
+	*held = false;
+	if (shm_rtxn_begin(env, &t))
+		return true; /* cannot tell: put it (the put says what fails) */
+	if (shm_msg_view(t, &m->id, &v) == 0) {
+		*held = true;
+		*had = v->updated_at;
+		older = v->updated_at < m->updated_at;
+	}
+	shm_rtxn_end(t);
+	return older;
+}
+
+/* PostgreSQL's row of id (its JSON, len bytes), newer than the record's
+ * state (ours, theirs: their updated_at), put back into L1. */
+static void put_back(fl_sink *s, uint64_t seq, const char *id,
+                     const char *ours, const char *theirs, const char *json,
+                     size_t len)
+{
+	char why[256];
+	shm_msg *m;
+	int64_t had = 0;
+	bool held;
+	int rc = shm_msg_from_json(json, len, &m, why, sizeof why);
+
+	if (rc) {
+		fl_log(FL_WARN, "pg", "message %s: PostgreSQL kept its newer "
+		       "row (updated_at %s) over seq %" PRIu64 " (updated_at "
+		       "%s), which cannot be put back into L1 (%s): L1 and "
+		       "Redis may show the older one until its next write or "
+		       "their TTLs", id, theirs, seq, ours, why);
+		return;
+	}
+	if (!l1_older(s->env, m, &had, &held)) {
+		char at[40];
+		shm_time_format(had, at);
+		if (held)
+			fl_log(FL_INFO, "pg", "message %s: PostgreSQL kept its "
+			       "newer row (updated_at %s) over seq %" PRIu64
+			       " (updated_at %s); L1 holds one as new (updated_at "
+			       "%s), which its own record takes to the sinks: "
+			       "nothing put back", id, theirs, seq, ours,
+			       had ? at : "none");
+		else
+			fl_log(FL_INFO, "pg", "message %s: PostgreSQL kept its "
+			       "newer row (updated_at %s) over seq %" PRIu64
+			       " (updated_at %s); L1 does not hold it: nothing put "
+			       "back", id, theirs, seq, ours);
+		shm_msg_free(m);
+		return;
+	}
+	rc = shm_msg_put(s->env, m);
+	snprintf(why, sizeof why, "%s", rc ? shm_errmsg() : "");
+	shm_msg_free(m);
+	if (rc == 0)
+		fl_log(FL_INFO, "pg", "message %s: PostgreSQL kept its newer "
+		       "row (updated_at %s) over seq %" PRIu64 " (updated_at "
+		       "%s), and it is put back into L1, for Redis and the other "
+		       "hosts", id, theirs, seq, ours);
+	else if (rc == SHM_EDELETED)
+		fl_log(FL_INFO, "pg", "message %s: PostgreSQL kept its newer "
+		       "row (updated_at %s) over seq %" PRIu64 " (updated_at "
+		       "%s); L1 holds it soft-deleted, and its delete reaches "
+		       "PostgreSQL by its own record", id, theirs, seq, ours);
+	else
+		fl_log(FL_WARN, "pg", "message %s: PostgreSQL kept its newer "
+		       "row (updated_at %s) over seq %" PRIu64 " (updated_at "
+		       "%s), which cannot be put back into L1 (%s): L1 and "
+		       "Redis may show the older one until its next write or "
+		       "their TTLs", id, theirs, seq, ours, why);
+}
+
+size_t fl_pg_newer(fl_sink *s, struct pg_conn *c, const fl_batch *b,
+                   const struct pg_result *older)
+{
+	static const char sql[] =
+		"SELECT id, " SHM_PG_UTC("updated_at") ", " SHM_PG_MSG_JSON
+		" FROM messages WHERE id = ANY($1::uuid[])";
+	const PGresult *o = older;
+	PGresult *res = NULL;
+	fl_buf ids = {0};
+	size_t n = 0;
+
+	for (int i = 0; i < PQntuples(o); i++) {
+		if (PQgetisnull(o, i, OLD_ID))
+			continue;
+		if (fl_buf_add(&ids, n ? "," : "{", 1) ||
+		    fl_buf_adds(&ids, PQgetvalue(o, i, OLD_ID)))
+			ids.len = 0; /* out of memory: none put back */
+		n++;
+	}
+	if (!n)
+		goto out;
+	if (!ids.len || fl_buf_add(&ids, "}", 1)) {
+		fl_log(FL_WARN, "pg", "%zu messages PostgreSQL kept newer rows "
+		       "of: out of memory to put them back into L1: L1 and "
+		       "Redis may show the older versions until their next "
+		       "write or their TTLs", n);
+		goto out;
+	}
+	const char *param[1] = {ids.p};
+	res = PQexecParams(c, sql, 1, NULL, param, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		fl_log(FL_WARN, "pg", "%zu messages PostgreSQL kept newer rows "
+		       "of: their rows cannot be read to put them back into L1 "
+		       "(%s): L1 and Redis may show the older versions until "
+		       "their next write or their TTLs", n, PQerrorMessage(c));
+		goto out;
+	}
+	for (int i = 0; i < PQntuples(o); i++) {
+		const char *id = PQgetvalue(o, i, OLD_ID);
+		shm_uuid u;
+		int row;
+
+		if (PQgetisnull(o, i, OLD_ID) || shm_uuid_parse(id, &u))
+			continue;
+		for (row = 0; row < PQntuples(res); row++)
+			if (!strcmp(PQgetvalue(res, row, 0), id))
+				break;
+		if (row == PQntuples(res)) {
+			fl_log(FL_WARN, "pg", "message %s: PostgreSQL kept its "
+			       "newer row (updated_at %s) over seq %" PRIu64
+			       " (updated_at %s), and no longer has it (deleted "
+			       "by hand?): nothing put back", id,
+			       or_none(o, i, OLD_THEIRS), seq_of(b, &u),
+			       or_none(o, i, OLD_OURS));
+			continue;
+		}
+		put_back(s, seq_of(b, &u), id, or_none(o, i, OLD_OURS),
+		         or_none(res, row, 1), PQgetvalue(res, row, 2),
+		         (size_t)PQgetlength(res, row, 2));
+	}
+out:
+	PQclear(res);
+	fl_buf_free(&ids);
+	return n;
+}
