@@ -18,10 +18,11 @@
  *     message, which L1 takes whatever it holds, but another deleted state
  *     (then L1's own delete is on its way to both sinks) or nothing to
  *     write (the same state: this record named again after a restart).
- *  4. This file's put is the flusher's only message write, on the pg
- *     worker's thread: whether it wrote is whether it moved the handle's
- *     puts counter (shm_stats_local), which a put of the state L1 already
- *     holds does not.
+ *  4. This file's put and pg_newer.c's are the flusher's only message
+ *     writes, both on the pg worker's thread, one at a time: whether this
+ *     one wrote is whether it moved the handle's puts counter
+ *     (shm_stats_local), which a put of the state L1 already holds does
+ *     not.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -18,11 +18,9 @@
  *     record reaches Redis after the refused one, and the other hosts' L1
  *     through the invalidation channel.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "fl.h"
@@ -47,8 +45,8 @@ static uint64_t seq_of(const fl_batch *b, const shm_uuid *id)
 	return 0;
 }
 
-/* Whether L1 holds m's id at an updated_at below m's (invariant 2); *had
- * gets L1's. */
+/* Whether L1 holds m's id at an updated_at below m's (invariant 2), or
+ * cannot say; *held: whether it holds it, *had then its updated_at. */
 static bool l1_older(shm_env *env, const shm_msg *m, int64_t *had, bool *held)
 {
 	shm_rtxn *t;
@@ -136,18 +134,18 @@ size_t fl_pg_newer(fl_sink *s, struct pg_conn *c, const fl_batch *b,
 	PGresult *res = NULL;
 	fl_buf ids = {0};
 	size_t n = 0;
+	bool oom = false;
 
 	for (int i = 0; i < PQntuples(o); i++) {
 		if (PQgetisnull(o, i, OLD_ID))
 			continue;
-		if (fl_buf_add(&ids, n ? "," : "{", 1) ||
-		    fl_buf_adds(&ids, PQgetvalue(o, i, OLD_ID)))
-			ids.len = 0; /* out of memory: none put back */
+		oom = oom || fl_buf_add(&ids, n ? "," : "{", 1) ||
+		      fl_buf_adds(&ids, PQgetvalue(o, i, OLD_ID));
 		n++;
 	}
 	if (!n)
 		goto out;
-	if (!ids.len || fl_buf_add(&ids, "}", 1)) {
+	if (oom || fl_buf_add(&ids, "}", 1)) {
 		fl_log(FL_WARN, "pg", "%zu messages PostgreSQL kept newer rows "
 		       "of: out of memory to put them back into L1: L1 and "
 		       "Redis may show the older versions until their next "

@@ -4,14 +4,15 @@
  * flusher, Redis and PostgreSQL shared; the flushers tell each other which
  * keys they wrote through a Redis channel, flusher/invalidate.c).
  *
- * Rule (last writer wins at the sinks): an entry is dropped only if it is
- * flushed (its lru seq <= meta "flushed": every sink has its last record).
- * An entry with unflushed local work is kept: this host's pending record
- * reaches Redis and PostgreSQL after the other host's write, so the local
- * value is the one the sinks will end with (not when this host's
- * PostgreSQL sink lags behind a third write that read this one from
- * Redis: README, "Several hosts"). Dropping it would also break
- * shm_log.h invariant 2 (unflushed data exists iff its record does).
+ * Rule: an entry is dropped only if it is flushed (its lru seq <= meta
+ * "flushed": every sink has its last record). An entry with unflushed
+ * local work is kept: this host's pending record reaches the sinks after
+ * the other host's write. PostgreSQL keeps the newer of the two
+ * (updated_at); when that is the other host's, this host's flusher puts
+ * it back into L1 over the local value (flusher/pg_newer.c). Redis takes
+ * the last one applied (README, "Several hosts"). Dropping it would also
+ * break shm_log.h invariant 2 (unflushed data exists iff its record
+ * does).
  *
  * An invalidation is not a write: no log record, nothing for the sinks. It
  * is counted in the "invalidations" counter.

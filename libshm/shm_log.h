@@ -301,10 +301,12 @@ int shm_verify(shm_env *env, void (*report)(const char *problem, void *user),
  * (flusher/invalidate.c) and drop them from the other hosts' L1 with these
  * calls, so the next read goes through to L2/L3.
  *
- * Rule (last writer wins at the sinks): only a FLUSHED entry is dropped. An
- * entry with unflushed local work (lru seq above meta "flushed") is kept:
- * this host's pending record is applied to the sinks after the other
- * host's write, so the local value is the one they will end with.
+ * Rule: only a FLUSHED entry is dropped. An entry with unflushed local
+ * work (lru seq above meta "flushed") is kept: this host's pending record
+ * is applied to the sinks after the other host's write. PostgreSQL keeps
+ * the newer of the two (updated_at, shm_msg), and when that is the other
+ * host's the flusher puts it back into this L1; Redis keeps the last one
+ * applied.
  * No log record is written (an invalidation is not a write); dropped
  * entries are counted in the "invalidations" counter. Keys not in L1 (the
  * common case) cost a read transaction, never the write lock.

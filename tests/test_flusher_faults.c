@@ -298,11 +298,15 @@ static void mix_of(const shm_uuid *id, int *w, uint32_t *i)
  * first parent twice, its last once). */
 static uint16_t replies_all[2][MIX_N], replies_own[2][MIX_N];
 static uint16_t records_max[2][MIX_N];
+/* Whether a reply names the message, first or once moved: its count may
+ * have changed, and with it its updated_at. */
+static bool parent_ever[2][MIX_N];
 
 static void mix_count_replies(void)
 {
 	memset(replies_all, 0, sizeof replies_all);
 	memset(replies_own, 0, sizeof replies_own);
+	memset(parent_ever, 0, sizeof parent_ever);
 	for (int w = 0; w < 2; w++)
 		for (uint32_t i = 0; i < MIX_N; i++)
 			records_max[w][i] = 1 + 2 * (i % mix.edit_every == 0) +
@@ -318,6 +322,7 @@ static void mix_count_replies(void)
 			ft_reply_parent(&mix, w, i, true, &fw, &fj);
 			replies_all[fw][fj]++;
 			replies_own[fw][fj] += fw == w;
+			parent_ever[pw][pj] = parent_ever[fw][fj] = true;
 			records_max[pw][pj]++;
 			if (ft_reply_moves(&mix, i)) {
 				records_max[pw][pj]++;
@@ -380,12 +385,18 @@ static int mix_check_intent(const shm_msg *m)
 		snprintf(want, sizeof want, "edit 2 of %d/%u", w, i);
 	bool edited = i % mix.edit_every == 0;
 	bool reacted = i % mix.react_every == 1;
+	/* every change makes a version (updated_at): these surely, a reply
+	 * counted in or out maybe (the other writer's, when the parent was
+	 * not in L1 yet, is not counted) */
+	bool changed = edited || reacted || ft_deletes(&mix, i) ||
+	               replies_own[w][i] || m->reply_count;
+	bool may_change = changed || parent_ever[w][i];
 	if (m->content_len != strlen(want) ||
 	    memcmp(m->content, want, m->content_len) != 0 ||
 	    m->type != (ft_deletes(&mix, i) ? SHM_MSG_DELETE : SHM_MSG_TEXT) ||
 	    strcmp(m->room_id, room) != 0 || m->edited != edited ||
 	    m->edit_count != (edited ? 2u : 0u) ||
-	    (edited || ft_deletes(&mix, i)) != (m->updated_at != 0) ||
+	    (changed && !m->updated_at) || (!may_change && m->updated_at) ||
 	    m->n_reactions != reacted ||
 	    (reacted && (strcmp(m->reactions[0].emoji, "👍") != 0 ||
 	                 m->reactions[0].n_users != 2 ||

@@ -6,8 +6,8 @@
  * all this test checks: eventually, not at once. A write on host A reaches
  * the other host B only after A's flusher applied its batch to Redis and
  * PUBLISHed the batch's keys on shm:inval, and B's flusher dropped them
- * from B's L1 (flushed entries only: B's own unflushed work wins, last
- * writer wins at the sinks) and raised the watermark of the rooms the
+ * from B's L1 (flushed entries only: B's own unflushed work is kept) and
+ * raised the watermark of the rooms the
  * keys name, so that B's room pages reaching back that far ask
  * PostgreSQL. Until then B may serve the old version, and its room pages
  * may lack A's new messages; nothing is checked meanwhile. Once both
@@ -18,9 +18,10 @@
  * every message, and every room page, held against PostgreSQL's own
  * keyset query (created_at DESC, id DESC, before, limit).
  *
- * Concurrent writes of one message on both hosts are left out: last
- * writer wins at each sink separately, so Redis and PostgreSQL may then
- * end with different versions, which the design does not rule out. So in
+ * Concurrent writes of one message on both hosts are left out:
+ * PostgreSQL keeps the newer updated_at, Redis the last one applied, so
+ * they may then end with different versions, which the design does not
+ * rule out (README "Several hosts"). So in
  * a step a message is written on one host only (a reply counts as a
  * write of its parent); across steps, on either, once both sinks of both
  * hosts have every write of the step before (a write that follows the
