@@ -11,8 +11,8 @@
  *  4. A created_at that libshm fills in (a put with created_at 0) is
  *     unique in the environment: the messages of one write get successive
  *     microseconds, and the next write's time comes after the last of
- *     them (fill_defaults). A room page's `before` is a bare timestamp,
- *     so a tie across a page boundary would be skipped by the next page.
+ *     them (fill_defaults), so that even shm_room_page's bare-timestamp
+ *     bound skips none of them at a page boundary.
  *  5. A put that stores nothing leaves each message's created_at as the
  *     caller gave it: one it filled in is 0 again, so that a retry of the
  *     same message gets a time of its own (invariant 4) instead of one
@@ -58,7 +58,12 @@
  *     max(now, the updated_at L1 held + 1 µs), so a version made from
  *     another is newer than it whatever the clocks of the hosts that
  *     wrote them (PostgreSQL keeps the newer: flusher/pg_sink.c invariant
- *     7). A put stores the updated_at it is given.
+ *     7). A put stores the updated_at it is given, unless it replaces a
+ *     message L1 holds with an older one (0 included): a replace is a
+ *     change too, newer than what it replaces, so it takes the change's
+ *     (the caller's struct keeps what it gave). Otherwise L1's order and
+ *     PostgreSQL's would differ, and the flusher would put PostgreSQL's
+ *     row, the one replaced, back over the put.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -266,16 +271,18 @@ static bool enc_parent(const MDB_val *v, shm_uuid *parent)
 	return true;
 }
 
-/* Invariant 10: m's updated_at after a change, from the one L1 held (a
- * fill's included). */
+/* Invariant 10: the updated_at of a change to a message whose updated_at
+ * was held (a fill's included). */
+static int64_t newer_than(shm__wtxn *w, int64_t held)
+{
+	if (held >= SHM_TIME_MAX_US)
+		return SHM_TIME_MAX_US; /* the end of time: stays */
+	return held < w->now ? w->now : held + 1;
+}
+
 static void bump(shm__wtxn *w, shm_msg *m)
 {
-	if (m->updated_at >= SHM_TIME_MAX_US)
-		m->updated_at = SHM_TIME_MAX_US; /* the end of time: stays */
-	else if (m->updated_at < w->now)
-		m->updated_at = w->now;
-	else
-		m->updated_at++;
+	m->updated_at = newer_than(w, m->updated_at);
 }
 
 /* Counts child in (delta +1) or out of (-1, never below 0) parent's
@@ -418,6 +425,16 @@ static int put_one(shm__wtxn *w, struct put_many *p, size_t i)
 		    SHM_EDELETED)
 			p->bad = i;
 		return rc;
+	}
+	if (rc == 0 && old.mv_size >= SHM_MSG_FIXED) {
+		int64_t held;
+		memcpy(&held, (const uint8_t *)old.mv_data + SHM_MSG_UPDATED_OFF,
+		       8);
+		if (m->updated_at < held) { /* invariant 10 */
+			shm_msg replace = *m;
+			replace.updated_at = newer_than(w, held);
+			return store(w, SHM_OP_MSG_PUT, &replace, &old);
+		}
 	}
 	return store(w, SHM_OP_MSG_PUT, m, rc == 0 ? &old : NULL);
 }

@@ -403,9 +403,11 @@ typedef struct shm_msg {
 	                        * whatever the hosts' clocks (at the end of
 	                        * the range it stays there); PostgreSQL keeps
 	                        * the row with the newer one (README, "Several
-	                        * hosts"). A put stores the one given: a put
-	                        * replacing a stored message should carry one
-	                        * no older than that message's. */
+	                        * hosts"). A put stores the one given, but
+	                        * for a replace of a message L1 holds with an
+	                        * older one (0 included), a change like the
+	                        * others: max(now, the one L1 held + 1 µs);
+	                        * m keeps what it gave. */
 	/* metadata */
 	bool edited;
 	uint32_t edit_count;

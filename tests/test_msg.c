@@ -861,6 +861,57 @@ static void test_every_change_makes_a_newer_updated_at(void **state)
 	assert_int_equal(tu_verify(env), 0);
 }
 
+/* A put that replaces a message with an older updated_at (0 included) is
+ * a change too: it stores a newer one than it replaces (msg.c invariant
+ * 10), so PostgreSQL, which keeps the newer, keeps the put; the caller's
+ * struct keeps what it gave. A newer or the same updated_at is stored as
+ * given. */
+static void test_put_replacing_with_an_older_updated_at_stores_a_newer_one(
+	void **state)
+{
+	const int64_t ahead = shm_now_us() + INT64_C(3600000000);
+	shm_msg m = tu_msg("ver", 1, "v1");
+	shm_msg *g;
+	int64_t t0;
+
+	m.updated_at = ahead;
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	m.content = "v2 with none";
+	m.content_len = strlen(m.content);
+	m.updated_at = 0;
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(m.updated_at, 0);
+	assert_int_equal(updated_at_of(&m.id), ahead + 1);
+	assert_int_equal(shm_msg_get(env, &m.id, &g), 0);
+	assert_string_equal(g->content, "v2 with none");
+	shm_msg_free(g);
+	m.updated_at = ahead - 5; /* older, given */
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(updated_at_of(&m.id), ahead + 2);
+	m.updated_at = ahead + 2; /* the same: stored as given */
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(updated_at_of(&m.id), ahead + 2);
+	m.updated_at = ahead + 100; /* newer: stored as given */
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	assert_int_equal(updated_at_of(&m.id), ahead + 100);
+
+	/* held behind the clock: the write's time */
+	shm_msg o = tu_msg("ver", 1, "old");
+	o.updated_at = 1;
+	assert_int_equal(shm_msg_put(env, &o), 0);
+	o.updated_at = 0;
+	t0 = shm_now_us();
+	assert_int_equal(shm_msg_put(env, &o), 0);
+	assert_true(updated_at_of(&o.id) >= t0);
+	assert_true(updated_at_of(&o.id) <= shm_now_us());
+	/* none held, none given: none stored */
+	shm_msg n = tu_msg("ver", 1, "none");
+	assert_int_equal(shm_msg_put(env, &n), 0);
+	assert_int_equal(shm_msg_put(env, &n), 0);
+	assert_int_equal(updated_at_of(&n.id), 0);
+	assert_int_equal(tu_verify(env), 0);
+}
+
 static void test_moving_a_reply_moves_its_count_never_below_zero(void **state)
 {
 	shm_msg a = tu_msg("t", 1, "a"), b = tu_msg("t", 1, "b");
@@ -1814,6 +1865,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_put_of_the_most_reactions_fits_a_small_stack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reply_bumps_parent_reply_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_change_makes_a_newer_updated_at, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_replacing_with_an_older_updated_at_stores_a_newer_one, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_and_reply_counts_stop_at_their_maximum, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replacing_a_reply_keeps_its_parents_reply_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_reply_l1_cannot_judge_waits_for_postgres, setup, teardown),
