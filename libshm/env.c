@@ -812,6 +812,8 @@ int shm_env_sync(shm_env *env)
 
 	if (!env)
 		return shm__null(__func__, "env");
+	if ((rc = shm__forked(env)))
+		return rc;
 	rc = mdb_env_sync(env->mdb, 1);
 	return rc ? shm__err_mdb(rc, "sync") : 0;
 }

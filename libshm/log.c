@@ -498,9 +498,13 @@ bool shm__log_sleep(shm_env *env, uint32_t *seen, uint64_t ns)
 int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms)
 {
 	uint64_t deadline = shm__mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+	int rc;
 
 	if (!env)
 		return shm__null(__func__, "env");
+	/* refused at once, not taken for a wait ending empty */
+	if ((rc = shm__forked(env)))
+		return rc;
 	uint32_t seen = shm__log_word(env);
 	for (;;) {
 		uint64_t next = __atomic_load_n(&env->shared->next_seq_hint,

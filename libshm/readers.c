@@ -73,6 +73,8 @@ int shm_env_reader_check(shm_env *env, int *cleared)
 		*cleared = 0;
 	if (!env)
 		return shm__null(__func__, "env");
+	if ((rc = shm__forked(env)))
+		return rc;
 	if ((rc = mdb_reader_check(env->mdb, &dead)))
 		return shm__err_mdb(rc, "reader check");
 	if (cleared)

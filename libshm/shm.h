@@ -41,8 +41,12 @@
  * Fork rule: an shm_env handle must not be used across fork(). A child opens
  * its own handle with shm_env_open() (LMDB's rule: the lock table and the map
  * are tied to the process that opened them). Every call of a child that
- * would read or write through a handle it inherited fails with SHM_EINVAL,
- * shm_errmsg() saying so. The one call a child may make
+ * would reach LMDB through a handle it inherited (a transaction,
+ * shm_env_sync, shm_env_reader_check, shm_log_wait) fails with SHM_EINVAL,
+ * shm_errmsg() saying so. Calls on the shared stats file alone work there
+ * (shm_stats_shared, which leaves the parent's reads not yet published to
+ * the parent; shm_stats_local, shm_log_wake, shm_env_options,
+ * shm_env_path). The one call that releases anything a child may make
  * on the handle it inherited is shm_env_close(), which frees the child's
  * copy and nothing of the parent's: its reader slots, its Redis and
  * PostgreSQL sessions and its counts stay the parent's (the child keeps a

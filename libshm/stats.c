@@ -244,7 +244,10 @@ int shm_stats_shared(shm_env *env, shm_counters *out)
 		return shm__null(__func__, "env");
 	if (!out)
 		return shm__null(__func__, "out");
-	shm__publish(env);
+	/* a child of fork() holds its parent's pending counts: the parent
+	 * publishes them (env.c invariant 7) */
+	if (env->pid == getpid())
+		shm__publish(env);
 	src = (const uint64_t *)&env->shared->c;
 
 	for (size_t i = 0; i < sizeof *out / sizeof(uint64_t); i++)

@@ -1,7 +1,8 @@
 /* tests/test_multiproc.c - several processes on one environment: 4 forked
  * writers x 10,000 messages read back by a fifth; writers killed with
  * SIGKILL mid-write while others write; a process that grows the map while
- * another one, and its threads, go on with the smaller map they opened. */
+ * another one, and its threads, go on with the smaller map they opened; a
+ * child refused the handle it inherited. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -604,6 +605,134 @@ static void test_a_child_cannot_use_the_handle_it_inherited(void **state)
 	free(dir);
 }
 
+/* Every call of shm.h and shm_log.h that reaches LMDB through a handle,
+ * in or out of a transaction, refuses a child the handle it inherited the
+ * same way (LMDB: an MDB_env used in a child of fork() is undefined).
+ * shm_env_sync, shm_env_reader_check and shm_log_wait used to run (the
+ * last one reading as a wait that timed out); the shared stats file is
+ * left to the child, without publishing its parent's pending reads. */
+#define REFUSED(call)                                                      \
+	do {                                                               \
+		if ((call) != SHM_EINVAL ||                                \
+		    !strstr(shm_errmsg(), "must not be used across fork()")) { \
+			fprintf(stderr, "child: %s: %s\n", #call,          \
+			        shm_errmsg());                             \
+			failed++;                                          \
+		}                                                          \
+	} while (0)
+
+static void each_meta(const char *name, uint64_t value, void *user)
+{
+	(void)name; (void)value; (void)user;
+}
+
+static int each_dead(const shm_dead *d, void *user)
+{
+	(void)d; (void)user;
+	return 0;
+}
+
+static int child_calls_refused(shm_env *e)
+{
+	shm_uuid id, web;
+	shm_msg m = tu_msg("forked", 1, "from the child"), *got, **page;
+	shm_static *s;
+	shm_objlist *list;
+	shm_log_iter *it;
+	shm_info info;
+	shm_policy pol;
+	shm_log_rec rec = {.seq = 1};
+	shm_counters c;
+	const char *deps[] = {"Person/1"}, *names[] = {"test.x"};
+	uint64_t u64 = 0, one = 1, seqs[] = {1};
+	size_t n, bad;
+	bool direct;
+	int cleared, failed = 0;
+	shm_inval_key key = {SHM_INVAL_MSG, id.b, 16, NULL, 0};
+
+	shm_uuid_v7(&id);
+	shm_uuid_v7(&web);
+	REFUSED(shm_env_sync(e));
+	REFUSED(shm_env_reader_check(e, &cleared));
+	REFUSED(shm_env_info(e, &info));
+	REFUSED(shm_msg_put(e, &m));
+	REFUSED(shm_msg_put_many(e, &m, 1, &bad));
+	REFUSED(shm_msg_get(e, &id, &got));
+	REFUSED(shm_msg_edit(e, &id, "x", 1));
+	REFUSED(shm_msg_delete(e, &id));
+	REFUSED(shm_msg_react(e, &id, 1, "+1", true));
+	REFUSED(shm_room_page(e, "forked", 0, 10, &page, &n));
+	REFUSED(shm_static_get(e, &web, "Page/1", NULL, NULL, &s));
+	REFUSED(shm_static_put(e, &web, "Page/1", "x", 1, NULL));
+	REFUSED(shm_static_peek(e, &web, "Page/1", &s));
+	REFUSED(shm_deps_set(e, &web, "Page/1", true, deps, 1));
+	REFUSED(shm_deps_get(e, &web, "Page/1", &list));
+	REFUSED(shm_deps_recursive(e, &web, "Page/1", &list));
+	REFUSED(shm_deps_referrers(e, &web, "Page/1", &list));
+	REFUSED(shm_object_is_direct(e, &web, "Page/1", &direct));
+	REFUSED(shm_object_save(e, &web, "Page/1"));
+	REFUSED(shm_object_destroy(e, &web, "Page/1"));
+	REFUSED(shm_static_bust(e, &web, "Page/1"));
+	REFUSED(shm_log_iter_open(e, 1, &it));
+	REFUSED(shm_log_trim(e, 1));
+	REFUSED(shm_meta_get(e, "test.x", &u64));
+	REFUSED(shm_meta_set(e, "test.x", 1));
+	REFUSED(shm_meta_set_many(e, names, &one, 1));
+	REFUSED(shm_meta_each(e, "test.", each_meta, NULL));
+	REFUSED(shm_policy_get(e, &pol));
+	REFUSED(shm_dead_add(e, &rec, "pg", "refused"));
+	REFUSED(shm_dead_each(e, each_dead, NULL));
+	REFUSED(shm_dead_walk(e, each_dead, NULL, NULL));
+	REFUSED(shm_dead_drop(e, seqs, 1));
+	REFUSED(shm_log_wait(e, 1000000, 10));
+	REFUSED(shm_l1_expire(e, &u64));
+	REFUSED(shm_verify(e, NULL, NULL, &n));
+	REFUSED(shm_l1_invalidate(e, SHM_INVAL_MSG, id.b, 16, &u64));
+	REFUSED(shm_l1_invalidate_many(e, &key, 1, &u64, &u64));
+	REFUSED(shm_l1_invalidate_flushed(e, &u64));
+	/* the shared stats file is no LMDB: read, as the parent's are */
+	shm_stats_local(e, &c);
+	if (shm_stats_shared(e, &c) || shm_log_wake(e) || !shm_env_path(e) ||
+	    !shm_env_options(e))
+		failed++;
+	shm_env_close(e);
+	return failed;
+}
+
+static void test_a_child_is_refused_every_call_that_reaches_lmdb(void **state)
+{
+	char *dir = tu_tmpdir();
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m = tu_msg("forked", 2, "from the parent"), *got;
+	shm_counters c;
+	int cleared;
+	size_t n;
+	pid_t pid;
+
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	/* three hits, not yet published to the shared file (stats.c) */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(shm_msg_get(env, &m.id, &got), 0);
+		shm_msg_free(got);
+	}
+	if ((pid = fork()) == 0)
+		_exit(child_calls_refused(env));
+	wait_ok(pid);
+	/* the parent's handle works: the same calls, its own */
+	assert_int_equal(shm_env_sync(env), 0);
+	assert_int_equal(shm_env_reader_check(env, &cleared), 0);
+	assert_int_equal(shm_log_wait(env, 1, 10), 0);
+	assert_int_equal(shm_verify(env, NULL, NULL, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(tu_log_count(env), 1);
+	/* the child's shm_stats_shared published none of the parent's hits */
+	assert_int_equal(shm_stats_shared(env, &c), 0);
+	assert_int_equal(c.l1_hits, 3);
+	shm_env_close(env);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -615,6 +744,7 @@ int main(void)
 		cmocka_unit_test(test_a_held_read_transaction_defers_the_adoption),
 		cmocka_unit_test(test_a_transaction_another_thread_holds_defers_it),
 		cmocka_unit_test(test_a_child_cannot_use_the_handle_it_inherited),
+		cmocka_unit_test(test_a_child_is_refused_every_call_that_reaches_lmdb),
 	};
 	return cmocka_run_group_tests_name("multiproc", tests, NULL, NULL);
 }
