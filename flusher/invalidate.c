@@ -711,9 +711,9 @@ static void malformed(fl_inval *iv, size_t len, const char *err)
 	if (!iv->bad_fail.failing)
 		iv->bad_backoff = iv->cfg->backoff_min_ms;
 	fl_repeat_fail(&iv->bad_fail, FL_WARN, "a malformed message (%zu "
-	               "bytes, its sender unknown): %s; the keys it named "
+	               "byte%s, its sender unknown): %s; the keys it named "
 	               "are unknown: every flushed L1 entry will be dropped",
-	               len, err);
+	               len, shm__plural(len), err);
 	iv->bad_last = now;
 	ADD(iv, errors, 1);
 	peer_heard(iv, "a malformed message");

@@ -154,7 +154,7 @@ static bool write_line(const char *stamp, const char *line, size_t n)
 		int m = snprintf(out, 1024, "%s%s WARN log: %" PRIu64 " line%s "
 		                 "lost since %s (write %s: %s)\n",
 		                 lost.torn ? "\n" : "", stamp, lost.lines,
-		                 lost.lines == 1 ? "" : "s", lost.since,
+		                 shm__plural(lost.lines), lost.since,
 		                 log_path ? log_shown : "stderr",
 		                 strerror(lost.err));
 		k = m < 1024 ? (size_t)m : shm__utf8_cut(out, 1022) + 1;
@@ -274,7 +274,7 @@ void fl_repeat_fail(fl_repeat *r, int level, const char *fmt, ...)
 		return;
 	fl_log(level, r->comp, "%s: still failing: %" PRIu64 " time%s in the "
 	       "last %" PRIu64 " s; the last: %s", r->what, r->unsaid,
-	       r->unsaid == 1 ? "" : "s", secs(now - r->said_ms), msg);
+	       shm__plural(r->unsaid), secs(now - r->said_ms), msg);
 	r->said_ms = now;
 	r->unsaid = 0;
 }
@@ -284,7 +284,7 @@ void fl_repeat_ok(fl_repeat *r)
 	if (!r->failing)
 		return;
 	fl_log(FL_INFO, r->comp, "%s works again, after %" PRIu64 " failure%s "
-	       "in %" PRIu64 " s", r->what, r->total, r->total == 1 ? "" : "s",
+	       "in %" PRIu64 " s", r->what, r->total, shm__plural(r->total),
 	       secs(fl_mono_ms() - r->first_ms));
 	r->failing = false;
 	r->total = 0;

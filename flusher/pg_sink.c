@@ -782,8 +782,9 @@ static int stage(pg_sink *p, fl_batch *b, size_t i)
 	    r->op != SHM_OP_MARK)
 		return FL_OK; /* statics: Redis only */
 	if (r->key_len <= 16 + 2) {
-		snprintf(b->reason, sizeof b->reason, "%s key of %u bytes has no "
-		         "object", shm_op_name(r->op), r->key_len);
+		snprintf(b->reason, sizeof b->reason, "%s key of %u byte%s has no "
+		         "object", shm_op_name(r->op), r->key_len,
+		         shm__plural(r->key_len));
 		return FL_REJECT;
 	}
 	size_t mark = p->mark.len, obj = p->obj.len, edge = p->edge.len;
@@ -792,8 +793,8 @@ static int stage(pg_sink *p, fl_batch *b, size_t i)
 		if (r->payload_len != 1 || (r->payload[0] != 1 &&
 		                            r->payload[0] != 2)) {
 			snprintf(b->reason, sizeof b->reason, "mark payload of "
-			         "%u bytes is not a reason 1 or 2",
-			         r->payload_len);
+			         "%u byte%s is not a reason 1 or 2",
+			         r->payload_len, shm__plural(r->payload_len));
 			return FL_REJECT;
 		}
 		shm_time_format(r->time, ts);
@@ -812,7 +813,8 @@ static int stage(pg_sink *p, fl_batch *b, size_t i)
 	if (!drop) {
 		if (r->payload_len < 5 || pl[0] > 1) {
 			snprintf(b->reason, sizeof b->reason, "graph payload of "
-			         "%u bytes is malformed", r->payload_len);
+			         "%u byte%s is malformed", r->payload_len,
+			         shm__plural(r->payload_len));
 			return FL_REJECT;
 		}
 		direct = pl[0];

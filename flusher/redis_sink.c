@@ -366,8 +366,9 @@ static int build(redis_sink *r, fl_batch *b, size_t i)
 	if (rec->op != SHM_OP_STATIC_PUT && rec->op != SHM_OP_STATIC_BUST)
 		return FL_OK; /* graph, marks: PostgreSQL only */
 	if (rec->key_len <= 16) {
-		snprintf(b->reason, sizeof b->reason, "static key of %u bytes "
-		         "has no object", rec->key_len);
+		snprintf(b->reason, sizeof b->reason, "static key of %u byte%s "
+		         "has no object", rec->key_len,
+		         shm__plural(rec->key_len));
 		return FL_REJECT;
 	}
 	/* <website>-<TYPE/ID>-static and -sha */

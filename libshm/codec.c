@@ -427,11 +427,11 @@ int shm__msg_decode(const void *buf, size_t len, shm__arena *arena,
 	     l += 64)
 		__builtin_prefetch((const void *)l, 0, 0);
 	if ((bad = header_bad(b, len)))
-		return shm__err(SHM_ECORRUPT, "message value of %zu bytes: bad "
-		                "header: %s", len, bad);
+		return shm__err(SHM_ECORRUPT, "message value of %zu byte%s: bad "
+		                "header: %s", len, shm__plural(len), bad);
 	if (walk(b, len, NULL, &hdr, &need, &bad))
-		return shm__err(SHM_ECORRUPT, "message value of %zu bytes: "
-		                "malformed body: %s", len, bad);
+		return shm__err(SHM_ECORRUPT, "message value of %zu byte%s: "
+		                "malformed body: %s", len, shm__plural(len), bad);
 	if (arena) {
 		m = shm__arena_alloc(arena, sizeof *m);
 		if (!m)
@@ -709,8 +709,8 @@ static int check_deleted(const shm_msg *m)
 		return 0;
 	return shm__err(SHM_EINVAL, "message_type Delete: content must be \""
 	                SHM_DELETED_CONTENT "\" (SHM_DELETED_CONTENT), what a "
-	                "soft delete leaves; got %u bytes of other content",
-	                m->content_len);
+	                "soft delete leaves; got %u byte%s of other content",
+	                m->content_len, shm__plural(m->content_len));
 }
 
 /* Accepts exactly what the JSON writer and reader (json_write.c,

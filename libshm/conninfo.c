@@ -143,11 +143,11 @@ static int check_hosts(const conn *c, char *why, size_t len)
 	if (na && nh && na != nh)
 		return bad(why, len, "%s: %zu address%s for %zu host%s (one "
 		           "each)", addr.name, na, na == 1 ? "" : "es", nh,
-		           nh == 1 ? "" : "s");
+		           shm__plural(nh));
 	if (np > 1 && np != n)
 		return bad(why, len, "%s: %zu ports for %zu host%s (one for "
 		           "all, or one each)", port.name, np, n,
-		           n == 1 ? "" : "s");
+		           shm__plural(n));
 	for (size_t i = 0; i < np; i++) {
 		p = elem(port.val, i, &k);
 		if (k && (!int_in(p, k, &num) || num < 1 || num > 65535) &&

@@ -68,9 +68,10 @@ static int check_data_file(shm_env *env, uint64_t in_use, unsigned psize)
 	if ((rc = data_file_size(env, &size)) || size >= in_use * psize)
 		return rc;
 	return shm__err(SHM_ECORRUPT,
-	                "%s/data.mdb: %llu bytes, shorter than the %llu bytes "
+	                "%s/data.mdb: %llu byte%s, shorter than the %llu bytes "
 	                "of pages in use",
 	                env->path_shown, (unsigned long long)size,
+	                shm__plural(size),
 	                (unsigned long long)(in_use * psize));
 }
 
@@ -171,9 +172,10 @@ static int check_root(shm_env *env, uint64_t size, unsigned psize,
 	if (p == SHM__NO_PAGE || p < size / psize)
 		return 0;
 	return shm__err(SHM_ECORRUPT,
-	                "%s/data.mdb: %llu bytes, but page %llu (the root of "
+	                "%s/data.mdb: %llu byte%s, but page %llu (the root of "
 	                "%s) lies beyond them",
 	                env->path_shown, (unsigned long long)size,
+	                shm__plural(size),
 	                (unsigned long long)p, whose);
 }
 
@@ -303,9 +305,10 @@ int shm__not_lmdb(const char *dir, const char *shown)
 	if ((got = pread(fd, pg, sizeof pg, 0)) < (ssize_t)sizeof pg) {
 		rc = got < 0 ? shm__err(errno, "read %s/data.mdb", shown)
 		             : shm__err(SHM_ECORRUPT, "%s/data.mdb: %lld "
-		                        "bytes, fewer than the %zu of LMDB's "
+		                        "byte%s, fewer than the %zu of LMDB's "
 		                        "first meta page", shown,
-		                        (long long)st.st_size, sizeof pg);
+		                        (long long)st.st_size,
+		                        shm__plural(st.st_size), sizeof pg);
 		goto out;
 	}
 	memcpy(&psize, pg + LMDB_META_FREE, 4);
@@ -318,9 +321,10 @@ int shm__not_lmdb(const char *dir, const char *shown)
 	if ((got = pread(fd, pg, sizeof pg, psize)) < (ssize_t)sizeof pg) {
 		rc = got < 0 ? shm__err(errno, "read %s/data.mdb", shown)
 		             : shm__err(SHM_ECORRUPT, "%s/data.mdb: %lld "
-		                        "bytes, fewer than the %llu of LMDB's "
+		                        "byte%s, fewer than the %llu of LMDB's "
 		                        "two meta pages", shown,
-		                        (long long)st.st_size, 2ull * psize);
+		                        (long long)st.st_size,
+		                        shm__plural(st.st_size), 2ull * psize);
 		goto out;
 	}
 	if (!is_meta(pg, 1, psize))

@@ -169,12 +169,13 @@ int shm__dead_decode(const MDB_val *k, const MDB_val *v, shm_dead *d)
 	uint64_t seq = 0;
 
 	if (k->mv_size != 8)
-		return shm__err(SHM_ECORRUPT, "dead letter: key of %zu bytes, "
-		                "not a seq", k->mv_size);
+		return shm__err(SHM_ECORRUPT, "dead letter: key of %zu byte%s, "
+		                "not a seq", k->mv_size, shm__plural(k->mv_size));
 	memcpy(&seq, k->mv_data, 8);
 	if (v->mv_size < DEAD_HEADER || p[0] != DEAD_VERSION)
 		return shm__err(SHM_ECORRUPT, "dead letter %" PRIu64 ": bad header "
-		                "of %zu bytes, version %d", seq, v->mv_size,
+		                "of %zu byte%s, version %d", seq, v->mv_size,
+		                shm__plural(v->mv_size),
 		                v->mv_size ? p[0] : -1);
 	rl = get16(p + 2);
 	raw = get32(p + 4);

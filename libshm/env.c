@@ -464,8 +464,9 @@ int shm__allocate(int fd, off_t len, const char *name)
 	    rl.rlim_cur != RLIM_INFINITY)
 		return shm__err(rc, "%s: cannot allocate its %lld bytes: this "
 		                "process's file size limit (ulimit -f) is %llu "
-		                "bytes", name, (long long)len,
-		                (unsigned long long)rl.rlim_cur);
+		                "byte%s", name, (long long)len,
+		                (unsigned long long)rl.rlim_cur,
+		                shm__plural(rl.rlim_cur));
 	if (rc == ENOSPC)
 		return shm__err(rc, "%s: cannot allocate its %lld bytes: the "
 		                "disk is full; free some space, then open again",
@@ -573,9 +574,10 @@ static int open_no_space(int rc, const char *dir, const char *shown,
 	if (limit)
 		return shm__err(EFBIG, "%s/%s: cannot be written: this "
 		                "process's file size limit (ulimit -f) is %llu "
-		                "bytes",
+		                "byte%s",
 		                shown, data ? "data.mdb" : "lock.mdb",
-		                (unsigned long long)rl.rlim_cur);
+		                (unsigned long long)rl.rlim_cur,
+		                shm__plural(rl.rlim_cur));
 	if (rc == ENOSPC)
 		return shm__err(rc, "%s/%s: cannot be written: the disk is "
 		                "full; free some space, then open again", shown,

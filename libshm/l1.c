@@ -61,7 +61,8 @@ static int drop_entry(shm__wtxn *w, const MDB_val *k, const MDB_val *v)
 	int rc;
 
 	if (k->mv_size > sizeof copy || k->mv_size < 9)
-		return shm__err(SHM_ECORRUPT, "lru key of %zu bytes", k->mv_size);
+		return shm__err(SHM_ECORRUPT, "lru key of %zu byte%s", k->mv_size,
+		                shm__plural(k->mv_size));
 	memcpy(copy, k->mv_data, k->mv_size); /* k dies with the next write */
 	if (v->mv_size == sizeof lv)
 		memcpy(&lv, v->mv_data, sizeof lv);
@@ -277,7 +278,8 @@ int shm__l1_untrack(shm__wtxn *w, char kind, const void *key, size_t klen,
 static int keep_pos(shm__lru_pos *pos, const MDB_val *k)
 {
 	if (k->mv_size > sizeof pos->key || k->mv_size < 9)
-		return shm__err(SHM_ECORRUPT, "lru key of %zu bytes", k->mv_size);
+		return shm__err(SHM_ECORRUPT, "lru key of %zu byte%s", k->mv_size,
+		                shm__plural(k->mv_size));
 	memcpy(pos->key, k->mv_data, k->mv_size);
 	pos->len = k->mv_size;
 	return 0;

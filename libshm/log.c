@@ -159,14 +159,15 @@ static int decode(const void *raw, size_t size, shm_log_rec *rec,
 	int rc;
 
 	if (size < 16)
-		return shm__err(SHM_ECORRUPT, "log record: %zu bytes, shorter "
-		                "than its header", size);
+		return shm__err(SHM_ECORRUPT, "log record: %zu byte%s, shorter "
+		                "than its header", size, shm__plural(size));
 	/* from here on the text names the record by its header's seq */
 	rec->seq = get64(p + 8);
 	if (size < SHM_LOG_HEADER)
-		return shm__err(SHM_ECORRUPT, "log record %llu: %zu bytes, "
+		return shm__err(SHM_ECORRUPT, "log record %llu: %zu byte%s, "
 		                "shorter than its header",
-		                (unsigned long long)rec->seq, size);
+		                (unsigned long long)rec->seq, size,
+		                shm__plural(size));
 	rec->version = p[0];
 	rec->op = p[1];
 	memcpy(&rec->flags, p + 2, 2);
@@ -212,9 +213,11 @@ static int decode(const void *raw, size_t size, shm_log_rec *rec,
 		 * lies, and must not cost a buffer of the size it claims */
 		if (rec->payload_len / 255 > rec->stored_len)
 			return shm__err(SHM_ECORRUPT, "log record %llu: an LZ4 "
-			                "frame of %u bytes cannot give %u",
+			                "frame of %u byte%s cannot give %u",
 			                (unsigned long long)rec->seq,
-			                rec->stored_len, rec->payload_len);
+			                rec->stored_len,
+			                shm__plural(rec->stored_len),
+			                rec->payload_len);
 		if ((rc = grow(buf, buf_cap, (size_t)rec->payload_len + 1)))
 			return rc;
 		if (LZ4F_isError(LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION)))
@@ -228,9 +231,9 @@ static int decode(const void *raw, size_t size, shm_log_rec *rec,
 		rec->payload = *buf;
 	} else if (rec->stored_len != rec->payload_len) {
 		return shm__err(SHM_ECORRUPT, "log record %llu: stored %u != raw "
-		                "%u bytes without compression",
+		                "%u byte%s without compression",
 		                (unsigned long long)rec->seq, rec->stored_len,
-		                rec->payload_len);
+		                rec->payload_len, shm__plural(rec->payload_len));
 	}
 	return 0;
 }

@@ -1201,7 +1201,8 @@ int shm__msg_drop(shm__wtxn *w, const void *key, size_t klen)
 	int rc;
 
 	if (klen != 16)
-		return shm__err(SHM_ECORRUPT, "message key of %zu bytes", klen);
+		return shm__err(SHM_ECORRUPT, "message key of %zu byte%s", klen,
+		                shm__plural(klen));
 	if ((rc = mdb_get(w->txn, w->env->msg, &k, &v)))
 		return rc == MDB_NOTFOUND ? rc : shm__err_mdb(rc, "read message");
 	if (!(r = enc_room(&v, &created)))

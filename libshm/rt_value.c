@@ -88,7 +88,7 @@ static int unlz4(const char *buf, size_t len, size_t max, char **out,
 	if (rc == 0 && off < len) {
 		free(json);
 		snprintf(why, whylen, "%zu byte%s after its LZ4 frame", len - off,
-		         len - off == 1 ? "" : "s");
+		         shm__plural(len - off));
 		return SHM_ECORRUPT;
 	}
 	if (rc == 0) {

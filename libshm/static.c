@@ -151,8 +151,9 @@ int shm_static_decode(const void *buf, size_t len, shm_static **out)
 	if (buf == NULL && len)
 		return shm__null(__func__, "buf");
 	if (buf == NULL || len < SV_HEADER)
-		return shm__err(SHM_ECORRUPT, "static value: %zu bytes, header "
-		                              "needs %d", len, SV_HEADER);
+		return shm__err(SHM_ECORRUPT, "static value: %zu byte%s, header "
+		                              "needs %d", len, shm__plural(len),
+		                SV_HEADER);
 	if (p[0] != 1)
 		return shm__err(SHM_ECORRUPT, "static value: version %u, "
 		                              "expected 1", p[0]);
@@ -163,8 +164,8 @@ int shm_static_decode(const void *buf, size_t len, shm_static **out)
 	stored_len = get_u32(p + 68);
 	if ((size_t)stored_len != len - SV_HEADER)
 		return shm__err(SHM_ECORRUPT, "static value: stored_len %u but "
-		                              "%zu content bytes", stored_len,
-		                len - SV_HEADER);
+		                              "%zu content byte%s", stored_len,
+		                len - SV_HEADER, shm__plural(len - SV_HEADER));
 	if (!(p[1] & 1) && raw_len != stored_len)
 		return shm__err(SHM_ECORRUPT, "static value: raw_len %u != "
 		                              "stored_len %u", raw_len, stored_len);
@@ -183,7 +184,8 @@ int shm_static_decode(const void *buf, size_t len, shm_static **out)
 	 * it can give (at most 255 bytes per byte, as in log.c) */
 	if (raw_len / 255 > stored_len)
 		return shm__err(SHM_ECORRUPT, "static value: an LZ4 frame of %u "
-		                "bytes cannot give %u", stored_len, raw_len);
+		                "byte%s cannot give %u", stored_len,
+		                shm__plural(stored_len), raw_len);
 	LZ4F_dctx *dctx;
 	size_t dst_done = 0, src_done = 0;
 	bool ended = false; /* the frame's end mark read */
@@ -224,15 +226,15 @@ int shm_static_decode(const void *buf, size_t len, shm_static **out)
 		free(s);
 		if (dst_done != raw_len)
 			return shm__err(SHM_ECORRUPT, "static value: LZ4 frame "
-			                "gives %zu bytes, expected %u", dst_done,
-			                raw_len);
+			                "gives %zu byte%s, expected %u", dst_done,
+			                shm__plural(dst_done), raw_len);
 		if (!ended)
 			return shm__err(SHM_ECORRUPT, "static value: LZ4 frame of "
-			                "%u bytes without its end mark",
-			                stored_len);
+			                "%u byte%s without its end mark",
+			                stored_len, shm__plural(stored_len));
 		return shm__err(SHM_ECORRUPT, "static value: %zu byte%s after "
 		                "its LZ4 frame", stored_len - src_done,
-		                stored_len - src_done == 1 ? "" : "s");
+		                shm__plural(stored_len - src_done));
 	}
 	dst[raw_len] = '\0';
 	*out = s;
@@ -426,8 +428,8 @@ static int peek_key(shm_env *env, const uint8_t *key, size_t klen,
 	rc = mdb_get(txn, env->stat, &k, &d);
 	if (rc == 0) {
 		if (d.mv_size < SV_SEQ)
-			rc = shm__err(SHM_ECORRUPT, "static value: %zu bytes",
-			              d.mv_size);
+			rc = shm__err(SHM_ECORRUPT, "static value: %zu byte%s",
+			              d.mv_size, shm__plural(d.mv_size));
 		else
 			rc = shm_static_decode((const uint8_t *)d.mv_data + SV_SEQ,
 			                       d.mv_size - SV_SEQ, out);

@@ -184,8 +184,9 @@ int shm__shared_open(shm_env *env)
 			goto out;
 		}
 	} else if ((size_t)st.st_size != sizeof(shm__shared)) {
-		rc = shm__err(SHM_EVERSION, "%s: %lld bytes, this version uses %zu",
-		              name, (long long)st.st_size, sizeof(shm__shared));
+		rc = shm__err(SHM_EVERSION, "%s: %lld byte%s, this version uses %zu",
+		              name, (long long)st.st_size,
+		              shm__plural(st.st_size), sizeof(shm__shared));
 		goto out;
 	} else if (!env->opt.read_only &&
 	           (rc = shm__allocate(fd, sizeof(shm__shared), name))) {

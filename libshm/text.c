@@ -1,5 +1,5 @@
 /* libshm/text.c - validation of text input (UTF-8, NUL bytes, sizes), and
- * input shown printably in error texts. */
+ * input shown printably in error texts, their counts in the plural. */
 #include <stdio.h>
 #include <string.h>
 
@@ -204,4 +204,9 @@ size_t shm__shown_lines_in(const char *s, size_t len, char *buf, size_t size)
 
 	buf[o] = 0;
 	return o;
+}
+
+const char *shm__plural(unsigned long long n)
+{
+	return n == 1 ? "" : "s";
 }

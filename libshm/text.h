@@ -1,6 +1,6 @@
 /*
- * text.h - checks of text input and its printable rendering in error texts
- * (text.c), for libshm, the flusher and the tools, which link libshm
+ * text.h - checks of text input, its printable rendering in error texts
+ * and their plurals (text.c), for libshm, the flusher and the tools, which link libshm
  * statically: shm__ names, not exported by the shared library. Not
  * installed.
  */
@@ -53,5 +53,9 @@ const char *shm__shown_lines(const char *s, char buf[SHM__SHOWN_LONG_MAX]);
  * characters or escapes, NUL-terminated. Returns its length. A log line's
  * (flusher/log.c). */
 size_t shm__shown_lines_in(const char *s, size_t len, char *buf, size_t size);
+
+/* The plural "s" of a noun counted n, "" for 1: "%llu byte%s", n,
+ * shm__plural(n). */
+const char *shm__plural(unsigned long long n);
 
 #endif

@@ -272,7 +272,8 @@ static int check_log(vctx *c, uint64_t next_seq, uint64_t flushed,
 
 		op = MDB_NEXT;
 		if (k.mv_size != 8) {
-			problem(c, "log: key of %zu bytes", k.mv_size);
+			problem(c, "log: key of %zu byte%s", k.mv_size,
+			        shm__plural(k.mv_size));
 			continue;
 		}
 		memcpy(&seq, k.mv_data, 8);
@@ -330,7 +331,8 @@ static int check_lru(vctx *c, vlist *lru, uint64_t *bytes)
 
 		op = MDB_NEXT;
 		if (k.mv_size < 9 + 16) {
-			problem(c, "lru: key of %zu bytes", k.mv_size);
+			problem(c, "lru: key of %zu byte%s", k.mv_size,
+			        shm__plural(k.mv_size));
 			continue;
 		}
 		char kind = (char)p[8];
@@ -339,7 +341,8 @@ static int check_lru(vctx *c, vlist *lru, uint64_t *bytes)
 		if (v.mv_size >= 4)
 			memcpy(&b, v.mv_data, 4);
 		else
-			problem(c, "lru %s: value of %zu bytes", name, v.mv_size);
+			problem(c, "lru %s: value of %zu byte%s", name,
+			        v.mv_size, shm__plural(v.mv_size));
 		*bytes += b;
 		if (kind == SHM_KIND_MSG)
 			rc = mdb_get(c->txn, c->env->msg, &ek, &d);
@@ -486,8 +489,8 @@ static int check_room(vctx *c)
 
 		op = MDB_NEXT;
 		if (!z || k.mv_size - (size_t)(z - p) != 1 + 8 + 16) {
-			problem(c, "room index: malformed key of %zu bytes",
-			        k.mv_size);
+			problem(c, "room index: malformed key of %zu byte%s",
+			        k.mv_size, shm__plural(k.mv_size));
 			continue;
 		}
 		size_t rl = (size_t)(z - p);
@@ -558,8 +561,8 @@ static int check_statics(vctx *c, const vlist *lru, uint64_t *count)
 			problem(c, "static %s: no lru key", name);
 		/* The value is u64 seq (LE) + the static encoding (static.c). */
 		if (v.mv_size < 8) {
-			problem(c, "static %s: value of %zu bytes", name,
-			        v.mv_size);
+			problem(c, "static %s: value of %zu byte%s", name,
+			        v.mv_size, shm__plural(v.mv_size));
 			continue;
 		}
 		uint64_t vseq = 0;

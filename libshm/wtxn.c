@@ -79,8 +79,8 @@ int shm__meta_get(MDB_txn *txn, shm_env *env, const char *name, uint64_t *v)
 	if (rc)
 		return shm__err_mdb(rc, name);
 	if (d.mv_size != 8)
-		return shm__err(SHM_ECORRUPT, "meta '%s': %zu bytes, expected 8",
-		                name, d.mv_size);
+		return shm__err(SHM_ECORRUPT, "meta '%s': %zu byte%s, expected 8",
+		                name, d.mv_size, shm__plural(d.mv_size));
 	memcpy(v, d.mv_data, 8);
 	return 0;
 }
@@ -181,9 +181,10 @@ static int commit_unwritten(shm_env *env, int rc)
 	if (rc == EFBIG || (rc == EIO && limit))
 		return shm__err(EFBIG, "%s/data.mdb: commit not written, "
 		                "nothing of it stored: the file cannot grow past "
-		                "%llu bytes, this process's file size limit "
+		                "%llu byte%s, this process's file size limit "
 		                "(ulimit -f)", env->path_shown,
-		                (unsigned long long)rl.rlim_cur);
+		                (unsigned long long)rl.rlim_cur,
+		                shm__plural(rl.rlim_cur));
 	if (rc == EDQUOT)
 		return shm__err(rc, "%s/data.mdb: commit not written, nothing "
 		                "of it stored: the disk quota of this user is "
@@ -197,9 +198,9 @@ static int commit_unwritten(shm_env *env, int rc)
 	if (rc == ENOSPC || (have && avail < (1u << 20)))
 		return shm__err(ENOSPC, "%s/data.mdb: commit not written, "
 		                "nothing of it stored: the disk is full (%llu "
-		                "bytes free on its file system); free some "
+		                "byte%s free on its file system); free some "
 		                "space, then write again", env->path_shown,
-		                avail);
+		                avail, shm__plural(avail));
 	return shm__err(rc, "%s/data.mdb: commit not written, nothing of it "
 	                "stored", env->path_shown);
 }

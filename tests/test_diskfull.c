@@ -337,6 +337,39 @@ static void test_opens_past_a_file_size_limit_are_refused_named(void **state)
 	free(dir);
 }
 
+/* A limit of 1 byte is said as one: "1 byte", not "1 bytes", at an open
+ * that must make lock.mdb and at a commit that must grow data.mdb. */
+static void test_a_limit_of_one_byte_is_said_in_the_singular(void **state)
+{
+	(void)state;
+	char *dir = tu_tmpdir(), fresh[4200];
+	shm_env *env = tu_open(dir, NULL), *none;
+
+	shm_env_close(env);
+	snprintf(fresh, sizeof fresh, "%s/fresh", dir);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		child_start();
+		CK(shm_env_open(dir, NULL, &env) == 0);
+		limit_file_size(1);
+		CK(shm_env_open(fresh, NULL, &none) == EFBIG);
+		fprintf(stderr, "  said: %s\n", shm_errmsg());
+		CK(strstr(shm_errmsg(), "file size limit (ulimit -f) is 1 "
+		          "byte ("));
+		fill_big(1);
+		shm_msg m = big_msg();
+		ck_said_limit(shm_msg_put(env, &m), dir);
+		CK(strstr(shm_errmsg(), "cannot grow past 1 byte, this "
+		          "process's file size limit"));
+		shm_env_close(env);
+		_exit(0);
+	}
+	child_ok(pid);
+	tu_rmdir(dir);
+	free(dir);
+}
+
 /* In a child of its own mount namespace: a tmpfs of size bytes on dir.
  * false (and why in why) where that cannot be done (not root, no
  * namespaces). */
@@ -473,6 +506,8 @@ int main(void)
 			test_writes_past_a_file_size_limit_fail_named_store_nothing),
 		cmocka_unit_test(
 			test_opens_past_a_file_size_limit_are_refused_named),
+		cmocka_unit_test(
+			test_a_limit_of_one_byte_is_said_in_the_singular),
 		cmocka_unit_test(test_a_full_tmpfs_fails_writes_kills_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -815,7 +815,7 @@ static void test_full_disk_under_the_flusher_is_said_then_caught_up(
 	uint64_t most = 2 + (ft_ms() - t0) / 2000; /* once, a reminder per 2 s */
 	unsigned said = ft_log_count(dir, "data.mdb: commit not written, "
 	                             "nothing of it stored: the file cannot "
-	                             "grow past 1 bytes");
+	                             "grow past 1 byte, this");
 	unsigned failures = failure_lines(dir);
 	fprintf(stderr, "%" PRIu64 " ms: %u lines name data.mdb, %u failure "
 	        "lines:\n", ft_ms() - t0, said, failures);
