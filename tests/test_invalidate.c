@@ -1172,7 +1172,10 @@ static void publish_new_message(redisContext *c, const char *room)
  * backoff-min-ms as given, its log in log) on a 1 MiB environment; with
  * full, the map is full of unflushed edits and a read snapshot (snap)
  * keeps the freed pages: every write fails, drops included, until
- * full_sub_release. c publishes. */
+ * full_sub_release. c publishes. A test's own, on the heap (*state,
+ * full_sub_setup), closed by its teardown whatever the test did: a failed
+ * assertion leaves nothing open (a subscriber thread reading a dead stack,
+ * a snapshot, a log) for the next test. */
 typedef struct full_sub {
 	char *dir, log[4200];
 	fl_config cfg;
@@ -1207,7 +1210,6 @@ static void full_sub_open(full_sub *f, const char *backoff_min_ms,
 {
 	char err[512];
 
-	memset(f, 0, sizeof *f);
 	f->dir = tu_tmpdir();
 	char *argv[] = {"shm-flusher", "-e", f->dir, "--redis",
 	                (char *)redis_url, "--remind-interval", "1",
@@ -1245,16 +1247,29 @@ static void full_sub_release(full_sub *f)
 	f->snap = NULL;
 }
 
-static void full_sub_close(full_sub *f)
+static int full_sub_setup(void **state)
 {
+	*state = calloc(1, sizeof(full_sub));
+	return *state ? 0 : -1;
+}
+
+/* Closes what the test left open (all of it, or what it opened before an
+ * assertion failed), then frees f. */
+static int full_sub_teardown(void **state)
+{
+	full_sub *f = *state;
+
 	full_sub_release(f);
 	redisFree(f->c);
 	fl_inval_stop(f->iv);
 	fl_log_close();
 	fl_config_free(&f->cfg);
 	shm_env_close(f->env);
-	tu_rmdir(f->dir);
+	if (f->dir)
+		tu_rmdir(f->dir);
 	free(f->dir);
+	free(f);
+	return kill_children(state);
 }
 
 /* Waits until the log of f has n lines with s (10 s at most); the time
@@ -1285,35 +1300,34 @@ static void test_failed_drops_are_said_once_then_reminded(void **state)
 {
 	NEED_SERVERS();
 	const char *failed = "keys not invalidated";
-	full_sub f;
+	full_sub *f = *state;
 	int i;
 
-	full_sub_open(&f, "10", "10000", true);
+	full_sub_open(f, "10", "10000", true);
 	uint64_t t0 = ms_now();
 	for (i = 0; i < 40; i++) {
-		publish_new_message(f.c, "r");
+		publish_new_message(f->c, "r");
 		tu_sleep_ms(75);
 	}
 	uint64_t end = ms_now() + 5000;
-	while (tu_lines_with(f.log, "from hostZ") < 1 && ms_now() < end)
+	while (tu_lines_with(f->log, "from hostZ") < 1 && ms_now() < end)
 		tu_sleep_ms(10);
 	tu_sleep_ms(300); /* the last messages handled */
-	unsigned said = tu_lines_with(f.log, failed);
+	unsigned said = tu_lines_with(f->log, failed);
 	uint64_t most = 2 + (ms_now() - t0) / 1000;
 	fprintf(stderr, "%u lines about %d failed drops in %" PRIu64 " ms\n",
 	        said, i, ms_now() - t0);
 	assert_true(said >= 1);
 	assert_true(said <= most);
-	assert_true(tu_lines_with(f.log, "still failing: ") >= 1);
+	assert_true(tu_lines_with(f->log, "still failing: ") >= 1);
 
-	full_sub_release(&f);
-	publish_new_message(f.c, "r");
+	full_sub_release(f);
+	publish_new_message(f->c, "r");
 	end = ms_now() + 5000;
-	while (tu_lines_with(f.log, "works again") < 1 && ms_now() < end)
+	while (tu_lines_with(f->log, "works again") < 1 && ms_now() < end)
 		tu_sleep_ms(10);
-	assert_int_equal(tu_lines_with(f.log, "dropping keys other hosts wrote "
-	                            "works again"), 1);
-	full_sub_close(&f);
+	assert_int_equal(tu_lines_with(f->log, "dropping keys other hosts "
+	                               "wrote works again"), 1);
 }
 
 /* While drops keep failing, the subscriber keeps up with the channel: the
@@ -1324,24 +1338,23 @@ static void test_failing_drops_keep_up_with_the_channel(void **state)
 {
 	NEED_SERVERS();
 	const unsigned n = 15, pause_ms = 200;
-	full_sub f;
+	full_sub *f = *state;
 
-	full_sub_open(&f, "200", "10000", true);
-	publish_new_message(f.c, "r");
-	full_sub_waits_for(&f, "keys not invalidated", 1);
+	full_sub_open(f, "200", "10000", true);
+	publish_new_message(f->c, "r");
+	full_sub_waits_for(f, "keys not invalidated", 1);
 	uint64_t t0 = ms_now();
 	for (unsigned i = 0; i < n; i++)
-		publish_new_message(f.c, "r");
-	publish_malformed(f.c);
-	full_sub_waits_for(&f, MALFORMED, 1);
+		publish_new_message(f->c, "r");
+	publish_malformed(f->c);
+	full_sub_waits_for(f, MALFORMED, 1);
 	uint64_t dt = ms_now() - t0;
 	fprintf(stderr, "%u messages read in %" PRIu64 " ms while drops fail "
 	        "(backoff-min-ms %u)\n", n, dt, pause_ms);
 	if (dt >= n * pause_ms / 3)
 		fail_msg("%u messages took %" PRIu64 " ms to read while drops "
 		         "fail: a pause of %u ms at each", n, dt, pause_ms);
-	assert_int_equal(tu_lines_with(f.log, "keys not invalidated"), 1);
-	full_sub_close(&f);
+	assert_int_equal(tu_lines_with(f->log, "keys not invalidated"), 1);
 }
 
 /* Publishes a peer's message naming message id (no room). */
@@ -1361,33 +1374,32 @@ static void publish_id(redisContext *c, const shm_uuid *id)
 /* A peer's message names a flushed entry of this L1 while drops fail (the
  * map full): once drops work again, that entry is gone from L1, whether
  * other peers' messages come after the failure (more) or none do. */
-static void stale_key_dropped_after_failure(bool more)
+static void stale_key_dropped_after_failure(full_sub *f, bool more)
 {
-	full_sub f;
 	shm_info in;
 	shm_msg *got = NULL;
 
-	full_sub_open(&f, "10", "10000", false);
+	full_sub_open(f, "10", "10000", false);
 	shm_msg k = tu_msg("stale", 1, "old");
-	assert_int_equal(shm_msg_put(f.env, &k), 0);
-	assert_int_equal(shm_env_info(f.env, &in), 0);
-	assert_int_equal(shm_log_trim(f.env, in.log_last), 0); /* flushed */
-	full_sub_fill(&f);
+	assert_int_equal(shm_msg_put(f->env, &k), 0);
+	assert_int_equal(shm_env_info(f->env, &in), 0);
+	assert_int_equal(shm_log_trim(f->env, in.log_last), 0); /* flushed */
+	full_sub_fill(f);
 
-	publish_id(f.c, &k.id); /* the peer wrote k: this copy is stale */
-	full_sub_waits_for(&f, "keys not invalidated", 1);
-	assert_true(l1_has(f.env, &k.id, NULL, 0)); /* the drop failed */
+	publish_id(f->c, &k.id); /* the peer wrote k: this copy is stale */
+	full_sub_waits_for(f, "keys not invalidated", 1);
+	assert_true(l1_has(f->env, &k.id, NULL, 0)); /* the drop failed */
 
-	full_sub_release(&f); /* the failure ends */
+	full_sub_release(f); /* the failure ends */
 	if (more) {
-		publish_new_message(f.c, "r");
-		full_sub_waits_for(&f, "dropping keys other hosts wrote works "
+		publish_new_message(f->c, "r");
+		full_sub_waits_for(f, "dropping keys other hosts wrote works "
 		                   "again", 1);
 	}
 	uint64_t end = ms_now() + 10000;
-	while (l1_has(f.env, &k.id, NULL, 0) && ms_now() < end)
+	while (l1_has(f->env, &k.id, NULL, 0) && ms_now() < end)
 		tu_sleep_ms(10);
-	int rc = shm_msg_get(f.env, &k.id, &got);
+	int rc = shm_msg_get(f->env, &k.id, &got);
 	if (rc == 0) {
 		bool stale = got->content_len == 3 &&
 		             memcmp(got->content, "old", 3) == 0;
@@ -1399,20 +1411,19 @@ static void stale_key_dropped_after_failure(bool more)
 			              : "");
 	}
 	assert_int_equal(rc, SHM_ENOTFOUND); /* no read-through here */
-	assert_int_equal(tu_verify(f.env), 0);
-	full_sub_close(&f);
+	assert_int_equal(tu_verify(f->env), 0);
 }
 
 static void test_stale_key_dropped_when_drops_work_again(void **state)
 {
 	NEED_SERVERS();
-	stale_key_dropped_after_failure(true);
+	stale_key_dropped_after_failure(*state, true);
 }
 
 static void test_stale_key_dropped_after_failure_without_messages(void **state)
 {
 	NEED_SERVERS();
-	stale_key_dropped_after_failure(false);
+	stale_key_dropped_after_failure(*state, false);
 }
 
 /* Kills the subscriber's connection and waits until it is subscribed
@@ -1440,17 +1451,17 @@ static void test_failed_resets_are_said_once_then_reminded(void **state)
 	NEED_SERVERS();
 	const char *failed = "cannot drop the flushed L1 entries";
 	const unsigned n = 10;
-	full_sub f;
+	full_sub *f = *state;
 
 	/* backoff-max-ms 40: the quick reconnects below are a flapping
 	 * connection (invariant 7), kept to 40 ms apart */
-	full_sub_open(&f, "10", "40", true);
-	publish_new_message(f.c, "r"); /* a peer is known from now on */
-	full_sub_waits_for(&f, "first invalidation from another host", 1);
+	full_sub_open(f, "10", "40", true);
+	publish_new_message(f->c, "r"); /* a peer is known from now on */
+	full_sub_waits_for(f, "first invalidation from another host", 1);
 	uint64_t t0 = ms_now();
 	for (unsigned i = 1; i <= n; i++)
-		resubscribe(&f, i);
-	unsigned said = tu_lines_with(f.log, failed);
+		resubscribe(f, i);
+	unsigned said = tu_lines_with(f->log, failed);
 	uint64_t most = 2 + (ms_now() - t0) / 1000;
 	fprintf(stderr, "%u lines about %u failed resets in %" PRIu64 " ms\n",
 	        said, n, ms_now() - t0);
@@ -1459,13 +1470,12 @@ static void test_failed_resets_are_said_once_then_reminded(void **state)
 		fail_msg("%u lines about %u failed resets (at most %" PRIu64
 		         " expected)", said, n, most);
 
-	full_sub_release(&f);
-	resubscribe(&f, n + 1);
-	full_sub_waits_for(&f, "subscribed: dropped ", 1);
-	assert_int_equal(tu_lines_with(f.log, "dropping the flushed L1 entries "
-	                            "after a gap, failed drops or a malformed "
-	                            "message works again"), 1);
-	full_sub_close(&f);
+	full_sub_release(f);
+	resubscribe(f, n + 1);
+	full_sub_waits_for(f, "subscribed: dropped ", 1);
+	assert_int_equal(tu_lines_with(f->log, "dropping the flushed L1 "
+	                               "entries after a gap, failed drops or "
+	                               "a malformed message works again"), 1);
 }
 
 /* A Redis that drops its subscribers again and again (CLIENT KILL every
@@ -1477,33 +1487,33 @@ static void test_flapping_subscription_backs_off(void **state)
 {
 	NEED_SERVERS();
 	const char *lost = "subscriber lost its connection";
-	full_sub f;
+	full_sub *f = *state;
 
-	full_sub_open(&f, "10", "10000", false);
-	publish_new_message(f.c, "r"); /* a peer: each reconnect resets L1 */
-	full_sub_waits_for(&f, "first invalidation from another host", 1);
+	full_sub_open(f, "10", "10000", false);
+	publish_new_message(f->c, "r"); /* a peer: each reconnect resets L1 */
+	full_sub_waits_for(f, "first invalidation from another host", 1);
 	uint64_t t0 = ms_now();
 	while (ms_now() - t0 < 2000) {
-		redisReply *r = redisCommand(f.c, "CLIENT KILL TYPE pubsub");
+		redisReply *r = redisCommand(f->c, "CLIENT KILL TYPE pubsub");
 		assert_non_null(r);
 		assert_int_equal(r->type, REDIS_REPLY_INTEGER);
 		freeReplyObject(r);
 		tu_sleep_ms(5);
 	}
-	unsigned n = tu_lines_with(f.log, lost);
-	unsigned resets = tu_lines_with(f.log, "subscribed: dropped ");
+	unsigned n = tu_lines_with(f->log, lost);
+	unsigned resets = tu_lines_with(f->log, "subscribed: dropped ");
 	fprintf(stderr, "%u connections lost, %u resets of L1 in 2 s of "
 	        "kills\n", n, resets);
 	assert_true(n >= 3);
 	if (n > 10 || resets > 10)
 		fail_msg("%u connections lost, %u resets of L1 in 2 s (at most "
 		         "10 expected)", n, resets);
-	assert_int_equal(tu_lines_with(f.log, "WARN inval: subscriber lost"), 1);
+	assert_int_equal(tu_lines_with(f->log, "WARN inval: subscriber lost"),
+	                 1);
 	uint64_t end = ms_now() + 10000;
-	while (!fl_inval_subscribed(f.iv) && ms_now() < end)
+	while (!fl_inval_subscribed(f->iv) && ms_now() < end)
 		tu_sleep_ms(5);
-	assert_true(fl_inval_subscribed(f.iv));
-	full_sub_close(&f);
+	assert_true(fl_inval_subscribed(f->iv));
 }
 
 /* A buggy peer whose every message has a room libshm refuses (not UTF-8):
@@ -1514,22 +1524,22 @@ static void test_bad_rooms_are_said_once_then_reminded(void **state)
 	NEED_SERVERS();
 	const unsigned n = 10;
 	char id[37], msg[256];
-	full_sub f;
+	full_sub *f = *state;
 	shm_uuid u;
 
-	full_sub_open(&f, "10", "10000", false);
+	full_sub_open(f, "10", "10000", false);
 	uint64_t t0 = ms_now();
 	for (unsigned i = 0; i < n; i++) {
 		shm_uuid_v7(&u);
 		shm_uuid_format(&u, id);
 		snprintf(msg, sizeof msg, "shm-inval 2 hostZ\nm %s 1 "
 		         "bad%%FFroom\n", id);
-		freeReplyObject(redisCommand(f.c, "PUBLISH %s %s",
+		freeReplyObject(redisCommand(f->c, "PUBLISH %s %s",
 		                             FL_INVAL_CHANNEL, msg));
 	}
-	publish_malformed(f.c);
-	full_sub_waits_for(&f, MALFORMED, 1);
-	unsigned said = tu_lines_with(f.log, "rooms ignored");
+	publish_malformed(f->c);
+	full_sub_waits_for(f, MALFORMED, 1);
+	unsigned said = tu_lines_with(f->log, "rooms ignored");
 	uint64_t most = 1 + (ms_now() - t0) / 1000;
 	fprintf(stderr, "%u lines about %u messages with a bad room in %"
 	        PRIu64 " ms\n", said, n, ms_now() - t0);
@@ -1538,12 +1548,11 @@ static void test_bad_rooms_are_said_once_then_reminded(void **state)
 		fail_msg("%u lines about %u bad rooms (at most %" PRIu64
 		         " expected)", said, n, most);
 
-	publish_new_message(f.c, "good");
-	full_sub_waits_for(&f, "rooms of other hosts' messages works again", 1);
+	publish_new_message(f->c, "good");
+	full_sub_waits_for(f, "rooms of other hosts' messages works again", 1);
 	tu_sleep_ms(100);
-	assert_int_equal(tu_lines_with(f.log, "rooms of other hosts' messages "
-	                            "works again"), 1);
-	full_sub_close(&f);
+	assert_int_equal(tu_lines_with(f->log, "rooms of other hosts' "
+	                               "messages works again"), 1);
 }
 
 /* A flushed message of f's environment (every sink "has" it). */
@@ -1565,12 +1574,12 @@ static shm_msg put_flushed(full_sub *f, const char *content)
 static void test_malformed_message_resets_l1(void **state)
 {
 	NEED_SERVERS();
-	full_sub f;
+	full_sub *f = *state;
 
-	full_sub_open(&f, "10", "10000", false);
-	shm_msg k = put_flushed(&f, "stale here");
+	full_sub_open(f, "10", "10000", false);
+	shm_msg k = put_flushed(f, "stale here");
 	shm_msg u = tu_msg("local", 2, "unflushed");
-	assert_int_equal(shm_msg_put(f.env, &u), 0);
+	assert_int_equal(shm_msg_put(f->env, &u), 0);
 
 	const char *bad = "shm-inval 2 hostZ\nm 0190c1c2-0000-7000-8000-"
 	                  "00000000000g\n";
@@ -1579,30 +1588,29 @@ static void test_malformed_message_resets_l1(void **state)
 	         "bytes, its sender unknown): line 2: bad UUID; the keys it "
 	         "named are unknown: every flushed L1 entry will be dropped",
 	         strlen(bad));
-	publish_raw(f.c, bad);
-	full_sub_waits_for(&f, MALFORMED, 1);
-	if (!l1_loses(f.env, &k.id))
+	publish_raw(f->c, bad);
+	full_sub_waits_for(f, MALFORMED, 1);
+	if (!l1_loses(f->env, &k.id))
 		fail_msg("a peer's malformed message left a flushed entry in L1");
-	assert_true(l1_has(f.env, &u.id, NULL, 0));
-	full_sub_waits_for(&f, "after a malformed message: dropped 1 flushed "
+	assert_true(l1_has(f->env, &u.id, NULL, 0));
+	full_sub_waits_for(f, "after a malformed message: dropped 1 flushed "
 	                   "L1 entry", 1);
-	assert_int_equal(tu_lines_with(f.log, said), 1);
-	assert_true(wait_meta(f.env, "flusher.inval.resets", 1, 5000));
-	assert_true(wait_meta(f.env, "flusher.inval.errors", 1, 5000));
-	assert_int_equal(meta(f.env, "flusher.inval.received"), 0);
+	assert_int_equal(tu_lines_with(f->log, said), 1);
+	assert_true(wait_meta(f->env, "flusher.inval.resets", 1, 5000));
+	assert_true(wait_meta(f->env, "flusher.inval.errors", 1, 5000));
+	assert_int_equal(meta(f->env, "flusher.inval.received"), 0);
 
 	/* "from hostY", this host: its lines do not read, nor does its name */
-	shm_msg k2 = put_flushed(&f, "stale too"); /* u with it */
+	shm_msg k2 = put_flushed(f, "stale too"); /* u with it */
 	shm_msg u2 = tu_msg("local", 3, "unflushed too");
-	assert_int_equal(shm_msg_put(f.env, &u2), 0);
-	publish_raw(f.c, "shm-inval 2 hostY\nm 0190c1c2\n");
-	if (!l1_loses(f.env, &k2.id))
+	assert_int_equal(shm_msg_put(f->env, &u2), 0);
+	publish_raw(f->c, "shm-inval 2 hostY\nm 0190c1c2\n");
+	if (!l1_loses(f->env, &k2.id))
 		fail_msg("a malformed message naming this host left a flushed "
 		         "entry in L1");
-	assert_true(l1_has(f.env, &u2.id, NULL, 0));
-	assert_true(wait_meta(f.env, "flusher.inval.resets", 2, 5000));
-	assert_int_equal(tu_verify(f.env), 0);
-	full_sub_close(&f);
+	assert_true(l1_has(f->env, &u2.id, NULL, 0));
+	assert_true(wait_meta(f->env, "flusher.inval.resets", 2, 5000));
+	assert_int_equal(tu_verify(f->env), 0);
 }
 
 /* A flood of malformed messages (40 in 1 s) does not walk L1 once per
@@ -1616,20 +1624,20 @@ static void test_malformed_flood_costs_few_resets(void **state)
 	NEED_SERVERS();
 	const unsigned n = 40;
 	const char *reset = "after a malformed message: dropped ";
-	full_sub f;
+	full_sub *f = *state;
 
-	full_sub_open(&f, "10", "10000", false);
+	full_sub_open(f, "10", "10000", false);
 	uint64_t t0 = ms_now();
 	shm_msg k = {0};
 	for (unsigned i = 0; i < n; i++) {
 		if (i == n - 5)
-			k = put_flushed(&f, "written during the flood");
-		publish_malformed(f.c);
+			k = put_flushed(f, "written during the flood");
+		publish_malformed(f->c);
 		tu_sleep_ms(25);
 	}
-	full_sub_waits_for(&f, "reading other hosts' messages works again", 1);
-	unsigned resets = tu_lines_with(f.log, reset);
-	unsigned said = tu_lines_with(f.log, MALFORMED);
+	full_sub_waits_for(f, "reading other hosts' messages works again", 1);
+	unsigned resets = tu_lines_with(f->log, reset);
+	unsigned said = tu_lines_with(f->log, MALFORMED);
 	uint64_t most = 2 + (ms_now() - t0) / 1000;
 	fprintf(stderr, "%u resets of L1, %u lines for %u malformed messages "
 	        "in %" PRIu64 " ms\n", resets, said, n, ms_now() - t0);
@@ -1640,10 +1648,9 @@ static void test_malformed_flood_costs_few_resets(void **state)
 	if (said > most)
 		fail_msg("%u lines about %u malformed messages (at most %" PRIu64
 		         " expected)", said, n, most);
-	if (!l1_loses(f.env, &k.id))
+	if (!l1_loses(f->env, &k.id))
 		fail_msg("an entry flushed during a flood of malformed messages "
 		         "is still in L1");
-	full_sub_close(&f);
 }
 
 /* B has unflushed local work on a key (its PostgreSQL sink cannot reach
@@ -1936,6 +1943,8 @@ static int group_setup(void **state)
 int main(void)
 {
 #define T(f) cmocka_unit_test_teardown(f, kill_children)
+#define TF(f) cmocka_unit_test_setup_teardown(f, full_sub_setup, \
+                                              full_sub_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_unflushed_kept_flushed_dropped),
 		T(test_bad_keys_change_nothing),
@@ -1947,15 +1956,15 @@ int main(void)
 		T(test_write_on_a_joins_room_page_on_b),
 		T(test_bad_room_from_a_peer_still_drops),
 		T(test_bad_created_at_from_a_peer_still_drops),
-		T(test_failed_drops_are_said_once_then_reminded),
-		T(test_failing_drops_keep_up_with_the_channel),
-		T(test_stale_key_dropped_when_drops_work_again),
-		T(test_stale_key_dropped_after_failure_without_messages),
-		T(test_failed_resets_are_said_once_then_reminded),
-		T(test_flapping_subscription_backs_off),
-		T(test_bad_rooms_are_said_once_then_reminded),
-		T(test_malformed_message_resets_l1),
-		T(test_malformed_flood_costs_few_resets),
+		TF(test_failed_drops_are_said_once_then_reminded),
+		TF(test_failing_drops_keep_up_with_the_channel),
+		TF(test_stale_key_dropped_when_drops_work_again),
+		TF(test_stale_key_dropped_after_failure_without_messages),
+		TF(test_failed_resets_are_said_once_then_reminded),
+		TF(test_flapping_subscription_backs_off),
+		TF(test_bad_rooms_are_said_once_then_reminded),
+		TF(test_malformed_message_resets_l1),
+		TF(test_malformed_flood_costs_few_resets),
 		T(test_unflushed_on_b_is_kept),
 		T(test_gap_drops_flushed_entries),
 		T(test_invalidation_off),
