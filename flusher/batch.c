@@ -432,4 +432,5 @@ void fl_sink_seterr(fl_sink *s, const char *fmt, ...)
 	vsnprintf(text, sizeof text, fmt, ap);
 	va_end(ap);
 	shm__shown_lines(text, s->errmsg);
+	s->dead_reason[0] = 0; /* another error's */
 }

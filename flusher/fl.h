@@ -260,6 +260,10 @@ struct fl_sink {
 	/* the last error, for logs and dead letters: one line, shown
 	 * printably (fl_sink_seterr) */
 	char errmsg[SHM__SHOWN_LONG_MAX];
+	/* errmsg as a dead letter keeps it (shm_dead's reason: 239 bytes),
+	 * its most useful parts first, when the sink builds one (PostgreSQL's
+	 * refusals); "": errmsg, cut. Cleared by fl_sink_seterr. */
+	char dead_reason[sizeof ((shm_dead *)0)->reason];
 	/* Called by the worker, on its thread, after each applied batch (NULL:
 	 * none): the invalidation publisher on the Redis sink (invalidate.h). */
 	void (*on_applied)(void *user, const fl_batch *b);

@@ -221,8 +221,10 @@ static bool was_dead(const fl_worker *w, uint64_t seq)
 	return false;
 }
 
+/* Sets rec aside with reason; said: the text for the log, when the
+ * letter keeps a shorter one (NULL: reason). */
 static void dead_letter(fl_worker *w, const shm_log_rec *rec,
-                        const char *reason)
+                        const char *reason, const char *said)
 {
 	int rc = shm_dead_add(w->env, rec, name(w), reason);
 
@@ -238,14 +240,16 @@ static void dead_letter(fl_worker *w, const shm_log_rec *rec,
 		w->deadseq[w->n_deadseq++] = rec->seq;
 
 	ADD(w, dead, 1);
+	if (!said)
+		said = reason;
 	if (rc)
 		fl_log(FL_ERROR, name(w), "seq %" PRIu64 " (%s): cannot store "
 		       "the dead letter: %s; skipping it anyway: %s",
-		       rec->seq, shm_op_name(rec->op), shm_errmsg(), reason);
+		       rec->seq, shm_op_name(rec->op), shm_errmsg(), said);
 	else
 		fl_log(FL_ERROR, name(w), "seq %" PRIu64 " (%s) set aside as a "
 		       "dead letter: %s", rec->seq, shm_op_name(rec->op),
-		       reason);
+		       said);
 }
 
 /* A read of the log failed: said once and reminded (fl_repeat), then the
@@ -288,7 +292,7 @@ static int set_aside_corrupt(fl_worker *w, shm_log_iter **it,
 	rec->key_len = rec->payload_len = 0;
 	shm_log_iter_close(*it);
 	*it = NULL;
-	dead_letter(w, rec, reason);
+	dead_letter(w, rec, reason, NULL);
 	free(raw);
 	w->b.upto = rec->seq;
 	return shm_log_iter_open(w->env, w->b.upto + 1, it);
@@ -559,8 +563,11 @@ static void rejected(fl_worker *w)
 	rec.payload_len = r->payload_len;
 	rec.raw = r->raw_size ? r->raw : NULL;
 	rec.raw_size = r->raw_size;
-	dead_letter(w, &rec, w->sink->errmsg[0] ? w->sink->errmsg
-	                                        : w->b.reason);
+	if (w->sink->dead_reason[0]) /* the letter's short, the log's whole */
+		dead_letter(w, &rec, w->sink->dead_reason, w->sink->errmsg);
+	else
+		dead_letter(w, &rec, w->sink->errmsg[0] ? w->sink->errmsg
+		                                        : w->b.reason, NULL);
 	w->poison_count = 0;
 	fl_batch_remove(&w->b, (size_t)idx); /* upto stays: moves past it */
 }
@@ -609,6 +616,7 @@ static void *run(void *arg)
 		}
 		uint64_t t0 = (uint64_t)now_us();
 		w->sink->errmsg[0] = 0;
+		w->sink->dead_reason[0] = 0;
 		w->b.reject_final = false;
 		w->b.older = 0;
 		int rc = w->sink->ops->apply(w->sink, &w->b);

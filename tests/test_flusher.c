@@ -2636,6 +2636,77 @@ static void test_poison_records_become_dead_letters(void **state)
 	free(dir);
 }
 
+/* A PostgreSQL refusal of a long row as a dead letter (239 bytes of
+ * reason, shm_dead): its SQLSTATE, its primary message, the constraint
+ * refused and the failing row, that row cut in its middle ("...") so that
+ * its end is seen too. It used to be the error's whole text cut at 239
+ * bytes: the row's head alone. The constraint, column and table
+ * PostgreSQL names in its fields are given when its message does not
+ * quote them (here a trigger's RAISE). */
+static void test_long_row_refused_keeps_the_useful_parts_as_its_reason(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char *dir = tu_tmpdir(), content[3001];
+	const char *fast[] = {"--backoff-min-ms", "10", "--poison-retries", "1",
+	                      NULL};
+	const char *check = "test_long_row_refused_by_a_constraint_named_so";
+	struct dead_seen d = {0};
+	char sql[512];
+
+	ft_reset_servers();
+	snprintf(sql, sizeof sql, "ALTER TABLE messages DROP CONSTRAINT IF "
+	         "EXISTS %s; ALTER TABLE messages ADD CONSTRAINT %s CHECK "
+	         "(length(content) < 2000)", check, check);
+	ft_sql(sql);
+	ft_sql("CREATE OR REPLACE FUNCTION test_rule() RETURNS trigger "
+	       "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by a "
+	       "rule' USING ERRCODE = '23514', CONSTRAINT = 'test_rule', "
+	       "COLUMN = 'content', TABLE = 'messages'; END $$;"
+	       "DROP TRIGGER IF EXISTS test_rule ON messages;"
+	       "CREATE TRIGGER test_rule BEFORE INSERT ON messages FOR EACH ROW "
+	       "WHEN (NEW.content = 'against the rule') EXECUTE FUNCTION "
+	       "test_rule()");
+	memset(content, 'x', sizeof content - 1);
+	content[sizeof content - 1] = 0;
+	shm_env *env = tu_open(dir, NULL);
+	shm_msg m = tu_msg("long-row", 7, content);
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	m = tu_msg("rule", 8, "against the rule");
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(dir, fast), 0);
+	snprintf(sql, sizeof sql, "ALTER TABLE messages DROP CONSTRAINT %s",
+	         check);
+	ft_sql(sql);
+	ft_sql("DROP TRIGGER test_rule ON messages");
+
+	env = tu_open(dir, NULL);
+	assert_int_equal(shm_dead_each(env, collect_dead, &d), 0);
+	shm_env_close(env);
+	assert_int_equal(d.n, 2);
+	for (int i = 0; i < 2; i++)
+		fprintf(stderr, "reason (%zu bytes): %s\n", strlen(d.reason[i]),
+		        d.reason[i]);
+	assert_non_null(strstr(d.reason[0], "23514 new row for relation "
+	                        "\"messages\" violates check constraint"));
+	assert_non_null(strstr(d.reason[0], check));
+	const char *row = strstr(d.reason[0], "; DETAIL: Failing row contains (");
+	assert_non_null(row);
+	assert_non_null(strstr(row, "long-row, "));       /* its head, */
+	assert_non_null(strstr(row, "..."));              /* its middle cut */
+	assert_non_null(strstr(row, ", null, null)."));   /* and its end */
+	assert_non_null(strstr(d.reason[1], "23514 refused by a rule; "
+	                        "constraint test_rule; column content; table "
+	                        "messages; CONTEXT: "));
+	/* the log's ERROR line has PostgreSQL's whole text */
+	assert_int_equal(ft_log_count(dir, "set aside as a dead letter: "
+	                              "messages: 23514 ERROR:  new row for "
+	                              "relation"), 1);
+	ft_rmdir(dir);
+	free(dir);
+}
+
 /* ------------------------- the map grown while a worker reads the log */
 
 /* This binary's mdb_cursor_get comes before LMDB's for libshm's code.
@@ -4653,6 +4724,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_graph_drop_inside_a_batch_respects_order, ft_teardown),
 		cmocka_unit_test_teardown(test_legacy_records_of_one_object_in_two_spellings_apply, ft_teardown),
 		cmocka_unit_test_teardown(test_poison_records_become_dead_letters, ft_teardown),
+		cmocka_unit_test_teardown(
+			test_long_row_refused_keeps_the_useful_parts_as_its_reason,
+			ft_teardown),
 		cmocka_unit_test_teardown(test_postgres_keeps_a_soft_delete_final, ft_teardown),
 		cmocka_unit_test_teardown(test_postgres_keeps_the_newer_version, ft_teardown),
 		cmocka_unit_test_teardown(test_kept_delete_l1_already_holds_is_not_said_put_back, ft_teardown),
