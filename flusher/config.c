@@ -596,8 +596,8 @@ void fl_config_help(FILE *f, const char *prog)
 	fprintf(f,
 	        "\nSignals: SIGTERM/SIGINT finish the batch in flight and exit "
 	        "0; SIGHUP reopens --log-file.\n"
-	        "Exit codes: 0 ok, 1 usage or config error, 2 environment "
-	        "cannot be opened or another flusher holds it, 3 --once could "
+	        "Exit codes: 0 ok, 1 environment cannot be opened or another "
+	        "flusher holds it, 2 usage or config error, 3 --once could "
 	        "not drain a sink (or a signal stopped it first), or "
 	        "--cleanup-now met an unreachable PostgreSQL or a failing "
 	        "website, 70 the output of --help, --version or "

@@ -368,8 +368,9 @@ void fl_worker_stats(fl_worker *w, fl_stats *out);
 /* Exit codes of shm-flusher (and fl_main). */
 enum {
 	FL_EXIT_OK = 0,
-	FL_EXIT_USAGE = 1,    /* bad option, value or config file */
-	FL_EXIT_ENV = 2,      /* environment cannot be opened or is locked */
+	FL_EXIT_ENV = 1,      /* environment cannot be opened or is locked */
+	FL_EXIT_USAGE = 2,    /* bad option, value or config file (2, as
+	                         every tool's usage error) */
 	FL_EXIT_SINK = 3,     /* --once: a sink could not be drained */
 	FL_EXIT_WRITE = 70    /* --help, --version, --print-config: stdout
 	                       * not all written (tools/close_stdout.h's) */

@@ -422,7 +422,7 @@ static bool stop_signal_within(unsigned ms)
 /* The environment, which the flusher never creates (a mistyped -e must not
  * tail a new, empty log). A daemon started before the first application
  * waits for it, saying so once (SIGTERM/SIGINT end the wait: exit 0);
- * --once and --cleanup-now do not wait (exit 2). */
+ * --once and --cleanup-now do not wait (exit 1). */
 static int open_env(fl_daemon *d, int *code)
 {
 	const char *dir = d->cfg.env_dir;

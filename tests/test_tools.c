@@ -435,24 +435,24 @@ static void test_dataset_shows_bad_arguments_and_postgres_text_printably(
 		        "shm-dataset", (char *)cases[i].a, (char *)cases[i].b,
 		        "--quiet", NULL});
 		/* the unknown option is followed by where help is */
-		assert_shown(cases[i].a, rc, 1, err, cases[i].want,
+		assert_shown(cases[i].a, rc, 2, err, cases[i].want,
 		             cases[i].b ? 1 : 2);
 	}
 	int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
 	        "shm-dataset", "--pg", "host='/nonexistent/" RAW "' dbname=x",
 	        "--connections", "100", "--quiet", NULL});
 	/* its line breaks fold to spaces, the one in the name too */
-	assert_shown("--pg", rc, 2, err, "\"/nonexistent/a\\x1b[31mb\\xffc d/"
+	assert_shown("--pg", rc, 1, err, "\"/nonexistent/a\\x1b[31mb\\xffc d/"
 	             ".s.PGSQL.", 1);
 	assert_non_null(strstr(err, "failed: No such file or directory Is the "
 	                            "server running"));
 }
 
 /* A --pg that libpq would refuse before asking a server is a usage error
- * (exit 1), said as shm-flusher and libshm say it (one check): the
+ * (exit 2), said as shm-flusher and libshm say it (one check): the
  * option and its value named; an unknown option named, its value not;
  * never a password, a word of which libpq's own text quoted ("missing "="
- * after "s3cret"", exit 2). */
+ * after "s3cret"", exit 1 then, PostgreSQL's error). */
 static void test_dataset_refuses_a_conninfo_libpq_would_refuse(
 	void **state)
 {
@@ -476,7 +476,7 @@ static void test_dataset_refuses_a_conninfo_libpq_would_refuse(
 		        "shm-dataset", "--pg", (char *)cases[i].pg,
 		        "--connections", "10", "--quiet", NULL});
 		snprintf(want, sizeof want, "shm-dataset: --pg: %s", cases[i].want);
-		if (rc != 1 || !strstr(err, want) || strchr(err, '\n') !=
+		if (rc != 2 || !strstr(err, want) || strchr(err, '\n') !=
 		    err + strlen(err) - 1 || strstr(err, "s3cret"))
 			fail_msg("%s: exit %d, '%s'", cases[i].pg, rc, err);
 	}
@@ -505,7 +505,7 @@ static void test_dataset_says_a_bad_option_as_chatsim_does(void **state)
 		        "shm-dataset", "--quiet", (char *)cases[i].a, NULL});
 		snprintf(want, sizeof want, "shm-dataset: %s\n(see shm-dataset "
 		         "--help)\n", cases[i].want);
-		if (rc != 1 || strcmp(err, want))
+		if (rc != 2 || strcmp(err, want))
 			fail_msg("%s: exit %d, '%s'", cases[i].a, rc, err);
 	}
 	/* --name=VALUE is --name VALUE, as shm-chatsim, shm-bench,
@@ -517,7 +517,7 @@ static void test_dataset_says_a_bad_option_as_chatsim_does(void **state)
 	assert_non_null(strstr(out, "websites 2\n"));
 	rc = run_fd(2, NULL, err, sizeof err, (char *[]){
 	        "shm-dataset", "--websites=2", "--websites", "3", NULL});
-	assert_int_equal(rc, 1);
+	assert_int_equal(rc, 2);
 	assert_non_null(strstr(err, "option '--websites' given twice"));
 }
 
@@ -615,6 +615,31 @@ static void test_every_tool_prints_its_version(void **state)
 				fail_msg("%s %s: exit %d, '%s'", tools[i], opt,
 				         rc, out);
 		}
+}
+
+/* A usage error (an unknown option, an option without its value) is exit
+ * 2 in every program, its --help saying so: shm-dataset and shm-flusher
+ * said 1 (shm-flusher's 2 was an environment it could not open, now 1). */
+static void test_every_tool_exits_2_on_a_usage_error(void **state)
+{
+	static const char *const tools[] = {"shmctl", "shm-flusher",
+	                                    "shm-chatsim", "shm-dataset",
+	                                    "shm-bench"};
+	static char out[16384];
+	char err[4096];
+
+	for (size_t i = 0; i < sizeof tools / sizeof *tools; i++) {
+		int rc = run_fd(2, NULL, err, sizeof err, (char *[]){
+		                (char *)tools[i], "--no-such-option", NULL});
+		if (rc != 2 || !strstr(err, "--no-such-option"))
+			fail_msg("%s --no-such-option: exit %d, '%s'",
+			         tools[i], rc, err);
+		rc = run(NULL, out, sizeof out,
+		         (char *[]){(char *)tools[i], "--help", NULL});
+		if (rc != 0 || !strstr(out, "2 usage"))
+			fail_msg("%s --help: exit %d, no \"2 usage\" in it",
+			         tools[i], rc);
+	}
 }
 
 /* Every program's --help (exit 0, on stdout) lists -h, --help and -V,
@@ -817,13 +842,13 @@ static void test_dataset_refuses_nan_and_names_the_environment_once(
 	for (int i = 0; i < 2; i++) {
 		char *opt = i ? "--marked" : "--obsolete";
 		assert_int_equal(run_fd(2, NULL, err, sizeof err, (char *[]){
-		                 "shm-dataset", opt, "nan", "--quiet", NULL}), 1);
+		                 "shm-dataset", opt, "nan", "--quiet", NULL}), 2);
 		if (!strstr(err, opt))
 			fail_msg("%s nan: '%s'", opt, err);
 	}
 	assert_int_equal(run_fd(2, NULL, err, sizeof err, (char *[]){
 	                 "shm-dataset", "--env", "/dev/null", "--quiet",
-	                 NULL}), 2);
+	                 NULL}), 1);
 	assert_non_null(strstr(err, "/dev/null: Not a directory"));
 	assert_null(strstr(err, "/dev/null: /dev/null"));
 }
@@ -848,7 +873,7 @@ static void test_dataset_says_where_it_loaded_nothing(void **state)
 	         "shm_test_no_schema'", pg);
 	assert_int_equal(run_fd(2, NULL, err, sizeof err, (char *[]){
 	                 "shm-dataset", "--pg", conninfo, "--connections",
-	                 "100", "--quiet", NULL}), 2);
+	                 "100", "--quiet", NULL}), 1);
 	assert_non_null(strstr(err, "does not exist"));
 	assert_non_null(strstr(err, "apply sql/schema.sql to that database "
 	                            "first"));
@@ -878,7 +903,7 @@ static void test_dataset_help_says_how_connections_are_kept(void **state)
 	assert_true(conn >= 40 && conn <= 60);
 }
 
-/* A --graph that cannot do what it says is a usage error (exit 1) naming
+/* A --graph that cannot do what it says is a usage error (exit 2) naming
  * the options, before anything is opened: --env DIR --graph pg left the
  * environment untouched (and said "no --pg or --env" without --pg),
  * --graph pg or both without --pg loaded the graph nowhere, exit 0. */
@@ -905,7 +930,7 @@ static void test_dataset_refuses_a_graph_it_cannot_load(void **state)
 		        "shm-dataset", "--connections", "100",
 		        (char *)cases[i].a[0], (char *)cases[i].a[1],
 		        (char *)cases[i].a[2], (char *)cases[i].a[3], NULL});
-		if (rc != 1 || !strstr(err, cases[i].want))
+		if (rc != 2 || !strstr(err, cases[i].want))
 			fail_msg("case %zu: exit %d, '%s'", i, rc, err);
 		/* refused before the environment is created */
 		assert_int_equal(access(env, F_OK), -1);
@@ -919,10 +944,10 @@ static void test_dataset_refuses_a_graph_it_cannot_load(void **state)
 }
 
 /* A numeric option is digits (a fraction DIGITS[.DIGITS]) in its range,
- * else exit 1 naming the option and the value: strtol and strtod took
+ * else exit 2 naming the option and the value: strtol and strtod took
  * " 1", "+1", "1e-1", "inf" or "0x1p-1", an empty value as 0, and an
  * overflowing one as LONG_MAX. */
-/* An option given twice is a usage error naming it (exit 1): the last one
+/* An option given twice is a usage error naming it (exit 2): the last one
  * won before. */
 static void test_dataset_refuses_an_option_given_twice(void **state)
 {
@@ -930,12 +955,12 @@ static void test_dataset_refuses_an_option_given_twice(void **state)
 
 	assert_int_equal(run_fd(2, NULL, err, sizeof err, (char *[]){
 	                 "shm-dataset", "--connections", "10", "--quiet",
-	                 "--connections", "20", NULL}), 1);
+	                 "--connections", "20", NULL}), 2);
 	assert_non_null(strstr(err, "shm-dataset: option '--connections' "
 	                            "given twice"));
 	assert_int_equal(run_fd(2, NULL, err, sizeof err, (char *[]){
 	                 "shm-dataset", "--connections", "10", "--quiet",
-	                 "--quiet", NULL}), 1);
+	                 "--quiet", NULL}), 2);
 	assert_non_null(strstr(err, "option '--quiet' given twice"));
 }
 
@@ -975,7 +1000,7 @@ static void test_dataset_refuses_bad_numbers_naming_them(void **state)
 		        (char *)cases[i].val, "--quiet", NULL});
 		snprintf(want, sizeof want, "shm-dataset: %s '%s': %s",
 		         cases[i].opt, cases[i].val, cases[i].want);
-		if (rc != 1 || !strstr(err, want))
+		if (rc != 2 || !strstr(err, want))
 			fail_msg("%s '%s': exit %d, '%s'", cases[i].opt,
 			         cases[i].val, rc, err);
 	}
@@ -996,7 +1021,7 @@ static void test_dataset_bounds_connections_to_what_memory_holds(
 
 	assert_int_equal(run_fd(2, NULL, err, sizeof err, (char *[]){
 	                 "shm-dataset", "--connections", "100000000",
-	                 "--quiet", NULL}), 1);
+	                 "--quiet", NULL}), 2);
 	assert_non_null(strstr(err, "shm-dataset: --connections '100000000': "
 	                            "must be an integer in 10..1000000 (a site "
 	                            "is built in memory, about 410 bytes a "
@@ -1210,6 +1235,7 @@ int main(void)
 		T(test_tools_say_a_full_disk),
 		T(test_every_tool_prints_its_version),
 		T(test_every_tools_help_lists_help_and_version),
+		T(test_every_tool_exits_2_on_a_usage_error),
 		T(test_dataset_refuses_a_graph_it_cannot_load),
 		T(test_dataset_help_says_how_connections_are_kept),
 		T(test_shmctl_readers_marks_dead_processes),

@@ -27,9 +27,10 @@
  * --env with --graph pg (the environment would get nothing), is a usage
  * error, not a load that silently leaves a part out.
  *
- * Exit codes: 0 done, 1 usage (a --pg that libpq would refuse before
- * asking a server included), 2 PostgreSQL or environment error, 70 output
- * that could not all be written (a full disk).
+ * Exit codes (DS_EX_*): 0 done, 1 PostgreSQL or environment error, 2 usage
+ * (a --pg that libpq would refuse before asking a server included), as
+ * every tool's, 70 out of memory, or output that could not all be written
+ * (a full disk).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -45,6 +46,10 @@
 #include "close_stdout.h"
 #include "conninfo.h" /* --pg checked as libpq would */
 #include "text.h" /* arguments and PostgreSQL's texts shown printably */
+
+#define DS_EX_FAILED 1           /* PostgreSQL or the environment */
+#define DS_EX_USAGE 2            /* as every tool's usage error */
+#define DS_EX_NOMEM TOOL_EX_WRITE /* 70, with output not all written */
 
 #define T_WEBSITE "Communication::Website"
 #define T_PAGE "Communication::Website::Page"
@@ -139,7 +144,7 @@ static void addf(buf *b, const char *fmt, ...)
 		char *p = realloc(b->p, cap);
 		if (!p) {
 			fprintf(stderr, "shm-dataset: out of memory\n");
-			exit(2);
+			exit(DS_EX_NOMEM);
 		}
 		b->p = p;
 		b->cap = cap;
@@ -171,7 +176,7 @@ static int add_obj(site *s, const char *type, bool direct)
 		s->o = realloc(s->o, (size_t)s->cap * sizeof *s->o);
 		if (!s->o) {
 			fprintf(stderr, "shm-dataset: out of memory\n");
-			exit(2);
+			exit(DS_EX_NOMEM);
 		}
 	}
 	obj *o = &s->o[s->n];
@@ -190,7 +195,7 @@ static void add_dep(site *s, int from, int to)
 		o->deps = realloc(o->deps, (size_t)o->cap_deps * sizeof(int));
 		if (!o->deps) {
 			fprintf(stderr, "shm-dataset: out of memory\n");
-			exit(2);
+			exit(DS_EX_NOMEM);
 		}
 	}
 	o->deps[o->n_deps++] = to;
@@ -545,10 +550,10 @@ static void usage(FILE *f)
 	        "leaves), obsolete, per source type, objects, edges, marks.\n"
 	        "Without --pg and --env it loads nothing: the counts alone.\n"
 	        "--pg needs sql/schema.sql applied to its database.\n"
-	        "Exit: 0 ok, 1 usage (an option given twice, or a --pg that\n"
-	        "libpq would refuse before asking a server, included), 2\n"
-	        "PostgreSQL or environment error, 70 output that could not\n"
-	        "all be written (a full disk).\n");
+	        "Exit: 0 ok, 1 PostgreSQL or environment error, 2 usage (an\n"
+	        "option given twice, or a --pg that libpq would refuse before\n"
+	        "asking a server, included), 70 out of memory, or output that\n"
+	        "could not all be written (a full disk).\n");
 }
 
 /* The integer v of option opt in lo..hi: digits only (strtoull alone takes
@@ -643,7 +648,7 @@ static int run(int argc, char **argv)
 		                        !strcmp(a, "--version"))) {
 			fprintf(stderr, "shm-dataset: option '%s' takes no "
 			        "value\n(see shm-dataset --help)\n", a);
-			return 1;
+			return DS_EX_USAGE;
 		} else if (!strcmp(a, "--quiet")) {
 			op.quiet = true;
 		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -659,16 +664,16 @@ static int run(int argc, char **argv)
 			        "unexpected argument '%s'\n",
 			        shm__shown_str(a, shown));
 			fputs("(see shm-dataset --help)\n", stderr);
-			return 1;
+			return DS_EX_USAGE;
 		}
 		if (!ok)
-			return 1;
+			return DS_EX_USAGE;
 		/* which of two values was meant is not for us to guess */
 		for (int j = 0; j < n_given; j++)
 			if (!strcmp(given[j], a)) {
 				fprintf(stderr, "shm-dataset: option '%s' given "
 				        "twice\n", a);
-				return 1;
+				return DS_EX_USAGE;
 			}
 		given[n_given++] = a;
 	}
@@ -680,7 +685,7 @@ static int run(int argc, char **argv)
 	if (!graph_pg && !graph_env) {
 		fprintf(stderr, "shm-dataset: --graph '%s': must be pg, env or "
 		        "both\n", shm__shown_str(op.graph, shown));
-		return 1;
+		return DS_EX_USAGE;
 	}
 	/* a place asked for the graph that gets nothing, or that is not
 	 * there: not what the command line says (the default, pg without
@@ -688,18 +693,18 @@ static int run(int argc, char **argv)
 	if (graph_env && !op.env) {
 		fprintf(stderr, "shm-dataset: --graph %s needs --env\n",
 		        op.graph);
-		return 1;
+		return DS_EX_USAGE;
 	}
 	if (op.env && !graph_env) {
 		fprintf(stderr, "shm-dataset: --env with --graph %s: the graph "
 		        "is all --env loads, and it would go to --pg alone "
 		        "(--graph env or both, or no --env)\n", op.graph);
-		return 1;
+		return DS_EX_USAGE;
 	}
 	if (graph_given && graph_pg && !op.pg) {
 		fprintf(stderr, "shm-dataset: --graph %s needs --pg\n",
 		        op.graph);
-		return 1;
+		return DS_EX_USAGE;
 	}
 	/* what libpq refuses without a server, said here without a
 	 * password (libpq's own text may quote one) */
@@ -708,7 +713,7 @@ static int run(int argc, char **argv)
 	                                           sizeof pg_why) : 0;
 	if (pg_rc) {
 		fprintf(stderr, "shm-dataset: --pg: %s\n", pg_why);
-		return pg_rc == SHM_EINVAL ? 1 : 2;
+		return pg_rc == SHM_EINVAL ? DS_EX_USAGE : DS_EX_FAILED;
 	}
 	rng = op.seed * 0x2545f4914f6cdd1dULL + 1;
 
@@ -723,7 +728,7 @@ static int run(int argc, char **argv)
 		pg = PQconnectdbParams(kw, val, 1);
 		if (PQstatus(pg) != CONNECTION_OK) {
 			fprintf(stderr, "shm-dataset: %s\n", pg_said(pg, shown));
-			code = 2;
+			code = DS_EX_FAILED;
 			goto out;
 		}
 	}
@@ -732,7 +737,7 @@ static int run(int argc, char **argv)
 		shm_options_init(&o); /* map_size 0: the environment's own */
 		if (shm_env_open(op.env, &o, &env)) { /* the message names it */
 			fprintf(stderr, "shm-dataset: --env: %s\n", shm_errmsg());
-			code = 2;
+			code = DS_EX_FAILED;
 			goto out;
 		}
 	}
@@ -749,12 +754,12 @@ static int run(int argc, char **argv)
 		     p = strchr(p, '\n') + 1)
 			tot_edges++;
 		if (pg && load_pg(pg, &s, graph_pg)) {
-			code = 2;
+			code = DS_EX_FAILED;
 			site_free(&s);
 			goto out;
 		}
 		if (env && load_env(env, &s)) {
-			code = 2;
+			code = DS_EX_FAILED;
 			site_free(&s);
 			goto out;
 		}
