@@ -19,7 +19,7 @@ step() {
 }
 
 echo "demo: throwaway Redis and PostgreSQL, shm-flusher mirroring one shared L1"
-echo "demo: into them, $WRITERS writer processes, then what shmctl shows (about 5 s)"
+echo "demo: into them, $WRITERS writer processes, then what shmctl shows (about 5-10 s)"
 
 step "starting redis-server and PostgreSQL in a temp dir"
 shm_servers_start || exit 1
