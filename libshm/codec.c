@@ -431,7 +431,8 @@ int shm__msg_decode(const void *buf, size_t len, shm__arena *arena,
 		                "header: %s", len, shm__plural(len), bad);
 	if (walk(b, len, NULL, &hdr, &need, &bad))
 		return shm__err(SHM_ECORRUPT, "message value of %zu byte%s: "
-		                "malformed body: %s", len, shm__plural(len), bad);
+		                "malformed body: %s", len, shm__plural(len),
+		                bad);
 	if (arena) {
 		m = shm__arena_alloc(arena, sizeof *m);
 		if (!m)

@@ -170,7 +170,8 @@ int shm__dead_decode(const MDB_val *k, const MDB_val *v, shm_dead *d)
 
 	if (k->mv_size != 8)
 		return shm__err(SHM_ECORRUPT, "dead letter: key of %zu byte%s, "
-		                "not a seq", k->mv_size, shm__plural(k->mv_size));
+		                "not a seq", k->mv_size,
+		                shm__plural(k->mv_size));
 	memcpy(&seq, k->mv_data, 8);
 	if (v->mv_size < DEAD_HEADER || p[0] != DEAD_VERSION)
 		return shm__err(SHM_ECORRUPT, "dead letter %" PRIu64 ": bad header "

@@ -233,7 +233,8 @@ static int decode(const void *raw, size_t size, shm_log_rec *rec,
 		return shm__err(SHM_ECORRUPT, "log record %llu: stored %u != raw "
 		                "%u byte%s without compression",
 		                (unsigned long long)rec->seq, rec->stored_len,
-		                rec->payload_len, shm__plural(rec->payload_len));
+		                rec->payload_len,
+		                shm__plural(rec->payload_len));
 	}
 	return 0;
 }
