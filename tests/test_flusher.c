@@ -2042,13 +2042,16 @@ static void l1_holds(const char *dir, const shm_uuid *id, const char *content,
  * the edit (no dead letter, no retry), counts it in
  * flusher.pg.superseded, and puts PostgreSQL's row back into A's L1,
  * whose next flush takes it to Redis. A put of X (an existing id, so the
- * direct COPY falls back to the upsert) at an older updated_at is refused
- * the same way; one at the same updated_at is applied (a replay is
- * idempotent). Before, the last record applied won, whatever its age. */
+ * direct COPY falls back to the upsert) at an older updated_at from a
+ * host whose L1 does not hold X (C) is refused the same way; one at the
+ * same updated_at is applied (a replay is idempotent), and so is an older
+ * one replacing what A's L1 holds, which L1 makes newer (msg.c invariant
+ * 10). Before, the last record applied won, whatever its age. */
 static void test_postgres_keeps_the_newer_version(void **state)
 {
 	FT_NEED_SERVERS();
-	char *a = tu_tmpdir(), *b = tu_tmpdir(), x[37], w[37], y[37], key[48];
+	char *a = tu_tmpdir(), *b = tu_tmpdir(), *c = tu_tmpdir(), x[37], w[37];
+	char y[37], key[48];
 	const int64_t t0 = shm_now_us(), t_b = t0 + INT64_C(60000000);
 	struct dead_seen d;
 	shm_env *env;
@@ -2116,22 +2119,24 @@ static void test_postgres_keeps_the_newer_version(void **state)
 	redisFree(rc);
 	pg_content_is(x, "v3 from B");
 
-	/* a put of X older than PostgreSQL's row: refused the same way */
+	/* a put of X by a host whose L1 does not hold it, older than
+	 * PostgreSQL's row: refused the same way, the row put back there */
 	shm_msg ax = mx;
-	ax.content = "v4 put by A";
+	ax.content = "v4 put by C";
 	ax.content_len = 11;
 	ax.updated_at = t_b - 1;
-	env = tu_open(a, NULL);
+	env = tu_open(c, NULL);
 	assert_int_equal(shm_msg_put(env, &ax), 0);
 	last = ft_meta(env, "next_seq") - 1;
 	shm_env_close(env);
-	assert_int_equal(ft_flush_once(a, NULL), 0);
+	assert_int_equal(ft_flush_once(c, NULL), 0);
 	pg_content_is(x, "v3 from B");
-	l1_holds(a, &mx.id, "v3 from B", t_b);
-	env = tu_open(a, NULL);
+	l1_holds(c, &mx.id, "v3 from B", t_b);
+	env = tu_open(c, NULL);
 	assert_int_equal(ft_meta(env, "sink.pg.applied"), last);
-	assert_int_equal(ft_meta(env, "flusher.pg.superseded"), 2);
+	assert_int_equal(ft_meta(env, "flusher.pg.superseded"), 1);
 	shm_env_close(env);
+	assert_int_equal(one_dead_letter(c, &d), 0);
 
 	/* one at the same updated_at: applied */
 	ax.content = "v5 put by A";
@@ -2141,14 +2146,27 @@ static void test_postgres_keeps_the_newer_version(void **state)
 	shm_env_close(env);
 	assert_int_equal(ft_flush_once(a, NULL), 0);
 	pg_content_is(x, "v5 put by A");
+	/* an older one replacing what A's L1 holds: a change, newer than
+	 * what it replaces (msg.c invariant 10), so applied too */
+	ax.content = "v6 put by A";
+	ax.updated_at = t_b - 10;
 	env = tu_open(a, NULL);
-	assert_int_equal(ft_meta(env, "flusher.pg.superseded"), 2);
+	assert_int_equal(shm_msg_put(env, &ax), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(a, NULL), 0);
+	pg_content_is(x, "v6 put by A");
+	assert_int_equal(pg_updated_at(x), t_b + 1);
+	l1_holds(a, &mx.id, "v6 put by A", t_b + 1);
+	env = tu_open(a, NULL);
+	assert_int_equal(ft_meta(env, "flusher.pg.superseded"), 1);
 	shm_env_close(env);
 	assert_int_equal(one_dead_letter(a, &d), 0);
 	ft_rmdir(a);
 	ft_rmdir(b);
+	ft_rmdir(c);
 	free(a);
 	free(b);
+	free(c);
 }
 
 /* A record refused over a soft-deleted row whose L1 holds that row
