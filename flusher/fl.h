@@ -289,6 +289,11 @@ int fl_pg_kept_deleted(fl_sink *s, struct pg_conn *c, fl_batch *b);
  * connection, after the batch's COMMIT. */
 size_t fl_pg_newer(fl_sink *s, struct pg_conn *c, const fl_batch *b,
                    const struct pg_result *older);
+/* A refusal's dead letter reason (pg_reason.c) into out (size bytes, NUL
+ * included): what failed, then res's fields by usefulness; out unchanged
+ * if res has no primary message. */
+void fl_pg_refusal_reason(char *out, size_t size, const struct pg_result *res,
+                          const char *what, const char *state);
 /* s->errmsg: the text, which quotes servers' (a PostgreSQL error's lines, a
  * Redis error reply), on one line and shown printably (text.h). */
 void fl_sink_seterr(fl_sink *s, const char *fmt, ...)

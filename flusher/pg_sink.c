@@ -81,7 +81,7 @@
  * (program limit) are FL_REJECT (the worker then isolates the record by
  * replaying the batch in halves down to one record); everything else, a lost
  * connection included, is FL_TRANSIENT. A refusal's dead letter keeps its
- * most useful fields first (refusal_reason): the letter holds 239 bytes.
+ * most useful fields first (pg_reason.c): the letter holds 239 bytes.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -265,88 +265,6 @@ static bool conn_lost(pg_sink *p)
 #define NO_TABLE "42P01"
 #define NO_TABLE_HINT "apply sql/schema.sql (psql -f) or pass --pg-schema FILE"
 
-/* Appends sep and s (NULL: nothing) to out (*len bytes of size), s shown
- * on one line; if it does not fit, as much as fits with "...": in its
- * middle (middle), so that its end is seen too (the row of a "Failing row
- * contains (...)"), else at its end. Nothing if less than 16 bytes are
- * left. */
-static void reason_add(char *out, size_t size, size_t *len, const char *sep,
-                       const char *s, bool middle)
-{
-	char shown[SHM__SHOWN_LONG_MAX], end[SHM__SHOWN_LONG_MAX];
-	size_t n, k = strlen(sep), raw, room, head, tail, from, m = 0;
-
-	if (!s || !*s || *len + k + 16 >= size)
-		return;
-	memcpy(out + *len, sep, k + 1);
-	*len += k;
-	room = size - 1 - *len;
-	raw = strlen(s);
-	n = shm__shown_lines_in(s, raw, shown, sizeof shown);
-	if (n <= room) {
-		memcpy(out + *len, shown, n + 1);
-		*len += n;
-		return;
-	}
-	tail = middle ? (room - 3) / 3 : 0;
-	head = shm__utf8_cut(shown, room - 3 - tail);
-	/* the end shown from s's own end (shown may have been cut short):
-	 * the longest that fits in tail, starting on a character */
-	end[0] = 0;
-	for (from = raw > tail ? raw - tail : raw; tail && from < raw; from++) {
-		if (((unsigned char)s[from] & 0xc0) == 0x80)
-			continue;
-		if ((m = shm__shown_lines_in(s + from, raw - from, end,
-		                             sizeof end)) <= tail)
-			break;
-	}
-	*len += (size_t)snprintf(out + *len, size - *len, "%.*s...%s",
-	                         (int)head, shown, m <= tail ? end : "");
-}
-
-/* A name PostgreSQL's field gives that its primary message may not quote. */
-static void reason_name(char *out, size_t size, size_t *len,
-                        const char *label, const PGresult *res, int field,
-                        const char *primary)
-{
-	const char *name = PQresultErrorField(res, field);
-	char quoted[128];
-
-	if (!name)
-		return;
-	snprintf(quoted, sizeof quoted, "\"%s\"", name);
-	if (!strstr(primary, quoted))
-		reason_add(out, size, len, label, name, false);
-}
-
-/* A refusal as its dead letter keeps it (fl_sink.dead_reason, shm_dead's
- * 239 bytes), by usefulness: what failed, SQLSTATE and primary message,
- * the constraint, column and table it names, DETAIL (a long row's cut in
- * its middle), CONTEXT as far as it fits. */
-static void refusal_reason(pg_sink *p, const PGresult *res, const char *what,
-                           const char *state)
-{
-	char *out = p->base.dead_reason;
-	size_t size = sizeof p->base.dead_reason, len = 0;
-	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-
-	if (!primary)
-		return; /* errmsg says it all */
-	reason_add(out, size, &len, "", what, false);
-	reason_add(out, size, &len, ": ", state, false);
-	reason_add(out, size, &len, " ", primary, false);
-	reason_name(out, size, &len, "; constraint ", res,
-	            PG_DIAG_CONSTRAINT_NAME, primary);
-	reason_name(out, size, &len, "; column ", res, PG_DIAG_COLUMN_NAME,
-	            primary);
-	reason_name(out, size, &len, "; table ", res, PG_DIAG_TABLE_NAME,
-	            primary);
-	reason_add(out, size, &len, "; DETAIL: ",
-	           PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL), true);
-	reason_add(out, size, &len, "; CONTEXT: ",
-	           PQresultErrorField(res, PG_DIAG_CONTEXT), false);
-}
-
 /* Classifies a failed result and records the error text. */
 static int failure(pg_sink *p, PGresult *res, const char *what)
 {
@@ -370,7 +288,9 @@ static int failure(pg_sink *p, PGresult *res, const char *what)
 	    (!strncmp(state, "22", 2) || !strncmp(state, "23", 2) ||
 	     !strncmp(state, "54", 2))) {
 		rc = FL_REJECT;
-		refusal_reason(p, res, what, state);
+		fl_pg_refusal_reason(p->base.dead_reason,
+		                     sizeof p->base.dead_reason, res, what,
+		                     state);
 	}
 	if (res)
 		PQclear(res);
