@@ -244,6 +244,11 @@ typedef struct fl_sink_ops {
 	/* The sink's own durable position, if it keeps one (PostgreSQL):
 	 * 1 and *pos, 0 if it keeps none, -1 on error (transient). */
 	int (*position)(fl_sink *s, uint64_t *pos);
+	/* The sink's position was found past the worker's, at from: does
+	 * again, for the records (from, pos], what apply does after its
+	 * COMMIT (the worker was killed in between, or the COMMIT's answer
+	 * was lost). NULL: nothing follows a COMMIT. */
+	void (*caught_up)(fl_sink *s, uint64_t from, uint64_t pos);
 	/* Applies b->r[] and moves the sink's position from b->from to
 	 * b->upto. FL_OK, FL_TRANSIENT, or FL_REJECT (b->reject and
 	 * b->reason set if one record is known to be the culprit). */
@@ -289,6 +294,12 @@ int fl_pg_kept_deleted(fl_sink *s, struct pg_conn *c, fl_batch *b);
  * connection, after the batch's COMMIT. */
 size_t fl_pg_newer(fl_sink *s, struct pg_conn *c, const fl_batch *b,
                    const struct pg_result *older);
+/* Records (from, upto] were committed without fl_pg_newer's follow-up
+ * (pg_newer.c invariant 4): every message they write whose PostgreSQL row
+ * is newer than the one L1 holds has that row put back into L1. c: s's
+ * connection, outside any transaction. */
+void fl_pg_newer_again(fl_sink *s, struct pg_conn *c, uint64_t from,
+                       uint64_t upto);
 /* A refusal's dead letter reason (pg_reason.c) into out (size bytes, NUL
  * included): what failed, then res's fields by usefulness; out unchanged
  * if res has no primary message. */

@@ -17,7 +17,17 @@
  *  3. The row put back is a write like any other (as pg_deleted.c's): its
  *     record reaches Redis after the refused one, and the other hosts' L1
  *     through the invalidation channel.
+ *  4. The put-back follows the COMMIT, which moves the position past the
+ *     refused record: a flusher killed in between, or whose COMMIT's
+ *     answer was lost, never reads that record again. So a worker that
+ *     finds the sink's position past its own (worker.c resync: the range
+ *     was committed without its follow-up) has every message of that
+ *     range whose PostgreSQL row is newer than L1's put back
+ *     (fl_pg_newer_again): at least once, and idempotent by invariant 2
+ *     (a row put back already is as new as L1's). The range is in the log
+ *     still: it is trimmed only up to the worker's own meta position.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -188,4 +198,105 @@ out:
 	PQclear(res);
 	fl_buf_free(&ids);
 	return n;
+}
+
+/* The ids (a uuid[] literal into ids) of the messages records (from, upto]
+ * of the log write; *n of them. ENOMEM, 0, or an error of the log. */
+static int range_ids(shm_env *env, uint64_t from, uint64_t upto, fl_buf *ids,
+                     size_t *n)
+{
+	shm_log_iter *it;
+	shm_log_rec rec;
+	char id[37];
+	int rc;
+
+	*n = 0;
+	if (fl_buf_add(ids, "{", 1))
+		return ENOMEM;
+	if ((rc = shm_log_iter_open(env, from + 1, &it)))
+		return rc;
+	while ((rc = shm_log_iter_next(it, &rec)) != SHM_ENOTFOUND &&
+	       (rc == SHM_ECORRUPT || (rc == 0 && rec.seq <= upto))) {
+		shm_uuid u;
+		if (rc || !shm_op_is_msg(rec.op) || rec.key_len != 16)
+			continue; /* a corrupt one is the worker's dead letter */
+		memcpy(u.b, rec.key, 16);
+		shm_uuid_format(&u, id);
+		if ((*n && fl_buf_add(ids, ",", 1)) || fl_buf_add(ids, id, 36)) {
+			rc = ENOMEM;
+			break;
+		}
+		(*n)++;
+	}
+	shm_log_iter_close(it); /* before any put (worker.c invariant 4) */
+	if (rc == SHM_ENOTFOUND || rc == 0)
+		rc = fl_buf_add(ids, "}", 1) ? ENOMEM : 0;
+	return rc;
+}
+
+void fl_pg_newer_again(fl_sink *s, struct pg_conn *c, uint64_t from,
+                       uint64_t upto)
+{
+	static const char sql[] =
+		"SELECT id, " SHM_PG_UTC("updated_at") ", " SHM_PG_MSG_JSON
+		" FROM messages WHERE id = ANY($1::uuid[])";
+	PGresult *res = NULL;
+	fl_buf ids = {0};
+	size_t n, put = 0;
+	int rc = range_ids(s->env, from, upto, &ids, &n);
+
+	if (rc || !n) {
+		if (rc)
+			fl_log(FL_WARN, "pg", "records (%" PRIu64 "..%" PRIu64
+			       "], applied without this flusher's follow-up, "
+			       "cannot be read (%s): L1 and Redis may show older "
+			       "versions of their messages than PostgreSQL until "
+			       "their next write or their TTLs", from, upto,
+			       rc == ENOMEM ? "out of memory" : shm_errmsg());
+		goto out;
+	}
+	const char *param[1] = {ids.p};
+	res = PQexecParams(c, sql, 1, NULL, param, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		fl_log(FL_WARN, "pg", "records (%" PRIu64 "..%" PRIu64 "], "
+		       "applied without this flusher's follow-up: their "
+		       "messages' rows cannot be read (%s): L1 and Redis may "
+		       "show older versions than PostgreSQL until their next "
+		       "write or their TTLs", from, upto, PQerrorMessage(c));
+		goto out;
+	}
+	for (int row = 0; row < PQntuples(res); row++) {
+		char why[256];
+		shm_msg *m;
+		int64_t had;
+		bool held;
+
+		if (shm_msg_from_json(PQgetvalue(res, row, 2),
+		                      (size_t)PQgetlength(res, row, 2), &m, why,
+		                      sizeof why))
+			continue;
+		if (l1_older(s->env, m, &had, &held) && held) {
+			rc = shm_msg_put(s->env, m);
+			put += rc == 0;
+			fl_log(rc && rc != SHM_EDELETED ? FL_WARN : FL_INFO, "pg",
+			       "message %s: PostgreSQL's row (updated_at %s) is "
+			       "newer than L1's after records (%" PRIu64 "..%"
+			       PRIu64 "] were applied without this flusher's "
+			       "follow-up: %s%s", PQgetvalue(res, row, 0),
+			       PQgetvalue(res, row, 1), from, upto,
+			       rc == 0 ? "put back into L1, for Redis and the "
+			       "other hosts" : rc == SHM_EDELETED ? "L1 holds it "
+			       "soft-deleted, its delete reaches PostgreSQL by "
+			       "its own record" : "it cannot be put back: ",
+			       rc && rc != SHM_EDELETED ? shm_errmsg() : "");
+		}
+		shm_msg_free(m);
+	}
+	fl_log(FL_INFO, "pg", "records (%" PRIu64 "..%" PRIu64 "] were "
+	       "applied without this flusher's follow-up: %zu of their %zu "
+	       "messages put back from PostgreSQL into L1", from, upto, put,
+	       (size_t)PQntuples(res));
+out:
+	PQclear(res);
+	fl_buf_free(&ids);
 }

@@ -75,7 +75,9 @@
  *     whose log takes them to Redis and the other hosts, as invariant 6
  *     does. A row refused both ways (kept deleted) goes by invariant 6.
  *     The direct COPY never meets an existing row (4). Batches without an
- *     older version take no extra round trip.
+ *     older version take no extra round trip. A COMMIT whose put-back
+ *     never came (killed, answer lost) has it done when the position is
+ *     next read (ops->caught_up, pg_newer.c invariant 4).
  *
  * Errors: SQLSTATE classes 22 (data exception), 23 (integrity) and 54
  * (program limit) are FL_REJECT (the worker then isolates the record by
@@ -1279,6 +1281,11 @@ static int p_apply(fl_sink *s, fl_batch *b)
 	return rc;
 }
 
+static void p_caught_up(fl_sink *s, uint64_t from, uint64_t pos)
+{
+	fl_pg_newer_again(s, ((pg_sink *)s)->c, from, pos);
+}
+
 static void p_destroy(fl_sink *s)
 {
 	pg_sink *p = (pg_sink *)s;
@@ -1302,6 +1309,7 @@ static const fl_sink_ops pg_ops = {
 	.awaited = SHM_META_PG_AWAITED,
 	.connect = p_connect,
 	.position = p_position,
+	.caught_up = p_caught_up,
 	.apply = p_apply,
 	.disconnect = p_disconnect,
 	.destroy = p_destroy,

@@ -8,7 +8,9 @@
  *      or of reads of the log)
  *   2. after every (re)connect or failure, ask the sink for its durable
  *      position (PostgreSQL's shm_sink_positions row) and believe it:
- *      records at or below it are dropped from the batch in hand
+ *      records at or below it are dropped from the batch in hand; a
+ *      position past the cursor was committed unseen, and the sink does
+ *      what follows its COMMIT again for those records (ops->caught_up)
  *   3. cut a batch: wait (shm_log_wait) for a record past the cursor, then
  *      read until batch-records records or until the oldest is batch-ms old,
  *      or until the batch holds a record a write-through writer waits for
@@ -463,6 +465,8 @@ static int resync(fl_worker *w)
 	       "position %" PRIu64 " from the sink replaces %" PRIu64 "%s",
 	       pos, cur, pos < cur ? " (records already trimmed from the "
 	                             "log cannot be replayed)" : "");
+	if (pos > cur && w->sink->ops->caught_up) /* committed unseen */
+		w->sink->ops->caught_up(w->sink, cur, pos);
 	if (pos >= w->b.upto || pos < w->b.from) {
 		/* all applied already, or the sink is behind what we thought:
 		 * start over from its position */

@@ -2169,6 +2169,77 @@ static void test_postgres_keeps_the_newer_version(void **state)
 	free(c);
 }
 
+/* A flusher killed between the COMMIT of a batch that held an older
+ * version and its put-back of PostgreSQL's row (pg_newer.c), or whose
+ * COMMIT's answer was lost: the position in PostgreSQL is past the
+ * record, so the next start applies nothing of it. Here that state is
+ * made by hand (A's edit of X, older than B's row, and A's position in
+ * shm_sink_positions moved past it, its meta mirror not). The start that
+ * finds the sink's position past its own does the batch's follow-up
+ * again (pg_newer.c invariant 4): B's row is put back into A's L1 and its
+ * record takes it to Redis. Before, A's L1 and Redis served A's older
+ * edit until their TTLs. */
+static void test_newer_row_put_back_after_a_kill_past_the_commit(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char *a = tu_tmpdir(), *b = tu_tmpdir(), x[37], key[48], sql[256];
+	const char *ha[] = {"--env-id", "ha", NULL};
+	const char *hb[] = {"--env-id", "hb", NULL};
+	const int64_t t0 = shm_now_us(), t_b = t0 + INT64_C(60000000);
+	struct dead_seen d;
+	shm_env *env;
+
+	ft_reset_servers();
+	shm_msg mx = tu_msg("killed", 1, "v1 from A");
+	mx.id = ft_id(12, 1);
+	mx.updated_at = t0;
+	shm_uuid_format(&mx.id, x);
+	env = tu_open(a, NULL);
+	assert_int_equal(shm_msg_put(env, &mx), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(a, ha), 0);
+	shm_msg bx = mx;
+	bx.content = "v3 from B";
+	bx.content_len = 9;
+	bx.updated_at = t_b;
+	env = tu_open(b, NULL);
+	assert_int_equal(shm_msg_put(env, &bx), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(b, hb), 0);
+
+	/* A's edit, older than B's row; its batch "committed" (refused) */
+	env = tu_open(a, NULL);
+	assert_int_equal(shm_msg_edit(env, &mx.id, "v2 from A", 9), 0);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	assert_true(ft_meta(env, "sink.pg.applied") < last);
+	shm_env_close(env);
+	snprintf(sql, sizeof sql, "UPDATE shm_sink_positions SET applied = %"
+	         PRIu64 " WHERE env_id = 'ha'", last);
+	ft_sql(sql);
+
+	assert_int_equal(ft_flush_once(a, ha), 0);
+	pg_content_is(x, "v3 from B");
+	l1_holds(a, &mx.id, "v3 from B", t_b);
+	assert_true(ft_log_mentions(a, "put back into L1"));
+	assert_int_equal(ft_flush_once(a, ha), 0);
+	pg_content_is(x, "v3 from B");
+	redisContext *rc = ft_redis();
+	char *js;
+	size_t len;
+	snprintf(key, sizeof key, "msg:%s", x);
+	assert_int_equal(ft_redis_get(rc, key, &js, &len), 0);
+	assert_non_null(js);
+	assert_non_null(strstr(js, "v3 from B"));
+	free(js);
+	redisFree(rc);
+	assert_int_equal(one_dead_letter(a, &d), 0);
+	ft_rmdir(a);
+	ft_rmdir(b);
+	free(a);
+	free(b);
+}
+
 /* A record refused over a soft-deleted row whose L1 holds that row
  * already (as after a restart that names the record again) has nothing put
  * back: the log says so, not "put back into L1" (said before, though
@@ -4747,6 +4818,9 @@ int main(void)
 			ft_teardown),
 		cmocka_unit_test_teardown(test_postgres_keeps_a_soft_delete_final, ft_teardown),
 		cmocka_unit_test_teardown(test_postgres_keeps_the_newer_version, ft_teardown),
+		cmocka_unit_test_teardown(
+			test_newer_row_put_back_after_a_kill_past_the_commit,
+			ft_teardown),
 		cmocka_unit_test_teardown(test_kept_delete_l1_already_holds_is_not_said_put_back, ft_teardown),
 		cmocka_unit_test_teardown(test_a_reply_put_back_keeps_its_parents_count, ft_teardown),
 		cmocka_unit_test_teardown(test_upsert_short_of_rows_without_a_delete_does_not_stall, ft_teardown),
