@@ -10,10 +10,11 @@
  *     below the row's): one L1 holds as new or newer is later local work,
  *     whose own record takes it to the sinks; one L1 does not hold is
  *     served by no one from L1 (its unflushed record was this one, so an
- *     entry gone is one replaced or dropped since). A write between the
- *     look and the put may be replaced by the row: its record then
- *     reaches PostgreSQL after the row, newer, and wins there, and this
- *     file puts it back in turn.
+ *     entry gone is one replaced or dropped since). The look that names
+ *     the put is repeated by the put itself, in its write
+ *     (shm_msg_put_newer): a write of the message between them is never
+ *     replaced (a plain put would replace it, made newer still by msg.c
+ *     invariant 10, and so lose it everywhere).
  *  3. The row put back is a write like any other (as pg_deleted.c's): its
  *     record reaches Redis after the refused one, and the other hosts' L1
  *     through the invalidation channel.
@@ -113,14 +114,21 @@ static void put_back(fl_sink *s, uint64_t seq, const char *id,
 		shm_msg_free(m);
 		return;
 	}
-	rc = shm_msg_put(s->env, m);
+	bool wrote;
+	rc = shm_msg_put_newer(s->env, m, &wrote);
 	snprintf(why, sizeof why, "%s", rc ? shm_errmsg() : "");
 	shm_msg_free(m);
-	if (rc == 0)
+	if (rc == 0 && wrote)
 		fl_log(FL_INFO, "pg", "message %s: PostgreSQL kept its newer "
 		       "row (updated_at %s) over seq %" PRIu64 " (updated_at "
 		       "%s), and it is put back into L1, for Redis and the other "
 		       "hosts", id, theirs, seq, ours);
+	else if (rc == 0)
+		fl_log(FL_INFO, "pg", "message %s: PostgreSQL kept its newer "
+		       "row (updated_at %s) over seq %" PRIu64 " (updated_at "
+		       "%s); L1 holds one as new or no longer holds it (written "
+		       "or dropped since): nothing put back", id, theirs, seq,
+		       ours);
 	else if (rc == SHM_EDELETED)
 		fl_log(FL_INFO, "pg", "message %s: PostgreSQL kept its newer "
 		       "row (updated_at %s) over seq %" PRIu64 " (updated_at "
@@ -275,9 +283,10 @@ void fl_pg_newer_again(fl_sink *s, struct pg_conn *c, uint64_t from,
 		                      (size_t)PQgetlength(res, row, 2), &m, why,
 		                      sizeof why))
 			continue;
-		if (l1_older(s->env, m, &had, &held) && held) {
-			rc = shm_msg_put(s->env, m);
-			put += rc == 0;
+		bool wrote = false;
+		if (l1_older(s->env, m, &had, &held) && held &&
+		    ((rc = shm_msg_put_newer(s->env, m, &wrote)) || wrote)) {
+			put += wrote;
 			fl_log(rc && rc != SHM_EDELETED ? FL_WARN : FL_INFO, "pg",
 			       "message %s: PostgreSQL's row (updated_at %s) is "
 			       "newer than L1's after records (%" PRIu64 "..%"

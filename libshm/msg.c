@@ -63,7 +63,9 @@
  *     change too, newer than what it replaces, so it takes the change's
  *     (the caller's struct keeps what it gave). Otherwise L1's order and
  *     PostgreSQL's would differ, and the flusher would put PostgreSQL's
- *     row, the one replaced, back over the put.
+ *     row, the one replaced, back over the put. The flusher's put-back
+ *     of such a row (shm_msg_put_newer) stores nothing over a version as
+ *     new or newer, nor where L1 holds none.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -252,6 +254,7 @@ struct put_many {
 	size_t n_ids;
 	size_t bad;    /* index of the message refused by the write, or n */
 	bool asking;   /* the write stopped to ask PostgreSQL (invariant 9) */
+	bool newer_only; /* shm_msg_put_newer: only over an older version */
 };
 
 static bool counted_in_batch(const struct put_many *p, const shm_uuid *id)
@@ -426,10 +429,18 @@ static int put_one(shm__wtxn *w, struct put_many *p, size_t i)
 			p->bad = i;
 		return rc;
 	}
+	if (p->newer_only && (rc != 0 || old.mv_size < SHM_MSG_FIXED)) {
+		was->same = true; /* not held: nothing written */
+		return 0;
+	}
 	if (rc == 0 && old.mv_size >= SHM_MSG_FIXED) {
 		int64_t held;
 		memcpy(&held, (const uint8_t *)old.mv_data + SHM_MSG_UPDATED_OFF,
 		       8);
+		if (p->newer_only && m->updated_at <= held) {
+			was->same = true; /* held as new: nothing written */
+			return 0;
+		}
 		if (m->updated_at < held) { /* invariant 10 */
 			shm_msg replace = *m;
 			replace.updated_at = newer_than(w, held);
@@ -765,10 +776,11 @@ out:
 /* shm_msg_put_many's work, its errors naming fn, the call made (*bad_index
  * already n). */
 static int put_batch(const char *fn, shm_env *env, shm_msg *msgs, size_t n,
-                     size_t *bad_index)
+                     size_t *bad_index, bool newer_only, size_t *written)
 {
 	uint64_t t0 = shm__mono_ns();
-	struct put_many p = {.fn = fn, .msgs = msgs, .n = n, .bad = n};
+	struct put_many p = {.fn = fn, .msgs = msgs, .n = n, .bad = n,
+	                     .newer_only = newer_only};
 	int rc;
 
 	for (size_t i = 0; i < n; i++) {
@@ -801,6 +813,8 @@ static int put_batch(const char *fn, shm_env *env, shm_msg *msgs, size_t n,
 	free(p.ids);
 	if (stored && same < n)
 		SHM__COUNT(env, puts, n - same);
+	if (written)
+		*written = stored ? n - same : 0;
 	return rc;
 }
 
@@ -812,7 +826,7 @@ int shm_msg_put_many(shm_env *env, shm_msg *msgs, size_t n, size_t *bad_index)
 		return shm__null(__func__, "env");
 	if (!msgs && n)
 		return shm__null(__func__, "msgs");
-	return put_batch(__func__, env, msgs, n, bad_index);
+	return put_batch(__func__, env, msgs, n, bad_index, false, NULL);
 }
 
 int shm_msg_put(shm_env *env, shm_msg *m)
@@ -821,7 +835,24 @@ int shm_msg_put(shm_env *env, shm_msg *m)
 		return shm__null(__func__, "env");
 	if (!m)
 		return shm__null(__func__, "m");
-	return put_batch(__func__, env, m, 1, NULL);
+	return put_batch(__func__, env, m, 1, NULL, false, NULL);
+}
+
+int shm_msg_put_newer(shm_env *env, shm_msg *m, bool *wrote)
+{
+	size_t written = 0;
+	int rc;
+
+	if (wrote)
+		*wrote = false;
+	if (!env)
+		return shm__null(__func__, "env");
+	if (!m)
+		return shm__null(__func__, "m");
+	rc = put_batch(__func__, env, m, 1, NULL, true, &written);
+	if (wrote)
+		*wrote = rc == 0 && written == 1;
+	return rc;
 }
 
 /* ---- changes of an existing message */

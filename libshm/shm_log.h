@@ -219,6 +219,15 @@ int shm_log_wait(shm_env *env, uint64_t from, uint32_t timeout_ms);
  * SHM_EREADONLY on a read-only handle. */
 int shm_log_wake(shm_env *env);
 
+/* shm_msg_put of m, only over the version of m's id L1 holds with an
+ * older updated_at: the look and the put in one write, so that a local
+ * write between them is never replaced (the flusher's put-back of
+ * PostgreSQL's newer row, flusher/pg_newer.c). L1 not holding the id, or
+ * holding it at the same or a later updated_at: 0, nothing written.
+ * *wrote (may be NULL): whether m was stored. A soft-deleted one:
+ * SHM_EDELETED, as shm_msg_put. */
+int shm_msg_put_newer(shm_env *env, shm_msg *m, bool *wrote);
+
 /* Payload decoders for the flusher and tools. *out is one allocation owned
  * by the caller (shm_msg_free / shm_static_free). SHM_ECORRUPT if bad. */
 int shm_msg_decode(const void *buf, size_t len, shm_msg **out);

@@ -912,6 +912,70 @@ static void test_put_replacing_with_an_older_updated_at_stores_a_newer_one(
 	assert_int_equal(tu_verify(env), 0);
 }
 
+/* shm_msg_put_newer, the flusher's put-back of PostgreSQL's newer row
+ * (flusher/pg_newer.c): stored only over an older version, the look and
+ * the put in one write. The flusher looked (L1 held v1, older than
+ * PostgreSQL's row), then the application edited the message (newer than
+ * the row: now): the put-back writes nothing, and the edit stays. Before,
+ * the flusher's look and its shm_msg_put were two transactions: the put
+ * replaced the edit, made newer still (invariant 10), and the edit was
+ * lost in L1 and then in PostgreSQL. */
+static void test_put_newer_writes_only_over_an_older_version(void **state)
+{
+	const int64_t now = shm_now_us();
+	const int64_t t1 = now - INT64_C(10000000), t3 = now - INT64_C(5000000);
+	shm_msg m = tu_msg("newer", 1, "v1"), row, *g;
+	shm_counters c0, c1;
+	bool wrote = true;
+
+	m.updated_at = t1;
+	assert_int_equal(shm_msg_put(env, &m), 0);
+	row = m;
+	row.content = "row";
+	row.content_len = 3;
+	row.updated_at = t3;
+	/* an edit between the flusher's look and its put */
+	assert_int_equal(shm_msg_edit(env, &m.id, "edit", 4), 0);
+	int64_t edited = updated_at_of(&m.id);
+	assert_true(edited > t3);
+	shm_stats_local(env, &c0);
+	assert_int_equal(shm_msg_put_newer(env, &row, &wrote), 0);
+	assert_false(wrote);
+	shm_stats_local(env, &c1);
+	assert_int_equal(c1.puts, c0.puts);
+	assert_int_equal(shm_msg_get(env, &m.id, &g), 0);
+	assert_string_equal(g->content, "edit");
+	assert_int_equal(g->updated_at, edited);
+	shm_msg_free(g);
+	/* the same updated_at: nothing either */
+	row.updated_at = edited;
+	assert_int_equal(shm_msg_put_newer(env, &row, &wrote), 0);
+	assert_false(wrote);
+	/* newer than L1's: stored as given */
+	row.updated_at = edited + 7;
+	assert_int_equal(shm_msg_put_newer(env, &row, &wrote), 0);
+	assert_true(wrote);
+	assert_int_equal(shm_msg_get(env, &m.id, &g), 0);
+	assert_string_equal(g->content, "row");
+	assert_int_equal(g->updated_at, edited + 7);
+	shm_msg_free(g);
+	/* not held: nothing stored */
+	shm_msg n = tu_msg("newer", 1, "not held");
+	assert_int_equal(shm_uuid_parse("0190a000-0000-7000-8000-00000000beef",
+	                                &n.id), 0);
+	n.updated_at = now;
+	assert_int_equal(shm_msg_put_newer(env, &n, &wrote), 0);
+	assert_false(wrote);
+	assert_int_equal(shm_msg_get(env, &n.id, &g), SHM_ENOTFOUND);
+	/* soft-deleted: refused, as a put */
+	assert_int_equal(shm_msg_delete(env, &m.id), 0);
+	row.updated_at = now + INT64_C(60000000);
+	assert_int_equal(shm_msg_put_newer(env, &row, &wrote), SHM_EDELETED);
+	assert_false(wrote);
+	assert_int_equal(shm_msg_put_newer(NULL, &row, NULL), SHM_EINVAL);
+	assert_int_equal(tu_verify(env), 0);
+}
+
 static void test_moving_a_reply_moves_its_count_never_below_zero(void **state)
 {
 	shm_msg a = tu_msg("t", 1, "a"), b = tu_msg("t", 1, "b");
@@ -1866,6 +1930,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reply_bumps_parent_reply_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_change_makes_a_newer_updated_at, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_replacing_with_an_older_updated_at_stores_a_newer_one, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_newer_writes_only_over_an_older_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_edit_and_reply_counts_stop_at_their_maximum, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replacing_a_reply_keeps_its_parents_reply_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_reply_l1_cannot_judge_waits_for_postgres, setup, teardown),

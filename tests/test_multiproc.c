@@ -657,6 +657,7 @@ static int child_calls_refused(shm_env *e)
 	REFUSED(shm_env_info(e, &info));
 	REFUSED(shm_msg_put(e, &m));
 	REFUSED(shm_msg_put_many(e, &m, 1, &bad));
+	REFUSED(shm_msg_put_newer(e, &m, NULL));
 	REFUSED(shm_msg_get(e, &id, &got));
 	REFUSED(shm_msg_edit(e, &id, "x", 1));
 	REFUSED(shm_msg_delete(e, &id));
