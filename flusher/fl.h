@@ -290,10 +290,11 @@ int fl_pg_kept_deleted(fl_sink *s, struct pg_conn *c, fl_batch *b);
  * (pg_newer.c): older, the upsert's result, names them (a row per id
  * with the record's updated_at and the row's; a row with a NULL id is none);
  * PostgreSQL's rows of them, read now, are put back into L1 (s->env),
- * each said at INFO. Returns how many the result names. c: s's
+ * each said at INFO. *n: how many the result names. 0, or -1 (errmsg
+ * says why) if the rows could not be read: none was put back. c: s's
  * connection, after the batch's COMMIT. */
-size_t fl_pg_newer(fl_sink *s, struct pg_conn *c, const fl_batch *b,
-                   const struct pg_result *older);
+int fl_pg_newer(fl_sink *s, struct pg_conn *c, const fl_batch *b,
+                const struct pg_result *older, size_t *n);
 /* Records (from, upto] were committed without fl_pg_newer's follow-up
  * (pg_newer.c invariant 4): every message they write whose PostgreSQL row
  * is newer than the one L1 holds has that row put back into L1. c: s's

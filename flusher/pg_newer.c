@@ -26,7 +26,10 @@
  *     range whose PostgreSQL row is newer than L1's put back
  *     (fl_pg_newer_again): at least once, and idempotent by invariant 2
  *     (a row put back already is as new as L1's). The range is in the log
- *     still: it is trimmed only up to the worker's own meta position.
+ *     still: it is trimmed only up to the worker's own meta position. A
+ *     committed batch whose rows cannot be read (a connection lost after
+ *     the COMMIT) is a transient failure after a new connection for that
+ *     reason: the worker reads the position again, past its own.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -142,8 +145,8 @@ static void put_back(fl_sink *s, uint64_t seq, const char *id,
 		       "their TTLs", id, theirs, seq, ours, why);
 }
 
-size_t fl_pg_newer(fl_sink *s, struct pg_conn *c, const fl_batch *b,
-                   const struct pg_result *older)
+int fl_pg_newer(fl_sink *s, struct pg_conn *c, const fl_batch *b,
+                const struct pg_result *older, size_t *n)
 {
 	static const char sql[] =
 		"SELECT id, " SHM_PG_UTC("updated_at") ", " SHM_PG_MSG_JSON
@@ -151,34 +154,36 @@ size_t fl_pg_newer(fl_sink *s, struct pg_conn *c, const fl_batch *b,
 	const PGresult *o = older;
 	PGresult *res = NULL;
 	fl_buf ids = {0};
-	size_t n = 0;
 	bool oom = false;
+	int rc = 0;
 
+	*n = 0;
 	for (int i = 0; i < PQntuples(o); i++) {
 		if (PQgetisnull(o, i, OLD_ID))
 			continue;
-		oom = oom || fl_buf_add(&ids, n ? "," : "{", 1) ||
+		oom = oom || fl_buf_add(&ids, *n ? "," : "{", 1) ||
 		      fl_buf_adds(&ids, PQgetvalue(o, i, OLD_ID));
-		n++;
+		(*n)++;
 	}
-	if (!n)
+	if (!*n)
 		goto out;
+	rc = -1; /* invariant 4: done again once the position is read */
 	if (oom || fl_buf_add(&ids, "}", 1)) {
-		fl_log(FL_WARN, "pg", "%zu messages PostgreSQL kept newer rows "
-		       "of: out of memory to put them back into L1: L1 and "
-		       "Redis may show the older versions until their next "
-		       "write or their TTLs", n);
+		fl_sink_seterr(s, "batch committed, but out of memory to put "
+		               "back into L1 the newer rows PostgreSQL kept of "
+		               "%zu message%s", *n, shm__plural(*n));
 		goto out;
 	}
 	const char *param[1] = {ids.p};
 	res = PQexecParams(c, sql, 1, NULL, param, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		fl_log(FL_WARN, "pg", "%zu messages PostgreSQL kept newer rows "
-		       "of: their rows cannot be read to put them back into L1 "
-		       "(%s): L1 and Redis may show the older versions until "
-		       "their next write or their TTLs", n, PQerrorMessage(c));
+		fl_sink_seterr(s, "batch committed, but the newer rows "
+		               "PostgreSQL kept of %zu message%s cannot be read "
+		               "to put them back into L1: %s", *n,
+		               shm__plural(*n), PQerrorMessage(c));
 		goto out;
 	}
+	rc = 0;
 	for (int i = 0; i < PQntuples(o); i++) {
 		const char *id = PQgetvalue(o, i, OLD_ID);
 		shm_uuid u;
@@ -205,7 +210,7 @@ size_t fl_pg_newer(fl_sink *s, struct pg_conn *c, const fl_batch *b,
 out:
 	PQclear(res);
 	fl_buf_free(&ids);
-	return n;
+	return rc;
 }
 
 /* The ids (a uuid[] literal into ids) of the messages records (from, upto]
@@ -301,10 +306,11 @@ void fl_pg_newer_again(fl_sink *s, struct pg_conn *c, uint64_t from,
 		}
 		shm_msg_free(m);
 	}
+	size_t rows = (size_t)PQntuples(res);
 	fl_log(FL_INFO, "pg", "records (%" PRIu64 "..%" PRIu64 "] were "
 	       "applied without this flusher's follow-up: %zu of their %zu "
-	       "messages put back from PostgreSQL into L1", from, upto, put,
-	       (size_t)PQntuples(res));
+	       "message%s put back from PostgreSQL into L1", from, upto, put,
+	       rows, shm__plural(rows));
 out:
 	PQclear(res);
 	fl_buf_free(&ids);

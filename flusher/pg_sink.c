@@ -1274,8 +1274,13 @@ static int p_apply(fl_sink *s, fl_batch *b)
 		rollback(p);
 	if (rc == FL_REJECT && b->n == 1)
 		b->reject = 0;
-	if (rc == FL_OK && p->newer) /* committed: invariant 7 */
-		b->older = fl_pg_newer(s, p->c, b, p->newer);
+	/* committed: invariant 7; rows not read are put back once a new
+	 * connection finds the position past the worker's (caught_up) */
+	if (rc == FL_OK && p->newer &&
+	    fl_pg_newer(s, p->c, b, p->newer, &b->older)) {
+		p_disconnect(s);
+		rc = FL_TRANSIENT;
+	}
 	PQclear(p->newer);
 	p->newer = NULL;
 	return rc;

@@ -2240,6 +2240,73 @@ static void test_newer_row_put_back_after_a_kill_past_the_commit(
 	free(b);
 }
 
+/* The batch holding an older version commits, and PostgreSQL's newer
+ * rows then cannot be read to be put back (here a trigger leaves the
+ * session's search_path naming no schema once, as a connection lost right
+ * after the COMMIT would fail that read): the worker says so, reconnects,
+ * finds the position past its own and puts the rows back then
+ * (pg_newer.c invariant 4). Before, it said WARN and went on: L1 and
+ * Redis kept the older version until their TTLs. */
+static void test_newer_rows_unread_after_the_commit_are_put_back_later(
+	void **state)
+{
+	FT_NEED_SERVERS();
+	char *a = tu_tmpdir(), *b = tu_tmpdir(), x[37];
+	const char *fast[] = {"--backoff-min-ms", "10", NULL};
+	const int64_t t0 = shm_now_us(), t_b = t0 + INT64_C(60000000);
+	struct dead_seen d;
+	shm_env *env;
+
+	ft_reset_servers();
+	shm_msg mx = tu_msg("unread", 1, "v1 from A");
+	mx.id = ft_id(13, 1);
+	mx.updated_at = t0;
+	shm_uuid_format(&mx.id, x);
+	env = tu_open(a, NULL);
+	assert_int_equal(shm_msg_put(env, &mx), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(a, NULL), 0);
+	shm_msg bx = mx;
+	bx.content = "v3 from B";
+	bx.content_len = 9;
+	bx.updated_at = t_b;
+	env = tu_open(b, NULL);
+	assert_int_equal(shm_msg_put(env, &bx), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(b, NULL), 0);
+
+	ft_sql("CREATE TABLE IF NOT EXISTS test_break_once (x int);"
+	       "INSERT INTO test_break_once VALUES (1);"
+	       "CREATE OR REPLACE FUNCTION test_break_search_path() RETURNS "
+	       "trigger LANGUAGE plpgsql AS $$ BEGIN IF EXISTS (SELECT 1 FROM "
+	       "public.test_break_once) THEN DELETE FROM public.test_break_once;"
+	       " PERFORM set_config('search_path', 'test_no_such_schema', "
+	       "false); END IF; RETURN NEW; END $$;"
+	       "DROP TRIGGER IF EXISTS test_break ON messages;"
+	       "CREATE TRIGGER test_break BEFORE INSERT ON messages FOR EACH "
+	       "ROW EXECUTE FUNCTION test_break_search_path()");
+	env = tu_open(a, NULL);
+	assert_int_equal(shm_msg_edit(env, &mx.id, "v2 from A", 9), 0);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(a, fast), 0);
+	ft_sql("DROP TRIGGER test_break ON messages;"
+	       "DROP FUNCTION test_break_search_path();"
+	       "DROP TABLE test_break_once");
+	assert_true(ft_log_mentions(a, "test_no_such_schema") ||
+	            ft_log_mentions(a, "does not exist"));
+	pg_content_is(x, "v3 from B");
+	l1_holds(a, &mx.id, "v3 from B", t_b);
+	env = tu_open(a, NULL);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), last);
+	shm_env_close(env);
+	assert_int_equal(one_dead_letter(a, &d), 0);
+	ft_rmdir(a);
+	ft_rmdir(b);
+	free(a);
+	free(b);
+}
+
 /* A record refused over a soft-deleted row whose L1 holds that row
  * already (as after a restart that names the record again) has nothing put
  * back: the log says so, not "put back into L1" (said before, though
@@ -4820,6 +4887,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_postgres_keeps_the_newer_version, ft_teardown),
 		cmocka_unit_test_teardown(
 			test_newer_row_put_back_after_a_kill_past_the_commit,
+			ft_teardown),
+		cmocka_unit_test_teardown(
+			test_newer_rows_unread_after_the_commit_are_put_back_later,
 			ft_teardown),
 		cmocka_unit_test_teardown(test_kept_delete_l1_already_holds_is_not_said_put_back, ft_teardown),
 		cmocka_unit_test_teardown(test_a_reply_put_back_keeps_its_parents_count, ft_teardown),
