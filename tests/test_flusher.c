@@ -2307,6 +2307,61 @@ static void test_newer_rows_unread_after_the_commit_are_put_back_later(
 	free(b);
 }
 
+/* One batch with a put that would undo a soft delete (X) and a put older
+ * than PostgreSQL's row (Y), from a host whose L1 holds neither (C): the
+ * first try is aborted by X (kept deleted), X is a dead letter at once,
+ * and the batch applied again without it keeps Y's newer row, counted
+ * once in flusher.pg.superseded (not once per try); both rows are put
+ * back into C's L1. */
+static void test_kept_delete_and_older_version_in_one_batch(void **state)
+{
+	FT_NEED_SERVERS();
+	char *a = tu_tmpdir(), *c = tu_tmpdir(), x[37], y[37];
+	const int64_t t_a = shm_now_us() + INT64_C(60000000);
+	struct dead_seen d;
+	shm_env *env;
+
+	ft_reset_servers();
+	shm_msg mx = tu_msg("both", 1, "secret"), my = tu_msg("both", 2, "y A");
+	mx.id = ft_id(14, 1);
+	my.id = ft_id(14, 2);
+	my.updated_at = t_a;
+	shm_uuid_format(&mx.id, x);
+	shm_uuid_format(&my.id, y);
+	env = tu_open(a, NULL);
+	assert_int_equal(shm_msg_put(env, &mx), 0);
+	assert_int_equal(shm_msg_put(env, &my), 0);
+	assert_int_equal(shm_msg_delete(env, &mx.id), 0);
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(a, NULL), 0);
+	assert_int_equal(pg_deleted(x), 1);
+
+	shm_msg n[2] = {mx, my};
+	n[0].type = SHM_MSG_TEXT;
+	n[1].content = "y C";
+	n[1].content_len = 3;
+	n[1].updated_at = t_a - 1;
+	env = tu_open(c, NULL);
+	assert_int_equal(shm_msg_put_many(env, n, 2, NULL), 0);
+	uint64_t last = ft_meta(env, "next_seq") - 1;
+	shm_env_close(env);
+	assert_int_equal(ft_flush_once(c, NULL), 0);
+	assert_int_equal(pg_deleted(x), 1);
+	pg_content_is(y, "y A");
+	assert_int_equal(one_dead_letter(c, &d), 1);
+	assert_non_null(strstr(d.reason[0], x));
+	env = tu_open(c, NULL);
+	assert_int_equal(ft_meta(env, "sink.pg.applied"), last);
+	assert_int_equal(ft_meta(env, "flusher.pg.superseded"), 1);
+	shm_env_close(env);
+	l1_holds_deleted(c, &mx.id);
+	l1_holds(c, &my.id, "y A", t_a);
+	ft_rmdir(a);
+	ft_rmdir(c);
+	free(a);
+	free(c);
+}
+
 /* A record refused over a soft-deleted row whose L1 holds that row
  * already (as after a restart that names the record again) has nothing put
  * back: the log says so, not "put back into L1" (said before, though
@@ -4890,6 +4945,9 @@ int main(void)
 			ft_teardown),
 		cmocka_unit_test_teardown(
 			test_newer_rows_unread_after_the_commit_are_put_back_later,
+			ft_teardown),
+		cmocka_unit_test_teardown(
+			test_kept_delete_and_older_version_in_one_batch,
 			ft_teardown),
 		cmocka_unit_test_teardown(test_kept_delete_l1_already_holds_is_not_said_put_back, ft_teardown),
 		cmocka_unit_test_teardown(test_a_reply_put_back_keeps_its_parents_count, ft_teardown),
