@@ -75,8 +75,9 @@ static void print_rec(FILE *out, const shm_log_rec *r, bool json)
 	json_decref(o);
 }
 
-/* Prints s with each run of control characters (the newline before a
- * PostgreSQL reason's "DETAIL:") as one space: one dead letter, one line. */
+/* Prints s with each run of control characters (a letter an older
+ * flusher wrote may hold the newline before a PostgreSQL reason's
+ * "DETAIL:") as one space: one dead letter, one line. */
 static void put_one_line(FILE *f, const char *s)
 {
 	bool gap = false, any = false;
