@@ -184,6 +184,32 @@ FT_FN int ft_redis_get(redisContext *c, const char *key, char **out,
 	return 0;
 }
 
+/* Redis's value of message id (its "msg:" key, LZ4 decoded), malloc'd;
+ * NULL if absent. */
+FT_FN char *ft_redis_msg(const char *id)
+{
+	redisContext *c = ft_redis();
+	char key[48], *js;
+	size_t len;
+
+	assert_non_null(c);
+	snprintf(key, sizeof key, "msg:%s", id);
+	assert_int_equal(ft_redis_get(c, key, &js, &len), 0);
+	redisFree(c);
+	return js;
+}
+
+/* Redis holds message id, its JSON containing needle: a macro, so that a
+ * failure names the caller's line (and shows what Redis holds). */
+#define ft_assert_redis_msg_has(id, needle)                                    \
+	do {                                                                   \
+		char *js_ = ft_redis_msg(id);                                  \
+		if (!js_ || !strstr(js_, (needle)))                            \
+			fail_msg("Redis msg:%s holds %s, without %s", (id),    \
+			         js_ ? js_ : "nothing", (needle));             \
+		free(js_);                                                     \
+	} while (0)
+
 FT_FN long long ft_redis_int(const char *cmd)
 {
 	redisContext *c = ft_redis();

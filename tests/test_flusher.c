@@ -1828,16 +1828,9 @@ static void test_a_reply_l1_dropped_counts_once_when_put_again(void **state)
 	assert_int_equal(ft_flush_once(dir, NULL), 0);
 	assert_int_equal(pg_replies(&p.id), 2);
 	assert_int_equal(pg_replies(&q.id), 1);
-	redisContext *rc = ft_redis();
-	char ps[37], key[48], *js;
-	size_t len;
+	char ps[37];
 	shm_uuid_format(&p.id, ps);
-	snprintf(key, sizeof key, "msg:%s", ps);
-	assert_int_equal(ft_redis_get(rc, key, &js, &len), 0);
-	assert_non_null(js);
-	assert_non_null(strstr(js, "\"reply_count\":2,"));
-	free(js);
-	redisFree(rc);
+	ft_assert_redis_msg_has(ps, "\"reply_count\":2,");
 	ft_rmdir(dir);
 	free(dir);
 }
@@ -1893,7 +1886,7 @@ static void test_postgres_keeps_a_soft_delete_final(void **state)
 {
 	FT_NEED_SERVERS();
 	char *a = tu_tmpdir(), *b = tu_tmpdir(), *c = tu_tmpdir(), x[37],
-	     w[37], key[48];
+	     w[37];
 	struct dead_seen d;
 	shm_env *env;
 
@@ -1943,15 +1936,7 @@ static void test_postgres_keeps_a_soft_delete_final(void **state)
 	 * Redis, which had the refused state (and to PostgreSQL: the same) */
 	l1_holds_deleted(b, &mx.id);
 	assert_int_equal(ft_flush_once(b, NULL), 0);
-	redisContext *rc = ft_redis();
-	char *js;
-	size_t len;
-	snprintf(key, sizeof key, "msg:%s", x);
-	assert_int_equal(ft_redis_get(rc, key, &js, &len), 0);
-	assert_non_null(js);
-	assert_non_null(strstr(js, "\"message_type\":\"Delete\""));
-	free(js);
-	redisFree(rc);
+	ft_assert_redis_msg_has(x, "\"message_type\":\"Delete\"");
 	assert_int_equal(pg_deleted(x), 1);
 	assert_int_equal(one_dead_letter(b, &d), 1);
 
@@ -2051,7 +2036,7 @@ static void test_postgres_keeps_the_newer_version(void **state)
 {
 	FT_NEED_SERVERS();
 	char *a = tu_tmpdir(), *b = tu_tmpdir(), *c = tu_tmpdir(), x[37], w[37];
-	char y[37], key[48];
+	char y[37];
 	const int64_t t0 = shm_now_us(), t_b = t0 + INT64_C(60000000);
 	struct dead_seen d;
 	shm_env *env;
@@ -2108,15 +2093,7 @@ static void test_postgres_keeps_the_newer_version(void **state)
 	/* B's row is back in A's L1; its record takes it to Redis */
 	l1_holds(a, &mx.id, "v3 from B", t_b);
 	assert_int_equal(ft_flush_once(a, NULL), 0);
-	redisContext *rc = ft_redis();
-	char *js;
-	size_t len;
-	snprintf(key, sizeof key, "msg:%s", x);
-	assert_int_equal(ft_redis_get(rc, key, &js, &len), 0);
-	assert_non_null(js);
-	assert_non_null(strstr(js, "v3 from B"));
-	free(js);
-	redisFree(rc);
+	ft_assert_redis_msg_has(x, "v3 from B");
 	pg_content_is(x, "v3 from B");
 
 	/* a put of X by a host whose L1 does not hold it, older than
@@ -2183,7 +2160,7 @@ static void test_newer_row_put_back_after_a_kill_past_the_commit(
 	void **state)
 {
 	FT_NEED_SERVERS();
-	char *a = tu_tmpdir(), *b = tu_tmpdir(), x[37], key[48], sql[256];
+	char *a = tu_tmpdir(), *b = tu_tmpdir(), x[37], sql[256];
 	const char *ha[] = {"--env-id", "ha", NULL};
 	const char *hb[] = {"--env-id", "hb", NULL};
 	const int64_t t0 = shm_now_us(), t_b = t0 + INT64_C(60000000);
@@ -2224,15 +2201,7 @@ static void test_newer_row_put_back_after_a_kill_past_the_commit(
 	assert_true(ft_log_mentions(a, "put back into L1"));
 	assert_int_equal(ft_flush_once(a, ha), 0);
 	pg_content_is(x, "v3 from B");
-	redisContext *rc = ft_redis();
-	char *js;
-	size_t len;
-	snprintf(key, sizeof key, "msg:%s", x);
-	assert_int_equal(ft_redis_get(rc, key, &js, &len), 0);
-	assert_non_null(js);
-	assert_non_null(strstr(js, "v3 from B"));
-	free(js);
-	redisFree(rc);
+	ft_assert_redis_msg_has(x, "v3 from B");
 	assert_int_equal(one_dead_letter(a, &d), 0);
 	ft_rmdir(a);
 	ft_rmdir(b);
