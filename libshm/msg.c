@@ -335,7 +335,9 @@ out:
  * is stored, against what it stored (a parent after its reply in the batch
  * counts it too), the moves away (delta -1) all before the arrivals (+1):
  * the result does not depend on the batch's order. Only an id's last copy
- * counts, against the value from before the batch.
+ * counts, against the value from before the batch, and only if it was
+ * written (not a deleted message put as it is, nor shm_msg_put_newer's
+ * put where L1 holds no older version).
  */
 static int count_replies(shm__wtxn *w, const struct put_many *p, int delta)
 {
@@ -346,8 +348,9 @@ static int count_replies(shm__wtxn *w, const struct put_many *p, int delta)
 		const struct prior *was = &p->prior[p->prior[i].first];
 		const shm_uuid *to = delta < 0 ? &was->parent : &m->parent_id;
 
-		if (p->prior[i].later || !(delta < 0 ? was->had : m->has_parent))
-			continue;
+		if (p->prior[i].later || p->prior[i].same ||
+		    !(delta < 0 ? was->had : m->has_parent))
+			continue; /* not this id's last copy, or not written */
 		if (was->had && m->has_parent &&
 		    memcmp(was->parent.b, m->parent_id.b, 16) == 0)
 			continue;

@@ -967,6 +967,28 @@ static void test_put_newer_writes_only_over_an_older_version(void **state)
 	assert_int_equal(shm_msg_put_newer(env, &n, &wrote), 0);
 	assert_false(wrote);
 	assert_int_equal(shm_msg_get(env, &n.id, &g), SHM_ENOTFOUND);
+	/* a reply not stored moves no count: not held, or held as new under
+	 * another parent (its parent written again, and logged, before) */
+	shm_msg p1 = tu_msg("t", 1, "parent 1");
+	shm_msg p2 = tu_msg("t", 1, "parent 2");
+	assert_int_equal(shm_msg_put(env, &p1), 0);
+	assert_int_equal(shm_msg_put(env, &p2), 0);
+	shm_msg r = reply_to(&p1, "a reply L1 does not hold");
+	assert_int_equal(shm_uuid_parse("0190a000-0000-7000-8000-00000000cafe",
+	                                &r.id), 0);
+	int64_t p1_at = updated_at_of(&p1.id);
+	assert_int_equal(shm_msg_put_newer(env, &r, &wrote), 0);
+	assert_false(wrote);
+	assert_int_equal(replies_of(&p1.id, NULL), 0);
+	assert_int_equal(updated_at_of(&p1.id), p1_at);
+	shm_msg h = reply_to(&p1, "a reply L1 holds");
+	assert_int_equal(shm_msg_put(env, &h), 0);
+	assert_int_equal(replies_of(&p1.id, NULL), 1);
+	h.parent_id = p2.id;
+	assert_int_equal(shm_msg_put_newer(env, &h, &wrote), 0);
+	assert_false(wrote);
+	assert_int_equal(replies_of(&p1.id, NULL), 1);
+	assert_int_equal(replies_of(&p2.id, NULL), 0);
 	/* soft-deleted: refused, as a put */
 	assert_int_equal(shm_msg_delete(env, &m.id), 0);
 	row.updated_at = now + INT64_C(60000000);
