@@ -10,11 +10,11 @@
  *     below the row's): one L1 holds as new or newer is later local work,
  *     whose own record takes it to the sinks; one L1 does not hold is
  *     served by no one from L1 (its unflushed record was this one, so an
- *     entry gone is one replaced or dropped since). The look that names
- *     the put is repeated by the put itself, in its write
- *     (shm_msg_put_newer): a write of the message between them is never
- *     replaced (a plain put would replace it, made newer still by msg.c
- *     invariant 10, and so lose it everywhere).
+ *     entry gone is one replaced or dropped since). The put judges that
+ *     in its own write (shm_msg_put_newer), so a local write of the
+ *     message just before it is never replaced (a plain put would replace
+ *     it, made newer still by msg.c invariant 10, and so lose it
+ *     everywhere).
  *  3. The row put back is a write like any other (as pg_deleted.c's): its
  *     record reaches Redis after the refused one, and the other hosts' L1
  *     through the invalidation channel.
@@ -59,25 +59,10 @@ static uint64_t seq_of(const fl_batch *b, const shm_uuid *id)
 	return 0;
 }
 
-/* Whether L1 holds m's id at an updated_at below m's (invariant 2), or
- * cannot say; *held: whether it holds it, *had then its updated_at. */
-static bool l1_older(shm_env *env, const shm_msg *m, int64_t *had, bool *held)
-{
-	shm_rtxn *t;
-	const shm_msg *v;
-	bool older = false;
-
-	*held = false;
-	if (shm_rtxn_begin(env, &t))
-		return true; /* cannot tell: put it (the put says what fails) */
-	if (shm_msg_view(t, &m->id, &v) == 0) {
-		*held = true;
-		*had = v->updated_at;
-		older = v->updated_at < m->updated_at;
-	}
-	shm_rtxn_end(t);
-	return older;
-}
+/* PostgreSQL's rows (id, updated_at, JSON) of the ids of a uuid[] literal */
+static const char rows_sql[] =
+	"SELECT id, " SHM_PG_UTC("updated_at") ", " SHM_PG_MSG_JSON
+	" FROM messages WHERE id = ANY($1::uuid[])";
 
 /* PostgreSQL's row of id (its JSON, len bytes), newer than the record's
  * state (ours, theirs: their updated_at), put back into L1. */
@@ -87,8 +72,7 @@ static void put_back(fl_sink *s, uint64_t seq, const char *id,
 {
 	char why[256];
 	shm_msg *m;
-	int64_t had = 0;
-	bool held;
+	bool wrote;
 	int rc = shm_msg_from_json(json, len, &m, why, sizeof why);
 
 	if (rc) {
@@ -99,25 +83,6 @@ static void put_back(fl_sink *s, uint64_t seq, const char *id,
 		       "their TTLs", id, theirs, seq, ours, why);
 		return;
 	}
-	if (!l1_older(s->env, m, &had, &held)) {
-		char at[40];
-		shm_time_format(had, at);
-		if (held)
-			fl_log(FL_INFO, "pg", "message %s: PostgreSQL kept its "
-			       "newer row (updated_at %s) over seq %" PRIu64
-			       " (updated_at %s); L1 holds one as new (updated_at "
-			       "%s), which its own record takes to the sinks: "
-			       "nothing put back", id, theirs, seq, ours,
-			       had ? at : "none");
-		else
-			fl_log(FL_INFO, "pg", "message %s: PostgreSQL kept its "
-			       "newer row (updated_at %s) over seq %" PRIu64
-			       " (updated_at %s); L1 does not hold it: nothing put "
-			       "back", id, theirs, seq, ours);
-		shm_msg_free(m);
-		return;
-	}
-	bool wrote;
 	rc = shm_msg_put_newer(s->env, m, &wrote);
 	snprintf(why, sizeof why, "%s", rc ? shm_errmsg() : "");
 	shm_msg_free(m);
@@ -129,9 +94,9 @@ static void put_back(fl_sink *s, uint64_t seq, const char *id,
 	else if (rc == 0)
 		fl_log(FL_INFO, "pg", "message %s: PostgreSQL kept its newer "
 		       "row (updated_at %s) over seq %" PRIu64 " (updated_at "
-		       "%s); L1 holds one as new or no longer holds it (written "
-		       "or dropped since): nothing put back", id, theirs, seq,
-		       ours);
+		       "%s); L1 holds one as new (later local work, which its "
+		       "own record takes to the sinks) or does not hold it: "
+		       "nothing put back", id, theirs, seq, ours);
 	else if (rc == SHM_EDELETED)
 		fl_log(FL_INFO, "pg", "message %s: PostgreSQL kept its newer "
 		       "row (updated_at %s) over seq %" PRIu64 " (updated_at "
@@ -148,9 +113,6 @@ static void put_back(fl_sink *s, uint64_t seq, const char *id,
 int fl_pg_newer(fl_sink *s, struct pg_conn *c, const fl_batch *b,
                 const struct pg_result *older, size_t *n)
 {
-	static const char sql[] =
-		"SELECT id, " SHM_PG_UTC("updated_at") ", " SHM_PG_MSG_JSON
-		" FROM messages WHERE id = ANY($1::uuid[])";
 	const PGresult *o = older;
 	PGresult *res = NULL;
 	fl_buf ids = {0};
@@ -175,7 +137,7 @@ int fl_pg_newer(fl_sink *s, struct pg_conn *c, const fl_batch *b,
 		goto out;
 	}
 	const char *param[1] = {ids.p};
-	res = PQexecParams(c, sql, 1, NULL, param, NULL, NULL, 0);
+	res = PQexecParams(c, rows_sql, 1, NULL, param, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		fl_sink_seterr(s, "batch committed, but the newer rows "
 		               "PostgreSQL kept of %zu message%s cannot be read "
@@ -250,9 +212,6 @@ static int range_ids(shm_env *env, uint64_t from, uint64_t upto, fl_buf *ids,
 void fl_pg_newer_again(fl_sink *s, struct pg_conn *c, uint64_t from,
                        uint64_t upto)
 {
-	static const char sql[] =
-		"SELECT id, " SHM_PG_UTC("updated_at") ", " SHM_PG_MSG_JSON
-		" FROM messages WHERE id = ANY($1::uuid[])";
 	PGresult *res = NULL;
 	fl_buf ids = {0};
 	size_t n, put = 0;
@@ -269,7 +228,7 @@ void fl_pg_newer_again(fl_sink *s, struct pg_conn *c, uint64_t from,
 		goto out;
 	}
 	const char *param[1] = {ids.p};
-	res = PQexecParams(c, sql, 1, NULL, param, NULL, NULL, 0);
+	res = PQexecParams(c, rows_sql, 1, NULL, param, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		fl_log(FL_WARN, "pg", "records (%" PRIu64 "..%" PRIu64 "], "
 		       "applied without this flusher's follow-up: their "
@@ -281,16 +240,13 @@ void fl_pg_newer_again(fl_sink *s, struct pg_conn *c, uint64_t from,
 	for (int row = 0; row < PQntuples(res); row++) {
 		char why[256];
 		shm_msg *m;
-		int64_t had;
-		bool held;
+		bool wrote;
 
 		if (shm_msg_from_json(PQgetvalue(res, row, 2),
 		                      (size_t)PQgetlength(res, row, 2), &m, why,
 		                      sizeof why))
 			continue;
-		bool wrote = false;
-		if (l1_older(s->env, m, &had, &held) && held &&
-		    ((rc = shm_msg_put_newer(s->env, m, &wrote)) || wrote)) {
+		if ((rc = shm_msg_put_newer(s->env, m, &wrote)) || wrote) {
 			put += wrote;
 			fl_log(rc && rc != SHM_EDELETED ? FL_WARN : FL_INFO, "pg",
 			       "message %s: PostgreSQL's row (updated_at %s) is "
